@@ -1,0 +1,1 @@
+"""entropy_watch.analysis (work in progress)."""

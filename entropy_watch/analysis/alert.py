@@ -1,0 +1,168 @@
+"""Alert: what a detector found, in plain words, with its evidence and the knobs that usually help.
+
+Alerts become rows of the store's ``alerts`` table (docs/CONTRACTS.md): ``step, detector, kind, severity, message,
+evidence`` (JSON; the suggested actions live inside it under ``"actions"``) and ``wall_time``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+KINDS: tuple[str, ...] = (
+    "collapse",
+    "explosion",
+    "cliff",
+    "saturation",
+    "precision",
+    "zero_variance_groups",
+    "nonfinite",
+)
+
+# Suggested actions per kind. Sources: clip-higher (DAPO, Yu et al. 2025), Clip-Cov/KL-Cov (Cui et al. 2025),
+# REPO/ADAPO (ALGORITHMS.md), fp32 log-probs for the bf16 ratio bias (DESIGN §1).
+ACTIONS: dict[str, list[str]] = {
+    "collapse": [
+        "raise the upper clip bound (clip-higher, e.g. eps_high 0.28)",
+        "use an entropy-preserving update (REPO / ADAPO, or Clip-Cov / KL-Cov)",
+        "add or raise an entropy bonus, or set a target entropy controller",
+        "lower the learning rate",
+        "compute log-probs in fp32 (bf16 ratio bias pushes toward collapse)",
+    ],
+    "explosion": [
+        "lower the learning rate or add gradient clipping",
+        "lower or remove the entropy bonus; check the target-entropy controller",
+        "tighten the lower clip bound / add dual-clip for negative advantages",
+        "add or raise the KL penalty to the reference model",
+        "check rewards for degenerate outputs (length cap, format reward hacking)",
+    ],
+    "cliff": [
+        "check for a resume, LR-schedule change or config edit at this step and log it as an event",
+    ],
+    "saturation": [
+        "the task looks solved: add harder prompts or stop training",
+    ],
+    "precision": [
+        "compute trainer log-probs in fp32 (or match the sampler's precision)",
+        "check that the sampler and the trainer use the same weights and temperature",
+    ],
+    "zero_variance_groups": [
+        "filter prompts whose groups are all right or all wrong (dynamic sampling, DAPO)",
+        "raise the group size or the sampling temperature",
+    ],
+    "nonfinite": [
+        "inspect the step's logits and loss for NaN/inf; lower the learning rate",
+        "compute softmax/log-softmax in fp32",
+    ],
+}
+
+
+def severity_rank(severity: str) -> int:
+    """0 info, 1 warning, 2 critical."""
+    return SEVERITIES.index(severity)
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, NaN/inf to None, tuples to lists."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, str | bytes):
+        return _clean(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    return obj
+
+
+@dataclass
+class Alert:
+    """One alert. ``step`` is the logged step it was raised at (only data up to it was used)."""
+
+    step: int
+    detector: str
+    kind: str
+    severity: str
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    actions: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+        self.step = int(self.step)
+        self.evidence = _clean(self.evidence)
+        if not self.actions:
+            self.actions = list(ACTIONS.get(self.kind, []))
+
+    @property
+    def rank(self) -> int:
+        return severity_rank(self.severity)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "detector": self.detector,
+            "kind": self.kind,
+            "severity": self.severity,
+            "message": self.message,
+            "evidence": self.evidence,
+            "actions": list(self.actions),
+        }
+
+    def to_row(self, wall_time: float | None = None) -> dict[str, Any]:
+        """A row of the ``alerts`` table; the actions go inside the evidence JSON."""
+        import time
+
+        ev = dict(self.evidence)
+        ev["actions"] = list(self.actions)
+        return {
+            "step": self.step,
+            "detector": self.detector,
+            "kind": self.kind,
+            "severity": self.severity,
+            "message": self.message,
+            "evidence": json.dumps(_clean(ev), sort_keys=True),
+            "wall_time": float(time.time() if wall_time is None else wall_time),
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Alert:
+        ev = json.loads(row.get("evidence") or "{}")
+        actions = ev.pop("actions", [])
+        return cls(
+            step=int(row["step"]),
+            detector=str(row["detector"]),
+            kind=str(row.get("kind") or ""),
+            severity=str(row["severity"]),
+            message=str(row["message"]),
+            evidence=ev,
+            actions=list(actions),
+        )
+
+
+def rows(alerts: list[Alert], wall_time: float | None = None) -> dict[str, list[Any]]:
+    """Column dict for ``RunWriter.write("alerts", ...)``."""
+    cols: dict[str, list[Any]] = {k: [] for k in ("step", "detector", "kind", "severity", "message", "evidence", "wall_time")}
+    for a in alerts:
+        for k, v in a.to_row(wall_time).items():
+            cols[k].append(v)
+    return cols
+
+
+def fmt_nats(x: float) -> str:
+    """Entropy for messages: 2 significant digits below 1, else 2 decimals."""
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x:.2g}" if abs(x) < 1 else f"{x:.2f}"
+
+
+def pct_change(a: float, b: float) -> str:
+    """'−74%' style change from ``a`` to ``b``."""
+    if a == 0 or not (math.isfinite(a) and math.isfinite(b)):
+        return "n/a"
+    p = 100.0 * (b - a) / abs(a)
+    return f"{'+' if p >= 0 else '−'}{abs(p):.0f}%"

@@ -1,0 +1,195 @@
+"""RunSeries: the time series one run's analysis reads, from the store, an imported log or plain arrays.
+
+Everything is keyed by the logged step. Entropy (``entropy/mean``, nats per token) is the primary series; other
+scalars (reward, covariance, clip fractions, ...) are kept by canonical name and aligned onto the entropy steps
+causally (last observation carried forward), so a sparse validation reward logged every 5 steps still corroborates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from entropy_watch import metrics as M
+from entropy_watch.errors import EntropyWatchError
+
+if TYPE_CHECKING:
+    from entropy_watch.importers import ImportedRun
+    from entropy_watch.store import Store
+
+ENTROPY_SOURCES: tuple[str, ...] = (M.ENTROPY_MEAN, M.ENTROPY_SAMPLED_NLL)
+"""Entropy series in order of preference: full-vocabulary mean, then the sampled-token NLL estimate."""
+
+# Known change points (DESIGN §3 `events`): the detector resets its baselines at these kinds.
+RESET_EVENT_KINDS: frozenset[str] = frozenset({"resume", "lr_schedule", "lr_change", "config", "config_edit", "reset"})
+
+
+def _dedupe(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort by step and keep the LAST value logged for a repeated step (a restart re-logs its steps)."""
+    steps = np.asarray(steps, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64)
+    if steps.shape != values.shape:
+        raise EntropyWatchError(f"steps and values differ in length ({steps.shape[0]} vs {values.shape[0]})")
+    rev_steps = steps[::-1]
+    _, first_in_rev = np.unique(rev_steps, return_index=True)  # unique() sorts; index of last occurrence
+    idx = len(steps) - 1 - first_in_rev
+    return steps[idx], values[idx]
+
+
+@dataclass
+class RunSeries:
+    """One run's series for analysis.
+
+    ``steps`` (n,) int64 strictly increasing; ``entropy`` (n,) float64 nats (may hold NaN/inf: the guards see them);
+    ``scalars`` maps canonical names to (steps, values) pairs at their own steps; ``hist`` is (steps (m,),
+    counts (m, bins)) with ``hist_edges`` (bins,); ``events`` are (step, kind) known change points; ``meta`` holds
+    ``vocab_size`` and ``planned_steps`` when known.
+    """
+
+    name: str
+    steps: np.ndarray
+    entropy: np.ndarray
+    scalars: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    hist: tuple[np.ndarray, np.ndarray] | None = None
+    hist_edges: np.ndarray | None = None
+    events: list[tuple[int, str]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.steps, self.entropy = _dedupe(self.steps, self.entropy)
+        self.scalars = {k: _dedupe(s, v) for k, (s, v) in self.scalars.items()}
+
+    def __len__(self) -> int:
+        return int(self.steps.shape[0])
+
+    # --- constructors ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_arrays(
+        cls,
+        name: str,
+        steps: np.ndarray | list[int],
+        entropy: np.ndarray | list[float],
+        *,
+        reward: tuple[np.ndarray, np.ndarray] | np.ndarray | list[float] | None = None,
+        scalars: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+        **kwargs: Any,
+    ) -> RunSeries:
+        """Build from arrays; ``reward`` is either values at ``steps`` or its own (steps, values) pair."""
+        sc = dict(scalars or {})
+        if reward is not None:
+            if isinstance(reward, tuple):
+                sc[M.REWARD_MEAN] = (np.asarray(reward[0]), np.asarray(reward[1]))
+            else:
+                sc[M.REWARD_MEAN] = (np.asarray(steps), np.asarray(reward, dtype=np.float64))
+        return cls(name=name, steps=np.asarray(steps), entropy=np.asarray(entropy, dtype=np.float64), scalars=sc, **kwargs)
+
+    @classmethod
+    def from_imported(cls, run: ImportedRun) -> RunSeries:
+        """Build from an importer's :class:`ImportedRun` (canonical names; entropy required)."""
+        src = next((n for n in ENTROPY_SOURCES if n in run.scalars), None)
+        if src is None:
+            raise EntropyWatchError(
+                f"{run.source}: no entropy series found (looked for {', '.join(ENTROPY_SOURCES)}); "
+                "pass a column mapping such as --map entropy/mean=COLUMN"
+            )
+        steps, values = run.scalars[src]
+        others = {k: v for k, v in run.scalars.items() if k != src and k in M.CANONICAL}
+        meta = dict(run.meta)
+        meta.setdefault("source", run.source)
+        return cls(name=run.name, steps=steps, entropy=values, scalars=others, meta=meta)
+
+    @classmethod
+    def from_store(cls, store: Store, run: str) -> RunSeries:
+        """Read one run from the store: entropy, the canonical scalars, the histogram and the events."""
+        meta = store.run_meta(run)
+        tbl = store.scalars(run)
+        names = set(tbl.column("name").to_pylist()) if tbl.num_rows else set()
+        src = next((n for n in ENTROPY_SOURCES if n in names), None)
+        if src is None:
+            raise EntropyWatchError(f"run {run!r} has no entropy series yet ({', '.join(ENTROPY_SOURCES)})")
+        steps, values = store.series(run, src)
+        scalars = {n: store.series(run, n) for n in sorted(names) if n != src and n in M.CANONICAL}
+        hist = None
+        edges = meta.get("hist_edges")
+        h = store.table(run, "hist")
+        if h.num_rows and edges is not None:
+            hist = _hist_matrix(h, len(edges))
+        ev = store.table(run, "events")
+        events = []
+        if ev.num_rows:
+            for s, k in zip(ev.column("step").to_pylist(), ev.column("kind").to_pylist(), strict=True):
+                events.append((int(s), str(k)))
+        m = {k: meta.get(k) for k in ("vocab_size", "planned_steps") if meta.get(k) is not None}
+        if isinstance(meta.get("config"), dict):
+            for k in ("vocab_size", "planned_steps", "max_steps"):
+                if k in meta["config"] and k not in m:
+                    m["planned_steps" if k == "max_steps" else k] = meta["config"][k]
+        return cls(
+            name=run,
+            steps=steps,
+            entropy=values,
+            scalars=scalars,
+            hist=hist,
+            hist_edges=np.asarray(edges, dtype=np.float64) if edges is not None else None,
+            events=sorted(events),
+            meta=m,
+        )
+
+    # --- views -------------------------------------------------------------------------------------------------
+    def prefix(self, last_step: int) -> RunSeries:
+        """The series as a live reader would have seen it when ``last_step`` was the newest step."""
+        keep = self.steps <= last_step
+        sc = {k: (s[s <= last_step], v[s <= last_step]) for k, (s, v) in self.scalars.items()}
+        hist = None
+        if self.hist is not None:
+            hs, hc = self.hist
+            hist = (hs[hs <= last_step], hc[hs <= last_step])
+        return RunSeries(
+            name=self.name,
+            steps=self.steps[keep],
+            entropy=self.entropy[keep],
+            scalars=sc,
+            hist=hist,
+            hist_edges=self.hist_edges,
+            events=[e for e in self.events if e[0] <= last_step],
+            meta=dict(self.meta),
+        )
+
+    def aligned(self, name: str) -> np.ndarray | None:
+        """Scalar ``name`` on the entropy steps, last observation carried forward (causal); None if absent."""
+        if name not in self.scalars:
+            return None
+        s, v = self.scalars[name]
+        ok = np.isfinite(v)
+        s, v = s[ok], v[ok]
+        if s.size == 0:
+            return None
+        idx = np.searchsorted(s, self.steps, side="right") - 1
+        out = np.where(idx >= 0, v[np.clip(idx, 0, None)], np.nan)
+        return out.astype(np.float64)
+
+    def reward(self) -> np.ndarray | None:
+        """Reward on the entropy steps (evaluation pass@1 preferred when logged, else the training reward mean)."""
+        for n in (M.pass_at_k(1), M.REWARD_MEAN):
+            r = self.aligned(n)
+            if r is not None:
+                return r
+        return None
+
+    def reset_steps(self) -> list[int]:
+        """Steps of known change points at which baselines restart."""
+        return sorted({s for s, k in self.events if k in RESET_EVENT_KINDS})
+
+
+def _hist_matrix(tbl: Any, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """(steps (m,), counts (m, n_bins)) from a ``hist`` table (step, bin, count), summed over ranks."""
+    step = np.asarray(tbl.column("step").to_numpy(), dtype=np.int64)
+    b = np.asarray(tbl.column("bin").to_numpy(), dtype=np.int64)
+    c = np.asarray(tbl.column("count").to_numpy(), dtype=np.float64)
+    uniq, inv = np.unique(step, return_inverse=True)
+    out = np.zeros((uniq.size, n_bins), dtype=np.float64)
+    ok = (b >= 0) & (b < n_bins)
+    np.add.at(out, (inv[ok], b[ok]), c[ok])
+    return uniq, out

@@ -1,0 +1,210 @@
+"""Store commands: ``ls``, ``show RUN``, ``sql QUERY``, ``compact``, ``export --duckdb FILE``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from entropy_watch import metrics as M
+from entropy_watch.cli.common import echo_json, fmt_value, state
+
+# What `show` prints, in order: the canonical metrics a user reads first.
+SHOW_METRICS: tuple[tuple[str, str], ...] = (
+    ("entropy", M.ENTROPY_MEAN),
+    ("entropy p10", M.ENTROPY_P10),
+    ("entropy p50", M.ENTROPY_P50),
+    ("entropy p90", M.ENTROPY_P90),
+    ("low-entropy tokens", M.ENTROPY_FRAC_LOW),
+    ("forking tokens", M.ENTROPY_FRAC_HIGH),
+    ("sampled NLL", M.ENTROPY_SAMPLED_NLL),
+    ("clip low", M.CLIP_LOW_FRAC),
+    ("clip high", M.CLIP_HIGH_FRAC),
+    ("on-policy", M.CLIP_ONPOLICY),
+    ("adv mean", M.ADV_MEAN),
+    ("adv std", M.ADV_STD),
+    ("zero-std groups", M.ADV_FRAC_ZERO_GROUPS),
+    ("cov(logp, A)", M.COV_LOGP_ADV),
+    ("pg drive", M.COV_PG_DRIVE),
+    ("log-ratio mean", M.RATIO_LOG_MEAN),
+    ("reward", M.REWARD_MEAN),
+    ("length", M.LENGTH_MEAN),
+    ("hook errors", M.HOOKS_ERRORS),
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ls")(ls)
+    app.command("show")(show)
+    app.command("sql")(sql)
+    app.command("compact")(compact)
+    app.command("export")(export)
+
+
+def ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the runs in the store with their state, last step and latest entropy."""
+    from entropy_watch.store import Store
+
+    store = Store(state(ctx).root())
+    rows = []
+    for info in store.runs():
+        latest = _latest(store, info.name, (M.ENTROPY_MEAN,))
+        rows.append(
+            {
+                "run": info.name,
+                "state": info.state,
+                "last_step": info.last_step,
+                "entropy": latest.get(M.ENTROPY_MEAN),
+                "framework": info.meta.get("framework"),
+                "updated_at": info.updated_at,
+            }
+        )
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        typer.echo(f"no runs in {store.root} (write one with `make demo` or `entropy-watch import FILE`)")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"runs in {store.root}")
+    for col in ("run", "state", "last step", "entropy (nats)", "framework", "updated"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["run"], r["state"], fmt_value(r["last_step"]), fmt_value(r["entropy"]),
+                      str(r["framework"] or ""), _ago(r["updated_at"]))
+    Console().print(table)
+
+
+def show(
+    ctx: typer.Context,
+    run: str = typer.Argument(..., help="Run name."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show a run's latest canonical metrics, readable at a glance."""
+    from entropy_watch.store import Store
+
+    store = Store(state(ctx).root())
+    meta = store.run_meta(run)  # RunNotFound -> one-line error
+    info = next((i for i in store.runs() if i.name == run), None)
+    latest = _latest(store, run, tuple(name for _, name in SHOW_METRICS))
+    first = _first(store, run, M.ENTROPY_MEAN)
+    if as_json:
+        echo_json({"run": run, "state": info.state if info else None, "last_step": info.last_step if info else None,
+                   "metrics": latest, "entropy_first": first, "meta": meta})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    state_txt = f"{info.state}, last step {fmt_value(info.last_step)}" if info else "unknown"
+    title = f"{run} ({state_txt}; {meta.get('framework', 'unknown framework')})"
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("latest", justify="right")
+    table.add_column("at step", justify="right")
+    for label, name in SHOW_METRICS:
+        if name in latest:
+            value, step = latest[name]
+            if name == M.CLIP_ONPOLICY and value == 1.0:
+                label, value = "clip low/high", "N/A (on-policy)"
+            table.add_row(f"{label} [dim]{name}[/dim]", value if isinstance(value, str) else fmt_value(value),
+                          fmt_value(step))
+    if first is not None and M.ENTROPY_MEAN in latest and first[0]:
+        ratio = latest[M.ENTROPY_MEAN][0] / first[0]
+        table.add_row("H / H0 [dim](entropy now / first logged)[/dim]", f"{ratio:.3f}", fmt_value(first[1]))
+    Console().print(table)
+    if not latest:
+        typer.echo("no scalars recorded yet")
+
+
+def sql(
+    ctx: typer.Context,
+    query: str = typer.Argument(..., help="A read-only SQL query over the views scalars, hist, tokens, alerts, events."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
+    limit: int = typer.Option(200, help="Print at most this many rows."),
+) -> None:
+    """Run a read-only SQL query on the store (DuckDB, in memory; never locks the store)."""
+    from entropy_watch.store import Store
+
+    table = Store(state(ctx).root()).sql(query)
+    rows = table.slice(0, limit).to_pylist()
+    if as_json:
+        echo_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table(show_header=True)
+    for name in table.column_names:
+        out.add_column(name)
+    for r in rows:
+        out.add_row(*(fmt_value(v) if isinstance(v, float | int) and not isinstance(v, bool) else str(v)
+                      for v in r.values()))
+    Console().print(out)
+    if table.num_rows > limit:
+        typer.echo(f"({table.num_rows - limit} more rows; use --limit)")
+
+
+def compact(
+    ctx: typer.Context,
+    run: list[str] = typer.Argument(None, help="Runs to compact (default: all)."),
+    final: bool = typer.Option(False, "--final", help="Merge everything into one file per table and rank."),
+    min_age: float = typer.Option(60.0, help="Only merge segments older than this many seconds."),
+) -> None:
+    """Merge small segment files into larger part files (safe while runs are live) and refresh catalog.duckdb."""
+    from entropy_watch.store import Store, compact as do_compact, write_catalog
+
+    store = Store(state(ctx).root())
+    names = run or [i.name for i in store.runs()]
+    for name in names:
+        store.run_meta(name)  # RunNotFound before touching anything
+        report = do_compact(store.root, name, min_age_s=min_age, final=final)
+        typer.echo(f"{name}: {report}")
+    path = write_catalog(store.root)
+    typer.echo(f"catalog: {path}")
+
+
+def export(
+    ctx: typer.Context,
+    duckdb_file: Path = typer.Option(..., "--duckdb", help="Write a self-contained DuckDB database here."),
+    run: list[str] = typer.Option(None, "--run", help="Only these runs (repeatable)."),
+) -> None:
+    """Export the store (or some runs) into one self-contained DuckDB file."""
+    from entropy_watch.store import Store, export_duckdb
+
+    store = Store(state(ctx).root())
+    for name in run or []:
+        store.run_meta(name)
+    path = export_duckdb(store.root, duckdb_file, runs=run or None)
+    typer.echo(f"wrote {path}")
+
+
+def _latest(store, run: str, names: tuple[str, ...]) -> dict[str, tuple[float, int]]:
+    """name -> (value, step) of the last logged step, rank 0 first."""
+    table = store.sql(
+        "SELECT name, arg_max(value, step) AS value, max(step) AS step FROM scalars "
+        "WHERE run = ? AND list_contains(?, name) GROUP BY name",
+        [run, list(names)],
+    )
+    return {r["name"]: (r["value"], r["step"]) for r in table.to_pylist()}
+
+
+def _first(store, run: str, name: str) -> tuple[float, int] | None:
+    table = store.sql(
+        "SELECT arg_min(value, step) AS value, min(step) AS step FROM scalars WHERE run = ? AND name = ?",
+        [run, name],
+    )
+    rows = table.to_pylist()
+    return (rows[0]["value"], rows[0]["step"]) if rows and rows[0]["step"] is not None else None
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return ""
+    d = max(0.0, time.time() - ts)
+    for unit, secs in (("d", 86400), ("h", 3600), ("m", 60)):
+        if d >= secs:
+            return f"{d / secs:.0f}{unit} ago"
+    return f"{d:.0f}s ago"

@@ -1,0 +1,38 @@
+"""Domain exceptions. The CLI turns each into a one-line error with exit code 1 (traceback only with --debug)."""
+
+from __future__ import annotations
+
+
+class EntropyWatchError(Exception):
+    """Base class: a problem the user can fix; the message says what happened and what to do."""
+
+
+class InvalidRunName(EntropyWatchError, ValueError):
+    """A run or project name that could escape the store or break a path (``/``, ``..``, NUL, control chars)."""
+
+
+class RunNotFound(EntropyWatchError, KeyError):
+    """The named run is not in the store."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it one plain line
+        return str(self.args[0]) if self.args else "run not found"
+
+
+class StoreUnwritable(EntropyWatchError, OSError):
+    """The store root cannot be created or written (permissions, read-only or full disk)."""
+
+
+class ImportFormatError(EntropyWatchError, ValueError):
+    """A log file that cannot be imported; the message names the file and the line or row."""
+
+
+class MissingExtra(EntropyWatchError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+
+def require(module: str, extra: str) -> None:
+    """Raise :class:`MissingExtra` naming ``pip install 'entropy-watch[extra]'`` if ``module`` cannot be imported."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtra(f"{module} is not installed; install it with: pip install 'entropy-watch[{extra}]'")

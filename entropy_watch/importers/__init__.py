@@ -1,0 +1,1 @@
+"""entropy_watch.importers (work in progress)."""

@@ -1,0 +1,233 @@
+"""Which source column is the step, the entropy, the reward: the alias tables and the lookup.
+
+Trainers spell the same quantity differently (INTEGRATIONS §4): TRL logs ``entropy`` and ``clip_ratio/low_mean``,
+verl ``actor/entropy`` and ``actor/pg_clipfrac``, OpenRLHF ``train/entropy_loss`` and ``train/ppo_clip_ratio``, hand
+written loops ``entropy_avg``. Each canonical metric has an ordered list of exact aliases (compared case-insensitively,
+with one leading ``train/`` or ``train_`` prefix ignored) and, for entropy and reward, a few patterns tried after
+them. Evaluation columns (``eval_*``, ``eval/*``, ``val/*``, ``val-*``, ``test/*``) never stand in for a training
+metric, except as the last resort for the reward (sparse validation reward, as in the Deep-GRPO runs).
+
+Pure functions over column names; no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from entropy_watch import metrics as M
+from entropy_watch.errors import ImportFormatError
+
+STEP = "step"
+
+# Short keys accepted by ``mapping`` / ``--map`` besides the full canonical names.
+SHORT_KEYS: dict[str, str] = {"entropy": M.ENTROPY_MEAN, "reward": M.REWARD_MEAN}
+
+STEP_ALIASES: tuple[str, ...] = (
+    "step",
+    "global_step",
+    "_step",
+    "iteration",
+    "iter",
+    "train/global_step",
+    "training/global_step",
+    "trainer/global_step",
+    "global_steps",
+    "steps",
+    "update",
+)
+
+# canonical -> exact source names, best first (INTEGRATIONS §4 for TRL / verl / OpenRLHF, the real runs for the rest).
+ALIASES: dict[str, tuple[str, ...]] = {
+    M.ENTROPY_MEAN: (
+        M.ENTROPY_MEAN,
+        "entropy",  # TRL GRPO (pi_theta during the update, token mean)
+        "actor/entropy",  # verl >= 0.4.1 (pi_old, recompute pass before the update)
+        "policy_entropy",
+        "entropy_avg",  # rasbt/reasoning-from-scratch
+        "entropy_mean",
+        "mean_entropy",
+        "avg_entropy",
+        "entropy/avg",
+        "optim/entropy",  # tinker
+        "policy/entropy",
+        "policy/entropy_avg",
+        "actor/entropy_loss",  # verl: pi_theta during the update (also the pre-0.4.1 name of the entropy)
+        "entropy_loss",  # OpenRLHF (train/entropy_loss in TensorBoard): mean token entropy, not a loss
+        "objective/entropy",  # TRL PPO: sequence-summed sampled-token NLL
+    ),
+    M.REWARD_MEAN: (
+        M.REWARD_MEAN,
+        "reward",  # TRL, OpenRLHF
+        "reward_avg",  # rasbt
+        "reward_mean",
+        "mean_reward",
+        "avg_reward",
+        "rewards/mean",
+        "rollout/reward_mean",  # OpenRLHF
+        "critic/score/mean",  # verl (sequence score before the KL penalty)
+        "critic/rewards/mean",
+        "env/all/reward/total",  # tinker
+        "env/reward/total",
+        "objective/scores",  # TRL PPO
+        "score",
+    ),
+    M.REWARD_STD: (M.REWARD_STD, "reward_std", "rollout/reward_std", "critic/score/std"),
+    M.CLIP_LOW_FRAC: (M.CLIP_LOW_FRAC, "clip_ratio/low_mean", "actor/ew_clipfrac_low"),
+    M.CLIP_HIGH_FRAC: (M.CLIP_HIGH_FRAC, "clip_ratio/high_mean", "actor/ew_clipfrac_high"),
+    # verl's pg_clipfrac and OpenRLHF's ppo_clip_ratio count low+high binding together.
+    M.CLIP_REGION_FRAC: (M.CLIP_REGION_FRAC, "clip_ratio/region_mean", "actor/pg_clipfrac", "ppo_clip_ratio"),
+    # verl (vanilla loss): pg_clipfrac_lower is the dual-clip share, never the low side (INTEGRATIONS §2.2).
+    M.CLIP_DUAL_FRAC: (M.CLIP_DUAL_FRAC, "actor/pg_clipfrac_lower"),
+    M.ADV_MEAN: (M.ADV_MEAN, "critic/advantages/mean", "adv_avg", "adv_mean", "advantage_mean"),
+    M.ADV_STD: (M.ADV_STD, "adv_std", "advantage_std", "critic/advantages/std"),
+    M.ADV_MIN: (M.ADV_MIN, "critic/advantages/min"),
+    M.ADV_MAX: (M.ADV_MAX, "critic/advantages/max"),
+    M.ADV_FRAC_ZERO_GROUPS: (M.ADV_FRAC_ZERO_GROUPS, "frac_reward_zero_std"),
+    M.KL_REF: (M.KL_REF, "kl", "actor/kl_loss", "kl_loss"),
+    M.KL_OLD: (M.KL_OLD, "actor/ppo_kl", "ppo_kl"),
+    M.LENGTH_MEAN: (
+        M.LENGTH_MEAN,
+        "completions/mean_length",
+        "response_length/mean",
+        "response_length",
+        "avg_response_len",
+        "completion_length",
+        "rollout/response_length_mean",
+    ),
+    M.LENGTH_TRUNC_FRAC: (
+        M.LENGTH_TRUNC_FRAC,
+        "completions/clipped_ratio",
+        "response_length/clip_ratio",
+        "rollout/truncated_rate",
+        "truncated",
+    ),
+    M.PRECISION_LOGP_GAP_MEAN: (M.PRECISION_LOGP_GAP_MEAN, "sampling/sampling_logp_difference/mean"),
+    M.PRECISION_LOGP_GAP_MAX: (M.PRECISION_LOGP_GAP_MAX, "sampling/sampling_logp_difference/max"),
+    M.CONTROL_ENTROPY_COEF: (M.CONTROL_ENTROPY_COEF, "entropy_coef", "actor/entropy_coeff"),
+}
+
+# Tried after the exact aliases, over non-evaluation columns, in sorted column order.
+_ENTROPY_PATTERN = re.compile(r"(^|/)(policy_)?entropy(_avg|_mean)?(/mean)?$")  # e.g. actor/main_chain/entropy
+_LENGTH_PATTERN = re.compile(r"^response_length/[^/]+/mean$")  # e.g. response_length/main_chain/mean
+# Validation rewards, the last resort: val-core/<data>/(reward|acc|score)/mean@<n>, verl's older val/test_score/<data>.
+_VAL_REWARD_PATTERNS = (
+    re.compile(r"^val-core/.+/(reward|acc|score)/mean@(\d+)$"),
+    re.compile(r"^val/test_score/.+$"),
+    re.compile(r"^(eval_|eval/|val/)(reward|reward_avg|reward_mean|acc|accuracy)$"),
+)
+_EVAL_PREFIX = re.compile(r"^(eval|val|valid|validation|test)([_/\-]|$)")
+
+# What "entropy" means, keyed by the source column (lowercase). DETECTION §A.4: never compare across definitions.
+ENTROPY_DEFINITIONS: dict[str, str] = {
+    "actor/entropy": "full-vocabulary, pi_old (verl recompute pass before the update), aggregated by loss_agg_mode "
+    "(token mean by default)",
+    "actor/entropy_loss": "full-vocabulary, policy during update (verl pi_theta), aggregated by loss_agg_mode",
+    "entropy_loss": "full-vocabulary, policy during update (OpenRLHF), token-weighted mean over action tokens",
+    "objective/entropy": "sampled-token NLL summed over the sequence (TRL PPO), not a per-token entropy",
+}
+TRL_ENTROPY_DEFINITION = "full-vocabulary, policy during update, mean over completion tokens (TRL GRPO)"
+TRL_ENTROPY_COLUMNS = ("entropy", "train/entropy")
+
+
+def canonical_key(key: str) -> str:
+    """``entropy`` -> ``entropy/mean``, ``step`` stays, a canonical name stays; else ImportFormatError."""
+    k = key.strip()
+    if k == STEP or k in M.CANONICAL:
+        return k
+    if k in SHORT_KEYS:
+        return SHORT_KEYS[k]
+    accepted = ", ".join([STEP, *SHORT_KEYS, *sorted(ALIASES)])
+    raise ImportFormatError(f"unknown mapping key {key!r}; use one of: {accepted} (or any canonical metric name)")
+
+
+def normalize_mapping(mapping: dict[str, str] | None) -> dict[str, str]:
+    """Mapping keys as canonical names (``entropy`` -> ``entropy/mean``); values are source column names."""
+    out: dict[str, str] = {}
+    for key, column in (mapping or {}).items():
+        if not isinstance(column, str) or not column:
+            raise ImportFormatError(f"mapping for {key!r} is empty; pass --map {key}=COLUMN")
+        out[canonical_key(key)] = column
+    return out
+
+
+def is_eval(name: str) -> bool:
+    """True for evaluation/validation columns (``eval_loss``, ``val-core/...``, ``eval/reward``)."""
+    return bool(_EVAL_PREFIX.match(name.lower()))
+
+
+def _lookup(names: Iterable[str]) -> dict[str, str]:
+    """Normalized name -> original: lowercase, plus the form without one leading ``train/``/``train_``."""
+    table: dict[str, str] = {}
+    names = list(names)
+    for n in names:
+        table.setdefault(n.lower(), n)
+    for n in names:
+        low = n.lower()
+        for prefix in ("train/", "train_"):
+            if low.startswith(prefix):
+                table.setdefault(low[len(prefix) :], n)
+    return table
+
+
+def find_step_column(columns: Iterable[str]) -> str | None:
+    """The step column among ``columns`` (``step``, ``global_step``, ``_step``, ``iteration``, ...), or None."""
+    table = _lookup(columns)
+    for alias in STEP_ALIASES:
+        if alias in table:
+            return table[alias]
+    return None
+
+
+def detect_canonical(columns: Iterable[str]) -> dict[str, str]:
+    """Canonical name -> source column for every canonical metric found among ``columns`` (step excluded)."""
+    cols = [c for c in columns]
+    train_cols = [c for c in cols if not is_eval(c)]
+    table = _lookup(train_cols)
+    found: dict[str, str] = {}
+    for canonical, aliases in ALIASES.items():
+        for alias in aliases:
+            if alias in table:
+                found[canonical] = table[alias]
+                break
+    if M.ENTROPY_MEAN not in found:
+        hits = sorted(c for c in train_cols if _ENTROPY_PATTERN.search(c.lower()))
+        if hits:
+            found[M.ENTROPY_MEAN] = hits[0]
+    if M.LENGTH_MEAN not in found:
+        hits = sorted(c for c in train_cols if _LENGTH_PATTERN.match(c.lower()))
+        if hits:
+            found[M.LENGTH_MEAN] = hits[0]
+    if M.REWARD_MEAN not in found:
+        val = find_validation_reward(cols)
+        if val is not None:
+            found[M.REWARD_MEAN] = val
+    return found
+
+
+def find_validation_reward(columns: Iterable[str]) -> str | None:
+    """The best validation-reward column (``val-core/<data>/reward/mean@1`` first, lowest ``@n``), or None."""
+    cols = sorted(columns)
+    for pattern in _VAL_REWARD_PATTERNS:
+        hits = [(c, pattern.match(c.lower())) for c in cols]
+        hits = [(c, m) for c, m in hits if m is not None]
+        if hits:
+            if pattern is _VAL_REWARD_PATTERNS[0]:
+                # reward before acc before score; then the smallest @n
+                order = {"reward": 0, "acc": 1, "score": 2}
+                hits.sort(key=lambda cm: (order[cm[1].group(1)], int(cm[1].group(2)), cm[0]))
+            return hits[0][0]
+    return None
+
+
+def entropy_definition(column: str, fmt: str) -> str | None:
+    """What the entropy in ``column`` measures, when the trainer that wrote it is known; else None."""
+    low = column.lower()
+    if low in ENTROPY_DEFINITIONS:
+        return ENTROPY_DEFINITIONS[low]
+    stripped = low.removeprefix("train/")
+    if stripped in ENTROPY_DEFINITIONS:
+        return ENTROPY_DEFINITIONS[stripped]
+    if fmt == "trl" and low in TRL_ENTROPY_COLUMNS:
+        return TRL_ENTROPY_DEFINITION
+    return None

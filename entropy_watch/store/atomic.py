@@ -1,0 +1,164 @@
+"""Atomic publication of files in the store, and removal of temporaries left by dead processes.
+
+Crash-safety argument (DESIGN §3, notes/STORE_AND_APP §3):
+
+* Every file a reader can see is written completely under a hidden temporary name in the *same directory*, then
+  moved into place with ``os.replace``. On POSIX a rename within one filesystem is atomic: a reader's directory
+  listing shows either no file or the complete file, never a prefix. A process killed mid-write (SIGKILL, OOM) leaves
+  at most a hidden ``.….tmp`` file, which no reader glob (``seg-*.parquet``, ``part-*.parquet``, ``*.parquet``)
+  matches. Writing under the final name instead leaves a truncated Parquet file ("No magic bytes found at end of
+  file"), and then every query over the glob fails: one crash would break the dashboard (measured in the notes).
+* SIGKILL does not drop the OS page cache, so tmp + rename alone survives *process* crashes. For power loss or a
+  kernel crash, ``fsync=True`` flushes the file before the rename and the directory after it, so the new name is not
+  persisted before the data it points to.
+* Temporaries are named after their writer's pid; :func:`clean_stale_tmp` removes those of processes that are gone
+  (and anything older than an hour), so crashes do not accumulate litter.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+STALE_TMP_AGE_S = 3600.0
+
+_counter = itertools.count()
+# ".seg-<time_ns>-<pid>-<seq>.parquet.tmp", ".part-<time_ns>-<pid>-<n>.parquet.tmp", ".<name>.<pid>.<n>.tmp"
+_TMP_PID = (re.compile(r"^\.(?:seg|part)-\d+-(\d+)-\d+\.parquet\.tmp$"), re.compile(r"^\..+\.(\d+)\.\d+\.tmp$"))
+
+
+def fsync_dir(directory: Path) -> None:
+    """Flush a directory entry (a rename) to disk. No-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def json_tmp_path(path: Path) -> Path:
+    """Hidden, process-unique temporary next to ``path``: ``.<name>.<pid>.<n>.tmp``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{next(_counter)}.tmp")
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
+    """Publish ``data`` at ``path`` via a hidden temporary and ``os.replace`` (readers see old or new, never part)."""
+    tmp = json_tmp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, obj: Any, *, fsync: bool = False) -> None:
+    """Publish ``obj`` as UTF-8 JSON at ``path`` atomically (NaN/inf are written as JSON ``NaN``/``Infinity``)."""
+    data = json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+    write_bytes_atomic(path, data, fsync=fsync)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object at ``path``, or None when it is absent or unreadable (a reader never fails on a status file)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def write_parquet_atomic(path: Path, table: pa.Table, *, fsync: bool = False, compression: str = "snappy") -> None:
+    """Write ``table`` to ``.<name>.tmp`` beside ``path``, optionally fsync it, then ``os.replace`` it into place.
+
+    ``path.name`` must already be unique to this process (it carries the writer's pid), so the temporary is too.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression=compression)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_dir(path.parent)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (a permission error means it exists)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def tmp_pid(name: str) -> int | None:
+    """The pid encoded in a store temporary's file name, or None if ``name`` is not one."""
+    for pattern in _TMP_PID:
+        m = pattern.match(name)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def clean_stale_tmp(directory: Path, *, by_pid: bool, max_age_s: float = STALE_TMP_AGE_S) -> int:
+    """Remove the store's hidden temporaries in ``directory`` that no live writer owns; returns how many.
+
+    A temporary goes when it is older than ``max_age_s``, or (``by_pid=True``) when the pid in its name is not alive.
+    Pass ``by_pid=True`` only for directories this machine's processes alone write (a rank's own folders): a pid from
+    another host sharing the filesystem means nothing here. The caller's own temporaries are never removed.
+    """
+    removed = 0
+    now = time.time()
+    me = os.getpid()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+            continue
+        pid = tmp_pid(entry.name)
+        if pid is None or pid == me:
+            continue
+        try:
+            age = now - entry.stat().st_mtime
+        except OSError:
+            continue
+        if age > max_age_s or (by_pid and not pid_alive(pid)):
+            try:
+                os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                pass
+    return removed

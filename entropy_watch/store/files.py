@@ -1,0 +1,177 @@
+"""Segment and part files: their names, their coverage, and which ones a reader must read.
+
+A *key* is ``(writer, seq)``: one segment published by one writer session. Every row of that segment carries it in
+``_writer``/``_seq``. A segment file ``seg-<writer>-<seq>.parquet`` covers exactly its own key (read from the name).
+A compacted ``part-<session>-<n>.parquet`` covers all keys of the files merged into it; the set is stored in the
+part's Parquet key-value metadata under :data:`COVERAGE_KEY` as ``{"writer": [[lo, hi], ...]}`` (inclusive ranges).
+
+Compaction publishes a part *before* deleting what it merged, so at any moment every key is in at least one listed
+file, and possibly in several (a part and its segments, or a final part and the parts it merged). Every file holding
+a key holds *all* its rows (segments are merged whole), so a reader is correct as long as it reads each key from
+exactly one file: :func:`select_files` does that, preferring the files that cover most.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+COVERAGE_KEY = b"entropy_watch.coverage"
+FINAL_KEY = b"entropy_watch.final"
+
+SEG_RE = re.compile(r"^seg-(\d+-\d+)-(\d+)\.parquet$")
+PART_RE = re.compile(r"^part-(\d+-\d+)-(\d+)\.parquet$")
+
+Key = tuple[str, int]
+
+_session_lock = threading.Lock()
+_last_session_ns = 0
+_part_counter = itertools.count()
+
+
+def new_session() -> str:
+    """A writer-session id ``"<time_ns>-<pid>"``, strictly increasing within this process (unique across restarts).
+
+    ``time_ns`` has 19 digits until the year 2286, so string order is time order (readers use it as "latest").
+    """
+    global _last_session_ns
+    with _session_lock:
+        now = max(time.time_ns(), _last_session_ns + 1)
+        _last_session_ns = now
+    return f"{now}-{os.getpid()}"
+
+
+def seg_name(session: str, seq: int) -> str:
+    return f"seg-{session}-{seq:06d}.parquet"
+
+
+def part_name(session: str) -> str:
+    return f"part-{session}-{next(_part_counter):06d}.parquet"
+
+
+def encode_coverage(keys: set[Key] | frozenset[Key]) -> str:
+    """Keys as JSON ``{"writer": [[lo, hi], ...]}`` with inclusive, merged ranges."""
+    by_writer: dict[str, list[int]] = {}
+    for writer, seq in keys:
+        by_writer.setdefault(writer, []).append(seq)
+    out: dict[str, list[list[int]]] = {}
+    for writer, seqs in sorted(by_writer.items()):
+        seqs.sort()
+        ranges: list[list[int]] = []
+        for s in seqs:
+            if ranges and s == ranges[-1][1] + 1:
+                ranges[-1][1] = s
+            elif not ranges or s > ranges[-1][1]:
+                ranges.append([s, s])
+        out[writer] = ranges
+    return json.dumps(out, separators=(",", ":"))
+
+
+def decode_coverage(text: str | bytes) -> frozenset[Key]:
+    data = json.loads(text)
+    return frozenset((w, s) for w, ranges in data.items() for lo, hi in ranges for s in range(int(lo), int(hi) + 1))
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One published data file. ``keys`` is what it covers; ``kind`` is ``"seg"`` or ``"part"``."""
+
+    path: Path
+    kind: str
+    keys: frozenset[Key] = field(compare=False)
+
+
+@dataclass
+class Selection:
+    """Files to read: ``whole`` in full, ``partial`` restricted to the listed keys (only after overlapping parts)."""
+
+    whole: list[FileRef] = field(default_factory=list)
+    partial: list[tuple[FileRef, frozenset[Key]]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.whole and not self.partial
+
+
+class CoverageCache:
+    """Coverage of part files by path. Part names are unique and parts immutable, so entries never go stale."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, frozenset[Key]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: Path) -> frozenset[Key]:
+        """Read (once) the coverage of a part; raises ``FileNotFoundError`` if it vanished (caller retries)."""
+        k = str(path)
+        with self._lock:
+            hit = self._cache.get(k)
+        if hit is not None:
+            return hit
+        meta = pq.read_schema(path).metadata or {}
+        raw = meta.get(COVERAGE_KEY)
+        keys = decode_coverage(raw) if raw else frozenset()
+        with self._lock:
+            self._cache[k] = keys
+        return keys
+
+
+def list_data_files(rank_dir: Path, coverage: CoverageCache) -> list[FileRef]:
+    """Published segments and parts in one ``rank=<r>`` folder (hidden temporaries are never listed)."""
+    out: list[FileRef] = []
+    try:
+        names = sorted(e.name for e in os.scandir(rank_dir) if not e.name.startswith("."))
+    except FileNotFoundError:
+        return out
+    for name in names:
+        m = SEG_RE.match(name)
+        if m:
+            out.append(FileRef(rank_dir / name, "seg", frozenset({(m.group(1), int(m.group(2)))})))
+        elif PART_RE.match(name):
+            out.append(FileRef(rank_dir / name, "part", coverage.get(rank_dir / name)))
+    return out
+
+
+def rank_dirs(table_dir: Path) -> list[Path]:
+    """The ``rank=<int>`` folders under one ``table=<name>`` folder, by rank."""
+    try:
+        entries = [e for e in os.scandir(table_dir) if e.is_dir() and e.name.startswith("rank=")]
+    except FileNotFoundError:
+        return []
+    found = []
+    for e in entries:
+        try:
+            found.append((int(e.name[5:]), Path(e.path)))
+        except ValueError:
+            continue
+    return [p for _, p in sorted(found)]
+
+
+def select_files(files: list[FileRef], exclude: set[Key] | frozenset[Key] = frozenset()) -> Selection:
+    """Choose files so that each key not in ``exclude`` is read from exactly one file.
+
+    Greedy, largest coverage first (parts before segments, newer names first on ties). With one compactor per folder
+    coverages are nested or disjoint, so every file is either read whole or skipped; a file that only partly overlaps
+    what is already chosen (two compactors raced on a shared filesystem) is read restricted to its missing keys.
+    """
+    chosen: set[Key] = set(exclude)
+    sel = Selection()
+    for ref in sorted(files, key=lambda r: (len(r.keys), r.kind == "part", r.path.name), reverse=True):
+        if not ref.keys:
+            continue
+        missing = ref.keys - chosen
+        if not missing:
+            continue
+        if len(missing) == len(ref.keys):
+            sel.whole.append(ref)
+        else:
+            sel.partial.append((ref, frozenset(missing)))
+        chosen |= missing
+    return sel

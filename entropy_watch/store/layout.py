@@ -1,0 +1,82 @@
+"""Where things live in a store, and which names are allowed. Pure functions; no I/O at import.
+
+Layout (Hive-style, DESIGN §3)::
+
+    ROOT/run=<run>/run.json
+    ROOT/run=<run>/status/rank=<r>.json
+    ROOT/run=<run>/table=<table>/rank=<r>/seg-<session>-<seq>.parquet    (published by tmp-file + os.replace)
+    ROOT/run=<run>/table=<table>/rank=<r>/part-<...>.parquet             (compacted)
+    ROOT/catalog.duckdb                                                   (views over the globs)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from pathlib import Path
+
+from entropy_watch.errors import InvalidRunName
+
+ENV_STORE = "ENTROPY_WATCH_DIR"
+DEFAULT_STORE = "./ew_runs"
+
+TABLES: tuple[str, ...] = ("scalars", "hist", "tokens", "alerts", "events")
+
+_MAX_NAME = 200
+_ALLOWED = re.compile(r"^[\w.\-+@=:,]+$", re.UNICODE)
+
+
+def default_root(store: str | os.PathLike[str] | None = None) -> Path:
+    """The store root: ``store`` if given, else ``$ENTROPY_WATCH_DIR``, else ``./ew_runs``. Resolved at call time."""
+    if store is not None and str(store) != "":
+        return Path(store).expanduser()
+    env = os.environ.get(ENV_STORE)
+    return Path(env).expanduser() if env else Path(DEFAULT_STORE)
+
+
+def validate_run_name(name: str) -> str:
+    """Return ``name`` if it is a safe run name, else raise :class:`InvalidRunName` saying what to change.
+
+    Allowed: letters (any script), digits and ``_ . - + @ = : ,``; at most 200 characters; not ``.``/``..``; no
+    leading dot (hidden files are the store's temporaries). Rejects ``/``, ``\\``, NUL and control characters.
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidRunName("run name is empty; pass a name such as 'grpo-s0'")
+    if len(name) > _MAX_NAME:
+        raise InvalidRunName(f"run name is {len(name)} characters long; use at most {_MAX_NAME}")
+    bad = [c for c in name if c in "/\\\0" or unicodedata.category(c).startswith("C")]
+    if bad:
+        raise InvalidRunName(f"run name {name!r} contains {bad[0]!r}; use letters, digits and _ . - + @ = : ,")
+    if name in (".", "..") or name.startswith("."):
+        raise InvalidRunName(f"run name {name!r} may not start with '.'; use letters, digits and _ . - + @ = : ,")
+    if not _ALLOWED.match(name):
+        raise InvalidRunName(f"run name {name!r} has characters outside letters, digits and _ . - + @ = : ,")
+    return name
+
+
+def validate_table(table: str) -> str:
+    """Return ``table`` if it is one of :data:`TABLES`, else raise ``ValueError``."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
+    return table
+
+
+def run_dir(root: Path, run: str) -> Path:
+    return Path(root) / f"run={validate_run_name(run)}"
+
+
+def table_dir(root: Path, run: str, table: str, rank: int) -> Path:
+    return run_dir(root, run) / f"table={validate_table(table)}" / f"rank={int(rank)}"
+
+
+def status_path(root: Path, run: str, rank: int) -> Path:
+    return run_dir(root, run) / "status" / f"rank={int(rank)}.json"
+
+
+def run_json_path(root: Path, run: str) -> Path:
+    return run_dir(root, run) / "run.json"
+
+
+def catalog_path(root: Path) -> Path:
+    return Path(root) / "catalog.duckdb"

@@ -1,0 +1,213 @@
+"""RunWriter: the trainer side of the store. pyarrow only, no DuckDB, no locks shared with readers.
+
+Why no DuckDB file in the writer: DuckDB allows one read-write process *or* many read-only ones on a ``.duckdb``
+file, never both (notes/STORE_AND_APP §1.3). A trainer holding one would lock out the app and CLI, and a dashboard
+holding a read-only handle would make the *next* training run fail to open it. Immutable Parquet segments need no
+lock at all: the writer only ever creates new files, readers only ever read published ones.
+
+Why tmp + ``os.replace`` (see :mod:`entropy_watch.store.atomic`): a SIGKILL at any instant leaves either a complete
+segment under its final name or a hidden ``.seg-….parquet.tmp`` that readers never list, so every acknowledged
+segment (``write`` returned its path) is readable and no read ever fails on a half-written file. What a crash loses
+is only what the caller had not yet handed to :meth:`RunWriter.write`.
+
+Segment names carry the writer session (``<time_ns>-<pid>``) and a per-table counter, so a restarted trainer never
+overwrites, and a reader that has seen a name never needs to look at it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from entropy_watch.errors import StoreUnwritable
+
+try:
+    import fcntl
+except ImportError:  # Windows: run.json merges are then not serialised across processes
+    fcntl = None  # type: ignore[assignment]
+from entropy_watch.store import layout
+from entropy_watch.store.atomic import clean_stale_tmp, read_json, write_json_atomic, write_parquet_atomic
+from entropy_watch.store.files import new_session, seg_name
+from entropy_watch.store.schema import SCHEMA_VERSION, SEQ_COL, WRITER_COL, coerce_rows
+
+DEFAULT_HEARTBEAT_S = 5.0
+STATES = ("running", "finished", "failed")
+
+
+class RunWriter:
+    """Writes one rank of one run: segments, ``run.json`` and the rank's heartbeat file.
+
+    Thread-safe (one lock per writer). Never two writers on one ``(run, rank)`` at once: each rank owns its folders.
+
+    Args:
+        root: store root (see :func:`layout.default_root`).
+        run: run name, validated by :func:`layout.validate_run_name`.
+        rank: data-parallel rank; its segments go under ``rank=<rank>``.
+        fsync: flush files and directories to disk on every publish (power-loss safety; ~8 % slower at 10k rows).
+        heartbeat_interval_s: how often :meth:`write` refreshes the heartbeat by itself; readers call a run
+            "stalled" when its heartbeat is older than three intervals.
+
+    Raises:
+        StoreUnwritable: the root cannot be created or written.
+        InvalidRunName: the run name could escape the store or break a path.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None,
+        run: str,
+        rank: int = 0,
+        fsync: bool = False,
+        *,
+        heartbeat_interval_s: float = DEFAULT_HEARTBEAT_S,
+    ) -> None:
+        self.run = layout.validate_run_name(run)
+        if int(rank) < 0:
+            raise ValueError(f"rank must be >= 0, got {rank}")
+        self.root = layout.default_root(root)
+        self.rank = int(rank)
+        self.fsync = fsync
+        self.heartbeat_interval_s = float(heartbeat_interval_s)
+        self.session = new_session()
+        self.started_at = time.time()
+        self._seq: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._last_step: int | None = None
+        self._last_beat = 0.0
+        self._closed = False
+        self._run_dir = layout.run_dir(self.root, self.run)
+        try:
+            (self._run_dir / "status").mkdir(parents=True, exist_ok=True)
+            probe = self._run_dir / f".probe.{os.getpid()}.0.tmp"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StoreUnwritable(
+                f"cannot write to store {self.root} ({exc.strerror or exc}); pass --store or set "
+                f"{layout.ENV_STORE} to a writable folder"
+            ) from None
+        self._clean_tmp()
+        self.update_run_meta()
+        self.heartbeat(state="running")
+
+    # -- run.json -------------------------------------------------------------------------------------------------
+    def update_run_meta(self, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into ``run.json`` (created with ``created_at`` and ``schema_version``); returns the result.
+
+        Ranks of one run may call this concurrently: the read-merge-write holds an advisory lock on a hidden
+        ``.run.json.lock``, and the file itself is published atomically, so readers never see a partial document.
+        """
+        path = layout.run_json_path(self.root, self.run)
+        with self._lock, _flock(self._run_dir / ".run.json.lock"):
+            meta = read_json(path) or {}
+            meta.setdefault("name", self.run)
+            meta.setdefault("created_at", self.started_at)
+            meta.setdefault("schema_version", SCHEMA_VERSION)
+            meta.update(fields)
+            write_json_atomic(path, meta, fsync=self.fsync)
+        return meta
+
+    # -- data -----------------------------------------------------------------------------------------------------
+    def write(self, table: str, rows: pa.Table | Mapping[str, Any]) -> Path | None:
+        """Publish ``rows`` as ONE new segment of ``table``; returns its path once it is visible, None if empty.
+
+        ``rows`` is a ``pa.Table`` or ``{column: list}``; core columns are cast to their declared types (see
+        :func:`entropy_watch.store.schema.coerce_rows`), extra columns are kept. Each row gets ``_writer`` (this
+        session) and ``_seq`` (this segment's number in this session and table).
+        """
+        layout.validate_table(table)
+        tbl = coerce_rows(table, rows)
+        if tbl.num_rows == 0:
+            return None
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"RunWriter for run {self.run!r} rank {self.rank} is closed")
+            seq = self._seq.get(table, 0)
+            tbl = tbl.append_column(WRITER_COL, pa.array([self.session] * tbl.num_rows, type=pa.string()))
+            tbl = tbl.append_column(SEQ_COL, pa.array([seq] * tbl.num_rows, type=pa.int64()))
+            directory = layout.table_dir(self.root, self.run, table, self.rank)
+            path = directory / seg_name(self.session, seq)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                write_parquet_atomic(path, tbl, fsync=self.fsync)
+            except OSError as exc:
+                raise StoreUnwritable(f"cannot write segment {path} ({exc.strerror or exc})") from None
+            self._seq[table] = seq + 1
+            if "step" in tbl.column_names and tbl.column("step").null_count < tbl.num_rows:
+                top = pc.max(tbl.column("step")).as_py()
+                if top is not None and (self._last_step is None or top > self._last_step):
+                    self._last_step = int(top)
+            due = time.time() - self._last_beat >= self.heartbeat_interval_s
+        if due:
+            self.heartbeat()
+        return path
+
+    # -- heartbeat ------------------------------------------------------------------------------------------------
+    def heartbeat(self, step: int | None = None, state: str = "running", **extra: Any) -> None:
+        """Publish ``status/rank=<r>.json``: last_step, pid, host, state, updated_at (Unix s), interval_s, session."""
+        if state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+        with self._lock:
+            if step is not None:
+                self._last_step = int(step) if self._last_step is None else max(self._last_step, int(step))
+            now = time.time()
+            status = {
+                "rank": self.rank,
+                "last_step": self._last_step,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "state": state,
+                "updated_at": now,
+                "started_at": self.started_at,
+                "interval_s": self.heartbeat_interval_s,
+                "session": self.session,
+                **extra,
+            }
+            try:
+                write_json_atomic(layout.status_path(self.root, self.run, self.rank), status, fsync=self.fsync)
+            except OSError as exc:
+                raise StoreUnwritable(f"cannot write heartbeat for run {self.run!r} ({exc.strerror or exc})") from None
+            self._last_beat = now
+
+    def close(self, state: str = "finished") -> None:
+        """Write the final heartbeat (``finished`` or ``failed``); later writes raise. Idempotent."""
+        if self._closed:
+            return
+        self.heartbeat(state=state)
+        with self._lock:
+            self._closed = True
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.close("failed" if exc_type is not None else "finished")
+
+    # -- housekeeping ---------------------------------------------------------------------------------------------
+    def _clean_tmp(self) -> None:
+        """Remove temporaries of dead writers: by pid in this rank's own folders, by age (1 h) elsewhere."""
+        clean_stale_tmp(self._run_dir, by_pid=False)
+        clean_stale_tmp(self._run_dir / "status", by_pid=False)
+        for table in layout.TABLES:
+            clean_stale_tmp(layout.table_dir(self.root, self.run, table, self.rank), by_pid=True)
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    """Exclusive advisory lock on ``path`` (created if needed) for the block; no-op where ``fcntl`` is missing."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""entropy_watch.trainer (work in progress)."""

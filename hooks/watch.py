@@ -1,0 +1,316 @@
+"""``Watch``: record per-token entropy and its drivers from any PyTorch training loop.
+
+    from entropy_watch.hooks import Watch
+
+    with Watch("grpo-s0", config=cfg) as w:
+        for step in range(steps):
+            ...                                   # forward: logits (B, T, V), completion mask (B, T)
+            w.log_tokens(step, logits=logits, mask=mask, logp=logp, old_logp=old_logp, advantages=adv)
+            w.log(step, **{"reward/mean": r})
+
+Every call is guarded: a failure is logged once with its hook name, later ones are counted (``hooks/errors``), and
+training continues; ``strict=True`` re-raises (tests). Per-token work stays on the tensors' device and is reduced
+there (``step_stats``); only O(bins + scalars) crosses to the CPU. Under ``torch.distributed`` the statistics are
+all-reduced over the group and rank 0 writes (or, with ``reduce=False``, every rank writes its own ``rank=`` folder).
+An unwritable store raises :class:`~entropy_watch.errors.StoreUnwritable` here, when ``Watch`` is created, never
+mid-training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from entropy_watch import __version__
+from entropy_watch.histogram import entropy_bin_edges
+from entropy_watch.recorder import Recorder
+from entropy_watch.store.layout import default_root, validate_run_name
+
+
+class Watch:
+    """Records one run (one rank) into the store.
+
+    Args:
+        run: run name (letters, digits and ``_ . - + @ = : ,``).
+        store: store root or ``Store``; default ``$ENTROPY_WATCH_DIR`` or ``./ew_runs``, resolved now.
+        config: the run's resolved configuration (dict or dataclass), stored in ``run.json``.
+        strict: re-raise hook failures instead of counting them (tests).
+        vocab_size: V, fixes the histogram bins; default: ``logits.shape[-1]`` of the first call, or a 262k-token
+            vocabulary when only entropies are ever passed.
+        sample_tokens: highest-entropy and random token rows kept per logged step (0 disables).
+        token_every: keep token rows every N-th logged step only.
+        temperature: sampling temperature the logits are divided by (entropy is reported at it).
+        framework: the trainer's name, stored in ``run.json``.
+        entropy_definition: how the entropy passed in was computed (stored in ``run.json``).
+        process_group: data-parallel group to reduce over (default: the world group when initialised).
+        reduce: all-reduce statistics across ranks and write from rank 0 only; ``False``: each rank writes its own.
+        flush_secs: publish interval of the background recorder.
+    """
+
+    def __init__(
+        self,
+        run: str,
+        store: Any = None,
+        config: Any = None,
+        strict: bool = False,
+        *,
+        vocab_size: int | None = None,
+        sample_tokens: int = 8,
+        token_every: int = 1,
+        temperature: float = 1.0,
+        framework: str = "torch",
+        entropy_definition: str | None = None,
+        process_group: Any = None,
+        reduce: bool = True,
+        flush_secs: float = 2.0,
+        seed: int | None = None,
+    ) -> None:
+        from entropy_watch.store import RunWriter
+
+        self.run = validate_run_name(run)
+        self.strict = strict
+        self.sample_tokens = int(sample_tokens)
+        self.token_every = max(1, int(token_every))
+        self.temperature = float(temperature)
+        self.process_group = process_group
+        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+        self.world_size = torch.distributed.get_world_size(process_group) if dist else 1
+        self.rank = torch.distributed.get_rank() if dist else 0
+        self.reduce = bool(reduce and dist)
+        self.is_writer = self.rank == 0 or not self.reduce
+        self._edges: np.ndarray | None = entropy_bin_edges(vocab_size) if vocab_size else None
+        self._vocab_size = vocab_size
+        self._n_logged = 0
+        root = getattr(store, "root", store)
+        self.root = default_root(root)
+        self._recorder: Recorder | None = None
+        if self.is_writer:  # StoreUnwritable surfaces here, before training starts
+            writer = RunWriter(self.root, self.run, rank=0 if self.reduce else self.rank)
+            writer.update_run_meta(**self._run_meta(config, framework, entropy_definition, seed))
+            self._recorder = Recorder(writer, flush_secs=flush_secs, strict=strict)
+            self._writer = writer
+
+    # ---- public API --------------------------------------------------------------------------------------------
+    def log_tokens(
+        self,
+        step: int,
+        *,
+        logits: torch.Tensor | None = None,
+        entropy: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        logp: torch.Tensor | None = None,
+        old_logp: torch.Tensor | None = None,
+        advantages: torch.Tensor | None = None,
+        group_ids: torch.Tensor | None = None,
+        eps_low: float = 0.2,
+        eps_high: float = 0.2,
+        dual_clip: float | None = None,
+        token_ids: torch.Tensor | None = None,
+        tokenizer: Any = None,
+    ) -> dict[str, float]:
+        """Compute and record one step's token statistics; returns the scalars (empty dict on a guarded failure).
+
+        Shapes: ``logits (B, T, V)`` or ``entropy (B, T)`` (nats; pass it when the trainer already has it, so no
+        second softmax runs), ``mask (B, T)`` of valid completion tokens, ``logp``/``old_logp (B, T)`` log-probs of
+        the sampled tokens under the current and the sampling policy, ``advantages (B,)`` or ``(B, T)``,
+        ``group_ids (B,)``, ``token_ids (B, T)``. All tensors stay on their device.
+        """
+        try:
+            from entropy_watch.hooks.entropy import token_entropy
+            from entropy_watch.hooks.stats import step_stats
+
+            with torch.no_grad():
+                if entropy is None:
+                    if logits is None:
+                        raise ValueError("log_tokens needs logits= or entropy=")
+                    self._fix_edges(int(logits.shape[-1]))
+                    if logp is None and token_ids is not None:
+                        entropy, logp = token_entropy(logits.detach(), self.temperature, token_ids=token_ids)
+                    else:
+                        entropy = token_entropy(logits.detach(), self.temperature)
+                else:
+                    self._fix_edges(int(logits.shape[-1]) if logits is not None else None)
+                keep_tokens = self.sample_tokens if self._n_logged % self.token_every == 0 else 0
+                self._n_logged += 1
+                stats = step_stats(
+                    entropy.detach(),
+                    mask,
+                    logp=None if logp is None else logp.detach(),
+                    old_logp=None if old_logp is None else old_logp.detach(),
+                    advantages=None if advantages is None else advantages.detach(),
+                    group_ids=group_ids,
+                    eps_low=eps_low,
+                    eps_high=eps_high,
+                    dual_clip=dual_clip,
+                    token_ids=token_ids,
+                    tokenizer=tokenizer,
+                    edges=self._edges,
+                    sample_tokens=keep_tokens,
+                    step=int(step),
+                    process_group=(self.process_group if self.reduce else False),
+                )
+            if self._recorder is not None:
+                self._recorder.scalars(step, stats.scalars)
+                if stats.n_tokens:
+                    self._recorder.hist(step, stats.hist)
+                if stats.tokens:
+                    self._recorder.tokens(stats.tokens)
+            return dict(stats.scalars)
+        except Exception as exc:  # noqa: BLE001 - hooks never crash training
+            self._failure("log_tokens", exc)
+            return {}
+
+    def log(self, step: int, **scalars: Any) -> None:
+        """Record scalars by name: ``w.log(step, loss=l)`` or ``w.log(step, **{"reward/mean": r})``."""
+        self.log_dict(step, scalars)
+
+    def log_dict(self, step: int, scalars: Mapping[str, Any]) -> None:
+        """Record ``{name: number}``; tensors are read with ``.item()``; non-numbers are counted as errors."""
+        try:
+            values: dict[str, float] = {}
+            for name, v in scalars.items():
+                if v is None:
+                    continue
+                if isinstance(v, torch.Tensor):
+                    v = v.detach().float().mean().item() if v.numel() != 1 else v.item()
+                values[str(name)] = float(v)
+            if self._recorder is not None and values:
+                self._recorder.scalars(step, values)
+        except Exception as exc:  # noqa: BLE001
+            self._failure("log", exc)
+
+    def event(self, step: int, kind: str, **payload: Any) -> None:
+        """Record a known change point (``resume``, ``lr_schedule``, ``config_edit``…) in the ``events`` table."""
+        try:
+            if self._recorder is not None:
+                self._recorder.event(step, kind, json.dumps(payload, default=str))
+        except Exception as exc:  # noqa: BLE001
+            self._failure("event", exc)
+
+    def update_meta(self, **fields: Any) -> None:
+        """Merge fields into ``run.json`` (e.g. the trainer's config once known). Guarded."""
+        try:
+            if self.is_writer:
+                self._writer.update_run_meta(**_jsonable(fields))
+        except Exception as exc:  # noqa: BLE001
+            self._failure("update_meta", exc)
+
+    def flush(self) -> None:
+        """Publish everything buffered now (the background thread does this every ``flush_secs`` anyway)."""
+        if self._recorder is not None:
+            try:
+                self._recorder.flush()
+            except Exception as exc:  # noqa: BLE001
+                self._failure("flush", exc)
+
+    def close(self, state: str = "finished") -> None:
+        """Publish what is left and mark the run ``state``. Called by ``with``, at exit and on SIGTERM."""
+        if self._recorder is not None:
+            try:
+                self._recorder.close(state)
+            except Exception as exc:  # noqa: BLE001
+                self._failure("close", exc)
+
+    @property
+    def errors(self) -> int:
+        """Guarded failures so far (recorded as ``hooks/errors``)."""
+        return self._recorder.errors if self._recorder is not None else self._local_errors
+
+    @property
+    def dropped_token_rows(self) -> int:
+        return self._recorder.dropped_tokens if self._recorder is not None else 0
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close("failed" if exc_type is not None and exc_type is not KeyboardInterrupt else "finished")
+
+    # ---- internals ---------------------------------------------------------------------------------------------
+    _local_errors = 0
+
+    def _failure(self, where: str, exc: BaseException) -> None:
+        if self._recorder is not None:
+            self._recorder.failure(where, exc)  # counts, warns once, re-raises when strict
+        else:
+            self._local_errors += 1
+            if self.strict:
+                raise exc
+
+    def _fix_edges(self, vocab_size: int | None) -> None:
+        if self._edges is not None:
+            return
+        self._vocab_size = vocab_size
+        self._edges = entropy_bin_edges(vocab_size)
+        if self.is_writer:
+            self._writer.update_run_meta(hist_edges=self._edges.tolist(), vocab_size=vocab_size)
+
+    def _run_meta(self, config: Any, framework: str, entropy_definition: str | None, seed: int | None) -> dict:
+        meta: dict[str, Any] = {
+            "run": self.run,
+            "framework": framework,
+            "config": _jsonable(config) if config is not None else {},
+            "seed": seed if seed is not None else _seed_from(config),
+            "world_size": self.world_size,
+            "entropy_definition": entropy_definition
+            or f"full-vocabulary entropy of the policy being updated (pi_theta), temperature {self.temperature:g}",
+            "temperature": self.temperature,
+            "versions": _versions(),
+            "host": platform.node(),
+            "pid": os.getpid(),
+            "argv": sys.argv,
+        }
+        if self._edges is not None:
+            meta["hist_edges"] = self._edges.tolist()
+            meta["vocab_size"] = self._vocab_size
+        return meta
+
+
+def _versions() -> dict[str, str]:
+    out = {"entropy_watch": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    for mod in ("transformers", "trl", "verl", "openrlhf", "duckdb", "pyarrow"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out[mod] = str(getattr(m, "__version__", "?"))
+    return out
+
+
+def _seed_from(config: Any) -> int | None:
+    c = _jsonable(config) if config is not None else {}
+    s = c.get("seed") if isinstance(c, dict) else None
+    return int(s) if isinstance(s, int | float) and not isinstance(s, bool) else None
+
+
+def _jsonable(obj: Any) -> Any:
+    """Configs (dataclasses, argparse namespaces, HF configs, dicts) -> plain JSON values."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        try:
+            return _jsonable(obj.to_dict())
+        except Exception:  # noqa: BLE001
+            pass
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, str | int | bool) or obj is None:
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "__dict__") and not callable(obj):
+        return {k: _jsonable(v) for k, v in vars(obj).items() if not k.startswith("_")}
+    return str(obj)

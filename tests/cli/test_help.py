@@ -1,0 +1,50 @@
+"""Every command has help, and domain errors are one line with exit code 1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import typer.testing
+
+from entropy_watch.cli import app
+
+runner = typer.testing.CliRunner()
+
+
+def _commands() -> list[str]:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    return sorted(group.commands)  # type: ignore[attr-defined]
+
+
+def test_every_command_has_help() -> None:
+    names = _commands()
+    assert {"ls", "show", "sql", "compact", "export"} <= set(names)
+    for name in names:
+        r = runner.invoke(app, [name, "--help"])
+        assert r.exit_code == 0, (name, r.output)
+        assert "Usage" in r.output
+        help_text = r.output.split("Usage", 1)[1]
+        assert len(help_text.strip().splitlines()) > 2, f"{name} has no help text"
+
+
+def test_unknown_run_is_one_line_error_exit_1(tmp_path) -> None:
+    r = subprocess.run([sys.executable, "-m", "entropy_watch", "--store", str(tmp_path), "show", "nope"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error:"), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_debug_shows_traceback(tmp_path) -> None:
+    r = subprocess.run([sys.executable, "-m", "entropy_watch", "--debug", "--store", str(tmp_path), "show", "nope"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_invalid_run_name_rejected(tmp_path) -> None:
+    r = subprocess.run([sys.executable, "-m", "entropy_watch", "--store", str(tmp_path), "show", "../etc"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "run name" in r.stderr
