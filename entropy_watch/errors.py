@@ -26,6 +26,10 @@ class ImportFormatError(EntropyWatchError, ValueError):
     """A log file that cannot be imported; the message names the file and the line or row."""
 
 
+class InvalidTensor(EntropyWatchError, ValueError):
+    """A tensor argument with the wrong shape, dtype, device or values; the message names it and what was expected."""
+
+
 class MissingExtra(EntropyWatchError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 

@@ -90,7 +90,7 @@ class Watch:
         self._edges: np.ndarray | None = entropy_bin_edges(vocab_size) if vocab_size else None
         self._vocab_size = vocab_size
         self._n_logged = 0
-        root = getattr(store, "root", store)
+        root = store.root if hasattr(store, "runs") else store  # a Store, or a path
         self.root = default_root(root)
         self._recorder: Recorder | None = None
         if self.is_writer:  # StoreUnwritable surfaces here, before training starts

@@ -146,7 +146,9 @@ class Alert:
 
 def rows(alerts: list[Alert], wall_time: float | None = None) -> dict[str, list[Any]]:
     """Column dict for ``RunWriter.write("alerts", ...)``."""
-    cols: dict[str, list[Any]] = {k: [] for k in ("step", "detector", "kind", "severity", "message", "evidence", "wall_time")}
+    cols: dict[str, list[Any]] = {
+        k: [] for k in ("step", "detector", "kind", "severity", "message", "evidence", "wall_time")
+    }
     for a in alerts:
         for k, v in a.to_row(wall_time).items():
             cols[k].append(v)

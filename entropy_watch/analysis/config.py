@@ -15,8 +15,10 @@ class DetectorConfig:
     # --- L0 hygiene --------------------------------------------------------------------------------------------
     warmup_versions: int = 20
     """No alert (except non-finite values) during the first versions of each segment."""
-    ref_versions: int = 20
+    ref_early: int = 5
     """H_ref, the run's early entropy level, is the median of the first this-many finite versions of a segment."""
+    ref_versions: int = 20
+    """H_ref is known after this many versions; if entropy halved by then, H_ref is re-based on their median."""
     min_versions: int = 20
     """A series shorter than this gets no alert, only a 'too short' reason."""
     log_eps_nats: float = 1e-6
@@ -42,13 +44,17 @@ class DetectorConfig:
     depletion_frac: float = 0.25
     """'Depleted': smoothed entropy under this share of H_ref (the README's 'a quarter of H_ref or less')."""
     depletion_hold: int = 20
-    """Versions the depletion must persist."""
+    """Depletion is judged on the causal rolling median over this many versions."""
+    explode_base_versions: int = 200
+    """Explosion multiples apply to min(H_ref, the rolling median of the previous this-many versions)."""
 
     # --- L2 cliffs ---------------------------------------------------------------------------------------------
     cusum_k: float = 0.5
     """CUSUM reference value in σ units (half the smallest shift to detect)."""
     cusum_h: float = 8.0
     """CUSUM decision interval in σ units (NIST tables: h=5 gives ARL0≈465 on i.i.d. data; raised for AR noise)."""
+    cliff_min_log: float = 0.3
+    """A cliff must also move the median by at least this much in log H (±35%) to be reported."""
     cliff_ref_versions: int = 50
     """Trailing window the cliff detector's local trend and noise are estimated on."""
 
@@ -65,6 +71,8 @@ class DetectorConfig:
     """Block length for the MK gate's block means and for the moving-block bootstrap."""
     min_decline_per_100: float = 0.20
     """Effect-size gate: Sen slope of log H must mean at least this relative decline per 100 versions."""
+    recovery_mult: float = 2.0
+    """A decline whose window starts above this multiple of H_ref is a recovery from an explosion, not a collapse."""
     horizon_versions: int = 150
     """Forecast horizon; min(remaining planned versions, this)."""
     eta_prob: float = 0.8

@@ -128,15 +128,20 @@ def prepare(series: RunSeries, config: DetectorConfig) -> Prepared:
         mark[starts] = True
         seg_start = np.maximum.accumulate(np.where(mark, np.arange(n), 0))
 
-    # H_ref: median of the first ref_versions finite values of the segment, known from then on
+    # H_ref, the early level: median of the first ref_early finite versions of the segment. When entropy fell by
+    # more than half already during warm-up (an adaptation transient, e.g. learning the output format), the level
+    # is re-based on the median of the first ref_versions instead. Known from version ref_versions on.
     h_ref = np.full(n, np.nan)
     seg_starts = np.unique(seg_start) if n else np.zeros(0, dtype=np.int64)
     for s, end in zip(seg_starts, [*seg_starts[1:], n], strict=True):
         idx = np.arange(s, end)
         fin = idx[finite[idx]]
         if fin.size >= config.ref_versions:
-            known_at = fin[config.ref_versions - 1]
-            h_ref[known_at:end] = float(np.median(h[fin[: config.ref_versions]]))
+            first = h[fin[: config.ref_versions]]
+            early = float(np.median(first[: config.ref_early]))
+            late = float(np.median(first[-config.ref_early :]))
+            ref = early if late >= 0.5 * early else float(np.median(first))
+            h_ref[fin[config.ref_versions - 1] : end] = ref
 
     floor = np.maximum(config.floor_rel * h_ref, config.floor_abs_nats)
     floor = np.where(np.isfinite(h_ref), floor, np.nan)

@@ -83,7 +83,9 @@ class RunSeries:
                 sc[M.REWARD_MEAN] = (np.asarray(reward[0]), np.asarray(reward[1]))
             else:
                 sc[M.REWARD_MEAN] = (np.asarray(steps), np.asarray(reward, dtype=np.float64))
-        return cls(name=name, steps=np.asarray(steps), entropy=np.asarray(entropy, dtype=np.float64), scalars=sc, **kwargs)
+        return cls(
+            name=name, steps=np.asarray(steps), entropy=np.asarray(entropy, dtype=np.float64), scalars=sc, **kwargs
+        )
 
     @classmethod
     def from_imported(cls, run: ImportedRun) -> RunSeries:

@@ -18,6 +18,10 @@ from entropy_watch.cli.common import State, fail
 # Command modules, in the order their commands appear in --help. Each has `register(app: typer.Typer) -> None`.
 COMMAND_MODULES: tuple[str, ...] = (
     "entropy_watch.cli.store_cmds",  # ls, show, sql, compact, export
+    "entropy_watch.cli.import_cmd",  # import
+    "entropy_watch.cli.app_cmd",  # app
+    "entropy_watch.cli.alerts_cmds",  # alerts, watch, report
+    "entropy_watch.cli.train_cmds",  # train, compare (reference trainer; torch imported inside)
 )
 
 app = typer.Typer(
@@ -58,7 +62,9 @@ def main(argv: list[str] | None = None) -> None:
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here instead of raising
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except (EntropyWatchError, OSError, ValueError) as e:

@@ -49,13 +49,13 @@ def ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="P
     store = Store(state(ctx).root())
     rows = []
     for info in store.runs():
-        latest = _latest(store, info.name, (M.ENTROPY_MEAN,))
+        latest = _latest(store, info.name, (M.ENTROPY_MEAN,)).get(M.ENTROPY_MEAN)
         rows.append(
             {
                 "run": info.name,
                 "state": info.state,
                 "last_step": info.last_step,
-                "entropy": latest.get(M.ENTROPY_MEAN),
+                "entropy": latest[0] if latest else None,
                 "framework": info.meta.get("framework"),
                 "updated_at": info.updated_at,
             }

@@ -131,12 +131,13 @@ def tmp_pid(name: str) -> int | None:
     return None
 
 
-def clean_stale_tmp(directory: Path, *, by_pid: bool, max_age_s: float = STALE_TMP_AGE_S) -> int:
+def clean_stale_tmp(directory: Path, *, by_pid: bool, max_age_s: float = STALE_TMP_AGE_S, prefix: str = ".") -> int:
     """Remove the store's hidden temporaries in ``directory`` that no live writer owns; returns how many.
 
     A temporary goes when it is older than ``max_age_s``, or (``by_pid=True``) when the pid in its name is not alive.
     Pass ``by_pid=True`` only for directories this machine's processes alone write (a rank's own folders): a pid from
-    another host sharing the filesystem means nothing here. The caller's own temporaries are never removed.
+    another host sharing the filesystem means nothing here. Only names starting with ``prefix`` are considered. The
+    caller's own temporaries are never removed.
     """
     removed = 0
     now = time.time()
@@ -146,7 +147,7 @@ def clean_stale_tmp(directory: Path, *, by_pid: bool, max_age_s: float = STALE_T
     except OSError:
         return 0
     for entry in entries:
-        if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
             continue
         pid = tmp_pid(entry.name)
         if pid is None or pid == me:

@@ -24,7 +24,7 @@ DEFAULT_STORE = "./ew_runs"
 TABLES: tuple[str, ...] = ("scalars", "hist", "tokens", "alerts", "events")
 
 _MAX_NAME = 200
-_ALLOWED = re.compile(r"^[\w.\-+@=:,]+$", re.UNICODE)
+_ALLOWED = re.compile(r"^[\w.\-+@:,]+$", re.UNICODE)  # no "=": DuckDB's Hive parser splits "run=a=b" wrongly
 
 
 def default_root(store: str | os.PathLike[str] | None = None) -> Path:
@@ -38,7 +38,7 @@ def default_root(store: str | os.PathLike[str] | None = None) -> Path:
 def validate_run_name(name: str) -> str:
     """Return ``name`` if it is a safe run name, else raise :class:`InvalidRunName` saying what to change.
 
-    Allowed: letters (any script), digits and ``_ . - + @ = : ,``; at most 200 characters; not ``.``/``..``; no
+    Allowed: letters (any script), digits and ``_ . - + @ : ,``; at most 200 characters; not ``.``/``..``; no
     leading dot (hidden files are the store's temporaries). Rejects ``/``, ``\\``, NUL and control characters.
     """
     if not isinstance(name, str) or not name:
@@ -47,11 +47,11 @@ def validate_run_name(name: str) -> str:
         raise InvalidRunName(f"run name is {len(name)} characters long; use at most {_MAX_NAME}")
     bad = [c for c in name if c in "/\\\0" or unicodedata.category(c).startswith("C")]
     if bad:
-        raise InvalidRunName(f"run name {name!r} contains {bad[0]!r}; use letters, digits and _ . - + @ = : ,")
+        raise InvalidRunName(f"run name {name!r} contains {bad[0]!r}; use letters, digits and _ . - + @ : ,")
     if name in (".", "..") or name.startswith("."):
-        raise InvalidRunName(f"run name {name!r} may not start with '.'; use letters, digits and _ . - + @ = : ,")
+        raise InvalidRunName(f"run name {name!r} may not start with '.'; use letters, digits and _ . - + @ : ,")
     if not _ALLOWED.match(name):
-        raise InvalidRunName(f"run name {name!r} has characters outside letters, digits and _ . - + @ = : ,")
+        raise InvalidRunName(f"run name {name!r} has characters outside letters, digits and _ . - + @ : ,")
     return name
 
 

@@ -8,6 +8,7 @@ bound as parameters (or session variables for views), never spliced into SQL tex
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,17 +24,23 @@ T = TypeVar("T")
 
 # A file deleted between listing and reading (compaction) shows up as one of these; relisting fixes it.
 RETRY_ERRORS: tuple[type[BaseException], ...] = (duckdb.IOException, FileNotFoundError)
-ATTEMPTS = 3
+ATTEMPTS = 5
+BACKOFF_S = 0.01
 
 
 def with_retry(fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
-    """Call ``fn`` (which must list files afresh each time) again when a listed file vanished under it."""
+    """Call ``fn`` (which must list files afresh each time) again when a listed file vanished under it.
+
+    One retry suffices with the default compaction age (60 s); a few more, with a short exponential back-off
+    (10, 20, 40, 80 ms), cover a loaded machine where a query outlasts an aggressive compaction loop.
+    """
     for i in range(attempts):
         try:
             return fn()
         except RETRY_ERRORS:
             if i == attempts - 1:
                 raise
+            time.sleep(BACKOFF_S * 2**i)
     raise AssertionError("unreachable")
 
 

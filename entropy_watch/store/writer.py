@@ -25,22 +25,23 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from entropy_watch.errors import StoreUnwritable
-
-try:
-    import fcntl
-except ImportError:  # Windows: run.json merges are then not serialised across processes
-    fcntl = None  # type: ignore[assignment]
 from entropy_watch.store import layout
 from entropy_watch.store.atomic import clean_stale_tmp, read_json, write_json_atomic, write_parquet_atomic
 from entropy_watch.store.files import new_session, seg_name
 from entropy_watch.store.schema import SCHEMA_VERSION, SEQ_COL, WRITER_COL, coerce_rows
 
+try:
+    import fcntl
+except ImportError:  # Windows: run.json merges are then not serialised across processes
+    fcntl = None  # type: ignore[assignment]
+
 DEFAULT_HEARTBEAT_S = 5.0
-STATES = ("running", "finished", "failed")
+STATES = ("running", "finished", "failed", "terminated")  # terminated: SIGTERM (e.g. preemption)
 
 
 class RunWriter:
@@ -133,7 +134,7 @@ class RunWriter:
                 raise RuntimeError(f"RunWriter for run {self.run!r} rank {self.rank} is closed")
             seq = self._seq.get(table, 0)
             tbl = tbl.append_column(WRITER_COL, pa.array([self.session] * tbl.num_rows, type=pa.string()))
-            tbl = tbl.append_column(SEQ_COL, pa.array([seq] * tbl.num_rows, type=pa.int64()))
+            tbl = tbl.append_column(SEQ_COL, pa.array(np.full(tbl.num_rows, seq, dtype=np.int64)))
             directory = layout.table_dir(self.root, self.run, table, self.rank)
             path = directory / seg_name(self.session, seq)
             try:

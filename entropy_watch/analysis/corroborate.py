@@ -1,0 +1,217 @@
+"""L4 corroboration: signals that raise a collapse alert's severity by one level, never alarm alone (DETECTION §B.5),
+plus three standalone diagnostics with their own alert kinds.
+
+Flags, evaluated at version i on versions ≤ i:
+
+* ``reward_plateau`` — MK p ≥ 0.1 on the reward over the window, or a Sen slope under 1% of its range per 100 versions;
+* ``reward_saturated`` — recent reward median ≥ 0.95·reward_max: a collapse there is benign ("saturation", info);
+* ``law`` — the entropy–reward law ``R = −a·exp(H) + b`` (Cui et al. 2025, arXiv:2505.22617, eq. 1): with ≥ 30 pairs
+  and ΔH ≥ 20% of H_ref, headroom ``(b − a) − R_now`` < 0.02 flags "little gain left"; the law is marked not
+  applicable when R² < 0.5 or its residuals trend (MK p < 0.01);
+* ``hist_drift`` — share of tokens under 0.01 nats up ≥ 15 points, or p90 down ≥ 30%, vs the first histograms;
+* ``pg_drive_positive`` — an EWMA of ``cov/pg_drive`` stayed > 0 for ``sustain_versions`` (the step spends entropy);
+* ``zero_variance_groups`` — ``adv/frac_zero_groups`` median ≥ 0.5 over the last versions;
+* ``clip_high_dominates`` — binding clip-high outweighs clip-low (lowers entropy, Park et al. 2025); "n/a" when the
+  run is on-policy (``clip/onpolicy`` = 1: clip fractions are not measured, not zero).
+
+Standalone: ``precision`` (``ratio/log_mean`` persistently > 0: the bf16 ratio-bias signature) and
+``zero_variance_groups`` warnings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from entropy_watch import metrics as M
+from entropy_watch.analysis.alert import Alert
+from entropy_watch.analysis.config import DetectorConfig
+from entropy_watch.analysis.hygiene import Prepared
+from entropy_watch.analysis.series import RunSeries
+from entropy_watch.analysis.trend import coarse, mann_kendall, ols, theil_sen
+from entropy_watch.histogram import quantiles_from_hist
+
+ESCALATING = (
+    "reward_plateau",
+    "law_headroom_low",
+    "hist_drift",
+    "pg_drive_positive",
+    "zero_variance_groups",
+    "clip_high_dominates",
+)
+
+
+def _raw_until(series: RunSeries, name: str, step_lo: int, step_hi: int) -> tuple[np.ndarray, np.ndarray]:
+    if name not in series.scalars:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    s, v = series.scalars[name]
+    keep = (s >= step_lo) & (s <= step_hi) & np.isfinite(v)
+    return s[keep], v[keep]
+
+
+def _reward_name(series: RunSeries) -> str | None:
+    return next((n for n in (M.pass_at_k(1), M.REWARD_MEAN) if n in series.scalars), None)
+
+
+def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: DetectorConfig) -> dict[str, Any]:
+    name = _reward_name(series)
+    if name is None:
+        return {"reward": "absent"}
+    step_i, step_lo = int(prep.steps[i]), int(prep.steps[lo])
+    s, r = _raw_until(series, name, step_lo, step_i)
+    out: dict[str, Any] = {"reward_series": name}
+    if r.size >= 3:
+        recent = float(np.median(r[-max(3, r.size // 5) :]))
+        out["reward_recent"] = recent
+        out["reward_saturated"] = bool(recent >= config.saturated_frac * config.reward_max)
+    if r.size >= 8:
+        _, p = mann_kendall(coarse(r))
+        keep = np.linspace(0, r.size - 1, min(r.size, 200)).astype(int)
+        slope, _ = theil_sen(s[keep].astype(np.float64), r[keep])
+        spacing = float(np.median(np.diff(prep.steps[lo : i + 1]))) if i > lo else 1.0
+        rng = float(np.ptp(r)) or 1.0
+        small = abs(slope) * 100 * spacing < config.plateau_slope_frac * max(rng, config.reward_max)
+        out["reward_mk_p"] = p
+        out["reward_plateau"] = bool(p >= config.plateau_alpha or small or slope <= 0)
+    # entropy–reward law on every pair of the segment so far
+    seg_lo = int(prep.steps[prep.seg_start[i]])
+    s_all, r_all = _raw_until(series, name, seg_lo, step_i)
+    h_at = np.interp(s_all, prep.steps, np.where(prep.finite, prep.h, np.nan)) if s_all.size else s_all
+    ok = np.isfinite(h_at)
+    s_all, r_all, h_at = s_all[ok], r_all[ok], h_at[ok]
+    ref = float(prep.h_ref[i])
+    if s_all.size >= config.law_min_pairs and np.isfinite(ref) and np.ptp(h_at) >= config.law_min_dh_frac * ref:
+        b_int, slope, r2 = ols(np.exp(h_at), r_all)  # R = b + slope·exp(H), slope = −a
+        resid = r_all - (b_int + slope * np.exp(h_at))
+        _, p_res = mann_kendall(coarse(resid))
+        applicable = bool(np.isfinite(r2) and r2 >= config.law_min_r2 and p_res >= 0.01 and slope < 0)
+        ceiling = b_int + slope  # R at H = 0 is b − a
+        headroom = ceiling - float(np.median(r_all[-3:]))
+        out["law"] = {
+            "a": -slope,
+            "b": b_int,
+            "r2": r2,
+            "resid_mk_p": p_res,
+            "applicable": applicable,
+            "ceiling": ceiling,
+            "headroom": headroom,
+        }
+        out["law_headroom_low"] = bool(applicable and headroom < config.headroom_min)
+    return out
+
+
+def hist_flags(series: RunSeries, step_i: int, seg_lo_step: int) -> dict[str, Any]:
+    if series.hist is None or series.hist_edges is None:
+        return {}
+    hs, hc = series.hist
+    keep = (hs >= seg_lo_step) & (hs <= step_i)
+    hs, hc = hs[keep], hc[keep]
+    if hs.size < 10:
+        return {}
+    edges = series.hist_edges
+    k = max(3, hs.size // 10)
+    ref, now = hc[:k].sum(0), hc[-k:].sum(0)
+    low_bins = edges[1:] <= M.LOW_ENTROPY_NATS  # bin b covers [edges[b-1], edges[b]); bin 0 is exact zero
+    low = np.concatenate([[True], low_bins])[: hc.shape[1]]
+    frac_ref, frac_now = ref[low].sum() / max(ref.sum(), 1), now[low].sum() / max(now.sum(), 1)
+    p90_ref, p90_now = quantiles_from_hist(ref, edges, [0.9])[0], quantiles_from_hist(now, edges, [0.9])[0]
+    drift = bool(frac_now - frac_ref >= 0.15 or (p90_ref > 0 and p90_now <= 0.7 * p90_ref))
+    return {
+        "frac_low_ref": frac_ref,
+        "frac_low_now": frac_now,
+        "p90_ref": p90_ref,
+        "p90_now": p90_now,
+        "hist_drift": drift,
+    }
+
+
+def _sustained(x: np.ndarray | None, i: int, n: int, pred: Any) -> bool:
+    if x is None or i + 1 < n:
+        return False
+    tail = x[i + 1 - n : i + 1]
+    return bool(np.all(np.isfinite(tail)) and np.all(pred(tail)))
+
+
+def _ewma(x: np.ndarray, lam: float = 0.1) -> np.ndarray:
+    out = np.empty_like(x)
+    acc = np.nan
+    for j, v in enumerate(x):
+        if np.isfinite(v):
+            acc = v if not np.isfinite(acc) else lam * v + (1 - lam) * acc
+        out[j] = acc
+    return out
+
+
+def mechanism_flags(series: RunSeries, i: int, lo: int, config: DetectorConfig) -> dict[str, Any]:
+    n = config.sustain_versions
+    out: dict[str, Any] = {}
+    drive = series.aligned(M.COV_PG_DRIVE)
+    if drive is not None:
+        out["pg_drive_positive"] = _sustained(_ewma(drive[: i + 1]), i, n, lambda t: t > 0)
+    zv = series.aligned(M.ADV_FRAC_ZERO_GROUPS)
+    if zv is not None and i + 1 >= n:
+        out["zero_variance_groups"] = bool(np.nanmedian(zv[i + 1 - n : i + 1]) >= config.zero_var_frac)
+    onpol = series.aligned(M.CLIP_ONPOLICY)
+    if onpol is not None and np.isfinite(onpol[i]) and onpol[i] >= 0.5:
+        out["clip_high_dominates"] = "n/a (on-policy: ratio is 1, clip fractions are not measured)"
+    else:
+        hi, lo_ = series.aligned(M.CLIP_HIGH_FRAC), series.aligned(M.CLIP_LOW_FRAC)
+        if hi is not None and lo_ is not None:
+            out["clip_high_dominates"] = bool(np.nanmean(hi[lo : i + 1]) > np.nanmean(lo_[lo : i + 1]))
+    return out
+
+
+def flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: DetectorConfig) -> dict[str, Any]:
+    """All L4 flags at version i over the window [lo, i]."""
+    out = reward_flags(series, prep, i, lo, config)
+    out.update(hist_flags(series, int(prep.steps[i]), int(prep.steps[prep.seg_start[i]])))
+    out.update(mechanism_flags(series, i, lo, config))
+    return out
+
+
+def escalating(fl: dict[str, Any]) -> list[str]:
+    """Names of the flags that are True and raise a collapse alert's severity."""
+    return [k for k in ESCALATING if fl.get(k) is True]
+
+
+def standalone(series: RunSeries, prep: Prepared, config: DetectorConfig) -> list[Alert]:
+    """Precision-bias and zero-variance-group warnings at the first version each condition has held for long enough."""
+    n = config.sustain_versions
+    out: list[Alert] = []
+    lr = series.aligned(M.RATIO_LOG_MEAN)
+    if lr is not None:
+        for i in range(n - 1, len(prep)):
+            if prep.armed[i] and _sustained(lr, i, n, lambda t: t > 0):
+                mean = float(np.mean(lr[i + 1 - n : i + 1]))
+                out.append(
+                    Alert(
+                        step=int(prep.steps[i]),
+                        detector="corroborate.precision",
+                        kind="precision",
+                        severity="warning",
+                        message=f"ratio/log_mean has been positive for {n} steps (mean {mean:.2g}): the "
+                        "trainer's log-probs sit above the sampler's — the bf16 bias that tips runs into "
+                        "collapse",
+                        evidence={"ratio_log_mean": mean, "versions": n},
+                    )
+                )
+                break
+    zv = series.aligned(M.ADV_FRAC_ZERO_GROUPS)
+    if zv is not None:
+        for i in range(n - 1, len(prep)):
+            med = float(np.nanmedian(zv[i + 1 - n : i + 1]))
+            if prep.armed[i] and med >= config.zero_var_frac:
+                out.append(
+                    Alert(
+                        step=int(prep.steps[i]),
+                        detector="corroborate.zero_variance",
+                        kind="zero_variance_groups",
+                        severity="warning",
+                        message=f"{100 * med:.0f}% of groups have identical rewards (median of {n} steps): "
+                        "they carry no advantage signal",
+                        evidence={"frac_zero_groups": med, "versions": n},
+                    )
+                )
+                break
+    return out

@@ -1,0 +1,174 @@
+"""``entropy-watch import PATH...``: bring runs logged by other tools into the store.
+
+Examples::
+
+    entropy-watch import outputs/grpo-qwen/                     # TRL output folder (latest checkpoint-*/)
+    entropy-watch import verl_run.jsonl --run verl-dapo-s0
+    entropy-watch import metrics.csv --map step=iter --map entropy=ent --map reward=acc
+    entropy-watch import tb_logs/ --format tensorboard --replace --json
+
+All inputs are parsed before anything is written; each run then appears in the store at once or not at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from entropy_watch.cli.common import echo_json, state
+
+_BIG_BYTES = 8 * 1024 * 1024  # show a progress bar above this much input (or for more than a few files)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("import")(import_)
+
+
+def parse_maps(items: list[str] | None) -> dict[str, str]:
+    """``["entropy=ent", "step=iter"]`` -> ``{"entropy": "ent", "step": "iter"}``."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, column = item.partition("=")
+        if not sep or not key.strip() or not column.strip():
+            raise typer.BadParameter(
+                f"{item!r} is not canonical=COLUMN (e.g. entropy=policy_entropy)", param_hint="--map"
+            )
+        out[key.strip()] = column.strip()
+    return out
+
+
+def import_(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path], typer.Argument(help="Log files or folders (TRL output, TensorBoard, CSV, JSONL, ...).")
+    ],
+    run: Annotated[
+        str | None, typer.Option("--run", "-r", help="Run name (one PATH only; default: from the file or folder).")
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="trl, verl-jsonl, verl-console, tensorboard, wandb-csv, csv, jsonl or json (default: detected).",
+        ),
+    ] = None,
+    maps: Annotated[
+        list[str] | None,
+        typer.Option("--map", "-m", help="canonical=COLUMN, repeatable: step, entropy, reward or a canonical name."),
+    ] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite runs that already exist in the store.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the imported runs as JSON.")] = False,
+) -> None:
+    """Import training logs written by TRL, verl, OpenRLHF (TensorBoard), W&B exports or any CSV/JSONL."""
+    from entropy_watch.errors import EntropyWatchError
+    from entropy_watch.importers import load_log
+    from entropy_watch.importers.store_import import publish_runs
+
+    mapping = parse_maps(maps)
+    if run is not None and len(paths) > 1:
+        raise EntropyWatchError(f"--run names one run but {len(paths)} paths were given; import them one at a time")
+    root = state(ctx).root()
+    runs = []
+    with _progress(paths) as advance:
+        for path in paths:
+            runs.extend(load_log(path, fmt=fmt, mapping=mapping or None, run=run, progress=advance))
+    seen: dict[str, str] = {}
+    for r in runs:
+        if r.name in seen:
+            raise EntropyWatchError(
+                f"{seen[r.name]} and {r.source} both give the run name {r.name!r}; import them one at a time with --run"
+            )
+        seen[r.name] = r.source
+    publish_runs(root, runs, replace=replace)
+    rows = [_summary(r) for r in runs]
+    if as_json:
+        echo_json({"store": str(root), "runs": rows})
+        return
+    _print(root, rows)
+
+
+def _summary(r: Any) -> dict[str, Any]:
+    from entropy_watch import metrics as M
+
+    steps, _ = r.scalars[M.ENTROPY_MEAN]
+    rng = r.step_range
+    return {
+        "run": r.name,
+        "source": r.source,
+        "format": r.fmt,
+        "first_step": rng[0] if rng else None,
+        "last_step": rng[1] if rng else None,
+        "entropy_points": len(steps),
+        "series": len(r.scalars),
+        "mapping": r.mapping,
+        "entropy_definition": r.meta.get("entropy_definition"),
+        "notes": r.notes,
+    }
+
+
+def _print(root: Path, rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from entropy_watch import metrics as M
+
+    table = Table(title=f"imported into {root}")
+    for col in ("run", "format", "steps", "entropy points", "entropy column", "reward column"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["run"],
+            r["format"],
+            f"{r['first_step']}-{r['last_step']}",
+            str(r["entropy_points"]),
+            r["mapping"].get(M.ENTROPY_MEAN, ""),
+            r["mapping"].get(M.REWARD_MEAN, "-"),
+        )
+    console = Console()
+    console.print(table)
+    for r in rows:
+        for note in r["notes"]:
+            console.print(f"[dim]{r['run']}: {note}[/dim]", highlight=False, markup=True, soft_wrap=True)
+
+
+class _progress:
+    """A rich progress bar over the input bytes on stderr, for many or large inputs; a no-op otherwise."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.total = sum(_size(p) for p in paths)
+        self.enabled = self.total > _BIG_BYTES or len(paths) > 3
+        self._bar: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._bar.start()
+        task = self._bar.add_task("import", total=max(self.total, 1))
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _size(path: Path) -> int:
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    except OSError:
+        return 0

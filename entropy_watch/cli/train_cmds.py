@@ -1,0 +1,140 @@
+"""``entropy-watch train`` and ``entropy-watch compare``: the bundled REPO/ADAPO reference trainer.
+
+    entropy-watch train --algo repo-r --preset tiny --steps 300 --seed 0          # run 'repo-r-s0' in ./ew_runs
+    entropy-watch compare --algos grpo,dapo,repo-r,adapo --preset tiny --seeds 0,1,2 --jobs 2
+
+torch and transformers are imported inside the command functions, so ``entropy-watch --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from entropy_watch.cli.common import echo_json, state
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as e:
+        from entropy_watch.errors import EntropyWatchError
+
+        raise EntropyWatchError(f"--seeds expects comma-separated integers such as 0,1,2, got {text!r}") from e
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train_cmd(
+        ctx: typer.Context,
+        algo: str = typer.Option("grpo", "--algo", "-a", help="grpo, dr-grpo, rloo, dapo, repo-r, repo-r-raw, "
+                                 "repo-d, adapo, entropy-bonus, entropy-adaptive, clip-cov, kl-cov, top-entropy."),
+        task: str = typer.Option("sum3", "--task", help="sum3 (task A) or sum3sorted (task B, the probe)."),
+        preset_name: str = typer.Option("tiny", "--preset", "-p", help="tiny (CPU, ~1 min) or gpu (one GPU)."),
+        steps: int = typer.Option(None, "--steps", "-n", help="RL iterations (default: the preset's)."),
+        run: str = typer.Option(None, "--run", "-r", help="Run name (default: <algo>-s<seed>)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of model init, SFT data and sampling."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+        precision: str = typer.Option(None, "--precision", help="fp32, bf16, bf16-fp32head or bf16-naive."),
+        model: str = typer.Option(None, "--model", help="Local HF causal LM + tokenizer folder to train."),
+        init: str = typer.Option(None, "--init", help="Start from this policy/checkpoint folder (skips SFT)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run from its latest checkpoint."),
+        sft_steps: int = typer.Option(None, "--sft-steps", help="SFT warm-up steps (default: the preset's)."),
+        zeta_max: float = typer.Option(None, "--zeta-max", help="REPO |zeta| cap (0.5 tiny vocab, 0.05 for LLMs)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result summary as JSON."),
+    ) -> None:
+        """Train one run with the reference trainer and log it to the store."""
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from entropy_watch import metrics as M
+        from entropy_watch.trainer.config import TaskConfig, preset
+        from entropy_watch.trainer.loop import SAMPLER_ENTROPY, train
+
+        overrides = {} if zeta_max is None else {"zeta_max": zeta_max}
+        cfg = preset(preset_name, algo, seed=seed, run=run, **overrides)
+        cfg.task = TaskConfig(name=task, max_new_tokens=cfg.task.max_new_tokens)
+        cfg.device = device
+        if steps is not None:
+            cfg.rl.iterations = steps
+        if sft_steps is not None:
+            cfg.sft.steps = sft_steps
+        if precision is not None:
+            cfg.model.precision = precision
+        if model is not None:
+            cfg.model.path = model
+        cfg.__post_init__()
+        cfg.model.__post_init__()
+        root = state(ctx).root()
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
+        with Progress(*columns, disable=as_json, transient=False) as bar:
+            job = bar.add_task(cfg.run, total=cfg.rl.iterations, info="SFT warm-up / setup…")
+
+            def tick(it: int, rec: dict[str, float]) -> None:
+                info = f"H {rec[SAMPLER_ENTROPY]:.3f}  reward {rec[M.REWARD_MEAN]:.2f}"
+                if M.CONTROL_ZETA in rec:
+                    info += f"  ζ {rec[M.CONTROL_ZETA]:.3g}"
+                if M.CONTROL_EPS_HIGH in rec:
+                    info += f"  ε_high {rec[M.CONTROL_EPS_HIGH]:.3g}"
+                bar.update(job, completed=it + 1, info=info)
+
+            res = train(cfg, store=root, init=init, resume=resume, on_iteration=tick)
+        ev0, ev1 = res.evals[0][1], res.evals[-1][1]
+        summary = {
+            "run": res.run,
+            "store": str(root),
+            "h0": res.h0,
+            "eval_start": ev0,
+            "eval_end": ev1,
+            "hook_errors": res.hook_errors,
+            "policy": str(res.policy_dir) if res.policy_dir else None,
+            "tokens_per_sec": res.tokens_per_sec,
+        }
+        if as_json:
+            echo_json(summary)
+            return
+        from entropy_watch.trainer.evaluate import EVAL_DISTINCT, EVAL_ENTROPY
+
+        typer.echo(
+            f"{res.run}: H {ev0[EVAL_ENTROPY]:.3f} -> {ev1[EVAL_ENTROPY]:.3f} nats "
+            f"(x{ev1[EVAL_ENTROPY] / ev0[EVAL_ENTROPY]:.2f}), pass@1 {ev0[M.pass_at_k(1)]:.2f} -> "
+            f"{ev1[M.pass_at_k(1)]:.2f}, distinct correct {ev0[EVAL_DISTINCT]:.1f} -> {ev1[EVAL_DISTINCT]:.1f}; "
+            f"store {root}"
+        )
+
+    @app.command("compare")
+    def compare_cmd(
+        ctx: typer.Context,
+        algos: str = typer.Option("grpo,dapo,repo-r,adapo", "--algos", help="Comma-separated algorithms."),
+        preset_name: str = typer.Option("tiny", "--preset", "-p", help="tiny or gpu."),
+        seed: int = typer.Option(0, "--seed", help="Single seed (ignored when --seeds is given)."),
+        seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 (mean ± std)."),
+        steps: int = typer.Option(None, "--steps", "-n", help="RL iterations per algorithm (default: preset's)."),
+        sft_steps: int = typer.Option(None, "--sft-steps", help="SFT warm-up steps (default: preset's)."),
+        probe_steps: int = typer.Option(100, "--probe-steps", help="Task-B GRPO iterations (0 = no probe)."),
+        jobs: int = typer.Option(1, "--jobs", "-j", help="Processes in parallel (one torch thread each)."),
+        as_json: bool = typer.Option(False, "--json", help="Print rows and summary as JSON."),
+    ) -> None:
+        """Train each algorithm from the same SFT checkpoint and seed; print the entropy/diversity table."""
+        from rich.console import Console
+
+        from entropy_watch.trainer.compare import ProbeConfig, compare, format_table
+
+        seed_list = _ints(seeds) if seeds else [seed]
+        result = compare(
+            preset_name,
+            [a.strip() for a in algos.split(",") if a.strip()],
+            seed_list,
+            state(ctx).root(),
+            iterations=steps,
+            sft_steps=sft_steps,
+            probe=ProbeConfig(iterations=probe_steps),
+            jobs=jobs,
+        )
+        if as_json:
+            echo_json(result)
+            return
+        console = Console()
+        console.print(format_table(result))
+        if result["precision"]:
+            p = result["precision"]
+            console.print("first mini-batch mean log-ratio: " + ", ".join(f"{k} {v:+.2e}" for k, v in p.items()))

@@ -1,0 +1,372 @@
+"""The shape every importer produces (:class:`ImportedRun`) and the shared steps from parsed rows to it.
+
+Two stages, shared by all formats:
+
+1. :func:`frame_to_series` (row formats: CSV, JSONL, JSON list, TRL ``log_history``, verl) turns a :class:`Frame`
+   (raw cells by column and row) into numeric series ``name -> (steps, values)``: it finds the step column, parses
+   cells, de-duplicates steps (the *last* occurrence wins, per column: a resumed run repeats steps) and records each
+   restart as a ``resume`` event.
+2. :func:`assemble` (all formats, TensorBoard included) adds canonical names (``entropy/mean``, ``reward/mean``,
+   ``clip/region_frac``, ...) next to the source names, using ``mapping`` overrides first and the alias tables of
+   :mod:`entropy_watch.importers.aliases` otherwise, and fills ``meta`` (source, format, mapping, entropy definition,
+   importer version).
+
+Cells: numbers and numeric strings (``nan``/``inf`` included) are values; empty cells, ``null``, ``None``, ``NA`` and
+``N/A`` are *missing* (no point at that step). A column whose non-missing cells are mostly text is a text column and
+is skipped (listed in ``meta["text_columns"]``). Other non-numeric cells in a numeric column are skipped with a
+counted note, except in the step column and in the entropy column, where they raise :class:`ImportFormatError`
+naming the row: a silently thinned entropy series would bias the detectors.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from entropy_watch import metrics as M
+from entropy_watch.errors import ImportFormatError
+from entropy_watch.importers import aliases as A
+
+IMPORTER_VERSION = "1.0"
+
+Series = tuple[np.ndarray, np.ndarray]  # (steps int64, values float64), sorted by step, one value per step
+Progress = Callable[[int], None]  # called with the number of bytes just consumed
+
+_MISSING = frozenset({"", "null", "none", "na", "n/a", "<na>", "nat"})
+
+
+@dataclass
+class ImportedRun:
+    """One run parsed from a log file: every numeric series under its source name and, when mapped, its canonical name.
+
+    ``scalars[name] = (steps int64, values float64)``, sorted by step with one value per step. ``mapping`` maps each
+    canonical name (and ``"step"``) to the source column it came from. ``meta`` goes into ``run.json``. ``notes`` are
+    one-line remarks for the user (dropped rows, skipped cells, restarts). ``events`` are known change points
+    (``{"step", "kind", "payload"}``, e.g. a ``resume``) for the store's ``events`` table.
+    """
+
+    name: str
+    source: str
+    fmt: str
+    mapping: dict[str, str]
+    scalars: dict[str, Series]
+    meta: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def series(self, name: str) -> Series:
+        """``(steps, values)`` of ``name`` (canonical or source name); KeyError if absent."""
+        return self.scalars[name]
+
+    @property
+    def step_range(self) -> tuple[int, int] | None:
+        """``(first, last)`` step over all series, or None for a run without points."""
+        lo = [int(s[0]) for s, _ in self.scalars.values() if len(s)]
+        hi = [int(s[-1]) for s, _ in self.scalars.values() if len(s)]
+        return (min(lo), max(hi)) if lo else None
+
+
+@dataclass
+class Frame:
+    """Raw cells of a row-oriented log: ``cells[column] = (row indices, raw values)``, only cells that are present.
+
+    ``locations[i]`` says where row ``i`` came from for error messages (e.g. ``"line 17"``).
+    """
+
+    source: str
+    n_rows: int = 0
+    cells: dict[str, tuple[list[int], list[Any]]] = field(default_factory=dict)
+    locations: list[str] = field(default_factory=list)
+    null_is_nan: bool = False  # JSON null means a logged non-finite value (verl, TRL), not a missing one
+
+    def add_row(self, row: dict[str, Any], location: str) -> None:
+        """Append one row (a flat ``column -> raw value`` dict)."""
+        i = self.n_rows
+        for key, value in row.items():
+            col = self.cells.get(key)
+            if col is None:
+                col = self.cells[key] = ([], [])
+            col[0].append(i)
+            col[1].append(value)
+        self.locations.append(location)
+        self.n_rows += 1
+
+    def where(self, row: int) -> str:
+        return self.locations[row] if row < len(self.locations) else f"row {row + 1}"
+
+
+@dataclass
+class Parsed:
+    """Numeric series of one run before canonical mapping, with what parsing learned on the way."""
+
+    series: dict[str, Series]
+    notes: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    bad_cells: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # column -> (count, where, first value)
+    meta: dict[str, Any] = field(default_factory=dict)
+    step_column: str | None = None
+
+
+def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to ``a/b/c`` keys (JSON logs of nested metrics)."""
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "/"))
+        else:
+            out[key] = v
+    return out
+
+
+def parse_cell(value: Any, null_is_nan: bool = False) -> float | None:
+    """A raw cell as a float, None when missing; raises ValueError for text that is not a number."""
+    if value is None:
+        return math.nan if null_is_nan else None
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        s = value.strip()
+        if s.lower() in _MISSING:
+            return None
+        return float(s)  # accepts nan, inf, -Infinity, 1e-3, " 2 "
+    raise ValueError(f"{type(value).__name__} value")
+
+
+def _numeric_column(
+    frame: Frame, name: str
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, tuple[int, str, str] | None]:
+    """Parse one column: ((row indices, values) or None for a text column, bad-cell summary or None)."""
+    rows, raw = frame.cells[name]
+    if not frame.null_is_nan or None not in raw:
+        try:  # fast path: every cell a number or a numeric string (numpy parses "nan", "1e-3"; not "" or "abc")
+            with np.errstate(all="ignore"):
+                values = np.asarray(raw, dtype=np.float64)
+            if values.ndim == 1:
+                return (np.asarray(rows, dtype=np.int64), values), None
+        except (ValueError, TypeError):
+            pass
+    out_rows: list[int] = []
+    out_vals: list[float] = []
+    bad = 0
+    first_bad: tuple[str, str] | None = None
+    for r, v in zip(rows, raw, strict=True):
+        try:
+            x = parse_cell(v, frame.null_is_nan)
+        except (ValueError, TypeError):
+            bad += 1
+            if first_bad is None:
+                first_bad = (frame.where(r), str(v)[:40])
+            continue
+        if x is not None:
+            out_rows.append(r)
+            out_vals.append(x)
+    summary = (bad, first_bad[0], first_bad[1]) if first_bad is not None else None
+    if bad and bad >= len(out_vals):
+        return None, summary
+    return (np.asarray(out_rows, dtype=np.int64), np.asarray(out_vals, dtype=np.float64)), summary
+
+
+def dedupe_last(steps: np.ndarray, values: np.ndarray) -> Series:
+    """Sort by step keeping the last occurrence of each step (a resumed run logs its steps again)."""
+    if len(steps) == 0:
+        return steps.astype(np.int64), values.astype(np.float64)
+    rev_steps = steps[::-1]
+    uniq, idx = np.unique(rev_steps, return_index=True)  # first index in the reversed order = last occurrence
+    return uniq.astype(np.int64), values[::-1][idx].astype(np.float64)
+
+
+def _steps_of_rows(frame: Frame, step_col: str | None, parsed: Parsed) -> np.ndarray:
+    """Step per row (int64; -1 for rows without a step). Raises on a step cell that is not an integer."""
+    if step_col is None:
+        parsed.notes.append("no step column; using row order (first row = step 0)")
+        return np.arange(frame.n_rows, dtype=np.int64)
+    steps = np.full(frame.n_rows, -1, dtype=np.int64)
+    rows, raw = frame.cells[step_col]
+    for r, v in zip(rows, raw, strict=True):
+        try:
+            x = parse_cell(v)
+        except (ValueError, TypeError):
+            raise ImportFormatError(
+                f"{frame.source} {frame.where(r)}: step column {step_col!r} holds {str(v)[:40]!r}, not a number; "
+                f"fix that row or pass --map step=COLUMN"
+            ) from None
+        if x is None:
+            continue
+        if not math.isfinite(x) or x != int(x) or x < 0:
+            raise ImportFormatError(
+                f"{frame.source} {frame.where(r)}: step column {step_col!r} holds {str(v)[:40]!r}, not a "
+                f"non-negative integer; pass --map step=COLUMN to use another column"
+            )
+        steps[r] = int(x)
+    missing = int((steps < 0).sum())
+    if missing:
+        parsed.notes.append(f"{missing} rows without a value in step column {step_col!r} were skipped")
+    return steps
+
+
+def _resume_events(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:
+    """A step lower than the one before it marks a restart: record it and say how many steps were logged twice."""
+    valid = np.flatnonzero(steps >= 0)
+    s = steps[valid]
+    back = np.flatnonzero(s[1:] < s[:-1]) + 1
+    for i in back:
+        row = int(valid[i])
+        parsed.events.append(
+            {
+                "step": int(s[i]),
+                "kind": "resume",
+                "payload": {"from_step": int(s[i - 1]), "source_location": frame.where(row)},
+            }
+        )
+    if len(back):
+        repeated = len(s) - len(np.unique(s))
+        parsed.notes.append(
+            f"steps go back {len(back)} time(s) (restart at {frame.where(int(valid[back[0]]))}, step "
+            f"{int(s[back[0] - 1])} -> {int(s[back[0]])}); {repeated} repeated rows: kept the last occurrence"
+        )
+
+
+def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
+    """Numeric series of ``frame``: step column from ``step_column`` or the aliases, else row order."""
+    parsed = Parsed(series={})
+    if frame.n_rows == 0:
+        raise ImportFormatError(f"{frame.source} holds no data rows; nothing to import")
+    if step_column is not None and step_column not in frame.cells:
+        raise ImportFormatError(
+            f"step column {step_column!r} not found in {frame.source} (columns: {_list(frame.cells)}); "
+            f"pass --map step=COLUMN"
+        )
+    step_col = step_column or A.find_step_column(frame.cells)
+    parsed.step_column = step_col
+    steps = _steps_of_rows(frame, step_col, parsed)
+    _resume_events(steps, frame, parsed)
+    text_cols: list[str] = []
+    for name in frame.cells:
+        if name == step_col:
+            continue
+        col, bad = _numeric_column(frame, name)
+        if bad is not None:
+            parsed.bad_cells[name] = bad
+        if col is None:
+            text_cols.append(name)
+            continue
+        rows, vals = col
+        row_steps = steps[rows]
+        keep = row_steps >= 0
+        s, v = dedupe_last(row_steps[keep], vals[keep])
+        if len(s):
+            parsed.series[name] = (s, v)
+    if text_cols:
+        parsed.meta["text_columns"] = sorted(text_cols)
+    return parsed
+
+
+def _list(names: Any, limit: int = 15) -> str:
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def assemble(
+    parsed: Parsed,
+    *,
+    name: str,
+    source: str,
+    fmt: str,
+    mapping: dict[str, str] | None = None,
+    entropy_definition: str | None = None,
+) -> ImportedRun:
+    """Add canonical names to ``parsed`` and build the :class:`ImportedRun`; ImportFormatError without entropy.
+
+    ``mapping`` holds canonical names (already normalized) -> source columns; ``entropy_definition`` overrides the
+    definition looked up from the entropy column's name and the format.
+    """
+    mapping = dict(mapping or {})
+    mapping.pop(A.STEP, None)
+    series = parsed.series
+    for canonical, column in mapping.items():
+        if column not in series:
+            why = "is not numeric" if column in parsed.meta.get("text_columns", ()) else "not found"
+            raise ImportFormatError(
+                f"column {column!r} given for {canonical} {why} in {source} (columns: {_list(series)}); "
+                f"pass --map {_short(canonical)}=COLUMN with one of them"
+            )
+    detected = A.detect_canonical(series)
+    final = {**detected, **mapping}
+    text_cols = list(parsed.meta.get("text_columns", ()))
+    if M.ENTROPY_MEAN not in final:
+        text_ent = A.detect_canonical(text_cols).get(M.ENTROPY_MEAN)
+        if text_ent is not None and text_ent in parsed.bad_cells:
+            _, where, value = parsed.bad_cells[text_ent]
+            raise ImportFormatError(
+                f"{source} {where}: entropy column {text_ent!r} holds {value!r}; the column is mostly text, "
+                f"not numbers: fix the file or pass --map entropy=COLUMN"
+            )
+        text = f"; text columns: {_list(text_cols)}" if text_cols else ""
+        raise ImportFormatError(
+            f"no entropy column found in {source} (columns: {_list(series)}{text}); pass --map entropy=COLUMN"
+        )
+    ent_col = final[M.ENTROPY_MEAN]
+    if ent_col in parsed.bad_cells:
+        count, where, value = parsed.bad_cells[ent_col]
+        raise ImportFormatError(
+            f"{source} {where}: entropy column {ent_col!r} holds {value!r}, not a number ({count} such cells); "
+            f"fix the file or pass --map entropy=COLUMN"
+        )
+    notes = list(parsed.notes)
+    for col, (count, where, value) in sorted(parsed.bad_cells.items()):
+        if col in text_cols:
+            continue
+        notes.append(f"column {col!r}: skipped {count} non-numeric cell(s) (first at {where}: {value!r})")
+    scalars: dict[str, Series] = dict(series)
+    for canonical, column in final.items():
+        if canonical != column and canonical in series and mapping.get(canonical) == column:
+            notes.append(f"source column {canonical!r} is replaced by {column!r} (from the mapping)")
+        scalars[canonical] = series[column]
+    if M.REWARD_MEAN not in final:
+        notes.append("no reward column found; pass --map reward=COLUMN to add one")
+    elif A.is_eval(final[M.REWARD_MEAN]):
+        n = len(series[final[M.REWARD_MEAN]][0])
+        notes.append(f"reward/mean comes from the validation column {final[M.REWARD_MEAN]!r} ({n} points)")
+    ent_vals = series[ent_col][1]
+    finite = ent_vals[np.isfinite(ent_vals)]
+    if len(finite) and float(np.median(finite)) < 0:
+        notes.append(f"entropy column {ent_col!r} is mostly negative: it may be a loss (-H); check it")
+    definition = entropy_definition or A.entropy_definition(ent_col, fmt) or "unknown (not stated by the source)"
+    full_mapping = {A.STEP: parsed.step_column or "<row order>", **dict(sorted(final.items()))}
+    meta = {
+        "source": os.path.abspath(source),
+        "format": fmt,
+        "column_mapping": full_mapping,
+        "mapping_overrides": {k: v for k, v in mapping.items()},
+        "entropy_definition": definition,
+        "entropy_column": ent_col,
+        "reward_column": final.get(M.REWARD_MEAN),
+        "importer_version": IMPORTER_VERSION,
+        **parsed.meta,
+    }
+    return ImportedRun(
+        name=name,
+        source=os.path.abspath(source),
+        fmt=fmt,
+        mapping=full_mapping,
+        scalars=scalars,
+        meta=meta,
+        notes=notes,
+        events=list(parsed.events),
+    )
+
+
+def _short(canonical: str) -> str:
+    for short, full in A.SHORT_KEYS.items():
+        if full == canonical:
+            return short
+    return canonical

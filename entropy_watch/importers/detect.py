@@ -1,0 +1,85 @@
+"""Which format a log path is in, from its name and its first bytes (``--format`` overrides it).
+
+Folders: a TRL/HF output or checkpoint folder (``trainer_state.json``), else a TensorBoard folder. Files:
+``trainer_state.json`` and ``events.out.tfevents.*`` by name; otherwise by content: a verl JSONL line
+(``{"step": N, "data": {...}}``), another JSON-lines log, a JSON document (a ``log_history`` state or a list of rows),
+verl console lines (``step:N - k:v``), and finally CSV (a W&B export when its columns read ``<run> - <metric>``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from entropy_watch.errors import ImportFormatError
+from entropy_watch.importers import tensorboard, trl, verl, wandb
+from entropy_watch.importers.generic import sniff_delimiter
+
+FORMATS: tuple[str, ...] = ("trl", "verl-jsonl", "verl-console", "tensorboard", "wandb-csv", "csv", "jsonl", "json")
+_HEAD_BYTES = 256 * 1024
+
+
+def check_format(fmt: str) -> str:
+    """``fmt`` if it is a known format name, else ImportFormatError listing them."""
+    if fmt not in FORMATS:
+        raise ImportFormatError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    return fmt
+
+
+def detect_format(path: Path) -> str:
+    """The format name of ``path``; ImportFormatError when it does not exist, is empty or is not recognised."""
+    if not path.exists():
+        raise ImportFormatError(f"{path} does not exist")
+    if path.is_dir():
+        if trl.is_trl_dir(path):
+            return "trl"
+        if tensorboard.event_dirs(path):
+            return "tensorboard"
+        raise ImportFormatError(
+            f"{path} is a folder without trainer_state.json or TensorBoard event files; pass a log file instead"
+        )
+    if path.name == trl.STATE_FILE:
+        return "trl"
+    if tensorboard.is_event_file(path):
+        return "tensorboard"
+    with open(path, "rb") as f:
+        head = f.read(_HEAD_BYTES)
+    if not head.strip():
+        raise ImportFormatError(f"{path} is empty; nothing to import")
+    if head.startswith(b"PAR1"):
+        raise ImportFormatError(
+            f"{path} is a parquet file; pass the TRL output folder (completions/ is read next to trainer_state.json)"
+        )
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        if len(head) < _HEAD_BYTES or e.start < len(head) - 4:  # not just a character cut at the end of the head
+            raise ImportFormatError(f"{path} is not a text log (binary content); pass --format if it is one") from None
+        text = head[: e.start].decode("utf-8-sig")
+    return _from_text(path, text)
+
+
+def _from_text(path: Path, text: str) -> str:
+    stripped = text.lstrip()
+    lines = text.splitlines()
+    first = next((ln for ln in lines if ln.strip()), "")
+    if stripped.startswith("{"):
+        try:
+            obj = json.loads(first)
+        except json.JSONDecodeError:
+            return "trl" if '"log_history"' in text else "json"  # a pretty-printed document
+        if verl.is_verl_record(obj):
+            return "verl-jsonl"
+        if isinstance(obj, dict) and "log_history" in obj:
+            return "trl"
+        return "jsonl"
+    if stripped.startswith("["):
+        return "json"
+    if any(verl.console_step(ln) for ln in lines[:500]):
+        return "verl-console"
+    delimiter = sniff_delimiter(first)
+    header = next(csv.reader([first], delimiter=delimiter), [])
+    if len(header) >= 2 or path.suffix.lower() in (".csv", ".tsv"):
+        return "wandb-csv" if wandb.is_wandb_header([h.strip() for h in header]) else "csv"
+    raise ImportFormatError(f"cannot tell the format of {path}; pass --format with one of: {', '.join(FORMATS)}")

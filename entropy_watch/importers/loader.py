@@ -1,0 +1,155 @@
+"""``load_log``: parse one log path (any supported format) into :class:`ImportedRun` objects, without a store.
+
+Run names: ``run`` if given; else the W&B run name or the value of a ``run_name`` column when the file holds several
+runs (``run`` then becomes their prefix, ``<run>-<name>``); else the TRL output folder's name, the TensorBoard
+sub-folder's relative path, or the file name without its extension. Derived names are made store-safe (characters
+outside letters, digits and ``_ . - + @ = : ,`` become ``_``); a ``run`` given by the user is validated, not changed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from entropy_watch.errors import ImportFormatError
+from entropy_watch.importers import aliases as A
+from entropy_watch.importers import detect, generic, tensorboard, trl, verl, wandb
+from entropy_watch.importers.base import Frame, ImportedRun, Parsed, Progress, assemble, frame_to_series
+from entropy_watch.store.layout import validate_run_name
+
+_UNSAFE = re.compile(r"[^\w.\-+@=:,]", re.UNICODE)
+
+
+def safe_run_name(text: str) -> str:
+    """``text`` made into a valid run name (unsafe characters -> ``_``, no leading dot, at most 200 characters)."""
+    name = _UNSAFE.sub("_", text.strip()).lstrip(".")[:200] or "run"
+    return validate_run_name(name)
+
+
+def load_log(
+    path: str | os.PathLike[str],
+    *,
+    fmt: str | None = None,
+    mapping: dict[str, str] | None = None,
+    run: str | None = None,
+    progress: Progress | None = None,
+) -> list[ImportedRun]:
+    """Parse ``path`` into runs (a W&B CSV or a TensorBoard folder may hold several).
+
+    ``fmt``: one of :data:`~entropy_watch.importers.detect.FORMATS` (auto-detected when None). ``mapping``:
+    ``{"step"|"entropy"|"reward"|<canonical name>: source column}`` overrides the alias detection. ``progress`` is
+    called with the number of bytes read so far, for progress bars. Raises ImportFormatError (one line naming the
+    file and the row) for malformed input.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ImportFormatError(f"{p} does not exist")
+    fmt = detect.check_format(fmt) if fmt else detect.detect_format(p)
+    maps = A.normalize_mapping(mapping)
+    step_col = maps.get(A.STEP)
+    if run is not None:
+        validate_run_name(run)
+    if fmt == "tensorboard":
+        return _tensorboard(p, maps, run, progress)
+    if fmt == "trl":
+        parsed = trl.read_trainer_state(p, step_col, progress)
+        return [_finish(parsed, run or safe_run_name(trl.default_name(p)), p, fmt, maps)]
+    if fmt == "verl-jsonl":
+        parsed = verl.read_verl_jsonl(p, step_col, progress)
+        return [_finish(parsed, run or safe_run_name(wandb.file_stem(p)), p, fmt, maps)]
+    if fmt == "verl-console":
+        parsed = verl.read_verl_console(p, step_col, progress)
+        return [_finish(parsed, run or safe_run_name(wandb.file_stem(p)), p, fmt, maps)]
+    notes: list[str] = []
+    if fmt in ("csv", "wandb-csv"):
+        frame = generic.read_csv(p, progress)
+    elif fmt == "jsonl":
+        frame, notes = generic.read_jsonl(p, progress)
+    else:
+        frame = generic.read_json_list(p, progress)
+    if fmt == "wandb-csv":
+        groups = wandb.split_wandb_frame(frame)
+        if not groups:
+            raise ImportFormatError(f"{p}: no '<run> - <metric>' columns; pass --format csv")
+        return _many(groups, p, fmt, maps, run, notes, step_col, run_meta_key="wandb_run")
+    run_col = wandb.run_column(frame)
+    if run_col is not None:
+        groups = wandb.split_by_run_column(frame, run_col)
+        if len(groups) > 1:
+            return _many(groups, p, fmt, maps, run, notes, step_col, run_meta_key="source_run_name")
+    parsed = frame_to_series(frame, step_col)
+    parsed.notes[:0] = notes
+    if run_col is not None:
+        parsed.meta["source_run_name"] = next(iter(groups))
+    return [_finish(parsed, run or safe_run_name(wandb.file_stem(p)), p, fmt, maps)]
+
+
+def _finish(parsed: Parsed, name: str, path: Path, fmt: str, maps: dict[str, str]) -> ImportedRun:
+    return assemble(parsed, name=name, source=str(path), fmt=fmt, mapping=maps)
+
+
+def _many(
+    groups: dict[str, Frame],
+    path: Path,
+    fmt: str,
+    maps: dict[str, str],
+    run: str | None,
+    notes: list[str],
+    step_col: str | None,
+    run_meta_key: str,
+) -> list[ImportedRun]:
+    """One run per group; a single group takes ``run`` as its name, several take it as a prefix."""
+    out: list[ImportedRun] = []
+    used: set[str] = set()
+    for source_name, frame in groups.items():
+        parsed = frame_to_series(frame, step_col)
+        parsed.notes[:0] = notes
+        parsed.meta[run_meta_key] = source_name
+        if len(groups) == 1 and run:
+            name = run
+        else:
+            base = safe_run_name(source_name or wandb.file_stem(path))
+            name = safe_run_name(f"{run}-{base}") if run else base
+        name = _unique(name, used)
+        out.append(_finish(parsed, name, path, fmt, maps))
+    return out
+
+
+def _unique(name: str, used: set[str]) -> str:
+    candidate, i = name, 2
+    while candidate in used:
+        candidate, i = f"{name}-{i}", i + 1
+    used.add(candidate)
+    return candidate
+
+
+def _tensorboard(path: Path, maps: dict[str, str], run: str | None, progress: Progress | None) -> list[ImportedRun]:
+    dirs = tensorboard.event_dirs(path)
+    if not dirs:
+        raise ImportFormatError(f"no TensorBoard event files (events.out.tfevents.*) under {path}")
+    if A.STEP in maps:
+        raise ImportFormatError("--map step=... does not apply to TensorBoard events (each point has its own step)")
+    default = run or safe_run_name(path.stem if path.is_file() else path.name)
+    names = tensorboard.run_names(path, dirs, default)
+    out: list[ImportedRun] = []
+    skipped: list[str] = []
+    errors: list[ImportFormatError] = []
+    used: set[str] = set()
+    for d, name in zip(dirs, names, strict=True):
+        parsed = tensorboard.read_event_dir(d, progress)
+        if name != default:
+            name = safe_run_name(f"{run}-{name}" if run else name)
+        try:
+            out.append(assemble(parsed, name=_unique(name, used), source=str(d), fmt="tensorboard", mapping=maps))
+        except ImportFormatError as e:
+            if len(dirs) == 1:
+                raise
+            skipped.append(os.path.relpath(d, path))
+            errors.append(e)
+    if not out:
+        raise errors[0]
+    if skipped:
+        for r in out:
+            r.notes.append(f"skipped event folder(s) without an entropy tag: {', '.join(skipped)}")
+    return out

@@ -1,0 +1,170 @@
+"""``import_log``: parse a log and publish its runs into a store, atomically.
+
+Everything is parsed first (a malformed file fails before the store is touched). Each run is then written by a
+:class:`~entropy_watch.store.RunWriter` rooted at a hidden staging folder ``ROOT/.staging-<pid>-<time_ns>/`` (store
+readers ignore hidden folders) and moved into place with one ``os.rename`` of its ``run=<name>`` folder, so readers
+see either nothing or the whole run. An existing run is refused unless ``replace=True``; it is then moved aside to a
+hidden ``ROOT/.replaced-*`` folder, the new run renamed in, and the old one deleted (or moved back if that rename
+fails). The old folders are deleted only once every run of the call is published: if a later run of a multi-run
+file fails, the runs this call published are withdrawn and the replaced ones restored.
+
+Imported runs carry no heartbeat file, so :class:`~entropy_watch.store.Store` lists them with state ``imported``.
+Scalars get ``wall_time`` NaN (the source's clock is unknown for most formats); ``run.json`` records the source file,
+format, column mapping, entropy definition, importer version and the import time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from entropy_watch.errors import EntropyWatchError
+from entropy_watch.importers.base import ImportedRun, Progress
+from entropy_watch.importers.loader import load_log
+from entropy_watch.store.layout import default_root, run_dir
+
+
+class RunExists(EntropyWatchError):
+    """The run to import is already in the store (and ``replace`` was not asked for)."""
+
+
+def store_root(store: Any) -> Path:
+    """The root of ``store``: a :class:`~entropy_watch.store.Store`, a path, or None (the default root)."""
+    if store is None or isinstance(store, str | os.PathLike):
+        return default_root(store)
+    return Path(store.root)
+
+
+def import_log(
+    store: Any,
+    path: str | os.PathLike[str],
+    *,
+    fmt: str | None = None,
+    mapping: dict[str, str] | None = None,
+    run: str | None = None,
+    replace: bool = False,
+    progress: Progress | None = None,
+) -> list[str]:
+    """Parse ``path`` (see :func:`~entropy_watch.importers.load_log`) and publish its runs; returns their names.
+
+    Raises ImportFormatError for malformed input and :class:`RunExists` when a run is already in the store and
+    ``replace`` is False; in both cases the store is unchanged.
+    """
+    runs = load_log(path, fmt=fmt, mapping=mapping, run=run, progress=progress)
+    return publish_runs(store_root(store), runs, replace=replace)
+
+
+def publish_runs(root: Path, runs: list[ImportedRun], *, replace: bool = False) -> list[str]:
+    """Stage and publish ``runs`` under ``root``; all or nothing across the list."""
+    if not replace:
+        for r in runs:
+            if run_dir(root, r.name).exists():
+                raise RunExists(
+                    f"run {r.name!r} already exists in {root}; pass --replace to overwrite it or --run NAME to rename"
+                )
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".staging-{os.getpid()}-{time.time_ns()}"
+    published: list[tuple[Path, Path | None]] = []  # (run folder, the replaced run moved aside)
+    try:
+        for r in runs:
+            staged = stage_run(staging, r)
+            published.append(_move_into_place(staged, run_dir(root, r.name), replace=replace))
+    except BaseException:
+        for target, aside in reversed(published):  # withdraw what this call published, restore what it replaced
+            shutil.rmtree(target, ignore_errors=True)
+            if aside is not None:
+                os.rename(aside, target)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for _, aside in published:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    return [r.name for r in runs]
+
+
+def stage_run(staging: Path, r: ImportedRun) -> Path:
+    """Write ``r`` with a RunWriter rooted at ``staging``; returns the staged ``run=<name>`` folder."""
+    from entropy_watch.store import RunWriter
+
+    writer = RunWriter(staging, r.name, rank=0)
+    writer.write("scalars", scalars_table(r))
+    if r.events:
+        import json
+
+        writer.write(
+            "events",
+            {
+                "step": [int(e["step"]) for e in r.events],
+                "kind": [str(e["kind"]) for e in r.events],
+                "payload": [json.dumps(e.get("payload", {}), default=str) for e in r.events],
+                "wall_time": [float("nan")] * len(r.events),
+            },
+        )
+    writer.update_run_meta(**run_meta(r))
+    folder = run_dir(staging, r.name)
+    shutil.rmtree(folder / "status", ignore_errors=True)  # no heartbeat: the store lists the run as "imported"
+    (folder / ".run.json.lock").unlink(missing_ok=True)
+    return folder
+
+
+def scalars_table(r: ImportedRun) -> pa.Table:
+    """The ``scalars`` rows of ``r``: one per (step, name), wall_time NaN."""
+    steps, names, values = [], [], []
+    for name, (s, v) in r.scalars.items():
+        steps.append(np.asarray(s, dtype=np.int64))
+        values.append(np.asarray(v, dtype=np.float64))
+        names.append(np.full(len(s), name, dtype=object))
+    if not steps:
+        return pa.table({"step": pa.array([], pa.int64()), "name": pa.array([], pa.string())})
+    n = sum(len(s) for s in steps)
+    return pa.table(
+        {
+            "step": pa.array(np.concatenate(steps), pa.int64()),
+            "name": pa.array(np.concatenate(names), pa.string()),
+            "value": pa.array(np.concatenate(values), pa.float64()),
+            "wall_time": pa.array(np.full(n, np.nan), pa.float64()),
+        }
+    )
+
+
+def run_meta(r: ImportedRun) -> dict[str, Any]:
+    """``run.json`` fields of an imported run."""
+    from entropy_watch import __version__
+
+    rng = r.step_range
+    return {
+        **r.meta,
+        "imported": True,
+        "imported_at": time.time(),
+        "import_notes": list(r.notes),
+        "framework": r.meta.get("framework", "unknown"),
+        "entropy_watch_version": __version__,
+        "step_range": list(rng) if rng else None,
+    }
+
+
+def _move_into_place(staged: Path, target: Path, *, replace: bool) -> tuple[Path, Path | None]:
+    """``os.rename`` ``staged`` to ``target``; with ``replace``, move an existing target aside first.
+
+    Returns ``(target, aside)``: the caller deletes ``aside`` once every run is published, or moves it back.
+    """
+    if not target.exists():
+        os.rename(staged, target)
+        return target, None
+    if not replace:
+        raise RunExists(f"run folder {target} appeared during the import; pass --replace to overwrite it")
+    aside = target.parent / f".replaced-{target.name[4:]}-{os.getpid()}-{time.time_ns()}"
+    os.rename(target, aside)
+    try:
+        os.rename(staged, target)
+    except BaseException:
+        os.rename(aside, target)
+        raise
+    return target, aside

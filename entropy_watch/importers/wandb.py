@@ -1,0 +1,114 @@
+"""W&B CSV exports, and splitting any tabular log that holds several runs.
+
+A W&B chart export ("Download CSV") has a ``Step`` column and one column per run and metric, named
+``<run> - <metric>``, plus ``<run> - <metric>__MIN`` / ``__MAX`` when W&B bucketed the points. One file may hold many
+runs; each becomes its own :class:`ImportedRun` named after the W&B run. ``__MIN``/``__MAX`` columns are kept as
+extra series under their source names (``<metric>__MIN``), never mapped to a canonical metric.
+
+A generic CSV/JSONL with a ``run_name`` (or ``run``, ``run_id``) text column holding several values is split the
+same way; with a single value it stays one run and the value is recorded as ``meta["source_run_name"]``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from entropy_watch.importers import aliases as A
+from entropy_watch.importers.base import Frame, parse_cell
+
+_SUFFIX = re.compile(r"^(.*?)(__MIN|__MAX)$")
+RUN_COLUMNS = ("run_name", "run", "run_id")
+
+
+def split_wandb_column(column: str) -> tuple[str, str] | None:
+    """``"grpo-s0 - actor/entropy__MIN"`` -> ``("grpo-s0", "actor/entropy__MIN")``; None if not ``<run> - <metric>``."""
+    if " - " not in column:
+        return None
+    run, metric = column.rsplit(" - ", 1)
+    run, metric = run.strip(), metric.strip()
+    return (run, metric) if run and metric else None
+
+
+def is_wandb_header(columns: list[str]) -> bool:
+    """True when every column but the step (and W&B's ``_runtime``-style columns) reads ``<run> - <metric>``."""
+    step = A.find_step_column(columns)
+    rest = [c for c in columns if c != step and not c.startswith("_")]
+    return bool(rest) and all(split_wandb_column(c) is not None for c in rest)
+
+
+def split_wandb_frame(frame: Frame) -> dict[str, Frame]:
+    """One frame per W&B run, columns renamed to the metric names (the step column is shared)."""
+    step = A.find_step_column(frame.cells)
+    runs: dict[str, Frame] = {}
+    for column, cells in frame.cells.items():
+        if column == step:
+            continue
+        parts = split_wandb_column(column)
+        if parts is None:
+            continue
+        run, metric = parts
+        sub = runs.get(run)
+        if sub is None:
+            sub = runs[run] = Frame(source=frame.source, n_rows=frame.n_rows, locations=frame.locations)
+            if step is not None:
+                sub.cells[step] = frame.cells[step]
+        sub.cells[metric] = cells
+    return runs
+
+
+def wandb_suffix_columns(columns: list[str]) -> list[str]:
+    """The ``__MIN``/``__MAX`` columns among ``columns`` (kept as extra series, never canonical)."""
+    return [c for c in columns if _SUFFIX.match(c)]
+
+
+def run_column(frame: Frame) -> str | None:
+    """The run-name column of a generic log (``run_name``, ``run``, ``run_id``) holding text, or None."""
+    for name in RUN_COLUMNS:
+        if name in frame.cells:
+            _, raw = frame.cells[name]
+            texts = 0
+            for v in raw[:50]:
+                try:
+                    parse_cell(v)
+                except (ValueError, TypeError):
+                    texts += 1
+            if texts:
+                return name
+    return None
+
+
+def split_by_run_column(frame: Frame, column: str) -> dict[str, Frame]:
+    """One frame per distinct value of ``column``, rows renumbered (rows without a value go to the first run)."""
+    rows, raw = frame.cells[column]
+    run_of_row: dict[int, str] = {r: str(v).strip() for r, v in zip(rows, raw, strict=True) if str(v).strip()}
+    names = list(dict.fromkeys(run_of_row.values()))
+    if len(names) <= 1:
+        return {names[0] if names else "": frame}
+    out = {name: Frame(source=frame.source) for name in names}
+    local: list[int] = []  # global row -> row index inside its run's frame
+    for r in range(frame.n_rows):
+        sub = out[run_of_row.get(r, names[0])]
+        local.append(sub.n_rows)
+        sub.locations.append(frame.where(r))
+        sub.n_rows += 1
+    for col, (crow, cval) in frame.cells.items():
+        if col == column:
+            continue
+        for r, v in zip(crow, cval, strict=True):
+            sub = out[run_of_row.get(r, names[0])]
+            cell = sub.cells.get(col)
+            if cell is None:
+                cell = sub.cells[col] = ([], [])
+            cell[0].append(local[r])
+            cell[1].append(v)
+    return out
+
+
+def file_stem(path: Path) -> str:
+    """The run name a single-run file gets by default: its name without the extension."""
+    name = path.name
+    for ext in (".jsonl", ".json", ".csv", ".tsv", ".log", ".txt"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return path.stem or name

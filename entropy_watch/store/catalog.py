@@ -1,0 +1,139 @@
+"""``ROOT/catalog.duckdb`` (views over the live globs) and self-contained DuckDB exports.
+
+The catalog lets any DuckDB client answer SQL on live runs: ``duckdb -readonly ew_runs/catalog.duckdb -c "SELECT …
+FROM scalars"``. It contains only views; every view re-expands its glob at query time, so it sees runs, ranks and
+segments that appear after the catalog was written. Nothing in the store ever keeps the file open: it is written by
+:func:`write_catalog` (explicitly, or from ``compact``) into a temporary that is then ``os.replace``-d into place, so
+a client holding the old catalog open never blocks the refresh (it keeps reading the old inode).
+
+De-duplication in a pure view: while a compaction runs, a ``part-`` file and the segments it merged are both on disk.
+Every file that holds a key ``(_writer, _seq)`` holds all of its rows, so each view keeps, per ``(run, rank, _writer,
+_seq)``, only the rows of one file (the greatest file name). This needs a second pass over the key columns; the cost
+is measured in ``benchmarks/bench_store.py``.
+
+A glob that matches nothing makes DuckDB fail ("No files found"), so a view over a table no run has written yet
+would be an error. :func:`write_catalog` therefore also writes one zero-row placeholder per table under
+``ROOT/run=.catalog/`` (a name no run can have: run names may not start with a dot, so :class:`Store`, the tail
+reader and compaction never list it). The globs always match it, and it adds no rows.
+
+Limitations (documented, not fixable in a view):
+
+* deleting ``ROOT/run=.catalog`` brings back "No files found" for tables that no run has written;
+* a query that races a compaction deleting segments can fail once with an IO error (a file listed by the glob was
+  deleted before it was read); run it again. :class:`~entropy_watch.store.Store` retries this by itself;
+* the root path must not contain glob characters (``*``, ``?``, ``[``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+
+from entropy_watch.store import layout
+from entropy_watch.store.atomic import write_parquet_atomic
+from entropy_watch.store.files import CoverageCache, select_files
+from entropy_watch.store.query import Binder, run_names, source_sql, table_files, with_retry
+from entropy_watch.store.reader import Store
+from entropy_watch.store.schema import READ_PARQUET_OPTIONS, empty_table
+
+PLACEHOLDER_RUN_DIR = "run=.catalog"
+
+
+def catalog_view_sql(root: Path, table: str) -> str:
+    """The ``SELECT`` behind the catalog view of ``table``: a glob over every run and rank, one file per key."""
+    root_str = str(Path(root).resolve())
+    if any(c in root_str for c in "*?["):
+        raise ValueError(f"store root {root_str!r} contains a glob character; move the store to a plain path")
+    glob = f"{root_str}/run=*/table={layout.validate_table(table)}/rank=*/*.parquet".replace("'", "''")
+    return (
+        f"WITH src AS (SELECT * EXCLUDE (\"table\") FROM read_parquet('{glob}', {READ_PARQUET_OPTIONS}, "
+        "filename=true)), "
+        "pick AS (SELECT run, rank, coalesce(_writer, filename) AS w, coalesce(_seq, -1) AS s, "
+        "max(filename) AS f FROM src GROUP BY ALL) "
+        "SELECT src.* EXCLUDE (filename, _writer, _seq) FROM src SEMI JOIN pick ON src.run = pick.run "
+        "AND src.rank = pick.rank AND coalesce(src._writer, src.filename) = pick.w "
+        "AND coalesce(src._seq, -1) = pick.s AND src.filename = pick.f"
+    )
+
+
+def write_catalog(root: str | os.PathLike[str] | None = None) -> Path:
+    """Write ``ROOT/catalog.duckdb`` with one view per table over the live globs; returns its path.
+
+    Short-lived: opens a new file, creates the views, closes it and publishes it with ``os.replace``.
+    """
+    root_path = layout.default_root(root)
+    dest = layout.catalog_path(root_path)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.0.tmp")
+    _remove_db(tmp)
+    for table in layout.TABLES:
+        placeholder = root_path / PLACEHOLDER_RUN_DIR / f"table={table}" / "rank=0" / "empty.parquet"
+        placeholder.parent.mkdir(parents=True, exist_ok=True)
+        schema = empty_table(table).drop_columns(["run", "rank"])
+        write_parquet_atomic(placeholder, schema)
+    con = duckdb.connect(str(tmp))
+    try:
+        for table in layout.TABLES:
+            con.execute(f"CREATE VIEW {table} AS {catalog_view_sql(root_path, table)}")
+    finally:
+        con.close()
+    os.replace(tmp, dest)
+    return dest
+
+
+def export_duckdb(
+    root: str | os.PathLike[str] | None, dest: str | os.PathLike[str], runs: Iterable[str] | None = None
+) -> Path:
+    """Write a self-contained DuckDB database at ``dest`` with real tables (copies, not views).
+
+    Tables: ``scalars``, ``hist``, ``tokens``, ``alerts``, ``events`` (with ``run`` and ``rank``) and ``runs``
+    (``run, state, last_step, updated_at, meta`` as JSON text). ``runs=None`` exports every run. The database is
+    built in a temporary and moved over ``dest``.
+    """
+    store = Store(root)
+    names = run_names(store.root) if runs is None else [layout.validate_run_name(r) for r in runs]
+    infos = [store.run_info(n) for n in names]
+    coverage = CoverageCache()
+    dest_path = Path(dest)
+    dest_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest_path.with_name(f".{dest_path.name}.{os.getpid()}.0.tmp")
+    _remove_db(tmp)
+    con = duckdb.connect(str(tmp))
+    try:
+        for table in layout.TABLES:
+
+            def copy(table: str = table) -> None:
+                sel = select_files(table_files(store.root, names, table, coverage))
+                binder = Binder("f")
+                con.register("_empty", empty_table(table))
+                src = source_sql(sel, "_empty", binder)
+                con.execute(
+                    f"CREATE OR REPLACE TABLE {table} AS SELECT * EXCLUDE (_writer, _seq) FROM ({src})", binder.values
+                )
+                con.unregister("_empty")
+
+            with_retry(copy)
+        con.execute("CREATE TABLE runs (run VARCHAR, state VARCHAR, last_step BIGINT, updated_at DOUBLE, meta VARCHAR)")
+        for i in infos:
+            con.execute(
+                "INSERT INTO runs VALUES ($run, $state, $last_step, $updated_at, $meta)",
+                {
+                    "run": i.name,
+                    "state": i.state,
+                    "last_step": i.last_step,
+                    "updated_at": i.updated_at,
+                    "meta": json.dumps(i.meta, ensure_ascii=False, default=str),
+                },
+            )
+    finally:
+        con.close()
+    os.replace(tmp, dest_path)
+    return dest_path
+
+
+def _remove_db(path: Path) -> None:
+    for p in (path, path.with_name(path.name + ".wal")):
+        p.unlink(missing_ok=True)

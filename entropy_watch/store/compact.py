@@ -1,0 +1,213 @@
+"""Compaction: merge many small segments into few ``part-`` files, without readers ever double counting.
+
+Why: every file costs a one-shot query about 0.15-0.3 ms (notes/STORE_AND_APP §1.6), and a merged file's min/max
+statistics let "last N steps" queries skip almost everything.
+
+Order of operations in one ``table=<t>/rank=<r>`` folder, and why each reader moment is safe:
+
+1. list the published files; pick the inputs (segments older than ``min_age_s``, or everything with ``final``);
+2. write the merged rows to ``.part-….parquet.tmp``, record the union of the inputs' keys ``(_writer, _seq)`` in the
+   Parquet key-value metadata (:data:`~entropy_watch.store.files.COVERAGE_KEY`), then ``os.replace`` to
+   ``part-<session>-<n>.parquet``;
+3. delete the inputs.
+
+A reader listing before 2 sees only the inputs; between 2 and 3 it sees the part *and* (some of) the inputs and
+reads each key from one file (:func:`~entropy_watch.store.files.select_files`); after 3 it sees the part. A reader
+that listed an input that step 3 then deletes gets an IO error from DuckDB and lists again. A crash between 2 and 3
+leaves both, which readers handle the same way and the next compaction cleans up. One compactor per folder at a time
+(an advisory lock on ``.compact.lock``; a busy folder is skipped).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from entropy_watch.store import layout
+from entropy_watch.store.atomic import clean_stale_tmp, fsync_dir
+from entropy_watch.store.files import (
+    COVERAGE_KEY,
+    FINAL_KEY,
+    CoverageCache,
+    FileRef,
+    encode_coverage,
+    list_data_files,
+    new_session,
+    part_name,
+    rank_dirs,
+    select_files,
+)
+from entropy_watch.store.query import key_strings, run_names
+from entropy_watch.store.schema import SEQ_COL, WRITER_COL
+
+try:
+    import fcntl
+except ImportError:  # Windows: no cross-process guard; run one compactor at a time
+    fcntl = None  # type: ignore[assignment]
+
+DEFAULT_MIN_AGE_S = 60.0
+ROW_GROUP_ROWS = 128 * 1024
+
+
+@dataclass
+class CompactionReport:
+    """What :func:`compact` did: files merged and removed, parts written, folders skipped because busy."""
+
+    merged_files: int = 0
+    parts_written: int = 0
+    rows: int = 0
+    busy: list[str] = field(default_factory=list)
+
+
+def compact(
+    root: str | os.PathLike[str] | None = None,
+    run: str | None = None,
+    *,
+    min_age_s: float = DEFAULT_MIN_AGE_S,
+    final: bool = False,
+    tables: tuple[str, ...] | None = None,
+    fsync: bool = False,
+) -> CompactionReport:
+    """Merge sealed segments of ``run`` (or every run) into ``part-`` files; see the module docstring.
+
+    Args:
+        root: store root (None: ``$ENTROPY_WATCH_DIR`` or ``./ew_runs``).
+        run: one run, or None for all.
+        min_age_s: only segments whose file is at least this old (seconds) are merged; parts stay as they are.
+        final: merge every segment and part into one file per (table, rank), whatever its age (run end).
+        tables: restrict to these tables.
+        fsync: flush the new part and its directory before deleting inputs.
+    """
+    root_path = layout.default_root(root)
+    runs = [layout.validate_run_name(run)] if run is not None else run_names(root_path)
+    report = CompactionReport()
+    coverage = CoverageCache()
+    session = new_session()
+    for name in runs:
+        for table in tables or layout.TABLES:
+            tdir = layout.run_dir(root_path, name) / f"table={layout.validate_table(table)}"
+            for rdir in rank_dirs(tdir):
+                _compact_dir(rdir, session, coverage, report, min_age_s=min_age_s, final=final, fsync=fsync)
+    return report
+
+
+def _compact_dir(
+    rdir: Path,
+    session: str,
+    coverage: CoverageCache,
+    report: CompactionReport,
+    *,
+    min_age_s: float,
+    final: bool,
+    fsync: bool,
+) -> None:
+    lock_fd = os.open(rdir / ".compact.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                report.busy.append(str(rdir))
+                return
+        # Holding the lock, no other compactor writes here: any .part tmp is a dead compactor's leftover.
+        clean_stale_tmp(rdir, by_pid=True, max_age_s=0.0 if fcntl is not None else 3600.0, prefix=".part-")
+        files = list_data_files(rdir, coverage)
+        if final:
+            inputs = files
+            if len(inputs) == 1 and inputs[0].kind == "part":
+                return
+        else:
+            now = time.time()
+            inputs = [f for f in files if f.kind == "seg" and now - _mtime(f.path) >= min_age_s]
+            # Segments whose keys a part already holds (a compactor died after publishing): just delete them.
+            covered = set().union(*(f.keys for f in files if f.kind == "part")) if files else set()
+            stale = [f for f in inputs if f.keys <= covered]
+            _unlink(stale)
+            report.merged_files += len(stale)
+            inputs = [f for f in inputs if not f.keys <= covered]
+        if len(inputs) < 2:
+            return
+        rows = _write_part(rdir, inputs, session, final=final, fsync=fsync)
+        _unlink(inputs)
+        report.merged_files += len(inputs)
+        report.parts_written += 1
+        report.rows += rows
+    finally:
+        os.close(lock_fd)
+
+
+def _write_part(rdir: Path, inputs: list[FileRef], session: str, *, final: bool, fsync: bool) -> int:
+    """Stream the inputs (each key once) into one part published by tmp + ``os.replace``; returns rows written."""
+    sel = select_files(inputs)
+    sources: list[tuple[Path, frozenset | None]] = [(f.path, None) for f in sel.whole]
+    sources += [(f.path, keys) for f, keys in sel.partial]
+    keys = frozenset().union(*(f.keys for f in inputs))
+    schema = pa.unify_schemas([pq.read_schema(p) for p, _ in sources], promote_options="permissive")
+    schema = schema.with_metadata({COVERAGE_KEY: encode_coverage(keys).encode(), FINAL_KEY: b"1" if final else b"0"})
+    path = rdir / part_name(session)
+    tmp = rdir / f".{path.name}.tmp"
+    written = 0
+    try:
+        with open(tmp, "wb") as fh, pq.ParquetWriter(fh, schema, compression="zstd") as writer:
+            pending: list[pa.Table] = []
+            pending_rows = 0
+            for src, wanted in sources:
+                tbl = pq.ParquetFile(src).read()
+                if wanted is not None:
+                    mask = pc.is_in(
+                        pc.binary_join_element_wise(tbl[WRITER_COL], pc.cast(tbl[SEQ_COL], pa.string()), "/"),
+                        value_set=pa.array(key_strings(wanted)),
+                    )
+                    tbl = tbl.filter(mask)
+                pending.append(_align(tbl, schema))
+                pending_rows += tbl.num_rows
+                if pending_rows >= ROW_GROUP_ROWS:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
+                    written += pending_rows
+                    pending, pending_rows = [], 0
+            if pending:
+                writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
+                written += pending_rows
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_dir(rdir)
+    return written
+
+
+def _align(tbl: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``tbl`` with exactly ``schema``'s columns, in order (missing ones null, types cast)."""
+    cols = []
+    for f in schema:
+        if f.name in tbl.column_names:
+            col = tbl[f.name]
+            cols.append(col if col.type == f.type else col.cast(f.type))
+        else:
+            cols.append(pa.nulls(tbl.num_rows, type=f.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return time.time()
+
+
+def _unlink(files: list[FileRef]) -> None:
+    for f in files:
+        try:
+            os.unlink(f.path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,251 @@
+"""Store: one-shot reads of a store (CLI, analysis, app queries), never holding a lock on anything in it.
+
+Each query lists the files it needs, picks each segment once (a ``part-`` that covers segments wins over them, see
+:mod:`entropy_watch.store.files`) and reads them with DuckDB ``read_parquet`` in an in-memory connection. A file that
+vanishes between listing and reading (compaction deleting merged segments) makes DuckDB raise an IO error; the
+query is then listed and run again (:func:`entropy_watch.store.query.with_retry`).
+
+Run state (:class:`RunInfo.state`): ``running``; ``finished``; ``failed`` (any rank failed); ``stalled`` (some rank's
+heartbeat is older than three of its intervals and it never said finished: crashed, hung or killed); ``imported``
+(no heartbeat file at all: logs imported from other tools or written by a foreign process).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from entropy_watch.errors import RunNotFound
+from entropy_watch.store import layout
+from entropy_watch.store.atomic import read_json
+from entropy_watch.store.files import CoverageCache, select_files
+from entropy_watch.store.query import Binder, run_names, source_sql, table_files, with_retry
+from entropy_watch.store.schema import empty_table
+from entropy_watch.store.writer import DEFAULT_HEARTBEAT_S, RunWriter
+
+STALL_FACTOR = 3.0
+
+
+@dataclass
+class RunInfo:
+    """A run as listed by :meth:`Store.runs`. ``updated_at`` is Unix seconds (latest heartbeat, else run.json)."""
+
+    name: str
+    meta: dict[str, Any]
+    state: str
+    last_step: int | None
+    ranks: list[int] = field(default_factory=list)
+    updated_at: float | None = None
+
+
+class Store:
+    """Read access to a store root; see the module docstring. Thread-safe.
+
+    Args:
+        root: store root; None resolves ``$ENTROPY_WATCH_DIR`` or ``./ew_runs`` now (not at import).
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = layout.default_root(root)
+        self._coverage = CoverageCache()
+        self._con = duckdb.connect(":memory:")
+        self._lock = threading.Lock()
+
+    # -- runs -----------------------------------------------------------------------------------------------------
+    def runs(self) -> list[RunInfo]:
+        """All runs under the root, sorted by name."""
+        return [self._run_info(name) for name in run_names(self.root)]
+
+    def run_info(self, run: str) -> RunInfo:
+        """One run's :class:`RunInfo`; raises :class:`RunNotFound`."""
+        self._require(run)
+        return self._run_info(run)
+
+    def run_meta(self, run: str) -> dict[str, Any]:
+        """The run's ``run.json`` ({} if it has none); raises :class:`RunNotFound` if the run does not exist."""
+        self._require(run)
+        return read_json(layout.run_json_path(self.root, run)) or {}
+
+    def writer(self, run: str, rank: int = 0, **kwargs: Any) -> RunWriter:
+        """A :class:`RunWriter` on this store."""
+        return RunWriter(self.root, run, rank, **kwargs)
+
+    # -- tables ---------------------------------------------------------------------------------------------------
+    def scalars(
+        self, run: str, names: list[str] | None = None, *, rank: int | None = None, since_step: int | None = None
+    ) -> pa.Table:
+        """Scalar rows ``step, rank, name, value, wall_time`` ordered by step, rank, name (repeats kept)."""
+        where, params = self._filters(names=names, rank=rank, since_step=since_step)
+        sql = f"SELECT step, rank, name, value, wall_time FROM src {where} ORDER BY step, rank, name, wall_time"
+        return self._query_run(run, "scalars", sql, params)
+
+    def series(self, run: str, name: str, *, rank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One value per step of scalar ``name``: ``(steps int64, values float64)``, steps ascending.
+
+        A step logged several times (a resumed run re-logging steps) keeps the latest by ``wall_time``, then the
+        latest writer session, then the latest segment. With ``rank=None`` the lowest rank that logged the step wins
+        (rank 0 holds all-reduced values when ranks reduce before logging). Null values become NaN.
+        """
+        where, params = self._filters(names=[name], rank=rank, since_step=None)
+        sql = (
+            f"SELECT step, value FROM src {where} QUALIFY row_number() OVER (PARTITION BY step "
+            "ORDER BY rank ASC, wall_time DESC NULLS LAST, _writer DESC, _seq DESC) = 1 ORDER BY step"
+        )
+        tbl = self._query_run(run, "scalars", sql, params)
+        steps = tbl.column("step").to_numpy(zero_copy_only=False).astype(np.int64)
+        values = tbl.column("value").cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+        return steps, np.asarray(values, dtype=np.float64)
+
+    def table(self, run: str, table: str, *, since_step: int | None = None) -> pa.Table:
+        """All rows of ``table`` for ``run``: its columns plus ``rank``, ordered by step and rank."""
+        layout.validate_table(table)
+        where, params = self._filters(names=None, rank=None, since_step=since_step)
+        sql = f"SELECT * EXCLUDE (run, _writer, _seq) FROM src {where} ORDER BY step, rank"
+        return self._query_run(run, table, sql, params)
+
+    def sql(self, query: str, params: dict[str, Any] | list[Any] | None = None) -> pa.Table:
+        """Run ``query`` over views ``scalars``, ``hist``, ``tokens``, ``alerts``, ``events`` (all runs, with ``run``
+        and ``rank`` columns) and ``runs`` (name, state, last_step, updated_at). Only referenced views are built."""
+
+        def attempt() -> pa.Table:
+            with self._lock:
+                cur = self._con.cursor()
+            try:
+                names = run_names(self.root)
+                for table in layout.TABLES:
+                    if re.search(rf"\b{table}\b", query):
+                        self._create_view(cur, table, names)
+                if re.search(r"\bruns\b", query):
+                    infos = [self._run_info(n) for n in names]
+                    cur.register("runs", _runs_table(infos))
+                return cur.sql(query, params=params or None).to_arrow_table()
+            finally:
+                cur.close()
+
+        return with_retry(attempt)
+
+    # -- internals ------------------------------------------------------------------------------------------------
+    def _require(self, run: str) -> None:
+        if not layout.run_dir(self.root, run).is_dir():
+            known = ", ".join(run_names(self.root)[:10]) or "none"
+            raise RunNotFound(f"run {run!r} not found in store {self.root} (runs: {known})")
+
+    @staticmethod
+    def _filters(*, names: list[str] | None, rank: int | None, since_step: int | None) -> tuple[str, dict[str, Any]]:
+        clauses, params = [], {}
+        if names is not None:
+            clauses.append("list_contains($names, name)")
+            params["names"] = [str(n) for n in names]
+        if rank is not None:
+            clauses.append("rank = $rank")
+            params["rank"] = int(rank)
+        if since_step is not None:
+            clauses.append("step >= $since_step")
+            params["since_step"] = int(since_step)
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def _query_run(self, run: str, table: str, sql: str, params: dict[str, Any]) -> pa.Table:
+        """Run ``sql`` (which reads from ``src``) over one run's files of ``table``."""
+        self._require(run)
+
+        def attempt() -> pa.Table:
+            with self._lock:
+                cur = self._con.cursor()
+            try:
+                sel = select_files(table_files(self.root, [run], table, self._coverage))
+                binder = Binder("f")
+                cur.register(f"_empty_{table}", empty_table(table))
+                src = source_sql(sel, f"_empty_{table}", binder)
+                return cur.sql(f"WITH src AS ({src}) {sql}", params={**binder.values, **params}).to_arrow_table()
+            finally:
+                cur.close()
+
+        return with_retry(attempt)
+
+    def _create_view(self, cur: duckdb.DuckDBPyConnection, table: str, runs: list[str]) -> None:
+        sel = select_files(table_files(self.root, runs, table, self._coverage))
+        binder = Binder(f"ew_{table}", mode="variable")
+        cur.register(f"_empty_{table}", empty_table(table))
+        src = source_sql(sel, f"_empty_{table}", binder)
+        binder.set_variables(cur)
+        cur.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * EXCLUDE (_writer, _seq) FROM ({src})")
+
+    def _run_info(self, run: str) -> RunInfo:
+        rdir = layout.run_dir(self.root, run)
+        meta = read_json(rdir / "run.json") or {}
+        statuses = []
+        try:
+            for entry in os.scandir(rdir / "status"):
+                m = re.fullmatch(r"rank=(\d+)\.json", entry.name)
+                if m:
+                    st = read_json(Path(entry.path))
+                    if st is not None:
+                        statuses.append((int(m.group(1)), st))
+        except FileNotFoundError:
+            pass
+        ranks = {r for r, _ in statuses}
+        for table in layout.TABLES:
+            try:
+                ranks |= {int(e.name[5:]) for e in os.scandir(rdir / f"table={table}") if e.name[5:].isdigit()}
+            except FileNotFoundError:
+                continue
+        state = _run_state([st for _, st in statuses], time.time())
+        steps = [st.get("last_step") for _, st in statuses if isinstance(st.get("last_step"), int)]
+        last_step = max(steps) if steps else None
+        if not statuses:
+            last_step = self._max_step(run)
+        stamps = [float(st["updated_at"]) for _, st in statuses if isinstance(st.get("updated_at"), int | float)]
+        updated_at = max(stamps) if stamps else _mtime(rdir / "run.json")
+        return RunInfo(run, meta, state, last_step, sorted(ranks), updated_at)
+
+    def _max_step(self, run: str) -> int | None:
+        """Largest step in ``scalars`` (runs without heartbeat); read from Parquet statistics, cheap."""
+        tbl = self._query_run(run, "scalars", "SELECT max(step) AS m FROM src", {})
+        value = tbl.column("m")[0].as_py()
+        return int(value) if value is not None else None
+
+
+def _run_state(statuses: list[dict[str, Any]], now: float) -> str:
+    """Aggregate per-rank heartbeats into one state (see the module docstring)."""
+    if not statuses:
+        return "imported"
+    states = []
+    for st in statuses:
+        state = st.get("state", "running")
+        if state == "running":
+            interval = float(st.get("interval_s") or DEFAULT_HEARTBEAT_S)
+            updated = float(st.get("updated_at") or 0.0)
+            if now - updated > STALL_FACTOR * interval:
+                state = "stalled"
+        states.append(state)
+    for state in ("failed", "terminated", "stalled", "running"):
+        if state in states:
+            return state
+    return "finished"
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _runs_table(infos: list[RunInfo]) -> pa.Table:
+    return pa.table(
+        {
+            "run": pa.array([i.name for i in infos], pa.string()),
+            "state": pa.array([i.state for i in infos], pa.string()),
+            "last_step": pa.array([i.last_step for i in infos], pa.int64()),
+            "updated_at": pa.array([i.updated_at for i in infos], pa.float64()),
+        }
+    )

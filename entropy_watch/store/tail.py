@@ -1,0 +1,149 @@
+"""TailReader: an in-memory DuckDB copy of the small tables that ingests only files it has not seen (the app's cache).
+
+Each :meth:`TailReader.poll` lists the table folders, keeps the files not seen before, and runs
+``INSERT INTO <table> BY NAME SELECT … FROM read_parquet([new files], hive_partitioning=true, union_by_name=true)``.
+Cost is proportional to what is new, not to the store (measured in ``benchmarks/bench_store.py``).
+
+De-duplication across compaction: the reader remembers every key ``(_writer, _seq)`` it has ingested. A new
+``part-`` file covering only ingested keys is skipped without being read; one covering some new keys is read
+restricted to those keys; a new segment whose key arrived through a part is skipped. So a row is counted once
+whatever the interleaving of listing, publication of parts and deletion of segments.
+
+Schema growth: a new file with a column the table lacks gets ``ALTER TABLE … ADD COLUMN`` first (older rows read
+NULL). Thread-safe: one lock; every poll and query runs on a fresh cursor under it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from entropy_watch.store import layout
+from entropy_watch.store.files import CoverageCache, Key, select_files
+from entropy_watch.store.query import Binder, run_names, source_sql, table_files, with_retry
+from entropy_watch.store.schema import empty_table
+
+DEFAULT_TABLES: tuple[str, ...] = ("scalars", "hist", "alerts", "events")
+
+
+class TailReader:
+    """Incremental in-memory mirror of ``tables`` for all runs (or ``runs``) under ``root``.
+
+    Tables are named after the store tables and have their columns plus ``run``, ``rank``, ``_writer``, ``_seq``.
+    They exist (empty) before the first poll, so queries never fail on a new store.
+
+    Args:
+        root: store root; None resolves ``$ENTROPY_WATCH_DIR`` or ``./ew_runs`` now.
+        tables: which tables to mirror; ``tokens`` is large and is better read on demand with :class:`Store`.
+        runs: restrict to these run names (None: every run, including runs that appear later).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        tables: Iterable[str] = DEFAULT_TABLES,
+        runs: Iterable[str] | None = None,
+    ) -> None:
+        self.root = layout.default_root(root)
+        self.tables = tuple(layout.validate_table(t) for t in tables)
+        self.runs = None if runs is None else tuple(layout.validate_run_name(r) for r in runs)
+        self.generation = 0
+        self._con = duckdb.connect(":memory:")
+        self._lock = threading.Lock()
+        self._coverage = CoverageCache()
+        self._seen: dict[str, set[str]] = {t: set() for t in self.tables}
+        self._ingested: dict[str, set[Key]] = {t: set() for t in self.tables}
+        cur = self._con.cursor()
+        for table in self.tables:
+            cur.register("_empty", empty_table(table))
+            cur.execute(f"CREATE TABLE {table} AS SELECT * FROM _empty")
+            cur.unregister("_empty")
+        cur.close()
+
+    @property
+    def files_seen(self) -> int:
+        """Files currently listed in the store that this reader has already handled."""
+        with self._lock:
+            return sum(len(s) for s in self._seen.values())
+
+    def poll(self) -> int:
+        """Ingest files published since the last poll; returns the number of new rows (bumps ``generation`` if > 0)."""
+        with self._lock:
+            added = with_retry(self._poll_once)
+            if added:
+                self.generation += 1
+            return added
+
+    def query(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> pa.Table:
+        """Run a (parameterised) query over the mirrored tables."""
+        with self._lock:
+            cur = self._con.cursor()
+            try:
+                return cur.sql(sql, params=params or None).to_arrow_table()
+            finally:
+                cur.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    def __enter__(self) -> TailReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------------------------------
+    def _poll_once(self) -> int:
+        names = run_names(self.root)
+        if self.runs is not None:
+            names = [n for n in names if n in self.runs]
+        added = 0
+        for table in self.tables:
+            files = table_files(self.root, names, table, self._coverage)
+            listed = {str(f.path) for f in files}
+            new = [f for f in files if str(f.path) not in self._seen[table]]
+            if new:
+                sel = select_files(new, exclude=self._ingested[table])
+                if not sel.empty:
+                    added += self._ingest(table, sel)
+                    self._ingested[table].update(k for f in sel.whole for k in f.keys)
+                    self._ingested[table].update(k for _, keys in sel.partial for k in keys)
+            # Forget names that are gone (merged segments): names are never reused, so this only bounds memory.
+            self._seen[table] = (self._seen[table] & listed) | {str(f.path) for f in new}
+        return added
+
+    def _ingest(self, table: str, sel: Any) -> int:
+        """Copy the selected files into ``table`` in one transaction; returns the row count."""
+        cur = self._con.cursor()
+        try:
+            binder = Binder("f")
+            cur.register("_empty", empty_table(table))
+            src = source_sql(sel, "_empty", binder)
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                cur.execute(f"CREATE TEMP TABLE _new AS {src}", binder.values)
+                have = {r[0] for r in cur.execute(f"DESCRIBE {table}").fetchall()}
+                for name, dtype, *_ in cur.execute("DESCRIBE _new").fetchall():
+                    if name not in have:  # schema growth: a column that appeared in a later segment
+                        cur.execute(f'ALTER TABLE {table} ADD COLUMN "{_ident(name)}" {dtype}')
+                n = cur.execute("SELECT count(*) FROM _new").fetchone()[0]
+                cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new")
+                cur.execute("DROP TABLE _new")
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            return int(n)
+        finally:
+            cur.close()
+
+
+def _ident(name: str) -> str:
+    """A column name safe inside double quotes (quotes doubled)."""
+    return name.replace('"', '""')

@@ -1,0 +1,230 @@
+"""The algorithms as small pure functions: tensors in, advantages, masks or per-token losses out.
+
+Shapes: ``N`` sequences of a rollout batch (``N = prompts * G``, groups contiguous), ``(B, T)`` per-token tensors of
+a mini-batch, ``mask (B, T)`` 1.0 on valid completion tokens. Log-probs and entropies are in nats. ALGORITHMS.md
+states every formula; ``docs/papers.md`` maps each to its paper or says "our choice". Controllers are pure update
+functions ``state -> state`` called once per iteration by the loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+L_CLAMP = -20.0  # REPO: L is detached and clamped at -20 (SkyRL PR #1896, ppo_utils.py)
+
+
+# ---- advantages: rewards (N,) -> advantages (N,) ---------------------------------------------------------------
+def grpo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """GRPO (DeepSeekMath eq. 3): ``(r - mean_g r) / (std_g r + 1e-6)``, unbiased std as in verl."""
+    r = rewards.view(-1, group_size)
+    return ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-6)).view(-1)
+
+
+def dr_grpo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Dr. GRPO (Liu et al. 2025): ``r - mean_g r``, no std division."""
+    r = rewards.view(-1, group_size)
+    return (r - r.mean(1, keepdim=True)).view(-1)
+
+
+def rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """RLOO / LOOP: ``r_i - mean_{j != i} r_j``, no std scaling."""
+    r = rewards.view(-1, group_size)
+    others = (r.sum(1, keepdim=True) - r) / (group_size - 1)
+    return (r - others).view(-1)
+
+
+ADVANTAGES: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
+    "grpo": grpo_advantages,
+    "dr_grpo": dr_grpo_advantages,
+    "rloo": rloo_advantages,
+}
+
+
+def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """DAPO dynamic sampling: ``(N,) -> (N,)`` bool, False for every member of a group whose rewards are all equal."""
+    r = rewards.view(-1, group_size)
+    keep = (r.max(1).values - r.min(1).values) > 0
+    return keep.repeat_interleave(group_size)
+
+
+# ---- aggregation: per-token loss (B, T) -> scalar ----------------------------------------------------------------
+def token_mean(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """DAPO's token-mean: sum over valid tokens / their count."""
+    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def seq_mean_token_mean(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Original GRPO: mean over sequences of each sequence's token mean (empty sequences count as 0)."""
+    per_seq = (loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+    return per_seq.mean()
+
+
+AGGREGATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "token-mean": token_mean,
+    "seq-mean-token-mean": seq_mean_token_mean,
+}
+
+
+# ---- the clipped surrogate -----------------------------------------------------------------------------------------
+def clipped_surrogate(
+    logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PPO/GRPO per-token loss ``-min(rho*A, clip(rho, 1-eps_low, 1+eps_high)*A)`` ``(B, T)``.
+
+    Returns ``(loss, clipped_low, clipped_high)``; the masks mark *binding* clips (Park et al. 2025): A < 0 with
+    rho < 1 - eps_low, and A > 0 with rho > 1 + eps_high. Their gradient is zero.
+    """
+    ratio = torch.exp(logp - old_logp)
+    unclipped = ratio * adv
+    clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv
+    loss = -torch.minimum(unclipped, clipped)
+    with torch.no_grad():
+        low = (adv < 0) & (ratio < 1.0 - eps_low)
+        high = (adv > 0) & (ratio > 1.0 + eps_high)
+    return loss, low, high
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Schulman's k3 estimator of KL(pi || ref) per token: ``exp(ref - logp) - (ref - logp) - 1`` (>= 0)."""
+    d = ref_logp - logp
+    return torch.exp(d) - d - 1.0
+
+
+# ---- Cui et al. 2025: covariance-based token selection ----------------------------------------------------------
+def token_covariance(adv: torch.Tensor, logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``c_t = (A_t - mean A)(logp_t - mean logp)`` ``(B, T)``, means over valid tokens, all detached."""
+    m = mask > 0
+    a, lp = adv.detach(), logp.detach()
+    n = m.sum().clamp(min=1)
+    a_mean = (a * m).sum() / n
+    lp_mean = (lp * m).sum() / n
+    return (a - a_mean) * (lp - lp_mean) * m
+
+
+def clip_cov_select(
+    cov: torch.Tensor,
+    mask: torch.Tensor,
+    already_clipped: torch.Tensor,
+    ratio: float,
+    bounds: tuple[float, float],
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Clip-Cov: among valid, unclipped tokens with ``lb < c_t < ub``, pick ``max(1, floor(ratio*N))`` at random.
+
+    Returns a bool ``(B, T)`` mask of the tokens whose policy-gradient term is detached (none if no candidates).
+    """
+    cand = (mask > 0) & ~already_clipped & (cov > bounds[0]) & (cov < bounds[1])
+    idx = cand.view(-1).nonzero().squeeze(-1)
+    out = torch.zeros_like(cand)
+    if idx.numel() == 0:
+        return out
+    k = min(idx.numel(), max(1, math.floor(ratio * int((mask > 0).sum()))))
+    perm = torch.randperm(idx.numel(), generator=generator, device="cpu")[:k].to(idx.device)
+    out.view(-1)[idx[perm]] = True
+    return out
+
+
+def kl_cov_loss(
+    logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, frac: float, coef: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """KL-Cov per-token loss ``(B, T)``: ``-A*rho`` (unclipped) everywhere, plus ``coef*|logp - old_logp|`` on the
+    top ``max(1, floor(frac*N))`` valid tokens by ``c_t``. ``frac`` is a fraction (2e-3), not a percentage.
+
+    Returns ``(loss, penalised)``.
+    """
+    ratio = torch.exp(logp - old_logp)
+    loss = -adv * ratio
+    cov = token_covariance(adv, logp, mask).masked_fill(mask <= 0, float("-inf"))
+    n = int((mask > 0).sum())
+    pen = torch.zeros_like(mask, dtype=torch.bool)
+    if n > 0:
+        k = min(n, max(1, math.floor(frac * n)))
+        pen.view(-1)[cov.view(-1).topk(k).indices] = True
+    return loss + coef * (logp - old_logp).abs() * pen, pen
+
+
+def top_entropy_mask(entropy: torch.Tensor, mask: torch.Tensor, frac: float) -> torch.Tensor:
+    """80/20 rule (Wang et al. 2025): bool ``(B, T)``, True on the ``ceil(frac*N)`` highest-entropy valid tokens."""
+    m = mask > 0
+    n = int(m.sum())
+    out = torch.zeros_like(m)
+    if n == 0:
+        return out
+    k = max(1, math.ceil(frac * n))
+    h = entropy.detach().masked_fill(~m, float("-inf"))
+    out.view(-1)[h.view(-1).topk(k).indices] = True
+    return out
+
+
+# ---- REPO (Petrenko et al. 2026): advantage modification A~ = A - beta*L ---------------------------------------
+def centred_logp(logp: torch.Tensor, entropy: torch.Tensor | None, centering: str) -> torch.Tensor:
+    """REPO's ``L`` ``(B, T)``, detached, clamped at -20: ``logp + H`` (exact, zero mean under pi) or ``logp`` (raw)."""
+    lp = logp.detach().clamp(min=L_CLAMP)
+    if centering == "raw":
+        return lp
+    if entropy is None:
+        raise ValueError("exact centring needs the per-token entropy")
+    return (lp + entropy.detach()).clamp(min=L_CLAMP)
+
+
+def repo_r_advantages(adv: torch.Tensor, L: torch.Tensor, zeta: float) -> torch.Tensor:
+    """REPO-R: ``A~ = A - zeta*|A|*L``, i.e. ``A(1 - zeta L)`` for A > 0 and ``A(1 + zeta L)`` for A < 0, clamped so
+    A~ keeps the sign of A; A~ = 0 where A = 0. ``adv`` and ``L`` are ``(B, T)``.
+    """
+    out = adv - zeta * adv.abs() * L
+    return torch.where(adv > 0, out.clamp(min=0.0), torch.where(adv < 0, out.clamp(max=0.0), torch.zeros_like(out)))
+
+
+def repo_d_beta(adv: torch.Tensor, logp: torch.Tensor, L: torch.Tensor, mask: torch.Tensor) -> float:
+    """REPO-D's decorrelation coefficient (our choice): ``mean_t(pi L A) / mean_t(pi L^2)`` over valid tokens, the beta
+    that cancels the first-order entropy drift ``dH ~ -E[pi L A] + beta E[pi L^2]``; 0 when the denominator vanishes.
+    """
+    m = mask > 0
+    pi = logp.detach().exp()
+    num = (pi * L * adv)[m].sum()
+    den = (pi * L * L)[m].sum()
+    return float(num / den) if float(den) > 1e-12 else 0.0
+
+
+def repo_d_advantages(adv: torch.Tensor, L: torch.Tensor, zeta: float, beta_hat: float) -> torch.Tensor:
+    """REPO-D (our choice; the paper's form is not public): ``A~ = A - zeta*beta_hat*L``, no sign clamp."""
+    return adv - zeta * beta_hat * L
+
+
+# ---- controllers: pure per-iteration updates -----------------------------------------------------------------------
+def zeta_update(zeta: float, entropy: float, target: float, zeta_min: float, zeta_max: float) -> float:
+    """REPO's zeta controller (paper App. D.2 as in SkyRL PR #1896).
+
+    Entropy below target: double a positive zeta (cap zeta_max), halve a negative one and flip it to +zeta_min once
+    its magnitude would fall below zeta_min (0 becomes +zeta_min). Above target: the mirror image.
+    """
+    if entropy < target:
+        if zeta > 0:
+            return min(2.0 * zeta, zeta_max)
+        half = zeta / 2.0
+        return half if -half >= zeta_min else zeta_min
+    if entropy > target:
+        if zeta < 0:
+            return max(2.0 * zeta, -zeta_max)
+        half = zeta / 2.0
+        return half if half >= zeta_min else -zeta_min
+    return zeta
+
+
+def adapo_update(eps_high: float, entropy: float, target: float, kappa: float, eps_min: float, eps_max: float) -> float:
+    """ADAPO's eps_high controller (our choice, multiplicative): below target ``min(eps_max, eps*kappa)``, above
+    target ``max(eps_min, eps/kappa)``, unchanged at the target."""
+    if entropy < target:
+        return min(eps_max, eps_high * kappa)
+    if entropy > target:
+        return max(eps_min, eps_high / kappa)
+    return eps_high
+
+
+def entropy_coef_update(coef: float, entropy: float, target: float, delta: float, coef_max: float) -> float:
+    """Adaptive entropy bonus (Skywork-OR1, as in TRL): ``+delta`` below target, ``-delta`` otherwise, in [0, max]."""
+    coef = coef + delta if entropy < target else coef - delta
+    return min(max(coef, 0.0), coef_max)

@@ -1,0 +1,60 @@
+"""Checkpoints: the policy as a ``save_pretrained`` folder plus ``state.pt`` with everything needed to resume.
+
+Layout: ``ROOT/run=<run>/checkpoints/latest/{policy/, state.pt}``. A new checkpoint is written next to the old one
+and swapped in with renames, so a crash mid-save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from entropy_watch.errors import EntropyWatchError
+
+
+class CheckpointError(EntropyWatchError, FileNotFoundError):
+    """A checkpoint or policy directory that is missing or unreadable."""
+
+
+def save_checkpoint(ckpt_dir: Path, model: torch.nn.Module, tokenizer: Any, state: dict[str, Any]) -> Path:
+    """Write ``ckpt_dir/latest`` atomically (tmp folder + rename); ``state`` gets the model weights added."""
+    from transformers.utils import logging as hf_logging
+
+    from entropy_watch.trainer.sft import save_policy
+
+    hf_logging.disable_progress_bar()  # save_pretrained's shard bar would interleave with ours
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    tmp, latest, old = ckpt_dir / ".latest.tmp", ckpt_dir / "latest", ckpt_dir / ".latest.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_policy(model, tokenizer, tmp / "policy")
+    torch.save({**state, "model": model.state_dict()}, tmp / "state.pt")
+    shutil.rmtree(old, ignore_errors=True)
+    if latest.exists():
+        latest.rename(old)
+    tmp.rename(latest)
+    shutil.rmtree(old, ignore_errors=True)
+    return latest
+
+
+def load_checkpoint(ckpt_dir: Path) -> dict[str, Any]:
+    """The resumable state of ``ckpt_dir/latest``; :class:`CheckpointError` if the run has none."""
+    path = Path(ckpt_dir) / "latest" / "state.pt"
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}; train the run first (or drop --resume)")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_policy(path: str | Path) -> tuple[torch.nn.Module, Any]:
+    """Model and tokenizer from a policy folder, a checkpoint folder (``policy/`` or ``latest/policy/`` inside)
+    or any local HF causal LM saved with ``save_pretrained``."""
+    from entropy_watch.trainer.model import load_model
+    from entropy_watch.trainer.tokenizer import load_tokenizer
+
+    p = Path(path)
+    for cand in (p, p / "policy", p / "latest" / "policy", p / "checkpoints" / "latest" / "policy"):
+        if (cand / "config.json").exists():
+            return load_model(str(cand)), load_tokenizer(str(cand))
+    raise CheckpointError(f"no model at {p} (expected config.json from save_pretrained, or a checkpoint folder)")

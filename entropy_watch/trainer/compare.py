@@ -1,0 +1,218 @@
+"""The comparison: every algorithm from the same SFT checkpoint, seed and step budget; the table of ALGORITHMS.md.
+
+    entropy-watch compare --algos grpo,dapo,repo-r,adapo --preset tiny --seeds 0,1,2 --jobs 2
+
+Per seed: one SFT run (``sft-s<seed>``), then per algorithm a task-A run (``<algo>-s<seed>``) and the
+sequential-learning probe: plain GRPO on task B (``sum3sorted``) from that run's final policy
+(``<algo>-s<seed>.probe-b``), the same for every algorithm so only the starting checkpoint differs (our choice).
+Reported per algorithm: H_end/H_0 and the normalised area under the entropy curve (mean of H_k/H_0), pass@1 and
+pass@k at the largest k, distinct correct answers in n samples, and the iterations task B needs to reach a reward
+level. A precision check trains one strictly on-policy iteration in fp32 and in bf16-naive from the same checkpoint
+and reports the first mini-batch's mean log-ratio.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from entropy_watch import metrics as M
+
+SFT_LOSS = "sft/loss"
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("h_ratio", "H_end/H0"),
+    ("auc", "AUC H/H0"),
+    ("pass1", "pass@1"),
+    ("passk", "pass@k"),
+    ("distinct", "distinct"),
+    ("b_steps", "B iters"),
+    ("b_reward", "B reward"),
+    ("minutes", "min"),
+)
+
+
+@dataclass
+class ProbeConfig:
+    """The sequential-learning probe (task B after task A)."""
+
+    iterations: int = 100
+    """GRPO iterations on task B."""
+    reward_level: float = 0.5
+    """Level the moving-average reward must reach."""
+    window: int = 10
+    """Moving-average window in iterations."""
+
+
+def sft_stage(preset_name: str, seed: int, root: str | Path, sft_steps: int | None = None) -> Path:
+    """Train the shared SFT checkpoint of ``seed`` (run ``sft-s<seed>``, loss logged) and return its policy folder."""
+    from entropy_watch.hooks import Watch
+    from entropy_watch.store.layout import run_dir
+    from entropy_watch.trainer.config import preset
+    from entropy_watch.trainer.loop import pick_device
+    from entropy_watch.trainer.model import build_model
+    from entropy_watch.trainer.sft import run_sft, save_policy
+    from entropy_watch.trainer.tasks import get_task
+    from entropy_watch.trainer.tokenizer import build_tokenizer
+
+    import torch
+
+    cfg = preset(preset_name, "grpo", seed=seed, run=f"sft-s{seed}")
+    if sft_steps is not None:
+        cfg.sft.steps = sft_steps
+    torch.set_num_threads(cfg.threads)
+    tokenizer = build_tokenizer()
+    model = build_model(cfg.model, len(tokenizer), tokenizer.eos_token_id, seed).to(pick_device(cfg.device))
+    with Watch(cfg.run, store=root, config=cfg.to_dict(), vocab_size=len(tokenizer), seed=seed) as w:
+        run_sft(model, tokenizer, get_task(cfg.task.name), cfg.sft, seed, cfg.model.precision,
+                on_step=lambda s, loss: w.log(s, **{SFT_LOSS: loss}))  # fmt: skip
+    return save_policy(model, tokenizer, run_dir(Path(root), cfg.run) / "policy")
+
+
+def steps_to_level(rewards: list[float], level: float, window: int) -> int | None:
+    """First iteration count after which the trailing ``window``-mean reward is >= ``level``; None if never."""
+    for i in range(len(rewards)):
+        lo = max(0, i + 1 - window)
+        if i + 1 >= min(window, len(rewards)) and np.mean(rewards[lo : i + 1]) >= level:
+            return i + 1
+    return None
+
+
+def run_algo(
+    preset_name: str,
+    algo: str,
+    seed: int,
+    root: str,
+    sft_dir: str,
+    iterations: int | None = None,
+    probe: ProbeConfig | None = None,
+) -> dict[str, Any]:
+    """Task A with ``algo`` from ``sft_dir``, then the task-B probe; returns one table row (a plain dict)."""
+    import time
+
+    from entropy_watch.trainer.config import TaskConfig, preset
+    from entropy_watch.trainer.evaluate import EVAL_DISTINCT, EVAL_ENTROPY
+    from entropy_watch.trainer.loop import SAMPLER_ENTROPY, train
+
+    t0 = time.perf_counter()
+    probe = probe or ProbeConfig()
+    cfg = preset(preset_name, algo, seed=seed)
+    if iterations is not None:
+        cfg.rl.iterations = iterations
+    res = train(cfg, store=root, init=sft_dir)
+    ev0, ev1 = res.evals[0][1], res.evals[-1][1]
+    k_max = max(cfg.eval.ks)
+    row: dict[str, Any] = {
+        "algo": algo,
+        "seed": seed,
+        "h0": res.h0,
+        "h_ratio": ev1[EVAL_ENTROPY] / ev0[EVAL_ENTROPY],
+        "auc": float(np.mean([h[SAMPLER_ENTROPY] for h in res.history]) / res.h0) if res.history else math.nan,
+        "pass1": ev1[M.pass_at_k(1)],
+        "passk": ev1[M.pass_at_k(k_max)],
+        "k": k_max,
+        "distinct": ev1[EVAL_DISTINCT],
+        "pass1_start": ev0[M.pass_at_k(1)],
+        "distinct_start": ev0[EVAL_DISTINCT],
+        "tokens_per_sec": res.tokens_per_sec,
+    }
+    if probe.iterations > 0 and res.policy_dir is not None:
+        cfg_b = preset(preset_name, "grpo", seed=seed, run=f"{algo}-s{seed}.probe-b")
+        cfg_b.task = TaskConfig(name="sum3sorted", max_new_tokens=cfg.task.max_new_tokens)
+        cfg_b.rl.iterations, cfg_b.checkpoint_every, cfg_b.eval.every = probe.iterations, 0, 0
+        res_b = train(cfg_b, store=root, init=res.policy_dir)
+        rewards = [h[M.REWARD_MEAN] for h in res_b.history]
+        steps = steps_to_level(rewards, probe.reward_level, probe.window)
+        row["b_steps"] = float(steps) if steps is not None else math.nan
+        row["b_reward"] = float(np.mean(rewards[-probe.window :]))
+        row["b_reward_start"] = float(np.mean(rewards[: probe.window]))
+    row["minutes"] = (time.perf_counter() - t0) / 60
+    return row
+
+
+def precision_check(preset_name: str, seed: int, root: str, sft_dir: str) -> dict[str, float]:
+    """Mean log-ratio of the first mini-batch (trainer vs sampler) in fp32 and bf16-naive, same checkpoint."""
+    from entropy_watch.trainer.loop import RATIO_LOG_MEAN_FIRST, train
+    from entropy_watch.trainer.config import preset
+
+    out = {}
+    for prec in ("fp32", "bf16", "bf16-naive"):
+        cfg = preset(preset_name, "grpo", seed=seed, run=f"precision-{prec}-s{seed}")
+        cfg.model.precision = prec
+        cfg.rl.iterations, cfg.rl.epochs, cfg.rl.minibatches, cfg.checkpoint_every = 1, 1, 1, 0
+        res = train(cfg, store=root, init=sft_dir)
+        out[prec] = res.history[0][RATIO_LOG_MEAN_FIRST]
+    return out
+
+
+def compare(
+    preset_name: str,
+    algos: list[str],
+    seeds: list[int],
+    root: str | Path,
+    *,
+    iterations: int | None = None,
+    sft_steps: int | None = None,
+    probe: ProbeConfig | None = None,
+    jobs: int = 1,
+    precision: bool = True,
+) -> dict[str, Any]:
+    """Run the whole comparison; ``jobs`` processes in parallel (one torch thread each). Returns rows + summary."""
+    from entropy_watch.trainer.config import ALGOS, ConfigError
+
+    bad = [a for a in algos if a not in ALGOS]
+    if bad:
+        raise ConfigError(f"unknown algorithm {bad[0]!r}; use one of {', '.join(ALGOS)}")
+    root = str(root)
+    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn")) as pool:
+        sft = dict(zip(seeds, pool.map(sft_stage, [preset_name] * len(seeds), seeds, [root] * len(seeds),
+                                       [sft_steps] * len(seeds)), strict=True))  # fmt: skip
+        futs = [
+            pool.submit(run_algo, preset_name, a, s, root, str(sft[s]), iterations, probe) for s in seeds for a in algos
+        ]
+        prec = pool.submit(precision_check, preset_name, seeds[0], root, str(sft[seeds[0]])) if precision else None
+        rows = [f.result() for f in futs]
+        prec_out = prec.result() if prec is not None else {}
+    return {"rows": rows, "summary": summarize(rows, algos), "precision": prec_out}
+
+
+def summarize(rows: list[dict[str, Any]], algos: list[str]) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per algorithm and column: (mean, std over seeds), NaN-aware (a probe that never reached the level is NaN)."""
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for a in algos:
+        mine = [r for r in rows if r["algo"] == a]
+        out[a] = {}
+        for key, _ in COLUMNS:
+            vals = np.array([r.get(key, math.nan) for r in mine], dtype=float)
+            ok = vals[np.isfinite(vals)]
+            out[a][key] = (float(ok.mean()), float(ok.std())) if ok.size else (math.nan, math.nan)
+            out[a][key + "_n"] = (float(ok.size), float(len(vals)))
+    return out
+
+
+def format_table(result: dict[str, Any]) -> Any:
+    """A ``rich.table.Table`` of means ± std over seeds (B iters: reached/total in brackets)."""
+    from rich.table import Table
+
+    rows = result["rows"]
+    seeds = sorted({r["seed"] for r in rows})
+    k = rows[0]["k"] if rows else "k"
+    table = Table(title=f"entropy-watch compare ({len(seeds)} seed(s): {', '.join(map(str, seeds))})")
+    table.add_column("algo")
+    for key, label in COLUMNS:
+        table.add_column(label.replace("pass@k", f"pass@{k}"), justify="right")
+    for algo, cols in result["summary"].items():
+        cells = []
+        for key, _ in COLUMNS:
+            mean, std = cols[key]
+            cell = "n/a" if math.isnan(mean) else (f"{mean:.3g}" if len(seeds) == 1 else f"{mean:.3g}±{std:.2g}")
+            if key == "b_steps":
+                cell += f" [{int(cols[key + '_n'][0])}/{int(cols[key + '_n'][1])}]"
+            cells.append(cell)
+        table.add_row(algo, *cells)
+    return table

@@ -1,0 +1,291 @@
+"""Configuration of the reference trainer: one dataclass per configurable thing, presets ``tiny`` and ``gpu``.
+
+Every field is documented once, here; ``__post_init__`` validates and says what to change. Nothing is read at import
+time. The named algorithms are plain dicts of overrides of :class:`AlgoConfig` (:data:`ALGOS`), so GRPO and REPO-R
+differ by one key. ALGORITHMS.md states the formulas; ``docs/papers.md`` maps each default to its source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from entropy_watch.errors import EntropyWatchError
+
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "bf16-fp32head", "bf16-naive")
+ADVANTAGE_KINDS: tuple[str, ...] = ("grpo", "dr_grpo", "rloo")
+AGGREGATION_KINDS: tuple[str, ...] = ("token-mean", "seq-mean-token-mean")
+REPO_MODES: tuple[str, ...] = ("", "r", "d")
+CENTERINGS: tuple[str, ...] = ("exact", "raw")
+CONTROLLERS: tuple[str, ...] = ("", "zeta", "adapo", "entropy")
+
+
+class ConfigError(EntropyWatchError, ValueError):
+    """A configuration value out of range; the message names the field and the allowed values."""
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ConfigError(msg)
+
+
+@dataclass
+class ModelConfig:
+    """The policy network. Built in code (a GPT-2 shaped transformer) unless ``path`` names a local HF model."""
+
+    path: str | None = None
+    """Local directory of any HF causal LM + tokenizer (``save_pretrained`` layout); None builds the tiny GPT."""
+    n_layer: int = 2
+    """Transformer blocks of the model built in code."""
+    n_embd: int = 64
+    """Width of the model built in code."""
+    n_head: int = 4
+    """Attention heads of the model built in code (must divide ``n_embd``)."""
+    n_positions: int = 16
+    """Context length of the model built in code (prompt + completion tokens)."""
+    precision: str = "fp32"
+    """fp32 | bf16 (bf16 matmuls) | bf16-fp32head (bf16 body, fp32 lm head) | bf16-naive (log of bf16 probabilities:
+    demonstrates the ratio bias; never use it to train)."""
+
+    def __post_init__(self) -> None:
+        _check(self.precision in PRECISIONS, f"precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
+        _check(self.n_layer >= 1 and self.n_embd >= 1 and self.n_positions >= 8, "model sizes must be positive")
+        _check(self.n_embd % self.n_head == 0, f"n_head={self.n_head} must divide n_embd={self.n_embd}")
+
+
+@dataclass
+class TaskConfig:
+    """The verifiable task (see ``tasks.py``)."""
+
+    name: str = "sum3"
+    """sum3: three digits that sum to S (task A); sum3sorted: the same, non-decreasing (task B, the probe)."""
+    max_new_tokens: int = 6
+    """Completion budget in tokens; completions without the end token by then count as truncated (reward 0)."""
+
+    def __post_init__(self) -> None:
+        from entropy_watch.trainer.tasks import TASKS
+
+        _check(self.name in TASKS, f"task {self.name!r}; use one of {', '.join(TASKS)}")
+        _check(self.max_new_tokens >= 1, "max_new_tokens must be >= 1")
+
+
+@dataclass
+class SFTConfig:
+    """Supervised warm-up on uniformly sampled correct answers, so RL starts calibrated and diverse."""
+
+    steps: int = 600
+    """Optimizer steps (0 skips the warm-up)."""
+    batch_size: int = 64
+    """Sequences per step."""
+    lr: float = 1e-3
+    """AdamW learning rate."""
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 0 and self.batch_size >= 1 and self.lr > 0, "SFT steps >= 0, batch_size >= 1, lr > 0")
+
+
+@dataclass
+class AlgoConfig:
+    """The RL algorithm: advantage, surrogate, aggregation and the entropy-control method (ALGORITHMS.md)."""
+
+    advantage: str = "grpo"
+    """grpo: (r - mean)/(std + 1e-6); dr_grpo: r - mean; rloo: r - mean of the others."""
+    aggregation: str = "token-mean"
+    """token-mean (sum over valid tokens / their count) or seq-mean-token-mean (original GRPO)."""
+    eps_low: float = 0.2
+    """Lower clip width: ratio >= 1 - eps_low."""
+    eps_high: float = 0.2
+    """Upper clip width: ratio <= 1 + eps_high (DAPO/ADAPO start at 0.28)."""
+    kl_coef: float = 0.0
+    """Weight of the k3 KL to the initial (reference) policy; 0 keeps no reference model."""
+    dynamic_sampling: bool = False
+    """DAPO: drop groups whose rewards are all equal (no regeneration; the update uses the rest)."""
+    repo: str = ""
+    """'' off; 'r': REPO-R (beta = zeta*|A|); 'd': REPO-D (beta = zeta * batch decorrelation coefficient, ours)."""
+    centering: str = "exact"
+    """REPO's L: exact (logp + H, zero mean under pi) or raw (logp only, what logits-free code uses)."""
+    controller: str = ""
+    """'' none; zeta (REPO); adapo (eps_high); entropy (adaptive entropy-bonus coefficient)."""
+    target_entropy: float | None = None
+    """Controller target in nats; None = H_0, the mean token entropy of the first rollout batch."""
+    zeta0: float = 1e-3
+    """Initial REPO zeta."""
+    zeta_min: float = 1e-4
+    """Smallest |zeta| before the controller flips its sign."""
+    zeta_max: float = 0.05
+    """Largest |zeta|. Scales with the spread of L: 0.05 for LLM vocabularies, ~0.5 for a 15-token vocabulary."""
+    adapo_kappa: float = 1.25
+    """ADAPO multiplicative step of eps_high per iteration (our choice)."""
+    adapo_eps_min: float = 0.2
+    """ADAPO lower bound of eps_high."""
+    adapo_eps_max: float = 1.0
+    """ADAPO upper bound of eps_high."""
+    entropy_coef: float = 0.0
+    """Entropy-bonus weight alpha (loss -= alpha * mean H); the adaptive controller moves it."""
+    entropy_coef_delta: float = 0.005
+    """Adaptive entropy bonus: step of alpha per iteration."""
+    entropy_coef_max: float = 1.0
+    """Adaptive entropy bonus: alpha is clipped to [0, entropy_coef_max]."""
+    clip_cov_ratio: float = 0.0
+    """Clip-Cov: fraction of tokens (0 = off, paper 2e-4) with cov in (lb, ub) whose PG term is detached."""
+    clip_cov_bounds: tuple[float, float] = (1.0, 5.0)
+    """Clip-Cov covariance window (lb, ub)."""
+    kl_cov_frac: float = 0.0
+    """KL-Cov: fraction (not percent; 0 = off, paper 2e-3) of highest-cov tokens that get the |logp - old| penalty."""
+    kl_cov_coef: float = 1.0
+    """KL-Cov penalty weight beta."""
+    top_entropy_frac: float = 1.0
+    """80/20 rule: keep the PG term only for this top fraction of highest-entropy tokens (0.2); 1.0 = all."""
+
+    def __post_init__(self) -> None:
+        _check(self.advantage in ADVANTAGE_KINDS, f"advantage {self.advantage!r}; use {', '.join(ADVANTAGE_KINDS)}")
+        _check(self.aggregation in AGGREGATION_KINDS, f"aggregation {self.aggregation!r}; use {AGGREGATION_KINDS}")
+        _check(self.repo in REPO_MODES, f"repo {self.repo!r}; use '', 'r' or 'd'")
+        _check(self.centering in CENTERINGS, f"centering {self.centering!r}; use exact or raw")
+        _check(self.controller in CONTROLLERS, f"controller {self.controller!r}; use {CONTROLLERS}")
+        _check(0 <= self.eps_low < 1 and self.eps_high >= 0, "need 0 <= eps_low < 1 and eps_high >= 0")
+        _check(0 < self.zeta_min <= self.zeta_max, "need 0 < zeta_min <= zeta_max")
+        _check(self.adapo_kappa > 1 and 0 < self.adapo_eps_min <= self.adapo_eps_max, "ADAPO: kappa > 1, bounds")
+        _check(0 < self.top_entropy_frac <= 1, "top_entropy_frac must be in (0, 1]")
+        _check(0 <= self.clip_cov_ratio < 1 and 0 <= self.kl_cov_frac < 1, "clip_cov_ratio/kl_cov_frac in [0, 1)")
+        _check(self.clip_cov_bounds[0] < self.clip_cov_bounds[1], "clip_cov_bounds must be (lb, ub) with lb < ub")
+        _check(self.entropy_coef >= 0 and self.kl_coef >= 0, "entropy_coef and kl_coef must be >= 0")
+        _check(self.controller != "zeta" or self.repo != "", "controller 'zeta' needs repo = 'r' or 'd'")
+
+
+# Named algorithms: overrides of AlgoConfig. GRPO vs REPO-R is one key plus its controller.
+ALGOS: dict[str, dict[str, Any]] = {
+    "grpo": {},
+    "dr-grpo": {"advantage": "dr_grpo"},
+    "rloo": {"advantage": "rloo"},
+    "dapo": {"eps_high": 0.28, "dynamic_sampling": True},
+    "repo-r": {"repo": "r", "controller": "zeta"},
+    "repo-r-raw": {"repo": "r", "controller": "zeta", "centering": "raw"},
+    "repo-d": {"repo": "d", "controller": "zeta", "zeta0": 1.0, "zeta_min": 1e-3, "zeta_max": 10.0},
+    "adapo": {"eps_high": 0.28, "controller": "adapo"},
+    "entropy-bonus": {"entropy_coef": 0.01},
+    "entropy-adaptive": {"controller": "entropy"},
+    "clip-cov": {"clip_cov_ratio": 2e-4},
+    "kl-cov": {"kl_cov_frac": 2e-3},
+    "top-entropy": {"top_entropy_frac": 0.2},
+}
+
+
+@dataclass
+class RLConfig:
+    """Rollout and optimisation budget of the RL phase."""
+
+    iterations: int = 300
+    """Rollout-update iterations (one logged step each)."""
+    prompts: int = 8
+    """Prompts per iteration."""
+    group_size: int = 8
+    """Samples per prompt (G)."""
+    epochs: int = 2
+    """Passes over each rollout batch (> 1 makes the update off-policy so clipping binds)."""
+    minibatches: int = 2
+    """Optimizer steps per epoch; 1 epoch x 1 minibatch is strictly on-policy."""
+    lr: float = 3e-4
+    """AdamW learning rate."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip (0 = off)."""
+    temperature: float = 1.0
+    """Sampling temperature; entropy and log-probs are taken at it."""
+
+    def __post_init__(self) -> None:
+        _check(self.iterations >= 0 and self.prompts >= 1 and self.group_size >= 2, "iterations, prompts, G >= 2")
+        _check(self.epochs >= 1 and self.minibatches >= 1, "epochs and minibatches must be >= 1")
+        _check(self.prompts * self.group_size % self.minibatches == 0, "prompts*group_size % minibatches != 0")
+        _check(self.lr > 0 and self.temperature > 0 and self.grad_clip >= 0, "lr, temperature > 0; grad_clip >= 0")
+
+
+@dataclass
+class EvalConfig:
+    """Periodic evaluation: pass@k with the unbiased estimator, distinct correct answers, entropy."""
+
+    every: int = 50
+    """Evaluate every N iterations (and at the start and the end); 0 = start and end only."""
+    samples: int = 16
+    """Samples per prompt (n); pass@k is reported for every k in ``ks`` with k <= n."""
+    ks: tuple[int, ...] = (1, 4, 8, 16)
+    """The k of pass@k."""
+    prompts: int = 0
+    """Evaluation prompts; 0 = every prompt of the task once (S = 0..27)."""
+    seed: int = 1234
+    """Seed of the evaluation sampler (independent of training, so evaluation never shifts the trajectory)."""
+
+    def __post_init__(self) -> None:
+        _check(self.samples >= 1 and all(1 <= k <= self.samples for k in self.ks), "need 1 <= k <= samples")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one run needs. ``preset(name)`` builds the tested ones."""
+
+    run: str = "grpo-s0"
+    """Run name in the store."""
+    algo: str = "grpo"
+    """Key of :data:`ALGOS` the ``algo_cfg`` was built from (recorded in run.json)."""
+    seed: int = 0
+    """Seeds the model init, the SFT data and the rollout sampler."""
+    device: str = "auto"
+    """auto (cuda if available) | cpu | cuda | cuda:N."""
+    threads: int = 1
+    """torch CPU threads; 1 makes runs bit-for-bit reproducible."""
+    checkpoint_every: int = 50
+    """Save a resumable checkpoint every N iterations and at the end (0 = end only)."""
+    log_every: int = 1
+    """Log token statistics every N iterations."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    algo_cfg: AlgoConfig = field(default_factory=AlgoConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.threads >= 1 and self.checkpoint_every >= 0 and self.log_every >= 1, "threads/log_every >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: tuple[str, ...] = ("tiny", "gpu")
+
+
+def algo_config(algo: str, **overrides: Any) -> AlgoConfig:
+    """The :class:`AlgoConfig` of a named algorithm, with ``overrides`` applied last."""
+    if algo not in ALGOS:
+        raise ConfigError(f"unknown algorithm {algo!r}; use one of {', '.join(ALGOS)}")
+    return AlgoConfig(**{**ALGOS[algo], **overrides})
+
+
+def preset(name: str, algo: str = "grpo", *, seed: int = 0, run: str | None = None, **algo_overrides: Any) -> TrainConfig:
+    """A complete, tested configuration.
+
+    ``tiny``: the ALGORITHMS.md scale notes (2-layer width-64 GPT, ~100k parameters, 15-token vocabulary; 600 SFT
+    steps; 300 iterations of 8 prompts x 8, 2 epochs x 2 mini-batches, lr 3e-4, zeta_max 0.5): a run takes well
+    under a minute on one CPU core. ``gpu``: a ~10M-parameter model and 4x the batch for one GPU, bf16 body with an
+    fp32 head.
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
+    run = run or f"{algo}-s{seed}"
+    # zeta bounds scale with the spread of L (scale notes): 0.5 with a 15-token vocabulary, 0.05 for LLMs.
+    zeta = {"zeta_max": 0.5} if ALGOS.get(algo, {}).get("repo") == "r" else {}
+    algo_cfg = algo_config(algo, **{**zeta, **algo_overrides})
+    if name == "tiny":
+        return TrainConfig(run=run, algo=algo, seed=seed, algo_cfg=algo_cfg)
+    return TrainConfig(
+        run=run,
+        algo=algo,
+        seed=seed,
+        device="auto",
+        checkpoint_every=100,
+        model=ModelConfig(n_layer=6, n_embd=384, n_head=6, precision="bf16-fp32head"),
+        sft=SFTConfig(steps=1500, batch_size=256, lr=5e-4),
+        algo_cfg=algo_cfg,
+        rl=RLConfig(iterations=300, prompts=32, group_size=16, epochs=2, minibatches=4, lr=1e-4),
+        eval=EvalConfig(every=50, samples=64, ks=(1, 4, 16, 64)),
+    )

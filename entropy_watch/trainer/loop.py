@@ -1,0 +1,348 @@
+"""THE training loop: rollout -> reward -> advantage -> mini-batch/epoch update -> controllers -> log -> eval -> save.
+
+    from entropy_watch.trainer.config import preset
+    from entropy_watch.trainer.loop import train
+    result = train(preset("tiny", "repo-r", seed=0))      # or: entropy-watch train --algo repo-r --preset tiny
+
+Reads top to bottom like cleanrl's ``ppo.py``: the algorithm is a handful of config switches (``config.ALGOS``)
+selecting pure functions from ``algorithms.py``. Token statistics go through ``entropy_watch.hooks.Watch``; they are
+those of the first pass over each rollout batch (epoch 0): entropy of the policy being updated and ratios against the
+sampler's log-probs. The first mini-batch of that pass precedes any update of the iteration, so its mean log-ratio is
+the trainer-vs-sampler precision gap (logged as ``ratio/log_mean_first_minibatch`` next to ``precision/logp_gap_*``).
+Checkpoints hold everything needed to continue the same trajectory bit for bit (weights, optimizer, controllers,
+random generators); resuming writes a ``resume`` event.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from entropy_watch import metrics as M
+from entropy_watch.hooks import Watch, token_entropy
+from entropy_watch.store.layout import default_root, run_dir
+from entropy_watch.trainer import algorithms as alg
+from entropy_watch.trainer.checkpoint import load_checkpoint, load_policy, save_checkpoint
+from entropy_watch.trainer.config import AlgoConfig, TrainConfig
+from entropy_watch.trainer.evaluate import evaluate
+from entropy_watch.trainer.model import build_model, n_params, token_logp
+from entropy_watch.trainer.rollout import Rollout, completion_forward, sample
+from entropy_watch.trainer.sft import run_sft
+from entropy_watch.trainer.tasks import get_task
+from entropy_watch.trainer.tokenizer import build_tokenizer
+
+# Trainer-specific scalars (the canonical ones come from entropy_watch.metrics).
+LOSS = "loss/policy"
+GRAD_NORM = "train/grad_norm"
+KEPT_FRAC = "train/kept_frac"  # share of sequences kept by dynamic sampling
+RATIO_LOG_MEAN_FIRST = "ratio/log_mean_first_minibatch"  # signed trainer-vs-sampler gap before any update
+SAMPLER_ENTROPY = "entropy/sampler_mean"  # mean entropy of the sampling policy over the whole batch
+TOKENS_PER_SEC = "perf/tokens_per_sec"
+
+
+@dataclass
+class Controls:
+    """Controller state, updated once per iteration (``algorithms.*_update``)."""
+
+    target: float = float("nan")
+    zeta: float = 0.0
+    eps_high: float = 0.2
+    entropy_coef: float = 0.0
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: per-iteration records, evaluations, the measured H_0 and where the policy was saved."""
+
+    run: str
+    h0: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    evals: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    policy_dir: Path | None = None
+    hook_errors: int = 0
+    n_params: int = 0
+    tokens_per_sec: float = float("nan")
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    store: str | Path | None = None,
+    init: str | Path | None = None,
+    resume: bool = False,
+    strict_hooks: bool = False,
+    on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Run SFT warm-up (unless ``init`` or resuming) and ``cfg.rl.iterations`` RL iterations; log to the store.
+
+    ``init``: a policy directory (or a checkpoint directory holding ``policy/``) to start from instead of SFT.
+    ``resume``: continue the run's own latest checkpoint. ``on_iteration(it, record)`` is called after each
+    iteration (progress bars; an exception there stops the run after the iteration's checkpoint, if one was due).
+    """
+    # ---- setup ------------------------------------------------------------------------------------------------
+    torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    a, rl, prec, task = cfg.algo_cfg, cfg.rl, cfg.model.precision, get_task(cfg.task.name)
+    root = default_root(store)
+    ckpt_dir = run_dir(root, cfg.run) / "checkpoints"
+    state = load_checkpoint(ckpt_dir) if resume else None
+    if state is not None:
+        model, tokenizer = load_policy(ckpt_dir / "latest" / "policy")
+    elif init is not None:
+        model, tokenizer = load_policy(init)
+    elif cfg.model.path is not None:
+        model, tokenizer = load_policy(cfg.model.path)
+    else:
+        tokenizer = build_tokenizer()
+        model = build_model(cfg.model, len(tokenizer), tokenizer.eos_token_id, cfg.seed)
+    model.to(device).train()
+    sft_losses: list[float] = []
+    if state is None and init is None and cfg.sft.steps > 0:
+        sft_losses = run_sft(model, tokenizer, task, cfg.sft, cfg.seed, prec)
+    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if a.kl_coef > 0 else None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=rl.lr, weight_decay=0.0)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)  # rollout sampling and mini-batch shuffles
+    cpu_gen = torch.Generator().manual_seed(cfg.seed + 1)  # Clip-Cov's random token picks
+    rng = np.random.default_rng(cfg.seed)  # prompt targets
+    ctl = Controls(zeta=a.zeta0 if a.repo else 0.0, eps_high=a.eps_high, entropy_coef=a.entropy_coef)
+    result = TrainResult(run=cfg.run, h0=float("nan"), n_params=n_params(model))
+    start = 0
+    if state is not None:
+        start = state["iteration"]
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ref_model is not None:
+            ref_model.load_state_dict(state["ref_model"])
+        gen.set_state(state["gen"])
+        cpu_gen.set_state(state["cpu_gen"])
+        rng.bit_generator.state = state["rng"]
+        ctl = Controls(**state["controls"])
+        result.h0, result.history, result.evals = state["h0"], state["history"], state["evals"]
+    if a.target_entropy is not None:
+        ctl.target = a.target_entropy
+    watch = Watch(
+        cfg.run,
+        store=root,
+        config=cfg.to_dict(),
+        strict=strict_hooks,
+        vocab_size=len(tokenizer),
+        temperature=rl.temperature,
+        framework="entropy_watch.trainer",
+        seed=cfg.seed,
+    )
+    if state is not None:
+        watch.event(start, "resume", from_iteration=start, checkpoint=str(ckpt_dir / "latest"))
+    elif sft_losses:
+        watch.event(0, "sft", steps=len(sft_losses), final_loss=sft_losses[-1])
+    ev_kwargs = {"max_new_tokens": cfg.task.max_new_tokens, "temperature": rl.temperature, "precision": prec}
+    if start == 0:
+        result.evals.append((0, evaluate(model, tokenizer, task, cfg.eval, **ev_kwargs)))
+        watch.log_dict(0, result.evals[-1][1])
+
+    try:
+        for it in range(start, rl.iterations):
+            t0 = time.perf_counter()
+            # ---- 1. rollout: G samples per prompt with the sampler's log-probs and entropies -------------------
+            targets = task.sample_targets(rng, rl.prompts)
+            ro = sample(
+                model, tokenizer, [task.prompt(s) for s in targets], rl.group_size,
+                cfg.task.max_new_tokens, rl.temperature, prec, gen,
+            )  # fmt: skip
+            n_tokens = float(ro.mask.sum())
+            batch_entropy = float((ro.entropy * ro.mask).sum() / max(n_tokens, 1.0))
+            if np.isnan(ctl.target):  # H_0: the entropy of the first rollout batch, before any update
+                ctl.target = batch_entropy
+            if np.isnan(result.h0):
+                result.h0 = batch_entropy
+
+            # ---- 2. reward ---------------------------------------------------------------------------------------
+            seq_targets = np.repeat(targets, rl.group_size)
+            rewards = torch.tensor([task.reward(int(s), t) for s, t in zip(seq_targets, ro.texts, strict=True)])
+
+            # ---- 3. advantage (+ DAPO dynamic sampling) ----------------------------------------------------------
+            adv = alg.ADVANTAGES[a.advantage](rewards, rl.group_size).to(device)
+            keep = alg.informative_groups(rewards, rl.group_size) if a.dynamic_sampling else torch.ones_like(rewards)
+            kept = keep.bool().nonzero().squeeze(-1).to(device)
+
+            # ---- 4. update: epochs x mini-batches of the clipped surrogate ---------------------------------------
+            logged = update_policy(model, ref_model, optimizer, ro.select(kept), adv[kept], a, ctl, cfg, gen, cpu_gen)
+
+            # ---- 5. controllers (once per iteration, on the sampling policy's batch entropy) ---------------------
+            if a.controller == "zeta":
+                ctl.zeta = alg.zeta_update(ctl.zeta, batch_entropy, ctl.target, a.zeta_min, a.zeta_max)
+            elif a.controller == "adapo":
+                ctl.eps_high = alg.adapo_update(
+                    ctl.eps_high, batch_entropy, ctl.target, a.adapo_kappa, a.adapo_eps_min, a.adapo_eps_max
+                )
+            elif a.controller == "entropy":
+                ctl.entropy_coef = alg.entropy_coef_update(
+                    ctl.entropy_coef, batch_entropy, ctl.target, a.entropy_coef_delta, a.entropy_coef_max
+                )
+
+            # ---- 6. log: token statistics through Watch, then the trainer's scalars ------------------------------
+            if it % cfg.log_every == 0:
+                if logged is not None:
+                    watch.log_tokens(
+                        it, entropy=logged["entropy"], mask=logged["mask"], logp=logged["logp"],
+                        old_logp=logged["old_logp"], advantages=logged["adv"], group_ids=logged["group_ids"],
+                        eps_low=a.eps_low, eps_high=logged["eps_high"], token_ids=logged["token_ids"],
+                        tokenizer=tokenizer,
+                    )  # fmt: skip
+                else:  # every group dropped: entropy of the sampler only
+                    watch.log_tokens(it, entropy=ro.entropy, mask=ro.mask, advantages=adv, group_ids=ro.group_ids)
+            record = {
+                M.REWARD_MEAN: float(rewards.mean()),
+                M.REWARD_STD: float(rewards.std()),
+                M.LENGTH_MEAN: float(ro.lengths.mean()),
+                M.LENGTH_TRUNC_FRAC: float(ro.truncated.float().mean()),
+                SAMPLER_ENTROPY: batch_entropy,
+                M.CONTROL_TARGET: ctl.target,
+                KEPT_FRAC: len(kept) / len(rewards),
+                TOKENS_PER_SEC: n_tokens / (time.perf_counter() - t0),
+            }
+            if a.repo:
+                record[M.CONTROL_ZETA] = ctl.zeta
+            if a.controller == "adapo" or a.eps_high != a.eps_low:
+                record[M.CONTROL_EPS_HIGH] = ctl.eps_high
+            if a.controller == "entropy" or a.entropy_coef > 0:
+                record[M.CONTROL_ENTROPY_COEF] = ctl.entropy_coef
+            if logged is not None:
+                record.update(logged["scalars"])
+            watch.log_dict(it, record)
+            result.history.append({"iteration": it, **record})
+
+            # ---- 7. periodic evaluation (own generator: never shifts the training trajectory) --------------------
+            done = it + 1
+            if done == rl.iterations or (cfg.eval.every and done % cfg.eval.every == 0):
+                result.evals.append((done, evaluate(model, tokenizer, task, cfg.eval, **ev_kwargs)))
+                watch.log_dict(done, result.evals[-1][1])
+
+            # ---- 8. checkpoint ---------------------------------------------------------------------------------
+            if done == rl.iterations or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
+                save_checkpoint(
+                    ckpt_dir, model, tokenizer,
+                    {
+                        "iteration": done, "optimizer": optimizer.state_dict(), "gen": gen.get_state(),
+                        "cpu_gen": cpu_gen.get_state(), "rng": rng.bit_generator.state, "controls": vars(ctl).copy(),
+                        "h0": result.h0, "history": result.history, "evals": result.evals, "config": cfg.to_dict(),
+                        "ref_model": None if ref_model is None else ref_model.state_dict(),
+                    },
+                )  # fmt: skip
+            if on_iteration is not None:
+                on_iteration(it, record)
+    except BaseException:
+        watch.close("failed")
+        raise
+    watch.close("finished")
+    result.hook_errors = watch.errors
+    result.policy_dir = ckpt_dir / "latest" / "policy" if (ckpt_dir / "latest").exists() else None
+    rates = [h[TOKENS_PER_SEC] for h in result.history]
+    result.tokens_per_sec = float(np.mean(rates)) if rates else float("nan")
+    return result
+
+
+def update_policy(
+    model: torch.nn.Module,
+    ref_model: torch.nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    batch: Rollout,
+    adv: torch.Tensor,
+    a: AlgoConfig,
+    ctl: Controls,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    cpu_gen: torch.Generator,
+) -> dict[str, Any] | None:
+    """``cfg.rl.epochs`` passes of ``cfg.rl.minibatches`` optimizer steps over ``batch``; ``adv (n,)`` per sequence.
+
+    Returns the first pass's per-token tensors for logging (entropy, logp, advantages fed to the surrogate) and
+    the update's scalars, or None when the batch is empty (every group dropped).
+    """
+    n, prec, agg = batch.completion.shape[0], cfg.model.precision, alg.AGGREGATIONS[a.aggregation]
+    if n == 0:
+        return None
+    shape = batch.completion.shape
+    first = {k: torch.zeros(shape, device=adv.device) for k in ("entropy", "logp", "adv")}
+    losses, norms, first_gap = [], [], None
+    for epoch in range(cfg.rl.epochs):
+        order = torch.randperm(n, generator=gen, device=gen.device).to(adv.device)
+        for idx in order.tensor_split(min(cfg.rl.minibatches, n)):
+            mb = batch.select(idx)
+            logits, mask = completion_forward(model, mb, prec, cfg.rl.temperature)
+            logp = token_logp(logits, mb.completion, prec)  # (B, C) with grad
+            bonus = a.entropy_coef > 0 or a.controller == "entropy"
+            ent = token_entropy(logits) if bonus else token_entropy(logits.detach())  # (B, C) nats
+            # REPO: replace the advantage, keep the surrogate (Petrenko et al. 2026)
+            A = adv[idx].unsqueeze(-1).expand_as(logp)
+            if a.repo:
+                L = alg.centred_logp(logp, ent, a.centering)
+                if a.repo == "r":
+                    A = alg.repo_r_advantages(A, L, ctl.zeta)
+                else:
+                    A = alg.repo_d_advantages(A, L, ctl.zeta, alg.repo_d_beta(A, logp, L, mask))
+            # surrogate: clipped (with Clip-Cov detaching) or KL-Cov
+            if a.kl_cov_frac > 0:
+                loss_tok, _ = alg.kl_cov_loss(logp, mb.logp, A, mask, a.kl_cov_frac, a.kl_cov_coef)
+            else:
+                loss_tok, low, high = alg.clipped_surrogate(logp, mb.logp, A, a.eps_low, ctl.eps_high)
+                if a.clip_cov_ratio > 0:
+                    cov = alg.token_covariance(A, logp, mask)
+                    pick = alg.clip_cov_select(cov, mask, low | high, a.clip_cov_ratio, a.clip_cov_bounds, cpu_gen)
+                    loss_tok = torch.where(pick, loss_tok.detach(), loss_tok)
+            if a.top_entropy_frac < 1.0:  # 80/20: PG term only on the highest-entropy tokens
+                loss_tok = loss_tok * alg.top_entropy_mask(ent, mask, a.top_entropy_frac)
+            loss = agg(loss_tok, mask)
+            if ref_model is not None:  # k3 KL to the initial policy
+                with torch.no_grad():
+                    ref_logits, _ = completion_forward(ref_model, mb, prec, cfg.rl.temperature)
+                loss = loss + a.kl_coef * agg(alg.k3_kl(logp, token_logp(ref_logits, mb.completion, prec)), mask)
+            if bonus and ctl.entropy_coef > 0 and (a.controller != "entropy" or _mean(ent, mask) <= ctl.target):
+                loss = loss - ctl.entropy_coef * agg(ent, mask)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip = cfg.rl.grad_clip if cfg.rl.grad_clip > 0 else float("inf")
+            norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip)))
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            if epoch == 0:  # the first pass is what gets logged
+                for k, v in (("entropy", ent), ("logp", logp), ("adv", A)):
+                    first[k][idx] = v.detach().float()
+                if first_gap is None:  # first mini-batch: no update yet in this iteration
+                    first_gap = ((logp.detach() - mb.logp) * mask, mask)
+    gap, gmask = first_gap
+    valid = gmask > 0
+    scalars = {
+        LOSS: float(np.mean(losses)),
+        GRAD_NORM: float(np.mean(norms)),
+        RATIO_LOG_MEAN_FIRST: float(gap[valid].mean()),
+        M.PRECISION_LOGP_GAP_MEAN: float(gap[valid].abs().mean()),
+        M.PRECISION_LOGP_GAP_MAX: float(gap[valid].abs().max()),
+    }
+    return {
+        **first,
+        "mask": batch.mask,
+        "old_logp": batch.logp,
+        "group_ids": batch.group_ids,
+        "token_ids": batch.completion,
+        "eps_high": ctl.eps_high,
+        "scalars": scalars,
+    }
+
+
+def _mean(x: torch.Tensor, mask: torch.Tensor) -> float:
+    return float((x.detach() * mask).sum() / mask.sum().clamp(min=1.0))
+

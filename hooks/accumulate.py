@@ -1,0 +1,146 @@
+"""Collect the micro-batches of one optimizer step and record them as one step of a :class:`Watch`.
+
+Trainers run several loss forwards per optimizer step (gradient accumulation, TRL's ``steps_per_generation``,
+OpenRLHF's micro-batches). The adapters feed each one to :meth:`StepAccumulator.add` as it happens and call
+:meth:`StepAccumulator.flush` once the optimizer step is done:
+
+* per micro-batch, the token work runs on the device and ends as :class:`~entropy_watch.hooks.stats.TokenSums`,
+  all-reduced over the data-parallel group right away (every rank runs every loss forward, so the collectives line
+  up, as in TRL's own ``accelerator.reduce`` of the same numbers);
+* at flush, the sums are merged: the histogram, token count, quantiles, extremes, advantage moments and covariance
+  terms are those of all the step's tokens on all ranks;
+* the quantities the trainer logs itself (``mirror``: TRL's ``entropy`` and ``clip_ratio/*``) are, like the trainer
+  does, the mean over micro-batches of each micro-batch's token mean, so the recorded value equals the trainer's for
+  the same step. With one micro-batch per step both rules give the same number.
+
+Only O(bins + scalars) numbers leave the device, once per micro-batch when ``mirror`` is used with accumulation and
+once per step otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from entropy_watch import metrics as M
+
+# Quantities logged by TRL as a per-micro-batch token mean, then averaged over the micro-batches of the window.
+TRL_MIRRORED: tuple[str, ...] = (M.ENTROPY_MEAN, M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC, M.CLIP_REGION_FRAC)
+
+
+class StepAccumulator:
+    """Micro-batch statistics of the current optimizer step of ``watch``.
+
+    Args:
+        watch: the :class:`~entropy_watch.hooks.Watch` that records (its edges, reduction group and recorder).
+        mirror: names whose step value is the mean of the micro-batch values instead of the token-weighted one.
+        vocab_size: V for the histogram edges when ``watch`` has none yet.
+    """
+
+    def __init__(self, watch: Any, *, mirror: Iterable[str] = (), vocab_size: int | None = None) -> None:
+        self.watch = watch
+        self.mirror = tuple(mirror)
+        if getattr(watch, "_edges", None) is None:
+            watch._fix_edges(vocab_size)
+        self.drop: set[str] = set()  # names that do not apply to this trainer's loss (e.g. clip under SAPO)
+        self._sums: list[Any] = []
+        self._extra: list[dict[str, float]] = []
+        self._tokens: list[dict[str, Any]] = []
+        self._n_steps = 0
+
+    @property
+    def pending(self) -> int:
+        """Micro-batches added since the last flush."""
+        return len(self._sums)
+
+    def add(
+        self,
+        entropy: torch.Tensor,
+        mask: torch.Tensor | None,
+        *,
+        step: int,
+        logp: torch.Tensor | None = None,
+        old_logp: torch.Tensor | None = None,
+        advantages: torch.Tensor | None = None,
+        eps_low: float = 0.2,
+        eps_high: float = 0.2,
+        dual_clip: float | None = None,
+        token_ids: torch.Tensor | None = None,
+        tokenizer: Any = None,
+        extra: dict[str, float] | None = None,
+    ) -> None:
+        """Reduce one micro-batch. Shapes as :func:`~entropy_watch.hooks.stats.step_stats` (``(B, T)``, adv ``(B,)``).
+
+        ``extra``: per-micro-batch values of mirrored names computed by the adapter (e.g. sequence-level clip
+        fractions), which replace the token-level ones of this micro-batch; ``clip/onpolicy`` in it replaces the
+        token-level verdict (the step is on-policy only if every micro-batch is).
+        """
+        from entropy_watch.hooks.token_batch import prepare_batch, sample_token_rows
+        from entropy_watch.hooks.stats import reduce_sums, token_sums
+
+        w = self.watch
+        with torch.no_grad():
+            d = lambda t: None if t is None else t.detach()  # noqa: E731
+            batch = prepare_batch(d(entropy), d(mask), d(logp), d(old_logp), d(advantages), None, d(token_ids))
+            sums = token_sums(batch, w._edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
+            self._sums.append(reduce_sums(sums, w.process_group if w.reduce else False))
+            self._extra.append(dict(extra or {}))
+            if not self._tokens and w.sample_tokens and self._n_steps % w.token_every == 0:
+                self._tokens = sample_token_rows(
+                    batch,
+                    w.sample_tokens,
+                    step=int(step),
+                    tokenizer=tokenizer,
+                    eps_low=float(eps_low),
+                    eps_high=float(eps_high),
+                    dual_clip=dual_clip,
+                )
+
+    def flush(self, step: int) -> dict[str, float]:
+        """Record the step's statistics under ``step`` and reset; returns the scalars (empty when nothing pending)."""
+        from entropy_watch.hooks.stats import finalize
+
+        if not self._sums:
+            return {}
+        sums, extras, tokens = self._sums, self._extra, self._tokens
+        self._sums, self._extra, self._tokens = [], [], []
+        self._n_steps += 1
+        edges = self.watch._edges
+        merged = sums[0]
+        for s in sums[1:]:
+            merged = merged.merge(s)
+        scalars, hist = finalize(merged, edges)
+        if self.mirror:
+            per_micro = [finalize(s, edges)[0] if len(sums) > 1 else dict(scalars) for s in sums]
+            for micro, extra in zip(per_micro, extras, strict=True):
+                micro.update(extra)
+            scalars.update(_mean_over_micro(per_micro, self.mirror))
+            flags = [e[M.CLIP_ONPOLICY] for e in extras if M.CLIP_ONPOLICY in e]
+            if flags:
+                scalars[M.CLIP_ONPOLICY] = float(min(flags))
+            if scalars.get(M.CLIP_ONPOLICY) == 1.0:  # N/A, never a healthy-looking 0
+                for name in (M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC, M.CLIP_REGION_FRAC):
+                    scalars.pop(name, None)
+        for name in self.drop:
+            scalars.pop(name, None)
+        rec = getattr(self.watch, "_recorder", None)
+        if rec is not None:
+            rec.scalars(step, scalars)
+            if int(np.sum(hist)):
+                rec.hist(step, hist)
+            if tokens:
+                rec.tokens(tokens)
+        return scalars
+
+
+def _mean_over_micro(per_micro: list[dict[str, float]], names: tuple[str, ...]) -> dict[str, float]:
+    """Arithmetic mean of each name over the micro-batches that have it (as TRL's ``log`` averages its lists)."""
+    out: dict[str, float] = {}
+    for name in names:
+        vals = [m[name] for m in per_micro if name in m]
+        if vals:
+            out[name] = float(sum(vals) / len(vals))
+    return out

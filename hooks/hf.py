@@ -1,0 +1,144 @@
+"""``EntropyWatchCallback``: record what any Hugging Face ``Trainer`` logs, under its own and the canonical names.
+
+    from entropy_watch.hooks.hf import EntropyWatchCallback
+
+    trainer = Trainer(..., callbacks=[EntropyWatchCallback(run="sft-7b")])   # or trainer.add_callback(...)
+    trainer.train()
+
+For trainers entropy_watch does not wrap (SFT, DPO, PPO, custom ``Trainer`` subclasses). Every numeric value passed
+to ``on_log`` is recorded at ``state.global_step`` under the trainer's key; keys the importers' alias table knows
+(``entropy`` -> ``entropy/mean``, ``clip_ratio/low_mean`` -> ``clip/low_frac``, ``reward`` -> ``reward/mean``, ...,
+see :mod:`entropy_watch.importers.aliases`) are recorded under the canonical name too. Evaluation keys (``eval_*``)
+are recorded as logged, never as a training metric. ``on_train_begin`` stores the ``TrainingArguments``, library
+versions and world size in ``run.json``. Only the main process writes (``state.is_world_process_zero``).
+
+Every callback body is guarded (a failure is counted in ``hooks/errors`` and training goes on); ``strict=True``
+re-raises (tests). The TRL adapter (:mod:`entropy_watch.hooks.trl`) subclasses this callback.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from transformers import TrainerCallback
+
+from entropy_watch.importers.aliases import detect_canonical, is_eval
+
+_RUN_CHARS = re.compile(r"[^A-Za-z0-9_.\-+@=:,]+")
+
+
+def store_arg(store: Any) -> Any:
+    """A path-like store as ``str`` (``Watch`` reads ``store.root`` of a ``Store``, and ``Path.root`` is ``/``)."""
+    import os
+
+    return os.fspath(store) if isinstance(store, os.PathLike) else store
+
+
+def run_name_for(args: Any, fallback: str = "hf-run") -> str:
+    """A valid run name from ``TrainingArguments``: ``run_name`` if set, else the output folder's name."""
+    import os
+
+    name = getattr(args, "run_name", None) or os.path.basename(os.path.normpath(getattr(args, "output_dir", "") or ""))
+    name = _RUN_CHARS.sub("-", str(name or "")).strip("-.")
+    return name or fallback
+
+
+class EntropyWatchCallback(TrainerCallback):
+    """Records logged scalars (and the training config at train start) into an entropy_watch run.
+
+    Args:
+        run: run name; default: derived from ``args.run_name`` / ``args.output_dir`` at train start.
+        store: store root or ``Store``; default ``$ENTROPY_WATCH_DIR`` or ``./ew_runs``.
+        watch: an existing :class:`~entropy_watch.hooks.Watch` to record into (``run``/``store`` then unused).
+        strict: re-raise failures instead of counting them (tests).
+        framework: stored in ``run.json``.
+        skip_canonical: canonical names not to fill from the logs (another hook records them from the tensors).
+    """
+
+    def __init__(
+        self,
+        run: str | None = None,
+        store: Any = None,
+        *,
+        watch: Any = None,
+        strict: bool = False,
+        framework: str = "transformers.Trainer",
+        skip_canonical: Iterable[str] = (),
+    ) -> None:
+        self.run = run
+        self.store = store
+        self.watch = watch
+        self.strict = strict
+        self.framework = framework
+        self.skip_canonical = set(skip_canonical)
+        self._mapping_cache: dict[frozenset[str], dict[str, str]] = {}
+
+    # ---- TrainerCallback ---------------------------------------------------------------------------------------
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        try:
+            w = self.ensure_watch(args)
+            w.update_meta(**self.train_meta(args, state, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - hooks never crash training
+            self._failure("on_train_begin", exc)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **kw: Any) -> None:
+        try:
+            if logs and getattr(state, "is_world_process_zero", True):
+                self.ensure_watch(args).log_dict(int(state.global_step), self.scalars_from_logs(logs))
+        except Exception as exc:  # noqa: BLE001
+            self._failure("on_log", exc)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.watch is not None:
+            self.watch.flush()
+
+    # ---- helpers -----------------------------------------------------------------------------------------------
+    def ensure_watch(self, args: Any = None) -> Any:
+        """The :class:`Watch` this callback records into, created on first use."""
+        if self.watch is None:
+            from entropy_watch.hooks.watch import Watch
+
+            run = self.run or run_name_for(args)
+            self.watch = Watch(run, store=store_arg(self.store), strict=self.strict, framework=self.framework)
+        return self.watch
+
+    def scalars_from_logs(self, logs: Mapping[str, Any]) -> dict[str, float]:
+        """``{name: value}`` for one ``on_log`` call: numeric values under their key plus canonical copies."""
+        values: dict[str, float] = {}
+        for key, v in logs.items():
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue  # strings, None (TRL's all-NaN windows), lists
+            values[str(key)] = float(v)  # NaN / inf kept: the store round-trips them
+        for canonical, source in self.canonical_mapping(values).items():
+            if canonical not in self.skip_canonical and canonical not in values:
+                values[canonical] = values[source]
+        return values
+
+    def canonical_mapping(self, values: Mapping[str, float]) -> dict[str, str]:
+        """Canonical name -> logged key, from the importers' alias table; evaluation keys excluded."""
+        keys = frozenset(values)
+        hit = self._mapping_cache.get(keys)
+        if hit is None:
+            hit = detect_canonical(sorted(k for k in keys if not is_eval(k)))
+            hit = {c: s for c, s in hit.items() if c != s}
+            self._mapping_cache[keys] = hit
+        return hit
+
+    def train_meta(self, args: Any, state: Any, **kwargs: Any) -> dict[str, Any]:
+        """What goes into ``run.json`` at train start: framework, arguments, world size."""
+        to_dict = getattr(args, "to_dict", None)
+        return {
+            "framework": self.framework,
+            "training_args": to_dict() if callable(to_dict) else {},
+            "world_size": int(getattr(args, "world_size", 1) or 1),
+            "max_steps": int(getattr(state, "max_steps", 0) or 0),
+        }
+
+    def _failure(self, where: str, exc: BaseException) -> None:
+        w = self.watch
+        if w is not None:
+            w._failure(f"hf.{where}", exc)  # counts, warns once; re-raises when strict
+        elif self.strict:
+            raise exc

@@ -1,0 +1,180 @@
+"""OpenRLHF integration: wrap ``PolicyLoss.forward`` (clip low/high, advantages) and ``Actor.forward`` (entropy).
+
+OpenRLHF logs only a combined ``ppo_clip_ratio`` and, with ``--actor.entropy_coef`` set, ``entropy_loss``
+(INTEGRATIONS §3). The actor's training code runs in Ray worker processes (``PolicyModelActor``), so the wraps are
+installed there by Ray's worker setup hook; start Ray yourself before OpenRLHF's ``train(args)`` (it then skips its
+own ``ray.init``)::
+
+    ray.init(runtime_env={
+        "worker_process_setup_hook": "entropy_watch.hooks.openrlhf.install",
+        "env_vars": {"ENTROPY_WATCH_DIR": "/shared/ew_runs", "ENTROPY_WATCH_RUN": "qwen-grpo-s0"},
+    })
+
+Per ``PolicyLoss`` call (a micro-batch) the wrap records, with the loss's own ``clip_eps_low``/``clip_eps_high``:
+clip-low/high/region fractions, advantage statistics, the ratio and KL to the old policy and — when ``Actor.forward``
+ran with ``return_entropy=True`` just before (``--actor.entropy_coef`` set, 0 = log only) — the per-token entropy
+histogram and covariance terms. Each data-parallel rank writes its own ``rank=`` folder (no collective inside the
+loss). ``step`` is the worker's count of policy-loss calls unless :func:`set_step_fn` gives OpenRLHF's global step.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from entropy_watch import metrics as M
+
+log = logging.getLogger("entropy_watch")
+ENTROPY_DEFINITION = "full-vocabulary, policy during update (OpenRLHF Actor.forward), token mean over action tokens"
+
+_state: dict[str, Any] = {"watch": None, "entropy": None, "calls": 0, "step_fn": None}
+
+
+def get_watch() -> Any:
+    """This worker's :class:`Watch` (``$ENTROPY_WATCH_RUN``, ``$ENTROPY_WATCH_DIR``), one ``rank=`` folder per rank."""
+    if _state["watch"] is None:
+        from entropy_watch.hooks.watch import Watch
+
+        _state["watch"] = Watch(
+            os.environ.get("ENTROPY_WATCH_RUN", "openrlhf-run"),
+            strict=os.environ.get("ENTROPY_WATCH_STRICT", "") == "1",
+            framework="openrlhf",
+            entropy_definition=ENTROPY_DEFINITION,
+            reduce=False,
+        )
+    return _state["watch"]
+
+
+def set_watch(watch: Any) -> None:
+    """Record into ``watch`` (tests); ``None`` resets the worker state."""
+    _state.update(watch=watch, entropy=None, calls=0)
+
+
+def set_step_fn(fn: Callable[[], int] | None) -> None:
+    """Use ``fn()`` as the step of each record (e.g. ``lambda: trainer.global_step``)."""
+    _state["step_fn"] = fn
+
+
+def _guard(where: str, exc: BaseException) -> None:
+    w = _state["watch"]
+    if w is not None:
+        w._failure(f"openrlhf.{where}", exc)
+    elif os.environ.get("ENTROPY_WATCH_STRICT", "") == "1":
+        raise exc
+
+
+def _eps(loss: Any) -> tuple[float, float]:
+    """``clip_eps_low``/``clip_eps_high`` (OpenRLHF >= 0.9) or the single ``clip_eps`` (<= 0.8)."""
+    if hasattr(loss, "clip_eps_low"):
+        return float(loss.clip_eps_low), float(getattr(loss, "clip_eps_high", loss.clip_eps_low))
+    eps = float(getattr(loss, "clip_eps", 0.2))
+    return eps, eps
+
+
+def record_policy_loss(
+    loss: Any,
+    log_probs: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    action_mask: torch.Tensor | None,
+) -> dict[str, float]:
+    """Record one micro-batch. Shapes ``(B, A)`` (A = action tokens); returns the recorded scalars."""
+    w = get_watch()
+    eps_low, eps_high = _eps(loss)
+    entropy, _state["entropy"] = _state["entropy"], None
+    _state["calls"] += 1
+    step = int(_state["step_fn"]()) if _state["step_fn"] is not None else _state["calls"]
+    if entropy is not None and entropy.shape[-1] >= log_probs.shape[-1]:
+        entropy = entropy[..., -log_probs.shape[-1] :]  # Actor.forward gives (B, T-1); the loss sees the last A
+    if entropy is not None and entropy.shape == log_probs.shape:
+        return w.log_tokens(step, entropy=entropy, mask=action_mask, logp=log_probs, old_logp=old_log_probs,
+                            advantages=advantages, eps_low=eps_low, eps_high=eps_high)  # fmt: skip
+    from entropy_watch.hooks.stats import clip_masks
+
+    with torch.no_grad():  # no entropy this step: clip and advantage statistics only
+        valid = torch.ones_like(log_probs, dtype=torch.bool) if action_mask is None else action_mask.bool()
+        log_ratio = (log_probs - old_log_probs).detach()
+        low, high, _ = clip_masks(log_ratio, advantages.detach(), valid, eps_low, eps_high)
+        n = valid.sum().clamp(min=1).double()
+        adv = advantages.detach().double()[valid]
+        out: dict[str, float] = {M.CLIP_ONPOLICY: float(bool((log_ratio[valid] == 0).all()))}
+        if out[M.CLIP_ONPOLICY] == 0.0:
+            out[M.CLIP_LOW_FRAC] = float(low.sum() / n)
+            out[M.CLIP_HIGH_FRAC] = float(high.sum() / n)
+            out[M.CLIP_REGION_FRAC] = float((low | high).sum() / n)
+        if adv.numel():
+            out.update({M.ADV_MEAN: float(adv.mean()), M.ADV_STD: float(adv.std(unbiased=False)),
+                        M.ADV_MIN: float(adv.min()), M.ADV_MAX: float(adv.max())})  # fmt: skip
+            out[M.RATIO_LOG_MEAN] = float(log_ratio[valid].double().mean())
+    w.log_dict(step, out)
+    return out
+
+
+def wrap_policy_loss(cls: Any = None) -> None:
+    """Wrap ``PolicyLoss.forward(self, log_probs, old_log_probs, advantages, action_mask=None, ...)`` at class level."""
+    if cls is None:
+        from openrlhf.models.loss import PolicyLoss as cls
+    orig = cls.forward
+    if getattr(orig, "_entropy_watch", False):
+        return
+
+    @functools.wraps(orig)
+    def forward(self: Any, log_probs: Any, old_log_probs: Any, advantages: Any, *args: Any, **kwargs: Any) -> Any:
+        out = orig(self, log_probs, old_log_probs, advantages, *args, **kwargs)
+        try:
+            mask = kwargs.get("action_mask", args[0] if args else None)
+            record_policy_loss(self, log_probs, old_log_probs, advantages, mask)
+        except Exception as exc:  # noqa: BLE001 - hooks never crash training
+            _guard("policy_loss", exc)
+        return out  # whatever arity this OpenRLHF version returns
+
+    forward._entropy_watch = True  # type: ignore[attr-defined]
+    cls.forward = forward
+
+
+def wrap_actor(cls: Any = None) -> None:
+    """Wrap ``Actor.forward``: when called with ``return_entropy=True``, keep ``output.entropy`` for the next loss."""
+    if cls is None:
+        from openrlhf.models.actor import Actor as cls
+    orig = cls.forward
+    if getattr(orig, "_entropy_watch", False):
+        return
+
+    @functools.wraps(orig)
+    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = orig(self, *args, **kwargs)
+        if kwargs.get("return_entropy") and getattr(self, "training", True):
+            try:
+                parts = out if isinstance(out, tuple) else (out,)  # (log_probs, output) with return_output=True
+                ent = next((e for e in map(_entropy_of, parts) if e is not None), None)
+                _state["entropy"] = None if ent is None else ent.detach()
+            except Exception as exc:  # noqa: BLE001
+                _guard("actor_forward", exc)
+        return out
+
+    forward._entropy_watch = True  # type: ignore[attr-defined]
+    cls.forward = forward
+
+
+def _entropy_of(obj: Any) -> torch.Tensor | None:
+    if isinstance(obj, dict):
+        return obj.get("entropy")
+    return getattr(obj, "entropy", None) if not isinstance(obj, torch.Tensor) else None
+
+
+def install() -> dict[str, str]:
+    """Ray ``worker_process_setup_hook``: install both wraps in this worker; each missing symbol warns once."""
+    report: dict[str, str] = {}
+    for name, fn in (("policy_loss", wrap_policy_loss), ("actor", wrap_actor)):
+        try:
+            fn()
+            report[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - e.g. openrlhf.models needs flash_attn to import
+            report[name] = f"{type(exc).__name__}: {exc}"
+            log.warning("entropy_watch: OpenRLHF %s wrap not installed (%s)", name, report[name])
+    return report

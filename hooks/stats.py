@@ -1,0 +1,313 @@
+"""Per-step token statistics: entropy distribution, clipping, advantages, covariance drivers (DESIGN §4).
+
+``step_stats(entropy, mask, ...)`` runs in three stages so that the numbers are those of the concatenated batch
+whatever the number of ranks or micro-batches:
+
+1. :func:`token_sums` — per-token work on the tensors' device, reduced there to a :class:`TokenSums`: a fixed-layout
+   float64 vector of counts and sums plus the histogram, a vector of maxima, and one ``(id, min A, max A)`` row per
+   advantage group. ``TokenSums.merge`` adds micro-batches.
+2. :func:`reduce_sums` — SUM / MAX all-reduce and a group all-gather (``entropy_watch.hooks.distributed``).
+3. :func:`finalize` — one ``.cpu()`` of ``O(bins + scalars)`` numbers, then the canonical scalars.
+
+Token set: masked-in tokens whose entropy and every other given per-token input (logp, old logp, advantage) are
+finite. The rest of the masked-in tokens are counted in ``entropy/nonfinite_frac`` and excluded from every other
+number, so no NaN is ever written. All means are token-weighted (like TRL's token-mean losses and clip metrics);
+``adv/std`` and ``cov/*`` are population moments (divide by n).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from entropy_watch import metrics as M
+from entropy_watch.errors import InvalidTensor
+from entropy_watch.histogram import entropy_bin_edges, quantiles_from_hist
+from entropy_watch.hooks.distributed import all_gather_rows, all_reduce_, reduction_group
+from entropy_watch.hooks.token_batch import TokenBatch, prepare_batch, sample_token_rows
+
+# Slots of TokenSums.sums (float64; counts are exact up to 2**53). The histogram follows at index N_SLOTS.
+SLOTS = (
+    "n_valid", "n_ok", "h_sum", "n_low", "n_high",  # entropy
+    "n_logp", "nll_sum",  # sampled-token log-probs
+    "n_adv", "adv_sum", "adv_sq_sum",  # advantages
+    "n_cov", "cov_logp_sum", "cov_adv_sum", "logp_adv_sum", "pg_drive_sum",  # logp x advantage
+    "n_old", "n_offpolicy", "log_ratio_sum", "k3_sum",  # importance ratio
+    "n_clip", "n_clip_low", "n_clip_high", "n_dual_base", "n_clip_dual",  # clipping
+)  # fmt: skip
+_S = {name: i for i, name in enumerate(SLOTS)}
+N_SLOTS = len(SLOTS)
+MAX_SLOTS = ("adv_max", "neg_adv_min", "ratio_max")  # MAX-reduced; -inf when absent
+_X = {name: i for i, name in enumerate(MAX_SLOTS)}
+
+
+@dataclass
+class StepStats:
+    """One step's statistics, ready for the recorder.
+
+    ``scalars``: canonical name -> value (finite; metrics that do not apply are absent, not 0 or NaN);
+    ``hist``: int64 counts, shape ``(len(edges),)`` (bin 0 = exactly zero; all zero for a step without tokens);
+    ``tokens``: sampled token rows of this rank (see :func:`entropy_watch.hooks.token_batch.sample_token_rows`);
+    ``n_tokens``: tokens the statistics were computed on (all ranks).
+    """
+
+    scalars: dict[str, float]
+    hist: np.ndarray
+    tokens: list[dict[str, Any]] = field(default_factory=list)
+    n_tokens: int = 0
+
+
+@dataclass
+class TokenSums:
+    """Device-side sufficient statistics of a batch of tokens; adds across micro-batches and ranks.
+
+    ``sums (N_SLOTS + n_bins,)`` float64 (SUM), ``maxes (len(MAX_SLOTS),)`` float64 (MAX), ``group_ids (G,)``
+    int64 and ``group_minmax (G, 2)`` float64 (min and max advantage of each group over its valid tokens).
+    """
+
+    sums: torch.Tensor
+    maxes: torch.Tensor
+    group_ids: torch.Tensor
+    group_minmax: torch.Tensor
+
+    def merge(self, other: TokenSums) -> TokenSums:
+        """Sufficient statistics of both batches together (e.g. the micro-batches of one optimizer step)."""
+        ids, minmax = _merge_groups(
+            torch.cat([self.group_ids, other.group_ids]), torch.cat([self.group_minmax, other.group_minmax])
+        )
+        return TokenSums(self.sums + other.sums, torch.maximum(self.maxes, other.maxes), ids, minmax)
+
+
+def step_stats(
+    entropy: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    logp: torch.Tensor | None = None,
+    old_logp: torch.Tensor | None = None,
+    advantages: torch.Tensor | None = None,
+    group_ids: torch.Tensor | None = None,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    dual_clip: float | None = None,
+    token_ids: torch.Tensor | None = None,
+    tokenizer: Any = None,
+    edges: np.ndarray | None = None,
+    sample_tokens: int = 8,
+    step: int = 0,
+    process_group: Any = None,
+) -> StepStats:
+    """Statistics of one step's valid tokens, all-reduced over ``process_group``.
+
+    Shapes: ``entropy`` ``(B, T)`` (or flat ``(N,)``) in nats; ``mask``, ``logp``, ``old_logp``, ``token_ids`` the
+    same; ``advantages`` the same or ``(B,)`` per sequence; ``group_ids`` ``(B,)`` integer ids of each sequence's
+    prompt group (``(N,)`` for flat input). Group ids must mean the same group on every rank (e.g. the prompt's
+    index in the global batch): a group split across ranks is merged exactly by all-gathering one
+    ``(id, min, max)`` row per local group. ``edges``: histogram edges (default ``entropy_bin_edges()``).
+    ``process_group``: None -> the world group when ``torch.distributed`` is initialised; ``False`` -> local only
+    (when not every rank calls this). Every rank must pass the same ``edges``, ``eps_*`` and ``dual_clip``.
+
+    Clip fractions follow TRL (``grpo_trainer.py``): low = A<0 and ratio<1-eps_low, high = A>0 and
+    ratio>1+eps_high, region = low or high, dual = A<0 and ratio>dual_clip, token means over the valid tokens.
+    Without ``old_logp``, or with ``old_logp`` equal to ``logp`` on every valid token (TRL's detached copy when
+    strictly on-policy), ``clip/onpolicy`` is 1 and the clip fractions are absent (N/A, not a healthy 0).
+    """
+    edges = _check_edges(edges)
+    if not (isinstance(sample_tokens, int) and sample_tokens >= 0):
+        raise InvalidTensor(f"step_stats: sample_tokens must be an int >= 0, got {sample_tokens!r}")
+    batch = prepare_batch(entropy, mask, logp, old_logp, advantages, group_ids, token_ids)
+    sums = token_sums(batch, edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
+    sums = reduce_sums(sums, process_group)
+    scalars, hist = finalize(sums, edges)
+    clip = _clip_args(eps_low, eps_high, dual_clip)
+    rows = sample_token_rows(batch, sample_tokens, step=step, tokenizer=tokenizer, **clip)
+    return StepStats(scalars=scalars, hist=hist, tokens=rows, n_tokens=int(scalars[M.TOKENS_COUNT]))
+
+
+def token_sums(
+    batch: TokenBatch, edges: np.ndarray, *, eps_low: float = 0.2, eps_high: float = 0.2, dual_clip: float | None = None
+) -> TokenSums:
+    """Reduce one prepared batch to its :class:`TokenSums`, on the batch's device (no host sync but group ids)."""
+    _clip_args(eps_low, eps_high, dual_clip)
+    ok, dev = batch.ok, batch.entropy.device
+    n_ok = ok.sum(dtype=torch.float64)
+    s: dict[str, torch.Tensor] = {"n_valid": batch.valid.sum(dtype=torch.float64), "n_ok": n_ok}
+    x = {name: torch.tensor(-math.inf, dtype=torch.float64, device=dev) for name in MAX_SLOTS}
+    h = torch.where(ok, batch.entropy, 0.0)
+    s["h_sum"] = h.sum(dtype=torch.float64)
+    s["n_low"] = (ok & (h < M.LOW_ENTROPY_NATS)).sum(dtype=torch.float64)
+    s["n_high"] = (ok & (h > M.FORKING_ENTROPY_NATS)).sum(dtype=torch.float64)
+    hist = _histogram(h, ok, edges)
+
+    lp = None if batch.logp is None else torch.where(ok, batch.logp, 0.0)
+    adv = None if batch.advantages is None else torch.where(ok, batch.advantages, 0.0)
+    if lp is not None:
+        s["n_logp"], s["nll_sum"] = n_ok, -lp.sum(dtype=torch.float64)
+    if adv is not None:
+        s["n_adv"], s["adv_sum"] = n_ok, adv.sum(dtype=torch.float64)
+        s["adv_sq_sum"] = adv.double().square().sum()
+        x["adv_max"] = torch.where(ok, adv.double(), -math.inf).max() if ok.numel() else x["adv_max"]
+        x["neg_adv_min"] = torch.where(ok, -adv.double(), -math.inf).max() if ok.numel() else x["neg_adv_min"]
+    if lp is not None and adv is not None:
+        # Cov(logp, A) over tokens; pg_drive = mean pi*(log pi - E log pi)*A with E log pi = -H (Cui et al. 2025,
+        # arXiv 2505.22617, eq. 3: the vanilla-PG entropy change is -eta * Cov_pi(log pi, pi*A))
+        s["n_cov"], s["cov_logp_sum"], s["cov_adv_sum"] = n_ok, s["nll_sum"].neg(), s["adv_sum"]
+        s["logp_adv_sum"] = (lp.double() * adv.double()).sum()
+        s["pg_drive_sum"] = (lp.double().exp() * (lp.double() + h.double()) * adv.double()).sum()
+    if lp is not None and batch.old_logp is not None:
+        old = torch.where(ok, batch.old_logp, 0.0)
+        s["n_old"] = n_ok
+        s["n_offpolicy"] = (ok & (batch.logp != batch.old_logp)).sum(dtype=torch.float64)
+        log_ratio = lp.double() - old.double()  # 0 off the token set
+        s["log_ratio_sum"] = log_ratio.sum()
+        s["k3_sum"] = (torch.expm1(log_ratio) - log_ratio).sum()  # k3 = rho - 1 - log rho >= 0: KL(pi_old || pi)
+        if ok.numel():
+            x["ratio_max"] = torch.where(ok, log_ratio.exp(), -math.inf).max()
+        if adv is not None:
+            low, high, dual = clip_masks(lp - old, adv, ok, eps_low, eps_high, dual_clip)
+            s["n_clip"] = n_ok
+            s["n_clip_low"], s["n_clip_high"] = low.sum(dtype=torch.float64), high.sum(dtype=torch.float64)
+            if dual is not None:
+                s["n_dual_base"], s["n_clip_dual"] = n_ok, dual.sum(dtype=torch.float64)
+
+    zero = torch.zeros((), dtype=torch.float64, device=dev)
+    vec = torch.stack([s.get(name, zero) for name in SLOTS])
+    group_ids, group_minmax = _local_groups(batch)
+    return TokenSums(torch.cat([vec, hist]), torch.stack([x[n] for n in MAX_SLOTS]), group_ids, group_minmax)
+
+
+def clip_masks(
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    valid: torch.Tensor,
+    eps_low: float,
+    eps_high: float,
+    dual_clip: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Boolean ``(low, high, dual)`` masks, shapes as ``log_ratio``; ``dual`` is None without ``dual_clip``.
+
+    The ratio is ``exp(log_ratio)`` in fp32, as TRL's ``coef_1``. Binding clip-low (A<0, ratio<1-eps_low) raises
+    entropy, binding clip-high (A>0, ratio>1+eps_high) lowers it (Park et al. 2025, arXiv 2509.26114); dual-clip
+    (A<0, ratio>c) is Ye et al. 2020's bound, which verl logs as ``pg_clipfrac_lower``.
+    """
+    ratio = torch.exp(log_ratio.float())
+    low = valid & (advantages < 0) & (ratio < 1.0 - eps_low)
+    high = valid & (advantages > 0) & (ratio > 1.0 + eps_high)
+    dual = None if dual_clip is None else valid & (advantages < 0) & (ratio > dual_clip)
+    return low, high, dual
+
+
+def reduce_sums(sums: TokenSums, process_group: Any = None) -> TokenSums:
+    """All-reduce ``sums`` over the group (see :func:`entropy_watch.hooks.distributed.reduction_group`).
+
+    Always the same four collectives (SUM, MAX, and a two-step group all-gather), whatever inputs a rank had.
+    """
+    group = reduction_group(process_group)
+    if group is None:
+        return sums
+    all_reduce_(sums.sums, "sum", group)
+    all_reduce_(sums.maxes, "max", group)
+    rows = torch.cat([sums.group_ids.double().unsqueeze(1), sums.group_minmax], dim=1)  # ids exact below 2**53
+    packed = all_gather_rows(rows, group)
+    ids, minmax = _merge_groups(packed[:, 0].long(), packed[:, 1:])
+    return TokenSums(sums.sums, sums.maxes, ids, minmax)
+
+
+def finalize(sums: TokenSums, edges: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """Canonical scalars and the int64 histogram from (reduced) sums: the step's one device-to-host copy."""
+    n_zero = (sums.group_minmax[:, 0] == sums.group_minmax[:, 1]).sum(dtype=torch.float64).reshape(1)
+    n_groups = torch.tensor([sums.group_ids.shape[0]], dtype=torch.float64, device=sums.sums.device)
+    host = torch.cat([sums.sums, sums.maxes, n_zero, n_groups]).cpu().numpy()
+    s = {name: float(host[i]) for i, name in enumerate(SLOTS)}
+    hist = np.rint(host[N_SLOTS : N_SLOTS + len(edges)]).astype(np.int64)
+    x = {name: float(host[N_SLOTS + len(edges) + i]) for i, name in enumerate(MAX_SLOTS)}
+    zero_groups, groups = float(host[-2]), float(host[-1])
+
+    n = s["n_ok"]
+    out: dict[str, float] = {M.TOKENS_COUNT: n}
+    if s["n_valid"] > 0:
+        out[M.ENTROPY_NONFINITE_FRAC] = (s["n_valid"] - n) / s["n_valid"]
+    if n <= 0:
+        return out, hist  # all zero: no token reached the histogram
+    out[M.ENTROPY_MEAN] = s["h_sum"] / n
+    qs = quantiles_from_hist(hist, edges, list(M.ENTROPY_QUANTILES.values()))
+    out.update({name: float(q) for name, q in zip(M.ENTROPY_QUANTILES, qs, strict=True)})
+    out[M.ENTROPY_FRAC_LOW] = s["n_low"] / n
+    out[M.ENTROPY_FRAC_HIGH] = s["n_high"] / n
+    if s["n_logp"] > 0:
+        out[M.ENTROPY_SAMPLED_NLL] = s["nll_sum"] / s["n_logp"]
+    if s["n_adv"] > 0:
+        mean = s["adv_sum"] / s["n_adv"]
+        out[M.ADV_MEAN] = mean
+        out[M.ADV_STD] = math.sqrt(max(0.0, s["adv_sq_sum"] / s["n_adv"] - mean * mean))
+        out[M.ADV_MIN], out[M.ADV_MAX] = -x["neg_adv_min"], x["adv_max"]
+    if groups > 0:
+        out[M.ADV_FRAC_ZERO_GROUPS] = zero_groups / groups
+    if s["n_cov"] > 0:
+        nc = s["n_cov"]
+        out[M.COV_LOGP_ADV] = s["logp_adv_sum"] / nc - (s["cov_logp_sum"] / nc) * (s["cov_adv_sum"] / nc)
+        out[M.COV_PG_DRIVE] = s["pg_drive_sum"] / nc
+    if s["n_old"] > 0:
+        out[M.RATIO_LOG_MEAN] = s["log_ratio_sum"] / s["n_old"]
+        out[M.RATIO_MAX] = x["ratio_max"]
+        out[M.KL_OLD] = s["k3_sum"] / s["n_old"]
+    onpolicy = s["n_old"] == 0 or s["n_offpolicy"] == 0
+    out[M.CLIP_ONPOLICY] = 1.0 if onpolicy else 0.0
+    if not onpolicy and s["n_clip"] > 0:
+        out[M.CLIP_LOW_FRAC] = s["n_clip_low"] / s["n_clip"]
+        out[M.CLIP_HIGH_FRAC] = s["n_clip_high"] / s["n_clip"]
+        out[M.CLIP_REGION_FRAC] = (s["n_clip_low"] + s["n_clip_high"]) / s["n_clip"]
+        if s["n_dual_base"] > 0:
+            out[M.CLIP_DUAL_FRAC] = s["n_clip_dual"] / s["n_dual_base"]
+    return {k: v for k, v in out.items() if math.isfinite(v)}, hist
+
+
+def _histogram(h: torch.Tensor, ok: torch.Tensor, edges: np.ndarray) -> torch.Tensor:
+    """Counts per bin as float64 ``(len(edges),)``; same rule as ``entropy_watch.histogram.bin_index``."""
+    nb = len(edges)
+    edges_t = torch.as_tensor(edges, dtype=torch.float64, device=h.device)
+    h64 = h.double()
+    idx = torch.bucketize(h64, edges_t, right=True).clamp_(1, nb - 1)  # edges[i-1] <= h < edges[i] -> i
+    idx = torch.where(h64 <= 0.0, 0, idx)
+    idx = torch.where(ok, idx, nb)  # tokens off the set go to an overflow bin (no boolean indexing, no sync)
+    return torch.bincount(idx.reshape(-1), minlength=nb + 1)[:nb].double()
+
+
+def _local_groups(batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ``(id, min A, max A)`` per group with valid tokens: ``(G,)`` int64 and ``(G, 2)`` float64."""
+    dev = batch.entropy.device
+    if batch.group_ids is None or batch.advantages is None:
+        return torch.zeros(0, dtype=torch.int64, device=dev), torch.zeros(0, 2, dtype=torch.float64, device=dev)
+    gid, adv = batch.group_ids[batch.ok], batch.advantages[batch.ok].double()  # (n_ok,); a sync, groups only
+    return _merge_groups(gid, torch.stack([adv, adv], dim=1))
+
+
+def _merge_groups(ids: torch.Tensor, minmax: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Combine rows with equal ids: min of mins, max of maxes. ``(n,)``, ``(n, 2)`` -> ``(G,)``, ``(G, 2)``."""
+    uniq, inv = torch.unique(ids, return_inverse=True)
+    lo = torch.full((uniq.shape[0],), math.inf, dtype=torch.float64, device=ids.device)
+    hi = torch.full((uniq.shape[0],), -math.inf, dtype=torch.float64, device=ids.device)
+    lo.scatter_reduce_(0, inv, minmax[:, 0], reduce="amin")
+    hi.scatter_reduce_(0, inv, minmax[:, 1], reduce="amax")
+    return uniq, torch.stack([lo, hi], dim=1)
+
+
+def _clip_args(eps_low: float, eps_high: float, dual_clip: float | None) -> dict[str, Any]:
+    for name, v in (("eps_low", eps_low), ("eps_high", eps_high)):
+        if not (isinstance(v, int | float) and 0.0 <= float(v) < math.inf):
+            raise InvalidTensor(f"step_stats: {name} must be a finite number >= 0, got {v!r}")
+    if dual_clip is not None and not (isinstance(dual_clip, int | float) and 1.0 < float(dual_clip) < math.inf):
+        raise InvalidTensor(f"step_stats: dual_clip must be None or a finite number > 1, got {dual_clip!r}")
+    return {"eps_low": float(eps_low), "eps_high": float(eps_high), "dual_clip": dual_clip}
+
+
+def _check_edges(edges: np.ndarray | None) -> np.ndarray:
+    if edges is None:
+        return entropy_bin_edges()
+    e = np.asarray(edges, dtype=np.float64)
+    if e.ndim != 1 or len(e) < 2 or e[0] != 0.0 or not np.all(np.diff(e) > 0):
+        raise InvalidTensor("step_stats: edges must be 1-D, start at 0 and increase (see entropy_bin_edges)")
+    return e

@@ -1,0 +1,190 @@
+"""A step's per-token inputs, checked and flattened (``TokenBatch``), and the token rows sampled from them.
+
+``prepare_batch`` turns the ``(B, T)`` (or flat ``(N,)``) tensors that ``step_stats`` receives into flat ``(N,)``
+views on one device, with the valid-token mask (``mask != 0``) and the token set the statistics use (valid and
+every given per-token input finite). ``sample_token_rows`` picks the rows written to the ``tokens`` table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from entropy_watch.errors import InvalidTensor
+
+CLIP_LABELS = ("", "low", "high", "dual")  # index = code from _clip_codes
+
+
+@dataclass
+class TokenBatch:
+    """Flat per-token tensors, all ``(N,)`` on ``entropy.device``; optional ones are None when not given.
+
+    ``entropy``/``logp``/``old_logp``/``advantages`` float (fp32, or fp64 when given fp64), ``group_ids`` and
+    ``token_ids`` int64, ``valid`` bool (the caller's mask), ``ok`` bool (valid and all given inputs finite).
+    ``seq_len`` is T for ``(B, T)`` input (token ``i`` is sequence ``i // T``, position ``i % T``), 0 for flat input.
+    """
+
+    entropy: torch.Tensor
+    valid: torch.Tensor
+    ok: torch.Tensor
+    logp: torch.Tensor | None = None
+    old_logp: torch.Tensor | None = None
+    advantages: torch.Tensor | None = None
+    group_ids: torch.Tensor | None = None
+    token_ids: torch.Tensor | None = None
+    seq_len: int = 0
+
+
+def prepare_batch(
+    entropy: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    logp: torch.Tensor | None = None,
+    old_logp: torch.Tensor | None = None,
+    advantages: torch.Tensor | None = None,
+    group_ids: torch.Tensor | None = None,
+    token_ids: torch.Tensor | None = None,
+) -> TokenBatch:
+    """Check shapes, dtypes and devices (one-line :class:`InvalidTensor` otherwise) and flatten to ``(N,)``.
+
+    ``entropy (B, T)`` or ``(N,)``; ``mask``, ``logp``, ``old_logp``, ``token_ids`` the same shape; ``advantages``
+    the same or ``(B,)``; ``group_ids`` ``(B,)`` (``(N,)`` for flat input). Only metadata is read: no host sync.
+    """
+    if not isinstance(entropy, torch.Tensor) or not entropy.is_floating_point() or entropy.dim() not in (1, 2):
+        raise InvalidTensor(f"step_stats: entropy must be a float tensor (B, T) or (N,), got {_describe(entropy)}")
+    shape, dev = entropy.shape, entropy.device
+    per_seq = (shape[0],)  # (B,) for (B, T); (N,) for flat input, where a "sequence" is a token
+
+    def tensor(name: str, x: torch.Tensor | None, kind: str, shapes: tuple[tuple[int, ...], ...]) -> Any:
+        if x is None:
+            return None
+        if not isinstance(x, torch.Tensor):
+            raise InvalidTensor(f"step_stats: {name} must be a torch.Tensor, got {type(x).__name__}")
+        if kind == "float" and not x.is_floating_point():
+            raise InvalidTensor(f"step_stats: {name} must be a float tensor, got {x.dtype}")
+        if kind == "int" and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+            raise InvalidTensor(f"step_stats: {name} must be an integer tensor, got {x.dtype}")
+        if tuple(x.shape) not in shapes:
+            want = " or ".join(str(s) for s in shapes)
+            raise InvalidTensor(f"step_stats: {name} has shape {tuple(x.shape)}, expected {want}")
+        if x.device != dev:
+            raise InvalidTensor(f"step_stats: {name} is on {x.device} but entropy is on {dev}")
+        if tuple(x.shape) == per_seq and len(shape) == 2:
+            x = x.unsqueeze(1).expand(shape)  # per-sequence value -> every token of the sequence
+        x = x.reshape(-1)
+        if kind == "float":
+            return x if x.dtype == torch.float64 else x.float()
+        return x if kind == "mask" else x.long()
+
+    full = (tuple(shape),)
+    valid = tensor("mask", mask, "mask", full)
+    valid = torch.ones(entropy.numel(), dtype=torch.bool, device=dev) if valid is None else valid != 0
+    batch = TokenBatch(
+        entropy=entropy.reshape(-1) if entropy.dtype == torch.float64 else entropy.reshape(-1).float(),
+        valid=valid,
+        ok=valid,
+        logp=tensor("logp", logp, "float", full),
+        old_logp=tensor("old_logp", old_logp, "float", full),
+        advantages=tensor("advantages", advantages, "float", (tuple(shape), per_seq)),
+        group_ids=tensor("group_ids", group_ids, "int", (per_seq,)),
+        token_ids=tensor("token_ids", token_ids, "int", full),
+        seq_len=int(shape[1]) if len(shape) == 2 else 0,
+    )
+    if batch.old_logp is not None and batch.logp is None:
+        raise InvalidTensor("step_stats: old_logp needs logp (the ratio is exp(logp - old_logp))")
+    if batch.group_ids is not None and batch.advantages is None:
+        raise InvalidTensor("step_stats: group_ids needs advantages (a zero group is one whose advantages are equal)")
+    ok = valid & torch.isfinite(batch.entropy)
+    for x in (batch.logp, batch.old_logp, batch.advantages):
+        if x is not None:
+            ok = ok & torch.isfinite(x)
+    batch.ok = ok
+    return batch
+
+
+def sample_token_rows(
+    batch: TokenBatch,
+    k: int,
+    *,
+    step: int,
+    tokenizer: Any = None,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    dual_clip: float | None = None,
+) -> list[dict[str, Any]]:
+    """Up to ``k`` highest-entropy tokens, then up to ``k`` other random ones (seed = ``step``), from this rank.
+
+    Each row: ``step, seq, pos, token_id`` (-1 without ``token_ids``), ``token_text`` (``tokenizer.decode([id])``,
+    else ``convert_ids_to_tokens``, else ""), ``entropy``, ``logp`` and ``advantage`` (None when not given),
+    ``clipped`` ("low" | "high" | "dual" | ""). Only tokens of the statistics' token set are sampled; ``seq`` is
+    the local row index. One small device-to-host copy of ``(6, 2k)`` numbers.
+    """
+    from entropy_watch.hooks.stats import clip_masks  # the one implementation of the clip rule
+
+    n = batch.entropy.numel()
+    k = min(int(k), n)
+    if k <= 0:
+        return []
+    dev, ok = batch.entropy.device, batch.ok
+    top_val, top_idx = torch.where(ok, batch.entropy, -math.inf).topk(k)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(int(step) % 2**63)
+    keys = torch.where(ok, torch.rand(n, generator=gen, device=dev, dtype=torch.float64), -1.0)
+    keys.index_fill_(0, top_idx, -1.0)  # no token twice
+    rand_val, rand_idx = keys.topk(k)
+    idx = torch.cat([top_idx, rand_idx])
+    keep = torch.cat([top_val > -math.inf, rand_val >= 0.0])
+
+    nan = torch.full((n,), math.nan, dtype=torch.float64, device=dev)
+    code = torch.zeros(n, dtype=torch.float64, device=dev)
+    if batch.logp is not None and batch.old_logp is not None and batch.advantages is not None:
+        low, high, dual = clip_masks(batch.logp - batch.old_logp, batch.advantages, ok, eps_low, eps_high, dual_clip)
+        code = low.double() + 2.0 * high.double() + (0.0 if dual is None else 3.0 * dual.double())  # exclusive
+    columns = [
+        keep.double(),
+        idx.double(),
+        batch.entropy.double()[idx],
+        (nan if batch.logp is None else batch.logp.double())[idx],
+        (nan if batch.advantages is None else batch.advantages.double())[idx],
+        (torch.full_like(nan, -1.0) if batch.token_ids is None else batch.token_ids.double())[idx],
+        code[idx],
+    ]
+    host = torch.stack(columns).tolist()  # one copy; ids are exact in float64 below 2**53
+    rows = []
+    for keep_j, i, h, lp, a, tok, c in zip(*host, strict=True):
+        if not keep_j:
+            continue
+        i, tok = int(i), int(tok)
+        seq, pos = (i // batch.seq_len, i % batch.seq_len) if batch.seq_len else (0, i)
+        rows.append(
+            {
+                "step": int(step),
+                "seq": seq,
+                "pos": pos,
+                "token_id": tok,
+                "token_text": _token_text(tokenizer, tok),
+                "entropy": h,
+                "logp": None if math.isnan(lp) else lp,
+                "advantage": None if math.isnan(a) else a,
+                "clipped": CLIP_LABELS[int(c)],
+            }
+        )
+    return rows
+
+
+def _token_text(tokenizer: Any, token_id: int) -> str:
+    if tokenizer is None or token_id < 0:
+        return ""
+    if hasattr(tokenizer, "decode"):
+        return str(tokenizer.decode([token_id]))
+    if hasattr(tokenizer, "convert_ids_to_tokens"):
+        return str(tokenizer.convert_ids_to_tokens([token_id])[0])
+    return ""
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"tensor of dtype {x.dtype} and shape {tuple(x.shape)}"
+    return type(x).__name__

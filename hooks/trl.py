@@ -1,0 +1,367 @@
+"""Attach entropy_watch to a TRL ``GRPOTrainer`` (or ``RLOOTrainer``) in one line.
+
+    from entropy_watch.hooks.trl import attach
+
+    trainer = GRPOTrainer(model=..., reward_funcs=..., args=GRPOConfig(...), train_dataset=...)
+    handle = attach(trainer, run="grpo-qwen-s0")      # <- the one line
+    trainer.train()
+
+Two layers (INTEGRATIONS §1.6):
+
+* **callback** (public API, every TRL version): every scalar TRL logs is recorded under its TRL name and the
+  canonical one (``entropy`` -> ``entropy/mean``, ``clip_ratio/low_mean`` -> ``clip/low_frac``, from the importers'
+  alias table), and at train start the config that matters (loss type, epsilons, beta, num_iterations, importance
+  sampling level, top-entropy quantile, versions, world size) goes into ``run.json``;
+* **per-token** (private API, feature-detected): instance-level wraps of ``compute_loss`` (the batch: masks,
+  advantages, old log-probs) and of ``_get_per_token_logps_and_entropies`` (the log-probs and entropies of the loss
+  forward). For the loss forward only — the old-log-prob and reference passes run outside ``compute_loss`` — they
+  record the entropy histogram, clip-low/high fractions recomputed with the trainer's own epsilons, advantage
+  statistics and covariance terms. TRL's entropy tensor is reused: no second softmax. Without old log-probs (strictly
+  on-policy) ``clip/onpolicy`` is 1 and the clip fractions are absent (N/A), not 0.
+
+While the per-token layer runs, it owns the canonical entropy/clip/advantage names; TRL's own numbers stay under
+TRL's names. ``entropy/mean`` and ``clip/*_frac`` follow TRL's averaging (token mean per micro-batch, mean over the
+step's micro-batches), so they equal TRL's ``entropy`` and ``clip_ratio/*_mean`` for the same step.
+
+If a private method is missing or returns an unexpected shape (another TRL version, Liger in TRL <= 1.13), the
+per-token layer switches itself off with one warning and the callback carries on. Nothing here can crash training:
+failures are counted in ``hooks/errors``; ``strict=True`` re-raises (tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from entropy_watch import metrics as M
+from entropy_watch.hooks.accumulate import TRL_MIRRORED, StepAccumulator
+from entropy_watch.hooks.hf import EntropyWatchCallback, run_name_for, store_arg
+from entropy_watch.importers.aliases import TRL_ENTROPY_DEFINITION
+
+log = logging.getLogger("entropy_watch")
+
+LOGPS_METHOD = "_get_per_token_logps_and_entropies"  # TRL 0.20 -> 1.16: returns (logps, entropies[, aux_loss])
+HARD_CLIP_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")  # two-sided PPO clip, TRL's clip_ratio/* metrics
+# Canonical names the per-token layer records; TRL's logged values are not copied onto them while it runs.
+PER_TOKEN_NAMES = (*TRL_MIRRORED, M.ADV_MEAN, M.ADV_STD, M.ADV_MIN, M.ADV_MAX, M.KL_OLD, M.CLIP_ONPOLICY)
+CONFIG_FIELDS = (
+    "loss_type", "epsilon", "epsilon_high", "delta", "beta", "num_iterations", "steps_per_generation",
+    "importance_sampling_level", "top_entropy_quantile", "temperature", "num_generations", "max_completion_length",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "scale_rewards",
+    "mask_truncated_completions", "entropy_coef", "use_adaptive_entropy", "entropy_target", "use_vllm",
+    "vllm_importance_sampling_correction", "use_liger_kernel", "seed", "max_steps", "logging_steps",
+)  # fmt: skip
+
+
+@dataclass
+class TrlHandle:
+    """What :func:`attach` installed. ``mode``: ``"per-token"`` or ``"callback-only"``; ``reason`` says why."""
+
+    trainer: Any
+    watch: Any
+    callback: Any
+    mode: str
+    reason: str = ""
+    accumulator: StepAccumulator | None = None
+    _restore: dict[str, Any] = field(default_factory=dict)
+
+    def flush(self) -> None:
+        """Publish everything recorded so far."""
+        self.watch.flush()
+
+    def close(self, state: str = "finished") -> None:
+        """Record the last step, publish and mark the run ``state``."""
+        self.watch.close(state)
+
+    def detach(self) -> None:
+        """Remove the callback and the wraps (the trainer behaves exactly as before :func:`attach`)."""
+        for name, original in self._restore.items():
+            if original is None:
+                self.trainer.__dict__.pop(name, None)
+            else:
+                setattr(self.trainer, name, original)
+        self._restore.clear()
+        self.trainer.remove_callback(self.callback)
+
+
+class TrlCallback(EntropyWatchCallback):
+    """The scalar layer for TRL, plus the optimizer-step boundary for the per-token layer."""
+
+    handle: TrlHandle | None = None
+
+    def train_meta(self, args: Any, state: Any, **kwargs: Any) -> dict[str, Any]:
+        meta = super().train_meta(args, state, **kwargs)
+        trainer = self.handle.trainer if self.handle else None
+        meta.update(trl_config(trainer, args))
+        meta["hooks_mode"] = self.handle.mode if self.handle else "callback-only"
+        if self.handle and self.handle.reason:
+            meta["hooks_note"] = self.handle.reason
+        return meta
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        acc = self.handle.accumulator if self.handle else None
+        if acc is not None and acc.pending:
+            try:
+                acc.flush(int(state.global_step))  # global_step was just incremented: TRL's log_history step
+            except Exception as exc:  # noqa: BLE001
+                self._failure("trl.step_end", exc)
+
+
+def attach(
+    trainer: Any,
+    run: str | None = None,
+    store: Any = None,
+    sample_tokens: int = 8,
+    *,
+    watch: Any = None,
+    per_token: bool = True,
+    strict: bool = False,
+    **watch_kwargs: Any,
+) -> TrlHandle:
+    """Record ``trainer``'s logged scalars, config and (when possible) per-token statistics into a run.
+
+    Args:
+        trainer: a TRL ``GRPOTrainer`` or ``RLOOTrainer`` (any ``transformers.Trainer`` works callback-only).
+        run: run name; default: ``args.run_name`` or the output folder's name.
+        store: store root (a local, shared-filesystem or fsspec path) or ``Store``; default ``$ENTROPY_WATCH_DIR``.
+        sample_tokens: highest-entropy and random token rows kept per step (0: none).
+        watch: record into this :class:`~entropy_watch.hooks.Watch` instead of creating one.
+        per_token: install the per-token layer (False: callback only).
+        strict: re-raise hook failures (tests).
+        watch_kwargs: passed to ``Watch`` (``token_every``, ``reduce``, ``flush_secs``...).
+    """
+    if watch is None:
+        from entropy_watch.hooks.watch import Watch
+
+        args = trainer.args
+        watch = Watch(
+            run or run_name_for(args, "trl-run"),
+            store=store_arg(store),
+            strict=strict,
+            vocab_size=_vocab_size(trainer),
+            sample_tokens=sample_tokens,
+            temperature=float(getattr(args, "temperature", 1.0) or 1.0),
+            framework=f"trl.{type(trainer).__name__}",
+            entropy_definition=f"{TRL_ENTROPY_DEFINITION}; temperature {getattr(args, 'temperature', 1.0)}",
+            **watch_kwargs,
+        )
+    callback = TrlCallback(watch=watch, strict=strict, framework=f"trl.{type(trainer).__name__}")
+    handle = TrlHandle(trainer=trainer, watch=watch, callback=callback, mode="callback-only")
+    callback.handle = handle
+    reason = _per_token_unavailable(trainer) if per_token else "per-token layer disabled (per_token=False)"
+    if reason:
+        handle.reason = reason
+        if per_token:
+            log.warning("entropy_watch: TRL per-token statistics off (%s); recording logged scalars only", reason)
+    else:
+        handle.accumulator = StepAccumulator(watch, mirror=TRL_MIRRORED, vocab_size=_vocab_size(trainer))
+        handle.accumulator.drop = _not_applicable(trainer)
+        _install_wraps(handle, strict)
+        handle.mode = "per-token"
+        callback.skip_canonical = set(PER_TOKEN_NAMES)
+    trainer.add_callback(callback)
+    return handle
+
+
+# ---- the per-token layer ------------------------------------------------------------------------------------------
+def _per_token_unavailable(trainer: Any) -> str:
+    """Why the per-token wraps cannot be installed on this trainer/version, or "" when they can."""
+    if not callable(getattr(trainer, LOGPS_METHOD, None)):
+        return f"{type(trainer).__name__} has no {LOGPS_METHOD} (TRL version without it)"
+    if not callable(getattr(trainer, "compute_loss", None)):
+        return "trainer has no compute_loss"
+    args = getattr(trainer, "args", None)
+    if getattr(args, "use_liger_kernel", False) and callable(getattr(trainer, "compute_liger_loss", None)):
+        return "use_liger_kernel=True routes the loss through compute_liger_loss (TRL <= 1.13), which has no entropy"
+    if not hasattr(trainer, "epsilon_low"):
+        return "trainer has no epsilon_low (TRL < 0.17)"
+    return ""
+
+
+def _not_applicable(trainer: Any) -> set[str]:
+    """Clip fractions do not exist for soft-gated or weighted losses (SAPO, VESPO): never record them."""
+    loss_type = getattr(trainer, "loss_type", None)
+    if loss_type is None or loss_type in HARD_CLIP_LOSSES or loss_type == "cispo":
+        return set()
+    return {M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC, M.CLIP_REGION_FRAC}
+
+
+def _install_wraps(handle: TrlHandle, strict: bool) -> None:
+    trainer, watch = handle.trainer, handle.watch
+    slot: dict[str, Any] = {"inputs": None}
+    orig_loss = trainer.compute_loss
+    orig_logps = getattr(trainer, LOGPS_METHOD)
+    handle._restore = {
+        "compute_loss": trainer.__dict__.get("compute_loss"),
+        LOGPS_METHOD: trainer.__dict__.get(LOGPS_METHOD),
+    }
+    warned: set[str] = set()
+
+    def compute_loss(model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        slot["inputs"] = inputs if getattr(trainer.model, "training", True) else None  # eval: not recorded
+        try:
+            return orig_loss(model, inputs, *args, **kwargs)
+        finally:
+            slot["inputs"] = None
+
+    def get_logps_and_entropies(*args: Any, **kwargs: Any) -> Any:
+        out = orig_logps(*args, **kwargs)
+        inputs, slot["inputs"] = slot["inputs"], None  # the first call inside compute_loss is the loss forward
+        if inputs is not None and handle.accumulator is not None:
+            try:
+                _record_loss_forward(handle, out, inputs, warned)
+            except Exception as exc:  # noqa: BLE001 - hooks never crash training
+                watch._failure("trl.loss_forward", exc)
+        return out
+
+    trainer.compute_loss = compute_loss
+    setattr(trainer, LOGPS_METHOD, get_logps_and_entropies)
+
+
+def _record_loss_forward(handle: TrlHandle, out: Any, inputs: Any, warned: set[str]) -> None:
+    """Feed one loss forward (a micro-batch) to the accumulator, mirroring TRL's ``_compute_loss`` rules."""
+    trainer = handle.trainer
+    if not (isinstance(out, tuple | list) and len(out) >= 2 and isinstance(out[0], torch.Tensor)):
+        handle.accumulator = None
+        handle.mode, handle.reason = "callback-only", f"{LOGPS_METHOD} returned {type(out).__name__}, not a tuple"
+        log.warning("entropy_watch: TRL per-token statistics off (%s)", handle.reason)
+        return
+    logps, entropies = out[0], out[1]
+    if entropies is None:
+        if "noentropy" not in warned:
+            warned.add("noentropy")
+            log.warning("entropy_watch: the TRL loss forward computed no entropy; per-token statistics skipped")
+        return
+    mask = inputs["completion_mask"]
+    if "tool_mask" in inputs:
+        mask = mask * inputs["tool_mask"]
+    adv = inputs.get("advantages")
+    step = int(trainer.state.global_step) + 1  # global_step is incremented after the optimizer step
+    eps_low, eps_high = float(trainer.epsilon_low), float(trainer.epsilon_high)
+    old = inputs.get("old_per_token_logps")
+    extra: dict[str, float] = {}
+    loss_type = getattr(trainer, "loss_type", None)
+    delta = getattr(trainer.args, "delta", None)
+    if "old_logps" in inputs and old is None:  # RLOO: one old log-prob per sequence, sequence-level ratio
+        log_ratio = ((logps.detach() * inputs["completion_mask"]).sum(1) - inputs["old_logps"]).unsqueeze(1)
+        extra = _sequence_clip(trainer, log_ratio, adv, eps_low, eps_high)
+    elif old is not None and adv is not None:
+        level = getattr(trainer, "importance_sampling_level", "token")
+        log_ratio = logps.detach() - old
+        if level == "sequence":
+            log_ratio = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).unsqueeze(-1)
+            extra = _sequence_clip(trainer, log_ratio, adv, eps_low, eps_high, cispo=loss_type == "cispo")
+        elif loss_type == "cispo" or delta is not None:
+            extra = _token_clip(trainer, log_ratio, adv, mask, eps_low, eps_high, loss_type == "cispo", delta)
+        if loss_type == "cispo":
+            eps_low = 1.0  # CISPO has no low clip; its "high" is ratio > epsilon_high (absolute), in `extra`
+    handle.accumulator.add(
+        entropies,
+        mask,
+        step=step,
+        logp=logps,
+        old_logp=old,
+        advantages=adv,
+        eps_low=eps_low,
+        eps_high=eps_high,
+        token_ids=inputs.get("completion_ids"),
+        tokenizer=getattr(trainer, "processing_class", None),
+        extra=extra,
+    )
+
+
+def _adv_2d(adv: torch.Tensor) -> torch.Tensor:
+    return adv.unsqueeze(1) if adv.dim() == 1 else adv
+
+
+def _global_frac(trainer: Any, num: torch.Tensor, den: torch.Tensor) -> float:
+    """``sum / count`` over all ranks, as TRL's ``global_masked_mean`` (``accelerator.reduce``)."""
+    totals = torch.stack([num.float(), den.float()])
+    acc = getattr(trainer, "accelerator", None)
+    if acc is not None and getattr(acc, "num_processes", 1) > 1:
+        totals = acc.reduce(totals, reduction="sum")
+    return float((totals[0] / totals[1].clamp(min=1.0)).item())
+
+
+def _sequence_clip(
+    trainer: Any, log_ratio: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float, cispo: bool = False
+) -> dict[str, float]:
+    """Clip fractions over sequences for a ``(B, 1)`` log-ratio (GSPO's sequence level, RLOO): TRL counts rows."""
+    ratio = torch.exp(log_ratio.float())
+    a = _adv_2d(adv)
+    a = a[:, :1] if a.shape[1] != 1 else a
+    n = torch.tensor(float(ratio.shape[0]), device=ratio.device)
+    if cispo:
+        low = torch.zeros_like(ratio, dtype=torch.bool)
+        high = (ratio > eps_high) & (a > 0)
+    else:
+        low = (ratio < 1 - eps_low) & (a < 0)
+        high = (ratio > 1 + eps_high) & (a > 0)
+    onpolicy = float(bool((log_ratio == 0).all()))
+    return {
+        M.CLIP_LOW_FRAC: _global_frac(trainer, low.sum(), n),
+        M.CLIP_HIGH_FRAC: _global_frac(trainer, high.sum(), n),
+        M.CLIP_REGION_FRAC: _global_frac(trainer, (low | high).sum(), n),
+        M.CLIP_ONPOLICY: onpolicy,
+    }
+
+
+def _token_clip(
+    trainer: Any,
+    log_ratio: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    eps_low: float,
+    eps_high: float,
+    cispo: bool,
+    delta: float | None,
+) -> dict[str, float]:
+    """Token-level clip fractions where TRL's rule differs from the plain one: CISPO's absolute cap, INTELLECT-2's
+    ``delta`` (TRL clamps the ratio at ``delta`` before it tests clip-high)."""
+    ratio = torch.exp(log_ratio.float())
+    a = _adv_2d(adv)
+    if cispo:
+        low = torch.zeros_like(ratio, dtype=torch.bool)
+        high = (ratio > eps_high) & (a > 0)
+    else:
+        capped = ratio if delta is None else torch.clamp(ratio, max=delta)
+        low = (ratio < 1 - eps_low) & (a < 0)
+        high = (capped > 1 + eps_high) & (a > 0)
+    m = mask.float()
+    den = m.sum()
+    return {
+        M.CLIP_LOW_FRAC: _global_frac(trainer, (low.float() * m).sum(), den),
+        M.CLIP_HIGH_FRAC: _global_frac(trainer, (high.float() * m).sum(), den),
+        M.CLIP_REGION_FRAC: _global_frac(trainer, ((low | high).float() * m).sum(), den),
+    }
+
+
+# ---- config ---------------------------------------------------------------------------------------------------------
+def trl_config(trainer: Any, args: Any) -> dict[str, Any]:
+    """The TRL settings that change what entropy and clip numbers mean, with versions and world size."""
+    cfg: dict[str, Any] = {}
+    for name in CONFIG_FIELDS:
+        if hasattr(args, name):
+            v = getattr(args, name)
+            cfg[name] = v if isinstance(v, bool | int | float | str) or v is None else str(v)
+    if trainer is not None:
+        for name in ("epsilon_low", "epsilon_high", "beta", "num_iterations", "loss_type", "importance_sampling_level"):
+            if hasattr(trainer, name):
+                cfg[name] = getattr(trainer, name)
+    versions = {m: str(getattr(sys.modules[m], "__version__", "?")) for m in ("trl", "transformers", "torch", "accelerate")
+                if m in sys.modules}  # fmt: skip
+    acc = getattr(trainer, "accelerator", None)
+    world = int(getattr(acc, "num_processes", 0) or getattr(args, "world_size", 1) or 1)
+    return {"trl_config": cfg, "framework_versions": versions, "world_size": world}
+
+
+def _vocab_size(trainer: Any) -> int | None:
+    cfg = getattr(getattr(trainer, "model", None), "config", None)
+    v = getattr(cfg, "vocab_size", None)
+    if v is None and cfg is not None and hasattr(cfg, "get_text_config"):
+        v = getattr(cfg.get_text_config(), "vocab_size", None)
+    return int(v) if v else None

@@ -1,0 +1,276 @@
+"""verl integration: live metrics tee, a policy loss that splits clip low/high, and driver-side per-token wraps.
+
+verl's trainer loop runs in a Ray actor (``TaskRunner``), not in the launching process, so everything is installed
+by *importing a module* in verl's processes through its external-module mechanism (INTEGRATIONS §2.6)::
+
+    python -m verl.trainer.main_ppo ... \\
+        actor_rollout_ref.actor.policy_loss.loss_mode=ew_vanilla \\
+        +ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES=entropy_watch.hooks.verl_autoload \\
+        +ray_kwargs.ray_init.runtime_env.env_vars.ENTROPY_WATCH_DIR=/shared/ew_runs \\
+        +ray_kwargs.ray_init.runtime_env.env_vars.ENTROPY_WATCH_RUN=qwen3-dapo-s0
+
+``verl_autoload`` calls :func:`install`, which (each part skipped with one warning when verl lacks the symbol):
+
+* **tee** — wraps ``verl.utils.tracking.Tracking.log`` at class level: every metrics dict the driver logs is
+  recorded at its step, under verl's names plus canonical ones (importers' alias table: ``actor/entropy`` ->
+  ``entropy/mean``, ``actor/pg_clipfrac`` -> ``clip/region_frac``, ``actor/pg_clipfrac_lower`` -> ``clip/dual_frac``
+  — verl's "lower" is the dual-clip share, never the low side);
+* **policy losses** — registers ``ew_<mode>`` for every loss in ``core_algos.POLICY_LOSS_REGISTRY``: it calls the base
+  loss unchanged and adds ``actor/ew_clipfrac_low`` (A<0, ratio<1-clip_ratio_low) and ``actor/ew_clipfrac_high``
+  (A>0, ratio>1+clip_ratio_high), which the tee maps to ``clip/low_frac`` / ``clip/high_frac``;
+* **driver wraps** — ``RayPPOTrainer._compute_old_log_prob`` (per-token entropy of pi_old, response mask, old
+  log-probs, response ids) and the module-level ``ray_trainer.compute_advantage`` (advantages): together one
+  ``Watch.log_tokens`` per step with the global batch, so the driver is the single writer.
+
+The run name comes from ``$ENTROPY_WATCH_RUN``, else verl's ``experiment_name``; the store from
+``$ENTROPY_WATCH_DIR`` (use a shared filesystem or fsspec path for multi-node). Resolved when first needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from typing import Any
+
+import torch
+
+from entropy_watch.importers.aliases import detect_canonical, is_eval
+
+log = logging.getLogger("entropy_watch")
+
+CLIPFRAC_LOW = "actor/ew_clipfrac_low"  # no "max"/"min" substring: verl's legacy reducer would take max/min of it
+CLIPFRAC_HIGH = "actor/ew_clipfrac_high"
+ENTROPY_DEFINITION = "full-vocabulary, pi_old (verl recompute pass before the update), token mean over response tokens"
+
+_state: dict[str, Any] = {"watch": None, "experiment": None, "pending": None, "warned": set()}
+_lock = threading.Lock()
+
+
+# ---- the Watch of this (driver) process -------------------------------------------------------------------------
+def get_watch(run: str | None = None, store: Any = None) -> Any:
+    """This process's :class:`Watch`, created on first use (``$ENTROPY_WATCH_RUN``/experiment name, ``$ENTROPY_WATCH_DIR``)."""
+    with _lock:
+        if _state["watch"] is None:
+            from entropy_watch.hooks.watch import Watch
+
+            name = run or os.environ.get("ENTROPY_WATCH_RUN") or _state["experiment"] or "verl-run"
+            strict = os.environ.get("ENTROPY_WATCH_STRICT", "") == "1"
+            _state["watch"] = Watch(
+                name, store=store, strict=strict, framework="verl", entropy_definition=ENTROPY_DEFINITION, reduce=False
+            )
+        return _state["watch"]
+
+
+def set_watch(watch: Any) -> None:
+    """Record into ``watch`` (tests, or a caller that builds its own); ``None`` resets."""
+    _state["watch"], _state["pending"] = watch, None
+
+
+def _guard(where: str, exc: BaseException) -> None:
+    w = _state["watch"]
+    if w is not None:
+        w._failure(f"verl.{where}", exc)
+    elif os.environ.get("ENTROPY_WATCH_STRICT", "") == "1":
+        raise exc
+    elif where not in _state["warned"]:
+        _state["warned"].add(where)
+        log.warning("entropy_watch: verl hook %s failed (%s); training continues", where, exc)
+
+
+# ---- layer B: tee of the tracking layer --------------------------------------------------------------------------
+def scalars_from_metrics(data: dict[str, Any]) -> dict[str, float]:
+    """verl's metrics dict -> ``{name: float}`` under verl's names plus canonical names (evaluation keys as is)."""
+    values: dict[str, float] = {}
+    for k, v in data.items():
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            v = v.item()
+        if hasattr(v, "item") and not isinstance(v, int | float):
+            try:
+                v = v.item()  # numpy scalars
+            except (TypeError, ValueError):
+                continue
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            values[str(k)] = float(v)
+    for canonical, source in detect_canonical(sorted(k for k in values if not is_eval(k))).items():
+        values.setdefault(canonical, values[source])
+    return values
+
+
+def install_tracking_tee(tracking_cls: Any = None) -> bool:
+    """Wrap ``Tracking.__init__`` (experiment name) and ``Tracking.log`` (every metrics dict) at class level."""
+    if tracking_cls is None:
+        from verl.utils.tracking import Tracking as tracking_cls
+    if getattr(tracking_cls.log, "_entropy_watch", False):
+        return True
+    orig_init, orig_log = tracking_cls.__init__, tracking_cls.log
+
+    @functools.wraps(orig_init)
+    def __init__(self: Any, project_name: Any, experiment_name: Any, *args: Any, **kwargs: Any) -> None:
+        orig_init(self, project_name, experiment_name, *args, **kwargs)
+        _state["experiment"] = str(experiment_name)
+
+    @functools.wraps(orig_log)
+    def log_(self: Any, data: Any, step: Any, *args: Any, **kwargs: Any) -> Any:
+        out = orig_log(self, data, step, *args, **kwargs)
+        try:
+            get_watch().log_dict(int(step), scalars_from_metrics(dict(data)))
+        except Exception as exc:  # noqa: BLE001 - hooks never crash training
+            _guard("tracking_log", exc)
+        return out
+
+    log_._entropy_watch = True  # type: ignore[attr-defined]
+    tracking_cls.__init__, tracking_cls.log = __init__, log_
+    return True
+
+
+# ---- worker side: policy losses that add clip-low and clip-high ----------------------------------------------------
+def clip_fractions(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+) -> tuple[float, float]:
+    """Binding clip-low and clip-high shares over response tokens, with verl's ratio (log-ratio clamped to ±20).
+
+    Shapes ``(B, L)``. Under the vanilla loss their sum is verl's ``actor/pg_clipfrac``.
+    """
+    from entropy_watch.hooks.stats import clip_masks  # the one implementation of the clip rule
+
+    with torch.no_grad():
+        log_ratio = torch.clamp(log_prob.detach() - old_log_prob.detach(), min=-20.0, max=20.0)
+        valid = response_mask.bool()
+        low, high, _ = clip_masks(log_ratio, advantages.detach(), valid, clip_low, clip_high)
+        n = valid.sum().clamp(min=1).float()
+        return float(low.sum() / n), float(high.sum() / n)
+
+
+def _clip_params(config: Any) -> tuple[float, float]:
+    get = (lambda k, d=None: config.get(k, d)) if hasattr(config, "get") else (lambda k, d=None: getattr(config, k, d))
+    base = get("clip_ratio", 0.2)
+    low, high = get("clip_ratio_low", None), get("clip_ratio_high", None)
+    return float(base if low is None else low), float(base if high is None else high)
+
+
+def wrap_policy_loss(base: Any) -> Any:
+    """A verl policy-loss function that returns ``base``'s loss and metrics plus the low/high clip fractions."""
+
+    @functools.wraps(base)
+    def loss_fn(
+        old_log_prob: torch.Tensor,
+        log_prob: torch.Tensor,
+        advantages: torch.Tensor,
+        response_mask: torch.Tensor,
+        loss_agg_mode: str = "token-mean",
+        config: Any = None,
+        rollout_is_weights: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        loss, metrics = base(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config, rollout_is_weights)
+        try:
+            lo, hi = clip_fractions(old_log_prob, log_prob, advantages, response_mask, *_clip_params(config))
+            metrics = {**metrics, CLIPFRAC_LOW: lo, CLIPFRAC_HIGH: hi}
+        except Exception as exc:  # noqa: BLE001
+            _guard("policy_loss", exc)
+        return loss, metrics
+
+    return loss_fn
+
+
+def register_policy_losses(core_algos: Any = None) -> list[str]:
+    """Register ``ew_<mode>`` for each registered verl policy loss; returns the new names."""
+    if core_algos is None:
+        from verl.trainer.ppo import core_algos
+    registry = core_algos.POLICY_LOSS_REGISTRY
+    names = []
+    for mode, fn in list(registry.items()):
+        if mode.startswith("ew_"):
+            continue
+        core_algos.register_policy_loss(f"ew_{mode}")(wrap_policy_loss(fn))
+        names.append(f"ew_{mode}")
+    return names
+
+
+# ---- driver side: per-token entropy (pi_old) and advantages --------------------------------------------------------
+def wrap_driver(trainer_cls: Any = None, ray_trainer_module: Any = None) -> None:
+    """Wrap ``RayPPOTrainer._compute_old_log_prob`` and the module global ``compute_advantage`` (verl 0.7+)."""
+    if ray_trainer_module is None:
+        from verl.trainer.ppo import ray_trainer as ray_trainer_module
+    if trainer_cls is None:
+        trainer_cls = ray_trainer_module.RayPPOTrainer
+    orig_old, orig_adv = trainer_cls._compute_old_log_prob, ray_trainer_module.compute_advantage
+    if getattr(orig_old, "_entropy_watch", False):
+        return
+
+    @functools.wraps(orig_old)
+    def _compute_old_log_prob(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        out = orig_old(self, batch, *args, **kwargs)
+        try:
+            proto = out[0] if isinstance(out, tuple) else out  # 0.9: (DataProto, mfu); 0.7: DataProto
+            b = proto.batch
+            if "entropys" in b.keys():
+                _state["pending"] = {
+                    "step": int(getattr(self, "global_steps", 0)),
+                    "entropy": b["entropys"].detach(),
+                    "logp": b["old_log_probs"].detach() if "old_log_probs" in b.keys() else None,
+                    "mask": batch.batch["response_mask"],
+                    "token_ids": batch.batch["responses"] if "responses" in batch.batch.keys() else None,
+                }
+        except Exception as exc:  # noqa: BLE001
+            _guard("old_log_prob", exc)
+        return out
+
+    @functools.wraps(orig_adv)
+    def compute_advantage(data: Any, *args: Any, **kwargs: Any) -> Any:
+        out = orig_adv(data, *args, **kwargs)
+        try:
+            _log_step(out)
+        except Exception as exc:  # noqa: BLE001
+            _guard("compute_advantage", exc)
+        return out
+
+    _compute_old_log_prob._entropy_watch = True  # type: ignore[attr-defined]
+    trainer_cls._compute_old_log_prob = _compute_old_log_prob
+    ray_trainer_module.compute_advantage = compute_advantage
+
+
+def _log_step(data: Any) -> None:
+    pending, _state["pending"] = _state["pending"], None
+    if pending is None:
+        if "no_entropy" not in _state["warned"]:
+            _state["warned"].add("no_entropy")
+            log.warning(
+                "entropy_watch: verl computed no old log-probs/entropy this step (rollout-correction bypass mode?); "
+                "per-token entropy needs the recompute pass (set actor.calculate_entropy=True or leave bypass mode)"
+            )
+        return
+    adv = data.batch["advantages"] if "advantages" in data.batch.keys() else None
+    if adv is not None and adv.shape != pending["entropy"].shape:
+        adv = None  # a re-ordered or filtered batch: entropy without advantages rather than a wrong pairing
+    get_watch().log_tokens(
+        pending["step"],
+        entropy=pending["entropy"],
+        mask=pending["mask"],
+        logp=pending["logp"],
+        advantages=adv,
+        token_ids=pending["token_ids"],
+    )
+
+
+# ---- all of it ----------------------------------------------------------------------------------------------------
+def install(driver: bool = True) -> dict[str, str]:
+    """Install every part verl supports here; returns ``{part: "ok" | reason}``. Safe to call twice."""
+    report: dict[str, str] = {}
+    parts = [("tracking_tee", install_tracking_tee), ("policy_losses", register_policy_losses)]
+    if driver:
+        parts.append(("driver", wrap_driver))
+    for name, fn in parts:
+        try:
+            fn()
+            report[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - a missing verl symbol must not stop verl from starting
+            report[name] = f"{type(exc).__name__}: {exc}"
+            log.warning("entropy_watch: verl %s not installed (%s)", name, report[name])
+    return report

@@ -1,0 +1,110 @@
+"""The alerts / watch / report commands through typer's CliRunner: exit codes, JSON, writing, following, HTML."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import typer.testing
+
+from entropy_watch.cli import app
+from entropy_watch.synthetic import write_to_store
+
+runner = typer.testing.CliRunner()
+REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("store")
+    write_to_store(root, "healthy", "healthy", seed=0, n_steps=300)
+    write_to_store(root, "collapse", "collapse_exp", seed=0, n_steps=300)
+    return root
+
+
+def _run(store: Path, *args: str) -> typer.testing.Result:
+    return runner.invoke(app, ["--store", str(store), *args])
+
+
+def test_exit_status_clean_and_critical(store: Path) -> None:
+    r = _run(store, "alerts", "healthy")
+    assert r.exit_code == 0, r.output
+    r = _run(store, "alerts", "collapse")
+    assert r.exit_code == 2, r.output
+    assert "collapse" in r.output and "critical" in r.output
+
+
+def test_warning_exit_status_and_filters(store: Path) -> None:
+    r = _run(store, "alerts", "collapse", "--json")
+    data = json.loads(r.stdout)
+    assert data[0]["run"] == "collapse" and data[0]["alerts"]
+    warn_steps = [a["step"] for a in data[0]["alerts"] if a["severity"] == "warning"]
+    crit_steps = [a["step"] for a in data[0]["alerts"] if a["severity"] == "critical"]
+    assert warn_steps and crit_steps
+    last = max(a["step"] for a in data[0]["alerts"])
+    r = _run(store, "alerts", "collapse", "--json", "--since", str(last + 1))
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["alerts"] == []
+    r = _run(store, "alerts", "collapse", "--min-severity", "critical", "--json")
+    assert {a["severity"] for a in json.loads(r.stdout)[0]["alerts"]} == {"critical"}
+    # only warnings after the first critical alert was filtered: exit 1
+    only_warn = [s for s in warn_steps if s > max(crit_steps)]
+    if only_warn:
+        r = _run(store, "alerts", "collapse", "--since", str(max(crit_steps) + 1), "--min-severity", "warning")
+        assert r.exit_code == 1
+
+
+def test_errors_exit_3_with_one_line(store: Path) -> None:
+    r = _run(store, "alerts", "no-such-run")
+    assert r.exit_code == 3
+    assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+    assert _run(store, "alerts", "healthy", "--min-severity", "loud").exit_code == 3
+
+
+def test_run_folder_and_raw_log_file(store: Path) -> None:
+    r = _run(store, "alerts", str(store / "run=collapse"), "--json")
+    assert r.exit_code == 2 and json.loads(r.stdout)[0]["run"] == "collapse"
+    f = REAL / "rasbt__reasoning-from-scratch__ch07-7_5-kl.csv"
+    if f.exists():
+        r = _run(store, "alerts", str(f), "--json")
+        assert r.exit_code == 2
+        assert any(a["kind"] == "explosion" for a in json.loads(r.stdout)[0]["alerts"])
+
+
+def test_write_stores_alerts_once(store: Path) -> None:
+    from entropy_watch.store import Store
+
+    assert _run(store, "alerts", "collapse", "--write").exit_code == 2
+    n = Store(store).table("collapse", "alerts").num_rows
+    assert n > 0
+    _run(store, "alerts", "collapse", "--write")
+    assert Store(store).table("collapse", "alerts").num_rows == n  # no duplicates
+
+
+def test_watch_once_and_iterations(store: Path) -> None:
+    r = _run(store, "watch", "--once")
+    assert r.exit_code == 0, r.output
+    assert "[collapse] step" in r.stdout and "[healthy]" not in r.stdout
+    r = _run(store, "watch", "collapse", "--iterations", "2", "--interval", "0.01", "--json")
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert lines and all(x["run"] == "collapse" for x in lines)
+    assert len(lines) == len({(x["step"], x["detector"], x["severity"]) for x in lines})  # each alert printed once
+
+
+def test_report_writes_one_self_contained_html(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    r = _run(store, "report", "collapse", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    text = out.read_text()
+    assert "<script" in text and "Plotly" in text and "https://cdn" not in text.split("<body>")[0]
+    assert "Token-entropy distribution" in text and "forecast" in text and "critical" in text
+
+
+def test_report_names_the_extra_when_plotly_is_missing(store: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from entropy_watch.errors import MissingExtra
+
+    monkeypatch.setitem(sys.modules, "plotly", None)
+    monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)
+    r = _run(store, "report", "collapse", "-o", str(tmp_path / "x.html"))
+    assert isinstance(r.exception, MissingExtra) and "entropy-watch[app]" in str(r.exception)

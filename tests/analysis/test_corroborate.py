@@ -1,0 +1,93 @@
+"""L4 corroboration: flags, the entropy-reward law, escalation, saturation, standalone diagnostics."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from entropy_watch import metrics as M
+from entropy_watch.analysis import DetectorConfig, analyze_series
+from entropy_watch.analysis.corroborate import escalating, flags, mechanism_flags
+from entropy_watch.analysis.hygiene import prepare
+from entropy_watch.histogram import entropy_bin_edges
+
+from ._series import collapsing, noisy, series
+
+
+def _flags(s, i=None):  # type: ignore[no-untyped-def]
+    cfg = DetectorConfig()
+    p = prepare(s, cfg)
+    i = len(p) - 1 if i is None else i
+    return flags(s, p, i, max(0, i - 199), cfg)
+
+
+def test_entropy_reward_law_fit_and_headroom() -> None:
+    h = collapsing(400, onset=100)
+    r = 0.8 - 0.3 * np.expm1(h) + np.random.default_rng(0).normal(0, 0.005, h.size)
+    fl = _flags(series(h, reward=r))
+    law = fl["law"]
+    assert law["applicable"] and law["r2"] > 0.9
+    assert abs(law["a"] - 0.3) < 0.05 and abs(law["ceiling"] - 0.8) < 0.03
+    assert fl["law_headroom_low"] is True
+    # a reward unrelated to entropy: the law is marked not applicable
+    fl2 = _flags(series(h, reward=np.random.default_rng(1).uniform(0, 1, h.size)))
+    assert fl2["law"]["applicable"] is False and fl2["law_headroom_low"] is False
+
+
+def test_improving_reward_is_no_plateau_and_saturation_is_detected() -> None:
+    h = collapsing(300)
+    fl = _flags(series(h, reward=np.linspace(0.1, 0.9, 300)))
+    assert fl["reward_plateau"] is False and fl["reward_saturated"] is False
+    assert _flags(series(h, reward=np.full(300, 1.0)))["reward_saturated"] is True
+    flat = 0.6 + np.random.default_rng(0).normal(0, 0.02, 300)
+    assert _flags(series(h, reward=flat))["reward_plateau"] is True
+
+
+def test_mechanism_flags_pg_drive_and_clip_onpolicy() -> None:
+    n = 100
+    h = np.full(n, 0.5)
+    sc = {M.COV_PG_DRIVE: (np.arange(n), np.full(n, 0.01)), M.CLIP_HIGH_FRAC: (np.arange(n), np.full(n, 0.05)),
+          M.CLIP_LOW_FRAC: (np.arange(n), np.full(n, 0.01))}  # fmt: skip
+    fl = mechanism_flags(series(h, scalars=sc), n - 1, 0, DetectorConfig())
+    assert fl["pg_drive_positive"] is True and fl["clip_high_dominates"] is True
+    sc[M.CLIP_ONPOLICY] = (np.arange(n), np.ones(n))
+    fl = mechanism_flags(series(h, scalars=sc), n - 1, 0, DetectorConfig())
+    assert str(fl["clip_high_dominates"]).startswith("n/a")
+    assert escalating(fl) == ["pg_drive_positive"]
+
+
+def test_hist_drift_from_the_token_histogram() -> None:
+    edges = entropy_bin_edges(1000)
+    steps = np.arange(100)
+    counts = np.zeros((100, len(edges)))
+    counts[:, 40] = 100
+    counts[50:, 0] = 300  # half the run: most tokens become exact zeros
+    s = series(np.full(100, 0.5), hist=(steps, counts), hist_edges=edges)
+    fl = _flags(s)
+    assert fl["hist_drift"] is True and fl["frac_low_now"] > fl["frac_low_ref"] + 0.5
+
+
+def test_corroboration_escalates_a_collapse_and_saturation_downgrades_it() -> None:
+    h = collapsing(500, onset=150, tau=120.0)
+    base = [a for a in analyze_series(series(h)) if a.detector == "forecast.eta"]
+    assert base[0].severity == "warning"
+    r = 0.6 + np.random.default_rng(0).normal(0, 0.02, h.size)  # reward stopped improving
+    corr = [a for a in analyze_series(series(h, reward=r)) if a.detector == "forecast.eta"]
+    assert corr[0].severity == "critical" and "reward_plateau" in corr[0].evidence["escalated_by"]
+    sat = analyze_series(series(h, reward=np.full(h.size, 1.0)))
+    assert not [a for a in sat if a.kind == "collapse"]
+    assert {a.severity for a in sat if a.kind == "saturation"} == {"info"}
+
+
+def test_precision_bias_and_zero_variance_groups_alerts() -> None:
+    n = 120
+    rng = np.random.default_rng(0)
+    sc = {M.RATIO_LOG_MEAN: (np.arange(n), np.abs(rng.normal(2e-3, 5e-4, n))),
+          M.ADV_FRAC_ZERO_GROUPS: (np.arange(n), np.full(n, 0.7))}  # fmt: skip
+    al = analyze_series(series(noisy(np.full(n, 0.6), 0.02), scalars=sc))
+    kinds = {a.kind: a for a in al}
+    assert kinds["precision"].severity == "warning" and "bf16" in kinds["precision"].message
+    assert kinds["zero_variance_groups"].severity == "warning"
+    signed = {M.RATIO_LOG_MEAN: (np.arange(n), rng.normal(0, 2e-3, n))}
+    assert not [
+        a for a in analyze_series(series(noisy(np.full(n, 0.6), 0.02), scalars=signed)) if a.kind == "precision"
+    ]

@@ -1,0 +1,137 @@
+"""step_stats under torch.distributed: two real gloo processes give the numbers of the concatenated batch.
+
+The ranks run as subprocesses (rendezvous through a file), each writes its StepStats as JSON; the test compares
+them with one single-process step_stats over the whole batch: exact for counts and the histogram, 1e-6 for floats.
+The batch is built so that a local computation would be wrong: a prompt group is split across the ranks (equal
+advantages on each side, not overall), and only rank 1's tokens are off-policy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from entropy_watch import metrics as M
+from entropy_watch.hooks.distributed import reduction_group
+from entropy_watch.hooks.stats import step_stats
+
+BUILD = textwrap.dedent(
+    """
+    import torch
+
+    SPLIT = 4  # rank 0 holds sequences 0..3, rank 1 sequences 4..6
+
+    def build(fully_masked_rank1=False):
+        g = torch.Generator().manual_seed(123)
+        B, T = 7, 10
+        logp = -torch.rand(B, T, generator=g) * 2
+        old = logp.clone()
+        old[SPLIT:] += torch.randn(B - SPLIT, T, generator=g) * 0.4  # only rank 1 is off-policy
+        mask = torch.rand(B, T, generator=g) > 0.2
+        if fully_masked_rank1:
+            mask[SPLIT:] = False
+        return {
+            "entropy": torch.rand(B, T, generator=g) ** 2 * 3,
+            "mask": mask,
+            "logp": logp,
+            "old_logp": old,
+            "advantages": torch.tensor([1.0, -1.0, 0.5, 0.5, 0.7, -0.2, -0.2]),
+            "group_ids": torch.tensor([0, 0, 1, 1, 1, 2, 2]),  # group 1 straddles the ranks
+            "token_ids": torch.arange(B * T).reshape(B, T),
+        }
+    """
+)
+
+WORKER = BUILD + textwrap.dedent(
+    """
+    import json, os, sys
+    import torch.distributed as dist
+    from entropy_watch.hooks.stats import step_stats
+
+    rank, out_dir = int(os.environ["RANK"]), sys.argv[1]
+    dist.init_process_group("gloo", init_method="file://" + os.path.join(out_dir, "rdv"), rank=rank, world_size=2)
+    results = {}
+    for name, kwargs in (("full", {}), ("rank1_masked", {"fully_masked_rank1": True})):
+        batch = build(**kwargs)
+        part = {k: v[:SPLIT] if rank == 0 else v[SPLIT:] for k, v in batch.items()}
+        s = step_stats(**part, dual_clip=2.0, sample_tokens=2, step=5)
+        results[name] = {"scalars": s.scalars, "hist": s.hist.tolist(), "n": s.n_tokens, "rows": len(s.tokens)}
+    part = {k: v[:SPLIT] if rank == 0 else v[SPLIT:] for k, v in build().items()}
+    s = step_stats(**part, dual_clip=2.0, sample_tokens=0, process_group=False)
+    results["local"] = {"scalars": s.scalars, "hist": s.hist.tolist(), "n": s.n_tokens, "rows": 0}
+    dist.barrier()
+    dist.destroy_process_group()
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(results, f)
+    """
+)
+
+
+def _build(**kwargs: bool) -> dict[str, torch.Tensor]:
+    scope: dict = {}
+    exec(BUILD, scope)  # the same batch the workers build
+    return scope["build"](**kwargs)
+
+
+@pytest.fixture(scope="module")
+def gloo_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    out = tmp_path_factory.mktemp("gloo")
+    script = out / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(out)], env={**env, "RANK": str(r)}, cwd=Path.cwd())
+        for r in (0, 1)
+    ]
+    try:
+        codes = [p.wait(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert codes == [0, 0], codes
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def _assert_same(got: dict, want_stats, tol: float = 1e-6) -> None:
+    assert got["n"] == want_stats.n_tokens
+    assert got["hist"] == want_stats.hist.tolist()  # exact
+    assert set(got["scalars"]) == set(want_stats.scalars)
+    for name, value in want_stats.scalars.items():
+        if name in (M.TOKENS_COUNT,):
+            assert got["scalars"][name] == value
+        else:
+            assert got["scalars"][name] == pytest.approx(value, rel=tol, abs=tol), name
+
+
+@pytest.mark.dist
+@pytest.mark.parametrize("case, kwargs", [("full", {}), ("rank1_masked", {"fully_masked_rank1": True})])
+def test_two_gloo_ranks_equal_the_concatenated_batch(gloo_results: list[dict], case: str, kwargs: dict):
+    whole = step_stats(**_build(**kwargs), dual_clip=2.0, sample_tokens=0, process_group=False)
+    for rank in (0, 1):
+        _assert_same(gloo_results[rank][case], whole)
+    if case == "full":  # the parts of the batch a local computation gets wrong
+        assert whole.scalars[M.ADV_FRAC_ZERO_GROUPS] == pytest.approx(1 / 3)  # group 1 is not zero overall; 2 is
+        assert whole.scalars[M.CLIP_ONPOLICY] == 0.0 and M.CLIP_LOW_FRAC in whole.scalars
+        assert gloo_results[0][case]["rows"] == 4 and gloo_results[1][case]["rows"] == 4  # rows stay per rank
+    else:
+        assert gloo_results[1][case]["rows"] == 0
+
+
+@pytest.mark.dist
+def test_process_group_false_stays_local(gloo_results: list[dict]):
+    batch = _build()
+    rank0 = step_stats(**{k: v[:4] for k, v in batch.items()}, dual_clip=2.0, sample_tokens=0, process_group=False)
+    _assert_same(gloo_results[0]["local"], rank0)
+    assert rank0.scalars[M.ADV_FRAC_ZERO_GROUPS] == 0.5 and rank0.scalars[M.CLIP_ONPOLICY] == 1.0  # local view
+
+
+def test_no_reduction_without_an_initialised_group():
+    assert reduction_group(None) is None and reduction_group(False) is None

@@ -1,0 +1,125 @@
+"""Generic CSV / JSONL / JSON list: step and alias detection, --map overrides, row-order fallback, run columns."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from entropy_watch import metrics as M
+from entropy_watch.importers import detect_format, load_log
+from entropy_watch.importers.aliases import detect_canonical, find_step_column
+
+
+@pytest.mark.parametrize(
+    ("columns", "step"),
+    [
+        (["Step", "entropy"], "Step"),
+        (["global_step", "entropy"], "global_step"),
+        (["_step", "_runtime", "entropy"], "_step"),
+        (["iteration", "x"], "iteration"),
+        (["iter", "x"], "iter"),
+        (["epoch", "x"], None),
+    ],
+)
+def test_step_aliases(columns, step) -> None:
+    assert find_step_column(columns) == step
+
+
+@pytest.mark.parametrize(
+    ("columns", "entropy", "reward"),
+    [
+        (["entropy_avg", "reward_avg"], "entropy_avg", "reward_avg"),
+        (["actor/entropy", "critic/score/mean"], "actor/entropy", "critic/score/mean"),
+        (["actor/entropy_loss", "env/all/reward/total"], "actor/entropy_loss", "env/all/reward/total"),
+        (["optim/entropy", "reward/mean"], "optim/entropy", "reward/mean"),
+        (["policy_entropy", "reward"], "policy_entropy", "reward"),
+        (["train/entropy", "train/reward"], "train/entropy", "train/reward"),
+        (["eval_entropy", "entropy/mean"], "entropy/mean", None),
+        (
+            ["actor/main_chain/entropy", "val-core/GSM8K/reward/mean@1"],
+            "actor/main_chain/entropy",
+            "val-core/GSM8K/reward/mean@1",
+        ),
+        (["x/entropy", "val-core/d/acc/mean@4", "val-core/d/acc/mean@1"], "x/entropy", "val-core/d/acc/mean@1"),
+        (["ENTROPY", "Reward"], "ENTROPY", "Reward"),
+    ],
+)
+def test_entropy_and_reward_aliases(columns, entropy, reward) -> None:
+    found = detect_canonical(columns)
+    assert found.get(M.ENTROPY_MEAN) == entropy
+    assert found.get(M.REWARD_MEAN) == reward
+
+
+def test_eval_and_coefficient_columns_are_not_entropy() -> None:
+    found = detect_canonical(["eval_entropy", "val/entropy", "entropy_coef", "entropy/frac_low"])
+    assert M.ENTROPY_MEAN not in found and found[M.CONTROL_ENTROPY_COEF] == "entropy_coef"
+
+
+def test_csv_every_numeric_column_under_its_source_name(tmp_path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("step,entropy,reward,loss,note\n1,0.9,0.1,2.0,ok\n2,0.8,0.2,,warm\n3,nan,0.3,1.5,fine\n")
+    (run,) = load_log(path)
+    assert run.name == "m" and run.fmt == "csv"
+    assert run.series("loss")[0].tolist() == [1, 3]  # empty cell: no point at that step
+    assert run.series(M.ENTROPY_MEAN)[1][2] != run.series(M.ENTROPY_MEAN)[1][2]  # "nan" kept as NaN
+    assert run.meta["text_columns"] == ["note"] and "note" not in run.scalars
+    assert run.meta["column_mapping"] == run.mapping
+    assert run.meta["entropy_definition"].startswith("unknown")
+
+
+def test_map_overrides_detection(tmp_path) -> None:
+    path = tmp_path / "custom.csv"
+    path.write_text("iter,ent,acc,entropy,step\n10,0.9,0.1,5,1\n20,0.8,0.2,5,2\n")
+    (run,) = load_log(path, mapping={"step": "iter", "entropy": "ent", "reward": "acc", "kl/ref": "entropy"})
+    assert run.mapping == {"step": "iter", M.ENTROPY_MEAN: "ent", M.KL_REF: "entropy", M.REWARD_MEAN: "acc"}
+    assert run.series(M.ENTROPY_MEAN)[0].tolist() == [10, 20]
+    assert run.series("ent")[1].tolist() == [0.9, 0.8] and run.series("step")[1].tolist() == [1, 2]
+    assert run.meta["mapping_overrides"] == {M.ENTROPY_MEAN: "ent", M.REWARD_MEAN: "acc", M.KL_REF: "entropy"}
+
+
+def test_no_step_column_uses_row_order(tmp_path) -> None:
+    path = tmp_path / "rows.tsv"
+    path.write_text("entropy\treward\n0.9\t0\n0.8\t1\n")
+    (run,) = load_log(path)
+    assert run.series(M.ENTROPY_MEAN)[0].tolist() == [0, 1]
+    assert run.mapping["step"] == "<row order>"
+    assert any("no step column; using row order" in n for n in run.notes)
+
+
+def test_json_list_and_nested_jsonl(tmp_path) -> None:
+    lst = tmp_path / "hist.json"
+    lst.write_text(json.dumps([{"iteration": i, "policy_entropy": 1.0 / (i + 1)} for i in range(4)], indent=1))
+    assert detect_format(lst) == "json"
+    (run,) = load_log(lst)
+    assert run.series(M.ENTROPY_MEAN)[0].tolist() == [0, 1, 2, 3]
+    nested = tmp_path / "n.jsonl"
+    nested.write_text("".join(json.dumps({"step": i, "actor": {"entropy": 0.5}, "ok": True}) + "\n" for i in range(3)))
+    assert detect_format(nested) == "jsonl"
+    (run,) = load_log(nested)
+    assert run.mapping[M.ENTROPY_MEAN] == "actor/entropy" and run.series("ok")[1].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_run_name_column_splits_runs(tmp_path) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text("step,run_name,entropy\n1,a,0.9\n1,b,0.5\n2,a,0.8\n2,b,0.4\n")
+    runs = {r.name: r for r in load_log(path)}
+    assert set(runs) == {"a", "b"}
+    assert runs["b"].series(M.ENTROPY_MEAN)[1].tolist() == [0.5, 0.4]
+    assert not runs["a"].notes or all("rows without" not in n for n in runs["a"].notes)
+
+
+def test_non_numeric_cell_in_other_column_is_skipped_with_a_note(tmp_path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("step,entropy,loss\n1,0.9,1.0\n2,0.8,oops\n3,0.7,0.5\n")
+    (run,) = load_log(path)
+    assert run.series("loss")[0].tolist() == [1, 3]
+    assert any("'loss': skipped 1 non-numeric cell(s) (first at line 3: 'oops')" in n for n in run.notes)
+
+
+def test_unfinished_last_jsonl_line_is_skipped(tmp_path) -> None:
+    path = tmp_path / "live.jsonl"
+    path.write_text('{"step": 1, "entropy": 0.5}\n{"step": 2, "entropy": 0.4}\n{"step": 3, "entr')
+    (run,) = load_log(path)
+    assert run.series(M.ENTROPY_MEAN)[0].tolist() == [1, 2]
+    assert any("unfinished" in n for n in run.notes)

@@ -1,0 +1,99 @@
+"""TRL trainer_state.json (latest checkpoint, resumed duplicates, eval entries, nulls) and completions parquet."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from entropy_watch import metrics as M
+from entropy_watch.importers import detect_format, load_log
+
+
+@pytest.fixture
+def trl_output(tmp_path, logs):
+    """An output folder: checkpoint-2 (steps 1-2) and checkpoint-4 (1-4 after a resume from 2, steps 3-4 twice)."""
+    out = tmp_path / "grpo-qwen"
+    e = logs.trl_entry
+    logs.write_trainer_state(out / "checkpoint-2", [e(1, 0.9, 0.1), e(2, 0.8, 0.2)], global_step=2)
+    history = [
+        e(1, 0.9, 0.1),
+        e(2, 0.8, 0.2),
+        e(3, 0.7, 0.3),
+        {"eval_entropy": 0.65, "eval_loss": 0.5, "epoch": 0.3, "step": 3},  # eval entry at the same step
+        e(4, 0.6, 0.4),  # crashed after this was logged, resumed from checkpoint-2 (old steps 3-4 carried forward)
+        e(3, 0.71, 0.31),
+        e(4, None, 0.41),  # TRL logs None for an all-NaN window
+        {"epoch": 0.4, "step": 4, "total_flos": 0.0, "train_loss": 0.02, "train_runtime": 3.5},
+    ]
+    logs.write_trainer_state(out / "checkpoint-4", history, global_step=4)
+    logs.write_completions(out, 3, ["p1"] * 4 + ["p2"] * 4, [1.0, -1.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.0])
+    logs.write_completions(out, 4, ["p1"] * 4 + ["p2"] * 4, [0.5, 0.5, 0.5, 0.5, 1.5, -1.5, 0.0, 0.0])
+    return out
+
+
+def test_output_folder_takes_latest_checkpoint_and_dedupes(trl_output) -> None:
+    assert detect_format(trl_output) == "trl"
+    (run,) = load_log(trl_output)
+    assert run.name == "grpo-qwen" and run.fmt == "trl"
+    assert run.meta["trainer_state_file"].endswith("checkpoint-4/trainer_state.json")
+    steps, ent = run.series(M.ENTROPY_MEAN)
+    assert steps.tolist() == [1, 2, 3, 4]
+    assert ent[2] == pytest.approx(0.71)  # the resumed run's value
+    assert math.isnan(ent[3])  # null: a logged non-finite window, kept as NaN
+    assert run.series(M.REWARD_MEAN)[1].tolist() == pytest.approx([0.1, 0.2, 0.31, 0.41])
+    assert run.series("eval_entropy")[0].tolist() == [3]  # eval entry kept beside the training one
+    assert run.series("loss")[0].tolist() == [1, 2, 3, 4]
+    assert [e["step"] for e in run.events] == [3] and run.events[0]["kind"] == "resume"
+    assert run.mapping[M.CLIP_LOW_FRAC] == "clip_ratio/low_mean"
+    assert run.mapping[M.CLIP_HIGH_FRAC] == "clip_ratio/high_mean"
+    assert run.mapping[M.CLIP_REGION_FRAC] == "clip_ratio/region_mean"
+    assert run.mapping[M.ADV_FRAC_ZERO_GROUPS] == "frac_reward_zero_std"
+    assert run.mapping[M.LENGTH_MEAN] == "completions/mean_length"
+    assert run.meta["entropy_definition"].startswith("full-vocabulary, policy during update, mean over completion")
+    assert run.meta["trainer_state"]["global_step"] == 4
+
+
+def test_completions_parquet_gives_advantage_statistics(trl_output) -> None:
+    (run,) = load_log(trl_output)
+    steps, mean = run.series(M.ADV_MEAN)
+    assert steps.tolist() == [3, 4]
+    adv3 = np.array([1.0, -1.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.0])
+    assert mean[0] == pytest.approx(adv3.mean())
+    assert run.series(M.ADV_STD)[1][0] == pytest.approx(adv3.std())
+    assert run.series(M.ADV_MIN)[1].tolist() == [-1.0, -1.5]
+    assert run.series(M.ADV_MAX)[1].tolist() == [1.0, 1.5]
+    # the trainer's frac_reward_zero_std wins the canonical name; the parquet one stays available
+    assert run.series("completions/frac_zero_groups")[1].tolist() == [0.5, 0.5]
+    assert run.meta["completions_files"] == 2
+
+
+def test_completions_fill_frac_zero_groups_when_trainer_lacks_it(tmp_path, logs) -> None:
+    out = tmp_path / "run"
+    entries = [{k: v for k, v in logs.trl_entry(s, 0.5, 0.1).items() if k != "frac_reward_zero_std"} for s in (1, 2)]
+    logs.write_trainer_state(out / "checkpoint-2", entries, 2)
+    logs.write_completions(out, 2, ["a", "a", "b", "b", "c", "c"], [0.0, 0.0, 1.0, -1.0, 0.3, 0.3])
+    (run,) = load_log(out)
+    assert run.series(M.ADV_FRAC_ZERO_GROUPS)[1].tolist() == pytest.approx([2 / 3])
+
+
+def test_checkpoint_folder_and_state_file_paths(trl_output) -> None:
+    (from_ckpt,) = load_log(trl_output / "checkpoint-2")
+    assert from_ckpt.name == "grpo-qwen" and from_ckpt.series(M.ENTROPY_MEAN)[0].tolist() == [1, 2]
+    (from_file,) = load_log(trl_output / "checkpoint-4" / "trainer_state.json", run="mine")
+    assert from_file.name == "mine" and M.ADV_MEAN in from_file.scalars  # completions found next to the output dir
+
+
+def test_root_state_from_save_state_wins_ties(tmp_path, logs) -> None:
+    out = tmp_path / "o"
+    logs.write_trainer_state(out / "checkpoint-2", [logs.trl_entry(1, 0.9, 0.1)], 2)
+    logs.write_trainer_state(out, [logs.trl_entry(1, 0.9, 0.1), logs.trl_entry(2, 0.5, 0.1)], 2)
+    (run,) = load_log(out)
+    assert run.meta["trainer_state_file"] == str((out / "trainer_state.json").resolve())
+
+
+def test_state_is_pretty_printed_like_trl(trl_output) -> None:
+    text = (trl_output / "checkpoint-4" / "trainer_state.json").read_text()
+    assert text.startswith('{\n  "best_global_step"') and json.loads(text)["log_history"]

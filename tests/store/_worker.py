@@ -1,0 +1,80 @@
+"""Subprocess roles for the store's multi-process tests: ``python _worker.py ROLE ARGS...``.
+
+* ``writer ROOT RUN RANK N_SEGS ROWS DELAY_S`` - publishes N_SEGS scalar segments of ROWS rows (step = segment index),
+  printing ``ACK <seq> <rows>`` after each publish returns (flushed), then ``DONE``.
+* ``reader ROOT EXPECTED STOPFILE`` - polls a one-shot Store and a TailReader until both see EXPECTED rows and
+  STOPFILE exists; prints one JSON line: polls, errors, whether counts were monotone, final counts.
+* ``compactor ROOT STOPFILE`` - runs ``compact(min_age_s=0)`` in a loop until STOPFILE exists, then a final one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+def writer(root: str, run: str, rank: str, n_segs: str, rows: str, delay_s: str) -> None:
+    import numpy as np
+
+    from entropy_watch.store import RunWriter
+
+    w = RunWriter(root, run, rank=int(rank))
+    n = int(rows)
+    for seq in range(int(n_segs)):
+        path = w.write(
+            "scalars",
+            {"step": np.full(n, seq, dtype=np.int64), "name": ["m"] * n, "value": np.arange(n, dtype=np.float64)},
+        )
+        print(f"ACK {seq} {n} {path.name}", flush=True)
+        if float(delay_s) > 0:
+            time.sleep(float(delay_s))
+    w.close()
+    print("DONE", flush=True)
+
+
+def reader(root: str, expected: str, stopfile: str) -> None:
+    from entropy_watch.store import Store, TailReader
+
+    store, tail = Store(root), TailReader(root, tables=("scalars",))
+    errors: list[str] = []
+    last = {"store": -1, "tail": -1}
+    monotone = True
+    polls = 0
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        polls += 1
+        try:
+            n_store = store.sql("SELECT count(*) AS n FROM scalars").column("n")[0].as_py()
+            tail.poll()
+            n_tail = tail.query("SELECT count(*) AS n FROM scalars").column("n")[0].as_py()
+        except Exception:  # noqa: BLE001 - every error is a test failure, reported to the parent
+            errors.append(traceback.format_exc(limit=3))
+            continue
+        for key, value in (("store", n_store), ("tail", n_tail)):
+            monotone &= value >= last[key]
+            last[key] = value
+        if Path(stopfile).exists():
+            deadline = min(deadline, time.time() + 20)
+            if last["store"] >= int(expected) and last["tail"] >= int(expected):
+                break
+        time.sleep(0.02)
+    print(json.dumps({"polls": polls, "errors": errors, "monotone": monotone, "final": last}), flush=True)
+
+
+def compactor(root: str, stopfile: str) -> None:
+    from entropy_watch.store import compact
+
+    merged = 0
+    while not Path(stopfile).exists():
+        merged += compact(root, min_age_s=0.0).merged_files
+        time.sleep(0.05)
+    merged += compact(root, final=True).merged_files
+    print(json.dumps({"merged": merged}), flush=True)
+
+
+if __name__ == "__main__":
+    role, *args = sys.argv[1:]
+    {"writer": writer, "reader": reader, "compactor": compactor}[role](*args)
