@@ -124,7 +124,8 @@ def entropy_forecast(
             )
         )
         eta = forecast.get("eta_step")
-        if eta is not None and np.isfinite(eta):
+        now = forecast.get("evaluated_at", -np.inf)
+        if eta is not None and np.isfinite(eta) and eta > now:  # already at the floor: nothing ahead to mark
             lo, hi = forecast.get("eta_lo_step"), forecast.get("eta_hi_step")
             if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi) and hi > lo:
                 fig.add_vrect(x0=lo, x1=hi, fillcolor="rgba(214,39,40,0.08)", line_width=0)
@@ -137,7 +138,12 @@ def entropy_forecast(
     if floor is not None and np.isfinite(floor):
         fig.add_hline(y=floor, line={"color": "#d62728", "dash": "dash"}, annotation_text=f"floor {floor:.3g} nats")
     if h_ref is not None and np.isfinite(h_ref):
-        fig.add_hline(y=h_ref, line={"color": "#7f7f7f", "dash": "dot"}, annotation_text=f"H0 {h_ref:.3g} nats")
+        fig.add_hline(
+            y=h_ref,
+            line={"color": "#7f7f7f", "dash": "dot"},
+            annotation_text=f"H0 {h_ref:.3g} nats",
+            annotation_position="top left",
+        )
     return _layout(fig, "Token entropy (mean) and forecast", NATS_AXIS, height=380)
 
 

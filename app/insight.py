@@ -132,13 +132,20 @@ def health(alerts: list[Alert]) -> str:
     return max(opened, key=lambda a: a.rank).severity if opened else "ok"
 
 
-def forecast_band(result: AnalysisResult, n_points: int = 120) -> dict[str, Any] | None:
-    """The latest forecast as a drawable band: the fit over its window, extended ahead to the horizon (or the ETA),
-    with an 80% band from the window's residual spread (log-space for the log-linear model). ETAs are absolute
-    steps. None when no forecast has been evaluated yet."""
-    f = result.latest_forecast
+def forecast_band(
+    result: AnalysisResult, config: DetectorConfig | None = None, n_points: int = 120
+) -> dict[str, Any] | None:
+    """The forecast at the newest step as a drawable band: the detector's decay fit (evaluated with ``always_fit``,
+    so a healthy run shows its fit too) over its window, extended ahead to the horizon (or the ETA), with an 80%
+    band from the window's residual spread (log-space for the log-linear model). ETAs are absolute steps. None
+    while the run is too short for a forecast."""
+    from entropy_watch.analysis.forecast import evaluate
+
     prep = result.prep
-    if f is None or prep is None:
+    if prep is None or len(prep) == 0:
+        return None
+    f = evaluate(prep, len(prep) - 1, config or DetectorConfig(), always_fit=True) or result.latest_forecast
+    if f is None or f.model not in ("exp_asymptote", "log_linear"):
         return None
     in_win = (prep.steps >= f.window_start_step) & (prep.steps <= f.step) & prep.finite
     s_win, h_win = prep.steps[in_win].astype(np.float64), np.maximum(prep.h[in_win], 0.0)

@@ -34,6 +34,18 @@ _DEDUPED = (
 )
 
 
+def _dedupe_clause(reader: Queryable, run: str) -> str:
+    """The de-duplicating QUALIFY for ``run``'s scalars, or "" when one writer session on one rank wrote them all.
+
+    Repeated steps come from a resumed run (a new writer session re-logging steps) or from several ranks writing;
+    the window costs ~1 s per million rows, so a run written by one session is read as is (measured in
+    benchmarks/bench_app.py).
+    """
+    tbl = reader.query("SELECT count(*) AS n FROM (SELECT DISTINCT _writer, rank FROM scalars WHERE run = $run)",
+                       {"run": run})  # fmt: skip
+    return _DEDUPED if int(tbl.column("n")[0].as_py() or 0) > 1 else ""
+
+
 class Queryable(Protocol):
     """What the queries need: :class:`~entropy_watch.store.TailReader` (tables scalars, hist, alerts, events)."""
 
@@ -125,11 +137,12 @@ def traces(
     """
     if not names:
         return {}
+    dedupe = _dedupe_clause(reader, run)
     sql = f"""
         WITH s AS (
             SELECT name, step, value FROM scalars
             WHERE run = $run AND list_contains($names, name) AND step BETWEEN $lo AND $hi
-            {_DEDUPED}
+            {dedupe}
         ), span AS (
             SELECT name, min(step) AS s0, greatest(1, CAST(ceil((max(step) - min(step) + 1) / $maxp) AS BIGINT)) AS w
             FROM s GROUP BY name
@@ -162,11 +175,12 @@ def paired(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(steps, x, y)`` at the steps where both scalars are finite, bucket means when there are more than
     ``max_points`` such steps (for scatter plots such as reward vs entropy)."""
+    dedupe = _dedupe_clause(reader, run)
     sql = f"""
         WITH s AS (
             SELECT name, step, value FROM scalars
             WHERE run = $run AND name IN ($x, $y) AND step BETWEEN $lo AND $hi AND isfinite(value)
-            {_DEDUPED}
+            {dedupe}
         ), j AS (
             SELECT step, max(value) FILTER (WHERE name = $x) AS x, max(value) FILTER (WHERE name = $y) AS y
             FROM s GROUP BY step HAVING count(*) = 2
@@ -250,7 +264,8 @@ def events(reader: Queryable, run: str) -> list[dict[str, Any]]:
 
 def full_series(reader: Queryable, run: str, names: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Full-resolution ``name -> (steps int64, values float64)`` for analysis (not for plotting)."""
-    sql = f"""SELECT name, step, value FROM scalars WHERE run = $run AND list_contains($names, name) {_DEDUPED}
+    dedupe = _dedupe_clause(reader, run)
+    sql = f"""SELECT name, step, value FROM scalars WHERE run = $run AND list_contains($names, name) {dedupe}
               ORDER BY name, step"""
     tbl = reader.query(sql, {"run": run, "names": list(names)})
     if tbl.num_rows == 0:
@@ -281,10 +296,11 @@ def delta_trace(
 ) -> Trace | None:
     """Observed per-step change of scalar ``name``: ``value[next step] − value[step]`` assigned to ``step`` (the
     change the update at ``step`` caused), bucketed like :func:`traces`. None without two finite points."""
+    dedupe = _dedupe_clause(reader, run)
     sql = f"""
         WITH s AS (
             SELECT name, step, value FROM scalars
-            WHERE run = $run AND name = $name AND isfinite(value) {_DEDUPED}
+            WHERE run = $run AND name = $name AND isfinite(value) {dedupe}
         ), d AS (
             SELECT step, lead(value) OVER (ORDER BY step) - value AS dv FROM s
         ), win AS (SELECT * FROM d WHERE dv IS NOT NULL AND step BETWEEN $lo AND $hi),
@@ -342,6 +358,6 @@ def top_tokens(store: Any, run: str, lo: int, hi: int, min_entropy: float, text:
             ORDER BY top.entropy DESC
         """
         params = {"hi": int(hi), "min": float(min_entropy), "text": str(text), "limit": int(limit), "k": CONTEXT_TOKENS}
-        return con.execute(sql, params).to_arrow_table()
+        return con.sql(sql, params=params).to_arrow_table()
     finally:
         con.close()

@@ -29,10 +29,10 @@ def header(
     version: tuple[int, int],
     job: insight.JobState,
     levels: tuple[float | None, float | None] | None,
+    band: dict[str, Any] | None,
 ) -> None:
     """Status line and headline metrics: last step, entropy, H/H0, health, ETA to the floor."""
     last, h0 = levels or (None, None)
-    band = insight.forecast_band(job.result) if job.result is not None else None
     eta = band["eta_step"] if band else None
     health = insight.health(job.result.alerts) if job.result is not None else None
     cols = st.columns(6)
@@ -60,15 +60,16 @@ def header(
             st.caption(note)
 
 
-def entropy_section(tr: dict[str, Trace], job: insight.JobState, window: tuple[int, int]) -> None:
+def entropy_section(
+    tr: dict[str, Trace], job: insight.JobState, band: dict[str, Any] | None, window: tuple[int, int]
+) -> None:
     src = M.ENTROPY_MEAN if M.ENTROPY_MEAN in tr else M.ENTROPY_SAMPLED_NLL if M.ENTROPY_SAMPLED_NLL in tr else None
     if src is None:
         st.info("This run logged no entropy (entropy/mean or entropy/sampled_nll) in the chosen step range.")
         return
-    band, floor, h_ref = None, None, None
+    floor, h_ref = None, None
     res = job.result
     if res is not None and res.prep is not None and len(res.prep):
-        band = insight.forecast_band(res)
         floor, h_ref = float(res.prep.floor[-1]), float(res.prep.h_ref[-1])
         if band is not None and band["steps"][-1] < window[0] or band is not None and band["steps"][0] > window[1]:
             band = None

@@ -33,6 +33,7 @@ REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "real_runs"
 
 @dataclass
 class Outcome:
+    kind: str
     label: str
     n: int
     alarms: list[tuple[int, str]]  # (step, kind) with severity >= warning
@@ -116,7 +117,7 @@ def synthetic_outcomes(seeds: list[int], per_kind_kinds: tuple[str, ...], n_step
                 ("fixed<1.0x50", fixed_threshold(sr.steps, sr.entropy)),
                 ("floor10%x5", relative_floor(sr.steps, sr.entropy)),
             ):
-                res[name].append(Outcome(sr.label, n_steps, alarms, sr.onset_step, sr.floor_step))
+                res[name].append(Outcome(kind, sr.label, n_steps, alarms, sr.onset_step, sr.floor_step))
     return res
 
 
@@ -247,9 +248,13 @@ def main() -> None:
         res = synthetic_outcomes(seeds, kinds, args.n_steps)
         n_runs = len(res["detector"])
         scores = {k: score(v) for k, v in res.items()}
-        print_table(
-            f"Synthetic, {name} seeds: {n_runs} runs x {args.n_steps} steps ({time.perf_counter() - t0:.0f} s)", scores
-        )
+        by_kind: dict[str, list[int]] = {}
+        for o in res["detector"]:
+            by_kind.setdefault(o.kind, []).append(int(bool(o.alarms)))
+        slices = ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in by_kind.items())
+        secs = time.perf_counter() - t0
+        print_table(f"Synthetic, {name} seeds: {n_runs} runs x {args.n_steps} steps ({secs:.0f} s)", scores)
+        print(f"detector, runs with >= 1 alarm by kind: {slices}")
     if args.real.exists():
         real_runs(args.real)
     if not args.no_timing:

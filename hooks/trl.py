@@ -352,8 +352,8 @@ def trl_config(trainer: Any, args: Any) -> dict[str, Any]:
         for name in ("epsilon_low", "epsilon_high", "beta", "num_iterations", "loss_type", "importance_sampling_level"):
             if hasattr(trainer, name):
                 cfg[name] = getattr(trainer, name)
-    versions = {m: str(getattr(sys.modules[m], "__version__", "?")) for m in ("trl", "transformers", "torch", "accelerate")
-                if m in sys.modules}  # fmt: skip
+    mods = [m for m in ("trl", "transformers", "torch", "accelerate") if m in sys.modules]
+    versions = {m: str(getattr(sys.modules[m], "__version__", "?")) for m in mods}
     acc = getattr(trainer, "accelerator", None)
     world = int(getattr(acc, "num_processes", 0) or getattr(args, "world_size", 1) or 1)
     return {"trl_config": cfg, "framework_versions": versions, "world_size": world}

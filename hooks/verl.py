@@ -50,7 +50,10 @@ _lock = threading.Lock()
 
 # ---- the Watch of this (driver) process -------------------------------------------------------------------------
 def get_watch(run: str | None = None, store: Any = None) -> Any:
-    """This process's :class:`Watch`, created on first use (``$ENTROPY_WATCH_RUN``/experiment name, ``$ENTROPY_WATCH_DIR``)."""
+    """This process's :class:`Watch`, created on first use.
+
+    Run: ``run``, ``$ENTROPY_WATCH_RUN`` or verl's experiment name; store: ``store`` or ``$ENTROPY_WATCH_DIR``.
+    """
     with _lock:
         if _state["watch"] is None:
             from entropy_watch.hooks.watch import Watch
@@ -168,7 +171,9 @@ def wrap_policy_loss(base: Any) -> Any:
         config: Any = None,
         rollout_is_weights: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
-        loss, metrics = base(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config, rollout_is_weights)
+        loss, metrics = base(
+            old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config, rollout_is_weights
+        )
         try:
             lo, hi = clip_fractions(old_log_prob, log_prob, advantages, response_mask, *_clip_params(config))
             metrics = {**metrics, CLIPFRAC_LOW: lo, CLIPFRAC_HIGH: hi}

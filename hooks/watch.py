@@ -40,7 +40,7 @@ class Watch:
     """Records one run (one rank) into the store.
 
     Args:
-        run: run name (letters, digits and ``_ . - + @ = : ,``).
+        run: run name (letters, digits and ``_ . - + @ : ,``).
         store: store root or ``Store``; default ``$ENTROPY_WATCH_DIR`` or ``./ew_runs``, resolved now.
         config: the run's resolved configuration (dict or dataclass), stored in ``run.json``.
         strict: re-raise hook failures instead of counting them (tests).

@@ -12,8 +12,11 @@ import streamlit as st
 
 from entropy_watch import metrics as M
 from entropy_watch.analysis import DetectorConfig
-from entropy_watch.app import charts, data, sidebar
+from entropy_watch.app import charts, data, insight, sidebar
 from entropy_watch.app import run_panels as P
+
+LARGE_RUN_STEPS = 20_000
+"""Above this many steps a cold analysis takes seconds: the page does not wait for it (it shows when done)."""
 
 settings = sidebar.current()
 root = settings.root
@@ -54,13 +57,12 @@ def live_panel() -> None:
         return
     window = settings.window.bounds(version[1])
     names_logged = data.scalar_names(root, run, version)
-    job = data.analysis(root, run, version)
     cfg = DetectorConfig()
-    P.header(run, info, meta, version, job, data.entropy_levels(root, gen, cfg.ref_versions).get(run))
-    tr = data.traces(root, run, version, tuple(n for n in names_logged if n in M.CANONICAL or "/" in n), window)
-
+    # Boxes filled last: the detector's results are awaited only after every other chart has been sent.
+    head_box = st.container()
     st.subheader("Entropy")
-    P.entropy_section(tr, job, window)
+    entropy_box = st.container()
+    tr = data.traces(root, run, version, tuple(n for n in names_logged if n in M.CANONICAL or "/" in n), window)
     c1, c2 = st.columns(2)
     with c1:
         edges = meta.get("hist_edges")
@@ -113,8 +115,7 @@ def live_panel() -> None:
 
     st.subheader("Reward and precision")
     c1, c2 = st.columns(2)
-    with c1:
-        P.reward_section(root, run, version, names_logged, job, window, cfg)
+    reward_box = c1.container()
     with c2:
         prec = [(n, tr[n]) for n in (M.RATIO_LOG_MEAN, M.PRECISION_LOGP_GAP_MEAN, M.PRECISION_LOGP_GAP_MAX) if n in tr]
         if prec:
@@ -129,6 +130,15 @@ def live_panel() -> None:
         st.plotly_chart(charts.lines(control, "Controller state (control/*)", "value"), key="control")
 
     st.subheader("Alerts")
+    wait = data.ANALYSIS_WAIT_S if version[1] <= LARGE_RUN_STEPS else min(data.ANALYSIS_WAIT_S, 0.3)
+    job = data.analysis(root, run, version, wait_s=wait)
+    band = insight.forecast_band(job.result, cfg) if job.result is not None else None
+    with head_box:
+        P.header(run, info, meta, version, job, data.entropy_levels(root, gen, cfg.ref_versions).get(run), band)
+    with entropy_box:
+        P.entropy_section(tr, job, band, window)
+    with reward_box:
+        P.reward_section(root, run, version, names_logged, job, window, cfg)
     P.alerts_section(job, data.stored_alerts(root, run, gen), window)
 
 

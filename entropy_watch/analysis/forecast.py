@@ -250,5 +250,5 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
         eta_q80=float(q[2]),
         level_start=level_start,
         level_now=level_now,
-        positive=bool(gates and p_cross >= config.eta_prob),
+        positive=bool(gates and p_cross >= config.eta_prob and level_now > floor),  # at the floor: L1's job
     )

@@ -6,8 +6,10 @@
 * depletion: the smoothed entropy under ``depletion_frac·H_ref`` (a quarter of the early level) for
   ``depletion_hold`` versions → collapse warning (the labels' definition of collapse: "falls to about a quarter of
   H_ref or less and stays there");
-* explosion: the smoothed entropy above ``explode_warn_mult·H_ref`` for ``explode_hold`` versions → warning; above
-  ``explode_crit_mult·H_ref`` or ``explode_lnv_frac·ln V`` → critical. Healthy runs may rise 2–3×, hence 3×.
+* explosion: the smoothed entropy above ``explode_warn_mult`` times its baseline (min of H_ref and the lagged median
+  of the last 200 versions, so a run that settled low is judged against where it settled) for ``explode_hold``
+  versions → warning; above ``explode_crit_mult`` times it or ``explode_lnv_frac·ln V`` → critical. Healthy runs may
+  rise 2–3×, hence 3×.
 
 Each rule latches after firing and re-arms only when the smoothed entropy is back clear of its threshold
 (hysteresis, ``rearm_floor_mult``). Every rule is a pure causal scan over the prefix.
@@ -62,14 +64,16 @@ def nonfinite(prep: Prepared) -> list[Alert]:
     return out
 
 
-def _level_alert(prep: Prepared, i: int, detector: str, kind: str, severity: str, what: str, thr: float) -> Alert:
-    ref = float(prep.h_ref[i]) if np.isfinite(prep.h_ref[i]) else float("nan")
-    if kind == "explosion" and np.isfinite(ref):
-        ref = min(ref, thr / 3.0) if "3x" in what else ref
+def _level_alert(
+    prep: Prepared, i: int, detector: str, kind: str, severity: str, what: str, thr: float, ref: float | None = None
+) -> Alert:
+    """A level-rule alert; ``ref`` is the level the change is measured against (default H_ref)."""
+    if ref is None:
+        ref = float(prep.h_ref[i]) if np.isfinite(prep.h_ref[i]) else float("nan")
     now = float(prep.smooth[i])
     msg = f"{what}: entropy {fmt_nats(now)} nats at step {prep.steps[i]}"
     if np.isfinite(ref):
-        msg += f", {pct_change(ref, now)} vs its early level {fmt_nats(ref)}"
+        msg += f", {pct_change(ref, now)} vs its reference level {fmt_nats(ref)}"
     msg += f" (threshold {fmt_nats(thr)})"
     return Alert(
         step=int(prep.steps[i]),
@@ -146,12 +150,14 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
         crit_rearm = s < 0.8 * np.where(ref_ok, crit_thr, lnv_thr)
     out = []
     for i in _latched_onsets(warn, warn_rearm, config.explode_hold):
-        what = f"entropy above {config.explode_warn_mult:g}x its early level for {config.explode_hold} steps"
-        out.append(_level_alert(prep, i, "guard.explosion", "explosion", "warning", what, float(warn_thr[i])))
+        what = f"entropy above {config.explode_warn_mult:g}x its baseline for {config.explode_hold} steps"
+        out.append(
+            _level_alert(prep, i, "guard.explosion", "explosion", "warning", what, float(warn_thr[i]), float(base[i]))
+        )
     for i in _latched_onsets(crit, crit_rearm, config.explode_hold):
         thr = float(crit_thr[i]) if ref_ok[i] else lnv_thr
         what = f"entropy exploding (over {fmt_nats(thr)} nats; uniform noise is ln V = {prep.ln_v:.1f})"
-        out.append(_level_alert(prep, i, "guard.explosion", "explosion", "critical", what, thr))
+        out.append(_level_alert(prep, i, "guard.explosion", "explosion", "critical", what, thr, float(base[i])))
     return out
 
 

@@ -36,7 +36,7 @@ import duckdb
 from entropy_watch.store import layout
 from entropy_watch.store.atomic import write_parquet_atomic
 from entropy_watch.store.files import CoverageCache, select_files
-from entropy_watch.store.query import Binder, run_names, source_sql, table_files, with_retry
+from entropy_watch.store.query import Binder, read_locked, run_names, source_sql, table_dirs, table_files, with_retry
 from entropy_watch.store.reader import Store
 from entropy_watch.store.schema import READ_PARQUET_OPTIONS, empty_table
 
@@ -106,13 +106,15 @@ def export_duckdb(
         for table in layout.TABLES:
 
             def copy(table: str = table) -> None:
-                sel = select_files(table_files(store.root, names, table, coverage))
-                binder = Binder("f")
-                con.register("_empty", empty_table(table))
-                src = source_sql(sel, "_empty", binder)
-                con.execute(
-                    f"CREATE OR REPLACE TABLE {table} AS SELECT * EXCLUDE (_writer, _seq) FROM ({src})", binder.values
-                )
+                with read_locked(table_dirs(store.root, names, table)):
+                    sel = select_files(table_files(store.root, names, table, coverage))
+                    binder = Binder("f")
+                    con.register("_empty", empty_table(table))
+                    src = source_sql(sel, "_empty", binder)
+                    con.execute(
+                        f"CREATE OR REPLACE TABLE {table} AS SELECT * EXCLUDE (_writer, _seq) FROM ({src})",
+                        binder.values,
+                    )
                 con.unregister("_empty")
 
             with_retry(copy)

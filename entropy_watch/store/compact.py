@@ -12,10 +12,12 @@ Order of operations in one ``table=<t>/rank=<r>`` folder, and why each reader mo
 3. delete the inputs.
 
 A reader listing before 2 sees only the inputs; between 2 and 3 it sees the part *and* (some of) the inputs and
-reads each key from one file (:func:`~entropy_watch.store.files.select_files`); after 3 it sees the part. A reader
-that listed an input that step 3 then deletes gets an IO error from DuckDB and lists again. A crash between 2 and 3
-leaves both, which readers handle the same way and the next compaction cleans up. One compactor per folder at a time
-(an advisory lock on ``.compact.lock``; a busy folder is skipped).
+reads each key from one file (:func:`~entropy_watch.store.files.select_files`); after 3 it sees the part. Step 3
+holds ``.read.lock`` exclusively, and readers hold it shared from listing to the end of their query
+(:func:`~entropy_watch.store.query.read_locked`), so a listed file is not deleted under a reader; where the lock
+cannot be used (read-only mount, no ``fcntl``) a reader gets an IO error from DuckDB and lists again. A crash
+between 2 and 3 leaves both, which readers handle the same way and the next compaction cleans up. One compactor
+per folder at a time (an advisory lock on ``.compact.lock``; a busy folder is skipped).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from entropy_watch.store.atomic import clean_stale_tmp, fsync_dir
 from entropy_watch.store.files import (
     COVERAGE_KEY,
     FINAL_KEY,
+    READ_LOCK,
     CoverageCache,
     FileRef,
     encode_coverage,
@@ -128,13 +131,13 @@ def _compact_dir(
             # Segments whose keys a part already holds (a compactor died after publishing): just delete them.
             covered = set().union(*(f.keys for f in files if f.kind == "part")) if files else set()
             stale = [f for f in inputs if f.keys <= covered]
-            _unlink(stale)
+            _delete(rdir, stale)
             report.merged_files += len(stale)
             inputs = [f for f in inputs if not f.keys <= covered]
         if len(inputs) < 2:
             return
         rows = _write_part(rdir, inputs, session, final=final, fsync=fsync)
-        _unlink(inputs)
+        _delete(rdir, inputs)
         report.merged_files += len(inputs)
         report.parts_written += 1
         report.rows += rows
@@ -203,6 +206,19 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return time.time()
+
+
+def _delete(rdir: Path, files: list[FileRef]) -> None:
+    """Delete merged inputs while holding ``.read.lock`` exclusively: waits for readers mid-read in this folder."""
+    if not files:
+        return
+    fd = os.open(rdir / READ_LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        _unlink(files)
+    finally:
+        os.close(fd)
 
 
 def _unlink(files: list[FileRef]) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+READ_LOCK = ".read.lock"  # readers hold it shared while listing + reading; compaction exclusive while deleting
 COVERAGE_KEY = b"entropy_watch.coverage"
 FINAL_KEY = b"entropy_watch.final"
 

@@ -7,9 +7,10 @@ bound as parameters (or session variables for views), never spliced into SQL tex
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,8 +18,13 @@ import duckdb
 
 from entropy_watch.errors import InvalidRunName
 from entropy_watch.store import layout
-from entropy_watch.store.files import CoverageCache, FileRef, Selection, list_data_files, rank_dirs
+from entropy_watch.store.files import READ_LOCK, CoverageCache, FileRef, Selection, list_data_files, rank_dirs
 from entropy_watch.store.schema import READ_PARQUET_OPTIONS
+
+try:
+    import fcntl
+except ImportError:  # Windows: no reader/compactor coordination, retries only
+    fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
 
@@ -59,14 +65,42 @@ def run_names(root: Path) -> list[str]:
     return sorted(names)
 
 
+def table_dirs(root: Path, runs: Iterable[str], table: str) -> list[Path]:
+    """The ``rank=<r>`` folders of ``table`` for the given runs."""
+    out: list[Path] = []
+    for run in runs:
+        out.extend(rank_dirs(layout.run_dir(root, run) / f"table={layout.validate_table(table)}"))
+    return out
+
+
 def table_files(root: Path, runs: Iterable[str], table: str, coverage: CoverageCache) -> list[FileRef]:
     """Published segments and parts of ``table`` for the given runs, over all ranks."""
-    out: list[FileRef] = []
-    for run in runs:
-        tdir = layout.run_dir(root, run) / f"table={layout.validate_table(table)}"
-        for rdir in rank_dirs(tdir):
-            out.extend(list_data_files(rdir, coverage))
-    return out
+    return [f for rdir in table_dirs(root, runs, table) for f in list_data_files(rdir, coverage)]
+
+
+@contextlib.contextmanager
+def read_locked(dirs: Iterable[Path]) -> Iterator[None]:
+    """Hold a shared advisory lock on each folder's ``.read.lock`` while listing and reading it.
+
+    Compaction takes the exclusive lock only to *delete* merged files, so a reader's list-then-read window never
+    overlaps a deletion in its folders (without it, an aggressive compaction loop on a loaded machine can make every
+    retry fail). Writers never touch it. Where the lock file is missing or unopenable (read-only mount) the read
+    goes on unlocked and relies on :func:`with_retry`.
+    """
+    fds: list[int] = []
+    try:
+        if fcntl is not None:
+            for d in sorted(set(dirs)):
+                try:
+                    fd = os.open(d / READ_LOCK, os.O_RDONLY)
+                except OSError:
+                    continue
+                fds.append(fd)
+                fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def key_strings(keys: Iterable[tuple[str, int]]) -> list[str]:

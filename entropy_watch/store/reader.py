@@ -28,7 +28,7 @@ from entropy_watch.errors import RunNotFound
 from entropy_watch.store import layout
 from entropy_watch.store.atomic import read_json
 from entropy_watch.store.files import CoverageCache, select_files
-from entropy_watch.store.query import Binder, run_names, source_sql, table_files, with_retry
+from entropy_watch.store.query import Binder, read_locked, run_names, source_sql, table_dirs, table_files, with_retry
 from entropy_watch.store.schema import empty_table
 from entropy_watch.store.writer import DEFAULT_HEARTBEAT_S, RunWriter
 
@@ -121,13 +121,13 @@ class Store:
                 cur = self._con.cursor()
             try:
                 names = run_names(self.root)
-                for table in layout.TABLES:
-                    if re.search(rf"\b{table}\b", query):
-                        self._create_view(cur, table, names)
+                tables = [t for t in layout.TABLES if re.search(rf"\b{t}\b", query)]
                 if re.search(r"\bruns\b", query):
-                    infos = [self._run_info(n) for n in names]
-                    cur.register("runs", _runs_table(infos))
-                return cur.sql(query, params=params or None).to_arrow_table()
+                    cur.register("runs", _runs_table([self._run_info(n) for n in names]))
+                with read_locked(d for t in tables for d in table_dirs(self.root, names, t)):
+                    for table in tables:
+                        self._create_view(cur, table, names)
+                    return cur.sql(query, params=params or None).to_arrow_table()
             finally:
                 cur.close()
 
@@ -161,11 +161,12 @@ class Store:
             with self._lock:
                 cur = self._con.cursor()
             try:
-                sel = select_files(table_files(self.root, [run], table, self._coverage))
-                binder = Binder("f")
-                cur.register(f"_empty_{table}", empty_table(table))
-                src = source_sql(sel, f"_empty_{table}", binder)
-                return cur.sql(f"WITH src AS ({src}) {sql}", params={**binder.values, **params}).to_arrow_table()
+                with read_locked(table_dirs(self.root, [run], table)):
+                    sel = select_files(table_files(self.root, [run], table, self._coverage))
+                    binder = Binder("f")
+                    cur.register(f"_empty_{table}", empty_table(table))
+                    src = source_sql(sel, f"_empty_{table}", binder)
+                    return cur.sql(f"WITH src AS ({src}) {sql}", params={**binder.values, **params}).to_arrow_table()
             finally:
                 cur.close()
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from entropy_watch.store import layout
 from entropy_watch.store.files import CoverageCache, Key, select_files
-from entropy_watch.store.query import Binder, run_names, source_sql, table_files, with_retry
+from entropy_watch.store.query import Binder, read_locked, run_names, source_sql, table_dirs, table_files, with_retry
 from entropy_watch.store.schema import empty_table
 
 DEFAULT_TABLES: tuple[str, ...] = ("scalars", "hist", "alerts", "events")
@@ -105,10 +105,10 @@ class TailReader:
             names = [n for n in names if n in self.runs]
         added = 0
         for table in self.tables:
-            files = table_files(self.root, names, table, self._coverage)
-            listed = {str(f.path) for f in files}
-            new = [f for f in files if str(f.path) not in self._seen[table]]
-            if new:
+            with read_locked(table_dirs(self.root, names, table)):
+                files = table_files(self.root, names, table, self._coverage)
+                listed = {str(f.path) for f in files}
+                new = [f for f in files if str(f.path) not in self._seen[table]]
                 sel = select_files(new, exclude=self._ingested[table])
                 if not sel.empty:
                     added += self._ingest(table, sel)

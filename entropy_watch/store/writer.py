@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from entropy_watch.errors import StoreUnwritable
 from entropy_watch.store import layout
 from entropy_watch.store.atomic import clean_stale_tmp, read_json, write_json_atomic, write_parquet_atomic
-from entropy_watch.store.files import new_session, seg_name
+from entropy_watch.store.files import READ_LOCK, new_session, seg_name
 from entropy_watch.store.schema import SCHEMA_VERSION, SEQ_COL, WRITER_COL, coerce_rows
 
 try:
@@ -138,7 +138,9 @@ class RunWriter:
             directory = layout.table_dir(self.root, self.run, table, self.rank)
             path = directory / seg_name(self.session, seq)
             try:
-                directory.mkdir(parents=True, exist_ok=True)
+                if not directory.is_dir():
+                    directory.mkdir(parents=True, exist_ok=True)
+                    (directory / READ_LOCK).touch()  # exists before the first segment (see query.read_locked)
                 write_parquet_atomic(path, tbl, fsync=self.fsync)
             except OSError as exc:
                 raise StoreUnwritable(f"cannot write segment {path} ({exc.strerror or exc})") from None

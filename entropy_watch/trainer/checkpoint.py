@@ -50,9 +50,12 @@ def load_checkpoint(ckpt_dir: Path) -> dict[str, Any]:
 def load_policy(path: str | Path) -> tuple[torch.nn.Module, Any]:
     """Model and tokenizer from a policy folder, a checkpoint folder (``policy/`` or ``latest/policy/`` inside)
     or any local HF causal LM saved with ``save_pretrained``."""
+    from transformers.utils import logging as hf_logging
+
     from entropy_watch.trainer.model import load_model
     from entropy_watch.trainer.tokenizer import load_tokenizer
 
+    hf_logging.disable_progress_bar()
     p = Path(path)
     for cand in (p, p / "policy", p / "latest" / "policy", p / "checkpoints" / "latest" / "policy"):
         if (cand / "config.json").exists():

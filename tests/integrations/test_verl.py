@@ -48,7 +48,13 @@ def test_registered_loss_splits_vanilla_clipfrac():
     assert "ew_vanilla" in names and "ew_vanilla" in core_algos.POLICY_LOSS_REGISTRY
     assert register_policy_losses() == [n for n in names]  # idempotent: no ew_ew_*
     cfg = OmegaConf.create(
-        {"clip_ratio": 0.2, "clip_ratio_low": 0.2, "clip_ratio_high": 0.28, "clip_ratio_c": 3.0, "global_batch_info": {}}
+        {
+            "clip_ratio": 0.2,
+            "clip_ratio_low": 0.2,
+            "clip_ratio_high": 0.28,
+            "clip_ratio_c": 3.0,
+            "global_batch_info": {},
+        }
     )
     old, new, adv, mask = _batch()
     base_loss, base_m = core_algos.get_policy_loss_fn("vanilla")(old, new, adv, mask, "token-mean", cfg)
@@ -74,8 +80,9 @@ def test_tracking_tee_records_every_metrics_dict(watch, tmp_path, monkeypatch):
     monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(tmp_path / "verl.jsonl"))
     install_tracking_tee()
     tr = Tracking("proj", "exp-1", default_backend=["file"])
-    tr.log({"actor/entropy": 0.5, "actor/pg_clipfrac": 0.3, "actor/pg_clipfrac_lower": 0.01,
-            "actor/ew_clipfrac_low": 0.1, "actor/ew_clipfrac_high": 0.2, "critic/advantages/mean": 0.0}, step=1)  # fmt: skip
+    first = {"actor/entropy": 0.5, "actor/pg_clipfrac": 0.3, "actor/pg_clipfrac_lower": 0.01}
+    first.update({"actor/ew_clipfrac_low": 0.1, "actor/ew_clipfrac_high": 0.2, "critic/advantages/mean": 0.0})
+    tr.log(first, step=1)
     tr.log({"actor/entropy": 0.4, "val-core/gsm8k/reward/mean@1": 0.7}, step=2)
     watch.flush()
     store = Store(tmp_path / "store")

@@ -1,0 +1,124 @@
+"""Overhead of the trainer hooks, measured in one process with interleaved runs (drift cancels).
+
+    python benchmarks/bench_hooks.py            # ~2 min on a laptop CPU
+    python benchmarks/bench_hooks.py --quick
+
+1. TRL GRPO tiny run: optimizer-step time with and without ``attach`` (targets: <= 3 % on CPU).
+2. Watch on a DDP step (one-process gloo group): ``log_tokens`` with all-reduce vs none.
+3. A plain tiny-model step: ``log_tokens(logits=...)`` (entropy computed here, target <= 3 %) and
+   ``log_tokens(entropy=...)`` (passed in, target <= 1 %).
+Prints ratios (median over interleaved rounds); never asserts timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def _example():
+    path = Path(__file__).resolve().parents[1] / "examples" / "trl_grpo.py"
+    spec = importlib.util.spec_from_file_location("ew_example_trl_grpo", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def bench_trl(rounds: int, steps: int, root: str) -> float:
+    """Median ratio (attached / bare) of seconds per optimizer step over interleaved TRL runs."""
+    from entropy_watch.hooks.trl import attach
+
+    ex = _example()
+    ratios = []
+    for r in range(rounds):
+        times = {}
+        for attached in (False, True) if r % 2 == 0 else (True, False):
+            tr = ex.build_trainer(f"{root}/out", max_steps=steps, num_iterations=2, logging_steps=1)
+            handle = attach(tr, run=f"bench-{r}", store=root, flush_secs=5.0) if attached else None
+            t0 = time.perf_counter()
+            tr.train()
+            times[attached] = (time.perf_counter() - t0) / steps
+            if handle is not None:
+                handle.close()
+        ratios.append(times[True] / times[False])
+    return statistics.median(ratios)
+
+
+def _tiny_step(model, opt, x, adv):
+    logits = model(x)
+    lp = torch.log_softmax(logits, -1).gather(-1, x[..., None]).squeeze(-1)
+    loss = -(lp * adv[:, None]).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return logits, lp
+
+
+def bench_plain(rounds: int, iters: int, root: str, ddp: bool) -> dict[str, float]:
+    """Ratios of a tiny-model step with Watch (logits / entropy passed) to the bare step."""
+    from entropy_watch.hooks import Watch, token_entropy
+
+    if ddp:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29581")
+        torch.distributed.init_process_group("gloo", rank=0, world_size=1)
+    torch.manual_seed(0)
+    V, B, T, D = 4096, 16, 64, 64
+    net = torch.nn.Sequential(torch.nn.Embedding(V, D), torch.nn.Linear(D, D), torch.nn.Tanh(), torch.nn.Linear(D, V))
+    model = torch.nn.parallel.DistributedDataParallel(net) if ddp else net
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, adv, mask = torch.randint(0, V, (B, T)), torch.randn(B), torch.ones(B, T)
+    w = Watch("bench-plain", store=root, vocab_size=V, flush_secs=5.0, sample_tokens=8)
+    ent_given = None
+
+    def run(mode: str) -> float:
+        nonlocal ent_given
+        t0 = time.perf_counter()
+        for i in range(iters):
+            logits, lp = _tiny_step(model, opt, x, adv)
+            if mode == "logits":
+                w.log_tokens(i, logits=logits, mask=mask, logp=lp, advantages=adv)
+            elif mode == "entropy":
+                if ent_given is None:
+                    ent_given = token_entropy(logits.detach())  # what the trainer already has
+                w.log_tokens(i, entropy=ent_given, mask=mask, logp=lp, advantages=adv)
+        return time.perf_counter() - t0
+
+    run("bare")
+    out: dict[str, list[float]] = {"logits": [], "entropy": []}
+    for r in range(rounds):
+        order = ["bare", "logits", "entropy"] if r % 2 == 0 else ["entropy", "logits", "bare"]
+        t = {m: run(m) for m in order}
+        out["logits"].append(t["logits"] / t["bare"])
+        out["entropy"].append(t["entropy"] / t["bare"])
+    w.close()
+    if ddp:
+        torch.distributed.destroy_process_group()
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    a = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as root:
+        trl = bench_trl(rounds=2 if a.quick else 6, steps=8 if a.quick else 16, root=root)
+        print(f"TRL GRPO tiny step, attach / bare:            {trl:.3f}  (target <= 1.03)")
+        plain = bench_plain(rounds=3 if a.quick else 9, iters=10 if a.quick else 30, root=root, ddp=False)
+        print(f"plain step, Watch from logits / bare:         {plain['logits']:.3f}  (target <= 1.03)")
+        print(f"plain step, Watch with entropy passed / bare: {plain['entropy']:.3f}  (target <= 1.01)")
+        ddp = bench_plain(rounds=3 if a.quick else 9, iters=10 if a.quick else 30, root=root, ddp=True)
+        print(f"DDP step (gloo), Watch from logits / bare:    {ddp['logits']:.3f}")
+        print(f"DDP step (gloo), Watch entropy passed / bare: {ddp['entropy']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

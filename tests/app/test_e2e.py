@@ -1,0 +1,162 @@
+"""Real-browser test: ``streamlit run app/main.py`` driven by Playwright with Debian's chromium (never a download).
+
+Checks that every page renders its Plotly charts (waiting on Plotly's decoded ``_fullData``), that new data written
+to the store appears within a refresh, and saves screenshots to the test's tmp dir and to /tmp/ew_screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from entropy_watch import metrics as M
+from entropy_watch.store import RunWriter
+
+from .conftest import APP_MAIN, COLLAPSE, HEALTHY
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path("/tmp/ew_screenshots")
+LAUNCH_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]  # fmt: skip
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (apt-get install -y chromium)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def e2e_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from entropy_watch.synthetic import write_to_store
+
+    root = tmp_path_factory.mktemp("e2e") / "store"
+    write_to_store(root, COLLAPSE, "collapse_exp", seed=1, n_steps=400)
+    write_to_store(root, HEALTHY, "healthy", seed=2, n_steps=400)
+    write_to_store(root, "live", "healthy_slow", seed=4, n_steps=150)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(e2e_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("log") / "streamlit.log").open("w")
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(APP_MAIN),
+        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
+        "--", "--store", str(e2e_store),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, ENTROPY_WATCH_DIR=""))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start (exit {proc.poll()}); see {log.name}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+def _charts_rendered(page: object, at_least: int, timeout_ms: int = 60_000) -> None:
+    page.wait_for_function(  # type: ignore[attr-defined]
+        """n => { const d = [...document.querySelectorAll('.js-plotly-plot')];
+                  return d.length >= n && d.every(e => e._fullData && e._fullData.length > 0); }""",
+        arg=at_least,
+        timeout=timeout_ms,
+    )
+
+
+def _shot(page: object, tmp_path: Path, name: str, height: int = 1000) -> None:
+    """Screenshot at a viewport tall enough for the page (Streamlit scrolls inside its own container, so a
+    full-page screenshot alone would stop at the viewport)."""
+    path = tmp_path / f"{name}.png"
+    page.set_viewport_size({"width": 1400, "height": height})  # type: ignore[attr-defined]
+    page.wait_for_timeout(800)  # type: ignore[attr-defined]
+    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+    page.set_viewport_size({"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, SHOTS / path.name)
+
+
+def test_pages_render_and_update_live(server: str, browser: object, e2e_store: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    page.set_default_timeout(60_000)
+
+    page.goto(f"{server}/")
+    expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+    expect(page.get_by_text("3 of 3 runs")).to_be_visible()
+    page.wait_for_timeout(500)
+    _shot(page, tmp_path, "01_runs")
+
+    page.goto(f"{server}/run?run={COLLAPSE}")
+    _charts_rendered(page, 9)
+    titles = page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].map(e => e.layout.title.text)")
+    assert any("Token entropy (mean) and forecast" in t for t in titles)  # Streamlit's theme wraps titles in <b>
+    assert any("histogram" in t for t in titles)
+    y_titles = page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].map(e => e.layout.yaxis.title.text)")
+    assert all(y_titles), "every chart has a y-axis label"
+    _shot(page, tmp_path, "02_run", height=3600)
+
+    page.goto(f"{server}/run?run=live")
+    _charts_rendered(page, 5)
+    expect(page.get_by_test_id("stMetricValue").nth(1)).to_have_text("149")
+    w = RunWriter(e2e_store, "live")
+    w.write("scalars", {"step": list(range(150, 180)), "name": [M.ENTROPY_MEAN] * 30, "value": [0.3] * 30})
+    w.heartbeat(step=179)
+    expect(page.get_by_test_id("stMetricValue").nth(1)).to_have_text("179", timeout=30_000)
+    page.wait_for_function(
+        """() => { const e = [...document.querySelectorAll('.js-plotly-plot')]
+                     .find(d => d.layout.title.text.includes('Token entropy (mean)'));
+                   const t = e && e._fullData.find(t => t.name === 'entropy mean');
+                   return t && t.x.length === 180; }""",
+        timeout=30_000,
+    )
+    _shot(page, tmp_path, "03_run_live", height=3600)
+
+    page.goto(f"{server}/compare")
+    _charts_rendered(page, 5)
+    names = page.evaluate("document.querySelector('.js-plotly-plot')._fullData.map(t => t.name).filter(n => n)")
+    assert {COLLAPSE, HEALTHY} <= set(names)
+    _shot(page, tmp_path, "04_compare", height=1700)
+    page.close()
