@@ -35,15 +35,20 @@ _DEDUPED = (
 
 
 def _dedupe_clause(reader: Queryable, run: str) -> str:
-    """The de-duplicating QUALIFY for ``run``'s scalars, or "" when one writer session on one rank wrote them all.
+    """The de-duplicating QUALIFY for ``run``'s scalars, or "" when no step of any name can repeat.
 
-    Repeated steps come from a resumed run (a new writer session re-logging steps) or from several ranks writing;
-    the window costs ~1 s per million rows, so a run written by one session is read as is (measured in
-    benchmarks/bench_app.py).
+    A step is logged twice when a resumed run re-logs it, when several ranks write, or when a trainer logs a name
+    twice; the rows then sit in different segments whose step ranges (per name) overlap. Checking that costs one
+    aggregate per segment; the window itself costs ~1 s per million rows (benchmarks/bench_app.py), so it runs only
+    when needed. (A name logged twice for one step inside one segment is not detected.)
     """
-    tbl = reader.query("SELECT count(*) AS n FROM (SELECT DISTINCT _writer, rank FROM scalars WHERE run = $run)",
-                       {"run": run})  # fmt: skip
-    return _DEDUPED if int(tbl.column("n")[0].as_py() or 0) > 1 else ""
+    sql = """
+        WITH seg AS (SELECT name, _writer, _seq, rank, min(step) AS lo, max(step) AS hi
+                     FROM scalars WHERE run = $run GROUP BY ALL)
+        SELECT count(*) AS n FROM seg a JOIN seg b ON a.name = b.name AND a.lo <= b.hi AND b.lo <= a.hi
+         AND (a._writer, a._seq, a.rank) < (b._writer, b._seq, b.rank)
+    """
+    return _DEDUPED if int(reader.query(sql, {"run": run}).column("n")[0].as_py() or 0) else ""
 
 
 class Queryable(Protocol):

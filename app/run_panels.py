@@ -15,7 +15,7 @@ from entropy_watch.app import charts, data, insight
 from entropy_watch.app.queries import Trace
 
 SEVERITY_ICONS = {"info": "🔵", "warning": "🟠", "critical": "🔴"}
-HEALTH_TEXT = {"ok": "🟢 ok", "info": "🔵 info", "warning": "🟠 warning", "critical": "🔴 critical"}
+HEALTH_TEXT = {"ok": "ok", "info": "info", "warning": "warning", "critical": "critical"}
 
 
 def _fmt(x: float | None, spec: str = ".3f") -> str:
@@ -40,7 +40,9 @@ def header(
     cols[1].metric("last step", f"{version[1]:d}")
     cols[2].metric("entropy (nats)", _fmt(last))
     cols[3].metric("H/H0", _fmt(last / h0 if last is not None and h0 else None, ".2f"))
-    cols[4].metric("health", HEALTH_TEXT.get(health or "", "⏳ analysing" if job.pending else "—"))
+    icon = {"ok": "🟢", "info": "🔵", "warning": "🟠", "critical": "🔴"}.get(health or "", "")
+    cols[4].metric(f"health {icon}", HEALTH_TEXT.get(health or "", "analysing…" if job.pending else "—"),
+                   help="the worst open alert of the detector")  # fmt: skip
     eta_text = "—"
     if band is not None:
         eta_text = (

@@ -6,10 +6,12 @@ Run::
     python benchmarks/bench_entropy.py --device cuda        # the same on a GPU
     python benchmarks/bench_entropy.py --tokens 1024 --vocab 32000 --dtype bf16   # a quick look
 
-Each (method, V, dtype) runs in a fresh subprocess, so one case's allocations cannot shape another's numbers and an
-out-of-memory case (the naive one at V=152k) only loses its own row. Measured per case:
+Memory is measured in a fresh subprocess per (method, V, dtype), so one case's allocations cannot shape another's
+numbers and an out-of-memory case (the naive one at V=152k) only loses its own row. Measured per case:
 
-* time: median of ``--repeats`` calls (after one warm-up), ``torch.cuda.synchronize`` around each on GPU;
+* time: one subprocess per (V, dtype) calls the methods round-robin for ``--repeats`` rounds after a warm-up and
+  reports the min (and median) per method (``torch.cuda.synchronize`` around each call on GPU); on a shared machine
+  the min is the estimate least disturbed by other load, and the interleaving slows all methods alike;
 * extra memory, GPU: ``torch.cuda.max_memory_allocated()`` minus the allocation before the call (logits excluded);
 * extra memory, CPU, two views: ``alloc`` = peak of torch's live CPU allocations during one call, from the
   profiler's allocation events (exact for torch tensors, blind to allocator caching and page reuse); ``rss`` = growth

@@ -128,8 +128,11 @@ class Recorder:
         """Count a guarded failure of a hook; warn once per hook name; re-raise if strict."""
         with self._lock:
             self.errors += 1
-        self._warn_once(where, f"entropy_watch: {where} failed ({type(exc).__name__}: {exc}); training continues, "
-                               "later failures are counted as hooks/errors")
+        self._warn_once(
+            where,
+            f"entropy_watch: {where} failed ({type(exc).__name__}: {exc}); training continues, "
+            "later failures are counted as hooks/errors",
+        )
         if self.strict:
             raise exc
 
@@ -151,8 +154,9 @@ class Recorder:
             self._thread.join(timeout=30)
         self._publish()
         try:
-            self.writer.heartbeat(step=self.last_step, state=state, errors=self.errors,
-                                  dropped_token_rows=self.dropped_tokens)
+            self.writer.heartbeat(
+                step=self.last_step, state=state, errors=self.errors, dropped_token_rows=self.dropped_tokens
+            )
         except Exception as exc:  # noqa: BLE001 - reported, never raised into training
             self._record_io_failure("heartbeat", exc)
         if self._prev_sigterm is not None and threading.current_thread() is threading.main_thread():
@@ -188,8 +192,9 @@ class Recorder:
             if now - self._last_heartbeat >= self.heartbeat_secs:
                 self._last_heartbeat = now
                 try:
-                    self.writer.heartbeat(step=self.last_step, state="running", errors=self.errors,
-                                          dropped_token_rows=self.dropped_tokens)
+                    self.writer.heartbeat(
+                        step=self.last_step, state="running", errors=self.errors, dropped_token_rows=self.dropped_tokens
+                    )
                 except Exception as exc:  # noqa: BLE001
                     self._record_io_failure("heartbeat", exc)
 
@@ -215,7 +220,7 @@ class Recorder:
         """Return rows whose publish failed to the front of the buffers (token rows stay capped)."""
         with self._lock:
             if table == "tokens":
-                keep = rows[-max(0, self.max_token_rows - len(self._tokens)):] if self.max_token_rows else []
+                keep = rows[-max(0, self.max_token_rows - len(self._tokens)) :] if self.max_token_rows else []
                 self.dropped_tokens += len(rows) - len(keep)
                 self._tokens.extendleft(reversed(keep))
             else:
@@ -237,8 +242,11 @@ class Recorder:
             self.errors += 1
             if self.strict and self._strict_exc is None:
                 self._strict_exc = exc
-        self._warn_once(where, f"entropy_watch: {where} failed ({type(exc).__name__}: {exc}); rows are kept and "
-                               "retried; check the store path and free disk space")
+        self._warn_once(
+            where,
+            f"entropy_watch: {where} failed ({type(exc).__name__}: {exc}); rows are kept and "
+            "retried; check the store path and free disk space",
+        )
 
     def _raise_strict(self) -> None:
         if self._strict_exc is not None:

@@ -81,8 +81,18 @@ def main() -> None:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            watch.log_tokens(step, logits=logits, mask=mask, logp=logp, old_logp=old_logp,  # (2)
-                             advantages=adv, group_ids=group_ids, eps_low=eps, eps_high=eps, token_ids=completions)
+            watch.log_tokens(
+                step,
+                logits=logits,
+                mask=mask,
+                logp=logp,
+                old_logp=old_logp,  # (2)
+                advantages=adv,
+                group_ids=group_ids,
+                eps_low=eps,
+                eps_high=eps,
+                token_ids=completions,
+            )
             watch.log(step, **{"reward/mean": reward.mean(), "loss": loss})  # (3)
             if step % 20 == 0:
                 print(f"step {step:4d}  reward {reward.mean():.3f}  loss {loss.item():+.4f}")

@@ -98,10 +98,12 @@ def _chunk_into(
     logp_out: torch.Tensor | None,
 ) -> None:
     """Entropy of ``chunk (n, V)`` into ``out (n,)`` using the work buffers ``z``, ``p`` of shape ``(n, V)``."""
-    z.copy_(chunk)  # the chunk's one fp32 copy
+    # z = (l - max l) / T, which equals l/T - max(l/T) for T > 0: the max is exact in any dtype, and the subtraction
+    # upcasts into the fp32 buffer, so reading the chunk and shifting it is one pass. A row with NaN or +inf, or with
+    # no finite logit (max = -inf), becomes NaN here, on purpose.
+    torch.sub(chunk, chunk.amax(dim=-1, keepdim=True).to(z.dtype), out=z)
     if temperature != 1.0:
         z.div_(temperature)
-    z.sub_(z.amax(dim=-1, keepdim=True))  # max: NaN/+inf rows and all -inf rows become NaN here, on purpose
     torch.exp(z, out=p)
     sum_p = p.sum(dim=-1)  # (n,), >= 1 for a finite row
     log_sum_p = sum_p.log()

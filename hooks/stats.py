@@ -210,9 +210,9 @@ def reduce_sums(sums: TokenSums, process_group: Any = None) -> TokenSums:
         return sums
     all_reduce_(sums.sums, "sum", group)
     all_reduce_(sums.maxes, "max", group)
-    rows = torch.cat([sums.group_ids.double().unsqueeze(1), sums.group_minmax], dim=1)  # ids exact below 2**53
-    packed = all_gather_rows(rows, group)
-    ids, minmax = _merge_groups(packed[:, 0].long(), packed[:, 1:])
+    id_bits = sums.group_ids.contiguous().view(torch.float64).unsqueeze(1)  # int64 bits ride in a float64 column
+    packed = all_gather_rows(torch.cat([id_bits, sums.group_minmax], dim=1), group)
+    ids, minmax = _merge_groups(packed[:, 0].contiguous().view(torch.int64), packed[:, 1:])
     return TokenSums(sums.sums, sums.maxes, ids, minmax)
 
 

@@ -15,8 +15,8 @@ from entropy_watch.analysis import DetectorConfig
 from entropy_watch.app import charts, data, insight, sidebar
 from entropy_watch.app import run_panels as P
 
+# Above this many steps a cold analysis takes seconds: the page does not wait for it (it shows when done).
 LARGE_RUN_STEPS = 20_000
-"""Above this many steps a cold analysis takes seconds: the page does not wait for it (it shows when done)."""
 
 settings = sidebar.current()
 root = settings.root

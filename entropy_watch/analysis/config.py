@@ -61,6 +61,8 @@ class DetectorConfig:
     # --- L3 forecast -------------------------------------------------------------------------------------------
     eval_every: int = 10
     """The forecast is evaluated at every version index i with (i + 1) % eval_every == 0 (live = post hoc)."""
+    dense_versions: int = 5000
+    """Past this many versions the evaluation stride grows tenfold per decade (see ``run.eval_indices``)."""
     window_frac: float = 0.2
     """Forecast window W = clamp(window_frac·versions so far, window_min, window_max)."""
     window_min: int = 50

@@ -125,7 +125,7 @@ class Analyzer:
     def _forecast_alerts(self, prep: Prepared, progress: Progress | None) -> list[Alert]:
         cfg = self.config
         k, m = cfg.persist_of
-        idx = [i for i in range(cfg.eval_every - 1, len(prep), cfg.eval_every) if prep.armed[i]]
+        idx = [i for i in eval_indices(len(prep), cfg) if prep.armed[i]]
         todo = [i for i in idx if i not in self._evals]
         for j, i in enumerate(todo):
             self._evals[i] = evaluate(prep, i, cfg)
@@ -167,6 +167,20 @@ class Analyzer:
                 self._emitted.add(key)
                 new.append(a)
         return new
+
+
+def eval_indices(n: int, cfg: DetectorConfig) -> list[int]:
+    """Version indices at which the forecast is evaluated: every ``eval_every`` up to ``dense_versions``, then a
+    stride ten times longer per decade (so a 100k-step run costs ~1k evaluations, not 10k). Depends on i only, so a
+    live prefix and the whole run evaluate at the same indices."""
+    out: list[int] = []
+    i = cfg.eval_every - 1
+    while i < n:
+        out.append(i)
+        decade = math.floor(math.log10((i + 1) / cfg.dense_versions)) + 1 if i + 1 >= cfg.dense_versions else 0
+        stride = cfg.eval_every * 10**decade
+        i = (i + 1 + stride) // stride * stride - 1  # next multiple of the stride (minus one, as (i+1) % stride == 0)
+    return out
 
 
 def analyze(

@@ -73,8 +73,14 @@ def ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="P
     for col in ("run", "state", "last step", "entropy (nats)", "framework", "updated"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["run"], r["state"], fmt_value(r["last_step"]), fmt_value(r["entropy"]),
-                      str(r["framework"] or ""), _ago(r["updated_at"]))
+        table.add_row(
+            r["run"],
+            r["state"],
+            fmt_value(r["last_step"]),
+            fmt_value(r["entropy"]),
+            str(r["framework"] or ""),
+            _ago(r["updated_at"]),
+        )
     Console().print(table)
 
 
@@ -92,8 +98,16 @@ def show(
     latest = _latest(store, run, tuple(name for _, name in SHOW_METRICS))
     first = _first(store, run, M.ENTROPY_MEAN)
     if as_json:
-        echo_json({"run": run, "state": info.state if info else None, "last_step": info.last_step if info else None,
-                   "metrics": latest, "entropy_first": first, "meta": meta})
+        echo_json(
+            {
+                "run": run,
+                "state": info.state if info else None,
+                "last_step": info.last_step if info else None,
+                "metrics": latest,
+                "entropy_first": first,
+                "meta": meta,
+            }
+        )
         return
     from rich.console import Console
     from rich.table import Table
@@ -109,8 +123,9 @@ def show(
             value, step = latest[name]
             if name == M.CLIP_ONPOLICY and value == 1.0:
                 label, value = "clip low/high", "N/A (on-policy)"
-            table.add_row(f"{label} [dim]{name}[/dim]", value if isinstance(value, str) else fmt_value(value),
-                          fmt_value(step))
+            table.add_row(
+                f"{label} [dim]{name}[/dim]", value if isinstance(value, str) else fmt_value(value), fmt_value(step)
+            )
     if first is not None and M.ENTROPY_MEAN in latest and first[0]:
         ratio = latest[M.ENTROPY_MEAN][0] / first[0]
         table.add_row("H / H0 [dim](entropy now / first logged)[/dim]", f"{ratio:.3f}", fmt_value(first[1]))
@@ -121,7 +136,9 @@ def show(
 
 def sql(
     ctx: typer.Context,
-    query: str = typer.Argument(..., help="A read-only SQL query over the views scalars, hist, tokens, alerts, events."),
+    query: str = typer.Argument(
+        ..., help="A read-only SQL query over the views scalars, hist, tokens, alerts, events."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
     limit: int = typer.Option(200, help="Print at most this many rows."),
 ) -> None:
@@ -140,8 +157,9 @@ def sql(
     for name in table.column_names:
         out.add_column(name)
     for r in rows:
-        out.add_row(*(fmt_value(v) if isinstance(v, float | int) and not isinstance(v, bool) else str(v)
-                      for v in r.values()))
+        out.add_row(
+            *(fmt_value(v) if isinstance(v, float | int) and not isinstance(v, bool) else str(v) for v in r.values())
+        )
     Console().print(out)
     if table.num_rows > limit:
         typer.echo(f"({table.num_rows - limit} more rows; use --limit)")
@@ -154,7 +172,8 @@ def compact(
     min_age: float = typer.Option(60.0, help="Only merge segments older than this many seconds."),
 ) -> None:
     """Merge small segment files into larger part files (safe while runs are live) and refresh catalog.duckdb."""
-    from entropy_watch.store import Store, compact as do_compact, write_catalog
+    from entropy_watch.store import Store, write_catalog
+    from entropy_watch.store import compact as do_compact
 
     store = Store(state(ctx).root())
     names = run or [i.name for i in store.runs()]

@@ -26,8 +26,13 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         ctx: typer.Context,
-        algo: str = typer.Option("grpo", "--algo", "-a", help="grpo, dr-grpo, rloo, dapo, repo-r, repo-r-raw, "
-                                 "repo-d, adapo, entropy-bonus, entropy-adaptive, clip-cov, kl-cov, top-entropy."),
+        algo: str = typer.Option(
+            "grpo",
+            "--algo",
+            "-a",
+            help="grpo, dr-grpo, rloo, dapo, repo-r, repo-r-raw, "
+            "repo-d, adapo, entropy-bonus, entropy-adaptive, clip-cov, kl-cov, top-entropy.",
+        ),
         task: str = typer.Option("sum3", "--task", help="sum3 (task A) or sum3sorted (task B, the probe)."),
         preset_name: str = typer.Option("tiny", "--preset", "-p", help="tiny (CPU, ~1 min) or gpu (one GPU)."),
         steps: int = typer.Option(None, "--steps", "-n", help="RL iterations (default: the preset's)."),

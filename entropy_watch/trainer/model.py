@@ -7,11 +7,13 @@ Precision modes (ALGORITHMS.md "Precision"; REPO paper's numerical-precision fin
   are computed from the logits upcast to fp32.
 * ``bf16-fp32head``: bf16 body, the lm head and log-softmax in fp32 (ScaleRL / MiniMax-M1 recipe).
 * ``bf16-naive``: bf16 body and head, and the *trainer's* log-probs from ``log_softmax`` applied to the bf16 logits
-  without upcasting (output in bf16), the common naive path. Against the sampler's fp32 log-softmax of the same
-  logits the trainer's log-probs come out biased upward, so the importance ratio is biased above 1: measured on the
-  tiny SFT policy, mean log-ratio +1.2e-3 (std 7e-3 per token) where fp32 gives ~1e-9 and an upcast bf16 path
-  ~0. That the bias shows in the ratio's sign is the REPO paper's bf16 finding (notes §d); the exact rounding
-  mechanism here is measured, not derived. The mode exists to demonstrate the bias, not to train.
+  without upcasting (output in bf16), the common naive path. The sampler keeps fp32 log-softmax of the same logits,
+  so the first mini-batch's log-ratio is pure rounding: |mean| ~ 1e-3 nats with a per-token spread ~ 7e-3, against
+  ~1e-9 in fp32 and exactly 0 in ``bf16`` (same upcast path on both sides). Its *sign* is not fixed here: bf16 rounds
+  the log-normaliser of each state to nearest, an error shared by every token of that state, so the batch mean
+  follows the states' rounding (measured +1.2e-3 after 600 SFT steps, -7.8e-4 after 150). Note that for two
+  normalised distributions E_q[log p/q] = -KL(q||p) <= 0, so the paper's *upward* bias needs log-probs that are not
+  normalised (rounded); the mechanism the paper proves is not public (notes §d). The mode exists to show the gap.
 
 The sampler always takes fp32 log-probs of the model's logits (like an inference engine returning fp32 logprobs).
 """

@@ -85,7 +85,7 @@ def test_run_page_figures_match_the_store(monkeypatch: pytest.MonkeyPatch, synth
     np.testing.assert_allclose(decode(hm["z"]), np.log10(1 + counts))
     # reward vs entropy with the law's fit
     assert any((t.get("name") or "").startswith("R = −") for t in figs["reward"]["data"])
-    assert metric(at, "health") == "🔴 critical"
+    assert metric(at, "health 🔴") == "critical"
     assert metric(at, "last step") == "299"
     assert at.expander, "each alert has an expander with evidence and actions"
     assert "No sampled tokens match" in infos(at)  # the generator writes no token samples

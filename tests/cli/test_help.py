@@ -31,20 +31,29 @@ def test_every_command_has_help() -> None:
 
 
 def test_unknown_run_is_one_line_error_exit_1(tmp_path) -> None:
-    r = subprocess.run([sys.executable, "-m", "entropy_watch", "--store", str(tmp_path), "show", "nope"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "entropy_watch", "--store", str(tmp_path), "show", "nope"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error:"), r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_debug_shows_traceback(tmp_path) -> None:
-    r = subprocess.run([sys.executable, "-m", "entropy_watch", "--debug", "--store", str(tmp_path), "show", "nope"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "entropy_watch", "--debug", "--store", str(tmp_path), "show", "nope"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "Traceback" in r.stderr
 
 
 def test_invalid_run_name_rejected(tmp_path) -> None:
-    r = subprocess.run([sys.executable, "-m", "entropy_watch", "--store", str(tmp_path), "show", "../etc"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "entropy_watch", "--store", str(tmp_path), "show", "../etc"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "run name" in r.stderr

@@ -43,7 +43,7 @@ BUILD = textwrap.dedent(
             "logp": logp,
             "old_logp": old,
             "advantages": torch.tensor([1.0, -1.0, 0.5, 0.5, 0.7, -0.2, -0.2]),
-            "group_ids": torch.tensor([0, 0, 1, 1, 1, 2, 2]),  # group 1 straddles the ranks
+            "group_ids": torch.tensor([0, 0, 1, 1, 1, 2, 2]) + 2**62,  # group 1 straddles the ranks; big ids
             "token_ids": torch.arange(B * T).reshape(B, T),
         }
     """

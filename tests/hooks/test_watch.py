@@ -45,8 +45,9 @@ def test_records_entropy_hist_and_meta(tmp_path: Path) -> None:
     logits, mask, token_ids, logp, old_logp, adv = _batch()
     with Watch("w1", store=tmp_path, config={"lr": 1e-3, "seed": 7}, strict=True) as w:
         for step in range(3):
-            w.log_tokens(step, logits=logits, mask=mask, logp=logp, old_logp=old_logp, advantages=adv,
-                         token_ids=token_ids)
+            w.log_tokens(
+                step, logits=logits, mask=mask, logp=logp, old_logp=old_logp, advantages=adv, token_ids=token_ids
+            )
             w.log(step, **{"reward/mean": 0.5 + step, "loss": torch.tensor(0.25)})
         w.event(2, "lr_schedule", lr=1e-4)
     store = Store(tmp_path)
@@ -74,8 +75,9 @@ def test_entropy_passed_in_equals_logits_path(tmp_path: Path) -> None:
     logits, mask, token_ids, logp, old_logp, adv = _batch(1)
     with Watch("a", store=tmp_path, strict=True, vocab_size=11) as w:
         from_logits = w.log_tokens(0, logits=logits, mask=mask, logp=logp, old_logp=old_logp, advantages=adv)
-        passed = w.log_tokens(1, entropy=_naive_entropy(logits).float(), mask=mask, logp=logp, old_logp=old_logp,
-                              advantages=adv)
+        passed = w.log_tokens(
+            1, entropy=_naive_entropy(logits).float(), mask=mask, logp=logp, old_logp=old_logp, advantages=adv
+        )
     assert from_logits.keys() == passed.keys()
     for k in from_logits:
         assert from_logits[k] == pytest.approx(passed[k], rel=1e-5, abs=1e-6), k

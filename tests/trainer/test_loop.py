@@ -16,9 +16,9 @@ from .conftest import small_config
 
 # Measured with torch 2.13.0 (CPU, one thread) from the session SFT policy; iterations 0, 9, 19.
 PINNED = {
-    0: {LOSS: None, SAMPLER_ENTROPY: None},
-    9: {LOSS: None, SAMPLER_ENTROPY: None},
-    19: {LOSS: None, SAMPLER_ENTROPY: None},
+    0: {LOSS: 0.0056536812, SAMPLER_ENTROPY: 0.9268952012},
+    9: {LOSS: 0.0046392558, SAMPLER_ENTROPY: 0.8580367565},
+    19: {LOSS: -0.0007763656, SAMPLER_ENTROPY: 0.9346259832},
 }
 
 
@@ -26,7 +26,6 @@ def test_pinned_trajectory(sft_policy: Path, tmp_path: Path) -> None:
     cfg = small_config("repo-r", run="pinned", iterations=20)
     res = train(cfg, store=tmp_path, init=sft_policy, strict_hooks=True)
     got = {it: {k: res.history[it][k] for k in PINNED[it]} for it in PINNED}
-    print(got)
     for it, vals in PINNED.items():
         for k, v in vals.items():
             assert got[it][k] == pytest.approx(v, rel=1e-3, abs=1e-5), (it, k, got[it][k], v)
@@ -71,23 +70,32 @@ def test_model_path_trains_a_saved_hf_model(tmp_path: Path) -> None:
     model.save_pretrained(tmp_path / "llama")
     tok.save_pretrained(tmp_path / "llama")
     store = tmp_path / "store"
-    with pytest.raises(SystemExit) as exit_info:
+    try:
         main(["--store", str(store), "train", "--model", str(tmp_path / "llama"), "--steps", "2", "--sft-steps", "5",
               "--run", "llama-path", "--device", "cpu", "--json"])  # fmt: skip
-    assert exit_info.value.code in (0, None)
+    except SystemExit as e:  # main() exits only on errors
+        pytest.fail(f"train --model exited with {e.code}")
     s = Store(store)
     assert s.run_meta("llama-path")["config"]["model"]["path"] == str(tmp_path / "llama")
     steps, ent = s.series("llama-path", M.ENTROPY_MEAN)
     assert list(steps) == [0, 1] and (ent > 0).all()
 
 
-def test_bf16_naive_biases_the_ratio_upward(sft_policy: Path, tmp_path: Path) -> None:
+def test_bf16_naive_shows_a_ratio_gap_where_fp32_shows_none(sft_policy: Path, tmp_path: Path) -> None:
+    """First mini-batch (no update yet): fp32 trainer and sampler agree to ~1e-9; the naive bf16 log-softmax does not.
+
+    The sign of the naive path's mean log-ratio depends on the policy (see ``trainer/model.py``), so only its size is
+    asserted; the benchmark reports the signed values.
+    """
     out = {}
-    for prec in ("fp32", "bf16-naive"):
+    for prec in ("fp32", "bf16", "bf16-naive"):
         cfg = small_config("grpo", run=f"prec-{prec}", iterations=1)
         cfg.model.precision = prec
         cfg.rl.prompts, cfg.rl.group_size, cfg.rl.epochs, cfg.rl.minibatches = 16, 8, 1, 1  # first mini-batch only
         res = train(cfg, store=tmp_path, init=sft_policy, strict_hooks=True)
-        out[prec] = (res.history[0][RATIO_LOG_MEAN_FIRST], Store(tmp_path).series(cfg.run, M.RATIO_LOG_MEAN)[1][0])
-    assert abs(out["fp32"][0]) < 1e-6 and abs(out["fp32"][1]) < 1e-6
-    assert out["bf16-naive"][0] > 2e-4 and out["bf16-naive"][1] > 2e-4
+        stored = Store(tmp_path).series(cfg.run, M.RATIO_LOG_MEAN)[1][0]  # one mini-batch: the stored value agrees
+        assert stored == pytest.approx(res.history[0][RATIO_LOG_MEAN_FIRST], abs=1e-6)
+        out[prec] = (res.history[0][RATIO_LOG_MEAN_FIRST], res.history[0][M.PRECISION_LOGP_GAP_MEAN])
+    assert abs(out["fp32"][0]) < 1e-6 and out["fp32"][1] < 1e-6
+    assert out["bf16"][1] < 1e-6  # upcast before the log-softmax on both sides: no gap
+    assert abs(out["bf16-naive"][0]) > 1e-4 and out["bf16-naive"][1] > 1e-3
