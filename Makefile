@@ -18,10 +18,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+EW := $(BIN)/entropy-watch --store $(STORE)
+
+# The main job: GRPO and REPO-R from one SFT checkpoint on the tiny preset (CPU, ~2-4 min), then the detector on
+# both (GRPO is flagged as collapsing; REPO-R stays clean), then how to open the app. The demo owns the run names
+# sft-s0, grpo-s0 and repo-r-s0 in the store and replaces them on every run.
 demo: setup
-	ENTROPY_WATCH_DIR=$(STORE) $(BIN)/python examples/watch_loop.py --run demo-watch --steps 120
-	$(BIN)/entropy-watch --store $(STORE) ls
-	$(BIN)/entropy-watch --store $(STORE) show demo-watch
+	rm -rf $(STORE)/run=sft-s0 $(STORE)/run=grpo-s0 $(STORE)/run=repo-r-s0
+	$(EW) compare --algos grpo,repo-r --preset tiny --steps 250 --lr 6e-4 --probe-steps 0 --no-precision-check --jobs 2
+	$(EW) ls
+	$(EW) alerts --write grpo-s0 || echo "^ exit status $$? (0 clean, 1 warning, 2 critical): what a CI job would see"
+	$(EW) alerts --write repo-r-s0 || echo "^ exit status $$? (0 clean, 1 warning, 2 critical)"
+	$(EW) show grpo-s0
+	@echo
+	@echo "See it in the app:  $(EW) app    (or: make app; it binds to 127.0.0.1)"
 
 test: setup
 	$(BIN)/python -m pytest -q

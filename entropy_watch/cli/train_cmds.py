@@ -117,6 +117,10 @@ def register(app: typer.Typer) -> None:
         sft_steps: int = typer.Option(None, "--sft-steps", help="SFT warm-up steps (default: preset's)."),
         probe_steps: int = typer.Option(100, "--probe-steps", help="Task-B GRPO iterations (0 = no probe)."),
         jobs: int = typer.Option(1, "--jobs", "-j", help="Processes in parallel (one torch thread each)."),
+        lr: float = typer.Option(None, "--lr", help="RL learning rate for every algorithm (default: preset's)."),
+        precision_check: bool = typer.Option(
+            True, "--precision-check/--no-precision-check", help="Also compare first mini-batch log-ratios."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print rows and summary as JSON."),
     ) -> None:
         """Train each algorithm from the same SFT checkpoint and seed; print the entropy/diversity table."""
@@ -134,11 +138,15 @@ def register(app: typer.Typer) -> None:
             sft_steps=sft_steps,
             probe=ProbeConfig(iterations=probe_steps),
             jobs=jobs,
+            precision=precision_check,
+            lr=lr,
         )
         if as_json:
             echo_json(result)
             return
-        console = Console()
+        import sys
+
+        console = Console(width=None if sys.stdout.isatty() else 160)  # piped output: do not squeeze the table
         console.print(format_table(result))
         if result["precision"]:
             p = result["precision"]

@@ -21,11 +21,8 @@ class CheckpointError(EntropyWatchError, FileNotFoundError):
 
 def save_checkpoint(ckpt_dir: Path, model: torch.nn.Module, tokenizer: Any, state: dict[str, Any]) -> Path:
     """Write ``ckpt_dir/latest`` atomically (tmp folder + rename); ``state`` gets the model weights added."""
-    from transformers.utils import logging as hf_logging
-
     from entropy_watch.trainer.sft import save_policy
 
-    hf_logging.disable_progress_bar()  # save_pretrained's shard bar would interleave with ours
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     tmp, latest, old = ckpt_dir / ".latest.tmp", ckpt_dir / "latest", ckpt_dir / ".latest.old"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -34,6 +34,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("b_steps", "B iters"),
     ("b_reward", "B reward"),
     ("minutes", "min"),
+    ("tokens_per_sec", "tok/s"),
 )
 
 
@@ -51,6 +52,8 @@ class ProbeConfig:
 
 def sft_stage(preset_name: str, seed: int, root: str | Path, sft_steps: int | None = None) -> Path:
     """Train the shared SFT checkpoint of ``seed`` (run ``sft-s<seed>``, loss logged) and return its policy folder."""
+    import torch
+
     from entropy_watch.hooks import Watch
     from entropy_watch.store.layout import run_dir
     from entropy_watch.trainer.config import preset
@@ -59,8 +62,6 @@ def sft_stage(preset_name: str, seed: int, root: str | Path, sft_steps: int | No
     from entropy_watch.trainer.sft import run_sft, save_policy
     from entropy_watch.trainer.tasks import get_task
     from entropy_watch.trainer.tokenizer import build_tokenizer
-
-    import torch
 
     cfg = preset(preset_name, "grpo", seed=seed, run=f"sft-s{seed}")
     if sft_steps is not None:
@@ -91,6 +92,7 @@ def run_algo(
     sft_dir: str,
     iterations: int | None = None,
     probe: ProbeConfig | None = None,
+    lr: float | None = None,
 ) -> dict[str, Any]:
     """Task A with ``algo`` from ``sft_dir``, then the task-B probe; returns one table row (a plain dict)."""
     import time
@@ -104,6 +106,8 @@ def run_algo(
     cfg = preset(preset_name, algo, seed=seed)
     if iterations is not None:
         cfg.rl.iterations = iterations
+    if lr is not None:
+        cfg.rl.lr = lr
     res = train(cfg, store=root, init=sft_dir)
     ev0, ev1 = res.evals[0][1], res.evals[-1][1]
     k_max = max(cfg.eval.ks)
@@ -137,8 +141,8 @@ def run_algo(
 
 def precision_check(preset_name: str, seed: int, root: str, sft_dir: str) -> dict[str, float]:
     """Mean log-ratio of the first mini-batch (trainer vs sampler) in fp32 and bf16-naive, same checkpoint."""
-    from entropy_watch.trainer.loop import RATIO_LOG_MEAN_FIRST, train
     from entropy_watch.trainer.config import preset
+    from entropy_watch.trainer.loop import RATIO_LOG_MEAN_FIRST, train
 
     out = {}
     for prec in ("fp32", "bf16", "bf16-naive"):
@@ -161,6 +165,7 @@ def compare(
     probe: ProbeConfig | None = None,
     jobs: int = 1,
     precision: bool = True,
+    lr: float | None = None,
 ) -> dict[str, Any]:
     """Run the whole comparison; ``jobs`` processes in parallel (one torch thread each). Returns rows + summary."""
     from entropy_watch.trainer.config import ALGOS, ConfigError
@@ -173,12 +178,31 @@ def compare(
         sft = dict(zip(seeds, pool.map(sft_stage, [preset_name] * len(seeds), seeds, [root] * len(seeds),
                                        [sft_steps] * len(seeds)), strict=True))  # fmt: skip
         futs = [
-            pool.submit(run_algo, preset_name, a, s, root, str(sft[s]), iterations, probe) for s in seeds for a in algos
+            pool.submit(run_algo, preset_name, a, s, root, str(sft[s]), iterations, probe, lr) for s in seeds for a in algos
         ]
         prec = pool.submit(precision_check, preset_name, seeds[0], root, str(sft[seeds[0]])) if precision else None
         rows = [f.result() for f in futs]
         prec_out = prec.result() if prec is not None else {}
-    return {"rows": rows, "summary": summarize(rows, algos), "precision": prec_out}
+    result = {"preset": preset_name, "rows": rows, "summary": summarize(rows, algos), "precision": prec_out}
+    _save_json(Path(root) / f"compare-{preset_name}.json", result)
+    return result
+
+
+def _save_json(path: Path, obj: dict[str, Any]) -> None:
+    """Write the comparison next to the runs (NaN as null), so tables can be rebuilt without retraining."""
+    import json
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, float):
+            return x if math.isfinite(x) else None
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        return x
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean(obj), indent=2))
 
 
 def summarize(rows: list[dict[str, Any]], algos: list[str]) -> dict[str, dict[str, tuple[float, float]]]:
@@ -203,14 +227,21 @@ def format_table(result: dict[str, Any]) -> Any:
     seeds = sorted({r["seed"] for r in rows})
     k = rows[0]["k"] if rows else "k"
     table = Table(title=f"entropy-watch compare ({len(seeds)} seed(s): {', '.join(map(str, seeds))})")
+    probed = any("b_steps" in r for r in rows)
+    columns = [(key, label) for key, label in COLUMNS if probed or not key.startswith("b_")]
     table.add_column("algo")
-    for key, label in COLUMNS:
+    for _key, label in columns:
         table.add_column(label.replace("pass@k", f"pass@{k}"), justify="right")
     for algo, cols in result["summary"].items():
         cells = []
-        for key, _ in COLUMNS:
-            mean, std = cols[key]
-            cell = "n/a" if math.isnan(mean) else (f"{mean:.3g}" if len(seeds) == 1 else f"{mean:.3g}±{std:.2g}")
+        for key, _ in columns:
+            mean, std = (math.nan if v is None else v for v in cols[key])  # None: NaN read back from JSON
+            if key == "tokens_per_sec":
+                cell = "n/a" if math.isnan(mean) else f"{mean:.0f}"
+            elif math.isnan(mean):
+                cell = "n/a"
+            else:
+                cell = f"{mean:.3g}" if len(seeds) == 1 else f"{mean:.3g}±{std:.2g}"
             if key == "b_steps":
                 cell += f" [{int(cols[key + '_n'][0])}/{int(cols[key + '_n'][1])}]"
             cells.append(cell)

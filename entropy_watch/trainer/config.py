@@ -261,7 +261,9 @@ def algo_config(algo: str, **overrides: Any) -> AlgoConfig:
     return AlgoConfig(**{**ALGOS[algo], **overrides})
 
 
-def preset(name: str, algo: str = "grpo", *, seed: int = 0, run: str | None = None, **algo_overrides: Any) -> TrainConfig:
+def preset(
+    name: str, algo: str = "grpo", *, seed: int = 0, run: str | None = None, **algo_overrides: Any
+) -> TrainConfig:
     """A complete, tested configuration.
 
     ``tiny``: the ALGORITHMS.md scale notes (2-layer width-64 GPT, ~100k parameters, 15-token vocabulary; 600 SFT

@@ -345,4 +345,3 @@ def update_policy(
 
 def _mean(x: torch.Tensor, mask: torch.Tensor) -> float:
     return float((x.detach() * mask).sum() / mask.sum().clamp(min=1.0))
-

@@ -75,6 +75,9 @@ def run_sft(
 
 def save_policy(model: torch.nn.Module, tokenizer: Any, path: str | Path) -> Path:
     """Save weights, config and tokenizer with ``save_pretrained`` (loadable by ``--init`` and ``--model``)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the shard-writing bar would interleave with the trainer's
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)

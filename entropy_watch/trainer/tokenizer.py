@@ -15,7 +15,7 @@ SYMBOLS: tuple[str, ...] = tuple("0123456789") + ("S", "=", ">", "+")
 
 
 def build_tokenizer() -> Any:
-    """A ``PreTrainedTokenizerFast`` with ids ``<eos>``=0, ``0``..``9``=1..10, ``S``=11, ``=``=12, ``>``=13, ``+``=14."""
+    """A ``PreTrainedTokenizerFast``: ids ``<eos>``=0, ``0``..``9``=1..10, ``S``=11, ``=``=12, ``>``=13, ``+``=14."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 

@@ -38,3 +38,27 @@ def test_algorithm_smoke(algo: str, sft_policy: Path, tmp_path: Path) -> None:
         assert M.CONTROL_ZETA in names
     if algo == "adapo":
         assert M.CONTROL_EPS_HIGH in names
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["kl", "seq-mean-token-mean", "bf16", "bf16-fp32head", "temperature"],
+)
+def test_optional_paths_smoke(variant: str, sft_policy: Path, tmp_path: Path) -> None:
+    """The switches no named algorithm turns on: KL to the reference, the original GRPO aggregation, the bf16
+    precision modes and a sampling temperature other than 1."""
+    overrides = {"kl": {"kl_coef": 0.05}, "seq-mean-token-mean": {"aggregation": "seq-mean-token-mean"}}
+    cfg = small_config("grpo", run=f"opt-{variant}", iterations=2, **overrides.get(variant, {}))
+    if variant.startswith("bf16"):
+        cfg.model.precision = variant
+    if variant == "temperature":
+        cfg.rl.temperature = 0.7
+    cfg.checkpoint_every = 1
+    res = train(cfg, store=tmp_path, init=sft_policy, strict_hooks=True)
+    assert res.hook_errors == 0 and len(res.history) == 2
+    for rec in res.history:
+        assert all(v == v for v in rec.values()), rec  # no NaN anywhere
+    if variant == "kl":  # the reference is part of the checkpoint, so resume restores it
+        assert torch.load(res.policy_dir.parent / "state.pt", weights_only=False)["ref_model"] is not None
+    store = Store(tmp_path)
+    assert len(store.series(cfg.run, M.ENTROPY_MEAN)[0]) == 2

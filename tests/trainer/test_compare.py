@@ -1,0 +1,40 @@
+"""``entropy-watch compare`` end to end on a shrunken budget, and the probe's level-crossing rule."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from entropy_watch.trainer.compare import format_table, steps_to_level
+
+
+def test_steps_to_level() -> None:
+    r = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert steps_to_level(r, 0.5, window=2) == 4  # mean(0.4, 0.6) = 0.5 after 4 iterations
+    assert steps_to_level(r, 0.5, window=1) == 4
+    assert steps_to_level(r, 0.95, window=3) is None
+    assert steps_to_level([1.0], 0.5, window=10) == 1  # shorter than the window: the whole history
+
+
+def test_compare_command_writes_runs_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from entropy_watch.cli import main
+    from entropy_watch.store import Store
+
+    try:
+        main(["--store", str(tmp_path), "compare", "--algos", "grpo,repo-r", "--seed", "3", "--steps", "2",
+              "--sft-steps", "10", "--probe-steps", "2", "--jobs", "1"])  # fmt: skip
+    except SystemExit as e:  # main() exits only on errors
+        pytest.fail(f"compare exited with {e.code}")
+    out = capsys.readouterr().out
+    assert "H_end/H0" in out and "repo-r" in out and "bf16-naive" in out
+    names = {r.name for r in Store(tmp_path).runs()}
+    assert {"sft-s3", "grpo-s3", "repo-r-s3", "grpo-s3.probe-b", "repo-r-s3.probe-b"} <= names
+    result = json.loads((tmp_path / "compare-tiny.json").read_text())
+    assert [r["algo"] for r in result["rows"]] == ["grpo", "repo-r"]
+    assert all(r["h_ratio"] is not None and r["h_ratio"] > 0 for r in result["rows"])
+    assert set(result["precision"]) == {"fp32", "bf16", "bf16-naive"}
+    assert format_table(result).row_count == 2
+    assert not math.isnan(result["summary"]["grpo"]["pass1"][0])
