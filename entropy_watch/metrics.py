@@ -42,6 +42,7 @@ ADV_FRAC_ZERO_GROUPS = "adv/frac_zero_groups"  # groups whose advantages (reward
 COV_LOGP_ADV = "cov/logp_adv"  # token covariance of log pi(a_t) and A_t
 COV_PG_DRIVE = "cov/pg_drive"  # mean of pi*(log pi - E log pi)*A over tokens; positive => the step spends entropy
 COV_PRED_DH = "cov/pred_dH"  # first-order predicted entropy change of the step (next to the observed one)
+ENTROPY_DELTA_OBS = "entropy/delta_observed"  # observed entropy change of the step, on the batch pred_dH used
 
 # --- importance ratio, KL, precision ----------------------------------------------------------------------------
 RATIO_LOG_MEAN = "ratio/log_mean"  # signed mean of log rho; persistently > 0 is the bf16 bias signature

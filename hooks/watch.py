@@ -19,12 +19,10 @@ mid-training.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +30,7 @@ import torch
 
 from entropy_watch import __version__
 from entropy_watch.histogram import entropy_bin_edges
+from entropy_watch.jsonable import to_jsonable
 from entropy_watch.recorder import Recorder
 from entropy_watch.store.layout import default_root, validate_run_name
 
@@ -200,7 +199,7 @@ class Watch:
         """Merge fields into ``run.json`` (e.g. the trainer's config once known). Guarded."""
         try:
             if self.is_writer:
-                self._writer.update_run_meta(**_jsonable(fields))
+                self._writer.update_run_meta(**to_jsonable(fields))
         except Exception as exc:  # noqa: BLE001
             self._failure("update_meta", exc)
 
@@ -258,7 +257,7 @@ class Watch:
         meta: dict[str, Any] = {
             "run": self.run,
             "framework": framework,
-            "config": _jsonable(config) if config is not None else {},
+            "config": to_jsonable(config) if config is not None else {},
             "seed": seed if seed is not None else _seed_from(config),
             "world_size": self.world_size,
             "entropy_definition": entropy_definition
@@ -285,32 +284,6 @@ def _versions() -> dict[str, str]:
 
 
 def _seed_from(config: Any) -> int | None:
-    c = _jsonable(config) if config is not None else {}
+    c = to_jsonable(config) if config is not None else {}
     s = c.get("seed") if isinstance(c, dict) else None
     return int(s) if isinstance(s, int | float) and not isinstance(s, bool) else None
-
-
-def _jsonable(obj: Any) -> Any:
-    """Configs (dataclasses, argparse namespaces, HF configs, dicts) -> plain JSON values."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        try:
-            return _jsonable(obj.to_dict())
-        except Exception:  # noqa: BLE001
-            pass
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | set):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else str(obj)
-    if isinstance(obj, str | int | bool) or obj is None:
-        return obj
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "__dict__") and not callable(obj):
-        return {k: _jsonable(v) for k, v in vars(obj).items() if not k.startswith("_")}
-    return str(obj)

@@ -39,23 +39,9 @@ def fail(err: BaseException | str, *, prefix: str = "error", code: int = 1) -> N
 
 def echo_json(obj: Any) -> None:
     """Print ``obj`` as JSON (NaN/inf become null), the shared ``--json`` output of listing commands."""
-    typer.echo(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False))
+    from entropy_watch.jsonable import to_jsonable
 
-
-def _jsonable(obj: Any) -> Any:
-    import math
-
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return _jsonable(obj.item())
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+    typer.echo(json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False))
 
 
 def fmt_value(v: float | None) -> str:

@@ -178,7 +178,9 @@ def compare(
         sft = dict(zip(seeds, pool.map(sft_stage, [preset_name] * len(seeds), seeds, [root] * len(seeds),
                                        [sft_steps] * len(seeds)), strict=True))  # fmt: skip
         futs = [
-            pool.submit(run_algo, preset_name, a, s, root, str(sft[s]), iterations, probe, lr) for s in seeds for a in algos
+            pool.submit(run_algo, preset_name, a, s, root, str(sft[s]), iterations, probe, lr)
+            for s in seeds
+            for a in algos
         ]
         prec = pool.submit(precision_check, preset_name, seeds[0], root, str(sft[seeds[0]])) if precision else None
         rows = [f.result() for f in futs]
@@ -192,17 +194,10 @@ def _save_json(path: Path, obj: dict[str, Any]) -> None:
     """Write the comparison next to the runs (NaN as null), so tables can be rebuilt without retraining."""
     import json
 
-    def clean(x: Any) -> Any:
-        if isinstance(x, float):
-            return x if math.isfinite(x) else None
-        if isinstance(x, dict):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        return x
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(obj), indent=2))
+    from entropy_watch.jsonable import to_jsonable
+
+    path.write_text(json.dumps(to_jsonable(obj), indent=2))
 
 
 def summarize(rows: list[dict[str, Any]], algos: list[str]) -> dict[str, dict[str, tuple[float, float]]]:

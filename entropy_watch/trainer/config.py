@@ -192,8 +192,13 @@ class RLConfig:
     """Gradient-norm clip (0 = off)."""
     temperature: float = 1.0
     """Sampling temperature; entropy and log-probs are taken at it."""
+    pred_dh_every: int = 10
+    """Every N iterations log ``cov/pred_dH`` (first-order predicted change of the batch's mean token entropy,
+    g_H . delta-theta) next to ``entropy/delta_observed`` (the measured change on the same batch); 0 = off. Costs one
+    forward+backward and one forward over the batch on those iterations (``entropy_drift.py``)."""
 
     def __post_init__(self) -> None:
+        _check(self.pred_dh_every >= 0, f"pred_dh_every={self.pred_dh_every}; use >= 0 (0 = off)")
         _check(self.iterations >= 0 and self.prompts >= 1 and self.group_size >= 2, "iterations, prompts, G >= 2")
         _check(self.epochs >= 1 and self.minibatches >= 1, "epochs and minibatches must be >= 1")
         _check(self.prompts * self.group_size % self.minibatches == 0, "prompts*group_size % minibatches != 0")
