@@ -13,7 +13,9 @@ Prints ratios (median over interleaved rounds); never asserts timings.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import io
 import os
 import statistics
 import tempfile
@@ -43,7 +45,8 @@ def bench_trl(rounds: int, steps: int, root: str) -> float:
             tr = ex.build_trainer(f"{root}/out", max_steps=steps, num_iterations=2, logging_steps=1)
             handle = attach(tr, run=f"bench-{r}", store=root, flush_secs=5.0) if attached else None
             t0 = time.perf_counter()
-            tr.train()
+            with contextlib.redirect_stdout(io.StringIO()):  # HF's PrinterCallback prints every log dict
+                tr.train()
             times[attached] = (time.perf_counter() - t0) / steps
             if handle is not None:
                 handle.close()

@@ -46,7 +46,7 @@ class Watch:
         vocab_size: V, fixes the histogram bins; default: ``logits.shape[-1]`` of the first call, or a 262k-token
             vocabulary when only entropies are ever passed.
         sample_tokens: highest-entropy and random token rows kept per logged step (0 disables).
-        token_every: keep token rows every N-th logged step only.
+        token_every: keep token rows every N-th logged step only (DESIGN §3: a few sequences every N steps).
         temperature: sampling temperature the logits are divided by (entropy is reported at it).
         framework: the trainer's name, stored in ``run.json``.
         entropy_definition: how the entropy passed in was computed (stored in ``run.json``).
@@ -64,7 +64,7 @@ class Watch:
         *,
         vocab_size: int | None = None,
         sample_tokens: int = 8,
-        token_every: int = 1,
+        token_every: int = 10,
         temperature: float = 1.0,
         framework: str = "torch",
         entropy_definition: str | None = None,

@@ -99,7 +99,8 @@ def live_panel() -> None:
     c1, c2 = st.columns(2)
     with c1:
         src = M.ENTROPY_MEAN if M.ENTROPY_MEAN in names_logged else M.ENTROPY_SAMPLED_NLL
-        observed = data.delta(root, run, version, src, window)
+        # same-batch change the trainer measured (entropy_drift.py) if logged, else the step-to-step change of src
+        observed = tr.get(M.ENTROPY_DELTA_OBS) or data.delta(root, run, version, src, window)
         if M.COV_PRED_DH in tr or observed is not None:
             st.plotly_chart(charts.delta_h_chart(tr.get(M.COV_PRED_DH), observed), key="dh")
         else:

@@ -48,7 +48,9 @@ def _n_tokens(batch: Rollout) -> float:
     return max(float(batch.mask.sum()), 1.0)
 
 
-def masked_mean_entropy(model: torch.nn.Module, batch: Rollout, precision: str, temperature: float, chunks: int) -> float:
+def masked_mean_entropy(
+    model: torch.nn.Module, batch: Rollout, precision: str, temperature: float, chunks: int
+) -> float:
     """Mean token entropy (nats) of ``model`` over the valid completion tokens of ``batch``; no gradient."""
     total = 0.0
     with torch.no_grad():

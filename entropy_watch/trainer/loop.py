@@ -9,6 +9,8 @@ selecting pure functions from ``algorithms.py``. Token statistics go through ``e
 those of the first pass over each rollout batch (epoch 0): entropy of the policy being updated and ratios against the
 sampler's log-probs. The first mini-batch of that pass precedes any update of the iteration, so its mean log-ratio is
 the trainer-vs-sampler precision gap (logged as ``ratio/log_mean_first_minibatch`` next to ``precision/logp_gap_*``).
+Every ``rl.pred_dh_every`` iterations ``entropy_drift.py`` logs the update's first-order predicted entropy change
+(``cov/pred_dH``) next to the change observed on the same rollout batch (``entropy/delta_observed``).
 Checkpoints hold everything needed to continue the same trajectory bit for bit (weights, optimizer, controllers,
 random generators); resuming writes a ``resume`` event.
 """
@@ -31,6 +33,7 @@ from entropy_watch.store.layout import default_root, run_dir
 from entropy_watch.trainer import algorithms as alg
 from entropy_watch.trainer.checkpoint import load_checkpoint, load_policy, save_checkpoint
 from entropy_watch.trainer.config import AlgoConfig, TrainConfig
+from entropy_watch.trainer.entropy_drift import begin_probe, finish_probe
 from entropy_watch.trainer.evaluate import evaluate
 from entropy_watch.trainer.model import build_model, n_params, token_logp
 from entropy_watch.trainer.rollout import Rollout, completion_forward, sample
@@ -179,7 +182,13 @@ def train(
             kept = keep.bool().nonzero().squeeze(-1).to(device)
 
             # ---- 4. update: epochs x mini-batches of the clipped surrogate ---------------------------------------
+            # every pred_dh_every iterations: g_H and theta before, predicted vs observed entropy change after
+            probe_args = (model, ro, prec, rl.temperature, rl.minibatches)
+            probe = begin_probe(*probe_args) if rl.pred_dh_every and it % rl.pred_dh_every == 0 else None
             logged = update_policy(model, ref_model, optimizer, ro.select(kept), adv[kept], a, ctl, cfg, gen, cpu_gen)
+            drift: dict[str, float] = {}
+            if probe is not None:
+                drift[M.COV_PRED_DH], drift[M.ENTROPY_DELTA_OBS] = finish_probe(probe, *probe_args)
 
             # ---- 5. controllers (once per iteration, on the sampling policy's batch entropy) ---------------------
             if a.controller == "zeta":
@@ -222,6 +231,7 @@ def train(
                 record[M.CONTROL_ENTROPY_COEF] = ctl.entropy_coef
             if logged is not None:
                 record.update(logged["scalars"])
+            record.update(drift)
             watch.log_dict(it, record)
             result.history.append({"iteration": it, **record})
 

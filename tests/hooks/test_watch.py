@@ -152,7 +152,7 @@ def test_full_disk_keeps_rows_and_training_continues(tmp_path: Path, monkeypatch
 
 def test_token_rows_dropped_first_and_counted(tmp_path: Path) -> None:
     logits, mask, token_ids, *_ = _batch()
-    w = Watch("drop", store=tmp_path, flush_secs=3600, sample_tokens=8)
+    w = Watch("drop", store=tmp_path, flush_secs=3600, sample_tokens=8, token_every=1)
     w._recorder.max_token_rows = 10
     for step in range(5):
         w.log_tokens(step, logits=logits, mask=mask, token_ids=token_ids)
