@@ -39,7 +39,7 @@ def test_nested_values_become_plain_json() -> None:
         "np": np.float32(0.5),
         "arr": np.arange(3),
         "inf": float("inf"),
-        1: {2, 2},
+        1: {2},
     }
     out = to_jsonable(obj)
     assert out == {
