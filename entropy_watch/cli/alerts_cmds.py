@@ -92,7 +92,7 @@ def _write_alerts(root: Path, run: str, new: list[Alert]) -> int:
         seen = set(zip(*cols, strict=True))
     fresh = [a for a in new if (a.step, a.detector, a.kind, a.severity) not in seen]
     if fresh:
-        w = RunWriter(root, run)
+        w = RunWriter(root, run, heartbeat=False)  # never flip a finished run back to 'running'
         w.write("alerts", rows(fresh))
     return len(fresh)
 

@@ -56,6 +56,8 @@ class RunWriter:
         fsync: flush files and directories to disk on every publish (power-loss safety; ~8 % slower at 10k rows).
         heartbeat_interval_s: how often :meth:`write` refreshes the heartbeat by itself; readers call a run
             "stalled" when its heartbeat is older than three intervals.
+        heartbeat: ``False`` for a writer that adds rows to a run it does not own (stored alerts): it never
+            touches the rank's status file.
 
     Raises:
         StoreUnwritable: the root cannot be created or written.
@@ -70,8 +72,11 @@ class RunWriter:
         fsync: bool = False,
         *,
         heartbeat_interval_s: float = DEFAULT_HEARTBEAT_S,
+        heartbeat: bool = True,
     ) -> None:
         self.run = layout.validate_run_name(run)
+        self.beats = heartbeat  # False for side writers (alerts from `entropy-watch alerts --write`): the run's state
+        # belongs to the process that trains it, and an analysis must not mark a finished run "running"
         if int(rank) < 0:
             raise ValueError(f"rank must be >= 0, got {rank}")
         self.root = layout.default_root(root)
@@ -98,7 +103,8 @@ class RunWriter:
             ) from None
         self._clean_tmp()
         self.update_run_meta()
-        self.heartbeat(state="running")
+        if self.beats:
+            self.heartbeat(state="running")
 
     # -- run.json -------------------------------------------------------------------------------------------------
     def update_run_meta(self, **fields: Any) -> dict[str, Any]:
@@ -149,7 +155,7 @@ class RunWriter:
                 top = pc.max(tbl.column("step")).as_py()
                 if top is not None and (self._last_step is None or top > self._last_step):
                     self._last_step = int(top)
-            due = time.time() - self._last_beat >= self.heartbeat_interval_s
+            due = self.beats and time.time() - self._last_beat >= self.heartbeat_interval_s
         if due:
             self.heartbeat()
         return path
@@ -159,6 +165,8 @@ class RunWriter:
         """Publish ``status/rank=<r>.json``: last_step, pid, host, state, updated_at (Unix s), interval_s, session."""
         if state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+        if not self.beats:
+            return
         with self._lock:
             if step is not None:
                 self._last_step = int(step) if self._last_step is None else max(self._last_step, int(step))
