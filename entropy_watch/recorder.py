@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from entropy_watch import metrics as M
@@ -78,6 +78,9 @@ class Recorder:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_heartbeat = 0.0
+        # called once at the start of close() (also at exit and on SIGTERM), before the final publish: Watch drains
+        # its statistics worker here so that pending steps are written
+        self.before_close: Callable[[], Any] | None = None
         self._thread = threading.Thread(target=self._run, name="entropy_watch-recorder", daemon=True)
         self._thread.start()
         self_ref = weakref.ref(self)
@@ -148,6 +151,11 @@ class Recorder:
             if self._closed:
                 return
             self._closed = True
+        if self.before_close is not None:
+            try:
+                self.before_close()
+            except Exception as exc:  # noqa: BLE001 - still publish what is buffered
+                self._record_io_failure("before_close", exc)
         self._stop.set()
         self._wake.set()
         if threading.current_thread() is not self._thread:

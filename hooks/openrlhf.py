@@ -83,7 +83,8 @@ def record_policy_loss(
     advantages: torch.Tensor,
     action_mask: torch.Tensor | None,
 ) -> dict[str, float]:
-    """Record one micro-batch. Shapes ``(B, A)`` (A = action tokens); returns the recorded scalars."""
+    """Record one micro-batch. Shapes ``(B, A)`` (A = action tokens); returns the recorded scalars
+    (``{}`` for the entropy path when ``Watch`` computes statistics in the background)."""
     w = get_watch()
     eps_low, eps_high = _eps(loss)
     entropy, _state["entropy"] = _state["entropy"], None

@@ -10,10 +10,12 @@
 
 Every call is guarded: a failure is logged once with its hook name, later ones are counted (``hooks/errors``), and
 training continues; ``strict=True`` re-raises (tests). Per-token work stays on the tensors' device and is reduced
-there (``step_stats``); only O(bins + scalars) crosses to the CPU. Under ``torch.distributed`` the statistics are
-all-reduced over the group and rank 0 writes (or, with ``reduce=False``, every rank writes its own ``rank=`` folder).
-An unwritable store raises :class:`~entropy_watch.errors.StoreUnwritable` here, when ``Watch`` is created, never
-mid-training.
+there (``step_stats``); only O(bins + scalars) crosses to the CPU. Unless statistics are all-reduced across ranks or
+``strict=True``, that reduction runs on one background worker (``entropy_watch.hooks.async_stats``), so the training
+thread pays only for the entropy from logits and a snapshot of the small per-token tensors. Under
+``torch.distributed`` the statistics are all-reduced over the group and rank 0 writes (or, with ``reduce=False``,
+every rank writes its own ``rank=`` folder). An unwritable store raises
+:class:`~entropy_watch.errors.StoreUnwritable` here, when ``Watch`` is created, never mid-training.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 
 from entropy_watch import __version__
 from entropy_watch.histogram import entropy_bin_edges
+from entropy_watch.hooks.async_stats import DeviceFence, StatsWorker, snapshot
 from entropy_watch.jsonable import to_jsonable
 from entropy_watch.recorder import Recorder
 from entropy_watch.store.layout import default_root, validate_run_name
@@ -53,6 +56,13 @@ class Watch:
         process_group: data-parallel group to reduce over (default: the world group when initialised).
         reduce: all-reduce statistics across ranks and write from rank 0 only; ``False``: each rank writes its own.
         flush_secs: publish interval of the background recorder.
+        seed: the run's seed for ``run.json`` (default: ``config["seed"]`` when there is one).
+        async_stats: compute each step's statistics on one background worker (FIFO, at most ``max_pending_stats``
+            steps waiting; beyond that ``log_tokens`` waits for a slot). Used only when no collective is needed
+            (single process or ``reduce=False``) and ``strict`` is False; otherwise statistics are computed in the
+            calling thread, as collectives must run in lockstep there. In async mode ``log_tokens`` returns ``{}``
+            and failures of the statistics are counted (``hooks/errors``) when the worker meets them.
+        max_pending_stats: back-pressure bound of the worker (steps whose snapshots may be held at once).
     """
 
     def __init__(
@@ -72,6 +82,8 @@ class Watch:
         reduce: bool = True,
         flush_secs: float = 2.0,
         seed: int | None = None,
+        async_stats: bool = True,
+        max_pending_stats: int = 8,
     ) -> None:
         from entropy_watch.store import RunWriter
 
@@ -97,6 +109,12 @@ class Watch:
             writer.update_run_meta(**self._run_meta(config, framework, entropy_definition, seed))
             self._recorder = Recorder(writer, flush_secs=flush_secs, strict=strict)
             self._writer = writer
+        self._stats: StatsWorker | None = None
+        if async_stats and not strict and not self.reduce:
+            self._stats = StatsWorker(lambda exc: self._failure("log_tokens", exc), max_pending=max_pending_stats)
+            if self._recorder is not None:  # atexit and SIGTERM close the recorder: pending steps are written first
+                self._recorder.before_close = lambda: self._stats.drain(30.0) if self._stats else None
+        self._side_streams: dict[Any, Any] = {}  # the worker's CUDA stream per device
 
     # ---- public API --------------------------------------------------------------------------------------------
     def log_tokens(
@@ -118,6 +136,10 @@ class Watch:
     ) -> dict[str, float]:
         """Compute and record one step's token statistics; returns the scalars (empty dict on a guarded failure).
 
+        With the background worker (``async_stats``, the default outside ``strict`` and cross-rank reduction) the
+        statistics are computed after this returns and the result is always ``{}``; read the store, or pass
+        ``async_stats=False`` when the caller needs the scalars back.
+
         Shapes: ``logits (B, T, V)`` or ``entropy (B, T)`` (nats; pass it when the trainer already has it, so no
         second softmax runs), ``mask (B, T)`` of valid completion tokens, ``logp``/``old_logp (B, T)`` log-probs of
         the sampled tokens under the current and the sampling policy, ``advantages (B,)`` or ``(B, T)``,
@@ -127,6 +149,7 @@ class Watch:
             from entropy_watch.hooks.entropy import token_entropy
             from entropy_watch.hooks.stats import step_stats
 
+            ours: set[str] = set()  # tensors computed here (not shared with the caller)
             with torch.no_grad():
                 if entropy is None:
                     if logits is None:
@@ -134,36 +157,35 @@ class Watch:
                     self._fix_edges(int(logits.shape[-1]))
                     if logp is None and token_ids is not None:
                         entropy, logp = token_entropy(logits.detach(), self.temperature, token_ids=token_ids)
+                        ours.add("logp")
                     else:
                         entropy = token_entropy(logits.detach(), self.temperature)
+                    ours.add("entropy")
                 else:
                     self._fix_edges(int(logits.shape[-1]) if logits is not None else None)
                 keep_tokens = self.sample_tokens if self._n_logged % self.token_every == 0 else 0
                 self._n_logged += 1
-                stats = step_stats(
-                    entropy.detach(),
-                    mask,
-                    logp=None if logp is None else logp.detach(),
-                    old_logp=None if old_logp is None else old_logp.detach(),
-                    advantages=None if advantages is None else advantages.detach(),
-                    group_ids=group_ids,
-                    eps_low=eps_low,
-                    eps_high=eps_high,
-                    dual_clip=dual_clip,
-                    token_ids=token_ids,
-                    tokenizer=tokenizer,
-                    edges=self._edges,
-                    sample_tokens=keep_tokens,
-                    step=int(step),
-                    process_group=(self.process_group if self.reduce else False),
-                )
-            if self._recorder is not None:
-                self._recorder.scalars(step, stats.scalars)
-                if stats.n_tokens:
-                    self._recorder.hist(step, stats.hist)
-                if stats.tokens:
-                    self._recorder.tokens(stats.tokens)
-            return dict(stats.scalars)
+                kwargs: dict[str, Any] = {
+                    "eps_low": eps_low,
+                    "eps_high": eps_high,
+                    "dual_clip": dual_clip,
+                    "tokenizer": tokenizer,
+                    "edges": self._edges,
+                    "sample_tokens": keep_tokens,
+                    "step": int(step),
+                    "process_group": (self.process_group if self.reduce else False),
+                }
+                tensors = {"entropy": entropy, "mask": mask, "logp": logp, "old_logp": old_logp}
+                tensors |= {"advantages": advantages, "group_ids": group_ids, "token_ids": token_ids}
+                if self._stats is None:
+                    stats = step_stats(**{k: None if t is None else t.detach() for k, t in tensors.items()}, **kwargs)
+                    self._record(step, stats)
+                    return dict(stats.scalars)
+                # snapshot what the caller owns: it may change it in place once we return (see snapshot)
+                snap = {k: (t.detach() if k in ours else snapshot(t)) for k, t in tensors.items()}
+                fence = DeviceFence(list(snap.values()))
+            self._stats.submit(lambda: self._stats_job(step, snap, kwargs, fence))
+            return {}
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
             self._failure("log_tokens", exc)
             return {}
@@ -204,7 +226,9 @@ class Watch:
             self._failure("update_meta", exc)
 
     def flush(self) -> None:
-        """Publish everything buffered now (the background thread does this every ``flush_secs`` anyway)."""
+        """Finish pending statistics and publish everything buffered now (the recorder does this every
+        ``flush_secs`` anyway)."""
+        self._drain()
         if self._recorder is not None:
             try:
                 self._recorder.flush()
@@ -212,7 +236,10 @@ class Watch:
                 self._failure("flush", exc)
 
     def close(self, state: str = "finished") -> None:
-        """Publish what is left and mark the run ``state``. Called by ``with``, at exit and on SIGTERM."""
+        """Finish pending statistics, publish what is left and mark the run ``state``. Called by ``with``, at exit
+        and on SIGTERM (through the recorder, which drains the statistics worker first)."""
+        if self._stats is not None:
+            self._stats.close()
         if self._recorder is not None:
             try:
                 self._recorder.close(state)
@@ -221,11 +248,14 @@ class Watch:
 
     @property
     def errors(self) -> int:
-        """Guarded failures so far (recorded as ``hooks/errors``)."""
+        """Guarded failures so far (recorded as ``hooks/errors``); waits for pending statistics first."""
+        self._drain()
         return self._recorder.errors if self._recorder is not None else self._local_errors
 
     @property
     def dropped_token_rows(self) -> int:
+        """Token sample rows dropped under back-pressure so far; waits for pending statistics first."""
+        self._drain()
         return self._recorder.dropped_tokens if self._recorder is not None else 0
 
     def __enter__(self) -> Watch:
@@ -236,6 +266,28 @@ class Watch:
 
     # ---- internals ---------------------------------------------------------------------------------------------
     _local_errors = 0
+
+    def _stats_job(
+        self, step: int, tensors: dict[str, torch.Tensor | None], kwargs: dict[str, Any], fence: DeviceFence
+    ) -> None:
+        """The worker's half of ``log_tokens``: ``step_stats`` on the snapshots, then into the recorder."""
+        from entropy_watch.hooks.stats import step_stats
+
+        with torch.no_grad(), fence.enter(self._side_streams):  # grad mode is per thread
+            stats = step_stats(**tensors, **kwargs)
+        self._record(step, stats)
+
+    def _record(self, step: int, stats: Any) -> None:
+        if self._recorder is not None:
+            self._recorder.scalars(step, stats.scalars)
+            if stats.n_tokens:
+                self._recorder.hist(step, stats.hist)
+            if stats.tokens:
+                self._recorder.tokens(stats.tokens)
+
+    def _drain(self) -> None:
+        if self._stats is not None:
+            self._stats.drain()
 
     def _failure(self, where: str, exc: BaseException) -> None:
         if self._recorder is not None:

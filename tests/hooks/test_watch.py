@@ -91,13 +91,14 @@ def test_bad_input_is_counted_not_raised(tmp_path: Path, caplog: pytest.LogCaptu
             assert out == {}
         w.log_tokens(3)  # neither logits nor entropy
         w.log(4, **{"reward/mean": "not a number"})
-        ok = w.log_tokens(5, logits=logits, mask=mask)
-        assert ok[M.TOKENS_COUNT] == mask.sum().item()
+        assert w.log_tokens(5, logits=logits, mask=mask) == {}  # async statistics: the scalars go to the store
         assert w.errors == 5
     warnings = [r for r in caplog.records if "log_tokens failed" in r.getMessage()]
     assert len(warnings) == 1, "the first failure of a hook is warned once, later ones only counted"
     _, errs = Store(tmp_path).series("bad", M.HOOKS_ERRORS)
     assert errs[-1] == 5
+    steps, count = Store(tmp_path).series("bad", M.TOKENS_COUNT)
+    assert steps.tolist() == [5] and count.tolist() == [mask.sum().item()]
 
 
 def test_strict_reraises(tmp_path: Path) -> None:
