@@ -145,6 +145,7 @@ def sql(
     """Run a read-only SQL query on the store (DuckDB, in memory; never locks the store)."""
     from entropy_watch.store import Store
 
+    _check_read_only(query)
     table = Store(state(ctx).root()).sql(query)
     rows = table.slice(0, limit).to_pylist()
     if as_json:
@@ -198,6 +199,23 @@ def export(
         store.run_meta(name)
     path = export_duckdb(store.root, duckdb_file, runs=run or None)
     typer.echo(f"wrote {path}")
+
+
+def _check_read_only(query: str) -> None:
+    """Allow exactly one SELECT (or EXPLAIN) statement: no COPY ... TO, CREATE, ATTACH, PRAGMA or a second statement."""
+    import duckdb
+
+    from entropy_watch.errors import EntropyWatchError
+
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as e:
+        raise EntropyWatchError(f"SQL does not parse: {str(e).splitlines()[0]}") from None
+    kinds = [s.type for s in statements]
+    allowed = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+    if len(kinds) != 1 or kinds[0] not in allowed:
+        got = ", ".join(k.name for k in kinds) or "nothing"
+        raise EntropyWatchError(f"`sql` runs one read-only SELECT query; got {got}")
 
 
 def _latest(store, run: str, names: tuple[str, ...]) -> dict[str, tuple[float, int]]:

@@ -57,3 +57,13 @@ def test_invalid_run_name_rejected(tmp_path) -> None:
         text=True,
     )
     assert r.returncode == 1 and "run name" in r.stderr
+
+
+def test_sql_is_read_only(tmp_path) -> None:
+    target = tmp_path / "written.csv"
+    for query in (f"COPY (SELECT 1) TO '{target}'", "CREATE TABLE t AS SELECT 1", "SELECT 1; SELECT 2"):
+        r = runner.invoke(app, ["--store", str(tmp_path), "sql", query])  # main() turns this into one line
+        assert r.exit_code == 1 and "read-only SELECT" in str(r.exception), (query, r.exception)
+    assert not target.exists()
+    r = runner.invoke(app, ["--store", str(tmp_path), "sql", "SELECT 41 + 1 AS answer", "--json"])
+    assert r.exit_code == 0 and '"answer": 42' in r.output
