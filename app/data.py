@@ -122,8 +122,10 @@ def paired(root: str, run: str, version: Any, x: str, y: str, window: tuple[int,
 
 
 @st.cache_data(show_spinner=False, ttl=300, max_entries=128)
-def heatmap(root: str, run: str, version: Any, n_bins: int, window: tuple[int, int]) -> Q.Heatmap:
-    return Q.heatmap(tail_reader(root), run, n_bins, window)
+def heatmap(
+    root: str, run: str, version: Any, n_bins: int, window: tuple[int, int], max_cols: int = Q.MAX_COLS
+) -> Q.Heatmap:
+    return Q.heatmap(tail_reader(root), run, n_bins, window, max_cols)
 
 
 @st.cache_data(show_spinner=False, ttl=300, max_entries=256)

@@ -199,3 +199,119 @@ def tokens_section(root: str, run: str) -> None:
             "context": st.column_config.TextColumn("context (token in ⟦ ⟧, … = unsampled)", width="large"),
         },
     )
+
+
+# Tabs of the Run page below the entropy chart; only the open one runs (``app/pages/run.py``).
+# Secondary charts get at most this many points per trace and heatmap columns (the entropy chart keeps the
+# query default): halves their Plotly payload and SVG path length on a 100k-step run.
+TABS = ("Distribution", "Drivers: clipping, advantages, covariance", "Reward and precision")
+TAB_POINTS = 1000
+HEATMAP_COLS = 500
+
+
+def coarsen(tr: Trace, max_points: int = TAB_POINTS) -> Trace:
+    """``tr`` merged ``k`` buckets at a time until it has ≤ ``max_points`` points: mean of the bucket means (steps
+    and values), min of ``lo``, max of ``hi``; ``width`` grows ``k``-fold. Short traces are returned unchanged."""
+    n = len(tr)
+    if n <= max_points:
+        return tr
+    k = -(-n // max_points)
+    m = -(-n // k) * k
+    pad = m - n
+
+    def fold(a: np.ndarray, how: Any) -> np.ndarray:
+        x = np.concatenate([a.astype(np.float64), np.full(pad, np.nan)]).reshape(-1, k)
+        return how(x, axis=1)
+
+    return Trace(tr.name, fold(tr.steps, np.nanmean), fold(tr.mean, np.nanmean), fold(tr.lo, np.nanmin),
+                 fold(tr.hi, np.nanmax), tr.width * k)  # fmt: skip
+
+
+def distribution_tab(
+    root: str, run: str, version: tuple[int, int], meta: dict[str, Any], tr: dict[str, Trace], window: tuple[int, int]
+) -> None:
+    """Token-entropy histogram over steps and the quantile fan."""
+    c1, c2 = st.columns(2)
+    with c1:
+        edges = meta.get("hist_edges")
+        if not edges:
+            st.info("No histogram bin edges in run.json (`hist_edges`): this run has no per-token distribution.")
+        else:
+            hm = data.heatmap(root, run, version, len(edges), window, HEATMAP_COLS)
+            if hm.steps.size == 0:
+                st.info(
+                    "No token-entropy histogram for this run: imported logs carry only scalar metrics. "
+                    "Record with `entropy_watch.hooks.Watch` to get the per-token distribution."
+                )
+            else:
+                st.plotly_chart(charts.entropy_heatmap(hm, np.asarray(edges)), key="heatmap")
+    with c2:
+        quant = {n: coarsen(tr[n]) for n in M.ENTROPY_QUANTILES if n in tr}
+        if quant:
+            st.plotly_chart(charts.quantile_fan(quant), key="fan")
+        else:
+            st.info("No entropy quantiles (entropy/p10…p99) logged for this run.")
+
+
+def drivers_tab(
+    root: str, run: str, version: tuple[int, int], names: list[str], tr: dict[str, Trace], window: tuple[int, int]
+) -> None:
+    """Clipping, advantages, predicted vs observed ΔH and the covariance drive."""
+    tr = {n: coarsen(t) for n, t in tr.items()}
+    c1, c2 = st.columns(2)
+    with c1:
+        clip_section(tr)
+    with c2:
+        adv = [(n.split("/")[1], tr[n]) for n in (M.ADV_MEAN, M.ADV_STD, M.ADV_MIN, M.ADV_MAX) if n in tr]
+        if M.ADV_FRAC_ZERO_GROUPS in tr:
+            adv.append(("share of zero-variance groups", tr[M.ADV_FRAC_ZERO_GROUPS]))
+        if adv:
+            st.plotly_chart(charts.lines(adv, "Advantages", "advantage (reward units) / share"), key="adv")
+        else:
+            st.info("No advantage statistics (adv/*) logged for this run.")
+    c1, c2 = st.columns(2)
+    with c1:
+        src = M.ENTROPY_MEAN if M.ENTROPY_MEAN in names else M.ENTROPY_SAMPLED_NLL
+        # same-batch change the trainer measured (entropy_drift.py) if logged, else the step-to-step change of src
+        observed = tr.get(M.ENTROPY_DELTA_OBS) or data.delta(root, run, version, src, window)
+        if M.COV_PRED_DH in tr or observed is not None:
+            obs = coarsen(observed) if observed is not None else None
+            st.plotly_chart(charts.delta_h_chart(tr.get(M.COV_PRED_DH), obs), key="dh")
+        else:
+            st.info("Not enough entropy points to show its per-step change.")
+    with c2:
+        cov = [(n, tr[n]) for n in (M.COV_PG_DRIVE, M.COV_LOGP_ADV) if n in tr]
+        if cov:
+            fig = charts.lines(cov, "Covariance drive (positive ⇒ the step spends entropy)", "covariance (nats)")
+            fig.add_hline(y=0.0, line={"color": "#999", "width": 1})
+            st.plotly_chart(fig, key="cov")
+        else:
+            st.info("No covariance terms (cov/pg_drive, cov/logp_adv) logged: they need log-probs and advantages.")
+
+
+def reward_tab(
+    root: str,
+    run: str,
+    version: tuple[int, int],
+    names: list[str],
+    tr: dict[str, Trace],
+    job: insight.JobState,
+    window: tuple[int, int],
+    cfg: DetectorConfig,
+) -> None:
+    """Reward vs entropy with the law's ceiling, precision signals and the controller's state."""
+    tr = {n: coarsen(t) for n, t in tr.items()}
+    c1, c2 = st.columns(2)
+    with c1:
+        reward_section(root, run, version, names, job, window, cfg)
+    with c2:
+        prec = [(n, tr[n]) for n in (M.RATIO_LOG_MEAN, M.PRECISION_LOGP_GAP_MEAN, M.PRECISION_LOGP_GAP_MAX) if n in tr]
+        if prec:
+            fig = charts.lines(prec, "Precision signals (bf16 ratio bias)", "log-prob gap / mean log ratio (nats)")
+            fig.add_hline(y=0.0, line={"color": "#999", "width": 1})
+            st.plotly_chart(fig, key="precision")
+        else:
+            st.info("No precision signals (ratio/log_mean, precision/logp_gap_*) logged for this run.")
+    control = [(n.split("/", 1)[1], tr[n]) for n in names if n.startswith("control/") and n in tr]
+    if control:
+        st.plotly_chart(charts.lines(control, "Controller state (control/*)", "value"), key="control")

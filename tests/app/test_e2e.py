@@ -105,6 +105,17 @@ def _charts_rendered(page: object, at_least: int, timeout_ms: int = 60_000) -> N
     )
 
 
+def _titles_rendered(page: object, titles: list[str], timeout_ms: int = 60_000) -> None:
+    """Wait until a rendered chart exists for each title fragment (e.g. after opening a tab)."""
+    page.wait_for_function(  # type: ignore[attr-defined]
+        """ts => { const d = [...document.querySelectorAll('.js-plotly-plot')]
+                     .filter(e => e._fullData && e._fullData.length > 0).map(e => e.layout.title.text);
+                   return ts.every(t => d.some(x => x.includes(t))); }""",
+        arg=titles,
+        timeout=timeout_ms,
+    )
+
+
 def _shot(page: object, tmp_path: Path, name: str, height: int = 1000) -> None:
     """Screenshot at a viewport tall enough for the page (Streamlit scrolls inside its own container, so a
     full-page screenshot alone would stop at the viewport)."""
@@ -130,16 +141,24 @@ def test_pages_render_and_update_live(server: str, browser: object, e2e_store: P
     _shot(page, tmp_path, "01_runs")
 
     page.goto(f"{server}/run?run={COLLAPSE}")
-    _charts_rendered(page, 9)
-    titles = page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].map(e => e.layout.title.text)")
-    assert any("Token entropy (mean) and forecast" in t for t in titles)  # Streamlit's theme wraps titles in <b>
-    assert any("histogram" in t for t in titles)
+    _charts_rendered(page, 4)  # on load: entropy, the first tab (histogram, quantile fan), alert timeline
+    _titles_rendered(page, ["Token entropy (mean) and forecast", "histogram", "quantiles", "Alert timeline"])
     y_titles = page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].map(e => e.layout.yaxis.title.text)")
+    _shot(page, tmp_path, "02_run", height=2600)
+    for i, (tab, titles) in enumerate(
+        [("Drivers", ["Clipped tokens", "Advantages", "Entropy change per step", "Covariance drive"]),
+         ("Reward and precision", ["vs entropy"])]
+    ):  # fmt: skip
+        page.get_by_role("tab", name=tab).click()
+        _titles_rendered(page, titles)
+        y_titles += page.evaluate(
+            "[...document.querySelectorAll('.js-plotly-plot')].map(e => e.layout.yaxis.title.text)"
+        )
+        _shot(page, tmp_path, f"02_run_tab{i + 2}", height=2600)
     assert all(y_titles), "every chart has a y-axis label"
-    _shot(page, tmp_path, "02_run", height=3600)
 
     page.goto(f"{server}/run?run=live")
-    _charts_rendered(page, 5)
+    _charts_rendered(page, 3)  # entropy and the first tab (a healthy run has no alerts)
     expect(page.get_by_test_id("stMetricValue").nth(1)).to_have_text("149")
     w = RunWriter(e2e_store, "live")
     w.write("scalars", {"step": list(range(150, 180)), "name": [M.ENTROPY_MEAN] * 30, "value": [0.3] * 30})

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from entropy_watch import metrics as M
+from entropy_watch.app.run_panels import TABS
 from entropy_watch.store import RunWriter, Store
 
 from .conftest import APP_MAIN, COLLAPSE, HEALTHY, IMPORTED, decode, figures
@@ -33,6 +34,18 @@ def app(monkeypatch: pytest.MonkeyPatch, root: Path, page: str | None = None, **
 
 def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
+
+
+def all_tabs(at: AppTest) -> dict[str, dict]:
+    """The Run page's figures with every tab opened in turn (only the open tab's charts are sent), back on the
+    first tab at the end."""
+    figs = figures(at)
+    for label in (*TABS[1:], TABS[0]):
+        at.session_state["run_tab"] = label
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        figs.update(figures(at))
+    return figs
 
 
 def infos(at: AppTest) -> str:
@@ -66,7 +79,8 @@ def test_runs_page_lists_every_run_with_health_and_status(monkeypatch: pytest.Mo
 
 def test_run_page_figures_match_the_store(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
     at = app(monkeypatch, synthetic_store, "pages/run.py", run_select=COLLAPSE)
-    figs = figures(at)
+    assert set(figures(at)) == {"entropy", "heatmap", "fan", "alerts"}, "on load: header, entropy, first tab, alerts"
+    figs = all_tabs(at)
     assert {"entropy", "heatmap", "fan", "clip", "adv", "dh", "cov", "reward", "alerts"} <= set(figs)
     store = Store(synthetic_store)
     steps, h = store.series(COLLAPSE, M.ENTROPY_MEAN)
@@ -94,6 +108,10 @@ def test_run_page_figures_match_the_store(monkeypatch: pytest.MonkeyPatch, synth
 def test_imported_run_explains_missing_charts(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
     at = app(monkeypatch, synthetic_store, "pages/run.py", run_select=IMPORTED)
     text = infos(at)
+    for label in TABS[1:]:
+        at.session_state["run_tab"] = label
+        at.run()
+        text += infos(at)
     assert "No histogram bin edges" in text or "No token-entropy histogram" in text
     assert "No reward logged" in text
     assert "No clip fractions" in text
@@ -133,7 +151,7 @@ def test_compare_overlays_runs_aligned_by_step(monkeypatch: pytest.MonkeyPatch, 
 
 def test_watch_run_page_shows_tokens_clip_and_drivers(monkeypatch: pytest.MonkeyPatch, watch_store: Path) -> None:
     at = app(monkeypatch, watch_store, "pages/run.py", run_select="watch-loop")
-    figs = figures(at)
+    figs = all_tabs(at)
     assert {"entropy", "heatmap", "fan", "clip", "adv", "reward"} <= set(figs)
     tokens = at.dataframe[-1].value
     assert len(tokens) == 25 and "⟦" in tokens["context"].iloc[0]
@@ -144,3 +162,20 @@ def test_watch_run_page_shows_tokens_clip_and_drivers(monkeypatch: pytest.Monkey
     np.testing.assert_allclose(decode(figs["entropy"]["data"][0]["y"]), h)
     at.number_input(key="tok_min").set_value(100.0).run()  # nothing has entropy above ln 16
     assert "No sampled tokens match" in infos(at)
+
+
+def test_tab_charts_are_coarsened_without_losing_extremes() -> None:
+    from entropy_watch.app.queries import Trace
+    from entropy_watch.app.run_panels import coarsen
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(2002, dtype=np.float64)
+    y = rng.normal(size=2002)
+    tr = coarsen(Trace("x", steps, y, y - 1.0, y + 1.0, width=50), 1000)
+    assert len(tr) == 668 and tr.width == 150  # ceil(2002 / 1000) = 3 buckets merged per point
+    np.testing.assert_allclose(tr.mean[:-1], y[:2001].reshape(-1, 3).mean(axis=1))
+    np.testing.assert_allclose(tr.hi[:-1], y[:2001].reshape(-1, 3).max(axis=1) + 1.0)
+    assert tr.lo.min() == pytest.approx(y.min() - 1.0)
+    assert tr.steps[-1] == 2001.0 and tr.mean[-1] == y[-1]  # the last, partial bucket: the newest step alone
+    short = Trace("s", steps[:10], y[:10], y[:10], y[:10])
+    assert coarsen(short, 1000) is short
