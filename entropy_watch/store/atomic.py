@@ -17,13 +17,15 @@ Crash-safety argument (DESIGN §3, notes/STORE_AND_APP §3):
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -54,12 +56,17 @@ def json_tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{next(_counter)}.tmp")
 
 
-def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
-    """Publish ``data`` at ``path`` via a hidden temporary and ``os.replace`` (readers see old or new, never part)."""
-    tmp = json_tmp_path(path)
+@contextlib.contextmanager
+def publishing(path: Path, tmp: Path, *, fsync: bool = False) -> Iterator[BinaryIO]:
+    """Write a file for ``path`` through the hidden temporary ``tmp`` (same directory), then publish it.
+
+    The body writes to the yielded file object; when it returns, the file is flushed (and fsynced with ``fsync``)
+    and moved into place with ``os.replace``, and the directory entry is fsynced. If the body or the publish
+    fails, the temporary is removed and the error propagates: readers never see a partial file.
+    """
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            yield fh
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -69,6 +76,12 @@ def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
         raise
     if fsync:
         fsync_dir(path.parent)
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
+    """Publish ``data`` at ``path`` via a hidden temporary and ``os.replace`` (readers see old or new, never part)."""
+    with publishing(path, json_tmp_path(path), fsync=fsync) as fh:
+        fh.write(data)
 
 
 def write_json_atomic(path: Path, obj: Any, *, fsync: bool = False) -> None:
@@ -92,19 +105,8 @@ def write_parquet_atomic(path: Path, table: pa.Table, *, fsync: bool = False, co
 
     ``path.name`` must already be unique to this process (it carries the writer's pid), so the temporary is too.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression=compression)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if fsync:
-        fsync_dir(path.parent)
+    with publishing(path, path.with_name(f".{path.name}.tmp"), fsync=fsync) as fh:
+        pq.write_table(table, fh, compression=compression)
 
 
 def pid_alive(pid: int) -> bool:

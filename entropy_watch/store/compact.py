@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from entropy_watch.store import layout
-from entropy_watch.store.atomic import clean_stale_tmp, fsync_dir
+from entropy_watch.store.atomic import clean_stale_tmp, publishing
 from entropy_watch.store.files import (
     COVERAGE_KEY,
     FINAL_KEY,
@@ -156,36 +156,27 @@ def _write_part(rdir: Path, inputs: list[FileRef], session: str, *, final: bool,
     path = rdir / part_name(session)
     tmp = rdir / f".{path.name}.tmp"
     written = 0
-    try:
-        with open(tmp, "wb") as fh, pq.ParquetWriter(fh, schema, compression="zstd") as writer:
-            pending: list[pa.Table] = []
-            pending_rows = 0
-            for src, wanted in sources:
-                tbl = pq.ParquetFile(src).read()
-                if wanted is not None:
-                    mask = pc.is_in(
-                        pc.binary_join_element_wise(tbl[WRITER_COL], pc.cast(tbl[SEQ_COL], pa.string()), "/"),
-                        value_set=pa.array(key_strings(wanted)),
-                    )
-                    tbl = tbl.filter(mask)
-                pending.append(_align(tbl, schema))
-                pending_rows += tbl.num_rows
-                if pending_rows >= ROW_GROUP_ROWS:
-                    writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
-                    written += pending_rows
-                    pending, pending_rows = [], 0
-            if pending:
+    # the ParquetWriter closes (writes its footer) before `publishing` fsyncs and renames the file
+    with publishing(path, tmp, fsync=fsync) as fh, pq.ParquetWriter(fh, schema, compression="zstd") as writer:
+        pending: list[pa.Table] = []
+        pending_rows = 0
+        for src, wanted in sources:
+            tbl = pq.ParquetFile(src).read()
+            if wanted is not None:
+                mask = pc.is_in(
+                    pc.binary_join_element_wise(tbl[WRITER_COL], pc.cast(tbl[SEQ_COL], pa.string()), "/"),
+                    value_set=pa.array(key_strings(wanted)),
+                )
+                tbl = tbl.filter(mask)
+            pending.append(_align(tbl, schema))
+            pending_rows += tbl.num_rows
+            if pending_rows >= ROW_GROUP_ROWS:
                 writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
                 written += pending_rows
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if fsync:
-        fsync_dir(rdir)
+                pending, pending_rows = [], 0
+        if pending:
+            writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
+            written += pending_rows
     return written
 
 
