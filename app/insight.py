@@ -18,7 +18,7 @@ import numpy as np
 
 from entropy_watch import metrics as M
 from entropy_watch.analysis import Alert, AnalysisResult, Analyzer, DetectorConfig, RunSeries
-from entropy_watch.analysis.series import ENTROPY_SOURCES
+from entropy_watch.analysis.series import ENTROPY_SOURCES, analysis_meta
 from entropy_watch.app import queries as Q
 
 Z80 = 1.2816  # two-sided 80% normal quantile, for the forecast's residual band
@@ -37,13 +37,6 @@ def series_from_reader(reader: Q.Queryable, run: str, meta: dict[str, Any]) -> R
     edges = meta.get("hist_edges")
     hist = Q.hist_matrix(reader, run, len(edges)) if edges else None
     events = sorted((int(e["step"]), str(e["kind"])) for e in Q.events(reader, run))
-    m = {k: meta[k] for k in ("vocab_size", "planned_steps") if meta.get(k) is not None}
-    cfg = meta.get("config")
-    if isinstance(cfg, dict):
-        for k in ("vocab_size", "planned_steps", "max_steps"):
-            key = "planned_steps" if k == "max_steps" else k
-            if cfg.get(k) is not None and key not in m:
-                m[key] = cfg[k]
     return RunSeries(
         name=run,
         steps=steps,
@@ -52,7 +45,7 @@ def series_from_reader(reader: Q.Queryable, run: str, meta: dict[str, Any]) -> R
         hist=hist,
         hist_edges=np.asarray(edges, dtype=np.float64) if edges else None,
         events=events,
-        meta=m,
+        meta=analysis_meta(meta),
     )
 
 

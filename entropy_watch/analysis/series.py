@@ -123,11 +123,6 @@ class RunSeries:
         if ev.num_rows:
             for s, k in zip(ev.column("step").to_pylist(), ev.column("kind").to_pylist(), strict=True):
                 events.append((int(s), str(k)))
-        m = {k: meta.get(k) for k in ("vocab_size", "planned_steps") if meta.get(k) is not None}
-        if isinstance(meta.get("config"), dict):
-            for k in ("vocab_size", "planned_steps", "max_steps"):
-                if k in meta["config"] and k not in m:
-                    m["planned_steps" if k == "max_steps" else k] = meta["config"][k]
         return cls(
             name=run,
             steps=steps,
@@ -136,7 +131,7 @@ class RunSeries:
             hist=hist,
             hist_edges=np.asarray(edges, dtype=np.float64) if edges is not None else None,
             events=sorted(events),
-            meta=m,
+            meta=analysis_meta(meta),
         )
 
     # --- views -------------------------------------------------------------------------------------------------
@@ -195,3 +190,16 @@ def _hist_matrix(tbl: Any, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     ok = (b >= 0) & (b < n_bins)
     np.add.at(out, (inv[ok], b[ok]), c[ok])
     return uniq, out
+
+
+def analysis_meta(run_json: dict[str, Any]) -> dict[str, Any]:
+    """What the detector reads from a run's ``run.json``: ``vocab_size`` and ``planned_steps``, taken from the top
+    level or, failing that, from the stored config (where a trainer's ``max_steps`` means ``planned_steps``)."""
+    m = {k: run_json[k] for k in ("vocab_size", "planned_steps") if run_json.get(k) is not None}
+    cfg = run_json.get("config")
+    if isinstance(cfg, dict):
+        for k in ("vocab_size", "planned_steps", "max_steps"):
+            key = "planned_steps" if k == "max_steps" else k
+            if cfg.get(k) is not None and key not in m:
+                m[key] = cfg[k]
+    return m
