@@ -139,6 +139,6 @@ class EntropyWatchCallback(TrainerCallback):
     def _failure(self, where: str, exc: BaseException) -> None:
         w = self.watch
         if w is not None:
-            w._failure(f"hf.{where}", exc)  # counts, warns once; re-raises when strict
+            w.failure(f"hf.{where}", exc)  # counts, warns once; re-raises when strict
         elif self.strict:
             raise exc

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from entropy_watch import metrics as M
+from entropy_watch.hooks.watch import report_failure
 
 log = logging.getLogger("entropy_watch")
 ENTROPY_DEFINITION = "full-vocabulary, policy during update (OpenRLHF Actor.forward), token mean over action tokens"
@@ -61,11 +62,7 @@ def set_step_fn(fn: Callable[[], int] | None) -> None:
 
 
 def _guard(where: str, exc: BaseException) -> None:
-    w = _state["watch"]
-    if w is not None:
-        w._failure(f"openrlhf.{where}", exc)
-    elif os.environ.get("ENTROPY_WATCH_STRICT", "") == "1":
-        raise exc
+    report_failure(_state["watch"], f"openrlhf.{where}", exc)
 
 
 def _eps(loss: Any) -> tuple[float, float]:

@@ -215,7 +215,7 @@ def _install_wraps(handle: TrlHandle, strict: bool) -> None:
             try:
                 _record_loss_forward(handle, out, inputs, warned)
             except Exception as exc:  # noqa: BLE001 - hooks never crash training
-                watch._failure("trl.loss_forward", exc)
+                watch.failure("trl.loss_forward", exc)
         return out
 
     trainer.compute_loss = compute_loss

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from entropy_watch.hooks.watch import report_failure
 from entropy_watch.importers.aliases import detect_canonical, is_eval
 
 log = logging.getLogger("entropy_watch")
@@ -72,14 +73,7 @@ def set_watch(watch: Any) -> None:
 
 
 def _guard(where: str, exc: BaseException) -> None:
-    w = _state["watch"]
-    if w is not None:
-        w._failure(f"verl.{where}", exc)
-    elif os.environ.get("ENTROPY_WATCH_STRICT", "") == "1":
-        raise exc
-    elif where not in _state["warned"]:
-        _state["warned"].add(where)
-        log.warning("entropy_watch: verl hook %s failed (%s); training continues", where, exc)
+    report_failure(_state["watch"], f"verl.{where}", exc)
 
 
 # ---- layer B: tee of the tracking layer --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ every rank writes its own ``rank=`` folder). An unwritable store raises
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import sys
@@ -111,7 +112,7 @@ class Watch:
             self._writer = writer
         self._stats: StatsWorker | None = None
         if async_stats and not strict and not self.reduce:
-            self._stats = StatsWorker(lambda exc: self._failure("log_tokens", exc), max_pending=max_pending_stats)
+            self._stats = StatsWorker(lambda exc: self.failure("log_tokens", exc), max_pending=max_pending_stats)
             if self._recorder is not None:  # atexit and SIGTERM close the recorder: pending steps are written first
                 self._recorder.before_close = lambda: self._stats.drain(30.0) if self._stats else None
         self._side_streams: dict[Any, Any] = {}  # the worker's CUDA stream per device
@@ -187,7 +188,7 @@ class Watch:
             self._stats.submit(lambda: self._stats_job(step, snap, kwargs, fence))
             return {}
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
-            self._failure("log_tokens", exc)
+            self.failure("log_tokens", exc)
             return {}
 
     def log(self, step: int, **scalars: Any) -> None:
@@ -207,7 +208,7 @@ class Watch:
             if self._recorder is not None and values:
                 self._recorder.scalars(step, values)
         except Exception as exc:  # noqa: BLE001
-            self._failure("log", exc)
+            self.failure("log", exc)
 
     def event(self, step: int, kind: str, **payload: Any) -> None:
         """Record a known change point (``resume``, ``lr_schedule``, ``config_edit``…) in the ``events`` table."""
@@ -215,7 +216,7 @@ class Watch:
             if self._recorder is not None:
                 self._recorder.event(step, kind, json.dumps(payload, default=str))
         except Exception as exc:  # noqa: BLE001
-            self._failure("event", exc)
+            self.failure("event", exc)
 
     def update_meta(self, **fields: Any) -> None:
         """Merge fields into ``run.json`` (e.g. the trainer's config once known). Guarded."""
@@ -223,7 +224,7 @@ class Watch:
             if self.is_writer:
                 self._writer.update_run_meta(**to_jsonable(fields))
         except Exception as exc:  # noqa: BLE001
-            self._failure("update_meta", exc)
+            self.failure("update_meta", exc)
 
     def flush(self) -> None:
         """Finish pending statistics and publish everything buffered now (the recorder does this every
@@ -233,7 +234,7 @@ class Watch:
             try:
                 self._recorder.flush()
             except Exception as exc:  # noqa: BLE001
-                self._failure("flush", exc)
+                self.failure("flush", exc)
 
     def close(self, state: str = "finished") -> None:
         """Finish pending statistics, publish what is left and mark the run ``state``. Called by ``with``, at exit
@@ -244,7 +245,7 @@ class Watch:
             try:
                 self._recorder.close(state)
             except Exception as exc:  # noqa: BLE001
-                self._failure("close", exc)
+                self.failure("close", exc)
 
     @property
     def errors(self) -> int:
@@ -289,7 +290,10 @@ class Watch:
         if self._stats is not None:
             self._stats.drain()
 
-    def _failure(self, where: str, exc: BaseException) -> None:
+    def failure(self, where: str, exc: BaseException) -> None:
+        """Count a guarded hook failure (``hooks/errors``), warn once per hook name, re-raise when strict.
+
+        Trainer adapters call it from their own guards, so every hook's failures land in one counter."""
         if self._recorder is not None:
             self._recorder.failure(where, exc)  # counts, warns once, re-raises when strict
         else:
@@ -339,3 +343,21 @@ def _seed_from(config: Any) -> int | None:
     c = to_jsonable(config) if config is not None else {}
     s = c.get("seed") if isinstance(c, dict) else None
     return int(s) if isinstance(s, int | float) and not isinstance(s, bool) else None
+
+
+_warned_without_watch: set[str] = set()
+
+
+def report_failure(watch: Watch | None, where: str, exc: BaseException) -> None:
+    """The guard of adapter hooks that may fire before their ``Watch`` exists (verl, OpenRLHF module hooks).
+
+    With a ``watch``: :meth:`Watch.failure`. Without one: re-raise when ``ENTROPY_WATCH_STRICT=1`` (tests), otherwise
+    warn once per hook name and let training continue.
+    """
+    if watch is not None:
+        watch.failure(where, exc)
+    elif os.environ.get("ENTROPY_WATCH_STRICT", "") == "1":
+        raise exc
+    elif where not in _warned_without_watch:
+        _warned_without_watch.add(where)
+        logging.getLogger("entropy_watch").warning("entropy_watch: %s failed (%s); training continues", where, exc)
