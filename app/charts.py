@@ -77,12 +77,19 @@ def add_trace(
 
 
 def lines(
-    traces: Sequence[tuple[str, Trace]], title: str, y_title: str, *, dashes: Mapping[str, str] | None = None
+    traces: Sequence[tuple[str, Trace]],
+    title: str,
+    y_title: str,
+    *,
+    dashes: Mapping[str, str] | None = None,
+    zero_line: bool = False,
 ) -> go.Figure:
-    """Several labelled traces on one axis."""
+    """Several labelled traces on one axis; ``zero_line`` marks y = 0 for signed quantities."""
     fig = go.Figure()
     for i, (label, tr) in enumerate(traces):
         add_trace(fig, tr, label, PALETTE[i % len(PALETTE)], dash=(dashes or {}).get(label))
+    if zero_line:
+        fig.add_hline(y=0.0, line={"color": "#999", "width": 1})
     return _layout(fig, title, y_title)
 
 
@@ -221,9 +228,7 @@ def clip_chart(low: Trace | None, high: Trace | None, region: Trace | None = Non
 def delta_h_chart(predicted: Trace | None, observed: Trace | None) -> go.Figure:
     """Predicted (covariance, first order) vs observed per-step entropy change, nats."""
     items = [(lbl, t) for lbl, t in (("predicted ΔH (cov/pred_dH)", predicted), ("observed ΔH", observed)) if t]
-    fig = lines(items, "Entropy change per step: predicted vs observed", "ΔH (nats/token per step)")
-    fig.add_hline(y=0.0, line={"color": "#999", "width": 1})
-    return fig
+    return lines(items, "Entropy change per step: predicted vs observed", "ΔH (nats/token per step)", zero_line=True)
 
 
 def reward_vs_entropy(

@@ -282,9 +282,8 @@ def drivers_tab(
     with c2:
         cov = [(n, tr[n]) for n in (M.COV_PG_DRIVE, M.COV_LOGP_ADV) if n in tr]
         if cov:
-            fig = charts.lines(cov, "Covariance drive (positive ⇒ the step spends entropy)", "covariance (nats)")
-            fig.add_hline(y=0.0, line={"color": "#999", "width": 1})
-            st.plotly_chart(fig, key="cov")
+            title = "Covariance drive (positive ⇒ the step spends entropy)"
+            st.plotly_chart(charts.lines(cov, title, "covariance (nats)", zero_line=True), key="cov")
         else:
             st.info("No covariance terms (cov/pg_drive, cov/logp_adv) logged: they need log-probs and advantages.")
 
@@ -307,9 +306,8 @@ def reward_tab(
     with c2:
         prec = [(n, tr[n]) for n in (M.RATIO_LOG_MEAN, M.PRECISION_LOGP_GAP_MEAN, M.PRECISION_LOGP_GAP_MAX) if n in tr]
         if prec:
-            fig = charts.lines(prec, "Precision signals (bf16 ratio bias)", "log-prob gap / mean log ratio (nats)")
-            fig.add_hline(y=0.0, line={"color": "#999", "width": 1})
-            st.plotly_chart(fig, key="precision")
+            title, y_title = "Precision signals (bf16 ratio bias)", "log-prob gap / mean log ratio (nats)"
+            st.plotly_chart(charts.lines(prec, title, y_title, zero_line=True), key="precision")
         else:
             st.info("No precision signals (ratio/log_mean, precision/logp_gap_*) logged for this run.")
     control = [(n.split("/", 1)[1], tr[n]) for n in names if n.startswith("control/") and n in tr]
