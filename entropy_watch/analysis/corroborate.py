@@ -175,43 +175,43 @@ def escalating(fl: dict[str, Any]) -> list[str]:
     return [k for k in ESCALATING if fl.get(k) is True]
 
 
+def _first_armed(prep: Prepared, n: int, holds: Any) -> int | None:
+    """The first armed version i (with n versions behind it) at which ``holds(window)`` is true, else None."""
+    return next((i for i in range(n - 1, len(prep)) if prep.armed[i] and holds(slice(i + 1 - n, i + 1))), None)
+
+
 def standalone(series: RunSeries, prep: Prepared, config: DetectorConfig) -> list[Alert]:
     """Precision-bias and zero-variance-group warnings at the first version each condition has held for long enough."""
     n = config.sustain_versions
     out: list[Alert] = []
     lr = series.aligned(M.RATIO_LOG_MEAN)
-    if lr is not None:
-        for i in range(n - 1, len(prep)):
-            if prep.armed[i] and _sustained(lr, i, n, lambda t: t > 0):
-                mean = float(np.mean(lr[i + 1 - n : i + 1]))
-                out.append(
-                    Alert(
-                        step=int(prep.steps[i]),
-                        detector="corroborate.precision",
-                        kind="precision",
-                        severity="warning",
-                        message=f"ratio/log_mean has been positive for {n} steps (mean {mean:.2g}): the "
-                        "trainer's log-probs sit above the sampler's — the bf16 bias that tips runs into "
-                        "collapse",
-                        evidence={"ratio_log_mean": mean, "versions": n},
-                    )
-                )
-                break
+    i = None if lr is None else _first_armed(prep, n, lambda w: _sustained(lr, w.stop - 1, n, lambda t: t > 0))
+    if i is not None:
+        mean = float(np.mean(lr[i + 1 - n : i + 1]))
+        out.append(
+            Alert(
+                step=int(prep.steps[i]),
+                detector="corroborate.precision",
+                kind="precision",
+                severity="warning",
+                message=f"ratio/log_mean has been positive for {n} steps (mean {mean:.2g}): the trainer's "
+                "log-probs sit above the sampler's — the bf16 bias that tips runs into collapse",
+                evidence={"ratio_log_mean": mean, "versions": n},
+            )
+        )
     zv = series.aligned(M.ADV_FRAC_ZERO_GROUPS)
-    if zv is not None:
-        for i in range(n - 1, len(prep)):
-            med = float(np.nanmedian(zv[i + 1 - n : i + 1]))
-            if prep.armed[i] and med >= config.zero_var_frac:
-                out.append(
-                    Alert(
-                        step=int(prep.steps[i]),
-                        detector="corroborate.zero_variance",
-                        kind="zero_variance_groups",
-                        severity="warning",
-                        message=f"{100 * med:.0f}% of groups have identical rewards (median of {n} steps): "
-                        "they carry no advantage signal",
-                        evidence={"frac_zero_groups": med, "versions": n},
-                    )
-                )
-                break
+    i = None if zv is None else _first_armed(prep, n, lambda w: np.nanmedian(zv[w]) >= config.zero_var_frac)
+    if i is not None:
+        med = float(np.nanmedian(zv[i + 1 - n : i + 1]))
+        out.append(
+            Alert(
+                step=int(prep.steps[i]),
+                detector="corroborate.zero_variance",
+                kind="zero_variance_groups",
+                severity="warning",
+                message=f"{100 * med:.0f}% of groups have identical rewards (median of {n} steps): "
+                "they carry no advantage signal",
+                evidence={"frac_zero_groups": med, "versions": n},
+            )
+        )
     return out
