@@ -1,14 +1,23 @@
-"""Every file in shared/real_runs imports automatically with the columns labels.json names."""
+"""Every file in shared/real_runs imports with the columns labels.json names, and its entropy series is the file's.
+
+The expected series is parsed here from the file itself (csv/json, no importer code), so the test holds for long
+runs and for the short 40-point TRL logs alike: per step the last row that has a value wins (the rasbt 7_3 restart
+repeats steps 1-5; the qwen35 file ends with TRL's end-of-training summary, which repeats the last step without
+entropy).
+"""
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from entropy_watch import metrics as M
+from entropy_watch.importers import aliases as A
 from entropy_watch.importers import load_log
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"
@@ -19,7 +28,36 @@ LABELS = json.loads((REAL / "labels.json").read_text()) if (REAL / "labels.json"
 pytestmark = pytest.mark.skipif(not LABELS, reason="shared/real_runs not available")
 
 
-@pytest.mark.parametrize("name", sorted(LABELS))
+def _records(path: Path) -> list[dict[str, object]]:
+    """The file's rows as dicts, read with the standard library only."""
+    if path.suffix == ".csv":
+        with path.open(newline="") as fh:
+            return list(csv.DictReader(fh))
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return list(json.loads(path.read_text()))
+
+
+def _expected_series(path: Path, step_col: str, value_col: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of ``value_col``: per step the last row holding a value, sorted by step."""
+    last: dict[int, float] = {}
+    for row in _records(path):
+        step, value = row.get(step_col), row.get(value_col)
+        if step in (None, "") or value in (None, ""):
+            continue
+        last[int(float(step))] = float(value)  # type: ignore[arg-type]
+    steps = sorted(s for s, v in last.items() if math.isfinite(v))
+    return np.array(steps, dtype=np.int64), np.array([last[s] for s in steps], dtype=np.float64)
+
+
+def _detection_case(name: str) -> object:
+    if LABELS[name]["step"] not in A.STEP_ALIASES:  # the mark goes away by itself once the alias lands
+        mark = pytest.mark.xfail(reason="issue 10: `step_inferred` is a step alias", strict=False)
+        return pytest.param(name, marks=mark)
+    return name
+
+
+@pytest.mark.parametrize("name", [_detection_case(n) for n in sorted(LABELS)])
 def test_real_file_maps_the_labelled_columns(name: str) -> None:
     label = LABELS[name]
     (run,) = load_log(REAL / name)
@@ -27,10 +65,19 @@ def test_real_file_maps_the_labelled_columns(name: str) -> None:
     assert run.mapping["step"] == label["step"]
     assert run.mapping[M.ENTROPY_MEAN] == label["entropy"]
     assert run.mapping[M.REWARD_MEAN] == label["reward"]
+
+
+@pytest.mark.parametrize("name", sorted(LABELS))
+def test_real_file_entropy_series_is_the_files(name: str) -> None:
+    label = LABELS[name]
+    (run,) = load_log(REAL / name, mapping={"step": label["step"]})
+    assert run.mapping["step"] == label["step"]
     steps, values = run.series(M.ENTROPY_MEAN)
     assert steps.dtype == np.int64 and values.dtype == np.float64
-    assert len(steps) > 50 and np.all(np.diff(steps) > 0)
-    assert np.isfinite(values).all()
+    want_steps, want_values = _expected_series(REAL / name, label["step"], label["entropy"])
+    assert len(want_steps) >= 40  # every labelled run has at least 40 entropy points
+    np.testing.assert_array_equal(steps, want_steps)
+    np.testing.assert_array_equal(values, want_values)
     # the canonical series is the source column under another name
     assert run.series(M.ENTROPY_MEAN)[1] is run.series(label["entropy"])[1]
     assert Path(run.meta["source"]).resolve() == (REAL / name).resolve()  # absolute; shared/ may be a link
