@@ -65,10 +65,14 @@ def pass_at_k(k: int) -> str:
 
 
 # --- controllers (REPO zeta, ADAPO eps_high, entropy coefficient) and their targets ----------------------------------
-CONTROL_ZETA = "control/zeta"
-CONTROL_EPS_HIGH = "control/eps_high"
-CONTROL_ENTROPY_COEF = "control/entropy_coef"
-CONTROL_TARGET = "control/target_entropy"
+# Logged by the reference trainer and by attach(trainer, control=...); each is the value in force for the NEXT step.
+CONTROL_ZETA = "control/zeta"  # REPO-R/D coefficient zeta (signed; > 0 pushes entropy up)
+CONTROL_EPS_HIGH = "control/eps_high"  # ADAPO's upper clip width: ratio <= 1 + eps_high (eps_low untouched)
+CONTROL_ENTROPY_COEF = "control/entropy_coef"  # entropy-bonus weight alpha
+CONTROL_TARGET = "control/target_entropy"  # the entropy (nats) the controller steers toward
+CONTROL_BAND_LOW = "control/band_low"  # control="target": lower edge of the entropy band (nats)
+CONTROL_BAND_HIGH = "control/band_high"  # control="target": upper edge of the entropy band (nats)
+CONTROL_ENTROPY = "control/entropy"  # the entropy (nats) the controller compared with its target this step
 
 # --- the monitor's own health ----------------------------------------------------------------------------------
 HOOKS_ERRORS = "hooks/errors"  # guarded hook failures (training continued)
