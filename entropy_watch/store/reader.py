@@ -21,14 +21,24 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
 from entropy_watch.errors import RunNotFound
 from entropy_watch.store import layout
 from entropy_watch.store.atomic import read_json
 from entropy_watch.store.files import CoverageCache, select_files
-from entropy_watch.store.query import Binder, read_locked, run_names, source_sql, table_dirs, table_files, with_retry
+from entropy_watch.store.query import (
+    Binder,
+    read_locked,
+    register_selection,
+    run_names,
+    sandbox,
+    source_sql,
+    table_dirs,
+    table_files,
+    with_retry,
+)
+from entropy_watch.store.reads import SqlReads, query_files
 from entropy_watch.store.schema import empty_table
 from entropy_watch.store.writer import DEFAULT_HEARTBEAT_S, RunWriter
 
@@ -47,8 +57,10 @@ class RunInfo:
     updated_at: float | None = None
 
 
-class Store:
-    """Read access to a store root; see the module docstring. Thread-safe.
+class Store(SqlReads):
+    """Read access to a store root; see the module docstring. Thread-safe. The queries of
+    :class:`~entropy_watch.store.reads.RunReader` (series, histograms, events, alerts, tokens, downsampled series)
+    come from :class:`~entropy_watch.store.reads.SqlReads`; this class binds them to the files on disk.
 
     Args:
         root: store root; None resolves ``$ENTROPY_WATCH_DIR`` or ``./ew_runs`` now (not at import).
@@ -88,23 +100,6 @@ class Store:
         sql = f"SELECT step, rank, name, value, wall_time FROM src {where} ORDER BY step, rank, name, wall_time"
         return self._query_run(run, "scalars", sql, params)
 
-    def series(self, run: str, name: str, *, rank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """One value per step of scalar ``name``: ``(steps int64, values float64)``, steps ascending.
-
-        A step logged several times (a resumed run re-logging steps) keeps the latest by ``wall_time``, then the
-        latest writer session, then the latest segment. With ``rank=None`` the lowest rank that logged the step wins
-        (rank 0 holds all-reduced values when ranks reduce before logging). Null values become NaN.
-        """
-        where, params = self._filters(names=[name], rank=rank, since_step=None)
-        sql = (
-            f"SELECT step, value FROM src {where} QUALIFY row_number() OVER (PARTITION BY step "
-            "ORDER BY rank ASC, wall_time DESC NULLS LAST, _writer DESC, _seq DESC) = 1 ORDER BY step"
-        )
-        tbl = self._query_run(run, "scalars", sql, params)
-        steps = tbl.column("step").to_numpy(zero_copy_only=False).astype(np.int64)
-        values = tbl.column("value").cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
-        return steps, np.asarray(values, dtype=np.float64)
-
     def table(self, run: str, table: str, *, since_step: int | None = None) -> pa.Table:
         """All rows of ``table`` for ``run``: its columns plus ``rank``, ordered by step and rank."""
         layout.validate_table(table)
@@ -114,26 +109,47 @@ class Store:
 
     def sql(self, query: str, params: dict[str, Any] | list[Any] | None = None) -> pa.Table:
         """Run ``query`` over views ``scalars``, ``hist``, ``tokens``, ``alerts``, ``events`` (all runs, with ``run``
-        and ``rank`` columns) and ``runs`` (name, state, last_step, updated_at). Only referenced views are built."""
+        and ``rank`` columns) and ``runs`` (name, state, last_step, updated_at). Only referenced views are built.
+
+        The query runs in a :func:`~entropy_watch.store.query.sandbox`: it can read the store's rows through these
+        views and nothing else; any statement that would read or write a file, attach a database, install or load
+        an extension or change a setting fails with a DuckDB ``PermissionException`` / ``InvalidInputException``.
+        """
 
         def attempt() -> pa.Table:
-            with self._lock:
-                cur = self._con.cursor()
+            con = sandbox()
             try:
                 names = run_names(self.root)
                 tables = [t for t in layout.TABLES if re.search(rf"\b{t}\b", query)]
                 if re.search(r"\bruns\b", query):
-                    cur.register("runs", _runs_table([self._run_info(n) for n in names]))
+                    con.register("runs", _runs_table([self._run_info(n) for n in names]))
                 with read_locked(d for t in tables for d in table_dirs(self.root, names, t)):
                     for table in tables:
-                        self._create_view(cur, table, names)
-                    return cur.sql(query, params=params or None).to_arrow_table()
+                        sel = select_files(table_files(self.root, names, table, self._coverage))
+                        con.register(f"_empty_{table}", empty_table(table))
+                        parts = [f"SELECT * FROM {n}" for n in register_selection(con, self.root, sel, f"_{table}")]
+                        parts.append(f"SELECT * FROM _empty_{table}")
+                        union = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
+                        con.execute(f'CREATE TEMP VIEW {table} AS SELECT * EXCLUDE (_writer, _seq, "table") FROM ({union})')
+                    return con.sql(query, params=params or None).to_arrow_table()
             finally:
-                cur.close()
+                con.close()
 
         return with_retry(attempt)
 
     # -- internals ------------------------------------------------------------------------------------------------
+    def _read(
+        self, runs: list[str] | None, tables: list[str], sql: str, params: dict[str, Any] | None = None
+    ) -> pa.Table:
+        """Run ``sql`` over the relations ``tables`` read from the files of ``runs`` (None: every run)."""
+        for run in runs or ():
+            self._require(run)
+
+        def names() -> list[str]:
+            return run_names(self.root) if runs is None else list(runs)
+
+        return query_files(self._con, self._lock, self.root, names, tables, self._coverage, sql, params)
+
     def _require(self, run: str) -> None:
         if not layout.run_dir(self.root, run).is_dir():
             known = ", ".join(run_names(self.root)[:10]) or "none"
@@ -171,14 +187,6 @@ class Store:
                 cur.close()
 
         return with_retry(attempt)
-
-    def _create_view(self, cur: duckdb.DuckDBPyConnection, table: str, runs: list[str]) -> None:
-        sel = select_files(table_files(self.root, runs, table, self._coverage))
-        binder = Binder(f"ew_{table}", mode="variable")
-        cur.register(f"_empty_{table}", empty_table(table))
-        src = source_sql(sel, f"_empty_{table}", binder)
-        binder.set_variables(cur)
-        cur.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * EXCLUDE (_writer, _seq) FROM ({src})")
 
     def _run_info(self, run: str) -> RunInfo:
         rdir = layout.run_dir(self.root, run)

@@ -11,6 +11,10 @@ whatever the interleaving of listing, publication of parts and deletion of segme
 
 Schema growth: a new file with a column the table lacks gets ``ALTER TABLE … ADD COLUMN`` first (older rows read
 NULL). Thread-safe: one lock; every poll and query runs on a fresh cursor under it.
+
+It implements the store's read interface (:class:`~entropy_watch.store.reads.RunReader`): the queries of
+:class:`~entropy_watch.store.reads.SqlReads` run on the mirrored tables; a table it does not mirror (``tokens``) is read
+from its files on demand, and the run listing and ``run.json`` come from a :class:`~entropy_watch.store.Store`.
 """
 
 from __future__ import annotations
@@ -23,15 +27,18 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from entropy_watch.errors import RunNotFound
 from entropy_watch.store import layout
 from entropy_watch.store.files import CoverageCache, Key, select_files
 from entropy_watch.store.query import Binder, read_locked, run_names, source_sql, table_dirs, table_files, with_retry
+from entropy_watch.store.reader import RunInfo, Store
+from entropy_watch.store.reads import SqlReads, query_files
 from entropy_watch.store.schema import empty_table
 
 DEFAULT_TABLES: tuple[str, ...] = ("scalars", "hist", "alerts", "events")
 
 
-class TailReader:
+class TailReader(SqlReads):
     """Incremental in-memory mirror of ``tables`` for all runs (or ``runs``) under ``root``.
 
     Tables are named after the store tables and have their columns plus ``run``, ``rank``, ``_writer``, ``_seq``.
@@ -51,8 +58,9 @@ class TailReader:
     ) -> None:
         self.root = layout.default_root(root)
         self.tables = tuple(layout.validate_table(t) for t in tables)
-        self.runs = None if runs is None else tuple(layout.validate_run_name(r) for r in runs)
+        self.only = None if runs is None else tuple(layout.validate_run_name(r) for r in runs)
         self.generation = 0
+        self._store = Store(self.root)
         self._con = duckdb.connect(":memory:")
         self._lock = threading.Lock()
         self._coverage = CoverageCache()
@@ -88,6 +96,39 @@ class TailReader:
             finally:
                 cur.close()
 
+    # -- the read interface ---------------------------------------------------------------------------------------
+    def runs(self) -> list[RunInfo]:
+        """Runs under the root (only those followed, when ``runs`` was given), sorted by name."""
+        return [r for r in self._store.runs() if self.only is None or r.name in self.only]
+
+    def run_info(self, run: str) -> RunInfo:
+        """One run's :class:`RunInfo`; raises :class:`RunNotFound`."""
+        self._check(run)
+        return self._store.run_info(run)
+
+    def run_meta(self, run: str) -> dict[str, Any]:
+        """The run's ``run.json`` ({} if it has none); raises :class:`RunNotFound`."""
+        self._check(run)
+        return self._store.run_meta(run)
+
+    def _check(self, run: str) -> None:
+        if self.only is not None and run not in self.only:
+            raise RunNotFound(f"run {run!r} is not followed by this reader (it follows {', '.join(self.only)})")
+
+    def _read(
+        self, runs: list[str] | None, tables: list[str], sql: str, params: dict[str, Any] | None = None
+    ) -> pa.Table:
+        """Run ``sql`` over the mirrored tables; tables not mirrored are read from the files of ``runs``."""
+        cold = [t for t in tables if t not in self.tables]
+        if not cold:
+            return self.query(sql, params)
+
+        def names() -> list[str]:
+            followed = [n for n in run_names(self.root) if self.only is None or n in self.only]
+            return [n for n in followed if runs is None or n in runs]
+
+        return query_files(self._con, self._lock, self.root, names, cold, self._coverage, sql, params)
+
     def close(self) -> None:
         with self._lock:
             self._con.close()
@@ -101,8 +142,8 @@ class TailReader:
     # -- internals ------------------------------------------------------------------------------------------------
     def _poll_once(self) -> int:
         names = run_names(self.root)
-        if self.runs is not None:
-            names = [n for n in names if n in self.runs]
+        if self.only is not None:
+            names = [n for n in names if n in self.only]
         added = 0
         for table in self.tables:
             with read_locked(table_dirs(self.root, names, table)):

@@ -1,0 +1,448 @@
+"""The store's one read interface: every query the app, the CLI, the monitor and the analysis make, written once.
+
+:class:`RunReader` is the protocol; :class:`~entropy_watch.store.Store` (one-shot: lists and reads the run's Parquet
+files on each call) and :class:`~entropy_watch.store.TailReader` (incremental: an in-memory mirror that ingests only
+new files) both implement it by inheriting :class:`SqlReads`, which holds the SQL. They differ only in
+``_read(runs, tables, sql, params)``: how the relations ``scalars``, ``hist``, ``tokens``, ``alerts`` and ``events``
+(data columns plus ``run``, ``rank``, ``_writer``, ``_seq``) are bound before ``sql`` runs. Callers never see the
+private columns and never write SQL of their own against the store.
+
+**The de-duplication rule** (:data:`LATEST_FIRST`, the one place it is written): a step logged more than once (a
+resumed run re-logging steps, several ranks, a name logged twice) keeps one value per (run, name, step): the lowest
+rank (rank 0 holds all-reduced values when ranks reduce before logging), then the latest ``wall_time``, then the
+latest writer session, then the latest segment. Null values read as NaN.
+
+Downsampled reads (:meth:`SqlReads.downsampled`, :meth:`SqlReads.heatmap`) leave DuckDB already reduced: the steps of
+the window are cut into equal-width buckets and each gives its mean, min and max (a min/max band keeps the spikes
+that point-picking would hide in noisy RL metrics; STORE_AND_APP §5).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from entropy_watch.store.files import CoverageCache, select_files
+from entropy_watch.store.query import Binder, read_locked, source_sql, table_dirs, table_files, with_retry
+from entropy_watch.store.schema import empty_table
+
+if TYPE_CHECKING:
+    from entropy_watch.store.reader import RunInfo
+
+BIG = int(np.iinfo(np.int64).max)
+ALL_STEPS: tuple[int, int] = (-BIG, BIG)
+"""A window covering every step (inclusive bounds)."""
+MAX_POINTS = 2000
+"""Points per downsampled trace (100k raw points are 2.2 MB of Plotly JSON per chart; 2k are 50 kB)."""
+MAX_COLS = 1000
+"""Step columns of a bucketed histogram matrix."""
+CONTEXT_TOKENS = 12
+"""Sampled neighbours on each side shown around a token in :meth:`SqlReads.top_tokens`."""
+
+LATEST_FIRST = "rank ASC, wall_time DESC NULLS LAST, _writer DESC, _seq DESC"
+"""Order of the rows of one (run, name, step): the first one is the value kept (see the module docstring)."""
+
+
+def keep_latest(partition: str = "run, name, step") -> str:
+    """The ``QUALIFY`` clause that applies the de-duplication rule to ``scalars`` rows."""
+    return f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {LATEST_FIRST}) = 1"
+
+
+@dataclass
+class Trace:
+    """One downsampled series. ``steps`` (n,) float64 (bucket mean step), ``mean`` (n,) the bucket mean (the value
+    itself when not aggregated), ``lo``/``hi`` (n,) the bucket min/max; ``width`` steps per bucket (1 = raw)."""
+
+    name: str
+    steps: np.ndarray
+    mean: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    width: int = 1
+
+    @property
+    def aggregated(self) -> bool:
+        return self.width > 1
+
+    def __len__(self) -> int:
+        return int(self.steps.shape[0])
+
+    def last(self) -> float | None:
+        """The newest finite value, or None."""
+        ok = np.flatnonzero(np.isfinite(self.mean))
+        return float(self.mean[ok[-1]]) if ok.size else None
+
+
+@dataclass
+class Heatmap:
+    """Token-entropy histogram over steps: ``steps`` (m,) bucket start steps, ``counts`` (m, n_bins) token counts
+    summed over ranks and the bucket's steps, ``width`` steps per column."""
+
+    steps: np.ndarray
+    counts: np.ndarray
+    width: int = 1
+
+
+class RunReader(Protocol):
+    """What every reader of the store offers (``Store`` and ``TailReader``). Steps are int64, values float64 nats
+    where entropy; windows are inclusive ``(lo, hi)`` step bounds (:data:`ALL_STEPS` for everything)."""
+
+    root: Path
+
+    def runs(self) -> list[RunInfo]: ...
+    def run_info(self, run: str) -> RunInfo: ...
+    def run_meta(self, run: str) -> dict[str, Any]: ...
+    def versions(self) -> dict[str, tuple[int, int]]: ...
+    def scalar_names(self, run: str) -> list[str]: ...
+    def series(self, run: str, name: str, *, rank: int | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+    def series_many(self, run: str, names: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]: ...
+    def downsampled(
+        self, run: str, names: Sequence[str], window: tuple[int, int] = ALL_STEPS, max_points: int = MAX_POINTS
+    ) -> dict[str, Trace]: ...
+    def paired(
+        self, run: str, x: str, y: str, window: tuple[int, int] = ALL_STEPS, max_points: int = MAX_POINTS
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    def delta(
+        self, run: str, name: str, window: tuple[int, int] = ALL_STEPS, max_points: int = MAX_POINTS
+    ) -> Trace | None: ...
+    def hist_matrix(self, run: str, n_bins: int) -> tuple[np.ndarray, np.ndarray] | None: ...
+    def heatmap(
+        self, run: str, n_bins: int, window: tuple[int, int] = ALL_STEPS, max_cols: int = MAX_COLS
+    ) -> Heatmap: ...
+    def events(self, run: str) -> list[dict[str, Any]]: ...
+    def alerts(self, run: str) -> list[dict[str, Any]]: ...
+    def top_tokens(
+        self,
+        run: str,
+        window: tuple[int, int] = ALL_STEPS,
+        *,
+        min_entropy: float = 0.0,
+        text: str = "",
+        limit: int = 25,
+        spread: bool = True,
+    ) -> pa.Table: ...
+    def sparklines(self, name: str, points: int = 60) -> dict[str, list[float]]: ...
+
+
+def _np(tbl: pa.Table, col: str, dtype: Any = np.float64) -> np.ndarray:
+    arr = tbl.column(col)
+    if pa.types.is_floating(arr.type):
+        arr = arr.fill_null(np.nan)
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def query_files(
+    con: duckdb.DuckDBPyConnection,
+    lock: threading.Lock,
+    root: Path,
+    names: Callable[[], list[str]],
+    tables: Sequence[str],
+    coverage: CoverageCache,
+    sql: str,
+    params: dict[str, Any] | None,
+) -> pa.Table:
+    """Run ``sql`` with each of ``tables`` bound to its selected files (each segment once) for the runs ``names()``
+    lists. Files are listed afresh on each attempt, under the shared read lock, and retried when one vanished."""
+
+    def attempt() -> pa.Table:
+        runs = names()
+        with lock:
+            cur = con.cursor()
+        try:
+            with read_locked(d for t in tables for d in table_dirs(root, runs, t)):
+                binder = Binder("f")
+                ctes = []
+                for table in tables:
+                    sel = select_files(table_files(root, runs, table, coverage))
+                    cur.register(f"_empty_{table}", empty_table(table))
+                    ctes.append(f"{table} AS ({source_sql(sel, f'_empty_{table}', binder)})")
+                sql_all = with_ctes(", ".join(ctes), sql)
+                return cur.sql(sql_all, params={**binder.values, **(params or {})}).to_arrow_table()
+        finally:
+            cur.close()
+
+    return with_retry(attempt)
+
+
+def with_ctes(ctes: str, sql: str) -> str:
+    """Prefix ``sql`` (which may itself start with ``WITH``) with the common table expressions ``ctes``."""
+    if not ctes:
+        return sql
+    body = sql.lstrip()
+    if body[:4].upper() == "WITH":
+        return f"WITH {ctes}, {body[4:].lstrip()}"
+    return f"WITH {ctes} {body}"
+
+
+class SqlReads:
+    """The queries of :class:`RunReader`, over relations bound by the subclass's ``_read``."""
+
+    root: Path
+
+    def _read(
+        self, runs: Sequence[str] | None, tables: Sequence[str], sql: str, params: dict[str, Any] | None = None
+    ) -> pa.Table:
+        """Run ``sql`` with the relations ``tables`` holding the rows of ``runs`` (None: every run)."""
+        raise NotImplementedError
+
+    # -- change tokens and names ---------------------------------------------------------------------------------
+    def versions(self) -> dict[str, tuple[int, int]]:
+        """``run -> (scalar rows, newest step)`` for every run with scalars: a cheap per-run change token."""
+        tbl = self._read(None, ["scalars"], "SELECT run, count(*) AS n, max(step) AS s FROM scalars GROUP BY run")
+        cols = (tbl.column(c).to_pylist() for c in ("run", "n", "s"))
+        return {str(r): (int(n), int(s)) for r, n, s in zip(*cols, strict=True) if s is not None}
+
+    def scalar_names(self, run: str) -> list[str]:
+        """Distinct scalar names logged by ``run``, sorted."""
+        sql = "SELECT DISTINCT name FROM scalars WHERE run = $run ORDER BY name"
+        return [str(n) for n in self._read([run], ["scalars"], sql, {"run": run}).column("name").to_pylist()]
+
+    # -- full-resolution series ----------------------------------------------------------------------------------
+    def series(self, run: str, name: str, *, rank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One value per step of scalar ``name`` (the de-duplication rule): ``(steps int64, values float64)``,
+        ascending. ``rank`` restricts to one rank's rows."""
+        where = "AND rank = $rank" if rank is not None else ""
+        sql = f"""SELECT step, value FROM scalars WHERE run = $run AND name = $name {where}
+                  {keep_latest("step")} ORDER BY step"""
+        params: dict[str, Any] = {"run": run, "name": name, **({"rank": int(rank)} if rank is not None else {})}
+        tbl = self._read([run], ["scalars"], sql, params)
+        return _np(tbl, "step", np.int64), _np(tbl, "value")
+
+    def series_many(self, run: str, names: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Full-resolution ``name -> (steps int64, values float64)`` of each logged name among ``names``."""
+        if not names:
+            return {}
+        sql = f"""SELECT name, step, value FROM scalars WHERE run = $run AND list_contains($names, name)
+                  {self._dedupe(run)} ORDER BY name, step"""
+        tbl = self._read([run], ["scalars"], sql, {"run": run, "names": list(names)})
+        if tbl.num_rows == 0:
+            return {}
+        col = np.asarray(tbl.column("name").to_pylist(), dtype=object)
+        steps, values = _np(tbl, "step", np.int64), _np(tbl, "value")
+        return {n: (steps[col == n], values[col == n]) for n in names if (col == n).any()}
+
+    def _dedupe(self, run: str) -> str:
+        """:func:`keep_latest` for ``run``'s scalars, or "" when no step of any name can repeat.
+
+        Rows of one step sit in different segments whose step ranges (per name) overlap; checking that costs one
+        aggregate per segment, while the window costs ~1 s per million rows, so it runs only when needed. (A name
+        logged twice for one step inside one segment is not detected: writers never do that.)
+        """
+        sql = """
+            WITH seg AS (SELECT name, _writer, _seq, rank, min(step) AS lo, max(step) AS hi
+                         FROM scalars WHERE run = $run GROUP BY ALL)
+            SELECT count(*) AS n FROM seg a JOIN seg b ON a.name = b.name AND a.lo <= b.hi AND b.lo <= a.hi
+             AND (a._writer, a._seq, a.rank) < (b._writer, b._seq, b.rank)
+        """
+        n = self._read([run], ["scalars"], sql, {"run": run}).column("n")[0].as_py()
+        return keep_latest() if n else ""
+
+    # -- downsampled series --------------------------------------------------------------------------------------
+    def downsampled(
+        self, run: str, names: Sequence[str], window: tuple[int, int] = ALL_STEPS, max_points: int = MAX_POINTS
+    ) -> dict[str, Trace]:
+        """Series ``names`` of ``run`` within ``window``, each ≤ ``max_points`` bucket means with min/max bands.
+        Names without data are absent. Non-finite values are left out of the bucket statistics."""
+        if not names:
+            return {}
+        sql = f"""
+            WITH s AS (
+                SELECT run, name, step, value, rank, wall_time, _writer, _seq FROM scalars
+                WHERE run = $run AND list_contains($names, name) AND step BETWEEN $lo AND $hi
+                {self._dedupe(run)}
+            ), span AS (
+                SELECT name, min(step) AS s0,
+                       greatest(1, CAST(ceil((max(step) - min(step) + 1) / $maxp) AS BIGINT)) AS w
+                FROM s GROUP BY name
+            )
+            SELECT s.name, any_value(span.w) AS w, avg(s.step) AS step,
+                   avg(s.value) FILTER (WHERE isfinite(s.value)) AS mean,
+                   min(s.value) FILTER (WHERE isfinite(s.value)) AS lo,
+                   max(s.value) FILTER (WHERE isfinite(s.value)) AS hi
+            FROM s JOIN span USING (name)
+            GROUP BY s.name, (s.step - span.s0) // span.w
+            ORDER BY s.name, step
+        """
+        params = {"run": run, "names": list(names), "lo": window[0], "hi": window[1], "maxp": float(max_points)}
+        tbl = self._read([run], ["scalars"], sql, params)
+        out: dict[str, Trace] = {}
+        if tbl.num_rows == 0:
+            return out
+        col = np.asarray(tbl.column("name").to_pylist(), dtype=object)
+        steps, mean, lo, hi = (_np(tbl, c) for c in ("step", "mean", "lo", "hi"))
+        widths = _np(tbl, "w", np.int64)
+        for name in names:
+            sel = col == name
+            if sel.any():
+                out[name] = Trace(name, steps[sel], mean[sel], lo[sel], hi[sel], int(widths[sel][0]))
+        return out
+
+    def paired(
+        self, run: str, x: str, y: str, window: tuple[int, int] = ALL_STEPS, max_points: int = MAX_POINTS
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(steps, x, y)`` at the steps where both scalars are finite; bucket means of consecutive pairs when there
+        are more than ``max_points`` (for scatter plots such as reward vs entropy)."""
+        sql = f"""
+            WITH s AS (
+                SELECT run, name, step, value, rank, wall_time, _writer, _seq FROM scalars
+                WHERE run = $run AND name IN ($x, $y) AND step BETWEEN $lo AND $hi AND isfinite(value)
+                {self._dedupe(run)}
+            ), j AS (
+                SELECT step, max(value) FILTER (WHERE name = $x) AS x, max(value) FILTER (WHERE name = $y) AS y
+                FROM s GROUP BY step HAVING count(*) = 2
+            ), span AS (SELECT greatest(1, CAST(ceil(count(*) / $maxp) AS BIGINT)) AS k FROM j),
+            r AS (SELECT j.*, row_number() OVER (ORDER BY step) - 1 AS i FROM j)
+            SELECT avg(step) AS step, avg(x) AS x, avg(y) AS y FROM r, span GROUP BY i // span.k ORDER BY step
+        """
+        params = {"run": run, "x": x, "y": y, "lo": window[0], "hi": window[1], "maxp": float(max_points)}
+        tbl = self._read([run], ["scalars"], sql, params)
+        return _np(tbl, "step"), _np(tbl, "x"), _np(tbl, "y")
+
+    def delta(
+        self, run: str, name: str, window: tuple[int, int] = ALL_STEPS, max_points: int = MAX_POINTS
+    ) -> Trace | None:
+        """Observed per-step change of scalar ``name``: ``value[next step] − value[step]`` at ``step`` (the change the
+        update at ``step`` caused), bucketed like :meth:`downsampled`. None without two finite points."""
+        sql = f"""
+            WITH s AS (
+                SELECT run, name, step, value, rank, wall_time, _writer, _seq FROM scalars
+                WHERE run = $run AND name = $name AND isfinite(value) {self._dedupe(run)}
+            ), d AS (SELECT step, lead(value) OVER (ORDER BY step) - value AS dv FROM s),
+            win AS (SELECT * FROM d WHERE dv IS NOT NULL AND step BETWEEN $lo AND $hi),
+            span AS (SELECT min(step) AS s0,
+                            greatest(1, CAST(ceil((max(step) - min(step) + 1) / $maxp) AS BIGINT)) AS w FROM win)
+            SELECT any_value(span.w) AS w, avg(win.step) AS step, avg(dv) AS mean, min(dv) AS lo, max(dv) AS hi
+            FROM win, span GROUP BY (win.step - span.s0) // span.w ORDER BY step
+        """
+        params = {"run": run, "name": name, "lo": window[0], "hi": window[1], "maxp": float(max_points)}
+        tbl = self._read([run], ["scalars"], sql, params)
+        if tbl.num_rows == 0:
+            return None
+        cols = (_np(tbl, c) for c in ("step", "mean", "lo", "hi"))
+        return Trace(f"d({name})", *cols, int(_np(tbl, "w", np.int64)[0]))
+
+    def sparklines(self, name: str, points: int = 60) -> dict[str, list[float]]:
+        """``run -> bucket means`` of scalar ``name`` over each run's whole history (≤ ``points`` values)."""
+        sql = f"""
+            WITH s AS (SELECT run, name, step, value FROM scalars WHERE name = $name AND isfinite(value)
+                       {keep_latest()}),
+            span AS (SELECT run, min(step) AS s0,
+                            greatest(1, CAST(ceil((max(step) - min(step) + 1) / $p) AS BIGINT)) AS w
+                     FROM s GROUP BY run)
+            SELECT s.run, (s.step - span.s0) // span.w AS b, avg(s.value) AS v
+            FROM s JOIN span USING (run) GROUP BY s.run, b ORDER BY s.run, b
+        """
+        tbl = self._read(None, ["scalars"], sql, {"name": name, "p": float(points)})
+        out: dict[str, list[float]] = {}
+        for run, v in zip(tbl.column("run").to_pylist(), tbl.column("v").to_pylist(), strict=True):
+            out.setdefault(str(run), []).append(float(v))
+        return out
+
+    # -- histograms ----------------------------------------------------------------------------------------------
+    def hist_matrix(self, run: str, n_bins: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Full resolution ``(steps (m,), counts (m, n_bins))`` summed over ranks; None without histogram rows."""
+        hm = self.heatmap(run, n_bins, ALL_STEPS, max_cols=0)
+        return (hm.steps, hm.counts) if hm.steps.size else None
+
+    def heatmap(self, run: str, n_bins: int, window: tuple[int, int] = ALL_STEPS, max_cols: int = MAX_COLS) -> Heatmap:
+        """The ``hist`` rows of ``run`` as a (columns, n_bins) count matrix with ≤ ``max_cols`` step columns (0: one
+        column per logged step), counts summed over ranks and each column's steps. Bins outside ``n_bins`` are
+        dropped."""
+        sql = """
+            WITH h AS (
+                SELECT step, bin, "count" AS c FROM hist
+                WHERE run = $run AND step BETWEEN $lo AND $hi AND bin >= 0 AND bin < $nb
+            ), span AS (
+                SELECT min(step) AS s0, CASE WHEN $maxc <= 0 THEN 1 ELSE
+                       greatest(1, CAST(ceil((max(step) - min(step) + 1) / $maxc) AS BIGINT)) END AS w FROM h
+            )
+            SELECT span.s0 + ((h.step - span.s0) // span.w) * span.w AS col, any_value(span.w) AS w, h.bin,
+                   sum(h.c) AS c
+            FROM h, span GROUP BY col, h.bin ORDER BY col, h.bin
+        """
+        params = {"run": run, "lo": window[0], "hi": window[1], "nb": int(n_bins), "maxc": float(max_cols)}
+        tbl = self._read([run], ["hist"], sql, params)
+        if tbl.num_rows == 0:
+            return Heatmap(np.zeros(0, np.int64), np.zeros((0, n_bins)), 1)
+        cols, inv = np.unique(_np(tbl, "col", np.int64), return_inverse=True)
+        counts = np.zeros((cols.size, n_bins), dtype=np.float64)
+        np.add.at(counts, (inv, _np(tbl, "bin", np.int64)), _np(tbl, "c"))
+        return Heatmap(cols, counts, int(_np(tbl, "w", np.int64)[0]))
+
+    # -- events, alerts, tokens ----------------------------------------------------------------------------------
+    def events(self, run: str) -> list[dict[str, Any]]:
+        """Rows ``step, kind, payload`` (JSON text) of ``run``'s known change points, by step."""
+        sql = "SELECT step, kind, payload FROM events WHERE run = $run ORDER BY step, kind"
+        return self._read([run], ["events"], sql, {"run": run}).to_pylist()
+
+    def alerts(self, run: str) -> list[dict[str, Any]]:
+        """Stored alert rows ``step, detector, kind, severity, message, evidence`` (JSON text) of ``run``, by step."""
+        sql = """SELECT step, detector, kind, severity, message, evidence FROM alerts WHERE run = $run
+                 ORDER BY step, detector"""
+        return self._read([run], ["alerts"], sql, {"run": run}).to_pylist()
+
+    def top_tokens(
+        self,
+        run: str,
+        window: tuple[int, int] = ALL_STEPS,
+        *,
+        min_entropy: float = 0.0,
+        text: str = "",
+        limit: int = 25,
+        spread: bool = True,
+    ) -> pa.Table:
+        """Sampled tokens of ``run`` within ``window`` with entropy ≥ ``min_entropy`` and ``text`` (case-insensitive)
+        in the token, each with a ``context`` string: the other sampled tokens of the same sequence within
+        ±CONTEXT_TOKENS positions, the token in ⟦ ⟧, gaps as "…".
+
+        ``spread=True``: the highest-entropy token of each of up to ``limit`` step buckets spread evenly over the
+        sampled steps, ordered by step (what the run's tokens look like as it trains). ``spread=False``: the ``limit``
+        highest-entropy tokens overall. A token without text shows its id as ``#id`` (``?`` without an id).
+        Columns: step, rank, seq, pos, token, token_id, entropy, logp, advantage, clipped, context.
+        """
+        pick = (
+            """per AS (SELECT * FROM cand QUALIFY row_number() OVER (PARTITION BY step
+                                                      ORDER BY entropy DESC, rank, seq, pos) = 1),
+               idx AS (SELECT *, row_number() OVER (ORDER BY step) - 1 AS j, count(*) OVER () AS m FROM per),
+               top AS (SELECT * EXCLUDE (j, m) FROM idx
+                       QUALIFY row_number() OVER (PARTITION BY (j * $limit) // m ORDER BY entropy DESC) = 1)"""
+            if spread
+            else "top AS (SELECT * FROM cand ORDER BY entropy DESC LIMIT $limit)"
+        )
+        sql = f"""
+            WITH tt AS (
+                SELECT step, rank, seq, pos, token_id, entropy, logp, advantage, clipped,
+                       CASE WHEN token_text IS NOT NULL AND token_text <> '' THEN token_text
+                            WHEN token_id >= 0 THEN '#' || CAST(token_id AS VARCHAR) ELSE '?' END AS txt
+                FROM tokens WHERE run = $run AND step BETWEEN $lo AND $hi
+            ), cand AS (
+                SELECT * FROM tt WHERE isfinite(entropy) AND entropy >= $min
+                  AND ($text = '' OR contains(lower(txt), lower($text)))
+            ), {pick},
+            near AS (
+                SELECT top.step, top.rank, top.seq, top.pos AS hit, tt.pos,
+                       CASE WHEN tt.pos = top.pos THEN '⟦' || tt.txt || '⟧' ELSE tt.txt END AS piece,
+                       tt.pos - lag(tt.pos) OVER (PARTITION BY top.step, top.rank, top.seq, top.pos
+                                                  ORDER BY tt.pos) AS gap
+                FROM top JOIN tt ON tt.step = top.step AND tt.rank = top.rank AND tt.seq = top.seq
+                 AND abs(tt.pos - top.pos) <= $k
+            ), ctx AS (
+                SELECT step, rank, seq, hit,
+                       string_agg(CASE WHEN gap > 1 THEN '…' ELSE '' END || piece, '' ORDER BY pos) AS context
+                FROM near GROUP BY step, rank, seq, hit
+            )
+            SELECT top.step, top.rank, top.seq, top.pos, top.txt AS token, top.token_id, top.entropy, top.logp,
+                   top.advantage, top.clipped, ctx.context
+            FROM top JOIN ctx ON ctx.step = top.step AND ctx.rank = top.rank AND ctx.seq = top.seq AND ctx.hit = top.pos
+            ORDER BY {"top.step, top.entropy DESC" if spread else "top.entropy DESC, top.step"}
+        """
+        params = {"run": run, "lo": int(window[0]), "hi": int(window[1]), "min": float(min_entropy),
+                  "text": str(text), "limit": int(limit), "k": CONTEXT_TOKENS}  # fmt: skip
+        return self._read([run], ["tokens"], sql, params)
