@@ -1,35 +1,62 @@
 """The background recorder: buffers rows in memory and publishes them as store segments from its own thread.
 
-The training loop only appends to in-memory buffers (microseconds); a daemon thread publishes them every
-``flush_secs`` seconds or ``flush_rows`` rows, and on :meth:`Recorder.close`, at interpreter exit and on SIGTERM.
-It never raises into the training loop (DESIGN §5, STYLE "Boundaries"):
+The training loop only appends to in-memory buffers (microseconds); a daemon thread publishes them as soon as the
+first rows arrive, then on a fixed schedule (a publish starts at most ``flush_secs`` after the previous one
+*started*, so a slow publish under load does not stretch the interval), early once ``flush_rows`` rows wait, and on
+:meth:`Recorder.close`, at interpreter exit and on SIGTERM. So a ``kill -9`` loses at most the rows of the last
+``flush_secs`` plus the duration of one publish (README, "The store"). It never raises into the training loop
+(DESIGN §5, STYLE "Boundaries"):
 
-* a failed publish (full disk, permissions) keeps the rows for the next try, counts the failure in ``errors`` and
-  warns once; with ``strict=True`` the failure is re-raised at the next call from the training thread;
+* input is checked at the call (:func:`~entropy_watch.store.schema.check_step`,
+  :func:`~entropy_watch.store.schema.check_value`): a bad step or value raises ``ValueError`` there, which the
+  caller's guard (``Watch``) counts in ``hooks/errors`` and warns about once; nothing invalid enters a buffer that
+  other rows share, and the valid values of the same call are kept;
+* each table's rows are taken as one *batch* with a segment number reserved for it; a failed publish (full disk,
+  permissions, a deleted store) keeps the batch and retries it under the same number, so a segment that did land is
+  replaced, never duplicated; the failure is counted in ``errors`` and warned once, naming what failed;
+* a row that still cannot be encoded (defence in depth) is dropped alone and counted; its batch is published;
 * under back-pressure token sample rows are dropped first, oldest first, and counted (``hooks/dropped_token_rows``);
   scalars, histograms, events and alerts are never dropped.
 
-Torch-free: ``Watch`` (torch) and importers or plain-Python loops can all record through it.
+With ``strict=True`` a failure is re-raised at the next call from the training thread. Torch-free: ``Watch``
+(torch) and importers or plain-Python loops can all record through it.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import math
 import signal
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from entropy_watch import metrics as M
+from entropy_watch.errors import StoreUnwritable
+from entropy_watch.store.schema import check_step, check_value, encode_rows
 
 log = logging.getLogger("entropy_watch")
 
 _ROW_TABLES = ("scalars", "hist", "events", "alerts")
+
+
+@dataclass
+class _Batch:
+    """One table's rows taken for one segment. ``seq`` is reserved at the first attempt and kept for retries."""
+
+    table: str
+    rows: list[dict[str, Any]] | pa.Table
+    seq: int | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return self.rows.num_rows if isinstance(self.rows, pa.Table) else len(self.rows)
 
 
 class Recorder:
@@ -37,7 +64,7 @@ class Recorder:
 
     Args:
         writer: a :class:`entropy_watch.store.RunWriter` (only this recorder's thread calls it after start).
-        flush_secs: publish at least this often (seconds).
+        flush_secs: a publish starts at most this long after the previous one started (seconds).
         flush_rows: publish early once this many rows are buffered.
         max_token_rows: cap of the token-sample buffer; beyond it the oldest token rows are dropped and counted.
         heartbeat_secs: how often the rank's status file is refreshed.
@@ -65,12 +92,15 @@ class Recorder:
         self.strict = strict
         self.errors = 0  # guarded failures (publishing here; hook computations are added by the caller)
         self.dropped_tokens = 0
+        self.dropped_rows = 0  # rows that could not be encoded (counted in errors too)
         self.last_step: int | None = None
         self._lock = threading.RLock()
         self._io_lock = threading.RLock()  # one publisher at a time; reentrant for the SIGTERM handler
         self._rows: dict[str, list[dict[str, Any]]] = {t: [] for t in _ROW_TABLES}
         self._tokens: deque[dict[str, Any]] = deque()
+        self._retry: list[_Batch] = []  # batches whose publish failed, oldest first, retried under their seq
         self._pending = 0
+        self._first_woken = False  # the first rows of the session are published at once
         self._reported = (0, 0)  # (errors, dropped) last written as scalars
         self._warned: set[str] = set()
         self._strict_exc: BaseException | None = None
@@ -93,39 +123,55 @@ class Recorder:
             except (ValueError, OSError):  # not the main interpreter thread, or an embedded interpreter
                 self._prev_sigterm = None
 
-    # ---- recording (training thread; cheap, never raises unless strict) ------------------------------------------
-    def scalars(self, step: int, values: Mapping[str, float], wall_time: float | None = None) -> None:
-        """Buffer one row per (name, value); non-finite values are kept (the store round-trips NaN/inf)."""
-        t = time.time() if wall_time is None else wall_time
-        rows = [{"step": int(step), "name": str(k), "value": _to_float(v), "wall_time": t} for k, v in values.items()]
-        self._add("scalars", rows, step)
+    # ---- recording (training thread; cheap; bad input raises ValueError here, before anything is buffered) ------
+    def scalars(self, step: Any, values: Mapping[str, Any], wall_time: float | None = None) -> None:
+        """Buffer one row per (name, value). NaN/inf are kept (the store round-trips them).
 
-    def hist(self, step: int, counts: Iterable[int]) -> None:
+        Raises ``ValueError`` for a bad step (nothing is buffered) or for bad values (the good ones of the call are
+        buffered first; the message names every bad one).
+        """
+        s = check_step(step)
+        t = time.time() if wall_time is None else check_value(wall_time)
+        rows, bad = [], []
+        for k, v in values.items():
+            try:
+                rows.append({"step": s, "name": str(k), "value": check_value(v), "wall_time": t})
+            except ValueError as exc:
+                bad.append(f"{str(k)[:60]!r} {exc}")
+        self._add("scalars", rows, s)
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise ValueError(f"value of {bad[0]} at step {s}{more}; the other values were recorded")
+
+    def hist(self, step: Any, counts: Iterable[int]) -> None:
         """Buffer a step's entropy histogram (bin index, count); empty bins are not stored."""
-        rows = [{"step": int(step), "bin": int(b), "count": int(c)} for b, c in enumerate(counts) if c]
-        self._add("hist", rows, step)
+        s = check_step(step)
+        rows = [{"step": s, "bin": int(b), "count": int(c)} for b, c in enumerate(counts) if c]
+        self._add("hist", rows, s)
 
-    def event(self, step: int, kind: str, payload_json: str) -> None:
-        row = {"step": int(step), "kind": str(kind), "payload": payload_json, "wall_time": time.time()}
-        self._add("events", [row], step)
+    def event(self, step: Any, kind: str, payload_json: str) -> None:
+        s = check_step(step)
+        row = {"step": s, "kind": str(kind), "payload": str(payload_json), "wall_time": time.time()}
+        self._add("events", [row], s)
 
     def alerts(self, rows: list[dict[str, Any]]) -> None:
-        self._add("alerts", rows, None)
+        checked = [{**r, "step": check_step(r.get("step"))} for r in rows]
+        self._add("alerts", checked, None)
 
     def tokens(self, rows: list[dict[str, Any]]) -> None:
         """Buffer sampled token rows; beyond ``max_token_rows`` the oldest are dropped and counted."""
         self._raise_strict()
+        checked = [{**r, "step": check_step(r.get("step"))} for r in rows]
         with self._lock:
-            self._tokens.extend(rows)
+            self._tokens.extend(checked)
             over = len(self._tokens) - self.max_token_rows
             for _ in range(max(0, over)):
                 self._tokens.popleft()
             if over > 0:
                 self.dropped_tokens += over
                 self._warn_once("drop", f"entropy_watch: token sample buffer full; dropped {over} oldest rows")
-            self._pending += len(rows)
-            if self._pending >= self.flush_rows:
-                self._wake.set()
+            self._pending += len(checked)
+            self._wake_if_due()
 
     def failure(self, where: str, exc: BaseException) -> None:
         """Count a guarded failure of a hook; warn once per hook name; re-raise if strict."""
@@ -155,18 +201,13 @@ class Recorder:
             try:
                 self.before_close()
             except Exception as exc:  # noqa: BLE001 - still publish what is buffered
-                self._record_io_failure("before_close", exc)
+                self._record_failure("before_close", exc)
         self._stop.set()
         self._wake.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=30)
         self._publish()
-        try:
-            self.writer.heartbeat(
-                step=self.last_step, state=state, errors=self.errors, dropped_token_rows=self.dropped_tokens
-            )
-        except Exception as exc:  # noqa: BLE001 - reported, never raised into training
-            self._record_io_failure("heartbeat", exc)
+        self._heartbeat(state)
         if self._prev_sigterm is not None and threading.current_thread() is threading.main_thread():
             try:
                 signal.signal(signal.SIGTERM, self._prev_sigterm)
@@ -181,80 +222,122 @@ class Recorder:
     # ---- internals -----------------------------------------------------------------------------------------------
     def _add(self, table: str, rows: list[dict[str, Any]], step: int | None) -> None:
         self._raise_strict()
+        if not rows:
+            return
         with self._lock:
             self._rows[table].extend(rows)
             self._pending += len(rows)
             if step is not None:
-                self.last_step = step if self.last_step is None else max(self.last_step, int(step))
-            if self._pending >= self.flush_rows:
-                self._wake.set()
+                self.last_step = step if self.last_step is None else max(self.last_step, step)
+            self._wake_if_due()
+
+    def _wake_if_due(self) -> None:
+        """Wake the publisher for the session's first rows (a crash in the first seconds loses nothing published
+        since) and once ``flush_rows`` rows wait. Called with ``_lock`` held."""
+        if self._pending >= self.flush_rows or not self._first_woken:
+            self._first_woken = True
+            self._wake.set()
 
     def _run(self) -> None:
+        next_due = time.monotonic() + self.flush_secs
         while not self._stop.is_set():
-            self._wake.wait(self.flush_secs)
+            self._wake.wait(max(0.0, next_due - time.monotonic()))
             self._wake.clear()
             if self._stop.is_set():
                 break
+            started = time.monotonic()
             self._publish()
-            now = time.monotonic()
-            if now - self._last_heartbeat >= self.heartbeat_secs:
-                self._last_heartbeat = now
-                try:
-                    self.writer.heartbeat(
-                        step=self.last_step, state="running", errors=self.errors, dropped_token_rows=self.dropped_tokens
-                    )
-                except Exception as exc:  # noqa: BLE001
-                    self._record_io_failure("heartbeat", exc)
+            next_due = started + self.flush_secs  # a deadline, not a sleep after the work: honest under load
+            if started - self._last_heartbeat >= self.heartbeat_secs:
+                self._last_heartbeat = started
+                self._heartbeat("running")
 
-    def _take(self) -> dict[str, list[dict[str, Any]]]:
+    def _heartbeat(self, state: str) -> None:
+        try:
+            self.writer.heartbeat(
+                step=self.last_step, state=state, errors=self.errors, dropped_token_rows=self.dropped_tokens
+            )
+        except Exception as exc:  # noqa: BLE001 - reported, never raised into training
+            self._record_failure("writing the heartbeat (status file)", exc)
+
+    def _take(self) -> list[_Batch]:
         with self._lock:
-            batch = {t: rows for t, rows in self._rows.items() if rows}
+            batches = [_Batch(t, rows) for t, rows in self._rows.items() if rows]
             self._rows = {t: [] for t in _ROW_TABLES}
             if self._tokens:
-                batch["tokens"] = list(self._tokens)
+                batches.append(_Batch("tokens", list(self._tokens)))
                 self._tokens.clear()
             counters = (self.errors, self.dropped_tokens)
             if counters != self._reported and self.last_step is not None:
                 self._reported = counters
                 t = time.time()
-                batch.setdefault("scalars", []).extend(
+                counter_rows = [
                     {"step": self.last_step, "name": n, "value": float(v), "wall_time": t}
                     for n, v in ((M.HOOKS_ERRORS, counters[0]), (M.HOOKS_DROPPED_TOKENS, counters[1]))
-                )
+                ]
+                batches.append(_Batch("scalars", counter_rows))  # its own segment: never blocked by other rows
             self._pending = 0
-            return batch
+            return batches
 
-    def _give_back(self, table: str, rows: list[dict[str, Any]]) -> None:
-        """Return rows whose publish failed to the front of the buffers (token rows stay capped)."""
+    def _keep(self, batch: _Batch) -> None:
+        """Keep a failed batch for the next try; token batches beyond the cap are dropped, oldest first."""
         with self._lock:
-            if table == "tokens":
-                keep = rows[-max(0, self.max_token_rows - len(self._tokens)) :] if self.max_token_rows else []
-                self.dropped_tokens += len(rows) - len(keep)
-                self._tokens.extendleft(reversed(keep))
-            else:
-                self._rows[table][:0] = rows
-            self._pending += len(rows)
+            self._retry.append(batch)
+            if batch.table != "tokens":
+                return
+            held = sum(b.n_rows for b in self._retry if b.table == "tokens") + len(self._tokens)
+            while held > self.max_token_rows:
+                oldest = next(b for b in self._retry if b.table == "tokens")
+                self._retry.remove(oldest)
+                held -= oldest.n_rows
+                self.dropped_tokens += oldest.n_rows
 
     def _publish(self) -> None:
         with self._io_lock:
-            batch = self._take()
-            for table, rows in batch.items():
+            with self._lock:
+                batches, self._retry = self._retry, []
+            batches += self._take()
+            for batch in batches:
+                if not isinstance(batch.rows, pa.Table):
+                    tbl, bad = encode_rows(batch.table, batch.rows)
+                    if bad:
+                        self._drop_unencodable(batch.table, bad)
+                    if tbl is None:
+                        continue
+                    batch.rows = tbl
                 try:
-                    self.writer.write(table, _columns(rows))
-                except Exception as exc:  # noqa: BLE001 - keep the rows, count, warn once
-                    self._give_back(table, rows)
-                    self._record_io_failure(f"publishing {table}", exc)
+                    if batch.seq is None:
+                        batch.seq = self.writer.next_seq(batch.table)
+                    self.writer.write(batch.table, batch.rows, seq=batch.seq)
+                except Exception as exc:  # noqa: BLE001 - keep the batch, count, warn once
+                    self._keep(batch)
+                    self._record_failure(f"publishing {batch.table}", exc, kept=batch.n_rows)
 
-    def _record_io_failure(self, where: str, exc: BaseException) -> None:
+    def _drop_unencodable(self, table: str, bad: list[tuple[dict[str, Any], str]]) -> None:
+        with self._lock:
+            self.errors += len(bad)
+            self.dropped_rows += len(bad)
+            if self.strict and self._strict_exc is None:
+                self._strict_exc = ValueError(f"{table} row {bad[0][0]!r} cannot be stored ({bad[0][1]})")
+        row, why = bad[0]
+        self._warn_once(
+            f"encode {table}",
+            f"entropy_watch: dropped {len(bad)} {table} row(s) that cannot be stored (first: {str(row)[:200]}: "
+            f"{why}); the other rows were published; later ones are counted as hooks/errors",
+        )
+
+    def _record_failure(self, where: str, exc: BaseException, kept: int | None = None) -> None:
         with self._lock:
             self.errors += 1
             if self.strict and self._strict_exc is None:
                 self._strict_exc = exc
-        self._warn_once(
-            where,
-            f"entropy_watch: {where} failed ({type(exc).__name__}: {exc}); rows are kept and "
-            "retried; check the store path and free disk space",
-        )
+        if kept is not None:
+            advice = f"its {kept} rows are kept and retried"
+        else:
+            advice = "it is retried"
+        if isinstance(exc, StoreUnwritable | OSError):
+            advice += f"; check that the store {getattr(self.writer, 'root', '')} exists, is writable and has space"
+        self._warn_once(where, f"entropy_watch: {where} failed ({type(exc).__name__}: {exc}); {advice}")
 
     def _raise_strict(self) -> None:
         if self._strict_exc is not None:
@@ -265,21 +348,6 @@ class Recorder:
         if key not in self._warned:
             self._warned.add(key)
             log.warning(message)
-
-
-def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Row dicts -> column lists (union of keys, missing cells None)."""
-    keys: dict[str, None] = {}
-    for r in rows:
-        keys.update(dict.fromkeys(r))
-    return {k: [r.get(k) for r in rows] for k in keys}
-
-
-def _to_float(v: Any) -> float:
-    try:
-        return float(v.item() if hasattr(v, "item") else v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _close_at_exit(ref: weakref.ref[Recorder]) -> None:

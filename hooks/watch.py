@@ -37,6 +37,7 @@ from entropy_watch.hooks.async_stats import DeviceFence, StatsWorker, snapshot
 from entropy_watch.jsonable import to_jsonable
 from entropy_watch.recorder import Recorder
 from entropy_watch.store.layout import default_root, validate_run_name
+from entropy_watch.store.schema import check_step
 
 
 class Watch:
@@ -150,6 +151,7 @@ class Watch:
             from entropy_watch.hooks.entropy import token_entropy
             from entropy_watch.hooks.stats import step_stats
 
+            step = check_step(step)  # a bad step is refused here, before any work or buffering
             ours: set[str] = set()  # tensors computed here (not shared with the caller)
             with torch.no_grad():
                 if entropy is None:
@@ -196,23 +198,36 @@ class Watch:
         self.log_dict(step, scalars)
 
     def log_dict(self, step: int, scalars: Mapping[str, Any]) -> None:
-        """Record ``{name: number}``; tensors are read with ``.item()``; non-numbers are counted as errors."""
+        """Record ``{name: number}``; tensors are read with ``.item()`` (several elements: their mean); None is skipped.
+
+        A bad step (not an integer in ``[0, 2**63 - 1]``) records nothing; a bad value (text, complex, an int beyond
+        float64) is refused alone. Either is counted in ``hooks/errors`` and warned about once; NaN/inf are kept."""
         try:
-            values: dict[str, float] = {}
+            values: dict[str, Any] = {}
+            bad: list[str] = []
             for name, v in scalars.items():
                 if v is None:
                     continue
                 if isinstance(v, torch.Tensor):
-                    v = v.detach().float().mean().item() if v.numel() != 1 else v.item()
-                values[str(name)] = float(v)
-            if self._recorder is not None and values:
+                    try:
+                        v = v.detach().float().mean().item() if v.numel() != 1 else v.item()
+                    except Exception as exc:  # noqa: BLE001 - a meta tensor, a failed device: this value only
+                        bad.append(f"{str(name)[:60]!r}: {type(exc).__name__}: {exc}")
+                        continue
+                values[str(name)] = v
+            if self._recorder is not None:
                 self._recorder.scalars(step, values)
+            else:
+                check_step(step)
+            if bad:
+                raise ValueError(f"value of {bad[0]} at step {step}; the other values were recorded")
         except Exception as exc:  # noqa: BLE001
             self.failure("log", exc)
 
     def event(self, step: int, kind: str, **payload: Any) -> None:
         """Record a known change point (``resume``, ``lr_schedule``, ``config_edit``…) in the ``events`` table."""
         try:
+            check_step(step)
             if self._recorder is not None:
                 self._recorder.event(step, kind, json.dumps(payload, default=str))
         except Exception as exc:  # noqa: BLE001

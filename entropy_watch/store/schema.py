@@ -12,6 +12,8 @@ Each table has a declared core schema (docs/CONTRACTS.md); columns are never ren
 
 from __future__ import annotations
 
+import math
+import operator
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +21,9 @@ from typing import Any
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
+
+MAX_STEP = 2**63 - 1  # steps are int64 in every table
+_EXACT_FLOAT = 2**53  # floats at or above it cannot say which integer they mean
 
 WRITER_COL = "_writer"
 SEQ_COL = "_seq"
@@ -150,3 +155,93 @@ def coerce_rows(table: str, rows: pa.Table | Mapping[str, Any]) -> pa.Table:
             columns.append(tbl.column(name))
             names.append(name)
     return pa.table(columns, names=names)
+
+
+def encode_rows(table: str, rows: list[dict[str, Any]]) -> tuple[pa.Table | None, list[tuple[dict[str, Any], str]]]:
+    """Row dicts -> one table of ``table``'s schema, isolating rows that cannot be encoded.
+
+    Returns ``(table or None when no row survives, [(bad row, why), ...])``. The whole batch is encoded at once;
+    only when that fails is each row tried alone, so one bad row costs its own loss, never its batch's.
+    """
+    if not rows:
+        return None, []
+    try:
+        return coerce_rows(table, _columns(rows)), []
+    except (ValueError, TypeError, OverflowError, pa.ArrowException):
+        pass
+    good: list[pa.Table] = []
+    bad: list[tuple[dict[str, Any], str]] = []
+    for row in rows:
+        try:
+            good.append(coerce_rows(table, _columns([row])))
+        except (ValueError, TypeError, OverflowError, pa.ArrowException) as exc:
+            bad.append((row, f"{type(exc).__name__}: {exc}"))
+    if not good:
+        return None, bad
+    return pa.concat_tables(good, promote_options="permissive"), bad
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Row dicts -> column lists (union of keys, missing cells None)."""
+    keys: dict[str, None] = {}
+    for r in rows:
+        keys.update(dict.fromkeys(r))
+    return {k: [r.get(k) for r in rows] for k in keys}
+
+
+def check_step(step: Any) -> int:
+    """``step`` as a Python int in ``[0, 2**63 - 1]``, else ``ValueError`` saying what is wrong with it.
+
+    Accepted: ints and integer scalars (numpy, one-element torch tensors: anything with ``__index__``), and floats
+    holding an exact integer below 2**53 (``10.0``). Refused: bools, strings, NaN/inf, fractions (``2.5``), negative
+    steps and steps beyond int64 (``2**70``, ``np.uint64(2**64 - 1)``). Every row the store writes goes through this
+    at the call, so one bad step can never reach a buffer that other rows share.
+    """
+    if isinstance(step, bool) or type(step).__name__ == "bool_":
+        raise ValueError(f"step must be an integer, got {step!r} (bool)")
+    try:
+        s = operator.index(step)
+    except TypeError:
+        s = _integral_float(step)
+    if not 0 <= s <= MAX_STEP:
+        raise ValueError(f"step {_short_repr(s)} is out of range: steps are integers in [0, 2**63 - 1]")
+    return s
+
+
+def _integral_float(step: Any) -> int:
+    what = f"{_short_repr(step)} ({type(step).__name__})"
+    if isinstance(step, str | bytes):
+        raise ValueError(f"step must be an integer, got {what}")
+    try:
+        f = float(step)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"step must be an integer, got {what}") from None
+    if not math.isfinite(f) or not f.is_integer():
+        raise ValueError(f"step must be an integer, got {what}")
+    if abs(f) >= _EXACT_FLOAT:
+        raise ValueError(f"step {what} is a float too large to be exact; pass an int")
+    return int(f)
+
+
+def check_value(value: Any) -> float:
+    """``value`` as a float64, else ``ValueError``: numbers and one-element numeric scalars only.
+
+    NaN and +-inf are values (a diverged loss is data the detectors read), kept as they are. Refused: strings (even
+    numeric ones), complex numbers, arrays of several elements, and ints too large for float64.
+    """
+    if isinstance(value, str | bytes):
+        raise ValueError(f"must be a number, got {type(value).__name__} {_short_repr(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{_short_repr(value)} is too large for float64") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a number, got {type(value).__name__} {_short_repr(value)}") from None
+
+
+def _short_repr(x: Any, limit: int = 40) -> str:
+    try:
+        r = repr(x)
+    except Exception:  # noqa: BLE001 - a hostile __repr__
+        r = f"<{type(x).__name__}>"
+    return r if len(r) <= limit else r[: limit - 3] + "..."

@@ -11,7 +11,17 @@ segment (``write`` returned its path) is readable and no read ever fails on a ha
 is only what the caller had not yet handed to :meth:`RunWriter.write`.
 
 Segment names carry the writer session (``<time_ns>-<pid>``) and a per-table counter, so a restarted trainer never
-overwrites, and a reader that has seen a name never needs to look at it again.
+overwrites, and a reader that has seen a name never needs to look at it again. A caller that retries a batch passes
+the number it reserved (:meth:`RunWriter.next_seq`) as ``seq=``: the retry then *replaces* the segment if an earlier
+attempt did publish it, so a batch is stored once however often it is sent.
+
+Publishing a segment and refreshing the heartbeat are separate: :meth:`RunWriter.write` returns the published path
+even when the heartbeat it owed fails afterwards (the failure is kept in ``heartbeat_error`` and raised by the next
+explicit :meth:`RunWriter.heartbeat`), so no caller mistakes a published segment for a failed one and sends it again.
+
+Each heartbeat also carries the rank's *summary*: ``last_step`` and, for the canonical metrics, the value at the
+highest step logged (``latest``). Listing runs (``entropy-watch ls``) reads these small JSON files instead of
+querying every run's segments.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from entropy_watch import metrics as M
 from entropy_watch.errors import StoreUnwritable
 from entropy_watch.store import layout
 from entropy_watch.store.atomic import clean_stale_tmp, read_json, write_json_atomic, write_parquet_atomic
@@ -42,6 +53,7 @@ except ImportError:  # Windows: run.json merges are then not serialised across p
 
 DEFAULT_HEARTBEAT_S = 5.0
 STATES = ("running", "finished", "failed", "terminated")  # terminated: SIGTERM (e.g. preemption)
+SUMMARY_NAMES = frozenset(M.CANONICAL)  # scalars whose latest value the summary keeps (bounded: ~50 names)
 
 
 class RunWriter:
@@ -88,8 +100,11 @@ class RunWriter:
         self._seq: dict[str, int] = {}
         self._lock = threading.Lock()
         self._last_step: int | None = None
+        self._latest: dict[str, tuple[int, float]] = {}  # canonical scalar name -> (step, value) at its highest step
         self._last_beat = 0.0
         self._closed = False
+        self._meta: dict[str, Any] = {}  # last run.json written, to restore it if the run folder was deleted
+        self.heartbeat_error: StoreUnwritable | None = None  # the last heartbeat write() owed and could not write
         self._run_dir = layout.run_dir(self.root, self.run)
         try:
             (self._run_dir / "status").mkdir(parents=True, exist_ok=True)
@@ -121,15 +136,26 @@ class RunWriter:
             meta.setdefault("schema_version", SCHEMA_VERSION)
             meta.update(fields)
             write_json_atomic(path, meta, fsync=self.fsync)
+            self._meta = meta
         return meta
 
     # -- data -----------------------------------------------------------------------------------------------------
-    def write(self, table: str, rows: pa.Table | Mapping[str, Any]) -> Path | None:
-        """Publish ``rows`` as ONE new segment of ``table``; returns its path once it is visible, None if empty.
+    def next_seq(self, table: str) -> int:
+        """Reserve the next segment number of ``table`` (for a batch that may have to be retried)."""
+        layout.validate_table(table)
+        with self._lock:
+            seq = self._seq.get(table, 0)
+            self._seq[table] = seq + 1
+            return seq
+
+    def write(self, table: str, rows: pa.Table | Mapping[str, Any], *, seq: int | None = None) -> Path | None:
+        """Publish ``rows`` as ONE segment of ``table``; returns its path once it is visible, None if empty.
 
         ``rows`` is a ``pa.Table`` or ``{column: list}``; core columns are cast to their declared types (see
         :func:`entropy_watch.store.schema.coerce_rows`), extra columns are kept. Each row gets ``_writer`` (this
-        session) and ``_seq`` (this segment's number in this session and table).
+        session) and ``_seq`` (this segment's number in this session and table). ``seq``: a number from
+        :meth:`next_seq`; writing the same ``seq`` again replaces that segment (idempotent retries). Without it a new
+        number is taken. Raises :class:`StoreUnwritable` only when the segment was *not* published.
         """
         layout.validate_table(table)
         tbl = coerce_rows(table, rows)
@@ -138,27 +164,65 @@ class RunWriter:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"RunWriter for run {self.run!r} rank {self.rank} is closed")
-            seq = self._seq.get(table, 0)
+            if seq is None:
+                seq = self._seq.get(table, 0)
             tbl = tbl.append_column(WRITER_COL, pa.array([self.session] * tbl.num_rows, type=pa.string()))
             tbl = tbl.append_column(SEQ_COL, pa.array(np.full(tbl.num_rows, seq, dtype=np.int64)))
             directory = layout.table_dir(self.root, self.run, table, self.rank)
             path = directory / seg_name(self.session, seq)
             try:
                 if not directory.is_dir():
-                    directory.mkdir(parents=True, exist_ok=True)
-                    (directory / READ_LOCK).touch()  # exists before the first segment (see query.read_locked)
+                    self._recreate(directory)
                 write_parquet_atomic(path, tbl, fsync=self.fsync)
             except OSError as exc:
                 raise StoreUnwritable(f"cannot write segment {path} ({exc.strerror or exc})") from None
-            self._seq[table] = seq + 1
+            self._seq[table] = max(self._seq.get(table, 0), seq + 1)
             if "step" in tbl.column_names and tbl.column("step").null_count < tbl.num_rows:
                 top = pc.max(tbl.column("step")).as_py()
                 if top is not None and (self._last_step is None or top > self._last_step):
                     self._last_step = int(top)
+            if table == "scalars":
+                self._track_latest(tbl)
             due = self.beats and time.time() - self._last_beat >= self.heartbeat_interval_s
         if due:
-            self.heartbeat()
+            try:
+                self.heartbeat()
+                self.heartbeat_error = None
+            except StoreUnwritable as exc:  # the segment IS published: never report it as a failed write
+                self.heartbeat_error = exc
         return path
+
+    def summary(self) -> dict[str, Any]:
+        """``{"last_step": int | None, "latest": {name: [step, value]}}`` over what this writer published."""
+        with self._lock:
+            return {"last_step": self._last_step, "latest": {k: [s, v] for k, (s, v) in sorted(self._latest.items())}}
+
+    def _track_latest(self, tbl: pa.Table) -> None:
+        """Update ``_latest`` from a scalars segment: per canonical name, the value at its highest step (last wins)."""
+        names = tbl.column("name")
+        present = sorted(SUMMARY_NAMES.intersection(pc.unique(names).to_pylist()))
+        if not present:
+            return
+        sub = tbl.filter(pc.fill_null(pc.is_in(names, value_set=pa.array(present, pa.string())), False))
+        steps = sub.column("step").to_numpy(zero_copy_only=False)
+        values = sub.column("value").to_numpy(zero_copy_only=False)
+        codes = pc.dictionary_encode(sub.column("name")).combine_chunks()
+        idx = codes.indices.to_numpy(zero_copy_only=False)
+        for k, name in enumerate(codes.dictionary.to_pylist()):
+            pos = np.flatnonzero(idx == k)
+            j = pos[len(pos) - 1 - int(np.argmax(steps[pos][::-1]))]  # highest step, its last occurrence
+            step, value = int(steps[j]), float(values[j])
+            old = self._latest.get(name)
+            if old is None or step >= old[0]:
+                self._latest[name] = (step, value)
+
+    def _recreate(self, directory: Path) -> None:
+        """Create a table folder (and restore ``run.json`` if the run folder itself was deleted under us)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / READ_LOCK).touch()  # exists before the first segment (see query.read_locked)
+        meta_path = layout.run_json_path(self.root, self.run)
+        if self._meta and not meta_path.exists():
+            write_json_atomic(meta_path, self._meta, fsync=self.fsync)
 
     # -- heartbeat ------------------------------------------------------------------------------------------------
     def heartbeat(self, step: int | None = None, state: str = "running", **extra: Any) -> None:
@@ -174,6 +238,7 @@ class RunWriter:
             status = {
                 "rank": self.rank,
                 "last_step": self._last_step,
+                "latest": {k: [st, v] for k, (st, v) in sorted(self._latest.items())},
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
                 "state": state,
@@ -183,8 +248,11 @@ class RunWriter:
                 "session": self.session,
                 **extra,
             }
+            path = layout.status_path(self.root, self.run, self.rank)
             try:
-                write_json_atomic(layout.status_path(self.root, self.run, self.rank), status, fsync=self.fsync)
+                if not path.parent.is_dir():  # the store was deleted mid-run: write where it was
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(path, status, fsync=self.fsync)
             except OSError as exc:
                 raise StoreUnwritable(f"cannot write heartbeat for run {self.run!r} ({exc.strerror or exc})") from None
             self._last_beat = now
