@@ -1,8 +1,16 @@
 """Shared read-side plumbing: list a table's files, turn a selection into parameterised SQL, retry listing races.
 
-Every read goes through :func:`source_sql`, which reads the chosen files with DuckDB's ``read_parquet`` (Hive
-partitioning, ``union_by_name`` for columns added later) in an in-memory connection. File lists and keys are always
-bound as parameters (or session variables for views), never spliced into SQL text.
+The project's own reads go through :func:`source_sql`, which reads the chosen files with DuckDB's ``read_parquet``
+(Hive partitioning, ``union_by_name`` for columns added later) in an in-memory connection. File lists and keys are
+always bound as parameters (or session variables for views), never spliced into SQL text.
+
+SQL written by a *user* (``entropy-watch sql``, :meth:`Store.sql`) never runs on such a connection. It runs on a
+:func:`sandbox`: an in-memory DuckDB with ``enable_external_access = false``, no extension install or autoload, no
+Python replacement scans and its configuration locked, so no statement (``COPY … TO``, ``ATTACH``, ``INSTALL``,
+``SET``, ``read_csv('/etc/passwd')``, ``glob``, each also under ``EXPLAIN ANALYZE``) can read, write or install
+anything. The store's rows reach it only as Arrow datasets that Python opened and registered
+(:func:`register_selection`); DuckDB scans them with projection and filter push-down. A statement filter in the CLI
+is only a friendlier first message, not the guarantee.
 """
 
 from __future__ import annotations
@@ -15,11 +23,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 
 from entropy_watch.errors import InvalidRunName
 from entropy_watch.store import layout
 from entropy_watch.store.files import READ_LOCK, CoverageCache, FileRef, Selection, list_data_files, rank_dirs
-from entropy_watch.store.schema import READ_PARQUET_OPTIONS
+from entropy_watch.store.schema import READ_PARQUET_OPTIONS, empty_table
 
 try:
     import fcntl
@@ -148,3 +159,73 @@ def source_sql(sel: Selection, empty_relation: str, binder: Binder) -> str:
     # The empty relation pins the core columns and their types even when a foreign file lacks some of them.
     parts.append(f"SELECT * FROM {empty_relation}")
     return " UNION ALL BY NAME ".join(f"({p})" for p in parts)
+
+
+_SANDBOX_CONFIG = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "python_enable_replacements": False,  # no scans of the caller's Python variables by name
+}
+_HIVE = ds.partitioning(pa.schema([("run", pa.string()), ("table", pa.string()), ("rank", pa.int32())]), flavor="hive")
+
+
+def sandbox() -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory connection for user SQL that cannot touch any file, extension or setting (module doc)."""
+    con = duckdb.connect(":memory:", config=dict(_SANDBOX_CONFIG))
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def create_sandbox_view(con: duckdb.DuckDBPyConnection, root: Path, table: str, sel: Selection) -> None:
+    """``CREATE TEMP VIEW <table>`` on a :func:`sandbox`: the selected files' rows plus ``run`` and ``rank``.
+
+    The view has the table's declared columns even with no file (an empty relation of the reader schema is unioned
+    in), and never the internal ``_writer``/``_seq`` columns.
+    """
+    layout.validate_table(table)
+    con.register(f"_empty_{table}", empty_table(table))
+    parts = [f'SELECT * EXCLUDE ("table") FROM {n}' for n in register_selection(con, root, sel, f"_{table}")]
+    parts.append(f"SELECT * FROM _empty_{table}")
+    union = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
+    con.execute(f"CREATE TEMP VIEW {table} AS SELECT * EXCLUDE (_writer, _seq) FROM ({union})")
+
+
+def register_selection(con: duckdb.DuckDBPyConnection, root: Path, sel: Selection, prefix: str) -> list[str]:
+    """Register the selected files on ``con`` as Arrow datasets named ``<prefix>_<i>``; returns those names.
+
+    Each dataset carries the Hive columns ``run``, ``table``, ``rank`` from the path and the union of the files'
+    columns (types promoted, later-added columns null in older files). Files read only in part (after overlapping
+    parts) are filtered to their missing keys.
+    """
+    names: list[str] = []
+    groups: list[tuple[list[FileRef], frozenset[tuple[str, int]] | None]] = []
+    if sel.whole:
+        groups.append((sel.whole, None))
+    groups += [([ref], keys) for ref, keys in sel.partial]
+    for refs, keys in groups:
+        factory = ds.FileSystemDatasetFactory(
+            pafs.LocalFileSystem(),
+            [str(r.path) for r in refs],
+            ds.ParquetFileFormat(),
+            ds.FileSystemFactoryOptions(partition_base_dir=str(root), partitioning=_HIVE),
+        )
+        dataset = factory.finish(factory.inspect(promote_options="permissive"))
+        if keys is not None:
+            dataset = dataset.filter(_keys_expression(keys))
+        name = f"{prefix}_{len(names)}"
+        con.register(name, dataset)
+        names.append(name)
+    return names
+
+
+def _keys_expression(keys: frozenset[tuple[str, int]]) -> ds.Expression:
+    by_writer: dict[str, list[int]] = {}
+    for writer, seq in keys:
+        by_writer.setdefault(writer, []).append(seq)
+    expr: ds.Expression | None = None
+    for writer, seqs in sorted(by_writer.items()):
+        part = (ds.field("_writer") == writer) & ds.field("_seq").isin(sorted(seqs))
+        expr = part if expr is None else expr | part
+    assert expr is not None
+    return expr

@@ -29,8 +29,8 @@ from entropy_watch.store.atomic import read_json
 from entropy_watch.store.files import CoverageCache, select_files
 from entropy_watch.store.query import (
     Binder,
+    create_sandbox_view,
     read_locked,
-    register_selection,
     run_names,
     sandbox,
     source_sql,
@@ -126,11 +126,7 @@ class Store(SqlReads):
                 with read_locked(d for t in tables for d in table_dirs(self.root, names, t)):
                     for table in tables:
                         sel = select_files(table_files(self.root, names, table, self._coverage))
-                        con.register(f"_empty_{table}", empty_table(table))
-                        parts = [f"SELECT * FROM {n}" for n in register_selection(con, self.root, sel, f"_{table}")]
-                        parts.append(f"SELECT * FROM _empty_{table}")
-                        union = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
-                        con.execute(f'CREATE TEMP VIEW {table} AS SELECT * EXCLUDE (_writer, _seq, "table") FROM ({union})')
+                        create_sandbox_view(con, self.root, table, sel)
                     return con.sql(query, params=params or None).to_arrow_table()
             finally:
                 con.close()
