@@ -1,0 +1,201 @@
+"""Delivery: POST JSON bodies to webhooks from one background thread, never blocking or failing the caller.
+
+* :meth:`Delivery.submit` only puts (target, body) on a bounded queue; when the queue is full the message is
+  dropped and counted as a failure (the caller is a training loop: it must never wait on a network);
+* the thread POSTs with a per-attempt ``timeout_s``; a connection error, a timeout, HTTP 5xx or 429 is retried up
+  to ``retries`` times with exponential backoff (``backoff_s``, doubled each time; a 429's ``Retry-After`` is
+  honoured up to ``max_backoff_s``); other 4xx answers are final (a wrong or revoked webhook);
+* a message that is finally not delivered adds one to :attr:`Delivery.errors`, calls ``on_error(errors)`` (the
+  hooks record it as ``hooks/notify_errors``) and warns once; the warning names the target by kind and host only,
+  never its URL, and quotes no exception text (urllib's errors can carry the URL).
+
+Standard library only (``urllib.request``), so the core tier stays light.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from entropy_watch import __version__
+from entropy_watch.notify.targets import Target
+
+log = logging.getLogger("entropy_watch")
+
+Opener = Callable[[urllib.request.Request, float], int]
+"""(request, timeout_s) -> HTTP status; raises ``urllib.error.HTTPError`` / ``OSError`` on failure."""
+
+
+def _urlopen(req: urllib.request.Request, timeout: float) -> int:
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - scheme checked in targets.py
+        resp.read(1 << 16)
+        return int(resp.status)
+
+
+class Delivery:
+    """The queue and thread that send notification bodies.
+
+    Args:
+        timeout_s: socket timeout of one attempt.
+        retries: further attempts after the first for retryable failures.
+        backoff_s: wait before the first retry; doubled for each later one.
+        max_backoff_s: cap of any single wait (also of a 429's ``Retry-After``).
+        max_queue: messages that may wait; more are dropped and counted.
+        on_error: called with the running failure count after each undelivered message (from the thread).
+        opener: the POST function (tests); default ``urllib.request.urlopen``.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 5.0,
+        retries: int = 3,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+        max_queue: int = 64,
+        on_error: Callable[[int], Any] | None = None,
+        opener: Opener | None = None,
+    ) -> None:
+        self.timeout_s = float(timeout_s)
+        self.retries = max(0, int(retries))
+        self.backoff_s = float(backoff_s)
+        self.max_backoff_s = float(max_backoff_s)
+        self.on_error = on_error
+        self.errors = 0
+        self.sent = 0
+        self._open = opener or _urlopen
+        self._q: queue.Queue[tuple[Target, bytes] | None] = queue.Queue(maxsize=max(1, int(max_queue)))
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._warned = False
+        self._closed = False
+
+    def submit(self, target: Target, body: bytes) -> bool:
+        """Queue one POST; False (and counted as a failure) when the queue is full or delivery is closed."""
+        if self._closed:
+            return False
+        self._start()
+        try:
+            self._q.put_nowait((target, body))
+            return True
+        except queue.Full:
+            self._failed(target, "the notification queue is full (the webhook is slower than the alerts)")
+            return False
+
+    def close(self, timeout_s: float = 10.0) -> bool:
+        """Send what is queued, waiting at most ``timeout_s``; True when everything queued was handled."""
+        self._closed = True
+        t = self._thread
+        if t is None:
+            return True
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while self._q.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        done = not self._q.unfinished_tasks
+        self._stop.set()
+        try:
+            self._q.put_nowait(None)  # wake the thread
+        except queue.Full:
+            pass
+        return done
+
+    @property
+    def pending(self) -> int:
+        """Messages queued or in flight."""
+        return int(self._q.unfinished_tasks)
+
+    # ---- the thread ----------------------------------------------------------------------------------------------
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="entropy_watch-notify", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            try:
+                if item is None:
+                    if self._stop.is_set():
+                        return
+                    continue
+                target, body = item
+                why = self._post(target, body)
+                if why is None:
+                    self.sent += 1
+                else:
+                    self._failed(target, why)
+            except Exception as exc:  # noqa: BLE001 - the thread must survive anything
+                self._failed(None, f"unexpected {type(exc).__name__}")
+            finally:
+                self._q.task_done()
+            if self._stop.is_set() and self._q.empty():
+                return
+
+    def _post(self, target: Target, body: bytes) -> str | None:
+        """None when delivered, else why not (no URL, no exception text)."""
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": f"entropy-watch/{__version__}"}
+        wait = self.backoff_s
+        why = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                if self._stop.wait(min(wait, self.max_backoff_s)):  # close() gave up waiting
+                    return f"{why}; abandoned at close"
+                wait *= 2
+            req = urllib.request.Request(target.url, data=body, headers=headers, method="POST")
+            try:
+                status = self._open(req, self.timeout_s)
+            except urllib.error.HTTPError as e:
+                status = int(e.code)
+                if status == 429:
+                    wait = max(wait, _retry_after(e.headers.get("Retry-After") if e.headers else None))
+                elif status < 500:
+                    return f"HTTP {status} (not retried: check the webhook)"
+                why = f"HTTP {status}"
+                continue
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+                reason = getattr(e, "reason", e)
+                timed_out = isinstance(reason, TimeoutError)
+                why = f"no answer within {self.timeout_s:g} s" if timed_out else f"{type(reason).__name__}"
+                continue
+            if 200 <= status < 300:
+                return None
+            why = f"HTTP {status}"
+            if status < 500 and status != 429:
+                return why
+        return f"{why} after {self.retries + 1} attempts"
+
+    def _failed(self, target: Target | None, why: str) -> None:
+        with self._lock:
+            self.errors += 1
+            n = self.errors
+            first = not self._warned
+            self._warned = True
+        if first:
+            where = f"to {target.label}" if target is not None else ""
+            log.warning(
+                "entropy_watch: a notification %s was not delivered: %s; training continues, later failures are "
+                "counted as hooks/notify_errors",
+                where,
+                why,
+            )
+        if self.on_error is not None:
+            try:
+                self.on_error(n)
+            except Exception:  # noqa: BLE001 - a failing counter must not stop delivery
+                pass
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(0.0, float(value)) if value else 0.0
+    except ValueError:
+        return 0.0

@@ -1,0 +1,167 @@
+"""``Notifier``: alerts and recoveries in, policy-checked Slack / Discord / JSON POSTs out, in the background.
+
+    from entropy_watch.notify import Notifier
+
+    n = Notifier.build(["env:EW_SLACK_URL", "json+https://ops.example/hook"], app_url="http://127.0.0.1:8501")
+    n.alert("grpo-s0", alert)        # never blocks: gate (notify.policy) -> payload (notify.payloads) -> queue
+    n.close()                        # at the end: sends what is queued (bounded wait)
+
+Used by the in-process live analyser (``entropy_watch.hooks.live``) and by ``entropy-watch watch --notify``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from entropy_watch.analysis.alert import Alert
+from entropy_watch.jsonable import to_jsonable
+from entropy_watch.notify.delivery import Delivery
+from entropy_watch.notify.payloads import Eta, Notice, app_link, render
+from entropy_watch.notify.policy import Gate, NotifyPolicy
+from entropy_watch.notify.targets import Target, parse_targets
+
+APP_URL_ENV = "ENTROPY_WATCH_APP_URL"
+"""Environment variable with the app's base URL (e.g. ``http://127.0.0.1:8501``), used when none is passed."""
+
+
+def alert_key(alert: Alert) -> str:
+    """The alert's identity: ``Alert.key`` when the analysis defines it, else ``step:detector:kind:severity``."""
+    key = getattr(alert, "key", None)
+    if isinstance(key, str) and key:
+        return key
+    return f"{alert.step}:{alert.detector}:{alert.kind}:{alert.severity}"
+
+
+def eta_of(alert: Alert) -> Eta | None:
+    """The forecast ETA an alert carries (forecast alerts: the median step and the bootstrap interval)."""
+    ev = alert.evidence or {}
+    med, lo, hi, at = (ev.get(k) for k in ("eta_step_median", "eta_lo", "eta_hi", "step"))
+    if not isinstance(med, int | float) or not isinstance(at, int | float):
+        return None
+    inf = float("inf")
+    return Eta(
+        step=float(med),
+        lo=float(at) + float(lo) if isinstance(lo, int | float) else inf,
+        hi=float(at) + float(hi) if isinstance(hi, int | float) else inf,
+        interval=0.9,
+    )
+
+
+def notice_for(run: str, alert: Alert, *, verdict: Any = None, app_url: str | None = None) -> Notice:
+    """The notice for one alert (``verdict``: the run's verdict object or dict, sent whole in the JSON body)."""
+    d = alert.to_dict()
+    key = alert_key(alert)
+    d["key"] = key
+    v = to_jsonable(verdict) if verdict is not None else None
+    return Notice(
+        event="alert",
+        run=run,
+        kind=alert.kind,
+        severity=alert.severity,
+        step=int(alert.step),
+        summary=alert.message,
+        key=key,
+        detector=alert.detector,
+        eta=eta_of(alert),
+        action=alert.actions[0] if alert.actions else None,
+        app_link=app_link(app_url, run),
+        alert=to_jsonable(d),
+        verdict=v if isinstance(v, dict) else None,
+    )
+
+
+def recovery_notice(
+    run: str, kind: str, step: int, summary: str, *, key: str = "", app_url: str | None = None
+) -> Notice:
+    """The one message sent when an alerted problem clears."""
+    return Notice(
+        event="recovery",
+        run=run,
+        kind=kind,
+        severity="info",
+        step=int(step),
+        summary=summary,
+        key=key,
+        app_link=app_link(app_url, run),
+    )
+
+
+class Notifier:
+    """Targets + policy + background delivery.
+
+    Args:
+        targets: where to send (see :mod:`entropy_watch.notify.targets`).
+        policy: when to send (:class:`NotifyPolicy`; default: warning and up, 1 h cooldown, 10 per hour).
+        app_url: the app's base URL for links (default ``$ENTROPY_WATCH_APP_URL``; none: no link).
+        on_error: called with the failure count after each undelivered message (the hooks record
+            ``hooks/notify_errors``).
+        delivery: the :class:`Delivery` to use (tests); default one built with ``delivery_kwargs``.
+    """
+
+    def __init__(
+        self,
+        targets: Iterable[Target],
+        *,
+        policy: NotifyPolicy | None = None,
+        app_url: str | None = None,
+        on_error: Callable[[int], Any] | None = None,
+        delivery: Delivery | None = None,
+        **delivery_kwargs: Any,
+    ) -> None:
+        self._targets = list(targets)
+        self.gate = Gate(policy)
+        self.app_url = app_url if app_url is not None else (os.environ.get(APP_URL_ENV) or None)
+        self.delivery = delivery or Delivery(on_error=on_error, **delivery_kwargs)
+        if delivery is not None and on_error is not None:
+            self.delivery.on_error = on_error
+        self.sent: list[Notice] = []  # what was handed to delivery, in order (small: the gate caps it)
+
+    @classmethod
+    def build(cls, notify: str | Target | Iterable[str | Target] | Notifier | None, **kwargs: Any) -> Notifier | None:
+        """A notifier for ``notify`` (specs, targets or a ready ``Notifier``), or None when there is nothing to
+        notify. Raises :class:`~entropy_watch.notify.targets.NotifyConfigError` on a bad spec (before training)."""
+        if notify is None or isinstance(notify, Notifier):
+            return notify
+        targets = parse_targets(notify)
+        return cls(targets, **kwargs) if targets else None
+
+    @property
+    def targets(self) -> list[Target]:
+        return list(self._targets)
+
+    @property
+    def secrets(self) -> list[str]:
+        """The webhook URLs, for :func:`~entropy_watch.notify.targets.scrub` (never print them)."""
+        return [t.url for t in self._targets]
+
+    @property
+    def errors(self) -> int:
+        """Messages that were not delivered (after retries) or were dropped."""
+        return self.delivery.errors
+
+    def alert(self, run: str, alert: Alert, verdict: Any = None) -> Notice | None:
+        """Send ``alert`` if the policy admits it; returns the notice sent (None: held back)."""
+        return self.send(notice_for(run, alert, verdict=verdict, app_url=self.app_url))
+
+    def recovery(self, run: str, kind: str, step: int, summary: str, key: str = "") -> Notice | None:
+        """Send the recovery message for (run, kind) if an alert for it was sent before."""
+        return self.send(recovery_notice(run, kind, step, summary, key=key, app_url=self.app_url))
+
+    def send(self, notice: Notice) -> Notice | None:
+        """Gate ``notice`` and queue it for every target; never blocks."""
+        admitted = self.gate.admit(notice)
+        if admitted is None:
+            return None
+        for t in self._targets:
+            self.delivery.submit(t, render(t.kind, admitted))
+        self.sent.append(admitted)
+        return admitted
+
+    def close(self, timeout_s: float = 10.0) -> bool:
+        """Deliver what is queued, waiting at most ``timeout_s``."""
+        return self.delivery.close(timeout_s)
+
+    def __repr__(self) -> str:
+        return f"Notifier([{', '.join(t.label for t in self._targets)}])"

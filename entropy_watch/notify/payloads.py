@@ -1,0 +1,171 @@
+"""What a notification says, and its JSON for Slack, Discord and a generic webhook.
+
+A :class:`Notice` is one message: an alert (new, or an escalation from warning to critical) or a recovery ("back
+above the floor"). It carries what every channel shows — run, kind, severity, step, the one-line verdict, the ETA
+with its interval, the first suggested action and a link to the run's app page when an app URL is configured — and,
+for the generic JSON POST, the whole alert and verdict objects.
+
+Generic JSON body (schema ``entropy_watch.notification/1``; documented in README "Act on an alert")::
+
+    {"schema": "entropy_watch.notification/1", "event": "alert" | "escalation" | "recovery",
+     "run": str, "kind": str, "severity": "info" | "warning" | "critical", "step": int, "summary": str,
+     "eta": {"step": float | null, "lo": float | null, "hi": float | null, "interval": float} | null,
+     "action": str | null, "app_url": str | null, "key": str,
+     "alert": {step, detector, kind, severity, message, evidence, actions, key} | null,
+     "verdict": {...} | null, "sent_at": float (Unix seconds)}
+
+Text taken from runs (messages, run names) is sent as data: Slack gets ``plain_text`` objects only, Discord gets its
+markdown characters escaped and ``allowed_mentions`` off, so a run name cannot ping a channel or inject a link.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+SCHEMA = "entropy_watch.notification/1"
+EVENTS: tuple[str, ...] = ("alert", "escalation", "recovery")
+_ICON = {"critical": "🔴", "warning": "🟠", "info": "🔵", "ok": "🟢"}
+_COLOR = {"critical": 0xD93025, "warning": 0xF29900, "info": 0x1A73E8, "ok": 0x188038}
+_DISCORD_MD = re.compile(r"([\\*_~`|>#\[\]()@])")
+
+
+@dataclass(frozen=True)
+class Eta:
+    """When the forecast says the floor is reached: the median step and an interval (steps; inf = never)."""
+
+    step: float
+    lo: float
+    hi: float
+    interval: float = 0.9
+
+    def text(self) -> str:
+        """``step 412 (90% interval 380–460)``."""
+        return f"step {_at(self.step)} ({100 * self.interval:.0f}% interval {_at(self.lo)}–{_at(self.hi)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": _num(self.step), "lo": _num(self.lo), "hi": _num(self.hi), "interval": self.interval}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One notification. ``event``: alert | escalation | recovery; ``key`` identifies the alert (Alert.key)."""
+
+    event: str
+    run: str
+    kind: str
+    severity: str
+    step: int
+    summary: str
+    key: str = ""
+    detector: str = ""
+    eta: Eta | None = None
+    action: str | None = None
+    app_link: str | None = None
+    alert: dict[str, Any] | None = None
+    verdict: dict[str, Any] | None = None
+    sent_at: float = field(default_factory=time.time)
+
+    @property
+    def title(self) -> str:
+        """``CRITICAL collapse · grpo-s0`` (``recovered: collapse · grpo-s0`` for a recovery)."""
+        what = f"recovered: {self.kind}" if self.event == "recovery" else f"{self.severity.upper()} {self.kind}"
+        return f"{what} · {self.run}"
+
+    def lines(self) -> list[tuple[str, str]]:
+        """(label, value) pairs every channel shows below the summary."""
+        out = [("Step", str(self.step))]
+        if self.eta is not None:
+            out.append(("ETA to floor", self.eta.text()))
+        if self.action:
+            out.append(("Try", self.action))
+        return out
+
+
+def app_link(app_url: str | None, run: str) -> str | None:
+    """The app page of ``run`` (``<app_url>/run?run=<run>``), or None without an app URL."""
+    if not app_url:
+        return None
+    return f"{app_url.rstrip('/')}/run?run={quote(run, safe='')}"
+
+
+def to_json(n: Notice) -> dict[str, Any]:
+    """The generic JSON body (schema in the module docstring)."""
+    return {
+        "schema": SCHEMA,
+        "event": n.event,
+        "run": n.run,
+        "kind": n.kind,
+        "severity": n.severity,
+        "step": n.step,
+        "summary": n.summary,
+        "eta": n.eta.to_dict() if n.eta is not None else None,
+        "action": n.action,
+        "app_url": n.app_link,
+        "key": n.key,
+        "alert": n.alert,
+        "verdict": n.verdict,
+        "sent_at": n.sent_at,
+    }
+
+
+def to_slack(n: Notice) -> dict[str, Any]:
+    """A Slack incoming-webhook body: ``text`` (the push notification) and Block Kit blocks, plain text only."""
+    icon = _ICON["ok" if n.event == "recovery" else n.severity]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain(f"{icon} {n.title}", 150)},
+        {"type": "section", "text": _plain(n.summary, 3000)},
+        {"type": "section", "fields": [_plain(f"{k}: {v}", 2000) for k, v in n.lines()]},
+    ]
+    if n.app_link:
+        button = {"type": "button", "text": _plain("Open run", 75), "url": n.app_link[:3000]}
+        blocks.append({"type": "actions", "elements": [button]})
+    return {"text": _clip(f"{icon} {n.title}: {n.summary}", 3000), "blocks": blocks}
+
+
+def to_discord(n: Notice) -> dict[str, Any]:
+    """A Discord webhook body: one embed (title, description, fields, colour), mentions disabled."""
+    embed: dict[str, Any] = {
+        "title": _clip(n.title, 256),
+        "description": _clip(_md(n.summary), 4096),
+        "color": _COLOR["ok" if n.event == "recovery" else n.severity],
+        "fields": [{"name": k, "value": _clip(_md(v), 1024), "inline": k == "Step"} for k, v in n.lines()],
+        "footer": {"text": "entropy_watch"},
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(n.sent_at)),
+    }
+    if n.app_link:
+        embed["url"] = n.app_link
+    return {"username": "entropy_watch", "embeds": [embed], "allowed_mentions": {"parse": []}}
+
+
+RENDERERS = {"slack": to_slack, "discord": to_discord, "json": to_json}
+
+
+def render(kind: str, n: Notice) -> bytes:
+    """The UTF-8 JSON body for a target of ``kind`` (slack | discord | json)."""
+    return json.dumps(RENDERERS[kind](n), ensure_ascii=False, allow_nan=False, default=str).encode("utf-8")
+
+
+def _plain(text: str, limit: int) -> dict[str, Any]:
+    return {"type": "plain_text", "text": _clip(text, limit) or " ", "emoji": True}
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _md(text: str) -> str:
+    return _DISCORD_MD.sub(r"\\\1", text)
+
+
+def _at(x: float) -> str:
+    return str(int(round(x))) if math.isfinite(x) else "never"
+
+
+def _num(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None

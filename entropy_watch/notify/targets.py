@@ -1,0 +1,173 @@
+"""Where notifications go: webhook URLs, their kind (Slack, Discord, generic JSON), and keeping them secret.
+
+A target spec is one of
+
+* a URL whose host says its kind: ``https://hooks.slack.com/services/…`` (Slack incoming webhook),
+  ``https://discord.com/api/webhooks/…`` or ``https://discordapp.com/api/webhooks/…`` (Discord); any other
+  ``http(s)://`` URL gets the generic JSON POST;
+* a URL with an explicit kind prefix: ``slack+https://…`` (any Slack-compatible endpoint: Mattermost, Rocket.Chat,
+  a proxy), ``discord+https://…``, ``json+https://…``;
+* ``env:NAME`` — the spec is read from the environment variable ``NAME`` when the notifier is built, and ``env``
+  alone reads :data:`DEFAULT_ENV` (``ENTROPY_WATCH_NOTIFY``). A variable may hold several specs separated by
+  whitespace or commas.
+
+Webhook URLs are credentials (anyone holding a Slack webhook URL can post to the channel). A :class:`Target` keeps
+the URL in a private slot and shows only its kind and host (``repr``, ``str``, :attr:`Target.label`); errors never
+quote it; :func:`scrub` removes it from any text or JSON value (``run.json``'s ``argv`` and config, log lines).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from entropy_watch.errors import EntropyWatchError
+
+KINDS: tuple[str, ...] = ("slack", "discord", "json")
+DEFAULT_ENV = "ENTROPY_WATCH_NOTIFY"
+"""Environment variable read by the spec ``env`` (``--notify env`` / ``notify="env"``)."""
+
+_SLACK_HOSTS = ("hooks.slack.com",)
+_DISCORD_HOSTS = ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com")
+_SPLIT = re.compile(r"[\s,]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class NotifyConfigError(EntropyWatchError, ValueError):
+    """A notification target or policy that cannot be used; the message never contains the URL itself."""
+
+
+class Target:
+    """One webhook: its ``kind`` (slack | discord | json) and its URL, which only :attr:`url` returns."""
+
+    __slots__ = ("kind", "_url", "label")
+
+    def __init__(self, kind: str, url: str) -> None:
+        if kind not in KINDS:
+            raise NotifyConfigError(f"notify: unknown kind {kind!r} (use one of {', '.join(KINDS)})")
+        self.kind = kind
+        self._url = url
+        self.label = f"{kind}:{redact(url)}"
+
+    @property
+    def url(self) -> str:
+        """The secret URL (for the delivery thread only; never log or store it)."""
+        return self._url
+
+    def __repr__(self) -> str:
+        return f"Target({self.label})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Target) and (self.kind, self._url) == (other.kind, other._url)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self._url))
+
+    def __reduce__(self) -> Any:  # pickling would copy the secret into wherever the pickle goes
+        raise TypeError("notification targets are not picklable (they hold a webhook URL)")
+
+
+def redact(url: str) -> str:
+    """``scheme://host/…``: what may be shown of a webhook URL (the path and query carry the secret)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+    except ValueError:
+        return "<url>"
+    port = f":{parts.port}" if _safe_port(parts) else ""
+    return f"{parts.scheme or '?'}://{host}{port}/…"
+
+
+def _safe_port(parts: Any) -> int | None:
+    try:
+        return parts.port
+    except ValueError:
+        return None
+
+
+def kind_of(url: str) -> str:
+    """The kind a bare URL implies from its host: slack, discord, else json."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in _SLACK_HOSTS:
+        return "slack"
+    if host in _DISCORD_HOSTS and urlsplit(url).path.startswith("/api/webhooks/"):
+        return "discord"
+    return "json"
+
+
+def parse_target(spec: str, environ: Mapping[str, str] | None = None) -> list[Target]:
+    """Targets for one spec (``env:NAME`` may expand to several). Raises :class:`NotifyConfigError`."""
+    env = os.environ if environ is None else environ
+    spec = spec.strip()
+    if spec == "env" or spec.startswith("env:"):
+        name = spec[4:].strip() or DEFAULT_ENV
+        if not _ENV_NAME.fullmatch(name):
+            raise NotifyConfigError(f"notify: {name!r} is not an environment variable name")
+        value = env.get(name, "").strip()
+        if not value:
+            raise NotifyConfigError(f"notify: environment variable {name} is not set (or empty)")
+        out: list[Target] = []
+        for part in _SPLIT.split(value):
+            if part.startswith("env"):
+                raise NotifyConfigError(f"notify: environment variable {name} must hold URLs, not another env: spec")
+            if part:
+                out.extend(parse_target(part, env))
+        return out
+    kind: str | None = None
+    head, sep, rest = spec.partition("+")
+    if sep and head in KINDS and "://" in rest:
+        kind, spec = head, rest
+    try:
+        parts = urlsplit(spec)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        shown = spec.split("://", 1)[0][:16] + "://…" if "://" in spec else "a value without http(s)://"
+        raise NotifyConfigError(
+            f"notify: {shown} is not a webhook URL (use https://…, slack+https://…, discord+https://…, "
+            "json+https://… or env:NAME)"
+        )
+    return [Target(kind or kind_of(spec), spec)]
+
+
+def parse_targets(
+    specs: str | Target | Iterable[str | Target] | None, environ: Mapping[str, str] | None = None
+) -> list[Target]:
+    """Targets for ``None`` (none), one spec or several; duplicates are dropped, order kept."""
+    if specs is None:
+        return []
+    items: Iterable[str | Target] = [specs] if isinstance(specs, str | Target) else specs
+    out: list[Target] = []
+    for item in items:
+        for t in [item] if isinstance(item, Target) else parse_target(str(item), environ):
+            if t not in out:
+                out.append(t)
+    return out
+
+
+def scrub(obj: Any, secrets: Iterable[str]) -> Any:
+    """``obj`` with every occurrence of a secret replaced by its redacted form: strings, and the strings inside
+    dicts, lists and tuples (JSON values). Other values are returned as they are."""
+    keys = sorted({s for s in secrets if s}, key=len, reverse=True)
+    if not keys:
+        return obj
+    return _scrub(obj, keys)
+
+
+def _scrub(obj: Any, keys: list[str]) -> Any:
+    if isinstance(obj, str):
+        for k in keys:
+            if k in obj:
+                obj = obj.replace(k, redact(k))
+        return obj
+    if isinstance(obj, Mapping):
+        return {_scrub(k, keys): _scrub(v, keys) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_scrub(v, keys) for v in obj)
+    return obj

@@ -1,0 +1,73 @@
+"""Payload shapes: what Slack, Discord and a generic JSON webhook receive for an alert and for a recovery."""
+
+from __future__ import annotations
+
+import json
+
+from entropy_watch.analysis import Alert
+from entropy_watch.notify import SCHEMA, notice_for, render
+from entropy_watch.notify.notifier import recovery_notice
+
+RUN = "grpo <@everyone> *s0*"  # run names are data: no pings, no markup
+
+
+def _forecast_alert() -> Alert:
+    return Alert(
+        step=412,
+        detector="forecast.eta",
+        kind="collapse",
+        severity="critical",
+        message="entropy fell from 0.91 to 0.20 nats since step 300 (−78%); at this rate it reaches the floor",
+        evidence={"step": 412, "eta_step_median": 460.0, "eta_lo": 30.0, "eta_hi": float("inf"), "floor": 0.09},
+    )
+
+
+def test_generic_json_carries_the_alert_object() -> None:
+    a = _forecast_alert()
+    n = notice_for(RUN, a, verdict={"health": "critical", "headline": "x", "nan": float("nan")}, app_url="http://h:1/")
+    body = json.loads(render("json", n))
+    assert body["schema"] == SCHEMA and body["event"] == "alert"
+    assert (body["run"], body["kind"], body["severity"], body["step"]) == (RUN, "collapse", "critical", 412)
+    assert body["summary"] == a.message
+    assert body["eta"] == {"step": 460.0, "lo": 442.0, "hi": None, "interval": 0.9}
+    assert body["action"] == a.actions[0]
+    assert body["app_url"] == "http://h:1/run?run=grpo%20%3C%40everyone%3E%20%2As0%2A"
+    assert body["alert"]["step"] == 412 and body["alert"]["actions"] == a.actions
+    assert body["key"] == body["alert"]["key"] and "412" in body["key"]
+    assert body["verdict"]["health"] == "critical" and body["verdict"]["nan"] is None
+
+
+def test_slack_is_plain_text_blocks() -> None:
+    body = json.loads(render("slack", notice_for(RUN, _forecast_alert(), app_url="http://h:1")))
+    assert "CRITICAL collapse" in body["text"] and RUN in body["text"]
+    texts = []
+    for block in body["blocks"]:
+        for t in [block.get("text"), *block.get("fields", []), *(e.get("text") for e in block.get("elements", []))]:
+            if t is not None:
+                assert t["type"] == "plain_text"  # never mrkdwn: run text cannot format or link
+                texts.append(t["text"])
+    joined = "\n".join(texts)
+    assert "Step: 412" in joined and "ETA to floor: step 460 (90% interval 442–never)" in joined
+    assert "Try: raise the upper clip bound" in joined
+    assert body["blocks"][-1]["elements"][0]["url"].startswith("http://h:1/run?run=")
+
+
+def test_discord_embed_escapes_markdown_and_disables_mentions() -> None:
+    body = json.loads(render("discord", notice_for(RUN, _forecast_alert())))
+    assert body["allowed_mentions"] == {"parse": []}
+    (embed,) = body["embeds"]
+    assert embed["title"].startswith("CRITICAL collapse · ")
+    assert embed["color"] == 0xD93025
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Step"] == "412" and "interval" in fields["ETA to floor"]
+    assert "url" not in embed  # no app URL configured, no link
+    long = notice_for("r", Alert(1, "d", "cliff", "warning", "m" * 5000))
+    assert len(json.loads(render("discord", long))["embeds"][0]["description"]) == 4096
+
+
+def test_recovery_message() -> None:
+    n = recovery_notice("r1", "collapse", 520, "entropy is back above the floor at step 520")
+    for kind in ("slack", "discord", "json"):
+        body = render(kind, n).decode()
+        assert "recovered: collapse" in body or '"event": "recovery"' in body
+    assert json.loads(render("json", n))["eta"] is None

@@ -1,0 +1,76 @@
+"""Webhook specs: kinds detected or prefixed, env: specs, and the URL kept out of every text."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from entropy_watch.notify import DEFAULT_ENV, NotifyConfigError, Target, parse_targets, redact, scrub
+
+SLACK = "https://hooks.slack.com/services/T0001/B0002/XXXXSECRETXXXX"
+DISCORD = "https://discord.com/api/webhooks/123/SECRETTOKEN"
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        (SLACK, "slack"),
+        (DISCORD, "discord"),
+        ("https://discordapp.com/api/webhooks/1/TOKEN", "discord"),
+        ("https://ops.example.org/hooks/ew?token=abc", "json"),
+        ("https://discord.com/channels/1/2", "json"),  # not a webhook path
+        ("slack+https://chat.example.org/hooks/abc", "slack"),  # Mattermost & co speak Slack's format
+        ("discord+http://127.0.0.1:9/x", "discord"),
+        ("json+" + SLACK, "json"),  # the prefix wins over the host
+    ],
+)
+def test_kind_is_detected_or_prefixed(spec: str, kind: str) -> None:
+    (t,) = parse_targets(spec)
+    assert t.kind == kind
+    prefix, _, rest = spec.partition("+")
+    assert t.url == (rest if prefix in ("slack", "discord", "json") else spec)
+
+
+def test_env_specs_read_the_variable_and_the_default() -> None:
+    env = {"EW_SLACK_URL": SLACK, DEFAULT_ENV: f"{DISCORD}, json+https://a.example/x"}
+    assert [t.kind for t in parse_targets("env:EW_SLACK_URL", env)] == ["slack"]
+    assert [t.kind for t in parse_targets("env", env)] == ["discord", "json"]
+    assert len(parse_targets(["env:EW_SLACK_URL", SLACK], env)) == 1  # duplicates dropped
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("env:EW_MISSING", "EW_MISSING is not set"),
+        ("env:1BAD", "not an environment variable name"),
+        ("ftp://hooks.example/SECRET", "ftp://… is not a webhook URL"),
+        ("hooks.slack.com/services/SECRET", "a value without http(s)://"),
+        ("teams+https://x.example/SECRET", "is not a webhook URL"),
+    ],
+)
+def test_bad_specs_are_one_line_without_the_secret(spec: str, says: str) -> None:
+    with pytest.raises(NotifyConfigError) as e:
+        parse_targets(spec, {})
+    msg = str(e.value)
+    assert says in msg and "\n" not in msg
+    assert "SECRET" not in msg
+
+
+def test_target_never_shows_its_url() -> None:
+    (t,) = parse_targets(SLACK)
+    for text in (repr(t), str(t), t.label, repr([t]), f"{t}"):
+        assert "XXXXSECRETXXXX" not in text and "hooks.slack.com" in text
+    with pytest.raises(TypeError):
+        pickle.dumps(t)
+    assert redact(SLACK) == "https://hooks.slack.com/…"
+    assert Target("json", "http://127.0.0.1:8080/a/b").label == "json:http://127.0.0.1:8080/…"
+
+
+def test_scrub_removes_urls_from_json_values() -> None:
+    meta = {"argv": ["train.py", "--notify", "slack+" + SLACK], "config": {"hooks": [SLACK, 3], "lr": 0.1}, "n": 1}
+    clean = scrub(meta, [SLACK])
+    assert "XXXXSECRETXXXX" not in repr(clean)
+    assert clean["argv"][2] == "slack+https://hooks.slack.com/…"
+    assert clean["config"]["lr"] == 0.1 and clean["n"] == 1
+    assert scrub(meta, []) is meta
