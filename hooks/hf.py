@@ -24,6 +24,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from entropy_watch.hooks.live import LIVE_ARGS, Live
 from entropy_watch.importers.aliases import detect_canonical, is_eval
 
 _RUN_CHARS = re.compile(r"[^A-Za-z0-9_.\-+@=:,]+")
@@ -45,6 +46,13 @@ def run_name_for(args: Any, fallback: str = "hf-run") -> str:
     return name or fallback
 
 
+def bind_actions(watch: Any) -> None:
+    """A trainer callback carries out ``watch``'s checkpoint/stop rules (as ``control`` flags at step end)."""
+    live = getattr(watch, "live", None)
+    if live is not None and live.actions is not None:
+        live.actions.bind_trainer()
+
+
 class EntropyWatchCallback(TrainerCallback):
     """Records logged scalars (and the training config at train start) into an entropy_watch run.
 
@@ -55,6 +63,9 @@ class EntropyWatchCallback(TrainerCallback):
         strict: re-raise failures instead of counting them (tests).
         framework: stored in ``run.json``.
         skip_canonical: canonical names not to fill from the logs (another hook records them from the tensors).
+        watch_kwargs: passed to the ``Watch`` created at train start, e.g. ``notify=``, ``on_alert=``, ``detector=``
+            (validated here). ``on_alert`` checkpoint/stop rules act through ``control.should_save`` /
+            ``control.should_training_stop`` at the next step end (:mod:`entropy_watch.hooks.actions`).
     """
 
     def __init__(
@@ -66,7 +77,12 @@ class EntropyWatchCallback(TrainerCallback):
         strict: bool = False,
         framework: str = "transformers.Trainer",
         skip_canonical: Iterable[str] = (),
+        **watch_kwargs: Any,
     ) -> None:
+        live_args = {k: watch_kwargs[k] for k in LIVE_ARGS if k in watch_kwargs}
+        if live_args:
+            Live.build(**live_args)  # a bad notify/on_alert spec raises now, not inside a guarded callback
+        self.watch_kwargs = watch_kwargs
         self.run = run
         self.store = store
         self.watch = watch
@@ -74,6 +90,8 @@ class EntropyWatchCallback(TrainerCallback):
         self.framework = framework
         self.skip_canonical = set(skip_canonical)
         self._mapping_cache: dict[frozenset[str], dict[str, str]] = {}
+        if watch is not None:
+            bind_actions(watch)
 
     # ---- TrainerCallback ---------------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -90,6 +108,15 @@ class EntropyWatchCallback(TrainerCallback):
         except Exception as exc:  # noqa: BLE001
             self._failure("on_log", exc)
 
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Carry out the checkpoint/stop an ``on_alert`` rule asked for since the last step (every rank)."""
+        live = getattr(self.watch, "live", None)
+        if live is not None and live.actions is not None:
+            try:
+                live.actions.carry_out(args, state, control)
+            except Exception as exc:  # noqa: BLE001
+                self._failure("on_step_end", exc)
+
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.watch is not None:
             self.watch.flush()
@@ -101,7 +128,10 @@ class EntropyWatchCallback(TrainerCallback):
             from entropy_watch.hooks.watch import Watch
 
             run = self.run or run_name_for(args)
-            self.watch = Watch(run, store=store_arg(self.store), strict=self.strict, framework=self.framework)
+            self.watch = Watch(
+                run, store=store_arg(self.store), strict=self.strict, framework=self.framework, **self.watch_kwargs
+            )
+            bind_actions(self.watch)
         return self.watch
 
     def scalars_from_logs(self, logs: Mapping[str, Any]) -> dict[str, float]:

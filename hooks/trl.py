@@ -109,6 +109,7 @@ class TrlCallback(EntropyWatchCallback):
                 acc.flush(int(state.global_step))  # global_step was just incremented: TRL's log_history step
             except Exception as exc:  # noqa: BLE001
                 self._failure("trl.step_end", exc)
+        super().on_step_end(args, state, control, **kwargs)  # on_alert checkpoint/stop
 
 
 def attach(
@@ -132,7 +133,10 @@ def attach(
         watch: record into this :class:`~entropy_watch.hooks.Watch` instead of creating one.
         per_token: install the per-token layer (False: callback only).
         strict: re-raise hook failures (tests).
-        watch_kwargs: passed to ``Watch`` (``token_every``, ``reduce``, ``flush_secs``...).
+        watch_kwargs: passed to ``Watch`` (``token_every``, ``reduce``, ``flush_secs``...), including the live
+            analysis: ``notify=`` (webhooks), ``on_alert=`` (e.g. ``{"critical": "checkpoint+stop"}``: checkpoint
+            through ``control.should_save``, stop through ``control.should_training_stop`` at the next step end),
+            ``detector=`` (a ``DetectorConfig``), ``app_url=``, ``live=`` (see :class:`~entropy_watch.hooks.Watch`).
     """
     if watch is None:
         from entropy_watch.hooks.watch import Watch

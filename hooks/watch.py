@@ -34,6 +34,7 @@ import torch
 from entropy_watch import __version__
 from entropy_watch.histogram import entropy_bin_edges
 from entropy_watch.hooks.async_stats import DeviceFence, StatsWorker, snapshot
+from entropy_watch.hooks.live import Live
 from entropy_watch.jsonable import to_jsonable
 from entropy_watch.recorder import Recorder
 from entropy_watch.store.layout import default_root, validate_run_name
@@ -65,6 +66,16 @@ class Watch:
             calling thread, as collectives must run in lockstep there. In async mode ``log_tokens`` returns ``{}``
             and failures of the statistics are counted (``hooks/errors``) when the worker meets them.
         max_pending_stats: back-pressure bound of the worker (steps whose snapshots may be held at once).
+        notify: webhook spec(s) to notify on alerts: a URL (Slack/Discord detected from the host), ``slack+URL``,
+            ``discord+URL``, ``json+URL``, ``env:NAME`` or ``env`` (``$ENTROPY_WATCH_NOTIFY``), or a list of them
+            (:mod:`entropy_watch.notify`). The URLs are never stored or logged.
+        on_alert: what to do on an alert: ``{"critical": "checkpoint+stop"}``, ``{"critical:explosion": "stop"}``,
+            ``{"warning": fn}``... (:mod:`entropy_watch.hooks.actions`). In a plain loop, poll ``should_stop`` /
+            ``should_checkpoint``; under a trainer, ``attach`` turns them into ``control`` flags.
+        detector: the :class:`~entropy_watch.analysis.DetectorConfig` of the live analysis (default thresholds).
+        app_url: the app's base URL, for links in notifications (default ``$ENTROPY_WATCH_APP_URL``).
+        live: :class:`~entropy_watch.hooks.live.LiveOptions` (or a dict of them) for the in-process analysis; it
+            runs when ``notify`` or ``on_alert`` is given, or ``live`` is truthy; ``False`` turns it off.
     """
 
     def __init__(
@@ -86,10 +97,17 @@ class Watch:
         seed: int | None = None,
         async_stats: bool = True,
         max_pending_stats: int = 8,
+        notify: Any = None,
+        on_alert: Any = None,
+        detector: Any = None,
+        app_url: str | None = None,
+        live: Any = None,
     ) -> None:
         from entropy_watch.store import RunWriter
 
         self.run = validate_run_name(run)
+        # bad notify/on_alert specs raise here, before anything is written
+        self.live = Live.build(notify=notify, on_alert=on_alert, detector=detector, app_url=app_url, live=live)
         self.strict = strict
         self.sample_tokens = int(sample_tokens)
         self.token_every = max(1, int(token_every))
@@ -108,7 +126,8 @@ class Watch:
         self._recorder: Recorder | None = None
         if self.is_writer:  # StoreUnwritable surfaces here, before training starts
             writer = RunWriter(self.root, self.run, rank=0 if self.reduce else self.rank)
-            writer.update_run_meta(**self._run_meta(config, framework, entropy_definition, seed))
+            meta = self._run_meta(config, framework, entropy_definition, seed)
+            writer.update_run_meta(**(self.live.scrub(meta) if self.live is not None else meta))  # no webhook URLs
             self._recorder = Recorder(writer, flush_secs=flush_secs, strict=strict)
             self._writer = writer
         self._stats: StatsWorker | None = None
@@ -117,6 +136,8 @@ class Watch:
             if self._recorder is not None:  # atexit and SIGTERM close the recorder: pending steps are written first
                 self._recorder.before_close = lambda: self._stats.drain(30.0) if self._stats else None
         self._side_streams: dict[Any, Any] = {}  # the worker's CUDA stream per device
+        if self.live is not None:  # taps the recorder, chains its before_close (last analysis, notifications)
+            self.live.bind(self)
 
     # ---- public API --------------------------------------------------------------------------------------------
     def log_tokens(
@@ -261,6 +282,21 @@ class Watch:
                 self._recorder.close(state)
             except Exception as exc:  # noqa: BLE001
                 self.failure("close", exc)
+
+    @property
+    def should_stop(self) -> bool:
+        """True once an ``on_alert`` rule with ``stop`` fired: the training loop should end cleanly."""
+        return bool(self.live is not None and self.live.actions is not None and self.live.actions.should_stop)
+
+    @property
+    def should_checkpoint(self) -> bool:
+        """True while an ``on_alert`` rule with ``checkpoint`` asked for a save; call :meth:`checkpoint_saved`."""
+        return bool(self.live is not None and self.live.actions is not None and self.live.actions.should_checkpoint)
+
+    def checkpoint_saved(self, step: int, where: str | None = None) -> None:
+        """Tell the watch the requested checkpoint was saved (clears ``should_checkpoint``, records an event)."""
+        if self.live is not None and self.live.actions is not None:
+            self.live.actions.checkpoint_saved(step, where)
 
     @property
     def errors(self) -> int:

@@ -1,0 +1,483 @@
+"""Live analysis inside the training process: the run's own scalars -> the detector -> notifications and actions.
+
+``Watch(..., notify=..., on_alert=...)`` (and ``attach(trainer, ...)``, which builds a ``Watch``) creates a
+:class:`Live`. It taps the recorder, so every scalar, histogram and event the run records is also appended to small
+in-memory arrays (numpy, amortised O(1) per value on the recording thread; only the series the detector reads are
+kept, never re-read from the store). One daemon thread feeds those arrays to
+:class:`entropy_watch.analysis.Analyzer` — incremental: forecasts already evaluated are cached — after every
+``every`` new entropy points (or ``interval_s`` seconds after any new point), and hands what changed
+(:class:`entropy_watch.notify.Follower`: new alerts, recoveries) to the notifier and the alert actions. New alerts
+are also written to the run's ``alerts`` table.
+
+The training step never waits for it: the tap only appends under a lock, and the analysis thread keeps its share of
+wall time under ``max_duty`` (after an analysis that took d seconds it waits at least d·(1/max_duty − 1)), so a long
+run's growing analysis cost cannot crowd out the training thread (``benchmarks/bench_hooks.py`` measures the step
+time ratio). Failures on the thread are counted in ``hooks/errors`` (``strict=True``: re-raised at the next call
+on the training thread); undelivered notifications in ``hooks/notify_errors``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from entropy_watch import metrics as M
+from entropy_watch.analysis import AnalysisResult, Analyzer, DetectorConfig, RunSeries
+from entropy_watch.analysis.series import ENTROPY_SOURCES, analysis_meta
+from entropy_watch.hooks.actions import ACTION_EVENT, ActionBook, parse_on_alert
+from entropy_watch.notify import Changes, Follower, Notifier, NotifyPolicy, scrub
+
+ANALYSIS_INPUTS: tuple[str, ...] = (
+    *ENTROPY_SOURCES,
+    M.REWARD_MEAN,
+    M.pass_at_k(1),
+    M.COV_PG_DRIVE,
+    M.ADV_FRAC_ZERO_GROUPS,
+    M.CLIP_ONPOLICY,
+    M.CLIP_HIGH_FRAC,
+    M.CLIP_LOW_FRAC,
+    M.RATIO_LOG_MEAN,
+)
+"""The scalars the detector reads (entropy, reward and the corroborating signals of analysis/corroborate.py)."""
+
+
+LIVE_ARGS: tuple[str, ...] = ("notify", "on_alert", "detector", "app_url", "live")
+"""``Watch`` arguments that configure the live analysis (:meth:`Live.build`)."""
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """How often the in-process analysis runs and how notifications are sent."""
+
+    every: int = 1
+    """Analyse after this many new entropy points (the duty cap may make it wait longer)."""
+    interval_s: float = 30.0
+    """... or this long after the last analysis when other new points (reward, ...) arrived."""
+    max_duty: float = 0.05
+    """Share of wall time the analysis thread may use at most."""
+    write_alerts: bool = True
+    """Write new alerts to the run's ``alerts`` table (what fired, for the post-mortem)."""
+    notify_policy: NotifyPolicy = field(default_factory=NotifyPolicy)
+    """Minimum severity, cooldown, hourly cap, recovery (see :class:`entropy_watch.notify.NotifyPolicy`)."""
+    notify_timeout_s: float = 5.0
+    """Socket timeout of one webhook POST."""
+    notify_retries: int = 3
+    """Retries of a failed POST, with exponential backoff."""
+    notify_backoff_s: float = 1.0
+    """Wait before the first retry; doubled for each later one."""
+    close_timeout_s: float = 10.0
+    """At close: wait at most this long for the last analysis and for queued notifications."""
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.interval_s <= 0 or not 0 < self.max_duty <= 1:
+            raise ValueError("LiveOptions: every >= 1, interval_s > 0 and 0 < max_duty <= 1 are required")
+
+
+class _Buffer:
+    """Append-only (step, value) arrays, or (step, row) for a histogram; prefixes are never modified afterwards, so
+    a reader may slice ``[:n]`` while the writer appends."""
+
+    def __init__(self, width: int | None = None) -> None:
+        self.width = width
+        self.steps = np.empty(64, dtype=np.int64)
+        self.values = np.empty((64, width) if width else 64, dtype=np.float64)
+        self.n = 0
+
+    def append(self, step: int, value: Any) -> None:
+        if self.n == self.steps.size:  # grow into new arrays; a reader keeps the old ones
+            cap = 2 * self.n
+            steps = np.empty(cap, dtype=np.int64)
+            values = np.empty((cap, self.width) if self.width else cap, dtype=np.float64)
+            steps[: self.n], values[: self.n] = self.steps, self.values
+            self.steps, self.values = steps, values
+        self.steps[self.n] = step
+        self.values[self.n] = value
+        self.n += 1
+
+    def view(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.steps[: self.n], self.values[: self.n]
+
+
+class LiveAnalyzer:
+    """The arrays and the analysis thread of one run.
+
+    Args:
+        run: run name.
+        config: detector thresholds.
+        options: cadence (:class:`LiveOptions`).
+        on_changes: ``on_changes(result, changes, newest_step)`` after each analysis (analysis thread).
+        on_failure: ``on_failure(where, exc)``, from the analysis thread.
+    """
+
+    def __init__(
+        self,
+        run: str,
+        config: DetectorConfig | None,
+        options: LiveOptions,
+        on_changes: Callable[[AnalysisResult, Changes, int], Any],
+        on_failure: Callable[[str, BaseException], Any],
+    ) -> None:
+        self.run = run
+        self.options = options
+        self.analyzer = Analyzer(config)
+        self.follower = Follower(run, self.analyzer.config)
+        self._on_changes = on_changes
+        self._on_failure = on_failure
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._scalars: dict[str, _Buffer] = {}
+        self._hist: _Buffer | None = None
+        self._edges: np.ndarray | None = None
+        self._events: list[tuple[int, str]] = []
+        self.meta: dict[str, Any] = {}
+        self._new_entropy = 0
+        self._new_other = 0
+        self._requested = 0  # analyses asked for by flush()
+        self._done = 0
+        self._newest = -1
+        self._closed = False
+        self.analyses = 0
+        self.busy_s = 0.0
+        self._thread = threading.Thread(target=self._run, name="entropy_watch-live", daemon=True)
+        self._thread.start()
+
+    # ---- the recording thread's side: appends only ---------------------------------------------------------------
+    def observe(self, step: int, values: Mapping[str, Any]) -> None:
+        keep = [(k, v) for k, v in values.items() if k in ANALYSIS_INPUTS]
+        if not keep:
+            return
+        with self._lock:
+            for name, v in keep:
+                try:
+                    x = float(v.item() if hasattr(v, "item") else v)
+                except (TypeError, ValueError, OverflowError, RuntimeError):
+                    continue
+                self._scalars.setdefault(name, _Buffer()).append(step, x)
+                if name in ENTROPY_SOURCES:
+                    self._new_entropy += 1
+                else:
+                    self._new_other += 1
+            self._newest = max(self._newest, step)
+            if self._new_entropy >= self.options.every:
+                self._wake.notify()
+
+    def observe_hist(self, step: int, counts: Iterable[int]) -> None:
+        row = np.asarray(list(counts), dtype=np.float64)
+        with self._lock:
+            if self._hist is None:
+                self._hist = _Buffer(row.size)
+            if row.size == self._hist.width:
+                self._hist.append(step, row)
+
+    def observe_event(self, step: int, kind: str) -> None:
+        if kind == ACTION_EVENT:
+            return
+        with self._lock:
+            self._events.append((step, str(kind)))
+
+    def observe_meta(self, run_json: Mapping[str, Any]) -> None:
+        meta = analysis_meta(dict(run_json))
+        edges = run_json.get("hist_edges")
+        with self._lock:
+            self.meta = meta
+            if edges is not None:
+                self._edges = np.asarray(edges, dtype=np.float64)
+
+    # ---- analysis ------------------------------------------------------------------------------------------------
+    def series(self) -> RunSeries | None:
+        """What has been observed so far, as the detector's input (None before the first entropy point)."""
+        with self._lock:
+            src = next((n for n in ENTROPY_SOURCES if n in self._scalars), None)
+            if src is None:
+                return None
+            views = {k: b.view() for k, b in self._scalars.items()}
+            hist = self._hist.view() if self._hist is not None and self._edges is not None else None
+            edges, events, meta = self._edges, list(self._events), dict(self.meta)
+        steps, h = views.pop(src)
+        others = {k: v for k, v in views.items() if k not in ENTROPY_SOURCES}
+        return RunSeries(
+            name=self.run,
+            steps=steps,
+            entropy=h,
+            scalars=others,
+            hist=hist,
+            hist_edges=edges if hist is not None else None,
+            events=sorted(events),
+            meta=meta,
+        )
+
+    def analyse_now(self) -> None:
+        """One analysis of everything observed, on the calling thread (the live thread, or ``flush``)."""
+        series = self.series()
+        if series is None:
+            return
+        t0 = time.perf_counter()
+        result = self.analyzer.analyze(series)
+        changes = self.follower.update(result)
+        self.busy_s += time.perf_counter() - t0
+        self.analyses += 1
+        if changes.alerts or changes.recoveries:
+            self._on_changes(result, changes, int(series.steps[-1]))
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Analyse everything observed so far and wait for it (at close; tests). True when done in time."""
+        with self._lock:
+            if self._closed and not self._thread.is_alive():
+                return True
+            self._requested += 1
+            target = self._requested
+            self._wake.notify()
+            deadline = time.monotonic() + timeout_s
+            while self._done < target and self._thread.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._wake.wait(left)
+        return True
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """A last analysis of what is left, then stop the thread."""
+        self.flush(timeout_s)
+        with self._lock:
+            self._closed = True
+            self._wake.notify_all()
+        self._thread.join(timeout=1.0)
+
+    def _due(self, last_end: float, rest_s: float) -> bool:
+        now = time.monotonic()
+        if self._requested > self._done:
+            return True
+        if now - last_end < rest_s:
+            return False
+        return self._new_entropy >= self.options.every or (
+            self._new_entropy + self._new_other > 0 and now - last_end >= self.options.interval_s
+        )
+
+    def _run(self) -> None:
+        last_end, rest = 0.0, 0.0
+        while True:
+            with self._lock:
+                while not self._closed and not self._due(last_end, rest):
+                    wait = max(rest - (time.monotonic() - last_end), 0.0)
+                    self._wake.wait(wait if wait > 0 else self.options.interval_s)
+                if self._closed and self._requested <= self._done:
+                    return
+                target = self._requested
+                self._new_entropy = self._new_other = 0
+            t0 = time.perf_counter()
+            try:
+                self.analyse_now()
+            except Exception as exc:  # noqa: BLE001 - the thread must survive; counted in hooks/errors
+                try:
+                    self._on_failure("live analysis", exc)
+                except Exception:  # noqa: BLE001 - strict: the Live re-raises it on the training thread
+                    pass
+            took = time.perf_counter() - t0
+            last_end = time.monotonic()
+            rest = took * (1.0 / self.options.max_duty - 1.0)
+            with self._lock:
+                self._done = max(self._done, target)
+                self._wake.notify_all()
+
+
+class Live:
+    """What ``Watch`` holds when live analysis is on: the analyser, the notifier and the alert actions.
+
+    Built by :meth:`Live.build` from ``Watch``'s arguments (validated there, before anything is written), bound to
+    the recorder by :meth:`bind`. ``watch.live`` exposes it; ``watch.should_stop`` reads :attr:`actions`.
+    """
+
+    def __init__(
+        self,
+        notifier: Notifier | None,
+        rules: list[Any],
+        config: DetectorConfig | None,
+        options: LiveOptions,
+    ) -> None:
+        self.notifier = notifier
+        self.rules = rules
+        self.config = config
+        self.options = options
+        self.actions: ActionBook | None = None
+        self.analyzer: LiveAnalyzer | None = None
+        self.alerts: list[Any] = []  # every alert found live, in the order found
+        self._watch: Any = None
+        self._strict_exc: BaseException | None = None
+        self._closed = False
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        notify: Any = None,
+        on_alert: Any = None,
+        detector: DetectorConfig | None = None,
+        app_url: str | None = None,
+        live: LiveOptions | Mapping[str, Any] | bool | None = None,
+    ) -> Live | None:
+        """A :class:`Live` for ``Watch``'s arguments, or None when nothing asks for live analysis. Bad specs raise
+        one-line errors (:class:`~entropy_watch.notify.NotifyConfigError`,
+        :class:`~entropy_watch.hooks.actions.ActionSpecError`) here, before training starts."""
+        if live is False or (live is None and notify is None and on_alert is None):
+            return None
+        if detector is not None and not isinstance(detector, DetectorConfig):
+            raise TypeError(f"detector must be a DetectorConfig, got {type(detector).__name__}")
+        if isinstance(live, LiveOptions):
+            options = live
+        elif isinstance(live, Mapping):
+            options = LiveOptions(**live)
+        else:
+            options = LiveOptions()
+        rules = parse_on_alert(on_alert)
+        notifier = Notifier.build(
+            notify,
+            policy=options.notify_policy,
+            app_url=app_url,
+            timeout_s=options.notify_timeout_s,
+            retries=options.notify_retries,
+            backoff_s=options.notify_backoff_s,
+        )
+        return cls(notifier, rules, detector, options)
+
+    @property
+    def secrets(self) -> list[str]:
+        return self.notifier.secrets if self.notifier is not None else []
+
+    def scrub(self, obj: Any) -> Any:
+        """``obj`` without webhook URLs (for ``run.json``: argv, config)."""
+        return scrub(obj, self.secrets)
+
+    def bind(self, watch: Any) -> None:
+        """Start on ``watch``: action book on every rank; on the writing rank, tap its recorder and writer and start
+        the analysis thread."""
+        self._watch = watch
+        self.actions = ActionBook(self.rules, self._record_action, self._failure)
+        rec = getattr(watch, "_recorder", None)
+        if rec is None:  # a rank that does not write: it only follows the others' checkpoint/stop decisions
+            return
+        if self.notifier is not None:
+            self.notifier.delivery.on_error = self._notify_error
+        self.analyzer = LiveAnalyzer(watch.run, self.config, self.options, self._handle, self._failure)
+        self._tap(rec, watch._writer)
+        prev = rec.before_close
+
+        def before_close() -> None:  # also at exit and on SIGTERM, through the recorder
+            if prev is not None:
+                prev()
+            self.close()
+
+        rec.before_close = before_close
+
+    def _tap(self, rec: Any, writer: Any) -> None:
+        """Instance-level wraps: every row recorded is also observed (after the recorder accepted it)."""
+        an = self.analyzer
+        scalars, hist, event, update_meta = rec.scalars, rec.hist, rec.event, writer.update_run_meta
+
+        def tapped_scalars(step: Any, values: Mapping[str, Any], *a: Any, **k: Any) -> Any:
+            try:
+                return scalars(step, values, *a, **k)
+            finally:  # the recorder keeps the good values of a call that raises for a bad one
+                self._observe(step, lambda s: an.observe(s, values))
+
+        def tapped_hist(step: Any, counts: Any, *a: Any, **k: Any) -> Any:
+            out = hist(step, counts, *a, **k)
+            self._observe(step, lambda s: an.observe_hist(s, counts))
+            return out
+
+        def tapped_event(step: Any, kind: str, *a: Any, **k: Any) -> Any:
+            out = event(step, kind, *a, **k)
+            self._observe(step, lambda s: an.observe_event(s, kind))
+            return out
+
+        def tapped_meta(**fields: Any) -> Any:
+            out = update_meta(**self.scrub(fields))
+            self._observe(0, lambda s: an.observe_meta(out))
+            return out
+
+        rec.scalars, rec.hist, rec.event = tapped_scalars, tapped_hist, tapped_event
+        writer.update_run_meta = tapped_meta
+        meta = getattr(writer, "_meta", None)
+        if isinstance(meta, Mapping):
+            an.observe_meta(meta)
+
+    def _observe(self, step: Any, fn: Callable[[int], Any]) -> None:
+        """Run ``fn(step)`` on the recording thread; a step the recorder refused is skipped (it reported it)."""
+        self.raise_pending()
+        try:
+            s = int(step.item() if hasattr(step, "item") else step)
+        except (TypeError, ValueError, OverflowError, RuntimeError):
+            return
+        if s < 0 or s != step or isinstance(step, bool):
+            return
+        try:
+            fn(s)
+        except Exception as exc:  # noqa: BLE001 - never into training
+            self._watch.failure("live.observe", exc)
+
+    def raise_pending(self) -> None:
+        """Re-raise, on the calling (training) thread, a failure the analysis thread met under ``strict=True``."""
+        if self._strict_exc is not None:
+            exc, self._strict_exc = self._strict_exc, None
+            raise exc
+
+    # ---- the analysis thread's side -----------------------------------------------------------------------------
+    def _handle(self, result: AnalysisResult, changes: Changes, newest: int) -> None:
+        run = self._watch.run
+        if changes.alerts:
+            self.alerts.extend(changes.alerts)
+            if self.options.write_alerts:
+                self._watch._recorder.alerts([a.to_row() for a in changes.alerts])
+            if self.notifier is not None:
+                for a in changes.alerts:
+                    self.notifier.alert(run, a)
+            if self.actions is not None:
+                self.actions.on_alerts(changes.alerts, newest)
+        if self.notifier is not None:
+            for r in changes.recoveries:
+                self.notifier.recovery(run, r.kind, r.step, r.summary, key=r.key)
+
+    def _record_action(self, step: int, payload: dict[str, Any]) -> None:
+        self._watch.event(step, ACTION_EVENT, **payload)
+
+    def _notify_error(self, n: int) -> None:
+        rec = getattr(self._watch, "_recorder", None)
+        step = max(self.analyzer._newest, 0) if self.analyzer is not None else 0
+        if rec is not None:
+            rec.scalars(step, {M.HOOKS_NOTIFY_ERRORS: float(n)})
+
+    def _failure(self, where: str, exc: BaseException) -> None:
+        """Count a failure met on the analysis thread (``Watch.failure``); under ``strict=True`` keep it for
+        :meth:`raise_pending` on the training thread."""
+        try:
+            self._watch.failure(where, exc)
+        except BaseException as raised:  # noqa: BLE001 - strict re-raises: hand it over, keep this thread alive
+            self._strict_exc = raised
+
+    @property
+    def notify_errors(self) -> int:
+        return self.notifier.errors if self.notifier is not None else 0
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Analyse everything recorded so far and act on it now (tests, end of training)."""
+        if self.analyzer is not None:
+            self.analyzer.flush(timeout_s)
+        self.raise_pending()
+
+    def close(self) -> None:
+        """Last analysis, then deliver queued notifications (bounded by ``close_timeout_s``). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        deadline = time.monotonic() + self.options.close_timeout_s
+        if self.analyzer is not None:
+            self.analyzer.close(self.options.close_timeout_s)
+        if self.notifier is not None:
+            self.notifier.close(max(0.0, deadline - time.monotonic()))
+
+    def __repr__(self) -> str:
+        return f"Live(notifier={self.notifier!r}, rules={[r.selector for r in self.rules]})"
