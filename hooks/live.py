@@ -433,8 +433,9 @@ class Live:
             if self.options.write_alerts:
                 self._watch._recorder.alerts([a.to_row() for a in changes.alerts])
             if self.notifier is not None:
+                verdict = getattr(result, "verdict", None)  # the run's verdict (entropy_watch.analysis), once
                 for a in changes.alerts:
-                    self.notifier.alert(run, a)
+                    self.notifier.alert(run, a, verdict)
             if self.actions is not None:
                 self.actions.on_alerts(changes.alerts, newest)
         if self.notifier is not None:

@@ -34,41 +34,58 @@ def alert_key(alert: Alert) -> str:
     return f"{alert.step}:{alert.detector}:{alert.kind}:{alert.severity}"
 
 
+def _num(x: Any, default: float = float("inf")) -> float:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else default
+
+
 def eta_of(alert: Alert) -> Eta | None:
-    """The forecast ETA an alert carries (forecast alerts: the median step and the bootstrap interval)."""
+    """The ETA an alert's evidence carries (absolute steps and the interval's coverage), or None."""
     ev = alert.evidence or {}
-    med, lo, hi, at = (ev.get(k) for k in ("eta_step_median", "eta_lo", "eta_hi", "step"))
-    if not isinstance(med, int | float) or not isinstance(at, int | float):
+    med = ev.get("eta_step_median")
+    if not isinstance(med, int | float):
         return None
-    inf = float("inf")
-    return Eta(
-        step=float(med),
-        lo=float(at) + float(lo) if isinstance(lo, int | float) else inf,
-        hi=float(at) + float(hi) if isinstance(hi, int | float) else inf,
-        interval=0.9,
-    )
+    if "eta_step_lo" in ev or "eta_step_hi" in ev or "eta_interval" in ev:
+        lo, hi = _num(ev.get("eta_step_lo")), _num(ev.get("eta_step_hi"))
+        return Eta(float(med), lo, hi, _num(ev.get("eta_interval"), 0.8))
+    at = _num(ev.get("step"), float("nan"))  # older evidence: the interval relative to the evaluation step
+    return Eta(float(med), at + _num(ev.get("eta_lo")), at + _num(ev.get("eta_hi")), 0.9)
+
+
+def eta_from_outlook(outlook: Any) -> Eta | None:
+    """The ETA of a verdict's forecast (``Outlook`` or its dict), or None when it is not on course to a level."""
+    f = outlook.to_dict() if hasattr(outlook, "to_dict") else outlook
+    if not isinstance(f, dict) or not isinstance(f.get("eta_step"), int | float):
+        return None
+    lo, hi = _num(f.get("eta_lo_step")), _num(f.get("eta_hi_step"))
+    return Eta(float(f["eta_step"]), lo, hi, _num(f.get("interval"), 0.8))
 
 
 def notice_for(run: str, alert: Alert, *, verdict: Any = None, app_url: str | None = None) -> Notice:
-    """The notice for one alert (``verdict``: the run's verdict object or dict, sent whole in the JSON body)."""
+    """The notice for one alert. With the run's ``verdict`` (``Verdict`` or its dict) that names this alert's kind
+    and severity, the summary is the verdict's headline and the ETA its forecast's; the whole verdict goes into the
+    JSON body."""
     d = alert.to_dict()
     key = alert_key(alert)
     d["key"] = key
     v = to_jsonable(verdict) if verdict is not None else None
+    v = v if isinstance(v, dict) else None
+    same = v is not None and v.get("kind") == alert.kind and v.get("health") == alert.severity
+    headline = v.get("headline") if same and v is not None else None
+    eta = eta_from_outlook(v.get("forecast")) if same and v is not None else None
     return Notice(
         event="alert",
         run=run,
         kind=alert.kind,
         severity=alert.severity,
         step=int(alert.step),
-        summary=alert.message,
+        summary=headline if isinstance(headline, str) and headline else alert.message,
         key=key,
         detector=alert.detector,
-        eta=eta_of(alert),
+        eta=eta or eta_of(alert),
         action=alert.actions[0] if alert.actions else None,
         app_link=app_link(app_url, run),
         alert=to_jsonable(d),
-        verdict=v if isinstance(v, dict) else None,
+        verdict=v,
     )
 
 

@@ -18,7 +18,7 @@ def _forecast_alert() -> Alert:
         kind="collapse",
         severity="critical",
         message="entropy fell from 0.91 to 0.20 nats since step 300 (−78%); at this rate it reaches the floor",
-        evidence={"step": 412, "eta_step_median": 460.0, "eta_lo": 30.0, "eta_hi": float("inf"), "floor": 0.09},
+        evidence={"eta_step_median": 460.0, "eta_step_lo": 442.0, "eta_step_hi": None, "eta_interval": 0.9},
     )
 
 
@@ -71,3 +71,17 @@ def test_recovery_message() -> None:
         body = render(kind, n).decode()
         assert "recovered: collapse" in body or '"event": "recovery"' in body
     assert json.loads(render("json", n))["eta"] is None
+
+
+def test_the_verdict_gives_summary_and_eta_when_it_names_the_alert() -> None:
+    a = _forecast_alert()
+    verdict = {
+        "health": "critical",
+        "kind": "collapse",
+        "headline": "critical collapse: entropy 0.2 nats (22% of H_ref 0.91); at this rate ...",
+        "forecast": {"eta_step": 455.0, "eta_lo_step": 440.0, "eta_hi_step": 470.0, "interval": 0.8},
+    }
+    n = notice_for("r", a, verdict=verdict)
+    assert n.summary == verdict["headline"] and n.eta.text() == "step 455 (80% interval 440–470)"
+    other = notice_for("r", Alert(400, "cliff.cusum", "cliff", "warning", "entropy jumped"), verdict=verdict)
+    assert other.summary == "entropy jumped" and other.eta is None and other.verdict == verdict
