@@ -1,19 +1,20 @@
 """The ``entropy-watch`` command line (typer).
 
 Each command group lives in its own module and registers itself with :func:`register`; this file only builds the
-app, the global options and the error boundary. ``entropy-watch --help`` imports neither torch nor streamlit: command
-modules import heavy dependencies inside the command functions.
+app and its global options (accepted before or after the command name); ``boundary.py`` holds the error boundary
+and the exit codes. ``entropy-watch --help`` imports neither torch nor streamlit: command modules import heavy
+dependencies inside the command functions.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 
 import typer
 
 from entropy_watch import __version__
-from entropy_watch.cli.common import State, fail
+from entropy_watch.cli import boundary
+from entropy_watch.cli.common import State
 
 # Command modules, in the order their commands appear in --help. Each has `register(app: typer.Typer) -> None`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -26,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 app = typer.Typer(
     name="entropy-watch",
+    cls=boundary.GlobalOptionsGroup,
     help="Watch RL post-training for entropy collapse and explosion.",
     no_args_is_help=True,
     add_completion=False,
@@ -57,30 +59,6 @@ for _module in COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: domain errors become one line on stderr and exit code 1."""
-    from entropy_watch.errors import EntropyWatchError
-
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    try:
-        rc = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here instead of raising
-        if isinstance(rc, int) and rc:
-            sys.exit(rc)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except (EntropyWatchError, OSError, ValueError) as e:
-        if debug:
-            raise
-        fail(e)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as e:  # click usage errors and the rest
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        if debug:
-            raise
-        fail(e, prefix=f"internal error ({type(e).__name__}); rerun with --debug and report it")
+    """Console-script entry point: usage mistakes exit 2 with typer's usage message, domain errors exit 1 with one
+    line on stderr, Ctrl-C exits 130 (see :mod:`entropy_watch.cli.boundary`)."""
+    boundary.run(app, argv)

@@ -1,14 +1,45 @@
-"""Shared CLI pieces: the global state object, one-line errors, JSON/table output."""
+"""Shared CLI pieces: the global state object, one-line errors, JSON/table output, data printed as data.
+
+Every value that comes from data (run names, file and column names, token text, SQL results, messages that quote
+them) goes through :func:`text` (a rich ``Text``: never parsed as markup) or :func:`printable` (control characters
+shown escaped, so a log cannot drive the terminal).
+"""
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
+
+from entropy_watch.errors import EntropyWatchError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+# Where to point a user whose store is empty: commands that exist.
+EMPTY_STORE_HINT = "record one with `make demo`, `entropy-watch train` or `entropy-watch import FILE`"
+INTERNAL_ERROR = "internal error ({name}); rerun with --debug and report it"
+PIPE_WIDTH = 100_000  # a table printed to a pipe or file is as wide as its content (no words cut); COLUMNS wins
+# Errors that describe the input (a file, a query, the store's contents), not a bug: one plain line.
+INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    EntropyWatchError,
+    OSError,
+    ValueError,  # UnicodeDecodeError, json.JSONDecodeError, pyarrow.ArrowInvalid, ...
+    OverflowError,
+    RecursionError,  # deeply nested JSON
+    MemoryError,
+    csv.Error,  # "field larger than field limit"
+)
+INPUT_ERROR_MODULES = frozenset({"duckdb", "_duckdb", "pyarrow"})  # their errors are about the query or the files
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass
@@ -31,10 +62,71 @@ def state(ctx: typer.Context) -> State:
 
 
 def fail(err: BaseException | str, *, prefix: str = "error", code: int = 1) -> NoReturn:
-    """Print ``error: <one line>`` to stderr and exit with ``code``."""
+    """Print ``error: <one line>`` to stderr (control characters escaped) and exit with ``code``."""
     msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    typer.echo(f"{prefix}: {msg}", err=True)
+    typer.echo(f"{prefix}: {printable(msg)}", err=True)
     sys.exit(code)
+
+
+def is_input_error(err: BaseException) -> bool:
+    """True for errors about the user's input (files, query, store contents); False for bugs."""
+    return isinstance(err, INPUT_ERRORS) or type(err).__module__.partition(".")[0] in INPUT_ERROR_MODULES
+
+
+def error_line(err: BaseException, *, where: str | None = None) -> str:
+    """``error: <first line>`` for an input error, ``internal error (<type>); ...: <first line>`` for a bug; prefixed
+    with ``where`` (a file or run) when the message does not name it already. Control characters escaped."""
+    msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if where and where not in msg:
+        msg = f"{where}: {msg}"
+    prefix = "error" if is_input_error(err) else INTERNAL_ERROR.format(name=type(err).__name__)
+    return printable(f"{prefix}: {msg}")
+
+
+def exit_on_error(err: BaseException, *, debug: bool, code: int = 1, where: str | None = None) -> NoReturn:
+    """The one error boundary: re-raise with ``--debug``; else :func:`error_line` on stderr and exit ``code``."""
+    if debug:
+        raise err
+    typer.echo(error_line(err, where=where), err=True)
+    sys.exit(code)
+
+
+def printable(value: object) -> str:
+    """``str(value)`` with control and bidi-override characters escaped (``\\x1b``, ``\\n``, ``\\u202e``)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(value))
+
+
+def text(value: object, style: str = "") -> Text:
+    """A data value as rich ``Text``: printed literally (``[/INST]`` stays ``[/INST]``), control characters escaped."""
+    from rich.text import Text
+
+    return Text(printable(value), style=style)
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console for tables and notes: wrapped to a terminal's width; on a pipe or file as wide as the content
+    (:data:`PIPE_WIDTH`), so words are never cut (``COLUMNS`` still sets the width when given). No highlighting:
+    values are printed as data."""
+    from rich.console import Console
+
+    out = Console(stderr=stderr, highlight=False)
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        out = Console(stderr=stderr, highlight=False, width=PIPE_WIDTH)
+    return out
+
+
+def parse_maps(items: list[str] | None) -> dict[str, str]:
+    """``--map`` values: ``["entropy=ent", "step=iter"]`` -> ``{"entropy": "ent", "step": "iter"}`` (usage error
+    when one is not ``canonical=COLUMN``). Shared by ``import`` and ``alerts``."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, column = item.partition("=")
+        if not sep or not key.strip() or not column.strip():
+            raise typer.BadParameter(
+                f"{item!r} is not canonical=COLUMN (e.g. entropy=policy_entropy)", param_hint="--map"
+            )
+        out[key.strip()] = column.strip()
+    return out
 
 
 def echo_json(obj: Any) -> None:

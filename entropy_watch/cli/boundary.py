@@ -1,0 +1,113 @@
+"""The command line's edges: global options accepted on either side of the command name, and the error boundary.
+
+Exit codes (every command): 0 success, 1 a domain error (one line on stderr: ``error: ...``), 2 a usage mistake
+(typer's usage message: missing argument, unknown command or option, a bad option value), 130 interrupted
+(Ctrl-C: quiet, whatever was running when the signal arrived). ``alerts`` has its own codes (its module docstring).
+
+Usage errors are left to typer/click in standalone mode, so the boundary never needs to know which click raised
+them (typer >= 0.29 bundles its own copy). Only what escapes click -- our domain errors and bugs -- reaches
+:func:`run`.
+"""
+
+from __future__ import annotations
+
+import copy
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+import typer.core
+
+from entropy_watch.cli.common import State, exit_on_error
+
+# Options of the app callback that every command also accepts after its name (`entropy-watch ls --store DIR`).
+GLOBAL_AFTER_COMMAND: tuple[str, ...] = ("store", "debug")
+
+
+class GlobalOptionsGroup(typer.core.TyperGroup):
+    """The app's command group: copies the global ``--store``/``--debug`` options onto every command.
+
+    A copied option sets the same field of the run's :class:`State` (the group callback has built it before a
+    command parses its own options), so ``entropy-watch --store A ls`` and ``entropy-watch ls --store A`` are the same.
+    A command that declares an option of the same name or flag keeps its own.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        globals_ = [p for p in self.params if p.name in GLOBAL_AFTER_COMMAND]
+        for cmd in self.commands.values():
+            taken = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)} | {p.name for p in cmd.params}
+            for param in globals_:
+                if param.name in taken or taken.intersection(param.opts):
+                    continue
+                local = copy.copy(param)
+                local.expose_value = False  # the command function does not take it; the callback stores it
+                local.is_eager = False
+                local.callback = _set_global
+                cmd.params.append(local)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # older click turns it into Abort ("Aborted!", exit 1); Ctrl-C is 130
+            raise SystemExit(130) from None
+
+
+def _set_global(ctx: Any, param: Any, value: Any) -> Any:
+    """Store a global option given after the command name; a value left at its default changes nothing."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    if value is not None and value is not False and param.name is not None:
+        setattr(root.obj, param.name, value)
+    return value
+
+
+class _Interrupts:
+    """Whether SIGINT arrived during this invocation (an error raised while stopping is no bug to report)."""
+
+    seen = False
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    _Interrupts.seen = True
+    signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt where the main thread is
+
+
+@contextmanager
+def _track_sigint() -> Iterator[None]:
+    """Record Ctrl-C while keeping Python's KeyboardInterrupt; only when the default handler is installed."""
+    _Interrupts.seen = False
+    install = threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
+    if install:
+        signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        if install:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def run(app: typer.Typer, argv: list[str] | None = None) -> None:
+    """Run ``app`` as the console script does: returns on success, else exits with a code the module docstring
+    lists (``SystemExit``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in (args[: args.index("--")] if "--" in args else args)
+    with _track_sigint():
+        try:
+            app(args=args, prog_name="entropy-watch", standalone_mode=True)  # click handles its own usage errors
+        except SystemExit as e:
+            if e.code not in (0, None):
+                raise
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception as e:  # noqa: BLE001 - the boundary: domain errors one line, the rest "internal error"
+            if _Interrupts.seen:  # e.g. DuckDB turning the KeyboardInterrupt into its own exception
+                sys.exit(130)
+            exit_on_error(e, debug=debug)

@@ -1,0 +1,84 @@
+"""Usage mistakes are usage errors (typer's usage message, exit 2); global options work on either side of the
+command name; domain errors stay one line with exit 1, bugs say "internal error"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer.testing
+
+from entropy_watch.cli import app
+
+runner = typer.testing.CliRunner()
+
+USAGE_MISTAKES = [
+    ["alerts"],  # missing argument
+    ["shwo", "g"],  # misspelled command
+    ["alerts", "g", "--since", "abc"],  # bad value
+    ["ls", "--bogus"],  # unknown option
+    ["sql"],  # missing query
+    ["alerts", "g", "--min-severity", "loud"],
+    ["alerts", "g", "--fail-on", "collapse,bogus"],
+    ["alerts", "g", "--map", "entropy"],  # not canonical=COLUMN
+    ["import", "x.csv", "--map", "=col"],
+]
+
+
+@pytest.mark.parametrize("argv", USAGE_MISTAKES, ids=lambda a: " ".join(a))
+def test_usage_mistake_is_a_usage_error(ew, store: Path, argv: list[str]) -> None:
+    r = ew("--store", store, *argv)
+    assert r.code == 2, (r.code, r.err)
+    assert "Usage:" in r.err and "internal error" not in r.err + r.out, r.err
+
+
+def test_usage_error_from_the_console_script(ew_proc, tmp_path: Path) -> None:
+    r = ew_proc("--store", tmp_path, "shwo")
+    assert r.code == 2 and "Usage:" in r.err and "No such command" in r.err and "internal error" not in r.err
+
+
+def test_usage_errors_through_clirunner(store: Path) -> None:
+    for argv in (["alerts"], ["ls", "--store"], ["alerts", "g", "--since", "abc"]):
+        r = runner.invoke(app, argv)
+        assert r.exit_code == 2, (argv, r.output)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["ls", "--json"], ["show", "g", "--json"], ["sql", "SELECT count(*) AS n FROM scalars", "--json"]],
+    ids=lambda a: a[0],
+)
+def test_store_option_before_or_after_the_command(ew, store: Path, argv: list[str]) -> None:
+    before = ew("--store", store, *argv)
+    assert before.code == 0, before.err
+    for after in (ew(*argv, "--store", store), ew(*argv, f"--store={store}"), ew(argv[0], "-s", store, *argv[1:])):
+        assert after.code == 0, after.err
+        assert after.out == before.out
+
+
+def test_store_after_the_command_for_alerts_and_clirunner(ew, store: Path) -> None:
+    r = ew("alerts", "h", "--store", store, "--json")
+    assert r.code == ew("--store", store, "alerts", "h", "--json").code and '"run": "h"' in r.out
+    r = runner.invoke(app, ["ls", "--store", str(store), "--json"])
+    assert r.exit_code == 0 and '"run": "g"' in r.output
+
+
+def test_debug_after_the_command_shows_the_traceback(ew_proc, tmp_path: Path) -> None:
+    r = ew_proc("show", "nope", "--store", tmp_path, "--debug")
+    assert r.code != 0 and "Traceback" in r.err and "RunNotFound" in r.err  # the command ran with --debug
+
+
+def test_domain_error_is_one_line_exit_1(ew, tmp_path: Path) -> None:
+    r = ew("--store", tmp_path, "show", "nope")
+    assert r.code == 1 and r.err.startswith("error: ") and r.err.count("\n") == 1, r.err
+
+
+def test_a_bug_is_reported_as_internal_error(ew, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from entropy_watch.store import Store
+
+    def boom(self, *a, **k):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(Store, "runs", boom)
+    r = ew("--store", store, "ls")
+    assert r.code == 1 and r.err.startswith("internal error (TypeError); rerun with --debug") and "a bug" in r.err
