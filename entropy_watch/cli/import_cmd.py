@@ -17,26 +17,13 @@ from typing import Annotated, Any
 
 import typer
 
-from entropy_watch.cli.common import echo_json, state
+from entropy_watch.cli.common import console, echo_json, parse_maps, state, text
 
 _BIG_BYTES = 8 * 1024 * 1024  # show a progress bar above this much input (or for more than a few files)
 
 
 def register(app: typer.Typer) -> None:
     app.command("import")(import_)
-
-
-def parse_maps(items: list[str] | None) -> dict[str, str]:
-    """``["entropy=ent", "step=iter"]`` -> ``{"entropy": "ent", "step": "iter"}``."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, sep, column = item.partition("=")
-        if not sep or not key.strip() or not column.strip():
-            raise typer.BadParameter(
-                f"{item!r} is not canonical=COLUMN (e.g. entropy=policy_entropy)", param_hint="--map"
-            )
-        out[key.strip()] = column.strip()
-    return out
 
 
 def import_(
@@ -110,28 +97,27 @@ def _summary(r: Any) -> dict[str, Any]:
 
 
 def _print(root: Path, rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from entropy_watch import metrics as M
 
-    table = Table(title=f"imported into {root}")
+    table = Table(title=text(f"imported into {root}"))
     for col in ("run", "format", "steps", "entropy points", "entropy column", "reward column"):
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r["run"],
-            r["format"],
+            text(r["run"]),
+            text(r["format"]),
             f"{r['first_step']}-{r['last_step']}",
             str(r["entropy_points"]),
-            r["mapping"].get(M.ENTROPY_MEAN, ""),
-            r["mapping"].get(M.REWARD_MEAN, "-"),
+            text(r["mapping"].get(M.ENTROPY_MEAN, "")),
+            text(r["mapping"].get(M.REWARD_MEAN, "-")),
         )
-    console = Console()
-    console.print(table)
+    out = console()
+    out.print(table)
     for r in rows:
         for note in r["notes"]:
-            console.print(f"[dim]{r['run']}: {note}[/dim]", highlight=False, markup=True, soft_wrap=True)
+            out.print(text(f"{r['run']}: {note}", "dim"), soft_wrap=True)
 
 
 class _progress:

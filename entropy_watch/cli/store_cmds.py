@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from entropy_watch import metrics as M
-from entropy_watch.cli.common import echo_json, fmt_value, state
+from entropy_watch.cli.common import (
+    EMPTY_STORE_HINT,
+    console,
+    echo_json,
+    fmt_value,
+    is_input_error,
+    printable,
+    state,
+    text,
+)
+from entropy_watch.errors import EntropyWatchError
 
 # What `show` prints, in order: the canonical metrics a user reads first.
 SHOW_METRICS: tuple[tuple[str, str], ...] = (
@@ -64,24 +75,23 @@ def ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="P
         echo_json(rows)
         return
     if not rows:
-        typer.echo(f"no runs in {store.root} (write one with `make demo` or `entropy-watch import FILE`)")
+        console().print(text(f"no runs in {store.root} ({EMPTY_STORE_HINT})"))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"runs in {store.root}")
+    table = Table(title=text(f"runs in {store.root}"))
     for col in ("run", "state", "last step", "entropy (nats)", "framework", "updated"):
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r["run"],
-            r["state"],
+            text(r["run"]),
+            text(r["state"]),
             fmt_value(r["last_step"]),
             fmt_value(r["entropy"]),
-            str(r["framework"] or ""),
+            text(r["framework"] or ""),
             _ago(r["updated_at"]),
         )
-    Console().print(table)
+    console().print(table)
 
 
 def show(
@@ -109,11 +119,10 @@ def show(
             }
         )
         return
-    from rich.console import Console
     from rich.table import Table
 
     state_txt = f"{info.state}, last step {fmt_value(info.last_step)}" if info else "unknown"
-    title = f"{run} ({state_txt}; {meta.get('framework', 'unknown framework')})"
+    title = text(f"{run} ({state_txt}; {meta.get('framework', 'unknown framework')})")
     table = Table(title=title, show_header=True)
     table.add_column("metric")
     table.add_column("latest", justify="right")
@@ -124,12 +133,14 @@ def show(
             if name == M.CLIP_ONPOLICY and value == 1.0:
                 label, value = "clip low/high", "N/A (on-policy)"
             table.add_row(
-                f"{label} [dim]{name}[/dim]", value if isinstance(value, str) else fmt_value(value), fmt_value(step)
+                text(label) + text(f" {name}", "dim"),
+                value if isinstance(value, str) else fmt_value(value),
+                fmt_value(step),
             )
     if first is not None and M.ENTROPY_MEAN in latest and first[0]:
         ratio = latest[M.ENTROPY_MEAN][0] / first[0]
         table.add_row("H / H0 [dim](entropy now / first logged)[/dim]", f"{ratio:.3f}", fmt_value(first[1]))
-    Console().print(table)
+    console().print(table)
     if not latest:
         typer.echo("no scalars recorded yet")
 
@@ -146,22 +157,26 @@ def sql(
     from entropy_watch.store import Store
 
     _check_read_only(query)
-    table = Store(state(ctx).root()).sql(query)
+    try:
+        table = Store(state(ctx).root()).sql(query)
+    except Exception as e:
+        if not is_input_error(e) or isinstance(e, EntropyWatchError):
+            raise
+        raise EntropyWatchError(_sql_error(e)) from e
     rows = table.slice(0, limit).to_pylist()
     if as_json:
         echo_json(rows)
         return
-    from rich.console import Console
     from rich.table import Table
 
     out = Table(show_header=True)
     for name in table.column_names:
-        out.add_column(name)
+        out.add_column(text(name))
     for r in rows:
         out.add_row(
-            *(fmt_value(v) if isinstance(v, float | int) and not isinstance(v, bool) else str(v) for v in r.values())
+            *(fmt_value(v) if isinstance(v, float | int) and not isinstance(v, bool) else text(v) for v in r.values())
         )
-    Console().print(out)
+    console().print(out)
     if table.num_rows > limit:
         typer.echo(f"({table.num_rows - limit} more rows; use --limit)")
 
@@ -181,9 +196,9 @@ def compact(
     for name in names:
         store.run_meta(name)  # RunNotFound before touching anything
         report = do_compact(store.root, name, min_age_s=min_age, final=final)
-        typer.echo(f"{name}: {report}")
+        typer.echo(f"{name}: {_compaction_words(report)}")
     path = write_catalog(store.root)
-    typer.echo(f"catalog: {path}")
+    typer.echo(printable(f"catalog views refreshed: {path}"))
 
 
 def export(
@@ -198,7 +213,7 @@ def export(
     for name in run or []:
         store.run_meta(name)
     path = export_duckdb(store.root, duckdb_file, runs=run or None)
-    typer.echo(f"wrote {path}")
+    typer.echo(printable(f"wrote {path}"))
 
 
 def _check_read_only(query: str) -> None:
@@ -216,6 +231,30 @@ def _check_read_only(query: str) -> None:
     if len(kinds) != 1 or kinds[0] not in allowed:
         got = ", ".join(k.name for k in kinds) or "nothing"
         raise EntropyWatchError(f"`sql` runs one read-only SELECT query; got {got}")
+
+
+def _sql_error(err: BaseException) -> str:
+    """A DuckDB error as one line: its message and hint (``Did you mean "scalars"?``), without the caret lines."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.lstrip().startswith(("LINE ", "^"))]
+    msg = " ".join(lines) or type(err).__name__
+    if msg.startswith("Catalog Error"):
+        from entropy_watch.store.layout import TABLES
+
+        msg += f" (views: {', '.join((*TABLES, 'runs'))})"
+    return f"sql: {msg}"
+
+
+def _compaction_words(report: Any) -> str:
+    """A :class:`~entropy_watch.store.compact.CompactionReport` in words."""
+    if not report.merged_files and not report.parts_written:
+        done = "nothing to merge"
+    else:
+        files = f"{report.merged_files:,} segment file{'s' if report.merged_files != 1 else ''}"
+        parts = f"{report.parts_written:,} part file{'s' if report.parts_written != 1 else ''}"
+        done = f"merged {files} into {parts} ({report.rows:,} rows)"
+    if report.busy:
+        done += f"; skipped {len(report.busy)} busy folder{'s' if len(report.busy) != 1 else ''} (retry later)"
+    return done
 
 
 def _latest(store, run: str, names: tuple[str, ...]) -> dict[str, tuple[float, int]]:
