@@ -22,6 +22,10 @@ class StoreUnwritable(EntropyWatchError, OSError):
     """The store root cannot be created or written (permissions, read-only or full disk)."""
 
 
+class NoEntropySeries(EntropyWatchError):
+    """The run logged no entropy (yet): nothing for the detector to analyse; not a failure of the run."""
+
+
 class ImportFormatError(EntropyWatchError, ValueError):
     """A log file that cannot be imported; the message names the file and the line or row."""
 

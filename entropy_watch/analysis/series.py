@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from entropy_watch import metrics as M
-from entropy_watch.errors import EntropyWatchError
+from entropy_watch.errors import EntropyWatchError, NoEntropySeries
 
 if TYPE_CHECKING:
     from entropy_watch.importers import ImportedRun
@@ -110,7 +110,7 @@ class RunSeries:
         names = set(tbl.column("name").to_pylist()) if tbl.num_rows else set()
         src = next((n for n in ENTROPY_SOURCES if n in names), None)
         if src is None:
-            raise EntropyWatchError(f"run {run!r} has no entropy series yet ({', '.join(ENTROPY_SOURCES)})")
+            raise NoEntropySeries(f"run {run!r} has no entropy series yet ({', '.join(ENTROPY_SOURCES)})")
         steps, values = store.series(run, src)
         scalars = {n: store.series(run, n) for n in sorted(names) if n != src and n in M.CANONICAL}
         hist = None

@@ -1,12 +1,16 @@
 """Analysis commands: ``alerts`` (CI/cron-friendly exit status), ``watch`` (follow live runs), ``report`` (HTML).
 
-Exit status of ``alerts``: 0 no warning, 1 at least one warning, 2 at least one critical alert, 3 an error (bad
-path, unknown run, unreadable log: one line on stderr). Click's own usage errors (an unknown option) also exit 2,
-with a usage message on stderr. ``watch`` and ``report`` exit 0, or 1 on errors like every other command.
+Exit status of ``alerts``: 0 no warning, 1 at least one warning, 2 at least one critical alert (``--fail-on KINDS``
+counts only those kinds), 3 an error on any target (missing file, unknown run, unreadable log, a bug: one line on
+stderr naming the file; the other targets are still analysed and printed). A run that logged no entropy is "nothing
+to analyse", not an error. Usage mistakes (a missing argument, an unknown option, a bad option value) also exit 2,
+with typer's usage message on stderr. ``watch`` and ``report`` exit 0, or 1 on errors like every other command;
+Ctrl-C exits 130 (``boundary.py``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -15,7 +19,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from entropy_watch.cli.common import echo_json, fail, state
+from entropy_watch.cli.common import (
+    EMPTY_STORE_HINT,
+    console,
+    echo_json,
+    error_line,
+    fail,
+    parse_maps,
+    printable,
+    state,
+    text,
+)
 
 if TYPE_CHECKING:
     from entropy_watch.analysis import Alert, AnalysisResult, RunSeries
@@ -23,6 +37,8 @@ if TYPE_CHECKING:
 EXIT_CLEAN, EXIT_WARNING, EXIT_CRITICAL, EXIT_ERROR = 0, 1, 2, 3
 SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
 LONG_RUN = 2000  # versions above which a progress bar is shown on a terminal
+# A target that does not exist and ends like this is a missing file, not a run name.
+LOG_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".log", ".txt", ".parquet", ".gz")
 
 
 def register(app: typer.Typer) -> None:
@@ -41,26 +57,95 @@ class Target:
     source: str
 
 
-def resolve(target: str, default_root: Path) -> list[Target]:
-    """A store run by name, a run folder ``.../run=X``, or a raw log file / folder (via ``load_log``)."""
+def resolve(target: str, default_root: Path, mapping: dict[str, str] | None = None) -> list[Target]:
+    """A store run by name, a run folder ``.../run=X``, or a raw log file / folder (via ``load_log``; ``mapping`` as
+    ``import --map``). Errors say what is true: no such file, a broken or looping link, an unknown run (listing the
+    runs that exist); :class:`~entropy_watch.errors.NoEntropySeries` for a run that logged no entropy."""
     from entropy_watch.analysis import RunSeries
-    from entropy_watch.errors import RunNotFound
+    from entropy_watch.errors import EntropyWatchError, InvalidRunName, RunNotFound
     from entropy_watch.store import Store
+    from entropy_watch.store.query import run_names
 
     p = Path(target).expanduser()
-    if p.is_dir() and p.name.startswith("run="):
-        root, run = p.parent, p.name[len("run=") :]
-        return [Target(RunSeries.from_store(Store(root), run), root, run, str(p))]
-    if p.exists():
+    if _lexists(p):
+        if not p.exists():
+            raise EntropyWatchError(_broken_link(p))
+        if p.is_dir() and p.name.startswith("run="):
+            root, run = p.parent, p.name[len("run=") :]
+            _no_map(mapping, target)
+            return [Target(RunSeries.from_store(Store(root), run), root, run, str(p))]
         from entropy_watch.importers import load_log
 
-        return [Target(RunSeries.from_imported(r), None, r.name, str(p)) for r in load_log(p)]
-    store = Store(default_root)
+        return [Target(RunSeries.from_imported(r), None, r.name, str(p)) for r in load_log(p, mapping=mapping)]
+    if os.sep in target or "/" in target or target.lower().endswith(LOG_SUFFIXES):
+        raise EntropyWatchError(f"{target}: no such file or directory")
     try:
-        series = RunSeries.from_store(store, target)
-    except RunNotFound:
-        raise RunNotFound(f"{target!r} is neither a file, a run folder nor a run in the store {default_root}") from None
+        series = RunSeries.from_store(Store(default_root), target)
+    except RunNotFound as e:
+        hint = "" if run_names(default_root) else f"; {EMPTY_STORE_HINT}"
+        raise RunNotFound(f"{e}; no file or folder of that name either{hint}") from None
+    except InvalidRunName as e:
+        raise InvalidRunName(f"{target!r} is no file or folder, nor a run name: {e}") from None
+    _no_map(mapping, target)
     return [Target(series, default_root, target, f"{default_root}/run={target}")]
+
+
+def _lexists(p: Path) -> bool:
+    """Whether anything (a dangling link too) is at ``p``; False for a name no file system holds (too long)."""
+    try:
+        p.lstat()
+    except OSError:
+        return False
+    return True
+
+
+def _broken_link(p: Path) -> str:
+    """What is wrong with a symbolic link that leads nowhere: a loop, or the missing file it points to."""
+    try:
+        p.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        return f"{p}: symbolic link loop"
+    except OSError as e:
+        import errno
+
+        if e.errno == errno.ELOOP:
+            return f"{p}: symbolic link loop"
+    try:
+        return f"{p}: broken symbolic link to {os.readlink(p)} (which does not exist)"
+    except OSError:
+        return f"{p}: broken symbolic link"
+
+
+def _no_map(mapping: dict[str, str] | None, target: str) -> None:
+    if mapping:
+        from entropy_watch.errors import EntropyWatchError
+
+        raise EntropyWatchError(f"--map applies to log files; {target} is a run in a store (its columns are named)")
+
+
+def _fail_on(value: str | None) -> frozenset[str] | None:
+    """``--fail-on collapse,explosion`` -> the alert kinds that set the exit status (None: every kind)."""
+    if value is None:
+        return None
+    from entropy_watch.analysis import KINDS
+
+    kinds = frozenset(k.strip() for k in value.split(",") if k.strip())
+    unknown = sorted(kinds - set(KINDS))
+    if unknown or not kinds:
+        raise typer.BadParameter(
+            f"unknown alert kind {', '.join(map(repr, unknown)) or repr(value)}; use some of: {', '.join(KINDS)}",
+            param_hint="--fail-on",
+        )
+    return kinds
+
+
+def _severity(value: str) -> str:
+    """``--min-severity`` check: a usage error (exit 2) naming the choices."""
+    from entropy_watch.analysis import SEVERITIES
+
+    if value not in SEVERITIES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(SEVERITIES)}", param_hint="--min-severity")
+    return value
 
 
 def _progress_analyze(series: RunSeries, show: bool) -> AnalysisResult:
@@ -69,10 +154,11 @@ def _progress_analyze(series: RunSeries, show: bool) -> AnalysisResult:
     if not show or len(series) < LONG_RUN or not sys.stderr.isatty():
         return analyze(series)
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
 
     with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(f"analysing {series.name}", total=None)
+        task = bar.add_task(escape(f"analysing {printable(series.name)}"), total=None)  # descriptions are markup
 
         def cb(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -98,22 +184,21 @@ def _write_alerts(root: Path, run: str, new: list[Alert]) -> int:
 
 
 def _print_table(run: str, source: str, shown: list[Alert], notes: list[str]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    out = console()
     if not shown:
-        console.print(f"[green]{run}[/green]: no alerts" + (f" ({'; '.join(notes)})" if notes else ""))
+        out.print(text(run, "green") + text(": no alerts" + (f" ({'; '.join(notes)})" if notes else "")))
         return
-    table = Table(title=f"{run}  ({source})", show_lines=False, expand=False)
+    table = Table(title=text(f"{run}  ({source})"), show_lines=False, expand=False)
     for col in ("step", "severity", "kind", "detector", "message"):
         table.add_column(col, overflow="fold")
     for a in shown:
-        sev = f"[{SEVERITY_STYLE[a.severity]}]{a.severity}[/]"
-        table.add_row(str(a.step), sev, a.kind, a.detector, a.message)
-    console.print(table)
+        sev = text(a.severity, SEVERITY_STYLE[a.severity])
+        table.add_row(str(a.step), sev, text(a.kind), text(a.detector), text(a.message))
+    out.print(table)
     for n in notes:
-        console.print(f"[dim]note: {n}[/dim]")
+        out.print(text(f"note: {n}", "dim"))
 
 
 def alerts(
@@ -121,42 +206,65 @@ def alerts(
     targets: Annotated[list[str], typer.Argument(help="Store run names, run folders (.../run=X) or log files.")],
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     since: int | None = typer.Option(None, "--since", help="Only alerts at or after this step."),
-    min_severity: str = typer.Option("info", "--min-severity", help="info, warning or critical."),
+    min_severity: str = typer.Option("info", "--min-severity", callback=_severity, help="info, warning or critical."),
     write: bool = typer.Option(False, "--write/--no-write", help="Store new alerts in the run's alerts table."),
+    maps: Annotated[
+        list[str] | None,
+        typer.Option("--map", "-m", help="For log files, as in `import`: canonical=COLUMN (step, entropy, reward)."),
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on",
+            help="Comma-separated alert kinds that set the exit status, e.g. collapse,explosion (others are still "
+            "listed but exit 0). Default: every kind.",
+        ),
+    ] = None,
 ) -> None:
     """Analyse runs and list their alerts. Exit status: 0 clean, 1 warning, 2 critical, 3 error."""
-    from entropy_watch.analysis import SEVERITIES
     from entropy_watch.analysis.policy import filter_alerts
-    from entropy_watch.errors import EntropyWatchError
+    from entropy_watch.errors import NoEntropySeries
 
     st = state(ctx)
-    if min_severity not in SEVERITIES:
-        fail(f"--min-severity must be one of {', '.join(SEVERITIES)}, got {min_severity!r}", code=EXIT_ERROR)
-    try:
-        resolved = [t for target in targets for t in resolve(target, st.root())]
-    except (EntropyWatchError, OSError, ValueError) as e:
-        if st.debug:
-            raise
-        fail(e, code=EXIT_ERROR)
-    worst = 0
+    mapping = parse_maps(maps) or None
+    gate = _fail_on(fail_on)
+    worst, errors = 0, 0
     out: list[dict[str, Any]] = []
-    for t in resolved:
-        res = _progress_analyze(t.series, show=not as_json)
-        shown = filter_alerts(res.alerts, since=since, min_severity=min_severity)
-        if write and t.root is not None:
-            _write_alerts(t.root, t.run, res.alerts)
-        worst = max([worst, *(a.rank for a in shown)])
-        if as_json:
-            out.append({"run": t.run, "source": t.source, "alerts": [a.to_dict() for a in shown], "notes": res.notes})
-        else:
-            _print_table(t.run, t.source, shown, res.notes)
+    for target in targets:
+        source = target
+        try:
+            for t in resolve(target, st.root(), mapping):
+                source = t.source
+                res = _progress_analyze(t.series, show=not as_json)
+                shown = filter_alerts(res.alerts, since=since, min_severity=min_severity)
+                if write and t.root is not None:
+                    _write_alerts(t.root, t.run, res.alerts)
+                worst = max([worst, *(a.rank for a in shown if gate is None or a.kind in gate)])
+                if as_json:
+                    entry = {"run": t.run, "source": t.source, "alerts": [a.to_dict() for a in shown]}
+                    out.append({**entry, "notes": res.notes})
+                else:
+                    _print_table(t.run, t.source, shown, res.notes)
+        except NoEntropySeries as e:
+            note = f"nothing to analyse; {e}"
+            if as_json:
+                out.append({"run": target, "source": source, "alerts": [], "notes": [note]})
+            else:
+                console().print(text(f"{target}: {note}"))
+        except Exception as e:  # noqa: BLE001 - any failure on one target: one line naming it, exit 3, go on
+            if st.debug:
+                raise
+            errors += 1
+            typer.echo(error_line(e, where=source), err=True)
+            if as_json:
+                out.append({"source": source, "error": error_line(e, where=source)})
     if as_json:
         echo_json(out)
-    raise typer.Exit({0: EXIT_CLEAN, 1: EXIT_WARNING, 2: EXIT_CRITICAL}[worst])
+    raise typer.Exit(EXIT_ERROR if errors else {0: EXIT_CLEAN, 1: EXIT_WARNING, 2: EXIT_CRITICAL}[worst])
 
 
 def _line(run: str, a: Alert) -> str:
-    return f"[{run}] step {a.step} {a.severity.upper()} {a.kind} ({a.detector}): {a.message}"
+    return printable(f"[{run}] step {a.step} {a.severity.upper()} {a.kind} ({a.detector}): {a.message}")
 
 
 def watch(
@@ -167,7 +275,9 @@ def watch(
     interval: float = typer.Option(10.0, "--interval", help="Seconds between polls."),
     iterations: int | None = typer.Option(None, "--iterations", help="Stop after this many polls (default: never)."),
     once: bool = typer.Option(False, "--once", help="Poll once and exit (same as --iterations 1)."),
-    min_severity: str = typer.Option("warning", "--min-severity", help="info, warning or critical."),
+    min_severity: str = typer.Option(
+        "warning", "--min-severity", callback=_severity, help="info, warning or critical."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per alert."),
     write: bool = typer.Option(False, "--write/--no-write", help="Store new alerts in each run's alerts table."),
 ) -> None:
@@ -197,7 +307,7 @@ def watch(
                     series = RunSeries.from_store(store, run)
                 except EntropyWatchError as e:
                     if run not in waiting:
-                        typer.echo(f"[{run}] waiting: {e}", err=True)
+                        typer.echo(printable(f"[{run}] waiting: {e}"), err=True)
                         waiting.add(run)
                     continue
                 waiting.discard(run)
@@ -209,8 +319,8 @@ def watch(
             n += 1
             if limit is None or n < limit:
                 time.sleep(interval)
-    except KeyboardInterrupt:
-        typer.echo("stopped", err=True)
+    except KeyboardInterrupt:  # Ctrl-C is how watch stops: quiet, exit 130, as the boundary does (boundary.py)
+        raise SystemExit(130) from None
 
 
 def report(

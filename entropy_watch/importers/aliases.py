@@ -35,6 +35,7 @@ STEP_ALIASES: tuple[str, ...] = (
     "global_steps",
     "steps",
     "update",
+    "step_inferred",  # TRL logs exported without a step column, the step recovered from logging_steps
 )
 
 # canonical -> exact source names, best first (INTEGRATIONS §4 for TRL / verl / OpenRLHF, the real runs for the rest).

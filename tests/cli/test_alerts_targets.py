@@ -1,0 +1,193 @@
+"""`alerts` on what users point it at: messages that say what is true, exit 3 with one line naming the file on any
+error (never 1, which means "warning"), "nothing to analyse" for a run without entropy, ``--fail-on`` and ``--map``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from entropy_watch.synthetic import write_to_store
+
+SEVERITY_EXIT = {"info": 0, "warning": 1, "critical": 2}
+
+
+def _one_error_line(err: str, *names: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "internal error" not in err and "Traceback" not in err, err
+    for n in names:
+        assert n in lines[0], (n, err)
+
+
+def test_missing_file_says_so(ew, store: Path, tmp_path: Path) -> None:
+    for target in ("nope.csv", str(tmp_path / "sub" / "nope.csv"), "logs/run.jsonl"):
+        r = ew("--store", store, "alerts", target)
+        assert r.code == 3
+        _one_error_line(r.err, target, "no such file")
+        assert "run name" not in r.err
+
+
+def test_symlink_loop_and_dangling_link(ew, store: Path, tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    (tmp_path / "dangling.csv").symlink_to(tmp_path / "gone.csv")
+    r = ew("--store", store, "alerts", tmp_path / "a")
+    assert r.code == 3
+    _one_error_line(r.err, str(tmp_path / "a"), "symbolic link loop")
+    r = ew("--store", store, "alerts", tmp_path / "dangling.csv")
+    assert r.code == 3
+    _one_error_line(r.err, "dangling.csv", "broken symbolic link", "gone.csv")
+
+
+def test_unknown_run_lists_the_runs_that_exist(ew, store: Path) -> None:
+    r = ew("--store", store, "alerts", "nope")
+    assert r.code == 3
+    _one_error_line(r.err, "'nope'", "g, h, sft-s0")
+
+
+def test_run_without_entropy_is_nothing_to_analyse(ew, store: Path) -> None:
+    r = ew("--store", store, "alerts", "sft-s0")
+    assert r.code == 0 and r.err == "", r.err
+    assert r.out.count("\n") == 1 and "sft-s0: nothing to analyse" in r.out
+    r = ew("--store", store, "alerts", "sft-s0", "--json")
+    (entry,) = json.loads(r.out)
+    assert r.code == 0 and entry["run"] == "sft-s0" and entry["alerts"] == []
+    assert "nothing to analyse" in entry["notes"][0]
+
+
+def test_run_without_entropy_never_hides_the_others(ew, store: Path) -> None:
+    alone = ew("--store", store, "alerts", "g", "--json")
+    assert alone.code in (1, 2), alone.err  # a synthetic collapse warns at least
+    both = ew("--store", store, "alerts", "sft-s0", "g", "--json")
+    assert both.code == alone.code
+    data = json.loads(both.out)
+    assert [d["run"] for d in data] == ["sft-s0", "g"] and data[1] == json.loads(alone.out)[0]
+    text = ew("--store", store, "alerts", "g", "sft-s0")
+    assert text.code == alone.code and "nothing to analyse" in text.out and "collapse" in text.out
+
+
+def test_an_error_on_one_target_exits_3_after_the_others(ew, store: Path) -> None:
+    r = ew("--store", store, "alerts", "g", "nope.csv", "--json")
+    assert r.code == 3
+    _one_error_line(r.err, "nope.csv")
+    data = json.loads(r.out)
+    assert data[0]["run"] == "g" and data[0]["alerts"] and "nope.csv" in data[1]["error"]
+
+
+def test_a_bug_exits_3_not_1(ew, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import entropy_watch.analysis
+
+    def boom(*a, **k):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(entropy_watch.analysis, "analyze", boom)
+    r = ew("--store", store, "alerts", "g")
+    assert r.code == 3 and r.err.count("\n") == 1
+    assert r.err.startswith("internal error (TypeError)") and "run=g" in r.err
+
+
+def _deep_json(p: Path) -> Path:
+    p.write_text("[" * 100_000 + "]" * 100_000)
+    return p
+
+
+def _deep_jsonl(p: Path) -> Path:
+    p.write_text('{"step": 1, "entropy": 0.5}\n{"step": 2, "entropy": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    return p
+
+
+def _overflow(p: Path) -> Path:
+    p.write_text(f"step,entropy\n1,0.5\n{2**70},0.4\n")
+    return p
+
+
+def _huge_column(p: Path) -> Path:
+    p.write_text("step," + "x" * (1 << 20) + "\n1,0.5\n")
+    return p
+
+
+@pytest.mark.parametrize(
+    "make", [_deep_json, _deep_jsonl, _overflow, _huge_column], ids=["deep-json", "deep-jsonl", "overflow", "1MB-col"]
+)
+def test_hostile_log_files_exit_3_with_one_line(ew, store: Path, tmp_path: Path, make) -> None:
+    suffix = ".json" if make is _deep_json else ".jsonl" if make is _deep_jsonl else ".csv"
+    p = make(tmp_path / f"bad{suffix}")
+    r = ew("--store", store, "alerts", p)
+    assert r.code == 3, (r.code, r.err)
+    _one_error_line(r.err, p.name)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero") or sys.platform == "win32", reason="needs /dev/zero and FIFOs")
+def test_devices_and_fifos_exit_3_without_hanging(ew_proc, store: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    for target in ("/dev/zero", str(fifo)):
+        r = ew_proc("--store", store, "alerts", target, timeout=30)
+        assert r.code == 3, (target, r.code, r.err)
+        _one_error_line(r.err, target)
+
+
+def test_corrupt_segment_exits_3_naming_the_run(ew, tmp_path: Path) -> None:
+    write_to_store(tmp_path, "c", kind="collapse_exp", seed=2, n_steps=120)
+    seg = sorted((tmp_path / "run=c" / "table=scalars").rglob("*.parquet"))[0]
+    pq.read_metadata(seg)  # a real segment before we break it
+    seg.write_bytes(b"PAR1 this is not a parquet file")
+    r = ew("--store", tmp_path, "alerts", "c")
+    assert r.code == 3, (r.code, r.err)
+    _one_error_line(r.err, "run=c")
+
+
+def _gated_exit(alerts: list[dict], kinds: set[str] | None) -> int:
+    return max([0, *(SEVERITY_EXIT[a["severity"]] for a in alerts if kinds is None or a["kind"] in kinds)])
+
+
+def test_fail_on_sets_the_exit_status_from_those_kinds_only(ew, store: Path) -> None:
+    full = ew("--store", store, "alerts", "g", "--json")
+    listed = json.loads(full.out)[0]["alerts"]
+    assert full.code == _gated_exit(listed, None) == 2
+    assert _gated_exit(listed, {"explosion"}) < full.code  # a collapsing run has no explosion alert
+    for gate in ("explosion", "collapse", "collapse,explosion", "explosion,cliff, zero_variance_groups"):
+        r = ew("--store", store, "alerts", "g", "--json", "--fail-on", gate)
+        assert json.loads(r.out)[0]["alerts"] == listed  # what is listed does not change
+        assert r.code == _gated_exit(listed, {k.strip() for k in gate.split(",")}), gate
+    assert "--fail-on" in ew("alerts", "--help").out
+
+
+def test_map_for_log_files(ew, store: Path, tmp_path: Path) -> None:
+    rows = "\n".join(f"{5 * i},{2.0 * 0.97**i:.5f},{0.1 + 0.005 * i:.4f}" for i in range(60))
+    p = tmp_path / "odd.csv"
+    p.write_text("tick,policy_h,score\n" + rows + "\n")
+    unmapped = ew("--store", store, "alerts", p)
+    assert unmapped.code == 3  # no entropy column it knows
+    r = ew("--store", store, "alerts", p, "--map", "step=tick", "-m", "entropy=policy_h", "--map", "reward=score")
+    assert r.code in (0, 1, 2), r.err
+    same = ew("--store", store, "alerts", p, "--json", "--map", "entropy=policy_h", "--map", "step=tick")
+    assert json.loads(same.out)[0]["source"] == str(p)
+    r = ew("--store", store, "alerts", "g", "--map", "entropy=x")
+    assert r.code == 3
+    _one_error_line(r.err, "--map", "g")
+
+
+@pytest.mark.parametrize("column", ["step_inferred", "global_step", "_step", "trainer/global_step"])
+def test_step_aliases(ew, tmp_path: Path, column: str) -> None:
+    p = tmp_path / "trl.jsonl"
+    p.write_text("".join(json.dumps({column: 5 * (i + 1), "entropy": 1.0 - 0.01 * i}) + "\n" for i in range(40)))
+    r = ew("--store", tmp_path / "s", "import", p, "--json")
+    assert r.code == 0, r.err
+    (row,) = json.loads(r.out)["runs"]
+    assert (row["first_step"], row["last_step"]) == (5, 200) and row["mapping"]["step"] == column
+    r = ew("--store", tmp_path / "s", "alerts", p, "--json")
+    assert r.code in (0, 1, 2), r.err
+
+
+def test_control_characters_in_a_file_name_are_escaped(ew, store: Path, tmp_path: Path) -> None:
+    for name in ("bad\x1b[31mname.csv", "nope\x1b]0;title\x07.csv"):
+        (tmp_path / name).write_text("")  # an empty log: the importer's message quotes the path
+        for target in (tmp_path / name, tmp_path / "missing" / name):
+            r = ew("--store", store, "alerts", target)
+            assert r.code == 3 and "\x1b" not in r.err and "\\x1b" in r.err, r.err
