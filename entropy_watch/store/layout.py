@@ -17,34 +17,39 @@ import unicodedata
 from pathlib import Path
 
 from entropy_watch.errors import InvalidRunName
+from entropy_watch.store.fs import StorePath, is_uri, open_root
 
 ENV_STORE = "ENTROPY_WATCH_DIR"
 DEFAULT_STORE = "./ew_runs"
 
 TABLES: tuple[str, ...] = ("scalars", "hist", "tokens", "alerts", "events")
 
-_MAX_NAME = 200
+_MAX_NAME = 200  # bytes in UTF-8: "run=<name>" must fit a file name (255 bytes on most filesystems)
 _ALLOWED = re.compile(r"^[\w.\-+@:,]+$", re.UNICODE)  # no "=": DuckDB's Hive parser splits "run=a=b" wrongly
 
 
-def default_root(store: str | os.PathLike[str] | None = None) -> Path:
-    """The store root: ``store`` if given, else ``$ENTROPY_WATCH_DIR``, else ``./ew_runs``. Resolved at call time."""
-    if store is not None and str(store) != "":
-        return Path(store).expanduser()
-    env = os.environ.get(ENV_STORE)
-    return Path(env).expanduser() if env else Path(DEFAULT_STORE)
+def default_root(store: str | os.PathLike[str] | StorePath | None = None) -> StorePath:
+    """The store root: ``store`` if given, else ``$ENTROPY_WATCH_DIR``, else ``./ew_runs``. Resolved at call time.
+
+    An ``s3://bucket/prefix`` URI gives an :class:`~entropy_watch.store.fs.ObjectPath` (see :mod:`.fs`).
+    """
+    if store is not None and not isinstance(store, str | os.PathLike):
+        return store  # already an ObjectPath
+    text = str(store) if store is not None and str(store) != "" else os.environ.get(ENV_STORE) or DEFAULT_STORE
+    return open_root(text) if is_uri(text) else Path(text).expanduser()
 
 
 def validate_run_name(name: str) -> str:
     """Return ``name`` if it is a safe run name, else raise :class:`InvalidRunName` saying what to change.
 
-    Allowed: letters (any script), digits and ``_ . - + @ : ,``; at most 200 characters; not ``.``/``..``; no
+    Allowed: letters (any script), digits and ``_ . - + @ : ,``; at most 200 bytes in UTF-8; not ``.``/``..``; no
     leading dot (hidden files are the store's temporaries). Rejects ``/``, ``\\``, NUL and control characters.
     """
     if not isinstance(name, str) or not name:
         raise InvalidRunName("run name is empty; pass a name such as 'grpo-s0'")
-    if len(name) > _MAX_NAME:
-        raise InvalidRunName(f"run name is {len(name)} characters long; use at most {_MAX_NAME}")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > _MAX_NAME:
+        raise InvalidRunName(f"run name is too long ({size} bytes in UTF-8); use at most {_MAX_NAME} bytes")
     bad = [c for c in name if c in "/\\\0" or unicodedata.category(c).startswith("C")]
     if bad:
         raise InvalidRunName(f"run name {name!r} contains {bad[0]!r}; use letters, digits and _ . - + @ : ,")
@@ -62,21 +67,26 @@ def validate_table(table: str) -> str:
     return table
 
 
-def run_dir(root: Path, run: str) -> Path:
-    return Path(root) / f"run={validate_run_name(run)}"
+def run_dir(root: StorePath, run: str) -> StorePath:
+    return _as_root(root) / f"run={validate_run_name(run)}"
 
 
-def table_dir(root: Path, run: str, table: str, rank: int) -> Path:
+def table_dir(root: StorePath, run: str, table: str, rank: int) -> StorePath:
     return run_dir(root, run) / f"table={validate_table(table)}" / f"rank={int(rank)}"
 
 
-def status_path(root: Path, run: str, rank: int) -> Path:
+def status_path(root: StorePath, run: str, rank: int) -> StorePath:
     return run_dir(root, run) / "status" / f"rank={int(rank)}.json"
 
 
-def run_json_path(root: Path, run: str) -> Path:
+def run_json_path(root: StorePath, run: str) -> StorePath:
     return run_dir(root, run) / "run.json"
 
 
-def catalog_path(root: Path) -> Path:
-    return Path(root) / "catalog.duckdb"
+def catalog_path(root: StorePath) -> StorePath:
+    return _as_root(root) / "catalog.duckdb"
+
+
+def _as_root(root: StorePath | str | os.PathLike[str]) -> StorePath:
+    """``root`` as a path object (callers sometimes pass a ``str`` of a local folder)."""
+    return root if isinstance(root, Path) or not isinstance(root, str | os.PathLike) else Path(root)

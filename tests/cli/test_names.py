@@ -1,0 +1,56 @@
+"""Run names seen from the command line: messages say what is wrong with the name, and names derived from file
+names or W&B run names are names the store accepts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+LOG = "step,entropy,reward\n" + "".join(f"{i},{1.0 - 0.004 * i:.4f},{0.1 + 0.002 * i:.4f}\n" for i in range(1, 61))
+
+
+@pytest.mark.parametrize("name", ["é" * 200, "运" * 100, "a" * 201], ids=["400-bytes", "300-bytes", "201-ascii"])
+def test_too_long_run_name_says_so(ew, tmp_path: Path, name: str) -> None:
+    p = tmp_path / "m.csv"
+    p.write_text(LOG)
+    for argv in (["import", p, "--run", name], ["show", name], ["alerts", name]):
+        r = ew("--store", tmp_path / "s", *argv)
+        assert r.code in (1, 3), (argv, r.err)
+        assert "run name is too long" in r.err and "bytes" in r.err and r.err.count("\n") == 1, r.err
+        assert "File name too long" not in r.err and "--store" not in r.err
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").glob("run=*"))
+
+
+def test_longest_accepted_name_fits_the_file_system(ew, tmp_path: Path) -> None:
+    p = tmp_path / "m.csv"
+    p.write_text(LOG)
+    name = "é" * 100  # 200 bytes in UTF-8: the limit
+    r = ew("--store", tmp_path / "s", "import", p, "--run", name)
+    assert r.code == 0, r.err
+    assert ew("--store", tmp_path / "s", "show", name, "--json").code == 0
+
+
+def test_file_name_with_equals_sign_imports_and_analyses(ew, tmp_path: Path) -> None:
+    p = tmp_path / "lr=1e-6.csv"
+    p.write_text(LOG)
+    r = ew("--store", tmp_path / "s", "import", p, "--json")
+    assert r.code == 0, r.err
+    (row,) = json.loads(r.out)["runs"]
+    assert "=" not in row["run"]
+    assert ew("--store", tmp_path / "s", "show", row["run"], "--json").code == 0
+    r = ew("--store", tmp_path / "s", "alerts", p, "--json")
+    assert r.code in (0, 1, 2), r.err
+
+
+def test_wandb_run_name_with_equals_sign(ew, tmp_path: Path) -> None:
+    p = tmp_path / "wandb_export.csv"
+    rows = "".join(f"{i},{1.0 - 0.004 * i:.4f},{0.1 + 0.002 * i:.4f}\n" for i in range(1, 61))
+    p.write_text("Step,lr=3e-6 beta=0.04 - actor/entropy,lr=3e-6 beta=0.04 - critic/score/mean\n" + rows)
+    r = ew("--store", tmp_path / "s", "import", p, "--json")
+    assert r.code == 0, r.err
+    (row,) = json.loads(r.out)["runs"]
+    assert "=" not in row["run"]
+    r = ew("--store", tmp_path / "s", "alerts", p, "--json")
+    assert r.code in (0, 1, 2), r.err
