@@ -18,6 +18,7 @@ Crash-safety argument (DESIGN §3, notes/STORE_AND_APP §3):
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import json
 import os
@@ -29,6 +30,8 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from entropy_watch.store.fs import ObjectPath, put_bytes, read_bytes
 
 STALE_TMP_AGE_S = 3600.0
 
@@ -62,8 +65,14 @@ def publishing(path: Path, tmp: Path, *, fsync: bool = False) -> Iterator[Binary
 
     The body writes to the yielded file object; when it returns, the file is flushed (and fsynced with ``fsync``)
     and moved into place with ``os.replace``, and the directory entry is fsynced. If the body or the publish
-    fails, the temporary is removed and the error propagates: readers never see a partial file.
+    fails, the temporary is removed and the error propagates: readers never see a partial file. On an object store
+    the body writes to memory and the object is published with one PUT only if the body returned.
     """
+    if isinstance(path, ObjectPath):  # one PUT of the complete bytes: atomic on S3, nothing to rename (fs.py)
+        buf = io.BytesIO()
+        yield buf
+        put_bytes(path, buf.getvalue())
+        return
     try:
         with open(tmp, "wb") as fh:
             yield fh
@@ -93,8 +102,7 @@ def write_json_atomic(path: Path, obj: Any, *, fsync: bool = False) -> None:
 def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object at ``path``, or None when it is absent or unreadable (a reader never fails on a status file)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            obj = json.load(fh)
+        obj = json.loads(read_bytes(path).decode("utf-8"))
     except (OSError, ValueError):
         return None
     return obj if isinstance(obj, dict) else None
@@ -141,6 +149,8 @@ def clean_stale_tmp(directory: Path, *, by_pid: bool, max_age_s: float = STALE_T
     another host sharing the filesystem means nothing here. Only names starting with ``prefix`` are considered. The
     caller's own temporaries are never removed.
     """
+    if isinstance(directory, ObjectPath):
+        return 0  # objects are published whole: an object store never holds a temporary
     removed = 0
     now = time.time()
     me = os.getpid()

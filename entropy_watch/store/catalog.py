@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
 
-from entropy_watch.store import layout
+from entropy_watch.store import fs, layout
 from entropy_watch.store.atomic import write_parquet_atomic
 from entropy_watch.store.files import CoverageCache, select_files
+from entropy_watch.store.fs import StorePath
 from entropy_watch.store.query import Binder, read_locked, run_names, source_sql, table_dirs, table_files, with_retry
 from entropy_watch.store.reader import Store
 from entropy_watch.store.schema import READ_PARQUET_OPTIONS, empty_table
@@ -43,9 +45,9 @@ from entropy_watch.store.schema import READ_PARQUET_OPTIONS, empty_table
 PLACEHOLDER_RUN_DIR = "run=.catalog"
 
 
-def catalog_view_sql(root: Path, table: str) -> str:
+def catalog_view_sql(root: StorePath, table: str) -> str:
     """The ``SELECT`` behind the catalog view of ``table``: a glob over every run and rank, one file per key."""
-    root_str = str(Path(root).resolve())
+    root_str = str(root) if fs.is_object(root) else str(Path(root).resolve())
     if any(c in root_str for c in "*?["):
         raise ValueError(f"store root {root_str!r} contains a glob character; move the store to a plain path")
     glob = f"{root_str}/run=*/table={layout.validate_table(table)}/rank=*/*.parquet".replace("'", "''")
@@ -60,28 +62,41 @@ def catalog_view_sql(root: Path, table: str) -> str:
     )
 
 
-def write_catalog(root: str | os.PathLike[str] | None = None) -> Path:
+def write_catalog(root: str | os.PathLike[str] | StorePath | None = None) -> StorePath:
     """Write ``ROOT/catalog.duckdb`` with one view per table over the live globs; returns its path.
 
-    Short-lived: opens a new file, creates the views, closes it and publishes it with ``os.replace``.
+    Short-lived: opens a new file, creates the views, closes it and publishes it with ``os.replace``. On an object
+    store the database is built in a local temporary file and published with one PUT; its views read ``s3://``
+    globs, which a DuckDB client answers with its ``httpfs`` extension (or a registered fsspec filesystem).
     """
     root_path = layout.default_root(root)
     dest = layout.catalog_path(root_path)
+    if fs.is_object(root_path):
+        with tempfile.TemporaryDirectory(prefix="ew-catalog-") as tmpdir:
+            local = Path(tmpdir) / "catalog.duckdb"
+            _write_catalog_db(root_path, local)
+            fs.put_bytes(dest, local.read_bytes())
+        return dest
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.0.tmp")
     _remove_db(tmp)
+    _write_catalog_db(root_path, tmp)
+    os.replace(tmp, dest)
+    return dest
+
+
+def _write_catalog_db(root_path: StorePath, dest: Path) -> None:
+    """Write the placeholders under ``run=.catalog`` and a new DuckDB file ``dest`` holding one view per table."""
     for table in layout.TABLES:
         placeholder = root_path / PLACEHOLDER_RUN_DIR / f"table={table}" / "rank=0" / "empty.parquet"
-        placeholder.parent.mkdir(parents=True, exist_ok=True)
+        fs.makedirs(placeholder.parent)
         schema = empty_table(table).drop_columns(["run", "rank"])
         write_parquet_atomic(placeholder, schema)
-    con = duckdb.connect(str(tmp))
+    con = duckdb.connect(str(dest))
     try:
         for table in layout.TABLES:
             con.execute(f"CREATE VIEW {table} AS {catalog_view_sql(root_path, table)}")
     finally:
         con.close()
-    os.replace(tmp, dest)
-    return dest
 
 
 def export_duckdb(
@@ -108,7 +123,7 @@ def export_duckdb(
             def copy(table: str = table) -> None:
                 with read_locked(table_dirs(store.root, names, table)):
                     sel = select_files(table_files(store.root, names, table, coverage))
-                    binder = Binder("f")
+                    binder = Binder("f", con=con)
                     con.register("_empty", empty_table(table))
                     src = source_sql(sel, "_empty", binder)
                     con.execute(

@@ -18,20 +18,30 @@ holds ``.read.lock`` exclusively, and readers hold it shared from listing to the
 cannot be used (read-only mount, no ``fcntl``) a reader gets an IO error from DuckDB and lists again. A crash
 between 2 and 3 leaves both, which readers handle the same way and the next compaction cleans up. One compactor
 per folder at a time (an advisory lock on ``.compact.lock``; a busy folder is skipped).
+
+**On an object store** (no rename, no locks; :mod:`~entropy_watch.store.fs`) step 2 is one PUT, which makes the part
+visible whole, and step 3 is *deferred*: a file whose every key a chosen part holds is deleted only once that part is
+older than ``grace_s`` (default :data:`OBJECT_GRACE_S`), by this or a later compaction. A reader that listed before
+the part appeared therefore finishes reading the inputs long before they go, and one that lists after it sees the
+part and skips them; should a read outlast the grace period, the vanished file is an error the reader retries after
+listing again. Two compactors at once are safe for readers (coverage is per key; partly overlapping parts are read
+restricted to their missing keys), only wasteful: run one, e.g. from cron.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from entropy_watch.store import layout
+from entropy_watch.store import fs, layout
 from entropy_watch.store.atomic import clean_stale_tmp, publishing
 from entropy_watch.store.files import (
     COVERAGE_KEY,
@@ -46,6 +56,7 @@ from entropy_watch.store.files import (
     rank_dirs,
     select_files,
 )
+from entropy_watch.store.fs import StorePath
 from entropy_watch.store.query import key_strings, run_names
 from entropy_watch.store.schema import SEQ_COL, WRITER_COL
 
@@ -55,6 +66,8 @@ except ImportError:  # Windows: no cross-process guard; run one compactor at a t
     fcntl = None  # type: ignore[assignment]
 
 DEFAULT_MIN_AGE_S = 60.0
+OBJECT_GRACE_S = 60.0
+"""Seconds a part must have been visible before the files it covers are deleted from an object store."""
 ROW_GROUP_ROWS = 128 * 1024
 
 
@@ -76,6 +89,7 @@ def compact(
     final: bool = False,
     tables: tuple[str, ...] | None = None,
     fsync: bool = False,
+    grace_s: float | None = None,
 ) -> CompactionReport:
     """Merge sealed segments of ``run`` (or every run) into ``part-`` files; see the module docstring.
 
@@ -86,8 +100,12 @@ def compact(
         final: merge every segment and part into one file per (table, rank), whatever its age (run end).
         tables: restrict to these tables.
         fsync: flush the new part and its directory before deleting inputs.
+        grace_s: delete merged files only once the part covering them is this old (seconds). None: at once on a
+            local store (deletion waits for readers under ``.read.lock``), :data:`OBJECT_GRACE_S` on an object store.
     """
     root_path = layout.default_root(root)
+    if grace_s is None:
+        grace_s = OBJECT_GRACE_S if fs.is_object(root_path) else 0.0
     runs = [layout.validate_run_name(run)] if run is not None else run_names(root_path)
     report = CompactionReport()
     coverage = CoverageCache()
@@ -96,62 +114,90 @@ def compact(
         for table in tables or layout.TABLES:
             tdir = layout.run_dir(root_path, name) / f"table={layout.validate_table(table)}"
             for rdir in rank_dirs(tdir):
-                _compact_dir(rdir, session, coverage, report, min_age_s=min_age_s, final=final, fsync=fsync)
+                _compact_dir(rdir, session, coverage, report, min_age_s, final, fsync, grace_s)
     return report
 
 
 def _compact_dir(
-    rdir: Path,
+    rdir: StorePath,
     session: str,
     coverage: CoverageCache,
     report: CompactionReport,
-    *,
     min_age_s: float,
     final: bool,
     fsync: bool,
+    grace_s: float,
 ) -> None:
-    lock_fd = os.open(rdir / ".compact.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                report.busy.append(str(rdir))
-                return
+    with _compacting(rdir) as mine:
+        if not mine:
+            report.busy.append(str(rdir))
+            return
         # Holding the lock, no other compactor writes here: any .part tmp is a dead compactor's leftover.
         clean_stale_tmp(rdir, by_pid=True, max_age_s=0.0 if fcntl is not None else 3600.0, prefix=".part-")
         files = list_data_files(rdir, coverage)
+        now = time.time()
+        # Files a part already covers (merged earlier; the deletion was deferred or its compactor died): delete them.
+        redundant = _redundant(files, now, grace_s)
+        _delete(rdir, redundant)
+        report.merged_files += len(redundant)
+        files = [f for f in files if f not in redundant]
+        covered = frozenset().union(*(f.keys for f in files if f.kind == "part"))
         if final:
-            inputs = files
+            inputs = [f for f in files if f.kind == "part" or not f.keys <= covered]
             if len(inputs) == 1 and inputs[0].kind == "part":
                 return
         else:
-            now = time.time()
-            inputs = [f for f in files if f.kind == "seg" and now - _mtime(f.path) >= min_age_s]
-            # Segments whose keys a part already holds (a compactor died after publishing): just delete them.
-            covered = set().union(*(f.keys for f in files if f.kind == "part")) if files else set()
-            stale = [f for f in inputs if f.keys <= covered]
-            _delete(rdir, stale)
-            report.merged_files += len(stale)
-            inputs = [f for f in inputs if not f.keys <= covered]
+            inputs = [f for f in files if f.kind == "seg" and not f.keys <= covered and now - _age(f) >= min_age_s]
         if len(inputs) < 2:
             return
         rows = _write_part(rdir, inputs, session, final=final, fsync=fsync)
-        _delete(rdir, inputs)
-        report.merged_files += len(inputs)
         report.parts_written += 1
         report.rows += rows
+        if grace_s <= 0:
+            _delete(rdir, inputs)
+            report.merged_files += len(inputs)
+
+
+@contextlib.contextmanager
+def _compacting(rdir: StorePath) -> Iterator[bool]:
+    """Hold ``.compact.lock`` in a local folder (yields False when another compactor has it); an object store has
+    no locks and always yields True."""
+    if fs.is_object(rdir) or fcntl is None:
+        yield True
+        return
+    lock_fd = os.open(rdir / ".compact.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(lock_fd)
 
 
-def _write_part(rdir: Path, inputs: list[FileRef], session: str, *, final: bool, fsync: bool) -> int:
+def _redundant(files: list[FileRef], now: float, grace_s: float) -> list[FileRef]:
+    """Files whose every key is read from a chosen part at least ``grace_s`` old: nobody needs them any more."""
+    sel = select_files(files)
+    chosen = sel.whole + [ref for ref, _ in sel.partial]
+    out = []
+    for f in files:
+        if f in chosen:
+            continue
+        holders = [p for p in chosen if p.keys & f.keys]
+        if holders and all(p.kind == "part" and now - _age(p) >= grace_s for p in holders):
+            out.append(f)
+    return out
+
+
+def _write_part(rdir: StorePath, inputs: list[FileRef], session: str, *, final: bool, fsync: bool) -> int:
     """Stream the inputs (each key once) into one part published by tmp + ``os.replace``; returns rows written."""
     sel = select_files(inputs)
-    sources: list[tuple[Path, frozenset | None]] = [(f.path, None) for f in sel.whole]
+    sources: list[tuple[StorePath, frozenset | None]] = [(f.path, None) for f in sel.whole]
     sources += [(f.path, keys) for f, keys in sel.partial]
     keys = frozenset().union(*(f.keys for f in inputs))
-    schema = pa.unify_schemas([pq.read_schema(p) for p, _ in sources], promote_options="permissive")
+    schema = pa.unify_schemas([pq.read_schema(*_arrow(p)) for p, _ in sources], promote_options="permissive")
     schema = schema.with_metadata({COVERAGE_KEY: encode_coverage(keys).encode(), FINAL_KEY: b"1" if final else b"0"})
     path = rdir / part_name(session)
     tmp = rdir / f".{path.name}.tmp"
@@ -161,7 +207,7 @@ def _write_part(rdir: Path, inputs: list[FileRef], session: str, *, final: bool,
         pending: list[pa.Table] = []
         pending_rows = 0
         for src, wanted in sources:
-            tbl = pq.ParquetFile(src).read()
+            tbl = pq.read_table(_arrow(src)[0], filesystem=_arrow(src)[1])
             if wanted is not None:
                 mask = pc.is_in(
                     pc.binary_join_element_wise(tbl[WRITER_COL], pc.cast(tbl[SEQ_COL], pa.string()), "/"),
@@ -192,21 +238,30 @@ def _align(tbl: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def _mtime(path: Path) -> float:
+def _arrow(path: StorePath) -> tuple[str, pafs.FileSystem]:
+    """``(path, filesystem)`` arguments for pyarrow's readers."""
+    filesystem, p = fs.arrow(path)
+    return p, filesystem
+
+
+def _age(ref: FileRef) -> float:
+    """The file's modification time (Unix s); "now" when it vanished (so it is never treated as old)."""
     try:
-        return path.stat().st_mtime
+        return fs.mtime(ref.path)
     except OSError:
         return time.time()
 
 
-def _delete(rdir: Path, files: list[FileRef]) -> None:
-    """Delete merged inputs while holding ``.read.lock`` exclusively: waits for readers mid-read in this folder."""
+def _delete(rdir: StorePath, files: list[FileRef]) -> None:
+    """Delete merged inputs; locally while holding ``.read.lock`` exclusively (waits for readers mid-read)."""
     if not files:
+        return
+    if fs.is_object(rdir) or fcntl is None:
+        _unlink(files)
         return
     fd = os.open(rdir / READ_LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
     try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         _unlink(files)
     finally:
         os.close(fd)
@@ -214,7 +269,4 @@ def _delete(rdir: Path, files: list[FileRef]) -> None:
 
 def _unlink(files: list[FileRef]) -> None:
     for f in files:
-        try:
-            os.unlink(f.path)
-        except FileNotFoundError:
-            pass
+        fs.unlink(f.path)

@@ -20,9 +20,10 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from entropy_watch.store.fs import StorePath, is_object, listdir, walk_files
 
 READ_LOCK = ".read.lock"  # readers hold it shared while listing + reading; compaction exclusive while deleting
 COVERAGE_KEY = b"entropy_watch.coverage"
@@ -85,7 +86,7 @@ def decode_coverage(text: str | bytes) -> frozenset[Key]:
 class FileRef:
     """One published data file. ``keys`` is what it covers; ``kind`` is ``"seg"`` or ``"part"``."""
 
-    path: Path
+    path: StorePath
     kind: str
     keys: frozenset[Key] = field(compare=False)
 
@@ -109,14 +110,18 @@ class CoverageCache:
         self._cache: dict[str, frozenset[Key]] = {}
         self._lock = threading.Lock()
 
-    def get(self, path: Path) -> frozenset[Key]:
+    def get(self, path: StorePath) -> frozenset[Key]:
         """Read (once) the coverage of a part; raises ``FileNotFoundError`` if it vanished (caller retries)."""
         k = str(path)
         with self._lock:
             hit = self._cache.get(k)
         if hit is not None:
             return hit
-        meta = pq.read_schema(path).metadata or {}
+        if is_object(path):
+            schema = pq.read_schema(path.key, filesystem=path.fs)
+        else:
+            schema = pq.read_schema(path)
+        meta = schema.metadata or {}
         raw = meta.get(COVERAGE_KEY)
         keys = decode_coverage(raw) if raw else frozenset()
         with self._lock:
@@ -124,35 +129,53 @@ class CoverageCache:
         return keys
 
 
-def list_data_files(rank_dir: Path, coverage: CoverageCache) -> list[FileRef]:
+def list_data_files(rank_dir: StorePath, coverage: CoverageCache) -> list[FileRef]:
     """Published segments and parts in one ``rank=<r>`` folder (hidden temporaries are never listed)."""
-    out: list[FileRef] = []
     try:
-        names = sorted(e.name for e in os.scandir(rank_dir) if not e.name.startswith("."))
+        entries = sorted((e for e in listdir(rank_dir) if not e.name.startswith(".")), key=lambda e: e.name)
     except FileNotFoundError:
-        return out
-    for name in names:
-        m = SEG_RE.match(name)
-        if m:
-            out.append(FileRef(rank_dir / name, "seg", frozenset({(m.group(1), int(m.group(2)))})))
-        elif PART_RE.match(name):
-            out.append(FileRef(rank_dir / name, "part", coverage.get(rank_dir / name)))
-    return out
+        return []
+    return [ref for e in entries if (ref := _file_ref(e.path, coverage)) is not None]
 
 
-def rank_dirs(table_dir: Path) -> list[Path]:
+def _file_ref(path: StorePath, coverage: CoverageCache) -> FileRef | None:
+    """The :class:`FileRef` of a segment or part file, None for any other name."""
+    m = SEG_RE.match(path.name)
+    if m:
+        return FileRef(path, "seg", frozenset({(m.group(1), int(m.group(2)))}))
+    if PART_RE.match(path.name):
+        return FileRef(path, "part", coverage.get(path))
+    return None
+
+
+def list_table_files(table_dir: StorePath, coverage: CoverageCache) -> list[FileRef]:
+    """Published segments and parts of every rank under one ``table=<name>`` folder, by rank then name.
+
+    On an object store this is one recursive LIST (paginated) instead of one per rank folder.
+    """
+    if not is_object(table_dir):
+        return [f for rdir in rank_dirs(table_dir) for f in list_data_files(rdir, coverage)]
+    found: list[tuple[int, str, StorePath]] = []
+    for rel, path in walk_files(table_dir):
+        rank, _, name = rel.partition("/")
+        if rank.startswith("rank=") and rank[5:].isdigit() and "/" not in name and not name.startswith("."):
+            found.append((int(rank[5:]), name, path))
+    return [ref for *_, path in sorted(found, key=lambda t: t[:2]) if (ref := _file_ref(path, coverage)) is not None]
+
+
+def rank_dirs(table_dir: StorePath) -> list[StorePath]:
     """The ``rank=<int>`` folders under one ``table=<name>`` folder, by rank."""
     try:
-        entries = [e for e in os.scandir(table_dir) if e.is_dir() and e.name.startswith("rank=")]
+        entries = [e for e in listdir(table_dir) if e.is_dir and e.name.startswith("rank=")]
     except FileNotFoundError:
         return []
     found = []
     for e in entries:
         try:
-            found.append((int(e.name[5:]), Path(e.path)))
+            found.append((int(e.name[5:]), e.path))
         except ValueError:
             continue
-    return [p for _, p in sorted(found)]
+    return [p for _, p in sorted(found, key=lambda t: t[0])]
 
 
 def select_files(files: list[FileRef], exclude: set[Key] | frozenset[Key] = frozenset()) -> Selection:

@@ -17,7 +17,7 @@ import unicodedata
 from pathlib import Path
 
 from entropy_watch.errors import InvalidRunName
-from entropy_watch.store.fs import StorePath, is_uri, open_root
+from entropy_watch.store.fs import ObjectPath, StorePath, is_uri, open_root
 
 ENV_STORE = "ENTROPY_WATCH_DIR"
 DEFAULT_STORE = "./ew_runs"
@@ -88,5 +88,5 @@ def catalog_path(root: StorePath) -> StorePath:
 
 
 def _as_root(root: StorePath | str | os.PathLike[str]) -> StorePath:
-    """``root`` as a path object (callers sometimes pass a ``str`` of a local folder)."""
-    return root if isinstance(root, Path) or not isinstance(root, str | os.PathLike) else Path(root)
+    """``root`` as a path object (callers sometimes pass a ``str``: a local folder or an ``s3://`` URI)."""
+    return root if isinstance(root, Path | ObjectPath) else default_root(root)

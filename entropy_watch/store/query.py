@@ -25,11 +25,11 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 
 from entropy_watch.errors import InvalidRunName
 from entropy_watch.store import layout
-from entropy_watch.store.files import READ_LOCK, CoverageCache, FileRef, Selection, list_data_files, rank_dirs
+from entropy_watch.store.files import READ_LOCK, CoverageCache, FileRef, Selection, list_table_files, rank_dirs
+from entropy_watch.store.fs import StorePath, arrow, is_object, listdir, vanished
 from entropy_watch.store.schema import READ_PARQUET_OPTIONS, empty_table
 
 try:
@@ -54,17 +54,18 @@ def with_retry(fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
     for i in range(attempts):
         try:
             return fn()
-        except RETRY_ERRORS:
-            if i == attempts - 1:
+        except (*RETRY_ERRORS, duckdb.InvalidInputException, OSError) as exc:
+            # an object read through a pyarrow dataset reports a vanished file as InvalidInput or OSError
+            if i == attempts - 1 or not (isinstance(exc, RETRY_ERRORS) or vanished(exc)):
                 raise
             time.sleep(BACKOFF_S * 2**i)
     raise AssertionError("unreachable")
 
 
-def run_names(root: Path) -> list[str]:
+def run_names(root: StorePath) -> list[str]:
     """Names of the runs under ``root`` (folders ``run=<name>`` with a valid name), sorted."""
     try:
-        entries = [e.name for e in os.scandir(root) if e.name.startswith("run=") and e.is_dir()]
+        entries = [e.name for e in listdir(root) if e.name.startswith("run=") and e.is_dir]
     except (FileNotFoundError, NotADirectoryError):
         return []
     names = []
@@ -76,17 +77,21 @@ def run_names(root: Path) -> list[str]:
     return sorted(names)
 
 
-def table_dirs(root: Path, runs: Iterable[str], table: str) -> list[Path]:
-    """The ``rank=<r>`` folders of ``table`` for the given runs."""
-    out: list[Path] = []
+def table_dirs(root: StorePath, runs: Iterable[str], table: str) -> list[StorePath]:
+    """The ``rank=<r>`` folders of ``table`` for the given runs: what :func:`read_locked` locks. None on an object
+    store, which has no locks (and where listing them would cost a request per run)."""
+    if is_object(root):
+        return []
+    out: list[StorePath] = []
     for run in runs:
         out.extend(rank_dirs(layout.run_dir(root, run) / f"table={layout.validate_table(table)}"))
     return out
 
 
-def table_files(root: Path, runs: Iterable[str], table: str, coverage: CoverageCache) -> list[FileRef]:
+def table_files(root: StorePath, runs: Iterable[str], table: str, coverage: CoverageCache) -> list[FileRef]:
     """Published segments and parts of ``table`` for the given runs, over all ranks."""
-    return [f for rdir in table_dirs(root, runs, table) for f in list_data_files(rdir, coverage)]
+    name = f"table={layout.validate_table(table)}"
+    return [f for run in runs for f in list_table_files(layout.run_dir(root, run) / name, coverage)]
 
 
 @contextlib.contextmanager
@@ -121,11 +126,16 @@ def key_strings(keys: Iterable[tuple[str, int]]) -> list[str]:
 
 class Binder:
     """Collects SQL parameters. ``mode="param"`` yields ``$name`` placeholders; ``"variable"`` yields
-    ``getvariable('name')`` for use inside a ``CREATE VIEW`` (views cannot hold prepared parameters)."""
+    ``getvariable('name')`` for use inside a ``CREATE VIEW`` (views cannot hold prepared parameters).
 
-    def __init__(self, prefix: str, mode: str = "param") -> None:
+    ``con``: the connection the SQL will run on; files in an object store are registered on it as Arrow datasets
+    (:func:`source_sql`), so it is required when the store may be one."""
+
+    def __init__(self, prefix: str, mode: str = "param", con: duckdb.DuckDBPyConnection | None = None) -> None:
         self.prefix = prefix
         self.mode = mode
+        self.con = con
+        self.datasets = 0  # selections registered on con so far (their names must not collide)
         self.values: dict[str, Any] = {}
 
     def ref(self, value: Any) -> str:
@@ -146,6 +156,15 @@ def source_sql(sel: Selection, empty_relation: str, binder: Binder) -> str:
     always unioned in, so the result has the declared columns even when nothing is selected.
     """
     parts: list[str] = []
+    refs = sel.whole + [ref for ref, _ in sel.partial]
+    if refs and is_object(refs[0].path):  # DuckDB cannot read s3:// offline: hand it pyarrow datasets (fs.py)
+        if binder.con is None:
+            raise ValueError("source_sql over an object store needs Binder(con=...)")
+        root = refs[0].path.parent.parent.parent.parent  # ROOT/run=/table=/rank=/file
+        binder.datasets += 1
+        names = register_selection(binder.con, root, sel, f"_{binder.prefix}_ds{binder.datasets}")
+        parts = [f'SELECT * EXCLUDE ("table") FROM {n}' for n in names]
+        sel = Selection()
     if sel.whole:
         files = binder.ref([str(f.path) for f in sel.whole])
         parts.append(f'SELECT * EXCLUDE ("table") FROM read_parquet({files}, {READ_PARQUET_OPTIONS})')
@@ -191,7 +210,7 @@ def create_sandbox_view(con: duckdb.DuckDBPyConnection, root: Path, table: str, 
     con.execute(f"CREATE TEMP VIEW {table} AS SELECT * EXCLUDE (_writer, _seq) FROM ({union})")
 
 
-def register_selection(con: duckdb.DuckDBPyConnection, root: Path, sel: Selection, prefix: str) -> list[str]:
+def register_selection(con: duckdb.DuckDBPyConnection, root: StorePath, sel: Selection, prefix: str) -> list[str]:
     """Register the selected files on ``con`` as Arrow datasets named ``<prefix>_<i>``; returns those names.
 
     Each dataset carries the Hive columns ``run``, ``table``, ``rank`` from the path and the union of the files'
@@ -204,11 +223,12 @@ def register_selection(con: duckdb.DuckDBPyConnection, root: Path, sel: Selectio
         groups.append((sel.whole, None))
     groups += [([ref], keys) for ref, keys in sel.partial]
     for refs, keys in groups:
+        filesystem, base = arrow(root)
         factory = ds.FileSystemDatasetFactory(
-            pafs.LocalFileSystem(),
-            [str(r.path) for r in refs],
+            filesystem,
+            [arrow(r.path)[1] for r in refs],
             ds.ParquetFileFormat(),
-            ds.FileSystemFactoryOptions(partition_base_dir=str(root), partitioning=_HIVE),
+            ds.FileSystemFactoryOptions(partition_base_dir=base, partitioning=_HIVE),
         )
         dataset = factory.finish(factory.inspect(promote_options="permissive"))
         if keys is not None:

@@ -157,7 +157,7 @@ def query_files(
             cur = con.cursor()
         try:
             with read_locked(d for t in tables for d in table_dirs(root, runs, t)):
-                binder = Binder("f")
+                binder = Binder("f", con=cur)
                 ctes = []
                 for table in tables:
                     sel = select_files(table_files(root, runs, table, coverage))

@@ -163,7 +163,7 @@ class TailReader(SqlReads):
         """Copy the selected files into ``table`` in one transaction; returns the row count."""
         cur = self._con.cursor()
         try:
-            binder = Binder("f")
+            binder = Binder("f", con=cur)
             cur.register("_empty", empty_table(table))
             src = source_sql(sel, "_empty", binder)
             cur.execute("BEGIN TRANSACTION")

@@ -41,7 +41,8 @@ import pyarrow.compute as pc
 
 from entropy_watch import metrics as M
 from entropy_watch.errors import StoreUnwritable
-from entropy_watch.store import layout
+from entropy_watch.store import fs, layout
+from entropy_watch.store import meta as run_meta
 from entropy_watch.store.atomic import clean_stale_tmp, read_json, write_json_atomic, write_parquet_atomic
 from entropy_watch.store.files import READ_LOCK, new_session, seg_name
 from entropy_watch.store.schema import SCHEMA_VERSION, SEQ_COL, WRITER_COL, coerce_rows
@@ -106,14 +107,13 @@ class RunWriter:
         self._meta: dict[str, Any] = {}  # last run.json written, to restore it if the run folder was deleted
         self.heartbeat_error: StoreUnwritable | None = None  # the last heartbeat write() owed and could not write
         self._run_dir = layout.run_dir(self.root, self.run)
+        self._own_meta: dict[str, Any] | None = None  # object stores: the fields this rank set (store/meta.py)
         try:
-            (self._run_dir / "status").mkdir(parents=True, exist_ok=True)
-            probe = self._run_dir / f".probe.{os.getpid()}.0.tmp"
-            probe.write_bytes(b"")
-            probe.unlink()
+            fs.makedirs(layout.status_path(self.root, self.run, self.rank).parent)
+            fs.probe(self._run_dir)
         except OSError as exc:
             raise StoreUnwritable(
-                f"cannot write to store {self.root} ({exc.strerror or exc}); pass --store or set "
+                f"cannot write to store {self.root} ({fs.describe_error(exc)}); pass --store or set "
                 f"{layout.ENV_STORE} to a writable folder"
             ) from None
         self._clean_tmp()
@@ -127,7 +127,11 @@ class RunWriter:
 
         Ranks of one run may call this concurrently: the read-merge-write holds an advisory lock on a hidden
         ``.run.json.lock``, and the file itself is published atomically, so readers never see a partial document.
+        On an object store (no locks) each rank publishes only its own fields, which readers merge
+        (:mod:`~entropy_watch.store.meta`).
         """
+        if fs.is_object(self.root):
+            return self._update_rank_meta(fields)
         path = layout.run_json_path(self.root, self.run)
         with self._lock, _flock(self._run_dir / ".run.json.lock"):
             meta = read_json(path) or {}
@@ -138,6 +142,22 @@ class RunWriter:
             write_json_atomic(path, meta, fsync=self.fsync)
             self._meta = meta
         return meta
+
+    def _update_rank_meta(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Object stores: merge ``fields`` into this rank's own meta object; write it only when it adds something."""
+        with self._lock:
+            merged = run_meta.load(self.root, self.run)
+            if self._own_meta is None:  # a restarted rank keeps what its previous session set
+                self._own_meta = read_json(run_meta.rank_meta_path(self.root, self.run, self.rank)) or {}
+            own = self._own_meta
+            if fields or not merged:  # a side writer opening an existing run adds nothing
+                own.setdefault("name", self.run)
+                own.setdefault("created_at", self.started_at)
+                own.setdefault("schema_version", SCHEMA_VERSION)
+                own.update(fields)
+                run_meta.save_rank(self.root, self.run, self.rank, own)
+            self._meta = {**merged, **own}
+            return dict(self._meta)
 
     # -- data -----------------------------------------------------------------------------------------------------
     def next_seq(self, table: str) -> int:
@@ -171,11 +191,11 @@ class RunWriter:
             directory = layout.table_dir(self.root, self.run, table, self.rank)
             path = directory / seg_name(self.session, seq)
             try:
-                if not directory.is_dir():
+                if not fs.is_object(directory) and not directory.is_dir():
                     self._recreate(directory)
                 write_parquet_atomic(path, tbl, fsync=self.fsync)
             except OSError as exc:
-                raise StoreUnwritable(f"cannot write segment {path} ({exc.strerror or exc})") from None
+                raise StoreUnwritable(f"cannot write segment {path} ({fs.describe_error(exc)})") from None
             self._seq[table] = max(self._seq.get(table, 0), seq + 1)
             if "step" in tbl.column_names and tbl.column("step").null_count < tbl.num_rows:
                 top = pc.max(tbl.column("step")).as_py()
@@ -250,11 +270,13 @@ class RunWriter:
             }
             path = layout.status_path(self.root, self.run, self.rank)
             try:
-                if not path.parent.is_dir():  # the store was deleted mid-run: write where it was
+                if not fs.is_object(path) and not path.parent.is_dir():  # the store was deleted mid-run
                     path.parent.mkdir(parents=True, exist_ok=True)
                 write_json_atomic(path, status, fsync=self.fsync)
             except OSError as exc:
-                raise StoreUnwritable(f"cannot write heartbeat for run {self.run!r} ({exc.strerror or exc})") from None
+                raise StoreUnwritable(
+                    f"cannot write heartbeat for run {self.run!r} ({fs.describe_error(exc)})"
+                ) from None
             self._last_beat = now
 
     def close(self, state: str = "finished") -> None:
