@@ -93,6 +93,7 @@ def _write_catalog_db(root_path: StorePath, dest: Path) -> None:
         write_parquet_atomic(placeholder, schema)
     con = duckdb.connect(str(dest))
     try:
+        fs.register_duckdb(con, root_path)  # creating a view expands its glob once
         for table in layout.TABLES:
             con.execute(f"CREATE VIEW {table} AS {catalog_view_sql(root_path, table)}")
     finally:

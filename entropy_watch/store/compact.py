@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from entropy_watch.store import fs, layout
@@ -197,7 +196,7 @@ def _write_part(rdir: StorePath, inputs: list[FileRef], session: str, *, final: 
     sources: list[tuple[StorePath, frozenset | None]] = [(f.path, None) for f in sel.whole]
     sources += [(f.path, keys) for f, keys in sel.partial]
     keys = frozenset().union(*(f.keys for f in inputs))
-    schema = pa.unify_schemas([pq.read_schema(*_arrow(p)) for p, _ in sources], promote_options="permissive")
+    schema = pa.unify_schemas([_parquet(p).schema_arrow for p, _ in sources], promote_options="permissive")
     schema = schema.with_metadata({COVERAGE_KEY: encode_coverage(keys).encode(), FINAL_KEY: b"1" if final else b"0"})
     path = rdir / part_name(session)
     tmp = rdir / f".{path.name}.tmp"
@@ -207,7 +206,7 @@ def _write_part(rdir: StorePath, inputs: list[FileRef], session: str, *, final: 
         pending: list[pa.Table] = []
         pending_rows = 0
         for src, wanted in sources:
-            tbl = pq.read_table(_arrow(src)[0], filesystem=_arrow(src)[1])
+            tbl = _parquet(src).read()
             if wanted is not None:
                 mask = pc.is_in(
                     pc.binary_join_element_wise(tbl[WRITER_COL], pc.cast(tbl[SEQ_COL], pa.string()), "/"),
@@ -238,10 +237,10 @@ def _align(tbl: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def _arrow(path: StorePath) -> tuple[str, pafs.FileSystem]:
-    """``(path, filesystem)`` arguments for pyarrow's readers."""
+def _parquet(path: StorePath) -> pq.ParquetFile:
+    """One Parquet file of either backend, opened for reading."""
     filesystem, p = fs.arrow(path)
-    return p, filesystem
+    return pq.ParquetFile(filesystem.open_input_file(p))
 
 
 def _age(ref: FileRef) -> float:

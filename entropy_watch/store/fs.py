@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
-from entropy_watch.errors import MissingExtra
+from entropy_watch.errors import MissingExtra, require
 
 SCHEMES: tuple[str, ...] = ("s3",)
 ENV_ENDPOINTS: tuple[str, ...] = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
@@ -257,6 +257,17 @@ def arrow(path: StorePath) -> tuple[pafs.FileSystem, str]:
     if isinstance(path, ObjectPath):
         return path.fs, path.key
     return pafs.LocalFileSystem(), str(path)
+
+
+def register_duckdb(con: Any, root: StorePath) -> None:
+    """Let DuckDB ``con`` read ``s3://`` paths of ``root``'s bucket itself (SQL globs in the catalog views), through
+    fsspec's wrapper of the same pyarrow filesystem: no ``httpfs`` download. Nothing to do for a local root."""
+    if not isinstance(root, ObjectPath):
+        return
+    require("fsspec", "s3")
+    from fsspec.implementations.arrow import ArrowFSWrapper
+
+    con.register_filesystem(ArrowFSWrapper(root.fs))
 
 
 def vanished(exc: BaseException) -> bool:
