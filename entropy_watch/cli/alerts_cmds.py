@@ -344,4 +344,4 @@ def report(
     t = found[0]
     res = _progress_analyze(t.series, show=True)
     path = build_report(t.series, res, output, source=t.source)
-    typer.echo(f"wrote {path} ({len(res.alerts)} alerts)")
+    typer.echo(printable(f"wrote {path} ({len(res.alerts)} alerts)"))
