@@ -46,12 +46,15 @@ def test_probe_predicts_a_step_along_the_entropy_gradient(sft_policy: Path, sign
 
 def test_small_lr_prediction_matches_observed_change(sft_policy: Path, tmp_path: Path) -> None:
     cfg = small_config("grpo", run="drift", iterations=4)
-    cfg.rl.lr, cfg.rl.pred_dh_every = 1e-6, 1  # measured: observed/predicted within 0.96-1.04 at 1e-6 (0.4-2.5 at 1e-5)
+    # The first-order error is second order in the step, so it shrinks with lr: observed/predicted measured 0.79-1.05
+    # at 1e-6 (which batch is sampled depends on the CPU's vector instructions), 0.97-1.01 at 1e-7 on AVX-512, AVX2
+    # and ATEN_CPU_CAPABILITY=default; 1e-7 leaves rtol=0.1 three times that spread.
+    cfg.rl.lr, cfg.rl.pred_dh_every = 1e-7, 1
     res = train(cfg, store=tmp_path, init=sft_policy, strict_hooks=True)
     pred = np.array([h[M.COV_PRED_DH] for h in res.history])
     obs = np.array([h[M.ENTROPY_DELTA_OBS] for h in res.history])
     assert np.isfinite(pred).all() and np.isfinite(obs).all()
-    assert np.abs(pred).max() > 1e-4  # the update moved the entropy measurably
+    assert np.abs(pred).max() > 1e-5  # the update moved the entropy measurably (fp32 rounding of ΔH stays below 1e-7)
     assert (np.sign(pred) == np.sign(obs)).all(), (pred, obs)
     np.testing.assert_allclose(obs, pred, rtol=0.1, atol=1e-7)
     store = Store(tmp_path)
