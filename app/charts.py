@@ -1,40 +1,67 @@
-"""Plotly figure builders for the app and the HTML report. Pure: arrays and dataclasses in, ``go.Figure`` out.
+"""Plotly figure builders for the app. Pure: arrays, dataclasses and the verdict in, ``go.Figure`` out.
 
-No Streamlit here, so ``entropy-watch report`` can reuse every figure. Entropy is in nats per token at the sampling
-temperature, the x axis is the logged training step. Long series arrive already downsampled (``app/queries.py``):
-an aggregated trace is drawn as its bucket mean with a shaded min–max band, so spikes stay visible. Traces are SVG
-``go.Scatter`` (without a GPU, WebGL was 6–25× slower to render; STORE_AND_APP §5).
+Entropy is in nats per token at the sampling temperature; the x axis is the logged training step. Long series arrive
+already downsampled (``entropy_watch.store.reads``): an aggregated trace is drawn as its bucket mean with a shaded
+min–max band, so spikes stay visible. Traces are SVG ``go.Scatter`` (without a GPU, WebGL was 6–25× slower to
+render; STORE_AND_APP §5). Layout rules every figure follows: the title top left, the legend *under* the plot (it
+never covers the title or the data), reference levels (H_ref, the floor) drawn as legend entries rather than labels
+on the data, and one ``uirevision`` so a live refresh keeps the user's zoom.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 
-from entropy_watch.app.queries import Heatmap, Trace
+from entropy_watch import metrics as M
+from entropy_watch.app.display import smooth
+from entropy_watch.store.reads import Heatmap, Trace
 
 STEP_AXIS = "step (optimizer updates)"
 NATS_AXIS = "entropy (nats/token)"
-HEIGHT = 340
+HEIGHT = 360
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
 SEVERITY_COLOURS = {"info": "#1f77b4", "warning": "#ff7f0e", "critical": "#d62728"}
+LEGEND_ROW_CHARS = 70  # legend characters per row under a half-width chart (about 7 px each)
 
 
-def _layout(fig: go.Figure, title: str, y_title: str, *, x_title: str = STEP_AXIS, height: int = HEIGHT) -> go.Figure:
+def _legend_rows(fig: go.Figure) -> int:
+    names = [t.name for t in fig.data if t.showlegend is not False and t.name]
+    chars = sum(len(n) + 6 for n in names)
+    return max(1, math.ceil(chars / LEGEND_ROW_CHARS)) if names else 0
+
+
+def _layout(
+    fig: go.Figure, title: str, y_title: str, *, x_title: str = STEP_AXIS, height: int = HEIGHT, log_y: bool = False
+) -> go.Figure:
+    rows = _legend_rows(fig)
+    top, bottom = 44, 58 + 22 * rows
+    total = height + 22 * max(rows - 1, 0)
+    plot_h = total - top - bottom
     fig.update_layout(
-        title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
+        title={
+            "text": title,
+            "x": 0.01,
+            "xanchor": "left",
+            "y": 1 - 12 / total,
+            "yanchor": "top",
+            "font": {"size": 15},
+        },
         template="plotly_white",
-        height=height,
-        margin={"l": 70, "r": 20, "t": 70, "b": 55},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        height=total,
+        margin={"l": 70, "r": 20, "t": top, "b": bottom},
+        legend={"orientation": "h", "yanchor": "top", "y": -50 / plot_h, "xanchor": "left", "x": 0.0},
         hovermode="x unified",
         uirevision="keep",
     )
-    fig.update_xaxes(title_text=x_title, showgrid=True)
+    fig.update_xaxes(title_text=x_title, showgrid=True, showspikes=True, spikemode="across", spikethickness=1)
     fig.update_yaxes(title_text=y_title, showgrid=True)
+    if log_y:
+        fig.update_yaxes(type="log")
     return fig
 
 
@@ -44,9 +71,18 @@ def _rgba(hex_colour: str, alpha: float) -> str:
 
 
 def add_trace(
-    fig: go.Figure, tr: Trace, label: str, colour: str, *, dash: str | None = None, band: bool = True, **kw: Any
+    fig: go.Figure,
+    tr: Trace,
+    label: str,
+    colour: str,
+    *,
+    dash: str | None = None,
+    band: bool = True,
+    smoothing: float = 0.0,
+    **kw: Any,
 ) -> None:
-    """Add ``tr`` as a line; an aggregated trace also gets its min–max band (legend-linked)."""
+    """Add ``tr`` as a line; an aggregated trace also gets its min–max band, and with ``smoothing`` > 0 the raw line
+    is drawn faint under its smoothed curve (legend-linked, like TensorBoard)."""
     group = f"{label}-{colour}"
     if band and tr.aggregated:
         fig.add_trace(
@@ -63,15 +99,44 @@ def add_trace(
                 **kw,
             )
         )
+    if smoothing > 0:
+        fig.add_trace(
+            go.Scatter(
+                x=tr.steps,
+                y=tr.mean,
+                mode="lines",
+                name=f"{label} (raw)",
+                showlegend=False,
+                line={"color": _rgba(colour, 0.3), "width": 1},
+                legendgroup=group,
+                hoverinfo="skip",
+                **kw,
+            )
+        )
+    y = smooth(tr.mean, smoothing) if smoothing > 0 else tr.mean
     fig.add_trace(
         go.Scatter(
             x=tr.steps,
-            y=tr.mean,
+            y=y,
             mode="lines",
             name=label,
             line={"color": colour, "width": 1.8, "dash": dash},
             legendgroup=group,
             **kw,
+        )
+    )
+
+
+def hline(fig: go.Figure, y: float, x0: float, x1: float, label: str, colour: str, dash: str = "dash") -> None:
+    """A horizontal reference level as a legend entry (never a label sitting on the data)."""
+    fig.add_trace(
+        go.Scatter(
+            x=[x0, x1],
+            y=[y, y],
+            mode="lines",
+            name=label,
+            line={"color": colour, "dash": dash, "width": 1.2},
+            hovertemplate=f"{label}<extra></extra>",
         )
     )
 
@@ -83,75 +148,90 @@ def lines(
     *,
     dashes: Mapping[str, str] | None = None,
     zero_line: bool = False,
+    smoothing: float = 0.0,
+    log_y: bool = False,
 ) -> go.Figure:
     """Several labelled traces on one axis; ``zero_line`` marks y = 0 for signed quantities."""
     fig = go.Figure()
     for i, (label, tr) in enumerate(traces):
-        add_trace(fig, tr, label, PALETTE[i % len(PALETTE)], dash=(dashes or {}).get(label))
+        add_trace(fig, tr, label, PALETTE[i % len(PALETTE)], dash=(dashes or {}).get(label), smoothing=smoothing)
     if zero_line:
         fig.add_hline(y=0.0, line={"color": "#999", "width": 1})
-    return _layout(fig, title, y_title)
+    return _layout(fig, title, y_title, log_y=log_y)
 
 
 def entropy_forecast(
     entropy: Trace,
     *,
     floor: float | None = None,
+    floor_label: str = "",
     h_ref: float | None = None,
-    forecast: Mapping[str, Any] | None = None,
+    h_ref_label: str = "",
+    forecast: Any = None,
+    smoothing: float = 0.0,
+    title: str = "Token entropy (mean) and forecast",
 ) -> go.Figure:
-    """Entropy mean with the detector's current forecast.
-
-    ``forecast`` (see ``app/insight.py``): ``steps``, ``curve``, ``lo``, ``hi`` (the fitted decay and its 80% band,
-    nats), ``eta_step`` / ``eta_lo_step`` / ``eta_hi_step`` (absolute steps where the fit meets the floor; None or inf
-    when it never does), ``model``.
-    """
+    """Entropy mean with the verdict's forecast (an ``entropy_watch.analysis`` ``Outlook``: ``steps``, ``curve``,
+    ``lo``, ``hi`` in nats, ``eta_step``/``eta_lo_step``/``eta_hi_step`` absolute steps or None, ``target_label``,
+    ``interval``, ``reached``). Nothing here computes a forecast; it only draws the one it is given."""
     fig = go.Figure()
-    add_trace(fig, entropy, "entropy mean", PALETTE[0])
-    if forecast is not None and len(forecast.get("steps", ())):
-        x = np.asarray(forecast["steps"], dtype=np.float64)
+    add_trace(fig, entropy, "entropy mean", PALETTE[0], smoothing=smoothing)
+    x0 = float(entropy.steps[0]) if len(entropy) else 0.0
+    x1 = float(entropy.steps[-1]) if len(entropy) else 1.0
+    if forecast is not None and len(forecast.steps):
+        x = np.asarray(forecast.steps, dtype=np.float64)
+        x1 = max(x1, float(x[-1]))
+        pct = f"{100 * forecast.interval:.0f}%"
         fig.add_trace(
             go.Scatter(
                 x=np.concatenate([x, x[::-1]]),
-                y=np.concatenate([forecast["hi"], np.asarray(forecast["lo"])[::-1]]),
+                y=np.concatenate([forecast.hi, np.asarray(forecast.lo)[::-1]]),
                 fill="toself",
                 fillcolor="rgba(255,127,14,0.18)",
                 line={"width": 0},
-                name="forecast 80% band",
+                name=f"forecast {pct} band",
                 hoverinfo="skip",
             )
         )
         fig.add_trace(
             go.Scatter(
                 x=x,
-                y=forecast["curve"],
+                y=forecast.curve,
                 mode="lines",
-                name=f"forecast ({forecast.get('model', 'fit')})",
+                name=f"forecast ({forecast.model} fit)",
                 line={"color": "#ff7f0e", "dash": "dash", "width": 2},
             )
         )
-        eta = forecast.get("eta_step")
-        now = forecast.get("evaluated_at", -np.inf)
-        if eta is not None and np.isfinite(eta) and eta > now:  # already at the floor: nothing ahead to mark
-            lo, hi = forecast.get("eta_lo_step"), forecast.get("eta_hi_step")
-            if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi) and hi > lo:
+        if forecast.direction == "rise":  # the level an explosion forecast heads for (the floor is drawn below)
+            hline(fig, forecast.target, x0, x1, f"explosion level {forecast.target:.3g} nats", "#9467bd", "dashdot")
+        eta, lo, hi = forecast.eta_step, forecast.eta_lo_step, forecast.eta_hi_step
+        if eta is not None and not forecast.reached:
+            if lo is not None and hi is not None and hi > lo:
                 fig.add_vrect(x0=lo, x1=hi, fillcolor="rgba(214,39,40,0.08)", line_width=0)
-            fig.add_vline(
-                x=eta,
-                line={"color": "#d62728", "dash": "dot"},
-                annotation_text=f"ETA to floor: step {eta:,.0f}",
-                annotation_position="top left",
+            fig.add_trace(
+                go.Scatter(
+                    x=[eta, eta],
+                    y=[0, 1],
+                    yaxis="y2",
+                    mode="lines",
+                    line={"color": "#d62728", "dash": "dot"},
+                    name=f"ETA to {forecast.target_label}: step {eta:,.0f}",
+                    hoverinfo="skip",
+                )
             )
-    if floor is not None and np.isfinite(floor):
-        fig.add_hline(y=floor, line={"color": "#d62728", "dash": "dash"}, annotation_text=f"floor {floor:.3g} nats")
-    if h_ref is not None and np.isfinite(h_ref):
-        fig.add_hline(
-            y=h_ref,
-            line={"color": "#7f7f7f", "dash": "dot"},
-            annotation_text=f"H0 {h_ref:.3g} nats",
-            annotation_position="top left",
-        )
-    return _layout(fig, "Token entropy (mean) and forecast", NATS_AXIS, height=380)
+            fig.update_layout(yaxis2={"overlaying": "y", "range": [0, 1], "visible": False})
+    if h_ref is not None and math.isfinite(h_ref):
+        hline(fig, h_ref, x0, x1, f"H_ref {h_ref:.3g} nats{h_ref_label}", "#7f7f7f", "dot")
+    if floor is not None and math.isfinite(floor):
+        hline(fig, floor, x0, x1, f"floor {floor:.3g} nats{floor_label}", "#d62728")
+    return _layout(fig, title, NATS_AXIS, height=400)
+
+
+def _nats_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
+    """Decade ticks for a log entropy axis written as plain numbers ("0.001", not Plotly's "1m" or "100µ")."""
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    vals = [10.0**d for d in decades]
+    return vals, [f"{v:g}" if v >= 1e-3 else f"{v:.0e}" for v in vals]
 
 
 def entropy_heatmap(hm: Heatmap, edges: np.ndarray) -> go.Figure:
@@ -167,7 +247,7 @@ def entropy_heatmap(hm: Heatmap, edges: np.ndarray) -> go.Figure:
     counts = hm.counts[:, : centres.size].T.astype(np.float32)  # (bins, columns); float32 halves the payload
     z = np.log10(1.0 + counts)
     zmax = float(np.nanmax(z)) if z.size else 1.0
-    ticks = [v for v in range(int(np.ceil(zmax)) + 1)]
+    ticks = list(range(int(np.ceil(zmax)) + 1))
     fig = go.Figure(
         go.Heatmap(
             x=hm.steps + (hm.width - 1) / 2.0,
@@ -184,51 +264,136 @@ def entropy_heatmap(hm: Heatmap, edges: np.ndarray) -> go.Figure:
             hovertemplate="step %{x:.0f}<br>H ≈ %{y:.3g} nats<br>%{customdata:,.0f} tokens<extra></extra>",
         )
     )
-    fig.update_yaxes(type="log")
+    tickvals, ticktext = _nats_ticks(float(centres[0]), float(centres[-1]))
+    fig.update_yaxes(type="log", tickvals=tickvals, ticktext=ticktext)
     width = f" (columns of {hm.width} steps)" if hm.width > 1 else ""
-    fig = _layout(fig, f"Token-entropy histogram over steps{width}", "token entropy (nats, log scale)", height=380)
+    fig = _layout(fig, f"Token-entropy histogram over steps{width}", "token entropy (nats, log scale)", height=400)
     fig.update_layout(hovermode="closest")
     return fig
 
 
-def quantile_fan(quantiles: Mapping[str, Trace]) -> go.Figure:
+def quantile_fan(quantiles: Mapping[str, Trace], smoothing: float = 0.0) -> go.Figure:
     """Entropy quantiles p10…p99 as a fan: p10–p90 shaded, p50 solid, p99 dashed (keys: metric names)."""
-    from entropy_watch import metrics as M
-
     fig = go.Figure()
     p10, p50, p90, p99 = (quantiles.get(n) for n in (M.ENTROPY_P10, M.ENTROPY_P50, M.ENTROPY_P90, M.ENTROPY_P99))
+
+    def y(tr: Trace) -> np.ndarray:
+        return smooth(tr.mean, smoothing)
+
     if p10 is not None and p90 is not None and len(p10) == len(p90):
-        fig.add_trace(go.Scatter(x=p10.steps, y=p10.mean, mode="lines", line={"width": 0.8, "color": "#1f77b4"},
-                                 name="p10"))  # fmt: skip
-        fig.add_trace(go.Scatter(x=p90.steps, y=p90.mean, mode="lines", line={"width": 0.8, "color": "#1f77b4"},
-                                 fill="tonexty", fillcolor="rgba(31,119,180,0.2)", name="p90"))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(x=p10.steps, y=y(p10), mode="lines", line={"width": 0.8, "color": "#1f77b4"}, name="p10")
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=p90.steps,
+                y=y(p90),
+                mode="lines",
+                line={"width": 0.8, "color": "#1f77b4"},
+                fill="tonexty",
+                fillcolor="rgba(31,119,180,0.2)",
+                name="p90",
+            )
+        )
     else:
         for label, tr in (("p10", p10), ("p90", p90)):
             if tr is not None:
-                fig.add_trace(go.Scatter(x=tr.steps, y=tr.mean, mode="lines", name=label))
+                fig.add_trace(go.Scatter(x=tr.steps, y=y(tr), mode="lines", name=label))
     if p50 is not None:
-        fig.add_trace(go.Scatter(x=p50.steps, y=p50.mean, mode="lines", name="p50 (median)",
-                                 line={"color": "#1f77b4", "width": 2.2}))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=p50.steps, y=y(p50), mode="lines", name="p50 (median)", line={"color": "#1f77b4", "width": 2.2}
+            )
+        )
     if p99 is not None:
-        fig.add_trace(go.Scatter(x=p99.steps, y=p99.mean, mode="lines", name="p99",
-                                 line={"color": "#d62728", "dash": "dash"}))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(x=p99.steps, y=y(p99), mode="lines", name="p99", line={"color": "#d62728", "dash": "dash"})
+        )
     return _layout(fig, "Token-entropy quantiles (fan)", NATS_AXIS)
 
 
-def clip_chart(low: Trace | None, high: Trace | None, region: Trace | None = None) -> go.Figure:
+def clip_chart(low: Trace | None, high: Trace | None, region: Trace | None = None, smoothing: float = 0.0) -> go.Figure:
     """Binding clip fractions: clip-low (A<0, ρ<1−ε_low) raises entropy, clip-high (A>0, ρ>1+ε_high) lowers it."""
     items = [(lbl, t) for lbl, t in (("clip-low (raises H)", low), ("clip-high (lowers H)", high)) if t is not None]
     if region is not None:
         items.append(("clip region (low+high)", region))
-    fig = lines(items, "Clipped tokens: low vs high", "fraction of tokens", dashes={"clip region (low+high)": "dot"})
+    fig = lines(
+        items,
+        "Clipped tokens: low vs high",
+        "fraction of tokens",
+        dashes={"clip region (low+high)": "dot"},
+        smoothing=smoothing,
+    )
     fig.update_yaxes(rangemode="tozero")
     return fig
 
 
-def delta_h_chart(predicted: Trace | None, observed: Trace | None) -> go.Figure:
+def delta_h_chart(predicted: Trace | None, observed: Trace | None, smoothing: float = 0.0) -> go.Figure:
     """Predicted (covariance, first order) vs observed per-step entropy change, nats."""
     items = [(lbl, t) for lbl, t in (("predicted ΔH (cov/pred_dH)", predicted), ("observed ΔH", observed)) if t]
-    return lines(items, "Entropy change per step: predicted vs observed", "ΔH (nats/token per step)", zero_line=True)
+    return lines(
+        items,
+        "Entropy change per step: predicted vs observed",
+        "ΔH (nats/token per step)",
+        zero_line=True,
+        smoothing=smoothing,
+    )
+
+
+CONTROL_LABELS: dict[str, str] = {
+    M.CONTROL_ZETA: "REPO-R ζ (control/zeta; > 0 pushes entropy up)",
+    M.CONTROL_EPS_HIGH: "ADAPO ε_high (control/eps_high; clip at 1 + ε_high)",
+    M.CONTROL_ENTROPY_COEF: "entropy bonus α (control/entropy_coef)",
+}
+"""Controller knobs (left axis, unitless) and their meaning."""
+CONTROL_NATS: dict[str, tuple[str, str]] = {
+    M.CONTROL_ENTROPY: ("entropy the controller saw (control/entropy)", "solid"),
+    M.CONTROL_TARGET: ("target entropy (control/target_entropy)", "dash"),
+}
+"""Controller entropy levels (right axis, nats)."""
+
+
+def controller_chart(tr: Mapping[str, Trace], smoothing: float = 0.0) -> go.Figure | None:
+    """The entropy controller's state: each knob it turns (left axis) and, on the right axis in nats, the entropy
+    it compared with its target and the target band. Unknown ``control/*`` names are drawn on the left axis under
+    their own name. None when nothing under ``control/`` was logged."""
+    names = [n for n in tr if n.startswith("control/")]
+    if not names:
+        return None
+    fig = go.Figure()
+    knobs = [n for n in names if n not in CONTROL_NATS and n not in (M.CONTROL_BAND_LOW, M.CONTROL_BAND_HIGH)]
+    for i, n in enumerate(knobs):
+        add_trace(fig, tr[n], CONTROL_LABELS.get(n, n), PALETTE[i % len(PALETTE)], smoothing=smoothing)
+    low, high = tr.get(M.CONTROL_BAND_LOW), tr.get(M.CONTROL_BAND_HIGH)
+    if low is not None and high is not None and len(low) == len(high):
+        fig.add_trace(
+            go.Scatter(
+                x=np.concatenate([low.steps, high.steps[::-1]]),
+                y=np.concatenate([low.mean, high.mean[::-1]]),
+                fill="toself",
+                fillcolor="rgba(44,160,44,0.15)",
+                line={"width": 0},
+                yaxis="y2",
+                name="target band (control/band_low–band_high, nats)",
+                hoverinfo="skip",
+            )
+        )
+    for n, (label, dash) in CONTROL_NATS.items():
+        if n in tr:
+            add_trace(
+                fig,
+                tr[n],
+                label + ", nats",
+                "#2ca02c" if dash == "dash" else "#7f7f7f",
+                dash=dash,
+                smoothing=smoothing,
+                yaxis="y2",
+            )
+    fig = _layout(fig, "Entropy controller", "knob value" if knobs else "")
+    if any(n in tr for n in CONTROL_NATS) or low is not None:
+        fig.update_layout(yaxis2={"title": {"text": NATS_AXIS}, "overlaying": "y", "side": "right", "showgrid": False})
+        fig.update_layout(margin={"r": 70})
+    return fig
 
 
 def reward_vs_entropy(
@@ -248,53 +413,59 @@ def reward_vs_entropy(
     if law is not None and h.size:
         a, b = float(law["a"]), float(law["b"])
         xs = np.linspace(0.0, float(np.nanmax(h)) * 1.05, 100)
-        applicable = "" if law.get("applicable", True) else " — poor fit"
+        poor = "" if law.get("applicable", True) else " — poor fit"
         fig.add_trace(
             go.Scatter(
                 x=xs,
                 y=b - a * np.exp(xs),
                 mode="lines",
-                name=f"R = −{a:.3g}·exp(H) + {b:.3g}  (R² {law.get('r2', float('nan')):.2f}){applicable}",
                 line={"color": "#d62728", "dash": "dash"},
+                name=f"R = −{a:.3g}·exp(H) + {b:.3g}  (R² {law.get('r2', float('nan')):.2f}){poor}",
             )
         )
         ceiling = law.get("ceiling", b - a)
-        fig.add_hline(
-            y=ceiling,
-            line={"color": "#7f7f7f", "dash": "dot"},
-            annotation_text=f"ceiling at H=0: {ceiling:.3g}; headroom {law.get('headroom', float('nan')):.3g}",
-            annotation_position="bottom right",
+        hline(
+            fig,
+            ceiling,
+            0.0,
+            float(np.nanmax(h)) * 1.05,
+            f"ceiling at H=0: {ceiling:.3g}; headroom {law.get('headroom', float('nan')):.3g}",
+            "#7f7f7f",
+            "dot",
         )
     fig = _layout(fig, f"{reward_name} vs entropy", reward_name, x_title=NATS_AXIS)
     fig.update_layout(hovermode="closest")
     return fig
 
 
-def alert_timeline(alerts: Sequence[Mapping[str, Any]], x_range: tuple[float, float] | None = None) -> go.Figure:
+def alert_timeline(alerts: Sequence[Any], x_range: tuple[float, float] | None = None) -> go.Figure:
     """Alerts as markers on the step axis, one row per detector, coloured by severity."""
     fig = go.Figure()
     for severity, colour in SEVERITY_COLOURS.items():
-        rows = [a for a in alerts if a["severity"] == severity]
-        if not rows:
-            continue
-        fig.add_trace(
-            go.Scatter(
-                x=[a["step"] for a in rows],
-                y=[a["detector"] for a in rows],
-                mode="markers",
-                marker={"color": colour, "size": 13, "symbol": "diamond"},
-                name=severity,
-                text=[a["message"] for a in rows],
-                hovertemplate="step %{x}<br>%{text}<extra></extra>",
+        rows = [a for a in alerts if a.severity == severity]
+        if rows:
+            fig.add_trace(
+                go.Scatter(
+                    x=[a.step for a in rows],
+                    y=[a.detector for a in rows],
+                    mode="markers",
+                    name=severity,
+                    marker={"color": colour, "size": 13, "symbol": "diamond"},
+                    text=[a.message for a in rows],
+                    hovertemplate="step %{x}<br>%{text}<extra></extra>",
+                )
             )
-        )
-    fig = _layout(fig, "Alert timeline", "detector", height=max(220, 110 + 40 * len({a["detector"] for a in alerts})))
+    height = max(220, 110 + 40 * len({a.detector for a in alerts}))
+    fig = _layout(fig, "Alert timeline", "detector", height=height)
     if x_range is not None:
         fig.update_xaxes(range=list(x_range))
     fig.update_layout(hovermode="closest")
     return fig
 
 
-def overlay(per_run: Mapping[str, Trace], title: str, y_title: str) -> go.Figure:
-    """The same metric of several runs on shared axes, aligned by step (the compare view)."""
-    return lines(list(per_run.items()), title, y_title)
+def overlay(
+    per_run: Mapping[str, Trace], title: str, y_title: str, *, log_y: bool = False, smoothing: float = 0.0
+) -> go.Figure:
+    """The same metric of several runs on shared axes, aligned by step (the compare view). ``log_y`` keeps one
+    exploding run from flattening the others."""
+    return lines(list(per_run.items()), title, y_title, log_y=log_y, smoothing=smoothing)

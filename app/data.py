@@ -1,35 +1,48 @@
-"""The app's data access: one cached tail reader per store, cached downsampled queries, background analysis.
+"""The app's data access: one warm reader and one background monitor per store, and cached display queries.
 
-* :func:`tail_reader` — ``@st.cache_resource``: one in-memory :class:`~entropy_watch.store.TailReader` per store root
-  and server process, shared by every browser tab. It reads Parquet segments only; nothing here ever opens a
-  ``.duckdb`` file, so no lock is held on the store (a cached read-only handle would make the next trainer fail to
-  open its file, STORE_AND_APP §1.3).
-* query functions — ``@st.cache_data`` keyed by ``(root, run, version, window)``, where ``version`` is the run's
-  ``(scalar rows, newest step)`` after the latest poll: results recompute exactly when that run's data changes.
-* :func:`analysis` — the per-run background detector (``app/insight.py``), waited on for a short budget.
+* :func:`reader` / :func:`monitor` — one in-memory :class:`~entropy_watch.store.TailReader` per store root and
+  server process, shared by every browser tab, and one :class:`~entropy_watch.monitor.Monitor` on it that analyses
+  each run in the background whenever its data changes (the same loop as ``entropy-watch watch``). ``app/main.py``
+  starts both when the server starts (:func:`warm`), so the first visitor finds the store loaded and analysed.
+  Nothing here ever opens a ``.duckdb`` file, so no lock is held on the store (STORE_AND_APP §1.3).
+* query functions — ``@st.cache_data`` keyed by ``(root, run, version, …)``, where ``version`` is the run's change
+  token ``(scalar rows, newest step)``: results recompute exactly when that run's data changes, and a live refresh
+  with nothing new costs dictionary lookups only.
+* :func:`state` — the run's newest verdict from the monitor; a page waits at most a short budget for it.
 
-The store root comes from :func:`default_store_root`, resolved when the script runs (never at import).
+The store root comes from :func:`default_store_root`, resolved when called (never at import).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import streamlit as st
 
-from entropy_watch.app import insight
-from entropy_watch.app import queries as Q
-from entropy_watch.store import Store, TailReader
+from entropy_watch.monitor import Monitor, RunState
+from entropy_watch.store import RunInfo, TailReader
 from entropy_watch.store.layout import ENV_STORE, default_root
+from entropy_watch.store.reads import Heatmap, Trace
 
-ANALYSIS_WAIT_S = 1.5
-"""How long a page waits for a run's analysis before drawing without it (the next refresh picks it up)."""
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+ANALYSIS_WAIT_S = 0.4
+"""How long a page waits for a run's verdict before drawing without it (it shows on the next refresh)."""
+MONITOR_INTERVAL_S = 2.0
+"""Seconds between the background monitor's passes over the store."""
+POLL_MIN_S = 0.25
+"""A page's poll of the reader is skipped when another one happened this recently (several fragments tick at once)."""
+VIEWS_DIR = Path(__file__).resolve().parent / "views"
+
+_lock = threading.Lock()
+_readers: dict[str, TailReader] = {}
+_monitors: dict[str, Monitor] = {}
+_polled: dict[str, float] = {}
 
 
 def default_store_root(argv: list[str] | None = None) -> str:
@@ -44,114 +57,138 @@ def default_store_root(argv: list[str] | None = None) -> str:
     return str(default_root(os.environ.get(ENV_STORE) or None).resolve())
 
 
-@st.cache_resource(show_spinner=False, validate=lambda r: Path(r.root).is_dir())
-def tail_reader(root: str) -> TailReader:
+# -- the shared reader and monitor (process-wide, like st.cache_resource, but reachable from the server start) -------
+def reader(root: str) -> TailReader:
     """The shared incremental reader of ``root`` (scalars, hist, alerts, events; tokens are read on demand)."""
-    return TailReader(root)
+    with _lock:
+        r = _readers.get(root)
+        if r is None:
+            r = _readers[root] = TailReader(root)
+        return r
 
 
-@st.cache_resource(show_spinner=False)
-def store(root: str) -> Store:
-    """One-shot reader for run metadata, heartbeats and the on-demand ``tokens`` table."""
-    return Store(root)
+def monitor(root: str) -> Monitor:
+    """The background analysis of ``root``'s runs, started on first use."""
+    with _lock:
+        m = _monitors.get(root)
+    if m is None:
+        m = Monitor(reader(root))
+        with _lock:
+            m = _monitors.setdefault(root, m)
+    return m.start(MONITOR_INTERVAL_S)
 
 
-@st.cache_resource(show_spinner=False)
-def analysis_jobs(root: str) -> insight.AnalysisJobs:
-    return insight.AnalysisJobs()
+def warm(root: str | None = None) -> None:
+    """Load the store into memory and start analysing it (``app/main.py`` calls this when the server starts)."""
+    r = reader(root or default_store_root())
+    r.poll()
+    monitor(str(r.root))
 
 
 def poll(root: str) -> int:
-    """Ingest what was published since the last poll; returns the reader's generation (the cache key)."""
-    reader = tail_reader(root)
-    reader.poll()
-    return reader.generation
+    """Ingest what was published since the last poll; returns the reader's generation."""
+    r = reader(root)
+    now = time.monotonic()
+    if now - _polled.get(root, -1e9) >= POLL_MIN_S:
+        _polled[root] = now
+        r.poll()
+    return r.generation
 
 
+def clear_caches() -> None:
+    """Stop the monitors, close the readers, drop every cached result (tests; a changed store root)."""
+    with _lock:
+        monitors, readers = list(_monitors.values()), list(_readers.values())
+        _monitors.clear()
+        _readers.clear()
+        _polled.clear()
+    for m in monitors:
+        m.stop()
+    for r in readers:
+        r.close()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+# -- cached queries -------------------------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, ttl=60, max_entries=64)
 def versions(root: str, generation: int) -> dict[str, tuple[int, int]]:
-    return Q.run_versions(tail_reader(root))
+    """``run -> (scalar rows, newest step)``: the per-run cache key."""
+    return reader(root).versions()
 
 
 @st.cache_data(show_spinner=False, ttl=60, max_entries=64)
-def runs(root: str, generation: int, tick: int) -> list[dict[str, Any]]:
-    """``Store.runs()`` as plain dicts; ``tick`` (a 5-second clock) lets "stalled" appear without new data."""
-    return [
-        {"name": r.name, "meta": r.meta, "state": r.state, "last_step": r.last_step, "updated_at": r.updated_at}
-        for r in store(root).runs()
-    ]
+def _runs(root: str, generation: int, tick: int) -> list[RunInfo]:
+    return reader(root).runs()
 
 
-def runs_now(root: str, generation: int) -> list[dict[str, Any]]:
-    return runs(root, generation, int(time.time() // 5))
+def runs(root: str, generation: int) -> list[RunInfo]:
+    """Every run of the store; a 5-second clock lets "stalled" appear without new data."""
+    return _runs(root, generation, int(time.time() // 5))
 
 
-@st.cache_data(show_spinner=False, ttl=60, max_entries=64)
-def sparklines(root: str, generation: int) -> dict[str, list[float]]:
-    return Q.sparklines(tail_reader(root))
+def run_names(root: str) -> list[str]:
+    """Names of the store's runs, sorted."""
+    return [r.name for r in runs(root, poll(root))]
 
 
 @st.cache_data(show_spinner=False, ttl=60, max_entries=64)
-def entropy_levels(root: str, generation: int, ref_versions: int) -> dict[str, tuple[float | None, float | None]]:
-    return Q.entropy_levels(tail_reader(root), ref_versions)
+def sparklines(root: str, generation: int, name: str) -> dict[str, list[float]]:
+    return reader(root).sparklines(name)
 
 
 @st.cache_data(show_spinner=False, ttl=300, max_entries=256)
 def run_meta(root: str, run: str, version: Any) -> dict[str, Any]:
-    return store(root).run_meta(run)
+    return reader(root).run_meta(run)
 
 
 @st.cache_data(show_spinner=False, ttl=300, max_entries=256)
 def scalar_names(root: str, run: str, version: Any) -> list[str]:
-    return Q.scalar_names(tail_reader(root), run)
+    return reader(root).scalar_names(run)
 
 
 @st.cache_data(show_spinner=False, ttl=300, max_entries=512)
-def traces(root: str, run: str, version: Any, names: tuple[str, ...], window: tuple[int, int]) -> dict[str, Q.Trace]:
-    return Q.traces(tail_reader(root), run, list(names), window)
+def traces(
+    root: str, run: str, version: Any, names: tuple[str, ...], window: tuple[int, int], max_points: int
+) -> dict[str, Trace]:
+    return reader(root).downsampled(run, list(names), window, max_points)
 
 
 @st.cache_data(show_spinner=False, ttl=300, max_entries=256)
-def delta(root: str, run: str, version: Any, name: str, window: tuple[int, int]) -> Q.Trace | None:
-    return Q.delta_trace(tail_reader(root), run, name, window)
+def delta(root: str, run: str, version: Any, name: str, window: tuple[int, int], max_points: int) -> Trace | None:
+    return reader(root).delta(run, name, window, max_points)
 
 
 @st.cache_data(show_spinner=False, ttl=300, max_entries=256)
-def paired(root: str, run: str, version: Any, x: str, y: str, window: tuple[int, int]) -> tuple[Any, Any, Any]:
-    return Q.paired(tail_reader(root), run, x, y, window)
+def paired(
+    root: str, run: str, version: Any, x: str, y: str, window: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return reader(root).paired(run, x, y, window)
 
 
 @st.cache_data(show_spinner=False, ttl=300, max_entries=128)
-def heatmap(
-    root: str, run: str, version: Any, n_bins: int, window: tuple[int, int], max_cols: int = Q.MAX_COLS
-) -> Q.Heatmap:
-    return Q.heatmap(tail_reader(root), run, n_bins, window, max_cols)
+def heatmap(root: str, run: str, version: Any, n_bins: int, window: tuple[int, int], max_cols: int) -> Heatmap:
+    return reader(root).heatmap(run, n_bins, window, max_cols)
 
 
 @st.cache_data(show_spinner=False, ttl=300, max_entries=256)
 def stored_alerts(root: str, run: str, generation: int) -> list[dict[str, Any]]:
-    return Q.stored_alerts(tail_reader(root), run)
+    return reader(root).alerts(run)
 
 
 @st.cache_data(show_spinner=False, ttl=10, max_entries=32)
-def tokens(root: str, run: str, lo: int, hi: int, min_entropy: float, text: str, limit: int) -> pa.Table:
-    """Sampled token rows of ``run`` (read on demand, never tailed): the ``limit`` highest-entropy rows with
-    ``lo <= step <= hi``, entropy ≥ ``min_entropy`` and ``text`` in the token, plus the other sampled rows of the
-    same sequences (their context)."""
-    return Q.top_tokens(store(root), run, lo, hi, min_entropy, text, limit)
+def tokens(
+    root: str, run: str, window: tuple[int, int], min_entropy: float, text: str, limit: int, spread: bool
+) -> pa.Table:
+    """Sampled token rows of ``run`` (read from disk on demand, never tailed); see ``RunReader.top_tokens``."""
+    return reader(root).top_tokens(run, window, min_entropy=min_entropy, text=text, limit=limit, spread=spread)
 
 
-def analysis(root: str, run: str, version: Any, wait_s: float | None = None) -> insight.JobState:
-    """The run's detector results at ``version`` (background; see ``app/insight.py``)."""
-    reader = tail_reader(root)
-
-    def build() -> Any:
-        return insight.series_from_reader(reader, run, run_meta(root, run, version))
-
-    return analysis_jobs(root).get(run, version, build, ANALYSIS_WAIT_S if wait_s is None else wait_s)
-
-
-def clear_caches() -> None:
-    """Drop every cached reader and result (tests; a changed store root)."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
+# -- the verdict ----------------------------------------------------------------------------------------------------
+def state(root: str, run: str, version: Any, wait_s: float | None = None) -> tuple[RunState | None, bool]:
+    """The run's newest analysis from the background monitor, asking it to analyse ``run`` first and waiting at
+    most ``wait_s`` (default :data:`ANALYSIS_WAIT_S`); returns ``(state, pending)`` where ``pending`` says the
+    newest data is not analysed yet."""
+    m = monitor(root)
+    st_ = m.refresh(run, ANALYSIS_WAIT_S if wait_s is None else wait_s, version)
+    return st_, m.pending(run, version)

@@ -4,24 +4,33 @@
     streamlit run app/main.py -- --store DIR
     entropy-watch app --store DIR                  # the same, bound to 127.0.0.1
 
-This entry script draws the shared sidebar and hands over to the page chosen in the navigation. Pages are plain
-scripts in ``app/pages/`` loaded by path (so they work from a checkout and from the installed package alike); they
-read the store through ``entropy_watch.app.data`` and draw figures from ``entropy_watch.app.charts``.
+This file is the server: an ``st.App`` whose start-up loads the store into memory and starts the background
+analysis (``data.warm``), so the first visitor — even one arriving through a deep link such as ``/run?run=NAME`` on a
+freshly started server — finds the data read and analysed. ``streamlit run`` detects the ``app`` object and serves
+``app/home.py``, the script every visit runs (page config, sidebar, navigation).
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
 import streamlit as st
 
-from entropy_watch.app import data, sidebar
+HOME = Path(__file__).resolve().with_name("home.py")
 
-st.set_page_config(page_title="entropy_watch", page_icon="📉", layout="wide")
 
-pages = [
-    st.Page(data.PAGES_DIR / "runs.py", title="Runs", icon="🗂️", url_path="runs", default=True),
-    st.Page(data.PAGES_DIR / "run.py", title="Run", icon="🔬", url_path="run"),
-    st.Page(data.PAGES_DIR / "compare.py", title="Compare", icon="⚖️", url_path="compare"),
-]
-page = st.navigation(pages)
-sidebar.hand_over(sidebar.render())
-page.run()
+@contextlib.asynccontextmanager
+async def warm_on_start(_app: Any) -> AsyncIterator[None]:
+    """Load the store and start its monitor on a worker thread (the server answers meanwhile)."""
+    # Imported here, once Streamlit's runtime exists: its cache decorators bind to the runtime's storage.
+    from entropy_watch.app import data
+
+    threading.Thread(target=data.warm, name="entropy-watch-warm", daemon=True).start()
+    yield
+
+
+app = st.App(HOME, lifespan=warm_on_start)

@@ -1,5 +1,9 @@
-"""Sections of the Run page (``app/pages/run.py``) that need more than one chart call: header metrics, entropy with
-the forecast, clipping, reward vs entropy, alerts, and the on-demand token explorer."""
+"""Sections of the Run page (``app/views/run.py``): the verdict header, entropy with the verdict's forecast, the
+alerts in order of importance, and the on-demand token explorer.
+
+Everything about the run's state — health, H_ref, the forecast, its ETA, the ordered alerts — comes from the one
+verdict of ``entropy_watch.analysis`` (computed by the background monitor); nothing here computes a forecast.
+"""
 
 from __future__ import annotations
 
@@ -11,305 +15,239 @@ import streamlit as st
 
 from entropy_watch import metrics as M
 from entropy_watch.analysis import Alert, DetectorConfig
-from entropy_watch.app import charts, data, insight
-from entropy_watch.app.queries import Trace
+from entropy_watch.analysis.outlook import floor_label
+from entropy_watch.analysis.verdict import order_alerts
+from entropy_watch.app import charts, data
+from entropy_watch.app.display import fmt_num
+from entropy_watch.monitor import RunState
+from entropy_watch.store import RunInfo
+from entropy_watch.store.reads import Trace
 
+HEALTH_ICONS = {"ok": "🟢", "info": "🔵", "warning": "🟠", "critical": "🔴", "too-short": "⚪"}
 SEVERITY_ICONS = {"info": "🔵", "warning": "🟠", "critical": "🔴"}
-HEALTH_TEXT = {"ok": "ok", "info": "info", "warning": "warning", "critical": "critical"}
+ENTROPY_NAMES = (M.ENTROPY_MEAN, M.ENTROPY_SAMPLED_NLL)
 
 
-def _fmt(x: float | None, spec: str = ".3f") -> str:
-    return "—" if x is None or not np.isfinite(x) else format(x, spec)
+def entropy_name(names: list[str] | dict[str, Any]) -> str | None:
+    """The entropy series the run logged (full-vocabulary mean preferred over the sampled-token estimate)."""
+    return next((n for n in ENTROPY_NAMES if n in names), None)
+
+
+def imported(info: RunInfo | None, meta: dict[str, Any]) -> bool:
+    """Whether the run came from ``entropy-watch import`` (logs of another tool), not from a live recorder."""
+    return bool(meta.get("source_format") or meta.get("importer_version")) or (
+        info is not None and info.state == "imported"
+    )
 
 
 def header(
-    run: str,
-    info: dict[str, Any] | None,
+    info: RunInfo | None,
     meta: dict[str, Any],
     version: tuple[int, int],
-    job: insight.JobState,
-    levels: tuple[float | None, float | None] | None,
-    band: dict[str, Any] | None,
+    state: RunState | None,
+    pending: bool,
+    names: list[str],
 ) -> None:
-    """Status line and headline metrics: last step, entropy, H/H0, health, ETA to the floor."""
-    last, h0 = levels or (None, None)
-    eta = band["eta_step"] if band else None
-    health = insight.health(job.result.alerts) if job.result is not None else None
-    cols = st.columns(6)
-    cols[0].metric("status", (info or {}).get("state", "unknown"))
-    cols[1].metric("last step", f"{version[1]:d}")
-    cols[2].metric("entropy (nats)", _fmt(last))
-    cols[3].metric("H/H0", _fmt(last / h0 if last is not None and h0 else None, ".2f"))
-    icon = {"ok": "🟢", "info": "🔵", "warning": "🟠", "critical": "🔴"}.get(health or "", "")
-    cols[4].metric(f"health {icon}", HEALTH_TEXT.get(health or "", "analysing…" if job.pending else "—"),
-                   help="the worst open alert of the detector")  # fmt: skip
-    eta_text = "—"
-    if band is not None:
-        eta_text = (
-            "at floor" if eta is not None and eta <= band["evaluated_at"] else f"step {eta:,.0f}" if eta else "none"
+    """The verdict's headline in a box coloured by health, then last step, entropy, H/H0, health and ETA."""
+    v = state.verdict if state is not None else None
+    if entropy_name(names) is None:
+        st.warning(
+            "This run logged no entropy (entropy/mean or entropy/sampled_nll), so there is nothing to analyse: "
+            f"it has {len(names)} other metric{'s' if len(names) != 1 else ''}. Log entropy with "
+            "`entropy_watch.hooks.Watch` or map a column with `entropy-watch import --map entropy/mean=COLUMN`."
         )
-    cols[5].metric("ETA to floor", eta_text, help="median forecast step where entropy reaches the collapse floor")
-    details = [f"framework: {meta.get('framework', 'unknown')}"]
+    elif v is None:
+        st.info("⏳ The detector is analysing this run; the verdict appears here when it is done.")
+    else:
+        box = {"critical": st.error, "warning": st.warning, "ok": st.success}.get(v.health, st.info)
+        box(f"{HEALTH_ICONS.get(v.health, '')} {v.headline}")
+    cols = st.columns(5)
+    cols[0].metric("last step", f"{version[1]:,}")
+    level = v.level if v is not None else None
+    ref = v.reference.value if v is not None else None
+    cols[1].metric("entropy (nats)", fmt_num(level), help="the detector's current level (a rolling median)")
+    ratio = level / ref if level is not None and ref else None
+    cols[2].metric("H / H_ref", fmt_num(ratio, 2), help="current level over the run's early level H_ref")
+    health = v.health if v is not None else "n/a" if entropy_name(names) is None else "analysing…" if pending else "—"
+    cols[3].metric("health", health, help="the worst alert of the verdict; 'too-short' means nothing analysed yet")
+    fc = v.forecast if v is not None else None
+    eta = "—" if fc is None else "now" if fc.reached else "never" if fc.eta_step is None else f"{fc.eta_step:,.0f}"
+    target = fc.target_label if fc is not None else "the floor"
+    cols[4].metric("ETA (step)", eta, help=f"median forecast step at which entropy reaches {target}")
+    details = [f"status: {info.state if info else 'unknown'}", f"framework: {meta.get('framework', 'unknown')}"]
     if meta.get("entropy_definition"):
         details.append(f"entropy: {meta['entropy_definition']}")
+    if v is not None and v.reference.value is not None:
+        details.append(f"H_ref {fmt_num(v.reference.value)} nats ({v.reference.method})")
     st.caption(" · ".join(details))
-    if job.error:
-        st.warning(job.error)
-    if job.pending:
-        st.caption("⏳ The detector is catching up with the newest steps; alerts and the forecast refresh when done.")
-    if job.result is not None:
-        for note in job.result.notes:
-            st.caption(note)
+    if v is not None and v.reference.note:
+        st.caption(v.reference.note)
+    if state is not None and state.error:
+        st.warning(state.error)
+    if pending and v is not None:
+        st.caption("⏳ The detector is catching up with the newest steps.")
+    for note in v.notes if v is not None else ():
+        st.caption(note)
 
 
 def entropy_section(
-    tr: dict[str, Trace], job: insight.JobState, band: dict[str, Any] | None, window: tuple[int, int]
+    tr: dict[str, Trace], state: RunState | None, window: tuple[int, int], smoothing: float, logged: bool
 ) -> None:
-    src = M.ENTROPY_MEAN if M.ENTROPY_MEAN in tr else M.ENTROPY_SAMPLED_NLL if M.ENTROPY_SAMPLED_NLL in tr else None
+    """The entropy chart with the verdict's H_ref, floor and forecast (drawn, never computed here)."""
+    src = entropy_name(tr)
     if src is None:
-        st.info("This run logged no entropy (entropy/mean or entropy/sampled_nll) in the chosen step range.")
-        return
-    floor, h_ref = None, None
-    res = job.result
-    if res is not None and res.prep is not None and len(res.prep):
-        floor, h_ref = float(res.prep.floor[-1]), float(res.prep.h_ref[-1])
-        if band is not None and band["steps"][-1] < window[0] or band is not None and band["steps"][0] > window[1]:
-            band = None
-    fig = charts.entropy_forecast(tr[src], floor=floor, h_ref=h_ref, forecast=band)
-    if src == M.ENTROPY_SAMPLED_NLL:
-        fig.update_layout(title_text="Token entropy (sampled-token NLL estimate) and forecast")
-    st.plotly_chart(fig, key="entropy")
-    if band is not None:
-        eta = band["eta_step"]
-        where = "never reaches the floor" if eta is None else f"reaches the floor at step {eta:,.0f}"
-        if band["eta_lo_step"] and band["eta_hi_step"]:
-            where += f" (90% interval {band['eta_lo_step']:,.0f}–{band['eta_hi_step']:,.0f})"
-        st.caption(
-            f"Forecast at step {band['evaluated_at']:,} ({band['model']} fit): entropy {where}; "
-            f"P(reach the floor within the horizon) = {band['p_cross']:.0%}."
-        )
-    elif res is None and not job.pending:
-        st.caption("No forecast: the detector needs more steps.")
-
-
-def clip_section(tr: dict[str, Trace]) -> None:
-    onpolicy = tr.get(M.CLIP_ONPOLICY)
-    if onpolicy is not None and onpolicy.last() is not None and onpolicy.last() >= 0.5:
         st.info(
-            "Clipping: **N/A — on-policy** (clip/onpolicy = 1). With no old log-probs the importance ratio is 1, "
-            "so nothing can be clipped; zero clip fractions here are not a sign of health."
+            "No entropy (entropy/mean or entropy/sampled_nll) in the chosen step range."
+            if logged
+            else "This run logged no entropy, so there is no entropy chart."
         )
         return
-    low, high, region = tr.get(M.CLIP_LOW_FRAC), tr.get(M.CLIP_HIGH_FRAC), tr.get(M.CLIP_REGION_FRAC)
-    if low is None and high is None:
-        st.info("No clip fractions (clip/low_frac, clip/high_frac) logged for this run.")
-        return
-    st.plotly_chart(charts.clip_chart(low, high, region), key="clip")
+    v = state.verdict if state is not None else None
+    fc = v.forecast if v is not None else None
+    if fc is not None and (fc.steps[-1] < window[0] or fc.steps[0] > window[1]):
+        fc = None
+    h_ref = v.reference.value if v is not None else None
+    floor = v.floor if v is not None else None
+    f_label = ""
+    if floor is not None and h_ref is not None:
+        f_label = f" = {floor_label(floor, h_ref, DetectorConfig().floor_rel).split(' (')[0]}"
+    title = "Token entropy (mean) and forecast"
+    if src == M.ENTROPY_SAMPLED_NLL:
+        title = "Token entropy (sampled-token NLL estimate) and forecast"
+    fig = charts.entropy_forecast(
+        tr[src],
+        floor=floor,
+        floor_label=f_label,
+        h_ref=h_ref,
+        h_ref_label=f", {v.reference.method}" if v is not None else "",
+        forecast=fc,
+        smoothing=smoothing,
+        title=title,
+    )
+    st.plotly_chart(fig, key="entropy")
+    if fc is not None:
+        st.caption(f"Forecast at step {fc.fitted_at:,} ({fc.model} fit): {fc.text}.")
+    elif v is not None and v.health == "too-short":
+        st.caption("No forecast yet: the run is too short for the detector.")
 
 
-def reward_section(
-    root: str,
-    run: str,
-    version: tuple[int, int],
-    names: list[str],
-    job: insight.JobState,
-    window: tuple[int, int],
-    cfg: DetectorConfig,
-) -> None:
-    rname = insight.reward_name(names)
-    hname = M.ENTROPY_MEAN if M.ENTROPY_MEAN in names else M.ENTROPY_SAMPLED_NLL
-    if rname is None:
-        st.info("No reward logged for this run (reward/mean or eval/pass@1), so there is no reward–entropy view.")
-        return
-    steps, h, r = data.paired(root, run, version, hname, rname, window)
-    if steps.size == 0:
-        st.info(f"{rname} and {hname} were never logged at the same step in this range.")
-        return
-    law = None
-    if job.result is not None and job.series is not None:
-        law = insight.reward_law(job.result, job.series, cfg)
-    st.plotly_chart(charts.reward_vs_entropy(steps, h, r, law, rname), key="reward")
-    if law is None:
-        st.caption("The entropy–reward law is fitted once there are enough pairs spanning enough entropy change.")
-    elif not law.get("applicable"):
-        st.caption(f"The law R = −a·exp(H) + b fits poorly here (R² {law['r2']:.2f}); read its ceiling with care.")
-    else:
-        st.caption(
-            f"Predicted ceiling when entropy is spent (H = 0): {law['ceiling']:.3g}; "
-            f"headroom over the recent reward: {law['headroom']:.3g}."
-        )
-
-
-def _merge_alerts(job: insight.JobState, stored: list[dict[str, Any]]) -> list[Alert]:
-    alerts = list(job.result.alerts) if job.result is not None else []
-    seen = {(a.step, a.detector, a.severity) for a in alerts}
+def merged_alerts(state: RunState | None, stored: list[dict[str, Any]]) -> list[Alert]:
+    """The verdict's alerts plus stored ones (``watch --write``, the trainer) it does not hold, most severe first."""
+    v = state.verdict if state is not None else None
+    alerts = list(v.alerts) if v is not None else []
+    seen = {a.key for a in alerts}
     for row in stored:
         try:
             a = Alert.from_row(row)
         except (ValueError, KeyError, json.JSONDecodeError):
             continue
-        if (a.step, a.detector, a.severity) not in seen:
+        if a.key not in seen:
+            seen.add(a.key)
             alerts.append(a)
-    return sorted(alerts, key=lambda a: a.step)
+    return list(order_alerts(alerts))
 
 
-def alerts_section(job: insight.JobState, stored: list[dict[str, Any]], window: tuple[int, int]) -> None:
-    alerts = [a for a in _merge_alerts(job, stored) if window[0] <= a.step <= window[1]]
+def alerts_section(
+    state: RunState | None,
+    pending: bool,
+    stored: list[dict[str, Any]],
+    window: tuple[int, int],
+    has_entropy: bool,
+    steps: tuple[int, int],
+) -> None:
+    """Critical and warning alerts first, each with its evidence and actions; info notes folded into one count. The
+    timeline spans ``steps`` (the run's shown step range), like the charts above it."""
+    alerts = [a for a in merged_alerts(state, stored) if window[0] <= a.step <= window[1]]
+    v = state.verdict if state is not None else None
     if not alerts:
-        if job.pending and job.result is None:
+        if not has_entropy:
+            st.info("No analysis: this run has no entropy series, so no alert can be raised either way.")
+        elif v is None:
             st.info("The detector is still analysing this run; alerts appear here when it finishes.")
+        elif v.health == "too-short":
+            st.info(f"No alerts yet: {v.headline}.")
         else:
             st.success("No alerts in this step range: no collapse, explosion, cliff or precision signal so far.")
         return
-    st.plotly_chart(charts.alert_timeline([a.to_dict() for a in alerts]), key="alerts")
-    for a in reversed(alerts):
-        title = f"{SEVERITY_ICONS.get(a.severity, '')} step {a.step} · {a.detector} · {a.kind} — {a.message}"
-        with st.expander(title, expanded=False):
-            st.markdown(f"**{a.severity}** · {a.message}")
-            if a.actions:
-                st.markdown("**Suggested actions**\n" + "\n".join(f"- {x}" for x in a.actions))
-            st.markdown("**Evidence**")
-            st.json(a.evidence, expanded=False)
+    st.plotly_chart(charts.alert_timeline(alerts, (max(window[0], steps[0]), min(window[1], steps[1]))), key="alerts")
+    major = [a for a in alerts if a.severity != "info"]
+    info = [a for a in alerts if a.severity == "info"]
+    for a in major:
+        _alert_box(a)
+    if info:
+        with st.expander(f"🔵 {len(info)} info note{'s' if len(info) != 1 else ''} (context, not findings)"):
+            for a in info:
+                st.markdown(f"**step {a.step:,} · {a.kind}** ({a.detector})")
+                st.text(a.message)
+
+
+def _alert_box(a: Alert) -> None:
+    title = f"{SEVERITY_ICONS.get(a.severity, '')} {a.severity} · {a.kind} at step {a.step:,} — {a.message}"
+    with st.expander(title, expanded=a.severity == "critical"):
+        st.text(a.message)
+        if a.actions:
+            st.markdown("**Suggested actions**\n" + "\n".join(f"- {x}" for x in a.actions))
+        st.markdown(f"**Evidence** ({a.detector})")
+        st.json(a.evidence, expanded=False)
 
 
 @st.fragment
-def tokens_section(root: str, run: str) -> None:
+def tokens_section(root: str, run: str, last_step: int, was_imported: bool) -> None:
     """On-demand explorer of the sampled ``tokens`` table (filters rerun only this section)."""
-    c = st.columns([1, 1, 1, 2, 1])
+    c = st.columns([1.2, 1.2, 1.2, 2, 1, 1.8])
     lo = c[0].number_input("from step", min_value=0, value=0, step=10, key="tok_lo")
-    hi = c[1].number_input("to step", min_value=0, value=10**9, step=10, key="tok_hi")
+    hi = c[1].number_input("to step", min_value=0, value=max(int(last_step), 0), step=10, key="tok_hi")
     min_h = c[2].number_input("min entropy (nats)", min_value=0.0, value=0.0, step=0.1, key="tok_min")
-    text = c[3].text_input("token contains", key="tok_text", placeholder="e.g. wait")
-    limit = c[4].number_input("show top", min_value=5, max_value=500, value=25, step=5, key="tok_limit")
-    tbl = data.tokens(root, run, int(lo), int(hi), float(min_h), text, int(limit))
+    text = c[3].text_input("token contains", key="tok_text", placeholder="e.g. wait, or #1234 for an id")
+    limit = c[4].number_input("show", min_value=5, max_value=500, value=25, step=5, key="tok_limit")
+    mode = c[5].radio(
+        "order",
+        ["spread over steps", "highest entropy"],
+        key="tok_mode",
+        help="spread: the highest-entropy token of each part of the step range, in step order",
+    )
+    tbl = data.tokens(
+        root, run, (int(min(lo, hi)), int(max(lo, hi))), float(min_h), text, int(limit), mode == "spread over steps"
+    )
     if tbl.num_rows == 0:
-        st.info(
-            "No sampled tokens match. Imported logs carry no token samples; runs recorded with "
-            "`entropy_watch.hooks.Watch` keep the highest-entropy tokens of each step (`sample_tokens`)."
-        )
+        if was_imported:
+            st.info("No sampled tokens: imported logs carry only scalar metrics.")
+        else:
+            st.info(
+                "No sampled tokens match. Runs recorded with `entropy_watch.hooks.Watch` keep the highest-entropy "
+                "tokens of every 10th step (`sample_tokens`); widen the step range or lower the minimum entropy."
+            )
         return
+    df = tbl.to_pandas()
     st.dataframe(
-        tbl.to_pandas(),
+        df,
         hide_index=True,
         key="tokens_df",
+        column_order=[
+            "step",
+            "token",
+            "token_id",
+            "entropy",
+            "logp",
+            "advantage",
+            "clipped",
+            "context",
+            "rank",
+            "seq",
+            "pos",
+        ],
         column_config={
+            "step": st.column_config.NumberColumn(format="%d", pinned=True),
+            "token": st.column_config.TextColumn("token", help="the token's text, or #id without a tokenizer"),
+            "token_id": st.column_config.NumberColumn("id", format="%d"),
             "entropy": st.column_config.NumberColumn("entropy (nats)", format="%.3f"),
             "logp": st.column_config.NumberColumn("log p (nats)", format="%.3f"),
             "advantage": st.column_config.NumberColumn(format="%.3f"),
             "context": st.column_config.TextColumn("context (token in ⟦ ⟧, … = unsampled)", width="large"),
         },
     )
-
-
-# Tabs of the Run page below the entropy chart; only the open one runs (``app/pages/run.py``).
-# Secondary charts get at most this many points per trace and heatmap columns (the entropy chart keeps the
-# query default): halves their Plotly payload and SVG path length on a 100k-step run.
-TABS = ("Distribution", "Drivers: clipping, advantages, covariance", "Reward and precision")
-TAB_POINTS = 1000
-HEATMAP_COLS = 500
-
-
-def coarsen(tr: Trace, max_points: int = TAB_POINTS) -> Trace:
-    """``tr`` merged ``k`` buckets at a time until it has ≤ ``max_points`` points: mean of the bucket means (steps
-    and values), min of ``lo``, max of ``hi``; ``width`` grows ``k``-fold. Short traces are returned unchanged."""
-    n = len(tr)
-    if n <= max_points:
-        return tr
-    k = -(-n // max_points)
-    m = -(-n // k) * k
-    pad = m - n
-
-    def fold(a: np.ndarray, how: Any) -> np.ndarray:
-        x = np.concatenate([a.astype(np.float64), np.full(pad, np.nan)]).reshape(-1, k)
-        return how(x, axis=1)
-
-    return Trace(tr.name, fold(tr.steps, np.nanmean), fold(tr.mean, np.nanmean), fold(tr.lo, np.nanmin),
-                 fold(tr.hi, np.nanmax), tr.width * k)  # fmt: skip
-
-
-def distribution_tab(
-    root: str, run: str, version: tuple[int, int], meta: dict[str, Any], tr: dict[str, Trace], window: tuple[int, int]
-) -> None:
-    """Token-entropy histogram over steps and the quantile fan."""
-    c1, c2 = st.columns(2)
-    with c1:
-        edges = meta.get("hist_edges")
-        if not edges:
-            st.info("No histogram bin edges in run.json (`hist_edges`): this run has no per-token distribution.")
-        else:
-            hm = data.heatmap(root, run, version, len(edges), window, HEATMAP_COLS)
-            if hm.steps.size == 0:
-                st.info(
-                    "No token-entropy histogram for this run: imported logs carry only scalar metrics. "
-                    "Record with `entropy_watch.hooks.Watch` to get the per-token distribution."
-                )
-            else:
-                st.plotly_chart(charts.entropy_heatmap(hm, np.asarray(edges)), key="heatmap")
-    with c2:
-        quant = {n: coarsen(tr[n]) for n in M.ENTROPY_QUANTILES if n in tr}
-        if quant:
-            st.plotly_chart(charts.quantile_fan(quant), key="fan")
-        else:
-            st.info("No entropy quantiles (entropy/p10…p99) logged for this run.")
-
-
-def drivers_tab(
-    root: str, run: str, version: tuple[int, int], names: list[str], tr: dict[str, Trace], window: tuple[int, int]
-) -> None:
-    """Clipping, advantages, predicted vs observed ΔH and the covariance drive."""
-    tr = {n: coarsen(t) for n, t in tr.items()}
-    c1, c2 = st.columns(2)
-    with c1:
-        clip_section(tr)
-    with c2:
-        adv = [(n.split("/")[1], tr[n]) for n in (M.ADV_MEAN, M.ADV_STD, M.ADV_MIN, M.ADV_MAX) if n in tr]
-        if M.ADV_FRAC_ZERO_GROUPS in tr:
-            adv.append(("share of zero-variance groups", tr[M.ADV_FRAC_ZERO_GROUPS]))
-        if adv:
-            st.plotly_chart(charts.lines(adv, "Advantages", "advantage (reward units) / share"), key="adv")
-        else:
-            st.info("No advantage statistics (adv/*) logged for this run.")
-    c1, c2 = st.columns(2)
-    with c1:
-        src = M.ENTROPY_MEAN if M.ENTROPY_MEAN in names else M.ENTROPY_SAMPLED_NLL
-        # same-batch change the trainer measured (entropy_drift.py) if logged, else the step-to-step change of src
-        observed = tr.get(M.ENTROPY_DELTA_OBS) or data.delta(root, run, version, src, window)
-        if M.COV_PRED_DH in tr or observed is not None:
-            obs = coarsen(observed) if observed is not None else None
-            st.plotly_chart(charts.delta_h_chart(tr.get(M.COV_PRED_DH), obs), key="dh")
-        else:
-            st.info("Not enough entropy points to show its per-step change.")
-    with c2:
-        cov = [(n, tr[n]) for n in (M.COV_PG_DRIVE, M.COV_LOGP_ADV) if n in tr]
-        if cov:
-            title = "Covariance drive (positive ⇒ the step spends entropy)"
-            st.plotly_chart(charts.lines(cov, title, "covariance (nats)", zero_line=True), key="cov")
-        else:
-            st.info("No covariance terms (cov/pg_drive, cov/logp_adv) logged: they need log-probs and advantages.")
-
-
-def reward_tab(
-    root: str,
-    run: str,
-    version: tuple[int, int],
-    names: list[str],
-    tr: dict[str, Trace],
-    job: insight.JobState,
-    window: tuple[int, int],
-    cfg: DetectorConfig,
-) -> None:
-    """Reward vs entropy with the law's ceiling, precision signals and the controller's state."""
-    tr = {n: coarsen(t) for n, t in tr.items()}
-    c1, c2 = st.columns(2)
-    with c1:
-        reward_section(root, run, version, names, job, window, cfg)
-    with c2:
-        prec = [(n, tr[n]) for n in (M.RATIO_LOG_MEAN, M.PRECISION_LOGP_GAP_MEAN, M.PRECISION_LOGP_GAP_MAX) if n in tr]
-        if prec:
-            title, y_title = "Precision signals (bf16 ratio bias)", "log-prob gap / mean log ratio (nats)"
-            st.plotly_chart(charts.lines(prec, title, y_title, zero_line=True), key="precision")
-        else:
-            st.info("No precision signals (ratio/log_mean, precision/logp_gap_*) logged for this run.")
-    control = [(n.split("/", 1)[1], tr[n]) for n in names if n.startswith("control/") and n in tr]
-    if control:
-        st.plotly_chart(charts.lines(control, "Controller state (control/*)", "value"), key="control")
+    steps = np.unique(df["step"].to_numpy())
+    st.caption(
+        f"{len(df)} tokens from {steps.size} step{'s' if steps.size != 1 else ''} "
+        f"({int(steps.min()):,}–{int(steps.max()):,})."
+    )

@@ -1,4 +1,4 @@
-"""The sidebar shared by every page: store path, live toggle and refresh interval, step range.
+"""The sidebar shared by every page: store path, live toggle and refresh interval, step range, smoothing.
 
 Widgets live here, outside the live fragments (a widget inside a ``run_every`` fragment would be rebuilt on every
 tick). The values are returned as one :class:`Settings`; pages pass ``settings.run_every`` to ``st.fragment``.
@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from entropy_watch.app import data
-from entropy_watch.app.queries import Window
+from entropy_watch.app.display import Window
 
 INTERVALS_S: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 DEFAULT_INTERVAL_S = 2.0
@@ -28,6 +28,7 @@ class Settings:
     live: bool
     interval_s: float
     window: Window
+    smoothing: float = 0.0
 
     @property
     def run_every(self) -> float | None:
@@ -35,14 +36,14 @@ class Settings:
 
 
 def current() -> Settings:
-    """The settings ``app/main.py`` drew in this script run, or (a page run on its own, as ``streamlit run
-    app/pages/run.py`` or AppTest does) the sidebar drawn now."""
+    """The settings ``app/home.py`` drew in this script run, or (a page run on its own, as ``streamlit run
+    app/views/run.py`` or AppTest does) the sidebar drawn now."""
     settings = st.session_state.pop(_HANDOFF, None)
     return settings if isinstance(settings, Settings) else render()
 
 
 def hand_over(settings: Settings) -> None:
-    """Called by ``app/main.py`` before the page runs: the page's :func:`current` picks these up."""
+    """Called by ``app/home.py`` before the page runs: the page's :func:`current` picks these up."""
     st.session_state[_HANDOFF] = settings
 
 
@@ -73,11 +74,20 @@ def render() -> Settings:
             n = st.number_input("N", min_value=10, value=1000, step=100, key="window_last")
             window = Window(last=int(n))
         elif mode == "step range":
-            c1, c2 = st.columns(2)
-            lo = c1.number_input("from step", min_value=0, value=0, step=100, key="window_lo")
-            hi = c2.number_input("to step", min_value=0, value=100_000, step=100, key="window_hi")
+            lo = st.number_input("from step", min_value=0, value=0, step=100, key="window_lo")
+            hi = st.number_input("to step", min_value=0, value=100_000, step=100, key="window_hi")
             window = Window(lo=int(min(lo, hi)), hi=int(max(lo, hi)))
+        smoothing = st.slider(
+            "Smoothing",
+            min_value=0.0,
+            max_value=0.99,
+            value=0.0,
+            step=0.01,
+            key="smoothing",
+            help="Exponential moving average of the drawn lines, as in TensorBoard (0 = off); the raw line stays "
+            "faint underneath. The detector always reads the raw data.",
+        )
         if st.button("Refresh now", key="refresh_now", width="stretch"):
             st.rerun()
         st.caption("Entropy in nats per token at the sampling temperature; x axes in optimizer steps.")
-    return Settings(root=root, live=bool(live), interval_s=float(interval), window=window)
+    return Settings(root=root, live=bool(live), interval_s=float(interval), window=window, smoothing=float(smoothing))

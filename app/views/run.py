@@ -1,93 +1,150 @@
-"""Run page: one run in depth — entropy with the detector's forecast, per-token distribution, its drivers, alerts.
+"""Run page: one run in depth — the verdict, entropy with its forecast, the per-token distribution, its drivers, the
+alerts in order of importance, and the highest-entropy tokens.
 
-Everything above the token explorer lives in one live fragment that polls the store: header metrics and the entropy
-chart with its forecast on top, then tabs (distribution, drivers, reward and precision) of which only the open one
-runs and sends its charts, then the alerts. The token explorer reads the (large) ``tokens`` table on demand with
-filters and is never tailed. A chart whose data the run does not have is replaced by a short explanation.
+``/run?run=NAME`` opens a run directly; a name the store does not hold says so and lists the close names (the URL is
+left as it was). Live panels are separate fragments that each poll the store and redraw only their own part: the
+header, the entropy chart, the tabs (of which only the open one runs, and opening one reruns the tabs alone), the
+alerts. Their queries are cached per (run, data version), so a refresh with nothing new sends nothing new, and the
+verdict comes from the background monitor without waiting on it.
 """
 
 from __future__ import annotations
 
+import difflib
+
 import streamlit as st
 
 from entropy_watch import metrics as M
-from entropy_watch.analysis import DetectorConfig
-from entropy_watch.app import data, insight, sidebar
+from entropy_watch.app import data, linked, sidebar
 from entropy_watch.app import run_panels as P
-
-# Above this many steps a cold analysis takes seconds: the page does not wait for it (it shows when done).
-LARGE_RUN_STEPS = 20_000
+from entropy_watch.app import run_tabs as T
 
 settings = sidebar.current()
 root = settings.root
-generation = data.poll(root)
-names = [r["name"] for r in data.runs_now(root, generation)]
+names = data.run_names(root)
+asked = st.query_params.get("run")
+if asked is not None and asked not in names:
+    st.title("Run not found")
+    st.error(f"There is no run named “{asked}” in the store `{root}`.")
+    close = difflib.get_close_matches(asked, names, n=6, cutoff=0.5)
+    shown = close or names[:10]
+    if shown:
+        st.markdown("Close names:" if close else "Runs in this store:")
+        for name in shown:
+            st.page_link(data.VIEWS_DIR / "run.py", label=name, icon="🔬", query_params={"run": name})
+    st.page_link(data.VIEWS_DIR / "runs.py", label="All runs", icon="🗂️")
+    st.stop()
 if not names:
     st.title("Run")
     st.info(
-        f"No runs in the store `{root}` yet: record one with `Watch`, `entropy-watch import` or `entropy-watch demo`."
+        f"No runs in the store `{root}` yet: record one with `entropy_watch.hooks.Watch` in a training loop, "
+        "`entropy-watch import LOG` an existing log, or train a small one with `entropy-watch train`."
     )
     st.stop()
 
-wanted = st.query_params.get("run") or st.session_state.get("run")
-if wanted not in names:
-    wanted = names[0]
-if st.session_state.get("run_select") not in names:
-    st.session_state["run_select"] = wanted
-elif st.query_params.get("run") in names and st.query_params.get("run") != st.session_state.get("_run_from_url"):
-    st.session_state["run_select"] = st.query_params["run"]
-st.session_state["_run_from_url"] = st.query_params.get("run")
+if asked is not None and asked != st.session_state.get("_run_from_url"):
+    st.session_state["run_select"] = asked  # a link was followed: it wins over the last selection
+elif st.session_state.get("run_select") not in names:
+    st.session_state["run_select"] = st.session_state.get("run") if st.session_state.get("run") in names else names[0]
+st.session_state["_run_from_url"] = asked
 run = st.selectbox("Run", names, key="run_select")
 st.session_state["run"] = run
-st.query_params["run"] = run
+if asked != run:
+    st.query_params["run"] = run
+    st.session_state["_run_from_url"] = run
+
+gen = data.poll(root)
+version0 = data.versions(root, gen).get(run)
+pending0 = version0 is not None and data.monitor(root).pending(run, version0)
+# While paused, a panel whose analysis is still running refreshes itself until the verdict is in.
+every = settings.run_every or (1.0 if pending0 else None)
 
 
-@st.fragment(run_every=settings.run_every)
-def live_panel() -> None:
-    gen = data.poll(root)
-    version = data.versions(root, gen).get(run)
-    info = next((r for r in data.runs_now(root, gen) if r["name"] == run), None)
-    meta = data.run_meta(root, run, version)
+def context() -> tuple[tuple[int, int] | None, list[str], tuple[int, int]]:
+    """This tick's data version of the run, its scalar names and the step window."""
+    version = data.versions(root, data.poll(root)).get(run)
+    if version is None:
+        return None, [], (0, 0)
+    return version, data.scalar_names(root, run, version), settings.window.bounds(version[1])
+
+
+def traces(version: tuple[int, int], names_logged: list[str], window: tuple[int, int], max_points: int) -> dict:
+    wanted = tuple(n for n in names_logged if n in M.CANONICAL or "/" in n)
+    return data.traces(root, run, version, wanted, window, max_points)
+
+
+@st.fragment(run_every=every)
+def head_panel() -> None:
+    version, names_logged, _ = context()
+    info = next((r for r in data.runs(root, data.poll(root)) if r.name == run), None)
     st.title(run)
     if version is None:
         st.info(
             "This run has no scalar metrics yet. It appears as soon as the trainer's first segment is published "
-            f"(status: {info['state'] if info else 'unknown'})."
+            f"(status: {info.state if info else 'unknown'})."
         )
         return
-    window = settings.window.bounds(version[1])
-    names_logged = data.scalar_names(root, run, version)
-    cfg = DetectorConfig()
-    tr = data.traces(root, run, version, tuple(n for n in names_logged if n in M.CANONICAL or "/" in n), window)
-    # Boxes filled after the analysis wait; the tabs' queries run first, before the background detector starts
-    # competing with them for the CPU (cold, that contention made the heatmap query ~20x slower).
-    head_box = st.container()
-    st.subheader("Entropy")
-    entropy_box = st.container()
-    # Only the open tab runs and sends its charts: a 100k-step run's first paint is the header, the entropy chart,
-    # the open tab and the alerts, not every chart of the page at once.
-    dist, drivers, reward = st.tabs(list(P.TABS), key="run_tab", on_change="rerun")
-    if dist.open:
-        with dist:
-            P.distribution_tab(root, run, version, meta, tr, window)
-    if drivers.open:
-        with drivers:
-            P.drivers_tab(root, run, version, names_logged, tr, window)
-    wait = data.ANALYSIS_WAIT_S if version[1] <= LARGE_RUN_STEPS else min(data.ANALYSIS_WAIT_S, 0.3)
-    job = data.analysis(root, run, version, wait_s=wait)
-    band = insight.forecast_band(job.result, cfg) if job.result is not None else None
-    with head_box:
-        P.header(run, info, meta, version, job, data.entropy_levels(root, gen, cfg.ref_versions).get(run), band)
-    with entropy_box:
-        P.entropy_section(tr, job, band, window)
-    if reward.open:
-        with reward:
-            P.reward_tab(root, run, version, names_logged, tr, job, window, cfg)
-    st.subheader("Alerts")
-    P.alerts_section(job, data.stored_alerts(root, run, gen), window)
+    meta = data.run_meta(root, run, version)
+    state, pending = data.state(root, run, version)
+    P.header(info, meta, version, state, pending, names_logged)
 
 
-live_panel()
+@st.fragment(run_every=every)
+def entropy_panel() -> None:
+    version, names_logged, window = context()
+    if version is None:
+        return
+    src = P.entropy_name(names_logged)
+    tr = data.traces(root, run, version, (src,), window, 2000) if src else {}
+    state, _ = data.state(root, run, version, wait_s=0.0)
+    P.entropy_section(tr, state, window, settings.smoothing, src is not None)
 
+
+@st.fragment(run_every=settings.run_every)
+def tabs_panel() -> None:
+    version, names_logged, window = context()
+    if version is None:
+        return
+    dist, drivers, reward = st.tabs(list(T.TABS), key="run_tab", on_change="rerun")
+    meta = data.run_meta(root, run, version)
+    info = next((r for r in data.runs(root, data.poll(root)) if r.name == run), None)
+    state = data.monitor(root).state(run)
+    view = T.RunView(
+        root,
+        run,
+        version,
+        names_logged,
+        traces(version, names_logged, window, T.TAB_POINTS),
+        window,
+        settings.smoothing,
+        meta,
+        P.imported(info, meta),
+        state,
+    )
+    for tab, draw in ((dist, T.distribution_tab), (drivers, T.drivers_tab), (reward, T.reward_tab)):
+        if tab.open:
+            with tab:
+                draw(view)
+
+
+@st.fragment(run_every=every)
+def alerts_panel() -> None:
+    version, names_logged, window = context()
+    if version is None:
+        return
+    state, pending = data.state(root, run, version, wait_s=0.0)
+    stored = data.stored_alerts(root, run, data.poll(root))
+    P.alerts_section(state, pending, stored, window, P.entropy_name(names_logged) is not None, (0, version[1]))
+
+
+head_panel()
+st.subheader("Entropy")
+entropy_panel()
+tabs_panel()
+st.subheader("Alerts, most important first")
+alerts_panel()
+linked.link_step_axes()
 st.subheader("Highest-entropy tokens in context")
-P.tokens_section(root, run)
+if version0 is not None:
+    info0 = next((r for r in data.runs(root, gen) if r.name == run), None)
+    P.tokens_section(root, run, version0[1], P.imported(info0, data.run_meta(root, run, version0)))

@@ -1,108 +1,145 @@
-"""Runs page: every run in the store with its health, status, latest step and entropy; pick runs to open or compare.
+"""Runs page: every run in the store, worst health first, with its entropy relative to its early level, a sparkline,
+its status and latest step; pick runs in the table to open or compare.
 
-Health is the worst open alert of the run's detector analysis (``entropy_watch.analysis``, run in the background);
-status comes from the heartbeats (running / finished / stalled / failed) or says ``imported`` for logs brought in
-from other tools.
+Health is the run's verdict (``entropy_watch.analysis``, computed by the background monitor): ``too short`` where
+the detector had too few points to say anything. H/H_ref is coloured by what it means (the detector's own
+thresholds: collapsed, low, normal, high, exploding). Status comes from the heartbeats (running / finished /
+stalled / failed) or says ``imported`` for logs brought in from other tools.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import streamlit as st
 
-from entropy_watch.analysis import DetectorConfig
-from entropy_watch.app import data, insight, sidebar
+from entropy_watch import metrics as M
+from entropy_watch.app import data, sidebar
+from entropy_watch.app.display import fmt_num, ratio_meaning
+from entropy_watch.monitor import RunState
 
 HEALTH_BADGES = {
-    "ok": "🟢 ok",
-    "info": "🔵 info",
-    "warning": "🟠 warning",
     "critical": "🔴 critical",
-    "pending": "⏳ analysing",
-    "none": "⚪ no entropy yet",
+    "warning": "🟠 warning",
     "error": "⚠️ analysis failed",
+    "info": "🔵 info",
+    "pending": "⏳ analysing",
+    "ok": "🟢 ok",
+    "too-short": "⚪ too short",
+    "none": "⚪ no entropy logged",
+    "empty": "⚪ no data yet",
 }
+HEALTH_RANK = {h: i for i, h in enumerate(reversed(HEALTH_BADGES))}  # critical highest
 STATUS_BADGES = {
     "running": "▶️ running",
     "finished": "✅ finished",
     "stalled": "⏸️ stalled",
     "failed": "❌ failed",
+    "terminated": "⏹️ terminated",
     "imported": "📥 imported",
 }
 SORTS = {
-    "name": ("run", True),
-    "health (worst first)": ("_health_rank", False),
-    "last step": ("last step", False),
-    "H/H0": ("H/H0", True),
-    "last update": ("_updated", False),
+    "health (worst first)": (["_health_rank", "run"], [False, True]),
+    "name": (["run"], [True]),
+    "last step": (["last step"], [False]),
+    "H/H_ref (lowest first)": (["_ratio"], [True]),
+    "last update": (["_updated"], [False]),
 }
-HEALTH_RANK = {"critical": 4, "warning": 3, "error": 3, "info": 2, "pending": 1, "ok": 0, "none": -1}
+ROW_PX = 35
 
 settings = sidebar.current()
 root = settings.root
 st.title("Runs")
-c1, c2, c3, c4 = st.columns([2, 2, 2, 1.5])
+c1, c2, c3, c4 = st.columns([2, 2, 2, 1.6])
 name_filter = c1.text_input("Filter by name", key="runs_filter", placeholder="substring, e.g. grpo")
 status_filter = c2.multiselect("Status", list(STATUS_BADGES), key="runs_status", placeholder="any status")
-health_filter = c3.multiselect("Health", ["ok", "info", "warning", "critical"], key="runs_health", placeholder="any")
+health_filter = c3.multiselect("Health", list(HEALTH_BADGES), key="runs_health", placeholder="any health")
 sort_by = c4.selectbox("Sort by", list(SORTS), key="runs_sort")
 
 
-def health_of(run: str, version: object, deadline: float) -> str:
-    if version is None:
+def health_of(state: RunState | None, has_data: bool, pending: bool) -> str:
+    if not has_data:
+        return "empty"
+    if state is None:
+        return "pending"
+    if state.waiting:
         return "none"
-    job = data.analysis(root, run, version, wait_s=max(0.0, deadline - time.monotonic()))
-    if job.error and job.result is None:
+    if state.error and state.verdict is None:
         return "error"
-    if job.result is None:
-        return "pending" if job.pending else "none"
-    return insight.health(job.result.alerts)
+    if state.verdict is None:
+        return "pending" if pending else "error"
+    return str(state.verdict.health)
+
+
+def row(info: Any, version: tuple[int, int] | None, state: RunState | None, pending: bool, spark: list[float]) -> dict:
+    v = state.verdict if state is not None else None
+    level = v.level if v is not None else None
+    ref = v.reference.value if v is not None else None
+    ratio = level / ref if level is not None and ref else None
+    health = health_of(state, version is not None, pending)
+    meta = info.meta or {}
+    return {
+        "run": info.name,
+        "open": f"run?run={quote(info.name, safe='')}",
+        "health": HEALTH_BADGES[health],
+        "H/H_ref": "",
+        "entropy": spark,
+        "H (nats)": "",
+        "last step": info.last_step,
+        "status": STATUS_BADGES.get(info.state, info.state),
+        "framework": meta.get("framework") or meta.get("source_format") or meta.get("source") or "",
+        "updated": datetime.fromtimestamp(info.updated_at) if info.updated_at else None,
+        "_health": health,
+        "_state": info.state,
+        "_health_rank": HEALTH_RANK[health],
+        "_updated": info.updated_at or 0.0,
+        "_ratio": ratio,
+        "_level": level,
+    }
+
+
+def styled(df: pd.DataFrame) -> Any:
+    """H/H_ref cells coloured by meaning; numbers as text that reads (scientific below 1e-3, "—" when unknown). The
+    numeric columns stay in the frame (hidden) for sorting."""
+    out = df.assign(
+        **{
+            "H/H_ref": [f"{fmt_num(x, 2)} {ratio_meaning(x)[0]}" if ratio_meaning(x)[0] else "—" for x in df["_ratio"]],
+            "H (nats)": [fmt_num(x) for x in df["_level"]],
+        }
+    )
+    colours = [ratio_meaning(x)[1] for x in df["_ratio"]]
+    return out.style.apply(
+        lambda col: [f"background-color: {c}; color: #111" if c else "" for c in colours], subset=["H/H_ref"]
+    )
 
 
 @st.fragment(run_every=settings.run_every)
 def runs_table() -> None:
     generation = data.poll(root)
-    runs = data.runs_now(root, generation)
+    runs = data.runs(root, generation)
     if not runs:
         st.info(
             f"No runs in the store `{root}` yet. Record one with `entropy_watch.hooks.Watch` in a training loop, "
-            "`entropy-watch import LOG` an existing log, or `entropy-watch demo`; it will appear here."
+            "`entropy-watch import LOG` an existing log, or train a small one with `entropy-watch train`; it appears "
+            "here."
         )
         return
     versions = data.versions(root, generation)
-    spark = data.sparklines(root, generation)
-    levels = data.entropy_levels(root, generation, DetectorConfig().ref_versions)
+    spark = data.sparklines(root, generation, M.ENTROPY_MEAN)
     deadline = time.monotonic() + data.ANALYSIS_WAIT_S
-    for r in runs:  # start every run's analysis first, then wait on them together
-        if versions.get(r["name"]) is not None:
-            data.analysis(root, r["name"], versions[r["name"]], wait_s=0.0)
+    mon = data.monitor(root)
     rows = []
-    for r in runs:
-        name = r["name"]
-        last, h0 = levels.get(name, (None, None))
-        health = health_of(name, versions.get(name), deadline)
-        meta = r["meta"] or {}
-        rows.append(
-            {
-                "run": name,
-                "open": f"run?run={name}",
-                "health": HEALTH_BADGES[health],
-                "status": STATUS_BADGES.get(r["state"], r["state"]),
-                "last step": r["last_step"],
-                "H (nats)": last,
-                "H/H0": (last / h0) if last is not None and h0 else None,
-                "entropy": spark.get(name, []),
-                "framework": meta.get("framework") or meta.get("source_format") or meta.get("source") or "",
-                "updated": datetime.fromtimestamp(r["updated_at"]) if r["updated_at"] else None,
-                "_health": health,
-                "_state": r["state"],
-                "_health_rank": HEALTH_RANK[health],
-                "_updated": r["updated_at"] or 0.0,
-            }
-        )
+    for info in runs:
+        version = versions.get(info.name)
+        state = mon.state(info.name)
+        if version is not None:
+            state, _ = data.state(root, info.name, version, wait_s=max(0.0, deadline - time.monotonic()))
+        pending = mon.pending(info.name, version)
+        rows.append(row(info, version, state, pending, spark.get(info.name, [])))
     df = pd.DataFrame(rows)
     if name_filter:
         df = df[df["run"].str.contains(name_filter, case=False, regex=False)]
@@ -110,47 +147,55 @@ def runs_table() -> None:
         df = df[df["_state"].isin(status_filter)]
     if health_filter:
         df = df[df["_health"].isin(health_filter)]
-    col, ascending = SORTS[sort_by]
-    df = df.sort_values(col, ascending=ascending, na_position="last", kind="stable")
-    st.caption(f"{len(df)} of {len(rows)} runs in `{root}` · data generation {generation}")
-    st.dataframe(
-        df,
+    cols, ascending = SORTS[sort_by]
+    df = df.sort_values(cols, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
+    st.caption(
+        f"{len(df)} of {len(rows)} runs in `{root}` · data generation {generation} · select rows to open or "
+        "compare them"
+    )
+    event = st.dataframe(
+        styled(df),
         hide_index=True,
         key="runs_df",
+        height=ROW_PX * (len(df) + 1) + 3,
+        row_height=ROW_PX,
+        on_select="rerun",
+        selection_mode="multi-row",
         column_order=[
             "run",
             "open",
             "health",
-            "status",
-            "last step",
-            "H (nats)",
-            "H/H0",
+            "H/H_ref",
             "entropy",
+            "H (nats)",
+            "last step",
+            "status",
             "framework",
             "updated",
-        ],  # fmt: skip
+        ],
         column_config={
+            "run": st.column_config.TextColumn("run", pinned=True, width="medium"),
             "open": st.column_config.LinkColumn("open", display_text="open ↗", width="small"),
-            "last step": st.column_config.NumberColumn(format="%d"),
-            "H (nats)": st.column_config.NumberColumn(format="%.3f", help="latest entropy/mean, nats per token"),
-            "H/H0": st.column_config.ProgressColumn(
-                "H/H0", min_value=0.0, max_value=1.0, format="%.2f", help="latest entropy over its early level H0"
+            "health": st.column_config.TextColumn("health", width=150, help="the verdict of the detector"),
+            "H/H_ref": st.column_config.TextColumn(
+                "H/H_ref", width=130, alignment="right", help="current entropy level over the run's early level H_ref"
             ),
-            "entropy": st.column_config.LineChartColumn("entropy (nats) over steps", width="medium", y_min=0.0),
+            "entropy": st.column_config.LineChartColumn("entropy over steps", width="medium", y_min=0.0),
+            "H (nats)": st.column_config.TextColumn(
+                "H (nats)", width="small", alignment="right", help="current entropy level"
+            ),
+            "last step": st.column_config.NumberColumn(format="%d", width="small"),
             "updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
         },
     )
+    picked = [df["run"].iloc[i] for i in (event.selection.rows if event is not None else [])]
+    b1, b2, _ = st.columns([1, 1, 4])
+    if b1.button("Open run", key="open_run", disabled=len(picked) != 1, help="select exactly one row"):
+        st.session_state["run"] = picked[0]
+        st.switch_page(data.VIEWS_DIR / "run.py", query_params={"run": picked[0]})
+    if b2.button("Compare", key="compare", disabled=len(picked) < 2, help="select two or more rows"):
+        st.session_state["compare_runs"] = list(picked)
+        st.switch_page(data.VIEWS_DIR / "compare.py")
 
 
 runs_table()
-
-names = [r["name"] for r in data.runs_now(root, data.poll(root))]
-if names:
-    picked = st.multiselect("Pick runs to open or compare", names, key="runs_picked")
-    b1, b2, _ = st.columns([1, 1, 4])
-    if b1.button("Open run", key="open_run", disabled=len(picked) != 1, help="pick exactly one run"):
-        st.session_state["run"] = picked[0]
-        st.switch_page(data.PAGES_DIR / "run.py", query_params={"run": picked[0]})
-    if b2.button("Compare", key="compare", disabled=len(picked) < 2, help="pick two or more runs"):
-        st.session_state["compare_runs"] = list(picked)
-        st.switch_page(data.PAGES_DIR / "compare.py")

@@ -24,7 +24,7 @@ from entropy_watch.analysis.policy import apply_context, cooldown, persistent
 from entropy_watch.analysis.series import RunSeries
 
 if TYPE_CHECKING:
-    from entropy_watch.store import Store
+    from entropy_watch.store.reads import RunReader
 
 Progress = Callable[[int, int], None]
 
@@ -195,6 +195,6 @@ def analyze_series(series: RunSeries, config: DetectorConfig | None = None) -> l
     return analyze(series, config).alerts
 
 
-def analyze_run(store: Store, run: str, config: DetectorConfig | None = None) -> list[Alert]:
-    """Alerts for the store run ``run``."""
-    return analyze_series(RunSeries.from_store(store, run), config)
+def analyze_run(store: RunReader, run: str, config: DetectorConfig | None = None) -> list[Alert]:
+    """Alerts for the store run ``run`` (``store``: a ``Store`` or ``TailReader``)."""
+    return analyze_series(RunSeries.from_reader(store, run), config)

@@ -17,7 +17,7 @@ from entropy_watch.errors import EntropyWatchError, NoEntropySeries
 
 if TYPE_CHECKING:
     from entropy_watch.importers import ImportedRun
-    from entropy_watch.store import Store
+    from entropy_watch.store.reads import RunReader
 
 ENTROPY_SOURCES: tuple[str, ...] = (M.ENTROPY_MEAN, M.ENTROPY_SAMPLED_NLL)
 """Entropy series in order of preference: full-vocabulary mean, then the sampled-token NLL estimate."""
@@ -27,7 +27,9 @@ RESET_EVENT_KINDS: frozenset[str] = frozenset({"resume", "lr_schedule", "lr_chan
 
 
 def _dedupe(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sort by step and keep the LAST value logged for a repeated step (a restart re-logs its steps)."""
+    """Sort by step and keep the LAST value logged for a repeated step (a restart re-logs its steps): arrays in log
+    order from importers and callers. Store rows arrive already de-duplicated by the store's rule
+    (``entropy_watch.store.reads.LATEST_FIRST``)."""
     steps = np.asarray(steps, dtype=np.int64)
     values = np.asarray(values, dtype=np.float64)
     if steps.shape != values.shape:
@@ -103,34 +105,26 @@ class RunSeries:
         return cls(name=run.name, steps=steps, entropy=values, scalars=others, meta=meta)
 
     @classmethod
-    def from_store(cls, store: Store, run: str) -> RunSeries:
-        """Read one run from the store: entropy, the canonical scalars, the histogram and the events."""
-        meta = store.run_meta(run)
-        tbl = store.scalars(run)
-        names = set(tbl.column("name").to_pylist()) if tbl.num_rows else set()
+    def from_reader(cls, reader: RunReader, run: str) -> RunSeries:
+        """Read one run through the store's read interface (``Store`` or ``TailReader``): entropy, the canonical
+        scalars, the histogram and the events (one value per step by the store's de-duplication rule)."""
+        meta = reader.run_meta(run)
+        names = reader.scalar_names(run)
         src = next((n for n in ENTROPY_SOURCES if n in names), None)
         if src is None:
             raise NoEntropySeries(f"run {run!r} has no entropy series yet ({', '.join(ENTROPY_SOURCES)})")
-        steps, values = store.series(run, src)
-        scalars = {n: store.series(run, n) for n in sorted(names) if n != src and n in M.CANONICAL}
-        hist = None
+        data = reader.series_many(run, [n for n in names if n == src or n in M.CANONICAL])
+        steps, values = data.pop(src)
         edges = meta.get("hist_edges")
-        h = store.table(run, "hist")
-        if h.num_rows and edges is not None:
-            hist = _hist_matrix(h, len(edges))
-        ev = store.table(run, "events")
-        events = []
-        if ev.num_rows:
-            for s, k in zip(ev.column("step").to_pylist(), ev.column("kind").to_pylist(), strict=True):
-                events.append((int(s), str(k)))
+        hist = reader.hist_matrix(run, len(edges)) if edges else None
         return cls(
             name=run,
             steps=steps,
             entropy=values,
-            scalars=scalars,
+            scalars=data,
             hist=hist,
-            hist_edges=np.asarray(edges, dtype=np.float64) if edges is not None else None,
-            events=sorted(events),
+            hist_edges=np.asarray(edges, dtype=np.float64) if edges else None,
+            events=sorted((int(e["step"]), str(e["kind"])) for e in reader.events(run)),
             meta=analysis_meta(meta),
         )
 
@@ -178,18 +172,6 @@ class RunSeries:
     def reset_steps(self) -> list[int]:
         """Steps of known change points at which baselines restart."""
         return sorted({s for s, k in self.events if k in RESET_EVENT_KINDS})
-
-
-def _hist_matrix(tbl: Any, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """(steps (m,), counts (m, n_bins)) from a ``hist`` table (step, bin, count), summed over ranks."""
-    step = np.asarray(tbl.column("step").to_numpy(), dtype=np.int64)
-    b = np.asarray(tbl.column("bin").to_numpy(), dtype=np.int64)
-    c = np.asarray(tbl.column("count").to_numpy(), dtype=np.float64)
-    uniq, inv = np.unique(step, return_inverse=True)
-    out = np.zeros((uniq.size, n_bins), dtype=np.float64)
-    ok = (b >= 0) & (b < n_bins)
-    np.add.at(out, (inv[ok], b[ok]), c[ok])
-    return uniq, out
 
 
 def analysis_meta(run_json: dict[str, Any]) -> dict[str, Any]:

@@ -73,14 +73,14 @@ def resolve(target: str, default_root: Path, mapping: dict[str, str] | None = No
         if p.is_dir() and p.name.startswith("run="):
             root, run = p.parent, p.name[len("run=") :]
             _no_map(mapping, target)
-            return [Target(RunSeries.from_store(Store(root), run), root, run, str(p))]
+            return [Target(RunSeries.from_reader(Store(root), run), root, run, str(p))]
         from entropy_watch.importers import load_log
 
         return [Target(RunSeries.from_imported(r), None, r.name, str(p)) for r in load_log(p, mapping=mapping)]
     if os.sep in target or "/" in target or target.lower().endswith(LOG_SUFFIXES):
         raise EntropyWatchError(f"{target}: no such file or directory")
     try:
-        series = RunSeries.from_store(Store(default_root), target)
+        series = RunSeries.from_reader(Store(default_root), target)
     except RunNotFound as e:
         hint = "" if run_names(default_root) else f"; {EMPTY_STORE_HINT}"
         raise RunNotFound(f"{e}; no file or folder of that name either{hint}") from None
@@ -304,7 +304,7 @@ def watch(
             names = list(runs) if runs else [r.name for r in store.runs()]
             for run in names:
                 try:
-                    series = RunSeries.from_store(store, run)
+                    series = RunSeries.from_reader(store, run)
                 except EntropyWatchError as e:
                     if run not in waiting:
                         typer.echo(printable(f"[{run}] waiting: {e}"), err=True)

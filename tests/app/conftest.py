@@ -7,22 +7,26 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+APP_HOME = Path(__file__).resolve().parents[2] / "app" / "home.py"
 APP_MAIN = Path(__file__).resolve().parents[2] / "app" / "main.py"
 COLLAPSE, HEALTHY, IMPORTED = "grpo-collapse", "repo-healthy", "imported-csv"
 
 
 @pytest.fixture(autouse=True)
-def _clear_streamlit_caches() -> None:
-    import streamlit as st
+def _clear_streamlit_caches() -> Iterator[None]:
+    """Fresh readers, monitors and caches for every test (the monitors' threads are stopped after it)."""
+    from entropy_watch.app import data
 
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    data.clear_caches()
+    yield
+    data.clear_caches()
 
 
 def write_imported(root: Path, tmp: Path, n: int = 60) -> None:
@@ -42,7 +46,7 @@ def synthetic_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from entropy_watch.synthetic import write_to_store
 
     root = tmp_path_factory.mktemp("syn") / "store"
-    write_to_store(root, COLLAPSE, "collapse_exp", seed=1, n_steps=300)
+    write_to_store(root, COLLAPSE, "fast_collapse", seed=1, n_steps=300)
     write_to_store(root, HEALTHY, "healthy", seed=2, n_steps=300)
     write_imported(root, tmp_path_factory.mktemp("csv"))
     return root

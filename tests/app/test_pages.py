@@ -1,7 +1,9 @@
-"""AppTest on every page against stores from the synthetic generator, an import and a real ``Watch`` loop."""
+"""AppTest on every page against stores from the synthetic generator, an import and a real ``Watch`` loop: each point
+of issue 12 that AppTest can see (the browser test, ``test_e2e_live.py``, checks what only a browser shows)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,22 +11,27 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from entropy_watch import metrics as M
-from entropy_watch.app.run_panels import TABS
+from entropy_watch.analysis import RunSeries, analyze
+from entropy_watch.app.run_tabs import TABS
 from entropy_watch.store import RunWriter, Store
 
-from .conftest import APP_MAIN, COLLAPSE, HEALTHY, IMPORTED, decode, figures
+from .conftest import APP_HOME, COLLAPSE, HEALTHY, IMPORTED, decode, figures
 
 TIMEOUT = 60
 
 
-def app(monkeypatch: pytest.MonkeyPatch, root: Path, page: str | None = None, **state: object) -> AppTest:
+def app(
+    monkeypatch: pytest.MonkeyPatch, root: Path, page: str | None = None, query: dict | None = None, **state: object
+) -> AppTest:
     monkeypatch.setenv("ENTROPY_WATCH_DIR", str(root))
     from entropy_watch.app import data
 
-    monkeypatch.setattr(data, "ANALYSIS_WAIT_S", 30.0)  # small runs: wait for the analysis, deterministic
-    at = AppTest.from_file(str(APP_MAIN), default_timeout=TIMEOUT)
+    monkeypatch.setattr(data, "ANALYSIS_WAIT_S", 30.0)  # small runs: wait for the verdict, deterministic
+    monkeypatch.setattr(data, "POLL_MIN_S", 0.0)  # every script run polls (no rate limit between fragments)
+    at = AppTest.from_file(str(APP_HOME), default_timeout=TIMEOUT)
     if page:
         at.switch_page(page)
+    at.query_params.update(query or {})
     for k, v in state.items():
         at.session_state[k] = v
     at.run()
@@ -37,8 +44,7 @@ def metric(at: AppTest, label: str) -> str:
 
 
 def all_tabs(at: AppTest) -> dict[str, dict]:
-    """The Run page's figures with every tab opened in turn (only the open tab's charts are sent), back on the
-    first tab at the end."""
+    """The Run page's figures with every tab opened in turn (only the open tab's charts are sent)."""
     figs = figures(at)
     for label in (*TABS[1:], TABS[0]):
         at.session_state["run_tab"] = label
@@ -48,84 +54,227 @@ def all_tabs(at: AppTest) -> dict[str, dict]:
     return figs
 
 
-def infos(at: AppTest) -> str:
-    return "\n".join(i.value for i in at.info)
+def texts(at: AppTest, *kinds: str) -> str:
+    return "\n".join(e.value for kind in kinds for e in getattr(at, kind))
 
 
-@pytest.mark.parametrize("page", [None, "pages/run.py", "pages/compare.py"])
-def test_empty_store_explains_instead_of_failing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, page: str) -> None:
+def verdict(root: Path, run: str):  # noqa: ANN201
+    return analyze(RunSeries.from_reader(Store(root), run)).verdict
+
+
+# -- 8: bad paths say what is true, and the empty store names commands that exist ----------------------------------
+@pytest.mark.parametrize("page", [None, "views/run.py", "views/compare.py"])
+def test_empty_store_explains_with_commands_that_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, page: str):
+    import re
+
+    from entropy_watch.cli import app as cli
+
     at = app(monkeypatch, tmp_path / "nothing-here", page)
-    assert "No runs in the store" in infos(at)
-    assert not at.get("plotly_chart")
+    text = texts(at, "info")
+    assert "No runs in the store" in text and not at.get("plotly_chart")
+    commands = {c.name or c.callback.__name__ for c in cli.registered_commands}
+    for named in re.findall(r"entropy-watch (\w+)", text):
+        assert named in commands, f"the message names `entropy-watch {named}`, which does not exist"
 
 
-def test_runs_page_lists_every_run_with_health_and_status(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path):
+def test_run_without_entropy_says_so_instead_of_a_green_box(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    w = RunWriter(tmp_path, "rewards-only")
+    w.update_run_meta(framework="tests", hist_edges=[0.0, 0.1, 1.0])
+    w.write("scalars", {"step": list(range(30)), "name": [M.REWARD_MEAN] * 30, "value": [0.5] * 30})
+    w.heartbeat(step=29)
+    at = app(monkeypatch, tmp_path, "views/run.py", {"run": "rewards-only"})
+    assert not at.success, "no green 'No alerts' box for a run that cannot be analysed"
+    assert "logged no entropy" in texts(at, "warning")
+    assert "No analysis: this run has no entropy series" in texts(at, "info")
+    for label in TABS:
+        at.session_state["run_tab"] = label
+        at.run()
+        assert "imported" not in texts(at, "info"), "a recorded run is never called imported"
+
+
+def test_imported_run_explains_missing_charts(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
+    at = app(monkeypatch, synthetic_store, "views/run.py", {"run": IMPORTED})
+    text = texts(at, "info")
+    for label in TABS[1:]:
+        at.session_state["run_tab"] = label
+        at.run()
+        text += texts(at, "info")
+    assert "No token-entropy histogram: imported logs carry only scalar metrics" in text
+    assert "No reward (reward/mean or eval/pass@1) logged" in text and "No clip fractions" in text
+    assert "entropy" in figures(at)
+
+
+# -- 1: deep links ---------------------------------------------------------------------------------------------
+def test_deep_link_opens_that_run(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
+    at = app(monkeypatch, synthetic_store, "views/run.py", {"run": HEALTHY})
+    assert at.title[0].value == HEALTHY and at.query_params["run"] == HEALTHY
+    assert metric(at, "last step") == "299"
+
+
+def test_unknown_run_says_so_and_lists_close_names(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
+    at = app(monkeypatch, synthetic_store, "views/run.py", {"run": "grpo-colapse"})
+    assert "There is no run named “grpo-colapse”" in texts(at, "error")
+    assert at.query_params["run"] == "grpo-colapse", "the URL is left as it was"
+    assert not at.get("plotly_chart") and not at.metric, "no other run is shown instead"
+    links = [p.proto.label for p in at.get("page_link")]
+    assert COLLAPSE in links and HEALTHY not in links, links
+
+
+# -- 2: the Runs table -----------------------------------------------------------------------------------------
+def test_runs_table_health_first_pinned_name_every_row(
+    monkeypatch: pytest.MonkeyPatch, synthetic_store: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    synthetic_store = Path(shutil.copytree(synthetic_store, tmp_path / "store"))
+    short = RunWriter(synthetic_store, "short-run")
+    short.write("scalars", {"step": [0, 1, 2], "name": [M.ENTROPY_MEAN] * 3, "value": [1.0, 8.7e-05, 0.9]})
+    short.close()
     at = app(monkeypatch, synthetic_store)
-    df = at.dataframe[0].value.set_index("run")
-    assert set(df.index) == {COLLAPSE, HEALTHY, IMPORTED}
-    assert df.loc[COLLAPSE, "health"] == "🔴 critical"
-    assert df.loc[HEALTHY, "health"] in ("🟢 ok", "🔵 info")  # no warning on a healthy run
-    assert df.loc[IMPORTED, "status"] == "📥 imported"
-    assert df.loc[COLLAPSE, "status"] == "✅ finished"
-    assert df.loc[COLLAPSE, "last step"] == 299
-    steps, h = Store(synthetic_store).series(COLLAPSE, M.ENTROPY_MEAN)
-    assert df.loc[COLLAPSE, "H (nats)"] == pytest.approx(h[-1])
-    assert df.loc[COLLAPSE, "H/H0"] == pytest.approx(h[-1] / np.median(h[:20]))
-    assert 0 < len(df.loc[COLLAPSE, "entropy"]) <= 60
-    # filter and sort
+    df = at.dataframe[0].value
+    assert list(df["health"])[0] == "🔴 critical", "sorted by health, worst first"
+    by = df.set_index("run")
+    assert by.loc["short-run", "health"] == "⚪ too short"
+    assert by.loc[IMPORTED, "status"] == "📥 imported" and by.loc[COLLAPSE, "status"] == "✅ finished"
+    v = verdict(synthetic_store, COLLAPSE)
+    assert by.loc[COLLAPSE, "_ratio"] == pytest.approx(v.level / v.reference.value)
+    assert by.loc[COLLAPSE, "H/H_ref"].endswith(" collapsed")
+    assert 0 < len(by.loc[COLLAPSE, "entropy"]) <= 60
+    cols = json.loads(at.dataframe[0].proto.columns)
+    assert cols["run"]["pinned"] is True
+    assert cols["entropy"]["type_config"]["type"] == "line_chart"
+    order = list(at.dataframe[0].proto.column_order)
+    assert order.index("health") < order.index("entropy") < order.index("status"), "health and sparkline first"
+    styles = at.dataframe[0].proto.arrow_data.styler.styles
+    assert "#f6c6c6" in styles, "a collapsed run's H/H_ref is coloured as collapsed"
+    assert by.loc["short-run", "H/H_ref"] == "—", "nothing analysed: no ratio"
     at.text_input(key="runs_filter").set_value("repo").run()
     assert list(at.dataframe[0].value["run"]) == [HEALTHY]
 
 
-def test_run_page_figures_match_the_store(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
-    at = app(monkeypatch, synthetic_store, "pages/run.py", run_select=COLLAPSE)
-    assert set(figures(at)) == {"entropy", "heatmap", "fan", "alerts"}, "on load: header, entropy, first tab, alerts"
-    figs = all_tabs(at)
-    assert {"entropy", "heatmap", "fan", "clip", "adv", "dh", "cov", "reward", "alerts"} <= set(figs)
-    store = Store(synthetic_store)
-    steps, h = store.series(COLLAPSE, M.ENTROPY_MEAN)
-    line = next(t for t in figs["entropy"]["data"] if t.get("name") == "entropy mean")
+def test_runs_table_small_numbers_read_in_scientific_form() -> None:
+    from entropy_watch.app.display import fmt_num, ratio_meaning
+
+    assert fmt_num(8.7e-05) == "8.70e-05" and fmt_num(0.0035, 2) == "0.0035" and fmt_num(1.0934, 2) == "1.09"
+    assert fmt_num(None) == "—" and fmt_num(float("nan")) == "—"
+    assert ratio_meaning(0.02)[0] == "collapsed" and ratio_meaning(1.09)[0] == "normal"
+    assert ratio_meaning(14.41)[0] == "exploding" and ratio_meaning(0.02)[1] != ratio_meaning(1.09)[1]
+
+
+# -- B and 5: the verdict drawn, readable charts -----------------------------------------------------------------
+def test_run_page_renders_the_verdict(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
+    at = app(monkeypatch, synthetic_store, "views/run.py", {"run": COLLAPSE})
+    assert set(figures(at)) == {"entropy", "heatmap", "fan", "alerts"}, "on load: entropy, first tab, alerts"
+    v = verdict(synthetic_store, COLLAPSE)
+    assert v.headline in texts(at, "error", "warning", "info", "success")
+    assert metric(at, "health") == v.health
+    fig = figures(at)["entropy"]
+    line = next(t for t in fig["data"] if t.get("name") == "entropy mean")
+    steps, h = Store(synthetic_store).series(COLLAPSE, M.ENTROPY_MEAN)
     np.testing.assert_array_equal(decode(line["x"]), steps)
     np.testing.assert_allclose(decode(line["y"]), h)
-    assert any("forecast" in (t.get("name") or "") for t in figs["entropy"]["data"])
-    assert figs["entropy"]["layout"]["yaxis"]["title"]["text"] == "entropy (nats/token)"
-    assert "step" in figs["entropy"]["layout"]["xaxis"]["title"]["text"]
-    # heatmap: one column per step, one row per bin, counts equal the hist table
-    hm = figs["heatmap"]["data"][0]
-    counts = decode(hm["customdata"])
-    hist = store.table(COLLAPSE, "hist")
-    assert counts.shape == (len(store.run_meta(COLLAPSE)["hist_edges"]), 300)
-    assert counts.sum() == pytest.approx(float(np.sum(hist.column("count").to_numpy())))
-    np.testing.assert_allclose(decode(hm["z"]), np.log10(1 + counts))
-    # reward vs entropy with the law's fit
-    assert any((t.get("name") or "").startswith("R = −") for t in figs["reward"]["data"])
-    assert metric(at, "health 🔴") == "critical"
-    assert metric(at, "last step") == "299"
-    assert at.expander, "each alert has an expander with evidence and actions"
-    assert "No sampled tokens match" in infos(at)  # the generator writes no token samples
+    if v.forecast is not None:
+        drawn = next(t for t in fig["data"] if (t.get("name") or "").startswith("forecast ("))
+        np.testing.assert_allclose(decode(drawn["y"]), v.forecast.curve)
+    names = [t.get("name") or "" for t in fig["data"]]
+    assert any(n.startswith("H_ref") for n in names) and any(n.startswith("floor") for n in names)
+    assert not fig["layout"].get("annotations"), "reference levels are legend entries, never labels on the data"
 
 
-def test_imported_run_explains_missing_charts(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
-    at = app(monkeypatch, synthetic_store, "pages/run.py", run_select=IMPORTED)
-    text = infos(at)
-    for label in TABS[1:]:
-        at.session_state["run_tab"] = label
-        at.run()
-        text += infos(at)
-    assert "No histogram bin edges" in text or "No token-entropy histogram" in text
-    assert "No reward logged" in text
-    assert "No clip fractions" in text
-    assert "entropy" in figures(at)
+def test_every_chart_keeps_its_legend_off_the_title_and_data(
+    monkeypatch: pytest.MonkeyPatch, watch_store: Path
+) -> None:
+    at = app(monkeypatch, watch_store, "views/run.py", {"run": "watch-loop"})
+    figs = all_tabs(at)
+    assert {"entropy", "heatmap", "fan", "clip", "adv", "dh", "reward"} <= set(figs)
+    for key, fig in figs.items():
+        lay = fig["layout"]
+        assert lay["legend"]["y"] < 0 and lay["legend"]["yanchor"] == "top", f"{key}: legend under the plot"
+        assert lay["title"]["yanchor"] == "top", key
+        assert lay["yaxis"]["title"]["text"], f"{key}: y axis labelled"
+    ticks = figs["heatmap"]["layout"]["yaxis"]["ticktext"]
+    assert "0.01" in ticks and not any("µ" in t or "m" in t for t in ticks)
 
 
+def test_controller_chart_labels_every_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from entropy_watch.synthetic import write_to_store
+
+    write_to_store(tmp_path, "ctl", "healthy", seed=3, n_steps=100)
+    w = RunWriter(tmp_path, "ctl")
+    s = list(range(60))
+    for name, v in (
+        (M.CONTROL_ZETA, 0.01),
+        (M.CONTROL_EPS_HIGH, 0.28),
+        (M.CONTROL_TARGET, 0.5),
+        (M.CONTROL_BAND_LOW, 0.4),
+        (M.CONTROL_BAND_HIGH, 0.6),
+        (M.CONTROL_ENTROPY, 0.55),
+    ):
+        w.write("scalars", {"step": s, "name": [name] * 60, "value": [v] * 60})
+    w.close()
+    at = app(monkeypatch, tmp_path, "views/run.py", {"run": "ctl"}, run_tab=TABS[2])
+    fig = figures(at)["control"]
+    names = [t.get("name") or "" for t in fig["data"] if t.get("showlegend", True) is not False]
+    for want in ("REPO-R ζ", "ADAPO ε_high", "target entropy", "target band", "entropy the controller saw"):
+        assert any(want in n for n in names), (want, names)
+    assert fig["layout"]["yaxis2"]["title"]["text"] == "entropy (nats/token)"
+
+
+def test_compare_offers_log_y_and_h_over_h_ref(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
+    at = app(monkeypatch, synthetic_store, "views/compare.py", compare_select=[COLLAPSE, HEALTHY])
+    figs = figures(at)
+    assert {"cmp_entropy", "cmp_reward", "cmp_clip_high", "cmp_clip_low"} <= set(figs)
+    by_name = {t["name"]: t for t in figs["cmp_entropy"]["data"]}
+    steps, h = Store(synthetic_store).series(HEALTHY, M.ENTROPY_MEAN)
+    np.testing.assert_allclose(decode(by_name[HEALTHY]["y"]), h)
+    at.radio(key="cmp_scale").set_value("H / H_ref")
+    at.toggle(key="cmp_log").set_value(True).run()
+    fig = figures(at)["cmp_entropy"]
+    rel = {t["name"]: decode(t["y"]) for t in fig["data"]}
+    np.testing.assert_allclose(rel[HEALTHY], h / verdict(synthetic_store, HEALTHY).reference.value)
+    assert fig["layout"]["yaxis"]["type"] == "log" and fig["layout"]["legend"]["y"] < 0
+    assert "pass@k" in texts(at, "info")
+
+
+def test_smoothing_keeps_the_raw_line_faint(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
+    from entropy_watch.app.display import smooth
+
+    at = app(monkeypatch, synthetic_store, "views/run.py", {"run": HEALTHY}, smoothing=0.9)
+    data = {t.get("name"): t for t in figures(at)["entropy"]["data"]}
+    _, h = Store(synthetic_store).series(HEALTHY, M.ENTROPY_MEAN)
+    np.testing.assert_allclose(decode(data["entropy mean"]["y"]), smooth(h, 0.9))
+    np.testing.assert_allclose(decode(data["entropy mean (raw)"]["y"]), h)
+    last, ref = 0.0, []
+    for k, x in enumerate(h, start=1):  # TensorBoard's smoothing: EMA debiased by 1 - w^k
+        last = 0.9 * last + 0.1 * x
+        ref.append(last / (1 - 0.9**k))
+    np.testing.assert_allclose(smooth(h, 0.9), ref)
+
+
+# -- 6: alerts in order of importance ------------------------------------------------------------------------------
+def test_alerts_most_severe_first_info_folded(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
+    at = app(monkeypatch, synthetic_store, "views/run.py", {"run": COLLAPSE})
+    v = verdict(synthetic_store, COLLAPSE)
+    labels = [e.label for e in at.expander]
+    major = [a for a in v.alerts if a.severity != "info"]
+    assert labels[: len(major)] == [
+        f"{'🔴' if a.severity == 'critical' else '🟠'} {a.severity} · {a.kind} at step {a.step:,} — {a.message}"
+        for a in major
+    ]
+    n_info = sum(a.severity == "info" for a in v.alerts)
+    if n_info:
+        assert any(lbl.startswith(f"🔵 {n_info} info note") for lbl in labels)
+        assert not any(lbl.startswith("🔵 info ·") for lbl in labels), "info alerts are never shown as findings"
+
+
+# -- 3: live refresh -----------------------------------------------------------------------------------------------
 def test_live_update_shows_new_steps(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from entropy_watch.synthetic import write_to_store
 
     root = tmp_path / "store"
     write_to_store(root, "live", "healthy", seed=3, n_steps=100)
-    at = app(monkeypatch, root, "pages/run.py", run_select="live")
+    at = app(monkeypatch, root, "views/run.py", {"run": "live"})
     assert metric(at, "last step") == "99"
-    assert decode(figures(at)["entropy"]["data"][0]["x"]).size == 100
     w = RunWriter(root, "live")
     w.write("scalars", {"step": list(range(100, 130)), "name": [M.ENTROPY_MEAN] * 30, "value": [0.5] * 30})
     w.heartbeat(step=129)
@@ -136,46 +285,32 @@ def test_live_update_shows_new_steps(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert decode(ent["x"]).size == 130 and decode(ent["y"])[-1] == 0.5
 
 
-def test_compare_overlays_runs_aligned_by_step(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
-    at = app(monkeypatch, synthetic_store, "pages/compare.py", compare_select=[COLLAPSE, HEALTHY])
-    figs = figures(at)
-    assert {"cmp_entropy", "cmp_rel", "cmp_reward", "cmp_clip_high", "cmp_clip_low"} <= set(figs)
-    by_name = {t["name"]: t for t in figs["cmp_entropy"]["data"]}
-    assert set(by_name) == {COLLAPSE, HEALTHY}
-    steps, h = Store(synthetic_store).series(HEALTHY, M.ENTROPY_MEAN)
-    np.testing.assert_allclose(decode(by_name[HEALTHY]["y"]), h)
-    rel = {t["name"]: decode(t["y"]) for t in figs["cmp_rel"]["data"]}
-    np.testing.assert_allclose(rel[HEALTHY], h / np.median(h[:20]))
-    assert "pass@k" in infos(at)
+def test_the_server_start_warms_reader_and_verdicts(synthetic_store: Path) -> None:
+    from entropy_watch.app import data
+
+    data.warm(str(synthetic_store))
+    mon = data.monitor(str(synthetic_store))
+    assert mon.running
+    versions = data.reader(str(synthetic_store)).versions()
+    assert set(versions) == {COLLAPSE, HEALTHY, IMPORTED}
+    for run, version in versions.items():
+        st_ = mon.refresh(run, wait_s=30.0, version=version)
+        assert st_ is not None and st_.verdict is not None
 
 
-def test_watch_run_page_shows_tokens_clip_and_drivers(monkeypatch: pytest.MonkeyPatch, watch_store: Path) -> None:
-    at = app(monkeypatch, watch_store, "pages/run.py", run_select="watch-loop")
-    figs = all_tabs(at)
-    assert {"entropy", "heatmap", "fan", "clip", "adv", "reward"} <= set(figs)
+# -- 7: token views ------------------------------------------------------------------------------------------------
+def test_tokens_default_spreads_over_steps_and_shows_ids(monkeypatch: pytest.MonkeyPatch, watch_store: Path) -> None:
+    at = app(monkeypatch, watch_store, "views/run.py", {"run": "watch-loop"})
     tokens = at.dataframe[-1].value
-    assert len(tokens) == 25 and "⟦" in tokens["context"].iloc[0]
-    assert tokens["entropy"].is_monotonic_decreasing
     raw = Store(watch_store).table("watch-loop", "tokens")
+    sampled = sorted(set(raw.column("step").to_pylist()))
+    assert list(tokens["step"]) == sampled, "one token per sampled step by default, in step order"
+    assert all(t.startswith("#") for t in tokens["token"]), "no tokenizer: the id is shown"
+    assert all("⟦#" in c and c != "[]" for c in tokens["context"])
+    assert at.number_input(key="tok_hi").value == 29, "'to step' defaults to the run's last step"
+    at.radio(key="tok_mode").set_value("highest entropy").run()
+    tokens = at.dataframe[-1].value
+    assert tokens["entropy"].is_monotonic_decreasing
     assert tokens["entropy"].iloc[0] == pytest.approx(float(np.max(raw.column("entropy").to_numpy())))
-    steps, h = Store(watch_store).series("watch-loop", M.ENTROPY_MEAN)
-    np.testing.assert_allclose(decode(figs["entropy"]["data"][0]["y"]), h)
     at.number_input(key="tok_min").set_value(100.0).run()  # nothing has entropy above ln 16
-    assert "No sampled tokens match" in infos(at)
-
-
-def test_tab_charts_are_coarsened_without_losing_extremes() -> None:
-    from entropy_watch.app.queries import Trace
-    from entropy_watch.app.run_panels import coarsen
-
-    rng = np.random.default_rng(0)
-    steps = np.arange(2002, dtype=np.float64)
-    y = rng.normal(size=2002)
-    tr = coarsen(Trace("x", steps, y, y - 1.0, y + 1.0, width=50), 1000)
-    assert len(tr) == 668 and tr.width == 150  # ceil(2002 / 1000) = 3 buckets merged per point
-    np.testing.assert_allclose(tr.mean[:-1], y[:2001].reshape(-1, 3).mean(axis=1))
-    np.testing.assert_allclose(tr.hi[:-1], y[:2001].reshape(-1, 3).max(axis=1) + 1.0)
-    assert tr.lo.min() == pytest.approx(y.min() - 1.0)
-    assert tr.steps[-1] == 2001.0 and tr.mean[-1] == y[-1]  # the last, partial bucket: the newest step alone
-    short = Trace("s", steps[:10], y[:10], y[:10], y[:10])
-    assert coarsen(short, 1000) is short
+    assert "No sampled tokens match" in texts(at, "info")

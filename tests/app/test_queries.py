@@ -1,4 +1,4 @@
-"""Server-side downsampling and the ``entropy-watch app`` command line, without a browser or AppTest."""
+"""Server-side downsampling as the app reads it, and the ``entropy-watch app`` command line (no browser, no AppTest)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from entropy_watch import metrics as M
-from entropy_watch.app import queries as Q
+from entropy_watch.app.display import Window
 from entropy_watch.store import RunWriter, TailReader
+from entropy_watch.store.reads import ALL_STEPS
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +35,11 @@ def test_traces_are_bucketed_to_at_most_max_points(long_store: tuple[Path, np.nd
     root, h = long_store
     with TailReader(root) as reader:
         reader.poll()
-        tr = Q.traces(reader, "long", [M.ENTROPY_MEAN], Q.Window().bounds(None), max_points=2000)[M.ENTROPY_MEAN]
+        tr = reader.downsampled("long", [M.ENTROPY_MEAN], Window().bounds(None), max_points=2000)[M.ENTROPY_MEAN]
         assert len(tr) <= 2000 and tr.width == 3
         np.testing.assert_allclose(tr.mean[:5], h[:15].reshape(5, 3).mean(1))
         np.testing.assert_allclose(tr.hi[3], h[9:12].max())  # the re-logged step 10 counted once, latest value
-        raw = Q.traces(reader, "long", [M.ENTROPY_MEAN], (100, 199))[M.ENTROPY_MEAN]
+        raw = reader.downsampled("long", [M.ENTROPY_MEAN], (100, 199))[M.ENTROPY_MEAN]
         np.testing.assert_array_equal(raw.steps, np.arange(100, 200))
         np.testing.assert_allclose(raw.mean, h[100:200])
 
@@ -47,14 +48,14 @@ def test_heatmap_keeps_counts_with_at_most_max_cols(long_store: tuple[Path, np.n
     root, _ = long_store
     with TailReader(root) as reader:
         reader.poll()
-        hm = Q.heatmap(reader, "long", 65, Q.Window().bounds(None), max_cols=1000)
+        hm = reader.heatmap("long", 65, ALL_STEPS, max_cols=1000)
     assert hm.counts.shape == (1000, 65) and hm.width == 5
     assert hm.counts[:, 3].sum() == 5 * 5000 and hm.counts[:, 7].sum() == 5000
 
 
 def test_window_last_n() -> None:
-    assert Q.Window(last=100).bounds(999)[0] == 900
-    assert Q.Window(lo=5, hi=10).bounds(999) == (5, 10)
+    assert Window(last=100).bounds(999)[0] == 900
+    assert Window(lo=5, hi=10).bounds(999) == (5, 10)
 
 
 def test_app_command_binds_to_localhost_and_finds_the_installed_app(tmp_path: Path) -> None:
@@ -62,7 +63,26 @@ def test_app_command_binds_to_localhost_and_finds_the_installed_app(tmp_path: Pa
 
     cmd = streamlit_command(tmp_path, "127.0.0.1", 8765, True)
     main = Path(cmd[cmd.index("run") + 1])
-    assert main.name == "main.py" and (main.parent / "pages" / "run.py").is_file()
+    assert (
+        main.name == "main.py" and (main.parent / "home.py").is_file() and (main.parent / "views" / "run.py").is_file()
+    )
+    assert not (main.parent / "pages").exists(), "a pages/ folder would be served before home.py's page config"
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1" and cmd[-2:] == ["--store", str(tmp_path)]
     out = subprocess.run([sys.executable, "-m", "entropy_watch", "app", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "127.0.0.1" in out.stdout
+
+
+def test_app_reads_only_through_the_store_interface() -> None:
+    """app/ (and the monitor under it) never imports duckdb, never names the store's private columns and never
+    computes a forecast: it renders the verdict (issue 12)."""
+    import ast
+
+    repo = Path(__file__).resolve().parents[2]
+    for path in [*(repo / "app").rglob("*.py"), repo / "entropy_watch" / "monitor.py"]:
+        src = path.read_text()
+        tree = ast.parse(src)
+        mods = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        mods |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not any(m.split(".")[0] == "duckdb" for m in mods), path
+        assert "analysis.forecast" not in mods and "entropy_watch.analysis.forecast" not in mods, path
+        assert "_writer" not in src and "_seq" not in src, path

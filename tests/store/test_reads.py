@@ -42,16 +42,40 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, flo
             walls = [1000.0 + s for s in steps]
             w.write("scalars", {"step": steps, "name": [M.ENTROPY_MEAN] * 20, "value": vals, "wall_time": walls})
             rows += [(s, rank, t, v, w.session, 0) for s, t, v in zip(steps, walls, vals, strict=True)]
-    w0.write("scalars", {"step": list(range(60)), "name": [M.REWARD_MEAN] * 60, "value": [0.01 * s for s in range(60)],
-                         "wall_time": [1000.0 + s for s in range(60)]})  # fmt: skip
+    w0.write(
+        "scalars",
+        {
+            "step": list(range(60)),
+            "name": [M.REWARD_MEAN] * 60,
+            "value": [0.01 * s for s in range(60)],
+            "wall_time": [1000.0 + s for s in range(60)],
+        },
+    )
     w0.write("hist", {"step": [s for s in range(60) for _ in range(2)], "bin": [1, 5] * 60, "count": [3, 1] * 60})
     w1.write("hist", {"step": list(range(60)), "bin": [5] * 60, "count": [2] * 60})
     w0.write("events", {"step": [40], "kind": ["resume"], "payload": ["{}"]})
-    w0.write("alerts", {"step": [10], "detector": ["d"], "kind": ["collapse"], "severity": ["warning"],
-                        "message": ["m"], "evidence": ["{}"]})  # fmt: skip
-    w0.write("tokens", {"step": [0, 0, 0, 30, 30, 50], "seq": [0] * 6, "pos": [0, 1, 2, 0, 1, 0],
-                        "token_id": [5, 6, 7, 8, 9, -1], "token_text": ["a", "", None, "b", "c", None],
-                        "entropy": [3.0, 2.5, 2.0, 1.0, 0.5, 0.2]})  # fmt: skip
+    w0.write(
+        "alerts",
+        {
+            "step": [10],
+            "detector": ["d"],
+            "kind": ["collapse"],
+            "severity": ["warning"],
+            "message": ["m"],
+            "evidence": ["{}"],
+        },
+    )
+    w0.write(
+        "tokens",
+        {
+            "step": [0, 0, 0, 30, 30, 50],
+            "seq": [0] * 6,
+            "pos": [0, 1, 2, 0, 1, 0],
+            "token_id": [5, 6, 7, 8, 9, -1],
+            "token_text": ["a", "", None, "b", "c", None],
+            "entropy": [3.0, 2.5, 2.0, 1.0, 0.5, 0.2],
+        },
+    )
     w0.close()
     w1.close()
     restart = RunWriter(root, RUN, rank=0)  # a resumed trainer re-logs steps 40..59 later with new values

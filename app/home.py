@@ -1,0 +1,24 @@
+"""The script every visit runs: page config, the shared sidebar, then the page chosen in the navigation.
+
+Pages are plain scripts in ``app/views/`` loaded by path (so they work from a checkout and from the installed
+package alike). The folder is deliberately not called ``pages/``: Streamlit would list a ``pages/`` folder as its own
+navigation and serve ``/run`` from ``pages/run.py`` directly on a fresh server, skipping this script's page config
+(narrow layout, a raw "main / compare / run / runs" menu). ``AppTest.from_file("app/home.py")`` runs it in tests.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from entropy_watch.app import data, sidebar
+
+st.set_page_config(page_title="entropy_watch", page_icon="📉", layout="wide")
+
+pages = [
+    st.Page(data.VIEWS_DIR / "runs.py", title="Runs", icon="🗂️", url_path="runs", default=True),
+    st.Page(data.VIEWS_DIR / "run.py", title="Run", icon="🔬", url_path="run"),
+    st.Page(data.VIEWS_DIR / "compare.py", title="Compare", icon="⚖️", url_path="compare"),
+]
+page = st.navigation(pages)
+sidebar.hand_over(sidebar.render())
+page.run()

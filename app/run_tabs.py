@@ -1,0 +1,179 @@
+"""The Run page's tabs under the entropy chart: the per-token distribution, the drivers of entropy change, reward and
+precision with the entropy controller. Only the open tab runs (``app/views/run.py``), and each chart here is drawn
+from at most :data:`TAB_POINTS` points per trace and :data:`HEATMAP_COLS` histogram columns (the entropy chart keeps
+the full downsampled resolution): that halves their Plotly payload on a 100k-step run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from entropy_watch import metrics as M
+from entropy_watch.analysis import DetectorConfig, corroborate
+from entropy_watch.app import charts, data
+from entropy_watch.app.run_panels import entropy_name
+from entropy_watch.monitor import RunState
+from entropy_watch.store.reads import Trace
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What every tab draws from: the run, its data version, scalar names, the traces of the step ``window`` (at
+    most :data:`TAB_POINTS` points each), the drawing smoothing, ``run.json``, whether it was imported, the monitor's
+    state (verdict and analysis)."""
+
+    root: str
+    run: str
+    version: tuple[int, int]
+    names: list[str]
+    tr: dict[str, Trace]
+    window: tuple[int, int]
+    smoothing: float
+    meta: dict[str, Any]
+    was_imported: bool
+    state: RunState | None
+
+
+TABS = ("Distribution", "Drivers: clipping, advantages, covariance", "Reward, precision and controller")
+TAB_POINTS = 1000
+HEATMAP_COLS = 500
+
+
+def distribution_tab(v: RunView) -> None:
+    """Token-entropy histogram over steps and the quantile fan."""
+    c1, c2 = st.columns(2)
+    with c1:
+        edges = v.meta.get("hist_edges")
+        hm = data.heatmap(v.root, v.run, v.version, len(edges), v.window, HEATMAP_COLS) if edges else None
+        if hm is not None and hm.steps.size:
+            st.plotly_chart(charts.entropy_heatmap(hm, np.asarray(edges)), key="heatmap")
+        elif v.was_imported:
+            st.info("No token-entropy histogram: imported logs carry only scalar metrics.")
+        else:
+            st.info(
+                "No token-entropy histogram for this run: it logged no per-token entropies. `Watch.log_tokens` "
+                "writes one per step when it is given the logits or the token entropies."
+            )
+    with c2:
+        quant = {n: v.tr[n] for n in M.ENTROPY_QUANTILES if n in v.tr}
+        if quant:
+            st.plotly_chart(charts.quantile_fan(quant, v.smoothing), key="fan")
+        else:
+            st.info("No entropy quantiles (entropy/p10…p99) logged for this run.")
+
+
+def clip_section(tr: dict[str, Trace], smoothing: float) -> None:
+    onpolicy = tr.get(M.CLIP_ONPOLICY)
+    if onpolicy is not None and onpolicy.last() is not None and onpolicy.last() >= 0.5:
+        st.info(
+            "Clipping: **N/A — on-policy** (clip/onpolicy = 1). With no old log-probs the importance ratio is 1, "
+            "so nothing can be clipped; zero clip fractions here are not a sign of health."
+        )
+        return
+    low, high, region = tr.get(M.CLIP_LOW_FRAC), tr.get(M.CLIP_HIGH_FRAC), tr.get(M.CLIP_REGION_FRAC)
+    if low is None and high is None:
+        st.info("No clip fractions (clip/low_frac, clip/high_frac) logged for this run.")
+        return
+    st.plotly_chart(charts.clip_chart(low, high, region, smoothing), key="clip")
+
+
+def drivers_tab(v: RunView) -> None:
+    """Clipping, advantages, predicted vs observed ΔH and the covariance drive."""
+    tr = v.tr
+    c1, c2 = st.columns(2)
+    with c1:
+        clip_section(tr, v.smoothing)
+    with c2:
+        adv = [(n.split("/")[1], tr[n]) for n in (M.ADV_MEAN, M.ADV_STD, M.ADV_MIN, M.ADV_MAX) if n in tr]
+        if M.ADV_FRAC_ZERO_GROUPS in tr:
+            adv.append(("share of zero-variance groups", tr[M.ADV_FRAC_ZERO_GROUPS]))
+        if adv:
+            fig = charts.lines(adv, "Advantages", "advantage (reward units) / share", smoothing=v.smoothing)
+            st.plotly_chart(fig, key="adv")
+        else:
+            st.info("No advantage statistics (adv/*) logged for this run.")
+    c1, c2 = st.columns(2)
+    with c1:
+        src = entropy_name(v.names)
+        # the same-batch change the trainer measured (entropy_drift.py) if logged, else the step-to-step change
+        observed = tr.get(M.ENTROPY_DELTA_OBS)
+        if observed is None and src is not None:
+            observed = data.delta(v.root, v.run, v.version, src, v.window, TAB_POINTS)
+        if M.COV_PRED_DH in tr or observed is not None:
+            st.plotly_chart(charts.delta_h_chart(tr.get(M.COV_PRED_DH), observed, v.smoothing), key="dh")
+        else:
+            st.info("Not enough entropy points to show its per-step change.")
+    with c2:
+        cov = [(n, tr[n]) for n in (M.COV_PG_DRIVE, M.COV_LOGP_ADV) if n in tr]
+        if cov:
+            title = "Covariance drive (positive ⇒ the step spends entropy)"
+            fig = charts.lines(cov, title, "covariance (nats)", zero_line=True, smoothing=v.smoothing)
+            st.plotly_chart(fig, key="cov")
+        else:
+            st.info("No covariance terms (cov/pg_drive, cov/logp_adv) logged: they need log-probs and advantages.")
+
+
+def reward_name(names: list[str]) -> str | None:
+    """The reward series to plot against entropy: evaluation pass@1 when logged, else the training reward mean."""
+    return next((n for n in (M.pass_at_k(1), M.REWARD_MEAN) if n in names), None)
+
+
+def reward_law(state: RunState | None, cfg: DetectorConfig) -> dict[str, Any] | None:
+    """The entropy–reward law R = −a·exp(H) + b (Cui et al. 2025) as the detector's corroboration layer fitted it at
+    the newest analysed step, with its ceiling (R at H = 0) and headroom; None when it cannot be fitted yet."""
+    if state is None or state.result is None or state.series is None or state.result.prep is None:
+        return None
+    prep = state.result.prep
+    if len(prep) == 0:
+        return None
+    i = len(prep) - 1
+    lo = max(int(prep.seg_start[i]), i - cfg.window_max + 1)
+    law = corroborate.reward_flags(state.series, prep, i, lo, cfg).get("law")
+    return dict(law) if law else None
+
+
+def reward_tab(v: RunView) -> None:
+    """Reward vs entropy with the law's ceiling, precision signals and the controller's state."""
+    tr = v.tr
+    c1, c2 = st.columns(2)
+    with c1:
+        reward_section(v)
+    with c2:
+        prec = [(n, tr[n]) for n in (M.RATIO_LOG_MEAN, M.PRECISION_LOGP_GAP_MEAN, M.PRECISION_LOGP_GAP_MAX) if n in tr]
+        if prec:
+            title, y_title = "Precision signals (bf16 ratio bias)", "log-prob gap / mean log ratio (nats)"
+            st.plotly_chart(charts.lines(prec, title, y_title, zero_line=True, smoothing=v.smoothing), key="precision")
+        else:
+            st.info("No precision signals (ratio/log_mean, precision/logp_gap_*) logged for this run.")
+    fig = charts.controller_chart({n: t for n, t in tr.items() if n.startswith("control/")}, v.smoothing)
+    if fig is not None:
+        st.plotly_chart(fig, key="control")
+    else:
+        st.caption("No entropy controller (control/*) logged: the run used a fixed clip range and no entropy target.")
+
+
+def reward_section(v: RunView) -> None:
+    rname, hname = reward_name(v.names), entropy_name(v.names)
+    if rname is None or hname is None:
+        missing = "reward (reward/mean or eval/pass@1)" if rname is None else "entropy"
+        st.info(f"No {missing} logged for this run, so there is no reward–entropy view.")
+        return
+    steps, h, r = data.paired(v.root, v.run, v.version, hname, rname, v.window)
+    if steps.size == 0:
+        st.info(f"{rname} and {hname} were never logged at the same step in this range.")
+        return
+    law = reward_law(v.state, DetectorConfig())
+    st.plotly_chart(charts.reward_vs_entropy(steps, h, r, law, rname), key="reward")
+    if law is None:
+        st.caption("The entropy–reward law is fitted once there are enough pairs spanning enough entropy change.")
+    elif not law.get("applicable"):
+        st.caption(f"The law R = −a·exp(H) + b fits poorly here (R² {law['r2']:.2f}); read its ceiling with care.")
+    else:
+        st.caption(
+            f"Predicted ceiling when entropy is spent (H = 0): {law['ceiling']:.3g}; "
+            f"headroom over the recent reward: {law['headroom']:.3g}."
+        )

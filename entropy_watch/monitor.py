@@ -1,0 +1,274 @@
+"""Monitor: follow a store's runs and analyse each one when its data changes — the one loop under ``entropy-watch
+watch`` and the app's background analysis.
+
+    monitor = Monitor(TailReader(root), on_new_alerts=print_alerts)
+    monitor.follow(interval_s=10.0)          # the CLI: poll, analyse what changed, call back, sleep (Ctrl-C stops)
+    monitor.start(interval_s=2.0)            # the app: the same loop on a daemon thread
+    monitor.state(run)                       # the newest finished analysis of a run (:class:`RunState`), no waiting
+    monitor.refresh(run, wait_s=0.5)         # analyse one run now if its data changed, waiting at most wait_s
+
+Each pass polls the reader (a :class:`~entropy_watch.store.TailReader` ingests only new files), reads each run's
+change token ``(scalar rows, newest step)`` and analyses only the runs whose token moved, with one incremental
+:class:`~entropy_watch.analysis.Analyzer` per run (forecast evaluations are cached, so following a live run costs
+the new steps only). Runs a page asked for recently are analysed first. An analysis that fails keeps the last good
+result and reports the error as one line; a run without an entropy series yet is "waiting", not an error.
+
+Callbacks (all optional, called on the thread that analysed; keep them quick and never let them raise — an
+exception is caught and reported through ``on_error``):
+
+* ``on_new_alerts(run, alerts, verdict)`` — alerts not reported before for this run (by ``Alert.key``), in step
+  order, with the run's verdict at that moment. ``entropy-watch watch`` prints them; notifications plug in here.
+* ``on_analysis(state)`` — after every finished analysis, with the run's new :class:`RunState` (result and verdict),
+  whether or not it raised new alerts; ``watch --notify`` follows recoveries through it.
+* ``on_waiting(run, reason)`` — once per run while it has no entropy series yet.
+* ``on_error(run, message)`` — an analysis or a callback failed (one line).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from entropy_watch.analysis import Alert, AnalysisResult, Analyzer, DetectorConfig, RunSeries
+from entropy_watch.analysis.verdict import Verdict
+from entropy_watch.errors import NoEntropySeries, RunNotFound
+from entropy_watch.store.reads import RunReader
+
+Version = tuple[int, int]
+OnNewAlerts = Callable[[str, list[Alert], Verdict | None], None]
+OnWaiting = Callable[[str, str], None]
+OnError = Callable[[str, str], None]
+OnAnalysis = Callable[[Any], None]  # called with the run's new RunState
+
+
+@dataclass(frozen=True)
+class RunState:
+    """The newest finished analysis of one run.
+
+    ``version`` the data it saw (scalar rows, newest step); ``series`` what was analysed (None while waiting);
+    ``result`` the detector output; ``verdict`` the run's :class:`~entropy_watch.analysis.verdict.Verdict` (health,
+    H_ref, the forecast, the ordered alerts: what every surface renders), ``waiting`` why
+    there is no analysis yet (no entropy logged), ``error`` one line when the last analysis failed (``result`` is
+    then the last good one); ``seconds`` how long the analysis took; ``finished_at`` Unix time.
+    """
+
+    run: str
+    version: Version | None = None
+    series: RunSeries | None = None
+    result: AnalysisResult | None = None
+    verdict: Verdict | None = None
+    waiting: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    finished_at: float = 0.0
+
+
+@dataclass
+class _Job:
+    analyzer: Analyzer
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    emitted: set[str] = field(default_factory=set)
+    worker: threading.Thread | None = None
+
+
+class Monitor:
+    """Follows the runs of ``reader`` (all of them, or ``runs``) and analyses each when its data changes.
+
+    Args:
+        reader: a :class:`~entropy_watch.store.reads.RunReader`; a ``TailReader`` (has ``poll``) makes each pass
+            cost only the new files.
+        runs: follow only these run names (None: every run, new ones too).
+        config: detector settings.
+        on_new_alerts, on_analysis, on_waiting, on_error: see the module docstring.
+    """
+
+    def __init__(
+        self,
+        reader: RunReader,
+        runs: Iterable[str] | None = None,
+        config: DetectorConfig | None = None,
+        *,
+        on_new_alerts: OnNewAlerts | None = None,
+        on_waiting: OnWaiting | None = None,
+        on_error: OnError | None = None,
+        on_analysis: OnAnalysis | None = None,
+    ) -> None:
+        self.reader = reader
+        self.only = None if runs is None else tuple(runs)
+        self.config = config or DetectorConfig()
+        self.on_new_alerts = on_new_alerts
+        self.on_waiting = on_waiting
+        self.on_error = on_error
+        self.on_analysis = on_analysis
+        self.passes = 0
+        self._jobs: dict[str, _Job] = {}
+        self._states: dict[str, RunState] = {}
+        self._wanted: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- reading the state --------------------------------------------------------------------------------------
+    def state(self, run: str) -> RunState | None:
+        """The newest finished analysis of ``run`` (None before the first one finishes)."""
+        return self._states.get(run)
+
+    def states(self) -> dict[str, RunState]:
+        """Every run's newest finished analysis."""
+        return dict(self._states)
+
+    def versions(self) -> dict[str, Version]:
+        """The reader's current change token per followed run."""
+        v = self.reader.versions()
+        return v if self.only is None else {r: x for r, x in v.items() if r in self.only}
+
+    # -- one pass and the loop ----------------------------------------------------------------------------------
+    def poll(self) -> list[RunState]:
+        """Poll the reader and analyse every run whose data changed (runs asked for recently first); returns the
+        states produced by this pass."""
+        poll = getattr(self.reader, "poll", None)
+        if callable(poll):
+            poll()
+        versions = self.versions()
+        for run in self.only or ():
+            if run not in versions and run not in self._states:  # named but not there yet: say so once
+                self._states[run] = RunState(run, waiting="no data in the store yet", finished_at=time.time())
+                self._call(self.on_waiting, run, run, "no data in the store yet")
+        order = sorted(versions, key=lambda r: (-self._wanted.get(r, 0.0), r))
+        out = []
+        for run in order:
+            if self._stop.is_set() and self._thread is not None:
+                break
+            st = self._analyse(run, versions[run])
+            if st is not None:
+                out.append(st)
+        self.passes += 1
+        return out
+
+    def follow(self, interval_s: float, iterations: int | None = None) -> int:
+        """Run :meth:`poll` every ``interval_s`` seconds, ``iterations`` times (None: until :meth:`stop` or Ctrl-C,
+        which propagates as ``KeyboardInterrupt``); returns the number of passes made."""
+        n = 0
+        while (iterations is None or n < iterations) and not self._stop.is_set():
+            self.poll()
+            n += 1
+            if iterations is None or n < iterations:
+                self._stop.wait(interval_s)
+        return n
+
+    def start(self, interval_s: float) -> Monitor:
+        """Run :meth:`follow` on a daemon thread (idempotent); returns self."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._loop, args=(interval_s,), name="entropy-watch-monitor", daemon=True
+                )
+                self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the loop started by :meth:`start` (waits at most ``timeout_s`` for the current analysis)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self, interval_s: float) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll()
+            except Exception as exc:  # a listing error must not end the app's background analysis
+                self._report("*", f"monitor pass failed: {type(exc).__name__}: {exc}")
+            self._stop.wait(interval_s)
+
+    # -- one run ------------------------------------------------------------------------------------------------
+    def refresh(self, run: str, wait_s: float = 0.0, version: Version | None = None) -> RunState | None:
+        """Analyse ``run`` now if its data moved past what was analysed (on a worker thread, so a page never waits
+        longer than ``wait_s``); returns the newest finished state. Also moves ``run`` to the front of the loop."""
+        self._wanted[run] = time.monotonic()
+        if version is None:
+            version = self.versions().get(run)
+        st = self._states.get(run)
+        if version is None or (st is not None and st.version == version):
+            return st
+        job = self._job(run)
+        with self._lock:
+            if job.worker is None or not job.worker.is_alive():
+                job.worker = threading.Thread(target=self._analyse, args=(run, version), daemon=True)
+                job.worker.start()
+            worker = job.worker
+        if wait_s > 0:
+            worker.join(wait_s)
+        return self._states.get(run)
+
+    def pending(self, run: str, version: Version | None) -> bool:
+        """True while the newest data of ``run`` (``version``) has not been analysed yet."""
+        st = self._states.get(run)
+        return version is not None and (st is None or st.version != version)
+
+    def _job(self, run: str) -> _Job:
+        with self._lock:
+            job = self._jobs.get(run)
+            if job is None:
+                job = self._jobs[run] = _Job(Analyzer(self.config))
+            return job
+
+    def _analyse(self, run: str, version: Version) -> RunState | None:
+        """Analyse ``run`` at ``version`` unless that was done; one analysis per run at a time."""
+        job = self._job(run)
+        with job.lock:
+            old = self._states.get(run)
+            if old is not None and old.version == version:
+                return None
+            t0 = time.perf_counter()
+            try:
+                series = RunSeries.from_reader(self.reader, run)
+            except RunNotFound:
+                return None
+            except NoEntropySeries as e:
+                st = RunState(run, version, waiting=str(e), finished_at=time.time())
+                self._states[run] = st
+                if old is None or old.waiting is None:
+                    self._call(self.on_waiting, run, run, str(e))
+                return st
+            try:
+                result = job.analyzer.analyze(series)
+                verdict = result.verdict
+            except Exception as exc:  # one line on the page / terminal, never a traceback; keep the last result
+                msg = f"analysis failed: {type(exc).__name__}: {exc}"
+                base = old if old is not None else RunState(run)
+                st = replace(base, version=version, error=msg, finished_at=time.time())
+                self._states[run] = st
+                self._report(run, msg)
+                return st
+            st = RunState(run, version, series, result, verdict, None, None, time.perf_counter() - t0, time.time())
+            self._states[run] = st
+            new = [a for a in result.alerts if a.key not in job.emitted]
+            job.emitted.update(a.key for a in new)
+            if new:
+                self._call(self.on_new_alerts, run, run, new, verdict)
+            self._call(self.on_analysis, run, st)
+            return st
+
+    def _call(self, fn: Callable[..., None] | None, run: str, *args: Any) -> None:
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._report(run, f"callback {getattr(fn, '__name__', fn)!s} failed: {type(exc).__name__}: {exc}")
+
+    def _report(self, run: str, message: str) -> None:
+        if self.on_error is not None:
+            try:
+                self.on_error(run, message)
+            except Exception:  # the error reporter itself failed: nothing left to tell
+                pass
