@@ -1,15 +1,17 @@
-"""The post-hoc HTML report: one self-contained file (plotly.js inlined once) for a run and its analysis.
+"""The post-hoc HTML report: one self-contained file (plotly.js inlined once) for a run and its verdict.
 
-Sections: entropy with the floor, the latest forecast curve, its ETA and 90% interval band, and the alerts as
-markers; reward; the token-entropy heatmap over steps when the run has a ``hist`` table; the alerts table with
-evidence and suggested actions. plotly is the ``app`` extra: imported inside :func:`build_report`.
+It renders the run's :class:`~entropy_watch.analysis.Verdict` and nothing else from the analysis (no forecast of
+its own): the headline and H_ref with how it was taken; entropy with the detector's level, H_ref and the floor, the
+verdict's forecast curve with its band and ETA interval (in the alert's direction: decay for a collapse, rise for an
+explosion, none otherwise), and the alerts as markers; reward; the token-entropy heatmap over steps when the run has
+a ``hist`` table; the alerts table (most severe first) with evidence and suggested actions. plotly is the ``app``
+extra: imported inside :func:`build_report`.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,7 @@ import numpy as np
 from entropy_watch.errors import MissingExtra
 
 if TYPE_CHECKING:
-    from entropy_watch.analysis import AnalysisResult, RunSeries
+    from entropy_watch.analysis import AnalysisResult, RunSeries, Verdict
 
 SEVERITY_COLOR = {"info": "#1f77b4", "warning": "#ff7f0e", "critical": "#d62728"}
 MAX_HEATMAP_COLUMNS = 600  # steps shown in the heatmap (evenly thinned beyond that)
@@ -28,32 +30,39 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;
 h1{font-size:1.4em} h2{font-size:1.1em;margin-top:28px} table{border-collapse:collapse;width:100%;font-size:.9em}
 td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top} .sev{font-weight:600}
 details{font-size:.85em} pre{white-space:pre-wrap;background:#f6f6f6;padding:6px} .muted{color:#777}
+.headline{font-size:1.15em;font-weight:600}
 """
 
 
 def _entropy_figure(go: Any, series: RunSeries, result: AnalysisResult) -> Any:
     fig = go.Figure()
     steps, h = series.steps, series.entropy
+    v = result.verdict
     fig.add_scatter(x=steps, y=h, mode="lines", name="entropy (nats)", line={"width": 1, "color": "#888"})
     prep = result.prep
     if prep is not None and len(prep):
-        fig.add_scatter(x=steps, y=prep.smooth, mode="lines", name="smoothed", line={"color": "#333"})
-        if np.isfinite(prep.floor).any():
-            fig.add_scatter(x=steps, y=prep.floor, mode="lines", name="floor", line={"dash": "dot", "color": "#d62728"})
-    f = _latest_fit(series, result)
+        fig.add_scatter(x=steps, y=prep.smooth, mode="lines", name="level (detector)", line={"color": "#333"})
+    if v is not None and v.reference.value is not None:
+        fig.add_hline(y=v.reference.value, line_dash="dot", line_color="#2ca02c", annotation_text="H_ref",
+                      annotation_position="top left")  # fmt: skip
+    if v is not None and v.floor is not None:
+        fig.add_hline(y=v.floor, line_dash="dot", line_color="#d62728", annotation_text="floor",
+                      annotation_position="bottom left")  # fmt: skip
+    f = v.forecast if v is not None else None
     if f is not None:
-        end = f.step + (f.eta_hi if math.isfinite(f.eta_hi) else f.horizon_steps)
-        end = min(end, f.step + 3 * max(f.horizon_steps, 1.0))
-        xs = np.linspace(f.window_start_step, end, 200)
-        fig.add_scatter(x=xs, y=f.curve(xs), mode="lines", name=f"forecast ({f.model})", line={"color": "#9467bd"})
-        if math.isfinite(f.eta_median):
-            lo = f.step + f.eta_lo
-            hi = f.step + (f.eta_hi if math.isfinite(f.eta_hi) else end - f.step)
-            fig.add_vrect(x0=lo, x1=hi, fillcolor="#9467bd", opacity=0.15, line_width=0,
-                          annotation_text="ETA 90% interval", annotation_position="top left")  # fmt: skip
-            fig.add_vline(x=f.step + f.eta_median, line_dash="dash", line_color="#9467bd")
+        pct = f"{100 * f.interval:.0f}%"
+        fig.add_scatter(x=f.steps + f.steps[::-1], y=f.hi + f.lo[::-1], fill="toself", line={"width": 0},
+                        fillcolor="rgba(148,103,189,0.15)", name=f"forecast {pct} band", hoverinfo="skip")  # fmt: skip
+        fig.add_scatter(x=f.steps, y=f.curve, mode="lines", name=f"forecast ({f.direction}, {f.model})",
+                        line={"color": "#9467bd"})  # fmt: skip
+        if f.eta_step is not None:
+            if f.eta_lo_step is not None and f.eta_hi_step is not None:
+                fig.add_vrect(x0=f.eta_lo_step, x1=f.eta_hi_step, fillcolor="#9467bd", opacity=0.12, line_width=0,
+                              annotation_text=f"ETA {pct} interval", annotation_position="top left")  # fmt: skip
+            fig.add_vline(x=f.eta_step, line_dash="dash", line_color="#9467bd")
+    alerts = list(v.alerts) if v is not None else []
     for sev, color in SEVERITY_COLOR.items():
-        pts = [a for a in result.alerts if a.severity == sev]
+        pts = [a for a in alerts if a.severity == sev]
         if pts:
             ys = [float(np.interp(a.step, steps, np.nan_to_num(h, nan=0.0))) for a in pts]
             fig.add_scatter(x=[a.step for a in pts], y=ys, mode="markers", name=f"{sev} alerts",
@@ -61,22 +70,6 @@ def _entropy_figure(go: Any, series: RunSeries, result: AnalysisResult) -> Any:
                             text=[a.message for a in pts], hoverinfo="text+x")  # fmt: skip
     fig.update_layout(title="Token entropy", xaxis_title="step", yaxis_title="nats", yaxis_type="log", height=420)
     return fig
-
-
-def _latest_fit(series: RunSeries, result: AnalysisResult) -> Any:
-    """The forecast at the last evaluation, fitted even when its gates failed (so the plot shows a trajectory)."""
-    from entropy_watch.analysis import DetectorConfig
-    from entropy_watch.analysis.forecast import evaluate
-
-    prep = result.prep
-    if prep is None or len(prep) < 20:
-        return None
-    for i in range(len(prep) - 1, max(len(prep) - 30, 0), -1):
-        if prep.armed[i]:
-            f = evaluate(prep, i, DetectorConfig(), always_fit=True)
-            if f is not None:
-                return f
-    return None
 
 
 def _reward_figure(go: Any, series: RunSeries) -> Any | None:
@@ -110,11 +103,11 @@ def _heatmap_figure(go: Any, series: RunSeries) -> Any | None:
     return fig
 
 
-def _alerts_table(result: AnalysisResult) -> str:
-    if not result.alerts:
+def _alerts_table(v: Verdict) -> str:
+    if not v.alerts:
         return "<p>No alerts.</p>"
     rows = []
-    for a in result.alerts:
+    for a in v.alerts:
         color = SEVERITY_COLOR[a.severity]
         actions = "".join(f"<li>{html.escape(x)}</li>" for x in a.actions)
         ev = html.escape(json.dumps(a.evidence, indent=1, default=str))
@@ -125,6 +118,26 @@ def _alerts_table(result: AnalysisResult) -> str:
         )
     head = "<tr><th>step</th><th>severity</th><th>kind</th><th>detector</th><th>message</th></tr>"
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _verdict_block(v: Verdict) -> str:
+    """The headline, H_ref and how it was taken, the floor and ln V when known."""
+    color = SEVERITY_COLOR.get(v.health, "#2ca02c" if v.health == "ok" else "#777")
+    parts = [f"<p class='headline' style='color:{color}'>{html.escape(v.headline)}</p>"]
+    ref = v.reference
+    if ref.value is not None:
+        parts.append(
+            f"<p class='muted'>H_ref {ref.value:.4g} nats: {html.escape(ref.method)} "
+            f"(steps {ref.first_step}–{ref.last_step}).{' ' + html.escape(ref.note) if ref.note else ''}</p>"
+        )
+    facts = []
+    if v.floor is not None:
+        facts.append(f"floor {v.floor:.4g} nats")
+    if v.ln_v is not None:
+        facts.append(f"ln V {v.ln_v:.3g}")
+    if facts:
+        parts.append(f"<p class='muted'>{' · '.join(facts)}</p>")
+    return "".join(parts)
 
 
 def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *, source: str = "") -> Path:
@@ -142,13 +155,15 @@ def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *,
             continue
         parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=True if first else False))
         first = False
-    notes = "".join(f"<p class='muted'>note: {html.escape(n)}</p>" for n in result.notes)
-    worst = result.worst or "none"
+    v = result.verdict
+    if v is None:
+        raise ValueError("build_report needs an analysis result with its verdict (entropy_watch.analysis.analyze)")
+    notes = "".join(f"<p class='muted'>note: {html.escape(n)}</p>" for n in v.notes)
     title = f"entropy_watch report: {html.escape(series.name)}"
     body = (
         f"<h1>{title}</h1><p class='muted'>{html.escape(source)} · {len(series)} logged steps · "
-        f"{len(result.alerts)} alerts · worst severity: {worst}</p>{notes}"
-        f"<h2>Entropy</h2>{parts[0] if parts else ''}{''.join(parts[1:])}<h2>Alerts</h2>{_alerts_table(result)}"
+        f"{len(v.alerts)} alerts · health: {v.health}</p>{_verdict_block(v)}{notes}"
+        f"<h2>Entropy</h2>{parts[0] if parts else ''}{''.join(parts[1:])}<h2>Alerts</h2>{_alerts_table(v)}"
     )
     doc = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style></head>"
     doc += f"<body>{body}</body></html>"

@@ -1,20 +1,29 @@
 """Synthetic entropy runs with known ground truth, for tests, benchmarks and the demo (DETECTION.md §B.4, §B.6).
 
-Each run is one value per policy version: a noiseless curve in nats times multiplicative AR(1) noise with rare
-spikes, plus a reward that follows the entropy–reward law ``R = ceiling − a·(exp(H) − 1)`` (Cui et al. 2025,
-arXiv:2505.22617) with noise. Kinds:
+Each run is one value per logged point: a noiseless curve in nats times multiplicative AR(1) noise in log space with
+rare heavy-tailed outliers, plus a reward. The noise (σ, φ and the outlier rate) is a :class:`NoiseFit` — by default
+one drawn from :data:`REAL_NOISE`, which :func:`fit_noise` measured on the labelled real logs in
+``shared/real_runs`` (``benchmarks/bench_detectors.py`` refits and prints them, and passes the fits of the runs
+closest in density). Kinds (the shapes users' runs take; label in brackets):
 
-* healthy ``healthy`` (decay to a plateau at 30–70% of H0), ``healthy_slow`` (slow decline that plateaus late),
-  ``cliff_recover`` (a one-off drop that recovers), ``sawtooth`` (several epochs per batch), ``ar_noise`` (strongly
-  autocorrelated noise), ``lr_kink`` (an LR-schedule change, logged as an event), ``healthy_rise`` (rises 1.5–2.5×
-  then settles) — label ``healthy``;
-* ``collapse_exp``, ``collapse_linear``, ``collapse_step`` (step-then-decay) toward 0 after ``onset_step`` — label
-  ``collapse``; ``explosion`` (exponential rise toward ln V) — label ``explosion``;
-* ``benign`` — entropy collapses within a few dozen steps while reward goes to 1 (task solved) — label
-  ``collapse-benign``.
+* ``healthy`` [healthy] — entropy drops by up to half early and settles (fast or late), or rises 1.3–2.5× and holds,
+  while reward improves or holds; a quarter of them with a sawtooth (several epochs per batch);
+* ``spike`` [healthy] — a healthy run with one or two transient spikes (1–2 points at 3–10× the level);
+* ``near_uniform`` [healthy] — a small-vocabulary policy that starts near ln V (V known) and falls to a healthy level;
+* ``lr_kink`` [healthy] — a healthy run with an LR-schedule change (logged as an event) that lowers the level 10–25%;
+* ``steady_collapse`` [collapse] — a steady exponential decline, from an onset in the first 30%, that has lost
+  68–85% of H0 by the end, reward on a plateau (the "mild, steady" collapses of TRL logs);
+* ``fast_collapse`` [collapse] — a healthy start, then from an onset at 30–60% a decay that crosses the floor 15–35%
+  of the run later and keeps going;
+* ``explosion`` [explosion] — a healthy start, then from an onset at 40–75% a rise past 3·H0 within 5–20% of the
+  run, toward several nats, with the reward falling;
+* ``solved`` [collapse-benign] — entropy collapses within the first 5–20% while reward goes to 1.
 
-``floor_step`` is where the noiseless curve crosses 0.1·H0 (collapse) or 3·H0 (explosion); None when it never does.
-Usage: ``generate("collapse_exp", seed=3, n_steps=600)``; ``write_to_store(root, "demo", "collapse_exp")``.
+Earlier kind names (``collapse_exp``, ``healthy_slow``, ``benign``, ...) are accepted as :data:`ALIASES`.
+
+``onset_step`` is where the change begins; ``floor_step`` where the noiseless curve crosses the collapse floor
+``max(0.1·H0, 0.02)`` (collapse) or 3·H0 (explosion), None when it never does. H0 is the noiseless start.
+Usage: ``generate("fast_collapse", seed=3, n_steps=400)``; ``write_to_store(root, "demo", "fast_collapse")``.
 """
 
 from __future__ import annotations
@@ -25,24 +34,96 @@ from typing import Any
 
 import numpy as np
 
-HEALTHY_KINDS: tuple[str, ...] = (
-    "healthy",
-    "healthy_slow",
-    "cliff_recover",
-    "sawtooth",
-    "ar_noise",
-    "lr_kink",
-    "healthy_rise",
-)
-COLLAPSE_KINDS: tuple[str, ...] = ("collapse_exp", "collapse_linear", "collapse_step")
-KINDS: tuple[str, ...] = (*HEALTHY_KINDS, *COLLAPSE_KINDS, "explosion", "benign")
+HEALTHY_KINDS: tuple[str, ...] = ("healthy", "spike", "near_uniform", "lr_kink")
+COLLAPSE_KINDS: tuple[str, ...] = ("steady_collapse", "fast_collapse")
+KINDS: tuple[str, ...] = (*HEALTHY_KINDS, *COLLAPSE_KINDS, "explosion", "solved")
+SUITE_KINDS: tuple[str, ...] = ("healthy", "steady_collapse", "fast_collapse", "explosion", "spike", "near_uniform",
+                                "solved")  # fmt: skip
+"""The benchmark suite: the seven shapes issue 10 names."""
+LABELS: dict[str, str] = {
+    **dict.fromkeys(HEALTHY_KINDS, "healthy"),
+    **dict.fromkeys(COLLAPSE_KINDS, "collapse"),
+    "explosion": "explosion",
+    "solved": "collapse-benign",
+}
+ALIASES: dict[str, str] = {
+    "collapse_exp": "fast_collapse",
+    "collapse_step": "fast_collapse",
+    "collapse_linear": "steady_collapse",
+    "healthy_slow": "healthy",
+    "healthy_rise": "healthy",
+    "sawtooth": "healthy",
+    "ar_noise": "healthy",
+    "cliff_recover": "spike",
+    "benign": "solved",
+}
+"""Earlier kind names, still accepted (with :data:`DEMO_NOISE` unless noise is given)."""
 VOCAB_SIZE = 151_936  # Qwen-family vocabulary: ln V ≈ 11.9 nats
+FLOOR_REL, FLOOR_ABS = 0.10, 0.02  # the collapse floor the truth is scored against (DetectorConfig's defaults)
+MIN_STEPS = 20
+
+
+@dataclass(frozen=True)
+class NoiseFit:
+    """Noise of log H around its trend: marginal σ (log units), lag-1 autocorrelation φ, the rate of outliers
+    (differences beyond 4 robust σ), and where it was measured (``source``, ``n_points``)."""
+
+    sigma: float
+    phi: float
+    outliers: float
+    source: str = ""
+    n_points: int = 0
+
+
+DEMO_NOISE = NoiseFit(0.06, 0.3, 0.0, "demo")
+"""Quiet noise for demo and test stores (write_to_store), where the run's shape should be plain to see."""
+
+# Fitted by fit_noise() on the labelled runs in shared/real_runs (the working range of each: entropy between its
+# floor and 3x its early level); benchmarks/bench_detectors.py refits and prints these.
+REAL_NOISE: tuple[NoiseFit, ...] = (
+    NoiseFit(0.57, 0.21, 0.11, "rasbt 7_3", 500),
+    NoiseFit(0.32, 0.05, 0.12, "rasbt 7_6-conditional", 500),
+    NoiseFit(0.12, 0.01, 0.001, "Deep-GRPO gamma1.0", 3434),
+    NoiseFit(0.12, 0.00, 0.001, "Deep-GRPO gamma2.0", 2958),
+    NoiseFit(0.09, 0.06, 0.003, "Deep-GRPO TreeRL", 927),
+    NoiseFit(0.17, 0.13, 0.05, "Sunshine best_static", 40),
+    NoiseFit(0.15, 0.29, 0.0, "Sunshine rho2.00", 40),
+    NoiseFit(0.18, 0.51, 0.0, "Sunshine qwen35", 40),
+)
+
+
+def fit_noise(entropy: np.ndarray, source: str = "") -> NoiseFit | None:
+    """σ, φ and the outlier rate of log H from its differences, over the run's working range (finite, positive,
+    between 10% and 3× the median of its first 3 points, so a collapse or an explosion does not count as noise).
+    For AR(1) noise x: Var(Δx) = 2σ²(1−φ) and corr(Δx_t, Δx_{t−1}) = −(1−φ)/2; robust versions of both (MAD,
+    differences clipped at 3σ). None when fewer than 15 usable differences remain."""
+    h = np.asarray(entropy, dtype=np.float64)
+    h = h[np.isfinite(h) & (h > 0)]
+    if h.size < 16:
+        return None
+    ref = float(np.median(h[:3]))
+    ok = (h > 0.1 * ref) & (h < 3 * ref)
+    y = np.log(h)
+    d = np.diff(y)[ok[1:] & ok[:-1]]
+    if d.size < 15:
+        return None
+    dev = d - np.median(d)
+    sd = 1.4826 * float(np.median(np.abs(dev)))
+    if sd <= 0:
+        return None
+    dc = np.clip(dev, -3 * sd, 3 * sd)
+    dc = dc - dc.mean()
+    rho = float(np.dot(dc[:-1], dc[1:]) / np.dot(dc, dc))
+    phi = float(np.clip(1 + 2 * rho, 0.0, 0.9))
+    sigma = sd / np.sqrt(2 * (1 - phi))
+    return NoiseFit(float(sigma), phi, float(np.mean(np.abs(dev) > 4 * sd)), source, int(h.size))
 
 
 @dataclass
 class SyntheticRun:
     """One synthetic run: ``steps`` (n,) int64, ``entropy`` (n,) nats, ``reward`` (n,) in [0, 1], ``clean`` (n,) the
-    noiseless entropy; ``onset_step``/``floor_step`` the truth (None where not applicable)."""
+    noiseless entropy; ``onset_step``/``floor_step`` the truth (None where not applicable); ``vocab_size`` what the
+    run states (None: unknown, like most CSV logs)."""
 
     kind: str
     label: str
@@ -55,6 +136,11 @@ class SyntheticRun:
     floor_step: int | None
     events: list[tuple[int, str]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    vocab_size: int | None = None
+
+    @property
+    def h0(self) -> float:
+        return float(self.clean[0])
 
     def to_series(self, name: str | None = None) -> Any:
         """As an :class:`entropy_watch.analysis.RunSeries`."""
@@ -66,7 +152,7 @@ class SyntheticRun:
             self.entropy,
             reward=self.reward,
             events=list(self.events),
-            meta={"vocab_size": VOCAB_SIZE},
+            meta={"vocab_size": self.vocab_size} if self.vocab_size else {},
         )
 
 
@@ -80,104 +166,119 @@ def _ar1(rng: np.random.Generator, n: int, phi: float, sigma: float) -> np.ndarr
     return x
 
 
-def _first(mask: np.ndarray, t: np.ndarray) -> int | None:
-    return int(t[np.argmax(mask)]) if mask.any() else None
+def _first(mask: np.ndarray) -> int | None:
+    return int(np.argmax(mask)) if mask.any() else None
 
 
-def generate(kind: str, seed: int = 0, n_steps: int = 600) -> SyntheticRun:
-    """One seeded run of ``kind`` (see the module docstring) with ``n_steps`` versions (≥ 100)."""
+def _healthy_shape(rng: np.random.Generator, t: np.ndarray, n: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """A healthy multiplier on H0 (n,): an early drop of up to half that settles (fast or late), or a rise."""
+    shape = rng.choice(["settle", "settle", "late", "rise"])
+    if shape == "rise":
+        rise, start = float(rng.uniform(1.3, 2.5)), float(rng.uniform(0.1, 0.5)) * n
+        tau = float(rng.uniform(0.03, 0.2)) * n
+        mult = np.where(t < start, 1.0, 1 + (rise - 1) * (1 - np.exp(-(t - start) / tau)))
+        return mult, {"shape": shape, "rise": rise}
+    plateau = float(rng.uniform(0.5, 1.0))
+    tau = float(rng.uniform(0.02, 0.2) if shape == "settle" else rng.uniform(0.3, 0.8)) * n
+    return plateau + (1 - plateau) * np.exp(-t / tau), {"shape": shape, "plateau": plateau, "tau": tau}
+
+
+def generate(kind: str, seed: int = 0, n_steps: int = 600, noise: NoiseFit | None = None) -> SyntheticRun:
+    """One seeded run of ``kind`` (see the module docstring) with ``n_steps`` points (≥ 20). ``noise`` defaults to a
+    fit drawn from :data:`REAL_NOISE` by the seed."""
+    if kind in ALIASES:
+        kind, noise = ALIASES[kind], noise or DEMO_NOISE
     if kind not in KINDS:
         raise ValueError(f"unknown synthetic kind {kind!r}; expected one of {', '.join(KINDS)}")
-    if n_steps < 100:
-        raise ValueError(f"n_steps must be >= 100, got {n_steps}")
-    rng = np.random.default_rng([seed, KINDS.index(kind)])
+    if n_steps < MIN_STEPS:
+        raise ValueError(f"n_steps must be >= {MIN_STEPS}, got {n_steps}")
+    rng = np.random.default_rng([seed, KINDS.index(kind), n_steps])
     n = n_steps
     t = np.arange(n, dtype=np.float64)
-    scale = n / 600.0
-    h0 = float(rng.uniform(0.3, 1.5))
-    plateau = float(rng.uniform(0.3, 0.7))
-    tau = float(rng.uniform(30, 120)) * scale
-    cv = float(rng.uniform(0.02, 0.15))
-    phi = float(rng.uniform(0.0, 0.6))
-    mult = plateau + (1 - plateau) * np.exp(-t / tau)
+    if noise is None:
+        noise = REAL_NOISE[int(rng.integers(len(REAL_NOISE)))]
+    h0 = float(np.exp(rng.uniform(np.log(0.08), np.log(2.0))))
+    vocab: int | None = None
     onset: int | None = None
     events: list[tuple[int, str]] = []
-    label = "healthy"
-    ceiling = float(rng.uniform(0.6, 0.85))
-    params: dict[str, Any] = {"h0": h0, "plateau": plateau, "tau": tau, "cv": cv, "phi": phi}
+    label = LABELS[kind]
+    params: dict[str, Any] = {"h0": h0, "sigma": noise.sigma, "phi": noise.phi, "noise_source": noise.source}
+    mult, p = _healthy_shape(rng, t, n)
+    params.update(p)
+    r0, ceiling = float(rng.uniform(0.1, 0.5)), float(rng.uniform(0.6, 0.9))
+    reward = ceiling - (ceiling - r0) * np.exp(-t / (float(rng.uniform(0.05, 0.3)) * n))
+    spikes: list[tuple[int, int, float]] = []
 
-    if kind == "healthy_slow":
-        tau = float(rng.uniform(150, 300)) * scale
+    if kind == "spike":
+        for _ in range(int(rng.integers(1, 3))):
+            spikes.append((int(rng.uniform(0.2, 0.95) * n), int(rng.integers(1, 3)), float(rng.uniform(3.0, 10.0))))
+        params.update(spikes=spikes)
+    elif kind == "near_uniform":
+        vocab = int(rng.integers(16, 65))
+        h0 = float(rng.uniform(0.85, 0.98)) * float(np.log(vocab))
+        plateau, tau = float(rng.uniform(0.5, 0.9)), float(rng.uniform(0.02, 0.2)) * n
         mult = plateau + (1 - plateau) * np.exp(-t / tau)
-    elif kind == "cliff_recover":
-        at = int(rng.uniform(0.3, 0.8) * n)
-        depth, rec = float(rng.uniform(0.4, 0.6)), float(rng.uniform(5, 20))
-        dip = np.where(t >= at, depth * np.exp(-(t - at) / rec), 0.0)
-        mult = mult * (1 - dip)
-        params.update(cliff_step=at, depth=depth)
-    elif kind == "ar_noise":
-        phi = float(rng.uniform(0.7, 0.9))
+        params.update(h0=h0, vocab=vocab, plateau=plateau)
     elif kind == "lr_kink":
         at = int(rng.uniform(0.2, 0.6) * n)
         extra = float(rng.uniform(0.1, 0.25))
-        mult = mult * (1 - extra * (1 - np.exp(-np.clip(t - at, 0, None) / 15.0)) * (t >= at))
+        mult = mult * (1 - extra * (1 - np.exp(-np.clip(t - at, 0, None) / max(0.03 * n, 2.0))) * (t >= at))
         events.append((at, "lr_schedule"))
         params.update(kink_step=at)
-    elif kind == "healthy_rise":
-        rise, tr = float(rng.uniform(1.5, 2.5)), float(rng.uniform(40, 120)) * scale
-        start = int(rng.uniform(0.1, 0.4) * n)
-        mult = np.where(t < start, 1.0, 1 + (rise - 1) * (1 - np.exp(-(t - start) / tr)))
-    elif kind in COLLAPSE_KINDS:
-        label = "collapse"
-        onset = int(rng.uniform(0.25, 0.55) * n)
-        dt = np.clip(t - onset, 0, None)
-        tc = float(rng.uniform(60, 150)) * scale
-        if kind == "collapse_exp":
-            extra = np.exp(-dt / tc)
-        elif kind == "collapse_linear":
-            dur = float(rng.uniform(150, 300)) * scale
-            extra = np.clip(1 - 0.98 * dt / dur, 0.02, 1.0)
-        else:
-            drop = float(rng.uniform(0.3, 0.5))
-            extra = np.where(t >= onset, (1 - drop) * np.exp(-dt / tc), 1.0)
-        mult = mult * extra
-        params.update(tau_collapse=tc)
-    elif kind == "explosion":
-        label = "explosion"
+    elif kind == "steady_collapse":
+        onset = int(rng.uniform(0.0, 0.3) * n)
+        end_frac = float(rng.uniform(0.15, 0.32))
+        lvl = float(mult[onset]) if onset else 1.0
+        k = np.log(lvl / end_frac) / max(n - 1 - onset, 1)
+        mult = np.where(t < onset, mult, lvl * np.exp(-k * (t - onset)))
+        reward = np.where(t < onset, reward, reward[onset] + (ceiling - reward[onset]) * 0.3 * (t >= onset))
+        params.update(end_frac=end_frac)
+    elif kind == "fast_collapse":
         onset = int(rng.uniform(0.3, 0.6) * n)
-        te = float(rng.uniform(40, 100)) * scale
-        mult = mult * np.exp(np.clip(t - onset, 0, None) / te)
-        params.update(tau_explosion=te)
-    elif kind == "benign":
-        label = "collapse-benign"
-        tb = float(rng.uniform(3, 15))
-        mult = 0.002 + 0.998 * np.exp(-t / tb)
-        ceiling = 1.0
+        lvl = float(mult[onset])
+        floor_frac = max(FLOOR_REL, FLOOR_ABS / h0)
+        span = float(rng.uniform(0.15, 0.35)) * n  # onset -> floor
+        k = np.log(lvl / min(floor_frac, 0.9 * lvl)) / span
+        mult = np.where(t < onset, mult, lvl * np.exp(-k * (t - onset)))
+        reward = np.where(t < onset, reward, reward[onset])
+        params.update(span=span)
+    elif kind == "explosion":
+        onset = int(rng.uniform(0.4, 0.75) * n)
+        lvl = float(mult[onset])
+        span = max(float(rng.uniform(0.05, 0.2)) * n, 2.0)  # onset -> 3·H0
+        k = np.log(3.0 / lvl) / span
+        mult = np.where(t < onset, mult, lvl * np.exp(k * (t - onset)))
+        reward = np.where(t < onset, reward, reward[onset] * np.exp(-(t - onset) / max(span / 2, 1.0)))
+        params.update(span=span)
+    elif kind == "solved":
+        tb = float(rng.uniform(0.01, 0.04)) * n
+        mult = 0.002 + 0.998 * np.exp(-t / max(tb, 0.7))
+        reward = np.clip(1.0 - (1.0 - r0) * np.exp(-t / max(tb, 0.7)), 0, 1)
         onset = 0
+        params.update(tau=tb)
 
-    if kind == "sawtooth" or (kind in COLLAPSE_KINDS and rng.uniform() < 0.25):
+    if kind in ("healthy", "spike") and rng.uniform() < 0.25:
         period, amp = int(rng.integers(2, 7)), float(rng.uniform(0.05, 0.15))
         mult = mult * np.exp(-amp * ((t % period) / max(period - 1, 1) - 0.5) * 2)
         params.update(sawtooth_period=period, sawtooth_amp=amp)
 
-    clean = np.minimum(h0 * mult, np.log(VOCAB_SIZE))
-    noise = _ar1(rng, n, phi, cv)
-    spikes = rng.uniform(size=n) < 0.01
-    noise[spikes] += rng.normal(0, 4 * cv, spikes.sum())
-    entropy = np.minimum(clean * np.exp(noise), np.log(VOCAB_SIZE))
-
-    a = (ceiling - 0.2) / max(np.expm1(h0), 1e-6)
-    reward = np.clip(ceiling - a * np.expm1(clean) + rng.normal(0, 0.03, n), 0.0, 1.0)
-    if kind == "benign":
-        reward = np.clip(1.0 - 0.8 * np.exp(-t / 5.0) + rng.normal(0, 0.01, n), 0.0, 1.0)
+    cap = float(np.log(vocab)) if vocab else 10.0
+    clean = np.minimum(h0 * mult, cap)
+    x = _ar1(rng, n, noise.phi, noise.sigma)
+    out = rng.uniform(size=n) < noise.outliers
+    x[out] += rng.normal(0, 4 * noise.sigma, int(out.sum()))
+    for at, k_pts, height in spikes:
+        x[at : at + k_pts] += np.log(height)
+    entropy = np.minimum(clean * np.exp(x), cap)
+    reward = np.clip(reward + rng.normal(0, 0.03 if kind != "solved" else 0.005, n), 0.0, 1.0)
 
     steps = np.arange(n, dtype=np.int64)
     floor_step = None
     if label in ("collapse", "collapse-benign"):
-        floor_step = _first(clean < 0.1 * h0, t)
+        floor_step = _first(clean <= max(FLOOR_REL * h0, FLOOR_ABS))
     elif label == "explosion":
-        floor_step = _first(clean > 3.0 * h0, t)
-    return SyntheticRun(kind, label, seed, steps, entropy, reward, clean, onset, floor_step, events, params)
+        floor_step = _first(clean >= 3.0 * h0)
+    return SyntheticRun(kind, label, seed, steps, entropy, reward, clean, onset, floor_step, events, params, vocab)
 
 
 def _token_hist(rng: np.random.Generator, mean_h: float, edges: np.ndarray, n_tokens: int = 2000) -> np.ndarray:
@@ -194,24 +295,31 @@ def _token_hist(rng: np.random.Generator, mean_h: float, edges: np.ndarray, n_to
 
 
 def write_to_store(
-    root: str | Path, run: str, kind: str = "collapse_exp", seed: int = 0, n_steps: int = 600
+    root: str | Path,
+    run: str,
+    kind: str = "fast_collapse",
+    seed: int = 0,
+    n_steps: int = 600,
+    noise: NoiseFit | None = DEMO_NOISE,
 ) -> SyntheticRun:
-    """Generate a run and write it to the store at ``root`` as ``run``: scalars (entropy, quantiles, reward,
-    covariance drive, clip fractions, zero-variance groups), a per-step ``hist``, ``events`` and ``run.json``."""
+    """Generate a run (with :data:`DEMO_NOISE` unless told otherwise) and write it to the store at ``root`` as
+    ``run``: scalars (entropy, quantiles, reward, covariance drive, clip fractions, zero-variance groups), a per-step
+    ``hist``, ``events`` and ``run.json``."""
     from entropy_watch import metrics as M
     from entropy_watch.histogram import entropy_bin_edges, quantiles_from_hist
     from entropy_watch.store import RunWriter
 
-    sr = generate(kind, seed, n_steps)
+    sr = generate(kind, seed, n_steps, noise)
     rng = np.random.default_rng([seed, 99])
-    edges = entropy_bin_edges(VOCAB_SIZE)
+    vocab = sr.vocab_size or VOCAB_SIZE
+    edges = entropy_bin_edges(vocab)
     w = RunWriter(root, run)
     w.update_run_meta(
         framework="entropy_watch.synthetic",
         seed=seed,
         config={"kind": kind, "n_steps": n_steps, "planned_steps": n_steps, **sr.params},
         planned_steps=n_steps,
-        vocab_size=VOCAB_SIZE,
+        vocab_size=vocab,
         entropy_definition="full-vocabulary, policy pi_theta, temperature 1.0",
         hist_edges=edges.tolist(),
         synthetic={"kind": kind, "label": sr.label, "onset_step": sr.onset_step, "floor_step": sr.floor_step},
@@ -219,7 +327,6 @@ def write_to_store(
     cols: dict[str, list[Any]] = {"step": [], "name": [], "value": [], "wall_time": []}
     hist: dict[str, list[Any]] = {"step": [], "bin": [], "count": []}
     dh = np.diff(sr.clean, prepend=sr.clean[0])
-    h0 = float(sr.params["h0"])
     t0 = 1.7e9
     for i, s in enumerate(sr.steps.tolist()):
         counts = _token_hist(rng, float(sr.entropy[i]), edges)
@@ -234,7 +341,7 @@ def write_to_store(
             M.COV_PG_DRIVE: float(-dh[i] + rng.normal(0, 1e-3)),
             M.CLIP_HIGH_FRAC: float(abs(rng.normal(0.02, 0.005))),
             M.CLIP_LOW_FRAC: float(abs(rng.normal(0.015, 0.005))),
-            M.ADV_FRAC_ZERO_GROUPS: float(np.clip(0.05 + 0.9 * (1 - sr.clean[i] / (0.25 * h0)), 0.05, 1.0)),
+            M.ADV_FRAC_ZERO_GROUPS: float(np.clip(0.05 + 0.9 * (1 - sr.clean[i] / (0.25 * sr.h0)), 0.05, 1.0)),
             M.ENTROPY_FRAC_LOW: float(counts[edges <= M.LOW_ENTROPY_NATS].sum() / counts.sum()),
             **{name: float(v) for name, v in zip(M.ENTROPY_QUANTILES, q, strict=True)},
         }

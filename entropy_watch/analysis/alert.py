@@ -20,6 +20,8 @@ KINDS: tuple[str, ...] = (
     "precision",
     "zero_variance_groups",
     "nonfinite",
+    "spike",
+    "near_uniform",
 )
 
 # Suggested actions per kind. Sources: clip-higher (DAPO, Yu et al. 2025), Clip-Cov/KL-Cov (Cui et al. 2025),
@@ -45,6 +47,12 @@ ACTIONS: dict[str, list[str]] = {
     "saturation": [
         "the task looks solved: add harder prompts or stop training",
     ],
+    "spike": [
+        "check the step for an outlier batch (a very long or malformed completion); no action if it stays isolated",
+    ],
+    "near_uniform": [
+        "expected for a freshly initialised policy or a tiny vocabulary; watch the fall for a collapse",
+    ],
     "precision": [
         "compute trainer log-probs in fp32 (or match the sampler's precision)",
         "check that the sampler and the trainer use the same weights and temperature",
@@ -63,6 +71,12 @@ ACTIONS: dict[str, list[str]] = {
 def severity_rank(severity: str) -> int:
     """0 info, 1 warning, 2 critical."""
     return SEVERITIES.index(severity)
+
+
+def alert_key(step: int, detector: str, kind: str, severity: str) -> str:
+    """The one identity of an alert, ``"step:detector:kind:severity"``: the CLI, the app, the stored ``alerts``
+    table and the notifications de-duplicate on it (an alert that rises in severity is a new alert)."""
+    return f"{int(step)}:{detector}:{kind}:{severity}"
 
 
 def _clean(obj: Any) -> Any:
@@ -102,8 +116,14 @@ class Alert:
     def rank(self) -> int:
         return severity_rank(self.severity)
 
+    @property
+    def key(self) -> str:
+        """See :func:`alert_key`."""
+        return alert_key(self.step, self.detector, self.kind, self.severity)
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "key": self.key,
             "step": self.step,
             "detector": self.detector,
             "kind": self.kind,

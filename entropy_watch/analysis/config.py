@@ -1,6 +1,8 @@
-"""Detector thresholds: one dataclass, each field documented once (DETECTION.md §B.5 gives the defaults).
+"""Detector thresholds: one dataclass, each field documented once (DETECTION.md §B.5, corrected for sparse logs §B.1).
 
-"Version" below means one point of the series after L0 hygiene: one value per policy update (logged step).
+Every count is in **logged points** (one value per logged step after L0 hygiene), and every window, warm-up and
+hold scales with the points the run has: TRL logs every few steps, so tens of points per run is the common case.
+Levels are relative to H_ref, the run's early entropy level; noise is the run's own (robust σ of Δlog H).
 """
 
 from __future__ import annotations
@@ -10,43 +12,71 @@ from dataclasses import dataclass, fields
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Every threshold the layered detector uses. All are in versions (steps after hygiene) or nats."""
+    """Every threshold the layered detector uses (points, fractions of H_ref, nats, or σ of the run's own noise)."""
 
     # --- L0 hygiene --------------------------------------------------------------------------------------------
-    warmup_versions: int = 20
-    """No alert (except non-finite values) during the first versions of each segment."""
-    ref_early: int = 5
-    """H_ref, the run's early entropy level, is the median of the first this-many finite versions of a segment."""
-    ref_versions: int = 20
-    """H_ref is known after this many versions; if entropy halved by then, H_ref is re-based on their median."""
-    min_versions: int = 20
-    """A series shorter than this gets no alert, only a 'too short' reason."""
+    warmup_points: int = 5
+    """Decisions start at the point after these: the 6th logged point of a segment (non-finite values: at once)."""
+    ref_points: int = 3
+    """H_ref is the median of the first this-many finite points (or the first point, when they fall fast)."""
+    early_drop_frac: float = 0.5
+    """Entropy below this share of H_ref when the detector arms means it dropped before the detector could see it;
+    the first points are then 'falling fast' when they fall monotonically below this share within ref_points."""
+    adapt_points: int = 4
+    """After an early drop, this many more points decide whether entropy is still falling (collapse, judged against
+    the early level) or has settled (an adaptation: the settled level becomes H_ref)."""
+    adapt_alpha: float = 0.1
+    """One-sided Mann–Kendall level at which the points after an early drop count as 'still falling'."""
     log_eps_nats: float = 1e-6
     """Added before log H so exact zeros stay finite."""
+    smooth_points: int = 3
+    """Causal rolling median the level rules read (while a segment has fewer than smooth_dense_after points)."""
+    smooth_dense_points: int = 5
+    smooth_dense_after: int = 30
+    noise_points: int = 50
+    """Trailing points the run's noise σ (robust, from differences of log H) is estimated on."""
 
-    # --- L1 guards ---------------------------------------------------------------------------------------------
+    # --- L1 levels: floor, depletion, explosion ----------------------------------------------------------------
     floor_rel: float = 0.10
     """Collapse floor relative to H_ref (DETECTION §B.5: 0.10·H_ref)."""
     floor_abs_nats: float = 0.02
     """Absolute collapse floor per token; the floor is max(floor_rel·H_ref, floor_abs_nats)."""
-    floor_hold: int = 5
-    """Versions the smoothed entropy must stay under the floor before the floor guard fires."""
+    depletion_frac: float = 0.25
+    """A level at or under this share of H_ref is a collapse warning (the labels: 'a quarter of H_ref or less')."""
+    decline_lost: float = 0.6
+    """A significant decline that has lost at least this share of H_ref is a collapse warning ('lost most of it')."""
+    hold_points: int = 3
+    """Points a condition must hold before it fires when the move is at least hold_z noise σ past its threshold
+    (entropy tripling in two points is evidence enough); an excursion that ends sooner is a transient spike."""
+    hold_noisy_points: int = 5
+    """The hold when the move is within hold_z σ of the threshold (the run's own noise could have made it).
+    Rules on the level (a rolling median, which already spans several points) hold one point less, or two less
+    for a noisy move."""
+    hold_z: float = 4.0
+    """How many noise σ past a threshold make a move clear."""
     explode_warn_mult: float = 3.0
-    """Explosion warning when the smoothed entropy stays above this multiple of H_ref (healthy runs rise 2-3x)."""
+    """Explosion warning above this multiple of H_ref (healthy runs may rise two- or threefold and settle)."""
     explode_crit_mult: float = 6.0
     """Explosion critical above this multiple of H_ref."""
     explode_lnv_frac: float = 0.5
-    """Explosion critical above this share of ln V (uniform noise is ln V)."""
-    explode_hold: int = 5
-    """Versions the smoothed entropy must stay above the explosion threshold."""
-    smooth_versions: int = 5
-    """Causal rolling-median width used by the guards."""
-    depletion_frac: float = 0.25
-    """'Depleted': smoothed entropy under this share of H_ref (the README's 'a quarter of H_ref or less')."""
-    depletion_hold: int = 20
-    """Depletion is judged on the causal rolling median over this many versions."""
-    explode_base_versions: int = 200
-    """Explosion multiples apply to min(H_ref, the rolling median of the previous this-many versions)."""
+    """When the vocabulary V is known: explosion critical above this share of ln V (uniform noise) as well."""
+    rise_frac: float = 0.25
+    """A gradual climb past the explosion level fires after two points when log H rose significantly over the
+    trailing clamp(rise_frac·points so far, 5, rise_max_points) points (the trend is the evidence, not the hold)."""
+    rise_max_points: int = 30
+    explode_reward_mult: float = 2.0
+    """A rise past this multiple of H_ref is an explosion warning when the reward fell meanwhile (to half its level
+    before the rise, by at least reward_drop_abs of its ceiling): healthy runs rise two- or threefold while reward
+    holds; an explosion degenerates the output and reward falls."""
+    reward_drop_abs: float = 0.2
+    near_uniform_frac: float = 0.7
+    """When V is known: H_ref above this share of ln V is a near-uniform start (an info note, never an explosion)."""
+    spike_z: float = 4.0
+    """A transient spike (info) must exceed the explosion threshold and sit this many σ above the level before it."""
+    rearm_frac: float = 0.5
+    """Collapse alerts re-arm once the level is back above this share of H_ref; explosion alerts once it is back
+    under rearm_explode_mult·H_ref (hysteresis)."""
+    rearm_explode_mult: float = 2.0
 
     # --- L2 cliffs ---------------------------------------------------------------------------------------------
     cusum_k: float = 0.5
@@ -56,69 +86,93 @@ class DetectorConfig:
     cliff_min_log: float = 0.3
     """A cliff must also move the median by at least this much in log H (±35%) to be reported."""
     cliff_ref_versions: int = 50
-    """Trailing window the cliff detector's local trend and noise are estimated on."""
+    """Trailing window the cliff detector's local trend and noise are estimated on (cliffs need dense logs)."""
 
     # --- L3 forecast -------------------------------------------------------------------------------------------
-    eval_every: int = 10
-    """The forecast is evaluated at every version index i with (i + 1) % eval_every == 0 (live = post hoc)."""
-    dense_versions: int = 5000
-    """Past this many versions the evaluation stride grows tenfold per decade (see ``run.eval_indices``)."""
-    window_frac: float = 0.2
-    """Forecast window W = clamp(window_frac·versions so far, window_min, window_max)."""
-    window_min: int = 50
+    forecast_min_points: int = 10
+    """The decay forecast runs from this many points of a segment on."""
+    eval_stride_div: int = 50
+    """The forecast is evaluated at index i, then at i + max(1, i // eval_stride_div): every point up to 100,
+    every 20th at 1,000, every 200th at 10,000 (a function of i only, so live and post hoc agree)."""
+    window_frac: float = 0.5
+    """Forecast window W = clamp(window_frac·points so far, forecast_min_points, window_max)."""
     window_max: int = 200
-    trend_alpha: float = 0.01
-    """Significance of the Mann–Kendall gate (on block means, which keeps its size under AR(1) noise)."""
-    block: int = 5
-    """Block length for the MK gate's block means and for the moving-block bootstrap."""
-    min_decline_per_100: float = 0.20
-    """Effect-size gate: Sen slope of log H must mean at least this relative decline per 100 versions."""
-    recovery_mult: float = 2.0
-    """A decline whose window starts above this multiple of H_ref is a recovery from an explosion, not a collapse."""
-    horizon_versions: int = 150
-    """Forecast horizon; min(remaining planned versions, this)."""
+    trend_alpha: float = 0.05
+    """One-sided Mann–Kendall level of the decline gate (block means past 40 points, else an AR(1) variance
+    inflation: autocorrelation otherwise inflates the test's size, DETECTION §B.4)."""
+    recent_alpha: float = 0.1
+    """One-sided level at which the window's recent half must still fall for the decline to be 'still going' ..."""
+    recent_frac: float = 0.33
+    """... at no less than this share of the whole window's rate (a decline that levelled off is not going on)."""
+    forecast_min_lost: float = 0.3
+    """The early (forecast) warning needs at least this share of H_ref lost: a healthy early dip is not a collapse."""
+    horizon_frac: float = 1.0
+    """Forecast horizon: as long again as the segment has run (capped by the planned end when known)."""
     eta_prob: float = 0.8
-    """Warn when P(ETA ≤ horizon) over the bootstrap is at least this."""
-    critical_eta_versions: int = 50
-    """Critical when the upper 80% bound of the ETA is within this many versions."""
+    """The forecast warns when P(floor within the horizon) over the bootstrap is at least this."""
+    eta_interval: float = 0.8
+    """Central probability of the ETA interval every surface shows (80%: the 10th to the 90th percentile)."""
+    imminent_frac: float = 0.1
+    """Critical 'imminent': the interval's upper end is within max(imminent_min_points, imminent_frac·points so
+    far) points."""
+    imminent_min_points: int = 3
     bootstrap: int = 200
-    """Bootstrap resamples for the ETA interval."""
+    """Bootstrap resamples for the ETA distribution."""
     persist_of: tuple[int, int] = (2, 3)
-    """The forecast warns when positive in 2 of the last 3 evaluations."""
+    """The forecast warning needs k of the last n evaluations positive."""
 
     # --- L4 corroboration --------------------------------------------------------------------------------------
     reward_max: float = 1.0
-    """Reward scale's ceiling: a recent reward median ≥ saturated_frac·reward_max means the task is solved."""
-    saturated_frac: float = 0.95
+    """Reward ceiling (raised to the largest reward seen, for rewards on another scale)."""
+    saturated_frac: float = 0.97
+    """The task is solved when the lower quartile of the recent reward is at least this share of the ceiling: a
+    collapse there is benign (info)."""
     plateau_alpha: float = 0.1
-    """Reward plateau: MK p ≥ this, or Sen slope < plateau_slope_frac of the reward range per 100 versions."""
+    """Reward plateau: MK p ≥ this, or Sen slope < plateau_slope_frac of the reward range per 100 points."""
     plateau_slope_frac: float = 0.01
     law_min_pairs: int = 30
     law_min_dh_frac: float = 0.20
     law_min_r2: float = 0.5
     headroom_min: float = 0.02
     zero_var_frac: float = 0.5
-    """Share of groups with all-equal rewards that counts as 'zero-variance groups'."""
-    sustain_versions: int = 20
-    """Versions a corroborating signal (pg_drive > 0, zero-variance groups, precision bias) must persist."""
+    """Share of groups with all-equal rewards that counts as 'zero-variance groups' (a warning while the reward is
+    under half its ceiling; info when most groups are all-correct)."""
+    sustain_frac: float = 0.25
+    """A corroborating signal must persist clamp(sustain_frac·points so far, sustain_min, sustain_max) points."""
+    sustain_min: int = 5
+    sustain_max: int = 20
 
     # --- L5 policy ---------------------------------------------------------------------------------------------
-    cooldown_versions: int = 50
-    """At most one alert per (detector, kind) within this many versions, unless the severity rises."""
-    rearm_floor_mult: float = 1.2
-    """Hysteresis: a collapse detector re-arms after entropy climbs back above this multiple of the floor."""
+    cooldown_points: int = 20
+    """At most one info note (cliff, spike) per detector within this many points."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, int | float) and not isinstance(v, bool) and v < 0:
                 raise ValueError(f"DetectorConfig.{f.name} must be >= 0, got {v}")
-        if not 0 < self.floor_rel < 1:
-            raise ValueError(f"DetectorConfig.floor_rel must be in (0, 1), got {self.floor_rel}")
-        if self.window_min > self.window_max:
-            raise ValueError("DetectorConfig.window_min must be <= window_max")
-        if self.eval_every < 1 or self.block < 1 or self.smooth_versions < 1:
-            raise ValueError("DetectorConfig.eval_every, block and smooth_versions must be >= 1")
+        for name in ("floor_rel", "early_drop_frac", "depletion_frac", "decline_lost", "eta_prob", "eta_interval"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"DetectorConfig.{name} must be in (0, 1), got {getattr(self, name)}")
+        if self.forecast_min_points > self.window_max:
+            raise ValueError("DetectorConfig.forecast_min_points must be <= window_max")
+        if self.ref_points < 1 or self.hold_points < 2 or self.smooth_points < 1 or self.eval_stride_div < 1:
+            raise ValueError("DetectorConfig needs ref_points, smooth_points, eval_stride_div >= 1, hold_points >= 2")
+        if self.hold_noisy_points < self.hold_points:
+            raise ValueError("DetectorConfig.hold_noisy_points must be >= hold_points")
+        if self.warmup_points + 1 < self.ref_points:
+            raise ValueError("DetectorConfig.warmup_points + 1 must be >= ref_points")
+        if not 1 < self.explode_warn_mult <= self.explode_crit_mult:
+            raise ValueError("DetectorConfig needs 1 < explode_warn_mult <= explode_crit_mult")
         k, n = self.persist_of
         if not 1 <= k <= n:
             raise ValueError(f"DetectorConfig.persist_of must be (k, n) with 1 <= k <= n, got {self.persist_of}")
+
+    @property
+    def min_points(self) -> int:
+        """Points a segment needs before any decision (the 'too short' threshold)."""
+        return self.warmup_points + 1
+
+    def sustain(self, n_points: int) -> int:
+        """Points a corroborating signal must persist, given the points seen so far."""
+        return int(min(self.sustain_max, max(self.sustain_min, round(self.sustain_frac * n_points))))

@@ -4,18 +4,22 @@ plus three standalone diagnostics with their own alert kinds.
 Flags, evaluated at version i on versions ≤ i:
 
 * ``reward_plateau`` — MK p ≥ 0.1 on the reward over the window, or a Sen slope under 1% of its range per 100 versions;
-* ``reward_saturated`` — recent reward median ≥ 0.95·reward_max: a collapse there is benign ("saturation", info);
+* ``reward_saturated`` — the lower quartile of the recent reward ≥ ``saturated_frac`` of its ceiling (``reward_max``,
+  or the largest reward seen): a collapse there is benign ("saturation", info);
 * ``law`` — the entropy–reward law ``R = −a·exp(H) + b`` (Cui et al. 2025, arXiv:2505.22617, eq. 1): with ≥ 30 pairs
   and ΔH ≥ 20% of H_ref, headroom ``(b − a) − R_now`` < 0.02 flags "little gain left"; the law is marked not
   applicable when R² < 0.5 or its residuals trend (MK p < 0.01);
 * ``hist_drift`` — share of tokens under 0.01 nats up ≥ 15 points, or p90 down ≥ 30%, vs the first histograms;
-* ``pg_drive_positive`` — an EWMA of ``cov/pg_drive`` stayed > 0 for ``sustain_versions`` (the step spends entropy);
+* ``pg_drive_positive`` — an EWMA of ``cov/pg_drive`` stayed > 0 for the sustain span (the step spends entropy);
 * ``zero_variance_groups`` — ``adv/frac_zero_groups`` median ≥ 0.5 over the last versions;
 * ``clip_high_dominates`` — binding clip-high outweighs clip-low (lowers entropy, Park et al. 2025); "n/a" when the
   run is on-policy (``clip/onpolicy`` = 1: clip fractions are not measured, not zero).
 
-Standalone: ``precision`` (``ratio/log_mean`` persistently > 0: the bf16 ratio-bias signature) and
-``zero_variance_groups`` warnings.
+Standalone: ``precision`` (``ratio/log_mean`` > 0 over the sustain span and in a significant majority of the run's
+points, by a sign test: the bf16 ratio-bias signature) and
+``zero_variance_groups`` (a warning while the reward is under half its ceiling — the groups are all wrong, the run
+learns nothing; an info note when they are mostly all right — the prompts are too easy). "Persistently" is the
+sustain span ``DetectorConfig.sustain(points so far)``: 5 points on a short log, up to 20 on a long one.
 """
 
 from __future__ import annotations
@@ -27,19 +31,11 @@ import numpy as np
 from entropy_watch import metrics as M
 from entropy_watch.analysis.alert import Alert
 from entropy_watch.analysis.config import DetectorConfig
-from entropy_watch.analysis.hygiene import Prepared
+from entropy_watch.analysis.guards import run_lengths
+from entropy_watch.analysis.hygiene import Prepared, causal_median
 from entropy_watch.analysis.series import RunSeries
 from entropy_watch.analysis.trend import coarse, mann_kendall, ols, theil_sen
 from entropy_watch.histogram import quantiles_from_hist
-
-ESCALATING = (
-    "reward_plateau",
-    "law_headroom_low",
-    "hist_drift",
-    "pg_drive_positive",
-    "zero_variance_groups",
-    "clip_high_dominates",
-)
 
 
 def _raw_until(series: RunSeries, name: str, step_lo: int, step_hi: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,9 +58,13 @@ def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: Det
     s, r = _raw_until(series, name, step_lo, step_i)
     out: dict[str, Any] = {"reward_series": name}
     if r.size >= 3:
-        recent = float(np.median(r[-max(3, r.size // 5) :]))
+        tail = r[-max(3, r.size // 5) :]
+        recent = float(np.median(tail))
+        _, seen = _raw_until(series, name, int(prep.steps[prep.seg_start[i]]), step_i)
+        ceiling = max(config.reward_max, float(seen.max()) if seen.size else 0.0)
         out["reward_recent"] = recent
-        out["reward_saturated"] = bool(recent >= config.saturated_frac * config.reward_max)
+        out["reward_ceiling"] = ceiling
+        out["reward_saturated"] = bool(np.quantile(tail, 0.25) >= config.saturated_frac * ceiling)
     if r.size >= 8:
         _, p = mann_kendall(coarse(r))
         keep = np.linspace(0, r.size - 1, min(r.size, 200)).astype(int)
@@ -143,8 +143,8 @@ def _ewma(x: np.ndarray, lam: float = 0.1) -> np.ndarray:
     return out
 
 
-def mechanism_flags(series: RunSeries, i: int, lo: int, config: DetectorConfig) -> dict[str, Any]:
-    n = config.sustain_versions
+def mechanism_flags(series: RunSeries, i: int, lo: int, config: DetectorConfig, seg0: int = 0) -> dict[str, Any]:
+    n = config.sustain(i - seg0 + 1)
     out: dict[str, Any] = {}
     drive = series.aligned(M.COV_PG_DRIVE)
     if drive is not None:
@@ -166,52 +166,79 @@ def flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: DetectorCo
     """All L4 flags at version i over the window [lo, i]."""
     out = reward_flags(series, prep, i, lo, config)
     out.update(hist_flags(series, int(prep.steps[i]), int(prep.steps[prep.seg_start[i]])))
-    out.update(mechanism_flags(series, i, lo, config))
+    out.update(mechanism_flags(series, i, lo, config, int(prep.seg_start[i])))
     return out
 
 
-def escalating(fl: dict[str, Any]) -> list[str]:
-    """Names of the flags that are True and raise a collapse alert's severity."""
-    return [k for k in ESCALATING if fl.get(k) is True]
+SIGN_Z = 2.33  # one-sided 1%: the precision bias must also be a significant majority of the run's signs
 
 
-def _first_armed(prep: Prepared, n: int, holds: Any) -> int | None:
-    """The first armed version i (with n versions behind it) at which ``holds(window)`` is true, else None."""
-    return next((i for i in range(n - 1, len(prep)) if prep.armed[i] and holds(slice(i + 1 - n, i + 1))), None)
+def _sustain_spans(prep: Prepared, config: DetectorConfig) -> np.ndarray:
+    """The sustain span at every point, shape (n,): ``config.sustain(points so far in the segment)``."""
+    pos = np.arange(len(prep)) - prep.seg_start + 1
+    span = np.clip(np.round(config.sustain_frac * pos), config.sustain_min, config.sustain_max)
+    return span.astype(np.int64)
+
+
+def _first_median_at_least(x: np.ndarray, prep: Prepared, span: np.ndarray, thr: float) -> int | None:
+    """The first armed point i (with span[i] points behind it) whose median over those points is ≥ ``thr``."""
+    full = int(span.max()) if span.size else 0
+    rolled = causal_median(x, full)
+    for i in np.flatnonzero(prep.armed & (np.arange(len(prep)) + 1 >= span)):
+        m = rolled[i] if span[i] == full else float(np.nanmedian(x[i + 1 - span[i] : i + 1]))
+        if np.isfinite(m) and m >= thr:
+            return int(i)
+    return None
 
 
 def standalone(series: RunSeries, prep: Prepared, config: DetectorConfig) -> list[Alert]:
-    """Precision-bias and zero-variance-group warnings at the first version each condition has held for long enough."""
-    n = config.sustain_versions
+    """Precision-bias and zero-variance-group alerts at the first point each condition has held for its span."""
+    span = _sustain_spans(prep, config)
     out: list[Alert] = []
     lr = series.aligned(M.RATIO_LOG_MEAN)
-    i = None if lr is None else _first_armed(prep, n, lambda w: _sustained(lr, w.stop - 1, n, lambda t: t > 0))
-    if i is not None:
-        mean = float(np.mean(lr[i + 1 - n : i + 1]))
-        out.append(
-            Alert(
-                step=int(prep.steps[i]),
-                detector="corroborate.precision",
-                kind="precision",
-                severity="warning",
-                message=f"ratio/log_mean has been positive for {n} steps (mean {mean:.2g}): the trainer's "
-                "log-probs sit above the sampler's — the bf16 bias that tips runs into collapse",
-                evidence={"ratio_log_mean": mean, "versions": n},
+    if lr is not None:
+        pos = np.isfinite(lr) & (lr > 0)
+        m = np.cumsum(np.isfinite(lr))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = (2 * np.cumsum(pos) - m) / np.sqrt(m)  # sign test over the run so far (normal approximation)
+        ok = np.flatnonzero(prep.armed & (run_lengths(pos) >= span) & (z >= SIGN_Z))
+        if ok.size:
+            i, n = int(ok[0]), int(span[ok[0]])
+            mean = float(np.mean(lr[i + 1 - n : i + 1]))
+            out.append(
+                Alert(
+                    step=int(prep.steps[i]),
+                    detector="corroborate.precision",
+                    kind="precision",
+                    severity="warning",
+                    message=f"ratio/log_mean has been positive for {n} points (mean {mean:.2g}): the trainer's "
+                    "log-probs sit above the sampler's — the bf16 bias that tips runs into collapse",
+                    evidence={"ratio_log_mean": mean, "points": n},
+                )
             )
-        )
     zv = series.aligned(M.ADV_FRAC_ZERO_GROUPS)
-    i = None if zv is None else _first_armed(prep, n, lambda w: np.nanmedian(zv[w]) >= config.zero_var_frac)
+    i = None if zv is None else _first_median_at_least(zv, prep, span, config.zero_var_frac)
     if i is not None:
+        n = int(span[i])
         med = float(np.nanmedian(zv[i + 1 - n : i + 1]))
+        r = prep.reward
+        rew = float(np.nanmedian(r[i + 1 - n : i + 1])) if r is not None else float("nan")
+        ceiling = max(config.reward_max, float(np.nanmax(r[: i + 1]))) if r is not None else config.reward_max
+        failing = not np.isfinite(rew) or rew < 0.5 * ceiling
+        why = (
+            "they carry no advantage signal"
+            + (f" (reward {rew:.2f}: most groups are all wrong)" if r is not None else "")
+            if failing
+            else f"reward {rew:.2f}: most groups are all right — the prompts are too easy to teach anything"
+        )
         out.append(
             Alert(
                 step=int(prep.steps[i]),
                 detector="corroborate.zero_variance",
                 kind="zero_variance_groups",
-                severity="warning",
-                message=f"{100 * med:.0f}% of groups have identical rewards (median of {n} steps): "
-                "they carry no advantage signal",
-                evidence={"frac_zero_groups": med, "versions": n},
+                severity="warning" if failing else "info",
+                message=f"{100 * med:.0f}% of groups have identical rewards (median of {n} points): {why}",
+                evidence={"frac_zero_groups": med, "points": n, "reward": rew},
             )
         )
     return out

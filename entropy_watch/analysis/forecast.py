@@ -1,45 +1,60 @@
-"""L3, the primary collapse detector: will the current trajectory reach the floor within the horizon?
+"""L3 forecasts: where the current trajectory goes — down to the collapse floor, or up past an explosion level.
 
 Entropy falls in every healthy run, so a significant decline alone is not an alarm (DETECTION §B.4: plain and
-Hamed–Rao Mann–Kendall flagged 92–100% of healthy runs). At each evaluation on a trailing window:
+Hamed–Rao Mann–Kendall flagged 92–100% of healthy runs). The decay forecast at point i, on a trailing window that
+scales with the points the run has (``window_frac`` of them, at least ``forecast_min_points``, at most
+``window_max``):
 
-1. gates — Theil–Sen slope of log H < 0 with a Mann–Kendall p < α on block means (autocorrelation-aware: block means
-   keep the test's size under AR(1) noise, §B.4 table), and an effect size (≥ 20% decline per 100 versions);
+1. gates, the cheapest first (most evaluations stop at the effect size): an effect size relative to H_ref
+   (``forecast_min_lost`` of it already lost); Theil–Sen slope of log H < 0 with a one-sided Mann–Kendall p < α (on
+   block means past 40 points, else with an AR(1) variance inflation: autocorrelation otherwise inflates the
+   test's size, §B.4 table); the window's recent half still falling (p < ``recent_alpha``, at ``recent_frac`` of
+   the window's rate or more: a drop that levelled off is no trend);
 2. two decay models — log-linear ``log H = α + β·t`` and exponential-to-asymptote ``H = c + A·exp(−k·t)``
-   (method card 7), chosen by the error on the window's last 20% held out of the fit;
-3. a moving-block bootstrap of the chosen fit's residuals gives the ETA distribution to the floor; the evaluation is
-   positive when P(ETA ≤ horizon) ≥ 0.8. An asymptote above the floor predicts "no crossing": that is what separates
-   healthy decay from collapse.
+   (method card 7), chosen by the error on the window's last 20% held out of the fit (log-linear alone under 20
+   points, where three parameters are not identified);
+3. a moving-block bootstrap of the chosen fit's residuals gives the ETA distribution to the floor (median and the
+   ``eta_interval`` central interval) and P(ETA ≤ horizon). An asymptote above the floor predicts "no crossing":
+   that is what separates healthy decay from collapse.
 
-The exponential fit is solved on a grid of rates with closed-form (c, A) for each rate, vectorised over rates and
-bootstrap resamples at once, so one evaluation on a 200-point window with B = 200 costs a few milliseconds.
+The rise forecast (for an explosion) is a log-linear fit with the same bootstrap over the points since entropy left
+the band around H_ref. Both keep their bootstrap fits, so a chart draws the curve's band from the same resamples
+that gave the ETA. The exponential fit is solved on a grid of rates with closed-form (c, A) per rate, vectorised
+over rates and resamples, so one evaluation on a 200-point window with B = 200 costs a few milliseconds.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.hygiene import Prepared, sawtooth_period
-from entropy_watch.analysis.trend import block_means, mann_kendall, theil_sen
+from entropy_watch.analysis.trend import block_means, lag1_autocorr, mann_kendall, theil_sen
 
 N_RATES = 40
+BLOCK_MK_AFTER = 40  # windows with more points test block means of 5; shorter ones inflate the variance instead
+RISE_MAX_POINTS = 50  # the rise forecast fits at most this many recent points
 
 
 @dataclass
 class Forecast:
-    """One L3 evaluation at version ``index`` (logged ``step``). ETAs are in steps from ``step`` (inf: no crossing)."""
+    """One forecast at point ``index`` (logged ``step``) in ``direction`` "decay" or "rise". ``floor`` is the target
+    level in nats (the collapse floor, or the explosion level for a rise). ETAs are in steps from ``step``
+    (inf: no crossing; 0: already there); ``eta_lo``/``eta_hi`` bound the ``eta_interval`` central interval."""
 
     index: int
     step: int
+    direction: str
     window_start_step: int
     n_points: int
     period: int
-    slope_log_per_version: float
-    change_per_100: float
+    slope_log_per_point: float
     mk_p: float
+    trend: bool
+    lost: float
     gates: bool
     model: str
     params: dict[str, float]
@@ -49,23 +64,44 @@ class Forecast:
     eta_median: float
     eta_lo: float
     eta_hi: float
-    eta_q80: float
     level_start: float
     level_now: float
     positive: bool
+    boot: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def evidence(self) -> dict[str, object]:
-        return asdict(self)
+        """The JSON-able fields (the bootstrap resamples stay out)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "boot"}
 
     def curve(self, steps: np.ndarray) -> np.ndarray:
         """The chosen fit evaluated at ``steps`` (nats), for plots."""
+        return _model_curve(self.model, self.params, np.asarray(steps, dtype=np.float64) - self.window_start_step)
+
+    def band(self, steps: np.ndarray, interval: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+        """The central ``interval`` of the bootstrap fits at ``steps``: (lo, hi) in nats (the fit itself when no
+        resamples were kept)."""
+        c = self.curve(steps)
+        if not self.boot:
+            return c, c
         t = np.asarray(steps, dtype=np.float64) - self.window_start_step
-        p = self.params
-        if self.model == "none":
-            return np.full(t.shape, np.nan)
-        if self.model == "exp_asymptote":
-            return p["c"] + p["A"] * np.exp(-p["k"] * t)
-        return np.exp(p["a"] + p["b"] * t)
+        curves = np.nan_to_num(_model_curve(self.model, self.boot, t), nan=0.0, posinf=1e300)  # (B, m)
+        q = (1.0 - interval) / 2.0
+        lo, hi = np.quantile(curves, [q, 1.0 - q], axis=0)
+        return lo, hi
+
+
+def _model_curve(model: str, p: dict[str, float] | dict[str, np.ndarray], t: np.ndarray) -> np.ndarray:
+    """H(t) of ``model`` with scalar params (shape like t) or arrays of B resamples (shape (B, len(t)))."""
+    if model == "none":
+        return np.full(t.shape, np.nan)
+    if model == "exp_asymptote":
+        c, a, k = (np.asarray(p[x], dtype=np.float64)[..., None] for x in ("c", "A", "k"))
+        out = c + a * np.exp(-k * t)
+    else:
+        a, b = (np.asarray(p[x], dtype=np.float64)[..., None] for x in ("a", "b"))
+        with np.errstate(over="ignore"):
+            out = np.exp(a + b * t)
+    return out
 
 
 def _exp_fit(t: np.ndarray, Y: np.ndarray, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,11 +138,12 @@ def _loglin_fit(t: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return Y.mean(1) - b * t.mean(), b
 
 
-def _loglin_eta(a: np.ndarray, b: np.ndarray, t_now: float, log_floor: float) -> np.ndarray:
+def _loglin_eta(a: np.ndarray, b: np.ndarray, t_now: float, log_target: float, sign: float) -> np.ndarray:
+    """Steps from ``t_now`` until ``a + b·t`` reaches ``log_target`` going down (sign −1) or up (sign +1)."""
     with np.errstate(all="ignore"):
         now = a + b * t_now
-        eta = np.where(b < 0, (log_floor - now) / b, np.inf)
-    return np.where(now <= log_floor, 0.0, eta)
+        eta = np.where(sign * b > 0, (log_target - now) / b, np.inf)
+    return np.where(sign * (now - log_target) >= 0, 0.0, eta)
 
 
 def _block_resample(resid: np.ndarray, n_boot: int, block: int, rng: np.random.Generator) -> np.ndarray:
@@ -119,136 +156,176 @@ def _block_resample(resid: np.ndarray, n_boot: int, block: int, rng: np.random.G
     return resid[idx]
 
 
-def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool = False) -> Forecast | None:
-    """Evaluate L3 at version ``i`` using versions ≤ i only; None when the window is too short or H_ref unknown.
+def trend_p(y: np.ndarray, slope: float, intercept: float, sign: float) -> float:
+    """One-sided Mann–Kendall p of a trend of sign ``sign`` in ``y`` (in order), autocorrelation-aware: block
+    means of 5 past :data:`BLOCK_MK_AFTER` points, else the variance inflated by (1+φ)/(1−φ) with φ the lag-1
+    autocorrelation of the residuals around the Theil–Sen line (``slope``, ``intercept`` per point)."""
+    if y.size > BLOCK_MK_AFTER:
+        z, _ = mann_kendall(block_means(y, 5))
+    else:
+        z, _ = mann_kendall(y)
+        phi = lag1_autocorr(y - (intercept + slope * np.arange(y.size)))
+        z = z / np.sqrt((1 + phi) / (1 - phi))
+    return 0.5 * math.erfc(sign * z / math.sqrt(2.0))
 
-    The fits and the bootstrap run only when the gates pass (or ``always_fit``, for plots): otherwise the forecast
-    is "no crossing" with model ``"none"``.
-    """
-    floor = float(prep.floor[i])
-    if not np.isfinite(floor):
-        return None
+
+def _quantiles(eta: np.ndarray, interval: float) -> np.ndarray:
+    """(lo, median, hi) of an ETA distribution with an atom at inf ("never")."""
+    q = (1.0 - interval) / 2.0
+    big = 1e18
+    out = np.quantile(np.minimum(eta, big), [q, 0.5, 1.0 - q])
+    return np.where(out >= big, np.inf, out)
+
+
+def _window(prep: Prepared, i: int, config: DetectorConfig) -> np.ndarray | None:
+    """Finite point indices of the decay window ending at i, or None when it is too short."""
     seg0 = int(prep.seg_start[i])
     n_so_far = i - seg0 + 1
-    w = int(np.clip(config.window_frac * n_so_far, config.window_min, config.window_max))
-    lo = max(seg0, i - w + 1)
-    idx = np.arange(lo, i + 1)
-    idx = idx[prep.finite[idx]]
-    if idx.size < max(20, 4 * config.block):
+    if n_so_far < config.forecast_min_points:
         return None
+    w = int(np.clip(round(config.window_frac * n_so_far), config.forecast_min_points, config.window_max))
+    idx = np.arange(max(seg0, i - w + 1), i + 1)
+    idx = idx[prep.finite[idx]]
+    return idx if idx.size >= max(6, int(0.8 * config.forecast_min_points)) else None
+
+
+def _horizon(prep: Prepared, i: int, config: DetectorConfig) -> float:
+    """Steps ahead that count as 'soon': as long again as the segment has run, capped by the planned end."""
+    seg0 = int(prep.seg_start[i])
+    elapsed = float(prep.steps[i] - prep.steps[seg0]) + prep.spacing(seg0, i)
+    horizon = config.horizon_frac * elapsed
+    if prep.planned_steps:
+        horizon = min(horizon, max(float(prep.planned_steps - prep.steps[i]), 0.0))
+    return horizon
+
+
+def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool = False) -> Forecast | None:
+    """The decay forecast at point ``i`` from points ≤ i only; None when the window is too short or H_ref unknown.
+
+    The fits and the bootstrap run only when the gates pass (or ``always_fit``, for the verdict and plots):
+    otherwise the forecast is "no crossing" with model ``"none"``.
+    """
+    floor, ref = float(prep.floor[i]), float(prep.h_ref[i])
+    idx = _window(prep, i, config) if np.isfinite(floor) and np.isfinite(ref) else None
+    if idx is None:
+        return None
+    lost = 1.0 - float(prep.smooth[i]) / ref if ref > 0 else 0.0
+    if not always_fit and not lost >= config.forecast_min_lost:  # the cheapest gate first: most evaluations stop
+        inf = float("inf")
+        return Forecast(index=i, step=int(prep.steps[i]), direction="decay", window_start_step=int(prep.steps[idx[0]]),
+                        n_points=int(idx.size), period=1, slope_log_per_point=float("nan"), mk_p=float("nan"),
+                        trend=False, lost=lost, gates=False, model="none", params={}, floor=floor,
+                        horizon_steps=float("nan"), p_cross=0.0, eta_median=inf, eta_lo=inf, eta_hi=inf,
+                        level_start=float("nan"), level_now=float(prep.smooth[i]), positive=False)  # fmt: skip
     steps = prep.steps[idx].astype(np.float64)
     h = np.maximum(prep.h[idx], 0.0)
     y_log = prep.log_h[idx]
 
-    # several epochs per batch: average each reuse cycle (B.1 item 1)
-    period = sawtooth_period(y_log)
+    period = sawtooth_period(y_log)  # several epochs per batch: average each reuse cycle (B.1 item 1)
     if period > 1:
-        nb = idx.size // period
-        steps = block_means(steps, period)
-        h = block_means(h, period)
+        steps, h = block_means(steps, period), block_means(h, period)
         y_log = np.log(h + config.log_eps_nats)
-        idx = idx[idx.size - nb * period :: period]
     n = steps.size
     ver = np.arange(n, dtype=np.float64) * period
-
-    slope, _ = theil_sen(ver, y_log)
-    _, mk_p = mann_kendall(block_means(y_log, config.block))
-    change = float(np.expm1(slope * 100.0)) if np.isfinite(slope) else float("nan")
-    gates = bool(slope < 0 and mk_p < config.trend_alpha and change <= -config.min_decline_per_100)
-
-    t = steps - steps[0]
-    t_now = float(t[-1])
-    spacing = float(np.median(np.diff(prep.steps[max(seg0, i - w + 1) : i + 1]))) if n > 1 else 1.0
-    remaining = np.inf
-    if prep.planned_steps:
-        remaining = max(float(prep.planned_steps - prep.steps[i]), 0.0)
-    horizon = float(min(remaining, config.horizon_versions * spacing))
-    rates = 1.0 / np.geomspace(max(t_now, 1.0) / 20.0, max(t_now, 1.0) * 20.0, N_RATES)
-    log_floor = float(np.log(floor + config.log_eps_nats))
-
+    slope, icpt = theil_sen(ver, y_log)
+    p = trend_p(y_log, slope * period, icpt, -1.0) if np.isfinite(slope) else 1.0
+    # "still going": the window's recent half must lean down as well (a drop that has levelled off is no trend)
+    half = y_log[n // 2 :]
+    s2, i2 = theil_sen(np.arange(half.size, dtype=np.float64), half)
+    p2 = trend_p(half, s2, i2, -1.0) if np.isfinite(s2) and half.size >= 4 else 1.0
+    trend = bool(slope < 0 and p < config.trend_alpha and s2 <= config.recent_frac * slope and p2 < config.recent_alpha)
     k_lvl = max(1, min(5, n // 4))
     level_start, level_now = float(np.median(h[:k_lvl])), float(np.median(h[-k_lvl:]))
-    # a fall that starts far above the early level is a recovery from an explosion, not a collapse
-    gates = gates and level_start <= config.recovery_mult * float(prep.h_ref[i])
+    # a fall from far above H_ref (anywhere in the window) is a recovery from an explosion, not a collapse
+    recovering = float(np.nanmax(prep.smooth[idx])) > config.rearm_explode_mult * ref
+    gates = trend and lost >= config.forecast_min_lost and not recovering
+    t = steps - steps[0]
+    t_now = float(t[-1])
+    horizon = _horizon(prep, i, config)
+    base = dict(index=i, step=int(prep.steps[i]), direction="decay", window_start_step=int(steps[0]), n_points=n,
+                period=period, slope_log_per_point=float(slope), mk_p=float(p), trend=trend, lost=lost, gates=gates,
+                floor=floor, horizon_steps=horizon, level_start=level_start, level_now=level_now)  # fmt: skip
     if not gates and not always_fit:
         inf = float("inf")
-        return Forecast(
-            i,
-            int(prep.steps[i]),
-            int(steps[0]),
-            int(n),
-            int(period),
-            float(slope),
-            change,
-            float(mk_p),
-            False,
-            "none",
-            {},
-            floor,
-            horizon,
-            0.0,
-            inf,
-            inf,
-            inf,
-            inf,
-            level_start,
-            level_now,
-            False,
-        )
+        return Forecast(**base, model="none", params={}, p_cross=0.0, eta_median=inf, eta_lo=inf, eta_hi=inf,
+                        positive=False)  # fmt: skip
 
-    # model choice by the error on the held-out last 20% of the window
-    cut = int(0.8 * n)
-    tr, te = slice(0, cut), slice(cut, n)
-    c1, a1, k1 = _exp_fit(t[tr], h[None, tr], rates)
-    pred_exp = np.log(np.maximum(c1[0] + a1[0] * np.exp(-k1[0] * t[te]), 0.0) + config.log_eps_nats)
-    a2, b2 = _loglin_fit(t[tr], y_log[None, tr])
-    pred_lin = a2[0] + b2[0] * t[te]
-    err_exp = float(np.mean((pred_exp - y_log[te]) ** 2))
-    err_lin = float(np.mean((pred_lin - y_log[te]) ** 2))
-    model = "exp_asymptote" if err_exp <= err_lin else "log_linear"
+    log_floor = float(np.log(floor + config.log_eps_nats))
+    rates = 1.0 / np.geomspace(max(t_now, 1.0) / 20.0, max(t_now, 1.0) * 20.0, N_RATES)
+    model = "log_linear"
+    if n >= 20:  # model choice by the error on the held-out last 20% of the window
+        cut = int(0.8 * n)
+        tr, te = slice(0, cut), slice(cut, n)
+        c1, a1, k1 = _exp_fit(t[tr], h[None, tr], rates)
+        pred_exp = np.log(np.maximum(c1[0] + a1[0] * np.exp(-k1[0] * t[te]), 0.0) + config.log_eps_nats)
+        a2, b2 = _loglin_fit(t[tr], y_log[None, tr])
+        err_exp = float(np.mean((pred_exp - y_log[te]) ** 2))
+        err_lin = float(np.mean((a2[0] + b2[0] * t[te] - y_log[te]) ** 2))
+        model = "exp_asymptote" if err_exp < err_lin else "log_linear"
 
     rng = np.random.default_rng(1_000_003 * (i + 1))  # a function of the index only: live == post hoc
-    block = max(config.block, period if period > 1 else 1)
+    block = max(2, round(n ** (1 / 3)), period)
     if model == "exp_asymptote":
         c, A, k = _exp_fit(t, h[None, :], rates)
         fitted = c[0] + A[0] * np.exp(-k[0] * t)
-        boot = fitted[None, :] + _block_resample(h - fitted, config.bootstrap, block, rng)
-        cb, Ab, kb = _exp_fit(t, boot, rates)
+        cb, Ab, kb = _exp_fit(t, fitted[None, :] + _block_resample(h - fitted, config.bootstrap, block, rng), rates)
         eta = _exp_eta(cb, Ab, kb, t_now, floor)
         eta0 = float(_exp_eta(c, A, k, t_now, floor)[0])
         params = {"c": float(c[0]), "A": float(A[0]), "k": float(k[0])}
+        boot = {"c": cb, "A": Ab, "k": kb}
     else:
         a, b = _loglin_fit(t, y_log[None, :])
         fitted = a[0] + b[0] * t
-        boot = fitted[None, :] + _block_resample(y_log - fitted, config.bootstrap, block, rng)
-        ab, bb = _loglin_fit(t, boot)
-        eta = _loglin_eta(ab, bb, t_now, log_floor)
-        eta0 = float(_loglin_eta(a, b, t_now, log_floor)[0])
+        ab, bb = _loglin_fit(t, fitted[None, :] + _block_resample(y_log - fitted, config.bootstrap, block, rng))
+        eta = _loglin_eta(ab, bb, t_now, log_floor, -1.0)
+        eta0 = float(_loglin_eta(a, b, t_now, log_floor, -1.0)[0])
         params = {"a": float(a[0]), "b": float(b[0])}
+        boot = {"a": ab, "b": bb}
     p_cross = float(np.mean(eta <= horizon))
-    big = 1e18  # quantiles of a distribution with an atom at "never" (inf)
-    q = np.quantile(np.minimum(eta, big), [0.05, 0.5, 0.8, 0.95])
-    q = np.where(q >= big, np.inf, q)
+    lo, med, hi = _quantiles(eta, config.eta_interval)
+    return Forecast(**base, model=model, params=params, p_cross=p_cross,
+                    eta_median=float(med) if np.isfinite(med) else eta0, eta_lo=float(lo), eta_hi=float(hi),
+                    positive=bool(gates and p_cross >= config.eta_prob and float(prep.smooth[i]) > floor),
+                    boot=boot)  # fmt: skip
+
+
+def evaluate_rise(prep: Prepared, i: int, config: DetectorConfig, target: float) -> Forecast | None:
+    """The rise forecast at point ``i`` toward ``target`` nats: a log-linear fit with a block bootstrap over the
+    points since entropy last sat under ``rearm_explode_mult``·H_ref (at most :data:`RISE_MAX_POINTS`, at least 3);
+    None when H_ref is unknown or there are too few points."""
+    ref = float(prep.h_ref[i])
+    if not (np.isfinite(ref) and np.isfinite(target)):
+        return None
+    seg0 = int(prep.seg_start[i])
+    lo = max(seg0, i - RISE_MAX_POINTS + 1)
+    calm = np.flatnonzero(prep.finite[lo : i + 1] & (prep.h[lo : i + 1] <= config.rearm_explode_mult * ref))
+    start = lo + int(calm[-1]) if calm.size else lo
+    start = min(start, i - 2)
+    idx = np.arange(max(start, seg0), i + 1)
+    idx = idx[prep.finite[idx]]
+    if idx.size < 3:
+        return None
+    steps = prep.steps[idx].astype(np.float64)
+    y_log = prep.log_h[idx]
+    n = idx.size
+    t = steps - steps[0]
+    t_now = float(t[-1])
+    slope, icpt = theil_sen(np.arange(n, dtype=np.float64), y_log)
+    p = trend_p(y_log, slope, icpt, 1.0) if np.isfinite(slope) else 1.0
+    log_target = float(np.log(target))
+    a, b = _loglin_fit(t, y_log[None, :])
+    fitted = a[0] + b[0] * t
+    rng = np.random.default_rng(2_000_003 * (i + 1))
+    ab, bb = _loglin_fit(t, fitted[None, :] + _block_resample(y_log - fitted, config.bootstrap, 2, rng))
+    eta = _loglin_eta(ab, bb, t_now, log_target, 1.0)
+    lo_q, med, hi_q = _quantiles(eta, config.eta_interval)
+    level_now = float(prep.smooth[i])
     return Forecast(
-        index=i,
-        step=int(prep.steps[i]),
-        window_start_step=int(steps[0]),
-        n_points=int(n),
-        period=int(period),
-        slope_log_per_version=float(slope),
-        change_per_100=change,
-        mk_p=float(mk_p),
-        gates=gates,
-        model=model,
-        params=params,
-        floor=floor,
-        horizon_steps=horizon,
-        p_cross=p_cross,
-        eta_median=float(q[1]) if np.isfinite(q[1]) else eta0,
-        eta_lo=float(q[0]),
-        eta_hi=float(q[3]),
-        eta_q80=float(q[2]),
-        level_start=level_start,
-        level_now=level_now,
-        positive=bool(gates and p_cross >= config.eta_prob and level_now > floor),  # at the floor: L1's job
-    )
+        index=i, step=int(prep.steps[i]), direction="rise", window_start_step=int(steps[0]), n_points=n, period=1,
+        slope_log_per_point=float(slope), mk_p=float(p), trend=bool(slope > 0 and p < config.trend_alpha),
+        lost=level_now / ref - 1.0, gates=True, model="log_linear", params={"a": float(a[0]), "b": float(b[0])},
+        floor=float(target), horizon_steps=_horizon(prep, i, config), p_cross=float(np.mean(np.isfinite(eta))),
+        eta_median=float(med) if np.isfinite(med) else float(_loglin_eta(a, b, t_now, log_target, 1.0)[0]),
+        eta_lo=float(lo_q), eta_hi=float(hi_q), level_start=float(np.exp(y_log[0])), level_now=level_now,
+        positive=False, boot={"a": ab, "b": bb},
+    )  # fmt: skip

@@ -1,42 +1,76 @@
-"""L1 guards: hard, level-based rules that need no forecast (DETECTION §B.5).
+"""L1 level rules that need no decay forecast: non-finite values, explosion, transient spikes, near-uniform start.
 
 * non-finite entropy → critical at once (no warm-up);
-* floor: the smoothed entropy under ``max(floor_rel·H_ref, floor_abs)`` for ``floor_hold`` versions → critical
-  collapse (the late, certain signal; L3 warns before it);
-* depletion: the smoothed entropy under ``depletion_frac·H_ref`` (a quarter of the early level) for
-  ``depletion_hold`` versions → collapse warning (the labels' definition of collapse: "falls to about a quarter of
-  H_ref or less and stays there");
-* explosion: the smoothed entropy above ``explode_warn_mult`` times its baseline (min of H_ref and the lagged median
-  of the last 200 versions, so a run that settled low is judged against where it settled) for ``explode_hold``
-  versions → warning; above ``explode_crit_mult`` times it or ``explode_lnv_frac·ln V`` → critical. Healthy runs may
-  rise 2–3×, hence 3×.
+* explosion — a *rise* relative to H_ref: every one of the last ``hold_points`` points above ``explode_warn_mult``
+  ·H_ref, ``hold_z`` noise σ past it (``hold_noisy_points`` when the move is within the noise; two points when the
+  climb is a significant rising trend, :func:`rising`) → warning; the same above ``explode_crit_mult``·H_ref (or,
+  when the vocabulary is known, ``explode_lnv_frac``·ln V) → critical. A two- or threefold rise of the level is
+  healthy while reward holds; past ``explode_reward_mult``·H_ref with the reward halved meanwhile it is an
+  explosion warning. A run whose H_ref is already near ln V cannot explode; it gets a ``near_uniform`` info note
+  instead (a fall from there is learning, not a reversal of anything);
+* transient spike — an excursion past the explosion level that ends before the hold, ``spike_z`` σ above the level
+  before it → info at the point it recovers (never critical).
 
-Each rule latches after firing and re-arms only when the smoothed entropy is back clear of its threshold
-(hysteresis, ``rearm_floor_mult``). Every rule is a pure causal scan over the prefix.
+Each rule latches after firing and re-arms only once the level is back under ``rearm_explode_mult``·H_ref
+(hysteresis). Every rule is a causal scan over the prefix, vectorised except for the loop over fired alerts.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from entropy_watch.analysis.alert import Alert, fmt_nats, pct_change
+from entropy_watch.analysis.alert import Alert, fmt_nats
 from entropy_watch.analysis.config import DetectorConfig
-from entropy_watch.analysis.hygiene import Prepared, causal_median
+from entropy_watch.analysis.forecast import evaluate_rise, trend_p
+from entropy_watch.analysis.hygiene import Prepared
+from entropy_watch.analysis.outlook import from_forecast
+from entropy_watch.analysis.trend import theil_sen
 
 
-def _latched_onsets(cond: np.ndarray, rearm: np.ndarray, hold: int) -> list[int]:
-    """Indices where ``cond`` has held ``hold`` consecutive versions while armed; after firing, disarmed until
-    ``rearm`` is True."""
+def run_lengths(mask: np.ndarray) -> np.ndarray:
+    """For each i, how many consecutive True values end at i (0 where ``mask[i]`` is False); vectorised."""
+    mask = np.asarray(mask, dtype=bool)
+    idx = np.arange(1, mask.size + 1)
+    last_false = np.maximum.accumulate(np.where(mask, 0, idx))
+    return np.where(mask, idx - last_false, 0)
+
+
+def latched(fire: np.ndarray, rearm: np.ndarray) -> list[int]:
+    """Indices where ``fire`` is True while armed; after firing, disarmed until ``rearm`` is True at a later index."""
+    cand, re = np.flatnonzero(fire), np.flatnonzero(rearm)
     out: list[int] = []
-    run, armed = 0, True
-    for i in range(cond.size):
-        if not armed and rearm[i]:
-            armed = True
-        run = run + 1 if cond[i] else 0
-        if armed and run >= hold:
-            out.append(i)
-            armed, run = False, 0
+    pos = 0
+    while pos < cand.size:
+        i = int(cand[pos])
+        out.append(i)
+        k = int(np.searchsorted(re, i, side="right"))
+        if k == re.size:
+            break
+        pos = int(np.searchsorted(cand, re[k], side="left"))
     return out
+
+
+def held(
+    above: np.ndarray, margin: np.ndarray, sigma: np.ndarray, config: DetectorConfig, *, level: bool = False
+) -> np.ndarray:
+    """True at i when ``above`` has held ``hold_points`` points with ``margin`` (the log distance past the
+    threshold, smallest over those points) at least ``hold_z`` times the noise σ measured just before the excursion
+    began (the excursion itself would inflate it), or ``hold_noisy_points`` points whatever the margin. ``level``
+    rules read a rolling median, which already spans several points: one point less, or two less when noisy."""
+    clear_n, noisy_n = config.hold_points, config.hold_noisy_points
+    if level:
+        clear_n, noisy_n = clear_n - 1, max(clear_n - 1, noisy_n - 2)
+    runs = run_lengths(above)
+    m = np.where(above, margin, -np.inf)
+    worst = m.copy()  # smallest margin over the last clear_n points
+    for lag in range(1, clear_n):
+        worst[lag:] = np.minimum(worst[lag:], m[:-lag])
+        worst[:lag] = -np.inf
+    before = np.arange(above.size) - runs
+    sig = np.where(before >= 0, sigma[np.clip(before, 0, None)], np.nan)
+    with np.errstate(invalid="ignore"):
+        clear = worst >= config.hold_z * np.where(np.isfinite(sig), sig, np.inf)
+    return (runs >= noisy_n) | ((runs >= clear_n) & clear)
 
 
 def nonfinite(prep: Prepared) -> list[Alert]:
@@ -64,103 +98,212 @@ def nonfinite(prep: Prepared) -> list[Alert]:
     return out
 
 
-def _level_alert(
-    prep: Prepared, i: int, detector: str, kind: str, severity: str, what: str, thr: float, ref: float | None = None
-) -> Alert:
-    """A level-rule alert; ``ref`` is the level the change is measured against (default H_ref)."""
-    if ref is None:
-        ref = float(prep.h_ref[i]) if np.isfinite(prep.h_ref[i]) else float("nan")
-    now = float(prep.smooth[i])
-    msg = f"{what}: entropy {fmt_nats(now)} nats at step {prep.steps[i]}"
-    if np.isfinite(ref):
-        msg += f", {pct_change(ref, now)} vs its reference level {fmt_nats(ref)}"
-    msg += f" (threshold {fmt_nats(thr)})"
-    return Alert(
-        step=int(prep.steps[i]),
-        detector=detector,
-        kind=kind,
-        severity=severity,
-        message=msg,
-        evidence={"h_now": now, "h_ref": ref, "threshold": thr, "floor": float(prep.floor[i])},
-    )
+def explosion_levels(prep: Prepared, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(warning level, critical level, possible) per point, shape (n,): ``possible`` is False where H_ref is unknown
+    or already so close to ln V that a rise of ``explode_warn_mult`` is impossible."""
+    ref = prep.ref_seg
+    warn = config.explode_warn_mult * ref
+    crit = config.explode_crit_mult * ref
+    possible = np.isfinite(ref)
+    if np.isfinite(prep.ln_v):
+        crit = np.minimum(crit, np.maximum(warn, config.explode_lnv_frac * prep.ln_v))
+        possible &= ref < config.near_uniform_frac * prep.ln_v
+    return warn, crit, possible
 
 
-def floor_and_depletion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
-    """Collapse guards: the floor (critical) and depletion to a quarter of H_ref (warning)."""
-    s, armed = prep.smooth, prep.armed
-    with np.errstate(invalid="ignore"):
-        below = armed & (s <= prep.floor)
-        rearm = s > config.rearm_floor_mult * prep.floor
-        depl_thr = config.depletion_frac * prep.h_ref
-        typical = causal_median(np.where(prep.finite, prep.h, np.nan), config.depletion_hold)
-        depleted = armed & (typical <= depl_thr) & (prep.h_ref > config.floor_abs_nats)  # else: the floor's job
-        depl_rearm = typical > config.rearm_floor_mult * depl_thr
-    out = []
-    for i in _latched_onsets(below, rearm, config.floor_hold):
-        out.append(
-            _level_alert(
-                prep,
-                i,
-                "guard.floor",
-                "collapse",
-                "critical",
-                f"entropy at the floor for {config.floor_hold} steps",
-                float(prep.floor[i]),
+def _rise_text(prep: Prepared, i: int, config: DetectorConfig, target: float, label: str) -> tuple[str, dict]:
+    f = evaluate_rise(prep, i, config, target)
+    if f is None:
+        return "", {}
+    o = from_forecast(f, label, config.eta_interval)
+    return o.text, {"forecast": f.evidence(), "eta_step_median": o.eta_step}
+
+
+def crit_label(prep: Prepared, i: int, config: DetectorConfig, crit: float) -> str:
+    """'6× H_ref (0.93 nats)' or 'half of ln V (5.9 nats)'."""
+    if np.isfinite(prep.ln_v) and crit < config.explode_crit_mult * prep.h_ref[i] - 1e-12:
+        return f"{config.explode_lnv_frac:g} of ln V ({fmt_nats(crit)} nats)"
+    return f"{config.explode_crit_mult:g}× H_ref ({fmt_nats(crit)} nats)"
+
+
+def sustained_rearm(rearm: np.ndarray, config: DetectorConfig) -> np.ndarray:
+    """Re-arm only after the level has been back for twice the hold, so an oscillating run is not re-alerted at
+    every swing."""
+    return run_lengths(rearm) >= 2 * config.hold_points
+
+
+def rising(prep: Prepared, i: int, config: DetectorConfig) -> bool:
+    """A significant rise of log H (one-sided Mann–Kendall, autocorrelation-aware, p < ``trend_alpha``) over the
+    segment's trailing clamp(``rise_frac``·points so far, 5, ``rise_max_points``) points ending at i."""
+    seg0 = int(prep.seg_start[i])
+    w = int(np.clip(round(config.rise_frac * (i - seg0 + 1)), 5, config.rise_max_points))
+    y = prep.log_h[max(seg0, i - w + 1) : i + 1]
+    y = y[np.isfinite(y)]
+    if y.size < 5:
+        return False
+    slope, icpt = theil_sen(np.arange(y.size, dtype=np.float64), y)
+    return bool(slope > 0 and trend_p(y, slope, icpt, 1.0) < config.trend_alpha)
+
+
+def reward_fell(prep: Prepared, i: int, start: int, config: DetectorConfig) -> tuple[bool, float, float]:
+    """(fell, before, now): the reward over the last ``hold_points`` points against its median over up to 10
+    points before ``start``, the point where entropy began to rise. Fell = at most half, and by at least
+    ``reward_drop_abs`` of the reward's ceiling."""
+    r = prep.reward
+    if r is None or start < 1:
+        return False, float("nan"), float("nan")
+    before = r[max(int(prep.seg_start[i]), start - 10) : start]
+    now = r[max(start, i + 1 - config.hold_points) : i + 1]
+    before, now = before[np.isfinite(before)], now[np.isfinite(now)]
+    if before.size == 0 or now.size == 0:
+        return False, float("nan"), float("nan")
+    b, m = float(np.median(before)), float(np.median(now))
+    ceiling = max(config.reward_max, float(np.nanmax(r[: i + 1])))
+    return bool(m <= 0.5 * b and b - m >= config.reward_drop_abs * ceiling), b, m
+
+
+def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
+    """Explosion warnings and critical alerts, and transient-spike notes (see the module docstring)."""
+    warn, crit, possible = explosion_levels(prep, config)
+    on = possible & prep.finite
+    ref = prep.ref_seg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lw = np.log(np.where(on, prep.h, np.nan) / warn)
+        lc = np.log(np.where(on, prep.h, np.nan) / crit)
+        lr = np.log(prep.smooth / (config.explode_reward_mult * ref))
+        above_w, above_c, above_r = on & (lw > 0), on & (lc > 0), possible & (lr > 0)
+        rearm = sustained_rearm(prep.smooth < config.rearm_explode_mult * ref, config)
+    fire_w = held(above_w, lw, prep.sigma, config) & prep.armed
+    fire_c = held(above_c, lc, prep.sigma, config) & prep.armed
+    # a gradual climb crosses without a clear margin: two points past the level and a significant rising trend
+    runs_w = run_lengths(above_w)
+    for i in np.flatnonzero(prep.armed & (runs_w >= 2) & (runs_w < config.hold_noisy_points) & ~fire_w):
+        fire_w[i] = rising(prep, int(i), config)
+    # a two-fold rise is healthy while reward holds; with the reward falling it is an explosion (the labels)
+    fire_r = held(above_r, lr, prep.sigma, config, level=True) & prep.armed & ~fire_w
+    runs_r = run_lengths(above_r)
+    why_r: dict[int, tuple[float, float]] = {}
+    for i in np.flatnonzero(fire_r):
+        fell, b, m = reward_fell(prep, int(i), int(i - runs_r[i] + 1), config)
+        fire_r[i] = fell
+        if fell:
+            why_r[int(i)] = (b, m)
+    rank_at: dict[int, int] = {}
+    for i in latched(fire_w | fire_r, rearm):
+        rank_at[i] = max(rank_at.get(i, 0), 1)
+    for i in latched(fire_c, rearm):
+        rank_at[i] = 2
+    out: list[Alert] = []
+    for i, rank in sorted(rank_at.items()):
+        r, now = float(ref[i]), float(np.median(prep.h[max(0, i - 1) : i + 1]))
+        label = crit_label(prep, i, config, float(crit[i]))
+        mult = now / r
+        text, ev = "", {}
+        if rank == 2:
+            what = f"entropy exploded to {fmt_nats(now)} nats, {mult:.1f}× H_ref {fmt_nats(r)}, past {label}"
+        elif i in why_r and not fire_w[i]:
+            b, m = why_r[i]
+            what = (
+                f"entropy is rising while reward falls: {fmt_nats(float(prep.smooth[i]))} nats, "
+                f"{float(prep.smooth[i]) / r:.1f}× H_ref {fmt_nats(r)}; reward {b:.2f} -> {m:.2f}"
             )
+            ev = {"reward_before": b, "reward_now": m}
+        else:
+            what = (
+                f"entropy is rising: {fmt_nats(now)} nats, {mult:.1f}× H_ref {fmt_nats(r)} "
+                f"(over {config.explode_warn_mult:g}× for {int(runs_w[i])} points)"
+            )
+        if rank == 1:
+            text, fev = _rise_text(prep, i, config, float(crit[i]), label)
+            ev.update(fev)
+        if np.isfinite(prep.ln_v):
+            what += f"; uniform noise is ln V = {prep.ln_v:.1f}"
+        out.append(
+            Alert(
+                step=int(prep.steps[i]),
+                detector="guard.explosion",
+                kind="explosion",
+                severity="critical" if rank == 2 else "warning",
+                message=what + (f"; {text}" if text else ""),
+                evidence={
+                    "h_now": now,
+                    "h_ref": r,
+                    "multiple": mult,
+                    "warn_level": float(warn[i]),
+                    "crit_level": float(crit[i]),
+                    "sigma": float(prep.sigma[i]),
+                    **ev,
+                },
+            )  # fmt: skip
         )
-    for i in _latched_onsets(depleted, depl_rearm, 1):
-        lost = 1.0 - float(typical[i] / prep.h_ref[i])
+    out += _spikes(prep, config, above_w & prep.armed, fire_w)
+    return out
+
+
+def _spikes(prep: Prepared, config: DetectorConfig, above: np.ndarray, fired: np.ndarray) -> list[Alert]:
+    """Info notes for excursions past the explosion level that ended before the hold (see the module docstring)."""
+    runs = run_lengths(above)
+    ends = np.flatnonzero(~above[1:] & above[:-1]) + 1  # first point back under
+    out: list[Alert] = []
+    for e in ends:
+        k = int(runs[e - 1])
+        s0 = e - k
+        if fired[s0:e].any() or s0 < 1 or not prep.armed[e] or not prep.finite[e]:
+            continue
+        before = float(prep.smooth[s0 - 1])
+        peak = float(np.nanmax(prep.h[s0:e]))
+        sig = float(prep.sigma[s0 - 1]) if np.isfinite(prep.sigma[s0 - 1]) else np.inf
+        if not (before > 0 and np.log(peak / before) >= config.spike_z * sig):
+            continue
+        ref = float(prep.ref_seg[e])
         out.append(
-            _level_alert(
-                prep,
-                i,
-                "guard.depletion",
-                "collapse",
-                "warning",
-                f"entropy has lost {100 * lost:.0f}% of its early level "
-                f"(median of the last {config.depletion_hold} steps)",
-                float(depl_thr[i]),
-            )
+            Alert(
+                step=int(prep.steps[e]),
+                detector="guard.spike",
+                kind="spike",
+                severity="info",
+                message=(
+                    f"transient spike at step {prep.steps[s0]}: entropy {fmt_nats(peak)} nats ({peak / ref:.1f}× "
+                    f"H_ref) for {k} point{'s' if k > 1 else ''}, back to {fmt_nats(float(prep.h[e]))} at step "
+                    f"{prep.steps[e]}"
+                ),
+                evidence={
+                    "start_step": int(prep.steps[s0]),
+                    "points": k,
+                    "peak": peak,
+                    "level_before": before,
+                    "h_ref": ref,
+                },
+            )  # fmt: skip
         )
     return out
 
 
-def explosion_base(prep: Prepared, config: DetectorConfig) -> np.ndarray:
-    """The level explosion multiples apply to, shape (n,): min(H_ref, the median of the previous
-    ``explode_base_versions`` versions, lagged 50 versions so a rise does not lift its own baseline)."""
-    lag = 50
-    med = causal_median(np.where(prep.finite, prep.h, np.nan), config.explode_base_versions)
-    lagged = np.concatenate([np.full(min(lag, med.size), np.nan), med[: max(med.size - lag, 0)]])
-    base = np.maximum(np.fmin(prep.h_ref, lagged), config.floor_abs_nats)  # a zero level cannot be multiplied
-    return np.where(np.isfinite(prep.h_ref), base, np.nan)
-
-
-def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
-    """Explosion guards: above a multiple of H_ref (warning, critical) or near ln V (critical)."""
-    s = prep.smooth
-    lnv_thr = config.explode_lnv_frac * prep.ln_v
-    base = explosion_base(prep, config)
-    with np.errstate(invalid="ignore"):
-        warn_thr = config.explode_warn_mult * base
-        crit_thr = np.fmin(config.explode_crit_mult * base, lnv_thr)
-        ref_ok = np.isfinite(prep.h_ref)
-        warn = prep.armed & (s > warn_thr)
-        crit = (prep.armed & (s > crit_thr)) | (~ref_ok & (s > lnv_thr))
-        warn_rearm = s < 0.8 * warn_thr
-        crit_rearm = s < 0.8 * np.where(ref_ok, crit_thr, lnv_thr)
+def near_uniform(prep: Prepared, config: DetectorConfig) -> list[Alert]:
+    """An info note at the arming point of each segment whose H_ref is near ln V (only when V is known)."""
+    if not np.isfinite(prep.ln_v):
+        return []
     out = []
-    for i in _latched_onsets(warn, warn_rearm, config.explode_hold):
-        what = f"entropy above {config.explode_warn_mult:g}x its baseline for {config.explode_hold} steps"
-        out.append(
-            _level_alert(prep, i, "guard.explosion", "explosion", "warning", what, float(warn_thr[i]), float(base[i]))
-        )
-    for i in _latched_onsets(crit, crit_rearm, config.explode_hold):
-        thr = float(crit_thr[i]) if ref_ok[i] else lnv_thr
-        what = f"entropy exploding (over {fmt_nats(thr)} nats; uniform noise is ln V = {prep.ln_v:.1f})"
-        out.append(_level_alert(prep, i, "guard.explosion", "explosion", "critical", what, thr, float(base[i])))
+    for ref in prep.refs.values():
+        if ref.value >= config.near_uniform_frac * prep.ln_v and ref.known_at < len(prep):
+            i = ref.known_at
+            out.append(
+                Alert(
+                    step=int(prep.steps[i]),
+                    detector="guard.near_uniform",
+                    kind="near_uniform",
+                    severity="info",
+                    message=(
+                        f"entropy starts near uniform: H_ref {fmt_nats(ref.value)} nats is "
+                        f"{100 * ref.value / prep.ln_v:.0f}% of ln V = {prep.ln_v:.2f}; a fall from here is the "
+                        "policy learning, and there is no room left to explode"
+                    ),
+                    evidence={"h_ref": ref.value, "ln_v": prep.ln_v},
+                )
+            )
     return out
 
 
 def detect(prep: Prepared, config: DetectorConfig) -> list[Alert]:
-    """All L1 guards over the prefix in ``prep``."""
-    return nonfinite(prep) + floor_and_depletion(prep, config) + explosion(prep, config)
+    """All L1 level rules over the prefix in ``prep`` (collapse levels are in collapse.py)."""
+    return nonfinite(prep) + explosion(prep, config) + near_uniform(prep, config)

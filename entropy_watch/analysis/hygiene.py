@@ -1,14 +1,20 @@
-"""L0 hygiene: the preparation every detector needs (DETECTION.md §B.1).
+"""L0 hygiene: the preparation every detector needs (DETECTION.md §B.1, with its correction for sparse logs).
 
 * one point per policy version (the series is already one value per logged step; repeated steps keep the last);
 * log H, so multiplicative decay is linear and the noise closer to homoscedastic;
-* warm-up: no alert during the first versions of a segment;
 * segments restart at known change points (``events``: resume, LR-schedule change, config edit);
-* H_ref, the early level, per segment; the floor ``max(floor_rel·H_ref, floor_abs)``;
-* robust noise σ from the differenced MAD (``1.4826·MAD(Δx)/√2``, as rldoctor), so a trend does not inflate it;
+* H_ref, the early level, per segment, from its first points — *including* a fast early drop (a run at 0.77 nats at
+  step 0 and 0.003 by step 10 has H_ref ≈ 0.77). When entropy already fell by more than half before the detector
+  armed, the next few points decide: still falling → H_ref stays the early level (a collapse in progress); settled
+  → the early drop was an adaptation (e.g. learning the output format) and the settled level is H_ref. Either way
+  the reference says so (:class:`RefInfo`);
+* warm-up: decisions from the 6th point of a segment (the 10th after an early drop), later when the run states an
+  LR warm-up or a planned length (3% of it);
+* the floor ``max(floor_rel·H_ref, floor_abs)``; the level (a short causal rolling median); the run's own noise σ
+  from the differenced MAD of log H (``1.4826·MAD(Δx)/√2``, as rldoctor), so a trend does not inflate it;
 * the sawtooth period of several epochs per batch (ACF peak of the differences), so windows can be averaged per cycle.
 
-Every per-version array here is causal: entry i depends only on versions ≤ i. That is what makes live and post-hoc
+Every per-point array here is causal: entry i depends only on points ≤ i. That is what makes live and post-hoc
 analysis agree at every step.
 """
 
@@ -22,6 +28,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.series import RunSeries
+from entropy_watch.analysis.trend import mann_kendall
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this estimates its σ
 
@@ -81,13 +88,30 @@ def sawtooth_period(x: np.ndarray, max_period: int = 12) -> int:
     return 1
 
 
+@dataclass(frozen=True)
+class RefInfo:
+    """How one segment's H_ref was taken: the value (nats), the point indices it came from, the index from which
+    it applies (the segment's arming point), the method in plain words and a note on an early drop."""
+
+    value: float
+    first: int
+    last: int
+    known_at: int
+    method: str
+    note: str | None = None
+
+
 @dataclass
 class Prepared:
-    """Per-version arrays (all shape (n,)) after hygiene.
+    """Per-point arrays (all shape (n,)) after hygiene.
 
     ``log_h`` is log(H + eps) (NaN where H is not finite); ``seg_start[i]`` the index where i's segment began;
-    ``h_ref[i]`` the segment's early level (NaN until known); ``floor[i]`` the collapse floor in nats;
-    ``armed[i]`` False during warm-up; ``smooth[i]`` the causal rolling median of H.
+    ``h_ref[i]`` the segment's early level (NaN until the segment arms); ``ref_seg[i]`` the same level on *every*
+    point of the segment once it is known (for holds that began before the arming point; read it only at armed
+    points); ``floor[i]`` the collapse floor in nats (``floor_seg`` likewise);
+    ``armed[i]`` whether decisions may be taken at i; ``smooth[i]`` the level (causal rolling median of H);
+    ``sigma[i]`` the robust noise σ of log H over the trailing ``noise_points``; ``ln_v`` is NaN unless the
+    vocabulary size is known; ``refs`` the :class:`RefInfo` of each armed segment, by its start index.
     """
 
     steps: np.ndarray
@@ -96,21 +120,98 @@ class Prepared:
     finite: np.ndarray
     seg_start: np.ndarray
     h_ref: np.ndarray
+    ref_seg: np.ndarray
     floor: np.ndarray
+    floor_seg: np.ndarray
     armed: np.ndarray
     smooth: np.ndarray
+    sigma: np.ndarray
     reward: np.ndarray | None
     ln_v: float
     planned_steps: int | None
+    refs: dict[int, RefInfo]
 
     def __len__(self) -> int:
         return int(self.steps.shape[0])
 
+    def ref_at(self, i: int) -> RefInfo | None:
+        """The reference that applies at point i (None before the segment arms)."""
+        r = self.refs.get(int(self.seg_start[i])) if 0 <= i < len(self) else None
+        return r if r is not None and r.known_at <= i else None
+
+    def spacing(self, lo: int, hi: int) -> float:
+        """Median step between consecutive points in [lo, hi] (1.0 when undefined)."""
+        if hi <= lo:
+            return 1.0
+        return float(max(np.median(np.diff(self.steps[lo : hi + 1])), 1))
+
+
+def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: DetectorConfig) -> RefInfo | None:
+    """H_ref of one segment whose finite point indices are ``fin`` (see the module docstring); None until known."""
+    k, warm = config.ref_points, config.warmup_points
+    if fin.size <= warm:
+        return None
+    first = h[fin[:k]]
+    falling = k >= 2 and bool(np.all(np.diff(first) < 0)) and first[-1] < config.early_drop_frac * first[0]
+    if falling:
+        early, method = float(first[0]), "the first logged point (entropy was already falling fast)"
+    else:
+        early = float(np.median(first))
+        method = f"the median of the first {k} logged points" if k > 1 else "the first logged point"
+    arm = int(fin[warm])
+    at_arm = float(np.median(h[fin[max(0, warm - 2) : warm + 1]]))
+    if not at_arm < config.early_drop_frac * early:
+        return RefInfo(early, int(fin[0]), int(fin[k - 1]), arm, method)
+    # entropy fell by more than half before the detector armed: is it still falling?
+    end = warm + config.adapt_points
+    if fin.size <= end:
+        return None
+    pts = h[fin[max(0, warm - 2) : end + 1]]
+    z, p = mann_kendall(np.log(np.maximum(pts, 0.0) + config.log_eps_nats))
+    still = (z < 0 and p / 2 < config.adapt_alpha) or float(np.median(pts[-3:])) < config.early_drop_frac * at_arm
+    drop = f"{100 * (1 - at_arm / early):.0f}% ({early:.3g} -> {at_arm:.3g} nats) by step {int(steps[arm])}"
+    if still:
+        note = f"entropy had already fallen {drop}, before the detector armed, and kept falling"
+        return RefInfo(early, int(fin[0]), int(fin[k - 1]), int(fin[end]), method, note)
+    settled = float(np.median(pts))
+    note = (
+        f"entropy fell {drop}, before the detector armed, then held steady: an early adaptation, so H_ref is the "
+        f"level it settled at, not the first points' {early:.3g} nats"
+    )
+    lo = int(fin[max(0, warm - 2)])
+    return RefInfo(settled, lo, int(fin[end]), int(fin[end]), f"the median of the {pts.size} points after it", note)
+
+
+def _noise(log_h: np.ndarray, seg_start: np.ndarray, config: DetectorConfig) -> np.ndarray:
+    """Causal robust σ of log H per point, shape (n,), over the segment's trailing ``noise_points``. Computed at
+    every point of the first ``noise_points`` of a segment and then at every 10th point, carried forward in
+    between, so a long run costs n/10 windows; vectorised (one sliding window of differences)."""
+    n = log_h.size
+    w = config.noise_points
+    out = np.full(n, np.nan)
+    if n < 4:
+        return out
+    pos = np.arange(n) - seg_start
+    at = np.flatnonzero((pos < w) | ((np.arange(n) + 1) % 10 == 0))
+    d = np.diff(log_h)  # d[j] = log_h[j+1] - log_h[j]
+    padded = np.concatenate([np.full(w - 2, np.nan), d])  # window starting at padded[i-1]: d[i-w+1 .. i-1]
+    win = sliding_window_view(padded, w - 1)[np.clip(at - 1, 0, None)].copy()
+    j = at[:, None] - w + 1 + np.arange(w - 1)[None, :]
+    win[j < seg_start[at][:, None]] = np.nan  # only differences inside the point's segment
+    win[at == 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(win, axis=1, keepdims=True)
+        sig = MAD_TO_SIGMA * np.nanmedian(np.abs(win - med), axis=1) / np.sqrt(2.0)
+    out[at] = np.where(np.isfinite(win).sum(axis=1) >= 3, sig, np.nan)
+    # carry forward (causal), but never from before the point was computed
+    mark = np.zeros(n, dtype=np.int64)
+    mark[at] = at
+    return out[np.maximum.accumulate(mark)]
+
 
 def prepare(series: RunSeries, config: DetectorConfig) -> Prepared:
     """Apply L0 hygiene to ``series`` (see the module docstring)."""
-    from entropy_watch.histogram import DEFAULT_VOCAB_SIZE
-
     steps = series.steps
     h = series.entropy
     n = h.size
@@ -128,38 +229,37 @@ def prepare(series: RunSeries, config: DetectorConfig) -> Prepared:
         mark[starts] = True
         seg_start = np.maximum.accumulate(np.where(mark, np.arange(n), 0))
 
-    # H_ref, the early level: median of the first ref_early finite versions of the segment. When entropy fell by
-    # more than half already during warm-up (an adaptation transient, e.g. learning the output format), the level
-    # is re-based on the median of the first ref_versions instead. Known from version ref_versions on.
     h_ref = np.full(n, np.nan)
+    ref_seg = np.full(n, np.nan)
+    refs: dict[int, RefInfo] = {}
     seg_starts = np.unique(seg_start) if n else np.zeros(0, dtype=np.int64)
     for s, end in zip(seg_starts, [*seg_starts[1:], n], strict=True):
         idx = np.arange(s, end)
-        fin = idx[finite[idx]]
-        if fin.size >= config.ref_versions:
-            first = h[fin[: config.ref_versions]]
-            early = float(np.median(first[: config.ref_early]))
-            late = float(np.median(first[-config.ref_early :]))
-            ref = early if late >= 0.5 * early else float(np.median(first))
-            h_ref[fin[config.ref_versions - 1] : end] = ref
+        ref = _early_reference(h, steps, idx[finite[idx]], config)
+        if ref is not None:
+            refs[int(s)] = ref
+            h_ref[ref.known_at : end] = ref.value
+            ref_seg[s:end] = ref.value
 
-    floor = np.maximum(config.floor_rel * h_ref, config.floor_abs_nats)
-    floor = np.where(np.isfinite(h_ref), floor, np.nan)
+    floor_seg = np.where(np.isfinite(ref_seg), np.maximum(config.floor_rel * ref_seg, config.floor_abs_nats), np.nan)
+    floor = np.where(np.isfinite(h_ref), floor_seg, np.nan)
 
     planned = series.meta.get("planned_steps")
-    warm = config.warmup_versions
     lr_warm = series.meta.get("lr_warmup_steps")
-    pos = np.arange(n) - seg_start
-    armed = pos >= warm
+    armed = np.isfinite(h_ref)
     if lr_warm:
         armed &= steps >= int(lr_warm)
     if planned:
         armed &= steps >= int(0.03 * int(planned))
-    armed &= np.isfinite(h_ref)
 
     h_fin = np.where(finite, h, np.nan)
-    smooth = causal_median(h_fin, config.smooth_versions)
-    vocab = series.meta.get("vocab_size") or DEFAULT_VOCAB_SIZE
+    pos = np.arange(n) - seg_start
+    smooth = np.where(
+        pos < config.smooth_dense_after,
+        causal_median(h_fin, config.smooth_points),
+        causal_median(h_fin, config.smooth_dense_points),
+    )
+    vocab = series.meta.get("vocab_size")
     return Prepared(
         steps=steps,
         h=h,
@@ -167,10 +267,14 @@ def prepare(series: RunSeries, config: DetectorConfig) -> Prepared:
         finite=finite,
         seg_start=seg_start,
         h_ref=h_ref,
+        ref_seg=ref_seg,
         floor=floor,
+        floor_seg=floor_seg,
         armed=armed,
         smooth=smooth,
+        sigma=_noise(log_h, seg_start, config),
         reward=series.reward(),
-        ln_v=float(np.log(int(vocab))),
+        ln_v=float(np.log(int(vocab))) if vocab else float("nan"),
         planned_steps=int(planned) if planned else None,
+        refs=refs,
     )

@@ -1,11 +1,12 @@
-"""L5 alert policy: persistence, corroboration-based severity, saturation, cooldown (DETECTION §B.5).
+"""L5 alert policy: persistence, context, cooldown (DETECTION §B.5).
 
 * persistence — the forecast warns only when k of its last n evaluations were positive (:func:`persistent`);
-  the guards hold their condition for k versions and latch with hysteresis (guards.py);
-* severity — a collapse warning with corroborating L4 flags becomes critical; a collapse on a solved task
-  (reward saturated) becomes an info-level ``saturation`` note (:func:`apply_context`);
-* cooldown — at most one alert per (detector, kind) within ``cooldown_versions`` unless its severity rises
-  (:func:`cooldown`). Evidence is kept on every alert that survives.
+  the level rules hold their condition for a few points and latch with hysteresis (guards.py, collapse.py);
+* context — L4 flags are attached to every collapse alert as evidence and named in its message; they never change
+  its severity (critical means "floor reached or imminent", nothing else). A collapse on a solved task (reward
+  saturated) becomes an info-level ``saturation`` note (:func:`apply_context`);
+* cooldown — at most one info note per detector within ``cooldown_points`` (:func:`cooldown`); warnings and
+  critical alerts latch in their detectors instead. Evidence is kept on every alert that survives.
 
 All functions are pure and process alerts in step order, so a prefix gives the prefix's alerts.
 """
@@ -19,17 +20,26 @@ import numpy as np
 
 from entropy_watch.analysis.alert import ACTIONS, Alert, severity_rank
 
+CORROBORATING = (
+    "reward_plateau",
+    "law_headroom_low",
+    "hist_drift",
+    "pg_drive_positive",
+    "zero_variance_groups",
+    "clip_high_dominates",
+)
+"""L4 flags that corroborate a collapse (named in its message, never raising its severity)."""
+
 
 def persistent(flags: list[bool], k: int, n: int) -> bool:
     """True when at least ``k`` of the last ``n`` flags are True and the newest one is."""
     return bool(flags and flags[-1] and sum(flags[-n:]) >= k)
 
 
-def apply_context(
-    alert: Alert, fl: dict[str, Any], escalate: list[str], *, collapse_kinds: tuple[str, ...] = ("collapse",)
-) -> Alert:
-    """Attach L4 flags to a collapse alert; escalate it, or turn it into a saturation note on a solved task."""
-    if alert.kind not in collapse_kinds:
+def apply_context(alert: Alert, fl: dict[str, Any]) -> Alert:
+    """Attach L4 flags to a collapse alert and name the corroborating ones; on a solved task, turn it into an info
+    ``saturation`` note."""
+    if alert.kind != "collapse":
         return alert
     alert.evidence["corroboration"] = fl
     if fl.get("reward_saturated") is True:
@@ -42,26 +52,27 @@ def apply_context(
         )
         alert.actions = list(ACTIONS["saturation"])
         return alert
-    if escalate:
-        alert.evidence["escalated_by"] = escalate
-        if alert.severity == "warning":
-            alert.severity = "critical"
-        alert.message = alert.message + "; corroborated by " + ", ".join(e.replace("_", " ") for e in escalate)
+    seen = [k for k in CORROBORATING if fl.get(k) is True]
+    if seen:
+        alert.evidence["corroborated_by"] = seen
+        alert.message = alert.message + "; corroborated by " + ", ".join(k.replace("_", " ") for k in seen)
     return alert
 
 
-def cooldown(alerts: list[Alert], steps: np.ndarray, versions: int) -> list[Alert]:
-    """Drop an alert when the same (detector, kind) fired within ``versions`` versions before at the same or a
-    higher severity. ``steps`` (n,) maps logged steps to version indices."""
+def cooldown(alerts: list[Alert], steps: np.ndarray, points: int) -> list[Alert]:
+    """Drop an info note when the same detector noted something within ``points`` points before. ``steps`` (n,)
+    maps logged steps to point indices. Warnings and critical alerts pass (their detectors latch)."""
     kept: list[Alert] = []
-    last: dict[tuple[str, str], tuple[int, int]] = {}
+    last: dict[str, int] = {}
     for a in sorted(alerts, key=_order):
-        key = (a.detector.split("+")[0], a.kind)
-        v = int(np.searchsorted(steps, a.step))
-        prev = last.get(key)
-        if prev is not None and v - prev[0] < versions and a.rank <= prev[1]:
+        if a.severity != "info":
+            kept.append(a)
             continue
-        last[key] = (v, a.rank)
+        key = a.detector.split("+")[0]
+        v = int(np.searchsorted(steps, a.step))
+        if key in last and v - last[key] < points:
+            continue
+        last[key] = v
         kept.append(a)
     return kept
 

@@ -1,9 +1,10 @@
 """Run the layered detector over a series, post hoc or incrementally on a growing prefix, with the same results.
 
-Every layer is a causal scan (entry i uses versions ≤ i only) and the forecast is evaluated at fixed version indices
-(``(i + 1) % eval_every == 0``) with a bootstrap seeded by the index, so analysing the prefix that ends at step s gives
-exactly the alerts a whole-run analysis gives up to s. :class:`Analyzer` caches forecast evaluations between calls,
-so following a live run costs one new evaluation per ``eval_every`` versions.
+Every layer is a causal scan (entry i uses points ≤ i only) and the forecast is evaluated at fixed point indices
+(:func:`eval_indices`, a function of the index only) with a bootstrap seeded by the index, so analysing the prefix
+that ends at step s gives exactly the alerts — and the verdict — a whole-run analysis gives up to s. An
+:class:`Analyzer` caches forecast evaluations between calls, so following a live run costs the new scheduled
+evaluations plus one fitted forecast at the newest point (the verdict's outlook).
 """
 
 from __future__ import annotations
@@ -15,29 +16,35 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from entropy_watch.analysis import cliffs, corroborate, guards
-from entropy_watch.analysis.alert import Alert, fmt_nats, pct_change
+from entropy_watch.analysis import cliffs, collapse, corroborate, guards
+from entropy_watch.analysis.alert import Alert
 from entropy_watch.analysis.config import DetectorConfig
-from entropy_watch.analysis.forecast import Forecast, evaluate
+from entropy_watch.analysis.forecast import Forecast, evaluate, evaluate_rise
 from entropy_watch.analysis.hygiene import Prepared, prepare
-from entropy_watch.analysis.policy import apply_context, cooldown, persistent
+from entropy_watch.analysis.outlook import Outlook, from_forecast
+from entropy_watch.analysis.policy import cooldown
 from entropy_watch.analysis.series import RunSeries
+from entropy_watch.analysis.verdict import Problem, Reference, Verdict, build, order_alerts, standing
 
 if TYPE_CHECKING:
-    from entropy_watch.store.reads import RunReader
+    from entropy_watch.store import Store
 
 Progress = Callable[[int, int], None]
 
 
 @dataclass
 class AnalysisResult:
-    """Alerts in step order, plain-words notes (why there is no analysis, what was skipped), the forecast
-    evaluations by version index and the prepared series (for plots)."""
+    """Alerts in step order, plain-words notes, the scheduled forecast evaluations by point index, the prepared
+    series (for plots), the reference, the outlook in the verdict's direction, and the verdict built from them."""
 
     alerts: list[Alert]
     notes: list[str] = field(default_factory=list)
     forecasts: dict[int, Forecast] = field(default_factory=dict)
     prep: Prepared | None = None
+    reference: Reference | None = None
+    outlook: Outlook | None = None
+    problems: list[Problem] = field(default_factory=list)
+    verdict: Verdict | None = None
 
     @property
     def latest_forecast(self) -> Forecast | None:
@@ -49,39 +56,69 @@ class AnalysisResult:
         return max(self.alerts, key=lambda a: a.rank).severity if self.alerts else None
 
 
-def _eta_text(f: Forecast) -> str:
-    def at(x: float) -> str:
-        return "never" if not math.isfinite(x) else str(int(round(f.step + x)))
+def reference(prep: Prepared, config: DetectorConfig) -> Reference:
+    """The verdict's description of H_ref at the newest point."""
+    n = len(prep)
+    r = prep.ref_at(n - 1) if n else None
+    if r is None:
+        how = (
+            f"not known yet: taken from the first {config.ref_points} points of the run (or of the segment after a "
+            f"logged resume/LR/config change) and used from the {config.min_points}th"
+        )
+        return Reference(None, None, None, 0, how)
+    used = int(prep.finite[r.first : r.last + 1].sum())
+    return Reference(r.value, int(prep.steps[r.first]), int(prep.steps[r.last]), used, r.method, r.note)
 
-    if f.eta_median == 0:
-        return f"it is at the floor {fmt_nats(f.floor)} now"
-    return (
-        f"at this rate it reaches the floor {fmt_nats(f.floor)} at step {at(f.eta_median)} "
-        f"(90% interval {at(f.eta_lo)}–{at(f.eta_hi)})"
-    )
+
+def problems(prep: Prepared, config: DetectorConfig, alerts: list[Alert]) -> list[Problem]:
+    """The newest collapse and explosion episodes: each opens at an alarm (warning or critical) and clears at the
+    first point after its latest alarm where the detector has re-armed (guards.sustained_rearm: the level back
+    above ``rearm_frac``·H_ref after a collapse, under ``rearm_explode_mult``·H_ref after an explosion)."""
+    with np.errstate(invalid="ignore"):
+        rearm = {
+            "collapse": guards.sustained_rearm(prep.smooth > config.rearm_frac * prep.ref_seg, config),
+            "explosion": guards.sustained_rearm(prep.smooth < config.rearm_explode_mult * prep.ref_seg, config),
+        }
+    out: list[Problem] = []
+    for kind, ok in rearm.items():
+        re = np.flatnonzero(ok)
+        episode: list[Alert] = []
+        cleared: int | None = None
+        for a in sorted((a for a in alerts if a.kind == kind and a.severity != "info"), key=lambda a: a.step):
+            if cleared is not None and a.step > cleared:
+                episode, cleared = [], None
+            episode.append(a)
+            k = int(np.searchsorted(re, int(np.searchsorted(prep.steps, a.step)), side="right"))
+            cleared = int(prep.steps[re[k]]) if k < re.size else None
+        if episode:
+            worst = max(episode, key=lambda a: a.rank)
+            out.append(Problem(kind, worst.severity, episode[0].step, episode[0].key, cleared))
+    return out
 
 
-def forecast_alert(f: Forecast, severity: str) -> Alert:
-    msg = (
-        f"entropy fell from {fmt_nats(f.level_start)} to {fmt_nats(f.level_now)} nats since step "
-        f"{f.window_start_step} ({pct_change(f.level_start, f.level_now)}); {_eta_text(f)}"
-    )
-    ev = f.evidence()
-    ev["window"] = [f.window_start_step, f.step]
-    ev["eta_step_median"] = f.step + f.eta_median
-    return Alert(step=f.step, detector="forecast.eta", kind="collapse", severity=severity, message=msg, evidence=ev)
+def eval_indices(n: int, config: DetectorConfig) -> list[int]:
+    """Point indices at which the forecast is evaluated: from ``forecast_min_points − 1``, then every
+    max(1, i // eval_stride_div) points — every point up to 100, ~every 20th at 1,000, ~every 200th at 10,000 —
+    so a 100k-point run costs ~500 evaluations. Depends on i only: a live prefix and the whole run agree."""
+    out: list[int] = []
+    i = config.forecast_min_points - 1
+    while i < n:
+        out.append(i)
+        i += max(1, i // config.eval_stride_div)
+    return out
 
 
 class Analyzer:
-    """Incremental analysis of one run. ``analyze(series)`` returns every alert so far; ``update(series)`` only the
-    alerts not returned by an earlier ``update``."""
+    """Incremental analysis of one run. ``analyze(series)`` returns everything so far (alerts, verdict);
+    ``verdict(series)`` the verdict; ``update(series)`` only the alerts not returned by an earlier ``update``."""
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or DetectorConfig()
         self._evals: dict[int, Forecast | None] = {}
+        self._fits: dict[int, Forecast | None] = {}
         self._seen_steps: np.ndarray = np.zeros(0, dtype=np.int64)
         self._seen_h: np.ndarray = np.zeros(0)
-        self._emitted: set[tuple[int, str, str, str]] = set()
+        self._emitted: set[str] = set()
 
     def _invalidate_if_rewritten(self, series: RunSeries) -> None:
         n = self._seen_steps.size
@@ -89,105 +126,104 @@ class Analyzer:
         same = same and np.array_equal(series.entropy[:n], self._seen_h, equal_nan=True)
         if not same:
             self._evals.clear()
-        self._seen_steps, self._seen_h = series.steps.copy(), series.entropy.copy()
+            self._fits.clear()
+        self._seen_steps, self._seen_h = series.steps, series.entropy
 
     def analyze(self, series: RunSeries, progress: Progress | None = None) -> AnalysisResult:
+        """Every alert so far, the notes, the forecasts, the reference and the verdict of ``series``."""
         cfg = self.config
         self._invalidate_if_rewritten(series)
         prep = prepare(series, cfg)
         n = len(prep)
         notes: list[str] = []
-        if n < cfg.min_versions:
-            notes.append(
-                f"{series.name}: {n} logged steps; the detector needs at least {cfg.min_versions} — no analysis yet"
-            )
-            return AnalysisResult(alerts=guards.nonfinite(prep), notes=notes, prep=prep)
-        if int(prep.finite.sum()) < cfg.min_versions:
-            notes.append(f"{series.name}: fewer than {cfg.min_versions} finite entropy values")
+        if n < cfg.min_points:
+            notes.append(f"{series.name}: {n} logged points; the detector decides from the {cfg.min_points}th")
+            res = AnalysisResult(alerts=guards.nonfinite(prep), notes=notes, prep=prep)
+            res.reference = reference(prep, cfg)
+            res.verdict = build(res, series.name, cfg.min_points)
+            return res
+        if int(prep.finite.sum()) < cfg.min_points:
+            notes.append(f"{series.name}: fewer than {cfg.min_points} finite entropy values")
 
+        evals = self._scheduled(prep, progress)
         raw: list[Alert] = guards.detect(prep, cfg)
         raw += cliffs.detect(prep, cfg, series.reset_steps())
         raw += corroborate.standalone(series, prep, cfg)
-        raw += self._forecast_alerts(prep, progress)
+        raw += collapse.detect(series, prep, cfg, evals, lambda i: self._fit(prep, i))
+        alerts = cooldown(raw, prep.steps, cfg.cooldown_points)
+        res = AnalysisResult(alerts=alerts, notes=notes, prep=prep)
+        res.forecasts = {i: f for i, f in evals.items() if f is not None}
+        res.reference = reference(prep, cfg)
+        res.problems = problems(prep, cfg, alerts)
+        res.outlook = self._outlook(prep, list(standing(order_alerts(alerts), tuple(res.problems))))
+        res.verdict = build(res, series.name, cfg.min_points)
+        return res
 
-        out = []
-        for a in raw:
-            if a.kind == "collapse":
-                i = int(np.searchsorted(prep.steps, a.step))
-                lo = max(int(prep.seg_start[i]), i - cfg.window_max + 1)
-                fl = corroborate.flags(series, prep, i, lo, cfg)
-                a = apply_context(a, fl, corroborate.escalating(fl))
-            out.append(a)
-        alerts = cooldown(out, prep.steps, cfg.cooldown_versions)
-        forecasts = {i: f for i, f in self._evals.items() if f is not None and i < n}
-        return AnalysisResult(alerts=alerts, notes=notes, forecasts=forecasts, prep=prep)
-
-    def _forecast_alerts(self, prep: Prepared, progress: Progress | None) -> list[Alert]:
-        cfg = self.config
-        k, m = cfg.persist_of
-        idx = [i for i in eval_indices(len(prep), cfg) if prep.armed[i]]
-        todo = [i for i in idx if i not in self._evals]
-        for j, i in enumerate(todo):
-            self._evals[i] = evaluate(prep, i, cfg)
-            if progress is not None and (j % 20 == 0 or j == len(todo) - 1):
-                progress(j + 1, len(todo))
-        out: list[Alert] = []
-        flags: list[bool] = []
-        seg = -1
-        fired_rank = -1  # latch: fire again only at a higher severity, or after re-arming (hysteresis)
-        quiet = 0
-        for i in idx:
-            f = self._evals[i]
-            if int(prep.seg_start[i]) != seg:
-                seg, flags, fired_rank, quiet = int(prep.seg_start[i]), [], -1, 0
-            flags.append(bool(f is not None and f.positive))
-            if f is None or not f.positive:
-                quiet += 1
-                if fired_rank >= 0 and quiet >= 2 and prep.smooth[i] > cfg.rearm_floor_mult * prep.floor[i]:
-                    fired_rank = -1
-                continue
-            quiet = 0
-            if not persistent(flags, k, m):
-                continue
-            spacing = float(np.median(np.diff(prep.steps[max(seg, i - 50) : i + 1]))) if i > seg else 1.0
-            crit = f.eta_q80 <= cfg.critical_eta_versions * spacing
-            rank = 2 if crit else 1
-            if rank > fired_rank:
-                out.append(forecast_alert(f, "critical" if crit else "warning"))
-                fired_rank = rank
-        return out
+    def verdict(self, series: RunSeries, at_step: int | None = None) -> Verdict:
+        """The verdict at ``at_step`` (default: the newest step), reusing this analyzer's cached evaluations."""
+        s = series if at_step is None else series.prefix(at_step)
+        v = self.analyze(s).verdict
+        assert v is not None
+        return v
 
     def update(self, series: RunSeries, progress: Progress | None = None) -> list[Alert]:
-        """Alerts that are new since the previous ``update`` call."""
+        """Alerts that are new since the previous ``update`` call (by :attr:`Alert.key`), in step order."""
         res = self.analyze(series, progress)
-        new = []
-        for a in res.alerts:
-            key = (a.step, a.detector, a.kind, a.severity)
-            if key not in self._emitted:
-                self._emitted.add(key)
-                new.append(a)
+        new = [a for a in res.alerts if a.key not in self._emitted]
+        self._emitted.update(a.key for a in new)
         return new
 
+    def _scheduled(self, prep: Prepared, progress: Progress | None) -> dict[int, Forecast | None]:
+        idx = [i for i in eval_indices(len(prep), self.config) if prep.armed[i]]
+        todo = [i for i in idx if i not in self._evals]
+        for j, i in enumerate(todo):
+            self._evals[i] = evaluate(prep, i, self.config)
+            if progress is not None and (j % 20 == 0 or j == len(todo) - 1):
+                progress(j + 1, len(todo))
+        return {i: self._evals[i] for i in idx}
 
-def eval_indices(n: int, cfg: DetectorConfig) -> list[int]:
-    """Version indices at which the forecast is evaluated: every ``eval_every`` up to ``dense_versions``, then a
-    stride ten times longer per decade (so a 100k-step run costs ~1k evaluations, not 10k). Depends on i only, so a
-    live prefix and the whole run evaluate at the same indices."""
-    out: list[int] = []
-    i = cfg.eval_every - 1
-    while i < n:
-        out.append(i)
-        decade = math.floor(math.log10((i + 1) / cfg.dense_versions)) + 1 if i + 1 >= cfg.dense_versions else 0
-        stride = cfg.eval_every * 10**decade
-        i = (i + 1 + stride) // stride * stride - 1  # next multiple of the stride (minus one, as (i+1) % stride == 0)
-    return out
+    def _fit(self, prep: Prepared, i: int) -> Forecast | None:
+        """The always-fitted decay forecast at i (cached: the verdict's and the alerts' outlook)."""
+        if i not in self._fits:
+            self._fits[i] = evaluate(prep, i, self.config, always_fit=True) if prep.armed[i] else None
+        return self._fits[i]
+
+    def _outlook(self, prep: Prepared, alerts: list[Alert]) -> Outlook | None:
+        """The forecast in the direction of the verdict's kind, at the newest point."""
+        cfg = self.config
+        ordered = order_alerts(alerts)
+        kind = ordered[0].kind if ordered else None
+        i = len(prep) - 1
+        if kind == "collapse":
+            return collapse.decay_outlook(prep, i, cfg, self._fit(prep, i))
+        if kind == "explosion":
+            _, crit, _ = guards.explosion_levels(prep, cfg)
+            if not math.isfinite(crit[i]):
+                return None
+            f = evaluate_rise(prep, i, cfg, float(crit[i]))
+            if f is None:
+                return None
+            return from_forecast(f, guards.crit_label(prep, i, cfg, float(crit[i])), cfg.eta_interval,
+                                 prep.planned_steps)  # fmt: skip
+        return None
 
 
 def analyze(
     series: RunSeries, config: DetectorConfig | None = None, progress: Progress | None = None
 ) -> AnalysisResult:
-    """Whole-run analysis with notes and forecasts (what the CLI and the report use)."""
+    """Whole-run analysis with notes, forecasts and the verdict (what the CLI and the report use)."""
     return Analyzer(config).analyze(series, progress)
+
+
+def verdict(
+    series: RunSeries,
+    config: DetectorConfig | None = None,
+    at_step: int | None = None,
+    analyzer: Analyzer | None = None,
+) -> Verdict:
+    """The run's verdict at ``at_step`` (default: its newest step). Pass the run's live ``analyzer`` to reuse its
+    cached evaluations (then ``config`` is the analyzer's)."""
+    return (analyzer or Analyzer(config)).verdict(series, at_step)
 
 
 def analyze_series(series: RunSeries, config: DetectorConfig | None = None) -> list[Alert]:
@@ -195,6 +231,6 @@ def analyze_series(series: RunSeries, config: DetectorConfig | None = None) -> l
     return analyze(series, config).alerts
 
 
-def analyze_run(store: RunReader, run: str, config: DetectorConfig | None = None) -> list[Alert]:
-    """Alerts for the store run ``run`` (``store``: a ``Store`` or ``TailReader``)."""
+def analyze_run(store: Store, run: str, config: DetectorConfig | None = None) -> list[Alert]:
+    """Alerts for the store run ``run``."""
     return analyze_series(RunSeries.from_reader(store, run), config)

@@ -32,10 +32,11 @@ from entropy_watch.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from entropy_watch.analysis import Alert, AnalysisResult, RunSeries
+    from entropy_watch.analysis import Alert, AnalysisResult, RunSeries, Verdict
 
 EXIT_CLEAN, EXIT_WARNING, EXIT_CRITICAL, EXIT_ERROR = 0, 1, 2, 3
 SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
+HEALTH_STYLE = {**SEVERITY_STYLE, "ok": "green", "too-short": "dim"}
 LONG_RUN = 2000  # versions above which a progress bar is shown on a terminal
 # A target that does not exist and ends like this is a missing file, not a run name.
 LOG_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".log", ".txt", ".parquet", ".gz")
@@ -167,26 +168,30 @@ def _progress_analyze(series: RunSeries, show: bool) -> AnalysisResult:
 
 
 def _write_alerts(root: Path, run: str, new: list[Alert]) -> int:
-    """Append alerts not already stored for ``run`` (same step, detector, kind, severity); returns how many."""
-    from entropy_watch.analysis.alert import rows
+    """Append alerts not already stored for ``run`` (by :attr:`Alert.key`); returns how many."""
+    from entropy_watch.analysis.alert import alert_key, rows
     from entropy_watch.store import RunWriter, Store
 
     old = Store(root).table(run, "alerts")
     seen = set()
     if old.num_rows:
         cols = [old.column(c).to_pylist() for c in ("step", "detector", "kind", "severity")]
-        seen = set(zip(*cols, strict=True))
-    fresh = [a for a in new if (a.step, a.detector, a.kind, a.severity) not in seen]
+        seen = {alert_key(*row) for row in zip(*cols, strict=True)}
+    fresh = [a for a in new if a.key not in seen]
     if fresh:
         w = RunWriter(root, run, heartbeat=False)  # never flip a finished run back to 'running'
         w.write("alerts", rows(fresh))
     return len(fresh)
 
 
-def _print_table(run: str, source: str, shown: list[Alert], notes: list[str]) -> None:
+def _print_table(run: str, source: str, shown: list[Alert], notes: list[str], verdict: Verdict) -> None:
+    """The verdict's headline, then its alerts (in the verdict's order: most severe first) and notes."""
     from rich.table import Table
 
     out = console()
+    out.print(text(f"{run}: ", "bold") + text(verdict.headline, HEALTH_STYLE.get(verdict.health)))
+    if verdict.reference.note:
+        out.print(text(f"H_ref: {verdict.reference.note}", "dim"))
     if not shown:
         out.print(text(run, "green") + text(": no alerts" + (f" ({'; '.join(notes)})" if notes else "")))
         return
@@ -236,15 +241,17 @@ def alerts(
             for t in resolve(target, st.root(), mapping):
                 source = t.source
                 res = _progress_analyze(t.series, show=not as_json)
-                shown = filter_alerts(res.alerts, since=since, min_severity=min_severity)
+                v = res.verdict
+                assert v is not None
+                shown = filter_alerts(list(v.alerts), since=since, min_severity=min_severity)
                 if write and t.root is not None:
                     _write_alerts(t.root, t.run, res.alerts)
                 worst = max([worst, *(a.rank for a in shown if gate is None or a.kind in gate)])
                 if as_json:
                     entry = {"run": t.run, "source": t.source, "alerts": [a.to_dict() for a in shown]}
-                    out.append({**entry, "notes": res.notes})
+                    out.append({**entry, "notes": res.notes, "verdict": v.to_dict()})
                 else:
-                    _print_table(t.run, t.source, shown, res.notes)
+                    _print_table(t.run, t.source, shown, res.notes, v)
         except NoEntropySeries as e:
             note = f"nothing to analyse; {e}"
             if as_json:

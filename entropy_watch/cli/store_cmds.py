@@ -107,6 +107,7 @@ def show(
     info = next((i for i in store.runs() if i.name == run), None)
     latest = _latest(store, run, tuple(name for _, name in SHOW_METRICS))
     first = _first(store, run, M.ENTROPY_MEAN)
+    verdict = _verdict(store, run)
     if as_json:
         echo_json(
             {
@@ -115,6 +116,7 @@ def show(
                 "last_step": info.last_step if info else None,
                 "metrics": latest,
                 "entropy_first": first,
+                "verdict": verdict.to_dict() if verdict is not None else None,
                 "meta": meta,
             }
         )
@@ -137,12 +139,39 @@ def show(
                 value if isinstance(value, str) else fmt_value(value),
                 fmt_value(step),
             )
-    if first is not None and M.ENTROPY_MEAN in latest and first[0]:
-        ratio = latest[M.ENTROPY_MEAN][0] / first[0]
-        table.add_row("H / H0 [dim](entropy now / first logged)[/dim]", f"{ratio:.3f}", fmt_value(first[1]))
     console().print(table)
+    if verdict is not None:
+        _print_verdict(verdict)
     if not latest:
         typer.echo("no scalars recorded yet")
+
+
+def _verdict(store: Any, run: str) -> Any:
+    """The run's verdict (``entropy_watch.analysis``), or None when it logged no entropy yet."""
+    from entropy_watch.analysis import RunSeries, analyze
+    from entropy_watch.errors import NoEntropySeries
+
+    try:
+        return analyze(RunSeries.from_reader(store, run)).verdict
+    except NoEntropySeries:
+        return None
+
+
+def _print_verdict(v: Any) -> None:
+    """The verdict as `show` prints it: the headline, H_ref and how it was taken, the forecast (data, not markup)."""
+    from entropy_watch.cli.alerts_cmds import HEALTH_STYLE
+
+    out = console()
+    out.print(text("verdict: ", "bold") + text(v.headline, HEALTH_STYLE.get(v.health)))
+    ref = v.reference
+    if ref.value is not None:
+        line = f"H_ref {fmt_value(ref.value)} nats: {ref.method} (steps {ref.first_step}–{ref.last_step})"
+        out.print(text(line, "dim"))
+        if ref.note:
+            out.print(text(f"  {ref.note}", "dim"))
+    if v.floor is not None:
+        extra = f"; ln V {v.ln_v:.2f}" if v.ln_v is not None else ""
+        out.print(text(f"floor {fmt_value(v.floor)} nats{extra}", "dim"))
 
 
 def sql(

@@ -1,4 +1,5 @@
-"""The alerts / watch / report commands through typer's CliRunner: exit codes, JSON, writing, following, HTML."""
+"""The alerts / watch / report / show commands through typer's CliRunner: exit codes, JSON, writing, following,
+HTML — and that every one of them renders the same verdict as ``entropy_watch.analysis.verdict``."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def test_errors_exit_3_with_one_line(store: Path) -> None:
     r = _run(store, "alerts", "no-such-run")
     assert r.exit_code == 3
     assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
-    assert _run(store, "alerts", "healthy", "--min-severity", "loud").exit_code == 3
+    assert _run(store, "alerts", "healthy", "--min-severity", "loud").exit_code == 2  # a usage error
 
 
 def test_run_folder_and_raw_log_file(store: Path) -> None:
@@ -108,3 +109,54 @@ def test_report_names_the_extra_when_plotly_is_missing(store: Path, tmp_path: Pa
     monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)
     r = _run(store, "report", "collapse", "-o", str(tmp_path / "x.html"))
     assert isinstance(r.exception, MissingExtra) and "entropy-watch[app]" in str(r.exception)
+
+
+def _verdict_of(store: Path, run: str) -> dict:
+    from entropy_watch.analysis import RunSeries, verdict
+    from entropy_watch.store import Store
+
+    return verdict(RunSeries.from_reader(Store(store), run)).to_dict()
+
+
+def test_show_alerts_and_report_render_the_verdict(store: Path, tmp_path: Path) -> None:
+    import html as html_mod
+
+    for run in ("healthy", "collapse"):
+        v = _verdict_of(store, run)
+        got = json.loads(_run(store, "alerts", run, "--json").stdout)[0]
+        assert got["verdict"] == v
+        assert [a["key"] for a in got["alerts"]] == [a["key"] for a in v["alerts"]]  # the verdict's order
+        shown = json.loads(_run(store, "show", run, "--json").stdout)["verdict"]
+        assert shown == v
+        text = _run(store, "show", run).stdout
+        assert v["headline"][:60] in " ".join(text.split())
+        assert "H / H0" not in text  # the verdict's H_ref replaces the old first-point ratio
+        out = tmp_path / f"{run}.html"
+        assert _run(store, "report", run, "-o", str(out)).exit_code == 0
+        page = out.read_text()
+        assert html_mod.escape(v["headline"]) in page
+        if v["forecast"] is not None:
+            assert f"forecast ({v['forecast']['direction']}" in page
+    assert _verdict_of(store, "collapse")["health"] == "critical"
+    assert _verdict_of(store, "healthy")["health"] == "ok"
+
+
+@pytest.mark.skipif(not REAL.exists(), reason="shared/real_runs not present")
+def test_cli_and_verdict_agree_on_a_real_log_at_every_step_checked(tmp_path: Path) -> None:
+    from entropy_watch.analysis import RunSeries, verdict
+    from entropy_watch.importers import load_log
+
+    f = REAL / "Sunshine535__nips-grpo-dynamics__qwen25-7b-exp1a-rho2.00_seed44.jsonl"
+    s = RunSeries.from_imported(load_log(f)[0])
+    got = json.loads(runner.invoke(app, ["alerts", str(f), "--json"]).stdout)[0]
+    assert got["verdict"] == verdict(s).to_dict()
+    # the CLI reads the whole file; cut copies of it give the verdict at earlier steps
+    lines = f.read_text().splitlines()
+    for k in (8, 20, 33):
+        cut = tmp_path / f"cut{k}.jsonl"
+        cut.write_text("\n".join(lines[: next(i for i, x in enumerate(lines) if x.strip()) + k]) + "\n")
+        part = RunSeries.from_imported(load_log(cut)[0])
+        got = json.loads(runner.invoke(app, ["alerts", str(cut), "--json"]).stdout)[0]["verdict"]
+        assert got["step"] == int(part.steps[-1])
+        want = verdict(s, at_step=int(part.steps[-1])).to_dict()
+        assert {k: v for k, v in got.items() if k != "run"} == {k: v for k, v in want.items() if k != "run"}

@@ -7,7 +7,7 @@ import numpy as np
 from entropy_watch.analysis import DetectorConfig
 from entropy_watch.analysis.hygiene import causal_median, prepare, robust_sigma, sawtooth_period
 
-from ._series import healthy, series
+from ._series import healthy, noisy, series
 
 
 def test_robust_sigma_ignores_trend() -> None:
@@ -24,25 +24,52 @@ def test_causal_median_uses_only_the_past() -> None:
     assert np.array_equal(causal_median(x[:3], 3), m[:3])
 
 
-def test_href_is_early_level_and_rebased_after_a_warmup_transient() -> None:
+def test_href_is_the_early_level_known_from_the_sixth_point() -> None:
     cfg = DetectorConfig()
     h = healthy(200, h0=0.8)
     p = prepare(series(h), cfg)
-    assert np.isnan(p.h_ref[: cfg.ref_versions - 1]).all()
-    assert abs(p.h_ref[-1] - np.median(h[: cfg.ref_early])) < 1e-12
-    # entropy drops 10x within the first steps (format learning): H_ref re-bases on the first 20 versions
-    g = np.concatenate([[1.3, 1.2, 1.1], np.full(197, 0.12)])
-    q = prepare(series(g), cfg)
-    assert abs(q.h_ref[-1] - np.median(g[:20])) < 1e-12
-    assert not q.armed[: cfg.warmup_versions].any() and q.armed[-1]
+    assert np.isnan(p.h_ref[: cfg.warmup_points]).all() and not p.armed[: cfg.warmup_points].any()
+    assert p.armed[cfg.warmup_points] and abs(p.h_ref[-1] - np.median(h[: cfg.ref_points])) < 1e-12
+    assert p.ref_at(len(p) - 1).method.startswith("the median of the first 3")
+
+
+def test_href_includes_a_fast_early_drop_that_keeps_falling() -> None:
+    cfg = DetectorConfig()
+    # 0.77 nats at step 0, ~0.003 by step 10 (the Tinker shape): H_ref is the early level, not the post-drop one
+    g = np.concatenate([0.77 * np.exp(-0.55 * np.arange(12)), np.full(30, 1e-3)])
+    p = prepare(series(g), cfg)
+    r = p.ref_at(len(p) - 1)
+    assert r.value == 0.77 and "already falling fast" in r.method
+    assert "before the detector armed" in r.note and "kept falling" in r.note
+    assert not p.armed[: cfg.warmup_points + cfg.adapt_points].any() and p.armed[cfg.warmup_points + cfg.adapt_points]
+    assert p.floor[-1] == cfg.floor_rel * 0.77
+
+
+def test_an_early_drop_that_settles_is_an_adaptation() -> None:
+    cfg = DetectorConfig()
+    # three points at ~1.25 nats, then a drop to a steady ~0.15 (format learning): the settled level is H_ref
+    g = np.concatenate([[1.33, 1.24, 1.2], noisy(np.full(60, 0.15), 0.1, seed=1)])
+    p = prepare(series(g), cfg)
+    r = p.ref_at(len(p) - 1)
+    assert 0.12 < r.value < 0.19 and "held steady" in r.note and "1.24" in r.note
 
 
 def test_segments_restart_at_known_change_points() -> None:
+    cfg = DetectorConfig()
     h = healthy(300)
-    p = prepare(series(h, events=[(150, "resume"), (200, "note")]), DetectorConfig())
+    p = prepare(series(h, events=[(150, "resume"), (200, "note")]), cfg)
     assert p.seg_start[149] == 0 and p.seg_start[150] == 150 and p.seg_start[-1] == 150  # "note" is no reset
-    assert not p.armed[150:170].any()  # warm-up again after the resume
-    assert abs(p.h_ref[-1] - np.median(h[150:155])) < 1e-12
+    assert not p.armed[150 : 150 + cfg.warmup_points].any() and p.armed[150 + cfg.warmup_points]
+    assert abs(p.h_ref[-1] - np.median(h[150:153])) < 1e-12
+
+
+def test_noise_sigma_is_causal_and_per_segment() -> None:
+    cfg = DetectorConfig()
+    h = noisy(np.full(300, 0.5), 0.1, seed=4)
+    p = prepare(series(h), cfg)
+    q = prepare(series(h[:180]), cfg)
+    assert np.allclose(p.sigma[:180], q.sigma, equal_nan=True)
+    assert 0.07 < np.nanmedian(p.sigma[60:]) < 0.13
 
 
 def test_log_transform_keeps_zero_finite_and_marks_nan() -> None:

@@ -1,28 +1,62 @@
-"""The synthetic generator: seeded, labelled with true onset and floor, and written to a store."""
+"""The synthetic generator: seeded, labelled with true onset and floor, noise fitted to real logs, stored."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from entropy_watch.synthetic import COLLAPSE_KINDS, KINDS, generate, write_to_store
+from entropy_watch.synthetic import (
+    ALIASES,
+    COLLAPSE_KINDS,
+    KINDS,
+    LABELS,
+    NoiseFit,
+    fit_noise,
+    generate,
+    write_to_store,
+)
 
 
-def test_seeded_and_labelled() -> None:
-    a, b = generate("collapse_exp", 7), generate("collapse_exp", 7)
-    assert np.array_equal(a.entropy, b.entropy) and not np.array_equal(a.entropy, generate("collapse_exp", 8).entropy)
-    for kind in KINDS:
-        r = generate(kind, 0, 300)
-        assert r.steps.shape == r.entropy.shape == r.reward.shape == (300,)
-        assert np.isfinite(r.entropy).all() and (r.entropy >= 0).all()
-        assert ((r.reward >= 0) & (r.reward <= 1)).all()
+def test_seeded_and_labelled_at_every_density() -> None:
+    a, b = generate("fast_collapse", 7), generate("fast_collapse", 7)
+    assert np.array_equal(a.entropy, b.entropy) and not np.array_equal(a.entropy, generate("fast_collapse", 8).entropy)
+    for n in (40, 100, 400):
+        for kind in KINDS:
+            r = generate(kind, 0, n)
+            assert r.label == LABELS[kind] and r.steps.shape == r.entropy.shape == r.reward.shape == (n,)
+            assert np.isfinite(r.entropy).all() and (r.entropy >= 0).all()
+            assert ((r.reward >= 0) & (r.reward <= 1)).all()
     for kind in COLLAPSE_KINDS:
-        r = generate(kind, 1, 600)
+        r = generate(kind, 1, 400)
         assert r.label == "collapse" and r.onset_step is not None
         assert r.floor_step is None or r.floor_step > r.onset_step
-        assert r.clean[-1] < 0.3 * r.clean[0]
-    assert generate("healthy", 0).floor_step is None and generate("explosion", 0).label == "explosion"
-    assert generate("lr_kink", 0).events and generate("benign", 0).reward[-50:].mean() > 0.95
+        assert r.clean[-1] < 0.33 * r.clean[0]
+    assert generate("fast_collapse", 2, 400).floor_step is not None
+    e = generate("explosion", 0, 400)
+    assert e.label == "explosion" and e.floor_step is not None and e.clean[e.floor_step] >= 3 * e.h0
+    assert generate("lr_kink", 0).events and generate("solved", 0).reward[-50:].mean() > 0.97
+    nu = generate("near_uniform", 0, 100)
+    assert nu.vocab_size and nu.h0 > 0.8 * np.log(nu.vocab_size)
+    assert generate("healthy", 0).vocab_size is None  # a CSV-like run states no vocabulary
+
+
+def test_old_names_are_aliases_with_quiet_noise() -> None:
+    r = generate("collapse_exp", 1, 300)
+    assert r.kind == ALIASES["collapse_exp"] == "fast_collapse" and r.params["noise_source"] == "demo"
+
+
+def test_noise_fit_recovers_ar1_parameters() -> None:
+    rng = np.random.default_rng(0)
+    x = np.zeros(4000)
+    for t in range(1, x.size):
+        x[t] = 0.5 * x[t - 1] + rng.normal(0, 0.2 * np.sqrt(1 - 0.25))
+    trend = np.log(0.4) - np.arange(4000) / 8000  # a slow decline does not count as noise
+    fit = fit_noise(np.exp(trend + x))
+    assert fit is not None and abs(fit.sigma - 0.2) < 0.03 and abs(fit.phi - 0.5) < 0.08
+    run = generate("healthy", 3, 4000, noise=NoiseFit(0.2, 0.5, 0.0))
+    again = fit_noise(run.entropy)
+    assert again is not None and abs(again.sigma - 0.2) < 0.04
+    assert fit_noise(np.full(10, 0.3)) is None
 
 
 def test_bad_kind_is_a_clear_error() -> None:

@@ -1,0 +1,153 @@
+"""Collapse: one latched state per segment (none → warning → critical), fed by level rules and the L3 forecast.
+
+Warnings (each with the decay outlook's ETA, even when the floor lies beyond the run's end):
+
+* ``collapse.forecast`` — the early warning: a significant decline that already lost ``forecast_min_lost`` of H_ref
+  and, in k of the last n forecasts, reaches the floor within the horizon with probability ≥ ``eta_prob``;
+* ``collapse.decline`` — a significant decline (the forecast's trend gate) that has lost ``decline_lost`` of H_ref:
+  "a steady decline that has already lost most of H_ref";
+* ``collapse.depletion`` — the level at or under ``depletion_frac``·H_ref ("a quarter of H_ref or less"), held.
+
+Critical only for the floor reached or imminent:
+
+* ``collapse.floor`` — the level at or under the floor, held (guards.held, for a rolling median);
+* ``collapse.imminent`` — while warned, the upper end of the ETA interval is within max(``imminent_min_points``,
+  ``imminent_frac``·points so far) points.
+
+A state fires again only at a higher severity, or after re-arming (the level back above ``rearm_frac``·H_ref).
+L4 context is attached to every collapse alert; on a solved task it becomes an info ``saturation`` note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from entropy_watch.analysis import corroborate
+from entropy_watch.analysis.alert import Alert, fmt_nats
+from entropy_watch.analysis.config import DetectorConfig
+from entropy_watch.analysis.forecast import Forecast
+from entropy_watch.analysis.guards import held, sustained_rearm
+from entropy_watch.analysis.hygiene import Prepared
+from entropy_watch.analysis.outlook import Outlook, floor_label, from_forecast
+from entropy_watch.analysis.policy import apply_context, persistent
+from entropy_watch.analysis.series import RunSeries
+
+OutlookAt = Callable[[int], Outlook | None]
+REASONS = ("forecast", "decline", "depletion", "floor", "imminent")
+
+
+def decay_outlook(prep: Prepared, i: int, config: DetectorConfig, f: Forecast | None) -> Outlook | None:
+    """The decay outlook of an always-fitted forecast ``f`` at point i (None without one)."""
+    if f is None or f.model == "none":
+        return None
+    label = floor_label(float(prep.floor[i]), float(prep.h_ref[i]), config.floor_rel)
+    return from_forecast(f, label, config.eta_interval, prep.planned_steps)
+
+
+def _imminent_steps(prep: Prepared, i: int, config: DetectorConfig) -> float:
+    seg0 = int(prep.seg_start[i])
+    pts = max(config.imminent_min_points, config.imminent_frac * (i - seg0 + 1))
+    return pts * prep.spacing(max(seg0, i - 50), i)
+
+
+def conditions(
+    prep: Prepared, config: DetectorConfig, evals: dict[int, Forecast | None]
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """(warn (n,), crit (n,), reason by index): where each collapse state may fire, before latching."""
+    n = len(prep)
+    ref, lvl, armed = prep.ref_seg, prep.smooth, prep.armed
+    with np.errstate(invalid="ignore", divide="ignore"):
+        floor_m = np.log(prep.floor_seg / lvl)
+        depl_m = np.log(config.depletion_frac * ref / lvl)
+        at_floor = held(floor_m >= 0, floor_m, prep.sigma, config, level=True) & armed
+        depleted = held(depl_m >= 0, depl_m, prep.sigma, config, level=True) & armed
+    warn = depleted.copy()
+    crit = at_floor.copy()
+    reason: dict[int, str] = {}
+    for i in np.flatnonzero(at_floor):
+        reason[int(i)] = "floor"
+    flags: list[bool] = []
+    seg = -1
+    k, m = config.persist_of
+    for i in sorted(evals):
+        f = evals[i]
+        if i >= n or not armed[i]:
+            continue
+        if int(prep.seg_start[i]) != seg:
+            seg, flags = int(prep.seg_start[i]), []
+        flags.append(bool(f is not None and f.positive))
+        if f is None:
+            continue
+        if f.gates and f.lost >= config.decline_lost:
+            warn[i] = True
+            reason.setdefault(i, "decline")
+        elif persistent(flags, k, m):
+            warn[i] = True
+            reason.setdefault(i, "forecast")
+        if f.gates and f.model != "none" and f.eta_hi <= _imminent_steps(prep, i, config) and lvl[i] > prep.floor[i]:
+            crit[i] = True
+            reason.setdefault(i, "imminent")
+    for i in np.flatnonzero(depleted):
+        reason.setdefault(int(i), "depletion")
+    return warn, crit, reason
+
+
+def _message(prep: Prepared, i: int, reason: str, config: DetectorConfig, f: Forecast | None) -> str:
+    ref, now = float(prep.h_ref[i]), float(prep.smooth[i])
+    share = f"{100 * now / ref:.0f}% of H_ref {fmt_nats(ref)}" if ref > 0 else "n/a"
+    if reason == "floor":
+        return f"entropy reached the floor: {fmt_nats(now)} nats, {share} (floor {fmt_nats(float(prep.floor[i]))})"
+    if reason == "depletion":
+        return f"entropy is down to {fmt_nats(now)} nats, {share}: a quarter of its early level or less"
+    span = f" since step {f.window_start_step}" if f is not None else ""
+    if reason == "decline":
+        return f"entropy keeps falling{span}: {fmt_nats(now)} nats, {share}, most of its early level lost"
+    if reason == "imminent":
+        return f"entropy is about to reach the floor: {fmt_nats(now)} nats, {share}"
+    return f"entropy is falling fast{span}: {fmt_nats(now)} nats, {share}"
+
+
+def detect(
+    series: RunSeries,
+    prep: Prepared,
+    config: DetectorConfig,
+    evals: dict[int, Forecast | None],
+    fit_at: Callable[[int], Forecast | None],
+) -> list[Alert]:
+    """Collapse alerts over the prefix. ``evals`` are the scheduled forecasts (gated); ``fit_at(i)`` returns the
+    always-fitted decay forecast at i, which gives each alert its outlook (the verdict at that step quotes it)."""
+    warn, crit, reason = conditions(prep, config, evals)
+    with np.errstate(invalid="ignore"):
+        re = np.flatnonzero(sustained_rearm(prep.smooth > config.rearm_frac * prep.ref_seg, config))
+    out: list[Alert] = []
+    fired, last = -1, -1
+    for i in np.flatnonzero(warn | crit):
+        i = int(i)
+        if fired >= 0:
+            k = int(np.searchsorted(re, last, side="right"))
+            if k < re.size and re[k] <= i:
+                fired = -1
+        rank = 2 if crit[i] else 1
+        if rank <= fired:
+            continue
+        fired, last = rank, i
+        f = fit_at(i)
+        o = decay_outlook(prep, i, config, f)
+        why = reason.get(i, "depletion")
+        msg = _message(prep, i, why, config, f)
+        if o is not None and why != "floor":
+            msg += f"; {o.text}"
+        ev: dict = {"reason": why, "h_now": float(prep.smooth[i]), "h_ref": float(prep.h_ref[i]),
+                    "floor": float(prep.floor[i])}  # fmt: skip
+        if f is not None:
+            ev["forecast"] = f.evidence()
+        if o is not None:
+            ev.update(eta_step_median=o.eta_step, eta_step_lo=o.eta_lo_step, eta_step_hi=o.eta_hi_step,
+                      eta_interval=o.interval)  # fmt: skip
+        a = Alert(step=int(prep.steps[i]), detector=f"collapse.{why}", kind="collapse",
+                  severity="critical" if rank == 2 else "warning", message=msg, evidence=ev)  # fmt: skip
+        lo = max(int(prep.seg_start[i]), i - config.window_max + 1)
+        out.append(apply_context(a, corroborate.flags(series, prep, i, lo, config)))
+    return out

@@ -1,0 +1,114 @@
+"""Outlook: a forecast as every surface shows it — the curve a chart draws with its band, the ETA and its interval as
+absolute steps, and one sentence ("at this rate 10% of H_ref (0.047 nats) by step 1,240 (80% interval 900–2,100)").
+
+Built from one :class:`~entropy_watch.analysis.forecast.Forecast` by :func:`from_forecast`; alerts and the verdict
+both call it, so an alert raised at step s and the verdict at step s quote the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from entropy_watch.analysis.alert import _clean, fmt_nats
+from entropy_watch.analysis.forecast import Forecast
+
+CURVE_POINTS = 60  # points of the drawn forecast curve
+MAX_AHEAD = 3.0  # the curve extends at most this many window spans past the last point
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """Where entropy is heading: ``direction`` "decay" (toward the collapse floor) or "rise" (toward the explosion
+    level), ``target`` that level in nats and ``target_label`` in words. ETAs are absolute steps (None: not on
+    course to reach it); ``reached`` when the level is already there; ``beyond_end`` when the ETA lies after the
+    run's planned last step. ``steps``/``curve``/``lo``/``hi`` draw the fit and its ``interval`` band (nats)."""
+
+    direction: str
+    target: float
+    target_label: str
+    model: str
+    fitted_at: int
+    window_start: int
+    eta_step: float | None
+    eta_lo_step: float | None
+    eta_hi_step: float | None
+    interval: float
+    p_cross: float
+    reached: bool
+    beyond_end: bool
+    steps: tuple[float, ...]
+    curve: tuple[float, ...]
+    lo: tuple[float, ...]
+    hi: tuple[float, ...]
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean({k: getattr(self, k) for k in self.__dataclass_fields__})
+
+
+def _step_text(x: float) -> str:
+    return f"{int(round(x)):,}"
+
+
+def from_forecast(f: Forecast, target_label: str, interval: float, planned_end: int | None = None) -> Outlook:
+    """The outlook of forecast ``f`` (see the module docstring)."""
+
+    def at(eta: float) -> float | None:
+        return float(f.step + eta) if math.isfinite(eta) else None
+
+    eta, lo, hi = at(f.eta_median), at(f.eta_lo), at(f.eta_hi)
+    reached = f.eta_median == 0
+    beyond = bool(eta is not None and planned_end is not None and eta > planned_end)
+    span = max(float(f.step - f.window_start_step), 1.0)
+    ahead = span
+    if eta is not None:
+        ahead = max(ahead, 1.1 * ((hi if hi is not None else eta) - f.step))
+    ahead = min(ahead, MAX_AHEAD * span)
+    xs = np.linspace(float(f.window_start_step), f.step + ahead, CURVE_POINTS)
+    curve = f.curve(xs)
+    b_lo, b_hi = f.band(xs, interval)
+    pct = f"{100 * interval:.0f}%"
+    if reached:
+        text = f"{'at' if f.direction == 'decay' else 'above'} {target_label} now"
+    elif eta is None:
+        text = f"not on course to reach {target_label}"
+    else:
+        rng = (
+            f"{_step_text(lo)}–{_step_text(hi)}"
+            if lo is not None and hi is not None
+            else f"{_step_text(lo or eta)}–never"
+        )
+        text = f"at this rate {target_label} by step {_step_text(eta)} ({pct} interval {rng})"
+        if beyond:
+            text += f", after the planned end (step {planned_end:,})"
+    return Outlook(
+        direction=f.direction,
+        target=f.floor,
+        target_label=target_label,
+        model=f.model,
+        fitted_at=f.step,
+        window_start=f.window_start_step,
+        eta_step=eta,
+        eta_lo_step=lo,
+        eta_hi_step=hi,
+        interval=interval,
+        p_cross=f.p_cross,
+        reached=reached,
+        beyond_end=beyond,
+        steps=tuple(float(x) for x in xs),
+        curve=tuple(float(x) for x in curve),
+        lo=tuple(float(x) for x in b_lo),
+        hi=tuple(float(x) for x in b_hi),
+        text=text,
+    )
+
+
+def floor_label(floor: float, h_ref: float, floor_rel: float) -> str:
+    """'10% of H_ref (0.047 nats)' when the relative floor applies, else 'the absolute floor (0.02 nats)'."""
+    if math.isfinite(h_ref) and abs(floor - floor_rel * h_ref) <= 1e-12 * max(floor, 1.0):
+        return f"{100 * floor_rel:.0f}% of H_ref ({fmt_nats(floor)} nats)"
+    return f"the absolute floor ({fmt_nats(floor)} nats)"

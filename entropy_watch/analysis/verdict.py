@@ -1,0 +1,241 @@
+"""The verdict: what the detector concludes about one run at one step, computed once, rendered everywhere.
+
+``verdict(series)`` (or ``Analyzer.verdict(series)`` on the live path, which reuses the cached evaluations) returns
+a frozen :class:`Verdict`: the run's health and its kind, the reference level H_ref and how it was taken, the current
+forecast *in the direction of the alert* (decay toward the floor for a collapse, rise for an explosion, none
+otherwise) with the curve a chart draws, its ETA and 80% interval, the floor, ln V when the vocabulary is known, the
+alerts ordered by severity then step, and a one-line headline. The CLI (``show``, ``alerts``, ``watch``), the HTML
+report, the app and the notifications render this object and never recompute any of it; ``to_dict()`` is its JSON
+form (schema in docs/CONTRACTS.md, ``"schema": 1``).
+
+Health: ``too-short`` (fewer points than the detector needs: nothing can be said yet, which is not "ok"), ``ok``
+(no alert), else the worst severity among the alerts that still stand: a collapse or an explosion is a *problem*
+(:class:`Problem`) that opens with its first alarm and clears where its detector re-arms (the level back past the
+re-arm level for a while); once cleared, its alerts stay listed but no longer set the health, and the headline says
+it cleared. Every other alert (non-finite, saturation, precision, ...) counts as long as the run does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from entropy_watch.analysis.alert import Alert, _clean, fmt_nats, severity_rank
+from entropy_watch.analysis.outlook import Outlook
+
+if TYPE_CHECKING:
+    from entropy_watch.analysis.run import AnalysisResult
+
+SCHEMA_VERSION = 1
+HEALTH: tuple[str, ...] = ("too-short", "ok", "info", "warning", "critical")
+PRIMARY_KINDS: tuple[str, ...] = ("nonfinite", "collapse", "explosion")
+"""Kinds that name the verdict when they tie on severity with another kind (they are what the product is for)."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """H_ref, the run's early entropy level (nats), and how it was taken: from which logged steps, how many points,
+    the method in plain words, and a note when entropy had already moved before the detector armed."""
+
+    value: float | None
+    first_step: int | None
+    last_step: int | None
+    n_points: int
+    method: str
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean(
+            {
+                "value": self.value,
+                "first_step": self.first_step,
+                "last_step": self.last_step,
+                "n_points": self.n_points,
+                "method": self.method,
+                "note": self.note,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The newest episode of a collapse or an explosion: opened by the alert ``key`` at step ``since``, at its worst
+    ``severity``; ``cleared`` is the step where the detector re-armed (None: still active)."""
+
+    kind: str
+    severity: str
+    since: int
+    key: str
+    cleared: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "severity": self.severity, "since": self.since, "key": self.key,
+                "cleared": self.cleared}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The run's verdict at ``step`` (see the module docstring). ``level`` is the detector's current entropy level
+    (a causal rolling median, nats); ``floor`` the collapse floor; ``ln_v`` only when the vocabulary is known."""
+
+    run: str
+    step: int | None
+    n_points: int
+    health: str
+    kind: str | None
+    headline: str
+    reference: Reference
+    level: float | None
+    floor: float | None
+    ln_v: float | None
+    forecast: Outlook | None
+    alerts: tuple[Alert, ...]
+    notes: tuple[str, ...]
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def rank(self) -> int:
+        """-1 too short or ok, else 0 info, 1 warning, 2 critical (for exit statuses)."""
+        return severity_rank(self.health) if self.health in ("info", "warning", "critical") else -1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (NaN/inf become null); the schema is documented in docs/CONTRACTS.md."""
+        return _clean(
+            {
+                "schema": SCHEMA_VERSION,
+                "run": self.run,
+                "step": self.step,
+                "n_points": self.n_points,
+                "health": self.health,
+                "kind": self.kind,
+                "headline": self.headline,
+                "reference": self.reference.to_dict(),
+                "level": self.level,
+                "floor": self.floor,
+                "ln_v": self.ln_v,
+                "forecast": self.forecast.to_dict() if self.forecast is not None else None,
+                "alerts": [a.to_dict() for a in self.alerts],
+                "problems": [p.to_dict() for p in self.problems],
+                "notes": list(self.notes),
+            }
+        )
+
+
+def order_alerts(alerts: list[Alert]) -> tuple[Alert, ...]:
+    """Most severe first; within a severity the primary kinds (non-finite, collapse, explosion) first, then by step."""
+
+    def key(a: Alert) -> tuple[int, int, int, str]:
+        return (-a.rank, 0 if a.kind in PRIMARY_KINDS else 1, a.step, a.detector)
+
+    return tuple(sorted(alerts, key=key))
+
+
+def _pct_of(x: float, ref: float) -> str:
+    r = x / ref
+    if r >= 3:
+        return f"{r:.1f}× H_ref {fmt_nats(ref)}"
+    return f"{100 * r:.0f}% of H_ref {fmt_nats(ref)}"
+
+
+def headline(
+    health: str,
+    kind: str | None,
+    top: Alert | None,
+    reference: Reference,
+    level: float | None,
+    forecast: Outlook | None,
+    n_points: int,
+    min_points: int,
+) -> str:
+    """The one line every surface shows first."""
+    if health == "too-short":
+        return (
+            f"too short to analyse: {n_points} logged point{'s' if n_points != 1 else ''}; "
+            f"the detector decides from the {min_points}th"
+        )
+    where = ""
+    if level is not None and math.isfinite(level):
+        where = f"entropy {fmt_nats(level)} nats"
+        if reference.value is not None and reference.value > 0:
+            where += f" ({_pct_of(level, reference.value)})"
+    if health == "ok":
+        return f"ok: {where}; no collapse or explosion trend" if where else "ok: no collapse or explosion trend"
+    label = f"{health} {kind}" if kind else health
+    if kind in ("collapse", "explosion") and where:
+        text = f"{label}: {where}"
+        if forecast is not None:
+            text += f"; {forecast.text}"
+        return text
+    msg = top.message if top is not None else ""
+    return f"{label}: {msg}" if msg else label
+
+
+def standing(alerts: tuple[Alert, ...], problems: tuple[Problem, ...]) -> tuple[Alert, ...]:
+    """The alerts that set the health: all but those of a cleared collapse/explosion episode (or earlier ones)."""
+    by_kind = {p.kind: p for p in problems}
+
+    def stands(a: Alert) -> bool:
+        p = by_kind.get(a.kind)
+        return p is None or (p.cleared is None and a.step >= p.since)
+
+    return tuple(a for a in alerts if stands(a))
+
+
+def build(result: AnalysisResult, run: str, min_points: int) -> Verdict:
+    """The verdict of an analysis result (called by :mod:`entropy_watch.analysis.run`, once per analysis)."""
+    prep = result.prep
+    n = len(prep) if prep is not None else 0
+    alerts = order_alerts(result.alerts)
+    problems = tuple(result.problems)
+    counted = standing(alerts, problems)
+    top = counted[0] if counted else None
+    if n < min_points:
+        health = "too-short"
+        # a non-finite value is reported even on a short series
+        if top is not None and top.kind == "nonfinite":
+            health = top.severity
+    else:
+        health = top.severity if top is not None else "ok"
+    kind = top.kind if top is not None and health not in ("too-short", "ok") else None
+    ref = result.reference if result.reference is not None else Reference(None, None, None, 0, "not known yet")
+    level = floor = None
+    ln_v = None
+    step = None
+    if prep is not None and n:
+        i = n - 1
+        step = int(prep.steps[i])
+        level = _finite(prep.smooth[i])
+        floor = _finite(prep.floor[i])
+        ln_v = _finite(prep.ln_v)
+    fc = result.outlook if kind in ("collapse", "explosion") else None
+    if fc is not None and fc.direction != ("decay" if kind == "collapse" else "rise"):
+        fc = None
+    line = headline(health, kind, top, ref, level, fc, n, min_points)
+    for p in problems:
+        if p.cleared is not None:
+            line += f"; the {p.severity} {p.kind} from step {p.since} cleared at step {p.cleared}"
+    return Verdict(
+        run=run,
+        step=step,
+        n_points=n,
+        health=health,
+        kind=kind,
+        headline=line,
+        reference=ref,
+        level=level,
+        floor=floor,
+        ln_v=ln_v,
+        forecast=fc,
+        alerts=alerts,
+        notes=tuple(result.notes),
+        problems=problems,
+    )
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None

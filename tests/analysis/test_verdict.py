@@ -1,0 +1,104 @@
+"""The verdict: health and kind, H_ref and how it was taken, the forecast in the alert's direction, one Alert.key,
+the headline and the JSON form every surface (CLI, report, app, notifications) renders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from entropy_watch.analysis import HEALTH, Alert, Analyzer, Verdict, alert_key, verdict
+from entropy_watch.analysis.verdict import SCHEMA_VERSION, order_alerts
+from entropy_watch.synthetic import generate
+
+from ._series import collapsing, healthy, noisy, series
+
+SCHEMA_KEYS = {"schema", "run", "step", "n_points", "health", "kind", "headline", "reference", "level", "floor",
+               "ln_v", "forecast", "alerts", "problems", "notes"}  # fmt: skip
+FORECAST_KEYS = {"direction", "target", "target_label", "model", "fitted_at", "window_start", "eta_step",
+                 "eta_lo_step", "eta_hi_step", "interval", "p_cross", "reached", "beyond_end", "steps", "curve",
+                 "lo", "hi", "text"}  # fmt: skip
+
+
+def test_too_short_is_not_ok() -> None:
+    v = verdict(series(np.array([0.5, 0.4, 0.45, 0.42])))
+    assert v.health == "too-short" and v.kind is None and v.rank == -1
+    assert "too short to analyse: 4 logged points" in v.headline and v.reference.value is None
+    ok = verdict(series(healthy(60)))
+    assert ok.health == "ok" and ok.headline.startswith("ok: entropy") and ok.forecast is None
+    assert HEALTH == ("too-short", "ok", "info", "warning", "critical")
+
+
+def test_collapse_verdict_forecasts_a_decay_to_the_floor() -> None:
+    s = series(collapsing(400, onset=150, tau=60.0))
+    v = verdict(s)
+    assert (v.health, v.kind) == ("critical", "collapse") and v.alerts[0].severity == "critical"
+    f = v.forecast
+    assert f is not None and f.direction == "decay" and f.target == v.floor and f.reached
+    w = verdict(s, at_step=200)  # mid-collapse: a warning with an ETA ahead and its 80% interval
+    assert (w.health, w.kind) == ("warning", "collapse") and w.step == 200
+    assert w.forecast is not None and w.forecast.eta_step is not None and w.forecast.eta_step > 200
+    assert w.forecast.eta_lo_step <= w.forecast.eta_step <= w.forecast.eta_hi_step and w.forecast.interval == 0.8
+    assert len(w.forecast.steps) == len(w.forecast.curve) == len(w.forecast.lo) == len(w.forecast.hi)
+    assert w.forecast.text in w.headline and "10% of H_ref" in w.forecast.text
+
+
+def test_explosion_verdict_forecasts_a_rise_and_never_a_decay() -> None:
+    t = np.arange(60)
+    v = verdict(series(noisy(np.where(t < 40, 0.2, 0.2 * 1.5 ** (t - 39.0)), 0.03)))
+    assert v.kind == "explosion" and v.forecast is not None and v.forecast.direction == "rise"
+    assert v.forecast.target > v.reference.value
+
+
+def test_reference_says_how_it_was_taken_and_ln_v_only_when_known() -> None:
+    g = np.concatenate([0.77 * np.exp(-0.55 * np.arange(12)), np.full(40, 1e-3)])
+    v = verdict(series(g))
+    assert v.reference.value == 0.77 and v.reference.first_step == 0 and "before the detector armed" in v.reference.note
+    assert v.ln_v is None and "ln V" not in v.headline
+    known = verdict(series(g, meta={"vocab_size": 128_000}))
+    assert abs(known.ln_v - np.log(128_000)) < 1e-9
+
+
+def test_alerts_are_ordered_by_severity_then_step_with_one_key() -> None:
+    a = [Alert(5, "cliff.cusum", "cliff", "info", "m"), Alert(9, "collapse.floor", "collapse", "critical", "m"),
+         Alert(3, "collapse.decline", "collapse", "warning", "m"), Alert(7, "guard.explosion", "explosion", "critical",
+         "m")]  # fmt: skip
+    assert [(x.step, x.severity) for x in order_alerts(a)] == [(7, "critical"), (9, "critical"), (3, "warning"),
+                                                              (5, "info")]  # fmt: skip
+    assert a[0].key == alert_key(5, "cliff.cusum", "cliff", "info") == "5:cliff.cusum:cliff:info"
+    assert a[0].to_dict()["key"] == a[0].key
+
+
+def test_to_dict_is_the_documented_json_schema() -> None:
+    v = verdict(generate("fast_collapse", 3, 100).to_series())
+    d = json.loads(json.dumps(v.to_dict(), allow_nan=False))
+    assert set(d) == SCHEMA_KEYS and d["schema"] == SCHEMA_VERSION
+    assert set(d["reference"]) == {"value", "first_step", "last_step", "n_points", "method", "note"}
+    if d["forecast"] is not None:
+        assert set(d["forecast"]) == FORECAST_KEYS
+    assert [x["key"] for x in d["alerts"]] == [a.key for a in v.alerts]
+
+
+def test_verdict_at_a_step_is_the_verdict_of_the_prefix_live_or_not() -> None:
+    s = generate("steady_collapse", 4, 40).to_series()
+    live = Analyzer()
+    for end in s.steps.tolist()[::3]:
+        assert live.verdict(s, at_step=end).to_dict() == verdict(s.prefix(end)).to_dict()
+    assert isinstance(verdict(s, analyzer=live), Verdict)
+
+
+def test_a_problem_clears_where_its_detector_rearms_and_stops_setting_the_health() -> None:
+    t = np.arange(120)
+    clean = np.where((t >= 40) & (t < 60), 1.5, 0.3)  # an explosion that lasts 20 points, then entropy is back
+    s = series(noisy(clean, 0.03, seed=2))
+    during = verdict(s, at_step=55)
+    assert during.health in ("warning", "critical") and during.kind == "explosion"
+    (p,) = during.problems
+    assert (
+        p.kind == "explosion" and p.cleared is None and p.key == next(a.key for a in during.alerts if a.step == p.since)
+    )
+    after = verdict(s)
+    (q,) = after.problems
+    assert q.cleared is not None and 60 <= q.cleared <= 70 and q.since == p.since
+    assert after.health == "ok" and "cleared at step" in after.headline
+    assert any(a.kind == "explosion" for a in after.alerts)  # still listed
