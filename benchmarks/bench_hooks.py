@@ -7,6 +7,9 @@
 2. Watch on a DDP step (one-process gloo group): ``log_tokens`` with all-reduce vs none.
 3. A plain tiny-model step: ``log_tokens(logits=...)`` (entropy computed here, target <= 3 %) and
    ``log_tokens(entropy=...)`` (passed in, target <= 1 %).
+4. Live in-process analysis (``Watch(on_alert=..., notify=...)``): the same step with the detector following the run
+   on its background thread, on a run that already holds ``--live-points`` logged points, against the same Watch
+   without it (target: no measurable cost, <= 1.01). ``--live-only`` runs just this part.
 Prints ratios (median over interleaved rounds); never asserts timings.
 """
 
@@ -131,13 +134,100 @@ def bench_plain(rounds: int, iters: int, root: str, ddp: bool, model_kind: str =
     return {k: statistics.median(v) for k, v in out.items()}
 
 
+def bench_live(rounds: int, iters: int, root: str, points: int) -> dict[str, float]:
+    """Step-time ratio of a tiny GPT-2 step logged to a Watch with live analysis (on_alert + a notify target on a
+    local webhook) over the same step logged to a Watch without it; both runs hold ``points`` earlier points."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import numpy as np
+
+    from entropy_watch.hooks import Watch, token_entropy
+    from entropy_watch.hooks.live import LiveOptions
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    torch.manual_seed(0)
+    V, B, T = 1024, 16, 64
+    model = _TinyTransformer(V)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, adv, mask = torch.randint(0, V, (B, T)), torch.randn(B), torch.ones(B, T)
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    live_kw = {"on_alert": {"critical": "stop"}, "notify": url, "live": LiveOptions(every=1)}
+    watches = {
+        "off": Watch("bench-live-off", store=root, vocab_size=V, flush_secs=5.0),
+        "on": Watch("bench-live-on", store=root, vocab_size=V, flush_secs=5.0, **live_kw),
+    }
+    rng = np.random.default_rng(0)
+    h0 = np.exp(rng.normal(0, 0.05, points))  # a steady ~1 nat history: no alert, the detector's usual state
+    for w in watches.values():
+        for s in range(points):
+            w.log(s, **{"entropy/mean": float(h0[s]), "reward/mean": 0.5})
+    watches["on"].live.flush()
+    step = {"off": points, "on": points}
+    ent = None
+
+    def run(mode: str) -> float:
+        nonlocal ent
+        w = watches[mode]
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            logits, lp = _tiny_step(model, opt, x, adv)
+            if ent is None:
+                ent = token_entropy(logits.detach())
+            w.log_tokens(step[mode], entropy=ent, mask=mask, logp=lp, advantages=adv)
+            w.log(step[mode], **{"reward/mean": 0.5})
+            step[mode] += 1
+        return time.perf_counter() - t0
+
+    run("off")
+    run("on")
+    ratios = []
+    wall0, busy0 = time.perf_counter(), watches["on"].live.analyzer.busy_s
+    n0 = watches["on"].live.analyzer.analyses
+    for r in range(rounds):
+        order = ("off", "on") if r % 2 == 0 else ("on", "off")
+        t = {m: run(m) for m in order}
+        ratios.append(t["on"] / t["off"])
+    live = watches["on"].live.analyzer
+    out = {
+        "ratio": statistics.median(ratios),
+        "analyses": float(live.analyses - n0),
+        "busy_frac": (live.busy_s - busy0) / (time.perf_counter() - wall0),
+        "per_analysis_ms": 1000 * (live.busy_s - busy0) / max(1, live.analyses - n0),
+    }
+    for w in watches.values():
+        w.close()
+    server.shutdown()
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--live-only", action="store_true", help="only part 4 (live analysis)")
+    p.add_argument("--live-points", type=int, default=2000, help="points the run holds before part 4 is timed")
     a = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as root:
+        live = bench_live(rounds=3 if a.quick else 9, iters=20 if a.quick else 60, root=root, points=a.live_points)
+        print(
+            f"tiny GPT-2 step, Watch with live analysis / without ({a.live_points} points logged): "
+            f"{live['ratio']:.3f}  (target <= 1.01); {live['analyses']:.0f} analyses, "
+            f"{live['per_analysis_ms']:.0f} ms each, analysis thread busy {100 * live['busy_frac']:.1f}% of wall time"
+        )
+        if a.live_only:
+            return
         trl = bench_trl(rounds=2 if a.quick else 6, steps=8 if a.quick else 16, root=root)
         print(f"TRL GRPO tiny step, attach / bare:            {trl:.3f}  (target <= 1.03)")
         plain = bench_plain(rounds=3 if a.quick else 9, iters=10 if a.quick else 30, root=root, ddp=False)
