@@ -125,7 +125,7 @@ class LiveAnalyzer:
         self.run = run
         self.options = options
         self.analyzer = Analyzer(config)
-        self.follower = Follower(run, self.analyzer.config)
+        self.follower = Follower(run)
         self._on_changes = on_changes
         self._on_failure = on_failure
         self._lock = threading.Lock()

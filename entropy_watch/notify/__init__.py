@@ -2,7 +2,8 @@
 
 targets.py (URL kinds, ``env:`` specs, redaction), payloads.py (what a message says, per channel), policy.py
 (minimum severity, cooldown, escalation, recovery once, hourly cap), delivery.py (background POSTs with timeout,
-retries and backoff), notifier.py (the facade), follow.py (new alerts and recoveries between analyses).
+retries and backoff), notifier.py (the facade), follow.py (new alerts and recoveries between analyses), relay.py
+(``entropy-watch watch --notify``).
 Core tier: standard library and numpy only, so the CLI sends notifications without torch.
 """
 

@@ -1,49 +1,28 @@
 """Follow one run's successive analyses and say what changed: alerts not seen before, and problems that cleared.
 
-The live analyser in the training process (``entropy_watch.hooks.live``) and ``entropy-watch watch`` both feed each
-new :class:`~entropy_watch.analysis.AnalysisResult` of a run to a :class:`Follower`; the new alerts drive
-notifications and alert actions, the recoveries drive the one "back above the floor" message.
+The live analyser in the training process (``entropy_watch.hooks.live``) and ``entropy-watch watch --notify``
+(:mod:`entropy_watch.notify.relay`) both feed each new :class:`~entropy_watch.analysis.AnalysisResult` of a run to a
+:class:`Follower`; the new alerts drive notifications and alert actions, the recoveries the one "back above the
+floor" message.
 
-A collapse or explosion alerted at warning or above is *active* until it clears; it clears when the detectors' own
-re-arm condition holds at the newest step (their hysteresis, :func:`rearm_level`):
-
-* collapse: the smoothed entropy is back above the re-arm level ("back above the floor") and the last two forecast
-  evaluations no longer predict the floor;
-* explosion: the smoothed entropy is back under the re-arm level.
-
-Other kinds (cliff, precision, non-finite, ...) are events, not states: they have no recovery message.
+What counts as cleared is the analysis' own answer, never recomputed here: a collapse or an explosion is a problem
+(``AnalysisResult.problems``, the verdict's ``problems``) that opens with its first warning or critical alarm and
+clears where its detector re-arms. Each cleared problem is reported once (by the key of the alert that opened it).
+Other kinds (cliff, precision, non-finite, ...) are events, not states: they have no recovery.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
-
-from entropy_watch.analysis import AnalysisResult, DetectorConfig
-from entropy_watch.analysis.alert import Alert, fmt_nats, severity_rank
+from entropy_watch.analysis import AnalysisResult
+from entropy_watch.analysis.alert import Alert, fmt_nats
 from entropy_watch.notify.notifier import alert_key
-
-STATE_KINDS: tuple[str, ...] = ("collapse", "explosion")
-"""Alert kinds that describe a lasting state, so their recovery is reported."""
-
-
-def rearm_level(prep: Any, config: DetectorConfig, kind: str, i: int) -> float:
-    """The level (nats) past which the detectors re-arm at point ``i``: a collapse clears above it, an explosion
-    below it. Collapse: ``rearm_frac``·H_ref and ``rearm_floor_mult``·floor, whichever the config has (the higher);
-    explosion: ``rearm_explode_mult``·H_ref (else 0.8·``explode_warn_mult``·H_ref)."""
-    h_ref, floor = float(prep.h_ref[i]), float(prep.floor[i])
-    if kind == "collapse":
-        levels = [getattr(config, "rearm_frac", 0.0) * h_ref, getattr(config, "rearm_floor_mult", 0.0) * floor]
-        return max(x for x in levels if np.isfinite(x)) if any(np.isfinite(x) for x in levels) else float("nan")
-    mult = getattr(config, "rearm_explode_mult", None)
-    return (mult if mult is not None else 0.8 * getattr(config, "explode_warn_mult", 3.0)) * h_ref
 
 
 @dataclass
 class Recovery:
-    """An active problem that cleared at ``step``; ``since`` is the step of the alert that opened it."""
+    """A problem that cleared at ``step``; ``since`` is the step of the alert that opened it, ``key`` its key."""
 
     kind: str
     step: int
@@ -63,62 +42,31 @@ class Changes:
 class Follower:
     """Diffs successive analyses of one run (one thread at a time)."""
 
-    def __init__(self, run: str, config: DetectorConfig | None = None) -> None:
+    def __init__(self, run: str) -> None:
         self.run = run
-        self.config = config or DetectorConfig()
         self._seen: set[str] = set()
-        self._active: dict[str, Alert] = {}  # kind -> the alert that opened the episode
+        self._recovered: set[str] = set()
 
     def update(self, result: AnalysisResult) -> Changes:
         """New alerts and recoveries since the previous call."""
         out = Changes()
         for a in sorted(result.alerts, key=lambda a: (a.step, -a.rank)):
             k = alert_key(a)
-            if k in self._seen:
+            if k not in self._seen:
+                self._seen.add(k)
+                out.alerts.append(a)
+        for p in getattr(result, "problems", ()):
+            if p.cleared is None or p.key in self._recovered:
                 continue
-            self._seen.add(k)
-            out.alerts.append(a)
-            if a.kind in STATE_KINDS and a.rank >= severity_rank("warning"):
-                self._active.setdefault(a.kind, a)
-        for kind, opened in list(self._active.items()):
-            step = self._cleared(result, kind, opened)
-            if step is not None:
-                del self._active[kind]
-                out.recoveries.append(
-                    Recovery(kind, step, opened.step, alert_key(opened), self._summary(result, kind, opened, step))
-                )
+            self._recovered.add(p.key)
+            out.recoveries.append(Recovery(p.kind, int(p.cleared), int(p.since), p.key, _summary(result, p)))
         return out
 
-    @property
-    def active(self) -> dict[str, Alert]:
-        """Kind -> the alert that opened each problem still active."""
-        return dict(self._active)
 
-    def _cleared(self, result: AnalysisResult, kind: str, opened: Alert) -> int | None:
-        """The newest step when ``kind`` has cleared there (the detector's own re-arm level), else None."""
-        prep = result.prep
-        if prep is None or len(prep) == 0:
-            return None
-        i = len(prep) - 1
-        step = int(prep.steps[i])
-        if step <= opened.step or any(a.kind == kind and a.step == step for a in result.alerts):
-            return None
-        level = float(prep.smooth[i])
-        rearm = rearm_level(prep, self.config, kind, i)
-        if not (np.isfinite(level) and np.isfinite(rearm)):
-            return None
-        if kind == "collapse":
-            recent = [f for _, f in sorted(result.forecasts.items())][-2:]
-            quiet = all(not getattr(f, "positive", False) for f in recent)
-            return step if level > rearm and quiet else None
-        return step if level < rearm else None
-
-    def _summary(self, result: AnalysisResult, kind: str, opened: Alert, step: int) -> str:
-        prep = result.prep
-        now = fmt_nats(float(prep.smooth[-1])) if prep is not None else "?"
-        if kind == "collapse":
-            floor = fmt_nats(float(prep.floor[-1])) if prep is not None else "?"
-            where = f"entropy is back above the floor ({now} nats vs floor {floor})"
-        else:
-            where = f"entropy is back down to {now} nats"
-        return f"{where} at step {step}; the {opened.severity} {kind} alert from step {opened.step} has cleared"
+def _summary(result: AnalysisResult, p: object) -> str:
+    kind, severity, since, cleared = (getattr(p, k) for k in ("kind", "severity", "since", "cleared"))
+    where = "back above the floor" if kind == "collapse" else "back down from its rise"
+    v = getattr(result, "verdict", None)
+    level = getattr(v, "level", None)
+    now = f" ({fmt_nats(level)} nats at step {v.step})" if isinstance(level, float) and v is not None else ""
+    return f"entropy is {where}{now}: the {severity} {kind} from step {since} cleared at step {cleared}"

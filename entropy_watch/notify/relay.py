@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from entropy_watch.analysis import DetectorConfig
 from entropy_watch.notify.follow import Follower
 from entropy_watch.notify.notifier import Notifier
 
@@ -23,9 +22,8 @@ from entropy_watch.notify.notifier import Notifier
 class MonitorRelay:
     """Turns monitor analyses into notifications (one :class:`Follower` per run; the monitor's thread only)."""
 
-    def __init__(self, notifier: Notifier, config: DetectorConfig | None = None) -> None:
+    def __init__(self, notifier: Notifier) -> None:
         self.notifier = notifier
-        self.config = config
         self._followers: dict[str, Follower] = {}
 
     def on_analysis(self, state: Any) -> None:
@@ -35,7 +33,7 @@ class MonitorRelay:
             return
         run = state.run
         first = run not in self._followers
-        follower = self._followers.setdefault(run, Follower(run, self.config))
+        follower = self._followers.setdefault(run, Follower(run))
         changes = follower.update(result)
         if first:
             return

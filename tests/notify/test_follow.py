@@ -35,7 +35,7 @@ def test_each_alert_once_and_one_recovery() -> None:
     assert collapse
     (rec,) = recoveries
     assert rec.kind == "collapse" and rec.since == collapse[0].step and rec.step >= 100
-    assert rec.key == alert_key(collapse[0]) and "back above the floor" in rec.summary
+    assert rec.key == alert_key(collapse[0]) and "back above the floor" in rec.summary and "cleared" in rec.summary
 
 
 def test_no_recovery_while_collapsed() -> None:
