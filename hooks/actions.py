@@ -41,7 +41,6 @@ from typing import Any
 
 from entropy_watch.analysis.alert import KINDS, SEVERITIES, Alert, severity_rank
 from entropy_watch.errors import EntropyWatchError
-from entropy_watch.notify.notifier import alert_key
 
 ACTION_EVENT = "action"
 """Kind of the ``events`` rows that record an action taken."""
@@ -125,7 +124,7 @@ def _rule(selector: str, action: Any) -> Rule:
 def alert_ref(alert: Alert) -> dict[str, Any]:
     """What an action event says about the alert that fired it."""
     return {
-        "key": alert_key(alert),
+        "key": alert.key,
         "step": alert.step,
         "kind": alert.kind,
         "severity": alert.severity,
@@ -181,7 +180,7 @@ class ActionBook:
         """Fire the rules for new ``alerts`` (live analyser thread); ``step`` is the newest logged step."""
         for alert in alerts:
             for rule in self.rules:
-                key = alert_key(alert)
+                key = alert.key
                 if not rule.matches(alert) or (key, rule.selector) in self._fired:
                     continue
                 self._fired.add((key, rule.selector))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from entropy_watch.notify.delivery import Delivery
 from entropy_watch.notify.follow import Changes, Follower, Recovery
-from entropy_watch.notify.notifier import APP_URL_ENV, Notifier, alert_key, notice_for
+from entropy_watch.notify.notifier import APP_URL_ENV, Notifier, notice_for
 from entropy_watch.notify.payloads import SCHEMA, Eta, Notice, render
 from entropy_watch.notify.policy import Gate, NotifyPolicy
 from entropy_watch.notify.targets import DEFAULT_ENV, NotifyConfigError, Target, parse_targets, redact, scrub
@@ -31,7 +31,6 @@ __all__ = [
     "NotifyPolicy",
     "Recovery",
     "Target",
-    "alert_key",
     "notice_for",
     "parse_targets",
     "redact",

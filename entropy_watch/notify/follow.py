@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 from entropy_watch.analysis import AnalysisResult
 from entropy_watch.analysis.alert import Alert, fmt_nats
-from entropy_watch.notify.notifier import alert_key
 
 
 @dataclass
@@ -51,7 +50,7 @@ class Follower:
         """New alerts and recoveries since the previous call."""
         out = Changes()
         for a in sorted(result.alerts, key=lambda a: (a.step, -a.rank)):
-            k = alert_key(a)
+            k = a.key
             if k not in self._seen:
                 self._seen.add(k)
                 out.alerts.append(a)

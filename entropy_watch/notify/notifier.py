@@ -26,14 +26,6 @@ APP_URL_ENV = "ENTROPY_WATCH_APP_URL"
 """Environment variable with the app's base URL (e.g. ``http://127.0.0.1:8501``), used when none is passed."""
 
 
-def alert_key(alert: Alert) -> str:
-    """The alert's identity: ``Alert.key`` when the analysis defines it, else ``step:detector:kind:severity``."""
-    key = getattr(alert, "key", None)
-    if isinstance(key, str) and key:
-        return key
-    return f"{alert.step}:{alert.detector}:{alert.kind}:{alert.severity}"
-
-
 def _num(x: Any, default: float = float("inf")) -> float:
     return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else default
 
@@ -65,9 +57,8 @@ def notice_for(run: str, alert: Alert, *, verdict: Any = None, app_url: str | No
     and severity, the summary is the verdict's headline and the ETA its forecast's; the whole verdict goes into the
     JSON body."""
     d = alert.to_dict()
-    key = alert_key(alert)
-    d["key"] = key
-    v = to_jsonable(verdict) if verdict is not None else None
+    key = alert.key
+    v = to_jsonable(verdict.to_dict() if hasattr(verdict, "to_dict") else verdict) if verdict is not None else None
     v = v if isinstance(v, dict) else None
     same = v is not None and v.get("kind") == alert.kind and v.get("health") == alert.severity
     headline = v.get("headline") if same and v is not None else None

@@ -15,7 +15,6 @@ import pytest
 
 from entropy_watch.analysis import Alert
 from entropy_watch.hooks.actions import ActionBook, ActionSpecError, parse_on_alert
-from entropy_watch.notify import alert_key
 
 CRIT_EXPLOSION = Alert(40, "guard.explosion", "explosion", "critical", "exploded")
 WARN_COLLAPSE = Alert(30, "collapse.decline", "collapse", "warning", "falling")
@@ -79,7 +78,7 @@ def test_watch_flags_and_callbacks_record_events() -> None:
     assert book.should_stop and book.stop_alert is CRIT_EXPLOSION and seen == [WARN_COLLAPSE, CRIT_EXPLOSION]
     first = events[0][1]
     assert first["rule"] == "warning" and first["actions"] == ["call"]
-    assert first["alert"]["key"] == alert_key(WARN_COLLAPSE) and first["alert"]["step"] == 30
+    assert first["alert"]["key"] == WARN_COLLAPSE.key and first["alert"]["step"] == 30
     assert first["did"][0] == "called list.append(alert)" and "raised RuntimeError" in first["did"][1]
     stop = [p for _, p in events if p["actions"] == ["stop"]]
     assert stop[0]["did"] == ["set watch.should_stop = True"] and stop[0]["alert"]["kind"] == "explosion"

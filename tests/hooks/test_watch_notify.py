@@ -19,7 +19,7 @@ from entropy_watch.analysis import Alert, RunSeries, analyze
 from entropy_watch.hooks import Watch
 from entropy_watch.hooks.actions import ActionSpecError
 from entropy_watch.hooks.live import LiveOptions
-from entropy_watch.notify import NotifyConfigError, alert_key
+from entropy_watch.notify import NotifyConfigError
 from entropy_watch.store import Store
 
 from ..notify.webhook import Webhook, serve
@@ -57,11 +57,11 @@ def test_live_alerts_are_the_post_hoc_alerts(tmp_path: Path) -> None:
         for lo, hi in ((0, 40), (40, 60), (60, 120), (120, 200)):  # several analyses of growing prefixes
             _log(w, steps[lo:hi], h[lo:hi])
             w.live.flush()
-        live = sorted(alert_key(a) for a in w.live.alerts)
+        live = sorted(a.key for a in w.live.alerts)
     post = analyze(RunSeries.from_arrays("live", steps, h, reward=np.full(steps.size, 0.5))).alerts
-    assert live and live == sorted(alert_key(a) for a in post)
+    assert live and live == sorted(a.key for a in post)
     stored = Store(tmp_path).table("live", "alerts").to_pylist()  # what fired, kept for the post-mortem
-    assert sorted(alert_key(Alert.from_row(r)) for r in stored) == live
+    assert sorted(Alert.from_row(r).key for r in stored) == live
 
 
 def test_alert_escalation_recovery_and_actions(tmp_path: Path, webhook: Webhook) -> None:
@@ -92,12 +92,13 @@ def test_alert_escalation_recovery_and_actions(tmp_path: Path, webhook: Webhook)
     if loud[0].severity == "warning":
         assert events[:2] == ["alert", "escalation"] and bodies[1]["step"] == first_crit.step
     assert bodies[0]["app_url"] == "http://127.0.0.1:8501/run?run=r1" and bodies[0]["alert"]["evidence"]
+    assert bodies[0]["verdict"]["schema"] == 1 and bodies[0]["verdict"]["run"] == "r1"
     assert len(webhook.bodies("/slack/S")) == len(webhook.bodies("/discord/S")) == len(bodies)
     # actions: the callback saw every warning+ alert, stop fired on the first critical; each is an events row
     assert seen == loud and w.should_stop and w.live.actions.stop_alert is first_crit
     acts = _actions(tmp_path, "r1")
     stop = [e for e in acts if "stop" in e["actions"]]
-    assert len(stop) == 1 and stop[0]["alert"]["key"] == alert_key(first_crit)
+    assert len(stop) == 1 and stop[0]["alert"]["key"] == first_crit.key
     assert stop[0]["did"] == ["set watch.should_stop = True"]
     assert sum("call" in e["actions"] for e in acts) == len(loud)
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from entropy_watch.notify import alert_key
 from entropy_watch.store import Store
 
 pytestmark = pytest.mark.slow
@@ -39,7 +38,7 @@ def test_collapsing_run_is_checkpointed_and_stopped(tiny_trl, tmp_path: Path) ->
     assert crit and crit[0].kind == "collapse"
     (act,) = _actions(store, "collapse")  # one action: checkpoint and stop, for the first critical alert
     assert act["actions"] == ["checkpoint", "stop"] and act["rule"] == "critical"
-    assert act["alert"]["key"] == alert_key(crit[0]) and crit[0].step <= act["step"] == step
+    assert act["alert"]["key"] == crit[0].key and crit[0].step <= act["step"] == step
     assert any("should_training_stop" in d for d in act["did"]) and any(f"checkpoint-{step}" in d for d in act["did"])
 
     ckpt = out / f"checkpoint-{step}"

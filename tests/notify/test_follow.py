@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from entropy_watch.analysis import Analyzer, RunSeries
-from entropy_watch.notify import Follower, alert_key
+from entropy_watch.notify import Follower
 
 
 def _entropy(n: int, recover_at: int | None, seed: int = 0) -> np.ndarray:
@@ -29,13 +29,13 @@ def _follow(h: np.ndarray) -> tuple[list, list]:
 
 def test_each_alert_once_and_one_recovery() -> None:
     alerts, recoveries = _follow(_entropy(200, recover_at=100))
-    keys = [alert_key(a) for a in alerts]
+    keys = [a.key for a in alerts]
     assert len(keys) == len(set(keys))
     collapse = [a for a in alerts if a.kind == "collapse" and a.rank >= 1]
     assert collapse
     (rec,) = recoveries
     assert rec.kind == "collapse" and rec.since == collapse[0].step and rec.step >= 100
-    assert rec.key == alert_key(collapse[0]) and "back above the floor" in rec.summary and "cleared" in rec.summary
+    assert rec.key == collapse[0].key and "back above the floor" in rec.summary and "cleared" in rec.summary
 
 
 def test_no_recovery_while_collapsed() -> None:
