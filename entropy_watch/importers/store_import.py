@@ -107,7 +107,7 @@ def stage_run(staging: Path, r: ImportedRun) -> Path:
                 "wall_time": [float("nan")] * len(r.events),
             },
         )
-    writer.update_run_meta(**run_meta(r))
+    writer.update_run_meta(**run_meta(r), summary=writer.summary())  # what `ls` shows, without a query
     folder = run_dir(staging, r.name)
     shutil.rmtree(folder / "status", ignore_errors=True)  # no heartbeat: the store lists the run as "imported"
     (folder / ".run.json.lock").unlink(missing_ok=True)

@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from entropy_watch.errors import InvalidRunName
 from entropy_watch.store import layout
@@ -185,7 +184,7 @@ _SANDBOX_CONFIG = {
     "autoload_known_extensions": False,
     "python_enable_replacements": False,  # no scans of the caller's Python variables by name
 }
-_HIVE = ds.partitioning(pa.schema([("run", pa.string()), ("table", pa.string()), ("rank", pa.int32())]), flavor="hive")
+_HIVE_SCHEMA = pa.schema([("run", pa.string()), ("table", pa.string()), ("rank", pa.int32())])
 
 
 def sandbox() -> duckdb.DuckDBPyConnection:
@@ -217,6 +216,9 @@ def register_selection(con: duckdb.DuckDBPyConnection, root: StorePath, sel: Sel
     columns (types promoted, later-added columns null in older files). Files read only in part (after overlapping
     parts) are filtered to their missing keys.
     """
+    # lazy: pyarrow.dataset imports pandas (~0.5-1 s), a cost every CLI command would pay for a path only `sql` takes
+    import pyarrow.dataset as ds
+
     names: list[str] = []
     groups: list[tuple[list[FileRef], frozenset[tuple[str, int]] | None]] = []
     if sel.whole:
@@ -228,7 +230,9 @@ def register_selection(con: duckdb.DuckDBPyConnection, root: StorePath, sel: Sel
             filesystem,
             [arrow(r.path)[1] for r in refs],
             ds.ParquetFileFormat(),
-            ds.FileSystemFactoryOptions(partition_base_dir=base, partitioning=_HIVE),
+            ds.FileSystemFactoryOptions(
+                partition_base_dir=base, partitioning=ds.partitioning(_HIVE_SCHEMA, flavor="hive")
+            ),
         )
         dataset = factory.finish(factory.inspect(promote_options="permissive"))
         if keys is not None:
@@ -239,11 +243,14 @@ def register_selection(con: duckdb.DuckDBPyConnection, root: StorePath, sel: Sel
     return names
 
 
-def _keys_expression(keys: frozenset[tuple[str, int]]) -> ds.Expression:
+def _keys_expression(keys: frozenset[tuple[str, int]]) -> Any:
+    """A dataset filter keeping the rows of ``keys`` (``pyarrow.dataset.Expression``)."""
+    import pyarrow.dataset as ds
+
     by_writer: dict[str, list[int]] = {}
     for writer, seq in keys:
         by_writer.setdefault(writer, []).append(seq)
-    expr: ds.Expression | None = None
+    expr: Any = None
     for writer, seqs in sorted(by_writer.items()):
         part = (ds.field("_writer") == writer) & ds.field("_seq").isin(sorted(seqs))
         expr = part if expr is None else expr | part

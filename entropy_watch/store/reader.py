@@ -24,7 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from entropy_watch.errors import RunNotFound
-from entropy_watch.store import layout
+from entropy_watch.store import layout, summary
 from entropy_watch.store.atomic import read_json
 from entropy_watch.store.files import CoverageCache, select_files
 from entropy_watch.store.query import (
@@ -40,7 +40,7 @@ from entropy_watch.store.query import (
 )
 from entropy_watch.store.reads import SqlReads, query_files
 from entropy_watch.store.schema import empty_table
-from entropy_watch.store.writer import DEFAULT_HEARTBEAT_S, RunWriter
+from entropy_watch.store.writer import DEFAULT_HEARTBEAT_S, SUMMARY_NAMES, RunWriter
 
 STALL_FACTOR = 3.0
 
@@ -55,6 +55,7 @@ class RunInfo:
     last_step: int | None
     ranks: list[int] = field(default_factory=list)
     updated_at: float | None = None
+    latest: dict[str, tuple[float, int]] = field(default_factory=dict)  # canonical name -> (value, step), summary.py
 
 
 class Store(SqlReads):
@@ -74,8 +75,8 @@ class Store(SqlReads):
 
     # -- runs -----------------------------------------------------------------------------------------------------
     def runs(self) -> list[RunInfo]:
-        """All runs under the root, sorted by name."""
-        return [self._run_info(name) for name in run_names(self.root)]
+        """All runs under the root, sorted by name; cost linear in runs (summaries, see :mod:`.summary`)."""
+        return self._summarised(run_names(self.root))
 
     def run_info(self, run: str) -> RunInfo:
         """One run's :class:`RunInfo`; raises :class:`RunNotFound`."""
@@ -122,7 +123,7 @@ class Store(SqlReads):
                 names = run_names(self.root)
                 tables = [t for t in layout.TABLES if re.search(rf"\b{t}\b", query)]
                 if re.search(r"\bruns\b", query):
-                    con.register("runs", _runs_table([self._run_info(n) for n in names]))
+                    con.register("runs", _runs_table(self._summarised(names)))
                 with read_locked(d for t in tables for d in table_dirs(self.root, names, t)):
                     for table in tables:
                         sel = select_files(table_files(self.root, names, table, self._coverage))
@@ -185,6 +186,21 @@ class Store(SqlReads):
         return with_retry(attempt)
 
     def _run_info(self, run: str) -> RunInfo:
+        return self._summarised([run])[0]
+
+    def _summarised(self, names: list[str]) -> list[RunInfo]:
+        """:class:`RunInfo` of ``names``; runs without summaries get theirs from ONE query over all of them."""
+        scanned = [self._scan(name) for name in names]
+        found = summary.query_summaries(self, [i.name for i, known in scanned if not known], SUMMARY_NAMES)
+        for info, known in scanned:
+            if not known:
+                last, info.latest = found.get(info.name, (None, {}))
+                if info.last_step is None:
+                    info.last_step = last
+        return [info for info, _ in scanned]
+
+    def _scan(self, run: str) -> tuple[RunInfo, bool]:
+        """The run's info from run.json and the heartbeats; False when it has no summary (``latest`` left empty)."""
         rdir = layout.run_dir(self.root, run)
         meta = read_json(rdir / "run.json") or {}
         statuses = []
@@ -206,17 +222,13 @@ class Store(SqlReads):
         state = _run_state([st for _, st in statuses], time.time())
         steps = [st.get("last_step") for _, st in statuses if isinstance(st.get("last_step"), int)]
         last_step = max(steps) if steps else None
-        if not statuses:
-            last_step = self._max_step(run)
+        latest = summary.merge_statuses(statuses) if statuses else None
+        if not statuses and (imported := summary.from_meta(meta)) is not None:
+            last_step, latest = imported
         stamps = [float(st["updated_at"]) for _, st in statuses if isinstance(st.get("updated_at"), int | float)]
         updated_at = max(stamps) if stamps else _mtime(rdir / "run.json")
-        return RunInfo(run, meta, state, last_step, sorted(ranks), updated_at)
-
-    def _max_step(self, run: str) -> int | None:
-        """Largest step in ``scalars`` (runs without heartbeat); read from Parquet statistics, cheap."""
-        tbl = self._query_run(run, "scalars", "SELECT max(step) AS m FROM src", {})
-        value = tbl.column("m")[0].as_py()
-        return int(value) if value is not None else None
+        info = RunInfo(run, meta, state, last_step, sorted(ranks), updated_at, latest or {})
+        return info, latest is not None
 
 
 def _run_state(statuses: list[dict[str, Any]], now: float) -> str:
