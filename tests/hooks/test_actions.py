@@ -144,3 +144,20 @@ def test_stop_is_agreed_across_ranks(tmp_path: Path) -> None:
     r0, r1 = (json.loads((tmp_path / f"r{r}.json").read_text()) for r in range(2))
     assert r0["flags"] == r1["flags"] == [False, True, False]
     assert r0["events"][0]["rule"] == "critical" and r1["events"][0]["rule"] is None  # rank 1 followed rank 0
+
+
+def test_hf_callback_validates_its_spec_and_sets_control(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from entropy_watch.hooks.hf import EntropyWatchCallback
+
+    with pytest.raises(ActionSpecError):  # at construction, not inside a guarded callback at train start
+        EntropyWatchCallback(run="hf", store=tmp_path, on_alert={"critical": "halt"})
+    cb = EntropyWatchCallback(run="hf", store=tmp_path, strict=True, on_alert={"critical": "stop"})
+    args = SimpleNamespace(output_dir=str(tmp_path), run_name=None, to_dict=dict, world_size=1)
+    state = SimpleNamespace(global_step=3, max_steps=10, is_world_process_zero=True)
+    control = SimpleNamespace(should_save=False, should_training_stop=False)
+    cb.on_train_begin(args, state, control)
+    cb.watch.live.actions.on_alerts([CRIT_COLLAPSE], step=3)  # what the live thread does on a critical alert
+    cb.on_step_end(args, state, control)
+    assert control.should_training_stop and not control.should_save
+    cb.watch.close()
