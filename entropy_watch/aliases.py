@@ -1,5 +1,8 @@
 """Which source column is the step, the entropy, the reward: the alias tables and the lookup.
 
+Beside :mod:`entropy_watch.metrics` (the canonical names) because two tiers read it: the importers, for logs written
+long ago, and the hooks that record what a trainer logs live (``hooks/hf.py``, ``hooks/trl.py``, ``hooks/verl.py``).
+
 Trainers spell the same quantity differently (INTEGRATIONS §4): TRL logs ``entropy`` and ``clip_ratio/low_mean``,
 verl ``actor/entropy`` and ``actor/pg_clipfrac``, OpenRLHF ``train/entropy_loss`` and ``train/ppo_clip_ratio``, hand
 written loops ``entropy_avg``. Each canonical metric has an ordered list of exact aliases (compared case-insensitively,

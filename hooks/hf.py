@@ -6,9 +6,9 @@
     trainer.train()
 
 For trainers entropy_watch does not wrap (SFT, DPO, PPO, custom ``Trainer`` subclasses). Every numeric value passed
-to ``on_log`` is recorded at ``state.global_step`` under the trainer's key; keys the importers' alias table knows
+to ``on_log`` is recorded at ``state.global_step`` under the trainer's key; keys the alias table knows
 (``entropy`` -> ``entropy/mean``, ``clip_ratio/low_mean`` -> ``clip/low_frac``, ``reward`` -> ``reward/mean``, ...,
-see :mod:`entropy_watch.importers.aliases`) are recorded under the canonical name too. Evaluation keys (``eval_*``)
+see :mod:`entropy_watch.aliases`) are recorded under the canonical name too. Evaluation keys (``eval_*``)
 are recorded as logged, never as a training metric. ``on_train_begin`` stores the ``TrainingArguments``, library
 versions and world size in ``run.json``. Only the main process writes (``state.is_world_process_zero``).
 
@@ -24,8 +24,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from entropy_watch.aliases import detect_canonical, is_eval
 from entropy_watch.hooks.live import LIVE_ARGS, Live
-from entropy_watch.importers.aliases import detect_canonical, is_eval
 
 _RUN_CHARS = re.compile(r"[^A-Za-z0-9_.\-+@=:,]+")
 

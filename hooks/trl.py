@@ -38,9 +38,9 @@ from typing import Any
 import torch
 
 from entropy_watch import metrics as M
+from entropy_watch.aliases import TRL_ENTROPY_DEFINITION
 from entropy_watch.hooks.accumulate import TRL_MIRRORED, StepAccumulator
 from entropy_watch.hooks.hf import EntropyWatchCallback, run_name_for, store_arg
-from entropy_watch.importers.aliases import TRL_ENTROPY_DEFINITION
 
 log = logging.getLogger("entropy_watch")
 

@@ -36,8 +36,8 @@ from typing import Any
 
 import torch
 
+from entropy_watch.aliases import detect_canonical, is_eval
 from entropy_watch.hooks.watch import report_failure
-from entropy_watch.importers.aliases import detect_canonical, is_eval
 
 log = logging.getLogger("entropy_watch")
 

@@ -1,7 +1,7 @@
 """Importers: runs logged by other tools (TRL, verl, OpenRLHF/TensorBoard, W&B, generic CSV/JSONL) into the store.
 
 ``load_log(path)`` parses a log into :class:`ImportedRun` objects (source and canonical metric names, see
-:mod:`entropy_watch.importers.aliases`); ``import_log(store, path)`` also publishes them into a store, atomically.
+:mod:`entropy_watch.aliases`); ``import_log(store, path)`` also publishes them into a store, atomically.
 Torch-free; TensorBoard needs the ``tb`` extra. Formats: :data:`FORMATS`.
 """
 

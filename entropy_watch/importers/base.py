@@ -8,7 +8,7 @@ Two stages, shared by all formats:
    restart as a ``resume`` event.
 2. :func:`assemble` (all formats, TensorBoard included) adds canonical names (``entropy/mean``, ``reward/mean``,
    ``clip/region_frac``, ...) next to the source names, using ``mapping`` overrides first and the alias tables of
-   :mod:`entropy_watch.importers.aliases` otherwise, and fills ``meta`` (source, format, mapping, entropy definition,
+   :mod:`entropy_watch.aliases` otherwise, and fills ``meta`` (source, format, mapping, entropy definition,
    importer version).
 
 Cells: numbers and numeric strings (``nan``/``inf`` included) are values; empty cells, ``null``, ``None``, ``NA`` and
@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from entropy_watch import aliases as A
 from entropy_watch import metrics as M
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers import aliases as A
 
 IMPORTER_VERSION = "1.0"
 

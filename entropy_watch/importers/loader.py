@@ -12,8 +12,8 @@ import os
 import re
 from pathlib import Path
 
+from entropy_watch import aliases as A
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers import aliases as A
 from entropy_watch.importers import detect, generic, tensorboard, trl, verl, wandb
 from entropy_watch.importers.base import Frame, ImportedRun, Parsed, Progress, assemble, frame_to_series
 from entropy_watch.store.layout import validate_run_name

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from entropy_watch.importers import aliases as A
+from entropy_watch import aliases as A
 from entropy_watch.importers.base import Frame, parse_cell
 
 _SUFFIX = re.compile(r"^(.*?)(__MIN|__MAX)$")

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from entropy_watch import aliases as A
 from entropy_watch import metrics as M
-from entropy_watch.importers import aliases as A
 from entropy_watch.importers import load_log
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"
