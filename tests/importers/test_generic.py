@@ -7,8 +7,8 @@ import json
 import pytest
 
 from entropy_watch import metrics as M
-from entropy_watch.importers import detect_format, load_log
 from entropy_watch.aliases import detect_canonical, find_step_column
+from entropy_watch.importers import detect_format, load_log
 
 
 @pytest.mark.parametrize(
