@@ -184,8 +184,9 @@ def sql(
 ) -> None:
     """Run a read-only SQL query on the store (DuckDB, in memory; never locks the store)."""
     from entropy_watch.store import Store
+    from entropy_watch.store.query import check_read_only
 
-    _check_read_only(query)
+    check_read_only(query)
     try:
         table = Store(state(ctx).root()).sql(query)
     except Exception as e:
@@ -243,23 +244,6 @@ def export(
         store.run_meta(name)
     path = export_duckdb(store.root, duckdb_file, runs=run or None)
     typer.echo(printable(f"wrote {path}"))
-
-
-def _check_read_only(query: str) -> None:
-    """Allow exactly one SELECT (or EXPLAIN) statement: no COPY ... TO, CREATE, ATTACH, PRAGMA or a second statement."""
-    import duckdb
-
-    from entropy_watch.errors import EntropyWatchError
-
-    try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error as e:
-        raise EntropyWatchError(f"SQL does not parse: {str(e).splitlines()[0]}") from None
-    kinds = [s.type for s in statements]
-    allowed = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
-    if len(kinds) != 1 or kinds[0] not in allowed:
-        got = ", ".join(k.name for k in kinds) or "nothing"
-        raise EntropyWatchError(f"`sql` runs one read-only SELECT query; got {got}")
 
 
 def _sql_error(err: BaseException) -> str:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow as pa
 
-from entropy_watch.errors import InvalidRunName
+from entropy_watch.errors import EntropyWatchError, InvalidRunName
 from entropy_watch.store import layout
 from entropy_watch.store.files import READ_LOCK, CoverageCache, FileRef, Selection, list_table_files, rank_dirs
 from entropy_watch.store.fs import StorePath, arrow, is_object, listdir, vanished
@@ -193,6 +193,23 @@ def sandbox() -> duckdb.DuckDBPyConnection:
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def check_read_only(query: str) -> None:
+    """Allow exactly one SELECT (or EXPLAIN) statement: no COPY ... TO, CREATE, ATTACH, PRAGMA or a second statement.
+
+    Raises EntropyWatchError (one line) otherwise, or when ``query`` does not parse. The CLI's ``sql`` checks with
+    this before running user SQL in a :func:`sandbox`.
+    """
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as e:
+        raise EntropyWatchError(f"SQL does not parse: {str(e).splitlines()[0]}") from None
+    kinds = [s.type for s in statements]
+    allowed = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+    if len(kinds) != 1 or kinds[0] not in allowed:
+        got = ", ".join(k.name for k in kinds) or "nothing"
+        raise EntropyWatchError(f"`sql` runs one read-only SELECT query; got {got}")
 
 
 def create_sandbox_view(con: duckdb.DuckDBPyConnection, root: Path, table: str, sel: Selection) -> None:
