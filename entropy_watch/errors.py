@@ -34,6 +34,10 @@ class InvalidTensor(EntropyWatchError, ValueError):
     """A tensor argument with the wrong shape, dtype, device or values; the message names it and what was expected."""
 
 
+class ConfigError(EntropyWatchError, ValueError):
+    """A training configuration value out of range; the message names the field and the allowed values."""
+
+
 class MissingExtra(EntropyWatchError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 

@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from entropy_watch.errors import EntropyWatchError
+from entropy_watch.errors import ConfigError
+from entropy_watch.trainer.tasks import TASKS
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "bf16-fp32head", "bf16-naive")
 ADVANTAGE_KINDS: tuple[str, ...] = ("grpo", "dr_grpo", "rloo")
@@ -19,10 +20,6 @@ AGGREGATION_KINDS: tuple[str, ...] = ("token-mean", "seq-mean-token-mean")
 REPO_MODES: tuple[str, ...] = ("", "r", "d")
 CENTERINGS: tuple[str, ...] = ("exact", "raw")
 CONTROLLERS: tuple[str, ...] = ("", "zeta", "adapo", "entropy")
-
-
-class ConfigError(EntropyWatchError, ValueError):
-    """A configuration value out of range; the message names the field and the allowed values."""
 
 
 def _check(ok: bool, msg: str) -> None:
@@ -64,8 +61,6 @@ class TaskConfig:
     """Completion budget in tokens; completions without the end token by then count as truncated (reward 0)."""
 
     def __post_init__(self) -> None:
-        from entropy_watch.trainer.tasks import TASKS
-
         _check(self.name in TASKS, f"task {self.name!r}; use one of {', '.join(TASKS)}")
         _check(self.max_new_tokens >= 1, "max_new_tokens must be >= 1")
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from entropy_watch.errors import ConfigError
+
 MAX_SUM = 27
 _ANSWER = re.compile(r"^\s*(\d)\s*\+\s*(\d)\s*\+\s*(\d)\s*$")
 
@@ -73,8 +75,6 @@ TASKS: dict[str, Task] = {
 def get_task(name: str) -> Task:
     """The task called ``name`` (see :data:`TASKS`)."""
     if name not in TASKS:
-        from entropy_watch.trainer.config import ConfigError
-
         raise ConfigError(f"unknown task {name!r}; use one of {', '.join(TASKS)}")
     return TASKS[name]
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from entropy_watch.errors import ConfigError
+
 EOS = "<eos>"
 SYMBOLS: tuple[str, ...] = tuple("0123456789") + ("S", "=", ">", "+")
 
@@ -32,8 +34,6 @@ def load_tokenizer(path: str) -> Any:
 
     tok = AutoTokenizer.from_pretrained(path)
     if tok.eos_token_id is None:
-        from entropy_watch.trainer.config import ConfigError
-
         raise ConfigError(f"the tokenizer in {path} has no eos token; the trainer needs one to end completions")
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
