@@ -9,6 +9,7 @@ dependencies inside the command functions.
 from __future__ import annotations
 
 import importlib
+import os
 
 import typer
 
@@ -48,9 +49,18 @@ def _global(
     store: str = typer.Option(
         None, "--store", "-s", help="Store root (default: $ENTROPY_WATCH_DIR or ./ew_runs).", show_default=False
     ),
+    endpoint_url: str = typer.Option(
+        None,
+        "--endpoint-url",
+        help="S3-compatible endpoint for an s3:// store (MinIO, Ceph, R2; default: $AWS_ENDPOINT_URL_S3 or "
+        "$AWS_ENDPOINT_URL).",
+        show_default=False,
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
+    if endpoint_url:  # where every S3 client of this process and its children (the app server) looks for it
+        os.environ["AWS_ENDPOINT_URL_S3"] = endpoint_url
     ctx.obj = State(store=store, debug=debug)
 
 

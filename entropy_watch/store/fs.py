@@ -141,7 +141,10 @@ def _s3(endpoint: str | None, region: str | None) -> pafs.FileSystem:
         from pyarrow.fs import S3FileSystem
     except ImportError:  # a pyarrow built without S3 (some conda builds)
         raise MissingExtra("this pyarrow has no S3 support; install the PyPI wheel: pip install pyarrow") from None
-    kwargs: dict[str, Any] = {"region": region} if region else {}
+    # allow_delayed_open: an object smaller than one upload part (~10 MB: every segment) is ONE PutObject, made
+    # visible whole; larger ones use a multipart upload, which S3 shows only once completed (a failed part never
+    # completes it).
+    kwargs: dict[str, Any] = {"allow_delayed_open": True, **({"region": region} if region else {})}
     if endpoint:
         url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
         kwargs.update(endpoint_override=url.netloc + url.path.rstrip("/"), scheme=url.scheme or "https")
@@ -275,4 +278,7 @@ def vanished(exc: BaseException) -> bool:
     if isinstance(exc, FileNotFoundError):
         return True
     text = str(exc)
-    return "Path does not exist" in text or "No such file" in text or "No files found" in text
+    return any(
+        marker in text
+        for marker in ("Path does not exist", "No such file", "No files found", "NO_SUCH_KEY", "key does not exist")
+    )

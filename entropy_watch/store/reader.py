@@ -17,16 +17,17 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from entropy_watch.errors import RunNotFound
-from entropy_watch.store import layout, summary
+from entropy_watch.store import fs, layout, summary
+from entropy_watch.store import meta as run_meta
 from entropy_watch.store.atomic import read_json
 from entropy_watch.store.files import CoverageCache, select_files
+from entropy_watch.store.fs import StorePath
 from entropy_watch.store.query import (
     Binder,
     create_sandbox_view,
@@ -86,7 +87,7 @@ class Store(SqlReads):
     def run_meta(self, run: str) -> dict[str, Any]:
         """The run's ``run.json`` ({} if it has none); raises :class:`RunNotFound` if the run does not exist."""
         self._require(run)
-        return read_json(layout.run_json_path(self.root, run)) or {}
+        return run_meta.load(self.root, run)
 
     def writer(self, run: str, rank: int = 0, **kwargs: Any) -> RunWriter:
         """A :class:`RunWriter` on this store."""
@@ -148,7 +149,7 @@ class Store(SqlReads):
         return query_files(self._con, self._lock, self.root, names, tables, self._coverage, sql, params)
 
     def _require(self, run: str) -> None:
-        if not layout.run_dir(self.root, run).is_dir():
+        if not fs.is_dir(layout.run_dir(self.root, run)):
             known = ", ".join(run_names(self.root)[:10]) or "none"
             raise RunNotFound(f"run {run!r} not found in store {self.root} (runs: {known})")
 
@@ -176,7 +177,7 @@ class Store(SqlReads):
             try:
                 with read_locked(table_dirs(self.root, [run], table)):
                     sel = select_files(table_files(self.root, [run], table, self._coverage))
-                    binder = Binder("f")
+                    binder = Binder("f", con=cur)
                     cur.register(f"_empty_{table}", empty_table(table))
                     src = source_sql(sel, f"_empty_{table}", binder)
                     return cur.sql(f"WITH src AS ({src}) {sql}", params={**binder.values, **params}).to_arrow_table()
@@ -202,13 +203,13 @@ class Store(SqlReads):
     def _scan(self, run: str) -> tuple[RunInfo, bool]:
         """The run's info from run.json and the heartbeats; False when it has no summary (``latest`` left empty)."""
         rdir = layout.run_dir(self.root, run)
-        meta = read_json(rdir / "run.json") or {}
+        meta = run_meta.load(self.root, run)
         statuses = []
         try:
-            for entry in os.scandir(rdir / "status"):
+            for entry in fs.listdir(rdir / "status"):
                 m = re.fullmatch(r"rank=(\d+)\.json", entry.name)
                 if m:
-                    st = read_json(Path(entry.path))
+                    st = read_json(entry.path)
                     if st is not None:
                         statuses.append((int(m.group(1)), st))
         except FileNotFoundError:
@@ -216,7 +217,7 @@ class Store(SqlReads):
         ranks = {r for r, _ in statuses}
         for table in layout.TABLES:
             try:
-                ranks |= {int(e.name[5:]) for e in os.scandir(rdir / f"table={table}") if e.name[5:].isdigit()}
+                ranks |= {int(e.name[5:]) for e in fs.listdir(rdir / f"table={table}") if e.name[5:].isdigit()}
             except FileNotFoundError:
                 continue
         state = _run_state([st for _, st in statuses], time.time())
@@ -250,9 +251,9 @@ def _run_state(statuses: list[dict[str, Any]], now: float) -> str:
     return "finished"
 
 
-def _mtime(path: Path) -> float | None:
+def _mtime(path: StorePath) -> float | None:
     try:
-        return path.stat().st_mtime
+        return fs.mtime(path)
     except OSError:
         return None
 

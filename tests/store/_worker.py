@@ -4,7 +4,8 @@
   printing ``ACK <seq> <rows>`` after each publish returns (flushed), then ``DONE``.
 * ``reader ROOT EXPECTED STOPFILE`` - polls a one-shot Store and a TailReader until both see EXPECTED rows and
   STOPFILE exists; prints one JSON line: polls, errors, whether counts were monotone, final counts.
-* ``compactor ROOT STOPFILE`` - runs ``compact(min_age_s=0)`` in a loop until STOPFILE exists, then a final one.
+* ``compactor ROOT STOPFILE [GRACE_S]`` - runs ``compact(min_age_s=0)`` in a loop until STOPFILE exists, then a
+  final one; GRACE_S (object stores) delays the deletion of merged files, the final compaction deletes at once.
 """
 
 from __future__ import annotations
@@ -64,14 +65,15 @@ def reader(root: str, expected: str, stopfile: str) -> None:
     print(json.dumps({"polls": polls, "errors": errors, "monotone": monotone, "final": last}), flush=True)
 
 
-def compactor(root: str, stopfile: str) -> None:
+def compactor(root: str, stopfile: str, grace_s: str = "") -> None:
     from entropy_watch.store import compact
 
+    grace = float(grace_s) if grace_s else None
     merged = 0
     while not Path(stopfile).exists():
-        merged += compact(root, min_age_s=0.0).merged_files
+        merged += compact(root, min_age_s=0.0, grace_s=grace).merged_files
         time.sleep(0.05)
-    merged += compact(root, final=True).merged_files
+    merged += compact(root, final=True, grace_s=0.0 if grace is not None else None).merged_files
     print(json.dumps({"merged": merged}), flush=True)
 
 
