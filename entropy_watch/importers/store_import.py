@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ import pyarrow as pa
 from entropy_watch.errors import EntropyWatchError
 from entropy_watch.importers.base import ImportedRun, Progress
 from entropy_watch.importers.loader import load_log
+from entropy_watch.store import fs
+from entropy_watch.store.fs import ObjectPath
 from entropy_watch.store.layout import default_root, run_dir
 
 
@@ -38,7 +41,7 @@ def store_root(store: Any) -> Path:
     """The root of ``store``: a :class:`~entropy_watch.store.Store`, a path, or None (the default root)."""
     if store is None or isinstance(store, str | os.PathLike):
         return default_root(store)
-    return Path(store.root)
+    return default_root(store.root)
 
 
 def import_log(
@@ -62,6 +65,8 @@ def import_log(
 
 def publish_runs(root: Path, runs: list[ImportedRun], *, replace: bool = False) -> list[str]:
     """Stage and publish ``runs`` under ``root``; all or nothing across the list."""
+    if fs.is_object(root):
+        return _publish_objects(root, runs, replace=replace)
     if not replace:
         for r in runs:
             if run_dir(root, r.name).exists():
@@ -86,6 +91,27 @@ def publish_runs(root: Path, runs: list[ImportedRun], *, replace: bool = False) 
     for _, aside in published:
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
+    return [r.name for r in runs]
+
+
+def _publish_objects(root: ObjectPath, runs: list[ImportedRun], *, replace: bool) -> list[str]:
+    """An object store has no rename: stage every run locally first (a malformed run fails before the bucket is
+    touched), then PUT each run's files, ``run.json`` last; with ``replace`` the old run's objects are deleted after.
+    Each object appears whole, but a run becomes visible file by file (a reader may briefly see part of it)."""
+    for r in runs:
+        if not replace and fs.is_dir(run_dir(root, r.name)):
+            raise RunExists(f"run {r.name!r} already exists in {root}; pass --replace to overwrite it or --run NAME")
+    with tempfile.TemporaryDirectory(prefix="ew-import-") as tmp:
+        staged = [stage_run(Path(tmp), r) for r in runs]
+        for r, folder in zip(runs, staged, strict=True):
+            target = run_dir(root, r.name)
+            old = [p for _, p in fs.walk_files(target)] if replace else []
+            files = [f for f in folder.rglob("*") if f.is_file() and not f.name.startswith(".")]
+            put = [target / f.relative_to(folder).as_posix() for f in files]
+            for f, dest in sorted(zip(files, put, strict=True), key=lambda fd: fd[0].name == "run.json"):
+                fs.put_bytes(dest, f.read_bytes())
+            for p in set(old) - set(put):
+                fs.unlink(p)
     return [r.name for r in runs]
 
 

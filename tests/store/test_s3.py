@@ -309,3 +309,20 @@ def test_cli_reads_and_compacts_an_s3_store(
     assert "cli-run" in ew("compact", "--min-age", "0")
     assert _kinds(s3_root, "cli-run") == ["part"] + ["seg"] * 4  # merged; deletion waits out the grace period
     assert Store(s3_root).scalars("cli-run").num_rows == 40
+
+
+def test_import_onto_s3_and_replace(s3_root: str, tmp_path) -> None:
+    from entropy_watch.importers import RunExists, import_log
+
+    log = tmp_path / "log.csv"
+    log.write_text("step,entropy,reward\n" + "".join(f"{s},{1.0 / (1 + s)},{s / 10}\n" for s in range(50)))
+    assert import_log(s3_root, log, run="imp") == ["imp"]
+    store = Store(s3_root)
+    info = store.run_info("imp")
+    assert info.state == "imported" and info.last_step == 49 and store.run_meta("imp")["imported"]
+    with pytest.raises(RunExists):
+        import_log(s3_root, log, run="imp")
+    log.write_text("step,entropy\n" + "".join(f"{s},{0.5}\n" for s in range(10)))
+    import_log(s3_root, log, run="imp", replace=True)
+    steps, values = store.series("imp", M.ENTROPY_MEAN)
+    assert steps.tolist() == list(range(10)) and set(values.tolist()) == {0.5}
