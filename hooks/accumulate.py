@@ -78,8 +78,8 @@ class StepAccumulator:
         fractions), which replace the token-level ones of this micro-batch; ``clip/onpolicy`` in it replaces the
         token-level verdict (the step is on-policy only if every micro-batch is).
         """
-        from entropy_watch.hooks.stats import reduce_sums, token_sums
-        from entropy_watch.hooks.token_batch import prepare_batch, sample_token_rows
+        from entropy_watch.hooks.stats import reduce_sums, sample_token_rows, token_sums
+        from entropy_watch.hooks.token_batch import prepare_batch
 
         w = self.watch
         with torch.no_grad():

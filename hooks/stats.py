@@ -1,4 +1,5 @@
-"""Per-step token statistics: entropy distribution, clipping, advantages, covariance drivers (DESIGN §4).
+"""Per-step token statistics: entropy distribution, clipping, advantages, covariance drivers (DESIGN §4), and the
+token rows sampled for the ``tokens`` table (:func:`sample_token_rows`, which labels them with the same clip rule).
 
 ``step_stats(entropy, mask, ...)`` runs in three stages so that the numbers are those of the concatenated batch
 whatever the number of ranks or micro-batches:
@@ -28,7 +29,7 @@ from entropy_watch import metrics as M
 from entropy_watch.errors import InvalidTensor
 from entropy_watch.histogram import entropy_bin_edges, quantiles_from_hist
 from entropy_watch.hooks.distributed import all_gather_rows, all_reduce_, reduction_group
-from entropy_watch.hooks.token_batch import TokenBatch, prepare_batch, sample_token_rows
+from entropy_watch.hooks.token_batch import TokenBatch, prepare_batch
 
 # Slots of TokenSums.sums (float64; counts are exact up to 2**53). The histogram follows at index N_SLOTS.
 SLOTS = (
@@ -39,10 +40,9 @@ SLOTS = (
     "n_old", "n_offpolicy", "log_ratio_sum", "k3_sum",  # importance ratio
     "n_clip", "n_clip_low", "n_clip_high", "n_dual_base", "n_clip_dual",  # clipping
 )  # fmt: skip
-_S = {name: i for i, name in enumerate(SLOTS)}
 N_SLOTS = len(SLOTS)
 MAX_SLOTS = ("adv_max", "neg_adv_min", "ratio_max")  # MAX-reduced; -inf when absent
-_X = {name: i for i, name in enumerate(MAX_SLOTS)}
+CLIP_LABELS = ("", "low", "high", "dual")  # the ``clipped`` column of a sampled row; index = code in sample_token_rows
 
 
 @dataclass
@@ -51,7 +51,7 @@ class StepStats:
 
     ``scalars``: canonical name -> value (finite; metrics that do not apply are absent, not 0 or NaN);
     ``hist``: int64 counts, shape ``(len(edges),)`` (bin 0 = exactly zero; all zero for a step without tokens);
-    ``tokens``: sampled token rows of this rank (see :func:`entropy_watch.hooks.token_batch.sample_token_rows`);
+    ``tokens``: sampled token rows of this rank (see :func:`sample_token_rows`);
     ``n_tokens``: tokens the statistics were computed on (all ranks).
     """
 
@@ -200,6 +200,74 @@ def clip_masks(
     return low, high, dual
 
 
+def sample_token_rows(
+    batch: TokenBatch,
+    k: int,
+    *,
+    step: int,
+    tokenizer: Any = None,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    dual_clip: float | None = None,
+) -> list[dict[str, Any]]:
+    """Up to ``k`` highest-entropy tokens, then up to ``k`` other random ones (seed = ``step``), from this rank.
+
+    Each row: ``step, seq, pos, token_id`` (-1 without ``token_ids``), ``token_text`` (``tokenizer.decode([id])``,
+    else ``convert_ids_to_tokens``, else ""), ``entropy``, ``logp`` and ``advantage`` (None when not given),
+    ``clipped`` ("low" | "high" | "dual" | ""). Only tokens of the statistics' token set are sampled; ``seq`` is
+    the local row index. One small device-to-host copy of ``(6, 2k)`` numbers.
+    """
+    n = batch.entropy.numel()
+    k = min(int(k), n)
+    if k <= 0:
+        return []
+    dev, ok = batch.entropy.device, batch.ok
+    top_val, top_idx = torch.where(ok, batch.entropy, -math.inf).topk(k)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(int(step) % 2**63)
+    keys = torch.where(ok, torch.rand(n, generator=gen, device=dev, dtype=torch.float64), -1.0)
+    keys.index_fill_(0, top_idx, -1.0)  # no token twice
+    rand_val, rand_idx = keys.topk(k)
+    idx = torch.cat([top_idx, rand_idx])
+    keep = torch.cat([top_val > -math.inf, rand_val >= 0.0])
+
+    nan = torch.full((n,), math.nan, dtype=torch.float64, device=dev)
+    code = torch.zeros(n, dtype=torch.float64, device=dev)
+    if batch.logp is not None and batch.old_logp is not None and batch.advantages is not None:
+        low, high, dual = clip_masks(batch.logp - batch.old_logp, batch.advantages, ok, eps_low, eps_high, dual_clip)
+        code = low.double() + 2.0 * high.double() + (0.0 if dual is None else 3.0 * dual.double())  # exclusive
+    columns = [
+        keep.double(),
+        idx.double(),
+        batch.entropy.double()[idx],
+        (nan if batch.logp is None else batch.logp.double())[idx],
+        (nan if batch.advantages is None else batch.advantages.double())[idx],
+        (torch.full_like(nan, -1.0) if batch.token_ids is None else batch.token_ids.double())[idx],
+        code[idx],
+    ]
+    host = torch.stack(columns).tolist()  # one copy; ids are exact in float64 below 2**53
+    rows = []
+    for keep_j, i, h, lp, a, tok, c in zip(*host, strict=True):
+        if not keep_j:
+            continue
+        i, tok = int(i), int(tok)
+        seq, pos = (i // batch.seq_len, i % batch.seq_len) if batch.seq_len else (0, i)
+        rows.append(
+            {
+                "step": int(step),
+                "seq": seq,
+                "pos": pos,
+                "token_id": tok,
+                "token_text": _token_text(tokenizer, tok),
+                "entropy": h,
+                "logp": None if math.isnan(lp) else lp,
+                "advantage": None if math.isnan(a) else a,
+                "clipped": CLIP_LABELS[int(c)],
+            }
+        )
+    return rows
+
+
 def reduce_sums(sums: TokenSums, process_group: Any = None) -> TokenSums:
     """All-reduce ``sums`` over the group (see :func:`entropy_watch.hooks.distributed.reduction_group`).
 
@@ -274,6 +342,16 @@ def _histogram(h: torch.Tensor, ok: torch.Tensor, edges: np.ndarray) -> torch.Te
     idx = torch.where(h64 <= 0.0, 0, idx)
     idx = torch.where(ok, idx, nb)  # tokens off the set go to an overflow bin (no boolean indexing, no sync)
     return torch.bincount(idx.reshape(-1), minlength=nb + 1)[:nb].double()
+
+
+def _token_text(tokenizer: Any, token_id: int) -> str:
+    if tokenizer is None or token_id < 0:
+        return ""
+    if hasattr(tokenizer, "decode"):
+        return str(tokenizer.decode([token_id]))
+    if hasattr(tokenizer, "convert_ids_to_tokens"):
+        return str(tokenizer.convert_ids_to_tokens([token_id])[0])
+    return ""
 
 
 def _local_groups(batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:

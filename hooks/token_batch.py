@@ -1,21 +1,19 @@
-"""A step's per-token inputs, checked and flattened (``TokenBatch``), and the token rows sampled from them.
+"""A step's per-token inputs, checked and flattened (``TokenBatch``).
 
 ``prepare_batch`` turns the ``(B, T)`` (or flat ``(N,)``) tensors that ``step_stats`` receives into flat ``(N,)``
 views on one device, with the valid-token mask (``mask != 0``) and the token set the statistics use (valid and
-every given per-token input finite). ``sample_token_rows`` picks the rows written to the ``tokens`` table.
+every given per-token input finite). The rows written to the ``tokens`` table are sampled from a ``TokenBatch`` by
+:func:`entropy_watch.hooks.stats.sample_token_rows`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from entropy_watch.errors import InvalidTensor
-
-CLIP_LABELS = ("", "low", "high", "dual")  # index = code from _clip_codes
 
 
 @dataclass
@@ -102,86 +100,6 @@ def prepare_batch(
             ok = ok & torch.isfinite(x)
     batch.ok = ok
     return batch
-
-
-def sample_token_rows(
-    batch: TokenBatch,
-    k: int,
-    *,
-    step: int,
-    tokenizer: Any = None,
-    eps_low: float = 0.2,
-    eps_high: float = 0.2,
-    dual_clip: float | None = None,
-) -> list[dict[str, Any]]:
-    """Up to ``k`` highest-entropy tokens, then up to ``k`` other random ones (seed = ``step``), from this rank.
-
-    Each row: ``step, seq, pos, token_id`` (-1 without ``token_ids``), ``token_text`` (``tokenizer.decode([id])``,
-    else ``convert_ids_to_tokens``, else ""), ``entropy``, ``logp`` and ``advantage`` (None when not given),
-    ``clipped`` ("low" | "high" | "dual" | ""). Only tokens of the statistics' token set are sampled; ``seq`` is
-    the local row index. One small device-to-host copy of ``(6, 2k)`` numbers.
-    """
-    from entropy_watch.hooks.stats import clip_masks  # the one implementation of the clip rule
-
-    n = batch.entropy.numel()
-    k = min(int(k), n)
-    if k <= 0:
-        return []
-    dev, ok = batch.entropy.device, batch.ok
-    top_val, top_idx = torch.where(ok, batch.entropy, -math.inf).topk(k)
-    gen = torch.Generator(device=dev)
-    gen.manual_seed(int(step) % 2**63)
-    keys = torch.where(ok, torch.rand(n, generator=gen, device=dev, dtype=torch.float64), -1.0)
-    keys.index_fill_(0, top_idx, -1.0)  # no token twice
-    rand_val, rand_idx = keys.topk(k)
-    idx = torch.cat([top_idx, rand_idx])
-    keep = torch.cat([top_val > -math.inf, rand_val >= 0.0])
-
-    nan = torch.full((n,), math.nan, dtype=torch.float64, device=dev)
-    code = torch.zeros(n, dtype=torch.float64, device=dev)
-    if batch.logp is not None and batch.old_logp is not None and batch.advantages is not None:
-        low, high, dual = clip_masks(batch.logp - batch.old_logp, batch.advantages, ok, eps_low, eps_high, dual_clip)
-        code = low.double() + 2.0 * high.double() + (0.0 if dual is None else 3.0 * dual.double())  # exclusive
-    columns = [
-        keep.double(),
-        idx.double(),
-        batch.entropy.double()[idx],
-        (nan if batch.logp is None else batch.logp.double())[idx],
-        (nan if batch.advantages is None else batch.advantages.double())[idx],
-        (torch.full_like(nan, -1.0) if batch.token_ids is None else batch.token_ids.double())[idx],
-        code[idx],
-    ]
-    host = torch.stack(columns).tolist()  # one copy; ids are exact in float64 below 2**53
-    rows = []
-    for keep_j, i, h, lp, a, tok, c in zip(*host, strict=True):
-        if not keep_j:
-            continue
-        i, tok = int(i), int(tok)
-        seq, pos = (i // batch.seq_len, i % batch.seq_len) if batch.seq_len else (0, i)
-        rows.append(
-            {
-                "step": int(step),
-                "seq": seq,
-                "pos": pos,
-                "token_id": tok,
-                "token_text": _token_text(tokenizer, tok),
-                "entropy": h,
-                "logp": None if math.isnan(lp) else lp,
-                "advantage": None if math.isnan(a) else a,
-                "clipped": CLIP_LABELS[int(c)],
-            }
-        )
-    return rows
-
-
-def _token_text(tokenizer: Any, token_id: int) -> str:
-    if tokenizer is None or token_id < 0:
-        return ""
-    if hasattr(tokenizer, "decode"):
-        return str(tokenizer.decode([token_id]))
-    if hasattr(tokenizer, "convert_ids_to_tokens"):
-        return str(tokenizer.convert_ids_to_tokens([token_id])[0])
-    return ""
 
 
 def _describe(x: object) -> str:
