@@ -55,17 +55,6 @@ def causal_median(x: np.ndarray, width: int) -> np.ndarray:
         return np.nanmedian(sliding_window_view(padded, width), axis=1)
 
 
-def run_length(mask: np.ndarray) -> np.ndarray:
-    """For each i, how many consecutive True values end at i (0 where ``mask[i]`` is False)."""
-    mask = np.asarray(mask, dtype=bool)
-    out = np.zeros(mask.size, dtype=np.int64)
-    c = 0
-    for i, m in enumerate(mask):
-        c = c + 1 if m else 0
-        out[i] = c
-    return out
-
-
 def sawtooth_period(x: np.ndarray, max_period: int = 12) -> int:
     """Period p ≥ 2 of a sawtooth (several epochs per rollout batch) in ``x``, or 1 when there is none.
 

@@ -57,11 +57,6 @@ def split_wandb_frame(frame: Frame) -> dict[str, Frame]:
     return runs
 
 
-def wandb_suffix_columns(columns: list[str]) -> list[str]:
-    """The ``__MIN``/``__MAX`` columns among ``columns`` (kept as extra series, never canonical)."""
-    return [c for c in columns if _SUFFIX.match(c)]
-
-
 def run_column(frame: Frame) -> str | None:
     """The run-name column of a generic log (``run_name``, ``run``, ``run_id``) holding text, or None."""
     for name in RUN_COLUMNS:
