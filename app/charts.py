@@ -61,7 +61,11 @@ def _layout(
     fig.update_xaxes(title_text=x_title, showgrid=True, showspikes=True, spikemode="across", spikethickness=1)
     fig.update_yaxes(title_text=y_title, showgrid=True)
     if log_y:
-        fig.update_yaxes(type="log")
+        ys = [np.asarray(t.y, dtype=np.float64) for t in fig.data if t.y is not None and t.yaxis in (None, "y")]
+        ys = [y[np.isfinite(y) & (y > 0)] for y in ys]
+        ys = [y for y in ys if y.size]
+        vals, text = _log_ticks(min(float(y.min()) for y in ys), max(float(y.max()) for y in ys)) if ys else ([], [])
+        fig.update_yaxes(type="log", tickvals=vals or None, ticktext=text or None)
     return fig
 
 
@@ -227,10 +231,12 @@ def entropy_forecast(
     return _layout(fig, title, NATS_AXIS, height=400)
 
 
-def _nats_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
-    """Decade ticks for a log entropy axis written as plain numbers ("0.001", not Plotly's "1m" or "100µ")."""
+def _log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
+    """Ticks for a log axis written as plain numbers ("0.001", "1e-04"; never Plotly's "1m" or "100µ", nor a label
+    on every minor digit): each decade, with 2× and 5× too when the range spans fewer than three decades."""
     decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-    vals = [10.0**d for d in decades]
+    steps = (1.0,) if len(decades) > 3 else (1.0, 2.0, 5.0)
+    vals = [m * 10.0**d for d in decades for m in steps if lo / 1.5 <= m * 10.0**d <= hi * 1.5]
     return vals, [f"{v:g}" if v >= 1e-3 else f"{v:.0e}" for v in vals]
 
 
@@ -264,7 +270,7 @@ def entropy_heatmap(hm: Heatmap, edges: np.ndarray) -> go.Figure:
             hovertemplate="step %{x:.0f}<br>H ≈ %{y:.3g} nats<br>%{customdata:,.0f} tokens<extra></extra>",
         )
     )
-    tickvals, ticktext = _nats_ticks(float(centres[0]), float(centres[-1]))
+    tickvals, ticktext = _log_ticks(float(centres[0]), float(centres[-1]))
     fig.update_yaxes(type="log", tickvals=tickvals, ticktext=ticktext)
     width = f" (columns of {hm.width} steps)" if hm.width > 1 else ""
     fig = _layout(fig, f"Token-entropy histogram over steps{width}", "token entropy (nats, log scale)", height=400)

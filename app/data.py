@@ -186,9 +186,12 @@ def tokens(
 
 # -- the verdict ----------------------------------------------------------------------------------------------------
 def state(root: str, run: str, version: Any, wait_s: float | None = None) -> tuple[RunState | None, bool]:
-    """The run's newest analysis from the background monitor, asking it to analyse ``run`` first and waiting at
-    most ``wait_s`` (default :data:`ANALYSIS_WAIT_S`); returns ``(state, pending)`` where ``pending`` says the
-    newest data is not analysed yet."""
+    """The run's newest analysis from the background monitor, asking it to analyse ``run`` first; the first time,
+    waits at most ``wait_s`` (default :data:`ANALYSIS_WAIT_S`) for it. Returns ``(state, pending)`` where
+    ``pending`` says the newest data is not analysed yet."""
     m = monitor(root)
-    st_ = m.refresh(run, ANALYSIS_WAIT_S if wait_s is None else wait_s, version)
+    wait = ANALYSIS_WAIT_S if wait_s is None else wait_s
+    # Only the first verdict is waited for: later, a live tick shows the last verdict at once (a panel that waits
+    # longer than ~0.5 s fades while it reruns) and the next tick brings the new one.
+    st_ = m.refresh(run, wait if m.state(run) is None else 0.0, version)
     return st_, m.pending(run, version)

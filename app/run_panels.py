@@ -74,7 +74,8 @@ def header(
     eta = "—" if fc is None else "now" if fc.reached else "never" if fc.eta_step is None else f"{fc.eta_step:,.0f}"
     target = fc.target_label if fc is not None else "the floor"
     cols[4].metric("ETA (step)", eta, help=f"median forecast step at which entropy reaches {target}")
-    details = [f"status: {info.state if info else 'unknown'}", f"framework: {meta.get('framework', 'unknown')}"]
+    source = meta.get("framework") or (f"imported {meta['source_format']} log" if meta.get("source_format") else None)
+    details = [f"status: {info.state if info else 'unknown'}", f"framework: {source or 'unknown'}"]
     if meta.get("entropy_definition"):
         details.append(f"entropy: {meta['entropy_definition']}")
     if v is not None and v.reference.value is not None:

@@ -2,11 +2,18 @@
 
 Layout (Hive-style, DESIGN §3)::
 
-    ROOT/run=<run>/run.json
-    ROOT/run=<run>/status/rank=<r>.json
+    ROOT/run=<run>/_run.json
+    ROOT/run=<run>/_status/rank=<r>.json
+    ROOT/run=<run>/_meta/rank=<r>.json                                    (object stores: store/meta.py)
     ROOT/run=<run>/table=<table>/rank=<r>/seg-<session>-<seq>.parquet    (published by tmp-file + os.replace)
     ROOT/run=<run>/table=<table>/rank=<r>/part-<...>.parquet             (compacted)
-    ROOT/catalog.duckdb                                                   (views over the globs)
+    ROOT/_catalog.duckdb                                                  (views over the globs)
+
+Everything in the tree that is not table data is named with a leading ``_`` or ``.``, which Spark, Trino and Hive
+skip when they discover partitions, so ``spark.read.parquet(ROOT)`` sees only ``run=/table=/rank=`` folders of
+Parquet files (a ``run.json`` beside the ``table=`` folders or a ``status/`` folder makes Spark refuse the whole
+root: "Conflicting partition column names"). Stores written before used ``run.json`` and ``status/``; readers
+still find those (:data:`LEGACY_RUN_JSON`, :data:`LEGACY_STATUS_DIR`), writers never write them.
 """
 
 from __future__ import annotations
@@ -23,6 +30,11 @@ ENV_STORE = "ENTROPY_WATCH_DIR"
 DEFAULT_STORE = "./ew_runs"
 
 TABLES: tuple[str, ...] = ("scalars", "hist", "tokens", "alerts", "events")
+RUN_JSON = "_run.json"
+STATUS_DIR = "_status"
+CATALOG = "_catalog.duckdb"
+LEGACY_RUN_JSON = "run.json"
+LEGACY_STATUS_DIR = "status"
 
 _MAX_NAME = 200  # bytes in UTF-8: "run=<name>" must fit a file name (255 bytes on most filesystems)
 _ALLOWED = re.compile(r"^[\w.\-+@:,]+$", re.UNICODE)  # no "=": DuckDB's Hive parser splits "run=a=b" wrongly
@@ -75,16 +87,20 @@ def table_dir(root: StorePath, run: str, table: str, rank: int) -> StorePath:
     return run_dir(root, run) / f"table={validate_table(table)}" / f"rank={int(rank)}"
 
 
+def status_dir(root: StorePath, run: str) -> StorePath:
+    return run_dir(root, run) / STATUS_DIR
+
+
 def status_path(root: StorePath, run: str, rank: int) -> StorePath:
-    return run_dir(root, run) / "status" / f"rank={int(rank)}.json"
+    return status_dir(root, run) / f"rank={int(rank)}.json"
 
 
 def run_json_path(root: StorePath, run: str) -> StorePath:
-    return run_dir(root, run) / "run.json"
+    return run_dir(root, run) / RUN_JSON
 
 
 def catalog_path(root: StorePath) -> StorePath:
-    return _as_root(root) / "catalog.duckdb"
+    return _as_root(root) / CATALOG
 
 
 def _as_root(root: StorePath | str | os.PathLike[str]) -> StorePath:

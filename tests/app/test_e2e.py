@@ -47,9 +47,9 @@ def e2e_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from entropy_watch.synthetic import write_to_store
 
     root = tmp_path_factory.mktemp("e2e") / "store"
-    write_to_store(root, COLLAPSE, "collapse_exp", seed=1, n_steps=400)
+    write_to_store(root, COLLAPSE, "fast_collapse", seed=1, n_steps=400)
     write_to_store(root, HEALTHY, "healthy", seed=2, n_steps=400)
-    write_to_store(root, "live", "healthy_slow", seed=4, n_steps=150)
+    write_to_store(root, "live", "healthy", seed=4, n_steps=150)
     return root
 
 
@@ -147,7 +147,7 @@ def test_pages_render_and_update_live(server: str, browser: object, e2e_store: P
     _shot(page, tmp_path, "02_run", height=2600)
     for i, (tab, titles) in enumerate(
         [("Drivers", ["Clipped tokens", "Advantages", "Entropy change per step", "Covariance drive"]),
-         ("Reward and precision", ["vs entropy"])]
+         ("Reward, precision", ["vs entropy"])]
     ):  # fmt: skip
         page.get_by_role("tab", name=tab).click()
         _titles_rendered(page, titles)
@@ -159,11 +159,11 @@ def test_pages_render_and_update_live(server: str, browser: object, e2e_store: P
 
     page.goto(f"{server}/run?run=live")
     _charts_rendered(page, 3)  # entropy and the first tab (a healthy run has no alerts)
-    expect(page.get_by_test_id("stMetricValue").nth(1)).to_have_text("149")
+    expect(page.get_by_test_id("stMetricValue").nth(0)).to_have_text("149")
     w = RunWriter(e2e_store, "live")
     w.write("scalars", {"step": list(range(150, 180)), "name": [M.ENTROPY_MEAN] * 30, "value": [0.3] * 30})
     w.heartbeat(step=179)
-    expect(page.get_by_test_id("stMetricValue").nth(1)).to_have_text("179", timeout=30_000)
+    expect(page.get_by_test_id("stMetricValue").nth(0)).to_have_text("179", timeout=30_000)
     page.wait_for_function(
         """() => { const e = [...document.querySelectorAll('.js-plotly-plot')]
                      .find(d => d.layout.title.text.includes('Token entropy (mean)'));
@@ -174,7 +174,7 @@ def test_pages_render_and_update_live(server: str, browser: object, e2e_store: P
     _shot(page, tmp_path, "03_run_live", height=3600)
 
     page.goto(f"{server}/compare")
-    _charts_rendered(page, 5)
+    _charts_rendered(page, 4)  # entropy (nats or H/H_ref), reward, clip-high, clip-low
     names = page.evaluate("document.querySelector('.js-plotly-plot')._fullData.map(t => t.name).filter(n => n)")
     assert {COLLAPSE, HEALTHY} <= set(names)
     _shot(page, tmp_path, "04_compare", height=1700)
