@@ -31,6 +31,8 @@ import numpy as np
 from entropy_watch import aliases as A
 from entropy_watch import metrics as M
 from entropy_watch.errors import ImportFormatError
+from entropy_watch.importers.columns import is_arrow, parse_numeric
+from entropy_watch.store.schema import MAX_STEP
 
 IMPORTER_VERSION = "1.0"
 
@@ -83,6 +85,7 @@ class Frame:
     cells: dict[str, tuple[list[int], list[Any]]] = field(default_factory=dict)
     locations: list[str] = field(default_factory=list)
     null_is_nan: bool = False  # JSON null means a logged non-finite value (verl, TRL), not a missing one
+    locate: Callable[[int], str] | None = None  # row -> "line N" for columnar frames (computed on demand)
 
     def add_row(self, row: dict[str, Any], location: str) -> None:
         """Append one row (a flat ``column -> raw value`` dict)."""
@@ -97,7 +100,18 @@ class Frame:
         self.n_rows += 1
 
     def where(self, row: int) -> str:
+        if self.locate is not None:
+            return self.locate(row)
         return self.locations[row] if row < len(self.locations) else f"row {row + 1}"
+
+    @classmethod
+    def columnar(
+        cls, source: str, columns: dict[str, Any], locate: Callable[[int], str], *, null_is_nan: bool = False
+    ) -> Frame:
+        """A frame of dense Arrow columns (every row has a cell in every column; missing cells are parsed later)."""
+        n = len(next(iter(columns.values()))) if columns else 0
+        rows = np.arange(n, dtype=np.int64)
+        return cls(source, n, {k: (rows, v) for k, v in columns.items()}, null_is_nan=null_is_nan, locate=locate)
 
 
 @dataclass
@@ -112,13 +126,18 @@ class Parsed:
     step_column: str | None = None
 
 
-def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts to ``a/b/c`` keys (JSON logs of nested metrics)."""
+MAX_DEPTH = 64  # nested JSON objects deeper than this are refused (a log of metrics is a few levels deep)
+
+
+def flatten(obj: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, Any]:
+    """Nested dicts to ``a/b/c`` keys (JSON logs of nested metrics); ValueError beyond :data:`MAX_DEPTH` levels."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"JSON objects nested more than {MAX_DEPTH} levels deep")
     out: dict[str, Any] = {}
     for k, v in obj.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(flatten(v, key + "/"))
+            out.update(flatten(v, key + "/", depth + 1))
         else:
             out[key] = v
     return out
@@ -145,6 +164,13 @@ def _numeric_column(
 ) -> tuple[tuple[np.ndarray, np.ndarray] | None, tuple[int, str, str] | None]:
     """Parse one column: ((row indices, values) or None for a text column, bad-cell summary or None)."""
     rows, raw = frame.cells[name]
+    if is_arrow(raw):
+        pos, values, bad, first = parse_numeric(raw, frame.null_is_nan)
+        rows = np.asarray(rows, dtype=np.int64)
+        summary = (bad, frame.where(int(rows[first[0]])), first[1]) if first is not None else None
+        if bad and bad >= len(values):
+            return None, summary
+        return (rows[pos], values), summary
     if not frame.null_is_nan or None not in raw:
         try:  # fast path: every cell a number or a numeric string (numpy parses "nan", "1e-3"; not "" or "abc")
             with np.errstate(all="ignore"):
@@ -176,40 +202,59 @@ def _numeric_column(
 
 def dedupe_last(steps: np.ndarray, values: np.ndarray) -> Series:
     """Sort by step keeping the last occurrence of each step (a resumed run logs its steps again)."""
-    if len(steps) == 0:
-        return steps.astype(np.int64), values.astype(np.float64)
+    if len(steps) == 0 or bool(np.all(steps[1:] > steps[:-1])):  # already sorted and unique: the usual log
+        return steps.astype(np.int64, copy=False), values.astype(np.float64, copy=False)
     rev_steps = steps[::-1]
     uniq, idx = np.unique(rev_steps, return_index=True)  # first index in the reversed order = last occurrence
     return uniq.astype(np.int64), values[::-1][idx].astype(np.float64)
 
 
 def _steps_of_rows(frame: Frame, step_col: str | None, parsed: Parsed) -> np.ndarray:
-    """Step per row (int64; -1 for rows without a step). Raises on a step cell that is not an integer."""
+    """Step per row (int64; -1 for rows without a step). Raises on a step cell that is not an integer in range."""
     if step_col is None:
         parsed.notes.append("no step column; using row order (first row = step 0)")
         return np.arange(frame.n_rows, dtype=np.int64)
     steps = np.full(frame.n_rows, -1, dtype=np.int64)
     rows, raw = frame.cells[step_col]
-    for r, v in zip(rows, raw, strict=True):
-        try:
-            x = parse_cell(v)
-        except (ValueError, TypeError):
-            raise ImportFormatError(
-                f"{frame.source} {frame.where(r)}: step column {step_col!r} holds {str(v)[:40]!r}, not a number; "
-                f"fix that row or pass --map step=COLUMN"
-            ) from None
-        if x is None:
-            continue
-        if not math.isfinite(x) or x != int(x) or x < 0:
-            raise ImportFormatError(
-                f"{frame.source} {frame.where(r)}: step column {step_col!r} holds {str(v)[:40]!r}, not a "
-                f"non-negative integer; pass --map step=COLUMN to use another column"
-            )
-        steps[r] = int(x)
+    if is_arrow(raw):
+        pos, values, bad, first = parse_numeric(raw)
+        rows = np.asarray(rows, dtype=np.int64)
+        if first is not None:
+            raise _not_a_number(frame, step_col, int(rows[first[0]]), first[1])
+        wrong = ~np.isfinite(values) | (values != np.floor(values)) | (values < 0) | (values >= 2.0**63)
+        if wrong.any():
+            i = int(np.argmax(wrong))
+            raise _bad_step(frame, step_col, int(rows[pos[i]]), raw[int(pos[i])].as_py())
+        steps[rows[pos]] = values.astype(np.int64)
+    else:
+        for r, v in zip(rows, raw, strict=True):
+            try:
+                x = parse_cell(v)
+            except (ValueError, TypeError):
+                raise _not_a_number(frame, step_col, r, v) from None
+            if x is None:
+                continue
+            if not math.isfinite(x) or x != int(x) or x < 0 or x > MAX_STEP:
+                raise _bad_step(frame, step_col, r, v)
+            steps[r] = int(x)
     missing = int((steps < 0).sum())
     if missing:
         parsed.notes.append(f"{missing} rows without a value in step column {step_col!r} were skipped")
     return steps
+
+
+def _not_a_number(frame: Frame, step_col: str, row: int, value: Any) -> ImportFormatError:
+    return ImportFormatError(
+        f"{frame.source} {frame.where(row)}: step column {step_col!r} holds {str(value)[:40]!r}, not a number; "
+        f"fix that row or pass --map step=COLUMN"
+    )
+
+
+def _bad_step(frame: Frame, step_col: str, row: int, value: Any) -> ImportFormatError:
+    return ImportFormatError(
+        f"{frame.source} {frame.where(row)}: step column {step_col!r} holds {str(value)[:40]!r}, not a "
+        f"non-negative integer below 2**63; fix that row or pass --map step=COLUMN to use another column"
+    )
 
 
 def _resume_events(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:

@@ -9,11 +9,15 @@ verl console lines (``step:N - k:v``), and finally CSV (a W&B export when its co
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
+import stat
 from pathlib import Path
 
 from entropy_watch.errors import ImportFormatError
 from entropy_watch.importers import tensorboard, trl, verl, wandb
+from entropy_watch.importers.columns import csv_field_limit
 from entropy_watch.importers.generic import sniff_delimiter
 
 FORMATS: tuple[str, ...] = ("trl", "verl-jsonl", "verl-console", "tensorboard", "wandb-csv", "csv", "jsonl", "json")
@@ -27,10 +31,33 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
+def check_source(path: Path) -> None:
+    """ImportFormatError (one true line) unless ``path`` is a folder or a regular file that can be read.
+
+    A FIFO, a device (``/dev/zero``) or a socket would block or never end, so they are refused before opening; a
+    dangling symbolic link or a link loop is named as such (``exists()`` alone would call both "missing").
+    """
+    try:
+        st = path.stat()
+    except OSError as e:
+        if not os.path.lexists(path):
+            raise ImportFormatError(f"{path} does not exist") from None
+        if e.errno == errno.ELOOP:
+            raise ImportFormatError(f"{path} is a symbolic link loop; point it at a log file") from None
+        if e.errno == errno.ENOENT:
+            target = os.readlink(path) if path.is_symlink() else "?"
+            raise ImportFormatError(f"{path} is a broken symbolic link (its target {target} does not exist)") from None
+        raise ImportFormatError(f"cannot read {path}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+        return
+    kind = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+    what = kind.get(stat.S_IFMT(st.st_mode), "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+    raise ImportFormatError(f"{path} is {what}, not a log file; save the log to a file and pass that")
+
+
 def detect_format(path: Path) -> str:
     """The format name of ``path``; ImportFormatError when it does not exist, is empty or is not recognised."""
-    if not path.exists():
-        raise ImportFormatError(f"{path} does not exist")
+    check_source(path)
     if path.is_dir():
         if trl.is_trl_dir(path):
             return "trl"
@@ -79,7 +106,8 @@ def _from_text(path: Path, text: str) -> str:
     if any(verl.console_step(ln) for ln in lines[:500]):
         return "verl-console"
     delimiter = sniff_delimiter(first)
-    header = next(csv.reader([first], delimiter=delimiter), [])
+    with csv_field_limit():
+        header = next(csv.reader([first], delimiter=delimiter), [])
     if len(header) >= 2 or path.suffix.lower() in (".csv", ".tsv"):
         return "wandb-csv" if wandb.is_wandb_header([h.strip() for h in header]) else "csv"
     raise ImportFormatError(f"cannot tell the format of {path}; pass --format with one of: {', '.join(FORMATS)}")

@@ -1,9 +1,15 @@
 """Generic tabular logs: CSV (or TSV), JSON lines and a JSON list of row objects, read into a :class:`Frame`.
 
 Errors name the file and the line: a row with more fields than the header, invalid JSON, a JSON value that is not
-an object. Nested JSON objects are flattened to ``a/b`` column names. An unfinished *last* JSONL line (no trailing
-newline: the writer is still busy) is skipped with a note; an invalid line anywhere else is an error. A JSON list
-file must parse as a whole (a truncated one is an error).
+an object, a field or column name beyond the limits, JSON nested deeper than :data:`~.base.MAX_DEPTH` levels.
+Nested JSON objects are flattened to ``a/b`` column names. An unfinished *last* JSONL line (no trailing newline: the
+writer is still busy) is skipped with a note; an invalid line anywhere else is an error. A JSON list file must parse
+as a whole (a truncated one is an error).
+
+Large files: CSV and JSONL are read by Arrow's C++ readers into one Arrow column per source column
+(:mod:`entropy_watch.importers.columns`); files those readers refuse (ragged rows, mixed JSON types, bad UTF-8) are
+read line by line here, the CSV in chunks of :data:`CHUNK_ROWS` rows turned into Arrow columns as they come, so
+memory stays about the file's size either way.
 
 Usage: ``read_csv(path)`` / ``read_jsonl(path)`` / ``read_json_list(path)`` -> ``Frame``; the caller turns it into
 series with :func:`entropy_watch.importers.base.frame_to_series`.
@@ -18,8 +24,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
 from entropy_watch.errors import ImportFormatError
 from entropy_watch.importers.base import Frame, Progress, flatten
+from entropy_watch.importers.columns import (
+    csv_field_limit,
+    csv_locator,
+    jsonl_locator,
+    read_csv_arrow,
+    read_jsonl_arrow,
+)
+
+CHUNK_ROWS = 100_000
+MAX_COLUMN_NAME = 1024  # characters; a longer "name" is data in the wrong place, not a metric name
 
 
 class _Counting(io.TextIOBase):
@@ -77,45 +96,83 @@ def read_csv(path: Path, progress: Progress | None = None) -> Frame:
 
 
 def _read_csv(path: Path, progress: Progress | None) -> Frame:
-    frame = Frame(source=str(path))
     handle = open_text(path, progress)
     try:
         first = handle.readline()
         if not first.strip():
             raise ImportFormatError(f"{path} is empty; nothing to import")
         delimiter = sniff_delimiter(first)
-        header = next(csv.reader([first], delimiter=delimiter))
-        header = [h.strip() for h in header]
-        if len(set(header)) != len(header):
-            dup = sorted({h for h in header if header.count(h) > 1})
-            raise ImportFormatError(f"{path} line 1: duplicate column name(s) {', '.join(dup)}; rename them")
-        reader = csv.reader(handle, delimiter=delimiter)
-        rows: list[list[str]] = []
-        width = len(header)
-        for fields in reader:
-            line = reader.line_num + 1
-            if not fields or all(not f.strip() for f in fields):
-                continue
-            if len(fields) != width:
-                if len(fields) > width:
-                    raise ImportFormatError(
-                        f"{path} line {line}: {len(fields)} fields but the header has {width}; "
-                        f"fix the row or re-export the file"
-                    )
-                fields = fields + [""] * (width - len(fields))  # a short row: the missing cells are empty
-            rows.append(fields)
-            frame.locations.append(f"line {line}")
-    except csv.Error as e:
-        raise ImportFormatError(f"{path}: malformed CSV ({e}); re-export the file") from None
+        header = _header(path, first, delimiter)
+        fast = read_csv_arrow(path, header, delimiter)
+        if fast is not None:
+            if progress is not None:
+                progress(max(0, path.stat().st_size - len(first.encode("utf-8"))))
+            columns, kept = fast
+            frame = Frame.columnar(str(path), columns, csv_locator(path, delimiter, kept))
+        else:
+            frame = _read_csv_lines(path, handle, header, delimiter)
     finally:
         handle._h.close()
-    frame.n_rows = len(rows)
-    index = list(range(len(rows)))
-    for name, column in zip(header, zip(*rows, strict=True), strict=False):  # transpose at C speed
-        frame.cells[name] = (index, list(column))
     if frame.n_rows == 0:
         raise ImportFormatError(f"{path} has a header but no data rows; nothing to import")
     return frame
+
+
+def _header(path: Path, first: str, delimiter: str) -> list[str]:
+    try:
+        with csv_field_limit():
+            header = [h.strip() for h in next(csv.reader([first], delimiter=delimiter))]
+    except csv.Error as e:
+        raise ImportFormatError(f"{path} line 1: malformed CSV header ({e}); re-export the file") from None
+    long = next((i for i, h in enumerate(header) if len(h) > MAX_COLUMN_NAME), None)
+    if long is not None:
+        raise ImportFormatError(
+            f"{path} line 1: column {long + 1} has a name of {len(header[long]):,} characters (at most "
+            f"{MAX_COLUMN_NAME:,}); is the header row missing?"
+        )
+    if len(set(header)) != len(header):
+        dup = sorted({h for h in header if header.count(h) > 1})
+        raise ImportFormatError(f"{path} line 1: duplicate column name(s) {', '.join(dup)}; rename them")
+    return header
+
+
+def _read_csv_lines(path: Path, handle: _Counting, header: list[str], delimiter: str) -> Frame:
+    """The line-by-line reader (exact errors, ragged rows), building Arrow columns chunk by chunk."""
+    reader = csv.reader(handle, delimiter=delimiter)
+    width = len(header)
+    chunks: list[list[pa.Array]] = [[] for _ in header]
+    lines: list[int] = []
+    rows: list[list[str]] = []
+
+    def spill() -> None:
+        for i, column in enumerate(zip(*rows, strict=True) if rows else ()):  # transpose at C speed
+            chunks[i].append(pa.array(column, pa.string()))
+        rows.clear()
+
+    try:
+        with csv_field_limit():
+            for fields in reader:
+                line = reader.line_num + 1
+                if not fields or all(not f.strip() for f in fields):
+                    continue
+                if len(fields) != width:
+                    if len(fields) > width:
+                        raise ImportFormatError(
+                            f"{path} line {line}: {len(fields)} fields but the header has {width}; "
+                            f"fix the row or re-export the file"
+                        )
+                    fields = fields + [""] * (width - len(fields))  # a short row: the missing cells are empty
+                rows.append(fields)
+                lines.append(line)
+                if len(rows) >= CHUNK_ROWS:
+                    spill()
+    except csv.Error as e:
+        where = f" line {reader.line_num + 1}" if reader.line_num else ""
+        raise ImportFormatError(f"{path}{where}: malformed CSV ({e}); re-export the file") from None
+    spill()
+    line_of = np.asarray(lines, dtype=np.int64)
+    columns = {name: pa.chunked_array(parts, pa.string()) for name, parts in zip(header, chunks, strict=True)}
+    return Frame.columnar(str(path), columns, lambda row: f"line {int(line_of[row])}")
 
 
 def read_json_lines(path: Path, progress: Progress | None = None) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
@@ -137,6 +194,8 @@ def read_json_lines(path: Path, progress: Progress | None = None) -> tuple[list[
                 notes.append(f"last line ({lineno}) is unfinished (file still being written?); skipped it")
                 continue
             raise ImportFormatError(f"{path} line {lineno}: invalid JSON ({e.msg}); fix or remove that line") from None
+        except RecursionError:
+            raise _too_deep(path, f"line {lineno}") from None
         if not isinstance(obj, dict):
             raise ImportFormatError(
                 f"{path} line {lineno}: expected a JSON object per line, found {type(obj).__name__}"
@@ -147,17 +206,29 @@ def read_json_lines(path: Path, progress: Progress | None = None) -> tuple[list[
     return out, notes
 
 
+def _too_deep(path: Path, where: str) -> ImportFormatError:
+    return ImportFormatError(f"{path} {where}: JSON nested too deeply to be a metrics log; flatten it or fix the file")
+
+
 def read_jsonl(path: Path, progress: Progress | None = None) -> tuple[Frame, list[str]]:
     """A JSON-lines file of flat (or nested) metric objects; returns the frame and notes."""
+    columns = read_jsonl_arrow(path)
+    if columns:
+        if progress is not None:
+            progress(path.stat().st_size)
+        return Frame.columnar(str(path), columns, jsonl_locator(path)), []
     frame = Frame(source=str(path))
     rows, notes = read_json_lines(path, progress)
     for lineno, obj in rows:
-        frame.add_row(flatten(obj), f"line {lineno}")
+        try:
+            frame.add_row(flatten(obj), f"line {lineno}")
+        except ValueError as e:
+            raise ImportFormatError(f"{path} line {lineno}: {e}; flatten it or fix the file") from None
     return frame, notes
 
 
 def load_json(path: Path, progress: Progress | None = None) -> Any:
-    """A whole JSON document; ImportFormatError naming the line for truncated or invalid JSON."""
+    """A whole JSON document; ImportFormatError naming the line for truncated, invalid or too deeply nested JSON."""
     handle = open_text(path, progress)
     try:
         text = _decode_guard(path, handle._h.read)
@@ -172,6 +243,8 @@ def load_json(path: Path, progress: Progress | None = None) -> Any:
     except json.JSONDecodeError as e:
         hint = "the file looks truncated" if e.pos >= len(text.rstrip()) - 1 else "fix the file"
         raise ImportFormatError(f"{path} line {e.lineno}: invalid JSON ({e.msg}); {hint}") from None
+    except RecursionError:
+        raise _too_deep(path, "line 1") from None
 
 
 def frame_from_records(path: Path, records: list[Any], what: str = "entry", null_is_nan: bool = False) -> Frame:
@@ -180,7 +253,10 @@ def frame_from_records(path: Path, records: list[Any], what: str = "entry", null
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
             raise ImportFormatError(f"{path} {what} {i + 1}: expected a JSON object, found {type(rec).__name__}")
-        frame.add_row(flatten(rec), f"{what} {i + 1}")
+        try:
+            frame.add_row(flatten(rec), f"{what} {i + 1}")
+        except ValueError as e:
+            raise ImportFormatError(f"{path} {what} {i + 1}: {e}; flatten it or fix the file") from None
     return frame
 
 

@@ -2,29 +2,21 @@
 
 Run names: ``run`` if given; else the W&B run name or the value of a ``run_name`` column when the file holds several
 runs (``run`` then becomes their prefix, ``<run>-<name>``); else the TRL output folder's name, the TensorBoard
-sub-folder's relative path, or the file name without its extension. Derived names are made store-safe (characters
-outside letters, digits and ``_ . - + @ = : ,`` become ``_``); a ``run`` given by the user is validated, not changed.
+sub-folder's relative path, or the file name without its extension. Derived names are made store-safe by
+:func:`~entropy_watch.store.layout.safe_run_name` (characters outside letters, digits and ``_ . - + @ : ,`` become
+``_``; at most 200 bytes); a ``run`` given by the user is validated, not changed.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from entropy_watch import aliases as A
 from entropy_watch.errors import ImportFormatError
 from entropy_watch.importers import detect, generic, tensorboard, trl, verl, wandb
 from entropy_watch.importers.base import Frame, ImportedRun, Parsed, Progress, assemble, frame_to_series
-from entropy_watch.store.layout import validate_run_name
-
-_UNSAFE = re.compile(r"[^\w.\-+@=:,]", re.UNICODE)
-
-
-def safe_run_name(text: str) -> str:
-    """``text`` made into a valid run name (unsafe characters -> ``_``, no leading dot, at most 200 characters)."""
-    name = _UNSAFE.sub("_", text.strip()).lstrip(".")[:200] or "run"
-    return validate_run_name(name)
+from entropy_watch.store.layout import safe_run_name, validate_run_name
 
 
 def load_log(
@@ -43,8 +35,7 @@ def load_log(
     file and the row) for malformed input.
     """
     p = Path(path).expanduser()
-    if not p.exists():
-        raise ImportFormatError(f"{p} does not exist")
+    detect.check_source(p)  # missing, dangling link, link loop, FIFO or device: one true line, nothing opened
     fmt = detect.check_format(fmt) if fmt else detect.detect_format(p)
     maps = A.normalize_mapping(mapping)
     step_col = maps.get(A.STEP)

@@ -1,7 +1,7 @@
 """``import_log``: parse a log and publish its runs into a store, atomically.
 
 Everything is parsed first (a malformed file fails before the store is touched). Each run is then written by a
-:class:`~entropy_watch.store.RunWriter` rooted at a hidden staging folder ``ROOT/.staging-<pid>-<time_ns>/`` (store
+:class:`~entropy_watch.store.RunWriter` rooted at a hidden staging folder ``ROOT/.staging-<host>-<pid>-<ns>/`` (store
 readers ignore hidden folders) and moved into place with one ``os.rename`` of its ``run=<name>`` folder, so readers
 see either nothing or the whole run. An existing run is refused unless ``replace=True``; it is then moved aside to a
 hidden ``ROOT/.replaced-*`` folder, the new run renamed in, and the old one deleted (or moved back if that rename
@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from entropy_watch.errors import EntropyWatchError
+from entropy_watch.importers import staging as staging_mod
 from entropy_watch.importers.base import ImportedRun, Progress
 from entropy_watch.importers.loader import load_log
 from entropy_watch.store import fs
@@ -74,7 +75,8 @@ def publish_runs(root: Path, runs: list[ImportedRun], *, replace: bool = False) 
                     f"run {r.name!r} already exists in {root}; pass --replace to overwrite it or --run NAME to rename"
                 )
     root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".staging-{os.getpid()}-{time.time_ns()}"
+    staging_mod.clean_stale(root)  # folders of imports killed earlier (age and pid rules, safe with live imports)
+    staging = staging_mod.staging_dir(root)
     published: list[tuple[Path, Path | None]] = []  # (run folder, the replaced run moved aside)
     try:
         for r in runs:
@@ -186,7 +188,7 @@ def _move_into_place(staged: Path, target: Path, *, replace: bool) -> tuple[Path
         return target, None
     if not replace:
         raise RunExists(f"run folder {target} appeared during the import; pass --replace to overwrite it")
-    aside = target.parent / f".replaced-{target.name[4:]}-{os.getpid()}-{time.time_ns()}"
+    aside = staging_mod.aside_dir(target.parent, target.name[4:])
     os.rename(target, aside)
     try:
         os.rename(staged, target)

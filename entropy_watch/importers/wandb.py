@@ -12,10 +12,15 @@ same way; with a single value it stays one run and the value is recorded as ``me
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
 
 from entropy_watch import aliases as A
 from entropy_watch.importers.base import Frame, parse_cell
+from entropy_watch.importers.columns import head, is_arrow
 
 _SUFFIX = re.compile(r"^(.*?)(__MIN|__MAX)$")
 RUN_COLUMNS = ("run_name", "run", "run_id")
@@ -63,7 +68,7 @@ def run_column(frame: Frame) -> str | None:
         if name in frame.cells:
             _, raw = frame.cells[name]
             texts = 0
-            for v in raw[:50]:
+            for v in head(raw, 50):
                 try:
                     parse_cell(v)
                 except (ValueError, TypeError):
@@ -76,6 +81,8 @@ def run_column(frame: Frame) -> str | None:
 def split_by_run_column(frame: Frame, column: str) -> dict[str, Frame]:
     """One frame per distinct value of ``column``, rows renumbered (rows without a value go to the first run)."""
     rows, raw = frame.cells[column]
+    if is_arrow(raw):
+        return _split_columnar(frame, column)
     run_of_row: dict[int, str] = {r: str(v).strip() for r, v in zip(rows, raw, strict=True) if str(v).strip()}
     names = list(dict.fromkeys(run_of_row.values()))
     if len(names) <= 1:
@@ -98,6 +105,36 @@ def split_by_run_column(frame: Frame, column: str) -> dict[str, Frame]:
             cell[0].append(local[r])
             cell[1].append(v)
     return out
+
+
+def _split_columnar(frame: Frame, column: str) -> dict[str, Frame]:
+    """:func:`split_by_run_column` for Arrow-backed frames, with array operations (rows keep their order)."""
+    rows, raw = frame.cells[column]
+    labels = np.full(frame.n_rows, "", dtype=object)
+    labels[np.asarray(rows, dtype=np.int64)] = [str(v).strip() if v is not None else "" for v in raw.to_pylist()]
+    names = list(dict.fromkeys(x for x in labels if x))
+    if len(names) <= 1:
+        return {names[0] if names else "": frame}
+    labels[labels == ""] = names[0]  # rows without a value go to the first run
+    out: dict[str, Frame] = {}
+    for name in names:
+        picked = np.flatnonzero(labels == name)  # global rows of this run, in order
+        local = np.full(frame.n_rows, -1, dtype=np.int64)
+        local[picked] = np.arange(len(picked))
+        sub = Frame(frame.source, len(picked), null_is_nan=frame.null_is_nan, locate=_shifted(frame, picked))
+        for col, (crow, cval) in frame.cells.items():
+            if col == column:
+                continue
+            crow = np.asarray(crow, dtype=np.int64)
+            keep = np.flatnonzero(labels[crow] == name)
+            values = cval.take(pa.array(keep)) if is_arrow(cval) else [cval[k] for k in keep]
+            sub.cells[col] = (local[crow[keep]], values)
+        out[name] = sub
+    return out
+
+
+def _shifted(frame: Frame, picked: np.ndarray) -> Callable[[int], str]:
+    return lambda row: frame.where(int(picked[row]))
 
 
 def file_stem(path: Path) -> str:

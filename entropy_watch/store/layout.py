@@ -72,6 +72,22 @@ def validate_run_name(name: str) -> str:
     return name
 
 
+def safe_run_name(text: str) -> str:
+    """``text`` made into a name that :func:`validate_run_name` accepts (the one rule for derived names).
+
+    Every character the validator refuses becomes ``_`` (``=`` too: ``lr=1e-6.csv`` -> ``lr_1e-6``), leading dots
+    go, and the result is cut to 200 bytes in UTF-8 at a character boundary; ``run`` when nothing is left. A name
+    that is already valid comes back unchanged.
+    """
+    chars = [c if _allowed_char(c) else "_" for c in str(text).strip()]
+    name = "".join(chars).lstrip(".").encode("utf-8")[:_MAX_NAME].decode("utf-8", "ignore")  # no half character
+    return validate_run_name(name or "run")
+
+
+def _allowed_char(c: str) -> bool:
+    return bool(_ALLOWED.match(c)) and c not in "/\\\0" and not unicodedata.category(c).startswith("C")
+
+
 def validate_table(table: str) -> str:
     """Return ``table`` if it is one of :data:`TABLES`, else raise ``ValueError``."""
     if table not in TABLES:

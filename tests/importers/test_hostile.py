@@ -1,0 +1,168 @@
+"""Hostile inputs found by probing (issue 11): each is one ImportFormatError naming the file (and line), never an
+internal error, a hang or a store left with litter."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from entropy_watch.errors import ImportFormatError
+from entropy_watch.importers import import_log, load_log
+from entropy_watch.importers import staging as staging_mod
+
+
+def _one_line(err: pytest.ExceptionInfo, *patterns: str) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg and len(msg) < 500, msg
+    for p in patterns:
+        assert re.search(p, msg), msg
+    return msg
+
+
+@pytest.mark.parametrize("step", ["9223372036854775808", "1e30", "-3", "inf", "nan", "2.5"])
+def test_steps_outside_int64_name_the_line(tmp_path: Path, step: str) -> None:
+    p = tmp_path / "o.csv"
+    p.write_text(f"step,entropy\n1,0.5\n2,0.4\n{step},0.3\n")
+    with pytest.raises(ImportFormatError) as err:
+        load_log(p)
+    _one_line(err, r"o\.csv line 4: step column 'step' holds", "non-negative integer below 2\\*\\*63")
+
+
+def test_steps_outside_int64_name_the_line_in_jsonl(tmp_path: Path) -> None:
+    p = tmp_path / "o.jsonl"
+    p.write_text('{"step": 1, "entropy": 0.5}\n\n{"step": 1e30, "entropy": 0.4}\n')
+    with pytest.raises(ImportFormatError) as err:
+        load_log(p)
+    _one_line(err, r"o\.jsonl line 3: step column 'step'")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_deeply_nested_json_is_refused_with_its_line(tmp_path: Path, fmt: str) -> None:
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    p = tmp_path / f"d.{fmt}"
+    if fmt == "jsonl":
+        p.write_text('{"step": 1, "entropy": 0.5}\n' + deep.replace('{"a":', '{"step": 2, "a":', 1) + "\n")
+    else:
+        p.write_text("[" + deep + "]")
+    with pytest.raises(ImportFormatError) as err:
+        load_log(p, fmt=fmt)
+    _one_line(err, r"d\.jsonl? line [12]", "nested")
+
+
+def test_moderately_nested_json_is_flattened(tmp_path: Path) -> None:
+    p = tmp_path / "n.jsonl"
+    nested = '{"step": %d, "actor": {"entropy": %s, "x": {"y": {"z": 1}}}}\n'
+    p.write_text("".join(nested % (s, 1 - s / 10) for s in range(5)))
+    (run,) = load_log(p)
+    assert "actor/x/y/z" in run.scalars and run.series("entropy/mean")[0].tolist() == list(range(5))
+
+
+def test_a_megabyte_column_name_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "w.csv"
+    p.write_text("step,entropy," + "x" * 2**20 + "\n1,0.5,1\n")
+    with pytest.raises(ImportFormatError) as err:
+        load_log(p)
+    _one_line(err, r"w\.csv line 1: column 3 has a name of 1,048,576 characters")
+
+
+def test_a_megabyte_field_in_the_data_is_read(tmp_path: Path) -> None:
+    """The csv module's 128 KiB field limit used to escape as an internal error; a long text cell is just text."""
+    p = tmp_path / "f.csv"
+    p.write_text("step,entropy,note\n1,0.5," + "y" * 2**20 + "\n2,0.4,ok\n")
+    (run,) = load_log(p)
+    assert run.series("entropy/mean")[0].tolist() == [1, 2]
+    assert "note" in run.meta["text_columns"]
+
+
+@pytest.mark.timeout(60)
+def test_devices_and_fifos_are_refused_without_opening(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    for path, what in ((fifo, "a FIFO"), (Path("/dev/zero"), "a character device")):
+        for call in (lambda p: load_log(p), lambda p: import_log(tmp_path / "s", p), lambda p: load_log(p, fmt="csv")):
+            with pytest.raises(ImportFormatError) as err:
+                call(path)
+            _one_line(err, re.escape(str(path)), what)
+
+
+def test_links_that_lead_nowhere_say_so(tmp_path: Path) -> None:
+    loop_a, loop_b, dangling = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "gone.csv"
+    loop_a.symlink_to(loop_b)
+    loop_b.symlink_to(loop_a)
+    dangling.symlink_to(tmp_path / "never-written.csv")
+    with pytest.raises(ImportFormatError) as err:
+        load_log(loop_a)
+    _one_line(err, "symbolic link loop")
+    with pytest.raises(ImportFormatError) as err:
+        load_log(dangling)
+    _one_line(err, "broken symbolic link", "never-written.csv")
+    with pytest.raises(ImportFormatError) as err:
+        load_log(tmp_path / "missing.csv")
+    _one_line(err, "missing.csv does not exist")
+
+
+def test_file_and_wandb_names_with_equals_become_valid_run_names(tmp_path: Path) -> None:
+    p = tmp_path / "lr=1e-6.csv"
+    p.write_text("step,entropy\n1,0.5\n2,0.4\n")
+    assert import_log(tmp_path / "s", p) == ["lr_1e-6"]
+    w = tmp_path / "export.csv"
+    w.write_text("Step,beta=0.04 - actor/entropy,beta=0.1 - actor/entropy\n1,0.5,0.6\n2,0.4,0.5\n")
+    assert sorted(r.name for r in load_log(w)) == ["beta_0.04", "beta_0.1"]
+
+
+def test_stale_staging_folders_are_cleaned_and_live_ones_kept(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    root.mkdir()
+    me = staging_mod.host_id()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen(["sleep", "30"])
+    try:
+        now = time.time_ns()
+        folders = {
+            "dead": root / f".staging-{me}-{dead.pid}-{now}",
+            "live": root / f".staging-{me}-{alive.pid}-{now}",
+            "other host, recent": root / f".staging-elsewhere-{dead.pid}-{now}",
+            "other host, old": root / f".staging-elsewhere-{alive.pid}-{now - 2 * 3600 * 10**9}",
+            "aside, run missing": root / f".replaced-grpo-s0-{me}-{dead.pid}-{now}",
+        }
+        for f in folders.values():
+            (f / "run=x").mkdir(parents=True)
+        (folders["aside, run missing"] / "run.json").write_text("{}")
+        log = tmp_path / "m.csv"
+        log.write_text("step,entropy\n1,0.5\n")
+        import_log(root, log)
+        left = {k for k, f in folders.items() if f.exists()}
+        assert left == {"live", "other host, recent"}
+        assert (root / "run=grpo-s0" / "run.json").exists(), "an old run moved aside is restored, not deleted"
+        assert not [p for p in root.iterdir() if p.name.startswith(".staging-") and p not in folders.values()]
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_arrow_and_line_readers_agree_on_a_messy_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from entropy_watch.importers import columns
+
+    p = tmp_path / "m.csv"
+    p.write_text(
+        'step,entropy,reward,note\n0, 1.0 ,NA,a\n1,nan,0.1,b\n2,-inf,"0.2",c\n\n3,1_000,,d\n4,0.5,x,\n5,٣,0.3,e\n'
+    )
+    fast = load_log(p)[0]
+    monkeypatch.setattr(columns, "read_csv_arrow", lambda *a: None)
+    from entropy_watch.importers import generic
+
+    monkeypatch.setattr(generic, "read_csv_arrow", lambda *a: None)
+    slow = load_log(p)[0]
+    assert fast.notes == slow.notes and fast.meta.get("text_columns") == slow.meta.get("text_columns")
+    assert fast.scalars.keys() == slow.scalars.keys()
+    for k in fast.scalars:
+        np.testing.assert_array_equal(fast.scalars[k][0], slow.scalars[k][0])
+        np.testing.assert_array_equal(fast.scalars[k][1], slow.scalars[k][1])
