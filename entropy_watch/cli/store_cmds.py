@@ -217,7 +217,7 @@ def compact(
     final: bool = typer.Option(False, "--final", help="Merge everything into one file per table and rank."),
     min_age: float = typer.Option(60.0, help="Only merge segments older than this many seconds."),
 ) -> None:
-    """Merge small segment files into larger part files (safe while runs are live) and refresh catalog.duckdb."""
+    """Merge small segment files into larger part files (safe while runs are live) and refresh _catalog.duckdb."""
     from entropy_watch.store import Store, write_catalog
     from entropy_watch.store import compact as do_compact
 

@@ -31,7 +31,7 @@ from entropy_watch.importers.base import ImportedRun, Progress
 from entropy_watch.importers.loader import load_log
 from entropy_watch.store import fs
 from entropy_watch.store.fs import ObjectPath
-from entropy_watch.store.layout import default_root, run_dir
+from entropy_watch.store.layout import RUN_JSON, default_root, run_dir, status_dir
 
 
 class RunExists(EntropyWatchError):
@@ -110,7 +110,7 @@ def _publish_objects(root: ObjectPath, runs: list[ImportedRun], *, replace: bool
             old = [p for _, p in fs.walk_files(target)] if replace else []
             files = [f for f in folder.rglob("*") if f.is_file() and not f.name.startswith(".")]
             put = [target / f.relative_to(folder).as_posix() for f in files]
-            for f, dest in sorted(zip(files, put, strict=True), key=lambda fd: fd[0].name == "run.json"):
+            for f, dest in sorted(zip(files, put, strict=True), key=lambda fd: fd[0].name == RUN_JSON):
                 fs.put_bytes(dest, f.read_bytes())
             for p in set(old) - set(put):
                 fs.unlink(p)
@@ -137,7 +137,7 @@ def stage_run(staging: Path, r: ImportedRun) -> Path:
         )
     writer.update_run_meta(**run_meta(r), summary=writer.summary())  # what `ls` shows, without a query
     folder = run_dir(staging, r.name)
-    shutil.rmtree(folder / "status", ignore_errors=True)  # no heartbeat: the store lists the run as "imported"
+    shutil.rmtree(status_dir(staging, r.name), ignore_errors=True)  # no heartbeat: listed as "imported"
     (folder / ".run.json.lock").unlink(missing_ok=True)
     return folder
 

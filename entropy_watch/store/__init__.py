@@ -3,7 +3,7 @@
 Writers (:class:`RunWriter`) publish each batch as a new segment via a hidden temporary and ``os.replace``; readers
 (:class:`Store` one-shot, :class:`TailReader` incremental) never lock anything, so a trainer, the app and the CLI can
 all work on one store at once and a ``kill -9`` anywhere leaves it readable. :func:`compact` merges segments into
-``part-`` files without readers ever double counting; :func:`write_catalog` writes ``ROOT/catalog.duckdb`` (views
+``part-`` files without readers ever double counting; :func:`write_catalog` writes ``ROOT/_catalog.duckdb`` (views
 over the live globs) and :func:`export_duckdb` a self-contained database. Layout: :mod:`entropy_watch.store.layout`.
 """
 

@@ -1,6 +1,6 @@
-"""``ROOT/catalog.duckdb`` (views over the live globs) and self-contained DuckDB exports.
+"""``ROOT/_catalog.duckdb`` (views over the live globs) and self-contained DuckDB exports.
 
-The catalog lets any DuckDB client answer SQL on live runs: ``duckdb -readonly ew_runs/catalog.duckdb -c "SELECT …
+The catalog lets any DuckDB client answer SQL on live runs: ``duckdb -readonly ew_runs/_catalog.duckdb -c "SELECT …
 FROM scalars"``. It contains only views; every view re-expands its glob at query time, so it sees runs, ranks and
 segments that appear after the catalog was written. Nothing in the store ever keeps the file open: it is written by
 :func:`write_catalog` (explicitly, or from ``compact``) into a temporary that is then ``os.replace``-d into place, so
@@ -63,7 +63,7 @@ def catalog_view_sql(root: StorePath, table: str) -> str:
 
 
 def write_catalog(root: str | os.PathLike[str] | StorePath | None = None) -> StorePath:
-    """Write ``ROOT/catalog.duckdb`` with one view per table over the live globs; returns its path.
+    """Write ``ROOT/_catalog.duckdb`` with one view per table over the live globs; returns its path.
 
     Short-lived: opens a new file, creates the views, closes it and publishes it with ``os.replace``. On an object
     store the database is built in a local temporary file and published with one PUT; its views read ``s3://``

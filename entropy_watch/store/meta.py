@@ -1,4 +1,5 @@
-"""A run's ``run.json`` document, merged from per-rank objects on a store without locks (an object store).
+"""A run's small JSON documents: its ``_run.json`` (merged from per-rank objects on an object store) and the ranks'
+heartbeat files.
 
 Locally the ranks of a run merge their fields into one ``run.json`` under an advisory file lock
 (:meth:`~entropy_watch.store.RunWriter.update_run_meta`). An object store has no locks, and pyarrow exposes no
@@ -32,9 +33,17 @@ def rank_meta_path(root: StorePath, run: str, rank: int) -> StorePath:
     return layout.run_dir(root, run) / META_DIR / f"rank={int(rank)}.json"
 
 
+def local_document(root: StorePath, run: str) -> dict[str, Any]:
+    """The run's ``_run.json`` as stored (or the ``run.json`` of a store written before the rename); ``{}``."""
+    meta = read_json(layout.run_json_path(root, run))
+    if meta is None and not is_object(root):
+        meta = read_json(layout.run_dir(root, run) / layout.LEGACY_RUN_JSON)
+    return meta or {}
+
+
 def load(root: StorePath, run: str) -> dict[str, Any]:
-    """The run's merged ``run.json`` document; ``{}`` when it has none."""
-    meta = read_json(layout.run_json_path(root, run)) or {}
+    """The run's merged ``_run.json`` document; ``{}`` when it has none."""
+    meta = local_document(root, run)
     if not is_object(root):
         return meta
     docs = [meta, *(doc for _, doc in sorted(rank_docs(root, run), key=lambda rd: rd[0], reverse=True))]
@@ -64,3 +73,22 @@ def rank_docs(root: StorePath, run: str) -> list[tuple[int, dict[str, Any]]]:
 def save_rank(root: StorePath, run: str, rank: int, doc: dict[str, Any]) -> None:
     """Publish rank ``rank``'s own fields (one PUT)."""
     write_json_atomic(rank_meta_path(root, run, rank), doc)
+
+
+def statuses(root: StorePath, run: str) -> list[tuple[int, dict[str, Any]]]:
+    """``(rank, heartbeat)`` of every readable ``_status/rank=<r>.json`` of ``run`` (``status/`` in older stores)."""
+    folders = [layout.status_dir(root, run)]
+    if not is_object(root):
+        folders.append(layout.run_dir(root, run) / layout.LEGACY_STATUS_DIR)
+    for folder in folders:
+        try:
+            entries = listdir(folder)
+        except FileNotFoundError:
+            continue
+        out = []
+        for entry in entries:
+            m = _RANK_JSON.fullmatch(entry.name)
+            if m and (st := read_json(entry.path)) is not None:
+                out.append((int(m.group(1)), st))
+        return out
+    return []

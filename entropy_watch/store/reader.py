@@ -25,7 +25,6 @@ import pyarrow as pa
 from entropy_watch.errors import RunNotFound
 from entropy_watch.store import fs, layout, summary
 from entropy_watch.store import meta as run_meta
-from entropy_watch.store.atomic import read_json
 from entropy_watch.store.files import CoverageCache, select_files
 from entropy_watch.store.fs import StorePath
 from entropy_watch.store.query import (
@@ -204,16 +203,7 @@ class Store(SqlReads):
         """The run's info from run.json and the heartbeats; False when it has no summary (``latest`` left empty)."""
         rdir = layout.run_dir(self.root, run)
         meta = run_meta.load(self.root, run)
-        statuses = []
-        try:
-            for entry in fs.listdir(rdir / "status"):
-                m = re.fullmatch(r"rank=(\d+)\.json", entry.name)
-                if m:
-                    st = read_json(entry.path)
-                    if st is not None:
-                        statuses.append((int(m.group(1)), st))
-        except FileNotFoundError:
-            pass
+        statuses = run_meta.statuses(self.root, run)
         ranks = {r for r, _ in statuses}
         for table in layout.TABLES:
             try:
@@ -227,7 +217,7 @@ class Store(SqlReads):
         if not statuses and (imported := summary.from_meta(meta)) is not None:
             last_step, latest = imported
         stamps = [float(st["updated_at"]) for _, st in statuses if isinstance(st.get("updated_at"), int | float)]
-        updated_at = max(stamps) if stamps else _mtime(rdir / "run.json")
+        updated_at = max(stamps) if stamps else _mtime(layout.run_json_path(self.root, run))
         info = RunInfo(run, meta, state, last_step, sorted(ranks), updated_at, latest or {})
         return info, latest is not None
 

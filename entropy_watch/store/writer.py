@@ -134,7 +134,7 @@ class RunWriter:
             return self._update_rank_meta(fields)
         path = layout.run_json_path(self.root, self.run)
         with self._lock, _flock(self._run_dir / ".run.json.lock"):
-            meta = read_json(path) or {}
+            meta = run_meta.local_document(self.root, self.run)
             meta.setdefault("name", self.run)
             meta.setdefault("created_at", self.started_at)
             meta.setdefault("schema_version", SCHEMA_VERSION)
@@ -297,7 +297,7 @@ class RunWriter:
     def _clean_tmp(self) -> None:
         """Remove temporaries of dead writers: by pid in this rank's own folders, by age (1 h) elsewhere."""
         clean_stale_tmp(self._run_dir, by_pid=False)
-        clean_stale_tmp(self._run_dir / "status", by_pid=False)
+        clean_stale_tmp(layout.status_dir(self.root, self.run), by_pid=False)
         for table in layout.TABLES:
             clean_stale_tmp(layout.table_dir(self.root, self.run, table, self.rank), by_pid=True)
 

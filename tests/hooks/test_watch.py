@@ -21,6 +21,7 @@ from entropy_watch import metrics as M
 from entropy_watch.errors import StoreUnwritable
 from entropy_watch.hooks import Watch
 from entropy_watch.store import Store
+from entropy_watch.store.layout import status_path
 
 
 def _batch(seed: int = 0, B: int = 4, T: int = 6, V: int = 11):
@@ -200,7 +201,7 @@ def test_sigterm_flushes_and_marks_terminated(tmp_path: Path) -> None:
     store = Store(tmp_path)
     steps, _ = store.series("child", M.ENTROPY_MEAN)
     assert steps.size >= 6 and steps.tolist() == list(range(steps.size))
-    status = json.loads((tmp_path / "run=child" / "status" / "rank=0.json").read_text())
+    status = json.loads(status_path(tmp_path, "child", 0).read_text())
     assert status["state"] == "terminated"
     assert status["last_step"] == steps[-1]
 

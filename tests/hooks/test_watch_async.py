@@ -19,6 +19,7 @@ from entropy_watch import metrics as M
 from entropy_watch.hooks import Watch
 from entropy_watch.hooks.async_stats import StatsWorker
 from entropy_watch.store import Store
+from entropy_watch.store.layout import status_path
 
 
 def _step_inputs(step: int, B: int = 4, T: int = 6, V: int = 11) -> dict[str, torch.Tensor]:
@@ -193,7 +194,7 @@ def test_exit_without_close_drains_pending_steps(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == 0
     steps, _ = Store(tmp_path).series("child", M.ENTROPY_MEAN)
     assert steps.tolist() == list(range(6))
-    status = json.loads((tmp_path / "run=child" / "status" / "rank=0.json").read_text())
+    status = json.loads(status_path(tmp_path, "child", 0).read_text())
     assert status["state"] == "finished" and status["last_step"] == 5
 
 
@@ -204,5 +205,5 @@ def test_sigterm_drains_pending_steps(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) != 0
     steps, _ = Store(tmp_path).series("child", M.ENTROPY_MEAN)
     assert steps.tolist() == list(range(6))
-    status = json.loads((tmp_path / "run=child" / "status" / "rank=0.json").read_text())
+    status = json.loads(status_path(tmp_path, "child", 0).read_text())
     assert status["state"] == "terminated" and status["last_step"] == 5

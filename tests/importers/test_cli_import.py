@@ -11,6 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from entropy_watch.cli import app
+from entropy_watch.store.layout import run_json_path
 
 runner = CliRunner()
 REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"  # shared/ beside the checkout
@@ -50,7 +51,7 @@ def test_import_with_maps_and_json(tmp_path) -> None:
     (row,) = out["runs"]
     assert row["run"] == "mine" and row["first_step"] == 1 and row["last_step"] == 2
     assert row["mapping"] == {"step": "iter", "entropy/mean": "ent", "reward/mean": "acc"}
-    assert (store / "run=mine" / "run.json").is_file()
+    assert run_json_path(store, "mine").is_file()
 
 
 def test_import_prints_runs_and_step_ranges(tmp_path) -> None:
