@@ -157,3 +157,17 @@ def test_empty_store_messages_name_commands_that_exist(ew, tmp_path: Path) -> No
         named = _named_commands(text)
         assert named and named <= _commands(), text
         assert "make demo" in text and "entropy-watch import" in text
+
+
+def test_readme_sql_example_runs_and_orders_its_rows(ew, tmp_path: Path) -> None:
+    from entropy_watch.synthetic import write_to_store
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (line,) = [ln for ln in readme.splitlines() if ln.startswith('entropy-watch sql "')]
+    query = line.split('"')[1]
+    assert "ORDER BY" in query.upper()
+    write_to_store(tmp_path, "grpo-s0", kind="healthy", seed=0, n_steps=120)
+    r = ew("--store", tmp_path, "sql", query, "--json", "--limit", "1000")
+    assert r.code == 0, r.err
+    steps = [row["step"] for row in json.loads(r.out)]
+    assert len(steps) == 120 and steps == sorted(steps)
