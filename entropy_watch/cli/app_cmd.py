@@ -4,21 +4,42 @@
 
 Runs ``python -m streamlit run <installed entropy_watch/app/main.py> --server.address HOST --server.port PORT``
 with the store passed both as ``ENTROPY_WATCH_DIR`` and as the script's ``--store`` argument. Streamlit is imported
-by the child process only, so ``entropy-watch --help`` stays light.
+by the child process only, so ``entropy-watch --help`` stays light. The address, usage statistics and toolbar are
+passed as flags, so they hold from any working directory (Streamlit reads ``.streamlit/config.toml`` from the cwd;
+the repository's own file gives ``streamlit run app/main.py`` the same settings).
+
+SIGTERM, SIGHUP and Ctrl-C (SIGINT) stop the Streamlit child too: it is asked to stop (SIGTERM; Streamlit shuts its
+server down cleanly) and killed if it has not exited within ``STOP_GRACE_S``, so the port is never left served by
+an orphan.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 import typer
 
 from entropy_watch.cli.common import state
 from entropy_watch.errors import EntropyWatchError, require
 from entropy_watch.store.layout import ENV_STORE
+
+STOP_GRACE_S = 10.0  # seconds the child gets to stop after SIGTERM before SIGKILL
+_FORWARDED = (signal.SIGTERM, signal.SIGHUP) if hasattr(signal, "SIGHUP") else (signal.SIGTERM,)
+
+
+class _Stopped(Exception):
+    """Raised in the main thread by the SIGTERM/SIGHUP handler while the child runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def register(app: typer.Typer) -> None:
@@ -67,8 +88,54 @@ def app_command(
     cmd = streamlit_command(root, host, port, headless)
     typer.echo(f"entropy-watch app: store {root} on http://{host}:{port}", err=True)
     env = dict(os.environ, **{ENV_STORE: str(root)})
+    raise typer.Exit(run_child(cmd, env))
+
+
+def run_child(cmd: list[str], env: dict[str, str], grace_s: float = STOP_GRACE_S) -> int:
+    """Run ``cmd`` until it exits or this process is told to stop; never leave it running. Returns the exit status.
+
+    Ctrl-C or SIGTERM/SIGHUP: the child is stopped (:func:`stop_child`) and the status is 0, a requested stop.
+    """
+    proc = subprocess.Popen(cmd, env=env)
     try:
-        code = subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+        with _signals_raise():
+            return _status(proc.wait())
+    except (KeyboardInterrupt, _Stopped):
+        stop_child(proc, grace_s)
+        return 0
+    finally:
+        if proc.poll() is None:  # any other way out (an error in this process) still takes the child down
+            stop_child(proc, grace_s)
+
+
+def stop_child(proc: subprocess.Popen[bytes], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM ``proc``, wait up to ``grace_s`` seconds for it to exit, then SIGKILL it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """SIGTERM/SIGHUP raise :class:`_Stopped` in the main thread while the block runs (Python's default for SIGTERM
+    would end this process at once and orphan the child); the previous handlers come back after."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Stopped(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in _FORWARDED}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _status(code: int) -> int:
+    """A ``Popen.returncode`` as a shell would report it (killed by signal N -> 128 + N)."""
+    return 128 - code if code < 0 else code

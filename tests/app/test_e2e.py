@@ -2,6 +2,10 @@
 
 Checks that every page renders its Plotly charts (waiting on Plotly's decoded ``_fullData``), that new data written
 to the store appears within a refresh, and saves screenshots to the test's tmp dir and to /tmp/ew_screenshots/.
+
+Every wait is on a condition, with one generous deadline (``WAIT_MS``) sized for a loaded 2-core machine, where a
+page's first script run can take tens of seconds; Playwright's ``expect`` has its own 5 s default, which
+``page.set_default_timeout`` does not change, so it is raised with ``expect.set_options`` too.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from entropy_watch.store import RunWriter
 from .conftest import APP_MAIN, COLLAPSE, HEALTHY
 
 CHROMIUM = "/usr/bin/chromium"
+WAIT_MS = 120_000  # any one condition: server start, a page's script run, a live refresh
 SHOTS = Path("/tmp/ew_screenshots")
 LAUNCH_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -66,7 +71,7 @@ def server(e2e_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, ENTROPY_WATCH_DIR=""))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + WAIT_MS / 1000
         while True:
             try:
                 if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
@@ -88,15 +93,16 @@ def server(e2e_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=WAIT_MS)  # process-wide: every expect() in the browser tests
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
         yield b
         b.close()
 
 
-def _charts_rendered(page: object, at_least: int, timeout_ms: int = 60_000) -> None:
+def _charts_rendered(page: object, at_least: int, timeout_ms: int = WAIT_MS) -> None:
     page.wait_for_function(  # type: ignore[attr-defined]
         """n => { const d = [...document.querySelectorAll('.js-plotly-plot')];
                   return d.length >= n && d.every(e => e._fullData && e._fullData.length > 0); }""",
@@ -105,7 +111,7 @@ def _charts_rendered(page: object, at_least: int, timeout_ms: int = 60_000) -> N
     )
 
 
-def _titles_rendered(page: object, titles: list[str], timeout_ms: int = 60_000) -> None:
+def _titles_rendered(page: object, titles: list[str], timeout_ms: int = WAIT_MS) -> None:
     """Wait until a rendered chart exists for each title fragment (e.g. after opening a tab)."""
     page.wait_for_function(  # type: ignore[attr-defined]
         """ts => { const d = [...document.querySelectorAll('.js-plotly-plot')]
@@ -132,7 +138,7 @@ def test_pages_render_and_update_live(server: str, browser: object, e2e_store: P
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(WAIT_MS)
 
     page.goto(f"{server}/")
     expect(page.get_by_test_id("stDataFrame")).to_be_visible()
@@ -163,13 +169,13 @@ def test_pages_render_and_update_live(server: str, browser: object, e2e_store: P
     w = RunWriter(e2e_store, "live")
     w.write("scalars", {"step": list(range(150, 180)), "name": [M.ENTROPY_MEAN] * 30, "value": [0.3] * 30})
     w.heartbeat(step=179)
-    expect(page.get_by_test_id("stMetricValue").nth(0)).to_have_text("179", timeout=30_000)
+    expect(page.get_by_test_id("stMetricValue").nth(0)).to_have_text("179", timeout=WAIT_MS)
     page.wait_for_function(
         """() => { const e = [...document.querySelectorAll('.js-plotly-plot')]
                      .find(d => d.layout.title.text.includes('Token entropy (mean)'));
                    const t = e && e._fullData.find(t => t.name === 'entropy mean');
                    return t && t.x.length === 180; }""",
-        timeout=30_000,
+        timeout=WAIT_MS,
     )
     _shot(page, tmp_path, "03_run_live", height=3600)
 
