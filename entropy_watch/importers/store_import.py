@@ -31,6 +31,7 @@ from entropy_watch.importers.base import ImportedRun, Progress
 from entropy_watch.importers.loader import load_log
 from entropy_watch.store import fs
 from entropy_watch.store.fs import ObjectPath
+from entropy_watch.store.hive import ensure_common_metadata
 from entropy_watch.store.layout import RUN_JSON, default_root, run_dir, status_dir
 
 
@@ -75,6 +76,7 @@ def publish_runs(root: Path, runs: list[ImportedRun], *, replace: bool = False) 
                     f"run {r.name!r} already exists in {root}; pass --replace to overwrite it or --run NAME to rename"
                 )
     root.mkdir(parents=True, exist_ok=True)
+    ensure_common_metadata(root)
     staging_mod.clean_stale(root)  # folders of imports killed earlier (age and pid rules, safe with live imports)
     staging = staging_mod.staging_dir(root)
     published: list[tuple[Path, Path | None]] = []  # (run folder, the replaced run moved aside)
@@ -103,6 +105,7 @@ def _publish_objects(root: ObjectPath, runs: list[ImportedRun], *, replace: bool
     for r in runs:
         if not replace and fs.is_dir(run_dir(root, r.name)):
             raise RunExists(f"run {r.name!r} already exists in {root}; pass --replace to overwrite it or --run NAME")
+    ensure_common_metadata(root)
     with tempfile.TemporaryDirectory(prefix="ew-import-") as tmp:
         staged = [stage_run(Path(tmp), r) for r in runs]
         for r, folder in zip(runs, staged, strict=True):

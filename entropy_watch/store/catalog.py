@@ -38,6 +38,7 @@ from entropy_watch.store import fs, layout
 from entropy_watch.store.atomic import write_parquet_atomic
 from entropy_watch.store.files import CoverageCache, select_files
 from entropy_watch.store.fs import StorePath
+from entropy_watch.store.hive import ensure_common_metadata
 from entropy_watch.store.query import Binder, read_locked, run_names, source_sql, table_dirs, table_files, with_retry
 from entropy_watch.store.reader import Store
 from entropy_watch.store.schema import READ_PARQUET_OPTIONS, empty_table
@@ -71,6 +72,7 @@ def write_catalog(root: str | os.PathLike[str] | StorePath | None = None) -> Sto
     """
     root_path = layout.default_root(root)
     dest = layout.catalog_path(root_path)
+    ensure_common_metadata(root_path)
     if fs.is_object(root_path):
         with tempfile.TemporaryDirectory(prefix="ew-catalog-") as tmpdir:
             local = Path(tmpdir) / "catalog.duckdb"

@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 
 from entropy_watch import metrics as M
 from entropy_watch.errors import StoreUnwritable
-from entropy_watch.store import fs, layout
+from entropy_watch.store import fs, hive, layout
 from entropy_watch.store import meta as run_meta
 from entropy_watch.store.atomic import clean_stale_tmp, read_json, write_json_atomic, write_parquet_atomic
 from entropy_watch.store.files import READ_LOCK, new_session, seg_name
@@ -111,6 +111,7 @@ class RunWriter:
         try:
             fs.makedirs(layout.status_path(self.root, self.run, self.rank).parent)
             fs.probe(self._run_dir)
+            hive.ensure_common_metadata(self.root)  # the columns Spark sees in `spark.read.parquet(ROOT)`
         except OSError as exc:
             raise StoreUnwritable(
                 f"cannot write to store {self.root} ({fs.describe_error(exc)}); pass --store or set "
