@@ -35,6 +35,7 @@ STATUS_DIR = "_status"
 CATALOG = "_catalog.duckdb"
 LEGACY_RUN_JSON = "run.json"
 LEGACY_STATUS_DIR = "status"
+CHECKPOINTS_DIR = "_checkpoints"  # the reference trainer's resumable checkpoints (not table data either)
 
 _MAX_NAME = 200  # bytes in UTF-8: "run=<name>" must fit a file name (255 bytes on most filesystems)
 _ALLOWED = re.compile(r"^[\w.\-+@:,]+$", re.UNICODE)  # no "=": DuckDB's Hive parser splits "run=a=b" wrongly

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from entropy_watch.hooks.stats import clip_masks  # the one implementation of the binding-clip rule
+
 L_CLAMP = -20.0  # REPO: L is detached and clamped at -20 (SkyRL PR #1896, ppo_utils.py)
 
 
@@ -82,8 +84,8 @@ def clipped_surrogate(
     clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv
     loss = -torch.minimum(unclipped, clipped)
     with torch.no_grad():
-        low = (adv < 0) & (ratio < 1.0 - eps_low)
-        high = (adv > 0) & (ratio > 1.0 + eps_high)
+        everywhere = torch.ones_like(adv, dtype=torch.bool)
+        low, high, _ = clip_masks((logp - old_logp).detach(), adv.detach(), everywhere, eps_low, eps_high)
     return loss, low, high
 
 
@@ -159,6 +161,26 @@ def top_entropy_mask(entropy: torch.Tensor, mask: torch.Tensor, frac: float) -> 
     return out
 
 
+def clip_high_lever(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    entropy: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    eps_high: float,
+) -> float:
+    """Mean centred log-prob ``L = logp + H`` (nats) of the tokens whose upper clip binds (A > 0, ratio > 1+eps_high).
+
+    The sign of ADAPO's lever, from the softmax entropy identity ``dH/dz_a = -pi(a) L(a)`` (Cui et al. 2025): widening
+    eps_high lets these tokens' log-probs keep rising, which raises entropy where ``L < 0`` (rare tokens, the LLM
+    case DAPO's clip-higher relies on) and lowers it where ``L > 0``. NaN when the clip binds nowhere. ``(B, T)``.
+    """
+    _, high, _ = clip_masks((logp - old_logp).detach(), adv.detach(), mask > 0, 0.0, eps_high)
+    if not bool(high.any()):
+        return float("nan")
+    return float((logp.detach() + entropy.detach())[high].mean())
+
+
 # ---- REPO (Petrenko et al. 2026): advantage modification A~ = A - beta*L ---------------------------------------
 def centred_logp(logp: torch.Tensor, entropy: torch.Tensor | None, centering: str) -> torch.Tensor:
     """REPO's ``L`` ``(B, T)``, detached, clamped at -20: ``logp + H`` (exact, zero mean under pi) or ``logp`` (raw)."""
@@ -222,6 +244,18 @@ def adapo_update(eps_high: float, entropy: float, target: float, kappa: float, e
     if entropy > target:
         return max(eps_min, eps_high / kappa)
     return eps_high
+
+
+def band_target(entropy: float, low: float, high: float) -> float:
+    """The target a controller steers to when entropy should stay inside ``[low, high]`` (a target with tolerance):
+    ``low`` below the band, ``high`` above it, and ``entropy`` itself inside, so the update leaves the lever as it is
+    (every ``*_update`` here is unchanged at its target). Our choice: no dead-band controller is published for REPO or
+    ADAPO; this one reuses theirs unchanged."""
+    if entropy < low:
+        return low
+    if entropy > high:
+        return high
+    return entropy
 
 
 def entropy_coef_update(coef: float, entropy: float, target: float, delta: float, coef_max: float) -> float:

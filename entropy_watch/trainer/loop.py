@@ -6,9 +6,11 @@
 
 Reads top to bottom like cleanrl's ``ppo.py``: the algorithm is a handful of config switches (``config.ALGOS``)
 selecting pure functions from ``algorithms.py``. Token statistics go through ``entropy_watch.hooks.Watch``; they are
-those of the first pass over each rollout batch (epoch 0): entropy of the policy being updated and ratios against the
-sampler's log-probs. The first mini-batch of that pass precedes any update of the iteration, so its mean log-ratio is
-the trainer-vs-sampler precision gap (logged as ``ratio/log_mean_first_minibatch`` next to ``precision/logp_gap_*``).
+those of every loss forward of the iteration (all epochs x mini-batches, as TRL averages its ``entropy`` and
+``clip_ratio/*`` over the loss forwards of a step): entropy of the policy being updated, ratios against the sampler's
+log-probs, so ``clip/high_frac`` is the share of token updates whose upper clip bound. The first mini-batch precedes
+any update of the iteration, so its mean log-ratio is the trainer-vs-sampler precision gap (logged as
+``ratio/log_mean_first_minibatch`` next to ``precision/logp_gap_*``).
 Every ``rl.pred_dh_every`` iterations ``entropy_drift.py`` logs the update's first-order predicted entropy change
 (``cov/pred_dH``) next to the change observed on the same rollout batch (``entropy/delta_observed``).
 Checkpoints hold everything needed to continue the same trajectory bit for bit (weights, optimizer, controllers,
@@ -29,7 +31,7 @@ import torch
 
 from entropy_watch import metrics as M
 from entropy_watch.hooks import Watch, token_entropy
-from entropy_watch.store.layout import default_root, run_dir
+from entropy_watch.store.layout import CHECKPOINTS_DIR, default_root, run_dir
 from entropy_watch.trainer import algorithms as alg
 from entropy_watch.trainer.checkpoint import load_checkpoint, load_policy, save_checkpoint
 from entropy_watch.trainer.config import AlgoConfig, TrainConfig
@@ -41,6 +43,8 @@ from entropy_watch.trainer.sft import run_sft
 from entropy_watch.trainer.tasks import get_task
 from entropy_watch.trainer.tokenizer import build_tokenizer
 
+# Per-token tensors of every loss forward that update_policy hands to Watch.log_tokens.
+LOGGED = ("entropy", "logp", "old_logp", "adv", "mask", "group_ids", "token_ids")
 # Trainer-specific scalars (the canonical ones come from entropy_watch.metrics).
 LOSS = "loss/policy"
 GRAD_NORM = "train/grad_norm"
@@ -48,6 +52,9 @@ KEPT_FRAC = "train/kept_frac"  # share of sequences kept by dynamic sampling
 RATIO_LOG_MEAN_FIRST = "ratio/log_mean_first_minibatch"  # signed trainer-vs-sampler gap before any update
 SAMPLER_ENTROPY = "entropy/sampler_mean"  # mean entropy of the sampling policy over the whole batch
 TOKENS_PER_SEC = "perf/tokens_per_sec"
+# Mean centred log-prob L = logp + H of the tokens whose upper clip bound this iteration (algorithms.clip_high_lever):
+# < 0 means widening eps_high (ADAPO, DAPO's clip-higher) frees entropy-raising updates, > 0 entropy-lowering ones.
+CLIP_HIGH_LEVER = "clip/high_centred_logp"
 
 
 @dataclass
@@ -101,7 +108,7 @@ def train(
     device = pick_device(cfg.device)
     a, rl, prec, task = cfg.algo_cfg, cfg.rl, cfg.model.precision, get_task(cfg.task.name)
     root = default_root(store)
-    ckpt_dir = run_dir(root, cfg.run) / "checkpoints"
+    ckpt_dir = run_dir(root, cfg.run) / CHECKPOINTS_DIR
     state = load_checkpoint(ckpt_dir) if resume else None
     if state is not None:
         model, tokenizer = load_policy(ckpt_dir / "latest" / "policy")
@@ -146,6 +153,7 @@ def train(
         temperature=rl.temperature,
         framework="entropy_watch.trainer",
         seed=cfg.seed,
+        async_stats=False,  # log_tokens returns the step's statistics, kept in the history (clip fractions)
     )
     if state is not None:
         watch.event(start, "resume", from_iteration=start, checkpoint=str(ckpt_dir / "latest"))
@@ -203,16 +211,19 @@ def train(
                 )
 
             # ---- 6. log: token statistics through Watch, then the trainer's scalars ------------------------------
+            token_stats: dict[str, float] = {}
             if it % cfg.log_every == 0:
                 if logged is not None:
-                    watch.log_tokens(
+                    token_stats = watch.log_tokens(
                         it, entropy=logged["entropy"], mask=logged["mask"], logp=logged["logp"],
                         old_logp=logged["old_logp"], advantages=logged["adv"], group_ids=logged["group_ids"],
                         eps_low=a.eps_low, eps_high=logged["eps_high"], token_ids=logged["token_ids"],
                         tokenizer=tokenizer,
                     )  # fmt: skip
                 else:  # every group dropped: entropy of the sampler only
-                    watch.log_tokens(it, entropy=ro.entropy, mask=ro.mask, advantages=adv, group_ids=ro.group_ids)
+                    token_stats = watch.log_tokens(
+                        it, entropy=ro.entropy, mask=ro.mask, advantages=adv, group_ids=ro.group_ids
+                    )
             record = {
                 M.REWARD_MEAN: float(rewards.mean()),
                 M.REWARD_STD: float(rewards.std()),
@@ -233,7 +244,7 @@ def train(
                 record.update(logged["scalars"])
             record.update(drift)
             watch.log_dict(it, record)
-            result.history.append({"iteration": it, **record})
+            result.history.append({"iteration": it, **token_stats, **record})
 
             # ---- 7. periodic evaluation (own generator: never shifts the training trajectory) --------------------
             done = it + 1
@@ -279,16 +290,16 @@ def update_policy(
 ) -> dict[str, Any] | None:
     """``cfg.rl.epochs`` passes of ``cfg.rl.minibatches`` optimizer steps over ``batch``; ``adv (n,)`` per sequence.
 
-    Returns the first pass's per-token tensors for logging (entropy, logp, advantages fed to the surrogate) and
-    the update's scalars, or None when the batch is empty (every group dropped).
+    Returns the per-token tensors of every loss forward of the iteration (all epochs and mini-batches, concatenated
+    along the batch: :data:`LOGGED`, the advantages being those fed to the surrogate) and the update's scalars, or
+    None when the batch is empty (every group dropped).
     """
     n, prec, agg = batch.completion.shape[0], cfg.model.precision, alg.AGGREGATIONS[a.aggregation]
     if n == 0:
         return None
-    shape = batch.completion.shape
-    first = {k: torch.zeros(shape, device=adv.device) for k in ("entropy", "logp", "adv")}
+    seen: dict[str, list[torch.Tensor]] = {k: [] for k in LOGGED}  # every loss forward, every epoch
     losses, norms, first_gap = [], [], None
-    for epoch in range(cfg.rl.epochs):
+    for _epoch in range(cfg.rl.epochs):
         order = torch.randperm(n, generator=gen, device=gen.device).to(adv.device)
         for idx in order.tensor_split(min(cfg.rl.minibatches, n)):
             mb = batch.select(idx)
@@ -328,13 +339,16 @@ def update_policy(
             norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip)))
             optimizer.step()
             losses.append(float(loss.detach()))
-            if epoch == 0:  # the first pass is what gets logged
-                for k, v in (("entropy", ent), ("logp", logp), ("adv", A)):
-                    first[k][idx] = v.detach().float()
-                if first_gap is None:  # first mini-batch: no update yet in this iteration
-                    first_gap = ((logp.detach() - mb.logp) * mask, mask)
+            for k, v in zip(LOGGED, (ent, logp, mb.logp, A, mask, mb.group_ids, mb.completion), strict=True):
+                seen[k].append(v.detach())
+            if first_gap is None:  # first mini-batch: no update yet in this iteration
+                first_gap = ((logp.detach() - mb.logp) * mask, mask)
     gap, gmask = first_gap
     valid = gmask > 0
+    logged = {k: torch.cat(v) for k, v in seen.items()}
+    lever = alg.clip_high_lever(
+        logged["logp"], logged["old_logp"], logged["entropy"], logged["adv"], logged["mask"], ctl.eps_high
+    )
     scalars = {
         LOSS: float(np.mean(losses)),
         GRAD_NORM: float(np.mean(norms)),
@@ -342,15 +356,9 @@ def update_policy(
         M.PRECISION_LOGP_GAP_MEAN: float(gap[valid].abs().mean()),
         M.PRECISION_LOGP_GAP_MAX: float(gap[valid].abs().max()),
     }
-    return {
-        **first,
-        "mask": batch.mask,
-        "old_logp": batch.logp,
-        "group_ids": batch.group_ids,
-        "token_ids": batch.completion,
-        "eps_high": ctl.eps_high,
-        "scalars": scalars,
-    }
+    if lever == lever:  # NaN when the upper clip bound nowhere: not logged
+        scalars[CLIP_HIGH_LEVER] = lever
+    return {**logged, "eps_high": ctl.eps_high, "scalars": scalars}
 
 
 def _mean(x: torch.Tensor, mask: torch.Tensor) -> float:

@@ -198,3 +198,26 @@ def test_adaptive_entropy_coefficient() -> None:
     assert alg.entropy_coef_update(0.003, 1.5, 1.0, 0.005, 1.0) == 0.0  # above: -delta, clipped at 0
     assert alg.entropy_coef_update(0.998, 0.5, 1.0, 0.005, 1.0) == 1.0  # clipped at max
     assert alg.entropy_coef_update(0.5, 1.0, 1.0, 0.005, 1.0) == pytest.approx(0.495)  # at target: -delta
+
+
+def test_band_target_steers_only_outside_the_band() -> None:
+    assert alg.band_target(0.3, 0.4, 0.6) == 0.4  # below: aim at the lower edge
+    assert alg.band_target(0.9, 0.4, 0.6) == 0.6  # above: aim at the upper edge
+    assert alg.band_target(0.5, 0.4, 0.6) == 0.5  # inside: the entropy itself, so every controller holds
+    # through the controllers: zeta doubles below the band, halves above it, holds inside
+    assert alg.zeta_update(0.01, 0.3, alg.band_target(0.3, 0.4, 0.6), 1e-4, 0.5) == pytest.approx(0.02)
+    assert alg.zeta_update(0.01, 0.9, alg.band_target(0.9, 0.4, 0.6), 1e-4, 0.5) == pytest.approx(0.005)
+    assert alg.zeta_update(0.01, 0.5, alg.band_target(0.5, 0.4, 0.6), 1e-4, 0.5) == 0.01
+    assert alg.adapo_update(0.3, 0.5, alg.band_target(0.5, 0.4, 0.6), 1.25, 0.2, 1.0) == 0.3
+
+
+def test_clip_high_lever_by_hand() -> None:
+    # ratios 1.5 (A>0: binds, L = -1 + 0.5 = -0.5), 1.5 (A>0: binds, L = -0.2 + 0.9 = 0.7), 1.5 (A<0: no),
+    # 1.1 (A>0: under 1.2, no), 1.5 (A>0, masked out) -> mean L over the two binding tokens = (-0.5 + 0.7) / 2 = 0.1
+    logp = torch.tensor([[-1.0, -0.2, -1.0, -1.0, -1.0]])
+    old = logp - torch.tensor([[math.log(1.5), math.log(1.5), math.log(1.5), math.log(1.1), math.log(1.5)]])
+    ent = torch.tensor([[0.5, 0.9, 0.5, 0.5, 0.5]])
+    adv = torch.tensor([[1.0, 1.0, -1.0, 1.0, 1.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]])
+    assert alg.clip_high_lever(logp, old, ent, adv, mask, 0.2) == pytest.approx(0.1)
+    assert math.isnan(alg.clip_high_lever(logp, old, ent, adv, mask, 0.6))  # binds nowhere
