@@ -1,7 +1,8 @@
 """Checkpoints: the policy as a ``save_pretrained`` folder plus ``state.pt`` with everything needed to resume.
 
-Layout: ``ROOT/run=<run>/checkpoints/latest/{policy/, state.pt}``. A new checkpoint is written next to the old one
-and swapped in with renames, so a crash mid-save leaves the previous checkpoint intact.
+Layout: ``ROOT/run=<run>/_checkpoints/latest/{policy/, state.pt}`` (the ``_`` keeps it out of Spark's partition
+discovery: it is not table data). A new checkpoint is written next to the old one and swapped in with renames, so a
+crash mid-save leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def load_policy(path: str | Path) -> tuple[torch.nn.Module, Any]:
 
     hf_logging.disable_progress_bar()
     p = Path(path)
-    for cand in (p, p / "policy", p / "latest" / "policy", p / "checkpoints" / "latest" / "policy"):
+    ckpts = [p / name / "latest" / "policy" for name in ("_checkpoints", "checkpoints")]  # current, older stores
+    for cand in (p, p / "policy", p / "latest" / "policy", *ckpts):
         if (cand / "config.json").exists():
             return load_model(str(cand)), load_tokenizer(str(cand))
     raise CheckpointError(f"no model at {p} (expected config.json from save_pretrained, or a checkpoint folder)")

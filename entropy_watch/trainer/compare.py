@@ -186,7 +186,7 @@ def compare(
         rows = [f.result() for f in futs]
         prec_out = prec.result() if prec is not None else {}
     result = {"preset": preset_name, "rows": rows, "summary": summarize(rows, algos), "precision": prec_out}
-    _save_json(Path(root) / f"compare-{preset_name}.json", result)
+    _save_json(Path(root) / f"_compare-{preset_name}.json", result)  # "_": Spark reads no root file as data
     return result
 
 

@@ -32,7 +32,7 @@ def test_compare_command_writes_runs_table_and_json(tmp_path: Path, capsys: pyte
     assert "H_end/H0" in out and "repo-r" in out and "bf16-naive" in out
     names = {r.name for r in Store(tmp_path).runs()}
     assert {"sft-s3", "grpo-s3", "repo-r-s3", "grpo-s3.probe-b", "repo-r-s3.probe-b"} <= names
-    result = json.loads((tmp_path / "compare-tiny.json").read_text())
+    result = json.loads((tmp_path / "_compare-tiny.json").read_text())
     assert [r["algo"] for r in result["rows"]] == ["grpo", "repo-r"]
     assert all(r["h_ratio"] is not None and r["h_ratio"] > 0 for r in result["rows"])
     assert set(result["precision"]) == {"fp32", "bf16", "bf16-naive"}
