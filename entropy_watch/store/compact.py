@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from entropy_watch.store import fs, layout
+from entropy_watch.store import fs, layout, quarantine
 from entropy_watch.store.atomic import clean_stale_tmp, publishing
 from entropy_watch.store.files import (
     COVERAGE_KEY,
@@ -149,7 +149,16 @@ def _compact_dir(
             inputs = [f for f in files if f.kind == "seg" and not f.keys <= covered and now - _age(f) >= min_age_s]
         if len(inputs) < 2:
             return
-        rows = _write_part(rdir, inputs, session, final=final, fsync=fsync)
+        try:
+            rows = _write_part(rdir, inputs, session, final=final, fsync=fsync)
+        except (pa.ArrowException, OSError):
+            bad = set(quarantine.check(f.path for f in inputs))  # unreadable inputs: skipped, kept on disk
+            if not bad:
+                raise
+            inputs = [f for f in inputs if f.path not in bad]
+            if len(inputs) < 2:
+                return
+            rows = _write_part(rdir, inputs, session, final=final, fsync=fsync)
         report.parts_written += 1
         report.rows += rows
         if grace_s <= 0:

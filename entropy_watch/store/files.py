@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 
+from entropy_watch.store import quarantine
 from entropy_watch.store.fs import StorePath, is_object, listdir, walk_files
 
 READ_LOCK = ".read.lock"  # readers hold it shared while listing + reading; compaction exclusive while deleting
@@ -141,11 +142,20 @@ def list_data_files(rank_dir: StorePath, coverage: CoverageCache) -> list[FileRe
 def _file_ref(path: StorePath, coverage: CoverageCache) -> FileRef | None:
     """The :class:`FileRef` of a segment or part file, None for any other name."""
     m = SEG_RE.match(path.name)
-    if m:
+    part = m is None and PART_RE.match(path.name) is not None
+    if (m is None and not part) or quarantine.is_quarantined(path):
+        return None
+    quarantine.note_listed(path)
+    if m is not None:
         return FileRef(path, "seg", frozenset({(m.group(1), int(m.group(2)))}))
-    if PART_RE.match(path.name):
-        return FileRef(path, "part", coverage.get(path))
-    return None
+    try:
+        keys = coverage.get(path)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a part whose footer cannot be read: skipped, named once
+        quarantine.add(path, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
+        return None
+    return FileRef(path, "part", keys)
 
 
 def list_table_files(table_dir: StorePath, coverage: CoverageCache) -> list[FileRef]:

@@ -26,7 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from entropy_watch.errors import EntropyWatchError, InvalidRunName
-from entropy_watch.store import layout
+from entropy_watch.store import layout, quarantine
 from entropy_watch.store.files import READ_LOCK, CoverageCache, FileRef, Selection, list_table_files, rank_dirs
 from entropy_watch.store.fs import StorePath, arrow, is_object, listdir, vanished
 from entropy_watch.store.schema import READ_PARQUET_OPTIONS, empty_table
@@ -41,6 +41,14 @@ T = TypeVar("T")
 # A file deleted between listing and reading (compaction) shows up as one of these; relisting fixes it.
 RETRY_ERRORS: tuple[type[BaseException], ...] = (duckdb.IOException, FileNotFoundError)
 ATTEMPTS = 5
+# Errors of the query itself, never of a file it reads: no retry, no check of the files.
+_NOT_ABOUT_FILES: tuple[type[BaseException], ...] = (
+    duckdb.ParserException,
+    duckdb.BinderException,
+    duckdb.CatalogException,
+    duckdb.PermissionException,
+    duckdb.NotImplementedException,
+)
 BACKOFF_S = 0.01
 
 
@@ -48,17 +56,25 @@ def with_retry(fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
     """Call ``fn`` (which must list files afresh each time) again when a listed file vanished under it.
 
     One retry suffices with the default compaction age (60 s); a few more, with a short exponential back-off
-    (10, 20, 40, 80 ms), cover a loaded machine where a query outlasts an aggressive compaction loop.
+    (10, 20, 40, 80 ms), cover a loaded machine where a query outlasts an aggressive compaction loop. A failure
+    caused by an unreadable file (:mod:`~entropy_watch.store.quarantine`) quarantines it and runs ``fn`` again
+    without it; each such retry removes a file, so the loop ends.
     """
-    for i in range(attempts):
+    i = 0
+    while True:
+        quarantine.begin()
         try:
             return fn()
-        except (*RETRY_ERRORS, duckdb.InvalidInputException, OSError) as exc:
+        except _NOT_ABOUT_FILES:
+            raise
+        except (*RETRY_ERRORS, duckdb.Error, pa.ArrowException, OSError) as exc:
             # an object read through a pyarrow dataset reports a vanished file as InvalidInput or OSError
-            if i == attempts - 1 or not (isinstance(exc, RETRY_ERRORS) or vanished(exc)):
+            if not (isinstance(exc, RETRY_ERRORS) or vanished(exc)) or i == attempts - 1:
+                if quarantine.check_listed():  # an unreadable file (not a race): skip it, warn once, read the rest
+                    continue
                 raise
             time.sleep(BACKOFF_S * 2**i)
-    raise AssertionError("unreachable")
+            i += 1
 
 
 def run_names(root: StorePath) -> list[str]:

@@ -16,11 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 
-from entropy_watch.store import RunWriter, Store, TailReader
+from entropy_watch.store import RunWriter, Store, TailReader, quarantine
 from entropy_watch.store.fs import is_object, read_bytes, walk_files
 from entropy_watch.store.layout import default_root, run_dir, table_dir
 
@@ -57,6 +56,7 @@ def test_sigkill_keeps_every_acknowledged_segment(any_root: str, spawn: Callable
         stale = seg_dir / f".seg-{time.time_ns()}-{proc.pid}-000999.parquet.tmp"
         stale.write_bytes(some_seg.read_bytes()[: some_seg.stat().st_size // 2])
 
+    quarantine._bad.clear()
     store = Store(root)
     rows = store.sql("SELECT step, count(*) AS n FROM scalars GROUP BY step").to_pylist()
     per_step = {r["step"]: r["n"] for r in rows}
@@ -66,6 +66,7 @@ def test_sigkill_keeps_every_acknowledged_segment(any_root: str, spawn: Callable
     assert len(set(per_step) - set(acked)) <= 1
     tail = TailReader(root, tables=("scalars",))
     assert tail.poll() == ROWS * len(per_step)
+    assert not quarantine._bad, "a published file is unreadable: something wrote under a final name"
     if is_object(root):
         RunWriter(root, "crash").close()  # a restarted writer on the same rank starts cleanly
         assert Store(root).scalars("crash").num_rows == ROWS * len(per_step)
@@ -93,12 +94,14 @@ def test_live_writers_tmp_is_not_removed(root: Path) -> None:
 
 
 def test_direct_write_regression_would_be_caught(root: Path) -> None:
-    """A truncated file under a published name breaks the read: the crash test above would notice one."""
+    """A truncated file under a published name is found unreadable and quarantined: the crash test above, which
+    requires that nothing is quarantined, would notice one."""
+    quarantine._bad.clear()
     w = RunWriter(root, "crash")
     good = w.write("scalars", {"step": np.arange(1000), "name": ["m"] * 1000, "value": np.ones(1000)})
     truncated = good.with_name(f"seg-{w.session}-999999.parquet")
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(duckdb.Error):
-        Store(root).scalars("crash")
-    with pytest.raises(duckdb.Error):
-        TailReader(root, tables=("scalars",)).poll()
+    assert Store(root).scalars("crash").num_rows == 1000
+    assert TailReader(root, tables=("scalars",)).poll() == 1000
+    assert quarantine.is_quarantined(truncated)
+    quarantine._bad.clear()
