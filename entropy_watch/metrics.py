@@ -78,6 +78,7 @@ CONTROL_ENTROPY = "control/entropy"  # the entropy (nats) the controller compare
 HOOKS_ERRORS = "hooks/errors"  # guarded hook failures (training continued)
 HOOKS_DROPPED_TOKENS = "hooks/dropped_token_rows"  # token sample rows dropped under back-pressure
 HOOKS_NOTIFY_ERRORS = "hooks/notify_errors"  # notifications not delivered after retries, or dropped (queue full)
+HOOKS_ENTROPY_SAMPLE = "hooks/entropy_sample_frac"  # share of valid tokens whose entropy a call computed (< 1: budget)
 
 CANONICAL: tuple[str, ...] = tuple(
     v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and "/" in v

@@ -88,6 +88,57 @@ def token_entropy(
     return entropy if logp is None else (entropy, logp.reshape(lead_shape))
 
 
+def entropy_within_budget(
+    logits: torch.Tensor,
+    temperature: float,
+    max_elements: int | None,
+    *,
+    mask: torch.Tensor | None = None,
+    token_ids: torch.Tensor | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, float]:
+    """:func:`token_entropy` with the work of one call bounded to ``max_elements`` logits (None: no bound).
+
+    Within the budget this is exactly ``token_entropy``. Above it, ``k = max_elements // V`` token positions are
+    drawn uniformly without replacement from the valid ones (``mask != 0``; all when no mask), with a generator
+    seeded by ``seed`` (the step: reruns pick the same tokens), and only their rows are gathered and reduced: the
+    cost is that of ``k`` tokens whatever the batch. Statistics over the sample are unbiased estimates of the
+    batch's (token means, fractions, quantiles up to sampling noise).
+
+    Returns ``(entropy (...), logp (...) or None, sampled (...) bool or None, fraction of valid tokens computed)``;
+    ``sampled`` is None within the budget. Outside the sample ``entropy``/``logp`` hold 0 and must be masked out.
+    """
+    vocab = int(logits.shape[-1])
+    lead = logits.shape[:-1]
+    n = lead.numel()
+    if max_elements is None or n * vocab <= max_elements:
+        out = token_entropy(logits, temperature, token_ids=token_ids)
+        ent, logp = out if isinstance(out, tuple) else (out, None)
+        return ent, logp, None, 1.0
+    valid = torch.nonzero((mask != 0).reshape(-1) if mask is not None else torch.ones(n, dtype=torch.bool)).squeeze(1)
+    valid = valid.to(logits.device)
+    k = min(max(1, int(max_elements) // vocab), int(valid.numel()))
+    gen = torch.Generator(device="cpu").manual_seed(int(seed) % 2**63)
+    pick = torch.randperm(int(valid.numel()), generator=gen)[:k].to(valid.device)
+    flat = valid[pick].sort().values  # (k,) positions in the flattened lead dims
+    coords = torch.unravel_index(flat, tuple(lead)) if len(lead) else ()
+    rows = logits[coords] if len(lead) else logits.unsqueeze(0)  # (k, V): only the sampled rows are copied
+    ids = None if token_ids is None else token_ids.reshape(-1)[flat]
+    out = token_entropy(rows, temperature, token_ids=ids)
+    ent_k, logp_k = out if isinstance(out, tuple) else (out, None)
+    entropy = torch.zeros(n, dtype=ent_k.dtype, device=logits.device)
+    entropy[flat] = ent_k
+    logp = None
+    if logp_k is not None:
+        logp = torch.zeros(n, dtype=logp_k.dtype, device=logits.device)
+        logp[flat] = logp_k
+        logp = logp.reshape(lead)
+    sampled = torch.zeros(n, dtype=torch.bool, device=logits.device)
+    sampled[flat] = True
+    frac = k / max(1, int(valid.numel()))
+    return entropy.reshape(lead), logp, sampled.reshape(lead), frac
+
+
 def _chunk_into(
     chunk: torch.Tensor,
     temperature: float,

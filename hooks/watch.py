@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from entropy_watch import __version__
+from entropy_watch import metrics as M
 from entropy_watch.histogram import entropy_bin_edges
 from entropy_watch.hooks.async_stats import DeviceFence, StatsWorker, snapshot
 from entropy_watch.hooks.live import Live
@@ -39,6 +40,8 @@ from entropy_watch.jsonable import to_jsonable
 from entropy_watch.recorder import Recorder
 from entropy_watch.store.layout import default_root, validate_run_name
 from entropy_watch.store.schema import check_step
+
+CPU_LOGIT_BUDGET = 2**26  # logit elements per call on CPU: 256 MiB of fp32, well under a second of work
 
 
 class Watch:
@@ -66,6 +69,10 @@ class Watch:
             calling thread, as collectives must run in lockstep there. In async mode ``log_tokens`` returns ``{}``
             and failures of the statistics are counted (``hooks/errors``) when the worker meets them.
         max_pending_stats: back-pressure bound of the worker (steps whose snapshots may be held at once).
+        max_logits_per_call: bound on the logit elements (tokens x V) whose entropy one ``log_tokens`` call computes
+            in the calling thread; above it a uniform sample of the valid tokens (seeded by the step) is reduced
+            instead and ``hooks/entropy_sample_frac`` records the share (docs/integrations.md). ``"auto"``: 2**26
+            on CPU (a 1 GiB batch blocked a CPU loop for 37 s), unbounded on accelerators; None: never sample.
         notify: webhook spec(s) to notify on alerts: a URL (Slack/Discord detected from the host), ``slack+URL``,
             ``discord+URL``, ``json+URL``, ``env:NAME`` or ``env`` (``$ENTROPY_WATCH_NOTIFY``), or a list of them
             (:mod:`entropy_watch.notify`). The URLs are never stored or logged.
@@ -97,6 +104,7 @@ class Watch:
         seed: int | None = None,
         async_stats: bool = True,
         max_pending_stats: int = 8,
+        max_logits_per_call: int | None | str = "auto",
         notify: Any = None,
         on_alert: Any = None,
         detector: Any = None,
@@ -110,6 +118,11 @@ class Watch:
         self.live = Live.build(notify=notify, on_alert=on_alert, detector=detector, app_url=app_url, live=live)
         self.strict = strict
         self.sample_tokens = int(sample_tokens)
+        if max_logits_per_call not in ("auto", None) and not (
+            isinstance(max_logits_per_call, int) and max_logits_per_call > 0
+        ):
+            raise ValueError(f"max_logits_per_call must be a positive int, 'auto' or None, got {max_logits_per_call!r}")
+        self.max_logits_per_call = max_logits_per_call
         self.token_every = max(1, int(token_every))
         self.temperature = float(temperature)
         self.process_group = process_group
@@ -169,7 +182,7 @@ class Watch:
         ``group_ids (B,)``, ``token_ids (B, T)``. All tensors stay on their device.
         """
         try:
-            from entropy_watch.hooks.entropy import token_entropy
+            from entropy_watch.hooks.entropy import entropy_within_budget
             from entropy_watch.hooks.stats import step_stats
 
             step = check_step(step)  # a bad step is refused here, before any work or buffering
@@ -179,12 +192,23 @@ class Watch:
                     if logits is None:
                         raise ValueError("log_tokens needs logits= or entropy=")
                     self._fix_edges(int(logits.shape[-1]))
-                    if logp is None and token_ids is not None:
-                        entropy, logp = token_entropy(logits.detach(), self.temperature, token_ids=token_ids)
-                        ours.add("logp")
-                    else:
-                        entropy = token_entropy(logits.detach(), self.temperature)
+                    entropy, own_logp, sampled, frac = entropy_within_budget(
+                        logits.detach(),
+                        self.temperature,
+                        self._logit_budget(logits),
+                        mask=mask,
+                        token_ids=token_ids if logp is None else None,
+                        seed=step,
+                    )
                     ours.add("entropy")
+                    if own_logp is not None:
+                        logp = own_logp
+                        ours.add("logp")
+                    if sampled is not None:  # above the budget: statistics over a uniform sample of the tokens
+                        mask = sampled if mask is None else (mask != 0) & sampled
+                        ours.add("mask")
+                        if self._recorder is not None:
+                            self._recorder.scalars(step, {M.HOOKS_ENTROPY_SAMPLE: frac})
                 else:
                     self._fix_edges(int(logits.shape[-1]) if logits is not None else None)
                 keep_tokens = self.sample_tokens if self._n_logged % self.token_every == 0 else 0
@@ -351,6 +375,13 @@ class Watch:
             self._local_errors += 1
             if self.strict:
                 raise exc
+
+    def _logit_budget(self, logits: torch.Tensor) -> int | None:
+        """Logit elements one call reduces synchronously: ``max_logits_per_call``, "auto" = 2**26 on CPU (about
+        0.3-1 s of work there) and no bound on accelerators, where the reduction is a few kernels."""
+        if self.max_logits_per_call != "auto":
+            return self.max_logits_per_call  # type: ignore[return-value]
+        return CPU_LOGIT_BUDGET if logits.device.type == "cpu" else None
 
     def _fix_edges(self, vocab_size: int | None) -> None:
         if self._edges is not None:
