@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from entropy_watch import metrics as M
 from entropy_watch.errors import StoreUnwritable
@@ -111,6 +112,7 @@ class Recorder:
         # called once at the start of close() (also at exit and on SIGTERM), before the final publish: Watch drains
         # its statistics worker here so that pending steps are written
         self.before_close: Callable[[], Any] | None = None
+        _warm_up()  # here, not in the thread: the first rows may arrive at once and must not wait for it
         self._thread = threading.Thread(target=self._run, name="entropy_watch-recorder", daemon=True)
         self._thread.start()
         self_ref = weakref.ref(self)
@@ -348,6 +350,18 @@ class Recorder:
         if key not in self._warned:
             self._warned.add(key)
             log.warning(message)
+
+
+def _warm_up() -> None:
+    """Pay pyarrow's one-time costs (its first array conversion imports pandas: ~0.6 s) when the recorder starts,
+    so the session's first publish is as quick as the others (a kill in the first second loses only what one
+    publish takes). A no-op after the first recorder of the process."""
+    try:
+        tbl, _ = encode_rows("scalars", [{"step": 0, "name": "", "value": 0.0, "wall_time": 0.0}])
+        if tbl is not None:
+            pq.write_table(tbl, pa.BufferOutputStream())
+    except Exception:  # noqa: BLE001 - only an optimisation
+        pass
 
 
 def _close_at_exit(ref: weakref.ref[Recorder]) -> None:

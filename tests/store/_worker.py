@@ -77,6 +77,19 @@ def compactor(root: str, stopfile: str, grace_s: str = "") -> None:
     print(json.dumps({"merged": merged}), flush=True)
 
 
+def recorder(root: str, run: str, flush_s: str, n: str, delay_s: str) -> None:
+    from entropy_watch.recorder import Recorder
+    from entropy_watch.store import RunWriter
+
+    rec = Recorder(RunWriter(root, run), flush_secs=float(flush_s))
+    for step in range(int(n)):
+        rec.scalars(step, {"x": float(step)})
+        print(f"L {step} {time.time():.6f}", flush=True)
+        time.sleep(float(delay_s))
+    rec.close()
+    print("DONE", flush=True)
+
+
 if __name__ == "__main__":
     role, *args = sys.argv[1:]
-    {"writer": writer, "reader": reader, "compactor": compactor}[role](*args)
+    {"writer": writer, "reader": reader, "compactor": compactor, "recorder": recorder}[role](*args)
