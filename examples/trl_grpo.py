@@ -1,6 +1,6 @@
 """TRL ``GRPOTrainer`` with entropy_watch attached in one line.
 
-    python examples/trl_grpo.py                                  # tiny random Qwen2 on CPU, offline, ~30 s
+    python examples/trl_grpo.py                                  # tiny random Qwen2 on CPU, offline: ~40 s on 2 cores
     python examples/trl_grpo.py --model Qwen/Qwen2.5-0.5B-Instruct --steps 200 --num-iterations 2
     entropy-watch show trl-grpo-demo
 

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
             "repo-d, adapo, entropy-bonus, entropy-adaptive, clip-cov, kl-cov, top-entropy.",
         ),
         task: str = typer.Option("sum3", "--task", help="sum3 (task A) or sum3sorted (task B, the probe)."),
-        preset_name: str = typer.Option("tiny", "--preset", "-p", help="tiny (CPU, ~1 min) or gpu (one GPU)."),
+        preset_name: str = typer.Option("tiny", "--preset", "-p", help="tiny (CPU, 1-2 min) or gpu (one GPU)."),
         steps: int = typer.Option(None, "--steps", "-n", help="RL iterations (default: the preset's)."),
         run: str = typer.Option(None, "--run", "-r", help="Run name (default: <algo>-s<seed>)."),
         seed: int = typer.Option(0, "--seed", help="Seed of model init, SFT data and sampling."),
