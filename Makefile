@@ -76,6 +76,19 @@ format: setup
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# The tools users would pick instead (benchmarks/bench_detectors.py scores ours against them in one run), in their
+# own environment: never a dependency of the project. Pinned to the versions the benchmark documents.
+BENCH_VENV ?= .venv-bench
+$(BENCH_VENV)/.installed-stamp: pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e . "rlwatch==0.5.1" "rldoctor==0.2.0" "rlprobe==0.1.0"
+	$(BENCH_VENV)/bin/python -m pip check
+	touch $@
+
+bench-env: $(BENCH_VENV)/.installed-stamp
+	@echo "run: $(BENCH_VENV)/bin/python benchmarks/bench_detectors.py"
+
 app: setup
 	$(BIN)/entropy-watch --store $(STORE) app
 

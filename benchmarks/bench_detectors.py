@@ -1,264 +1,402 @@
-"""Score the layered detector against two baselines on synthetic runs and on the labelled real runs.
+"""Score entropy_watch's detector against rlwatch 0.5.1, rldoctor 0.2.0 and rlprobe 0.1.0 (their defaults), on the same
+inputs in the same run: every labelled real run in shared/real_runs and synthetic suites at 40, 100, 400 and 4,000
+points per run whose noise is fitted to the real logs.
 
-Run: ``.venv/bin/python benchmarks/bench_detectors.py [--per-kind 20] [--seeds dev|heldout|both] [--real DIR]``
+Run:  make bench-env && .venv-bench/bin/python benchmarks/bench_detectors.py [--per-kind 20] [--seeds heldout]
+      [--densities 40,100,400,4000] [--tools ours,rlwatch,rldoctor,rldoctor-posthoc,rlprobe] [--no-timing]
 
-Scoring (DETECTION.md §B.6): an *alarm* is an alert of severity warning or critical (info notes such as cliffs and
-saturation are not alarms). On a healthy run any alarm is a false alarm; on a collapse/explosion run an alarm of
-the right kind at or after ``onset − 20`` detects it, an earlier one is a false alarm, an alarm of another kind is a
-wrong-kind alarm. Delay = first right alarm − onset; lead = floor step − first right alarm. Baselines: a fixed
-threshold (entropy < 1.0 nat for 50 steps, rlwatch's rule) and a relative floor (entropy < 10% of its early level
-for 5 steps); both only know "collapse". Dev seeds (0..) are the ones thresholds were tuned on; held-out seeds
-(10_000..) were not looked at while tuning. It also times one forecast evaluation at 10k steps.
+The peers live in the separate benchmark environment ``.venv-bench`` (``make bench-env``), never in the project's
+dependencies; without them the script scores ours alone and says which tools are missing. Each is driven through
+its documented interface, as a user would, with every detection threshold at its default:
+
+* rlwatch — ``rlwatch.attach(framework="manual")`` then ``monitor.log_step(step, entropy=, reward_mean=)`` per
+  logged point (its live API); alerts of ``entropy_collapse`` are collapse alarms (it has no explosion rule);
+* rldoctor — ``rl_doctor.live.LiveMonitor()`` fed ``log({"entropy", "reward"}, step=)`` per point (its live mode:
+  first check at record 75, then every 25); ``rldoctor-posthoc`` is ``diagnose(run_from_records(all rows))`` once
+  the log is complete (its CLI's diagnosis, alarm time = the last point). ``entropy_collapse`` findings of
+  severity ≥ WARNING are collapse alarms; its ETA to the floor (a point estimate, no interval) is scored too;
+* rlprobe — the run recorded as its ``StepRecord`` rows (``entropy_mean``, ``reward_mean``) and diagnosed by its
+  doctor engine (``diagnose_view``, what ``rlprobe doctor`` and ``rlprobe watch`` run) at its live cadence: every
+  25 global steps once 30 rows exist; ``ENTROPY_COLLAPSE`` findings (warn or critical) are collapse alarms;
+* ours — ``entropy_watch.analysis.analyze`` with the default DetectorConfig (alerts carry the step they were
+  raised at; live and post hoc agree, tests/analysis/test_run.py).
+
+Scoring (``entropy_watch.analysis.scoring``, shared with the tests): an alarm is a warning or critical alert; the
+floor is max(0.1·H_ref, 0.02); on real logs H_ref is the median of the first 3 points and "entropy passes a level"
+means its centered rolling median of 5 points does; on synthetic runs the truth is the noiseless curve. Columns:
+false alarms on healthy runs (share with a collapse or explosion alarm), recall per kind, wrong-kind alarms,
+median explosion delay in logged points after 3·H_ref (negative = earlier), share of detected collapses alarmed
+before the floor, and, over collapses that reach the floor, the 80% ETA interval's coverage of the true crossing
+and the median absolute ETA error in points. Tuning seeds are 0..; held-out seeds start at 10,000 (the numbers to
+quote). Timing: one live verdict at 10k points and a whole-run analysis of 100k points.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import contextlib
+import io
 import json
+import logging
+import os
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from entropy_watch.analysis import DetectorConfig, RunSeries, analyze
-from entropy_watch.analysis.forecast import evaluate
-from entropy_watch.analysis.hygiene import prepare
-from entropy_watch.synthetic import COLLAPSE_KINDS, HEALTHY_KINDS, generate
+from entropy_watch.analysis import Analyzer, RunSeries, analyze
+from entropy_watch.analysis.scoring import EXPLODE_MULT, Alarm, Outcome, crossing, floor_of, summarize
+from entropy_watch.synthetic import SUITE_KINDS, NoiseFit, fit_noise, generate
 
-TAU_EARLY = 20
 REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "real_runs"
+HELDOUT = 10_000
+TOOLS = ("ours", "rlwatch", "rldoctor", "rldoctor-posthoc", "rlprobe")
+COLUMNS = (
+    ("healthy_fa_rate", "FA healthy", "low"),
+    ("collapse_recall", "coll recall", "high"),
+    ("explosion_recall", "expl recall", "high"),
+    ("wrong_kind", "wrong kind", "low"),
+    ("explosion_delay_median", "expl delay", "low"),
+    ("collapse_before_floor", "before floor", "high"),
+    ("eta_coverage", "ETA cover", "band"),
+    ("eta_abs_err_median", "ETA err", "low"),
+    ("benign_alarm_rate", "benign alarm", "low"),
+)
 
 
 @dataclass
-class Outcome:
-    kind: str
+class Run:
+    """One input: arrays, label and truth (point indices), shared by every tool."""
+
+    name: str
     label: str
-    n: int
-    alarms: list[tuple[int, str]]  # (step, kind) with severity >= warning
+    steps: np.ndarray
+    entropy: np.ndarray
+    reward: np.ndarray | None
     onset: int | None
-    floor: int | None
+    truth: int | None
+    meta: dict[str, Any]
+
+    @property
+    def spacing(self) -> float:
+        return float(np.median(np.diff(self.steps))) if self.steps.size > 1 else 1.0
+
+    def outcome(self, alarms: list[Alarm], infos: int = 0) -> Outcome:
+        ts = float(self.steps[self.truth]) if self.truth is not None else None
+        return Outcome(self.label, len(self.steps), alarms, self.onset, self.truth, ts, self.spacing, infos)
 
 
-def fixed_threshold(steps: np.ndarray, h: np.ndarray, thr: float = 1.0, k: int = 50) -> list[tuple[int, str]]:
-    run = 0
-    for s, v in zip(steps, h, strict=True):
-        run = run + 1 if np.isfinite(v) and v < thr else 0
-        if run == k:
-            return [(int(s), "collapse")]
-    return []
+# --- the tools ---------------------------------------------------------------------------------------------------
+def run_ours(run: Run) -> tuple[list[Alarm], int]:
+    s = RunSeries.from_arrays(run.name, run.steps, run.entropy, reward=run.reward, meta=dict(run.meta))
+    res = analyze(s)
+    index = {int(x): i for i, x in enumerate(run.steps)}
+    alarms, infos = [], 0
+    for a in res.alerts:  # step order
+        if a.severity == "info":
+            infos += 1
+            continue
+        ev = a.evidence
+        alarms.append(
+            Alarm(
+                index[a.step],
+                a.kind if a.kind in ("collapse", "explosion") else "other",
+                ev.get("eta_step_median"),
+                ev.get("eta_step_lo"),
+                ev.get("eta_step_hi"),
+            )  # fmt: skip
+        )
+    return alarms, infos
 
 
-def relative_floor(steps: np.ndarray, h: np.ndarray, frac: float = 0.1, k: int = 5) -> list[tuple[int, str]]:
-    fin = h[np.isfinite(h)]
-    if fin.size < 10:
-        return []
-    early = float(np.median(fin[:10]))
-    return fixed_threshold(steps, h, frac * early, k)
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """Silence a tool's console output (its alert channels), not its detection."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        logging.disable(logging.CRITICAL)
+        try:
+            yield
+        finally:
+            logging.disable(logging.NOTSET)
 
 
-def detector_alarms(series: RunSeries, config: DetectorConfig | None = None) -> list[tuple[int, str]]:
-    res = analyze(series, config)
-    return [(a.step, a.kind) for a in res.alerts if a.severity in ("warning", "critical")]
+def run_rlwatch(run: Run) -> tuple[list[Alarm], int]:
+    import rlwatch
+
+    alarms: list[Alarm] = []
+    with tempfile.TemporaryDirectory() as d, _quiet():
+        os.environ["RLWATCH_LOG_DIR"] = d
+        mon = rlwatch.attach(framework="manual", run_id=f"bench-{run.name}"[:60])
+        for i, s in enumerate(run.steps):
+            h = float(run.entropy[i])
+            r = float(run.reward[i]) if run.reward is not None and np.isfinite(run.reward[i]) else None
+            for al in mon.log_step(int(s), entropy=h if np.isfinite(h) else None, reward_mean=r) or []:
+                alarms.append(Alarm(i, "collapse" if al.detector == "entropy_collapse" else "other"))
+        mon.stop()
+    return alarms, 0
 
 
-def score(outcomes: list[Outcome]) -> dict[str, float]:
-    healthy = [o for o in outcomes if o.label == "healthy"]
-    pos = {lab: [o for o in outcomes if o.label == lab] for lab in ("collapse", "explosion")}
-    benign = [o for o in outcomes if o.label == "collapse-benign"]
-    fa_runs = sum(1 for o in healthy if o.alarms)
-    fa_count = sum(len(o.alarms) for o in healthy)
-    fa_versions = sum(o.n for o in healthy)
-    out: dict[str, float] = {
-        "healthy_fa_rate": fa_runs / max(len(healthy), 1),
-        "benign_alarm_rate": sum(1 for o in benign if o.alarms) / max(len(benign), 1),
-    }
-    wrong = 0
-    delays: list[float] = []
-    leads: list[float] = []
-    before_floor = 0
-    detected_collapse = 0
-    for lab, runs in pos.items():
-        hits = 0
-        for o in runs:
-            early = [a for a in o.alarms if o.onset is not None and a[0] < o.onset - TAU_EARLY]
-            fa_count += len(early)
-            fa_versions += min(o.onset or 0, o.n)
-            right = [a for a in o.alarms if a[1] == lab and a not in early]
-            wrong += sum(1 for a in o.alarms if a[1] != lab and a not in early)
-            if right:
-                hits += 1
-                first = right[0][0]
-                if lab == "collapse":
-                    detected_collapse += 1
-                    delays.append(first - (o.onset or 0))
-                    if o.floor is None or first < o.floor:
-                        before_floor += 1
-                    if o.floor is not None:
-                        leads.append(o.floor - first)
-        out[f"{lab}_recall"] = hits / max(len(runs), 1) if runs else float("nan")
-    out["wrong_kind_alarms"] = float(wrong)
-    out["median_delay"] = float(np.median(delays)) if delays else float("nan")
-    out["median_lead"] = float(np.median(leads)) if leads else float("nan")
-    out["share_before_floor"] = before_floor / max(detected_collapse, 1)
-    out["fa_per_1k"] = 1000.0 * fa_count / max(fa_versions, 1)
+def _doctor_kind(detector: str) -> str:
+    return "collapse" if detector == "entropy_collapse" else "other"
+
+
+def _records(run: Run) -> list[dict[str, Any]]:
+    out = []
+    for i, s in enumerate(run.steps):
+        rec: dict[str, Any] = {"step": int(s), "entropy": float(run.entropy[i])}
+        if run.reward is not None and np.isfinite(run.reward[i]):
+            rec["reward"] = float(run.reward[i])
+        out.append(rec)
     return out
 
 
-def synthetic_outcomes(seeds: list[int], per_kind_kinds: tuple[str, ...], n_steps: int) -> dict[str, list[Outcome]]:
-    res: dict[str, list[Outcome]] = {"detector": [], "fixed<1.0x50": [], "floor10%x5": []}
-    for kind in per_kind_kinds:
-        for seed in seeds:
-            sr = generate(kind, seed, n_steps)
-            series = sr.to_series()
-            for name, alarms in (
-                ("detector", detector_alarms(series)),
-                ("fixed<1.0x50", fixed_threshold(sr.steps, sr.entropy)),
-                ("floor10%x5", relative_floor(sr.steps, sr.entropy)),
-            ):
-                res[name].append(Outcome(kind, sr.label, n_steps, alarms, sr.onset_step, sr.floor_step))
-    return res
+def run_rldoctor(run: Run) -> tuple[list[Alarm], int]:
+    from rl_doctor.live import LiveMonitor
+
+    alarms: list[Alarm] = []
+    with _quiet():
+        mon = LiveMonitor(on_finding=lambda f: None)  # the default callback only logs
+        for i, rec in enumerate(_records(run)):
+            for f in mon.log({k: v for k, v in rec.items() if k != "step"}, step=rec["step"]):
+                eta = f.metrics.get("eta_steps_to_floor")
+                e = float(run.steps[i] + eta) if eta else None
+                alarms.append(Alarm(i, _doctor_kind(f.detector), e))
+    return alarms, 0
 
 
-def print_table(title: str, scores: dict[str, dict[str, float]]) -> None:
-    cols = list(next(iter(scores.values())).keys())
-    print(f"\n{title}")
-    print(f"{'detector':<14}" + "".join(f"{c:>20}" for c in cols))
-    for name, s in scores.items():
-        print(f"{name:<14}" + "".join(f"{s[c]:>20.3g}" for c in cols))
+def run_rldoctor_posthoc(run: Run) -> tuple[list[Alarm], int]:
+    from rl_doctor import Severity, diagnose, run_from_records
+
+    with _quiet():
+        d = diagnose(run_from_records(_records(run)))
+    last = len(run.steps) - 1
+    alarms = []
+    for f in d.problems:
+        if f.severity >= Severity.WARNING:
+            eta = f.metrics.get("eta_steps_to_floor")
+            alarms.append(Alarm(last, _doctor_kind(f.detector), float(run.steps[last] + eta) if eta else None))
+    return alarms, 0
 
 
-# --- real runs --------------------------------------------------------------------------------------------------
-def load_real(path: Path, spec: dict[str, str]) -> RunSeries:
-    """Entropy and reward of one labelled file, through load_log when the importers provide it."""
-    try:
-        from entropy_watch.importers import load_log  # type: ignore[attr-defined]
-    except ImportError:
-        load_log = None
-    if load_log is not None:
-        from entropy_watch import metrics as M
+def run_rlprobe(run: Run) -> tuple[list[Alarm], int]:
+    from rlprobe.doctor.engine import diagnose_view
+    from rlprobe.doctor.runview import RunView
+    from rlprobe.schemas import RunManifest, StepRecord
 
-        runs = load_log(path, mapping={M.ENTROPY_MEAN: spec["entropy"], M.REWARD_MEAN: spec["reward"]})
-        return RunSeries.from_imported(runs[0])
-    rows: list[dict[str, object]]
-    if spec["format"] == "jsonl":
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    else:
-        with path.open() as fh:
-            rows = list(csv.DictReader(fh))
-
-    def col(name: str) -> tuple[np.ndarray, np.ndarray]:
-        s, v = [], []
-        for r in rows:
-            x = r.get(name)
-            if x in (None, ""):
+    manifest = RunManifest(run_id=run.name[:60], created_at="2026-01-01T00:00:00Z", algorithm="grpo")
+    records = []
+    for i, s in enumerate(run.steps):
+        r = float(run.reward[i]) if run.reward is not None and np.isfinite(run.reward[i]) else None
+        h = float(run.entropy[i])
+        records.append(StepRecord(step=int(s), entropy_mean=h if np.isfinite(h) else None, reward_mean=r))
+    seen: set[tuple[str, str]] = set()
+    alarms: list[Alarm] = []
+    with _quiet():
+        for i, s in enumerate(run.steps):
+            if int(s) % 25 != 0 or i + 1 < 30:  # its TRL live cadence; RunWatcher's min_steps
                 continue
-            s.append(int(float(r[spec["step"]])))  # type: ignore[arg-type]
-            v.append(float(x))  # type: ignore[arg-type]
-        return np.asarray(s, dtype=np.int64), np.asarray(v)
-
-    es, ev = col(spec["entropy"])
-    return RunSeries.from_arrays(path.stem[:60], es, ev, reward=col(spec["reward"]))
-
-
-def real_floor_step(series: RunSeries) -> int | None:
-    h = series.entropy
-    early = float(np.median(h[np.isfinite(h)][:5]))
-    sm = np.array([np.nanmedian(h[max(0, i - 5) : i + 6]) for i in range(h.size)])
-    below = sm < 0.1 * early
-    return int(series.steps[np.argmax(below)]) if below.any() else None
+            for f in diagnose_view(RunView(manifest, records[: i + 1])):
+                if f.severity == "info" or (f.signature_id, f.severity) in seen:
+                    continue
+                seen.add((f.signature_id, f.severity))
+                alarms.append(Alarm(i, "collapse" if f.signature_id == "ENTROPY_COLLAPSE" else "other"))
+    return alarms, 0
 
 
-def real_runs(real_dir: Path) -> None:
+RUNNERS: dict[str, Callable[[Run], tuple[list[Alarm], int]]] = {
+    "ours": run_ours,
+    "rlwatch": run_rlwatch,
+    "rldoctor": run_rldoctor,
+    "rldoctor-posthoc": run_rldoctor_posthoc,
+    "rlprobe": run_rlprobe,
+}
+MODULES = {"rlwatch": "rlwatch", "rldoctor": "rl_doctor", "rldoctor-posthoc": "rl_doctor", "rlprobe": "rlprobe"}
+
+
+def available(tools: list[str]) -> list[str]:
+    import importlib.util
+
+    ok = [t for t in tools if t == "ours" or importlib.util.find_spec(MODULES[t]) is not None]
+    missing = sorted(set(tools) - set(ok))
+    if missing:
+        print(f"not installed here (run `make bench-env` and use .venv-bench/bin/python): {', '.join(missing)}")
+    return ok
+
+
+# --- inputs ------------------------------------------------------------------------------------------------------
+def load_real(real_dir: Path) -> list[Run]:
+    from entropy_watch.importers import load_log
+
     labels = json.loads((real_dir / "labels.json").read_text())
-    print(f"\nReal runs ({real_dir}): first alarm (step:kind) per detector; floor = smoothed H < 10% of early level")
-    hdr = f"{'file':<58}{'label':<16}{'floor':>7}  {'detector':<34}{'fixed<1.0x50':<16}{'floor10%x5':<14}ok"
-    print(hdr)
-    all_ok = True
+    runs = []
     for fname, spec in labels.items():
-        series = load_real(real_dir / fname, spec)
-        res = analyze(series)
-        alarms = [(a.step, a.kind) for a in res.alerts if a.severity in ("warning", "critical")]
-        infos = sorted({a.kind for a in res.alerts if a.severity == "info"})
-        floor = real_floor_step(series)
-        lab = spec["label"]
-        if lab in ("collapse", "explosion"):
-            right = [a for a in alarms if a[1] == lab]
-            ok = bool(right) and (lab != "collapse" or floor is None or right[0][0] < floor)
-        elif lab == "collapse-benign":
-            ok = not alarms
-        elif lab == "healthy":
-            ok = not alarms
-        else:
-            ok = True  # ambiguous: reported, not scored
-        all_ok &= ok
-        first = {}
-        for s, k in alarms:
-            first.setdefault(k, s)
-        det = ", ".join(f"{s}:{k}" for k, s in first.items()) or "-"
-        if infos:
-            det += f" (+info {'/'.join(infos)})"
-        fx = fixed_threshold(series.steps, series.entropy)
-        rf = relative_floor(series.steps, series.entropy)
-        f1 = f"{fx[0][0]}" if fx else "-"
-        f2 = f"{rf[0][0]}" if rf else "-"
-        mark = "n/a" if lab == "ambiguous" else ("yes" if ok else "NO")
-        print(
-            f"{fname[:57]:<58}{lab:<16}{floor if floor is not None else '-':>7}  {det[:33]:<34}{f1:<16}{f2:<14}{mark}"
-        )
-    print(f"real-run targets {'MET' if all_ok else 'NOT met'}")
+        s = RunSeries.from_imported(load_log(real_dir / fname)[0])
+        h = s.entropy
+        ref = float(np.median(h[np.isfinite(h)][:3]))
+        truth = None
+        if spec["label"] in ("collapse", "collapse-benign"):
+            truth = crossing(h, floor_of(ref), above=False)
+        elif spec["label"] == "explosion":
+            truth = crossing(h, EXPLODE_MULT * ref, above=True, start=3)
+        r = s.reward()
+        runs.append(Run(fname, spec["label"], s.steps, h, r, None, truth, {}))
+    return runs
 
 
-def time_one_evaluation(n: int = 10_000) -> None:
-    """Cost of one forecast evaluation at the end of a 10k-step run (gated, and with the fits and bootstrap forced),
-    and of a whole post-hoc analysis (one evaluation per 10 versions)."""
-    cfg = DetectorConfig()
-    sr = generate("collapse_exp", 0, n)
-    prep = prepare(sr.to_series(), cfg)
-    i = n - 1
-    for always in (False, True):
-        evaluate(prep, i, cfg, always_fit=always)
-        reps = 20
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            evaluate(prep, i, cfg, always_fit=always)
-        ms = 1000 * (time.perf_counter() - t0) / reps
-        what = "with fits + bootstrap (B=200)" if always else "as scheduled (fits only past the gates)"
-        print(f"One forecast evaluation at {n} steps, {what}: {ms:.1f} ms (budget 50 ms)")
+def noise_for(n: int, fits: list[NoiseFit], k: int = 4) -> list[NoiseFit]:
+    """The fits of the k real runs closest to ``n`` points (log distance): a 40-point suite gets the noise of
+    40-point logs, a 4,000-point suite that of dense logs."""
+    return sorted(fits, key=lambda f: abs(np.log(f.n_points / n)))[:k]
+
+
+def synthetic(kinds: tuple[str, ...], seeds: list[int], n: int, fits: list[NoiseFit]) -> list[Run]:
+    pool = noise_for(n, fits)
+    runs = []
+    for kind in kinds:
+        for seed in seeds:
+            sr = generate(kind, seed, n, noise=pool[seed % len(pool)])
+            meta = {"vocab_size": sr.vocab_size} if sr.vocab_size else {}
+            runs.append(Run(f"{kind}-{n}-s{seed}", sr.label, sr.steps, sr.entropy, sr.reward, sr.onset_step,
+                            sr.floor_step, meta))  # fmt: skip
+    return runs
+
+
+# --- reporting ---------------------------------------------------------------------------------------------------
+def score(runs: list[Run], tools: list[str]) -> dict[str, list[Outcome]]:
+    out: dict[str, list[Outcome]] = {t: [] for t in tools}
+    for run in runs:
+        for t in tools:
+            alarms, infos = RUNNERS[t](run)
+            out[t].append(run.outcome(alarms, infos))
+    return out
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:.3g}"
+
+
+def ahead(ours: float, peer: float, sense: str) -> bool | None:
+    """Is ours at least as good as the peer on this column? None when neither has a number."""
+    if not np.isfinite(ours):
+        return None if not np.isfinite(peer) else False
+    if not np.isfinite(peer):
+        return True
+    if sense == "high":
+        return ours >= peer
+    if sense == "low":
+        return ours <= peer
+    return abs(ours - 0.8) <= abs(peer - 0.8)  # coverage: closest to the nominal 80%
+
+
+def print_table(title: str, table: dict[str, dict[str, float]]) -> list[str]:
+    print(f"\n{title}")
+    print(f"{'tool':<18}" + "".join(f"{label:>13}" for _, label, _ in COLUMNS))
+    for tool, s in table.items():
+        print(f"{tool:<18}" + "".join(f"{_fmt(s[c]):>13}" for c, _, _ in COLUMNS))
+    behind = []
+    if "ours" in table:
+        for tool, s in table.items():
+            for c, label, sense in COLUMNS:
+                if tool != "ours" and ahead(table["ours"][c], s[c], sense) is False:
+                    behind.append(f"{label} vs {tool}")
+    print("ours ahead of or level with every peer on every number" if not behind else f"ours BEHIND on: {behind}")
+    return behind
+
+
+def real_table(runs: list[Run], results: dict[str, list[Outcome]]) -> None:
+    print("\nReal runs: first alarm per tool as point:kind (c collapse, e explosion, o other); truth = point index")
+    print(f"{'file':<52}{'label':<16}{'truth':>6}  " + "".join(f"{t:<18}" for t in results))
+    for k, run in enumerate(runs):
+        cells = []
+        for _t, outs in results.items():
+            o = outs[k]
+            firsts: dict[str, int] = {}
+            for a in o.alarms:
+                firsts.setdefault(a.kind, a.index)
+            cells.append(", ".join(f"{i}:{kind[0]}" for kind, i in firsts.items()) or "-")
+        truth = "-" if run.truth is None else str(run.truth)
+        print(f"{run.name[:51]:<52}{run.label:<16}{truth:>6}  " + "".join(f"{c[:17]:<18}" for c in cells))
+
+
+def timing() -> None:
+    """One live verdict at 10k points (after the first 9,999 were analysed) and a 100k-point whole-run analysis."""
+    sr = generate("fast_collapse", 0, 10_000)
+    s = sr.to_series()
+    live = Analyzer()
+    live.analyze(s.prefix(int(s.steps[-2])))
     t0 = time.perf_counter()
-    analyze(sr.to_series())
-    print(f"Whole-run post-hoc analysis of {n} steps: {time.perf_counter() - t0:.2f} s")
+    live.verdict(s)
+    ms = 1000 * (time.perf_counter() - t0)
+    print(f"\nOne live evaluation (Analyzer.verdict, one new point) at 10,000 points: {ms:.0f} ms (target 50 ms)")
+    big = generate("steady_collapse", 0, 100_000).to_series()
+    t0 = time.perf_counter()
+    analyze(big)
+    print(f"Whole-run analysis of 100,000 points: {time.perf_counter() - t0:.2f} s (target 5 s)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--per-kind", type=int, default=20, help="seeds per synthetic kind")
-    ap.add_argument("--n-steps", type=int, default=600)
-    ap.add_argument("--seeds", choices=["dev", "heldout", "both"], default="both")
+    ap.add_argument("--per-kind", type=int, default=20, help="seeds per synthetic kind and density")
+    ap.add_argument("--per-kind-dense", type=int, default=8, help="seeds per kind at 4,000 points")
+    ap.add_argument("--seeds", choices=["tuning", "heldout", "both"], default="heldout")
+    ap.add_argument("--densities", default="40,100,400,4000")
+    ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--real", type=Path, default=REAL_DIR)
     ap.add_argument("--no-timing", action="store_true")
     args = ap.parse_args()
-    kinds = (*HEALTHY_KINDS, *COLLAPSE_KINDS, "explosion", "benign")
-    sets = {"dev": list(range(args.per_kind)), "heldout": list(range(10_000, 10_000 + args.per_kind))}
-    for name, seeds in sets.items():
+    tools = available([t.strip() for t in args.tools.split(",") if t.strip()])
+    behind: list[str] = []
+
+    fits: list[NoiseFit] = []
+    if args.real.exists():
+        runs = load_real(args.real)
+        print("Noise fitted on the real logs (log H around its trend; fit_noise):")
+        for r in runs:
+            f = fit_noise(r.entropy, r.name)
+            if f is not None:
+                fits.append(f)
+                print(f"  {r.name[:60]:<61} n={f.n_points:>5}  sigma={f.sigma:.3f}  phi={f.phi:.2f}  "
+                      f"outliers={f.outliers:.3f}")  # fmt: skip
+        t0 = time.perf_counter()
+        res = score(runs, tools)
+        real_table(runs, res)
+        scored = [k for k, r in enumerate(runs) if r.label != "ambiguous"]
+        table = {t: summarize([outs[k] for k in scored]) for t, outs in res.items()}
+        secs = time.perf_counter() - t0
+        behind += print_table(f"Real runs ({len(scored)} scored, ambiguous reported only; {secs:.0f} s)", table)
+    if not fits:
+        from entropy_watch.synthetic import REAL_NOISE
+
+        fits = list(REAL_NOISE)
+    seed_sets = {"tuning": 0, "heldout": HELDOUT}
+    for name, base in seed_sets.items():
         if args.seeds not in (name, "both"):
             continue
-        t0 = time.perf_counter()
-        res = synthetic_outcomes(seeds, kinds, args.n_steps)
-        n_runs = len(res["detector"])
-        scores = {k: score(v) for k, v in res.items()}
-        by_kind: dict[str, list[int]] = {}
-        for o in res["detector"]:
-            by_kind.setdefault(o.kind, []).append(int(bool(o.alarms)))
-        slices = ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in by_kind.items())
-        secs = time.perf_counter() - t0
-        print_table(f"Synthetic, {name} seeds: {n_runs} runs x {args.n_steps} steps ({secs:.0f} s)", scores)
-        print(f"detector, runs with >= 1 alarm by kind: {slices}")
-    if args.real.exists():
-        real_runs(args.real)
+        for n in (int(x) for x in args.densities.split(",")):
+            per = args.per_kind_dense if n >= 4000 else args.per_kind
+            pool = noise_for(n, fits)
+            t0 = time.perf_counter()
+            runs = synthetic(SUITE_KINDS, list(range(base, base + per)), n, fits)
+            res = score(runs, tools)
+            table = {t: summarize(outs) for t, outs in res.items()}
+            noise = ", ".join(f"{f.source[:24]} ({f.sigma:.2f}, {f.phi:.2f})" for f in pool)
+            title = (f"Synthetic, {name} seeds, {n} points x {len(runs)} runs ({per} per kind; noise (sigma, phi) "
+                     f"from {noise}; {time.perf_counter() - t0:.0f} s)")  # fmt: skip
+            behind += print_table(title, table)
+            if "ours" in res:
+                by_kind: dict[str, list[int]] = {}
+                for run, o in zip(runs, res["ours"], strict=True):
+                    by_kind.setdefault(run.name.split("-")[0], []).append(int(any(a.kind != "other" for a in o.alarms)))
+                print("ours, runs with a collapse/explosion alarm by kind: "
+                      + ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in by_kind.items()))  # fmt: skip
     if not args.no_timing:
-        time_one_evaluation()
+        timing()
+    print("\nSUMMARY: " + ("ours ahead of or level with every peer on every number in this run" if not behind
+                           else f"ours behind on {len(behind)} numbers: {behind}"))  # fmt: skip
 
 
 if __name__ == "__main__":

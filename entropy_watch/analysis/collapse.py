@@ -4,8 +4,9 @@ Warnings (each with the decay outlook's ETA, even when the floor lies beyond the
 
 * ``collapse.forecast`` — the early warning: a significant decline that already lost ``forecast_min_lost`` of H_ref
   and, in k of the last n forecasts, reaches the floor within the horizon with probability ≥ ``eta_prob``;
-* ``collapse.decline`` — a significant decline (the forecast's trend gate) that has lost ``decline_lost`` of H_ref:
-  "a steady decline that has already lost most of H_ref";
+* ``collapse.decline`` — a significant decline (the forecast's trend gate) that has lost ``decline_lost`` of H_ref
+  while the reward is not still improving: "a steady decline that has already lost most of H_ref while reward
+  plateaus" (:func:`corroborate.reward_improving`);
 * ``collapse.depletion`` — the level at or under ``depletion_frac``·H_ref ("a quarter of H_ref or less"), held.
 
 Critical only for the floor reached or imminent:
@@ -54,8 +55,9 @@ def _imminent_steps(prep: Prepared, i: int, config: DetectorConfig) -> float:
 
 def conditions(
     prep: Prepared, config: DetectorConfig, evals: dict[int, Forecast | None]
-) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-    """(warn (n,), crit (n,), reason by index): where each collapse state may fire, before latching."""
+) -> tuple[np.ndarray, np.ndarray, dict[int, str], dict[int, str]]:
+    """(warn (n,), crit (n,), warning reason by index, critical reason by index): where each collapse state may
+    fire, before latching."""
     n = len(prep)
     ref, lvl, armed = prep.ref_seg, prep.smooth, prep.armed
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -65,9 +67,8 @@ def conditions(
         depleted = held(depl_m >= 0, depl_m, prep.sigma, config, level=True) & armed
     warn = depleted.copy()
     crit = at_floor.copy()
-    reason: dict[int, str] = {}
-    for i in np.flatnonzero(at_floor):
-        reason[int(i)] = "floor"
+    why_warn: dict[int, str] = {}
+    why_crit: dict[int, str] = dict.fromkeys(np.flatnonzero(at_floor).tolist(), "floor")
     flags: list[bool] = []
     seg = -1
     k, m = config.persist_of
@@ -80,18 +81,19 @@ def conditions(
         flags.append(bool(f is not None and f.positive))
         if f is None:
             continue
-        if f.gates and f.lost >= config.decline_lost:
+        lo = int(np.searchsorted(prep.steps, f.window_start_step))
+        if f.gates and f.lost >= config.decline_lost and not corroborate.reward_improving(prep, lo, i, config):
             warn[i] = True
-            reason.setdefault(i, "decline")
+            why_warn.setdefault(i, "decline")
         elif persistent(flags, k, m):
             warn[i] = True
-            reason.setdefault(i, "forecast")
+            why_warn.setdefault(i, "forecast")
         if f.gates and f.model != "none" and f.eta_hi <= _imminent_steps(prep, i, config) and lvl[i] > prep.floor[i]:
             crit[i] = True
-            reason.setdefault(i, "imminent")
-    for i in np.flatnonzero(depleted):
-        reason.setdefault(int(i), "depletion")
-    return warn, crit, reason
+            why_crit.setdefault(i, "imminent")
+    for i in np.flatnonzero(depleted).tolist():
+        why_warn.setdefault(i, "depletion")
+    return warn, crit, why_warn, why_crit
 
 
 def _message(prep: Prepared, i: int, reason: str, config: DetectorConfig, f: Forecast | None) -> str:
@@ -118,7 +120,7 @@ def detect(
 ) -> list[Alert]:
     """Collapse alerts over the prefix. ``evals`` are the scheduled forecasts (gated); ``fit_at(i)`` returns the
     always-fitted decay forecast at i, which gives each alert its outlook (the verdict at that step quotes it)."""
-    warn, crit, reason = conditions(prep, config, evals)
+    warn, crit, why_warn, why_crit = conditions(prep, config, evals)
     with np.errstate(invalid="ignore"):
         re = np.flatnonzero(sustained_rearm(prep.smooth > config.rearm_frac * prep.ref_seg, config))
     out: list[Alert] = []
@@ -135,7 +137,7 @@ def detect(
         fired, last = rank, i
         f = fit_at(i)
         o = decay_outlook(prep, i, config, f)
-        why = reason.get(i, "depletion")
+        why = why_crit[i] if rank == 2 else why_warn[i]
         msg = _message(prep, i, why, config, f)
         if o is not None and why != "floor":
             msg += f"; {o.text}"

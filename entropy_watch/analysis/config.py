@@ -30,9 +30,13 @@ class DetectorConfig:
     log_eps_nats: float = 1e-6
     """Added before log H so exact zeros stay finite."""
     smooth_points: int = 3
-    """Causal rolling median the level rules read (while a segment has fewer than smooth_dense_after points)."""
-    smooth_dense_points: int = 5
-    smooth_dense_after: int = 30
+    """The level the rules read is a causal rolling median of at least this many points ..."""
+    smooth_max_points: int = 31
+    """... and at most this many: as many as it takes for the level's standard error (≈1.25σ/√w) to be level_tol,
+    with σ the run's own noise, so a noisy log (σ 0.4, one prompt per step) gets a ~17-point median and a clean one
+    a 3-point median."""
+    level_tol: float = 0.15
+    """Target standard error of the level in log units (±16%)."""
     noise_points: int = 50
     """Trailing points the run's noise σ (robust, from differences of log H) is estimated on."""
 
@@ -44,7 +48,8 @@ class DetectorConfig:
     depletion_frac: float = 0.25
     """A level at or under this share of H_ref is a collapse warning (the labels: 'a quarter of H_ref or less')."""
     decline_lost: float = 0.6
-    """A significant decline that has lost at least this share of H_ref is a collapse warning ('lost most of it')."""
+    """A significant decline still going that has lost at least this share of H_ref is a collapse warning ("loses
+    most of it, 60-70%, in a steady decline that is still going"; healthy runs "may drop by half early on")."""
     hold_points: int = 3
     """Points a condition must hold before it fires when the move is at least hold_z noise σ past its threshold
     (entropy tripling in two points is evidence enough); an excursion that ends sooner is a transient spike."""
@@ -156,6 +161,8 @@ class DetectorConfig:
                 raise ValueError(f"DetectorConfig.{name} must be in (0, 1), got {getattr(self, name)}")
         if self.forecast_min_points > self.window_max:
             raise ValueError("DetectorConfig.forecast_min_points must be <= window_max")
+        if self.smooth_max_points < self.smooth_points:
+            raise ValueError("DetectorConfig.smooth_max_points must be >= smooth_points")
         if self.ref_points < 1 or self.hold_points < 2 or self.smooth_points < 1 or self.eval_stride_div < 1:
             raise ValueError("DetectorConfig needs ref_points, smooth_points, eval_stride_div >= 1, hold_points >= 2")
         if self.hold_noisy_points < self.hold_points:

@@ -101,6 +101,22 @@ def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: Det
     return out
 
 
+def reward_improving(prep: Prepared, lo: int, i: int, config: DetectorConfig) -> bool:
+    """Is the reward still improving over points [lo, i]? One-sided Mann–Kendall on its values (block means past 40
+    points), p < ``plateau_alpha``; False when no reward is logged. A steady decline of entropy while reward still
+    climbs is the policy learning; the same decline on a plateau is a collapse (the labels' "while reward
+    plateaus")."""
+    r = prep.reward
+    if r is None:
+        return False
+    x = r[lo : i + 1]
+    x = x[np.isfinite(x)]
+    if x.size < 6:
+        return False
+    z, p = mann_kendall(coarse(x))
+    return bool(z > 0 and p / 2 < config.plateau_alpha)
+
+
 def hist_flags(series: RunSeries, step_i: int, seg_lo_step: int) -> dict[str, Any]:
     if series.hist is None or series.hist_edges is None:
         return {}

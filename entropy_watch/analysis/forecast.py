@@ -10,9 +10,10 @@ scales with the points the run has (``window_frac`` of them, at least ``forecast
    block means past 40 points, else with an AR(1) variance inflation: autocorrelation otherwise inflates the
    test's size, §B.4 table); the window's recent half still falling (p < ``recent_alpha``, at ``recent_frac`` of
    the window's rate or more: a drop that levelled off is no trend);
-2. two decay models — log-linear ``log H = α + β·t`` and exponential-to-asymptote ``H = c + A·exp(−k·t)``
-   (method card 7), chosen by the error on the window's last 20% held out of the fit (log-linear alone under 20
-   points, where three parameters are not identified);
+2. two decay models — log-linear ``log H = α + β·t``, or a hinge ``+ γ·(t − τ)₊`` when a decline that sped up
+   fits better by BIC (the *current* rate, not averaged with the calm before it), and exponential-to-asymptote
+   ``H = c + A·exp(−k·t)`` (method card 7), chosen by the error on the window's last 20% held out of the fit
+   (log-space alone under 20 points, where three parameters are not identified);
 3. a moving-block bootstrap of the chosen fit's residuals gives the ETA distribution to the floor (median and the
    ``eta_interval`` central interval) and P(ETA ≤ horizon). An asymptote above the floor predicts "no crossing":
    that is what separates healthy decay from collapse.
@@ -31,10 +32,11 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from entropy_watch.analysis.config import DetectorConfig
-from entropy_watch.analysis.hygiene import Prepared, sawtooth_period
+from entropy_watch.analysis.hygiene import MAD_TO_SIGMA, Prepared, sawtooth_period
 from entropy_watch.analysis.trend import block_means, lag1_autocorr, mann_kendall, theil_sen
 
 N_RATES = 40
+HUBER_K, HUBER_ITERATIONS = 1.345, 3  # Huber's tuning constant (95% efficiency under normal noise)
 BLOCK_MK_AFTER = 40  # windows with more points test block means of 5; shorter ones inflate the variance instead
 RISE_MAX_POINTS = 50  # the rise forecast fits at most this many recent points
 
@@ -84,7 +86,8 @@ class Forecast:
         if not self.boot:
             return c, c
         t = np.asarray(steps, dtype=np.float64) - self.window_start_step
-        curves = np.nan_to_num(_model_curve(self.model, self.boot, t), nan=0.0, posinf=1e300)  # (B, m)
+        form = "hinge" if "tau" in self.boot else self.model  # model-averaged draws carry the hinge form
+        curves = np.nan_to_num(_model_curve(form, self.boot, t), nan=0.0, posinf=1e300)  # (B, m)
         q = (1.0 - interval) / 2.0
         lo, hi = np.quantile(curves, [q, 1.0 - q], axis=0)
         return lo, hi
@@ -97,6 +100,10 @@ def _model_curve(model: str, p: dict[str, float] | dict[str, np.ndarray], t: np.
     if model == "exp_asymptote":
         c, a, k = (np.asarray(p[x], dtype=np.float64)[..., None] for x in ("c", "A", "k"))
         out = c + a * np.exp(-k * t)
+    elif model == "hinge":
+        a, b, c, tau = (np.asarray(p[x], dtype=np.float64)[..., None] for x in ("a", "b", "c", "tau"))
+        with np.errstate(over="ignore"):
+            out = np.exp(a + b * t + c * np.maximum(t - tau, 0.0))
     else:
         a, b = (np.asarray(p[x], dtype=np.float64)[..., None] for x in ("a", "b"))
         with np.errstate(over="ignore"):
@@ -138,6 +145,123 @@ def _loglin_fit(t: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return Y.mean(1) - b * t.mean(), b
 
 
+def _hinge_profile(t: np.ndarray, y: np.ndarray, grid: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """(τ grid, residual sum of squares of the least-squares hinge at each τ) for one series ``y`` (n,)."""
+    n = t.size
+    taus = np.unique(np.linspace(t[2], t[n - 4], grid)) if n >= 8 else np.array([t[n // 2]])
+    X = np.stack([np.ones((taus.size, n)), np.broadcast_to(t, (taus.size, n)),
+                  np.maximum(t[None, :] - taus[:, None], 0.0)], axis=-1)  # fmt: skip
+    beta = np.einsum("kij,knj,n->ki", np.linalg.pinv(np.einsum("kni,knj->kij", X, X)), X, y)
+    return taus, ((y[None, :] - np.einsum("kni,ki->kn", X, beta)) ** 2).sum(-1)
+
+
+def _hinge_fit(t: np.ndarray, Y: np.ndarray, grid: int = 12) -> tuple[np.ndarray, ...]:
+    """Best ``y = a + b·t + c·(t − τ)₊`` per row of ``Y`` (B, n) over a grid of τ (at least 3 points before it and
+    4 after): arrays a, b, c, τ and the residual sum of squares, each of shape (B,). The rate now is b + c."""
+    n = t.size
+    taus = np.unique(np.linspace(t[2], t[n - 4], grid)) if n >= 8 else np.array([t[n // 2]])
+    X = np.stack([np.ones((taus.size, n)), np.broadcast_to(t, (taus.size, n)),
+                  np.maximum(t[None, :] - taus[:, None], 0.0)], axis=-1)  # fmt: skip  # (K, n, 3)
+    inv = np.linalg.pinv(np.einsum("kni,knj->kij", X, X))  # (K, 3, 3)
+    beta = np.einsum("kij,knj,bn->kbi", inv, X, Y)  # (K, B, 3)
+    rss = ((Y[None, :, :] - np.einsum("kni,kbi->kbn", X, beta)) ** 2).sum(-1)  # (K, B)
+    best = np.argmin(rss, axis=0)
+    rows = np.arange(Y.shape[0])
+    b3 = beta[best, rows]
+    return b3[:, 0], b3[:, 1], b3[:, 2], taus[best], rss[best, rows]
+
+
+def _hinge_weight(t: np.ndarray, y: np.ndarray) -> float:
+    """Posterior weight of "the decline changed its rate" (hinge) against one straight line in log space, from BIC
+    (Bayesian model averaging: exp(−BIC/2), the hinge with two more parameters)."""
+    n = t.size
+    if n < 10:
+        return 0.0
+    a, b = _loglin_fit(t, y[None, :])
+    rss_l = float(((y - a[0] - b[0] * t) ** 2).sum())
+    rss_h = float(_hinge_profile(t, y)[1].min())
+    bic_l = n * np.log(max(rss_l, 1e-300) / n) + 2 * np.log(n)
+    bic_h = n * np.log(max(rss_h, 1e-300) / n) + 4 * np.log(n)
+    return float(1.0 / (1.0 + np.exp(np.clip((bic_h - bic_l) / 2, -50, 50))))
+
+
+def _line_or_hinge(t: np.ndarray, y: np.ndarray) -> str:
+    """ "hinge" when a decline that changed its rate is the likelier model (:func:`_hinge_weight`), else a line."""
+    return "hinge" if _hinge_weight(t, y) > 0.5 else "log_linear"
+
+
+def _fit(model: str, t: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
+    """Parameters of a log-space ``model`` ("log_linear" or "hinge") per row of ``Y`` (B, n)."""
+    if model == "hinge":
+        a, b, c, tau, _ = _hinge_fit(t, Y)
+        return {"a": a, "b": b, "c": c, "tau": tau}
+    a, b = _loglin_fit(t, Y)
+    return {"a": a, "b": b}
+
+
+def _draws(model: str, t: np.ndarray, y: np.ndarray, n_draw: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The fit of ``model`` to ``y`` (n,) and ``n_draw`` draws of its parameters from their sampling distribution:
+    multivariate t (df = n − p) around a robust fit (Huber, k = 1.345, by iteratively reweighted least squares) with
+    covariance s²·(XᵀWX)⁻¹, inflated by (1+φ)/(1−φ) for the residuals' lag-1 autocorrelation φ (clipped to
+    [0, 0.9]). A hinge's τ is drawn too, from its profile likelihood over the grid (where a decline sped up is
+    uncertain right after it did). Row 0 is the fit itself. Parametric rather than a residual bootstrap, which
+    under-covers on the short windows of sparse logs."""
+    n = t.size
+    if model == "hinge":
+        taus, rss = _hinge_profile(t, y)
+        ll = -0.5 * n * np.log(np.maximum(rss, 1e-300) / n)
+        prob = np.exp(ll - ll.max())
+        best = int(np.argmax(prob))
+        pick = rng.choice(taus.size, size=n_draw, p=prob / prob.sum())
+        out = {k: np.zeros(n_draw + 1) for k in ("a", "b", "c", "tau")}
+        for k in np.unique(np.concatenate([[best], pick])):
+            rows = np.concatenate([[0], 1 + np.flatnonzero(pick == k)]) if k == best else 1 + np.flatnonzero(pick == k)
+            X = np.stack([np.ones_like(t), t, np.maximum(t - taus[k], 0.0)], axis=1)
+            beta, z = _robust_draws(X, y, rows.size, rng)
+            if k == best:
+                z[0] = 0.0
+            for j, name in enumerate(("a", "b", "c")):
+                out[name][rows] = beta[j] + z[:, j]
+            out["tau"][rows] = taus[k]
+        return out
+    X = np.stack([np.ones_like(t), t], axis=1)
+    beta, z = _robust_draws(X, y, n_draw + 1, rng)
+    z[0] = 0.0
+    return {"a": beta[0] + z[:, 0], "b": beta[1] + z[:, 1]}
+
+
+def _robust_draws(X: np.ndarray, y: np.ndarray, n_draw: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """(β, draws − β): the Huber fit of ``y`` on ``X`` and ``n_draw`` multivariate-t deviations from it."""
+    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    w = np.ones_like(y)
+    for _ in range(HUBER_ITERATIONS):  # an outlier at the window's end must not set the rate
+        resid = y - X @ beta
+        scale = max(MAD_TO_SIGMA * float(np.median(np.abs(resid - np.median(resid)))), 1e-9)
+        w = np.minimum(1.0, HUBER_K * scale / np.maximum(np.abs(resid), 1e-12))
+        beta = np.linalg.lstsq(X * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)[0]
+    resid = y - X @ beta
+    p = X.shape[1]
+    df = max(y.size - p, 1)
+    phi = lag1_autocorr(resid)
+    s2 = float(np.sum(w * resid**2)) / max(float(w.sum()) - p, 1.0)
+    cov = s2 * (1 + phi) / (1 - phi) * np.linalg.pinv((X * w[:, None]).T @ X)
+    L = np.linalg.cholesky(cov + 1e-18 * np.eye(p))
+    z = rng.standard_normal((n_draw, p)) @ L.T * np.sqrt(df / rng.chisquare(df, n_draw))[:, None]
+    return beta, z
+
+
+def _log_at(p: dict[str, np.ndarray], t: float | np.ndarray) -> np.ndarray:
+    """log H of a log-space fit at ``t`` (rows of params: shape (B,) for scalar t)."""
+    out = p["a"] + p["b"] * t
+    return out + p["c"] * np.maximum(t - p["tau"], 0.0) if "c" in p else out
+
+
+def _log_eta(p: dict[str, np.ndarray], t_now: float, log_target: float, sign: float) -> np.ndarray:
+    """Steps from ``t_now`` until a log-space fit reaches ``log_target`` at its current rate (down: sign −1)."""
+    rate = p["b"] + (np.where(t_now > p["tau"], p["c"], 0.0) if "c" in p else 0.0)
+    return _loglin_eta(_log_at(p, t_now) - rate * t_now, rate, t_now, log_target, sign)
+
+
 def _loglin_eta(a: np.ndarray, b: np.ndarray, t_now: float, log_target: float, sign: float) -> np.ndarray:
     """Steps from ``t_now`` until ``a + b·t`` reaches ``log_target`` going down (sign −1) or up (sign +1)."""
     with np.errstate(all="ignore"):
@@ -170,9 +294,9 @@ def trend_p(y: np.ndarray, slope: float, intercept: float, sign: float) -> float
 
 
 def _quantiles(eta: np.ndarray, interval: float) -> np.ndarray:
-    """(lo, median, hi) of an ETA distribution with an atom at inf ("never")."""
+    """(lo, median, hi) of an ETA distribution with an atom at inf ("never"; a crossing 1e12 steps away is never)."""
     q = (1.0 - interval) / 2.0
-    big = 1e18
+    big = 1e12
     out = np.quantile(np.minimum(eta, big), [q, 0.5, 1.0 - q])
     return np.where(out >= big, np.inf, out)
 
@@ -234,8 +358,11 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
     s2, i2 = theil_sen(np.arange(half.size, dtype=np.float64), half)
     p2 = trend_p(half, s2, i2, -1.0) if np.isfinite(s2) and half.size >= 4 else 1.0
     trend = bool(slope < 0 and p < config.trend_alpha and s2 <= config.recent_frac * slope and p2 < config.recent_alpha)
-    k_lvl = max(1, min(5, n // 4))
+    # the level the effect size reads: the median of the last tenth of the segment (3 points at least, half the
+    # window at most) or the detector's level, whichever is higher — a sustained loss, not a dip
+    k_lvl = int(np.clip((i - int(prep.seg_start[i]) + 1) // 10, 3, max(3, n // 2)))
     level_start, level_now = float(np.median(h[:k_lvl])), float(np.median(h[-k_lvl:]))
+    lost = 1.0 - max(float(prep.smooth[i]), level_now) / ref if ref > 0 else 0.0
     # a fall from far above H_ref (anywhere in the window) is a recovery from an explosion, not a collapse
     recovering = float(np.nanmax(prep.smooth[idx])) > config.rearm_explode_mult * ref
     gates = trend and lost >= config.forecast_min_lost and not recovering
@@ -258,9 +385,9 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
         tr, te = slice(0, cut), slice(cut, n)
         c1, a1, k1 = _exp_fit(t[tr], h[None, tr], rates)
         pred_exp = np.log(np.maximum(c1[0] + a1[0] * np.exp(-k1[0] * t[te]), 0.0) + config.log_eps_nats)
-        a2, b2 = _loglin_fit(t[tr], y_log[None, tr])
+        p2 = _fit(_line_or_hinge(t[tr], y_log[tr]), t[tr], y_log[None, tr])
         err_exp = float(np.mean((pred_exp - y_log[te]) ** 2))
-        err_lin = float(np.mean((a2[0] + b2[0] * t[te] - y_log[te]) ** 2))
+        err_lin = float(np.mean((_log_at(p2, t[te]) - y_log[te]) ** 2))
         model = "exp_asymptote" if err_exp < err_lin else "log_linear"
 
     rng = np.random.default_rng(1_000_003 * (i + 1))  # a function of the index only: live == post hoc
@@ -273,14 +400,24 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
         eta0 = float(_exp_eta(c, A, k, t_now, floor)[0])
         params = {"c": float(c[0]), "A": float(A[0]), "k": float(k[0])}
         boot = {"c": cb, "A": Ab, "k": kb}
-    else:
-        a, b = _loglin_fit(t, y_log[None, :])
-        fitted = a[0] + b[0] * t
-        ab, bb = _loglin_fit(t, fitted[None, :] + _block_resample(y_log - fitted, config.bootstrap, block, rng))
-        eta = _loglin_eta(ab, bb, t_now, log_floor, -1.0)
-        eta0 = float(_loglin_eta(a, b, t_now, log_floor, -1.0)[0])
-        params = {"a": float(a[0]), "b": float(b[0])}
-        boot = {"a": ab, "b": bb}
+    else:  # "at this rate": the current rate (a hinge finds where a decline sped up; the calm before is not averaged)
+        w_h = _hinge_weight(t, y_log)
+        model = "hinge" if w_h > 0.5 else "log_linear"
+        n_h = int(round(config.bootstrap * w_h))  # model averaging: draws from both, in proportion to their weight
+        hinge = _draws("hinge", t, y_log, max(n_h, 1), rng) if n_h or model == "hinge" else None
+        line = _draws("log_linear", t, y_log, max(config.bootstrap - n_h, 1), rng)
+        line.update(c=np.zeros_like(line["a"]), tau=np.zeros_like(line["a"]))
+        first, other = (hinge, line) if model == "hinge" else (line, hinge)
+        draws = {k: np.concatenate([first[k][: 1 + (n_h if model == "hinge" else config.bootstrap - n_h)],
+                                    other[k][1 : 1 + (config.bootstrap - n_h if model == "hinge" else n_h)]])
+                 for k in first} if other is not None else first  # fmt: skip
+        # the floor is a share of H_ref, itself the median of a few noisy points: its uncertainty is the ETA's too
+        se_ref = 1.25 * float(np.nan_to_num(prep.sigma[i])) / np.sqrt(config.ref_points)
+        floors = log_floor + np.concatenate([[0.0], rng.normal(0.0, se_ref, config.bootstrap)])
+        eta_all = _log_eta(draws, t_now, floors, -1.0)
+        eta, eta0 = eta_all[1:], float(eta_all[0])
+        params = {k: float(v[0]) for k, v in draws.items() if model == "hinge" or k in ("a", "b")}
+        boot = {k: v[1:] for k, v in draws.items()}
     p_cross = float(np.mean(eta <= horizon))
     lo, med, hi = _quantiles(eta, config.eta_interval)
     return Forecast(**base, model=model, params=params, p_cross=p_cross,

@@ -3,11 +3,11 @@
 * non-finite entropy → critical at once (no warm-up);
 * explosion — a *rise* relative to H_ref: every one of the last ``hold_points`` points above ``explode_warn_mult``
   ·H_ref, ``hold_z`` noise σ past it (``hold_noisy_points`` when the move is within the noise; two points when the
-  climb is a significant rising trend, :func:`rising`) → warning; the same above ``explode_crit_mult``·H_ref (or,
-  when the vocabulary is known, ``explode_lnv_frac``·ln V) → critical. A two- or threefold rise of the level is
-  healthy while reward holds; past ``explode_reward_mult``·H_ref with the reward halved meanwhile it is an
-  explosion warning. A run whose H_ref is already near ln V cannot explode; it gets a ``near_uniform`` info note
-  instead (a fall from there is learning, not a reversal of anything);
+  climb crossed gradually and was already a significant rising trend, :func:`gradual`, :func:`rising`) → warning;
+  the same above ``explode_crit_mult``·H_ref (or, when the vocabulary is known, ``explode_lnv_frac``·ln V) →
+  critical. A two- or threefold rise of the level is healthy while reward holds; past ``explode_reward_mult``·H_ref
+  with the reward halved meanwhile it is an explosion warning. A run whose H_ref is already near ln V cannot
+  explode; it gets a ``near_uniform`` info note instead (a fall from there is learning, not a reversal of anything);
 * transient spike — an excursion past the explosion level that ends before the hold, ``spike_z`` σ above the level
   before it → info at the point it recovers (never critical).
 
@@ -132,9 +132,18 @@ def sustained_rearm(rearm: np.ndarray, config: DetectorConfig) -> np.ndarray:
     return run_lengths(rearm) >= 2 * config.hold_points
 
 
+def gradual(prep: Prepared, start: int, config: DetectorConfig) -> bool:
+    """The first point of an excursion (``start``) sits within ``hold_z`` noise σ of the level just before it: the
+    entropy crossed the line by climbing, not by jumping (a spike)."""
+    if start < 1 or not np.isfinite(prep.smooth[start - 1]) or not np.isfinite(prep.sigma[start - 1]):
+        return False
+    return bool(prep.log_h[start] - np.log(prep.smooth[start - 1]) < config.hold_z * prep.sigma[start - 1])
+
+
 def rising(prep: Prepared, i: int, config: DetectorConfig) -> bool:
     """A significant rise of log H (one-sided Mann–Kendall, autocorrelation-aware, p < ``trend_alpha``) over the
-    segment's trailing clamp(``rise_frac``·points so far, 5, ``rise_max_points``) points ending at i."""
+    segment's trailing clamp(``rise_frac``·points so far, 5, ``rise_max_points``) points ending at i — the caller
+    passes the point *before* an excursion began, so a sudden spike out of a flat run is no climb."""
     seg0 = int(prep.seg_start[i])
     w = int(np.clip(round(config.rise_frac * (i - seg0 + 1)), 5, config.rise_max_points))
     y = prep.log_h[max(seg0, i - w + 1) : i + 1]
@@ -178,7 +187,7 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
     # a gradual climb crosses without a clear margin: two points past the level and a significant rising trend
     runs_w = run_lengths(above_w)
     for i in np.flatnonzero(prep.armed & (runs_w >= 2) & (runs_w < config.hold_noisy_points) & ~fire_w):
-        fire_w[i] = rising(prep, int(i), config)
+        fire_w[i] = gradual(prep, int(i - runs_w[i] + 1), config) and rising(prep, int(i - runs_w[i]), config)
     # a two-fold rise is healthy while reward holds; with the reward falling it is an explosion (the labels)
     fire_r = held(above_r, lr, prep.sigma, config, level=True) & prep.armed & ~fire_w
     runs_r = run_lengths(above_r)

@@ -10,8 +10,9 @@
   the reference says so (:class:`RefInfo`);
 * warm-up: decisions from the 6th point of a segment (the 10th after an early drop), later when the run states an
   LR warm-up or a planned length (3% of it);
-* the floor ``max(floor_rel·H_ref, floor_abs)``; the level (a short causal rolling median); the run's own noise σ
-  from the differenced MAD of log H (``1.4826·MAD(Δx)/√2``, as rldoctor), so a trend does not inflate it;
+* the floor ``max(floor_rel·H_ref, floor_abs)``; the run's own noise σ from the differenced MAD of log H
+  (``1.4826·MAD(Δx)/√2``, as rldoctor), so a trend does not inflate it; the level, a causal rolling median whose
+  width grows with that noise (3 points on a clean log, up to 31 on a noisy one: :func:`level_widths`);
 * the sawtooth period of several epochs per batch (ACF peak of the differences), so windows can be averaged per cycle.
 
 Every per-point array here is causal: entry i depends only on points ≤ i. That is what makes live and post-hoc
@@ -53,6 +54,39 @@ def causal_median(x: np.ndarray, width: int) -> np.ndarray:
     with warnings.catch_warnings():  # all-NaN windows give NaN, silently
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmedian(sliding_window_view(padded, width), axis=1)
+
+
+def causal_median_var(x: np.ndarray, widths: np.ndarray, chunk: int = 200_000) -> np.ndarray:
+    """Rolling median with a per-point width, shape (n,): entry i is the NaN-aware median of the last
+    ``widths[i]`` values up to i. Computed per distinct width on the points that use it, in chunks (bounded memory).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.size
+    out = np.full(n, np.nan)
+    if n == 0:
+        return out
+    big = int(widths.max())
+    view = sliding_window_view(np.concatenate([np.full(big - 1, np.nan), x]), big)  # row i: x[i-big+1 .. i]
+    has_nan = not np.isfinite(x).all()
+    for w in np.unique(widths):
+        idx = np.flatnonzero(widths == w)
+        for lo in range(0, idx.size, chunk):
+            part = idx[lo : lo + chunk]
+            win = view[part, big - int(w) :]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                clean = not has_nan and part[0] >= int(w) - 1
+                out[part] = np.median(win, axis=1) if clean else np.nanmedian(win, axis=1)
+    return out
+
+
+def level_widths(sigma: np.ndarray, config: DetectorConfig) -> np.ndarray:
+    """Width of the level's median per point, shape (n,): odd, from ``smooth_points`` to ``smooth_max_points``,
+    enough for a standard error of ``level_tol`` given the noise σ (1.25σ/√w, the median's efficiency)."""
+    with np.errstate(invalid="ignore"):
+        need = np.ceil((1.25 * np.where(np.isfinite(sigma), sigma, 0.0) / config.level_tol) ** 2)
+    w = np.clip(need, config.smooth_points, config.smooth_max_points).astype(np.int64)
+    return w | 1
 
 
 def sawtooth_period(x: np.ndarray, max_period: int = 12) -> int:
@@ -98,7 +132,8 @@ class Prepared:
     ``h_ref[i]`` the segment's early level (NaN until the segment arms); ``ref_seg[i]`` the same level on *every*
     point of the segment once it is known (for holds that began before the arming point; read it only at armed
     points); ``floor[i]`` the collapse floor in nats (``floor_seg`` likewise);
-    ``armed[i]`` whether decisions may be taken at i; ``smooth[i]`` the level (causal rolling median of H);
+    ``armed[i]`` whether decisions may be taken at i; ``smooth[i]`` the level (causal rolling median of H over a
+    noise-scaled width);
     ``sigma[i]`` the robust noise σ of log H over the trailing ``noise_points``; ``ln_v`` is NaN unless the
     vocabulary size is known; ``refs`` the :class:`RefInfo` of each armed segment, by its start index.
     """
@@ -241,13 +276,8 @@ def prepare(series: RunSeries, config: DetectorConfig) -> Prepared:
     if planned:
         armed &= steps >= int(0.03 * int(planned))
 
-    h_fin = np.where(finite, h, np.nan)
-    pos = np.arange(n) - seg_start
-    smooth = np.where(
-        pos < config.smooth_dense_after,
-        causal_median(h_fin, config.smooth_points),
-        causal_median(h_fin, config.smooth_dense_points),
-    )
+    sigma = _noise(log_h, seg_start, config)
+    smooth = causal_median_var(np.where(finite, h, np.nan), level_widths(sigma, config))
     vocab = series.meta.get("vocab_size")
     return Prepared(
         steps=steps,
@@ -261,7 +291,7 @@ def prepare(series: RunSeries, config: DetectorConfig) -> Prepared:
         floor_seg=floor_seg,
         armed=armed,
         smooth=smooth,
-        sigma=_noise(log_h, seg_start, config),
+        sigma=sigma,
         reward=series.reward(),
         ln_v=float(np.log(int(vocab))) if vocab else float("nan"),
         planned_steps=int(planned) if planned else None,

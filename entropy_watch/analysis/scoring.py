@@ -38,12 +38,13 @@ def centered_median(x: np.ndarray, width: int = SMOOTH_POINTS) -> np.ndarray:
             return np.nanmedian(sliding_window_view(padded, width), axis=1)
 
 
-def crossing(values: np.ndarray, level: float, *, above: bool, smooth: bool = True) -> int | None:
-    """Index of the first point where ``values`` (smoothed by :func:`centered_median` unless ``smooth`` is False)
-    is at or past ``level`` (above it, or at/below it); None when it never is."""
+def crossing(values: np.ndarray, level: float, *, above: bool, smooth: bool = True, start: int = 0) -> int | None:
+    """Index of the first point at or after ``start`` where ``values`` (smoothed by :func:`centered_median` over the
+    whole series unless ``smooth`` is False) is at or past ``level`` (above it, or at/below it); None if never."""
     v = centered_median(values) if smooth else np.asarray(values, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         hit = v >= level if above else v <= level
+    hit[: max(start, 0)] = False
     return int(np.argmax(hit)) if hit.any() else None
 
 

@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 HEALTH: tuple[str, ...] = ("too-short", "ok", "info", "warning", "critical")
-PRIMARY_KINDS: tuple[str, ...] = ("nonfinite", "collapse", "explosion")
-"""Kinds that name the verdict when they tie on severity with another kind (they are what the product is for)."""
+PRIMARY_KINDS: tuple[str, ...] = ("nonfinite", "collapse", "explosion", "saturation")
+"""Kinds that name the verdict when they tie on severity with another kind (what the product is for; saturation is
+a collapse on a solved task)."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class Verdict:
 
 
 def order_alerts(alerts: list[Alert]) -> tuple[Alert, ...]:
-    """Most severe first; within a severity the primary kinds (non-finite, collapse, explosion) first, then by step."""
+    """Most severe first; within a severity the primary kinds (:data:`PRIMARY_KINDS`) first, then by step."""
 
     def key(a: Alert) -> tuple[int, int, int, str]:
         return (-a.rank, 0 if a.kind in PRIMARY_KINDS else 1, a.step, a.detector)
@@ -167,6 +168,8 @@ def headline(
         if forecast is not None:
             text += f"; {forecast.text}"
         return text
+    if kind == "saturation" and where:
+        return f"{label}: {where}; the reward is saturated, so the task looks solved: benign convergence"
     msg = top.message if top is not None else ""
     return f"{label}: {msg}" if msg else label
 

@@ -54,8 +54,8 @@ def test_real_run_meets_the_targets(fname: str) -> None:
             assert floor_at is None or first < floor_at, (first, floor_at)
         else:
             known = index[v.reference.last_step] + 1  # where H_ref was known: before it, nothing can pass it
-            passed = crossing(s.entropy[known:], EXPLODE_MULT * ref, above=True)
-            assert passed is not None and first <= known + passed + 2, (first, known + passed)
+            passed = crossing(s.entropy, EXPLODE_MULT * ref, above=True, start=known)
+            assert passed is not None and first <= passed + 2, (first, passed)
     if label == "healthy":
         assert not primary, [a.message for a in primary]
         assert v.health in ("ok", "info")
