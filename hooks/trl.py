@@ -40,6 +40,10 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.aliases import TRL_ENTROPY_DEFINITION
 from entropy_watch.hooks.accumulate import TRL_MIRRORED, StepAccumulator
+from entropy_watch.hooks.control import ControlConfig
+from entropy_watch.hooks.control import check_trl as check_control
+from entropy_watch.hooks.control import install_trl as install_control
+from entropy_watch.hooks.control import resolve as resolve_control
 from entropy_watch.hooks.hf import EntropyWatchCallback, run_name_for, store_arg
 
 log = logging.getLogger("entropy_watch")
@@ -67,6 +71,7 @@ class TrlHandle:
     mode: str
     reason: str = ""
     accumulator: StepAccumulator | None = None
+    control: Any = None  # hooks.control.TrlControl when attach(control=...) was given
     _restore: dict[str, Any] = field(default_factory=dict)
 
     def flush(self) -> None:
@@ -86,6 +91,9 @@ class TrlHandle:
                 setattr(self.trainer, name, original)
         self._restore.clear()
         self.trainer.remove_callback(self.callback)
+        if self.control is not None:  # installed first, so removed last
+            self.control.detach()
+            self.control = None
 
 
 class TrlCallback(EntropyWatchCallback):
@@ -121,6 +129,7 @@ def attach(
     watch: Any = None,
     per_token: bool = True,
     strict: bool = False,
+    control: str | ControlConfig | None = None,
     **watch_kwargs: Any,
 ) -> TrlHandle:
     """Record ``trainer``'s logged scalars, config and (when possible) per-token statistics into a run.
@@ -133,11 +142,17 @@ def attach(
         watch: record into this :class:`~entropy_watch.hooks.Watch` instead of creating one.
         per_token: install the per-token layer (False: callback only).
         strict: re-raise hook failures (tests).
+        control: hold entropy with ``"repo-r"``, ``"adapo"`` or ``"target"`` (a band), or a
+            :class:`~entropy_watch.hooks.control.ControlConfig`; None (default) changes nothing in training. A
+            control the trainer cannot honour raises :class:`~entropy_watch.hooks.control.ControlError` here.
         watch_kwargs: passed to ``Watch`` (``token_every``, ``reduce``, ``flush_secs``...), including the live
             analysis: ``notify=`` (webhooks), ``on_alert=`` (e.g. ``{"critical": "checkpoint+stop"}``: checkpoint
             through ``control.should_save``, stop through ``control.should_training_stop`` at the next step end),
             ``detector=`` (a ``DetectorConfig``), ``app_url=``, ``live=`` (see :class:`~entropy_watch.hooks.Watch`).
     """
+    control_cfg = resolve_control(control)
+    if control_cfg is not None:
+        check_control(trainer, control_cfg)  # refuse before a run is created
     if watch is None:
         from entropy_watch.hooks.watch import Watch
 
@@ -156,6 +171,8 @@ def attach(
     callback = TrlCallback(watch=watch, strict=strict, framework=f"trl.{type(trainer).__name__}")
     handle = TrlHandle(trainer=trainer, watch=watch, callback=callback, mode="callback-only")
     callback.handle = handle
+    if control_cfg is not None:  # before the per-token wraps, so they record the advantages the loss uses
+        handle.control = install_control(trainer, control_cfg, watch, strict)
     reason = _per_token_unavailable(trainer) if per_token else "per-token layer disabled (per_token=False)"
     if reason:
         handle.reason = reason

@@ -13,9 +13,16 @@ from collections.abc import Callable
 
 import torch
 
+# REPO-R and the zeta / eps_high controllers are shared with attach(trainer, control=...): they live one tier down.
+from entropy_watch.hooks.levers import (  # noqa: F401 - part of this module's algorithm set
+    L_CLAMP,
+    adapo_update,
+    band_target,
+    centred_logp,
+    repo_r_advantages,
+    zeta_update,
+)
 from entropy_watch.hooks.stats import clip_masks  # the one implementation of the binding-clip rule
-
-L_CLAMP = -20.0  # REPO: L is detached and clamped at -20 (SkyRL PR #1896, ppo_utils.py)
 
 
 # ---- advantages: rewards (N,) -> advantages (N,) ---------------------------------------------------------------
@@ -181,25 +188,7 @@ def clip_high_lever(
     return float((logp.detach() + entropy.detach())[high].mean())
 
 
-# ---- REPO (Petrenko et al. 2026): advantage modification A~ = A - beta*L ---------------------------------------
-def centred_logp(logp: torch.Tensor, entropy: torch.Tensor | None, centering: str) -> torch.Tensor:
-    """REPO's ``L`` ``(B, T)``, detached, clamped at -20: ``logp + H`` (exact, zero mean under pi) or ``logp`` (raw)."""
-    lp = logp.detach().clamp(min=L_CLAMP)
-    if centering == "raw":
-        return lp
-    if entropy is None:
-        raise ValueError("exact centring needs the per-token entropy")
-    return (lp + entropy.detach()).clamp(min=L_CLAMP)
-
-
-def repo_r_advantages(adv: torch.Tensor, L: torch.Tensor, zeta: float) -> torch.Tensor:
-    """REPO-R: ``A~ = A - zeta*|A|*L``, i.e. ``A(1 - zeta L)`` for A > 0 and ``A(1 + zeta L)`` for A < 0, clamped so
-    A~ keeps the sign of A; A~ = 0 where A = 0. ``adv`` and ``L`` are ``(B, T)``.
-    """
-    out = adv - zeta * adv.abs() * L
-    return torch.where(adv > 0, out.clamp(min=0.0), torch.where(adv < 0, out.clamp(max=0.0), torch.zeros_like(out)))
-
-
+# ---- REPO-D (Petrenko et al. 2026; REPO-R is in hooks/levers.py): A~ = A - beta*L ---------------------------------
 def repo_d_beta(adv: torch.Tensor, logp: torch.Tensor, L: torch.Tensor, mask: torch.Tensor) -> float:
     """REPO-D's decorrelation coefficient (our choice): ``mean_t(pi L A) / mean_t(pi L^2)`` over valid tokens, the beta
     that cancels the first-order entropy drift ``dH ~ -E[pi L A] + beta E[pi L^2]``; 0 when the denominator vanishes.
@@ -217,47 +206,6 @@ def repo_d_advantages(adv: torch.Tensor, L: torch.Tensor, zeta: float, beta_hat:
 
 
 # ---- controllers: pure per-iteration updates -----------------------------------------------------------------------
-def zeta_update(zeta: float, entropy: float, target: float, zeta_min: float, zeta_max: float) -> float:
-    """REPO's zeta controller (paper App. D.2 as in SkyRL PR #1896).
-
-    Entropy below target: double a positive zeta (cap zeta_max), halve a negative one and flip it to +zeta_min once
-    its magnitude would fall below zeta_min (0 becomes +zeta_min). Above target: the mirror image.
-    """
-    if entropy < target:
-        if zeta > 0:
-            return min(2.0 * zeta, zeta_max)
-        half = zeta / 2.0
-        return half if -half >= zeta_min else zeta_min
-    if entropy > target:
-        if zeta < 0:
-            return max(2.0 * zeta, -zeta_max)
-        half = zeta / 2.0
-        return half if half >= zeta_min else -zeta_min
-    return zeta
-
-
-def adapo_update(eps_high: float, entropy: float, target: float, kappa: float, eps_min: float, eps_max: float) -> float:
-    """ADAPO's eps_high controller (our choice, multiplicative): below target ``min(eps_max, eps*kappa)``, above
-    target ``max(eps_min, eps/kappa)``, unchanged at the target."""
-    if entropy < target:
-        return min(eps_max, eps_high * kappa)
-    if entropy > target:
-        return max(eps_min, eps_high / kappa)
-    return eps_high
-
-
-def band_target(entropy: float, low: float, high: float) -> float:
-    """The target a controller steers to when entropy should stay inside ``[low, high]`` (a target with tolerance):
-    ``low`` below the band, ``high`` above it, and ``entropy`` itself inside, so the update leaves the lever as it is
-    (every ``*_update`` here is unchanged at its target). Our choice: no dead-band controller is published for REPO or
-    ADAPO; this one reuses theirs unchanged."""
-    if entropy < low:
-        return low
-    if entropy > high:
-        return high
-    return entropy
-
-
 def entropy_coef_update(coef: float, entropy: float, target: float, delta: float, coef_max: float) -> float:
     """Adaptive entropy bonus (Skywork-OR1, as in TRL): ``+delta`` below target, ``-delta`` otherwise, in [0, max]."""
     coef = coef + delta if entropy < target else coef - delta

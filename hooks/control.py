@@ -1,0 +1,368 @@
+"""Entropy control inside a user's TRL trainer: REPO-R, ADAPO or an entropy band, switched on in one line.
+
+    from entropy_watch.hooks.trl import attach
+
+    attach(trainer, run="grpo-qwen-s0", control="repo-r")        # or "adapo", "target", or ControlConfig(...)
+    trainer.train()
+
+* ``"repo-r"`` (Petrenko et al. 2026, arXiv 2603.11682): inside TRL's GRPO loss the per-token advantages become
+  ``Ã = A − ζ·|A|·L`` with ``L = log π + H`` (exact centring), from the loss forward's own log-probs and entropies
+  (no extra softmax); the surrogate is TRL's, unchanged. ζ follows REPO's doubling/halving controller once per
+  optimizer step. ζ_max = 0.05 is the paper's bound for LLM vocabularies; with a vocabulary of a few dozen tokens L
+  barely spreads and ζ_max ≈ 0.5 is needed (ALGORITHMS.md scale notes).
+* ``"adapo"`` (same paper; the controller's form is ours, ``docs/papers.md``): ``trainer.epsilon_high`` is multiplied
+  by κ after a step whose entropy was under the target and divided by κ after one above it, within
+  [eps_min, eps_max]; ``epsilon_low`` is never touched.
+* ``"target"``: keep entropy inside ``band = (low, high)`` nats with the lever ``using`` (``"repo-r"`` or
+  ``"adapo"``): below the band the lever pushes up, above it down, inside it holds (``algorithms.band_target``).
+
+The math is the reference trainer's, in ``hooks/levers.py`` (``centred_logp``, ``repo_r_advantages``,
+``zeta_update``, ``adapo_update``, ``band_target``; ``trainer/algorithms.py`` re-exports them); this module only
+connects it to TRL.
+
+Controller input: the token-weighted mean entropy of the step's loss forwards, summed over ranks (the measure TRL's
+own adaptive entropy bonus uses). Target: ``target`` nats if given, else H_ref, the median entropy of the first
+``ref_steps`` optimizer steps (the run's early level); until H_ref is known the levers keep their initial values. The
+band defaults to ``band_rel × H_ref``. Each optimizer step the state goes into the run's store at TRL's step:
+``control/zeta`` or ``control/eps_high``, ``control/target_entropy``, ``control/entropy`` and, for ``"target"``,
+``control/band_low`` / ``control/band_high`` (each the value in force for the next step). The state restarts from
+its initial values when training is resumed from a checkpoint.
+
+:func:`check_trl` refuses, with one :class:`ControlError` at attach time, what a controller cannot honour: a trainer
+without the loss seam (another TRL version), TRL <= 1.13's Liger loss (``compute_liger_loss`` sees no per-token
+advantages), REPO-R on a sequence-level loss (``RLOOTrainer``: one ratio and one advantage per completion), ADAPO
+on a loss without an upper clip width (CISPO's ``epsilon_high`` is an absolute cap; SAPO and VESPO have no clip) or
+with ``delta`` capping the ratio, and TRL's own entropy bonus on the same run (two controllers on one quantity).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from entropy_watch import metrics as M
+from entropy_watch.errors import ConfigError
+from entropy_watch.hooks import levers
+
+log = logging.getLogger("entropy_watch")
+
+CONTROLS: tuple[str, ...] = ("repo-r", "adapo", "target")
+LEVERS: tuple[str, ...] = ("repo-r", "adapo")
+LOGPS_METHOD = "_get_per_token_logps_and_entropies"  # TRL's loss forward: (logps, entropies[, aux_loss])
+CLIP_WIDTH_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")  # ratio clipped to [1 - eps_low, 1 + eps_high]
+
+
+class ControlError(ConfigError):
+    """A control the trainer cannot honour; the message says why and what to change."""
+
+
+@dataclass
+class ControlConfig:
+    """What ``attach(trainer, control=...)`` does; ``ControlConfig("repo-r")`` equals ``control="repo-r"``."""
+
+    kind: str = "repo-r"
+    """repo-r | adapo | target."""
+    using: str = "repo-r"
+    """kind="target" only: the lever that keeps entropy in the band (repo-r or adapo)."""
+    target: float | None = None
+    """Entropy target in nats (repo-r, adapo); None = H_ref."""
+    band: tuple[float, float] | None = None
+    """kind="target": (low, high) in nats; None = band_rel x H_ref."""
+    band_rel: tuple[float, float] = (0.8, 1.25)
+    """kind="target" without ``band``: the band's edges as multiples of H_ref."""
+    ref_steps: int = 5
+    """Optimizer steps whose median entropy is H_ref, the run's early level (the paper's target is the initial
+    entropy; a median of a few steps is robust to one noisy first batch)."""
+    centering: str = "exact"
+    """REPO's L: exact (log pi + H, from TRL's loss-forward entropy) or raw (log pi, SkyRL's logits-free form)."""
+    zeta0: float = 1e-3
+    """Initial zeta (REPO-R; SkyRL PR #1896)."""
+    zeta_min: float = 1e-4
+    """Smallest |zeta| before the controller flips its sign."""
+    zeta_max: float = 0.05
+    """Largest |zeta|: 0.05 for LLM vocabularies (the paper's bound); ~0.5 for a vocabulary of a few dozen tokens."""
+    eps_high0: float | None = None
+    """ADAPO's first eps_high; None = the trainer's epsilon_high."""
+    eps_min: float = 0.2
+    """ADAPO lower bound of eps_high (our choice)."""
+    eps_max: float = 1.0
+    """ADAPO upper bound of eps_high (our choice)."""
+    kappa: float = 1.25
+    """ADAPO multiplicative step per optimizer step (our choice)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONTROLS:
+            raise ControlError(f"control={self.kind!r}; use one of {', '.join(CONTROLS)} (or None for no control)")
+        if self.using not in LEVERS:
+            raise ControlError(f"ControlConfig(using={self.using!r}); use one of {', '.join(LEVERS)}")
+        if self.centering not in ("exact", "raw"):
+            raise ControlError(f"ControlConfig(centering={self.centering!r}); use exact or raw")
+        if self.target is not None and not self.target > 0:
+            raise ControlError(f"ControlConfig(target={self.target!r}); an entropy target is > 0 nats")
+        low, high = self.band if self.band is not None else self.band_rel
+        if not 0 <= low < high:
+            raise ControlError(f"entropy band ({low}, {high}); need 0 <= low < high")
+        if self.ref_steps < 1:
+            raise ControlError("ControlConfig(ref_steps) must be >= 1")
+        if not 0 < self.zeta_min <= self.zeta0 <= self.zeta_max:
+            raise ControlError("ControlConfig: need 0 < zeta_min <= zeta0 <= zeta_max")
+        if not (self.kappa > 1 and 0 < self.eps_min <= self.eps_max):
+            raise ControlError("ControlConfig: need kappa > 1 and 0 < eps_min <= eps_max")
+
+    @property
+    def lever(self) -> str:
+        """The knob that moves: repo-r (zeta) or adapo (eps_high)."""
+        return self.using if self.kind == "target" else self.kind
+
+
+def resolve(control: str | ControlConfig | None) -> ControlConfig | None:
+    """``control=`` as given to ``attach``: a name, a :class:`ControlConfig` or None (no control)."""
+    if control is None or isinstance(control, ControlConfig):
+        return control
+    if isinstance(control, str):
+        return ControlConfig(kind=control)
+    raise ControlError(f"control={control!r}; use 'repo-r', 'adapo', 'target', a ControlConfig or None")
+
+
+class EntropyController:
+    """The controller's state, framework-free: feed it each loss forward, close each optimizer step.
+
+    ``observe`` adds a micro-batch's entropy sum and token count; ``end_step`` turns the step's mean entropy into the
+    next step's lever (``zeta`` or ``eps_high``) and returns what to log; ``advantages`` applies REPO-R.
+    """
+
+    def __init__(self, cfg: ControlConfig, eps_high: float | None = None) -> None:
+        self.cfg = cfg
+        self.zeta = cfg.zeta0
+        self.eps_high = float(cfg.eps_high0 if cfg.eps_high0 is not None else (eps_high or cfg.eps_min))
+        if cfg.lever == "adapo" and not cfg.eps_min <= self.eps_high <= cfg.eps_max:
+            raise ControlError(
+                f"ADAPO starts at epsilon_high={self.eps_high} outside [eps_min, eps_max] = "
+                f"[{cfg.eps_min}, {cfg.eps_max}]; set ControlConfig(eps_high0=...) or the bounds"
+            )
+        self.early: list[float] = []  # step entropies until H_ref is known
+        self.h_ref: float | None = None
+        self._sum = 0.0
+        self._count = 0.0
+
+    # ---- inputs -----------------------------------------------------------------------------------------------
+    def observe(self, entropy_sum: float, tokens: float) -> None:
+        """One loss forward: sum of token entropies (nats) over its valid tokens, and their count."""
+        self._sum += float(entropy_sum)
+        self._count += float(tokens)
+
+    def pending(self) -> tuple[float, float]:
+        """``(entropy sum, token count)`` observed since the last :meth:`end_step` (to reduce across ranks)."""
+        return self._sum, self._count
+
+    # ---- the lever --------------------------------------------------------------------------------------------
+    def advantages(self, adv: torch.Tensor, logp: torch.Tensor, entropy: torch.Tensor | None) -> torch.Tensor:
+        """REPO-R's ``Ã (B, T)`` from advantages ``(B,)`` or ``(B, T)``, log-probs and entropies ``(B, T)`` (nats)."""
+        A = adv.unsqueeze(-1).expand_as(logp) if adv.dim() == 1 else adv
+        L = levers.centred_logp(logp, entropy, self.cfg.centering)
+        return levers.repo_r_advantages(A.to(L.dtype), L, self.zeta).to(adv.dtype)
+
+    @property
+    def target(self) -> float | None:
+        """The target in nats (band: its geometric centre); None until H_ref is known when it is needed."""
+        band = self.band
+        if band is not None:
+            return (band[0] * band[1]) ** 0.5
+        return self.cfg.target if self.cfg.target is not None else self.h_ref
+
+    @property
+    def band(self) -> tuple[float, float] | None:
+        """kind="target": ``(low, high)`` in nats, None until known; other kinds: None."""
+        if self.cfg.kind != "target":
+            return None
+        if self.cfg.band is not None:
+            return self.cfg.band
+        if self.h_ref is None:
+            return None
+        return self.cfg.band_rel[0] * self.h_ref, self.cfg.band_rel[1] * self.h_ref
+
+    def end_step(self, entropy_sum: float | None = None, tokens: float | None = None) -> dict[str, float]:
+        """Close an optimizer step: update H_ref and the lever from the step's mean entropy; the metrics to log.
+
+        ``entropy_sum``/``tokens`` override the observed ones (the caller's cross-rank totals). Empty when the step
+        saw no tokens.
+        """
+        total, count = (self._sum, self._count) if entropy_sum is None else (float(entropy_sum), float(tokens or 0))
+        self._sum, self._count = 0.0, 0.0
+        if count <= 0:
+            return {}
+        h = total / count
+        if self.h_ref is None:
+            self.early.append(h)
+            if len(self.early) >= self.cfg.ref_steps:
+                self.h_ref = float(statistics.median(self.early))
+        out = {M.CONTROL_ENTROPY: h}
+        target, band = self.target, self.band
+        if target is not None:
+            aim = levers.band_target(h, *band) if band is not None else target
+            c = self.cfg
+            if c.lever == "repo-r":
+                self.zeta = levers.zeta_update(self.zeta, h, aim, c.zeta_min, c.zeta_max)
+            else:
+                self.eps_high = levers.adapo_update(self.eps_high, h, aim, c.kappa, c.eps_min, c.eps_max)
+            out[M.CONTROL_TARGET] = target
+        if band is not None:
+            out[M.CONTROL_BAND_LOW], out[M.CONTROL_BAND_HIGH] = band
+        out[M.CONTROL_ZETA if self.cfg.lever == "repo-r" else M.CONTROL_EPS_HIGH] = (
+            self.zeta if self.cfg.lever == "repo-r" else self.eps_high
+        )
+        return out
+
+
+# ---- TRL -------------------------------------------------------------------------------------------------------------
+def check_trl(trainer: Any, cfg: ControlConfig) -> None:
+    """Raise :class:`ControlError` when ``trainer`` cannot run ``cfg`` exactly (see the module docstring)."""
+    name, args = type(trainer).__name__, getattr(trainer, "args", None)
+    if not callable(getattr(trainer, "compute_loss", None)) or not callable(getattr(trainer, LOGPS_METHOD, None)):
+        raise ControlError(f"control={cfg.kind!r} needs TRL's {LOGPS_METHOD} loss forward; {name} has none")
+    if getattr(args, "use_liger_kernel", False) and callable(getattr(trainer, "compute_liger_loss", None)):
+        raise ControlError(
+            f"control={cfg.kind!r}: use_liger_kernel=True computes the loss in Liger's fused kernel, which the "
+            "controller cannot reach; set use_liger_kernel=False"
+        )
+    if getattr(trainer, "entropy_coef", 0.0) or getattr(args, "use_adaptive_entropy", False):
+        raise ControlError(
+            f"control={cfg.kind!r}: TRL's own entropy bonus is on (entropy_coef / use_adaptive_entropy); two "
+            "controllers would fight over the same entropy: turn one off"
+        )
+    loss_type = getattr(trainer, "loss_type", None)
+    if cfg.lever == "repo-r" and loss_type is None:
+        raise ControlError(
+            f"control={cfg.kind!r} with REPO-R needs per-token advantages; {name}'s loss is sequence-level (one "
+            "ratio and one advantage per completion): use GRPOTrainer, or ADAPO (using='adapo')"
+        )
+    if cfg.lever == "adapo":
+        if not hasattr(trainer, "epsilon_high"):
+            raise ControlError(f"control={cfg.kind!r} with ADAPO needs trainer.epsilon_high; {name} has none")
+        if loss_type is not None and loss_type not in CLIP_WIDTH_LOSSES:
+            raise ControlError(
+                f"control={cfg.kind!r} with ADAPO steers the upper clip width; loss_type={loss_type!r} has none "
+                f"(use one of {', '.join(CLIP_WIDTH_LOSSES)}, or REPO-R)"
+            )
+        if getattr(args, "delta", None) is not None:
+            raise ControlError(
+                f"control={cfg.kind!r} with ADAPO: delta={args.delta} caps the ratio, so the upper clip width is not "
+                "the only bound; unset delta"
+            )
+
+
+@dataclass
+class TrlControl:
+    """A controller connected to a TRL trainer: the two wraps and the step-end callback (:func:`install_trl`)."""
+
+    trainer: Any
+    watch: Any
+    controller: EntropyController
+    strict: bool = False
+    callback: Any = None
+    restore: dict[str, Any] = field(default_factory=dict)
+    _inputs: Any = None
+
+    # ---- wraps ------------------------------------------------------------------------------------------------
+    def compute_loss(self, orig: Any, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """TRL's ``compute_loss`` with the batch at hand for the loss forward; the advantages restored after."""
+        training = getattr(self.trainer.model, "training", True)
+        self._inputs = inputs if training else None  # evaluation: measured nowhere, changed nowhere
+        adv = inputs.get("advantages") if training and hasattr(inputs, "get") else None
+        try:
+            return orig(model, inputs, *args, **kwargs)
+        finally:
+            self._inputs = None
+            if adv is not None:
+                inputs["advantages"] = adv  # TRL reuses a buffered batch across num_iterations: leave it as it was
+
+    def loss_forward(self, orig: Any, *args: Any, **kwargs: Any) -> Any:
+        """TRL's ``_get_per_token_logps_and_entropies``; inside the loss it measures entropy and applies REPO-R."""
+        out = orig(*args, **kwargs)
+        inputs, self._inputs = self._inputs, None  # the first call inside compute_loss is the loss forward
+        if inputs is not None:
+            try:
+                self._connect(out, inputs)
+            except Exception as exc:  # noqa: BLE001 - the loss goes on with TRL's own advantages
+                self.watch.failure("control.loss_forward", exc)
+        return out
+
+    def _connect(self, out: Any, inputs: Any) -> None:
+        logps, entropies = out[0], out[1]
+        mask = inputs["completion_mask"]
+        if "tool_mask" in inputs:
+            mask = mask * inputs["tool_mask"]
+        if entropies is None:
+            raise ControlError(f"TRL's loss forward returned no entropy; the controller needs it ({LOGPS_METHOD})")
+        with torch.no_grad():
+            m = mask.to(entropies.dtype)
+            self.controller.observe(float((entropies.detach() * m).sum()), float(m.sum()))
+            if self.controller.cfg.lever == "repo-r":
+                inputs["advantages"] = self.controller.advantages(inputs["advantages"], logps.detach(), entropies)
+
+    # ---- the step boundary ---------------------------------------------------------------------------------------
+    def step_end(self, step: int) -> dict[str, float]:
+        """Close the optimizer step (cross-rank totals), set ``trainer.epsilon_high`` for ADAPO, log the state."""
+        total, count = self.controller.pending()
+        acc = getattr(self.trainer, "accelerator", None)
+        if acc is not None and getattr(acc, "num_processes", 1) > 1:  # every rank reaches here in lockstep
+            totals = acc.reduce(torch.tensor([total, count], device=acc.device, dtype=torch.float64), "sum")
+            total, count = float(totals[0]), float(totals[1])
+        out = self.controller.end_step(total, count)
+        if self.controller.cfg.lever == "adapo":
+            self.trainer.epsilon_high = self.controller.eps_high
+        if out:
+            self.watch.log_dict(step, out)
+        return out
+
+    def detach(self) -> None:
+        """Remove the wraps and the callback; ``epsilon_high`` goes back to its value at attach."""
+        for name, original in self.restore.items():
+            if name == "epsilon_high":
+                self.trainer.epsilon_high = original
+            elif original is None:
+                self.trainer.__dict__.pop(name, None)
+            else:
+                setattr(self.trainer, name, original)
+        self.restore.clear()
+        if self.callback is not None:
+            self.trainer.remove_callback(self.callback)
+
+
+def install_trl(trainer: Any, control: str | ControlConfig, watch: Any, strict: bool = False) -> TrlControl:
+    """Check, then connect ``control`` to ``trainer``: instance-level wraps of ``compute_loss`` and the loss forward,
+    and a callback that closes each optimizer step. Install it before other wraps of the same two methods, so that
+    they see the advantages the loss uses."""
+    from transformers import TrainerCallback
+
+    cfg = resolve(control)
+    assert cfg is not None
+    check_trl(trainer, cfg)
+    ctl = TrlControl(trainer, watch, EntropyController(cfg, getattr(trainer, "epsilon_high", None)), strict)
+    ctl.restore = {
+        "compute_loss": trainer.__dict__.get("compute_loss"),
+        LOGPS_METHOD: trainer.__dict__.get(LOGPS_METHOD),
+        "epsilon_high": getattr(trainer, "epsilon_high", None),
+    }
+    orig_loss, orig_forward = trainer.compute_loss, getattr(trainer, LOGPS_METHOD)
+    trainer.compute_loss = lambda model, inputs, *a, **k: ctl.compute_loss(orig_loss, model, inputs, *a, **k)
+    setattr(trainer, LOGPS_METHOD, lambda *a, **k: ctl.loss_forward(orig_forward, *a, **k))
+    if cfg.lever == "adapo":
+        trainer.epsilon_high = ctl.controller.eps_high
+
+    class ControlCallback(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control_: Any, **kwargs: Any) -> None:
+            try:
+                ctl.step_end(int(state.global_step))  # global_step was just incremented: TRL's log step
+            except Exception as exc:  # noqa: BLE001 - the lever keeps its last value
+                watch.failure("control.step_end", exc)
+
+    ctl.callback = ControlCallback()
+    trainer.add_callback(ctl.callback)
+    watch.update_meta(control={**asdict(cfg), "lever": cfg.lever})
+    log.info("entropy_watch: control %s on %s (lever %s)", cfg.kind, type(trainer).__name__, cfg.lever)
+    return ctl

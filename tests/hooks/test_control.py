@@ -1,0 +1,180 @@
+"""The controllers of ``attach(trainer, control=...)`` on hand-worked values, their refusals, and the TRL seam on a
+stand-in trainer (real TRL: tests/integrations/test_trl_control.py)."""
+
+from __future__ import annotations
+
+import math
+import types
+
+import pytest
+import torch
+
+from entropy_watch import metrics as M
+from entropy_watch.hooks.control import (
+    ControlConfig,
+    ControlError,
+    EntropyController,
+    TrlControl,
+    check_trl,
+    resolve,
+)
+
+
+def _steps(ctl: EntropyController, entropies: list[float]) -> list[dict[str, float]]:
+    """One optimizer step per entropy, each from two micro-batches of 10 tokens."""
+    out = []
+    for h in entropies:
+        ctl.observe(h * 10, 10)
+        ctl.observe(h * 10, 10)
+        out.append(ctl.end_step())
+    return out
+
+
+def test_resolve_and_validation() -> None:
+    assert resolve(None) is None
+    assert resolve("adapo") == ControlConfig("adapo")
+    assert resolve(ControlConfig("target", using="adapo")).lever == "adapo"
+    assert ControlConfig("repo-r").lever == "repo-r" and ControlConfig("target").lever == "repo-r"
+    bad = [lambda: resolve("entropy"), lambda: resolve(3), lambda: ControlConfig("target", band=(0.5, 0.4))]
+    bad += [lambda: ControlConfig(zeta0=1.0), lambda: ControlConfig(using="clip"), lambda: ControlConfig(target=0)]
+    for make in bad:
+        with pytest.raises(ControlError):
+            make()
+
+
+def test_repo_r_controller_by_hand() -> None:
+    # H_ref = median of the first 5 steps = median(1.0, 0.9, 1.1, 0.8, 1.2) = 1.0, known at step 5, which already
+    # acts: 1.2 > 1.0 halves zeta to 5e-4 (steps 1-4 keep 1e-3). Then 1.0 = H_ref: unchanged; 0.5 < 1: doubles
+    # (1e-3, 2e-3); 1.5 > 1: halves (1e-3).
+    ctl = EntropyController(ControlConfig("repo-r", zeta_max=0.05))
+    out = _steps(ctl, [1.0, 0.9, 1.1, 0.8, 1.2])
+    assert [o[M.CONTROL_ZETA] for o in out] == pytest.approx([1e-3] * 4 + [5e-4])
+    assert M.CONTROL_TARGET not in out[3] and out[4][M.CONTROL_TARGET] == 1.0 and ctl.h_ref == 1.0
+    out = _steps(ctl, [1.0, 0.5, 0.5, 1.5])
+    assert [o[M.CONTROL_ZETA] for o in out] == pytest.approx([5e-4, 1e-3, 2e-3, 1e-3])
+    assert out[1][M.CONTROL_ENTROPY] == 0.5 and out[1][M.CONTROL_TARGET] == 1.0
+    assert ctl.end_step() == {}  # a step without tokens changes nothing
+
+
+def test_fixed_target_acts_from_the_first_step() -> None:
+    ctl = EntropyController(ControlConfig("repo-r", target=2.0))
+    assert _steps(ctl, [1.0])[0][M.CONTROL_ZETA] == pytest.approx(2e-3)
+
+
+def test_adapo_controller_by_hand() -> None:
+    # eps from the trainer (0.28); target 1.0: below -> x1.25 (0.35, 0.4375), above -> /1.25 (0.35), capped at 1.0
+    ctl = EntropyController(ControlConfig("adapo", target=1.0), eps_high=0.28)
+    out = _steps(ctl, [0.5, 0.5, 1.5])
+    assert [o[M.CONTROL_EPS_HIGH] for o in out] == pytest.approx([0.35, 0.4375, 0.35])
+    assert M.CONTROL_ZETA not in out[0]
+    for _ in range(10):
+        _steps(ctl, [0.1])
+    assert ctl.eps_high == 1.0
+    with pytest.raises(ControlError):  # the trainer's epsilon_high outside the bounds
+        EntropyController(ControlConfig("adapo"), eps_high=1.5)
+
+
+def test_band_holds_inside_and_pushes_outside() -> None:
+    # H_ref = 1.0 after 5 steps -> band (0.8, 1.25), target its geometric centre 1.0
+    ctl = EntropyController(ControlConfig("target", using="repo-r"))
+    _steps(ctl, [1.0] * 5)
+    out = _steps(ctl, [0.9, 1.2, 0.7, 1.3])
+    assert out[0][M.CONTROL_BAND_LOW] == 0.8 and out[0][M.CONTROL_BAND_HIGH] == 1.25
+    assert out[0][M.CONTROL_TARGET] == pytest.approx(1.0)
+    # inside: 1e-3, 1e-3; below 0.8: doubles; above 1.25: halves
+    assert [o[M.CONTROL_ZETA] for o in out] == pytest.approx([1e-3, 1e-3, 2e-3, 1e-3])
+    given = EntropyController(ControlConfig("target", using="adapo", band=(0.4, 0.6)), eps_high=0.28)
+    assert [o[M.CONTROL_EPS_HIGH] for o in _steps(given, [0.5, 0.3, 0.7])] == pytest.approx([0.28, 0.35, 0.28])
+
+
+def test_repo_r_advantages_by_hand() -> None:
+    # A (B,) = [2, -1] broadcast; exact L = logp + H: [[-1 + 0.5, 0.2 + 0.1]] = [[-0.5, 0.3]], [[-1.5, 0.5]]
+    # zeta 0.1: A>0: 2*(1 + 0.05) = 2.1, 2*(1 - 0.03) = 1.94; A<0: -1*(1 - 0.15) = -0.85, -1*(1 + 0.05) = -1.05
+    ctl = EntropyController(ControlConfig("repo-r", zeta0=0.1, zeta_max=0.5))
+    logp = torch.tensor([[-1.0, 0.2], [-2.0, 0.0]])
+    ent = torch.tensor([[0.5, 0.1], [0.5, 0.5]])
+    got = ctl.advantages(torch.tensor([2.0, -1.0]), logp, ent)
+    assert torch.allclose(got, torch.tensor([[2.1, 1.94], [-0.85, -1.05]]))
+    raw = EntropyController(ControlConfig("repo-r", zeta0=0.1, zeta_max=0.5, centering="raw"))
+    assert torch.allclose(raw.advantages(torch.tensor([[2.0, 2.0]]), logp[:1], None), torch.tensor([[2.2, 1.96]]))
+
+
+def _trainer(**over: object) -> types.SimpleNamespace:
+    args = types.SimpleNamespace(use_liger_kernel=False, use_adaptive_entropy=False, delta=None)
+    base = dict(args=args, compute_loss=lambda *a: None, _get_per_token_logps_and_entropies=lambda *a: None,
+                loss_type="dapo", epsilon_high=0.28, entropy_coef=0.0)  # fmt: skip
+    return types.SimpleNamespace(**{**base, **over})
+
+
+@pytest.mark.parametrize(
+    ("kind", "over", "words"),
+    [
+        ("repo-r", {"_get_per_token_logps_and_entropies": None}, "loss forward"),
+        ("repo-r", {"compute_liger_loss": lambda: None, "args": types.SimpleNamespace(use_liger_kernel=True)}, "Liger"),
+        ("adapo", {"entropy_coef": 0.01}, "entropy bonus"),
+        ("repo-r", {"loss_type": None}, "sequence-level"),
+        ("adapo", {"loss_type": "cispo"}, "upper clip width"),
+        ("target", {"loss_type": "sapo", "epsilon_high": 0.2}, None),  # REPO-R lever: any GRPO loss type
+        ("adapo", {"args": types.SimpleNamespace(delta=2.0)}, "delta"),
+    ],
+)
+def test_check_trl_refuses_what_it_cannot_honour(kind: str, over: dict, words: str | None) -> None:
+    trainer = _trainer(**over)
+    if words is None:
+        check_trl(trainer, ControlConfig(kind))
+        return
+    with pytest.raises(ControlError, match=words):
+        check_trl(trainer, ControlConfig(kind))
+
+
+class _Watch:
+    def __init__(self) -> None:
+        self.logged: list[tuple[int, dict[str, float]]] = []
+
+    def log_dict(self, step: int, values: dict[str, float]) -> None:
+        self.logged.append((step, values))
+
+    def failure(self, where: str, exc: BaseException) -> None:
+        raise exc
+
+
+def test_trl_seam_applies_repo_r_inside_the_loss_and_restores_the_batch() -> None:
+    logp = torch.tensor([[-1.0, -2.0]])
+    ent = torch.tensor([[0.5, 0.5]])
+    model = types.SimpleNamespace(training=True)
+    trainer = types.SimpleNamespace(model=model, epsilon_high=0.2)
+    ctl = TrlControl(trainer, _Watch(), EntropyController(ControlConfig("repo-r", zeta0=0.1, zeta_max=0.5)))
+    seen = {}
+
+    def forward(*a, **k):
+        return logp, ent, None
+
+    def loss(model_, inputs):
+        ctl.loss_forward(forward)  # TRL calls the loss forward first, then reads the advantages
+        seen["adv"] = inputs["advantages"].clone()
+        return torch.tensor(0.0)
+
+    adv = torch.tensor([1.0])
+    batch = {"advantages": adv, "completion_mask": torch.tensor([[1.0, 0.0]])}
+    ctl.compute_loss(loss, model, batch)
+    # L = [-0.5, -1.5]: 1*(1 + 0.05) = 1.05, 1*(1 + 0.15) = 1.15 (masked position still computed)
+    assert torch.allclose(seen["adv"], torch.tensor([[1.05, 1.15]]))
+    assert batch["advantages"] is adv  # the buffered batch is left as it was
+    assert ctl.controller.pending() == (0.5, 1.0)  # entropy of the valid token only
+    ctl.loss_forward(forward)  # outside compute_loss (old/ref log-probs): nothing measured
+    assert ctl.controller.pending() == (0.5, 1.0)
+    model.training = False  # evaluation: measured nowhere, changed nowhere
+    ctl.compute_loss(loss, model, batch)
+    assert torch.equal(seen["adv"], adv) and ctl.controller.pending() == (0.5, 1.0)
+    out = ctl.step_end(7)
+    assert ctl.watch.logged == [(7, out)] and out[M.CONTROL_ENTROPY] == 0.5
+
+
+def test_trl_seam_adapo_sets_epsilon_high_each_step() -> None:
+    trainer = types.SimpleNamespace(model=types.SimpleNamespace(training=True), epsilon_high=0.28, epsilon_low=0.2)
+    ctl = TrlControl(trainer, _Watch(), EntropyController(ControlConfig("adapo", target=1.0), eps_high=0.28))
+    ctl.controller.observe(5.0, 10.0)
+    ctl.step_end(1)
+    assert trainer.epsilon_high == pytest.approx(0.35) and trainer.epsilon_low == 0.2
+    assert ctl.step_end(2) == {} and trainer.epsilon_high == pytest.approx(0.35)  # no tokens: unchanged
+    assert math.isclose(ctl.watch.logged[0][1][M.CONTROL_EPS_HIGH], 0.35)
