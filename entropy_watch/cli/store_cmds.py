@@ -59,8 +59,8 @@ def ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="P
 
     store = Store(state(ctx).root())
     rows = []
-    for info in store.runs():
-        latest = _latest(store, info.name, (M.ENTROPY_MEAN,)).get(M.ENTROPY_MEAN)
+    for info in store.runs():  # one pass over the runs' summaries; no query per run (issue 11, issue 15)
+        latest = info.latest.get(M.ENTROPY_MEAN)
         rows.append(
             {
                 "run": info.name,
@@ -104,7 +104,7 @@ def show(
 
     store = Store(state(ctx).root())
     meta = store.run_meta(run)  # RunNotFound -> one-line error
-    info = next((i for i in store.runs() if i.name == run), None)
+    info = store.run_info(run)  # this run only: cost independent of the other runs in the store
     latest = _latest(store, run, tuple(name for _, name in SHOW_METRICS))
     first = _first(store, run, M.ENTROPY_MEAN)
     verdict = _verdict(store, run)
@@ -271,19 +271,23 @@ def _compaction_words(report: Any) -> str:
 
 
 def _latest(store, run: str, names: tuple[str, ...]) -> dict[str, tuple[float, int]]:
-    """name -> (value, step) of the last logged step, rank 0 first."""
-    table = store.sql(
+    """name -> (value, step) of the last logged step, rank 0 first. Reads ``run``'s files only."""
+    table = store._read(
+        [run],
+        ["scalars"],
         "SELECT name, arg_max(value, step) AS value, max(step) AS step FROM scalars "
-        "WHERE run = ? AND list_contains(?, name) GROUP BY name",
-        [run, list(names)],
+        "WHERE run = $run AND list_contains($names, name) GROUP BY name",
+        {"run": run, "names": list(names)},
     )
     return {r["name"]: (r["value"], r["step"]) for r in table.to_pylist()}
 
 
 def _first(store, run: str, name: str) -> tuple[float, int] | None:
-    table = store.sql(
-        "SELECT arg_min(value, step) AS value, min(step) AS step FROM scalars WHERE run = ? AND name = ?",
-        [run, name],
+    table = store._read(
+        [run],
+        ["scalars"],
+        "SELECT arg_min(value, step) AS value, min(step) AS step FROM scalars WHERE run = $run AND name = $name",
+        {"run": run, "name": name},
     )
     rows = table.to_pylist()
     return (rows[0]["value"], rows[0]["step"]) if rows and rows[0]["step"] is not None else None
