@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         init: str = typer.Option(None, "--init", help="Start from this policy/checkpoint folder (skips SFT)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run from its latest checkpoint."),
         sft_steps: int = typer.Option(None, "--sft-steps", help="SFT warm-up steps (default: the preset's)."),
-        zeta_max: float = typer.Option(None, "--zeta-max", help="REPO |zeta| cap (0.5 tiny vocab, 0.05 for LLMs)."),
+        zeta_max: float = typer.Option(None, "--zeta-max", help="REPO |zeta| cap (0.25 tiny vocab, 0.05 for LLMs)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result summary as JSON."),
     ) -> None:
         """Train one run with the reference trainer and log it to the store."""
@@ -119,7 +119,9 @@ def register(app: typer.Typer) -> None:
         jobs: int = typer.Option(1, "--jobs", "-j", help="Processes in parallel (one torch thread each)."),
         lr: float = typer.Option(None, "--lr", help="RL learning rate for every algorithm (default: preset's)."),
         precision_check: bool = typer.Option(
-            True, "--precision-check/--no-precision-check", help="Also compare first mini-batch log-ratios."
+            True,
+            "--precision-check/--no-precision-check",
+            help="Also train GRPO in bf16-fp32head and bf16-naive for the whole run (ratio bias, log-prob gap).",
         ),
         as_json: bool = typer.Option(False, "--json", help="Print rows and summary as JSON."),
     ) -> None:
@@ -149,5 +151,4 @@ def register(app: typer.Typer) -> None:
         console = Console(width=None if sys.stdout.isatty() else 160)  # piped output: do not squeeze the table
         console.print(format_table(result))
         if result["precision"]:
-            p = result["precision"]
-            console.print("first mini-batch mean log-ratio: " + ", ".join(f"{k} {v:+.2e}" for k, v in p.items()))
+            console.print(format_table(result, "precision"))

@@ -6,9 +6,11 @@ Per seed: one SFT run (``sft-s<seed>``), then per algorithm a task-A run (``<alg
 sequential-learning probe: plain GRPO on task B (``sum3sorted``) from that run's final policy
 (``<algo>-s<seed>.probe-b``), the same for every algorithm so only the starting checkpoint differs (our choice).
 Reported per algorithm: H_end/H_0 and the normalised area under the entropy curve (mean of H_k/H_0), pass@1 and
-pass@k at the largest k, distinct correct answers in n samples, and the iterations task B needs to reach a reward
-level. A precision check trains one strictly on-policy iteration in fp32 and in bf16-naive from the same checkpoint
-and reports the first mini-batch's mean log-ratio.
+pass@k at the largest k, distinct correct answers in n samples, the iterations task B needs to reach a reward level,
+and how often the upper clip binds (mean ``clip/high_frac`` over the run's loss forwards). The precision study trains
+GRPO for the whole run in ``bf16-fp32head`` and ``bf16-naive`` too (same SFT checkpoint and seed; the fp32 row is the
+``grpo`` run) and reports the mean signed log-ratio (``ratio/log_mean``), the trainer-vs-sampler log-prob gap before
+each iteration's first update, the entropy trajectory and the clip fractions.
 """
 
 from __future__ import annotations
@@ -33,8 +35,20 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("distinct", "distinct"),
     ("b_steps", "B iters"),
     ("b_reward", "B reward"),
+    ("clip_high", "clip-high"),
     ("minutes", "min"),
     ("tokens_per_sec", "tok/s"),
+)
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16-fp32head", "bf16-naive")  # the whole-run precision study
+PRECISION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ratio_log_mean", "ratio/log_mean"),
+    ("logp_gap", "|logp gap| first mb"),
+    ("gap_signed", "logp gap first mb"),
+    ("h_ratio", "H_end/H0"),
+    ("auc", "AUC H/H0"),
+    ("clip_high", "clip-high"),
+    ("clip_low", "clip-low"),
+    ("pass1", "pass@1"),
 )
 
 
@@ -93,26 +107,34 @@ def run_algo(
     iterations: int | None = None,
     probe: ProbeConfig | None = None,
     lr: float | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
-    """Task A with ``algo`` from ``sft_dir``, then the task-B probe; returns one table row (a plain dict)."""
+    """Task A with ``algo`` from ``sft_dir``, then the task-B probe; returns one table row (a plain dict).
+
+    ``precision``: train in this mode instead of the preset's (row ``algo`` becomes ``<algo>@<precision>``).
+    """
     import time
 
     from entropy_watch.trainer.config import TaskConfig, preset
     from entropy_watch.trainer.evaluate import EVAL_DISTINCT, EVAL_ENTROPY
-    from entropy_watch.trainer.loop import SAMPLER_ENTROPY, train
+    from entropy_watch.trainer.loop import CLIP_HIGH_LEVER, RATIO_LOG_MEAN_FIRST, SAMPLER_ENTROPY, train
 
     t0 = time.perf_counter()
     probe = probe or ProbeConfig()
-    cfg = preset(preset_name, algo, seed=seed)
+    label = algo if precision is None else f"{algo}@{precision}"
+    cfg = preset(preset_name, algo, seed=seed, run=f"{label}-s{seed}")
     if iterations is not None:
         cfg.rl.iterations = iterations
     if lr is not None:
         cfg.rl.lr = lr
+    if precision is not None:
+        cfg.model.precision = precision
     res = train(cfg, store=root, init=sft_dir)
+    mean = lambda key: _history_mean(res.history, key)  # noqa: E731
     ev0, ev1 = res.evals[0][1], res.evals[-1][1]
     k_max = max(cfg.eval.ks)
     row: dict[str, Any] = {
-        "algo": algo,
+        "algo": label,
         "seed": seed,
         "h0": res.h0,
         "h_ratio": ev1[EVAL_ENTROPY] / ev0[EVAL_ENTROPY],
@@ -124,9 +146,19 @@ def run_algo(
         "pass1_start": ev0[M.pass_at_k(1)],
         "distinct_start": ev0[EVAL_DISTINCT],
         "tokens_per_sec": res.tokens_per_sec,
+        "clip_high": mean(M.CLIP_HIGH_FRAC),
+        "clip_low": mean(M.CLIP_LOW_FRAC),
+        "clip_high_lever": mean(CLIP_HIGH_LEVER),
+        "ratio_log_mean": mean(M.RATIO_LOG_MEAN),
+        "logp_gap": mean(M.PRECISION_LOGP_GAP_MEAN),
+        "gap_signed": mean(RATIO_LOG_MEAN_FIRST),
+        "entropy_trajectory": [h[SAMPLER_ENTROPY] / res.h0 for h in res.history],
     }
+    for key in (M.CONTROL_EPS_HIGH, M.CONTROL_ZETA, M.CONTROL_TARGET):
+        if res.history and key in res.history[-1]:
+            row[key] = res.history[-1][key]
     if probe.iterations > 0 and res.policy_dir is not None:
-        cfg_b = preset(preset_name, "grpo", seed=seed, run=f"{algo}-s{seed}.probe-b")
+        cfg_b = preset(preset_name, "grpo", seed=seed, run=f"{label}-s{seed}.probe-b")
         cfg_b.task = TaskConfig(name="sum3sorted", max_new_tokens=cfg.task.max_new_tokens)
         cfg_b.rl.iterations, cfg_b.checkpoint_every, cfg_b.eval.every = probe.iterations, 0, 0
         res_b = train(cfg_b, store=root, init=res.policy_dir)
@@ -139,19 +171,10 @@ def run_algo(
     return row
 
 
-def precision_check(preset_name: str, seed: int, root: str, sft_dir: str) -> dict[str, float]:
-    """Mean log-ratio of the first mini-batch (trainer vs sampler) in fp32 and bf16-naive, same checkpoint."""
-    from entropy_watch.trainer.config import preset
-    from entropy_watch.trainer.loop import RATIO_LOG_MEAN_FIRST, train
-
-    out = {}
-    for prec in ("fp32", "bf16", "bf16-naive"):
-        cfg = preset(preset_name, "grpo", seed=seed, run=f"precision-{prec}-s{seed}")
-        cfg.model.precision = prec
-        cfg.rl.iterations, cfg.rl.epochs, cfg.rl.minibatches, cfg.checkpoint_every = 1, 1, 1, 0
-        res = train(cfg, store=root, init=sft_dir)
-        out[prec] = res.history[0][RATIO_LOG_MEAN_FIRST]
-    return out
+def _history_mean(history: list[dict[str, float]], key: str) -> float:
+    """Mean of ``key`` over the iterations that logged it (NaN when none did)."""
+    vals = [h[key] for h in history if key in h and h[key] == h[key]]
+    return float(np.mean(vals)) if vals else math.nan
 
 
 def compare(
@@ -167,7 +190,10 @@ def compare(
     precision: bool = True,
     lr: float | None = None,
 ) -> dict[str, Any]:
-    """Run the whole comparison; ``jobs`` processes in parallel (one torch thread each). Returns rows + summary."""
+    """Run the whole comparison; ``jobs`` processes in parallel (one torch thread each). Returns rows + summary.
+
+    ``precision``: also the whole-run precision study (GRPO in each of :data:`PRECISIONS`, every seed, no probe).
+    """
     from entropy_watch.trainer.config import ALGOS, ConfigError
 
     bad = [a for a in algos if a not in ALGOS]
@@ -182,9 +208,21 @@ def compare(
             for s in seeds
             for a in algos
         ]
-        prec = pool.submit(precision_check, preset_name, seeds[0], root, str(sft[seeds[0]])) if precision else None
+        study = [p for p in PRECISIONS if precision and (p != "fp32" or "grpo" not in algos)]
+        no_probe = ProbeConfig(iterations=0)
+        prec_futs = [
+            pool.submit(run_algo, preset_name, "grpo", s, root, str(sft[s]), iterations, no_probe, lr, p)
+            for s in seeds
+            for p in study
+        ]
         rows = [f.result() for f in futs]
-        prec_out = prec.result() if prec is not None else {}
+        prec_rows = [f.result() for f in prec_futs]
+    prec_out: dict[str, Any] = {}
+    if precision:
+        fp32 = [{**r, "algo": "grpo@fp32"} for r in rows if r["algo"] == "grpo"]
+        prec_rows = fp32 + prec_rows
+        labels = [f"grpo@{p}" for p in PRECISIONS]
+        prec_out = {"rows": prec_rows, "summary": summarize(prec_rows, labels, PRECISION_COLUMNS)}
     result = {"preset": preset_name, "rows": rows, "summary": summarize(rows, algos), "precision": prec_out}
     _save_json(Path(root) / f"_compare-{preset_name}.json", result)  # "_": Spark reads no root file as data
     return result
@@ -200,13 +238,15 @@ def _save_json(path: Path, obj: dict[str, Any]) -> None:
     path.write_text(json.dumps(to_jsonable(obj), indent=2))
 
 
-def summarize(rows: list[dict[str, Any]], algos: list[str]) -> dict[str, dict[str, tuple[float, float]]]:
+def summarize(
+    rows: list[dict[str, Any]], algos: list[str], columns: tuple[tuple[str, str], ...] = COLUMNS
+) -> dict[str, dict[str, tuple[float, float]]]:
     """Per algorithm and column: (mean, std over seeds), NaN-aware (a probe that never reached the level is NaN)."""
     out: dict[str, dict[str, tuple[float, float]]] = {}
     for a in algos:
         mine = [r for r in rows if r["algo"] == a]
         out[a] = {}
-        for key, _ in COLUMNS:
+        for key, _ in columns:
             vals = np.array([r.get(key, math.nan) for r in mine], dtype=float)
             ok = vals[np.isfinite(vals)]
             out[a][key] = (float(ok.mean()), float(ok.std())) if ok.size else (math.nan, math.nan)
@@ -214,20 +254,24 @@ def summarize(rows: list[dict[str, Any]], algos: list[str]) -> dict[str, dict[st
     return out
 
 
-def format_table(result: dict[str, Any]) -> Any:
-    """A ``rich.table.Table`` of means ± std over seeds (B iters: reached/total in brackets)."""
+def format_table(result: dict[str, Any], part: str = "algorithms") -> Any:
+    """A ``rich.table.Table`` of means ± std over seeds; ``part`` "algorithms" (B iters: reached/total in brackets)
+    or "precision" (the whole-run precision study)."""
     from rich.table import Table
 
-    rows = result["rows"]
+    block = result if part == "algorithms" else result["precision"]
+    rows, summary = block["rows"], block["summary"]
     seeds = sorted({r["seed"] for r in rows})
     k = rows[0]["k"] if rows else "k"
-    table = Table(title=f"entropy-watch compare ({len(seeds)} seed(s): {', '.join(map(str, seeds))})")
+    what = "" if part == "algorithms" else "precision, GRPO: "
+    table = Table(title=f"entropy-watch compare, {what}{len(seeds)} seed(s): {', '.join(map(str, seeds))}")
     probed = any("b_steps" in r for r in rows)
-    columns = [(key, label) for key, label in COLUMNS if probed or not key.startswith("b_")]
+    all_columns = COLUMNS if part == "algorithms" else PRECISION_COLUMNS
+    columns = [(key, label) for key, label in all_columns if probed or not key.startswith("b_")]
     table.add_column("algo")
     for _key, label in columns:
         table.add_column(label.replace("pass@k", f"pass@{k}"), justify="right")
-    for algo, cols in result["summary"].items():
+    for algo, cols in summary.items():
         cells = []
         for key, _ in columns:
             mean, std = (math.nan if v is None else v for v in cols[key])  # None: NaN read back from JSON
@@ -235,6 +279,8 @@ def format_table(result: dict[str, Any]) -> Any:
                 cell = "n/a" if math.isnan(mean) else f"{mean:.0f}"
             elif math.isnan(mean):
                 cell = "n/a"
+            elif key in ("ratio_log_mean", "logp_gap", "gap_signed"):
+                cell = f"{mean:+.1e}" if len(seeds) == 1 else f"{mean:+.1e}±{std:.0e}"
             else:
                 cell = f"{mean:.3g}" if len(seeds) == 1 else f"{mean:.3g}±{std:.2g}"
             if key == "b_steps":

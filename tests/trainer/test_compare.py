@@ -29,12 +29,17 @@ def test_compare_command_writes_runs_table_and_json(tmp_path: Path, capsys: pyte
     except SystemExit as e:  # main() exits only on errors
         pytest.fail(f"compare exited with {e.code}")
     out = capsys.readouterr().out
-    assert "H_end/H0" in out and "repo-r" in out and "bf16-naive" in out
+    assert "H_end/H0" in out and "repo-r" in out and "grpo@bf16-naive" in out and "clip-high" in out
     names = {r.name for r in Store(tmp_path).runs()}
     assert {"sft-s3", "grpo-s3", "repo-r-s3", "grpo-s3.probe-b", "repo-r-s3.probe-b"} <= names
     result = json.loads((tmp_path / "_compare-tiny.json").read_text())
     assert [r["algo"] for r in result["rows"]] == ["grpo", "repo-r"]
     assert all(r["h_ratio"] is not None and r["h_ratio"] > 0 for r in result["rows"])
-    assert set(result["precision"]) == {"fp32", "bf16", "bf16-naive"}
-    assert format_table(result).row_count == 2
+    prec = result["precision"]
+    assert [r["algo"] for r in prec["rows"]] == ["grpo@fp32", "grpo@bf16-fp32head", "grpo@bf16-naive"]
+    assert prec["rows"][0]["h_ratio"] == result["rows"][0]["h_ratio"]  # the fp32 row is the grpo run itself
+    naive, fp32 = prec["summary"]["grpo@bf16-naive"], prec["summary"]["grpo@fp32"]
+    assert abs(naive["logp_gap"][0]) > 1e-4 > abs(fp32["logp_gap"][0])  # the bf16 log-softmax gap, none in fp32
+    assert names >= {"grpo@bf16-naive-s3", "grpo@bf16-fp32head-s3"}
+    assert format_table(result).row_count == 2 and format_table(result, "precision").row_count == 3
     assert not math.isnan(result["summary"]["grpo"]["pass1"][0])
