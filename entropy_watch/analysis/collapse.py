@@ -54,10 +54,11 @@ def _imminent_steps(prep: Prepared, i: int, config: DetectorConfig) -> float:
 
 
 def conditions(
-    prep: Prepared, config: DetectorConfig, evals: dict[int, Forecast | None]
+    prep: Prepared, config: DetectorConfig, evals: dict[int, Forecast | None], memo: dict | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[int, str], dict[int, str]]:
     """(warn (n,), crit (n,), warning reason by index, critical reason by index): where each collapse state may
-    fire, before latching."""
+    fire, before latching. ``memo`` keeps the reward test per point between calls on a growing run."""
+    memo = {} if memo is None else memo
     n = len(prep)
     ref, lvl, armed = prep.ref_seg, prep.smooth, prep.armed
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -81,8 +82,7 @@ def conditions(
         flags.append(bool(f is not None and f.positive))
         if f is None:
             continue
-        lo = int(np.searchsorted(prep.steps, f.window_start_step))
-        if f.gates and f.lost >= config.decline_lost and not corroborate.reward_improving(prep, lo, i, config):
+        if f.gates and f.lost >= config.decline_lost and not _improving(prep, f, i, config, memo):
             warn[i] = True
             why_warn.setdefault(i, "decline")
         elif persistent(flags, k, m):
@@ -111,30 +111,58 @@ def _message(prep: Prepared, i: int, reason: str, config: DetectorConfig, f: For
     return f"entropy is falling fast{span}: {fmt_nats(now)} nats, {share}"
 
 
+def _improving(prep: Prepared, f: Forecast, i: int, config: DetectorConfig, memo: dict) -> bool:
+    key = ("improving", i)
+    if key not in memo:
+        lo = int(np.searchsorted(prep.steps, f.window_start_step))
+        memo[key] = corroborate.reward_improving(prep, lo, i, config)
+    return bool(memo[key])
+
+
+def _latched_ranks(warn: np.ndarray, crit: np.ndarray, rearm: np.ndarray) -> list[tuple[int, int]]:
+    """(index, rank) where the latched collapse state fires: a warning (1) or critical (2) fires at its first
+    index, again only at a higher rank, and both re-arm at the first ``rearm`` index after the last firing. Jumps
+    from event to event (searchsorted), so a long collapse costs a few steps, not one per point."""
+    w_idx, c_idx = np.flatnonzero(warn | crit), np.flatnonzero(crit)
+    out: list[tuple[int, int]] = []
+    pos = 0  # next candidate in w_idx
+    while pos < w_idx.size:
+        i = int(w_idx[pos])
+        rank = 2 if crit[i] else 1
+        out.append((i, rank))
+        k = int(np.searchsorted(rearm, i, side="right"))
+        re_at = int(rearm[k]) if k < rearm.size else None
+        if rank == 1:  # the next firing: a critical before re-arming, or anything after it
+            c = int(np.searchsorted(c_idx, i, side="right"))
+            if c < c_idx.size and (re_at is None or c_idx[c] < re_at):
+                pos = int(np.searchsorted(w_idx, c_idx[c], side="left"))
+                continue
+        if re_at is None:
+            break
+        pos = int(np.searchsorted(w_idx, re_at, side="left"))
+    return out
+
+
 def detect(
     series: RunSeries,
     prep: Prepared,
     config: DetectorConfig,
     evals: dict[int, Forecast | None],
     fit_at: Callable[[int], Forecast | None],
+    memo: dict | None = None,
 ) -> list[Alert]:
     """Collapse alerts over the prefix. ``evals`` are the scheduled forecasts (gated); ``fit_at(i)`` returns the
-    always-fitted decay forecast at i, which gives each alert its outlook (the verdict at that step quotes it)."""
-    warn, crit, why_warn, why_crit = conditions(prep, config, evals)
+    always-fitted decay forecast at i, which gives each alert its outlook (the verdict at that step quotes it).
+    ``memo`` (kept by a live Analyzer) holds what is already decided for earlier points: alerts are causal."""
+    memo = {} if memo is None else memo
+    warn, crit, why_warn, why_crit = conditions(prep, config, evals, memo)
     with np.errstate(invalid="ignore"):
         re = np.flatnonzero(sustained_rearm(prep.smooth > config.rearm_frac * prep.ref_seg, config))
     out: list[Alert] = []
-    fired, last = -1, -1
-    for i in np.flatnonzero(warn | crit):
-        i = int(i)
-        if fired >= 0:
-            k = int(np.searchsorted(re, last, side="right"))
-            if k < re.size and re[k] <= i:
-                fired = -1
-        rank = 2 if crit[i] else 1
-        if rank <= fired:
+    for i, rank in _latched_ranks(warn, crit, re):
+        if ("alert", i, rank) in memo:
+            out.append(memo[("alert", i, rank)])
             continue
-        fired, last = rank, i
         f = fit_at(i)
         o = decay_outlook(prep, i, config, f)
         why = why_crit[i] if rank == 2 else why_warn[i]
@@ -151,5 +179,6 @@ def detect(
         a = Alert(step=int(prep.steps[i]), detector=f"collapse.{why}", kind="collapse",
                   severity="critical" if rank == 2 else "warning", message=msg, evidence=ev)  # fmt: skip
         lo = max(int(prep.seg_start[i]), i - config.window_max + 1)
-        out.append(apply_context(a, corroborate.flags(series, prep, i, lo, config)))
+        memo[("alert", i, rank)] = apply_context(a, corroborate.flags(series, prep, i, lo, config))
+        out.append(memo[("alert", i, rank)])
     return out

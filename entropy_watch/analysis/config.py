@@ -92,6 +92,8 @@ class DetectorConfig:
     """A cliff must also move the median by at least this much in log H (±35%) to be reported."""
     cliff_ref_versions: int = 50
     """Trailing window the cliff detector's local trend and noise are estimated on (cliffs need dense logs)."""
+    cliff_stride: int = 10
+    """The cliff detector refits that trend every this-many points (index-aligned) and extrapolates in between."""
 
     # --- L3 forecast -------------------------------------------------------------------------------------------
     forecast_min_points: int = 10
@@ -161,6 +163,8 @@ class DetectorConfig:
                 raise ValueError(f"DetectorConfig.{name} must be in (0, 1), got {getattr(self, name)}")
         if self.forecast_min_points > self.window_max:
             raise ValueError("DetectorConfig.forecast_min_points must be <= window_max")
+        if self.cliff_stride < 1:
+            raise ValueError("DetectorConfig.cliff_stride must be >= 1")
         if self.smooth_max_points < self.smooth_points:
             raise ValueError("DetectorConfig.smooth_max_points must be >= smooth_points")
         if self.ref_points < 1 or self.hold_points < 2 or self.smooth_points < 1 or self.eval_stride_div < 1:

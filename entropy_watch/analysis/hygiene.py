@@ -32,6 +32,7 @@ from entropy_watch.analysis.series import RunSeries
 from entropy_watch.analysis.trend import mann_kendall
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this estimates its σ
+NOISE_CHUNK = 50_000  # noise windows computed at once
 
 
 def robust_sigma(x: np.ndarray) -> float:
@@ -56,26 +57,26 @@ def causal_median(x: np.ndarray, width: int) -> np.ndarray:
         return np.nanmedian(sliding_window_view(padded, width), axis=1)
 
 
-def causal_median_var(x: np.ndarray, widths: np.ndarray, chunk: int = 200_000) -> np.ndarray:
-    """Rolling median with a per-point width, shape (n,): entry i is the NaN-aware median of the last
-    ``widths[i]`` values up to i. Computed per distinct width on the points that use it, in chunks (bounded memory).
-    """
+def causal_median_var(x: np.ndarray, widths: np.ndarray, start: int = 0, chunk: int = 200_000) -> np.ndarray:
+    """Rolling median with a per-point width for points ``start``.. (shape (n − start,)): entry i is the NaN-aware
+    median of the last ``widths[i − start]`` values up to i. Computed per distinct width on the points that use it,
+    in chunks (bounded memory)."""
     x = np.asarray(x, dtype=np.float64)
     n = x.size
-    out = np.full(n, np.nan)
-    if n == 0:
+    out = np.full(n - start, np.nan)
+    if n <= start:
         return out
     big = int(widths.max())
     view = sliding_window_view(np.concatenate([np.full(big - 1, np.nan), x]), big)  # row i: x[i-big+1 .. i]
-    has_nan = not np.isfinite(x).all()
+    has_nan = not np.isfinite(x[max(0, start - big) :]).all()
     for w in np.unique(widths):
         idx = np.flatnonzero(widths == w)
         for lo in range(0, idx.size, chunk):
             part = idx[lo : lo + chunk]
-            win = view[part, big - int(w) :]
+            win = view[part + start, big - int(w) :]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                clean = not has_nan and part[0] >= int(w) - 1
+                clean = not has_nan and part[0] + start >= int(w) - 1
                 out[part] = np.median(win, axis=1) if clean else np.nanmedian(win, axis=1)
     return out
 
@@ -206,36 +207,49 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     return RefInfo(settled, lo, int(fin[end]), int(fin[end]), f"the median of the {pts.size} points after it", note)
 
 
-def _noise(log_h: np.ndarray, seg_start: np.ndarray, config: DetectorConfig) -> np.ndarray:
-    """Causal robust σ of log H per point, shape (n,), over the segment's trailing ``noise_points``. Computed at
-    every point of the first ``noise_points`` of a segment and then at every 10th point, carried forward in
-    between, so a long run costs n/10 windows; vectorised (one sliding window of differences)."""
+def _noise(log_h: np.ndarray, seg_start: np.ndarray, config: DetectorConfig, start: int = 0) -> np.ndarray:
+    """Causal robust σ of log H per point over the segment's trailing ``noise_points``, for points ``start``..
+    (shape (n − start,)). Computed at every point of the first ``noise_points`` of a segment and then at every 10th
+    point, carried forward in between, so a long run costs n/10 windows; vectorised (one sliding window of
+    differences). Entries from ``start`` on only need points ≤ themselves, so a live run computes its new tail."""
     n = log_h.size
     w = config.noise_points
     out = np.full(n, np.nan)
-    if n < 4:
-        return out
+    if n < 4 or start >= n:
+        return out[start:]
     pos = np.arange(n) - seg_start
-    at = np.flatnonzero((pos < w) | ((np.arange(n) + 1) % 10 == 0))
+    rule = (pos < w) | ((np.arange(n) + 1) % 10 == 0)
+    first = int(np.flatnonzero(rule[: start + 1])[-1]) if start and rule[: start + 1].any() else start
+    at_all = np.flatnonzero(rule[first:]) + first  # the last computed point before `start` too: it is carried
     d = np.diff(log_h)  # d[j] = log_h[j+1] - log_h[j]
     padded = np.concatenate([np.full(w - 2, np.nan), d])  # window starting at padded[i-1]: d[i-w+1 .. i-1]
-    win = sliding_window_view(padded, w - 1)[np.clip(at - 1, 0, None)].copy()
-    j = at[:, None] - w + 1 + np.arange(w - 1)[None, :]
-    win[j < seg_start[at][:, None]] = np.nan  # only differences inside the point's segment
-    win[at == 0] = np.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(win, axis=1, keepdims=True)
-        sig = MAD_TO_SIGMA * np.nanmedian(np.abs(win - med), axis=1) / np.sqrt(2.0)
-    out[at] = np.where(np.isfinite(win).sum(axis=1) >= 3, sig, np.nan)
+    view = sliding_window_view(padded, w - 1)
+    for c in range(0, at_all.size, NOISE_CHUNK):  # bounded memory on long runs
+        at = at_all[c : c + NOISE_CHUNK]
+        win = view[np.clip(at - 1, 0, None)].copy()
+        j = at[:, None] - w + 1 + np.arange(w - 1)[None, :]
+        win[j < seg_start[at][:, None]] = np.nan  # only differences inside the point's segment
+        win[at == 0] = np.nan
+        ok = np.isfinite(win)
+        full = ok.all(axis=1)
+        sig = np.full(at.size, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for rows, med in ((full, np.median), (~full, np.nanmedian)):  # nanmedian is many times slower
+                if rows.any():
+                    v = win[rows]
+                    sig[rows] = MAD_TO_SIGMA * med(np.abs(v - med(v, axis=1, keepdims=True)), axis=1) / np.sqrt(2)
+        out[at] = np.where(ok.sum(axis=1) >= 3, sig, np.nan)
+    at = at_all
     # carry forward (causal), but never from before the point was computed
     mark = np.zeros(n, dtype=np.int64)
     mark[at] = at
-    return out[np.maximum.accumulate(mark)]
+    return out[np.maximum.accumulate(mark)][start:]
 
 
-def prepare(series: RunSeries, config: DetectorConfig) -> Prepared:
-    """Apply L0 hygiene to ``series`` (see the module docstring)."""
+def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None = None) -> Prepared:
+    """Apply L0 hygiene to ``series`` (see the module docstring). ``previous``, the result for a prefix of the same
+    series (same points, same change points), lets the noise and the level be computed for the new points only."""
     steps = series.steps
     h = series.entropy
     n = h.size
@@ -276,8 +290,13 @@ def prepare(series: RunSeries, config: DetectorConfig) -> Prepared:
     if planned:
         armed &= steps >= int(0.03 * int(planned))
 
-    sigma = _noise(log_h, seg_start, config)
-    smooth = causal_median_var(np.where(finite, h, np.nan), level_widths(sigma, config))
+    m = 0
+    if previous is not None and len(previous) <= n and np.array_equal(previous.seg_start, seg_start[: len(previous)]):
+        m = len(previous)  # the caller vouches that the first m points are the same
+    sigma = np.concatenate([previous.sigma[:m] if m else np.zeros(0), _noise(log_h, seg_start, config, m)])
+    h_fin = np.where(finite, h, np.nan)
+    tail = causal_median_var(h_fin, level_widths(sigma[m:], config), m) if n > m else np.zeros(0)
+    smooth = np.concatenate([previous.smooth[:m] if m else np.zeros(0), tail])
     vocab = series.meta.get("vocab_size")
     return Prepared(
         steps=steps,

@@ -116,6 +116,9 @@ class Analyzer:
         self.config = config or DetectorConfig()
         self._evals: dict[int, Forecast | None] = {}
         self._fits: dict[int, Forecast | None] = {}
+        self._scan: cliffs.Scan | None = None
+        self._prep: Prepared | None = None
+        self._memo: dict = {}
         self._seen_steps: np.ndarray = np.zeros(0, dtype=np.int64)
         self._seen_h: np.ndarray = np.zeros(0)
         self._emitted: set[str] = set()
@@ -127,13 +130,17 @@ class Analyzer:
         if not same:
             self._evals.clear()
             self._fits.clear()
+            self._scan = None
+            self._prep = None
+            self._memo = {}
         self._seen_steps, self._seen_h = series.steps, series.entropy
 
     def analyze(self, series: RunSeries, progress: Progress | None = None) -> AnalysisResult:
         """Every alert so far, the notes, the forecasts, the reference and the verdict of ``series``."""
         cfg = self.config
         self._invalidate_if_rewritten(series)
-        prep = prepare(series, cfg)
+        prep = prepare(series, cfg, self._prep)
+        self._prep = prep
         n = len(prep)
         notes: list[str] = []
         if n < cfg.min_points:
@@ -147,9 +154,10 @@ class Analyzer:
 
         evals = self._scheduled(prep, progress)
         raw: list[Alert] = guards.detect(prep, cfg)
-        raw += cliffs.detect(prep, cfg, series.reset_steps())
+        found, self._scan = cliffs.detect(prep, cfg, series.reset_steps(), self._scan)
+        raw += found
         raw += corroborate.standalone(series, prep, cfg)
-        raw += collapse.detect(series, prep, cfg, evals, lambda i: self._fit(prep, i))
+        raw += collapse.detect(series, prep, cfg, evals, lambda i: self._fit(prep, i), self._memo)
         alerts = cooldown(raw, prep.steps, cfg.cooldown_points)
         res = AnalysisResult(alerts=alerts, notes=notes, prep=prep)
         res.forecasts = {i: f for i, f in evals.items() if f is not None}

@@ -14,7 +14,7 @@ from ._series import healthy, noisy, series
 def test_a_recovering_cliff_is_reported_as_info_with_its_onset() -> None:
     clean = np.full(300, 0.8)
     clean[150:170] = 0.35  # a one-off drop that recovers
-    al = detect(prepare(series(noisy(clean, 0.04)), DetectorConfig()), DetectorConfig())
+    al, _ = detect(prepare(series(noisy(clean, 0.04)), DetectorConfig()), DetectorConfig())
     assert al, "the cliff layer must see a 55% drop"
     first = al[0]
     assert first.kind == "cliff" and first.severity == "info"
@@ -24,7 +24,7 @@ def test_a_recovering_cliff_is_reported_as_info_with_its_onset() -> None:
 def test_no_cliff_on_smooth_decay_or_noise() -> None:
     cfg = DetectorConfig()
     for seed in range(5):
-        assert not detect(prepare(series(healthy(400, seed=seed)), cfg), cfg)
+        assert not detect(prepare(series(healthy(400, seed=seed)), cfg), cfg)[0]
 
 
 def test_innovations_are_standardised_under_ar1_noise() -> None:
@@ -43,6 +43,19 @@ def test_cliff_at_a_known_change_point_is_explained() -> None:
     clean = np.concatenate([np.full(150, 0.8), np.full(150, 0.3)])
     h = noisy(clean, 0.03)
     cfg = DetectorConfig()
-    assert detect(prepare(series(h), cfg), cfg)
+    assert detect(prepare(series(h), cfg), cfg)[0]
     with_event = series(h, events=[(150, "config")])
-    assert not detect(prepare(with_event, cfg), cfg, with_event.reset_steps())
+    assert not detect(prepare(with_event, cfg), cfg, with_event.reset_steps())[0]
+
+
+def test_a_resumed_scan_finds_what_a_full_scan_finds() -> None:
+    clean = np.full(400, 0.8)
+    clean[150:170], clean[300:] = 0.35, 0.3
+    h = noisy(clean, 0.04, seed=3)
+    cfg = DetectorConfig()
+    full, _ = detect(prepare(series(h), cfg), cfg)
+    scan = None
+    for end in (60, 155, 171, 290, 333, 400):
+        got, scan = detect(prepare(series(h[:end]), cfg), cfg, None, scan)
+    assert [a.key for a in got] == [a.key for a in full] and len(full) >= 2
+    assert np.allclose(scan.z, innovations(prepare(series(h), cfg), cfg), equal_nan=True)
