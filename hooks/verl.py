@@ -17,7 +17,8 @@ by *importing a module* in verl's processes through its external-module mechanis
   — verl's "lower" is the dual-clip share, never the low side);
 * **policy losses** — registers ``ew_<mode>`` for every loss in ``core_algos.POLICY_LOSS_REGISTRY``: it calls the base
   loss unchanged and adds ``actor/ew_clipfrac_low`` (A<0, ratio<1-clip_ratio_low) and ``actor/ew_clipfrac_high``
-  (A>0, ratio>1+clip_ratio_high), which the tee maps to ``clip/low_frac`` / ``clip/high_frac``;
+  (A>0, ratio>1+clip_ratio_high), which the tee maps to ``clip/low_frac`` / ``clip/high_frac``; and ``ew_repo_r``
+  (``loss_mode=ew_repo_r``): REPO-R's advantages fed to verl's vanilla PPO loss (:func:`repo_r_policy_loss`);
 * **driver wraps** — ``RayPPOTrainer._compute_old_log_prob`` (per-token entropy of pi_old, response mask, old
   log-probs, response ids) and the module-level ``ray_trainer.compute_advantage`` (advantages): together one
   ``Watch.log_tokens`` per step with the global batch, so the driver is the single writer.
@@ -36,7 +37,9 @@ from typing import Any
 
 import torch
 
+from entropy_watch import metrics as M
 from entropy_watch.aliases import detect_canonical, is_eval
+from entropy_watch.hooks.control import ControlConfig, EntropyController
 from entropy_watch.hooks.watch import report_failure
 
 log = logging.getLogger("entropy_watch")
@@ -45,7 +48,8 @@ CLIPFRAC_LOW = "actor/ew_clipfrac_low"  # no "max"/"min" substring: verl's legac
 CLIPFRAC_HIGH = "actor/ew_clipfrac_high"
 ENTROPY_DEFINITION = "full-vocabulary, pi_old (verl recompute pass before the update), token mean over response tokens"
 
-_state: dict[str, Any] = {"watch": None, "experiment": None, "pending": None, "warned": set()}
+REPO_R_LOSS = "ew_repo_r"
+_state: dict[str, Any] = {"watch": None, "experiment": None, "pending": None, "warned": set(), "repo": None}
 _lock = threading.Lock()
 
 
@@ -178,8 +182,56 @@ def wrap_policy_loss(base: Any) -> Any:
     return loss_fn
 
 
+def repo_controller() -> EntropyController:
+    """This worker's REPO-R controller, created on first use from the environment.
+
+    ``$ENTROPY_WATCH_TARGET_ENTROPY`` (nats; default: H_ref, the median of the first 5 loss calls) and
+    ``$ENTROPY_WATCH_REPO_ZETA_MAX`` (default 0.05, the paper's bound for LLM vocabularies).
+    """
+    if _state["repo"] is None:
+        target = os.environ.get("ENTROPY_WATCH_TARGET_ENTROPY")
+        zeta_max = float(os.environ.get("ENTROPY_WATCH_REPO_ZETA_MAX", "0.05"))
+        cfg = ControlConfig("repo-r", target=float(target) if target else None, centering="raw", zeta_max=zeta_max)
+        _state["repo"] = EntropyController(cfg)
+    return _state["repo"]
+
+
+def repo_r_policy_loss(base: Any, controller: EntropyController | None = None) -> Any:
+    """verl policy loss ``ew_repo_r``: REPO-R (Petrenko et al. 2026) on the advantages, then ``base`` unchanged.
+
+    verl's loss function receives log-probs but no entropy, so L is the raw log-prob (``centering="raw"``, SkyRL PR
+    #1896's logits-free form) and the ζ controller reads the sampled-token surprisal ``mean(-log pi(a))`` over the
+    response tokens as its entropy estimate (target and H_ref in the same unit). ζ is updated after every call (each
+    micro-batch of each data-parallel worker; one controller per worker process) and logged as ``control/zeta``,
+    ``control/entropy`` and ``control/target_entropy`` in the loss metrics, which verl averages per step.
+    """
+
+    @functools.wraps(base)
+    def loss_fn(
+        old_log_prob: torch.Tensor,
+        log_prob: torch.Tensor,
+        advantages: torch.Tensor,
+        response_mask: torch.Tensor,
+        loss_agg_mode: str = "token-mean",
+        config: Any = None,
+        rollout_is_weights: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        ctl = controller or repo_controller()
+        zeta = ctl.zeta
+        with torch.no_grad():
+            adv = ctl.advantages(advantages.detach(), log_prob.detach(), None)  # (B, L) like verl's advantages
+        loss, metrics = base(old_log_prob, log_prob, adv, response_mask, loss_agg_mode, config, rollout_is_weights)
+        with torch.no_grad():
+            m = response_mask.to(log_prob.dtype)
+            ctl.observe(float(-(log_prob.detach() * m).sum()), float(m.sum()))
+        state = ctl.end_step()
+        return loss, {**metrics, **{k: v for k, v in state.items() if k != M.CONTROL_ZETA}, M.CONTROL_ZETA: zeta}
+
+    return loss_fn
+
+
 def register_policy_losses(core_algos: Any = None) -> list[str]:
-    """Register ``ew_<mode>`` for each registered verl policy loss; returns the new names."""
+    """Register ``ew_<mode>`` for each registered verl policy loss, and ``ew_repo_r``; returns the new names."""
     if core_algos is None:
         from verl.trainer.ppo import core_algos
     registry = core_algos.POLICY_LOSS_REGISTRY
@@ -189,6 +241,9 @@ def register_policy_losses(core_algos: Any = None) -> list[str]:
             continue
         core_algos.register_policy_loss(f"ew_{mode}")(wrap_policy_loss(fn))
         names.append(f"ew_{mode}")
+    if "vanilla" in registry:
+        core_algos.register_policy_loss(REPO_R_LOSS)(wrap_policy_loss(repo_r_policy_loss(registry["vanilla"])))
+        names.append(REPO_R_LOSS)
     return names
 
 

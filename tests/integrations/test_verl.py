@@ -162,3 +162,21 @@ def test_autoload_module_installs_parts_available_here():
     assert verl_autoload.INSTALLED["policy_losses"] == "ok"
     assert verl_autoload.INSTALLED["tracking_tee"] == "ok"
     assert set(verl_autoload.INSTALLED) == {"policy_losses", "tracking_tee", "driver"}
+
+
+def test_ew_repo_r_feeds_repo_r_advantages_to_the_vanilla_loss():
+    from omegaconf import OmegaConf
+
+    from entropy_watch.hooks import levers
+    from entropy_watch.hooks.verl import CLIPFRAC_HIGH, REPO_R_LOSS, register_policy_losses, repo_controller
+
+    assert REPO_R_LOSS in register_policy_losses() and REPO_R_LOSS in core_algos.POLICY_LOSS_REGISTRY
+    cfg = OmegaConf.create({"clip_ratio": 0.2, "clip_ratio_low": 0.2, "clip_ratio_high": 0.28, "clip_ratio_c": 3.0,
+                            "global_batch_info": {}})  # fmt: skip
+    old, new, adv, mask = _batch()
+    zeta = repo_controller().zeta
+    loss, m = core_algos.get_policy_loss_fn(REPO_R_LOSS)(old, new, adv, mask, "token-mean", cfg)
+    expected_adv = levers.repo_r_advantages(adv, levers.centred_logp(new, None, "raw"), zeta)
+    base_loss, _ = core_algos.get_policy_loss_fn("vanilla")(old, new, expected_adv, mask, "token-mean", cfg)
+    assert torch.equal(loss, base_loss)
+    assert m[M.CONTROL_ZETA] == zeta and CLIPFRAC_HIGH in m
