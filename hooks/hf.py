@@ -25,6 +25,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from entropy_watch.aliases import detect_canonical, is_eval
+from entropy_watch.hooks.control import ControlError
 from entropy_watch.hooks.live import LIVE_ARGS, Live
 
 _RUN_CHARS = re.compile(r"[^A-Za-z0-9_.\-+@=:,]+")
@@ -79,6 +80,12 @@ class EntropyWatchCallback(TrainerCallback):
         skip_canonical: Iterable[str] = (),
         **watch_kwargs: Any,
     ) -> None:
+        if watch_kwargs.get("control") is not None:  # a callback never sees the loss: say where control lives
+            raise ControlError(
+                "EntropyWatchCallback(control=...): a TrainerCallback cannot reach the loss's advantages or clip "
+                "range; for TRL's GRPOTrainer/RLOOTrainer use entropy_watch.hooks.trl.attach(trainer, control=...)"
+            )
+        watch_kwargs.pop("control", None)
         live_args = {k: watch_kwargs[k] for k in LIVE_ARGS if k in watch_kwargs}
         if live_args:
             Live.build(**live_args)  # a bad notify/on_alert spec raises now, not inside a guarded callback

@@ -178,3 +178,11 @@ def test_trl_seam_adapo_sets_epsilon_high_each_step() -> None:
     assert trainer.epsilon_high == pytest.approx(0.35) and trainer.epsilon_low == 0.2
     assert ctl.step_end(2) == {} and trainer.epsilon_high == pytest.approx(0.35)  # no tokens: unchanged
     assert math.isclose(ctl.watch.logged[0][1][M.CONTROL_EPS_HIGH], 0.35)
+
+
+def test_hf_callback_refuses_control_and_says_where_it_lives() -> None:
+    from entropy_watch.hooks.hf import EntropyWatchCallback
+
+    with pytest.raises(ControlError, match="attach"):
+        EntropyWatchCallback(run="x", control="repo-r")
+    assert EntropyWatchCallback(run="x", control=None).watch_kwargs == {}
