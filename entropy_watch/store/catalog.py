@@ -34,7 +34,7 @@ from pathlib import Path
 
 import duckdb
 
-from entropy_watch.store import fs, layout
+from entropy_watch.store import fs, layout, manifest
 from entropy_watch.store.atomic import write_parquet_atomic
 from entropy_watch.store.files import CoverageCache, select_files
 from entropy_watch.store.fs import StorePath
@@ -66,6 +66,8 @@ def catalog_view_sql(root: StorePath, table: str) -> str:
 def write_catalog(root: str | os.PathLike[str] | StorePath | None = None) -> StorePath:
     """Write ``ROOT/_catalog.duckdb`` with one view per table over the live globs; returns its path.
 
+    Also refreshes ``ROOT/_runs.parquet``, what listing knows about settled runs (:mod:`.manifest`).
+
     Short-lived: opens a new file, creates the views, closes it and publishes it with ``os.replace``. On an object
     store the database is built in a local temporary file and published with one PUT; its views read ``s3://``
     globs, which a DuckDB client answers with its ``httpfs`` extension (or a registered fsspec filesystem).
@@ -83,6 +85,7 @@ def write_catalog(root: str | os.PathLike[str] | StorePath | None = None) -> Sto
     _remove_db(tmp)
     _write_catalog_db(root_path, tmp)
     os.replace(tmp, dest)
+    manifest.write(root_path)
     return dest
 
 

@@ -110,11 +110,18 @@ StorePath = Path | ObjectPath
 
 @dataclass(frozen=True)
 class Entry:
-    """One name in a listing: ``path`` (an :class:`ObjectPath` carries its ``mtime``), and whether it is a folder."""
+    """One name in a listing: its ``path`` (an :class:`ObjectPath` carries its ``mtime``), and whether it is a folder.
+
+    The path is built on first use: listing a root of 10,000 runs needs only the names."""
 
     name: str
-    path: StorePath
+    parent: StorePath
     is_dir: bool
+    _path: StorePath | None = None
+
+    @property
+    def path(self) -> StorePath:
+        return self._path if self._path is not None else self.parent / self.name
 
 
 # -- roots ------------------------------------------------------------------------------------------------------------
@@ -170,7 +177,7 @@ def listdir(path: StorePath) -> list[Entry]:
         infos = path.fs.get_file_info(pafs.FileSelector(path.key, allow_not_found=True, recursive=False))
         return [_entry(path.fs, info) for info in infos]
     with os.scandir(path) as it:
-        return [Entry(e.name, Path(e.path), e.is_dir()) for e in it]
+        return [Entry(e.name, path, e.is_dir()) for e in it]
 
 
 def walk_files(path: StorePath) -> Iterator[tuple[str, StorePath]]:
@@ -190,7 +197,8 @@ def walk_files(path: StorePath) -> Iterator[tuple[str, StorePath]]:
 
 def _entry(fs: pafs.FileSystem, info: pafs.FileInfo) -> Entry:
     mtime = info.mtime_ns / 1e9 if info.mtime_ns is not None else None
-    return Entry(info.base_name, ObjectPath(fs, info.path, mtime), info.type == pafs.FileType.Directory)
+    obj = ObjectPath(fs, info.path, mtime)
+    return Entry(info.base_name, obj.parent, info.type == pafs.FileType.Directory, obj)
 
 
 def is_dir(path: StorePath) -> bool:

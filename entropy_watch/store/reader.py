@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from entropy_watch.errors import RunNotFound
-from entropy_watch.store import fs, layout, summary
+from entropy_watch.store import fs, layout, manifest, summary
 from entropy_watch.store import meta as run_meta
 from entropy_watch.store.files import CoverageCache, select_files
 from entropy_watch.store.fs import StorePath
@@ -189,8 +189,10 @@ class Store(SqlReads):
         return self._summarised([run])[0]
 
     def _summarised(self, names: list[str]) -> list[RunInfo]:
-        """:class:`RunInfo` of ``names``; runs without summaries get theirs from ONE query over all of them."""
-        scanned = [self._scan(name) for name in names]
+        """:class:`RunInfo` of ``names``; runs without summaries get theirs from ONE query over all of them. Settled
+        runs recorded by the last compaction come from ``_runs.parquet`` while unchanged (:mod:`.manifest`)."""
+        recorded = manifest.Manifest.load(self.root) if len(names) > 1 else manifest.Manifest(self.root, {})
+        scanned = [(info, True) if (info := recorded.get(name)) else self._scan(name) for name in names]
         found = summary.query_summaries(self, [i.name for i, known in scanned if not known], SUMMARY_NAMES)
         for info, known in scanned:
             if not known:
