@@ -8,9 +8,9 @@ sequential-learning probe: plain GRPO on task B (``sum3sorted``) from that run's
 Reported per algorithm: H_end/H_0 and the normalised area under the entropy curve (mean of H_k/H_0), pass@1 and
 pass@k at the largest k, distinct correct answers in n samples, the iterations task B needs to reach a reward level,
 and how often the upper clip binds (mean ``clip/high_frac`` over the run's loss forwards). The precision study trains
-GRPO for the whole run in ``bf16-fp32head`` and ``bf16-naive`` too (same SFT checkpoint and seed; the fp32 row is the
-``grpo`` run) and reports the mean signed log-ratio (``ratio/log_mean``), the trainer-vs-sampler log-prob gap before
-each iteration's first update, the entropy trajectory and the clip fractions.
+GRPO for the whole run in the other :data:`PRECISIONS` too (same SFT checkpoint and seed; the row of the preset's own
+mode is the ``grpo`` run) and reports the mean signed log-ratio (``ratio/log_mean``), the trainer-vs-sampler log-prob
+gap before each iteration's first update, the entropy trajectory and the clip fractions.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def compare(
 
     ``precision``: also the whole-run precision study (GRPO in each of :data:`PRECISIONS`, every seed, no probe).
     """
-    from entropy_watch.trainer.config import ALGOS, ConfigError
+    from entropy_watch.trainer.config import ALGOS, ConfigError, preset
 
     bad = [a for a in algos if a not in ALGOS]
     if bad:
@@ -208,7 +208,8 @@ def compare(
             for s in seeds
             for a in algos
         ]
-        study = [p for p in PRECISIONS if precision and (p != "fp32" or "grpo" not in algos)]
+        base = preset(preset_name).model.precision  # the grpo run's own mode (gpu preset: bf16-fp32head)
+        study = [p for p in PRECISIONS if precision and (p != base or "grpo" not in algos)]
         no_probe = ProbeConfig(iterations=0)
         prec_futs = [
             pool.submit(run_algo, preset_name, "grpo", s, root, str(sft[s]), iterations, no_probe, lr, p)
@@ -219,8 +220,8 @@ def compare(
         prec_rows = [f.result() for f in prec_futs]
     prec_out: dict[str, Any] = {}
     if precision:
-        fp32 = [{**r, "algo": "grpo@fp32"} for r in rows if r["algo"] == "grpo"]
-        prec_rows = fp32 + prec_rows
+        own = [{**r, "algo": f"grpo@{base}"} for r in rows if r["algo"] == "grpo" and base in PRECISIONS]
+        prec_rows = sorted(own + prec_rows, key=lambda r: PRECISIONS.index(r["algo"].split("@")[1]))
         labels = [f"grpo@{p}" for p in PRECISIONS]
         prec_out = {"rows": prec_rows, "summary": summarize(prec_rows, labels, PRECISION_COLUMNS)}
     result = {"preset": preset_name, "rows": rows, "summary": summarize(rows, algos), "precision": prec_out}
