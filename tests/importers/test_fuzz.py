@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from entropy_watch.errors import ImportFormatError
@@ -64,7 +64,9 @@ def _load(content: str | bytes, suffix: str, fmt: str | None = None) -> list:
 
 @st.composite
 def csv_text(draw: st.DrawFn) -> str:
-    header = draw(st.lists(NAMES, min_size=1, max_size=5))
+    header = draw(st.lists(NAMES, min_size=0, max_size=4))
+    if draw(st.booleans()):  # a recognisable log most of the time, so the parse goes past the header
+        header = draw(st.permutations(["step", "entropy", *header[:2]]))
     rows = draw(st.lists(st.lists(CELLS, min_size=0, max_size=len(header) + 1), max_size=12))
     sep = draw(st.sampled_from([",", "\t", ";"]))
     quote = draw(st.booleans())
@@ -77,6 +79,9 @@ def csv_text(draw: st.DrawFn) -> str:
 
 @FUZZ
 @given(csv_text())
+@example("step,entropy\n1,0.5\n9223372036854775808,0.4\n")  # issue 11: OverflowError escaped
+@example("step,entropy,x\n1,0.5," + "y" * 200_000 + "\n")  # csv field limit escaped
+@example("step,entropy," + "n" * 2**20 + "\n1,0.5,1\n")  # a megabyte column name
 def test_any_csv_loads_or_fails_cleanly(text: str) -> None:
     _load(text, ".csv")
 
@@ -101,8 +106,19 @@ JSON_VALUES = st.recursive(
 )
 
 
+LOG_RECORDS = st.lists(
+    st.fixed_dictionaries(
+        {"step": st.one_of(st.integers(-(2**70), 2**70), JSON_VALUES), "entropy": JSON_VALUES},
+        optional={"reward": JSON_VALUES, "actor": st.dictionaries(NAMES, JSON_VALUES, max_size=3)},
+    ),
+    max_size=10,
+)
+
+
 @FUZZ
-@given(st.lists(st.dictionaries(NAMES, JSON_VALUES, max_size=5), max_size=10), st.booleans())
+@given(st.one_of(LOG_RECORDS, st.lists(st.dictionaries(NAMES, JSON_VALUES, max_size=5), max_size=10)), st.booleans())
+@example([{"step": 1, "entropy": 0.5}, {"step": 2**64, "entropy": 0.4}], False)  # issue 11: OverflowError escaped
+@example([{"step": 1, "entropy": 0.5}, {"step": 2**64, "entropy": 0.4}], True)
 def test_any_jsonl_and_json_load_or_fail_cleanly(records: list[dict], as_list: bool) -> None:
     if as_list:
         _load(json.dumps(records), ".json", fmt="json")

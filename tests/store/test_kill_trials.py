@@ -95,6 +95,17 @@ def test_kill_9_loses_at_most_the_stated_window(root: Path, spawn: Callable, see
     assert worst_age <= FLUSH_S + PUBLISH_SLACK_S, f"lost a row logged {worst_age:.2f} s before the kill"
 
 
+def test_a_session_killed_in_its_first_seconds_keeps_its_first_rows(root: Path, spawn: Callable) -> None:
+    """Issue 11: with the first publish due only after a whole interval, a session killed early lost everything."""
+    proc = spawn("recorder", root, "k", 30.0, 1_000_000, 0.005)  # an interval far longer than the trial
+    assert proc.stdout.readline().startswith("L 0 ")
+    time.sleep(2.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    steps, _ = Store(root).series("k", "x")
+    assert steps.size >= 1 and steps[0] == 0, "the session's first rows are published at once"
+
+
 def test_store_deleted_mid_run_stores_each_later_row_once(root: Path, spawn: Callable) -> None:
     proc = spawn("recorder", root, "k", 0.2, 400, 0.01)
     lines = [proc.stdout.readline()]
