@@ -17,6 +17,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -45,9 +46,11 @@ for r in range(lo, hi):
 
 # What `ls` needs from the store, without the CLI's own formatting: every run with its state, last step and entropy.
 _LIST_RUNS = """
-import sys
+import sys, time
 from entropy_watch.store import Store
+t = time.perf_counter()
 rows = [(i.name, i.state, i.last_step, i.latest.get("entropy/mean")) for i in Store(sys.argv[1]).runs()]
+print(f"in-process {time.perf_counter() - t:.3f} s")
 assert all(r[3] is not None for r in rows), "a run without its latest entropy"
 """
 
@@ -66,11 +69,14 @@ def run_cli(code: Path, args: list[str], mem_limit_gb: float, timeout_s: float) 
         [sys.executable, *(args if args[0] == "-c" else ["-m", "entropy_watch", *args])],
         cwd=code,
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         preexec_fn=cap,
         text=True,
     )
+    out: list[str] = []
+    drain = threading.Thread(target=lambda: out.extend(proc.stdout.read().splitlines()), daemon=True)  # never block
+    drain.start()
     deadline = t + timeout_s
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -84,7 +90,10 @@ def run_cli(code: Path, args: list[str], mem_limit_gb: float, timeout_s: float) 
     secs = time.perf_counter() - t
     code_ = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().strip().splitlines() if proc.stderr else []
+    drain.join(timeout=30)
     state = f"exit {code_}" + (f": {err[-1][:70]}" if code_ not in (0, 1, 2) and err else "")
+    if out and out[-1].startswith("in-process"):
+        state += f" ({out[-1]})"
     return secs, usage.ru_maxrss / 1024, state
 
 
