@@ -2,7 +2,8 @@
 
 * :func:`reader` / :func:`monitor` — one in-memory :class:`~entropy_watch.store.TailReader` per store root and
   server process, shared by every browser tab, and one :class:`~entropy_watch.monitor.Monitor` on it that analyses
-  each run in the background whenever its data changes (the same loop as ``entropy-watch watch``). ``app/main.py``
+  each run in the background whenever its data changes (the same loop as ``entropy-watch watch``), in one worker
+  process (:func:`analysis_pool`) so the analysis never competes with the pages for the GIL. ``app/main.py``
   starts both when the server starts (:func:`warm`), so the first visitor finds the store loaded and analysed.
   Nothing here ever opens a ``.duckdb`` file, so no lock is held on the store (STORE_AND_APP §1.3).
 * query functions — ``@st.cache_data`` keyed by ``(root, run, version, …)``, where ``version`` is the run's change
@@ -15,10 +16,12 @@ The store root comes from :func:`default_store_root`, resolved when called (neve
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ _lock = threading.Lock()
 _readers: dict[str, TailReader] = {}
 _monitors: dict[str, Monitor] = {}
 _polled: dict[str, float] = {}
+_pool: ProcessPoolExecutor | None = None
 
 
 def default_store_root(argv: list[str] | None = None) -> str:
@@ -67,14 +71,26 @@ def reader(root: str) -> TailReader:
         return r
 
 
+def analysis_pool() -> ProcessPoolExecutor:
+    """The one worker process the monitors analyse in (a 100k-step analysis takes seconds of CPU: in the server's
+    own process it would hold the GIL the pages render with). Made on first use, remade if it died."""
+    global _pool
+    with _lock:
+        if _pool is None or getattr(_pool, "_broken", False):
+            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return _pool
+
+
 def monitor(root: str) -> Monitor:
     """The background analysis of ``root``'s runs, started on first use."""
     with _lock:
         m = _monitors.get(root)
     if m is None:
-        m = Monitor(reader(root))
+        m = Monitor(reader(root), pool=analysis_pool())
         with _lock:
             m = _monitors.setdefault(root, m)
+    if getattr(m.pool, "_broken", False):
+        m.pool = analysis_pool()
     return m.start(MONITOR_INTERVAL_S)
 
 

@@ -26,6 +26,8 @@ from entropy_watch.store.reads import Trace
 HEALTH_ICONS = {"ok": "🟢", "info": "🔵", "warning": "🟠", "critical": "🔴", "too-short": "⚪"}
 SEVERITY_ICONS = {"info": "🔵", "warning": "🟠", "critical": "🔴"}
 ENTROPY_NAMES = (M.ENTROPY_MEAN, M.ENTROPY_SAMPLED_NLL)
+MAX_ALERT_BOXES = 10
+"""Warnings and critical alerts shown one box each (most severe first); further ones are listed in one table."""
 
 
 def entropy_name(names: list[str] | dict[str, Any]) -> str | None:
@@ -173,13 +175,22 @@ def alerts_section(
     st.plotly_chart(charts.alert_timeline(alerts, (max(window[0], steps[0]), min(window[1], steps[1]))), key="alerts")
     major = [a for a in alerts if a.severity != "info"]
     info = [a for a in alerts if a.severity == "info"]
-    for a in major:
+    for a in major[:MAX_ALERT_BOXES]:
         _alert_box(a)
+    if len(major) > MAX_ALERT_BOXES:
+        rest = major[MAX_ALERT_BOXES:]
+        with st.expander(f"{len(rest)} more warning and critical alert{'s' if len(rest) != 1 else ''}"):
+            _alert_table(rest, "alerts_more")
     if info:
         with st.expander(f"🔵 {len(info)} info note{'s' if len(info) != 1 else ''} (context, not findings)"):
-            for a in info:
-                st.markdown(f"**step {a.step:,} · {a.kind}** ({a.detector})")
-                st.text(a.message)
+            _alert_table(info, "alerts_info")
+
+
+def _alert_table(alerts: list[Alert], key: str) -> None:
+    """Alerts as one table (steps, kinds and messages as data), for lists too long for one box each."""
+    rows = [{"step": a.step, "severity": a.severity, "kind": a.kind, "detector": a.detector, "message": a.message}
+            for a in alerts]  # fmt: skip
+    st.dataframe(rows, hide_index=True, key=key, column_config={"message": st.column_config.TextColumn(width="large")})
 
 
 def _alert_box(a: Alert) -> None:

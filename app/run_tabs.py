@@ -39,6 +39,13 @@ class RunView:
 
 
 TABS = ("Distribution", "Drivers: clipping, advantages, covariance", "Reward, precision and controller")
+TAB_NAMES: tuple[tuple[str, ...], ...] = (
+    tuple(M.ENTROPY_QUANTILES),
+    (M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC, M.CLIP_REGION_FRAC, M.CLIP_ONPOLICY, M.ADV_MEAN, M.ADV_STD, M.ADV_MIN,
+     M.ADV_MAX, M.ADV_FRAC_ZERO_GROUPS, M.COV_PRED_DH, M.COV_PG_DRIVE, M.COV_LOGP_ADV, M.ENTROPY_DELTA_OBS),
+    (M.RATIO_LOG_MEAN, M.PRECISION_LOGP_GAP_MEAN, M.PRECISION_LOGP_GAP_MAX),
+)  # fmt: skip
+"""The series each tab draws (the reward tab also draws every ``control/*`` name): only the open tab's are read."""
 TAB_POINTS = 1000
 HEATMAP_COLS = 500
 
@@ -177,3 +184,9 @@ def reward_section(v: RunView) -> None:
             f"Predicted ceiling when entropy is spent (H = 0): {law['ceiling']:.3g}; "
             f"headroom over the recent reward: {law['headroom']:.3g}."
         )
+
+
+def tab_names(tab: int, logged: list[str]) -> tuple[str, ...]:
+    """The logged series tab number ``tab`` (0, 1, 2 in :data:`TABS`) draws."""
+    wanted = set(TAB_NAMES[tab])
+    return tuple(n for n in logged if n in wanted or (tab == 2 and n.startswith("control/")))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -66,6 +67,18 @@ class RunState:
     finished_at: float = 0.0
 
 
+_WORKER_ANALYZERS: dict[str, Analyzer] = {}
+
+
+def analyse_in_worker(key: str, series: RunSeries, config: DetectorConfig) -> AnalysisResult:
+    """One analysis in a worker process, with that process's incremental :class:`Analyzer` for ``key`` (the
+    monitor's run): its cached forecast evaluations make a live run's next analysis cost the new steps only."""
+    analyzer = _WORKER_ANALYZERS.get(key)
+    if analyzer is None or analyzer.config != config:
+        analyzer = _WORKER_ANALYZERS[key] = Analyzer(config)
+    return analyzer.analyze(series)
+
+
 @dataclass
 class _Job:
     analyzer: Analyzer
@@ -83,6 +96,8 @@ class Monitor:
         runs: follow only these run names (None: every run, new ones too).
         config: detector settings.
         on_new_alerts, on_analysis, on_waiting, on_error: see the module docstring.
+        pool: run the detector in this executor (a one-process ``ProcessPoolExecutor``: the app uses one so that
+            analysing a 100k-step run never holds the GIL its pages render with); None: on the calling thread.
     """
 
     def __init__(
@@ -95,8 +110,10 @@ class Monitor:
         on_waiting: OnWaiting | None = None,
         on_error: OnError | None = None,
         on_analysis: OnAnalysis | None = None,
+        pool: Executor | None = None,
     ) -> None:
         self.reader = reader
+        self.pool = pool
         self.only = None if runs is None else tuple(runs)
         self.config = config or DetectorConfig()
         self.on_new_alerts = on_new_alerts
@@ -240,7 +257,11 @@ class Monitor:
                     self._call(self.on_waiting, run, run, str(e))
                 return st
             try:
-                result = job.analyzer.analyze(series)
+                if self.pool is not None:
+                    key = f"{getattr(self.reader, 'root', '')}\0{run}"
+                    result = self.pool.submit(analyse_in_worker, key, series, self.config).result()
+                else:
+                    result = job.analyzer.analyze(series)
                 verdict = result.verdict
             except Exception as exc:  # one line on the page / terminal, never a traceback; keep the last result
                 msg = f"analysis failed: {type(exc).__name__}: {exc}"

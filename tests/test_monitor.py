@@ -44,12 +44,17 @@ def _write_prefix(w: RunWriter, steps: np.ndarray, h: np.ndarray) -> None:
     w.write("scalars", {"step": steps.tolist(), "name": [M.ENTROPY_MEAN] * steps.size, "value": h.tolist()})
 
 
-def test_live_alerts_arrive_once_and_match_the_whole_run_analysis(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_process", [False, True], ids=["thread", "worker-process"])
+def test_live_alerts_arrive_once_and_match_the_whole_run_analysis(tmp_path: Path, in_process: bool) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     sr = generate("fast_collapse", seed=1, n_steps=400)
     w = RunWriter(tmp_path, "live")
     calls = Calls()
     reader = TailReader(tmp_path)
-    mon = calls.monitor(reader)
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) if in_process else None
+    mon = calls.monitor(reader, pool=pool)
     for lo in range(0, 400, 100):
         _write_prefix(w, sr.steps[lo : lo + 100], sr.entropy[lo : lo + 100])
         states = mon.poll()
@@ -63,6 +68,8 @@ def test_live_alerts_arrive_once_and_match_the_whole_run_analysis(tmp_path: Path
     st = mon.state("live")
     assert st is not None and st.version == (400, 399) and st.result is not None and st.error is None
     assert not mon.pending("live", reader.versions()["live"])
+    if pool is not None:
+        pool.shutdown()
 
 
 def test_a_run_without_entropy_waits_and_a_named_missing_run_is_reported(tmp_path: Path) -> None:

@@ -45,6 +45,10 @@ KNOWN_CYCLES = {
         "issue 11: columns.parse_numeric imports base.parse_cell inside the function while base imports columns; "
         "move parse_cell (the cell rule) into importers/columns.py and import it in base from there"
     ),
+    frozenset({"entropy_watch.store.manifest", "entropy_watch.store.reader"}): (
+        "issue 15: manifest.py imports reader.RunInfo/Store inside functions while reader imports manifest; move "
+        "RunInfo below both (e.g. store/summary.py) and let compaction, not manifest.write, call Store"
+    ),
 }
 
 

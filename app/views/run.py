@@ -14,7 +14,6 @@ import difflib
 
 import streamlit as st
 
-from entropy_watch import metrics as M
 from entropy_watch.app import data, linked, sidebar
 from entropy_watch.app import run_panels as P
 from entropy_watch.app import run_tabs as T
@@ -68,11 +67,6 @@ def context() -> tuple[tuple[int, int] | None, list[str], tuple[int, int]]:
     return version, data.scalar_names(root, run, version), settings.window.bounds(version[1])
 
 
-def traces(version: tuple[int, int], names_logged: list[str], window: tuple[int, int], max_points: int) -> dict:
-    wanted = tuple(n for n in names_logged if n in M.CANONICAL or "/" in n)
-    return data.traces(root, run, version, wanted, window, max_points)
-
-
 @st.fragment(run_every=every)
 def head_panel() -> None:
     version, names_logged, _ = context()
@@ -109,20 +103,11 @@ def tabs_panel() -> None:
     meta = data.run_meta(root, run, version)
     info = next((r for r in data.runs(root, data.poll(root)) if r.name == run), None)
     state = data.monitor(root).state(run)
-    view = T.RunView(
-        root,
-        run,
-        version,
-        names_logged,
-        traces(version, names_logged, window, T.TAB_POINTS),
-        window,
-        settings.smoothing,
-        meta,
-        P.imported(info, meta),
-        state,
-    )
-    for tab, draw in ((dist, T.distribution_tab), (drivers, T.drivers_tab), (reward, T.reward_tab)):
-        if tab.open:
+    for i, (tab, draw) in enumerate(((dist, T.distribution_tab), (drivers, T.drivers_tab), (reward, T.reward_tab))):
+        if tab.open:  # only the open tab reads its series and draws
+            tr = data.traces(root, run, version, T.tab_names(i, names_logged), window, T.TAB_POINTS)
+            imported = P.imported(info, meta)
+            view = T.RunView(root, run, version, names_logged, tr, window, settings.smoothing, meta, imported, state)
             with tab:
                 draw(view)
 

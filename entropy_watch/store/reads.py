@@ -241,8 +241,19 @@ class SqlReads:
             SELECT count(*) AS n FROM seg a JOIN seg b ON a.name = b.name AND a.lo <= b.hi AND b.lo <= a.hi
              AND (a._writer, a._seq, a.rank) < (b._writer, b._seq, b.rank)
         """
+        token = self._cache_token()
+        memo: dict[str, tuple[Any, str]] = self.__dict__.setdefault("_dedupe_memo", {})
+        if token is not None and run in memo and memo[run][0] == token:
+            return memo[run][1]
         n = self._read([run], ["scalars"], sql, {"run": run}).column("n")[0].as_py()
-        return keep_latest() if n else ""
+        clause = keep_latest() if n else ""
+        if token is not None:
+            memo[run] = (token, clause)
+        return clause
+
+    def _cache_token(self) -> Any:
+        """A value that changes whenever the data may have (None: no such value, nothing is memoised)."""
+        return None
 
     # -- downsampled series --------------------------------------------------------------------------------------
     def downsampled(

@@ -88,13 +88,18 @@ class TailReader(SqlReads):
             return added
 
     def query(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> pa.Table:
-        """Run a (parameterised) query over the mirrored tables."""
+        """Run a (parameterised) query over the mirrored tables. Queries run concurrently, each on its own cursor
+        (DuckDB isolates them from an ingest in progress); the lock only guards making the cursor, so a long query
+        never holds up a page's other queries or the next poll."""
         with self._lock:
             cur = self._con.cursor()
-            try:
-                return cur.sql(sql, params=params or None).to_arrow_table()
-            finally:
-                cur.close()
+        try:
+            return cur.sql(sql, params=params or None).to_arrow_table()
+        finally:
+            cur.close()
+
+    def _cache_token(self) -> int:
+        return self.generation
 
     # -- the read interface ---------------------------------------------------------------------------------------
     def runs(self) -> list[RunInfo]:
