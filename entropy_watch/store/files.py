@@ -136,10 +136,10 @@ def list_data_files(rank_dir: StorePath, coverage: CoverageCache) -> list[FileRe
         entries = sorted((e for e in listdir(rank_dir) if not e.name.startswith(".")), key=lambda e: e.name)
     except FileNotFoundError:
         return []
-    return [ref for e in entries if (ref := _file_ref(e.path, coverage)) is not None]
+    return [ref for e in entries if (ref := file_ref(e.path, coverage)) is not None]
 
 
-def _file_ref(path: StorePath, coverage: CoverageCache) -> FileRef | None:
+def file_ref(path: StorePath, coverage: CoverageCache) -> FileRef | None:
     """The :class:`FileRef` of a segment or part file, None for any other name."""
     m = SEG_RE.match(path.name)
     part = m is None and PART_RE.match(path.name) is not None
@@ -170,7 +170,7 @@ def list_table_files(table_dir: StorePath, coverage: CoverageCache) -> list[File
         rank, _, name = rel.partition("/")
         if rank.startswith("rank=") and rank[5:].isdigit() and "/" not in name and not name.startswith("."):
             found.append((int(rank[5:]), name, path))
-    return [ref for *_, path in sorted(found, key=lambda t: t[:2]) if (ref := _file_ref(path, coverage)) is not None]
+    return [ref for *_, path in sorted(found, key=lambda t: t[:2]) if (ref := file_ref(path, coverage)) is not None]
 
 
 def rank_dirs(table_dir: StorePath) -> list[StorePath]:
@@ -195,12 +195,12 @@ def select_files(files: list[FileRef], exclude: set[Key] | frozenset[Key] = froz
     coverages are nested or disjoint, so every file is either read whole or skipped; a file that only partly overlaps
     what is already chosen (two compactors raced on a shared filesystem) is read restricted to its missing keys.
     """
-    chosen: set[Key] = set(exclude)
+    chosen: set[Key] = set()  # not a copy of ``exclude``: a tail reader's grows with everything it ingested
     sel = Selection()
     for ref in sorted(files, key=lambda r: (len(r.keys), r.kind == "part", r.path.name), reverse=True):
         if not ref.keys:
             continue
-        missing = ref.keys - chosen
+        missing = frozenset(k for k in ref.keys if k not in chosen and k not in exclude)
         if not missing:
             continue
         if len(missing) == len(ref.keys):

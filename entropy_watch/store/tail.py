@@ -30,7 +30,9 @@ import pyarrow as pa
 from entropy_watch.errors import RunNotFound
 from entropy_watch.store import layout
 from entropy_watch.store.files import CoverageCache, Key, select_files
-from entropy_watch.store.query import Binder, read_locked, run_names, source_sql, table_dirs, table_files, with_retry
+from entropy_watch.store.fs import is_object
+from entropy_watch.store.listing import FolderWatch
+from entropy_watch.store.query import Binder, read_locked, run_names, source_sql, with_retry
 from entropy_watch.store.reader import RunInfo, Store
 from entropy_watch.store.reads import SqlReads, query_files
 from entropy_watch.store.schema import empty_table
@@ -64,7 +66,7 @@ class TailReader(SqlReads):
         self._con = duckdb.connect(":memory:")
         self._lock = threading.Lock()
         self._coverage = CoverageCache()
-        self._seen: dict[str, set[str]] = {t: set() for t in self.tables}
+        self._watch = FolderWatch()
         self._ingested: dict[str, set[Key]] = {t: set() for t in self.tables}
         cur = self._con.cursor()
         for table in self.tables:
@@ -77,7 +79,7 @@ class TailReader(SqlReads):
     def files_seen(self) -> int:
         """Files currently listed in the store that this reader has already handled."""
         with self._lock:
-            return sum(len(s) for s in self._seen.values())
+            return self._watch.files
 
     def poll(self) -> int:
         """Ingest files published since the last poll; returns the number of new rows (bumps ``generation`` if > 0)."""
@@ -151,17 +153,17 @@ class TailReader(SqlReads):
             names = [n for n in names if n in self.only]
         added = 0
         for table in self.tables:
-            with read_locked(table_dirs(self.root, names, table)):
-                files = table_files(self.root, names, table, self._coverage)
-                listed = {str(f.path) for f in files}
-                new = [f for f in files if str(f.path) not in self._seen[table]]
-                sel = select_files(new, exclude=self._ingested[table])
-                if not sel.empty:
+            # Only what appeared since the last poll is listed and parsed (store/listing.py): the cost does not grow
+            # with the files already read. Their folders are locked while they are read; one that vanished after
+            # the scan (compaction) fails the read, and the poll is repeated from the last committed scan.
+            scan = self._watch.scan(self.root, names, table, self._coverage)
+            sel = select_files(scan.new, exclude=self._ingested[table])
+            if not sel.empty:
+                with read_locked({f.path.parent for f in scan.new if not is_object(f.path)}):
                     added += self._ingest(table, sel)
-                    self._ingested[table].update(k for f in sel.whole for k in f.keys)
-                    self._ingested[table].update(k for _, keys in sel.partial for k in keys)
-            # Forget names that are gone (merged segments): names are never reused, so this only bounds memory.
-            self._seen[table] = (self._seen[table] & listed) | {str(f.path) for f in new}
+                self._ingested[table].update(k for f in sel.whole for k in f.keys)
+                self._ingested[table].update(k for _, keys in sel.partial for k in keys)
+            self._watch.commit(scan)
         return added
 
     def _ingest(self, table: str, sel: Any) -> int:

@@ -157,7 +157,7 @@ def test_reader_listing_races_a_deletion(s3_root: str, monkeypatch: pytest.Monke
         return files
 
     monkeypatch.setattr(query_module, "table_files", list_then_compact)
-    for module in ("entropy_watch.store.reader", "entropy_watch.store.reads", "entropy_watch.store.tail"):
+    for module in ("entropy_watch.store.reader", "entropy_watch.store.reads"):
         monkeypatch.setattr(importlib.import_module(module), "table_files", list_then_compact)
     assert Store(s3_root).scalars("r").num_rows == 50
     assert raced and raced[0].merged_files == 5 and _kinds(s3_root) == ["part"]
