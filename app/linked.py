@@ -6,8 +6,8 @@ Streamlit draws each Plotly figure in its own element, so Plotly cannot link the
 adds one small script to the page (``st.html`` with JavaScript, run once per browser tab) that watches for Plotly
 charts whose x axis is the training step (axis title starting with "step") and:
 
-* zoom: a drag-zoom or pan on one chart sets the same step range on the others; a double-click (autorange) resets
-  them all;
+* zoom: a drag-zoom or pan on one chart sets the same step range on the others, and on charts drawn later (a tab
+  opened); a double-click (autorange) resets them all;
 * hover: the hovered step is shown on every other step chart (``Plotly.Fx.hover`` at that x value).
 
 Charts redrawn by a live refresh are picked up again (a ``MutationObserver`` on the page). Charts with another x
@@ -45,6 +45,7 @@ SCRIPT = """
     else if ("xaxis.range[0]" in ev) update = {"xaxis.range": [ev["xaxis.range[0]"], ev["xaxis.range[1]"]]};
     else if (ev["xaxis.range"]) update = {"xaxis.range": ev["xaxis.range"].slice()};
     if (!update) return;
+    window.__ewRange = update["xaxis.range"] || null;  // charts drawn later (a tab opened) start at this range
     syncing = true;
     Promise.all(charts().filter(gd => gd !== src).map(gd => P().relayout(gd, update)))
       .finally(() => { syncing = false; });
@@ -63,6 +64,10 @@ SCRIPT = """
   const attach = () => charts().forEach(gd => {
     if (gd.__ewHooked) return;
     gd.__ewHooked = true;
+    if (window.__ewRange && P()) {
+      syncing = true;
+      P().relayout(gd, {"xaxis.range": window.__ewRange.slice()}).finally(() => { syncing = false; });
+    }
     gd.on("plotly_relayout", ev => onRelayout(gd, ev));
     gd.on("plotly_hover", ev => onHover(gd, ev));
     gd.on("plotly_unhover", () => onUnhover(gd));

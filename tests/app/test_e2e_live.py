@@ -330,6 +330,13 @@ def test_linked_zoom_and_hover_and_every_tab(server: str, page: object) -> None:
     ):  # fmt: skip
         page.get_by_role("tab", name=tab).click()  # type: ignore[attr-defined]
         titles_drawn(page, titles)
+        page.wait_for_function(  # type: ignore[attr-defined]  # a chart drawn after the zoom starts zoomed
+            """ts => ts.every(t => { const d = [...document.querySelectorAll('.js-plotly-plot')]
+                     .find(e => e.layout.title.text.includes(t));
+                   const r = d && d.layout.xaxis.range;
+                   return !d.layout.xaxis.title.text.startsWith('step') || (r && Math.round(r[0]) === 100); })""",
+            arg=titles,
+        )
         shot(page, f"07_run_tab{i + 2}", 3000)
 
 
