@@ -306,6 +306,11 @@ def main() -> None:
     try:
         if "writer" in only:
             extra.update(bench_writer(tmp))
+        if only & {"ls", "show"}:
+            floor = min(timed(lambda: subprocess.run([sys.executable, "-m", "entropy_watch", "--help"],
+                                                     capture_output=True, check=True)) for _ in range(3))  # fmt: skip
+            extra["CLI start-up floor s (entropy-watch --help)"] = floor
+            print(f"\nCLI start-up floor (entropy-watch --help, a process): {floor:.2f} s")
         if "ls" in only:
             cli_rows, api_rows, scan_rows = bench_ls(tmp, [10, 100, 1_000] if q else [10, 100, 1_000, 10_000])
             e = table("entropy-watch ls --json (process, after compaction)", "runs", cli_rows)
