@@ -55,9 +55,9 @@ def default_store_root(argv: list[str] | None = None) -> str:
     args = list(sys.argv[1:] if argv is None else argv)
     for i, a in enumerate(args):
         if a == "--store" and i + 1 < len(args):
-            return str(Path(args[i + 1]).expanduser().resolve())
+            return str(default_root(args[i + 1]).resolve())  # an s3:// URI stays a URI
         if a.startswith("--store="):
-            return str(Path(a.split("=", 1)[1]).expanduser().resolve())
+            return str(default_root(a.split("=", 1)[1]).resolve())
     return str(default_root(os.environ.get(ENV_STORE) or None).resolve())
 
 

@@ -13,6 +13,8 @@ import streamlit as st
 
 from entropy_watch.app import data
 from entropy_watch.app.display import Window
+from entropy_watch.store.fs import is_uri
+from entropy_watch.store.layout import default_root
 
 INTERVALS_S: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 DEFAULT_INTERVAL_S = 2.0
@@ -57,8 +59,8 @@ def render() -> Settings:
             key="store_root",
             help="Store root folder (ENTROPY_WATCH_DIR, or `--store` after `--`).",
         )
-        root = str(Path(raw.strip() or ".").expanduser().resolve())
-        if not Path(root).is_dir():
+        root = str(default_root(raw.strip() or ".").resolve())  # a folder made absolute; an s3:// URI as given
+        if not is_uri(root) and not Path(root).is_dir():
             st.caption(f"`{root}` does not exist yet; runs appear here once a trainer writes to it.")
         live = st.toggle("Live updates", value=True, key="live", help="Poll the store for new data.")
         interval = st.select_slider(
