@@ -88,9 +88,10 @@ def s3_root(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return f"s3://{bucket}/ew_runs"
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
 def any_root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The same test on a local folder and on an S3 bucket (the crash and concurrency harness runs on both)."""
+    """The same test on a local folder and on an S3 bucket (the crash and concurrency harness runs on both; the S3
+    variants are slow: moto answers a request in ~15-50 ms)."""
     if request.param == "local":
         return str(tmp_path / "ew_runs")
     return request.getfixturevalue("s3_root")
