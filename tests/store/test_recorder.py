@@ -149,7 +149,7 @@ def test_store_deleted_mid_run_stores_later_rows_once(root: Path) -> None:
     for step in range(100):
         rec.scalars(step, {"x": float(step)})
     rec.flush()
-    shutil.rmtree(root)
+    shutil.rmtree(root, ignore_errors=True)  # the recorder's thread may write a heartbeat meanwhile: a real race
     for step in range(100, 354):
         rec.scalars(step, {"x": float(step)})
         if step % 40 == 0:
