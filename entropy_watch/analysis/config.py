@@ -74,6 +74,7 @@ class DetectorConfig:
     before the rise, by at least reward_drop_abs of its ceiling): healthy runs rise two- or threefold while reward
     holds; an explosion degenerates the output and reward falls."""
     reward_drop_abs: float = 0.2
+    """The smallest reward move that counts (a share of its ceiling), falling (explosion) or climbing (saturation)."""
     near_uniform_frac: float = 0.7
     """When V is known: H_ref above this share of ln V is a near-uniform start (an info note, never an explosion)."""
     spike_z: float = 4.0
@@ -119,6 +120,10 @@ class DetectorConfig:
     """The forecast warns when P(floor within the horizon) over the bootstrap is at least this."""
     eta_interval: float = 0.8
     """Central probability of the ETA interval every surface shows (80%: the 10th to the 90th percentile)."""
+    eta_spread: float = 1.5
+    """The ETA interval's spread around its median (in log(1 + ETA)) is widened this many times: the fits' own
+    uncertainty leaves out what no fit knows (the rate changing, an alert raised on a low point). Calibrated on the
+    synthetic tuning seeds so the 80% interval covers ~80% of true crossings; benchmarks report held-out seeds."""
     imminent_frac: float = 0.1
     """Critical 'imminent': the interval's upper end is within max(imminent_min_points, imminent_frac·points so
     far) points."""
@@ -134,6 +139,10 @@ class DetectorConfig:
     saturated_frac: float = 0.97
     """The task is solved when the lower quartile of the recent reward is at least this share of the ceiling: a
     collapse there is benign (info)."""
+    saturating_frac: float = 0.9
+    """... or when the reward is still climbing significantly (MK, plateau_alpha; by reward_drop_abs of the ceiling
+    over the window) and its last points are already at this share of it: the task is being solved as entropy
+    falls."""
     plateau_alpha: float = 0.1
     """Reward plateau: MK p ≥ this, or Sen slope < plateau_slope_frac of the reward range per 100 points."""
     plateau_slope_frac: float = 0.01

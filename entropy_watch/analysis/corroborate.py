@@ -5,7 +5,8 @@ Flags, evaluated at version i on versions ≤ i:
 
 * ``reward_plateau`` — MK p ≥ 0.1 on the reward over the window, or a Sen slope under 1% of its range per 100 versions;
 * ``reward_saturated`` — the lower quartile of the recent reward ≥ ``saturated_frac`` of its ceiling (``reward_max``,
-  or the largest reward seen): a collapse there is benign ("saturation", info);
+  or the largest reward seen), or the reward still climbing significantly — by ``reward_drop_abs`` of the ceiling
+  over the window — and already ≥ ``saturating_frac`` of it: a collapse there is benign ("saturation", info);
 * ``law`` — the entropy–reward law ``R = −a·exp(H) + b`` (Cui et al. 2025, arXiv:2505.22617, eq. 1): with ≥ 30 pairs
   and ΔH ≥ 20% of H_ref, headroom ``(b − a) − R_now`` < 0.02 flags "little gain left"; the law is marked not
   applicable when R² < 0.5 or its residuals trend (MK p < 0.01);
@@ -64,7 +65,13 @@ def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: Det
         ceiling = max(config.reward_max, float(seen.max()) if seen.size else 0.0)
         out["reward_recent"] = recent
         out["reward_ceiling"] = ceiling
-        out["reward_saturated"] = bool(np.quantile(tail, 0.25) >= config.saturated_frac * ceiling)
+        solved = bool(np.quantile(tail, 0.25) >= config.saturated_frac * ceiling)
+        # ... or still climbing the last stretch to it: the task is being solved as entropy falls (Tinker's shape)
+        last, first = float(np.median(r[-3:])), float(np.median(r[: max(3, r.size // 3)]))
+        z_r, p_r = mann_kendall(coarse(r))
+        climbing = last >= config.saturating_frac * ceiling and last - first >= config.reward_drop_abs * ceiling
+        climbing = climbing and z_r > 0 and p_r / 2 < config.plateau_alpha
+        out["reward_saturated"] = bool(solved or climbing)
     if r.size >= 8:
         _, p = mann_kendall(coarse(r))
         keep = np.linspace(0, r.size - 1, min(r.size, 200)).astype(int)

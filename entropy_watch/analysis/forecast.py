@@ -293,12 +293,18 @@ def trend_p(y: np.ndarray, slope: float, intercept: float, sign: float) -> float
     return 0.5 * math.erfc(sign * z / math.sqrt(2.0))
 
 
-def _quantiles(eta: np.ndarray, interval: float) -> np.ndarray:
-    """(lo, median, hi) of an ETA distribution with an atom at inf ("never"; a crossing 1e12 steps away is never)."""
+def _quantiles(eta: np.ndarray, interval: float, spread: float = 1.0) -> np.ndarray:
+    """(lo, median, hi) of an ETA distribution with an atom at inf ("never"; a crossing 1e12 steps away is never),
+    its spread widened ``spread``-fold around the median in log(1 + ETA)."""
     q = (1.0 - interval) / 2.0
     big = 1e12
     out = np.quantile(np.minimum(eta, big), [q, 0.5, 1.0 - q])
-    return np.where(out >= big, np.inf, out)
+    out = np.where(out >= big, np.inf, out)
+    if spread != 1.0 and np.isfinite(out[1]):
+        with np.errstate(all="ignore"):
+            m = np.log1p(out[1])
+            out = np.where(np.isfinite(out), np.expm1(m + spread * (np.log1p(out) - m)), out)
+    return out
 
 
 def _window(prep: Prepared, i: int, config: DetectorConfig) -> np.ndarray | None:
@@ -419,7 +425,7 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
         params = {k: float(v[0]) for k, v in draws.items() if model == "hinge" or k in ("a", "b")}
         boot = {k: v[1:] for k, v in draws.items()}
     p_cross = float(np.mean(eta <= horizon))
-    lo, med, hi = _quantiles(eta, config.eta_interval)
+    lo, med, hi = _quantiles(eta, config.eta_interval, config.eta_spread)
     return Forecast(**base, model=model, params=params, p_cross=p_cross,
                     eta_median=float(med) if np.isfinite(med) else eta0, eta_lo=float(lo), eta_hi=float(hi),
                     positive=bool(gates and p_cross >= config.eta_prob and float(prep.smooth[i]) > floor),

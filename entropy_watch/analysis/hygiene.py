@@ -186,7 +186,7 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     arm = int(fin[warm])
     at_arm = float(np.median(h[fin[max(0, warm - 2) : warm + 1]]))
     if not at_arm < config.early_drop_frac * early:
-        return RefInfo(early, int(fin[0]), int(fin[k - 1]), arm, method)
+        return RefInfo(early, int(fin[0]), int(fin[0] if falling else fin[k - 1]), arm, method)
     # entropy fell by more than half before the detector armed: is it still falling?
     end = warm + config.adapt_points
     if fin.size <= end:
