@@ -5,9 +5,12 @@ A poller that lists every folder and compares every name with those it has seen 
 (measured by ``benchmarks/bench_scale.py``: an idle poll took 146 ms with 3,000 files read, and grew faster than the
 files). :class:`FolderWatch` remembers, per folder, the names it saw and the folder's modification time:
 
-* a local folder whose modification time is unchanged since a listing taken well after that time (:data:`SETTLE_NS`:
-  a second change within the same coarse mtime tick would not move it) costs one ``stat``: nothing can have appeared,
-  since publishing a file renames it into the folder;
+* a local folder whose modification time is unchanged since a listing taken well after that time costs one
+  ``stat``: nothing can have appeared, since publishing a file renames it into the folder. "Well after": a second
+  change within the same timestamp tick would not move the time, so the listing must be :data:`SETTLE_FINE_NS` past it
+  on a filesystem with sub-second timestamps (ext4, xfs, btrfs, tmpfs tick in milliseconds), :data:`SETTLE_COARSE_NS`
+  on one with whole seconds. Trust lasts :data:`TRUST_NS`: then the folder is listed again whatever its time says (a
+  network filesystem may serve a cached modification time for a while);
 * a changed folder is listed by name only (``os.listdir``, in C), its names compared with the remembered set (a set
   difference, in C), and only the new names are parsed and turned into :class:`~entropy_watch.store.files.FileRef`;
 * an object-store prefix has no modification time: it is listed each poll (one request per 1,000 keys) and diffed the
@@ -29,7 +32,9 @@ from entropy_watch.store import fs, layout
 from entropy_watch.store.files import CoverageCache, FileRef, file_ref
 from entropy_watch.store.fs import StorePath
 
-SETTLE_NS = 2_000_000_000
+SETTLE_FINE_NS = 50_000_000
+SETTLE_COARSE_NS = 2_000_000_000
+TRUST_NS = 5_000_000_000
 
 
 @dataclass
@@ -38,7 +43,8 @@ class _Seen:
 
     names: frozenset[str]
     mtime_ns: int | None  # None: an object-store prefix (no modification time)
-    settled: bool  # listed at least SETTLE_NS after its modification time: an unchanged mtime means unchanged
+    settled: bool  # listed well after its modification time: an unchanged mtime means unchanged (module doc)
+    listed_ns: int  # when it was listed (time.time_ns())
     files: bool  # the names are data files (a rank folder, or an object-store table prefix), not rank folders
 
 
@@ -104,11 +110,18 @@ class FolderWatch:
         except FileNotFoundError:
             out._states[key] = None
             return []
-        if before is not None and before.settled and before.mtime_ns == st.st_mtime_ns:
+        now = time.time_ns()
+        if (
+            before is not None
+            and before.settled
+            and before.mtime_ns == st.st_mtime_ns
+            and now - before.listed_ns < TRUST_NS
+        ):
             return sorted(n for n in before.names if keep(n)) if all_ else []
         names = frozenset(os.listdir(folder))  # in C; only the names that are new are looked at in Python
-        settled = time.time_ns() - st.st_mtime_ns > SETTLE_NS
-        out._states[key] = _Seen(names, st.st_mtime_ns, settled, files)
+        tick = SETTLE_COARSE_NS if st.st_mtime_ns % 1_000_000_000 == 0 else SETTLE_FINE_NS
+        settled = now - st.st_mtime_ns > tick
+        out._states[key] = _Seen(names, st.st_mtime_ns, settled, listed_ns=now, files=files)
         fresh = names if all_ else names - (before.names if before else frozenset())
         return sorted(n for n in fresh if keep(n))
 
@@ -122,7 +135,7 @@ class FolderWatch:
             if rank.startswith("rank=") and rank[5:].isdigit() and "/" not in name and not name.startswith("."):
                 listed[rel] = path
         names = frozenset(listed)
-        out._states[key] = _Seen(names, None, False, True)
+        out._states[key] = _Seen(names, None, False, listed_ns=time.time_ns(), files=True)
         fresh = sorted(names - (before.names if before else frozenset()), key=_by_rank)
         out.new.extend(r for r in (file_ref(listed[rel], coverage) for rel in fresh) if r is not None)
 

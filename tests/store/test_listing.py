@@ -83,3 +83,18 @@ def test_tail_poll_over_s3_lists_only_new_objects(s3_root: str) -> None:
     _seg(w, 3)
     assert tail.poll() == 1 and tail.files_seen == 4
     assert tail.poll() == 0
+
+
+def test_trust_in_an_unchanged_folder_expires(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A network filesystem may serve a cached modification time: an unchanged folder is listed again after a while."""
+    w = RunWriter(root, "r")
+    _seg(w, 0)
+    _age(run_dir(root, "r"))
+    watch = FolderWatch()
+    _new(watch, root, ["r"])
+    monkeypatch.setattr(listing_mod, "TRUST_NS", 0)
+    hidden = _seg(w, 1)
+    folder = hidden.parent
+    t = os.stat(folder).st_mtime - 10
+    os.utime(folder, (t, t))  # the time a stale attribute cache could still report
+    assert watch.scan(root, ["r"], "scalars", CoverageCache()).new[-1].path.name == hidden.name
