@@ -138,7 +138,18 @@ def open_root(text: str, endpoint_url: str | None = None) -> ObjectPath:
         raise ValueError(f"store root {text!r} names no bucket; use s3://BUCKET/PREFIX")
     endpoint = endpoint_url or next((os.environ[k] for k in ENV_ENDPOINTS if os.environ.get(k)), None)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region is None and endpoint is None:  # AWS itself: ask where the bucket lives (one request, once)
+        region = _bucket_region(parts.netloc)
     return ObjectPath(_s3(endpoint, region), f"{parts.netloc}/{parts.path}")
+
+
+@functools.lru_cache(maxsize=64)
+def _bucket_region(bucket: str) -> str | None:
+    """The AWS region of ``bucket``, or None when it cannot be asked (offline: the SDK's default applies)."""
+    try:
+        return pafs.resolve_s3_region(bucket)
+    except (OSError, ValueError):
+        return None
 
 
 @functools.lru_cache(maxsize=8)

@@ -326,3 +326,19 @@ def test_import_onto_s3_and_replace(s3_root: str, tmp_path) -> None:
     import_log(s3_root, log, run="imp", replace=True)
     steps, values = store.series("imp", M.ENTROPY_MEAN)
     assert steps.tolist() == list(range(10)) and set(values.tolist()) == {0.5}
+
+
+def test_watch_records_onto_s3(s3_root: str) -> None:
+    torch = pytest.importorskip("torch")
+    from entropy_watch.hooks import Watch
+
+    gen = torch.Generator().manual_seed(0)
+    with Watch("watched", store=s3_root, vocab_size=32, config={"lr": 1e-6}) as w:
+        for step in range(6):
+            w.log_tokens(step, logits=torch.randn(2, 4, 32, generator=gen), mask=torch.ones(2, 4, dtype=torch.bool))
+            w.log(step, **{"reward/mean": step / 6})
+    store = Store(s3_root)
+    info = store.run_info("watched")
+    assert info.state == "finished" and store.run_meta("watched")["config"] == {"lr": 1e-6}
+    steps, _ = store.series("watched", M.ENTROPY_MEAN)
+    assert steps.tolist() == list(range(6)) and store.table("watched", "hist").num_rows > 0
