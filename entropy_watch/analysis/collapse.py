@@ -88,7 +88,8 @@ def conditions(
         elif persistent(flags, k, m):
             warn[i] = True
             why_warn.setdefault(i, "forecast")
-        if f.gates and f.model != "none" and f.eta_hi <= _imminent_steps(prep, i, config) and lvl[i] > prep.floor[i]:
+        soon = min(_imminent_steps(prep, i, config), f.horizon_steps)  # never beyond what the fit can see
+        if f.gates and f.model != "none" and f.eta_hi <= soon and lvl[i] > prep.floor[i]:
             crit[i] = True
             why_crit.setdefault(i, "imminent")
     for i in np.flatnonzero(depleted).tolist():

@@ -87,8 +87,11 @@ class DetectorConfig:
     # --- L2 cliffs ---------------------------------------------------------------------------------------------
     cusum_k: float = 0.5
     """CUSUM reference value in σ units (half the smallest shift to detect)."""
-    cusum_h: float = 8.0
-    """CUSUM decision interval in σ units (NIST tables: h=5 gives ARL0≈465 on i.i.d. data; raised for AR noise)."""
+    cusum_h: float = 16.0
+    """CUSUM decision interval in σ units (NIST tables: h=5 gives ARL0≈465 on i.i.d. data). Raised for the
+    autocorrelation left in the innovations — by the noise, and by the rolling reference line, whose error is shared
+    by the points it predicts: h=8 signalled every ~300 points of pure noise, h=16 every ~3,000, which the
+    cliff_min_log size test then discards; a real cliff of 10σ or more still signals within two points."""
     cliff_min_log: float = 0.3
     """A cliff must also move the median by at least this much in log H (±35%) to be reported."""
     cliff_ref_versions: int = 50
@@ -103,8 +106,11 @@ class DetectorConfig:
     """The forecast is evaluated at index i, then at i + max(1, i // eval_stride_div): every point up to 100,
     every 20th at 1,000, every 200th at 10,000 (a function of i only, so live and post hoc agree)."""
     window_frac: float = 0.5
-    """Forecast window W = clamp(window_frac·points so far, forecast_min_points, window_max)."""
+    """Forecast window W = clamp(window_frac·points so far, forecast_min_points, window_span_max) points ..."""
+    window_span_max: int = 20_000
     window_max: int = 200
+    """... read as at most this many values: block means of consecutive points beyond it (cost, and autocorrelation:
+    a block mean is closer to independent)."""
     trend_alpha: float = 0.05
     """One-sided Mann–Kendall level of the decline gate (block means past 40 points, else an AR(1) variance
     inflation: autocorrelation otherwise inflates the test's size, DETECTION §B.4)."""
@@ -115,7 +121,9 @@ class DetectorConfig:
     forecast_min_lost: float = 0.3
     """The early (forecast) warning needs at least this share of H_ref lost: a healthy early dip is not a collapse."""
     horizon_frac: float = 1.0
-    """Forecast horizon: as long again as the segment has run (capped by the planned end when known)."""
+    """Forecast horizon: as long again as the segment has run (capped by the planned end when known) ..."""
+    horizon_window_mult: float = 2.0
+    """... and by this many times the fit window's span: "imminent" and "soon" never reach past what the fit saw."""
     eta_prob: float = 0.8
     """The forecast warns when P(floor within the horizon) over the bootstrap is at least this."""
     eta_interval: float = 0.8
@@ -170,8 +178,8 @@ class DetectorConfig:
         for name in ("floor_rel", "early_drop_frac", "depletion_frac", "decline_lost", "eta_prob", "eta_interval"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"DetectorConfig.{name} must be in (0, 1), got {getattr(self, name)}")
-        if self.forecast_min_points > self.window_max:
-            raise ValueError("DetectorConfig.forecast_min_points must be <= window_max")
+        if not self.forecast_min_points <= self.window_max <= self.window_span_max:
+            raise ValueError("DetectorConfig needs forecast_min_points <= window_max <= window_span_max")
         if self.cliff_stride < 1:
             raise ValueError("DetectorConfig.cliff_stride must be >= 1")
         if self.smooth_max_points < self.smooth_points:

@@ -3,7 +3,7 @@
 Entropy falls in every healthy run, so a significant decline alone is not an alarm (DETECTION §B.4: plain and
 Hamed–Rao Mann–Kendall flagged 92–100% of healthy runs). The decay forecast at point i, on a trailing window that
 scales with the points the run has (``window_frac`` of them, at least ``forecast_min_points``, at most
-``window_max``):
+``window_span_max``; past ``window_max`` points it reads block means, at most ``window_max`` of them):
 
 1. gates, the cheapest first (most evaluations stop at the effect size): an effect size relative to H_ref
    (``forecast_min_lost`` of it already lost); Theil–Sen slope of log H < 0 with a one-sided Mann–Kendall p < α (on
@@ -313,17 +313,19 @@ def _window(prep: Prepared, i: int, config: DetectorConfig) -> np.ndarray | None
     n_so_far = i - seg0 + 1
     if n_so_far < config.forecast_min_points:
         return None
-    w = int(np.clip(round(config.window_frac * n_so_far), config.forecast_min_points, config.window_max))
+    w = int(np.clip(round(config.window_frac * n_so_far), config.forecast_min_points, config.window_span_max))
     idx = np.arange(max(seg0, i - w + 1), i + 1)
     idx = idx[prep.finite[idx]]
     return idx if idx.size >= max(6, int(0.8 * config.forecast_min_points)) else None
 
 
-def _horizon(prep: Prepared, i: int, config: DetectorConfig) -> float:
-    """Steps ahead that count as 'soon': as long again as the segment has run, capped by the planned end."""
+def _horizon(prep: Prepared, i: int, config: DetectorConfig, span: float = np.inf) -> float:
+    """Steps ahead that count as 'soon': as long again as the segment has run, but no further than
+    ``horizon_window_mult`` times the fit window's ``span`` (a fit on 200 points says nothing about the 20,000th
+    point ahead), capped by the planned end."""
     seg0 = int(prep.seg_start[i])
     elapsed = float(prep.steps[i] - prep.steps[seg0]) + prep.spacing(seg0, i)
-    horizon = config.horizon_frac * elapsed
+    horizon = min(config.horizon_frac * elapsed, config.horizon_window_mult * span)
     if prep.planned_steps:
         horizon = min(horizon, max(float(prep.planned_steps - prep.steps[i]), 0.0))
     return horizon
@@ -351,7 +353,10 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
     h = np.maximum(prep.h[idx], 0.0)
     y_log = prep.log_h[idx]
 
-    period = sawtooth_period(y_log)  # several epochs per batch: average each reuse cycle (B.1 item 1)
+    # several epochs per batch: average each reuse cycle (B.1 item 1); past window_max points, block means (a slow
+    # decline over thousands of points is seen whole, at the cost of 200 points)
+    saw, coarse = sawtooth_period(y_log[-config.window_max :]), -(-steps.size // config.window_max)
+    period = saw * -(-coarse // saw)  # a whole number of reuse cycles per block
     if period > 1:
         steps, h = block_means(steps, period), block_means(h, period)
         y_log = np.log(h + config.log_eps_nats)
@@ -374,7 +379,7 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
     gates = trend and lost >= config.forecast_min_lost and not recovering
     t = steps - steps[0]
     t_now = float(t[-1])
-    horizon = _horizon(prep, i, config)
+    horizon = _horizon(prep, i, config, float(prep.steps[i]) - float(steps[0]) + prep.spacing(int(idx[0]), i))
     base = dict(index=i, step=int(prep.steps[i]), direction="decay", window_start_step=int(steps[0]), n_points=n,
                 period=period, slope_log_per_point=float(slope), mk_p=float(p), trend=trend, lost=lost, gates=gates,
                 floor=floor, horizon_steps=horizon, level_start=level_start, level_now=level_now)  # fmt: skip
@@ -397,7 +402,7 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
         model = "exp_asymptote" if err_exp < err_lin else "log_linear"
 
     rng = np.random.default_rng(1_000_003 * (i + 1))  # a function of the index only: live == post hoc
-    block = max(2, round(n ** (1 / 3)), period)
+    block = max(2, round(n ** (1 / 3)))  # in the window's values (block means already, past window_max points)
     if model == "exp_asymptote":
         c, A, k = _exp_fit(t, h[None, :], rates)
         fitted = c[0] + A[0] * np.exp(-k[0] * t)
