@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -287,47 +286,80 @@ def watch(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per alert."),
     write: bool = typer.Option(False, "--write/--no-write", help="Store new alerts in each run's alerts table."),
+    notify: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--notify",
+            help="Send new alerts (at --min-severity and up) and recoveries to a webhook: a Slack or Discord webhook "
+            "URL, slack+URL, discord+URL, json+URL, env:NAME or env ($ENTROPY_WATCH_NOTIFY). Repeatable.",
+        ),
+    ] = None,
+    app_url: str | None = typer.Option(
+        None, "--app-url", help="The app's address, linked from notifications (default $ENTROPY_WATCH_APP_URL)."
+    ),
 ) -> None:
-    """Follow live runs and print new alerts as they appear (Ctrl-C stops)."""
+    """Follow live runs and print new alerts as they appear (Ctrl-C stops); --notify also sends them."""
     import json
 
-    from entropy_watch.analysis import SEVERITIES, Analyzer, RunSeries
+    from entropy_watch.analysis import SEVERITIES
     from entropy_watch.analysis.policy import filter_alerts
-    from entropy_watch.errors import EntropyWatchError
-    from entropy_watch.store import Store
+    from entropy_watch.monitor import Monitor
+    from entropy_watch.store import TailReader
 
     if min_severity not in SEVERITIES:
         fail(f"--min-severity must be one of {', '.join(SEVERITIES)}, got {min_severity!r}")
     if interval <= 0:
         fail("--interval must be > 0")
     root = state(ctx).root()
-    store = Store(root)
-    limit = 1 if once else iterations
-    analyzers: dict[str, Analyzer] = {}
-    waiting: set[str] = set()
-    n = 0
+
+    def on_new_alerts(run: str, new: list[Alert], verdict: Any) -> None:
+        if write:
+            _write_alerts(root, run, new)
+        for a in filter_alerts(new, min_severity=min_severity):
+            typer.echo(json.dumps({"run": run, **a.to_dict()}) if as_json else _line(run, a))
+
+    def on_waiting(run: str, reason: str) -> None:
+        typer.echo(printable(f"[{run}] waiting: {reason}"), err=True)
+
+    def on_error(run: str, message: str) -> None:
+        typer.echo(printable(f"[{run}] {message}"), err=True)
+
+    relay = _relay(notify, min_severity, app_url)
+    reader = TailReader(root, tables=("scalars", "hist", "events"), runs=runs or None)
+    monitor = Monitor(
+        reader,
+        runs or None,
+        on_new_alerts=on_new_alerts,
+        on_waiting=on_waiting,
+        on_error=on_error,
+        on_analysis=relay.on_analysis if relay is not None else None,
+    )
     try:
-        while limit is None or n < limit:
-            names = list(runs) if runs else [r.name for r in store.runs()]
-            for run in names:
-                try:
-                    series = RunSeries.from_reader(store, run)
-                except EntropyWatchError as e:
-                    if run not in waiting:
-                        typer.echo(printable(f"[{run}] waiting: {e}"), err=True)
-                        waiting.add(run)
-                    continue
-                waiting.discard(run)
-                new = analyzers.setdefault(run, Analyzer()).update(series)
-                if write and new:
-                    _write_alerts(root, run, new)
-                for a in filter_alerts(new, min_severity=min_severity):
-                    typer.echo(json.dumps({"run": run, **a.to_dict()}) if as_json else _line(run, a))
-            n += 1
-            if limit is None or n < limit:
-                time.sleep(interval)
+        monitor.follow(interval, iterations=1 if once else iterations)
     except KeyboardInterrupt:  # Ctrl-C is how watch stops: quiet, exit 130, as the boundary does (boundary.py)
         raise SystemExit(130) from None
+    finally:
+        reader.close()
+        if relay is not None:
+            relay.close(10.0)  # what is queued is sent (bounded wait)
+
+
+def _relay(specs: list[str] | None, min_severity: str, app_url: str | None) -> Any:
+    """The notification relay for ``watch --notify`` (None without ``--notify``); a bad spec is a usage error that
+    never echoes the URL."""
+    if not specs:
+        return None
+    from entropy_watch.notify import Notifier, NotifyConfigError, NotifyPolicy
+    from entropy_watch.notify.relay import MonitorRelay
+
+    try:
+        notifier = Notifier.build(specs, policy=NotifyPolicy(min_severity=min_severity), app_url=app_url)
+    except NotifyConfigError as e:
+        raise typer.BadParameter(str(e).removeprefix("notify: "), param_hint="--notify") from None
+    if notifier is None:
+        return None
+    typer.echo(f"notifying: {', '.join(t.label for t in notifier.targets)}", err=True)
+    return MonitorRelay(notifier)
 
 
 def report(
