@@ -444,9 +444,27 @@ def reward_vs_entropy(
     return fig
 
 
-def alert_timeline(alerts: Sequence[Any], x_range: tuple[float, float] | None = None) -> go.Figure:
-    """Alerts as markers on the step axis, one row per detector, coloured by severity."""
+ACTIONS_ROW = "actions taken"
+
+
+def alert_timeline(
+    alerts: Sequence[Any], x_range: tuple[float, float] | None = None, actions: Sequence[Mapping[str, Any]] = ()
+) -> go.Figure:
+    """Alerts as markers on the step axis, one row per detector, coloured by severity; the ``on_alert`` actions the
+    run took (``actions``: rows of :func:`entropy_watch.app.data.actions_taken`) on a row of their own."""
     fig = go.Figure()
+    if actions:
+        fig.add_trace(
+            go.Scatter(
+                x=[a["step"] for a in actions],
+                y=[ACTIONS_ROW] * len(actions),
+                mode="markers",
+                name="action",
+                marker={"color": "#2ca02c", "size": 14, "symbol": "x"},
+                text=[action_text(a) for a in actions],
+                hovertemplate="step %{x}<br>%{text}<extra></extra>",
+            )
+        )
     for severity, colour in SEVERITY_COLOURS.items():
         rows = [a for a in alerts if a.severity == severity]
         if rows:
@@ -461,12 +479,20 @@ def alert_timeline(alerts: Sequence[Any], x_range: tuple[float, float] | None = 
                     hovertemplate="step %{x}<br>%{text}<extra></extra>",
                 )
             )
-    height = max(220, 110 + 40 * len({a.detector for a in alerts}))
+    height = max(220, 110 + 40 * (len({a.detector for a in alerts}) + bool(actions)))
     fig = _layout(fig, "Alert timeline", "detector", height=height)
     if x_range is not None:
         fig.update_xaxes(range=list(x_range))
     fig.update_layout(hovermode="closest")
     return fig
+
+
+def action_text(action: Mapping[str, Any]) -> str:
+    """One line for an action event: what it did and the alert that fired it (``did`` entries are data)."""
+    did = action.get("did") or action.get("actions") or ["(no description)"]
+    alert = action.get("alert") or {}
+    why = f" — on {alert.get('severity', '?')} {alert.get('kind', '?')} at step {alert.get('step', '?')}" if alert else ""
+    return "; ".join(str(d) for d in did) + why
 
 
 def overlay(

@@ -16,6 +16,7 @@ The store root comes from :func:`default_store_root`, resolved when called (neve
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sys
@@ -29,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import streamlit as st
 
+from entropy_watch import metrics as M
 from entropy_watch.monitor import Monitor, RunState
 from entropy_watch.store import RunInfo, TailReader
 from entropy_watch.store.layout import ENV_STORE, default_root
@@ -190,6 +192,25 @@ def heatmap(root: str, run: str, version: Any, n_bins: int, window: tuple[int, i
 @st.cache_data(show_spinner=False, ttl=300, max_entries=256)
 def stored_alerts(root: str, run: str, generation: int) -> list[dict[str, Any]]:
     return reader(root).alerts(run)
+
+
+@st.cache_data(show_spinner=False, ttl=300, max_entries=256)
+def actions_taken(root: str, run: str, generation: int) -> list[dict[str, Any]]:
+    """The run's ``action`` events (what an ``on_alert`` rule did: checkpoint, stop, a callable), by step; each row
+    ``step`` plus its JSON payload's fields (``rule``, ``alert``, ``actions``, ``did``). A payload that is not a JSON
+    object is kept as ``{"did": [text]}`` (shown as data, never dropped)."""
+    out = []
+    for row in reader(root).events(run):
+        if row["kind"] != M.EVENT_ACTION:
+            continue
+        try:
+            payload = json.loads(row["payload"] or "{}")
+        except (TypeError, ValueError):
+            payload = None
+        if not isinstance(payload, dict):
+            payload = {"did": [str(row["payload"])]}
+        out.append({"step": int(row["step"]), **payload})
+    return out
 
 
 @st.cache_data(show_spinner=False, ttl=10, max_entries=32)

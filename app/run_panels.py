@@ -157,12 +157,19 @@ def alerts_section(
     window: tuple[int, int],
     has_entropy: bool,
     steps: tuple[int, int],
+    actions: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Critical and warning alerts first, each with its evidence and actions; info notes folded into one count. The
-    timeline spans ``steps`` (the run's shown step range), like the charts above it."""
+    """Critical and warning alerts first, each with its evidence and actions; info notes folded into one count; the
+    ``on_alert`` actions the run took (checkpoint, stop, a callable) listed and marked on the timeline. The timeline
+    spans ``steps`` (the run's shown step range), like the charts above it."""
     alerts = [a for a in merged_alerts(state, stored) if window[0] <= a.step <= window[1]]
+    taken = [a for a in actions or () if window[0] <= a["step"] <= window[1]]
     v = state.verdict if state is not None else None
-    if not alerts:
+    if taken:
+        st.markdown(f"**Actions taken** ({len(taken)})")
+        for a in taken:
+            st.text(f"step {a['step']:,}: {charts.action_text(a)}")
+    if not alerts and not taken:
         if not has_entropy:
             st.info("No analysis: this run has no entropy series, so no alert can be raised either way.")
         elif v is None:
@@ -172,7 +179,8 @@ def alerts_section(
         else:
             st.success("No alerts in this step range: no collapse, explosion, cliff or precision signal so far.")
         return
-    st.plotly_chart(charts.alert_timeline(alerts, (max(window[0], steps[0]), min(window[1], steps[1]))), key="alerts")
+    x_range = (max(window[0], steps[0]), min(window[1], steps[1]))
+    st.plotly_chart(charts.alert_timeline(alerts, x_range, taken), key="alerts")
     major = [a for a in alerts if a.severity != "info"]
     info = [a for a in alerts if a.severity == "info"]
     for a in major[:MAX_ALERT_BOXES]:

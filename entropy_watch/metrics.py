@@ -80,6 +80,9 @@ HOOKS_DROPPED_TOKENS = "hooks/dropped_token_rows"  # token sample rows dropped u
 HOOKS_NOTIFY_ERRORS = "hooks/notify_errors"  # notifications not delivered after retries, or dropped (queue full)
 HOOKS_ENTROPY_SAMPLE = "hooks/entropy_sample_frac"  # share of valid tokens whose entropy a call computed (< 1: budget)
 
+# Kinds of ``events`` rows written by entropy_watch itself (users may log any other kind).
+EVENT_ACTION = "action"  # an on_alert action taken (checkpoint / stop / callable); payload: rule, alert, actions, did
+
 CANONICAL: tuple[str, ...] = tuple(
     v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and "/" in v
 )

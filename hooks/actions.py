@@ -39,11 +39,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from entropy_watch import metrics as M
 from entropy_watch.analysis.alert import KINDS, SEVERITIES, Alert, severity_rank
 from entropy_watch.errors import EntropyWatchError
 
-ACTION_EVENT = "action"
-"""Kind of the ``events`` rows that record an action taken."""
+ACTION_EVENT = M.EVENT_ACTION
+"""Kind of the ``events`` rows that record an action taken (the app's alert timeline shows them)."""
 NAMED_ACTIONS: tuple[str, ...] = ("checkpoint", "stop")
 
 AlertCallback = Callable[[Alert], Any]

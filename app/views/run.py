@@ -118,8 +118,10 @@ def alerts_panel() -> None:
     if version is None:
         return
     state, pending = data.state(root, run, version, wait_s=0.0)
-    stored = data.stored_alerts(root, run, data.poll(root))
-    P.alerts_section(state, pending, stored, window, P.entropy_name(names_logged) is not None, (0, version[1]))
+    gen = data.poll(root)
+    stored, actions = data.stored_alerts(root, run, gen), data.actions_taken(root, run, gen)
+    has_entropy = P.entropy_name(names_logged) is not None
+    P.alerts_section(state, pending, stored, window, has_entropy, (0, version[1]), actions)
 
 
 head_panel()

@@ -267,6 +267,33 @@ def test_alerts_most_severe_first_info_folded(monkeypatch: pytest.MonkeyPatch, s
         assert not any(lbl.startswith("🔵 info ·") for lbl in labels), "info alerts are never shown as findings"
 
 
+def test_actions_taken_show_on_the_alert_timeline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An ``on_alert`` action (issue 14) is an ``events`` row of kind ``action``: the alert section lists it and the
+    timeline marks it on a row of its own; other event kinds and a malformed payload never break the page."""
+    import json as _json
+
+    from entropy_watch.app.charts import ACTIONS_ROW
+    from entropy_watch.synthetic import write_to_store
+
+    write_to_store(tmp_path, "acted", "healthy", seed=3, n_steps=100)
+    w = RunWriter(tmp_path, "acted")
+    did = "checkpoint requested ([/INST] saved by the trainer)"
+    payload = {"rule": "critical", "alert": {"step": 40, "kind": "collapse", "severity": "critical"},
+               "actions": ["checkpoint", "stop"], "did": [did, "stop requested"]}  # fmt: skip
+    w.write("events", {"step": [41, 50, 60], "kind": [M.EVENT_ACTION, "resume", M.EVENT_ACTION],
+                       "payload": [_json.dumps(payload), "{}", "not json"]})  # fmt: skip
+    w.close()
+    at = app(monkeypatch, tmp_path, "views/run.py", {"run": "acted"})
+    shown = texts(at, "text")
+    assert f"step 41: {did}; stop requested — on critical collapse at step 40" in shown
+    assert "step 60: not json" in shown
+    assert "resume" not in shown
+    tl = figures(at)["alerts"]
+    marks = [t for t in tl["data"] if t.get("name") == "action"]
+    assert len(marks) == 1 and list(decode(marks[0]["x"])) == [41, 60]
+    assert set(marks[0]["y"]) == {ACTIONS_ROW}
+
+
 # -- 3: live refresh -----------------------------------------------------------------------------------------------
 def test_live_update_shows_new_steps(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from entropy_watch.synthetic import write_to_store
