@@ -491,7 +491,8 @@ def action_text(action: Mapping[str, Any]) -> str:
     """One line for an action event: what it did and the alert that fired it (``did`` entries are data)."""
     did = action.get("did") or action.get("actions") or ["(no description)"]
     alert = action.get("alert") or {}
-    why = f" — on {alert.get('severity', '?')} {alert.get('kind', '?')} at step {alert.get('step', '?')}" if alert else ""
+    sev, kind, step = alert.get("severity", "?"), alert.get("kind", "?"), alert.get("step", "?")
+    why = f" — on {sev} {kind} at step {step}" if alert else ""
     return "; ".join(str(d) for d in did) + why
 
 
