@@ -31,6 +31,7 @@ from entropy_watch.analysis import AnalysisResult, Analyzer, DetectorConfig, Run
 from entropy_watch.analysis.series import ENTROPY_SOURCES, analysis_meta
 from entropy_watch.hooks.actions import ACTION_EVENT, ActionBook, parse_on_alert
 from entropy_watch.notify import Changes, Follower, Notifier, NotifyPolicy, scrub
+from entropy_watch.store.schema import check_step
 
 ANALYSIS_INPUTS: tuple[str, ...] = (
     *ENTROPY_SOURCES,
@@ -409,10 +410,8 @@ class Live:
         """Run ``fn(step)`` on the recording thread; a step the recorder refused is skipped (it reported it)."""
         self.raise_pending()
         try:
-            s = int(step.item() if hasattr(step, "item") else step)
-        except (TypeError, ValueError, OverflowError, RuntimeError):
-            return
-        if s < 0 or s != step or isinstance(step, bool):
+            s = check_step(step)  # the recorder's own rule: what it refused is never analysed
+        except ValueError:
             return
         try:
             fn(s)
