@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from entropy_watch.analysis import Alert, Analyzer, analyze, analyze_series, verdict
 from entropy_watch.analysis.alert import rows
@@ -43,15 +44,24 @@ def test_live_prefixes_give_the_post_hoc_alerts_at_every_step() -> None:
             assert [_key(a) for a in analyze_series(s.prefix(cut))] == [_key(a) for a in post if a.step <= cut]
 
 
+def _verdicts_agree(kind: str, seed: int, n: int) -> None:
+    s = generate(kind, seed, n).to_series()
+    live = Analyzer()
+    for end in s.steps.tolist():
+        a = live.verdict(s, at_step=end).to_dict()
+        assert a == verdict(s.prefix(end)).to_dict(), (kind, end)
+
+
 def test_live_and_post_hoc_verdicts_agree_at_every_step() -> None:
-    for kind, seed, n in (("steady_collapse", 1, 40), ("explosion", 3, 40), ("fast_collapse", 2, 100)):
-        s = generate(kind, seed, n).to_series()
-        live = Analyzer()
-        for end in s.steps.tolist():
-            a = live.verdict(s, at_step=end).to_dict()
-            b = verdict(s, at_step=end).to_dict()
-            assert a == b, (kind, end)
-            assert a == verdict(s.prefix(end)).to_dict()
+    for kind, seed in (("steady_collapse", 1), ("explosion", 3)):
+        _verdicts_agree(kind, seed, 40)
+
+
+@pytest.mark.slow
+def test_live_and_post_hoc_verdicts_agree_at_every_step_of_a_longer_run() -> None:
+    _verdicts_agree("fast_collapse", 2, 100)
+    s = generate("spike", 4, 120).to_series()
+    assert verdict(s, at_step=60).to_dict() == verdict(s.prefix(60)).to_dict()
 
 
 def test_rewritten_history_invalidates_the_cache() -> None:
