@@ -41,10 +41,6 @@ DOORWAYS = {
 # Cycles that landed after this test and belong to another issue: each entry says how it is broken. Only these are
 # tolerated by test_no_import_cycles; test_known_cycle_is_gone fails as soon as one is broken and its entry stays.
 KNOWN_CYCLES = {
-    frozenset({"entropy_watch.importers.base", "entropy_watch.importers.columns"}): (
-        "issue 11: columns.parse_numeric imports base.parse_cell inside the function while base imports columns; "
-        "move parse_cell (the cell rule) into importers/columns.py and import it in base from there"
-    ),
     frozenset({"entropy_watch.store.manifest", "entropy_watch.store.reader"}): (
         "issue 15: manifest.py imports reader.RunInfo/Store inside functions while reader imports manifest; move "
         "RunInfo below both (e.g. store/summary.py) and let compaction, not manifest.write, call Store"

@@ -31,15 +31,13 @@ import numpy as np
 from entropy_watch import aliases as A
 from entropy_watch import metrics as M
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers.columns import is_arrow, parse_numeric
+from entropy_watch.importers.columns import is_arrow, parse_cell, parse_numeric
 from entropy_watch.store.schema import MAX_STEP
 
 IMPORTER_VERSION = "1.0"
 
 Series = tuple[np.ndarray, np.ndarray]  # (steps int64, values float64), sorted by step, one value per step
 Progress = Callable[[int], None]  # called with the number of bytes just consumed
-
-_MISSING = frozenset({"", "null", "none", "na", "n/a", "<na>", "nat"})
 
 
 @dataclass
@@ -141,22 +139,6 @@ def flatten(obj: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, 
         else:
             out[key] = v
     return out
-
-
-def parse_cell(value: Any, null_is_nan: bool = False) -> float | None:
-    """A raw cell as a float, None when missing; raises ValueError for text that is not a number."""
-    if value is None:
-        return math.nan if null_is_nan else None
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        s = value.strip()
-        if s.lower() in _MISSING:
-            return None
-        return float(s)  # accepts nan, inf, -Infinity, 1e-3, " 2 "
-    raise ValueError(f"{type(value).__name__} value")
 
 
 def _numeric_column(

@@ -2,7 +2,7 @@
 
 A 3.85M-step CSV (200 MB) held as Python lists of cells took about 5.8 KB per step (21 GB, killed; issue 11). The
 readers here keep each column as one Arrow array instead (about the file's size in all) and parse it with vectorised
-kernels, with exactly the cell rules of :func:`~entropy_watch.importers.base.parse_cell`:
+kernels, with exactly the cell rules of :func:`parse_cell`:
 
 * numbers (and numeric strings, ``nan``/``inf`` included, surrounding white space ignored) are values;
 * empty cells and ``null``/``none``/``na``/``n/a``/``<na>``/``nat`` (any case) are missing; a JSON ``null`` is
@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,25 @@ MISSING = ("", "null", "none", "na", "n/a", "<na>", "nat")
 MAX_FIELD = 64 * 2**20  # characters per CSV field (the csv module's default, 128 KiB, refuses long text cells)
 _NUMBER = r"(?i)^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|nan|inf|infinity)$"
 BLOCK_BYTES = 16 * 2**20
+
+
+_MISSING_LOWER = frozenset(MISSING)
+
+
+def parse_cell(value: Any, null_is_nan: bool = False) -> float | None:
+    """A raw cell as a float, None when missing; raises ValueError for text that is not a number."""
+    if value is None:
+        return math.nan if null_is_nan else None
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        s = value.strip()
+        if s.lower() in _MISSING_LOWER:
+            return None
+        return float(s)  # accepts nan, inf, -Infinity, 1e-3, " 2 "
+    raise ValueError(f"{type(value).__name__} value")
 
 
 @functools.cache
@@ -55,8 +75,6 @@ def parse_numeric(
 
     Positions index ``raw``; missing cells are left out (see the module docstring for the rules).
     """
-    from entropy_watch.importers.base import parse_cell  # the per-cell rule (base imports this module)
-
     arr = raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw
     n = len(arr)
     typ = arr.type
@@ -71,7 +89,7 @@ def parse_numeric(
         pos = np.flatnonzero(keep)
         return pos, values[pos].astype(np.float64), 0, None
     if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):  # lists, structs, binary: cell by cell
-        return _python_cells(arr.to_pylist(), np.arange(n), null_is_nan, parse_cell)
+        return _python_cells(arr.to_pylist(), np.arange(n), null_is_nan)
     trimmed = pc.utf8_trim_whitespace(arr)
     missing = _bool(pc.is_in(pc.utf8_lower(trimmed), value_set=_missing_set()))
     number = _bool(pc.match_substring_regex(trimmed, _NUMBER)) & ~missing & ~null
@@ -83,7 +101,7 @@ def parse_numeric(
     bad, first = 0, None
     if other.any():
         idx = np.flatnonzero(other)
-        p_pos, p_val, bad, first = _python_cells(trimmed.filter(pa.array(other)).to_pylist(), idx, False, parse_cell)
+        p_pos, p_val, bad, first = _python_cells(trimmed.filter(pa.array(other)).to_pylist(), idx, False)
         values[p_pos] = p_val
         present[p_pos] = True
     pos = np.flatnonzero(present)
@@ -91,7 +109,7 @@ def parse_numeric(
 
 
 def _python_cells(
-    cells: list[Any], positions: np.ndarray, null_is_nan: bool, parse_cell: Callable[..., float | None]
+    cells: list[Any], positions: np.ndarray, null_is_nan: bool
 ) -> tuple[np.ndarray, np.ndarray, int, tuple[int, str] | None]:
     out_pos, out_val = [], []
     bad, first = 0, None

@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from entropy_watch import aliases as A
-from entropy_watch.importers.base import Frame, parse_cell
-from entropy_watch.importers.columns import head, is_arrow
+from entropy_watch.importers.base import Frame
+from entropy_watch.importers.columns import head, is_arrow, parse_cell
 
 _SUFFIX = re.compile(r"^(.*?)(__MIN|__MAX)$")
 RUN_COLUMNS = ("run_name", "run", "run_id")
