@@ -138,17 +138,20 @@ def summarize(outcomes: list[Outcome]) -> dict[str, float]:
 
 
 def eta_quality(outcomes: list[Outcome]) -> tuple[float, float]:
-    """Over the collapses that reach the floor and whose first collapse alarm carries an ETA interval: the share
-    whose interval contains the true crossing step, and the median |ETA − crossing| in logged points."""
+    """Over the collapses that reach the floor and whose first collapse alarm (before the floor) carries an ETA: the
+    share whose interval contains the true crossing step (alarms with an interval only), and the median
+    |ETA − crossing| in logged points."""
     hits, errs = [], []
     for o in outcomes:
         a = o.first("collapse") if o.label == "collapse" else None
         if a is None or o.truth is None or o.truth_step is None or a.eta is None or a.index >= o.truth:
             continue
-        lo = a.eta_lo if a.eta_lo is not None else -np.inf
-        hi = a.eta_hi if a.eta_hi is not None else np.inf
-        hits.append(lo <= o.truth_step <= hi)
         errs.append(abs(a.eta - o.truth_step) / max(o.spacing, 1e-9))
+        if a.eta_lo is None and a.eta_hi is None:
+            continue  # a point ETA (no interval): scored for its error, not for coverage
+        lo = a.eta_lo if a.eta_lo is not None else -np.inf
+        hi = a.eta_hi if a.eta_hi is not None else np.inf  # an open end ("maybe never") is part of the interval
+        hits.append(lo <= o.truth_step <= hi)
     nan = float("nan")
     return (_mean(hits), float(np.median(errs)) if errs else nan)
 

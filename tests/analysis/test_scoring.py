@@ -1,0 +1,42 @@
+"""Scoring rules shared by the benchmark and the real-run tests: crossings on the smoothed curve, hits, ETA quality."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from entropy_watch.analysis.scoring import Alarm, Outcome, crossing, eta_quality, floor_of, summarize
+
+
+def test_crossing_reads_the_centered_median_and_ignores_a_lone_outlier() -> None:
+    h = np.array([1.0, 1.0, 1.0, 5.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0])
+    assert crossing(h, 3.0, above=True) == 5  # the single 5.0 at index 3 is no crossing; 3 of 5 above from 5 on
+    assert crossing(h, 3.0, above=True, smooth=False) == 3
+    assert crossing(h, 3.0, above=True, start=8) == 8
+    assert crossing(h, 0.5, above=False) is None
+    assert floor_of(0.1) == 0.02 and floor_of(1.0) == 0.1
+
+
+def test_outcomes_hits_false_alarms_and_delays() -> None:
+    col = Outcome("collapse", 100, [Alarm(40, "collapse", 70.0, 60.0, 80.0)], onset=30, truth=72, truth_step=72)
+    assert col.detected and col.before_floor and col.delay == 10 and col.wrong_kind == 0
+    late = Outcome("collapse", 100, [Alarm(80, "collapse")], onset=30, truth=72)
+    assert late.before_floor is False
+    exp = Outcome("explosion", 50, [Alarm(20, "collapse"), Alarm(33, "explosion")], onset=25, truth=31)
+    assert exp.detected and exp.delay == 2 and exp.wrong_kind == 1
+    healthy = Outcome("healthy", 50, [Alarm(10, "other")], None, None)
+    assert not healthy.false_alarm  # an alarm of another kind (zero-variance groups, ...) is not a false alarm
+    assert Outcome("collapse-benign", 50, [Alarm(10, "collapse")], 0, 4).false_alarm
+    s = summarize([col, late, exp, healthy])
+    assert s["collapse_recall"] == 1.0 and s["collapse_before_floor"] == 0.5 and s["wrong_kind"] == 1.0
+    assert s["healthy_fa_rate"] == 0.0 and s["explosion_delay_median"] == 2.0
+
+
+def test_eta_coverage_needs_an_interval_and_error_counts_in_points() -> None:
+    inside = Outcome("collapse", 100, [Alarm(40, "collapse", 70.0, 60.0, 80.0)], 30, 72, 72.0)
+    outside = Outcome("collapse", 100, [Alarm(40, "collapse", 50.0, 45.0, 55.0)], 30, 72, 72.0)
+    point = Outcome("collapse", 100, [Alarm(40, "collapse", 72.0)], 30, 72, 72.0)  # a point ETA: no coverage
+    never = Outcome("collapse", 100, [Alarm(40, "collapse", 70.0, 65.0, None)], 30, 72, 72.0)  # open end covers
+    cover, err = eta_quality([inside, outside, point, never])
+    assert cover == 2 / 3 and err == np.median([2.0, 22.0, 0.0, 2.0])
+    coarse = Outcome("collapse", 100, [Alarm(40, "collapse", 700.0, 600.0, 800.0)], 30, 72, 720.0, spacing=10.0)
+    assert eta_quality([coarse]) == (1.0, 2.0)
