@@ -13,10 +13,10 @@ STORE=${STORE:-$(mktemp -d)/ew_gpu}
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0))"
 start=$(date +%s)
 "$EW" --store "$STORE" compare --algos grpo,dapo,repo-r,adapo --preset gpu --seed 0 --probe-steps 100 --jobs 2
-echo "wall: $(( $(date +%s) - start )) s; runs in $STORE (compare-gpu.json holds every number)"
+echo "wall: $(( $(date +%s) - start )) s; runs in $STORE (_compare-gpu.json holds every number)"
 "$PY" - "$STORE" <<'PYEOF'
 import json, sys
-res = json.load(open(f"{sys.argv[1]}/compare-gpu.json"))
+res = json.load(open(f"{sys.argv[1]}/_compare-gpu.json"))
 for r in res["rows"]:
     print(f"{r['algo']:>8} seed {r['seed']}: {r['tokens_per_sec']:.0f} rollout+update tokens/s, {r['minutes']:.1f} min")
 PYEOF

@@ -20,10 +20,11 @@ The math is the reference trainer's, in ``hooks/levers.py`` (``centred_logp``, `
 ``zeta_update``, ``adapo_update``, ``band_target``; ``trainer/algorithms.py`` re-exports them); this module only
 connects it to TRL.
 
-Controller input: the token-weighted mean entropy of the step's loss forwards, summed over ranks (the measure TRL's
-own adaptive entropy bonus uses). Target: ``target`` nats if given, else H_ref, the median entropy of the first
-``ref_steps`` optimizer steps (the run's early level); until H_ref is known the levers keep their initial values. The
-band defaults to ``band_rel × H_ref``. Each optimizer step the state goes into the run's store at TRL's step:
+Controller input: the token-weighted mean entropy of the loss forwards since the last update, summed over ranks (the
+measure TRL's own adaptive entropy bonus uses), once per TRL iteration (the optimizer steps of one generation batch;
+``every`` to change it). Target: ``target`` nats if given, else H_ref, the median of the first ``ref_steps`` updates'
+entropies (the run's early level); until H_ref is known the levers keep their initial values. The band defaults to
+``band_rel × H_ref``. At each update the state goes into the run's store at TRL's step:
 ``control/zeta`` or ``control/eps_high``, ``control/target_entropy``, ``control/entropy`` and, for ``"target"``,
 ``control/band_low`` / ``control/band_high`` (each the value in force for the next step). The state restarts from
 its initial values when training is resumed from a checkpoint.
@@ -75,8 +76,8 @@ class ControlConfig:
     band_rel: tuple[float, float] = (0.8, 1.25)
     """kind="target" without ``band``: the band's edges as multiples of H_ref."""
     ref_steps: int = 5
-    """Optimizer steps whose median entropy is H_ref, the run's early level (the paper's target is the initial
-    entropy; a median of a few steps is robust to one noisy first batch)."""
+    """Controller updates whose median entropy is H_ref, the run's early level (the paper's target is the initial
+    entropy; a median of a few updates is robust to one noisy first batch)."""
     centering: str = "exact"
     """REPO's L: exact (log pi + H, from TRL's loss-forward entropy) or raw (log pi, SkyRL's logits-free form)."""
     zeta0: float = 1e-3
@@ -92,7 +93,11 @@ class ControlConfig:
     eps_max: float = 1.0
     """ADAPO upper bound of eps_high (our choice)."""
     kappa: float = 1.25
-    """ADAPO multiplicative step per optimizer step (our choice)."""
+    """ADAPO multiplicative step per controller update (our choice)."""
+    every: int | None = None
+    """Optimizer steps per controller update; None = one TRL iteration, the optimizer steps spent on one generation
+    batch (steps_per_generation x num_iterations / gradient_accumulation_steps), like the paper's once-per-iteration
+    controller. Each update reads the mean entropy of those steps' loss forwards."""
 
     def __post_init__(self) -> None:
         if self.kind not in CONTROLS:
@@ -106,8 +111,8 @@ class ControlConfig:
         low, high = self.band if self.band is not None else self.band_rel
         if not 0 <= low < high:
             raise ControlError(f"entropy band ({low}, {high}); need 0 <= low < high")
-        if self.ref_steps < 1:
-            raise ControlError("ControlConfig(ref_steps) must be >= 1")
+        if self.ref_steps < 1 or (self.every is not None and self.every < 1):
+            raise ControlError("ControlConfig: ref_steps and every must be >= 1")
         if not 0 < self.zeta_min <= self.zeta0 <= self.zeta_max:
             raise ControlError("ControlConfig: need 0 < zeta_min <= zeta0 <= zeta_max")
         if not (self.kappa > 1 and 0 < self.eps_min <= self.eps_max):
@@ -129,7 +134,7 @@ def resolve(control: str | ControlConfig | None) -> ControlConfig | None:
 
 
 class EntropyController:
-    """The controller's state, framework-free: feed it each loss forward, close each optimizer step.
+    """The controller's state, framework-free: feed it each loss forward, close each update (:meth:`end_step`).
 
     ``observe`` adds a micro-batch's entropy sum and token count; ``end_step`` turns the step's mean entropy into the
     next step's lever (``zeta`` or ``eps_high``) and returns what to log; ``advantages`` applies REPO-R.
@@ -263,9 +268,11 @@ class TrlControl:
     watch: Any
     controller: EntropyController
     strict: bool = False
+    every: int = 1
     callback: Any = None
     restore: dict[str, Any] = field(default_factory=dict)
     _inputs: Any = None
+    _steps: int = 0
 
     # ---- wraps ------------------------------------------------------------------------------------------------
     def compute_loss(self, orig: Any, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
@@ -306,7 +313,11 @@ class TrlControl:
 
     # ---- the step boundary ---------------------------------------------------------------------------------------
     def step_end(self, step: int) -> dict[str, float]:
-        """Close the optimizer step (cross-rank totals), set ``trainer.epsilon_high`` for ADAPO, log the state."""
+        """After an optimizer step: every ``every`` steps update the controller on those steps' entropy (cross-rank
+        totals), set ``trainer.epsilon_high`` for ADAPO and log the state at ``step``; otherwise nothing."""
+        self._steps += 1
+        if self._steps % self.every:
+            return {}
         total, count = self.controller.pending()
         acc = getattr(self.trainer, "accelerator", None)
         if acc is not None and getattr(acc, "num_processes", 1) > 1:  # every rank reaches here in lockstep
@@ -333,6 +344,16 @@ class TrlControl:
             self.trainer.remove_callback(self.callback)
 
 
+def iteration_steps(trainer: Any) -> int:
+    """Optimizer steps TRL spends on one generation batch: ``steps_per_generation x num_iterations`` micro-steps over
+    ``gradient_accumulation_steps`` per optimizer step (at least 1)."""
+    args = trainer.args
+    accum = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
+    per_generation = int(getattr(args, "steps_per_generation", None) or accum)
+    passes = int(getattr(trainer, "num_iterations", getattr(args, "num_iterations", 1)) or 1)
+    return max(1, round(per_generation * passes / accum))
+
+
 def install_trl(trainer: Any, control: str | ControlConfig, watch: Any, strict: bool = False) -> TrlControl:
     """Check, then connect ``control`` to ``trainer``: instance-level wraps of ``compute_loss`` and the loss forward,
     and a callback that closes each optimizer step. Install it before other wraps of the same two methods, so that
@@ -343,6 +364,7 @@ def install_trl(trainer: Any, control: str | ControlConfig, watch: Any, strict: 
     assert cfg is not None
     check_trl(trainer, cfg)
     ctl = TrlControl(trainer, watch, EntropyController(cfg, getattr(trainer, "epsilon_high", None)), strict)
+    ctl.every = cfg.every or iteration_steps(trainer)
     ctl.restore = {
         "compute_loss": trainer.__dict__.get("compute_loss"),
         LOGPS_METHOD: trainer.__dict__.get(LOGPS_METHOD),

@@ -186,3 +186,22 @@ def test_hf_callback_refuses_control_and_says_where_it_lives() -> None:
     with pytest.raises(ControlError, match="attach"):
         EntropyWatchCallback(run="x", control="repo-r")
     assert EntropyWatchCallback(run="x", control=None).watch_kwargs == {}
+
+
+def test_trl_seam_updates_once_per_iteration() -> None:
+    from entropy_watch.hooks.control import iteration_steps
+
+    args = types.SimpleNamespace(gradient_accumulation_steps=2, steps_per_generation=4, num_iterations=2)
+    assert iteration_steps(types.SimpleNamespace(args=args, num_iterations=2)) == 4  # 4 micro-steps x 2 passes / 2
+    args1 = types.SimpleNamespace(gradient_accumulation_steps=1, steps_per_generation=None)
+    assert iteration_steps(types.SimpleNamespace(args=args1, num_iterations=1)) == 1
+    trainer = types.SimpleNamespace(model=types.SimpleNamespace(training=True), epsilon_high=0.28)
+    ctl = TrlControl(trainer, _Watch(), EntropyController(ControlConfig("adapo", target=1.0), eps_high=0.28), every=3)
+    ctl.controller.observe(2.0, 10.0)  # steps 1-3 read together: (2 + 4 + 9) / 30 = 0.5 < 1 -> one widening
+    assert ctl.step_end(1) == {} and trainer.epsilon_high == 0.28
+    ctl.controller.observe(4.0, 10.0)
+    assert ctl.step_end(2) == {}
+    ctl.controller.observe(9.0, 10.0)
+    out = ctl.step_end(3)
+    assert out[M.CONTROL_ENTROPY] == pytest.approx(0.5) and trainer.epsilon_high == pytest.approx(0.35)
+    assert [s for s, _ in ctl.watch.logged] == [3]
