@@ -228,6 +228,7 @@ def alerts(
     """Analyse runs and list their alerts. Exit status: 0 clean, 1 warning, 2 critical, 3 error."""
     from entropy_watch.analysis.policy import filter_alerts
     from entropy_watch.errors import NoEntropySeries
+    from entropy_watch.store import quarantine
 
     st = state(ctx)
     mapping = parse_maps(maps) or None
@@ -236,6 +237,7 @@ def alerts(
     out: list[dict[str, Any]] = []
     for target in targets:
         source = target
+        skipped_before = quarantine.found()
         try:
             for t in resolve(target, st.root(), mapping):
                 source = t.source
@@ -264,6 +266,15 @@ def alerts(
             typer.echo(error_line(e, where=source), err=True)
             if as_json:
                 out.append({"source": source, "error": error_line(e, where=source)})
+        # A data file the store could not read was left out of this target's analysis (quarantine.py): the verdict
+        # above covers the rest of the run, but a gate must not pass on data it did not see.
+        for path, why in quarantine.found().items():
+            if path not in skipped_before:
+                errors += 1
+                msg = f"error: {path}: unreadable data file ({why}) left out of the analysis of {source}"
+                typer.echo(printable(msg), err=True)
+                if as_json:
+                    out.append({"source": source, "error": printable(msg)})
     if as_json:
         echo_json(out)
     raise typer.Exit(EXIT_ERROR if errors else {0: EXIT_CLEAN, 1: EXIT_WARNING, 2: EXIT_CRITICAL}[worst])

@@ -56,6 +56,13 @@ def is_quarantined(path: StorePath) -> bool:
     return True
 
 
+def found() -> dict[str, str]:
+    """Every file quarantined in this process so far: path -> why it is unreadable (a command that must report
+    skipped files, like ``alerts`` as a CI gate, compares this before and after its reads)."""
+    with _lock:
+        return {path: why for path, (_, why) in _bad.items()}
+
+
 def check_listed() -> list[StorePath]:
     """Check the files this thread listed since :func:`begin`; quarantine and return the unreadable ones."""
     return check(getattr(_listed, "paths", None) or [])
