@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 
 CORE_MODULES = [
@@ -35,16 +33,6 @@ IMPORTERS, STORE = "entropy_watch.importers", "entropy_watch.store"
 # Imports across tiers that are the tier's front door, each inside the function that needs it.
 DOORWAYS = {
     ("entropy_watch.cli.train_cmds", TRAINER): "`entropy-watch train` / `compare` run the reference trainer (torch)",
-}
-
-
-# Cycles that landed after this test and belong to another issue: each entry says how it is broken. Only these are
-# tolerated by test_no_import_cycles; test_known_cycle_is_gone fails as soon as one is broken and its entry stays.
-KNOWN_CYCLES = {
-    frozenset({"entropy_watch.store.manifest", "entropy_watch.store.reader"}): (
-        "issue 15: manifest.py imports reader.RunInfo/Store inside functions while reader imports manifest; move "
-        "RunInfo below both (e.g. store/summary.py) and let compaction, not manifest.write, call Store"
-    ),
 }
 
 
@@ -139,22 +127,10 @@ def _cycles() -> list[frozenset[str]]:
 
 
 def test_no_import_cycles() -> None:
-    cycles = [c for c in _cycles() if c not in KNOWN_CYCLES]
+    cycles = _cycles()
     assert cycles == [], "modules that import each other (directly or through others): " + "; ".join(
         " <-> ".join(sorted(c)) for c in cycles
     )
-
-
-@pytest.mark.parametrize(
-    "cycle",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(reason=why, strict=True), id="-".join(sorted(c)))
-        for c, why in KNOWN_CYCLES.items()
-    ],
-)
-def test_known_cycle_is_gone(cycle: frozenset[str]) -> None:
-    """Strict: once the cycle is broken this passes, the xfail turns into a failure, and its entry must go."""
-    assert cycle not in _cycles()
 
 
 def _strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:

@@ -85,7 +85,7 @@ def write_catalog(root: str | os.PathLike[str] | StorePath | None = None) -> Sto
     _remove_db(tmp)
     _write_catalog_db(root_path, tmp)
     os.replace(tmp, dest)
-    manifest.write(root_path)
+    manifest.write(root_path, Store(root_path).runs)
     return dest
 
 

@@ -27,8 +27,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,9 +37,8 @@ import pyarrow.parquet as pq
 from entropy_watch.store import fs, layout
 from entropy_watch.store.atomic import write_parquet_atomic
 from entropy_watch.store.fs import StorePath
-
-if TYPE_CHECKING:
-    from entropy_watch.store.reader import RunInfo
+from entropy_watch.store.query import run_names
+from entropy_watch.store.summary import RunInfo
 
 MANIFEST = "_runs.parquet"
 SETTLE_S = 2.0
@@ -108,23 +108,19 @@ class Manifest:
         now = stamp(self.root, run)
         if now is None or now[0] != row["stamp"]:
             return None
-        from entropy_watch.store.reader import RunInfo
-
         latest = {k: (float(v), int(s)) for k, (v, s) in json.loads(row["latest"]).items()}
         return RunInfo(
             run, json.loads(row["meta"]), row["state"], row["last_step"], row["ranks"], row["updated_at"], latest
         )
 
 
-def write(root: StorePath) -> int:
-    """List the root's runs and record the settled ones in ``ROOT/_runs.parquet`` (replacing it); returns how many.
+def write(root: StorePath, list_runs: Callable[[], list[RunInfo]]) -> int:
+    """List the root's runs with ``list_runs`` (``Store(root).runs``) and record the settled ones in
+    ``ROOT/_runs.parquet`` (replacing it); returns how many.
 
     Each run's stamp is taken before and after it is listed; a run that changed meanwhile is left out, so a recorded
     info is never older than its stamp.
     """
-    from entropy_watch.store.query import run_names
-    from entropy_watch.store.reader import Store
-
     root = layout.default_root(root)
     if fs.is_object(root):
         return 0
@@ -132,7 +128,7 @@ def write(root: StorePath) -> int:
     cutoff = time.time() - SETTLE_S
     before = {name: stamp(root, name) for name in names}
     rows = []
-    for info in Store(root).runs():
+    for info in list_runs():
         st = before.get(info.name)
         if info.state not in TERMINAL or st is None or st[1] > cutoff or stamp(root, info.name) != st:
             continue

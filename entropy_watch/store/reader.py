@@ -16,7 +16,6 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -40,22 +39,10 @@ from entropy_watch.store.query import (
 )
 from entropy_watch.store.reads import SqlReads, query_files
 from entropy_watch.store.schema import empty_table
+from entropy_watch.store.summary import RunInfo
 from entropy_watch.store.writer import DEFAULT_HEARTBEAT_S, SUMMARY_NAMES, RunWriter
 
 STALL_FACTOR = 3.0
-
-
-@dataclass
-class RunInfo:
-    """A run as listed by :meth:`Store.runs`. ``updated_at`` is Unix seconds (latest heartbeat, else run.json)."""
-
-    name: str
-    meta: dict[str, Any]
-    state: str
-    last_step: int | None
-    ranks: list[int] = field(default_factory=list)
-    updated_at: float | None = None
-    latest: dict[str, tuple[float, int]] = field(default_factory=dict)  # canonical name -> (value, step), summary.py
 
 
 class Store(SqlReads):

@@ -19,9 +19,24 @@ cost of listing is therefore linear in the number of runs, about two ``stat``/``
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 Latest = dict[str, tuple[float, int]]  # name -> (value, step)
+
+
+@dataclass
+class RunInfo:
+    """A run as listed by :meth:`~entropy_watch.store.Store.runs`. ``updated_at`` is Unix seconds (latest heartbeat,
+    else run.json); ``latest`` maps a canonical metric to ``(value, step)`` (see the module docstring)."""
+
+    name: str
+    meta: dict[str, Any]
+    state: str
+    last_step: int | None
+    ranks: list[int] = field(default_factory=list)
+    updated_at: float | None = None
+    latest: Latest = field(default_factory=dict)
 
 
 def merge_statuses(statuses: Iterable[tuple[int, Mapping[str, Any]]]) -> Latest | None:
