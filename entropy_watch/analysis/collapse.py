@@ -12,8 +12,8 @@ Warnings (each with the decay outlook's ETA, even when the floor lies beyond the
 Critical only for the floor reached or imminent:
 
 * ``collapse.floor`` — the level at or under the floor, held (guards.held, for a rolling median);
-* ``collapse.imminent`` — while warned, the upper end of the ETA interval is within max(``imminent_min_points``,
-  ``imminent_frac``·points so far) points.
+* ``collapse.imminent`` — most of H_ref lost (``decline_lost``) and the upper end of the ETA interval within
+  max(``imminent_min_points``, ``imminent_frac``·points so far) points (never past the fit's horizon).
 
 A state fires again only at a higher severity, or after re-arming (the level back above ``rearm_frac``·H_ref).
 L4 context is attached to every collapse alert; on a solved task it becomes an info ``saturation`` note.
@@ -89,7 +89,13 @@ def conditions(
             warn[i] = True
             why_warn.setdefault(i, "forecast")
         soon = min(_imminent_steps(prep, i, config), f.horizon_steps)  # never beyond what the fit can see
-        if f.gates and f.model != "none" and f.eta_hi <= soon and lvl[i] > prep.floor[i]:
+        if (
+            f.gates
+            and f.lost >= config.decline_lost
+            and f.model != "none"
+            and f.eta_hi <= soon
+            and lvl[i] > prep.floor[i]
+        ):
             crit[i] = True
             why_crit.setdefault(i, "imminent")
     for i in np.flatnonzero(depleted).tolist():

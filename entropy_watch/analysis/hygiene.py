@@ -177,7 +177,10 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     if fin.size <= warm:
         return None
     first = h[fin[:k]]
+    # falling fast: the first points fall by more than half, and the points up to the arming point stay down (on
+    # a noisy start three decreasing points happen by chance, and the next ones bounce back)
     falling = k >= 2 and bool(np.all(np.diff(first) < 0)) and first[-1] < config.early_drop_frac * first[0]
+    falling = falling and float(np.median(h[fin[k : warm + 1]])) < config.early_drop_frac * first[0]
     if falling:
         early, method = float(first[0]), "the first logged point (entropy was already falling fast)"
     else:
@@ -186,6 +189,10 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     arm = int(fin[warm])
     at_arm = float(np.median(h[fin[max(0, warm - 2) : warm + 1]]))
     if not at_arm < config.early_drop_frac * early:
+        if not falling:
+            noisy = _noisy_reference(h, fin, config)
+            if noisy is not None:
+                return noisy if noisy.value > 0 else None
         return RefInfo(early, int(fin[0]), int(fin[0] if falling else fin[k - 1]), arm, method)
     # entropy fell by more than half before the detector armed: is it still falling?
     end = warm + config.adapt_points
@@ -205,6 +212,27 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     )
     lo = int(fin[max(0, warm - 2)])
     return RefInfo(settled, lo, int(fin[end]), int(fin[end]), f"the median of the {pts.size} points after it", note)
+
+
+def _noisy_reference(h: np.ndarray, fin: np.ndarray, config: DetectorConfig) -> RefInfo | None:
+    """On a noisy start, H_ref from as many first points as the level needs for its target error (1.25σ/√k =
+    ``level_tol``, σ measured on the points up to the arming point), provided they show no trend (a start that
+    already moves is judged on its first points). None when the start is not noisy or does trend; a RefInfo with
+    value 0 ("not yet") while the points are still coming."""
+    k, warm = config.ref_points, config.warmup_points
+    y = np.log(np.maximum(h[fin], 0.0) + config.log_eps_nats)
+    sig = robust_sigma(y[: warm + 1])
+    need = int(np.clip(np.ceil((1.25 * np.nan_to_num(sig) / config.level_tol) ** 2), k, config.smooth_max_points))
+    if need <= k:
+        return None
+    last = max(warm, need - 1)
+    if fin.size <= last:
+        return RefInfo(0.0, int(fin[0]), int(fin[-1]), -1, "")
+    _, p = mann_kendall(y[:need])
+    if p < 2 * config.adapt_alpha:  # a two-sided trend: not noise
+        return None
+    method = f"the median of the first {need} logged points (a noisy start: σ {sig:.2f} in log units)"
+    return RefInfo(float(np.median(h[fin[:need]])), int(fin[0]), int(fin[need - 1]), int(fin[last]), method)
 
 
 def _noise(log_h: np.ndarray, seg_start: np.ndarray, config: DetectorConfig, start: int = 0) -> np.ndarray:
