@@ -229,7 +229,7 @@ def _noisy_reference(h: np.ndarray, fin: np.ndarray, config: DetectorConfig) -> 
     if fin.size <= last:
         return RefInfo(0.0, int(fin[0]), int(fin[-1]), -1, "")
     _, p = mann_kendall(y[:need])
-    if p < 2 * config.adapt_alpha:  # a two-sided trend: not noise
+    if p < config.trend_alpha:  # a significant trend: not noise
         return None
     method = f"the median of the first {need} logged points (a noisy start: σ {sig:.2f} in log units)"
     return RefInfo(float(np.median(h[fin[:need]])), int(fin[0]), int(fin[need - 1]), int(fin[last]), method)

@@ -57,9 +57,9 @@ def test_an_early_drop_that_settles_is_an_adaptation() -> None:
 def test_three_decreasing_noisy_points_are_no_early_drop_and_a_noisy_start_uses_more_points() -> None:
     cfg = DetectorConfig()
     # a noisy flat start (σ 0.4 in log) whose first three points happen to fall by half, then bounce back
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(0)
     g = 0.3 * np.exp(rng.normal(0, 0.4, 80))
-    g[:6] = [0.6, 0.4, 0.25, 0.7, 0.2, 0.55]
+    g[:6] = [0.42, 0.3, 0.2, 0.48, 0.15, 0.4]
     r = prepare(series(g), cfg).ref_at(79)
     assert "falling fast" not in r.method and 0.2 < r.value < 0.45
     assert "noisy start" in r.method and r.last - r.first + 1 > cfg.ref_points
