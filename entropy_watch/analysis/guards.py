@@ -2,8 +2,9 @@
 
 * non-finite entropy → critical at once (no warm-up);
 * explosion — a *rise* relative to H_ref: every one of the last ``hold_points`` points above ``explode_warn_mult``
-  ·H_ref, ``hold_z`` noise σ past it (``hold_noisy_points`` when the move is within the noise; two points when the
-  climb crossed gradually and was already a significant rising trend, :func:`gradual`, :func:`rising`) → warning;
+  ·H_ref, ``hold_z`` noise σ past it (``hold_noisy_points`` when the move is within the noise, and then the level
+  too must be within two of its errors of the line; two points when the climb crossed gradually and was already a
+  significant rising trend, :func:`gradual`, :func:`rising`) → warning;
   the same above ``explode_crit_mult``·H_ref (or, when the vocabulary is known, ``explode_lnv_frac``·ln V) →
   critical. A two- or threefold rise of the level is healthy while reward holds; past ``explode_reward_mult``·H_ref
   with the reward halved meanwhile it is an explosion warning. A run whose H_ref is already near ln V cannot
@@ -51,12 +52,20 @@ def latched(fire: np.ndarray, rearm: np.ndarray) -> list[int]:
 
 
 def held(
-    above: np.ndarray, margin: np.ndarray, sigma: np.ndarray, config: DetectorConfig, *, level: bool = False
+    above: np.ndarray,
+    margin: np.ndarray,
+    sigma: np.ndarray,
+    config: DetectorConfig,
+    *,
+    level: bool = False,
+    near: np.ndarray | None = None,
 ) -> np.ndarray:
     """True at i when ``above`` has held ``hold_points`` points with ``margin`` (the log distance past the
     threshold, smallest over those points) at least ``hold_z`` times the noise σ measured just before the excursion
     began (the excursion itself would inflate it), or ``hold_noisy_points`` points whatever the margin. ``level``
-    rules read a rolling median, which already spans several points: one point less, or two less when noisy."""
+    rules read a rolling median, which already spans several points: one point less, or two less when noisy.
+    ``near`` (optional, per point) must also hold for the noisy hold: on a noisy log a run of points past the line
+    is only evidence when the level itself has reached it."""
     clear_n, noisy_n = config.hold_points, config.hold_noisy_points
     if level:
         clear_n, noisy_n = clear_n - 1, max(clear_n - 1, noisy_n - 2)
@@ -70,7 +79,10 @@ def held(
     sig = np.where(before >= 0, sigma[np.clip(before, 0, None)], np.nan)
     with np.errstate(invalid="ignore"):
         clear = worst >= config.hold_z * np.where(np.isfinite(sig), sig, np.inf)
-    return (runs >= noisy_n) | ((runs >= clear_n) & clear)
+    noisy = runs >= noisy_n
+    if near is not None:
+        noisy &= near
+    return noisy | ((runs >= clear_n) & clear)
 
 
 def nonfinite(prep: Prepared) -> list[Alert]:
@@ -182,11 +194,16 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
         lr = np.log(prep.smooth / (config.explode_reward_mult * ref))
         above_w, above_c, above_r = on & (lw > 0), on & (lc > 0), possible & (lr > 0)
         rearm = sustained_rearm(prep.smooth < config.rearm_explode_mult * ref, config)
-    fire_w = held(above_w, lw, prep.sigma, config) & prep.armed
-    fire_c = held(above_c, lc, prep.sigma, config) & prep.armed
-    # a gradual climb crosses without a clear margin: two points past the level and a significant rising trend
+    # the level (a noise-scaled rolling median) within two of its standard errors of the line
+    with np.errstate(invalid="ignore", divide="ignore"):
+        near_w = np.log(prep.smooth / warn) >= -2 * config.level_tol
+        near_c = np.log(prep.smooth / crit) >= -2 * config.level_tol
+    fire_w = held(above_w, lw, prep.sigma, config, near=near_w) & prep.armed
+    fire_c = held(above_c, lc, prep.sigma, config, near=near_c) & prep.armed
+    # a gradual climb crosses without a clear margin: two points past the line, the level at it, and a significant
+    # rising trend before
     runs_w = run_lengths(above_w)
-    for i in np.flatnonzero(prep.armed & (runs_w >= 2) & (runs_w < config.hold_noisy_points) & ~fire_w):
+    for i in np.flatnonzero(prep.armed & near_w & (runs_w >= 2) & (runs_w < config.hold_noisy_points) & ~fire_w):
         fire_w[i] = gradual(prep, int(i - runs_w[i] + 1), config) and rising(prep, int(i - runs_w[i]), config)
     # a two-fold rise is healthy while reward holds; with the reward falling it is an explosion (the labels)
     fire_r = held(above_r, lr, prep.sigma, config, level=True) & prep.armed & ~fire_w
