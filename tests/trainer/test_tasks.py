@@ -69,7 +69,7 @@ def test_config_validation_and_presets() -> None:
     with pytest.raises(ConfigError, match="zeta"):
         AlgoConfig(controller="zeta")
     tiny = preset("tiny", "repo-r", seed=3)
-    assert tiny.run == "repo-r-s3" and tiny.algo_cfg.zeta_max == 0.5 and tiny.algo_cfg.repo == "r"
+    assert tiny.run == "repo-r-s3" and tiny.algo_cfg.zeta_max == 0.25 and tiny.algo_cfg.repo == "r"
     assert preset("tiny", "grpo").algo_cfg == AlgoConfig()  # GRPO is the defaults
     assert preset("tiny", "adapo").algo_cfg.eps_high == 0.28
     assert preset("gpu", "grpo").model.precision == "bf16-fp32head"
