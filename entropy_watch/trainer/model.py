@@ -90,11 +90,15 @@ def token_logp(logits: torch.Tensor, token_ids: torch.Tensor, precision: str, te
 
     fp32 log-softmax in every mode except ``bf16-naive`` (log-softmax in bf16, see the module docstring).
     """
-    z = logits / temperature if temperature != 1.0 else logits
     idx = token_ids.unsqueeze(-1)
-    if precision == "bf16-naive":  # the naive path: no upcast before the log-softmax
-        return torch.log_softmax(z.to(torch.bfloat16), dim=-1).gather(-1, idx).squeeze(-1).float()
-    return torch.log_softmax(z.float(), dim=-1).gather(-1, idx).squeeze(-1)
+    if precision == "bf16-naive":  # the naive path: no upcast before the temperature and the log-softmax
+        z = logits.to(torch.bfloat16)
+        z = z / temperature if temperature != 1.0 else z
+        return torch.log_softmax(z, dim=-1).gather(-1, idx).squeeze(-1).float()
+    # Upcast first, then divide: the sampler does the same, so bf16 modes have no trainer/sampler log-prob gap.
+    z = logits.float()
+    z = z / temperature if temperature != 1.0 else z
+    return torch.log_softmax(z, dim=-1).gather(-1, idx).squeeze(-1)
 
 
 def n_params(model: torch.nn.Module) -> int:
