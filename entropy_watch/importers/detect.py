@@ -18,7 +18,7 @@ from pathlib import Path
 from entropy_watch.errors import ImportFormatError
 from entropy_watch.importers import tensorboard, trl, verl, wandb
 from entropy_watch.importers.columns import csv_field_limit
-from entropy_watch.importers.generic import sniff_delimiter
+from entropy_watch.importers.generic import SNIFF_ROWS, sniff_delimiter
 
 FORMATS: tuple[str, ...] = ("trl", "verl-jsonl", "verl-console", "tensorboard", "wandb-csv", "csv", "jsonl", "json")
 _HEAD_BYTES = 256 * 1024
@@ -105,7 +105,8 @@ def _from_text(path: Path, text: str) -> str:
         return "json"
     if any(verl.console_step(ln) for ln in lines[:500]):
         return "verl-console"
-    delimiter = sniff_delimiter(first)
+    after = lines.index(first) + 1 if first in lines else len(lines)
+    delimiter = sniff_delimiter(first, lines[after : after + SNIFF_ROWS])
     with csv_field_limit():
         header = next(csv.reader([first], delimiter=delimiter), [])
     if len(header) >= 2 or path.suffix.lower() in (".csv", ".tsv"):

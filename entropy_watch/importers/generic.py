@@ -83,11 +83,34 @@ def _decode_guard(path: Path, fn: Any, *args: Any) -> Any:
         ) from None
 
 
-def sniff_delimiter(header: str) -> str:
-    """``,`` unless the header line has more tabs or semicolons than commas."""
+SNIFF_ROWS = 5  # data rows read ahead to check a delimiter against the header
+
+
+def sniff_delimiter(header: str, rows: list[str] | tuple[str, ...] = ()) -> str:
+    """The field delimiter of a delimited text file: among ``,``, tab and ``;``, the one that splits the header and
+    each of ``rows`` (the next few lines) into the same number (> 1) of fields, most frequent in the header first;
+    without such agreement, ``,`` unless the header line has more tabs or semicolons than commas. (A header cell
+    that contains tabs, ``<\t\t<``, must not turn a CSV into a TSV.)"""
     counts = {d: header.count(d) for d in (",", "\t", ";")}
+    rows = [r for r in rows if r.strip()]
+    if rows:
+        for d in sorted((d for d in counts if counts[d]), key=lambda d: -counts[d]):
+            with csv_field_limit():
+                widths = {len(f) for f in csv.reader([header, *rows], delimiter=d)}
+            if len(widths) == 1 and widths.pop() > 1:
+                return d
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] > counts[","] else ","
+
+
+def _peek_rows(path: Path, n: int = SNIFF_ROWS) -> list[str]:
+    """The data lines after the header (at most ``n``), for :func:`sniff_delimiter`; [] if they cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+            fh.readline()
+            return [line for _, line in zip(range(n), fh, strict=False)]
+    except OSError:
+        return []
 
 
 def read_csv(path: Path, progress: Progress | None = None) -> Frame:
@@ -101,7 +124,7 @@ def _read_csv(path: Path, progress: Progress | None) -> Frame:
         first = handle.readline()
         if not first.strip():
             raise ImportFormatError(f"{path} is empty; nothing to import")
-        delimiter = sniff_delimiter(first)
+        delimiter = sniff_delimiter(first, _peek_rows(path))
         header = _header(path, first, delimiter)
         fast = read_csv_arrow(path, header, delimiter)
         if fast is not None:

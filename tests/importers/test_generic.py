@@ -123,3 +123,21 @@ def test_unfinished_last_jsonl_line_is_skipped(tmp_path) -> None:
     (run,) = load_log(path)
     assert run.series(M.ENTROPY_MEAN)[0].tolist() == [1, 2]
     assert any("unfinished" in n for n in run.notes)
+
+
+@pytest.mark.parametrize(
+    ("text", "columns"),
+    [
+        ("step,a\tb\tc\n1,0.5\n2,0.4\n", ["step", "a\tb\tc"]),  # tabs inside a CSV header cell
+        ("step\tentropy\n1\t0.5\n2\t0.4\n", ["step", "entropy"]),  # a TSV
+        ("step;x,y\n1;0.5\n2;0.4\n", ["step", "x,y"]),  # semicolons, a comma inside a name
+    ],
+)
+def test_delimiter_agrees_with_the_data_rows(tmp_path, text, columns) -> None:
+    """The delimiter is the one that splits the header and the data rows alike, not the most frequent character of
+    the header (found by fuzzing: a column named '<\\t\\t<' turned a CSV into a TSV with no usable column)."""
+    p = tmp_path / "m.csv"
+    p.write_text(text, newline="")
+    (run,) = load_log(p, mapping={"entropy": columns[1]})
+    steps, values = run.series(M.ENTROPY_MEAN)
+    assert steps.tolist() == [1, 2] and values.tolist() == [0.5, 0.4]
