@@ -103,8 +103,9 @@ def grpo_config(output_dir: str, **overrides: Any) -> Any:
     return GRPOConfig(**kw)
 
 
-def build_trainer(output_dir: str, model: str | None = None, **config: Any) -> Any:
-    """A ``GRPOTrainer`` on the tiny model (or ``model``, a Hub id or local path) and the tiny dataset."""
+def build_trainer(output_dir: str, model: str | None = None, reward: Any = None, **config: Any) -> Any:
+    """A ``GRPOTrainer`` on the tiny model (or ``model``, a Hub id or local path) and the tiny dataset, rewarded by
+    ``reward`` (default :func:`reward_yes`)."""
     from trl import GRPOTrainer
 
     if model is None:
@@ -117,7 +118,7 @@ def build_trainer(output_dir: str, model: str | None = None, **config: Any) -> A
         policy = AutoModelForCausalLM.from_pretrained(model)
     return GRPOTrainer(
         model=policy,
-        reward_funcs=reward_yes,
+        reward_funcs=reward or reward_yes,
         args=grpo_config(output_dir, **config),
         train_dataset=tiny_dataset(64),
         processing_class=tokenizer,

@@ -26,8 +26,14 @@ def test_collapsing_run_is_checkpointed_and_stopped(tiny_trl, tmp_path: Path) ->
     from entropy_watch.hooks.trl import attach
 
     out, store = tmp_path / "out", tmp_path / "store"
+
+    def half_reward(completions: list[str], **kwargs: object) -> list[float]:
+        # the example's reward at half scale: it plateaus at 0.65, well below a solved task's ceiling (1.0), so the
+        # collapse is harmful, not the benign convergence of a solved task (which the detector calls info)
+        return [0.5 * r for r in tiny_trl.reward_yes(completions)]
+
     # the tiny model's entropy falls from ln V to ~0.2 nats within ~15 steps at this learning rate
-    trainer = tiny_trl.build_trainer(str(out), max_steps=40, learning_rate=5e-2, save_strategy="no")
+    trainer = tiny_trl.build_trainer(str(out), reward=half_reward, max_steps=40, learning_rate=5e-2, save_strategy="no")
     handle = attach(trainer, run="collapse", store=store, strict=True, flush_secs=0.1, on_alert=ON_ALERT)
     trainer.train()
     handle.close()
