@@ -95,7 +95,7 @@ class Manifest:
         if fs.is_object(root):
             return cls(root, {})
         try:
-            table = pq.read_table(str(path(root)))
+            table = pq.ParquetFile(str(path(root))).read()  # not pq.read_table: it imports pyarrow.dataset (pandas)
         except (OSError, pa.ArrowException):
             return cls(root, {})
         return cls(root, {r["name"]: r for r in table.to_pylist()})

@@ -99,7 +99,7 @@ def unreadable(path: StorePath) -> str | None:
         where, fs = (path.key, path.fs) if is_object(path) else (path, None)
         pq.read_metadata(where, filesystem=fs)
         if _size(path) <= FULL_READ_BYTES:
-            pq.read_table(where, filesystem=fs)
+            pq.ParquetFile(where, filesystem=fs).read()
     except FileNotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - whatever pyarrow raises for a broken file
