@@ -8,6 +8,8 @@ torch and transformers are imported inside the command functions, so ``entropy-w
 
 from __future__ import annotations
 
+import dataclasses
+
 import typer
 
 from entropy_watch.cli.common import echo_json, state
@@ -45,18 +47,22 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue the run from its latest checkpoint."),
         sft_steps: int = typer.Option(None, "--sft-steps", help="SFT warm-up steps (default: the preset's)."),
         zeta_max: float = typer.Option(None, "--zeta-max", help="REPO |zeta| cap (0.25 tiny vocab, 0.05 for LLMs)."),
+        scripts: int = typer.Option(
+            None, "--scripts", help="Numeral scripts in the vocabulary (default: the preset's; 1 = ASCII digits only)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the result summary as JSON."),
     ) -> None:
         """Train one run with the reference trainer and log it to the store."""
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         from entropy_watch import metrics as M
-        from entropy_watch.trainer.config import TaskConfig, preset
+        from entropy_watch.trainer.config import preset
         from entropy_watch.trainer.loop import SAMPLER_ENTROPY, train
 
         overrides = {} if zeta_max is None else {"zeta_max": zeta_max}
         cfg = preset(preset_name, algo, seed=seed, run=run, **overrides)
-        cfg.task = TaskConfig(name=task, max_new_tokens=cfg.task.max_new_tokens)
+        surface = {} if scripts is None else {"scripts": scripts}
+        cfg.task = dataclasses.replace(cfg.task, name=task, **surface)  # the preset's vocabulary unless --scripts
         cfg.device = device
         if steps is not None:
             cfg.rl.iterations = steps

@@ -15,6 +15,7 @@ gap before each iteration's first update, the entropy trajectory and the clip fr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -81,11 +82,11 @@ def sft_stage(preset_name: str, seed: int, root: str | Path, sft_steps: int | No
     if sft_steps is not None:
         cfg.sft.steps = sft_steps
     torch.set_num_threads(cfg.threads)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(cfg.task.scripts, cfg.task.plus_signs)
     model = build_model(cfg.model, len(tokenizer), tokenizer.eos_token_id, seed).to(pick_device(cfg.device))
     with Watch(cfg.run, store=root, config=cfg.to_dict(), vocab_size=len(tokenizer), seed=seed) as w:
         run_sft(model, tokenizer, get_task(cfg.task.name), cfg.sft, seed, cfg.model.precision,
-                on_step=lambda s, loss: w.log(s, **{SFT_LOSS: loss}))  # fmt: skip
+                on_step=lambda s, loss: w.log(s, **{SFT_LOSS: loss}), surface=cfg.task.surface())  # fmt: skip
     return save_policy(model, tokenizer, run_dir(Path(root), cfg.run) / "policy")
 
 
@@ -115,7 +116,7 @@ def run_algo(
     """
     import time
 
-    from entropy_watch.trainer.config import TaskConfig, preset
+    from entropy_watch.trainer.config import preset
     from entropy_watch.trainer.evaluate import EVAL_DISTINCT, EVAL_ENTROPY
     from entropy_watch.trainer.loop import CLIP_HIGH_LEVER, RATIO_LOG_MEAN_FIRST, SAMPLER_ENTROPY, train
 
@@ -159,7 +160,7 @@ def run_algo(
             row[key] = res.history[-1][key]
     if probe.iterations > 0 and res.policy_dir is not None:
         cfg_b = preset(preset_name, "grpo", seed=seed, run=f"{label}-s{seed}.probe-b")
-        cfg_b.task = TaskConfig(name="sum3sorted", max_new_tokens=cfg.task.max_new_tokens)
+        cfg_b.task = dataclasses.replace(cfg.task, name="sum3sorted")  # same vocabulary and surface
         cfg_b.rl.iterations, cfg_b.checkpoint_every, cfg_b.eval.every = probe.iterations, 0, 0
         res_b = train(cfg_b, store=root, init=res.policy_dir)
         rewards = [h[M.REWARD_MEAN] for h in res_b.history]

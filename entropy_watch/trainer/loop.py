@@ -117,12 +117,12 @@ def train(
     elif cfg.model.path is not None:
         model, tokenizer = load_policy(cfg.model.path)
     else:
-        tokenizer = build_tokenizer()
+        tokenizer = build_tokenizer(cfg.task.scripts, cfg.task.plus_signs)
         model = build_model(cfg.model, len(tokenizer), tokenizer.eos_token_id, cfg.seed)
     model.to(device).train()
     sft_losses: list[float] = []
     if state is None and init is None and cfg.sft.steps > 0:
-        sft_losses = run_sft(model, tokenizer, task, cfg.sft, cfg.seed, prec)
+        sft_losses = run_sft(model, tokenizer, task, cfg.sft, cfg.seed, prec, surface=cfg.task.surface())
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if a.kl_coef > 0 else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=rl.lr, weight_decay=0.0)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)  # rollout sampling and mini-batch shuffles

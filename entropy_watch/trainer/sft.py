@@ -1,6 +1,7 @@
 """Short SFT warm-up on uniformly sampled correct answers, so RL starts from a calibrated, diverse policy.
 
-Each example is a uniform target S and a correct answer drawn uniformly among S's answers (``tasks.sft_examples``);
+Each example is a uniform target S and a correct answer drawn uniformly among S's answers, each digit written in a
+numeral script drawn from a Zipf-like distribution when the vocabulary has several (``tasks.sft_examples``);
 the loss is the mean cross-entropy of the completion tokens (answer and end token), prompt tokens masked out.
 Checkpoints hold the model weights, its config and the tokenizer (``save_pretrained``), so ``--init`` and
 ``--model`` load them the same way.
@@ -16,10 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from entropy_watch.errors import ConfigError
 from entropy_watch.trainer.config import SFTConfig
 from entropy_watch.trainer.model import policy_logits
 from entropy_watch.trainer.rollout import encode_prompts
-from entropy_watch.trainer.tasks import Task, sft_examples
+from entropy_watch.trainer.tasks import ASCII, Surface, Task, sft_examples
 
 
 def sft_batch(
@@ -51,15 +53,26 @@ def run_sft(
     seed: int,
     precision: str = "fp32",
     on_step: Callable[[int, float], None] | None = None,
+    surface: Surface = ASCII,
 ) -> list[float]:
-    """Train ``model`` in place for ``cfg.steps`` steps; returns the loss of every step (nats per token)."""
+    """Train ``model`` in place for ``cfg.steps`` steps; returns the loss of every step (nats per token).
+
+    ``surface``: how the examples write their answers; a tokenizer that cannot write one of its characters (a saved
+    ASCII-only vocabulary) is a :class:`ConfigError` before any step."""
+    try:
+        tokenizer(surface.characters(), add_special_tokens=False)
+    except Exception as e:  # a WordLevel vocabulary without the synonyms raises on the first unknown character
+        raise ConfigError(
+            f"the tokenizer cannot write the task's answers ({surface.scripts} numeral scripts, {surface.plus_signs} "
+            f"plus signs): train with scripts=1 (ASCII; --scripts 1) or a tokenizer that has them ({e})"
+        ) from e
     device = next(model.parameters()).device
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     model.train()
     losses = []
     for step in range(cfg.steps):
-        ids, att, loss_mask = sft_batch(tokenizer, sft_examples(task, rng, cfg.batch_size), device)
+        ids, att, loss_mask = sft_batch(tokenizer, sft_examples(task, rng, cfg.batch_size, surface), device)
         logits = policy_logits(model, ids, att, precision)[:, :-1].float()  # position j-1 predicts token j
         target, m = ids[:, 1:], loss_mask[:, 1:].float()
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")

@@ -7,7 +7,11 @@ Task B, ``sum3sorted``, the sequential-learning probe: the same prompts, but onl
 wherever that answer is unsorted, hence no gradient; a diverse one keeps finding sorted answers (our choice of
 probe; the paper's second environments are not public).
 
-Rewards are binary (1.0 correct, 0.0 otherwise) on the decoded completion text.
+Rewards are binary (1.0 correct, 0.0 otherwise) on the decoded completion text. A digit may be written in any
+numeral script the tokenizer knows (``tokenizer.NUMERAL_SCRIPTS``: ``3``, ``３``, ``٣``, ``३`` are the same digit): the
+reward reads its value, and distinct answers are counted by value (:func:`canonical`), so a synonym is never a new
+answer. The warm-up data writes each digit in script k with probability proportional to ``(k + 1) ** -zipf``
+(:func:`script_weights`): like an LLM's vocabulary, a few tokens carry most of the mass and a long tail is rare.
 """
 
 from __future__ import annotations
@@ -15,15 +19,19 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from entropy_watch.errors import ConfigError
+from entropy_watch.trainer.tokenizer import PLUS_SIGNS, script_digits
 
 MAX_SUM = 27
-_ANSWER = re.compile(r"^\s*(\d)\s*\+\s*(\d)\s*\+\s*(\d)\s*$")
+_PLUS = f"[{re.escape(PLUS_SIGNS)}]"
+# \d: any Unicode decimal digit (Nd); the separator: any of PLUS_SIGNS
+_ANSWER = re.compile(rf"^\s*(\d)\s*{_PLUS}\s*(\d)\s*{_PLUS}\s*(\d)\s*$")
 
 
 @dataclass(frozen=True)
@@ -79,15 +87,61 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+def canonical(text: str) -> str:
+    """``text`` with digits in ASCII, plus signs as ``+`` and no whitespace: ``"٣ ＋ ३+3"`` -> ``"3+3+3"``."""
+    return "".join(_canonical_char(c) for c in text if not c.isspace())
+
+
+def _canonical_char(c: str) -> str:
+    if unicodedata.category(c) == "Nd":
+        return str(unicodedata.decimal(c))
+    return "+" if c in PLUS_SIGNS else c
+
+
 def distinct_correct(task: Task, target: int, completions: list[str]) -> int:
-    """Number of distinct correct answers among ``completions`` (whitespace-normalised)."""
-    return len({c.replace(" ", "").strip() for c in completions if task.reward(target, c) > 0})
+    """Number of distinct correct answers among ``completions``, by value (:func:`canonical`: synonyms are one)."""
+    return len({canonical(c) for c in completions if task.reward(target, c) > 0})
 
 
-def sft_examples(task: Task, rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
-    """``n`` (prompt, answer) pairs: a uniform target, then a correct answer drawn uniformly among its answers."""
+def script_weights(scripts: int, zipf: float) -> np.ndarray:
+    """``(scripts,)`` probabilities of writing a digit in script k: proportional to ``(k + 1) ** -zipf``."""
+    w = np.arange(1, scripts + 1, dtype=float) ** -zipf
+    return w / w.sum()
+
+
+@dataclass(frozen=True)
+class Surface:
+    """How answers are written: ``scripts`` numeral scripts (``tokenizer.NUMERAL_SCRIPTS``) and ``plus_signs`` signs
+    for ``+`` (``tokenizer.PLUS_SIGNS``) in the vocabulary, and ``zipf``, the exponent of their use in the warm-up
+    data (:func:`script_weights`). ``Surface()`` is plain ASCII."""
+
+    scripts: int = 1
+    plus_signs: int = 1
+    zipf: float = 1.0
+
+    def characters(self) -> str:
+        """Every character an answer may use: the digits of each script, then the plus signs."""
+        return "".join(script_digits(k) for k in range(self.scripts)) + PLUS_SIGNS[: self.plus_signs]
+
+
+ASCII = Surface()
+
+
+def sft_examples(task: Task, rng: np.random.Generator, n: int, surface: Surface = ASCII) -> list[tuple[str, str]]:
+    """``n`` (prompt, answer) pairs: a uniform target, then a correct answer drawn uniformly among its answers, each
+    digit written in a numeral script and each ``+`` as a plus sign drawn independently from :func:`script_weights`
+    (plain ASCII draws nothing more, so its examples are those of a 15-token vocabulary)."""
     out = []
+    digit_w, plus_w = script_weights(surface.scripts, surface.zipf), script_weights(surface.plus_signs, surface.zipf)
+    tables = [script_digits(k) for k in range(surface.scripts)]
     for s in task.sample_targets(rng, n):
         answers = _answers(task.accepts, s)
-        out.append((task.prompt(s), answers[int(rng.integers(len(answers)))]))
+        answer = answers[int(rng.integers(len(answers)))]
+        if surface.scripts > 1:
+            picks = iter(rng.choice(surface.scripts, size=3, p=digit_w))
+            answer = "".join(tables[int(next(picks))][int(c)] if c.isdigit() else c for c in answer)
+        if surface.plus_signs > 1:
+            signs = iter(rng.choice(surface.plus_signs, size=2, p=plus_w))
+            answer = "".join(PLUS_SIGNS[int(next(signs))] if c == "+" else c for c in answer)
+        out.append((task.prompt(s), answer))
     return out

@@ -16,7 +16,8 @@ SFT_STEPS = 150
 
 @pytest.fixture(scope="session")
 def sft_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny GPT after 150 SFT steps on task A (pass@1 ~ 0.2: groups with mixed rewards exist)."""
+    """A tiny GPT after 150 SFT steps on task A in the tiny preset's vocabulary (digits in 16 numeral scripts, a
+    Zipf-like long tail; pass@1 ~ 0.2: groups with mixed rewards exist)."""
     from entropy_watch.trainer.config import SFTConfig
     from entropy_watch.trainer.model import build_model
     from entropy_watch.trainer.sft import run_sft, save_policy
@@ -24,9 +25,10 @@ def sft_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from entropy_watch.trainer.tokenizer import build_tokenizer
 
     cfg = preset("tiny")
-    tok = build_tokenizer()
+    tok = build_tokenizer(cfg.task.scripts, cfg.task.plus_signs)
     model = build_model(cfg.model, len(tok), tok.eos_token_id, seed=0)
-    run_sft(model, tok, get_task("sum3"), SFTConfig(steps=SFT_STEPS, batch_size=64, lr=1e-3), seed=0)
+    sft = SFTConfig(steps=SFT_STEPS, batch_size=64, lr=1e-3)
+    run_sft(model, tok, get_task("sum3"), sft, seed=0, surface=cfg.task.surface())
     return save_policy(model, tok, tmp_path_factory.mktemp("sft") / "policy")
 
 
