@@ -288,8 +288,8 @@ def preset(
     ASCII tokens plus the digits of 15 more numeral scripts (165 tokens), which the warm-up uses with Zipf weights
     (exponent 2.5), so sampled answers hold rare synonyms as an LLM's hold rare tokens. On the 15-token vocabulary
     pass@16 sat at its ceiling for every algorithm and REPO-R's entropy cost 0.07 of pass@1; on this one (3 seeds,
-    issue 13) GRPO's pass@16 is 0.86 and REPO-R gains pass@1. A run takes about a minute on one CPU core. ``gpu``: a ~10M-parameter model and 4x the batch for one GPU, bf16 body with an
-    fp32 head.
+    issue 13) GRPO's pass@16 is 0.86 and REPO-R gains pass@1. A run takes about a minute on one CPU core.
+    ``gpu``: a ~10M-parameter model and 4x the batch for one GPU, bf16 body with an fp32 head, the same vocabulary.
     """
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
@@ -298,13 +298,15 @@ def preset(
     # 0.5 held seed 0 at 0.97 H_0 but cost 0.14 of pass@1; 0.25 held 0.82 H_0 at -0.03 (300 iterations, issue 13).
     zeta = {"zeta_max": 0.25} if ALGOS.get(algo, {}).get("repo") == "r" else {}
     algo_cfg = algo_config(algo, **{**zeta, **algo_overrides})
+    long_tail = TaskConfig(scripts=16, zipf=2.5)  # both presets: digits in 16 numeral scripts, Zipf-weighted warm-up
     if name == "tiny":
-        return TrainConfig(run=run, algo=algo, seed=seed, algo_cfg=algo_cfg, task=TaskConfig(scripts=16, zipf=2.5))
+        return TrainConfig(run=run, algo=algo, seed=seed, algo_cfg=algo_cfg, task=long_tail)
     return TrainConfig(
         run=run,
         algo=algo,
         seed=seed,
         device="auto",
+        task=long_tail,
         checkpoint_every=100,
         model=ModelConfig(n_layer=6, n_embd=384, n_head=6, precision="bf16-fp32head"),
         sft=SFTConfig(steps=1500, batch_size=256, lr=5e-4),
