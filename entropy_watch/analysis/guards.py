@@ -3,8 +3,9 @@
 * non-finite entropy → critical at once (no warm-up);
 * explosion — a *rise* relative to H_ref: every one of the last ``hold_points`` points above ``explode_warn_mult``
   ·H_ref, ``hold_z`` noise σ past it (``hold_noisy_points`` when the move is within the noise, and then the level
-  too must be within two of its errors of the line; two points when the climb crossed gradually and was already a
-  significant rising trend, :func:`gradual`, :func:`rising`) → warning;
+  too must be within two of its errors of the line; two points when the climb crossed gradually, was already a
+  significant rising trend and the reward is not still improving, :func:`gradual`, :func:`rising`,
+  :func:`reward_improving`) → warning;
   the same above ``explode_crit_mult``·H_ref (or, when the vocabulary is known, ``explode_lnv_frac``·ln V) →
   critical. A two- or threefold rise of the level is healthy while reward holds; past ``explode_reward_mult``·H_ref
   with the reward halved meanwhile it is an explosion warning. A run whose H_ref is already near ln V cannot
@@ -152,13 +153,14 @@ def gradual(prep: Prepared, start: int, config: DetectorConfig) -> bool:
     return bool(prep.log_h[start] - np.log(prep.smooth[start - 1]) < config.hold_z * prep.sigma[start - 1])
 
 
-def rising(prep: Prepared, i: int, config: DetectorConfig) -> bool:
-    """A significant rise of log H (one-sided Mann–Kendall, autocorrelation-aware, p < ``trend_alpha``) over the
-    segment's trailing clamp(``rise_frac``·points so far, 5, ``rise_max_points``) points ending at i — the caller
-    passes the point *before* an excursion began, so a sudden spike out of a flat run is no climb."""
+def rising(prep: Prepared, i: int, config: DetectorConfig, y: np.ndarray | None = None) -> bool:
+    """A significant rise of log H — or of ``y`` (n,), another series of the run — (one-sided Mann–Kendall,
+    autocorrelation-aware, p < ``trend_alpha``) over the segment's trailing clamp(``rise_frac``·points so far, 5,
+    ``rise_max_points``) points ending at i. For entropy the caller passes the point *before* an excursion began, so a
+    sudden spike out of a flat run is no climb."""
     seg0 = int(prep.seg_start[i])
     w = int(np.clip(round(config.rise_frac * (i - seg0 + 1)), 5, config.rise_max_points))
-    y = prep.log_h[max(seg0, i - w + 1) : i + 1]
+    y = (prep.log_h if y is None else y)[max(seg0, i - w + 1) : i + 1]
     y = y[np.isfinite(y)]
     if y.size < 5:
         return False
@@ -183,6 +185,23 @@ def reward_fell(prep: Prepared, i: int, start: int, config: DetectorConfig) -> t
     return bool(m <= 0.5 * b and b - m >= config.reward_drop_abs * ceiling), b, m
 
 
+def reward_improving(prep: Prepared, i: int, start: int, config: DetectorConfig) -> bool:
+    """The reward is still improving at i: its median over the excursion (``start``..i) is above its median over up to
+    10 points before it, *and* it is on a significant rising trend over the trailing window :func:`rising` reads.
+    Entropy rising while the policy still gets better is exploration, so the two-point path waits for the full hold.
+    Both, because either alone is fooled: the medians by a noisy reward on a dense log, the trend by a reward that
+    improved up to the point where the run began to fail. False when no reward is logged."""
+    r = prep.reward
+    if r is None or start < 1:
+        return False
+    before = r[max(int(prep.seg_start[i]), start - 10) : start]
+    now = r[start : i + 1]
+    before, now = before[np.isfinite(before)], now[np.isfinite(now)]
+    if before.size == 0 or now.size == 0 or not float(np.median(now)) > float(np.median(before)):
+        return False
+    return rising(prep, i, config, r)
+
+
 def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
     """Explosion warnings and critical alerts, and transient-spike notes (see the module docstring)."""
     warn, crit, possible = explosion_levels(prep, config)
@@ -200,11 +219,13 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
         near_c = np.log(prep.smooth / crit) >= -2 * config.level_tol
     fire_w = held(above_w, lw, prep.sigma, config, near=near_w) & prep.armed
     fire_c = held(above_c, lc, prep.sigma, config, near=near_c) & prep.armed
-    # a gradual climb crosses without a clear margin: two points past the line, the level at it, and a significant
-    # rising trend before
+    # a gradual climb crosses without a clear margin: two points past the line, the level at it, a significant rising
+    # trend before, and the reward not still improving (a rise that pays is exploration: it waits for the full hold)
     runs_w = run_lengths(above_w)
     for i in np.flatnonzero(prep.armed & near_w & (runs_w >= 2) & (runs_w < config.hold_noisy_points) & ~fire_w):
-        fire_w[i] = gradual(prep, int(i - runs_w[i] + 1), config) and rising(prep, int(i - runs_w[i]), config)
+        start = int(i - runs_w[i] + 1)
+        climbed = gradual(prep, start, config) and rising(prep, start - 1, config)
+        fire_w[i] = climbed and not reward_improving(prep, int(i), start, config)
     # a two-fold rise is healthy while reward holds; with the reward falling it is an explosion (the labels)
     fire_r = held(above_r, lr, prep.sigma, config, level=True) & prep.armed & ~fire_w
     runs_r = run_lengths(above_r)

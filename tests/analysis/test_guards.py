@@ -64,6 +64,27 @@ def test_healthy_twofold_rise_is_quiet_but_not_with_reward_falling() -> None:
     assert 30 <= al[0].step <= 34
 
 
+def test_two_point_path_waits_for_the_full_hold_while_reward_improves() -> None:
+    """A steady climb from 1x to 5x H_ref inside noise of 20%: with the reward flat it is called after two points past
+    the line (the gradual path); the same entropy with the reward still improving is exploration until the full
+    noisy hold (five points) — later, never by the two-point path."""
+    cfg = DetectorConfig()
+    t = np.arange(100)
+    clean = 0.3 * np.exp(np.clip(t - 40, 0, None) * np.log(5.0) / 40)
+    two_point = 0
+    for seed in range(6):
+        h = noisy(clean, 0.2, seed=seed)
+        first = {}
+        for name, r in (("flat", np.full(100, 0.6)), ("improving", np.clip(0.3 + 0.006 * t, 0, 1))):
+            al = _by(detect(prepare(series(h, reward=r), cfg), cfg), "guard.explosion")
+            assert al and al[0].kind == "explosion", (seed, name)
+            first[name] = al[0]
+        two_point += "for 2 points" in first["flat"].message
+        assert "for 2 points" not in first["improving"].message, seed
+        assert first["improving"].step >= first["flat"].step, seed
+    assert two_point >= 3  # the flat-reward runs do take the two-point path
+
+
 def test_transient_spike_is_info_not_an_explosion() -> None:
     cfg = DetectorConfig()
     h = noisy(np.full(80, 0.3), 0.03, seed=3)
