@@ -33,6 +33,7 @@ import functools
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -156,8 +157,9 @@ def _clip_params(config: Any) -> tuple[float, float]:
     return float(base if low is None else low), float(base if high is None else high)
 
 
-def wrap_policy_loss(base: Any) -> Any:
-    """A verl policy-loss function that returns ``base``'s loss and metrics plus the low/high clip fractions."""
+def _policy_loss(base: Any, body: Callable[..., tuple[torch.Tensor, dict[str, Any]]]) -> Any:
+    """A function with verl's policy-loss signature (verl calls it by keyword) that runs ``body`` on the same seven
+    arguments, in this order; named like ``base``, the loss it stands in for."""
 
     @functools.wraps(base)
     def loss_fn(
@@ -169,17 +171,26 @@ def wrap_policy_loss(base: Any) -> Any:
         config: Any = None,
         rollout_is_weights: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
-        loss, metrics = base(
-            old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config, rollout_is_weights
-        )
+        return body(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config, rollout_is_weights)
+
+    return loss_fn
+
+
+def wrap_policy_loss(base: Any) -> Any:
+    """A verl policy-loss function that returns ``base``'s loss and metrics plus the low/high clip fractions."""
+
+    def body(old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor,
+             response_mask: torch.Tensor, *rest: Any) -> tuple[torch.Tensor, dict[str, Any]]:  # fmt: skip
+        loss, metrics = base(old_log_prob, log_prob, advantages, response_mask, *rest)
         try:
-            lo, hi = clip_fractions(old_log_prob, log_prob, advantages, response_mask, *_clip_params(config))
+            clip = _clip_params(rest[1])  # rest: loss_agg_mode, config, rollout_is_weights
+            lo, hi = clip_fractions(old_log_prob, log_prob, advantages, response_mask, *clip)
             metrics = {**metrics, CLIPFRAC_LOW: lo, CLIPFRAC_HIGH: hi}
         except Exception as exc:  # noqa: BLE001
             _guard("policy_loss", exc)
         return loss, metrics
 
-    return loss_fn
+    return _policy_loss(base, body)
 
 
 def repo_controller() -> EntropyController:
@@ -206,28 +217,20 @@ def repo_r_policy_loss(base: Any, controller: EntropyController | None = None) -
     ``control/entropy`` and ``control/target_entropy`` in the loss metrics, which verl averages per step.
     """
 
-    @functools.wraps(base)
-    def loss_fn(
-        old_log_prob: torch.Tensor,
-        log_prob: torch.Tensor,
-        advantages: torch.Tensor,
-        response_mask: torch.Tensor,
-        loss_agg_mode: str = "token-mean",
-        config: Any = None,
-        rollout_is_weights: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
+    def body(old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor,
+             response_mask: torch.Tensor, *rest: Any) -> tuple[torch.Tensor, dict[str, Any]]:  # fmt: skip
         ctl = controller or repo_controller()
         zeta = ctl.zeta
         with torch.no_grad():
             adv = ctl.advantages(advantages.detach(), log_prob.detach(), None)  # (B, L) like verl's advantages
-        loss, metrics = base(old_log_prob, log_prob, adv, response_mask, loss_agg_mode, config, rollout_is_weights)
+        loss, metrics = base(old_log_prob, log_prob, adv, response_mask, *rest)
         with torch.no_grad():
             m = response_mask.to(log_prob.dtype)
             ctl.observe(float(-(log_prob.detach() * m).sum()), float(m.sum()))
         state = ctl.end_step()
         return loss, {**metrics, **{k: v for k, v in state.items() if k != M.CONTROL_ZETA}, M.CONTROL_ZETA: zeta}
 
-    return loss_fn
+    return _policy_loss(base, body)
 
 
 def register_policy_losses(core_algos: Any = None) -> list[str]:
