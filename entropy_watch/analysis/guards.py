@@ -168,19 +168,28 @@ def rising(prep: Prepared, i: int, config: DetectorConfig, y: np.ndarray | None 
     return bool(slope > 0 and trend_p(y, slope, icpt, 1.0) < config.trend_alpha)
 
 
+def _reward_medians(prep: Prepared, i: int, start: int, now_from: int) -> tuple[float, float] | None:
+    """(before, now): the reward's median over up to 10 points before ``start`` (where entropy began to rise) and over
+    ``now_from``..i; None when no reward is logged there."""
+    r = prep.reward
+    if r is None or start < 1:
+        return None
+    before = r[max(int(prep.seg_start[i]), start - 10) : start]
+    now = r[now_from : i + 1]
+    before, now = before[np.isfinite(before)], now[np.isfinite(now)]
+    if before.size == 0 or now.size == 0:
+        return None
+    return float(np.median(before)), float(np.median(now))
+
+
 def reward_fell(prep: Prepared, i: int, start: int, config: DetectorConfig) -> tuple[bool, float, float]:
     """(fell, before, now): the reward over the last ``hold_points`` points against its median over up to 10
     points before ``start``, the point where entropy began to rise. Fell = at most half, and by at least
     ``reward_drop_abs`` of the reward's ceiling."""
-    r = prep.reward
-    if r is None or start < 1:
+    r, med = prep.reward, _reward_medians(prep, i, start, max(start, i + 1 - config.hold_points))
+    if r is None or med is None:
         return False, float("nan"), float("nan")
-    before = r[max(int(prep.seg_start[i]), start - 10) : start]
-    now = r[max(start, i + 1 - config.hold_points) : i + 1]
-    before, now = before[np.isfinite(before)], now[np.isfinite(now)]
-    if before.size == 0 or now.size == 0:
-        return False, float("nan"), float("nan")
-    b, m = float(np.median(before)), float(np.median(now))
+    b, m = med
     ceiling = max(config.reward_max, float(np.nanmax(r[: i + 1])))
     return bool(m <= 0.5 * b and b - m >= config.reward_drop_abs * ceiling), b, m
 
@@ -191,15 +200,8 @@ def reward_improving(prep: Prepared, i: int, start: int, config: DetectorConfig)
     Entropy rising while the policy still gets better is exploration, so the two-point path waits for the full hold.
     Both, because either alone is fooled: the medians by a noisy reward on a dense log, the trend by a reward that
     improved up to the point where the run began to fail. False when no reward is logged."""
-    r = prep.reward
-    if r is None or start < 1:
-        return False
-    before = r[max(int(prep.seg_start[i]), start - 10) : start]
-    now = r[start : i + 1]
-    before, now = before[np.isfinite(before)], now[np.isfinite(now)]
-    if before.size == 0 or now.size == 0 or not float(np.median(now)) > float(np.median(before)):
-        return False
-    return rising(prep, i, config, r)
+    med = _reward_medians(prep, i, start, start)
+    return med is not None and med[1] > med[0] and prep.reward is not None and rising(prep, i, config, prep.reward)
 
 
 def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
