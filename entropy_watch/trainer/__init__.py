@@ -6,7 +6,7 @@ warm-up (``sft.py``), pass@k evaluation (``evaluate.py``) and the comparison wit
 (``compare.py``). It logs through ``entropy_watch.hooks.Watch`` like any other trainer.
 
     config.py      dataclasses, presets ``tiny`` / ``gpu``, the named algorithms
-    tokenizer.py   character tokenizer (ASCII sum3 symbols + digits of further numeral scripts), a real HF fast tokenizer
+    tokenizer.py   character tokenizer (sum3 symbols + digits of more numeral scripts), a real HF fast tokenizer
     tasks.py       sum3 (task A) and sum3sorted (task B), rewards, distinct answers
     model.py       tiny GPT from a transformers config, ``--model PATH`` loading, precision modes
     algorithms.py  advantages, aggregation, surrogate, DAPO, Clip-Cov, KL-Cov, 80/20, REPO-R/D, controllers

@@ -62,7 +62,7 @@ class TaskConfig:
     """Completion budget in tokens; completions without the end token by then count as truncated (reward 0)."""
     scripts: int = 1
     """Numeral scripts in the vocabulary (``tokenizer.NUMERAL_SCRIPTS``; 1 = ASCII digits only, 15 tokens): each
-    further script adds ten synonyms of the digits, the long tail of rare tokens (``SFTConfig.script_zipf``)."""
+    further script adds ten synonyms of the digits, the long tail of rare tokens (their use: ``zipf``)."""
     plus_signs: int = 1
     """Signs that read as ``+`` in the vocabulary (``tokenizer.PLUS_SIGNS``; 1 = ``+`` only): synonyms of the
     separator."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from entropy_watch.errors import ConfigError
-from entropy_watch.trainer.tokenizer import PLUS_SIGNS, script_digits
+from entropy_watch.trainer.tokenizer import PLUS_SIGNS, answer_characters, script_digits
 
 MAX_SUM = 27
 _PLUS = f"[{re.escape(PLUS_SIGNS)}]"
@@ -121,7 +121,7 @@ class Surface:
 
     def characters(self) -> str:
         """Every character an answer may use: the digits of each script, then the plus signs."""
-        return "".join(script_digits(k) for k in range(self.scripts)) + PLUS_SIGNS[: self.plus_signs]
+        return answer_characters(self.scripts, self.plus_signs)
 
 
 ASCII = Surface()

@@ -52,6 +52,14 @@ def script_digits(script: int) -> str:
     return "".join(chr(zero + d) for d in range(10))
 
 
+def answer_characters(scripts: int = 1, plus_signs: int = 1) -> str:
+    """Every character an answer may use with ``scripts`` numeral scripts and ``plus_signs`` signs for ``+``: the
+    digits of each script (ASCII first), then the plus signs (``+`` first)."""
+    if not 1 <= plus_signs <= len(PLUS_SIGNS):
+        raise ConfigError(f"plus_signs={plus_signs}; the tokenizer knows {len(PLUS_SIGNS)}")
+    return "".join(script_digits(k) for k in range(scripts)) + PLUS_SIGNS[:plus_signs]
+
+
 def build_tokenizer(scripts: int = 1, plus_signs: int = 1) -> Any:
     """A ``PreTrainedTokenizerFast``: ids ``<eos>``=0, ``0``..``9``=1..10, ``S``=11, ``=``=12, ``>``=13, ``+``=14,
     then the digits of scripts 1..``scripts``-1 (10 ids each, 15 + 10*(k-1) + d for digit d of script k), then
@@ -59,9 +67,7 @@ def build_tokenizer(scripts: int = 1, plus_signs: int = 1) -> Any:
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    if not 1 <= plus_signs <= len(PLUS_SIGNS):
-        raise ConfigError(f"plus_signs={plus_signs}; the tokenizer knows {len(PLUS_SIGNS)}")
-    extra = "".join(script_digits(k) for k in range(1, scripts)) + PLUS_SIGNS[1:plus_signs]
+    extra = [c for c in answer_characters(scripts, plus_signs) if c not in SYMBOLS]  # ASCII ids stay 1..14
     vocab = {tok: i for i, tok in enumerate((EOS, *SYMBOLS, *extra))}
     core = Tokenizer(models.WordLevel(vocab, unk_token=None))
     core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")  # every character is a token
