@@ -49,7 +49,10 @@ def register(app: typer.Typer) -> None:
         sft_steps: int = typer.Option(None, "--sft-steps", help="SFT warm-up steps (default: the preset's)."),
         zeta_max: float = typer.Option(None, "--zeta-max", help="REPO |zeta| cap (0.25 tiny vocab, 0.05 for LLMs)."),
         scripts: int = typer.Option(
-            None, "--scripts", min=1, max=len(NUMERAL_SCRIPTS),
+            None,
+            "--scripts",
+            min=1,
+            max=len(NUMERAL_SCRIPTS),
             help="Numeral scripts in the vocabulary (default: the preset's; 1 = ASCII digits only).",
         ),
         as_json: bool = typer.Option(False, "--json", help="Print the result summary as JSON."),
