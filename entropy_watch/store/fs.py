@@ -299,5 +299,12 @@ def vanished(exc: BaseException) -> bool:
     text = str(exc)
     return any(
         marker in text
-        for marker in ("Path does not exist", "No such file", "No files found", "NO_SUCH_KEY", "key does not exist")
+        for marker in (
+            "Path does not exist",
+            "No such file",
+            "No files found",
+            "NO_SUCH_KEY",
+            "key does not exist",
+            "RESOURCE_NOT_FOUND",  # the AWS SDK's name for a 404 without a body (HEAD; some GETs of a deleted key)
+        )
     )

@@ -30,7 +30,7 @@ from entropy_watch.recorder import Recorder
 from entropy_watch.store import RunWriter, Store, TailReader, compact, export_duckdb, write_catalog
 from entropy_watch.store import query as query_module
 from entropy_watch.store.files import CoverageCache, list_table_files
-from entropy_watch.store.fs import ObjectPath, read_bytes, register_duckdb, walk_files
+from entropy_watch.store.fs import ObjectPath, open_root, read_bytes, register_duckdb, vanished, walk_files
 from entropy_watch.store.layout import catalog_path, default_root, run_dir
 
 ROWS = 10
@@ -161,6 +161,42 @@ def test_reader_listing_races_a_deletion(s3_root: str, monkeypatch: pytest.Monke
         monkeypatch.setattr(importlib.import_module(module), "table_files", list_then_compact)
     assert Store(s3_root).scalars("r").num_rows == 50
     assert raced and raced[0].merged_files == 5 and _kinds(s3_root) == ["part"]
+
+
+def test_tail_poll_races_a_deletion(s3_root: str) -> None:
+    """A tail reader's poll lists new segments, a compactor PUTs the part and deletes them before they are read (a
+    poll that outlasted the grace period, as under load): S3 answers the read with RESOURCE_NOT_FOUND, and the poll
+    lists again and counts every row once."""
+    _write(s3_root, 5)
+    tail = TailReader(s3_root, tables=("scalars",))
+    scan = tail._watch.scan
+    raced = []
+
+    def scan_then_compact(*args, **kwargs):
+        out = scan(*args, **kwargs)
+        if not raced:
+            raced.append(compact(s3_root, "r", min_age_s=0, grace_s=0))
+        return out
+
+    tail._watch.scan = scan_then_compact  # type: ignore[method-assign]
+    assert tail.poll() == 50
+    assert raced and raced[0].merged_files == 5 and _kinds(s3_root) == ["part"]
+    assert tail.query("SELECT count(*) AS n FROM scalars").column("n")[0].as_py() == 50
+
+
+def test_a_key_deleted_while_open_reads_as_vanished(s3_root: str) -> None:
+    """S3's answers to reading a key deleted after it was opened (a compaction that outran the read) are recognised
+    as a vanished file, so the read lists again instead of failing."""
+    _write(s3_root, 1).close()
+    seg = next(p for _, p in walk_files(open_root(s3_root)) if p.name.startswith("seg-"))
+    f = seg.fs.open_input_file(seg.key)  # HEAD now: the key exists
+    seg.fs.delete_file(seg.key)
+    with pytest.raises(OSError) as err:
+        f.read()
+    assert vanished(err.value), err.value  # "AWS Error NO_SUCH_KEY during GetObject operation: ..."
+    # a 404 without a body (as S3 answers HEAD, and moto a read under load) is the SDK's RESOURCE_NOT_FOUND: the same
+    # fact; this text is the one that failed a tail poll in test_concurrency's S3 run
+    assert vanished(OSError("AWS Error RESOURCE_NOT_FOUND during GetObject operation: "))
 
 
 class RefusingProxy:
