@@ -31,7 +31,7 @@ import pyarrow as pa
 import streamlit as st
 
 from entropy_watch import metrics as M
-from entropy_watch.monitor import Monitor, RunState
+from entropy_watch.monitor import Monitor, RunState, exit_with_parent
 from entropy_watch.store import RunInfo, TailReader
 from entropy_watch.store.layout import ENV_STORE, default_root
 from entropy_watch.store.reads import Heatmap, Trace
@@ -79,7 +79,9 @@ def analysis_pool() -> ProcessPoolExecutor:
     global _pool
     with _lock:
         if _pool is None or getattr(_pool, "_broken", False):
-            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            _pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent
+            )
         return _pool
 
 
@@ -101,6 +103,17 @@ def warm(root: str | None = None) -> None:
     r = reader(root or default_store_root())
     r.poll()
     monitor(str(r.root))
+
+
+def shutdown() -> None:
+    """Stop the monitors and the analysis worker (the server is stopping)."""
+    global _pool
+    with _lock:
+        monitors, pool, _pool = list(_monitors.values()), _pool, None
+    for m in monitors:
+        m.stop()
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def poll(root: str) -> int:

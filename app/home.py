@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from entropy_watch.app import data, linked, sidebar
+from entropy_watch.app import data, sidebar
 
 st.set_page_config(page_title="entropy_watch", page_icon="📉", layout="wide")
 
@@ -21,5 +21,4 @@ pages = [
 ]
 page = st.navigation(pages)
 sidebar.hand_over(sidebar.render())
-linked.preload_plotly()
 page.run()

@@ -1,6 +1,4 @@
-"""Client-side helpers: linked hover and zoom across a page's step charts, and an early start on Plotly's code.
-
-**Linked hover and zoom**, as W&B and TensorBoard users know them.
+"""Linked hover and zoom across a page's step charts, as W&B and TensorBoard users know them.
 
 Streamlit draws each Plotly figure in its own element, so Plotly cannot link them by itself. :func:`link_step_axes`
 adds one small script to the page (``st.html`` with JavaScript, run once per browser tab) that watches for Plotly
@@ -13,15 +11,10 @@ charts whose x axis is the training step (axis title starting with "step") and:
 Charts redrawn by a live refresh are picked up again (a ``MutationObserver`` on the page). Charts with another x
 axis (reward vs entropy) are left alone.
 
-**Plotly's code early** (:func:`preload_plotly`): Streamlit fetches its Plotly component (4.7 MB of JavaScript) only
-when the first chart arrives, and parsing it takes seconds on a busy machine. The sidebar, drawn before any page
-computes, asks the browser to load it at once, so it is ready when the entropy chart is.
+(Plotly's code itself starts loading with the page document: ``app/early.py``.)
 """
 
 from __future__ import annotations
-
-from functools import cache
-from pathlib import Path
 
 import streamlit as st
 
@@ -87,27 +80,3 @@ SCRIPT = """
 def link_step_axes() -> None:
     """Link hover and zoom of every step chart on the page (see the module docstring); call once per script run."""
     st.html(SCRIPT, unsafe_allow_javascript=True)
-
-
-@cache
-def _plotly_chunk() -> str | None:
-    """File name of Streamlit's lazily loaded Plotly component (``PlotlyChart.<hash>.js``), None if not found."""
-    found = sorted((Path(st.__file__).parent / "static" / "static" / "js").glob("PlotlyChart.*.js"))
-    return found[0].name if found else None
-
-
-def preload_plotly() -> None:
-    """Start loading Streamlit's Plotly component in the browser now (see the module docstring); once per tab."""
-    chunk = _plotly_chunk()
-    if chunk is None:
-        return
-    script = f"""<script>
-    (() => {{
-      if (window.__ewPlotly) return;
-      window.__ewPlotly = true;
-      const index = [...document.querySelectorAll('script[type="module"][src]')].find(s => /index\\./.test(s.src));
-      if (index) import(new URL("./{chunk}", index.src).href).catch(() => {{}});
-    }})();
-    </script>"""
-    with st.sidebar:
-        st.html(script, unsafe_allow_javascript=True)

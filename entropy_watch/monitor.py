@@ -70,6 +70,25 @@ class RunState:
 _WORKER_ANALYZERS: dict[str, Analyzer] = {}
 
 
+def exit_with_parent() -> None:
+    """Initializer of a worker process: end it when the process that started it ends, however that ended.
+
+    A ``ProcessPoolExecutor`` worker outlives a parent that was killed (or stopped without shutting the pool down)
+    and waits forever, holding its memory; this watches the parent's sentinel on a daemon thread and exits."""
+    import multiprocessing
+    import os
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="entropy-watch-parent-watch", daemon=True).start()
+
+
 def analyse_in_worker(key: str, series: RunSeries, config: DetectorConfig) -> AnalysisResult:
     """One analysis in a worker process, with that process's incremental :class:`Analyzer` for ``key`` (the
     monitor's run): its cached forecast evaluations make a live run's next analysis cost the new steps only."""

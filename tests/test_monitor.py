@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -136,3 +140,45 @@ def test_watch_command_is_the_monitor(tmp_path: Path, once: bool) -> None:
     lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
     want = analyze(RunSeries.from_reader(Store(tmp_path), "c")).alerts
     assert [(x["step"], x["detector"]) for x in lines] == [(a.step, a.detector) for a in want]
+
+
+WORKER_PARENT = """
+import os, sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from entropy_watch.monitor import exit_with_parent
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=exit_with_parent)
+    print(pool.submit(os.getpid).result(), flush=True)
+    sys.stdin.read()  # until the test kills this process
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):  # a zombie still answers kill(0): look at its state
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def test_analysis_worker_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
+    # The app's analysis worker (a ProcessPoolExecutor process) used to outlive a killed or stopped server.
+    script = tmp_path / "parent.py"
+    script.write_text(WORKER_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        assert _alive(worker)
+        parent.kill()
+        parent.wait(30)
+        deadline = time.monotonic() + 60
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), "the worker outlived its parent"
+    finally:
+        parent.kill()

@@ -146,6 +146,8 @@ def test_pages_render_and_update_live(server: str, browser: object, e2e_store: P
     page.wait_for_timeout(500)
     _shot(page, tmp_path, "01_runs")
 
+    doc = urllib.request.urlopen(f"{server}/run?run={COLLAPSE}", timeout=30).read()
+    assert b'rel="modulepreload" crossorigin href="./static/js/PlotlyChart.' in doc  # app/early.py is installed
     page.goto(f"{server}/run?run={COLLAPSE}")
     _charts_rendered(page, 4)  # on load: entropy, the first tab (histogram, quantile fan), alert timeline
     _titles_rendered(page, ["Token entropy (mean) and forecast", "histogram", "quantiles", "Alert timeline"])
