@@ -11,7 +11,9 @@ with ``streamlit run`` and Debian's chromium (``/usr/bin/chromium``, never a dow
 
 * **cold**: a freshly started server (``/_stcore/health`` answers) and its very first visit, ``/run?run=long``, from
   a fresh browser profile (nothing cached);
-* **warm**: the same page again in a new tab of the same browser, on the same server (a user reopening it);
+* **warm**: the same page again in a new tab of the same browser, on the same server (a user reopening it), ``--warm``
+  times (default 3): the median is printed, with the fastest and slowest visit (this VM's run-to-run spread is
+  ±0.5 s, more than the differences worth measuring);
 * for each: *first chart* — navigation until the entropy chart is drawn by Plotly (``_fullData``), the first thing
   the page sends — and *page* — until every chart shown on load is drawn (entropy, histogram, quantile fan);
 * the floor: the same for a one-``st.line_chart`` page of the same entropy series (drawn when Vega's line path is in
@@ -183,24 +185,35 @@ def paint(context: object, url: str, first: str, page_done: str) -> tuple[float,
     return t_first, t_page
 
 
-def measure(browser: object, script: Path, args: list[str], path: str, first: str, done: str) -> dict[str, float]:
+def measure(
+    browser: object, script: Path, args: list[str], path: str, first: str, done: str, warm_visits: int = 3
+) -> dict[str, float]:
     """Cold (a fresh server and a fresh browser profile: first visit) and warm (the same page again in a new tab of
-    the same browser, as a user reopening it) paint times of one page."""
+    the same browser, as a user reopening it; the median of ``warm_visits`` visits, and their range) paint times."""
     server = Server(script, args)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
     try:
         cold = paint(context, server.url + path, first, done)
-        warm = paint(context, server.url + path, first, done)
+        warm = np.array([paint(context, server.url + path, first, done) for _ in range(max(1, warm_visits))])
     finally:
         context.close()
         server.stop()
-    return {"cold_first": cold[0], "cold_page": cold[1], "warm_first": warm[0], "warm_page": warm[1]}
+    first_w, page_w = warm[:, 0], warm[:, 1]
+    return {
+        "cold_first": cold[0],
+        "cold_page": cold[1],
+        "warm_first": float(np.median(first_w)),
+        "warm_page": float(np.median(page_w)),
+        "warm_min": float(first_w.min()),
+        "warm_max": float(first_w.max()),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     ap.add_argument("--queries", action="store_true", help="also time the server-side reads behind the page")
+    ap.add_argument("--warm", type=int, default=3, help="warm visits per page (the median is printed)")
     args = ap.parse_args()
     if not Path(CHROMIUM).exists():
         sys.exit(f"{CHROMIUM} is absent (apt-get install -y chromium)")
@@ -221,22 +234,30 @@ def main() -> None:
                 print(f"{n:,} steps: wrote the run in {dt:.1f} s")
                 if args.queries:
                     bench_queries(root)
-                ours = measure(browser, APP_MAIN, ["--store", str(root)], f"/run?run={RUN}", OUR_FIRST, OUR_PAGE)
-                floor = measure(browser, floor_script, [str(tmp / f"series-{n}.npz")], "/", FLOOR_DRAWN, FLOOR_DRAWN)
+                page = f"/run?run={RUN}"
+                ours = measure(browser, APP_MAIN, ["--store", str(root)], page, OUR_FIRST, OUR_PAGE, args.warm)
+                floor = measure(
+                    browser, floor_script, [str(tmp / f"series-{n}.npz")], "/", FLOOR_DRAWN, FLOOR_DRAWN, args.warm
+                )
                 rows.append((n, ours, floor))
             browser.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print()
     print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print("first paint in Chromium, seconds (ours / floor = one st.line_chart of the same entropy series)")
+    print("first paint in Chromium, seconds (ours / floor = one st.line_chart of the same entropy series); warm: the")
+    print(f"median of {args.warm} visits, [fastest, slowest] first chart")
     print(f"{'steps':>8} | {'':5} | {'ours: first chart':>17} | {'ours: page':>10} | {'floor':>6} | "
-          f"{'ratio first':>11} | {'ratio page':>10}")  # fmt: skip
+          f"{'ratio first':>11} | {'ratio page':>10} | {'ours warm range':>15} | {'floor warm range':>16}")  # fmt: skip
     for n, ours, floor in rows:
         for kind in ("cold", "warm"):
             f = floor[f"{kind}_first"]
+            spread = ""
+            if kind == "warm":
+                spread = f"[{ours['warm_min']:.2f}, {ours['warm_max']:.2f}] | [{floor['warm_min']:.2f}, "
+                spread += f"{floor['warm_max']:.2f}]"
             print(f"{n:>8,} | {kind:5} | {ours[f'{kind}_first']:17.2f} | {ours[f'{kind}_page']:10.2f} | {f:6.2f} | "
-                  f"{ours[f'{kind}_first'] / f:10.2f}x | {ours[f'{kind}_page'] / f:9.2f}x")  # fmt: skip
+                  f"{ours[f'{kind}_first'] / f:10.2f}x | {ours[f'{kind}_page'] / f:9.2f}x | {spread}")  # fmt: skip
 
 
 if __name__ == "__main__":
