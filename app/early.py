@@ -24,6 +24,7 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 
 # Paths that are never a page document: Streamlit's bundles, its endpoints, media and components.
 NOT_PAGES = ("/static/", "/_stcore/", "/media/", "/component/", "/app/static/")
+FRAMING = (b"content-length", b"transfer-encoding")  # replaced by the edited body's own length
 
 
 @cache
@@ -82,7 +83,7 @@ class PlotlyEarly:
                 body = b"".join(chunks)
                 if b"</head>" in body:
                     body = body.replace(b"</head>", self.tags + b"</head>", 1)
-                headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+                headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in FRAMING]
                 headers.append((b"content-length", str(len(body)).encode()))
                 await send({**start, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
