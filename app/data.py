@@ -105,13 +105,20 @@ def warm(root: str | None = None) -> None:
     monitor(str(r.root))
 
 
+def _stop_monitors() -> None:
+    with _lock:
+        monitors = list(_monitors.values())
+        _monitors.clear()
+    for m in monitors:
+        m.stop()
+
+
 def shutdown() -> None:
     """Stop the monitors and the analysis worker (the server is stopping)."""
     global _pool
+    _stop_monitors()
     with _lock:
-        monitors, pool, _pool = list(_monitors.values()), _pool, None
-    for m in monitors:
-        m.stop()
+        pool, _pool = _pool, None
     if pool is not None:
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -128,13 +135,11 @@ def poll(root: str) -> int:
 
 def clear_caches() -> None:
     """Stop the monitors, close the readers, drop every cached result (tests; a changed store root)."""
+    _stop_monitors()
     with _lock:
-        monitors, readers = list(_monitors.values()), list(_readers.values())
-        _monitors.clear()
+        readers = list(_readers.values())
         _readers.clear()
         _polled.clear()
-    for m in monitors:
-        m.stop()
     for r in readers:
         r.close()
     st.cache_data.clear()

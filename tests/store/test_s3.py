@@ -143,19 +143,25 @@ def test_compaction_defers_deletion_and_every_state_counts_once(s3_root: str) ->
     assert _counts(s3_root, [early]) == [80] * 4
 
 
+def _then_compact_once(fn, s3_root: str, raced: list):
+    """``fn``, whose first call is followed by a compaction of run ``r`` (its report appended to ``raced``): a
+    compactor that PUTs the part and deletes the segments right after a reader listed them."""
+
+    def wrapped(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        if not raced:
+            raced.append(compact(s3_root, "r", min_age_s=0, grace_s=0))
+        return out
+
+    return wrapped
+
+
 def test_reader_listing_races_a_deletion(s3_root: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reader lists the segments, a compactor PUTs the part and deletes them, then the reader reads: it lists
     again and counts every row once."""
     _write(s3_root, 5)
-    listed = query_module.table_files
-    raced = []
-
-    def list_then_compact(*args, **kwargs):
-        files = listed(*args, **kwargs)
-        if not raced:
-            raced.append(compact(s3_root, "r", min_age_s=0, grace_s=0))
-        return files
-
+    raced: list = []
+    list_then_compact = _then_compact_once(query_module.table_files, s3_root, raced)
     monkeypatch.setattr(query_module, "table_files", list_then_compact)
     for module in ("entropy_watch.store.reader", "entropy_watch.store.reads"):
         monkeypatch.setattr(importlib.import_module(module), "table_files", list_then_compact)
@@ -169,16 +175,8 @@ def test_tail_poll_races_a_deletion(s3_root: str) -> None:
     lists again and counts every row once."""
     _write(s3_root, 5)
     tail = TailReader(s3_root, tables=("scalars",))
-    scan = tail._watch.scan
-    raced = []
-
-    def scan_then_compact(*args, **kwargs):
-        out = scan(*args, **kwargs)
-        if not raced:
-            raced.append(compact(s3_root, "r", min_age_s=0, grace_s=0))
-        return out
-
-    tail._watch.scan = scan_then_compact  # type: ignore[method-assign]
+    raced: list = []
+    tail._watch.scan = _then_compact_once(tail._watch.scan, s3_root, raced)  # type: ignore[method-assign]
     assert tail.poll() == 50
     assert raced and raced[0].merged_files == 5 and _kinds(s3_root) == ["part"]
     assert tail.query("SELECT count(*) AS n FROM scalars").column("n")[0].as_py() == 50
