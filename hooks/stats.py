@@ -374,9 +374,11 @@ def _merge_groups(ids: torch.Tensor, minmax: torch.Tensor) -> tuple[torch.Tensor
 
 
 def _clip_args(eps_low: float, eps_high: float, dual_clip: float | None) -> dict[str, Any]:
-    for name, v in (("eps_low", eps_low), ("eps_high", eps_high)):
-        if not (isinstance(v, int | float) and 0.0 <= float(v) < math.inf):
-            raise InvalidTensor(f"step_stats: {name} must be a finite number >= 0, got {v!r}")
+    """The clip widths, checked. eps_high may be inf: a loss without an upper clip, where nothing binds high."""
+    if not (isinstance(eps_low, int | float) and 0.0 <= float(eps_low) < math.inf):
+        raise InvalidTensor(f"step_stats: eps_low must be a finite number >= 0, got {eps_low!r}")
+    if not (isinstance(eps_high, int | float) and float(eps_high) >= 0.0):  # NaN fails too
+        raise InvalidTensor(f"step_stats: eps_high must be a number >= 0 (inf: no upper clip), got {eps_high!r}")
     if dual_clip is not None and not (isinstance(dual_clip, int | float) and 1.0 < float(dual_clip) < math.inf):
         raise InvalidTensor(f"step_stats: dual_clip must be None or a finite number > 1, got {dual_clip!r}")
     return {"eps_low": float(eps_low), "eps_high": float(eps_high), "dual_clip": dual_clip}

@@ -3,7 +3,8 @@
 - Its annotated file tree (``## Files``) names every module of the package (``entropy_watch/``, ``hooks/``, ``app/``;
   a package's ``__init__.py`` is implied by its folder's line) and nothing that does not exist.
 - Every ``entropy-watch <command>`` that the README, the app or the package tells a user to run is a command the CLI
-  has (the app's empty-store message once suggested ``entropy-watch demo``).
+  has (the app's empty-store message once suggested ``entropy-watch demo``), and every option the README's command
+  lines pass is one that command (or the global callback) takes.
 - The catalog command runs as written on a compacted store.
 """
 
@@ -110,3 +111,28 @@ def test_readme_catalog_command_runs_as_written(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "grpo-s0" in r.stdout
+
+
+def _options(cmd: object) -> set[str]:
+    """Every spelling of every option of a click command (``--x``, ``-x``, ``--no-x``)."""
+    return {o for p in cmd.params for o in (*p.opts, *getattr(p, "secondary_opts", ()))}  # type: ignore[attr-defined]
+
+
+def test_every_option_the_readme_passes_exists() -> None:
+    import typer
+
+    from entropy_watch.cli import app
+
+    group = typer.main.get_command(app)
+    global_opts = _options(group)
+    lines = [ln for ln in README.splitlines() if ln.startswith("entropy-watch ")]
+    assert len(lines) >= 10 and any("--epochs" in ln for ln in lines)  # the reader finds the command lines
+    wrong: list[str] = []
+    for line in lines:
+        words = shlex.split(line.split("  #")[0].split(" # ")[0])[1:]
+        while words and words[0] in global_opts:  # entropy-watch --store DIR <command>
+            words = words[2:]
+        cmd = group.commands[words[0]]  # type: ignore[attr-defined]
+        given = {w.split("=")[0] for w in words[1:] if w.startswith("-") and w != "-"}
+        wrong += [f"{words[0]} {o}" for o in sorted(given - _options(cmd))]
+    assert wrong == [], "options the README passes that the command does not take"

@@ -129,6 +129,10 @@ def register(app: typer.Typer) -> None:
         probe_steps: int = typer.Option(100, "--probe-steps", help="Task-B GRPO iterations (0 = no probe)."),
         jobs: int = typer.Option(1, "--jobs", "-j", help="Processes in parallel (one torch thread each)."),
         lr: float = typer.Option(None, "--lr", help="RL learning rate for every algorithm (default: preset's)."),
+        epochs: int = typer.Option(None, "--epochs", min=1, help="Passes over each rollout batch (default: preset's)."),
+        minibatches: int = typer.Option(
+            None, "--minibatches", min=1, help="Optimizer steps per epoch (default: preset's)."
+        ),
         precision_check: bool = typer.Option(
             True,
             "--precision-check/--no-precision-check",
@@ -152,7 +156,7 @@ def register(app: typer.Typer) -> None:
             probe=ProbeConfig(iterations=probe_steps),
             jobs=jobs,
             precision=precision_check,
-            lr=lr,
+            rl={k: v for k, v in (("lr", lr), ("epochs", epochs), ("minibatches", minibatches)) if v is not None},
         )
         if as_json:
             echo_json(result)

@@ -107,12 +107,17 @@ def run_algo(
     sft_dir: str,
     iterations: int | None = None,
     probe: ProbeConfig | None = None,
-    lr: float | None = None,
+    rl: dict[str, Any] | None = None,
     precision: str | None = None,
+    algo_overrides: dict[str, Any] | None = None,
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Task A with ``algo`` from ``sft_dir``, then the task-B probe; returns one table row (a plain dict).
 
-    ``precision``: train in this mode instead of the preset's (row ``algo`` becomes ``<algo>@<precision>``).
+    ``rl``: overrides of the preset's :class:`RLConfig` for task A (``lr``, ``epochs``, ``minibatches``…);
+    ``precision``: train in this mode instead of the preset's (row ``algo`` becomes ``<algo>@<precision>``);
+    ``algo_overrides``: of the algorithm's :class:`AlgoConfig` (e.g. a fixed ``eps_high``), with ``label`` naming the
+    row and its runs (``<label>-s<seed>``).
     """
     import time
 
@@ -122,12 +127,12 @@ def run_algo(
 
     t0 = time.perf_counter()
     probe = probe or ProbeConfig()
-    label = algo if precision is None else f"{algo}@{precision}"
-    cfg = preset(preset_name, algo, seed=seed, run=f"{label}-s{seed}")
+    label = label or (algo if precision is None else f"{algo}@{precision}")
+    cfg = preset(preset_name, algo, seed=seed, run=f"{label}-s{seed}", **(algo_overrides or {}))
     if iterations is not None:
         cfg.rl.iterations = iterations
-    if lr is not None:
-        cfg.rl.lr = lr
+    if rl:
+        cfg.rl = dataclasses.replace(cfg.rl, **rl)
     if precision is not None:
         cfg.model.precision = precision
     res = train(cfg, store=root, init=sft_dir)
@@ -189,23 +194,27 @@ def compare(
     probe: ProbeConfig | None = None,
     jobs: int = 1,
     precision: bool = True,
-    lr: float | None = None,
+    rl: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the whole comparison; ``jobs`` processes in parallel (one torch thread each). Returns rows + summary.
 
     ``precision``: also the whole-run precision study (GRPO in each of :data:`PRECISIONS`, every seed, no probe).
+    ``rl``: overrides of the preset's :class:`RLConfig` for every task-A run (``lr``, ``epochs``, ``minibatches``),
+    checked before anything trains.
     """
     from entropy_watch.trainer.config import ALGOS, ConfigError, preset
 
     bad = [a for a in algos if a not in ALGOS]
     if bad:
         raise ConfigError(f"unknown algorithm {bad[0]!r}; use one of {', '.join(ALGOS)}")
+    rl = dict(rl or {})
+    dataclasses.replace(preset(preset_name).rl, **rl)  # a bad override fails here, before any training
     root = str(root)
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn")) as pool:
         sft = dict(zip(seeds, pool.map(sft_stage, [preset_name] * len(seeds), seeds, [root] * len(seeds),
                                        [sft_steps] * len(seeds)), strict=True))  # fmt: skip
         futs = [
-            pool.submit(run_algo, preset_name, a, s, root, str(sft[s]), iterations, probe, lr)
+            pool.submit(run_algo, preset_name, a, s, root, str(sft[s]), iterations, probe, rl)
             for s in seeds
             for a in algos
         ]
@@ -213,7 +222,7 @@ def compare(
         study = [p for p in PRECISIONS if precision and (p != base or "grpo" not in algos)]
         no_probe = ProbeConfig(iterations=0)
         prec_futs = [
-            pool.submit(run_algo, preset_name, "grpo", s, root, str(sft[s]), iterations, no_probe, lr, p)
+            pool.submit(run_algo, preset_name, "grpo", s, root, str(sft[s]), iterations, no_probe, rl, p)
             for s in seeds
             for p in study
         ]

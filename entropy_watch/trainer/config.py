@@ -8,6 +8,7 @@ differ by one key. ALGORITHMS.md states the formulas; ``docs/papers.md`` maps ea
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,6 +177,9 @@ ALGOS: dict[str, dict[str, Any]] = {
     "repo-r-raw": {"repo": "r", "controller": "zeta", "centering": "raw"},
     "repo-d": {"repo": "d", "controller": "zeta", "zeta0": 1.0, "zeta_min": 1e-3, "zeta_max": 10.0},
     "adapo": {"eps_high": 0.28, "controller": "adapo"},
+    # GRPO without the upper clip (eps_high = inf): the far end of ADAPO's one lever, DAPO's clip-higher taken to its
+    # limit. Entropy need not be monotone in eps_high; benchmarks/bench_adapo_authority.py sweeps the range (issue 13).
+    "no-upper-clip": {"eps_high": math.inf},
     "entropy-bonus": {"entropy_coef": 0.01},
     "entropy-adaptive": {"controller": "entropy"},
     "clip-cov": {"clip_cov_ratio": 2e-4},

@@ -20,6 +20,7 @@ random generators); resuming writes a ``resume`` event.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -236,7 +237,7 @@ def train(
             }
             if a.repo:
                 record[M.CONTROL_ZETA] = ctl.zeta
-            if a.controller == "adapo" or a.eps_high != a.eps_low:
+            if a.controller == "adapo" or (a.eps_high != a.eps_low and math.isfinite(a.eps_high)):
                 record[M.CONTROL_EPS_HIGH] = ctl.eps_high
             if a.controller == "entropy" or a.entropy_coef > 0:
                 record[M.CONTROL_ENTROPY_COEF] = ctl.entropy_coef

@@ -285,6 +285,8 @@ def test_only_small_tensors_cross_to_the_host():
         ({"entropy": torch.ones(2, 3), "old_logp": torch.ones(2, 3)}, "old_logp needs logp"),
         ({"entropy": torch.ones(2, 3), "group_ids": torch.ones(2, dtype=torch.long)}, "group_ids needs advantages"),
         ({"entropy": torch.ones(2, 3), "eps_low": -0.1}, "eps_low"),
+        ({"entropy": torch.ones(2, 3), "eps_low": math.inf}, "eps_low"),
+        ({"entropy": torch.ones(2, 3), "eps_high": math.nan}, "eps_high"),
         ({"entropy": torch.ones(2, 3), "dual_clip": 0.5}, "dual_clip"),
         ({"entropy": torch.ones(2, 3), "edges": np.array([1.0, 2.0])}, "edges"),
     ],

@@ -60,6 +60,11 @@ def test_clipped_surrogate_by_hand() -> None:
     # asymmetric (DAPO clip-higher 0.28): the 1.5 ratio now clips at 1.28
     loss, _, _ = alg.clipped_surrogate(ratio.log(), old, adv, 0.2, 0.28)
     close(loss[0, 0], -1.28)
+    # no upper clip (the "no-upper-clip" algorithm, the far end of ADAPO's lever): the 1.5 ratio counts in full and
+    # never binds high; the lower clip is unchanged
+    loss, low, high = alg.clipped_surrogate(ratio.log(), old, adv, 0.2, math.inf)
+    close(loss, [[-1.5, 0.8, -2.2, -0.5]])
+    assert low.tolist() == [[False, True, False, False]] and not high.any()
 
 
 def test_clipped_surrogate_gradient_is_zero_when_clip_binds() -> None:

@@ -25,13 +25,17 @@ def test_compare_command_writes_runs_table_and_json(tmp_path: Path, capsys: pyte
 
     try:
         main(["--store", str(tmp_path), "compare", "--algos", "grpo,repo-r", "--seed", "3", "--steps", "2",
-              "--sft-steps", "10", "--probe-steps", "2", "--jobs", "1"])  # fmt: skip
+              "--sft-steps", "10", "--probe-steps", "2", "--jobs", "1",
+              "--epochs", "1", "--minibatches", "4"])  # fmt: skip
     except SystemExit as e:  # main() exits only on errors
         pytest.fail(f"compare exited with {e.code}")
     out = capsys.readouterr().out
     assert "H_end/H0" in out and "repo-r" in out and "grpo@bf16-naive" in out and "clip-high" in out
     names = {r.name for r in Store(tmp_path).runs()}
     assert {"sft-s3", "grpo-s3", "repo-r-s3", "grpo-s3.probe-b", "repo-r-s3.probe-b"} <= names
+    rl = Store(tmp_path).run_meta("repo-r-s3")["config"]["rl"]
+    assert (rl["epochs"], rl["minibatches"]) == (1, 4)  # the overrides reach every task-A run, the precision study too
+    assert Store(tmp_path).run_meta("grpo@bf16-naive-s3")["config"]["rl"]["epochs"] == 1
     result = json.loads((tmp_path / "_compare-tiny.json").read_text())
     assert [r["algo"] for r in result["rows"]] == ["grpo", "repo-r"]
     assert all(r["h_ratio"] is not None and r["h_ratio"] > 0 for r in result["rows"])
@@ -43,3 +47,15 @@ def test_compare_command_writes_runs_table_and_json(tmp_path: Path, capsys: pyte
     assert names >= {"grpo@bf16-naive-s3", "grpo@bf16-fp32head-s3"}
     assert format_table(result).row_count == 2 and format_table(result, "precision").row_count == 3
     assert not math.isnan(result["summary"]["grpo"]["pass1"][0])
+
+
+def test_compare_checks_its_rl_overrides_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from entropy_watch.cli import main
+
+    with pytest.raises(SystemExit) as e:  # 8 prompts x 8 samples do not split into 7 mini-batches
+        main(["--store", str(tmp_path), "compare", "--algos", "grpo", "--minibatches", "7", "--steps", "1"])
+    assert e.value.code == 1 and "minibatches" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written
+    with pytest.raises(SystemExit) as e:
+        main(["--store", str(tmp_path), "compare", "--epochs", "0"])
+    assert e.value.code == 2  # the CLI framework's usage error

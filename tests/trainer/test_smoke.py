@@ -38,6 +38,8 @@ def test_algorithm_smoke(algo: str, sft_policy: Path, tmp_path: Path) -> None:
         assert M.CONTROL_ZETA in names
     if algo == "adapo":
         assert M.CONTROL_EPS_HIGH in names
+    if algo == "no-upper-clip":  # the upper clip never binds, and no infinite eps_high is logged as a control
+        assert M.CONTROL_EPS_HIGH not in names and store.series(cfg.run, M.CLIP_HIGH_FRAC)[1].max() == 0
 
 
 @pytest.mark.parametrize(
