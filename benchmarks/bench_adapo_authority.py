@@ -24,8 +24,13 @@ from multiprocessing import get_context
 import numpy as np
 
 
-def label(eps: float) -> str:
-    return "grpo-eps_high-inf" if math.isinf(eps) else f"grpo-eps_high-{eps:g}"
+def setting(eps: float) -> tuple[str, str, dict[str, float] | None]:
+    """(row label, named algorithm, its overrides) of one fixed eps_high; inf is the named ``no-upper-clip``."""
+    return (
+        ("no-upper-clip", "no-upper-clip", None)
+        if math.isinf(eps)
+        else (f"grpo-eps_high-{eps:g}", "grpo", {"eps_high": eps})
+    )
 
 
 def main() -> None:
@@ -47,15 +52,18 @@ def main() -> None:
     none = ProbeConfig(iterations=0)
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         sft = dict(zip(seeds, pool.map(sft_stage, ["tiny"] * len(seeds), seeds, [root] * len(seeds)), strict=True))
+        settings = [("adapo", "adapo", None)] + [setting(e) for e in eps]
         jobs = {
-            (name, s): pool.submit(run_algo, "tiny", algo, s, root, str(sft[s]), args.steps, none, rl, None, ov, name)
-            for name, algo, ov in [("adapo", "adapo", None)] + [(label(e), "grpo", {"eps_high": e}) for e in eps]
+            (name, s): pool.submit(
+                run_algo, "tiny", algo, s, root, str(sft[s]), args.steps, none, rl=rl, algo_overrides=ov, label=name
+            )
+            for name, algo, ov in settings
             for s in seeds
         }
         rows = {key: f.result() for key, f in jobs.items()}
     print(f"tiny preset, {rl or 'preset update (2 epochs x 2 mini-batches)'}, seeds {seeds}, store {root}")
     print(f"{'setting':<22}{'H_end/H0 per seed':<24}{'mean':>6}{'pass@1':>8}{'clip-high':>11}{'L binding':>11}")
-    for name in ["adapo"] + [label(e) for e in eps]:
+    for name, _, _ in settings:
         r = [rows[(name, s)] for s in seeds]
         h = [x["h_ratio"] for x in r]
         lever = [x["clip_high_lever"] for x in r if x["clip_high_lever"] == x["clip_high_lever"]]
