@@ -63,6 +63,10 @@ class DetectorConfig:
     """Explosion warning above this multiple of H_ref (healthy runs may rise two- or threefold and settle)."""
     explode_crit_mult: float = 6.0
     """Explosion critical above this multiple of H_ref."""
+    ref_error_z: float = 1.0
+    """Both explosion lines are raised by this many times the part of H_ref's standard error (1.25σ/√k for a median
+    of k points) beyond level_tol: H_ref taken from a few calm-looking points of a run that turns out noisy may sit
+    low by chance (a healthy two-fold rise then reads as three-fold). Clean and dense logs are unaffected."""
     explode_lnv_frac: float = 0.5
     """When the vocabulary V is known: explosion critical above this share of ln V (uniform noise) as well."""
     rise_frac: float = 0.25

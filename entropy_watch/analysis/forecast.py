@@ -422,8 +422,9 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
         draws = {k: np.concatenate([first[k][: 1 + (n_h if model == "hinge" else config.bootstrap - n_h)],
                                     other[k][1 : 1 + (config.bootstrap - n_h if model == "hinge" else n_h)]])
                  for k in first} if other is not None else first  # fmt: skip
-        # the floor is a share of H_ref, itself the median of a few noisy points: its uncertainty is the ETA's too
-        se_ref = 1.25 * float(np.nan_to_num(prep.sigma[i])) / np.sqrt(config.ref_points)
+        # the floor is a share of H_ref, itself the median of the noisy points it was taken from: its uncertainty is
+        # the ETA's too
+        se_ref = float(np.nan_to_num(prep.ref_se(i)))
         floors = log_floor + np.concatenate([[0.0], rng.normal(0.0, se_ref, config.bootstrap)])
         eta_all = _log_eta(draws, t_now, floors, -1.0)
         eta, eta0 = eta_all[1:], float(eta_all[0])

@@ -2,7 +2,8 @@
 
 * non-finite entropy → critical at once (no warm-up);
 * explosion — a *rise* relative to H_ref: every one of the last ``hold_points`` points above ``explode_warn_mult``
-  ·H_ref, ``hold_z`` noise σ past it (``hold_noisy_points`` when the move is within the noise, and then the level
+  ·H_ref (both lines raised by H_ref's own error where it exceeds the level's, :func:`line_lift`), ``hold_z`` noise σ
+  past it (``hold_noisy_points`` when the move is within the noise, and then the level
   too must be within two of its errors of the line; two points when the climb crossed gradually, was already a
   significant rising trend and the reward is not still improving, :func:`gradual`, :func:`rising`,
   :func:`reward_improving`) → warning;
@@ -111,17 +112,40 @@ def nonfinite(prep: Prepared) -> list[Alert]:
     return out
 
 
+def line_lift(prep: Prepared, config: DetectorConfig) -> np.ndarray:
+    """Factor (≥ 1, shape (n,)) both explosion lines are raised by: exp(``ref_error_z`` × the part of H_ref's standard
+    error beyond ``level_tol``, the precision every level is held to). H_ref taken from a few calm-looking points of
+    a run that turns out noisy may sit low by chance, and a healthy two-fold rise would then read as three-fold; on a
+    clean or dense log the factor is 1."""
+    with np.errstate(invalid="ignore"):
+        excess = np.nan_to_num(np.maximum(prep.ref_se(slice(None)) - config.level_tol, 0.0))
+    return np.exp(config.ref_error_z * excess)
+
+
 def explosion_levels(prep: Prepared, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(warning level, critical level, possible) per point, shape (n,): ``possible`` is False where H_ref is unknown
-    or already so close to ln V that a rise of ``explode_warn_mult`` is impossible."""
-    ref = prep.ref_seg
+    or already so close to ln V that a rise of ``explode_warn_mult`` is impossible. Both levels are multiples of H_ref
+    raised by :func:`line_lift`."""
+    ref = prep.ref_seg * line_lift(prep, config)
     warn = config.explode_warn_mult * ref
     crit = config.explode_crit_mult * ref
     possible = np.isfinite(ref)
     if np.isfinite(prep.ln_v):
         crit = np.minimum(crit, np.maximum(warn, config.explode_lnv_frac * prep.ln_v))
-        possible &= ref < config.near_uniform_frac * prep.ln_v
+        possible &= prep.ref_seg < config.near_uniform_frac * prep.ln_v
     return warn, crit, possible
+
+
+def lift_note(prep: Prepared, i: int, config: DetectorConfig) -> str:
+    """'' or why the lines at point i sit above their nominal multiples of H_ref."""
+    lift = float(line_lift(prep, config)[i])
+    if not lift > 1.0005:
+        return ""
+    k = int(prep.ref_n[i])
+    return (
+        f"; the lines are {100 * (lift - 1):.0f}% above their multiples of H_ref, which is taken from {k} "
+        f"point{'s' if k > 1 else ''} of a run this noisy (σ {float(prep.sigma[i]):.2f} in log units)"
+    )
 
 
 def _rise_text(prep: Prepared, i: int, config: DetectorConfig, target: float, label: str) -> tuple[str, dict]:
@@ -134,9 +158,10 @@ def _rise_text(prep: Prepared, i: int, config: DetectorConfig, target: float, la
 
 def crit_label(prep: Prepared, i: int, config: DetectorConfig, crit: float) -> str:
     """'6× H_ref (0.93 nats)' or 'half of ln V (5.9 nats)'."""
-    if np.isfinite(prep.ln_v) and crit < config.explode_crit_mult * prep.h_ref[i] - 1e-12:
+    mult = config.explode_crit_mult * float(line_lift(prep, config)[i])
+    if np.isfinite(prep.ln_v) and crit < mult * prep.ref_seg[i] * (1 - 1e-9):
         return f"{config.explode_lnv_frac:g} of ln V ({fmt_nats(crit)} nats)"
-    return f"{config.explode_crit_mult:g}× H_ref ({fmt_nats(crit)} nats)"
+    return f"{mult:.3g}× H_ref ({fmt_nats(crit)} nats)"
 
 
 def sustained_rearm(rearm: np.ndarray, config: DetectorConfig) -> np.ndarray:
@@ -260,11 +285,12 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
         else:
             what = (
                 f"entropy is rising: {fmt_nats(now)} nats, {mult:.1f}× H_ref {fmt_nats(r)} "
-                f"(over {config.explode_warn_mult:g}× for {int(runs_w[i])} points)"
+                f"(over {float(warn[i]) / r:.3g}× for {int(runs_w[i])} points)"
             )
         if rank == 1:
             text, fev = _rise_text(prep, i, config, float(crit[i]), label)
             ev.update(fev)
+        what += lift_note(prep, i, config)
         if np.isfinite(prep.ln_v):
             what += f"; uniform noise is ln V = {prep.ln_v:.1f}"
         out.append(

@@ -132,7 +132,8 @@ class Prepared:
     ``log_h`` is log(H + eps) (NaN where H is not finite); ``seg_start[i]`` the index where i's segment began;
     ``h_ref[i]`` the segment's early level (NaN until the segment arms); ``ref_seg[i]`` the same level on *every*
     point of the segment once it is known (for holds that began before the arming point; read it only at armed
-    points); ``floor[i]`` the collapse floor in nats (``floor_seg`` likewise);
+    points); ``ref_n[i]`` how many finite points H_ref was taken from (likewise on every point of the segment);
+    ``floor[i]`` the collapse floor in nats (``floor_seg`` likewise);
     ``armed[i]`` whether decisions may be taken at i; ``smooth[i]`` the level (causal rolling median of H over a
     noise-scaled width);
     ``sigma[i]`` the robust noise σ of log H over the trailing ``noise_points``; ``ln_v`` is NaN unless the
@@ -146,6 +147,7 @@ class Prepared:
     seg_start: np.ndarray
     h_ref: np.ndarray
     ref_seg: np.ndarray
+    ref_n: np.ndarray
     floor: np.ndarray
     floor_seg: np.ndarray
     armed: np.ndarray
@@ -163,6 +165,12 @@ class Prepared:
         """The reference that applies at point i (None before the segment arms)."""
         r = self.refs.get(int(self.seg_start[i])) if 0 <= i < len(self) else None
         return r if r is not None and r.known_at <= i else None
+
+    def ref_se(self, i: int | np.ndarray) -> np.ndarray:
+        """Standard error of log H_ref at point(s) i, in log units: H_ref is the median of the ``ref_n`` finite points
+        it was taken from, so 1.25σ/√k with σ the run's noise now (NaN where H_ref is unknown). On a noisy start whose
+        first points looked calm, k is smaller than the noise turns out to need, and this exceeds ``level_tol``."""
+        return 1.25 * self.sigma[i] / np.sqrt(self.ref_n[i])
 
     def spacing(self, lo: int, hi: int) -> float:
         """Median step between consecutive points in [lo, hi] (1.0 when undefined)."""
@@ -204,7 +212,7 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     drop = f"{100 * (1 - at_arm / early):.0f}% ({early:.3g} -> {at_arm:.3g} nats) by step {int(steps[arm])}"
     if still:
         note = f"entropy had already fallen {drop}, before the detector armed, and kept falling"
-        return RefInfo(early, int(fin[0]), int(fin[k - 1]), int(fin[end]), method, note)
+        return RefInfo(early, int(fin[0]), int(fin[0] if falling else fin[k - 1]), int(fin[end]), method, note)
     settled = float(np.median(pts))
     note = (
         f"entropy fell {drop}, before the detector armed, then held steady: an early adaptation, so H_ref is the "
@@ -297,6 +305,7 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
 
     h_ref = np.full(n, np.nan)
     ref_seg = np.full(n, np.nan)
+    ref_n = np.full(n, np.nan)
     refs: dict[int, RefInfo] = {}
     seg_starts = np.unique(seg_start) if n else np.zeros(0, dtype=np.int64)
     for s, end in zip(seg_starts, [*seg_starts[1:], n], strict=True):
@@ -306,6 +315,7 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
             refs[int(s)] = ref
             h_ref[ref.known_at : end] = ref.value
             ref_seg[s:end] = ref.value
+            ref_n[s:end] = max(int(finite[ref.first : ref.last + 1].sum()), 1)
 
     floor_seg = np.where(np.isfinite(ref_seg), np.maximum(config.floor_rel * ref_seg, config.floor_abs_nats), np.nan)
     floor = np.where(np.isfinite(h_ref), floor_seg, np.nan)
@@ -334,6 +344,7 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
         seg_start=seg_start,
         h_ref=h_ref,
         ref_seg=ref_seg,
+        ref_n=ref_n,
         floor=floor,
         floor_seg=floor_seg,
         armed=armed,

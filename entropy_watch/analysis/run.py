@@ -66,7 +66,7 @@ def reference(prep: Prepared, config: DetectorConfig) -> Reference:
             f"logged resume/LR/config change) and used from the {config.min_points}th"
         )
         return Reference(None, None, None, 0, how)
-    used = int(prep.finite[r.first : r.last + 1].sum())
+    used = int(prep.ref_n[n - 1])
     return Reference(r.value, int(prep.steps[r.first]), int(prep.steps[r.last]), used, r.method, r.note)
 
 

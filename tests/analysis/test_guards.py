@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 
 from entropy_watch.analysis import DetectorConfig, analyze_series
-from entropy_watch.analysis.guards import detect, held, latched, run_lengths
+from entropy_watch.analysis.guards import detect, held, latched, line_lift, run_lengths
 from entropy_watch.analysis.hygiene import prepare
 
 from ._series import noisy, series
@@ -112,3 +115,43 @@ def test_ln_v_is_named_only_when_known_and_is_critical_there() -> None:
     assert known[0].severity == "critical" and "ln V = 10.4" in known[0].message
     unknown = _by(detect(prepare(series(h), cfg), cfg), "guard.explosion")
     assert unknown[0].severity == "warning" and "ln V" not in unknown[0].message
+
+
+def _calm_start_noisy_run(seed: int, mult: float) -> np.ndarray:
+    """Six calm points at 0.3 nats (so H_ref is the median of the first three), then noise of σ 0.4 in log units
+    around 0.36 nats, and from point 100 around ``mult`` times that."""
+    rng = np.random.default_rng(seed)
+    clean = np.where(np.arange(200) < 100, 0.36, 0.36 * mult)
+    h = clean * np.exp(rng.normal(0.0, 0.4, 200))
+    h[:6] = 0.3 * np.exp(rng.normal(0.0, 0.02, 6))
+    return h
+
+
+def test_explosion_lines_carry_the_error_of_a_reference_taken_from_few_points() -> None:
+    """H_ref from three calm-looking points of a run that turns out noisy has a standard error 1.25σ/√3 (σ 0.4:
+    ≈ 0.29, twice the level's tolerance): both lines are raised by exp(z·(se − tol)). A clean run's lines are exact
+    multiples. A 2.2-fold rise over a level the low reference under-reads is called an explosion less often than
+    with the lines unraised; an eight-fold rise still always is."""
+    cfg = DetectorConfig()
+    clean = prepare(series(noisy(np.full(200, 0.3), 0.05, seed=0)), cfg)
+    assert np.all(line_lift(clean, cfg) == 1.0)
+    prep = prepare(series(_calm_start_noisy_run(0, 2.2)), cfg)
+    assert np.all(prep.ref_n[prep.armed] == cfg.ref_points)
+    se = 1.25 * prep.sigma / np.sqrt(cfg.ref_points)  # the reference, by hand
+    expected = np.exp(cfg.ref_error_z * np.clip(np.nan_to_num(se) - cfg.level_tol, 0.0, None))
+    np.testing.assert_allclose(line_lift(prep, cfg), expected)
+    assert line_lift(prep, cfg)[150] > 1.05
+    unraised = dataclasses.replace(cfg, ref_error_z=0.0)
+    alarms = {"raised": 0, "unraised": 0}
+    for seed in range(20):
+        for name, c in (("raised", cfg), ("unraised", unraised)):
+            h = _calm_start_noisy_run(seed, 2.2)
+            alarms[name] += any(a.severity != "info" for a in _by(detect(prepare(series(h), c), c), "guard.explosion"))
+        p = prepare(series(_calm_start_noisy_run(seed, 8.0)), cfg)
+        al = [a for a in _by(detect(p, cfg), "guard.explosion") if a.severity != "info"]
+        assert al and 100 <= al[0].step <= 110, seed
+        lift = float(line_lift(p, cfg)[p.steps.tolist().index(al[0].step)])
+        assert al[0].evidence["warn_level"] == pytest.approx(cfg.explode_warn_mult * p.ref_seg[0] * lift)
+        if lift > 1.0005:
+            assert "above their multiples of H_ref" in al[0].message
+    assert alarms["raised"] < alarms["unraised"], alarms

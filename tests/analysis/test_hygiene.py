@@ -31,6 +31,8 @@ def test_href_is_the_early_level_known_from_the_sixth_point() -> None:
     assert np.isnan(p.h_ref[: cfg.warmup_points]).all() and not p.armed[: cfg.warmup_points].any()
     assert p.armed[cfg.warmup_points] and abs(p.h_ref[-1] - np.median(h[: cfg.ref_points])) < 1e-12
     assert p.ref_at(len(p) - 1).method.startswith("the median of the first 3")
+    assert np.all(p.ref_n == cfg.ref_points)  # how many points H_ref's error (Prepared.ref_se) is counted over
+    np.testing.assert_allclose(p.ref_se(slice(None)), 1.25 * p.sigma / np.sqrt(3))
 
 
 def test_href_includes_a_fast_early_drop_that_keeps_falling() -> None:
@@ -43,6 +45,7 @@ def test_href_includes_a_fast_early_drop_that_keeps_falling() -> None:
     assert "before the detector armed" in r.note and "kept falling" in r.note
     assert not p.armed[: cfg.warmup_points + cfg.adapt_points].any() and p.armed[cfg.warmup_points + cfg.adapt_points]
     assert p.floor[-1] == cfg.floor_rel * 0.77
+    assert np.all(p.ref_n == 1)  # one point: the first
 
 
 def test_an_early_drop_that_settles_is_an_adaptation() -> None:
@@ -52,6 +55,7 @@ def test_an_early_drop_that_settles_is_an_adaptation() -> None:
     p = prepare(series(g), cfg)
     r = p.ref_at(len(p) - 1)
     assert 0.12 < r.value < 0.19 and "held steady" in r.note and "1.24" in r.note
+    assert p.ref_n[-1] == r.last - r.first + 1 > cfg.ref_points  # the settled points, all finite
 
 
 def test_three_decreasing_noisy_points_are_no_early_drop_and_a_noisy_start_uses_more_points() -> None:
@@ -60,9 +64,10 @@ def test_three_decreasing_noisy_points_are_no_early_drop_and_a_noisy_start_uses_
     rng = np.random.default_rng(0)
     g = 0.3 * np.exp(rng.normal(0, 0.4, 80))
     g[:6] = [0.42, 0.3, 0.2, 0.48, 0.15, 0.4]
-    r = prepare(series(g), cfg).ref_at(79)
+    p = prepare(series(g), cfg)
+    r = p.ref_at(79)
     assert "falling fast" not in r.method and 0.2 < r.value < 0.45
-    assert "noisy start" in r.method and r.last - r.first + 1 > cfg.ref_points
+    assert "noisy start" in r.method and p.ref_n[79] == r.last - r.first + 1 > cfg.ref_points
 
 
 def test_segments_restart_at_known_change_points() -> None:
