@@ -166,7 +166,7 @@ class Prepared:
         r = self.refs.get(int(self.seg_start[i])) if 0 <= i < len(self) else None
         return r if r is not None and r.known_at <= i else None
 
-    def ref_se(self, i: int | np.ndarray) -> np.ndarray:
+    def ref_se(self, i: int | slice | np.ndarray) -> np.ndarray:
         """Standard error of log H_ref at point(s) i, in log units: H_ref is the median of the ``ref_n`` finite points
         it was taken from, so 1.25σ/√k with σ the run's noise now (NaN where H_ref is unknown). On a noisy start whose
         first points looked calm, k is smaller than the noise turns out to need, and this exceeds ``level_tol``."""
