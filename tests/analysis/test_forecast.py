@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from entropy_watch.analysis import DetectorConfig, analyze_series
@@ -83,3 +85,20 @@ def test_rise_forecast_reaches_its_target() -> None:
     f = evaluate_rise(prep, 45, cfg, target=20.0)  # log(100)*8 = 37 points after the rise began: ETA ~22
     assert f is not None and f.direction == "rise" and f.trend
     assert f.eta_lo <= 22 <= f.eta_hi and 15 < f.eta_median < 30
+
+
+def test_eta_interval_carries_the_error_of_h_ref_over_the_points_it_was_taken_from() -> None:
+    """The floor is a share of H_ref, whose error 1.25σ/√k shrinks with the k points it was taken from
+    (``Prepared.ref_n``): the same decline forecast from an H_ref of 13 points has a narrower ETA interval than from
+    3."""
+    cfg = DetectorConfig()
+    t = np.arange(40, dtype=float)
+    h = noisy(1.0 * np.exp(-np.clip(t - 5, 0, None) / 25.0), 0.25, seed=3)  # a 40-point log, σ 0.25, falling
+    prep = prepare(series(h), cfg)
+    widths = {}
+    for k in (3, 13):
+        p = dataclasses.replace(prep, ref_n=np.where(np.isfinite(prep.ref_n), float(k), np.nan))
+        f = evaluate(p, 39, cfg, always_fit=True)
+        assert f is not None and f.model in ("log_linear", "hinge") and np.isfinite(f.eta_hi), (k, f)
+        widths[k] = np.log1p(f.eta_hi) - np.log1p(f.eta_lo)
+    assert widths[13] < widths[3], widths
