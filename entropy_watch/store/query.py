@@ -41,7 +41,7 @@ T = TypeVar("T")
 
 # A file deleted between listing and reading (compaction) shows up as one of these; relisting fixes it.
 RETRY_ERRORS: tuple[type[BaseException], ...] = (duckdb.IOException, FileNotFoundError)
-ATTEMPTS = 5
+ATTEMPTS = 8
 # Errors of the query itself, never of a file it reads: no retry, no check of the files.
 _NOT_ABOUT_FILES: tuple[type[BaseException], ...] = (
     duckdb.ParserException,
@@ -56,8 +56,10 @@ BACKOFF_S = 0.01
 def with_retry(fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
     """Call ``fn`` (which must list files afresh each time) again when a listed file vanished under it.
 
-    One retry suffices with the default compaction age (60 s); a few more, with a short exponential back-off
-    (10, 20, 40, 80 ms), cover a loaded machine where a query outlasts an aggressive compaction loop. A failure
+    One retry suffices with the default compaction age (60 s); a few more, with an exponential back-off (10 ms
+    doubling to 640 ms, 1.3 s in all), cover a loaded machine where each attempt outlasts an aggressive compaction
+    loop's grace (an S3 reader racing a compactor with a 1 s grace and eight writers on 2 cores lost five attempts
+    spanning 150 ms of back-off once). A failure
     caused by an unreadable file (:mod:`~entropy_watch.store.quarantine`) quarantines it and runs ``fn`` again
     without it; each such retry removes a file, so the loop ends.
     """
