@@ -32,6 +32,7 @@ from entropy_watch.analysis.series import RunSeries
 from entropy_watch.analysis.trend import mann_kendall
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this estimates its σ
+MEDIAN_SE = 1.25  # the standard error of a median of k points is ≈ 1.25σ/√k (√(π/2): its efficiency)
 NOISE_CHUNK = 50_000  # noise windows computed at once
 
 
@@ -85,7 +86,7 @@ def level_widths(sigma: np.ndarray, config: DetectorConfig) -> np.ndarray:
     """Width of the level's median per point, shape (n,): odd, from ``smooth_points`` to ``smooth_max_points``,
     enough for a standard error of ``level_tol`` given the noise σ (1.25σ/√w, the median's efficiency)."""
     with np.errstate(invalid="ignore"):
-        need = np.ceil((1.25 * np.where(np.isfinite(sigma), sigma, 0.0) / config.level_tol) ** 2)
+        need = np.ceil((MEDIAN_SE * np.where(np.isfinite(sigma), sigma, 0.0) / config.level_tol) ** 2)
     w = np.clip(need, config.smooth_points, config.smooth_max_points).astype(np.int64)
     return w | 1
 
@@ -170,7 +171,7 @@ class Prepared:
         """Standard error of log H_ref at point(s) i, in log units: H_ref is the median of the ``ref_n`` finite points
         it was taken from, so 1.25σ/√k with σ the run's noise now (NaN where H_ref is unknown). On a noisy start whose
         first points looked calm, k is smaller than the noise turns out to need, and this exceeds ``level_tol``."""
-        return 1.25 * self.sigma[i] / np.sqrt(self.ref_n[i])
+        return MEDIAN_SE * self.sigma[i] / np.sqrt(self.ref_n[i])
 
     def spacing(self, lo: int, hi: int) -> float:
         """Median step between consecutive points in [lo, hi] (1.0 when undefined)."""
@@ -230,7 +231,7 @@ def _noisy_reference(h: np.ndarray, fin: np.ndarray, config: DetectorConfig) -> 
     k, warm = config.ref_points, config.warmup_points
     y = np.log(np.maximum(h[fin], 0.0) + config.log_eps_nats)
     sig = robust_sigma(y[: warm + 1])
-    need = int(np.clip(np.ceil((1.25 * np.nan_to_num(sig) / config.level_tol) ** 2), k, config.smooth_max_points))
+    need = int(np.clip(np.ceil((MEDIAN_SE * np.nan_to_num(sig) / config.level_tol) ** 2), k, config.smooth_max_points))
     if need <= k:
         return None
     last = max(warm, need - 1)
