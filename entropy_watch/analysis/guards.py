@@ -5,8 +5,9 @@
   ·H_ref (both lines raised by H_ref's own error where it exceeds the level's, :func:`line_lift`), ``hold_z`` noise σ
   past it (``hold_noisy_points`` when the move is within the noise, and then the level
   too must be within two of its errors of the line; two points when the climb crossed gradually, was already a
-  significant rising trend and the reward is not still improving, :func:`gradual`, :func:`rising`,
-  :func:`reward_improving`) → warning;
+  significant rising trend, the reward is not still improving and — on a plateau, the climb older than its trend
+  window, when a reward is logged — it has fallen since the climb began, :func:`gradual`, :func:`rising`,
+  :func:`reward_improving`, :func:`reward_since_climb`) → warning;
   the same above ``explode_crit_mult``·H_ref (or, when the vocabulary is known, ``explode_lnv_frac``·ln V) →
   critical. A two- or threefold rise of the level is healthy while reward holds; past ``explode_reward_mult``·H_ref
   with the reward halved meanwhile it is an explosion warning. A run whose H_ref is already near ln V cannot
@@ -25,7 +26,7 @@ import numpy as np
 from entropy_watch.analysis.alert import Alert, fmt_nats
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import evaluate_rise, trend_p
-from entropy_watch.analysis.hygiene import Prepared
+from entropy_watch.analysis.hygiene import MEDIAN_SE, Prepared, robust_sigma
 from entropy_watch.analysis.outlook import from_forecast
 from entropy_watch.analysis.trend import theil_sen
 
@@ -178,13 +179,19 @@ def gradual(prep: Prepared, start: int, config: DetectorConfig) -> bool:
     return bool(prep.log_h[start] - np.log(prep.smooth[start - 1]) < config.hold_z * prep.sigma[start - 1])
 
 
+def rise_window(prep: Prepared, i: int, config: DetectorConfig) -> int:
+    """Points a climb's trend is read over at i: clamp(``rise_frac``·points so far in the segment, 5,
+    ``rise_max_points``)."""
+    return int(np.clip(round(config.rise_frac * (i - int(prep.seg_start[i]) + 1)), 5, config.rise_max_points))
+
+
 def rising(prep: Prepared, i: int, config: DetectorConfig, y: np.ndarray | None = None) -> bool:
     """A significant rise of log H — or of ``y`` (n,), another series of the run — (one-sided Mann–Kendall,
     autocorrelation-aware, p < ``trend_alpha``) over the segment's trailing clamp(``rise_frac``·points so far, 5,
     ``rise_max_points``) points ending at i. For entropy the caller passes the point *before* an excursion began, so a
     sudden spike out of a flat run is no climb."""
     seg0 = int(prep.seg_start[i])
-    w = int(np.clip(round(config.rise_frac * (i - seg0 + 1)), 5, config.rise_max_points))
+    w = rise_window(prep, i, config)
     y = (prep.log_h if y is None else y)[max(seg0, i - w + 1) : i + 1]
     y = y[np.isfinite(y)]
     if y.size < 5:
@@ -229,6 +236,34 @@ def reward_improving(prep: Prepared, i: int, start: int, config: DetectorConfig)
     return med is not None and med[1] > med[0] and prep.reward is not None and rising(prep, i, config, prep.reward)
 
 
+def climb_starts(prep: Prepared, config: DetectorConfig) -> np.ndarray:
+    """Per point (n,), where the current climb began: the point after the level last sat at or under
+    ``climb_from_mult``·H_ref (its segment's start when it never has)."""
+    with np.errstate(invalid="ignore"):
+        calm = prep.smooth <= config.climb_from_mult * prep.ref_seg
+    last = np.maximum.accumulate(np.where(calm, np.arange(calm.size), -1))
+    return np.maximum(last + 1, prep.seg_start)
+
+
+def reward_since_climb(
+    prep: Prepared, i: int, start: int, began: int, config: DetectorConfig
+) -> tuple[bool, float, float] | None:
+    """(fell, before, now), None when no reward is logged there: the reward's median over the excursion (``start``..i)
+    against its median over up to 10 points before the climb began (``began``, :func:`climb_starts`). Fell = lower
+    by more than ``reward_hold_z`` standard errors of that difference (MEDIAN_SE·σ_r·√(1/k_before + 1/k_now), σ_r
+    the reward's noise before the climb)."""
+    r = prep.reward
+    if r is None:
+        return None
+    before, now = r[max(int(prep.seg_start[i]), began - 10) : began], r[start : i + 1]
+    before, now = before[np.isfinite(before)], now[np.isfinite(now)]
+    if before.size < 3 or now.size == 0:
+        return None
+    b, m = float(np.median(before)), float(np.median(now))
+    se = MEDIAN_SE * robust_sigma(before) * np.sqrt(1 / before.size + 1 / now.size)
+    return bool(m < b - config.reward_hold_z * se), b, m
+
+
 def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
     """Explosion warnings and critical alerts, and transient-spike notes (see the module docstring)."""
     warn, crit, possible = explosion_levels(prep, config)
@@ -247,12 +282,22 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
     fire_w = held(above_w, lw, prep.sigma, config, near=near_w) & prep.armed
     fire_c = held(above_c, lc, prep.sigma, config, near=near_c) & prep.armed
     # a gradual climb crosses without a clear margin: two points past the line, the level at it, a significant rising
-    # trend before, and the reward not still improving (a rise that pays is exploration: it waits for the full hold)
+    # trend before, the reward not still improving (a rise that pays is exploration) and, on a plateau, fallen since
+    # the climb began (a level that rose and holds while the reward holds is the healthy rise): else the full hold
     runs_w = run_lengths(above_w)
+    why_w: dict[int, tuple[float, float]] = {}
+    began = climb_starts(prep, config)
     for i in np.flatnonzero(prep.armed & near_w & (runs_w >= 2) & (runs_w < config.hold_noisy_points) & ~fire_w):
         start = int(i - runs_w[i] + 1)
-        climbed = gradual(prep, start, config) and rising(prep, start - 1, config)
-        fire_w[i] = climbed and not reward_improving(prep, int(i), start, config)
+        if not (gradual(prep, start, config) and rising(prep, start - 1, config)):
+            continue
+        if reward_improving(prep, int(i), start, config):
+            continue
+        since = reward_since_climb(prep, int(i), start, int(began[i]), config)
+        recent = i - began[i] < rise_window(prep, int(i), config)
+        fire_w[i] = since is None or since[0] or recent
+        if since is not None and since[0]:
+            why_w[int(i)] = since[1:]
     # a two-fold rise is healthy while reward holds; with the reward falling it is an explosion (the labels)
     fire_r = held(above_r, lr, prep.sigma, config, level=True) & prep.armed & ~fire_w
     runs_r = run_lengths(above_r)
@@ -287,6 +332,10 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
                 f"entropy is rising: {fmt_nats(now)} nats, {mult:.1f}× H_ref {fmt_nats(r)} "
                 f"(over {float(warn[i]) / r:.3g}× for {int(runs_w[i])} points)"
             )
+            if i in why_w:
+                b, m = why_w[i]
+                what += f" while reward fell {b:.2f} -> {m:.2f} since the climb began"
+                ev = {"reward_before": b, "reward_now": m}
         if rank == 1:
             text, fev = _rise_text(prep, i, config, float(crit[i]), label)
             ev.update(fev)

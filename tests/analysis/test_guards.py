@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from entropy_watch.analysis import DetectorConfig, analyze_series
-from entropy_watch.analysis.guards import detect, held, latched, line_lift, run_lengths
+from entropy_watch.analysis.guards import (
+    climb_starts,
+    detect,
+    held,
+    latched,
+    line_lift,
+    reward_since_climb,
+    run_lengths,
+)
 from entropy_watch.analysis.hygiene import prepare
 
 from ._series import noisy, series
@@ -86,6 +94,55 @@ def test_two_point_path_waits_for_the_full_hold_while_reward_improves() -> None:
         assert "for 2 points" not in first["improving"].message, seed
         assert first["improving"].step >= first["flat"].step, seed
     assert two_point >= 3  # the flat-reward runs do take the two-point path
+
+
+def test_two_point_path_on_a_plateau_needs_the_reward_to_have_fallen_since_the_climb_began() -> None:
+    """A slow healthy rise to 2.7x H_ref that then holds, in noise of 20%: long after the climb (more than its trend
+    window), two noisy points past 3x are evidence only when the reward fell since the climb began. With no reward
+    logged the two-point path fires; with the reward holding it never does; with the reward falling from step 150 it
+    may, after that, and says so."""
+    cfg = DetectorConfig()
+    t = np.arange(300)
+    clean = 0.3 * np.where(t < 40, 1.0, 1 + 1.7 * (1 - np.exp(-np.clip(t - 40, 0, None) / 60.0)))
+    rewards = {"none": None, "falling": 0.6 * np.exp(-np.clip(t - 150, 0, None) / 30.0), "holds": np.full(300, 0.6)}
+    two_point = dict.fromkeys(rewards, 0)
+
+    for seed in range(16):
+        h = noisy(clean, 0.2, seed=seed)
+        for name, r in rewards.items():
+            prep = prepare(series(h, reward=r), cfg)
+            al = [a for a in _by(detect(prep, cfg), "guard.explosion") if "for 2 points" in a.message]
+            late = [a for a in al if a.step - climb_starts(prep, cfg)[a.step] >= cfg.rise_max_points]
+            two_point[name] += bool(late)
+            if name == "falling" and late:
+                assert "while reward fell" in late[0].message and late[0].step > 150, seed
+    assert two_point["none"] >= 3, two_point  # without a reward logged, two noisy points past 3x do fire
+    assert two_point["holds"] == 0, two_point
+
+
+def test_reward_since_climb_against_medians_by_hand() -> None:
+    """The reward's median over the excursion against its median over the 10 points before the climb began (the
+    level last at or under climb_from_mult·H_ref), with MEDIAN_SE·σ_r·√(1/10 + 1/k) as the standard error."""
+    cfg = DetectorConfig()
+    t = np.arange(80)
+    h = 0.3 * np.exp(np.clip(t - 40, 0, None) * np.log(5.0) / 40)  # clean: the level is the entropy itself
+    rng = np.random.default_rng(3)
+    r = 0.6 - 0.004 * np.clip(t - 40, 0, None) + rng.normal(0, 0.02, t.size)
+    prep = prepare(series(h, reward=r), cfg)
+    began = climb_starts(prep, cfg)
+    i, start = 75, 74
+    b0 = int(np.flatnonzero(prep.smooth[: i + 1] <= cfg.climb_from_mult * prep.ref_seg[i])[-1]) + 1
+    assert began[i] == b0 and 40 < b0 < i
+    before, now = r[b0 - 10 : b0], r[start : i + 1]
+    d = np.diff(before)
+    sigma = 1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2)
+    se = 1.25 * sigma * np.sqrt(1 / 10 + 1 / 2)
+    fell, b, m = reward_since_climb(prep, i, start, int(began[i]), cfg)
+    assert b == pytest.approx(np.median(before)) and m == pytest.approx(np.median(now))
+    assert fell == (m < b - cfg.reward_hold_z * se)
+    assert fell  # 0.004 per point over ~25 points: about 0.1 lower, σ_r 0.02
+    assert reward_since_climb(prep, i, start, int(began[i]), dataclasses.replace(cfg, reward_hold_z=50.0))[0] is False
+    assert reward_since_climb(prepare(series(h), cfg), i, start, int(began[i]), cfg) is None  # no reward logged
 
 
 def test_transient_spike_is_info_not_an_explosion() -> None:
