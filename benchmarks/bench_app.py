@@ -17,7 +17,9 @@ with ``streamlit run`` and Debian's chromium (``/usr/bin/chromium``, never a dow
 * for each: *first chart* — navigation until the entropy chart is drawn by Plotly (``_fullData``), the first thing
   the page sends — and *page* — until every chart shown on load is drawn (entropy, histogram, quantile fan);
 * the floor: the same for a one-``st.line_chart`` page of the same entropy series (drawn when Vega's line path is in
-  its SVG, or its canvas has pixels for larger data).
+  its SVG, or its canvas has pixels for larger data);
+* the Plotly floor: a page with one ``st.plotly_chart`` of the same series in ≤ 2,000 bucket means (what our reader
+  sends the entropy chart), drawn when Plotly has ``_fullData`` — what any Plotly chart costs on this stack.
 
 Prints seconds and ratios (ours / floor) measured in one run; no thresholds (the issue's goal: warm ≤ 3 s at 100k
 steps). Run it on an idle machine with ``nice`` off: absolute seconds depend on the machine, ratios much less.
@@ -58,6 +60,19 @@ import streamlit as st
 
 data = np.load(sys.argv[1])
 st.line_chart(pd.DataFrame({"step": data["steps"], "entropy": data["entropy"]}), x="step", y="entropy")
+'''
+PLOTLY_FLOOR_PAGE = '''"""The Plotly floor: one st.plotly_chart of the series in <= 2,000 bucket means."""
+import sys
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+data = np.load(sys.argv[1])
+steps, h = data["steps"].astype(float), data["entropy"]
+b = np.arange(h.size) * min(2000, h.size) // h.size
+k = np.bincount(b)
+st.plotly_chart(go.Figure(go.Scatter(x=np.bincount(b, steps) / k, y=np.bincount(b, h) / k, mode="lines")))
 '''
 
 
@@ -160,6 +175,8 @@ OUR_FIRST = """() => [...document.querySelectorAll('.js-plotly-plot')].some(
 OUR_PAGE = """() => { const ok = [...document.querySelectorAll('.js-plotly-plot')]
     .filter(e => e._fullData && e._fullData.length).map(e => e.layout.title.text);
     return ['Token entropy', 'histogram', 'quantiles'].every(t => ok.some(x => x.includes(t))); }"""
+PLOTLY_DRAWN = """() => [...document.querySelectorAll('.js-plotly-plot')].some(
+    e => e._fullData && e._fullData.length)"""
 FLOOR_DRAWN = """() => { const root = document.querySelector('[data-testid="stVegaLiteChart"]');
     if (!root) return false;
     const p = root.querySelector('svg.marks .mark-line path');              // small data: SVG
@@ -222,6 +239,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ew_bench_app_"))
     floor_script = tmp / "floor.py"
     floor_script.write_text(FLOOR_PAGE)
+    plotly_script = tmp / "plotly_floor.py"
+    plotly_script.write_text(PLOTLY_FLOOR_PAGE)
     rows = []
     try:
         with sync_playwright() as p:
@@ -239,25 +258,29 @@ def main() -> None:
                 floor = measure(
                     browser, floor_script, [str(tmp / f"series-{n}.npz")], "/", FLOOR_DRAWN, FLOOR_DRAWN, args.warm
                 )
-                rows.append((n, ours, floor))
+                npz = [str(tmp / f"series-{n}.npz")]
+                plotly = measure(browser, plotly_script, npz, "/", PLOTLY_DRAWN, PLOTLY_DRAWN, args.warm)
+                rows.append((n, ours, floor, plotly))
             browser.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print()
     print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print("first paint in Chromium, seconds (ours / floor = one st.line_chart of the same entropy series); warm: the")
+    print("first paint in Chromium, seconds (ours / floor = one st.line_chart of the same entropy series; plotly =")
+    print("one st.plotly_chart of it in <= 2,000 bucket means, this stack's floor for a Plotly chart); warm: the")
     print(f"median of {args.warm} visits, [fastest, slowest] first chart")
     print(f"{'steps':>8} | {'':5} | {'ours: first chart':>17} | {'ours: page':>10} | {'floor':>6} | "
-          f"{'ratio first':>11} | {'ratio page':>10} | {'ours warm range':>15} | {'floor warm range':>16}")  # fmt: skip
-    for n, ours, floor in rows:
+          f"{'ratio first':>11} | {'ratio page':>10} | {'plotly':>6} | {'ours/plotly':>11} | "
+          f"{'ours warm range':>15} | {'floor warm range':>16} | {'plotly warm range':>17}")  # fmt: skip
+    for n, ours, floor, plotly in rows:
         for kind in ("cold", "warm"):
-            f = floor[f"{kind}_first"]
+            f, pl = floor[f"{kind}_first"], plotly[f"{kind}_first"]
             spread = ""
             if kind == "warm":
-                spread = f"[{ours['warm_min']:.2f}, {ours['warm_max']:.2f}] | [{floor['warm_min']:.2f}, "
-                spread += f"{floor['warm_max']:.2f}]"
+                spread = " | ".join(f"[{d['warm_min']:.2f}, {d['warm_max']:.2f}]" for d in (ours, floor, plotly))
             print(f"{n:>8,} | {kind:5} | {ours[f'{kind}_first']:17.2f} | {ours[f'{kind}_page']:10.2f} | {f:6.2f} | "
-                  f"{ours[f'{kind}_first'] / f:10.2f}x | {ours[f'{kind}_page'] / f:9.2f}x | {spread}")  # fmt: skip
+                  f"{ours[f'{kind}_first'] / f:10.2f}x | {ours[f'{kind}_page'] / f:9.2f}x | {pl:6.2f} | "
+                  f"{ours[f'{kind}_first'] / pl:10.2f}x | {spread}")  # fmt: skip
 
 
 if __name__ == "__main__":
