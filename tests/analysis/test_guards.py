@@ -106,7 +106,6 @@ def test_two_point_path_on_a_plateau_needs_the_reward_to_have_fallen_since_the_c
     clean = 0.3 * np.where(t < 40, 1.0, 1 + 1.7 * (1 - np.exp(-np.clip(t - 40, 0, None) / 60.0)))
     rewards = {"none": None, "falling": 0.6 * np.exp(-np.clip(t - 150, 0, None) / 30.0), "holds": np.full(300, 0.6)}
     two_point = dict.fromkeys(rewards, 0)
-
     for seed in range(16):
         h = noisy(clean, 0.2, seed=seed)
         for name, r in rewards.items():
