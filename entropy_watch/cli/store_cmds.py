@@ -276,7 +276,7 @@ def _latest(store, run: str, names: tuple[str, ...]) -> dict[str, tuple[float, i
         [run],
         ["scalars"],
         "SELECT name, arg_max(value, step) AS value, max(step) AS step FROM scalars "
-        "WHERE run = $run AND list_contains($names, name) GROUP BY name",
+        "WHERE run = $run AND list_contains($names, name) GROUP BY name ORDER BY name",
         {"run": run, "names": list(names)},
     )
     return {r["name"]: (r["value"], r["step"]) for r in table.to_pylist()}

@@ -72,7 +72,8 @@ def query_summaries(reader: Any, runs: list[str], names: Iterable[str]) -> dict[
     tbl = reader._read(
         runs,
         ["scalars"],
-        "SELECT run, name, arg_max(value, step) AS value, max(step) AS step FROM scalars GROUP BY run, name",
+        "SELECT run, name, arg_max(value, step) AS value, max(step) AS step FROM scalars GROUP BY run, name "
+        "ORDER BY run, name",
     )
     wanted = set(names)
     out: dict[str, tuple[int | None, Latest]] = {run: (None, {}) for run in runs}
