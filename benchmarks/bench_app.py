@@ -255,10 +255,8 @@ def main() -> None:
                     bench_queries(root)
                 page = f"/run?run={RUN}"
                 ours = measure(browser, APP_MAIN, ["--store", str(root)], page, OUR_FIRST, OUR_PAGE, args.warm)
-                floor = measure(
-                    browser, floor_script, [str(tmp / f"series-{n}.npz")], "/", FLOOR_DRAWN, FLOOR_DRAWN, args.warm
-                )
                 npz = [str(tmp / f"series-{n}.npz")]
+                floor = measure(browser, floor_script, npz, "/", FLOOR_DRAWN, FLOOR_DRAWN, args.warm)
                 plotly = measure(browser, plotly_script, npz, "/", PLOTLY_DRAWN, PLOTLY_DRAWN, args.warm)
                 rows.append((n, ours, floor, plotly))
             browser.close()
