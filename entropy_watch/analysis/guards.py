@@ -200,9 +200,9 @@ def rising(prep: Prepared, i: int, config: DetectorConfig, y: np.ndarray | None 
     return bool(slope > 0 and trend_p(y, slope, icpt, 1.0) < config.trend_alpha)
 
 
-def _reward_medians(prep: Prepared, i: int, start: int, now_from: int) -> tuple[float, float] | None:
-    """(before, now): the reward's median over up to 10 points before ``start`` (where entropy began to rise) and over
-    ``now_from``..i; None when no reward is logged there."""
+def _reward_windows(prep: Prepared, i: int, start: int, now_from: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(before, now): the reward's finite values over up to 10 points before ``start`` (where entropy began to rise)
+    and over ``now_from``..i; None when no reward is logged there."""
     r = prep.reward
     if r is None or start < 1:
         return None
@@ -211,7 +211,13 @@ def _reward_medians(prep: Prepared, i: int, start: int, now_from: int) -> tuple[
     before, now = before[np.isfinite(before)], now[np.isfinite(now)]
     if before.size == 0 or now.size == 0:
         return None
-    return float(np.median(before)), float(np.median(now))
+    return before, now
+
+
+def _reward_medians(prep: Prepared, i: int, start: int, now_from: int) -> tuple[float, float] | None:
+    """(before, now): the medians of :func:`_reward_windows`; None when no reward is logged there."""
+    w = _reward_windows(prep, i, start, now_from)
+    return None if w is None else (float(np.median(w[0])), float(np.median(w[1])))
 
 
 def reward_fell(prep: Prepared, i: int, start: int, config: DetectorConfig) -> tuple[bool, float, float]:
@@ -252,13 +258,10 @@ def reward_since_climb(
     against its median over up to 10 points before the climb began (``began``, :func:`climb_starts`). Fell = lower
     by more than ``reward_hold_z`` standard errors of that difference (MEDIAN_SE·σ_r·√(1/k_before + 1/k_now), σ_r
     the reward's noise before the climb)."""
-    r = prep.reward
-    if r is None:
+    w = _reward_windows(prep, i, began, start)
+    if w is None or w[0].size < 3:
         return None
-    before, now = r[max(int(prep.seg_start[i]), began - 10) : began], r[start : i + 1]
-    before, now = before[np.isfinite(before)], now[np.isfinite(now)]
-    if before.size < 3 or now.size == 0:
-        return None
+    before, now = w
     b, m = float(np.median(before)), float(np.median(now))
     se = MEDIAN_SE * robust_sigma(before) * np.sqrt(1 / before.size + 1 / now.size)
     return bool(m < b - config.reward_hold_z * se), b, m
