@@ -137,23 +137,32 @@ def summarize(outcomes: list[Outcome]) -> dict[str, float]:
     return out
 
 
-def eta_quality(outcomes: list[Outcome]) -> tuple[float, float]:
-    """Over the collapses that reach the floor and whose first collapse alarm (before the floor) carries an ETA: the
-    share whose interval contains the true crossing step (alarms with an interval only), and the median
-    |ETA − crossing| in logged points."""
-    hits, errs = [], []
+def eta_records(outcomes: list[Outcome]) -> list[tuple[bool | None, float, int]]:
+    """One record per collapse that reaches the floor and whose first collapse alarm (before the floor) carries an
+    ETA: (does its interval contain the true crossing step — None for a point ETA without an interval, |ETA −
+    crossing| in logged points, the alarm's lead: points from the alarm to the crossing)."""
+    out: list[tuple[bool | None, float, int]] = []
     for o in outcomes:
         a = o.first("collapse") if o.label == "collapse" else None
         if a is None or o.truth is None or o.truth_step is None or a.eta is None or a.index >= o.truth:
             continue
-        errs.append(abs(a.eta - o.truth_step) / max(o.spacing, 1e-9))
-        if a.eta_lo is None and a.eta_hi is None:
-            continue  # a point ETA (no interval): scored for its error, not for coverage
-        lo = a.eta_lo if a.eta_lo is not None else -np.inf
-        hi = a.eta_hi if a.eta_hi is not None else np.inf  # an open end ("maybe never") is part of the interval
-        hits.append(lo <= o.truth_step <= hi)
+        err = abs(a.eta - o.truth_step) / max(o.spacing, 1e-9)
+        hit = None
+        if a.eta_lo is not None or a.eta_hi is not None:
+            lo = a.eta_lo if a.eta_lo is not None else -np.inf
+            hi = a.eta_hi if a.eta_hi is not None else np.inf  # an open end ("maybe never") is part of the interval
+            hit = bool(lo <= o.truth_step <= hi)
+        out.append((hit, err, o.truth - a.index))
+    return out
+
+
+def eta_quality(outcomes: list[Outcome]) -> tuple[float, float]:
+    """Over :func:`eta_records`: the share of intervals that contain the true crossing (point ETAs are scored for
+    their error only), and the median |ETA − crossing| in logged points."""
+    recs = eta_records(outcomes)
+    hits = [h for h, _, _ in recs if h is not None]
     nan = float("nan")
-    return (_mean(hits), float(np.median(errs)) if errs else nan)
+    return (_mean(hits), float(np.median([e for _, e, _ in recs])) if recs else nan)
 
 
 def _mean(xs: list[bool]) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from entropy_watch.analysis.scoring import Alarm, Outcome, crossing, eta_quality, floor_of, summarize
+from entropy_watch.analysis.scoring import Alarm, Outcome, crossing, eta_quality, eta_records, floor_of, summarize
 
 
 def test_crossing_reads_the_centered_median_and_ignores_a_lone_outlier() -> None:
@@ -38,5 +38,10 @@ def test_eta_coverage_needs_an_interval_and_error_counts_in_points() -> None:
     never = Outcome("collapse", 100, [Alarm(40, "collapse", 70.0, 65.0, None)], 30, 72, 72.0)  # open end covers
     cover, err = eta_quality([inside, outside, point, never])
     assert cover == 2 / 3 and err == np.median([2.0, 22.0, 0.0, 2.0])
+    # per alarm: (interval holds the crossing, error in points, lead = points from the alarm to the crossing)
+    assert eta_records([inside, outside, point, never]) == [(True, 2.0, 32), (False, 22.0, 32), (None, 0.0, 32),
+                                                            (True, 2.0, 32)]  # fmt: skip
+    late = Outcome("collapse", 100, [Alarm(75, "collapse", 80.0, 70.0, 90.0)], 30, 72, 72.0)  # after the floor
+    assert eta_records([late]) == [] and np.isnan(eta_quality([late])[1])
     coarse = Outcome("collapse", 100, [Alarm(40, "collapse", 700.0, 600.0, 800.0)], 30, 72, 720.0, spacing=10.0)
     assert eta_quality([coarse]) == (1.0, 2.0)
