@@ -28,8 +28,8 @@ false alarms on healthy runs (share with a collapse or explosion alarm), recall 
 median explosion delay in logged points after 3·H_ref (negative = earlier), share of detected collapses alarmed
 before the floor, and, over collapses that reach the floor, the 80% ETA interval's coverage of the true crossing
 and the median absolute ETA error in points (under each table: how many intervals the coverage rests on, its 95%
-interval, and the alarms' median lead beside the error). Tuning seeds are 0..; held-out seeds start at 10,000 (the numbers to
-quote). Timing: one live verdict at 10k points and a whole-run analysis of 100k points.
+interval, and the alarms' median lead beside the error). Tuning seeds are 0..; held-out seeds start at 10,000 (the
+numbers to quote). Timing: one live verdict at 10k points and a whole-run analysis of 100k points.
 """
 
 from __future__ import annotations
@@ -326,7 +326,8 @@ def eta_lines(results: dict[str, list[Outcome]]) -> None:
         cover = ""
         if hits:
             ci = binomtest(sum(hits), len(hits)).proportion_ci(confidence_level=0.95, method="wilson")
-            cover = f"{sum(hits)} of {len(hits)} intervals hold the crossing (95% interval {ci.low:.2f}-{ci.high:.2f}); "
+            cover = (f"{sum(hits)} of {len(hits)} intervals hold the crossing "
+                     f"(95% interval {ci.low:.2f}-{ci.high:.2f}); ")  # fmt: skip
         print(f"{tool}, ETAs of {len(recs)} first collapse alarms: {cover}median lead {lead:g} points, median error "
               f"{err:.3g} points ({err / max(lead, 1.0):.2f} of the lead)")
 
