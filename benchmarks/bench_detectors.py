@@ -328,8 +328,10 @@ def eta_lines(results: dict[str, list[Outcome]]) -> None:
             ci = binomtest(sum(hits), len(hits)).proportion_ci(confidence_level=0.95, method="wilson")
             cover = (f"{sum(hits)} of {len(hits)} intervals hold the crossing "
                      f"(95% interval {ci.low:.2f}-{ci.high:.2f}); ")  # fmt: skip
-        print(f"{tool}, ETAs of {len(recs)} first collapse alarms: {cover}median lead {lead:g} points, median error "
-              f"{err:.3g} points ({err / max(lead, 1.0):.2f} of the lead)")
+        print(
+            f"{tool}, ETAs of {len(recs)} first collapse alarms: {cover}median lead {lead:g} points, median error "
+            f"{err:.3g} points ({err / max(lead, 1.0):.2f} of the lead)"
+        )
 
 
 def real_table(runs: list[Run], results: dict[str, list[Outcome]]) -> None:
