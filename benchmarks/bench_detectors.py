@@ -313,8 +313,8 @@ def print_table(title: str, table: dict[str, dict[str, float]], skip: tuple[str,
 
 def eta_lines(results: dict[str, list[Outcome]]) -> None:
     """Per tool with ETAs: how many intervals the coverage rests on, with its 95% (Wilson) interval, and the median
-    lead of the first collapse alarm (points before the crossing) beside the median error — an alarm raised just
-    before the floor has a small error for that reason alone."""
+    lead of the first collapse alarm (points before the crossing) beside the median error, and the median of each
+    alarm's error over its lead — an alarm raised just before the floor has a small error for that reason alone."""
     from scipy.stats import binomtest
 
     for tool, outs in results.items():
@@ -323,6 +323,7 @@ def eta_lines(results: dict[str, list[Outcome]]) -> None:
             continue
         hits = [h for h, _, _ in recs if h is not None]
         lead, err = float(np.median([r[2] for r in recs])), float(np.median([r[1] for r in recs]))
+        rel = float(np.median([e / max(ld, 1) for _, e, ld in recs]))  # each alarm's error as a share of its lead
         cover = ""
         if hits:
             ci = binomtest(sum(hits), len(hits)).proportion_ci(confidence_level=0.95, method="wilson")
@@ -330,7 +331,7 @@ def eta_lines(results: dict[str, list[Outcome]]) -> None:
                      f"(95% interval {ci.low:.2f}-{ci.high:.2f}); ")  # fmt: skip
         print(
             f"{tool}, ETAs of {len(recs)} first collapse alarms: {cover}median lead {lead:g} points, median error "
-            f"{err:.3g} points ({err / max(lead, 1.0):.2f} of the lead)"
+            f"{err:.3g} points (median error / lead {rel:.2f})"
         )
 
 
