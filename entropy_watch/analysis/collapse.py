@@ -15,7 +15,8 @@ Critical only for the floor reached or imminent:
 * ``collapse.imminent`` — most of H_ref lost (``decline_lost``) and the upper end of the ETA interval within
   max(``imminent_min_points``, ``imminent_frac``·points so far) points (never past the fit's horizon).
 
-A state fires again only at a higher severity, or after re-arming (the level back above ``rearm_frac``·H_ref).
+A state fires again only at a higher severity, or after re-arming (:func:`rearm_at`: the level back above
+``rearm_frac``·H_ref, and clearly above where it stood when the state fired, for twice the hold).
 L4 context is attached to every collapse alert; on a solved task it becomes an info ``saturation`` note.
 """
 
@@ -29,7 +30,7 @@ from entropy_watch.analysis import corroborate
 from entropy_watch.analysis.alert import Alert, fmt_nats
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import Forecast
-from entropy_watch.analysis.guards import held, sustained_rearm
+from entropy_watch.analysis.guards import held, run_lengths
 from entropy_watch.analysis.hygiene import Prepared
 from entropy_watch.analysis.outlook import Outlook, floor_label, from_forecast
 from entropy_watch.analysis.policy import apply_context, persistent
@@ -126,10 +127,23 @@ def _improving(prep: Prepared, f: Forecast, i: int, config: DetectorConfig, memo
     return bool(memo[key])
 
 
-def _latched_ranks(warn: np.ndarray, crit: np.ndarray, rearm: np.ndarray) -> list[tuple[int, int]]:
+def rearm_at(prep: Prepared, i: int, config: DetectorConfig) -> int | None:
+    """Where the collapse state that fired at point i re-arms (and its problem clears): the first point after i
+    where the level has stood for 2·``hold_points`` points after i above ``rearm_frac``·H_ref — and above its own
+    level at i by two of its standard errors (``level_tol``), since the early warnings fire before the level has
+    fallen that far: a decline still going, or a bounce off a low point, is not "back". None while it has not."""
+    lvl = prep.smooth[i + 1 :]
+    above_alarm = prep.smooth[i] * np.exp(2 * config.level_tol)
+    with np.errstate(invalid="ignore"):
+        back = lvl > np.fmax(config.rearm_frac * prep.ref_seg[i + 1 :], above_alarm)
+    k = np.flatnonzero(run_lengths(back) >= 2 * config.hold_points)
+    return i + 1 + int(k[0]) if k.size else None
+
+
+def _latched_ranks(warn: np.ndarray, crit: np.ndarray, rearm: Callable[[int], int | None]) -> list[tuple[int, int]]:
     """(index, rank) where the latched collapse state fires: a warning (1) or critical (2) fires at its first
-    index, again only at a higher rank, and both re-arm at the first ``rearm`` index after the last firing. Jumps
-    from event to event (searchsorted), so a long collapse costs a few steps, not one per point."""
+    index, again only at a higher rank, and both re-arm at ``rearm(i)`` after the last firing i. Jumps from event
+    to event (searchsorted), so a long collapse costs a few steps, not one per point."""
     w_idx, c_idx = np.flatnonzero(warn | crit), np.flatnonzero(crit)
     out: list[tuple[int, int]] = []
     pos = 0  # next candidate in w_idx
@@ -137,8 +151,7 @@ def _latched_ranks(warn: np.ndarray, crit: np.ndarray, rearm: np.ndarray) -> lis
         i = int(w_idx[pos])
         rank = 2 if crit[i] else 1
         out.append((i, rank))
-        k = int(np.searchsorted(rearm, i, side="right"))
-        re_at = int(rearm[k]) if k < rearm.size else None
+        re_at = rearm(i)
         if rank == 1:  # the next firing: a critical before re-arming, or anything after it
             c = int(np.searchsorted(c_idx, i, side="right"))
             if c < c_idx.size and (re_at is None or c_idx[c] < re_at):
@@ -163,10 +176,8 @@ def detect(
     ``memo`` (kept by a live Analyzer) holds what is already decided for earlier points: alerts are causal."""
     memo = {} if memo is None else memo
     warn, crit, why_warn, why_crit = conditions(prep, config, evals, memo)
-    with np.errstate(invalid="ignore"):
-        re = np.flatnonzero(sustained_rearm(prep.smooth > config.rearm_frac * prep.ref_seg, config))
     out: list[Alert] = []
-    for i, rank in _latched_ranks(warn, crit, re):
+    for i, rank in _latched_ranks(warn, crit, lambda j: rearm_at(prep, j, config)):
         if ("alert", i, rank) in memo:
             out.append(memo[("alert", i, rank)])
             continue

@@ -71,25 +71,36 @@ def reference(prep: Prepared, config: DetectorConfig) -> Reference:
 
 
 def problems(prep: Prepared, config: DetectorConfig, alerts: list[Alert]) -> list[Problem]:
-    """The newest collapse and explosion episodes: each opens at an alarm (warning or critical) and clears at the
-    first point after its latest alarm where the detector has re-armed (guards.sustained_rearm: the level back
-    above ``rearm_frac``·H_ref after a collapse, under ``rearm_explode_mult``·H_ref after an explosion)."""
+    """The newest collapse and explosion episodes: each opens at an alarm (warning or critical) and clears where
+    its detector re-arms after its latest alarm (a collapse: :func:`collapse.rearm_at`, the level back above
+    ``rearm_frac``·H_ref and clearly above its level at that alarm; an explosion: guards.sustained_rearm, the level
+    back under ``rearm_explode_mult``·H_ref) — a collapse also where a later reading of it finds the task solved
+    (a ``saturation`` note: benign convergence)."""
     with np.errstate(invalid="ignore"):
-        rearm = {
-            "collapse": guards.sustained_rearm(prep.smooth > config.rearm_frac * prep.ref_seg, config),
-            "explosion": guards.sustained_rearm(prep.smooth < config.rearm_explode_mult * prep.ref_seg, config),
-        }
+        back = guards.sustained_rearm(prep.smooth < config.rearm_explode_mult * prep.ref_seg, config)
+    re_explosion = np.flatnonzero(back)
+
+    solved = np.array(sorted({a.step for a in alerts if a.kind == "saturation"}), dtype=np.int64)
+
+    def clears(kind: str, step: int) -> int | None:
+        i = int(np.searchsorted(prep.steps, step))
+        if kind == "collapse":
+            at = collapse.rearm_at(prep, i, config)
+            k = int(np.searchsorted(solved, step, side="right"))
+            found = [int(prep.steps[at])] if at is not None else []
+            return min(found + ([int(solved[k])] if k < solved.size else []), default=None)
+        k = int(np.searchsorted(re_explosion, i, side="right"))
+        return int(prep.steps[re_explosion[k]]) if k < re_explosion.size else None
+
     out: list[Problem] = []
-    for kind, ok in rearm.items():
-        re = np.flatnonzero(ok)
+    for kind in ("collapse", "explosion"):
         episode: list[Alert] = []
         cleared: int | None = None
         for a in sorted((a for a in alerts if a.kind == kind and a.severity != "info"), key=lambda a: a.step):
             if cleared is not None and a.step > cleared:
                 episode, cleared = [], None
             episode.append(a)
-            k = int(np.searchsorted(re, int(np.searchsorted(prep.steps, a.step)), side="right"))
-            cleared = int(prep.steps[re[k]]) if k < re.size else None
+            cleared = clears(kind, a.step)
         if episode:
             worst = max(episode, key=lambda a: a.rank)
             out.append(Problem(kind, worst.severity, episode[0].step, episode[0].key, cleared))

@@ -73,3 +73,46 @@ def test_collapse_on_a_solved_task_is_an_info_saturation_note() -> None:
     h = collapsing(300, onset=80, tau=30.0)
     al = analyze_series(series(h, reward=np.full(300, 1.0)))
     assert not _collapse(al) and {a.severity for a in al if a.kind == "saturation"} == {"info"}
+
+
+def test_an_early_warning_above_the_rearm_line_holds_while_the_decline_goes_on() -> None:
+    # the forecast warns at ~55% of H_ref, above rearm_frac (50%): the state must not re-arm at once (it did: a new
+    # warning at each of the next points, and the problem cleared between them) — one warning, then the critical
+    cfg = DetectorConfig()
+    t = np.arange(200)
+    h = noisy(np.exp(-np.clip(t - 40, 0, None) / 25.0), 0.05, seed=0)
+    s = series(h, reward=noisy(np.full(200, 0.3), 0.02, seed=1))
+    al = [a for a in _collapse(analyze_series(s)) if a.severity != "info"]
+    warn = [a for a in al if a.severity == "warning"]
+    assert len(warn) == 1 and [a.severity for a in al] == ["warning", "critical"], [(a.step, a.severity) for a in al]
+    assert warn[0].evidence["h_now"] > cfg.rearm_frac * warn[0].evidence["h_ref"]  # the case this is about
+    for k in range(warn[0].step + 1, al[1].step, 3):  # the live verdict between them: the warning stands
+        v = verdict(s.prefix(k))
+        assert v.health == "warning" and v.kind == "collapse", (k, v.headline)
+
+
+def test_a_collapse_warning_clears_once_the_level_is_clearly_back() -> None:
+    # a decline to ~55% that turns and recovers to the early level: the problem clears, the state re-arms
+    t = np.arange(300)
+    dip = np.exp(-np.clip(t - 40, 0, None) / 25.0)
+    h = noisy(np.where(t < 60, dip, np.minimum(1.0, dip[60] * np.exp((t - 60) / 20.0))), 0.05, seed=0)
+    s = series(h, reward=noisy(np.full(300, 0.3), 0.02, seed=1))
+    v = verdict(s)
+    coll = [p for p in v.problems if p.kind == "collapse"]
+    assert coll and coll[0].cleared is not None and v.health not in ("warning", "critical"), v.headline
+
+
+def test_a_warning_before_the_task_is_solved_clears_at_the_saturation_note() -> None:
+    # entropy falls while the reward climbs to 1: warned early (the reward still climbing), later found solved —
+    # the collapse problem clears there and the headline is the benign note, not the stale warning
+    t = np.arange(400)
+    h = noisy(0.002 + 0.998 * np.exp(-t / 100.0), 0.05, seed=0)
+    r = np.clip(1 - 0.8 * np.exp(-2 * t / 100.0) + noisy(np.full(400, 1.0), 0.005, seed=1) - 1.0, 0.0, 1.0)
+    s = series(h, reward=r)
+    al = analyze_series(s)
+    warn = [a for a in _collapse(al) if a.severity == "warning"]
+    sat = [a for a in al if a.kind == "saturation"]
+    assert warn and sat and sat[0].step > warn[0].step
+    v = verdict(s)
+    p = next(p for p in v.problems if p.kind == "collapse")
+    assert p.cleared == sat[0].step and v.health == "info" and v.kind == "saturation", v.headline
