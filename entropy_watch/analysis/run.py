@@ -83,14 +83,17 @@ def problems(prep: Prepared, config: DetectorConfig, alerts: list[Alert]) -> lis
     solved = np.array(sorted({a.step for a in alerts if a.kind == "saturation"}), dtype=np.int64)
 
     def clears(kind: str, step: int) -> int | None:
+        """The step where the episode whose latest alarm is at ``step`` clears (None: still active)."""
         i = int(np.searchsorted(prep.steps, step))
-        if kind == "collapse":
-            at = collapse.rearm_at(prep, i, config)
-            k = int(np.searchsorted(solved, step, side="right"))
-            found = [int(prep.steps[at])] if at is not None else []
-            return min(found + ([int(solved[k])] if k < solved.size else []), default=None)
-        k = int(np.searchsorted(re_explosion, i, side="right"))
-        return int(prep.steps[re_explosion[k]]) if k < re_explosion.size else None
+        if kind == "explosion":
+            k = int(np.searchsorted(re_explosion, i, side="right"))
+            return int(prep.steps[re_explosion[k]]) if k < re_explosion.size else None
+        at = collapse.rearm_at(prep, i, config)
+        found = [int(prep.steps[at])] if at is not None else []
+        k = int(np.searchsorted(solved, step, side="right"))
+        if k < solved.size:
+            found.append(int(solved[k]))
+        return min(found, default=None)
 
     out: list[Problem] = []
     for kind in ("collapse", "explosion"):
