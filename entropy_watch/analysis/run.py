@@ -82,31 +82,33 @@ def problems(prep: Prepared, config: DetectorConfig, alerts: list[Alert]) -> lis
 
     solved = np.array(sorted({a.step for a in alerts if a.kind == "saturation"}), dtype=np.int64)
 
-    def clears(kind: str, step: int) -> int | None:
-        """The step where the episode whose latest alarm is at ``step`` clears (None: still active)."""
+    def clears(kind: str, step: int) -> tuple[int | None, bool]:
+        """(the step where the episode whose latest alarm is at ``step`` clears — None: still active —, whether it
+        clears because the task was found solved)."""
         i = int(np.searchsorted(prep.steps, step))
         if kind == "explosion":
             k = int(np.searchsorted(re_explosion, i, side="right"))
-            return int(prep.steps[re_explosion[k]]) if k < re_explosion.size else None
+            return (int(prep.steps[re_explosion[k]]) if k < re_explosion.size else None), False
         at = collapse.rearm_at(prep, i, config)
-        found = [int(prep.steps[at])] if at is not None else []
+        back = int(prep.steps[at]) if at is not None else None
         k = int(np.searchsorted(solved, step, side="right"))
-        if k < solved.size:
-            found.append(int(solved[k]))
-        return min(found, default=None)
+        if k < solved.size and (back is None or int(solved[k]) < back):
+            return int(solved[k]), True
+        return back, False
 
     out: list[Problem] = []
     for kind in ("collapse", "explosion"):
         episode: list[Alert] = []
         cleared: int | None = None
+        by_solving = False
         for a in sorted((a for a in alerts if a.kind == kind and a.severity != "info"), key=lambda a: a.step):
             if cleared is not None and a.step > cleared:
                 episode, cleared = [], None
             episode.append(a)
-            cleared = clears(kind, a.step)
+            cleared, by_solving = clears(kind, a.step)
         if episode:
             worst = max(episode, key=lambda a: a.rank)
-            out.append(Problem(kind, worst.severity, episode[0].step, episode[0].key, cleared))
+            out.append(Problem(kind, worst.severity, episode[0].step, episode[0].key, cleared, by_solving))
     return out
 
 

@@ -62,17 +62,19 @@ class Reference:
 @dataclass(frozen=True)
 class Problem:
     """The newest episode of a collapse or an explosion: opened by the alert ``key`` at step ``since``, at its worst
-    ``severity``; ``cleared`` is the step where the detector re-armed (None: still active)."""
+    ``severity``; ``cleared`` is the step where the detector re-armed (None: still active) or, with ``solved``, where
+    a later reading of the collapse found the task solved (benign convergence)."""
 
     kind: str
     severity: str
     since: int
     key: str
     cleared: int | None = None
+    solved: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "severity": self.severity, "since": self.since, "key": self.key,
-                "cleared": self.cleared}  # fmt: skip
+                "cleared": self.cleared, "solved": self.solved}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,9 @@ class Follower:
 
 def _summary(result: AnalysisResult, p: object) -> str:
     kind, severity, since, cleared = (getattr(p, k) for k in ("kind", "severity", "since", "cleared"))
+    if getattr(p, "solved", False):
+        return (f"the task looks solved (the reward is saturated): the {severity} {kind} from step {since} is "
+                f"benign convergence, cleared at step {cleared}")  # fmt: skip
     where = "back above the floor" if kind == "collapse" else "back down from its rise"
     v = getattr(result, "verdict", None)
     level = getattr(v, "level", None)

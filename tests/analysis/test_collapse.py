@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from entropy_watch.analysis import DetectorConfig, analyze_series, verdict
+from entropy_watch.analysis import DetectorConfig, analyze, analyze_series, verdict
+from entropy_watch.notify import Follower
 
 from ._series import collapsing, healthy, noisy, series
 
@@ -99,7 +100,7 @@ def test_a_collapse_warning_clears_once_the_level_is_clearly_back() -> None:
     s = series(h, reward=noisy(np.full(300, 0.3), 0.02, seed=1))
     v = verdict(s)
     coll = [p for p in v.problems if p.kind == "collapse"]
-    assert coll and coll[0].cleared is not None and v.health not in ("warning", "critical"), v.headline
+    assert coll and coll[0].cleared is not None and not coll[0].solved and v.health not in ("warning", "critical")
 
 
 def test_a_warning_before_the_task_is_solved_clears_at_the_saturation_note() -> None:
@@ -115,4 +116,8 @@ def test_a_warning_before_the_task_is_solved_clears_at_the_saturation_note() -> 
     assert warn and sat and sat[0].step > warn[0].step
     v = verdict(s)
     p = next(p for p in v.problems if p.kind == "collapse")
-    assert p.cleared == sat[0].step and v.health == "info" and v.kind == "saturation", v.headline
+    assert p.cleared == sat[0].step and p.solved and v.health == "info" and v.kind == "saturation", v.headline
+    assert p.to_dict()["solved"] is True
+    # the one "recovered" notification says why: not "back above the floor" (it is not), but solved
+    (rec,) = Follower("r").update(analyze(s)).recoveries
+    assert "task looks solved" in rec.summary and "back above the floor" not in rec.summary
