@@ -11,8 +11,9 @@ form (schema in docs/CONTRACTS.md, ``"schema": 1``).
 Health: ``too-short`` (fewer points than the detector needs: nothing can be said yet, which is not "ok"), ``ok``
 (no alert), else the worst severity among the alerts that still stand: a collapse or an explosion is a *problem*
 (:class:`Problem`) that opens with its first alarm and clears where its detector re-arms (the level back past the
-re-arm level for a while); once cleared, its alerts stay listed but no longer set the health, and the headline says
-it cleared. Every other alert (non-finite, saturation, precision, ...) counts as long as the run does.
+re-arm level, and for a collapse clearly above where it stood at the alarm, for a while) — a collapse also where a
+later reading finds the task solved; once cleared, its alerts stay listed but no longer set the health, and the
+headline says it cleared. Every other alert (non-finite, saturation, precision, ...) counts as long as the run does.
 """
 
 from __future__ import annotations
