@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import binomtest
 
 from entropy_watch.analysis import Analyzer, RunSeries, analyze
 from entropy_watch.analysis.scoring import EXPLODE_MULT, Alarm, Outcome, crossing, eta_records, floor_of, summarize
@@ -315,15 +316,13 @@ def eta_lines(results: dict[str, list[Outcome]]) -> None:
     """Per tool with ETAs: how many intervals the coverage rests on, with its 95% (Wilson) interval, and the median
     lead of the first collapse alarm (points before the crossing) beside the median error, and the median of each
     alarm's error over its lead — an alarm raised just before the floor has a small error for that reason alone."""
-    from scipy.stats import binomtest
-
     for tool, outs in results.items():
         recs = eta_records(outs)
         if not recs:
             continue
         hits = [h for h, _, _ in recs if h is not None]
-        lead, err = float(np.median([r[2] for r in recs])), float(np.median([r[1] for r in recs]))
-        rel = float(np.median([e / max(ld, 1) for _, e, ld in recs]))  # each alarm's error as a share of its lead
+        errs, leads = np.array([e for _, e, _ in recs]), np.array([ld for _, _, ld in recs])  # leads ≥ 1 point
+        lead, err, rel = float(np.median(leads)), float(np.median(errs)), float(np.median(errs / leads))
         cover = ""
         if hits:
             ci = binomtest(sum(hits), len(hits)).proportion_ci(confidence_level=0.95, method="wilson")

@@ -171,6 +171,14 @@ def sustained_rearm(rearm: np.ndarray, config: DetectorConfig) -> np.ndarray:
     return run_lengths(rearm) >= 2 * config.hold_points
 
 
+def explosion_rearm(prep: Prepared, config: DetectorConfig) -> np.ndarray:
+    """(n,) bool: where the explosion state is re-armed (and its problem clears) — the level back under
+    ``rearm_explode_mult``·H_ref for twice the hold. Its alarms fire at or above that line, so unlike a collapse's
+    early warning (:func:`collapse.rearm_at`) no firing level needs to be passed."""
+    with np.errstate(invalid="ignore"):
+        return sustained_rearm(prep.smooth < config.rearm_explode_mult * prep.ref_seg, config)
+
+
 def gradual(prep: Prepared, start: int, config: DetectorConfig) -> bool:
     """The first point of an excursion (``start``) sits within ``hold_z`` noise σ of the level just before it: the
     entropy crossed the line by climbing, not by jumping (a spike)."""
@@ -277,7 +285,6 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
         lc = np.log(np.where(on, prep.h, np.nan) / crit)
         lr = np.log(prep.smooth / (config.explode_reward_mult * ref))
         above_w, above_c, above_r = on & (lw > 0), on & (lc > 0), possible & (lr > 0)
-        rearm = sustained_rearm(prep.smooth < config.rearm_explode_mult * ref, config)
     # the level (a noise-scaled rolling median) within two of its standard errors of the line
     with np.errstate(invalid="ignore", divide="ignore"):
         near_w = np.log(prep.smooth / warn) >= -2 * config.level_tol
@@ -311,6 +318,7 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
         if fell:
             why_r[int(i)] = (b, m)
     rank_at: dict[int, int] = {}
+    rearm = explosion_rearm(prep, config)
     for i in latched(fire_w | fire_r, rearm):
         rank_at[i] = max(rank_at.get(i, 0), 1)
     for i in latched(fire_c, rearm):

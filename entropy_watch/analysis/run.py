@@ -73,13 +73,10 @@ def reference(prep: Prepared, config: DetectorConfig) -> Reference:
 def problems(prep: Prepared, config: DetectorConfig, alerts: list[Alert]) -> list[Problem]:
     """The newest collapse and explosion episodes: each opens at an alarm (warning or critical) and clears where
     its detector re-arms after its latest alarm (a collapse: :func:`collapse.rearm_at`, the level back above
-    ``rearm_frac``·H_ref and clearly above its level at that alarm; an explosion: guards.sustained_rearm, the level
-    back under ``rearm_explode_mult``·H_ref) — a collapse also where a later reading of it finds the task solved
+    ``rearm_frac``·H_ref and clearly above its level at that alarm; an explosion: :func:`guards.explosion_rearm`, the
+    level back under ``rearm_explode_mult``·H_ref) — a collapse also where a later reading of it finds the task solved
     (a ``saturation`` note: benign convergence)."""
-    with np.errstate(invalid="ignore"):
-        back = guards.sustained_rearm(prep.smooth < config.rearm_explode_mult * prep.ref_seg, config)
-    re_explosion = np.flatnonzero(back)
-
+    re_explosion = np.flatnonzero(guards.explosion_rearm(prep, config))
     solved = np.array(sorted({a.step for a in alerts if a.kind == "saturation"}), dtype=np.int64)
 
     def clears(kind: str, step: int) -> tuple[int | None, bool]:
