@@ -5,7 +5,8 @@ alerts in order of importance, and the highest-entropy tokens.
 left as it was). Live panels are separate fragments that each poll the store and redraw only their own part: the
 header, the entropy chart, the tabs (of which only the open one runs, and opening one reruns the tabs alone), the
 alerts. Their queries are cached per (run, data version), so a refresh with nothing new sends nothing new, and the
-verdict comes from the background monitor without waiting on it.
+verdict comes from the background monitor without waiting on it. On the page's first drawing in a session the entropy
+chart goes out alone and the rest follows once the browser can reveal it (``app/first_paint.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import difflib
 
 import streamlit as st
 
-from entropy_watch.app import data, linked, sidebar
+from entropy_watch.app import data, first_paint, linked, sidebar
 from entropy_watch.app import run_panels as P
 from entropy_watch.app import run_tabs as T
 
@@ -127,6 +128,7 @@ def alerts_panel() -> None:
 head_panel()
 st.subheader("Entropy")
 entropy_panel()
+first_paint.hold("run")
 tabs_panel()
 st.subheader("Alerts, most important first")
 alerts_panel()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from entropy_watch import metrics as M
@@ -24,10 +26,11 @@ def app(
     monkeypatch: pytest.MonkeyPatch, root: Path, page: str | None = None, query: dict | None = None, **state: object
 ) -> AppTest:
     monkeypatch.setenv("ENTROPY_WATCH_DIR", str(root))
-    from entropy_watch.app import data
+    from entropy_watch.app import data, first_paint
 
     monkeypatch.setattr(data, "ANALYSIS_WAIT_S", 30.0)  # small runs: wait for the verdict, deterministic
     monkeypatch.setattr(data, "POLL_MIN_S", 0.0)  # every script run polls (no rate limit between fragments)
+    monkeypatch.setattr(first_paint, "HOLD_S", 0.0)  # no browser: nothing to wait for
     at = AppTest.from_file(str(APP_HOME), default_timeout=TIMEOUT)
     if page:
         at.switch_page(page)
@@ -179,6 +182,32 @@ def test_run_page_renders_the_verdict(monkeypatch: pytest.MonkeyPatch, synthetic
     names = [t.get("name") or "" for t in fig["data"]]
     assert any(n.startswith("H_ref") for n in names) and any(n.startswith("floor") for n in names)
     assert not fig["layout"].get("annotations"), "reference levels are legend entries, never labels on the data"
+
+
+def test_first_drawing_sends_the_entropy_chart_alone_then_waits_once(
+    monkeypatch: pytest.MonkeyPatch, synthetic_store: Path
+) -> None:
+    """app/first_paint: the first drawing of the Run page in a session sends the entropy chart, waits, then the rest
+    (so the browser reveals the first chart alone); a rerun, a live refresh or an opened tab never waits."""
+    from entropy_watch.app import first_paint
+
+    sent: list[str] = []
+    waits: list[list[str]] = []
+    draw = st.plotly_chart
+
+    def recording(fig: object, *args: object, key: str | None = None, **kwargs: object) -> object:
+        sent.append(str(key))
+        return draw(fig, *args, key=key, **kwargs)
+
+    monkeypatch.setattr(st, "plotly_chart", recording)
+    monkeypatch.setattr(first_paint, "time", SimpleNamespace(sleep=lambda s: waits.append(list(sent))))
+    at = app(monkeypatch, synthetic_store, "views/run.py", {"run": COLLAPSE})
+    assert waits == [["entropy"]], "one wait, after the entropy chart and before any other chart"
+    assert set(sent) == {"entropy", "heatmap", "fan", "alerts"}
+    at.run()
+    at.session_state["run_tab"] = TABS[1]
+    at.run()
+    assert not at.exception and waits == [["entropy"]], "no wait once the page has been drawn in this session"
 
 
 def test_every_chart_keeps_its_legend_off_the_title_and_data(
