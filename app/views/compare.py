@@ -2,7 +2,8 @@
 
 Panels: entropy — in nats or relative to each run's early level H_ref (from its verdict), on a linear or log axis so
 one exploding run does not flatten the others — then reward, pass@k and clip fractions. A run without a metric is
-listed under the chart instead of failing it.
+listed under the chart instead of failing it. On the page's first drawing in a session the entropy overlay goes out
+alone and the other panels follow (``app/first_paint.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 import streamlit as st
 
 from entropy_watch import metrics as M
-from entropy_watch.app import charts, data, linked, sidebar
+from entropy_watch.app import charts, data, first_paint, linked, sidebar
 from entropy_watch.app.display import fmt_num
 from entropy_watch.store.reads import MAX_POINTS, Trace
 
@@ -86,6 +87,7 @@ def panels() -> None:
         overlay(rel, miss + no_ref, "cmp_entropy", "Entropy relative to H_ref", "H / H_ref", log_y)
         if no_ref:
             st.caption(f"No H_ref yet (too short or still analysing): {', '.join(no_ref)}")
+    first_paint.hold("compare")  # the entropy overlay is drawn on its own on the page's first drawing
     c1, c2 = st.columns(2)
     with c1:
         overlay(*pick(M.REWARD_MEAN), "cmp_reward", "Reward (mean)", "reward", False)

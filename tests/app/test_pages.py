@@ -184,11 +184,18 @@ def test_run_page_renders_the_verdict(monkeypatch: pytest.MonkeyPatch, synthetic
     assert not fig["layout"].get("annotations"), "reference levels are legend entries, never labels on the data"
 
 
+@pytest.mark.parametrize(
+    ("page", "query", "first", "charts"),
+    [
+        ("views/run.py", {"run": COLLAPSE}, "entropy", {"entropy", "heatmap", "fan", "alerts"}),
+        ("views/compare.py", None, "cmp_entropy", {"cmp_entropy", "cmp_reward", "cmp_clip_high", "cmp_clip_low"}),
+    ],
+)
 def test_first_drawing_sends_the_entropy_chart_alone_then_waits_once(
-    monkeypatch: pytest.MonkeyPatch, synthetic_store: Path
+    monkeypatch: pytest.MonkeyPatch, synthetic_store: Path, page: str, query: dict | None, first: str, charts: set
 ) -> None:
-    """app/first_paint: the first drawing of the Run page in a session sends the entropy chart, waits, then the rest
-    (so the browser reveals the first chart alone); a rerun, a live refresh or an opened tab never waits."""
+    """app/first_paint: the first drawing of a page in a session sends its entropy chart, waits, then the rest (so
+    the browser reveals the first chart alone); a rerun or an opened tab never waits."""
     from entropy_watch.app import first_paint
 
     sent: list[str] = []
@@ -201,13 +208,14 @@ def test_first_drawing_sends_the_entropy_chart_alone_then_waits_once(
 
     monkeypatch.setattr(st, "plotly_chart", recording)
     monkeypatch.setattr(first_paint, "time", SimpleNamespace(sleep=lambda s: waits.append(list(sent))))
-    at = app(monkeypatch, synthetic_store, "views/run.py", {"run": COLLAPSE})
-    assert waits == [["entropy"]], "one wait, after the entropy chart and before any other chart"
-    assert set(sent) == {"entropy", "heatmap", "fan", "alerts"}
+    at = app(monkeypatch, synthetic_store, page, query)
+    assert waits == [[first]], "one wait, after the entropy chart and before any other chart"
+    assert charts <= set(sent), sent
     at.run()
-    at.session_state["run_tab"] = TABS[1]
-    at.run()
-    assert not at.exception and waits == [["entropy"]], "no wait once the page has been drawn in this session"
+    if page == "views/run.py":
+        at.session_state["run_tab"] = TABS[1]
+        at.run()
+    assert not at.exception and waits == [[first]], "no wait once the page has been drawn in this session"
 
 
 def test_every_chart_keeps_its_legend_off_the_title_and_data(
