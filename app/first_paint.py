@@ -12,8 +12,9 @@ happened lets the first chart be drawn alone: at 100k steps, interleaved warm vi
 page's entropy overlay (three runs of 20k steps): 0.3–0.5 s sooner (13 of 18 visits), its whole page unchanged.
 
 :func:`hold` is called right after a page's first chart (Run: the entropy chart; Compare: the entropy overlay). It waits
-:data:`HOLD_S` on the first drawing of that page in a browser session only; reruns, live refreshes and later visits in
-the same session return at once (the element types are loaded by then, nothing suspends).
+:data:`HOLD_S` only the first time a chart goes out in a browser session — the one time Plotly's component is still to
+load and the chart suspends. Every later call returns at once: reruns, live refreshes, and the other pages of the same
+session (switching pages keeps the browser tab's loaded code; a reload is a new session).
 """
 
 from __future__ import annotations
@@ -23,16 +24,15 @@ import time
 import streamlit as st
 
 HOLD_S = 0.6
-"""Seconds the rest of a page waits after its first chart on the page's first drawing in a session: React's 500 ms
-reveal throttle plus the time the browser takes to receive and commit the chart (tens of ms on one machine)."""
+"""Seconds the rest of a page waits after the session's first chart: React's 500 ms reveal throttle plus the time the
+browser takes to receive and commit the chart (tens of ms on one machine)."""
 
-_DRAWN = "_ew_pages_drawn"
+_CHARTED = "_ew_chart_sent"
 
 
-def hold(page: str) -> None:
-    """On the first drawing of ``page`` in this session, wait :data:`HOLD_S` (the first chart is out); else no-op."""
-    drawn: set[str] = st.session_state.setdefault(_DRAWN, set())
-    if page in drawn:
+def hold() -> None:
+    """After the first chart of this browser session, wait :data:`HOLD_S`; after any later chart, return at once."""
+    if st.session_state.get(_CHARTED):
         return
-    drawn.add(page)
+    st.session_state[_CHARTED] = True
     time.sleep(HOLD_S)

@@ -2,8 +2,8 @@
 
 Panels: entropy — in nats or relative to each run's early level H_ref (from its verdict), on a linear or log axis so
 one exploding run does not flatten the others — then reward, pass@k and clip fractions. A run without a metric is
-listed under the chart instead of failing it. On the page's first drawing in a session the entropy overlay goes out
-alone and the other panels follow (``app/first_paint.py``).
+listed under the chart instead of failing it. When the entropy overlay is the session's first chart it goes out alone
+and the other panels follow (``app/first_paint.py``).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def panels() -> None:
         overlay(rel, miss + no_ref, "cmp_entropy", "Entropy relative to H_ref", "H / H_ref", log_y)
         if no_ref:
             st.caption(f"No H_ref yet (too short or still analysing): {', '.join(no_ref)}")
-    first_paint.hold("compare")  # the entropy overlay is drawn on its own on the page's first drawing
+    first_paint.hold()  # the entropy overlay is drawn on its own when it is the session's first chart
     c1, c2 = st.columns(2)
     with c1:
         overlay(*pick(M.REWARD_MEAN), "cmp_reward", "Reward (mean)", "reward", False)

@@ -5,8 +5,8 @@ alerts in order of importance, and the highest-entropy tokens.
 left as it was). Live panels are separate fragments that each poll the store and redraw only their own part: the
 header, the entropy chart, the tabs (of which only the open one runs, and opening one reruns the tabs alone), the
 alerts. Their queries are cached per (run, data version), so a refresh with nothing new sends nothing new, and the
-verdict comes from the background monitor without waiting on it. On the page's first drawing in a session the entropy
-chart goes out alone and the rest follows once the browser can reveal it (``app/first_paint.py``).
+verdict comes from the background monitor without waiting on it. When the entropy chart is the session's first chart it
+goes out alone and the rest follows once the browser can reveal it (``app/first_paint.py``).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def alerts_panel() -> None:
 head_panel()
 st.subheader("Entropy")
 entropy_panel()
-first_paint.hold("run")
+first_paint.hold()
 tabs_panel()
 st.subheader("Alerts, most important first")
 alerts_panel()

@@ -194,8 +194,8 @@ def test_run_page_renders_the_verdict(monkeypatch: pytest.MonkeyPatch, synthetic
 def test_first_drawing_sends_the_entropy_chart_alone_then_waits_once(
     monkeypatch: pytest.MonkeyPatch, synthetic_store: Path, page: str, query: dict | None, first: str, charts: set
 ) -> None:
-    """app/first_paint: the first drawing of a page in a session sends its entropy chart, waits, then the rest (so
-    the browser reveals the first chart alone); a rerun or an opened tab never waits."""
+    """app/first_paint: the session's first drawing of a page sends its entropy chart, waits, then the rest (so the
+    browser reveals the first chart alone); a rerun, an opened tab or the other page in the same session never waits."""
     from entropy_watch.app import first_paint
 
     sent: list[str] = []
@@ -216,6 +216,10 @@ def test_first_drawing_sends_the_entropy_chart_alone_then_waits_once(
         at.session_state["run_tab"] = TABS[1]
         at.run()
     assert not at.exception and waits == [[first]], "no wait once the page has been drawn in this session"
+    at.switch_page("views/compare.py" if page == "views/run.py" else "views/run.py")
+    at.query_params.update({"run": COLLAPSE})
+    at.run()
+    assert not at.exception and len(waits) == 1, "the other page in the same session has Plotly loaded: no wait"
 
 
 def test_every_chart_keeps_its_legend_off_the_title_and_data(
