@@ -27,9 +27,12 @@ means its centered rolling median of 5 points does; on synthetic runs the truth 
 false alarms on healthy runs (share with a collapse or explosion alarm), recall per kind, wrong-kind alarms,
 median explosion delay in logged points after 3·H_ref (negative = earlier), share of detected collapses alarmed
 before the floor, and, over collapses that reach the floor, the 80% ETA interval's coverage of the true crossing
-and the median absolute ETA error in points (under each table: how many intervals the coverage rests on, its 95%
-interval, and the alarms' median lead beside the error). Tuning seeds are 0..; held-out seeds start at 10,000 (the
-numbers to quote). Timing: one live verdict at 10k points and a whole-run analysis of 100k points.
+and the median absolute ETA error in points of the first collapse alarm (under each table: how many intervals the
+coverage rests on, its 95% interval, and the alarms' median lead beside the error). A forecast's error grows with
+its lead, so a tool that alarms later has a smaller first error for that reason alone: ours and a peer's ETA errors
+are compared at a matched lead instead — over the collapses both alarmed, at the later of the two first alarms,
+ours as our verdict shows it then and the peer's latest ETA by then. Tuning seeds are 0..; held-out seeds start at
+10,000 (the numbers to quote). Timing: one live verdict at 10k points and a whole-run analysis of 100k points.
 """
 
 from __future__ import annotations
@@ -294,8 +297,11 @@ def ahead(ours: float, peer: float, sense: str) -> bool | None:
     return abs(ours - 0.8) <= abs(peer - 0.8)  # coverage: closest to the nominal 80%
 
 
-def print_table(title: str, table: dict[str, dict[str, float]], skip: tuple[str, ...] = ()) -> list[str]:
-    """Print one table; return the numbers on which ours is behind a peer (columns in ``skip`` are not compared)."""
+def print_table(
+    title: str, table: dict[str, dict[str, float]], skip: tuple[str, ...] = (), elsewhere: tuple[str, ...] = ()
+) -> list[str]:
+    """Print one table; return the numbers on which ours is behind a peer. Columns in ``skip`` are neither printed
+    nor compared; those in ``elsewhere`` are printed and compared by the caller (the ETA error, at a matched lead)."""
     print(f"\n{title}")
     print(f"{'tool':<18}" + "".join(f"{label:>13}" for _, label, _ in COLUMNS))
     for tool, s in table.items():
@@ -304,11 +310,13 @@ def print_table(title: str, table: dict[str, dict[str, float]], skip: tuple[str,
     if "ours" in table:
         for tool, s in table.items():
             for c, label, sense in COLUMNS:
-                if c in skip:
+                if c in skip or c in elsewhere:
                     continue
                 if tool != "ours" and ahead(table["ours"][c], s[c], sense) is False:
                     behind.append(f"{label} vs {tool}")
-    print("ours ahead of or level with every peer on every number" if not behind else f"ours BEHIND on: {behind}")
+    after = f" (and {', '.join(label for c, label, _ in COLUMNS if c in elsewhere)}: below)" if elsewhere else ""
+    print(("ours ahead of or level with every peer on every number" if not behind else f"ours BEHIND on: {behind}")
+          + after)  # fmt: skip
     return behind
 
 
@@ -332,6 +340,58 @@ def eta_lines(results: dict[str, list[Outcome]]) -> None:
             f"{tool}, ETAs of {len(recs)} first collapse alarms: {cover}median lead {lead:g} points, median error "
             f"{err:.3g} points (median error / lead {rel:.2f})"
         )
+
+
+def _our_eta_at(run: Run, i: int) -> float | None:
+    """The ETA to the floor (absolute step) that our verdict shows at point ``i`` of ``run``: what a user reads on
+    every surface at that moment; None when the verdict there is not a collapse on course to the floor."""
+    s = RunSeries.from_arrays(run.name, run.steps, run.entropy, reward=run.reward, meta=dict(run.meta))
+    o = Analyzer().verdict(s, at_step=int(run.steps[i])).forecast
+    return o.eta_step if o is not None and o.direction == "decay" else None
+
+
+def matched_eta_lines(runs: list[Run], results: dict[str, list[Outcome]]) -> list[str]:
+    """The ETA error at a matched lead, beside the raw one: tools that alarm later have less time left to forecast,
+    so their first ETAs are closer for that reason alone. Per peer with ETAs, over the collapses both alarmed before
+    the floor: at the later of the two first alarms, each tool's latest ETA by then (ours: our verdict's ETA at that
+    point; the peer's: its latest alarm's), its median absolute error in points and the median lead. Returns the
+    peers ours is behind on that error (the raw errors when no collapse was alarmed by both)."""
+    behind: list[str] = []
+    if "ours" not in results:
+        return behind
+    for tool, outs in results.items():
+        if tool == "ours" or not eta_records(outs):
+            continue
+        ours_err, peer_err, leads, missing = [], [], [], 0
+        for run, o_ours, o_peer in zip(runs, results["ours"], outs, strict=True):
+            a_o, a_p = o_ours.first("collapse"), o_peer.first("collapse")
+            if run.label != "collapse" or run.truth is None or a_o is None or a_p is None or a_p.eta is None:
+                continue
+            at = max(a_o.index, a_p.index)
+            if at >= run.truth:
+                continue
+            peer = [a.eta for a in o_peer.alarms if a.kind == "collapse" and a.index <= at and a.eta is not None][-1]
+            ours = a_o.eta if at == a_o.index else _our_eta_at(run, at)
+            if ours is None:
+                missing += 1
+                continue
+            truth = float(run.steps[run.truth])
+            ours_err.append(abs(ours - truth) / run.spacing)
+            peer_err.append(abs(peer - truth) / run.spacing)
+            leads.append(run.truth - at)
+        if not leads:
+            raw = [float(np.median([e for _, e, _ in eta_records(x)] or [np.nan])) for x in (results["ours"], outs)]
+            if ahead(raw[0], raw[1], "low") is False:
+                behind.append(f"ETA err vs {tool}")
+            continue
+        if np.median(ours_err) > np.median(peer_err):
+            behind.append(f"ETA err at a matched lead vs {tool}")
+        print(
+            f"ETA at a matched lead, ours vs {tool}: {len(leads)} collapses both alarmed (median lead "
+            f"{np.median(leads):g} points): median error ours {np.median(ours_err):.3g}, {tool} "
+            f"{np.median(peer_err):.3g} points" + (f"; ours showed no ETA at {missing} more" if missing else "")
+        )
+    return behind
 
 
 def real_table(runs: list[Run], results: dict[str, list[Outcome]]) -> None:
@@ -418,7 +478,7 @@ def main() -> None:
             noise = ", ".join(f"{f.source[:24]} ({f.sigma:.2f}, {f.phi:.2f})" for f in pool)
             title = (f"Synthetic, {name} seeds, {n} points x {len(runs)} runs ({per} per kind; noise (sigma, phi) "
                      f"from {noise}; {time.perf_counter() - t0:.0f} s)")  # fmt: skip
-            behind += print_table(title, table)
+            behind += print_table(title, table, elsewhere=("eta_abs_err_median",))
             if "ours" in res:
                 by_kind: dict[str, list[int]] = {}
                 for run, o in zip(runs, res["ours"], strict=True):
@@ -426,6 +486,7 @@ def main() -> None:
                 print("ours, runs with a collapse/explosion alarm by kind: "
                       + ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in by_kind.items()))  # fmt: skip
             eta_lines(res)
+            behind += matched_eta_lines(runs, res)
     if not args.no_timing:
         timing()
     print("\nSUMMARY: " + ("ours ahead of or level with every peer on every number in this run" if not behind
