@@ -2,7 +2,8 @@
 
 * non-finite entropy → critical at once (no warm-up);
 * explosion — a *rise* relative to H_ref: every one of the last ``hold_points`` points above ``explode_warn_mult``
-  ·H_ref (both lines raised by H_ref's own error where it exceeds the level's, :func:`line_lift`), ``hold_z`` noise σ
+  ·H_ref (both lines raised by H_ref's own error where it exceeds the level's, or to the early level retaken from
+  more first points once the noise is known, when higher: :func:`line_lift`), ``hold_z`` noise σ
   past it (``hold_noisy_points`` when the move is within the noise, and then the level
   too must be within two of its errors of the line; two points when the climb crossed gradually, was already a
   significant rising trend, the reward is not still improving and — on a plateau, the climb older than its trend
@@ -113,14 +114,24 @@ def nonfinite(prep: Prepared) -> list[Alert]:
     return out
 
 
-def line_lift(prep: Prepared, config: DetectorConfig) -> np.ndarray:
-    """Factor (≥ 1, shape (n,)) both explosion lines are raised by: exp(``ref_error_z`` × the part of H_ref's standard
-    error beyond ``level_tol``, the precision every level is held to). H_ref taken from a few calm-looking points of
-    a run that turns out noisy may sit low by chance, and a healthy two-fold rise would then read as three-fold; on a
-    clean or dense log the factor is 1."""
+def _lifts(prep: Prepared, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(for H_ref's error, for the early level retaken), each shape (n,): see :func:`line_lift`."""
     with np.errstate(invalid="ignore"):
         excess = np.nan_to_num(np.maximum(prep.ref_se(slice(None)) - config.level_tol, 0.0))
-    return np.exp(config.ref_error_z * excess)
+        retaken = np.nan_to_num(prep.early_more / prep.ref_seg, nan=1.0)
+    return np.exp(config.ref_error_z * excess), np.where(retaken > np.exp(config.level_tol), retaken, 1.0)
+
+
+def line_lift(prep: Prepared, config: DetectorConfig) -> np.ndarray:
+    """Factor (≥ 1, shape (n,)) both explosion lines are raised by. H_ref taken from a few calm-looking points of a
+    run that turns out noisy may sit low by chance, and a healthy two-fold rise would then read as three-fold. So the
+    larger of exp(``ref_error_z`` × the part of H_ref's standard error beyond ``level_tol``, the precision every level
+    is held to) and, once the noise is known, the early level retaken from as many first points as that noise needs
+    (``Prepared.early_more``) over H_ref, when it is higher by more than ``level_tol`` (a difference the two
+    estimates' own error would not make). The lines are never lowered: a retaken level under H_ref leaves the first
+    factor. On a clean or dense log the factor is 1."""
+    by_error, retaken = _lifts(prep, config)
+    return np.maximum(by_error, retaken)
 
 
 def explosion_levels(prep: Prepared, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -139,14 +150,17 @@ def explosion_levels(prep: Prepared, config: DetectorConfig) -> tuple[np.ndarray
 
 def lift_note(prep: Prepared, i: int, config: DetectorConfig) -> str:
     """'' or why the lines at point i sit above their nominal multiples of H_ref."""
-    lift = float(line_lift(prep, config)[i])
+    by_error, retaken = (float(x[i]) for x in _lifts(prep, config))
+    lift = max(by_error, retaken)
     if not lift > 1.0005:
         return ""
     k = int(prep.ref_n[i])
-    return (
-        f"; the lines are {100 * (lift - 1):.0f}% above their multiples of H_ref, which is taken from {k} "
-        f"point{'s' if k > 1 else ''} of a run this noisy (σ {float(prep.sigma[i]):.2f} in log units)"
-    )
+    head = f"; the lines are {100 * (lift - 1):.0f}% above their multiples of H_ref, which is taken from {k} point"
+    noise = f"σ {float(prep.sigma[i]):.2f} in log units"
+    if retaken > by_error:
+        return (f"{head}{'s' if k > 1 else ''}: the run's first points, as many as a level needs at its noise "
+                f"({noise}), put its early level at {fmt_nats(float(prep.early_more[i]))} nats")  # fmt: skip
+    return f"{head}{'s' if k > 1 else ''} of a run this noisy ({noise})"
 
 
 def _rise_text(prep: Prepared, i: int, config: DetectorConfig, target: float, label: str) -> tuple[str, dict]:

@@ -7,7 +7,9 @@
   step 0 and 0.003 by step 10 has H_ref ≈ 0.77). When entropy already fell by more than half before the detector
   armed, the next few points decide: still falling → H_ref stays the early level (a collapse in progress); settled
   → the early drop was an adaptation (e.g. learning the output format) and the settled level is H_ref. Either way
-  the reference says so (:class:`RefInfo`);
+  the reference says so (:class:`RefInfo`). Once the run's noise is known, the early level is retaken from as many
+  first points as a level needs at that noise (``early_more``; H_ref itself stays put): the explosion lines rise to
+  it when three calm-looking first points read the level low by chance;
 * warm-up: decisions from the 6th point of a segment (the 10th after an early drop), later when the run states an
   LR warm-up or a planned length (3% of it);
 * the floor ``max(floor_rel·H_ref, floor_abs)``; the run's own noise σ from the differenced MAD of log H
@@ -134,6 +136,8 @@ class Prepared:
     ``h_ref[i]`` the segment's early level (NaN until the segment arms); ``ref_seg[i]`` the same level on *every*
     point of the segment once it is known (for holds that began before the arming point; read it only at armed
     points); ``ref_n[i]`` how many finite points H_ref was taken from (likewise on every point of the segment);
+    ``early_more[i]`` the early level retaken from as many first points as the noise measured by i says a level needs
+    (NaN until that is more than ``ref_n`` and they are in; :func:`_early_level_retaken`);
     ``floor[i]`` the collapse floor in nats (``floor_seg`` likewise);
     ``armed[i]`` whether decisions may be taken at i; ``smooth[i]`` the level (causal rolling median of H over a
     noise-scaled width);
@@ -149,6 +153,7 @@ class Prepared:
     h_ref: np.ndarray
     ref_seg: np.ndarray
     ref_n: np.ndarray
+    early_more: np.ndarray
     floor: np.ndarray
     floor_seg: np.ndarray
     armed: np.ndarray
@@ -244,6 +249,32 @@ def _noisy_reference(h: np.ndarray, fin: np.ndarray, config: DetectorConfig) -> 
     return RefInfo(float(np.median(h[fin[:need]])), int(fin[0]), int(fin[need - 1]), int(fin[last]), method)
 
 
+def _early_level_retaken(
+    h: np.ndarray, fin: np.ndarray, sigma: np.ndarray, ref: RefInfo, config: DetectorConfig
+) -> list[tuple[int, float]]:
+    """The early level retaken from as many first points as the run's noise says it needs, as the noise becomes known:
+    (index from which it applies, nats) each time that count grows. At each point of the segment's first
+    ``noise_points``, a median's standard error 1.25σ/√k is ``level_tol`` for k = (1.25σ/``level_tol``)² points (σ
+    measured so far); when that is more than H_ref was taken from and the segment has them, and they show no trend
+    (a start that moves is judged on its first points), their median. Empty for a start that fell fast or adapted
+    (H_ref is deliberately not an average there). Each entry depends only on points up to where it applies."""
+    if ref.note is not None or ref.first == ref.last:
+        return []
+    out: list[tuple[int, float]] = []
+    have = int(np.searchsorted(fin, ref.last)) + 1
+    y = np.log(np.maximum(h[fin], 0.0) + config.log_eps_nats)
+    for p in range(int(np.searchsorted(fin, ref.known_at)), min(fin.size, config.noise_points)):
+        sig = float(sigma[fin[p]])
+        if not np.isfinite(sig):
+            continue
+        need = int(min(np.ceil((MEDIAN_SE * sig / config.level_tol) ** 2), config.smooth_max_points))
+        if need <= have or need > p + 1 or mann_kendall(y[:need])[1] < config.trend_alpha:
+            continue
+        have = need
+        out.append((int(fin[p]), float(np.median(h[fin[:need]]))))
+    return out
+
+
 def _noise(log_h: np.ndarray, seg_start: np.ndarray, config: DetectorConfig, start: int = 0) -> np.ndarray:
     """Causal robust σ of log H per point over the segment's trailing ``noise_points``, for points ``start``..
     (shape (n − start,)). Computed at every point of the first ``noise_points`` of a segment and then at every 10th
@@ -304,19 +335,28 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
         mark[starts] = True
         seg_start = np.maximum.accumulate(np.where(mark, np.arange(n), 0))
 
+    m = 0
+    if previous is not None and len(previous) <= n and np.array_equal(previous.seg_start, seg_start[: len(previous)]):
+        m = len(previous)  # the caller vouches that the first m points are the same
+    sigma = np.concatenate([previous.sigma[:m] if m else np.zeros(0), _noise(log_h, seg_start, config, m)])
+
     h_ref = np.full(n, np.nan)
     ref_seg = np.full(n, np.nan)
     ref_n = np.full(n, np.nan)
+    early_more = np.full(n, np.nan)
     refs: dict[int, RefInfo] = {}
     seg_starts = np.unique(seg_start) if n else np.zeros(0, dtype=np.int64)
     for s, end in zip(seg_starts, [*seg_starts[1:], n], strict=True):
         idx = np.arange(s, end)
-        ref = _early_reference(h, steps, idx[finite[idx]], config)
+        fin = idx[finite[idx]]
+        ref = _early_reference(h, steps, fin, config)
         if ref is not None:
             refs[int(s)] = ref
             h_ref[ref.known_at : end] = ref.value
             ref_seg[s:end] = ref.value
             ref_n[s:end] = max(int(finite[ref.first : ref.last + 1].sum()), 1)
+            for at, value in _early_level_retaken(h, fin, sigma, ref, config):
+                early_more[at:end] = value
 
     floor_seg = np.where(np.isfinite(ref_seg), np.maximum(config.floor_rel * ref_seg, config.floor_abs_nats), np.nan)
     floor = np.where(np.isfinite(h_ref), floor_seg, np.nan)
@@ -329,10 +369,6 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
     if planned:
         armed &= steps >= int(0.03 * int(planned))
 
-    m = 0
-    if previous is not None and len(previous) <= n and np.array_equal(previous.seg_start, seg_start[: len(previous)]):
-        m = len(previous)  # the caller vouches that the first m points are the same
-    sigma = np.concatenate([previous.sigma[:m] if m else np.zeros(0), _noise(log_h, seg_start, config, m)])
     h_fin = np.where(finite, h, np.nan)
     tail = causal_median_var(h_fin, level_widths(sigma[m:], config), m) if n > m else np.zeros(0)
     smooth = np.concatenate([previous.smooth[:m] if m else np.zeros(0), tail])
@@ -346,6 +382,7 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
         h_ref=h_ref,
         ref_seg=ref_seg,
         ref_n=ref_n,
+        early_more=early_more,
         floor=floor,
         floor_seg=floor_seg,
         armed=armed,

@@ -70,6 +70,34 @@ def test_three_decreasing_noisy_points_are_no_early_drop_and_a_noisy_start_uses_
     assert "noisy start" in r.method and p.ref_n[79] == r.last - r.first + 1 > cfg.ref_points
 
 
+def test_the_early_level_is_retaken_from_more_points_once_the_noise_is_known() -> None:
+    """A start that looked calm when the detector armed (H_ref from three points) of a run that turns out noisy: at
+    some point of its first ``noise_points`` the level is retaken as the median of the first k points, with k more
+    than H_ref's three and at most ``smooth_max_points``, no more than the points in by then, and from that point on
+    only (causal: the run cut there gives the same values). H_ref itself does not move. A start that falls fast keeps
+    no retaken level."""
+    cfg = DetectorConfig()
+    rng = np.random.default_rng(3)
+    g = 0.36 * np.exp(rng.normal(0.0, 0.4, 120))
+    g[:6] = 0.3 * np.exp(rng.normal(0.0, 0.02, 6))
+    p = prepare(series(g), cfg)
+    assert np.all(p.ref_n[p.armed] == cfg.ref_points) and np.all(p.h_ref[p.armed] == np.median(g[:3]))
+    known = np.flatnonzero(np.isfinite(p.early_more))
+    assert known.size and known[0] > cfg.warmup_points and np.all(np.isfinite(p.early_more[known[0] :]))
+    for j in np.flatnonzero(np.diff(np.concatenate([[np.nan], p.early_more])) != 0):  # where a new value applies
+        if not np.isfinite(p.early_more[j]):
+            continue
+        ks = [k for k in range(cfg.ref_points + 1, min(j + 1, cfg.smooth_max_points) + 1)
+              if np.median(g[:k]) == p.early_more[j]]  # fmt: skip
+        assert ks, j
+        assert j < cfg.noise_points
+        cut = prepare(series(g[: j + 1]), cfg)
+        np.testing.assert_array_equal(cut.early_more, p.early_more[: j + 1])
+    # a start that falls fast keeps the first point as H_ref: no average of its first points stands for it
+    fast = np.concatenate([0.77 * np.exp(-0.55 * np.arange(12)), 1e-3 * np.exp(rng.normal(0, 0.4, 60))])
+    assert np.all(np.isnan(prepare(series(fast), cfg).early_more))
+
+
 def test_segments_restart_at_known_change_points() -> None:
     cfg = DetectorConfig()
     h = healthy(300)
