@@ -283,16 +283,14 @@ def _block_resample(resid: np.ndarray, n_boot: int, block: int, rng: np.random.G
 def trend_p(y: np.ndarray, slope: float, intercept: float, sign: float) -> float:
     """One-sided Mann–Kendall p of a trend of sign ``sign`` in ``y`` (in order), autocorrelation-aware: block
     means of 5 past :data:`BLOCK_MK_AFTER` points, else the variance inflated by (1+φ)/(1−φ) with φ the lag-1
-    autocorrelation of the residuals around the Theil–Sen line (``slope``, ``intercept`` per point), corrected for
-    its small-sample bias (on the 10–40 points of a sparse log's window the plain estimate reads φ 0.5 as ~0.4, and
-    a hump of autocorrelated noise passed for a decline)."""
+    autocorrelation of the residuals around the Theil–Sen line (``slope``, ``intercept`` per point)."""
     if y.size > BLOCK_MK_AFTER:
         z, _ = mann_kendall(block_means(y, 5))
     else:
         z, _ = mann_kendall(y)
         resid = y - (intercept + slope * np.arange(y.size))
         exact = not np.ptp(resid) > 1e-9 * np.ptp(y)  # on the line to rounding: no noise, no autocorrelation
-        phi = 0.0 if exact else lag1_autocorr(resid, bias_corrected=True)
+        phi = 0.0 if exact else lag1_autocorr(resid)
         z = z / np.sqrt((1 + phi) / (1 - phi))
     return 0.5 * math.erfc(sign * z / math.sqrt(2.0))
 

@@ -94,11 +94,8 @@ def ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return float(a), float(b), r2
 
 
-def lag1_autocorr(x: np.ndarray, bias_corrected: bool = False) -> float:
-    """Lag-1 autocorrelation of ``x`` (finite values, mean removed), clipped to [0, 0.95]. The estimate r is biased
-    low on short series, by about (1 + 4φ)/n for n values (Kendall 1954; Marriott & Pope 1954): ``bias_corrected``
-    adds (1 + 4r)/n before clipping — what a test's variance inflation needs, or 30 points of AR(1) noise with φ 0.5
-    read as φ ≈ 0.4 and the test's size stays inflated."""
+def lag1_autocorr(x: np.ndarray) -> float:
+    """Lag-1 autocorrelation of ``x`` (finite values, mean removed), clipped to [0, 0.95]."""
     x = np.asarray(x, dtype=np.float64)
     x = x[np.isfinite(x)]
     if x.size < 5:
@@ -107,7 +104,4 @@ def lag1_autocorr(x: np.ndarray, bias_corrected: bool = False) -> float:
     den = float(np.dot(x, x))
     if den <= 0:
         return 0.0
-    r = float(np.dot(x[:-1], x[1:]) / den)
-    if bias_corrected:
-        r += (1.0 + 4.0 * r) / x.size
-    return float(np.clip(r, 0.0, 0.95))
+    return float(np.clip(np.dot(x[:-1], x[1:]) / den, 0.0, 0.95))

@@ -77,11 +77,11 @@ def test_collapse_on_a_solved_task_is_an_info_saturation_note() -> None:
 
 
 def test_an_early_warning_above_the_rearm_line_holds_while_the_decline_goes_on() -> None:
-    # the forecast warns at ~60% of H_ref, above rearm_frac (50%): the state must not re-arm at once (it did: a new
+    # the forecast warns at ~55% of H_ref, above rearm_frac (50%): the state must not re-arm at once (it did: a new
     # warning at each of the next points, and the problem cleared between them) — one warning, then the critical
     cfg = DetectorConfig()
     t = np.arange(200)
-    h = noisy(np.exp(-np.clip(t - 40, 0, None) / 40.0), 0.05, seed=0)
+    h = noisy(np.exp(-np.clip(t - 40, 0, None) / 25.0), 0.05, seed=0)
     s = series(h, reward=noisy(np.full(200, 0.3), 0.02, seed=1))
     al = [a for a in _collapse(analyze_series(s)) if a.severity != "info"]
     warn = [a for a in al if a.severity == "warning"]
