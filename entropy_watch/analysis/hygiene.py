@@ -84,13 +84,20 @@ def causal_median_var(x: np.ndarray, widths: np.ndarray, start: int = 0, chunk: 
     return out
 
 
+def points_needed(sigma: np.ndarray | float, config: DetectorConfig) -> np.ndarray:
+    """How many points a median needs for a standard error of ``level_tol`` at noise σ (1.25σ/√k, the median's
+    efficiency), at most ``smooth_max_points``; 0 where σ is unknown. Same shape as ``sigma``, int64. The one rule
+    behind the level's width, a noisy start's H_ref and the early level retaken once the noise is known."""
+    sig = np.asarray(sigma, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        need = np.ceil((MEDIAN_SE * np.where(np.isfinite(sig), sig, 0.0) / config.level_tol) ** 2)
+    return np.minimum(need, config.smooth_max_points).astype(np.int64)
+
+
 def level_widths(sigma: np.ndarray, config: DetectorConfig) -> np.ndarray:
     """Width of the level's median per point, shape (n,): odd, from ``smooth_points`` to ``smooth_max_points``,
-    enough for a standard error of ``level_tol`` given the noise σ (1.25σ/√w, the median's efficiency)."""
-    with np.errstate(invalid="ignore"):
-        need = np.ceil((MEDIAN_SE * np.where(np.isfinite(sigma), sigma, 0.0) / config.level_tol) ** 2)
-    w = np.clip(need, config.smooth_points, config.smooth_max_points).astype(np.int64)
-    return w | 1
+    enough for a standard error of ``level_tol`` given the noise σ (:func:`points_needed`)."""
+    return np.maximum(points_needed(sigma, config), config.smooth_points) | 1
 
 
 def sawtooth_period(x: np.ndarray, max_period: int = 12) -> int:
@@ -228,6 +235,12 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     return RefInfo(settled, lo, int(fin[end]), int(fin[end]), f"the median of the {pts.size} points after it", note)
 
 
+def _trendless(y: np.ndarray, config: DetectorConfig) -> bool:
+    """No significant trend in ``y`` (Mann–Kendall p ≥ ``trend_alpha``): first points that may be averaged into an
+    early level. A start that already moves is judged on its first points instead."""
+    return not mann_kendall(y)[1] < config.trend_alpha
+
+
 def _noisy_reference(h: np.ndarray, fin: np.ndarray, config: DetectorConfig) -> RefInfo | None:
     """On a noisy start, H_ref from as many first points as the level needs for its target error (1.25σ/√k =
     ``level_tol``, σ measured on the points up to the arming point), provided they show no trend (a start that
@@ -236,14 +249,13 @@ def _noisy_reference(h: np.ndarray, fin: np.ndarray, config: DetectorConfig) -> 
     k, warm = config.ref_points, config.warmup_points
     y = np.log(np.maximum(h[fin], 0.0) + config.log_eps_nats)
     sig = robust_sigma(y[: warm + 1])
-    need = int(np.clip(np.ceil((MEDIAN_SE * np.nan_to_num(sig) / config.level_tol) ** 2), k, config.smooth_max_points))
+    need = max(int(points_needed(sig, config)), k)
     if need <= k:
         return None
     last = max(warm, need - 1)
     if fin.size <= last:
         return RefInfo(0.0, int(fin[0]), int(fin[-1]), -1, "")
-    _, p = mann_kendall(y[:need])
-    if p < config.trend_alpha:  # a significant trend: not noise
+    if not _trendless(y[:need], config):
         return None
     method = f"the median of the first {need} logged points (a noisy start: σ {sig:.2f} in log units)"
     return RefInfo(float(np.median(h[fin[:need]])), int(fin[0]), int(fin[need - 1]), int(fin[last]), method)
@@ -254,10 +266,10 @@ def _early_level_retaken(
 ) -> list[tuple[int, float]]:
     """The early level retaken from as many first points as the run's noise says it needs, as the noise becomes known:
     (index from which it applies, nats) each time that count grows. At each point of the segment's first
-    ``noise_points``, a median's standard error 1.25σ/√k is ``level_tol`` for k = (1.25σ/``level_tol``)² points (σ
-    measured so far); when that is more than H_ref was taken from and the segment has them, and they show no trend
-    (a start that moves is judged on its first points), their median. Empty for a start that fell fast or adapted
-    (H_ref is deliberately not an average there). Each entry depends only on points up to where it applies."""
+    ``noise_points``, the points a median needs at the noise measured so far (:func:`points_needed`); when that is
+    more than H_ref was taken from and the segment has them, and they show no trend (a start that moves is judged on
+    its first points), their median. Empty for a start that fell fast or adapted (H_ref is deliberately not an
+    average there). Each entry depends only on points up to where it applies."""
     if ref.note is not None or ref.first == ref.last:
         return []
     out: list[tuple[int, float]] = []
@@ -267,8 +279,8 @@ def _early_level_retaken(
         sig = float(sigma[fin[p]])
         if not np.isfinite(sig):
             continue
-        need = int(min(np.ceil((MEDIAN_SE * sig / config.level_tol) ** 2), config.smooth_max_points))
-        if need <= have or need > p + 1 or mann_kendall(y[:need])[1] < config.trend_alpha:
+        need = int(points_needed(sig, config))
+        if need <= have or need > p + 1 or not _trendless(y[:need], config):
             continue
         have = need
         out.append((int(fin[p]), float(np.median(h[fin[:need]]))))
