@@ -167,8 +167,11 @@ class DetectorConfig:
     over the window) and its last points are already at this share of it: the task is being solved as entropy
     falls."""
     plateau_alpha: float = 0.1
-    """Reward plateau: MK p ≥ this, or Sen slope < plateau_slope_frac of the reward range per 100 points."""
+    """The reward is still climbing only with a one-sided Mann–Kendall p under this (and a material slope, below);
+    else it is on a plateau (corroborate.reward_climbing, the one definition every rule reads)."""
     plateau_slope_frac: float = 0.01
+    """... and a climb needs a Sen slope of at least this share of max(the reward's range, reward_max) per 100 logged
+    points: a flat reward's noise passes the test alone one time in ten on a long window."""
     law_min_pairs: int = 30
     law_min_dh_frac: float = 0.20
     law_min_r2: float = 0.5

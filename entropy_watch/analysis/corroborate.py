@@ -3,7 +3,8 @@ plus three standalone diagnostics with their own alert kinds.
 
 Flags, evaluated at version i on versions ≤ i:
 
-* ``reward_plateau`` — MK p ≥ 0.1 on the reward over the window, or a Sen slope under 1% of its range per 100 versions;
+* ``reward_plateau`` — the reward over the window not climbing (:func:`reward_climbing`: no significant rise,
+  one-sided MK p < 0.1, or a Sen slope under 1% of max(its range, the ceiling) per 100 versions);
 * ``reward_saturated`` — the lower quartile of the recent reward ≥ ``saturated_frac`` of its ceiling (``reward_max``,
   or the largest reward seen), or the reward still climbing significantly — by ``reward_drop_abs`` of the ceiling
   over the window — and already ≥ ``saturating_frac`` of it: a collapse there is benign ("saturation", info);
@@ -68,19 +69,11 @@ def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: Det
         solved = bool(np.quantile(tail, 0.25) >= config.saturated_frac * ceiling)
         # ... or still climbing the last stretch to it: the task is being solved as entropy falls (Tinker's shape)
         last, first = float(np.median(r[-3:])), float(np.median(r[: max(3, r.size // 3)]))
-        z_r, p_r = mann_kendall(coarse(r))
-        climbing = last >= config.saturating_frac * ceiling and last - first >= config.reward_drop_abs * ceiling
-        climbing = climbing and z_r > 0 and p_r / 2 < config.plateau_alpha
-        out["reward_saturated"] = bool(solved or climbing)
+        near = last >= config.saturating_frac * ceiling and last - first >= config.reward_drop_abs * ceiling
+        out["reward_saturated"] = bool(solved or (near and reward_climbing(s, r, _spacing(prep, lo, i), config)))
     if r.size >= 8:
-        _, p = mann_kendall(coarse(r))
-        keep = np.linspace(0, r.size - 1, min(r.size, 200)).astype(int)
-        slope, _ = theil_sen(s[keep].astype(np.float64), r[keep])
-        spacing = float(np.median(np.diff(prep.steps[lo : i + 1]))) if i > lo else 1.0
-        rng = float(np.ptp(r)) or 1.0
-        small = abs(slope) * 100 * spacing < config.plateau_slope_frac * max(rng, config.reward_max)
-        out["reward_mk_p"] = p
-        out["reward_plateau"] = bool(p >= config.plateau_alpha or small or slope <= 0)
+        out["reward_mk_p"] = mann_kendall(coarse(r))[1]
+        out["reward_plateau"] = not reward_climbing(s, r, _spacing(prep, lo, i), config)
     # entropy–reward law on every pair of the segment so far
     seg_lo = int(prep.steps[prep.seg_start[i]])
     s_all, r_all = _raw_until(series, name, seg_lo, step_i)
@@ -108,20 +101,40 @@ def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: Det
     return out
 
 
+def _spacing(prep: Prepared, lo: int, i: int) -> float:
+    """Median steps between logged points over [lo, i] (1 when there is one point)."""
+    return float(np.median(np.diff(prep.steps[lo : i + 1]))) if i > lo else 1.0
+
+
+def reward_climbing(steps: np.ndarray, r: np.ndarray, spacing: float, config: DetectorConfig) -> bool:
+    """Is the reward ``r`` (k,) at ``steps`` (k,) still climbing — the one definition the decline rule ("while
+    reward plateaus"), the ``reward_plateau`` flag (its negation) and saturation read? A significant rise (one-sided
+    Mann–Kendall on its block means past 40 points, p < ``plateau_alpha``) *and* a material one: the Sen slope at
+    least ``plateau_slope_frac`` of max(its range, ``reward_max``) per 100 logged points (``spacing`` steps apart).
+    Both, because on a long window a flat reward's noise passes the test alone one time in ten, and keeps passing it
+    at the next points: a steady collapse on a plateau read as "the policy still learning" and was never warned."""
+    if r.size < 2:
+        return False
+    z, p = mann_kendall(coarse(r))
+    if not (z > 0 and p / 2 < config.plateau_alpha):
+        return False
+    keep = np.linspace(0, r.size - 1, min(r.size, 200)).astype(int)
+    slope, _ = theil_sen(steps[keep].astype(np.float64), r[keep])
+    return bool(slope * 100 * spacing >= config.plateau_slope_frac * max(float(np.ptp(r)), config.reward_max))
+
+
 def reward_improving(prep: Prepared, lo: int, i: int, config: DetectorConfig) -> bool:
-    """Is the reward still improving over points [lo, i]? One-sided Mann–Kendall on its values (block means past 40
-    points), p < ``plateau_alpha``; False when no reward is logged. A steady decline of entropy while reward still
-    climbs is the policy learning; the same decline on a plateau is a collapse (the labels' "while reward
-    plateaus")."""
+    """Is the reward still improving over points [lo, i] (:func:`reward_climbing`, at least 6 finite values)? False
+    when no reward is logged. A steady decline of entropy while reward still climbs is the policy learning; the same
+    decline on a plateau is a collapse (the labels' "while reward plateaus")."""
     r = prep.reward
     if r is None:
         return False
-    x = r[lo : i + 1]
-    x = x[np.isfinite(x)]
-    if x.size < 6:
+    x, st = r[lo : i + 1], prep.steps[lo : i + 1]
+    ok = np.isfinite(x)
+    if ok.sum() < 6:
         return False
-    z, p = mann_kendall(coarse(x))
-    return bool(z > 0 and p / 2 < config.plateau_alpha)
+    return reward_climbing(st[ok], x[ok], _spacing(prep, lo, i), config)
 
 
 def hist_flags(series: RunSeries, step_i: int, seg_lo_step: int) -> dict[str, Any]:

@@ -121,3 +121,25 @@ def test_a_warning_before_the_task_is_solved_clears_at_the_saturation_note() -> 
     # the one "recovered" notification says why: not "back above the floor" (it is not), but solved
     (rec,) = Follower("r").update(analyze(s)).recoveries
     assert "task looks solved" in rec.summary and "back above the floor" not in rec.summary
+
+
+def test_a_reward_that_creeps_up_by_noise_is_a_plateau_for_the_decline_rule() -> None:
+    """A steady decline to a quarter of H_ref on a flat reward that passes the trend test by a hair (a creep of 0.1%
+    of its scale per 100 points) warns as a collapse; the same decline while the reward climbs materially is the
+    policy learning and gets no ``collapse.decline`` warning."""
+    from entropy_watch.analysis.corroborate import reward_climbing
+    from entropy_watch.analysis.trend import coarse, mann_kendall
+
+    cfg = DetectorConfig()
+    t = np.arange(400, dtype=float)
+    h = noisy(np.exp(-t * np.log(4) / 399), 0.05, seed=3)  # 75% lost by the end; the floor lies beyond it
+    creep = 0.6 + 1e-5 * t + np.random.default_rng(4).normal(0, 0.002, t.size)
+    z, p = mann_kendall(coarse(creep[200:]))
+    assert z > 0 and p / 2 < cfg.plateau_alpha  # the premise: the trend test alone calls it improving
+    assert not reward_climbing(t[200:], creep[200:], 1.0, cfg)
+    al = _collapse(analyze_series(series(h, reward=creep)))
+    dec = [a for a in al if a.detector == "collapse.decline"]
+    assert dec and dec[0].severity == "warning" and 200 <= dec[0].step < 400
+    climb = np.clip(0.2 + 0.0015 * t, 0, 1) + np.random.default_rng(4).normal(0, 0.002, t.size)  # 0.15 per 100 points
+    assert reward_climbing(t[200:], climb[200:], 1.0, cfg)
+    assert not [a for a in _collapse(analyze_series(series(h, reward=climb))) if a.detector == "collapse.decline"]

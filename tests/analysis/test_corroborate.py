@@ -45,6 +45,10 @@ def test_improving_reward_is_no_plateau_and_saturation_is_detected() -> None:
     assert _flags(series(h, reward=np.full(300, 2.0)))["reward_saturated"] is True
     flat = 0.6 + np.random.default_rng(0).normal(0, 0.02, 300)
     assert _flags(series(h, reward=flat))["reward_plateau"] is True
+    # a creep of 0.1% of the scale per 100 points passes the trend test but is no climb: the same definition as the
+    # decline rule's (test_collapse)
+    creep = 0.6 + 1e-5 * np.arange(300.0)
+    assert _flags(series(h, reward=creep))["reward_plateau"] is True
 
 
 def test_mechanism_flags_pg_drive_and_clip_onpolicy() -> None:
