@@ -27,7 +27,7 @@ import numpy as np
 from entropy_watch.analysis.alert import Alert, fmt_nats
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import evaluate_rise, trend_p
-from entropy_watch.analysis.hygiene import MEDIAN_SE, Prepared, robust_sigma
+from entropy_watch.analysis.hygiene import MEDIAN_SE, Prepared, climb_starts, robust_sigma
 from entropy_watch.analysis.outlook import from_forecast
 from entropy_watch.analysis.trend import theil_sen
 
@@ -262,15 +262,6 @@ def reward_improving(prep: Prepared, i: int, start: int, config: DetectorConfig)
     improved up to the point where the run began to fail. False when no reward is logged."""
     med = _reward_medians(prep, i, start, start)
     return med is not None and med[1] > med[0] and prep.reward is not None and rising(prep, i, config, prep.reward)
-
-
-def climb_starts(prep: Prepared, config: DetectorConfig) -> np.ndarray:
-    """Per point (n,), where the current climb began: the point after the level last sat at or under
-    ``climb_from_mult``·H_ref (its segment's start when it never has)."""
-    with np.errstate(invalid="ignore"):
-        calm = prep.smooth <= config.climb_from_mult * prep.ref_seg
-    last = np.maximum.accumulate(np.where(calm, np.arange(calm.size), -1))
-    return np.maximum(last + 1, prep.seg_start)
 
 
 def reward_since_climb(

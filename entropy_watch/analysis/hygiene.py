@@ -287,6 +287,15 @@ def _early_level_retaken(
     return out
 
 
+def climb_starts(prep: Prepared, config: DetectorConfig) -> np.ndarray:
+    """Per point (n,), where the current climb began: the point after the level last sat at or under
+    ``climb_from_mult``·H_ref (its segment's start when it never has)."""
+    with np.errstate(invalid="ignore"):
+        calm = prep.smooth <= config.climb_from_mult * prep.ref_seg
+    last = np.maximum.accumulate(np.where(calm, np.arange(calm.size), -1))
+    return np.maximum(last + 1, prep.seg_start)
+
+
 def _noise(log_h: np.ndarray, seg_start: np.ndarray, config: DetectorConfig, start: int = 0) -> np.ndarray:
     """Causal robust σ of log H per point over the segment's trailing ``noise_points``, for points ``start``..
     (shape (n − start,)). Computed at every point of the first ``noise_points`` of a segment and then at every 10th
