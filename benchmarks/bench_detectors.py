@@ -87,6 +87,7 @@ class Run:
     onset: int | None
     truth: int | None
     meta: dict[str, Any]
+    clean: np.ndarray | None = None  # synthetic runs: the noiseless curve (nats)
 
     @property
     def spacing(self) -> float:
@@ -268,7 +269,7 @@ def synthetic(kinds: tuple[str, ...], seeds: list[int], n: int, fits: list[Noise
             sr = generate(kind, seed, n, noise=pool[seed % len(pool)])
             meta = {"vocab_size": sr.vocab_size} if sr.vocab_size else {}
             runs.append(Run(f"{kind}-{n}-s{seed}", sr.label, sr.steps, sr.entropy, sr.reward, sr.onset_step,
-                            sr.floor_step, meta))  # fmt: skip
+                            sr.floor_step, meta, sr.clean))  # fmt: skip
     return runs
 
 
@@ -341,6 +342,40 @@ def eta_lines(results: dict[str, list[Outcome]]) -> None:
         print(
             f"{tool}, ETAs of {len(recs)} first collapse alarms: {cover}median lead {lead:g} points, median error "
             f"{err:.3g} points (median error / lead {rel:.2f})"
+        )
+
+
+def rise_eta_line(runs: list[Run], results: dict[str, list[Outcome]]) -> None:
+    """Ours only (no peer forecasts a rise): the rise ETA every explosion warning and the verdict quote ("at this
+    rate 6× H_ref by step N"), at the first explosion warning of each synthetic explosion whose noiseless curve
+    crosses that warning's critical line after it: how many 80% intervals hold the crossing, the median lead and the
+    median absolute error in points."""
+    if "ours" not in results:
+        return
+    hits, errs, leads = [], [], []
+    for run, o in zip(runs, results["ours"], strict=True):
+        first = o.first("explosion")
+        if run.label != "explosion" or run.clean is None or first is None:
+            continue
+        s = RunSeries.from_arrays(run.name, run.steps, run.entropy, reward=run.reward, meta=dict(run.meta))
+        a = next(a for a in analyze(s).alerts if a.kind == "explosion" and a.severity != "info")
+        f, crit = a.evidence.get("forecast"), a.evidence.get("crit_level")
+        cross = np.flatnonzero(run.clean >= crit) if f is not None and crit is not None else np.zeros(0, int)
+        if cross.size == 0 or cross[0] <= first.index:
+            continue
+        truth = float(run.steps[cross[0]])
+        lo = np.inf if f["eta_lo"] is None else a.step + f["eta_lo"]  # None: never (JSON-able evidence)
+        hi = np.inf if f["eta_hi"] is None else a.step + f["eta_hi"]
+        hits.append(lo <= truth <= hi)
+        leads.append(int(cross[0]) - first.index)
+        eta = a.evidence.get("eta_step_median")
+        errs.append(np.inf if eta is None else abs(eta - truth) / run.spacing)  # no ETA ("never"): the worst error
+    if hits:
+        ci = binomtest(sum(hits), len(hits)).proportion_ci(confidence_level=0.95, method="wilson")
+        print(
+            f"ours, rise ETAs of {len(hits)} first explosion warnings (to the critical line; no peer has rise ETAs): "
+            f"{sum(hits)} of {len(hits)} intervals hold the crossing (95% interval {ci.low:.2f}-{ci.high:.2f}); "
+            f"median lead {np.median(leads):g} points, median error {np.median(errs):.3g} points"
         )
 
 
@@ -488,6 +523,7 @@ def main() -> None:
                 print("ours, runs with a collapse/explosion alarm by kind: "
                       + ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in by_kind.items()))  # fmt: skip
             eta_lines(res)
+            rise_eta_line(runs, res)
             behind += matched_eta_lines(runs, res)
     if not args.no_timing:
         timing()
