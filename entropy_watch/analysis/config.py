@@ -168,7 +168,9 @@ class DetectorConfig:
     falls."""
     plateau_alpha: float = 0.1
     """The reward is still climbing only with a one-sided Mann–Kendall p under this (and a material slope, below);
-    else it is on a plateau (corroborate.reward_climbing, the one definition every rule reads)."""
+    else it is on a plateau (corroborate.reward_climbing: what the collapse decline rule, the reward_plateau flag and
+    saturation read; the explosion's two-point path asks a narrower question of its excursion:
+    guards.reward_improving)."""
     plateau_slope_frac: float = 0.01
     """... and a climb needs a Sen slope of at least this share of max(the reward's range, reward_max) per 100 logged
     points: a flat reward's noise passes the test alone one time in ten on a long window."""
