@@ -89,6 +89,10 @@ class Run:
     meta: dict[str, Any]
     clean: np.ndarray | None = None  # synthetic runs: the noiseless curve (nats)
 
+    def series(self) -> RunSeries:
+        """The run as our analysis reads it (every tool gets the same arrays)."""
+        return RunSeries.from_arrays(self.name, self.steps, self.entropy, reward=self.reward, meta=dict(self.meta))
+
     @property
     def spacing(self) -> float:
         return float(np.median(np.diff(self.steps))) if self.steps.size > 1 else 1.0
@@ -100,8 +104,7 @@ class Run:
 
 # --- the tools ---------------------------------------------------------------------------------------------------
 def run_ours(run: Run) -> tuple[list[Alarm], int]:
-    s = RunSeries.from_arrays(run.name, run.steps, run.entropy, reward=run.reward, meta=dict(run.meta))
-    res = analyze(s)
+    res = analyze(run.series())
     index = {int(x): i for i, x in enumerate(run.steps)}
     alarms, infos = [], 0
     for a in res.alerts:  # step order
@@ -357,8 +360,7 @@ def rise_eta_line(runs: list[Run], results: dict[str, list[Outcome]]) -> None:
         first = o.first("explosion")
         if run.label != "explosion" or run.clean is None or first is None:
             continue
-        s = RunSeries.from_arrays(run.name, run.steps, run.entropy, reward=run.reward, meta=dict(run.meta))
-        a = next(a for a in analyze(s).alerts if a.kind == "explosion" and a.severity != "info")
+        a = next(a for a in analyze(run.series()).alerts if a.kind == "explosion" and a.severity != "info")
         f, crit = a.evidence.get("forecast"), a.evidence.get("crit_level")
         cross = np.flatnonzero(run.clean >= crit) if f is not None and crit is not None else np.zeros(0, int)
         if cross.size == 0 or cross[0] <= first.index:
@@ -382,8 +384,7 @@ def rise_eta_line(runs: list[Run], results: dict[str, list[Outcome]]) -> None:
 def _our_eta_at(run: Run, i: int) -> float | None:
     """The ETA to the floor (absolute step) that our verdict shows at point ``i`` of ``run``: what a user reads on
     every surface at that moment; None when the verdict there is not a collapse on course to the floor."""
-    s = RunSeries.from_arrays(run.name, run.steps, run.entropy, reward=run.reward, meta=dict(run.meta))
-    o = Analyzer().verdict(s, at_step=int(run.steps[i])).forecast
+    o = Analyzer().verdict(run.series(), at_step=int(run.steps[i])).forecast
     return o.eta_step if o is not None and o.direction == "decay" else None
 
 

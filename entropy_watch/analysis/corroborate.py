@@ -70,10 +70,10 @@ def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: Det
         # ... or still climbing the last stretch to it: the task is being solved as entropy falls (Tinker's shape)
         last, first = float(np.median(r[-3:])), float(np.median(r[: max(3, r.size // 3)]))
         near = last >= config.saturating_frac * ceiling and last - first >= config.reward_drop_abs * ceiling
-        out["reward_saturated"] = bool(solved or (near and reward_climbing(s, r, _spacing(prep, lo, i), config)))
+        out["reward_saturated"] = bool(solved or (near and reward_climbing(s, r, prep.spacing(lo, i), config)))
     if r.size >= 8:
         out["reward_mk_p"] = mann_kendall(coarse(r))[1]
-        out["reward_plateau"] = not reward_climbing(s, r, _spacing(prep, lo, i), config)
+        out["reward_plateau"] = not reward_climbing(s, r, prep.spacing(lo, i), config)
     # entropy–reward law on every pair of the segment so far
     seg_lo = int(prep.steps[prep.seg_start[i]])
     s_all, r_all = _raw_until(series, name, seg_lo, step_i)
@@ -99,11 +99,6 @@ def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: Det
         }
         out["law_headroom_low"] = bool(applicable and headroom < config.headroom_min)
     return out
-
-
-def _spacing(prep: Prepared, lo: int, i: int) -> float:
-    """Median steps between logged points over [lo, i] (1 when there is one point)."""
-    return float(np.median(np.diff(prep.steps[lo : i + 1]))) if i > lo else 1.0
 
 
 def reward_climbing(steps: np.ndarray, r: np.ndarray, spacing: float, config: DetectorConfig) -> bool:
@@ -134,7 +129,7 @@ def reward_improving(prep: Prepared, lo: int, i: int, config: DetectorConfig) ->
     ok = np.isfinite(x)
     if ok.sum() < 6:
         return False
-    return reward_climbing(st[ok], x[ok], _spacing(prep, lo, i), config)
+    return reward_climbing(st[ok], x[ok], prep.spacing(lo, i), config)
 
 
 def hist_flags(series: RunSeries, step_i: int, seg_lo_step: int) -> dict[str, Any]:

@@ -456,10 +456,9 @@ def evaluate_rise(prep: Prepared, i: int, config: DetectorConfig, target: float)
     if not (np.isfinite(ref) and np.isfinite(target)):
         return None
     seg0 = int(prep.seg_start[i])
-    began = int(climb_starts(prep, config)[i])
-    start = max(seg0, i - RISE_MAX_POINTS + 1, began - 1 if began > seg0 else seg0)
-    idx = np.arange(min(start, i - 2), i + 1)
-    idx = idx[(idx >= seg0) & prep.finite[idx]]
+    start = max(seg0, i - RISE_MAX_POINTS + 1, int(climb_starts(prep, config)[i]) - 1)  # the last calm point too
+    idx = np.arange(max(seg0, min(start, i - 2)), i + 1)
+    idx = idx[prep.finite[idx]]
     if idx.size < 3:
         return None
     steps = prep.steps[idx].astype(np.float64)
