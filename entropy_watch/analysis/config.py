@@ -76,12 +76,13 @@ class DetectorConfig:
     trailing clamp(rise_frac·points so far, 5, rise_max_points) points (the trend is the evidence, not the hold)."""
     rise_max_points: int = 30
     reward_hold_z: float = 1.0
-    """On a plateau — the level above climb_from_mult·H_ref for longer than that trend window — the two-point path also
-    needs the reward, when logged, to have fallen since the climb began: its median over the excursion lower than over
-    the points before the climb by more than this many standard errors. Else it waits for the full hold: healthy runs
-    rise two- or threefold and hold while the reward holds (the labels), and on a noisy log such a plateau puts two
-    points past 3× H_ref by chance. A climb still within its window fires as before (an explosion's first points
-    past 3× can come while the reward still holds: rasbt ch07 7_3)."""
+    """On a plateau — the level above climb_from_mult·H_ref for longer than that trend window — an explosion warning
+    without a clear margin (the two-point path, or the noisy hold) also needs the reward, when logged, to have fallen
+    since the climb began: its median over the excursion lower than over the points before the climb by more than
+    this many standard errors. Else only a clear move (hold_z σ past the line) or the critical line fires: healthy
+    runs rise two- or threefold and hold while the reward holds (the labels), and on a noisy log such a plateau puts
+    two, or five, points in a row past 3× H_ref by chance. A climb still within its window fires as before (an
+    explosion's first points past 3× can come while the reward still holds: rasbt ch07 7_3)."""
     climb_from_mult: float = 1.5
     """The climb began after the level last sat at or under this multiple of H_ref."""
     explode_reward_mult: float = 2.0

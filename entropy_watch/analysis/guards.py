@@ -6,9 +6,10 @@
   more first points once the noise is known, when higher: :func:`line_lift`), ``hold_z`` noise σ
   past it (``hold_noisy_points`` when the move is within the noise, and then the level
   too must be within two of its errors of the line; two points when the climb crossed gradually, was already a
-  significant rising trend, the reward is not still improving and — on a plateau, the climb older than its trend
-  window, when a reward is logged — it has fallen since the climb began, :func:`gradual`, :func:`rising`,
-  :func:`reward_improving`, :func:`reward_since_climb`) → warning;
+  significant rising trend and the reward is not still improving, :func:`gradual`, :func:`rising`,
+  :func:`reward_improving`) → warning. Either path without a clear margin, on a plateau (the climb older than its
+  trend window) with a reward logged, also needs the reward to have fallen since the climb began
+  (:func:`reward_since_climb`);
   the same above ``explode_crit_mult``·H_ref (or, when the vocabulary is known, ``explode_lnv_frac``·ln V) →
   critical. A two- or threefold rise of the level is healthy while reward holds; past ``explode_reward_mult``·H_ref
   with the reward halved meanwhile it is an explosion warning. A run whose H_ref is already near ln V cannot
@@ -296,23 +297,31 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
         near_c = np.log(prep.smooth / crit) >= -2 * config.level_tol
     fire_w = held(above_w, lw, prep.sigma, config, near=near_w) & prep.armed
     fire_c = held(above_c, lc, prep.sigma, config, near=near_c) & prep.armed
-    # a gradual climb crosses without a clear margin: two points past the line, the level at it, a significant rising
-    # trend before, the reward not still improving (a rise that pays is exploration) and, on a plateau, fallen since
-    # the climb began (a level that rose and holds while the reward holds is the healthy rise): else the full hold
     runs_w = run_lengths(above_w)
-    why_w: dict[int, tuple[float, float]] = {}
     began = climb_starts(prep, config)
+    why_w: dict[int, tuple[float, float]] = {}
+
+    def plateau_allows(i: int, start: int) -> bool:
+        since = reward_since_climb(prep, i, start, int(began[i]), config)
+        if since is not None and since[0]:
+            why_w[i] = since[1:]
+        return since is None or since[0] or i - began[i] < rise_window(prep, i, config)
+
+    # the noisy hold (no clear margin) on a plateau: a level that rose and holds while the reward holds is the healthy
+    # rise (the labels), and a noisy log puts five points in a row past 3x H_ref by chance somewhere on a long one
+    clear_w = held(above_w, lw, prep.sigma, config, near=np.zeros_like(near_w)) & prep.armed
+    for i in np.flatnonzero(fire_w & ~clear_w):
+        fire_w[i] = plateau_allows(int(i), int(i - runs_w[i] + 1))
+    # a gradual climb crosses without a clear margin: two points past the line, the level at it, a significant rising
+    # trend before, the reward not still improving (a rise that pays is exploration) and the plateau rule: else the
+    # full hold
     for i in np.flatnonzero(prep.armed & near_w & (runs_w >= 2) & (runs_w < config.hold_noisy_points) & ~fire_w):
         start = int(i - runs_w[i] + 1)
         if not (gradual(prep, start, config) and rising(prep, start - 1, config)):
             continue
         if reward_improving(prep, int(i), start, config):
             continue
-        since = reward_since_climb(prep, int(i), start, int(began[i]), config)
-        recent = i - began[i] < rise_window(prep, int(i), config)
-        fire_w[i] = since is None or since[0] or recent
-        if since is not None and since[0]:
-            why_w[int(i)] = since[1:]
+        fire_w[i] = plateau_allows(int(i), start)
     # a two-fold rise is healthy while reward holds; with the reward falling it is an explosion (the labels)
     fire_r = held(above_r, lr, prep.sigma, config, level=True) & prep.armed & ~fire_w
     runs_r = run_lengths(above_r)

@@ -119,6 +119,33 @@ def test_two_point_path_on_a_plateau_needs_the_reward_to_have_fallen_since_the_c
     assert two_point["holds"] == 0, two_point
 
 
+def test_noisy_hold_on_a_plateau_needs_the_reward_to_have_fallen_since_the_climb_began() -> None:
+    """The same rule for the noisy hold (five points past the line, the level within two of its errors): a healthy
+    rise to 2.5x H_ref that holds for 300 points in noise of 40% (the rasbt ch07 logs) puts five points in a row past
+    3x somewhere by chance. With no reward logged that fires; with the reward holding it never does; with the reward
+    falling from step 250 it may, after that. A clear move (hold_z noise σ past the line) needs no reward."""
+    cfg = DetectorConfig()
+    t = np.arange(400)
+    clean = 0.3 * np.where(t < 40, 1.0, 1 + 1.5 * (1 - np.exp(-np.clip(t - 40, 0, None) / 30.0)))
+    rewards = {"none": None, "falling": 0.6 * np.exp(-np.clip(t - 250, 0, None) / 30.0), "holds": np.full(400, 0.6)}
+    late = dict.fromkeys(rewards, 0)
+    for seed in range(12):
+        h = noisy(clean, 0.4, seed=seed)
+        h[:10] = noisy(np.full(10, 0.3), 0.05, seed=seed)  # H_ref itself known well: the plateau is the question
+        for name, r in rewards.items():
+            prep = prepare(series(h, reward=r), cfg)
+            al = [a for a in _by(detect(prep, cfg), "guard.explosion") if a.severity == "warning"]
+            al = [a for a in al if a.step - climb_starts(prep, cfg)[a.step] >= cfg.rise_max_points]
+            late[name] += bool(al)
+            if name == "falling" and al:
+                assert al[0].step > 250, seed
+    assert late["none"] >= 3, late  # without a reward logged, the noisy hold does fire on the plateau
+    assert late["holds"] == 0, late
+    big = np.where(t < 200, 0.3, 3.0)  # tenfold at once, held: a clear move fires whatever the reward does
+    al = _by(detect(prepare(series(noisy(big, 0.05, seed=1), reward=np.full(400, 0.6)), cfg), cfg), "guard.explosion")
+    assert al and 200 <= al[0].step <= 202
+
+
 def test_reward_since_climb_against_medians_by_hand() -> None:
     """The reward's median over the excursion against its median over the 10 points before the climb began (the
     level last at or under climb_from_mult·H_ref), with MEDIAN_SE·σ_r·√(1/10 + 1/k) as the standard error."""
