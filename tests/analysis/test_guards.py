@@ -96,27 +96,40 @@ def test_two_point_path_waits_for_the_full_hold_while_reward_improves() -> None:
     assert two_point >= 3  # the flat-reward runs do take the two-point path
 
 
+def _late_on_plateau(
+    rise: float, tau: float, cv: float, fall_at: int, n: int, seeds: int, hold: str, calm_ref: bool = False
+) -> dict[str, int]:
+    """A slow healthy rise from 0.3 nats at step 40 to ``rise``x that then holds, in noise of relative size ``cv``, with
+    no reward logged, the reward holding at 0.6, or falling from ``fall_at``: per reward case, over ``seeds`` seeds,
+    how many runs got an explosion warning by the ``hold`` path (its message's "for K points" text, or "" for any)
+    long after the climb began (more than its trend window). A falling reward's warnings come after ``fall_at``."""
+    cfg = DetectorConfig()
+    t = np.arange(n)
+    clean = 0.3 * np.where(t < 40, 1.0, 1 + (rise - 1) * (1 - np.exp(-np.clip(t - 40, 0, None) / tau)))
+    rewards = {"none": None, "falling": 0.6 * np.exp(-np.clip(t - fall_at, 0, None) / 30.0), "holds": np.full(n, 0.6)}
+    late = dict.fromkeys(rewards, 0)
+    for seed in range(seeds):
+        h = noisy(clean, cv, seed=seed)
+        if calm_ref:
+            h[:10] = noisy(np.full(10, 0.3), 0.05, seed=seed)  # H_ref itself known well: the plateau is the question
+        for name, r in rewards.items():
+            prep = prepare(series(h, reward=r), cfg)
+            al = [a for a in _by(detect(prep, cfg), "guard.explosion") if a.severity == "warning" and hold in a.message]
+            al = [a for a in al if a.step - climb_starts(prep, cfg)[a.step] >= cfg.rise_max_points]
+            late[name] += bool(al)
+            if name == "falling" and al:
+                assert "while reward f" in al[0].message and al[0].step > fall_at, seed  # fell, or falls (the 2x rule)
+    return late
+
+
 def test_two_point_path_on_a_plateau_needs_the_reward_to_have_fallen_since_the_climb_began() -> None:
     """A slow healthy rise to 2.7x H_ref that then holds, in noise of 20%: long after the climb (more than its trend
     window), two noisy points past 3x are evidence only when the reward fell since the climb began. With no reward
     logged the two-point path fires; with the reward holding it never does; with the reward falling from step 150 it
     may, after that, and says so."""
-    cfg = DetectorConfig()
-    t = np.arange(300)
-    clean = 0.3 * np.where(t < 40, 1.0, 1 + 1.7 * (1 - np.exp(-np.clip(t - 40, 0, None) / 60.0)))
-    rewards = {"none": None, "falling": 0.6 * np.exp(-np.clip(t - 150, 0, None) / 30.0), "holds": np.full(300, 0.6)}
-    two_point = dict.fromkeys(rewards, 0)
-    for seed in range(16):
-        h = noisy(clean, 0.2, seed=seed)
-        for name, r in rewards.items():
-            prep = prepare(series(h, reward=r), cfg)
-            al = [a for a in _by(detect(prep, cfg), "guard.explosion") if "for 2 points" in a.message]
-            late = [a for a in al if a.step - climb_starts(prep, cfg)[a.step] >= cfg.rise_max_points]
-            two_point[name] += bool(late)
-            if name == "falling" and late:
-                assert "while reward fell" in late[0].message and late[0].step > 150, seed
-    assert two_point["none"] >= 3, two_point  # without a reward logged, two noisy points past 3x do fire
-    assert two_point["holds"] == 0, two_point
+    late = _late_on_plateau(2.7, 60.0, 0.2, fall_at=150, n=300, seeds=16, hold="for 2 points")
+    assert late["none"] >= 3, late  # without a reward logged, two noisy points past 3x do fire
+    assert late["holds"] == 0, late
 
 
 def test_noisy_hold_on_a_plateau_needs_the_reward_to_have_fallen_since_the_climb_began() -> None:
@@ -124,24 +137,11 @@ def test_noisy_hold_on_a_plateau_needs_the_reward_to_have_fallen_since_the_climb
     rise to 2.5x H_ref that holds for 300 points in noise of 40% (the rasbt ch07 logs) puts five points in a row past
     3x somewhere by chance. With no reward logged that fires; with the reward holding it never does; with the reward
     falling from step 250 it may, after that. A clear move (hold_z noise σ past the line) needs no reward."""
-    cfg = DetectorConfig()
-    t = np.arange(400)
-    clean = 0.3 * np.where(t < 40, 1.0, 1 + 1.5 * (1 - np.exp(-np.clip(t - 40, 0, None) / 30.0)))
-    rewards = {"none": None, "falling": 0.6 * np.exp(-np.clip(t - 250, 0, None) / 30.0), "holds": np.full(400, 0.6)}
-    late = dict.fromkeys(rewards, 0)
-    for seed in range(12):
-        h = noisy(clean, 0.4, seed=seed)
-        h[:10] = noisy(np.full(10, 0.3), 0.05, seed=seed)  # H_ref itself known well: the plateau is the question
-        for name, r in rewards.items():
-            prep = prepare(series(h, reward=r), cfg)
-            al = [a for a in _by(detect(prep, cfg), "guard.explosion") if a.severity == "warning"]
-            al = [a for a in al if a.step - climb_starts(prep, cfg)[a.step] >= cfg.rise_max_points]
-            late[name] += bool(al)
-            if name == "falling" and al:
-                assert al[0].step > 250, seed
+    late = _late_on_plateau(2.5, 30.0, 0.4, fall_at=250, n=400, seeds=12, hold="", calm_ref=True)
     assert late["none"] >= 3, late  # without a reward logged, the noisy hold does fire on the plateau
     assert late["holds"] == 0, late
-    big = np.where(t < 200, 0.3, 3.0)  # tenfold at once, held: a clear move fires whatever the reward does
+    cfg = DetectorConfig()
+    big = np.where(np.arange(400) < 200, 0.3, 3.0)  # tenfold at once, held: a clear move fires whatever the reward does
     al = _by(detect(prepare(series(noisy(big, 0.05, seed=1), reward=np.full(400, 0.6)), cfg), cfg), "guard.explosion")
     assert al and 200 <= al[0].step <= 202
 
