@@ -6,7 +6,8 @@ Warnings (each with the decay outlook's ETA, even when the floor lies beyond the
   and, in k of the last n forecasts, reaches the floor within the horizon with probability ≥ ``eta_prob``;
 * ``collapse.decline`` — a significant decline (the forecast's trend gate) that has lost ``decline_lost`` of H_ref
   while the reward is not still improving: "a steady decline that has already lost most of H_ref while reward
-  plateaus" (:func:`corroborate.reward_improving`);
+  plateaus" (:func:`corroborate.reward_improving`). Both losses are measured against the early level retaken from
+  more first points instead when H_ref read it low (:meth:`Prepared.retaken`), and the message says so;
 * ``collapse.depletion`` — the level at or under ``depletion_frac``·H_ref ("a quarter of H_ref or less"), held.
 
 Critical only for the floor reached or imminent:
@@ -112,11 +113,22 @@ def _message(prep: Prepared, i: int, reason: str, config: DetectorConfig, f: For
     if reason == "depletion":
         return f"entropy is down to {fmt_nats(now)} nats, {share}: a quarter of its early level or less"
     span = f" since step {f.window_start_step}" if f is not None else ""
-    if reason == "decline":
-        return f"entropy keeps falling{span}: {fmt_nats(now)} nats, {share}, most of its early level lost"
     if reason == "imminent":
         return f"entropy is about to reach the floor: {fmt_nats(now)} nats, {share}"
-    return f"entropy is falling fast{span}: {fmt_nats(now)} nats, {share}"
+    what = "keeps falling" if reason == "decline" else "is falling fast"
+    tail = ", most of its early level lost" if reason == "decline" else ""
+    return f"entropy {what}{span}: {fmt_nats(now)} nats, {share}{tail}{_retaken_note(prep, i, config)}"
+
+
+def _retaken_note(prep: Prepared, i: int, config: DetectorConfig) -> str:
+    """'' or, when the loss the forecast and decline rules read was measured against the early level retaken from
+    more first points (:meth:`Prepared.retaken`), what that level is."""
+    factor = float(prep.retaken(i, config.level_tol))
+    if not factor > 1.0:
+        return ""
+    early, now = factor * float(prep.h_ref[i]), float(prep.smooth[i])
+    return (f"; {100 * (1 - now / early):.0f}% lost from the early level {fmt_nats(early)} nats that the run's first "
+            f"points show at its noise (H_ref, from {int(prep.ref_n[i])} points, reads it low)")  # fmt: skip
 
 
 def _improving(prep: Prepared, f: Forecast, i: int, config: DetectorConfig, memo: dict) -> bool:

@@ -49,7 +49,9 @@ class DetectorConfig:
     """A level at or under this share of H_ref is a collapse warning (the labels: 'a quarter of H_ref or less')."""
     decline_lost: float = 0.6
     """A significant decline still going that has lost at least this share of H_ref is a collapse warning ("loses
-    most of it, 60-70%, in a steady decline that is still going"; healthy runs "may drop by half early on")."""
+    most of it, 60-70%, in a steady decline that is still going"; healthy runs "may drop by half early on"). This and
+    forecast_min_lost read the early level retaken from more first points when H_ref read it low (Prepared.retaken,
+    level_tol)."""
     hold_points: int = 3
     """Points a condition must hold before it fires when the move is at least hold_z noise σ past its threshold
     (entropy tripling in two points is evidence enough); an excursion that ends sooner is a transient spike."""

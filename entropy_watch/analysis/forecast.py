@@ -5,11 +5,12 @@ Hamed–Rao Mann–Kendall flagged 92–100% of healthy runs). The decay forecas
 scales with the points the run has (``window_frac`` of them, at least ``forecast_min_points``, at most
 ``window_span_max``; past ``window_max`` points it reads block means, at most ``window_max`` of them):
 
-1. gates, the cheapest first (most evaluations stop at the effect size): an effect size relative to H_ref
-   (``forecast_min_lost`` of it already lost); Theil–Sen slope of log H < 0 with a one-sided Mann–Kendall p < α (on
-   block means past 40 points, else with an AR(1) variance inflation: autocorrelation otherwise inflates the
-   test's size, §B.4 table); the window's recent half still falling (p < ``recent_alpha``, at ``recent_frac`` of
-   the window's rate or more: a drop that levelled off is no trend);
+1. gates, the cheapest first (most evaluations stop at the effect size): an effect size relative to H_ref, or to the
+   early level retaken from more first points when H_ref read it low (``forecast_min_lost`` of it already lost);
+   Theil–Sen slope of log H < 0 with a one-sided Mann–Kendall p < α (on block means past 40 points, else with an
+   AR(1) variance inflation: autocorrelation otherwise inflates the test's size, §B.4 table); the window's recent
+   half still falling (p < ``recent_alpha``, at ``recent_frac`` of the window's rate or more: a drop that levelled
+   off is no trend);
 2. two decay models — log-linear ``log H = α + β·t``, or a hinge ``+ γ·(t − τ)₊`` when a decline that sped up
    fits better by BIC (the *current* rate, not averaged with the calm before it), and exponential-to-asymptote
    ``H = c + A·exp(−k·t)`` (method card 7), chosen by the error on the window's last 20% held out of the fit
@@ -344,7 +345,9 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
     idx = _window(prep, i, config) if np.isfinite(floor) and np.isfinite(ref) else None
     if idx is None:
         return None
-    lost = 1.0 - float(prep.smooth[i]) / ref if ref > 0 else 0.0
+    # the loss is measured against the early level retaken from more first points when H_ref read it low
+    early = ref * float(prep.retaken(i, config.level_tol))  # (Prepared.retaken)
+    lost = 1.0 - float(prep.smooth[i]) / early if ref > 0 else 0.0
     if not always_fit and not lost >= config.forecast_min_lost:  # the cheapest gate first: most evaluations stop
         inf = float("inf")
         return Forecast(index=i, step=int(prep.steps[i]), direction="decay", window_start_step=int(prep.steps[idx[0]]),
@@ -376,7 +379,7 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
     # window at most) or the detector's level, whichever is higher — a sustained loss, not a dip
     k_lvl = int(np.clip((i - int(prep.seg_start[i]) + 1) // 10, 3, max(3, n // 2)))
     level_start, level_now = float(np.median(h[:k_lvl])), float(np.median(h[-k_lvl:]))
-    lost = 1.0 - max(float(prep.smooth[i]), level_now) / ref if ref > 0 else 0.0
+    lost = 1.0 - max(float(prep.smooth[i]), level_now) / early if ref > 0 else 0.0
     # a fall from far above H_ref (anywhere in the window) is a recovery from an explosion, not a collapse
     recovering = float(np.nanmax(prep.smooth[idx])) > config.rearm_explode_mult * ref
     gates = trend and lost >= config.forecast_min_lost and not recovering

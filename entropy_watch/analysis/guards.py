@@ -119,8 +119,7 @@ def _lifts(prep: Prepared, config: DetectorConfig) -> tuple[np.ndarray, np.ndarr
     """(for H_ref's error, for the early level retaken), each shape (n,): see :func:`line_lift`."""
     with np.errstate(invalid="ignore"):
         excess = np.nan_to_num(np.maximum(prep.ref_se(slice(None)) - config.level_tol, 0.0))
-        retaken = np.nan_to_num(prep.early_more / prep.ref_seg, nan=1.0)
-    return np.exp(config.ref_error_z * excess), np.where(retaken > np.exp(config.level_tol), retaken, 1.0)
+    return np.exp(config.ref_error_z * excess), prep.retaken(slice(None), config.level_tol)
 
 
 def line_lift(prep: Prepared, config: DetectorConfig) -> np.ndarray:

@@ -8,8 +8,9 @@
   armed, the next few points decide: still falling → H_ref stays the early level (a collapse in progress); settled
   → the early drop was an adaptation (e.g. learning the output format) and the settled level is H_ref. Either way
   the reference says so (:class:`RefInfo`). Once the run's noise is known, the early level is retaken from as many
-  first points as a level needs at that noise (``early_more``; H_ref itself stays put): the explosion lines rise to
-  it when three calm-looking first points read the level low by chance;
+  first points as a level needs at that noise (``early_more``; H_ref itself stays put): when three calm-looking first
+  points read the level low by chance, the explosion lines rise to it and a collapse's loss is measured against it
+  (:meth:`Prepared.retaken`);
 * warm-up: decisions from the 6th point of a segment (the 10th after an early drop), later when the run states an
   LR warm-up or a planned length (3% of it);
 * the floor ``max(floor_rel·H_ref, floor_abs)``; the run's own noise σ from the differenced MAD of log H
@@ -184,6 +185,16 @@ class Prepared:
         it was taken from, so 1.25σ/√k with σ the run's noise now (NaN where H_ref is unknown). On a noisy start whose
         first points looked calm, k is smaller than the noise turns out to need, and this exceeds ``level_tol``."""
         return MEDIAN_SE * self.sigma[i] / np.sqrt(self.ref_n[i])
+
+    def retaken(self, i: int | slice | np.ndarray, tol: float) -> np.ndarray:
+        """Factor (≥ 1) from H_ref to the early level the rules measure against at point(s) i: the early level retaken
+        from as many first points as the noise needs (``early_more``) over H_ref, where that is higher by more than
+        exp(``tol``) (a difference the two estimates' own error would not make), else 1. Three calm-looking first
+        points of a run that turns out noisy may read the early level low by chance: a healthy two-fold rise would
+        then read as three-fold (guards.line_lift), and a collapse that lost 70% of its early level as 60%."""
+        with np.errstate(invalid="ignore"):
+            r = np.nan_to_num(self.early_more[i] / self.ref_seg[i], nan=1.0)
+        return np.where(r > np.exp(tol), r, 1.0)
 
     def spacing(self, lo: int, hi: int) -> float:
         """Median step between consecutive points in [lo, hi] (1.0 when undefined)."""

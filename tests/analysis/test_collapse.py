@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from entropy_watch.analysis import DetectorConfig, analyze, analyze_series, verdict
+from entropy_watch.analysis.hygiene import prepare
 from entropy_watch.notify import Follower
 
 from ._series import collapsing, healthy, noisy, series
@@ -143,3 +144,30 @@ def test_a_reward_that_creeps_up_by_noise_is_a_plateau_for_the_decline_rule() ->
     climb = np.clip(0.2 + 0.0015 * t, 0, 1) + np.random.default_rng(4).normal(0, 0.002, t.size)  # 0.15 per 100 points
     assert reward_climbing(t[200:], climb[200:], 1.0, cfg)
     assert not [a for a in _collapse(analyze_series(series(h, reward=climb))) if a.detector == "collapse.decline"]
+
+
+def test_the_loss_is_measured_against_the_early_level_retaken_when_h_ref_read_it_low() -> None:
+    """Three calm first points at 0.7 of the early level, then a noisy run (40%) at 1.0 that declines from point 40 to
+    0.3 of it, the reward flat: against H_ref 0.7 the decline has lost only 57% by the end (under decline_lost), against
+    the early level the first points show at that noise (Prepared.retaken) 70%. The decline warning comes on most seeds
+    and says which level it measured against; where the retaken level is within level_tol of H_ref, nothing changes."""
+    cfg = DetectorConfig()
+    n = 300
+    t = np.arange(n)
+    clean = np.where(t < 40, 1.0, np.exp(np.log(0.3) * np.clip(t - 40, 0, None) / (n - 41)))
+    warned = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        h = noisy(clean, 0.4, seed=seed)
+        h[:3], h[3:6] = 0.7 * np.exp(rng.normal(0, 0.02, 3)), np.exp(rng.normal(0, 0.02, 3))
+        s = series(h, reward=0.6 + rng.normal(0, 0.02, n))
+        prep = prepare(s, cfg)
+        factor = prep.retaken(slice(None), cfg.level_tol)
+        ratio = np.nan_to_num(prep.early_more / prep.ref_seg, nan=1.0)  # by hand: the higher level, past the tolerance
+        assert np.array_equal(factor, np.where(ratio > np.exp(cfg.level_tol), ratio, 1.0))
+        decline = [a for a in _collapse(analyze_series(s)) if a.detector == "collapse.decline"]
+        warned += bool(decline)
+        for a in decline:
+            i = int(np.searchsorted(prep.steps, a.step))
+            assert ("lost from the early level" in a.message) == (factor[i] > 1.0), seed
+    assert warned >= 6, warned  # 2 of 10 when the loss was read against H_ref alone
