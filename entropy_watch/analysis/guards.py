@@ -280,6 +280,18 @@ def reward_since_climb(
     return bool(m < b - config.reward_hold_z * se), b, m
 
 
+def plateau_allows(
+    prep: Prepared, i: int, start: int, began: int, config: DetectorConfig, why: dict[int, tuple[float, float]]
+) -> bool:
+    """Whether an explosion warning without a clear margin may fire at i (its excursion began at ``start``, the climb
+    at ``began``): the climb is still within its trend window (:func:`rise_window`), no reward is logged, or the reward
+    fell since the climb began (:func:`reward_since_climb`; then ``why[i]`` = (reward before, reward now))."""
+    since = reward_since_climb(prep, i, start, began, config)
+    if since is not None and since[0]:
+        why[i] = since[1:]
+    return since is None or since[0] or i - began < rise_window(prep, i, config)
+
+
 def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
     """Explosion warnings and critical alerts, and transient-spike notes (see the module docstring)."""
     warn, crit, possible = explosion_levels(prep, config)
@@ -299,18 +311,11 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
     runs_w = run_lengths(above_w)
     began = climb_starts(prep, config)
     why_w: dict[int, tuple[float, float]] = {}
-
-    def plateau_allows(i: int, start: int) -> bool:
-        since = reward_since_climb(prep, i, start, int(began[i]), config)
-        if since is not None and since[0]:
-            why_w[i] = since[1:]
-        return since is None or since[0] or i - began[i] < rise_window(prep, i, config)
-
     # the noisy hold (no clear margin) on a plateau: a level that rose and holds while the reward holds is the healthy
     # rise (the labels), and a noisy log puts five points in a row past 3x H_ref by chance somewhere on a long one
     clear_w = held(above_w, lw, prep.sigma, config, near=np.zeros_like(near_w)) & prep.armed
     for i in np.flatnonzero(fire_w & ~clear_w):
-        fire_w[i] = plateau_allows(int(i), int(i - runs_w[i] + 1))
+        fire_w[i] = plateau_allows(prep, int(i), int(i - runs_w[i] + 1), int(began[i]), config, why_w)
     # a gradual climb crosses without a clear margin: two points past the line, the level at it, a significant rising
     # trend before, the reward not still improving (a rise that pays is exploration) and the plateau rule: else the
     # full hold
@@ -320,7 +325,7 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
             continue
         if reward_improving(prep, int(i), start, config):
             continue
-        fire_w[i] = plateau_allows(int(i), start)
+        fire_w[i] = plateau_allows(prep, int(i), start, int(began[i]), config, why_w)
     # a two-fold rise is healthy while reward holds; with the reward falling it is an explosion (the labels)
     fire_r = held(above_r, lr, prep.sigma, config, level=True) & prep.armed & ~fire_w
     runs_r = run_lengths(above_r)
