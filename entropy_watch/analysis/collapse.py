@@ -123,10 +123,9 @@ def _message(prep: Prepared, i: int, reason: str, config: DetectorConfig, f: For
 def _retaken_note(prep: Prepared, i: int, config: DetectorConfig) -> str:
     """'' or, when the loss the forecast and decline rules read was measured against the early level retaken from
     more first points (:meth:`Prepared.retaken`), what that level is."""
-    factor = float(prep.retaken(i, config.level_tol))
-    if not factor > 1.0:
+    if not float(prep.retaken(i, config.level_tol)) > 1.0:
         return ""
-    early, now = factor * float(prep.h_ref[i]), float(prep.smooth[i])
+    early, now = float(prep.early_more[i]), float(prep.smooth[i])
     return (f"; {100 * (1 - now / early):.0f}% lost from the early level {fmt_nats(early)} nats that the run's first "
             f"points show at its noise (H_ref, from {int(prep.ref_n[i])} points, reads it low)")  # fmt: skip
 

@@ -313,7 +313,7 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
     why_w: dict[int, tuple[float, float]] = {}
     # the noisy hold (no clear margin) on a plateau: a level that rose and holds while the reward holds is the healthy
     # rise (the labels), and a noisy log puts five points in a row past 3x H_ref by chance somewhere on a long one
-    clear_w = held(above_w, lw, prep.sigma, config, near=np.zeros_like(near_w)) & prep.armed
+    clear_w = held(above_w, lw, prep.sigma, config, near=np.zeros_like(near_w)) & prep.armed  # no noisy hold: clear
     for i in np.flatnonzero(fire_w & ~clear_w):
         fire_w[i] = plateau_allows(prep, int(i), int(i - runs_w[i] + 1), int(began[i]), config, why_w)
     # a gradual climb crosses without a clear margin: two points past the line, the level at it, a significant rising
