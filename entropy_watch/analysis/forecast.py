@@ -375,10 +375,16 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
     s2, i2 = theil_sen(np.arange(half.size, dtype=np.float64), half)
     p2 = trend_p(half, s2, i2, -1.0) if np.isfinite(s2) and half.size >= 4 else 1.0
     trend = bool(slope < 0 and p < config.trend_alpha and s2 <= config.recent_frac * slope and p2 < config.recent_alpha)
-    # the level the effect size reads: the median of the last tenth of the segment (3 points at least, half the
-    # window at most) or the detector's level, whichever is higher — a sustained loss, not a dip
+    # the level the effect size reads: the window's trend line at i or the detector's level, whichever is higher —
+    # a sustained loss, not a dip (a dip in the last points barely moves the Theil–Sen line, and a drop early in the
+    # window that has levelled off leaves the level where it settled). The line, not a median of the last points:
+    # on a steady decline a median of the last tenth lags by half a tenth, and a steady collapse that lost 60% read
+    # as 55% until the run's end (held-out 400-point suite: 5 of 120 missed, 3 reading the line)
     k_lvl = int(np.clip((i - int(prep.seg_start[i]) + 1) // 10, 3, max(3, n // 2)))
-    level_start, level_now = float(np.median(h[:k_lvl])), float(np.median(h[-k_lvl:]))
+    level_start = float(np.median(h[:k_lvl]))
+    at_i = ver[-1] + (period - 1) / 2  # a block mean sits at its block's centre; the last block ends at i
+    level_now = (float(np.exp(icpt + slope * at_i)) - config.log_eps_nats if np.isfinite(slope)
+                 else float(np.median(h[-k_lvl:])))
     lost = 1.0 - max(float(prep.smooth[i]), level_now) / early if ref > 0 else 0.0
     # a fall from far above H_ref (anywhere in the window) is a recovery from an explosion, not a collapse
     recovering = float(np.nanmax(prep.smooth[idx])) > config.rearm_explode_mult * ref

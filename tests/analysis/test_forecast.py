@@ -143,3 +143,23 @@ def test_a_trend_without_noise_is_significant() -> None:
         y = a + b * t
         s, i = theil_sen(t, y)
         assert trend_p(y, s, i, float(np.sign(b))) < 0.05, (n, a, b)
+
+
+def test_the_loss_reads_the_level_now_on_a_steady_decline_not_one_that_lags() -> None:
+    """On a noiseless exponential decline the window's trend line is exact, so the level the loss reads
+    (``level_now``) is the entropy at i itself; a median of the last tenth of the run (what the loss read before)
+    sits half a tenth back, higher. With the detector's level (a short causal median: the point before i here) the
+    higher of the two is what the loss is measured against."""
+    cfg = DetectorConfig()
+    t = np.arange(400, dtype=float)
+    h = np.exp(-t * np.log(1 / 0.3) / 399)  # 70% lost by the end, at a steady rate
+    prep = prepare(series(h), cfg)
+    for i in range(200, 400, 37):
+        f = evaluate(prep, i, cfg, always_fit=True)
+        assert f is not None and f.trend
+        # (block means, when the window reads them, sit at their blocks' centres: 1e-6 of convexity)
+        assert np.isclose(f.level_now, h[i], rtol=1e-5), (i, f.level_now, h[i])
+        k = (i + 1) // 10
+        assert f.level_now < np.median(h[i - k + 1 : i + 1])  # the old reading lagged
+        ref = float(prep.h_ref[i])
+        assert np.isclose(f.lost, 1 - max(float(prep.smooth[i]), h[i]) / ref)
