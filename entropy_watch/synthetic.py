@@ -9,8 +9,7 @@ closest in density). Kinds (the shapes users' runs take; label in brackets):
 * ``healthy`` [healthy] — entropy drops by up to half early and settles (fast or late), or rises 1.3–2.5× and holds,
   while reward improves or holds; a quarter of them with a sawtooth (several epochs per batch);
 * ``spike`` [healthy] — a healthy run with one or two transient spikes (1–2 points at 3–10× the level);
-* ``near_uniform`` [healthy] — a small-vocabulary policy that starts near ln V (V known) and falls to a healthy level
-  (noise past ln V is reflected below it);
+* ``near_uniform`` [healthy] — a small-vocabulary policy that starts near ln V (V known) and falls to a healthy level;
 * ``lr_kink`` [healthy] — a healthy run with an LR-schedule change (logged as an event) that lowers the level 10–25%;
 * ``steady_collapse`` [collapse] — a steady exponential decline, from an onset in the first 30%, that has lost
   68–85% of H0 by the end, reward on a plateau (the "mild, steady" collapses of TRL logs);
@@ -280,12 +279,6 @@ def generate(kind: str, seed: int = 0, n_steps: int = 600, noise: NoiseFit | Non
     for at, k_pts, height in spikes:
         x[at : at + k_pts] += np.log(height)
     entropy = np.minimum(clean * np.exp(x), cap)
-    if vocab:  # ln V is a true bound: noise that would carry H past it is reflected below it (in log space). Clipped,
-        # a near-uniform run repeated ln V to the last bit at a quarter of its points, which no real log does
-        # (shared/real_runs: no two consecutive values equal), and the repeats made a difference-based noise estimate
-        # read half the noise. (The 10-nat cap without V is no bound, only a ceiling for spikes: it stays a clip.)
-        log_h = np.log(clean) + x
-        entropy = np.exp(np.where(log_h > np.log(cap), 2 * np.log(cap) - log_h, log_h))
     reward = np.clip(reward + rng.normal(0, 0.03 if kind != "solved" else 0.005, n), 0.0, 1.0)
 
     steps = np.arange(n, dtype=np.int64)

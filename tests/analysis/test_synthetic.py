@@ -40,16 +40,6 @@ def test_seeded_and_labelled_at_every_density() -> None:
     assert generate("healthy", 0).vocab_size is None  # a CSV-like run states no vocabulary
 
 
-def test_noise_past_ln_v_is_reflected_not_clipped() -> None:
-    """A near-uniform run stays at or under ln V, and noise that would carry it past ln V lands below it by as much
-    (log space): no value repeats ln V to the last bit (a clipped run did at a quarter of its points)."""
-    for seed in range(5):
-        nu = generate("near_uniform", seed, 400, noise=NoiseFit(0.4, 0.0, 0.0))
-        cap = np.log(nu.vocab_size)
-        assert nu.entropy.max() <= cap and np.count_nonzero(nu.entropy == cap) == 0
-        assert np.count_nonzero(np.diff(nu.entropy) == 0) == 0
-
-
 def test_old_names_are_aliases_with_quiet_noise() -> None:
     r = generate("collapse_exp", 1, 300)
     assert r.kind == ALIASES["collapse_exp"] == "fast_collapse" and r.params["noise_source"] == "demo"
