@@ -383,9 +383,7 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
     k_lvl = int(np.clip((i - int(prep.seg_start[i]) + 1) // 10, 3, max(3, n // 2)))
     level_start = float(np.median(h[:k_lvl]))
     at_i = ver[-1] + (period - 1) / 2  # a block mean sits at its block's centre; the last block ends at i
-    level_now = (
-        float(np.exp(icpt + slope * at_i)) - config.log_eps_nats if np.isfinite(slope) else float(np.median(h[-k_lvl:]))
-    )
+    level_now = float(np.exp(icpt + slope * at_i)) - config.log_eps_nats  # finite: the window has >= 6 finite points
     lost = 1.0 - max(float(prep.smooth[i]), level_now) / early if ref > 0 else 0.0
     # a fall from far above H_ref (anywhere in the window) is a recovery from an explosion, not a collapse
     recovering = float(np.nanmax(prep.smooth[idx])) > config.rearm_explode_mult * ref
