@@ -31,11 +31,15 @@ and the median absolute ETA error in points of the first collapse alarm (under e
 coverage rests on, its 95% interval, and the alarms' median lead beside the error). A forecast's error grows with
 its lead, so a tool that alarms later has a smaller first error for that reason alone: ours and a peer's ETA errors
 are compared at a matched lead instead — over the collapses both alarmed, at the later of the two first alarms,
-ours as our verdict shows it then and the peer's latest ETA by then. Tuning seeds are 0..; held-out seeds start at
-50,000 (the numbers to quote), 120 per kind by default: the healthy kinds then give 360 runs, so one false alarm
-moves the rate by 0.003. Seeds 10,000.. were the held-out set until stop 25, but their single failures had been read
-one by one for several sessions, and fresh seeds then showed 400-point false alarms of 3% where they showed 1%; and
-at 20 or 60 per kind a single run moved a rate by 0.017 or 0.006, and most comparisons rested on single runs.
+ours as our verdict shows it then and the peer's latest ETA by then. Each number ours is behind a peer on is listed
+with the one-sided Fisher exact p of a gap at least that large between two equally good tools, where the column is a
+share of runs (``share_counts``, ``worse_p``; medians are not tested), and the summary says how many are under 0.05:
+one false alarm in 360 healthy runs against a silent tool's none reads p 0.5. Tuning seeds are 0..; held-out seeds
+start at 50,000 (the numbers to quote), 120 per kind by default: the healthy kinds then give 360 runs, so one false
+alarm moves the rate by 0.003. Seeds 10,000.. were the held-out set until stop 25, but their single failures had
+been read one by one for several sessions, and fresh seeds then showed 400-point false alarms of 3% where they
+showed 1%; and at 20 or 60 per kind a single run moved a rate by 0.017 or 0.006, and most comparisons rested on
+single runs.
 Timing: one live verdict at 10k points and a whole-run analysis of 100k points.
 """
 
@@ -58,7 +62,17 @@ import numpy as np
 from scipy.stats import binomtest
 
 from entropy_watch.analysis import Analyzer, RunSeries, analyze
-from entropy_watch.analysis.scoring import EXPLODE_MULT, Alarm, Outcome, crossing, eta_records, floor_of, summarize
+from entropy_watch.analysis.scoring import (
+    EXPLODE_MULT,
+    Alarm,
+    Outcome,
+    crossing,
+    eta_records,
+    floor_of,
+    share_counts,
+    summarize,
+    worse_p,
+)
 from entropy_watch.synthetic import SUITE_KINDS, NoiseFit, fit_noise, generate
 
 REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "real_runs"
@@ -305,27 +319,43 @@ def ahead(ours: float, peer: float, sense: str) -> bool | None:
     return abs(ours - 0.8) <= abs(peer - 0.8)  # coverage: closest to the nominal 80%
 
 
+Behind = list[tuple[str, float]]
+"""The numbers ours is behind a peer on: (what, one-sided p of a gap that large by chance; NaN where untested)."""
+
+
 def print_table(
-    title: str, table: dict[str, dict[str, float]], skip: tuple[str, ...] = (), elsewhere: tuple[str, ...] = ()
-) -> list[str]:
-    """Print one table; return the numbers on which ours is behind a peer. Columns in ``skip`` are neither printed
-    nor compared; those in ``elsewhere`` are printed and compared by the caller (the ETA error, at a matched lead)."""
+    title: str,
+    table: dict[str, dict[str, float]],
+    skip: tuple[str, ...] = (),
+    elsewhere: tuple[str, ...] = (),
+    counts: dict[str, dict[str, tuple[int, int]]] | None = None,
+) -> Behind:
+    """Print one table; return the numbers on which ours is behind a peer, each with the one-sided Fisher exact p of
+    a gap at least that large between two equally good tools, where the column is a share (``counts``: per tool,
+    :func:`share_counts`; medians are not tested). Columns in ``skip`` are neither printed nor compared; those in
+    ``elsewhere`` are printed and compared by the caller (the ETA error, at a matched lead)."""
     print(f"\n{title}")
     print(f"{'tool':<18}" + "".join(f"{label:>13}" for _, label, _ in COLUMNS))
     for tool, s in table.items():
         print(f"{tool:<18}" + "".join(f"{'-' if c in skip else _fmt(s[c]):>13}" for c, _, _ in COLUMNS))
-    behind = []
+    behind: Behind = []
     if "ours" in table:
         for tool, s in table.items():
             for c, label, sense in COLUMNS:
                 if c in skip or c in elsewhere:
                     continue
                 if tool != "ours" and ahead(table["ours"][c], s[c], sense) is False:
-                    behind.append(f"{label} vs {tool}")
+                    tested = counts is not None and c in counts["ours"]
+                    p = worse_p(counts["ours"][c], counts[tool][c], sense == "low") if tested else float("nan")
+                    behind.append((f"{label} vs {tool}", p))
     after = f" (and {', '.join(label for c, label, _ in COLUMNS if c in elsewhere)}: below)" if elsewhere else ""
-    print(("ours ahead of or level with every peer on every number" if not behind else f"ours BEHIND on: {behind}")
-          + after)  # fmt: skip
+    print(("ours ahead of or level with every peer on every number" if not behind
+           else f"ours BEHIND on: {_behind_text(behind)}") + after)  # fmt: skip
     return behind
+
+
+def _behind_text(behind: Behind) -> str:
+    return "; ".join(what + ("" if np.isnan(p) else f" (p {p:.2g})") for what, p in behind)
 
 
 def eta_lines(results: dict[str, list[Outcome]]) -> None:
@@ -395,8 +425,8 @@ def matched_eta_lines(runs: list[Run], results: dict[str, list[Outcome]]) -> lis
     so their first ETAs are closer for that reason alone. Per peer with ETAs, over the collapses both alarmed before
     the floor: at the later of the two first alarms, each tool's latest ETA by then (ours: our verdict's ETA at that
     point; the peer's: its latest alarm's), its median absolute error in points and the median lead. Returns the
-    peers ours is behind on that error (the raw errors when no collapse was alarmed by both)."""
-    behind: list[str] = []
+    peers ours is behind on that error (the raw errors when no collapse was alarmed by both; medians: untested)."""
+    behind: Behind = []
     if "ours" not in results:
         return behind
     for tool, outs in results.items():
@@ -422,10 +452,10 @@ def matched_eta_lines(runs: list[Run], results: dict[str, list[Outcome]]) -> lis
         if not leads:
             raw = [float(np.median([e for _, e, _ in eta_records(x)] or [np.nan])) for x in (results["ours"], outs)]
             if ahead(raw[0], raw[1], "low") is False:
-                behind.append(f"ETA err vs {tool}")
+                behind.append((f"ETA err vs {tool}", float("nan")))
             continue
         if np.median(ours_err) > np.median(peer_err):
-            behind.append(f"ETA err at a matched lead vs {tool}")
+            behind.append((f"ETA err at a matched lead vs {tool}", float("nan")))
         print(
             f"ETA at a matched lead, ours vs {tool}: {len(leads)} collapses both alarmed (median lead "
             f"{np.median(leads):g} points): median error ours {np.median(ours_err):.3g}, {tool} "
@@ -480,7 +510,7 @@ def main() -> None:
     ap.add_argument("--no-timing", action="store_true")
     args = ap.parse_args()
     tools = available([t.strip() for t in args.tools.split(",") if t.strip()])
-    behind: list[str] = []
+    behind: Behind = []
 
     fits: list[NoiseFit] = []
     if args.real.exists():
@@ -499,7 +529,8 @@ def main() -> None:
         table = {t: summarize([outs[k] for k in scored]) for t, outs in res.items()}
         secs = time.perf_counter() - t0
         title = f"Real runs ({len(scored)} scored, ambiguous reported only; ETA scored on synthetic runs; {secs:.0f} s)"
-        behind += print_table(title, table, skip=("eta_coverage", "eta_abs_err_median"))
+        counts = {t: share_counts([outs[k] for k in scored]) for t, outs in res.items()}
+        behind += print_table(title, table, skip=("eta_coverage", "eta_abs_err_median"), counts=counts)
     if not fits:
         from entropy_watch.synthetic import REAL_NOISE
 
@@ -518,7 +549,8 @@ def main() -> None:
             noise = ", ".join(f"{f.source[:24]} ({f.sigma:.2f}, {f.phi:.2f})" for f in pool)
             title = (f"Synthetic, {name} seeds, {n} points x {len(runs)} runs ({per} per kind; noise (sigma, phi) "
                      f"from {noise}; {time.perf_counter() - t0:.0f} s)")  # fmt: skip
-            behind += print_table(title, table, elsewhere=("eta_abs_err_median",))
+            counts = {t: share_counts(outs) for t, outs in res.items()}
+            behind += print_table(title, table, elsewhere=("eta_abs_err_median",), counts=counts)
             if "ours" in res:
                 by_kind: dict[str, list[int]] = {}
                 for run, o in zip(runs, res["ours"], strict=True):
@@ -530,8 +562,14 @@ def main() -> None:
             behind += matched_eta_lines(runs, res)
     if not args.no_timing:
         timing()
+    sig = [(w, p) for w, p in behind if p < 0.05]
     print("\nSUMMARY: " + ("ours ahead of or level with every peer on every number in this run" if not behind
-                           else f"ours behind on {len(behind)} numbers: {behind}"))  # fmt: skip
+                           else f"ours behind on {len(behind)} numbers: {_behind_text(behind)}"))  # fmt: skip
+    if behind:
+        print(
+            f"Of these, {len(sig)} are gaps two equally good tools would show with under 5% chance (one-sided Fisher "
+            f"exact on the runs behind each share; medians untested)" + (f": {_behind_text(sig)}" if sig else "")
+        )
 
 
 if __name__ == "__main__":

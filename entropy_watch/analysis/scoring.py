@@ -137,6 +137,35 @@ def summarize(outcomes: list[Outcome]) -> dict[str, float]:
     return out
 
 
+def share_counts(outcomes: list[Outcome]) -> dict[str, tuple[int, int]]:
+    """(runs counted, runs it is a share of) behind each share column of :func:`summarize` — false alarms, recall per
+    kind, alarms before the floor, benign alarms — and, for the wrong-kind count, the labelled collapse and explosion
+    runs with any wrong-kind alarm among all of them: what a test of two tools' difference on a column reads."""
+    healthy = [o.false_alarm for o in outcomes if o.label == "healthy"]
+    benign = [o.false_alarm for o in outcomes if o.label == "collapse-benign"]
+    bf = [o.before_floor for o in outcomes if o.label == "collapse" and o.before_floor is not None]
+    primary = [o.wrong_kind > 0 for o in outcomes if o.label in PRIMARY]
+    out = {"healthy_fa_rate": (sum(healthy), len(healthy)), "collapse_before_floor": (sum(bf), len(bf)),
+           "benign_alarm_rate": (sum(benign), len(benign)), "wrong_kind": (sum(primary), len(primary))}  # fmt: skip
+    for lab in PRIMARY:
+        runs = [o.detected for o in outcomes if o.label == lab]
+        out[f"{lab}_recall"] = (sum(runs), len(runs))
+    return out
+
+
+def worse_p(ours: tuple[int, int], peer: tuple[int, int], higher_is_worse: bool) -> float:
+    """One-sided Fisher exact p of ours being worse than a peer on a share, each (count, runs): the chance of a gap at
+    least this large in that direction were both tools' true rates the same (1 when either has no runs). One false
+    alarm in 360 healthy runs against none reads p = 0.5: a gap of that size is what two equal tools show by chance."""
+    from scipy.stats import fisher_exact
+
+    (k1, n1), (k2, n2) = ours, peer
+    if n1 == 0 or n2 == 0:
+        return 1.0
+    alt = "greater" if higher_is_worse else "less"
+    return float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative=alt).pvalue)
+
+
 def eta_records(outcomes: list[Outcome]) -> list[tuple[bool | None, float, int]]:
     """One record per collapse that reaches the floor and whose first collapse alarm (before the floor) carries an
     ETA: (does its interval contain the true crossing step — None for a point ETA without an interval, |ETA −

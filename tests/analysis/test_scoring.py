@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from entropy_watch.analysis.scoring import Alarm, Outcome, crossing, eta_quality, eta_records, floor_of, summarize
+from entropy_watch.analysis.scoring import (
+    Alarm,
+    Outcome,
+    crossing,
+    eta_quality,
+    eta_records,
+    floor_of,
+    share_counts,
+    summarize,
+    worse_p,
+)
 
 
 def test_crossing_reads_the_centered_median_and_ignores_a_lone_outlier() -> None:
@@ -45,3 +57,39 @@ def test_eta_coverage_needs_an_interval_and_error_counts_in_points() -> None:
     assert eta_records([late]) == [] and np.isnan(eta_quality([late])[1])
     coarse = Outcome("collapse", 100, [Alarm(40, "collapse", 700.0, 600.0, 800.0)], 30, 72, 720.0, spacing=10.0)
     assert eta_quality([coarse]) == (1.0, 2.0)
+
+
+def test_share_counts_are_the_runs_behind_each_rate() -> None:
+    col = Outcome("collapse", 100, [Alarm(40, "collapse")], onset=30, truth=72)
+    late = Outcome("collapse", 100, [Alarm(80, "collapse")], onset=30, truth=72)
+    missed = Outcome("collapse", 100, [], onset=30, truth=72)
+    exp = Outcome("explosion", 50, [Alarm(20, "collapse"), Alarm(22, "collapse"), Alarm(33, "explosion")], 25, 31)
+    fa = Outcome("healthy", 50, [Alarm(10, "explosion")], None, None)
+    ok = Outcome("healthy", 50, [Alarm(10, "other")], None, None)
+    ben = Outcome("collapse-benign", 50, [], 0, 4)
+    outs = [col, late, missed, exp, fa, ok, ben]
+    c = share_counts(outs)
+    assert c["healthy_fa_rate"] == (1, 2) and c["collapse_recall"] == (2, 3) and c["explosion_recall"] == (1, 1)
+    assert c["collapse_before_floor"] == (1, 2) and c["benign_alarm_rate"] == (0, 1)
+    assert c["wrong_kind"] == (1, 4)  # one run with wrong-kind alarms (two of them) among the four labelled runs
+    s = summarize(outs)
+    for col_name in ("healthy_fa_rate", "collapse_recall", "collapse_before_floor", "benign_alarm_rate"):
+        k, n = c[col_name]
+        assert s[col_name] == k / n
+
+
+def _hypergeom_tail(k1: int, n1: int, k2: int, n2: int, greater: bool) -> float:
+    """Naive one-sided Fisher exact p: the chance that ours gets at least (at most) k1 of the k1 + k2 events."""
+    total, events = n1 + n2, k1 + k2
+    ks = range(k1, min(n1, events) + 1) if greater else range(max(0, events - n2), k1 + 1)
+    return sum(math.comb(n1, k) * math.comb(n2, events - k) for k in ks) / math.comb(total, events)
+
+
+def test_worse_p_is_the_one_sided_fisher_exact_tail() -> None:
+    assert worse_p((1, 360), (0, 360), higher_is_worse=True) == 0.5  # the lone event is ours with chance 1/2
+    for ours, peer in (((8, 360), (3, 360)), ((8, 360), (0, 360)), ((2, 50), (9, 60))):
+        for greater in (True, False):
+            ref = _hypergeom_tail(*ours, *peer, greater)
+            assert math.isclose(worse_p(ours, peer, higher_is_worse=greater), ref, rel_tol=1e-9), (ours, peer)
+    assert worse_p((117, 120), (120, 120), higher_is_worse=False) < 0.25  # recall: fewer is worse
+    assert worse_p((0, 0), (3, 360), higher_is_worse=True) == 1.0
