@@ -10,6 +10,9 @@ closest in density). Kinds (the shapes users' runs take; label in brackets):
   while reward improves or holds; a quarter of them with a sawtooth (several epochs per batch);
 * ``spike`` [healthy] — a healthy run with one or two transient spikes (1–2 points at 3–10× the level);
 * ``near_uniform`` [healthy] — a small-vocabulary policy that starts near ln V (V known) and falls to a healthy level;
+  its noise acts on logit(H / ln V), which is the fitted log-noise far from ln V and vanishes at it: the entropy over
+  V tokens cannot pass ln V, and near it every batch reads close to it (log-noise clipped at ln V instead put the
+  first points exactly at ln V, so H_ref read ln V itself, above the curve, and a healthy fall read as a deeper loss);
 * ``lr_kink`` [healthy] — a healthy run with an LR-schedule change (logged as an event) that lowers the level 10–25%;
 * ``steady_collapse`` [collapse] — a steady exponential decline, from an onset in the first 30%, that has lost
   68–85% of H0 by the end, reward on a plateau (the "mild, steady" collapses of TRL logs);
@@ -278,7 +281,11 @@ def generate(kind: str, seed: int = 0, n_steps: int = 600, noise: NoiseFit | Non
     x[out] += rng.normal(0, 4 * noise.sigma, int(out.sum()))
     for at, k_pts, height in spikes:
         x[at : at + k_pts] += np.log(height)
-    entropy = np.minimum(clean * np.exp(x), cap)
+    if vocab:  # noise on logit(H / ln V): log-noise far from ln V, vanishing at it (see the module docstring)
+        u = clean / cap
+        entropy = cap / (1.0 + (1.0 - u) / u * np.exp(-x))
+    else:
+        entropy = np.minimum(clean * np.exp(x), cap)
     reward = np.clip(reward + rng.normal(0, 0.03 if kind != "solved" else 0.005, n), 0.0, 1.0)
 
     steps = np.arange(n, dtype=np.int64)
