@@ -70,7 +70,9 @@ class DetectorConfig:
     of k points) beyond level_tol: H_ref taken from a few calm-looking points of a run that turns out noisy may sit
     low by chance (a healthy two-fold rise then reads as three-fold). Once the noise is known, the lines rise instead
     to the early level retaken from as many first points as it needs, when that is higher by more than level_tol
-    (guards.line_lift). Clean and dense logs are unaffected."""
+    (guards.line_lift). The collapse depletion line (depletion_frac·H_ref) is lowered by the same factor: H_ref may
+    as well sit high by chance, and a healthy halving then reads as a fall to a quarter (collapse.conditions). Clean
+    and dense logs are unaffected."""
     explode_lnv_frac: float = 0.5
     """When the vocabulary V is known: explosion critical above this share of ln V (uniform noise) as well."""
     rise_frac: float = 0.25

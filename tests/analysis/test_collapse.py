@@ -171,3 +171,30 @@ def test_the_loss_is_measured_against_the_early_level_retaken_when_h_ref_read_it
             i = int(np.searchsorted(prep.steps, a.step))
             assert ("lost from the early level" in a.message) == (factor[i] > 1.0), seed
     assert warned >= 6, warned  # 2 of 10 when the loss was read against H_ref alone
+
+
+def test_the_depletion_line_allows_for_an_h_ref_read_high_on_a_noisy_start() -> None:
+    # six calm first points at 1.6, then log-noise 0.4 around a level that settles from 1.0: H_ref (1.56, from three
+    # points) sits high by chance, its error 1.25·σ/√3 is about twice the level's. The depletion line (a quarter of
+    # H_ref) is lowered by that error beyond level_tol: a depletion warning fires only with the level under the
+    # lowered line (before, at 0.45 of the start the level sat between the two lines and warned on five seeds of six)
+    cfg = DetectorConfig()
+    t = np.arange(300)
+    between = 0
+    for seed in range(6):
+        for level in (0.45, 0.2):
+            h = noisy(level + (1 - level) * np.exp(-np.clip(t - 20, 0, None) / 20.0), 0.4, seed=seed)
+            h[:6] = noisy(np.full(6, 1.6), 0.03, seed=9)
+            s = series(h, reward=noisy(0.2 + 0.5 * (1 - np.exp(-t / 40.0)), 0.02, seed=seed + 100))
+            prep = prepare(s, cfg)
+            excess = np.maximum(prep.ref_se(slice(None)) - cfg.level_tol, 0.0)
+            line = cfg.depletion_frac * prep.h_ref * np.exp(-cfg.ref_error_z * excess)
+            assert prep.ref_n[-1] == 3 and excess[-1] > 0.08  # the case this is about
+            between += int(np.any((prep.smooth > line) & (prep.smooth <= cfg.depletion_frac * prep.h_ref)))
+            al = [a for a in _collapse(analyze_series(s)) if a.severity != "info"]
+            for a in al:
+                if a.detector == "collapse.depletion":
+                    assert a.evidence["h_now"] <= line[a.step], (seed, level, a.step, a.evidence["h_now"])
+            if level == 0.2:  # a level clearly under the lowered line is still reported
+                assert al, seed
+    assert between >= 3
