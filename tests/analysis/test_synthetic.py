@@ -73,3 +73,18 @@ def test_write_to_store_round_trip(tmp_path) -> None:  # type: ignore[no-untyped
     assert np.allclose(s.entropy, sr.entropy) and s.hist is not None and s.hist[1].shape[0] == 200
     assert ("start" in {k for _, k in s.events}) and s.reset_steps() == [sr.params["kink_step"]]
     assert s.meta["planned_steps"] == 200 and "reward/mean" in s.scalars
+
+
+def test_near_uniform_noise_vanishes_at_ln_v() -> None:
+    # the entropy over V tokens cannot pass ln V and a near-uniform policy's batches all read close to it: the noise
+    # acts on logit(H / ln V), the fitted log-noise far from ln V (none of the first points pinned at ln V by a clip)
+    noise = NoiseFit(sigma=0.4, phi=0.0, outliers=0.0, source="test", n_points=400)
+    for seed in range(5):
+        r = generate("near_uniform", seed, 400, noise=noise)
+        ln_v = float(np.log(r.vocab_size))
+        u = r.clean / ln_v
+        assert np.all(r.entropy < ln_v) and np.all(r.entropy > 0)
+        dev = np.log(r.entropy / r.clean)
+        assert np.std(dev[:20]) < 0.5 * noise.sigma  # near ln V (u 0.85-0.98): (1 - u)·σ, not σ
+        z = np.log(r.entropy / (ln_v - r.entropy)) - np.log(u / (1 - u))  # the noise drawn, in logit units
+        assert 0.6 * noise.sigma < np.std(z) < 1.4 * noise.sigma
