@@ -43,7 +43,7 @@ EW := $(BIN)/entropy-watch --store $(STORE)
 # sft-s0, grpo-s0 and repo-r-s0 in the store and replaces them on every run.
 demo: setup
 	rm -rf $(STORE)/run=sft-s0 $(STORE)/run=grpo-s0 $(STORE)/run=repo-r-s0
-	$(EW) compare --algos grpo,repo-r --preset tiny --steps 300 --probe-steps 0 --no-precision-check --jobs 2
+	$(EW) compare --algos grpo,repo-r --preset tiny --steps 600 --probe-steps 0 --no-precision-check --jobs 2
 	$(EW) ls
 	$(EW) alerts --write grpo-s0 || echo "^ exit status $$? (0 clean, 1 warning, 2 critical): what a CI job would see"
 	$(EW) alerts --write repo-r-s0 || echo "^ exit status $$? (0 clean, 1 warning, 2 critical)"
