@@ -326,9 +326,9 @@ Behind = list[tuple[str, float]]
 def print_table(
     title: str,
     table: dict[str, dict[str, float]],
+    counts: dict[str, dict[str, tuple[int, int]]],
     skip: tuple[str, ...] = (),
     elsewhere: tuple[str, ...] = (),
-    counts: dict[str, dict[str, tuple[int, int]]] | None = None,
 ) -> Behind:
     """Print one table; return the numbers on which ours is behind a peer, each with the one-sided Fisher exact p of
     a gap at least that large between two equally good tools, where the column is a share (``counts``: per tool,
@@ -345,7 +345,7 @@ def print_table(
                 if c in skip or c in elsewhere:
                     continue
                 if tool != "ours" and ahead(table["ours"][c], s[c], sense) is False:
-                    tested = counts is not None and c in counts["ours"]
+                    tested = c in counts["ours"]
                     p = worse_p(counts["ours"][c], counts[tool][c], sense == "low") if tested else float("nan")
                     behind.append((f"{label} vs {tool}", p))
     after = f" (and {', '.join(label for c, label, _ in COLUMNS if c in elsewhere)}: below)" if elsewhere else ""
@@ -530,7 +530,7 @@ def main() -> None:
         secs = time.perf_counter() - t0
         title = f"Real runs ({len(scored)} scored, ambiguous reported only; ETA scored on synthetic runs; {secs:.0f} s)"
         counts = {t: share_counts([outs[k] for k in scored]) for t, outs in res.items()}
-        behind += print_table(title, table, skip=("eta_coverage", "eta_abs_err_median"), counts=counts)
+        behind += print_table(title, table, counts, skip=("eta_coverage", "eta_abs_err_median"))
     if not fits:
         from entropy_watch.synthetic import REAL_NOISE
 
@@ -550,7 +550,7 @@ def main() -> None:
             title = (f"Synthetic, {name} seeds, {n} points x {len(runs)} runs ({per} per kind; noise (sigma, phi) "
                      f"from {noise}; {time.perf_counter() - t0:.0f} s)")  # fmt: skip
             counts = {t: share_counts(outs) for t, outs in res.items()}
-            behind += print_table(title, table, elsewhere=("eta_abs_err_median",), counts=counts)
+            behind += print_table(title, table, counts, elsewhere=("eta_abs_err_median",))
             if "ours" in res:
                 by_kind: dict[str, list[int]] = {}
                 for run, o in zip(runs, res["ours"], strict=True):

@@ -32,7 +32,7 @@ from entropy_watch.analysis import corroborate
 from entropy_watch.analysis.alert import Alert, fmt_nats
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import Forecast
-from entropy_watch.analysis.guards import held, ref_error_factor, run_lengths
+from entropy_watch.analysis.guards import held, run_lengths
 from entropy_watch.analysis.hygiene import Prepared
 from entropy_watch.analysis.outlook import Outlook, floor_label, from_forecast
 from entropy_watch.analysis.policy import apply_context, persistent
@@ -70,7 +70,8 @@ def conditions(
         # explosion lines' lift, guards.line_lift): H_ref taken from a few points of a noisy run may sit high by
         # chance, and a healthy halving would then read as a fall to a quarter (held-out 400-point suite: one false
         # alarm of 360 healthy runs on each of three seed sets, none of the collapses missed)
-        depl_m = np.log(config.depletion_frac * ref / (lvl * ref_error_factor(prep, config)))
+        lowered = prep.ref_error(slice(None), config.level_tol, config.ref_error_z)
+        depl_m = np.log(config.depletion_frac * ref / (lvl * lowered))
         at_floor = held(floor_m >= 0, floor_m, prep.sigma, config, level=True) & armed
         depleted = held(depl_m >= 0, depl_m, prep.sigma, config, level=True) & armed
     warn = depleted.copy()

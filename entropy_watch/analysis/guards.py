@@ -115,18 +115,10 @@ def nonfinite(prep: Prepared) -> list[Alert]:
     return out
 
 
-def ref_error_factor(prep: Prepared, config: DetectorConfig) -> np.ndarray:
-    """exp(``ref_error_z`` × the part of H_ref's standard error beyond ``level_tol``), shape (n,), ≥ 1 (1 where H_ref
-    is unknown): how far H_ref taken from few points of a noisy run may sit from the early level by chance. The
-    explosion lines are raised by it (:func:`line_lift`), the collapse depletion line lowered (collapse.conditions)."""
-    with np.errstate(invalid="ignore"):
-        excess = np.nan_to_num(np.maximum(prep.ref_se(slice(None)) - config.level_tol, 0.0))
-    return np.exp(config.ref_error_z * excess)
-
-
 def _lifts(prep: Prepared, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray]:
     """(for H_ref's error, for the early level retaken), each shape (n,): see :func:`line_lift`."""
-    return ref_error_factor(prep, config), prep.retaken(slice(None), config.level_tol)
+    every = slice(None)
+    return prep.ref_error(every, config.level_tol, config.ref_error_z), prep.retaken(every, config.level_tol)
 
 
 def line_lift(prep: Prepared, config: DetectorConfig) -> np.ndarray:

@@ -186,6 +186,15 @@ class Prepared:
         first points looked calm, k is smaller than the noise turns out to need, and this exceeds ``level_tol``."""
         return MEDIAN_SE * self.sigma[i] / np.sqrt(self.ref_n[i])
 
+    def ref_error(self, i: int | slice | np.ndarray, tol: float, z: float) -> np.ndarray:
+        """Factor (≥ 1) for H_ref's own error at point(s) i: exp(``z`` × the part of :meth:`ref_se` beyond ``tol``),
+        1 where H_ref is unknown. H_ref taken from a few points of a run that turns out noisy may sit low or high by
+        that much by chance: the explosion lines are raised by it (guards.line_lift), the collapse depletion line
+        lowered (collapse.conditions)."""
+        with np.errstate(invalid="ignore"):
+            excess = np.nan_to_num(np.maximum(self.ref_se(i) - tol, 0.0))
+        return np.exp(z * excess)
+
     def retaken(self, i: int | slice | np.ndarray, tol: float) -> np.ndarray:
         """Factor (≥ 1) from H_ref to the early level the rules measure against at point(s) i: the early level retaken
         from as many first points as the noise needs (``early_more``) over H_ref, where that is higher by more than
