@@ -6,11 +6,13 @@
 * H_ref, the early level, per segment, from its first points — *including* a fast early drop (a run at 0.77 nats at
   step 0 and 0.003 by step 10 has H_ref ≈ 0.77). When entropy already fell by more than half before the detector
   armed, the next few points decide: still falling → H_ref stays the early level (a collapse in progress); settled
-  → the early drop was an adaptation (e.g. learning the output format) and the settled level is H_ref. Either way
-  the reference says so (:class:`RefInfo`). Once the run's noise is known, the early level is retaken from as many
-  first points as a level needs at that noise (``early_more``; H_ref itself stays put): when three calm-looking first
-  points read the level low by chance, the explosion lines rise to it and a collapse's loss is measured against it
-  (:meth:`Prepared.retaken`);
+  → the early drop was an adaptation (e.g. learning the output format) and the settled level is H_ref; back above
+  the first points or climbing again → no established drop, H_ref from the first points. Either way the reference
+  says so (:class:`RefInfo`). On a noisy start H_ref is the median of as many first points as a level needs at that
+  noise, unless the start shows a trend first (then its first points' median, from the point the trend showed).
+  Once the run's noise is known, the early level is retaken from as many first points as a level needs at that
+  noise (``early_more``; H_ref itself stays put): when three calm-looking first points read the level low by
+  chance, the explosion lines rise to it and a collapse's loss is measured against it (:meth:`Prepared.retaken`);
 * warm-up: decisions from the 6th point of a segment (the 10th after an early drop), later when the run states an
   LR warm-up or a planned length (3% of it);
 * the floor ``max(floor_rel·H_ref, floor_abs)``; the run's own noise σ from the differenced MAD of log H
@@ -24,6 +26,7 @@ analysis agree at every step.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -230,15 +233,21 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     arm = int(fin[warm])
     at_arm = float(np.median(h[fin[max(0, warm - 2) : warm + 1]]))
     if not at_arm < config.early_drop_frac * early:
-        if not falling:
-            noisy = _noisy_reference(h, fin, config)
-            if noisy is not None:
-                return noisy if noisy.value > 0 else None
-        return RefInfo(early, int(fin[0]), int(fin[0] if falling else fin[k - 1]), arm, method)
-    # entropy fell by more than half before the detector armed: is it still falling?
+        return _first_points_reference(h, fin, early, method, arm, config, falling=falling)
+    # entropy fell by more than half before the detector armed: did it hold there? When it did not, the fall is not
+    # established and H_ref is the ordinary one, from the first points (their median), known from the point that
+    # showed it
+    plain = (float(np.median(first)), f"the median of the first {k} logged points" if k > 1 else method)
     end = warm + config.adapt_points
+    for j in range(warm + 1, min(end, fin.size - 1) + 1):
+        if float(np.median(h[fin[max(0, warm - 2) : j + 1]])) > early:
+            # the level since the dip is back above the first points' (a dip, then a rise — on a run logged every
+            # 12 steps, the rasbt 7_5 explosion 0.16, 0.8, 1.7, 0.39, 0.33, 7.9, 11.7 nats read "an adaptation"
+            # settled at 11.7 nats, and the run at uniform noise read "ok")
+            return _first_points_reference(h, fin, *plain, int(fin[j]), config, moving=True)
     if fin.size <= end:
         return None
+    # it held: is it still falling?
     pts = h[fin[max(0, warm - 2) : end + 1]]
     z, p = mann_kendall(np.log(np.maximum(pts, 0.0) + config.log_eps_nats))
     still = (z < 0 and p / 2 < config.adapt_alpha) or float(np.median(pts[-3:])) < config.early_drop_frac * at_arm
@@ -246,6 +255,11 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     if still:
         note = f"entropy had already fallen {drop}, before the detector armed, and kept falling"
         return RefInfo(early, int(fin[0]), int(fin[0] if falling else fin[k - 1]), int(fin[end]), method, note)
+    if z > 0 and p / 2 < config.adapt_alpha and float(np.median(pts[-3:])) > at_arm / config.early_drop_frac:
+        # nor held steady: climbing again, as far as the drop fell (their median would be a level on the way up: the
+        # rasbt 7_5 explosion averaged over every 2 steps, 0.78, 0.2, 0.17, 0.21, 0.31, 0.24, 0.53, 0.61, 0.83, read
+        # H_ref 0.53 and was flagged 24 points late; a bounce within the noise is still a settled level)
+        return _first_points_reference(h, fin, *plain, int(fin[end]), config, moving=True)
     settled = float(np.median(pts))
     note = (
         f"entropy fell {drop}, before the detector armed, then held steady: an early adaptation, so H_ref is the "
@@ -255,30 +269,52 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     return RefInfo(settled, lo, int(fin[end]), int(fin[end]), f"the median of the {pts.size} points after it", note)
 
 
+def _first_points_reference(
+    h: np.ndarray,
+    fin: np.ndarray,
+    early: float,
+    method: str,
+    known_at: int,
+    config: DetectorConfig,
+    *,
+    falling: bool = False,
+    moving: bool = False,
+) -> RefInfo | None:
+    """H_ref from the first points: ``early`` (as :func:`_early_reference` took it), or on a noisy start as many
+    first points as the level needs for its target error (1.25σ/√k = ``level_tol``, σ measured on the points up to
+    the arming point), provided they show no trend. A start that already moves (``falling``, or ``moving``: a dip
+    and a climb before the arming point) is judged on its first points. Applies from index ``known_at``, or from the
+    last point a noisy start's decision read (either way, once its points are in: the run cut anywhere gets the same
+    value); None while those points are still coming."""
+    k, warm = config.ref_points, config.warmup_points
+    if not (falling or moving):
+        y = np.log(np.maximum(h[fin], 0.0) + config.log_eps_nats)
+        sig = robust_sigma(y[: warm + 1])
+        need = max(int(points_needed(sig, config)), k)
+        if need > k:
+            # a start that moves is judged on its first points: decided once all the points a level at this noise
+            # needs are in (``trend_alpha``), or earlier by a trend clear at every look (``trend_alpha`` over the
+            # number of looks, Bonferroni: one look per point would otherwise find a trend in a flat noisy start by
+            # chance) — waiting for all of them left the rules blind meanwhile (the rasbt 7_5 climb passed 3x its
+            # first points' level 10 points before the 31 points its start's noise asks for were in)
+            last = max(warm, need - 1)
+            looks = range(warm + 1, min(need, fin.size) + 1)
+            strict = dataclasses.replace(config, trend_alpha=config.trend_alpha / max(need - warm, 1))
+            moved = next((m for m in looks if not _trendless(y[:m], config if m == need else strict)), None)
+            if moved is not None:
+                return RefInfo(early, int(fin[0]), int(fin[k - 1]), max(known_at, int(fin[moved - 1])), method)
+            if fin.size <= last:
+                return None
+            known_at = max(known_at, int(fin[last]))
+            noisy = f"the median of the first {need} logged points (a noisy start: σ {sig:.2f} in log units)"
+            return RefInfo(float(np.median(h[fin[:need]])), int(fin[0]), int(fin[need - 1]), known_at, noisy)
+    return RefInfo(early, int(fin[0]), int(fin[0] if falling else fin[k - 1]), known_at, method)
+
+
 def _trendless(y: np.ndarray, config: DetectorConfig) -> bool:
     """No significant trend in ``y`` (Mann–Kendall p ≥ ``trend_alpha``): first points that may be averaged into an
     early level. A start that already moves is judged on its first points instead."""
     return not mann_kendall(y)[1] < config.trend_alpha
-
-
-def _noisy_reference(h: np.ndarray, fin: np.ndarray, config: DetectorConfig) -> RefInfo | None:
-    """On a noisy start, H_ref from as many first points as the level needs for its target error (1.25σ/√k =
-    ``level_tol``, σ measured on the points up to the arming point), provided they show no trend (a start that
-    already moves is judged on its first points). None when the start is not noisy or does trend; a RefInfo with
-    value 0 ("not yet") while the points are still coming."""
-    k, warm = config.ref_points, config.warmup_points
-    y = np.log(np.maximum(h[fin], 0.0) + config.log_eps_nats)
-    sig = robust_sigma(y[: warm + 1])
-    need = max(int(points_needed(sig, config)), k)
-    if need <= k:
-        return None
-    last = max(warm, need - 1)
-    if fin.size <= last:
-        return RefInfo(0.0, int(fin[0]), int(fin[-1]), -1, "")
-    if not _trendless(y[:need], config):
-        return None
-    method = f"the median of the first {need} logged points (a noisy start: σ {sig:.2f} in log units)"
-    return RefInfo(float(np.median(h[fin[:need]])), int(fin[0]), int(fin[need - 1]), int(fin[last]), method)
 
 
 def _early_level_retaken(

@@ -58,6 +58,58 @@ def test_an_early_drop_that_settles_is_an_adaptation() -> None:
     assert p.ref_n[-1] == r.last - r.first + 1 > cfg.ref_points  # the settled points, all finite
 
 
+def _causal_refs(g: np.ndarray, cfg: DetectorConfig) -> np.ndarray:
+    """H_ref per point of ``g`` analysed whole, checked equal to the run cut at every point (live = post hoc)."""
+    p = prepare(series(g), cfg)
+    for j in range(cfg.warmup_points, g.size):
+        np.testing.assert_array_equal(prepare(series(g[: j + 1]), cfg).h_ref, p.h_ref[: j + 1])
+    return p.h_ref
+
+
+def test_a_noisy_start_decides_its_reference_from_the_points_it_has() -> None:
+    cfg = DetectorConfig()
+    e = np.random.default_rng(4).normal(0.0, 0.45, 80)
+    flat = 0.3 * np.exp(e)  # σ 0.45: a level needs more first points than three
+    r = prepare(series(flat), cfg).ref_at(79)
+    need = r.last - r.first + 1
+    assert "noisy start" in r.method and r.value == np.median(flat[:need]) and r.known_at == need - 1
+    refs = _causal_refs(flat, cfg)
+    assert np.all(np.isnan(refs[: need - 1])) and np.all(refs[need - 1 :] == r.value)
+    # the same noise on a start that climbs from point 8: judged on its first three points, from the point where
+    # the trend showed, before the points a noisy level needs are in (the rules are not left blind meanwhile)
+    climbing = 0.3 * np.exp(e + 0.08 * np.clip(np.arange(80) - 8, 0, None))
+    c = prepare(series(climbing), cfg).ref_at(79)
+    assert c.value == np.median(climbing[:3]) and "noisy" not in c.method and cfg.warmup_points < c.known_at < need - 1
+    refs = _causal_refs(climbing, cfg)
+    assert np.all(np.isnan(refs[: c.known_at])) and np.all(refs[c.known_at :] == c.value)
+
+
+def test_a_dip_at_arming_that_climbs_past_the_first_points_is_no_adaptation() -> None:
+    cfg = DetectorConfig()
+    # the rasbt 7_5 run logged every 12 steps: a noisy start, a dip at the arming point, then uniform noise (11.9 nats)
+    g = np.array([0.16, 0.8, 1.69, 0.39, 0.33, 7.9, 11.7, *np.full(30, 11.9)])
+    refs = _causal_refs(g, cfg)
+    assert refs[-1] == np.median(g[:3])  # the first points' level, not the 11.7 nats "it settled at"
+    # known from the first point whose median since the dip is above it (7.9 and 11.7 in), not before
+    assert np.isnan(refs[cfg.warmup_points]) and refs[cfg.warmup_points + 1] == refs[-1]
+    assert prepare(series(g), cfg).ref_at(g.size - 1).note is None
+
+
+def test_a_dip_at_arming_that_climbs_again_is_no_adaptation_either() -> None:
+    cfg = DetectorConfig()
+    # the rasbt 7_5 run averaged over every 2 steps: a high first point, a dip, then a steady climb that stays under
+    # the first point; the climb's median would read a level on the way up (0.53 nats)
+    g = np.array([0.78, 0.196, 0.174, 0.209, 0.306, 0.235, 0.529, 0.606, 0.825, 0.825, *np.full(20, 1.5)])
+    refs = _causal_refs(g, cfg)
+    end = cfg.warmup_points + cfg.adapt_points
+    assert np.isnan(refs[end - 1]) and refs[end] == np.median(g[:3]) == refs[-1]
+    assert prepare(series(g), cfg).ref_at(g.size - 1).note is None
+    # the same first points with a level that holds after the dip stay an adaptation
+    held = np.concatenate([g[:6], 0.22 * np.exp(np.random.default_rng(0).normal(0, 0.05, 24))])
+    r = prepare(series(held), cfg).ref_at(held.size - 1)
+    assert "held steady" in r.note and 0.19 < r.value < 0.26
+
+
 def test_three_decreasing_noisy_points_are_no_early_drop_and_a_noisy_start_uses_more_points() -> None:
     cfg = DetectorConfig()
     # a noisy flat start (σ 0.4 in log) whose first three points happen to fall by half, then bounce back

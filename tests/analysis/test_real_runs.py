@@ -6,14 +6,18 @@
 * no collapse or explosion alarm on a ``healthy`` run; ``collapse-benign`` gets info notes only (saturation);
 * ``ambiguous`` runs are analysed (no crash, a verdict) but not scored.
 
-Including the seven 40-point TRL logs, where the detector must decide from tens of points.
+Including the seven 40-point TRL logs, where the detector must decide from tens of points, and the dense runs
+logged as TRL would have logged them: the mean over every k steps (``logging_steps``), stamped at the interval's last
+step, and every k-th point (a sampled export): each keeps its verdict's kind.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from entropy_watch.analysis import RunSeries, analyze
@@ -69,3 +73,76 @@ def test_csv_logs_state_no_vocabulary_so_no_ln_v_is_invented() -> None:
     s, res = _analysed("rasbt__reasoning-from-scratch__ch07-7_5-kl.csv")
     assert res.verdict.ln_v is None
     assert not [a for a in res.alerts if "ln V" in a.message]
+
+
+@pytest.mark.skipif(not LABELS, reason="shared/real_runs not present")
+@pytest.mark.parametrize(
+    "fname",
+    [
+        "rasbt__reasoning-from-scratch__ch07-7_5-kl.csv",
+        "Sunshine535__nips-grpo-dynamics__qwen25-7b-exp1a-rho0.50_seed43.jsonl",
+    ],
+)
+def test_live_prefixes_of_a_noisy_real_start_give_the_post_hoc_alerts(fname: str) -> None:
+    """A noisy start decides its H_ref from the points it has: a reader polling the run sees the alerts the whole
+    run's analysis has, when it has them (7_5: σ 0.6 over its first points, a climb from point 12)."""
+    from entropy_watch.analysis import Analyzer
+
+    s, _ = _analysed(fname)
+    s = s.prefix(int(s.steps[min(len(s), 80) - 1]))
+    post = analyze(s).alerts
+    live, got = Analyzer(), []
+    for end in s.steps.tolist():
+        new = live.update(s.prefix(end))
+        assert all(a.step == end for a in new), (end, [a.step for a in new])  # when it happens, not found later
+        got += new
+    assert [(a.key, a.message) for a in got] == [(a.key, a.message) for a in post]
+    assert any(a.kind == "explosion" for a in post)
+
+
+def _thinned() -> list[tuple[str, int]]:
+    """(file, k) for the runs whose label has an alarm kind and that have 40 intervals of k steps or more."""
+    from entropy_watch.importers import load_log
+
+    out = []
+    for f, spec in sorted(LABELS.items()):
+        if spec["label"] in ("collapse", "explosion", "collapse-benign"):
+            n = len(RunSeries.from_imported(load_log(REAL / f)[0]))
+            out += [(f, k) for k in (2, 5, 12) if n // k >= 40]
+    return out
+
+
+def _primary(s: RunSeries) -> tuple[list, object]:
+    v = analyze(s).verdict
+    alarms = [a for a in v.alerts if a.severity != "info" and a.kind in ("collapse", "explosion")]
+    return sorted(alarms, key=lambda a: a.step), v
+
+
+@pytest.mark.skipif(not LABELS, reason="shared/real_runs not present")
+@pytest.mark.parametrize(("fname", "k"), _thinned() if LABELS else [])
+def test_real_run_logged_every_k_steps_keeps_its_verdict(fname: str, k: int) -> None:
+    from entropy_watch.importers import load_log
+
+    s0 = RunSeries.from_imported(load_log(REAL / fname)[0])
+    m = len(s0) // k
+    r0 = s0.reward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an interval without a reward logged is NaN
+        h = np.nanmean(s0.entropy[: m * k].reshape(m, k), axis=1)
+        r = None if r0 is None else np.nanmean(r0[: m * k].reshape(m, k), axis=1)
+    label = LABELS[fname]["label"]
+    every = s0.steps[k - 1 : m * k : k]
+    logs = [("mean", every, h, r)]
+    if label != "collapse":  # sampled: a W&B export; a collapse read so sparsely may look like an early adaptation
+        logs += [(f"every-{k}-from-{o}", s0.steps[o::k], s0.entropy[o::k], None if r0 is None else r0[o::k])
+                 for o in range(k)]  # fmt: skip
+    for name, steps, hh, rr in logs:
+        primary, v = _primary(RunSeries.from_arrays(f"{fname}-{name}", steps, hh, reward=rr))
+        if label == "collapse-benign":
+            assert not primary and v.health == "info", (name, [a.message for a in primary])
+            continue
+        assert primary and {a.kind for a in primary} == {label}, (name, [a.message for a in v.alerts])
+        if label == "collapse":
+            floor_at = crossing(hh, v.floor, above=False)
+            first = int(np.searchsorted(steps, primary[0].step))
+            assert floor_at is None or first < floor_at, (name, first, floor_at)
