@@ -388,7 +388,7 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
                 },
             )  # fmt: skip
         )
-    out += _spikes(prep, config, above_w & prep.armed, fire_w)
+    out += _spikes(prep, config, above_w & prep.armed, fire_w | fire_r)  # an excursion that warned is no spike
     return out
 
 

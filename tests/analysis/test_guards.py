@@ -183,6 +183,18 @@ def test_transient_spike_is_info_not_an_explosion() -> None:
     assert len(sp) == 1 and sp[0].severity == "info" and sp[0].step == 42 and sp[0].evidence["points"] == 2
 
 
+def test_an_excursion_that_warned_while_reward_fell_is_no_transient_spike() -> None:
+    cfg = DetectorConfig()
+    # a climb to 3.4x H_ref for four points while the reward falls 0.8 -> 0.1, then back: the reward path warns, and
+    # the same excursion is not also called a transient spike when it ends
+    h = noisy(np.concatenate([np.full(40, 1.0), [1.8, 3.3, 3.4, 3.5, 3.3], np.full(30, 1.0)]), 0.03, seed=1)
+    r = np.concatenate([np.full(40, 0.8), [0.5, 0.2, 0.1, 0.1, 0.1], np.full(30, 0.7)])
+    al = detect(prepare(series(h, reward=r), cfg), cfg)
+    warned = _by(al, "guard.explosion")
+    assert len(warned) == 1 and "reward falls" in warned[0].message and 41 <= warned[0].step <= 45
+    assert not _by(al, "guard.spike")
+
+
 def test_near_uniform_start_that_falls_is_not_an_explosion() -> None:
     # a 25-token vocabulary: ln V = 3.22; entropy starts at 3.16 and falls to 0.12 (examples/trl_grpo.py)
     h = 3.16 * np.exp(-np.arange(20) / 6.0) + 0.1
