@@ -1,6 +1,7 @@
 """Score entropy_watch's detector against rlwatch 0.5.1, rldoctor 0.2.0 and rlprobe 0.1.0 (their defaults), on the same
-inputs in the same run: every labelled real run in shared/real_runs and synthetic suites at 40, 100, 400 and 4,000
-points per run whose noise is fitted to the real logs.
+inputs in the same run: every labelled real run in shared/real_runs, the same runs logged as TRL logs them (the mean
+over every 2, 5 and 12 steps: ``logging_steps``, the shape of most users' logs), and synthetic suites at 40, 100, 400
+and 4,000 points per run whose noise is fitted to the real logs.
 
 Run:  make bench-env && .venv-bench/bin/python benchmarks/bench_detectors.py [--per-kind 120] [--seeds heldout]
       [--densities 40,100,400,4000] [--tools ours,rlwatch,rldoctor,rldoctor-posthoc,rlprobe] [--no-timing]
@@ -53,6 +54,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,16 +264,42 @@ def load_real(real_dir: Path) -> list[Run]:
     runs = []
     for fname, spec in labels.items():
         s = RunSeries.from_imported(load_log(real_dir / fname)[0])
-        h = s.entropy
-        ref = float(np.median(h[np.isfinite(h)][:3]))
-        truth = None
-        if spec["label"] in ("collapse", "collapse-benign"):
-            truth = crossing(h, floor_of(ref), above=False)
-        elif spec["label"] == "explosion":
-            truth = crossing(h, EXPLODE_MULT * ref, above=True, start=3)
-        r = s.reward()
-        runs.append(Run(fname, spec["label"], s.steps, h, r, None, truth, {}))
+        truth = _truth(s.entropy, spec["label"])
+        runs.append(Run(fname, spec["label"], s.steps, s.entropy, s.reward(), None, truth, {}))
     return runs
+
+
+def _truth(h: np.ndarray, label: str) -> int | None:
+    """A real log's truth (point index): the floor crossing of a collapse, 3·H_ref of an explosion, H_ref the median
+    of the first 3 points."""
+    ref = float(np.median(h[np.isfinite(h)][:3]))
+    if label in ("collapse", "collapse-benign"):
+        return crossing(h, floor_of(ref), above=False)
+    if label == "explosion":
+        return crossing(h, EXPLODE_MULT * ref, above=True, start=3)
+    return None
+
+
+THIN_EVERY = (2, 5, 12)  # TRL's logging_steps: the defaults users pick; 12 brings a 500-step run to 41 points
+
+
+def logged_every(runs: list[Run], every: tuple[int, ...] = THIN_EVERY, min_points: int = 40) -> list[Run]:
+    """The labelled (not ambiguous) real runs as TRL would have logged them: the mean of each metric over every k
+    steps, stamped at the interval's last step (``logging_steps = k``), for each k that leaves ``min_points``. The
+    truth is taken on the thinned log the way :func:`load_real` takes it."""
+    out = []
+    for r in runs:
+        for k in every:
+            m = len(r.steps) // k
+            if r.label == "ambiguous" or m < min_points:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an interval without a reward logged is NaN
+                h = np.nanmean(r.entropy[: m * k].reshape(m, k), axis=1)
+                rw = None if r.reward is None else np.nanmean(r.reward[: m * k].reshape(m, k), axis=1)
+            steps = r.steps[k - 1 : m * k : k]
+            out.append(Run(f"{r.name}/mean-{k}", r.label, steps, h, rw, None, _truth(h, r.label), {}))
+    return out
 
 
 def noise_for(n: int, fits: list[NoiseFit], k: int = 4) -> list[NoiseFit]:
@@ -530,6 +558,15 @@ def main() -> None:
         secs = time.perf_counter() - t0
         title = f"Real runs ({len(scored)} scored, ambiguous reported only; ETA scored on synthetic runs; {secs:.0f} s)"
         counts = {t: share_counts([outs[k] for k in scored]) for t, outs in res.items()}
+        behind += print_table(title, table, counts, skip=("eta_coverage", "eta_abs_err_median"))
+        thin = logged_every(runs)
+        t0 = time.perf_counter()
+        res = score(thin, tools)
+        table = {t: summarize(outs) for t, outs in res.items()}
+        every = ", ".join(map(str, THIN_EVERY))
+        title = (f"Real runs logged every {every} steps (the mean over each interval, as TRL's logging_steps; "
+                 f"{len(thin)} logs of >= 40 points; {time.perf_counter() - t0:.0f} s)")  # fmt: skip
+        counts = {t: share_counts(outs) for t, outs in res.items()}
         behind += print_table(title, table, counts, skip=("eta_coverage", "eta_abs_err_median"))
     if not fits:
         from entropy_watch.synthetic import REAL_NOISE
