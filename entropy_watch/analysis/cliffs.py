@@ -49,7 +49,7 @@ def innovations(prep: Prepared, config: DetectorConfig, start: int = 0, chunk: i
     n, R, st = y.size, config.cliff_ref_versions, config.cliff_stride
     z = np.full(n, np.nan)
     first = max(R, start)
-    if n <= R + 1 or first >= n:
+    if n <= R or first >= n:  # z[R] needs y[R]: R + 1 points
         return z[start:]
     med = np.median if np.isfinite(y).all() else np.nanmedian  # nanmedian is many times slower
     view = sliding_window_view(y, R)  # view[k - R] = y[k-R : k], the reference window of fit point k

@@ -59,3 +59,19 @@ def test_a_resumed_scan_finds_what_a_full_scan_finds() -> None:
         got, scan = detect(prepare(series(h[:end]), cfg), cfg, None, scan)
     assert [a.key for a in got] == [a.key for a in full] and len(full) >= 2
     assert np.allclose(scan.z, innovations(prepare(series(h), cfg), cfg), equal_nan=True)
+
+
+def test_innovations_of_every_prefix_are_the_whole_runs_first_entries() -> None:
+    """Entry i uses points ≤ i only, from the first point that has a full reference window (index R) on: a live
+    scan resumed point by point finds the same innovations, so the same cliff onsets, as the whole run's scan."""
+    cfg = DetectorConfig()
+    R = cfg.cliff_ref_versions
+    h = noisy(np.full(R + 20, 0.8), 0.1, seed=4)
+    full = innovations(prepare(series(h), cfg), cfg)
+    assert np.isnan(full[:R]).all() and np.isfinite(full[R:]).all()
+    scan = None
+    for end in range(R - 2, R + 20):
+        cut = innovations(prepare(series(h[: end + 1]), cfg), cfg)
+        np.testing.assert_allclose(cut, full[: end + 1], equal_nan=True)
+        _, scan = detect(prepare(series(h[: end + 1]), cfg), cfg, None, scan)
+    np.testing.assert_allclose(scan.z, full, equal_nan=True)
