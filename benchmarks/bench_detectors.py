@@ -54,7 +54,6 @@ import logging
 import os
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +70,7 @@ from entropy_watch.analysis.scoring import (
     crossing,
     eta_records,
     floor_of,
+    logged_every,
     share_counts,
     summarize,
     worse_p,
@@ -283,21 +283,16 @@ def _truth(h: np.ndarray, label: str) -> int | None:
 THIN_EVERY = (2, 5, 12)  # TRL's logging_steps: the defaults users pick; 12 brings a 500-step run to 41 points
 
 
-def logged_every(runs: list[Run], every: tuple[int, ...] = THIN_EVERY, min_points: int = 40) -> list[Run]:
+def logged_like_trl(runs: list[Run], every: tuple[int, ...] = THIN_EVERY, min_points: int = 40) -> list[Run]:
     """The labelled (not ambiguous) real runs as TRL would have logged them: the mean of each metric over every k
     steps, stamped at the interval's last step (``logging_steps = k``), for each k that leaves ``min_points``. The
     truth is taken on the thinned log the way :func:`load_real` takes it."""
     out = []
     for r in runs:
         for k in every:
-            m = len(r.steps) // k
-            if r.label == "ambiguous" or m < min_points:
+            if r.label == "ambiguous" or len(r.steps) // k < min_points:
                 continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # an interval without a reward logged is NaN
-                h = np.nanmean(r.entropy[: m * k].reshape(m, k), axis=1)
-                rw = None if r.reward is None else np.nanmean(r.reward[: m * k].reshape(m, k), axis=1)
-            steps = r.steps[k - 1 : m * k : k]
+            steps, h, rw = logged_every(k, r.steps, r.entropy, r.reward)
             out.append(Run(f"{r.name}/mean-{k}", r.label, steps, h, rw, None, _truth(h, r.label), {}))
     return out
 
@@ -559,7 +554,7 @@ def main() -> None:
         title = f"Real runs ({len(scored)} scored, ambiguous reported only; ETA scored on synthetic runs; {secs:.0f} s)"
         counts = {t: share_counts([outs[k] for k in scored]) for t, outs in res.items()}
         behind += print_table(title, table, counts, skip=("eta_coverage", "eta_abs_err_median"))
-        thin = logged_every(runs)
+        thin = logged_like_trl(runs)
         t0 = time.perf_counter()
         res = score(thin, tools)
         table = {t: summarize(outs) for t, outs in res.items()}

@@ -48,6 +48,24 @@ def crossing(values: np.ndarray, level: float, *, above: bool, smooth: bool = Tr
     return int(np.argmax(hit)) if hit.any() else None
 
 
+def logged_every(
+    k: int, steps: np.ndarray, entropy: np.ndarray, reward: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(steps, entropy, reward) as TRL would have logged them with ``logging_steps = k``: the mean of each metric
+    over every k points (NaN-aware: an interval without a value logged is NaN), stamped at the interval's last step;
+    a trailing partial interval is dropped."""
+    m = len(steps) // k
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(np.asarray(x, dtype=np.float64)[: m * k].reshape(m, k), axis=1)
+
+    return np.asarray(steps)[k - 1 : m * k : k], mean(entropy), None if reward is None else mean(reward)
+
+
 def floor_of(h_ref: float) -> float:
     return max(FLOOR_REL * h_ref, FLOOR_ABS)
 

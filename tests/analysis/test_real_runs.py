@@ -14,14 +14,13 @@ step, and every k-th point (a sampled export): each keeps its verdict's kind.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from entropy_watch.analysis import RunSeries, analyze
-from entropy_watch.analysis.scoring import EXPLODE_MULT, crossing
+from entropy_watch.analysis.scoring import EXPLODE_MULT, crossing, logged_every
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"
 LABELS = json.loads((REAL / "labels.json").read_text()) if (REAL / "labels.json").exists() else {}
@@ -124,15 +123,9 @@ def test_real_run_logged_every_k_steps_keeps_its_verdict(fname: str, k: int) -> 
     from entropy_watch.importers import load_log
 
     s0 = RunSeries.from_imported(load_log(REAL / fname)[0])
-    m = len(s0) // k
     r0 = s0.reward()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an interval without a reward logged is NaN
-        h = np.nanmean(s0.entropy[: m * k].reshape(m, k), axis=1)
-        r = None if r0 is None else np.nanmean(r0[: m * k].reshape(m, k), axis=1)
     label = LABELS[fname]["label"]
-    every = s0.steps[k - 1 : m * k : k]
-    logs = [("mean", every, h, r)]
+    logs = [("mean", *logged_every(k, s0.steps, s0.entropy, r0))]
     if label != "collapse":  # sampled: a W&B export; a collapse read so sparsely may look like an early adaptation
         logs += [(f"every-{k}-from-{o}", s0.steps[o::k], s0.entropy[o::k], None if r0 is None else r0[o::k])
                  for o in range(k)]  # fmt: skip

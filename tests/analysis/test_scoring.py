@@ -93,3 +93,19 @@ def test_worse_p_is_the_one_sided_fisher_exact_tail() -> None:
             assert math.isclose(worse_p(ours, peer, higher_is_worse=greater), ref, rel_tol=1e-9), (ours, peer)
     assert worse_p((117, 120), (120, 120), higher_is_worse=False) < 0.25  # recall: fewer is worse
     assert worse_p((0, 0), (3, 360), higher_is_worse=True) == 1.0
+
+
+def test_logged_every_is_the_mean_over_each_interval_stamped_at_its_end() -> None:
+    from entropy_watch.analysis.scoring import logged_every
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(3, 3 + 2 * 23, 2)  # 23 points two steps apart
+    h, r = rng.random(23), rng.random(23)
+    r[5:10] = np.nan  # the reward's second interval of 5 has none logged
+    st, hh, rr = logged_every(5, steps, h, r)
+    naive = [(steps[i + 4], np.mean(h[i : i + 5]), np.nanmean(r[i : i + 5]) if np.isfinite(r[i : i + 5]).any()
+              else np.nan) for i in range(0, 20, 5)]  # fmt: skip
+    assert st.tolist() == [x[0] for x in naive] and len(st) == 4  # the last 3 points, a partial interval, dropped
+    np.testing.assert_allclose(hh, [x[1] for x in naive])
+    np.testing.assert_allclose(rr, [x[2] for x in naive], equal_nan=True)
+    assert np.isnan(rr[1]) and logged_every(5, steps, h)[2] is None
