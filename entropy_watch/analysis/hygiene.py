@@ -26,7 +26,6 @@ analysis agree at every step.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -299,8 +298,8 @@ def _first_points_reference(
             # first points' level 10 points before the 31 points its start's noise asks for were in)
             last = max(warm, need - 1)
             looks = range(warm + 1, min(need, fin.size) + 1)
-            strict = dataclasses.replace(config, trend_alpha=config.trend_alpha / max(need - warm, 1))
-            moved = next((m for m in looks if not _trendless(y[:m], config if m == need else strict)), None)
+            strict = config.trend_alpha / max(need - warm, 1)
+            moved = next((m for m in looks if not _trendless(y[:m], config.trend_alpha if m == need else strict)), None)
             if moved is not None:
                 return RefInfo(early, int(fin[0]), int(fin[k - 1]), max(known_at, int(fin[moved - 1])), method)
             if fin.size <= last:
@@ -311,10 +310,11 @@ def _first_points_reference(
     return RefInfo(early, int(fin[0]), int(fin[0] if falling else fin[k - 1]), known_at, method)
 
 
-def _trendless(y: np.ndarray, config: DetectorConfig) -> bool:
-    """No significant trend in ``y`` (Mann–Kendall p ≥ ``trend_alpha``): first points that may be averaged into an
-    early level. A start that already moves is judged on its first points instead."""
-    return not mann_kendall(y)[1] < config.trend_alpha
+def _trendless(y: np.ndarray, alpha: float) -> bool:
+    """No significant trend in ``y`` (Mann–Kendall p ≥ ``alpha``, ``trend_alpha`` unless tested at several looks):
+    first points that may be averaged into an early level. A start that already moves is judged on its first points
+    instead."""
+    return not mann_kendall(y)[1] < alpha
 
 
 def _early_level_retaken(
@@ -336,7 +336,7 @@ def _early_level_retaken(
         if not np.isfinite(sig):
             continue
         need = int(points_needed(sig, config))
-        if need <= have or need > p + 1 or not _trendless(y[:need], config):
+        if need <= have or need > p + 1 or not _trendless(y[:need], config.trend_alpha):
             continue
         have = need
         out.append((int(fin[p]), float(np.median(h[fin[:need]]))))

@@ -15,6 +15,7 @@ on the labelled real runs, so both judge by one rule:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,8 +32,6 @@ def centered_median(x: np.ndarray, width: int = SMOOTH_POINTS) -> np.ndarray:
     h = width // 2
     padded = np.concatenate([np.full(h, np.nan), x, np.full(h, np.nan)])
     with np.errstate(all="ignore"):
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             return np.nanmedian(sliding_window_view(padded, width), axis=1)
@@ -57,8 +56,6 @@ def logged_every(
     m = len(steps) // k
 
     def mean(x: np.ndarray) -> np.ndarray:
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             return np.nanmean(np.asarray(x, dtype=np.float64)[: m * k].reshape(m, k), axis=1)

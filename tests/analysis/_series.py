@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from entropy_watch.analysis import RunSeries
+from entropy_watch.analysis import Alert, Analyzer, RunSeries
 
 
 def noisy(clean: np.ndarray, cv: float = 0.05, seed: int = 0) -> np.ndarray:
@@ -26,3 +26,14 @@ def collapsing(n: int = 400, h0: float = 1.0, onset: int = 150, tau: float = 60.
     t = np.arange(n, dtype=float)
     base = h0 * (0.5 + 0.5 * np.exp(-t / 60.0))
     return noisy(base * np.exp(-np.clip(t - onset, 0, None) / tau), seed=seed)
+
+
+def polled(s: RunSeries, first: int = 0) -> list[Alert]:
+    """The alerts a reader polling ``s`` at every logged step from index ``first`` on receives, checking that each
+    arrives at its own step (when it happens, not found points later)."""
+    live, got = Analyzer(), []
+    for end in s.steps[first:].tolist():
+        new = live.update(s.prefix(end))
+        assert all(a.step == end for a in new), (end, [a.step for a in new])
+        got += new
+    return got

@@ -22,6 +22,8 @@ import pytest
 from entropy_watch.analysis import RunSeries, analyze
 from entropy_watch.analysis.scoring import EXPLODE_MULT, crossing, logged_every
 
+from ._series import polled
+
 REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"
 LABELS = json.loads((REAL / "labels.json").read_text()) if (REAL / "labels.json").exists() else {}
 
@@ -85,17 +87,10 @@ def test_csv_logs_state_no_vocabulary_so_no_ln_v_is_invented() -> None:
 def test_live_prefixes_of_a_noisy_real_start_give_the_post_hoc_alerts(fname: str) -> None:
     """A noisy start decides its H_ref from the points it has: a reader polling the run sees the alerts the whole
     run's analysis has, when it has them (7_5: σ 0.6 over its first points, a climb from point 12)."""
-    from entropy_watch.analysis import Analyzer
-
     s, _ = _analysed(fname)
     s = s.prefix(int(s.steps[min(len(s), 80) - 1]))
     post = analyze(s).alerts
-    live, got = Analyzer(), []
-    for end in s.steps.tolist():
-        new = live.update(s.prefix(end))
-        assert all(a.step == end for a in new), (end, [a.step for a in new])  # when it happens, not found later
-        got += new
-    assert [(a.key, a.message) for a in got] == [(a.key, a.message) for a in post]
+    assert [(a.key, a.message) for a in polled(s)] == [(a.key, a.message) for a in post]
     assert any(a.kind == "explosion" for a in post)
 
 
