@@ -49,12 +49,14 @@ def register(app: typer.Typer) -> None:
 
 @dataclass
 class Target:
-    """One run to analyse: its series, and the store it lives in (None for a raw log file)."""
+    """One run to analyse: its series, the store it lives in (None for a raw log file), and what importing a log file
+    noted (skipped cells, restarts, gaps read as not logged)."""
 
     series: RunSeries
     root: Path | None
     run: str
     source: str
+    notes: tuple[str, ...] = ()
 
 
 def resolve(target: str, default_root: Path, mapping: dict[str, str] | None = None) -> list[Target]:
@@ -76,7 +78,10 @@ def resolve(target: str, default_root: Path, mapping: dict[str, str] | None = No
             return [Target(RunSeries.from_reader(Store(root), run), root, run, str(p))]
         from entropy_watch.importers import load_log
 
-        return [Target(RunSeries.from_imported(r), None, r.name, str(p)) for r in load_log(p, mapping=mapping)]
+        return [
+            Target(RunSeries.from_imported(r), None, r.name, str(p), tuple(r.notes))
+            for r in load_log(p, mapping=mapping)
+        ]
     if os.sep in target or "/" in target or target.lower().endswith(LOG_SUFFIXES):
         raise EntropyWatchError(f"{target}: no such file or directory")
     try:
@@ -248,11 +253,12 @@ def alerts(
                 if write and t.root is not None:
                     _write_alerts(t.root, t.run, res.alerts)
                 worst = max([worst, *(a.rank for a in shown if gate is None or a.kind in gate)])
+                notes = [*t.notes, *res.notes]
                 if as_json:
                     entry = {"run": t.run, "source": t.source, "alerts": [a.to_dict() for a in shown]}
-                    out.append({**entry, "notes": res.notes, "verdict": v.to_dict()})
+                    out.append({**entry, "notes": notes, "verdict": v.to_dict()})
                 else:
-                    _print_table(t.run, t.source, shown, res.notes, v)
+                    _print_table(t.run, t.source, shown, notes, v)
         except NoEntropySeries as e:
             note = f"nothing to analyse; {e}"
             if as_json:

@@ -12,10 +12,12 @@ Two stages, shared by all formats:
    importer version).
 
 Cells: numbers and numeric strings (``nan``/``inf`` included) are values; empty cells, ``null``, ``None``, ``NA`` and
-``N/A`` are *missing* (no point at that step). A column whose non-missing cells are mostly text is a text column and
-is skipped (listed in ``meta["text_columns"]``). Other non-numeric cells in a numeric column are skipped with a
-counted note, except in the step column and in the entropy column, where they raise :class:`ImportFormatError`
-naming the row: a silently thinned entropy series would bias the detectors.
+``N/A`` are *missing* (no point at that step), and so are non-finite cells between the values of a column logged every
+k ≥ 2 steps in a table shared with metrics logged more often (:func:`off_cadence`; said in the run's notes). A column
+whose non-missing cells are mostly text is a text column and is skipped (listed in ``meta["text_columns"]``). Other
+non-numeric cells in a numeric column are skipped with a counted note, except in the step column and in the entropy
+column, where they raise :class:`ImportFormatError` naming the row: a silently thinned entropy series would bias the
+detectors.
 """
 
 from __future__ import annotations
@@ -191,6 +193,35 @@ def dedupe_last(steps: np.ndarray, values: np.ndarray) -> Series:
     return uniq.astype(np.int64), values[::-1][idx].astype(np.float64)
 
 
+CADENCE_SHARE = 0.8  # share of a column's intervals between finite values that must be its logging interval
+
+
+def off_cadence(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, int]:
+    """(mask, k): which non-finite values (bool, shape of ``values``) are gaps in a column logged every k ≥ 2 steps.
+
+    A table written by a logger that shares one row per step between metrics logged at different intervals (a
+    W&B or pandas export with ``NaN`` for "not logged", a JSON logger that writes NaN for a metric not computed that
+    step) fills the steps between a metric's values with NaN. Training that diverges does not: its NaN runs to the
+    end, or sits at the steps the metric was due. So when the finite values' step intervals are one k ≥ 2 in at
+    least ``CADENCE_SHARE`` of cases and the steps off that interval's phase are non-finite (all but a tenth), those
+    off-phase non-finite values are gaps; non-finite values *at* the cadence stay values (a logged divergence).
+    ``steps`` (n,) sorted unique int64, ``values`` (n,) float64; k is 0 when there are no gaps."""
+    bad = ~np.isfinite(values)
+    none = np.zeros(values.shape, dtype=bool)
+    fs = steps[~bad]
+    if not bad.any() or fs.size < 3:
+        return none, 0
+    gaps, counts = np.unique(np.diff(fs), return_counts=True)
+    k = int(gaps[np.argmax(counts)])
+    if k < 2 or counts.max() < CADENCE_SHARE * (fs.size - 1):
+        return none, 0
+    phases, counts = np.unique(fs % k, return_counts=True)
+    off = steps % k != phases[np.argmax(counts)]
+    if not off.any() or bad[off].mean() < 0.9:
+        return none, 0
+    return bad & off, k
+
+
 def _steps_of_rows(frame: Frame, step_col: str | None, parsed: Parsed) -> np.ndarray:
     """Step per row (int64; -1 for rows without a step). Raises on a step cell that is not an integer in range."""
     if step_col is None:
@@ -276,6 +307,7 @@ def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
     steps = _steps_of_rows(frame, step_col, parsed)
     _resume_events(steps, frame, parsed)
     text_cols: list[str] = []
+    between: list[str] = []
     for name in frame.cells:
         if name == step_col:
             continue
@@ -289,8 +321,17 @@ def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
         row_steps = steps[rows]
         keep = row_steps >= 0
         s, v = dedupe_last(row_steps[keep], vals[keep])
+        gaps, k = off_cadence(s, v)
+        if k:
+            between.append(f"{name!r} ({int(gaps.sum())} of {len(s)} rows, logged every {k} steps)")
+            s, v = s[~gaps], v[~gaps]
         if len(s):
             parsed.series[name] = (s, v)
+    if between:
+        parsed.notes.append(
+            f"non-finite cells off a column's logging interval read as not logged (a table shared with metrics "
+            f"logged more often): {', '.join(between)}"
+        )
     if text_cols:
         parsed.meta["text_columns"] = sorted(text_cols)
     return parsed

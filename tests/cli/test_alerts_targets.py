@@ -191,3 +191,34 @@ def test_control_characters_in_a_file_name_are_escaped(ew, store: Path, tmp_path
         for target in (tmp_path / name, tmp_path / "missing" / name):
             r = ew("--store", store, "alerts", target)
             assert r.code == 3 and "\x1b" not in r.err and "\\x1b" in r.err, r.err
+
+
+def test_a_column_logged_every_k_steps_in_a_shared_table(ew, store: Path, tmp_path: Path) -> None:
+    """A W&B-style table: reward every step, entropy every 5th with ``NaN`` between. The NaN cells are gaps (the same
+    alerts as the file with empty cells, and the import says so), not 80 divergences; NaN where a value was due is."""
+    from entropy_watch.synthetic import generate
+
+    run = generate("explosion", seed=3, n_steps=300)
+
+    def write(name: str, cell) -> Path:
+        lines = ["_step,train/reward,train/entropy"]
+        lines += [f"{s},{run.reward[s]:.4f},{cell(s)}" for s in range(300)]
+        (p := tmp_path / name).write_text("\n".join(lines) + "\n")
+        return p
+
+    def logged(s: int) -> str:
+        return f"{run.entropy[s]:.5f}" if s % 5 == 0 else ""
+
+    got = {}
+    for name, cell in {"blank.csv": logged, "nan.csv": lambda s: logged(s) or "NaN"}.items():
+        r = ew("--store", store, "alerts", write(name, cell), "--json")
+        (entry,) = json.loads(r.out)
+        got[name] = (r.code, [a["key"] for a in entry["alerts"]], entry["notes"])
+    assert got["blank.csv"][:2] == got["nan.csv"][:2]
+    assert got["nan.csv"][0] in (1, 2) and not any("nonfinite" in k for k in got["nan.csv"][1])
+    assert any("explosion" in k for k in got["nan.csv"][1])
+    assert any("'train/entropy' (240 of 300 rows, logged every 5 steps)" in n for n in got["nan.csv"][2])
+    diverged = write("diverged.csv", lambda s: "NaN" if s >= 250 else logged(s) or "NaN")
+    r = ew("--store", store, "alerts", diverged, "--json")
+    (entry,) = json.loads(r.out)
+    assert r.code == 2 and "250:guard.nonfinite:nonfinite:critical" in [a["key"] for a in entry["alerts"]]
