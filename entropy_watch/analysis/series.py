@@ -102,7 +102,8 @@ class RunSeries:
         others = {k: v for k, v in run.scalars.items() if k != src and k in M.CANONICAL}
         meta = dict(run.meta)
         meta.setdefault("source", run.source)
-        return cls(name=run.name, steps=steps, entropy=values, scalars=others, meta=meta)
+        events = sorted((int(e["step"]), str(e["kind"])) for e in run.events)  # as the store would hold them
+        return cls(name=run.name, steps=steps, entropy=values, scalars=others, events=events, meta=meta)
 
     @classmethod
     def from_reader(cls, reader: RunReader, run: str) -> RunSeries:

@@ -270,11 +270,23 @@ def _bad_step(frame: Frame, step_col: str, row: int, value: Any) -> ImportFormat
     )
 
 
+UNORDERED_SHARE = 0.25  # past this share of rows stepping back, a file's rows are out of order, not restarts
+
+
 def _resume_events(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:
-    """A step lower than the one before it marks a restart: record it and say how many steps were logged twice."""
+    """A step lower than the one before it marks a restart: record it and say how many steps were logged twice.
+    A resumed run steps back once per restart and climbs from there; when more than ``UNORDERED_SHARE`` of the rows
+    step back (a file sorted newest first, or shuffled), the rows are simply out of order: they are read in step
+    order and no restart is recorded (each would reset the detector's baselines at every point)."""
     valid = np.flatnonzero(steps >= 0)
     s = steps[valid]
     back = np.flatnonzero(s[1:] < s[:-1]) + 1
+    if len(back) > 1 and len(back) > UNORDERED_SHARE * (len(s) - 1):
+        parsed.notes.append(
+            f"rows are not in step order ({len(back)} of {len(s)} step back): read in step order, no restarts "
+            f"recorded; a repeated step keeps its last row"
+        )
+        return
     for i in back:
         row = int(valid[i])
         parsed.events.append(

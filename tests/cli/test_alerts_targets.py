@@ -222,3 +222,37 @@ def test_a_column_logged_every_k_steps_in_a_shared_table(ew, store: Path, tmp_pa
     r = ew("--store", store, "alerts", diverged, "--json")
     (entry,) = json.loads(r.out)
     assert r.code == 2 and "250:guard.nonfinite:nonfinite:critical" in [a["key"] for a in entry["alerts"]]
+
+
+@pytest.mark.parametrize("order", ["newest-first", "shuffled", "restart"])
+def test_a_log_file_and_its_import_give_one_verdict(ew, tmp_path: Path, order: str) -> None:
+    """`alerts FILE` and `import FILE; alerts RUN` read the same restarts: a file written newest first or shuffled has
+    none (it reset the stored run's baselines at every point: no alert at all on an explosion to 10 nats), a resumed
+    log has its one (which `alerts FILE` ignored)."""
+    import numpy as np
+
+    from entropy_watch.store import Store
+    from entropy_watch.synthetic import generate
+
+    run = generate("explosion", seed=5, n_steps=120)
+    rows = [(s, run.entropy[s], run.reward[s]) for s in range(120)]
+    if order == "newest-first":
+        rows = rows[::-1]
+    elif order == "shuffled":
+        rows = [rows[i] for i in np.random.default_rng(0).permutation(120)]
+    else:  # crashed after step 79, resumed from step 60: steps 60-79 logged twice, the second time as now
+        rows = [(s, h * 0.9, r) for s, h, r in rows[:80]] + rows[60:]
+    p = tmp_path / "log.csv"
+    p.write_text("step,entropy,reward\n" + "".join(f"{s},{h:.6f},{r:.4f}\n" for s, h, r in rows))
+    store = tmp_path / "store"
+    assert ew("--store", store, "import", p, "--run", "r").code == 0
+    keys = {}
+    for target in (p, "r"):
+        r = ew("--store", store, "alerts", target, "--json")
+        (entry,) = json.loads(r.out)
+        keys[str(target)] = [a["key"] for a in entry["alerts"]]
+    assert keys[str(p)] == keys["r"]
+    events = [e["kind"] for e in Store(store).events("r")]
+    assert events == (["resume"] if order == "restart" else [])
+    if order != "restart":
+        assert any("explosion" in k for k in keys["r"])
