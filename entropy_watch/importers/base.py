@@ -416,10 +416,19 @@ def assemble(
     elif A.is_eval(final[M.REWARD_MEAN]):
         n = len(series[final[M.REWARD_MEAN]][0])
         notes.append(f"reward/mean comes from the validation column {final[M.REWARD_MEAN]!r} ({n} points)")
-    ent_vals = series[ent_col][1]
+    ent_steps, ent_vals = series[ent_col]
     finite = ent_vals[np.isfinite(ent_vals)]
-    if len(finite) and float(np.median(finite)) < 0:
-        notes.append(f"entropy column {ent_col!r} is mostly negative: it may be a loss (-H); check it")
+    if len(finite) and float(finite.max()) <= 0 < -float(finite.min()):  # an entropy is never negative: this is -H
+        scalars[M.ENTROPY_MEAN] = (ent_steps, -ent_vals)
+        notes.append(
+            f"entropy column {ent_col!r} holds no positive value: read as a loss (-H) and negated; pass "
+            f"--map entropy=COLUMN if the entropy is in another column"
+        )
+    elif (finite < 0).any():
+        notes.append(
+            f"entropy column {ent_col!r} holds {int((finite < 0).sum())} negative value(s) of {len(finite)}: an "
+            f"entropy is never negative, so they read as 0; check the column (a loss -H, or another quantity?)"
+        )
     definition = entropy_definition or A.entropy_definition(ent_col, fmt) or "unknown (not stated by the source)"
     full_mapping = {A.STEP: parsed.step_column or "<row order>", **dict(sorted(final.items()))}
     meta = {

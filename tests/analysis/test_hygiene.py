@@ -180,3 +180,19 @@ def test_sawtooth_period_found_and_absent_on_smooth_decay() -> None:
     saw = np.exp(-t / 200) * np.exp(-0.2 * (t % 4) / 3)
     assert sawtooth_period(np.log(saw)) == 4
     assert sawtooth_period(np.log(healthy(300))) == 1
+
+
+def test_a_negative_entropy_reads_as_zero(recwarn) -> None:
+    """An entropy is never below 0; a value that is (an estimator's rounding, a loss -H mapped by mistake) reads as 0
+    everywhere — the level, the guards' messages — as log H already read it, and warns nothing on the way."""
+    from entropy_watch.analysis import analyze
+
+    h = healthy(200, seed=4)
+    h[[50, 51, 120]] = 0.0
+    neg = h.copy()
+    neg[[50, 51, 120]] = [-0.3, -1e-9, -12.0]
+    zero_res, neg_res = analyze(series(h)), analyze(series(neg))
+    assert [(a.key, a.message) for a in neg_res.alerts] == [(a.key, a.message) for a in zero_res.alerts]
+    p = prepare(series(neg), DetectorConfig())
+    assert (p.h >= 0).all() and np.array_equal(p.h, prepare(series(h), DetectorConfig()).h)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

@@ -141,3 +141,19 @@ def test_delimiter_agrees_with_the_data_rows(tmp_path, text, columns) -> None:
     (run,) = load_log(p, mapping={"entropy": columns[1]})
     steps, values = run.series(M.ENTROPY_MEAN)
     assert steps.tolist() == [1, 2] and values.tolist() == [0.5, 0.4]
+
+
+def test_an_entropy_column_without_a_positive_value_is_a_loss(tmp_path) -> None:
+    """A column auto-mapped as entropy that holds -H (a trainer's ``entropy_loss``) is negated and the note says so;
+    a column with some negative values keeps them and the note counts them (the analysis reads them as 0)."""
+    path = tmp_path / "loss.csv"
+    path.write_text("step,train/entropy_loss\n" + "".join(f"{s},{-1.0 + s / 100:.3f}\n" for s in range(60)))
+    (run,) = load_log(path)
+    assert run.mapping[M.ENTROPY_MEAN] == "train/entropy_loss"
+    assert run.series(M.ENTROPY_MEAN)[1][:2].tolist() == [1.0, 0.99]
+    assert any("holds no positive value: read as a loss (-H) and negated" in n for n in run.notes)
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("step,entropy\n" + "".join(f"{s},{(-1) ** (s % 3 == 0) * 0.5:.3f}\n" for s in range(60)))
+    (run,) = load_log(mixed)
+    assert run.series(M.ENTROPY_MEAN)[1][:2].tolist() == [-0.5, 0.5]
+    assert any("holds 20 negative value(s) of 60" in n for n in run.notes)
