@@ -32,6 +32,7 @@ from entropy_watch.cli.common import (
 
 if TYPE_CHECKING:
     from entropy_watch.analysis import Alert, AnalysisResult, RunSeries, Verdict
+    from entropy_watch.store import Store
 
 EXIT_CLEAN, EXIT_WARNING, EXIT_CRITICAL, EXIT_ERROR = 0, 1, 2, 3
 SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
@@ -75,7 +76,7 @@ def resolve(target: str, default_root: Path, mapping: dict[str, str] | None = No
         if p.is_dir() and p.name.startswith("run="):
             root, run = p.parent, p.name[len("run=") :]
             _no_map(mapping, target)
-            return [Target(RunSeries.from_reader(Store(root), run), root, run, str(p))]
+            return [_stored(Store(root), root, run, str(p))]
         from entropy_watch.importers import load_log
 
         return [
@@ -85,14 +86,22 @@ def resolve(target: str, default_root: Path, mapping: dict[str, str] | None = No
     if os.sep in target or "/" in target or target.lower().endswith(LOG_SUFFIXES):
         raise EntropyWatchError(f"{target}: no such file or directory")
     try:
-        series = RunSeries.from_reader(Store(default_root), target)
+        stored = _stored(Store(default_root), default_root, target, f"{default_root}/run={target}")
     except RunNotFound as e:
         hint = "" if run_names(default_root) else f"; {EMPTY_STORE_HINT}"
         raise RunNotFound(f"{e}; no file or folder of that name either{hint}") from None
     except InvalidRunName as e:
         raise InvalidRunName(f"{target!r} is no file or folder, nor a run name: {e}") from None
     _no_map(mapping, target)
-    return [Target(series, default_root, target, f"{default_root}/run={target}")]
+    return [stored]
+
+
+def _stored(store: Store, root: Path, run: str, source: str) -> Target:
+    """A store run as a :class:`Target`, with the notes its import left in ``run.json`` (none for a live run)."""
+    from entropy_watch.analysis import RunSeries
+
+    series = RunSeries.from_reader(store, run)
+    return Target(series, root, run, source, tuple(store.run_meta(run).get("import_notes", ())))
 
 
 def _lexists(p: Path) -> bool:

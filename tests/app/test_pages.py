@@ -105,6 +105,8 @@ def test_imported_run_explains_missing_charts(monkeypatch: pytest.MonkeyPatch, s
     assert "No token-entropy histogram: imported logs carry only scalar metrics" in text
     assert "No reward (reward/mean or eval/pass@1) logged" in text and "No clip fractions" in text
     assert "entropy" in figures(at)
+    notes = Store(synthetic_store).run_meta(IMPORTED)["import_notes"]  # what the import said, shown with the run
+    assert notes and all(n in texts(at, "caption") for n in notes)
 
 
 # -- 1: deep links ---------------------------------------------------------------------------------------------
