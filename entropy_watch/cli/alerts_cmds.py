@@ -408,5 +408,5 @@ def report(
         raise EntropyWatchError(f"{target} holds {len(found)} runs ({names}); pick one with --run")
     t = found[0]
     res = _progress_analyze(t.series, show=True)
-    path = build_report(t.series, res, output, source=t.source)
+    path = build_report(t.series, res, output, source=t.source, notes=t.notes)
     typer.echo(printable(f"wrote {path} ({len(res.alerts)} alerts)"))
