@@ -396,8 +396,8 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
     """Apply L0 hygiene to ``series`` (see the module docstring). ``previous``, the result for a prefix of the same
     series (same points, same change points), lets the noise and the level be computed for the new points only."""
     steps = series.steps
-    with np.errstate(invalid="ignore"):  # an entropy is never below 0: a value that is (an estimator's rounding, a
-        h = np.where(series.entropy < 0, 0.0, series.entropy)  # loss -H mapped by mistake) reads as 0, NaN stays
+    e = series.entropy  # an entropy is never below 0: a finite value that is (an estimator's rounding, a loss -H
+    h = np.where(np.isfinite(e) & (e < 0), 0.0, e)  # mapped by mistake) reads as 0; NaN and ±inf stay for the guard
     n = h.size
     finite = np.isfinite(h)
     with np.errstate(all="ignore"):
