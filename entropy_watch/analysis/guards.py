@@ -193,11 +193,17 @@ def explosion_rearm(prep: Prepared, config: DetectorConfig) -> np.ndarray:
 
 
 def gradual(prep: Prepared, start: int, config: DetectorConfig) -> bool:
-    """The first point of an excursion (``start``) sits within ``hold_z`` noise σ of the level just before it: the
-    entropy crossed the line by climbing, not by jumping (a spike)."""
+    """The first point of an excursion (``start``) sits within ``hold_z`` noise σ of the level just before it, or of
+    the point just before it: the entropy crossed the line by climbing, not by jumping (a spike). The point, because
+    a steady climb faster than the level's rolling median can follow moves from point to point while the median lags
+    a point or two behind (Deep-GRPO TreeRL logged every 12 steps: 0.50, 0.60, 0.71 nats, each step within the noise
+    of the one before, the last two 4σ above the median of three)."""
     if start < 1 or not np.isfinite(prep.smooth[start - 1]) or not np.isfinite(prep.sigma[start - 1]):
         return False
-    return bool(prep.log_h[start] - np.log(prep.smooth[start - 1]) < config.hold_z * prep.sigma[start - 1])
+    before = np.log(prep.smooth[start - 1])
+    if np.isfinite(prep.log_h[start - 1]):
+        before = max(before, float(prep.log_h[start - 1]))
+    return bool(prep.log_h[start] - before < config.hold_z * prep.sigma[start - 1])
 
 
 def rise_window(prep: Prepared, i: int, config: DetectorConfig) -> int:

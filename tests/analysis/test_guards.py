@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from entropy_watch.analysis import DetectorConfig, analyze_series
+from entropy_watch.analysis import DetectorConfig, analyze_series, guards
 from entropy_watch.analysis.guards import (
     climb_starts,
     detect,
@@ -297,3 +297,26 @@ def test_explosion_lines_rise_to_the_early_level_more_first_points_show(monkeypa
         al = [a for a in _by(detect(p, cfg), "guard.explosion") if a.severity != "info"]
         assert al and 100 <= al[0].step <= 110, seed
         assert "as many as a level needs" in al[0].message
+
+
+def test_a_steady_climb_faster_than_the_level_crosses_gradually() -> None:
+    """A climb of +9% per point on a quiet log (σ 0.03): the point that crosses 3× H_ref is within the noise of the
+    one before, while the level's rolling median lags behind it by more than 4σ. It is a climb, so the two-point path
+    fires two points past the line (it waited for the five-point hold); a jump to the same height out of a flat run
+    is still no climb."""
+    cfg = DetectorConfig()
+    n = 60
+    t = np.arange(n, dtype=float)
+    h = noisy(np.where(t < 30, 0.2, 0.2 * np.exp(0.09 * (t - 29))), 0.03, seed=2)
+    prep = prepare(series(h, reward=np.full(n, 0.6)), cfg)
+    warn = guards.explosion_levels(prep, cfg)[0]
+    first = int(np.argmax(h > warn))
+    sigma = prep.sigma[first - 1]
+    assert np.log(h[first] / prep.smooth[first - 1]) > cfg.hold_z * sigma  # the median lags past the clear margin
+    assert np.log(h[first] / h[first - 1]) < cfg.hold_z * sigma  # one point to the next: within the noise
+    al = _by(detect(prep, cfg), "guard.explosion")
+    assert al and al[0].step == first + 1 and "for 2 points" in al[0].message
+    jump = noisy(np.full(n, 0.2), 0.03, seed=2)
+    jump[45:] *= h[first] / 0.2  # the same height, reached in one step from the flat level
+    al = _by(detect(prepare(series(jump, reward=np.full(n, 0.6)), cfg), cfg), "guard.explosion")
+    assert al and "for 2 points" not in al[0].message
