@@ -194,6 +194,7 @@ def dedupe_last(steps: np.ndarray, values: np.ndarray) -> Series:
 
 
 CADENCE_SHARE = 0.8  # share of a column's intervals between finite values that must be its logging interval
+CADENCE_GAP_SHARE = 0.9  # ... and share of its cells off that interval that must be non-finite
 
 
 def off_cadence(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -203,8 +204,9 @@ def off_cadence(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, int]
     W&B or pandas export with ``NaN`` for "not logged", a JSON logger that writes NaN for a metric not computed that
     step) fills the steps between a metric's values with NaN. Training that diverges does not: its NaN runs to the
     end, or sits at the steps the metric was due. So when the finite values' step intervals are one k ≥ 2 in at
-    least ``CADENCE_SHARE`` of cases and the steps off that interval's phase are non-finite (all but a tenth), those
-    off-phase non-finite values are gaps; non-finite values *at* the cadence stay values (a logged divergence).
+    least ``CADENCE_SHARE`` of cases and the steps off that interval's phase are non-finite (a ``CADENCE_GAP_SHARE``
+    of them at least), those off-phase non-finite values are gaps; non-finite values *at* the cadence stay values (a
+    logged divergence).
     ``steps`` (n,) sorted unique int64, ``values`` (n,) float64; k is 0 when there are no gaps."""
     bad = ~np.isfinite(values)
     none = np.zeros(values.shape, dtype=bool)
@@ -217,7 +219,7 @@ def off_cadence(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, int]
         return none, 0
     phases, counts = np.unique(fs % k, return_counts=True)
     off = steps % k != phases[np.argmax(counts)]
-    if not off.any() or bad[off].mean() < 0.9:
+    if not off.any() or bad[off].mean() < CADENCE_GAP_SHARE:
         return none, 0
     return bad & off, k
 
