@@ -142,6 +142,8 @@ def show(
     console().print(table)
     if verdict is not None:
         _print_verdict(verdict)
+    for note in meta.get("import_notes", ()):  # what importing the run's log noted (gaps, -H, rows out of order)
+        console().print(text(f"note: {note}", "dim"))
     if not latest:
         typer.echo("no scalars recorded yet")
 

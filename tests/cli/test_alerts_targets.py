@@ -257,7 +257,8 @@ def test_a_log_file_and_its_import_give_one_verdict(ew, tmp_path: Path, order: s
     if order != "restart":
         assert any("explosion" in k for k in keys["r"][0])
         assert any("rows are not in step order" in n for n in keys["r"][1])
-        for target in (p, "r"):  # and the report says it too
+        assert "rows are not in step order" in ew("--store", store, "show", "r").out  # and show, and the report
+        for target in (p, "r"):
             out = tmp_path / "report.html"
             assert ew("--store", store, "report", target, "-o", out).code == 0
             assert "rows are not in step order" in out.read_text()
