@@ -89,7 +89,7 @@ def header(
         st.warning(state.error)
     if pending and v is not None:
         st.caption("⏳ The detector is catching up with the newest steps.")
-    for note in [*meta.get("import_notes", ()), *(v.notes if v is not None else ())]:
+    for note in v.notes if v is not None else ():
         st.caption(note)
 
 

@@ -20,8 +20,6 @@ import numpy as np
 from entropy_watch.errors import MissingExtra
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from entropy_watch.analysis import AnalysisResult, RunSeries, Verdict
 
 SEVERITY_COLOR = {"info": "#1f77b4", "warning": "#ff7f0e", "critical": "#d62728"}
@@ -142,11 +140,8 @@ def _verdict_block(v: Verdict) -> str:
     return "".join(parts)
 
 
-def build_report(
-    series: RunSeries, result: AnalysisResult, path: str | Path, *, source: str = "", notes: Sequence[str] = ()
-) -> Path:
-    """Write the report for ``series`` and its ``result`` to ``path`` (one HTML file); returns the path. ``notes``:
-    what reading the source noted (an import's notes), shown before the verdict's own."""
+def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *, source: str = "") -> Path:
+    """Write the report for ``series`` and its ``result`` to ``path`` (one HTML file); returns the path."""
     try:
         import plotly.graph_objects as go
         import plotly.io as pio
@@ -163,11 +158,11 @@ def build_report(
     v = result.verdict
     if v is None:
         raise ValueError("build_report needs an analysis result with its verdict (entropy_watch.analysis.analyze)")
-    shown = "".join(f"<p class='muted'>note: {html.escape(n)}</p>" for n in [*notes, *v.notes])
+    notes = "".join(f"<p class='muted'>note: {html.escape(n)}</p>" for n in v.notes)
     title = f"entropy_watch report: {html.escape(series.name)}"
     body = (
         f"<h1>{title}</h1><p class='muted'>{html.escape(source)} · {len(series)} logged steps · "
-        f"{len(v.alerts)} alerts · health: {v.health}</p>{_verdict_block(v)}{shown}"
+        f"{len(v.alerts)} alerts · health: {v.health}</p>{_verdict_block(v)}{notes}"
         f"<h2>Entropy</h2>{parts[0] if parts else ''}{''.join(parts[1:])}<h2>Alerts</h2>{_alerts_table(v)}"
     )
     doc = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style></head>"

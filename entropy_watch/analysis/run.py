@@ -155,7 +155,7 @@ class Analyzer:
         prep = prepare(series, cfg, self._prep)
         self._prep = prep
         n = len(prep)
-        notes: list[str] = []
+        notes: list[str] = list(series.meta.get("import_notes", ()))  # how the log was read (gaps, -H, order)
         if n < cfg.min_points:
             notes.append(f"{series.name}: {n} logged points; the detector decides from the {cfg.min_points}th")
             res = AnalysisResult(alerts=guards.nonfinite(prep), notes=notes, prep=prep)

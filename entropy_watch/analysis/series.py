@@ -102,6 +102,7 @@ class RunSeries:
         others = {k: v for k, v in run.scalars.items() if k != src and k in M.CANONICAL}
         meta = dict(run.meta)
         meta.setdefault("source", run.source)
+        meta["import_notes"] = list(run.notes)  # as the store keeps them in run.json
         events = sorted((int(e["step"]), str(e["kind"])) for e in run.events)  # as the store would hold them
         return cls(name=run.name, steps=steps, entropy=values, scalars=others, events=events, meta=meta)
 
@@ -177,8 +178,9 @@ class RunSeries:
 
 def analysis_meta(run_json: dict[str, Any]) -> dict[str, Any]:
     """What the detector reads from a run's ``run.json``: ``vocab_size`` and ``planned_steps``, taken from the top
-    level or, failing that, from the stored config (where a trainer's ``max_steps`` means ``planned_steps``)."""
-    m = {k: run_json[k] for k in ("vocab_size", "planned_steps") if run_json.get(k) is not None}
+    level or, failing that, from the stored config (where a trainer's ``max_steps`` means ``planned_steps``); and an
+    imported run's ``import_notes`` (what reading its log decided), which the verdict's notes open with."""
+    m = {k: run_json[k] for k in ("vocab_size", "planned_steps", "import_notes") if run_json.get(k) is not None}
     cfg = run_json.get("config")
     if isinstance(cfg, dict):
         for k in ("vocab_size", "planned_steps", "max_steps"):

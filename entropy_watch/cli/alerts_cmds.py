@@ -32,7 +32,6 @@ from entropy_watch.cli.common import (
 
 if TYPE_CHECKING:
     from entropy_watch.analysis import Alert, AnalysisResult, RunSeries, Verdict
-    from entropy_watch.store import Store
 
 EXIT_CLEAN, EXIT_WARNING, EXIT_CRITICAL, EXIT_ERROR = 0, 1, 2, 3
 SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
@@ -50,14 +49,12 @@ def register(app: typer.Typer) -> None:
 
 @dataclass
 class Target:
-    """One run to analyse: its series, the store it lives in (None for a raw log file), and what importing a log file
-    noted (skipped cells, restarts, gaps read as not logged)."""
+    """One run to analyse: its series, and the store it lives in (None for a raw log file)."""
 
     series: RunSeries
     root: Path | None
     run: str
     source: str
-    notes: tuple[str, ...] = ()
 
 
 def resolve(target: str, default_root: Path, mapping: dict[str, str] | None = None) -> list[Target]:
@@ -76,32 +73,21 @@ def resolve(target: str, default_root: Path, mapping: dict[str, str] | None = No
         if p.is_dir() and p.name.startswith("run="):
             root, run = p.parent, p.name[len("run=") :]
             _no_map(mapping, target)
-            return [_stored(Store(root), root, run, str(p))]
+            return [Target(RunSeries.from_reader(Store(root), run), root, run, str(p))]
         from entropy_watch.importers import load_log
 
-        return [
-            Target(RunSeries.from_imported(r), None, r.name, str(p), tuple(r.notes))
-            for r in load_log(p, mapping=mapping)
-        ]
+        return [Target(RunSeries.from_imported(r), None, r.name, str(p)) for r in load_log(p, mapping=mapping)]
     if os.sep in target or "/" in target or target.lower().endswith(LOG_SUFFIXES):
         raise EntropyWatchError(f"{target}: no such file or directory")
     try:
-        stored = _stored(Store(default_root), default_root, target, f"{default_root}/run={target}")
+        series = RunSeries.from_reader(Store(default_root), target)
     except RunNotFound as e:
         hint = "" if run_names(default_root) else f"; {EMPTY_STORE_HINT}"
         raise RunNotFound(f"{e}; no file or folder of that name either{hint}") from None
     except InvalidRunName as e:
         raise InvalidRunName(f"{target!r} is no file or folder, nor a run name: {e}") from None
     _no_map(mapping, target)
-    return [stored]
-
-
-def _stored(store: Store, root: Path, run: str, source: str) -> Target:
-    """A store run as a :class:`Target`, with the notes its import left in ``run.json`` (none for a live run)."""
-    from entropy_watch.analysis import RunSeries
-
-    series = RunSeries.from_reader(store, run)
-    return Target(series, root, run, source, tuple(store.run_meta(run).get("import_notes", ())))
+    return [Target(series, default_root, target, f"{default_root}/run={target}")]
 
 
 def _lexists(p: Path) -> bool:
@@ -262,12 +248,11 @@ def alerts(
                 if write and t.root is not None:
                     _write_alerts(t.root, t.run, res.alerts)
                 worst = max([worst, *(a.rank for a in shown if gate is None or a.kind in gate)])
-                notes = [*t.notes, *res.notes]
                 if as_json:
                     entry = {"run": t.run, "source": t.source, "alerts": [a.to_dict() for a in shown]}
-                    out.append({**entry, "notes": notes, "verdict": v.to_dict()})
+                    out.append({**entry, "notes": res.notes, "verdict": v.to_dict()})
                 else:
-                    _print_table(t.run, t.source, shown, notes, v)
+                    _print_table(t.run, t.source, shown, res.notes, v)
         except NoEntropySeries as e:
             note = f"nothing to analyse; {e}"
             if as_json:
@@ -408,5 +393,5 @@ def report(
         raise EntropyWatchError(f"{target} holds {len(found)} runs ({names}); pick one with --run")
     t = found[0]
     res = _progress_analyze(t.series, show=True)
-    path = build_report(t.series, res, output, source=t.source, notes=t.notes)
+    path = build_report(t.series, res, output, source=t.source)
     typer.echo(printable(f"wrote {path} ({len(res.alerts)} alerts)"))

@@ -142,8 +142,6 @@ def show(
     console().print(table)
     if verdict is not None:
         _print_verdict(verdict)
-    for note in meta.get("import_notes", ()):  # what importing the run's log noted (gaps, -H, rows out of order)
-        console().print(text(f"note: {note}", "dim"))
     if not latest:
         typer.echo("no scalars recorded yet")
 
@@ -174,6 +172,8 @@ def _print_verdict(v: Any) -> None:
     if v.floor is not None:
         extra = f"; ln V {v.ln_v:.2f}" if v.ln_v is not None else ""
         out.print(text(f"floor {fmt_value(v.floor)} nats{extra}", "dim"))
+    for note in v.notes:
+        out.print(text(f"note: {note}", "dim"))
 
 
 def sql(
