@@ -97,6 +97,9 @@ class DetectorConfig:
     """The smallest reward move that counts (a share of its ceiling), falling (explosion) or climbing (saturation)."""
     near_uniform_frac: float = 0.7
     """When V is known: H_ref above this share of ln V is a near-uniform start (an info note, never an explosion)."""
+    lnv_excess_frac: float = 0.02
+    """When V is known: an entropy above (1 + this)·ln V contradicts it (no distribution over V tokens has more; the
+    margin covers low-precision rounding), so ln V is not used from that point (a note says why)."""
     spike_z: float = 4.0
     """A transient spike (info) must exceed the explosion threshold and sit this many σ above the level before it."""
     rearm_frac: float = 0.5

@@ -141,9 +141,11 @@ def explosion_levels(prep: Prepared, config: DetectorConfig) -> tuple[np.ndarray
     warn = config.explode_warn_mult * ref
     crit = config.explode_crit_mult * ref
     possible = np.isfinite(ref)
-    if np.isfinite(prep.ln_v):
-        crit = np.minimum(crit, np.maximum(warn, config.explode_lnv_frac * prep.ln_v))
-        possible &= prep.ref_seg < config.near_uniform_frac * prep.ln_v
+    known = np.isfinite(prep.ln_v)
+    if known.any():
+        with np.errstate(invalid="ignore"):
+            crit = np.where(known, np.minimum(crit, np.maximum(warn, config.explode_lnv_frac * prep.ln_v)), crit)
+            possible &= ~known | (prep.ref_seg < config.near_uniform_frac * prep.ln_v)
     return warn, crit, possible
 
 
@@ -173,7 +175,7 @@ def _rise_text(prep: Prepared, i: int, config: DetectorConfig, target: float, la
 def crit_label(prep: Prepared, i: int, config: DetectorConfig, crit: float) -> str:
     """'6× H_ref (0.93 nats)' or 'half of ln V (5.9 nats)'."""
     mult = config.explode_crit_mult * float(line_lift(prep, config)[i])
-    if np.isfinite(prep.ln_v) and crit < mult * prep.ref_seg[i] * (1 - 1e-9):
+    if np.isfinite(prep.ln_v[i]) and crit < mult * prep.ref_seg[i] * (1 - 1e-9):
         return f"{config.explode_lnv_frac:g} of ln V ({fmt_nats(crit)} nats)"
     return f"{mult:.3g}× H_ref ({fmt_nats(crit)} nats)"
 
@@ -374,8 +376,8 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
             text, fev = _rise_text(prep, i, config, float(crit[i]), label)
             ev.update(fev)
         what += lift_note(prep, i, config)
-        if np.isfinite(prep.ln_v):
-            what += f"; uniform noise is ln V = {prep.ln_v:.1f}"
+        if np.isfinite(prep.ln_v[i]):
+            what += f"; uniform noise is ln V = {float(prep.ln_v[i]):.1f}"
         out.append(
             Alert(
                 step=int(prep.steps[i]),
@@ -439,12 +441,11 @@ def _spikes(prep: Prepared, config: DetectorConfig, above: np.ndarray, fired: np
 
 def near_uniform(prep: Prepared, config: DetectorConfig) -> list[Alert]:
     """An info note at the arming point of each segment whose H_ref is near ln V (only when V is known)."""
-    if not np.isfinite(prep.ln_v):
-        return []
     out = []
     for ref in prep.refs.values():
-        if ref.value >= config.near_uniform_frac * prep.ln_v and ref.known_at < len(prep):
-            i = ref.known_at
+        i = ref.known_at
+        ln_v = float(prep.ln_v[i]) if i < len(prep) else float("nan")
+        if ref.value >= config.near_uniform_frac * ln_v:  # False when ln V is unknown (NaN)
             out.append(
                 Alert(
                     step=int(prep.steps[i]),
@@ -453,10 +454,10 @@ def near_uniform(prep: Prepared, config: DetectorConfig) -> list[Alert]:
                     severity="info",
                     message=(
                         f"entropy starts near uniform: H_ref {fmt_nats(ref.value)} nats is "
-                        f"{100 * ref.value / prep.ln_v:.0f}% of ln V = {prep.ln_v:.2f}; a fall from here is the "
+                        f"{100 * ref.value / ln_v:.0f}% of ln V = {ln_v:.2f}; a fall from here is the "
                         "policy learning, and there is no room left to explode"
                     ),
-                    evidence={"h_ref": ref.value, "ln_v": prep.ln_v},
+                    evidence={"h_ref": ref.value, "ln_v": ln_v},
                 )
             )
     return out

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from entropy_watch.analysis.alert import fmt_nats
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.series import RunSeries
 from entropy_watch.analysis.trend import mann_kendall
@@ -151,8 +152,9 @@ class Prepared:
     ``floor[i]`` the collapse floor in nats (``floor_seg`` likewise);
     ``armed[i]`` whether decisions may be taken at i; ``smooth[i]`` the level (causal rolling median of H over a
     noise-scaled width);
-    ``sigma[i]`` the robust noise σ of log H over the trailing ``noise_points``; ``ln_v`` is NaN unless the
-    vocabulary size is known; ``refs`` the :class:`RefInfo` of each armed segment, by its start index.
+    ``sigma[i]`` the robust noise σ of log H over the trailing ``noise_points``; ``ln_v[i]`` the log of the stated
+    vocabulary size ``vocab_size`` (nats), NaN where V is unknown or a value up to i lay above it
+    (:func:`consistent_ln_v`); ``refs`` the :class:`RefInfo` of each armed segment, by its start index.
     """
 
     steps: np.ndarray
@@ -170,7 +172,8 @@ class Prepared:
     smooth: np.ndarray
     sigma: np.ndarray
     reward: np.ndarray | None
-    ln_v: float
+    ln_v: np.ndarray
+    vocab_size: int | None
     planned_steps: int | None
     refs: dict[int, RefInfo]
 
@@ -392,6 +395,33 @@ def _noise(log_h: np.ndarray, seg_start: np.ndarray, config: DetectorConfig, sta
     return out[np.maximum.accumulate(mark)][start:]
 
 
+def consistent_ln_v(h: np.ndarray, finite: np.ndarray, vocab: int | None, config: DetectorConfig) -> np.ndarray:
+    """ln V per point, shape (n,), in nats; NaN everywhere when V is unknown, and from the first finite entropy above
+    (1 + ``lnv_excess_frac``)·ln V on: a per-token entropy in nats cannot exceed ln V, so such a value says the
+    column is something else (summed over a sequence, in bits) or V is wrong, and ln V is not used from there. Causal:
+    a prefix gets the same values."""
+    n = h.size
+    if not vocab or vocab < 2:
+        return np.full(n, np.nan)
+    ln_v = float(np.log(vocab))
+    with np.errstate(invalid="ignore"):
+        above = finite & (h > (1.0 + config.lnv_excess_frac) * ln_v)
+    return np.where(np.logical_or.accumulate(above), np.nan, ln_v)
+
+
+def lnv_note(prep: Prepared) -> str | None:
+    """Why ln V stopped being used, when a logged entropy contradicted the stated vocabulary (None otherwise)."""
+    if prep.vocab_size is None or not len(prep) or np.isfinite(prep.ln_v[-1]):
+        return None
+    i = int(np.flatnonzero(~np.isfinite(prep.ln_v))[0])
+    ln_v = float(np.log(prep.vocab_size))
+    return (
+        f"entropy {fmt_nats(float(prep.h[i]))} nats at step {int(prep.steps[i])} is above ln V = {ln_v:.2f}, the most "
+        f"a vocabulary of {prep.vocab_size} allows: the logged value is not a per-token entropy in nats (summed over "
+        "a sequence? in bits?) or the vocabulary size is wrong; ln V is not used from there"
+    )
+
+
 def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None = None) -> Prepared:
     """Apply L0 hygiene to ``series`` (see the module docstring). ``previous``, the result for a prefix of the same
     series (same points, same change points), lets the noise and the level be computed for the new points only."""
@@ -450,7 +480,7 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
     h_fin = np.where(finite, h, np.nan)
     tail = causal_median_var(h_fin, level_widths(sigma[m:], config), m) if n > m else np.zeros(0)
     smooth = np.concatenate([previous.smooth[:m] if m else np.zeros(0), tail])
-    vocab = series.meta.get("vocab_size")
+    vocab = int(series.meta["vocab_size"]) if series.meta.get("vocab_size") else None
     return Prepared(
         steps=steps,
         h=h,
@@ -467,7 +497,8 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
         smooth=smooth,
         sigma=sigma,
         reward=series.reward(),
-        ln_v=float(np.log(int(vocab))) if vocab else float("nan"),
+        ln_v=consistent_ln_v(h, finite, vocab, config),
+        vocab_size=vocab,
         planned_steps=int(planned) if planned else None,
         refs=refs,
     )

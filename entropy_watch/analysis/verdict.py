@@ -213,7 +213,7 @@ def build(result: AnalysisResult, run: str, min_points: int) -> Verdict:
         step = int(prep.steps[i])
         level = _finite(prep.smooth[i])
         floor = _finite(prep.floor[i])
-        ln_v = _finite(prep.ln_v)
+        ln_v = _finite(float(prep.ln_v[-1]))
     fc = result.outlook if kind in ("collapse", "explosion") else None
     if fc is not None and fc.direction != ("decay" if kind == "collapse" else "rise"):
         fc = None

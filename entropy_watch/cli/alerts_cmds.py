@@ -20,6 +20,7 @@ import typer
 
 from entropy_watch.cli.common import (
     EMPTY_STORE_HINT,
+    VOCAB_HELP,
     console,
     echo_json,
     error_line,
@@ -57,10 +58,13 @@ class Target:
     source: str
 
 
-def resolve(target: str, default_root: Path, mapping: dict[str, str] | None = None) -> list[Target]:
+def resolve(
+    target: str, default_root: Path, mapping: dict[str, str] | None = None, vocab_size: int | None = None
+) -> list[Target]:
     """A store run by name, a run folder ``.../run=X``, or a raw log file / folder (via ``load_log``; ``mapping`` as
-    ``import --map``). Errors say what is true: no such file, a broken or looping link, an unknown run (listing the
-    runs that exist); :class:`~entropy_watch.errors.NoEntropySeries` for a run that logged no entropy."""
+    ``import --map``, ``vocab_size`` as ``import --vocab-size``: for log files only). Errors say what is true: no
+    such file, a broken or looping link, an unknown run (listing the runs that exist);
+    :class:`~entropy_watch.errors.NoEntropySeries` for a run that logged no entropy."""
     from entropy_watch.analysis import RunSeries
     from entropy_watch.errors import EntropyWatchError, InvalidRunName, RunNotFound
     from entropy_watch.store import Store
@@ -72,11 +76,12 @@ def resolve(target: str, default_root: Path, mapping: dict[str, str] | None = No
             raise EntropyWatchError(_broken_link(p))
         if p.is_dir() and p.name.startswith("run="):
             root, run = p.parent, p.name[len("run=") :]
-            _no_map(mapping, target)
+            _file_only(target, mapping, vocab_size)
             return [Target(RunSeries.from_reader(Store(root), run), root, run, str(p))]
         from entropy_watch.importers import load_log
 
-        return [Target(RunSeries.from_imported(r), None, r.name, str(p)) for r in load_log(p, mapping=mapping)]
+        runs = load_log(p, mapping=mapping, vocab_size=vocab_size)
+        return [Target(RunSeries.from_imported(r), None, r.name, str(p)) for r in runs]
     if os.sep in target or "/" in target or target.lower().endswith(LOG_SUFFIXES):
         raise EntropyWatchError(f"{target}: no such file or directory")
     try:
@@ -86,7 +91,7 @@ def resolve(target: str, default_root: Path, mapping: dict[str, str] | None = No
         raise RunNotFound(f"{e}; no file or folder of that name either{hint}") from None
     except InvalidRunName as e:
         raise InvalidRunName(f"{target!r} is no file or folder, nor a run name: {e}") from None
-    _no_map(mapping, target)
+    _file_only(target, mapping, vocab_size)
     return [Target(series, default_root, target, f"{default_root}/run={target}")]
 
 
@@ -116,11 +121,17 @@ def _broken_link(p: Path) -> str:
         return f"{p}: broken symbolic link"
 
 
-def _no_map(mapping: dict[str, str] | None, target: str) -> None:
-    if mapping:
-        from entropy_watch.errors import EntropyWatchError
+def _file_only(target: str, mapping: dict[str, str] | None, vocab_size: int | None) -> None:
+    """Refuse the log-file options for a stored run, whose columns are named and whose run.json holds what it knows."""
+    from entropy_watch.errors import EntropyWatchError
 
+    if mapping:
         raise EntropyWatchError(f"--map applies to log files; {target} is a run in a store (its columns are named)")
+    if vocab_size is not None:
+        raise EntropyWatchError(
+            f"--vocab-size applies to log files; {target} is a run in a store (give it when importing: "
+            "import --vocab-size V --replace)"
+        )
 
 
 def _fail_on(value: str | None) -> frozenset[str] | None:
@@ -224,6 +235,7 @@ def alerts(
             "listed but exit 0). Default: every kind.",
         ),
     ] = None,
+    vocab_size: Annotated[int | None, typer.Option("--vocab-size", min=2, help=f"For log files: {VOCAB_HELP}")] = None,
 ) -> None:
     """Analyse runs and list their alerts. Exit status: 0 clean, 1 warning, 2 critical, 3 error."""
     from entropy_watch.analysis.policy import filter_alerts
@@ -239,7 +251,7 @@ def alerts(
         source = target
         skipped_before = quarantine.found()
         try:
-            for t in resolve(target, st.root(), mapping):
+            for t in resolve(target, st.root(), mapping, vocab_size):
                 source = t.source
                 res = _progress_analyze(t.series, show=not as_json)
                 v = res.verdict
@@ -378,12 +390,17 @@ def report(
     target: Annotated[str, typer.Argument(help="A store run, a run folder (.../run=X) or a log file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path("report.html"),
     run: str | None = typer.Option(None, "--run", help="Which run, when the log file holds several."),
+    maps: Annotated[
+        list[str] | None,
+        typer.Option("--map", "-m", help="For a log file, as in `import`: canonical=COLUMN (step, entropy, reward)."),
+    ] = None,
+    vocab_size: Annotated[int | None, typer.Option("--vocab-size", min=2, help=f"For a log file: {VOCAB_HELP}")] = None,
 ) -> None:
     """Write one self-contained HTML report: entropy with forecast and ETA, reward, token heatmap, alerts."""
     from entropy_watch.errors import EntropyWatchError
     from entropy_watch.report import build_report
 
-    found = resolve(target, state(ctx).root())
+    found = resolve(target, state(ctx).root(), parse_maps(maps) or None, vocab_size)
     if run is not None:
         found = [t for t in found if t.run == run]
         if not found:

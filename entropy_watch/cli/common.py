@@ -115,6 +115,12 @@ def console(*, stderr: bool = False) -> Console:
     return out
 
 
+VOCAB_HELP = (
+    "The policy's vocabulary size V (e.g. 151936 for Qwen2.5), for logs that do not state it: the analysis then "
+    "measures an explosion against ln V and knows a near-uniform start."
+)
+
+
 def parse_maps(items: list[str] | None) -> dict[str, str]:
     """``--map`` values: ``["entropy=ent", "step=iter"]`` -> ``{"entropy": "ent", "step": "iter"}`` (usage error
     when one is not ``canonical=COLUMN``). Shared by ``import`` and ``alerts``."""

@@ -6,6 +6,7 @@ Examples::
     entropy-watch import verl_run.jsonl --run verl-dapo-s0
     entropy-watch import metrics.csv --map step=iter --map entropy=ent --map reward=acc
     entropy-watch import tb_logs/ --format tensorboard --replace --json
+    entropy-watch import metrics.csv --vocab-size 151936           # V known: explosions measured against ln V
 
 All inputs are parsed before anything is written; each run then appears in the store at once or not at all.
 """
@@ -17,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from entropy_watch.cli.common import console, echo_json, parse_maps, state, text
+from entropy_watch.cli.common import VOCAB_HELP, console, echo_json, parse_maps, state, text
 
 _BIG_BYTES = 8 * 1024 * 1024  # show a progress bar above this much input (or for more than a few files)
 
@@ -48,6 +49,9 @@ def import_(
     ] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite runs that already exist in the store.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the imported runs as JSON.")] = False,
+    vocab_size: Annotated[
+        int | None, typer.Option("--vocab-size", min=2, help=f"{VOCAB_HELP} Kept in the run's run.json.")
+    ] = None,
 ) -> None:
     """Import training logs written by TRL, verl, OpenRLHF (TensorBoard), W&B exports or any CSV/JSONL."""
     from entropy_watch.errors import EntropyWatchError
@@ -61,7 +65,9 @@ def import_(
     runs = []
     with _progress(paths) as advance:
         for path in paths:
-            runs.extend(load_log(path, fmt=fmt, mapping=mapping or None, run=run, progress=advance))
+            runs.extend(
+                load_log(path, fmt=fmt, mapping=mapping or None, run=run, progress=advance, vocab_size=vocab_size)
+            )
     seen: dict[str, str] = {}
     for r in runs:
         if r.name in seen:
@@ -92,6 +98,7 @@ def _summary(r: Any) -> dict[str, Any]:
         "series": len(r.scalars),
         "mapping": r.mapping,
         "entropy_definition": r.meta.get("entropy_definition"),
+        "vocab_size": r.meta.get("vocab_size"),
         "notes": r.notes,
     }
 

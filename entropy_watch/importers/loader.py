@@ -26,15 +26,31 @@ def load_log(
     mapping: dict[str, str] | None = None,
     run: str | None = None,
     progress: Progress | None = None,
+    vocab_size: int | None = None,
 ) -> list[ImportedRun]:
     """Parse ``path`` into runs (a W&B CSV or a TensorBoard folder may hold several).
 
     ``fmt``: one of :data:`~entropy_watch.importers.detect.FORMATS` (auto-detected when None). ``mapping``:
     ``{"step"|"entropy"|"reward"|<canonical name>: source column}`` overrides the alias detection. ``progress`` is
-    called with the number of bytes read so far, for progress bars. Raises ImportFormatError (one line naming the
-    file and the row) for malformed input.
+    called with the number of bytes read so far, for progress bars. ``vocab_size``: the policy's vocabulary size V as
+    the user knows it (``meta["vocab_size"]``, over what the log states, e.g. a TRL model's ``config.json``). Raises
+    ImportFormatError (one line naming the file and the row) for malformed input.
     """
-    p = Path(path).expanduser()
+    if vocab_size is not None and (not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 2):
+        raise ImportFormatError(f"vocab_size must be a whole number of at least 2, got {vocab_size!r}")
+    runs = _load(Path(path).expanduser(), fmt, mapping, run, progress)
+    if vocab_size is not None:
+        for r in runs:
+            stated = r.meta.get("vocab_size")
+            if stated is not None and stated != vocab_size:
+                r.notes.append(f"vocabulary size {vocab_size} as given, over the {stated} the log states")
+            r.meta["vocab_size"] = vocab_size
+    return runs
+
+
+def _load(
+    p: Path, fmt: str | None, mapping: dict[str, str] | None, run: str | None, progress: Progress | None
+) -> list[ImportedRun]:
     detect.check_source(p)  # missing, dangling link, link loop, FIFO or device: one true line, nothing opened
     fmt = detect.check_format(fmt) if fmt else detect.detect_format(p)
     maps = A.normalize_mapping(mapping)

@@ -10,6 +10,10 @@ With ``log_completions=True`` TRL writes ``<output_dir>/completions/completions_
 ``step, prompt, completion, <one per reward function>, <extras>, advantage``, one row per sample. From them we add,
 per step: ``adv/mean|std|min|max`` and ``adv/frac_zero_groups`` (share of prompts whose advantages are all equal, i.e.
 whose group rewards had zero spread: no learning signal).
+
+The model's ``config.json`` saved beside the state (in the checkpoint folder, else the output folder) gives the
+vocabulary size V, the bound ``ln V`` the analysis measures an explosion against (``text_config.vocab_size`` for
+multimodal models); a LoRA checkpoint holds no such file and V stays unknown.
 """
 
 from __future__ import annotations
@@ -95,6 +99,10 @@ def read_trainer_state(path: Path, step_column: str | None = None, progress: Pro
     parsed.meta["trainer_state"] = {k: doc.get(k) for k in _STATE_META if k in doc}
     parsed.meta["trainer_state_file"] = str(state_path.resolve())
     parsed.meta["framework"] = "trl"
+    vocab = model_vocab(state_path.parent, out_dir)
+    if vocab is not None:
+        parsed.meta["vocab_size"], config_path = vocab
+        parsed.notes.append(f"vocabulary size {vocab[0]} from {config_path}")
     comp_dir = out_dir / "completions"
     files = sorted(comp_dir.glob("completions_*.parquet")) if comp_dir.is_dir() else []
     if files:
@@ -107,6 +115,23 @@ def read_trainer_state(path: Path, step_column: str | None = None, progress: Pro
         parsed.meta["completions_files"] = len(files)
         parsed.notes.append(f"advantage statistics from {len(files)} completions parquet file(s) in {comp_dir}")
     return parsed
+
+
+def model_vocab(*folders: Path) -> tuple[int, Path] | None:
+    """``(vocab_size, config path)`` from the first of ``folders`` whose ``config.json`` states one (top level or
+    ``text_config``); None when none does. A config that cannot be read is passed over: V is then unknown, which the
+    analysis handles, and the log itself is still imported."""
+    for folder in folders:
+        path = folder / "config.json"
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for cfg in (doc, doc.get("text_config")) if isinstance(doc, dict) else ():
+            v = cfg.get("vocab_size") if isinstance(cfg, dict) else None
+            if isinstance(v, int) and not isinstance(v, bool) and v >= 2:
+                return v, path
+    return None
 
 
 def completion_stats(files: list[Path]) -> dict[str, Series]:

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from entropy_watch.analysis import DetectorConfig, analyze_series, guards
+from entropy_watch.analysis import DetectorConfig, analyze, analyze_series, guards
 from entropy_watch.analysis.guards import (
     climb_starts,
     detect,
@@ -320,3 +320,31 @@ def test_a_steady_climb_faster_than_the_level_crosses_gradually() -> None:
     jump[45:] *= h[first] / 0.2  # the same height, reached in one step from the flat level
     al = _by(detect(prepare(series(jump, reward=np.full(n, 0.6)), cfg), cfg), "guard.explosion")
     assert al and "for 2 points" not in al[0].message
+
+
+def test_an_entropy_above_ln_v_says_the_stated_vocabulary_does_not_apply() -> None:
+    """A per-token entropy in nats never exceeds ln V. A log of entropy summed over the completion (hundreds of nats)
+    read with the policy's V: before, the near-uniform rule called H_ref "2530% of ln V" and no explosion could ever
+    be reported; now ln V is not used from the first value above it, the alerts are those of V unknown, and a note
+    says why. Causal: a prefix that ends before that value still uses ln V."""
+    cfg = DetectorConfig()
+    h = noisy(np.concatenate([np.full(60, 40.0), np.full(40, 160.0)]), 0.03)  # 4x, summed over ~40 tokens
+    with_v = analyze(series(h, meta={"vocab_size": 151_936}))
+    without = analyze(series(h))
+    assert [a.key for a in with_v.alerts] == [a.key for a in without.alerts]
+    assert any(a.kind == "explosion" for a in with_v.alerts)
+    assert not _by(with_v.alerts, "guard.near_uniform")
+    assert with_v.verdict.ln_v is None
+    (note,) = [n for n in with_v.notes if "above ln V" in n]
+    assert "ln V = 11.93" in note and "at step 0" in note
+    assert not [n for n in without.notes if "ln V" in n]
+    # the first value above ln V is where it stops applying, and not before
+    g = noisy(np.concatenate([np.full(60, 2.0), np.full(40, 8.0), np.full(20, 40.0)]), 0.02)
+    prep = prepare(series(g, meta={"vocab_size": 32_000}), cfg)
+    first = int(np.argmax(g > 1.02 * np.log(32_000)))
+    assert first == 100
+    assert np.all(prep.ln_v[:first] == np.log(32_000)) and np.all(np.isnan(prep.ln_v[first:]))
+    short = prepare(series(g[:first], meta={"vocab_size": 32_000}), cfg)
+    assert np.array_equal(short.ln_v, prep.ln_v[:first])
+    crit = _by(analyze(series(g, meta={"vocab_size": 32_000})).alerts, "guard.explosion")
+    assert crit and crit[0].severity == "critical" and "ln V = 10.4" in crit[0].message  # ln V applied before

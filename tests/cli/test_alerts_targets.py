@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -262,3 +263,56 @@ def test_a_log_file_and_its_import_give_one_verdict(ew, tmp_path: Path, order: s
             out = tmp_path / "report.html"
             assert ew("--store", store, "report", target, "-o", out).code == 0
             assert "rows are not in step order" in out.read_text()
+
+
+def test_the_user_gives_the_vocabulary_size(ew, tmp_path: Path) -> None:
+    """A CSV states no V: ``--vocab-size`` on `alerts FILE`, `report FILE` and `import` gives it (a near-uniform start
+    is then its own info note and ln V is named); the import keeps it in run.json, so the stored run gives the same
+    verdict. For a stored run it is refused with one line saying where to give it; a V below 2 is a usage error."""
+    from entropy_watch.synthetic import generate
+
+    run = generate("near_uniform", seed=3, n_steps=120)
+    p = tmp_path / "log.csv"
+    p.write_text(
+        "step,entropy,reward\n" + "".join(f"{s},{run.entropy[s]:.6f},{run.reward[s]:.4f}\n" for s in range(120))
+    )
+    store = tmp_path / "store"
+    v = str(run.vocab_size)
+
+    def verdict(*args: object) -> dict:
+        r = ew("--store", store, "alerts", *args, "--json")
+        assert r.code in (0, 1, 2), r.err
+        (entry,) = json.loads(r.out)
+        return entry
+
+    plain, given = verdict(p), verdict(p, "--vocab-size", v)
+    assert plain["verdict"]["ln_v"] is None and not any("near_uniform" in a["key"] for a in plain["alerts"])
+    assert given["verdict"]["ln_v"] == pytest.approx(float(np.log(run.vocab_size)))
+    assert any("near_uniform" in a["key"] for a in given["alerts"])
+    assert ew("--store", store, "import", p, "--run", "r", "--vocab-size", v).code == 0
+    from entropy_watch.store import Store
+
+    assert Store(store).run_meta("r")["vocab_size"] == run.vocab_size
+    stored = verdict("r")
+    assert [a["key"] for a in stored["alerts"]] == [a["key"] for a in given["alerts"]]
+    assert stored["verdict"]["headline"] == given["verdict"]["headline"]
+    out = tmp_path / "report.html"
+    assert ew("--store", store, "report", p, "-o", out, "--vocab-size", v).code == 0
+    assert "ln V" in out.read_text()
+    r = ew("--store", store, "alerts", "r", "--vocab-size", v)
+    assert r.code == 3
+    _one_error_line(r.err, "--vocab-size", "import --vocab-size")
+    for cmd in ("alerts", "import", "report"):
+        r = ew("--store", store, cmd, p, "--vocab-size", "1")
+        assert r.code == 2 and "--vocab-size" in r.err, (cmd, r.err)
+
+
+def test_report_maps_the_columns_of_a_log_file(ew, tmp_path: Path) -> None:
+    rows = "\n".join(f"{5 * i},{2.0 * 0.97**i:.5f},{0.1 + 0.005 * i:.4f}" for i in range(60))
+    p = tmp_path / "odd.csv"
+    p.write_text("tick,policy_h,score\n" + rows + "\n")
+    out = tmp_path / "report.html"
+    assert ew("report", p, "-o", out).code == 1  # no entropy column it knows
+    r = ew("report", p, "-o", out, "--map", "step=tick", "-m", "entropy=policy_h", "--map", "reward=score")
+    assert r.code == 0, r.err
+    assert "odd" in out.read_text()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from entropy_watch import metrics as M
+from entropy_watch.errors import ImportFormatError
 from entropy_watch.importers import detect_format, load_log
 
 
@@ -97,3 +98,32 @@ def test_root_state_from_save_state_wins_ties(tmp_path, logs) -> None:
 def test_state_is_pretty_printed_like_trl(trl_output) -> None:
     text = (trl_output / "checkpoint-4" / "trainer_state.json").read_text()
     assert text.startswith('{\n  "best_global_step"') and json.loads(text)["log_history"]
+
+
+def test_the_models_config_gives_the_vocabulary(tmp_path, logs) -> None:
+    """``config.json`` saved beside the state (the checkpoint folder first, else the output folder; a multimodal
+    model's ``text_config``) gives V, with a note naming the file; none, a LoRA checkpoint's adapter config or an
+    unreadable one leaves V unknown and the log imports all the same. ``vocab_size=`` wins over it, with a note."""
+    e = logs.trl_entry
+    out = tmp_path / "grpo"
+    ckpt = out / "checkpoint-2"
+    logs.write_trainer_state(ckpt, [e(1, 0.9, 0.1), e(2, 0.8, 0.2)], global_step=2)
+    (run,) = load_log(out)
+    assert "vocab_size" not in run.meta and not [n for n in run.notes if "vocabulary" in n]
+    (ckpt / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "Qwen/Qwen2.5-0.5B", "r": 8}))
+    (ckpt / "config.json").write_text("{not json")
+    (run,) = load_log(out)
+    assert "vocab_size" not in run.meta
+    (out / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl", "text_config": {"vocab_size": 151_936}}))
+    (run,) = load_log(out)
+    assert run.meta["vocab_size"] == 151_936
+    assert f"vocabulary size 151936 from {out / 'config.json'}" in run.notes
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 128_256}))
+    (run,) = load_log(ckpt / "trainer_state.json")
+    assert run.meta["vocab_size"] == 128_256  # the checkpoint's own config first
+    (run,) = load_log(out, vocab_size=32_000)
+    assert run.meta["vocab_size"] == 32_000
+    assert "vocabulary size 32000 as given, over the 128256 the log states" in run.notes
+    for bad in (1, 0, -5, 2.5, True):
+        with pytest.raises(ImportFormatError, match="vocab_size must be a whole number of at least 2"):
+            load_log(out, vocab_size=bad)

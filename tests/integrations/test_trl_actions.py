@@ -75,3 +75,8 @@ def test_healthy_run_is_untouched(tiny_trl, tmp_path: Path) -> None:
     assert not [a for a in handle.watch.live.alerts if a.severity == "critical"]
     assert _actions(store, "healthy") == []
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-6"]
+    from entropy_watch.importers import load_log
+
+    (imported,) = load_log(out)  # the folder TRL wrote imports with the model's vocabulary from its config.json
+    assert imported.meta["vocab_size"] == trainer.model.config.vocab_size
+    assert any(str(out / "checkpoint-12" / "config.json") in n for n in imported.notes)
