@@ -130,6 +130,8 @@ ENTROPY_DEFINITIONS: dict[str, str] = {
     "entropy_loss": "full-vocabulary, policy during update (OpenRLHF), token-weighted mean over action tokens",
     "objective/entropy": "sampled-token NLL summed over the sequence (TRL PPO), not a per-token entropy",
 }
+# Entropy columns that are not a per-token entropy (ln V does not bound them), keyed like ENTROPY_DEFINITIONS.
+SEQUENCE_ENTROPY_COLUMNS = frozenset({"objective/entropy"})
 TRL_ENTROPY_DEFINITION = "full-vocabulary, policy during update, mean over completion tokens (TRL GRPO)"
 TRL_ENTROPY_COLUMNS = ("entropy", "train/entropy")
 
@@ -222,6 +224,12 @@ def find_validation_reward(columns: Iterable[str]) -> str | None:
                 hits.sort(key=lambda cm: (order[cm[1].group(1)], int(cm[1].group(2)), cm[0]))
             return hits[0][0]
     return None
+
+
+def per_token_entropy(column: str) -> bool:
+    """False for a column known to hold an entropy summed over the sequence (TRL PPO's ``objective/entropy``)."""
+    low = column.lower()
+    return low not in SEQUENCE_ENTROPY_COLUMNS and low.removeprefix("train/") not in SEQUENCE_ENTROPY_COLUMNS
 
 
 def entropy_definition(column: str, fmt: str) -> str | None:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from entropy_watch import aliases as A
+from entropy_watch import metrics as M
 from entropy_watch.errors import ImportFormatError
 from entropy_watch.importers import detect, generic, tensorboard, trl, verl, wandb
 from entropy_watch.importers.base import Frame, ImportedRun, Parsed, Progress, assemble, frame_to_series
@@ -33,18 +34,26 @@ def load_log(
     ``fmt``: one of :data:`~entropy_watch.importers.detect.FORMATS` (auto-detected when None). ``mapping``:
     ``{"step"|"entropy"|"reward"|<canonical name>: source column}`` overrides the alias detection. ``progress`` is
     called with the number of bytes read so far, for progress bars. ``vocab_size``: the policy's vocabulary size V as
-    the user knows it (``meta["vocab_size"]``, over what the log states, e.g. a TRL model's ``config.json``). Raises
+    the user knows it (``meta["vocab_size"]``, over what the log states, e.g. a TRL model's ``config.json``); never
+    kept for an entropy summed over the sequence (TRL PPO's ``objective/entropy``), which ln V does not bound. Raises
     ImportFormatError (one line naming the file and the row) for malformed input.
     """
     if vocab_size is not None and (not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 2):
         raise ImportFormatError(f"vocab_size must be a whole number of at least 2, got {vocab_size!r}")
     runs = _load(Path(path).expanduser(), fmt, mapping, run, progress)
-    if vocab_size is not None:
-        for r in runs:
-            stated = r.meta.get("vocab_size")
-            if stated is not None and stated != vocab_size:
-                r.notes.append(f"vocabulary size {vocab_size} as given, over the {stated} the log states")
-            r.meta["vocab_size"] = vocab_size
+    for r in runs:
+        stated = r.meta.get("vocab_size")
+        if vocab_size is not None and stated is not None and stated != vocab_size:
+            r.notes.append(f"vocabulary size {vocab_size} as given, over the {stated} the log states")
+        v = vocab_size if vocab_size is not None else stated
+        column = r.mapping.get(M.ENTROPY_MEAN, "")
+        if v is not None and not A.per_token_entropy(column):
+            r.meta.pop("vocab_size", None)
+            r.notes.append(
+                f"vocabulary size {v} not used: {column!r} is summed over the sequence, which ln V does not bound"
+            )
+        elif v is not None:
+            r.meta["vocab_size"] = v
     return runs
 
 

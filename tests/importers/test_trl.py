@@ -127,3 +127,19 @@ def test_the_models_config_gives_the_vocabulary(tmp_path, logs) -> None:
     for bad in (1, 0, -5, 2.5, True):
         with pytest.raises(ImportFormatError, match="vocab_size must be a whole number of at least 2"):
             load_log(out, vocab_size=bad)
+
+
+def test_no_vocabulary_for_an_entropy_summed_over_the_sequence(tmp_path, logs) -> None:
+    """TRL PPO logs ``objective/entropy``, the sampled tokens' NLL summed over the completion: ln V does not bound it
+    (9 nats summed over 100 tokens is a low entropy, not 75% of uniform noise), so V, from config.json or given,
+    is not kept, and a note says why."""
+    out = tmp_path / "ppo"
+    history = [
+        {"objective/entropy": 40.0 - i, "objective/scores": 0.1 * i, "episode": 64 * i, "step": i} for i in range(1, 9)
+    ]
+    logs.write_trainer_state(out, history, global_step=8)
+    (out / "config.json").write_text(json.dumps({"vocab_size": 151_936}))
+    for kwargs in ({}, {"vocab_size": 151_936}):
+        (run,) = load_log(out, **kwargs)
+        assert run.mapping[M.ENTROPY_MEAN] == "objective/entropy" and "vocab_size" not in run.meta
+        assert "vocabulary size 151936 not used: 'objective/entropy' is summed over the sequence" in run.notes[-1]
