@@ -86,6 +86,7 @@ class Frame:
     locations: list[str] = field(default_factory=list)
     null_is_nan: bool = False  # JSON null means a logged non-finite value (verl, TRL), not a missing one
     locate: Callable[[int], str] | None = None  # row -> "line N" for columnar frames (computed on demand)
+    notes: list[str] = field(default_factory=list)  # what reading the file decided (e.g. decimal commas)
 
     def add_row(self, row: dict[str, Any], location: str) -> None:
         """Append one row (a flat ``column -> raw value`` dict)."""

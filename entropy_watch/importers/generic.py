@@ -11,6 +11,10 @@ Large files: CSV and JSONL are read by Arrow's C++ readers into one Arrow column
 read line by line here, the CSV in chunks of :data:`CHUNK_ROWS` rows turned into Arrow columns as they come, so
 memory stays about the file's size either way.
 
+A file separated by ``;`` or tabs may write numbers with a decimal comma (``0,532``: a spreadsheet or
+``to_csv(sep=";", decimal=",")`` in a locale that writes them so): a column in which some cells read so and none
+has a decimal point is read with the comma as the decimal point, and the frame's notes say which columns.
+
 Usage: ``read_csv(path)`` / ``read_jsonl(path)`` / ``read_json_list(path)`` -> ``Frame``; the caller turns it into
 series with :func:`entropy_watch.importers.base.frame_to_series`.
 """
@@ -138,7 +142,34 @@ def _read_csv(path: Path, progress: Progress | None) -> Frame:
         handle._h.close()
     if frame.n_rows == 0:
         raise ImportFormatError(f"{path} has a header but no data rows; nothing to import")
+    if delimiter != ",":
+        _decimal_commas(frame)
     return frame
+
+
+_DECIMAL_COMMA = r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$"
+_DECIMAL_POINT = r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$"
+
+
+def _decimal_commas(frame: Frame) -> None:
+    """Read ``0,532`` as 0.532 in each text column of ``frame`` that has such cells and no ``0.532``-style one (a
+    column mixing both is left as it is, and its text cells are reported as usual); a note names the columns."""
+    import pyarrow.compute as pc
+
+    fixed = []
+    for name, (rows, raw) in frame.cells.items():
+        col = raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw
+        if not isinstance(col, pa.Array) or not pa.types.is_string(col.type):
+            continue
+        trimmed = pc.utf8_trim_whitespace(col)
+        comma = pc.match_substring_regex(trimmed, _DECIMAL_COMMA)
+        if not pc.any(comma).as_py() or pc.any(pc.match_substring_regex(trimmed, _DECIMAL_POINT)).as_py():
+            continue
+        frame.cells[name] = (rows, pc.if_else(comma, pc.replace_substring(trimmed, ",", "."), col))
+        fixed.append(name)
+    if fixed:
+        shown = ", ".join(repr(c) for c in fixed[:3]) + (f" and {len(fixed) - 3} more" if len(fixed) > 3 else "")
+        frame.notes.append(f"decimal commas read as decimal points in {shown}")
 
 
 def _header(path: Path, first: str, delimiter: str) -> list[str]:

@@ -80,6 +80,7 @@ def _load(
     notes: list[str] = []
     if fmt in ("csv", "wandb-csv"):
         frame = generic.read_csv(p, progress)
+        notes = list(frame.notes)
     elif fmt == "jsonl":
         frame, notes = generic.read_jsonl(p, progress)
     else:

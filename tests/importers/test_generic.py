@@ -8,6 +8,7 @@ import pytest
 
 from entropy_watch import metrics as M
 from entropy_watch.aliases import detect_canonical, find_step_column
+from entropy_watch.errors import ImportFormatError
 from entropy_watch.importers import detect_format, load_log
 
 
@@ -157,3 +158,33 @@ def test_an_entropy_column_without_a_positive_value_is_a_loss(tmp_path) -> None:
     (run,) = load_log(mixed)
     assert run.series(M.ENTROPY_MEAN)[1][:2].tolist() == [-0.5, 0.5]
     assert any("holds 20 negative value(s) of 60" in n for n in run.notes)
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_decimal_commas_in_a_semicolon_or_tab_separated_file(tmp_path, sep) -> None:
+    """A spreadsheet export in a locale that writes 0,532 (``to_csv(sep=";", decimal=",")``): before, "entropy column
+    holds '1,1704'; the column is mostly text". Read with the comma as the decimal point, by the Arrow reader and
+    the line reader (a short row) alike, with a note; a column that also has a decimal point is left as text, and a
+    comma-separated file is never read so."""
+    values = [(i, 1.2 * 0.97**i, 0.1 + i / 100) for i in range(1, 31)]
+    rows = [f"{i}{sep}{h:.4f}{sep}{r:.3f}{sep}run a,b".replace(".", ",") for i, h, r in values]
+    for name, body in {"fast": rows, "ragged": [*rows, "31"]}.items():
+        p = tmp_path / f"{name}.csv"
+        p.write_text(sep.join(["step", "entropy", "reward", "tag"]) + "\n" + "\n".join(body) + "\n")
+        (run,) = load_log(p)
+        steps, ent = run.series(M.ENTROPY_MEAN)
+        assert steps.tolist() == list(range(1, 31))
+        assert ent.tolist() == pytest.approx([round(h, 4) for _, h, _ in values])
+        assert run.series(M.REWARD_MEAN)[1].tolist() == pytest.approx([round(r, 3) for *_, r in values])
+        assert "decimal commas read as decimal points in 'entropy', 'reward'" in run.notes
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(
+        f"step{sep}entropy{sep}other\n" + "".join(f"{i}{sep}0.5{sep}{'1,5' if i % 2 else '1.5'}\n" for i in range(9))
+    )
+    (run,) = load_log(mixed)
+    assert run.series("other")[0].tolist() == [0, 2, 4, 6, 8]  # its "1,5" cells skipped as text, as before
+    assert not [n for n in run.notes if "decimal comma" in n]
+    comma = tmp_path / "comma.csv"
+    comma.write_text('step,entropy\n1,"0,5"\n2,"0,4"\n')
+    with pytest.raises(ImportFormatError, match="'0,5'"):
+        load_log(comma)
