@@ -3,7 +3,8 @@
 Folders: a TRL/HF output or checkpoint folder (``trainer_state.json``), else a TensorBoard folder. Files:
 ``trainer_state.json`` and ``events.out.tfevents.*`` by name; otherwise by content: a verl JSONL line
 (``{"step": N, "data": {...}}``), another JSON-lines log, a JSON document (a ``log_history`` state or a list of rows),
-verl console lines (``step:N - k:v``), and finally CSV (a W&B export when its columns read ``<run> - <metric>``).
+verl console lines (``step:N - k:v``), and finally CSV (a W&B export when its columns read ``<run> - <metric>``);
+a Parquet table by its magic bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,17 @@ from entropy_watch.importers import tensorboard, trl, verl, wandb
 from entropy_watch.importers.columns import csv_field_limit
 from entropy_watch.importers.generic import SNIFF_ROWS, sniff_delimiter
 
-FORMATS: tuple[str, ...] = ("trl", "verl-jsonl", "verl-console", "tensorboard", "wandb-csv", "csv", "jsonl", "json")
+FORMATS: tuple[str, ...] = (
+    "trl",
+    "verl-jsonl",
+    "verl-console",
+    "tensorboard",
+    "wandb-csv",
+    "csv",
+    "jsonl",
+    "json",
+    "parquet",
+)
 _HEAD_BYTES = 256 * 1024
 
 
@@ -75,9 +86,7 @@ def detect_format(path: Path) -> str:
     if not head.strip():
         raise ImportFormatError(f"{path} is empty; nothing to import")
     if head.startswith(b"PAR1"):
-        raise ImportFormatError(
-            f"{path} is a parquet file; pass the TRL output folder (completions/ is read next to trainer_state.json)"
-        )
+        return "parquet"
     try:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError as e:

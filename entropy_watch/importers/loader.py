@@ -15,7 +15,7 @@ from pathlib import Path
 from entropy_watch import aliases as A
 from entropy_watch import metrics as M
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers import detect, generic, tensorboard, trl, verl, wandb
+from entropy_watch.importers import detect, generic, parquet_table, tensorboard, trl, verl, wandb
 from entropy_watch.importers.base import Frame, ImportedRun, Parsed, Progress, assemble, frame_to_series
 from entropy_watch.store.layout import safe_run_name, validate_run_name
 
@@ -83,6 +83,9 @@ def _load(
         notes = list(frame.notes)
     elif fmt == "jsonl":
         frame, notes = generic.read_jsonl(p, progress)
+    elif fmt == "parquet":
+        frame = parquet_table.read_parquet(p, progress)
+        notes = list(frame.notes)
     else:
         frame = generic.read_json_list(p, progress)
     if fmt == "wandb-csv":
