@@ -91,7 +91,9 @@ def detect_format(path: Path) -> str:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         if len(head) < _HEAD_BYTES or e.start < len(head) - 4:  # not just a character cut at the end of the head
-            raise ImportFormatError(f"{path} is not a text log (binary content); pass --format if it is one") from None
+            raise ImportFormatError(
+                f"{path} is not a text log, nor Parquet or TensorBoard events (binary content); save it as CSV, JSONL or Parquet"
+            ) from None
         text = head[: e.start].decode("utf-8-sig")
     return _from_text(path, text)
 
