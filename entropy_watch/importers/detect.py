@@ -92,7 +92,8 @@ def detect_format(path: Path) -> str:
     except UnicodeDecodeError as e:
         if len(head) < _HEAD_BYTES or e.start < len(head) - 4:  # not just a character cut at the end of the head
             raise ImportFormatError(
-                f"{path} is not a text log, nor Parquet or TensorBoard events (binary content); save it as CSV, JSONL or Parquet"
+                f"{path} is not a text log, nor Parquet or TensorBoard events (binary content); "
+                "save it as CSV, JSONL or Parquet"
             ) from None
         text = head[: e.start].decode("utf-8-sig")
     return _from_text(path, text)
