@@ -15,7 +15,7 @@ from pathlib import Path
 from entropy_watch import aliases as A
 from entropy_watch import metrics as M
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers import detect, generic, parquet_table, tensorboard, trl, verl, wandb
+from entropy_watch.importers import compressed, detect, generic, parquet_table, tensorboard, trl, verl, wandb
 from entropy_watch.importers.base import Frame, ImportedRun, Parsed, Progress, assemble, frame_to_series
 from entropy_watch.store.layout import safe_run_name, validate_run_name
 
@@ -40,7 +40,9 @@ def load_log(
     """
     if vocab_size is not None and (not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 2):
         raise ImportFormatError(f"vocab_size must be a whole number of at least 2, got {vocab_size!r}")
-    runs = _load(Path(path).expanduser(), fmt, mapping, run, progress)
+    p = Path(path).expanduser()
+    detect.check_source(p)  # missing, dangling link, link loop, FIFO or device: one true line, nothing opened
+    runs = _load_compressed(p, fmt, mapping, run) if compressed.kind(p) else _load(p, fmt, mapping, run, progress)
     for r in runs:
         stated = r.meta.get("vocab_size")
         if vocab_size is not None and stated is not None and stated != vocab_size:
@@ -57,10 +59,25 @@ def load_log(
     return runs
 
 
+def _load_compressed(p: Path, fmt: str | None, mapping: dict[str, str] | None, run: str | None) -> list[ImportedRun]:
+    """A gzip/bzip2/xz log, read from a plain temporary copy; what is reported names ``p``, never the copy."""
+    with compressed.decompressed(p) as (inner, notes):
+        try:
+            runs = _load(inner, fmt, mapping, run, None)
+        except ImportFormatError as e:
+            raise ImportFormatError(compressed.restore_paths(str(e), inner, p)) from None
+        for r in runs:
+            r.source = str(p)
+            r.notes[:] = notes + [compressed.restore_paths(n, inner, p) for n in r.notes]
+            for key, value in r.meta.items():
+                if isinstance(value, str):
+                    r.meta[key] = compressed.restore_paths(value, inner, p)
+    return runs
+
+
 def _load(
     p: Path, fmt: str | None, mapping: dict[str, str] | None, run: str | None, progress: Progress | None
 ) -> list[ImportedRun]:
-    detect.check_source(p)  # missing, dangling link, link loop, FIFO or device: one true line, nothing opened
     fmt = detect.check_format(fmt) if fmt else detect.detect_format(p)
     maps = A.normalize_mapping(mapping)
     step_col = maps.get(A.STEP)

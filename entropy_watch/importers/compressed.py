@@ -1,0 +1,98 @@
+"""Compressed logs (``.gz``, ``.bz2``, ``.xz``): an archived run's CSV, JSONL, verl console log or trainer state.
+
+Recognised by their magic bytes, whatever the file is named, and decompressed into a private temporary folder that
+is removed afterwards; the importer then reads the copy as it would the plain file, and every path it reports (in
+errors, notes and ``run.json``) is the compressed file's. The copy is named like the original without its
+compression suffix, inside a folder named like the original's, so the default run name is the same as for the
+uncompressed log. A stream that ends early (the archiver was killed) is read up to its last complete line, with a
+note: the rows before the damage are kept.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from entropy_watch.errors import ImportFormatError
+
+_KINDS: tuple[tuple[bytes, str, Callable[[Path], IO[bytes]]], ...] = (
+    (b"\x1f\x8b", "gzip", lambda p: gzip.open(p, "rb")),
+    (b"BZh", "bzip2", lambda p: bz2.open(p, "rb")),
+    (b"\xfd7zXZ\x00", "xz", lambda p: lzma.open(p, "rb")),
+)
+_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz")
+_CHUNK = 1 << 20
+_DAMAGED = (EOFError, OSError, zlib.error, lzma.LZMAError)
+
+
+def kind(path: Path) -> str | None:
+    """``"gzip"``, ``"bzip2"`` or ``"xz"`` when ``path`` is a regular file compressed so; None otherwise."""
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except OSError:
+        return None
+    return next((name for magic, name, _ in _KINDS if head.startswith(magic)), None)
+
+
+def inner_name(path: Path) -> str:
+    """``metrics.csv.gz`` -> ``metrics.csv``; a name without a compression suffix stays."""
+    name = path.name
+    low = name.lower()
+    return next((name[: -len(s)] for s in _SUFFIXES if low.endswith(s) and len(name) > len(s)), name)
+
+
+@contextmanager
+def decompressed(path: Path) -> Iterator[tuple[Path, list[str]]]:
+    """``(plain copy, notes)`` of the compressed file ``path``, for the time of the ``with`` block."""
+    name = kind(path)
+    opener = next(o for _, n, o in _KINDS if n == name)
+    with tempfile.TemporaryDirectory(prefix="entropy-watch-import-") as tmp:
+        folder = Path(tmp) / (path.resolve().parent.name or "log")
+        folder.mkdir()
+        inner = folder / inner_name(path)
+        notes: list[str] = []
+        with open(inner, "wb") as dst:
+            try:
+                with opener(path) as src:
+                    while block := src.read1(_CHUNK):  # read1: a damaged tail loses only itself, not a whole buffer
+                        dst.write(block)
+            except _DAMAGED as e:
+                notes.append(_cut_at_last_line(dst, path, name or "", e))
+        if inner.stat().st_size == 0:
+            raise ImportFormatError(f"{path}: the {name} stream holds no complete line; nothing to import")
+        yield inner, notes
+
+
+def _cut_at_last_line(dst: Any, path: Path, name: str, e: BaseException) -> str:
+    """Truncate the copy after its last newline (a half-written row is no row) and say what happened."""
+    dst.flush()
+    size = dst.tell()
+    keep = 0
+    with open(dst.name, "rb") as fh:
+        pos = size
+        while pos > 0 and not keep:
+            start = max(0, pos - _CHUNK)
+            fh.seek(start)
+            block = fh.read(pos - start)
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                keep = start + cut + 1
+            pos = start
+    dst.truncate(keep)
+    why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return f"the {name} stream of {path} ends early ({why}): read the {keep:,} bytes of complete lines before it"
+
+
+def restore_paths(text: str, inner: Path, path: Path) -> str:
+    """``text`` with the temporary copy's path (and its folder's) replaced by the compressed file's."""
+    return text.replace(str(inner.resolve()), str(path)).replace(str(inner), str(path))
