@@ -61,13 +61,22 @@ def decompressed(path: Path) -> Iterator[tuple[Path, list[str]]]:
         folder.mkdir()
         inner = folder / inner_name(path)
         notes: list[str] = []
-        with open(inner, "wb") as dst:
-            try:
-                with opener(path) as src:
-                    while block := src.read1(_CHUNK):  # read1: a damaged tail loses only itself, not a whole buffer
-                        dst.write(block)
-            except _DAMAGED as e:
-                notes.append(_cut_at_last_line(dst, path, name or "", e))
+        with open(inner, "wb") as dst, opener(path) as src:
+            while True:
+                try:
+                    block = src.read1(_CHUNK)  # read1: a damaged tail loses only itself, not a whole buffer
+                except _DAMAGED as e:
+                    notes.append(_cut_at_last_line(dst, path, name or "", e))
+                    break
+                if not block:
+                    break
+                try:
+                    dst.write(block)
+                except OSError as e:  # a full disk is not a damaged log: say where the room is missing
+                    raise ImportFormatError(
+                        f"{path}: cannot decompress it into {tmp} ({e.strerror or e}); free some space there or set "
+                        "TMPDIR to a folder with room for the uncompressed log"
+                    ) from None
         if inner.stat().st_size == 0:
             raise ImportFormatError(f"{path}: the {name} stream holds no complete line; nothing to import")
         yield inner, notes

@@ -93,3 +93,36 @@ def test_errors_name_the_compressed_file_not_the_copy(tmp_path) -> None:
     with pytest.raises(ImportFormatError) as e:
         load_log(bad)
     assert str(e.value).startswith(f"{bad} line 3: 3 fields") and "entropy-watch-import" not in str(e.value)
+
+
+def test_no_room_to_decompress_is_said_so_not_read_as_damage(tmp_path, monkeypatch) -> None:
+    import builtins
+    import errno
+
+    packed = tmp_path / "m.csv.gz"
+    packed.write_bytes(gzip.compress(_csv()))
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, b):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, k):
+            return getattr(self.f, k)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+    def fake_open(file, mode="r", *a, **k):
+        f = real_open(file, mode, *a, **k)
+        return Full(f) if "entropy-watch-import-" in str(file) and "w" in mode else f
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    with pytest.raises(ImportFormatError, match="No space left on device.*TMPDIR"):
+        load_log(packed)
