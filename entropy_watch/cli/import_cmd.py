@@ -40,8 +40,8 @@ def import_(
         typer.Option(
             "--format",
             "-f",
-            help="trl, verl-jsonl, verl-console, tensorboard, wandb-csv, csv, jsonl, json or parquet (default: "
-            "detected).",
+            help="trl, verl-jsonl, verl-console, tensorboard, wandb-csv, csv, jsonl, json, parquet, trackio or mlflow "
+            "(default: detected).",
         ),
     ] = None,
     maps: Annotated[

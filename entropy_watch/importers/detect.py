@@ -4,7 +4,7 @@ Folders: a TRL/HF output or checkpoint folder (``trainer_state.json``), else a T
 ``trainer_state.json`` and ``events.out.tfevents.*`` by name; otherwise by content: a verl JSONL line
 (``{"step": N, "data": {...}}``), another JSON-lines log, a JSON document (a ``log_history`` state or a list of rows),
 verl console lines (``step:N - k:v``), and finally CSV (a W&B export when its columns read ``<run> - <metric>``);
-a Parquet table by its magic bytes.
+a Parquet table, a trackio project or an MLflow store (SQLite) by their magic bytes and tables.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers import tensorboard, trl, verl, wandb
+from entropy_watch.importers import sqlite_logs, tensorboard, trl, verl, wandb
 from entropy_watch.importers.columns import csv_field_limit
 from entropy_watch.importers.generic import SNIFF_ROWS, sniff_delimiter
 
@@ -31,6 +31,8 @@ FORMATS: tuple[str, ...] = (
     "jsonl",
     "json",
     "parquet",
+    "trackio",
+    "mlflow",
 )
 _HEAD_BYTES = 256 * 1024
 
@@ -87,6 +89,8 @@ def detect_format(path: Path) -> str:
         raise ImportFormatError(f"{path} is empty; nothing to import")
     if head.startswith(b"PAR1"):
         return "parquet"
+    if sqlite_logs.is_sqlite(head):
+        return sqlite_logs.kind(path)
     try:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError as e:

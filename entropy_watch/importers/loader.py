@@ -15,7 +15,17 @@ from pathlib import Path
 from entropy_watch import aliases as A
 from entropy_watch import metrics as M
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers import compressed, detect, generic, parquet_table, tensorboard, trl, verl, wandb
+from entropy_watch.importers import (
+    compressed,
+    detect,
+    generic,
+    parquet_table,
+    sqlite_logs,
+    tensorboard,
+    trl,
+    verl,
+    wandb,
+)
 from entropy_watch.importers.base import Frame, ImportedRun, Parsed, Progress, assemble, frame_to_series
 from entropy_watch.store.layout import safe_run_name, validate_run_name
 
@@ -94,6 +104,10 @@ def _load(
     if fmt == "verl-console":
         parsed = verl.read_verl_console(p, step_col, progress)
         return [_finish(parsed, run or safe_run_name(wandb.file_stem(p)), p, fmt, maps)]
+    if fmt in ("trackio", "mlflow"):
+        reader = sqlite_logs.read_trackio if fmt == "trackio" else sqlite_logs.read_mlflow
+        groups, notes = reader(p, progress)
+        return _many(groups, p, fmt, maps, run, notes, step_col, run_meta_key="source_run_name")
     notes: list[str] = []
     if fmt in ("csv", "wandb-csv"):
         frame = generic.read_csv(p, progress)

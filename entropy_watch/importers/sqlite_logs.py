@@ -1,0 +1,159 @@
+"""Trackers that keep a run's metrics in a local SQLite file: trackio and MLflow (DETECTION §A: both local-first).
+
+* **trackio** (TRL's ``report_to="trackio"``; one ``<project>.db`` per project under ``~/.cache/huggingface/trackio``):
+  table ``metrics(run_name, [run_id], step, metrics)``, one row per ``trackio.log`` call, ``metrics`` a JSON object
+  (text or bytes) in which a non-finite value is written as the string ``"NaN"``/``"Infinity"``.
+* **MLflow** (``mlflow.db``, the default backend since 3.7; verl's ``mlflow`` logger, HF ``report_to="mlflow"``):
+  tables ``runs(run_uuid, name, lifecycle_stage)`` and ``metrics(run_uuid, key, value, step, timestamp, is_nan)``, one
+  row per metric value. MLflow stores NaN as ``is_nan`` with value 0 and ±inf as ±float max; both are restored. Runs
+  deleted in MLflow (``lifecycle_stage = 'deleted'``) are left out.
+
+Every run in the file becomes a :class:`Frame` (``step`` plus one column per metric), read into runs like a CSV with a
+``run_name`` column. The file is opened read-only and never written (a live writer's WAL is read, not replayed). A
+metrics row whose JSON does not parse is skipped and counted; it never blocks the rows around it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+from entropy_watch.errors import ImportFormatError
+from entropy_watch.importers.base import Frame, Progress, flatten
+
+MAGIC = b"SQLite format 3\x00"
+_FLOAT_MAX = sys.float_info.max
+
+
+def is_sqlite(head: bytes) -> bool:
+    return head.startswith(MAGIC)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        con.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+    except sqlite3.Error as e:
+        raise ImportFormatError(f"{path}: not a readable SQLite database ({e}); copy it whole and retry") from None
+    return con
+
+
+def _columns(con: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in con.execute(f"PRAGMA table_info({table})")}  # table: one of our literals
+
+
+def kind(path: Path) -> str:
+    """``"trackio"`` or ``"mlflow"`` from the tables of the SQLite file ``path``; ImportFormatError for any other."""
+    con = _connect(path)
+    try:
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        metrics = _columns(con, "metrics") if "metrics" in tables else set()
+        if {"run_name", "step", "metrics"} <= metrics:
+            return "trackio"
+        if {"run_uuid", "key", "value", "step"} <= metrics and "runs" in tables:
+            return "mlflow"
+    except sqlite3.Error as e:
+        raise ImportFormatError(f"{path}: not a readable SQLite database ({e}); copy it whole and retry") from None
+    finally:
+        con.close()
+    shown = ", ".join(sorted(tables)[:8]) or "none"
+    raise ImportFormatError(
+        f"{path} is a SQLite database but neither a trackio project nor an MLflow store (tables: {shown})"
+    )
+
+
+def read_trackio(path: Path, progress: Progress | None = None) -> tuple[dict[str, Frame], list[str]]:
+    """One frame per trackio run (by ``run_id`` when the file has it, named by ``run_name``) and the notes."""
+    con = _connect(path)
+    frames: dict[str, Frame] = {}
+    names: dict[str, str] = {}
+    bad, first_bad = 0, None
+    try:
+        has_id = "run_id" in _columns(con, "metrics")
+        rid = "run_id" if has_id else "run_name"
+        query = f"SELECT id, run_name, {rid}, step, metrics FROM metrics ORDER BY id"  # noqa: S608 - literal names
+        for row_id, run_name, run_key, step, blob in con.execute(query):
+            try:
+                obj = json.loads(blob)
+                row = flatten(obj) if isinstance(obj, dict) else None
+            except (ValueError, TypeError, RecursionError):
+                row = None
+            if row is None:
+                bad += 1
+                first_bad = first_bad if first_bad is not None else row_id
+                continue
+            key = str(run_key)
+            frame = frames.get(key)
+            if frame is None:
+                frame = frames[key] = Frame(source=str(path))
+                names[key] = str(run_name)
+            frame.add_row({"step": step, **row}, f"metrics row id {row_id}")
+    except sqlite3.Error as e:
+        raise ImportFormatError(f"{path}: unreadable trackio metrics table ({e})") from None
+    finally:
+        con.close()
+    if progress is not None:
+        progress(path.stat().st_size)
+    if not frames:
+        raise ImportFormatError(f"{path}: the trackio project holds no logged metrics; nothing to import")
+    notes = [f"skipped {bad} metrics row(s) whose JSON did not parse (first: id {first_bad})"] if bad else []
+    return _by_name(frames, names), notes
+
+
+def read_mlflow(path: Path, progress: Progress | None = None) -> tuple[dict[str, Frame], list[str]]:
+    """One frame per MLflow run (named by ``runs.name``, else its id), deleted runs left out, and the notes."""
+    con = _connect(path)
+    per_run: dict[str, dict[int, dict[str, float]]] = {}
+    names: dict[str, str] = {}
+    try:
+        run_cols = _columns(con, "runs")
+        metric_cols = _columns(con, "metrics")
+        name = "r.name" if "name" in run_cols else "NULL"
+        live = "WHERE r.lifecycle_stage IS NOT 'deleted'" if "lifecycle_stage" in run_cols else ""
+        nan = "m.is_nan" if "is_nan" in metric_cols else "0"
+        order = "m.timestamp" if "timestamp" in metric_cols else "m.rowid"
+        deleted = 0
+        if live:
+            deleted = con.execute("SELECT count(*) FROM runs WHERE lifecycle_stage = 'deleted'").fetchone()[0]
+        query = (  # noqa: S608 - column names are literals chosen above, never user input
+            f"SELECT m.run_uuid, {name}, m.key, m.value, m.step, {nan} FROM metrics m "
+            f"JOIN runs r ON r.run_uuid = m.run_uuid {live} ORDER BY m.run_uuid, m.step, {order}"
+        )
+        for run_uuid, run_name, key, value, step, is_nan in con.execute(query):
+            names.setdefault(run_uuid, run_name or str(run_uuid)[:8])
+            per_run.setdefault(run_uuid, {}).setdefault(int(step or 0), {})[str(key)] = _mlflow_value(value, is_nan)
+    except sqlite3.Error as e:
+        raise ImportFormatError(f"{path}: unreadable MLflow metrics table ({e})") from None
+    finally:
+        con.close()
+    if progress is not None:
+        progress(path.stat().st_size)
+    if not per_run:
+        raise ImportFormatError(f"{path}: the MLflow store holds no logged metrics; nothing to import")
+    frames: dict[str, Frame] = {}
+    for run_uuid, steps in per_run.items():
+        frame = frames[run_uuid] = Frame(source=str(path))
+        for step in sorted(steps):  # the last value logged at a step wins (ordered by timestamp above)
+            frame.add_row({"step": step, **steps[step]}, f"run {run_uuid} step {step}")
+    notes = [f"left out {deleted} run(s) deleted in MLflow"] if deleted else []
+    return _by_name(frames, names), notes
+
+
+def _mlflow_value(value: Any, is_nan: Any) -> float:
+    if is_nan:
+        return float("nan")
+    v = float(value)
+    if abs(v) >= _FLOAT_MAX:  # how MLflow stores ±inf
+        return float("inf") if v > 0 else float("-inf")
+    return v
+
+
+def _by_name(frames: dict[str, Frame], names: dict[str, str]) -> dict[str, Frame]:
+    """Frames keyed by run name; a name two runs share gets the run's id appended."""
+    counts: dict[str, int] = {}
+    for key in frames:
+        counts[names[key]] = counts.get(names[key], 0) + 1
+    return {(names[k] if counts[names[k]] == 1 else f"{names[k]}-{k[:8]}"): f for k, f in frames.items()}
