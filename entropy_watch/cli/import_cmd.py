@@ -40,8 +40,8 @@ def import_(
         typer.Option(
             "--format",
             "-f",
-            help="trl, verl-jsonl, verl-console, tensorboard, wandb-csv, csv, jsonl, json, parquet, trackio or mlflow "
-            "(default: detected).",
+            help="trl, verl-jsonl, verl-console, tensorboard, wandb-csv, csv, jsonl, json, parquet, trackio, mlflow "
+            "(mlflow.db) or mlruns (default: detected).",
         ),
     ] = None,
     maps: Annotated[

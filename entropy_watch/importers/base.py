@@ -130,6 +130,24 @@ class Parsed:
 MAX_DEPTH = 64  # nested JSON objects deeper than this are refused (a log of metrics is a few levels deep)
 
 
+def frame_from_steps(source: str, per_step: dict[int, dict[str, float]], where: str) -> Frame:
+    """A frame of one row per step, in step order, from ``{step: {metric: value}}`` (a tracker that stores one row
+    per metric value); rows are located as ``"<where> step N"``."""
+    frame = Frame(source=source)
+    for step in sorted(per_step):
+        frame.add_row({"step": step, **per_step[step]}, f"{where} step {step}")
+    return frame
+
+
+def frames_by_name(frames: dict[str, Frame], names: dict[str, str]) -> dict[str, Frame]:
+    """Frames keyed by run id -> keyed by run name (``names[id]``); a name two runs share gets the id's first 8
+    characters appended (a tracker's run names need not be unique, its ids are)."""
+    counts: dict[str, int] = {}
+    for key in frames:
+        counts[names[key]] = counts.get(names[key], 0) + 1
+    return {(names[k] if counts[names[k]] == 1 else f"{names[k]}-{k[:8]}"): f for k, f in frames.items()}
+
+
 def flatten(obj: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, Any]:
     """Nested dicts to ``a/b/c`` keys (JSON logs of nested metrics); ValueError beyond :data:`MAX_DEPTH` levels."""
     if depth > MAX_DEPTH:

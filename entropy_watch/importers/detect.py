@@ -1,6 +1,7 @@
 """Which format a log path is in, from its name and its first bytes (``--format`` overrides it).
 
-Folders: a TRL/HF output or checkpoint folder (``trainer_state.json``), else a TensorBoard folder. Files:
+Folders: a TRL/HF output or checkpoint folder (``trainer_state.json``), else a TensorBoard folder, else an MLflow
+file store (``mlruns``). Files:
 ``trainer_state.json`` and ``events.out.tfevents.*`` by name; otherwise by content: a verl JSONL line
 (``{"step": N, "data": {...}}``), another JSON-lines log, a JSON document (a ``log_history`` state or a list of rows),
 verl console lines (``step:N - k:v``), and finally CSV (a W&B export when its columns read ``<run> - <metric>``);
@@ -17,7 +18,7 @@ import stat
 from pathlib import Path
 
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers import sqlite_logs, tensorboard, trl, verl, wandb
+from entropy_watch.importers import mlruns, sqlite_logs, tensorboard, trl, verl, wandb
 from entropy_watch.importers.columns import csv_field_limit
 from entropy_watch.importers.generic import SNIFF_ROWS, sniff_delimiter
 
@@ -33,6 +34,7 @@ FORMATS: tuple[str, ...] = (
     "parquet",
     "trackio",
     "mlflow",
+    "mlruns",
 )
 _HEAD_BYTES = 256 * 1024
 
@@ -76,8 +78,11 @@ def detect_format(path: Path) -> str:
             return "trl"
         if tensorboard.event_dirs(path):
             return "tensorboard"
+        if mlruns.run_dirs(path):
+            return "mlruns"
         raise ImportFormatError(
-            f"{path} is a folder without trainer_state.json or TensorBoard event files; pass a log file instead"
+            f"{path} is a folder without trainer_state.json, TensorBoard event files or MLflow runs; pass a log file "
+            "instead"
         )
     if path.name == trl.STATE_FILE:
         return "trl"

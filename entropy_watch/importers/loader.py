@@ -19,6 +19,7 @@ from entropy_watch.importers import (
     compressed,
     detect,
     generic,
+    mlruns,
     parquet_table,
     sqlite_logs,
     tensorboard,
@@ -104,9 +105,9 @@ def _load(
     if fmt == "verl-console":
         parsed = verl.read_verl_console(p, step_col, progress)
         return [_finish(parsed, run or safe_run_name(wandb.file_stem(p)), p, fmt, maps)]
-    if fmt in ("trackio", "mlflow"):
-        reader = sqlite_logs.read_trackio if fmt == "trackio" else sqlite_logs.read_mlflow
-        groups, notes = reader(p, progress)
+    if fmt in ("trackio", "mlflow", "mlruns"):
+        reader = {"trackio": sqlite_logs.read_trackio, "mlflow": sqlite_logs.read_mlflow, "mlruns": mlruns.read_store}
+        groups, notes = reader[fmt](p, progress)
         return _many(groups, p, fmt, maps, run, notes, step_col, run_meta_key="source_run_name")
     notes: list[str] = []
     if fmt in ("csv", "wandb-csv"):

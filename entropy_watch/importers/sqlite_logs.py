@@ -18,11 +18,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers.base import Frame, Progress, flatten
+from entropy_watch.importers.base import Frame, Progress, flatten, frame_from_steps, frames_by_name
 
 MAGIC = b"SQLite format 3\x00"
 _FLOAT_MAX = sys.float_info.max
@@ -39,6 +41,20 @@ def _connect(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as e:
         raise ImportFormatError(f"{path}: not a readable SQLite database ({e}); copy it whole and retry") from None
     return con
+
+
+@contextmanager
+def _reading(path: Path, what: str, progress: Progress | None) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to ``path``; an SQLite error while reading is one line naming ``what``."""
+    con = _connect(path)
+    try:
+        yield con
+    except sqlite3.Error as e:
+        raise ImportFormatError(f"{path}: unreadable {what} ({e})") from None
+    finally:
+        con.close()
+    if progress is not None:
+        progress(path.stat().st_size)
 
 
 def _columns(con: sqlite3.Connection, table: str) -> set[str]:
@@ -67,13 +83,11 @@ def kind(path: Path) -> str:
 
 def read_trackio(path: Path, progress: Progress | None = None) -> tuple[dict[str, Frame], list[str]]:
     """One frame per trackio run (by ``run_id`` when the file has it, named by ``run_name``) and the notes."""
-    con = _connect(path)
     frames: dict[str, Frame] = {}
     names: dict[str, str] = {}
     bad, first_bad = 0, None
-    try:
-        has_id = "run_id" in _columns(con, "metrics")
-        rid = "run_id" if has_id else "run_name"
+    with _reading(path, "trackio metrics table", progress) as con:
+        rid = "run_id" if "run_id" in _columns(con, "metrics") else "run_name"
         query = f"SELECT id, run_name, {rid}, step, metrics FROM metrics ORDER BY id"  # noqa: S608 - literal names
         for row_id, run_name, run_key, step, blob in con.execute(query):
             try:
@@ -91,31 +105,24 @@ def read_trackio(path: Path, progress: Progress | None = None) -> tuple[dict[str
                 frame = frames[key] = Frame(source=str(path))
                 names[key] = str(run_name)
             frame.add_row({"step": step, **row}, f"metrics row id {row_id}")
-    except sqlite3.Error as e:
-        raise ImportFormatError(f"{path}: unreadable trackio metrics table ({e})") from None
-    finally:
-        con.close()
-    if progress is not None:
-        progress(path.stat().st_size)
     if not frames:
         raise ImportFormatError(f"{path}: the trackio project holds no logged metrics; nothing to import")
     notes = [f"skipped {bad} metrics row(s) whose JSON did not parse (first: id {first_bad})"] if bad else []
-    return _by_name(frames, names), notes
+    return frames_by_name(frames, names), notes
 
 
 def read_mlflow(path: Path, progress: Progress | None = None) -> tuple[dict[str, Frame], list[str]]:
     """One frame per MLflow run (named by ``runs.name``, else its id), deleted runs left out, and the notes."""
-    con = _connect(path)
     per_run: dict[str, dict[int, dict[str, float]]] = {}
     names: dict[str, str] = {}
-    try:
+    deleted = 0
+    with _reading(path, "MLflow metrics table", progress) as con:
         run_cols = _columns(con, "runs")
         metric_cols = _columns(con, "metrics")
         name = "r.name" if "name" in run_cols else "NULL"
         live = "WHERE r.lifecycle_stage IS NOT 'deleted'" if "lifecycle_stage" in run_cols else ""
         nan = "m.is_nan" if "is_nan" in metric_cols else "0"
         order = "m.timestamp" if "timestamp" in metric_cols else "m.rowid"
-        deleted = 0
         if live:
             deleted = con.execute("SELECT count(*) FROM runs WHERE lifecycle_stage = 'deleted'").fetchone()[0]
         query = (  # noqa: S608 - column names are literals chosen above, never user input
@@ -125,21 +132,11 @@ def read_mlflow(path: Path, progress: Progress | None = None) -> tuple[dict[str,
         for run_uuid, run_name, key, value, step, is_nan in con.execute(query):
             names.setdefault(run_uuid, run_name or str(run_uuid)[:8])
             per_run.setdefault(run_uuid, {}).setdefault(int(step or 0), {})[str(key)] = _mlflow_value(value, is_nan)
-    except sqlite3.Error as e:
-        raise ImportFormatError(f"{path}: unreadable MLflow metrics table ({e})") from None
-    finally:
-        con.close()
-    if progress is not None:
-        progress(path.stat().st_size)
     if not per_run:
         raise ImportFormatError(f"{path}: the MLflow store holds no logged metrics; nothing to import")
-    frames: dict[str, Frame] = {}
-    for run_uuid, steps in per_run.items():
-        frame = frames[run_uuid] = Frame(source=str(path))
-        for step in sorted(steps):  # the last value logged at a step wins (ordered by timestamp above)
-            frame.add_row({"step": step, **steps[step]}, f"run {run_uuid} step {step}")
+    frames = {k: frame_from_steps(str(path), steps, f"run {k}") for k, steps in per_run.items()}
     notes = [f"left out {deleted} run(s) deleted in MLflow"] if deleted else []
-    return _by_name(frames, names), notes
+    return frames_by_name(frames, names), notes
 
 
 def _mlflow_value(value: Any, is_nan: Any) -> float:
@@ -149,11 +146,3 @@ def _mlflow_value(value: Any, is_nan: Any) -> float:
     if abs(v) >= _FLOAT_MAX:  # how MLflow stores ±inf
         return float("inf") if v > 0 else float("-inf")
     return v
-
-
-def _by_name(frames: dict[str, Frame], names: dict[str, str]) -> dict[str, Frame]:
-    """Frames keyed by run name; a name two runs share gets the run's id appended."""
-    counts: dict[str, int] = {}
-    for key in frames:
-        counts[names[key]] = counts.get(names[key], 0) + 1
-    return {(names[k] if counts[names[k]] == 1 else f"{names[k]}-{k[:8]}"): f for k, f in frames.items()}

@@ -1,0 +1,111 @@
+"""MLflow's file store (``./mlruns``, the default before MLflow 3.7 and what older runs were logged to).
+
+``mlruns/<experiment id>/<run id>/metrics/<key>`` holds one line per logged value, ``<timestamp ms> <value> <step>``
+(a key with ``/`` is a sub-folder; values ``nan``/``inf`` as Python prints them), ``tags/mlflow.runName`` the run's
+name and ``meta.yaml`` its ``lifecycle_stage``. ``PATH`` may be the store, one experiment folder or one run folder;
+every run below it becomes one run (deleted ones and ``.trash`` left out). A line that does not parse is skipped and
+counted, never blocking the lines around it; a value logged twice at a step keeps the last one written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from entropy_watch.errors import ImportFormatError
+from entropy_watch.importers.base import Frame, Progress, frame_from_steps, frames_by_name
+
+_MAX_DEPTH = 2  # store/<experiment>/<run>
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "metrics").is_dir() and (path / "meta.yaml").is_file()
+
+
+def run_dirs(path: Path) -> list[Path]:
+    """MLflow run folders at ``path`` or up to two levels below it (``.trash`` and hidden folders left out), sorted."""
+    if not path.is_dir():
+        return []
+    if is_run_dir(path):
+        return [path]
+    found: list[Path] = []
+    level = [path]
+    for _ in range(_MAX_DEPTH):
+        nxt = []
+        for d in level:
+            try:
+                subs = sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            for s in subs:
+                (found if is_run_dir(s) else nxt).append(s)
+        level = nxt
+    return sorted(found)
+
+
+def _meta(run: Path) -> dict[str, str]:
+    """The flat ``key: value`` lines of ``meta.yaml`` (all the file store writes there)."""
+    out: dict[str, str] = {}
+    try:
+        for line in (run / "meta.yaml").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, sep, value = line.partition(":")
+            if sep and not line.startswith((" ", "-")):
+                out[key.strip()] = value.strip().strip("'\"")
+    except OSError:
+        pass
+    return out
+
+
+def _name(run: Path, meta: dict[str, str]) -> str:
+    try:
+        tag = (run / "tags" / "mlflow.runName").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        tag = ""
+    return tag or meta.get("run_name") or run.name
+
+
+def read_store(path: Path, progress: Progress | None = None) -> tuple[dict[str, Frame], list[str]]:
+    """One frame per live MLflow run under ``path`` (by run name; a shared name gets the run id), and notes."""
+    runs = run_dirs(path)
+    if not runs:
+        raise ImportFormatError(f"no MLflow runs (<run>/metrics and meta.yaml) in {path} or two levels below it")
+    frames: dict[str, Frame] = {}
+    names: dict[str, str] = {}
+    deleted, bad, first_bad = 0, 0, ""
+    for run in runs:
+        meta = _meta(run)
+        if meta.get("lifecycle_stage") == "deleted":
+            deleted += 1
+            continue
+        per_step: dict[int, dict[str, float]] = {}
+        metrics = run / "metrics"
+        for root, dirs, files in os.walk(metrics):
+            dirs.sort()
+            for f in sorted(files):
+                file = Path(root) / f
+                key = file.relative_to(metrics).as_posix()
+                try:
+                    text = file.read_text(encoding="utf-8", errors="replace")
+                except OSError as e:
+                    raise ImportFormatError(f"{file}: cannot be read ({e.strerror or e})") from None
+                if progress is not None:
+                    progress(len(text))
+                for n, line in enumerate(text.splitlines(), 1):
+                    parts = line.split()
+                    try:
+                        value, step = float(parts[1]), int(parts[2]) if len(parts) > 2 else 0
+                    except (IndexError, ValueError):
+                        if line.strip():
+                            bad += 1
+                            first_bad = first_bad or f"{file} line {n}"
+                        continue
+                    per_step.setdefault(step, {})[key] = value
+        if per_step:  # keyed by the run id (unique across experiments)
+            frames[run.name] = frame_from_steps(str(run), per_step, f"run {run.name}")
+            names[run.name] = _name(run, meta)
+    if not frames:
+        raise ImportFormatError(f"{path}: its MLflow runs hold no logged metrics; nothing to import")
+    notes = [f"left out {deleted} run(s) deleted in MLflow"] if deleted else []
+    if bad:
+        notes.append(f"skipped {bad} metric line(s) that are not '<timestamp> <value> <step>' (first: {first_bad})")
+    return frames_by_name(frames, names), notes

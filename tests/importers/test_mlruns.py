@@ -1,0 +1,69 @@
+"""MLflow's file store (``mlruns/``), laid out as MLflow 3.17.2 writes it (checked against a store it wrote)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from entropy_watch import metrics as M
+from entropy_watch.errors import ImportFormatError
+from entropy_watch.importers import detect_format, load_log
+
+
+def _run(store, exp: str, run_id: str, name: str, lines: dict[str, list[str]], stage: str = "active"):
+    run = store / exp / run_id
+    (run / "tags").mkdir(parents=True)
+    (run / "tags" / "mlflow.runName").write_text(name)
+    (run / "meta.yaml").write_text(
+        f"artifact_uri: file:///x/{run_id}/artifacts\nexperiment_id: '{exp}'\nlifecycle_stage: {stage}\n"
+        f"run_id: {run_id}\nrun_name: {name}\nstatus: 3\ntags: []\nuser_id: root\n"
+    )
+    for key, rows in lines.items():
+        f = run / "metrics" / key
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("".join(r + "\n" for r in rows))
+    return run
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = tmp_path / "mlruns"
+    (s / "0").mkdir(parents=True)
+    (s / "0" / "meta.yaml").write_text("experiment_id: '0'\nlifecycle_stage: active\nname: Default\n")
+    (s / ".trash").mkdir()
+    ent = [f"{1796308947700 + i} {1.1 * 0.97 ** (3 * i)!r} {3 * i}" for i in range(30)]
+    ent += ["1796308947735 nan 90", "garbage", "1796308947736 0.5 93", "1796308947737 0.25 93"]
+    rew = [f"{1796308947700 + i} {0.1 + i / 100!r} {3 * i}" for i in range(30)]
+    _run(s, "9721", "d1332db786e04cf88588cfaefe066f95", "old-ppo", {"train/entropy": ent, "train/reward": rew})
+    _run(s, "9721", "a0000000000000000000000000000001", "gone", {"train/entropy": ent}, stage="deleted")
+    _run(s, "55", "b0000000000000000000000000000002", "old-ppo", {"entropy": ["1 0.5 0", "2 0.4 1"]})
+    return s
+
+
+def test_a_store_an_experiment_and_a_run_folder(store) -> None:
+    assert detect_format(store) == "mlruns"
+    got = {r.name: r for r in load_log(store)}
+    assert sorted(got) == ["old-ppo-b0000000", "old-ppo-d1332db7"]  # one name, two runs; the deleted one left out
+    run = got["old-ppo-d1332db7"]
+    assert run.fmt == "mlruns" and run.mapping[M.ENTROPY_MEAN] == "train/entropy"
+    steps, ent = run.series(M.ENTROPY_MEAN)
+    assert steps.tolist() == [3 * i for i in range(30)] + [90, 93]
+    assert ent[:30].tolist() == pytest.approx([1.1 * 0.97 ** (3 * i) for i in range(30)])
+    assert math.isnan(ent[30]) and ent[31] == 0.25  # NaN a value; the last value written at a step wins
+    assert run.series(M.REWARD_MEAN)[0].tolist() == [3 * i for i in range(30)]
+    assert "left out 1 run(s) deleted in MLflow" in run.notes
+    assert any("skipped 1 metric line(s)" in n and "line 32" in n for n in run.notes)
+    (one,) = load_log(store / "9721")
+    assert one.name == "old-ppo"
+    (direct,) = load_log(store / "55" / "b0000000000000000000000000000002", run="mine")
+    assert direct.name == "mine" and direct.series(M.ENTROPY_MEAN)[1].tolist() == [0.5, 0.4]
+
+
+def test_a_folder_with_nothing_to_read_says_so(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImportFormatError, match="MLflow runs"):
+        load_log(tmp_path / "empty")
+    run = _run(tmp_path / "s", "1", "c" * 32, "r", {"train/entropy": []})
+    with pytest.raises(ImportFormatError, match="hold no logged metrics"):
+        load_log(run)
