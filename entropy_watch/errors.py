@@ -46,5 +46,9 @@ def require(module: str, extra: str) -> None:
     """Raise :class:`MissingExtra` naming ``pip install 'entropy-watch[extra]'`` if ``module`` cannot be imported."""
     import importlib.util
 
-    if importlib.util.find_spec(module) is None:
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing (google.protobuf without google)
+        found = False
+    if not found:
         raise MissingExtra(f"{module} is not installed; install it with: pip install 'entropy-watch[{extra}]'")

@@ -39,7 +39,10 @@ SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
 HEALTH_STYLE = {**SEVERITY_STYLE, "ok": "green", "too-short": "dim"}
 LONG_RUN = 2000  # versions above which a progress bar is shown on a terminal
 # A target that does not exist and ends like this is a missing file, not a run name.
-LOG_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".log", ".txt", ".parquet", ".gz", ".bz2", ".xz", ".db", ".sqlite")
+LOG_SUFFIXES = (
+    *(".csv", ".tsv", ".json", ".jsonl", ".log", ".txt", ".parquet"),
+    *(".gz", ".bz2", ".xz", ".db", ".sqlite", ".wandb"),
+)
 
 
 def register(app: typer.Typer) -> None:

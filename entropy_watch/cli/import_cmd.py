@@ -41,7 +41,7 @@ def import_(
             "--format",
             "-f",
             help="trl, verl-jsonl, verl-console, tensorboard, wandb-csv, csv, jsonl, json, parquet, trackio, mlflow "
-            "(mlflow.db) or mlruns (default: detected).",
+            "(mlflow.db), mlruns or wandb-offline (default: detected).",
         ),
     ] = None,
     maps: Annotated[

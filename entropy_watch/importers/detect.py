@@ -1,11 +1,11 @@
 """Which format a log path is in, from its name and its first bytes (``--format`` overrides it).
 
 Folders: a TRL/HF output or checkpoint folder (``trainer_state.json``), else a TensorBoard folder, else an MLflow
-file store (``mlruns``). Files:
+file store (``mlruns``), else W&B offline runs (``run-*.wandb``). Files:
 ``trainer_state.json`` and ``events.out.tfevents.*`` by name; otherwise by content: a verl JSONL line
 (``{"step": N, "data": {...}}``), another JSON-lines log, a JSON document (a ``log_history`` state or a list of rows),
 verl console lines (``step:N - k:v``), and finally CSV (a W&B export when its columns read ``<run> - <metric>``);
-a Parquet table, a trackio project or an MLflow store (SQLite) by their magic bytes and tables.
+a Parquet table, a trackio project or an MLflow store (SQLite), a W&B run file by their magic bytes and tables.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import stat
 from pathlib import Path
 
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers import mlruns, sqlite_logs, tensorboard, trl, verl, wandb
+from entropy_watch.importers import mlruns, sqlite_logs, tensorboard, trl, verl, wandb, wandb_offline
 from entropy_watch.importers.columns import csv_field_limit
 from entropy_watch.importers.generic import SNIFF_ROWS, sniff_delimiter
 
@@ -35,6 +35,7 @@ FORMATS: tuple[str, ...] = (
     "trackio",
     "mlflow",
     "mlruns",
+    "wandb-offline",
 )
 _HEAD_BYTES = 256 * 1024
 
@@ -80,9 +81,11 @@ def detect_format(path: Path) -> str:
             return "tensorboard"
         if mlruns.run_dirs(path):
             return "mlruns"
+        if wandb_offline.run_files(path):
+            return "wandb-offline"
         raise ImportFormatError(
-            f"{path} is a folder without trainer_state.json, TensorBoard event files or MLflow runs; pass a log file "
-            "instead"
+            f"{path} is a folder without trainer_state.json, TensorBoard event files, MLflow runs or W&B offline runs; "
+            "pass a log file instead"
         )
     if path.name == trl.STATE_FILE:
         return "trl"
@@ -96,6 +99,8 @@ def detect_format(path: Path) -> str:
         return "parquet"
     if sqlite_logs.is_sqlite(head):
         return sqlite_logs.kind(path)
+    if wandb_offline.is_wandb_file(head):
+        return "wandb-offline"
     try:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError as e:

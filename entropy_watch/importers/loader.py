@@ -26,9 +26,18 @@ from entropy_watch.importers import (
     trl,
     verl,
     wandb,
+    wandb_offline,
 )
 from entropy_watch.importers.base import Frame, ImportedRun, Parsed, Progress, assemble, frame_to_series
 from entropy_watch.store.layout import safe_run_name, validate_run_name
+
+# trackers that hold many runs per file or folder: format -> reader of (frames by run name, notes)
+TRACKER_READERS = {
+    "trackio": sqlite_logs.read_trackio,
+    "mlflow": sqlite_logs.read_mlflow,
+    "mlruns": mlruns.read_store,
+    "wandb-offline": wandb_offline.read_runs,
+}
 
 
 def load_log(
@@ -105,8 +114,8 @@ def _load(
     if fmt == "verl-console":
         parsed = verl.read_verl_console(p, step_col, progress)
         return [_finish(parsed, run or safe_run_name(wandb.file_stem(p)), p, fmt, maps)]
-    if fmt in ("trackio", "mlflow", "mlruns"):
-        reader = {"trackio": sqlite_logs.read_trackio, "mlflow": sqlite_logs.read_mlflow, "mlruns": mlruns.read_store}
+    if fmt in TRACKER_READERS:
+        reader = TRACKER_READERS
         groups, notes = reader[fmt](p, progress)
         return _many(groups, p, fmt, maps, run, notes, step_col, run_meta_key="source_run_name")
     notes: list[str] = []
