@@ -203,7 +203,7 @@ def read_runs(path: Path, progress: Progress | None = None) -> tuple[dict[str, F
         names.setdefault(run_id, run_id)
         frame = frames.setdefault(run_id, Frame(source=str(file)))
         for i, row in enumerate(rows):
-            frame.add_row(row, f"{file.name} history record {i + 1}")
+            frame.add_row(row, f"{file.parent.name}/{file.name} history record {i + 1}")  # a resume: 2 files, 1 name
         if skipped:
             notes.append(f"{file}: skipped {skipped} damaged record(s); read the records around them")
         if unfinished:
