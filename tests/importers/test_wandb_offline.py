@@ -123,3 +123,15 @@ def test_not_a_run_file_gets_one_line(tmp_path) -> None:
     (tmp_path / "d").mkdir()
     with pytest.raises(ImportFormatError, match="W&B offline runs"):
         load_log(tmp_path / "d")
+
+
+def test_a_run_resumed_offline_is_one_run(tmp_path) -> None:
+    """``resume="allow"`` offline writes a second folder for the same run id: one run, the restart noted and
+    recorded as an event where it happened (the later folder's rows win)."""
+    for stamp in ("20261203_145651", "20261203_150000"):
+        (d := tmp_path / "wandb" / f"offline-run-{stamp}-ewtest01").mkdir(parents=True)
+        shutil.copy(REAL, d / REAL.name)
+    (run,) = load_log(tmp_path / "wandb")
+    assert run.name == "grpo-offline" and run.series(M.ENTROPY_MEAN)[0].tolist() == [*range(0, 80, 2), 80, 82]
+    assert any("restart at offline-run-20261203_150000-ewtest01/run-ewtest01.wandb" in n for n in run.notes)
+    assert [e["kind"] for e in run.events] == ["resume"]
