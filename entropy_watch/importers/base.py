@@ -130,13 +130,26 @@ class Parsed:
 MAX_DEPTH = 64  # nested JSON objects deeper than this are refused (a log of metrics is a few levels deep)
 
 
-def frame_from_steps(source: str, per_step: dict[int, dict[str, float]], where: str) -> Frame:
-    """A frame of one row per step, in step order, from ``{step: {metric: value}}`` (a tracker that stores one row
-    per metric value); rows are located as ``"<where> step N"``."""
-    frame = Frame(source=source)
-    for step in sorted(per_step):
-        frame.add_row({"step": step, **per_step[step]}, f"{where} step {step}")
+def frame_from_series(source: str, series: dict[str, tuple[np.ndarray, np.ndarray]], where: str) -> Frame:
+    """A frame of one row per step — the union of every metric's steps, in order — from per-metric ``(steps,
+    values)`` arrays in the order they were written (a tracker that stores one row per metric value); a step written
+    twice keeps its last value. Rows are located as ``"<where> step N"``."""
+    import pyarrow as pa
+
+    kept = {k: _last_per_step(np.asarray(st, np.int64), np.asarray(v, np.float64)) for k, (st, v) in series.items()}
+    steps = np.unique(np.concatenate([st for st, _ in kept.values()])) if kept else np.zeros(0, np.int64)
+    frame = Frame(source=source, n_rows=len(steps), locate=lambda r: f"{where} step {int(steps[r])}")
+    frame.cells["step"] = (np.arange(len(steps)), pa.array(steps))
+    for key, (st, v) in kept.items():
+        frame.cells[key] = (np.searchsorted(steps, st), v)
     return frame
+
+
+def _last_per_step(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(steps, kind="stable")  # stable: among equal steps, write order is kept
+    st, v = steps[order], values[order]
+    last = np.append(st[1:] != st[:-1], True)
+    return st[last], v[last]
 
 
 def frames_by_name(frames: dict[str, Frame], names: dict[str, str]) -> dict[str, Frame]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers.base import Frame, Progress, frame_from_steps, frames_by_name
+from entropy_watch.importers.base import Frame, Progress, frame_from_series, frames_by_name
 
 _MAX_DEPTH = 2  # store/<experiment>/<run>
 
@@ -77,31 +79,21 @@ def read_store(path: Path, progress: Progress | None = None) -> tuple[dict[str, 
         if meta.get("lifecycle_stage") == "deleted":
             deleted += 1
             continue
-        per_step: dict[int, dict[str, float]] = {}
+        series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         metrics = run / "metrics"
         for root, dirs, files in os.walk(metrics):
             dirs.sort()
             for f in sorted(files):
                 file = Path(root) / f
-                key = file.relative_to(metrics).as_posix()
-                try:
-                    text = file.read_text(encoding="utf-8", errors="replace")
-                except OSError as e:
-                    raise ImportFormatError(f"{file}: cannot be read ({e.strerror or e})") from None
                 if progress is not None:
-                    progress(len(text))
-                for n, line in enumerate(text.splitlines(), 1):
-                    parts = line.split()
-                    try:
-                        value, step = float(parts[1]), int(parts[2]) if len(parts) > 2 else 0
-                    except (IndexError, ValueError):
-                        if line.strip():
-                            bad += 1
-                            first_bad = first_bad or f"{file} line {n}"
-                        continue
-                    per_step.setdefault(step, {})[key] = value
-        if per_step:  # keyed by the run id (unique across experiments)
-            frames[run.name] = frame_from_steps(str(run), per_step, f"run {run.name}")
+                    progress(file.stat().st_size)
+                steps, values, n_bad, where = _metric_file(file)
+                bad += n_bad
+                first_bad = first_bad or where
+                if len(steps):
+                    series[file.relative_to(metrics).as_posix()] = (steps, values)
+        if series:  # keyed by the run id (unique across experiments)
+            frames[run.name] = frame_from_series(str(run), series, f"run {run.name}")
             names[run.name] = _name(run, meta)
     if not frames:
         raise ImportFormatError(f"{path}: its MLflow runs hold no logged metrics; nothing to import")
@@ -109,3 +101,39 @@ def read_store(path: Path, progress: Progress | None = None) -> tuple[dict[str, 
     if bad:
         notes.append(f"skipped {bad} metric line(s) that are not '<timestamp> <value> <step>' (first: {first_bad})")
     return frames_by_name(frames, names), notes
+
+
+def _metric_file(file: Path) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """``(steps, values, lines skipped, where the first was)`` of one metric file, in the order written: read by
+    Arrow's CSV reader, or line by line when a line does not parse (the others are kept)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    try:
+        t = pcsv.read_csv(
+            file,
+            read_options=pcsv.ReadOptions(column_names=["ts", "value", "step"]),
+            parse_options=pcsv.ParseOptions(delimiter=" "),
+            convert_options=pcsv.ConvertOptions(column_types={"value": pa.float64(), "step": pa.int64()}),
+        )
+        if t.column("step").null_count == 0 and t.column("value").null_count == 0:
+            return t.column("step").to_numpy(), t.column("value").to_numpy(), 0, ""
+    except (pa.ArrowInvalid, OSError):
+        pass
+    steps, values, bad, where = [], [], 0, ""
+    try:
+        text = file.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise ImportFormatError(f"{file}: cannot be read ({e.strerror or e})") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        try:
+            value, step = float(parts[1]), int(parts[2]) if len(parts) > 2 else 0
+        except (IndexError, ValueError):
+            if line.strip():
+                bad += 1
+                where = where or f"{file} line {n}"
+            continue
+        steps.append(step)
+        values.append(value)
+    return np.asarray(steps, np.int64), np.asarray(values, np.float64), bad, where

@@ -21,10 +21,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+
+import numpy as np
 
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers.base import Frame, Progress, flatten, frame_from_steps, frames_by_name
+from entropy_watch.importers.base import Frame, Progress, flatten, frame_from_series, frames_by_name
 
 MAGIC = b"SQLite format 3\x00"
 _FLOAT_MAX = sys.float_info.max
@@ -113,7 +114,7 @@ def read_trackio(path: Path, progress: Progress | None = None) -> tuple[dict[str
 
 def read_mlflow(path: Path, progress: Progress | None = None) -> tuple[dict[str, Frame], list[str]]:
     """One frame per MLflow run (named by ``runs.name``, else its id), deleted runs left out, and the notes."""
-    per_run: dict[str, dict[int, dict[str, float]]] = {}
+    per_run: dict[str, dict[str, tuple[list[int], list[float], list[bool]]]] = {}
     names: dict[str, str] = {}
     deleted = 0
     with _reading(path, "MLflow metrics table", progress) as con:
@@ -127,22 +128,30 @@ def read_mlflow(path: Path, progress: Progress | None = None) -> tuple[dict[str,
             deleted = con.execute("SELECT count(*) FROM runs WHERE lifecycle_stage = 'deleted'").fetchone()[0]
         query = (  # noqa: S608 - column names are literals chosen above, never user input
             f"SELECT m.run_uuid, {name}, m.key, m.value, m.step, {nan} FROM metrics m "
-            f"JOIN runs r ON r.run_uuid = m.run_uuid {live} ORDER BY m.run_uuid, m.step, {order}"
+            f"JOIN runs r ON r.run_uuid = m.run_uuid {live} ORDER BY m.run_uuid, m.key, {order}"
         )
         for run_uuid, run_name, key, value, step, is_nan in con.execute(query):
             names.setdefault(run_uuid, run_name or str(run_uuid)[:8])
-            per_run.setdefault(run_uuid, {}).setdefault(int(step or 0), {})[str(key)] = _mlflow_value(value, is_nan)
+            cols = per_run.setdefault(run_uuid, {}).get(key)
+            if cols is None:
+                cols = per_run[run_uuid][key] = ([], [], [])
+            cols[0].append(int(step or 0))
+            cols[1].append(float(value))
+            cols[2].append(bool(is_nan))
     if not per_run:
         raise ImportFormatError(f"{path}: the MLflow store holds no logged metrics; nothing to import")
-    frames = {k: frame_from_steps(str(path), steps, f"run {k}") for k, steps in per_run.items()}
+    frames = {
+        run: frame_from_series(
+            str(path), {str(k): (st, _mlflow_values(v, n)) for k, (st, v, n) in keys.items()}, f"run {run}"
+        )  # fmt: skip
+        for run, keys in per_run.items()
+    }
     notes = [f"left out {deleted} run(s) deleted in MLflow"] if deleted else []
     return frames_by_name(frames, names), notes
 
 
-def _mlflow_value(value: Any, is_nan: Any) -> float:
-    if is_nan:
-        return float("nan")
-    v = float(value)
-    if abs(v) >= _FLOAT_MAX:  # how MLflow stores ±inf
-        return float("inf") if v > 0 else float("-inf")
-    return v
+def _mlflow_values(values: list[float], is_nan: list[bool]) -> np.ndarray:
+    """MLflow's stored values as logged: NaN where ``is_nan`` (stored as 0), ±inf where ±float max."""
+    v = np.asarray(values, dtype=np.float64)
+    v = np.where(v >= _FLOAT_MAX, np.inf, np.where(v <= -_FLOAT_MAX, -np.inf, v))
+    return np.where(np.asarray(is_nan, dtype=bool), np.nan, v)
