@@ -182,3 +182,67 @@ def test_file_names_import_under_a_derived_name(tmp_path: Path, stem: str) -> No
     p.write_text("step,entropy\n1,0.5\n2,0.4\n")
     (name,) = import_log(tmp_path / "s", p)
     assert validate_run_name(name) == name
+
+
+def _binary_seeds() -> dict[str, bytes]:
+    """A small valid file of each binary format, to damage: Parquet, gzip, a trackio and an MLflow SQLite file, a W&B
+    offline run (the one wandb wrote for test_wandb_offline)."""
+    import gzip
+    import io
+    import sqlite3
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out: dict[str, bytes] = {}
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"step": list(range(12)), "entropy": [0.9**i for i in range(12)]}), buf)
+    out[".parquet"] = buf.getvalue()
+    out[".csv.gz"] = gzip.compress(b"step,entropy\n" + b"".join(b"%d,%f\n" % (i, 0.9**i) for i in range(12)))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, ddl, rows in (
+            (
+                "trackio",
+                "CREATE TABLE metrics (id INTEGER PRIMARY KEY, run_id TEXT, timestamp TEXT, run_name TEXT, step INT, "
+                "metrics TEXT)",
+                [
+                    f"INSERT INTO metrics VALUES ({i}, 'r', 't', 'run', {i}, '{{\"entropy\": {0.9**i}}}')"
+                    for i in range(12)
+                ],
+            ),
+            (
+                "mlflow",
+                "CREATE TABLE metrics (key TEXT, value FLOAT, timestamp INT, run_uuid TEXT, step INT, is_nan INT)",
+                [
+                    "CREATE TABLE runs (run_uuid TEXT, name TEXT, lifecycle_stage TEXT)",
+                    "INSERT INTO runs VALUES ('u', 'run', 'active')",
+                ]  # fmt: skip
+                + [f"INSERT INTO metrics VALUES ('entropy', {0.9**i}, {i}, 'u', {i}, 0)" for i in range(12)],
+            ),
+        ):
+            p = Path(tmp) / f"{name}.db"
+            con = sqlite3.connect(p)
+            for sql in (ddl, *rows):
+                con.execute(sql)
+            con.commit()
+            con.close()
+            out[f".{name}.db"] = p.read_bytes()
+    out[".wandb"] = (Path(__file__).parent / "data" / "run-ewtest01.wandb").read_bytes()
+    return out
+
+
+BINARY_SEEDS = _binary_seeds()
+
+
+@FUZZ
+@given(
+    st.sampled_from(sorted(BINARY_SEEDS)),
+    st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=6),
+    st.floats(0.05, 1.0),
+)
+def test_damaged_binary_logs_load_or_fail_cleanly(suffix: str, flips: list[tuple[float, int]], keep: float) -> None:
+    """A Parquet, gzip, SQLite or W&B file with bytes overwritten and its tail cut: well-formed runs or one line."""
+    data = bytearray(BINARY_SEEDS[suffix])
+    for where, value in flips:
+        data[int(where * len(data))] = value
+    _load(bytes(data[: max(8, int(keep * len(data)))]), suffix)
