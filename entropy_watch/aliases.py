@@ -29,12 +29,14 @@ SHORT_KEYS: dict[str, str] = {"entropy": M.ENTROPY_MEAN, "reward": M.REWARD_MEAN
 STEP_ALIASES: tuple[str, ...] = (
     "step",
     "global_step",
-    "_step",
-    "iteration",
-    "iter",
+    # the trainer's own step before W&B's log-call counter: HF's WandbCallback logs train/global_step and leaves
+    # _step counting log calls (eval ones too), so _step 37 may be trainer step 370
     "train/global_step",
     "training/global_step",
     "trainer/global_step",
+    "_step",
+    "iteration",
+    "iter",
     "global_steps",
     "steps",
     "update",

@@ -139,9 +139,9 @@ def frame_from_series(source: str, series: dict[str, tuple[np.ndarray, np.ndarra
     kept = {k: _last_per_step(np.asarray(st, np.int64), np.asarray(v, np.float64)) for k, (st, v) in series.items()}
     steps = np.unique(np.concatenate([st for st, _ in kept.values()])) if kept else np.zeros(0, np.int64)
     frame = Frame(source=source, n_rows=len(steps), locate=lambda r: f"{where} step {int(steps[r])}")
-    frame.cells["step"] = (np.arange(len(steps)), pa.array(steps))
     for key, (st, v) in kept.items():
-        frame.cells[key] = (np.searchsorted(steps, st), v)
+        frame.cells["step (logged)" if key == "step" else key] = (np.searchsorted(steps, st), v)
+    frame.cells["step"] = (np.arange(len(steps)), pa.array(steps))  # the tracker's step axis, never a metric's
     return frame
 
 

@@ -64,19 +64,25 @@ def load_log(
     detect.check_source(p)  # missing, dangling link, link loop, FIFO or device: one true line, nothing opened
     runs = _load_compressed(p, fmt, mapping, run) if compressed.kind(p) else _load(p, fmt, mapping, run, progress)
     for r in runs:
-        stated = r.meta.get("vocab_size")
-        if vocab_size is not None and stated is not None and stated != vocab_size:
-            r.notes.append(f"vocabulary size {vocab_size} as given, over the {stated} the log states")
-        v = vocab_size if vocab_size is not None else stated
-        column = r.mapping.get(M.ENTROPY_MEAN, "")
-        if v is not None and not A.per_token_entropy(column):
-            r.meta.pop("vocab_size", None)
-            r.notes.append(
-                f"vocabulary size {v} not used: {column!r} is summed over the sequence, which ln V does not bound"
-            )
-        elif v is not None:
-            r.meta["vocab_size"] = v
+        _vocabulary(r, vocab_size)
     return runs
+
+
+def _vocabulary(r: ImportedRun, given: int | None) -> None:
+    """Set ``r.meta["vocab_size"]``: ``given`` over what the log states (noted when they differ), and none for an
+    entropy summed over the sequence (noted), which ln V does not bound."""
+    stated = r.meta.get("vocab_size")
+    if given is not None and stated is not None and stated != given:
+        r.notes.append(f"vocabulary size {given} as given, over the {stated} the log states")
+    v = given if given is not None else stated
+    column = r.mapping.get(M.ENTROPY_MEAN, "")
+    if v is not None and not A.per_token_entropy(column):
+        r.meta.pop("vocab_size", None)
+        r.notes.append(
+            f"vocabulary size {v} not used: {column!r} is summed over the sequence, which ln V does not bound"
+        )
+    elif v is not None:
+        r.meta["vocab_size"] = v
 
 
 def _load_compressed(p: Path, fmt: str | None, mapping: dict[str, str] | None, run: str | None) -> list[ImportedRun]:
@@ -115,8 +121,7 @@ def _load(
         parsed = verl.read_verl_console(p, step_col, progress)
         return [_finish(parsed, run or safe_run_name(wandb.file_stem(p)), p, fmt, maps)]
     if fmt in TRACKER_READERS:
-        reader = TRACKER_READERS
-        groups, notes = reader[fmt](p, progress)
+        groups, notes = TRACKER_READERS[fmt](p, progress)
         return _many(groups, p, fmt, maps, run, notes, step_col, run_meta_key="source_run_name")
     notes: list[str] = []
     if fmt in ("csv", "wandb-csv"):

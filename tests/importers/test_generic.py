@@ -18,6 +18,7 @@ from entropy_watch.importers import detect_format, load_log
         (["Step", "entropy"], "Step"),
         (["global_step", "entropy"], "global_step"),
         (["_step", "_runtime", "entropy"], "_step"),
+        (["_step", "train/global_step", "entropy"], "train/global_step"),  # HF + W&B: _step counts log calls
         (["iteration", "x"], "iteration"),
         (["iter", "x"], "iter"),
         (["epoch", "x"], None),
