@@ -409,6 +409,15 @@ def consistent_ln_v(h: np.ndarray, finite: np.ndarray, vocab: int | None, config
     return np.where(np.logical_or.accumulate(above), np.nan, ln_v)
 
 
+def _whole(value: object) -> int | None:
+    """A stated vocabulary size as an int ≥ 2, or None (absent, or not a number: a hand-edited run.json)."""
+    try:
+        v = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return v if v >= 2 else None
+
+
 def lnv_note(prep: Prepared) -> str | None:
     """Why ln V stopped being used, when a logged entropy contradicted the stated vocabulary (None otherwise)."""
     if prep.vocab_size is None or not len(prep) or np.isfinite(prep.ln_v[-1]):
@@ -480,7 +489,7 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
     h_fin = np.where(finite, h, np.nan)
     tail = causal_median_var(h_fin, level_widths(sigma[m:], config), m) if n > m else np.zeros(0)
     smooth = np.concatenate([previous.smooth[:m] if m else np.zeros(0), tail])
-    vocab = int(series.meta["vocab_size"]) if series.meta.get("vocab_size") else None
+    vocab = _whole(series.meta.get("vocab_size"))
     return Prepared(
         steps=steps,
         h=h,
