@@ -302,7 +302,11 @@ def _line(run: str, a: Alert) -> str:
 def watch(
     ctx: typer.Context,
     runs: Annotated[
-        list[str] | None, typer.Argument(help="Runs to follow (default: every run in the store, new ones too).")
+        list[str] | None,
+        typer.Argument(
+            help="Runs to follow (default: every run in the store, new ones too), or log files / folders another "
+            "tool is writing (trackio, W&B offline, verl JSONL, TRL output, CSV...), re-read as they grow."
+        ),
     ] = None,
     interval: float = typer.Option(10.0, "--interval", help="Seconds between polls."),
     iterations: int | None = typer.Option(None, "--iterations", help="Stop after this many polls (default: never)."),
@@ -323,6 +327,11 @@ def watch(
     app_url: str | None = typer.Option(
         None, "--app-url", help="The app's address, linked from notifications (default $ENTROPY_WATCH_APP_URL)."
     ),
+    maps: Annotated[
+        list[str] | None,
+        typer.Option("--map", "-m", help="For log files, as in `import`: canonical=COLUMN (step, entropy, reward)."),
+    ] = None,
+    vocab_size: Annotated[int | None, typer.Option("--vocab-size", min=2, help=f"For log files: {VOCAB_HELP}")] = None,
 ) -> None:
     """Follow live runs and print new alerts as they appear (Ctrl-C stops); --notify also sends them."""
     import json
@@ -350,11 +359,17 @@ def watch(
     def on_error(run: str, message: str) -> None:
         typer.echo(printable(f"[{run}] {message}"), err=True)
 
+    logs = _log_targets(runs or [], write=write, file_options=bool(maps) or vocab_size is not None)
     relay = _relay(notify, min_severity, app_url)
-    reader = TailReader(root, tables=("scalars", "hist", "events"), runs=runs or None)
+    if logs:
+        from entropy_watch.importers.follow import LogReader
+
+        reader: Any = LogReader(logs, parse_maps(maps) or None, vocab_size, on_error=on_error)
+    else:
+        reader = TailReader(root, tables=("scalars", "hist", "events"), runs=runs or None)
     monitor = Monitor(
         reader,
-        runs or None,
+        None if logs else runs or None,
         on_new_alerts=on_new_alerts,
         on_waiting=on_waiting,
         on_error=on_error,
@@ -368,6 +383,20 @@ def watch(
         reader.close()
         if relay is not None:
             relay.close(10.0)  # what is queued is sent (bounded wait)
+
+
+def _log_targets(targets: list[str], *, write: bool, file_options: bool) -> list[str]:
+    """The targets of ``watch`` when they are log paths (all of them), else [] (store runs); mixing the two, or the
+    log-only options on store runs, or ``--write`` on logs (which have no alerts table) is a usage error."""
+    paths = [t for t in targets if _lexists(Path(t).expanduser())]
+    if paths and len(paths) != len(targets):
+        names = ", ".join(t for t in targets if t not in paths)
+        raise typer.BadParameter(f"give store runs or log paths, not both ({names} is no file or folder)")
+    if file_options and not paths:
+        raise typer.BadParameter("--map and --vocab-size apply to log files; name the logs to follow")
+    if write and paths:
+        raise typer.BadParameter("--write stores alerts in a store run; a log file has none (import it first)")
+    return paths
 
 
 def _relay(specs: list[str] | None, min_severity: str, app_url: str | None) -> Any:

@@ -1,0 +1,137 @@
+"""Logs another tool is still writing, read through the store's read interface so the :class:`~entropy_watch.monitor
+.Monitor` follows them as it follows store runs: ``entropy-watch watch LOG...`` on a trackio project, a W&B offline
+run, a verl JSONL, a TRL output folder or a CSV, with no code in the trainer (INTEGRATIONS: layer B, a tail of the
+log directory).
+
+Each :meth:`LogReader.poll` re-reads a path whose size or modification time moved (a folder: any file below it) with
+:func:`~entropy_watch.importers.load_log`; runs are then what ``alerts LOG`` would analyse (the same meta and notes:
+one verdict). A path that cannot be read right now (a JSON document being rewritten, a file not there yet) keeps its
+last good runs and is reported once per distinct error through ``on_error``. Cost: a whole re-read per change, fine
+for the tens of thousands of points a log holds; the store (``Watch``, ``import``) is the incremental path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from entropy_watch.errors import EntropyWatchError, RunNotFound
+from entropy_watch.importers.base import ImportedRun
+from entropy_watch.importers.loader import load_log
+
+Signature = tuple[int, int, int]  # files, bytes, newest modification (ns)
+
+
+def signature(path: Path) -> Signature | None:
+    """What changes when a log is written to: (files, total bytes, newest mtime) of a file or every file below a
+    folder; None when nothing is there (yet)."""
+    try:
+        if path.is_file():
+            st = path.stat()
+            return 1, st.st_size, st.st_mtime_ns
+        files = size = newest = 0
+        for root, _, names in os.walk(path):
+            for name in names:
+                try:
+                    st = os.stat(os.path.join(root, name))
+                except OSError:  # removed while we walked
+                    continue
+                files, size, newest = files + 1, size + st.st_size, max(newest, st.st_mtime_ns)
+        return (files, size, newest) if files else None
+    except OSError:
+        return None
+
+
+class LogReader:
+    """The part of the store's read interface the Monitor and ``RunSeries.from_reader`` use, over log paths.
+
+    ``paths`` the logs to follow (files or folders, as ``import`` takes them); ``mapping`` and ``vocab_size`` as
+    ``import --map`` / ``--vocab-size``; ``on_error(path, message)`` hears each distinct read error once. Run names
+    are the importer's; a name two paths both give is prefixed with its path's stem.
+    """
+
+    def __init__(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        mapping: dict[str, str] | None = None,
+        vocab_size: int | None = None,
+        on_error: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.paths = [Path(p).expanduser() for p in paths]
+        self.root = Path(os.path.commonpath([str(p.resolve()) for p in self.paths])) if self.paths else Path(".")
+        self.mapping = mapping
+        self.vocab_size = vocab_size
+        self.on_error = on_error
+        self._seen: dict[Path, Signature | None] = {}
+        self._errors: dict[Path, str] = {}
+        self._by_path: dict[Path, list[ImportedRun]] = {}
+        self._runs: dict[str, ImportedRun] = {}
+
+    def poll(self) -> None:
+        """Re-read every path whose signature moved since the last poll."""
+        changed = False
+        for path in self.paths:
+            sig = signature(path)
+            if sig is None or sig == self._seen.get(path):
+                continue
+            self._seen[path] = sig
+            try:
+                self._by_path[path] = load_log(path, mapping=self.mapping, vocab_size=self.vocab_size)
+            except EntropyWatchError as e:  # mid-write or not a log: keep the last good runs, say it once
+                if self._errors.get(path) != str(e) and self.on_error is not None:
+                    self.on_error(str(path), str(e))
+                self._errors[path] = str(e)
+                continue
+            self._errors.pop(path, None)
+            changed = True
+        if changed:
+            self._runs = self._named()
+
+    def _named(self) -> dict[str, ImportedRun]:
+        out: dict[str, ImportedRun] = {}
+        counts: dict[str, int] = {}
+        for runs in self._by_path.values():
+            for r in runs:
+                counts[r.name] = counts.get(r.name, 0) + 1
+        for path, runs in self._by_path.items():
+            for r in runs:
+                out[r.name if counts[r.name] == 1 else f"{path.stem}-{r.name}"] = r
+        return out
+
+    def _run(self, run: str) -> ImportedRun:
+        r = self._runs.get(run)
+        if r is None:
+            raise RunNotFound(f"no run {run!r} in {', '.join(map(str, self.paths))}")
+        return r
+
+    def versions(self) -> dict[str, tuple[int, int]]:
+        """Per run, (entropy points, newest step): moves when the log grows."""
+        out = {}
+        for name, r in self._runs.items():
+            steps = np.concatenate([s for s, _ in r.scalars.values()]) if r.scalars else np.zeros(0, np.int64)
+            out[name] = (int(sum(len(s) for s, _ in r.scalars.values())), int(steps.max()) if steps.size else -1)
+        return out
+
+    def run_meta(self, run: str) -> dict[str, Any]:
+        r = self._run(run)
+        return {**r.meta, "import_notes": list(r.notes)}  # as import writes run.json: one verdict with `alerts LOG`
+
+    def scalar_names(self, run: str) -> list[str]:
+        return list(self._run(run).scalars)
+
+    def series_many(self, run: str, names: Iterable[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        scalars = self._run(run).scalars
+        return {n: scalars[n] for n in names if n in scalars}
+
+    def hist_matrix(self, run: str, n_bins: int) -> None:
+        return None  # logs carry no token-entropy histograms
+
+    def events(self, run: str) -> list[dict[str, Any]]:
+        return list(self._run(run).events)
+
+    def close(self) -> None:
+        """Nothing to release (the same call as the store readers')."""
