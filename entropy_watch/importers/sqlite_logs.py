@@ -36,10 +36,14 @@ def is_sqlite(head: bytes) -> bool:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    """A read-only connection (never writes, never creates); one line when the file is no readable database."""
+    con = None
     try:
         con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         con.execute("SELECT 1 FROM sqlite_master LIMIT 1")
     except sqlite3.Error as e:
+        if con is not None:
+            con.close()
         raise ImportFormatError(f"{path}: not a readable SQLite database ({e}); copy it whole and retry") from None
     return con
 
