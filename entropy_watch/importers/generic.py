@@ -264,21 +264,21 @@ def _too_deep(path: Path, where: str) -> ImportFormatError:
     return ImportFormatError(f"{path} {where}: JSON nested too deeply to be a metrics log; flatten it or fix the file")
 
 
-def read_jsonl(path: Path, progress: Progress | None = None) -> tuple[Frame, list[str]]:
-    """A JSON-lines file of flat (or nested) metric objects; returns the frame and notes."""
+def read_jsonl(path: Path, progress: Progress | None = None) -> Frame:
+    """A JSON-lines file of flat (or nested) metric objects (what reading decided in ``frame.notes``)."""
     columns = read_jsonl_arrow(path)
     if columns:
         if progress is not None:
             progress(path.stat().st_size)
-        return Frame.columnar(str(path), columns, jsonl_locator(path)), []
+        return Frame.columnar(str(path), columns, jsonl_locator(path))
     frame = Frame(source=str(path))
-    rows, notes = read_json_lines(path, progress)
+    rows, frame.notes = read_json_lines(path, progress)
     for lineno, obj in rows:
         try:
             frame.add_row(flatten(obj), f"line {lineno}")
         except ValueError as e:
             raise ImportFormatError(f"{path} line {lineno}: {e}; flatten it or fix the file") from None
-    return frame, notes
+    return frame
 
 
 def load_json(path: Path, progress: Progress | None = None) -> Any:

@@ -123,17 +123,15 @@ def _load(
     if fmt in TRACKER_READERS:
         groups, notes = TRACKER_READERS[fmt](p, progress)
         return _many(groups, p, fmt, maps, run, notes, step_col, run_meta_key="source_run_name")
-    notes: list[str] = []
     if fmt in ("csv", "wandb-csv"):
         frame = generic.read_csv(p, progress)
-        notes = list(frame.notes)
     elif fmt == "jsonl":
-        frame, notes = generic.read_jsonl(p, progress)
+        frame = generic.read_jsonl(p, progress)
     elif fmt == "parquet":
         frame = parquet_table.read_parquet(p, progress)
-        notes = list(frame.notes)
     else:
         frame = generic.read_json_list(p, progress)
+    notes = list(frame.notes)  # what reading the file decided (a skipped last line, decimal commas, columns left out)
     if fmt == "wandb-csv":
         groups = wandb.split_wandb_frame(frame)
         if not groups:
