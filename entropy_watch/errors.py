@@ -42,6 +42,12 @@ class MissingExtra(EntropyWatchError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none (for one-line errors)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def require(module: str, extra: str) -> None:
     """Raise :class:`MissingExtra` naming ``pip install 'entropy-watch[extra]'`` if ``module`` cannot be imported."""
     import importlib.util

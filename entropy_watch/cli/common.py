@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from entropy_watch.errors import EntropyWatchError
+from entropy_watch.errors import EntropyWatchError, first_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -63,7 +63,7 @@ def state(ctx: typer.Context) -> State:
 
 def fail(err: BaseException | str, *, prefix: str = "error", code: int = 1) -> NoReturn:
     """Print ``error: <one line>`` to stderr (control characters escaped) and exit with ``code``."""
-    msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    msg = first_line(err)
     typer.echo(f"{prefix}: {printable(msg)}", err=True)
     sys.exit(code)
 
@@ -76,7 +76,7 @@ def is_input_error(err: BaseException) -> bool:
 def error_line(err: BaseException, *, where: str | None = None) -> str:
     """``error: <first line>`` for an input error, ``internal error (<type>); ...: <first line>`` for a bug; prefixed
     with ``where`` (a file or run) when the message does not name it already. Control characters escaped."""
-    msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    msg = first_line(err)
     if where and where not in msg:
         msg = f"{where}: {msg}"
     prefix = "error" if is_input_error(err) else INTERNAL_ERROR.format(name=type(err).__name__)

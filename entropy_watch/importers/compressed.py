@@ -18,9 +18,9 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from entropy_watch.errors import ImportFormatError
+from entropy_watch.errors import ImportFormatError, first_line
 
 _KINDS: tuple[tuple[bytes, str, Callable[[Path], IO[bytes]]], ...] = (
     (b"\x1f\x8b", "gzip", lambda p: gzip.open(p, "rb")),
@@ -61,12 +61,17 @@ def decompressed(path: Path) -> Iterator[tuple[Path, list[str]]]:
         folder.mkdir()
         inner = folder / inner_name(path)
         notes: list[str] = []
+        written = whole = 0  # bytes written; bytes up to the last newline written
         with open(inner, "wb") as dst, opener(path) as src:
             while True:
                 try:
                     block = src.read1(_CHUNK)  # read1: a damaged tail loses only itself, not a whole buffer
                 except _DAMAGED as e:
-                    notes.append(_cut_at_last_line(dst, path, name or "", e))
+                    dst.truncate(whole)  # a half-written row is no row
+                    notes.append(
+                        f"the {name} stream of {path} ends early ({first_line(e)}): read the {whole:,} bytes of "
+                        "complete lines before it"
+                    )
                     break
                 if not block:
                     break
@@ -77,29 +82,12 @@ def decompressed(path: Path) -> Iterator[tuple[Path, list[str]]]:
                         f"{path}: cannot decompress it into {tmp} ({e.strerror or e}); free some space there or set "
                         "TMPDIR to a folder with room for the uncompressed log"
                     ) from None
+                cut = block.rfind(b"\n")
+                written += len(block)
+                whole = written - len(block) + cut + 1 if cut >= 0 else whole
         if inner.stat().st_size == 0:
             raise ImportFormatError(f"{path}: the {name} stream holds no complete line; nothing to import")
         yield inner, notes
-
-
-def _cut_at_last_line(dst: Any, path: Path, name: str, e: BaseException) -> str:
-    """Truncate the copy after its last newline (a half-written row is no row) and say what happened."""
-    dst.flush()
-    size = dst.tell()
-    keep = 0
-    with open(dst.name, "rb") as fh:
-        pos = size
-        while pos > 0 and not keep:
-            start = max(0, pos - _CHUNK)
-            fh.seek(start)
-            block = fh.read(pos - start)
-            cut = block.rfind(b"\n")
-            if cut >= 0:
-                keep = start + cut + 1
-            pos = start
-    dst.truncate(keep)
-    why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return f"the {name} stream of {path} ends early ({why}): read the {keep:,} bytes of complete lines before it"
 
 
 def restore_paths(text: str, inner: Path, path: Path) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from entropy_watch.errors import ImportFormatError
+from entropy_watch.errors import ImportFormatError, first_line
 from entropy_watch.importers.base import MAX_DEPTH, Frame, Progress
 
 TRL_COMPLETION_COLUMNS = frozenset({"prompt", "completion", "advantage"})
@@ -33,7 +33,7 @@ def _schema(path: Path) -> pa.Schema:
     try:
         return pq.read_schema(path)
     except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ...: one line, whatever it is
-        raise ImportFormatError(f"{path}: not a readable parquet file ({_first_line(e)}); re-export it") from None
+        raise ImportFormatError(f"{path}: not a readable parquet file ({first_line(e)}); re-export it") from None
 
 
 def read_parquet(path: Path, progress: Progress | None = None) -> Frame:
@@ -48,7 +48,7 @@ def read_parquet(path: Path, progress: Progress | None = None) -> Frame:
     try:
         table = pq.read_table(path)
     except Exception as e:  # noqa: BLE001 - a truncated or corrupt file: one line naming it
-        raise ImportFormatError(f"{path}: not a readable parquet file ({_first_line(e)}); re-export it") from None
+        raise ImportFormatError(f"{path}: not a readable parquet file ({first_line(e)}); re-export it") from None
     if progress is not None:
         progress(path.stat().st_size)
     if table.num_rows == 0:
@@ -96,7 +96,3 @@ def _scalar(t: pa.DataType) -> bool:
         or pa.types.is_large_string(t)
         or pa.types.is_null(t)
     )
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
