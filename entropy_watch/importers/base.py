@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,6 +37,8 @@ from entropy_watch import metrics as M
 from entropy_watch.errors import ImportFormatError
 from entropy_watch.importers.columns import is_arrow, parse_cell, parse_numeric
 from entropy_watch.store.schema import MAX_STEP
+
+K = TypeVar("K")
 
 IMPORTER_VERSION = "1.0"
 
@@ -152,13 +156,35 @@ def _last_per_step(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, n
     return st[last], v[last]
 
 
+def unique_names(names: dict[K, str], tag: Callable[[K], str]) -> dict[K, str]:
+    """Each key's name, where a name several keys share gets ``-<tag(key)>`` appended (a tracker's run names need not
+    be unique, its run ids are; two logs followed together may both hold a run ``grpo``)."""
+    counts = Counter(names.values())
+    return {k: n if counts[n] == 1 else f"{n}-{tag(k)}" for k, n in names.items()}
+
+
 def frames_by_name(frames: dict[str, Frame], names: dict[str, str]) -> dict[str, Frame]:
-    """Frames keyed by run id -> keyed by run name (``names[id]``); a name two runs share gets the id's first 8
-    characters appended (a tracker's run names need not be unique, its ids are)."""
-    counts: dict[str, int] = {}
-    for key in frames:
-        counts[names[key]] = counts.get(names[key], 0) + 1
-    return {(names[k] if counts[names[k]] == 1 else f"{names[k]}-{k[:8]}"): f for k, f in frames.items()}
+    """Frames keyed by run id -> keyed by run name (``names[id]``; a shared name gets the id's first 8 characters)."""
+    named = unique_names({k: names[k] for k in frames}, lambda k: k[:8])
+    return {named[k]: f for k, f in frames.items()}
+
+
+def folders(path: Path, depth: int) -> Iterator[Path]:
+    """``path`` and the folders up to ``depth`` levels below it, level by level, each level sorted; hidden and linked
+    folders below ``path`` are not entered (W&B's ``wandb/latest-run`` links to a folder listed under its own name),
+    unreadable ones are passed over."""
+    level = [path]
+    for d in range(depth + 1):
+        yield from level
+        if d == depth:
+            return
+        below: list[Path] = []
+        for folder in level:
+            try:
+                below += sorted(e for e in folder.iterdir() if e.is_dir() and not e.is_symlink() and e.name[:1] != ".")
+            except OSError:
+                continue
+        level = below
 
 
 def flatten(obj: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, Any]:

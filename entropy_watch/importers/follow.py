@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from entropy_watch.errors import EntropyWatchError, RunNotFound
-from entropy_watch.importers.base import ImportedRun
+from entropy_watch.importers.base import ImportedRun, unique_names
 from entropy_watch.importers.loader import load_log
 
 Signature = tuple[int, int, int]  # files, bytes, newest modification (ns)
@@ -51,7 +51,7 @@ class LogReader:
 
     ``paths`` the logs to follow (files or folders, as ``import`` takes them); ``mapping`` and ``vocab_size`` as
     ``import --map`` / ``--vocab-size``; ``on_error(path, message)`` hears each distinct read error once. Run names
-    are the importer's; a name two paths both give is prefixed with its path's stem.
+    are the importer's; a name two paths both give gets its path's stem appended.
     """
 
     def __init__(
@@ -92,15 +92,9 @@ class LogReader:
             self._runs = self._named()
 
     def _named(self) -> dict[str, ImportedRun]:
-        out: dict[str, ImportedRun] = {}
-        counts: dict[str, int] = {}
-        for runs in self._by_path.values():
-            for r in runs:
-                counts[r.name] = counts.get(r.name, 0) + 1
-        for path, runs in self._by_path.items():
-            for r in runs:
-                out[r.name if counts[r.name] == 1 else f"{path.stem}-{r.name}"] = r
-        return out
+        runs = {(path, i): r for path, rs in self._by_path.items() for i, r in enumerate(rs)}
+        named = unique_names({k: r.name for k, r in runs.items()}, lambda k: k[0].stem)
+        return {named[k]: r for k, r in runs.items()}
 
     def _run(self, run: str) -> ImportedRun:
         r = self._runs.get(run)

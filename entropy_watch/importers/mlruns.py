@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers.base import Frame, Progress, frame_from_series, frames_by_name
+from entropy_watch.importers.base import Frame, Progress, folders, frame_from_series, frames_by_name
 
 _MAX_DEPTH = 2  # store/<experiment>/<run>
 
@@ -26,23 +26,7 @@ def is_run_dir(path: Path) -> bool:
 
 def run_dirs(path: Path) -> list[Path]:
     """MLflow run folders at ``path`` or up to two levels below it (``.trash`` and hidden folders left out), sorted."""
-    if not path.is_dir():
-        return []
-    if is_run_dir(path):
-        return [path]
-    found: list[Path] = []
-    level = [path]
-    for _ in range(_MAX_DEPTH):
-        nxt = []
-        for d in level:
-            try:
-                subs = sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
-            except OSError:
-                continue
-            for s in subs:
-                (found if is_run_dir(s) else nxt).append(s)
-        level = nxt
-    return sorted(found)
+    return sorted(d for d in folders(path, _MAX_DEPTH) if is_run_dir(d)) if path.is_dir() else []
 
 
 def _meta(run: Path) -> dict[str, str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from entropy_watch.errors import ImportFormatError, require
-from entropy_watch.importers.base import Frame, Progress, frames_by_name
+from entropy_watch.importers.base import Frame, Progress, folders, frames_by_name
 
 HEADER = b":W&B\xe1\xbe\x00"
 _BLOCK = 32768
@@ -35,27 +35,11 @@ def is_wandb_file(head: bytes) -> bool:
 
 
 def run_files(path: Path) -> list[Path]:
-    """``run-*.wandb`` files at ``path`` (a file or a folder) or up to three folder levels below it, sorted; each
-    once: linked folders are not followed (W&B's ``wandb/latest-run`` links to a run folder listed under its own
-    name)."""
+    """``run-*.wandb`` files at ``path`` (a file or a folder) or up to three folder levels below it, sorted; linked
+    folders are not followed, so W&B's ``wandb/latest-run`` is not read twice."""
     if path.is_file():
         return [path]
-    found: list[Path] = []
-    level = [path]
-    for _ in range(_MAX_DEPTH + 1):
-        nxt = []
-        for d in level:
-            try:
-                entries = sorted(d.iterdir())
-            except OSError:
-                continue
-            found += [e for e in entries if e.is_file() and e.name.startswith("run-") and e.suffix == ".wandb"]
-            nxt += [e for e in entries if e.is_dir() and not e.is_symlink() and not e.name.startswith(".")]
-        level = nxt
-    unique: dict[Path, Path] = {}
-    for f in found:
-        unique.setdefault(f.resolve(), f)
-    return sorted(unique.values())
+    return sorted(f for d in folders(path, _MAX_DEPTH) for f in d.glob("run-*.wandb") if f.is_file())
 
 
 @functools.cache
