@@ -20,7 +20,8 @@ import typer
 
 from entropy_watch.cli.common import (
     EMPTY_STORE_HINT,
-    VOCAB_HELP,
+    LogMap,
+    LogVocab,
     console,
     echo_json,
     error_line,
@@ -226,10 +227,7 @@ def alerts(
     since: int | None = typer.Option(None, "--since", help="Only alerts at or after this step."),
     min_severity: str = typer.Option("info", "--min-severity", callback=_severity, help="info, warning or critical."),
     write: bool = typer.Option(False, "--write/--no-write", help="Store new alerts in the run's alerts table."),
-    maps: Annotated[
-        list[str] | None,
-        typer.Option("--map", "-m", help="For log files, as in `import`: canonical=COLUMN (step, entropy, reward)."),
-    ] = None,
+    maps: LogMap = None,
     fail_on: Annotated[
         str | None,
         typer.Option(
@@ -238,7 +236,7 @@ def alerts(
             "listed but exit 0). Default: every kind.",
         ),
     ] = None,
-    vocab_size: Annotated[int | None, typer.Option("--vocab-size", min=2, help=f"For log files: {VOCAB_HELP}")] = None,
+    vocab_size: LogVocab = None,
 ) -> None:
     """Analyse runs and list their alerts. Exit status: 0 clean, 1 warning, 2 critical, 3 error."""
     from entropy_watch.analysis.policy import filter_alerts
@@ -327,11 +325,8 @@ def watch(
     app_url: str | None = typer.Option(
         None, "--app-url", help="The app's address, linked from notifications (default $ENTROPY_WATCH_APP_URL)."
     ),
-    maps: Annotated[
-        list[str] | None,
-        typer.Option("--map", "-m", help="For log files, as in `import`: canonical=COLUMN (step, entropy, reward)."),
-    ] = None,
-    vocab_size: Annotated[int | None, typer.Option("--vocab-size", min=2, help=f"For log files: {VOCAB_HELP}")] = None,
+    maps: LogMap = None,
+    vocab_size: LogVocab = None,
 ) -> None:
     """Follow live runs and print new alerts as they appear (Ctrl-C stops); --notify also sends them."""
     import json
@@ -422,11 +417,8 @@ def report(
     target: Annotated[str, typer.Argument(help="A store run, a run folder (.../run=X) or a log file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path("report.html"),
     run: str | None = typer.Option(None, "--run", help="Which run, when the log file holds several."),
-    maps: Annotated[
-        list[str] | None,
-        typer.Option("--map", "-m", help="For a log file, as in `import`: canonical=COLUMN (step, entropy, reward)."),
-    ] = None,
-    vocab_size: Annotated[int | None, typer.Option("--vocab-size", min=2, help=f"For a log file: {VOCAB_HELP}")] = None,
+    maps: LogMap = None,
+    vocab_size: LogVocab = None,
 ) -> None:
     """Write one self-contained HTML report: entropy with forecast and ETA, reward, token heatmap, alerts."""
     from entropy_watch.errors import EntropyWatchError

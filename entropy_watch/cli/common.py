@@ -14,7 +14,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -119,6 +119,12 @@ VOCAB_HELP = (
     "The policy's vocabulary size V (e.g. 151936 for Qwen2.5), for logs that do not state it: the analysis then "
     "measures an explosion against ln V and knows a near-uniform start."
 )
+# The options that apply to log files, shared by alerts, watch and report (import words them for itself).
+LogMap = Annotated[
+    list[str] | None,
+    typer.Option("--map", "-m", help="For log files, as in `import`: canonical=COLUMN (step, entropy, reward)."),
+]
+LogVocab = Annotated[int | None, typer.Option("--vocab-size", min=2, help=f"For log files: {VOCAB_HELP}")]
 
 
 def parse_maps(items: list[str] | None) -> dict[str, str]:

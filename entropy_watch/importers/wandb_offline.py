@@ -43,8 +43,8 @@ def run_files(path: Path) -> list[Path]:
 
 
 @functools.cache
-def _messages() -> tuple[Any, Any]:
-    """``(Record, HistoryItem)`` message classes of the subset of ``wandb_internal.proto`` read here."""
+def record_class() -> Any:
+    """The ``Record`` message class of the subset of ``wandb_internal.proto`` read here."""
     require("google.protobuf", "wandb")
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
@@ -96,8 +96,7 @@ def _messages() -> tuple[Any, Any]:
     rec.oneof_decl.add(name="record_type")
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fd)
-    get = message_factory.GetMessageClass
-    return get(pool.FindMessageTypeByName("ew_wandb.Record")), get(pool.FindMessageTypeByName("ew_wandb.HistoryItem"))
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("ew_wandb.Record"))
 
 
 def records(data: bytes) -> tuple[list[bytes], int, bool]:
@@ -156,7 +155,7 @@ def read_runs(path: Path, progress: Progress | None = None) -> tuple[dict[str, F
     files = run_files(path)
     if not files:
         raise ImportFormatError(f"no W&B offline run files (run-*.wandb) in {path} or three levels below it")
-    record_cls, _ = _messages()
+    record_cls = record_class()
     frames: dict[str, Frame] = {}
     names: dict[str, str] = {}
     notes: list[str] = []

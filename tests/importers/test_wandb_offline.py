@@ -63,8 +63,7 @@ def _frame(payloads: list[bytes]) -> bytes:
 
 
 def _history(step: int, pad: int = 0) -> bytes:
-    record, item = W._messages()
-    rec = record()
+    rec = W.record_class()()
     rec.history.step.num = step
     for key, value in (("train/entropy", f"{1.0 - step / 1e4!r}"), ("pad", '"' + "x" * pad + '"')):
         it = rec.history.item.add()
@@ -77,8 +76,7 @@ def _history(step: int, pad: int = 0) -> bytes:
 
 
 def _run(name: str) -> bytes:
-    record, _ = W._messages()
-    rec = record()
+    rec = W.record_class()()
     rec.run.run_id, rec.run.display_name = "abc123", name
     return rec.SerializeToString()
 
