@@ -14,10 +14,11 @@ Two stages, shared by all formats:
 Cells: numbers and numeric strings (``nan``/``inf`` included) are values; empty cells, ``null``, ``None``, ``NA`` and
 ``N/A`` are *missing* (no point at that step), and so are non-finite cells between the values of a column logged every
 k ≥ 2 steps in a table shared with metrics logged more often (:func:`off_cadence`; said in the run's notes). A column
-whose non-missing cells are mostly text is a text column and is skipped (listed in ``meta["text_columns"]``). Other
-non-numeric cells in a numeric column are skipped with a counted note, except in the step column and in the entropy
-column, where they raise :class:`ImportFormatError` naming the row: a silently thinned entropy series would bias the
-detectors.
+whose non-missing cells are mostly text is a text column and is skipped (listed in ``meta["text_columns"]``; an
+entropy column of text is an error). Other non-numeric cells in a numeric column, the entropy column included, are
+skipped with a note that counts them and names the first: one bad value never blocks the rows around it. So is a row
+whose step is not a non-negative integer, and (in the readers) a line that is not JSON or a row with more fields
+than the header (:class:`Skipped`); when the bad rows are as many as the good ones, the first one's error is raised.
 """
 
 from __future__ import annotations
@@ -75,6 +76,33 @@ class ImportedRun:
         lo = [int(s[0]) for s, _ in self.scalars.values() if len(s)]
         hi = [int(s[-1]) for s, _ in self.scalars.values() if len(s)]
         return (min(lo), max(hi)) if lo else None
+
+
+@dataclass
+class Skipped:
+    """Rows a reader could not use (a line that is not JSON, a row with more fields than the header, a step that is
+    no step): each is skipped and counted and the first one named, so one bad row never blocks the rows around it.
+    When they are at least as many as the good rows, the file is not what the reader takes it for and
+    :meth:`settle` raises the first one's error instead."""
+
+    what: str  # what a skipped row is, e.g. "line(s) that could not be read"
+    count: int = 0
+    first: tuple[str, str] | None = None  # (where, why) of the first
+
+    def add(self, where: str, why: str) -> None:
+        """Count one bad row at ``where`` ("line 7"); ``why`` is the one-line reason with its fix."""
+        self.count += 1
+        if self.first is None:
+            self.first = (where, why)
+
+    def settle(self, source: str, good: int) -> list[str]:
+        """The note for the rows skipped (none: []); ImportFormatError when they are ``good`` or more."""
+        if self.first is None:
+            return []
+        where, why = self.first
+        if self.count >= good:
+            raise ImportFormatError(f"{source} {where}: {why}")
+        return [f"skipped {self.count} {self.what} (first at {where}: {why})"]
 
 
 @dataclass
@@ -283,51 +311,47 @@ def off_cadence(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, int]
 
 
 def _steps_of_rows(frame: Frame, step_col: str | None, parsed: Parsed) -> np.ndarray:
-    """Step per row (int64; -1 for rows without a step). Raises on a step cell that is not an integer in range."""
+    """Step per row (int64; -1 for rows without a step). A row whose step cell is not an integer in range is
+    skipped with a note naming the first; ImportFormatError when such rows are as many as the good ones."""
     if step_col is None:
         parsed.notes.append("no step column; using row order (first row = step 0)")
         return np.arange(frame.n_rows, dtype=np.int64)
     steps = np.full(frame.n_rows, -1, dtype=np.int64)
+    skipped = Skipped("row(s) without a usable step")
+    fix = "fix that row or pass --map step=COLUMN"
     rows, raw = frame.cells[step_col]
     if is_arrow(raw):
-        pos, values, bad, first = parse_numeric(raw)
+        pos, values, n_text, first_text = parse_numeric(raw)
         rows = np.asarray(rows, dtype=np.int64)
-        if first is not None:
-            raise _not_a_number(frame, step_col, int(rows[first[0]]), first[1])
         wrong = ~np.isfinite(values) | (values != np.floor(values)) | (values < 0) | (values >= 2.0**63)
-        if wrong.any():
-            i = int(np.argmax(wrong))
-            raise _bad_step(frame, step_col, int(rows[pos[i]]), raw[int(pos[i])].as_py())
-        steps[rows[pos]] = values.astype(np.int64)
+        firsts = [first_text[0]] if first_text is not None else []
+        for i in sorted([*firsts, *pos[wrong][:1]]):  # the first of each kind, in file order
+            skipped.add(frame.where(int(rows[i])), _bad_step(step_col, raw[int(i)].as_py(), fix))
+        skipped.count = n_text + int(wrong.sum())
+        good = ~wrong
+        steps[rows[pos[good]]] = values[good].astype(np.int64)
     else:
         for r, v in zip(rows, raw, strict=True):
             try:
                 x = parse_cell(v)
             except (ValueError, TypeError):
-                raise _not_a_number(frame, step_col, r, v) from None
+                skipped.add(frame.where(r), _bad_step(step_col, v, fix))
+                continue
             if x is None:
                 continue
             if not math.isfinite(x) or x != int(x) or x < 0 or x > MAX_STEP:
-                raise _bad_step(frame, step_col, r, v)
+                skipped.add(frame.where(r), _bad_step(step_col, v, fix))
+                continue
             steps[r] = int(x)
-    missing = int((steps < 0).sum())
+    parsed.notes += skipped.settle(frame.source, int((steps >= 0).sum()))
+    missing = int((steps < 0).sum()) - skipped.count
     if missing:
         parsed.notes.append(f"{missing} rows without a value in step column {step_col!r} were skipped")
     return steps
 
 
-def _not_a_number(frame: Frame, step_col: str, row: int, value: Any) -> ImportFormatError:
-    return ImportFormatError(
-        f"{frame.source} {frame.where(row)}: step column {step_col!r} holds {str(value)[:40]!r}, not a number; "
-        f"fix that row or pass --map step=COLUMN"
-    )
-
-
-def _bad_step(frame: Frame, step_col: str, row: int, value: Any) -> ImportFormatError:
-    return ImportFormatError(
-        f"{frame.source} {frame.where(row)}: step column {step_col!r} holds {str(value)[:40]!r}, not a "
-        f"non-negative integer below 2**63; fix that row or pass --map step=COLUMN to use another column"
-    )
+def _bad_step(step_col: str, value: Any, fix: str) -> str:
+    return f"step column {step_col!r} holds {str(value)[:40]!r}, not a non-negative integer below 2**63; {fix}"
 
 
 UNORDERED_SHARE = 0.25  # past this share of rows stepping back, a file's rows are out of order, not restarts
@@ -455,12 +479,6 @@ def assemble(
             f"no entropy column found in {source} (columns: {_list(series)}{text}); pass --map entropy=COLUMN"
         )
     ent_col = final[M.ENTROPY_MEAN]
-    if ent_col in parsed.bad_cells:
-        count, where, value = parsed.bad_cells[ent_col]
-        raise ImportFormatError(
-            f"{source} {where}: entropy column {ent_col!r} holds {value!r}, not a number ({count} such cells); "
-            f"fix the file or pass --map entropy=COLUMN"
-        )
     notes = list(parsed.notes)
     for col, (count, where, value) in sorted(parsed.bad_cells.items()):
         if col in text_cols:

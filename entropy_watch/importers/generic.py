@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers.base import Frame, Progress, flatten
+from entropy_watch.importers.base import Frame, Progress, Skipped, flatten
 from entropy_watch.importers.columns import (
     csv_field_limit,
     csv_locator,
@@ -118,7 +118,7 @@ def _peek_rows(path: Path, n: int = SNIFF_ROWS) -> list[str]:
 
 
 def read_csv(path: Path, progress: Progress | None = None) -> Frame:
-    """A CSV/TSV file with a header row. Short rows are padded (missing cells); long rows are an error."""
+    """A CSV/TSV file with a header row. Short rows are padded (missing cells); long rows are skipped (a note)."""
     return _decode_guard(path, _read_csv, path, progress)
 
 
@@ -197,6 +197,7 @@ def _read_csv_lines(path: Path, handle: _Counting, header: list[str], delimiter:
     chunks: list[list[pa.Array]] = [[] for _ in header]
     lines: list[int] = []
     rows: list[list[str]] = []
+    skipped = Skipped("row(s) with more fields than the header")
 
     def spill() -> None:
         for i, column in enumerate(zip(*rows, strict=True) if rows else ()):  # transpose at C speed
@@ -211,10 +212,10 @@ def _read_csv_lines(path: Path, handle: _Counting, header: list[str], delimiter:
                     continue
                 if len(fields) != width:
                     if len(fields) > width:
-                        raise ImportFormatError(
-                            f"{path} line {line}: {len(fields)} fields but the header has {width}; "
-                            f"fix the row or re-export the file"
+                        skipped.add(
+                            f"line {line}", f"{len(fields)} fields but the header has {width}; fix the row or re-export"
                         )
+                        continue
                     fields = fields + [""] * (width - len(fields))  # a short row: the missing cells are empty
                 rows.append(fields)
                 lines.append(line)
@@ -224,13 +225,19 @@ def _read_csv_lines(path: Path, handle: _Counting, header: list[str], delimiter:
         where = f" line {reader.line_num + 1}" if reader.line_num else ""
         raise ImportFormatError(f"{path}{where}: malformed CSV ({e}); re-export the file") from None
     spill()
+    notes = skipped.settle(str(path), len(lines))
     line_of = np.asarray(lines, dtype=np.int64)
     columns = {name: pa.chunked_array(parts, pa.string()) for name, parts in zip(header, chunks, strict=True)}
-    return Frame.columnar(str(path), columns, lambda row: f"line {int(line_of[row])}")
+    frame = Frame.columnar(str(path), columns, lambda row: f"line {int(line_of[row])}")
+    frame.notes += notes
+    return frame
 
 
-def read_json_lines(path: Path, progress: Progress | None = None) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
-    """``[(line number, object)]`` per non-empty line, and notes; ImportFormatError on invalid JSON or a non-object."""
+def read_json_lines(
+    path: Path, progress: Progress | None = None
+) -> tuple[list[tuple[int, dict[str, Any]]], Skipped, list[str]]:
+    """``[(line number, object)]`` per non-empty line, the lines skipped so far (invalid JSON, not an object: the
+    caller adds its own and settles them, :class:`~entropy_watch.importers.base.Skipped`), and notes."""
     handle = open_text(path, progress)
     try:
         lines = _decode_guard(path, list, handle)
@@ -238,6 +245,7 @@ def read_json_lines(path: Path, progress: Progress | None = None) -> tuple[list[
         handle._h.close()
     out: list[tuple[int, dict[str, Any]]] = []
     notes: list[str] = []
+    skipped = Skipped("line(s) that could not be read")
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -247,17 +255,17 @@ def read_json_lines(path: Path, progress: Progress | None = None) -> tuple[list[
             if lineno == len(lines) and not line.endswith("\n"):
                 notes.append(f"last line ({lineno}) is unfinished (file still being written?); skipped it")
                 continue
-            raise ImportFormatError(f"{path} line {lineno}: invalid JSON ({e.msg}); fix or remove that line") from None
+            skipped.add(f"line {lineno}", f"invalid JSON ({e.msg}); fix or remove that line")
+            continue
         except RecursionError:
             raise _too_deep(path, f"line {lineno}") from None
         if not isinstance(obj, dict):
-            raise ImportFormatError(
-                f"{path} line {lineno}: expected a JSON object per line, found {type(obj).__name__}"
-            )
+            skipped.add(f"line {lineno}", f"expected a JSON object per line, found {type(obj).__name__}")
+            continue
         out.append((lineno, obj))
-    if not out:
+    if not out and not skipped.count:
         raise ImportFormatError(f"{path} is empty; nothing to import")
-    return out, notes
+    return out, skipped, notes
 
 
 def _too_deep(path: Path, where: str) -> ImportFormatError:
@@ -272,12 +280,13 @@ def read_jsonl(path: Path, progress: Progress | None = None) -> Frame:
             progress(path.stat().st_size)
         return Frame.columnar(str(path), columns, jsonl_locator(path))
     frame = Frame(source=str(path))
-    rows, frame.notes = read_json_lines(path, progress)
+    rows, skipped, frame.notes = read_json_lines(path, progress)
     for lineno, obj in rows:
         try:
             frame.add_row(flatten(obj), f"line {lineno}")
         except ValueError as e:
-            raise ImportFormatError(f"{path} line {lineno}: {e}; flatten it or fix the file") from None
+            skipped.add(f"line {lineno}", f"{e}; flatten it or fix the file")
+    frame.notes += skipped.settle(str(path), frame.n_rows)
     return frame
 
 
@@ -302,15 +311,19 @@ def load_json(path: Path, progress: Progress | None = None) -> Any:
 
 
 def frame_from_records(path: Path, records: list[Any], what: str = "entry", null_is_nan: bool = False) -> Frame:
-    """A frame from a list of row objects (JSON list, TRL log_history); non-objects are an error."""
+    """A frame from a list of row objects (JSON list, TRL log_history); an entry that is not an object (or nests too
+    deeply) is skipped with a note, or is the error when such entries are as many as the good ones."""
     frame = Frame(source=str(path), null_is_nan=null_is_nan)
+    skipped = Skipped(f"{what}(s) that could not be read")
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
-            raise ImportFormatError(f"{path} {what} {i + 1}: expected a JSON object, found {type(rec).__name__}")
+            skipped.add(f"{what} {i + 1}", f"expected a JSON object, found {type(rec).__name__}")
+            continue
         try:
             frame.add_row(flatten(rec), f"{what} {i + 1}")
         except ValueError as e:
-            raise ImportFormatError(f"{path} {what} {i + 1}: {e}; flatten it or fix the file") from None
+            skipped.add(f"{what} {i + 1}", f"{e}; flatten it or fix the file")
+    frame.notes += skipped.settle(str(path), frame.n_rows)
     return frame
 
 

@@ -29,16 +29,22 @@ def is_verl_record(obj: Any) -> bool:
 
 
 def read_verl_jsonl(path: Path, step_column: str | None = None, progress: Progress | None = None) -> Parsed:
-    """Series of a verl JSONL log; a line that is not ``{"step", "data"}`` is an error naming it."""
-    rows, notes = read_json_lines(path, progress)
+    """Series of a verl JSONL log; a line that is not ``{"step", "data"}`` is skipped with a note (the error when
+    such lines are as many as the good ones)."""
+    rows, skipped, notes = read_json_lines(path, progress)
     frame = Frame(source=str(path), null_is_nan=True)
     for lineno, obj in rows:
         if not is_verl_record(obj):
-            raise ImportFormatError(
-                f'{path} line {lineno}: expected verl\'s {{"step": N, "data": {{...}}}}; '
-                f"pass --format jsonl for a plain JSON-lines log"
+            skipped.add(
+                f"line {lineno}",
+                'expected verl\'s {"step": N, "data": {...}}; pass --format jsonl for a plain JSON-lines log',
             )
-        frame.add_row({"step": obj["step"], **flatten(obj["data"])}, f"line {lineno}")
+            continue
+        try:
+            frame.add_row({"step": obj["step"], **flatten(obj["data"])}, f"line {lineno}")
+        except ValueError as e:
+            skipped.add(f"line {lineno}", f"{e}; flatten it or fix the file")
+    notes += skipped.settle(str(path), frame.n_rows)
     parsed = frame_to_series(frame, step_column or "step")
     parsed.notes[:0] = notes
     parsed.meta["framework"] = "verl"

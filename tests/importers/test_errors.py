@@ -22,16 +22,16 @@ BAD = {
     "blank": ("b.jsonl", "\n\n", r"b\.jsonl is empty"),
     "header only": ("h.csv", "step,entropy\n", "header but no data rows"),
     "truncated json": ("t.json", '[{"step": 1, "entropy": 0.5}, {"step": 2, "ent', r"t\.json line 1: invalid JSON"),
-    "bad jsonl line": (
+    "bad jsonl lines only": (
         "j.jsonl",
-        '{"step": 1, "entropy": 1}\n{"step": 2,, }\n{"step": 3, "entropy": 1}\n',
-        r"j\.jsonl line 2: invalid JSON",
+        '{"step": 2,, }\n{"step": 1, "entropy": 1}\n[1, 2]\n',
+        r"j\.jsonl line 1: invalid JSON",
     ),
     "jsonl not object": ("k.jsonl", '{"step": 1, "entropy": 1}\n[1, 2]\n', r"k\.jsonl line 2: expected a JSON object"),
-    "non-numeric entropy": (
+    "text entropy": (
         "n.csv",
-        "step,entropy\n1,0.5\n2,abc\n3,0.4\n",
-        r"n\.csv line 3: entropy column 'entropy' holds 'abc'",
+        "step,entropy\n1,0.5\n2,abc\n3,n/a\n4,-\n",
+        r"n\.csv line 3: entropy column 'entropy' holds 'abc'; the column is mostly text",
     ),
     "non-numeric step": ("s.csv", "step,entropy\n1,0.5\nx,0.4\n", r"s\.csv line 3: step column 'step' holds 'x'"),
     "fractional step": ("f.csv", "step,entropy\n1.5,0.5\n", "not a non-negative integer"),
@@ -69,6 +69,49 @@ def test_bad_input_is_one_clear_error_and_store_unchanged(tmp_path, case) -> Non
     else:
         assert "line 2" in msg
     assert os.listdir(store) == []
+
+
+SKIPPED = {  # one bad row among good ones: skipped, counted, the first named; the rows around it are read
+    "entropy text cell": ("n.csv", "step,entropy\n1,0.5\n2,abc\n3,0.4\n4,0.3\n", [1, 3, 4], "line 3: 'abc'"),
+    "step text cell": ("s.csv", "step,entropy\n1,0.5\nx,0.4\n3,0.3\n4,0.2\n", [1, 3, 4], "line 3: step column"),
+    "absurd step": ("a.csv", "step,entropy\n1,0.5\n2,0.4\n1e30,0.3\n4,0.2\n", [1, 2, 4], "line 4: step column"),
+    "long row": ("l.csv", "step,entropy\n1,0.5\n2,0.4,9\n3,0.3\n", [1, 3], "line 3: 3 fields but the header has 2"),
+    "quoted long row": ('q.csv', 'step,entropy\n1,"0.5"\n2,0.4,9\n3,0.3\n', [1, 3], "line 3: 3 fields"),
+    "jsonl lines": (
+        "j.jsonl",
+        '{"step": 1, "entropy": 1}\n{"step": 2,, }\n{"step": 3, "entropy": 1}\n[1, 2]\n{"step": 4, "entropy": 0.9}\n',
+        [1, 3, 4],
+        "2 line(s) that could not be read (first at line 2: invalid JSON",
+    ),
+    "json list entry": (
+        "l.json",
+        '[{"step": 1, "entropy": 1}, 7, {"step": 3, "entropy": 0.9}]',
+        [1, 3],
+        "entry 2: expected a JSON object",
+    ),
+    "verl line": (
+        "v.jsonl",
+        '{"step": 1, "data": {"actor/entropy": 1}}\n{"step": 2, "entropy": 1}\n{"step": 3, "data": {"actor/entropy": 0.9}}\n',
+        [1, 3],
+        "line 2: expected verl's",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SKIPPED))
+def test_one_bad_row_never_blocks_the_rows_around_it(tmp_path, case) -> None:
+    name, text, steps, said = SKIPPED[case]
+    path = _write(tmp_path, name, text)
+    (run,) = load_log(path, fmt="verl-jsonl" if case == "verl line" else None)
+    assert run.series("entropy/mean")[0].tolist() == steps
+    (note,) = [n for n in run.notes if "skipped" in n]
+    assert said in note and "\n" not in note, run.notes
+    from entropy_watch.store import Store
+
+    store = tmp_path / "store"
+    (name,) = import_log(store, path, fmt="verl-jsonl" if case == "verl line" else None)  # it imports, notes kept
+    assert Store(store).series(name, "entropy/mean")[0].tolist() == steps
+    assert any(said in n for n in Store(store).run_meta(name)["import_notes"])
 
 
 def test_missing_path_and_bad_mapping(tmp_path) -> None:

@@ -28,11 +28,16 @@ def _one_line(err: pytest.ExceptionInfo, *patterns: str) -> str:
 
 @pytest.mark.parametrize("step", ["9223372036854775808", "1e30", "-3", "inf", "nan", "2.5"])
 def test_steps_outside_int64_name_the_line(tmp_path: Path, step: str) -> None:
+    """One absurd step is skipped with a note naming its line; a file of them is the error naming the first."""
     p = tmp_path / "o.csv"
     p.write_text(f"step,entropy\n1,0.5\n2,0.4\n{step},0.3\n")
+    (run,) = load_log(p)
+    assert run.series("entropy/mean")[0].tolist() == [1, 2]
+    assert any("first at line 4: step column 'step' holds" in n for n in run.notes), run.notes
+    p.write_text(f"step,entropy\n{step},0.5\n{step},0.4\n3,0.3\n")
     with pytest.raises(ImportFormatError) as err:
         load_log(p)
-    _one_line(err, r"o\.csv line 4: step column 'step' holds", "non-negative integer below 2\\*\\*63")
+    _one_line(err, r"o\.csv line 2: step column 'step' holds", "non-negative integer below 2\\*\\*63")
 
 
 def test_steps_outside_int64_name_the_line_in_jsonl(tmp_path: Path) -> None:
