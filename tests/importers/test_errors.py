@@ -76,7 +76,7 @@ SKIPPED = {  # one bad row among good ones: skipped, counted, the first named; t
     "step text cell": ("s.csv", "step,entropy\n1,0.5\nx,0.4\n3,0.3\n4,0.2\n", [1, 3, 4], "line 3: step column"),
     "absurd step": ("a.csv", "step,entropy\n1,0.5\n2,0.4\n1e30,0.3\n4,0.2\n", [1, 2, 4], "line 4: step column"),
     "long row": ("l.csv", "step,entropy\n1,0.5\n2,0.4,9\n3,0.3\n", [1, 3], "line 3: 3 fields but the header has 2"),
-    "quoted long row": ('q.csv', 'step,entropy\n1,"0.5"\n2,0.4,9\n3,0.3\n', [1, 3], "line 3: 3 fields"),
+    "quoted long row": ("q.csv", 'step,entropy\n1,"0.5"\n2,0.4,9\n3,0.3\n', [1, 3], "line 3: 3 fields"),
     "jsonl lines": (
         "j.jsonl",
         '{"step": 1, "entropy": 1}\n{"step": 2,, }\n{"step": 3, "entropy": 1}\n[1, 2]\n{"step": 4, "entropy": 0.9}\n',
@@ -91,7 +91,8 @@ SKIPPED = {  # one bad row among good ones: skipped, counted, the first named; t
     ),
     "verl line": (
         "v.jsonl",
-        '{"step": 1, "data": {"actor/entropy": 1}}\n{"step": 2, "entropy": 1}\n{"step": 3, "data": {"actor/entropy": 0.9}}\n',
+        '{"step": 1, "data": {"actor/entropy": 1}}\n{"step": 2, "entropy": 1}\n'
+        '{"step": 3, "data": {"actor/entropy": 0.9}}\n',
         [1, 3],
         "line 2: expected verl's",
     ),
