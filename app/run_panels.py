@@ -113,7 +113,8 @@ def entropy_section(
     floor = v.floor if v is not None else None
     f_label = ""
     if floor is not None and h_ref is not None:
-        f_label = f" = {floor_label(floor, h_ref, DetectorConfig().floor_rel).split(' (')[0]}"
+        cfg = DetectorConfig()
+        f_label = f" = {floor_label(floor, h_ref, cfg.floor_rel, cfg.floor_abs_nats).split(' (')[0]}"
     title = "Token entropy (mean) and forecast"
     if src == M.ENTROPY_SAMPLED_NLL:
         title = "Token entropy (sampled-token NLL estimate) and forecast"

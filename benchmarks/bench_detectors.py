@@ -23,8 +23,9 @@ its documented interface, as a user would, with every detection threshold at its
   raised at; live and post hoc agree, tests/analysis/test_run.py).
 
 Scoring (``entropy_watch.analysis.scoring``, shared with the tests): an alarm is a warning or critical alert; the
-floor is max(0.1·H_ref, 0.02); on real logs H_ref is the median of the first 3 points and "entropy passes a level"
-means its centered rolling median of 5 points does; on synthetic runs the truth is the noiseless curve. Columns:
+floor is the detector's, max(0.1·H_ref, 0.02) and at most H_ref/4; on real logs H_ref is the median of the first 3
+points and "entropy passes a level" means its centered rolling median of 5 points does; on synthetic runs the truth
+is the noiseless curve. Columns:
 false alarms on healthy runs (share with a collapse or explosion alarm), recall per kind, wrong-kind alarms,
 median explosion delay in logged points after 3·H_ref (negative = earlier), share of detected collapses alarmed
 before the floor, and, over collapses that reach the floor, the 80% ETA interval's coverage of the true crossing

@@ -26,7 +26,7 @@ closest in density). Kinds (the shapes users' runs take; label in brackets):
 Earlier kind names (``collapse_exp``, ``healthy_slow``, ``benign``, ...) are accepted as :data:`ALIASES`.
 
 ``onset_step`` is where the change begins; ``floor_step`` where the noiseless curve crosses the collapse floor
-``max(0.1·H0, 0.02)`` (collapse) or 3·H0 (explosion), None when it never does. H0 is the noiseless start.
+``DetectorConfig().floor(H0)`` (collapse) or 3·H0 (explosion), None when it never does. H0 is the noiseless start.
 Usage: ``generate("fast_collapse", seed=3, n_steps=400)``; ``write_to_store(root, "demo", "fast_collapse")``.
 """
 
@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from entropy_watch.analysis.config import DetectorConfig
 
 HEALTHY_KINDS: tuple[str, ...] = ("healthy", "spike", "near_uniform", "lr_kink")
 COLLAPSE_KINDS: tuple[str, ...] = ("steady_collapse", "fast_collapse")
@@ -63,7 +65,7 @@ ALIASES: dict[str, str] = {
 }
 """Earlier kind names, still accepted (with :data:`DEMO_NOISE` unless noise is given)."""
 VOCAB_SIZE = 151_936  # Qwen-family vocabulary: ln V ≈ 11.9 nats
-FLOOR_REL, FLOOR_ABS = 0.10, 0.02  # the collapse floor the truth is scored against (DetectorConfig's defaults)
+FLOOR = DetectorConfig().floor  # the collapse floor the truth is scored against (the detector's default)
 MIN_STEPS = 20
 
 
@@ -248,7 +250,7 @@ def generate(kind: str, seed: int = 0, n_steps: int = 600, noise: NoiseFit | Non
     elif kind == "fast_collapse":
         onset = int(rng.uniform(0.3, 0.6) * n)
         lvl = float(mult[onset])
-        floor_frac = max(FLOOR_REL, FLOOR_ABS / h0)
+        floor_frac = float(FLOOR(h0)) / h0
         span = float(rng.uniform(0.15, 0.35)) * n  # onset -> floor
         k = np.log(lvl / min(floor_frac, 0.9 * lvl)) / span
         mult = np.where(t < onset, mult, lvl * np.exp(-k * (t - onset)))
@@ -291,7 +293,7 @@ def generate(kind: str, seed: int = 0, n_steps: int = 600, noise: NoiseFit | Non
     steps = np.arange(n, dtype=np.int64)
     floor_step = None
     if label in ("collapse", "collapse-benign"):
-        floor_step = _first(clean <= max(FLOOR_REL * h0, FLOOR_ABS))
+        floor_step = _first(clean <= FLOOR(h0))
     elif label == "explosion":
         floor_step = _first(clean >= 3.0 * h0)
     return SyntheticRun(kind, label, seed, steps, entropy, reward, clean, onset, floor_step, events, params, vocab)

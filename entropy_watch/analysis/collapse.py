@@ -46,7 +46,7 @@ def decay_outlook(prep: Prepared, i: int, config: DetectorConfig, f: Forecast | 
     """The decay outlook of an always-fitted forecast ``f`` at point i (None without one)."""
     if f is None or f.model == "none":
         return None
-    label = floor_label(float(prep.floor[i]), float(prep.h_ref[i]), config.floor_rel)
+    label = floor_label(float(prep.floor[i]), float(prep.h_ref[i]), config.floor_rel, config.floor_abs_nats)
     return from_forecast(f, label, config.eta_interval, prep.planned_steps)
 
 

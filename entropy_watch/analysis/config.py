@@ -8,6 +8,9 @@ Levels are relative to H_ref, the run's early entropy level; noise is the run's 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,10 @@ class DetectorConfig:
     floor_rel: float = 0.10
     """Collapse floor relative to H_ref (DETECTION §B.5: 0.10·H_ref)."""
     floor_abs_nats: float = 0.02
-    """Absolute collapse floor per token; the floor is max(floor_rel·H_ref, floor_abs_nats)."""
+    """Absolute collapse floor per token; the floor is max(floor_rel·H_ref, min(floor_abs_nats,
+    depletion_frac·H_ref)): a run whose early level sits under 4× this (0.08 nats) would otherwise be "at the floor"
+    after a dip within its noise (DETECTION §B.1: fixed absolute thresholds misfire on low-entropy runs), so its floor
+    is a quarter of H_ref, a fall, and a note says so (hygiene.low_start_note)."""
     depletion_frac: float = 0.25
     """A level at or under this share of H_ref is a collapse warning (the labels: 'a quarter of H_ref or less')."""
     decline_lost: float = 0.6
@@ -197,6 +203,15 @@ class DetectorConfig:
     # --- L5 policy ---------------------------------------------------------------------------------------------
     cooldown_points: int = 20
     """At most one info note (cliff, spike) per detector within this many points."""
+
+    def floor(self, h_ref: Any) -> Any:
+        """The collapse floor (nats) under the early level ``h_ref`` (a float or an array of them):
+        ``max(floor_rel·H_ref, min(floor_abs_nats, depletion_frac·H_ref))``, and ``floor_abs_nats`` when H_ref is
+        zero (under ``log_eps_nats``: no entropy at all is collapsed, whatever came before) — the one definition the
+        detector, the benchmark's scoring and the synthetic runs' truth use."""
+        capped = np.minimum(self.floor_abs_nats, self.depletion_frac * h_ref)
+        absolute = np.where(np.asarray(h_ref) <= self.log_eps_nats, self.floor_abs_nats, capped)
+        return np.maximum(self.floor_rel * h_ref, absolute)
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -15,7 +15,8 @@
   chance, the explosion lines rise to it and a collapse's loss is measured against it (:meth:`Prepared.retaken`);
 * warm-up: decisions from the 6th point of a segment (the 10th after an early drop), later when the run states an
   LR warm-up or a planned length (3% of it);
-* the floor ``max(floor_rel·H_ref, floor_abs)``; the run's own noise σ from the differenced MAD of log H
+* the floor ``max(floor_rel·H_ref, min(floor_abs, depletion_frac·H_ref))`` (a fall, never the early level
+  itself); the run's own noise σ from the differenced MAD of log H
   (``1.4826·MAD(Δx)/√2``, as rldoctor), so a trend does not inflate it; the level, a causal rolling median whose
   width grows with that noise (3 points on a clean log, up to 31 on a noisy one: :func:`level_widths`);
 * the sawtooth period of several epochs per batch (ACF peak of the differences), so windows can be averaged per cycle.
@@ -431,6 +432,22 @@ def lnv_note(prep: Prepared) -> str | None:
     )
 
 
+def low_start_note(prep: Prepared, config: DetectorConfig) -> str | None:
+    """Why the floor is a share of H_ref rather than the absolute floor, when the run's early level sits so low that
+    the absolute floor would be no fall at all (None otherwise)."""
+    if not len(prep):
+        return None
+    floor, ref = float(prep.floor[-1]), float(prep.h_ref[-1])
+    if not (np.isfinite(floor) and floor < config.floor_abs_nats * (1 - 1e-12)):
+        return None
+    share = f"{100 * floor / ref:.0f}% of H_ref" if ref > 0 else "H_ref itself"
+    return (
+        f"entropy starts low: H_ref {fmt_nats(ref)} nats is under {1 / config.depletion_frac:g}x the absolute floor "
+        f"({fmt_nats(config.floor_abs_nats)} nats), so the floor is {share} ({fmt_nats(floor)} nats): a collapse "
+        "is a fall from the run's own level"
+    )
+
+
 def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None = None) -> Prepared:
     """Apply L0 hygiene to ``series`` (see the module docstring). ``previous``, the result for a prefix of the same
     series (same points, same change points), lets the noise and the level be computed for the new points only."""
@@ -475,7 +492,7 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
             for at, value in _early_level_retaken(h, fin, sigma, ref, config):
                 early_more[at:end] = value
 
-    floor_seg = np.where(np.isfinite(ref_seg), np.maximum(config.floor_rel * ref_seg, config.floor_abs_nats), np.nan)
+    floor_seg = np.where(np.isfinite(ref_seg), config.floor(ref_seg), np.nan)
     floor = np.where(np.isfinite(h_ref), floor_seg, np.nan)
 
     planned = series.meta.get("planned_steps")

@@ -107,8 +107,11 @@ def from_forecast(f: Forecast, target_label: str, interval: float, planned_end: 
     )
 
 
-def floor_label(floor: float, h_ref: float, floor_rel: float) -> str:
-    """'10% of H_ref (0.047 nats)' when the relative floor applies, else 'the absolute floor (0.02 nats)'."""
+def floor_label(floor: float, h_ref: float, floor_rel: float, floor_abs: float = 0.02) -> str:
+    """'10% of H_ref (0.047 nats)' when the relative floor applies, 'the absolute floor (0.02 nats)' when
+    ``floor_abs`` does, '25% of H_ref (0.0043 nats)' when H_ref sits so low that the floor is a share of it."""
     if math.isfinite(h_ref) and abs(floor - floor_rel * h_ref) <= 1e-12 * max(floor, 1.0):
         return f"{100 * floor_rel:.0f}% of H_ref ({fmt_nats(floor)} nats)"
+    if math.isfinite(h_ref) and h_ref > 0 and floor < floor_abs * (1 - 1e-12):
+        return f"{100 * floor / h_ref:.0f}% of H_ref ({fmt_nats(floor)} nats)"
     return f"the absolute floor ({fmt_nats(floor)} nats)"

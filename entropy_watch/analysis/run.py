@@ -20,7 +20,7 @@ from entropy_watch.analysis import cliffs, collapse, corroborate, guards
 from entropy_watch.analysis.alert import Alert
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import Forecast, evaluate, evaluate_rise
-from entropy_watch.analysis.hygiene import Prepared, lnv_note, prepare
+from entropy_watch.analysis.hygiene import Prepared, lnv_note, low_start_note, prepare
 from entropy_watch.analysis.outlook import Outlook, from_forecast
 from entropy_watch.analysis.policy import cooldown
 from entropy_watch.analysis.series import RunSeries
@@ -156,9 +156,7 @@ class Analyzer:
         self._prep = prep
         n = len(prep)
         notes: list[str] = list(series.meta.get("import_notes", ()))  # how the log was read (gaps, -H, order)
-        contradicted = lnv_note(prep)
-        if contradicted:
-            notes.append(contradicted)
+        notes += [note for note in (lnv_note(prep), low_start_note(prep, cfg)) if note]
         if n < cfg.min_points:
             notes.append(f"{series.name}: {n} logged points; the detector decides from the {cfg.min_points}th")
             res = AnalysisResult(alerts=guards.nonfinite(prep), notes=notes, prep=prep)

@@ -4,7 +4,8 @@ Used by ``benchmarks/bench_detectors.py`` (ours and rlwatch, rldoctor, rlprobe o
 on the labelled real runs, so both judge by one rule:
 
 * an *alarm* is a warning or critical alert; info notes (saturation, spikes, cliffs) are not alarms;
-* the floor of a collapse is ``max(0.1·H_ref, 0.02)`` nats; an explosion begins where entropy passes 3·H_ref;
+* the floor of a collapse is the detector's (``DetectorConfig.floor``: ``max(0.1·H_ref, 0.02)`` nats, at most a
+  quarter of H_ref); an explosion begins where entropy passes 3·H_ref;
 * on a real log, where the curve is noisy, "entropy passes a level" means its **centered rolling median of 5
   points** does (:func:`crossing`); a synthetic run's truth is its noiseless curve;
 * a collapse alarm is timely when it comes before the floor crossing; an explosion alarm's delay is counted in
@@ -21,8 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from entropy_watch.analysis.config import DetectorConfig
+
 SMOOTH_POINTS = 5
-FLOOR_REL, FLOOR_ABS, EXPLODE_MULT = 0.10, 0.02, 3.0
+EXPLODE_MULT = 3.0
 PRIMARY = ("collapse", "explosion")
 
 
@@ -64,7 +67,7 @@ def logged_every(
 
 
 def floor_of(h_ref: float) -> float:
-    return max(FLOOR_REL * h_ref, FLOOR_ABS)
+    return float(DetectorConfig().floor(h_ref))
 
 
 @dataclass

@@ -196,3 +196,28 @@ def test_a_negative_entropy_reads_as_zero(recwarn) -> None:
     p = prepare(series(neg), DetectorConfig())
     assert (p.h >= 0).all() and np.array_equal(p.h, prepare(series(h), DetectorConfig()).h)
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_the_floor_is_a_fall_from_the_early_level_at_any_scale() -> None:
+    """The floor is 10% of H_ref, or the absolute 0.02 nats when that is higher, but never more than a quarter of
+    H_ref: a run whose entropy sits at 0.03 nats from the start (a low-temperature model, a normalised entropy) was
+    'at the floor' after any dip within its noise ("reached the floor: 0.013 nats, 121% of H_ref 0.011"). The same
+    healthy runs, scaled down, get no collapse alarm, and a note says why the floor is a share of H_ref."""
+    cfg = DetectorConfig()
+    h_ref = np.array([0.01, 0.05, 0.08, 0.1, 0.2, 1.0])
+    np.testing.assert_allclose(cfg.floor(h_ref), [0.0025, 0.0125, 0.02, 0.02, 0.02, 0.1])
+    assert np.all(cfg.floor(h_ref) <= cfg.depletion_frac * h_ref + 1e-15)
+    from entropy_watch.analysis import analyze
+    from entropy_watch.synthetic import generate
+
+    for seed in range(6):
+        run = generate("healthy", seed=seed, n_steps=60)
+        base = analyze(series(run.entropy))
+        assert not [a for a in base.alerts if a.kind == "collapse" and a.severity != "info"]
+        for scale in (0.1, 0.02):
+            low = analyze(series(run.entropy * scale))
+            fired = [a.message for a in low.alerts if a.kind == "collapse" and a.severity != "info"]
+            assert not fired, (seed, scale, fired)
+            ref = low.verdict.reference.value
+            if 4 * ref < cfg.floor_abs_nats:  # a note says why the floor is not the absolute one
+                assert any(n.startswith("entropy starts low") for n in low.notes), low.notes
