@@ -172,7 +172,8 @@ class DetectorConfig:
 
     # --- L4 corroboration --------------------------------------------------------------------------------------
     reward_max: float = 1.0
-    """Reward ceiling (raised to the largest reward seen, for rewards on another scale)."""
+    """Reward ceiling (a success rate, an accuracy). Once a reward above it is seen the ceiling is unknown and the
+    task is never judged solved (corroborate.reward_ceiling): the largest reward seen is no ceiling."""
     saturated_frac: float = 0.97
     """The task is solved when the lower quartile of the recent reward is at least this share of the ceiling: a
     collapse there is benign (info)."""

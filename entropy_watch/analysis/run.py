@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -109,6 +109,19 @@ def problems(prep: Prepared, config: DetectorConfig, alerts: list[Alert]) -> lis
     return out
 
 
+def reward_note(prep: Prepared, config: DetectorConfig) -> str | None:
+    """Why the task's state is not judged, when a reward above ``reward_max`` leaves its ceiling unknown (None
+    otherwise): :func:`corroborate.reward_ceiling`."""
+    r = prep.reward
+    top = float(np.nanmax(r)) if r is not None and np.isfinite(r).any() else None
+    if top is None or corroborate.reward_ceiling(top, config) is not None:
+        return None
+    return (
+        f"the reward reaches {top:.3g}, above {config.reward_max:g}: its ceiling is unknown, so no collapse is read "
+        "as a solved task; state it with --reward-max (import, alerts, report, watch) or reward_max in run.json"
+    )
+
+
 def eval_indices(n: int, config: DetectorConfig) -> list[int]:
     """Point indices at which the forecast is evaluated: from ``forecast_min_points − 1``, then every
     max(1, i // eval_stride_div) points — every point up to 100, ~every 20th at 1,000, ~every 200th at 10,000 —
@@ -135,6 +148,18 @@ class Analyzer:
         self._seen_steps: np.ndarray = np.zeros(0, dtype=np.int64)
         self._seen_h: np.ndarray = np.zeros(0)
         self._emitted: set[str] = set()
+        self._reward_max: float | None = None  # the reward_max the memo was computed with
+
+    def _stated(self, series: RunSeries) -> DetectorConfig:
+        """The config with what the run states of itself: ``reward_max`` (run.json, ``--reward-max``) over the
+        default; the memo of reward judgements is dropped when it changes."""
+        stated = series.meta.get("reward_max")
+        ok = isinstance(stated, (int, float)) and not isinstance(stated, bool) and 0 < stated < math.inf
+        cfg = replace(self.config, reward_max=float(stated)) if ok else self.config
+        if self._reward_max is not None and cfg.reward_max != self._reward_max:
+            self._memo = {}
+        self._reward_max = cfg.reward_max
+        return cfg
 
     def _invalidate_if_rewritten(self, series: RunSeries) -> None:
         n = self._seen_steps.size
@@ -150,13 +175,13 @@ class Analyzer:
 
     def analyze(self, series: RunSeries, progress: Progress | None = None) -> AnalysisResult:
         """Every alert so far, the notes, the forecasts, the reference and the verdict of ``series``."""
-        cfg = self.config
+        cfg = self._stated(series)
         self._invalidate_if_rewritten(series)
         prep = prepare(series, cfg, self._prep)
         self._prep = prep
         n = len(prep)
         notes: list[str] = list(series.meta.get("import_notes", ()))  # how the log was read (gaps, -H, order)
-        notes += [note for note in (lnv_note(prep), low_start_note(prep, cfg)) if note]
+        notes += [note for note in (lnv_note(prep), low_start_note(prep, cfg), reward_note(prep, cfg)) if note]
         if n < cfg.min_points:
             notes.append(f"{series.name}: {n} logged points; the detector decides from the {cfg.min_points}th")
             res = AnalysisResult(alerts=guards.nonfinite(prep), notes=notes, prep=prep)

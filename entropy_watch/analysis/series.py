@@ -47,7 +47,7 @@ class RunSeries:
     ``steps`` (n,) int64 strictly increasing; ``entropy`` (n,) float64 nats (may hold NaN/inf: the guards see them);
     ``scalars`` maps canonical names to (steps, values) pairs at their own steps; ``hist`` is (steps (m,),
     counts (m, bins)) with ``hist_edges`` (bins,); ``events`` are (step, kind) known change points; ``meta`` holds
-    ``vocab_size`` and ``planned_steps`` when known.
+    ``vocab_size``, ``planned_steps`` and ``reward_max`` when known.
     """
 
     name: str
@@ -177,13 +177,15 @@ class RunSeries:
 
 
 def analysis_meta(run_json: dict[str, Any]) -> dict[str, Any]:
-    """What the detector reads from a run's ``run.json``: ``vocab_size`` and ``planned_steps``, taken from the top
-    level or, failing that, from the stored config (where a trainer's ``max_steps`` means ``planned_steps``); and an
-    imported run's ``import_notes`` (what reading its log decided), which the verdict's notes open with."""
-    m = {k: run_json[k] for k in ("vocab_size", "planned_steps", "import_notes") if run_json.get(k) is not None}
+    """What the detector reads from a run's ``run.json``: ``vocab_size``, ``planned_steps`` and ``reward_max``, taken
+    from the top level or, failing that, from the stored config (where a trainer's ``max_steps`` means
+    ``planned_steps``); and an imported run's ``import_notes`` (what reading its log decided), which the verdict's
+    notes open with."""
+    keys = ("vocab_size", "planned_steps", "reward_max", "import_notes")
+    m = {k: run_json[k] for k in keys if run_json.get(k) is not None}
     cfg = run_json.get("config")
     if isinstance(cfg, dict):
-        for k in ("vocab_size", "planned_steps", "max_steps"):
+        for k in ("vocab_size", "planned_steps", "max_steps", "reward_max"):
             key = "planned_steps" if k == "max_steps" else k
             if cfg.get(k) is not None and key not in m:
                 m[key] = cfg[k]

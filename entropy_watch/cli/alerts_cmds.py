@@ -21,12 +21,13 @@ import typer
 from entropy_watch.cli.common import (
     EMPTY_STORE_HINT,
     LogMap,
+    LogRewardMax,
     LogVocab,
     console,
     echo_json,
     error_line,
     fail,
-    parse_maps,
+    log_options,
     printable,
     state,
     text,
@@ -34,6 +35,7 @@ from entropy_watch.cli.common import (
 
 if TYPE_CHECKING:
     from entropy_watch.analysis import Alert, AnalysisResult, RunSeries, Verdict
+    from entropy_watch.importers.loader import LogOptions
 
 EXIT_CLEAN, EXIT_WARNING, EXIT_CRITICAL, EXIT_ERROR = 0, 1, 2, 3
 SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
@@ -62,11 +64,9 @@ class Target:
     source: str
 
 
-def resolve(
-    target: str, default_root: Path, mapping: dict[str, str] | None = None, vocab_size: int | None = None
-) -> list[Target]:
-    """A store run by name, a run folder ``.../run=X``, or a raw log file / folder (via ``load_log``; ``mapping`` as
-    ``import --map``, ``vocab_size`` as ``import --vocab-size``: for log files only). Errors say what is true: no
+def resolve(target: str, default_root: Path, options: LogOptions | None = None) -> list[Target]:
+    """A store run by name, a run folder ``.../run=X``, or a raw log file / folder (via ``load_log``; ``options`` as
+    ``import --map / --vocab-size / --reward-max``: for log files only). Errors say what is true: no
     such file, a broken or looping link, an unknown run (listing the runs that exist);
     :class:`~entropy_watch.errors.NoEntropySeries` for a run that logged no entropy."""
     from entropy_watch.analysis import RunSeries
@@ -80,11 +80,11 @@ def resolve(
             raise EntropyWatchError(_broken_link(p))
         if p.is_dir() and p.name.startswith("run="):
             root, run = p.parent, p.name[len("run=") :]
-            _file_only(target, mapping, vocab_size)
+            _file_only(target, options)
             return [Target(RunSeries.from_reader(Store(root), run), root, run, str(p))]
-        from entropy_watch.importers import load_log
+        from entropy_watch.importers.loader import LogOptions
 
-        runs = load_log(p, mapping=mapping, vocab_size=vocab_size)
+        runs = (options or LogOptions()).load(p)
         return [Target(RunSeries.from_imported(r), None, r.name, str(p)) for r in runs]
     if os.sep in target or "/" in target or target.lower().endswith(LOG_SUFFIXES):
         raise EntropyWatchError(f"{target}: no such file or directory")
@@ -95,7 +95,7 @@ def resolve(
         raise RunNotFound(f"{e}; no file or folder of that name either{hint}") from None
     except InvalidRunName as e:
         raise InvalidRunName(f"{target!r} is no file or folder, nor a run name: {e}") from None
-    _file_only(target, mapping, vocab_size)
+    _file_only(target, options)
     return [Target(series, default_root, target, f"{default_root}/run={target}")]
 
 
@@ -125,16 +125,17 @@ def _broken_link(p: Path) -> str:
         return f"{p}: broken symbolic link"
 
 
-def _file_only(target: str, mapping: dict[str, str] | None, vocab_size: int | None) -> None:
+def _file_only(target: str, options: LogOptions | None) -> None:
     """Refuse the log-file options for a stored run, whose columns are named and whose run.json holds what it knows."""
     from entropy_watch.errors import EntropyWatchError
 
-    if mapping:
+    given = options.given() if options is not None else []
+    if "--map" in given:
         raise EntropyWatchError(f"--map applies to log files; {target} is a run in a store (its columns are named)")
-    if vocab_size is not None:
+    if given:
         raise EntropyWatchError(
-            f"--vocab-size applies to log files; {target} is a run in a store (give it when importing: "
-            "import --vocab-size V --replace)"
+            f"{given[0]} applies to log files; {target} is a run in a store (give it when importing: "
+            f"import {given[0]} ... --replace)"
         )
 
 
@@ -237,6 +238,7 @@ def alerts(
         ),
     ] = None,
     vocab_size: LogVocab = None,
+    reward_max: LogRewardMax = None,
 ) -> None:
     """Analyse runs and list their alerts. Exit status: 0 clean, 1 warning, 2 critical, 3 error."""
     from entropy_watch.analysis.policy import filter_alerts
@@ -244,7 +246,7 @@ def alerts(
     from entropy_watch.store import quarantine
 
     st = state(ctx)
-    mapping = parse_maps(maps) or None
+    options = log_options(maps, vocab_size, reward_max)
     gate = _fail_on(fail_on)
     worst, errors = 0, 0
     out: list[dict[str, Any]] = []
@@ -252,7 +254,7 @@ def alerts(
         source = target
         skipped_before = quarantine.found()
         try:
-            for t in resolve(target, st.root(), mapping, vocab_size):
+            for t in resolve(target, st.root(), options):
                 source = t.source
                 res = _progress_analyze(t.series, show=not as_json)
                 v = res.verdict
@@ -327,6 +329,7 @@ def watch(
     ),
     maps: LogMap = None,
     vocab_size: LogVocab = None,
+    reward_max: LogRewardMax = None,
 ) -> None:
     """Follow live runs and print new alerts as they appear (Ctrl-C stops); --notify also sends them."""
     import json
@@ -354,12 +357,13 @@ def watch(
     def on_error(run: str, message: str) -> None:
         typer.echo(printable(f"[{run}] {message}"), err=True)
 
-    logs = _log_targets(runs or [], write=write, file_options=bool(maps) or vocab_size is not None)
+    options = log_options(maps, vocab_size, reward_max)
+    logs = _log_targets(runs or [], write=write, file_options=options.given())
     relay = _relay(notify, min_severity, app_url)
     if logs:
         from entropy_watch.importers.follow import LogReader
 
-        reader: Any = LogReader(logs, parse_maps(maps) or None, vocab_size, on_error=on_error)
+        reader: Any = LogReader(logs, options, on_error=on_error)
     else:
         reader = TailReader(root, tables=("scalars", "hist", "events"), runs=runs or None)
     monitor = Monitor(
@@ -380,7 +384,7 @@ def watch(
             relay.close(10.0)  # what is queued is sent (bounded wait)
 
 
-def _log_targets(targets: list[str], *, write: bool, file_options: bool) -> list[str]:
+def _log_targets(targets: list[str], *, write: bool, file_options: list[str]) -> list[str]:
     """The targets of ``watch`` when they are log paths (all of them), else [] (store runs); mixing the two, or the
     log-only options on store runs, or ``--write`` on logs (which have no alerts table) is a usage error."""
     paths = [t for t in targets if _lexists(Path(t).expanduser())]
@@ -388,7 +392,7 @@ def _log_targets(targets: list[str], *, write: bool, file_options: bool) -> list
         names = ", ".join(t for t in targets if t not in paths)
         raise typer.BadParameter(f"give store runs or log paths, not both ({names} is no file or folder)")
     if file_options and not paths:
-        raise typer.BadParameter("--map and --vocab-size apply to log files; name the logs to follow")
+        raise typer.BadParameter(f"{', '.join(file_options)} apply to log files; name the logs to follow")
     if write and paths:
         raise typer.BadParameter("--write stores alerts in a store run; a log file has none (import it first)")
     return paths
@@ -419,12 +423,13 @@ def report(
     run: str | None = typer.Option(None, "--run", help="Which run, when the log file holds several."),
     maps: LogMap = None,
     vocab_size: LogVocab = None,
+    reward_max: LogRewardMax = None,
 ) -> None:
     """Write one self-contained HTML report: entropy with forecast and ETA, reward, token heatmap, alerts."""
     from entropy_watch.errors import EntropyWatchError
     from entropy_watch.report import build_report
 
-    found = resolve(target, state(ctx).root(), parse_maps(maps) or None, vocab_size)
+    found = resolve(target, state(ctx).root(), log_options(maps, vocab_size, reward_max))
     if run is not None:
         found = [t for t in found if t.run == run]
         if not found:

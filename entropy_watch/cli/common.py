@@ -125,6 +125,30 @@ LogMap = Annotated[
     typer.Option("--map", "-m", help="For log files, as in `import`: canonical=COLUMN (step, entropy, reward)."),
 ]
 LogVocab = Annotated[int | None, typer.Option("--vocab-size", min=2, help=f"For log files: {VOCAB_HELP}")]
+REWARD_MAX_HELP = (
+    "The most the reward can be, when it is not 1 (a sum of reward functions: their count; a score on another "
+    "scale): the analysis then tells a solved task from a plateau. Without it, a reward above 1 leaves the task's "
+    "state unjudged."
+)
+
+
+def positive(value: float | None) -> float | None:
+    """Option callback: a number above 0 (a usage error otherwise)."""
+    if value is not None and not 0 < value < float("inf"):
+        raise typer.BadParameter(f"{value:g} is not a positive number")
+    return value
+
+
+LogRewardMax = Annotated[
+    float | None, typer.Option("--reward-max", callback=positive, help=f"For log files: {REWARD_MAX_HELP}")
+]
+
+
+def log_options(maps: list[str] | None, vocab_size: int | None, reward_max: float | None) -> Any:
+    """The :class:`~entropy_watch.importers.loader.LogOptions` of the log-file options as given."""
+    from entropy_watch.importers.loader import LogOptions
+
+    return LogOptions(parse_maps(maps) or None, vocab_size, reward_max)
 
 
 def parse_maps(items: list[str] | None) -> dict[str, str]:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from entropy_watch.cli.common import VOCAB_HELP, console, echo_json, parse_maps, state, text
+from entropy_watch.cli.common import REWARD_MAX_HELP, VOCAB_HELP, console, echo_json, parse_maps, positive, state, text
 
 _BIG_BYTES = 8 * 1024 * 1024  # show a progress bar above this much input (or for more than a few files)
 
@@ -53,6 +53,10 @@ def import_(
     vocab_size: Annotated[
         int | None, typer.Option("--vocab-size", min=2, help=f"{VOCAB_HELP} Kept in the run's run.json.")
     ] = None,
+    reward_max: Annotated[
+        float | None,
+        typer.Option("--reward-max", callback=positive, help=f"{REWARD_MAX_HELP} Kept in the run's run.json."),
+    ] = None,
 ) -> None:
     """Import training logs written by TRL, verl, OpenRLHF (TensorBoard), W&B exports or any CSV/JSONL."""
     from entropy_watch.errors import EntropyWatchError
@@ -67,7 +71,15 @@ def import_(
     with _progress(paths) as advance:
         for path in paths:
             runs.extend(
-                load_log(path, fmt=fmt, mapping=mapping or None, run=run, progress=advance, vocab_size=vocab_size)
+                load_log(
+                    path,
+                    fmt=fmt,
+                    mapping=mapping or None,
+                    run=run,
+                    progress=advance,
+                    vocab_size=vocab_size,
+                    reward_max=reward_max,
+                )
             )
     seen: dict[str, str] = {}
     for r in runs:
@@ -100,6 +112,7 @@ def _summary(r: Any) -> dict[str, Any]:
         "mapping": r.mapping,
         "entropy_definition": r.meta.get("entropy_definition"),
         "vocab_size": r.meta.get("vocab_size"),
+        "reward_max": r.meta.get("reward_max"),
         "notes": r.notes,
     }
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from entropy_watch.errors import EntropyWatchError, RunNotFound
 from entropy_watch.importers.base import ImportedRun, unique_names
-from entropy_watch.importers.loader import load_log
+from entropy_watch.importers.loader import LogOptions
 
 Signature = tuple[int, int, int]  # files, bytes, newest modification (ns)
 
@@ -49,22 +49,20 @@ def signature(path: Path) -> Signature | None:
 class LogReader:
     """The part of the store's read interface the Monitor and ``RunSeries.from_reader`` use, over log paths.
 
-    ``paths`` the logs to follow (files or folders, as ``import`` takes them); ``mapping`` and ``vocab_size`` as
-    ``import --map`` / ``--vocab-size``; ``on_error(path, message)`` hears each distinct read error once. Run names
-    are the importer's; a name two paths both give gets its path's stem appended.
+    ``paths`` the logs to follow (files or folders, as ``import`` takes them); ``options`` what the user states for
+    reading them (``--map``, ``--vocab-size``, ``--reward-max``); ``on_error(path, message)`` hears each distinct
+    read error once. Run names are the importer's; a name two paths both give gets its path's stem appended.
     """
 
     def __init__(
         self,
         paths: Iterable[str | os.PathLike[str]],
-        mapping: dict[str, str] | None = None,
-        vocab_size: int | None = None,
+        options: LogOptions | None = None,
         on_error: Callable[[str, str], None] | None = None,
     ) -> None:
         self.paths = [Path(p).expanduser() for p in paths]
         self.root = Path(os.path.commonpath([str(p.resolve()) for p in self.paths])) if self.paths else Path(".")
-        self.mapping = mapping
-        self.vocab_size = vocab_size
+        self.options = options or LogOptions()
         self.on_error = on_error
         self._seen: dict[Path, Signature | None] = {}
         self._errors: dict[Path, str] = {}
@@ -80,7 +78,7 @@ class LogReader:
                 continue
             self._seen[path] = sig
             try:
-                self._by_path[path] = load_log(path, mapping=self.mapping, vocab_size=self.vocab_size)
+                self._by_path[path] = self.options.load(path)
             except EntropyWatchError as e:  # mid-write or not a log: keep the last good runs, say it once
                 if self._errors.get(path) != str(e) and self.on_error is not None:
                     self.on_error(str(path), str(e))

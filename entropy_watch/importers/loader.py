@@ -9,7 +9,9 @@ sub-folder's relative path, or the file name without its extension. Derived name
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from entropy_watch import aliases as A
@@ -48,6 +50,7 @@ def load_log(
     run: str | None = None,
     progress: Progress | None = None,
     vocab_size: int | None = None,
+    reward_max: float | None = None,
 ) -> list[ImportedRun]:
     """Parse ``path`` into runs (a W&B CSV or a TensorBoard folder may hold several).
 
@@ -55,17 +58,42 @@ def load_log(
     ``{"step"|"entropy"|"reward"|<canonical name>: source column}`` overrides the alias detection. ``progress`` is
     called with the number of bytes read so far, for progress bars. ``vocab_size``: the policy's vocabulary size V as
     the user knows it (``meta["vocab_size"]``, over what the log states, e.g. a TRL model's ``config.json``); never
-    kept for an entropy summed over the sequence (TRL PPO's ``objective/entropy``), which ln V does not bound. Raises
-    ImportFormatError (one line naming the file and the row) for malformed input.
+    kept for an entropy summed over the sequence (TRL PPO's ``objective/entropy``), which ln V does not bound.
+    ``reward_max``: the most the reward can be (``meta["reward_max"]``; 1 when not given, a success rate), so the
+    analysis can tell a solved task from a plateau when the reward is a sum of reward functions or a score on another
+    scale. Raises ImportFormatError (one line naming the file and the row) for malformed input.
     """
     if vocab_size is not None and (not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 2):
         raise ImportFormatError(f"vocab_size must be a whole number of at least 2, got {vocab_size!r}")
+    if reward_max is not None and not (isinstance(reward_max, (int, float)) and 0 < reward_max < math.inf):
+        raise ImportFormatError(f"reward_max must be a positive number, got {reward_max!r}")
     p = Path(path).expanduser()
     detect.check_source(p)  # missing, dangling link, link loop, FIFO or device: one true line, nothing opened
     runs = _load_compressed(p, fmt, mapping, run) if compressed.kind(p) else _load(p, fmt, mapping, run, progress)
     for r in runs:
         _vocabulary(r, vocab_size)
+        if reward_max is not None:
+            r.meta["reward_max"] = float(reward_max)
     return runs
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    """What the user states for reading a log (``alerts``, ``watch`` and ``report`` on log files, as ``import``):
+    ``mapping`` (``--map``), ``vocab_size`` (``--vocab-size``), ``reward_max`` (``--reward-max``)."""
+
+    mapping: dict[str, str] | None = None
+    vocab_size: int | None = None
+    reward_max: float | None = None
+
+    def given(self) -> list[str]:
+        """The options given, as the command line spells them."""
+        flags = {"--map": self.mapping, "--vocab-size": self.vocab_size, "--reward-max": self.reward_max}
+        return [flag for flag, value in flags.items() if value]
+
+    def load(self, path: str | os.PathLike[str]) -> list[ImportedRun]:
+        """:func:`load_log` with these options."""
+        return load_log(path, mapping=self.mapping, vocab_size=self.vocab_size, reward_max=self.reward_max)
 
 
 def _vocabulary(r: ImportedRun, given: int | None) -> None:

@@ -41,8 +41,13 @@ def test_improving_reward_is_no_plateau_and_saturation_is_detected() -> None:
     # ~0.9-1.0 with misses is a plateau near the top, not a solved task (the rho2.00 run)
     near = np.clip(0.93 + np.random.default_rng(2).normal(0, 0.05, 300), 0, 1)
     assert _flags(series(h, reward=near))["reward_saturated"] is False
-    # a reward on another scale (0..2): its ceiling is the largest reward seen
-    assert _flags(series(h, reward=np.full(300, 2.0)))["reward_saturated"] is True
+    # a reward above 1 (a sum of two reward functions): its ceiling is unknown, not the largest reward seen (a
+    # plateau sits at its own maximum), so the task is not judged solved — until the run states its reward_max
+    two = _flags(series(h, reward=np.full(300, 2.0)))
+    assert two["reward_saturated"] is False and two["reward_ceiling"] is None
+    cfg = DetectorConfig(reward_max=2.0)
+    s = series(h, reward=np.full(300, 2.0))
+    assert flags(s, prepare(s, cfg), 299, 100, cfg)["reward_saturated"] is True
     flat = 0.6 + np.random.default_rng(0).normal(0, 0.02, 300)
     assert _flags(series(h, reward=flat))["reward_plateau"] is True
     # a creep of 0.1% of the scale per 100 points passes the trend test but is no climb: the same definition as the
@@ -104,3 +109,33 @@ def test_precision_bias_and_zero_variance_groups_alerts() -> None:
     assert not [
         a for a in analyze_series(series(noisy(np.full(n, 0.6), 0.02), scalars=signed)) if a.kind == "precision"
     ]
+
+
+def test_a_reward_on_another_scale_never_excuses_a_collapse_unless_its_maximum_is_stated() -> None:
+    """A collapse while the reward sits on a plateau near its own maximum was read as "the task looks solved" when
+    the reward went above 1 (the ceiling was the largest reward seen): a TRL reward summed over two reward functions,
+    or shifted, hid real collapses (Deep-GRPO gamma2.0 with the reward doubled, Sunshine best_static shifted by 5).
+    Above 1 the ceiling is unknown: the collapse stays a collapse, a note says why and how to state the maximum; with
+    ``reward_max`` in the run's meta (run.json, ``--reward-max``) a solved task is benign again, as on a 0-1 scale."""
+    from dataclasses import replace
+
+    from entropy_watch.analysis import analyze
+    from entropy_watch.synthetic import generate
+
+    def kinds(s):  # type: ignore[no-untyped-def]
+        res = analyze(s)
+        return {a.kind for a in res.alerts if a.kind in ("collapse", "saturation")}, res.notes
+
+    solved = generate("solved", seed=1, n_steps=100).to_series()
+    assert kinds(solved)[0] == {"saturation"}
+    doubled = replace(solved, scalars={**solved.scalars, M.REWARD_MEAN: (solved.steps, 2 * solved.reward())})
+    got, notes = kinds(doubled)
+    assert "collapse" in got and "saturation" not in got
+    assert any("its ceiling is unknown" in n and "--reward-max" in n for n in notes), notes
+    stated = replace(doubled, meta={**doubled.meta, "reward_max": 2})
+    got, notes = kinds(stated)
+    assert got == {"saturation"} and not any("ceiling is unknown" in n for n in notes)
+    plateau = generate("steady_collapse", seed=2, n_steps=100).to_series()
+    assert "collapse" in kinds(plateau)[0]
+    shifted = replace(plateau, scalars={**plateau.scalars, M.REWARD_MEAN: (plateau.steps, plateau.reward() + 5)})
+    assert "saturation" not in kinds(shifted)[0] and "collapse" in kinds(shifted)[0]

@@ -316,3 +316,47 @@ def test_report_maps_the_columns_of_a_log_file(ew, tmp_path: Path) -> None:
     r = ew("report", p, "-o", out, "--map", "step=tick", "-m", "entropy=policy_h", "--map", "reward=score")
     assert r.code == 0, r.err
     assert "odd" in out.read_text()
+
+
+def test_the_user_gives_the_rewards_maximum(ew, tmp_path: Path) -> None:
+    """A solved task whose reward is the sum of two reward functions (0..2): without its maximum the ceiling is
+    unknown, so the collapse stays a collapse and a note says how to state it; ``--reward-max 2`` on `alerts FILE`,
+    `report FILE`, `watch LOG` and `import` (kept in run.json) makes it the benign saturation it is. Refused for a
+    stored run with one line; 0 or less is a usage error."""
+    from entropy_watch.synthetic import generate
+
+    run = generate("solved", seed=1, n_steps=100)
+    p = tmp_path / "two.csv"
+    p.write_text(
+        "step,entropy,reward\n"
+        + "".join(f"{s},{run.entropy[s]:.6f},{2 * run.reward[s]:.4f}\n" for s in range(run.entropy.size))
+    )
+    store = tmp_path / "store"
+
+    def kinds(*args: object) -> tuple[set[str], list[str]]:
+        r = ew("--store", store, "alerts", *args, "--json")
+        assert r.code in (0, 1, 2), r.err
+        (entry,) = json.loads(r.out)
+        return {a["kind"] for a in entry["alerts"]} & {"collapse", "saturation"}, entry["verdict"]["notes"]
+
+    plain, notes = kinds(p)
+    assert "collapse" in plain and any("--reward-max" in n for n in notes), notes
+    given, notes = kinds(p, "--reward-max", "2")
+    assert given == {"saturation"} and not any("--reward-max" in n for n in notes)
+    assert ew("--store", store, "import", p, "--run", "r", "--reward-max", "2").code == 0
+    from entropy_watch.store import Store
+
+    assert Store(store).run_meta("r")["reward_max"] == 2.0
+    assert kinds("r")[0] == {"saturation"}
+    r = ew("--store", store, "watch", p, "--once", "--json", "--min-severity", "info", "--reward-max", "2")
+    assert r.code == 0 and '"saturation"' in r.out and '"collapse"' not in r.out, r.out
+    out = tmp_path / "report.html"
+    assert ew("--store", store, "report", p, "-o", out, "--reward-max", "2").code == 0
+    r = ew("--store", store, "alerts", "r", "--reward-max", "2")
+    assert r.code == 3
+    _one_error_line(r.err, "--reward-max applies to log files", "import --reward-max")
+    for cmd in ("alerts", "import", "report"):
+        r = ew("--store", store, cmd, p, "--reward-max", "0")
+        assert r.code == 2 and "--reward-max" in r.err, (cmd, r.err)
+    r = ew("--store", store, "watch", "r", "--once", "--reward-max", "2")
+    assert r.code == 2 and "--reward-max apply to log files" in r.err, r.err
