@@ -172,8 +172,10 @@ class DetectorConfig:
 
     # --- L4 corroboration --------------------------------------------------------------------------------------
     reward_max: float = 1.0
-    """Reward ceiling (a success rate, an accuracy). Once a reward above it is seen the ceiling is unknown and the
-    task is never judged solved (corroborate.reward_ceiling): the largest reward seen is no ceiling."""
+    """Reward ceiling (a success rate, an accuracy; a run states another in run.json, ``--reward-max``). Once a
+    reward above it is seen the ceiling is unknown and the task is never judged solved (corroborate.reward_ceiling):
+    the largest reward seen is no ceiling. The rules that only need the reward's scale (how far it fell before an
+    explosion, whether most groups fail) read max(reward_max, the largest reward seen)."""
     saturated_frac: float = 0.97
     """The task is solved when the lower quartile of the recent reward is at least this share of the ceiling: a
     collapse there is benign (info)."""
