@@ -36,7 +36,7 @@ from entropy_watch.analysis.alert import Alert
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.guards import run_lengths
 from entropy_watch.analysis.hygiene import Prepared, causal_median
-from entropy_watch.analysis.series import RunSeries
+from entropy_watch.analysis.series import REWARD_PART, RunSeries
 from entropy_watch.analysis.trend import coarse, mann_kendall, ols, theil_sen
 from entropy_watch.histogram import quantiles_from_hist
 
@@ -111,6 +111,29 @@ def reward_ceiling(seen_max: float, config: DetectorConfig) -> float | None:
     largest reward seen is no ceiling (a reward on a plateau sits near its own maximum by definition), so whether the
     task is solved is not judged, and a collapse is never excused as one. ``seen_max`` the largest reward seen."""
     return config.reward_max if seen_max <= config.reward_max * (1 + 1e-9) else None
+
+
+def reward_parts_max(series: RunSeries, config: DetectorConfig) -> tuple[float, list[str]] | None:
+    """The reward's ceiling when it is the sum of TRL's per-function rewards (``rewards/<f>/mean``) each within
+    [0, ``reward_max``]: their count times ``reward_max``, and their names. None when there are no such columns, one
+    leaves that range, or the reward is not their sum at 90% of the steps they share (weighted functions)."""
+    parts = sorted(n for n in series.scalars if REWARD_PART.match(n))
+    if not parts or M.REWARD_MEAN not in series.scalars:
+        return None
+    rs, rv = series.scalars[M.REWARD_MEAN]
+    total, ok = np.zeros(rs.size), np.isfinite(rv)
+    for name in parts:
+        s, v = series.scalars[name]
+        fin = v[np.isfinite(v)]
+        if fin.size == 0 or fin.min() < 0 or fin.max() > config.reward_max * (1 + 1e-9):
+            return None
+        at = np.minimum(np.searchsorted(s, rs), max(s.size - 1, 0))
+        hit = (s.size > 0) & (s[at] == rs) & np.isfinite(v[at])
+        ok &= hit
+        total += np.where(hit, v[at], 0.0)
+    if ok.sum() < 3 or np.mean(np.abs(rv[ok] - total[ok]) <= 1e-6 + 1e-3 * np.abs(rv[ok])) < 0.9:
+        return None
+    return len(parts) * config.reward_max, parts
 
 
 def reward_climbing(steps: np.ndarray, r: np.ndarray, spacing: float, config: DetectorConfig) -> bool:

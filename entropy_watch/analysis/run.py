@@ -150,16 +150,24 @@ class Analyzer:
         self._emitted: set[str] = set()
         self._reward_max: float | None = None  # the reward_max the memo was computed with
 
-    def _stated(self, series: RunSeries) -> DetectorConfig:
-        """The config with what the run states of itself: ``reward_max`` (run.json, ``--reward-max``) over the
-        default; the memo of reward judgements is dropped when it changes."""
+    def _stated(self, series: RunSeries) -> tuple[DetectorConfig, str | None]:
+        """The config with the reward's ceiling the run states (``reward_max`` in run.json, ``--reward-max``) or, else,
+        shows (TRL's reward as the sum of its per-function rewards: :func:`corroborate.reward_parts_max`, with a
+        note); the memo of reward judgements is dropped when it changes."""
         stated = series.meta.get("reward_max")
-        ok = isinstance(stated, (int, float)) and not isinstance(stated, bool) and 0 < stated < math.inf
-        cfg = replace(self.config, reward_max=float(stated)) if ok else self.config
+        cfg, note = self.config, None
+        if isinstance(stated, (int, float)) and not isinstance(stated, bool) and 0 < stated < math.inf:
+            cfg = replace(cfg, reward_max=float(stated))
+        elif (parts := corroborate.reward_parts_max(series, cfg)) is not None and parts[0] != cfg.reward_max:
+            cfg = replace(cfg, reward_max=parts[0])
+            note = (
+                f"the reward is the sum of {len(parts[1])} reward functions each within "
+                f"[0, {self.config.reward_max:g}] ({', '.join(parts[1])}): its ceiling is {parts[0]:g}"
+            )
         if self._reward_max is not None and cfg.reward_max != self._reward_max:
             self._memo = {}
         self._reward_max = cfg.reward_max
-        return cfg
+        return cfg, note
 
     def _invalidate_if_rewritten(self, series: RunSeries) -> None:
         n = self._seen_steps.size
@@ -175,13 +183,14 @@ class Analyzer:
 
     def analyze(self, series: RunSeries, progress: Progress | None = None) -> AnalysisResult:
         """Every alert so far, the notes, the forecasts, the reference and the verdict of ``series``."""
-        cfg = self._stated(series)
+        cfg, ceiling = self._stated(series)
         self._invalidate_if_rewritten(series)
         prep = prepare(series, cfg, self._prep)
         self._prep = prep
         n = len(prep)
         notes: list[str] = list(series.meta.get("import_notes", ()))  # how the log was read (gaps, -H, order)
-        notes += [note for note in (lnv_note(prep), low_start_note(prep, cfg), reward_note(prep, cfg)) if note]
+        found = (lnv_note(prep), low_start_note(prep, cfg), ceiling, reward_note(prep, cfg))
+        notes += [note for note in found if note]
         if n < cfg.min_points:
             notes.append(f"{series.name}: {n} logged points; the detector decides from the {cfg.min_points}th")
             res = AnalysisResult(alerts=guards.nonfinite(prep), notes=notes, prep=prep)

@@ -7,6 +7,7 @@ causally (last observation carried forward), so a sparse validation reward logge
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,16 @@ if TYPE_CHECKING:
     from entropy_watch.store.reads import RunReader
 
 ENTROPY_SOURCES: tuple[str, ...] = (M.ENTROPY_MEAN, M.ENTROPY_SAMPLED_NLL)
+REWARD_PART = re.compile(r"^(?:train/)?rewards/[^/]+/mean$")
+"""TRL's per-function rewards (``rewards/<function>/mean``, ``train/`` in a W&B export): its ``reward`` is their
+(weighted) sum, so their ranges tell the reward's ceiling (``corroborate.reward_parts_max``)."""
+
+
+def analysed(name: str) -> bool:
+    """Whether the analysis reads the scalar ``name``: a canonical metric or a per-function reward."""
+    return name in M.CANONICAL or REWARD_PART.match(name) is not None
+
+
 """Entropy series in order of preference: full-vocabulary mean, then the sampled-token NLL estimate."""
 
 # Known change points (DESIGN §3 `events`): the detector resets its baselines at these kinds.
@@ -99,7 +110,7 @@ class RunSeries:
                 "pass a column mapping such as --map entropy/mean=COLUMN"
             )
         steps, values = run.scalars[src]
-        others = {k: v for k, v in run.scalars.items() if k != src and k in M.CANONICAL}
+        others = {k: v for k, v in run.scalars.items() if k != src and analysed(k)}
         meta = dict(run.meta)
         meta.setdefault("source", run.source)
         meta["import_notes"] = list(run.notes)  # as the store keeps them in run.json
@@ -115,7 +126,7 @@ class RunSeries:
         src = next((n for n in ENTROPY_SOURCES if n in names), None)
         if src is None:
             raise NoEntropySeries(f"run {run!r} has no entropy series yet ({', '.join(ENTROPY_SOURCES)})")
-        data = reader.series_many(run, [n for n in names if n == src or n in M.CANONICAL])
+        data = reader.series_many(run, [n for n in names if n == src or analysed(n)])
         steps, values = data.pop(src)
         edges = meta.get("hist_edges")
         hist = reader.hist_matrix(run, len(edges)) if edges else None

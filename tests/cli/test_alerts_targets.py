@@ -360,3 +360,46 @@ def test_the_user_gives_the_rewards_maximum(ew, tmp_path: Path) -> None:
         assert r.code == 2 and "--reward-max" in r.err, (cmd, r.err)
     r = ew("--store", store, "watch", "r", "--once", "--reward-max", "2")
     assert r.code == 2 and "--reward-max apply to log files" in r.err, r.err
+
+
+def test_trl_reward_functions_tell_the_rewards_maximum(ew, tmp_path: Path) -> None:
+    """TRL logs each reward function (``rewards/<f>/mean``) beside their sum (``reward``): two functions within
+    [0, 1] that add up to the reward give it the ceiling 2, with a note, so a solved task is benign without
+    ``--reward-max``, from the log and from the stored run alike; a weighted sum (not their plain sum) says nothing."""
+    from entropy_watch.synthetic import generate
+
+    run = generate("solved", seed=1, n_steps=100)
+
+    def log(name: str, weight: float) -> Path:
+        p = tmp_path / name
+        rows = []
+        for s in range(run.entropy.size):
+            acc, fmt = run.reward[s], 1.0  # the format is right from the start
+            rows.append(
+                {
+                    "step": s + 1,
+                    "entropy": run.entropy[s],
+                    "rewards/accuracy/mean": acc,
+                    "rewards/format/mean": fmt,
+                    "reward": acc + weight * fmt,
+                }  # fmt: skip
+            )
+        p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return p
+
+    store = tmp_path / "store"
+
+    def kinds(target: object) -> tuple[set[str], list[str]]:
+        r = ew("--store", store, "alerts", target, "--json")
+        assert r.code in (0, 1, 2), r.err
+        (entry,) = json.loads(r.out)
+        return {a["kind"] for a in entry["alerts"]} & {"collapse", "saturation"}, entry["verdict"]["notes"]
+
+    plain = log("trl.jsonl", 1.0)
+    got, notes = kinds(plain)
+    assert got == {"saturation"}, notes
+    assert any("sum of 2 reward functions" in n and "its ceiling is 2" in n for n in notes), notes
+    assert ew("--store", store, "import", plain, "--run", "r").code == 0
+    assert kinds("r") == (got, notes)
+    got, notes = kinds(log("weighted.jsonl", 0.5))
+    assert "collapse" in got and any("its ceiling is unknown" in n for n in notes), notes
