@@ -173,9 +173,9 @@ class DetectorConfig:
     # --- L4 corroboration --------------------------------------------------------------------------------------
     reward_max: float = 1.0
     """Reward ceiling (a success rate, an accuracy; a run states another in run.json, ``--reward-max``). Once a
-    reward above it is seen the ceiling is unknown and the task is never judged solved (corroborate.reward_ceiling):
-    the largest reward seen is no ceiling. The rules that only need the reward's scale (how far it fell before an
-    explosion, whether most groups fail) read max(reward_max, the largest reward seen)."""
+    reward above it is seen the ceiling is unknown and the task is never judged solved (DetectorConfig.ceiling):
+    the largest reward seen is no ceiling. How far the reward fell before an explosion is then measured on the
+    run's own range (guards.reward_fell); whether most groups fail reads max(reward_max, the largest reward seen)."""
     saturated_frac: float = 0.97
     """The task is solved when the lower quartile of the recent reward is at least this share of the ceiling: a
     collapse there is benign (info)."""
@@ -206,6 +206,13 @@ class DetectorConfig:
     # --- L5 policy ---------------------------------------------------------------------------------------------
     cooldown_points: int = 20
     """At most one info note (cliff, spike) per detector within this many points."""
+
+    def ceiling(self, seen_max: float) -> float | None:
+        """The reward's ceiling: ``reward_max`` while no reward seen (``seen_max`` the largest) exceeds it; None
+        (unknown) once one does — a sum of reward functions, a reward model's score, a reward shifted or scaled:
+        the largest reward seen is no ceiling (a reward on a plateau sits near its own maximum by definition), so
+        whether the task is solved is not judged, and a collapse is never excused as one."""
+        return self.reward_max if seen_max <= self.reward_max * (1 + 1e-9) else None
 
     def floor(self, h_ref: Any) -> Any:
         """The collapse floor (nats) under the early level ``h_ref`` (a float or an array of them):

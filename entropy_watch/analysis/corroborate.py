@@ -6,7 +6,7 @@ Flags, evaluated at version i on versions ≤ i:
 * ``reward_plateau`` — the reward over the window not climbing (:func:`reward_climbing`: no significant rise,
   one-sided MK p < 0.1, or a Sen slope under 1% of max(its range, the ceiling) per 100 versions);
 * ``reward_saturated`` — the lower quartile of the recent reward ≥ ``saturated_frac`` of its ceiling (``reward_max``;
-  unknown, so never saturated, once a reward above it is seen: :func:`reward_ceiling`), or the reward still climbing
+  unknown, so never saturated, once a reward above it is seen: ``DetectorConfig.ceiling``), or the reward still climbing
   significantly — by ``reward_drop_abs`` of the ceiling over the window — and already ≥ ``saturating_frac`` of it: a
   collapse there is benign ("saturation", info);
 * ``law`` — the entropy–reward law ``R = −a·exp(H) + b`` (Cui et al. 2025, arXiv:2505.22617, eq. 1): with ≥ 30 pairs
@@ -64,7 +64,7 @@ def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: Det
         tail = r[-max(3, r.size // 5) :]
         recent = float(np.median(tail))
         _, seen = _raw_until(series, name, int(prep.steps[prep.seg_start[i]]), step_i)
-        ceiling = reward_ceiling(float(seen.max()) if seen.size else 0.0, config)
+        ceiling = config.ceiling(float(seen.max()) if seen.size else 0.0)
         out["reward_recent"] = recent
         out["reward_ceiling"] = ceiling
         if ceiling is None:
@@ -103,14 +103,6 @@ def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: Det
         }
         out["law_headroom_low"] = bool(applicable and headroom < config.headroom_min)
     return out
-
-
-def reward_ceiling(seen_max: float, config: DetectorConfig) -> float | None:
-    """The reward's ceiling: ``reward_max`` (1, a success rate or an accuracy) while no reward seen exceeds it; None
-    (unknown) once one does — a sum of reward functions, a reward model's score, a reward shifted or scaled: the
-    largest reward seen is no ceiling (a reward on a plateau sits near its own maximum by definition), so whether the
-    task is solved is not judged, and a collapse is never excused as one. ``seen_max`` the largest reward seen."""
-    return config.reward_max if seen_max <= config.reward_max * (1 + 1e-9) else None
 
 
 def reward_parts_max(series: RunSeries, config: DetectorConfig) -> tuple[float, list[str]] | None:

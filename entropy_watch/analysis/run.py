@@ -111,10 +111,10 @@ def problems(prep: Prepared, config: DetectorConfig, alerts: list[Alert]) -> lis
 
 def reward_note(prep: Prepared, config: DetectorConfig) -> str | None:
     """Why the task's state is not judged, when a reward above ``reward_max`` leaves its ceiling unknown (None
-    otherwise): :func:`corroborate.reward_ceiling`."""
+    otherwise): ``DetectorConfig.ceiling``."""
     r = prep.reward
     top = float(np.nanmax(r)) if r is not None and np.isfinite(r).any() else None
-    if top is None or corroborate.reward_ceiling(top, config) is not None:
+    if top is None or config.ceiling(top) is not None:
         return None
     return (
         f"the reward reaches {top:.3g}, above {config.reward_max:g}: its ceiling is unknown, so no collapse is read "

@@ -348,3 +348,21 @@ def test_an_entropy_above_ln_v_says_the_stated_vocabulary_does_not_apply() -> No
     assert np.array_equal(short.ln_v, prep.ln_v[:first])
     crit = _by(analyze(series(g, meta={"vocab_size": 32_000})).alerts, "guard.explosion")
     assert crit and crit[0].severity == "critical" and "ln V = 10.4" in crit[0].message  # ln V applied before
+
+
+def test_a_reward_fall_reads_the_same_on_any_scale() -> None:
+    """'Two-fold with the reward falling' needs the reward at most half what it was, by a fifth of its ceiling: on a
+    0-1 reward. The same reward shifted by 5 (a score with an offset) could never fall to half, so a run that
+    explodes while its reward collapses was alarmed 39 points late (rasbt 7_5 with its reward + 5). A reward off
+    [0, reward_max] is measured on its own range: shifted or doubled, the same fall is a fall, a dip is not."""
+    from entropy_watch.analysis.guards import reward_fell
+
+    cfg = DetectorConfig()
+    h = np.full(60, 1.0)
+    fall = np.r_[0.1 + 0.5 * np.linspace(0, 1, 50), np.full(10, 0.2)]  # climbed to 0.6, then fell to 0.2
+    dip = np.r_[0.1 + 0.5 * np.linspace(0, 1, 50), np.full(10, 0.52)]
+    for shape, expected in ((fall, True), (dip, False)):
+        for transform in (lambda r: r, lambda r: r + 5, lambda r: 2 * r, lambda r: 2 * r - 1):
+            s = series(h, reward=transform(shape))
+            fell, before, now = reward_fell(prepare(s, cfg), 59, 50, cfg)
+            assert fell is expected, (expected, before, now)
