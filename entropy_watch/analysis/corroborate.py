@@ -86,8 +86,10 @@ def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: Det
     s_all, r_all, h_at = s_all[ok], r_all[ok], h_at[ok]
     ref = float(prep.h_ref[i])
     if s_all.size >= config.law_min_pairs and np.isfinite(ref) and np.ptp(h_at) >= config.law_min_dh_frac * ref:
-        b_int, slope, r2 = ols(np.exp(h_at), r_all)  # R = b + slope·exp(H), slope = −a
-        resid = r_all - (b_int + slope * np.exp(h_at))
+        with np.errstate(over="ignore", invalid="ignore"):  # exp of an entropy summed over a completion: inf
+            e_h = np.exp(h_at)
+            b_int, slope, r2 = ols(e_h, r_all)  # R = b + slope·exp(H), slope = −a
+            resid = r_all - (b_int + slope * e_h)
         _, p_res = mann_kendall(coarse(resid))
         applicable = bool(np.isfinite(r2) and r2 >= config.law_min_r2 and p_res >= 0.01 and slope < 0)
         ceiling = b_int + slope  # R at H = 0 is b − a

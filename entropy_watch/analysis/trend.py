@@ -87,11 +87,15 @@ def ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     x, y = _finite(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
     if x.size < 3 or np.ptp(x) == 0:
         return float("nan"), float("nan"), float("nan")
-    b, a = np.polyfit(x, y, 1)
-    resid = y - (a + b * x)
-    ss = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float((resid**2).sum()) / ss if ss > 0 else float("nan")
-    return float(a), float(b), r2
+    with np.errstate(all="ignore"):  # centred normal equations: x may be exp(H) of a huge H (a summed entropy)
+        dx, dy = x - x.mean(), y - y.mean()
+        b = float((dx * dy).sum() / (dx * dx).sum())
+        a = float(y.mean() - b * x.mean())
+        ss = float((dy * dy).sum())
+        r2 = 1.0 - float(((dy - b * dx) ** 2).sum()) / ss if ss > 0 else float("nan")
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return float("nan"), float("nan"), float("nan")
+    return a, b, r2
 
 
 def lag1_autocorr(x: np.ndarray) -> float:

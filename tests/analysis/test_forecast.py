@@ -163,3 +163,22 @@ def test_the_loss_reads_the_level_now_on_a_steady_decline_not_one_that_lags() ->
         assert f.level_now < np.median(h[i - k + 1 : i + 1])  # the old reading lagged
         ref = float(prep.h_ref[i])
         assert np.isclose(f.lost, 1 - max(float(prep.smooth[i]), h[i]) / ref)
+
+
+def test_ols_matches_polyfit_and_stays_quiet_on_huge_x(recwarn) -> None:
+    """The entropy-reward law fits R on exp(H): on an entropy summed over a completion (hundreds of nats) exp(H)
+    overflowed numpy's polyfit with a RuntimeWarning and a RankWarning on every analysis. The centred normal
+    equations give polyfit's line (the reference) and NaN, quietly, where no line can be fitted."""
+    from entropy_watch.analysis.trend import ols
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 5, 200)
+    y = 0.7 - 0.2 * x + rng.normal(0, 0.05, 200)
+    a, b, r2 = ols(x, y)
+    ref_b, ref_a = np.polyfit(x, y, 1)
+    np.testing.assert_allclose([a, b], [ref_a, ref_b], rtol=1e-9)
+    ref_r2 = 1 - ((y - ref_a - ref_b * x) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+    assert abs(r2 - ref_r2) < 1e-9
+    huge = np.exp(np.linspace(300, 700, 50))  # exp of a summed entropy: up to 1e304
+    ols(huge, rng.normal(size=50))
+    assert not [w for w in recwarn if issubclass(w.category, (RuntimeWarning, np.exceptions.RankWarning))]
