@@ -69,11 +69,7 @@ def rewarded(run: B.Run, fn: Callable[[np.ndarray], np.ndarray], reward_max: flo
 
 def firsts(outcome: B.Outcome) -> dict[str, int]:
     """The first point of each primary alarm kind."""
-    out: dict[str, int] = {}
-    for a in outcome.alarms:
-        if a.kind in ("collapse", "explosion"):
-            out.setdefault(a.kind, a.index)
-    return out
+    return {k: a.index for k in ("collapse", "explosion") if (a := outcome.first(k)) is not None}
 
 
 def part_a(n: int, per: int, fits: list, tools: list[str]) -> None:

@@ -27,6 +27,8 @@ sustain span ``DetectorConfig.sustain(points so far)``: 5 points on a short log,
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -105,6 +107,35 @@ def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: Det
         }
         out["law_headroom_low"] = bool(applicable and headroom < config.headroom_min)
     return out
+
+
+def stated_ceiling(series: RunSeries, config: DetectorConfig) -> tuple[DetectorConfig, str | None]:
+    """``config`` with the reward's ceiling the run states (``reward_max`` in run.json, ``--reward-max``) or, else,
+    shows (TRL's reward as the sum of its per-function rewards: :func:`reward_parts_max`, with a note saying so)."""
+    stated = series.meta.get("reward_max")
+    if isinstance(stated, (int, float)) and not isinstance(stated, bool) and 0 < stated < math.inf:
+        return replace(config, reward_max=float(stated)), None
+    parts = reward_parts_max(series, config)
+    if parts is None or parts[0] == config.reward_max:
+        return config, None
+    note = (
+        f"the reward is the sum of {len(parts[1])} reward functions each within [0, {config.reward_max:g}] "
+        f"({', '.join(parts[1])}): its ceiling is {parts[0]:g}"
+    )
+    return replace(config, reward_max=parts[0]), note
+
+
+def reward_note(prep: Prepared, config: DetectorConfig) -> str | None:
+    """Why the task's state is not judged, when a reward above ``reward_max`` leaves its ceiling unknown (None
+    otherwise): ``DetectorConfig.ceiling``."""
+    r = prep.reward
+    top = float(np.nanmax(r)) if r is not None and np.isfinite(r).any() else None
+    if top is None or config.ceiling(top) is not None:
+        return None
+    return (
+        f"the reward reaches {top:.3g}, above {config.reward_max:g}: its ceiling is unknown, so no collapse is read "
+        "as a solved task; state it with --reward-max (import, alerts, report, watch) or reward_max in run.json"
+    )
 
 
 def reward_parts_max(series: RunSeries, config: DetectorConfig) -> tuple[float, list[str]] | None:

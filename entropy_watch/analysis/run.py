@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -109,19 +109,6 @@ def problems(prep: Prepared, config: DetectorConfig, alerts: list[Alert]) -> lis
     return out
 
 
-def reward_note(prep: Prepared, config: DetectorConfig) -> str | None:
-    """Why the task's state is not judged, when a reward above ``reward_max`` leaves its ceiling unknown (None
-    otherwise): ``DetectorConfig.ceiling``."""
-    r = prep.reward
-    top = float(np.nanmax(r)) if r is not None and np.isfinite(r).any() else None
-    if top is None or config.ceiling(top) is not None:
-        return None
-    return (
-        f"the reward reaches {top:.3g}, above {config.reward_max:g}: its ceiling is unknown, so no collapse is read "
-        "as a solved task; state it with --reward-max (import, alerts, report, watch) or reward_max in run.json"
-    )
-
-
 def eval_indices(n: int, config: DetectorConfig) -> list[int]:
     """Point indices at which the forecast is evaluated: from ``forecast_min_points − 1``, then every
     max(1, i // eval_stride_div) points — every point up to 100, ~every 20th at 1,000, ~every 200th at 10,000 —
@@ -151,19 +138,9 @@ class Analyzer:
         self._reward_max: float | None = None  # the reward_max the memo was computed with
 
     def _stated(self, series: RunSeries) -> tuple[DetectorConfig, str | None]:
-        """The config with the reward's ceiling the run states (``reward_max`` in run.json, ``--reward-max``) or, else,
-        shows (TRL's reward as the sum of its per-function rewards: :func:`corroborate.reward_parts_max`, with a
+        """The config with the reward's ceiling the run states or shows (:func:`corroborate.stated_ceiling`, and its
         note); the memo of reward judgements is dropped when it changes."""
-        stated = series.meta.get("reward_max")
-        cfg, note = self.config, None
-        if isinstance(stated, (int, float)) and not isinstance(stated, bool) and 0 < stated < math.inf:
-            cfg = replace(cfg, reward_max=float(stated))
-        elif (parts := corroborate.reward_parts_max(series, cfg)) is not None and parts[0] != cfg.reward_max:
-            cfg = replace(cfg, reward_max=parts[0])
-            note = (
-                f"the reward is the sum of {len(parts[1])} reward functions each within "
-                f"[0, {self.config.reward_max:g}] ({', '.join(parts[1])}): its ceiling is {parts[0]:g}"
-            )
+        cfg, note = corroborate.stated_ceiling(series, self.config)
         if self._reward_max is not None and cfg.reward_max != self._reward_max:
             self._memo = {}
         self._reward_max = cfg.reward_max
@@ -189,7 +166,7 @@ class Analyzer:
         self._prep = prep
         n = len(prep)
         notes: list[str] = list(series.meta.get("import_notes", ()))  # how the log was read (gaps, -H, order)
-        found = (lnv_note(prep), low_start_note(prep, cfg), ceiling, reward_note(prep, cfg))
+        found = (lnv_note(prep), low_start_note(prep, cfg), ceiling, corroborate.reward_note(prep, cfg))
         notes += [note for note in found if note]
         if n < cfg.min_points:
             notes.append(f"{series.name}: {n} logged points; the detector decides from the {cfg.min_points}th")

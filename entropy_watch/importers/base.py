@@ -89,9 +89,9 @@ class Skipped:
     count: int = 0
     first: tuple[str, str] | None = None  # (where, why) of the first
 
-    def add(self, where: str, why: str) -> None:
-        """Count one bad row at ``where`` ("line 7"); ``why`` is the one-line reason with its fix."""
-        self.count += 1
+    def add(self, where: str, why: str, count: int = 1) -> None:
+        """Count ``count`` bad rows, the first at ``where`` ("line 7"); ``why`` is the one-line reason with its fix."""
+        self.count += count
         if self.first is None:
             self.first = (where, why)
 
@@ -324,10 +324,11 @@ def _steps_of_rows(frame: Frame, step_col: str | None, parsed: Parsed) -> np.nda
         pos, values, n_text, first_text = parse_numeric(raw)
         rows = np.asarray(rows, dtype=np.int64)
         wrong = ~np.isfinite(values) | (values != np.floor(values)) | (values < 0) | (values >= 2.0**63)
-        firsts = [first_text[0]] if first_text is not None else []
-        for i in sorted([*firsts, *pos[wrong][:1]]):  # the first of each kind, in file order
-            skipped.add(frame.where(int(rows[i])), _bad_step(step_col, raw[int(i)].as_py(), fix))
-        skipped.count = n_text + int(wrong.sum())
+        kinds = [(first_text[0], n_text)] if first_text is not None else []
+        if wrong.any():
+            kinds.append((int(pos[wrong][0]), int(wrong.sum())))
+        for i, count in sorted(kinds):  # text cells and out-of-range numbers, the first of each in file order
+            skipped.add(frame.where(int(rows[i])), _bad_step(step_col, raw[int(i)].as_py(), fix), count)
         good = ~wrong
         steps[rows[pos[good]]] = values[good].astype(np.int64)
     else:
