@@ -16,6 +16,7 @@ import numpy as np
 
 from entropy_watch.errors import ImportFormatError
 from entropy_watch.importers.base import Frame, Progress, folders, frame_from_series, frames_by_name
+from entropy_watch.importers.columns import raw_stream
 
 _MAX_DEPTH = 2  # store/<experiment>/<run>
 
@@ -94,12 +95,13 @@ def _metric_file(file: Path) -> tuple[np.ndarray, np.ndarray, int, str]:
     import pyarrow.csv as pcsv
 
     try:
-        t = pcsv.read_csv(
-            file,
-            read_options=pcsv.ReadOptions(column_names=["ts", "value", "step"]),
-            parse_options=pcsv.ParseOptions(delimiter=" "),
-            convert_options=pcsv.ConvertOptions(column_types={"value": pa.float64(), "step": pa.int64()}),
-        )
+        with raw_stream(file) as stream:  # a metric named "x.gz" is no gzip file
+            t = pcsv.read_csv(
+                stream,
+                read_options=pcsv.ReadOptions(column_names=["ts", "value", "step"]),
+                parse_options=pcsv.ParseOptions(delimiter=" "),
+                convert_options=pcsv.ConvertOptions(column_types={"value": pa.float64(), "step": pa.int64()}),
+            )
         if t.column("step").null_count == 0 and t.column("value").null_count == 0:
             return t.column("step").to_numpy(), t.column("value").to_numpy(), 0, ""
     except (pa.ArrowInvalid, OSError):

@@ -171,3 +171,25 @@ def test_arrow_and_line_readers_agree_on_a_messy_csv(tmp_path: Path, monkeypatch
     for k in fast.scalars:
         np.testing.assert_array_equal(fast.scalars[k][0], slow.scalars[k][0])
         np.testing.assert_array_equal(fast.scalars[k][1], slow.scalars[k][1])
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".jsonl.bz2"])
+def test_a_log_named_compressed_but_not_is_read_as_what_it_holds(tmp_path: Path, suffix: str) -> None:
+    """Arrow decompresses a path by its extension: a plain log named ``.csv.gz``, or a gzip whose header is damaged
+    (the fuzz found it: "OSError: zlib inflate failed"), escaped as an internal error. The bytes decide."""
+    p = tmp_path / f"m{suffix}"
+    if suffix == ".csv.gz":
+        p.write_text("step,entropy\n1,0.5\n2,0.4\n3,0.3\n")
+    else:
+        p.write_text("".join(f'{{"step": {s}, "entropy": {1 - s / 10}}}\n' for s in range(4)))
+    (run,) = load_log(p)
+    assert run.series("entropy/mean")[0].tolist() == ([1, 2, 3] if suffix == ".csv.gz" else [0, 1, 2, 3])
+    import gzip
+
+    damaged = bytearray(gzip.compress(b"step,entropy\n" + b"".join(b"%d,0.5\n" % s for s in range(200))))
+    damaged[2] = 9  # the compression method: no longer gzip to the magic-byte check
+    p = tmp_path / "d.csv.gz"
+    p.write_bytes(bytes(damaged))
+    with pytest.raises(ImportFormatError) as err:
+        load_log(p)
+    _one_line(err, r"d\.csv\.gz")
