@@ -113,7 +113,9 @@ def conditions(
 
 def _message(prep: Prepared, i: int, reason: str, config: DetectorConfig, f: Forecast | None) -> str:
     ref, now = float(prep.h_ref[i]), float(prep.smooth[i])
-    share = f"{100 * now / ref:.0f}% of H_ref {fmt_nats(ref)}" if ref > 0 else "n/a"
+    share = (
+        f"{100 * now / ref:.0f}% of H_ref {fmt_nats(ref)}" if ref > 0 else f"H_ref {fmt_nats(ref)}: no entropy early on"
+    )
     if reason == "floor":
         return f"entropy reached the floor: {fmt_nats(now)} nats, {share} (floor {fmt_nats(float(prep.floor[i]))})"
     if reason == "depletion":

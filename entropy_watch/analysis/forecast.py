@@ -412,7 +412,7 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
         err_lin = float(np.mean((_log_at(p2, t[te]) - y_log[te]) ** 2))
         model = "exp_asymptote" if err_exp < err_lin else "log_linear"
 
-    rng = np.random.default_rng(1_000_003 * (i + 1))  # a function of the index only: live == post hoc
+    rng = np.random.default_rng(1_000_003 * (i - prep.origin + 1))  # a function of the index only: live == post hoc
     block = max(2, round(n ** (1 / 3)))  # in the window's values (block means already, past window_max points)
     if model == "exp_asymptote":
         c, A, k = _exp_fit(t, h[None, :], rates)
@@ -476,7 +476,7 @@ def evaluate_rise(prep: Prepared, i: int, config: DetectorConfig, target: float)
     t_now = float(t[-1])
     slope, icpt = theil_sen(np.arange(n, dtype=np.float64), y_log)
     p = trend_p(y_log, slope, icpt, 1.0) if np.isfinite(slope) else 1.0
-    rng = np.random.default_rng(2_000_003 * (i + 1))  # a function of the index only: live == post hoc
+    rng = np.random.default_rng(2_000_003 * (i - prep.origin + 1))  # a function of the index only: live == post hoc
     draws = _draws("log_linear", t, y_log, config.bootstrap, rng)
     se_ref = float(np.nan_to_num(prep.ref_se(i)))  # the target is a multiple of H_ref: its error is the ETA's too
     targets = float(np.log(target)) + np.concatenate([[0.0], rng.normal(0.0, se_ref, config.bootstrap)])

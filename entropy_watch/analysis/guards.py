@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from entropy_watch.analysis.alert import Alert, fmt_nats
+from entropy_watch.analysis.alert import Alert, fmt_mult, fmt_nats
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import evaluate_rise, trend_p
 from entropy_watch.analysis.hygiene import MEDIAN_SE, Prepared, climb_starts, robust_sigma
@@ -92,7 +92,7 @@ def held(
 
 def nonfinite(prep: Prepared) -> list[Alert]:
     """One critical alert at the first non-finite value of each run of them."""
-    bad = ~prep.finite
+    bad = ~np.isfinite(prep.h)
     out = []
     for i in np.flatnonzero(bad & ~np.concatenate([[False], bad[:-1]])):
         j = i
@@ -134,13 +134,15 @@ def line_lift(prep: Prepared, config: DetectorConfig) -> np.ndarray:
 
 
 def explosion_levels(prep: Prepared, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(warning level, critical level, possible) per point, shape (n,): ``possible`` is False where H_ref is unknown
-    or already so close to ln V that a rise of ``explode_warn_mult`` is impossible. Both levels are multiples of H_ref
-    raised by :func:`line_lift`."""
+    """(warning level, critical level, possible) per point, shape (n,): ``possible`` is False where H_ref is unknown,
+    already so close to ln V that a rise of ``explode_warn_mult`` is impossible, or zero (under ``log_eps_nats``: a
+    run with no entropy at its start is collapsed — the floor's rule — and a multiple of nothing measures no rise).
+    Both levels are multiples of H_ref raised by :func:`line_lift`."""
     ref = prep.ref_seg * line_lift(prep, config)
     warn = config.explode_warn_mult * ref
     crit = config.explode_crit_mult * ref
-    possible = np.isfinite(ref)
+    with np.errstate(invalid="ignore"):
+        possible = np.isfinite(ref) & (prep.ref_seg > config.log_eps_nats)
     known = np.isfinite(prep.ln_v)
     if known.any():
         with np.errstate(invalid="ignore"):
@@ -360,17 +362,17 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
         mult = now / r
         text, ev = "", {}
         if rank == 2:
-            what = f"entropy exploded to {fmt_nats(now)} nats, {mult:.1f}× H_ref {fmt_nats(r)}, past {label}"
+            what = f"entropy exploded to {fmt_nats(now)} nats, {fmt_mult(mult)}× H_ref {fmt_nats(r)}, past {label}"
         elif i in why_r and not fire_w[i]:
             b, m = why_r[i]
             what = (
                 f"entropy is rising while reward falls: {fmt_nats(float(prep.smooth[i]))} nats, "
-                f"{float(prep.smooth[i]) / r:.1f}× H_ref {fmt_nats(r)}; reward {b:.2f} -> {m:.2f}"
+                f"{fmt_mult(float(prep.smooth[i]) / r)}× H_ref {fmt_nats(r)}; reward {b:.2f} -> {m:.2f}"
             )
             ev = {"reward_before": b, "reward_now": m}
         else:
             what = (
-                f"entropy is rising: {fmt_nats(now)} nats, {mult:.1f}× H_ref {fmt_nats(r)} "
+                f"entropy is rising: {fmt_nats(now)} nats, {fmt_mult(mult)}× H_ref {fmt_nats(r)} "
                 f"(over {float(warn[i]) / r:.3g}× for {int(runs_w[i])} points)"
             )
             if i in why_w:
@@ -428,7 +430,7 @@ def _spikes(prep: Prepared, config: DetectorConfig, above: np.ndarray, fired: np
                 kind="spike",
                 severity="info",
                 message=(
-                    f"transient spike at step {prep.steps[s0]}: entropy {fmt_nats(peak)} nats ({peak / ref:.1f}× "
+                    f"transient spike at step {prep.steps[s0]}: entropy {fmt_nats(peak)} nats ({fmt_mult(peak / ref)}× "
                     f"H_ref) for {k} point{'s' if k > 1 else ''}, back to {fmt_nats(float(prep.h[e]))} at step "
                     f"{prep.steps[e]}"
                 ),

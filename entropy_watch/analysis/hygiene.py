@@ -1,6 +1,10 @@
 """L0 hygiene: the preparation every detector needs (DETECTION.md §B.1, with its correction for sparse logs).
 
 * one point per policy version (the series is already one value per logged step; repeated steps keep the last);
+* exact zeros before the run's first positive entropy are *not measured yet* (a logger's placeholder before the
+  entropy is computed: a language model's mean token entropy is never exactly 0 at its first steps) and are left
+  out like missing values, with a note (:func:`unmeasured_note`): taken as measurements, they made H_ref 0 nats and
+  every later value an infinite multiple of it;
 * log H, so multiplicative decay is linear and the noise closer to homoscedastic;
 * segments restart at known change points (``events``: resume, LR-schedule change, config edit);
 * H_ref, the early level, per segment, from its first points — *including* a fast early drop (a run at 0.77 nats at
@@ -144,12 +148,13 @@ class RefInfo:
 class Prepared:
     """Per-point arrays (all shape (n,)) after hygiene.
 
-    ``log_h`` is log(H + eps) (NaN where H is not finite); ``seg_start[i]`` the index where i's segment began;
-    ``h_ref[i]`` the segment's early level (NaN until the segment arms); ``ref_seg[i]`` the same level on *every*
-    point of the segment once it is known (for holds that began before the arming point; read it only at armed
-    points); ``ref_n[i]`` how many finite points H_ref was taken from (likewise on every point of the segment);
-    ``early_more[i]`` the early level retaken from as many first points as the noise measured by i says a level needs
-    (NaN until that is more than ``ref_n`` and they are in; :func:`_early_level_retaken`);
+    ``log_h`` is log(H + eps) (NaN where H is not finite); ``finite[i]`` whether H is a finite measured value (the
+    run's leading exact zeros, ``unmeasured``, are not: :func:`leading_zeros`); ``seg_start[i]`` the index where i's
+    segment began; ``h_ref[i]`` the segment's early level (NaN until the segment arms); ``ref_seg[i]`` the same
+    level on *every* point of the segment once it is known (for holds that began before the arming point; read it
+    only at armed points); ``ref_n[i]`` how many finite points H_ref was taken from (likewise on every point of the
+    segment); ``early_more[i]`` the early level retaken from as many first points as the noise measured by i says a
+    level needs (NaN until that is more than ``ref_n`` and they are in; :func:`_early_level_retaken`);
     ``floor[i]`` the collapse floor in nats (``floor_seg`` likewise);
     ``armed[i]`` whether decisions may be taken at i; ``smooth[i]`` the level (causal rolling median of H over a
     noise-scaled width);
@@ -162,6 +167,7 @@ class Prepared:
     h: np.ndarray
     log_h: np.ndarray
     finite: np.ndarray
+    unmeasured: np.ndarray
     seg_start: np.ndarray
     h_ref: np.ndarray
     ref_seg: np.ndarray
@@ -180,6 +186,11 @@ class Prepared:
 
     def __len__(self) -> int:
         return int(self.steps.shape[0])
+
+    @property
+    def origin(self) -> int:
+        """Index of the run's first measured point: :func:`origin_of` its ``unmeasured``."""
+        return origin_of(self.unmeasured)
 
     def ref_at(self, i: int) -> RefInfo | None:
         """The reference that applies at point i (None before the segment arms)."""
@@ -207,8 +218,8 @@ class Prepared:
         exp(``tol``) (a difference the two estimates' own error would not make), else 1. Three calm-looking first
         points of a run that turns out noisy may read the early level low by chance: a healthy two-fold rise would
         then read as three-fold (guards.line_lift), and a collapse that lost 70% of its early level as 60%."""
-        with np.errstate(invalid="ignore"):
-            r = np.nan_to_num(self.early_more[i] / self.ref_seg[i], nan=1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):  # H_ref 0: no factor scales nothing to a level
+            r = np.nan_to_num(np.where(self.ref_seg[i] > 0, self.early_more[i] / self.ref_seg[i], np.nan), nan=1.0)
         return np.where(r > np.exp(tol), r, 1.0)
 
     def spacing(self, lo: int, hi: int) -> float:
@@ -356,18 +367,21 @@ def climb_starts(prep: Prepared, config: DetectorConfig) -> np.ndarray:
     return np.maximum(last + 1, prep.seg_start)
 
 
-def _noise(log_h: np.ndarray, seg_start: np.ndarray, config: DetectorConfig, start: int = 0) -> np.ndarray:
+def _noise(
+    log_h: np.ndarray, seg_start: np.ndarray, config: DetectorConfig, start: int = 0, origin: int = 0
+) -> np.ndarray:
     """Causal robust σ of log H per point over the segment's trailing ``noise_points``, for points ``start``..
     (shape (n − start,)). Computed at every point of the first ``noise_points`` of a segment and then at every 10th
-    point, carried forward in between, so a long run costs n/10 windows; vectorised (one sliding window of
-    differences). Entries from ``start`` on only need points ≤ themselves, so a live run computes its new tail."""
+    point from ``origin`` (``Prepared.origin``), carried forward in between, so a long run costs n/10 windows;
+    vectorised (one sliding window of differences). Entries from ``start`` on only need points ≤ themselves, so a
+    live run computes its new tail."""
     n = log_h.size
     w = config.noise_points
     out = np.full(n, np.nan)
     if n < 4 or start >= n:
         return out[start:]
     pos = np.arange(n) - seg_start
-    rule = (pos < w) | ((np.arange(n) + 1) % 10 == 0)
+    rule = (pos < w) | ((np.arange(n) - origin + 1) % 10 == 0)
     first = int(np.flatnonzero(rule[: start + 1])[-1]) if start and rule[: start + 1].any() else start
     at_all = np.flatnonzero(rule[first:]) + first  # the last computed point before `start` too: it is carried
     d = np.diff(log_h)  # d[j] = log_h[j+1] - log_h[j]
@@ -448,6 +462,43 @@ def low_start_note(prep: Prepared, config: DetectorConfig) -> str | None:
     )
 
 
+def leading_zeros(h: np.ndarray) -> np.ndarray:
+    """(n,) bool: the exact zeros of ``h`` (n,) before its first finite positive value — all of them when there is
+    none yet. Causal: entry i depends on h[: i + 1] only."""
+    pos = np.flatnonzero(np.isfinite(h) & (h > 0))
+    upto = int(pos[0]) if pos.size else h.size
+    out = np.zeros(h.size, dtype=bool)
+    out[:upto] = h[:upto] == 0
+    return out
+
+
+def origin_of(unmeasured: np.ndarray) -> int:
+    """Index of the run's first measured point: 0 unless it starts with placeholder zeros (``unmeasured``, (n,)
+    bool), whose points the index-keyed choices (noise schedule, forecast schedule, bootstrap seeds) do not count, so
+    the run reads as it would without them."""
+    zeros = np.flatnonzero(unmeasured)
+    return int(zeros[-1]) + 1 if zeros.size else 0
+
+
+def unmeasured_note(prep: Prepared) -> str | None:
+    """A note when the run starts with exact zeros (:func:`leading_zeros`), else None."""
+    k = int(prep.unmeasured.sum())
+    if k == 0:
+        return None
+    idx = np.flatnonzero(prep.unmeasured)
+    span = (
+        f"step {int(prep.steps[idx[0]])}" if k == 1 else f"steps {int(prep.steps[idx[0]])}-{int(prep.steps[idx[-1]])}"
+    )
+    zeros = "the first logged entropy is" if k == 1 else f"the first {k} logged entropies are"
+    later = np.flatnonzero(prep.finite)
+    if later.size:
+        return (f"{zeros} exactly 0 ({span}): read as not measured yet (a logger's placeholder), not as a policy with "
+                f"no entropy; H_ref and the noise are taken from step {int(prep.steps[later[0]])}")  # fmt: skip
+    return (f"every logged entropy so far is exactly 0 ({k} point{'s' if k > 1 else ''}, {span}): read as not "
+            "measured yet (a logger's placeholder), so nothing is judged; a policy with no entropy from its first step "
+            "collapsed before the log began: check what the logger records")  # fmt: skip
+
+
 def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None = None) -> Prepared:
     """Apply L0 hygiene to ``series`` (see the module docstring). ``previous``, the result for a prefix of the same
     series (same points, same change points), lets the noise and the level be computed for the new points only."""
@@ -455,24 +506,26 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
     e = series.entropy  # an entropy is never below 0: a finite value that is (an estimator's rounding, a loss -H
     h = np.where(np.isfinite(e) & (e < 0), 0.0, e)  # mapped by mistake) reads as 0; NaN and ±inf stay for the guard
     n = h.size
-    finite = np.isfinite(h)
+    unmeasured = leading_zeros(h)
+    finite = np.isfinite(h) & ~unmeasured
     with np.errstate(all="ignore"):
         log_h = np.where(finite, np.log(np.maximum(h, 0.0) + config.log_eps_nats), np.nan)
 
-    # segments restart at known change points
-    seg_start = np.zeros(n, dtype=np.int64)
+    # segments restart at known change points, and after the leading zeros (the run begins where it is measured)
+    mark = np.zeros(n, dtype=bool)
+    mark[1:] = unmeasured[:-1] & ~unmeasured[1:]
     resets = series.reset_steps()
     if resets and n:
         starts = np.unique(np.searchsorted(steps, np.asarray(resets), side="left"))
-        starts = starts[(starts > 0) & (starts < n)]
-        mark = np.zeros(n, dtype=bool)
-        mark[starts] = True
-        seg_start = np.maximum.accumulate(np.where(mark, np.arange(n), 0))
+        mark[starts[(starts > 0) & (starts < n)]] = True
+    seg_start = np.maximum.accumulate(np.where(mark, np.arange(n), 0))
 
     m = 0
     if previous is not None and len(previous) <= n and np.array_equal(previous.seg_start, seg_start[: len(previous)]):
         m = len(previous)  # the caller vouches that the first m points are the same
-    sigma = np.concatenate([previous.sigma[:m] if m else np.zeros(0), _noise(log_h, seg_start, config, m)])
+    sigma = np.concatenate(
+        [previous.sigma[:m] if m else np.zeros(0), _noise(log_h, seg_start, config, m, origin_of(unmeasured))]
+    )
 
     h_ref = np.full(n, np.nan)
     ref_seg = np.full(n, np.nan)
@@ -512,6 +565,7 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
         h=h,
         log_h=log_h,
         finite=finite,
+        unmeasured=unmeasured,
         seg_start=seg_start,
         h_ref=h_ref,
         ref_seg=ref_seg,

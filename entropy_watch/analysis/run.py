@@ -20,7 +20,7 @@ from entropy_watch.analysis import cliffs, collapse, corroborate, guards
 from entropy_watch.analysis.alert import Alert
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import Forecast, evaluate, evaluate_rise
-from entropy_watch.analysis.hygiene import Prepared, lnv_note, low_start_note, prepare
+from entropy_watch.analysis.hygiene import Prepared, lnv_note, low_start_note, prepare, unmeasured_note
 from entropy_watch.analysis.outlook import Outlook, from_forecast
 from entropy_watch.analysis.policy import cooldown
 from entropy_watch.analysis.series import RunSeries
@@ -109,14 +109,15 @@ def problems(prep: Prepared, config: DetectorConfig, alerts: list[Alert]) -> lis
     return out
 
 
-def eval_indices(n: int, config: DetectorConfig) -> list[int]:
+def eval_indices(n: int, config: DetectorConfig, origin: int = 0) -> list[int]:
     """Point indices at which the forecast is evaluated: from ``forecast_min_points − 1``, then every
     max(1, i // eval_stride_div) points — every point up to 100, ~every 20th at 1,000, ~every 200th at 10,000 —
-    so a 100k-point run costs ~500 evaluations. Depends on i only: a live prefix and the whole run agree."""
+    so a 100k-point run costs ~500 evaluations; i counted from ``origin``, the run's first measured point
+    (``Prepared.origin``). Depends on i only: a live prefix and the whole run agree."""
     out: list[int] = []
     i = config.forecast_min_points - 1
-    while i < n:
-        out.append(i)
+    while origin + i < n:
+        out.append(origin + i)
         i += max(1, i // config.eval_stride_div)
     return out
 
@@ -166,7 +167,13 @@ class Analyzer:
         self._prep = prep
         n = len(prep)
         notes: list[str] = list(series.meta.get("import_notes", ()))  # how the log was read (gaps, -H, order)
-        found = (lnv_note(prep), low_start_note(prep, cfg), ceiling, corroborate.reward_note(prep, cfg))
+        found = (
+            unmeasured_note(prep),
+            lnv_note(prep),
+            low_start_note(prep, cfg),
+            ceiling,
+            corroborate.reward_note(prep, cfg),
+        )
         notes += [note for note in found if note]
         if n < cfg.min_points:
             notes.append(f"{series.name}: {n} logged points; the detector decides from the {cfg.min_points}th")
@@ -174,7 +181,7 @@ class Analyzer:
             res.reference = reference(prep, cfg)
             res.verdict = build(res, series.name, cfg.min_points)
             return res
-        if int(prep.finite.sum()) < cfg.min_points:
+        if int(prep.finite.sum()) < cfg.min_points and not np.isfinite(prep.h).all():  # zeros have their note
             notes.append(f"{series.name}: fewer than {cfg.min_points} finite entropy values")
 
         evals = self._scheduled(prep, progress)
@@ -207,7 +214,7 @@ class Analyzer:
         return new
 
     def _scheduled(self, prep: Prepared, progress: Progress | None) -> dict[int, Forecast | None]:
-        idx = [i for i in eval_indices(len(prep), self.config) if prep.armed[i]]
+        idx = [i for i in eval_indices(len(prep), self.config, prep.origin) if prep.armed[i]]
         todo = [i for i in idx if i not in self._evals]
         for j, i in enumerate(todo):
             self._evals[i] = evaluate(prep, i, self.config)

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from entropy_watch.analysis.alert import Alert, _clean, fmt_nats, severity_rank
+from entropy_watch.analysis.alert import Alert, _clean, fmt_mult, fmt_nats, severity_rank
 from entropy_watch.analysis.outlook import Outlook
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def order_alerts(alerts: list[Alert]) -> tuple[Alert, ...]:
 def _pct_of(x: float, ref: float) -> str:
     r = x / ref
     if r >= 3:
-        return f"{r:.1f}× H_ref {fmt_nats(ref)}"
+        return f"{fmt_mult(r)}× H_ref {fmt_nats(ref)}"
     return f"{100 * r:.0f}% of H_ref {fmt_nats(ref)}"
 
 
@@ -151,13 +151,15 @@ def headline(
     forecast: Outlook | None,
     n_points: int,
     min_points: int,
+    unmeasured: int = 0,
 ) -> str:
-    """The one line every surface shows first."""
+    """The one line every surface shows first. ``n_points`` counts the measured points: not the ``unmeasured``
+    leading exact zeros (``hygiene.leading_zeros``)."""
     if health == "too-short":
-        return (
-            f"too short to analyse: {n_points} logged point{'s' if n_points != 1 else ''}; "
-            f"the detector decides from the {min_points}th"
-        )
+        pts = f"{n_points} {'measured' if unmeasured else 'logged'} point{'s' if n_points != 1 else ''}"
+        if unmeasured:
+            pts += f" ({unmeasured} more logged as exactly 0: not measured yet)"
+        return f"too short to analyse: {pts}; the detector decides from the {min_points}th"
     where = ""
     if level is not None and math.isfinite(level):
         where = f"entropy {fmt_nats(level)} nats"
@@ -192,11 +194,12 @@ def build(result: AnalysisResult, run: str, min_points: int) -> Verdict:
     """The verdict of an analysis result (called by :mod:`entropy_watch.analysis.run`, once per analysis)."""
     prep = result.prep
     n = len(prep) if prep is not None else 0
+    unmeasured = int(prep.unmeasured.sum()) if prep is not None else 0
     alerts = order_alerts(result.alerts)
     problems = tuple(result.problems)
     counted = standing(alerts, problems)
     top = counted[0] if counted else None
-    if n < min_points:
+    if n - unmeasured < min_points:
         health = "too-short"
         # a non-finite value is reported even on a short series
         if top is not None and top.kind == "nonfinite":
@@ -217,7 +220,7 @@ def build(result: AnalysisResult, run: str, min_points: int) -> Verdict:
     fc = result.outlook if kind in ("collapse", "explosion") else None
     if fc is not None and fc.direction != ("decay" if kind == "collapse" else "rise"):
         fc = None
-    line = headline(health, kind, top, ref, level, fc, n, min_points)
+    line = headline(health, kind, top, ref, level, fc, n - unmeasured, min_points, unmeasured)
     for p in problems:
         if p.cleared is not None:
             line += f"; the {p.severity} {p.kind} from step {p.since} cleared at step {p.cleared}"

@@ -53,6 +53,19 @@ def test_nonfinite_is_critical_at_once_even_in_warmup() -> None:
     assert al[1].evidence["count"] == 3
 
 
+def test_a_corrupt_huge_cell_reads_as_a_number_not_300_digits() -> None:
+    """A cell of 1e300 nats (a corrupt value) printed as a 300-digit number and a 300-digit multiple of H_ref."""
+    from entropy_watch.analysis.alert import fmt_mult, fmt_nats, pct_change
+
+    assert (fmt_nats(1e300), fmt_nats(123.456), fmt_nats(0.01234)) == ("1e+300", "123.46", "0.012")
+    assert (fmt_mult(2e299), fmt_mult(3.14159)) == ("2e+299", "3.1")
+    assert pct_change(1.0, 1e300) == "+1e+302%"
+    h = noisy(np.full(40, 0.5), 0.05)
+    h[20:24] = 1e300
+    (a,) = [a for a in analyze_series(series(h)) if a.kind == "explosion"]
+    assert "1e+300 nats" in a.message and len(a.message) < 200, a.message
+
+
 def test_explosion_within_two_points_of_tripling_on_a_short_log() -> None:
     cfg = DetectorConfig()
     # a 40-point log: 0.16 nats, then from point 20 entropy climbs 2x per point

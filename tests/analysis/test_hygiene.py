@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from entropy_watch.analysis import DetectorConfig
+from entropy_watch.analysis import DetectorConfig, RunSeries, analyze
 from entropy_watch.analysis.hygiene import causal_median, prepare, robust_sigma, sawtooth_period
 
-from ._series import healthy, noisy, series
+from ._series import collapsing, healthy, noisy, polled, series
 
 
 def test_robust_sigma_ignores_trend() -> None:
@@ -185,8 +185,6 @@ def test_sawtooth_period_found_and_absent_on_smooth_decay() -> None:
 def test_a_negative_entropy_reads_as_zero(recwarn) -> None:
     """An entropy is never below 0; a value that is (an estimator's rounding, a loss -H mapped by mistake) reads as 0
     everywhere — the level, the guards' messages — as log H already read it, and warns nothing on the way."""
-    from entropy_watch.analysis import analyze
-
     h = healthy(200, seed=4)
     h[[50, 51, 120]] = 0.0
     neg = h.copy()
@@ -221,3 +219,42 @@ def test_the_floor_is_a_fall_from_the_early_level_at_any_scale() -> None:
             ref = low.verdict.reference.value
             if 4 * ref < cfg.floor_abs_nats:  # a note says why the floor is not the absolute one
                 assert any(n.startswith("entropy starts low") for n in low.notes), low.notes
+
+
+def test_leading_exact_zeros_are_not_measured_yet() -> None:
+    """A logger's placeholder 0.0 before the entropy is computed made H_ref 0 nats and crashed the explosion rule with
+    ZeroDivisionError (`alerts` said 'internal error'); one such zero inflated the early noise (the real rasbt 7_5
+    log with a 0 logged a step before its first entropy was alarmed 39 points late). The zeros are left out like
+    missing values: the run reads as the same run without them, live and post hoc alike, and a note says so."""
+    h, r = collapsing(160, onset=60), np.linspace(0.2, 0.6, 160)
+    plain = analyze(series(h, r))
+    assert {a.kind for a in plain.alerts} >= {"collapse"}
+    for k in (1, 3, 10):
+        steps = np.arange(-k, 160)  # the placeholders at steps before the measured run's own
+        s = RunSeries.from_arrays("t", steps, np.r_[np.zeros(k), h], reward=(np.arange(160), r))
+        res = analyze(s)
+        assert res.reference is not None and res.reference.value == plain.reference.value
+        assert res.reference.first_step == 0  # the first measured point
+        assert [(a.step, a.kind, a.message) for a in res.alerts] == [(a.step, a.kind, a.message) for a in plain.alerts]
+        assert any(f"exactly 0 (step{'s' if k > 1 else ''} -{k}" in n for n in res.notes), res.notes
+        assert not np.isfinite(res.prep.log_h[:k]).any() and res.prep.unmeasured[:k].all()
+        assert [a.key for a in polled(s)] == [a.key for a in res.alerts]
+
+
+def test_zeros_after_a_measured_entropy_are_measurements() -> None:
+    """Only zeros before the first positive value are placeholders: a run that had entropy and fell to exactly 0 has
+    collapsed; its H_ref may then be 0 nats (the median of 0.5, 0, 0), and a later rise is no multiple of nothing."""
+    h = np.r_[0.5, np.zeros(9), np.linspace(0.1, 3.0, 30)]
+    res = analyze(series(h))
+    assert not res.prep.unmeasured.any() and res.reference.value == 0.0
+    assert [(a.kind, a.severity) for a in res.alerts] == [("collapse", "critical")]
+    assert "H_ref 0: no entropy early on" in res.alerts[0].message
+
+
+def test_a_run_of_zeros_only_is_not_judged() -> None:
+    for k in (4, 30):
+        res = analyze(series(np.zeros(k)))
+        v = res.verdict
+        assert v.health == "too-short" and not res.alerts
+        assert "0 measured points" in v.headline and f"{k} more logged as exactly 0" in v.headline
+        assert any("every logged entropy so far is exactly 0" in n for n in res.notes)
