@@ -420,10 +420,12 @@ def reward_vs_entropy(
         a, b = float(law["a"]), float(law["b"])
         xs = np.linspace(0.0, float(np.nanmax(h)) * 1.05, 100)
         poor = "" if law.get("applicable", True) else " — poor fit"
+        with np.errstate(over="ignore", invalid="ignore"):  # H of a corrupt cell (1e300 nats): no curve up there
+            ys = b - a * np.exp(xs)
         fig.add_trace(
             go.Scatter(
                 x=xs,
-                y=b - a * np.exp(xs),
+                y=ys,
                 mode="lines",
                 line={"color": "#d62728", "dash": "dash"},
                 name=f"R = −{a:.3g}·exp(H) + {b:.3g}  (R² {law.get('r2', float('nan')):.2f}){poor}",

@@ -480,8 +480,9 @@ def origin_of(unmeasured: np.ndarray) -> int:
     return int(zeros[-1]) + 1 if zeros.size else 0
 
 
-def unmeasured_note(prep: Prepared) -> str | None:
-    """A note when the run starts with exact zeros (:func:`leading_zeros`), else None."""
+def unmeasured_note(prep: Prepared, logged: np.ndarray) -> str | None:
+    """A note when the run starts with zeros (:func:`leading_zeros`), else None; ``logged`` (n,) is the entropy as
+    logged, which tells zeros from values below 0 (read as 0)."""
     k = int(prep.unmeasured.sum())
     if k == 0:
         return None
@@ -489,12 +490,12 @@ def unmeasured_note(prep: Prepared) -> str | None:
     span = (
         f"step {int(prep.steps[idx[0]])}" if k == 1 else f"steps {int(prep.steps[idx[0]])}-{int(prep.steps[idx[-1]])}"
     )
-    zeros = "the first logged entropy is" if k == 1 else f"the first {k} logged entropies are"
-    later = np.flatnonzero(prep.finite)
-    if later.size:
-        return (f"{zeros} exactly 0 ({span}): read as not measured yet (a logger's placeholder), not as a policy with "
-                f"no entropy; H_ref and the noise are taken from step {int(prep.steps[later[0]])}")  # fmt: skip
-    return (f"every logged entropy so far is exactly 0 ({k} point{'s' if k > 1 else ''}, {span}): read as not "
+    value = "0 or negative" if bool((np.asarray(logged)[idx] < 0).any()) else "exactly 0"
+    if prep.finite.any():
+        zeros = "the first logged entropy is" if k == 1 else f"the first {k} logged entropies are"
+        return (f"{zeros} {value} ({span}): read as not measured yet (a logger's placeholder), not as a policy with "
+                f"no entropy; H_ref and the noise are taken from step {int(prep.steps[prep.origin])}")  # fmt: skip
+    return (f"every logged entropy so far is {value} ({k} point{'s' if k > 1 else ''}, {span}): read as not "
             "measured yet (a logger's placeholder), so nothing is judged; a policy with no entropy from its first step "
             "collapsed before the log began: check what the logger records")  # fmt: skip
 

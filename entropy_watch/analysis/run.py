@@ -168,7 +168,7 @@ class Analyzer:
         n = len(prep)
         notes: list[str] = list(series.meta.get("import_notes", ()))  # how the log was read (gaps, -H, order)
         found = (
-            unmeasured_note(prep),
+            unmeasured_note(prep, series.entropy),
             lnv_note(prep),
             low_start_note(prep, cfg),
             ceiling,

@@ -158,7 +158,7 @@ def headline(
     if health == "too-short":
         pts = f"{n_points} {'measured' if unmeasured else 'logged'} point{'s' if n_points != 1 else ''}"
         if unmeasured:
-            pts += f" ({unmeasured} more logged as exactly 0: not measured yet)"
+            pts += f" ({unmeasured} more logged as 0: not measured yet)"
         return f"too short to analyse: {pts}; the detector decides from the {min_points}th"
     where = ""
     if level is not None and math.isfinite(level):

@@ -256,5 +256,8 @@ def test_a_run_of_zeros_only_is_not_judged() -> None:
         res = analyze(series(np.zeros(k)))
         v = res.verdict
         assert v.health == "too-short" and not res.alerts
-        assert "0 measured points" in v.headline and f"{k} more logged as exactly 0" in v.headline
+        assert "0 measured points" in v.headline and f"{k} more logged as 0" in v.headline
         assert any("every logged entropy so far is exactly 0" in n for n in res.notes)
+    # values below 0 read as 0 (an estimator's rounding, a loss −H logged by mistake): the note says what was logged
+    res = analyze(series(np.r_[-np.full(3, 0.5), healthy(40)]))
+    assert any("the first 3 logged entropies are 0 or negative (steps 0-2)" in n for n in res.notes), res.notes
