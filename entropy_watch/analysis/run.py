@@ -160,7 +160,13 @@ class Analyzer:
         self._seen_steps, self._seen_h = series.steps, series.entropy
 
     def analyze(self, series: RunSeries, progress: Progress | None = None) -> AnalysisResult:
-        """Every alert so far, the notes, the forecasts, the reference and the verdict of ``series``."""
+        """Every alert so far, the notes, the forecasts, the reference and the verdict of ``series``. Floating-point
+        warnings are silenced: every rule reads NaN and ±inf as they come (a 1e300 cell overflows a product), and a
+        hook's analysis must not write numpy warnings into the training's output."""
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+            return self._analyze(series, progress)
+
+    def _analyze(self, series: RunSeries, progress: Progress | None) -> AnalysisResult:
         cfg, ceiling = self._stated(series)
         self._invalidate_if_rewritten(series)
         prep = prepare(series, cfg, self._prep)
