@@ -32,7 +32,7 @@ analysis agree at every step.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -538,6 +538,8 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
         idx = np.arange(s, end)
         fin = idx[finite[idx]]
         ref = _early_reference(h, steps, fin, config)
+        if ref is not None and s > 0 and s == origin_of(unmeasured):  # after placeholder zeros
+            ref = replace(ref, method=ref.method.replace("logged point", "measured point"))
         if ref is not None:
             refs[int(s)] = ref
             h_ref[ref.known_at : end] = ref.value

@@ -235,6 +235,7 @@ def test_leading_exact_zeros_are_not_measured_yet() -> None:
         res = analyze(s)
         assert res.reference is not None and res.reference.value == plain.reference.value
         assert res.reference.first_step == 0  # the first measured point
+        assert res.reference.method == plain.reference.method.replace("logged", "measured")
         assert [(a.step, a.kind, a.message) for a in res.alerts] == [(a.step, a.kind, a.message) for a in plain.alerts]
         assert any(f"exactly 0 (step{'s' if k > 1 else ''} -{k}" in n for n in res.notes), res.notes
         assert not np.isfinite(res.prep.log_h[:k]).any() and res.prep.unmeasured[:k].all()
