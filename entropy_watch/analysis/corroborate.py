@@ -314,14 +314,19 @@ def standalone(series: RunSeries, prep: Prepared, config: DetectorConfig) -> lis
         med = float(np.nanmedian(zv[i + 1 - n : i + 1]))
         r = prep.reward
         rew = float(np.nanmedian(r[i + 1 - n : i + 1])) if r is not None else float("nan")
-        ceiling = max(config.reward_max, float(np.nanmax(r[: i + 1]))) if r is not None else config.reward_max
-        failing = not np.isfinite(rew) or rew < 0.5 * ceiling
-        why = (
-            "they carry no advantage signal"
-            + (f" (reward {rew:.2f}: most groups are all wrong)" if r is not None else "")
-            if failing
-            else f"reward {rew:.2f}: most groups are all right — the prompts are too easy to teach anything"
-        )
+        # all wrong or all right: the reward in the lower or upper half of its scale (its own range off [0, max]);
+        # no reward, or one that never moved off a scale of its own, cannot say which
+        r_base, r_span = 0.0, 0.0
+        if r is not None and np.isfinite(rew):
+            r_base, r_span = config.reward_scale(float(np.nanmin(r[: i + 1])), float(np.nanmax(r[: i + 1])))
+        failing = not r_span > 0 or rew - r_base < 0.5 * r_span
+        why = "they carry no advantage signal"
+        if r_span > 0:
+            why += f" (reward {rew:.2f}: most groups are all wrong)"
+            if not failing:
+                why = f"reward {rew:.2f}: most groups are all right — the prompts are too easy to teach anything"
+        elif np.isfinite(rew):
+            why += f" (reward {rew:.2f}, the same at every point so far)"
         out.append(
             Alert(
                 step=int(prep.steps[i]),

@@ -256,16 +256,14 @@ def reward_fell(prep: Prepared, i: int, start: int, config: DetectorConfig) -> t
     points before ``start``, the point where entropy began to rise. Fell = at most half, and by at least
     ``reward_drop_abs`` of the reward's ceiling — for a reward on [0, ``reward_max``]. A reward on another scale
     (above its ceiling, ``DetectorConfig.ceiling``, or below 0: shifted, summed, a score) is measured on the run's
-    own range instead: at most half its height above the lowest reward seen, by ``reward_drop_abs`` of that range
-    (so a reward shifted by 5 falls as the same reward unshifted)."""
+    own range instead (``DetectorConfig.reward_scale``): at most half its height above the lowest reward seen, by
+    ``reward_drop_abs`` of that range (so a reward shifted by 5 falls as the same reward unshifted)."""
     r, med = prep.reward, _reward_medians(prep, i, start, max(start, i + 1 - config.hold_points))
     if r is None or med is None:
         return False, float("nan"), float("nan")
     b, m = med
-    lo, hi = float(np.nanmin(r[: i + 1])), float(np.nanmax(r[: i + 1]))
-    if lo >= 0 and config.ceiling(hi) is not None:
-        return bool(m <= 0.5 * b and b - m >= config.reward_drop_abs * config.reward_max), b, m
-    return bool(m - lo <= 0.5 * (b - lo) and b - m >= config.reward_drop_abs * (hi - lo)), b, m
+    base, span = config.reward_scale(float(np.nanmin(r[: i + 1])), float(np.nanmax(r[: i + 1])))
+    return bool(m - base <= 0.5 * (b - base) and b - m >= config.reward_drop_abs * span), b, m
 
 
 def reward_improving(prep: Prepared, i: int, start: int, config: DetectorConfig) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from entropy_watch import metrics as M
-from entropy_watch.analysis import DetectorConfig, analyze_series
+from entropy_watch.analysis import Alert, DetectorConfig, analyze_series
 from entropy_watch.analysis.corroborate import flags, mechanism_flags
 from entropy_watch.analysis.hygiene import prepare
 from entropy_watch.histogram import entropy_bin_edges
@@ -139,3 +139,25 @@ def test_a_reward_on_another_scale_never_excuses_a_collapse_unless_its_maximum_i
     assert "collapse" in kinds(plateau)[0]
     shifted = replace(plateau, scalars={**plateau.scalars, M.REWARD_MEAN: (plateau.steps, plateau.reward() + 5)})
     assert "saturation" not in kinds(shifted)[0] and "collapse" in kinds(shifted)[0]
+
+
+def test_zero_variance_groups_read_a_reward_on_its_own_scale() -> None:
+    """All wrong or all right is the reward's place on its scale: off [0, 1] (shifted, summed) its own range. The
+    largest reward seen was the ceiling before (max(1, it)), so a reward shifted to [-0.5, 0.5] read 'all wrong'
+    at any level, and one that never moved off a scale of its own was called all wrong or all right by its sign."""
+    n = 120
+    t = np.arange(n)
+    sc = {M.ADV_FRAC_ZERO_GROUPS: (t, np.where(t < 60, 0.1, 0.7))}  # groups stop differing from point 60
+    h = noisy(np.full(n, 0.6), 0.02)
+    solved = np.clip(t / 40, 0, 1)  # learnt by point 40: the groups are all right
+    failed = np.where(t < 40, 0.8 * t / 40, 0.1)  # learnt, then lost: all wrong
+
+    def zv(reward: np.ndarray) -> Alert:
+        (a,) = [a for a in analyze_series(series(h, reward=reward, scalars=sc)) if a.kind == "zero_variance_groups"]
+        return a
+
+    for scale in (lambda r: r, lambda r: r - 0.5, lambda r: 2 * r, lambda r: r + 5):  # the same reward, any scale
+        assert zv(scale(solved)).severity == "info", zv(scale(solved)).message
+        assert zv(scale(failed)).severity == "warning", zv(scale(failed)).message
+    flat = zv(np.full(n, -1.0))
+    assert flat.severity == "warning" and "the same at every point so far" in flat.message
