@@ -175,19 +175,22 @@ def rows(alerts: list[Alert], wall_time: float | None = None) -> dict[str, list[
     return cols
 
 
+def _num(x: float, fmt: str) -> str:
+    """``x`` in ``fmt`` up to a million, in 3 significant digits beyond (a corrupt cell of 1e300 nats reads
+    '1e+300', not a 300-digit number)."""
+    return f"{x:{fmt}}" if math.isfinite(x) and abs(x) < 1e6 else f"{x:.3g}"
+
+
 def fmt_nats(x: float) -> str:
-    """Entropy for messages: 2 significant digits below 1, 2 decimals up to a million, 3 significant digits beyond
-    (a corrupt cell of 1e300 nats reads '1e+300', not a 300-digit number)."""
+    """Entropy for messages: 2 significant digits below 1, else 2 decimals (:func:`_num` beyond a million)."""
     if not math.isfinite(x):
         return str(x)
-    if abs(x) >= 1e6:
-        return f"{x:.3g}"
-    return f"{x:.2g}" if abs(x) < 1 else f"{x:.2f}"
+    return f"{x:.2g}" if abs(x) < 1 else _num(x, ".2f")
 
 
 def fmt_mult(x: float) -> str:
     """A multiple of H_ref for messages ('3.2', or '2e+299' for a corrupt cell), followed by '×' by the caller."""
-    return f"{x:.1f}" if math.isfinite(x) and abs(x) < 1e6 else f"{x:.3g}"
+    return _num(x, ".1f")
 
 
 def pct_change(a: float, b: float) -> str:
@@ -195,5 +198,4 @@ def pct_change(a: float, b: float) -> str:
     if a == 0 or not (math.isfinite(a) and math.isfinite(b)):
         return "n/a"
     p = 100.0 * (b - a) / abs(a)
-    size = f"{abs(p):.0f}" if abs(p) < 1e6 else f"{abs(p):.3g}"
-    return f"{'+' if p >= 0 else '−'}{size}%"
+    return f"{'+' if p >= 0 else '−'}{_num(abs(p), '.0f')}%"

@@ -508,6 +508,7 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
     h = np.where(np.isfinite(e) & (e < 0), 0.0, e)  # mapped by mistake) reads as 0; NaN and ±inf stay for the guard
     n = h.size
     unmeasured = leading_zeros(h)
+    origin = origin_of(unmeasured)
     finite = np.isfinite(h) & ~unmeasured
     with np.errstate(all="ignore"):
         log_h = np.where(finite, np.log(np.maximum(h, 0.0) + config.log_eps_nats), np.nan)
@@ -524,9 +525,7 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
     m = 0
     if previous is not None and len(previous) <= n and np.array_equal(previous.seg_start, seg_start[: len(previous)]):
         m = len(previous)  # the caller vouches that the first m points are the same
-    sigma = np.concatenate(
-        [previous.sigma[:m] if m else np.zeros(0), _noise(log_h, seg_start, config, m, origin_of(unmeasured))]
-    )
+    sigma = np.concatenate([previous.sigma[:m] if m else np.zeros(0), _noise(log_h, seg_start, config, m, origin)])
 
     h_ref = np.full(n, np.nan)
     ref_seg = np.full(n, np.nan)
@@ -538,7 +537,7 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
         idx = np.arange(s, end)
         fin = idx[finite[idx]]
         ref = _early_reference(h, steps, fin, config)
-        if ref is not None and s > 0 and s == origin_of(unmeasured):  # after placeholder zeros
+        if ref is not None and 0 < s == origin:  # after placeholder zeros
             ref = replace(ref, method=ref.method.replace("logged point", "measured point"))
         if ref is not None:
             refs[int(s)] = ref
