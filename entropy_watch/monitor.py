@@ -207,11 +207,16 @@ class Monitor:
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the loop started by :meth:`start` (waits at most ``timeout_s`` for the current analysis)."""
+        """Stop the loop started by :meth:`start` and wait, at most ``timeout_s`` in all, for the analyses in flight
+        — the loop's and the workers :meth:`refresh` started — so the reader can be closed after it: closing a
+        DuckDB connection while a worker's query runs on it raises (seen as a flaky app-test teardown)."""
         self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            workers = [job.worker for job in self._jobs.values() if job.worker is not None]
+        for thread in [self._thread, *workers]:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     @property
     def running(self) -> bool:
