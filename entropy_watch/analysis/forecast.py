@@ -131,13 +131,17 @@ def _exp_fit(t: np.ndarray, Y: np.ndarray, rates: np.ndarray) -> tuple[np.ndarra
     return c[rows, best], A[rows, best], rates[best]
 
 
-def _exp_eta(c: np.ndarray, A: np.ndarray, k: np.ndarray, t_now: float, floor: float) -> np.ndarray:
-    """Steps from ``t_now`` until ``c + A·exp(−k·t)`` reaches ``floor`` (0 if already under, inf if never)."""
+def _exp_eta(c: np.ndarray, A: np.ndarray, k: np.ndarray, t_now: float, floor: float, level: float) -> np.ndarray:
+    """Steps from ``t_now`` until ``c + A·exp(−k·t)`` reaches ``floor`` (0 if already under, inf if never). The
+    curve and the detector's ``level`` (nats) must agree on being past the floor (:func:`_from_level`): where the
+    curve is under it and the level is not, the ETA runs along the curve from where it stands at the level."""
     with np.errstate(all="ignore"):
         now = c + A * np.exp(-k * t_now)
+        known = np.isfinite(level)
+        t_at = np.where((now <= floor) & known & (level > floor), np.log(A / (level - c)) / k, t_now)
         t_cross = np.log(A / (floor - c)) / k
-        eta = np.where((c < floor) & (A > 0), np.maximum(t_cross - t_now, 0.0), np.inf)
-    return np.where(now <= floor, 0.0, eta)
+        eta = np.where((c < floor) & (A > 0), np.maximum(t_cross - t_at, 0.0), np.inf)
+    return np.where(np.where(known, level, now) <= floor, 0.0, eta)
 
 
 def _loglin_fit(t: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -258,10 +262,26 @@ def _log_at(p: dict[str, np.ndarray], t: float | np.ndarray) -> np.ndarray:
     return out + p["c"] * np.maximum(t - p["tau"], 0.0) if "c" in p else out
 
 
-def _log_eta(p: dict[str, np.ndarray], t_now: float, log_target: float, sign: float) -> np.ndarray:
-    """Steps from ``t_now`` until a log-space fit reaches ``log_target`` at its current rate (down: sign −1)."""
+def _log_eta(
+    p: dict[str, np.ndarray], t_now: float, log_target: np.ndarray, sign: float, log_level: float
+) -> np.ndarray:
+    """Steps from ``t_now`` until a log-space fit reaches ``log_target`` at its current rate (down: sign −1), from
+    where the fit stands now unless it and the detector's level (``log_level``, log space) disagree about being
+    past the target (:func:`_from_level`)."""
     rate = p["b"] + (np.where(t_now > p["tau"], p["c"], 0.0) if "c" in p else 0.0)
-    return _loglin_eta(_log_at(p, t_now) - rate * t_now, rate, t_now, log_target, sign)
+    now = _from_level(_log_at(p, t_now), log_level, log_target, sign)
+    return _loglin_eta(now - rate * t_now, rate, t_now, log_target, sign)
+
+
+def _from_level(fit_now: np.ndarray, level: float, target: np.ndarray, sign: float) -> np.ndarray:
+    """Where "at this rate" starts: the fit's value now, or the level the detector reads (what every message quotes)
+    where the two disagree about being past the target. A climb that levelled off under the line, or a fall that
+    paused above the floor, leaves a line fitted over the whole move past the target while the level is not there:
+    the outlook then said "above 6× H_ref (0.92 nats) now" beside "entropy 0.79 nats" (a real 40-point TRL log),
+    or "about to reach the floor: 0.14 nats ...; at 10% of H_ref (0.05 nats) now". The reverse, the level past the
+    target and the line not yet, is "now": the level is there."""
+    past_fit, past_level = sign * (fit_now - target) >= 0, sign * (level - target) >= 0
+    return np.where((past_fit != past_level) & np.isfinite(level), level, fit_now)
 
 
 def _loglin_eta(a: np.ndarray, b: np.ndarray, t_now: float, log_target: float, sign: float) -> np.ndarray:
@@ -400,6 +420,7 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
                         positive=False)  # fmt: skip
 
     log_floor = float(np.log(floor + config.log_eps_nats))
+    level = float(prep.smooth[i])  # the level every message quotes: the ETA's start when the fit disagrees with it
     rates = 1.0 / np.geomspace(max(t_now, 1.0) / 20.0, max(t_now, 1.0) * 20.0, N_RATES)
     model = "log_linear"
     if n >= 20:  # model choice by the error on the held-out last 20% of the window
@@ -418,8 +439,8 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
         c, A, k = _exp_fit(t, h[None, :], rates)
         fitted = c[0] + A[0] * np.exp(-k[0] * t)
         cb, Ab, kb = _exp_fit(t, fitted[None, :] + _block_resample(h - fitted, config.bootstrap, block, rng), rates)
-        eta = _exp_eta(cb, Ab, kb, t_now, floor)
-        eta0 = float(_exp_eta(c, A, k, t_now, floor)[0])
+        eta = _exp_eta(cb, Ab, kb, t_now, floor, level)
+        eta0 = float(_exp_eta(c, A, k, t_now, floor, level)[0])
         params = {"c": float(c[0]), "A": float(A[0]), "k": float(k[0])}
         boot = {"c": cb, "A": Ab, "k": kb}
     else:  # "at this rate": the current rate (a hinge finds where a decline sped up; the calm before is not averaged)
@@ -437,7 +458,7 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
         # the ETA's too
         se_ref = float(np.nan_to_num(prep.ref_se(i)))
         floors = log_floor + np.concatenate([[0.0], rng.normal(0.0, se_ref, config.bootstrap)])
-        eta_all = _log_eta(draws, t_now, floors, -1.0)
+        eta_all = _log_eta(draws, t_now, floors, -1.0, float(np.log(level + config.log_eps_nats)))
         eta, eta0 = eta_all[1:], float(eta_all[0])
         params = {k: float(v[0]) for k, v in draws.items() if model == "hinge" or k in ("a", "b")}
         boot = {k: v[1:] for k, v in draws.items()}
@@ -449,12 +470,16 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
                     boot=boot)  # fmt: skip
 
 
-def evaluate_rise(prep: Prepared, i: int, config: DetectorConfig, target: float) -> Forecast | None:
+def evaluate_rise(
+    prep: Prepared, i: int, config: DetectorConfig, target: float, level: float | None = None
+) -> Forecast | None:
     """The rise forecast at point ``i`` toward ``target`` nats: a log-linear fit over the climb — from the last point
     where the level sat at or under ``climb_from_mult``·H_ref (:func:`~entropy_watch.analysis.hygiene.climb_starts`),
     at most :data:`RISE_MAX_POINTS`, at least 3 points — with the decay forecast's parametric draws (robust fit,
     autocorrelation-inflated, :func:`_draws`) and H_ref's own error in the target, its interval widened by
-    ``eta_spread`` like the decay's. None when H_ref is unknown or there are too few points.
+    ``eta_spread`` like the decay's. None when H_ref is unknown or there are too few points. ``level`` (nats, default
+    the detector's level) is the one the caller quotes beside the ETA: "now" exactly when it is past ``target``
+    (:func:`_from_level`).
 
     Not from the last *raw* point under the re-arm line, with a residual bootstrap: on a noisy log that point is a
     low one picked by the noise, the window then held a handful of points, and the 80% interval held the true
@@ -480,10 +505,10 @@ def evaluate_rise(prep: Prepared, i: int, config: DetectorConfig, target: float)
     draws = _draws("log_linear", t, y_log, config.bootstrap, rng)
     se_ref = float(np.nan_to_num(prep.ref_se(i)))  # the target is a multiple of H_ref: its error is the ETA's too
     targets = float(np.log(target)) + np.concatenate([[0.0], rng.normal(0.0, se_ref, config.bootstrap)])
-    eta_all = _log_eta(draws, t_now, targets, 1.0)
+    level_now = float(prep.smooth[i]) if level is None else level  # what the caller's message quotes
+    eta_all = _log_eta(draws, t_now, targets, 1.0, float(np.log(level_now + config.log_eps_nats)))
     eta = eta_all[1:]
     lo_q, med, hi_q = _quantiles(eta, config.eta_interval, config.eta_spread)
-    level_now = float(prep.smooth[i])
     return Forecast(
         index=i, step=int(prep.steps[i]), direction="rise", window_start_step=int(steps[0]), n_points=n, period=1,
         slope_log_per_point=float(slope), mk_p=float(p), trend=bool(slope > 0 and p < config.trend_alpha),

@@ -166,8 +166,10 @@ def lift_note(prep: Prepared, i: int, config: DetectorConfig) -> str:
     return f"{head}{'s' if k > 1 else ''} of a run this noisy ({noise})"
 
 
-def _rise_text(prep: Prepared, i: int, config: DetectorConfig, target: float, label: str) -> tuple[str, dict]:
-    f = evaluate_rise(prep, i, config, target)
+def _rise_text(
+    prep: Prepared, i: int, config: DetectorConfig, target: float, label: str, level: float
+) -> tuple[str, dict]:
+    f = evaluate_rise(prep, i, config, target, level)
     if f is None:
         return "", {}
     o = from_forecast(f, label, config.eta_interval)
@@ -355,17 +357,21 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
         rank_at[i] = 2
     out: list[Alert] = []
     for i, rank in sorted(rank_at.items()):
-        r, now = float(ref[i]), float(np.median(prep.h[max(0, i - 1) : i + 1]))
+        # the level quoted (and the rise ETA's start): the last two points, where the line was crossed; the held
+        # level for a two-fold rise, which fired on it
+        slow = rank == 1 and i in why_r and not fire_w[i]
+        r = float(ref[i])
+        now = float(prep.smooth[i]) if slow else float(np.median(prep.h[max(0, i - 1) : i + 1]))
         label = crit_label(prep, i, config, float(crit[i]))
         mult = now / r
         text, ev = "", {}
         if rank == 2:
             what = f"entropy exploded to {fmt_nats(now)} nats, {fmt_mult(mult)}× H_ref {fmt_nats(r)}, past {label}"
-        elif i in why_r and not fire_w[i]:
+        elif slow:
             b, m = why_r[i]
             what = (
-                f"entropy is rising while reward falls: {fmt_nats(float(prep.smooth[i]))} nats, "
-                f"{fmt_mult(float(prep.smooth[i]) / r)}× H_ref {fmt_nats(r)}; reward {b:.2f} -> {m:.2f}"
+                f"entropy is rising while reward falls: {fmt_nats(now)} nats, {fmt_mult(mult)}× H_ref {fmt_nats(r)}; "
+                f"reward {b:.2f} -> {m:.2f}"
             )
             ev = {"reward_before": b, "reward_now": m}
         else:
@@ -378,7 +384,7 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
                 what += f" while reward fell {b:.2f} -> {m:.2f} since the climb began"
                 ev = {"reward_before": b, "reward_now": m}
         if rank == 1:
-            text, fev = _rise_text(prep, i, config, float(crit[i]), label)
+            text, fev = _rise_text(prep, i, config, float(crit[i]), label, now)
             ev.update(fev)
         what += lift_note(prep, i, config)
         if np.isfinite(prep.ln_v[i]):

@@ -2,7 +2,9 @@
 absolute steps, and one sentence ("at this rate 10% of H_ref (0.047 nats) by step 1,240 (80% interval 900–2,100)").
 
 Built from one :class:`~entropy_watch.analysis.forecast.Forecast` by :func:`from_forecast`; alerts and the verdict
-both call it, so an alert raised at step s and the verdict at step s quote the same numbers.
+both call it, so an alert raised at step s and the verdict at step s quote the same numbers. "Now" (``reached``) means
+the level quoted beside it is past the target, never only the fitted line (``forecast._from_level``); an explosion
+alert quotes its last two points, where the line was crossed, so its ETA runs from those.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from entropy_watch.analysis import DetectorConfig, analyze_series
-from entropy_watch.analysis.forecast import _exp_eta, _exp_fit, evaluate, evaluate_rise, trend_p
+from entropy_watch.analysis.forecast import _exp_eta, _exp_fit, _log_eta, evaluate, evaluate_rise, trend_p
 from entropy_watch.analysis.hygiene import prepare
 from entropy_watch.analysis.trend import theil_sen
 
@@ -20,9 +20,31 @@ def test_exp_fit_recovers_parameters() -> None:
     c, A, k = _exp_fit(t, y[None, :], 1.0 / np.geomspace(5, 2000, 200))
     assert abs(c[0] - 0.1) < 0.01 and abs(A[0] - 0.9) < 0.02 and abs(1 / k[0] - 50) < 3
     # asymptote above the floor: never crosses; below it: crosses where the curve says
-    assert np.isinf(_exp_eta(c, A, k, 199.0, 0.05))[0]
-    eta = _exp_eta(np.array([0.0]), np.array([1.0]), np.array([0.02]), 0.0, np.exp(-2.0))
+    at_199 = float(c[0] + A[0] * np.exp(-k[0] * 199.0))  # the level where the curve stands
+    assert np.isinf(_exp_eta(c, A, k, 199.0, 0.05, at_199))[0]
+    eta = _exp_eta(np.array([0.0]), np.array([1.0]), np.array([0.02]), 0.0, np.exp(-2.0), 1.0)
     assert abs(eta[0] - 100.0) < 1e-6
+
+
+def test_eta_runs_from_the_level_where_fit_and_level_disagree_about_the_target() -> None:
+    """'at this rate' starts where the fit stands, unless the fit is past the target and the level every message
+    quotes is not (then from the level, at the fit's rate), or the level is past and the fit not (then now)."""
+    one = np.array([1.0])
+    # exp curve exp(-0.02 t): at t=100 it stands at e^-2; a floor of e^-2.5 is 25 steps on from there
+    curve = (np.array([0.0]), one, np.array([0.02]))
+    assert abs(_exp_eta(*curve, 100.0, np.exp(-2.5), np.exp(-2.0))[0] - 25.0) < 1e-6
+    # the curve at t=150 is under the floor (e^-3), the level (e^-2) is not: from where the curve meets the level
+    assert abs(_exp_eta(*curve, 150.0, np.exp(-2.5), np.exp(-2.0))[0] - 25.0) < 1e-6
+    assert _exp_eta(*curve, 50.0, np.exp(-2.5), np.exp(-3.0))[0] == 0.0  # level under the floor: now
+    assert _exp_eta(*curve, 50.0, np.exp(-2.5), float("nan"))[0] > 0  # level unknown: the curve decides
+    line = {"a": np.array([0.0]), "b": np.array([0.01])}  # rising 0.01 per step in log space: at t=100 it is at 1.0
+    target = np.array([1.5])
+    assert abs(_log_eta(line, 100.0, target, 1.0, 1.0)[0] - 50.0) < 1e-9  # they agree: from the fit
+    assert abs(_log_eta(line, 200.0, target, 1.0, 1.0)[0] - 50.0) < 1e-9  # fit at 2.0, level 1.0: from the level
+    assert _log_eta(line, 100.0, target, 1.0, 1.6)[0] == 0.0  # level past, fit not: now
+    assert _log_eta(line, 200.0, target, 1.0, float("nan"))[0] == 0.0  # level unknown: the fit (past) decides
+    falling = {"a": np.array([0.0]), "b": np.array([-0.01])}
+    assert abs(_log_eta(falling, 300.0, np.array([-2.0]), -1.0, -1.0)[0] - 100.0) < 1e-9
 
 
 def test_eta_interval_covers_the_true_crossing() -> None:
