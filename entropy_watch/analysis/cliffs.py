@@ -146,9 +146,7 @@ def detect(
         scan = Scan(events=events)
     z = np.concatenate([scan.z, innovations(prep, config, scan.n)])
     k, h = config.cusum_k, config.cusum_h
-    near_event = np.zeros(z.size, dtype=bool)
-    for s in events:
-        near_event |= np.abs(np.searchsorted(prep.steps, s) - np.arange(z.size)) <= KNOWN_CHANGE_MARGIN
+    at_event = np.searchsorted(prep.steps, np.asarray(events, dtype=np.int64))  # the point each event is logged at
     out = list(scan.alerts)
     zs = np.where(prep.armed & np.isfinite(z), z, np.nan)
     state = (scan.sp, scan.sm, scan.start_p, scan.start_m, scan.quiet_until)
@@ -156,7 +154,15 @@ def detect(
     for i, up, onset in hits:
         strong = np.flatnonzero((z[onset : i + 1] if up else -z[onset : i + 1]) >= h / 2)
         onset += int(strong[0]) if strong.size else 0  # the excursion's first clear step, not its noisy start
-        if near_event[onset] or near_event[i] or onset == 0:
+        # a known change explains a cliff within KNOWN_CHANGE_MARGIN points of its onset or its alert — if it was
+        # logged by the alert's point: one logged later was not known when the alert was raised live, and would
+        # take back post hoc an alert a reader already had (live and post hoc agree)
+        known = at_event[at_event <= i]
+        if (
+            onset == 0
+            or (np.abs(known - onset) <= KNOWN_CHANGE_MARGIN).any()
+            or (i - known <= KNOWN_CHANGE_MARGIN).any()
+        ):
             continue
         before = float(np.nanmedian(prep.h[max(0, onset - 10) : onset]))
         after = float(np.nanmedian(prep.h[onset : i + 1]))

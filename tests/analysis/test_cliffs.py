@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from entropy_watch.analysis import DetectorConfig
-from entropy_watch.analysis.cliffs import detect, innovations
+from entropy_watch.analysis import DetectorConfig, analyze
+from entropy_watch.analysis.cliffs import KNOWN_CHANGE_MARGIN, detect, innovations
 from entropy_watch.analysis.hygiene import prepare
 
-from ._series import healthy, noisy, series
+from ._series import healthy, noisy, polled, series
 
 
 def test_a_recovering_cliff_is_reported_as_info_with_its_onset() -> None:
@@ -46,6 +46,24 @@ def test_cliff_at_a_known_change_point_is_explained() -> None:
     assert detect(prepare(series(h), cfg), cfg)[0]
     with_event = series(h, events=[(150, "config")])
     assert not detect(prepare(with_event, cfg), cfg, with_event.reset_steps())[0]
+
+
+def test_an_event_logged_after_a_cliff_alert_does_not_take_it_back() -> None:
+    """An event explains a cliff only if it was logged by the alert's step: a reader polling the run had the alert
+    before the event existed, and the whole run's analysis must give the alerts the reader got."""
+    clean = np.concatenate([np.full(150, 0.8), np.full(150, 0.3)])
+    h = noisy(clean, 0.03)
+    cliff = [a for a in analyze(series(h)).alerts if a.kind == "cliff"]
+    assert cliff
+    for after in (1, 3, KNOWN_CHANGE_MARGIN):
+        s = series(h, events=[(cliff[0].step + after, "resume")])
+        post = analyze(s).alerts
+        assert [a.key for a in post if a.kind == "cliff"] == [cliff[0].key], after
+        assert [(a.key, a.message) for a in polled(s, first=140)] == [
+            (a.key, a.message) for a in post if a.step >= s.steps[140]
+        ]
+    s = series(h, events=[(cliff[0].step, "resume")])  # logged with the drop: explained, live and post hoc
+    assert not [a for a in analyze(s).alerts if a.kind == "cliff"]
 
 
 def test_a_resumed_scan_finds_what_a_full_scan_finds() -> None:
