@@ -28,20 +28,23 @@ def test_exp_fit_recovers_parameters() -> None:
 
 def test_eta_runs_from_the_level_where_fit_and_level_disagree_about_the_target() -> None:
     """'at this rate' starts where the fit stands, unless the fit is past the target and the level every message
-    quotes is not (then from the level, at the fit's rate), or the level is past and the fit not (then now)."""
+    quotes is not (then from the level, at the fit's rate): 'now' needs both. A level past while the fit is not keeps
+    the fit's ETA (a noisy dip under the floor is not the floor reached)."""
     one = np.array([1.0])
     # exp curve exp(-0.02 t): at t=100 it stands at e^-2; a floor of e^-2.5 is 25 steps on from there
     curve = (np.array([0.0]), one, np.array([0.02]))
     assert abs(_exp_eta(*curve, 100.0, np.exp(-2.5), np.exp(-2.0))[0] - 25.0) < 1e-6
     # the curve at t=150 is under the floor (e^-3), the level (e^-2) is not: from where the curve meets the level
     assert abs(_exp_eta(*curve, 150.0, np.exp(-2.5), np.exp(-2.0))[0] - 25.0) < 1e-6
-    assert _exp_eta(*curve, 50.0, np.exp(-2.5), np.exp(-3.0))[0] == 0.0  # level under the floor: now
-    assert _exp_eta(*curve, 50.0, np.exp(-2.5), float("nan"))[0] > 0  # level unknown: the curve decides
+    assert _exp_eta(*curve, 150.0, np.exp(-2.5), np.exp(-3.0))[0] == 0.0  # both under the floor: now
+    assert abs(_exp_eta(*curve, 100.0, np.exp(-2.5), np.exp(-3.0))[0] - 25.0) < 1e-6  # only the level: the curve's
+    assert _exp_eta(*curve, 150.0, np.exp(-2.5), float("nan"))[0] == 0.0  # level unknown: the curve decides
     line = {"a": np.array([0.0]), "b": np.array([0.01])}  # rising 0.01 per step in log space: at t=100 it is at 1.0
     target = np.array([1.5])
     assert abs(_log_eta(line, 100.0, target, 1.0, 1.0)[0] - 50.0) < 1e-9  # they agree: from the fit
     assert abs(_log_eta(line, 200.0, target, 1.0, 1.0)[0] - 50.0) < 1e-9  # fit at 2.0, level 1.0: from the level
-    assert _log_eta(line, 100.0, target, 1.0, 1.6)[0] == 0.0  # level past, fit not: now
+    assert _log_eta(line, 200.0, target, 1.0, 1.6)[0] == 0.0  # both past: now
+    assert abs(_log_eta(line, 100.0, target, 1.0, 1.6)[0] - 50.0) < 1e-9  # only the level past: the fit's ETA
     assert _log_eta(line, 200.0, target, 1.0, float("nan"))[0] == 0.0  # level unknown: the fit (past) decides
     falling = {"a": np.array([0.0]), "b": np.array([-0.01])}
     assert abs(_log_eta(falling, 300.0, np.array([-2.0]), -1.0, -1.0)[0] - 100.0) < 1e-9
