@@ -193,6 +193,16 @@ def fmt_mult(x: float) -> str:
     return _num(x, ".1f")
 
 
+def fmt_change(a: float, b: float) -> str:
+    """'0.61 -> 0.00' for a reward that moved: 2 decimals, or up to 4 when 2 would print two different values the
+    same (a validation reward that fell 0.614 -> 0.598 read '0.61 -> 0.60'); :func:`_num` beyond a million."""
+    for d in (2, 3, 4):
+        x, y = _num(a, f".{d}f"), _num(b, f".{d}f")
+        if x != y or a == b:
+            break
+    return f"{x} -> {y}"
+
+
 def pct_change(a: float, b: float) -> str:
     """'−74%' style change from ``a`` to ``b``."""
     if a == 0 or not (math.isfinite(a) and math.isfinite(b)):

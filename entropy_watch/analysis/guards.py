@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from entropy_watch.analysis.alert import Alert, fmt_mult, fmt_nats
+from entropy_watch.analysis.alert import Alert, fmt_change, fmt_mult, fmt_nats
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import evaluate_rise, trend_p
 from entropy_watch.analysis.hygiene import MEDIAN_SE, Prepared, climb_starts, robust_sigma
@@ -371,7 +371,7 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
             b, m = why_r[i]
             what = (
                 f"entropy is rising while reward falls: {fmt_nats(now)} nats, {fmt_mult(mult)}× H_ref {fmt_nats(r)}; "
-                f"reward {b:.2f} -> {m:.2f}"
+                f"reward {fmt_change(b, m)}"
             )
             ev = {"reward_before": b, "reward_now": m}
         else:
@@ -381,7 +381,7 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
             )
             if i in why_w:
                 b, m = why_w[i]
-                what += f" while reward fell {b:.2f} -> {m:.2f} since the climb began"
+                what += f" while reward fell {fmt_change(b, m)} since the climb began"
                 ev = {"reward_before": b, "reward_now": m}
         if rank == 1:
             text, fev = _rise_text(prep, i, config, float(crit[i]), label, now)

@@ -53,6 +53,19 @@ def test_nonfinite_is_critical_at_once_even_in_warmup() -> None:
     assert al[1].evidence["count"] == 3
 
 
+def test_a_reward_that_moved_never_prints_as_the_same_number() -> None:
+    """'reward fell 0.60 -> 0.60': a fall within the second decimal (a smooth validation reward) read as none."""
+    from entropy_watch.analysis.alert import fmt_change
+
+    assert fmt_change(0.6049, 0.6001) == "0.605 -> 0.600"
+    assert fmt_change(0.60004, 0.60001) == "0.6000 -> 0.6000"  # at most 4 decimals
+    assert (fmt_change(0.61, 0.0), fmt_change(0.5, 0.5), fmt_change(1e300, 0.2)) == (
+        "0.61 -> 0.00",
+        "0.50 -> 0.50",
+        "1e+300 -> 0.20",
+    )
+
+
 def test_a_corrupt_huge_cell_reads_as_a_number_not_300_digits() -> None:
     """A cell of 1e300 nats (a corrupt value) printed as a 300-digit number and a 300-digit multiple of H_ref."""
     from entropy_watch.analysis.alert import fmt_mult, fmt_nats, pct_change
