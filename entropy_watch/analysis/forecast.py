@@ -71,23 +71,32 @@ class Forecast:
     level_start: float
     level_now: float
     positive: bool
+    lag: float = 0.0
+    """Steps the drawn forecast past ``step`` is delayed by: where the fit is past the target and the level is not,
+    the ETA runs from the level at the fit's rate (:func:`_from_level`), and the curve from ``step`` on is the fit
+    shifted to start there (it meets the target where the ETA says); 0 otherwise."""
     boot: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def evidence(self) -> dict[str, object]:
         """The JSON-able fields (the bootstrap resamples stay out)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "boot"}
 
+    def _t(self, steps: np.ndarray) -> np.ndarray:
+        """Steps -> the fit's time axis, delayed by ``lag`` past ``step``."""
+        steps = np.asarray(steps, dtype=np.float64)
+        return steps - self.window_start_step - np.where(steps > self.step, self.lag, 0.0)
+
     def curve(self, steps: np.ndarray) -> np.ndarray:
         """The chosen fit evaluated at ``steps`` (nats), for plots."""
-        return _model_curve(self.model, self.params, np.asarray(steps, dtype=np.float64) - self.window_start_step)
+        return _model_curve(self.model, self.params, self._t(steps))
 
     def band(self, steps: np.ndarray, interval: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
         """The central ``interval`` of the bootstrap fits at ``steps``: (lo, hi) in nats (the fit itself when no
-        resamples were kept)."""
+        resamples were kept), delayed with the curve."""
         c = self.curve(steps)
         if not self.boot:
             return c, c
-        t = np.asarray(steps, dtype=np.float64) - self.window_start_step
+        t = self._t(steps)
         form = "hinge" if "tau" in self.boot else self.model  # model-averaged draws carry the hinge form
         curves = np.nan_to_num(_model_curve(form, self.boot, t), nan=0.0, posinf=1e300)  # (B, m)
         q = (1.0 - interval) / 2.0
@@ -285,6 +294,16 @@ def _from_level(fit_now: np.ndarray, level: float, target: np.ndarray, sign: flo
     return np.where(past_fit & ~past_level & np.isfinite(level), level, fit_now)
 
 
+def _log_lag(p: dict[str, np.ndarray], t_now: float, log_target: float, sign: float, log_level: float) -> float:
+    """:attr:`Forecast.lag` of the central log-space fit (draw 0): (fit − level) / rate where its ETA runs from the
+    level, else 0."""
+    p0 = {k: v[:1] for k, v in p.items()}
+    fit = _log_at(p0, t_now)
+    rate = float((p0["b"] + (np.where(t_now > p0["tau"], p0["c"], 0.0) if "c" in p0 else 0.0))[0])
+    start = float(_from_level(fit, log_level, np.array([log_target]), sign)[0])
+    return (float(fit[0]) - start) / rate if start != float(fit[0]) and sign * rate > 0 else 0.0
+
+
 def _loglin_eta(a: np.ndarray, b: np.ndarray, t_now: float, log_target: float, sign: float) -> np.ndarray:
     """Steps from ``t_now`` until ``a + b·t`` reaches ``log_target`` going down (sign −1) or up (sign +1)."""
     with np.errstate(all="ignore"):
@@ -443,6 +462,9 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
         eta = _exp_eta(cb, Ab, kb, t_now, floor, level)
         eta0 = float(_exp_eta(c, A, k, t_now, floor, level)[0])
         params = {"c": float(c[0]), "A": float(A[0]), "k": float(k[0])}
+        with np.errstate(all="ignore"):  # the curve's own time at the level, where _exp_eta starts from it
+            now0 = c[0] + A[0] * np.exp(-k[0] * t_now)
+            lag = t_now - np.log(A[0] / (level - c[0])) / k[0] if now0 <= floor < level and A[0] > 0 else 0.0
         boot = {"c": cb, "A": Ab, "k": kb}
     else:  # "at this rate": the current rate (a hinge finds where a decline sped up; the calm before is not averaged)
         w_h = _hinge_weight(t, y_log)
@@ -459,8 +481,10 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
         # the ETA's too
         se_ref = float(np.nan_to_num(prep.ref_se(i)))
         floors = log_floor + np.concatenate([[0.0], rng.normal(0.0, se_ref, config.bootstrap)])
-        eta_all = _log_eta(draws, t_now, floors, -1.0, float(np.log(level + config.log_eps_nats)))
+        log_level = float(np.log(level + config.log_eps_nats))
+        eta_all = _log_eta(draws, t_now, floors, -1.0, log_level)
         eta, eta0 = eta_all[1:], float(eta_all[0])
+        lag = _log_lag(draws, t_now, log_floor, -1.0, log_level)
         params = {k: float(v[0]) for k, v in draws.items() if model == "hinge" or k in ("a", "b")}
         boot = {k: v[1:] for k, v in draws.items()}
     p_cross = float(np.mean(eta <= horizon))
@@ -468,7 +492,7 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
     return Forecast(**base, model=model, params=params, p_cross=p_cross,
                     eta_median=float(med) if np.isfinite(med) else eta0, eta_lo=float(lo), eta_hi=float(hi),
                     positive=bool(gates and p_cross >= config.eta_prob and float(prep.smooth[i]) > floor),
-                    boot=boot)  # fmt: skip
+                    lag=float(lag) if math.isfinite(lag) else 0.0, boot=boot)  # fmt: skip
 
 
 def evaluate_rise(
@@ -507,7 +531,9 @@ def evaluate_rise(
     se_ref = float(np.nan_to_num(prep.ref_se(i)))  # the target is a multiple of H_ref: its error is the ETA's too
     targets = float(np.log(target)) + np.concatenate([[0.0], rng.normal(0.0, se_ref, config.bootstrap)])
     level_now = float(prep.smooth[i]) if level is None else level  # what the caller's message quotes
-    eta_all = _log_eta(draws, t_now, targets, 1.0, float(np.log(level_now + config.log_eps_nats)))
+    log_level = float(np.log(level_now + config.log_eps_nats))
+    eta_all = _log_eta(draws, t_now, targets, 1.0, log_level)
+    lag = _log_lag(draws, t_now, float(targets[0]), 1.0, log_level)
     eta = eta_all[1:]
     lo_q, med, hi_q = _quantiles(eta, config.eta_interval, config.eta_spread)
     return Forecast(
@@ -518,5 +544,5 @@ def evaluate_rise(
         horizon_steps=_horizon(prep, i, config), p_cross=float(np.mean(np.isfinite(eta))),
         eta_median=float(med) if np.isfinite(med) else float(eta_all[0]),
         eta_lo=float(lo_q), eta_hi=float(hi_q), level_start=float(np.exp(y_log[0])), level_now=level_now,
-        positive=False, boot={"a": draws["a"][1:], "b": draws["b"][1:]},
+        positive=False, lag=lag if math.isfinite(lag) else 0.0, boot={"a": draws["a"][1:], "b": draws["b"][1:]},
     )  # fmt: skip

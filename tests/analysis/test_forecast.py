@@ -50,6 +50,28 @@ def test_eta_runs_from_the_level_where_fit_and_level_disagree_about_the_target()
     assert abs(_log_eta(falling, 300.0, np.array([-2.0]), -1.0, -1.0)[0] - 100.0) < 1e-9
 
 
+def test_a_climb_that_levelled_off_under_the_line_is_forecast_from_its_level() -> None:
+    """A climb 0.15 -> 1.0 that fell back to 0.8: the line over the climb is past 0.9 at the last point, the level is
+    not. The ETA is not 'now', and the drawn forecast starts at the level (delayed by ``lag``), so the chart's
+    curve meets 0.9 where the ETA says, not before the last point."""
+    cfg = DetectorConfig()
+    h = noisy(np.r_[np.full(10, 0.15), np.geomspace(0.15, 1.0, 20), np.full(10, 0.8)], 0.03, seed=1)
+    prep = prepare(series(h), cfg)
+    i = h.size - 1
+    f = evaluate_rise(prep, i, cfg, 0.9)
+    assert f is not None and f.curve(np.array([float(f.step)]))[0] > 0.9  # the fit itself is past the line
+    level = float(prep.smooth[i])
+    assert level < 0.9 and f.eta_median > 0 and f.lag > 0
+    after = f.curve(np.array([f.step + 1e-6]))[0]
+    assert abs(after - level) < 1e-3 * level  # the forecast starts where the level stands
+    at_eta = f.curve(np.array([f.step + f.eta_median]))[0]
+    assert 0.8 < at_eta / 0.9 < 1.25  # and reaches the line about where the (bootstrap median) ETA says
+    lo, hi = f.band(np.array([f.step + 1e-6]), cfg.eta_interval)
+    assert lo[0] <= after <= hi[0]  # the band moves with it
+    g = evaluate_rise(prep, 29, cfg, 0.9)  # mid-climb: fit and level agree, nothing delayed
+    assert g is not None and g.lag == 0.0
+
+
 def test_eta_interval_covers_the_true_crossing() -> None:
     cfg = DetectorConfig()
     t = np.arange(300, dtype=float)
