@@ -158,7 +158,10 @@ def lift_note(prep: Prepared, i: int, config: DetectorConfig) -> str:
     if not lift > 1.0005:
         return ""
     k = int(prep.ref_n[i])
-    head = f"; the lines are {100 * (lift - 1):.0f}% above their multiples of H_ref, which is taken from {k} point"
+    pct = 100 * (lift - 1)  # a lift under 1% in one decimal: '0% above' read as none
+    head = (
+        f"; the lines are {pct:.{0 if pct >= 1 else 1}f}% above their multiples of H_ref, which is taken from {k} point"
+    )
     noise = f"σ {float(prep.sigma[i]):.2f} in log units"
     if retaken > by_error:
         return (f"{head}{'s' if k > 1 else ''}: the run's first points, as many as a level needs at its noise "

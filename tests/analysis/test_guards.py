@@ -283,6 +283,19 @@ def test_explosion_lines_carry_the_error_of_a_reference_taken_from_few_points() 
     assert alarms["raised"] < alarms["unraised"], alarms
 
 
+def test_a_lift_under_one_percent_is_not_printed_as_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'the lines are 0% above their multiples of H_ref' (a 0.3% lift) said they were raised by nothing."""
+    from entropy_watch.analysis import guards
+
+    cfg = DetectorConfig()
+    prep = prepare(series(noisy(np.full(40, 0.5), 0.3)), cfg)
+    for lift, text in ((1.003, "are 0.3% above"), (1.06, "are 6% above")):
+        monkeypatch.setattr(guards, "_lifts", lambda p, c, x=lift: (np.full(len(p), x), np.ones(len(p))))
+        assert text in guards.lift_note(prep, 30, cfg)
+    monkeypatch.setattr(guards, "_lifts", lambda p, c: (np.full(len(p), 1.0004), np.ones(len(p))))
+    assert guards.lift_note(prep, 30, cfg) == ""  # under 0.05%: not mentioned
+
+
 def _noisy_run(seed: int, mult: float) -> np.ndarray:
     """Noise of σ 0.4 in log units around 0.36 nats, from point 100 around ``mult`` times that."""
     clean = np.where(np.arange(200) < 100, 0.36, 0.36 * mult)
