@@ -193,6 +193,15 @@ def fmt_mult(x: float) -> str:
     return _num(x, ".1f")
 
 
+def fmt_share(x: float) -> str:
+    """A share as a percentage for messages: '13%', one significant digit under 1% ('0.04%': an entropy at 0.04% of
+    H_ref printed '0% of H_ref', as if none were left), '<0.01%' under that; :func:`_num` beyond a million."""
+    p = 100.0 * x
+    if math.isfinite(p) and 0 < abs(p) < 1:
+        return "<0.01%" if abs(p) < 0.01 else f"{p:.1g}%"
+    return f"{_num(p, '.0f')}%"
+
+
 def fmt_change(a: float, b: float) -> str:
     """'0.61 -> 0.00' for a reward that moved: 2 decimals, or up to 4 when 2 would print two different values the
     same (a validation reward that fell 0.614 -> 0.598 read '0.61 -> 0.60'); :func:`_num` beyond a million."""

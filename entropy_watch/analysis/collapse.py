@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from entropy_watch.analysis import corroborate
-from entropy_watch.analysis.alert import Alert, fmt_nats
+from entropy_watch.analysis.alert import Alert, fmt_nats, fmt_share
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import Forecast
 from entropy_watch.analysis.guards import held, run_lengths
@@ -114,7 +114,7 @@ def conditions(
 def _message(prep: Prepared, i: int, reason: str, config: DetectorConfig, f: Forecast | None) -> str:
     ref, now = float(prep.h_ref[i]), float(prep.smooth[i])
     share = (
-        f"{100 * now / ref:.0f}% of H_ref {fmt_nats(ref)}" if ref > 0 else f"H_ref {fmt_nats(ref)}: no entropy early on"
+        f"{fmt_share(now / ref)} of H_ref {fmt_nats(ref)}" if ref > 0 else f"H_ref {fmt_nats(ref)}: no entropy early on"
     )
     if reason == "floor":
         return f"entropy reached the floor: {fmt_nats(now)} nats, {share} (floor {fmt_nats(float(prep.floor[i]))})"

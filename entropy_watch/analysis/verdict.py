@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from entropy_watch.analysis.alert import Alert, _clean, fmt_mult, fmt_nats, severity_rank
+from entropy_watch.analysis.alert import Alert, _clean, fmt_mult, fmt_nats, fmt_share, severity_rank
 from entropy_watch.analysis.outlook import Outlook
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def _pct_of(x: float, ref: float) -> str:
     r = x / ref
     if r >= 3:
         return f"{fmt_mult(r)}× H_ref {fmt_nats(ref)}"
-    return f"{100 * r:.0f}% of H_ref {fmt_nats(ref)}"
+    return f"{fmt_share(r)} of H_ref {fmt_nats(ref)}"
 
 
 def headline(

@@ -66,6 +66,24 @@ def test_a_reward_that_moved_never_prints_as_the_same_number() -> None:
     )
 
 
+def test_a_share_under_one_percent_is_not_printed_as_none_left() -> None:
+    """'entropy 0.00031 nats (0% of H_ref 0.77)' (the Tinker run) read as if no entropy were left."""
+    from entropy_watch.analysis import analyze
+    from entropy_watch.analysis.alert import fmt_share
+
+    assert [fmt_share(x) for x in (0.13, 0.0004, 0.00004, 0.0, 0.996, 3e6)] == [
+        "13%",
+        "0.04%",
+        "<0.01%",
+        "0%",
+        "100%",
+        "3e+08%",
+    ]
+    h = np.r_[np.full(10, 0.8), np.geomspace(0.8, 3e-4, 20), np.full(10, 3e-4)]
+    v = analyze(series(h)).verdict
+    assert v.health == "critical" and "(0.04% of H_ref 0.8)" in v.headline, v.headline
+
+
 def test_a_corrupt_huge_cell_reads_as_a_number_not_300_digits() -> None:
     """A cell of 1e300 nats (a corrupt value) printed as a 300-digit number and a 300-digit multiple of H_ref."""
     from entropy_watch.analysis.alert import fmt_mult, fmt_nats, pct_change
