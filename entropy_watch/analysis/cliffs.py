@@ -166,8 +166,14 @@ def detect(
             continue
         before = float(np.nanmedian(prep.h[max(0, onset - 10) : onset]))
         after = float(np.nanmedian(prep.h[onset : i + 1]))
-        if not abs(np.log((after + config.log_eps_nats) / (before + config.log_eps_nats))) >= config.cliff_min_log:
+        moved = np.log((after + config.log_eps_nats) / (before + config.log_eps_nats))
+        if not abs(moved) >= config.cliff_min_log:
             continue  # statistically a shift, practically too small to mention
+        if (moved > 0) != up:
+            # a shift against the run's own trend, not a level anyone sees move: a decay levelling off toward 0
+            # (innovations up, the level still lower: "entropy jumped ... 0.0056 -> 0.0039 nats (−31%)" on solved
+            # tasks), a climb slowing near its ceiling ("dropped ... 5.23 -> 7.33 nats (+40%)")
+            continue
         word = "jumped" if up else "dropped"
         out.append(
             Alert(
