@@ -182,10 +182,11 @@ def _num(x: float, fmt: str) -> str:
 
 
 def fmt_nats(x: float) -> str:
-    """Entropy for messages: 2 significant digits below 1, else 2 decimals (:func:`_num` beyond a million)."""
+    """Entropy for messages: 2 significant digits below 1, else 2 decimals (:func:`_num` beyond a million); a value
+    that 2 significant digits round up to 1 reads '1.00' ('median 1 -> 2.86 nats' beside two decimals)."""
     if not math.isfinite(x):
         return str(x)
-    return f"{x:.2g}" if abs(x) < 1 else _num(x, ".2f")
+    return f"{x:.2g}" if abs(x) < 0.995 else _num(x, ".2f")
 
 
 def fmt_mult(x: float) -> str:

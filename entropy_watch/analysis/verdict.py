@@ -136,8 +136,9 @@ def order_alerts(alerts: list[Alert]) -> tuple[Alert, ...]:
 
 
 def _pct_of(x: float, ref: float) -> str:
+    """'37% of H_ref 0.47', or from two-fold up '2.4× H_ref 0.4' (as the explosion alerts write it: '243% of H_ref')."""
     r = x / ref
-    if r >= 3:
+    if r >= 2:
         return f"{fmt_mult(r)}× H_ref {fmt_nats(ref)}"
     return f"{fmt_share(r)} of H_ref {fmt_nats(ref)}"
 

@@ -89,6 +89,7 @@ def test_a_corrupt_huge_cell_reads_as_a_number_not_300_digits() -> None:
     from entropy_watch.analysis.alert import fmt_mult, fmt_nats, pct_change
 
     assert (fmt_nats(1e300), fmt_nats(123.456), fmt_nats(0.01234)) == ("1e+300", "123.46", "0.012")
+    assert (fmt_nats(0.9996), fmt_nats(0.994), fmt_nats(-0.9996)) == ("1.00", "0.99", "-1.00")  # never a bare '1'
     assert (fmt_mult(2e299), fmt_mult(3.14159)) == ("2e+299", "3.1")
     assert pct_change(1.0, 1e300) == "+1e+302%"
     h = noisy(np.full(40, 0.5), 0.05)

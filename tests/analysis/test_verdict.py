@@ -50,6 +50,17 @@ def test_explosion_verdict_forecasts_a_rise_and_never_a_decay() -> None:
     assert v.forecast.target > v.reference.value
 
 
+def test_the_headline_writes_a_level_past_two_fold_as_a_multiple() -> None:
+    """'critical explosion: entropy 0.97 nats (243% of H_ref 0.4)' beside alerts that write '2.4× H_ref'."""
+    from entropy_watch.analysis.verdict import _pct_of
+
+    assert (_pct_of(0.97, 0.4), _pct_of(0.73, 0.4), _pct_of(0.00016, 0.4)) == (
+        "2.4× H_ref 0.4",
+        "182% of H_ref 0.4",
+        "0.04% of H_ref 0.4",
+    )
+
+
 def test_reference_says_how_it_was_taken_and_ln_v_only_when_known() -> None:
     g = np.concatenate([0.77 * np.exp(-0.55 * np.arange(12)), np.full(40, 1e-3)])
     v = verdict(series(g))
