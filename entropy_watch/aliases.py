@@ -136,6 +136,18 @@ ENTROPY_DEFINITIONS: dict[str, str] = {
 SEQUENCE_ENTROPY_COLUMNS = frozenset({"objective/entropy"})
 TRL_ENTROPY_DEFINITION = "full-vocabulary, policy during update, mean over completion tokens (TRL GRPO)"
 TRL_ENTROPY_COLUMNS = ("entropy", "train/entropy")
+# Metrics only TRL's GRPOTrainer/RLOOTrainer log under these names (its ``log_history`` keys; a W&B export prefixes
+# ``train/``): a JSONL or CSV of them is TRL's log though it is not a trainer_state.json.
+TRL_SIGNATURE = frozenset({"frac_reward_zero_std", "clip_ratio/low_mean", "clip_ratio/high_mean",
+                           "clip_ratio/region_mean", "completions/mean_length", "completions/clipped_ratio",
+                           "completions/mean_terminated_length"})  # fmt: skip
+TRL_SIGNATURE_MIN = 3  # as many of them present
+
+
+def trl_signature(columns: Iterable[str]) -> list[str]:
+    """The TRL-only metric names among ``columns`` when there are at least :data:`TRL_SIGNATURE_MIN` (else [])."""
+    found = sorted({c for c in columns if c.lower().removeprefix("train/") in TRL_SIGNATURE})
+    return found if len({c.lower().removeprefix("train/") for c in found}) >= TRL_SIGNATURE_MIN else []
 
 
 def canonical_key(key: str) -> str:

@@ -508,7 +508,14 @@ def assemble(
             f"entropy column {ent_col!r} holds {int((finite < 0).sum())} negative value(s) of {len(finite)}: an "
             f"entropy is never negative, so they read as 0; check the column (a loss -H, or another quantity?)"
         )
-    definition = entropy_definition or A.entropy_definition(ent_col, fmt) or "unknown (not stated by the source)"
+    trl_cols = A.trl_signature(series) if fmt != "trl" and "framework" not in parsed.meta else []
+    if trl_cols:  # TRL's log_history as JSONL, CSV or a W&B export: its entropy means what TRL's does
+        notes.append(f"read as a TRL log: its columns name TRL's GRPO/RLOO metrics ({', '.join(trl_cols[:3])}, ...)")
+    definition = (
+        entropy_definition
+        or A.entropy_definition(ent_col, "trl" if trl_cols else fmt)
+        or "unknown (not stated by the source)"
+    )
     full_mapping = {A.STEP: parsed.step_column or "<row order>", **dict(sorted(final.items()))}
     meta = {
         "source": os.path.abspath(source),
@@ -519,6 +526,7 @@ def assemble(
         "entropy_column": ent_col,
         "reward_column": final.get(M.REWARD_MEAN),
         "importer_version": IMPORTER_VERSION,
+        **({"framework": "trl"} if trl_cols else {}),
         **parsed.meta,
     }
     return ImportedRun(

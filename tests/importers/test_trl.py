@@ -143,3 +143,26 @@ def test_no_vocabulary_for_an_entropy_summed_over_the_sequence(tmp_path, logs) -
         (run,) = load_log(out, **kwargs)
         assert run.mapping[M.ENTROPY_MEAN] == "objective/entropy" and "vocab_size" not in run.meta
         assert "vocabulary size 151936 not used: 'objective/entropy' is summed over the sequence" in run.notes[-1]
+
+
+def test_trl_log_history_as_jsonl_or_a_wandb_export_is_read_as_trl(tmp_path) -> None:
+    """A JSONL of TRL's log_history entries (what most repositories save) or a W&B export of a TRL run is TRL's log:
+    framework 'trl' and TRL's entropy definition, with a note saying why — it read 'framework unknown, entropy
+    unknown (not stated by the source)'. A log with one TRL-like name among others is not."""
+    rows = [{"step": s, "entropy": 0.5 - 0.01 * s, "reward": 0.1 * s, "frac_reward_zero_std": 0.2,
+             "clip_ratio/low_mean": 0.0, "completions/mean_length": 120.0} for s in range(1, 8)]  # fmt: skip
+    jsonl = tmp_path / "log_history.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run,) = load_log(jsonl)
+    assert run.fmt == "jsonl" and run.meta["framework"] == "trl"
+    assert "TRL GRPO" in run.meta["entropy_definition"] and any("read as a TRL log" in n for n in run.notes)
+    export = tmp_path / "wandb_export.csv"
+    cols = ["train/global_step", "train/entropy", "train/reward", "train/frac_reward_zero_std",
+            "train/clip_ratio/high_mean", "train/completions/clipped_ratio"]  # fmt: skip
+    export.write_text(",".join(cols) + "\n" + "".join(f"{s},{0.5 - 0.01 * s},0.5,0.1,0.0,0.0\n" for s in range(1, 8)))
+    (run,) = load_log(export)
+    assert run.meta["framework"] == "trl" and "TRL GRPO" in run.meta["entropy_definition"]
+    plain = tmp_path / "plain.csv"
+    plain.write_text("step,entropy,reward,frac_reward_zero_std\n" + "".join(f"{s},0.5,0.5,0.1\n" for s in range(1, 8)))
+    (run,) = load_log(plain)
+    assert "framework" not in run.meta and run.meta["entropy_definition"].startswith("unknown")
