@@ -29,7 +29,7 @@ from entropy_watch.analysis.alert import Alert, fmt_change, fmt_mult, fmt_nats
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import evaluate_rise, trend_p
 from entropy_watch.analysis.hygiene import MEDIAN_SE, Prepared, climb_starts, robust_sigma
-from entropy_watch.analysis.outlook import from_forecast
+from entropy_watch.analysis.outlook import NOT_HELD, from_forecast
 from entropy_watch.analysis.trend import theil_sen
 
 
@@ -176,7 +176,8 @@ def _rise_text(
     if f is None:
         return "", {}
     o = from_forecast(f, label, config.eta_interval)
-    return o.text, {"forecast": f.evidence(), "eta_step_median": o.eta_step}
+    text = f"{o.text}, {NOT_HELD}" if o.reached else o.text  # only warnings quote a rise forecast
+    return text, {"forecast": f.evidence(), "eta_step_median": o.eta_step}
 
 
 def crit_label(prep: Prepared, i: int, config: DetectorConfig, crit: float) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from entropy_watch.analysis.alert import Alert, _clean, fmt_mult, fmt_nats, fmt_share, severity_rank
-from entropy_watch.analysis.outlook import Outlook
+from entropy_watch.analysis.outlook import NOT_HELD, Outlook
 
 if TYPE_CHECKING:
     from entropy_watch.analysis.run import AnalysisResult
@@ -173,6 +173,8 @@ def headline(
         text = f"{label}: {where}"
         if forecast is not None:
             text += f"; {forecast.text}"
+            if forecast.reached and forecast.direction == "rise" and health == "warning":
+                text += f", {NOT_HELD}"
         return text
     if kind == "saturation" and where:
         return f"{label}: {where}; the reward is saturated, so the task looks solved: benign convergence"

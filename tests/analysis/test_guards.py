@@ -302,6 +302,22 @@ def test_explosion_lines_carry_the_error_of_a_reference_taken_from_few_points() 
     assert alarms["raised"] < alarms["unraised"], alarms
 
 
+def test_a_warning_past_the_critical_line_says_why_it_is_not_critical() -> None:
+    """A climb logged sparsely (rasbt 7_3 every 12 steps): the warning's last points are past 6× H_ref before the
+    level has held there. It read '16.0× H_ref ...; above 6× H_ref (0.84 nats) now' at warning severity; the warning
+    and the verdict at that step now say the critical line needs the level to stay, and the critical follows."""
+    from entropy_watch.analysis import verdict
+    from entropy_watch.analysis.outlook import NOT_HELD
+
+    h = np.r_[noisy(np.full(15, 0.14), 0.05, seed=2), [0.22, 0.29, 0.42, 0.46, 0.72, 1.16, 3.28, 5.7, 7.5, 8.4]]
+    al = [a for a in analyze_series(series(h)) if a.kind == "explosion"]
+    assert [a.severity for a in al] == ["warning", "critical"] and al[1].step == al[0].step + 1
+    assert al[0].message.endswith(f"now, {NOT_HELD}"), al[0].message
+    v = verdict(series(h), at_step=al[0].step)
+    assert v.health == "warning" and v.headline.endswith(f"now, {NOT_HELD}"), v.headline
+    assert NOT_HELD not in verdict(series(h)).headline  # critical: nothing to explain
+
+
 def test_a_lift_under_one_percent_is_not_printed_as_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     """'the lines are 0% above their multiples of H_ref' (a 0.3% lift) said they were raised by nothing."""
     from entropy_watch.analysis import guards
