@@ -34,7 +34,7 @@ from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import Forecast
 from entropy_watch.analysis.guards import held, run_lengths
 from entropy_watch.analysis.hygiene import Prepared
-from entropy_watch.analysis.outlook import Outlook, floor_label, from_forecast
+from entropy_watch.analysis.outlook import NOT_HELD, Outlook, floor_label, from_forecast
 from entropy_watch.analysis.policy import apply_context, persistent
 from entropy_watch.analysis.series import RunSeries
 
@@ -203,9 +203,12 @@ def detect(
         f = fit_at(i)
         o = decay_outlook(prep, i, config, f)
         why = why_crit[i] if rank == 2 else why_warn[i]
+        lo = max(int(prep.seg_start[i]), i - config.window_max + 1)
+        fl = corroborate.flags(series, prep, i, lo, config)
         msg = _message(prep, i, why, config, f)
-        if o is not None and why != "floor":
-            msg += f"; {o.text}"
+        if o is not None and why != "floor":  # a warning at the floor now: not held (not on a solved task: info)
+            held_note = o.reached and rank == 1 and fl.get("reward_saturated") is not True
+            msg += f"; {o.text}" + (f", {NOT_HELD}" if held_note else "")
         ev: dict = {"reason": why, "h_now": float(prep.smooth[i]), "h_ref": float(prep.h_ref[i]),
                     "floor": float(prep.floor[i])}  # fmt: skip
         if f is not None:
@@ -215,7 +218,6 @@ def detect(
                       eta_interval=o.interval)  # fmt: skip
         a = Alert(step=int(prep.steps[i]), detector=f"collapse.{why}", kind="collapse",
                   severity="critical" if rank == 2 else "warning", message=msg, evidence=ev)  # fmt: skip
-        lo = max(int(prep.seg_start[i]), i - config.window_max + 1)
-        memo[("alert", i, rank)] = apply_context(a, corroborate.flags(series, prep, i, lo, config))
+        memo[("alert", i, rank)] = apply_context(a, fl)
         out.append(memo[("alert", i, rank)])
     return out

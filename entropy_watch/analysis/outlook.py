@@ -20,9 +20,9 @@ from entropy_watch.analysis.forecast import Forecast
 
 CURVE_POINTS = 60  # points of the drawn forecast curve
 NOT_HELD = "not held there yet: critical if it stays"
-"""Said after "above 6× H_ref now" on a *warning*: the critical line fires on a held level, and a warning that reads
-past it without this (a climb logged every 12 steps: "16.0× H_ref ...; above 6× H_ref (0.84 nats) now") looks like
-a severity gone wrong."""
+"""Said after "above 6× H_ref now" or "at 10% of H_ref now" on a *warning*: the critical line and the floor fire on
+a held level, and a warning that reads past them without this (a climb logged every 12 steps: "16.0× H_ref ...;
+above 6× H_ref (0.84 nats) now") looks like a severity gone wrong."""
 MAX_AHEAD = 3.0  # the curve extends at most this many window spans past the last point
 
 

@@ -173,7 +173,7 @@ def headline(
         text = f"{label}: {where}"
         if forecast is not None:
             text += f"; {forecast.text}"
-            if forecast.reached and forecast.direction == "rise" and health == "warning":
+            if forecast.reached and health == "warning":
                 text += f", {NOT_HELD}"
         return text
     if kind == "saturation" and where:

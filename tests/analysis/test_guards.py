@@ -318,6 +318,24 @@ def test_a_warning_past_the_critical_line_says_why_it_is_not_critical() -> None:
     assert NOT_HELD not in verdict(series(h)).headline  # critical: nothing to explain
 
 
+def test_only_a_warning_that_reads_past_its_line_says_it_is_not_held() -> None:
+    """Collapse and explosion alike: a warning whose outlook reads 'now' says the critical needs the level to stay; a
+    critical, or a collapse on a solved task (an info saturation note), never says 'critical if it stays'."""
+    from entropy_watch.analysis import analyze
+    from entropy_watch.analysis.outlook import NOT_HELD
+    from entropy_watch.synthetic import generate
+
+    seen: dict[tuple[str, str], int] = {}
+    for kind in ("fast_collapse", "solved", "explosion"):
+        for n in (40, 100):
+            for seed in range(15):
+                for a in analyze(generate(kind, seed, n).to_series()).alerts:
+                    if " now" in a.message:
+                        assert (NOT_HELD in a.message) == (a.severity == "warning"), a.message
+                        seen[(a.kind, a.severity)] = seen.get((a.kind, a.severity), 0) + 1
+    assert {("collapse", "warning"), ("explosion", "warning"), ("saturation", "info")} <= set(seen), seen
+
+
 def test_a_lift_under_one_percent_is_not_printed_as_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     """'the lines are 0% above their multiples of H_ref' (a 0.3% lift) said they were raised by nothing."""
     from entropy_watch.analysis import guards
