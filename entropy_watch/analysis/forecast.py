@@ -276,9 +276,14 @@ def _log_eta(
     """Steps from ``t_now`` until a log-space fit reaches ``log_target`` at its current rate (down: sign −1), from
     where the fit stands now unless it is past the target and the detector's level (``log_level``, log space) is
     not (:func:`_from_level`)."""
-    rate = p["b"] + (np.where(t_now > p["tau"], p["c"], 0.0) if "c" in p else 0.0)
+    rate = _rate_at(p, t_now)
     now = _from_level(_log_at(p, t_now), log_level, log_target, sign)
     return _loglin_eta(now - rate * t_now, rate, t_now, log_target, sign)
+
+
+def _rate_at(p: dict[str, np.ndarray], t: float) -> np.ndarray:
+    """The log-space fit's slope at time ``t`` (per step): a hinge's second slope once past its knee."""
+    return p["b"] + (np.where(t > p["tau"], p["c"], 0.0) if "c" in p else 0.0)
 
 
 def _from_level(fit_now: np.ndarray, level: float, target: np.ndarray, sign: float) -> np.ndarray:
@@ -299,7 +304,7 @@ def _log_lag(p: dict[str, np.ndarray], t_now: float, log_target: float, sign: fl
     level, else 0."""
     p0 = {k: v[:1] for k, v in p.items()}
     fit = _log_at(p0, t_now)
-    rate = float((p0["b"] + (np.where(t_now > p0["tau"], p0["c"], 0.0) if "c" in p0 else 0.0))[0])
+    rate = float(_rate_at(p0, t_now)[0])
     start = float(_from_level(fit, log_level, np.array([log_target]), sign)[0])
     return (float(fit[0]) - start) / rate if start != float(fit[0]) and sign * rate > 0 else 0.0
 
