@@ -24,7 +24,9 @@ from entropy_watch.analysis.scoring import EXPLODE_MULT, crossing, logged_every
 
 from ._series import polled
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"
+REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"  # shared/ beside the checkout
+if not REAL.is_dir():
+    REAL = Path("/work/shared/real_runs")
 LABELS = json.loads((REAL / "labels.json").read_text()) if (REAL / "labels.json").exists() else {}
 
 
