@@ -503,6 +503,38 @@ def real_table(runs: list[Run], results: dict[str, list[Outcome]]) -> None:
         print(f"{run.name[:51]:<52}{run.label:<16}{truth:>6}  " + "".join(f"{c[:17]:<18}" for c in cells))
 
 
+def real_eta_line(runs: list[Run]) -> None:
+    """Ours only (no peer gives an ETA interval): how honest the verdict's 80% ETA interval is on the real collapse
+    logs, whose decline slows down as it goes (the synthetic collapses are exponential: the log-space fit's own
+    shape). At each tenth of every collapse log (raw and as TRL logs it) where the verdict is a collapse with an ETA,
+    before the floor crossing (the truth, as :func:`load_real` takes it): the interval holds the crossing, ends before
+    it (or before the end of a log that never crossed: early), starts after it (late), or is open (no crossing by
+    the log's end and the interval reaches past it: undecidable)."""
+    tally = {"hold": 0, "early": 0, "late": 0, "open": 0}
+    for run in runs:
+        if run.label != "collapse":
+            continue
+        live, s = Analyzer(), run.series()
+        end = float(run.steps[-1])
+        cross = float(run.steps[run.truth]) if run.truth is not None else None
+        for i in sorted({int(f * (len(run.steps) - 1)) for f in np.linspace(0.1, 1.0, 10)}):
+            if run.truth is not None and i >= run.truth:
+                break
+            f = live.verdict(s, at_step=int(run.steps[i])).forecast
+            if f is None or f.direction != "decay" or f.eta_lo_step is None:
+                continue
+            hi = np.inf if f.eta_hi_step is None else float(f.eta_hi_step)
+            if cross is None:
+                tally["early" if hi < end else "open"] += 1
+            else:
+                tally["hold" if f.eta_lo_step <= cross <= hi else "early" if hi < cross else "late"] += 1
+    decided = tally["hold"] + tally["early"] + tally["late"]
+    print(f"ours, verdict ETA intervals on the real collapse logs at each tenth before the floor: {tally['hold']} of "
+          f"{decided} decidable hold the crossing, {tally['early']} end before it (or before the end of a log that "
+          f"never crossed), {tally['late']} start after it; {tally['open']} open (no crossing by the end, the "
+          f"interval past it)")  # fmt: skip
+
+
 def timing() -> None:
     """One live verdict at 10k points (an Analyzer that has seen the first 9,999 gets one more; median of 5 tries on
     5 runs) and a 100k-point whole-run analysis. On a shared machine, read the load average printed beside them."""
@@ -564,6 +596,8 @@ def main() -> None:
                  f"{len(thin)} logs of >= 40 points; {time.perf_counter() - t0:.0f} s)")  # fmt: skip
         counts = {t: share_counts(outs) for t, outs in res.items()}
         behind += print_table(title, table, counts, skip=("eta_coverage", "eta_abs_err_median"))
+        if "ours" in tools:
+            real_eta_line(runs + thin)
     if not fits:
         from entropy_watch.synthetic import REAL_NOISE
 

@@ -11,9 +11,10 @@
   step 0 and 0.003 by step 10 has H_ref ≈ 0.77). When entropy already fell by more than half before the detector
   armed, the next few points decide: still falling → H_ref stays the early level (a collapse in progress); settled
   → the early drop was an adaptation (e.g. learning the output format) and the settled level is H_ref; back above
-  the first points or climbing again → no established drop, H_ref from the first points. Either way the reference
-  says so (:class:`RefInfo`). On a noisy start H_ref is the median of as many first points as a level needs at that
-  noise, unless the start shows a trend first (then its first points' median, from the point the trend showed).
+  the first points (the level since the dip, or the last three of those points) or climbing again → no established
+  drop, H_ref from the first points. Either way the reference says so (:class:`RefInfo`'s note). On a noisy start
+  H_ref is the median of as many first points as a level needs at that noise, unless the start shows a trend first
+  (then its first points' median, from the point the trend showed).
   Once the run's noise is known, the early level is retaken from as many first points as a level needs at that
   noise (``early_more``; H_ref itself stays put): when three calm-looking first points read the level low by
   chance, the explosion lines rise to it and a collapse's loss is measured against it (:meth:`Prepared.retaken`);
@@ -252,28 +253,33 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     # established and H_ref is the ordinary one, from the first points (their median), known from the point that
     # showed it
     plain = (float(np.median(first)), f"the median of the first {k} logged points" if k > 1 else method)
+    drop = f"{100 * (1 - at_arm / early):.0f}% ({early:.3g} -> {at_arm:.3g} nats) by step {int(steps[arm])}"
+    back = (f"entropy dipped {drop}, before the detector armed, then climbed back: no level it settled at, so H_ref "
+            f"is the first points' level ({plain[1]})")  # fmt: skip
     end = warm + config.adapt_points
     for j in range(warm + 1, min(end, fin.size - 1) + 1):
         if float(np.median(h[fin[max(0, warm - 2) : j + 1]])) > early:
             # the level since the dip is back above the first points' (a dip, then a rise — on a run logged every
             # 12 steps, the rasbt 7_5 explosion 0.16, 0.8, 1.7, 0.39, 0.33, 7.9, 11.7 nats read "an adaptation"
             # settled at 11.7 nats, and the run at uniform noise read "ok")
-            return _first_points_reference(h, fin, *plain, int(fin[j]), config, moving=True)
+            return _climbed_back(h, fin, plain, int(fin[j]), config, back)
     if fin.size <= end:
         return None
     # it held: is it still falling?
     pts = h[fin[max(0, warm - 2) : end + 1]]
     z, p = mann_kendall(np.log(np.maximum(pts, 0.0) + config.log_eps_nats))
     still = (z < 0 and p / 2 < config.adapt_alpha) or float(np.median(pts[-3:])) < config.early_drop_frac * at_arm
-    drop = f"{100 * (1 - at_arm / early):.0f}% ({early:.3g} -> {at_arm:.3g} nats) by step {int(steps[arm])}"
     if still:
         note = f"entropy had already fallen {drop}, before the detector armed, and kept falling"
         return RefInfo(early, int(fin[0]), int(fin[0] if falling else fin[k - 1]), int(fin[end]), method, note)
-    if z > 0 and p / 2 < config.adapt_alpha and float(np.median(pts[-3:])) > at_arm / config.early_drop_frac:
+    recent = float(np.median(pts[-3:]))
+    if (z > 0 and p / 2 < config.adapt_alpha and recent > at_arm / config.early_drop_frac) or recent > early:
         # nor held steady: climbing again, as far as the drop fell (their median would be a level on the way up: the
         # rasbt 7_5 explosion averaged over every 2 steps, 0.78, 0.2, 0.17, 0.21, 0.31, 0.24, 0.53, 0.61, 0.83, read
-        # H_ref 0.53 and was flagged 24 points late; a bounce within the noise is still a settled level)
-        return _first_points_reference(h, fin, *plain, int(fin[end]), config, moving=True)
+        # H_ref 0.53 and was flagged 24 points late; a bounce within the noise is still a settled level), or its
+        # last points back above the first points' level (the Sunshine rho 0.50 TRL log, 0.158, 0.142, 0.18, 0.175,
+        # 0.076, 0.069, 0.076, 0.50, 0.65, 0.15 nats, read "held steady" at their median 0.153)
+        return _climbed_back(h, fin, plain, int(fin[end]), config, back)
     settled = float(np.median(pts))
     note = (
         f"entropy fell {drop}, before the detector armed, then held steady: an early adaptation, so H_ref is the "
@@ -281,6 +287,15 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     )
     lo = int(fin[max(0, warm - 2)])
     return RefInfo(settled, lo, int(fin[end]), int(fin[end]), f"the median of the {pts.size} points after it", note)
+
+
+def _climbed_back(
+    h: np.ndarray, fin: np.ndarray, plain: tuple[float, str], known_at: int, config: DetectorConfig, note: str
+) -> RefInfo | None:
+    """H_ref of a start that dipped by more than half before the arming point and climbed back: the first points'
+    level (``plain``: value, method), with ``note`` saying so."""
+    ref = _first_points_reference(h, fin, *plain, known_at, config, moving=True)
+    return None if ref is None else replace(ref, note=note)
 
 
 def _first_points_reference(

@@ -92,7 +92,8 @@ def test_a_dip_at_arming_that_climbs_past_the_first_points_is_no_adaptation() ->
     assert refs[-1] == np.median(g[:3])  # the first points' level, not the 11.7 nats "it settled at"
     # known from the first point whose median since the dip is above it (7.9 and 11.7 in), not before
     assert np.isnan(refs[cfg.warmup_points]) and refs[cfg.warmup_points + 1] == refs[-1]
-    assert prepare(series(g), cfg).ref_at(g.size - 1).note is None
+    note = prepare(series(g), cfg).ref_at(g.size - 1).note
+    assert "dipped" in note and "climbed back" in note and "median of the first 3 logged points" in note
 
 
 def test_a_dip_at_arming_that_climbs_again_is_no_adaptation_either() -> None:
@@ -103,11 +104,28 @@ def test_a_dip_at_arming_that_climbs_again_is_no_adaptation_either() -> None:
     refs = _causal_refs(g, cfg)
     end = cfg.warmup_points + cfg.adapt_points
     assert np.isnan(refs[end - 1]) and refs[end] == np.median(g[:3]) == refs[-1]
-    assert prepare(series(g), cfg).ref_at(g.size - 1).note is None
+    assert "climbed back" in prepare(series(g), cfg).ref_at(g.size - 1).note
     # the same first points with a level that holds after the dip stay an adaptation
     held = np.concatenate([g[:6], 0.22 * np.exp(np.random.default_rng(0).normal(0, 0.05, 24))])
     r = prepare(series(held), cfg).ref_at(held.size - 1)
     assert "held steady" in r.note and 0.19 < r.value < 0.26
+
+
+def test_a_dip_at_arming_whose_last_points_are_back_above_the_first_is_no_adaptation() -> None:
+    cfg = DetectorConfig()
+    # the Sunshine rho 0.50 TRL log (40 points): a dip to half at the arming point, then two points at 3-4x the first
+    # points and one back at their level; the seven points' median (0.153) is no level the run "held steady" at
+    g = np.array([0.158, 0.142, 0.18, 0.175, 0.076, 0.069, 0.076, 0.502, 0.652, 0.153, 0.435, 0.382, *np.full(20, 0.5)])
+    r = prepare(series(g), cfg).ref_at(g.size - 1)
+    assert r.value == np.median(g[:3]) and "held steady" not in r.note and "climbed back" in r.note
+    assert "52% (0.158 -> 0.076 nats) by step 5" in r.note
+    refs = _causal_refs(g, cfg)
+    end = cfg.warmup_points + cfg.adapt_points
+    assert np.isnan(refs[end - 1]) and np.all(refs[end:] == r.value)
+    # the same start whose last points stay under the first points' level still held there
+    low = g.copy()
+    low[7:] = [0.09, 0.12, 0.08, *np.full(g.size - 10, 0.09)]
+    assert "held steady" in prepare(series(low), cfg).ref_at(low.size - 1).note
 
 
 def test_three_decreasing_noisy_points_are_no_early_drop_and_a_noisy_start_uses_more_points() -> None:
