@@ -210,7 +210,7 @@ def _print_table(run: str, source: str, shown: list[Alert], notes: list[str], ve
     if not shown:
         out.print(text(run, "green") + text(": no alerts" + (f" ({'; '.join(notes)})" if notes else "")))
         return
-    table = Table(title=text(f"{run}  ({source})"), show_lines=False, expand=False)
+    table = Table(title=text(f"{run}  ({source})"), title_justify="left", show_lines=False, expand=False)
     for col in ("step", "severity", "kind", "detector", "message"):
         table.add_column(col, overflow="fold")
     for a in shown:
