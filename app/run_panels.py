@@ -67,13 +67,19 @@ def header(
     cols[0].metric("last step", f"{version[1]:,}")
     level = v.level if v is not None else None
     ref = v.reference.value if v is not None else None
-    cols[1].metric("entropy (nats)", fmt_num(level), help="the detector's current level (a rolling median)")
+    cols[1].metric("entropy (nats)", fmt_num(level), help="the entropy the verdict quotes: the detector's level (a "
+                   "rolling median); for an explosion the median of the last two points when higher")  # fmt: skip
     ratio = level / ref if level is not None and ref else None
     cols[2].metric("H / H_ref", fmt_num(ratio, 2), help="current level over the run's early level H_ref")
     health = v.health if v is not None else "n/a" if entropy_name(names) is None else "analysing…" if pending else "—"
     cols[3].metric("health", health, help="the worst alert of the verdict; 'too-short' means nothing analysed yet")
     fc = v.forecast if v is not None else None
-    eta = "—" if fc is None else "now" if fc.reached else "never" if fc.eta_step is None else f"{fc.eta_step:,.0f}"
+    if fc is None:
+        eta = "—"
+    elif fc.reached or fc.ahead:  # the quoted level is past the target: the headline says "now"
+        eta = "now"
+    else:
+        eta = "never" if fc.eta_step is None else f"{fc.eta_step:,.0f}"
     target = fc.target_label if fc is not None else "the floor"
     cols[4].metric("ETA (step)", eta, help=f"median forecast step at which entropy reaches {target}")
     source = meta.get("framework") or (f"imported {meta['source_format']} log" if meta.get("source_format") else None)

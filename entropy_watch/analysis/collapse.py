@@ -47,7 +47,7 @@ def decay_outlook(prep: Prepared, i: int, config: DetectorConfig, f: Forecast | 
     if f is None or f.model == "none":
         return None
     label = floor_label(float(prep.floor[i]), float(prep.h_ref[i]), config.floor_rel, config.floor_abs_nats)
-    return from_forecast(f, label, config.eta_interval, prep.planned_steps)
+    return from_forecast(f, label, config.eta_interval, prep.planned_steps, float(prep.smooth[i]))
 
 
 def _imminent_steps(prep: Prepared, i: int, config: DetectorConfig) -> float:
@@ -207,7 +207,7 @@ def detect(
         fl = corroborate.flags(series, prep, i, lo, config)
         msg = _message(prep, i, why, config, f)
         if o is not None and why != "floor":  # a warning at the floor now: not held (not on a solved task: info)
-            held_note = o.reached and rank == 1 and fl.get("reward_saturated") is not True
+            held_note = (o.reached or o.ahead) and rank == 1 and fl.get("reward_saturated") is not True
             msg += f"; {o.text}" + (f", {NOT_HELD}" if held_note else "")
         ev: dict = {"reason": why, "h_now": float(prep.smooth[i]), "h_ref": float(prep.h_ref[i]),
                     "floor": float(prep.floor[i])}  # fmt: skip

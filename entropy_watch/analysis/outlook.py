@@ -4,7 +4,10 @@ absolute steps, and one sentence ("at this rate 10% of H_ref (0.047 nats) by ste
 Built from one :class:`~entropy_watch.analysis.forecast.Forecast` by :func:`from_forecast`; alerts and the verdict
 both call it, so an alert raised at step s and the verdict at step s quote the same numbers. "Now" (``reached``) means
 the level quoted beside it is past the target, never only the fitted line (``forecast._from_level``); an explosion
-alert quotes its last two points, where the line was crossed, so its ETA runs from those.
+alert quotes its last two points, where the line was crossed, so its ETA runs from those. A level past the target
+while the fitted trend is not (``ahead``) keeps the trend's ETA — it placed the crossing better than a noisy level —
+and the sentence says both: "above 6× H_ref (0.78 nats) now, ahead of its trend (at this rate there by step 250
+...)", never "by step 250" alone beside an entropy already above it.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class Outlook:
     lo: tuple[float, ...]
     hi: tuple[float, ...]
     text: str
+    ahead: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return _clean({k: getattr(self, k) for k in self.__dataclass_fields__})
@@ -60,34 +64,42 @@ def _step_text(x: float) -> str:
     return f"{int(round(x)):,}"
 
 
-def from_forecast(f: Forecast, target_label: str, interval: float, planned_end: int | None = None) -> Outlook:
-    """The outlook of forecast ``f`` (see the module docstring)."""
+def from_forecast(
+    f: Forecast, target_label: str, interval: float, planned_end: int | None = None, level: float | None = None
+) -> Outlook:
+    """The outlook of forecast ``f`` (see the module docstring); ``level`` (nats) is the entropy the caller quotes
+    beside it, for ``ahead``."""
 
     def at(eta: float) -> float | None:
         return float(f.step + eta) if math.isfinite(eta) else None
 
     eta, lo, hi = at(f.eta_median), at(f.eta_lo), at(f.eta_hi)
     reached = f.eta_median == 0
+    past = level is not None and (level <= f.floor if f.direction == "decay" else level >= f.floor)
+    past_first = bool(past and not reached)  # the level past the target before the fitted trend
     beyond = bool(eta is not None and planned_end is not None and eta > planned_end)
     span = max(float(f.step - f.window_start_step), 1.0)
-    ahead = span
+    extent = span
     if eta is not None:
-        ahead = max(ahead, 1.1 * ((hi if hi is not None else eta) - f.step))
-    ahead = min(ahead, MAX_AHEAD * span)
-    xs = np.linspace(float(f.window_start_step), f.step + ahead, CURVE_POINTS)
+        extent = max(extent, 1.1 * ((hi if hi is not None else eta) - f.step))
+    extent = min(extent, MAX_AHEAD * span)
+    xs = np.linspace(float(f.window_start_step), f.step + extent, CURVE_POINTS)
     curve = f.curve(xs)
     b_lo, b_hi = f.band(xs, interval)
     pct = f"{100 * interval:.0f}%"
+    now = f"{'at' if f.direction == 'decay' else 'above'} {target_label} now"
+    rng = "" if eta is None else (
+        f"{_step_text(lo)}–{_step_text(hi)}" if lo is not None and hi is not None else f"{_step_text(lo or eta)}–never"
+    )  # fmt: skip
     if reached:
-        text = f"{'at' if f.direction == 'decay' else 'above'} {target_label} now"
+        text = now
+    elif past_first:
+        trend = ("which is not on course to reach it" if eta is None
+                 else f"at this rate there by step {_step_text(eta)}, {pct} interval {rng}")  # fmt: skip
+        text = f"{now}, ahead of its trend ({trend})"
     elif eta is None:
         text = f"not on course to reach {target_label}"
     else:
-        rng = (
-            f"{_step_text(lo)}–{_step_text(hi)}"
-            if lo is not None and hi is not None
-            else f"{_step_text(lo or eta)}–never"
-        )
         text = f"at this rate {target_label} by step {_step_text(eta)} ({pct} interval {rng})"
         if beyond:
             text += f", after the planned end (step {planned_end:,})"
@@ -110,6 +122,7 @@ def from_forecast(f: Forecast, target_label: str, interval: float, planned_end: 
         lo=tuple(float(x) for x in b_lo),
         hi=tuple(float(x) for x in b_hi),
         text=text,
+        ahead=past_first,
     )
 
 

@@ -246,11 +246,12 @@ class Analyzer:
             _, crit, _ = guards.explosion_levels(prep, cfg)
             if not math.isfinite(crit[i]):
                 return None
-            f = evaluate_rise(prep, i, cfg, float(crit[i]))
+            level = guards.quoted_level(prep, i)
+            f = evaluate_rise(prep, i, cfg, float(crit[i]), level)
             if f is None:
                 return None
             return from_forecast(f, guards.crit_label(prep, i, cfg, float(crit[i])), cfg.eta_interval,
-                                 prep.planned_steps)  # fmt: skip
+                                 prep.planned_steps, level)  # fmt: skip
         return None
 
 

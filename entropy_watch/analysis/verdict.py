@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from entropy_watch.analysis.alert import Alert, _clean, fmt_mult, fmt_nats, fmt_share, severity_rank
+from entropy_watch.analysis.guards import quoted_level
 from entropy_watch.analysis.outlook import NOT_HELD, Outlook
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ def headline(
         text = f"{label}: {where}"
         if forecast is not None:
             text += f"; {forecast.text}"
-            if forecast.reached and health == "warning":
+            if (forecast.reached or forecast.ahead) and health == "warning":
                 text += f", {NOT_HELD}"
         return text
     if kind == "saturation" and where:
@@ -217,7 +218,7 @@ def build(result: AnalysisResult, run: str, min_points: int) -> Verdict:
     if prep is not None and n:
         i = n - 1
         step = int(prep.steps[i])
-        level = _finite(prep.smooth[i])
+        level = _finite(quoted_level(prep, i) if kind == "explosion" else prep.smooth[i])
         floor = _finite(prep.floor[i])
         ln_v = _finite(float(prep.ln_v[-1]))
     fc = result.outlook if kind in ("collapse", "explosion") else None
