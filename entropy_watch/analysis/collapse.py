@@ -215,7 +215,7 @@ def detect(
             ev["forecast"] = f.evidence()
         if o is not None:
             ev.update(eta_step_median=o.eta_step, eta_step_lo=o.eta_lo_step, eta_step_hi=o.eta_hi_step,
-                      eta_interval=o.interval)  # fmt: skip
+                      eta_interval=o.interval, eta_target=o.target_label, eta_now=o.reached or o.ahead)  # fmt: skip
         a = Alert(step=int(prep.steps[i]), detector=f"collapse.{why}", kind="collapse",
                   severity="critical" if rank == 2 else "warning", message=msg, evidence=ev)  # fmt: skip
         memo[("alert", i, rank)] = apply_context(a, fl)

@@ -30,15 +30,21 @@ def _num(x: Any, default: float = float("inf")) -> float:
     return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else default
 
 
+TARGETS = {"collapse": "the floor", "explosion": "the critical line"}
+"""What an ETA is to, by alert kind, where the evidence does not name it (``eta_target``)."""
+
+
 def eta_of(alert: Alert) -> Eta | None:
-    """The ETA an alert's evidence carries (absolute steps and the interval's coverage), or None."""
+    """The ETA an alert's evidence carries (absolute steps and the interval's coverage, what it is to, and whether
+    the quoted entropy is past it already), or None."""
     ev = alert.evidence or {}
     med = ev.get("eta_step_median")
     if not isinstance(med, int | float):
         return None
+    target = ev.get("eta_target") if isinstance(ev.get("eta_target"), str) else TARGETS.get(alert.kind, "the floor")
     if "eta_step_lo" in ev or "eta_step_hi" in ev or "eta_interval" in ev:
         lo, hi = _num(ev.get("eta_step_lo")), _num(ev.get("eta_step_hi"))
-        return Eta(float(med), lo, hi, _num(ev.get("eta_interval"), 0.8))
+        return Eta(float(med), lo, hi, _num(ev.get("eta_interval"), 0.8), target, ev.get("eta_now") is True)
     at = _num(ev.get("step"), float("nan"))  # older evidence: the interval relative to the evaluation step
     return Eta(float(med), at + _num(ev.get("eta_lo")), at + _num(ev.get("eta_hi")), 0.9)
 
@@ -49,7 +55,9 @@ def eta_from_outlook(outlook: Any) -> Eta | None:
     if not isinstance(f, dict) or not isinstance(f.get("eta_step"), int | float):
         return None
     lo, hi = _num(f.get("eta_lo_step")), _num(f.get("eta_hi_step"))
-    return Eta(float(f["eta_step"]), lo, hi, _num(f.get("interval"), 0.8))
+    target = f.get("target_label") if isinstance(f.get("target_label"), str) else "the floor"
+    now = f.get("reached") is True or f.get("ahead") is True
+    return Eta(float(f["eta_step"]), lo, hi, _num(f.get("interval"), 0.8), target, now)
 
 
 def notice_for(run: str, alert: Alert, *, verdict: Any = None, app_url: str | None = None) -> Notice:

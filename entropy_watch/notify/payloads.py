@@ -9,7 +9,8 @@ Generic JSON body (schema ``entropy_watch.notification/1``; documented in README
 
     {"schema": "entropy_watch.notification/1", "event": "alert" | "escalation" | "recovery",
      "run": str, "kind": str, "severity": "info" | "warning" | "critical", "step": int, "summary": str,
-     "eta": {"step": float | null, "lo": float | null, "hi": float | null, "interval": float} | null,
+     "eta": {"step": float | null, "lo": float | null, "hi": float | null, "interval": float, "target": str,
+             "now": bool} | null,
      "action": str | null, "app_url": str | null, "key": str,
      "alert": {step, detector, kind, severity, message, evidence, actions, key} | null,
      "verdict": {...} | null, "sent_at": float (Unix seconds)}
@@ -37,19 +38,26 @@ _DISCORD_MD = re.compile(r"([\\*_~`|>#\[\]()@])")
 
 @dataclass(frozen=True)
 class Eta:
-    """When the forecast says the floor is reached: the median step and an interval (steps; inf = never)."""
+    """When the forecast says ``target`` is reached — the collapse floor ("10% of H_ref (0.047 nats)") or an
+    explosion's critical line ("6× H_ref (0.84 nats)") — the median step and an interval (steps; inf = never); ``now``
+    when the entropy the alert quotes is already past it (the summary says "now")."""
 
     step: float
     lo: float
     hi: float
     interval: float = 0.9
+    target: str = "the floor"
+    now: bool = False
 
     def text(self) -> str:
-        """``step 412 (90% interval 380–460)``."""
+        """``step 412 (90% interval 380–460)``, or ``now``."""
+        if self.now:
+            return "now"
         return f"step {_at(self.step)} ({100 * self.interval:.0f}% interval {_at(self.lo)}–{_at(self.hi)})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": _num(self.step), "lo": _num(self.lo), "hi": _num(self.hi), "interval": self.interval}
+        return {"step": _num(self.step), "lo": _num(self.lo), "hi": _num(self.hi), "interval": self.interval,
+                "target": self.target, "now": self.now}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ class Notice:
         """(label, value) pairs every channel shows below the summary."""
         out = [("Step", str(self.step))]
         if self.eta is not None:
-            out.append(("ETA to floor", self.eta.text()))
+            out.append((f"ETA to {self.eta.target}", self.eta.text()))
         if self.action:
             out.append(("Try", self.action))
         return out

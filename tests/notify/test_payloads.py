@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from entropy_watch.analysis import Alert
+import numpy as np
+
+from entropy_watch.analysis import Alert, Analyzer, RunSeries
 from entropy_watch.notify import SCHEMA, notice_for, render
 from entropy_watch.notify.notifier import recovery_notice
 
@@ -29,7 +31,7 @@ def test_generic_json_carries_the_alert_object() -> None:
     assert body["schema"] == SCHEMA and body["event"] == "alert"
     assert (body["run"], body["kind"], body["severity"], body["step"]) == (RUN, "collapse", "critical", 412)
     assert body["summary"] == a.message
-    assert body["eta"] == {"step": 460.0, "lo": 442.0, "hi": None, "interval": 0.9}
+    assert body["eta"] == {"step": 460.0, "lo": 442.0, "hi": None, "interval": 0.9, "target": "the floor", "now": False}
     assert body["action"] == a.actions[0]
     assert body["app_url"] == "http://h:1/run?run=grpo%20%3C%40everyone%3E%20%2As0%2A"
     assert body["alert"]["step"] == 412 and body["alert"]["actions"] == a.actions
@@ -47,7 +49,7 @@ def test_slack_is_plain_text_blocks() -> None:
                 assert t["type"] == "plain_text"  # never mrkdwn: run text cannot format or link
                 texts.append(t["text"])
     joined = "\n".join(texts)
-    assert "Step: 412" in joined and "ETA to floor: step 460 (90% interval 442–never)" in joined
+    assert "Step: 412" in joined and "ETA to the floor: step 460 (90% interval 442–never)" in joined
     assert "Try: raise the upper clip bound" in joined
     assert body["blocks"][-1]["elements"][0]["url"].startswith("http://h:1/run?run=")
 
@@ -59,7 +61,7 @@ def test_discord_embed_escapes_markdown_and_disables_mentions() -> None:
     assert embed["title"].startswith("CRITICAL collapse · ")
     assert embed["color"] == 0xD93025
     fields = {f["name"]: f["value"] for f in embed["fields"]}
-    assert fields["Step"] == "412" and "interval" in fields["ETA to floor"]
+    assert fields["Step"] == "412" and "interval" in fields["ETA to the floor"]
     assert "url" not in embed  # no app URL configured, no link
     long = notice_for("r", Alert(1, "d", "cliff", "warning", "m" * 5000))
     assert len(json.loads(render("discord", long))["embeds"][0]["description"]) == 4096
@@ -85,3 +87,29 @@ def test_the_verdict_gives_summary_and_eta_when_it_names_the_alert() -> None:
     assert n.summary == verdict["headline"] and n.eta.text() == "step 455 (80% interval 440–470)"
     other = notice_for("r", Alert(400, "cliff.cusum", "cliff", "warning", "entropy jumped"), verdict=verdict)
     assert other.summary == "entropy jumped" and other.eta is None and other.verdict == verdict
+
+
+def test_an_explosion_notice_gives_the_eta_to_its_critical_line_and_now_when_past_it() -> None:
+    """An explosion's ETA is to its critical line, never "ETA to floor", and reads "now" where the summary does (the
+    rasbt ch07 7_3 climb logged every 12 steps: a warning at step 252 quoting 16.0× H_ref read "ETA to floor: step
+    252 (80% interval 252–314)", and without the verdict "step 252 (90% interval never–never)")."""
+    t = np.arange(40, dtype=np.float64)
+    h = 0.14 * np.exp(np.where(t < 24, 0.0, 0.35 * (t - 23)) + 0.05 * np.sin(7 * t))  # calm, then a climb
+    s = RunSeries.from_arrays("r", t.astype(int) * 12, h)
+    live = Analyzer()
+    alerts = [a for a in live.analyze(s).alerts if a.kind == "explosion" and a.severity != "info"]
+    assert alerts
+    nows = 0
+    for a in alerts:
+        v = live.verdict(s, at_step=a.step)
+        assert v.kind == "explosion"
+        for n in (notice_for("r", a, verdict=v), notice_for("r", a)):
+            assert not any(label == "ETA to floor" or label == "ETA to the floor" for label, _ in n.lines())
+            if n.eta is not None:
+                assert "H_ref" in n.eta.target and "never–never" not in n.eta.text()
+                nows += n.eta.text() == "now"
+        same = notice_for("r", a, verdict=v)
+        if v.forecast is not None:
+            assert same.eta is not None and same.eta.target == v.forecast.target_label
+            assert (same.eta.text() == "now") == (" now" in v.forecast.text)
+    assert nows  # the case this guards: a warning or critical past the line
