@@ -68,7 +68,8 @@ def header(
     level = v.level if v is not None else None
     ref = v.reference.value if v is not None else None
     cols[1].metric("entropy (nats)", fmt_num(level), help="the entropy the verdict quotes: the detector's level (a "
-                   "rolling median); for an explosion the median of the last two points when higher")  # fmt: skip
+                   "rolling median); for an explosion the median of the last two points when higher, unless it is "
+                   "settling (its median back down while points still spike)")  # fmt: skip
     ratio = level / ref if level is not None and ref else None
     cols[2].metric("H / H_ref", fmt_num(ratio, 2), help="current level over the run's early level H_ref")
     health = v.health if v is not None else "n/a" if entropy_name(names) is None else "analysing…" if pending else "—"

@@ -28,7 +28,7 @@ import numpy as np
 from entropy_watch.analysis.alert import Alert, fmt_change, fmt_mult, fmt_nats
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import evaluate_rise, trend_p
-from entropy_watch.analysis.hygiene import MEDIAN_SE, Prepared, climb_starts, robust_sigma
+from entropy_watch.analysis.hygiene import MEDIAN_SE, Prepared, climb_starts, level_widths, robust_sigma
 from entropy_watch.analysis.outlook import NOT_HELD, from_forecast
 from entropy_watch.analysis.trend import theil_sen
 
@@ -207,12 +207,50 @@ def sustained_rearm(rearm: np.ndarray, config: DetectorConfig) -> np.ndarray:
     return run_lengths(rearm) >= 2 * config.hold_points
 
 
+def _past_warn(prep: Prepared, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(count, width, warning level), shape (n,) each: how many of the trailing ``width`` points are past the warning
+    line, ``width`` being the points the level is read from (its median's width, at least twice the hold)."""
+    n = len(prep)
+    width = np.maximum(level_widths(prep.sigma, config), 2 * config.hold_points)
+    warn = explosion_levels(prep, config)[0]
+    with np.errstate(invalid="ignore"):
+        past = np.concatenate([[0], np.cumsum(prep.finite & (prep.h > warn))])  # past[j]: points past it before j
+    idx = np.arange(1, n + 1)
+    return past[idx] - past[np.maximum(idx - width, 0)], width, warn
+
+
 def explosion_rearm(prep: Prepared, config: DetectorConfig) -> np.ndarray:
     """(n,) bool: where the explosion state is re-armed (and its problem clears) — the level back under
-    ``rearm_explode_mult``·H_ref for twice the hold. Its alarms fire at or above that line, so unlike a collapse's
-    early warning (:func:`collapse.rearm_at`) no firing level needs to be passed."""
+    ``rearm_explode_mult``·H_ref for twice the hold, with at most one point (a transient spike) still past the warning
+    line among the points that level is read from (:func:`_past_warn`). Its alarms fire at or above that line, so
+    unlike a collapse's early warning (:func:`collapse.rearm_at`) no firing level needs to be passed.
+
+    The points, not only the level: a run that thrashes between its old level and near-uniform entropy has its
+    rolling median back down while a third of its steps still explode (rasbt ch07 7_3 "cleared" at step 494, where
+    the last two points read 8.2 and 10.7 nats, 55× H_ref; 7_6-v1 "cleared" at step 447 and 45% of its next 53
+    points were past 3× H_ref)."""
     with np.errstate(invalid="ignore"):
-        return sustained_rearm(prep.smooth < config.rearm_explode_mult * prep.ref_seg, config)
+        back = prep.smooth < config.rearm_explode_mult * prep.ref_seg
+    return sustained_rearm(back, config) & (_past_warn(prep, config)[0] <= 1)
+
+
+def unsettled(prep: Prepared, i: int, config: DetectorConfig) -> str | None:
+    """Why an explosion whose level is back under the re-arm line at point ``i`` has not cleared: more than one of the
+    points that level is read from still past the warning line (:func:`explosion_rearm`); None otherwise. "its median
+    is back under 2× H_ref (0.87 nats), but 5 of its last 31 points are past 5.54× H_ref (2.41 nats), up to 10.98
+    nats: not settled"."""
+    line = config.rearm_explode_mult * float(prep.ref_seg[i])
+    if not float(prep.smooth[i]) < line:
+        return None
+    count, width, warn = _past_warn(prep, config)
+    k, w = int(count[i]), int(min(width[i], i + 1))
+    if k <= 1:
+        return None
+    top = float(np.nanmax(np.where(prep.finite[i - w + 1 : i + 1], prep.h[i - w + 1 : i + 1], np.nan)))
+    mult = float(warn[i]) / float(prep.ref_seg[i])
+    return (f"its median is back under {config.rearm_explode_mult:g}× H_ref ({fmt_nats(line)} nats), but {k} of "
+            f"its last {w} points are past {mult:.3g}× H_ref ({fmt_nats(float(warn[i]))} nats), up to "
+            f"{fmt_nats(top)} nats: not settled")  # fmt: skip
 
 
 def gradual(prep: Prepared, start: int, config: DetectorConfig) -> bool:

@@ -74,8 +74,9 @@ def problems(prep: Prepared, config: DetectorConfig, alerts: list[Alert]) -> lis
     """The newest collapse and explosion episodes: each opens at an alarm (warning or critical) and clears where
     its detector re-arms after its latest alarm (a collapse: :func:`collapse.rearm_at`, the level back above
     ``rearm_frac``·H_ref and clearly above its level at that alarm; an explosion: :func:`guards.explosion_rearm`, the
-    level back under ``rearm_explode_mult``·H_ref) — a collapse also where a later reading of it finds the task solved
-    (a ``saturation`` note: benign convergence)."""
+    level back under ``rearm_explode_mult``·H_ref with at most one of its points still past the warning line) — a
+    collapse also where a later reading of it finds the task solved (a ``saturation`` note: benign convergence). An
+    active explosion whose level is back but whose points still spike says so (``Problem.unsettled``)."""
     re_explosion = np.flatnonzero(guards.explosion_rearm(prep, config))
     solved = np.array(sorted({a.step for a in alerts if a.kind == "saturation"}), dtype=np.int64)
 
@@ -105,7 +106,8 @@ def problems(prep: Prepared, config: DetectorConfig, alerts: list[Alert]) -> lis
             cleared, by_solving = clears(kind, a.step)
         if episode:
             worst = max(episode, key=lambda a: a.rank)
-            out.append(Problem(kind, worst.severity, episode[0].step, episode[0].key, cleared, by_solving))
+            why = guards.unsettled(prep, len(prep) - 1, config) if kind == "explosion" and cleared is None else None
+            out.append(Problem(kind, worst.severity, episode[0].step, episode[0].key, cleared, by_solving, why))
     return out
 
 

@@ -65,7 +65,9 @@ class Reference:
 class Problem:
     """The newest episode of a collapse or an explosion: opened by the alert ``key`` at step ``since``, at its worst
     ``severity``; ``cleared`` is the step where the detector re-armed (None: still active) or, with ``solved``, where
-    a later reading of the collapse found the task solved (benign convergence)."""
+    a later reading of the collapse found the task solved (benign convergence). ``unsettled`` says why an active
+    explosion whose level is back down has not cleared (its points still spike past the warning line:
+    :func:`guards.unsettled`), else None."""
 
     kind: str
     severity: str
@@ -73,10 +75,11 @@ class Problem:
     key: str
     cleared: int | None = None
     solved: bool = False
+    unsettled: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "severity": self.severity, "since": self.since, "key": self.key,
-                "cleared": self.cleared, "solved": self.solved}  # fmt: skip
+                "cleared": self.cleared, "solved": self.solved, "unsettled": self.unsettled}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -154,9 +157,10 @@ def headline(
     n_points: int,
     min_points: int,
     unmeasured: int = 0,
+    unsettled: str | None = None,
 ) -> str:
     """The one line every surface shows first. ``n_points`` counts the measured points: not the ``unmeasured``
-    leading exact zeros (``hygiene.leading_zeros``)."""
+    leading exact zeros (``hygiene.leading_zeros``); ``unsettled`` (:class:`Problem`) replaces the outlook."""
     if health == "too-short":
         pts = f"{n_points} {'measured' if unmeasured else 'logged'} point{'s' if n_points != 1 else ''}"
         if unmeasured:
@@ -172,6 +176,8 @@ def headline(
     label = f"{health} {kind}" if kind else health
     if kind in ("collapse", "explosion") and where:
         text = f"{label}: {where}"
+        if unsettled:
+            return f"{text}; {unsettled}"
         if forecast is not None:
             text += f"; {forecast.text}"
             if (forecast.reached or forecast.ahead) and health == "warning":
@@ -212,19 +218,26 @@ def build(result: AnalysisResult, run: str, min_points: int) -> Verdict:
         health = top.severity if top is not None else "ok"
     kind = top.kind if top is not None and health not in ("too-short", "ok") else None
     ref = result.reference if result.reference is not None else Reference(None, None, None, 0, "not known yet")
+    # an explosion whose median is back down while its points still spike (Problem.unsettled): no rise to forecast,
+    # and the headline says why it stands
+    settling = next((p.unsettled for p in problems if p.kind == kind and p.cleared is None and p.unsettled), None)
     level = floor = None
     ln_v = None
     step = None
     if prep is not None and n:
         i = n - 1
         step = int(prep.steps[i])
-        level = _finite(quoted_level(prep, i) if kind == "explosion" else prep.smooth[i])
+        # an explosion quotes what its alerts quote (the last two points, where a line is crossed) — but not while
+        # it settles: there the last two points are whichever side of the thrash they fell on
+        level = _finite(quoted_level(prep, i) if kind == "explosion" and not settling else prep.smooth[i])
         floor = _finite(prep.floor[i])
         ln_v = _finite(float(prep.ln_v[-1]))
     fc = result.outlook if kind in ("collapse", "explosion") else None
     if fc is not None and fc.direction != ("decay" if kind == "collapse" else "rise"):
         fc = None
-    line = headline(health, kind, top, ref, level, fc, n - unmeasured, min_points, unmeasured)
+    if settling:
+        fc = None
+    line = headline(health, kind, top, ref, level, fc, n - unmeasured, min_points, unmeasured, settling)
     for p in problems:
         if p.cleared is not None:
             line += f"; the {p.severity} {p.kind} from step {p.since} cleared at step {p.cleared}"
