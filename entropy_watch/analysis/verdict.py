@@ -179,7 +179,7 @@ def headline(
         if unsettled:
             return f"{text}; {unsettled}"
         if forecast is not None:
-            text += f"; {forecast.text}"
+            text += f"; {_outlook_text(health, forecast)}"
             if (forecast.reached or forecast.ahead) and health == "warning":
                 text += f", {NOT_HELD}"
         return text
@@ -187,6 +187,20 @@ def headline(
         return f"{label}: {where}; the reward is saturated, so the task looks solved: benign convergence"
     msg = top.message if top is not None else ""
     return f"{label}: {msg}" if msg else label
+
+
+def _outlook_text(health: str, forecast: Outlook) -> str:
+    """The outlook's sentence, or on a critical verdict whose level has come back from the line (a critical collapse
+    fires at the floor, a critical explosion past the critical line): "back under 7.45× H_ref (2.99 nats), not on
+    course to reach it" — never a bare "not on course to reach 7.45× H_ref" under a critical explosion."""
+    if health != "critical" or forecast.reached or forecast.ahead:
+        return forecast.text
+    back = f"back {'above' if forecast.direction == 'decay' else 'under'} {forecast.target_label}"
+    if forecast.eta_step is None:
+        return f"{back}, not on course to reach it"
+    head = f"at this rate {forecast.target_label} "
+    rest = forecast.text[len(head) :] if forecast.text.startswith(head) else forecast.text
+    return f"{back}; at this rate there again {rest}"
 
 
 def standing(alerts: tuple[Alert, ...], problems: tuple[Problem, ...]) -> tuple[Alert, ...]:
@@ -209,6 +223,11 @@ def build(result: AnalysisResult, run: str, min_points: int) -> Verdict:
     problems = tuple(result.problems)
     counted = standing(alerts, problems)
     top = counted[0] if counted else None
+    if top is not None and top.severity == "info":  # notes only: the newest says where the run is now (not step 154
+        # of 500 on rasbt ch07 7_6 — "entropy jumped at step 154" — while four later notes followed)
+        first = top.kind in PRIMARY_KINDS
+        top = max((a for a in counted if a.severity == "info" and (a.kind in PRIMARY_KINDS) == first),
+                  key=lambda a: a.step)  # fmt: skip
     if n - unmeasured < min_points:
         health = "too-short"
         # a non-finite value is reported even on a short series

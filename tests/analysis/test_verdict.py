@@ -171,3 +171,32 @@ def test_an_explosion_whose_points_still_spike_has_not_cleared() -> None:
     (q,) = after.problems
     assert q.cleared is not None and q.cleared > 99 and q.unsettled is None and "cleared at step" in after.headline
     assert after.health not in ("warning", "critical")
+
+
+def test_a_verdict_of_notes_only_heads_with_the_newest() -> None:
+    """Info only: the headline is where the run is now, the newest note — not the first of several (rasbt ch07 7_6
+    ended on "entropy jumped at step 154" of 500 while four later notes followed)."""
+    clean = np.full(140, 0.3)
+    clean[[40, 110]] = 3.0  # two transient spikes, far apart
+    v = verdict(series(noisy(clean, 0.03, seed=4)))
+    spikes = [a for a in v.alerts if a.kind == "spike"]
+    assert v.health == "info" and len(spikes) == 2 and spikes[0].step < spikes[1].step
+    assert v.kind == "spike" and v.headline == f"info spike: {spikes[1].message}"
+
+
+def test_a_critical_verdict_whose_level_came_back_says_so() -> None:
+    """Critical fires past the line; once the level is back under it (not yet cleared) the headline says "back under
+    6× H_ref ..., not on course to reach it", never a bare "not on course to reach 6× H_ref" under "critical
+    explosion" (TRL-averaged rasbt ch07 7_6 logs)."""
+    t = np.arange(130)
+    clean = np.where(t < 40, 0.3, np.where(t < 60, 4.0, 0.9))  # calm, past the critical line, then 3x and flat
+    v = verdict(series(noisy(clean, 0.03, seed=3)))
+    assert v.health == "critical" and v.kind == "explosion" and v.forecast is not None, v.headline
+    fc = v.forecast
+    assert not fc.reached and not fc.ahead
+    back = f"; back under {fc.target_label}"
+    if fc.eta_step is None:
+        assert v.headline.endswith(f"{back}, not on course to reach it"), v.headline
+    else:  # a flat level's slope is noise: an ETA far out, then "there again"
+        assert f"{back}; at this rate there again by step {fc.eta_step:,.0f} (80% interval" in v.headline, v.headline
+    assert "; not on course" not in v.headline and f"at this rate {fc.target_label}" not in v.headline
