@@ -214,13 +214,15 @@ class DetectorConfig:
         whether the task is solved is not judged, and a collapse is never excused as one."""
         return self.reward_max if seen_max <= self.reward_max * (1 + 1e-9) else None
 
-    def reward_scale(self, lo: float, hi: float) -> tuple[float, float]:
-        """(base, span) a reward level is read against, given the lowest and largest rewards seen: (0,
-        ``reward_max``) for a reward on [0, ``reward_max``]; the run's own range (lo, hi − lo) for one above its
-        ceiling (:meth:`ceiling`) or below 0 — so a reward shifted or scaled reads as the same reward on [0, 1]."""
-        if lo >= 0 and self.ceiling(hi) is not None:
-            return 0.0, self.reward_max
-        return lo, hi - lo
+    def reward_scale(self, lo: Any, hi: Any) -> tuple[Any, Any]:
+        """(base, span) a reward level is read against, given the lowest and largest rewards seen (floats, or arrays
+        of them point by point): (0, ``reward_max``) for a reward on [0, ``reward_max``]; the run's own range (lo,
+        hi − lo) for one above its ceiling (:meth:`ceiling`) or below 0 — so a reward shifted or scaled reads as the
+        same reward on [0, 1]."""
+        with np.errstate(invalid="ignore"):
+            bounded = (np.asarray(lo) >= 0) & (np.asarray(hi) <= self.reward_max * (1 + 1e-9))  # and self.ceiling
+        base, span = np.where(bounded, 0.0, lo), np.where(bounded, self.reward_max, np.subtract(hi, lo))
+        return (float(base), float(span)) if np.ndim(bounded) == 0 else (base, span)
 
     def floor(self, h_ref: Any) -> Any:
         """The collapse floor (nats) under the early level ``h_ref`` (a float or an array of them):

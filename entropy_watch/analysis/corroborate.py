@@ -21,7 +21,9 @@ Flags, evaluated at version i on versions ≤ i:
 Standalone: ``precision`` (``ratio/log_mean`` > 0 over the sustain span and in a significant majority of the run's
 points, by a sign test: the bf16 ratio-bias signature) and
 ``zero_variance_groups`` (a warning while the reward is under half its ceiling — the groups are all wrong, the run
-learns nothing; an info note when they are mostly all right — the prompts are too easy). "Persistently" is the
+learns nothing, with the share of completions cut at the length limit when logged; an info note when they are mostly
+all right — the prompts are too easy — and a warning after it where the reward later falls under half with the
+groups still identical). "Persistently" is the
 sustain span ``DetectorConfig.sustain(points so far)``: 5 points on a short log, up to 20 on a long one.
 """
 
@@ -37,7 +39,7 @@ from entropy_watch import metrics as M
 from entropy_watch.analysis.alert import Alert
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.guards import run_lengths
-from entropy_watch.analysis.hygiene import Prepared, causal_median
+from entropy_watch.analysis.hygiene import Prepared, causal_median, causal_median_var
 from entropy_watch.analysis.series import REWARD_PART, RunSeries
 from entropy_watch.analysis.trend import coarse, mann_kendall, ols, theil_sen
 from entropy_watch.histogram import quantiles_from_hist
@@ -308,33 +310,75 @@ def standalone(series: RunSeries, prep: Prepared, config: DetectorConfig) -> lis
                 )
             )
     zv = series.aligned(M.ADV_FRAC_ZERO_GROUPS)
-    i = None if zv is None else _first_median_at_least(zv, prep, span, config.zero_var_frac)
-    if i is not None:
-        n = int(span[i])
-        med = float(np.nanmedian(zv[i + 1 - n : i + 1]))
-        r = prep.reward
-        rew = float(np.nanmedian(r[i + 1 - n : i + 1])) if r is not None else float("nan")
-        # all wrong or all right: the reward in the lower or upper half of its scale (its own range off [0, max]);
-        # no reward, or one that never moved off a scale of its own, cannot say which
-        r_base, r_span = 0.0, 0.0
-        if r is not None and np.isfinite(rew):
-            r_base, r_span = config.reward_scale(float(np.nanmin(r[: i + 1])), float(np.nanmax(r[: i + 1])))
-        failing = not r_span > 0 or rew - r_base < 0.5 * r_span
-        why = "they carry no advantage signal"
-        if r_span > 0:
-            why += f" (reward {rew:.2f}: most groups are all wrong)"
-            if not failing:
-                why = f"reward {rew:.2f}: most groups are all right — the prompts are too easy to teach anything"
-        elif np.isfinite(rew):
-            why += f" (reward {rew:.2f}, the same at every point so far)"
-        out.append(
-            Alert(
-                step=int(prep.steps[i]),
-                detector="corroborate.zero_variance",
-                kind="zero_variance_groups",
-                severity="warning" if failing else "info",
-                message=f"{100 * med:.0f}% of groups have identical rewards (median of {n} points): {why}",
-                evidence={"frac_zero_groups": med, "points": n, "reward": rew},
-            )
-        )
+    if zv is not None:
+        out += _zero_variance(series, prep, config, span, zv)
     return out
+
+
+def _zero_variance(
+    series: RunSeries, prep: Prepared, config: DetectorConfig, span: np.ndarray, zv: np.ndarray
+) -> list[Alert]:
+    """The zero-variance-group alert at the first point where the groups have stopped differing (info when most are
+    all right, else a warning), and — after an info — a warning at the first later point where they are all *wrong*:
+    a run whose prompts were too easy at step 30 and whose reward then fell to 0 with every group identical learns
+    nothing (the Sunshine adabalance TRL log: reward 0.9 -> 0 from step ~80, 90–100% identical groups, completions at
+    the 512-token cap, read "too easy" at step 30 and nothing after)."""
+    i = _first_median_at_least(zv, prep, span, config.zero_var_frac)
+    if i is None:
+        return []
+    first = _zero_variance_alert(series, prep, config, span, zv, i)
+    out = [first]
+    r = prep.reward
+    if first.severity == "info" and r is not None:
+        with np.errstate(invalid="ignore"):
+            z_med = causal_median_var(zv, span)
+            r_med = causal_median_var(r, span)
+            base, scale = config.reward_scale(np.fmin.accumulate(r), np.fmax.accumulate(r))  # per point
+            wrong = (z_med >= config.zero_var_frac) & (scale > 0) & (r_med - base < 0.5 * scale)
+        later = np.flatnonzero(wrong & prep.armed & (np.arange(len(prep)) > i))
+        if later.size:
+            out.append(_zero_variance_alert(series, prep, config, span, zv, int(later[0])))
+    return out
+
+
+def _zero_variance_alert(
+    series: RunSeries, prep: Prepared, config: DetectorConfig, span: np.ndarray, zv: np.ndarray, i: int
+) -> Alert:
+    """The zero-variance-group alert at point ``i``: all wrong or all right by the reward's place on its scale."""
+    n = int(span[i])
+    med = float(np.nanmedian(zv[i + 1 - n : i + 1]))
+    r = prep.reward
+    rew = float(np.nanmedian(r[i + 1 - n : i + 1])) if r is not None else float("nan")
+    # all wrong or all right: the reward in the lower or upper half of its scale (its own range off [0, max]);
+    # no reward, or one that never moved off a scale of its own, cannot say which
+    r_base, r_span = 0.0, 0.0
+    if r is not None and np.isfinite(rew):
+        r_base, r_span = config.reward_scale(float(np.nanmin(r[: i + 1])), float(np.nanmax(r[: i + 1])))
+    failing = not r_span > 0 or rew - r_base < 0.5 * r_span
+    why = "they carry no advantage signal"
+    if r_span > 0:
+        why += f" (reward {rew:.2f}: most groups are all wrong)"
+        if not failing:
+            why = f"reward {rew:.2f}: most groups are all right — the prompts are too easy to teach anything"
+    elif np.isfinite(rew):
+        why += f" (reward {rew:.2f}, the same at every point so far)"
+    capped = _median_over(series.aligned(M.LENGTH_TRUNC_FRAC), i, n)
+    if failing and capped >= 0.5:  # what the failing groups look like: completions cut at the length limit
+        why += f"; {100 * capped:.0f}% of completions hit the length limit"
+    return Alert(
+        step=int(prep.steps[i]),
+        detector="corroborate.zero_variance",
+        kind="zero_variance_groups",
+        severity="warning" if failing else "info",
+        message=f"{100 * med:.0f}% of groups have identical rewards (median of {n} points): {why}",
+        evidence={"frac_zero_groups": med, "points": n, "reward": rew}
+        | ({"trunc_frac": capped} if math.isfinite(capped) else {}),
+    )
+
+
+def _median_over(x: np.ndarray | None, i: int, n: int) -> float:
+    """The NaN-aware median of x over the ``n`` points ending at i (NaN: no such metric or no finite value)."""
+    if x is None:
+        return float("nan")
+    w = x[max(0, i + 1 - n) : i + 1]
+    return float(np.nanmedian(w)) if np.isfinite(w).any() else float("nan")

@@ -161,3 +161,24 @@ def test_zero_variance_groups_read_a_reward_on_its_own_scale() -> None:
         assert zv(scale(failed)).severity == "warning", zv(scale(failed)).message
     flat = zv(np.full(n, -1.0))
     assert flat.severity == "warning" and "the same at every point so far" in flat.message
+
+
+def test_groups_that_turn_all_wrong_after_an_easy_start_warn() -> None:
+    """Identical groups read "too easy" (info) while the reward is high; when the reward then falls to nothing with
+    the groups still identical, the run learns nothing: a warning, with the completions cut at the length limit when
+    that is logged (the Sunshine adabalance TRL log: reward 0.9 -> 0 from step ~80, entropy flat, read "too easy" at
+    step 30 and nothing after)."""
+    n = 120
+    t = np.arange(n)
+    sc = {M.ADV_FRAC_ZERO_GROUPS: (t, np.full(n, 0.9)), M.LENGTH_TRUNC_FRAC: (t, np.where(t < 70, 0.0, 1.0))}
+    reward = np.where(t < 70, 0.9, 0.05)
+    al = [a for a in analyze_series(series(noisy(np.full(n, 0.6), 0.02), reward=reward, scalars=sc))
+          if a.kind == "zero_variance_groups"]  # fmt: skip
+    assert [a.severity for a in al] == ["info", "warning"], [a.message for a in al]
+    easy, wrong = al
+    assert "too easy" in easy.message and easy.step < 70 <= wrong.step
+    cut = wrong.evidence["trunc_frac"]  # the median over the span the groups are read on
+    assert "all wrong" in wrong.message and f"; {100 * cut:.0f}% of completions hit the length limit" in wrong.message
+    assert 0.5 <= cut <= 1.0 and wrong.evidence["reward"] < 0.5
+    still_easy = analyze_series(series(noisy(np.full(n, 0.6), 0.02), reward=np.full(n, 0.9), scalars=sc))
+    assert [a.severity for a in still_easy if a.kind == "zero_variance_groups"] == ["info"]
