@@ -22,7 +22,7 @@ from entropy_watch.app import run_tabs as T
 settings = sidebar.current()
 root = settings.root
 names = data.run_names(root)
-asked = st.query_params.get("run")
+asked = st.query_params.get("run") or None  # "/run?run=" names no run: the picker, not "no run named “”"
 if asked is not None and asked not in names:
     st.title("Run not found")
     st.error(f"There is no run named “{asked}” in the store `{root}`.")

@@ -125,6 +125,13 @@ def test_unknown_run_says_so_and_lists_close_names(monkeypatch: pytest.MonkeyPat
     assert COLLAPSE in links and HEALTHY not in links, links
 
 
+def test_an_empty_run_in_the_url_opens_the_picker(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
+    """``/run?run=`` names no run: the page shows one (the picker's), not "There is no run named “”"."""
+    at = app(monkeypatch, synthetic_store, "views/run.py", {"run": ""})
+    assert "There is no run named" not in texts(at, "error") and at.title[0].value != "Run not found"
+    assert at.query_params["run"] == at.title[0].value and metric(at, "last step")
+
+
 # -- 2: the Runs table -----------------------------------------------------------------------------------------
 def test_runs_table_health_first_pinned_name_every_row(
     monkeypatch: pytest.MonkeyPatch, synthetic_store: Path, tmp_path: Path
