@@ -1,5 +1,6 @@
 """Analysis commands: ``alerts`` (CI/cron-friendly exit status), ``watch`` (follow live runs), ``report`` (HTML).
 
+``alerts`` and ``watch`` without targets read every run in the store (an empty store says so: nothing to alert on).
 Exit status of ``alerts``: 0 no warning, 1 at least one warning, 2 at least one critical alert (``--fail-on KINDS``
 counts only those kinds), 3 an error on any target (missing file, unknown run, unreadable log, a bug: one line on
 stderr naming the file; the other targets are still analysed and printed). A run that logged no entropy is "nothing
@@ -64,18 +65,20 @@ class Target:
     source: str
 
 
-def resolve(target: str, default_root: Path, options: LogOptions | None = None) -> list[Target]:
+def resolve(
+    target: str, default_root: Path, options: LogOptions | None = None, *, store_only: bool = False
+) -> list[Target]:
     """A store run by name, a run folder ``.../run=X``, or a raw log file / folder (via ``load_log``; ``options`` as
-    ``import --map / --vocab-size / --reward-max``: for log files only). Errors say what is true: no
-    such file, a broken or looping link, an unknown run (listing the runs that exist);
-    :class:`~entropy_watch.errors.NoEntropySeries` for a run that logged no entropy."""
+    ``import --map / --vocab-size / --reward-max``: for log files only); ``store_only``: a run name, whatever the
+    current folder holds. Errors say what is true: no such file, a broken or looping link, an unknown run (listing
+    the runs that exist); :class:`~entropy_watch.errors.NoEntropySeries` for a run that logged no entropy."""
     from entropy_watch.analysis import RunSeries
     from entropy_watch.errors import EntropyWatchError, InvalidRunName, RunNotFound
     from entropy_watch.store import Store
     from entropy_watch.store.query import run_names
 
     p = Path(target).expanduser()
-    if _lexists(p):
+    if not store_only and _lexists(p):
         if not p.exists():
             raise EntropyWatchError(_broken_link(p))
         if p.is_dir() and p.name.startswith("run="):
@@ -86,7 +89,7 @@ def resolve(target: str, default_root: Path, options: LogOptions | None = None) 
 
         runs = (options or LogOptions()).load(p)
         return [Target(RunSeries.from_imported(r), None, r.name, str(p)) for r in runs]
-    if os.sep in target or "/" in target or target.lower().endswith(LOG_SUFFIXES):
+    if not store_only and (os.sep in target or "/" in target or target.lower().endswith(LOG_SUFFIXES)):
         raise EntropyWatchError(f"{target}: no such file or directory")
     try:
         series = RunSeries.from_reader(Store(default_root), target)
@@ -223,7 +226,10 @@ def _print_table(run: str, source: str, shown: list[Alert], notes: list[str], ve
 
 def alerts(
     ctx: typer.Context,
-    targets: Annotated[list[str], typer.Argument(help="Store run names, run folders (.../run=X) or log files.")],
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(help="Store run names, run folders (.../run=X) or log files (default: every run in the store)."),
+    ] = None,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     since: int | None = typer.Option(None, "--since", help="Only alerts at or after this step."),
     min_severity: str = typer.Option("info", "--min-severity", callback=_severity, help="info, warning or critical."),
@@ -248,13 +254,16 @@ def alerts(
     st = state(ctx)
     options = log_options(maps, vocab_size, reward_max)
     gate = _fail_on(fail_on)
+    store_only = not targets
+    if not targets:  # a cron job over the store: every run in it, as `watch` follows them
+        targets = _store_runs(st.root(), as_json)
     worst, errors = 0, 0
     out: list[dict[str, Any]] = []
     for target in targets:
         source = target
         skipped_before = quarantine.found()
         try:
-            for t in resolve(target, st.root(), options):
+            for t in resolve(target, st.root(), options, store_only=store_only):
                 source = t.source
                 res = _progress_analyze(t.series, show=not as_json)
                 v = res.verdict
@@ -297,6 +306,16 @@ def alerts(
 
 def _line(run: str, a: Alert) -> str:
     return printable(f"[{run}] step {a.step} {a.severity.upper()} {a.kind} ({a.detector}): {a.message}")
+
+
+def _store_runs(root: Path, as_json: bool) -> list[str]:
+    """Every run in the store at ``root``; none says so (not an error: an empty store has nothing to alert on)."""
+    from entropy_watch.store.query import run_names
+
+    names = run_names(root)
+    if not names and not as_json:
+        console().print(text(f"no runs in {root} ({EMPTY_STORE_HINT})"))
+    return names
 
 
 def watch(

@@ -51,6 +51,24 @@ def test_unknown_run_lists_the_runs_that_exist(ew, store: Path) -> None:
     _one_error_line(r.err, "'nope'", "g, h, sft-s0")
 
 
+def test_no_target_reads_every_run_in_the_store(ew, store: Path, tmp_path: Path, monkeypatch) -> None:
+    """``entropy-watch alerts`` alone (a cron job over the store) analyses every run in it, as ``watch`` follows
+    them: the same entries and exit status as naming them all, store runs even where the current folder holds a file
+    of a run's name; an empty store says so and exits 0."""
+    every = ew("--store", store, "alerts", "--json")
+    named = ew("--store", store, "alerts", "g", "h", "sft-s0", "--json")
+    assert every.code == named.code and every.code in (1, 2), every.err
+    assert json.loads(every.out) == json.loads(named.out)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "g").write_text("not a log\n")  # a file named like the run
+    assert ew("--store", store, "alerts", "--json").out == every.out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = ew("--store", empty, "alerts")
+    assert r.code == 0 and "no runs in" in r.out and "entropy-watch import" in r.out, r.out
+    assert ew("--store", empty, "alerts", "--json").out.strip() == "[]"
+
+
 def test_run_without_entropy_is_nothing_to_analyse(ew, store: Path) -> None:
     r = ew("--store", store, "alerts", "sft-s0")
     assert r.code == 0 and r.err == "", r.err

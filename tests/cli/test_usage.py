@@ -13,7 +13,7 @@ from entropy_watch.cli import app
 runner = typer.testing.CliRunner()
 
 USAGE_MISTAKES = [
-    ["alerts"],  # missing argument
+    ["show"],  # missing argument (`alerts` alone reads every run in the store)
     ["shwo", "g"],  # misspelled command
     ["alerts", "g", "--since", "abc"],  # bad value
     ["ls", "--bogus"],  # unknown option
@@ -38,7 +38,7 @@ def test_usage_error_from_the_console_script(ew_proc, tmp_path: Path) -> None:
 
 
 def test_usage_errors_through_clirunner(store: Path) -> None:
-    for argv in (["alerts"], ["ls", "--store"], ["alerts", "g", "--since", "abc"]):
+    for argv in (["show"], ["ls", "--store"], ["alerts", "g", "--since", "abc"]):
         r = runner.invoke(app, argv)
         assert r.exit_code == 2, (argv, r.output)
 
