@@ -71,8 +71,12 @@ def ratio_bands(cfg: DetectorConfig | None = None) -> tuple[tuple[float, str, st
     )
 
 
-def ratio_meaning(ratio: float | None, cfg: DetectorConfig | None = None) -> tuple[str, str]:
-    """``(meaning, colour)`` of an H/H0 ratio; ("", "") when unknown."""
+def ratio_meaning(ratio: float | None, cfg: DetectorConfig | None = None, spiking: bool = False) -> tuple[str, str]:
+    """``(meaning, colour)`` of an H/H0 ratio; ("", "") when unknown. ``spiking``: the verdict's explosion is
+    unsettled (its median back down, its points still past the line: ``Problem.unsettled``), which the ratio of a
+    median alone would call "normal" beside a critical health."""
     if ratio is None or not math.isfinite(ratio):
         return "", ""
+    if spiking:
+        return "spiking", ratio_bands(cfg)[-1][2]
     return next((m, c) for bound, m, c in ratio_bands(cfg) if ratio < bound)

@@ -3,7 +3,8 @@ its status and latest step; pick runs in the table to open or compare.
 
 Health is the run's verdict (``entropy_watch.analysis``, computed by the background monitor): ``too short`` where
 the detector had too few points to say anything. H/H_ref is coloured by what it means (the detector's own
-thresholds: collapsed, low, normal, high, exploding). Status comes from the heartbeats (running / finished /
+thresholds: collapsed, low, normal, high, exploding; spiking where the verdict's explosion is unsettled, its median
+back down while its points still explode). Status comes from the heartbeats (running / finished /
 stalled / failed) or says ``imported`` for logs brought in from other tools.
 """
 
@@ -99,19 +100,21 @@ def row(info: Any, version: tuple[int, int] | None, state: RunState | None, pend
         "_updated": info.updated_at or 0.0,
         "_ratio": ratio,
         "_level": level,
+        "_spiking": v is not None and any(p.unsettled and p.cleared is None for p in v.problems),
     }
 
 
 def styled(df: pd.DataFrame) -> Any:
     """H/H_ref cells coloured by meaning; numbers as text that reads (scientific below 1e-3, "—" when unknown). The
     numeric columns stay in the frame (hidden) for sorting."""
+    bands = [ratio_meaning(x, spiking=bool(s)) for x, s in zip(df["_ratio"], df["_spiking"], strict=True)]
     out = df.assign(
         **{
-            "H/H_ref": [f"{fmt_num(x, 2)} {ratio_meaning(x)[0]}" if ratio_meaning(x)[0] else "—" for x in df["_ratio"]],
+            "H/H_ref": [f"{fmt_num(x, 2)} {m}" if m else "—" for x, (m, _) in zip(df["_ratio"], bands, strict=True)],
             "H (nats)": [fmt_num(x) for x in df["_level"]],
         }
     )
-    colours = [ratio_meaning(x)[1] for x in df["_ratio"]]
+    colours = [c for _, c in bands]
     return out.style.apply(
         lambda col: [f"background-color: {c}; color: #111" if c else "" for c in colours], subset=["H/H_ref"]
     )
@@ -178,7 +181,11 @@ def runs_table() -> None:
             "open": st.column_config.LinkColumn("open", display_text="open ↗", width="small"),
             "health": st.column_config.TextColumn("health", width=150, help="the verdict of the detector"),
             "H/H_ref": st.column_config.TextColumn(
-                "H/H_ref", width=130, alignment="right", help="current entropy level over the run's early level H_ref"
+                "H/H_ref",
+                width=130,
+                alignment="right",
+                help="current entropy level over the run's early level H_ref (spiking: the level is back down but "
+                "points still explode: the explosion has not settled)",
             ),
             "entropy": st.column_config.LineChartColumn("entropy over steps", width="medium", y_min=0.0),
             "H (nats)": st.column_config.TextColumn(

@@ -142,6 +142,12 @@ def test_runs_table_health_first_pinned_name_every_row(
     short = RunWriter(synthetic_store, "short-run")
     short.write("scalars", {"step": [0, 1, 2], "name": [M.ENTROPY_MEAN] * 3, "value": [1.0, 8.7e-05, 0.9]})
     short.close()
+    t = np.arange(100)  # calm, an explosion, then a thrash: the median back down, every third point at 30x
+    thrash = np.where((t >= 40) & (t < 60), 4.0, np.where((t >= 60) & (t % 3 == 0), 9.0, 0.3))
+    thrash = thrash * np.exp(np.random.default_rng(2).normal(0.0, 0.03, t.size))
+    w = RunWriter(synthetic_store, "thrash")
+    w.write("scalars", {"step": t.tolist(), "name": [M.ENTROPY_MEAN] * t.size, "value": thrash.tolist()})
+    w.close()
     at = app(monkeypatch, synthetic_store)
     df = at.dataframe[0].value
     assert list(df["health"])[0] == "🔴 critical", "sorted by health, worst first"
@@ -160,6 +166,9 @@ def test_runs_table_health_first_pinned_name_every_row(
     styles = at.dataframe[0].proto.arrow_data.styler.styles
     assert "#f6c6c6" in styles, "a collapsed run's H/H_ref is coloured as collapsed"
     assert by.loc["short-run", "H/H_ref"] == "—", "nothing analysed: no ratio"
+    # a median back under 2x H_ref beside a critical explosion whose points still spike: not "normal"
+    assert by.loc["thrash", "health"] == "🔴 critical" and by.loc["thrash", "_ratio"] < 2
+    assert by.loc["thrash", "H/H_ref"].endswith(" spiking"), by.loc["thrash", "H/H_ref"]
     at.text_input(key="runs_filter").set_value("repo").run()
     assert list(at.dataframe[0].value["run"]) == [HEALTHY]
 
@@ -171,6 +180,7 @@ def test_runs_table_small_numbers_read_in_scientific_form() -> None:
     assert fmt_num(None) == "—" and fmt_num(float("nan")) == "—"
     assert ratio_meaning(0.02)[0] == "collapsed" and ratio_meaning(1.09)[0] == "normal"
     assert ratio_meaning(14.41)[0] == "exploding" and ratio_meaning(0.02)[1] != ratio_meaning(1.09)[1]
+    assert ratio_meaning(0.6, spiking=True) == ("spiking", ratio_meaning(14.41)[1])
 
 
 # -- B and 5: the verdict drawn, readable charts -----------------------------------------------------------------
