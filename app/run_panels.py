@@ -77,7 +77,7 @@ def header(
     fc = v.forecast if v is not None else None
     if fc is None:
         eta = "—"
-    elif fc.reached or fc.ahead:  # the quoted level is past the target: the headline says "now"
+    elif fc.now:  # the quoted level is past the target: the headline says "now"
         eta = "now"
     else:
         eta = "never" if fc.eta_step is None else f"{fc.eta_step:,.0f}"

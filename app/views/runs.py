@@ -100,7 +100,7 @@ def row(info: Any, version: tuple[int, int] | None, state: RunState | None, pend
         "_updated": info.updated_at or 0.0,
         "_ratio": ratio,
         "_level": level,
-        "_spiking": v is not None and any(p.unsettled and p.cleared is None for p in v.problems),
+        "_spiking": v is not None and v.unsettled is not None,
     }
 
 

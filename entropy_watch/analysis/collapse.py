@@ -207,15 +207,14 @@ def detect(
         fl = corroborate.flags(series, prep, i, lo, config)
         msg = _message(prep, i, why, config, f)
         if o is not None and why != "floor":  # a warning at the floor now: not held (not on a solved task: info)
-            held_note = (o.reached or o.ahead) and rank == 1 and fl.get("reward_saturated") is not True
+            held_note = o.now and rank == 1 and fl.get("reward_saturated") is not True
             msg += f"; {o.text}" + (f", {NOT_HELD}" if held_note else "")
         ev: dict = {"reason": why, "h_now": float(prep.smooth[i]), "h_ref": float(prep.h_ref[i]),
                     "floor": float(prep.floor[i])}  # fmt: skip
         if f is not None:
             ev["forecast"] = f.evidence()
         if o is not None:
-            ev.update(eta_step_median=o.eta_step, eta_step_lo=o.eta_lo_step, eta_step_hi=o.eta_hi_step,
-                      eta_interval=o.interval, eta_target=o.target_label, eta_now=o.reached or o.ahead)  # fmt: skip
+            ev.update(o.eta_evidence())
         a = Alert(step=int(prep.steps[i]), detector=f"collapse.{why}", kind="collapse",
                   severity="critical" if rank == 2 else "warning", message=msg, evidence=ev)  # fmt: skip
         memo[("alert", i, rank)] = apply_context(a, fl)

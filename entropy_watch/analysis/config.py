@@ -212,7 +212,12 @@ class DetectorConfig:
         (unknown) once one does — a sum of reward functions, a reward model's score, a reward shifted or scaled:
         the largest reward seen is no ceiling (a reward on a plateau sits near its own maximum by definition), so
         whether the task is solved is not judged, and a collapse is never excused as one."""
-        return self.reward_max if seen_max <= self.reward_max * (1 + 1e-9) else None
+        return self.reward_max if self._under_max(seen_max) else None
+
+    def _under_max(self, seen_max: Any) -> Any:
+        """Whether no reward seen (``seen_max``, a float or an array of them) exceeds ``reward_max``."""
+        with np.errstate(invalid="ignore"):
+            return np.asarray(seen_max) <= self.reward_max * (1 + 1e-9)
 
     def reward_scale(self, lo: Any, hi: Any) -> tuple[Any, Any]:
         """(base, span) a reward level is read against, given the lowest and largest rewards seen (floats, or arrays
@@ -220,7 +225,7 @@ class DetectorConfig:
         hi − lo) for one above its ceiling (:meth:`ceiling`) or below 0 — so a reward shifted or scaled reads as the
         same reward on [0, 1]."""
         with np.errstate(invalid="ignore"):
-            bounded = (np.asarray(lo) >= 0) & (np.asarray(hi) <= self.reward_max * (1 + 1e-9))  # and self.ceiling
+            bounded = (np.asarray(lo) >= 0) & self._under_max(hi)  # on [0, the ceiling]
         base, span = np.where(bounded, 0.0, lo), np.where(bounded, self.reward_max, np.subtract(hi, lo))
         return (float(base), float(span)) if np.ndim(bounded) == 0 else (base, span)
 

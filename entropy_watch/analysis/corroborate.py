@@ -39,7 +39,7 @@ from entropy_watch import metrics as M
 from entropy_watch.analysis.alert import Alert
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.guards import run_lengths
-from entropy_watch.analysis.hygiene import Prepared, causal_median, causal_median_var
+from entropy_watch.analysis.hygiene import Prepared, causal_median_var
 from entropy_watch.analysis.series import REWARD_PART, RunSeries
 from entropy_watch.analysis.trend import coarse, mann_kendall, ols, theil_sen
 from entropy_watch.histogram import quantiles_from_hist
@@ -273,17 +273,6 @@ def _sustain_spans(prep: Prepared, config: DetectorConfig) -> np.ndarray:
     return span.astype(np.int64)
 
 
-def _first_median_at_least(x: np.ndarray, prep: Prepared, span: np.ndarray, thr: float) -> int | None:
-    """The first armed point i (with span[i] points behind it) whose median over those points is ≥ ``thr``."""
-    full = int(span.max()) if span.size else 0
-    rolled = causal_median(x, full)
-    for i in np.flatnonzero(prep.armed & (np.arange(len(prep)) + 1 >= span)):
-        m = rolled[i] if span[i] == full else float(np.nanmedian(x[i + 1 - span[i] : i + 1]))
-        if np.isfinite(m) and m >= thr:
-            return int(i)
-    return None
-
-
 def standalone(series: RunSeries, prep: Prepared, config: DetectorConfig) -> list[Alert]:
     """Precision-bias and zero-variance-group alerts at the first point each condition has held for its span."""
     span = _sustain_spans(prep, config)
@@ -318,62 +307,57 @@ def standalone(series: RunSeries, prep: Prepared, config: DetectorConfig) -> lis
 def _zero_variance(
     series: RunSeries, prep: Prepared, config: DetectorConfig, span: np.ndarray, zv: np.ndarray
 ) -> list[Alert]:
-    """The zero-variance-group alert at the first point where the groups have stopped differing (info when most are
-    all right, else a warning), and — after an info — a warning at the first later point where they are all *wrong*:
-    a run whose prompts were too easy at step 30 and whose reward then fell to 0 with every group identical learns
-    nothing (the Sunshine adabalance TRL log: reward 0.9 -> 0 from step ~80, 90–100% identical groups, completions at
-    the 512-token cap, read "too easy" at step 30 and nothing after)."""
-    i = _first_median_at_least(zv, prep, span, config.zero_var_frac)
-    if i is None:
+    """The zero-variance-group alert at the first armed point whose median over its span shows identical groups
+    (info when most are all right, else a warning), and — after an info — a warning at the first later such point
+    where they are all *wrong*: a run whose prompts were too easy at step 30 and whose reward then fell to 0 with every
+    group identical learns nothing (the Sunshine adabalance TRL log: reward 0.9 -> 0 from step ~80, 90–100% identical
+    groups, completions at the 512-token cap, read "too easy" at step 30 and nothing after).
+
+    All wrong or all right is the reward's median over the same span in the lower or upper half of its scale
+    (:meth:`DetectorConfig.reward_scale` of the rewards seen so far: its own range off [0, max]); no reward, or one
+    that never moved off a scale of its own, cannot say which, and reads as failing."""
+    n = len(prep)
+    idx = np.arange(n)
+    nan = np.full(n, np.nan)
+    r = prep.reward
+    with np.errstate(invalid="ignore"):
+        z_med = causal_median_var(zv, span)
+        same = prep.armed & (idx + 1 >= span) & (z_med >= config.zero_var_frac)
+        r_med = causal_median_var(r, span) if r is not None else nan
+        base, scale = config.reward_scale(np.fmin.accumulate(r), np.fmax.accumulate(r)) if r is not None else (nan, nan)
+        known = np.isfinite(r_med) & (scale > 0)
+        wrong = known & (r_med - base < 0.5 * scale)
+    at = np.flatnonzero(same)
+    if not at.size:
         return []
-    first = _zero_variance_alert(series, prep, config, span, zv, i)
-    out = [first]
-    r = prep.reward
-    if first.severity == "info" and r is not None:
-        with np.errstate(invalid="ignore"):
-            z_med = causal_median_var(zv, span)
-            r_med = causal_median_var(r, span)
-            base, scale = config.reward_scale(np.fmin.accumulate(r), np.fmax.accumulate(r))  # per point
-            wrong = (z_med >= config.zero_var_frac) & (scale > 0) & (r_med - base < 0.5 * scale)
-        later = np.flatnonzero(wrong & prep.armed & (np.arange(len(prep)) > i))
-        if later.size:
-            out.append(_zero_variance_alert(series, prep, config, span, zv, int(later[0])))
+    first = int(at[0])
+    later = np.flatnonzero(same & wrong & (idx > first)) if known[first] and not wrong[first] else at[:0]
+    out = []
+    for i in [first, *later[:1].tolist()]:
+        rew, failing = float(r_med[i]), bool(not known[i] or wrong[i])
+        why = "they carry no advantage signal"
+        if known[i]:
+            why += f" (reward {rew:.2f}: most groups are all wrong)"
+            if not failing:
+                why = f"reward {rew:.2f}: most groups are all right — the prompts are too easy to teach anything"
+        elif np.isfinite(rew):
+            why += f" (reward {rew:.2f}, the same at every point so far)"
+        capped = _median_over(series.aligned(M.LENGTH_TRUNC_FRAC), i, int(span[i]))
+        if failing and capped >= 0.5:  # what the failing groups look like: completions cut at the length limit
+            why += f"; {100 * capped:.0f}% of completions hit the length limit"
+        med = float(z_med[i])
+        out.append(
+            Alert(
+                step=int(prep.steps[i]),
+                detector="corroborate.zero_variance",
+                kind="zero_variance_groups",
+                severity="warning" if failing else "info",
+                message=f"{100 * med:.0f}% of groups have identical rewards (median of {int(span[i])} points): {why}",
+                evidence={"frac_zero_groups": med, "points": int(span[i]), "reward": rew}
+                | ({"trunc_frac": capped} if math.isfinite(capped) else {}),
+            )
+        )
     return out
-
-
-def _zero_variance_alert(
-    series: RunSeries, prep: Prepared, config: DetectorConfig, span: np.ndarray, zv: np.ndarray, i: int
-) -> Alert:
-    """The zero-variance-group alert at point ``i``: all wrong or all right by the reward's place on its scale."""
-    n = int(span[i])
-    med = float(np.nanmedian(zv[i + 1 - n : i + 1]))
-    r = prep.reward
-    rew = float(np.nanmedian(r[i + 1 - n : i + 1])) if r is not None else float("nan")
-    # all wrong or all right: the reward in the lower or upper half of its scale (its own range off [0, max]);
-    # no reward, or one that never moved off a scale of its own, cannot say which
-    r_base, r_span = 0.0, 0.0
-    if r is not None and np.isfinite(rew):
-        r_base, r_span = config.reward_scale(float(np.nanmin(r[: i + 1])), float(np.nanmax(r[: i + 1])))
-    failing = not r_span > 0 or rew - r_base < 0.5 * r_span
-    why = "they carry no advantage signal"
-    if r_span > 0:
-        why += f" (reward {rew:.2f}: most groups are all wrong)"
-        if not failing:
-            why = f"reward {rew:.2f}: most groups are all right — the prompts are too easy to teach anything"
-    elif np.isfinite(rew):
-        why += f" (reward {rew:.2f}, the same at every point so far)"
-    capped = _median_over(series.aligned(M.LENGTH_TRUNC_FRAC), i, n)
-    if failing and capped >= 0.5:  # what the failing groups look like: completions cut at the length limit
-        why += f"; {100 * capped:.0f}% of completions hit the length limit"
-    return Alert(
-        step=int(prep.steps[i]),
-        detector="corroborate.zero_variance",
-        kind="zero_variance_groups",
-        severity="warning" if failing else "info",
-        message=f"{100 * med:.0f}% of groups have identical rewards (median of {n} points): {why}",
-        evidence={"frac_zero_groups": med, "points": n, "reward": rew}
-        | ({"trunc_frac": capped} if math.isfinite(capped) else {}),
-    )
 
 
 def _median_over(x: np.ndarray | None, i: int, n: int) -> float:

@@ -176,10 +176,8 @@ def _rise_text(
     if f is None:
         return "", {}
     o = from_forecast(f, label, config.eta_interval, level=level)
-    text = f"{o.text}, {NOT_HELD}" if o.reached or o.ahead else o.text  # only warnings quote a rise forecast
-    return text, {"forecast": f.evidence(), "eta_step_median": o.eta_step, "eta_step_lo": o.eta_lo_step,
-                  "eta_step_hi": o.eta_hi_step, "eta_interval": o.interval, "eta_target": o.target_label,
-                  "eta_now": o.reached or o.ahead}  # fmt: skip
+    text = f"{o.text}, {NOT_HELD}" if o.now else o.text  # only warnings quote a rise forecast
+    return text, {"forecast": f.evidence(), **o.eta_evidence()}
 
 
 def quoted_level(prep: Prepared, i: int) -> float:

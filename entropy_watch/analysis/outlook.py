@@ -59,9 +59,42 @@ class Outlook:
     def to_dict(self) -> dict[str, Any]:
         return _clean({k: getattr(self, k) for k in self.__dataclass_fields__})
 
+    @property
+    def now(self) -> bool:
+        """The quoted level is past the target — reached, or ahead of its trend: the sentence says "now"."""
+        return self.reached or self.ahead
+
+    def eta_evidence(self) -> dict[str, Any]:
+        """The ETA as an alert's evidence carries it (absolute steps; what notifications read: ``notify.eta_of``)."""
+        return {"eta_step_median": self.eta_step, "eta_step_lo": self.eta_lo_step, "eta_step_hi": self.eta_hi_step,
+                "eta_interval": self.interval, "eta_target": self.target_label, "eta_now": self.now}  # fmt: skip
+
+    def back_text(self) -> str:
+        """The sentence for a level that has come back from the target it passed (a critical collapse fires at the
+        floor, a critical explosion past its line): "back under 7.45× H_ref (2.99 nats), not on course to reach it",
+        or "...; at this rate there again by step N (80% interval a–b)" — never a bare "not on course to reach
+        7.45× H_ref" under "critical explosion"."""
+        back = f"back {'above' if self.direction == 'decay' else 'under'} {self.target_label}"
+        if self.eta_step is None:
+            return f"{back}, not on course to reach it"
+        when = _by_step(self.eta_step, self.eta_lo_step, self.eta_hi_step, self.interval)
+        return f"{back}; at this rate there again {when}" + (", after the planned end" if self.beyond_end else "")
+
 
 def _step_text(x: float) -> str:
     return f"{int(round(x)):,}"
+
+
+def _range(eta: float, lo: float | None, hi: float | None) -> str:
+    """'380–460', or '380–never' for an interval open at its end."""
+    if lo is not None and hi is not None:
+        return f"{_step_text(lo)}–{_step_text(hi)}"
+    return f"{_step_text(lo or eta)}–never"
+
+
+def _by_step(eta: float, lo: float | None, hi: float | None, interval: float) -> str:
+    """'by step 412 (80% interval 380–460)'."""
+    return f"by step {_step_text(eta)} ({100 * interval:.0f}% interval {_range(eta, lo, hi)})"
 
 
 def from_forecast(
@@ -86,21 +119,19 @@ def from_forecast(
     xs = np.linspace(float(f.window_start_step), f.step + extent, CURVE_POINTS)
     curve = f.curve(xs)
     b_lo, b_hi = f.band(xs, interval)
-    pct = f"{100 * interval:.0f}%"
     now = f"{'at' if f.direction == 'decay' else 'above'} {target_label} now"
-    rng = "" if eta is None else (
-        f"{_step_text(lo)}–{_step_text(hi)}" if lo is not None and hi is not None else f"{_step_text(lo or eta)}–never"
-    )  # fmt: skip
     if reached:
         text = now
     elif past_first:
-        trend = ("which is not on course to reach it" if eta is None
-                 else f"at this rate there by step {_step_text(eta)}, {pct} interval {rng}")  # fmt: skip
+        pct = f"{100 * interval:.0f}%"
+        trend = "which is not on course to reach it"
+        if eta is not None:
+            trend = f"at this rate there by step {_step_text(eta)}, {pct} interval {_range(eta, lo, hi)}"
         text = f"{now}, ahead of its trend ({trend})"
     elif eta is None:
         text = f"not on course to reach {target_label}"
     else:
-        text = f"at this rate {target_label} by step {_step_text(eta)} ({pct} interval {rng})"
+        text = f"at this rate {target_label} {_by_step(eta, lo, hi, interval)}"
         if beyond:
             text += f", after the planned end (step {planned_end:,})"
     return Outlook(

@@ -103,6 +103,11 @@ class Verdict:
     problems: tuple[Problem, ...] = ()
 
     @property
+    def unsettled(self) -> str | None:
+        """Why the verdict's explosion stands though its median is back down (:func:`unsettled_of`), else None."""
+        return unsettled_of(self.problems, self.kind)
+
+    @property
     def rank(self) -> int:
         """-1 too short or ok, else 0 info, 1 warning, 2 critical (for exit statuses)."""
         return severity_rank(self.health) if self.health in ("info", "warning", "critical") else -1
@@ -178,9 +183,9 @@ def headline(
         text = f"{label}: {where}"
         if unsettled:
             return f"{text}; {unsettled}"
-        if forecast is not None:
-            text += f"; {_outlook_text(health, forecast)}"
-            if (forecast.reached or forecast.ahead) and health == "warning":
+        if forecast is not None:  # a critical verdict past its line whose level came back: "back under ..."
+            text += f"; {forecast.back_text() if health == 'critical' and not forecast.now else forecast.text}"
+            if forecast.now and health == "warning":
                 text += f", {NOT_HELD}"
         return text
     if kind == "saturation" and where:
@@ -189,18 +194,10 @@ def headline(
     return f"{label}: {msg}" if msg else label
 
 
-def _outlook_text(health: str, forecast: Outlook) -> str:
-    """The outlook's sentence, or on a critical verdict whose level has come back from the line (a critical collapse
-    fires at the floor, a critical explosion past the critical line): "back under 7.45× H_ref (2.99 nats), not on
-    course to reach it" — never a bare "not on course to reach 7.45× H_ref" under a critical explosion."""
-    if health != "critical" or forecast.reached or forecast.ahead:
-        return forecast.text
-    back = f"back {'above' if forecast.direction == 'decay' else 'under'} {forecast.target_label}"
-    if forecast.eta_step is None:
-        return f"{back}, not on course to reach it"
-    head = f"at this rate {forecast.target_label} "
-    rest = forecast.text[len(head) :] if forecast.text.startswith(head) else forecast.text
-    return f"{back}; at this rate there again {rest}"
+def unsettled_of(problems: tuple[Problem, ...], kind: str | None) -> str | None:
+    """Why the active problem of ``kind`` stands though its median is back down (:attr:`Problem.unsettled`: an
+    explosion whose points still spike), else None."""
+    return next((p.unsettled for p in problems if p.kind == kind and p.unsettled), None)
 
 
 def standing(alerts: tuple[Alert, ...], problems: tuple[Problem, ...]) -> tuple[Alert, ...]:
@@ -239,7 +236,7 @@ def build(result: AnalysisResult, run: str, min_points: int) -> Verdict:
     ref = result.reference if result.reference is not None else Reference(None, None, None, 0, "not known yet")
     # an explosion whose median is back down while its points still spike (Problem.unsettled): no rise to forecast,
     # and the headline says why it stands
-    settling = next((p.unsettled for p in problems if p.kind == kind and p.cleared is None and p.unsettled), None)
+    settling = unsettled_of(problems, kind)
     level = floor = None
     ln_v = None
     step = None

@@ -29,6 +29,7 @@ from entropy_watch.cli.common import (
     error_line,
     fail,
     log_options,
+    print_empty_store,
     printable,
     state,
     text,
@@ -314,7 +315,7 @@ def _store_runs(root: Path, as_json: bool) -> list[str]:
 
     names = run_names(root)
     if not names and not as_json:
-        console().print(text(f"no runs in {root} ({EMPTY_STORE_HINT})"))
+        print_empty_store(root)
     return names
 
 

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 
 # Where to point a user whose store is empty: commands that exist.
 EMPTY_STORE_HINT = "record one with `make demo`, `entropy-watch train` or `entropy-watch import FILE`"
+
+
+def print_empty_store(root: object) -> None:
+    """The line `ls` and `alerts` print for a store with no runs (not an error: nothing to list or alert on)."""
+    console().print(text(f"no runs in {root} ({EMPTY_STORE_HINT})"))
+
+
 INTERNAL_ERROR = "internal error ({name}); rerun with --debug and report it"
 PIPE_WIDTH = 100_000  # a table printed to a pipe or file is as wide as its content (no words cut); COLUMNS wins
 # Errors that describe the input (a file, a query, the store's contents), not a bug: one plain line.

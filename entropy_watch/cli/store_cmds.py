@@ -10,11 +10,11 @@ import typer
 
 from entropy_watch import metrics as M
 from entropy_watch.cli.common import (
-    EMPTY_STORE_HINT,
     console,
     echo_json,
     fmt_value,
     is_input_error,
+    print_empty_store,
     printable,
     state,
     text,
@@ -75,7 +75,7 @@ def ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="P
         echo_json(rows)
         return
     if not rows:
-        console().print(text(f"no runs in {store.root} ({EMPTY_STORE_HINT})"))
+        print_empty_store(store.root)
         return
     from rich.table import Table
 

@@ -56,7 +56,7 @@ def eta_from_outlook(outlook: Any) -> Eta | None:
         return None
     lo, hi = _num(f.get("eta_lo_step")), _num(f.get("eta_hi_step"))
     target = f.get("target_label") if isinstance(f.get("target_label"), str) else "the floor"
-    now = f.get("reached") is True or f.get("ahead") is True
+    now = f.get("reached") is True or f.get("ahead") is True  # Outlook.now, from its JSON form
     return Eta(float(f["eta_step"]), lo, hi, _num(f.get("interval"), 0.8), target, now)
 
 
