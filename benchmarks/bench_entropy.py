@@ -18,10 +18,12 @@ numbers and an out-of-memory case (the naive one at V=152k) only loses its own r
   of the process's peak resident set (``ru_maxrss``) across one call, what the OS actually had to provide;
 * error: max |H - H_float64| over the first 64 rows (the float64 reference is the textbook formula).
 
-Methods: ``ours`` (``token_entropy``, default chunk), ``naive`` (``-(softmax(x) * log_softmax(x)).sum(-1)``, in the
-input dtype), ``trl`` (``trl.trainer.utils.entropy_from_logits(x, chunk_size=128)``, in the input dtype), ``floor``
-(``x.max(-1)``: one full read of the logits, the memory-bandwidth floor). Targets: ours <= 0.5x naive time,
-<= 1.0x TRL, <= 3x the read floor, extra memory <= one chunk (two fp32 work buffers).
+Methods: ``ours`` (``token_entropy``: on CUDA the fused Triton kernel of ``hooks/entropy_triton.py``, elsewhere the
+chunked torch path), ``chunked`` (the chunked torch path on any device; listed on GPU only, where it differs),
+``naive`` (``-(softmax(x) * log_softmax(x)).sum(-1)``, in the input dtype), ``trl``
+(``trl.trainer.utils.entropy_from_logits(x, chunk_size=128)``, in the input dtype: TRL's own fused Triton kernel on
+CUDA), ``floor`` (``x.max(-1)``: one full read of the logits, the memory-bandwidth floor). Targets: ours <= 0.5x naive
+time, <= 1.0x TRL, <= 3x the read floor, extra memory <= one chunk (two fp32 work buffers; the kernel needs none).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import sys
 import time
 from collections.abc import Callable
 
-METHODS = ("ours", "naive", "trl", "floor")
+METHODS = ("ours", "chunked", "naive", "trl", "floor")
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
@@ -46,6 +48,10 @@ def _method(name: str) -> Callable:
 
     if name == "ours":
         return token_entropy
+    if name == "chunked":  # an explicit chunk size keeps the torch path on every device
+        from entropy_watch.hooks.entropy import default_chunk_rows
+
+        return lambda x: token_entropy(x, chunk_size=default_chunk_rows(x.shape[-1], x.device))
     if name == "naive":
         return lambda x: -(torch.softmax(x, -1) * torch.log_softmax(x, -1)).sum(-1)
     if name == "trl":
@@ -151,11 +157,13 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=4096)
     p.add_argument("--vocab", type=int, nargs="+", default=[32_000, 152_064])
     p.add_argument("--dtype", nargs="+", default=["fp32", "bf16"], choices=sorted(DTYPES))
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--methods", nargs="+", default=None, choices=METHODS, help="default: all (no chunked on CPU)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--timeout", type=int, default=900, help="seconds per case")
     p.add_argument("--one", help=argparse.SUPPRESS)  # "time" or a method: run one measurement here
     args = p.parse_args()
+    if args.methods is None:
+        args.methods = [m for m in METHODS if m != "chunked" or args.device != "cpu"]
     if args.one == "time":
         print(
             json.dumps(measure_time(args.methods, args.tokens, args.vocab[0], args.dtype[0], args.device, args.repeats))
@@ -191,7 +199,7 @@ def main() -> None:
             if "ours" not in times or "failed" in mem.get("ours", {"failed": 1}):
                 continue
             ours = times["ours"]["min"]
-            ratios = [f"{m} {ours / times[m]['min']:.2f}x" for m in ("naive", "trl", "floor") if m in times]
+            ratios = [f"{m} {ours / times[m]['min']:.2f}x" for m in ("chunked", "naive", "trl", "floor") if m in times]
             o = mem["ours"]
             print(
                 f"{'':>14} ours / {', '.join(ratios)} (time, min); extra memory = "

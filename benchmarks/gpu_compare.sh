@@ -5,6 +5,8 @@
 # Prints the table (with tokens/s per run) and the first-mini-batch log-ratio of fp32 / bf16 / bf16-naive.
 #
 #   bash benchmarks/gpu_compare.sh            # STORE=/path to keep the runs (default: a temporary folder)
+#   JOBS=7 bash benchmarks/gpu_compare.sh     # all seven RL runs at once after the SFT stage (default 2)
+#   extra arguments go to `entropy-watch compare` (e.g. --steps 100 for a shorter look)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -12,7 +14,7 @@ EW=${EW:-.venv/bin/entropy-watch}
 STORE=${STORE:-$(mktemp -d)/ew_gpu}
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0))"
 start=$(date +%s)
-"$EW" --store "$STORE" compare --algos grpo,dapo,repo-r,adapo --preset gpu --seed 0 --probe-steps 100 --jobs 2
+"$EW" --store "$STORE" compare --algos grpo,dapo,repo-r,adapo --preset gpu --seed 0 --probe-steps 100 --jobs "${JOBS:-2}" "$@"
 echo "wall: $(( $(date +%s) - start )) s; runs in $STORE (_compare-gpu.json holds every number)"
 "$PY" - "$STORE" <<'PYEOF'
 import json, sys

@@ -11,11 +11,17 @@ shifted by their max ``z = l/T - max(l/T)`` and ``p = exp(z)``, ``s = sum(p)``::
 One exponential per logit (the log-softmax form needs two) and torch's pairwise sums: |error| ~ 1e-6 nats against
 float64 at V = 32k-152k, 7-50x below ``-(exp(log_softmax) * log_softmax).sum(-1)`` in fp32 (benchmarks/).
 
+On CUDA (fp32, bf16 or fp16 logits, no autograd, default chunk size) the same formulas run as one Triton kernel that
+reads each logit once and needs no work buffers (``entropy_triton.py``); this chunked path is its fallback.
+
 Edge cases: ``-inf`` logits (a masked vocabulary) contribute 0 (``0 * log 0 = 0``, no NaN); a row containing NaN or
 ``+inf``, or no finite logit at all, gives NaN (step statistics count it in ``entropy/nonfinite_frac``).
 """
 
 from __future__ import annotations
+
+import os
+import warnings
 
 import torch
 
@@ -44,7 +50,8 @@ def token_entropy(
         logits: ``(..., V)`` float tensor (fp32, bf16, fp16 or fp64), on any device; never copied whole (a
             non-viewable layout such as ``logits[:, :-1]`` is walked slice by slice).
         temperature: sampling temperature (> 0); entropy is that of the tempered distribution.
-        chunk_size: rows per chunk; default :func:`default_chunk_rows` (by bytes, per device).
+        chunk_size: rows per chunk; default :func:`default_chunk_rows` (by bytes, per device). Given, it keeps the
+            chunked torch path on CUDA too (by default CUDA logits go through the Triton kernel).
         token_ids: optional ``(...)`` integer ids of the sampled tokens; then ``log pi(token_ids)`` is returned too,
             from the same pass.
 
@@ -67,6 +74,9 @@ def token_entropy(
     n_rows = lead_shape.numel()
     entropy = torch.empty(n_rows, dtype=compute_dtype, device=logits.device)
     logp = torch.empty(n_rows, dtype=compute_dtype, device=logits.device) if ids is not None else None
+    if chunk_size is None and _fused_rows(logits, float(temperature), entropy, ids, logp):
+        entropy = entropy.reshape(lead_shape)
+        return entropy if logp is None else (entropy, logp.reshape(lead_shape))
     with torch.no_grad():
         z_buf = torch.empty(min(rows, max(1, n_rows)), vocab, dtype=compute_dtype, device=logits.device)
         p_buf = torch.empty_like(z_buf)
@@ -168,6 +178,51 @@ def _chunk_into(
     p.mul_(z)
     torch.sub(log_sum_p, p.sum(dim=-1) / sum_p, out=out)
     out.clamp_(min=0.0)  # H >= 0; rounding can leave -1e-8 on a near one-hot row (NaN stays NaN)
+
+
+_FUSED_OFF = os.environ.get("ENTROPY_WATCH_TRITON", "1") == "0"  # set when the kernel failed once, or by the user
+
+
+def _fused_rows(
+    logits: torch.Tensor, temperature: float, out: torch.Tensor, ids: torch.Tensor | None, logp: torch.Tensor | None
+) -> bool:
+    """The Triton kernel (``entropy_triton``) for CUDA logits in fp32/bf16/fp16; False where it does not apply.
+
+    A kernel that fails to import, compile or launch (an old Triton, an unsupported GPU) turns itself off for the
+    process with one warning, and the caller's torch path computes the same numbers: the hook never fails on it.
+    ``ENTROPY_WATCH_TRITON=0`` turns it off (benchmarks compare both paths).
+    """
+    global _FUSED_OFF
+    if _FUSED_OFF or not _fused_applies(logits):
+        return False
+    blocks = _row_blocks(logits)
+    if any(b.shape[-1] > 1 and b.stride(-1) != 1 for b in blocks):
+        return False
+    try:
+        from entropy_watch.hooks.entropy_triton import entropy_rows
+
+        start = 0
+        for block in blocks:
+            end = start + block.shape[0]
+            entropy_rows(
+                block,
+                temperature,
+                out[start:end],
+                None if ids is None else ids[start:end].to(torch.int64),
+                None if logp is None else logp[start:end],
+            )
+            start = end
+        return True
+    except Exception as exc:  # noqa: BLE001 - any failure of the optional kernel falls back to the torch path
+        _FUSED_OFF = True
+        warnings.warn(f"entropy_watch: the Triton entropy kernel is off ({type(exc).__name__}: {exc}); "
+                      "computing entropy with torch instead", RuntimeWarning, stacklevel=3)  # fmt: skip
+        return False
+
+
+def _fused_applies(logits: torch.Tensor) -> bool:
+    """CUDA logits in a dtype the kernel reads (fp64 keeps its fp64 torch path)."""
+    return logits.device.type == "cuda" and logits.dtype in (torch.float32, torch.bfloat16, torch.float16)
 
 
 def _chunk_autograd(chunk: torch.Tensor, temperature: float, dtype: torch.dtype, ids: torch.Tensor | None):
