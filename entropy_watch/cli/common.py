@@ -116,9 +116,17 @@ def console(*, stderr: bool = False) -> Console:
     values are printed as data."""
     from rich.console import Console
 
-    out = Console(stderr=stderr, highlight=False)
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            """A reader that stopped early (``alerts | head``): the rest goes to /dev/null and the command ends with
+            its own exit status (rich's default exits 1, which a CI gate would read as an error)."""
+            self.quiet = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, (sys.stderr if self.stderr else sys.stdout).fileno())
+
+    out = PipeConsole(stderr=stderr, highlight=False)
     if not out.is_terminal and not os.environ.get("COLUMNS"):
-        out = Console(stderr=stderr, highlight=False, width=PIPE_WIDTH)
+        out = PipeConsole(stderr=stderr, highlight=False, width=PIPE_WIDTH)
     return out
 
 

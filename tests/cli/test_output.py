@@ -4,8 +4,11 @@ SQL errors as one line, compaction in words, and an empty store pointing at comm
 from __future__ import annotations
 
 import json
+import os
 import re
 import string
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -171,3 +174,22 @@ def test_readme_sql_example_runs_and_orders_its_rows(ew, tmp_path: Path) -> None
     assert r.code == 0, r.err
     steps = [row["step"] for row in json.loads(r.out)]
     assert len(steps) == 120 and steps == sorted(steps)
+
+
+def test_a_reader_that_stops_early_keeps_the_exit_status(store: Path) -> None:
+    """``alerts | head -1``: the rest of the output goes nowhere and the exit status is still the verdict's (rich's
+    own broken-pipe handler exits 1, which a CI gate reads as "warning")."""
+    fcntl = pytest.importorskip("fcntl")
+    cmd = [sys.executable, "-m", "entropy_watch", "--store", str(store), "alerts", "g", "h", "g", "h", "g", "h"]
+    env = {**os.environ, "COLUMNS": "80"}
+    full = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert full.returncode == 2 and len(full.stdout) > 8192, (full.returncode, len(full.stdout))
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(read_end, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)  # a page: the output cannot fit in the pipe
+    proc = subprocess.Popen(cmd, stdout=write_end, stderr=subprocess.PIPE, env=env)
+    os.close(write_end)
+    assert os.read(read_end, 100)  # the reader takes a line's worth and goes away
+    os.close(read_end)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == full.returncode, err.decode()
+    assert not err.strip(), err.decode()
