@@ -6,10 +6,13 @@ Run::
     python benchmarks/bench_entropy.py --device cuda        # the same on a GPU
     python benchmarks/bench_entropy.py --tokens 1024 --vocab 32000 --dtype bf16   # a quick look
 
-Memory is measured in a fresh subprocess per (method, V, dtype), so one case's allocations cannot shape another's
-numbers and an out-of-memory case (the naive one at V=152k) only loses its own row. Measured per case:
+On CPU memory is measured in a fresh subprocess per (method, V, dtype), so one case's allocations cannot shape
+another's numbers and an out-of-memory case (the naive one at V=152k) only loses its own row; on a GPU, where the
+allocator's peak counter is exact and a process's start (CUDA context, Triton's compile) costs seconds, one
+subprocess per (V, dtype) measures every method, an out-of-memory method losing its own row. Measured per case:
 
-* time: one subprocess per (V, dtype) calls the methods round-robin for ``--repeats`` rounds after a warm-up and
+* time: one subprocess per (V, dtype) calls the methods round-robin for ``--repeats`` rounds (default 3 on CPU, 50
+  on GPU, where a call takes a fraction of a millisecond) after a warm-up and
   reports the min (and median) per method (``torch.cuda.synchronize`` around each call on GPU); on a shared machine
   the min is the estimate least disturbed by other load, and the interleaving slows all methods alike;
 * extra memory, GPU: ``torch.cuda.max_memory_allocated()`` minus the allocation before the call (logits excluded);
@@ -106,6 +109,18 @@ def measure_memory(method: str, tokens: int, vocab: int, dtype: str, device: str
     return out
 
 
+def _memory_or_failure(method: str, tokens: int, vocab: int, dtype: str, device: str) -> dict:
+    """:func:`measure_memory` in this process (GPU); an out-of-memory or other failure becomes that row's message."""
+    import torch
+
+    try:
+        return measure_memory(method, tokens, vocab, dtype, device)
+    except Exception as exc:  # noqa: BLE001 - one method's failure loses its own row only
+        return {"failed": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+    finally:
+        torch.cuda.empty_cache()
+
+
 def measure_time(methods: list[str], tokens: int, vocab: int, dtype: str, device: str, repeats: int) -> dict:
     """Seconds per call of each method, calls interleaved round-robin (a busy machine slows all alike).
 
@@ -158,12 +173,19 @@ def main() -> None:
     p.add_argument("--vocab", type=int, nargs="+", default=[32_000, 152_064])
     p.add_argument("--dtype", nargs="+", default=["fp32", "bf16"], choices=sorted(DTYPES))
     p.add_argument("--methods", nargs="+", default=None, choices=METHODS, help="default: all (no chunked on CPU)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default: 3 on CPU, 50 on GPU)")
     p.add_argument("--timeout", type=int, default=900, help="seconds per case")
     p.add_argument("--one", help=argparse.SUPPRESS)  # "time" or a method: run one measurement here
     args = p.parse_args()
     if args.methods is None:
         args.methods = [m for m in METHODS if m != "chunked" or args.device != "cpu"]
+    if args.repeats is None:
+        args.repeats = 3 if args.device == "cpu" else 50
+    if args.one == "all":  # GPU: time, then each method's memory and error, in this one process
+        case = (args.tokens, args.vocab[0], args.dtype[0], args.device)
+        timing = measure_time(args.methods, *case, args.repeats)
+        print(json.dumps({**timing, "memory": {m: _memory_or_failure(m, *case) for m in args.methods}}))
+        return
     if args.one == "time":
         print(
             json.dumps(measure_time(args.methods, args.tokens, args.vocab[0], args.dtype[0], args.device, args.repeats))
@@ -178,23 +200,28 @@ def main() -> None:
         f"token entropy, N={args.tokens}, device={args.device}; ms = min (median) of {args.repeats} interleaved rounds"
     )
     cols = ("ms min", "(median)", "extra MiB", "rss MiB", "max err")
-    print(f"{'V':>7} {'dtype':>5} {'method':>6} " + " ".join(f"{c:>9}" for c in cols))
+    print(f"{'V':>7} {'dtype':>5} {'method':>7} " + " ".join(f"{c:>9}" for c in cols))
     for vocab in args.vocab:
         for dtype in args.dtype:
-            timing = _spawn(args, vocab, dtype, "time")
+            if cpu:
+                timing = _spawn(args, vocab, dtype, "time")
+                mem = {
+                    m: _spawn(argparse.Namespace(**{**vars(args), "methods": [m]}), vocab, dtype, m)
+                    for m in args.methods
+                }
+            else:
+                timing = _spawn(args, vocab, dtype, "all")
+                mem = timing.get("memory") or {m: timing for m in args.methods}  # a failed process fails every row
             times = timing.get("times", {})
-            mem = {
-                m: _spawn(argparse.Namespace(**{**vars(args), "methods": [m]}), vocab, dtype, m) for m in args.methods
-            }
             for m in args.methods:
                 t, r = times.get(m), mem[m]
                 if t is None or "failed" in r:
                     print(
-                        f"{vocab:>7} {dtype:>5} {m:>6}   failed: {(r.get('failed') or timing.get('failed', '?'))[:90]}"
+                        f"{vocab:>7} {dtype:>5} {m:>7}   failed: {(r.get('failed') or timing.get('failed', '?'))[:90]}"
                     )
                     continue
                 rss = _mib(r.get("rss_bytes")) if cpu else "-"
-                line = f"{vocab:>7} {dtype:>5} {m:>6} {t['min'] * 1e3:9.1f} {t['median'] * 1e3:9.1f}"
+                line = f"{vocab:>7} {dtype:>5} {m:>7} {t['min'] * 1e3:9.1f} {t['median'] * 1e3:9.1f}"
                 print(line + f" {_mib(r['extra_bytes']):>9} {rss:>8} {r['err']:9.2e}")
             if "ours" not in times or "failed" in mem.get("ours", {"failed": 1}):
                 continue
@@ -202,7 +229,7 @@ def main() -> None:
             ratios = [f"{m} {ours / times[m]['min']:.2f}x" for m in ("chunked", "naive", "trl", "floor") if m in times]
             o = mem["ours"]
             print(
-                f"{'':>14} ours / {', '.join(ratios)} (time, min); extra memory = "
+                f"{'':>15} ours / {', '.join(ratios)} (time, min); extra memory = "
                 f"{o['extra_bytes'] / o['chunk_bytes']:.2f} chunks of {_mib(o['chunk_bytes']).strip()} MiB; "
                 f"logits {_mib(o['logits_bytes']).strip()} MiB; torch threads {timing['threads']}"
             )
