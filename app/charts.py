@@ -172,12 +172,15 @@ def entropy_forecast(
     h_ref: float | None = None,
     h_ref_label: str = "",
     forecast: Any = None,
+    unsettled_line: float | None = None,
     smoothing: float = 0.0,
     title: str = "Token entropy (mean) and forecast",
 ) -> go.Figure:
     """Entropy mean with the verdict's forecast (an ``entropy_watch.analysis`` ``Outlook``: ``steps``, ``curve``,
     ``lo``, ``hi`` in nats, ``eta_step``/``eta_lo_step``/``eta_hi_step`` absolute steps or None, ``target_label``,
-    ``interval``, ``reached``). Nothing here computes a forecast; it only draws the one it is given."""
+    ``interval``, ``reached``). Nothing here computes a forecast; it only draws the one it is given.
+    ``unsettled_line``: the warning line (nats) an unsettled explosion's points are still past
+    (``Verdict.unsettled_line``; such a verdict has no forecast)."""
     fig = go.Figure()
     add_trace(fig, entropy, "entropy mean", PALETTE[0], smoothing=smoothing)
     x0 = float(entropy.steps[0]) if len(entropy) else 0.0
@@ -224,6 +227,9 @@ def entropy_forecast(
                 )
             )
             fig.update_layout(yaxis2={"overlaying": "y", "range": [0, 1], "visible": False})
+    if unsettled_line is not None and math.isfinite(unsettled_line):
+        label = f"explosion warning line {unsettled_line:.3g} nats: points still past it"
+        hline(fig, unsettled_line, x0, x1, label, "#9467bd", "dashdot")
     if h_ref is not None and math.isfinite(h_ref):
         hline(fig, h_ref, x0, x1, f"H_ref {h_ref:.3g} nats{h_ref_label}", "#7f7f7f", "dot")
     if floor is not None and math.isfinite(floor):

@@ -132,6 +132,7 @@ def entropy_section(
         h_ref=h_ref,
         h_ref_label=f", {v.reference.method}" if v is not None else "",
         forecast=fc,
+        unsettled_line=v.unsettled_line if v is not None else None,
         smoothing=smoothing,
         title=title,
     )

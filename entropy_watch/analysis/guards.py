@@ -232,11 +232,11 @@ def explosion_rearm(prep: Prepared, config: DetectorConfig) -> np.ndarray:
     return sustained_rearm(back, config) & (_past_warn(prep, config)[0] <= 1)
 
 
-def unsettled(prep: Prepared, i: int, config: DetectorConfig) -> str | None:
+def unsettled(prep: Prepared, i: int, config: DetectorConfig) -> tuple[str, float] | None:
     """Why an explosion whose level is back under the re-arm line at point ``i`` has not cleared: more than one of the
-    points that level is read from still past the warning line (:func:`explosion_rearm`); None otherwise. "its median
-    is back under 2× H_ref (0.87 nats), but 5 of its last 31 points are past 5.54× H_ref (2.41 nats), up to 10.98
-    nats: not settled"."""
+    points that level is read from still past the warning line (:func:`explosion_rearm`); None otherwise. Returns the
+    sentence and that warning line in nats (the chart draws it): "its median is back under 2× H_ref (0.87 nats), but 5
+    of its last 31 points are past 5.54× H_ref (2.41 nats), up to 10.98 nats: not settled"."""
     line = config.rearm_explode_mult * float(prep.ref_seg[i])
     if not float(prep.smooth[i]) < line:
         return None
@@ -248,7 +248,7 @@ def unsettled(prep: Prepared, i: int, config: DetectorConfig) -> str | None:
     mult = float(warn[i]) / float(prep.ref_seg[i])
     return (f"its median is back under {config.rearm_explode_mult:g}× H_ref ({fmt_nats(line)} nats), but {k} of "
             f"its last {w} points are past {mult:.3g}× H_ref ({fmt_nats(float(warn[i]))} nats), up to "
-            f"{fmt_nats(top)} nats: not settled")  # fmt: skip
+            f"{fmt_nats(top)} nats: not settled"), float(warn[i])  # fmt: skip
 
 
 def gradual(prep: Prepared, start: int, config: DetectorConfig) -> bool:

@@ -107,7 +107,8 @@ def problems(prep: Prepared, config: DetectorConfig, alerts: list[Alert]) -> lis
         if episode:
             worst = max(episode, key=lambda a: a.rank)
             why = guards.unsettled(prep, len(prep) - 1, config) if kind == "explosion" and cleared is None else None
-            out.append(Problem(kind, worst.severity, episode[0].step, episode[0].key, cleared, by_solving, why))
+            text, line = why if why is not None else (None, None)
+            out.append(Problem(kind, worst.severity, episode[0].step, episode[0].key, cleared, by_solving, text, line))
     return out
 
 

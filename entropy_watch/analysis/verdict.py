@@ -67,7 +67,7 @@ class Problem:
     ``severity``; ``cleared`` is the step where the detector re-armed (None: still active) or, with ``solved``, where
     a later reading of the collapse found the task solved (benign convergence). ``unsettled`` says why an active
     explosion whose level is back down has not cleared (its points still spike past the warning line:
-    :func:`guards.unsettled`), else None."""
+    :func:`guards.unsettled`), else None; ``unsettled_line`` is that warning line (nats) with it."""
 
     kind: str
     severity: str
@@ -76,10 +76,12 @@ class Problem:
     cleared: int | None = None
     solved: bool = False
     unsettled: str | None = None
+    unsettled_line: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "severity": self.severity, "since": self.since, "key": self.key,
-                "cleared": self.cleared, "solved": self.solved, "unsettled": self.unsettled}  # fmt: skip
+                "cleared": self.cleared, "solved": self.solved, "unsettled": self.unsettled,
+                "unsettled_line": self.unsettled_line}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,14 @@ class Verdict:
     @property
     def unsettled(self) -> str | None:
         """Why the verdict's explosion stands though its median is back down (:func:`unsettled_of`), else None."""
-        return unsettled_of(self.problems, self.kind)
+        p = unsettled_of(self.problems, self.kind)
+        return None if p is None else p.unsettled
+
+    @property
+    def unsettled_line(self) -> float | None:
+        """The warning line (nats) the unsettled explosion's points are still past (the chart draws it), else None."""
+        p = unsettled_of(self.problems, self.kind)
+        return None if p is None else p.unsettled_line
 
     @property
     def rank(self) -> int:
@@ -194,10 +203,10 @@ def headline(
     return f"{label}: {msg}" if msg else label
 
 
-def unsettled_of(problems: tuple[Problem, ...], kind: str | None) -> str | None:
-    """Why the active problem of ``kind`` stands though its median is back down (:attr:`Problem.unsettled`: an
+def unsettled_of(problems: tuple[Problem, ...], kind: str | None) -> Problem | None:
+    """The active problem of ``kind`` that stands though its median is back down (:attr:`Problem.unsettled`: an
     explosion whose points still spike), else None."""
-    return next((p.unsettled for p in problems if p.kind == kind and p.unsettled), None)
+    return next((p for p in problems if p.kind == kind and p.unsettled), None)
 
 
 def standing(alerts: tuple[Alert, ...], problems: tuple[Problem, ...]) -> tuple[Alert, ...]:
@@ -236,7 +245,7 @@ def build(result: AnalysisResult, run: str, min_points: int) -> Verdict:
     ref = result.reference if result.reference is not None else Reference(None, None, None, 0, "not known yet")
     # an explosion whose median is back down while its points still spike (Problem.unsettled): no rise to forecast,
     # and the headline says why it stands
-    settling = unsettled_of(problems, kind)
+    settling = u.unsettled if (u := unsettled_of(problems, kind)) is not None else None
     level = floor = None
     ln_v = None
     step = None

@@ -167,9 +167,12 @@ def test_an_explosion_whose_points_still_spike_has_not_cleared() -> None:
     assert thrash.health == "critical" and thrash.kind == "explosion" and p.unsettled in thrash.headline
     assert thrash.forecast is None and thrash.level is not None and thrash.level < 2 * thrash.reference.value
     assert json.loads(json.dumps(thrash.to_dict()))["problems"][0]["unsettled"] == p.unsettled
+    assert thrash.unsettled_line == p.unsettled_line and p.unsettled_line > 3 * thrash.reference.value  # the warn line
+    assert json.loads(json.dumps(thrash.to_dict()))["problems"][0]["unsettled_line"] == p.unsettled_line
     after = verdict(s)
     (q,) = after.problems
     assert q.cleared is not None and q.cleared > 99 and q.unsettled is None and "cleared at step" in after.headline
+    assert q.unsettled_line is None and after.unsettled_line is None
     assert after.health not in ("warning", "critical")
 
 

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from entropy_watch import metrics as M
 from entropy_watch.analysis import RunSeries, analyze
+from entropy_watch.analysis.alert import fmt_nats
 from entropy_watch.app.run_tabs import TABS
 from entropy_watch.store import RunWriter, Store
 
@@ -201,6 +202,30 @@ def test_run_page_renders_the_verdict(monkeypatch: pytest.MonkeyPatch, synthetic
     names = [t.get("name") or "" for t in fig["data"]]
     assert any(n.startswith("H_ref") for n in names) and any(n.startswith("floor") for n in names)
     assert not fig["layout"].get("annotations"), "reference levels are legend entries, never labels on the data"
+
+
+def test_an_unsettled_explosion_draws_the_line_its_points_are_past(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The headline says "13 of its last 31 points are past 5.35× H_ref (1.04 nats) ...: not settled" and has no
+    forecast to draw: the chart draws that line, so the thrash is read against it (rasbt ch07 7_3's page showed
+    H_ref and the floor only)."""
+    t = np.arange(100)
+    clean = np.where((t >= 40) & (t < 60), 4.0, 0.3)  # calm, a 20-point explosion, then a thrash
+    clean = np.where((t >= 60) & (t % 3 == 0), 9.0, clean)
+    h = clean * np.exp(0.03 * np.random.default_rng(2).standard_normal(t.size))
+    w = RunWriter(tmp_path, "thrash")
+    w.update_run_meta(framework="tests")
+    w.write("scalars", {"step": t.tolist(), "name": [M.ENTROPY_MEAN] * t.size, "value": h.tolist()})
+    w.heartbeat(step=99)
+    w.close()
+    v = verdict(tmp_path, "thrash")
+    assert v.unsettled and v.unsettled_line is not None and v.forecast is None
+    assert f"past {v.unsettled_line / v.reference.value:.3g}× H_ref ({fmt_nats(v.unsettled_line)} nats)" in v.unsettled
+    at = app(monkeypatch, tmp_path, "views/run.py", {"run": "thrash"})
+    assert v.headline in texts(at, "error")
+    drawn = [t for t in figures(at)["entropy"]["data"] if (t.get("name") or "").startswith("explosion warning line")]
+    assert len(drawn) == 1 and set(decode(drawn[0]["y"]).tolist()) == {v.unsettled_line}
 
 
 @pytest.mark.parametrize(
