@@ -42,11 +42,11 @@ def _entropy_rows(
     m = tl.full((), float("-inf"), tl.float32)  # running max of x = logit / T
     s = tl.zeros((), tl.float32)  # sum exp(x - m)
     t = tl.zeros((), tl.float32)  # sum exp(x - m) * (x - m)
-    bad = tl.zeros((), tl.int32)  # a NaN or +inf logit seen
+    bad = tl.zeros((BLOCK,), tl.int32)  # per lane: a NaN or +inf logit seen (reduced once, after the loop)
     for start in range(0, n_cols, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         x = tl.load(base + cols, mask=cols < n_cols, other=float("-inf")).to(tl.float32) * inv_t
-        bad += tl.sum(((x != x) | (x == float("inf"))).to(tl.int32), axis=0)
+        bad |= ((x != x) | (x == float("inf"))).to(tl.int32)
         m_new = tl.maximum(m, tl.max(x, axis=0))
         finite = m_new > float("-inf")  # some finite logit so far (a row of -inf only keeps s = t = 0)
         shift = tl.where(finite, m_new, 0.0)
@@ -56,14 +56,15 @@ def _entropy_rows(
         s = a * s + tl.sum(p, axis=0)
         t += tl.sum(tl.where(p > 0, p * (x - shift), 0.0), axis=0)
         m = m_new
+    nonfinite = tl.max(bad, axis=0)
     log_s = tl.log(s)  # -inf for a row without a finite logit: H and log pi are NaN and -inf there
     h = log_s - t / s
     h = tl.where(h < 0, 0.0, h)  # H >= 0 (rounding on a near one-hot row); NaN < 0 is false, so NaN stays
-    h = tl.where(bad > 0, float("nan"), h)
+    h = tl.where(nonfinite > 0, float("nan"), h)
     tl.store(h_ptr + row, h)
     if HAS_IDS:
         x_a = tl.load(base + tl.load(ids_ptr + row)).to(tl.float32) * inv_t
-        tl.store(logp_ptr + row, tl.where(bad > 0, float("nan"), x_a - m - log_s))
+        tl.store(logp_ptr + row, tl.where(nonfinite > 0, float("nan"), x_a - m - log_s))
 
 
 def entropy_rows(
