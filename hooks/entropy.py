@@ -25,7 +25,7 @@ import warnings
 
 import torch
 
-from entropy_watch.errors import InvalidTensor
+from entropy_watch.errors import InvalidTensor, first_line
 
 CPU_CHUNK_BYTES = 8 * 2**20  # both fp32 work buffers together: fits the L3 cache, so the passes run from cache
 CUDA_CHUNK_BYTES = 512 * 2**20  # big chunks amortise the ~8 kernel launches per chunk on a GPU
@@ -215,7 +215,7 @@ def _fused_rows(
         return True
     except Exception as exc:  # noqa: BLE001 - any failure of the optional kernel falls back to the torch path
         _FUSED_OFF = True
-        warnings.warn(f"entropy_watch: the Triton entropy kernel is off ({type(exc).__name__}: {exc}); "
+        warnings.warn(f"entropy_watch: the Triton entropy kernel is off ({type(exc).__name__}: {first_line(exc)}); "
                       "computing entropy with torch instead", RuntimeWarning, stacklevel=3)  # fmt: skip
         return False
 
