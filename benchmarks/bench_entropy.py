@@ -113,10 +113,12 @@ def _memory_or_failure(method: str, tokens: int, vocab: int, dtype: str, device:
     """:func:`measure_memory` in this process (GPU); an out-of-memory or other failure becomes that row's message."""
     import torch
 
+    from entropy_watch.errors import first_line
+
     try:
         return measure_memory(method, tokens, vocab, dtype, device)
     except Exception as exc:  # noqa: BLE001 - one method's failure loses its own row only
-        return {"failed": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        return {"failed": f"{type(exc).__name__}: {first_line(exc)}"}
     finally:
         torch.cuda.empty_cache()
 

@@ -245,7 +245,7 @@ def build(result: AnalysisResult, run: str, min_points: int) -> Verdict:
     ref = result.reference if result.reference is not None else Reference(None, None, None, 0, "not known yet")
     # an explosion whose median is back down while its points still spike (Problem.unsettled): no rise to forecast,
     # and the headline says why it stands
-    settling = u.unsettled if (u := unsettled_of(problems, kind)) is not None else None
+    settling = unsettled_of(problems, kind)
     level = floor = None
     ln_v = None
     step = None
@@ -254,15 +254,16 @@ def build(result: AnalysisResult, run: str, min_points: int) -> Verdict:
         step = int(prep.steps[i])
         # an explosion quotes what its alerts quote (the last two points, where a line is crossed) — but not while
         # it settles: there the last two points are whichever side of the thrash they fell on
-        level = _finite(quoted_level(prep, i) if kind == "explosion" and not settling else prep.smooth[i])
+        level = _finite(quoted_level(prep, i) if kind == "explosion" and settling is None else prep.smooth[i])
         floor = _finite(prep.floor[i])
         ln_v = _finite(float(prep.ln_v[-1]))
     fc = result.outlook if kind in ("collapse", "explosion") else None
     if fc is not None and fc.direction != ("decay" if kind == "collapse" else "rise"):
         fc = None
-    if settling:
+    if settling is not None:
         fc = None
-    line = headline(health, kind, top, ref, level, fc, n - unmeasured, min_points, unmeasured, settling)
+    why = settling.unsettled if settling is not None else None
+    line = headline(health, kind, top, ref, level, fc, n - unmeasured, min_points, unmeasured, why)
     for p in problems:
         if p.cleared is not None:
             line += f"; the {p.severity} {p.kind} from step {p.since} cleared at step {p.cleared}"
