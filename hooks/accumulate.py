@@ -78,15 +78,20 @@ class StepAccumulator:
         fractions), which replace the token-level ones of this micro-batch; ``clip/onpolicy`` in it replaces the
         token-level verdict (the step is on-policy only if every micro-batch is).
         """
-        from entropy_watch.hooks.stats import reduce_sums, sample_token_rows, token_sums
+        from entropy_watch.hooks.stats import join_refused, reduce_sums, sample_token_rows, token_sums
         from entropy_watch.hooks.token_batch import prepare_batch
 
         w = self.watch
         with torch.no_grad():
             d = lambda t: None if t is None else t.detach()  # noqa: E731
-            batch = prepare_batch(d(entropy), d(mask), d(logp), d(old_logp), d(advantages), None, d(token_ids))
-            sums = token_sums(batch, w._edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
-            self._sums.append(reduce_sums(sums, w.process_group if w.reduce else False))
+            group = w.process_group if w.reduce else False
+            try:
+                batch = prepare_batch(d(entropy), d(mask), d(logp), d(old_logp), d(advantages), None, d(token_ids))
+                sums = token_sums(batch, w._edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
+            except Exception:
+                join_refused(w._edges, group, entropy)  # the other ranks are in this micro-batch's collectives
+                raise
+            self._sums.append(reduce_sums(sums, group))
             self._extra.append(dict(extra or {}))
             if not self._tokens and w.sample_tokens and self._n_steps % w.token_every == 0:
                 self._tokens = sample_token_rows(

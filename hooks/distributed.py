@@ -4,7 +4,8 @@ and an all-gather of variable-length rows.
 Step statistics are sufficient statistics (sums, counts, histogram bins, maxima), so reducing them over the
 data-parallel group gives exactly the numbers of the concatenated batch. Every rank must make the same calls in the
 same order: :func:`entropy_watch.hooks.stats.step_stats` always issues the same fixed sequence whatever optional
-inputs a rank has, so a rank without, say, ``group_ids`` cannot deadlock the others.
+inputs a rank has, so a rank without, say, ``group_ids`` cannot deadlock the others, and a rank whose input is
+refused joins them with the sums of no tokens (:func:`entropy_watch.hooks.stats.join_refused`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ def reduction_group(process_group: Any = None) -> Any | None:
     if torch.distributed.get_world_size(group) <= 1:
         return None
     return group
+
+
+def collective_device(group: Any) -> torch.device:
+    """Where a tensor for ``group``'s collectives must live when no input says: the current CUDA device under NCCL,
+    else the CPU."""
+    if torch.distributed.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def all_reduce_(tensor: torch.Tensor, op: str, group: Any | None) -> torch.Tensor:

@@ -10,10 +10,18 @@ whatever the number of ranks or micro-batches:
 2. :func:`reduce_sums` — SUM / MAX all-reduce and a group all-gather (``entropy_watch.hooks.distributed``).
 3. :func:`finalize` — one ``.cpu()`` of ``O(bins + scalars)`` numbers, then the canonical scalars.
 
-Token set: masked-in tokens whose entropy and every other given per-token input (logp, old logp, advantage) are
-finite. The rest of the masked-in tokens are counted in ``entropy/nonfinite_frac`` and excluded from every other
-number, so no NaN is ever written. All means are token-weighted (like TRL's token-mean losses and clip metrics);
-``adv/std`` and ``cov/*`` are population moments (divide by n).
+Token sets: each statistic is over the masked-in tokens whose own inputs are finite — the entropy ones over finite
+entropies, the advantage ones over finite advantages, the covariances over tokens where the log-prob, the advantage
+and the entropy all are, the ratio and clip ones where both log-probs (and, for clipping, the advantage) are — so a
+NaN advantage (a zero-variance group divided without an epsilon) never moves the entropy, and a NaN logit never
+moves the advantages. The masked-in tokens whose entropy is not finite are counted in ``entropy/nonfinite_frac``;
+when that is every one of them (the logits diverged) ``entropy/mean`` is written as NaN, which the analysis'
+non-finite guard alerts on, and nothing else non-finite is ever written. All means are token-weighted (like TRL's
+token-mean losses and clip metrics); ``adv/std`` and ``cov/*`` are population moments (divide by n).
+
+Under ``torch.distributed`` every rank must make the same collectives in the same order: a rank whose input is
+refused (a wrong shape, a bad step) takes part with the sums of no tokens (:func:`join_refused`), so the others'
+statistics are of their own tokens at their own step and nobody waits forever.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.errors import InvalidTensor
 from entropy_watch.histogram import entropy_bin_edges, quantiles_from_hist
-from entropy_watch.hooks.distributed import all_gather_rows, all_reduce_, reduction_group
+from entropy_watch.hooks.distributed import all_gather_rows, all_reduce_, collective_device, reduction_group
 from entropy_watch.hooks.token_batch import TokenBatch, prepare_batch
 
 # Slots of TokenSums.sums (float64; counts are exact up to 2**53). The histogram follows at index N_SLOTS.
@@ -39,10 +47,12 @@ SLOTS = (
     "n_cov", "cov_logp_sum", "cov_adv_sum", "logp_adv_sum", "pg_drive_sum",  # logp x advantage
     "n_old", "n_offpolicy", "log_ratio_sum", "k3_sum",  # importance ratio
     "n_clip", "n_clip_low", "n_clip_high", "n_dual_base", "n_clip_dual",  # clipping
+    "n_negative",  # tokens whose given entropy is below -NEGATIVE_TOL: not an entropy (the step is refused)
 )  # fmt: skip
 N_SLOTS = len(SLOTS)
 MAX_SLOTS = ("adv_max", "neg_adv_min", "ratio_max")  # MAX-reduced; -inf when absent
 CLIP_LABELS = ("", "low", "high", "dual")  # the ``clipped`` column of a sampled row; index = code in sample_token_rows
+NEGATIVE_TOL = 1e-4  # nats: an entropy computed in low precision may dip below 0 by rounding, not by this much
 
 
 @dataclass
@@ -116,10 +126,14 @@ def step_stats(
     strictly on-policy), ``clip/onpolicy`` is 1 and the clip fractions are absent (N/A, not a healthy 0).
     """
     edges = _check_edges(edges)
-    if not (isinstance(sample_tokens, int) and sample_tokens >= 0):
-        raise InvalidTensor(f"step_stats: sample_tokens must be an int >= 0, got {sample_tokens!r}")
-    batch = prepare_batch(entropy, mask, logp, old_logp, advantages, group_ids, token_ids)
-    sums = token_sums(batch, edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
+    try:
+        if not (isinstance(sample_tokens, int) and sample_tokens >= 0):
+            raise InvalidTensor(f"step_stats: sample_tokens must be an int >= 0, got {sample_tokens!r}")
+        batch = prepare_batch(entropy, mask, logp, old_logp, advantages, group_ids, token_ids)
+        sums = token_sums(batch, edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
+    except Exception:
+        join_refused(edges, process_group, entropy)
+        raise
     sums = reduce_sums(sums, process_group)
     scalars, hist = finalize(sums, edges)
     clip = _clip_args(eps_low, eps_high, dual_clip)
@@ -132,46 +146,59 @@ def token_sums(
 ) -> TokenSums:
     """Reduce one prepared batch to its :class:`TokenSums`, on the batch's device (no host sync but group ids)."""
     _clip_args(eps_low, eps_high, dual_clip)
-    ok, dev = batch.ok, batch.entropy.device
+    ok, dev, valid = batch.ok, batch.entropy.device, batch.valid
     n_ok = ok.sum(dtype=torch.float64)
-    s: dict[str, torch.Tensor] = {"n_valid": batch.valid.sum(dtype=torch.float64), "n_ok": n_ok}
+    s: dict[str, torch.Tensor] = {"n_valid": valid.sum(dtype=torch.float64), "n_ok": n_ok}
     x = {name: torch.tensor(-math.inf, dtype=torch.float64, device=dev) for name in MAX_SLOTS}
     h = torch.where(ok, batch.entropy, 0.0)
     s["h_sum"] = h.sum(dtype=torch.float64)
     s["n_low"] = (ok & (h < M.LOW_ENTROPY_NATS)).sum(dtype=torch.float64)
     s["n_high"] = (ok & (h > M.FORKING_ENTROPY_NATS)).sum(dtype=torch.float64)
+    s["n_negative"] = (h < -NEGATIVE_TOL).sum(dtype=torch.float64)
     hist = _histogram(h, ok, edges)
 
-    lp = None if batch.logp is None else torch.where(ok, batch.logp, 0.0)
-    adv = None if batch.advantages is None else torch.where(ok, batch.advantages, 0.0)
-    if lp is not None:
-        s["n_logp"], s["nll_sum"] = n_ok, -lp.sum(dtype=torch.float64)
-    if adv is not None:
-        s["n_adv"], s["adv_sum"] = n_ok, adv.sum(dtype=torch.float64)
-        s["adv_sq_sum"] = adv.double().square().sum()
-        x["adv_max"] = torch.where(ok, adv.double(), -math.inf).max() if ok.numel() else x["adv_max"]
-        x["neg_adv_min"] = torch.where(ok, -adv.double(), -math.inf).max() if ok.numel() else x["neg_adv_min"]
-    if lp is not None and adv is not None:
+    def finite(*xs: torch.Tensor | None) -> torch.Tensor:  # the valid tokens where every one of xs is finite
+        out = valid
+        for t in xs:
+            out = out & torch.isfinite(t)
+        return out
+
+    lp_, adv_, old_ = batch.logp, batch.advantages, batch.old_logp
+    if lp_ is not None:
+        on = finite(lp_)
+        s["n_logp"], s["nll_sum"] = on.sum(dtype=torch.float64), -torch.where(on, lp_, 0.0).sum(dtype=torch.float64)
+    if adv_ is not None:
+        on = finite(adv_)
+        a = torch.where(on, adv_, 0.0).double()
+        s["n_adv"], s["adv_sum"], s["adv_sq_sum"] = on.sum(dtype=torch.float64), a.sum(), a.square().sum()
+        if on.numel():
+            x["adv_max"] = torch.where(on, a, -math.inf).max()
+            x["neg_adv_min"] = torch.where(on, -a, -math.inf).max()
+    if lp_ is not None and adv_ is not None:
         # Cov(logp, A) over tokens; pg_drive = mean pi*(log pi - E log pi)*A with E log pi = -H (Cui et al. 2025,
         # arXiv 2505.22617, eq. 3: the vanilla-PG entropy change is -eta * Cov_pi(log pi, pi*A))
-        s["n_cov"], s["cov_logp_sum"], s["cov_adv_sum"] = n_ok, s["nll_sum"].neg(), s["adv_sum"]
-        s["logp_adv_sum"] = (lp.double() * adv.double()).sum()
-        s["pg_drive_sum"] = (lp.double().exp() * (lp.double() + h.double()) * adv.double()).sum()
-    if lp is not None and batch.old_logp is not None:
-        old = torch.where(ok, batch.old_logp, 0.0)
-        s["n_old"] = n_ok
-        s["n_offpolicy"] = (ok & (batch.logp != batch.old_logp)).sum(dtype=torch.float64)
-        log_ratio = lp.double() - old.double()  # 0 off the token set
+        on = finite(lp_, adv_, batch.entropy)
+        lp, a, hc = (torch.where(on, t, 0.0).double() for t in (lp_, adv_, batch.entropy))
+        s["n_cov"], s["cov_logp_sum"], s["cov_adv_sum"] = on.sum(dtype=torch.float64), lp.sum(), a.sum()
+        s["logp_adv_sum"] = (lp * a).sum()
+        s["pg_drive_sum"] = (lp.exp() * (lp + hc) * a).sum()
+    if lp_ is not None and old_ is not None:
+        on = finite(lp_, old_)
+        s["n_old"] = on.sum(dtype=torch.float64)
+        s["n_offpolicy"] = (on & (lp_ != old_)).sum(dtype=torch.float64)
+        log_ratio = torch.where(on, lp_.double() - old_.double(), 0.0)
         s["log_ratio_sum"] = log_ratio.sum()
         s["k3_sum"] = (torch.expm1(log_ratio) - log_ratio).sum()  # k3 = rho - 1 - log rho >= 0: KL(pi_old || pi)
-        if ok.numel():
-            x["ratio_max"] = torch.where(ok, log_ratio.exp(), -math.inf).max()
-        if adv is not None:
-            low, high, dual = clip_masks(lp - old, adv, ok, eps_low, eps_high, dual_clip)
-            s["n_clip"] = n_ok
+        if on.numel():
+            x["ratio_max"] = torch.where(on, log_ratio.exp(), -math.inf).max()
+        if adv_ is not None:
+            on = finite(lp_, old_, adv_)
+            ratio_in = torch.where(on, lp_ - old_, 0.0)  # in the inputs' dtype, as TRL's coef_1
+            low, high, dual = clip_masks(ratio_in, torch.where(on, adv_, 0.0), on, eps_low, eps_high, dual_clip)
+            s["n_clip"] = on.sum(dtype=torch.float64)
             s["n_clip_low"], s["n_clip_high"] = low.sum(dtype=torch.float64), high.sum(dtype=torch.float64)
             if dual is not None:
-                s["n_dual_base"], s["n_clip_dual"] = n_ok, dual.sum(dtype=torch.float64)
+                s["n_dual_base"], s["n_clip_dual"] = s["n_clip"], dual.sum(dtype=torch.float64)
 
     zero = torch.zeros((), dtype=torch.float64, device=dev)
     vec = torch.stack([s.get(name, zero) for name in SLOTS])
@@ -268,6 +295,28 @@ def sample_token_rows(
     return rows
 
 
+def empty_sums(edges: np.ndarray, device: torch.device | str = "cpu") -> TokenSums:
+    """The :class:`TokenSums` of no tokens (``len(edges)`` histogram bins) on ``device``."""
+    return TokenSums(
+        torch.zeros(N_SLOTS + len(edges), dtype=torch.float64, device=device),
+        torch.full((len(MAX_SLOTS),), -math.inf, dtype=torch.float64, device=device),
+        torch.zeros(0, dtype=torch.int64, device=device),
+        torch.zeros(0, 2, dtype=torch.float64, device=device),
+    )
+
+
+def join_refused(edges: np.ndarray, process_group: Any = None, like: Any = None) -> None:
+    """Take part in one step's collectives with no tokens: what a rank whose input was refused must do under a
+    reducing group, or the others wait in their all-reduce forever (or pair it with this rank's next step).
+    ``like``: a tensor of the refused input (the sums go to its device, as the other ranks' do); without one, the
+    group backend's device. A no-op without a reducing group; a failure here is the caller's to count."""
+    group = reduction_group(process_group)
+    if group is None:
+        return
+    device = like.device if isinstance(like, torch.Tensor) else collective_device(group)
+    reduce_sums(empty_sums(edges, device), process_group)
+
+
 def reduce_sums(sums: TokenSums, process_group: Any = None) -> TokenSums:
     """All-reduce ``sums`` over the group (see :func:`entropy_watch.hooks.distributed.reduction_group`).
 
@@ -294,11 +343,18 @@ def finalize(sums: TokenSums, edges: np.ndarray) -> tuple[dict[str, float], np.n
     x = {name: float(host[N_SLOTS + len(edges) + i]) for i, name in enumerate(MAX_SLOTS)}
     zero_groups, groups = float(host[-2]), float(host[-1])
 
+    if s["n_negative"] > 0:
+        raise InvalidTensor(
+            f"step_stats: {s['n_negative']:.0f} token entropies are negative (below -{NEGATIVE_TOL:g} nats): entropy= "
+            "takes per-token entropies in nats (>= 0), not log-probs; this step's statistics were not recorded"
+        )
     n = s["n_ok"]
     out: dict[str, float] = {M.TOKENS_COUNT: n}
     if s["n_valid"] > 0:
         out[M.ENTROPY_NONFINITE_FRAC] = (s["n_valid"] - n) / s["n_valid"]
     if n <= 0:
+        if s["n_valid"] > 0:  # every valid token's entropy is NaN/inf: the logits diverged, and the guard must see it
+            out[M.ENTROPY_MEAN] = math.nan
         return out, hist  # all zero: no token reached the histogram
     out[M.ENTROPY_MEAN] = s["h_sum"] / n
     qs = quantiles_from_hist(hist, edges, list(M.ENTROPY_QUANTILES.values()))
@@ -355,11 +411,13 @@ def _token_text(tokenizer: Any, token_id: int) -> str:
 
 
 def _local_groups(batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """One ``(id, min A, max A)`` per group with valid tokens: ``(G,)`` int64 and ``(G, 2)`` float64."""
+    """One ``(id, min A, max A)`` per group with valid tokens of finite advantage: ``(G,)`` int64, ``(G, 2)``
+    float64."""
     dev = batch.entropy.device
     if batch.group_ids is None or batch.advantages is None:
         return torch.zeros(0, dtype=torch.int64, device=dev), torch.zeros(0, 2, dtype=torch.float64, device=dev)
-    gid, adv = batch.group_ids[batch.ok], batch.advantages[batch.ok].double()  # (n_ok,); a sync, groups only
+    on = batch.valid & torch.isfinite(batch.advantages)
+    gid, adv = batch.group_ids[on], batch.advantages[on].double()  # (n,); a sync, groups only
     return _merge_groups(gid, torch.stack([adv, adv], dim=1))
 
 

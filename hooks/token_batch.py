@@ -1,9 +1,9 @@
 """A step's per-token inputs, checked and flattened (``TokenBatch``).
 
 ``prepare_batch`` turns the ``(B, T)`` (or flat ``(N,)``) tensors that ``step_stats`` receives into flat ``(N,)``
-views on one device, with the valid-token mask (``mask != 0``) and the token set the statistics use (valid and
-every given per-token input finite). The rows written to the ``tokens`` table are sampled from a ``TokenBatch`` by
-:func:`entropy_watch.hooks.stats.sample_token_rows`.
+views on one device, with the valid-token mask (``mask != 0``) and the token set of the entropy statistics (valid,
+finite entropy; each other statistic narrows the valid tokens to its own finite inputs: ``token_sums``). The rows
+written to the ``tokens`` table are sampled from a ``TokenBatch`` by ``hooks.stats.sample_token_rows``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class TokenBatch:
     """Flat per-token tensors, all ``(N,)`` on ``entropy.device``; optional ones are None when not given.
 
     ``entropy``/``logp``/``old_logp``/``advantages`` float (fp32, or fp64 when given fp64), ``group_ids`` and
-    ``token_ids`` int64, ``valid`` bool (the caller's mask), ``ok`` bool (valid and all given inputs finite).
+    ``token_ids`` int64, ``valid`` bool (the caller's mask), ``ok`` bool (valid with a finite entropy).
     ``seq_len`` is T for ``(B, T)`` input (token ``i`` is sequence ``i // T``, position ``i % T``), 0 for flat input.
     """
 
@@ -94,11 +94,7 @@ def prepare_batch(
         raise InvalidTensor("step_stats: old_logp needs logp (the ratio is exp(logp - old_logp))")
     if batch.group_ids is not None and batch.advantages is None:
         raise InvalidTensor("step_stats: group_ids needs advantages (a zero group is one whose advantages are equal)")
-    ok = valid & torch.isfinite(batch.entropy)
-    for x in (batch.logp, batch.old_logp, batch.advantages):
-        if x is not None:
-            ok = ok & torch.isfinite(x)
-    batch.ok = ok
+    batch.ok = valid & torch.isfinite(batch.entropy)
     return batch
 
 

@@ -33,6 +33,7 @@ import torch
 
 from entropy_watch import __version__
 from entropy_watch import metrics as M
+from entropy_watch.errors import InvalidTensor
 from entropy_watch.histogram import entropy_bin_edges
 from entropy_watch.hooks.async_stats import DeviceFence, StatsWorker, snapshot
 from entropy_watch.hooks.live import Live
@@ -117,6 +118,7 @@ class Watch:
         # bad notify/on_alert specs raise here, before anything is written
         self.live = Live.build(notify=notify, on_alert=on_alert, detector=detector, app_url=app_url, live=live)
         self.strict = strict
+        self._warned: set[str] = set()  # hook names warned about on a rank without a recorder
         self.sample_tokens = int(sample_tokens)
         if max_logits_per_call not in ("auto", None) and not (
             isinstance(max_logits_per_call, int) and max_logits_per_call > 0
@@ -181,6 +183,7 @@ class Watch:
         the sampled tokens under the current and the sampling policy, ``advantages (B,)`` or ``(B, T)``,
         ``group_ids (B,)``, ``token_ids (B, T)``. All tensors stay on their device.
         """
+        in_stats = False  # step_stats takes part in the step's collectives itself, even when it refuses the input
         try:
             from entropy_watch.hooks.entropy import entropy_within_budget
             from entropy_watch.hooks.stats import step_stats
@@ -191,6 +194,8 @@ class Watch:
                 if entropy is None:
                     if logits is None:
                         raise ValueError("log_tokens needs logits= or entropy=")
+                    if not isinstance(logits, torch.Tensor) or logits.dim() < 2:
+                        raise InvalidTensor(f"log_tokens: logits must be a torch.Tensor (B, T, V), got {_what(logits)}")
                     self._fix_edges(int(logits.shape[-1]))
                     entropy, own_logp, sampled, frac = entropy_within_budget(
                         logits.detach(),
@@ -210,6 +215,8 @@ class Watch:
                         if self._recorder is not None:
                             self._recorder.scalars(step, {M.HOOKS_ENTROPY_SAMPLE: frac})
                 else:
+                    if logits is not None and not (isinstance(logits, torch.Tensor) and logits.dim() >= 1):
+                        raise InvalidTensor(f"log_tokens: logits must be a torch.Tensor (B, T, V), got {_what(logits)}")
                     self._fix_edges(int(logits.shape[-1]) if logits is not None else None)
                 keep_tokens = self.sample_tokens if self._n_logged % self.token_every == 0 else 0
                 self._n_logged += 1
@@ -226,6 +233,7 @@ class Watch:
                 tensors = {"entropy": entropy, "mask": mask, "logp": logp, "old_logp": old_logp}
                 tensors |= {"advantages": advantages, "group_ids": group_ids, "token_ids": token_ids}
                 if self._stats is None:
+                    in_stats = True
                     stats = step_stats(**{k: None if t is None else t.detach() for k, t in tensors.items()}, **kwargs)
                     self._record(step, stats)
                     return dict(stats.scalars)
@@ -235,6 +243,8 @@ class Watch:
             self._stats.submit(lambda: self._stats_job(step, snap, kwargs, fence))
             return {}
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
+            if self.reduce and not in_stats:
+                self._join_refused(logits if logits is not None else entropy)
             self.failure("log_tokens", exc)
             return {}
 
@@ -254,6 +264,9 @@ class Watch:
                 if v is None:
                     continue
                 if isinstance(v, torch.Tensor):
+                    if v.numel() == 0:  # its mean would be a NaN that reads as a divergence
+                        bad.append(f"{str(name)[:60]!r}: an empty tensor")
+                        continue
                     try:
                         v = v.detach().float().mean().item() if v.numel() != 1 else v.item()
                     except Exception as exc:  # noqa: BLE001 - a meta tensor, a failed device: this value only
@@ -368,13 +381,37 @@ class Watch:
     def failure(self, where: str, exc: BaseException) -> None:
         """Count a guarded hook failure (``hooks/errors``), warn once per hook name, re-raise when strict.
 
-        Trainer adapters call it from their own guards, so every hook's failures land in one counter."""
+        Trainer adapters call it from their own guards, so every hook's failures land in one counter. A rank that
+        does not write (``reduce=True``, rank > 0) counts its own (:attr:`errors`) and warns once per hook name in
+        its own log, naming the rank."""
         if self._recorder is not None:
             self._recorder.failure(where, exc)  # counts, warns once, re-raises when strict
-        else:
-            self._local_errors += 1
-            if self.strict:
-                raise exc
+            return
+        self._local_errors += 1
+        if self.strict:
+            raise exc
+        if where not in self._warned:
+            self._warned.add(where)
+            logging.getLogger("entropy_watch").warning(
+                "entropy_watch: %s failed on rank %d (%s: %s); training continues, later failures on this rank are "
+                "counted (Watch.errors)",
+                where,
+                self.rank,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _join_refused(self, like: Any) -> None:
+        """This rank's input was refused before ``step_stats``: take part in the step's collectives with no tokens
+        (:func:`~entropy_watch.hooks.stats.join_refused`) so the other ranks neither hang nor pair them with this
+        rank's next step."""
+        from entropy_watch.hooks.stats import join_refused
+
+        try:
+            edges = self._edges if self._edges is not None else entropy_bin_edges(self._vocab_size)
+            join_refused(edges, self.process_group, like)
+        except Exception as exc:  # noqa: BLE001
+            self.failure("log_tokens", exc)
 
     def _logit_budget(self, logits: torch.Tensor) -> int | None:
         """Logit elements one call reduces synchronously: ``max_logits_per_call``, "auto" = 2**26 on CPU (about
@@ -410,6 +447,10 @@ class Watch:
             meta["hist_edges"] = self._edges.tolist()
             meta["vocab_size"] = self._vocab_size
         return meta
+
+
+def _what(x: Any) -> str:
+    return f"a {x.dim()}-d tensor" if isinstance(x, torch.Tensor) else type(x).__name__
 
 
 def _versions() -> dict[str, str]:

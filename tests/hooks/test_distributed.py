@@ -135,3 +135,67 @@ def test_process_group_false_stays_local(gloo_results: list[dict]):
 
 def test_no_reduction_without_an_initialised_group():
     assert reduction_group(None) is None and reduction_group(False) is None
+
+
+WATCH_WORKER = textwrap.dedent(
+    """
+    import os, sys
+    import torch
+    import torch.distributed as dist
+    from entropy_watch.hooks import Watch
+
+    rank, out_dir = int(os.environ["RANK"]), sys.argv[1]
+    dist.init_process_group("gloo", init_method="file://" + os.path.join(out_dir, "rdv"), rank=rank, world_size=2)
+    B, T, V = 2 + rank, 5, 16  # the ranks hold different batch sizes
+    g = torch.Generator().manual_seed(rank)
+    with Watch("refused", store=os.path.join(out_dir, "store")) as w:
+        for step in range(4):
+            mask = torch.ones(B, T)
+            logged_step = step
+            if rank == 1 and step == 1:
+                mask = torch.ones(B, T + 1)  # refused inside step_stats
+            if rank == 1 and step == 2:
+                logged_step = -5  # refused before it
+            w.log_tokens(logged_step, logits=torch.randn(B, T, V, generator=g), mask=mask,
+                         advantages=torch.randn(B, generator=g), group_ids=torch.arange(B) + 10 * rank)
+        print("errors", w.errors, flush=True)
+    dist.barrier()
+    dist.destroy_process_group()
+    """
+)
+
+
+@pytest.mark.dist
+def test_a_refused_input_on_one_rank_neither_hangs_nor_shifts_the_others(tmp_path: Path):
+    """Rank 1's input is refused at steps 1 (a wrong mask: inside step_stats) and 2 (a bad step: before it); it must
+    still take part in those steps' collectives, or rank 0 waits forever — or pairs its step 1 with rank 1's step 2.
+    """
+    script = tmp_path / "worker.py"
+    script.write_text(WATCH_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path)],
+            env={**env, "RANK": str(r)},
+            cwd=Path.cwd(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for r in (0, 1)
+    ]
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        pytest.fail("a rank whose input was refused left the others waiting in their collectives")
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "errors 2" in outs[1][0]  # rank 1 counted both refusals ...
+    assert outs[1][1].count("log_tokens failed on rank 1") == 1, outs[1][1]  # ... and warned once, naming itself
+    from entropy_watch.store import Store
+
+    rows = Store(tmp_path / "store").scalars("refused", names=[M.TOKENS_COUNT]).to_pylist()
+    counts = {r["step"]: r["value"] for r in rows}
+    both, rank0 = (2 + 3) * 5, 2 * 5
+    assert counts == {0: both, 1: rank0, 2: rank0, 3: both}

@@ -172,6 +172,9 @@ def test_fully_masked_batch_is_a_clean_no_tokens_step():
     assert step_stats(torch.zeros(0)).scalars == {M.TOKENS_COUNT: 0.0}
 
 
+ADV_NAMES = (M.ADV_MEAN, M.ADV_STD, M.ADV_MIN, M.ADV_MAX)
+
+
 def test_nonfinite_logits_are_counted_and_nothing_else_is_nan():
     g = torch.Generator().manual_seed(4)
     logits = torch.randn(3, 5, 32, generator=g)
@@ -190,9 +193,49 @@ def test_nonfinite_logits_are_counted_and_nothing_else_is_nan():
     clean[0, 1] = clean[2, 3] = False  # the same step with those tokens masked out
     want = step_stats(entropy, clean, logp=logp, old_logp=logp + 0.1, advantages=adv, edges=EDGES).scalars
     del want[M.ENTROPY_NONFINITE_FRAC]
+    # the advantages of those tokens are finite: the advantage statistics keep them (their logits say nothing of A)
+    want_adv = step_stats(entropy.nan_to_num(0.0), mask, advantages=adv, edges=EDGES).scalars
+    want |= {name: want_adv[name] for name in ADV_NAMES}
     assert_scalars_close(s.scalars, want, tol=1e-12)
+
+
+def test_a_step_whose_every_entropy_is_nan_writes_a_nan_mean():
+    """Diverged logits must reach the analysis' non-finite guard: the mean of no finite entropy is NaN, not absent."""
     nan_all = step_stats(torch.full((2, 3), math.nan), edges=EDGES)
-    assert nan_all.scalars == {M.TOKENS_COUNT: 0.0, M.ENTROPY_NONFINITE_FRAC: 1.0}
+    assert set(nan_all.scalars) == {M.TOKENS_COUNT, M.ENTROPY_NONFINITE_FRAC, M.ENTROPY_MEAN}
+    assert nan_all.scalars[M.TOKENS_COUNT] == 0.0 and nan_all.scalars[M.ENTROPY_NONFINITE_FRAC] == 1.0
+    assert math.isnan(nan_all.scalars[M.ENTROPY_MEAN])
+    masked_out = step_stats(torch.full((2, 3), math.nan), torch.zeros(2, 3), edges=EDGES)
+    assert M.ENTROPY_MEAN not in masked_out.scalars  # no valid token at all: nothing to say
+
+
+def test_nan_advantages_do_not_move_the_entropy_statistics():
+    """A zero-variance group divided without an epsilon gives NaN advantages; the entropy is still every token's."""
+    g = torch.Generator().manual_seed(9)
+    entropy, logp = torch.rand(6, 7, generator=g) * 3, -torch.rand(6, 7, generator=g)
+    adv = torch.randn(6, generator=g)
+    adv[::2] = math.nan
+    s = step_stats(entropy, logp=logp, old_logp=logp - 0.05, advantages=adv, edges=EDGES).scalars
+    alone = step_stats(entropy, logp=logp, edges=EDGES).scalars  # the same step without advantages
+    for name in (M.ENTROPY_MEAN, M.ENTROPY_FRAC_LOW, M.ENTROPY_FRAC_HIGH, M.ENTROPY_SAMPLED_NLL, M.TOKENS_COUNT):
+        assert s[name] == pytest.approx(alone[name], rel=1e-12), name
+    assert s[M.ENTROPY_NONFINITE_FRAC] == 0.0
+    finite_rows = torch.isfinite(adv)
+    sub = step_stats(entropy[finite_rows], logp=logp[finite_rows], old_logp=logp[finite_rows] - 0.05,
+                     advantages=adv[finite_rows], edges=EDGES).scalars  # fmt: skip
+    for name in (*ADV_NAMES, M.COV_LOGP_ADV, M.COV_PG_DRIVE, M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC):
+        assert s[name] == pytest.approx(sub[name], rel=1e-12, abs=1e-15), name
+    assert all(math.isfinite(v) for v in s.values())
+
+
+def test_negative_entropies_are_refused_in_one_line():
+    logp = -torch.rand(2, 5) * 3  # log-probs passed as entropy= by mistake
+    with pytest.raises(InvalidTensor, match="negative.*not log-probs") as e:
+        step_stats(logp, edges=EDGES)
+    assert "\n" not in str(e.value)
+    tiny = torch.rand(2, 5)
+    tiny[0, 0] = -1e-7  # rounding of an entropy computed in low precision: kept
+    assert step_stats(tiny, edges=EDGES).scalars[M.TOKENS_COUNT] == 10
 
 
 def test_zero_variance_groups_by_loop():

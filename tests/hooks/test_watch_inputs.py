@@ -136,3 +136,47 @@ def test_budget_must_be_positive(tmp_path: Path) -> None:
     for bad in (0, -1, 2.5, "big"):
         with pytest.raises(ValueError, match="max_logits_per_call"):
             Watch("x", store=tmp_path, max_logits_per_call=bad)  # type: ignore[arg-type]
+
+
+def test_diverged_logits_reach_the_store_and_the_critical_alert(tmp_path: Path) -> None:
+    """Logits gone NaN must not leave the run looking healthy: entropy/mean is stored as NaN for those steps and the
+    verdict is a critical non-finite alert from the first of them."""
+    from entropy_watch.analysis import analyze
+    from entropy_watch.analysis.series import RunSeries
+
+    g = torch.Generator().manual_seed(0)
+    with Watch("diverged", store=tmp_path) as w:
+        for step in range(30):
+            logits = torch.randn(2, 6, 24, generator=g)
+            if step >= 20:
+                logits[:] = math.nan
+            w.log_tokens(step, logits=logits)
+        assert w.errors == 0
+    steps, values = Store(tmp_path).series("diverged", M.ENTROPY_MEAN)
+    assert steps.tolist() == list(range(30)) and np.isnan(values[20:]).all() and np.isfinite(values[:20]).all()
+    v = analyze(RunSeries.from_arrays("diverged", steps, values)).verdict
+    assert (v.health, v.kind, v.alerts[0].step) == ("critical", "nonfinite", 20)
+
+
+@pytest.mark.parametrize(
+    "logits, says", [(torch.tensor(1.0), "0-d tensor"), (np.zeros((2, 3, 4)), "ndarray"), ([[0.1]], "list")]
+)
+def test_logits_that_are_no_tensor_are_refused_saying_what_they_are(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, logits: object, says: str
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="entropy_watch"), Watch("bad", store=tmp_path) as w:
+        w.log_tokens(0, logits=logits)  # type: ignore[arg-type]
+        w.log_tokens(1, logits=torch.randn(1, 2, 8))
+        assert w.errors == 1
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "logits must be a torch.Tensor (B, T, V), got" in text and says in text
+    assert Store(tmp_path).series("bad", M.ENTROPY_MEAN)[0].tolist() == [1]
+
+
+def test_an_empty_tensor_is_refused_not_stored_as_nan(tmp_path: Path) -> None:
+    with Watch("empty", store=tmp_path) as w:
+        w.log(0, empty=torch.tensor([]), kept=torch.tensor([1.0, 3.0]))
+        assert w.errors == 1
+    store = Store(tmp_path)
+    assert store.series("empty", "kept")[1].tolist() == [2.0]
+    assert store.series("empty", "empty")[0].size == 0
