@@ -358,6 +358,36 @@ def _bad_step(step_col: str, value: Any, fix: str) -> str:
 UNORDERED_SHARE = 0.25  # past this share of rows stepping back, a file's rows are out of order, not restarts
 
 
+def _unordered(s: np.ndarray) -> bool:
+    back = int((s[1:] < s[:-1]).sum())
+    return back > 1 and back > UNORDERED_SHARE * (len(s) - 1)
+
+
+def _out_of_line(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:
+    """Skip (``steps[row] = -1``) each row whose step is out of line with both neighbours: the rows before and after
+    it climb (``prev < next``) while it sits above the next or below the previous — a typo or a corrupt cell such as
+    ``1e15`` among steps 30, 31, not a restart (a restart climbs on from where it stepped back to). Read as a
+    restart, one such row would make the run end at step 10^15 and retake its baselines after it. Not applied to a
+    file whose rows are out of order."""
+    valid = np.flatnonzero(steps >= 0)
+    s = steps[valid]
+    if len(s) < 3 or _unordered(s):
+        return
+    prev, cur, nxt = s[:-2], s[1:-1], s[2:]
+    odd = np.flatnonzero((prev < nxt) & ((cur > nxt) | (cur < prev))) + 1
+    if not len(odd):
+        return
+    i = int(odd[0])
+    skipped = Skipped("row(s) whose step is out of line with the rows around it")
+    skipped.add(
+        frame.where(int(valid[i])),
+        f"step {int(s[i])} between steps {int(s[i - 1])} and {int(s[i + 1])}; fix that row",
+        len(odd),
+    )
+    parsed.notes += skipped.settle(frame.source, len(s) - len(odd))
+    steps[valid[odd]] = -1
+
+
 def _resume_events(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:
     """A step lower than the one before it marks a restart: record it and say how many steps were logged twice.
     A resumed run steps back once per restart and climbs from there; when more than ``UNORDERED_SHARE`` of the rows
@@ -366,7 +396,7 @@ def _resume_events(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:
     valid = np.flatnonzero(steps >= 0)
     s = steps[valid]
     back = np.flatnonzero(s[1:] < s[:-1]) + 1
-    if len(back) > 1 and len(back) > UNORDERED_SHARE * (len(s) - 1):
+    if _unordered(s):
         parsed.notes.append(
             f"rows are not in step order ({len(back)} of {len(s)} step back): read in step order, no restarts "
             f"recorded; a repeated step keeps its last row"
@@ -402,9 +432,11 @@ def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
     step_col = step_column or A.find_step_column(frame.cells)
     parsed.step_column = step_col
     steps = _steps_of_rows(frame, step_col, parsed)
+    _out_of_line(steps, frame, parsed)
     _resume_events(steps, frame, parsed)
     text_cols: list[str] = []
     between: list[str] = []
+    repeated: list[str] = []  # columns with two values at one step, outside a restart (whose note says it)
     for name in frame.cells:
         if name == step_col:
             continue
@@ -418,6 +450,8 @@ def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
         row_steps = steps[rows]
         keep = row_steps >= 0
         s, v = dedupe_last(row_steps[keep], vals[keep])
+        if len(s) < int(keep.sum()) and not parsed.events and step_col is not None:
+            repeated.append(f"{name!r} ({int(keep.sum()) - len(s)} steps)")
         gaps, k = off_cadence(s, v)
         if k:
             between.append(f"{name!r} ({int(gaps.sum())} of {len(s)} rows, logged every {k} steps)")
@@ -428,6 +462,11 @@ def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
         parsed.notes.append(
             f"non-finite cells off a column's logging interval read as not logged (a table shared with metrics "
             f"logged more often): {', '.join(between)}"
+        )
+    if repeated:
+        parsed.notes.append(
+            f"steps logged twice: kept the last row's value in {', '.join(repeated[:3])}"
+            f"{f' and {len(repeated) - 3} more columns' if len(repeated) > 3 else ''}"
         )
     if text_cols:
         parsed.meta["text_columns"] = sorted(text_cols)

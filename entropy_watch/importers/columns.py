@@ -145,17 +145,18 @@ def read_csv_arrow(path: Path, header: list[str], delimiter: str) -> tuple[dict[
     A column whose every cell is a plain number comes back as float64 (parsed once, in C++); the others as raw
     strings for :func:`parse_numeric`. Whitespace-only rows are dropped (as the line reader does); ``kept`` maps
     frame rows to data rows. Without a quote character in the file no value can hold a newline, and Arrow parses
-    the blocks in parallel.
+    the blocks in parallel; a file in which one does is left to the line reader.
     """
     import pyarrow.csv as pcsv
 
     names = [f"c{i}" for i in range(len(header))]
+    quoted = _has_quote(path)
     try:
         with raw_stream(path) as stream:
             table = pcsv.read_csv(
                 stream,
                 read_options=pcsv.ReadOptions(skip_rows=1, column_names=names, block_size=BLOCK_BYTES),
-                parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=_has_quote(path)),
+                parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=quoted),
                 convert_options=pcsv.ConvertOptions(
                     column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False, check_utf8=True
                 ),
@@ -171,6 +172,8 @@ def read_csv_arrow(path: Path, header: list[str], delimiter: str) -> tuple[dict[
             cols.append(col)
     kept = np.arange(table.num_rows, dtype=np.int64)
     text = [c for c in cols if not pa.types.is_floating(c.type)]
+    if quoted and any(pc.any(pc.match_substring(c, "\n")).as_py() for c in text):
+        return None  # a value across lines: a quote never closed may have swallowed rows (the line reader says)
     if text:  # only cells that are not numbers can be blank
         blank = np.ones(table.num_rows, dtype=bool)
         for col in text:
@@ -192,10 +195,34 @@ def _has_quote(path: Path) -> bool:
     return False
 
 
+ARROW_JSON_DEPTH = 64  # brackets deeper than this go to the line reader: Arrow's JSON parser recurses in C++
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _nested_deeper(path: Path, limit: int) -> bool:
+    """Whether ``[``/``{`` nest deeper than ``limit`` anywhere in the file (counted over the raw bytes, so brackets
+    inside strings count too: an upper bound, which only costs such a file the line reader). Arrow's JSON reader
+    overflows its native stack on a line nested ~10^5 levels deep — the process dies (SIGSEGV), no exception — so
+    such a file must never reach it. One vectorised pass over the bytes."""
+    depth = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(BLOCK_BYTES):
+            b = np.frombuffer(chunk.translate(None, _NOT_BRACKETS), dtype=np.uint8)  # the brackets alone, in C
+            if not b.size:
+                continue
+            level = np.cumsum(np.where((b == 0x5B) | (b == 0x7B), 1, -1), dtype=np.int64) + depth  # [{ up, ]} down
+            if int(level.max()) > limit:
+                return True
+            depth = int(level[-1])
+    return False
+
+
 def read_jsonl_arrow(path: Path) -> dict[str, pa.Array] | None:
     """Flattened columns (``a/b`` for nested objects) of a JSON-lines file; None when it needs the line reader."""
     import pyarrow.json as pjson
 
+    if _nested_deeper(path, ARROW_JSON_DEPTH):
+        return None
     try:
         with raw_stream(path) as stream:
             table = pjson.read_json(stream, read_options=pjson.ReadOptions(block_size=BLOCK_BYTES))

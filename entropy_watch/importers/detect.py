@@ -122,6 +122,8 @@ def _from_text(path: Path, text: str) -> str:
             obj = json.loads(first)
         except json.JSONDecodeError:
             return "trl" if '"log_history"' in text else "json"  # a pretty-printed document
+        except RecursionError:
+            return "jsonl"  # a line nested too deep: the line reader skips it and says so
         if verl.is_verl_record(obj):
             return "verl-jsonl"
         if isinstance(obj, dict) and "log_history" in obj:

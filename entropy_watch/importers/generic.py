@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -190,42 +191,94 @@ def _header(path: Path, first: str, delimiter: str) -> list[str]:
     return header
 
 
+class _Lines:
+    """The physical lines of a CSV for :class:`csv.reader`, numbered, with push-back: the lines a row took are
+    :attr:`taken`, and :meth:`again` hands some of them to the reader once more (a quote never closed swallowed
+    them)."""
+
+    def __init__(self, handle: _Counting, first_line: int) -> None:
+        self._it = iter(handle)
+        self._back: deque[tuple[int, str]] = deque()
+        self._n = first_line - 1
+        self.taken: list[tuple[int, str]] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self._back:
+            item = self._back.popleft()
+        else:
+            item = (self._n + 1, next(self._it))
+            self._n += 1
+        self.taken.append(item)
+        return item[1]
+
+    def again(self, items: list[tuple[int, str]]) -> None:
+        self._back.extendleft(reversed(items))
+
+
+def _swallowed(rest: list[tuple[int, str]], delimiter: str, width: int) -> bool:
+    """Whether a quoted field ran across ``rest`` (the row's lines after its first) that read as rows of their own:
+    a quote opened and never closed, not a note that holds a line break."""
+    return any(line.count(delimiter) >= max(1, width - 1) for _, line in rest)
+
+
 def _read_csv_lines(path: Path, handle: _Counting, header: list[str], delimiter: str) -> Frame:
-    """The line-by-line reader (exact errors, ragged rows), building Arrow columns chunk by chunk."""
-    reader = csv.reader(handle, delimiter=delimiter)
+    """The line-by-line reader (exact errors, ragged rows), building Arrow columns chunk by chunk. A row whose
+    quote is never closed is skipped and the lines its field swallowed are read again as rows (a note says so)."""
+    source = _Lines(handle, first_line=2)
+    reader = csv.reader(source, delimiter=delimiter)
     width = len(header)
     chunks: list[list[pa.Array]] = [[] for _ in header]
     lines: list[int] = []
     rows: list[list[str]] = []
     skipped = Skipped("row(s) with more fields than the header")
+    unclosed = Skipped("row(s) with a quote that is never closed")
 
     def spill() -> None:
         for i, column in enumerate(zip(*rows, strict=True) if rows else ()):  # transpose at C speed
             chunks[i].append(pa.array(column, pa.string()))
         rows.clear()
 
-    try:
-        with csv_field_limit():
-            for fields in reader:
-                line = reader.line_num + 1
-                if not fields or all(not f.strip() for f in fields):
+    def unclosed_quote() -> bool:
+        start, first = source.taken[0]
+        if len(source.taken) < 2 or '"' not in first or not _swallowed(source.taken[1:], delimiter, width):
+            return False
+        unclosed.add(f"line {start}", "a quote opens a field there and is not closed; the lines after it were read on")
+        source.again(source.taken[1:])
+        return True
+
+    with csv_field_limit():
+        while True:
+            source.taken = []
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:  # e.g. a field past the size limit: what an unclosed quote in a big file gives
+                if source.taken and unclosed_quote():
                     continue
-                if len(fields) != width:
-                    if len(fields) > width:
-                        skipped.add(
-                            f"line {line}", f"{len(fields)} fields but the header has {width}; fix the row or re-export"
-                        )
-                        continue
-                    fields = fields + [""] * (width - len(fields))  # a short row: the missing cells are empty
-                rows.append(fields)
-                lines.append(line)
-                if len(rows) >= CHUNK_ROWS:
-                    spill()
-    except csv.Error as e:
-        where = f" line {reader.line_num + 1}" if reader.line_num else ""
-        raise ImportFormatError(f"{path}{where}: malformed CSV ({e}); re-export the file") from None
+                where = f" line {source.taken[-1][0]}" if source.taken else ""
+                raise ImportFormatError(f"{path}{where}: malformed CSV ({e}); re-export the file") from None
+            line = source.taken[0][0]
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            if len(source.taken) > 1 and unclosed_quote():
+                continue
+            if len(fields) != width:
+                if len(fields) > width:
+                    skipped.add(
+                        f"line {line}", f"{len(fields)} fields but the header has {width}; fix the row or re-export"
+                    )
+                    continue
+                fields = fields + [""] * (width - len(fields))  # a short row: the missing cells are empty
+            rows.append(fields)
+            lines.append(line)
+            if len(rows) >= CHUNK_ROWS:
+                spill()
     spill()
-    notes = skipped.settle(str(path), len(lines))
+    notes = unclosed.settle(str(path), len(lines)) + skipped.settle(str(path), len(lines))
     line_of = np.asarray(lines, dtype=np.int64)
     columns = {name: pa.chunked_array(parts, pa.string()) for name, parts in zip(header, chunks, strict=True)}
     frame = Frame.columnar(str(path), columns, lambda row: f"line {int(line_of[row])}")
@@ -258,7 +311,8 @@ def read_json_lines(
             skipped.add(f"line {lineno}", f"invalid JSON ({e.msg}); fix or remove that line")
             continue
         except RecursionError:
-            raise _too_deep(path, f"line {lineno}") from None
+            skipped.add(f"line {lineno}", TOO_DEEP)
+            continue
         if not isinstance(obj, dict):
             skipped.add(f"line {lineno}", f"expected a JSON object per line, found {type(obj).__name__}")
             continue
@@ -268,8 +322,11 @@ def read_json_lines(
     return out, skipped, notes
 
 
+TOO_DEEP = "JSON nested too deeply to be a metrics log; flatten it or fix the file"
+
+
 def _too_deep(path: Path, where: str) -> ImportFormatError:
-    return ImportFormatError(f"{path} {where}: JSON nested too deeply to be a metrics log; flatten it or fix the file")
+    return ImportFormatError(f"{path} {where}: {TOO_DEEP}")
 
 
 def read_jsonl(path: Path, progress: Progress | None = None) -> Frame:

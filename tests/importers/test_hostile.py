@@ -193,3 +193,76 @@ def test_a_log_named_compressed_but_not_is_read_as_what_it_holds(tmp_path: Path,
     with pytest.raises(ImportFormatError) as err:
         load_log(p)
     _one_line(err, r"d\.csv\.gz")
+
+
+def _rows(n: int) -> list[str]:
+    return [f"{i},{1 - i / 100:.4f},0.5" for i in range(1, n + 1)]
+
+
+def test_a_quote_never_closed_skips_its_row_and_keeps_the_rest(tmp_path: Path) -> None:
+    """csv's quoting lets one stray quote swallow every row after it into one cell: that row is skipped, the lines
+    it swallowed are read as the rows they are, and the note names the line where the quote opened."""
+    p = tmp_path / "q.csv"
+    rows = _rows(59)
+    rows.insert(30, '31,"0.7,0.5')
+    p.write_text("step,entropy,reward\n" + "\n".join(rows) + "\n")
+    (run,) = load_log(p)
+    assert run.series("entropy/mean")[0].tolist() == list(range(1, 60))
+    assert any("quote that is never closed (first at line 32" in n for n in run.notes), run.notes
+    p.write_text('step,entropy,reward\n1,0.5,0.1\n2,"0.4,0.2\n3,0.3,0.3\n4,0.3,0.3\n5,0.2,0.2\n')  # a short file
+    (run,) = load_log(p)
+    assert run.series("entropy/mean")[0].tolist() == [1, 3, 4, 5]
+
+
+def test_a_quoted_value_across_lines_is_still_one_value(tmp_path: Path) -> None:
+    p = tmp_path / "n.csv"
+    p.write_text('step,entropy,note\n1,0.5,"restarted\nfrom a checkpoint"\n2,0.4,x\n')
+    (run,) = load_log(p)
+    assert run.series("entropy/mean")[0].tolist() == [1, 2] and not any("quote" in n for n in run.notes)
+
+
+def test_one_step_out_of_line_is_skipped_not_read_as_a_restart(tmp_path: Path) -> None:
+    """Among steps 30 and 31 a row saying step 10^15 is a corrupt cell: read as a restart it made the run end at step
+    10^15 and retook the baselines after it."""
+    p = tmp_path / "s.csv"
+    rows = _rows(59)
+    rows.insert(30, "1000000000000000,0.3,0.5")
+    p.write_text("step,entropy,reward\n" + "\n".join(rows) + "\n")
+    (run,) = load_log(p)
+    assert run.series("entropy/mean")[0].tolist() == list(range(1, 60)) and not run.events
+    assert any("step 1000000000000000 between steps 30 and 31" in n for n in run.notes), run.notes
+    p.write_text("step,entropy\n" + "\n".join(f"{s},0.5" for s in [*range(1, 11), *range(6, 13)]) + "\n")
+    (run,) = load_log(p)  # a real restart climbs on from where it stepped back to
+    assert [e["step"] for e in run.events] == [6] and run.series("entropy/mean")[0].tolist() == list(range(1, 13))
+
+
+def test_a_step_logged_twice_says_which_value_was_kept(tmp_path: Path) -> None:
+    p = tmp_path / "d.csv"
+    p.write_text("step,entropy\n1,0.5\n2,0.49\n2,0.3\n3,0.48\n")
+    (run,) = load_log(p)
+    assert run.series("entropy/mean")[1].tolist() == [0.5, 0.3, 0.48]
+    assert any("steps logged twice: kept the last row's value in 'entropy' (1 steps)" in n for n in run.notes)
+
+
+@pytest.mark.parametrize("where", ["only", "middle"])
+def test_a_line_nested_100k_deep_neither_kills_the_process_nor_blocks_the_file(tmp_path: Path, where: str) -> None:
+    """Arrow's JSON reader overflows its native stack on such a line (SIGSEGV: no exception to catch), so the file
+    must go to the line reader, which skips the line with a note. Run in a child: a crash must fail, not kill, the
+    suite."""
+    deep = '{"step": 31, "entropy": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    lines = [deep] if where == "only" else [f'{{"step": {i}, "entropy": 0.5}}' for i in range(1, 60)]
+    if where == "middle":
+        lines.insert(30, deep)
+    p = tmp_path / "deep.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    code = (
+        "import sys\nfrom entropy_watch.importers import load_log\n"
+        "try:\n    (run,) = load_log(sys.argv[1]); print(run.series('entropy/mean')[0].size, run.notes)\n"
+        "except Exception as e:\n    print('ERR', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    if where == "only":
+        assert out.stdout.startswith("ERR") and "deep.jsonl line 1: JSON nested too deeply" in out.stdout
+    else:
+        assert out.stdout.startswith("59 ") and "first at line 31: JSON nested too deeply" in out.stdout
