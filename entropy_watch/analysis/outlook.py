@@ -34,7 +34,8 @@ class Outlook:
     """Where entropy is heading: ``direction`` "decay" (toward the collapse floor) or "rise" (toward the explosion
     level), ``target`` that level in nats and ``target_label`` in words. ETAs are absolute steps (None: not on
     course to reach it); ``reached`` when the level is already there; ``beyond_end`` when the ETA lies after the
-    run's planned last step. ``steps``/``curve``/``lo``/``hi`` draw the fit and its ``interval`` band (nats)."""
+    run's planned last step. ``steps``/``curve``/``lo``/``hi`` draw the forecast — the median of the fit's draws,
+    which meets the target at ``eta_step`` — and its ``interval`` band (nats); empty when ``reached``."""
 
     direction: str
     target: float
@@ -117,8 +118,9 @@ def from_forecast(
         extent = max(extent, 1.1 * ((hi if hi is not None else eta) - f.step))
     extent = min(extent, MAX_AHEAD * span)
     xs = np.linspace(float(f.window_start_step), f.step + extent, CURVE_POINTS)
-    curve = f.curve(xs)
-    b_lo, b_hi = f.band(xs, interval)
+    curve, b_lo, b_hi = f.drawn(xs, interval)
+    if reached:  # past the target now: nothing to forecast, and a fit over the window may even head back from it
+        xs = curve = b_lo = b_hi = np.zeros(0)  # (an explosion at 26× H_ref drew a line falling 7.4 -> 1.8 nats)
     now = f"{'at' if f.direction == 'decay' else 'above'} {target_label} now"
     if reached:
         text = now

@@ -229,3 +229,50 @@ def test_ols_matches_polyfit_and_stays_quiet_on_huge_x(recwarn) -> None:
     huge = np.exp(np.linspace(300, 700, 50))  # exp of a summed entropy: up to 1e304
     ols(huge, rng.normal(size=50))
     assert not [w for w in recwarn if issubclass(w.category, (RuntimeWarning, np.exceptions.RankWarning))]
+
+
+def _crossing(o) -> float | None:
+    """Where the drawn median curve of outlook ``o`` first passes its target after the last point (interpolated)."""
+    x, c = np.asarray(o.steps), np.asarray(o.curve)
+    sign = -1.0 if o.direction == "decay" else 1.0
+    k = np.flatnonzero((x > o.fitted_at) & (sign * (c - o.target) >= 0))
+    if not k.size:
+        return None
+    k = int(k[0])
+    w = (o.target - c[k - 1]) / (c[k] - c[k - 1])
+    return float(x[k - 1] + w * (x[k] - x[k - 1]))
+
+
+def test_the_drawn_forecast_meets_its_target_at_the_eta_every_surface_quotes() -> None:
+    """The chart's dashed line is the median of the draws, each against its own target and delayed as its ETA is,
+    so it crosses the line where the quoted ETA says (within one of its 60 points); the central fit alone crossed
+    35 steps early on a real log. A level already past its target draws no forecast at all."""
+    from entropy_watch.analysis.outlook import from_forecast
+
+    cfg = DetectorConfig()
+    checked = 0
+    for seed in range(6):
+        decay = noisy(np.exp(-np.arange(300) / 200.0), 0.08, seed=seed)  # noisy start: H_ref has its own error
+        climb = noisy(np.r_[np.full(12, 0.2), np.geomspace(0.2, 1.0, 16), np.full(6, 0.85)], 0.05, seed=seed)
+        cases = (
+            (decay, lambda p, i: evaluate(p, i, cfg, always_fit=True)),
+            (climb, lambda p, i: evaluate_rise(p, i, cfg, 1.2)),
+            (climb, lambda p, i: evaluate_rise(p, i, cfg, 0.95)),  # the fit past it, the level not: lags
+        )
+        for h, build in cases:
+            prep = prepare(series(h), cfg)
+            f = build(prep, h.size - 1)
+            o = from_forecast(f, "the line", cfg.eta_interval, level=float(prep.smooth[h.size - 1]))
+            if o.eta_step is None or o.reached:
+                continue
+            spacing = (o.steps[-1] - o.steps[0]) / (len(o.steps) - 1)
+            assert abs(_crossing(o) - o.eta_step) <= spacing, (seed, o.direction, _crossing(o), o.eta_step)
+            assert (np.asarray(o.lo) <= np.asarray(o.curve) + 1e-12).all()
+            assert (np.asarray(o.curve) <= np.asarray(o.hi) + 1e-12).all()
+            checked += 1
+    assert checked >= 15
+    high = noisy(np.r_[np.full(10, 0.2), np.full(20, 2.0)], 0.05, seed=1)  # far past 6× H_ref: "now"
+    prep = prepare(series(high), cfg)
+    f = evaluate_rise(prep, high.size - 1, cfg, 1.2)
+    o = from_forecast(f, "6× H_ref", cfg.eta_interval, level=float(prep.smooth[-1]))
+    assert o.reached and o.steps == () and o.curve == () and o.text == "above 6× H_ref now"
