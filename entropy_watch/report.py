@@ -6,6 +6,10 @@ verdict's forecast curve with its band and ETA interval (in the alert's directio
 explosion, none otherwise), and the alerts as markers; reward; the token-entropy heatmap over steps when the run has
 a ``hist`` table; the alerts table (most severe first) with evidence and suggested actions. plotly is the ``app``
 extra: imported inside :func:`build_report`.
+
+The report's head carries :data:`GENERATOR` (``<meta name="generator" content="entropy-watch">``): a file at the
+output path is replaced only when it is such a report (or one written before the marker, recognised by its title),
+never a user's other file.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from entropy_watch.errors import MissingExtra
+from entropy_watch.errors import EntropyWatchError, MissingExtra
 
 if TYPE_CHECKING:
     from entropy_watch.analysis import AnalysisResult, RunSeries, Verdict
 
 SEVERITY_COLOR = {"info": "#1f77b4", "warning": "#ff7f0e", "critical": "#d62728"}
 MAX_HEATMAP_COLUMNS = 600  # steps shown in the heatmap (evenly thinned beyond that)
+GENERATOR = '<meta name="generator" content="entropy-watch">'
+LEGACY_TITLE = "<title>entropy_watch report: "  # reports written before GENERATOR: their head starts this way
+_HEAD_BYTES = 8192  # where both markers are in a report (a run name is at most 200 bytes, escaped at most ×6)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1200px}
@@ -55,7 +62,7 @@ def _entropy_figure(go: Any, series: RunSeries, result: AnalysisResult) -> Any:
                         fillcolor="rgba(148,103,189,0.15)", name=f"forecast {pct} band", hoverinfo="skip")  # fmt: skip
         fig.add_scatter(x=f.steps, y=f.curve, mode="lines", name=f"forecast ({f.direction}, {f.model})",
                         line={"color": "#9467bd"})  # fmt: skip
-        if f.eta_step is not None:
+        if f.eta_step is not None and not f.reached:
             if f.eta_lo_step is not None and f.eta_hi_step is not None:
                 fig.add_vrect(x0=f.eta_lo_step, x1=f.eta_hi_step, fillcolor="#9467bd", opacity=0.12, line_width=0,
                               annotation_text=f"ETA {pct} interval", annotation_position="top left")  # fmt: skip
@@ -141,7 +148,11 @@ def _verdict_block(v: Verdict) -> str:
 
 
 def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *, source: str = "") -> Path:
-    """Write the report for ``series`` and its ``result`` to ``path`` (one HTML file); returns the path."""
+    """Write the report for ``series`` and its ``result`` to ``path`` (one HTML file); returns the path.
+
+    Raises :class:`EntropyWatchError` when ``path`` is a folder or a file that is not an entropy-watch report."""
+    out = Path(path)
+    check_report_dest(out)
     try:
         import plotly.graph_objects as go
         import plotly.io as pio
@@ -165,9 +176,27 @@ def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *,
         f"{len(v.alerts)} alerts · health: {v.health}</p>{_verdict_block(v)}{notes}"
         f"<h2>Entropy</h2>{parts[0] if parts else ''}{''.join(parts[1:])}<h2>Alerts</h2>{_alerts_table(v)}"
     )
-    doc = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style></head>"
-    doc += f"<body>{body}</body></html>"
-    out = Path(path)
+    doc = f"<!DOCTYPE html><html><head><meta charset='utf-8'>{GENERATOR}<title>{title}</title><style>{_CSS}</style>"
+    doc += f"</head><body>{body}</body></html>"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(doc, encoding="utf-8")
     return out
+
+
+def check_report_dest(path: Path) -> None:
+    """Raise :class:`EntropyWatchError` unless ``path`` is free or an entropy-watch report (its head carries
+    :data:`GENERATOR` or :data:`LEGACY_TITLE`): a report never replaces a user's other file or a folder."""
+    if path.is_dir():
+        raise EntropyWatchError(f"{path} is a directory; pass a file path")
+    if not path.exists():
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_HEAD_BYTES).decode("utf-8", "replace")
+    except OSError as e:
+        raise EntropyWatchError(f"cannot read {path} to check it is a report: {e.strerror or e}") from None
+    if GENERATOR not in head and LEGACY_TITLE not in head:
+        raise EntropyWatchError(
+            f"{path} exists and is not an entropy-watch report; refusing to overwrite it (pass another path or "
+            "remove it)"
+        )

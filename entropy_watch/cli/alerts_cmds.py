@@ -5,8 +5,9 @@ Exit status of ``alerts``: 0 no warning, 1 at least one warning, 2 at least one 
 counts only those kinds), 3 an error on any target (missing file, unknown run, unreadable log, a bug: one line on
 stderr naming the file; the other targets are still analysed and printed). A run that logged no entropy is "nothing
 to analyse", not an error. Usage mistakes (a missing argument, an unknown option, a bad option value) also exit 2,
-with typer's usage message on stderr. ``watch`` and ``report`` exit 0, or 1 on errors like every other command;
-Ctrl-C exits 130 (``boundary.py``).
+with typer's usage message on stderr. ``watch`` and ``report`` exit 0, or 1 on errors like every other command
+(``watch --once``: 1 when a target could not be read: a run not in the store, a log folder without logs, an unreadable
+log; without ``--once`` a named run not in the store yet is waited for); Ctrl-C exits 130 (``boundary.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from entropy_watch.cli.common import (
     error_line,
     fail,
     log_options,
+    positive,
     print_empty_store,
     printable,
     state,
@@ -130,14 +132,13 @@ def _broken_link(p: Path) -> str:
 
 
 def _file_only(target: str, options: LogOptions | None) -> None:
-    """Refuse the log-file options for a stored run, whose columns are named and whose run.json holds what it knows."""
-    from entropy_watch.errors import EntropyWatchError
-
+    """Refuse the log-file options for a stored run, whose columns are named and whose run.json holds what it knows
+    (a usage error: the option does not apply to this target)."""
     given = options.given() if options is not None else []
     if "--map" in given:
-        raise EntropyWatchError(f"--map applies to log files; {target} is a run in a store (its columns are named)")
+        raise typer.BadParameter(f"--map applies to log files; {target} is a run in a store (its columns are named)")
     if given:
-        raise EntropyWatchError(
+        raise typer.BadParameter(
             f"{given[0]} applies to log files; {target} is a run in a store (give it when importing: "
             f"import {given[0]} ... --replace)"
         )
@@ -278,6 +279,8 @@ def alerts(
                     out.append({**entry, "notes": res.notes, "verdict": v.to_dict()})
                 else:
                     _print_table(t.run, t.source, shown, res.notes, v)
+        except typer.BadParameter:  # an option that does not apply to this target: a usage mistake (exit 2)
+            raise
         except NoEntropySeries as e:
             note = f"nothing to analyse; {e}"
             if as_json:
@@ -328,9 +331,16 @@ def watch(
             "tool is writing (trackio, W&B offline, verl JSONL, TRL output, CSV...), re-read as they grow."
         ),
     ] = None,
-    interval: float = typer.Option(10.0, "--interval", help="Seconds between polls."),
-    iterations: int | None = typer.Option(None, "--iterations", help="Stop after this many polls (default: never)."),
-    once: bool = typer.Option(False, "--once", help="Poll once and exit (same as --iterations 1)."),
+    interval: float = typer.Option(10.0, "--interval", callback=positive, help="Seconds between polls."),
+    iterations: int | None = typer.Option(
+        None, "--iterations", min=1, help="Stop after this many polls (default: never)."
+    ),
+    once: bool = typer.Option(
+        False,
+        "--once",
+        help="Poll once and exit: 1 when a target could not be read (a run not in the store, a log folder without "
+        "logs, an unreadable log), else 0.",
+    ),
     min_severity: str = typer.Option(
         "warning", "--min-severity", callback=_severity, help="info, warning or critical."
     ),
@@ -358,12 +368,12 @@ def watch(
     from entropy_watch.analysis.policy import filter_alerts
     from entropy_watch.monitor import Monitor
     from entropy_watch.store import TailReader
+    from entropy_watch.store.query import run_names
 
     if min_severity not in SEVERITIES:
         fail(f"--min-severity must be one of {', '.join(SEVERITIES)}, got {min_severity!r}")
-    if interval <= 0:
-        fail("--interval must be > 0")
     root = state(ctx).root()
+    errors = 0
 
     def on_new_alerts(run: str, new: list[Alert], verdict: Any) -> None:
         if write:
@@ -372,13 +382,22 @@ def watch(
             typer.echo(json.dumps({"run": run, **a.to_dict()}) if as_json else _line(run, a))
 
     def on_waiting(run: str, reason: str) -> None:
+        if run in absent:  # named, not in the store yet: say which runs are, once
+            absent.discard(run)
+            reason = f"run {run!r} is not in the store yet (runs: {_some(stored)})"
         typer.echo(printable(f"[{run}] waiting: {reason}"), err=True)
 
     def on_error(run: str, message: str) -> None:
+        nonlocal errors
+        errors += 1
         typer.echo(printable(f"[{run}] {message}"), err=True)
 
     options = log_options(maps, vocab_size, reward_max)
     logs = _log_targets(runs or [], write=write, file_options=options.given())
+    stored = [] if logs else run_names(root)
+    absent = set(runs or []) - set(stored) if not logs else set()
+    if once and not logs:
+        runs, errors = _present(runs, stored, root, as_json)
     relay = _relay(notify, min_severity, app_url)
     if logs:
         from entropy_watch.importers.follow import LogReader
@@ -402,6 +421,31 @@ def watch(
         reader.close()
         if relay is not None:
             relay.close(10.0)  # what is queued is sent (bounded wait)
+    if once and errors:
+        raise typer.Exit(1)
+
+
+def _present(runs: list[str] | None, stored: list[str], root: Path, as_json: bool) -> tuple[list[str] | None, int]:
+    """``watch --once`` over store runs: the named runs the store holds (None: every run) and how many it does not
+    hold (an error line each; exit 1 at once when none is left). An empty store says so: nothing to watch."""
+    if not runs:
+        if not stored and not as_json:
+            print_empty_store(root)
+        return None, 0
+    missing = [r for r in runs if r not in stored]
+    for r in missing:
+        typer.echo(printable(f"error: run {r!r} not found in store {root} (runs: {_some(stored)})"), err=True)
+    present = [r for r in runs if r in stored]
+    if not present:
+        raise typer.Exit(1)
+    return present, len(missing)
+
+
+def _some(names: list[str], most: int = 10) -> str:
+    """Run names for a message: the first ``most``, then how many in all; "none" for none."""
+    if len(names) <= most:
+        return ", ".join(names) or "none"
+    return f"{', '.join(names[:most])}, … ({len(names)} in all)"
 
 
 def _log_targets(targets: list[str], *, write: bool, file_options: list[str]) -> list[str]:
@@ -439,7 +483,10 @@ def _relay(specs: list[str] | None, min_severity: str, app_url: str | None) -> A
 def report(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(help="A store run, a run folder (.../run=X) or a log file.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path("report.html"),
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="HTML file to write (replaces an earlier report, never another file)."),
+    ] = Path("report.html"),
     run: str | None = typer.Option(None, "--run", help="Which run, when the log file holds several."),
     maps: LogMap = None,
     vocab_size: LogVocab = None,
@@ -447,8 +494,9 @@ def report(
 ) -> None:
     """Write one self-contained HTML report: entropy with forecast and ETA, reward, token heatmap, alerts."""
     from entropy_watch.errors import EntropyWatchError
-    from entropy_watch.report import build_report
+    from entropy_watch.report import build_report, check_report_dest
 
+    check_report_dest(output)  # before the analysis: a user's other file at --output is never replaced
     found = resolve(target, state(ctx).root(), log_options(maps, vocab_size, reward_max))
     if run is not None:
         found = [t for t in found if t.run == run]

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from entropy_watch.errors import EntropyWatchError, first_line
+from entropy_watch.aliases import canonical_key
+from entropy_watch.errors import EntropyWatchError, ImportFormatError, first_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -56,10 +57,21 @@ class State:
     store: str | None = None
     debug: bool = False
 
-    def root(self) -> Path:
+    def root(self, *, existing: bool = False) -> Path:
+        """The store root (``--store``, else ``$ENTROPY_WATCH_DIR``, else ``./ew_runs``). A local path that is a file is
+        a usage error (a CI gate must not pass on a mistyped store); with ``existing`` (commands that work on what a
+        store holds: ``compact``, ``export``) a local folder that is not there is a domain error."""
         from entropy_watch.store.layout import default_root
 
-        return default_root(self.store)
+        root = default_root(self.store)
+        if isinstance(root, Path):
+            if root.exists() and not root.is_dir():
+                raise typer.BadParameter(
+                    f"{root} is a file, not a store folder; pass --store DIR", param_hint="--store"
+                )
+            if existing and not root.exists():
+                raise EntropyWatchError(f"no store at {root}; pass --store DIR ({EMPTY_STORE_HINT})")
+        return root
 
 
 def state(ctx: typer.Context) -> State:
@@ -168,7 +180,7 @@ def log_options(maps: list[str] | None, vocab_size: int | None, reward_max: floa
 
 def parse_maps(items: list[str] | None) -> dict[str, str]:
     """``--map`` values: ``["entropy=ent", "step=iter"]`` -> ``{"entropy": "ent", "step": "iter"}`` (usage error
-    when one is not ``canonical=COLUMN``). Shared by ``import`` and ``alerts``."""
+    when one is not ``canonical=COLUMN`` or names no known metric). Shared by ``import`` and ``alerts``."""
     out: dict[str, str] = {}
     for item in items or []:
         key, sep, column = item.partition("=")
@@ -176,8 +188,24 @@ def parse_maps(items: list[str] | None) -> dict[str, str]:
             raise typer.BadParameter(
                 f"{item!r} is not canonical=COLUMN (e.g. entropy=policy_entropy)", param_hint="--map"
             )
+        try:
+            canonical_key(key)  # the library's rule; its error becomes a usage error here
+        except ImportFormatError as e:
+            raise typer.BadParameter(str(e), param_hint="--map") from None
         out[key.strip()] = column.strip()
     return out
+
+
+def log_format(value: str | None) -> str | None:
+    """Option callback for ``--format``: a known format name (a usage error listing them otherwise)."""
+    from entropy_watch.importers.detect import check_format  # the importers: loaded by the command that reads logs
+
+    if value is not None:
+        try:
+            check_format(value)
+        except ImportFormatError as e:
+            raise typer.BadParameter(str(e)) from None
+    return value
 
 
 def echo_json(obj: Any) -> None:

@@ -8,17 +8,36 @@ Examples::
     entropy-watch import tb_logs/ --format tensorboard --replace --json
     entropy-watch import metrics.csv --vocab-size 151936           # V known: explosions measured against ln V
 
-All inputs are parsed before anything is written; each run then appears in the store at once or not at all.
+Each PATH is parsed before anything of it is written, and its runs then appear in the store at once or not at all.
+A PATH that cannot be imported (malformed, a run that already exists, a run name an earlier PATH gave) gets one
+``error:`` line saying it was not imported and what to do; the other PATHs are still imported, and the command exits
+1 (0 when every PATH was imported).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from entropy_watch.cli.common import REWARD_MAX_HELP, VOCAB_HELP, console, echo_json, parse_maps, positive, state, text
+from entropy_watch.cli.common import (
+    INTERNAL_ERROR,
+    REWARD_MAX_HELP,
+    VOCAB_HELP,
+    console,
+    echo_json,
+    is_input_error,
+    log_format,
+    parse_maps,
+    positive,
+    printable,
+    state,
+    text,
+)
+from entropy_watch.errors import EntropyWatchError, first_line
 
 _BIG_BYTES = 8 * 1024 * 1024  # show a progress bar above this much input (or for more than a few files)
 
@@ -40,6 +59,7 @@ def import_(
         typer.Option(
             "--format",
             "-f",
+            callback=log_format,
             help="trl, verl-jsonl, verl-console, tensorboard, wandb-csv, csv, jsonl, json, parquet, trackio, mlflow "
             "(mlflow.db), mlruns or wandb-offline (default: detected).",
         ),
@@ -59,41 +79,61 @@ def import_(
     ] = None,
 ) -> None:
     """Import training logs written by TRL, verl, OpenRLHF (TensorBoard), W&B exports or any CSV/JSONL."""
-    from entropy_watch.errors import EntropyWatchError
     from entropy_watch.importers import load_log
-    from entropy_watch.importers.store_import import publish_runs
 
     mapping = parse_maps(maps)
     if run is not None and len(paths) > 1:
         raise EntropyWatchError(f"--run names one run but {len(paths)} paths were given; import them one at a time")
-    root = state(ctx).root()
-    runs = []
+    st = state(ctx)
+    root = st.root()
+    imported: list[Any] = []
+    errors: list[dict[str, str]] = []
+    given: dict[str, Path] = {}  # run name -> the PATH of this call that gave it
     with _progress(paths) as advance:
+        opts = {"fmt": fmt, "mapping": mapping or None, "run": run, "vocab_size": vocab_size, "reward_max": reward_max}
+        load = partial(load_log, progress=advance, **opts)
         for path in paths:
-            runs.extend(
-                load_log(
-                    path,
-                    fmt=fmt,
-                    mapping=mapping or None,
-                    run=run,
-                    progress=advance,
-                    vocab_size=vocab_size,
-                    reward_max=reward_max,
-                )
-            )
-    seen: dict[str, str] = {}
-    for r in runs:
-        if r.name in seen:
-            raise EntropyWatchError(
-                f"{seen[r.name]} and {r.source} both give the run name {r.name!r}; import them one at a time with --run"
-            )
-        seen[r.name] = r.source
-    publish_runs(root, runs, replace=replace)
-    rows = [_summary(r) for r in runs]
+            try:
+                runs = _import_one(root, path, load, given, replace=replace)
+            except Exception as e:  # noqa: BLE001 - one PATH failed: say so on one line, import the others
+                if st.debug:
+                    raise
+                errors.append({"path": str(path), "error": _not_imported(path, e)})
+                typer.echo(errors[-1]["error"], err=True)
+                continue
+            imported.extend(runs)
+    rows = [_summary(r) for r in imported]
     if as_json:
-        echo_json({"store": str(root), "runs": rows})
-        return
-    _print(root, rows)
+        echo_json({"store": str(root), "runs": rows, "errors": errors})
+    elif rows:
+        _print(root, rows)
+    if errors:
+        raise typer.Exit(1)
+
+
+def _import_one(
+    root: Path, path: Path, load: Callable[[Path], list[Any]], given: dict[str, Path], *, replace: bool
+) -> list[Any]:
+    """Parse ``path`` with ``load`` and publish its runs (all of them or none); ``given`` holds the run names earlier
+    PATHs of this call imported, and gets this PATH's."""
+    from entropy_watch.importers.store_import import publish_runs
+
+    runs = load(path)
+    for r in runs:
+        if r.name in given:
+            raise EntropyWatchError(
+                f"{given[r.name]} already gave the run name {r.name!r}; import {path} on its own with --run NAME"
+            )
+    publish_runs(root, runs, replace=replace)
+    given.update((r.name, path) for r in runs)
+    return runs
+
+
+def _not_imported(path: Path, err: BaseException) -> str:
+    """The one line for a PATH that was not imported: the path, that it was not imported, and the reason (whose
+    message says what to do); a bug says "internal error"."""
+    prefix = "error" if is_input_error(err) else INTERNAL_ERROR.format(name=type(err).__name__)
+    return printable(f"{prefix}: {path} not imported: {first_line(err)}")
 
 
 def _summary(r: Any) -> dict[str, Any]:

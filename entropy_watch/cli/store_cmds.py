@@ -182,7 +182,7 @@ def sql(
         ..., help="A read-only SQL query over the views scalars, hist, tokens, alerts, events."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
-    limit: int = typer.Option(200, help="Print at most this many rows."),
+    limit: int = typer.Option(200, min=1, help="Print at most this many rows."),
 ) -> None:
     """Run a read-only SQL query on the store (DuckDB, in memory; never locks the store)."""
     from entropy_watch.store import Store
@@ -223,7 +223,7 @@ def compact(
     from entropy_watch.store import Store, write_catalog
     from entropy_watch.store import compact as do_compact
 
-    store = Store(state(ctx).root())
+    store = Store(state(ctx).root(existing=True))
     names = run or [i.name for i in store.runs()]
     for name in names:
         store.run_meta(name)  # RunNotFound before touching anything
@@ -235,13 +235,17 @@ def compact(
 
 def export(
     ctx: typer.Context,
-    duckdb_file: Path = typer.Option(..., "--duckdb", help="Write a self-contained DuckDB database here."),
+    duckdb_file: Path = typer.Option(
+        ...,
+        "--duckdb",
+        help="Write a self-contained DuckDB database here (replaces a DuckDB file, never another file).",
+    ),
     run: list[str] = typer.Option(None, "--run", help="Only these runs (repeatable)."),
 ) -> None:
     """Export the store (or some runs) into one self-contained DuckDB file."""
     from entropy_watch.store import Store, export_duckdb
 
-    store = Store(state(ctx).root())
+    store = Store(state(ctx).root(existing=True))
     for name in run or []:
         store.run_meta(name)
     path = export_duckdb(store.root, duckdb_file, runs=run or None)

@@ -4,10 +4,11 @@ run, a verl JSONL, a TRL output folder or a CSV, with no code in the trainer (IN
 log directory).
 
 Each :meth:`LogReader.poll` re-reads a path whose size or modification time moved (a folder: any file below it) with
-:func:`~entropy_watch.importers.load_log`; runs are then what ``alerts LOG`` would analyse (the same meta and notes:
-one verdict). A path that cannot be read right now (a JSON document being rewritten, a file not there yet) keeps its
-last good runs and is reported once per distinct error through ``on_error``. Cost: a whole re-read per change, fine
-for the tens of thousands of points a log holds; the store (``Watch``, ``import``) is the incremental path.
+:func:`~entropy_watch.importers.load_log`; runs are then what ``alerts LOG`` would analyse (the same meta and notes: one
+verdict). A path that cannot be read right now (a JSON document being rewritten, a file not there yet) keeps its last
+good runs and is reported once per distinct error through ``on_error``; so is a folder with no file below it. Cost: a
+whole re-read per change, fine for the tens of thousands of points a log holds; the store (``Watch``, ``import``) is the
+incremental path.
 """
 
 from __future__ import annotations
@@ -74,20 +75,26 @@ class LogReader:
         changed = False
         for path in self.paths:
             sig = signature(path)
+            if sig is None and path.is_dir():  # a folder with no file below it: nothing to read, said once
+                self._error(path, "no log files in this folder (yet); point at a log file or a folder that holds logs")
             if sig is None or sig == self._seen.get(path):
                 continue
             self._seen[path] = sig
             try:
                 self._by_path[path] = self.options.load(path)
             except EntropyWatchError as e:  # mid-write or not a log: keep the last good runs, say it once
-                if self._errors.get(path) != str(e) and self.on_error is not None:
-                    self.on_error(str(path), str(e))
-                self._errors[path] = str(e)
+                self._error(path, str(e))
                 continue
             self._errors.pop(path, None)
             changed = True
         if changed:
             self._runs = self._named()
+
+    def _error(self, path: Path, message: str) -> None:
+        """Tell ``on_error`` about ``path``'s problem unless it was the last one told for that path."""
+        if self._errors.get(path) != message and self.on_error is not None:
+            self.on_error(str(path), message)
+        self._errors[path] = message
 
     def _named(self) -> dict[str, ImportedRun]:
         runs = {(path, i): r for path, rs in self._by_path.items() for i, r in enumerate(rs)}

@@ -34,16 +34,18 @@ from pathlib import Path
 
 import duckdb
 
+from entropy_watch.errors import EntropyWatchError
 from entropy_watch.store import fs, layout, manifest
 from entropy_watch.store.atomic import write_parquet_atomic
 from entropy_watch.store.files import CoverageCache, select_files
 from entropy_watch.store.fs import StorePath
 from entropy_watch.store.hive import ensure_common_metadata
 from entropy_watch.store.query import Binder, read_locked, run_names, source_sql, table_dirs, table_files, with_retry
-from entropy_watch.store.reader import Store
+from entropy_watch.store.reader import RunInfo, Store
 from entropy_watch.store.schema import READ_PARQUET_OPTIONS, empty_table
 
 PLACEHOLDER_RUN_DIR = "run=.catalog"
+DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 
 
 def catalog_view_sql(root: StorePath, table: str) -> str:
@@ -111,18 +113,50 @@ def export_duckdb(
     """Write a self-contained DuckDB database at ``dest`` with real tables (copies, not views).
 
     Tables: ``scalars``, ``hist``, ``tokens``, ``alerts``, ``events`` (with ``run`` and ``rank``) and ``runs``
-    (``run, state, last_step, updated_at, meta`` as JSON text). ``runs=None`` exports every run. The database is
-    built in a temporary and moved over ``dest``.
+    (``run, state, last_step, updated_at, meta`` as JSON text). ``runs=None`` exports every run; a name given twice is
+    exported once. The database is built in a temporary (removed on any failure, Ctrl-C included) and moved over
+    ``dest``, which may be a DuckDB database (an earlier export) but no other file: :class:`EntropyWatchError` then,
+    and for a folder.
     """
     store = Store(root)
-    names = run_names(store.root) if runs is None else [layout.validate_run_name(r) for r in runs]
+    names = run_names(store.root) if runs is None else list(dict.fromkeys(layout.validate_run_name(r) for r in runs))
     infos = [store.run_info(n) for n in names]
-    coverage = CoverageCache()
     dest_path = Path(dest)
+    check_export_dest(dest_path)
     dest_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest_path.with_name(f".{dest_path.name}.{os.getpid()}.0.tmp")
     _remove_db(tmp)
-    con = duckdb.connect(str(tmp))
+    try:
+        _write_export(store, names, infos, tmp)
+        os.replace(tmp, dest_path)
+    except BaseException:
+        _remove_db(tmp)
+        raise
+    return dest_path
+
+
+def check_export_dest(dest: Path) -> None:
+    """Raise :class:`EntropyWatchError` unless ``dest`` is free or a DuckDB database (``DUCK`` at byte 8 of its
+    header): an export never replaces a user's other file (a CSV given by mistake) or a folder."""
+    if dest.is_dir():
+        raise EntropyWatchError(f"{dest} is a directory; pass a file path")
+    if not dest.exists():
+        return
+    try:
+        with open(dest, "rb") as fh:
+            head = fh.read(12)
+    except OSError as e:
+        raise EntropyWatchError(f"cannot read {dest} to check it is a DuckDB database: {e.strerror or e}") from None
+    if head[8:12] != DUCKDB_MAGIC:
+        raise EntropyWatchError(
+            f"{dest} exists and is not a DuckDB database; refusing to overwrite it (pass another path or remove it)"
+        )
+
+
+def _write_export(store: Store, names: list[str], infos: list[RunInfo], path: Path) -> None:
+    """Create the DuckDB database ``path``: one real table per store table over ``names``, and ``runs``."""
+    coverage = CoverageCache()
+    con = duckdb.connect(str(path))
     try:
         for table in layout.TABLES:
 
@@ -153,8 +187,6 @@ def export_duckdb(
             )
     finally:
         con.close()
-    os.replace(tmp, dest_path)
-    return dest_path
 
 
 def _remove_db(path: Path) -> None:

@@ -22,6 +22,15 @@ USAGE_MISTAKES = [
     ["alerts", "g", "--fail-on", "collapse,bogus"],
     ["alerts", "g", "--map", "entropy"],  # not canonical=COLUMN
     ["import", "x.csv", "--map", "=col"],
+    ["import", "x.csv", "--format", "bogus"],  # bad values are usage errors, before any file is read
+    ["import", "x.csv", "--map", "bogus=entropy"],
+    ["watch", "--once", "--interval", "-1"],
+    ["watch", "--once", "--interval", "0"],
+    ["watch", "--iterations", "0"],
+    ["watch", "--iterations", "-1"],
+    ["alerts", "g", "--map", "entropy=x"],  # --map on a store run (its columns are named)
+    ["sql", "SELECT 1", "--limit", "0"],
+    ["sql", "SELECT 1", "--limit", "-2"],
 ]
 
 
@@ -30,6 +39,21 @@ def test_usage_mistake_is_a_usage_error(ew, store: Path, argv: list[str]) -> Non
     r = ew("--store", store, *argv)
     assert r.code == 2, (r.code, r.err)
     assert "Usage:" in r.err and "internal error" not in r.err + r.out, r.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["import", "x.csv", "--format", "bogus"], "unknown format 'bogus'"),
+        (["import", "x.csv", "--map", "bogus=entropy"], "unknown mapping key 'bogus'"),
+        (["watch", "--once", "--interval", "0"], "0 is not a positive number"),
+        (["alerts", "g", "--map", "entropy=x"], "--map applies to log files"),
+    ],
+    ids=lambda a: a if isinstance(a, str) else " ".join(a),
+)
+def test_bad_option_values_say_what_is_wrong(ew, store: Path, argv: list[str], said: str) -> None:
+    r = ew("--store", store, *argv)
+    assert r.code == 2 and said in r.err, r.err
 
 
 def test_usage_error_from_the_console_script(ew_proc, tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def test_errors(tmp_path) -> None:
     store = str(tmp_path / "s")
     assert runner.invoke(app, ["--store", store, "import", str(p)]).exit_code == 0
     again = runner.invoke(app, ["--store", store, "import", str(p)])
-    assert again.exit_code == 1 and "already exists" in str(again.exception)
+    assert again.exit_code == 1 and "not imported: run 'm' already exists" in again.output
     assert runner.invoke(app, ["--store", store, "import", str(p), "--replace"]).exit_code == 0
     bad_map = runner.invoke(app, ["--store", store, "import", str(p), "--map", "entropy"])
     assert bad_map.exit_code == 2 and "canonical=COLUMN" in bad_map.output
