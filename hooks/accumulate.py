@@ -50,6 +50,16 @@ class StepAccumulator:
         self._extra: list[dict[str, float]] = []
         self._tokens: list[dict[str, Any]] = []
         self._n_steps = 0
+        self.calls = 0  # add() calls: each takes part in one micro-batch's collectives, even when it refuses
+
+    def join_refused(self, like: Any = None) -> None:
+        """A micro-batch refused before :meth:`add` (the adapter failed reading its inputs): take part in its
+        collectives with no tokens, as ``add`` does when it refuses, so the other ranks neither hang nor pair it
+        with this rank's next micro-batch."""
+        from entropy_watch.hooks.stats import join_refused
+
+        w = self.watch
+        join_refused(w._edges, w.process_group if w.reduce else False, like)
 
     @property
     def pending(self) -> int:
@@ -82,6 +92,7 @@ class StepAccumulator:
         from entropy_watch.hooks.token_batch import prepare_batch
 
         w = self.watch
+        self.calls += 1
         with torch.no_grad():
             d = lambda t: None if t is None else t.detach()  # noqa: E731
             group = w.process_group if w.reduce else False

@@ -233,9 +233,16 @@ def _install_wraps(handle: TrlHandle, strict: bool) -> None:
         out = orig_logps(*args, **kwargs)
         inputs, slot["inputs"] = slot["inputs"], None  # the first call inside compute_loss is the loss forward
         if inputs is not None and handle.accumulator is not None:
+            acc = handle.accumulator
+            calls = acc.calls
             try:
                 _record_loss_forward(handle, out, inputs, warned)
             except Exception as exc:  # noqa: BLE001 - hooks never crash training
+                if acc.calls == calls and watch.reduce:  # refused before add(): still join its collectives
+                    try:
+                        acc.join_refused(out[1] if isinstance(out, tuple | list) and len(out) > 1 else None)
+                    except Exception as join_exc:  # noqa: BLE001
+                        watch.failure("trl.loss_forward", join_exc)
                 watch.failure("trl.loss_forward", exc)
         return out
 

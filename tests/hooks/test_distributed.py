@@ -199,3 +199,43 @@ def test_a_refused_input_on_one_rank_neither_hangs_nor_shifts_the_others(tmp_pat
     counts = {r["step"]: r["value"] for r in rows}
     both, rank0 = (2 + 3) * 5, 2 * 5
     assert counts == {0: both, 1: rank0, 2: rank0, 3: both}
+
+
+def test_a_trl_micro_batch_refused_before_the_accumulator_still_joins_its_collectives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TRL's loss-forward wrap reads the trainer's inputs before the accumulator sees them; when that fails on one
+    rank (a missing key), the rank must still take part in the micro-batch's collectives, once — not twice when the
+    accumulator itself refused and joined already."""
+    import types
+
+    import entropy_watch.hooks.stats as stats_mod
+    from entropy_watch.hooks import Watch
+    from entropy_watch.hooks.accumulate import StepAccumulator
+    from entropy_watch.hooks.trl import LOGPS_METHOD, TrlHandle, _install_wraps
+
+    joins: list[object] = []
+    monkeypatch.setattr(stats_mod, "join_refused", lambda edges, group, like=None: joins.append(like))
+    entropies = torch.rand(2, 3)
+
+    class Trainer:
+        model = types.SimpleNamespace(training=True)
+        state = types.SimpleNamespace(global_step=0)
+        args = types.SimpleNamespace(delta=None)
+        epsilon_low = epsilon_high = 0.2
+
+        def compute_loss(self, model, inputs):
+            return getattr(self, LOGPS_METHOD)()
+
+    setattr(Trainer, LOGPS_METHOD, lambda self: (-torch.rand(2, 3), entropies))
+    with Watch("trl-refused", store=tmp_path, vocab_size=16) as watch:
+        watch.reduce = True  # as under torch.distributed (the collectives themselves are stubbed above)
+        trainer = Trainer()
+        handle = TrlHandle(trainer=trainer, watch=watch, callback=None, mode="per-token")
+        handle.accumulator = StepAccumulator(watch, vocab_size=16)
+        _install_wraps(handle, strict=False)
+        trainer.compute_loss(None, {"no_completion_mask": 1})  # refused in the wrap: KeyError before add()
+        assert joins == [entropies] and watch.errors == 1
+        bad_mask = {"completion_mask": torch.ones(2, 4)}  # refused inside add(): it joins itself, not the wrap again
+        trainer.compute_loss(None, bad_mask)
+        assert len(joins) == 2 and watch.errors == 2
