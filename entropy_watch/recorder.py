@@ -68,7 +68,8 @@ class Recorder:
         flush_secs: a publish starts at most this long after the previous one started (seconds).
         flush_rows: publish early once this many rows are buffered.
         max_token_rows: cap of the token-sample buffer; beyond it the oldest token rows are dropped and counted.
-        heartbeat_secs: how often the rank's status file is refreshed.
+        heartbeat_secs: the longest the rank's status file goes unrefreshed (liveness); a round that published
+            refreshes it at once (its summary, read by ``entropy-watch ls``).
         strict: re-raise the first recording failure into the caller (tests).
         handle_sigterm: flush and close on SIGTERM (only possible from the main thread), then chain to the
             previous handler.
@@ -248,17 +249,19 @@ class Recorder:
             if self._stop.is_set():
                 break
             started = time.monotonic()
-            self._publish()
+            published = self._publish()
             next_due = started + self.flush_secs  # a deadline, not a sleep after the work: honest under load
-            if started - self._last_heartbeat >= self.heartbeat_secs:
+            # a round that published refreshes the summary at once (``ls`` then lags the rows by one round at most,
+            # and a kill -9 leaves at most that round for listing to fold in; store/summary.py); an idle rank still
+            # beats every heartbeat_secs (liveness)
+            if published or started - self._last_heartbeat >= self.heartbeat_secs:
                 self._last_heartbeat = started
                 self._heartbeat("running")
 
     def _heartbeat(self, state: str) -> None:
+        # no step=: the summary's last step is what the writer published, never rows still in a buffer
         try:
-            self.writer.heartbeat(
-                step=self.last_step, state=state, errors=self.errors, dropped_token_rows=self.dropped_tokens
-            )
+            self.writer.heartbeat(state=state, errors=self.errors, dropped_token_rows=self.dropped_tokens)
         except Exception as exc:  # noqa: BLE001 - reported, never raised into training
             self._record_failure("writing the heartbeat (status file)", exc)
 
@@ -294,7 +297,9 @@ class Recorder:
                 held -= oldest.n_rows
                 self.dropped_tokens += oldest.n_rows
 
-    def _publish(self) -> None:
+    def _publish(self) -> int:
+        """Publish the retried batches, then everything buffered; returns how many segments were published."""
+        published = 0
         with self._io_lock:
             with self._lock:
                 batches, self._retry = self._retry, []
@@ -311,9 +316,11 @@ class Recorder:
                     if batch.seq is None:
                         batch.seq = self.writer.next_seq(batch.table)
                     self.writer.write(batch.table, batch.rows, seq=batch.seq)
+                    published += 1
                 except Exception as exc:  # noqa: BLE001 - keep the batch, count, warn once
                     self._keep(batch)
                     self._record_failure(f"publishing {batch.table}", exc, kept=batch.n_rows)
+        return published
 
     def _drop_unencodable(self, table: str, bad: list[tuple[dict[str, Any], str]]) -> None:
         with self._lock:

@@ -177,9 +177,29 @@ class Store(SqlReads):
 
     def _summarised(self, names: list[str]) -> list[RunInfo]:
         """:class:`RunInfo` of ``names``; runs without summaries get theirs from ONE query over all of them. Settled
-        runs recorded by the last compaction come from ``_runs.parquet`` while unchanged (:mod:`.manifest`)."""
+        runs recorded by the last compaction come from ``_runs.parquet`` while unchanged (:mod:`.manifest`). Ranks
+        that never closed (running, stalled) get the segments published after their last heartbeat folded in, by at
+        most one query over all of them (:func:`.summary.catch_up`)."""
         recorded = manifest.Manifest.load(self.root) if len(names) > 1 else manifest.Manifest(self.root, {})
-        scanned = [(info, True) if (info := recorded.get(name)) else self._scan(name) for name in names]
+        infos: dict[str, RunInfo] = {}
+        states: dict[str, tuple[dict[str, Any], list[tuple[int, dict[str, Any]]]]] = {}
+        for name in names:
+            if (info := recorded.get(name)) is not None:
+                infos[name] = info
+            else:
+                states[name] = self._read_state(name)
+        behind = [p for name, (_, sts) in states.items() for rank, st in sts if (p := summary.pending(name, rank, st))]
+        tails = summary.catch_up(self._con, self._lock, self.root, behind, self._coverage, SUMMARY_NAMES)
+        scanned: list[tuple[RunInfo, bool]] = []
+        for name in names:
+            if name in infos:
+                scanned.append((infos[name], True))
+                continue
+            meta, statuses = states[name]
+            for rank, st in statuses:
+                if (tail := tails.get((name, rank))) is not None:
+                    summary.fold_tail(st, tail)
+            scanned.append(self._info(name, meta, statuses))
         found = summary.query_summaries(self, [i.name for i, known in scanned if not known], SUMMARY_NAMES)
         for info, known in scanned:
             if not known:
@@ -188,11 +208,13 @@ class Store(SqlReads):
                     info.last_step = last
         return [info for info, _ in scanned]
 
-    def _scan(self, run: str) -> tuple[RunInfo, bool]:
+    def _read_state(self, run: str) -> tuple[dict[str, Any], list[tuple[int, dict[str, Any]]]]:
+        """The run's ``run.json`` and its ranks' heartbeats ``(rank, status)``."""
+        return run_meta.load(self.root, run), run_meta.statuses(self.root, run)
+
+    def _info(self, run: str, meta: dict[str, Any], statuses: list[tuple[int, dict[str, Any]]]) -> tuple[RunInfo, bool]:
         """The run's info from run.json and the heartbeats; False when it has no summary (``latest`` left empty)."""
         rdir = layout.run_dir(self.root, run)
-        meta = run_meta.load(self.root, run)
-        statuses = run_meta.statuses(self.root, run)
         ranks = {r for r, _ in statuses}
         for table in layout.TABLES:
             try:

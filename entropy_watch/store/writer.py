@@ -20,8 +20,12 @@ even when the heartbeat it owed fails afterwards (the failure is kept in ``heart
 explicit :meth:`RunWriter.heartbeat`), so no caller mistakes a published segment for a failed one and sends it again.
 
 Each heartbeat also carries the rank's *summary*: ``last_step`` and, for the canonical metrics, the value at the
-highest step logged (``latest``). Listing runs (``entropy-watch ls``) reads these small JSON files instead of
-querying every run's segments.
+highest step logged (``latest``), folded from the segments this session published and from nothing else, and
+``covers``: which of them it includes (per table ``[next, open]``: every segment numbered below ``next`` except the
+reserved but unpublished numbers ``open``). Listing runs (``entropy-watch ls``) reads these small JSON files instead
+of querying every run's segments, and for a rank that never closed folds in the few segments published after its
+last heartbeat (:func:`~entropy_watch.store.summary.catch_up`): after a ``kill -9`` between two heartbeats the
+listing still matches the rows stored.
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ class RunWriter:
         self._lock = threading.Lock()
         self._last_step: int | None = None
         self._latest: dict[str, tuple[int, float]] = {}  # canonical scalar name -> (step, value) at its highest step
+        self._open: dict[str, set[int]] = {}  # per table: numbers reserved by next_seq, not yet published
         self._last_beat = 0.0
         self._closed = False
         self._meta: dict[str, Any] = {}  # last run.json written, to restore it if the run folder was deleted
@@ -167,6 +172,7 @@ class RunWriter:
         with self._lock:
             seq = self._seq.get(table, 0)
             self._seq[table] = seq + 1
+            self._open.setdefault(table, set()).add(seq)  # not in the summary until published (``covers``)
             return seq
 
     def write(self, table: str, rows: pa.Table | Mapping[str, Any], *, seq: int | None = None) -> Path | None:
@@ -198,6 +204,7 @@ class RunWriter:
             except OSError as exc:
                 raise StoreUnwritable(f"cannot write segment {path} ({fs.describe_error(exc)})") from None
             self._seq[table] = max(self._seq.get(table, 0), seq + 1)
+            self._open.get(table, set()).discard(seq)
             if "step" in tbl.column_names and tbl.column("step").null_count < tbl.num_rows:
                 top = pc.max(tbl.column("step")).as_py()
                 if top is not None and (self._last_step is None or top > self._last_step):
@@ -214,9 +221,18 @@ class RunWriter:
         return path
 
     def summary(self) -> dict[str, Any]:
-        """``{"last_step": int | None, "latest": {name: [step, value]}}`` over what this writer published."""
+        """``{"last_step": int | None, "latest": {name: [step, value]}, "covers": {table: [next, open]}}`` over what
+        this writer published; ``covers`` names the segments folded in (module docstring)."""
         with self._lock:
-            return {"last_step": self._last_step, "latest": {k: [s, v] for k, (s, v) in sorted(self._latest.items())}}
+            return self._summary()
+
+    def _summary(self) -> dict[str, Any]:
+        """:meth:`summary` with ``_lock`` held: the fields and the segments they cover are taken together."""
+        return {
+            "last_step": self._last_step,
+            "latest": {k: [s, v] for k, (s, v) in sorted(self._latest.items())},
+            "covers": {t: [n, sorted(self._open.get(t, ()))] for t, n in sorted(self._seq.items())},
+        }
 
     def _track_latest(self, tbl: pa.Table) -> None:
         """Update ``_latest`` from a scalars segment: per canonical name, the value at its highest step (last wins)."""
@@ -247,7 +263,9 @@ class RunWriter:
 
     # -- heartbeat ------------------------------------------------------------------------------------------------
     def heartbeat(self, step: int | None = None, state: str = "running", **extra: Any) -> None:
-        """Publish ``status/rank=<r>.json``: last_step, pid, host, state, updated_at (Unix s), interval_s, session."""
+        """Publish ``status/rank=<r>.json``: the :meth:`summary` (last_step, latest, covers), pid, host, state,
+        updated_at (Unix s), interval_s, session. ``step``: a step to count as reached although no row of it was
+        published (the summary then claims it without data; the recorder never passes one)."""
         if state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
         if not self.beats:
@@ -258,8 +276,7 @@ class RunWriter:
             now = time.time()
             status = {
                 "rank": self.rank,
-                "last_step": self._last_step,
-                "latest": {k: [st, v] for k, (st, v) in sorted(self._latest.items())},
+                **self._summary(),
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
                 "state": state,

@@ -4,6 +4,8 @@
   printing ``ACK <seq> <rows>`` after each publish returns (flushed), then ``DONE``.
 * ``reader ROOT EXPECTED STOPFILE`` - polls a one-shot Store and a TailReader until both see EXPECTED rows and
   STOPFILE exists; prints one JSON line: polls, errors, whether counts were monotone, final counts.
+* ``trainer ROOT RUN FLUSH_S DELAY_S`` - a :class:`~entropy_watch.recorder.Recorder` logging canonical metrics (entropy
+  three steps behind the others) every DELAY_S until killed, printing ``L <step>`` after each step.
 * ``compactor ROOT STOPFILE [GRACE_S]`` - runs ``compact(min_age_s=0)`` in a loop until STOPFILE exists, then a
   final one; GRACE_S (object stores) delays the deletion of merged files, the final compaction deletes at once.
 """
@@ -90,6 +92,26 @@ def recorder(root: str, run: str, flush_s: str, n: str, delay_s: str) -> None:
     print("DONE", flush=True)
 
 
+def trainer(root: str, run: str, flush_s: str, delay_s: str) -> None:
+    """Logs like a trainer until killed: ``reward/mean`` at each step, ``entropy/mean`` three steps behind (computed
+    asynchronously, as ``Watch`` does) and a histogram; prints ``L <step>`` after each."""
+    from entropy_watch import metrics as M
+    from entropy_watch.recorder import Recorder
+    from entropy_watch.store import RunWriter
+
+    rec = Recorder(RunWriter(root, run), flush_secs=float(flush_s))
+    step = 0
+    while True:
+        rec.scalars(step, {M.REWARD_MEAN: step * 1e-3, "loss": 0.5})
+        if step >= 3:
+            rec.scalars(step - 3, {M.ENTROPY_MEAN: 2.0 + ((step - 3) % 97) / 97})
+            rec.hist(step - 3, [1, 2, 3])
+        print(f"L {step}", flush=True)
+        step += 1
+        time.sleep(float(delay_s))
+
+
 if __name__ == "__main__":
     role, *args = sys.argv[1:]
-    {"writer": writer, "reader": reader, "compactor": compactor, "recorder": recorder}[role](*args)
+    roles = {"writer": writer, "reader": reader, "compactor": compactor, "recorder": recorder, "trainer": trainer}
+    roles[role](*args)

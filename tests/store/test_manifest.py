@@ -59,13 +59,13 @@ def test_settled_runs_come_from_the_manifest_and_match_a_scan(root: Path, tmp_pa
     recorded = manifest_mod.Manifest.load(root).rows
     assert sorted(recorded) == ["broke", "done", "imp"], "running runs are never recorded"
     assert _runs(root) == _scanned(root)
-    original, calls = Store._scan, []
+    original, calls = Store._read_state, []
 
     def spy(self: Store, run: str):
         calls.append(run)
         return original(self, run)
 
-    monkeypatch.setattr(Store, "_scan", spy)
+    monkeypatch.setattr(Store, "_read_state", spy)
     _runs(root)
     assert calls == ["live"], "only the run that is not settled is read"
 
