@@ -1,4 +1,5 @@
-"""Compressed logs (``.gz``, ``.bz2``, ``.xz``): an archived run's CSV, JSONL, verl console log or trainer state.
+"""Compressed logs (``.gz``, ``.bz2``, ``.xz``): an archived run's CSV, JSONL, verl console log or trainer state —
+and logs in UTF-16 with a byte-order mark (a spreadsheet's "Unicode text" export), read through the same copy.
 
 Recognised by their magic bytes, whatever the file is named, and decompressed into a private temporary folder that
 is removed afterwards; the importer then reads the copy as it would the plain file, and every path it reports (in
@@ -11,7 +12,9 @@ note: the rows before the damage are kept.
 from __future__ import annotations
 
 import bz2
+import codecs
 import gzip
+import io
 import lzma
 import tempfile
 import zlib
@@ -22,18 +25,39 @@ from typing import IO
 
 from entropy_watch.errors import ImportFormatError, first_line
 
+
+class _Utf16(io.RawIOBase):
+    """UTF-16 bytes (with their byte-order mark) read as UTF-8, ``read1`` included, for :func:`decompressed`."""
+
+    def __init__(self, path: Path) -> None:
+        self._src = open(path, "rb")  # noqa: SIM115 - closed with this reader
+        self._dec = codecs.getincrementaldecoder("utf-16")(errors="strict")
+
+    def read1(self, size: int = -1) -> bytes:
+        raw = self._src.read(size if size > 0 else _CHUNK)
+        text = self._dec.decode(raw, final=not raw)
+        return text.encode("utf-8") if text or not raw else self.read1(size)
+
+    def close(self) -> None:
+        self._src.close()
+        super().close()
+
+
 _KINDS: tuple[tuple[bytes, str, Callable[[Path], IO[bytes]]], ...] = (
     (b"\x1f\x8b", "gzip", lambda p: gzip.open(p, "rb")),
     (b"BZh", "bzip2", lambda p: bz2.open(p, "rb")),
     (b"\xfd7zXZ\x00", "xz", lambda p: lzma.open(p, "rb")),
+    (codecs.BOM_UTF16_LE, "UTF-16", _Utf16),
+    (codecs.BOM_UTF16_BE, "UTF-16", _Utf16),
 )
 _SUFFIXES = (".gz", ".gzip", ".bz2", ".xz")
 _CHUNK = 1 << 20
-_DAMAGED = (EOFError, OSError, zlib.error, lzma.LZMAError)
+_DAMAGED = (EOFError, OSError, zlib.error, lzma.LZMAError, UnicodeDecodeError)
 
 
 def kind(path: Path) -> str | None:
-    """``"gzip"``, ``"bzip2"`` or ``"xz"`` when ``path`` is a regular file compressed so; None otherwise."""
+    """``"gzip"``, ``"bzip2"``, ``"xz"`` or ``"UTF-16"`` when ``path`` is a regular file compressed (or encoded)
+    so; None otherwise."""
     if not path.is_file():
         return None
     try:

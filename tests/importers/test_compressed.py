@@ -1,12 +1,15 @@
-"""Compressed logs (gzip, bzip2, xz) read as the plain file would be; a truncated stream keeps its complete rows."""
+"""Compressed logs (gzip, bzip2, xz) and UTF-16 ones read as the plain file would be; a truncated stream keeps its
+complete rows."""
 
 from __future__ import annotations
 
 import bz2
+import codecs
 import gzip
 import json
 import lzma
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,3 +129,21 @@ def test_no_room_to_decompress_is_said_so_not_read_as_damage(tmp_path, monkeypat
     monkeypatch.setattr(builtins, "open", fake_open)
     with pytest.raises(ImportFormatError, match="No space left on device.*TMPDIR"):
         load_log(packed)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_export_with_its_byte_order_mark_reads_as_the_utf8_file(tmp_path: Path, encoding: str) -> None:
+    """A spreadsheet's "Unicode text" export is UTF-16 with a BOM, tab-separated; it was refused as binary."""
+    text = "step\tentropy\treward\n" + "".join(f"{i}\t{1 - i / 50:.3f}\t0.5\n" for i in range(30))
+    plain = tmp_path / "plain" / "m.csv"
+    plain.parent.mkdir()
+    plain.write_text(text)
+    wide = tmp_path / "wide" / "m.csv"
+    wide.parent.mkdir()
+    bom = {"utf-16-le": codecs.BOM_UTF16_LE, "utf-16-be": codecs.BOM_UTF16_BE}.get(encoding, b"")
+    wide.write_bytes(bom + text.encode(encoding))
+    (want,) = load_log(plain)
+    (got,) = load_log(wide)
+    assert got.name == want.name and got.source == str(wide)
+    for name in ("entropy/mean", "reward/mean"):
+        assert [a.tolist() for a in got.series(name)] == [a.tolist() for a in want.series(name)]
