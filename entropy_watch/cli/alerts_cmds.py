@@ -402,7 +402,11 @@ def watch(
     if logs:
         from entropy_watch.importers.follow import LogReader
 
-        reader: Any = LogReader(logs, options, on_error=on_error)
+        def on_note(run: str, note: str) -> None:
+            if not as_json:
+                typer.echo(printable(f"[{run}] note: {note}"), err=True)
+
+        reader: Any = LogReader(logs, options, on_error=on_error, on_note=on_note)
     else:
         reader = TailReader(root, tables=("scalars", "hist", "events"), runs=runs or None)
     monitor = Monitor(

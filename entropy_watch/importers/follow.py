@@ -52,7 +52,8 @@ class LogReader:
 
     ``paths`` the logs to follow (files or folders, as ``import`` takes them); ``options`` what the user states for
     reading them (``--map``, ``--vocab-size``, ``--reward-max``); ``on_error(path, message)`` hears each distinct
-    read error once. Run names are the importer's; a name two paths both give gets its path's stem appended.
+    read error once, ``on_note(run, note)`` each of a run's import notes once (as ``import`` and ``alerts`` print
+    them). Run names are the importer's; a name two paths both give gets its path's stem appended.
     """
 
     def __init__(
@@ -60,11 +61,14 @@ class LogReader:
         paths: Iterable[str | os.PathLike[str]],
         options: LogOptions | None = None,
         on_error: Callable[[str, str], None] | None = None,
+        on_note: Callable[[str, str], None] | None = None,
     ) -> None:
         self.paths = [Path(p).expanduser() for p in paths]
         self.root = Path(os.path.commonpath([str(p.resolve()) for p in self.paths])) if self.paths else Path(".")
         self.options = options or LogOptions()
         self.on_error = on_error
+        self.on_note = on_note
+        self._told: set[tuple[str, str]] = set()  # (run, note) already heard by on_note
         self._seen: dict[Path, Signature | None] = {}
         self._errors: dict[Path, str] = {}
         self._by_path: dict[Path, list[ImportedRun]] = {}
@@ -89,6 +93,11 @@ class LogReader:
             changed = True
         if changed:
             self._runs = self._named()
+            for run, r in self._runs.items():  # what reading said (a skipped bad line...), each note once per run
+                for note in r.notes:
+                    if (run, note) not in self._told and self.on_note is not None:
+                        self.on_note(run, note)
+                    self._told.add((run, note))
 
     def _error(self, path: Path, message: str) -> None:
         """Tell ``on_error`` about ``path``'s problem unless it was the last one told for that path."""

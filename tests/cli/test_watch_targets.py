@@ -37,3 +37,13 @@ def test_without_once_a_run_not_there_yet_is_waited_for(ew, store: Path) -> None
 def test_once_on_an_empty_store_says_so(ew, tmp_path: Path) -> None:
     r = ew("--store", tmp_path / "none", "watch", "--once")
     assert r.code == 0 and r.out.startswith(f"no runs in {tmp_path / 'none'}"), r.out
+
+
+def test_watch_on_a_log_prints_its_import_notes_once(ew, store: Path, tmp_path: Path) -> None:
+    """What reading the log said (a skipped bad cell) is printed as `alerts LOG` and `import` print it."""
+    log = tmp_path / "m.csv"
+    rows = [f"{i},{1 - i / 100:.3f},0.5" for i in range(1, 40)]
+    rows[20] = "21,abc,0.5"
+    log.write_text("step,entropy,reward\n" + "\n".join(rows) + "\n")
+    r = ew("--store", store, "watch", "--once", log)
+    assert r.code == 0 and r.err.count("note: column 'entropy': skipped 1 non-numeric cell(s)") == 1, r.err
