@@ -10,6 +10,7 @@ on the data, and one ``uirevision`` so a live refresh keeps the user's zoom.
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,8 +37,18 @@ def _legend_rows(fig: go.Figure) -> int:
 
 
 def _layout(
-    fig: go.Figure, title: str, y_title: str, *, x_title: str = STEP_AXIS, height: int = HEIGHT, log_y: bool = False
+    fig: go.Figure,
+    title: str,
+    y_title: str,
+    *,
+    x_title: str = STEP_AXIS,
+    height: int = HEIGHT,
+    log_y: bool = False,
+    x_range: tuple[float, float] | None = None,
 ) -> go.Figure:
+    """Title, size, margins, the legend under the plot (shown even for one series: the legend says what the line
+    is), plain-number ticks (``exponentformat="none"``: never Plotly's SI "100µ" or "2m"), and ``x_range`` as the x
+    axis range when given (the sidebar's step window)."""
     rows = _legend_rows(fig)
     top, bottom = 44, 58 + 22 * rows
     total = height + 22 * max(rows - 1, 0)
@@ -57,9 +68,14 @@ def _layout(
         legend={"orientation": "h", "yanchor": "top", "y": -50 / plot_h, "xanchor": "left", "x": 0.0},
         hovermode="x unified",
         uirevision="keep",
+        showlegend=True,
     )
     fig.update_xaxes(title_text=x_title, showgrid=True, showspikes=True, spikemode="across", spikethickness=1)
     fig.update_yaxes(title_text=y_title, showgrid=True)
+    fig.update_xaxes(exponentformat="none", separatethousands=True)
+    fig.update_yaxes(exponentformat="none", separatethousands=True)
+    if x_range is not None:
+        step_range(fig, x_range)
     if log_y:
         ys = [np.asarray(t.y, dtype=np.float64) for t in fig.data if t.y is not None and t.yaxis in (None, "y")]
         ys = [y[np.isfinite(y) & (y > 0)] for y in ys]
@@ -67,6 +83,47 @@ def _layout(
         vals, text = _log_ticks(min(float(y.min()) for y in ys), max(float(y.max()) for y in ys)) if ys else ([], [])
         fig.update_yaxes(type="log", tickvals=vals or None, ticktext=text or None)
     return fig
+
+
+def step_range(fig: go.Figure, x_range: tuple[float, float]) -> go.Figure:
+    """Show the steps ``x_range`` (the sidebar's window) and fit a linear y axis to what is drawn there: a forecast
+    or a reference line running on past the window would otherwise stretch the y axis over values not in view."""
+    lo, hi = float(x_range[0]), float(x_range[1])
+    fig.update_xaxes(range=[lo, hi], autorange=False)
+    if fig.layout.yaxis.type == "log":
+        return fig
+    seen: list[np.ndarray] = []
+    for t in fig.data:
+        if not isinstance(t, go.Scatter) or t.x is None or t.y is None or t.yaxis not in (None, "y"):
+            continue
+        try:
+            x, y = np.asarray(t.x, dtype=np.float64), np.asarray(t.y, dtype=np.float64)
+        except (TypeError, ValueError):  # a categorical axis (the alert timeline's detectors)
+            continue
+        keep = (x >= lo) & (x <= hi)
+        if x.size > 1:  # a segment crossing the window (a reference line from before it to after it) counts too
+            seg = (np.minimum(x[:-1], x[1:]) <= hi) & (np.maximum(x[:-1], x[1:]) >= lo)
+            keep[:-1] |= seg
+            keep[1:] |= seg
+        y = y[keep]
+        seen.append(y[np.isfinite(y)])
+    ys = np.concatenate(seen) if seen else np.empty(0)
+    if ys.size:
+        y0, y1 = float(ys.min()), float(ys.max())
+        pad = 0.05 * (y1 - y0) if y1 > y0 else max(abs(y0) * 0.05, 1e-9)
+        fig.update_yaxes(range=[y0 - pad, y1 + pad], autorange=False)
+    return fig
+
+
+def plain(text: object) -> str:
+    """Data text (run and metric names, alert messages) for a Plotly label or hover text: Plotly reads ``<b>``,
+    ``<a href>`` and entities in them, so ``&``, ``<`` and ``>`` are written as entities and show as themselves."""
+    return html.escape(str(text), quote=False)
+
+
+def percent_axis(fig: go.Figure) -> go.Figure:
+    """A fraction's y axis read as percentages ("0.01%", "25%"), ticks and hover alike."""
+    return fig.update_yaxes(tickformat="~%", hoverformat=".3~%")
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:
@@ -99,7 +156,7 @@ def add_trace(
                 hoverinfo="skip",
                 showlegend=False,
                 legendgroup=group,
-                name=f"{label} min–max per {tr.width} steps",
+                name=plain(f"{label} min–max per {tr.width} steps"),
                 **kw,
             )
         )
@@ -109,7 +166,7 @@ def add_trace(
                 x=tr.steps,
                 y=tr.mean,
                 mode="lines",
-                name=f"{label} (raw)",
+                name=plain(f"{label} (raw)"),
                 showlegend=False,
                 line={"color": _rgba(colour, 0.3), "width": 1},
                 legendgroup=group,
@@ -123,7 +180,7 @@ def add_trace(
             x=tr.steps,
             y=y,
             mode="lines",
-            name=label,
+            name=plain(label),
             line={"color": colour, "width": 1.8, "dash": dash},
             legendgroup=group,
             **kw,
@@ -154,14 +211,19 @@ def lines(
     zero_line: bool = False,
     smoothing: float = 0.0,
     log_y: bool = False,
+    colours: Mapping[str, str] | None = None,
+    percent: bool = False,
 ) -> go.Figure:
-    """Several labelled traces on one axis; ``zero_line`` marks y = 0 for signed quantities."""
+    """Several labelled traces on one axis; ``zero_line`` marks y = 0 for signed quantities. ``colours``: a fixed
+    colour per label (else the palette in order); ``percent``: the values are fractions, read as percentages."""
     fig = go.Figure()
     for i, (label, tr) in enumerate(traces):
-        add_trace(fig, tr, label, PALETTE[i % len(PALETTE)], dash=(dashes or {}).get(label), smoothing=smoothing)
+        colour = (colours or {}).get(label) or PALETTE[i % len(PALETTE)]
+        add_trace(fig, tr, label, colour, dash=(dashes or {}).get(label), smoothing=smoothing)
     if zero_line:
         fig.add_hline(y=0.0, line={"color": "#999", "width": 1})
-    return _layout(fig, title, y_title, log_y=log_y)
+    fig = _layout(fig, title, y_title, log_y=log_y)
+    return percent_axis(fig) if percent else fig
 
 
 def entropy_forecast(
@@ -175,6 +237,7 @@ def entropy_forecast(
     unsettled_line: float | None = None,
     smoothing: float = 0.0,
     title: str = "Token entropy (mean) and forecast",
+    x_range: tuple[float, float] | None = None,
 ) -> go.Figure:
     """Entropy mean with the verdict's forecast (an ``entropy_watch.analysis`` ``Outlook``: ``steps``, ``curve``,
     ``lo``, ``hi`` in nats, ``eta_step``/``eta_lo_step``/``eta_hi_step`` absolute steps or None, ``target_label``,
@@ -209,8 +272,6 @@ def entropy_forecast(
                 line={"color": "#ff7f0e", "dash": "dash", "width": 2},
             )
         )
-        if forecast.direction == "rise":  # the level an explosion forecast heads for (the floor is drawn below)
-            hline(fig, forecast.target, x0, x1, f"explosion level {forecast.target:.3g} nats", "#9467bd", "dashdot")
         eta, lo, hi = forecast.eta_step, forecast.eta_lo_step, forecast.eta_hi_step
         if eta is not None and not forecast.reached:
             if lo is not None and hi is not None and hi > lo:
@@ -227,6 +288,8 @@ def entropy_forecast(
                 )
             )
             fig.update_layout(yaxis2={"overlaying": "y", "range": [0, 1], "visible": False})
+    if forecast is not None and forecast.direction == "rise":  # the level an explosion heads for, or is past
+        hline(fig, forecast.target, x0, x1, f"explosion level {forecast.target:.3g} nats", "#9467bd", "dashdot")
     if unsettled_line is not None and math.isfinite(unsettled_line):
         label = f"explosion warning line {unsettled_line:.3g} nats: points still past it"
         hline(fig, unsettled_line, x0, x1, label, "#9467bd", "dashdot")
@@ -234,7 +297,7 @@ def entropy_forecast(
         hline(fig, h_ref, x0, x1, f"H_ref {h_ref:.3g} nats{h_ref_label}", "#7f7f7f", "dot")
     if floor is not None and math.isfinite(floor):
         hline(fig, floor, x0, x1, f"floor {floor:.3g} nats{floor_label}", "#d62728")
-    return _layout(fig, title, NATS_AXIS, height=400)
+    return _layout(fig, title, NATS_AXIS, height=400, x_range=x_range)
 
 
 def _log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
@@ -335,6 +398,7 @@ def clip_chart(low: Trace | None, high: Trace | None, region: Trace | None = Non
         "fraction of tokens",
         dashes={"clip region (low+high)": "dot"},
         smoothing=smoothing,
+        percent=True,
     )
     fig.update_yaxes(rangemode="tozero")
     return fig
@@ -343,9 +407,12 @@ def clip_chart(low: Trace | None, high: Trace | None, region: Trace | None = Non
 def delta_h_chart(predicted: Trace | None, observed: Trace | None, smoothing: float = 0.0) -> go.Figure:
     """Predicted (covariance, first order) vs observed per-step entropy change, nats."""
     items = [(lbl, t) for lbl, t in (("predicted ΔH (cov/pred_dH)", predicted), ("observed ΔH", observed)) if t]
+    title = "Entropy change per step: predicted vs observed"
+    if len(items) == 1:  # say which one the chart shows
+        title = f"Entropy change per step: {'predicted' if items[0][1] is predicted else 'observed'} only"
     return lines(
         items,
-        "Entropy change per step: predicted vs observed",
+        title,
         "ΔH (nats/token per step)",
         zero_line=True,
         smoothing=smoothing,
@@ -469,7 +536,7 @@ def alert_timeline(
                 mode="markers",
                 name="action",
                 marker={"color": "#2ca02c", "size": 14, "symbol": "x"},
-                text=[action_text(a) for a in actions],
+                text=[plain(action_text(a)) for a in actions],
                 hovertemplate="step %{x}<br>%{text}<extra></extra>",
             )
         )
@@ -479,11 +546,11 @@ def alert_timeline(
             fig.add_trace(
                 go.Scatter(
                     x=[a.step for a in rows],
-                    y=[a.detector for a in rows],
+                    y=[plain(a.detector) for a in rows],
                     mode="markers",
                     name=severity,
                     marker={"color": colour, "size": 13, "symbol": "diamond"},
-                    text=[a.message for a in rows],
+                    text=[plain(a.message) for a in rows],
                     hovertemplate="step %{x}<br>%{text}<extra></extra>",
                 )
             )
@@ -504,9 +571,23 @@ def action_text(action: Mapping[str, Any]) -> str:
     return "; ".join(str(d) for d in did) + why
 
 
+def run_colours(runs: Sequence[str]) -> dict[str, str]:
+    """One colour per run, by its place in ``runs``: the same run has the same colour in every panel."""
+    return {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(runs)}
+
+
 def overlay(
-    per_run: Mapping[str, Trace], title: str, y_title: str, *, log_y: bool = False, smoothing: float = 0.0
+    per_run: Mapping[str, Trace],
+    title: str,
+    y_title: str,
+    *,
+    log_y: bool = False,
+    smoothing: float = 0.0,
+    colours: Mapping[str, str] | None = None,
+    percent: bool = False,
 ) -> go.Figure:
     """The same metric of several runs on shared axes, aligned by step (the compare view). ``log_y`` keeps one
-    exploding run from flattening the others."""
-    return lines(list(per_run.items()), title, y_title, log_y=log_y, smoothing=smoothing)
+    exploding run from flattening the others; ``colours`` (:func:`run_colours`) keeps each run's colour across
+    panels whichever runs a panel lacks."""
+    traces = list(per_run.items())
+    return lines(traces, title, y_title, log_y=log_y, smoothing=smoothing, colours=colours, percent=percent)

@@ -1,15 +1,19 @@
 """Display-side helpers of the app: the step window a user picked, the smoothing users know from TensorBoard and
-W&B, and how numbers and H/H_ref ratios read. Pure (no Streamlit); the store's reads already arrive downsampled
-(``entropy_watch.store.reads``), this only reshapes them for the eye."""
+W&B, how numbers and H/H_ref ratios read, and data text made literal for Streamlit's markdown (:func:`md`). Pure (no
+Streamlit); the store's reads already arrive downsampled (``entropy_watch.store.reads``), this only reshapes them for
+the eye."""
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from entropy_watch.analysis import DetectorConfig
+from entropy_watch.analysis.alert import fmt_nats as alert_fmt_nats
+from entropy_watch.analysis.alert import fmt_ratio as alert_fmt_ratio
 from entropy_watch.store.reads import BIG
 
 
@@ -26,6 +30,51 @@ class Window:
         if self.last is not None and last_step is not None:
             return max(0, int(last_step) - int(self.last) + 1), BIG
         return (int(self.lo) if self.lo is not None else -BIG), (int(self.hi) if self.hi is not None else BIG)
+
+    def x_range(self, last_step: int | None, ahead: float | None = None) -> tuple[float, float] | None:
+        """The step axis range every chart of a run shows: None for all steps (Plotly's autorange, which also spans
+        a forecast); the last N steps up to ``last_step``; a step range cut at ``last_step`` (a range past the run's
+        end would squeeze the data into a corner). ``ahead``: where a forecast ends; a last-N window stretches right
+        to show it, by at most N/2 steps (the window stays two thirds of the chart)."""
+        if last_step is None or (self.last is None and self.lo is None and self.hi is None):
+            return None
+        lo, hi = self.bounds(last_step)
+        lo, hi = max(lo, 0), min(hi, int(last_step))
+        if self.last is not None and ahead is not None and math.isfinite(ahead) and ahead > hi:
+            hi = min(ahead, hi + int(self.last) / 2)
+        if hi <= lo:  # a range that starts past the run's end: the range as asked (the charts are empty)
+            hi = max(self.hi if self.hi is not None else lo, lo + 1)
+        return float(lo), float(hi)
+
+
+_MD_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+WORD_JOINER = "\u2060"
+_WWW = re.compile(r"(www)(?=\\\.)", re.IGNORECASE)
+
+
+def md(text: object) -> str:
+    """``text`` (run, metric and column names, notes, alert messages, paths: anything from data) made literal for
+    Streamlit's markdown (``st.markdown``, ``st.caption``, ``st.title``, ``st.error``…, expander and page-link labels):
+    no links, emphasis, headings, HTML, ``$…$`` maths, ``:emoji:`` shortcodes or ``:red[…]`` directives.
+
+    Every ASCII punctuation character is backslash-escaped (CommonMark renders an escaped one as itself), and an
+    invisible word joiner (U+2060) follows each ``:`` and ``@`` and splits ``www.``: shortcodes, directives and GFM's
+    bare ``http://…``, ``www.…`` and e-mail links are found in the text *after* the escapes are resolved, so escapes
+    alone do not stop them."""
+    out = _MD_PUNCT.sub(r"\\\1", str(text)).replace(":", ":" + WORD_JOINER).replace("@", "@" + WORD_JOINER)
+    return _WWW.sub(r"\1" + WORD_JOINER, out)
+
+
+NAME_CHARS = 46
+NAME_HEAD = 14
+
+
+def short_name(name: str, limit: int = NAME_CHARS) -> str:
+    """``name`` in at most ``limit`` characters, its middle elided: its first :data:`NAME_HEAD`, "…", then its end
+    (run names share long ``owner__repo__`` prefixes; what tells them apart is at the end)."""
+    if len(name) <= limit:
+        return name
+    return f"{name[:NAME_HEAD]}…{name[-(limit - NAME_HEAD - 1) :]}"
 
 
 def smooth(values: np.ndarray, weight: float) -> np.ndarray:
@@ -45,16 +94,18 @@ def smooth(values: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
-def fmt_num(x: float | None, digits: int = 3) -> str:
-    """A number as it reads best: "—" when missing, scientific below 1e-3 (8.7e-05 never shows as 0.000),
-    ``digits`` significant digits below 1, ``digits`` decimals up to 10⁴, whole numbers with separators above."""
-    if x is None or not math.isfinite(x):
+def fmt_nats(x: float | None) -> str:
+    """Entropy in nats as the verdict's headline writes it (``entropy_watch.analysis.alert.fmt_nats``: "0.00031",
+    "0.06", "4.05"); "—" when missing."""
+    return "—" if x is None or not math.isfinite(x) else alert_fmt_nats(x)
+
+
+def fmt_ratio(r: float | None) -> str:
+    """H/H_ref as the headline writes it: a share ("13%", "0.04%") below two-fold, a multiple ("2.4×") from there
+    (``entropy_watch.analysis.verdict`` words the ratio this way); "—" when missing."""
+    if r is None or not math.isfinite(r):
         return "—"
-    if x != 0 and abs(x) < 1e-3:
-        return f"{x:.{max(digits - 1, 1)}e}"
-    if abs(x) < 1:
-        return f"{x:.{digits}g}"
-    return f"{x:,.0f}" if abs(x) >= 1e4 else f"{x:.{digits}f}"
+    return alert_fmt_ratio(r)
 
 
 def ratio_bands(cfg: DetectorConfig | None = None) -> tuple[tuple[float, str, str], ...]:

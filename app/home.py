@@ -14,10 +14,14 @@ from entropy_watch.app import data, sidebar
 
 st.set_page_config(page_title="entropy_watch", page_icon="📉", layout="wide")
 
+# The default page is served at "/" whatever its url_path (which it still reserves), so "/runs" is a hidden page that
+# forwards there: an old or typed link to /runs opens the runs overview instead of "Page not found".
+runs = st.Page(data.VIEWS_DIR / "runs.py", title="Runs", icon="🗂️", url_path="home", default=True)
 pages = [
-    st.Page(data.VIEWS_DIR / "runs.py", title="Runs", icon="🗂️", url_path="runs", default=True),
+    runs,
     st.Page(data.VIEWS_DIR / "run.py", title="Run", icon="🔬", url_path="run"),
     st.Page(data.VIEWS_DIR / "compare.py", title="Compare", icon="⚖️", url_path="compare"),
+    st.Page(lambda: st.switch_page(runs), title="Runs", url_path="runs", visibility="hidden"),
 ]
 page = st.navigation(pages)
 sidebar.hand_over(sidebar.render())

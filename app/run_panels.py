@@ -14,11 +14,11 @@ import numpy as np
 import streamlit as st
 
 from entropy_watch import metrics as M
-from entropy_watch.analysis import Alert, DetectorConfig
+from entropy_watch.analysis import Alert, DetectorConfig, Verdict
 from entropy_watch.analysis.outlook import floor_label
 from entropy_watch.analysis.verdict import order_alerts
 from entropy_watch.app import charts, data
-from entropy_watch.app.display import fmt_num
+from entropy_watch.app.display import fmt_nats, fmt_ratio, md
 from entropy_watch.monitor import RunState
 from entropy_watch.store import RunInfo
 from entropy_watch.store.reads import Trace
@@ -62,16 +62,16 @@ def header(
         st.info("⏳ The detector is analysing this run; the verdict appears here when it is done.")
     else:
         box = {"critical": st.error, "warning": st.warning, "ok": st.success}.get(v.health, st.info)
-        box(f"{HEALTH_ICONS.get(v.health, '')} {v.headline}")
+        box(f"{HEALTH_ICONS.get(v.health, '')} {md(v.headline)}")
     cols = st.columns(5)
     cols[0].metric("last step", f"{version[1]:,}")
     level = v.level if v is not None else None
     ref = v.reference.value if v is not None else None
-    cols[1].metric("entropy (nats)", fmt_num(level), help="the entropy the verdict quotes: the detector's level (a "
+    cols[1].metric("entropy (nats)", fmt_nats(level), help="the entropy the verdict quotes: the detector's level (a "
                    "rolling median); for an explosion the median of the last two points when higher, unless it is "
                    "settling (its median back down while points still spike)")  # fmt: skip
     ratio = level / ref if level is not None and ref else None
-    cols[2].metric("H / H_ref", fmt_num(ratio, 2), help="current level over the run's early level H_ref")
+    cols[2].metric("H / H_ref", fmt_ratio(ratio), help="current level over the run's early level H_ref")
     health = v.health if v is not None else "n/a" if entropy_name(names) is None else "analysing…" if pending else "—"
     cols[3].metric("health", health, help="the worst alert of the verdict; 'too-short' means nothing analysed yet")
     fc = v.forecast if v is not None else None
@@ -88,20 +88,25 @@ def header(
     if meta.get("entropy_definition"):
         details.append(f"entropy: {meta['entropy_definition']}")
     if v is not None and v.reference.value is not None:
-        details.append(f"H_ref {fmt_num(v.reference.value)} nats ({v.reference.method})")
-    st.caption(" · ".join(details))
+        details.append(f"H_ref {fmt_nats(v.reference.value)} nats ({v.reference.method})")
+    st.caption(" · ".join(md(d) for d in details))
     if v is not None and v.reference.note:
-        st.caption(v.reference.note)
+        st.caption(md(v.reference.note))
     if state is not None and state.error:
-        st.warning(state.error)
+        st.warning(md(state.error))
     if pending and v is not None:
         st.caption("⏳ The detector is catching up with the newest steps.")
     for note in v.notes if v is not None else ():
-        st.caption(note)
+        st.caption(md(note))
 
 
 def entropy_section(
-    tr: dict[str, Trace], state: RunState | None, window: tuple[int, int], smoothing: float, logged: bool
+    tr: dict[str, Trace],
+    state: RunState | None,
+    window: tuple[int, int],
+    smoothing: float,
+    logged: bool,
+    x_range: tuple[float, float] | None = None,
 ) -> None:
     """The entropy chart with the verdict's H_ref, floor and forecast (drawn, never computed here)."""
     src = entropy_name(tr)
@@ -114,8 +119,8 @@ def entropy_section(
         return
     v = state.verdict if state is not None else None
     fc = v.forecast if v is not None else None
-    if fc is not None and (fc.steps[-1] < window[0] or fc.steps[0] > window[1]):
-        fc = None
+    if fc is not None and len(fc.steps) and (fc.steps[-1] < window[0] or fc.steps[0] > window[1]):
+        fc = None  # (a level past its target has no curve: its line is still drawn)
     h_ref = v.reference.value if v is not None else None
     floor = v.floor if v is not None else None
     f_label = ""
@@ -135,6 +140,7 @@ def entropy_section(
         unsettled_line=v.unsettled_line if v is not None else None,
         smoothing=smoothing,
         title=title,
+        x_range=x_range,
     )
     st.plotly_chart(fig, key="entropy")
     if fc is not None:
@@ -171,7 +177,8 @@ def alerts_section(
     """Critical and warning alerts first, each with its evidence and actions; info notes folded into one count; the
     ``on_alert`` actions the run took (checkpoint, stop, a callable) listed and marked on the timeline. The timeline
     spans ``steps`` (the run's shown step range), like the charts above it."""
-    alerts = [a for a in merged_alerts(state, stored) if window[0] <= a.step <= window[1]]
+    every = merged_alerts(state, stored)
+    alerts = [a for a in every if window[0] <= a.step <= window[1]]
     taken = [a for a in actions or () if window[0] <= a["step"] <= window[1]]
     v = state.verdict if state is not None else None
     if taken:
@@ -184,9 +191,12 @@ def alerts_section(
         elif v is None:
             st.info("The detector is still analysing this run; alerts appear here when it finishes.")
         elif v.health == "too-short":
-            st.info(f"No alerts yet: {v.headline}.")
-        else:
-            st.success("No alerts in this step range: no collapse, explosion, cliff or precision signal so far.")
+            st.info(f"No alerts yet: {md(v.headline)}.")
+        elif v.health == "ok" and not every:
+            st.success("No alerts: no collapse, explosion, cliff or precision signal so far.")
+        else:  # the window hides them: never an all-clear beside a verdict with a problem
+            box = st.warning if v.health in ("warning", "critical") else st.info
+            box(outside_window(v, len(every)))
         return
     x_range = (max(window[0], steps[0]), min(window[1], steps[1]))
     st.plotly_chart(charts.alert_timeline(alerts, x_range, taken), key="alerts")
@@ -197,26 +207,40 @@ def alerts_section(
     if len(major) > MAX_ALERT_BOXES:
         rest = major[MAX_ALERT_BOXES:]
         with st.expander(f"{len(rest)} more warning and critical alert{'s' if len(rest) != 1 else ''}"):
-            _alert_table(rest, "alerts_more")
+            _alert_table(rest)
     if info:
         with st.expander(f"🔵 {len(info)} info note{'s' if len(info) != 1 else ''} (context, not findings)"):
-            _alert_table(info, "alerts_info")
+            _alert_table(info)
 
 
-def _alert_table(alerts: list[Alert], key: str) -> None:
-    """Alerts as one table (steps, kinds and messages as data), for lists too long for one box each."""
-    rows = [{"step": a.step, "severity": a.severity, "kind": a.kind, "detector": a.detector, "message": a.message}
-            for a in alerts]  # fmt: skip
-    st.dataframe(rows, hide_index=True, key=key, column_config={"message": st.column_config.TextColumn(width="large")})
+def outside_window(v: Verdict, n_alerts: int) -> str:
+    """What the alerts panel says when the step window shows none of the run's ``n_alerts`` alerts: the verdict
+    (health, kind and the step its active problem began) and that widening the window shows them."""
+    if v.health == "ok":
+        n = f"{n_alerts} alert{'s' if n_alerts != 1 else ''}"
+        return f"No alerts in the steps shown; {n} outside them (widen the window to see them); the run's verdict: ok."
+    active = [p for p in v.problems if p.cleared is None and (v.kind is None or p.kind == v.kind)]
+    since = active[-1].since if active else min((a.step for a in v.alerts if a.severity == v.health), default=None)
+    what = f"{v.health} {v.kind}" if v.kind else v.health
+    at = f" since step {since:,}" if since is not None else ""
+    return f"No alerts in the steps shown; the run's verdict: {what}{at} (widen the window to see it)."
+
+
+def _alert_table(alerts: list[Alert]) -> None:
+    """Alerts as one table for lists too long for one box each: a static table, so long messages wrap instead of
+    being cut; its cells are markdown, so every value goes through :func:`md` (shown as data)."""
+    rows = [{"step": f"{a.step:,}", "severity": a.severity, "kind": a.kind, "detector": a.detector,
+             "message": a.message} for a in alerts]  # fmt: skip
+    st.table([{k: md(x) for k, x in r.items()} for r in rows], hide_index=True)
 
 
 def _alert_box(a: Alert) -> None:
-    title = f"{SEVERITY_ICONS.get(a.severity, '')} {a.severity} · {a.kind} at step {a.step:,} — {a.message}"
+    title = f"{SEVERITY_ICONS.get(a.severity, '')} {md(f'{a.severity} · {a.kind} at step {a.step:,} — {a.message}')}"
     with st.expander(title, expanded=a.severity == "critical"):
         st.text(a.message)
         if a.actions:
-            st.markdown("**Suggested actions**\n" + "\n".join(f"- {x}" for x in a.actions))
-        st.markdown(f"**Evidence** ({a.detector})")
+            st.markdown("**Suggested actions**\n" + "\n".join(f"- {md(x)}" for x in a.actions))
+        st.markdown(f"**Evidence** ({md(a.detector)})")
         st.json(a.evidence, expanded=False)
 
 

@@ -15,6 +15,7 @@ import streamlit as st
 from entropy_watch import metrics as M
 from entropy_watch.analysis import DetectorConfig, corroborate
 from entropy_watch.app import charts, data
+from entropy_watch.app.display import md
 from entropy_watch.app.run_panels import entropy_name
 from entropy_watch.monitor import RunState
 from entropy_watch.store.reads import Trace
@@ -24,7 +25,7 @@ from entropy_watch.store.reads import Trace
 class RunView:
     """What every tab draws from: the run, its data version, scalar names, the traces of the step ``window`` (at
     most :data:`TAB_POINTS` points each), the drawing smoothing, ``run.json``, whether it was imported, the monitor's
-    state (verdict and analysis)."""
+    state (verdict and analysis), and the step axis range of the charts (the sidebar's window; None: all steps)."""
 
     root: str
     run: str
@@ -36,6 +37,7 @@ class RunView:
     meta: dict[str, Any]
     was_imported: bool
     state: RunState | None
+    x_range: tuple[float, float] | None = None
 
 
 TABS = ("Distribution", "Drivers: clipping, advantages, covariance", "Reward, precision and controller")
@@ -50,6 +52,13 @@ TAB_POINTS = 1000
 HEATMAP_COLS = 500
 
 
+def step_chart(fig: Any, key: str, x_range: tuple[float, float] | None) -> None:
+    """Draw a step-axis chart over the sidebar's step window (``RunView.x_range``; None: Plotly's autorange)."""
+    if x_range is not None:
+        charts.step_range(fig, x_range)
+    st.plotly_chart(fig, key=key)
+
+
 def distribution_tab(v: RunView) -> None:
     """Token-entropy histogram over steps and the quantile fan."""
     c1, c2 = st.columns(2)
@@ -57,7 +66,7 @@ def distribution_tab(v: RunView) -> None:
         edges = v.meta.get("hist_edges")
         hm = data.heatmap(v.root, v.run, v.version, len(edges), v.window, HEATMAP_COLS) if edges else None
         if hm is not None and hm.steps.size:
-            st.plotly_chart(charts.entropy_heatmap(hm, np.asarray(edges)), key="heatmap")
+            step_chart(charts.entropy_heatmap(hm, np.asarray(edges)), "heatmap", v.x_range)
         elif v.was_imported:
             st.info("No token-entropy histogram: imported logs carry only scalar metrics.")
         else:
@@ -68,12 +77,12 @@ def distribution_tab(v: RunView) -> None:
     with c2:
         quant = {n: v.tr[n] for n in M.ENTROPY_QUANTILES if n in v.tr}
         if quant:
-            st.plotly_chart(charts.quantile_fan(quant, v.smoothing), key="fan")
+            step_chart(charts.quantile_fan(quant, v.smoothing), "fan", v.x_range)
         else:
             st.info("No entropy quantiles (entropy/p10…p99) logged for this run.")
 
 
-def clip_section(tr: dict[str, Trace], smoothing: float) -> None:
+def clip_section(tr: dict[str, Trace], smoothing: float, x_range: tuple[float, float] | None = None) -> None:
     onpolicy = tr.get(M.CLIP_ONPOLICY)
     if onpolicy is not None and onpolicy.last() is not None and onpolicy.last() >= 0.5:
         st.info(
@@ -85,7 +94,7 @@ def clip_section(tr: dict[str, Trace], smoothing: float) -> None:
     if low is None and high is None:
         st.info("No clip fractions (clip/low_frac, clip/high_frac) logged for this run.")
         return
-    st.plotly_chart(charts.clip_chart(low, high, region, smoothing), key="clip")
+    step_chart(charts.clip_chart(low, high, region, smoothing), "clip", x_range)
 
 
 def drivers_tab(v: RunView) -> None:
@@ -93,14 +102,18 @@ def drivers_tab(v: RunView) -> None:
     tr = v.tr
     c1, c2 = st.columns(2)
     with c1:
-        clip_section(tr, v.smoothing)
+        clip_section(tr, v.smoothing, v.x_range)
     with c2:
         adv = [(n.split("/")[1], tr[n]) for n in (M.ADV_MEAN, M.ADV_STD, M.ADV_MIN, M.ADV_MAX) if n in tr]
         if M.ADV_FRAC_ZERO_GROUPS in tr:
             adv.append(("share of zero-variance groups", tr[M.ADV_FRAC_ZERO_GROUPS]))
-        if adv:
+        if len(adv) == 1 and M.ADV_FRAC_ZERO_GROUPS in tr:  # the share alone: say so in the title and axis
+            title, y_title = "Advantages: share of zero-variance groups (no learning signal)", "share of groups"
+            fig = charts.lines(adv, title, y_title, smoothing=v.smoothing, percent=True)
+            step_chart(fig, "adv", v.x_range)
+        elif adv:
             fig = charts.lines(adv, "Advantages", "advantage (reward units) / share", smoothing=v.smoothing)
-            st.plotly_chart(fig, key="adv")
+            step_chart(fig, "adv", v.x_range)
         else:
             st.info("No advantage statistics (adv/*) logged for this run.")
     c1, c2 = st.columns(2)
@@ -111,7 +124,7 @@ def drivers_tab(v: RunView) -> None:
         if observed is None and src is not None:
             observed = data.delta(v.root, v.run, v.version, src, v.window, TAB_POINTS)
         if M.COV_PRED_DH in tr or observed is not None:
-            st.plotly_chart(charts.delta_h_chart(tr.get(M.COV_PRED_DH), observed, v.smoothing), key="dh")
+            step_chart(charts.delta_h_chart(tr.get(M.COV_PRED_DH), observed, v.smoothing), "dh", v.x_range)
         else:
             st.info("Not enough entropy points to show its per-step change.")
     with c2:
@@ -119,7 +132,7 @@ def drivers_tab(v: RunView) -> None:
         if cov:
             title = "Covariance drive (positive ⇒ the step spends entropy)"
             fig = charts.lines(cov, title, "covariance (nats)", zero_line=True, smoothing=v.smoothing)
-            st.plotly_chart(fig, key="cov")
+            step_chart(fig, "cov", v.x_range)
         else:
             st.info("No covariance terms (cov/pg_drive, cov/logp_adv) logged: they need log-probs and advantages.")
 
@@ -153,12 +166,13 @@ def reward_tab(v: RunView) -> None:
         prec = [(n, tr[n]) for n in (M.RATIO_LOG_MEAN, M.PRECISION_LOGP_GAP_MEAN, M.PRECISION_LOGP_GAP_MAX) if n in tr]
         if prec:
             title, y_title = "Precision signals (bf16 ratio bias)", "log-prob gap / mean log ratio (nats)"
-            st.plotly_chart(charts.lines(prec, title, y_title, zero_line=True, smoothing=v.smoothing), key="precision")
+            fig = charts.lines(prec, title, y_title, zero_line=True, smoothing=v.smoothing)
+            step_chart(fig, "precision", v.x_range)
         else:
             st.info("No precision signals (ratio/log_mean, precision/logp_gap_*) logged for this run.")
     fig = charts.controller_chart({n: t for n, t in tr.items() if n.startswith("control/")}, v.smoothing)
     if fig is not None:
-        st.plotly_chart(fig, key="control")
+        step_chart(fig, "control", v.x_range)
     else:
         st.caption("No entropy controller (control/*) logged: the run used a fixed clip range and no entropy target.")
 
@@ -171,7 +185,7 @@ def reward_section(v: RunView) -> None:
         return
     steps, h, r = data.paired(v.root, v.run, v.version, hname, rname, v.window)
     if steps.size == 0:
-        st.info(f"{rname} and {hname} were never logged at the same step in this range.")
+        st.info(f"{md(rname)} and {md(hname)} were never logged at the same step in this range.")
         return
     law = reward_law(v.state, DetectorConfig())
     st.plotly_chart(charts.reward_vs_entropy(steps, h, r, law, rname), key="reward")

@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from entropy_watch.app import data
-from entropy_watch.app.display import Window
+from entropy_watch.app.display import Window, md
 from entropy_watch.store.fs import is_uri
 from entropy_watch.store.layout import default_root
 
@@ -61,7 +61,7 @@ def render() -> Settings:
         )
         root = str(default_root(raw.strip() or ".").resolve())  # a folder made absolute; an s3:// URI as given
         if not is_uri(root) and not Path(root).is_dir():
-            st.caption(f"`{root}` does not exist yet; runs appear here once a trainer writes to it.")
+            st.caption(f"{md(root)} does not exist yet; runs appear here once a trainer writes to it.")
         live = st.toggle("Live updates", value=True, key="live", help="Poll the store for new data.")
         interval = st.select_slider(
             "Refresh every (s)",

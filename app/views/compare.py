@@ -14,7 +14,7 @@ import streamlit as st
 
 from entropy_watch import metrics as M
 from entropy_watch.app import charts, data, first_paint, linked, sidebar
-from entropy_watch.app.display import fmt_num
+from entropy_watch.app.display import fmt_nats, md
 from entropy_watch.store.reads import MAX_POINTS, Trace
 
 settings = sidebar.current()
@@ -22,13 +22,14 @@ root = settings.root
 st.title("Compare runs")
 names = data.run_names(root)
 if not names:
-    st.info(f"No runs in the store `{root}` yet.")
+    st.info(f"No runs in the store {md(root)} yet.")
     st.stop()
 default = [n for n in st.session_state.get("compare_runs", []) if n in names] or names[: min(3, len(names))]
 if "compare_select" not in st.session_state or not set(st.session_state["compare_select"]) <= set(names):
     st.session_state["compare_select"] = default
-c1, c2, c3 = st.columns([4, 1.4, 1])
-chosen = c1.multiselect("Runs", names, key="compare_select")
+# the picker on a row of its own, chips wrapping: every chosen run stays visible
+chosen = st.multiselect("Runs", names, key="compare_select", wrap=True)
+c2, c3, _ = st.columns([1.4, 1, 3])
 scale = c2.radio(
     "Entropy as",
     ["nats", "H / H_ref"],
@@ -40,13 +41,21 @@ log_y = c3.toggle("log y", key="cmp_log", help="a log axis keeps one exploding r
 st.session_state["compare_runs"] = list(chosen)
 
 
-def overlay(per_run: dict[str, Trace], missing: list[str], key: str, title: str, y_title: str, log: bool) -> None:
+COLOURS = charts.run_colours(chosen)  # one colour per run in every panel, whichever runs a panel lacks
+
+
+def overlay(
+    per_run: dict[str, Trace], missing: list[str], key: str, title: str, y_title: str, log: bool, percent: bool = False
+) -> None:
     if per_run:
-        st.plotly_chart(charts.overlay(per_run, title, y_title, log_y=log, smoothing=settings.smoothing), key=key)
+        fig = charts.overlay(
+            per_run, title, y_title, log_y=log, smoothing=settings.smoothing, colours=COLOURS, percent=percent
+        )
+        st.plotly_chart(fig, key=key)
         if missing:
-            st.caption(f"Not logged by: {', '.join(missing)}")
+            st.caption(f"Not logged by: {md(', '.join(missing))}")
     else:
-        st.info(f"None of the chosen runs logged {title.lower()}.")
+        st.info(f"None of the chosen runs logged {md(title.lower())}.")
 
 
 @st.fragment(run_every=settings.run_every)
@@ -58,7 +67,7 @@ def panels() -> None:
     versions = data.versions(root, gen)
     runs = [r for r in chosen if r in versions]
     if len(runs) < len(chosen):
-        st.caption(f"No metrics yet: {', '.join(r for r in chosen if r not in versions)}")
+        st.caption(f"No metrics yet: {md(', '.join(r for r in chosen if r not in versions))}")
     pass_names = sorted(
         {n for r in runs for n in data.scalar_names(root, r, versions[r]) if n.startswith("eval/pass@")},
         key=lambda n: int(re.sub(r"\D", "", n) or 0),
@@ -86,7 +95,7 @@ def panels() -> None:
                 no_ref.append(r)
         overlay(rel, miss + no_ref, "cmp_entropy", "Entropy relative to H_ref", "H / H_ref", log_y)
         if no_ref:
-            st.caption(f"No H_ref yet (too short or still analysing): {', '.join(no_ref)}")
+            st.caption(f"No H_ref yet (too short or still analysing): {md(', '.join(no_ref))}")
     first_paint.hold()  # the entropy overlay is drawn on its own when it is the session's first chart
     c1, c2 = st.columns(2)
     with c1:
@@ -99,12 +108,12 @@ def panels() -> None:
             st.info("None of the chosen runs logged an evaluation pass@k (eval/pass@k).")
     c1, c2 = st.columns(2)
     with c1:
-        overlay(*pick(M.CLIP_HIGH_FRAC), "cmp_clip_high", "Clip-high fraction", "fraction of tokens", False)
+        overlay(*pick(M.CLIP_HIGH_FRAC), "cmp_clip_high", "Clip-high fraction", "share of tokens", False, True)
     with c2:
-        overlay(*pick(M.CLIP_LOW_FRAC), "cmp_clip_low", "Clip-low fraction", "fraction of tokens", False)
+        overlay(*pick(M.CLIP_LOW_FRAC), "cmp_clip_low", "Clip-low fraction", "share of tokens", False, True)
     last = {r: per[r][M.ENTROPY_MEAN].last() for r in runs if M.ENTROPY_MEAN in per[r]}
     if last:
-        st.caption("Latest entropy: " + " · ".join(f"{r} {fmt_num(v)} nats" for r, v in last.items()))
+        st.caption("Latest entropy: " + " · ".join(md(f"{r} {fmt_nats(v)} nats") for r, v in last.items()))
 
 
 panels()

@@ -18,6 +18,7 @@ import streamlit as st
 from entropy_watch.app import data, first_paint, linked, sidebar
 from entropy_watch.app import run_panels as P
 from entropy_watch.app import run_tabs as T
+from entropy_watch.app.display import md
 
 settings = sidebar.current()
 root = settings.root
@@ -25,19 +26,19 @@ names = data.run_names(root)
 asked = st.query_params.get("run") or None  # "/run?run=" names no run: the picker, not "no run named “”"
 if asked is not None and asked not in names:
     st.title("Run not found")
-    st.error(f"There is no run named “{asked}” in the store `{root}`.")
+    st.error(f"There is no run named “{md(asked)}” in the store {md(root)}.")
     close = difflib.get_close_matches(asked, names, n=6, cutoff=0.5)
     shown = close or names[:10]
     if shown:
         st.markdown("Close names:" if close else "Runs in this store:")
         for name in shown:
-            st.page_link(data.VIEWS_DIR / "run.py", label=name, icon="🔬", query_params={"run": name})
+            st.page_link(data.VIEWS_DIR / "run.py", label=md(name), icon="🔬", query_params={"run": name})
     st.page_link(data.VIEWS_DIR / "runs.py", label="All runs", icon="🗂️")
     st.stop()
 if not names:
     st.title("Run")
     st.info(
-        f"No runs in the store `{root}` yet: record one with `entropy_watch.hooks.Watch` in a training loop, "
+        f"No runs in the store {md(root)} yet: record one with `entropy_watch.hooks.Watch` in a training loop, "
         "`entropy-watch import LOG` an existing log, or train a small one with `entropy-watch train`."
     )
     st.stop()
@@ -72,7 +73,7 @@ def context() -> tuple[tuple[int, int] | None, list[str], tuple[int, int]]:
 def head_panel() -> None:
     version, names_logged, _ = context()
     info = next((r for r in data.runs(root, data.poll(root)) if r.name == run), None)
-    st.title(run)
+    st.title(md(run))
     if version is None:
         st.info(
             "This run has no scalar metrics yet. It appears as soon as the trainer's first segment is published "
@@ -92,7 +93,9 @@ def entropy_panel() -> None:
     src = P.entropy_name(names_logged)
     tr = data.traces(root, run, version, (src,), window, 2000) if src else {}
     state, _ = data.state(root, run, version, wait_s=0.0)
-    P.entropy_section(tr, state, window, settings.smoothing, src is not None)
+    fc = state.verdict.forecast if state is not None and state.verdict is not None else None
+    x_range = settings.window.x_range(version[1], float(fc.steps[-1]) if fc is not None and len(fc.steps) else None)
+    P.entropy_section(tr, state, window, settings.smoothing, src is not None, x_range)
 
 
 @st.fragment(run_every=settings.run_every)
@@ -108,7 +111,10 @@ def tabs_panel() -> None:
         if tab.open:  # only the open tab reads its series and draws
             tr = data.traces(root, run, version, T.tab_names(i, names_logged), window, T.TAB_POINTS)
             imported = P.imported(info, meta)
-            view = T.RunView(root, run, version, names_logged, tr, window, settings.smoothing, meta, imported, state)
+            x_range = settings.window.x_range(version[1])
+            view = T.RunView(
+                root, run, version, names_logged, tr, window, settings.smoothing, meta, imported, state, x_range
+            )
             with tab:
                 draw(view)
 

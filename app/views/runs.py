@@ -20,7 +20,7 @@ import streamlit as st
 
 from entropy_watch import metrics as M
 from entropy_watch.app import data, sidebar
-from entropy_watch.app.display import fmt_num, ratio_meaning
+from entropy_watch.app.display import fmt_nats, fmt_ratio, md, ratio_meaning, short_name
 from entropy_watch.monitor import RunState
 
 HEALTH_BADGES = {
@@ -51,6 +51,7 @@ SORTS = {
     "last update": (["_updated"], [False]),
 }
 ROW_PX = 35
+
 
 settings = sidebar.current()
 root = settings.root
@@ -85,6 +86,7 @@ def row(info: Any, version: tuple[int, int] | None, state: RunState | None, pend
     meta = info.meta or {}
     return {
         "run": info.name,
+        "name": short_name(info.name),
         "open": f"run?run={quote(info.name, safe='')}",
         "health": HEALTH_BADGES[health],
         "H/H_ref": "",
@@ -105,13 +107,13 @@ def row(info: Any, version: tuple[int, int] | None, state: RunState | None, pend
 
 
 def styled(df: pd.DataFrame) -> Any:
-    """H/H_ref cells coloured by meaning; numbers as text that reads (scientific below 1e-3, "—" when unknown). The
-    numeric columns stay in the frame (hidden) for sorting."""
+    """H/H_ref cells coloured by meaning; numbers as the verdict's headline writes them ("13%", "0.00031", "—" when
+    unknown). The numeric columns stay in the frame (hidden) for sorting."""
     bands = [ratio_meaning(x, spiking=bool(s)) for x, s in zip(df["_ratio"], df["_spiking"], strict=True)]
     out = df.assign(
         **{
-            "H/H_ref": [f"{fmt_num(x, 2)} {m}" if m else "—" for x, (m, _) in zip(df["_ratio"], bands, strict=True)],
-            "H (nats)": [fmt_num(x) for x in df["_level"]],
+            "H/H_ref": [f"{fmt_ratio(x)} {m}" if m else "—" for x, (m, _) in zip(df["_ratio"], bands, strict=True)],
+            "H (nats)": [fmt_nats(x) for x in df["_level"]],
         }
     )
     colours = [c for _, c in bands]
@@ -126,7 +128,7 @@ def runs_table() -> None:
     runs = data.runs(root, generation)
     if not runs:
         st.info(
-            f"No runs in the store `{root}` yet. Record one with `entropy_watch.hooks.Watch` in a training loop, "
+            f"No runs in the store {md(root)} yet. Record one with `entropy_watch.hooks.Watch` in a training loop, "
             "`entropy-watch import LOG` an existing log, or train a small one with `entropy-watch train`; it appears "
             "here."
         )
@@ -153,7 +155,7 @@ def runs_table() -> None:
     cols, ascending = SORTS[sort_by]
     df = df.sort_values(cols, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
     st.caption(
-        f"{len(df)} of {len(rows)} runs in `{root}` · data generation {generation} · select rows to open or "
+        f"{len(df)} of {len(rows)} runs in {md(root)} · data generation {generation} · select rows to open or "
         "compare them"
     )
     event = st.dataframe(
@@ -165,7 +167,7 @@ def runs_table() -> None:
         on_select="rerun",
         selection_mode="multi-row",
         column_order=[
-            "run",
+            "name",
             "open",
             "health",
             "H/H_ref",
@@ -177,7 +179,13 @@ def runs_table() -> None:
             "updated",
         ],
         column_config={
-            "run": st.column_config.TextColumn("run", pinned=True, width="medium"),
+            "name": st.column_config.TextColumn(
+                "run",
+                pinned=True,
+                width=330,
+                help="the run's name; a long one elided in the middle (select its row "
+                "to read it in full under the table)",
+            ),
             "open": st.column_config.LinkColumn("open", display_text="open ↗", width="small"),
             "health": st.column_config.TextColumn("health", width=150, help="the verdict of the detector"),
             "H/H_ref": st.column_config.TextColumn(
@@ -196,6 +204,8 @@ def runs_table() -> None:
         },
     )
     picked = [df["run"].iloc[i] for i in (event.selection.rows if event is not None else [])]
+    if picked:
+        st.caption("Selected: " + " · ".join(md(r) for r in picked))
     b1, b2, _ = st.columns([1, 1, 4])
     if b1.button("Open run", key="open_run", disabled=len(picked) != 1, help="select exactly one row"):
         st.session_state["run"] = picked[0]

@@ -194,6 +194,11 @@ def fmt_mult(x: float) -> str:
     return _num(x, ".1f")
 
 
+def fmt_ratio(r: float) -> str:
+    """H/H_ref as every surface words it: a share below two-fold ('37%', '0.04%'), a multiple from there ('2.4×')."""
+    return f"{fmt_mult(r)}×" if r >= 2 else fmt_share(r)
+
+
 def fmt_share(x: float) -> str:
     """A share as a percentage for messages: '13%', one significant digit under 1% ('0.04%': an entropy at 0.04% of
     H_ref printed '0% of H_ref', as if none were left), '<0.01%' under that; :func:`_num` beyond a million."""

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from entropy_watch.analysis.alert import Alert, _clean, fmt_mult, fmt_nats, fmt_share, severity_rank
+from entropy_watch.analysis.alert import Alert, _clean, fmt_nats, fmt_ratio, severity_rank
 from entropy_watch.analysis.guards import quoted_level
 from entropy_watch.analysis.outlook import NOT_HELD, Outlook
 
@@ -156,9 +156,7 @@ def order_alerts(alerts: list[Alert]) -> tuple[Alert, ...]:
 def _pct_of(x: float, ref: float) -> str:
     """'37% of H_ref 0.47', or from two-fold up '2.4× H_ref 0.4' (as the explosion alerts write it: '243% of H_ref')."""
     r = x / ref
-    if r >= 2:
-        return f"{fmt_mult(r)}× H_ref {fmt_nats(ref)}"
-    return f"{fmt_share(r)} of H_ref {fmt_nats(ref)}"
+    return f"{fmt_ratio(r)} {'' if r >= 2 else 'of '}H_ref {fmt_nats(ref)}"
 
 
 def headline(

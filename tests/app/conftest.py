@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,14 @@ def watch_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("watch") / "store"
     run_watch_loop(root, "watch-loop", steps=30)
     return root
+
+
+def shown(source: str) -> str:
+    """What Streamlit's markdown shows of ``source`` made by ``display.md``: the backslash escapes resolved and the
+    invisible word joiners dropped (the security test checks the rendering itself with a CommonMark renderer)."""
+    from entropy_watch.app.display import WORD_JOINER
+
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", source).replace(WORD_JOINER, "")
 
 
 def decode(arr: Any) -> np.ndarray:

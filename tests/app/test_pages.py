@@ -18,7 +18,7 @@ from entropy_watch.analysis.alert import fmt_nats
 from entropy_watch.app.run_tabs import TABS
 from entropy_watch.store import RunWriter, Store
 
-from .conftest import APP_HOME, COLLAPSE, HEALTHY, IMPORTED, decode, figures
+from .conftest import APP_HOME, COLLAPSE, HEALTHY, IMPORTED, decode, figures, shown
 
 TIMEOUT = 60
 
@@ -59,7 +59,8 @@ def all_tabs(at: AppTest) -> dict[str, dict]:
 
 
 def texts(at: AppTest, *kinds: str) -> str:
-    return "\n".join(e.value for kind in kinds for e in getattr(at, kind))
+    """The text of the elements of ``kinds`` as a reader sees it (markdown escapes of data resolved)."""
+    return "\n".join(shown(e.value) for kind in kinds for e in getattr(at, kind))
 
 
 def verdict(root: Path, run: str):  # noqa: ANN201
@@ -113,7 +114,7 @@ def test_imported_run_explains_missing_charts(monkeypatch: pytest.MonkeyPatch, s
 # -- 1: deep links ---------------------------------------------------------------------------------------------
 def test_deep_link_opens_that_run(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
     at = app(monkeypatch, synthetic_store, "views/run.py", {"run": HEALTHY})
-    assert at.title[0].value == HEALTHY and at.query_params["run"] == HEALTHY
+    assert shown(at.title[0].value) == HEALTHY and at.query_params["run"] == HEALTHY
     assert metric(at, "last step") == "299"
 
 
@@ -122,7 +123,7 @@ def test_unknown_run_says_so_and_lists_close_names(monkeypatch: pytest.MonkeyPat
     assert "There is no run named “grpo-colapse”" in texts(at, "error")
     assert at.query_params["run"] == "grpo-colapse", "the URL is left as it was"
     assert not at.get("plotly_chart") and not at.metric, "no other run is shown instead"
-    links = [p.proto.label for p in at.get("page_link")]
+    links = [shown(p.proto.label) for p in at.get("page_link")]
     assert COLLAPSE in links and HEALTHY not in links, links
 
 
@@ -130,7 +131,7 @@ def test_an_empty_run_in_the_url_opens_the_picker(monkeypatch: pytest.MonkeyPatc
     """``/run?run=`` names no run: the page shows one (the picker's), not "There is no run named “”"."""
     at = app(monkeypatch, synthetic_store, "views/run.py", {"run": ""})
     assert "There is no run named" not in texts(at, "error") and at.title[0].value != "Run not found"
-    assert at.query_params["run"] == at.title[0].value and metric(at, "last step")
+    assert at.query_params["run"] == shown(at.title[0].value) and metric(at, "last step")
 
 
 # -- 2: the Runs table -----------------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ def test_runs_table_health_first_pinned_name_every_row(
     assert by.loc[COLLAPSE, "H/H_ref"].endswith(" collapsed")
     assert 0 < len(by.loc[COLLAPSE, "entropy"]) <= 60
     cols = json.loads(at.dataframe[0].proto.columns)
-    assert cols["run"]["pinned"] is True
+    assert cols["name"]["pinned"] is True and cols["name"]["label"] == "run"
     assert cols["entropy"]["type_config"]["type"] == "line_chart"
     order = list(at.dataframe[0].proto.column_order)
     assert order.index("health") < order.index("entropy") < order.index("status"), "health and sparkline first"
@@ -174,11 +175,12 @@ def test_runs_table_health_first_pinned_name_every_row(
     assert list(at.dataframe[0].value["run"]) == [HEALTHY]
 
 
-def test_runs_table_small_numbers_read_in_scientific_form() -> None:
-    from entropy_watch.app.display import fmt_num, ratio_meaning
+def test_numbers_read_as_the_verdict_headline_writes_them() -> None:
+    from entropy_watch.app.display import fmt_nats, fmt_ratio, ratio_meaning
 
-    assert fmt_num(8.7e-05) == "8.70e-05" and fmt_num(0.0035, 2) == "0.0035" and fmt_num(1.0934, 2) == "1.09"
-    assert fmt_num(None) == "—" and fmt_num(float("nan")) == "—"
+    assert fmt_nats(0.00031) == "0.00031" and fmt_nats(8.7e-05) == "8.7e-05" and fmt_nats(4.051) == "4.05"
+    assert fmt_ratio(0.0004) == "0.04%" and fmt_ratio(0.13) == "13%" and fmt_ratio(2.43) == "2.4×"
+    assert fmt_nats(None) == "—" and fmt_ratio(float("nan")) == "—"
     assert ratio_meaning(0.02)[0] == "collapsed" and ratio_meaning(1.09)[0] == "normal"
     assert ratio_meaning(14.41)[0] == "exploding" and ratio_meaning(0.02)[1] != ratio_meaning(1.09)[1]
     assert ratio_meaning(0.6, spiking=True) == ("spiking", ratio_meaning(14.41)[1])
@@ -196,9 +198,11 @@ def test_run_page_renders_the_verdict(monkeypatch: pytest.MonkeyPatch, synthetic
     steps, h = Store(synthetic_store).series(COLLAPSE, M.ENTROPY_MEAN)
     np.testing.assert_array_equal(decode(line["x"]), steps)
     np.testing.assert_allclose(decode(line["y"]), h)
-    if v.forecast is not None:
-        drawn = next(t for t in fig["data"] if (t.get("name") or "").startswith("forecast ("))
-        np.testing.assert_allclose(decode(drawn["y"]), v.forecast.curve)
+    drawn = [t for t in fig["data"] if (t.get("name") or "").startswith("forecast (")]
+    if v.forecast is not None and v.forecast.curve:
+        np.testing.assert_allclose(decode(drawn[0]["y"]), v.forecast.curve)
+    else:  # none, or a level already past its target: nothing forecast, nothing drawn
+        assert not drawn
     names = [t.get("name") or "" for t in fig["data"]]
     assert any(n.startswith("H_ref") for n in names) and any(n.startswith("floor") for n in names)
     assert not fig["layout"].get("annotations"), "reference levels are legend entries, never labels on the data"
@@ -340,7 +344,7 @@ def test_smoothing_keeps_the_raw_line_faint(monkeypatch: pytest.MonkeyPatch, syn
 def test_alerts_most_severe_first_info_folded(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:
     at = app(monkeypatch, synthetic_store, "views/run.py", {"run": COLLAPSE})
     v = verdict(synthetic_store, COLLAPSE)
-    labels = [e.label for e in at.expander]
+    labels = [shown(e.label) for e in at.expander]
     major = [a for a in v.alerts if a.severity != "info"]
     assert labels[: len(major)] == [
         f"{'🔴' if a.severity == 'critical' else '🟠'} {a.severity} · {a.kind} at step {a.step:,} — {a.message}"
