@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from entropy_watch.errors import EntropyWatchError, MissingExtra
+from entropy_watch.errors import MissingExtra
+from entropy_watch.overwrite import check_replaceable
 
 if TYPE_CHECKING:
     from entropy_watch.analysis import AnalysisResult, RunSeries, Verdict
@@ -186,17 +187,9 @@ def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *,
 def check_report_dest(path: Path) -> None:
     """Raise :class:`EntropyWatchError` unless ``path`` is free or an entropy-watch report (its head carries
     :data:`GENERATOR` or :data:`LEGACY_TITLE`): a report never replaces a user's other file or a folder."""
-    if path.is_dir():
-        raise EntropyWatchError(f"{path} is a directory; pass a file path")
-    if not path.exists():
-        return
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(_HEAD_BYTES).decode("utf-8", "replace")
-    except OSError as e:
-        raise EntropyWatchError(f"cannot read {path} to check it is a report: {e.strerror or e}") from None
-    if GENERATOR not in head and LEGACY_TITLE not in head:
-        raise EntropyWatchError(
-            f"{path} exists and is not an entropy-watch report; refusing to overwrite it (pass another path or "
-            "remove it)"
-        )
+
+    def ours(head: bytes) -> bool:
+        text = head.decode("utf-8", "replace")
+        return GENERATOR in text or LEGACY_TITLE in text
+
+    check_replaceable(path, "an entropy-watch report", ours, _HEAD_BYTES)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import duckdb
 
-from entropy_watch.errors import EntropyWatchError
+from entropy_watch.overwrite import check_replaceable
 from entropy_watch.store import fs, layout, manifest
 from entropy_watch.store.atomic import write_parquet_atomic
 from entropy_watch.store.files import CoverageCache, select_files
@@ -138,19 +138,7 @@ def export_duckdb(
 def check_export_dest(dest: Path) -> None:
     """Raise :class:`EntropyWatchError` unless ``dest`` is free or a DuckDB database (``DUCK`` at byte 8 of its
     header): an export never replaces a user's other file (a CSV given by mistake) or a folder."""
-    if dest.is_dir():
-        raise EntropyWatchError(f"{dest} is a directory; pass a file path")
-    if not dest.exists():
-        return
-    try:
-        with open(dest, "rb") as fh:
-            head = fh.read(12)
-    except OSError as e:
-        raise EntropyWatchError(f"cannot read {dest} to check it is a DuckDB database: {e.strerror or e}") from None
-    if head[8:12] != DUCKDB_MAGIC:
-        raise EntropyWatchError(
-            f"{dest} exists and is not a DuckDB database; refusing to overwrite it (pass another path or remove it)"
-        )
+    check_replaceable(dest, "a DuckDB database", lambda head: head[8:12] == DUCKDB_MAGIC, 12)
 
 
 def _write_export(store: Store, names: list[str], infos: list[RunInfo], path: Path) -> None:
