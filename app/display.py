@@ -49,6 +49,8 @@ class Window:
 
 _MD_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
 WORD_JOINER = "\u2060"
+SHORTCODE_COLON = re.compile(r":(?=//|[\w+\-/]+[:\[])")  # ":smile:", ":red[", ":material/x:", "http://"
+EMAIL_AT = re.compile(r"@(?=[\w\-]+\.)")  # GFM's bare e-mail link: "me@evil.example"
 _WWW = re.compile(r"(www)(?=\\\.)", re.IGNORECASE)
 
 
@@ -58,11 +60,11 @@ def md(text: object) -> str:
     no links, emphasis, headings, HTML, ``$…$`` maths, ``:emoji:`` shortcodes or ``:red[…]`` directives.
 
     Every ASCII punctuation character is backslash-escaped (CommonMark renders an escaped one as itself), and an
-    invisible word joiner (U+2060) follows each ``:`` and ``@`` and splits ``www.``: shortcodes, directives and GFM's
-    bare ``http://…``, ``www.…`` and e-mail links are found in the text *after* the escapes are resolved, so escapes
-    alone do not stop them."""
-    out = _MD_PUNCT.sub(r"\\\1", str(text)).replace(":", ":" + WORD_JOINER).replace("@", "@" + WORD_JOINER)
-    return _WWW.sub(r"\1" + WORD_JOINER, out)
+    invisible word joiner (U+2060) breaks what Streamlit and GFM find in the text *after* the escapes are resolved,
+    where escapes alone do not stop them: a ``:`` that opens a shortcode, a directive or ``http://``, an ``@`` before
+    a domain, ``www.``. Only there: a run name such as ``exp:1`` or ``run@host`` copied from the page is the name."""
+    raw = EMAIL_AT.sub("@" + WORD_JOINER, SHORTCODE_COLON.sub(":" + WORD_JOINER, str(text)))
+    return _WWW.sub(r"\1" + WORD_JOINER, _MD_PUNCT.sub(r"\\\1", raw))
 
 
 NAME_CHARS = 46

@@ -16,7 +16,7 @@ from markdown_it import MarkdownIt
 
 from entropy_watch import metrics as M
 from entropy_watch.analysis import Alert
-from entropy_watch.app.display import WORD_JOINER, md
+from entropy_watch.app.display import SHORTCODE_COLON, WORD_JOINER, md
 from entropy_watch.store import RunWriter
 
 from .test_pages import app
@@ -56,10 +56,17 @@ def test_md_renders_data_literally(value: str) -> None:
     source = md(value)
     out, text = rendered(source)
     assert text == value and not TAGS.search(out), (source, out)
-    assert not re.search(r":(?!" + WORD_JOINER + ")", source), source
+    assert not SHORTCODE_COLON.search(source.replace("\\", "")), source  # no shortcode, directive or http://
     assert not re.search(r"(?<!\\)\$", source), source
     for bare in ("www.", "@e", "http:/"):
         assert bare not in source.replace("\\", ""), source
+
+
+@pytest.mark.parametrize("name", ["exp:1", "run@host", "grpo-s0_v1.2", "a,b+c"])
+def test_a_plain_run_name_copied_from_the_page_is_the_name(name: str) -> None:
+    """Joiners go only where a shortcode, directive or autolink could form: a name a user copies into the CLI must
+    not carry invisible characters."""
+    assert WORD_JOINER not in md(name) and rendered(md(name))[1] == name
 
 
 @pytest.fixture(scope="module")
