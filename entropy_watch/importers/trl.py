@@ -96,6 +96,7 @@ def read_trainer_state(path: Path, step_column: str | None = None, progress: Pro
     state_path, out_dir, doc = locate(path, progress)
     frame = frame_from_records(state_path, doc["log_history"], what="log_history entry", null_is_nan=True)
     parsed = frame_to_series(frame, step_column)
+    parsed.notes[:0] = frame.notes  # entries skipped (a null, a list): said, as for any other log
     parsed.meta["trainer_state"] = {k: doc.get(k) for k in _STATE_META if k in doc}
     parsed.meta["trainer_state_file"] = str(state_path.resolve())
     parsed.meta["framework"] = "trl"

@@ -166,3 +166,12 @@ def test_trl_log_history_as_jsonl_or_a_wandb_export_is_read_as_trl(tmp_path) -> 
     plain.write_text("step,entropy,reward,frac_reward_zero_std\n" + "".join(f"{s},0.5,0.5,0.1\n" for s in range(1, 8)))
     (run,) = load_log(plain)
     assert "framework" not in run.meta and run.meta["entropy_definition"].startswith("unknown")
+
+
+def test_a_log_history_entry_that_is_no_object_is_skipped_with_a_note(tmp_path) -> None:
+    history = [{"step": i, "entropy": 1 - i / 100, "reward": 0.5} for i in range(1, 30)]
+    history.insert(5, None)
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": history, "global_step": 29}))
+    (run,) = load_log(tmp_path / "trainer_state.json")
+    assert run.series("entropy/mean")[0].tolist() == list(range(1, 30))
+    assert any("first at log_history entry 6: expected a JSON object, found NoneType" in n for n in run.notes)
