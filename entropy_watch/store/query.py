@@ -231,7 +231,8 @@ def check_read_only(query: str) -> None:
     kinds = [s.type for s in statements]
     allowed = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
     if len(kinds) != 1 or kinds[0] not in allowed:
-        got = ", ".join(k.name for k in kinds) or "nothing"
+        said = [(s.query.split() or [s.type.name])[0].upper() for s in statements]  # as written: INSTALL, not LOAD
+        got = f"{len(said)} statements ({', '.join(said)})" if len(said) > 1 else (said[0] if said else "nothing")
         raise EntropyWatchError(f"`sql` runs one read-only SELECT query; got {got}")
 
 
