@@ -9,11 +9,39 @@ torch and transformers are imported inside the command functions, so ``entropy-w
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import typer
 
 from entropy_watch.cli.common import echo_json, state
 from entropy_watch.trainer.tokenizer import NUMERAL_SCRIPTS
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _device(value: str) -> str:
+    """--device: auto, cpu, mps, cuda or cuda:N (a usage error otherwise, not torch's "internal error")."""
+    if not DEVICE.fullmatch(value):
+        raise typer.BadParameter(f"{value!r}; use auto, cpu, cuda or cuda:N")
+    return value
+
+
+def _run_name(value: str | None) -> str | None:
+    """--run: checked before anything trains (a usage error, not a failure after the SFT warm-up)."""
+    if value is None:
+        return None
+    from entropy_watch.store.layout import validate_run_name
+
+    try:
+        return validate_run_name(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+def _algos(value: str) -> str:
+    if not [a for a in value.split(",") if a.strip()]:
+        raise typer.BadParameter("name at least one algorithm, e.g. grpo,repo-r")
+    return value
 
 
 def _ints(text: str) -> list[int]:
@@ -38,15 +66,15 @@ def register(app: typer.Typer) -> None:
         ),
         task: str = typer.Option("sum3", "--task", help="sum3 (task A) or sum3sorted (task B, the probe)."),
         preset_name: str = typer.Option("tiny", "--preset", "-p", help="tiny (CPU, 1-2 min) or gpu (one GPU)."),
-        steps: int = typer.Option(None, "--steps", "-n", help="RL iterations (default: the preset's)."),
-        run: str = typer.Option(None, "--run", "-r", help="Run name (default: <algo>-s<seed>)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of model init, SFT data and sampling."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+        steps: int = typer.Option(None, "--steps", "-n", min=1, help="RL iterations (default: the preset's)."),
+        run: str = typer.Option(None, "--run", "-r", callback=_run_name, help="Run name (default: <algo>-s<seed>)."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of model init, SFT data and sampling."),
+        device: str = typer.Option("auto", "--device", callback=_device, help="auto, cpu, cuda or cuda:N."),
         precision: str = typer.Option(None, "--precision", help="fp32, bf16, bf16-fp32head or bf16-naive."),
         model: str = typer.Option(None, "--model", help="Local HF causal LM + tokenizer folder to train."),
         init: str = typer.Option(None, "--init", help="Start from this policy/checkpoint folder (skips SFT)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run from its latest checkpoint."),
-        sft_steps: int = typer.Option(None, "--sft-steps", help="SFT warm-up steps (default: the preset's)."),
+        sft_steps: int = typer.Option(None, "--sft-steps", min=0, help="SFT warm-up steps (default: the preset's)."),
         zeta_max: float = typer.Option(None, "--zeta-max", help="REPO |zeta| cap (0.25 tiny vocab, 0.05 for LLMs)."),
         scripts: int = typer.Option(
             None,
@@ -120,14 +148,18 @@ def register(app: typer.Typer) -> None:
     @app.command("compare")
     def compare_cmd(
         ctx: typer.Context,
-        algos: str = typer.Option("grpo,dapo,repo-r,adapo", "--algos", help="Comma-separated algorithms."),
+        algos: str = typer.Option(
+            "grpo,dapo,repo-r,adapo", "--algos", callback=_algos, help="Comma-separated algorithms."
+        ),
         preset_name: str = typer.Option("tiny", "--preset", "-p", help="tiny or gpu."),
-        seed: int = typer.Option(0, "--seed", help="Single seed (ignored when --seeds is given)."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Single seed (ignored when --seeds is given)."),
         seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 (mean ± std)."),
-        steps: int = typer.Option(None, "--steps", "-n", help="RL iterations per algorithm (default: preset's)."),
-        sft_steps: int = typer.Option(None, "--sft-steps", help="SFT warm-up steps (default: preset's)."),
-        probe_steps: int = typer.Option(100, "--probe-steps", help="Task-B GRPO iterations (0 = no probe)."),
-        jobs: int = typer.Option(1, "--jobs", "-j", help="Processes in parallel (one torch thread each)."),
+        steps: int = typer.Option(
+            None, "--steps", "-n", min=1, help="RL iterations per algorithm (default: preset's)."
+        ),
+        sft_steps: int = typer.Option(None, "--sft-steps", min=0, help="SFT warm-up steps (default: preset's)."),
+        probe_steps: int = typer.Option(100, "--probe-steps", min=0, help="Task-B GRPO iterations (0 = no probe)."),
+        jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Processes in parallel (one torch thread each)."),
         lr: float = typer.Option(None, "--lr", help="RL learning rate for every algorithm (default: preset's)."),
         epochs: int = typer.Option(None, "--epochs", min=1, help="Passes over each rollout batch (default: preset's)."),
         minibatches: int = typer.Option(

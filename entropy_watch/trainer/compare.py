@@ -183,6 +183,32 @@ def _history_mean(history: list[dict[str, float]], key: str) -> float:
     return float(np.mean(vals)) if vals else math.nan
 
 
+def planned_runs(algos: list[str], seeds: list[int], probe: ProbeConfig, study: list[str]) -> list[str]:
+    """The runs :func:`compare` writes: per seed the SFT run, each algorithm's task-A run (and its task-B probe), and
+    the precision study's GRPO runs (``grpo@<precision>-s<seed>``, no probe)."""
+    out = []
+    for s in seeds:
+        out.append(f"sft-s{s}")
+        for a in algos:
+            out += [f"{a}-s{s}"] + ([f"{a}-s{s}.probe-b"] if probe.iterations > 0 else [])
+        out += [f"grpo@{p}-s{s}" for p in study]
+    return out
+
+
+def _refuse_existing(root: str, names: list[str]) -> None:
+    """ConfigError before anything trains when a run ``compare`` would write exists: a second comparison would append
+    its steps to the first one's (the table would mix them)."""
+    from entropy_watch.store.layout import run_dir
+    from entropy_watch.trainer.config import ConfigError
+
+    there = [n for n in names if run_dir(Path(root), n).exists()]
+    if there:
+        shown = ", ".join(there[:5]) + (f" and {len(there) - 5} more" if len(there) > 5 else "")
+        raise ConfigError(
+            f"runs {shown} already exist in {root}; compare writes fresh runs: pass another --store (or remove them)"
+        )
+
+
 def compare(
     preset_name: str,
     algos: list[str],
@@ -210,6 +236,9 @@ def compare(
     rl = dict(rl or {})
     dataclasses.replace(preset(preset_name).rl, **rl)  # a bad override fails here, before any training
     root = str(root)
+    base = preset(preset_name).model.precision  # the grpo run's own mode (gpu preset: bf16-fp32head)
+    study = [p for p in PRECISIONS if precision and (p != base or "grpo" not in algos)]
+    _refuse_existing(root, planned_runs(algos, seeds, probe or ProbeConfig(), study))
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn")) as pool:
         sft = dict(zip(seeds, pool.map(sft_stage, [preset_name] * len(seeds), seeds, [root] * len(seeds),
                                        [sft_steps] * len(seeds)), strict=True))  # fmt: skip
@@ -218,8 +247,6 @@ def compare(
             for s in seeds
             for a in algos
         ]
-        base = preset(preset_name).model.precision  # the grpo run's own mode (gpu preset: bf16-fp32head)
-        study = [p for p in PRECISIONS if precision and (p != base or "grpo" not in algos)]
         no_probe = ProbeConfig(iterations=0)
         prec_futs = [
             pool.submit(run_algo, preset_name, "grpo", s, root, str(sft[s]), iterations, no_probe, rl, p)

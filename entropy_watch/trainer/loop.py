@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from entropy_watch import metrics as M
+from entropy_watch.errors import ConfigError
 from entropy_watch.hooks import Watch, token_entropy
 from entropy_watch.store.layout import CHECKPOINTS_DIR, default_root, run_dir
 from entropy_watch.trainer import algorithms as alg
@@ -111,6 +112,11 @@ def train(
     root = default_root(store)
     ckpt_dir = run_dir(root, cfg.run) / CHECKPOINTS_DIR
     state = load_checkpoint(ckpt_dir) if resume else None
+    if not resume and run_dir(root, cfg.run).exists():  # a second training appended to the first: mixed steps
+        raise ConfigError(
+            f"run {cfg.run!r} already exists in {root}; pass --resume to continue it, or name another run with --run "
+            "(or remove the old one)"
+        )
     if state is not None:
         model, tokenizer = load_policy(ckpt_dir / "latest" / "policy")
     elif init is not None:

@@ -54,3 +54,16 @@ def test_wandb_run_name_with_equals_sign(ew, tmp_path: Path) -> None:
     assert "=" not in row["run"]
     r = ew("--store", tmp_path / "s", "alerts", p, "--json")
     assert r.code in (0, 1, 2), r.err
+
+
+def test_compare_refuses_a_store_that_already_holds_its_runs(ew, tmp_path: Path) -> None:
+    """A second comparison in the same store appended its steps to the first one's runs (five rows at step 0 after
+    five calls): it is refused before anything trains, naming the runs."""
+    from entropy_watch.hooks import Watch
+
+    store = tmp_path / "store"
+    with Watch("grpo-s0", store=store) as w:
+        w.log(0, x=1.0)
+    r = ew("--store", store, "compare", "--algos", "grpo", "--steps", "1", "--no-precision-check")
+    assert r.code == 1 and "runs grpo-s0 already exist in" in r.err and "another --store" in r.err, r.err
+    assert not (store / "run=sft-s0").exists()

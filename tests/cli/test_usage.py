@@ -31,6 +31,14 @@ USAGE_MISTAKES = [
     ["alerts", "g", "--map", "entropy=x"],  # --map on a store run (its columns are named)
     ["sql", "SELECT 1", "--limit", "0"],
     ["sql", "SELECT 1", "--limit", "-2"],
+    ["train", "--steps", "-3"],  # the trainer's options, checked before anything trains
+    ["train", "--device", "tpu"],  # torch's own message was an "internal error"
+    ["train", "--run", "../x"],
+    ["train", "--run", ""],  # fell back to the default name
+    ["train", "--seed", "-1"],
+    ["compare", "--algos", ""],  # ran only the precision study
+    ["compare", "--jobs", "0"],
+    ["compare", "--probe-steps", "-1"],
 ]
 
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from entropy_watch import metrics as M
+from entropy_watch.errors import ConfigError
 from entropy_watch.store import Store
 from entropy_watch.trainer.checkpoint import load_policy
 from entropy_watch.trainer.loop import LOSS, RATIO_LOG_MEAN_FIRST, SAMPLER_ENTROPY, TOKENS_PER_SEC, train
@@ -67,6 +68,18 @@ def test_resume_continues_the_same_trajectory(sft_policy: Path, tmp_path: Path) 
     events = Store(tmp_path).table("cut", "events").to_pylist()
     assert [e["kind"] for e in events if e["kind"] == "resume"] == ["resume"]
     assert [e["step"] for e in events if e["kind"] == "resume"] == [3]
+
+
+def test_a_second_training_never_appends_to_an_existing_run(sft_policy: Path, tmp_path: Path) -> None:
+    """Training under an existing run's name mixed two trainings' steps in one run (two rows at each step): it is
+    refused before anything trains (``--resume`` continues it instead); the first run is untouched."""
+    cfg = small_config("grpo", run="once", iterations=2)
+    cfg.checkpoint_every = 0
+    train(cfg, store=tmp_path, init=sft_policy, strict_hooks=True)
+    before = Store(tmp_path).series("once", M.ENTROPY_MEAN)[0].tolist()
+    with pytest.raises(ConfigError, match="run 'once' already exists in .*pass --resume"):
+        train(small_config("grpo", run="once", iterations=2), store=tmp_path, init=sft_policy)
+    assert Store(tmp_path).series("once", M.ENTROPY_MEAN)[0].tolist() == before == [0, 1]
 
 
 def test_model_path_trains_a_saved_hf_model(tmp_path: Path) -> None:
