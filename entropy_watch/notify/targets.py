@@ -125,6 +125,8 @@ def parse_target(spec: str, environ: Mapping[str, str] | None = None) -> list[Ta
     try:
         parts = urlsplit(spec)
         ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - a port that is no port ("h:9:9", ":99999") raises here, not after 4 retries
+        ok = ok and not any(c.isspace() or ord(c) < 32 for c in spec)  # http.client refuses these at send time
     except ValueError:
         ok = False
     if not ok:

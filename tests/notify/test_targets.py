@@ -74,3 +74,15 @@ def test_scrub_removes_urls_from_json_values() -> None:
     assert clean["argv"][2] == "slack+https://hooks.slack.com/…"
     assert clean["config"]["lr"] == 0.1 and clean["n"] == 1
     assert scrub(meta, []) is meta
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["json+http://127.0.0.1:9:9/SECRET", "http://hooks.example:99999/SECRET", "http://h/SEC RET", "http://h/a\tb"],
+)
+def test_a_url_that_can_never_be_sent_is_refused_when_given(spec: str) -> None:
+    """A port that is no port or whitespace in the URL passed the check and failed at delivery, retried 4 times as if
+    transient; it is a usage mistake, said at once, without the secret."""
+    with pytest.raises(NotifyConfigError) as e:
+        parse_targets([spec])
+    assert "SECRET" not in str(e.value) and "SEC RET" not in str(e.value)
