@@ -48,6 +48,16 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def listed(names: object, most: int = 10) -> str:
+    """Names in a one-line message: ``a, b, c``, past ``most`` the first ``most`` and how many more (``a, b and 3
+    more``); ``none`` for none."""
+    names = [str(n) for n in names]  # type: ignore[attr-defined]
+    if not names:
+        return "none"
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def require(module: str, extra: str) -> None:
     """Raise :class:`MissingExtra` naming ``pip install 'entropy-watch[extra]'`` if ``module`` cannot be imported."""
     import importlib.util

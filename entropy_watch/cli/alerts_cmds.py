@@ -36,6 +36,7 @@ from entropy_watch.cli.common import (
     state,
     text,
 )
+from entropy_watch.errors import listed
 
 if TYPE_CHECKING:
     from entropy_watch.analysis import Alert, AnalysisResult, RunSeries, Verdict
@@ -384,7 +385,7 @@ def watch(
     def on_waiting(run: str, reason: str) -> None:
         if run in absent:  # named, not in the store yet: say which runs are, once
             absent.discard(run)
-            reason = f"run {run!r} is not in the store yet (runs: {_some(stored)})"
+            reason = f"run {run!r} is not in the store yet (runs: {listed(stored)})"
         typer.echo(printable(f"[{run}] waiting: {reason}"), err=True)
 
     def on_error(run: str, message: str) -> None:
@@ -438,18 +439,11 @@ def _present(runs: list[str] | None, stored: list[str], root: Path, as_json: boo
         return None, 0
     missing = [r for r in runs if r not in stored]
     for r in missing:
-        typer.echo(printable(f"error: run {r!r} not found in store {root} (runs: {_some(stored)})"), err=True)
+        typer.echo(printable(f"error: run {r!r} not found in store {root} (runs: {listed(stored)})"), err=True)
     present = [r for r in runs if r in stored]
     if not present:
         raise typer.Exit(1)
     return present, len(missing)
-
-
-def _some(names: list[str], most: int = 10) -> str:
-    """Run names for a message: the first ``most``, then how many in all; "none" for none."""
-    if len(names) <= most:
-        return ", ".join(names) or "none"
-    return f"{', '.join(names[:most])}, … ({len(names)} in all)"
 
 
 def _log_targets(targets: list[str], *, write: bool, file_options: list[str]) -> list[str]:

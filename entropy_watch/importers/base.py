@@ -35,7 +35,7 @@ import numpy as np
 
 from entropy_watch import aliases as A
 from entropy_watch import metrics as M
-from entropy_watch.errors import ImportFormatError
+from entropy_watch.errors import ImportFormatError, listed
 from entropy_watch.importers.columns import is_arrow, parse_cell, parse_numeric
 from entropy_watch.store.schema import MAX_STEP
 
@@ -426,7 +426,7 @@ def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
         raise ImportFormatError(f"{frame.source} holds no data rows; nothing to import")
     if step_column is not None and step_column not in frame.cells:
         raise ImportFormatError(
-            f"step column {step_column!r} not found in {frame.source} (columns: {_list(frame.cells)}); "
+            f"step column {step_column!r} not found in {frame.source} (columns: {listed(frame.cells, 15)}); "
             f"pass --map step=COLUMN"
         )
     step_col = step_column or A.find_step_column(frame.cells)
@@ -464,19 +464,10 @@ def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
             f"logged more often): {', '.join(between)}"
         )
     if repeated:
-        parsed.notes.append(
-            f"steps logged twice: kept the last row's value in {', '.join(repeated[:3])}"
-            f"{f' and {len(repeated) - 3} more columns' if len(repeated) > 3 else ''}"
-        )
+        parsed.notes.append(f"steps logged twice: kept the last row's value in {listed(repeated, 3)}")
     if text_cols:
         parsed.meta["text_columns"] = sorted(text_cols)
     return parsed
-
-
-def _list(names: Any, limit: int = 15) -> str:
-    names = list(names)
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def assemble(
@@ -500,7 +491,7 @@ def assemble(
         if column not in series:
             why = "is not numeric" if column in parsed.meta.get("text_columns", ()) else "not found"
             raise ImportFormatError(
-                f"column {column!r} given for {canonical} {why} in {source} (columns: {_list(series)}); "
+                f"column {column!r} given for {canonical} {why} in {source} (columns: {listed(series, 15)}); "
                 f"pass --map {_short(canonical)}=COLUMN with one of them"
             )
     detected = A.detect_canonical(series)
@@ -514,9 +505,9 @@ def assemble(
                 f"{source} {where}: entropy column {text_ent!r} holds {value!r}; the column is mostly text, "
                 f"not numbers: fix the file or pass --map entropy=COLUMN"
             )
-        text = f"; text columns: {_list(text_cols)}" if text_cols else ""
+        text = f"; text columns: {listed(text_cols, 15)}" if text_cols else ""
         raise ImportFormatError(
-            f"no entropy column found in {source} (columns: {_list(series)}{text}); pass --map entropy=COLUMN"
+            f"no entropy column found in {source} (columns: {listed(series, 15)}{text}); pass --map entropy=COLUMN"
         )
     ent_col = final[M.ENTROPY_MEAN]
     notes = list(parsed.notes)

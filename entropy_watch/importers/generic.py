@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from entropy_watch.errors import ImportFormatError
+from entropy_watch.errors import ImportFormatError, listed
 from entropy_watch.importers.base import Frame, Progress, Skipped, flatten
 from entropy_watch.importers.columns import (
     csv_field_limit,
@@ -169,8 +169,7 @@ def _decimal_commas(frame: Frame) -> None:
         frame.cells[name] = (rows, pc.if_else(comma, pc.replace_substring(trimmed, ",", "."), col))
         fixed.append(name)
     if fixed:
-        shown = ", ".join(repr(c) for c in fixed[:3]) + (f" and {len(fixed) - 3} more" if len(fixed) > 3 else "")
-        frame.notes.append(f"decimal commas read as decimal points in {shown}")
+        frame.notes.append(f"decimal commas read as decimal points in {listed(map(repr, fixed), 3)}")
 
 
 def _header(path: Path, first: str, delimiter: str) -> list[str]:

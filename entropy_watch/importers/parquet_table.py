@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from entropy_watch.errors import ImportFormatError, first_line
+from entropy_watch.errors import ImportFormatError, first_line, listed
 from entropy_watch.importers.base import MAX_DEPTH, Frame, Progress
 
 TRL_COMPLETION_COLUMNS = frozenset({"prompt", "completion", "advantage"})
@@ -67,9 +67,7 @@ def read_parquet(path: Path, progress: Progress | None = None) -> Frame:
         raise ImportFormatError(f"{path} holds no column of numbers or text; nothing to import")
     frame = Frame.columnar(str(path), columns, lambda row: f"row {row + 1}")
     if left_out:
-        shown = ", ".join(repr(c) for c in left_out[:3]) + (
-            f" and {len(left_out) - 3} more" if len(left_out) > 3 else ""
-        )
+        shown = listed(map(repr, left_out), 3)
         frame.notes.append(f"left out {len(left_out)} column(s) of lists, maps, bytes or dates: {shown}")
     return frame
 

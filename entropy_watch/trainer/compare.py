@@ -65,6 +65,12 @@ class ProbeConfig:
     """Moving-average window in iterations."""
 
 
+def run_name(label: str, seed: int, probe: bool = False) -> str:
+    """The run a comparison writes for ``label`` (``sft``, an algorithm, ``grpo@<precision>``) and ``seed``; ``probe``:
+    its task-B probe run."""
+    return f"{label}-s{seed}" + (".probe-b" if probe else "")
+
+
 def sft_stage(preset_name: str, seed: int, root: str | Path, sft_steps: int | None = None) -> Path:
     """Train the shared SFT checkpoint of ``seed`` (run ``sft-s<seed>``, loss logged) and return its policy folder."""
     import torch
@@ -78,7 +84,7 @@ def sft_stage(preset_name: str, seed: int, root: str | Path, sft_steps: int | No
     from entropy_watch.trainer.tasks import get_task
     from entropy_watch.trainer.tokenizer import build_tokenizer
 
-    cfg = preset(preset_name, "grpo", seed=seed, run=f"sft-s{seed}")
+    cfg = preset(preset_name, "grpo", seed=seed, run=run_name("sft", seed))
     if sft_steps is not None:
         cfg.sft.steps = sft_steps
     torch.set_num_threads(cfg.threads)
@@ -128,7 +134,7 @@ def run_algo(
     t0 = time.perf_counter()
     probe = probe or ProbeConfig()
     label = label or (algo if precision is None else f"{algo}@{precision}")
-    cfg = preset(preset_name, algo, seed=seed, run=f"{label}-s{seed}", **(algo_overrides or {}))
+    cfg = preset(preset_name, algo, seed=seed, run=run_name(label, seed), **(algo_overrides or {}))
     if iterations is not None:
         cfg.rl.iterations = iterations
     if rl:
@@ -164,7 +170,7 @@ def run_algo(
         if res.history and key in res.history[-1]:
             row[key] = res.history[-1][key]
     if probe.iterations > 0 and res.policy_dir is not None:
-        cfg_b = preset(preset_name, "grpo", seed=seed, run=f"{label}-s{seed}.probe-b")
+        cfg_b = preset(preset_name, "grpo", seed=seed, run=run_name(label, seed, probe=True))
         cfg_b.task = dataclasses.replace(cfg.task, name="sum3sorted")  # same vocabulary and surface
         cfg_b.rl.iterations, cfg_b.checkpoint_every, cfg_b.eval.every = probe.iterations, 0, 0
         res_b = train(cfg_b, store=root, init=res.policy_dir)
@@ -188,24 +194,24 @@ def planned_runs(algos: list[str], seeds: list[int], probe: ProbeConfig, study: 
     the precision study's GRPO runs (``grpo@<precision>-s<seed>``, no probe)."""
     out = []
     for s in seeds:
-        out.append(f"sft-s{s}")
+        out.append(run_name("sft", s))
         for a in algos:
-            out += [f"{a}-s{s}"] + ([f"{a}-s{s}.probe-b"] if probe.iterations > 0 else [])
-        out += [f"grpo@{p}-s{s}" for p in study]
+            out += [run_name(a, s)] + ([run_name(a, s, probe=True)] if probe.iterations > 0 else [])
+        out += [run_name(f"grpo@{p}", s) for p in study]
     return out
 
 
 def _refuse_existing(root: str, names: list[str]) -> None:
     """ConfigError before anything trains when a run ``compare`` would write exists: a second comparison would append
     its steps to the first one's (the table would mix them)."""
+    from entropy_watch.errors import ConfigError, listed
     from entropy_watch.store.layout import run_dir
-    from entropy_watch.trainer.config import ConfigError
 
     there = [n for n in names if run_dir(Path(root), n).exists()]
     if there:
-        shown = ", ".join(there[:5]) + (f" and {len(there) - 5} more" if len(there) > 5 else "")
         raise ConfigError(
-            f"runs {shown} already exist in {root}; compare writes fresh runs: pass another --store (or remove them)"
+            f"runs {listed(there, 5)} already exist in {root}; compare writes fresh runs: pass another --store (or "
+            "remove them)"
         )
 
 
