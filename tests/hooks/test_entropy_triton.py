@@ -18,17 +18,25 @@ import warnings
 import pytest
 import torch
 
+try:
+    import triton
+except ImportError:  # the tests that need it are skipped
+    triton = None
+
 from entropy_watch.hooks.entropy import token_entropy
 
 needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
 
 
+WIDE = 17_500
+
+
 def cases() -> dict[str, tuple[torch.Tensor, float]]:
     """name -> (logits (n, V) in their dtype, temperature); the same tensors in this process and the child."""
     g = torch.Generator().manual_seed(5)
-    wide = torch.randn(6, 5000, generator=g) * 3
-    wide[1, 4500] = 40.0  # the row's maximum sits in the second block: its sums are rescaled once
-    wide[2, :4096] -= 30.0  # the first block is all small against the second
+    wide = torch.randn(6, WIDE, generator=g) * 3  # past two of the kernel's blocks (8,192 logits), the last partial
+    wide[1, 17_000] = 40.0  # the row's maximum sits in the last block: its sums are rescaled there
+    wide[2, :8192] -= 30.0  # the first block is all small against the second
     masked = torch.randn(5, 300, generator=g) * 2
     masked[0, ::3] = float("-inf")  # a masked vocabulary contributes 0
     masked[1, 1:] = float("-inf")  # one finite logit: H = 0
@@ -105,6 +113,27 @@ def test_kernel_matches_float64_reference_in_the_interpreter(tmp_path):
     got = torch.load(path)
     for name, (x, t) in cases().items():
         assert_matches(name, *got[name], x, t)
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
+def test_kernel_compiles_to_gpu_code_without_a_gpu(dtype):
+    """Triton's compiler (ptxas included) builds the kernel for Hopper and Ampere here, no GPU needed: what the
+    interpreter forgives (a plain global read inside the kernel, an op the backend lacks) fails here, not on a
+    user's GPU, where the kernel would turn itself off and the hook fall back to the 6-10x slower torch path."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from entropy_watch.hooks.entropy_triton import BLOCK, _entropy_rows
+
+    assert 2 * BLOCK < WIDE, "the 'wide' case must span blocks: the rescaling between them is what it tests"
+
+    sig = {"x_ptr": f"*{dtype}", "row_stride": "i64", "n_cols": "i32", "scale": "fp32", "ids_ptr": "*i64",
+           "h_ptr": "*fp32", "logp_ptr": "*fp32", "HAS_IDS": "constexpr", "BLOCK": "constexpr"}  # fmt: skip
+    for arch, has_ids in ((90, True), (80, False)):
+        src = ASTSource(fn=_entropy_rows, signature=sig, constexprs={"HAS_IDS": has_ids, "BLOCK": BLOCK})
+        compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
+        assert compiled.asm["cubin"], (dtype, arch)
 
 
 @pytest.mark.gpu
