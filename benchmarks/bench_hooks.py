@@ -10,6 +10,9 @@
 4. Live in-process analysis (``Watch(on_alert=..., notify=...)``): the same step with the detector following the run
    on its background thread, on a run that already holds ``--live-points`` logged points, against the same Watch
    without it (target: no measurable cost, <= 1.01). ``--live-only`` runs just this part.
+5. ``--device cuda``: only an LLM-shaped step on a GPU (GPT-2 small's body, V = 151,936, 8 x 512 tokens, bf16):
+   Watch from logits, token_entropy + Watch(entropy=), and TRL's own entropy read every step, each against the bare
+   step.
 Prints ratios (median over interleaved rounds); never asserts timings.
 """
 
@@ -211,13 +214,99 @@ def bench_live(rounds: int, iters: int, root: str, points: int) -> dict[str, flo
     return out
 
 
+def bench_device_step(device: str, rounds: int, iters: int, root: str, size: str = "gpt2") -> dict[str, float]:
+    """Ratios of an LLM-shaped training step with Watch to the bare step, on ``device`` (a GPU: part 5).
+
+    ``gpt2``: GPT-2 small's body (12 layers, width 768) with a Qwen-sized vocabulary (V = 151,936), 8 x 512 tokens,
+    bf16 autocast, AdamW: the logits (4,096 x 152k) are as large as a real run's. ``tiny`` checks the code on CPU.
+    Modes: ``logits`` (Watch computes entropy from the logits), ``entropy`` (the user computes it with
+    ``token_entropy`` and passes it: the same work in two calls), and ``trl`` (what a TRL user pays for its entropy:
+    ``entropy_from_logits`` and its mean read back every step, which waits for the device).
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from entropy_watch.hooks import Watch, token_entropy
+
+    torch.manual_seed(0)
+    if size == "gpt2":
+        V, B, T, cfg = 151_936, 8, 512, GPT2Config(n_layer=12, n_embd=768, n_head=12, vocab_size=151_936)
+    else:
+        cfg = GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=512, n_positions=16, bos_token_id=0, eos_token_id=0)
+        V, B, T = 512, 2, 16
+    model = GPT2LMHeadModel(cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    x = torch.randint(0, V, (B, T), device=device)
+    adv, mask = torch.randn(B, device=device), torch.ones(B, T, device=device)
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    w = Watch("bench-device", store=root, vocab_size=V, flush_secs=5.0)
+    try:
+        from trl.trainer.utils import entropy_from_logits
+    except ImportError:
+        entropy_from_logits = None
+
+    def step(i: int, mode: str) -> None:
+        with torch.autocast(device_type="cuda" if cuda else "cpu", dtype=torch.bfloat16):
+            logits = model(input_ids=x).logits
+        lp = torch.log_softmax(logits.float(), -1).gather(-1, x[..., None]).squeeze(-1)
+        loss = -(lp * adv[:, None]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if mode == "logits":
+            w.log_tokens(i, logits=logits.detach(), mask=mask, logp=lp.detach(), advantages=adv)
+        elif mode == "entropy":
+            ent = token_entropy(logits.detach())  # stands for the entropy the trainer already computed
+            w.log_tokens(i, entropy=ent, mask=mask, logp=lp.detach(), advantages=adv)
+        elif mode == "trl":
+            float(entropy_from_logits(logits.detach()).mean().item())
+
+    modes = ["bare", "logits", "entropy"] + (["trl"] if entropy_from_logits is not None else [])
+    counter = 0
+
+    def run(mode: str) -> float:
+        nonlocal counter
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            step(counter, mode)
+            counter += 1
+        sync()
+        return (time.perf_counter() - t0) / iters
+
+    for m in modes:  # warm-up: kernels compiled, allocator grown
+        run(m)
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    for r in range(rounds):
+        for m in modes if r % 2 == 0 else modes[::-1]:
+            times[m].append(run(m))
+    w.close()
+    bare = statistics.median(times["bare"])
+    out = {"bare_ms": 1000 * bare}
+    out.update({m: statistics.median(times[m]) / bare for m in modes if m != "bare"})
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--live-only", action="store_true", help="only part 4 (live analysis)")
     p.add_argument("--live-points", type=int, default=2000, help="points the run holds before part 4 is timed")
+    p.add_argument("--device", default=None, help="only part 5, an LLM-shaped step on this device (e.g. cuda)")
+    p.add_argument("--size", default="gpt2", choices=["gpt2", "tiny"], help="part 5's model (tiny: a CPU check)")
     a = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if a.device is not None:
+        with tempfile.TemporaryDirectory() as root:
+            d = bench_device_step(a.device, rounds=3 if a.quick else 7, iters=5 if a.quick else 20, root=root,
+                                  size=a.size)  # fmt: skip
+        name = "GPT-2 small body, V=151,936, 8x512 tokens, bf16" if a.size == "gpt2" else "tiny GPT-2"
+        print(f"{name} step on {a.device}: bare {d['bare_ms']:.1f} ms")
+        print(f"  Watch from logits / bare:     {d['logits']:.3f}  (target <= 1.03)")
+        print(f"  token_entropy + Watch(entropy=) / bare: {d['entropy']:.3f}  (same work, two calls)")
+        if "trl" in d:
+            print(f"  TRL entropy_from_logits + .item() / bare: {d['trl']:.3f}  (what a TRL user pays for its entropy)")
+        return
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as root:
         live = bench_live(rounds=3 if a.quick else 9, iters=20 if a.quick else 60, root=root, points=a.live_points)
