@@ -12,7 +12,9 @@ One exponential per logit (the log-softmax form needs two) and torch's pairwise 
 float64 at V = 32k-152k, 7-50x below ``-(exp(log_softmax) * log_softmax).sum(-1)`` in fp32 (benchmarks/).
 
 On CUDA (fp32, bf16 or fp16 logits, no autograd, default chunk size) the same formulas run as one Triton kernel that
-reads each logit once and needs no work buffers (``entropy_triton.py``); this chunked path is its fallback.
+reads each logit once and needs no work buffers (``entropy_triton.py``; on an H200 0.55-0.86x the time of TRL's fused
+kernel and at the pace of one read of the logits, where this path takes 10-25x as long); this chunked path is its
+fallback.
 
 Edge cases: ``-inf`` logits (a masked vocabulary) contribute 0 (``0 * log 0 = 0``, no NaN); a row containing NaN or
 ``+inf``, or no finite logit at all, gives NaN (step statistics count it in ``entropy/nonfinite_frac``).
