@@ -7,7 +7,9 @@ stderr naming the file; the other targets are still analysed and printed). A run
 to analyse", not an error. Usage mistakes (a missing argument, an unknown option, a bad option value) also exit 2,
 with typer's usage message on stderr. ``watch`` and ``report`` exit 0, or 1 on errors like every other command
 (``watch --once``: 1 when a target could not be read: a run not in the store, a log folder without logs, an unreadable
-log; without ``--once`` a named run not in the store yet is waited for); Ctrl-C exits 130 (``boundary.py``).
+log; without ``--once`` a named run not in the store yet is waited for); ``watch --notify`` exits 1 when a notification
+could not be delivered (it waits for the retries first; while it runs, the first failure to each destination is one
+line on stderr); Ctrl-C exits 130 (``boundary.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ EXIT_CLEAN, EXIT_WARNING, EXIT_CRITICAL, EXIT_ERROR = 0, 1, 2, 3
 SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
 HEALTH_STYLE = {**SEVERITY_STYLE, "ok": "green", "too-short": "dim"}
 LONG_RUN = 2000  # versions above which a progress bar is shown on a terminal
+STOP_WAIT_S = 10.0  # after Ctrl-C: how long watch still waits for queued notifications
 # A target that does not exist and ends like this is a missing file, not a run name.
 LOG_SUFFIXES = (
     *(".csv", ".tsv", ".json", ".jsonl", ".log", ".txt", ".parquet"),
@@ -340,7 +343,7 @@ def watch(
         False,
         "--once",
         help="Poll once and exit: 1 when a target could not be read (a run not in the store, a log folder without "
-        "logs, an unreadable log), else 0.",
+        "logs, an unreadable log) or a notification could not be delivered, else 0.",
     ),
     min_severity: str = typer.Option(
         "warning", "--min-severity", callback=_severity, help="info, warning or critical."
@@ -352,7 +355,8 @@ def watch(
         typer.Option(
             "--notify",
             help="Send new alerts (at --min-severity and up) and recoveries to a webhook: a Slack or Discord webhook "
-            "URL, slack+URL, discord+URL, json+URL, env:NAME or env ($ENTROPY_WATCH_NOTIFY). Repeatable.",
+            "URL, slack+URL, discord+URL, json+URL, env:NAME or env ($ENTROPY_WATCH_NOTIFY). Repeatable. What runs "
+            "already show at the first poll is printed, not sent. Exit 1 when one could not be delivered.",
         ),
     ] = None,
     app_url: str | None = typer.Option(
@@ -400,6 +404,8 @@ def watch(
     if once and not logs:
         runs, errors = _present(runs, stored, root, as_json)
     relay = _relay(notify, min_severity, app_url)
+    if relay is not None and once:  # the relay's baseline is the first poll, and --once polls once
+        typer.echo("note: --once sends no notifications: --notify sends what appears after the first poll", err=True)
     if logs:
         from entropy_watch.importers.follow import LogReader
 
@@ -418,15 +424,18 @@ def watch(
         on_error=on_error,
         on_analysis=relay.on_analysis if relay is not None else None,
     )
+    ended = False
     try:
         monitor.follow(interval, iterations=1 if once else iterations)
+        ended = True
     except KeyboardInterrupt:  # Ctrl-C is how watch stops: quiet, exit 130, as the boundary does (boundary.py)
         raise SystemExit(130) from None
     finally:
         reader.close()
-        if relay is not None:
-            relay.close(10.0)  # what is queued is sent (bounded wait)
-    if once and errors:
+        # what is queued is sent before the exit status is decided: retries included when watch ended as asked,
+        # a bounded wait after Ctrl-C or an error
+        undelivered = _finish_notify(relay, None if ended else STOP_WAIT_S) if relay is not None else 0
+    if (once and errors) or undelivered:
         raise typer.Exit(1)
 
 
@@ -462,20 +471,44 @@ def _log_targets(targets: list[str], *, write: bool, file_options: list[str]) ->
 
 def _relay(specs: list[str] | None, min_severity: str, app_url: str | None) -> Any:
     """The notification relay for ``watch --notify`` (None without ``--notify``); a bad spec is a usage error that
-    never echoes the URL."""
+    never echoes the URL. A message not delivered is one line on stderr, the first time for each destination."""
     if not specs:
         return None
     from entropy_watch.notify import Notifier, NotifyConfigError, NotifyPolicy
-    from entropy_watch.notify.relay import MonitorRelay
+    from entropy_watch.notify.relay import MonitorRelay, SayOnce
 
+    def say(line: str) -> None:
+        typer.echo(printable(line), err=True)
+
+    policy = NotifyPolicy(min_severity=min_severity)
     try:
-        notifier = Notifier.build(specs, policy=NotifyPolicy(min_severity=min_severity), app_url=app_url)
+        notifier = Notifier.build(specs, policy=policy, app_url=app_url, on_failure=SayOnce(say))
     except NotifyConfigError as e:
         raise typer.BadParameter(str(e).removeprefix("notify: "), param_hint="--notify") from None
     if notifier is None:
         return None
-    typer.echo(f"notifying: {', '.join(t.label for t in notifier.targets)}", err=True)
+    typer.echo(printable(f"notifying: {', '.join(t.label for t in notifier.targets)}"), err=True)
     return MonitorRelay(notifier)
+
+
+def _finish_notify(relay: Any, wait_s: float | None) -> int:
+    """Deliver what ``watch --notify`` queued, waiting at most ``wait_s`` (None: until each message is delivered or
+    has failed, retries included); print how many were not delivered and return that number."""
+    from entropy_watch.notify.relay import summary
+
+    delivery = relay.notifier.delivery
+    if wait_s is None and not delivery.drain(1.0):  # retries can take a while: say what watch is waiting for
+        n = delivery.pending
+        typer.echo(f"waiting for {_plural(n, 'notification')} still being sent (Ctrl-C stops waiting)", err=True)
+    relay.close(wait_s)
+    failed, line = summary(delivery)
+    if line is not None:
+        typer.echo(line, err=True)
+    return failed
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def report(

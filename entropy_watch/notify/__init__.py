@@ -9,7 +9,7 @@ Core tier: standard library and numpy only, so the CLI sends notifications witho
 
 from __future__ import annotations
 
-from entropy_watch.notify.delivery import Delivery
+from entropy_watch.notify.delivery import Delivery, Undelivered
 from entropy_watch.notify.follow import Changes, Follower, Recovery
 from entropy_watch.notify.notifier import APP_URL_ENV, Notifier, notice_for
 from entropy_watch.notify.payloads import SCHEMA, Eta, Notice, render
@@ -31,6 +31,7 @@ __all__ = [
     "NotifyPolicy",
     "Recovery",
     "Target",
+    "Undelivered",
     "notice_for",
     "parse_targets",
     "redact",

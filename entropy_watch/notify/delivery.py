@@ -6,8 +6,11 @@
   to ``retries`` times with exponential backoff (``backoff_s``, doubled each time; a 429's ``Retry-After`` is
   honoured up to ``max_backoff_s``); other 4xx answers are final (a wrong or revoked webhook);
 * a message that is finally not delivered adds one to :attr:`Delivery.errors`, calls ``on_error(errors)`` (the
-  hooks record it as ``hooks/notify_errors``) and warns once; the warning names the target by kind and host only,
-  never its URL, and quotes no exception text (urllib's errors can carry the URL).
+  hooks record it as ``hooks/notify_errors``) and ``on_failure`` with an :class:`Undelivered`, which names the target
+  by kind and host only, never its URL, and quotes no exception text (urllib's errors can carry the URL). Who builds
+  the delivery says what a failure means where it is shown: the default, :class:`WarnOnce`, is the training
+  process' (one warning: training continues, the rest are counted); ``entropy-watch watch --notify`` passes its own
+  (:class:`entropy_watch.notify.relay.SayOnce`).
 
 Standard library only (``urllib.request``), so the core tier stays light.
 """
@@ -22,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from entropy_watch import __version__
@@ -31,6 +35,50 @@ log = logging.getLogger("entropy_watch")
 
 Opener = Callable[[urllib.request.Request, float], int]
 """(request, timeout_s) -> HTTP status; raises ``urllib.error.HTTPError`` / ``OSError`` on failure."""
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """One message that was finally not delivered, or was dropped.
+
+    ``label``: the target's :attr:`~entropy_watch.notify.targets.Target.label` (kind and host, never the URL; ""
+    when unknown); ``reason``: what happened (``HTTP 500 after 4 attempts``; no URL, no exception text); ``advice``:
+    what to check ("" when there is nothing to check on this side); ``errors``: the delivery's failures so far.
+    """
+
+    label: str
+    reason: str
+    advice: str = ""
+    errors: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.advice}" if self.advice else self.reason
+
+
+OnFailure = Callable[[Undelivered], Any]
+"""Called from the delivery thread for each undelivered message."""
+
+
+class WarnOnce:
+    """The default ``on_failure``, for a delivery inside a training process: the first failure logs one warning
+    (training continues; later failures are counted as ``hooks/notify_errors``, which the hooks record through
+    ``on_error``); later ones only count."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def __call__(self, failure: Undelivered) -> None:
+        with self._lock:
+            first, self._warned = not self._warned, True
+        if first:
+            where = f" to {failure.label}" if failure.label else ""
+            log.warning(
+                "entropy_watch: a notification%s was not delivered: %s; training continues, later failures are "
+                "counted as hooks/notify_errors",
+                where,
+                failure,
+            )
 
 
 def _urlopen(req: urllib.request.Request, timeout: float) -> int:
@@ -49,6 +97,8 @@ class Delivery:
         max_backoff_s: cap of any single wait (also of a 429's ``Retry-After``).
         max_queue: messages that may wait; more are dropped and counted.
         on_error: called with the running failure count after each undelivered message (from the thread).
+        on_failure: called with each :class:`Undelivered` (from the thread): what a failure means to whoever reads
+            it; default :class:`WarnOnce` (the training process' wording).
         opener: the POST function (tests); default ``urllib.request.urlopen``.
     """
 
@@ -61,6 +111,7 @@ class Delivery:
         max_backoff_s: float = 30.0,
         max_queue: int = 64,
         on_error: Callable[[int], Any] | None = None,
+        on_failure: OnFailure | None = None,
         opener: Opener | None = None,
     ) -> None:
         self.timeout_s = float(timeout_s)
@@ -68,14 +119,15 @@ class Delivery:
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
         self.on_error = on_error
+        self.on_failure: OnFailure = on_failure if on_failure is not None else WarnOnce()
         self.errors = 0
         self.sent = 0
+        self.abandoned = 0  # messages still queued or in flight when close() stopped waiting
         self._open = opener or _urlopen
         self._q: queue.Queue[tuple[Target, bytes] | None] = queue.Queue(maxsize=max(1, int(max_queue)))
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._warned = False
         self._closed = False
 
     def submit(self, target: Target, body: bytes) -> bool:
@@ -87,19 +139,28 @@ class Delivery:
             self._q.put_nowait((target, body))
             return True
         except queue.Full:
-            self._failed(target, "the notification queue is full (the webhook is slower than the alerts)")
+            self._failed(target, "dropped: the notification queue is full (the webhook is slower than the alerts)")
             return False
 
-    def close(self, timeout_s: float = 10.0) -> bool:
-        """Send what is queued, waiting at most ``timeout_s``; True when everything queued was handled."""
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait until every queued message is handled (delivered or failed, retries included), at most ``timeout_s``
+        (None: however long that takes, each attempt being bounded by the delivery's own ``timeout_s`` and each wait
+        by ``max_backoff_s``); True when nothing is left. Delivery goes on either way."""
+        deadline = None if timeout_s is None else time.monotonic() + max(0.0, timeout_s)
+        while self._q.unfinished_tasks and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.01)
+        return not self._q.unfinished_tasks
+
+    def close(self, timeout_s: float | None = 10.0) -> bool:
+        """Send what is queued, waiting at most ``timeout_s`` (None: until it is handled, see :meth:`drain`); True
+        when everything queued was handled. What is left then is abandoned: :attr:`abandoned` says how many (the
+        thread counts them as failures as it meets them, unless the process ends first)."""
         self._closed = True
         t = self._thread
         if t is None:
             return True
-        deadline = time.monotonic() + max(0.0, timeout_s)
-        while self._q.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
-        done = not self._q.unfinished_tasks
+        done = self.drain(timeout_s)
+        self.abandoned = self.pending
         self._stop.set()
         try:
             self._q.put_nowait(None)  # wake the thread
@@ -132,23 +193,23 @@ class Delivery:
                 if why is None:
                     self.sent += 1
                 else:
-                    self._failed(target, why)
+                    self._failed(target, *why)
             except Exception as exc:  # noqa: BLE001 - the thread must survive anything
-                self._failed(None, f"unexpected {type(exc).__name__}")
+                self._failed(item[0] if item is not None else None, f"unexpected {type(exc).__name__}")
             finally:
                 self._q.task_done()
             if self._stop.is_set() and self._q.empty():
                 return
 
-    def _post(self, target: Target, body: bytes) -> str | None:
-        """None when delivered, else why not (no URL, no exception text)."""
+    def _post(self, target: Target, body: bytes) -> tuple[str, str] | None:
+        """None when delivered, else why not and what to check (no URL, no exception text)."""
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": f"entropy-watch/{__version__}"}
         wait = self.backoff_s
-        why = ""
+        why, advice = "", ""
         for attempt in range(self.retries + 1):
             if attempt:
                 if self._stop.wait(min(wait, self.max_backoff_s)):  # close() gave up waiting
-                    return f"{why}; abandoned at close"
+                    return f"{why} after {_attempts(attempt)}, abandoned at close", advice
                 wait *= 2
             req = urllib.request.Request(target.url, data=body, headers=headers, method="POST")
             try:
@@ -158,40 +219,47 @@ class Delivery:
                 if status == 429:
                     wait = max(wait, _retry_after(e.headers.get("Retry-After") if e.headers else None))
                 elif status < 500:
-                    return f"HTTP {status} (not retried: check the webhook)"
-                why = f"HTTP {status}"
+                    return f"HTTP {status}, not retried", CHECK_URL
+                why, advice = f"HTTP {status}", ""
                 continue
             except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
                 reason = getattr(e, "reason", e)
                 timed_out = isinstance(reason, TimeoutError)
                 why = f"no answer within {self.timeout_s:g} s" if timed_out else f"{type(reason).__name__}"
+                advice = "" if timed_out else CHECK_HOST
                 continue
             if 200 <= status < 300:
                 return None
-            why = f"HTTP {status}"
             if status < 500 and status != 429:
-                return why
-        return f"{why} after {self.retries + 1} attempts"
+                return f"HTTP {status}, not retried", CHECK_URL
+            why, advice = f"HTTP {status}", ""
+        return f"{why} after {_attempts(self.retries + 1)}", advice
 
-    def _failed(self, target: Target | None, why: str) -> None:
+    def _failed(self, target: Target | None, reason: str, advice: str = "") -> None:
         with self._lock:
             self.errors += 1
             n = self.errors
-            first = not self._warned
-            self._warned = True
-        if first:
-            where = f"to {target.label}" if target is not None else ""
-            log.warning(
-                "entropy_watch: a notification %s was not delivered: %s; training continues, later failures are "
-                "counted as hooks/notify_errors",
-                where,
-                why,
-            )
+        _quietly(self.on_failure, Undelivered(target.label if target is not None else "", reason, advice, n))
         if self.on_error is not None:
-            try:
-                self.on_error(n)
-            except Exception:  # noqa: BLE001 - a failing counter must not stop delivery
-                pass
+            _quietly(self.on_error, n)
+
+
+def _quietly(call: Callable[[Any], Any], arg: Any) -> None:
+    """``call(arg)``, whatever it raises: a failing report or counter must not stop delivery."""
+    try:
+        call(arg)
+    except Exception:  # noqa: BLE001 - see the docstring
+        pass
+
+
+CHECK_URL = "check the webhook URL"
+"""Advice for an answer that retrying cannot change (a 4xx other than 429: a wrong or revoked webhook)."""
+CHECK_HOST = "check the URL's host and port, and the network"
+"""Advice when no connection was made (refused, unknown host, TLS)."""
+
+
+def _attempts(n: int) -> str:
+    return f"{n} attempt" if n == 1 else f"{n} attempts"
 
 
 def _retry_after(value: str | None) -> float:

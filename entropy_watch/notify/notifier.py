@@ -113,7 +113,8 @@ class Notifier:
         app_url: the app's base URL for links (default ``$ENTROPY_WATCH_APP_URL``; none: no link).
         on_error: called with the failure count after each undelivered message (the hooks record
             ``hooks/notify_errors``).
-        delivery: the :class:`Delivery` to use (tests); default one built with ``delivery_kwargs``.
+        delivery: the :class:`Delivery` to use (tests); default one built with ``delivery_kwargs`` (``timeout_s``,
+            ``retries``, ``backoff_s``, ``on_failure``: how a failure is said, default the training process' wording).
     """
 
     def __init__(
@@ -175,8 +176,8 @@ class Notifier:
         self.sent.append(admitted)
         return admitted
 
-    def close(self, timeout_s: float = 10.0) -> bool:
-        """Deliver what is queued, waiting at most ``timeout_s``."""
+    def close(self, timeout_s: float | None = 10.0) -> bool:
+        """Deliver what is queued, waiting at most ``timeout_s`` (None: until it is handled, retries included)."""
         return self.delivery.close(timeout_s)
 
     def __repr__(self) -> str:

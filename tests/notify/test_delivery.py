@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
 
 from entropy_watch.analysis import Alert
-from entropy_watch.notify import Delivery, Notifier, NotifyPolicy, parse_targets
+from entropy_watch.notify import Delivery, Notifier, NotifyPolicy, Undelivered, parse_targets
 
 from .webhook import Webhook
 
@@ -112,3 +113,39 @@ def test_submit_after_close_is_refused(webhook: Webhook, closed_first: bool) -> 
     else:
         assert d.submit(t, b"{}") is True
         assert d.close(10)
+
+
+def test_the_training_wording_is_the_default(webhook: Webhook, caplog) -> None:
+    webhook.mode, webhook.status = "error", 404
+    n = Notifier.build(webhook.url(), backoff_s=0.01)
+    with caplog.at_level(logging.WARNING, logger="entropy_watch"):
+        n.alert("r", ALERT)
+        assert n.close(10)
+    (warning,) = [r.getMessage() for r in caplog.records if "notification" in r.getMessage()]
+    assert warning == (
+        f"entropy_watch: a notification to json:http://127.0.0.1:{webhook.port}/… was not delivered: HTTP 404, not "
+        "retried: check the webhook URL; training continues, later failures are counted as hooks/notify_errors"
+    )
+
+
+def test_on_failure_says_it_instead(webhook: Webhook, caplog) -> None:
+    webhook.mode, webhook.status = "error", 500
+    said: list[Undelivered] = []
+    n = Notifier.build(webhook.url(), retries=1, backoff_s=0.01, on_failure=said.append)
+    with caplog.at_level(logging.WARNING, logger="entropy_watch"):
+        n.alert("r", ALERT)
+        n.alert("r", Alert(130, "guard.explosion", "explosion", "critical", "x"))
+        assert n.close(10)
+    label = f"json:http://127.0.0.1:{webhook.port}/…"
+    assert said == [Undelivered(label, "HTTP 500 after 2 attempts", "", 1), Undelivered(label, said[1].reason, "", 2)]
+    assert "notification" not in caplog.text  # the creator's wording replaces the training process' warning
+
+
+def test_close_without_a_bound_waits_for_the_answer(webhook: Webhook) -> None:
+    webhook.mode = "hang"
+    d = Delivery(timeout_s=30, retries=0)
+    (t,) = parse_targets(webhook.url())
+    d.submit(t, b"{}")
+    assert webhook.wait_for(1)
+    threading.Timer(0.5, webhook.release.set).start()  # the answer comes later; close(None) waits for it
+    assert d.close(None) and d.sent == 1 and d.abandoned == 0
