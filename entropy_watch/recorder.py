@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import logging
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -41,6 +42,7 @@ import pyarrow.parquet as pq
 from entropy_watch import metrics as M
 from entropy_watch.errors import StoreUnwritable
 from entropy_watch.store.schema import check_step, check_value, encode_rows
+from entropy_watch.store.writer import exit_state
 
 log = logging.getLogger("entropy_watch")
 
@@ -372,10 +374,13 @@ def _warm_up() -> None:
 
 
 def _close_at_exit(ref: weakref.ref[Recorder]) -> None:
+    """A recorder nobody closed (the HF/TRL callbacks have no ``with`` block) closes when the interpreter exits: as
+    ``interrupted`` or ``failed`` when the process ends on an unhandled Ctrl-C or exception (Python keeps its type in
+    ``sys.last_type`` once it printed the traceback), else ``finished``."""
     rec = ref()
     if rec is not None and not rec.closed:
         try:
-            rec.close(state="finished")
+            rec.close(state=exit_state(getattr(sys, "last_type", None)))
         except Exception:  # noqa: BLE001 - interpreter is exiting
             pass
 

@@ -41,6 +41,7 @@ from entropy_watch.jsonable import to_jsonable
 from entropy_watch.recorder import Recorder
 from entropy_watch.store.layout import default_root, validate_run_name
 from entropy_watch.store.schema import check_step
+from entropy_watch.store.writer import exit_state
 
 CPU_LOGIT_BUDGET = 2**26  # logit elements per call on CPU: 256 MiB of fp32, well under a second of work
 
@@ -310,8 +311,9 @@ class Watch:
                 self.failure("flush", exc)
 
     def close(self, state: str = "finished") -> None:
-        """Finish pending statistics, publish what is left and mark the run ``state``. Called by ``with``, at exit
-        and on SIGTERM (through the recorder, which drains the statistics worker first)."""
+        """Finish pending statistics, publish what is left and mark the run ``state``. Called by ``with`` (finished;
+        interrupted on Ctrl-C, failed on any other exception), at exit and on SIGTERM (through the recorder, which
+        drains the statistics worker first)."""
         if self._stats is not None:
             self._stats.close()
         if self._recorder is not None:
@@ -350,8 +352,8 @@ class Watch:
     def __enter__(self) -> Watch:
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.close("failed" if exc_type is not None and exc_type is not KeyboardInterrupt else "finished")
+    def __exit__(self, exc_type: type[BaseException] | None, exc: Any, tb: Any) -> None:
+        self.close(exit_state(exc_type))  # Ctrl-C: interrupted; another exception: failed
 
     # ---- internals ---------------------------------------------------------------------------------------------
     _local_errors = 0

@@ -4,8 +4,8 @@ its status and latest step; pick runs in the table to open or compare.
 Health is the run's verdict (``entropy_watch.analysis``, computed by the background monitor): ``too short`` where
 the detector had too few points to say anything. H/H_ref is coloured by what it means (the detector's own
 thresholds: collapsed, low, normal, high, exploding; spiking where the verdict's explosion is unsettled, its median
-back down while its points still explode). Status comes from the heartbeats (running / finished /
-stalled / failed) or says ``imported`` for logs brought in from other tools.
+back down while its points still explode). Status comes from the heartbeats (running / finished / stalled / failed /
+terminated by SIGTERM / interrupted by Ctrl-C) or says ``imported`` for logs brought in from other tools.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ STATUS_BADGES = {
     "stalled": "⏸️ stalled",
     "failed": "❌ failed",
     "terminated": "⏹️ terminated",
+    "interrupted": "✋ interrupted",  # Ctrl-C: stopped by hand (⏸️ is stalled's)
     "imported": "📥 imported",
 }
 SORTS = {

@@ -4,16 +4,23 @@
     entropy-watch compare --algos grpo,dapo,repo-r,adapo --preset tiny --seeds 0,1,2 --jobs 2
 
 torch and transformers are imported inside the command functions, so ``entropy-watch --help`` stays light.
+
+Ctrl-C ends either command with exit status 130 and one line on stderr: where the training stopped, that what it
+logged stays in the store (the run reads ``interrupted``) and how to go on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 import typer
 
-from entropy_watch.cli.common import echo_json, state
+from entropy_watch.cli.common import echo_json, fail, state
+from entropy_watch.errors import listed
+from entropy_watch.store.layout import run_dir
+from entropy_watch.trainer.config import ALGOS, TrainConfig
 from entropy_watch.trainer.tokenizer import NUMERAL_SCRIPTS
 
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -53,17 +60,50 @@ def _ints(text: str) -> list[int]:
         raise EntropyWatchError(f"--seeds expects comma-separated integers such as 0,1,2, got {text!r}") from e
 
 
+def _train_interrupted(stop: KeyboardInterrupt, cfg: TrainConfig, root: Path | str, resume: bool) -> str:
+    """The line ``train`` prints on Ctrl-C: where it stopped, what is kept, how to go on (``--resume`` only where a
+    checkpoint can continue it)."""
+    from entropy_watch.trainer.loop import TrainingInterrupted  # torch: loaded by the training already
+
+    if not isinstance(stop, TrainingInterrupted):  # before the run was in the store, or a second Ctrl-C closing it
+        if not resume and not run_dir(root, cfg.run).exists():
+            return "stopped before step 0 (setup or SFT warm-up); nothing was logged: run the command again"
+        return f"run {cfg.run!r} stopped; what it logged stays in {root} (entropy-watch show {cfg.run}: how far it got)"
+    where = f"run {cfg.run!r} stopped at step {stop.step} of {cfg.rl.iterations}; what it logged stays in {root}"
+    if stop.checkpoint is not None:
+        return f"{where}; to continue from its last checkpoint (step {stop.checkpoint}) rerun the command with --resume"
+    every = f"one every {cfg.checkpoint_every} steps" if cfg.checkpoint_every else "one only at the end"
+    return (
+        f"{where}; it has no checkpoint yet ({every}), so --resume cannot continue it: start over with another "
+        f"--run, or delete {run_dir(root, cfg.run)}"
+    )
+
+
+def _comparison_interrupted(runs: list[str], root: Path | str) -> str:
+    """The line ``compare`` prints on Ctrl-C: its runs that were interrupted (and at which step), how many finished
+    and how many never started, read from the store; a comparison cannot be resumed."""
+    from entropy_watch.store import Store
+
+    wanted = set(runs)
+    infos = {i.name: i for i in Store(root).runs() if i.name in wanted}
+    if not infos:
+        return "compare stopped before its first run started; nothing was logged"
+    stopped = [n + ("" if infos[n].last_step is None else f" at step {infos[n].last_step}")
+               for n in runs if n in infos and infos[n].state == "interrupted"]  # fmt: skip
+    finished = sum(info.state == "finished" for info in infos.values())
+    which = f" ({listed(stopped)})" if stopped else ""
+    return (
+        f"compare stopped; of its {len(runs)} runs {finished} finished, {len(stopped)} interrupted{which}, "
+        f"{len(runs) - len(infos)} never started; what they logged stays in {root}; a comparison cannot be resumed: "
+        "rerun it with another --store (or remove its runs from this one)"
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         ctx: typer.Context,
-        algo: str = typer.Option(
-            "grpo",
-            "--algo",
-            "-a",
-            help="grpo, dr-grpo, rloo, dapo, repo-r, repo-r-raw, "
-            "repo-d, adapo, entropy-bonus, entropy-adaptive, clip-cov, kl-cov, top-entropy.",
-        ),
+        algo: str = typer.Option("grpo", "--algo", "-a", help=f"{', '.join(ALGOS)}."),  # the trainer's own table
         task: str = typer.Option("sum3", "--task", help="sum3 (task A) or sum3sorted (task B, the probe)."),
         preset_name: str = typer.Option("tiny", "--preset", "-p", help="tiny (CPU, 1-2 min) or gpu (one GPU)."),
         steps: int = typer.Option(None, "--steps", "-n", min=1, help="RL iterations (default: the preset's)."),
@@ -110,18 +150,21 @@ def register(app: typer.Typer) -> None:
         root = state(ctx).root()
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
-        with Progress(*columns, disable=as_json, transient=False) as bar:
-            job = bar.add_task(cfg.run, total=cfg.rl.iterations, info="SFT warm-up / setup…")
+        try:
+            with Progress(*columns, disable=as_json, transient=False) as bar:
+                job = bar.add_task(cfg.run, total=cfg.rl.iterations, info="SFT warm-up / setup…")
 
-            def tick(it: int, rec: dict[str, float]) -> None:
-                info = f"H {rec[SAMPLER_ENTROPY]:.3f}  reward {rec[M.REWARD_MEAN]:.2f}"
-                if M.CONTROL_ZETA in rec:
-                    info += f"  ζ {rec[M.CONTROL_ZETA]:.3g}"
-                if M.CONTROL_EPS_HIGH in rec:
-                    info += f"  ε_high {rec[M.CONTROL_EPS_HIGH]:.3g}"
-                bar.update(job, completed=it + 1, info=info)
+                def tick(it: int, rec: dict[str, float]) -> None:
+                    info = f"H {rec[SAMPLER_ENTROPY]:.3f}  reward {rec[M.REWARD_MEAN]:.2f}"
+                    if M.CONTROL_ZETA in rec:
+                        info += f"  ζ {rec[M.CONTROL_ZETA]:.3g}"
+                    if M.CONTROL_EPS_HIGH in rec:
+                        info += f"  ε_high {rec[M.CONTROL_EPS_HIGH]:.3g}"
+                    bar.update(job, completed=it + 1, info=info)
 
-            res = train(cfg, store=root, init=init, resume=resume, on_iteration=tick)
+                res = train(cfg, store=root, init=init, resume=resume, on_iteration=tick)
+        except KeyboardInterrupt as stop:  # after the progress bar let go of the terminal
+            fail(_train_interrupted(stop, cfg, root, resume), prefix="interrupted", code=130)
         ev0, ev1 = res.evals[0][1], res.evals[-1][1]
         summary = {
             "run": res.run,
@@ -175,21 +218,27 @@ def register(app: typer.Typer) -> None:
         """Train each algorithm from the same SFT checkpoint and seed; print the entropy/diversity table."""
         from rich.console import Console
 
-        from entropy_watch.trainer.compare import ProbeConfig, compare, format_table
+        from entropy_watch.trainer.compare import ComparisonInterrupted, ProbeConfig, compare, format_table
 
         seed_list = _ints(seeds) if seeds else [seed]
-        result = compare(
-            preset_name,
-            [a.strip() for a in algos.split(",") if a.strip()],
-            seed_list,
-            state(ctx).root(),
-            iterations=steps,
-            sft_steps=sft_steps,
-            probe=ProbeConfig(iterations=probe_steps),
-            jobs=jobs,
-            precision=precision_check,
-            rl={k: v for k, v in (("lr", lr), ("epochs", epochs), ("minibatches", minibatches)) if v is not None},
-        )
+        root = state(ctx).root()
+        try:
+            result = compare(
+                preset_name,
+                [a.strip() for a in algos.split(",") if a.strip()],
+                seed_list,
+                root,
+                iterations=steps,
+                sft_steps=sft_steps,
+                probe=ProbeConfig(iterations=probe_steps),
+                jobs=jobs,
+                precision=precision_check,
+                rl={k: v for k, v in (("lr", lr), ("epochs", epochs), ("minibatches", minibatches)) if v is not None},
+            )
+        except ComparisonInterrupted as stop:
+            fail(_comparison_interrupted(stop.runs, root), prefix="interrupted", code=130)
+        except KeyboardInterrupt:  # before any worker started
+            fail("compare stopped before its first run started; nothing was logged", prefix="interrupted", code=130)
         if as_json:
             echo_json(result)
             return

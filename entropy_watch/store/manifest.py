@@ -3,7 +3,7 @@ per run instead of reading each run's ``_run.json`` and heartbeats.
 
 Listing a run reads its ``_run.json``, its heartbeat files and its five table folders (about ten system calls and two
 JSON parses; ~0.8 ms a run on a loaded 2-core machine, so ~8 s at 10,000 runs). Most runs in a large store are
-*settled*: finished, failed, terminated or imported, with nothing written since. :func:`write` (called by
+*settled*: finished, failed, terminated, interrupted or imported, with nothing written since. :func:`write` (called by
 :func:`~entropy_watch.store.write_catalog`, which ``entropy-watch compact`` runs) records each settled run's
 :class:`~entropy_watch.store.RunInfo` with a *stamp*: inode and modification time (ns) of the run folder and of its
 heartbeat folders. Every write that can change what listing shows replaces a file in one of those folders by rename
@@ -42,7 +42,7 @@ from entropy_watch.store.summary import RunInfo
 
 MANIFEST = "_runs.parquet"
 SETTLE_S = 2.0
-TERMINAL = frozenset({"finished", "failed", "terminated", "imported"})
+TERMINAL = frozenset({"finished", "failed", "terminated", "interrupted", "imported"})
 _SCHEMA = pa.schema(
     [
         ("name", pa.string()),

@@ -5,9 +5,11 @@ Each query lists the files it needs, picks each segment once (a ``part-`` that c
 vanishes between listing and reading (compaction deleting merged segments) makes DuckDB raise an IO error; the
 query is then listed and run again (:func:`entropy_watch.store.query.with_retry`).
 
-Run state (:class:`RunInfo.state`): ``running``; ``finished``; ``failed`` (any rank failed); ``stalled`` (some rank's
-heartbeat is older than three of its intervals and it never said finished: crashed, hung or killed); ``imported``
-(no heartbeat file at all: logs imported from other tools or written by a foreign process).
+Run state (:class:`RunInfo.state`): ``running``; ``finished``; ``failed`` (any rank failed); ``terminated`` (a rank
+got SIGTERM, e.g. preemption); ``interrupted`` (a rank stopped on Ctrl-C: KeyboardInterrupt); ``stalled`` (some
+rank's heartbeat is older than three of its intervals and it never said finished: crashed, hung or killed);
+``imported`` (no heartbeat file at all: logs imported from other tools or written by a foreign process). Across ranks
+the first of :data:`STATE_PRECEDENCE` that any rank is in wins, ``finished`` only when every rank finished.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ from entropy_watch.store.summary import RunInfo
 from entropy_watch.store.writer import DEFAULT_HEARTBEAT_S, SUMMARY_NAMES, RunWriter
 
 STALL_FACTOR = 3.0
+# A run's state across its ranks: the first of these any rank is in (none: finished). A failure outranks a stop from
+# outside (SIGTERM, then Ctrl-C), which outranks a rank gone quiet or still running.
+STATE_PRECEDENCE = ("failed", "terminated", "interrupted", "stalled", "running")
 
 
 class Store(SqlReads):
@@ -246,7 +251,7 @@ def _run_state(statuses: list[dict[str, Any]], now: float) -> str:
             if now - updated > STALL_FACTOR * interval:
                 state = "stalled"
         states.append(state)
-    for state in ("failed", "terminated", "stalled", "running"):
+    for state in STATE_PRECEDENCE:
         if state in states:
             return state
     return "finished"

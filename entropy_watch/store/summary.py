@@ -37,12 +37,12 @@ name. With the heartbeat refreshed after each publish round that is at most one 
 usually nothing (no query at all).
 
 Cost of listing: about two ``stat``/``read`` calls per run and rank, plus five folder listings per rank that never
-closed (one LIST each on an object store; measured 0.07 ms a rank locally). Finished, failed, terminated and
-imported runs, and runs taken from ``_runs.parquet``, cost nothing more. A stalled run pays its listings at every
-``ls`` (readers never write the store, so the correction is not saved); once compaction merged its uncovered
-segments into a part, that part is read filtered to their keys. Heartbeats written before ``covers`` existed are
-trusted as they are. A restarted rank's new session covers only its own segments: a resumed run is summarised from
-what the new session publishes.
+closed (one LIST each on an object store; measured 0.07 ms a rank locally). Finished, failed, terminated,
+interrupted and imported runs, and runs taken from ``_runs.parquet``, cost nothing more. A stalled run pays its
+listings at every ``ls`` (readers never write the store, so the correction is not saved); once compaction merged its
+uncovered segments into a part, that part is read filtered to their keys. Heartbeats written before ``covers``
+existed are trusted as they are. A restarted rank's new session covers only its own segments: a resumed run is
+summarised from what the new session publishes.
 """
 
 from __future__ import annotations

@@ -57,8 +57,16 @@ except ImportError:  # Windows: run.json merges are then not serialised across p
     fcntl = None  # type: ignore[assignment]
 
 DEFAULT_HEARTBEAT_S = 5.0
-STATES = ("running", "finished", "failed", "terminated")  # terminated: SIGTERM (e.g. preemption)
+# terminated: SIGTERM (e.g. preemption); interrupted: KeyboardInterrupt (Ctrl-C), stopped on purpose, nothing broken
+STATES = ("running", "finished", "failed", "terminated", "interrupted")
 SUMMARY_NAMES = frozenset(M.CANONICAL)  # scalars whose latest value the summary keeps (bounded: ~50 names)
+
+
+def exit_state(exc_type: type[BaseException] | None) -> str:
+    """The state a run leaves a ``with`` block in: ``finished``, ``interrupted`` (Ctrl-C) or ``failed``."""
+    if exc_type is None:
+        return "finished"
+    return "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
 
 
 class RunWriter:
@@ -298,7 +306,8 @@ class RunWriter:
             self._last_beat = now
 
     def close(self, state: str = "finished") -> None:
-        """Write the final heartbeat (``finished`` or ``failed``); later writes raise. Idempotent."""
+        """Write the final heartbeat (a state of :data:`STATES` other than ``running``); later writes raise.
+        Idempotent."""
         if self._closed:
             return
         self.heartbeat(state=state)
@@ -308,8 +317,8 @@ class RunWriter:
     def __enter__(self) -> RunWriter:
         return self
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.close("failed" if exc_type is not None else "finished")
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        self.close(exit_state(exc_type))
 
     # -- housekeeping ---------------------------------------------------------------------------------------------
     def _clean_tmp(self) -> None:

@@ -11,12 +11,17 @@ and how often the upper clip binds (mean ``clip/high_frac`` over the run's loss 
 GRPO for the whole run in the other :data:`PRECISIONS` too (same SFT checkpoint and seed; the row of the preset's own
 mode is the ``grpo`` run) and reports the mean signed log-ratio (``ratio/log_mean``), the trainer-vs-sampler log-prob
 gap before each iteration's first update, the entropy trajectory and the clip fractions.
+
+Ctrl-C: the worker processes ignore SIGINT (an idle one would die with a traceback); the parent sets a stop event
+that each task checks after every step (:func:`stop_point`), so the runs in progress close as ``interrupted``, the
+queued ones never start, and :func:`compare` raises :class:`ComparisonInterrupted`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -65,6 +70,32 @@ class ProbeConfig:
     """Moving-average window in iterations."""
 
 
+class ComparisonInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`compare`, raised once every worker stopped: ``runs`` are the runs it would have written
+    (the store says which finished, which were interrupted and which never started)."""
+
+    def __init__(self, runs: list[str]) -> None:
+        super().__init__(runs)
+        self.runs = runs
+
+
+_STOP: Any = None  # in a pool worker: the comparison's stop event (multiprocessing.Event), set by the parent
+
+
+def _init_worker(stop: Any) -> None:
+    """Pool worker start-up: SIGINT ignored (Ctrl-C is the parent's to handle), the stop event kept."""
+    global _STOP
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _STOP = stop
+
+
+def stop_point(*_: object) -> None:
+    """In a pool worker, raise KeyboardInterrupt once the parent stopped the comparison: called before each stage and
+    after every step (``on_iteration``, ``on_step``), so a run in progress closes as ``interrupted``."""
+    if _STOP is not None and _STOP.is_set():
+        raise KeyboardInterrupt
+
+
 def run_name(label: str, seed: int, probe: bool = False) -> str:
     """The run a comparison writes for ``label`` (``sft``, an algorithm, ``grpo@<precision>``) and ``seed``; ``probe``:
     its task-B probe run."""
@@ -84,6 +115,7 @@ def sft_stage(preset_name: str, seed: int, root: str | Path, sft_steps: int | No
     from entropy_watch.trainer.tasks import get_task
     from entropy_watch.trainer.tokenizer import build_tokenizer
 
+    stop_point()
     cfg = preset(preset_name, "grpo", seed=seed, run=run_name("sft", seed))
     if sft_steps is not None:
         cfg.sft.steps = sft_steps
@@ -91,8 +123,13 @@ def sft_stage(preset_name: str, seed: int, root: str | Path, sft_steps: int | No
     tokenizer = build_tokenizer(cfg.task.scripts, cfg.task.plus_signs)
     model = build_model(cfg.model, len(tokenizer), tokenizer.eos_token_id, seed).to(pick_device(cfg.device))
     with Watch(cfg.run, store=root, config=cfg.to_dict(), vocab_size=len(tokenizer), seed=seed) as w:
+
+        def on_step(step: int, loss: float) -> None:
+            w.log(step, **{SFT_LOSS: loss})
+            stop_point()  # a stop closes the run as interrupted (Watch's with block)
+
         run_sft(model, tokenizer, get_task(cfg.task.name), cfg.sft, seed, cfg.model.precision,
-                on_step=lambda s, loss: w.log(s, **{SFT_LOSS: loss}), surface=cfg.task.surface())  # fmt: skip
+                on_step=on_step, surface=cfg.task.surface())  # fmt: skip
     return save_policy(model, tokenizer, run_dir(Path(root), cfg.run) / "policy")
 
 
@@ -131,6 +168,7 @@ def run_algo(
     from entropy_watch.trainer.evaluate import EVAL_DISTINCT, EVAL_ENTROPY
     from entropy_watch.trainer.loop import CLIP_HIGH_LEVER, RATIO_LOG_MEAN_FIRST, SAMPLER_ENTROPY, train
 
+    stop_point()
     t0 = time.perf_counter()
     probe = probe or ProbeConfig()
     label = label or (algo if precision is None else f"{algo}@{precision}")
@@ -141,7 +179,7 @@ def run_algo(
         cfg.rl = dataclasses.replace(cfg.rl, **rl)
     if precision is not None:
         cfg.model.precision = precision
-    res = train(cfg, store=root, init=sft_dir)
+    res = train(cfg, store=root, init=sft_dir, on_iteration=stop_point)
     mean = lambda key: _history_mean(res.history, key)  # noqa: E731
     ev0, ev1 = res.evals[0][1], res.evals[-1][1]
     k_max = max(cfg.eval.ks)
@@ -170,10 +208,11 @@ def run_algo(
         if res.history and key in res.history[-1]:
             row[key] = res.history[-1][key]
     if probe.iterations > 0 and res.policy_dir is not None:
+        stop_point()
         cfg_b = preset(preset_name, "grpo", seed=seed, run=run_name(label, seed, probe=True))
         cfg_b.task = dataclasses.replace(cfg.task, name="sum3sorted")  # same vocabulary and surface
         cfg_b.rl.iterations, cfg_b.checkpoint_every, cfg_b.eval.every = probe.iterations, 0, 0
-        res_b = train(cfg_b, store=root, init=res.policy_dir)
+        res_b = train(cfg_b, store=root, init=res.policy_dir, on_iteration=stop_point)
         rewards = [h[M.REWARD_MEAN] for h in res_b.history]
         steps = steps_to_level(rewards, probe.reward_level, probe.window)
         row["b_steps"] = float(steps) if steps is not None else math.nan
@@ -244,23 +283,31 @@ def compare(
     root = str(root)
     base = preset(preset_name).model.precision  # the grpo run's own mode (gpu preset: bf16-fp32head)
     study = [p for p in PRECISIONS if precision and (p != base or "grpo" not in algos)]
-    _refuse_existing(root, planned_runs(algos, seeds, probe or ProbeConfig(), study))
-    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=get_context("spawn")) as pool:
-        sft = dict(zip(seeds, pool.map(sft_stage, [preset_name] * len(seeds), seeds, [root] * len(seeds),
-                                       [sft_steps] * len(seeds)), strict=True))  # fmt: skip
-        futs = [
-            pool.submit(run_algo, preset_name, a, s, root, str(sft[s]), iterations, probe, rl)
-            for s in seeds
-            for a in algos
-        ]
-        no_probe = ProbeConfig(iterations=0)
-        prec_futs = [
-            pool.submit(run_algo, preset_name, "grpo", s, root, str(sft[s]), iterations, no_probe, rl, p)
-            for s in seeds
-            for p in study
-        ]
-        rows = [f.result() for f in futs]
-        prec_rows = [f.result() for f in prec_futs]
+    planned = planned_runs(algos, seeds, probe or ProbeConfig(), study)
+    _refuse_existing(root, planned)
+    ctx = get_context("spawn")
+    stop = ctx.Event()
+    with ProcessPoolExecutor(max(1, jobs), mp_context=ctx, initializer=_init_worker, initargs=(stop,)) as pool:
+        try:
+            sft = dict(zip(seeds, pool.map(sft_stage, [preset_name] * len(seeds), seeds, [root] * len(seeds),
+                                           [sft_steps] * len(seeds)), strict=True))  # fmt: skip
+            futs = [
+                pool.submit(run_algo, preset_name, a, s, root, str(sft[s]), iterations, probe, rl)
+                for s in seeds
+                for a in algos
+            ]
+            no_probe = ProbeConfig(iterations=0)
+            prec_futs = [
+                pool.submit(run_algo, preset_name, "grpo", s, root, str(sft[s]), iterations, no_probe, rl, p)
+                for s in seeds
+                for p in study
+            ]
+            rows = [f.result() for f in futs]
+            prec_rows = [f.result() for f in prec_futs]
+        except KeyboardInterrupt as exc:  # each task stops after its current step; queued ones never start
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise ComparisonInterrupted(planned) from exc
     prec_out: dict[str, Any] = {}
     if precision:
         own = [{**r, "algo": f"grpo@{base}"} for r in rows if r["algo"] == "grpo" and base in PRECISIONS]

@@ -14,7 +14,8 @@ any update of the iteration, so its mean log-ratio is the trainer-vs-sampler pre
 Every ``rl.pred_dh_every`` iterations ``entropy_drift.py`` logs the update's first-order predicted entropy change
 (``cov/pred_dH``) next to the change observed on the same rollout batch (``entropy/delta_observed``).
 Checkpoints hold everything needed to continue the same trajectory bit for bit (weights, optimizer, controllers,
-random generators); resuming writes a ``resume`` event.
+random generators); resuming writes a ``resume`` event. Ctrl-C closes the run as ``interrupted`` (any other exception:
+``failed``) and raises :class:`TrainingInterrupted`, which says where it stopped and where ``resume`` would continue.
 """
 
 from __future__ import annotations
@@ -83,6 +84,21 @@ class TrainResult:
     tokens_per_sec: float = float("nan")
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`train`, raised once the run was closed as ``interrupted`` (a KeyboardInterrupt still).
+
+    ``step``: the iteration under way (its rows may be partly logged); ``checkpoint``: the iteration the run's latest
+    checkpoint continues from with ``resume=True``, None when it has none.
+    """
+
+    def __init__(self, run: str, step: int, checkpoint: int | None) -> None:
+        super().__init__(run, step, checkpoint)  # every field in args: it pickles (compare's worker processes)
+        self.run, self.step, self.checkpoint = run, step, checkpoint
+
+    def __str__(self) -> str:
+        return f"run {self.run!r} interrupted at step {self.step}"
+
+
 def pick_device(name: str) -> torch.device:
     """``auto`` -> cuda if available, else cpu."""
     if name == "auto":
@@ -104,6 +120,9 @@ def train(
     ``init``: a policy directory (or a checkpoint directory holding ``policy/``) to start from instead of SFT.
     ``resume``: continue the run's own latest checkpoint. ``on_iteration(it, record)`` is called after each
     iteration (progress bars; an exception there stops the run after the iteration's checkpoint, if one was due).
+    Once the run is in the store, Ctrl-C closes it as ``interrupted`` and raises :class:`TrainingInterrupted`; any other
+    exception closes it as ``failed`` and propagates. Before that (setup, SFT warm-up) Ctrl-C propagates unchanged and
+    a new run has written nothing yet.
     """
     # ---- setup ------------------------------------------------------------------------------------------------
     torch.set_num_threads(cfg.threads)
@@ -113,9 +132,10 @@ def train(
     ckpt_dir = run_dir(root, cfg.run) / CHECKPOINTS_DIR
     state = load_checkpoint(ckpt_dir) if resume else None
     if not resume and run_dir(root, cfg.run).exists():  # a second training appended to the first: mixed steps
+        resumable = (ckpt_dir / "latest").exists()  # a run stopped before its first checkpoint has none
+        how = "pass --resume to continue it, or" if resumable else "it has no checkpoint to resume:"
         raise ConfigError(
-            f"run {cfg.run!r} already exists in {root}; pass --resume to continue it, or name another run with --run "
-            "(or remove the old one)"
+            f"run {cfg.run!r} already exists in {root}; {how} name another run with --run (or remove the old one)"
         )
     if state is not None:
         model, tokenizer = load_policy(ckpt_dir / "latest" / "policy")
@@ -162,16 +182,17 @@ def train(
         seed=cfg.seed,
         async_stats=False,  # log_tokens returns the step's statistics, kept in the history (clip fractions)
     )
-    if state is not None:
-        watch.event(start, "resume", from_iteration=start, checkpoint=str(ckpt_dir / "latest"))
-    elif sft_losses:
-        watch.event(0, "sft", steps=len(sft_losses), final_loss=sft_losses[-1])
-    ev_kwargs = {"max_new_tokens": cfg.task.max_new_tokens, "temperature": rl.temperature, "precision": prec}
-    if start == 0:
-        result.evals.append((0, evaluate(model, tokenizer, task, cfg.eval, **ev_kwargs)))
-        watch.log_dict(0, result.evals[-1][1])
-
+    it, saved = start, (start if state is not None else None)  # saved: the iteration the latest checkpoint holds
     try:
+        if state is not None:
+            watch.event(start, "resume", from_iteration=start, checkpoint=str(ckpt_dir / "latest"))
+        elif sft_losses:
+            watch.event(0, "sft", steps=len(sft_losses), final_loss=sft_losses[-1])
+        ev_kwargs = {"max_new_tokens": cfg.task.max_new_tokens, "temperature": rl.temperature, "precision": prec}
+        if start == 0:
+            result.evals.append((0, evaluate(model, tokenizer, task, cfg.eval, **ev_kwargs)))
+            watch.log_dict(0, result.evals[-1][1])
+
         for it in range(start, rl.iterations):
             t0 = time.perf_counter()
             # ---- 1. rollout: G samples per prompt with the sampler's log-probs and entropies -------------------
@@ -270,8 +291,12 @@ def train(
                         "ref_model": None if ref_model is None else ref_model.state_dict(),
                     },
                 )  # fmt: skip
+                saved = done
             if on_iteration is not None:
                 on_iteration(it, record)
+    except KeyboardInterrupt as exc:  # Ctrl-C: stopped on purpose, nothing broke; what was logged stays
+        watch.close("interrupted")
+        raise TrainingInterrupted(cfg.run, it, saved) from exc
     except BaseException:
         watch.close("failed")
         raise

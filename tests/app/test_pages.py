@@ -149,13 +149,14 @@ def test_runs_table_health_first_pinned_name_every_row(
     thrash = thrash * np.exp(np.random.default_rng(2).normal(0.0, 0.03, t.size))
     w = RunWriter(synthetic_store, "thrash")
     w.write("scalars", {"step": t.tolist(), "name": [M.ENTROPY_MEAN] * t.size, "value": thrash.tolist()})
-    w.close()
+    w.close("interrupted")  # stopped by Ctrl-C
     at = app(monkeypatch, synthetic_store)
     df = at.dataframe[0].value
     assert list(df["health"])[0] == "🔴 critical", "sorted by health, worst first"
     by = df.set_index("run")
     assert by.loc["short-run", "health"] == "⚪ too short"
     assert by.loc[IMPORTED, "status"] == "📥 imported" and by.loc[COLLAPSE, "status"] == "✅ finished"
+    assert by.loc["thrash", "status"] == "✋ interrupted"
     v = verdict(synthetic_store, COLLAPSE)
     assert by.loc[COLLAPSE, "_ratio"] == pytest.approx(v.level / v.reference.value)
     assert by.loc[COLLAPSE, "H/H_ref"].endswith(" collapsed")

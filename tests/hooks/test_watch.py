@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -183,6 +184,10 @@ _CHILD = textwrap.dedent(
             print("ready", flush=True)
         if sys.argv[2] == "exit" and step == 20:
             sys.exit(0)  # no close(): atexit must flush
+        if sys.argv[2] == "ctrl-c" and step == 20:
+            raise KeyboardInterrupt  # unhandled, no close(): as a TRL run stopped with Ctrl-C (no with block)
+        if sys.argv[2] == "crash" and step == 20:
+            raise RuntimeError("boom")
         time.sleep(0.01)
     """
 )
@@ -206,11 +211,30 @@ def test_sigterm_flushes_and_marks_terminated(tmp_path: Path) -> None:
     assert status["last_step"] == steps[-1]
 
 
-def test_exit_without_close_flushes(tmp_path: Path) -> None:
-    proc = _spawn(tmp_path, "exit")
-    assert proc.wait(timeout=60) == 0
+@pytest.mark.parametrize(
+    ("raised", "state"), [(None, "finished"), (KeyboardInterrupt, "interrupted"), (RuntimeError, "failed")]
+)
+def test_leaving_the_with_block_sets_the_run_state(tmp_path: Path, raised: type | None, state: str) -> None:
+    """Ctrl-C inside ``with Watch(...)`` is a stop, not a finish and not a crash; what was logged is kept."""
+    with pytest.raises(raised) if raised else contextlib.nullcontext():  # the exception still reaches the caller
+        with Watch("w", store=tmp_path) as w:
+            w.log(0, **{"reward/mean": 0.5})
+            if raised is not None:
+                raise raised
+    info = Store(tmp_path).run_info("w")
+    assert (info.state, info.last_step) == (state, 0)
+    assert [(i.name, i.state) for i in Store(tmp_path).runs()] == [("w", state)]
+
+
+@pytest.mark.parametrize(("mode", "state"), [("exit", "finished"), ("ctrl-c", "interrupted"), ("crash", "failed")])
+def test_exit_without_close_flushes_and_says_how_the_process_ended(tmp_path: Path, mode: str, state: str) -> None:
+    """A run never closed (the HF/TRL callbacks have no with block) is closed at exit: a process ended by an unhandled
+    Ctrl-C reads interrupted, by any other unhandled exception failed, and not finished."""
+    proc = _spawn(tmp_path, mode)
+    assert (proc.wait(timeout=60) == 0) == (mode == "exit")
     steps, _ = Store(tmp_path).series("child", M.ENTROPY_MEAN)
     assert steps.tolist() == list(range(21))
+    assert Store(tmp_path).run_info("child").state == state
 
 
 def test_sigkill_leaves_a_readable_store(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def _scanned(root: Path) -> list[tuple]:
 
 
 def _store(root: Path, tmp_path: Path) -> None:
-    for name, state in (("done", "finished"), ("broke", "failed")):
+    for name, state in (("done", "finished"), ("broke", "failed"), ("stopped", "interrupted")):
         w = RunWriter(root, name)
         w.update_run_meta(k=name)
         w.write("scalars", {"step": [0, 1, 2], "name": ["entropy/mean"] * 3, "value": [1.0, 0.9, 0.8]})
@@ -57,7 +57,7 @@ def test_settled_runs_come_from_the_manifest_and_match_a_scan(root: Path, tmp_pa
     _age(root)
     write_catalog(root)
     recorded = manifest_mod.Manifest.load(root).rows
-    assert sorted(recorded) == ["broke", "done", "imp"], "running runs are never recorded"
+    assert sorted(recorded) == ["broke", "done", "imp", "stopped"], "running runs are never recorded"
     assert _runs(root) == _scanned(root)
     original, calls = Store._read_state, []
 
@@ -77,13 +77,14 @@ def test_changes_after_the_manifest_are_seen(root: Path, tmp_path: Path) -> None
     RunWriter(root, "done", heartbeat=False).update_run_meta(k="edited")  # a side writer edits _run.json
     resumed = RunWriter(root, "broke")  # the failed run is resumed: running again
     resumed.write("scalars", {"step": [3], "name": ["entropy/mean"], "value": [0.7]})
+    RunWriter(root, "stopped")  # the interrupted run is resumed (`train --resume`): running again
     shutil.rmtree(run_dir(root, "imp"))
     log = tmp_path / "log2.csv"
     log.write_text("step,entropy\n0,1.0\n1,0.5\n2,0.25\n")
     import_log(root, log, run="imp")  # deleted, then imported afresh: a new folder
     got = {r[0]: r for r in _runs(root)}
     assert got["done"][4] == "edited"
-    assert got["broke"][1] == "running"
+    assert got["broke"][1] == "running" and got["stopped"][1] == "running"
     assert got["imp"][2] == 2
     assert _runs(root) == _scanned(root)
 
@@ -99,4 +100,4 @@ def test_recently_changed_runs_are_not_recorded(root: Path, tmp_path: Path) -> N
 def test_an_unreadable_manifest_is_ignored(root: Path, tmp_path: Path, garbage: bytes) -> None:
     _store(root, tmp_path)
     (root / manifest_mod.MANIFEST).write_bytes(garbage)
-    assert [r[0] for r in _runs(root)] == ["broke", "done", "imp", "live"]
+    assert [r[0] for r in _runs(root)] == ["broke", "done", "imp", "live", "stopped"]

@@ -150,6 +150,32 @@ def test_run_meta_merges_and_states(root: Path) -> None:
     assert info.state == "imported" and info.meta == {}
 
 
+@pytest.mark.parametrize(
+    ("ranks", "state"),
+    [
+        (("finished", "interrupted"), "interrupted"),  # one rank stopped by Ctrl-C: the run did not finish
+        (("interrupted", "terminated"), "terminated"),
+        (("failed", "interrupted"), "failed"),
+        (("interrupted", "running"), "interrupted"),  # like terminated: a stop outranks a rank still beating
+        (("finished", "finished"), "finished"),
+    ],
+)
+def test_a_run_is_in_the_first_state_of_its_ranks(root: Path, ranks: tuple[str, ...], state: str) -> None:
+    for rank, rank_state in enumerate(ranks):
+        w = RunWriter(root, "r", rank)
+        if rank_state != "running":
+            w.close(rank_state)
+    assert Store(root).run_info("r").state == state
+
+
+def test_a_writer_left_by_ctrl_c_is_interrupted(root: Path) -> None:
+    with pytest.raises(KeyboardInterrupt), RunWriter(root, "r") as w:
+        w.write("scalars", {"step": [0], "name": ["m"], "value": [1.0]})
+        raise KeyboardInterrupt
+    info = Store(root).run_info("r")
+    assert (info.state, info.last_step) == ("interrupted", 0)
+
+
 def test_catalog_views_see_future_files_and_export(root: Path, tmp_path: Path) -> None:
     w = RunWriter(root, "r")
     w.write("scalars", {"step": [0], "name": ["m"], "value": [1.0]})

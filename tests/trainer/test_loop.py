@@ -18,6 +18,7 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.errors import ConfigError
 from entropy_watch.store import Store
+from entropy_watch.trainer import loop
 from entropy_watch.trainer.checkpoint import load_policy
 from entropy_watch.trainer.loop import LOSS, RATIO_LOG_MEAN_FIRST, SAMPLER_ENTROPY, TOKENS_PER_SEC, train
 from entropy_watch.trainer.model import token_logp
@@ -58,9 +59,12 @@ def test_resume_continues_the_same_trajectory(sft_policy: Path, tmp_path: Path) 
         if it == 3:  # after the checkpoint of iteration 3 (3 done) and one more iteration
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stop:
         train(cut, store=tmp_path, init=sft_policy, strict_hooks=True, on_iteration=crash)
+    assert Store(tmp_path).run_info("cut").state == "interrupted"
+    assert (stop.value.step, stop.value.checkpoint) == (3, 3)  # what `train` tells the user: --resume from step 3
     resumed = train(cut, store=tmp_path, resume=True, strict_hooks=True)
+    assert Store(tmp_path).run_info("cut").state == "finished"
     assert [h["iteration"] for h in resumed.history] == list(range(6))
     for a, b in zip(ref.history, resumed.history, strict=True):
         for key in (LOSS, SAMPLER_ENTROPY, M.REWARD_MEAN, M.CONTROL_EPS_HIGH):
@@ -68,6 +72,51 @@ def test_resume_continues_the_same_trajectory(sft_policy: Path, tmp_path: Path) 
     events = Store(tmp_path).table("cut", "events").to_pylist()
     assert [e["kind"] for e in events if e["kind"] == "resume"] == ["resume"]
     assert [e["step"] for e in events if e["kind"] == "resume"] == [3]
+
+
+def test_ctrl_c_mid_step_closes_the_run_interrupted_and_propagates(
+    sft_policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during step 2's update: the run reads ``interrupted`` (not ``failed``: nothing broke), the steps logged
+    stay, and the KeyboardInterrupt reaches the caller saying where it stopped and which checkpoint continues it."""
+    real, calls = loop.update_policy, []
+
+    def update(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "update_policy", update)
+    cfg = small_config("grpo", run="stopped", iterations=5)
+    cfg.checkpoint_every = 2
+    with pytest.raises(KeyboardInterrupt) as stop:
+        train(cfg, store=tmp_path, init=sft_policy, strict_hooks=True)
+    info = Store(tmp_path).run_info("stopped")
+    assert (info.state, info.last_step) == ("interrupted", 1)
+    assert Store(tmp_path).series("stopped", M.ENTROPY_MEAN)[0].tolist() == [0, 1]
+    assert isinstance(stop.value, loop.TrainingInterrupted)
+    assert (stop.value.run, stop.value.step, stop.value.checkpoint) == ("stopped", 2, 2)
+
+
+def test_ctrl_c_in_the_first_evaluation_is_interrupted_too(
+    sft_policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before step 0 (the run already in the store): interrupted, not left ``running`` for the exit hook to call
+    ``finished``; no checkpoint to resume from, and the refusal to train over it does not offer ``--resume``."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "evaluate", interrupted)
+    cfg = small_config("grpo", run="early", iterations=2)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        train(cfg, store=tmp_path, init=sft_policy, strict_hooks=True)
+    assert Store(tmp_path).run_info("early").state == "interrupted"
+    assert (stop.value.step, stop.value.checkpoint) == (0, None)
+    with pytest.raises(ConfigError, match="run 'early' already exists in .*it has no checkpoint to resume") as e:
+        train(cfg, store=tmp_path, init=sft_policy)
+    assert "--resume" not in str(e.value)
 
 
 def test_a_second_training_never_appends_to_an_existing_run(sft_policy: Path, tmp_path: Path) -> None:
