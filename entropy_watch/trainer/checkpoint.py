@@ -21,10 +21,15 @@ class CheckpointError(EntropyWatchError, FileNotFoundError):
 
 
 def save_checkpoint(ckpt_dir: Path, model: torch.nn.Module, tokenizer: Any, state: dict[str, Any]) -> Path:
-    """Write ``ckpt_dir/latest`` atomically (tmp folder + rename); ``state`` gets the model weights added."""
+    """Write ``ckpt_dir/latest`` atomically (tmp folder + rename); ``state`` gets the model weights added.
+
+    The swap is two renames (``latest`` -> ``.latest.old``, ``.latest.tmp`` -> ``latest``); a process killed between
+    them leaves no ``latest``, which :func:`latest_checkpoint` repairs before anything reads or writes one.
+    """
     from entropy_watch.trainer.sft import save_policy
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    latest_checkpoint(ckpt_dir)  # a swap a kill cut short: finish it before .latest.tmp is reused
     tmp, latest, old = ckpt_dir / ".latest.tmp", ckpt_dir / "latest", ckpt_dir / ".latest.old"
     shutil.rmtree(tmp, ignore_errors=True)
     save_policy(model, tokenizer, tmp / "policy")
@@ -37,9 +42,24 @@ def save_checkpoint(ckpt_dir: Path, model: torch.nn.Module, tokenizer: Any, stat
     return latest
 
 
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    """``ckpt_dir/latest`` when the run has a checkpoint, else None; a swap cut short by a kill is completed first.
+
+    Without ``latest`` but with ``.latest.old``, the kill came between the two renames of :func:`save_checkpoint`:
+    ``.latest.tmp`` is then complete (it is renamed only after it is written in full) and newer, so it becomes
+    ``latest``; otherwise (a tmp missing) the old one is put back.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    latest, tmp, old = ckpt_dir / "latest", ckpt_dir / ".latest.tmp", ckpt_dir / ".latest.old"
+    if not latest.exists() and old.exists():
+        (tmp if (tmp / "state.pt").exists() else old).rename(latest)
+    return latest if latest.exists() else None
+
+
 def load_checkpoint(ckpt_dir: Path) -> dict[str, Any]:
     """The resumable state of ``ckpt_dir/latest``; :class:`CheckpointError` if the run has none."""
-    path = Path(ckpt_dir) / "latest" / "state.pt"
+    found = latest_checkpoint(ckpt_dir)
+    path = (found or Path(ckpt_dir) / "latest") / "state.pt"
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}; train the run first (or drop --resume)")
     return torch.load(path, map_location="cpu", weights_only=False)

@@ -36,7 +36,7 @@ from entropy_watch.errors import ConfigError
 from entropy_watch.hooks import Watch, token_entropy
 from entropy_watch.store.layout import CHECKPOINTS_DIR, default_root, run_dir
 from entropy_watch.trainer import algorithms as alg
-from entropy_watch.trainer.checkpoint import load_checkpoint, load_policy, save_checkpoint
+from entropy_watch.trainer.checkpoint import latest_checkpoint, load_checkpoint, load_policy, save_checkpoint
 from entropy_watch.trainer.config import AlgoConfig, TrainConfig
 from entropy_watch.trainer.entropy_drift import begin_probe, finish_probe
 from entropy_watch.trainer.evaluate import evaluate
@@ -132,7 +132,7 @@ def train(
     ckpt_dir = run_dir(root, cfg.run) / CHECKPOINTS_DIR
     state = load_checkpoint(ckpt_dir) if resume else None
     if not resume and run_dir(root, cfg.run).exists():  # a second training appended to the first: mixed steps
-        resumable = (ckpt_dir / "latest").exists()  # a run stopped before its first checkpoint has none
+        resumable = latest_checkpoint(ckpt_dir) is not None  # a run stopped before its first checkpoint has none
         how = "pass --resume to continue it, or" if resumable else "it has no checkpoint to resume:"
         raise ConfigError(
             f"run {cfg.run!r} already exists in {root}; {how} name another run with --run (or remove the old one)"
@@ -302,7 +302,8 @@ def train(
         raise
     watch.close("finished")
     result.hook_errors = watch.errors
-    result.policy_dir = ckpt_dir / "latest" / "policy" if (ckpt_dir / "latest").exists() else None
+    last = latest_checkpoint(ckpt_dir)
+    result.policy_dir = last / "policy" if last is not None else None
     rates = [h[TOKENS_PER_SEC] for h in result.history]
     result.tokens_per_sec = float(np.mean(rates)) if rates else float("nan")
     return result

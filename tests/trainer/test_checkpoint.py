@@ -1,0 +1,62 @@
+"""Checkpoints survive a kill at any point of their two-rename swap: ``--resume`` finds the newest complete one."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from entropy_watch.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from entropy_watch.trainer.config import preset
+
+
+@pytest.fixture(scope="module")
+def policy():
+    from entropy_watch.trainer.model import build_model
+    from entropy_watch.trainer.tokenizer import build_tokenizer
+
+    cfg = preset("tiny")
+    tok = build_tokenizer(cfg.task.scripts, cfg.task.plus_signs)
+    return build_model(cfg.model, len(tok), tok.eos_token_id, seed=0), tok
+
+
+def _two_saves(ckpt: Path, policy) -> None:
+    model, tok = policy
+    save_checkpoint(ckpt, model, tok, {"iteration": 50})
+    save_checkpoint(ckpt, model, tok, {"iteration": 100})
+
+
+@pytest.mark.parametrize(
+    ("tmp_written", "expect"),
+    [
+        (True, 150),  # .latest.old (100) + a complete .latest.tmp (150): the newer one wins
+        (False, 100),  # .latest.old only: it is put back
+    ],
+)
+def test_a_kill_between_the_renames_leaves_a_checkpoint_to_resume(tmp_path: Path, policy, tmp_written, expect):
+    ckpt = tmp_path / "_checkpoints"
+    _two_saves(ckpt, policy)
+    latest, tmp, old = ckpt / "latest", ckpt / ".latest.tmp", ckpt / ".latest.old"
+    # what a kill leaves between `latest.rename(old)` and `tmp.rename(latest)` of a third save
+    if tmp_written:
+        shutil.copytree(latest, tmp)
+        torch.save({"iteration": 150, "model": {}}, tmp / "state.pt")
+    latest.rename(old)
+    assert latest_checkpoint(ckpt) == latest
+    assert load_checkpoint(ckpt)["iteration"] == expect
+
+
+def test_saving_after_a_cut_swap_keeps_the_newest(tmp_path: Path, policy) -> None:
+    ckpt = tmp_path / "_checkpoints"
+    _two_saves(ckpt, policy)
+    (ckpt / "latest").rename(ckpt / ".latest.old")  # killed right after moving the last one aside, tmp not written
+    model, tok = policy
+    save_checkpoint(ckpt, model, tok, {"iteration": 150})
+    assert load_checkpoint(ckpt)["iteration"] == 150
+    assert sorted(p.name for p in ckpt.iterdir()) == ["latest"]
+
+
+def test_no_checkpoint_is_none(tmp_path: Path) -> None:
+    assert latest_checkpoint(tmp_path / "_checkpoints") is None
