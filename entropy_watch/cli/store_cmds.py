@@ -32,6 +32,7 @@ SHOW_METRICS: tuple[tuple[str, str], ...] = (
     ("sampled NLL", M.ENTROPY_SAMPLED_NLL),
     ("clip low", M.CLIP_LOW_FRAC),
     ("clip high", M.CLIP_HIGH_FRAC),
+    ("clipped (low + high)", M.CLIP_REGION_FRAC),  # the only clip fraction verl and OpenRLHF log
     ("on-policy", M.CLIP_ONPOLICY),
     ("adv mean", M.ADV_MEAN),
     ("adv std", M.ADV_STD),
@@ -39,6 +40,8 @@ SHOW_METRICS: tuple[tuple[str, str], ...] = (
     ("cov(logp, A)", M.COV_LOGP_ADV),
     ("pg drive", M.COV_PG_DRIVE),
     ("log-ratio mean", M.RATIO_LOG_MEAN),
+    ("KL to old policy", M.KL_OLD),
+    ("KL to reference", M.KL_REF),
     ("reward", M.REWARD_MEAN),
     ("length", M.LENGTH_MEAN),
     ("hook errors", M.HOOKS_ERRORS),

@@ -1,0 +1,27 @@
+"""``show`` lists every canonical metric a foreign trainer's log maps to: verl and OpenRLHF log clipping only as one
+low + high fraction, and both log KL; those lines were stored but never shown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from entropy_watch.cli import app
+
+
+def test_show_prints_the_clip_region_and_kl_of_a_verl_log(tmp_path: Path) -> None:
+    log = tmp_path / "verl_run.jsonl"
+    rows = [
+        {"step": s, "actor/entropy": 1.0 - 0.01 * s, "actor/pg_clipfrac": 0.002 * s, "actor/ppo_kl": 0.001 * s,
+         "actor/kl_loss": 0.003 * s, "critic/score/mean": 0.3 + 0.005 * s}
+        for s in range(1, 31)
+    ]  # fmt: skip
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runner, store = CliRunner(), str(tmp_path / "store")
+    assert runner.invoke(app, ["--store", store, "import", str(log)]).exit_code == 0
+    out = runner.invoke(app, ["--store", store, "show", "verl_run"], env={"COLUMNS": "200"}).stdout
+    for label, value in (("clipped (low + high)", "0.06"), ("KL to old policy", "0.03"), ("KL to reference", "0.09")):
+        (line,) = [x for x in out.splitlines() if label in x]
+        assert value in line, (label, line)
