@@ -21,7 +21,7 @@ from typing import Any
 
 WORDS = (
     "yes no maybe the a cat dog sat on mat and then ran fast slow red blue green one two three".split()
-)  # 22 words + 3 specials = a 25-token vocabulary
+)  # 21 words + 3 specials = a 24-token vocabulary
 PROMPTS = ("the cat", "a dog", "the red mat", "one two", "blue green", "the dog ran", "a cat sat", "three")
 
 

@@ -5,9 +5,10 @@
 
 The policy is a tiny autoregressive model over a 16-token vocabulary; the reward is the share of "good" tokens
 (ids < 4) in a sampled 8-token completion. Trained with GRPO-style group-normalised advantages, two optimizer steps
-per batch (so the importance ratio moves and clipping binds), it collapses onto the good tokens: entropy falls,
-clip-high outweighs clip-low. Everything Watch needs is what the loop already has: logits, mask, log-probs, old
-log-probs and advantages.
+per batch (so the importance ratio moves and clipping binds), it concentrates onto the good tokens within about ten
+steps: entropy falls as the reward reaches 1.0. That is a solved task, not a collapse, and the verdict says so: info
+``saturation`` (benign convergence), nothing at warning or above (``entropy-watch alerts demo-watch`` exits 0).
+Everything Watch needs is what the loop already has: logits, mask, log-probs, old log-probs and advantages.
 """
 
 from __future__ import annotations

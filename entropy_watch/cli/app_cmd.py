@@ -94,13 +94,17 @@ def app_command(
 def run_child(cmd: list[str], env: dict[str, str], grace_s: float = STOP_GRACE_S) -> int:
     """Run ``cmd`` until it exits or this process is told to stop; never leave it running. Returns the exit status.
 
-    Ctrl-C or SIGTERM/SIGHUP: the child is stopped (:func:`stop_child`) and the status is 0, a requested stop.
+    Ctrl-C or SIGTERM/SIGHUP: the child is stopped (:func:`stop_child`); the status is 130 after Ctrl-C (as every
+    command's), 0 after SIGTERM/SIGHUP (a process manager's requested stop).
     """
     proc = subprocess.Popen(cmd, env=env)
     try:
         with _signals_raise():
             return _status(proc.wait())
-    except (KeyboardInterrupt, _Stopped):
+    except KeyboardInterrupt:
+        stop_child(proc, grace_s)
+        return 130
+    except _Stopped:
         stop_child(proc, grace_s)
         return 0
     finally:
