@@ -358,23 +358,38 @@ def _bad_step(step_col: str, value: Any, fix: str) -> str:
 UNORDERED_SHARE = 0.25  # past this share of rows stepping back, a file's rows are out of order, not restarts
 
 
-def _unordered(s: np.ndarray) -> bool:
-    back = int((s[1:] < s[:-1]).sum())
+def step_backs(s: np.ndarray) -> np.ndarray:
+    """Positions ``i`` in ``s`` (steps in write order, int64) where the step is *lower* than the one before: a
+    restart each, unless the rows are out of order (:func:`unordered`). A repeated step is no step back (an HF
+    Trainer logs ``epoch`` in its training and its evaluation entry at one step; two ranks write the same step)."""
+    return np.flatnonzero(s[1:] < s[:-1]) + 1
+
+
+def unordered(s: np.ndarray) -> bool:
+    """Whether steps in write order ``s`` are out of order rather than restarted: more than ``UNORDERED_SHARE`` of
+    them step back (a file sorted newest first or shuffled, two writers interleaved). The one rule for every format:
+    such rows are read in step order and no restart is recorded (each would retake the detector's baselines)."""
+    back = len(step_backs(s))
     return back > 1 and back > UNORDERED_SHARE * (len(s) - 1)
 
 
+def out_of_line(s: np.ndarray) -> np.ndarray:
+    """Positions in ``s`` (steps in write order) of steps out of line with both neighbours: the steps before and
+    after climb (``prev < next``) while this one sits above the next or below the previous — a typo or a corrupt
+    cell such as ``1e15`` among steps 30, 31, not a restart (a restart climbs on from where it stepped back to).
+    None when ``s`` is out of order (:func:`unordered`)."""
+    if len(s) < 3 or unordered(s):
+        return np.zeros(0, dtype=np.int64)
+    prev, cur, nxt = s[:-2], s[1:-1], s[2:]
+    return np.flatnonzero((prev < nxt) & ((cur > nxt) | (cur < prev))) + 1
+
+
 def _out_of_line(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:
-    """Skip (``steps[row] = -1``) each row whose step is out of line with both neighbours: the rows before and after
-    it climb (``prev < next``) while it sits above the next or below the previous — a typo or a corrupt cell such as
-    ``1e15`` among steps 30, 31, not a restart (a restart climbs on from where it stepped back to). Read as a
-    restart, one such row would make the run end at step 10^15 and retake its baselines after it. Not applied to a
-    file whose rows are out of order."""
+    """Skip (``steps[row] = -1``) each row whose step is :func:`out_of_line`. Read as a restart, one such row would
+    make the run end at step 10^15 and retake its baselines after it."""
     valid = np.flatnonzero(steps >= 0)
     s = steps[valid]
-    if len(s) < 3 or _unordered(s):
-        return
-    prev, cur, nxt = s[:-2], s[1:-1], s[2:]
-    odd = np.flatnonzero((prev < nxt) & ((cur > nxt) | (cur < prev))) + 1
+    odd = out_of_line(s)
     if not len(odd):
         return
     i = int(odd[0])
@@ -395,8 +410,8 @@ def _resume_events(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:
     order and no restart is recorded (each would reset the detector's baselines at every point)."""
     valid = np.flatnonzero(steps >= 0)
     s = steps[valid]
-    back = np.flatnonzero(s[1:] < s[:-1]) + 1
-    if _unordered(s):
+    back = step_backs(s)
+    if unordered(s):
         parsed.notes.append(
             f"rows are not in step order ({len(back)} of {len(s)} step back): read in step order, no restarts "
             f"recorded; a repeated step keeps its last row"

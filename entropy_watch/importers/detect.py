@@ -1,11 +1,12 @@
 """Which format a log path is in, from its name and its first bytes (``--format`` overrides it).
 
 Folders: a TRL/HF output or checkpoint folder (``trainer_state.json``), else a TensorBoard folder, else an MLflow
-file store (``mlruns``), else W&B offline runs (``run-*.wandb``). Files:
-``trainer_state.json`` and ``events.out.tfevents.*`` by name; otherwise by content: a verl JSONL line
-(``{"step": N, "data": {...}}``), another JSON-lines log, a JSON document (a ``log_history`` state or a list of rows),
-verl console lines (``step:N - k:v``), and finally CSV (a W&B export when its columns read ``<run> - <metric>``);
-a Parquet table, a trackio project or an MLflow store (SQLite), a W&B run file by their magic bytes and tables.
+file store (``mlruns``), else W&B offline runs (``run-*.wandb``). Files: ``trainer_state.json`` and
+``events.out.tfevents.*`` by name; otherwise by content: TensorBoard events under another name (a first record
+holding ``brain.Event:2``), a verl JSONL line (``{"step": N, "data": {...}}``), another JSON-lines log, a JSON
+document (a ``log_history`` state or a list of rows), verl console lines (``step:N - k:v``), and finally CSV (a W&B
+export when its columns read ``<run> - <metric>``); a Parquet table, a trackio project or an MLflow store (SQLite),
+a W&B run file by their magic bytes and tables.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def detect_format(path: Path) -> str:
         head = f.read(_HEAD_BYTES)
     if not head.strip():
         raise ImportFormatError(f"{path} is empty; nothing to import")
+    if tensorboard.is_event_data(head):
+        return "tensorboard"
     if head.startswith(b"PAR1"):
         return "parquet"
     if sqlite_logs.is_sqlite(head):

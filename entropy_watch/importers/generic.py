@@ -2,9 +2,10 @@
 
 Errors name the file and the line: a row with more fields than the header, invalid JSON, a JSON value that is not
 an object, a field or column name beyond the limits, JSON nested deeper than :data:`~.base.MAX_DEPTH` levels.
-Nested JSON objects are flattened to ``a/b`` column names. An unfinished *last* JSONL line (no trailing newline: the
-writer is still busy) is skipped with a note; an invalid line anywhere else is an error. A JSON list file must parse
-as a whole (a truncated one is an error).
+Nested JSON objects are flattened to ``a/b`` column names. An unfinished *last* line (no trailing newline: the writer
+is still busy) is skipped with a note: in JSONL one that is not valid JSON, in CSV one with fewer fields than the row
+before it (:func:`_unfinished` says why a complete-looking one is kept); an invalid line anywhere else is an error. A
+JSON list file must parse as a whole (a truncated one is an error).
 
 Large files: CSV and JSONL are read by Arrow's C++ readers into one Arrow column per source column
 (:mod:`entropy_watch.importers.columns`); files those readers refuse (ragged rows, mixed JSON types, bad UTF-8) are
@@ -24,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,9 +145,26 @@ def _read_csv(path: Path, progress: Progress | None) -> Frame:
         handle._h.close()
     if frame.n_rows == 0:
         raise ImportFormatError(f"{path} has a header but no data rows; nothing to import")
+    _drop_index_columns(frame)
     if delimiter != ",":
         _decimal_commas(frame)
     return frame
+
+
+_UNNAMED = re.compile(r"(?:Unnamed: \d+)?")  # pandas' to_csv names its index column ""; read_csv calls it "Unnamed: 0"
+
+
+def _drop_index_columns(frame: Frame) -> None:
+    """Leave out the columns without a name (a pandas DataFrame saved with its index, such as W&B's
+    ``run.history().to_csv(path)``): row labels, never a metric; a note names them."""
+    unnamed = [name for name in frame.cells if _UNNAMED.fullmatch(name)]
+    for name in unnamed:
+        del frame.cells[name]
+    if unnamed:
+        frame.notes.append(
+            f"left out the unnamed column(s) {listed(map(repr, unnamed), 3)}: the index of a pandas DataFrame saved "
+            f"with it (to_csv without index=False), not a metric"
+        )
 
 
 _DECIMAL_COMMA = r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$"
@@ -234,6 +253,8 @@ def _read_csv_lines(path: Path, handle: _Counting, header: list[str], delimiter:
     rows: list[list[str]] = []
     skipped = Skipped("row(s) with more fields than the header")
     unclosed = Skipped("row(s) with a quote that is never closed")
+    notes: list[str] = []
+    prev_width = width  # fields of the row before (a file of short rows pads them all)
 
     def spill() -> None:
         for i, column in enumerate(zip(*rows, strict=True) if rows else ()):  # transpose at C speed
@@ -271,18 +292,41 @@ def _read_csv_lines(path: Path, handle: _Counting, header: list[str], delimiter:
                         f"line {line}", f"{len(fields)} fields but the header has {width}; fix the row or re-export"
                     )
                     continue
+                if _unfinished(source.taken[-1][1], len(fields), prev_width):
+                    notes.append(unfinished_note(line, f"{len(fields)} of {width} fields and no line end"))
+                    continue
+                prev_width = len(fields)
                 fields = fields + [""] * (width - len(fields))  # a short row: the missing cells are empty
+            else:
+                prev_width = width
             rows.append(fields)
             lines.append(line)
             if len(rows) >= CHUNK_ROWS:
                 spill()
     spill()
-    notes = unclosed.settle(str(path), len(lines)) + skipped.settle(str(path), len(lines))
+    notes += unclosed.settle(str(path), len(lines)) + skipped.settle(str(path), len(lines))
     line_of = np.asarray(lines, dtype=np.int64)
     columns = {name: pa.chunked_array(parts, pa.string()) for name, parts in zip(header, chunks, strict=True)}
     frame = Frame.columnar(str(path), columns, lambda row: f"line {int(line_of[row])}")
     frame.notes += notes
     return frame
+
+
+def unfinished_note(lineno: int, why: str = "") -> str:
+    """The note for an unfinished last line that was skipped (JSONL and CSV alike)."""
+    return f"last line ({lineno}) is unfinished ({why + ': ' if why else ''}file still being written?); skipped it"
+
+
+def _unfinished(last_line: str, n_fields: int, prev_width: int) -> bool:
+    """Whether a CSV row whose last physical line is ``last_line`` is the unfinished end of a file still being written.
+
+    Only the last line of a file can lack a line end, so a row without one is the file's last. It is unfinished when
+    it also has fewer fields than the row before it (the header's count, or the count of the short rows before it):
+    the writer was cut inside the row. A last row without a line end that has every field is kept: many writers never
+    end the file with a newline (six of the real CSVs in shared/real_runs do not), and nothing in the row tells it
+    from one cut inside its last field, so such a cut (``2`` for ``23.188117``) cannot be seen.
+    """
+    return not last_line.endswith(("\n", "\r")) and n_fields < prev_width
 
 
 def read_json_lines(
@@ -305,7 +349,7 @@ def read_json_lines(
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             if lineno == len(lines) and not line.endswith("\n"):
-                notes.append(f"last line ({lineno}) is unfinished (file still being written?); skipped it")
+                notes.append(unfinished_note(lineno))
                 continue
             skipped.add(f"line {lineno}", f"invalid JSON ({e.msg}); fix or remove that line")
             continue

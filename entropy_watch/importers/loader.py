@@ -217,31 +217,37 @@ def _unique(name: str, used: set[str]) -> str:
 
 
 def _tensorboard(path: Path, maps: dict[str, str], run: str | None, progress: Progress | None) -> list[ImportedRun]:
+    """One run per event folder under ``path``. With several folders, one that holds no scalars (an ``add_hparams``
+    or ``add_text`` sub-folder) or no entropy tag is skipped, and the runs' notes name it; a lone folder's error is
+    raised."""
     dirs = tensorboard.event_dirs(path)
     if not dirs:
         raise ImportFormatError(f"no TensorBoard event files (events.out.tfevents.*) under {path}")
     if A.STEP in maps:
         raise ImportFormatError("--map step=... does not apply to TensorBoard events (each point has its own step)")
-    default = run or safe_run_name(path.stem if path.is_file() else path.name)
+    default = run or safe_run_name(tensorboard.default_name(path))
     names = tensorboard.run_names(path, dirs, default)
     out: list[ImportedRun] = []
-    skipped: list[str] = []
+    skipped: dict[str, list[str]] = {}  # why -> folders
     errors: list[ImportFormatError] = []
     used: set[str] = set()
     for d, name in zip(dirs, names, strict=True):
-        parsed = tensorboard.read_event_dir(d, progress)
         if name != default:
             name = safe_run_name(f"{run}-{name}" if run else name)
+        why = "that could not be read"
         try:
+            parsed = tensorboard.read_event_dir(d, progress, entropy_tag=maps.get(M.ENTROPY_MEAN))
+            why = "without an entropy tag"
             out.append(assemble(parsed, name=_unique(name, used), source=str(d), fmt="tensorboard", mapping=maps))
         except ImportFormatError as e:
             if len(dirs) == 1:
                 raise
-            skipped.append(os.path.relpath(d, path))
+            why = "without scalars" if isinstance(e, tensorboard.NoScalars) else why
+            skipped.setdefault(why, []).append(os.path.relpath(d, path))
             errors.append(e)
     if not out:
         raise errors[0]
-    if skipped:
+    for why, folders in skipped.items():
         for r in out:
-            r.notes.append(f"skipped event folder(s) without an entropy tag: {', '.join(skipped)}")
+            r.notes.append(f"skipped event folder(s) {why}: {', '.join(folders)}")
     return out

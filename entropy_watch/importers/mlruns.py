@@ -4,7 +4,9 @@
 (a key with ``/`` is a sub-folder; values ``nan``/``inf`` as Python prints them), ``tags/mlflow.runName`` the run's
 name and ``meta.yaml`` its ``lifecycle_stage``. ``PATH`` may be the store, one experiment folder or one run folder;
 every run below it becomes one run (deleted ones and ``.trash`` left out). A line that does not parse is skipped and
-counted, never blocking the lines around it; a value logged twice at a step keeps the last one written.
+counted, never blocking the lines around it; a value logged twice at a step keeps the last one written. MLflow before
+0.9 wrote no step (``<timestamp ms> <value>``): in a metric file whose lines all lack one, the line order is the step
+(the first line step 0), with a note; MLflow itself reads such lines all at step 0, which would keep one point.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from entropy_watch.errors import ImportFormatError
+from entropy_watch.errors import ImportFormatError, listed
 from entropy_watch.importers.base import Frame, Progress, folders, frame_from_series, frames_by_name
 from entropy_watch.importers.columns import raw_stream
 
@@ -59,6 +61,7 @@ def read_store(path: Path, progress: Progress | None = None) -> tuple[dict[str, 
     frames: dict[str, Frame] = {}
     names: dict[str, str] = {}
     deleted, bad, first_bad = 0, 0, ""
+    stepless: list[str] = []  # metric keys whose lines hold no step
     for run in runs:
         meta = _meta(run)
         if meta.get("lifecycle_stage") == "deleted":
@@ -72,11 +75,14 @@ def read_store(path: Path, progress: Progress | None = None) -> tuple[dict[str, 
                 file = Path(root) / f
                 if progress is not None:
                     progress(file.stat().st_size)
-                steps, values, n_bad, where = _metric_file(file)
+                steps, values, n_bad, where, no_step = _metric_file(file)
                 bad += n_bad
                 first_bad = first_bad or where
+                key = file.relative_to(metrics).as_posix()
+                if no_step and key not in stepless:
+                    stepless.append(key)
                 if len(steps):
-                    series[file.relative_to(metrics).as_posix()] = (steps, values)
+                    series[key] = (steps, values)
         if series:  # keyed by the run id (unique across experiments)
             frames[run.name] = frame_from_series(str(run), series, f"run {run.name}")
             names[run.name] = _name(run, meta)
@@ -85,12 +91,18 @@ def read_store(path: Path, progress: Progress | None = None) -> tuple[dict[str, 
     notes = [f"left out {deleted} run(s) deleted in MLflow"] if deleted else []
     if bad:
         notes.append(f"skipped {bad} metric line(s) that are not '<timestamp> <value> <step>' (first: {first_bad})")
+    if stepless:
+        notes.append(
+            f"metric lines without a step ('<timestamp> <value>', MLflow before 0.9) in "
+            f"{listed(map(repr, stepless), 3)}: their line order is the step (first line = step 0)"
+        )
     return frames_by_name(frames, names), notes
 
 
-def _metric_file(file: Path) -> tuple[np.ndarray, np.ndarray, int, str]:
-    """``(steps, values, lines skipped, where the first was)`` of one metric file, in the order written: read by
-    Arrow's CSV reader, or line by line when a line does not parse (the others are kept)."""
+def _metric_file(file: Path) -> tuple[np.ndarray, np.ndarray, int, str, bool]:
+    """``(steps, values, lines skipped, where the first was, no step)`` of one metric file, in the order written:
+    read by Arrow's CSV reader, or line by line when a line does not parse (the others are kept). ``no step``: no
+    line holds a step (MLflow before 0.9), and the steps are the line order."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -103,10 +115,10 @@ def _metric_file(file: Path) -> tuple[np.ndarray, np.ndarray, int, str]:
                 convert_options=pcsv.ConvertOptions(column_types={"value": pa.float64(), "step": pa.int64()}),
             )
         if t.column("step").null_count == 0 and t.column("value").null_count == 0:
-            return t.column("step").to_numpy(), t.column("value").to_numpy(), 0, ""
+            return t.column("step").to_numpy(), t.column("value").to_numpy(), 0, "", False
     except (pa.ArrowInvalid, OSError):
         pass
-    steps, values, bad, where = [], [], 0, ""
+    steps, values, bad, where, with_step = [], [], 0, "", 0
     try:
         text = file.read_text(encoding="utf-8", errors="replace")
     except OSError as e:
@@ -122,4 +134,7 @@ def _metric_file(file: Path) -> tuple[np.ndarray, np.ndarray, int, str]:
             continue
         steps.append(step)
         values.append(value)
-    return np.asarray(steps, np.int64), np.asarray(values, np.float64), bad, where
+        with_step += len(parts) > 2
+    if values and not with_step:
+        return np.arange(len(values), dtype=np.int64), np.asarray(values, np.float64), bad, where, True
+    return np.asarray(steps, np.int64), np.asarray(values, np.float64), bad, where, False

@@ -1,8 +1,9 @@
 """TRL / Hugging Face ``trainer_state.json`` and TRL's ``completions/*.parquet`` (INTEGRATIONS §1.2, §1.5).
 
 ``PATH`` may be a ``trainer_state.json`` file, a ``checkpoint-N`` folder, or an output folder holding
-``checkpoint-*/`` (the state with the highest ``global_step`` is taken; a root ``trainer_state.json`` written by
-``save_state()`` wins ties). ``log_history`` is a list of flat dicts: training entries, ``eval_*`` entries at the same
+``checkpoint-*/`` (the state with the highest ``global_step`` is taken, a root ``trainer_state.json`` written by
+``save_state()`` winning ties, unless a state written later holds another history: see :func:`locate`; a note names
+the file read). ``log_history`` is a list of flat dicts: training entries, ``eval_*`` entries at the same
 steps, and a final summary; values may be ``null`` (TRL turns an all-NaN window into None: stored as NaN). A resumed
 run carries its history forward, so steps are de-duplicated per column, the last occurrence winning.
 
@@ -19,7 +20,9 @@ multimodal models); a LoRA checkpoint holds no such file and V stays unknown.
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,37 +44,77 @@ def is_trl_dir(path: Path) -> bool:
     return (path / STATE_FILE).is_file() or any(path.glob(f"checkpoint-*/{STATE_FILE}"))
 
 
-def _checkpoints(path: Path) -> list[Path]:
+def _checkpoints(path: Path) -> list[tuple[int, Path]]:
+    """``(N, checkpoint-N/trainer_state.json)`` of ``path``'s checkpoint folders, by N."""
     found = []
     for sub in path.iterdir():
         m = _CHECKPOINT.match(sub.name)
         if m and (sub / STATE_FILE).is_file():
             found.append((int(m.group(1)), sub / STATE_FILE))
-    return [p for _, p in sorted(found)]
+    return sorted(found)
 
 
-def locate(path: Path, progress: Progress | None = None) -> tuple[Path, Path, dict[str, Any]]:
-    """``(state file, output folder, parsed state)`` for a file, checkpoint folder or output folder."""
+def locate(path: Path, progress: Progress | None = None) -> tuple[Path, Path, dict[str, Any], list[str]]:
+    """``(state file, output folder, parsed state, notes)`` for a file, checkpoint folder or output folder.
+
+    An output folder may hold several states: ``checkpoint-N/trainer_state.json`` for each checkpoint kept and a
+    root ``trainer_state.json`` (``save_state()`` at the end). The *latest* is the one with the highest global step
+    (the root on a tie), the *newest* the one written last (modification time). The rule:
+
+    * the latest is read when it is also the newest, or when the newest's ``log_history`` is the start of the
+      latest's (one run: an earlier state written again or copied later);
+    * otherwise the newest is read: the latest holds another history, an earlier run's checkpoint left in an output
+      folder reused by a shorter run (the Trainer deletes only the checkpoints it rotates).
+
+    The notes name the file read and, when it was passed over, the newer or the latest file.
+    """
     if path.is_file():
-        state_path = path
-    else:
-        candidates = []
-        if (path / STATE_FILE).is_file():
-            candidates.append(path / STATE_FILE)
-        ckpts = _checkpoints(path)
-        if ckpts:
-            candidates.append(ckpts[-1])
-        if not candidates:
-            raise ImportFormatError(f"no {STATE_FILE} in {path} or its checkpoint-*/ folders; pass the file itself")
-        if len(candidates) == 1:
-            state_path = candidates[0]
-        else:
-            docs = [(c, load_json(c)) for c in candidates]
-            best = max(docs, key=lambda cd: _global_step(cd[1]))  # max keeps the first (the root file) on ties
-            state_path = best[0]
-            return state_path, _output_dir(state_path), _check_state(state_path, best[1])
-    doc = load_json(state_path, progress)
-    return state_path, _output_dir(state_path), _check_state(state_path, doc)
+        doc = load_json(path, progress)
+        return path, _output_dir(path), _check_state(path, doc), []
+    ckpts = _checkpoints(path)
+    root = path / STATE_FILE
+    candidates = ([root] if root.is_file() else []) + [p for _, p in ckpts]
+    if not candidates:
+        raise ImportFormatError(f"no {STATE_FILE} in {path} or its checkpoint-*/ folders; pass the file itself")
+    if len(candidates) == 1:
+        doc = load_json(candidates[0], progress)
+        return candidates[0], _output_dir(candidates[0]), _check_state(candidates[0], doc), []
+    docs: dict[Path, Any] = {}
+
+    def state(p: Path) -> Any:
+        if p not in docs:
+            docs[p] = load_json(p)
+        return docs[p]
+
+    steps = {p: n for n, p in ckpts}
+    if root.is_file():
+        steps[root] = _global_step(state(root))
+    latest = max(candidates, key=lambda p: steps[p])  # the first of equals: the root
+    mtime = {p: p.stat().st_mtime for p in candidates}
+    newest = max(candidates, key=lambda p: (mtime[p], p == latest))
+    chosen = latest if newest == latest or _continues(state(latest), state(newest)) else newest
+
+    def said(p: Path) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime[p]))
+        return f"{os.path.relpath(p, path)} (global step {steps[p]}, written {when})"
+
+    which = {latest: "the latest", newest: "the newest"} if latest != newest else {latest: "the latest and newest"}
+    notes = [f"read {said(chosen)}, {which[chosen]} of {len(candidates)} trainer_state.json files"]
+    if chosen == latest and newest != latest:
+        notes.append(f"passed over {said(newest)}, written later: its log history is the start of the one read")
+    elif chosen == newest != latest:
+        notes.append(
+            f"passed over {said(latest)}: its log history is not the one read (an earlier run's checkpoint in a "
+            f"reused output folder?); import that file to read it"
+        )
+    return chosen, _output_dir(chosen), _check_state(chosen, state(chosen)), notes
+
+
+def _continues(long: Any, short: Any) -> bool:
+    """Whether state ``short``'s log history is the start of state ``long``'s (both from one run)."""
+    a = long.get("log_history") if isinstance(long, dict) else None
+    b = short.get("log_history") if isinstance(short, dict) else None
+    return isinstance(a, list) and isinstance(b, list) and len(b) <= len(a) and a[: len(b)] == b
 
 
 def _global_step(doc: Any) -> int:
@@ -93,10 +136,10 @@ def _check_state(path: Path, doc: Any) -> dict[str, Any]:
 
 def read_trainer_state(path: Path, step_column: str | None = None, progress: Progress | None = None) -> Parsed:
     """Series of a TRL/HF run, plus advantage statistics from ``completions/*.parquet`` when present."""
-    state_path, out_dir, doc = locate(path, progress)
+    state_path, out_dir, doc, found = locate(path, progress)
     frame = frame_from_records(state_path, doc["log_history"], what="log_history entry", null_is_nan=True)
     parsed = frame_to_series(frame, step_column)
-    parsed.notes[:0] = frame.notes  # entries skipped (a null, a list): said, as for any other log
+    parsed.notes[:0] = found + frame.notes  # which state file was read; entries skipped (a null, a list)
     parsed.meta["trainer_state"] = {k: doc.get(k) for k in _STATE_META if k in doc}
     parsed.meta["trainer_state_file"] = str(state_path.resolve())
     parsed.meta["framework"] = "trl"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -99,6 +100,24 @@ def write_event_scalars(folder: Path, points: dict[str, list[tuple[int, float]]]
     writer.close()
 
 
+def hf_tensorboard_writer(folder: Path, **kwargs: object) -> Callable[[int, dict], None]:
+    """``log(global_step, logs)`` writing as HF's ``TensorBoardCallback.on_log`` does through torch's SummaryWriter:
+    ``eval_*`` keys under ``eval/``, every other key under ``train/``, numbers only, flushed after each entry (the
+    Trainer adds ``epoch`` to every entry, training and evaluation alike). Close it with ``log.writer.close()``."""
+    tb = pytest.importorskip("torch.utils.tensorboard")
+    writer = tb.SummaryWriter(str(folder), **kwargs)
+
+    def log(step: int, entry: dict) -> None:
+        for key, value in entry.items():
+            if isinstance(value, (int, float)):
+                tag = f"eval/{key[5:]}" if key.startswith("eval_") else f"train/{key}"
+                writer.add_scalar(tag, value, step)
+        writer.flush()
+
+    log.writer = writer  # type: ignore[attr-defined]
+    return log
+
+
 @pytest.fixture
 def logs() -> types.SimpleNamespace:
     """The writers above, for tests: ``logs.write_trainer_state(...)`` etc."""
@@ -107,4 +126,5 @@ def logs() -> types.SimpleNamespace:
         write_trainer_state=write_trainer_state,
         write_completions=write_completions,
         write_event_scalars=write_event_scalars,
+        hf_tensorboard_writer=hf_tensorboard_writer,
     )

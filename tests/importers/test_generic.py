@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -125,6 +126,46 @@ def test_unfinished_last_jsonl_line_is_skipped(tmp_path) -> None:
     (run,) = load_log(path)
     assert run.series(M.ENTROPY_MEAN)[0].tolist() == [1, 2]
     assert any("unfinished" in n for n in run.notes)
+
+
+HEADER = ["step", "loss", "reward_avg", "tokens_per_sec", "entropy_avg", "eval_acc"]
+
+
+def _csv_rows(n: int) -> list[list[str]]:
+    """Rows as a training script formats them (``f"{x:.6f}"``), eval_acc every 5th step only."""
+    return [
+        [str(s), f"{-0.1 * s:.6f}", f"{0.01 * s:.6f}", f"{20 + s + 0.188117:.6f}", f"{1.0 / s:.6f}"]
+        + [f"{s / 2:.1f}" if s % 5 == 0 else ""]
+        for s in range(1, n + 1)
+    ]
+
+
+def test_csv_cut_inside_its_last_row_skips_that_row(tmp_path) -> None:
+    """A CSV still being written (``csv.writer``, one row per step, flushed): the copy ends inside a row. That row
+    is not data (``2`` for ``23.188117``): skipped with a note, as an unfinished JSONL line is."""
+    path = tmp_path / "live.csv"
+    with path.open("w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows([HEADER, *_csv_rows(3)])
+    path.write_text(path.read_text()[: -len("3.188117,0.333333,\n")])  # step 3 cut in tokens_per_sec
+    assert path.read_text().endswith("\n3,-0.300000,0.030000,2")
+    (run,) = load_log(path)
+    assert run.series("tokens_per_sec")[0].tolist() == [1, 2]
+    assert run.series(M.ENTROPY_MEAN)[0].tolist() == [1, 2]
+    assert "last line (4) is unfinished (4 of 6 fields and no line end: file still being written?); skipped it" in (
+        run.notes
+    )
+
+
+@pytest.mark.parametrize("header", [HEADER, [*HEADER, "notes"]], ids=["full-rows", "short-rows"])
+def test_csv_without_a_final_newline_keeps_its_last_row(tmp_path, header) -> None:
+    """Rows joined by newlines with none after the last (as six real logs in shared/real_runs end): the last row is
+    complete and kept — also when every row is one field short of the header (each row is padded)."""
+    path = tmp_path / "done.csv"
+    path.write_text("\n".join(",".join(r) for r in [header, *_csv_rows(3)]))
+    (run,) = load_log(path)
+    assert run.series("tokens_per_sec")[1][-1] == pytest.approx(23.188117)
+    assert run.series(M.ENTROPY_MEAN)[0].tolist() == [1, 2, 3]
+    assert not any("unfinished" in n for n in run.notes)
 
 
 @pytest.mark.parametrize(

@@ -67,3 +67,20 @@ def test_a_folder_with_nothing_to_read_says_so(tmp_path) -> None:
     run = _run(tmp_path / "s", "1", "c" * 32, "r", {"train/entropy": []})
     with pytest.raises(ImportFormatError, match="hold no logged metrics"):
         load_log(run)
+
+
+def test_metric_lines_without_a_step_use_line_order(tmp_path) -> None:
+    """MLflow before 0.9 wrote ``f"{timestamp} {value}\\n"`` (FileStore.log_metric): no step. Read as all step 0 (as
+    MLflow now reads them), 40 points became one; the line order is the step instead, with a note."""
+    ent = [f"{1546300000000 + 1000 * i} {0.9 * 0.95**i!r}" for i in range(40)]
+    rew = [f"{1546300000000 + 1000 * i + 1} {0.2 + i / 100!r}" for i in range(40)]
+    _run(tmp_path / "mlruns", "0", "0123456789abcdef0123456789abcdef", "old-grpo", {"entropy": ent, "reward": rew})
+    (run,) = load_log(tmp_path / "mlruns")
+    steps, values = run.series(M.ENTROPY_MEAN)
+    assert steps.tolist() == list(range(40)) and values.tolist() == pytest.approx([0.9 * 0.95**i for i in range(40)])
+    assert run.series(M.REWARD_MEAN)[0].tolist() == list(range(40))
+    assert (
+        "metric lines without a step ('<timestamp> <value>', MLflow before 0.9) in 'entropy', 'reward': their line "
+        "order is the step (first line = step 0)" in run.notes
+    )
+    assert run.events == []

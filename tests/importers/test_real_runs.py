@@ -94,6 +94,19 @@ def test_rasbt_restart_keeps_the_last_occurrence() -> None:
     assert any("kept the last occurrence" in n for n in run.notes)
 
 
+def test_rasbt_log_cut_while_written_drops_only_the_cut_row(tmp_path) -> None:
+    """The first 20,000 bytes of a real log (a copy taken while the script was writing): the cut row (line 262, step
+    256, 7 of 10 fields) is skipped with a note; the full file, which has no final newline, keeps its last row."""
+    real = REAL / "rasbt__reasoning-from-scratch__ch07-7_3-tracking.csv"
+    cut = tmp_path / "live.csv"
+    cut.write_bytes(real.read_bytes()[:20_000])
+    (run,) = load_log(cut)
+    assert run.series("tokens_per_sec")[0][-1] == 255 and run.series(M.ENTROPY_MEAN)[0][-1] == 255
+    assert any(n.startswith("last line (262) is unfinished (7 of 10 fields") for n in run.notes)
+    (full,) = load_log(real)
+    assert full.series(M.ENTROPY_MEAN)[0][-1] == 500 and not any("unfinished" in n for n in full.notes)
+
+
 def test_deep_grpo_sparse_validation_reward() -> None:
     (run,) = load_log(REAL / "befocuss__Deep-GRPO__qwen25-0.5b-gsm8k-deepgrpo-gamma1.0.csv")
     r_steps, _ = run.series(M.REWARD_MEAN)

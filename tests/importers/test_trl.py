@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -175,3 +176,43 @@ def test_a_log_history_entry_that_is_no_object_is_skipped_with_a_note(tmp_path) 
     (run,) = load_log(tmp_path / "trainer_state.json")
     assert run.series("entropy/mean")[0].tolist() == list(range(1, 30))
     assert any("first at log_history entry 6: expected a JSON object, found NoneType" in n for n in run.notes)
+
+
+def _age(path, days: float) -> None:
+    t = 1_790_000_000 - days * 86400  # fixed times: the notes' dates do not depend on when the test runs
+    os.utime(path, (t, t))
+
+
+def test_stale_checkpoint_of_an_earlier_run_is_passed_over(tmp_path, logs) -> None:
+    """An output folder reused by a second, shorter run: the earlier run's checkpoint-200 (not rotated away) has the
+    highest global step, the new run's root state (save_state at step 120) was written last and holds another
+    history. The newest is read, and the notes name both files."""
+    out = tmp_path / "grpo"
+    e = logs.trl_entry
+    old = logs.write_trainer_state(out / "checkpoint-200", [e(s, 0.9, 0.1) for s in range(10, 201, 10)], 200)
+    _age(old, 30)
+    for i, c in enumerate((50, 100)):
+        _age(logs.write_trainer_state(out / f"checkpoint-{c}", [e(s, 0.5, 0.2) for s in range(5, c + 1, 5)], c), 2 - i)
+    root = logs.write_trainer_state(out, [e(s, 0.5, 0.2) for s in range(5, 121, 5)], 120)
+    _age(root, 0)
+    (run,) = load_log(out)
+    assert run.meta["trainer_state_file"] == str(root.resolve())
+    assert run.series(M.ENTROPY_MEAN)[0].tolist() == list(range(5, 121, 5))
+    read, passed = run.notes[:2]
+    assert read.startswith("read trainer_state.json (global step 120, written ")
+    assert read.endswith("the newest of 4 trainer_state.json files")
+    assert passed.startswith("passed over checkpoint-200/trainer_state.json (global step 200, written ")
+    assert "an earlier run's checkpoint in a reused output folder?" in passed
+
+
+def test_state_written_later_from_the_same_run_does_not_win(trl_output) -> None:
+    """A copy that reset modification times: checkpoint-2 now looks newer than checkpoint-4, but its history is the
+    start of checkpoint-4's: the latest (step 4) is read, and the note says why the newer file was passed over."""
+    _age(trl_output / "checkpoint-4" / "trainer_state.json", 1)
+    _age(trl_output / "checkpoint-2" / "trainer_state.json", 0)
+    (run,) = load_log(trl_output)
+    assert run.meta["trainer_state_file"].endswith("checkpoint-4/trainer_state.json")
+    assert run.notes[0].startswith("read checkpoint-4/trainer_state.json (global step 4, written ")
+    assert run.notes[0].endswith("the latest of 2 trainer_state.json files")
+    assert run.notes[1].startswith("passed over checkpoint-2/trainer_state.json (global step 2, written ")
+    assert run.notes[1].endswith("written later: its log history is the start of the one read")

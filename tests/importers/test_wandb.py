@@ -46,3 +46,22 @@ def test_single_run_export_takes_run_option(tmp_path) -> None:
     assert [r.name for r in load_log(path)] == ["only"]
     assert [r.name for r in load_log(path, run="renamed")] == ["renamed"]
     assert sorted(r.name for r in load_log(tmp_path / "export.csv", run="p")) == ["p"]
+
+
+def test_run_history_saved_with_pandas_has_no_index_metric(tmp_path) -> None:
+    """``wandb.Api().run(...).history()`` is a DataFrame; ``.to_csv(path)`` writes its index as a first column with
+    an empty name. That column is row labels, not a metric named ''."""
+    pd = pytest.importorskip("pandas")
+    rows = [
+        {"_step": i, "_runtime": 10.0 * i, "train/global_step": 5 * i, "train/entropy": 0.9 - 0.01 * i}
+        for i in range(8)
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "history.csv")
+    assert (tmp_path / "history.csv").read_text().startswith(",_step,")
+    (run,) = load_log(tmp_path / "history.csv")
+    assert "" not in run.scalars and run.mapping["step"] == "train/global_step"
+    assert run.series(M.ENTROPY_MEAN)[0].tolist() == [5 * i for i in range(8)]
+    assert any(n.startswith("left out the unnamed column(s) '': the index of a pandas DataFrame") for n in run.notes)
+    pd.read_csv(tmp_path / "history.csv").to_csv(tmp_path / "again.csv")  # read back and saved again: "Unnamed: 0"
+    (again,) = load_log(tmp_path / "again.csv")
+    assert not any(name == "" or name.startswith("Unnamed") for name in again.scalars)
