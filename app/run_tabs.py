@@ -84,13 +84,13 @@ def distribution_tab(v: RunView) -> None:
 
 def clip_section(tr: dict[str, Trace], smoothing: float, x_range: tuple[float, float] | None = None) -> None:
     onpolicy = tr.get(M.CLIP_ONPOLICY)
-    if onpolicy is not None and onpolicy.last() is not None and onpolicy.last() >= 0.5:
+    low, high, region = tr.get(M.CLIP_LOW_FRAC), tr.get(M.CLIP_HIGH_FRAC), tr.get(M.CLIP_REGION_FRAC)
+    if low is None and high is None and onpolicy is not None and onpolicy.last() is not None and onpolicy.last() >= 0.5:
         st.info(
             "Clipping: **N/A — on-policy** (clip/onpolicy = 1). With no old log-probs the importance ratio is 1, "
             "so nothing can be clipped; zero clip fractions here are not a sign of health."
         )
         return
-    low, high, region = tr.get(M.CLIP_LOW_FRAC), tr.get(M.CLIP_HIGH_FRAC), tr.get(M.CLIP_REGION_FRAC)
     if low is None and high is None:
         st.info("No clip fractions (clip/low_frac, clip/high_frac) logged for this run.")
         return

@@ -29,7 +29,8 @@ CLIP_LOW_FRAC = "clip/low_frac"  # A<0 and ratio < 1-eps_low  (binding clip-low:
 CLIP_HIGH_FRAC = "clip/high_frac"  # A>0 and ratio > 1+eps_high (binding clip-high: lowers entropy)
 CLIP_REGION_FRAC = "clip/region_frac"  # low + high: the share of tokens whose gradient the clip removes
 CLIP_DUAL_FRAC = "clip/dual_frac"  # A<0 and ratio > c (dual-clip)
-CLIP_ONPOLICY = "clip/onpolicy"  # 1 when no old log-probs exist (ratio == 1): clip fractions are N/A, not zero
+CLIP_ONPOLICY = "clip/onpolicy"  # 1 when the ratio is 1 (no old log-probs, or |log ratio| within
+# hooks.stats.ONPOLICY_LOG_RATIO_TOL): nothing can clip; the clip fractions are absent only without old log-probs
 
 # --- advantages -------------------------------------------------------------------------------------------------
 ADV_MEAN = "adv/mean"

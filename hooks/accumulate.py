@@ -137,9 +137,6 @@ class StepAccumulator:
             flags = [e[M.CLIP_ONPOLICY] for e in extras if M.CLIP_ONPOLICY in e]
             if flags:
                 scalars[M.CLIP_ONPOLICY] = float(min(flags))
-            if scalars.get(M.CLIP_ONPOLICY) == 1.0:  # N/A, never a healthy-looking 0
-                for name in (M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC, M.CLIP_REGION_FRAC):
-                    scalars.pop(name, None)
         for name in self.drop:
             scalars.pop(name, None)
         rec = getattr(self.watch, "_recorder", None)

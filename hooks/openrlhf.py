@@ -92,7 +92,7 @@ def record_policy_loss(
     if entropy is not None and entropy.shape == log_probs.shape:
         return w.log_tokens(step, entropy=entropy, mask=action_mask, logp=log_probs, old_logp=old_log_probs,
                             advantages=advantages, eps_low=eps_low, eps_high=eps_high)  # fmt: skip
-    from entropy_watch.hooks.stats import clip_masks
+    from entropy_watch.hooks.stats import ONPOLICY_LOG_RATIO_TOL, clip_masks
 
     with torch.no_grad():  # no entropy this step: clip and advantage statistics only
         valid = torch.ones_like(log_probs, dtype=torch.bool) if action_mask is None else action_mask.bool()
@@ -100,11 +100,11 @@ def record_policy_loss(
         low, high, _ = clip_masks(log_ratio, advantages.detach(), valid, eps_low, eps_high)
         n = valid.sum().clamp(min=1).double()
         adv = advantages.detach().double()[valid]
-        out: dict[str, float] = {M.CLIP_ONPOLICY: float(bool((log_ratio[valid] == 0).all()))}
-        if out[M.CLIP_ONPOLICY] == 0.0:
-            out[M.CLIP_LOW_FRAC] = float(low.sum() / n)
-            out[M.CLIP_HIGH_FRAC] = float(high.sum() / n)
-            out[M.CLIP_REGION_FRAC] = float((low | high).sum() / n)
+        on_policy = bool((log_ratio[valid].abs() <= ONPOLICY_LOG_RATIO_TOL).all())  # the rule of stats.token_sums
+        out: dict[str, float] = {M.CLIP_ONPOLICY: float(on_policy)}
+        out[M.CLIP_LOW_FRAC] = float(low.sum() / n)  # 0 on-policy, as the trainer's own clip ratio reads
+        out[M.CLIP_HIGH_FRAC] = float(high.sum() / n)
+        out[M.CLIP_REGION_FRAC] = float((low | high).sum() / n)
         if adv.numel():
             out.update({M.ADV_MEAN: float(adv.mean()), M.ADV_STD: float(adv.std(unbiased=False)),
                         M.ADV_MIN: float(adv.min()), M.ADV_MAX: float(adv.max())})  # fmt: skip

@@ -53,6 +53,11 @@ N_SLOTS = len(SLOTS)
 MAX_SLOTS = ("adv_max", "neg_adv_min", "ratio_max")  # MAX-reduced; -inf when absent
 CLIP_LABELS = ("", "low", "high", "dual")  # the ``clipped`` column of a sampled row; index = code in sample_token_rows
 NEGATIVE_TOL = 1e-4  # nats: an entropy computed in low precision may dip below 0 by rounding, not by this much
+# nats: a step is on-policy (clip/onpolicy = 1) when |log pi - log pi_old| is at most this on every valid token. A
+# recomputation of the same policy differs by ~1e-7 in fp32 (TRL's first pass over a generation batch), one optimizer
+# step by more than 1e-3; a clip binds only past |log ratio| ~ eps (~0.2). bf16 recomputation noise can exceed it:
+# such a step reads off-policy, with the same clip fractions.
+ONPOLICY_LOG_RATIO_TOL = 1e-4
 
 
 @dataclass
@@ -122,8 +127,9 @@ def step_stats(
 
     Clip fractions follow TRL (``grpo_trainer.py``): low = A<0 and ratio<1-eps_low, high = A>0 and
     ratio>1+eps_high, region = low or high, dual = A<0 and ratio>dual_clip, token means over the valid tokens.
-    Without ``old_logp``, or with ``old_logp`` equal to ``logp`` on every valid token (TRL's detached copy when
-    strictly on-policy), ``clip/onpolicy`` is 1 and the clip fractions are absent (N/A, not a healthy 0).
+    They exist whenever ``old_logp`` and ``advantages`` are given (0 when the ratio is 1, as TRL logs them), and are
+    absent (N/A, not a healthy 0) without ``old_logp``. ``clip/onpolicy`` is 1 without ``old_logp`` or when
+    ``|logp - old_logp| <= ONPOLICY_LOG_RATIO_TOL`` on every valid token (nothing can clip), else 0.
     """
     edges = _check_edges(edges)
     try:
@@ -185,8 +191,8 @@ def token_sums(
     if lp_ is not None and old_ is not None:
         on = finite(lp_, old_)
         s["n_old"] = on.sum(dtype=torch.float64)
-        s["n_offpolicy"] = (on & (lp_ != old_)).sum(dtype=torch.float64)
         log_ratio = torch.where(on, lp_.double() - old_.double(), 0.0)
+        s["n_offpolicy"] = (log_ratio.abs() > ONPOLICY_LOG_RATIO_TOL).sum(dtype=torch.float64)
         s["log_ratio_sum"] = log_ratio.sum()
         s["k3_sum"] = (torch.expm1(log_ratio) - log_ratio).sum()  # k3 = rho - 1 - log rho >= 0: KL(pi_old || pi)
         if on.numel():
@@ -378,9 +384,8 @@ def finalize(sums: TokenSums, edges: np.ndarray) -> tuple[dict[str, float], np.n
         out[M.RATIO_LOG_MEAN] = s["log_ratio_sum"] / s["n_old"]
         out[M.RATIO_MAX] = x["ratio_max"]
         out[M.KL_OLD] = s["k3_sum"] / s["n_old"]
-    onpolicy = s["n_old"] == 0 or s["n_offpolicy"] == 0
-    out[M.CLIP_ONPOLICY] = 1.0 if onpolicy else 0.0
-    if not onpolicy and s["n_clip"] > 0:
+    out[M.CLIP_ONPOLICY] = 1.0 if s["n_old"] == 0 or s["n_offpolicy"] == 0 else 0.0
+    if s["n_clip"] > 0:  # old log-probs given: measured, 0 when on-policy (TRL logs the same 0)
         out[M.CLIP_LOW_FRAC] = s["n_clip_low"] / s["n_clip"]
         out[M.CLIP_HIGH_FRAC] = s["n_clip_high"] / s["n_clip"]
         out[M.CLIP_REGION_FRAC] = (s["n_clip_low"] + s["n_clip_high"]) / s["n_clip"]

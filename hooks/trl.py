@@ -16,12 +16,16 @@ Two layers (INTEGRATIONS §1.6):
   advantages, old log-probs) and of ``_get_per_token_logps_and_entropies`` (the log-probs and entropies of the loss
   forward). For the loss forward only — the old-log-prob and reference passes run outside ``compute_loss`` — they
   record the entropy histogram, clip-low/high fractions recomputed with the trainer's own epsilons, advantage
-  statistics and covariance terms. TRL's entropy tensor is reused: no second softmax. Without old log-probs (strictly
-  on-policy) ``clip/onpolicy`` is 1 and the clip fractions are absent (N/A), not 0.
+  statistics and covariance terms. TRL's entropy tensor is reused: no second softmax. Whenever TRL passes old
+  log-probs (a generation batch that outlives an optimizer step, or vLLM) the clip fractions are recorded: 0 on the
+  first pass over the batch, where the old log-probs equal the new ones, as TRL logs them, and ``clip/onpolicy`` is 1
+  there (the ratio is 1 within ``hooks.stats.ONPOLICY_LOG_RATIO_TOL``). Without old log-probs (``num_iterations=1``:
+  TRL's loss uses a detached copy) ``clip/onpolicy`` is 1 and the clip fractions are absent (N/A), where TRL logs 0.
 
 While the per-token layer runs, it owns the canonical entropy/clip/advantage names; TRL's own numbers stay under
 TRL's names. ``entropy/mean`` and ``clip/*_frac`` follow TRL's averaging (token mean per micro-batch, mean over the
-step's micro-batches), so they equal TRL's ``entropy`` and ``clip_ratio/*_mean`` for the same step.
+step's micro-batches), so they equal TRL's ``entropy`` and ``clip_ratio/*_mean`` for the same step (clip fractions:
+wherever recorded, i.e. with old log-probs).
 
 If a private method is missing or returns an unexpected shape (another TRL version, Liger in TRL <= 1.13), the
 per-token layer switches itself off with one warning and the callback carries on. Nothing here can crash training:
@@ -45,6 +49,7 @@ from entropy_watch.hooks.control import check_trl as check_control
 from entropy_watch.hooks.control import install_trl as install_control
 from entropy_watch.hooks.control import resolve as resolve_control
 from entropy_watch.hooks.hf import EntropyWatchCallback, run_name_for, store_arg
+from entropy_watch.hooks.stats import ONPOLICY_LOG_RATIO_TOL
 
 log = logging.getLogger("entropy_watch")
 
@@ -329,7 +334,7 @@ def _sequence_clip(
     else:
         low = (ratio < 1 - eps_low) & (a < 0)
         high = (ratio > 1 + eps_high) & (a > 0)
-    onpolicy = float(bool((log_ratio == 0).all()))
+    onpolicy = float(bool((log_ratio.abs() <= ONPOLICY_LOG_RATIO_TOL).all()))
     return {
         M.CLIP_LOW_FRAC: _global_frac(trainer, low.sum(), n),
         M.CLIP_HIGH_FRAC: _global_frac(trainer, high.sum(), n),

@@ -247,7 +247,7 @@ def mechanism_flags(series: RunSeries, i: int, lo: int, config: DetectorConfig, 
         out["zero_variance_groups"] = bool(np.nanmedian(zv[i + 1 - n : i + 1]) >= config.zero_var_frac)
     onpol = series.aligned(M.CLIP_ONPOLICY)
     if onpol is not None and np.isfinite(onpol[i]) and onpol[i] >= 0.5:
-        out["clip_high_dominates"] = "n/a (on-policy: ratio is 1, clip fractions are not measured)"
+        out["clip_high_dominates"] = "n/a (on-policy: the ratio is 1, nothing can clip)"
     else:
         hi, lo_ = series.aligned(M.CLIP_HIGH_FRAC), series.aligned(M.CLIP_LOW_FRAC)
         if hi is not None and lo_ is not None:

@@ -135,7 +135,7 @@ def show(
     for label, name in SHOW_METRICS:
         if name in latest:
             value, step = latest[name]
-            if name == M.CLIP_ONPOLICY and value == 1.0:
+            if name == M.CLIP_ONPOLICY and value == 1.0 and M.CLIP_LOW_FRAC not in latest:  # no old log-probs
                 label, value = "clip low/high", "N/A (on-policy)"
             table.add_row(
                 text(label) + text(f" {name}", "dim"),

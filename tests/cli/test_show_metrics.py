@@ -25,3 +25,26 @@ def test_show_prints_the_clip_region_and_kl_of_a_verl_log(tmp_path: Path) -> Non
     for label, value in (("clipped (low + high)", "0.06"), ("KL to old policy", "0.03"), ("KL to reference", "0.09")):
         (line,) = [x for x in out.splitlines() if label in x]
         assert value in line, (label, line)
+
+
+def test_show_keeps_the_clip_fractions_of_a_run_ending_on_a_first_pass(tmp_path: Path) -> None:
+    """TRL with num_iterations=2 alternates on-policy first passes (fractions 0) and second passes: a run whose last
+    step is a first pass has clip fractions, which ``show`` prints instead of "N/A (on-policy)"; N/A stays for a
+    run without old log-probs (no fractions at all)."""
+    from entropy_watch import metrics as M
+    from entropy_watch.hooks import Watch
+
+    store = tmp_path / "store"
+    with Watch("alternating", store=store) as w:
+        for s in range(1, 7):
+            on = float(s % 2)
+            w.log(s, **{M.ENTROPY_MEAN: 1.0, M.CLIP_ONPOLICY: on, M.CLIP_LOW_FRAC: 0.0 if on else 0.01,
+                        M.CLIP_HIGH_FRAC: 0.0 if on else 0.03})  # fmt: skip
+        w.log(7, **{M.ENTROPY_MEAN: 1.0, M.CLIP_ONPOLICY: 1.0, M.CLIP_LOW_FRAC: 0.0, M.CLIP_HIGH_FRAC: 0.0})
+    with Watch("no-old-logp", store=store) as w:
+        w.log(1, **{M.ENTROPY_MEAN: 1.0, M.CLIP_ONPOLICY: 1.0})
+    runner = CliRunner()
+    out = runner.invoke(app, ["--store", str(store), "show", "alternating"], env={"COLUMNS": "200"}).stdout
+    assert "N/A" not in out and any(M.CLIP_HIGH_FRAC in line for line in out.splitlines())
+    out = runner.invoke(app, ["--store", str(store), "show", "no-old-logp"], env={"COLUMNS": "200"}).stdout
+    assert "N/A (on-policy)" in out

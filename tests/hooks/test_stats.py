@@ -14,7 +14,7 @@ from entropy_watch import metrics as M
 from entropy_watch.errors import InvalidTensor
 from entropy_watch.histogram import bin_index, entropy_bin_edges
 from entropy_watch.hooks.entropy import token_entropy
-from entropy_watch.hooks.stats import N_SLOTS, finalize, step_stats, token_sums
+from entropy_watch.hooks.stats import N_SLOTS, ONPOLICY_LOG_RATIO_TOL, finalize, step_stats, token_sums
 from entropy_watch.hooks.token_batch import prepare_batch
 
 EDGES = entropy_bin_edges(50_000)
@@ -139,20 +139,31 @@ def test_histogram_bins_like_numpy_and_quantiles_in_the_true_bin():
         assert bin_index(np.array([s.scalars[name]]), EDGES)[0] == bin_index(np.array([exact]), EDGES)[0], name
 
 
-def test_onpolicy_detection_omits_clip_fractions():
+def test_onpolicy_detection_and_clip_fractions_with_equal_old_logps():
+    """Without old log-probs the clip fractions are N/A; with old log-probs equal to the new ones (TRL's first pass
+    over a generation batch) they are measured, 0, as TRL logs them, and ``clip/onpolicy`` is 1 within the
+    tolerance (float noise of a recomputation), 0 beyond it."""
     b = make_batch()
     no_old = step_stats(b["entropy"], b["mask"], logp=b["logp"], advantages=b["advantages"], edges=EDGES)
-    same = step_stats(
-        b["entropy"], b["mask"], logp=b["logp"], old_logp=b["logp"].clone(), advantages=b["advantages"], edges=EDGES
-    )
-    for s in (no_old, same):
-        assert s.scalars[M.CLIP_ONPOLICY] == 1.0
-        assert not {M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC, M.CLIP_REGION_FRAC, M.CLIP_DUAL_FRAC} & set(s.scalars)
+    assert no_old.scalars[M.CLIP_ONPOLICY] == 1.0
+    assert not {M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC, M.CLIP_REGION_FRAC, M.CLIP_DUAL_FRAC} & set(no_old.scalars)
     assert M.RATIO_LOG_MEAN not in no_old.scalars
+
+    noise = torch.randn(b["logp"].shape, generator=torch.Generator().manual_seed(1)) * ONPOLICY_LOG_RATIO_TOL / 10
+    for old in (b["logp"].clone(), b["logp"] + noise):
+        s = step_stats(**{**b, "old_logp": old}, dual_clip=3.0, edges=EDGES)
+        assert s.scalars[M.CLIP_ONPOLICY] == 1.0
+        for name in (M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC, M.CLIP_REGION_FRAC, M.CLIP_DUAL_FRAC):
+            assert s.scalars[name] == 0.0, name
+    same = step_stats(**{**b, "old_logp": b["logp"].clone()}, edges=EDGES)
     assert same.scalars[M.RATIO_LOG_MEAN] == 0.0 and same.scalars[M.KL_OLD] == 0.0 and same.scalars[M.RATIO_MAX] == 1.0
+
     off = b["logp"].clone()
     off[~b["mask"]] += 1.0  # differences only on masked-out tokens still count as on-policy
     assert step_stats(**{**b, "old_logp": off}, edges=EDGES).scalars[M.CLIP_ONPOLICY] == 1.0
+    i, j = (int(x) for x in b["mask"].nonzero()[0])
+    off[i, j] += 10 * ONPOLICY_LOG_RATIO_TOL  # one valid token past the tolerance: off-policy
+    assert step_stats(**{**b, "old_logp": off}, edges=EDGES).scalars[M.CLIP_ONPOLICY] == 0.0
 
 
 def test_masked_positions_are_ignored():

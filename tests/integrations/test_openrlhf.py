@@ -89,12 +89,13 @@ def test_without_entropy_records_clip_and_advantages(watch, tmp_path):
     old = logp + 0.6 * torch.randn(4, 6, generator=g)
     adv = torch.tensor([[1.0], [-1.0], [2.0], [-0.5]]).expand(4, 6)
     PolicyLoss()(logp, old, adv, action_mask=torch.ones(4, 6))
-    PolicyLoss()(logp, logp, adv, action_mask=torch.ones(4, 6))  # on-policy: clip N/A
+    PolicyLoss()(logp, logp, adv, action_mask=torch.ones(4, 6))  # on-policy: nothing clips
     watch.flush()
     store = Store(tmp_path / "s")
     steps, onp = store.series("orl", M.CLIP_ONPOLICY)
     assert steps.tolist() == [1, 2] and onp.tolist() == [0.0, 1.0]
-    assert store.series("orl", M.CLIP_LOW_FRAC)[0].tolist() == [1]
+    low_steps, low = store.series("orl", M.CLIP_LOW_FRAC)
+    assert low_steps.tolist() == [1, 2] and low[0] > 0 and low[1] == 0.0  # 0 on-policy (the old-log-prob rule)
     assert store.series("orl", M.ADV_MAX)[1].tolist() == [2.0, 2.0]
     assert store.series("orl", M.ENTROPY_MEAN)[0].tolist() == []
 

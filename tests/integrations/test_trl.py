@@ -42,7 +42,8 @@ def _ours(store: Store, run: str, name: str) -> dict[int, float]:
 
 
 def _window_mean(ours: dict[int, float], onpolicy: dict[int, float], step: int, width: int) -> float:
-    """TRL averages its per-micro-batch values over the logging window; an on-policy step contributes its 0."""
+    """TRL averages its per-micro-batch values over the logging window; a step without old log-probs (N/A here)
+    contributes TRL's 0."""
     vals = [ours.get(s, 0.0 if onpolicy.get(s) == 1.0 else np.nan) for s in range(step - width + 1, step + 1)]
     return float(np.mean(vals))
 
