@@ -141,7 +141,9 @@ def parse_target(spec: str, environ: Mapping[str, str] | None = None) -> list[Ta
 def parse_targets(
     specs: str | Target | Iterable[str | Target] | None, environ: Mapping[str, str] | None = None
 ) -> list[Target]:
-    """Targets for ``None`` (none), one spec or several; duplicates are dropped, order kept."""
+    """Targets for ``None`` (none), one spec or several; duplicates are dropped, order kept. Targets whose labels
+    would be equal (two Slack webhooks: the host is all a label shows) get their position among the targets in their
+    label, ``slack:https://hooks.slack.com/… (#2)``, so a message about one names which."""
     if specs is None:
         return []
     items: Iterable[str | Target] = [specs] if isinstance(specs, str | Target) else specs
@@ -150,6 +152,10 @@ def parse_targets(
         for t in [item] if isinstance(item, Target) else parse_target(str(item), environ):
             if t not in out:
                 out.append(t)
+    labels = [t.label for t in out]
+    for i, t in enumerate(out):
+        if labels.count(t.label) > 1:
+            t.label = f"{t.label} (#{i + 1})"
     return out
 
 

@@ -86,3 +86,14 @@ def test_a_url_that_can_never_be_sent_is_refused_when_given(spec: str) -> None:
     with pytest.raises(NotifyConfigError) as e:
         parse_targets([spec])
     assert "SECRET" not in str(e.value) and "SEC RET" not in str(e.value)
+
+
+def test_two_webhooks_on_one_host_are_told_apart_by_position() -> None:
+    a, b, c = (parse_targets(["https://hooks.slack.com/services/T0/B0/SECRET1", "https://hooks.slack.com/services/T0/B1/"
+                              "SECRET2", "https://example.org/hook/SECRET3"]))  # fmt: skip
+    assert [a.label, b.label, c.label] == [
+        "slack:https://hooks.slack.com/… (#1)",
+        "slack:https://hooks.slack.com/… (#2)",
+        "json:https://example.org/…",
+    ]
+    assert "SECRET" not in repr([a, b, c])
