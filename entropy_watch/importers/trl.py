@@ -66,7 +66,8 @@ def locate(path: Path, progress: Progress | None = None) -> tuple[Path, Path, di
     * otherwise the newest is read: the latest holds another history, an earlier run's checkpoint left in an output
       folder reused by a shorter run (the Trainer deletes only the checkpoints it rotates).
 
-    The notes name the file read and, when it was passed over, the newer or the latest file.
+    When the latest is not the newest, the notes name the file read and the one passed over (the usual folder, whose
+    latest state was written last, gets no note; ``meta["trainer_state_file"]`` names the file either way).
     """
     if path.is_file():
         doc = load_json(path, progress)
@@ -98,15 +99,17 @@ def locate(path: Path, progress: Progress | None = None) -> tuple[Path, Path, di
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime[p]))
         return f"{os.path.relpath(p, path)} (global step {steps[p]}, written {when})"
 
-    which = {latest: "the latest", newest: "the newest"} if latest != newest else {latest: "the latest and newest"}
-    notes = [f"read {said(chosen)}, {which[chosen]} of {len(candidates)} trainer_state.json files"]
-    if chosen == latest and newest != latest:
-        notes.append(f"passed over {said(newest)}, written later: its log history is the start of the one read")
-    elif chosen == newest != latest:
-        notes.append(
-            f"passed over {said(latest)}: its log history is not the one read (an earlier run's checkpoint in a "
-            f"reused output folder?); import that file to read it"
-        )
+    notes: list[str] = []
+    if newest != latest:  # the usual folder (the latest written last) needs no word: meta names the file read
+        which = "the latest" if chosen == latest else "the newest"
+        notes.append(f"read {said(chosen)}, {which} of {len(candidates)} trainer_state.json files")
+        if chosen == latest:
+            notes.append(f"passed over {said(newest)}, written later: its log history is the start of the one read")
+        else:
+            notes.append(
+                f"passed over {said(latest)}: its log history is not the one read (an earlier run's checkpoint in a "
+                f"reused output folder?); import that file to read it"
+            )
     return chosen, _output_dir(chosen), _check_state(chosen, state(chosen)), notes
 
 
