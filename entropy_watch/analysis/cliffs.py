@@ -136,11 +136,11 @@ def _cusum(
 
 
 def detect(
-    prep: Prepared, config: DetectorConfig, reset_steps: list[int] | None = None, scan: Scan | None = None
+    prep: Prepared, config: DetectorConfig, change_steps: list[int] | None = None, scan: Scan | None = None
 ) -> tuple[list[Alert], Scan]:
     """CUSUM cliffs over the prefix in ``prep`` (info alerts), and the scan's state. Pass the ``scan`` a previous call
     returned for a prefix of the same series (same change points) to resume it: the result is the same."""
-    events = tuple(reset_steps or [])
+    events = tuple(change_steps or [])
     n = len(prep)
     if scan is None or scan.events != events or scan.n > n:
         scan = Scan(events=events)

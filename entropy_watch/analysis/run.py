@@ -63,7 +63,7 @@ def reference(prep: Prepared, config: DetectorConfig) -> Reference:
     if r is None:
         how = (
             f"not known yet: taken from the first {config.ref_points} points of the run (or of the segment after a "
-            f"logged resume/LR/config change) and used from the {config.min_points}th"
+            f"logged LR or config change) and used from the {config.min_points}th"
         )
         return Reference(None, None, None, 0, how)
     used = int(prep.ref_n[n - 1])
@@ -195,7 +195,7 @@ class Analyzer:
 
         evals = self._scheduled(prep, progress)
         raw: list[Alert] = guards.detect(prep, cfg)
-        found, self._scan = cliffs.detect(prep, cfg, series.reset_steps(), self._scan)
+        found, self._scan = cliffs.detect(prep, cfg, series.change_steps(), self._scan)
         raw += found
         raw += corroborate.standalone(series, prep, cfg)
         raw += collapse.detect(series, prep, cfg, evals, lambda i: self._fit(prep, i), self._memo)

@@ -33,8 +33,15 @@ def analysed(name: str) -> bool:
 
 """Entropy series in order of preference: full-vocabulary mean, then the sampled-token NLL estimate."""
 
-# Known change points (DESIGN §3 `events`): the detector resets its baselines at these kinds.
-RESET_EVENT_KINDS: frozenset[str] = frozenset({"resume", "lr_schedule", "lr_change", "config", "config_edit", "reset"})
+# Known change points (DESIGN §3 `events`). Each of these kinds explains a cliff logged with it (cliffs.detect) ...
+KNOWN_CHANGE_KINDS: frozenset[str] = frozenset({"resume", "lr_schedule", "lr_change", "config", "config_edit", "reset"})
+# ... and all but ``resume`` restart the baselines (a new segment: H_ref, noise, windows, collapse, explosion states):
+# an LR change alters how the run moves and a config edit may alter what is measured (sampling temperature, estimator,
+# task), so the level after one is compared with itself, as the user who logged it asked. A resume restores policy,
+# optimizer and schedule from a checkpoint and the run goes on where it was: a baseline retaken there is the level the
+# run had already fallen to (a run at 4% of its early entropy, resumed, read "warning: 34% of H_ref 0.22" instead of
+# critical), so it only explains the jump a restart may leave.
+RESET_EVENT_KINDS: frozenset[str] = KNOWN_CHANGE_KINDS - {"resume"}
 
 
 def _dedupe(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,8 +190,12 @@ class RunSeries:
         return None
 
     def reset_steps(self) -> list[int]:
-        """Steps of known change points at which baselines restart."""
+        """Steps of the change points at which baselines restart (``RESET_EVENT_KINDS``)."""
         return sorted({s for s, k in self.events if k in RESET_EVENT_KINDS})
+
+    def change_steps(self) -> list[int]:
+        """Steps of every known change point (``KNOWN_CHANGE_KINDS``): a cliff logged with one is explained."""
+        return sorted({s for s, k in self.events if k in KNOWN_CHANGE_KINDS})
 
 
 def analysis_meta(run_json: dict[str, Any]) -> dict[str, Any]:

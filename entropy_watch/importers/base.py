@@ -368,7 +368,8 @@ def step_backs(s: np.ndarray) -> np.ndarray:
 def unordered(s: np.ndarray) -> bool:
     """Whether steps in write order ``s`` are out of order rather than restarted: more than ``UNORDERED_SHARE`` of
     them step back (a file sorted newest first or shuffled, two writers interleaved). The one rule for every format:
-    such rows are read in step order and no restart is recorded (each would retake the detector's baselines)."""
+    such rows are read in step order and no restart is recorded (each would be a ``resume`` event, which explains
+    any jump of entropy near it)."""
     back = len(step_backs(s))
     return back > 1 and back > UNORDERED_SHARE * (len(s) - 1)
 
@@ -386,7 +387,7 @@ def out_of_line(s: np.ndarray) -> np.ndarray:
 
 def _out_of_line(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:
     """Skip (``steps[row] = -1``) each row whose step is :func:`out_of_line`. Read as a restart, one such row would
-    make the run end at step 10^15 and retake its baselines after it."""
+    make the run end at step 10^15."""
     valid = np.flatnonzero(steps >= 0)
     s = steps[valid]
     odd = out_of_line(s)
@@ -407,7 +408,7 @@ def _resume_events(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:
     """A step lower than the one before it marks a restart: record it and say how many steps were logged twice.
     A resumed run steps back once per restart and climbs from there; when more than ``UNORDERED_SHARE`` of the rows
     step back (a file sorted newest first, or shuffled), the rows are simply out of order: they are read in step
-    order and no restart is recorded (each would reset the detector's baselines at every point)."""
+    order and no restart is recorded (a ``resume`` at every point would explain every jump of entropy)."""
     valid = np.flatnonzero(steps >= 0)
     s = steps[valid]
     back = step_backs(s)

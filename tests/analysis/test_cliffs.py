@@ -45,7 +45,7 @@ def test_cliff_at_a_known_change_point_is_explained() -> None:
     cfg = DetectorConfig()
     assert detect(prepare(series(h), cfg), cfg)[0]
     with_event = series(h, events=[(150, "config")])
-    assert not detect(prepare(with_event, cfg), cfg, with_event.reset_steps())[0]
+    assert not detect(prepare(with_event, cfg), cfg, with_event.change_steps())[0]
 
 
 def test_an_event_logged_after_a_cliff_alert_does_not_take_it_back() -> None:

@@ -171,10 +171,22 @@ def test_the_early_level_is_retaken_from_more_points_once_the_noise_is_known() -
 def test_segments_restart_at_known_change_points() -> None:
     cfg = DetectorConfig()
     h = healthy(300)
-    p = prepare(series(h, events=[(150, "resume"), (200, "note")]), cfg)
-    assert p.seg_start[149] == 0 and p.seg_start[150] == 150 and p.seg_start[-1] == 150  # "note" is no reset
-    assert not p.armed[150 : 150 + cfg.warmup_points].any() and p.armed[150 + cfg.warmup_points]
-    assert abs(p.h_ref[-1] - np.median(h[150:153])) < 1e-12
+    for kind in ("lr_schedule", "config", "reset"):
+        p = prepare(series(h, events=[(150, kind), (200, "note")]), cfg)
+        assert p.seg_start[149] == 0 and p.seg_start[150] == 150 and p.seg_start[-1] == 150  # "note" is no reset
+        assert not p.armed[150 : 150 + cfg.warmup_points].any() and p.armed[150 + cfg.warmup_points]
+        assert abs(p.h_ref[-1] - np.median(h[150:153])) < 1e-12
+
+
+def test_a_resume_keeps_the_baseline() -> None:
+    """A resume continues the run from its checkpoint: no new segment, the run's own H_ref (and everything else)."""
+    cfg = DetectorConfig()
+    h = collapsing(300)
+    plain = prepare(series(h), cfg)
+    resumed = prepare(series(h, events=[(200, "resume")]), cfg)
+    assert not resumed.seg_start.any()
+    for name in ("h_ref", "floor", "armed", "smooth", "sigma"):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(plain, name), err_msg=name)
 
 
 def test_noise_sigma_is_causal_and_per_segment() -> None:

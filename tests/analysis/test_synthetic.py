@@ -71,7 +71,7 @@ def test_write_to_store_round_trip(tmp_path) -> None:  # type: ignore[no-untyped
     sr = write_to_store(tmp_path, "demo", "lr_kink", seed=3, n_steps=200)
     s = RunSeries.from_reader(Store(tmp_path), "demo")
     assert np.allclose(s.entropy, sr.entropy) and s.hist is not None and s.hist[1].shape[0] == 200
-    assert ("start" in {k for _, k in s.events}) and s.reset_steps() == [sr.params["kink_step"]]
+    assert ("start" in {k for _, k in s.events}) and s.change_steps() == [sr.params["kink_step"]]
     assert s.meta["planned_steps"] == 200 and "reward/mean" in s.scalars
 
 

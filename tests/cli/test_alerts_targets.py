@@ -282,6 +282,29 @@ def test_a_log_file_and_its_import_give_one_verdict(ew, tmp_path: Path, order: s
             assert "rows are not in step order" in out.read_text()
 
 
+@pytest.mark.parametrize("kind", ["fast_collapse", "explosion"])
+def test_a_resume_does_not_hide_what_came_before_it(ew, tmp_path: Path, kind: str) -> None:
+    """A run that crashed deep into a collapse (or an explosion) and resumed from its last checkpoint goes on where it
+    was: its log read with the restart gives the verdict of the same points logged once. The resume took a new
+    H_ref at the fallen level ("warning: 34% of H_ref 0.22" for a run at 4% of its early entropy; "ok" for an
+    explosion)."""
+    from entropy_watch.synthetic import generate
+
+    run = generate(kind, seed=5, n_steps=120)
+    rows = [(s, run.entropy[s], run.reward[s]) for s in range(120)]
+    at = 100 if kind == "fast_collapse" else int(run.onset_step or 0) + 25
+    once, restarted = tmp_path / "once.csv", tmp_path / "restarted.csv"
+    for p, logged in ((once, rows), (restarted, rows[: at + 10] + rows[at:])):  # crashed at at+9, resumed at at
+        p.write_text("step,entropy,reward\n" + "".join(f"{s},{h:.6f},{r:.4f}\n" for s, h, r in logged))
+    got = {}
+    for p in (once, restarted):
+        r = ew("--store", tmp_path / "store", "alerts", p, "--json")
+        v = json.loads(r.out)[0]["verdict"]
+        got[p.name] = (r.code, v["health"], v["kind"], v["reference"]["value"], [a["key"] for a in v["alerts"]])
+    assert got["restarted.csv"] == got["once.csv"]
+    assert got["once.csv"][:3] == (2, "critical", "collapse" if kind == "fast_collapse" else "explosion")
+
+
 def test_the_user_gives_the_vocabulary_size(ew, tmp_path: Path) -> None:
     """A CSV states no V: ``--vocab-size`` on `alerts FILE`, `report FILE` and `import` gives it (a near-uniform start
     is then its own info note and ln V is named); the import keeps it in run.json, so the stored run gives the same
