@@ -5,15 +5,17 @@ What users keep when they pull a run's history out of a tracker into a DataFrame
 ``_step``, ``train/entropy``, ``train/reward``. Read by pyarrow into the same :class:`Frame` as a CSV (step and column
 aliases, ``--map``, gaps and notes alike). Struct columns become ``a/b`` like nested JSON; dictionary-encoded columns
 (a pandas category) are decoded; list, map, binary and date columns hold no scalar metric and are left out with a
-note.
+note. A DataFrame's index is read from the pandas metadata ``to_parquet`` writes (:func:`_pandas_index`).
 TRL's ``completions_*.parquet`` (one row per sample) is not a metrics table: it is read with its TRL output folder.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from entropy_watch.errors import ImportFormatError, first_line, listed
@@ -53,6 +55,7 @@ def read_parquet(path: Path, progress: Progress | None = None) -> Frame:
         progress(path.stat().st_size)
     if table.num_rows == 0:
         raise ImportFormatError(f"{path} has columns but no rows; nothing to import")
+    table, index_notes = _pandas_index(table)
     columns: dict[str, pa.Array] = {}
     left_out: list[str] = []
     for name, col in zip(table.column_names, table.columns, strict=True):
@@ -66,10 +69,39 @@ def read_parquet(path: Path, progress: Progress | None = None) -> Frame:
     if not columns:
         raise ImportFormatError(f"{path} holds no column of numbers or text; nothing to import")
     frame = Frame.columnar(str(path), columns, lambda row: f"row {row + 1}")
+    frame.notes += index_notes
     if left_out:
         shown = listed(map(repr, left_out), 3)
         frame.notes.append(f"left out {len(left_out)} column(s) of lists, maps, bytes or dates: {shown}")
     return frame
+
+
+_UNNAMED_INDEX = re.compile(r"__index_level_\d+__")
+
+
+def _pandas_index(table: pa.Table) -> tuple[pa.Table, list[str]]:
+    """The table as the DataFrame saved in it had it (``df.to_parquet``: its index is in the file's pandas metadata):
+    a named RangeIndex (``df.set_index("_step")`` of evenly spaced steps) is stored as start/stop/step only, not as a
+    column, and becomes its column again (without it the steps were the row numbers); an unnamed index that is not a
+    range (rows filtered out) is stored as ``__index_level_0__``, row labels and never a metric: left out with a
+    note, as the unnamed index column of a CSV is."""
+    meta = table.schema.pandas_metadata or {}
+    notes: list[str] = []
+    for index in meta.get("index_columns") or []:
+        if isinstance(index, str) and _UNNAMED_INDEX.fullmatch(index) and index in table.column_names:
+            table = table.drop_columns([index])
+            notes.append(
+                f"left out the column {index!r}: the unnamed index of the pandas DataFrame saved in the file, not a "
+                "metric"
+            )
+        elif isinstance(index, dict) and index.get("kind") == "range" and isinstance(index.get("name"), str):
+            name, start, stop, step = index["name"], index.get("start"), index.get("stop"), index.get("step")
+            if name in table.column_names or not all(isinstance(v, int) for v in (start, stop, step)) or step == 0:
+                continue
+            values = np.arange(start, stop, step, dtype=np.int64)
+            if values.size == table.num_rows:
+                table = table.append_column(name, pa.array(values))
+    return table, notes
 
 
 def _flatten(name: str, arr: pa.Array, depth: int, path: Path) -> Iterator[tuple[str, pa.Array]]:

@@ -95,3 +95,26 @@ def test_bad_parquet_files_get_one_line(tmp_path) -> None:
     text.write_text("step,entropy\n1,0.5\n")
     with pytest.raises(ImportFormatError, match="not a readable parquet file"):
         load_log(text, fmt="parquet")
+
+
+def test_a_dataframe_index_is_read_as_pandas_saved_it(tmp_path) -> None:
+    """``df.set_index("_step").to_parquet()`` of evenly spaced steps keeps the steps only in the pandas metadata (a
+    RangeIndex): they are the steps, not the row numbers; the unnamed index of a filtered frame
+    (``__index_level_0__``) is row labels, left out with a note, never a metric."""
+    pd = pytest.importorskip("pandas")
+    steps = np.arange(0, 200, 5)
+    df = pd.DataFrame(
+        {"_step": steps, "train/entropy": np.linspace(1.0, 0.2, 40), "train/reward": np.linspace(0, 1, 40)}
+    )
+    named = tmp_path / "named.parquet"
+    df.set_index("_step").to_parquet(named)
+    assert "_step" not in pq.read_schema(named).names  # where pandas keeps it
+    (run,) = load_log(named)
+    assert run.series(M.ENTROPY_MEAN)[0].tolist() == steps.tolist()
+    filtered = tmp_path / "filtered.parquet"
+    keep = np.random.default_rng(0).random(40) > 0.3
+    df[keep].to_parquet(filtered)
+    assert "__index_level_0__" in pq.read_schema(filtered).names
+    (run,) = load_log(filtered)
+    assert "__index_level_0__" not in run.scalars and run.series(M.ENTROPY_MEAN)[0].tolist() == steps[keep].tolist()
+    assert any("'__index_level_0__'" in n and "not a metric" in n for n in run.notes)
