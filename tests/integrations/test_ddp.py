@@ -44,6 +44,7 @@ WORKER = textwrap.dedent(
                 w.log_tokens(step, logits=logits, mask=mask, logp=lp, old_logp=old, advantages=adv)
                 saved.append(dict(logits=logits.detach(), mask=mask, logp=lp.detach(), old=old, adv=adv))
         torch.save(saved, f"{dump}/rank{rank}.pt")
+        dist.barrier()  # rank 0 hosts the TCPStore: tearing it down while rank 1 uses it aborts rank 1 (seen once)
         dist.destroy_process_group()
 
     if __name__ == "__main__":
