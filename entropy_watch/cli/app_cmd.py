@@ -5,8 +5,8 @@
 Runs ``python -m streamlit run <installed entropy_watch/app/main.py> --server.address HOST --server.port PORT``
 with the store passed both as ``ENTROPY_WATCH_DIR`` and as the script's ``--store`` argument. Streamlit is imported
 by the child process only, so ``entropy-watch --help`` stays light. The address, usage statistics and toolbar are
-passed as flags, so they hold from any working directory (Streamlit reads ``.streamlit/config.toml`` from the cwd;
-the repository's own file gives ``streamlit run app/main.py`` the same settings).
+passed as flags too (``app/.streamlit/config.toml``, main.py's own settings file, gives ``streamlit run
+app/main.py`` the same from any directory).
 
 SIGTERM, SIGHUP and Ctrl-C (SIGINT) stop the Streamlit child too: it is asked to stop (SIGTERM; Streamlit shuts its
 server down cleanly) and killed if it has not exited within ``STOP_GRACE_S``, so the port is never left served by

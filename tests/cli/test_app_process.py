@@ -1,6 +1,6 @@
 """The app server as a user starts and stops it, with real processes: both entry points (``streamlit run
-app/main.py`` from the repository root, ``entropy-watch app`` from anywhere) listen on 127.0.0.1 only and collect
-no usage statistics; SIGTERM or Ctrl-C (SIGINT) to ``entropy-watch app`` leaves nothing serving its port.
+app/main.py`` from the repository root or elsewhere, ``entropy-watch app`` from anywhere) listen on 127.0.0.1 only and
+collect no usage statistics; SIGTERM or Ctrl-C (SIGINT) to ``entropy-watch app`` leaves nothing serving its port.
 
 Listening sockets are read from ``/proc/net/tcp{,6}`` (Linux), so the check sees every address the server bound,
 not only the one a client happens to try.
@@ -84,12 +84,15 @@ def _assert_local_only(port: int, log: Path) -> None:
     assert "usage statistics" not in log.read_text().lower()
 
 
-def test_streamlit_run_from_the_repo_root_binds_localhost_without_stats(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["repo-root", "elsewhere"])
+def test_streamlit_run_binds_localhost_without_stats(tmp_path: Path, where: str) -> None:
+    """From the repository root as the README says, and from any other directory (which has no .streamlit/ of its
+    own: the app's settings travel with main.py; it bound every interface and sent usage statistics)."""
     port, log = _free_port(), tmp_path / "streamlit.log"
+    script, cwd = ("app/main.py", REPO) if where == "repo-root" else (str(REPO / "app" / "main.py"), tmp_path)
     # Only what the README's command leaves to the user: the port, and headless so no browser opens in CI.
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
-           "--server.headless", "true"]  # fmt: skip
-    proc = _start(cmd, REPO, log, tmp_path / "store")
+    cmd = [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port), "--server.headless", "true"]
+    proc = _start(cmd, cwd, log, tmp_path / "store")
     try:
         _wait_healthy(proc, port, log)
         _assert_local_only(port, log)
