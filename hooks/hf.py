@@ -12,39 +12,58 @@ see :mod:`entropy_watch.aliases`) are recorded under the canonical name too. Eva
 are recorded as logged, never as a training metric. ``on_train_begin`` stores the ``TrainingArguments``, library
 versions and world size in ``run.json``. Only the main process writes (``state.is_world_process_zero``).
 
+A resumed training (``trainer.train(resume_from_checkpoint=...)`` in a new process, same run name) writes into the
+same run: the ``Trainer`` loads the checkpoint's ``TrainerState`` before it calls ``on_train_begin`` (transformers 5.x
+``_inner_training_loop``: ``_init_training_state``, then ``on_train_begin``), so ``state.global_step`` there is the
+checkpoint's step, and a ``resume`` event is recorded at the first step the resumed training logs (that step + 1, as
+the reference trainer and the importers place it: an alert raised at the checkpoint's step before the restart is not
+explained away afterwards) with the checkpoint's step and folder (``output_dir/checkpoint-<step>``, when it exists) in
+its payload. The analysis reads it as the same run going on (its baselines are kept) and a jump of entropy there as
+explained. Steps logged again after the checkpoint replace the first process's values (the store keeps the latest row
+of a step). A training that starts from step 0 under the name of a run the store already holds is warned about: its
+steps would replace the earlier ones and the later ones would stay, one run mixing two trainings.
+
 Every callback body is guarded (a failure is counted in ``hooks/errors`` and training goes on); ``strict=True``
 re-raises (tests). The TRL adapter (:mod:`entropy_watch.hooks.trl`) subclasses this callback.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from entropy_watch.aliases import detect_canonical, is_eval
 from entropy_watch.hooks.control import ControlError
 from entropy_watch.hooks.live import LIVE_ARGS, Live
+
+log = logging.getLogger("entropy_watch")
 
 _RUN_CHARS = re.compile(r"[^A-Za-z0-9_.\-+@=:,]+")
 
 
 def store_arg(store: Any) -> Any:
     """A path-like store as ``str`` (``Watch`` reads ``store.root`` of a ``Store``, and ``Path.root`` is ``/``)."""
-    import os
-
     return os.fspath(store) if isinstance(store, os.PathLike) else store
 
 
 def run_name_for(args: Any, fallback: str = "hf-run") -> str:
     """A valid run name from ``TrainingArguments``: ``run_name`` if set, else the output folder's name."""
-    import os
-
     name = getattr(args, "run_name", None) or os.path.basename(os.path.normpath(getattr(args, "output_dir", "") or ""))
     name = _RUN_CHARS.sub("-", str(name or "")).strip("-.")
     return name or fallback
+
+
+def checkpoint_folder(args: Any, step: int) -> str | None:
+    """The folder the ``Trainer`` saved at ``step`` (``output_dir/checkpoint-<step>``), None when it is not there (a
+    checkpoint passed from elsewhere: the ``Trainer`` does not tell its callbacks which one it loaded)."""
+    path = os.path.join(getattr(args, "output_dir", "") or "", f"{PREFIX_CHECKPOINT_DIR}-{step}")
+    return path if os.path.isdir(path) else None
 
 
 def bind_actions(watch: Any) -> None:
@@ -105,6 +124,19 @@ class EntropyWatchCallback(TrainerCallback):
         try:
             w = self.ensure_watch(args)
             w.update_meta(**self.train_meta(args, state, **kwargs))
+            step = int(getattr(state, "global_step", 0) or 0)  # > 0 only when resumed from a checkpoint
+            earlier = getattr(w, "earlier_last_step", None)
+            if step > 0 and getattr(state, "is_world_process_zero", True):  # at the first step logged again
+                w.event(step + 1, "resume", checkpoint_step=step, checkpoint=checkpoint_folder(args, step))
+            elif step == 0 and earlier is not None:  # a second training from scratch under the same name
+                log.warning(
+                    "entropy_watch: run %r already holds an earlier training (its last session reached step %d); "
+                    "this one starts from step 0, so the steps it logs replace those and the later ones stay. To "
+                    "continue that training, pass resume_from_checkpoint to trainer.train(); to start a new run, "
+                    "give it another name (run=..., or another output folder)",
+                    w.run,
+                    earlier,
+                )
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
             self._failure("on_train_begin", exc)
 

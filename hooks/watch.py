@@ -39,7 +39,8 @@ from entropy_watch.hooks.async_stats import DeviceFence, StatsWorker, snapshot
 from entropy_watch.hooks.live import Live
 from entropy_watch.jsonable import to_jsonable
 from entropy_watch.recorder import Recorder
-from entropy_watch.store.layout import default_root, validate_run_name
+from entropy_watch.store.atomic import read_json
+from entropy_watch.store.layout import default_root, status_path, validate_run_name
 from entropy_watch.store.schema import check_step
 from entropy_watch.store.writer import exit_state
 
@@ -85,6 +86,9 @@ class Watch:
         app_url: the app's base URL, for links in notifications (default ``$ENTROPY_WATCH_APP_URL``).
         live: :class:`~entropy_watch.hooks.live.LiveOptions` (or a dict of them) for the in-process analysis; it
             runs when ``notify`` or ``on_alert`` is given, or ``live`` is truthy; ``False`` turns it off.
+
+    A ``run`` the store already holds is continued (a restart after a crash): ``earlier_last_step`` is then the last
+    step its previous session published on this rank (None for a new run, and on ranks that do not write).
     """
 
     def __init__(
@@ -140,7 +144,10 @@ class Watch:
         root = store.root if hasattr(store, "runs") else store  # a Store, or a path
         self.root = default_root(root)
         self._recorder: Recorder | None = None
+        # a run already in the store is continued: this session's rows join it, a step logged again replaces it
+        self.earlier_last_step: int | None = None  # the last step an earlier session published (this rank)
         if self.is_writer:  # StoreUnwritable surfaces here, before training starts
+            self.earlier_last_step = _earlier_last_step(self.root, self.run, 0 if self.reduce else self.rank)
             writer = RunWriter(self.root, self.run, rank=0 if self.reduce else self.rank)
             meta = self._run_meta(config, framework, entropy_definition, seed)
             writer.update_run_meta(**(self.live.scrub(meta) if self.live is not None else meta))  # no webhook URLs
@@ -284,7 +291,11 @@ class Watch:
             self.failure("log", exc)
 
     def event(self, step: int, kind: str, **payload: Any) -> None:
-        """Record a known change point (``resume``, ``lr_schedule``, ``config_edit``…) in the ``events`` table."""
+        """Record a known change point (``resume``, ``lr_schedule``, ``config_edit``…) in the ``events`` table.
+
+        A loop restarted from its checkpoint under the same run name continues the run; say so once the checkpoint is
+        loaded, ``w.event(start_step, "resume", checkpoint=path)``: the analysis then keeps the run's baselines and
+        reads a jump of entropy there as explained (the steps logged again replace the earlier session's)."""
         try:
             check_step(step)
             if self._recorder is not None:
@@ -449,6 +460,17 @@ class Watch:
             meta["hist_edges"] = self._edges.tolist()
             meta["vocab_size"] = self._vocab_size
         return meta
+
+
+def _earlier_last_step(root: Any, run: str, rank: int) -> int | None:
+    """The last step an earlier session of ``run`` published on ``rank`` (its status file, read before this session
+    overwrites it), None for a new run or one that logged nothing."""
+    try:
+        status = read_json(status_path(root, run, rank)) or {}
+    except Exception:  # noqa: BLE001 - only informative: an unreadable status reads as no earlier session
+        return None
+    step = status.get("last_step")
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def _what(x: Any) -> str:
