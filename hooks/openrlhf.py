@@ -13,8 +13,10 @@ own ``ray.init``)::
 Per ``PolicyLoss`` call (a micro-batch) the wrap records, with the loss's own ``clip_eps_low``/``clip_eps_high``:
 clip-low/high/region fractions, advantage statistics, the ratio and KL to the old policy and — when ``Actor.forward``
 ran with ``return_entropy=True`` just before (``--actor.entropy_coef`` set, 0 = log only) — the per-token entropy
-histogram and covariance terms. Each data-parallel rank writes its own ``rank=`` folder (no collective inside the
-loss). ``step`` is the worker's count of policy-loss calls unless :func:`set_step_fn` gives OpenRLHF's global step.
+histogram and covariance terms (read from ``output.entropy``, an attribute OpenRLHF sets on the model output; a
+``return_entropy=True`` call without it warns once). Each data-parallel rank writes its own ``rank=`` folder (no
+collective inside the loss). ``step`` is the worker's count of policy-loss calls unless :func:`set_step_fn` gives
+OpenRLHF's global step.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -147,10 +149,16 @@ def wrap_actor(cls: Any = None) -> None:
     def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
         out = orig(self, *args, **kwargs)
         if kwargs.get("return_entropy") and getattr(self, "training", True):
+            _state["entropy"] = None
             try:
                 parts = out if isinstance(out, tuple) else (out,)  # (log_probs, output) with return_output=True
                 ent = next((e for e in map(_entropy_of, parts) if e is not None), None)
-                _state["entropy"] = None if ent is None else ent.detach()
+                if ent is None:
+                    raise LookupError(
+                        "Actor.forward(return_entropy=True) returned no .entropy; per-token entropy is not recorded "
+                        "(clip and advantage statistics still are)"
+                    )
+                _state["entropy"] = ent.detach()
             except Exception as exc:  # noqa: BLE001
                 _guard("actor_forward", exc)
         return out
@@ -160,9 +168,17 @@ def wrap_actor(cls: Any = None) -> None:
 
 
 def _entropy_of(obj: Any) -> torch.Tensor | None:
-    if isinstance(obj, dict):
-        return obj.get("entropy")
-    return getattr(obj, "entropy", None) if not isinstance(obj, torch.Tensor) else None
+    """``obj.entropy``, else ``obj["entropy"]``; None for a tensor or when neither is a tensor.
+
+    The attribute comes first: OpenRLHF sets ``entropy`` as an attribute of the model's output, a Hugging Face
+    ``ModelOutput``, which is a dict whose ``.get("entropy")`` is None.
+    """
+    if isinstance(obj, torch.Tensor):
+        return None
+    ent = getattr(obj, "entropy", None)
+    if ent is None and isinstance(obj, Mapping):
+        ent = obj.get("entropy")
+    return ent if isinstance(ent, torch.Tensor) else None
 
 
 def install() -> dict[str, str]:

@@ -16,12 +16,17 @@ by *importing a module* in verl's processes through its external-module mechanis
   ``entropy/mean``, ``actor/pg_clipfrac`` -> ``clip/region_frac``, ``actor/pg_clipfrac_lower`` -> ``clip/dual_frac``
   — verl's "lower" is the dual-clip share, never the low side);
 * **policy losses** — registers ``ew_<mode>`` for every loss in ``core_algos.POLICY_LOSS_REGISTRY``: it calls the base
-  loss unchanged and adds ``actor/ew_clipfrac_low`` (A<0, ratio<1-clip_ratio_low) and ``actor/ew_clipfrac_high``
-  (A>0, ratio>1+clip_ratio_high), which the tee maps to ``clip/low_frac`` / ``clip/high_frac``; and ``ew_repo_r``
-  (``loss_mode=ew_repo_r``): REPO-R's advantages fed to verl's vanilla PPO loss (:func:`repo_r_policy_loss`);
+  loss with verl's own arguments and adds ``actor/ew_clipfrac_low`` (A<0, ratio<1-clip_ratio_low) and
+  ``actor/ew_clipfrac_high`` (A>0, ratio>1+clip_ratio_high), which the tee maps to ``clip/low_frac`` /
+  ``clip/high_frac``; and ``ew_repo_r`` (``loss_mode=ew_repo_r``): REPO-R's advantages fed to verl's vanilla PPO loss
+  (:func:`repo_r_policy_loss`). A call without the four tensors or a return other than ``(loss, metrics dict)`` (the
+  older registry's 4-tuple) passes through unchanged, with one warning;
 * **driver wraps** — ``RayPPOTrainer._compute_old_log_prob`` (per-token entropy of pi_old, response mask, old
   log-probs, response ids) and the module-level ``ray_trainer.compute_advantage`` (advantages): together one
-  ``Watch.log_tokens`` per step with the global batch, so the driver is the single writer.
+  ``Watch.log_tokens`` per step with the global batch, so the driver is the single writer. verl >= 0.9 runs its V1
+  trainer by default (``trainer.use_v1=true``, ``verl/trainer/ppo/v1``), whose old-log-prob pass keeps the entropy
+  in its TransferQueue and is not wrapped: there one warning says no per-token entropy is recorded (the logged
+  scalars and the ``ew_*`` clip split still are); ``trainer.use_v1=false`` runs ``RayPPOTrainer``.
 
 The run name comes from ``$ENTROPY_WATCH_RUN``, else verl's ``experiment_name``; the store from
 ``$ENTROPY_WATCH_DIR`` (use a shared filesystem or fsspec path for multi-node). Resolved when first needed.
@@ -33,7 +38,6 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -50,7 +54,15 @@ CLIPFRAC_HIGH = "actor/ew_clipfrac_high"
 ENTROPY_DEFINITION = "full-vocabulary, pi_old (verl recompute pass before the update), token mean over response tokens"
 
 REPO_R_LOSS = "ew_repo_r"
-_state: dict[str, Any] = {"watch": None, "experiment": None, "pending": None, "warned": set(), "repo": None}
+_state: dict[str, Any] = {
+    "watch": None,
+    "experiment": None,
+    "pending": None,
+    "warned": set(),
+    "repo": None,
+    "driver": False,  # the driver wraps are installed in this process
+    "advantage_calls": 0,  # compute_advantage calls they saw
+}
 _lock = threading.Lock()
 
 
@@ -74,7 +86,7 @@ def get_watch(run: str | None = None, store: Any = None) -> Any:
 
 def set_watch(watch: Any) -> None:
     """Record into ``watch`` (tests, or a caller that builds its own); ``None`` resets."""
-    _state["watch"], _state["pending"] = watch, None
+    _state.update(watch=watch, pending=None, warned=set(), advantage_calls=0)
 
 
 def _guard(where: str, exc: BaseException) -> None:
@@ -118,6 +130,7 @@ def install_tracking_tee(tracking_cls: Any = None) -> bool:
         out = orig_log(self, data, step, *args, **kwargs)
         try:
             get_watch().log_dict(int(step), scalars_from_metrics(dict(data)))
+            _check_driver(int(step), data)
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
             _guard("tracking_log", exc)
         return out
@@ -157,40 +170,59 @@ def _clip_params(config: Any) -> tuple[float, float]:
     return float(base if low is None else low), float(base if high is None else high)
 
 
-def _policy_loss(base: Any, body: Callable[..., tuple[torch.Tensor, dict[str, Any]]]) -> Any:
-    """A function with verl's policy-loss signature (verl calls it by keyword) that runs ``body`` on the same seven
-    arguments, in this order; named like ``base``, the loss it stands in for."""
+_LOSS_ARGS = ("old_log_prob", "log_prob", "advantages", "response_mask", "loss_agg_mode", "config")
+_LOSS_TENSORS = _LOSS_ARGS[:4]
 
-    @functools.wraps(base)
-    def loss_fn(
-        old_log_prob: torch.Tensor,
-        log_prob: torch.Tensor,
-        advantages: torch.Tensor,
-        response_mask: torch.Tensor,
-        loss_agg_mode: str = "token-mean",
-        config: Any = None,
-        rollout_is_weights: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
-        return body(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config, rollout_is_weights)
 
-    return loss_fn
+def _loss_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """verl's policy-loss arguments by name, passed by keyword (verl's callers) or by position (recipes, tests).
+
+    Raises TypeError naming what is missing: verl's diffusion loss, for one, passes no ``response_mask``.
+    """
+    named = dict(zip(_LOSS_ARGS, args, strict=False))  # verl may pass more, or fewer
+    named.update((k, v) for k, v in kwargs.items() if k in _LOSS_ARGS)
+    missing = [k for k in _LOSS_TENSORS if named.get(k) is None]
+    if missing:
+        raise TypeError(f"verl called the policy loss without {', '.join(missing)}; passed through unchanged")
+    return named
+
+
+def _with_arg(args: tuple[Any, ...], kwargs: dict[str, Any], name: str, value: Any) -> tuple[tuple, dict]:
+    """``args, kwargs`` with the argument ``name`` replaced, wherever verl passed it."""
+    if name in kwargs:
+        return args, {**kwargs, name: value}
+    i = _LOSS_ARGS.index(name)
+    return (*args[:i], value, *args[i + 1 :]), kwargs
+
+
+def _with_metrics(out: Any, extra: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``(loss, metrics | extra)`` for a loss returning ``(loss, metrics dict)``; TypeError for another shape (the
+    older registry returned ``(pg_loss, pg_clipfrac, ppo_kl, pg_clipfrac_lower)``, unpacked by verl itself)."""
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+        shape = f"a {len(out)}-tuple" if isinstance(out, tuple) else type(out).__name__
+        raise TypeError(f"verl's policy loss returned {shape}, not (loss, metrics dict); returned unchanged")
+    return out[0], {**out[1], **extra}
 
 
 def wrap_policy_loss(base: Any) -> Any:
-    """A verl policy-loss function that returns ``base``'s loss and metrics plus the low/high clip fractions."""
+    """A verl policy-loss function that returns ``base``'s loss and metrics plus the low/high clip fractions.
 
-    def body(old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor,
-             response_mask: torch.Tensor, *rest: Any) -> tuple[torch.Tensor, dict[str, Any]]:  # fmt: skip
-        loss, metrics = base(old_log_prob, log_prob, advantages, response_mask, *rest)
+    verl's arguments reach ``base`` untouched, whichever verl calls it (the keyword was ``rollout_log_probs`` before
+    ``rollout_is_weights``); a call or a return the split cannot read passes through unchanged with one warning.
+    """
+
+    @functools.wraps(base)
+    def loss_fn(*args: Any, **kwargs: Any) -> Any:
+        out = base(*args, **kwargs)
         try:
-            clip = _clip_params(rest[1])  # rest: loss_agg_mode, config, rollout_is_weights
-            lo, hi = clip_fractions(old_log_prob, log_prob, advantages, response_mask, *clip)
-            metrics = {**metrics, CLIPFRAC_LOW: lo, CLIPFRAC_HIGH: hi}
-        except Exception as exc:  # noqa: BLE001
+            x = _loss_inputs(args, kwargs)
+            lo, hi = clip_fractions(*(x[k] for k in _LOSS_TENSORS), *_clip_params(x.get("config")))
+            return _with_metrics(out, {CLIPFRAC_LOW: lo, CLIPFRAC_HIGH: hi})
+        except Exception as exc:  # noqa: BLE001 - hooks never crash training
             _guard("policy_loss", exc)
-        return loss, metrics
+            return out
 
-    return _policy_loss(base, body)
+    return loss_fn
 
 
 def repo_controller() -> EntropyController:
@@ -217,20 +249,31 @@ def repo_r_policy_loss(base: Any, controller: EntropyController | None = None) -
     ``control/entropy`` and ``control/target_entropy`` in the loss metrics, which verl averages per step.
     """
 
-    def body(old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor,
-             response_mask: torch.Tensor, *rest: Any) -> tuple[torch.Tensor, dict[str, Any]]:  # fmt: skip
+    @functools.wraps(base)
+    def loss_fn(*args: Any, **kwargs: Any) -> Any:
+        try:
+            x = _loss_inputs(args, kwargs)
+        except TypeError as exc:
+            _guard("repo_r", TypeError(f"{exc}, without REPO-R"))
+            return base(*args, **kwargs)
         ctl = controller or repo_controller()
         zeta = ctl.zeta
+        log_prob, mask = x["log_prob"].detach(), x["response_mask"]
         with torch.no_grad():
-            adv = ctl.advantages(advantages.detach(), log_prob.detach(), None)  # (B, L) like verl's advantages
-        loss, metrics = base(old_log_prob, log_prob, adv, response_mask, *rest)
+            adv = ctl.advantages(x["advantages"].detach(), log_prob, None)  # (B, L) like verl's advantages
+        args, kwargs = _with_arg(args, kwargs, "advantages", adv)
+        out = base(*args, **kwargs)
         with torch.no_grad():
-            m = response_mask.to(log_prob.dtype)
-            ctl.observe(float(-(log_prob.detach() * m).sum()), float(m.sum()))
+            m = mask.to(log_prob.dtype)
+            ctl.observe(float(-(log_prob * m).sum()), float(m.sum()))
         state = ctl.end_step()
-        return loss, {**metrics, **{k: v for k, v in state.items() if k != M.CONTROL_ZETA}, M.CONTROL_ZETA: zeta}
+        try:
+            return _with_metrics(out, {**state, M.CONTROL_ZETA: zeta})  # the zeta applied, not the next one
+        except TypeError as exc:
+            _guard("repo_r", exc)
+            return out
 
-    return _policy_loss(base, body)
+    return loss_fn
 
 
 def register_policy_losses(core_algos: Any = None) -> list[str]:
@@ -283,6 +326,7 @@ def wrap_driver(trainer_cls: Any = None, ray_trainer_module: Any = None) -> None
     def compute_advantage(data: Any, *args: Any, **kwargs: Any) -> Any:
         out = orig_adv(data, *args, **kwargs)
         try:
+            _state["advantage_calls"] += 1
             _log_step(out)
         except Exception as exc:  # noqa: BLE001
             _guard("compute_advantage", exc)
@@ -291,6 +335,21 @@ def wrap_driver(trainer_cls: Any = None, ray_trainer_module: Any = None) -> None
     _compute_old_log_prob._entropy_watch = True  # type: ignore[attr-defined]
     trainer_cls._compute_old_log_prob = _compute_old_log_prob
     ray_trainer_module.compute_advantage = compute_advantage
+    _state["driver"] = True
+
+
+def _check_driver(step: int, data: Any) -> None:
+    """Warn once when a training step is logged but the driver wraps never ran: a trainer they do not cover."""
+    if not _state["driver"] or _state["advantage_calls"] or "no_driver" in _state["warned"]:
+        return
+    if any(str(k).startswith("actor/") for k in data):  # a training step (validation logs val-core/*, val-aux/*)
+        _state["warned"].add("no_driver")
+        log.warning(
+            "entropy_watch: verl logged training step %d, but RayPPOTrainer._compute_old_log_prob and "
+            "ray_trainer.compute_advantage never ran in this process: no per-token entropy is recorded, only the "
+            "logged scalars (the driver wraps cover RayPPOTrainer, which verl >= 0.9 runs with trainer.use_v1=false)",
+            step,
+        )
 
 
 def _log_step(data: Any) -> None:
@@ -299,8 +358,11 @@ def _log_step(data: Any) -> None:
         if "no_entropy" not in _state["warned"]:
             _state["warned"].add("no_entropy")
             log.warning(
-                "entropy_watch: verl computed no old log-probs/entropy this step (rollout-correction bypass mode?); "
-                "per-token entropy needs the recompute pass (set actor.calculate_entropy=True or leave bypass mode)"
+                "entropy_watch: no per-token entropy this step: compute_advantage ran without "
+                "RayPPOTrainer._compute_old_log_prob before it. Either rollout-correction bypass mode skips that pass "
+                "(actor.calculate_entropy=True still logs the update's actor/entropy_loss), or verl's V1 trainer "
+                "(verl >= 0.9's default) does its own, unwrapped: trainer.use_v1=false runs RayPPOTrainer. The logged "
+                "scalars are still recorded"
             )
         return
     adv = data.batch["advantages"] if "advantages" in data.batch.keys() else None

@@ -3,6 +3,8 @@ so the real classes cannot load on CPU; INTEGRATIONS §3.4)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 import torch
 
@@ -105,3 +107,56 @@ def test_install_reports_missing_openrlhf():
 
     report = install()
     assert set(report) == {"policy_loss", "actor"}  # "ok" where OpenRLHF imports, else the reason; never raises
+
+
+class ModelOutput(OrderedDict):  # transformers' ModelOutput: a dict whose extra fields OpenRLHF sets as attributes
+    pass
+
+
+class HFActor(Actor):  # openrlhf/models/actor.py (0.8 - 0.11): setattr(output, "entropy", entropy[:, :-1])
+    def forward(self, sequences, action_mask=None, return_output=False, return_entropy=False):
+        lp = torch.log_softmax(self.logits, -1)
+        output = ModelOutput(logits=self.logits)
+        if return_entropy:
+            output.entropy = -(lp.exp() * lp).sum(-1)
+        A = action_mask.shape[1]
+        return lp[:, -A:].gather(-1, sequences[:, -A:, None]).squeeze(-1), output
+
+
+def test_entropy_set_as_an_attribute_of_a_model_output(watch, tmp_path):
+    from entropy_watch.hooks import openrlhf
+
+    openrlhf.wrap_actor(HFActor)
+    g = torch.Generator().manual_seed(2)
+    B, T, A, V = 4, 7, 3, 30
+    actor = HFActor(torch.randn(B, T - 1, V, generator=g))
+    mask = torch.ones(B, A)
+    logp, output = actor(torch.randint(0, V, (B, T), generator=g), action_mask=mask, return_entropy=True)
+    assert output.get("entropy") is None  # what a dict lookup sees: nothing
+    PolicyLoss()(logp, logp + 0.1, torch.ones(B, A), action_mask=mask)
+    watch.flush()
+    steps, ent = Store(tmp_path / "s").series("orl", M.ENTROPY_MEAN)
+    assert steps.tolist() == [1] and ent[0] == pytest.approx(float(output.entropy[:, -A:].mean()), abs=1e-5)
+
+
+def test_actor_without_entropy_warns_once(tmp_path, caplog):
+    import logging
+
+    from entropy_watch.hooks import openrlhf
+    from entropy_watch.hooks.watch import Watch
+
+    class Bare(Actor):  # return_entropy=True but nothing attached: an OpenRLHF whose output we do not read
+        def forward(self, sequences, action_mask=None, return_output=False, return_entropy=False):
+            return torch.zeros(action_mask.shape), ModelOutput(logits=self.logits)
+
+    w = Watch("orl-bare", store=str(tmp_path / "b"), flush_secs=0.05, vocab_size=30, reduce=False)
+    openrlhf.set_watch(w)
+    openrlhf.wrap_actor(Bare)
+    actor = Bare(torch.zeros(2, 3, 30))
+    with caplog.at_level(logging.WARNING, logger="entropy_watch"):
+        for _ in range(3):
+            actor(torch.zeros(2, 4, dtype=torch.long), action_mask=torch.ones(2, 2), return_entropy=True)
+    openrlhf.set_watch(None)
+    w.close()
+    warnings = [r.getMessage() for r in caplog.records if "openrlhf.actor_forward" in r.getMessage()]
+    assert len(warnings) == 1 and "entropy" in warnings[0]
