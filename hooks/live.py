@@ -7,7 +7,9 @@ kept, never re-read from the store). One daemon thread feeds those arrays to
 :class:`entropy_watch.analysis.Analyzer` — incremental: forecasts already evaluated are cached — after every
 ``every`` new entropy points (or ``interval_s`` seconds after any new point), and hands what changed
 (:class:`entropy_watch.notify.Follower`: new alerts, recoveries) to the notifier and the alert actions. New alerts
-are also written to the run's ``alerts`` table.
+are also written to the run's ``alerts`` table. A run the store already holds (a training resumed under the same
+name) starts from its stored history (:meth:`Live.bind`): its H_ref is the run's, and what that history shows is
+already known, so only what changes from there is new.
 
 The training step never waits for it: the tap only appends under a lock, and the analysis thread keeps its share of
 wall time under ``max_duty`` (after an analysis that took d seconds it waits at least d·(1/max_duty − 1)), so a long
@@ -142,6 +144,7 @@ class LiveAnalyzer:
         self._done = 0
         self._newest = -1
         self._closed = False
+        self._known: RunSeries | None = None  # a resumed run's stored history, not yet taken as known (seed)
         self.analyses = 0
         self.busy_s = 0.0
         self._thread = threading.Thread(target=self._run, name="entropy_watch-live", daemon=True)
@@ -189,16 +192,42 @@ class LiveAnalyzer:
             if edges is not None:
                 self._edges = np.asarray(edges, dtype=np.float64)
 
+    def seed(self, stored: RunSeries, entropy_name: str) -> None:
+        """Start from a resumed run's stored history (``entropy_name``: the scalar its entropy is stored under): its
+        points go ahead of what this session observes (a step logged again keeps the newest value, as in the store),
+        and the next analysis first takes what they show as known, neither sent nor acted on again."""
+        with self._lock:
+            for name, (steps, values) in {entropy_name: (stored.steps, stored.entropy), **stored.scalars}.items():
+                if name in ANALYSIS_INPUTS:
+                    buf = self._scalars.setdefault(name, _Buffer())
+                    for step, value in zip(steps.tolist(), values.tolist(), strict=True):
+                        buf.append(step, value)
+            if stored.hist is not None and stored.hist_edges is not None:
+                self._edges = stored.hist_edges
+                for step, row in zip(*stored.hist, strict=True):
+                    if self._hist is None:
+                        self._hist = _Buffer(row.size)
+                    if row.size == self._hist.width:
+                        self._hist.append(int(step), row)
+            self._events.extend((s, k) for s, k in stored.events if k != ACTION_EVENT)
+            self.meta = {**stored.meta, **self.meta}
+            self._known = self._series()
+            self._newest = max(self._newest, int(stored.steps[-1]) if len(stored) else -1)
+
     # ---- analysis ------------------------------------------------------------------------------------------------
     def series(self) -> RunSeries | None:
         """What has been observed so far, as the detector's input (None before the first entropy point)."""
         with self._lock:
-            src = next((n for n in ENTROPY_SOURCES if n in self._scalars), None)
-            if src is None:
-                return None
-            views = {k: b.view() for k, b in self._scalars.items()}
-            hist = self._hist.view() if self._hist is not None and self._edges is not None else None
-            edges, events, meta = self._edges, list(self._events), dict(self.meta)
+            return self._series()
+
+    def _series(self) -> RunSeries | None:
+        """:meth:`series`, the lock held."""
+        src = next((n for n in ENTROPY_SOURCES if n in self._scalars), None)
+        if src is None:
+            return None
+        views = {k: b.view() for k, b in self._scalars.items()}
+        hist = self._hist.view() if self._hist is not None and self._edges is not None else None
+        edges, events, meta = self._edges, list(self._events), dict(self.meta)
         steps, h = views.pop(src)
         others = {k: v for k, v in views.items() if k not in ENTROPY_SOURCES}
         return RunSeries(
@@ -214,10 +243,14 @@ class LiveAnalyzer:
 
     def analyse_now(self) -> None:
         """One analysis of everything observed, on the calling thread (the live thread, or ``flush``)."""
-        series = self.series()
+        with self._lock:
+            known, self._known = self._known, None
+            series = self._series()
         if series is None:
             return
         t0 = time.perf_counter()
+        if known is not None:  # a resumed run: what its stored history shows was raised by the earlier session
+            self.follower.update(self.analyzer.analyze(known))
         result = self.analyzer.analyze(series)
         changes = self.follower.update(result)
         self.busy_s += time.perf_counter() - t0
@@ -365,6 +398,8 @@ class Live:
             self.notifier.delivery.on_error = self._notify_error
         self.analyzer = LiveAnalyzer(watch.run, self.config, self.options, self._handle, self._failure)
         self._tap(rec, watch._writer)
+        if getattr(watch, "earlier_last_step", None) is not None:
+            self._seed(watch)
         prev = rec.before_close
 
         def before_close() -> None:  # also at exit and on SIGTERM, through the recorder
@@ -373,6 +408,22 @@ class Live:
             self.close()
 
         rec.before_close = before_close
+
+    def _seed(self, watch: Any) -> None:
+        """A run the store already holds (resumed): the analysis starts from its stored history. Without it the
+        resumed process took H_ref at the level the run had fallen to and raised, sent and acted on the earlier
+        session's problems again with those numbers. A store that cannot be read leaves the analysis to this
+        session's points (counted in ``hooks/errors``)."""
+        from entropy_watch.store import Store
+
+        try:
+            store = Store(watch.root)
+            names = store.scalar_names(watch.run)
+            src = next((n for n in ENTROPY_SOURCES if n in names), None)
+            if src is not None:
+                self.analyzer.seed(RunSeries.from_reader(store, watch.run), src)  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - never into training
+            self._failure("live.seed", exc)
 
     def _tap(self, rec: Any, writer: Any) -> None:
         """Instance-level wraps: every row recorded is also observed (after the recorder accepted it)."""

@@ -200,3 +200,30 @@ def test_watch_without_live_options_runs_no_analysis(tmp_path: Path) -> None:
     with Watch("plain", store=tmp_path) as w:
         w.log(0, **{M.ENTROPY_MEAN: 1.0})
         assert w.live is None and not w.should_stop and not w.should_checkpoint
+
+
+@pytest.mark.parametrize("crash_at", [45, 60])
+def test_a_resumed_run_continues_its_live_analysis(tmp_path: Path, crash_at: int) -> None:
+    """A process killed during a collapse and resumed from its checkpoint (step 40) under the same run: the new
+    process's live analysis starts from the stored history, so it neither raises (nor sends, nor acts on) the earlier
+    session's alerts again nor takes H_ref at the fallen level ("H_ref 0.065"); what both sessions raised live is
+    what the whole run gives post hoc."""
+    steps, h = collapse_then_recover()
+    first = Watch("resumed", store=tmp_path, live=True, flush_secs=0.1)
+    _log(first, steps[:crash_at], h[:crash_at])
+    first.live.flush()
+    raised = {a.key for a in first.live.alerts}
+    first.close()  # the session's alerts table is what a killed process leaves once its last segment is written
+    assert any(a.kind == "collapse" for a in first.live.alerts)
+    with Watch("resumed", store=tmp_path, live=True, flush_secs=0.1) as w:
+        assert w.earlier_last_step == crash_at - 1
+        w.event(40, "resume", checkpoint="ckpt-40")
+        for lo, hi in ((40, 70), (70, 200)):  # steps 40.. logged again, then on
+            _log(w, steps[lo:hi], h[lo:hi])
+            w.live.flush()
+        again = {a.key for a in w.live.alerts}
+    assert not again & raised  # nothing said twice
+    for a in w.live.alerts:
+        assert a.evidence.get("h_ref", 1.0) > 0.5, a.message  # the run's H_ref (~1 nat), not the fallen level
+    post = analyze(RunSeries.from_arrays("resumed", steps, h, reward=np.full(steps.size, 0.5))).alerts
+    assert sorted(raised | again) == sorted(a.key for a in post)
