@@ -41,8 +41,8 @@ closed (one LIST each on an object store; measured 0.07 ms a rank locally). Fini
 interrupted and imported runs, and runs taken from ``_runs.parquet``, cost nothing more. A stalled run pays its
 listings at every ``ls`` (readers never write the store, so the correction is not saved); once compaction merged its
 uncovered segments into a part, that part is read filtered to their keys. Heartbeats written before ``covers``
-existed are trusted as they are. A restarted rank's new session covers only its own segments: a resumed run is
-summarised from what the new session publishes.
+existed are trusted as they are. A restarted rank's new session covers only its own segments, and starts its summary
+from its previous session's last heartbeat (``RunWriter._continue_summary``): a resumed run is summarised over both.
 """
 
 from __future__ import annotations

@@ -133,7 +133,28 @@ class RunWriter:
         self._clean_tmp()
         self.update_run_meta()
         if self.beats:
+            self._continue_summary()
             self.heartbeat(state="running")
+
+    def _continue_summary(self) -> None:
+        """A restarted rank (a resumed run) starts its summary from its previous session's heartbeat, read before the
+        first one of this session replaces it: the run's rows are both sessions', and ``ls`` read "N/A" until the new
+        session published, then a last step lower than the rows stored after a shorter restart. What the previous
+        session published after its last heartbeat (a kill) is not in it: at most its last publish round."""
+        try:
+            earlier = read_json(layout.status_path(self.root, self.run, self.rank)) or {}
+        except Exception:  # noqa: BLE001 - only a head start: an unreadable heartbeat starts from nothing
+            return
+        last, latest = earlier.get("last_step"), earlier.get("latest")
+        if isinstance(last, int) and not isinstance(last, bool):
+            self._last_step = last
+        if isinstance(latest, Mapping):
+            for name, entry in latest.items():
+                try:
+                    step, value = entry
+                    self._latest[str(name)] = (int(step), float(value))
+                except (TypeError, ValueError):
+                    continue
 
     # -- run.json -------------------------------------------------------------------------------------------------
     def update_run_meta(self, **fields: Any) -> dict[str, Any]:

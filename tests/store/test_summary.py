@@ -59,6 +59,23 @@ def test_ranks_merge_by_highest_step_then_lowest_rank(root: Path) -> None:
     assert info.latest[M.ENTROPY_MEAN] == (pytest.approx(1.0 - 19 / 100), 19)
 
 
+def test_a_restarted_writer_summarises_both_sessions(root: Path) -> None:
+    """A resumed run (a new writer session on the same rank) is listed with what the store holds: the earlier
+    session's last step and values at once (it read "N/A" until the new session published), and after a restart
+    that ends sooner (steps 10-19 logged again) the earlier session's step 29, whose rows are still stored."""
+    _write_run(root, "resumed", n=30)
+    again = RunWriter(root, "resumed")
+    info = Store(root).run_info("resumed")
+    assert info.last_step == 29 and info.latest[M.ENTROPY_MEAN] == (pytest.approx(0.71), 29)
+    steps = np.arange(10, 20)
+    again.write("scalars", {"step": steps, "name": [M.ENTROPY_MEAN] * 10, "value": np.full(10, 0.5)})
+    again.close()
+    info = Store(root).run_info("resumed")
+    assert info.state == "finished" and info.last_step == 29
+    assert info.latest[M.ENTROPY_MEAN] == (pytest.approx(0.71), 29)
+    assert Store(root).series("resumed", M.ENTROPY_MEAN)[0].tolist() == list(range(30))  # both sessions' rows
+
+
 def test_imported_runs_carry_their_summary_in_run_json(root: Path, tmp_path: Path) -> None:
     from entropy_watch.importers import import_log
 
