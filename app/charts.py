@@ -5,21 +5,25 @@ already downsampled (``entropy_watch.store.reads``): an aggregated trace is draw
 min–max band, so spikes stay visible. Traces are SVG ``go.Scatter`` (without a GPU, WebGL was 6–25× slower to
 render; STORE_AND_APP §5). Layout rules every figure follows: the title top left, the legend *under* the plot (it
 never covers the title or the data), reference levels (H_ref, the floor) drawn as legend entries rather than labels
-on the data, and one ``uirevision`` so a live refresh keeps the user's zoom.
+on the data, and one ``uirevision`` so a live refresh keeps the user's zoom. A run's known change points (a resume,
+an LR or config change, a reset) are marked on every step chart of the Run page alike (:func:`mark_changes`).
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 
 from entropy_watch import metrics as M
-from entropy_watch.app.display import smooth
+from entropy_watch.analysis.series import RESET_EVENT_KINDS
+from entropy_watch.app.display import short_name, smooth
 from entropy_watch.store.reads import Heatmap, Trace
 
 STEP_AXIS = "step (optimizer updates)"
@@ -45,13 +49,15 @@ def _layout(
     height: int = HEIGHT,
     log_y: bool = False,
     x_range: tuple[float, float] | None = None,
+    band: int = 0,
 ) -> go.Figure:
     """Title, size, margins, the legend under the plot (shown even for one series: the legend says what the line
     is), plain-number ticks (``exponentformat="none"``: never Plotly's SI "100µ" or "2m"), and ``x_range`` as the x
-    axis range when given (the sidebar's step window)."""
+    axis range when given (the sidebar's step window). ``band``: pixels added between the title and the plot (the
+    change points' labels sit there, off the data)."""
     rows = _legend_rows(fig)
-    top, bottom = 44, 58 + 22 * rows
-    total = height + 22 * max(rows - 1, 0)
+    top, bottom = 44 + band, 58 + 22 * rows
+    total = height + 22 * max(rows - 1, 0) + band
     plot_h = total - top - bottom
     fig.update_layout(
         title={
@@ -111,7 +117,9 @@ def step_range(fig: go.Figure, x_range: tuple[float, float]) -> go.Figure:
     if ys.size:
         y0, y1 = float(ys.min()), float(ys.max())
         pad = 0.05 * (y1 - y0) if y1 > y0 else max(abs(y0) * 0.05, 1e-9)
-        fig.update_yaxes(range=[y0 - pad, y1 + pad], autorange=False)
+        # the primary axis only: an overlaid one (the ETA line's, the change points', the controller's nats) keeps
+        # its own range
+        fig.update_layout(yaxis={"range": [y0 - pad, y1 + pad], "autorange": False})
     return fig
 
 
@@ -238,12 +246,14 @@ def entropy_forecast(
     smoothing: float = 0.0,
     title: str = "Token entropy (mean) and forecast",
     x_range: tuple[float, float] | None = None,
+    changes: ChangeMarks | None = None,
 ) -> go.Figure:
     """Entropy mean with the verdict's forecast (an ``entropy_watch.analysis`` ``Outlook``: ``steps``, ``curve``,
     ``lo``, ``hi`` in nats, ``eta_step``/``eta_lo_step``/``eta_hi_step`` absolute steps or None, ``target_label``,
     ``interval``, ``reached``). Nothing here computes a forecast; it only draws the one it is given.
     ``unsettled_line``: the warning line (nats) an unsettled explosion's points are still past
-    (``Verdict.unsettled_line``; such a verdict has no forecast)."""
+    (``Verdict.unsettled_line``; such a verdict has no forecast). ``changes``: the run's known change points in the
+    step window, marked and labelled by kind (:func:`mark_changes`)."""
     fig = go.Figure()
     add_trace(fig, entropy, "entropy mean", PALETTE[0], smoothing=smoothing)
     x0 = float(entropy.steps[0]) if len(entropy) else 0.0
@@ -297,7 +307,10 @@ def entropy_forecast(
         hline(fig, h_ref, x0, x1, f"H_ref {h_ref:.3g} nats{h_ref_label}", "#7f7f7f", "dot")
     if floor is not None and math.isfinite(floor):
         hline(fig, floor, x0, x1, f"floor {floor:.3g} nats{floor_label}", "#d62728")
-    return _layout(fig, title, NATS_AXIS, height=400, x_range=x_range)
+    marked = changes is not None and len(changes) > 0
+    if marked:
+        mark_changes(fig, changes, labelled=True, span=x_range or (x0, x1))
+    return _layout(fig, title, NATS_AXIS, height=400, x_range=x_range, band=CHANGE_BAND if marked else 0)
 
 
 def _log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
@@ -516,6 +529,180 @@ def reward_vs_entropy(
         )
     fig = _layout(fig, f"{reward_name} vs entropy", reward_name, x_title=NATS_AXIS)
     fig.update_layout(hovermode="closest")
+    return fig
+
+
+# -- known change points ------------------------------------------------------------------------------------------
+CHANGE_KINDS: dict[str, tuple[str, str]] = {
+    "resume": ("resume", "#17becf"),
+    "lr_schedule": ("LR schedule change", "#8c564b"),
+    "lr_change": ("LR change", "#8c564b"),
+    "config": ("config change", "#e377c2"),
+    "config_edit": ("config edit", "#e377c2"),
+    "reset": ("reset", "#bcbd22"),
+}
+"""How the page names and colours each kind of change point. Which kinds are change points, and which of them
+restart the baselines, is :data:`~entropy_watch.analysis.series.KNOWN_CHANGE_KINDS` and ``RESET_EVENT_KINDS``; a
+kind missing here is drawn under its own name, in grey."""
+CHANGE_AXIS = "y3"
+"""The hidden axis (0 to 1, over the plot's whole height) the change points are drawn on: the data's axis keeps its
+range, and the controller chart's second axis is left alone."""
+CHANGE_BAND = 16
+"""Pixels added between a chart's title and its plot for the change points' labels."""
+MAX_CHANGE_MARKS = 200
+"""Marks of one kind drawn at most per chart; more are thinned to the first of each of as many equal step ranges."""
+MAX_CHANGE_LABELS = 10
+"""Labels at most on one chart, each a tenth of the step axis from the last: a crowd of them would cover each other."""
+MAX_PAYLOAD_FIELDS = 6
+MAX_VALUE_CHARS = 120
+
+
+@dataclass(frozen=True)
+class ChangeMarks:
+    """Known change points to mark on a step chart: ``steps`` (n,) int64, ``kinds`` (n,) and ``payloads`` (n,) each
+    one's event payload (data: its hover shows it escaped, :func:`change_details`)."""
+
+    steps: np.ndarray
+    kinds: tuple[str, ...]
+    payloads: tuple[Mapping[str, Any], ...]
+
+    def __len__(self) -> int:
+        return int(self.steps.shape[0])
+
+
+def change_label(kind: str) -> str:
+    """The kind's name on the page ("LR schedule change"), else the kind itself."""
+    return CHANGE_KINDS.get(kind, (kind, ""))[0]
+
+
+def change_meaning(kind: str) -> str:
+    """What the analysis does at a change point of ``kind`` (``entropy_watch.analysis.series`` decides)."""
+    if kind in RESET_EVENT_KINDS:
+        return (
+            "baselines restart here (a new H_ref: the level after it is compared with itself); a jump here is explained"
+        )
+    return "the run goes on with its baselines; a jump here is explained"
+
+
+def change_what(kind: str, payload: Mapping[str, Any]) -> str:
+    """What a change point is, plain text: its kind's name, and for a resume where it resumed from (the checkpoint's
+    step, the trainer's iteration, or the step an imported log's steps went back from)."""
+    what = change_label(kind)
+    if kind == "resume":
+        if "checkpoint_step" in payload:
+            what += f" from checkpoint step {payload['checkpoint_step']}"
+        elif "from_iteration" in payload:
+            what += f" from iteration {payload['from_iteration']}"
+        elif "from_step" in payload:
+            what += f" (the logged steps go back from step {payload['from_step']})"
+    return what
+
+
+def change_details(payload: Mapping[str, Any]) -> list[str]:
+    """A change point's payload, one ``key: value`` line per field, plain text (values are data): at most
+    :data:`MAX_PAYLOAD_FIELDS` fields, a value cut to :data:`MAX_VALUE_CHARS` in its middle (a path keeps its end)."""
+    lines = []
+    for key, value in list(payload.items())[:MAX_PAYLOAD_FIELDS]:
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        lines.append(f"{key}: {short_name(text, MAX_VALUE_CHARS)}")
+    if len(payload) > MAX_PAYLOAD_FIELDS:
+        lines.append(f"… {len(payload) - MAX_PAYLOAD_FIELDS} more fields")
+    return lines
+
+
+def _thin(steps: np.ndarray, n_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of ``steps`` (n,), the indices kept (the first of each of ``n_max`` equal step ranges, in step order), how
+    many others each kept one stands for, and the last step of its range."""
+    order = np.argsort(steps, kind="stable")
+    s = steps[order]
+    if s.size <= n_max:
+        return order, np.zeros(s.size, np.int64), s
+    bucket = np.minimum((s - s[0]) * n_max // max(int(s[-1] - s[0]), 1), n_max - 1)
+    first = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    end = np.r_[first[1:], s.size]
+    return order[first], end - first - 1, s[end - 1]
+
+
+def mark_changes(
+    fig: go.Figure, marks: ChangeMarks, *, labelled: bool = False, span: tuple[float, float] | None = None
+) -> go.Figure:
+    """Mark known change points on a step chart: a thin dotted vertical line over the plot's height at each one's
+    step, coloured by kind, with a small marker at the top whose hover says what it is and what the analysis does
+    there, then its payload as data. Two traces per kind (the lines, the markers) on :data:`CHANGE_AXIS`, never a shape
+    per point; more than :data:`MAX_CHANGE_MARKS` of a kind are thinned, each kept one's hover counting the others.
+    ``labelled`` (the entropy chart): a legend entry per kind and the kind's name over the markers, at most
+    :data:`MAX_CHANGE_LABELS`, a tenth of ``span`` (the step axis range; default the marks' own) apart; the other
+    step charts draw the lines and hovers only."""
+    steps = np.asarray(marks.steps, dtype=np.int64)
+    kinds = np.asarray(marks.kinds, dtype=object)
+    order = sorted(set(marks.kinds), key=lambda k: (list(CHANGE_KINDS).index(k) if k in CHANGE_KINDS else 99, k))
+    # per kind: the points drawn (indices into marks), how many others each stands for, the last step of its range
+    kept: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for kind in order:
+        idx = np.flatnonzero(kinds == kind)
+        keep, more, last = _thin(steps[idx], MAX_CHANGE_MARKS)
+        kept[kind] = (idx[keep], more, last)
+    shown: set[int] = set()  # the marks labelled: greedily in step order, a tenth of the axis apart
+    if labelled:
+        lo, hi = span if span is not None else (float(steps.min(initial=0)), float(steps.max(initial=0)))
+        drawn = np.concatenate([k[0] for k in kept.values()]) if kept else np.zeros(0, np.int64)
+        last_at = None
+        for i in drawn[np.argsort(steps[drawn], kind="stable")]:
+            if len(shown) == MAX_CHANGE_LABELS:
+                break
+            if last_at is None or steps[i] - last_at >= (hi - lo) / MAX_CHANGE_LABELS:
+                shown.add(int(i))
+                last_at = steps[i]
+    for kind, (idx, more, last) in kept.items():
+        label, colour = CHANGE_KINDS.get(kind, (kind, "#7f7f7f"))
+        # the hover: what the point is, then what the analysis does there (one text per kind, in the template), its
+        # payload and the points it stands for
+        hover = np.empty((idx.size, 2), dtype=object)
+        for n, (i, others, end) in enumerate(zip(idx, more, last, strict=True)):
+            details = change_details(marks.payloads[i])
+            details += [f"+ {others} more {label} up to step {int(end):,}"] if others else []
+            hover[n, 0] = plain(f"step {int(steps[i]):,}: {change_what(kind, marks.payloads[i])}")
+            hover[n, 1] = "".join(f"<br>{plain(line)}" for line in details)
+        at = steps[idx].astype(np.float64)
+        xs = np.repeat(at, 3)
+        xs[2::3] = np.nan  # a gap between the lines: one trace draws them all
+        labels = np.asarray([plain(label) if int(i) in shown else "" for i in idx], dtype=object)
+        group = f"change:{kind}"
+        restart = "baselines restart" if kind in RESET_EVENT_KINDS else "baselines kept"
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=np.tile([0.0, 1.0, np.nan], idx.size),
+                yaxis=CHANGE_AXIS,
+                mode="lines",
+                line={"color": colour, "width": 1, "dash": "dot"},
+                name=plain(f"{label} ({restart})"),
+                legendgroup=group,
+                showlegend=labelled,
+                hoverinfo="skip",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=at,
+                y=np.ones(idx.size),
+                yaxis=CHANGE_AXIS,
+                mode="markers+text" if labelled else "markers",
+                marker={"color": colour, "size": 8, "symbol": "triangle-down"},
+                text=labels if labelled else None,
+                textposition="top center",
+                textfont={"size": 10, "color": colour},
+                cliponaxis=False,
+                customdata=hover,
+                hovertemplate=f"%{{customdata[0]}} — {plain(change_meaning(kind))}%{{customdata[1]}}<extra></extra>",
+                name=plain(label),
+                legendgroup=group,
+                showlegend=False,
+            )
+        )
+    fig.update_layout(
+        yaxis3={"overlaying": "y", "range": [0, 1], "autorange": False, "fixedrange": True, "visible": False}
+    )
     return fig
 
 

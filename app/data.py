@@ -31,6 +31,7 @@ import pyarrow as pa
 import streamlit as st
 
 from entropy_watch import metrics as M
+from entropy_watch.analysis.series import KNOWN_CHANGE_KINDS
 from entropy_watch.monitor import Monitor, RunState, exit_with_parent
 from entropy_watch.store import RunInfo, TailReader
 from entropy_watch.store.layout import ENV_STORE, default_root
@@ -219,16 +220,39 @@ def actions_taken(root: str, run: str, generation: int) -> list[dict[str, Any]]:
     object is kept as ``{"did": [text]}`` (shown as data, never dropped)."""
     out = []
     for row in reader(root).events(run):
-        if row["kind"] != M.EVENT_ACTION:
-            continue
-        try:
-            payload = json.loads(row["payload"] or "{}")
-        except (TypeError, ValueError):
-            payload = None
-        if not isinstance(payload, dict):
-            payload = {"did": [str(row["payload"])]}
-        out.append({"step": int(row["step"]), **payload})
+        if row["kind"] == M.EVENT_ACTION:
+            payload = _payload(row["payload"])
+            if payload is None:
+                payload = {"did": [str(row["payload"])]}
+            out.append({"step": int(row["step"]), **payload})
     return out
+
+
+@st.cache_data(show_spinner=False, ttl=300, max_entries=256)
+def change_points(root: str, run: str, generation: int) -> list[dict[str, Any]]:
+    """The run's known change points, by step: its events of a kind in
+    :data:`~entropy_watch.analysis.series.KNOWN_CHANGE_KINDS` (a resume, an LR or config change, a reset), where the
+    analysis explains a jump of entropy instead of alerting (and, but for a resume, restarts its baselines). Each row
+    ``step``, ``kind`` and ``payload``, its JSON object's fields (a payload that is not a JSON object is kept as
+    ``{"payload": text}``: shown as data, never dropped). Other kinds (``action``, ``sft``, a user's own) are left
+    out."""
+    out = []
+    for row in reader(root).events(run):
+        if row["kind"] in KNOWN_CHANGE_KINDS:
+            payload = _payload(row["payload"])
+            if payload is None:
+                payload = {"payload": str(row["payload"])}
+            out.append({"step": int(row["step"]), "kind": str(row["kind"]), "payload": payload})
+    return out
+
+
+def _payload(text: object) -> dict[str, Any] | None:
+    """An event's JSON payload as a dict; None when it is not a JSON object (an empty payload is ``{}``)."""
+    try:
+        payload = json.loads(text or "{}")  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
 @st.cache_data(show_spinner=False, ttl=10, max_entries=32)

@@ -16,6 +16,7 @@ import streamlit as st
 from entropy_watch import metrics as M
 from entropy_watch.analysis import Alert, DetectorConfig, Verdict
 from entropy_watch.analysis.outlook import floor_label
+from entropy_watch.analysis.series import RESET_EVENT_KINDS
 from entropy_watch.analysis.verdict import order_alerts
 from entropy_watch.app import charts, data
 from entropy_watch.app.display import fmt_nats, fmt_ratio, md
@@ -40,6 +41,36 @@ def imported(info: RunInfo | None, meta: dict[str, Any]) -> bool:
     return bool(meta.get("source_format") or meta.get("importer_version")) or (
         info is not None and info.state == "imported"
     )
+
+
+def change_marks(points: list[dict[str, Any]], window: tuple[int, int]) -> charts.ChangeMarks:
+    """The run's known change points (rows of :func:`entropy_watch.app.data.change_points`) inside the step
+    ``window``, for the step charts."""
+    inside = [p for p in points if window[0] <= p["step"] <= window[1]]
+    return charts.ChangeMarks(
+        steps=np.asarray([p["step"] for p in inside], dtype=np.int64),
+        kinds=tuple(p["kind"] for p in inside),
+        payloads=tuple(p["payload"] for p in inside),
+    )
+
+
+def change_caption(marks: charts.ChangeMarks) -> str:
+    """One line under the entropy chart: which change points the dotted lines mark (a kind's steps, or its count and
+    step range when there are many) and what the analysis does at them; markdown, its data made literal."""
+    parts, restart = [], []
+    for kind in dict.fromkeys(marks.kinds):  # in step order of their first point
+        at = sorted({int(s) for s, k in zip(marks.steps, marks.kinds, strict=True) if k == kind})
+        label = charts.change_label(kind)
+        if len(at) <= 3:
+            parts.append(f"{label} at step{'s' if len(at) > 1 else ''} {', '.join(f'{s:,}' for s in at)}")
+        else:
+            parts.append(f"{label} at {len(at):,} steps from {at[0]:,} to {at[-1]:,}")
+        if kind in RESET_EVENT_KINDS:
+            restart.append(label)
+    why = "A jump of entropy at one is explained, not alerted"
+    if restart:
+        why += f"; the baselines (H_ref) restart at each {' and '.join(restart)}"
+    return md(f"Dotted lines: the run's known change points in these steps — {'; '.join(parts)}. {why}.")
 
 
 def header(
@@ -107,8 +138,10 @@ def entropy_section(
     smoothing: float,
     logged: bool,
     x_range: tuple[float, float] | None = None,
+    changes: charts.ChangeMarks | None = None,
 ) -> None:
-    """The entropy chart with the verdict's H_ref, floor and forecast (drawn, never computed here)."""
+    """The entropy chart with the verdict's H_ref, floor and forecast (drawn, never computed here), and the run's
+    known change points in the step window (``changes``: :func:`change_marks`)."""
     src = entropy_name(tr)
     if src is None:
         st.info(
@@ -141,8 +174,11 @@ def entropy_section(
         smoothing=smoothing,
         title=title,
         x_range=x_range,
+        changes=changes,
     )
     st.plotly_chart(fig, key="entropy")
+    if changes is not None and len(changes):
+        st.caption(change_caption(changes))
     if fc is not None:
         st.caption(f"Forecast at step {fc.fitted_at:,} ({fc.model} fit): {fc.text}.")
     elif v is not None and v.health == "too-short":
@@ -173,10 +209,12 @@ def alerts_section(
     has_entropy: bool,
     steps: tuple[int, int],
     actions: list[dict[str, Any]] | None = None,
+    changes: charts.ChangeMarks | None = None,
 ) -> None:
     """Critical and warning alerts first, each with its evidence and actions; info notes folded into one count; the
     ``on_alert`` actions the run took (checkpoint, stop, a callable) listed and marked on the timeline. The timeline
-    spans ``steps`` (the run's shown step range), like the charts above it."""
+    spans ``steps`` (the run's shown step range), like the charts above it, and marks the known change points
+    (``changes``) as they do."""
     every = merged_alerts(state, stored)
     alerts = [a for a in every if window[0] <= a.step <= window[1]]
     taken = [a for a in actions or () if window[0] <= a["step"] <= window[1]]
@@ -199,7 +237,10 @@ def alerts_section(
             box(outside_window(v, len(every)))
         return
     x_range = (max(window[0], steps[0]), min(window[1], steps[1]))
-    st.plotly_chart(charts.alert_timeline(alerts, x_range, taken), key="alerts")
+    timeline = charts.alert_timeline(alerts, x_range, taken)
+    if changes is not None and len(changes):
+        charts.mark_changes(timeline, changes)
+    st.plotly_chart(timeline, key="alerts")
     major = [a for a in alerts if a.severity != "info"]
     info = [a for a in alerts if a.severity == "info"]
     for a in major[:MAX_ALERT_BOXES]:

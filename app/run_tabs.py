@@ -25,7 +25,8 @@ from entropy_watch.store.reads import Trace
 class RunView:
     """What every tab draws from: the run, its data version, scalar names, the traces of the step ``window`` (at
     most :data:`TAB_POINTS` points each), the drawing smoothing, ``run.json``, whether it was imported, the monitor's
-    state (verdict and analysis), and the step axis range of the charts (the sidebar's window; None: all steps)."""
+    state (verdict and analysis), the step axis range of the charts (the sidebar's window; None: all steps) and the
+    known change points in the window, marked on every step chart as on the entropy chart."""
 
     root: str
     run: str
@@ -38,6 +39,7 @@ class RunView:
     was_imported: bool
     state: RunState | None
     x_range: tuple[float, float] | None = None
+    changes: charts.ChangeMarks | None = None
 
 
 TABS = ("Distribution", "Drivers: clipping, advantages, covariance", "Reward, precision and controller")
@@ -52,10 +54,15 @@ TAB_POINTS = 1000
 HEATMAP_COLS = 500
 
 
-def step_chart(fig: Any, key: str, x_range: tuple[float, float] | None) -> None:
-    """Draw a step-axis chart over the sidebar's step window (``RunView.x_range``; None: Plotly's autorange)."""
+def step_chart(
+    fig: Any, key: str, x_range: tuple[float, float] | None, changes: charts.ChangeMarks | None = None
+) -> None:
+    """Draw a step-axis chart over the sidebar's step window (``RunView.x_range``; None: Plotly's autorange), with
+    the run's known change points in it (``RunView.changes``) marked as on the entropy chart."""
     if x_range is not None:
         charts.step_range(fig, x_range)
+    if changes is not None and len(changes):
+        charts.mark_changes(fig, changes)
     st.plotly_chart(fig, key=key)
 
 
@@ -66,7 +73,7 @@ def distribution_tab(v: RunView) -> None:
         edges = v.meta.get("hist_edges")
         hm = data.heatmap(v.root, v.run, v.version, len(edges), v.window, HEATMAP_COLS) if edges else None
         if hm is not None and hm.steps.size:
-            step_chart(charts.entropy_heatmap(hm, np.asarray(edges)), "heatmap", v.x_range)
+            step_chart(charts.entropy_heatmap(hm, np.asarray(edges)), "heatmap", v.x_range, v.changes)
         elif v.was_imported:
             st.info("No token-entropy histogram: imported logs carry only scalar metrics.")
         else:
@@ -77,12 +84,17 @@ def distribution_tab(v: RunView) -> None:
     with c2:
         quant = {n: v.tr[n] for n in M.ENTROPY_QUANTILES if n in v.tr}
         if quant:
-            step_chart(charts.quantile_fan(quant, v.smoothing), "fan", v.x_range)
+            step_chart(charts.quantile_fan(quant, v.smoothing), "fan", v.x_range, v.changes)
         else:
             st.info("No entropy quantiles (entropy/p10…p99) logged for this run.")
 
 
-def clip_section(tr: dict[str, Trace], smoothing: float, x_range: tuple[float, float] | None = None) -> None:
+def clip_section(
+    tr: dict[str, Trace],
+    smoothing: float,
+    x_range: tuple[float, float] | None = None,
+    changes: charts.ChangeMarks | None = None,
+) -> None:
     onpolicy = tr.get(M.CLIP_ONPOLICY)
     low, high, region = tr.get(M.CLIP_LOW_FRAC), tr.get(M.CLIP_HIGH_FRAC), tr.get(M.CLIP_REGION_FRAC)
     if low is None and high is None and onpolicy is not None and onpolicy.last() is not None and onpolicy.last() >= 0.5:
@@ -94,7 +106,7 @@ def clip_section(tr: dict[str, Trace], smoothing: float, x_range: tuple[float, f
     if low is None and high is None:
         st.info("No clip fractions (clip/low_frac, clip/high_frac) logged for this run.")
         return
-    step_chart(charts.clip_chart(low, high, region, smoothing), "clip", x_range)
+    step_chart(charts.clip_chart(low, high, region, smoothing), "clip", x_range, changes)
 
 
 def drivers_tab(v: RunView) -> None:
@@ -102,7 +114,7 @@ def drivers_tab(v: RunView) -> None:
     tr = v.tr
     c1, c2 = st.columns(2)
     with c1:
-        clip_section(tr, v.smoothing, v.x_range)
+        clip_section(tr, v.smoothing, v.x_range, v.changes)
     with c2:
         adv = [(n.split("/")[1], tr[n]) for n in (M.ADV_MEAN, M.ADV_STD, M.ADV_MIN, M.ADV_MAX) if n in tr]
         if M.ADV_FRAC_ZERO_GROUPS in tr:
@@ -110,10 +122,10 @@ def drivers_tab(v: RunView) -> None:
         if len(adv) == 1 and M.ADV_FRAC_ZERO_GROUPS in tr:  # the share alone: say so in the title and axis
             title, y_title = "Advantages: share of zero-variance groups (no learning signal)", "share of groups"
             fig = charts.lines(adv, title, y_title, smoothing=v.smoothing, percent=True)
-            step_chart(fig, "adv", v.x_range)
+            step_chart(fig, "adv", v.x_range, v.changes)
         elif adv:
             fig = charts.lines(adv, "Advantages", "advantage (reward units) / share", smoothing=v.smoothing)
-            step_chart(fig, "adv", v.x_range)
+            step_chart(fig, "adv", v.x_range, v.changes)
         else:
             st.info("No advantage statistics (adv/*) logged for this run.")
     c1, c2 = st.columns(2)
@@ -124,7 +136,7 @@ def drivers_tab(v: RunView) -> None:
         if observed is None and src is not None:
             observed = data.delta(v.root, v.run, v.version, src, v.window, TAB_POINTS)
         if M.COV_PRED_DH in tr or observed is not None:
-            step_chart(charts.delta_h_chart(tr.get(M.COV_PRED_DH), observed, v.smoothing), "dh", v.x_range)
+            step_chart(charts.delta_h_chart(tr.get(M.COV_PRED_DH), observed, v.smoothing), "dh", v.x_range, v.changes)
         else:
             st.info("Not enough entropy points to show its per-step change.")
     with c2:
@@ -132,7 +144,7 @@ def drivers_tab(v: RunView) -> None:
         if cov:
             title = "Covariance drive (positive ⇒ the step spends entropy)"
             fig = charts.lines(cov, title, "covariance (nats)", zero_line=True, smoothing=v.smoothing)
-            step_chart(fig, "cov", v.x_range)
+            step_chart(fig, "cov", v.x_range, v.changes)
         else:
             st.info("No covariance terms (cov/pg_drive, cov/logp_adv) logged: they need log-probs and advantages.")
 
@@ -167,12 +179,12 @@ def reward_tab(v: RunView) -> None:
         if prec:
             title, y_title = "Precision signals (bf16 ratio bias)", "log-prob gap / mean log ratio (nats)"
             fig = charts.lines(prec, title, y_title, zero_line=True, smoothing=v.smoothing)
-            step_chart(fig, "precision", v.x_range)
+            step_chart(fig, "precision", v.x_range, v.changes)
         else:
             st.info("No precision signals (ratio/log_mean, precision/logp_gap_*) logged for this run.")
     fig = charts.controller_chart({n: t for n, t in tr.items() if n.startswith("control/")}, v.smoothing)
     if fig is not None:
-        step_chart(fig, "control", v.x_range)
+        step_chart(fig, "control", v.x_range, v.changes)
     else:
         st.caption("No entropy controller (control/*) logged: the run used a fixed clip range and no entropy target.")
 

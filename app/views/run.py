@@ -15,7 +15,7 @@ import difflib
 
 import streamlit as st
 
-from entropy_watch.app import data, first_paint, linked, sidebar
+from entropy_watch.app import charts, data, first_paint, linked, sidebar
 from entropy_watch.app import run_panels as P
 from entropy_watch.app import run_tabs as T
 from entropy_watch.app.display import md
@@ -69,6 +69,11 @@ def context() -> tuple[tuple[int, int] | None, list[str], tuple[int, int]]:
     return version, data.scalar_names(root, run, version), settings.window.bounds(version[1])
 
 
+def changes(window: tuple[int, int]) -> charts.ChangeMarks:
+    """The run's known change points in the step window, marked on every step chart."""
+    return P.change_marks(data.change_points(root, run, data.poll(root)), window)
+
+
 @st.fragment(run_every=every)
 def head_panel() -> None:
     version, names_logged, _ = context()
@@ -95,7 +100,7 @@ def entropy_panel() -> None:
     state, _ = data.state(root, run, version, wait_s=0.0)
     fc = state.verdict.forecast if state is not None and state.verdict is not None else None
     x_range = settings.window.x_range(version[1], float(fc.steps[-1]) if fc is not None and len(fc.steps) else None)
-    P.entropy_section(tr, state, window, settings.smoothing, src is not None, x_range)
+    P.entropy_section(tr, state, window, settings.smoothing, src is not None, x_range, changes(window))
 
 
 @st.fragment(run_every=settings.run_every)
@@ -107,13 +112,14 @@ def tabs_panel() -> None:
     meta = data.run_meta(root, run, version)
     info = next((r for r in data.runs(root, data.poll(root)) if r.name == run), None)
     state = data.monitor(root).state(run)
+    marks = changes(window)
     for i, (tab, draw) in enumerate(((dist, T.distribution_tab), (drivers, T.drivers_tab), (reward, T.reward_tab))):
         if tab.open:  # only the open tab reads its series and draws
             tr = data.traces(root, run, version, T.tab_names(i, names_logged), window, T.TAB_POINTS)
             imported = P.imported(info, meta)
             x_range = settings.window.x_range(version[1])
             view = T.RunView(
-                root, run, version, names_logged, tr, window, settings.smoothing, meta, imported, state, x_range
+                root, run, version, names_logged, tr, window, settings.smoothing, meta, imported, state, x_range, marks
             )
             with tab:
                 draw(view)
@@ -128,7 +134,7 @@ def alerts_panel() -> None:
     gen = data.poll(root)
     stored, actions = data.stored_alerts(root, run, gen), data.actions_taken(root, run, gen)
     has_entropy = P.entropy_name(names_logged) is not None
-    P.alerts_section(state, pending, stored, window, has_entropy, (0, version[1]), actions)
+    P.alerts_section(state, pending, stored, window, has_entropy, (0, version[1]), actions, changes(window))
 
 
 head_panel()
