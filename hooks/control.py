@@ -26,8 +26,24 @@ measure TRL's own adaptive entropy bonus uses), once per TRL iteration (the opti
 entropies (the run's early level); until H_ref is known the levers keep their initial values. The band defaults to
 ``band_rel × H_ref``. At each update the state goes into the run's store at TRL's step:
 ``control/zeta`` or ``control/eps_high``, ``control/target_entropy``, ``control/entropy`` and, for ``"target"``,
-``control/band_low`` / ``control/band_high`` (each the value in force for the next step). The state restarts from
-its initial values when training is resumed from a checkpoint.
+``control/band_low`` / ``control/band_high`` (each the value in force for the next step).
+
+Checkpoints carry the controller: its callback is a transformers ``ExportableState``, so every checkpoint's
+``trainer_state.json`` holds, under ``stateful_callbacks["EntropyControlCallback"]``, ζ, ε_high, H_ref (or the
+entropies of the updates it will be the median of), the entropy sum and token count read since the last update and
+the optimizer steps counted towards ``every`` (:meth:`TrlControl.export`). ``trainer.train(resume_from_checkpoint=...)``
+continues from there: the ``Trainer`` loads that file before ``on_train_begin``, where the callback restores the
+controller itself, so ``TrainingArguments.restore_callback_states_from_checkpoint`` (default False) is not needed,
+and setting it changes nothing. A training from step 0 starts from the initial values; a checkpoint saved without
+control (or by a version without this) restores nothing, with one warning: H_ref is then measured again from the
+resumed level. The lever the checkpoint steered continues; the other, if the resumed ``ControlConfig`` switches
+lever, starts from its initial value. TRL generates a new batch when it resumes (GRPOTrainer's ``_step`` restarts
+at 0, its buffer is empty): from a checkpoint at a TRL iteration boundary (``save_steps`` a multiple of the optimizer
+steps per generation batch) that is the batch the uninterrupted run generated there, and the controller continues
+that run's updates (on CPU bit for bit: ``tests/integrations/test_trl_control.py``); from one inside an iteration
+neither TRL's batch nor the controller's input is the uninterrupted run's, though the controller keeps its count
+towards ``every`` and the entropy it had read. Under ``torch.distributed`` the file is rank 0's: the pending entropy
+(non-zero only between updates) is restored on rank 0 alone.
 
 :func:`check_trl` refuses, with one :class:`ControlError` at attach time, what a controller cannot honour: a trainer
 without the loss seam (another TRL version), TRL <= 1.13's Liger loss (``compute_liger_loss`` sees no per-token
@@ -40,6 +56,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -55,6 +72,8 @@ CONTROLS: tuple[str, ...] = ("repo-r", "adapo", "target")
 LEVERS: tuple[str, ...] = ("repo-r", "adapo")
 LOGPS_METHOD = "_get_per_token_logps_and_entropies"  # TRL's loss forward: (logps, entropies[, aux_loss])
 CLIP_WIDTH_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")  # ratio clipped to [1 - eps_low, 1 + eps_high]
+CALLBACK_NAME = "EntropyControlCallback"  # its key in a checkpoint's trainer_state.json "stateful_callbacks"
+STATE_KEY = "entropy_control"  # the controller's state inside that entry's "attributes" (ExportableState's format)
 
 
 class ControlError(ConfigError):
@@ -222,6 +241,40 @@ class EntropyController:
         )
         return out
 
+    # ---- checkpoints ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that continues this controller's trajectory, JSON-ready: both levers, H_ref and the early
+        entropies it is (or will be) the median of, the entropy sum and token count not yet closed by
+        :meth:`end_step`. ``target`` and ``band`` follow from H_ref and the config; they are written for readers."""
+        return {
+            "kind": self.cfg.kind,
+            "lever": self.cfg.lever,
+            "zeta": self.zeta,
+            "eps_high": self.eps_high,
+            "h_ref": self.h_ref,
+            "early": list(self.early),
+            "pending_entropy_sum": self._sum,
+            "pending_tokens": self._count,
+            "target": self.target,
+            "band": list(self.band) if self.band is not None else None,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any], pending: bool = True) -> None:
+        """Continue from :meth:`state_dict`'s output. The lever the saved controller steered takes its saved value;
+        the other keeps its own (a resume that switches lever starts it afresh). H_ref, or the entropies towards it,
+        is the run's whatever the lever. ``pending=False`` drops the saved pending entropy (ranks other than 0)."""
+        lever = state.get("lever", self.cfg.lever)
+        if lever == "repo-r":
+            self.zeta = float(state["zeta"])
+        else:
+            self.eps_high = float(state["eps_high"])
+        self.early = [float(h) for h in state.get("early", [])]
+        h_ref = state.get("h_ref")
+        self.h_ref = None if h_ref is None else float(h_ref)
+        keep = pending and "pending_tokens" in state
+        self._sum = float(state["pending_entropy_sum"]) if keep else 0.0
+        self._count = float(state["pending_tokens"]) if keep else 0.0
+
 
 # ---- TRL -------------------------------------------------------------------------------------------------------------
 def check_trl(trainer: Any, cfg: ControlConfig) -> None:
@@ -271,8 +324,12 @@ class TrlControl:
     every: int = 1
     callback: Any = None
     restore: dict[str, Any] = field(default_factory=dict)
+    initial: dict[str, Any] = field(default_factory=dict)  # export() at attach: what a training from step 0 starts at
     _inputs: Any = None
     _steps: int = 0
+
+    def __post_init__(self) -> None:
+        self.initial = self.initial or self.export()
 
     # ---- wraps ------------------------------------------------------------------------------------------------
     def compute_loss(self, orig: Any, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
@@ -330,6 +387,51 @@ class TrlControl:
             self.watch.log_dict(step, out)
         return out
 
+    # ---- checkpoints ------------------------------------------------------------------------------------------
+    def export(self) -> dict[str, Any]:
+        """The state a checkpoint keeps: the controller's (:meth:`EntropyController.state_dict`), the optimizer steps
+        counted since the first (``steps``: the phase of ``every``) and ``every``, JSON-ready."""
+        return {**self.controller.state_dict(), "steps": self._steps, "every": self.every}
+
+    def load(self, state: Mapping[str, Any], pending: bool = True) -> None:
+        """Continue from :meth:`export`'s output; ADAPO's ``trainer.epsilon_high`` follows at once."""
+        self.controller.load_state_dict(state, pending=pending)
+        self._steps = int(state.get("steps", 0))
+        if self.controller.cfg.lever == "adapo":
+            self.trainer.epsilon_high = self.controller.eps_high
+
+    def begin(self, state: Any) -> None:
+        """At train start, with the ``TrainerState`` the ``Trainer`` built or loaded from a checkpoint: from step 0
+        the initial values; past it the state the checkpoint saved (pending entropy on rank 0 only: the file is
+        rank 0's), or, where it saved none, the initial values and one warning."""
+        step = int(getattr(state, "global_step", 0) or 0)
+        saved_all = getattr(state, "stateful_callbacks", None)
+        saved_all = saved_all if isinstance(saved_all, dict) else None
+        entry = (saved_all or {}).get(CALLBACK_NAME)
+        saved = entry.get("attributes", {}).get(STATE_KEY) if isinstance(entry, dict) else None
+        if step == 0:
+            self.load(self.initial)
+        elif isinstance(saved, Mapping):
+            self.load(saved, pending=bool(getattr(state, "is_world_process_zero", True)))
+            c = self.controller
+            log.info(
+                "entropy_watch: control %s continues from the checkpoint at step %d (zeta %g, eps_high %g, H_ref %s)",
+                c.cfg.kind, step, c.zeta, c.eps_high, c.h_ref,
+            )  # fmt: skip
+        else:
+            self.load(self.initial)
+            log.warning(
+                "entropy_watch: the checkpoint at step %d holds no entropy controller state (saved without control= "
+                "or by an older entropy_watch): control %s starts from its initial values and measures H_ref again "
+                "from the resumed entropy",
+                step,
+                self.controller.cfg.kind,
+            )
+        if saved_all is not None and entry is None:
+            # transformers' _save_checkpoint updates stateful_callbacks[name] by key: without an entry the next save
+            # of a checkpoint that had none would raise KeyError
+            saved_all[CALLBACK_NAME] = {"args": {}, "attributes": {STATE_KEY: self.export()}}
+
     def detach(self) -> None:
         """Remove the wraps and the callback; ``epsilon_high`` goes back to its value at attach."""
         for name, original in self.restore.items():
@@ -359,12 +461,13 @@ def install_trl(trainer: Any, control: str | ControlConfig, watch: Any, strict: 
     and a callback that closes each optimizer step. Install it before other wraps of the same two methods, so that
     they see the advantages the loss uses."""
     from transformers import TrainerCallback
+    from transformers.trainer_callback import ExportableState
 
     cfg = resolve(control)
     assert cfg is not None
     check_trl(trainer, cfg)
-    ctl = TrlControl(trainer, watch, EntropyController(cfg, getattr(trainer, "epsilon_high", None)), strict)
-    ctl.every = cfg.every or iteration_steps(trainer)
+    controller = EntropyController(cfg, getattr(trainer, "epsilon_high", None))
+    ctl = TrlControl(trainer, watch, controller, strict, every=cfg.every or iteration_steps(trainer))
     ctl.restore = {
         "compute_loss": trainer.__dict__.get("compute_loss"),
         LOGPS_METHOD: trainer.__dict__.get(LOGPS_METHOD),
@@ -376,14 +479,30 @@ def install_trl(trainer: Any, control: str | ControlConfig, watch: Any, strict: 
     if cfg.lever == "adapo":
         trainer.epsilon_high = ctl.controller.eps_high
 
-    class ControlCallback(TrainerCallback):
+    # A class per controller, closing over ``ctl``: transformers' own restore (restore_callback_states_from_checkpoint)
+    # replaces the instance by ``type(cb)()``, which is still connected to this controller.
+    class EntropyControlCallback(TrainerCallback, ExportableState):
+        def state(self) -> dict[str, Any]:
+            try:  # the Trainer calls this unguarded, at train start and at every checkpoint
+                return {"args": {}, "attributes": {STATE_KEY: ctl.export()}}
+            except Exception as exc:  # noqa: BLE001 - the checkpoint goes on without the controller's state
+                watch.failure("control.state", exc)
+                return {"args": {}, "attributes": {}}
+
+        def on_train_begin(self, args: Any, state: Any, control_: Any, **kwargs: Any) -> None:
+            ctl.callback = self  # the instance the Trainer holds (transformers' restore may have replaced ours)
+            try:
+                ctl.begin(state)
+            except Exception as exc:  # noqa: BLE001 - the controller keeps the values it has
+                watch.failure("control.train_begin", exc)
+
         def on_step_end(self, args: Any, state: Any, control_: Any, **kwargs: Any) -> None:
             try:
                 ctl.step_end(int(state.global_step))  # global_step was just incremented: TRL's log step
             except Exception as exc:  # noqa: BLE001 - the lever keeps its last value
                 watch.failure("control.step_end", exc)
 
-    ctl.callback = ControlCallback()
+    ctl.callback = EntropyControlCallback()
     trainer.add_callback(ctl.callback)
     watch.update_meta(control={**asdict(cfg), "lever": cfg.lever})
     log.info("entropy_watch: control %s on %s (lever %s)", cfg.kind, type(trainer).__name__, cfg.lever)

@@ -3,6 +3,7 @@ stand-in trainer (real TRL: tests/integrations/test_trl_control.py)."""
 
 from __future__ import annotations
 
+import json
 import math
 import types
 
@@ -11,11 +12,14 @@ import torch
 
 from entropy_watch import metrics as M
 from entropy_watch.hooks.control import (
+    CALLBACK_NAME,
+    STATE_KEY,
     ControlConfig,
     ControlError,
     EntropyController,
     TrlControl,
     check_trl,
+    install_trl,
     resolve,
 )
 
@@ -205,3 +209,113 @@ def test_trl_seam_updates_once_per_iteration() -> None:
     out = ctl.step_end(3)
     assert out[M.CONTROL_ENTROPY] == pytest.approx(0.5) and trainer.epsilon_high == pytest.approx(0.35)
     assert [s for s, _ in ctl.watch.logged] == [3]
+
+
+# ---- checkpoints -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("cfg", "eps_high"),
+    [
+        (ControlConfig("repo-r"), None),  # H_ref from 5 steps: cut at 3, the entropies towards it are saved
+        (ControlConfig("adapo", ref_steps=2), 0.28),
+        (ControlConfig("target", using="adapo", ref_steps=2), 0.28),  # band = band_rel x H_ref
+    ],
+)
+def test_controller_state_through_json_continues_the_same_trajectory(cfg: ControlConfig, eps_high: float) -> None:
+    entropies = [1.0, 0.9, 1.1, 0.8, 1.2, 0.5, 0.7, 1.5, 0.6, 0.4]
+    straight = EntropyController(cfg, eps_high=eps_high)
+    want = _steps(straight, entropies)
+    first = EntropyController(cfg, eps_high=eps_high)
+    got = _steps(first, entropies[:3])
+    first.observe(entropies[3] * 10, 10)  # a step half read when the checkpoint is written: its first micro-batch
+    saved = json.loads(json.dumps(first.state_dict()))  # as trainer_state.json keeps it
+    assert saved["pending_entropy_sum"] == pytest.approx(entropies[3] * 10) and saved["pending_tokens"] == 10
+    resumed = EntropyController(cfg, eps_high=eps_high)
+    resumed.load_state_dict(saved)
+    resumed.observe(entropies[3] * 10, 10)
+    got.append(resumed.end_step())
+    got += _steps(resumed, entropies[4:])
+    assert got == want and resumed.state_dict() == straight.state_dict()
+
+
+def test_load_restores_the_lever_it_steered_and_h_ref_whatever_the_lever() -> None:
+    repo = EntropyController(ControlConfig("repo-r", ref_steps=1))
+    _steps(repo, [1.0, 0.5])  # H_ref 1.0; 0.5 below: zeta doubles
+    adapo = EntropyController(ControlConfig("adapo", eps_high0=0.3))
+    adapo.load_state_dict(repo.state_dict(), pending=False)
+    assert adapo.h_ref == 1.0 and adapo.zeta == pytest.approx(2e-3) and adapo.eps_high == 0.3  # its own first value
+
+
+class _TrainerStandIn(types.SimpleNamespace):
+    """Enough of a TRL trainer for install_trl: the loss seam, epsilon_high and the callback list."""
+
+    def add_callback(self, cb: object) -> None:
+        self.callbacks.append(cb)
+
+    def remove_callback(self, cb: object) -> None:
+        self.callbacks.remove(cb)
+
+
+def _installed(control: ControlConfig) -> tuple[_TrainerStandIn, object]:
+    args = types.SimpleNamespace(use_liger_kernel=False, use_adaptive_entropy=False, delta=None,
+                                 gradient_accumulation_steps=1, steps_per_generation=1)  # fmt: skip
+    seam = {"compute_loss": lambda *a: None, "_get_per_token_logps_and_entropies": lambda *a: None}
+    trainer = _TrainerStandIn(args=args, model=types.SimpleNamespace(training=True), callbacks=[], loss_type="dapo",
+                              epsilon_high=0.28, entropy_coef=0.0, num_iterations=3, **seam)  # fmt: skip
+    watch = _Watch()
+    watch.update_meta = lambda **kw: None
+    return trainer, install_trl(trainer, control, watch, strict=True)
+
+
+def _state(step: int, saved: dict | None, world_zero: bool = True) -> types.SimpleNamespace:
+    """The TrainerState the Trainer hands to on_train_begin: loaded from a checkpoint when ``step`` > 0."""
+    return types.SimpleNamespace(global_step=step, is_world_process_zero=world_zero, stateful_callbacks=saved)
+
+
+def test_trl_callback_exports_into_the_checkpoint_and_resumes_from_it() -> None:
+    from transformers.trainer_callback import ExportableState
+
+    cfg = ControlConfig("adapo", target=1.0)  # every = one TRL iteration = 3 steps
+    trainer, ctl = _installed(cfg)
+    cb = ctl.callback
+    assert type(cb).__name__ == CALLBACK_NAME and isinstance(cb, ExportableState) and ctl.every == 3
+    for step, h in enumerate([0.5, 0.5, 0.5, 0.2], start=1):  # one update (step 3), then one step towards the next
+        ctl.controller.observe(h * 10, 10)
+        cb.on_step_end(None, types.SimpleNamespace(global_step=step), None)
+    entry = json.loads(json.dumps(cb.state()))  # what _save_checkpoint writes at step 4
+    saved = entry["attributes"][STATE_KEY]
+    assert entry["args"] == {} and saved["steps"] == 4 and saved["pending_tokens"] == 10
+    assert saved["eps_high"] == pytest.approx(0.35) and trainer.epsilon_high == pytest.approx(0.35)
+
+    trainer2, ctl2 = _installed(cfg)  # the resumed process
+    ctl2.callback.on_train_begin(None, _state(4, {CALLBACK_NAME: entry}), None)
+    assert ctl2.export() == saved and trainer2.epsilon_high == pytest.approx(0.35)
+    for step in (5, 6):  # steps 5 and 6 close the iteration of steps 4-6, as in the uninterrupted run
+        ctl2.controller.observe(5.0, 10)
+        ctl2.callback.on_step_end(None, types.SimpleNamespace(global_step=step), None)
+    assert [s for s, _ in ctl2.watch.logged] == [6] and trainer2.epsilon_high == pytest.approx(0.4375)
+    assert ctl2.watch.logged[0][1][M.CONTROL_ENTROPY] == pytest.approx(0.4)  # (2 saved + 5 + 5) / 30 tokens
+
+    _, ctl3 = _installed(cfg)  # another rank: the file is rank 0's, its pending entropy is not this rank's
+    ctl3.callback.on_train_begin(None, _state(4, {CALLBACK_NAME: entry}, world_zero=False), None)
+    assert ctl3.controller.pending() == (0.0, 0.0) and ctl3.controller.eps_high == pytest.approx(0.35)
+
+
+def test_trl_callback_from_step_0_starts_from_the_initial_values() -> None:
+    trainer, ctl = _installed(ControlConfig("adapo", target=1.0, every=1))
+    ctl.controller.observe(5.0, 10)
+    ctl.callback.on_step_end(None, types.SimpleNamespace(global_step=1), None)
+    ctl.controller.observe(5.0, 10)
+    assert trainer.epsilon_high == pytest.approx(0.35)
+    ctl.callback.on_train_begin(None, _state(0, {CALLBACK_NAME: ctl.callback.state()}), None)  # train() again
+    assert ctl.export() == ctl.initial and trainer.epsilon_high == 0.28 and ctl.controller.pending() == (0.0, 0.0)
+
+
+def test_trl_callback_resumed_from_a_checkpoint_without_controller_state(caplog: pytest.LogCaptureFixture) -> None:
+    _, ctl = _installed(ControlConfig("repo-r"))
+    saved: dict = {"TrainerControl": {"args": {}, "attributes": {}}}  # saved without control=
+    with caplog.at_level("WARNING", logger="entropy_watch"):
+        ctl.callback.on_train_begin(None, _state(8, saved), None)
+    assert ctl.export() == ctl.initial
+    assert any("holds no entropy controller state" in r.getMessage() for r in caplog.records)
+    # transformers' _save_checkpoint updates stateful_callbacks[name] by key: the entry must exist for the next save
+    assert saved[CALLBACK_NAME]["attributes"][STATE_KEY] == ctl.initial

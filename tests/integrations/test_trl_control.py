@@ -1,11 +1,15 @@
 """``attach(trainer, control=...)`` on real TRL (CPU, offline): nothing changes without it, each lever acts and is
-logged, refusals come before a run exists, and on sum3 REPO-R holds the entropy plain GRPO loses."""
+logged, refusals come before a run exists, a resumed training continues the controller of the uninterrupted one,
+and on sum3 REPO-R holds the entropy plain GRPO loses."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import shutil
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import torch
@@ -100,6 +104,92 @@ def test_refusals_come_before_a_run_exists(tiny_trl, tmp_path):
         attach(bonus, run="refused", store=tmp_path / "store", control="repo-r")
     assert not (tmp_path / "store").exists() or not list(Store(tmp_path / "store").runs())
     assert "compute_loss" not in trainer.__dict__ and trainer.epsilon_high == pytest.approx(0.28)
+
+
+CONTROL_NAMES = (M.CONTROL_ZETA, M.CONTROL_EPS_HIGH, M.CONTROL_ENTROPY, M.CONTROL_TARGET)
+
+
+def _at_first_step(handle: Any, seen: dict[str, Any]) -> Any:
+    """A callback that keeps, before the first step a session trains, the controller's state and the trainer's
+    epsilon_high: the state the resume left it in (on_step_begin: after every callback's on_train_begin)."""
+    from transformers import TrainerCallback
+
+    class Snapshot(TrainerCallback):
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            c = handle.control.controller
+            if not seen:
+                seen.update(zeta=c.zeta, eps_high=c.eps_high, h_ref=c.h_ref, early=list(c.early), pending=c.pending())
+                seen["trainer_eps_high"] = handle.trainer.epsilon_high
+
+    return Snapshot()
+
+
+def _resumed_equals_uninterrupted(tiny_trl: ModuleType, tmp: Path, control: Any, steps: int, every: tuple[int, ...],
+                                  **resume_args: Any) -> None:  # fmt: skip
+    """Train ``steps`` steps in one go, saving every 2; for each checkpoint step in ``every``, a new trainer in a new
+    output folder holding only that checkpoint (a run preempted after it) resumes with resume_from_checkpoint=True.
+    The controller starts the resumed session in the state the checkpoint saved, and every control/* value and loss
+    it logs equals the uninterrupted run's at the same step. Bit-exact: the same machine runs both, and TRL 1.16's
+    resume at a TRL iteration boundary reproduces the batch (the Trainer restores the RNG states and skips the data
+    already used; TRL generates afresh)."""
+    from entropy_watch.hooks.control import CALLBACK_NAME, STATE_KEY
+    from entropy_watch.hooks.trl import attach
+
+    store = tmp / "store"
+    kw = dict(store=store, strict=True, flush_secs=0.05, control=control)
+    full = tiny_trl.build_trainer(str(tmp / "full"), max_steps=steps, save_strategy="steps", save_steps=2)
+    handle = attach(full, run="full", **kw)
+    full.train()
+    handle.close()
+    losses = {h["step"]: h["loss"] for h in full.state.log_history if "loss" in h}
+    reader = Store(store)
+    logged = {name: _series(reader, "full", name) for name in CONTROL_NAMES}
+    for step in every:
+        out = tmp / f"from-{step}"
+        shutil.copytree(tmp / "full" / f"checkpoint-{step}", out / f"checkpoint-{step}")
+        trainer = tiny_trl.build_trainer(str(out), max_steps=steps, save_strategy="steps", save_steps=2, **resume_args)
+        handle = attach(trainer, run=out.name, **kw)
+        seen: dict[str, Any] = {}
+        trainer.add_callback(_at_first_step(handle, seen))
+        trainer.train(resume_from_checkpoint=True)
+        handle.close()
+        assert handle.watch.errors == 0
+        for name in CONTROL_NAMES:  # the controller's trajectory after the resume is the uninterrupted one
+            after = {s: v for s, v in logged[name].items() if s > step}
+            assert _series(reader, out.name, name) == after, (step, name)
+        resumed = {h["step"]: h["loss"] for h in trainer.state.log_history if "loss" in h and h["step"] > step}
+        assert resumed == {s: v for s, v in losses.items() if s > step}  # its log_history holds the checkpoint's too
+        state = json.loads((out / f"checkpoint-{step}" / "trainer_state.json").read_text())
+        saved = state["stateful_callbacks"][CALLBACK_NAME]["attributes"][STATE_KEY]
+        assert saved["steps"] == step and saved["pending_tokens"] == 0  # a TRL iteration boundary (every=1)
+        for key in ("zeta", "eps_high", "h_ref", "early"):  # restored as saved
+            assert seen[key] == saved[key], key
+        assert seen["pending"] == (0.0, 0.0)
+        key, name = {"repo-r": ("zeta", M.CONTROL_ZETA), "adapo": ("eps_high", M.CONTROL_EPS_HIGH)}[saved["lever"]]
+        assert saved[key] == logged[name][step]  # the lever in force after the checkpoint's step
+        if saved["lever"] == "adapo":
+            assert seen["trainer_eps_high"] == saved["eps_high"]  # in TRL's loss from the first resumed step
+        assert saved["h_ref"] == logged[M.CONTROL_TARGET].get(step)  # None: H_ref not known yet at the checkpoint
+
+
+def test_repo_r_resumed_from_a_checkpoint_continues_its_controller(tiny_trl, tmp_path):
+    """ζ from the checkpoint, and H_ref: known at checkpoint-4 (ζ has moved), still being measured at checkpoint-2
+    (two of its three entropies saved): a controller restarted there would measure H_ref again from the resumed
+    entropy and hold that lower level."""
+    from entropy_watch.hooks.control import ControlConfig
+
+    control = ControlConfig("repo-r", ref_steps=3, every=1)
+    _resumed_equals_uninterrupted(tiny_trl, tmp_path, control, steps=6, every=(2, 4))
+
+
+def test_adapo_resumed_from_a_checkpoint_continues_its_controller(tiny_trl, tmp_path):
+    """ε_high from the checkpoint goes into trainer.epsilon_high before the first resumed step; with transformers'
+    own restore_callback_states_from_checkpoint=True (which replaces the callback instance) the same holds."""
+    from entropy_watch.hooks.control import ControlConfig
+
+    control = ControlConfig("adapo", ref_steps=1, every=1)
+    _resumed_equals_uninterrupted(tiny_trl, tmp_path, control, steps=6, every=(4,),
+                                  restore_callback_states_from_checkpoint=True)  # fmt: skip
 
 
 def test_sum3_grpo_collapses_repo_r_holds(trl_control, tmp_path):
