@@ -22,7 +22,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from entropy_watch import metrics as M
-from entropy_watch.analysis.series import RESET_EVENT_KINDS
+from entropy_watch.analysis.changes import CHANGE_LABELS, RESET_EVENT_KINDS, change_label, change_meaning, change_what
 from entropy_watch.app.display import short_name, smooth
 from entropy_watch.store.reads import Heatmap, Trace
 
@@ -533,17 +533,16 @@ def reward_vs_entropy(
 
 
 # -- known change points ------------------------------------------------------------------------------------------
-CHANGE_KINDS: dict[str, tuple[str, str]] = {
-    "resume": ("resume", "#17becf"),
-    "lr_schedule": ("LR schedule change", "#8c564b"),
-    "lr_change": ("LR change", "#8c564b"),
-    "config": ("config change", "#e377c2"),
-    "config_edit": ("config edit", "#e377c2"),
-    "reset": ("reset", "#bcbd22"),
+CHANGE_COLOURS: dict[str, str] = {
+    "resume": "#17becf",
+    "lr_schedule": "#8c564b",
+    "lr_change": "#8c564b",
+    "config": "#e377c2",
+    "config_edit": "#e377c2",
+    "reset": "#bcbd22",
 }
-"""How the page names and colours each kind of change point. Which kinds are change points, and which of them
-restart the baselines, is :data:`~entropy_watch.analysis.series.KNOWN_CHANGE_KINDS` and ``RESET_EVENT_KINDS``; a
-kind missing here is drawn under its own name, in grey."""
+"""Each kind of change point's colour; which kinds are change points, what they are called and what the analysis does
+at them is :mod:`entropy_watch.analysis.changes`; a kind missing here is drawn in grey."""
 CHANGE_AXIS = "y3"
 """The hidden axis (0 to 1, over the plot's whole height) the change points are drawn on: the data's axis keeps its
 range, and the controller chart's second axis is left alone."""
@@ -568,34 +567,6 @@ class ChangeMarks:
 
     def __len__(self) -> int:
         return int(self.steps.shape[0])
-
-
-def change_label(kind: str) -> str:
-    """The kind's name on the page ("LR schedule change"), else the kind itself."""
-    return CHANGE_KINDS.get(kind, (kind, ""))[0]
-
-
-def change_meaning(kind: str) -> str:
-    """What the analysis does at a change point of ``kind`` (``entropy_watch.analysis.series`` decides)."""
-    if kind in RESET_EVENT_KINDS:
-        return (
-            "baselines restart here (a new H_ref: the level after it is compared with itself); a jump here is explained"
-        )
-    return "the run goes on with its baselines; a jump here is explained"
-
-
-def change_what(kind: str, payload: Mapping[str, Any]) -> str:
-    """What a change point is, plain text: its kind's name, and for a resume where it resumed from (the checkpoint's
-    step, the trainer's iteration, or the step an imported log's steps went back from)."""
-    what = change_label(kind)
-    if kind == "resume":
-        if "checkpoint_step" in payload:
-            what += f" from checkpoint step {payload['checkpoint_step']}"
-        elif "from_iteration" in payload:
-            what += f" from iteration {payload['from_iteration']}"
-        elif "from_step" in payload:
-            what += f" (the logged steps go back from step {payload['from_step']})"
-    return what
 
 
 def change_details(payload: Mapping[str, Any]) -> list[str]:
@@ -635,7 +606,7 @@ def mark_changes(
     step charts draw the lines and hovers only."""
     steps = np.asarray(marks.steps, dtype=np.int64)
     kinds = np.asarray(marks.kinds, dtype=object)
-    order = sorted(set(marks.kinds), key=lambda k: (list(CHANGE_KINDS).index(k) if k in CHANGE_KINDS else 99, k))
+    order = sorted(set(marks.kinds), key=lambda k: (list(CHANGE_LABELS).index(k) if k in CHANGE_LABELS else 99, k))
     # per kind: the points drawn (indices into marks), how many others each stands for, the last step of its range
     kept: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for kind in order:
@@ -654,7 +625,7 @@ def mark_changes(
                 shown.add(int(i))
                 last_at = steps[i]
     for kind, (idx, more, last) in kept.items():
-        label, colour = CHANGE_KINDS.get(kind, (kind, "#7f7f7f"))
+        label, colour = change_label(kind), CHANGE_COLOURS.get(kind, "#7f7f7f")
         # the hover: what the point is, then what the analysis does there (one text per kind, in the template), its
         # payload and the points it stands for
         hover = np.empty((idx.size, 2), dtype=object)

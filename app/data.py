@@ -16,7 +16,6 @@ The store root comes from :func:`default_store_root`, resolved when called (neve
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import sys
@@ -31,7 +30,7 @@ import pyarrow as pa
 import streamlit as st
 
 from entropy_watch import metrics as M
-from entropy_watch.analysis.series import KNOWN_CHANGE_KINDS
+from entropy_watch.analysis import changes
 from entropy_watch.monitor import Monitor, RunState, exit_with_parent
 from entropy_watch.store import RunInfo, TailReader
 from entropy_watch.store.layout import ENV_STORE, default_root
@@ -221,7 +220,7 @@ def actions_taken(root: str, run: str, generation: int) -> list[dict[str, Any]]:
     out = []
     for row in reader(root).events(run):
         if row["kind"] == M.EVENT_ACTION:
-            payload = _payload(row["payload"])
+            payload = changes.event_payload(row["payload"])
             if payload is None:
                 payload = {"did": [str(row["payload"])]}
             out.append({"step": int(row["step"]), **payload})
@@ -231,28 +230,10 @@ def actions_taken(root: str, run: str, generation: int) -> list[dict[str, Any]]:
 @st.cache_data(show_spinner=False, ttl=300, max_entries=256)
 def change_points(root: str, run: str, generation: int) -> list[dict[str, Any]]:
     """The run's known change points, by step: its events of a kind in
-    :data:`~entropy_watch.analysis.series.KNOWN_CHANGE_KINDS` (a resume, an LR or config change, a reset), where the
-    analysis explains a jump of entropy instead of alerting (and, but for a resume, restarts its baselines). Each row
-    ``step``, ``kind`` and ``payload``, its JSON object's fields (a payload that is not a JSON object is kept as
-    ``{"payload": text}``: shown as data, never dropped). Other kinds (``action``, ``sft``, a user's own) are left
-    out."""
-    out = []
-    for row in reader(root).events(run):
-        if row["kind"] in KNOWN_CHANGE_KINDS:
-            payload = _payload(row["payload"])
-            if payload is None:
-                payload = {"payload": str(row["payload"])}
-            out.append({"step": int(row["step"]), "kind": str(row["kind"]), "payload": payload})
-    return out
-
-
-def _payload(text: object) -> dict[str, Any] | None:
-    """An event's JSON payload as a dict; None when it is not a JSON object (an empty payload is ``{}``)."""
-    try:
-        payload = json.loads(text or "{}")  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return payload if isinstance(payload, dict) else None
+    :data:`~entropy_watch.analysis.changes.KNOWN_CHANGE_KINDS` (a resume, an LR or config change, a reset), where the
+    analysis explains a jump of entropy instead of alerting (and, but for a resume, restarts its baselines):
+    :func:`~entropy_watch.analysis.changes.change_points`."""
+    return changes.change_points(reader(root).events(run))
 
 
 @st.cache_data(show_spinner=False, ttl=10, max_entries=32)

@@ -15,8 +15,8 @@ import streamlit as st
 
 from entropy_watch import metrics as M
 from entropy_watch.analysis import Alert, DetectorConfig, Verdict
+from entropy_watch.analysis.changes import RESET_EVENT_KINDS, change_label
 from entropy_watch.analysis.outlook import floor_label
-from entropy_watch.analysis.series import RESET_EVENT_KINDS
 from entropy_watch.analysis.verdict import order_alerts
 from entropy_watch.app import charts, data
 from entropy_watch.app.display import fmt_nats, fmt_ratio, md
@@ -60,7 +60,7 @@ def change_caption(marks: charts.ChangeMarks) -> str:
     parts, restart = [], []
     for kind in dict.fromkeys(marks.kinds):  # in step order of their first point
         at = sorted({int(s) for s, k in zip(marks.steps, marks.kinds, strict=True) if k == kind})
-        label = charts.change_label(kind)
+        label = change_label(kind)
         if len(at) <= 3:
             parts.append(f"{label} at step{'s' if len(at) > 1 else ''} {', '.join(f'{s:,}' for s in at)}")
         else:

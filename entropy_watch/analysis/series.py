@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from entropy_watch import metrics as M
+from entropy_watch.analysis.changes import KNOWN_CHANGE_KINDS, RESET_EVENT_KINDS
 from entropy_watch.errors import EntropyWatchError, NoEntropySeries
 
 if TYPE_CHECKING:
@@ -32,16 +33,6 @@ def analysed(name: str) -> bool:
 
 
 """Entropy series in order of preference: full-vocabulary mean, then the sampled-token NLL estimate."""
-
-# Known change points (DESIGN §3 `events`). Each of these kinds explains a cliff logged with it (cliffs.detect) ...
-KNOWN_CHANGE_KINDS: frozenset[str] = frozenset({"resume", "lr_schedule", "lr_change", "config", "config_edit", "reset"})
-# ... and all but ``resume`` restart the baselines (a new segment: H_ref, noise, windows, collapse, explosion states):
-# an LR change alters how the run moves and a config edit may alter what is measured (sampling temperature, estimator,
-# task), so the level after one is compared with itself, as the user who logged it asked. A resume restores policy,
-# optimizer and schedule from a checkpoint and the run goes on where it was: a baseline retaken there is the level the
-# run had already fallen to (a run at 4% of its early entropy, resumed, read "warning: 34% of H_ref 0.22" instead of
-# critical), so it only explains the jump a restart may leave.
-RESET_EVENT_KINDS: frozenset[str] = KNOWN_CHANGE_KINDS - {"resume"}
 
 
 def _dedupe(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -103,6 +103,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show a run's latest canonical metrics, readable at a glance."""
+    from entropy_watch.analysis.changes import change_points
     from entropy_watch.store import Store
 
     store = Store(state(ctx).root())
@@ -111,6 +112,7 @@ def show(
     latest = _latest(store, run, tuple(name for _, name in SHOW_METRICS))
     first = _first(store, run, M.ENTROPY_MEAN)
     verdict = _verdict(store, run)
+    changes = change_points(store.events(run))
     if as_json:
         echo_json(
             {
@@ -120,6 +122,7 @@ def show(
                 "metrics": latest,
                 "entropy_first": first,
                 "verdict": verdict.to_dict() if verdict is not None else None,
+                "change_points": changes,
                 "meta": meta,
             }
         )
@@ -145,6 +148,7 @@ def show(
     console().print(table)
     if verdict is not None:
         _print_verdict(verdict)
+    _print_changes(changes)
     if not latest:
         typer.echo("no scalars recorded yet")
 
@@ -158,6 +162,22 @@ def _verdict(store: Any, run: str) -> Any:
         return analyze(RunSeries.from_reader(store, run)).verdict
     except NoEntropySeries:
         return None
+
+
+SHOW_CHANGES = 5  # change points listed one by one; more are counted
+
+
+def _print_changes(changes: list[dict[str, Any]]) -> None:
+    """The known change points under the verdict, each with what the analysis does there (data, not markup)."""
+    from entropy_watch.analysis.changes import change_meaning, change_what
+
+    out = console()
+    for c in changes[:SHOW_CHANGES]:
+        what = f"step {fmt_value(c['step'])}: {change_what(c['kind'], c['payload'])} — {change_meaning(c['kind'])}"
+        out.print(text(f"change point {what}", "dim"))
+    if len(changes) > SHOW_CHANGES:
+        rest = changes[SHOW_CHANGES:]
+        out.print(text(f"and {len(rest)} more change points, to step {fmt_value(rest[-1]['step'])}", "dim"))
 
 
 def _print_verdict(v: Any) -> None:

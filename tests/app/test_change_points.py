@@ -1,5 +1,5 @@
 """The run's known change points on the Run page: a resume, an LR schedule or config change, a reset (the kinds of
-``entropy_watch.analysis.series.KNOWN_CHANGE_KINDS``, where the analysis explains a jump of entropy instead of
+``entropy_watch.analysis.changes.KNOWN_CHANGE_KINDS``, where the analysis explains a jump of entropy instead of
 alerting) are marked at their steps on the entropy chart, labelled by kind, and on every other step chart; other
 events (an ``on_alert`` action, the trainer's SFT warm-up) are not; the step window hides those outside it; their
 payloads are shown as data."""
@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 
 from entropy_watch import metrics as M
-from entropy_watch.analysis.series import KNOWN_CHANGE_KINDS, RESET_EVENT_KINDS
+from entropy_watch.analysis.changes import (
+    CHANGE_LABELS,
+    KNOWN_CHANGE_KINDS,
+    RESET_EVENT_KINDS,
+    change_label,
+    change_meaning,
+)
 from entropy_watch.app import charts
 from entropy_watch.store import RunWriter
 from entropy_watch.store.reads import Trace
@@ -150,12 +156,14 @@ def test_marks_are_one_trace_per_kind_and_thinned(monkeypatch: pytest.MonkeyPatc
 
 
 def test_kinds_and_meanings_come_from_the_analysis() -> None:
-    assert set(charts.CHANGE_KINDS) <= KNOWN_CHANGE_KINDS, "a label for a kind the analysis does not know"
+    assert set(CHANGE_LABELS) | set(charts.CHANGE_COLOURS) <= KNOWN_CHANGE_KINDS, (
+        "a label for a kind the analysis does not know"
+    )
     for kind in KNOWN_CHANGE_KINDS:
-        restarts = "baselines restart here" in charts.change_meaning(kind)
+        restarts = "baselines restart here" in change_meaning(kind)
         assert restarts == (kind in RESET_EVENT_KINDS), kind
-        assert "a jump here is explained" in charts.change_meaning(kind)
-    assert charts.change_label("resume") == "resume" and charts.change_label("new_kind") == "new_kind"
+        assert "a jump here is explained" in change_meaning(kind)
+    assert change_label("resume") == "resume" and change_label("new_kind") == "new_kind"
 
 
 def test_the_step_window_fits_only_the_data_axis() -> None:

@@ -48,3 +48,29 @@ def test_show_keeps_the_clip_fractions_of_a_run_ending_on_a_first_pass(tmp_path:
     assert "N/A" not in out and any(M.CLIP_HIGH_FRAC in line for line in out.splitlines())
     out = runner.invoke(app, ["--store", str(store), "show", "no-old-logp"], env={"COLUMNS": "200"}).stdout
     assert "N/A (on-policy)" in out
+
+
+def test_show_lists_the_known_change_points(tmp_path: Path) -> None:
+    """A resumed run's ``show`` says where it was resumed and what the analysis does there (the same words as the
+    app's marks); an LR change restarts the baselines; an action event is no change point; payloads are data."""
+    from entropy_watch.store import RunWriter
+    from entropy_watch.synthetic import write_to_store
+
+    store = tmp_path / "store"
+    write_to_store(store, "r", "fast_collapse", seed=1, n_steps=80)
+    w = RunWriter(store, "r")
+    resumed = json.dumps({"checkpoint_step": 59, "checkpoint": "[red]ck[/red]"})
+    w.write("events", {"step": [30, 50, 60], "kind": ["lr_schedule", "action", "resume"],
+                       "payload": ["{}", "{}", resumed]})  # fmt: skip
+    w.close()
+    runner = CliRunner()
+    out = runner.invoke(app, ["--store", str(store), "show", "r"], env={"COLUMNS": "300"}).stdout
+    lines = [x for x in out.splitlines() if x.startswith("change point")]
+    assert lines == [
+        "change point step 30: LR schedule change — baselines restart here (a new H_ref: the level after it is "
+        "compared with itself); a jump here is explained",
+        "change point step 60: resume from checkpoint step 59 — the run goes on with its baselines; a jump here is "
+        "explained",
+    ]
+    got = json.loads(runner.invoke(app, ["--store", str(store), "show", "r", "--json"]).stdout)["change_points"]
+    assert got[1] == {"step": 60, "kind": "resume", "payload": {"checkpoint_step": 59, "checkpoint": "[red]ck[/red]"}}
