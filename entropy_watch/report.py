@@ -4,7 +4,9 @@ It renders the run's :class:`~entropy_watch.analysis.Verdict` and nothing else f
 its own): the headline and H_ref with how it was taken; entropy with the detector's level, H_ref and the floor, the
 verdict's forecast curve with its band and ETA interval (in the alert's direction: decay for a collapse, rise for an
 explosion, none otherwise), and the alerts as markers; reward; the token-entropy heatmap over steps when the run has
-a ``hist`` table; the alerts table (most severe first) with evidence and suggested actions. plotly is the ``app``
+a ``hist`` table; the alerts table (most severe first) with evidence and suggested actions; the run's known change
+points (a resume, an LR or config change) as dotted lines and under the verdict, in the words ``show`` and the app
+use. plotly is the ``app``
 extra: imported inside :func:`build_report`.
 
 The report's head carries :data:`GENERATOR` (``<meta name="generator" content="entropy-watch">``): a file at the
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from entropy_watch.analysis import changes
 from entropy_watch.errors import MissingExtra
 from entropy_watch.overwrite import check_replaceable
 
@@ -76,8 +79,28 @@ def _entropy_figure(go: Any, series: RunSeries, result: AnalysisResult) -> Any:
             fig.add_scatter(x=[a.step for a in pts], y=ys, mode="markers", name=f"{sev} alerts",
                             marker={"color": color, "size": 10, "symbol": "x"},
                             text=[a.message for a in pts], hoverinfo="text+x")  # fmt: skip
+    _mark_changes(fig, _changes(series))
     fig.update_layout(title="Token entropy", xaxis_title="step", yaxis_title="nats", yaxis_type="log", height=420)
     return fig
+
+
+def _changes(series: RunSeries) -> list[dict[str, Any]]:
+    """The run's known change points (:mod:`entropy_watch.analysis.changes`; a series carries no payloads)."""
+    return changes.change_points({"step": s, "kind": k, "payload": "{}"} for s, k in series.events)
+
+
+def _mark_changes(fig: Any, points: list[dict[str, Any]]) -> None:
+    """A dotted vertical line per change point, one trace per kind on a hidden 0-1 axis (however many there are),
+    the hover saying what the analysis does there."""
+    for kind in dict.fromkeys(c["kind"] for c in points):
+        at = [c["step"] for c in points if c["kind"] == kind]
+        xs = [x for s in at for x in (s, s, None)]
+        fig.add_scatter(x=xs, y=[y for _ in at for y in (0, 1, None)], yaxis="y2", mode="lines",
+                        line={"dash": "dot", "width": 1, "color": "#17becf" if kind == "resume" else "#8c564b"},
+                        name=changes.change_label(kind), hovertext=changes.change_meaning(kind),
+                        hoverinfo="text+x")  # fmt: skip
+    if points:
+        fig.update_layout(yaxis2={"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True})
 
 
 def _reward_figure(go: Any, series: RunSeries) -> Any | None:
@@ -171,6 +194,7 @@ def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *,
     if v is None:
         raise ValueError("build_report needs an analysis result with its verdict (entropy_watch.analysis.analyze)")
     notes = "".join(f"<p class='muted'>note: {html.escape(n)}</p>" for n in v.notes)
+    notes += "".join(f"<p class='muted'>change point {html.escape(x)}</p>" for x in changes.describe(_changes(series)))
     title = f"entropy_watch report: {html.escape(series.name)}"
     body = (
         f"<h1>{title}</h1><p class='muted'>{html.escape(source)} · {len(series)} logged steps · "

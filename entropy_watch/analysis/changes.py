@@ -78,3 +78,15 @@ def change_points(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 payload = {"payload": str(row["payload"])}
             out.append({"step": int(row["step"]), "kind": str(row["kind"]), "payload": payload})
     return out
+
+
+def describe(changes: list[dict[str, Any]], limit: int = 5) -> list[str]:
+    """One plain-text line per change point of :func:`change_points` ("step 60: resume from checkpoint step 59 — the
+    run goes on with its baselines; ..."), the first ``limit`` of them, then one line counting the rest."""
+    lines = [
+        f"step {c['step']:,}: {change_what(c['kind'], c['payload'])} — {change_meaning(c['kind'])}"
+        for c in changes[:limit]
+    ]
+    if len(changes) > limit:
+        lines.append(f"and {len(changes) - limit:,} more change points, to step {changes[-1]['step']:,}")
+    return lines

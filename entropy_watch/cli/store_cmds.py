@@ -164,20 +164,12 @@ def _verdict(store: Any, run: str) -> Any:
         return None
 
 
-SHOW_CHANGES = 5  # change points listed one by one; more are counted
-
-
 def _print_changes(changes: list[dict[str, Any]]) -> None:
     """The known change points under the verdict, each with what the analysis does there (data, not markup)."""
-    from entropy_watch.analysis.changes import change_meaning, change_what
+    from entropy_watch.analysis.changes import describe
 
-    out = console()
-    for c in changes[:SHOW_CHANGES]:
-        what = f"step {fmt_value(c['step'])}: {change_what(c['kind'], c['payload'])} — {change_meaning(c['kind'])}"
-        out.print(text(f"change point {what}", "dim"))
-    if len(changes) > SHOW_CHANGES:
-        rest = changes[SHOW_CHANGES:]
-        out.print(text(f"and {len(rest)} more change points, to step {fmt_value(rest[-1]['step'])}", "dim"))
+    for line in describe(changes):
+        console().print(text(f"change point {line}" if line.startswith("step") else line, "dim"))
 
 
 def _print_verdict(v: Any) -> None:
