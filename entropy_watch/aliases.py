@@ -80,7 +80,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
     ),
     M.REWARD_STD: (M.REWARD_STD, "reward_std", "rollout/reward_std", "critic/score/std"),
     M.CLIP_LOW_FRAC: (M.CLIP_LOW_FRAC, "clip_ratio/low_mean", "actor/ew_clipfrac_low"),
-    M.CLIP_HIGH_FRAC: (M.CLIP_HIGH_FRAC, "clip_ratio/high_mean", "actor/ew_clipfrac_high"),
+    # TRL's CISPO logs no clip_ratio/*: its cispo_clip_ratio is the high side (ratio > epsilon_high, an absolute cap,
+    # with A > 0), what the TRL hook records as clip/high_frac under CISPO (TRL >= 0.26).
+    M.CLIP_HIGH_FRAC: (M.CLIP_HIGH_FRAC, "clip_ratio/high_mean", "actor/ew_clipfrac_high", "cispo_clip_ratio"),
     # verl's pg_clipfrac and OpenRLHF's ppo_clip_ratio count low+high binding together.
     M.CLIP_REGION_FRAC: (M.CLIP_REGION_FRAC, "clip_ratio/region_mean", "actor/pg_clipfrac", "ppo_clip_ratio"),
     # verl (vanilla loss): pg_clipfrac_lower is the dual-clip share, never the low side (INTEGRATIONS §2.2).

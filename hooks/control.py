@@ -338,16 +338,24 @@ class TrlControl:
         self._inputs = inputs if training else None  # evaluation: measured nowhere, changed nowhere
         adv = inputs.get("advantages") if training and hasattr(inputs, "get") else None
         try:
-            return orig(model, inputs, *args, **kwargs)
+            out = orig(model, inputs, *args, **kwargs)
         finally:
-            self._inputs = None
+            missed, self._inputs = self._inputs, None
             if adv is not None:
                 inputs["advantages"] = adv  # TRL reuses a buffered batch across num_iterations: leave it as it was
+        if missed is not None:  # no loss forward with entropy ran inside compute_loss
+            self.watch.failure(
+                "control.loss_forward",
+                ControlError(f"TRL's loss forward returned no entropy; the controller needs it ({LOGPS_METHOD})"),
+            )
+        return out
 
     def loss_forward(self, orig: Any, *args: Any, **kwargs: Any) -> Any:
         """TRL's ``_get_per_token_logps_and_entropies``; inside the loss it measures entropy and applies REPO-R."""
         out = orig(*args, **kwargs)
-        inputs, self._inputs = self._inputs, None  # the first call inside compute_loss is the loss forward
+        if isinstance(out, tuple | list) and len(out) >= 2 and out[1] is None:
+            return out  # a pass without entropy (old or reference log-probs): the loss forward is still to come
+        inputs, self._inputs = self._inputs, None  # the first call inside compute_loss with entropy: the loss forward
         if inputs is not None:
             try:
                 self._connect(out, inputs)
@@ -360,8 +368,6 @@ class TrlControl:
         mask = inputs["completion_mask"]
         if "tool_mask" in inputs:
             mask = mask * inputs["tool_mask"]
-        if entropies is None:
-            raise ControlError(f"TRL's loss forward returned no entropy; the controller needs it ({LOGPS_METHOD})")
         with torch.no_grad():
             m = mask.to(entropies.dtype)
             self.controller.observe(float((entropies.detach() * m).sum()), float(m.sum()))

@@ -14,9 +14,10 @@ Two layers (INTEGRATIONS §1.6):
   sampling level, top-entropy quantile, versions, world size) goes into ``run.json``;
 * **per-token** (private API, feature-detected): instance-level wraps of ``compute_loss`` (the batch: masks,
   advantages, old log-probs) and of ``_get_per_token_logps_and_entropies`` (the log-probs and entropies of the loss
-  forward). For the loss forward only — the old-log-prob and reference passes run outside ``compute_loss`` — they
-  record the entropy histogram, clip-low/high fractions recomputed with the trainer's own epsilons, advantage
-  statistics and covariance terms. TRL's entropy tensor is reused: no second softmax. Whenever TRL passes old
+  forward). For the loss forward only — the first call inside ``compute_loss`` that returns entropies; TRL 1.16 runs
+  the old-log-prob and reference passes outside it, and a pass without entropy is let through — they record the
+  entropy histogram, clip-low/high fractions recomputed with the trainer's own epsilons, advantage statistics and
+  covariance terms. TRL's entropy tensor is reused: no second softmax. Whenever TRL passes old
   log-probs (a generation batch that outlives an optimizer step, or vLLM) the clip fractions are recorded: 0 on the
   first pass over the batch, where the old log-probs equal the new ones, as TRL logs them, and ``clip/onpolicy`` is 1
   there (the ratio is 1 within ``hooks.stats.ONPOLICY_LOG_RATIO_TOL``). Without old log-probs (``num_iterations=1``:
@@ -27,14 +28,24 @@ TRL's names. ``entropy/mean`` and ``clip/*_frac`` follow TRL's averaging (token 
 step's micro-batches), so they equal TRL's ``entropy`` and ``clip_ratio/*_mean`` for the same step (clip fractions:
 wherever recorded, i.e. with old log-probs).
 
+The clip fractions follow the rule of the loss the trainer runs, told by the class that defines its ``_compute_loss``
+(:data:`KNOWN_LOSSES`): TRL's ``GRPOTrainer`` (ratio clip; CISPO's cap, ``delta``, sequence-level GSPO), ``RLOOTrainer``
+(one ratio per sequence) and the experimental ``GMPOTrainer`` (the clip is on the log-ratio: ``|log r| > eps``). Any
+other loss (a subclass's own ``_compute_loss``, an unknown ``loss_type`` or importance-sampling level) gets one
+warning at attach and no recomputed clip fractions: ``clip/*`` are then TRL's own logged ``clip_ratio/*``.
+
 If a private method is missing or returns an unexpected shape (another TRL version, Liger in TRL <= 1.13), the
-per-token layer switches itself off with one warning and the callback carries on. Nothing here can crash training:
-failures are counted in ``hooks/errors``; ``strict=True`` re-raises (tests).
+per-token layer switches itself off with one warning and the callback carries on; a loss forward that is not seen
+inside ``compute_loss`` or that carries no entropy gets one warning. The per-token layer owns the canonical names only
+at the steps it recorded: at any other step TRL's logged values fill them, so a seam this module does not recognise
+costs the per-token statistics, never the entropy curve. Nothing here can crash training: failures are counted in
+``hooks/errors``; ``strict=True`` re-raises (tests). ``attach`` refuses (one line) an object that is no ``Trainer``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +55,7 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.aliases import TRL_ENTROPY_DEFINITION
 from entropy_watch.hooks.accumulate import TRL_MIRRORED, StepAccumulator
-from entropy_watch.hooks.control import ControlConfig
+from entropy_watch.hooks.control import ControlConfig, ControlError
 from entropy_watch.hooks.control import check_trl as check_control
 from entropy_watch.hooks.control import install_trl as install_control
 from entropy_watch.hooks.control import resolve as resolve_control
@@ -55,6 +66,14 @@ log = logging.getLogger("entropy_watch")
 
 LOGPS_METHOD = "_get_per_token_logps_and_entropies"  # TRL 0.20 -> 1.16: returns (logps, entropies[, aux_loss])
 HARD_CLIP_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")  # two-sided PPO clip, TRL's clip_ratio/* metrics
+KNOWN_LOSS_TYPES = (*HARD_CLIP_LOSSES, "cispo", "sapo", "vespo")  # GRPOTrainer._compute_loss, TRL 1.16
+IS_LEVELS = ("token", "sequence")  # GRPOTrainer's importance_sampling_level, TRL 0.20 -> 1.16
+# The class that defines the trainer's _compute_loss (module.qualname) -> the clip rule its loss and metrics follow.
+KNOWN_LOSSES = {
+    "trl.trainer.grpo_trainer.GRPOTrainer": "grpo",  # ratio outside [1 - eps_low, 1 + eps_high] (CISPO: > eps_high)
+    "trl.trainer.rloo_trainer.RLOOTrainer": "rloo",  # the same, on one ratio per sequence (summed log-probs)
+    "trl.experimental.gmpo.gmpo_trainer.GMPOTrainer": "gmpo",  # log-ratio outside [-eps_low, eps_high]
+}
 # Canonical names the per-token layer records; TRL's logged values are not copied onto them while it runs.
 PER_TOKEN_NAMES = (*TRL_MIRRORED, M.ADV_MEAN, M.ADV_STD, M.ADV_MIN, M.ADV_MAX, M.KL_OLD, M.CLIP_ONPOLICY)
 CONFIG_FIELDS = (
@@ -62,13 +81,16 @@ CONFIG_FIELDS = (
     "importance_sampling_level", "top_entropy_quantile", "temperature", "num_generations", "max_completion_length",
     "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "scale_rewards",
     "mask_truncated_completions", "entropy_coef", "use_adaptive_entropy", "entropy_target", "use_vllm",
-    "vllm_importance_sampling_correction", "use_liger_kernel", "seed", "max_steps", "logging_steps",
+    "vllm_importance_sampling_correction", "vllm_importance_sampling_mode", "off_policy_mask_threshold",
+    "multi_objective_aggregation", "use_liger_kernel", "seed", "max_steps", "logging_steps",
 )  # fmt: skip
 
 
 @dataclass
 class TrlHandle:
-    """What :func:`attach` installed. ``mode``: ``"per-token"`` or ``"callback-only"``; ``reason`` says why."""
+    """What :func:`attach` installed. ``mode``: ``"per-token"`` or ``"callback-only"``; ``reason`` says why, or what
+    the per-token layer leaves to TRL's logged numbers. ``rule``: the clip rule of the trainer's loss (``"grpo"``,
+    ``"rloo"``, ``"gmpo"``; None: not recomputed)."""
 
     trainer: Any
     watch: Any
@@ -76,6 +98,7 @@ class TrlHandle:
     mode: str
     reason: str = ""
     accumulator: StepAccumulator | None = None
+    rule: str | None = "grpo"
     control: Any = None  # hooks.control.TrlControl when attach(control=...) was given
     _restore: dict[str, Any] = field(default_factory=dict)
 
@@ -105,6 +128,18 @@ class TrlCallback(EntropyWatchCallback):
     """The scalar layer for TRL, plus the optimizer-step boundary for the per-token layer."""
 
     handle: TrlHandle | None = None
+    owned_step: int | None = None  # the last step the per-token layer recorded
+
+    def owned_names(self, step: int) -> set[str]:
+        """The canonical names the per-token layer recorded at ``step``; TRL's logged values fill all others."""
+        acc = self.handle.accumulator if self.handle else None
+        if acc is None or step != self.owned_step:
+            return set()
+        return set(PER_TOKEN_NAMES) - acc.drop
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        self.skip_canonical = self.owned_names(int(getattr(state, "global_step", 0) or 0))
+        super().on_log(args, state, control, logs=logs, **kwargs)
 
     def train_meta(self, args: Any, state: Any, **kwargs: Any) -> dict[str, Any]:
         meta = super().train_meta(args, state, **kwargs)
@@ -119,7 +154,9 @@ class TrlCallback(EntropyWatchCallback):
         acc = self.handle.accumulator if self.handle else None
         if acc is not None and acc.pending:
             try:
-                acc.flush(int(state.global_step))  # global_step was just incremented: TRL's log_history step
+                step = int(state.global_step)  # just incremented: TRL's log_history step
+                if acc.flush(step):
+                    self.owned_step = step
             except Exception as exc:  # noqa: BLE001
                 self._failure("trl.step_end", exc)
         super().on_step_end(args, state, control, **kwargs)  # on_alert checkpoint/stop
@@ -155,8 +192,19 @@ def attach(
             through ``control.should_save``, stop through ``control.should_training_stop`` at the next step end),
             ``detector=`` (a ``DetectorConfig``), ``app_url=``, ``live=`` (see :class:`~entropy_watch.hooks.Watch`).
     """
+    if not callable(getattr(trainer, "add_callback", None)) or getattr(trainer, "args", None) is None:
+        raise TypeError(
+            f"attach(trainer): {type(trainer).__name__} is not a transformers Trainer (no add_callback/args); "
+            "record another training loop with entropy_watch.hooks.Watch"
+        )
     control_cfg = resolve_control(control)
     if control_cfg is not None:
+        owner = loss_owner(trainer)
+        if KNOWN_LOSSES.get(owner) not in ("grpo", "rloo"):  # e.g. GMPO: one advantage per sequence, log-ratio clip
+            raise ControlError(
+                f"control={control_cfg.kind!r} acts inside TRL's GRPOTrainer/RLOOTrainer loss; {owner} computes its "
+                "own, which the controller cannot reach exactly: attach without control="
+            )
         check_control(trainer, control_cfg)  # refuse before a run is created
     if watch is None:
         from entropy_watch.hooks.watch import Watch
@@ -184,11 +232,15 @@ def attach(
         if per_token:
             log.warning("entropy_watch: TRL per-token statistics off (%s); recording logged scalars only", reason)
     else:
+        handle.rule, note = clip_rule(trainer)
+        if note:
+            handle.reason = note
+            log.warning("entropy_watch: %s", note)
         handle.accumulator = StepAccumulator(watch, mirror=TRL_MIRRORED, vocab_size=_vocab_size(trainer))
-        handle.accumulator.drop = _not_applicable(trainer)
+        handle.accumulator.drop = _not_applicable(trainer, handle.rule)
         _install_wraps(handle, strict)
         handle.mode = "per-token"
-        callback.skip_canonical = set(PER_TOKEN_NAMES)
+        callback.skip_canonical = set(PER_TOKEN_NAMES) - handle.accumulator.drop
     trainer.add_callback(callback)
     return handle
 
@@ -208,17 +260,51 @@ def _per_token_unavailable(trainer: Any) -> str:
     return ""
 
 
-def _not_applicable(trainer: Any) -> set[str]:
-    """Clip fractions do not exist for soft-gated or weighted losses (SAPO, VESPO): never record them."""
+def loss_owner(trainer: Any) -> str:
+    """``module.qualname`` of the class whose ``_compute_loss`` (else ``compute_loss``) ``trainer`` runs."""
+    if "_compute_loss" in getattr(trainer, "__dict__", {}):
+        return f"{type(trainer).__module__}.{type(trainer).__qualname__} (instance-level _compute_loss)"
+    for name in ("_compute_loss", "compute_loss"):
+        for cls in type(trainer).__mro__:
+            if name in vars(cls):
+                return f"{cls.__module__}.{cls.__qualname__}"
+    return f"{type(trainer).__module__}.{type(trainer).__qualname__}"
+
+
+def clip_rule(trainer: Any) -> tuple[str | None, str]:
+    """The clip rule of ``trainer``'s loss (:data:`KNOWN_LOSSES`) and "", or None and why it is not recomputed."""
+    owner = loss_owner(trainer)
+    rule = KNOWN_LOSSES.get(owner)
+    after = "clip/*_frac are TRL's logged clip_ratio/* (where it logs them), not recomputed"
+    if rule is None:
+        return None, f"the loss is {owner}'s, not one entropy_watch knows; {after}"
+    if rule == "grpo":
+        loss_type = getattr(trainer, "loss_type", None)
+        if loss_type is not None and loss_type not in KNOWN_LOSS_TYPES:
+            known = ", ".join(KNOWN_LOSS_TYPES)
+            return None, f"loss_type={loss_type!r} is not one entropy_watch knows ({known}); {after}"
+        level = getattr(trainer, "importance_sampling_level", "token")
+        if level not in IS_LEVELS:
+            levels = ", ".join(IS_LEVELS)
+            return None, f"importance_sampling_level={level!r} is not one entropy_watch knows ({levels}); {after}"
+    return rule, ""
+
+
+def _not_applicable(trainer: Any, rule: str | None = "grpo") -> set[str]:
+    """Clip fractions not recorded: those of a loss whose rule is unknown (TRL's logged ones stand in), and those of
+    soft-gated or weighted losses (SAPO, VESPO), which have none."""
+    clip = {M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC, M.CLIP_REGION_FRAC}
+    if rule is None:
+        return clip
     loss_type = getattr(trainer, "loss_type", None)
-    if loss_type is None or loss_type in HARD_CLIP_LOSSES or loss_type == "cispo":
+    if rule != "grpo" or loss_type is None or loss_type in HARD_CLIP_LOSSES or loss_type == "cispo":
         return set()
-    return {M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC, M.CLIP_REGION_FRAC}
+    return clip
 
 
 def _install_wraps(handle: TrlHandle, strict: bool) -> None:
     trainer, watch = handle.trainer, handle.watch
-    slot: dict[str, Any] = {"inputs": None}
+    slot: dict[str, Any] = {"inputs": None, "calls": 0}
     orig_loss = trainer.compute_loss
     orig_logps = getattr(trainer, LOGPS_METHOD)
     handle._restore = {
@@ -229,34 +315,57 @@ def _install_wraps(handle: TrlHandle, strict: bool) -> None:
 
     def compute_loss(model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         slot["inputs"] = inputs if getattr(trainer.model, "training", True) else None  # eval: not recorded
+        slot["calls"] = 0
         try:
-            return orig_loss(model, inputs, *args, **kwargs)
+            out = orig_loss(model, inputs, *args, **kwargs)
         finally:
-            slot["inputs"] = None
+            missed, slot["inputs"] = slot["inputs"], None
+        if missed is not None and handle.accumulator is not None:
+            _warn_unseen(slot["calls"], warned)
+        return out
 
     def get_logps_and_entropies(*args: Any, **kwargs: Any) -> Any:
         out = orig_logps(*args, **kwargs)
-        inputs, slot["inputs"] = slot["inputs"], None  # the first call inside compute_loss is the loss forward
-        if inputs is not None and handle.accumulator is not None:
-            acc = handle.accumulator
-            calls = acc.calls
-            try:
-                _record_loss_forward(handle, out, inputs, warned)
-            except Exception as exc:  # noqa: BLE001 - hooks never crash training
-                if acc.calls == calls and watch.reduce:  # refused before add(): still join its collectives
-                    try:
-                        acc.join_refused(out[1] if isinstance(out, tuple | list) and len(out) > 1 else None)
-                    except Exception as join_exc:  # noqa: BLE001
-                        watch.failure("trl.loss_forward", join_exc)
-                watch.failure("trl.loss_forward", exc)
+        inputs = slot["inputs"]
+        if inputs is None or handle.accumulator is None:
+            return out
+        slot["calls"] += 1
+        if isinstance(out, tuple | list) and len(out) >= 2 and out[1] is None:
+            return out  # a pass without entropy (old or reference log-probs): the loss forward is still to come
+        slot["inputs"] = None  # the first call inside compute_loss that computes entropy is the loss forward
+        acc = handle.accumulator
+        calls = acc.calls
+        try:
+            _record_loss_forward(handle, out, inputs, warned)
+        except Exception as exc:  # noqa: BLE001 - hooks never crash training
+            if acc.calls == calls and watch.reduce:  # refused before add(): still join its collectives
+                try:
+                    acc.join_refused(out[1] if isinstance(out, tuple | list) and len(out) > 1 else None)
+                except Exception as join_exc:  # noqa: BLE001
+                    watch.failure("trl.loss_forward", join_exc)
+            watch.failure("trl.loss_forward", exc)
         return out
 
     trainer.compute_loss = compute_loss
     setattr(trainer, LOGPS_METHOD, get_logps_and_entropies)
 
 
+def _warn_unseen(calls: int, warned: set[str]) -> None:
+    """One warning when a training ``compute_loss`` ran no loss forward with entropy the per-token layer could read:
+    that micro-batch is not recorded, and TRL's logged numbers fill the canonical names of its step."""
+    key = "noentropy" if calls else "unseen"
+    if key in warned:
+        return
+    warned.add(key)
+    if calls:
+        why = f"the TRL loss forward computed no entropy ({LOGPS_METHOD} returned None for it)"
+    else:
+        why = f"{LOGPS_METHOD} was not called inside compute_loss (this TRL runs its loss forward elsewhere)"
+    log.warning("entropy_watch: %s; per-token statistics skipped, TRL's logged entropy and clip ratios stand", why)
+
+
 def _record_loss_forward(handle: TrlHandle, out: Any, inputs: Any, warned: set[str]) -> None:
-    """Feed one loss forward (a micro-batch) to the accumulator, mirroring TRL's ``_compute_loss`` rules."""
+    """Feed one loss forward (a micro-batch) to the accumulator, mirroring the rules of the trainer's loss."""
     trainer = handle.trainer
     if not (isinstance(out, tuple | list) and len(out) >= 2 and isinstance(out[0], torch.Tensor)):
         handle.accumulator = None
@@ -264,11 +373,6 @@ def _record_loss_forward(handle: TrlHandle, out: Any, inputs: Any, warned: set[s
         log.warning("entropy_watch: TRL per-token statistics off (%s)", handle.reason)
         return
     logps, entropies = out[0], out[1]
-    if entropies is None:
-        if "noentropy" not in warned:
-            warned.add("noentropy")
-            log.warning("entropy_watch: the TRL loss forward computed no entropy; per-token statistics skipped")
-        return
     mask = inputs["completion_mask"]
     if "tool_mask" in inputs:
         mask = mask * inputs["tool_mask"]
@@ -279,10 +383,19 @@ def _record_loss_forward(handle: TrlHandle, out: Any, inputs: Any, warned: set[s
     extra: dict[str, float] = {}
     loss_type = getattr(trainer, "loss_type", None)
     delta = getattr(trainer.args, "delta", None)
-    if "old_logps" in inputs and old is None:  # RLOO: one old log-prob per sequence, sequence-level ratio
-        log_ratio = ((logps.detach() * inputs["completion_mask"]).sum(1) - inputs["old_logps"]).unsqueeze(1)
-        extra = _sequence_clip(trainer, log_ratio, adv, eps_low, eps_high)
-    elif old is not None and adv is not None:
+    rule = handle.rule
+    if rule == "rloo":  # one ratio per sequence: summed log-probs against RLOO's old_logps (B,)
+        seq_old = inputs.get("old_logps")
+        if seq_old is None and old is not None:  # per-token old log-probs: RLOO sums them the same way
+            seq_old = (old * inputs["completion_mask"]).sum(1)
+        if seq_old is not None and adv is not None:
+            log_ratio = ((logps.detach() * inputs["completion_mask"]).sum(1) - seq_old).unsqueeze(1)
+            extra = _sequence_clip(trainer, log_ratio, adv, eps_low, eps_high)
+    elif rule == "gmpo":  # GMPO clips the log-ratio at [-eps_low, eps_high]: ratio bounds exp(-eps_low), exp(eps_high)
+        eps_low, eps_high = -math.expm1(-eps_low), math.expm1(eps_high)
+    elif rule is None:  # a loss whose clip rule is unknown: no token is labelled clipped (TRL's logged ratios stand)
+        eps_low, eps_high = 1.0, math.inf
+    elif rule == "grpo" and old is not None and adv is not None:
         level = getattr(trainer, "importance_sampling_level", "token")
         log_ratio = logps.detach() - old
         if level == "sequence":
@@ -385,6 +498,7 @@ def trl_config(trainer: Any, args: Any) -> dict[str, Any]:
         for name in ("epsilon_low", "epsilon_high", "beta", "num_iterations", "loss_type", "importance_sampling_level"):
             if hasattr(trainer, name):
                 cfg[name] = getattr(trainer, name)
+        cfg["loss_impl"] = loss_owner(trainer)  # whose _compute_loss: the clip rule the clip fractions follow
     mods = [m for m in ("trl", "transformers", "torch", "accelerate") if m in sys.modules]
     versions = {m: str(getattr(sys.modules[m], "__version__", "?")) for m in mods}
     acc = getattr(trainer, "accelerator", None)

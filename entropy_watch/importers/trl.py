@@ -153,14 +153,22 @@ def read_trainer_state(path: Path, step_column: str | None = None, progress: Pro
     comp_dir = out_dir / "completions"
     files = sorted(comp_dir.glob("completions_*.parquet")) if comp_dir.is_dir() else []
     if files:
-        adv = completion_stats(files)
+        skipped: list[str] = []
+        adv = completion_stats(files, skipped)
+        if skipped:  # a TRL whose table names its columns otherwise: the log itself is still read
+            parsed.notes.append(
+                f"{len(skipped)} completions file(s) without 'step'/'advantage' columns passed over "
+                f"(first: {skipped[0]}); no advantage statistics from them"
+            )
         if "frac_reward_zero_std" in parsed.series:  # the trainer's own, over the whole batch, wins
             adv["completions/frac_zero_groups"] = adv.pop(M.ADV_FRAC_ZERO_GROUPS, (np.empty(0), np.empty(0)))
         for name, series in adv.items():
             if len(series[0]):
                 parsed.series.setdefault(name, series)
-        parsed.meta["completions_files"] = len(files)
-        parsed.notes.append(f"advantage statistics from {len(files)} completions parquet file(s) in {comp_dir}")
+        n = len(files) - len(skipped)
+        parsed.meta["completions_files"] = n
+        if n:
+            parsed.notes.append(f"advantage statistics from {n} completions parquet file(s) in {comp_dir}")
     return parsed
 
 
@@ -181,8 +189,11 @@ def model_vocab(*folders: Path) -> tuple[int, Path] | None:
     return None
 
 
-def completion_stats(files: list[Path]) -> dict[str, Series]:
-    """``adv/mean|std|min|max`` and ``adv/frac_zero_groups`` per step from TRL completions parquet files."""
+def completion_stats(files: list[Path], skipped: list[str] | None = None) -> dict[str, Series]:
+    """``adv/mean|std|min|max`` and ``adv/frac_zero_groups`` per step from TRL completions parquet files.
+
+    A file without ``step``/``advantage`` columns is named in ``skipped`` and passed over (without ``skipped``: an
+    ImportFormatError); an unreadable one is an ImportFormatError."""
     import pyarrow.parquet as pq
 
     per_step: dict[int, dict[str, float]] = {}
@@ -193,7 +204,10 @@ def completion_stats(files: list[Path]) -> dict[str, Series]:
             raise ImportFormatError(f"{f}: not a readable parquet file ({e}); remove or re-export it") from None
         cols = set(table.column_names)
         if "advantage" not in cols or "step" not in cols:
-            raise ImportFormatError(f"{f}: no 'step'/'advantage' columns (has {', '.join(sorted(cols))})")
+            if skipped is None:
+                raise ImportFormatError(f"{f}: no 'step'/'advantage' columns (has {', '.join(sorted(cols))})")
+            skipped.append(f"{f.name} (columns: {', '.join(sorted(cols))})")
+            continue
         steps = np.asarray(table.column("step").to_numpy(zero_copy_only=False), dtype=np.int64)
         adv = np.asarray(table.column("advantage").to_numpy(zero_copy_only=False), dtype=np.float64)
         prompts = table.column("prompt").to_pylist() if "prompt" in cols else None

@@ -174,6 +174,28 @@ def test_trl_seam_applies_repo_r_inside_the_loss_and_restores_the_batch() -> Non
     assert ctl.watch.logged == [(7, out)] and out[M.CONTROL_ENTROPY] == 0.5
 
 
+def test_trl_seam_skips_a_pass_without_entropy_inside_the_loss() -> None:
+    """A log-prob pass without entropy inside ``compute_loss`` (old or reference log-probs) is not the loss forward:
+    the controller measures the next call that has entropy; a loss with none counts one failure, never a crash."""
+    model = types.SimpleNamespace(training=True)
+    failures: list[str] = []
+    watch = types.SimpleNamespace(log_dict=lambda *a: None, failure=lambda where, exc: failures.append(str(exc)))
+    ctl = TrlControl(types.SimpleNamespace(model=model), watch, EntropyController(ControlConfig("repo-r")))
+    logp, ent = torch.tensor([[-1.0, -2.0]]), torch.tensor([[0.5, 0.7]])
+    batch = {"advantages": torch.tensor([1.0]), "completion_mask": torch.tensor([[1.0, 1.0]])}
+
+    def loss(model_, inputs, passes):
+        for p in passes:
+            ctl.loss_forward(lambda *a, **k: p)  # noqa: B023 - called at once
+        return torch.tensor(0.0)
+
+    ctl.compute_loss(loss, model, batch, [(logp, None, None), (logp, ent, None)])
+    assert ctl.controller.pending() == (pytest.approx(1.2), 2.0) and failures == []
+    ctl.compute_loss(loss, model, batch, [(logp, None, None)])
+    assert ctl.controller.pending() == (pytest.approx(1.2), 2.0) and len(failures) == 1
+    assert "returned no entropy" in failures[0]
+
+
 def test_trl_seam_adapo_sets_epsilon_high_each_step() -> None:
     trainer = types.SimpleNamespace(model=types.SimpleNamespace(training=True), epsilon_high=0.28, epsilon_low=0.2)
     ctl = TrlControl(trainer, _Watch(), EntropyController(ControlConfig("adapo", target=1.0), eps_high=0.28))

@@ -216,3 +216,37 @@ def test_state_written_later_from_the_same_run_does_not_win(trl_output) -> None:
     assert run.notes[0].endswith("the latest of 2 trainer_state.json files")
     assert run.notes[1].startswith("passed over checkpoint-2/trainer_state.json (global step 2, written ")
     assert run.notes[1].endswith("written later: its log history is the start of the one read")
+
+
+def test_cispo_clip_ratio_is_the_high_clip(tmp_path, logs) -> None:
+    """TRL's CISPO logs no clip_ratio/*: its cispo_clip_ratio (ratio above the absolute cap, A > 0) is clip/high_frac,
+    as the TRL hook records it under CISPO."""
+    out = tmp_path / "cispo"
+    entries = []
+    for s in (1, 2):
+        e = {k: v for k, v in logs.trl_entry(s, 0.5, 0.1).items() if not k.startswith("clip_ratio/")}
+        entries.append({**e, "cispo_clip_ratio": 0.03 * s})
+    logs.write_trainer_state(out / "checkpoint-2", entries, 2)
+    (run,) = load_log(out)
+    assert run.mapping[M.CLIP_HIGH_FRAC] == "cispo_clip_ratio"
+    assert run.series(M.CLIP_HIGH_FRAC)[1].tolist() == pytest.approx([0.03, 0.06])
+    assert M.CLIP_LOW_FRAC not in run.mapping
+
+
+def test_completions_without_the_advantage_column_are_passed_over_with_a_note(tmp_path, logs) -> None:
+    """A completions table whose columns are named otherwise (another TRL) costs the advantage statistics, not the
+    log: the trainer state is read and a note names the file passed over."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "run"
+    logs.write_trainer_state(out / "checkpoint-2", [logs.trl_entry(s, 0.5, 0.1) for s in (1, 2)], 2)
+    logs.write_completions(out, 1, ["a", "a", "b", "b"], [1.0, -1.0, 0.5, -0.5])
+    other = pa.table({"step": [2] * 2, "prompt": ["a", "a"], "completion": ["x", "y"], "advantages": [1.0, -1.0]})
+    pq.write_table(other, out / "completions" / "completions_00002.parquet")
+    (run,) = load_log(out)
+    assert run.series(M.ENTROPY_MEAN)[0].tolist() == [1, 2]
+    assert run.series(M.ADV_MEAN)[0].tolist() == [1]  # from the file that has the column
+    assert run.meta["completions_files"] == 1
+    (note,) = [n for n in run.notes if "passed over" in n]
+    assert "completions_00002.parquet" in note and "advantages" in note and "\n" not in note
