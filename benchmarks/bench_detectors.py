@@ -5,6 +5,10 @@ and 4,000 points per run whose noise is fitted to the real logs.
 
 Run:  make bench-env && .venv-bench/bin/python benchmarks/bench_detectors.py [--per-kind 120] [--seeds heldout]
       [--densities 40,100,400,4000] [--tools ours,rlwatch,rldoctor,rldoctor-posthoc,rlprobe] [--no-timing]
+      [--kinds healthy,steady_collapse,...] [--set NAME=VALUE ...]
+      e.g. the decelerating collapses beside the exponential ones, ours alone, a forecast option switched on:
+      .venv/bin/python benchmarks/bench_detectors.py --tools ours --densities 40,100,400 --no-timing \
+          --kinds steady_collapse,fast_collapse,decelerating_collapse [--set NAME=VALUE]
 
 The peers live in the separate benchmark environment ``.venv-bench`` (``make bench-env``), never in the project's
 dependencies; without them the script scores ours alone and says which tools are missing. Each is driven through
@@ -42,6 +46,11 @@ alarm moves the rate by 0.003. Seeds 10,000.. were the held-out set until stop 2
 been read one by one for several sessions, and fresh seeds then showed 400-point false alarms of 3% where they
 showed 1%; and at 20 or 60 per kind a single run moved a rate by 0.017 or 0.006, and most comparisons rested on
 single runs.
+``--kinds`` replaces the synthetic suite's kinds (default ``SUITE_KINDS``, the issue's headline suite; e.g. the
+``decelerating_collapse`` runs, not in it); ``--set NAME=VALUE`` runs ours with that DetectorConfig field changed
+(real logs and synthetic suites alike). Under each synthetic table, per collapse kind, ours: recall, alarms before
+the floor, and the first alarms' ETA intervals — how many hold the crossing, end before it (early) or start after it
+(late) — with the median error and lead in points.
 Timing: one live verdict at 10k points and a whole-run analysis of 100k points.
 """
 
@@ -63,7 +72,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest
 
-from entropy_watch.analysis import Analyzer, RunSeries, analyze
+from entropy_watch.analysis import Analyzer, DetectorConfig, RunSeries, analyze
 from entropy_watch.analysis.scoring import (
     EXPLODE_MULT,
     Alarm,
@@ -76,7 +85,7 @@ from entropy_watch.analysis.scoring import (
     summarize,
     worse_p,
 )
-from entropy_watch.synthetic import SUITE_KINDS, NoiseFit, fit_noise, generate
+from entropy_watch.synthetic import KINDS, SUITE_KINDS, NoiseFit, fit_noise, generate
 
 REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "real_runs"
 HELDOUT = 50_000  # fresh at stop 26: see the module docstring
@@ -122,8 +131,12 @@ class Run:
 
 
 # --- the tools ---------------------------------------------------------------------------------------------------
+OURS = DetectorConfig()
+"""The config ours runs with everywhere in this script (the default; ``--set`` changes fields of it)."""
+
+
 def run_ours(run: Run) -> tuple[list[Alarm], int]:
-    res = analyze(run.series())
+    res = analyze(run.series(), OURS)
     index = {int(x): i for i, x in enumerate(run.steps)}
     alarms, infos = [], 0
     for a in res.alerts:  # step order
@@ -396,12 +409,48 @@ def eta_lines(results: dict[str, list[Outcome]]) -> None:
         cover = ""
         if hits:
             ci = binomtest(sum(hits), len(hits)).proportion_ci(confidence_level=0.95, method="wilson")
-            cover = (f"{sum(hits)} of {len(hits)} intervals hold the crossing "
-                     f"(95% interval {ci.low:.2f}-{ci.high:.2f}); ")  # fmt: skip
+            early, late = eta_misses(outs)
+            cover = (f"{sum(hits)} of {len(hits)} intervals hold the crossing (95% interval "
+                     f"{ci.low:.2f}-{ci.high:.2f}; {early} end before it, {late} start after it); ")  # fmt: skip
         print(
             f"{tool}, ETAs of {len(recs)} first collapse alarms: {cover}median lead {lead:g} points, median error "
             f"{err:.3g} points (median error / lead {rel:.2f})"
         )
+
+
+def eta_misses(outs: list[Outcome]) -> tuple[int, int]:
+    """(early, late): of the intervals :func:`~entropy_watch.analysis.scoring.eta_records` scores, how many end
+    before the true crossing (the forecast expected the floor too soon) and how many start after it."""
+    early = late = 0
+    for o in outs:
+        a = o.first("collapse") if o.label == "collapse" else None
+        if a is None or o.truth is None or o.truth_step is None or a.eta is None or a.index >= o.truth:
+            continue
+        if a.eta_hi is not None and a.eta_hi < o.truth_step:
+            early += 1
+        elif a.eta_lo is not None and a.eta_lo > o.truth_step:
+            late += 1
+    return early, late
+
+
+def kind_lines(runs: list[Run], outs: list[Outcome]) -> None:
+    """Ours per collapse kind of a synthetic suite (the table pools them): recall, the share of detected collapses
+    alarmed before the floor, and the first alarms' ETA intervals — held, early, late — with the median error and
+    lead in points (over the collapses that reach the floor, alarmed before it, as the table's ETA columns)."""
+    by: dict[str, list[Outcome]] = {}
+    for run, o in zip(runs, outs, strict=True):
+        if run.label == "collapse":
+            by.setdefault(run.name.split("-")[0], []).append(o)
+    for kind, os_ in by.items():
+        s, recs = summarize(os_), eta_records(os_)
+        hits = [h for h, _, _ in recs if h is not None]
+        early, late = eta_misses(os_)
+        err = float(np.median([e for _, e, _ in recs])) if recs else float("nan")
+        lead = float(np.median([ld for _, _, ld in recs])) if recs else float("nan")
+        print(f"ours, {kind} ({len(os_)} runs): recall {_fmt(s['collapse_recall'])}, before floor "
+              f"{_fmt(s['collapse_before_floor'])}; ETA intervals {sum(hits)} of {len(hits)} hold the crossing "
+              f"({_fmt(s['eta_coverage'])}), {early} early, {late} late; median error {_fmt(err)} points, median "
+              f"lead {_fmt(lead)}")  # fmt: skip
 
 
 def rise_eta_line(runs: list[Run], results: dict[str, list[Outcome]]) -> None:
@@ -416,7 +465,7 @@ def rise_eta_line(runs: list[Run], results: dict[str, list[Outcome]]) -> None:
         first = o.first("explosion")
         if run.label != "explosion" or run.clean is None or first is None:
             continue
-        a = next(a for a in analyze(run.series()).alerts if a.kind == "explosion" and a.severity != "info")
+        a = next(a for a in analyze(run.series(), OURS).alerts if a.kind == "explosion" and a.severity != "info")
         f, crit = a.evidence.get("forecast"), a.evidence.get("crit_level")
         cross = np.flatnonzero(run.clean >= crit) if f is not None and crit is not None else np.zeros(0, int)
         if cross.size == 0 or cross[0] <= first.index:
@@ -440,7 +489,7 @@ def rise_eta_line(runs: list[Run], results: dict[str, list[Outcome]]) -> None:
 def _our_eta_at(run: Run, i: int) -> float | None:
     """The ETA to the floor (absolute step) that our verdict shows at point ``i`` of ``run``: what a user reads on
     every surface at that moment; None when the verdict there is not a collapse on course to the floor."""
-    o = Analyzer().verdict(run.series(), at_step=int(run.steps[i])).forecast
+    o = Analyzer(OURS).verdict(run.series(), at_step=int(run.steps[i])).forecast
     return o.eta_step if o is not None and o.direction == "decay" else None
 
 
@@ -514,7 +563,7 @@ def real_eta_line(runs: list[Run]) -> None:
     for run in runs:
         if run.label != "collapse":
             continue
-        live, s = Analyzer(), run.series()
+        live, s = Analyzer(OURS), run.series()
         end = float(run.steps[-1])
         cross = float(run.steps[run.truth]) if run.truth is not None else None
         for i in sorted({int(f * (len(run.steps) - 1)) for f in np.linspace(0.1, 1.0, 10)}):
@@ -541,7 +590,7 @@ def timing() -> None:
     times = []
     for seed in range(5):
         s = generate("fast_collapse", seed, 10_000).to_series()
-        live = Analyzer()
+        live = Analyzer(OURS)
         live.analyze(s.prefix(int(s.steps[-2])))
         t0 = time.perf_counter()
         live.verdict(s)
@@ -551,8 +600,24 @@ def timing() -> None:
           f"of 5 (target 50 ms; load average {load:.1f})")  # fmt: skip
     big = generate("steady_collapse", 0, 100_000).to_series()
     t0 = time.perf_counter()
-    analyze(big)
+    analyze(big, OURS)
     print(f"Whole-run analysis of 100,000 points: {time.perf_counter() - t0:.2f} s (target 5 s)")
+
+
+def config_with(changes: list[str]) -> DetectorConfig:
+    """The default DetectorConfig with each ``NAME=VALUE`` of ``changes`` set (VALUE read as JSON, else as text;
+    a list becomes a tuple)."""
+    kw: dict[str, Any] = {}
+    for item in changes:
+        name, sep, value = item.partition("=")
+        if not sep or name not in DetectorConfig.__dataclass_fields__:
+            raise SystemExit(f"--set {item!r}: expected NAME=VALUE with NAME a DetectorConfig field")
+        try:
+            v = json.loads(value)
+        except json.JSONDecodeError:
+            v = value
+        kw[name] = tuple(v) if isinstance(v, list) else v
+    return DetectorConfig(**kw)
 
 
 def main() -> None:
@@ -564,7 +629,18 @@ def main() -> None:
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--real", type=Path, default=REAL_DIR)
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--kinds", default=",".join(SUITE_KINDS), help="the synthetic suite's kinds (default SUITE_KINDS)")
+    change = "ours with this DetectorConfig field changed (repeatable; VALUE: JSON, else text)"
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=change)
     args = ap.parse_args()
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        ap.error(f"unknown synthetic kind {unknown[0]!r}; expected some of {', '.join(KINDS)}")
+    global OURS
+    OURS = config_with(args.set)
+    if args.set:
+        print(f"ours with DetectorConfig changes: {', '.join(args.set)}")
     tools = available([t.strip() for t in args.tools.split(",") if t.strip()])
     behind: Behind = []
 
@@ -610,7 +686,7 @@ def main() -> None:
             per = args.per_kind_dense if n >= 4000 else args.per_kind
             pool = noise_for(n, fits)
             t0 = time.perf_counter()
-            runs = synthetic(SUITE_KINDS, list(range(base, base + per)), n, fits)
+            runs = synthetic(kinds, list(range(base, base + per)), n, fits)
             res = score(runs, tools)
             table = {t: summarize(outs) for t, outs in res.items()}
             noise = ", ".join(f"{f.source[:24]} ({f.sigma:.2f}, {f.phi:.2f})" for f in pool)
@@ -625,6 +701,8 @@ def main() -> None:
                 print("ours, runs with a collapse/explosion alarm by kind: "
                       + ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in by_kind.items()))  # fmt: skip
             eta_lines(res)
+            if "ours" in res:
+                kind_lines(runs, res["ours"])
             rise_eta_line(runs, res)
             behind += matched_eta_lines(runs, res)
     if not args.no_timing:

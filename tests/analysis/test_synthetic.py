@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from entropy_watch.synthetic import (
     ALIASES,
     COLLAPSE_KINDS,
+    FLOOR,
     KINDS,
     LABELS,
+    SUITE_KINDS,
     NoiseFit,
     fit_noise,
     generate,
     write_to_store,
 )
+
+BEFORE_DECELERATING = "cd80b2f42b5c1584cb26a0574345e465873a95c8"  # synthetic.py's last change before the kind came
 
 
 def test_seeded_and_labelled_at_every_density() -> None:
@@ -88,3 +97,61 @@ def test_near_uniform_noise_vanishes_at_ln_v() -> None:
         assert np.std(dev[:20]) < 0.5 * noise.sigma  # near ln V (u 0.85-0.98): (1 - u)·σ, not σ
         z = np.log(r.entropy / (ln_v - r.entropy)) - np.log(u / (1 - u))  # the noise drawn, in logit units
         assert 0.6 * noise.sigma < np.std(z) < 1.4 * noise.sigma
+
+
+def test_decelerating_collapse_slows_down_and_crosses_the_floor() -> None:
+    shapes = set()
+    for n in (40, 100, 400):
+        for seed in range(20):
+            r = generate("decelerating_collapse", seed, n)
+            again = generate("decelerating_collapse", seed, n)
+            assert np.array_equal(r.entropy, again.entropy) and np.array_equal(r.reward, again.reward)
+            assert r.label == "collapse" and r.onset_step is not None and 3 <= r.onset_step <= 0.2 * n
+            assert r.floor_step is not None and 0.4 * n <= r.floor_step <= 0.95 * n + 1
+            assert r.clean[r.floor_step] <= FLOOR(r.h0) < r.clean[r.floor_step - 1]
+            seg = np.arange(r.onset_step, r.floor_step + 1)
+            assert np.all(np.diff(r.clean[seg]) < 0)  # falling all the way ...
+            half = seg.size // 2  # ... ever more slowly: the log-slope of the second half a fraction of the first's
+            s1, s2 = (np.polyfit(x, np.log(r.clean[x]), 1)[0] for x in (seg[:half], seg[half:]))
+            assert s1 < 0 and 0.15 < s2 / s1 < 0.7
+            assert np.ptp(r.reward[r.onset_step :] - np.mean(r.reward[r.onset_step :])) < 0.3  # a plateau and noise
+            shapes.add(r.params["shape"])
+    assert shapes == {"power", "asymptote"}
+    assert "decelerating_collapse" not in SUITE_KINDS and KINDS[-1] == "decelerating_collapse"
+
+
+def _module_at(commit: str):  # type: ignore[no-untyped-def]
+    """entropy_watch/synthetic.py as it was at ``commit``, imported under another name (None without git or the
+    commit: a shallow clone, an exported tree)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        src = subprocess.run(["git", "-C", str(root), "show", f"{commit}:entropy_watch/synthetic.py"],
+                             capture_output=True, text=True, check=True, timeout=30).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    spec = importlib.util.spec_from_loader("synthetic_before", loader=None)
+    assert spec is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    try:
+        exec(compile(src, f"{commit[:7]}:synthetic.py", "exec"), mod.__dict__)
+    finally:
+        del sys.modules[spec.name]
+    return mod
+
+
+def test_adding_a_kind_leaves_every_earlier_kind_unchanged() -> None:
+    # the rng is seeded by KINDS.index(kind): a kind appended at the end must not move any earlier kind's runs (the
+    # benchmarks' held-out numbers are those runs)
+    before = _module_at(BEFORE_DECELERATING)
+    if before is None:
+        pytest.skip(f"git or commit {BEFORE_DECELERATING[:7]} not available")
+    assert KINDS[: len(before.KINDS)] == before.KINDS
+    for kind in before.KINDS:
+        for n in (40, 100, 400):
+            for seed in (0, 1, 50_000):
+                a, b = before.generate(kind, seed, n), generate(kind, seed, n)
+                for name in ("steps", "entropy", "reward", "clean"):
+                    assert np.array_equal(getattr(a, name), getattr(b, name)), (kind, n, seed, name)
+                assert (a.onset_step, a.floor_step, a.events, a.params) == (b.onset_step, b.floor_step, b.events,
+                                                                               b.params)  # fmt: skip
