@@ -76,6 +76,12 @@ CALLBACK_NAME = "EntropyControlCallback"  # its key in a checkpoint's trainer_st
 STATE_KEY = "entropy_control"  # the controller's state inside that entry's "attributes" (ExportableState's format)
 
 
+def without_entropy(out: Any) -> bool:
+    """Whether a ``_get_per_token_logps_and_entropies`` result computed no entropy: a pass of old or reference
+    log-probs, not the loss forward (the first call inside ``compute_loss`` that carries entropy is)."""
+    return isinstance(out, tuple | list) and len(out) >= 2 and out[1] is None
+
+
 class ControlError(ConfigError):
     """A control the trainer cannot honour; the message says why and what to change."""
 
@@ -353,8 +359,8 @@ class TrlControl:
     def loss_forward(self, orig: Any, *args: Any, **kwargs: Any) -> Any:
         """TRL's ``_get_per_token_logps_and_entropies``; inside the loss it measures entropy and applies REPO-R."""
         out = orig(*args, **kwargs)
-        if isinstance(out, tuple | list) and len(out) >= 2 and out[1] is None:
-            return out  # a pass without entropy (old or reference log-probs): the loss forward is still to come
+        if without_entropy(out):
+            return out  # the loss forward is still to come
         inputs, self._inputs = self._inputs, None  # the first call inside compute_loss with entropy: the loss forward
         if inputs is not None:
             try:

@@ -55,7 +55,7 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.aliases import TRL_ENTROPY_DEFINITION
 from entropy_watch.hooks.accumulate import TRL_MIRRORED, StepAccumulator
-from entropy_watch.hooks.control import ControlConfig, ControlError
+from entropy_watch.hooks.control import ControlConfig, ControlError, without_entropy
 from entropy_watch.hooks.control import check_trl as check_control
 from entropy_watch.hooks.control import install_trl as install_control
 from entropy_watch.hooks.control import resolve as resolve_control
@@ -330,8 +330,8 @@ def _install_wraps(handle: TrlHandle, strict: bool) -> None:
         if inputs is None or handle.accumulator is None:
             return out
         slot["calls"] += 1
-        if isinstance(out, tuple | list) and len(out) >= 2 and out[1] is None:
-            return out  # a pass without entropy (old or reference log-probs): the loss forward is still to come
+        if without_entropy(out):
+            return out  # the loss forward is still to come
         slot["inputs"] = None  # the first call inside compute_loss that computes entropy is the loss forward
         acc = handle.accumulator
         calls = acc.calls

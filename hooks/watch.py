@@ -39,8 +39,7 @@ from entropy_watch.hooks.async_stats import DeviceFence, StatsWorker, snapshot
 from entropy_watch.hooks.live import Live
 from entropy_watch.jsonable import to_jsonable
 from entropy_watch.recorder import Recorder
-from entropy_watch.store.atomic import read_json
-from entropy_watch.store.layout import default_root, status_path, validate_run_name
+from entropy_watch.store.layout import default_root, validate_run_name
 from entropy_watch.store.schema import check_step
 from entropy_watch.store.writer import exit_state
 
@@ -147,8 +146,8 @@ class Watch:
         # a run already in the store is continued: this session's rows join it, a step logged again replaces it
         self.earlier_last_step: int | None = None  # the last step an earlier session published (this rank)
         if self.is_writer:  # StoreUnwritable surfaces here, before training starts
-            self.earlier_last_step = _earlier_last_step(self.root, self.run, 0 if self.reduce else self.rank)
             writer = RunWriter(self.root, self.run, rank=0 if self.reduce else self.rank)
+            self.earlier_last_step = writer.earlier_last_step
             meta = self._run_meta(config, framework, entropy_definition, seed)
             writer.update_run_meta(**(self.live.scrub(meta) if self.live is not None else meta))  # no webhook URLs
             self._recorder = Recorder(writer, flush_secs=flush_secs, strict=strict)
@@ -460,17 +459,6 @@ class Watch:
             meta["hist_edges"] = self._edges.tolist()
             meta["vocab_size"] = self._vocab_size
         return meta
-
-
-def _earlier_last_step(root: Any, run: str, rank: int) -> int | None:
-    """The last step an earlier session of ``run`` published on ``rank`` (its status file, read before this session
-    overwrites it), None for a new run or one that logged nothing."""
-    try:
-        status = read_json(status_path(root, run, rank)) or {}
-    except Exception:  # noqa: BLE001 - only informative: an unreadable status reads as no earlier session
-        return None
-    step = status.get("last_step")
-    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def _what(x: Any) -> str:

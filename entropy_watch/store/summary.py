@@ -87,7 +87,7 @@ def merge_statuses(statuses: Iterable[tuple[int, Mapping[str, Any]]]) -> Latest 
         latest = st.get("latest")
         if not isinstance(latest, Mapping):
             return None
-        _merge(out, latest)
+        merge_latest(out, latest)
     return out
 
 
@@ -98,7 +98,7 @@ def from_meta(meta: Mapping[str, Any]) -> tuple[int | None, Latest] | None:
         return None
     last = summary.get("last_step")
     out: Latest = {}
-    _merge(out, summary["latest"])
+    merge_latest(out, summary["latest"])
     return (int(last) if isinstance(last, int) else None), out
 
 
@@ -130,7 +130,7 @@ def query_summaries(reader: Any, runs: list[str], names: Iterable[str]) -> dict[
     return out
 
 
-def _merge(out: Latest, latest: Mapping[str, Any]) -> None:
+def merge_latest(out: Latest, latest: Mapping[str, Any]) -> None:
     """Fold ``{name: [step, value]}`` (the on-disk form) into ``out``; the higher step wins, later calls win ties."""
     for name, pair in latest.items():
         try:

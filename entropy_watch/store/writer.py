@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from entropy_watch import metrics as M
 from entropy_watch.errors import StoreUnwritable
-from entropy_watch.store import fs, hive, layout
+from entropy_watch.store import fs, hive, layout, summary
 from entropy_watch.store import meta as run_meta
 from entropy_watch.store.atomic import clean_stale_tmp, read_json, write_json_atomic, write_parquet_atomic
 from entropy_watch.store.files import READ_LOCK, new_session, seg_name
@@ -113,6 +113,7 @@ class RunWriter:
         self._seq: dict[str, int] = {}
         self._lock = threading.Lock()
         self._last_step: int | None = None
+        self.earlier_last_step: int | None = None  # the last step this rank's previous session published (a resume)
         self._latest: dict[str, tuple[int, float]] = {}  # canonical scalar name -> (step, value) at its highest step
         self._open: dict[str, set[int]] = {}  # per table: numbers reserved by next_seq, not yet published
         self._last_beat = 0.0
@@ -145,16 +146,14 @@ class RunWriter:
             earlier = read_json(layout.status_path(self.root, self.run, self.rank)) or {}
         except Exception:  # noqa: BLE001 - only a head start: an unreadable heartbeat starts from nothing
             return
-        last, latest = earlier.get("last_step"), earlier.get("latest")
+        last = earlier.get("last_step")
         if isinstance(last, int) and not isinstance(last, bool):
-            self._last_step = last
+            self._last_step = self.earlier_last_step = last
+        latest = earlier.get("latest")
         if isinstance(latest, Mapping):
-            for name, entry in latest.items():
-                try:
-                    step, value = entry
-                    self._latest[str(name)] = (int(step), float(value))
-                except (TypeError, ValueError):
-                    continue
+            parsed: summary.Latest = {}
+            summary.merge_latest(parsed, latest)  # the on-disk form, read as every listing reads it
+            self._latest = {name: (step, value) for name, (value, step) in parsed.items()}
 
     # -- run.json -------------------------------------------------------------------------------------------------
     def update_run_meta(self, **fields: Any) -> dict[str, Any]:
