@@ -18,7 +18,17 @@ scales with the points the run has (``window_frac`` of them, at least ``forecast
 3. the ETA distribution to the floor (median and the ``eta_interval`` central interval, widened ``eta_spread``-fold)
    and P(ETA ≤ horizon): from parametric draws of the log-space fits (robust, autocorrelation-inflated: :func:`_draws`)
    or a moving-block bootstrap of the exponential fit's residuals. An asymptote above the floor predicts "no
-   crossing": that is what separates healthy decay from collapse.
+   crossing": that is what separates healthy decay from collapse;
+4. the interval's late end where the decline may slow down: real collapses do (their second-half/first-half
+   log-slope 0.24-0.65), and a 10-20-point window cannot show it, so a log-space forecast also draws two slowing
+   models — a power law in the time since the decline began, and a hinge whose change of rate fades — with a clock
+   whose slowdown is the real logs' (:func:`_clocks`), weighted by BIC against the steady ones with equal priors
+   (:func:`_model_weights`). Their draws move only the late end (:func:`_late_end`) and the band's upper edge: the
+   median, the early end, P(cross) and every alert stay "at this rate". Held-out decelerating collapses
+   (``bench_detectors.py --kinds decelerating_collapse``): 80% intervals held 0.37 / 0.34 / 0.41 of floor crossings
+   at 40 / 100 / 400 points with the steady models alone, 0.62 / 0.73 / 0.84 with them; the issue's suite (steady
+   exponential declines) 0.84 / 0.90 / 0.84 before, 0.82 / 0.88 / 0.83 now (the late end no longer widened by
+   ``eta_spread`` as well: :func:`_late_end`).
 
 The rise forecast (for an explosion) is a log-linear fit with the same draws over the climb (since the level last sat
 near H_ref: :func:`evaluate_rise`). Both keep their resampled fits, so a chart draws the curve's band from the same
@@ -41,6 +51,10 @@ N_RATES = 40
 HUBER_K, HUBER_ITERATIONS = 1.345, 3  # Huber's tuning constant (95% efficiency under normal noise)
 BLOCK_MK_AFTER = 40  # windows with more points test block means of 5; shorter ones inflate the variance instead
 RISE_MAX_POINTS = 50  # the rise forecast fits at most this many recent points
+CLOCK_FRACS = (0.034, 0.71)  # a slowing decline's s / (time since it began): see _clocks
+STEADY, SLOWING = ("hinge", "log_linear"), ("fading", "power")  # the log-space models, in the order drawn
+PARAMS = {"log_linear": ("a", "b"), "hinge": ("a", "b", "c", "tau"), "power": ("a", "b", "s"),
+          "fading": ("a", "b", "c", "tau", "sc")}  # fmt: skip
 
 
 @dataclass
@@ -76,10 +90,18 @@ class Forecast:
     the ETA runs from the level at the fit's rate (:func:`_from_level`), and the curve from ``step`` on is the fit
     shifted to start there (it meets the target where the ETA says); 0 otherwise."""
     boot: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    eta_hi_at_rate: float | None = None
+    """The interval's late end from the steady declines alone (``eta_hi`` before a slowing decline moved it later;
+    None: the same as ``eta_hi``): what "about to reach the floor" reads, so that a slowing the window cannot show
+    never softens a critical alert."""
+    slow_weight: float = 0.0
+    """Posterior weight (0-1) of a decline that slows down as real collapses do (a power law, a fading hinge:
+    :func:`_model_weights`); its draws (``slow_boot``) move only the interval's late end (:func:`_late_end`)."""
+    slow_boot: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def evidence(self) -> dict[str, object]:
         """The JSON-able fields (the bootstrap resamples stay out)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "boot"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("boot", "slow_boot")}
 
     def _t(self, steps: np.ndarray) -> np.ndarray:
         """Steps -> the fit's time axis, delayed by ``lag`` past ``step``."""
@@ -108,18 +130,30 @@ class Forecast:
         c = self.curve(steps)
         if not self.boot:
             return c, c, c
-        t = self._t(steps)
-        if "lag" in self.boot:  # each draw delayed by its own lag (B, m), as its ETA runs from the level
-            x = np.asarray(steps, dtype=np.float64)
-            lag = np.asarray(self.boot["lag"], dtype=np.float64)[:, None]
-            t = x[None, :] - self.window_start_step - np.where(x[None, :] > self.step, lag, 0.0)
-        form = "hinge" if "tau" in self.boot else self.model  # model-averaged draws carry the hinge form
-        curves = np.nan_to_num(_model_curve(form, self.boot, t), nan=0.0, posinf=1e300)  # (B, m)
-        if "d_target" in self.boot:  # each draw against its own target: H / target_b · target
-            curves = curves * np.exp(-np.asarray(self.boot["d_target"], dtype=np.float64))[:, None]
+        curves = self._curves(self.boot, steps)
         q = (1.0 - interval) / 2.0
         lo, mid, hi = np.quantile(curves, [q, 0.5, 1.0 - q], axis=0)
+        if self.slow_boot:  # the late side where the decline may slow (as the ETA's late end: _late_end)
+            both = np.concatenate([curves, self._curves(self.slow_boot, steps)])
+            b, bs = len(curves), len(both) - len(curves)
+            w = np.r_[np.full(b, (1.0 - self.slow_weight) / b), np.full(bs, self.slow_weight / bs)]
+            hi = np.maximum(hi, _wquantile(both, w, 1.0 - q))
         return mid, lo, hi
+
+    def _curves(self, boot: dict[str, np.ndarray], steps: np.ndarray) -> np.ndarray:
+        """H at ``steps`` of every draw in ``boot`` (B, m), each delayed by its own lag and drawn against its own
+        target (see :meth:`drawn`)."""
+        t = self._t(steps)
+        if "lag" in boot:  # each draw delayed by its own lag (B, m), as its ETA runs from the level
+            x = np.asarray(steps, dtype=np.float64)
+            lag = np.asarray(boot["lag"], dtype=np.float64)[:, None]
+            t = x[None, :] - self.window_start_step - np.where(x[None, :] > self.step, lag, 0.0)
+        form = "hinge" if "tau" in boot else self.model  # model-averaged draws carry the hinge form
+        params = {k: v for k, v in boot.items() if k not in ("lag", "d_target")}
+        curves = np.nan_to_num(_model_curve(form, params, t), nan=0.0, posinf=1e300)  # (B, m)
+        if "d_target" in boot:  # each draw against its own target: H / target_b · target
+            curves = curves * np.exp(-np.asarray(boot["d_target"], dtype=np.float64))[:, None]
+        return curves
 
 
 def _model_curve(model: str, p: dict[str, float] | dict[str, np.ndarray], t: np.ndarray) -> np.ndarray:
@@ -129,14 +163,10 @@ def _model_curve(model: str, p: dict[str, float] | dict[str, np.ndarray], t: np.
     if model == "exp_asymptote":
         c, a, k = (np.asarray(p[x], dtype=np.float64)[..., None] for x in ("c", "A", "k"))
         out = c + a * np.exp(-k * t)
-    elif model == "hinge":
-        a, b, c, tau = (np.asarray(p[x], dtype=np.float64)[..., None] for x in ("a", "b", "c", "tau"))
+    else:  # log-space forms (line, hinge, power), scalar params or B draws of them: _log_at
+        q = {k: np.asarray(v, dtype=np.float64)[..., None] for k, v in p.items()}
         with np.errstate(over="ignore"):
-            out = np.exp(a + b * t + c * np.maximum(t - tau, 0.0))
-    else:
-        a, b = (np.asarray(p[x], dtype=np.float64)[..., None] for x in ("a", "b"))
-        with np.errstate(over="ignore"):
-            out = np.exp(a + b * t)
+            out = np.exp(_log_at(q, t))
     return out
 
 
@@ -177,23 +207,11 @@ def _loglin_fit(t: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return Y.mean(1) - b * t.mean(), b
 
 
-def _hinge_profile(t: np.ndarray, y: np.ndarray, grid: int = 12) -> tuple[np.ndarray, np.ndarray]:
-    """(τ grid, residual sum of squares of the least-squares hinge at each τ) for one series ``y`` (n,)."""
-    n = t.size
-    taus = np.unique(np.linspace(t[2], t[n - 4], grid)) if n >= 8 else np.array([t[n // 2]])
-    X = np.stack([np.ones((taus.size, n)), np.broadcast_to(t, (taus.size, n)),
-                  np.maximum(t[None, :] - taus[:, None], 0.0)], axis=-1)  # fmt: skip
-    beta = np.einsum("kij,knj,n->ki", np.linalg.pinv(np.einsum("kni,knj->kij", X, X)), X, y)
-    return taus, ((y[None, :] - np.einsum("kni,ki->kn", X, beta)) ** 2).sum(-1)
-
-
 def _hinge_fit(t: np.ndarray, Y: np.ndarray, grid: int = 12) -> tuple[np.ndarray, ...]:
     """Best ``y = a + b·t + c·(t − τ)₊`` per row of ``Y`` (B, n) over a grid of τ (at least 3 points before it and
     4 after): arrays a, b, c, τ and the residual sum of squares, each of shape (B,). The rate now is b + c."""
-    n = t.size
-    taus = np.unique(np.linspace(t[2], t[n - 4], grid)) if n >= 8 else np.array([t[n // 2]])
-    X = np.stack([np.ones((taus.size, n)), np.broadcast_to(t, (taus.size, n)),
-                  np.maximum(t[None, :] - taus[:, None], 0.0)], axis=-1)  # fmt: skip  # (K, n, 3)
+    taus = _taus(t, grid)
+    X = _designs("hinge", t, taus)  # (K, n, 3)
     inv = np.linalg.pinv(np.einsum("kni,knj->kij", X, X))  # (K, 3, 3)
     beta = np.einsum("kij,knj,bn->kbi", inv, X, Y)  # (K, B, 3)
     rss = ((Y[None, :, :] - np.einsum("kni,kbi->kbn", X, beta)) ** 2).sum(-1)  # (K, B)
@@ -203,23 +221,9 @@ def _hinge_fit(t: np.ndarray, Y: np.ndarray, grid: int = 12) -> tuple[np.ndarray
     return b3[:, 0], b3[:, 1], b3[:, 2], taus[best], rss[best, rows]
 
 
-def _hinge_weight(t: np.ndarray, y: np.ndarray) -> float:
-    """Posterior weight of "the decline changed its rate" (hinge) against one straight line in log space, from BIC
-    (Bayesian model averaging: exp(−BIC/2), the hinge with two more parameters)."""
-    n = t.size
-    if n < 10:
-        return 0.0
-    a, b = _loglin_fit(t, y[None, :])
-    rss_l = float(((y - a[0] - b[0] * t) ** 2).sum())
-    rss_h = float(_hinge_profile(t, y)[1].min())
-    bic_l = n * np.log(max(rss_l, 1e-300) / n) + 2 * np.log(n)
-    bic_h = n * np.log(max(rss_h, 1e-300) / n) + 4 * np.log(n)
-    return float(1.0 / (1.0 + np.exp(np.clip((bic_h - bic_l) / 2, -50, 50))))
-
-
 def _line_or_hinge(t: np.ndarray, y: np.ndarray) -> str:
-    """ "hinge" when a decline that changed its rate is the likelier model (:func:`_hinge_weight`), else a line."""
-    return "hinge" if _hinge_weight(t, y) > 0.5 else "log_linear"
+    """ "hinge" when a decline that changed its rate is the likelier model (:func:`_model_weights`), else a line."""
+    return "hinge" if _model_weights(t, y, {}, slowing=False).get("hinge", 0.0) > 0.5 else "log_linear"
 
 
 def _fit(model: str, t: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
@@ -231,35 +235,171 @@ def _fit(model: str, t: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
     return {"a": a, "b": b}
 
 
-def _draws(model: str, t: np.ndarray, y: np.ndarray, n_draw: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _clocks(span: float, n: int = 8) -> np.ndarray:
+    """Clock scales s (steps) of a decline that has run ``span`` steps since it began and slowed down as the real
+    collapse logs did: on ``g(t; s) = s·log(1 + t/s)`` the log-slope of its second half over its first's is
+    ``ln((x+1)/(x+½)) / ln((x+½)/x)`` with x = s/span, and the real collapses that slow down read 0.24-0.65 (Theil–Sen;
+    ``entropy_watch.synthetic``, ``decelerating_collapse``): x from 0.034 to 0.71, ``n`` log-spaced points."""
+    return max(span, 1e-9) * np.geomspace(CLOCK_FRACS[0], CLOCK_FRACS[1], n)
+
+
+def _power_grid(t: np.ndarray) -> np.ndarray:
+    """The power law's clock scales s over the window's time t: its clock starts s steps before the window's first
+    point, and the decline from there to now slowed as the real ones did (:func:`_clocks`): s/(s + t_now) in
+    :data:`CLOCK_FRACS`. A power law in the time since the decline began, ``H ∝ (s + t)^(−α)``, is
+    ``log H = a + b·s·log(1 + t/s)``."""
+    lo, hi = (x / (1.0 - x) for x in CLOCK_FRACS)
+    return max(float(t[-1]), 1e-9) * np.geomspace(lo, hi, 8)
+
+
+def _designs(model: str, t: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The design matrices (K, n, p) of a log-space ``model`` at each of its ``grid`` values: a hinge's τ (K,), a
+    fading hinge's (τ, sc) (K, 2), a power law's s (K,); the line's one matrix (1, n, 2)."""
+    one = np.ones((len(grid), t.size))
+    if model in ("hinge", "fading"):
+        tau, sc = (grid, np.full(len(grid), np.inf)) if model == "hinge" else (grid[:, 0], grid[:, 1])
+        after = np.maximum(t[None, :] - tau[:, None], 0.0)
+        return np.stack([one, np.broadcast_to(t, one.shape), _g(after, sc[:, None])], axis=-1)
+    if model == "power":
+        return np.stack([one, _g(t[None, :], np.asarray(grid)[:, None])], axis=-1)
+    return np.stack([np.ones(t.size), t], axis=-1)[None]
+
+
+def _design(model: str, t: np.ndarray, knot: float | np.ndarray) -> np.ndarray:
+    """The design matrix (n, p) of ``model`` at one grid value ``knot`` (:func:`_designs`)."""
+    return _designs(model, t, np.asarray([knot], dtype=np.float64))[0]
+
+
+def _grid(model: str, t: np.ndarray) -> np.ndarray:
+    """The grid a model's nonlinear parameter is profiled over: a hinge's knots τ (:func:`_taus`), a power law's
+    clock scales s (:func:`_power_grid`), a fading hinge's (τ, sc) pairs (K, 2) — every knot with every clock from
+    it that slowed the decline since as the real collapses slowed (:func:`_clocks` of t_now − τ)."""
+    if model == "hinge":
+        return _taus(t)
+    if model == "power":
+        return _power_grid(t)
+    taus = _taus(t)
+    clocks = _clocks(1.0)[None, :] * np.maximum(float(t[-1]) - taus, 1e-9)[:, None]  # (τ, sc)
+    return np.stack([np.repeat(taus, clocks.shape[1]), clocks.ravel()], axis=1)
+
+
+def _profile(model: str, t: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Residual sum of squares (K,) of the least-squares ``model`` at each of its ``grid`` values."""
+    X = _designs(model, t, grid)  # (K, n, p)
+    beta = np.einsum("kij,knj,n->ki", np.linalg.pinv(np.einsum("kni,knj->kij", X, X)), X, y)
+    return ((y[None, :] - np.einsum("kni,ki->kn", X, beta)) ** 2).sum(-1)
+
+
+def _taus(t: np.ndarray, grid: int = 12) -> np.ndarray:
+    """A hinge's knots: ``grid`` points from the 3rd to the 4th-last (the middle one under 8 points)."""
+    n = t.size
+    return np.unique(np.linspace(t[2], t[n - 4], grid)) if n >= 8 else np.array([t[n // 2]])
+
+
+def _loglik(model: str, t: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The profile log-likelihood (K,) of ``model`` over its grid (:func:`_grid`), Gaussian errors."""
+    n = t.size
+    return -0.5 * n * np.log(np.maximum(_profile(model, t, y, _grid(model, t)), 1e-300) / n)
+
+
+def _model_weights(t: np.ndarray, y: np.ndarray, lls: dict[str, np.ndarray], slowing: bool = True) -> dict[str, float]:
+    """Posterior weights of the log-space decay models, equal priors, from BIC (exp(−BIC/2), Bayesian model
+    averaging): a decline at a steady rate (a straight line, 2 parameters), one whose rate changed at τ (a hinge, 4,
+    τ profiled), and two that slow down as real collapses do — a power law in the time since the decline began (2,
+    its clock s integrated over :func:`_power_grid`) and a hinge whose change of rate fades on a clock from its knee
+    (4, sc integrated over :func:`_clocks`). Hinges need 10 points, the power law 8. Without ``slowing``, the steady
+    models alone (their weights relative to each other are the same). ``lls`` caches each model's profile
+    log-likelihood (:func:`_loglik`) for the draws that follow."""
+    n = t.size
+
+    def ll(model: str) -> np.ndarray:
+        if model not in lls:
+            lls[model] = _loglik(model, t, y)
+        return lls[model]
+
+    def mean_ll(v: np.ndarray) -> float:  # log of the mean likelihood: the clock integrated over its grid
+        return float(v.max() + np.log(np.mean(np.exp(v - v.max()))))
+
+    bic = {"log_linear": -2.0 * float(ll("log_linear")[0]) + 2 * np.log(n)}
+    if n >= 10:
+        bic["hinge"] = -2.0 * float(ll("hinge").max()) + 4 * np.log(n)
+    if n >= 10 and slowing:
+        per_tau = ll("fading").reshape(_taus(t).size, -1)
+        bic["fading"] = -2.0 * max(mean_ll(row) for row in per_tau) + 4 * np.log(n)
+    if n >= 8 and slowing:
+        bic["power"] = -2.0 * mean_ll(ll("power")) + 2 * np.log(n)
+    low = min(bic.values())
+    w = {m: float(np.exp(-(v - low) / 2)) for m, v in bic.items()}
+    total = sum(w.values())
+    return {m: v / total for m, v in w.items()}
+
+
+def _draws(
+    model: str, t: np.ndarray, y: np.ndarray, n_draw: int, rng: np.random.Generator, ll: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """The fit of ``model`` to ``y`` (n,) and ``n_draw`` draws of its parameters from their sampling distribution:
     multivariate t (df = n − p) around a robust fit (Huber, k = 1.345, by iteratively reweighted least squares) with
     covariance s²·(XᵀWX)⁻¹, inflated by (1+φ)/(1−φ) for the residuals' lag-1 autocorrelation φ (clipped to
-    [0, 0.9]). A hinge's τ is drawn too, from its profile likelihood over the grid (where a decline sped up is
-    uncertain right after it did). Row 0 is the fit itself. Parametric rather than a residual bootstrap, which
-    under-covers on the short windows of sparse logs."""
-    n = t.size
-    if model == "hinge":
-        taus, rss = _hinge_profile(t, y)
-        ll = -0.5 * n * np.log(np.maximum(rss, 1e-300) / n)
-        prob = np.exp(ll - ll.max())
-        best = int(np.argmax(prob))
-        pick = rng.choice(taus.size, size=n_draw, p=prob / prob.sum())
-        out = {k: np.zeros(n_draw + 1) for k in ("a", "b", "c", "tau")}
-        for k in np.unique(np.concatenate([[best], pick])):
-            rows = np.concatenate([[0], 1 + np.flatnonzero(pick == k)]) if k == best else 1 + np.flatnonzero(pick == k)
-            X = np.stack([np.ones_like(t), t, np.maximum(t - taus[k], 0.0)], axis=1)
-            beta, z = _robust_draws(X, y, rows.size, rng)
-            if k == best:
-                z[0] = 0.0
-            for j, name in enumerate(("a", "b", "c")):
-                out[name][rows] = beta[j] + z[:, j]
-            out["tau"][rows] = taus[k]
+    [0, 0.9]). A hinge's τ, a power law's s or a fading hinge's (τ, sc) is drawn too, from its profile likelihood
+    over its grid (:func:`_grid`; where a decline sped up is uncertain right after it did). Row 0 is the fit itself.
+    Parametric rather than a residual bootstrap, which under-covers on the short windows of sparse logs. Every draw
+    carries the keys of every model (c = τ = 0, s = sc = inf where its model has none), so they mix in one array."""
+    out = {k: np.zeros(n_draw + 1) for k in ("a", "b", "c", "tau")}
+    out |= {k: np.full(n_draw + 1, np.inf) for k in ("s", "sc")}
+    if model == "log_linear":
+        beta, z = _robust_draws(_design(model, t, 0.0), y, n_draw + 1, rng)
+        z[0] = 0.0
+        out["a"], out["b"] = beta[0] + z[:, 0], beta[1] + z[:, 1]
         return out
-    X = np.stack([np.ones_like(t), t], axis=1)
-    beta, z = _robust_draws(X, y, n_draw + 1, rng)
-    z[0] = 0.0
-    return {"a": beta[0] + z[:, 0], "b": beta[1] + z[:, 1]}
+    grid = _grid(model, t)
+    ll = _loglik(model, t, y) if ll is None else ll  # its profile over the grid (:func:`_model_weights` keeps it)
+    if model == "fading":  # the knot its clocks fit best together (as its weight reads it), its clocks drawn
+        per_tau = ll.reshape(_taus(t).size, -1)
+        keep = int(np.argmax(per_tau.max(1) + np.log(np.exp(per_tau - per_tau.max(1, keepdims=True)).mean(1))))
+        grid, ll = grid.reshape(per_tau.shape[0], -1, 2)[keep], per_tau[keep]
+    prob = np.exp(ll - ll.max())
+    best = int(np.argmax(prob))
+    pick = rng.choice(len(grid), size=n_draw, p=prob / prob.sum())
+    knots = {"hinge": ("tau",), "power": ("s",), "fading": ("tau", "sc")}[model]
+    for k in np.unique(np.concatenate([[best], pick])):
+        rows = np.concatenate([[0], 1 + np.flatnonzero(pick == k)]) if k == best else 1 + np.flatnonzero(pick == k)
+        beta, z = _robust_draws(_design(model, t, grid[k]), y, rows.size, rng)
+        if k == best:
+            z[0] = 0.0
+        for j, name in enumerate(("a", "b", "c")[: beta.size]):
+            out[name][rows] = beta[j] + z[:, j]
+        for name, v in zip(knots, np.atleast_1d(grid[k]), strict=True):
+            out[name][rows] = v
+    return out
+
+
+def _mixture(
+    t: np.ndarray,
+    y: np.ndarray,
+    n_draw: int,
+    rng: np.random.Generator,
+    models: tuple[str, ...],
+    w: dict[str, float],
+    lls: dict[str, np.ndarray],
+) -> tuple[str, dict[str, np.ndarray]]:
+    """(the likeliest of ``models``, 1 + ``n_draw`` draws from them in proportion to their weights ``w``,
+    :func:`_model_weights`): row 0 is the likeliest model's own fit. Model averaging, so that the ETA's interval
+    holds what the window cannot tell apart."""
+    weights = {m: w.get(m, 0.0) for m in models}
+    total = sum(weights.values())
+    best = max(models, key=lambda m: weights[m]) if total > 0 else models[-1]
+    counts, left = {}, n_draw
+    for m in models[:-1]:
+        counts[m] = min(int(round(n_draw * weights[m] / total)), left) if total > 0 else 0
+        left -= counts[m]
+    counts[models[-1]] = left
+    parts = []
+    for m in models:  # the order the generator is drawn in (the last one always: the same stream whatever the weights)
+        if counts[m] or m == best or m == models[-1]:
+            d = _draws(m, t, y, max(counts[m], 1), rng, lls.get(m))
+            parts.append((m, {k: v[0 if m == best else 1 : 1 + counts[m]] for k, v in d.items()}))
+    parts.sort(key=lambda mp: mp[0] != best)  # the likeliest first: its row 0 is the fit
+    return best, {k: np.concatenate([d[k] for _, d in parts]) for k in parts[0][1]}
 
 
 def _robust_draws(X: np.ndarray, y: np.ndarray, n_draw: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -282,26 +422,99 @@ def _robust_draws(X: np.ndarray, y: np.ndarray, n_draw: int, rng: np.random.Gene
     return beta, z
 
 
+def _g(t: float | np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The power model's clock: ``s·log(1 + t/s)`` (t where s is inf, the straight line it tends to)."""
+    with np.errstate(all="ignore"):
+        return np.where(np.isfinite(s), s * np.log1p(t / s), t)
+
+
+def _g_inv(v: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The t with ``_g(t, s) = v``: ``s·(exp(v/s) − 1)`` (v where s is inf)."""
+    with np.errstate(all="ignore"):
+        return np.where(np.isfinite(s), s * np.expm1(v / s), v)
+
+
 def _log_at(p: dict[str, np.ndarray], t: float | np.ndarray) -> np.ndarray:
-    """log H of a log-space fit at ``t`` (rows of params: shape (B,) for scalar t)."""
-    out = p["a"] + p["b"] * t
-    return out + p["c"] * np.maximum(t - p["tau"], 0.0) if "c" in p else out
+    """log H of a log-space fit at ``t`` (rows of params: shape (B,) for scalar t):
+    ``a + b·g(t; s) + c·g((t − τ)₊; sc)`` with g the power model's clock (:func:`_g`; t itself where s or sc is inf or
+    absent): a line, a power law (s), a hinge (c, τ) whose change of rate may itself fade (sc)."""
+    out = p["a"] + p["b"] * (_g(t, p["s"]) if "s" in p else t)
+    if "c" not in p:
+        return out
+    after = np.maximum(t - p["tau"], 0.0)
+    return out + p["c"] * (_g(after, p["sc"]) if "sc" in p else after)
+
+
+def _rate_at(p: dict[str, np.ndarray], t: float) -> np.ndarray:
+    """The log-space fit's slope at time ``t`` (per step): a hinge's second slope once past its knee, a power law's
+    ``b/(1 + t/s)``."""
+    b = p["b"] / (1.0 + t / p["s"]) if "s" in p else p["b"]
+    if "c" not in p:
+        return b
+    c = p["c"] / (1.0 + np.maximum(t - p["tau"], 0.0) / p["sc"]) if "sc" in p else p["c"]
+    return b + np.where(t > p["tau"], c, 0.0)
 
 
 def _log_eta(
     p: dict[str, np.ndarray], t_now: float, log_target: np.ndarray, sign: float, log_level: float
 ) -> np.ndarray:
-    """Steps from ``t_now`` until a log-space fit reaches ``log_target`` at its current rate (down: sign −1), from
-    where the fit stands now unless it is past the target and the detector's level (``log_level``, log space) is
-    not (:func:`_from_level`)."""
-    rate = _rate_at(p, t_now)
-    now = _from_level(_log_at(p, t_now), log_level, log_target, sign)
-    return _loglin_eta(now - rate * t_now, rate, t_now, log_target, sign)
+    """Steps from ``t_now`` until a log-space fit reaches ``log_target`` (down: sign −1) along its curve from now —
+    a straight line at the current rate for the line and the hinge (past its knee, which lies inside the window), a
+    slowing one for the power law — from where the fit stands now unless it is past the target and the detector's
+    level (``log_level``, log space) is not (:func:`_from_level`): then from where the curve meets the level."""
+    return _log_eta_lags(p, t_now, log_target, sign, log_level)[0]
 
 
-def _rate_at(p: dict[str, np.ndarray], t: float) -> np.ndarray:
-    """The log-space fit's slope at time ``t`` (per step): a hinge's second slope once past its knee."""
-    return p["b"] + (np.where(t > p["tau"], p["c"], 0.0) if "c" in p else 0.0)
+def _log_times(
+    p: dict[str, np.ndarray], t_now: float, log_target: np.ndarray, sign: float, log_level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(t_start, t_cross) of each draw (B,): the curve's time where "at this rate" starts (t_now, or where it meets the
+    level: :func:`_from_level`) and where it reaches the target (NaN: never, it moves the other way; t_start when
+    the start is past the target already). Past the hinge's knee the curve is ``a' + b'·g(t)`` with a' = a − c·τ,
+    b' = b + c (c = 0 for the power law), which :func:`_g_inv` inverts; a fading hinge's has no closed form and is
+    solved along the curve (:func:`_first_past`), from the level back along its current rate."""
+    fit = _log_at(p, t_now)
+    start = _from_level(fit, log_level, log_target, sign)
+    c = p["c"] if "c" in p else 0.0
+    a_eff = p["a"] - c * (p["tau"] if "c" in p else 0.0)
+    b_eff = p["b"] + c
+    s = p["s"] if "s" in p else np.full(np.shape(fit), np.inf)
+    with np.errstate(all="ignore"):
+        moving = sign * b_eff > 0
+        t_start = np.where((start == fit) | ~moving, t_now, _g_inv((start - a_eff) / b_eff, s))
+        t_cross = _g_inv((log_target - a_eff) / b_eff, s)
+    t_start = np.where(np.isfinite(t_start), t_start, t_now)
+    past = sign * (start - log_target) >= 0
+    t_cross = np.where(past, t_start, np.where(moving, t_cross, np.nan))
+    fading = np.flatnonzero(np.isfinite(p["sc"]) & (p["c"] != 0)) if "sc" in p else np.zeros(0, int)
+    if fading.size:  # a hinge whose change of rate fades: no closed form, solved along the curve
+        q = {k: np.asarray(v)[fading] for k, v in p.items()}
+        rate = _rate_at(q, t_now)
+        with np.errstate(all="ignore"):  # from the level: back along the current rate (as a line's)
+            back = np.where(sign * rate > 0, (fit[fading] - start[fading]) / rate, 0.0)
+        t_start[fading] = t_now - np.where(np.isfinite(back), back, 0.0)
+        target = np.broadcast_to(log_target, fit.shape)[fading]
+        t_cross[fading] = np.where(past[fading], t_start[fading],
+                                   _first_past(q, t_start[fading], target, sign, max(t_now, 1.0)))  # fmt: skip
+    return t_start, t_cross
+
+
+def _first_past(
+    p: dict[str, np.ndarray], t_from: np.ndarray, log_target: np.ndarray, sign: float, span: float
+) -> np.ndarray:
+    """The first time ≥ ``t_from`` (B,) where each draw's curve is at or past ``log_target`` (B,) — down for sign −1
+    — within 10⁶ ``span`` s (NaN: not by then): the first grid time past it on a log-spaced grid, then bisection."""
+    rows = np.arange(t_from.size)
+    grid = t_from[:, None] + span * np.concatenate([[0.0], np.geomspace(1e-4, 1e6, 96)])[None, :]  # (B, G)
+    with np.errstate(all="ignore"):
+        past = sign * (_log_at({k: v[:, None] for k, v in p.items()}, grid) - log_target[:, None]) >= 0
+        j = np.argmax(past, axis=1)
+        lo, hi = grid[rows, np.maximum(j - 1, 0)], grid[rows, j]
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            now = sign * (_log_at(p, mid) - log_target) >= 0
+            lo, hi = np.where(now, lo, mid), np.where(now, mid, hi)
+    return np.where(past.any(1), hi, np.nan)
 
 
 def _from_level(fit_now: np.ndarray, level: float, target: np.ndarray, sign: float) -> np.ndarray:
@@ -317,26 +530,18 @@ def _from_level(fit_now: np.ndarray, level: float, target: np.ndarray, sign: flo
     return np.where(past_fit & ~past_level & np.isfinite(level), level, fit_now)
 
 
-def _log_lags(
+def _log_eta_lags(
     p: dict[str, np.ndarray], t_now: float, log_target: np.ndarray, sign: float, log_level: float
-) -> np.ndarray:
-    """:attr:`Forecast.lag` of each log-space draw (B,): (fit − level) / rate where its ETA runs from the level
-    (:func:`_log_eta`), else 0. Row 0, the central fit, is the forecast's own lag; the others delay each draw's
-    curve as its ETA is delayed, so the drawn median meets the target where the median ETA says."""
-    fit = _log_at(p, t_now)
-    rate = _rate_at(p, t_now)
-    start = _from_level(fit, log_level, log_target, sign)
-    with np.errstate(all="ignore"):
-        lag = np.where((start != fit) & (sign * rate > 0), (fit - start) / rate, 0.0)
-    return np.where(np.isfinite(lag), lag, 0.0)
-
-
-def _loglin_eta(a: np.ndarray, b: np.ndarray, t_now: float, log_target: float, sign: float) -> np.ndarray:
-    """Steps from ``t_now`` until ``a + b·t`` reaches ``log_target`` going down (sign −1) or up (sign +1)."""
-    with np.errstate(all="ignore"):
-        now = a + b * t_now
-        eta = np.where(sign * b > 0, (log_target - now) / b, np.inf)
-    return np.where(sign * (now - log_target) >= 0, 0.0, eta)
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ETA, :attr:`Forecast.lag`) of each log-space draw (B,): the ETA of :func:`_log_eta`, and how far before
+    ``t_now`` its curve stands at the level where its ETA runs from the level, else 0. Row 0, the central fit, gives
+    the forecast's own lag; the others delay each draw's curve as its ETA is delayed, so the drawn median meets the
+    target where the median ETA says."""
+    t_start, t_cross = _log_times(p, t_now, log_target, sign, log_level)
+    with np.errstate(invalid="ignore"):
+        eta = np.where(np.isnan(t_cross), np.inf, np.maximum(t_cross - t_start, 0.0))
+    lag = t_now - t_start
+    return eta, np.where(np.isfinite(lag), lag, 0.0)
 
 
 def _block_resample(resid: np.ndarray, n_boot: int, block: int, rng: np.random.Generator) -> np.ndarray:
@@ -378,6 +583,28 @@ def _quantiles(eta: np.ndarray, interval: float, spread: float = 1.0) -> np.ndar
     return out
 
 
+def _wquantile(x: np.ndarray, w: np.ndarray, q: float) -> np.ndarray:
+    """The ``q`` quantile of the rows of ``x`` (B, ...) weighted by ``w`` (B,) (the first value whose cumulative
+    weight reaches q of the total), along axis 0."""
+    order = np.argsort(x, axis=0, kind="stable")
+    cum = np.cumsum(np.take_along_axis(np.broadcast_to(w.reshape(-1, *([1] * (x.ndim - 1))), x.shape), order, 0), 0)
+    k = np.argmax(cum >= q * cum[-1], axis=0)
+    return np.take_along_axis(np.take_along_axis(x, order, 0), np.expand_dims(k, 0), 0)[0]
+
+
+def _late_end(eta: np.ndarray, eta_slow: np.ndarray, w_slow: float, interval: float) -> float:
+    """The late end of the ETA interval where the decline may slow down: the (1 + interval)/2 quantile of the steady
+    (``eta``, weight 1 − ``w_slow``) and the slowing (``eta_slow``, ``w_slow``) draws together. Not widened by
+    ``eta_spread``, which stands for what the steady models miss, the slowdown among it: widened too, 100-point
+    held-out collapses' intervals held 0.925 of crossings (over the 0.7-0.9 an honest 80% interval holds); the early
+    end and the median stay the steady declines' (:func:`_quantiles`): "at this rate", and a slowdown the window
+    cannot show never moves the warning later."""
+    x = np.minimum(np.concatenate([eta, eta_slow]), 1e12)
+    w = np.concatenate([np.full(eta.size, (1.0 - w_slow) / eta.size), np.full(eta_slow.size, w_slow / eta_slow.size)])
+    hi = float(_wquantile(x, w, (1.0 + interval) / 2.0))
+    return float("inf") if hi >= 1e12 else hi
+
+
 def _window(prep: Prepared, i: int, config: DetectorConfig) -> np.ndarray | None:
     """Finite point indices of the decay window ending at i, or None when it is too short."""
     seg0 = int(prep.seg_start[i])
@@ -406,7 +633,9 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
     """The decay forecast at point ``i`` from points ≤ i only; None when the window is too short or H_ref unknown.
 
     The fits and the bootstrap run only when the gates pass (or ``always_fit``, for the verdict and plots):
-    otherwise the forecast is "no crossing" with model ``"none"``.
+    otherwise the forecast is "no crossing" with model ``"none"``. The slowing models that widen the late end of the
+    interval (item 4 above) run only with ``always_fit``, the forecast every alert and the verdict quote: what decides
+    an alert (P(cross), the late end at this rate) never reads them.
     """
     floor, ref = float(prep.floor[i]), float(prep.h_ref[i])
     idx = _window(prep, i, config) if np.isfinite(floor) and np.isfinite(ref) else None
@@ -467,6 +696,7 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
                         positive=False)  # fmt: skip
 
     log_floor = float(np.log(floor + config.log_eps_nats))
+    slow_boot, slow_weight, eta_slow = None, 0.0, np.zeros(0)
     level = float(prep.smooth[i])  # the level every message quotes: the ETA's start when the fit disagrees with it
     rates = 1.0 / np.geomspace(max(t_now, 1.0) / 20.0, max(t_now, 1.0) * 20.0, N_RATES)
     model = "log_linear"
@@ -494,33 +724,36 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
             lag = t_now - np.log(A[0] / (level - c[0])) / k[0] if now0 <= floor < level and A[0] > 0 else 0.0
         boot = {"c": cb, "A": Ab, "k": kb}
     else:  # "at this rate": the current rate (a hinge finds where a decline sped up; the calm before is not averaged)
-        w_h = _hinge_weight(t, y_log)
-        model = "hinge" if w_h > 0.5 else "log_linear"
-        n_h = int(round(config.bootstrap * w_h))  # model averaging: draws from both, in proportion to their weight
-        hinge = _draws("hinge", t, y_log, max(n_h, 1), rng) if n_h or model == "hinge" else None
-        line = _draws("log_linear", t, y_log, max(config.bootstrap - n_h, 1), rng)
-        line.update(c=np.zeros_like(line["a"]), tau=np.zeros_like(line["a"]))
-        first, other = (hinge, line) if model == "hinge" else (line, hinge)
-        draws = {k: np.concatenate([first[k][: 1 + (n_h if model == "hinge" else config.bootstrap - n_h)],
-                                    other[k][1 : 1 + (config.bootstrap - n_h if model == "hinge" else n_h)]])
-                 for k in first} if other is not None else first  # fmt: skip
+        lls: dict[str, np.ndarray] = {}  # each model's profile likelihood, computed once for weights and draws
+        weights = _model_weights(t, y_log, lls, slowing=always_fit)  # the slowing models: what a surface quotes
+        model, draws = _mixture(t, y_log, config.bootstrap, rng, STEADY, weights, lls)
         # the floor is a share of H_ref, itself the median of the noisy points it was taken from: its uncertainty is
         # the ETA's too
         se_ref = float(np.nan_to_num(prep.ref_se(i)))
         floors = log_floor + np.concatenate([[0.0], rng.normal(0.0, se_ref, config.bootstrap)])
         log_level = float(np.log(level + config.log_eps_nats))
-        eta_all = _log_eta(draws, t_now, floors, -1.0, log_level)
+        eta_all, lags = _log_eta_lags(draws, t_now, floors, -1.0, log_level)
         eta, eta0 = eta_all[1:], float(eta_all[0])
-        lags = _log_lags(draws, t_now, floors, -1.0, log_level)
         lag = float(lags[0])
-        params = {k: float(v[0]) for k, v in draws.items() if model == "hinge" or k in ("a", "b")}
+        params = {k: float(draws[k][0]) for k in PARAMS[model]}
         boot = {k: v[1:] for k, v in draws.items()} | {"d_target": floors[1:] - log_floor, "lag": lags[1:]}
+        slow_weight = sum(weights.get(m, 0.0) for m in SLOWING)
+        if slow_weight > 0:  # where the decline may slow as real ones do: how late that puts the floor
+            rng_slow = np.random.default_rng(3_000_017 * (i - prep.origin + 1))  # live == post hoc
+            _, slow = _mixture(t, y_log, config.bootstrap, rng_slow, SLOWING, weights, lls)
+            floors_s = log_floor + np.concatenate([[0.0], rng_slow.normal(0.0, se_ref, config.bootstrap)])
+            eta_slow, lags_s = (x[1:] for x in _log_eta_lags(slow, t_now, floors_s, -1.0, log_level))
+            slow_boot = {k: v[1:] for k, v in slow.items()} | {"d_target": floors_s[1:] - log_floor, "lag": lags_s}
     p_cross = float(np.mean(eta <= horizon))
     lo, med, hi = _quantiles(eta, config.eta_interval, config.eta_spread)
+    hi_at_rate = float(hi)
+    if slow_boot is not None:  # the interval's late end: the steady and the slowing declines by their weights
+        hi = max(_late_end(eta, eta_slow, slow_weight, config.eta_interval), float(med))
     return Forecast(**base, model=model, params=params, p_cross=p_cross,
                     eta_median=float(med) if np.isfinite(med) else eta0, eta_lo=float(lo), eta_hi=float(hi),
                     positive=bool(gates and p_cross >= config.eta_prob and float(prep.smooth[i]) > floor),
-                    lag=float(lag) if math.isfinite(lag) else 0.0, boot=boot)  # fmt: skip
+                    lag=float(lag) if math.isfinite(lag) else 0.0, boot=boot, eta_hi_at_rate=hi_at_rate,
+                    slow_weight=slow_weight, slow_boot=slow_boot)  # fmt: skip
 
 
 def evaluate_rise(
@@ -560,8 +793,7 @@ def evaluate_rise(
     targets = float(np.log(target)) + np.concatenate([[0.0], rng.normal(0.0, se_ref, config.bootstrap)])
     level_now = float(prep.smooth[i]) if level is None else level  # what the caller's message quotes
     log_level = float(np.log(level_now + config.log_eps_nats))
-    eta_all = _log_eta(draws, t_now, targets, 1.0, log_level)
-    lags = _log_lags(draws, t_now, targets, 1.0, log_level)
+    eta_all, lags = _log_eta_lags(draws, t_now, targets, 1.0, log_level)
     lag = float(lags[0])
     eta = eta_all[1:]
     lo_q, med, hi_q = _quantiles(eta, config.eta_interval, config.eta_spread)

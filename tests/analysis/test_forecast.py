@@ -7,7 +7,17 @@ import dataclasses
 import numpy as np
 
 from entropy_watch.analysis import DetectorConfig, analyze_series
-from entropy_watch.analysis.forecast import _exp_eta, _exp_fit, _log_eta, evaluate, evaluate_rise, trend_p
+from entropy_watch.analysis import forecast as F
+from entropy_watch.analysis.forecast import (
+    _exp_eta,
+    _exp_fit,
+    _log_at,
+    _log_eta,
+    _wquantile,
+    evaluate,
+    evaluate_rise,
+    trend_p,
+)
 from entropy_watch.analysis.hygiene import prepare
 from entropy_watch.analysis.trend import theil_sen
 
@@ -276,3 +286,86 @@ def test_the_drawn_forecast_meets_its_target_at_the_eta_every_surface_quotes() -
     f = evaluate_rise(prep, high.size - 1, cfg, 1.2)
     o = from_forecast(f, "6× H_ref", cfg.eta_interval, level=float(prep.smooth[-1]))
     assert o.reached and o.steps == () and o.curve == () and o.text == "above 6× H_ref now"
+
+
+def _power_decline(n: int = 100, onset: int = 5, tau: float = 3.0, alpha: float = 0.9) -> np.ndarray:
+    """A decline that slows as the real collapses do: calm until ``onset``, then ``(1 + u/τ)^(−α)``."""
+    t = np.arange(n, dtype=float)
+    return np.where(t < onset, 1.0, (1 + np.clip(t - onset, 0, None) / tau) ** -alpha)
+
+
+def test_slowing_curves_are_solved_where_they_reach_the_target() -> None:
+    """Power-law and fading-hinge draws (no straight line past 'now') reach the target where their own curve does:
+    against a dense scan of ``_log_at``, from the fit and from the level."""
+    p = {"a": np.array([0.0, 0.0, 0.5]), "b": np.array([-0.2, -0.02, -0.01]), "c": np.array([0.0, 0.0, -0.2]),
+         "tau": np.array([0.0, 0.0, 10.0]), "s": np.array([8.0, np.inf, np.inf]),
+         "sc": np.array([np.inf, np.inf, 4.0])}  # fmt: skip  # a power law, a line, a fading hinge
+    target = np.array([-3.0, -3.0, -3.0])
+    t_now = 20.0
+    dense = np.linspace(0.0, 1_000.0, 2_000_001)
+
+    def first(row: dict, level: float) -> float:  # the first dense time the curve is at or under ``level``
+        past = _log_at(row, dense) <= level
+        assert past.any()
+        return float(dense[np.argmax(past)])
+
+    for k in range(3):
+        row = {key: v[k] for key, v in p.items()}
+        want = first(row, target[k]) - t_now
+        got = _log_eta(p, t_now, target, -1.0, float(_log_at(row, t_now)))[k]
+        assert want > 10 and abs(got - want) <= 1e-3 * want, (k, got, want)
+    # from the level: the power law is past -1.5 at t_now, the level (-1.2) is not: from where the curve meets it
+    row0 = {key: v[0] for key, v in p.items()}
+    assert float(_log_at(row0, t_now)) < -1.5
+    eta = _log_eta(p, t_now, np.full(3, -1.5), -1.0, -1.2)[0]
+    assert abs(eta - (first(row0, -1.5) - first(row0, -1.2))) < 1e-3
+
+
+def test_weighted_quantile_matches_repeated_values() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 3))
+    counts = np.array([1, 3, 2, 5, 1, 4, 2])
+    for q in (0.1, 0.5, 0.9):
+        naive = [np.sort(np.repeat(x[:, j], counts))[int(np.ceil(q * counts.sum())) - 1] for j in range(3)]
+        assert np.allclose(_wquantile(x, counts.astype(float), q), naive)
+
+
+def test_a_decline_that_may_slow_moves_only_the_late_end_of_the_interval(monkeypatch) -> None:
+    """The slowing models (power law, fading hinge) widen the ETA interval's late end and the band's upper edge; the
+    early end, the median, P(cross) and every alert stay those of the steady declines (the forecast without them)."""
+    cfg = DetectorConfig()
+    clean = _power_decline()
+    got, steady = [], []
+    for seed in range(6):
+        prep = prepare(series(noisy(clean, 0.05, seed=seed)), cfg)
+        got.append([evaluate(prep, i, cfg, always_fit=True) for i in (20, 30, 40)])
+    monkeypatch.setattr(F, "SLOWING", ())
+    for seed in range(6):
+        prep = prepare(series(noisy(clean, 0.05, seed=seed)), cfg)
+        steady.append([evaluate(prep, i, cfg, always_fit=True) for i in (20, 30, 40)])
+    floor = float(prep.floor[-1])
+    cross = float(np.argmax(clean <= floor))
+    held = {"slow": 0, "steady": 0}
+    steps = np.arange(20.0, 400.0)
+    for fs, ss in zip(got, steady, strict=True):
+        for f, s in zip(fs, ss, strict=True):
+            assert (f.eta_lo, f.eta_median, f.p_cross, f.positive) == (s.eta_lo, s.eta_median, s.p_cross, s.positive)
+            assert f.eta_hi_at_rate == s.eta_hi and s.slow_weight == 0.0
+            assert (f.slow_weight > 0) == (f.model != "exp_asymptote")  # the log-space forecasts
+            mid, lo, hi = f.drawn(steps)
+            mid_s, lo_s, hi_s = s.drawn(steps)
+            assert np.array_equal(mid, mid_s) and np.array_equal(lo, lo_s) and np.all(hi >= hi_s)
+            held["slow"] += f.step + f.eta_lo <= cross <= f.step + f.eta_hi
+            held["steady"] += s.step + s.eta_lo <= cross <= s.step + s.eta_hi
+    assert held["slow"] >= held["steady"] + 3, held  # the steady declines' late end comes before the crossing
+
+
+def test_slowing_never_changes_an_alert(monkeypatch) -> None:
+    """What fires, when and how severe is the steady declines' reading ('about to reach the floor' reads the late
+    end at this rate): the slowing models only widen the quoted interval."""
+    runs = [noisy(_power_decline(80, onset=8, tau=t, alpha=a), 0.08, seed=k)
+            for k, (t, a) in enumerate([(2.0, 1.2), (4.0, 1.0), (8.0, 1.4), (1.0, 0.8)])]  # fmt: skip
+    keys = [[(a.step, a.kind, a.severity) for a in analyze_series(series(h))] for h in runs]
+    monkeypatch.setattr(F, "SLOWING", ())
+    assert keys == [[(a.step, a.kind, a.severity) for a in analyze_series(series(h))] for h in runs]
+    assert any(any(k == "collapse" for _, k, _ in ks) for ks in keys)
