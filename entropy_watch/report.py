@@ -79,14 +79,9 @@ def _entropy_figure(go: Any, series: RunSeries, result: AnalysisResult) -> Any:
             fig.add_scatter(x=[a.step for a in pts], y=ys, mode="markers", name=f"{sev} alerts",
                             marker={"color": color, "size": 10, "symbol": "x"},
                             text=[a.message for a in pts], hoverinfo="text+x")  # fmt: skip
-    _mark_changes(fig, _changes(series))
+    _mark_changes(fig, series.changes)
     fig.update_layout(title="Token entropy", xaxis_title="step", yaxis_title="nats", yaxis_type="log", height=420)
     return fig
-
-
-def _changes(series: RunSeries) -> list[dict[str, Any]]:
-    """The run's known change points (:mod:`entropy_watch.analysis.changes`; a series carries no payloads)."""
-    return changes.change_points({"step": s, "kind": k, "payload": "{}"} for s, k in series.events)
 
 
 def _mark_changes(fig: Any, points: list[dict[str, Any]]) -> None:
@@ -194,7 +189,7 @@ def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *,
     if v is None:
         raise ValueError("build_report needs an analysis result with its verdict (entropy_watch.analysis.analyze)")
     notes = "".join(f"<p class='muted'>note: {html.escape(n)}</p>" for n in v.notes)
-    notes += "".join(f"<p class='muted'>change point {html.escape(x)}</p>" for x in changes.describe(_changes(series)))
+    notes += "".join(f"<p class='muted'>change point {html.escape(x)}</p>" for x in changes.describe(series.changes))
     title = f"entropy_watch report: {html.escape(series.name)}"
     body = (
         f"<h1>{title}</h1><p class='muted'>{html.escape(source)} · {len(series)} logged steps · "

@@ -30,7 +30,8 @@ import numpy as np
 
 from entropy_watch import metrics as M
 from entropy_watch.analysis import AnalysisResult, Analyzer, DetectorConfig, RunSeries
-from entropy_watch.analysis.series import ENTROPY_SOURCES, analysis_meta
+from entropy_watch.analysis.series import ENTROPY_SOURCES, analysis_meta, entropy_source
+from entropy_watch.errors import NoEntropySeries
 from entropy_watch.hooks.actions import ACTION_EVENT, ActionBook, parse_on_alert
 from entropy_watch.notify import Changes, Follower, Notifier, NotifyPolicy, scrub
 from entropy_watch.store.schema import check_step
@@ -192,12 +193,13 @@ class LiveAnalyzer:
             if edges is not None:
                 self._edges = np.asarray(edges, dtype=np.float64)
 
-    def seed(self, stored: RunSeries, entropy_name: str) -> None:
-        """Start from a resumed run's stored history (``entropy_name``: the scalar its entropy is stored under): its
-        points go ahead of what this session observes (a step logged again keeps the newest value, as in the store),
-        and the next analysis first takes what they show as known, neither sent nor acted on again."""
+    def seed(self, stored: RunSeries) -> None:
+        """Start from a resumed run's stored history (its entropy under ``stored.entropy_name``): its points go ahead
+        of what this session observes (a step logged again keeps the newest value, as in the store), and the next
+        analysis first takes what they show as known, neither sent nor acted on again."""
         with self._lock:
-            for name, (steps, values) in {entropy_name: (stored.steps, stored.entropy), **stored.scalars}.items():
+            stored_scalars = {stored.entropy_name: (stored.steps, stored.entropy), **stored.scalars}
+            for name, (steps, values) in stored_scalars.items():
                 if name in ANALYSIS_INPUTS:
                     buf = self._scalars.setdefault(name, _Buffer())
                     for step, value in zip(steps.tolist(), values.tolist(), strict=True):
@@ -222,7 +224,7 @@ class LiveAnalyzer:
 
     def _series(self) -> RunSeries | None:
         """:meth:`series`, the lock held."""
-        src = next((n for n in ENTROPY_SOURCES if n in self._scalars), None)
+        src = entropy_source(self._scalars)
         if src is None:
             return None
         views = {k: b.view() for k, b in self._scalars.items()}
@@ -239,6 +241,7 @@ class LiveAnalyzer:
             hist_edges=edges if hist is not None else None,
             events=sorted(events),
             meta=meta,
+            entropy_name=src,
         )
 
     def analyse_now(self) -> None:
@@ -419,11 +422,9 @@ class Live:
         from entropy_watch.store import Store
 
         try:
-            store = Store(watch.root)
-            names = store.scalar_names(watch.run)
-            src = next((n for n in ENTROPY_SOURCES if n in names), None)
-            if src is not None:
-                self.analyzer.seed(RunSeries.from_reader(store, watch.run), src)  # type: ignore[union-attr]
+            self.analyzer.seed(RunSeries.from_reader(Store(watch.root), watch.run))  # type: ignore[union-attr]
+        except NoEntropySeries:  # stored without entropy yet: nothing to start from
+            return
         except Exception as exc:  # noqa: BLE001 - never into training
             self._failure("live.seed", exc)
 

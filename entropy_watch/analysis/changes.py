@@ -57,7 +57,10 @@ def change_what(kind: str, payload: Mapping[str, Any]) -> str:
 
 
 def event_payload(text: object) -> dict[str, Any] | None:
-    """An event's JSON payload as a dict; None when it is not a JSON object (an empty payload is ``{}``)."""
+    """An event's JSON payload as a dict; None when it is not a JSON object (an empty payload is ``{}``). An
+    importer's event holds its payload as a dict already (``ImportedRun.events``): taken as it is."""
+    if isinstance(text, Mapping):
+        return dict(text)
     try:
         payload = json.loads(text or "{}")  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -66,7 +69,8 @@ def event_payload(text: object) -> dict[str, Any] | None:
 
 
 def change_points(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Of a run's event rows (``step``, ``kind``, ``payload`` JSON text: ``RunReader.events``), the known change
+    """Of a run's event rows (``step``, ``kind``, ``payload`` JSON text: ``RunReader.events``, or a dict: an
+    importer's ``ImportedRun.events``), the known change
     points, in their order: ``step``, ``kind`` and ``payload``, its JSON object's fields (a payload that is not a JSON
     object is kept as ``{"payload": text}``: shown as data, never dropped). Other kinds (``action``, ``sft``, a user's
     own) are left out."""

@@ -8,13 +8,14 @@ causally (last observation carried forward), so a sparse validation reward logge
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from entropy_watch import metrics as M
-from entropy_watch.analysis.changes import KNOWN_CHANGE_KINDS, RESET_EVENT_KINDS
+from entropy_watch.analysis.changes import KNOWN_CHANGE_KINDS, RESET_EVENT_KINDS, change_points
 from entropy_watch.errors import EntropyWatchError, NoEntropySeries
 
 if TYPE_CHECKING:
@@ -22,6 +23,14 @@ if TYPE_CHECKING:
     from entropy_watch.store.reads import RunReader
 
 ENTROPY_SOURCES: tuple[str, ...] = (M.ENTROPY_MEAN, M.ENTROPY_SAMPLED_NLL)
+
+
+def entropy_source(names: Iterable[str]) -> str | None:
+    """The scalar a run's entropy is read from: the first of :data:`ENTROPY_SOURCES` among ``names`` (None: none)."""
+    have = set(names)
+    return next((n for n in ENTROPY_SOURCES if n in have), None)
+
+
 REWARD_PART = re.compile(r"^(?:train/)?rewards/[^/]+/mean$")
 """TRL's per-function rewards (``rewards/<function>/mean``, ``train/`` in a W&B export): its ``reward`` is their
 (weighted) sum, so their ranges tell the reward's ceiling (``corroborate.reward_parts_max``)."""
@@ -56,7 +65,10 @@ class RunSeries:
     ``steps`` (n,) int64 strictly increasing; ``entropy`` (n,) float64 nats (may hold NaN/inf: the guards see them);
     ``scalars`` maps canonical names to (steps, values) pairs at their own steps; ``hist`` is (steps (m,),
     counts (m, bins)) with ``hist_edges`` (bins,); ``events`` are (step, kind) known change points; ``meta`` holds
-    ``vocab_size``, ``planned_steps`` and ``reward_max`` when known.
+    ``vocab_size``, ``planned_steps`` and ``reward_max`` when known; ``entropy_name`` is the scalar the entropy was
+    read from (:func:`entropy_source`); ``changes`` are the known change points with what their event said
+    (:func:`~entropy_watch.analysis.changes.change_points`: "resume from checkpoint step 59"), for display — from the
+    events alone, without payloads, where the series was built from arrays.
     """
 
     name: str
@@ -67,8 +79,12 @@ class RunSeries:
     hist_edges: np.ndarray | None = None
     events: list[tuple[int, str]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    entropy_name: str = M.ENTROPY_MEAN
+    changes: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.events and not self.changes:
+            self.changes = change_points({"step": s, "kind": k, "payload": "{}"} for s, k in self.events)
         self.steps, self.entropy = _dedupe(self.steps, self.entropy)
         self.scalars = {k: _dedupe(s, v) for k, (s, v) in self.scalars.items()}
 
@@ -101,7 +117,7 @@ class RunSeries:
     @classmethod
     def from_imported(cls, run: ImportedRun) -> RunSeries:
         """Build from an importer's :class:`ImportedRun` (canonical names; entropy required)."""
-        src = next((n for n in ENTROPY_SOURCES if n in run.scalars), None)
+        src = entropy_source(run.scalars)
         if src is None:
             raise EntropyWatchError(
                 f"{run.source}: no entropy series found (looked for {', '.join(ENTROPY_SOURCES)}); "
@@ -113,7 +129,8 @@ class RunSeries:
         meta.setdefault("source", run.source)
         meta["import_notes"] = list(run.notes)  # as the store keeps them in run.json
         events = sorted((int(e["step"]), str(e["kind"])) for e in run.events)  # as the store would hold them
-        return cls(name=run.name, steps=steps, entropy=values, scalars=others, events=events, meta=meta)
+        return cls(name=run.name, steps=steps, entropy=values, scalars=others, events=events, meta=meta,
+                   entropy_name=src, changes=change_points(run.events))  # fmt: skip
 
     @classmethod
     def from_reader(cls, reader: RunReader, run: str) -> RunSeries:
@@ -121,13 +138,14 @@ class RunSeries:
         scalars, the histogram and the events (one value per step by the store's de-duplication rule)."""
         meta = reader.run_meta(run)
         names = reader.scalar_names(run)
-        src = next((n for n in ENTROPY_SOURCES if n in names), None)
+        src = entropy_source(names)
         if src is None:
             raise NoEntropySeries(f"run {run!r} has no entropy series yet ({', '.join(ENTROPY_SOURCES)})")
         data = reader.series_many(run, [n for n in names if n == src or analysed(n)])
         steps, values = data.pop(src)
         edges = meta.get("hist_edges")
         hist = reader.hist_matrix(run, len(edges)) if edges else None
+        rows = reader.events(run)
         return cls(
             name=run,
             steps=steps,
@@ -135,8 +153,10 @@ class RunSeries:
             scalars=data,
             hist=hist,
             hist_edges=np.asarray(edges, dtype=np.float64) if edges else None,
-            events=sorted((int(e["step"]), str(e["kind"])) for e in reader.events(run)),
+            events=sorted((int(e["step"]), str(e["kind"])) for e in rows),
             meta=analysis_meta(meta),
+            entropy_name=src,
+            changes=change_points(rows),
         )
 
     # --- views -------------------------------------------------------------------------------------------------
@@ -157,6 +177,8 @@ class RunSeries:
             hist_edges=self.hist_edges,
             events=[e for e in self.events if e[0] <= last_step],
             meta=dict(self.meta),
+            entropy_name=self.entropy_name,
+            changes=[c for c in self.changes if c["step"] <= last_step],
         )
 
     def aligned(self, name: str) -> np.ndarray | None:

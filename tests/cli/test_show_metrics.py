@@ -74,10 +74,10 @@ def test_show_lists_the_known_change_points(tmp_path: Path) -> None:
     ]
     got = json.loads(runner.invoke(app, ["--store", str(store), "show", "r", "--json"]).stdout)["change_points"]
     assert got[1] == {"step": 60, "kind": "resume", "payload": {"checkpoint_step": 59, "checkpoint": "[red]ck[/red]"}}
-    # the report: the same lines under the verdict (a series keeps no payloads) and a dotted line per change point
+    # the report: the same lines under the verdict (what the event said too) and a dotted line per change point
     out = tmp_path / "r.html"
     assert runner.invoke(app, ["--store", str(store), "report", "r", "-o", str(out)]).exit_code == 0
     page = out.read_text()
     assert "change point step 30: LR schedule change — baselines restart here" in page
-    assert "change point step 60: resume — the run goes on with its baselines" in page
+    assert "change point step 60: resume from checkpoint step 59 — the run goes on with its baselines" in page
     assert '"name":"resume"' in page and '"name":"LR schedule change"' in page and "step 50" not in page

@@ -18,6 +18,8 @@ import pytest
 
 from entropy_watch import aliases as A
 from entropy_watch import metrics as M
+from entropy_watch.analysis import RunSeries
+from entropy_watch.analysis.changes import describe
 from entropy_watch.importers import load_log
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"
@@ -92,6 +94,10 @@ def test_rasbt_restart_keeps_the_last_occurrence() -> None:
     assert run.series("total_steps")[1][0] == 500  # the restarted run's setting
     assert [e["kind"] for e in run.events] == ["resume"] and run.events[0]["payload"]["from_step"] == 5
     assert any("kept the last occurrence" in n for n in run.notes)
+    # what the analysis, the report and the CLI show of it: the resume with where the steps went back from
+    (change,) = RunSeries.from_imported(run).changes
+    assert change["kind"] == "resume" and change["payload"]["from_step"] == 5
+    assert describe([change])[0].startswith(f"step {change['step']}: resume (the logged steps go back from step 5)")
 
 
 def test_rasbt_log_cut_while_written_drops_only_the_cut_row(tmp_path) -> None:
