@@ -35,7 +35,9 @@ class Outlook:
     level), ``target`` that level in nats and ``target_label`` in words. ETAs are absolute steps (None: not on
     course to reach it); ``reached`` when the level is already there; ``beyond_end`` when the ETA lies after the
     run's planned last step. ``steps``/``curve``/``lo``/``hi`` draw the forecast — the median of the fit's draws,
-    which meets the target at ``eta_step`` — and its ``interval`` band (nats); empty when ``reached``."""
+    which meets the target at ``eta_step`` — and its ``interval`` band (nats); empty when ``reached``. ``slowing``: the
+    interval's late end (and the band's upper edge) is where a decline that slows down as real collapses do would
+    reach the floor, later than at this rate (:attr:`Forecast.slow_weight`); the text says so."""
 
     direction: str
     target: float
@@ -56,6 +58,7 @@ class Outlook:
     hi: tuple[float, ...]
     text: str
     ahead: bool = False
+    slowing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return _clean({k: getattr(self, k) for k in self.__dataclass_fields__})
@@ -93,9 +96,11 @@ def _range(eta: float, lo: float | None, hi: float | None) -> str:
     return f"{_step_text(lo or eta)}–never"
 
 
-def _by_step(eta: float, lo: float | None, hi: float | None, interval: float) -> str:
-    """'by step 412 (80% interval 380–460)'."""
-    return f"by step {_step_text(eta)} ({100 * interval:.0f}% interval {_range(eta, lo, hi)})"
+def _by_step(eta: float, lo: float | None, hi: float | None, interval: float, slowing: bool = False) -> str:
+    """'by step 412 (80% interval 380–460)'; with ``slowing``, '... 380–900, the late end if it slows down as
+    collapses do)'."""
+    late = ", the late end if it slows down as collapses do" if slowing else ""
+    return f"by step {_step_text(eta)} ({100 * interval:.0f}% interval {_range(eta, lo, hi)}{late})"
 
 
 def from_forecast(
@@ -108,6 +113,7 @@ def from_forecast(
         return float(f.step + eta) if math.isfinite(eta) else None
 
     eta, lo, hi = at(f.eta_median), at(f.eta_lo), at(f.eta_hi)
+    slowing = f.eta_hi_at_rate is not None and f.eta_hi > f.eta_hi_at_rate  # a slowdown set the late end
     reached = f.eta_median == 0
     past = level is not None and (level <= f.floor if f.direction == "decay" else level >= f.floor)
     past_first = bool(past and not reached)  # the level past the target before the fitted trend
@@ -133,7 +139,7 @@ def from_forecast(
     elif eta is None:
         text = f"not on course to reach {target_label}"
     else:
-        text = f"at this rate {target_label} {_by_step(eta, lo, hi, interval)}"
+        text = f"at this rate {target_label} {_by_step(eta, lo, hi, interval, slowing)}"
         if beyond:
             text += f", after the planned end (step {planned_end:,})"
     return Outlook(
@@ -156,6 +162,7 @@ def from_forecast(
         hi=tuple(float(x) for x in b_hi),
         text=text,
         ahead=past_first,
+        slowing=slowing,
     )
 
 

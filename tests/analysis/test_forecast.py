@@ -369,3 +369,24 @@ def test_slowing_never_changes_an_alert(monkeypatch) -> None:
     monkeypatch.setattr(F, "SLOWING", ())
     assert keys == [[(a.step, a.kind, a.severity) for a in analyze_series(series(h))] for h in runs]
     assert any(any(k == "collapse" for _, k, _ in ks) for ks in keys)
+
+
+def test_the_verdict_says_when_its_late_end_is_a_slowdown() -> None:
+    """A decline that slows as collapses do: the verdict's interval holds the floor crossing because its late end
+    allows for the slowdown, and its sentence says which end that is (the same text in the alert it quotes)."""
+    from entropy_watch.analysis import verdict
+
+    clean = _power_decline(80, onset=8, tau=4.0, alpha=1.0)
+    s = series(noisy(clean, 0.08, seed=1))
+    v = verdict(s, at_step=20)
+    o = v.forecast
+    assert o is not None and o.direction == "decay" and o.slowing and o.to_dict()["slowing"] is True
+    assert "the late end if it slows down as collapses do)" in o.text and o.text in v.headline
+    floor = float(prepare(s, DetectorConfig()).floor[20])
+    cross = float(np.argmax(clean <= floor))
+    assert o.eta_lo_step is not None and o.eta_hi_step is not None and o.eta_lo_step <= cross <= o.eta_hi_step
+    # at this rate alone the interval ends before the crossing
+    f = evaluate(prepare(s.prefix(20), DetectorConfig()), 20, DetectorConfig(), always_fit=True)
+    assert f is not None and f.step + f.eta_hi_at_rate < cross
+    first = next(a for a in analyze_series(s) if a.kind == "collapse")
+    assert "the late end if it slows down as collapses do)" in first.message

@@ -17,7 +17,7 @@ SCHEMA_KEYS = {"schema", "run", "step", "n_points", "health", "kind", "headline"
                "ln_v", "forecast", "alerts", "problems", "notes"}  # fmt: skip
 FORECAST_KEYS = {"direction", "target", "target_label", "model", "fitted_at", "window_start", "eta_step",
                  "eta_lo_step", "eta_hi_step", "interval", "p_cross", "reached", "beyond_end", "steps", "curve",
-                 "lo", "hi", "text", "ahead"}  # fmt: skip
+                 "lo", "hi", "text", "ahead", "slowing"}  # fmt: skip
 
 
 def test_too_short_is_not_ok() -> None:
