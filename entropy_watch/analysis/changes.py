@@ -70,10 +70,9 @@ def event_payload(text: object) -> dict[str, Any] | None:
 
 def change_points(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Of a run's event rows (``step``, ``kind``, ``payload`` JSON text: ``RunReader.events``, or a dict: an
-    importer's ``ImportedRun.events``), the known change
-    points, in their order: ``step``, ``kind`` and ``payload``, its JSON object's fields (a payload that is not a JSON
-    object is kept as ``{"payload": text}``: shown as data, never dropped). Other kinds (``action``, ``sft``, a user's
-    own) are left out."""
+    importer's ``ImportedRun.events``), the known change points, in their order: ``step``, ``kind`` and ``payload``,
+    its JSON object's fields (a payload that is not a JSON object is kept as ``{"payload": text}``: shown as data,
+    never dropped). Other kinds (``action``, ``sft``, a user's own) are left out."""
     out = []
     for row in events:
         if row["kind"] in KNOWN_CHANGE_KINDS:

@@ -101,7 +101,7 @@ def conditions(
             f.gates
             and f.lost >= config.decline_lost
             and f.model != "none"
-            and (f.eta_hi if f.eta_hi_at_rate is None else f.eta_hi_at_rate) <= soon  # at this rate
+            and f.late_at_rate <= soon
             and lvl[i] > prep.floor[i]
         ):
             crit[i] = True

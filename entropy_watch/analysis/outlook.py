@@ -113,7 +113,7 @@ def from_forecast(
         return float(f.step + eta) if math.isfinite(eta) else None
 
     eta, lo, hi = at(f.eta_median), at(f.eta_lo), at(f.eta_hi)
-    slowing = f.eta_hi_at_rate is not None and f.eta_hi > f.eta_hi_at_rate  # a slowdown set the late end
+    slowing = f.eta_hi > f.late_at_rate  # a slowdown set the late end
     reached = f.eta_median == 0
     past = level is not None and (level <= f.floor if f.direction == "decay" else level >= f.floor)
     past_first = bool(past and not reached)  # the level past the target before the fitted trend

@@ -8,17 +8,10 @@ import numpy as np
 
 from entropy_watch.analysis import DetectorConfig, analyze_series
 from entropy_watch.analysis import forecast as F
-from entropy_watch.analysis.forecast import (
-    _exp_eta,
-    _exp_fit,
-    _log_at,
-    _log_eta,
-    _wquantile,
-    evaluate,
-    evaluate_rise,
-    trend_p,
-)
+from entropy_watch.analysis.forecast import _exp_eta, _exp_fit, _wquantile, evaluate, evaluate_rise, trend_p
 from entropy_watch.analysis.hygiene import prepare
+from entropy_watch.analysis.logfits import log_at as _log_at
+from entropy_watch.analysis.logfits import log_eta as _log_eta
 from entropy_watch.analysis.trend import theil_sen
 
 from ._series import collapsing, healthy, noisy, series
