@@ -50,6 +50,8 @@ ANALYSIS_INPUTS: tuple[str, ...] = (
 """The scalars the detector reads (entropy, reward and the corroborating signals of analysis/corroborate.py)."""
 
 
+_HIST = "<hist>"  # the histogram buffer's key among the seeded counts (no scalar is named so: ANALYSIS_INPUTS)
+
 LIVE_ARGS: tuple[str, ...] = ("notify", "on_alert", "detector", "app_url", "live")
 """``Watch`` arguments that configure the live analysis (:meth:`Live.build`)."""
 
@@ -94,7 +96,7 @@ class _Buffer:
 
     def append(self, step: int, value: Any) -> None:
         if self.n == self.steps.size:  # grow into new arrays; a reader keeps the old ones
-            cap = 2 * self.n
+            cap = max(64, 2 * self.n)
             steps = np.empty(cap, dtype=np.int64)
             values = np.empty((cap, self.width) if self.width else cap, dtype=np.float64)
             steps[: self.n], values[: self.n] = self.steps, self.values
@@ -105,6 +107,17 @@ class _Buffer:
 
     def view(self) -> tuple[np.ndarray, np.ndarray]:
         return self.steps[: self.n], self.values[: self.n]
+
+    def drop(self, upto: int, step: int) -> int:
+        """Leave out the entries among the first ``upto`` whose step is ``step`` or later, into new arrays (a reader
+        keeps the old ones: the prefixes it holds are never modified); returns how many of those ``upto`` stay."""
+        keep = np.ones(self.n, dtype=bool)
+        keep[:upto] = self.steps[:upto] < step
+        gone = int((~keep).sum())
+        if gone:
+            self.steps, self.values = self.steps[: self.n][keep], self.values[: self.n][keep]
+            self.n -= gone
+        return upto - gone
 
 
 class LiveAnalyzer:
@@ -146,6 +159,7 @@ class LiveAnalyzer:
         self._newest = -1
         self._closed = False
         self._known: RunSeries | None = None  # a resumed run's stored history, not yet taken as known (seed)
+        self._seeded: dict[str, int] = {}  # per buffer (scalar name, or _HIST): how many first entries the store gave
         self.analyses = 0
         self.busy_s = 0.0
         self._thread = threading.Thread(target=self._run, name="entropy_watch-live", daemon=True)
@@ -184,6 +198,21 @@ class LiveAnalyzer:
             return
         with self._lock:
             self._events.append((step, str(kind)))
+            if kind == "resume":
+                self._replace_seeded(int(step))
+
+    def _replace_seeded(self, step: int) -> None:
+        """A resume at ``step`` replaced what the stored history (:meth:`seed`) holds at ``step`` or later: a
+        trajectory the run no longer has, as the store's readers leave it out
+        (:func:`~entropy_watch.store.reads.replaced_sql`). Kept, a run resumed at step 60 from a session that reached
+        step 100 was analysed with steps 81-100 of that session after this one's newest point, until it passed them.
+        The lock is held."""
+        for name, buf in self._scalars.items():
+            self._seeded[name] = buf.drop(self._seeded.get(name, 0), step)
+        if self._hist is not None:
+            self._seeded[_HIST] = self._hist.drop(self._seeded.get(_HIST, 0), step)
+        tops = [int(b.view()[0].max()) for b in self._scalars.values() if b.n]
+        self._newest = max(tops, default=-1)
 
     def observe_meta(self, run_json: Mapping[str, Any]) -> None:
         meta = analysis_meta(dict(run_json))
@@ -211,6 +240,9 @@ class LiveAnalyzer:
                         self._hist = _Buffer(row.size)
                     if row.size == self._hist.width:
                         self._hist.append(int(step), row)
+            self._seeded = {name: buf.n for name, buf in self._scalars.items()}
+            if self._hist is not None:
+                self._seeded[_HIST] = self._hist.n
             self._events.extend((s, k) for s, k in stored.events if k != ACTION_EVENT)
             self.meta = {**stored.meta, **self.meta}
             self._known = self._series()

@@ -374,6 +374,23 @@ def unordered(s: np.ndarray) -> bool:
     return back > 1 and back > UNORDERED_SHARE * (len(s) - 1)
 
 
+def orphaned(s: np.ndarray) -> np.ndarray:
+    """Which points of ``s`` (steps in write order, int64) a later restart replaced (bool, shape of ``s``): those
+    written before a step back to a step at or below theirs. The resumed training went on from its checkpoint, so
+    what the first one logged from that step on is a trajectory the run no longer has — kept, it reads after the
+    resumed points that stop short of it (a run resumed at step 5 and logged to 7 read 5–7 resumed, then 8–10 from
+    before). TensorBoard drops these points too (``purge_orphaned_data``, on by default). None are orphaned when the
+    steps are out of order (:func:`unordered`): there are no restarts then."""
+    out = np.zeros(len(s), dtype=bool)
+    back = step_backs(s)
+    if not len(back) or unordered(s):
+        return out
+    later_min = np.full(len(s), np.iinfo(np.int64).max, dtype=np.int64)
+    later_min[back - 1] = s[back]  # the lowest step any later restart goes back to, seen from each point
+    later_min = np.minimum.accumulate(later_min[::-1])[::-1]
+    return s >= later_min
+
+
 def out_of_line(s: np.ndarray) -> np.ndarray:
     """Positions in ``s`` (steps in write order) of steps out of line with both neighbours: the steps before and
     after climb (``prev < next``) while this one sits above the next or below the previous — a typo or a corrupt
@@ -405,10 +422,11 @@ def _out_of_line(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:
 
 
 def _resume_events(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:
-    """A step lower than the one before it marks a restart: record it and say how many steps were logged twice.
-    A resumed run steps back once per restart and climbs from there; when more than ``UNORDERED_SHARE`` of the rows
-    step back (a file sorted newest first, or shuffled), the rows are simply out of order: they are read in step
-    order and no restart is recorded (a ``resume`` at every point would explain every jump of entropy)."""
+    """A step lower than the one before it marks a restart: record it, leave out (``steps[row] = -1``) the rows it
+    replaced (:func:`orphaned`) and say how many. A resumed run steps back once per restart and climbs from there;
+    when more than ``UNORDERED_SHARE`` of the rows step back (a file sorted newest first, or shuffled), the rows are
+    simply out of order: they are read in step order and no restart is recorded (a ``resume`` at every point would
+    explain every jump of entropy)."""
     valid = np.flatnonzero(steps >= 0)
     s = steps[valid]
     back = step_backs(s)
@@ -428,11 +446,23 @@ def _resume_events(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:
             }
         )
     if len(back):
-        repeated = len(s) - len(np.unique(s))
+        replaced = orphaned(s)
+        steps[valid[replaced]] = -1
         parsed.notes.append(
             f"steps go back {len(back)} time(s) (restart at {frame.where(int(valid[back[0]]))}, step "
-            f"{int(s[back[0] - 1])} -> {int(s[back[0]])}); {repeated} repeated rows: kept the last occurrence"
+            f"{int(s[back[0] - 1])} -> {int(s[back[0]])}): {replaced_note(s, replaced)}"
         )
+
+
+def replaced_note(s: np.ndarray, replaced: np.ndarray, what: str = "row") -> str:
+    """What restarts left out of steps ``s`` (``replaced``: :func:`orphaned`), for the run's notes."""
+    n = int(replaced.sum())
+    again = int(np.isin(s[replaced], s[~replaced]).sum())
+    gone = f", {n - again} at steps it did not log again" if n > again else ""
+    return (
+        f"{n} {what}(s) logged before it at or past the step it went back to are left out, replaced by the resumed "
+        f"training ({again} logged again{gone})"
+    )
 
 
 def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:

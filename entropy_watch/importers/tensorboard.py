@@ -18,7 +18,10 @@ without a word. A record is ``uint64 length, uint32 masked CRC32C(length), Event
 Points are put in write order (wall time, across files). A step written twice keeps the last value written. Restarts
 follow the rule of every other format (:func:`~entropy_watch.importers.base.step_backs`): judged on the entropy tag
 (the busiest tag when there is none), a step *lower* than the one before marks a restart, recorded as a ``resume``
-event; a repeated step does not (an HF Trainer logs ``epoch`` in its training and its evaluation entry at one step).
+event, and every tag's points written before it at or past the step it went back to are left out (the resumed
+training replaced them, as :func:`~entropy_watch.importers.base.orphaned` reads rows; TensorBoard's own
+``purge_orphaned_data`` hides them too, tag by tag); a repeated step does not (an HF Trainer logs ``epoch`` in its
+training and its evaluation entry at one step).
 Points whose step is out of line with both neighbours (:func:`~entropy_watch.importers.base.out_of_line`) are
 skipped, and a tag whose points step back too often (:func:`~entropy_watch.importers.base.unordered`: two writers
 interleaved) is read in step order without restarts. Event files whose scalars were written over the same span of
@@ -46,6 +49,7 @@ from entropy_watch.importers.base import (
     Progress,
     dedupe_last,
     out_of_line,
+    replaced_note,
     step_backs,
     unordered,
 )
@@ -278,22 +282,36 @@ def read_event_dir(path: Path, progress: Progress | None = None, entropy_tag: st
     if judge is None:
         judge = max(raw, key=lambda t: len(raw[t]))
     odd: list[str] = []
-    for tag, points in raw.items():
-        points.sort(key=lambda p: p[2])  # write order across files (stable: file order within one)
-        steps = np.array([p[0] for p in points], dtype=np.int64)
-        values = np.array([p[1] for p in points], dtype=np.float64)
-        bad = out_of_line(steps)
-        if len(bad):
-            i = int(bad[0])
-            odd.append(f"{tag!r} ({len(bad)}, first step {steps[i]} between {steps[i - 1]} and {steps[i + 1]})")
-            steps, values = np.delete(steps, bad), np.delete(values, bad)
+    tags = {tag: _in_write_order(tag, points, odd) for tag, points in raw.items()}
+    steps, _, walls = tags[judge]
+    marks = [] if writers or unordered(steps) else [(walls[i], steps[i]) for i in step_backs(steps)]
+    for tag, (steps, values, walls) in tags.items():
+        replaced = np.zeros(len(steps), dtype=bool)
+        for wall, step in marks:  # the run's restarts (judged on one tag) replace every tag's points
+            replaced |= (walls < wall) & (steps >= step)
         if tag == judge:
-            _restarts(tag, steps, parsed, repeats_said=bool(writers))
-        parsed.series[tag] = dedupe_last(steps, values)
+            _restarts(tag, steps, replaced, parsed, repeats_said=bool(writers))
+        if not replaced.all():  # a tag only the replaced trajectory logged is left out
+            parsed.series[tag] = dedupe_last(steps[~replaced], values[~replaced])
     if odd:
         parsed.notes.append(f"skipped points whose step is out of line with the points around them: {listed(odd, 3)}")
     parsed.meta["tensorboard_tags"] = len(raw)
     return parsed
+
+
+def _in_write_order(tag: str, points: Points, odd: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(steps int64, values, wall times)`` of one tag's points in write order (wall time across files; stable: file
+    order within one), without the points whose step is out of line with both neighbours (said in ``odd``)."""
+    points.sort(key=lambda p: p[2])
+    steps = np.array([p[0] for p in points], dtype=np.int64)
+    values = np.array([p[1] for p in points], dtype=np.float64)
+    walls = np.array([p[2] for p in points], dtype=np.float64)
+    bad = out_of_line(steps)
+    if len(bad):
+        i = int(bad[0])
+        odd.append(f"{tag!r} ({len(bad)}, first step {steps[i]} between {steps[i - 1]} and {steps[i + 1]})")
+        steps, values, walls = np.delete(steps, bad), np.delete(values, bad), np.delete(walls, bad)
+    return steps, values, walls
 
 
 def _overlapping(spans: list[tuple[float, float, str, set[str]]]) -> list[str]:
@@ -322,9 +340,10 @@ def _tensor_scalar(proto: Any) -> float | None:
     return float(arr.reshape(()))
 
 
-def _restarts(tag: str, steps: np.ndarray, parsed: Parsed, repeats_said: bool) -> None:
-    """Restarts of ``tag`` (its steps in write order), by the rule of every format (module doc); ``repeats_said``:
-    the notes already say why steps repeat (files written at the same time)."""
+def _restarts(tag: str, steps: np.ndarray, replaced: np.ndarray, parsed: Parsed, repeats_said: bool) -> None:
+    """Restarts of ``tag`` (its steps in write order), by the rule of every format (module doc); ``replaced``: its
+    points they replaced (none when files were written at the same time); ``repeats_said``: the notes already say why
+    steps repeat (files written at the same time)."""
     back = step_backs(steps)
     repeated = len(steps) - len(np.unique(steps))
     if unordered(steps):
@@ -339,9 +358,12 @@ def _restarts(tag: str, steps: np.ndarray, parsed: Parsed, repeats_said: bool) -
             {"step": int(steps[i]), "kind": "resume", "payload": {"from_step": int(steps[i - 1]), "tag": tag}}
         )
     if len(back):
+        kept = "kept the last value written for each step"
+        if replaced.any():
+            kept = replaced_note(steps, replaced, "point")
         parsed.notes.append(
-            f"tag {tag!r} restarts {len(back)} time(s) (step {int(steps[back[0] - 1])} -> {int(steps[back[0]])}); "
-            f"kept the last value written for each step"
+            f"tag {tag!r} restarts {len(back)} time(s) (step {int(steps[back[0] - 1])} -> {int(steps[back[0]])}): "
+            f"{kept}"
         )
     elif repeated and not repeats_said:
         many = " (two writers?)" if repeated > UNORDERED_SHARE * len(steps) else ""

@@ -12,6 +12,16 @@ resumed run re-logging steps, several ranks, a name logged twice) keeps one valu
 rank (rank 0 holds all-reduced values when ranks reduce before logging), then the latest ``wall_time``, then the
 latest writer session, then the latest segment. Null values read as NaN.
 
+**What a resume replaced** (:func:`replaced_sql`, the one place it is written): a ``resume`` event says the run went
+on from a checkpoint at its step, so the rows an earlier writer session logged at that step or later belong to a
+trajectory the run no longer has. They are left out of every read of ``scalars``, ``hist`` and ``tokens``: a session
+that crashed at step 100 and was resumed at step 60 read 60–80 resumed, then 81–100 from before, until the resumed
+training passed step 100 (its entropy jumping back, its histograms counted twice). An earlier session is one whose
+last scalar row was written before the event, by another writer session that logs scalars itself (a concurrent
+evaluation process that goes on writing after the resume keeps its rows; an event added afterwards by a process that
+logs nothing replaces nothing; an import, one session, writes its own resume events and leaves out what they replaced
+itself). TensorBoard hides such points the same way (``purge_orphaned_data``).
+
 Downsampled reads (:meth:`SqlReads.downsampled`, :meth:`SqlReads.heatmap`) leave DuckDB already reduced: the steps of
 the window are cut into equal-width buckets and each gives its mean, min and max (a min/max band keeps the spikes
 that point-picking would hide in noisy RL metrics; STORE_AND_APP §5).
@@ -21,7 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -53,6 +63,32 @@ LATEST_FIRST = "rank ASC, wall_time DESC NULLS LAST, _writer DESC, _seq DESC"
 def keep_latest(partition: str = "run, name, step") -> str:
     """The ``QUALIFY`` clause that applies the de-duplication rule to ``scalars`` rows."""
     return f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {LATEST_FIRST}) = 1"
+
+
+def replaced_sql(runs: str) -> str:
+    """Common table expressions ending in ``gone(run, _writer, s)``: the writer sessions whose rows at step ``s`` or
+    later a later ``resume`` replaced (see the module docstring), among the runs the predicate ``runs`` selects.
+    ``went``: the resumes that count, those of a session that logged scalars itself (the resumed training; an event
+    written afterwards by a process that logs nothing, annotating the run, replaces nothing)."""
+    return f"""res AS (SELECT run, step, wall_time, _writer FROM events
+                    WHERE {runs} AND kind = 'resume' AND isfinite(wall_time)),
+           ends AS (SELECT run, _writer, max(wall_time) AS t FROM scalars
+                    WHERE {runs} AND run IN (SELECT run FROM res) GROUP BY ALL),
+           went AS (SELECT res.* FROM res JOIN ends USING (run, _writer)),
+           gone AS (SELECT ends.run, ends._writer, min(went.step) AS s FROM ends JOIN went
+                    ON went.run = ends.run AND went._writer <> ends._writer AND coalesce(ends.t, 0) < went.wall_time
+                    GROUP BY ALL)"""
+
+
+@dataclass(frozen=True)
+class RowRules:
+    """How a read of one run's rows applies the store's rules: ``where`` (an SQL predicate on ``step`` and
+    ``_writer``, with ``params``) leaves out what a resume replaced; ``qualify`` (a ``QUALIFY`` clause, or "" when no
+    step of any name can repeat) keeps one row per (name, step)."""
+
+    where: str = "TRUE"
+    qualify: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -209,9 +245,11 @@ class SqlReads:
         """One value per step of scalar ``name`` (the de-duplication rule): ``(steps int64, values float64)``,
         ascending. ``rank`` restricts to one rank's rows."""
         where = "AND rank = $rank" if rank is not None else ""
-        sql = f"""SELECT step, value FROM scalars WHERE run = $run AND name = $name {where}
+        rules = self._rules(run, dedupe=False)
+        sql = f"""SELECT step, value FROM scalars WHERE run = $run AND name = $name {where} AND {rules.where}
                   {keep_latest("step")} ORDER BY step"""
         params: dict[str, Any] = {"run": run, "name": name, **({"rank": int(rank)} if rank is not None else {})}
+        params.update(rules.params)
         tbl = self._read([run], ["scalars"], sql, params)
         return _np(tbl, "step", np.int64), _np(tbl, "value")
 
@@ -219,37 +257,56 @@ class SqlReads:
         """Full-resolution ``name -> (steps int64, values float64)`` of each logged name among ``names``."""
         if not names:
             return {}
+        rules = self._rules(run)
         sql = f"""SELECT name, step, value FROM scalars WHERE run = $run AND list_contains($names, name)
-                  {self._dedupe(run)} ORDER BY name, step"""
-        tbl = self._read([run], ["scalars"], sql, {"run": run, "names": list(names)})
+                  AND {rules.where} {rules.qualify} ORDER BY name, step"""
+        tbl = self._read([run], ["scalars"], sql, {"run": run, "names": list(names), **rules.params})
         if tbl.num_rows == 0:
             return {}
         col = np.asarray(tbl.column("name").to_pylist(), dtype=object)
         steps, values = _np(tbl, "step", np.int64), _np(tbl, "value")
         return {n: (steps[col == n], values[col == n]) for n in names if (col == n).any()}
 
-    def _dedupe(self, run: str) -> str:
-        """:func:`keep_latest` for ``run``'s scalars, or "" when no step of any name can repeat.
+    def _rules(self, run: str, *, dedupe: bool = True) -> RowRules:
+        """:class:`RowRules` of ``run``'s rows: what its resumes replaced (:func:`replaced_sql`), and with ``dedupe``
+        :func:`keep_latest` when some step of a name can repeat. Memoised while the data cannot have changed.
 
-        Rows of one step sit in different segments whose step ranges (per name) overlap; checking that costs one
-        aggregate per segment, while the window costs ~1 s per million rows, so it runs only when needed. (A name
-        logged twice for one step inside one segment is not detected: writers never do that.)
+        Each part costs a query only when it can matter: the replaced rows are looked for only in a run with a resume
+        event (a look at the small events table first, ~2 ms), and repeats are looked for only when ``dedupe``. Rows of
+        one step sit in different segments whose step ranges (per name) overlap; checking that costs one aggregate per
+        segment, while the window costs ~1 s per million rows, so it runs only when needed. (A name logged twice for
+        one step inside one segment is not detected: writers never do that.)
         """
+        token = self._cache_token()
+        memo: dict[tuple[str, bool], tuple[Any, RowRules]] = self.__dict__.setdefault("_rules_memo", {})
+        if token is not None and (run, dedupe) in memo and memo[run, dedupe][0] == token:
+            return memo[run, dedupe][1]
+        rules = RowRules()
+        if dedupe:
+            rules = RowRules(qualify=keep_latest() if self._repeats(run) else "")
+        sql = "SELECT count(*) AS n FROM events WHERE run = $run AND kind = 'resume'"
+        if self._read([run], ["events"], sql, {"run": run}).column("n")[0].as_py():
+            sql = f"""WITH {replaced_sql("run = $run")}
+                      SELECT list(_writer ORDER BY _writer) AS writers, list(s ORDER BY _writer) AS steps FROM gone"""
+            gone = self._read([run], ["scalars", "events"], sql, {"run": run}).to_pylist()[0]
+            if gone["writers"]:  # step < the step the writer's rows were replaced from (none: BIG)
+                where = "step < coalesce($gone_steps[list_position($gone_writers, _writer)], $gone_none)"
+                params = {"gone_writers": gone["writers"], "gone_steps": gone["steps"], "gone_none": BIG}
+                rules = RowRules(where, rules.qualify, params)
+        if token is not None:
+            memo[run, dedupe] = (token, rules)
+        return rules
+
+    def _repeats(self, run: str) -> bool:
+        """Whether two segments of ``run``'s scalars hold steps of one name in overlapping step ranges
+        (:meth:`_rules`)."""
         sql = """
             WITH seg AS (SELECT name, _writer, _seq, rank, min(step) AS lo, max(step) AS hi
                          FROM scalars WHERE run = $run GROUP BY ALL)
             SELECT count(*) AS n FROM seg a JOIN seg b ON a.name = b.name AND a.lo <= b.hi AND b.lo <= a.hi
              AND (a._writer, a._seq, a.rank) < (b._writer, b._seq, b.rank)
         """
-        token = self._cache_token()
-        memo: dict[str, tuple[Any, str]] = self.__dict__.setdefault("_dedupe_memo", {})
-        if token is not None and run in memo and memo[run][0] == token:
-            return memo[run][1]
-        n = self._read([run], ["scalars"], sql, {"run": run}).column("n")[0].as_py()
-        clause = keep_latest() if n else ""
-        if token is not None:
-            memo[run] = (token, clause)
-        return clause
+        return bool(self._read([run], ["scalars"], sql, {"run": run}).column("n")[0].as_py())
 
     def _cache_token(self) -> Any:
         """A value that changes whenever the data may have (None: no such value, nothing is memoised)."""
@@ -263,11 +320,12 @@ class SqlReads:
         Names without data are absent. Non-finite values are left out of the bucket statistics."""
         if not names:
             return {}
+        rules = self._rules(run)
         sql = f"""
             WITH s AS (
                 SELECT run, name, step, value, rank, wall_time, _writer, _seq FROM scalars
-                WHERE run = $run AND list_contains($names, name) AND step BETWEEN $lo AND $hi
-                {self._dedupe(run)}
+                WHERE run = $run AND list_contains($names, name) AND step BETWEEN $lo AND $hi AND {rules.where}
+                {rules.qualify}
             ), span AS (
                 SELECT name, min(step) AS s0,
                        greatest(1, CAST(ceil((max(step) - min(step) + 1) / $maxp) AS BIGINT)) AS w
@@ -282,7 +340,7 @@ class SqlReads:
             ORDER BY s.name, step
         """
         params = {"run": run, "names": list(names), "lo": window[0], "hi": window[1], "maxp": float(max_points)}
-        tbl = self._read([run], ["scalars"], sql, params)
+        tbl = self._read([run], ["scalars"], sql, {**params, **rules.params})
         out: dict[str, Trace] = {}
         if tbl.num_rows == 0:
             return out
@@ -300,11 +358,12 @@ class SqlReads:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(steps, x, y)`` at the steps where both scalars are finite; bucket means of consecutive pairs when there
         are more than ``max_points`` (for scatter plots such as reward vs entropy)."""
+        rules = self._rules(run)
         sql = f"""
             WITH s AS (
                 SELECT run, name, step, value, rank, wall_time, _writer, _seq FROM scalars
                 WHERE run = $run AND name IN ($x, $y) AND step BETWEEN $lo AND $hi AND isfinite(value)
-                {self._dedupe(run)}
+                  AND {rules.where} {rules.qualify}
             ), j AS (
                 SELECT step, max(value) FILTER (WHERE name = $x) AS x, max(value) FILTER (WHERE name = $y) AS y
                 FROM s GROUP BY step HAVING count(*) = 2
@@ -313,7 +372,7 @@ class SqlReads:
             SELECT avg(step) AS step, avg(x) AS x, avg(y) AS y FROM r, span GROUP BY i // span.k ORDER BY step
         """
         params = {"run": run, "x": x, "y": y, "lo": window[0], "hi": window[1], "maxp": float(max_points)}
-        tbl = self._read([run], ["scalars"], sql, params)
+        tbl = self._read([run], ["scalars"], sql, {**params, **rules.params})
         return _np(tbl, "step"), _np(tbl, "x"), _np(tbl, "y")
 
     def delta(
@@ -321,10 +380,11 @@ class SqlReads:
     ) -> Trace | None:
         """Observed per-step change of scalar ``name``: ``value[next step] − value[step]`` at ``step`` (the change the
         update at ``step`` caused), bucketed like :meth:`downsampled`. None without two finite points."""
+        rules = self._rules(run)
         sql = f"""
             WITH s AS (
                 SELECT run, name, step, value, rank, wall_time, _writer, _seq FROM scalars
-                WHERE run = $run AND name = $name AND isfinite(value) {self._dedupe(run)}
+                WHERE run = $run AND name = $name AND isfinite(value) AND {rules.where} {rules.qualify}
             ), d AS (SELECT step, lead(value) OVER (ORDER BY step) - value AS dv FROM s),
             win AS (SELECT * FROM d WHERE dv IS NOT NULL AND step BETWEEN $lo AND $hi),
             span AS (SELECT min(step) AS s0,
@@ -333,7 +393,7 @@ class SqlReads:
             FROM win, span GROUP BY (win.step - span.s0) // span.w ORDER BY step
         """
         params = {"run": run, "name": name, "lo": window[0], "hi": window[1], "maxp": float(max_points)}
-        tbl = self._read([run], ["scalars"], sql, params)
+        tbl = self._read([run], ["scalars"], sql, {**params, **rules.params})
         if tbl.num_rows == 0:
             return None
         cols = (_np(tbl, c) for c in ("step", "mean", "lo", "hi"))
@@ -342,15 +402,17 @@ class SqlReads:
     def sparklines(self, name: str, points: int = 60) -> dict[str, list[float]]:
         """``run -> bucket means`` of scalar ``name`` over each run's whole history (≤ ``points`` values)."""
         sql = f"""
-            WITH s AS (SELECT run, name, step, value FROM scalars WHERE name = $name AND isfinite(value)
-                       {keep_latest()}),
+            WITH {replaced_sql("TRUE")},
+            s AS (SELECT x.run, x.name, x.step, x.value FROM scalars x LEFT JOIN gone USING (run, _writer)
+                  WHERE x.name = $name AND isfinite(x.value) AND x.step < coalesce(gone.s, $none)
+                  QUALIFY row_number() OVER (PARTITION BY x.run, x.name, x.step ORDER BY {LATEST_FIRST}) = 1),
             span AS (SELECT run, min(step) AS s0,
                             greatest(1, CAST(ceil((max(step) - min(step) + 1) / $p) AS BIGINT)) AS w
                      FROM s GROUP BY run)
             SELECT s.run, (s.step - span.s0) // span.w AS b, avg(s.value) AS v
             FROM s JOIN span USING (run) GROUP BY s.run, b ORDER BY s.run, b
         """
-        tbl = self._read(None, ["scalars"], sql, {"name": name, "p": float(points)})
+        tbl = self._read(None, ["scalars", "events"], sql, {"name": name, "p": float(points), "none": BIG})
         out: dict[str, list[float]] = {}
         for run, v in zip(tbl.column("run").to_pylist(), tbl.column("v").to_pylist(), strict=True):
             out.setdefault(str(run), []).append(float(v))
@@ -366,10 +428,11 @@ class SqlReads:
         """The ``hist`` rows of ``run`` as a (columns, n_bins) count matrix with ≤ ``max_cols`` step columns (0: one
         column per logged step), counts summed over ranks and each column's steps. Bins outside ``n_bins`` are
         dropped."""
-        sql = """
+        rules = self._rules(run, dedupe=False)
+        sql = f"""
             WITH h AS (
                 SELECT step, bin, "count" AS c FROM hist
-                WHERE run = $run AND step BETWEEN $lo AND $hi AND bin >= 0 AND bin < $nb
+                WHERE run = $run AND step BETWEEN $lo AND $hi AND bin >= 0 AND bin < $nb AND {rules.where}
             ), span AS (
                 SELECT min(step) AS s0, CASE WHEN $maxc <= 0 THEN 1 ELSE
                        greatest(1, CAST(ceil((max(step) - min(step) + 1) / $maxc) AS BIGINT)) END AS w FROM h
@@ -379,7 +442,7 @@ class SqlReads:
             FROM h, span GROUP BY col, h.bin ORDER BY col, h.bin
         """
         params = {"run": run, "lo": window[0], "hi": window[1], "nb": int(n_bins), "maxc": float(max_cols)}
-        tbl = self._read([run], ["hist"], sql, params)
+        tbl = self._read([run], ["hist"], sql, {**params, **rules.params})
         if tbl.num_rows == 0:
             return Heatmap(np.zeros(0, np.int64), np.zeros((0, n_bins)), 1)
         cols, inv = np.unique(_np(tbl, "col", np.int64), return_inverse=True)
@@ -427,12 +490,13 @@ class SqlReads:
             if spread
             else "top AS (SELECT * FROM cand ORDER BY entropy DESC LIMIT $limit)"
         )
+        rules = self._rules(run, dedupe=False)
         sql = f"""
             WITH tt AS (
                 SELECT step, rank, seq, pos, token_id, entropy, logp, advantage, clipped,
                        CASE WHEN token_text IS NOT NULL AND token_text <> '' THEN token_text
                             WHEN token_id >= 0 THEN '#' || CAST(token_id AS VARCHAR) ELSE '?' END AS txt
-                FROM tokens WHERE run = $run AND step BETWEEN $lo AND $hi
+                FROM tokens WHERE run = $run AND step BETWEEN $lo AND $hi AND {rules.where}
             ), cand AS (
                 SELECT * FROM tt WHERE isfinite(entropy) AND entropy >= $min
                   AND ($text = '' OR contains(lower(txt), lower($text)))
@@ -455,5 +519,5 @@ class SqlReads:
             ORDER BY {"top.step, top.entropy DESC" if spread else "top.entropy DESC, top.step"}
         """
         params = {"run": run, "lo": int(window[0]), "hi": int(window[1]), "min": float(min_entropy),
-                  "text": str(text), "limit": int(limit), "k": CONTEXT_TOKENS}  # fmt: skip
+                  "text": str(text), "limit": int(limit), "k": CONTEXT_TOKENS, **rules.params}  # fmt: skip
         return self._read([run], ["tokens"], sql, params)

@@ -239,6 +239,8 @@ class RunWriter:
                     self._last_step = int(top)
             if table == "scalars":
                 self._track_latest(tbl)
+            elif table == "events":
+                self._resumed(tbl)
             due = self.beats and time.time() - self._last_beat >= self.heartbeat_interval_s
         if due:
             try:
@@ -280,6 +282,21 @@ class RunWriter:
             old = self._latest.get(name)
             if old is None or step >= old[0]:
                 self._latest[name] = (step, value)
+
+    def _resumed(self, events: pa.Table) -> None:
+        """A ``resume`` event at step s, written before this session published scalars: what the summary carried from
+        the previous session at step s or later is a trajectory the resume replaced (the readers leave those rows out:
+        :func:`~entropy_watch.store.reads.replaced_sql`), so ``ls`` no longer reports its last step and entropy. The
+        run then stands at step s − 1 until this session publishes."""
+        kinds = events.column("kind").to_pylist()
+        steps = events.column("step").to_pylist()
+        steps = [s for s, k in zip(steps, kinds, strict=True) if k == "resume" and s is not None]
+        if not steps or "scalars" in self._seq:
+            return
+        s = min(steps)
+        if self._last_step is not None and self._last_step >= s:
+            self._last_step = s - 1
+        self._latest = {name: (step, value) for name, (step, value) in self._latest.items() if step < s}
 
     def _recreate(self, directory: Path) -> None:
         """Create a table folder (and restore ``run.json`` if the run folder itself was deleted under us)."""

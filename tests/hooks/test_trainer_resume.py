@@ -153,6 +153,32 @@ def test_hf_trainer_resumed_from_a_checkpoint_continues_its_run(tiny, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_resume_from_an_earlier_checkpoint_replaces_what_came_after_it(tiny, tmp_path):
+    """The first process logs steps 1-7 (checkpoints 2, 4, 6); the user resumes from checkpoint-2 and that process
+    stops after step 4 (killed, or still running). Steps 5-7 belong to the trajectory the resume replaced: the run
+    reads to step 4 (its series and ``ls``), not steps 3-4 resumed and then 5-7 from before."""
+    out, root = tmp_path / "hf-back", tmp_path / "store"
+    first = EntropyWatchCallback(store=root, strict=True, flush_secs=0.05)
+    _hf_trainer(tiny, out, [_session_tag(1), first, _stop_at(7)], max_steps=8).train()
+    first.watch.close("failed")
+    store = Store(root)
+    assert store.series("hf-back", "session")[0].tolist() == list(range(1, 8))
+    assert store.run_info("hf-back").last_step == 7
+
+    second = EntropyWatchCallback(store=root, strict=True, flush_secs=0.05)
+    trainer = _hf_trainer(tiny, out, [_session_tag(2), second, _stop_at(4)], max_steps=8)
+    trainer.train(resume_from_checkpoint=str(out / "checkpoint-2"))
+    second.watch.close("failed")
+
+    assert _events(store, "hf-back") == [(3, "resume", {"checkpoint_step": 2, "checkpoint": str(out / "checkpoint-2")})]
+    steps, session = store.series("hf-back", "session")
+    assert steps.tolist() == [1, 2, 3, 4] and session.tolist() == [1, 1, 2, 2]
+    assert store.series("hf-back", "loss")[0].tolist() == [1, 2, 3, 4]
+    assert store.run_info("hf-back").last_step == 4
+    assert second.watch.errors == 0
+
+
+@pytest.mark.slow
 def test_trl_grpo_resumed_from_a_checkpoint_continues_its_run(tiny, tmp_path):
     from entropy_watch.hooks.trl import attach
 

@@ -227,3 +227,26 @@ def test_a_resumed_run_continues_its_live_analysis(tmp_path: Path, crash_at: int
         assert a.evidence.get("h_ref", 1.0) > 0.5, a.message  # the run's H_ref (~1 nat), not the fallen level
     post = analyze(RunSeries.from_arrays("resumed", steps, h, reward=np.full(steps.size, 0.5))).alerts
     assert sorted(raised | again) == sorted(a.key for a in post)
+
+
+def test_a_resume_leaves_out_the_stored_steps_it_replaced(tmp_path: Path) -> None:
+    """The first process collapsed to step 99 and died; the run is resumed from its step-30 checkpoint and goes on
+    healthy (1 nat) to step 59. The stored steps 30-99 are a trajectory the resume replaced: the live analysis reads
+    0-29 stored and 30-59 observed (kept, it read 60-99 of the collapse after this session's newest point, and a
+    collapse as the run's state), as the store's readers and the post-hoc analysis do."""
+    steps, h = collapse_then_recover()
+    first = Watch("again", store=tmp_path, flush_secs=0.1)
+    _log(first, steps[:100], h[:100])
+    first.close("failed")
+    with Watch("again", store=tmp_path, live=True, flush_secs=0.1) as w:
+        w.event(30, "resume", checkpoint="ckpt-30")
+        _log(w, steps[30:60], np.ones(30))
+        w.live.flush()
+        live = w.live.analyzer.series()
+        assert live is not None
+        assert live.steps.tolist() == list(range(60)) and live.entropy[30:].tolist() == [1.0] * 30
+        alerts = sorted(a.key for a in w.live.alerts)
+    stored = RunSeries.from_reader(Store(tmp_path), "again")
+    assert stored.steps.tolist() == list(range(60))
+    np.testing.assert_allclose(stored.entropy, live.entropy)
+    assert alerts == sorted(a.key for a in analyze(stored).alerts)

@@ -16,6 +16,7 @@ import pytest
 from entropy_watch.errors import ImportFormatError
 from entropy_watch.importers import import_log, load_log
 from entropy_watch.importers import staging as staging_mod
+from entropy_watch.importers.base import orphaned, unordered
 
 
 def _one_line(err: pytest.ExceptionInfo, *patterns: str) -> str:
@@ -266,3 +267,34 @@ def test_a_line_nested_100k_deep_neither_kills_the_process_nor_blocks_the_file(t
         assert out.stdout.startswith("ERR") and "deep.jsonl line 1: JSON nested too deeply" in out.stdout
     else:
         assert out.stdout.startswith("59 ") and "first at line 31: JSON nested too deeply" in out.stdout
+
+
+def _orphaned_naive(s: list[int]) -> list[bool]:
+    """Point j is replaced when some later point k steps back (s[k] < s[k-1]) to a step at or below s[j]."""
+    return [any(s[k] < s[k - 1] and s[k] <= s[j] for k in range(j + 1, len(s))) for j in range(len(s))]
+
+
+def test_orphaned_matches_its_definition() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        pieces = [np.arange(a, a + int(rng.integers(1, 12))) for a in rng.integers(0, 30, size=int(rng.integers(1, 4)))]
+        s = np.concatenate(pieces).astype(np.int64)
+        want = np.zeros(len(s), bool) if unordered(s) else np.array(_orphaned_naive(s.tolist()), bool)
+        np.testing.assert_array_equal(orphaned(s), want, err_msg=str(s.tolist()))
+
+
+def test_a_restart_that_stops_short_leaves_out_what_it_replaced(tmp_path: Path) -> None:
+    """Steps 1-10, then a restart from step 5 that logs to 7 (crashed again, or still running): steps 8-10 of the
+    first training are a trajectory the run no longer has. Kept, the run read 5-7 resumed then 8-10 from before
+    (entropy back up to 0.6 after the resumed 0.2, and the run's end at step 10)."""
+    p = tmp_path / "short.csv"
+    first = [f"{s},{1.0 - 0.05 * s},0.1" for s in range(1, 11)]
+    again = [f"{s},0.2,0.3" for s in range(5, 8)]
+    p.write_text("step,entropy,reward\n" + "\n".join(first + again) + "\n")
+    (run,) = load_log(p)
+    steps, ent = run.series("entropy/mean")
+    assert steps.tolist() == list(range(1, 8)) and ent[4:].tolist() == [0.2, 0.2, 0.2]
+    assert run.series("reward/mean")[1][-1] == 0.3
+    assert [(e["step"], e["payload"]["from_step"]) for e in run.events] == [(5, 10)]
+    note = "6 row(s) logged before it at or past the step it went back to are left out, replaced by the resumed "
+    assert any(note + "training (3 logged again, 3 at steps it did not log again)" in n for n in run.notes), run.notes

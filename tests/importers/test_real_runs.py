@@ -93,7 +93,7 @@ def test_rasbt_restart_keeps_the_last_occurrence() -> None:
     assert tps[0] == pytest.approx(19.205315)  # line 7 (after the restart), not line 2 (19.276589)
     assert run.series("total_steps")[1][0] == 500  # the restarted run's setting
     assert [e["kind"] for e in run.events] == ["resume"] and run.events[0]["payload"]["from_step"] == 5
-    assert any("kept the last occurrence" in n for n in run.notes)
+    assert any("5 row(s) logged before it at or past the step it went back to are left out" in n for n in run.notes)
     # what the analysis, the report and the CLI show of it: the resume with where the steps went back from
     (change,) = RunSeries.from_imported(run).changes
     assert change["kind"] == "resume" and change["payload"]["from_step"] == 5

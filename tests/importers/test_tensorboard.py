@@ -51,6 +51,21 @@ def test_restart_in_same_folder_keeps_last_value(tmp_path, logs) -> None:
     assert [(e["step"], e["payload"]["from_step"]) for e in run.events] == [(2, 3)]
 
 
+def test_restart_that_stops_short_leaves_out_the_points_it_replaced(tmp_path, logs) -> None:
+    """A second writer resumes from step 2 and stops at step 3: the first one's step 4 belongs to the trajectory the
+    restart replaced (TensorBoard's own ``purge_orphaned_data`` hides it too); so does its reward at step 3."""
+    folder = tmp_path / "run"
+    first = {"actor/entropy": [(1, 0.9), (2, 0.8), (3, 0.7), (4, 0.6)], "critic/rewards/mean": [(3, 0.5), (4, 0.6)]}
+    logs.write_event_scalars(folder, first, wall0=1000.0)
+    logs.write_event_scalars(folder, {"actor/entropy": [(2, 0.95), (3, 1.0)]}, wall0=2000.0)
+    (run,) = load_log(folder)
+    steps, ent = run.series(M.ENTROPY_MEAN)
+    assert steps.tolist() == [1, 2, 3] and ent.tolist() == pytest.approx([0.9, 0.95, 1.0])
+    assert M.REWARD_MEAN not in run.mapping  # its points were all the replaced trajectory's
+    assert [(e["step"], e["payload"]["from_step"]) for e in run.events] == [(2, 4)]
+    assert any("3 point(s) logged before it" in n and "1 at steps it did not log again" in n for n in run.notes)
+
+
 def test_many_run_folders_become_many_runs(tmp_path, logs) -> None:
     for name, h in (("a", 0.5), ("b", 0.4)):
         logs.write_event_scalars(tmp_path / "tb" / name, {"train/entropy_loss": [(1, h), (2, h / 2)]})

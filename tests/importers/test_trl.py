@@ -27,6 +27,7 @@ def trl_output(tmp_path, logs):
         {"eval_entropy": 0.65, "eval_loss": 0.5, "epoch": 0.3, "step": 3},  # eval entry at the same step
         e(4, 0.6, 0.4),  # crashed after this was logged, resumed from checkpoint-2 (old steps 3-4 carried forward)
         e(3, 0.71, 0.31),
+        {"eval_entropy": 0.66, "eval_loss": 0.5, "epoch": 0.3, "step": 3},  # the resumed model's evaluation
         e(4, None, 0.41),  # TRL logs None for an all-NaN window
         {"epoch": 0.4, "step": 4, "total_flos": 0.0, "train_loss": 0.02, "train_runtime": 3.5},
     ]
@@ -46,7 +47,8 @@ def test_output_folder_takes_latest_checkpoint_and_dedupes(trl_output) -> None:
     assert ent[2] == pytest.approx(0.71)  # the resumed run's value
     assert math.isnan(ent[3])  # null: a logged non-finite window, kept as NaN
     assert run.series(M.REWARD_MEAN)[1].tolist() == pytest.approx([0.1, 0.2, 0.31, 0.41])
-    assert run.series("eval_entropy")[0].tolist() == [3]  # eval entry kept beside the training one
+    # eval entry kept beside the training one; the first training's (0.65), of a model the resume replaced, is not
+    assert run.series("eval_entropy")[0].tolist() == [3] and run.series("eval_entropy")[1].tolist() == [0.66]
     assert run.series("loss")[0].tolist() == [1, 2, 3, 4]
     assert [e["step"] for e in run.events] == [3] and run.events[0]["kind"] == "resume"
     assert run.mapping[M.CLIP_LOW_FRAC] == "clip_ratio/low_mean"

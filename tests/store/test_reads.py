@@ -53,7 +53,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, flo
     )
     w0.write("hist", {"step": [s for s in range(60) for _ in range(2)], "bin": [1, 5] * 60, "count": [3, 1] * 60})
     w1.write("hist", {"step": list(range(60)), "bin": [5] * 60, "count": [2] * 60})
-    w0.write("events", {"step": [40], "kind": ["resume"], "payload": ["{}"]})
+    # written before rank 1's last row (1059): no session ended before it, so it replaces nothing (see test_resume)
+    w0.write("events", {"step": [40], "kind": ["resume"], "payload": ["{}"], "wall_time": [1040.0]})
     w0.write(
         "alerts",
         {
