@@ -67,10 +67,15 @@ def _entropy_figure(go: Any, series: RunSeries, result: AnalysisResult) -> Any:
         fig.add_scatter(x=f.steps, y=f.curve, mode="lines", name=f"forecast ({f.direction}, {f.model})",
                         line={"color": "#9467bd"})  # fmt: skip
         if f.eta_step is not None and not f.reached:
-            if f.eta_lo_step is not None and f.eta_hi_step is not None:
-                fig.add_vrect(x0=f.eta_lo_step, x1=f.eta_hi_step, fillcolor="#9467bd", opacity=0.12, line_width=0,
+            # the chart ends where the drawn forecast does: a late end far past it (a slow decline's can lie at step
+            # 10^8) would stretch the axis over it, shapes being part of the autorange
+            right = max(float(steps[-1]) if len(steps) else 0.0, f.steps[-1] if f.steps else 0.0)
+            if f.eta_lo_step is not None and f.eta_lo_step < right:
+                x1 = right if f.eta_hi_step is None else min(f.eta_hi_step, right)
+                fig.add_vrect(x0=f.eta_lo_step, x1=x1, fillcolor="#9467bd", opacity=0.12, line_width=0,
                               annotation_text=f"ETA {pct} interval", annotation_position="top left")  # fmt: skip
-            fig.add_vline(x=f.eta_step, line_dash="dash", line_color="#9467bd")
+            if f.eta_step <= right:
+                fig.add_vline(x=f.eta_step, line_dash="dash", line_color="#9467bd")
     alerts = list(v.alerts) if v is not None else []
     for sev, color in SEVERITY_COLOR.items():
         pts = [a for a in alerts if a.severity == sev]

@@ -27,6 +27,10 @@ NOT_HELD = "not held there yet: critical if it stays"
 a held level, and a warning that reads past them without this (a climb logged every 12 steps: "16.0× H_ref ...;
 above 6× H_ref (0.84 nats) now") looks like a severity gone wrong."""
 MAX_AHEAD = 3.0  # the curve extends at most this many window spans past the last point
+FAR_AHEAD = 100.0
+"""An interval's late end past this many times the steps so far reads "beyond step N" (N that many times the step):
+a slow power-law decline can honestly put it at step 289,555,561 (a real 0.5B GRPO log at step 1,380), which as a
+number tells a user nothing a run will ever reach; the figure stays in the evidence (``eta_step_hi``)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ class Outlook:
         back = f"back {'above' if self.direction == 'decay' else 'under'} {self.target_label}"
         if self.eta_step is None:
             return f"{back}, not on course to reach it"
-        when = _by_step(self.eta_step, self.eta_lo_step, self.eta_hi_step, self.interval)
+        when = _by_step(self.eta_step, self.eta_lo_step, self.eta_hi_step, self.interval, self.fitted_at)
         return f"{back}; at this rate there again {when}" + (", after the planned end" if self.beyond_end else "")
 
 
@@ -89,18 +93,26 @@ def _step_text(x: float) -> str:
     return f"{int(round(x)):,}"
 
 
-def _range(eta: float, lo: float | None, hi: float | None) -> str:
-    """'380–460', or '380–never' for an interval open at its end."""
-    if lo is not None and hi is not None:
-        return f"{_step_text(lo)}–{_step_text(hi)}"
-    return f"{_step_text(lo or eta)}–never"
+def interval_range(eta: float, lo: float | None, hi: float | None, step: float | None) -> str:
+    """'380–460'; '380–never' for an interval open at its end; '3,477 to beyond step 138,000' for a late end past
+    :data:`FAR_AHEAD` times ``step``, the step the forecast was made at (None: not known, the late end as it is).
+    The one rendering of an ETA interval: the outlook's sentence and the notifications' ETA line use it."""
+    start = _step_text(lo if lo is not None else eta)
+    far = math.inf if step is None else FAR_AHEAD * max(step, 1.0)
+    if hi is None:
+        return f"{start}–never"
+    if hi > far:
+        return f"{start} to beyond step {_step_text(far)}"
+    return f"{start}–{_step_text(hi)}"
 
 
-def _by_step(eta: float, lo: float | None, hi: float | None, interval: float, slowing: bool = False) -> str:
+def _by_step(
+    eta: float, lo: float | None, hi: float | None, interval: float, step: float, slowing: bool = False
+) -> str:
     """'by step 412 (80% interval 380–460)'; with ``slowing``, '... 380–900, the late end if it slows down as
-    collapses do)'."""
+    collapses do)'. ``step``: where the forecast was made (:func:`interval_range`)."""
     late = ", the late end if it slows down as collapses do" if slowing else ""
-    return f"by step {_step_text(eta)} ({100 * interval:.0f}% interval {_range(eta, lo, hi)}{late})"
+    return f"by step {_step_text(eta)} ({100 * interval:.0f}% interval {interval_range(eta, lo, hi, step)}{late})"
 
 
 def from_forecast(
@@ -134,12 +146,13 @@ def from_forecast(
         pct = f"{100 * interval:.0f}%"
         trend = "which is not on course to reach it"
         if eta is not None:
-            trend = f"at this rate there by step {_step_text(eta)}, {pct} interval {_range(eta, lo, hi)}"
+            span = interval_range(eta, lo, hi, f.step)
+            trend = f"at this rate there by step {_step_text(eta)}, {pct} interval {span}"
         text = f"{now}, ahead of its trend ({trend})"
     elif eta is None:
         text = f"not on course to reach {target_label}"
     else:
-        text = f"at this rate {target_label} {_by_step(eta, lo, hi, interval, slowing)}"
+        text = f"at this rate {target_label} {_by_step(eta, lo, hi, interval, f.step, slowing)}"
         if beyond:
             text += f", after the planned end (step {planned_end:,})"
     return Outlook(

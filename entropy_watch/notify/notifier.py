@@ -44,7 +44,8 @@ def eta_of(alert: Alert) -> Eta | None:
     target = ev.get("eta_target") if isinstance(ev.get("eta_target"), str) else TARGETS.get(alert.kind, "the floor")
     if "eta_step_lo" in ev or "eta_step_hi" in ev or "eta_interval" in ev:
         lo, hi = _num(ev.get("eta_step_lo")), _num(ev.get("eta_step_hi"))
-        return Eta(float(med), lo, hi, _num(ev.get("eta_interval"), 0.8), target, ev.get("eta_now") is True)
+        now = ev.get("eta_now") is True
+        return Eta(float(med), lo, hi, _num(ev.get("eta_interval"), 0.8), target, now, float(alert.step))
     at = _num(ev.get("step"), float("nan"))  # older evidence: the interval relative to the evaluation step
     return Eta(float(med), at + _num(ev.get("eta_lo")), at + _num(ev.get("eta_hi")), 0.9)
 
@@ -57,7 +58,8 @@ def eta_from_outlook(outlook: Any) -> Eta | None:
     lo, hi = _num(f.get("eta_lo_step")), _num(f.get("eta_hi_step"))
     target = f.get("target_label") if isinstance(f.get("target_label"), str) else "the floor"
     now = f.get("reached") is True or f.get("ahead") is True  # Outlook.now, from its JSON form
-    return Eta(float(f["eta_step"]), lo, hi, _num(f.get("interval"), 0.8), target, now)
+    at = f.get("fitted_at") if isinstance(f.get("fitted_at"), int | float) else None
+    return Eta(float(f["eta_step"]), lo, hi, _num(f.get("interval"), 0.8), target, now, at)
 
 
 def notice_for(run: str, alert: Alert, *, verdict: Any = None, app_url: str | None = None) -> Notice:

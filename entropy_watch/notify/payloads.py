@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from entropy_watch.analysis.outlook import interval_range
+
 SCHEMA = "entropy_watch.notification/1"
 EVENTS: tuple[str, ...] = ("alert", "escalation", "recovery")
 _ICON = {"critical": "🔴", "warning": "🟠", "info": "🔵", "ok": "🟢"}
@@ -48,12 +50,16 @@ class Eta:
     interval: float = 0.9
     target: str = "the floor"
     now: bool = False
+    at: float | None = None  # the step the forecast was made at (a far late end reads "beyond step N"), if known
 
     def text(self) -> str:
-        """``step 412 (90% interval 380–460)``, or ``now``."""
+        """``step 412 (90% interval 380–460)``, or ``now``; the interval as the verdict's sentence writes it
+        (:func:`~entropy_watch.analysis.outlook.interval_range`)."""
         if self.now:
             return "now"
-        return f"step {_at(self.step)} ({100 * self.interval:.0f}% interval {_at(self.lo)}–{_at(self.hi)})"
+        lo, hi = (x if math.isfinite(x) else None for x in (self.lo, self.hi))
+        span = interval_range(self.step, lo, hi, self.at)
+        return f"step {_at(self.step)} ({100 * self.interval:.0f}% interval {span})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": _num(self.step), "lo": _num(self.lo), "hi": _num(self.hi), "interval": self.interval,
@@ -172,7 +178,7 @@ def _md(text: str) -> str:
 
 
 def _at(x: float) -> str:
-    return str(int(round(x))) if math.isfinite(x) else "never"
+    return f"{int(round(x)):,}" if math.isfinite(x) else "never"
 
 
 def _num(x: float) -> float | None:

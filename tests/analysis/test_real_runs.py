@@ -171,3 +171,63 @@ def test_an_outlook_says_now_only_when_the_level_it_stands_beside_is_past_its_ta
                 assert eta != a.step or _past(now, fev["floor"], fev["direction"]), (s.name, a.message)
                 checked += 1
     assert checked >= 20
+
+
+@pytest.mark.skipif(not LABELS, reason="shared/real_runs not present")
+def test_a_far_late_end_reads_beyond_a_step_and_the_notification_says_it_alike() -> None:
+    """A slow decline logged as TRL would (the 0.5B Deep-GRPO γ1.0 run, the mean of every 5 steps): a slowing model's
+    late end can lie at step 10^8–10^10, which as a figure tells a user nothing. Past FAR_AHEAD times the step the
+    verdict is read at, the sentence reads "to beyond step N" — in the headline and in the notification's ETA line
+    alike — and the evidence keeps the figure."""
+    from entropy_watch.analysis import Analyzer
+    from entropy_watch.analysis.outlook import FAR_AHEAD
+    from entropy_watch.importers import load_log
+    from entropy_watch.notify.notifier import eta_from_outlook
+
+    (run,) = load_log(REAL / "befocuss__Deep-GRPO__qwen25-0.5b-gsm8k-deepgrpo-gamma1.0.csv")
+    raw = RunSeries.from_imported(run)
+    steps, h, _ = logged_every(5, raw.steps, raw.entropy, None)
+    s = RunSeries.from_arrays("gamma1.0/mean-5", steps, h)
+    live, far = Analyzer(), 0
+    for at in range(1300, 1500, 5):
+        o = live.verdict(s, at_step=at).forecast
+        if o is None or o.direction != "decay" or o.eta_hi_step is None:
+            continue
+        eta = eta_from_outlook(o)
+        assert eta is not None
+        if o.eta_hi_step > FAR_AHEAD * at:
+            far += 1
+            beyond = f" to beyond step {int(FAR_AHEAD * at):,}"
+            assert beyond in o.text and beyond in eta.text(), (o.text, eta.text())
+        else:
+            assert f"–{int(round(o.eta_hi_step)):,}" in o.text and f"–{int(round(o.eta_hi_step)):,}" in eta.text()
+    assert far >= 1  # 3 here (165×, 445× and 6·10^7× the step): sporadic, the slowing draws' late end
+
+
+@pytest.mark.skipif(not LABELS, reason="shared/real_runs not present")
+def test_the_report_chart_ends_where_its_forecast_does() -> None:
+    """The report's ETA band and line are drawn only up to the end of the drawn forecast: Plotly counts shapes in
+    the axis range, so a late end at step 10^8 squeezed the whole run into the chart's first pixels."""
+    pytest.importorskip("plotly")
+    import plotly.graph_objects as go
+
+    from entropy_watch.importers import load_log
+    from entropy_watch.report import _entropy_figure
+
+    (run,) = load_log(REAL / "befocuss__Deep-GRPO__qwen25-0.5b-gsm8k-deepgrpo-gamma1.0.csv")
+    raw = RunSeries.from_imported(run)
+    steps, h, _ = logged_every(5, raw.steps, raw.entropy, None)
+    whole = RunSeries.from_arrays("gamma1.0/mean-5", steps, h)
+    beyond = 0
+    for at in range(1340, 1480, 5):
+        s = whole.prefix(at)
+        result = analyze(s)
+        f = result.verdict.forecast if result.verdict is not None else None
+        if f is None or f.reached or f.eta_step is None:
+            continue
+        right = max(float(s.steps[-1]), f.steps[-1])
+        fig = _entropy_figure(go, s, result).to_dict()
+        xs = [x for shape in fig["layout"].get("shapes", []) for x in (shape["x0"], shape["x1"])]
+        assert xs and max(xs) <= right, (at, max(xs), right)
+        beyond += f.eta_hi_step is None or f.eta_hi_step > right
+    assert beyond >= 1

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from entropy_watch.analysis import Alert, Analyzer, RunSeries
-from entropy_watch.notify import SCHEMA, notice_for, render
+from entropy_watch.notify import SCHEMA, Eta, notice_for, render
 from entropy_watch.notify.notifier import recovery_notice
 
 RUN = "grpo <@everyone> *s0*"  # run names are data: no pings, no markup
@@ -113,3 +113,18 @@ def test_an_explosion_notice_gives_the_eta_to_its_critical_line_and_now_when_pas
             assert same.eta is not None and same.eta.target == v.forecast.target_label
             assert (same.eta.text() == "now") == (" now" in v.forecast.text)
     assert nows  # the case this guards: a warning or critical past the line
+
+
+def test_the_eta_line_writes_its_interval_as_the_verdict_does() -> None:
+    """One rendering (``outlook.interval_range``): thousands separated, an open end "never", and a late end past
+    FAR_AHEAD times the step the forecast was made at "beyond step N" (without that step, the figure as it is)."""
+    from entropy_watch.analysis.outlook import interval_range
+
+    assert interval_range(412.0, 380.0, 460.0, 300) == "380–460"
+    assert interval_range(5108.0, 3477.0, None, 1380) == "3,477–never"
+    assert interval_range(5108.0, 3477.0, 289_555_561.0, 1380) == "3,477 to beyond step 138,000"
+    assert interval_range(5108.0, 3477.0, 289_555_561.0, None) == "3,477–289,555,561"
+    assert Eta(5108.0, 3477.0, 289_555_561.0, 0.8, at=1380).text() == (
+        "step 5,108 (80% interval 3,477 to beyond step 138,000)"
+    )
+    assert Eta(460.0, 442.0, float("inf"), 0.9).text() == "step 460 (90% interval 442–never)"
