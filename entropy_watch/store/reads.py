@@ -14,13 +14,14 @@ latest writer session, then the latest segment. Null values read as NaN.
 
 **What a resume replaced** (:func:`replaced_sql`, the one place it is written): a ``resume`` event says the run went
 on from a checkpoint at its step, so the rows an earlier writer session logged at that step or later belong to a
-trajectory the run no longer has. They are left out of every read of ``scalars``, ``hist`` and ``tokens``: a session
-that crashed at step 100 and was resumed at step 60 read 60–80 resumed, then 81–100 from before, until the resumed
-training passed step 100 (its entropy jumping back, its histograms counted twice). An earlier session is one whose
-last scalar row was written before the event, by another writer session that logs scalars itself (a concurrent
-evaluation process that goes on writing after the resume keeps its rows; an event added afterwards by a process that
-logs nothing replaces nothing; an import, one session, writes its own resume events and leaves out what they replaced
-itself). TensorBoard hides such points the same way (``purge_orphaned_data``).
+trajectory the run no longer has. They are left out of every read of ``scalars``, ``hist`` and ``tokens``, and so
+are the alerts raised on them (:meth:`SqlReads.alerts`): a session that crashed at step 100 and was resumed at step
+60 read 60–80 resumed, then 81–100 from before, until the resumed training passed step 100 (its entropy jumping
+back, its histograms counted twice, a critical alert at step 95 beside a chart ending at 80). An earlier session is
+one whose last scalar row was written before the event, by another writer session that logs scalars itself (a
+concurrent evaluation process that goes on writing after the resume keeps its rows; an event added afterwards by a
+process that logs nothing replaces nothing; an import, one session, writes its own resume events and leaves out what
+they replaced itself). TensorBoard hides such points the same way (``purge_orphaned_data``).
 
 Downsampled reads (:meth:`SqlReads.downsampled`, :meth:`SqlReads.heatmap`) leave DuckDB already reduced: the steps of
 the window are cut into equal-width buckets and each gives its mean, min and max (a min/max band keeps the spikes
@@ -284,8 +285,7 @@ class SqlReads:
         rules = RowRules()
         if dedupe:
             rules = RowRules(qualify=keep_latest() if self._repeats(run) else "")
-        sql = "SELECT count(*) AS n FROM events WHERE run = $run AND kind = 'resume'"
-        if self._read([run], ["events"], sql, {"run": run}).column("n")[0].as_py():
+        if self._resumed(run):
             sql = f"""WITH {replaced_sql("run = $run")}
                       SELECT list(_writer ORDER BY _writer) AS writers, list(s ORDER BY _writer) AS steps FROM gone"""
             gone = self._read([run], ["scalars", "events"], sql, {"run": run}).to_pylist()[0]
@@ -296,6 +296,11 @@ class SqlReads:
         if token is not None:
             memo[run, dedupe] = (token, rules)
         return rules
+
+    def _resumed(self, run: str) -> bool:
+        """Whether ``run`` has a ``resume`` event (one look at the small events table)."""
+        sql = "SELECT count(*) AS n FROM events WHERE run = $run AND kind = 'resume'"
+        return bool(self._read([run], ["events"], sql, {"run": run}).column("n")[0].as_py())
 
     def _repeats(self, run: str) -> bool:
         """Whether two segments of ``run``'s scalars hold steps of one name in overlapping step ranges
@@ -457,10 +462,19 @@ class SqlReads:
         return self._read([run], ["events"], sql, {"run": run}).to_pylist()
 
     def alerts(self, run: str) -> list[dict[str, Any]]:
-        """Stored alert rows ``step, detector, kind, severity, message, evidence`` (JSON text) of ``run``, by step."""
-        sql = """SELECT step, detector, kind, severity, message, evidence FROM alerts WHERE run = $run
-                 ORDER BY step, detector"""
-        return self._read([run], ["alerts"], sql, {"run": run}).to_pylist()
+        """Stored alert rows ``step, detector, kind, severity, message, evidence`` (JSON text) of ``run``, by step.
+        An alert written before a resume (:func:`replaced_sql`'s ``went``) at its step or later is left out: it was
+        raised on the trajectory the resume replaced (by the process that died, or by ``alerts --write`` reading it)
+        at a step the run now reads otherwise."""
+        cols = "step, detector, kind, severity, message, evidence"
+        if not self._resumed(run):
+            sql = f"SELECT {cols} FROM alerts WHERE run = $run ORDER BY step, detector"
+            return self._read([run], ["alerts"], sql, {"run": run}).to_pylist()
+        sql = f"""WITH {replaced_sql("run = $run")}
+                  SELECT {cols} FROM alerts a WHERE run = $run AND NOT EXISTS
+                    (SELECT 1 FROM went WHERE went.step <= a.step AND coalesce(a.wall_time, 0) < went.wall_time)
+                  ORDER BY step, detector"""
+        return self._read([run], ["alerts", "scalars", "events"], sql, {"run": run}).to_pylist()
 
     def top_tokens(
         self,

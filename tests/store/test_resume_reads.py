@@ -42,6 +42,11 @@ def _tokens(w: RunWriter, steps: list[int], text: str) -> None:
                        "entropy": [1.0] * n})  # fmt: skip
 
 
+def _alert(w: RunWriter, step: int, wall: float) -> None:
+    w.write("alerts", {"step": [step], "detector": ["d"], "kind": ["collapse"], "severity": ["critical"],
+                       "message": [f"at {step}"], "evidence": ["{}"], "wall_time": [wall]})  # fmt: skip
+
+
 def _writer(root: Path, rank: int) -> RunWriter:
     time.sleep(0.002)  # sessions are named by their start (ns): keep the order of creation
     return RunWriter(root, RUN, rank=rank)
@@ -63,6 +68,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
         _hist(w, range(100))
     _tokens(first[0], [10, 70, 90], "before")
     _scalars(evals, rows, "eval/reward", range(80, 81), 1000.0, 0.5)  # written before the resume ...
+    _alert(first[0], 30, 1030.0)  # raised live before the crash: kept (its step is still the run's) ...
+    _alert(first[0], 95, 1095.0)  # ... and left out (raised on the trajectory the resume replaced)
+    side = RunWriter(root, RUN, rank=0, heartbeat=False)  # `alerts --write`: logs no scalars
+    _alert(side, 90, 1500.0)  # read the run before the resume: left out
     for w in first:
         w.close("failed")
     resumed = [_writer(root, 1), _writer(root, 0)]
@@ -73,6 +82,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
         _scalars(w, rows, M.REWARD_MEAN, range(60, 80), EVENT[1] + 1, 0.5)
         _hist(w, range(60, 80))
     _tokens(resumed[1], [70], "after")
+    _alert(resumed[1], 70, 2070.0)
+    _alert(side, 75, 2500.0)  # read it after the resume: kept
+    side.close()
     for w in resumed:
         w.close()
     evals.close()
@@ -149,6 +161,13 @@ def test_histograms_and_tokens_leave_out_what_the_resume_replaced(store: Fixture
         (10, "before"),
         (70, "after"),
     ]
+
+
+def test_alerts_raised_on_the_replaced_trajectory_are_left_out(store: Fixture) -> None:
+    root, _, _ = store
+    for reader in _readers(root):
+        assert [a["step"] for a in reader.alerts(RUN)] == [30, 70, 75]
+        assert reader.alerts("other") == []
 
 
 def test_the_analysis_reads_the_resumed_run_to_where_it_stopped(store: Fixture) -> None:
