@@ -109,8 +109,9 @@ def show(
     store = Store(state(ctx).root())
     meta = store.run_meta(run)  # RunNotFound -> one-line error
     info = store.run_info(run)  # this run only: cost independent of the other runs in the store
-    latest = _latest(store, run, tuple(name for _, name in SHOW_METRICS))
-    first = _first(store, run, M.ENTROPY_MEAN)
+    ends = store.ends(run, tuple(name for _, name in SHOW_METRICS))
+    latest = {name: last for name, (_, last) in ends.items()}
+    first = ends[M.ENTROPY_MEAN][0] if M.ENTROPY_MEAN in ends else None
     verdict = _verdict(store, run)
     changes = change_points(store.events(run))
     if as_json:
@@ -289,29 +290,6 @@ def _compaction_words(report: Any) -> str:
     if report.busy:
         done += f"; skipped {len(report.busy)} busy folder{'s' if len(report.busy) != 1 else ''} (retry later)"
     return done
-
-
-def _latest(store, run: str, names: tuple[str, ...]) -> dict[str, tuple[float, int]]:
-    """name -> (value, step) of the last logged step, rank 0 first. Reads ``run``'s files only."""
-    table = store._read(
-        [run],
-        ["scalars"],
-        "SELECT name, arg_max(value, step) AS value, max(step) AS step FROM scalars "
-        "WHERE run = $run AND list_contains($names, name) GROUP BY name ORDER BY name",
-        {"run": run, "names": list(names)},
-    )
-    return {r["name"]: (r["value"], r["step"]) for r in table.to_pylist()}
-
-
-def _first(store, run: str, name: str) -> tuple[float, int] | None:
-    table = store._read(
-        [run],
-        ["scalars"],
-        "SELECT arg_min(value, step) AS value, min(step) AS step FROM scalars WHERE run = $run AND name = $name",
-        {"run": run, "name": name},
-    )
-    rows = table.to_pylist()
-    return (rows[0]["value"], rows[0]["step"]) if rows and rows[0]["step"] is not None else None
 
 
 def _ago(ts: float | None) -> str:

@@ -140,6 +140,7 @@ class RunReader(Protocol):
     def scalar_names(self, run: str) -> list[str]: ...
     def series(self, run: str, name: str, *, rank: int | None = None) -> tuple[np.ndarray, np.ndarray]: ...
     def series_many(self, run: str, names: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]: ...
+    def ends(self, run: str, names: Sequence[str]) -> dict[str, tuple[tuple[float, int], tuple[float, int]]]: ...
     def downsampled(
         self, run: str, names: Sequence[str], window: tuple[int, int] = ALL_STEPS, max_points: int = MAX_POINTS
     ) -> dict[str, Trace]: ...
@@ -267,6 +268,21 @@ class SqlReads:
         col = np.asarray(tbl.column("name").to_pylist(), dtype=object)
         steps, values = _np(tbl, "step", np.int64), _np(tbl, "value")
         return {n: (steps[col == n], values[col == n]) for n in names if (col == n).any()}
+
+    def ends(self, run: str, names: Sequence[str]) -> dict[str, tuple[tuple[float, int], tuple[float, int]]]:
+        """``name -> ((value, step) at its first step, (value, step) at its last)`` of each logged name among
+        ``names`` (the store's rules applied, as :meth:`series` reads them), without reading the whole series."""
+        if not names:
+            return {}
+        rules = self._rules(run)
+        sql = f"""
+            WITH s AS (SELECT run, name, step, value, rank, wall_time, _writer, _seq FROM scalars
+                       WHERE run = $run AND list_contains($names, name) AND {rules.where} {rules.qualify})
+            SELECT name, arg_min(value, step) AS v0, min(step) AS s0, arg_max(value, step) AS v1, max(step) AS s1
+            FROM s GROUP BY name ORDER BY name
+        """
+        tbl = self._read([run], ["scalars"], sql, {"run": run, "names": list(names), **rules.params})
+        return {r["name"]: ((r["v0"], r["s0"]), (r["v1"], r["s1"])) for r in tbl.to_pylist()}
 
     def _rules(self, run: str, *, dedupe: bool = True) -> RowRules:
         """:class:`RowRules` of ``run``'s rows: what its resumes replaced (:func:`replaced_sql`), and with ``dedupe``

@@ -114,6 +114,10 @@ class RunWriter:
         self._lock = threading.Lock()
         self._last_step: int | None = None
         self.earlier_last_step: int | None = None  # the last step this rank's previous session published (a resume)
+        # the previous session's summary (last step; name -> (step, value)), carried until a resume replaces it
+        self._carried: tuple[int | None, dict[str, tuple[int, float]]] = (None, {})
+        self._resumed_at: int | None = None  # the lowest step of a resume event this session published
+        self._logged = False  # whether this session published scalars (only then does its resume replace anything)
         self._latest: dict[str, tuple[int, float]] = {}  # canonical scalar name -> (step, value) at its highest step
         self._open: dict[str, set[int]] = {}  # per table: numbers reserved by next_seq, not yet published
         self._last_beat = 0.0
@@ -147,13 +151,14 @@ class RunWriter:
         except Exception:  # noqa: BLE001 - only a head start: an unreadable heartbeat starts from nothing
             return
         last = earlier.get("last_step")
+        carried_last = None
         if isinstance(last, int) and not isinstance(last, bool):
-            self._last_step = self.earlier_last_step = last
+            carried_last = self.earlier_last_step = last
         latest = earlier.get("latest")
+        parsed: summary.Latest = {}
         if isinstance(latest, Mapping):
-            parsed: summary.Latest = {}
             summary.merge_latest(parsed, latest)  # the on-disk form, read as every listing reads it
-            self._latest = {name: (step, value) for name, (value, step) in parsed.items()}
+        self._carried = (carried_last, {name: (step, value) for name, (value, step) in parsed.items()})
 
     # -- run.json -------------------------------------------------------------------------------------------------
     def update_run_meta(self, **fields: Any) -> dict[str, Any]:
@@ -238,6 +243,7 @@ class RunWriter:
                 if top is not None and (self._last_step is None or top > self._last_step):
                     self._last_step = int(top)
             if table == "scalars":
+                self._logged = True
                 self._track_latest(tbl)
             elif table == "events":
                 self._resumed(tbl)
@@ -258,9 +264,17 @@ class RunWriter:
 
     def _summary(self) -> dict[str, Any]:
         """:meth:`summary` with ``_lock`` held: the fields and the segments they cover are taken together."""
+        carried_last, carried_latest = self._carried
+        s = self._resumed_at
+        if s is not None and self._logged:  # the rule the readers apply (reads.replaced_sql), to what was carried
+            carried_last = None if carried_last is None else min(carried_last, s - 1)
+            carried_latest = {name: (at, value) for name, (at, value) in carried_latest.items() if at < s}
+        last = max((s for s in (carried_last, self._last_step) if s is not None), default=None)
+        latest = dict(carried_latest)
+        latest.update({k: own for k, own in self._latest.items() if k not in latest or own[0] >= latest[k][0]})
         return {
-            "last_step": self._last_step,
-            "latest": {k: [s, v] for k, (s, v) in sorted(self._latest.items())},
+            "last_step": last,
+            "latest": {k: [s, v] for k, (s, v) in sorted(latest.items())},
             "covers": {t: [n, sorted(self._open.get(t, ()))] for t, n in sorted(self._seq.items())},
         }
 
@@ -284,19 +298,16 @@ class RunWriter:
                 self._latest[name] = (step, value)
 
     def _resumed(self, events: pa.Table) -> None:
-        """A ``resume`` event at step s, written before this session published scalars: what the summary carried from
-        the previous session at step s or later is a trajectory the resume replaced (the readers leave those rows out:
-        :func:`~entropy_watch.store.reads.replaced_sql`), so ``ls`` no longer reports its last step and entropy. The
-        run then stands at step s − 1 until this session publishes."""
+        """Note a ``resume`` event's step s: once this session has published scalars too, what the summary carried
+        from the previous session at step s or later is a trajectory the resume replaced, which the readers leave out
+        (:func:`~entropy_watch.store.reads.replaced_sql`), so ``ls`` no longer lists its last step and entropy
+        (:meth:`_summary`). The lock is held."""
         kinds = events.column("kind").to_pylist()
-        steps = events.column("step").to_pylist()
-        steps = [s for s, k in zip(steps, kinds, strict=True) if k == "resume" and s is not None]
-        if not steps or "scalars" in self._seq:
-            return
-        s = min(steps)
-        if self._last_step is not None and self._last_step >= s:
-            self._last_step = s - 1
-        self._latest = {name: (step, value) for name, (step, value) in self._latest.items() if step < s}
+        steps = [
+            s for s, k in zip(events.column("step").to_pylist(), kinds, strict=True) if k == "resume" and s is not None
+        ]
+        if steps:
+            self._resumed_at = min(steps) if self._resumed_at is None else min(self._resumed_at, *steps)
 
     def _recreate(self, directory: Path) -> None:
         """Create a table folder (and restore ``run.json`` if the run folder itself was deleted under us)."""

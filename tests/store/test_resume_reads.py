@@ -75,7 +75,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
     for w in first:
         w.close("failed")
     resumed = [_writer(root, 1), _writer(root, 0)]
-    resumed[1].write("events", {"step": [EVENT[0]], "kind": ["resume"], "payload": ["{}"], "wall_time": [EVENT[1]]})
+    for w in resumed:  # each rank says so, as a loop that calls ``w.event`` on every rank does (``reduce=False``)
+        w.write("events", {"step": [EVENT[0]], "kind": ["resume"], "payload": ["{}"], "wall_time": [EVENT[1]]})
     _scalars(evals, rows, "eval/reward", range(90, 91), 2010.0, 0.6)  # ... and after it: a process still running
     for w in resumed:
         _scalars(w, rows, M.ENTROPY_MEAN, range(60, 80), EVENT[1] + 1, 0.2 + 0.1 * w.rank)
@@ -91,7 +92,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
     note = _writer(root, 0)
     note.write("events", {"step": [NOTE[0]], "kind": ["resume"], "payload": ["{}"], "wall_time": [NOTE[1]]})
     note.close()
-    events = [(*EVENT, resumed[1].session), (*NOTE, note.session)]
+    events = [(*EVENT, w.session) for w in resumed] + [(*NOTE, note.session)]
     other = RunWriter(root, "other", rank=0)
     other.write("scalars", {"step": [0, 1], "name": [M.ENTROPY_MEAN] * 2, "value": [0.9, 0.8], "wall_time": [1.0, 2.0]})
     other.close()
@@ -174,4 +175,30 @@ def test_the_analysis_reads_the_resumed_run_to_where_it_stopped(store: Fixture) 
     root, _, _ = store
     series = RunSeries.from_reader(Store(root), RUN)
     assert series.steps[-1] == 79 and series.entropy[-1] == pytest.approx(0.279)
-    assert series.events == [(10, "resume"), (60, "resume")]
+    assert series.events == [(10, "resume"), (60, "resume"), (60, "resume")]
+
+
+def test_show_quotes_the_resumed_run_where_it_stopped(store: Fixture) -> None:
+    """``show`` (and every reader's ``ends``) reads the first and last point by the same rules: its latest entropy is
+    the resumed session's at step 79, not the dead one's at 99; and the run's last step (the writers' summaries, what
+    ``ls`` lists) is the newest step read (the evaluation's at 90), each resumed rank having dropped what it carried
+    from its dead session past the resume.
+    (A rank that writes no resume event itself keeps its dead session's last step there until it passes it.)"""
+    import json
+
+    import typer.testing
+
+    from entropy_watch.cli import app
+
+    root, rows, events = store
+    ent = _reference(rows, events, M.ENTROPY_MEAN)
+    for reader in _readers(root):
+        (first, last) = reader.ends(RUN, [M.ENTROPY_MEAN, "not/logged"])[M.ENTROPY_MEAN]
+        assert first == (pytest.approx(ent[0]), 0) and last == (pytest.approx(ent[79]), 79)
+    r = typer.testing.CliRunner().invoke(app, ["--store", str(root), "show", RUN, "--json"])
+    assert r.exit_code == 0, r.output
+    shown = json.loads(r.output)
+    newest = max(max(_reference(rows, events, n)) for n in (M.ENTROPY_MEAN, M.REWARD_MEAN, "eval/reward"))
+    assert newest == 90  # the evaluation process's row after the resume
+    assert shown["metrics"][M.ENTROPY_MEAN] == [pytest.approx(ent[79]), 79] and shown["last_step"] == newest
+    assert shown["entropy_first"] == [pytest.approx(ent[0]), 0]

@@ -76,6 +76,24 @@ def test_a_restarted_writer_summarises_both_sessions(root: Path) -> None:
     assert Store(root).series("resumed", M.ENTROPY_MEAN)[0].tolist() == list(range(30))  # both sessions' rows
 
 
+@pytest.mark.parametrize("event_first", [True, False], ids=["event-first", "scalars-first"])
+def test_a_resume_drops_what_the_summary_carried_past_it(root: Path, event_first: bool) -> None:
+    """Resumed at step 10 and stopped at 14 (whichever of its first scalars and its resume event a publish round
+    writes first: the recorder writes scalars first): the rows of the first session past step 9 are no longer read, so
+    ``ls`` lists step 14 and the entropy there, as ``show`` and the app read it."""
+    _write_run(root, "back", n=30)
+    again = RunWriter(root, "back")
+    steps = np.arange(10, 15)
+    writes = [("events", {"step": [10], "kind": ["resume"], "payload": ["{}"]}),
+              ("scalars", {"step": steps, "name": [M.ENTROPY_MEAN] * 5, "value": np.full(5, 0.5)})]  # fmt: skip
+    for table, rows in writes if event_first else writes[::-1]:
+        again.write(table, rows)
+    again.close()
+    info = Store(root).run_info("back")
+    assert info.last_step == 14 and info.latest[M.ENTROPY_MEAN] == (pytest.approx(0.5), 14)
+    assert Store(root).series("back", M.ENTROPY_MEAN)[0].tolist() == list(range(15))
+
+
 def test_imported_runs_carry_their_summary_in_run_json(root: Path, tmp_path: Path) -> None:
     from entropy_watch.importers import import_log
 
