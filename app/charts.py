@@ -595,7 +595,13 @@ def _thin(steps: np.ndarray, n_max: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def mark_changes(
-    fig: go.Figure, marks: ChangeMarks, *, labelled: bool = False, span: tuple[float, float] | None = None
+    fig: go.Figure,
+    marks: ChangeMarks,
+    *,
+    labelled: bool = False,
+    span: tuple[float, float] | None = None,
+    run: str | None = None,
+    colour: str | None = None,
 ) -> go.Figure:
     """Mark known change points on a step chart: a thin dotted vertical line over the plot's height at each one's
     step, coloured by kind, with a small marker at the top whose hover says what it is and what the analysis does
@@ -603,7 +609,8 @@ def mark_changes(
     per point; more than :data:`MAX_CHANGE_MARKS` of a kind are thinned, each kept one's hover counting the others.
     ``labelled`` (the entropy chart): a legend entry per kind and the kind's name over the markers, at most
     :data:`MAX_CHANGE_LABELS`, a tenth of ``span`` (the step axis range; default the marks' own) apart; the other
-    step charts draw the lines and hovers only."""
+    step charts draw the lines and hovers only. ``run`` (the compare view, several runs on one chart): the marks are
+    that run's, drawn in its ``colour`` and named after it in the hovers and the legend group."""
     steps = np.asarray(marks.steps, dtype=np.int64)
     kinds = np.asarray(marks.kinds, dtype=object)
     order = sorted(set(marks.kinds), key=lambda k: (list(CHANGE_LABELS).index(k) if k in CHANGE_LABELS else 99, k))
@@ -624,21 +631,22 @@ def mark_changes(
             if last_at is None or steps[i] - last_at >= (hi - lo) / MAX_CHANGE_LABELS:
                 shown.add(int(i))
                 last_at = steps[i]
+    who = f"{run}: " if run is not None else ""
     for kind, (idx, more, last) in kept.items():
-        label, colour = change_label(kind), CHANGE_COLOURS.get(kind, "#7f7f7f")
+        label, line_colour = change_label(kind), colour or CHANGE_COLOURS.get(kind, "#7f7f7f")
         # the hover: what the point is, then what the analysis does there (one text per kind, in the template), its
         # payload and the points it stands for
         hover = np.empty((idx.size, 2), dtype=object)
         for n, (i, others, end) in enumerate(zip(idx, more, last, strict=True)):
             details = change_details(marks.payloads[i])
             details += [f"+ {others} more {label} up to step {int(end):,}"] if others else []
-            hover[n, 0] = plain(f"step {int(steps[i]):,}: {change_what(kind, marks.payloads[i])}")
+            hover[n, 0] = plain(f"{who}step {int(steps[i]):,}: {change_what(kind, marks.payloads[i])}")
             hover[n, 1] = "".join(f"<br>{plain(line)}" for line in details)
         at = steps[idx].astype(np.float64)
         xs = np.repeat(at, 3)
         xs[2::3] = np.nan  # a gap between the lines: one trace draws them all
         labels = np.asarray([plain(label) if int(i) in shown else "" for i in idx], dtype=object)
-        group = f"change:{kind}"
+        group = f"change:{kind}" + (f"@{run}" if run is not None else "")
         restart = "baselines restart" if kind in RESET_EVENT_KINDS else "baselines kept"
         fig.add_trace(
             go.Scatter(
@@ -646,8 +654,8 @@ def mark_changes(
                 y=np.tile([0.0, 1.0, np.nan], idx.size),
                 yaxis=CHANGE_AXIS,
                 mode="lines",
-                line={"color": colour, "width": 1, "dash": "dot"},
-                name=plain(f"{label} ({restart})"),
+                line={"color": line_colour, "width": 1, "dash": "dot"},
+                name=plain(f"{who}{label} ({restart})"),
                 legendgroup=group,
                 showlegend=labelled,
                 hoverinfo="skip",
@@ -659,14 +667,14 @@ def mark_changes(
                 y=np.ones(idx.size),
                 yaxis=CHANGE_AXIS,
                 mode="markers+text" if labelled else "markers",
-                marker={"color": colour, "size": 8, "symbol": "triangle-down"},
+                marker={"color": line_colour, "size": 8, "symbol": "triangle-down"},
                 text=labels if labelled else None,
                 textposition="top center",
-                textfont={"size": 10, "color": colour},
+                textfont={"size": 10, "color": line_colour},
                 cliponaxis=False,
                 customdata=hover,
                 hovertemplate=f"%{{customdata[0]}} — {plain(change_meaning(kind))}%{{customdata[1]}}<extra></extra>",
-                name=plain(label),
+                name=plain(f"{who}{label}"),
                 legendgroup=group,
                 showlegend=False,
             )

@@ -8,6 +8,7 @@ verdict of ``entropy_watch.analysis`` (computed by the background monitor); noth
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -57,20 +58,30 @@ def change_marks(points: list[dict[str, Any]], window: tuple[int, int]) -> chart
 def change_caption(marks: charts.ChangeMarks) -> str:
     """One line under the entropy chart: which change points the dotted lines mark (a kind's steps, or its count and
     step range when there are many) and what the analysis does at them; markdown, its data made literal."""
+    return changes_caption({"": marks})
+
+
+def changes_caption(per_run: Mapping[str, charts.ChangeMarks]) -> str:
+    """:func:`change_caption` of one run (key ""), or of several on one chart (the compare view: each run's, named)."""
     parts, restart = [], []
-    for kind in dict.fromkeys(marks.kinds):  # in step order of their first point
-        at = sorted({int(s) for s, k in zip(marks.steps, marks.kinds, strict=True) if k == kind})
-        label = change_label(kind)
-        if len(at) <= 3:
-            parts.append(f"{label} at step{'s' if len(at) > 1 else ''} {', '.join(f'{s:,}' for s in at)}")
-        else:
-            parts.append(f"{label} at {len(at):,} steps from {at[0]:,} to {at[-1]:,}")
-        if kind in RESET_EVENT_KINDS:
-            restart.append(label)
+    for run, marks in per_run.items():
+        mine = []
+        for kind in dict.fromkeys(marks.kinds):  # in step order of their first point
+            at = sorted({int(s) for s, k in zip(marks.steps, marks.kinds, strict=True) if k == kind})
+            label = change_label(kind)
+            if len(at) <= 3:
+                mine.append(f"{label} at step{'s' if len(at) > 1 else ''} {', '.join(f'{s:,}' for s in at)}")
+            else:
+                mine.append(f"{label} at {len(at):,} steps from {at[0]:,} to {at[-1]:,}")
+            if kind in RESET_EVENT_KINDS and label not in restart:
+                restart.append(label)
+        if mine:
+            parts.append(f"{run}: {', '.join(mine)}" if run else "; ".join(mine))
     why = "A jump of entropy at one is explained, not alerted"
     if restart:
         why += f"; the baselines (H_ref) restart at each {' and '.join(restart)}"
-    return md(f"Dotted lines: the run's known change points in these steps — {'; '.join(parts)}. {why}.")
+    whose = "the runs'" if len(per_run) > 1 or "" not in per_run else "the run's"
+    return md(f"Dotted lines: {whose} known change points in these steps — {'; '.join(parts)}. {why}.")
 
 
 def header(

@@ -2,8 +2,10 @@
 
 Panels: entropy — in nats or relative to each run's early level H_ref (from its verdict), on a linear or log axis so
 one exploding run does not flatten the others — then reward, pass@k and clip fractions. A run without a metric is
-listed under the chart instead of failing it. When the entropy overlay is the session's first chart it goes out alone
-and the other panels follow (``app/first_paint.py``).
+listed under the chart instead of failing it. Each run's known change points (a resume, an LR or config change, a
+reset) are marked on every panel in the run's colour, as the Run page marks them, and named under the entropy chart.
+When the entropy overlay is the session's first chart it goes out alone and the other panels follow
+(``app/first_paint.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import streamlit as st
 
 from entropy_watch import metrics as M
 from entropy_watch.app import charts, data, first_paint, linked, sidebar
+from entropy_watch.app import run_panels as P
 from entropy_watch.app.display import fmt_nats, md
 from entropy_watch.store.reads import MAX_POINTS, Trace
 
@@ -45,12 +48,23 @@ COLOURS = charts.run_colours(chosen)  # one colour per run in every panel, which
 
 
 def overlay(
-    per_run: dict[str, Trace], missing: list[str], key: str, title: str, y_title: str, log: bool, percent: bool = False
+    per_run: dict[str, Trace],
+    missing: list[str],
+    key: str,
+    title: str,
+    y_title: str,
+    log: bool,
+    percent: bool = False,
+    changes: dict[str, charts.ChangeMarks] | None = None,
 ) -> None:
+    """One panel: ``per_run``'s traces on shared axes, each run's ``changes`` marked in its colour."""
     if per_run:
         fig = charts.overlay(
             per_run, title, y_title, log_y=log, smoothing=settings.smoothing, colours=COLOURS, percent=percent
         )
+        for run, marks in (changes or {}).items():
+            if run in per_run and len(marks):
+                charts.mark_changes(fig, marks, run=run, colour=COLOURS[run])
         st.plotly_chart(fig, key=key)
         if missing:
             st.caption(f"Not logged by: {md(', '.join(missing))}")
@@ -77,13 +91,19 @@ def panels() -> None:
         r: data.traces(root, r, versions[r], wanted, settings.window.bounds(versions[r][1]), MAX_POINTS) for r in runs
     }
 
+    marks = {r: P.change_marks(data.change_points(root, r, gen), settings.window.bounds(versions[r][1])) for r in runs}
+    marks = {r: m for r, m in marks.items() if len(m)}
+
     def pick(name: str) -> tuple[dict[str, Trace], list[str]]:
         got = {r: per[r][name] for r in runs if name in per[r]}
         return got, [r for r in runs if r not in got]
 
+    def panel(name: str, key: str, title: str, y_title: str, percent: bool = False) -> None:
+        overlay(*pick(name), key, title, y_title, False, percent, marks)
+
     ent, miss = pick(M.ENTROPY_MEAN)
     if scale == "nats":
-        overlay(ent, miss, "cmp_entropy", "Entropy (mean)", charts.NATS_AXIS, log_y)
+        overlay(ent, miss, "cmp_entropy", "Entropy (mean)", charts.NATS_AXIS, log_y, changes=marks)
     else:
         rel, no_ref = {}, []
         for r, tr in ent.items():
@@ -93,24 +113,27 @@ def panels() -> None:
                 rel[r] = Trace(r, tr.steps, tr.mean / ref, tr.lo / ref, tr.hi / ref, tr.width)
             else:
                 no_ref.append(r)
-        overlay(rel, miss + no_ref, "cmp_entropy", "Entropy relative to H_ref", "H / H_ref", log_y)
+        overlay(rel, miss + no_ref, "cmp_entropy", "Entropy relative to H_ref", "H / H_ref", log_y, changes=marks)
         if no_ref:
             st.caption(f"No H_ref yet (too short or still analysing): {md(', '.join(no_ref))}")
+    shown = {r: m for r, m in marks.items() if r in ent}
+    if shown:
+        st.caption(P.changes_caption(shown))
     first_paint.hold()  # the entropy overlay is drawn on its own when it is the session's first chart
     c1, c2 = st.columns(2)
     with c1:
-        overlay(*pick(M.REWARD_MEAN), "cmp_reward", "Reward (mean)", "reward", False)
+        panel(M.REWARD_MEAN, "cmp_reward", "Reward (mean)", "reward")
     with c2:
         if pass_names:
             k = st.selectbox("pass@k", pass_names, key="cmp_passk") if len(pass_names) > 1 else pass_names[0]
-            overlay(*pick(k), "cmp_pass", f"Evaluation {k.split('/')[1]}", "pass rate", False)
+            panel(k, "cmp_pass", f"Evaluation {k.split('/')[1]}", "pass rate")
         else:
             st.info("None of the chosen runs logged an evaluation pass@k (eval/pass@k).")
     c1, c2 = st.columns(2)
     with c1:
-        overlay(*pick(M.CLIP_HIGH_FRAC), "cmp_clip_high", "Clip-high fraction", "share of tokens", False, True)
+        panel(M.CLIP_HIGH_FRAC, "cmp_clip_high", "Clip-high fraction", "share of tokens", True)
     with c2:
-        overlay(*pick(M.CLIP_LOW_FRAC), "cmp_clip_low", "Clip-low fraction", "share of tokens", False, True)
+        panel(M.CLIP_LOW_FRAC, "cmp_clip_low", "Clip-low fraction", "share of tokens", True)
     last = {r: per[r][M.ENTROPY_MEAN].last() for r in runs if M.ENTROPY_MEAN in per[r]}
     if last:
         st.caption("Latest entropy: " + " · ".join(md(f"{r} {fmt_nats(v)} nats") for r, v in last.items()))

@@ -187,3 +187,39 @@ def test_a_long_payload_keeps_the_end_of_its_values_and_counts_the_rest() -> Non
     assert lines[1].startswith("checkpoint: /mnt/shared/") and lines[1].endswith("/checkpoint-4")
     assert len(lines[1]) == len("checkpoint: ") + charts.MAX_VALUE_CHARS
     assert len(lines) == 1 + charts.MAX_PAYLOAD_FIELDS and lines[-1] == "… 6 more fields"
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two healthy runs on one store: "resumed" resumed at step 30 with an LR schedule change at 70, "plain" none."""
+    from entropy_watch.synthetic import write_to_store
+
+    root = tmp_path_factory.mktemp("compare") / "store"
+    for name, seed in (("plain", 1), (RUN, 2)):
+        write_to_store(root, name, "healthy", seed=seed, n_steps=100)
+    w = RunWriter(root, RUN)
+    w.write("events", {"step": [30, 70], "kind": ["resume", "lr_schedule"],
+                       "payload": [json.dumps({"checkpoint_step": 29}), json.dumps({"lr": 1e-6})]})  # fmt: skip
+    w.close()
+    return root
+
+
+def test_compare_marks_each_runs_change_points_in_its_colour(monkeypatch: pytest.MonkeyPatch, pair: Path) -> None:
+    """The Compare page marks a run's change points on every panel as the Run page does, in that run's colour and
+    named after it (several runs share the chart), and says under the entropy chart whose they are; a run without
+    any gets none."""
+    at = app(monkeypatch, pair, "views/compare.py", compare_select=["plain", RUN])
+    figs = figures(at)
+    colour = {t["name"]: t["line"]["color"] for t in figs["cmp_entropy"]["data"] if t["name"] in ("plain", RUN)}
+    for key in ("cmp_entropy", "cmp_reward", "cmp_clip_high", "cmp_clip_low"):
+        if key not in figs:
+            continue
+        drawn = marks(figs[key])
+        assert {k: m.steps for k, m in drawn.items()} == {f"resume@{RUN}": [30], f"lr_schedule@{RUN}": [70]}, key
+        lines = [t for t in figs[key]["data"] if (t.get("legendgroup") or "").startswith("change:")]
+        assert {t["line"]["color"] if "lines" == t["mode"] else t["marker"]["color"] for t in lines} == {colour[RUN]}
+        assert drawn[f"resume@{RUN}"].hovers[0].startswith(f"{RUN}: step 30: resume from checkpoint step 29"), key
+    said = f"the runs' known change points in these steps — {RUN}: resume at step 30, LR schedule change at step 70"
+    assert said in texts(at, "caption")
+    at = app(monkeypatch, pair, "views/compare.py", compare_select=["plain"])
+    assert not marks(figures(at)["cmp_entropy"]) and "change points" not in texts(at, "caption")
