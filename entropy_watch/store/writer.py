@@ -265,11 +265,11 @@ class RunWriter:
     def _summary(self) -> dict[str, Any]:
         """:meth:`summary` with ``_lock`` held: the fields and the segments they cover are taken together."""
         carried_last, carried_latest = self._carried
-        s = self._resumed_at
-        if s is not None and self._logged:  # the rule the readers apply (reads.replaced_sql), to what was carried
-            carried_last = None if carried_last is None else min(carried_last, s - 1)
-            carried_latest = {name: (at, value) for name, (at, value) in carried_latest.items() if at < s}
-        last = max((s for s in (carried_last, self._last_step) if s is not None), default=None)
+        since = self._resumed_at
+        if since is not None and self._logged:  # the rule the readers apply (reads.replaced_sql), to what was carried
+            carried_last = None if carried_last is None else min(carried_last, since - 1)
+            carried_latest = {name: (at, value) for name, (at, value) in carried_latest.items() if at < since}
+        last = max((x for x in (carried_last, self._last_step) if x is not None), default=None)
         latest = dict(carried_latest)
         latest.update({k: own for k, own in self._latest.items() if k not in latest or own[0] >= latest[k][0]})
         return {
