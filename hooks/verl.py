@@ -29,7 +29,9 @@ by *importing a module* in verl's processes through its external-module mechanis
   scalars and the ``ew_*`` clip split still are); ``trainer.use_v1=false`` runs ``RayPPOTrainer``.
 
 The run name comes from ``$ENTROPY_WATCH_RUN``, else verl's ``experiment_name``; the store from
-``$ENTROPY_WATCH_DIR`` (use a shared filesystem or fsspec path for multi-node). Resolved when first needed.
+``$ENTROPY_WATCH_DIR`` (use a shared filesystem or fsspec path for multi-node). Resolved when first needed. A training
+resumed into a run the store holds (``trainer.resume_mode=auto`` after a crash) records a ``resume`` event at the
+first training step it logs (:func:`_check_resume`).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ _state: dict[str, Any] = {
     "warned": set(),
     "repo": None,
     "driver": False,  # the driver wraps are installed in this process
+    "trained": False,  # the tee has seen a training step (and judged whether this training resumed the run)
     "advantage_calls": 0,  # compute_advantage calls they saw
 }
 _lock = threading.Lock()
@@ -86,7 +89,7 @@ def get_watch(run: str | None = None, store: Any = None) -> Any:
 
 def set_watch(watch: Any) -> None:
     """Record into ``watch`` (tests, or a caller that builds its own); ``None`` resets."""
-    _state.update(watch=watch, pending=None, warned=set(), advantage_calls=0)
+    _state.update(watch=watch, pending=None, warned=set(), advantage_calls=0, trained=False)
 
 
 def _guard(where: str, exc: BaseException) -> None:
@@ -129,7 +132,11 @@ def install_tracking_tee(tracking_cls: Any = None) -> bool:
     def log_(self: Any, data: Any, step: Any, *args: Any, **kwargs: Any) -> Any:
         out = orig_log(self, data, step, *args, **kwargs)
         try:
-            get_watch().log_dict(int(step), scalars_from_metrics(dict(data)))
+            w = get_watch()
+            if not _state["trained"] and _training(data):
+                _state["trained"] = True
+                _check_resume(w, int(step))
+            w.log_dict(int(step), scalars_from_metrics(dict(data)))
             _check_driver(int(step), data)
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
             _guard("tracking_log", exc)
@@ -338,11 +345,37 @@ def wrap_driver(trainer_cls: Any = None, ray_trainer_module: Any = None) -> None
     _state["driver"] = True
 
 
+def _training(data: Any) -> bool:
+    """Whether a metrics dict is a training step's (validation logs ``val-core/*``, ``val-aux/*``)."""
+    return any(str(k).startswith("actor/") for k in data)
+
+
+def _check_resume(w: Any, step: int) -> None:
+    """At the first training step this driver logs: a run the store already holds, past this step, was resumed from
+    a checkpoint (``trainer.resume_mode``: verl loads ``global_step_N``, validates at step N, trains from N + 1), so a
+    ``resume`` event goes at this step, as the HF hook and the reference trainer record theirs: the analysis keeps the
+    run's baselines, and what the earlier process logged from this step on, a trajectory the resume replaced, is left
+    out of every read. A training from step 1 under that name (no checkpoint) is warned about instead."""
+    earlier = getattr(w, "earlier_last_step", None)
+    if earlier is None or step > earlier:
+        return
+    if step > 1:
+        w.event(step, "resume", checkpoint_step=step - 1)
+        return
+    log.warning(
+        "entropy_watch: run %r already holds an earlier training (its last session reached step %d); this verl "
+        "training starts from step 1, so the steps it logs replace those and the later ones stay. To continue that "
+        "training, set trainer.resume_mode=auto; to start a new run, set $ENTROPY_WATCH_RUN or another experiment_name",
+        w.run,
+        earlier,
+    )
+
+
 def _check_driver(step: int, data: Any) -> None:
     """Warn once when a training step is logged but the driver wraps never ran: a trainer they do not cover."""
     if not _state["driver"] or _state["advantage_calls"] or "no_driver" in _state["warned"]:
         return
-    if any(str(k).startswith("actor/") for k in data):  # a training step (validation logs val-core/*, val-aux/*)
+    if _training(data):
         _state["warned"].add("no_driver")
         log.warning(
             "entropy_watch: verl logged training step %d, but RayPPOTrainer._compute_old_log_prob and "

@@ -180,3 +180,42 @@ def test_no_entropy_warning_names_both_causes(tmp_path, caplog):
     w.close()
     (warning,) = _warnings(caplog)
     assert "bypass" in warning and "RayPPOTrainer._compute_old_log_prob" in warning
+
+
+def _train(tracker, steps, entropy: float) -> None:
+    for step in steps:
+        tracker.log({"actor/entropy": entropy, "actor/pg_clipfrac": 0.1, "critic/score/mean": 0.5}, step=step)
+
+
+def test_a_resumed_verl_training_records_its_resume(tmp_path, caplog):
+    """verl's ``trainer.resume_mode=auto`` after a crash at step 10: it loads ``global_step_6``, validates at step 6
+    and trains from step 7, into the same run. The tee records a ``resume`` at step 7 (the analysis keeps the run's
+    baselines), and the first process's steps 7-10, a trajectory the resume replaced, are no longer read once the
+    resumed process stops at step 8. A training from step 1 under the run's name is warned about, no resume."""
+    from entropy_watch.hooks.watch import Watch
+    from entropy_watch.store import Store
+
+    Tracking, _, w = _driver(tmp_path)
+    _train(Tracking("proj", "exp"), range(1, 11), 1.0)
+    w.close("failed")
+    again = Watch("verl-c", store=str(tmp_path / "store"), flush_secs=0.05, vocab_size=50, reduce=False)
+    ew_verl.set_watch(again)
+    tracker = Tracking("proj", "exp")
+    tracker.log({"val-core/gsm8k/reward/mean@1": 0.5}, step=6)  # validation before training, at the checkpoint's step
+    _train(tracker, range(7, 9), 0.5)
+    again.close()
+    store = Store(tmp_path / "store")
+    assert [(e["step"], e["kind"], e["payload"]) for e in store.events("verl-c")] == [
+        (7, "resume", '{"checkpoint_step": 6}')
+    ]
+    steps, h = store.series("verl-c", M.ENTROPY_MEAN)
+    assert steps.tolist() == list(range(1, 9)) and h.tolist() == [1.0] * 6 + [0.5] * 2
+    assert store.series("verl-c", "val-core/gsm8k/reward/mean@1")[0].tolist() == [6]
+
+    scratch = Watch("verl-c", store=str(tmp_path / "store"), flush_secs=0.05, vocab_size=50, reduce=False)
+    ew_verl.set_watch(scratch)
+    with caplog.at_level(logging.WARNING, logger="entropy_watch"):
+        _train(Tracking("proj", "exp"), range(1, 3), 0.7)
+    scratch.close()
+    assert any("already holds an earlier training (its last session reached step 8)" in m for m in _warnings(caplog))
+    assert [e["step"] for e in store.events("verl-c")] == [7]
