@@ -80,7 +80,7 @@ def changes_caption(per_run: Mapping[str, charts.ChangeMarks]) -> str:
     why = "A jump of entropy at one is explained, not alerted"
     if restart:
         why += f"; the baselines (H_ref) restart at each {' and '.join(restart)}"
-    whose = "the runs'" if len(per_run) > 1 or "" not in per_run else "the run's"
+    whose = "the run's" if "" in per_run else "the runs'"
     return md(f"Dotted lines: {whose} known change points in these steps — {'; '.join(parts)}. {why}.")
 
 

@@ -129,13 +129,13 @@ class EntropyWatchCallback(TrainerCallback):
             if step > 0 and getattr(state, "is_world_process_zero", True):  # at the first step logged again
                 w.event(step + 1, "resume", checkpoint_step=step, checkpoint=checkpoint_folder(args, step))
             elif step == 0 and earlier is not None:  # a second training from scratch under the same name
-                log.warning(
-                    "entropy_watch: run %r already holds an earlier training (its last session reached step %d); "
-                    "this one starts from step 0, so the steps it logs replace those and the later ones stay. To "
-                    "continue that training, pass resume_from_checkpoint to trainer.train(); to start a new run, "
+                from entropy_watch.hooks.watch import warn_second_training
+
+                warn_second_training(
+                    w,
+                    0,
+                    "pass resume_from_checkpoint to trainer.train()",
                     "give it another name (run=..., or another output folder)",
-                    w.run,
-                    earlier,
                 )
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
             self._failure("on_train_begin", exc)

@@ -47,7 +47,7 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.aliases import detect_canonical, is_eval
 from entropy_watch.hooks.control import ControlConfig, EntropyController
-from entropy_watch.hooks.watch import report_failure
+from entropy_watch.hooks.watch import report_failure, warn_second_training
 
 log = logging.getLogger("entropy_watch")
 
@@ -361,14 +361,10 @@ def _check_resume(w: Any, step: int) -> None:
         return
     if step > 1:
         w.event(step, "resume", checkpoint_step=step - 1)
-        return
-    log.warning(
-        "entropy_watch: run %r already holds an earlier training (its last session reached step %d); this verl "
-        "training starts from step 1, so the steps it logs replace those and the later ones stay. To continue that "
-        "training, set trainer.resume_mode=auto; to start a new run, set $ENTROPY_WATCH_RUN or another experiment_name",
-        w.run,
-        earlier,
-    )
+    else:
+        warn_second_training(
+            w, step, "set trainer.resume_mode=auto", "set $ENTROPY_WATCH_RUN or another experiment_name"
+        )
 
 
 def _check_driver(step: int, data: Any) -> None:

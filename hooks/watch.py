@@ -480,6 +480,23 @@ def _seed_from(config: Any) -> int | None:
     return int(s) if isinstance(s, int | float) and not isinstance(s, bool) else None
 
 
+def warn_second_training(watch: Watch, first_step: int, resume: str, rename: str) -> None:
+    """Warn that a training starting from its first step (``first_step``) writes into a run an earlier training
+    already holds (:attr:`Watch.earlier_last_step`): its steps replace those and the later ones stay, one run mixing
+    two trainings. ``resume``/``rename``: how, in the adapter's trainer, to continue that training / to start a new
+    run. The one wording for every adapter that can tell a resume from a fresh start (HF/TRL, verl)."""
+    logging.getLogger("entropy_watch").warning(
+        "entropy_watch: run %r already holds an earlier training (its last session reached step %d); this one starts "
+        "from step %d, so the steps it logs replace those and the later ones stay. To continue that training, %s; to "
+        "start a new run, %s",
+        watch.run,
+        watch.earlier_last_step,
+        first_step,
+        resume,
+        rename,
+    )
+
+
 _warned_without_watch: set[str] = set()
 
 

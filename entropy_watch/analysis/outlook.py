@@ -89,7 +89,8 @@ class Outlook:
         return f"{back}; at this rate there again {when}" + (", after the planned end" if self.beyond_end else "")
 
 
-def _step_text(x: float) -> str:
+def step_text(x: float) -> str:
+    """A step as every sentence writes it: rounded, thousands separated ('1,843')."""
     return f"{int(round(x)):,}"
 
 
@@ -97,13 +98,13 @@ def interval_range(eta: float, lo: float | None, hi: float | None, step: float |
     """'380–460'; '380–never' for an interval open at its end; '3,477 to beyond step 138,000' for a late end past
     :data:`FAR_AHEAD` times ``step``, the step the forecast was made at (None: not known, the late end as it is).
     The one rendering of an ETA interval: the outlook's sentence and the notifications' ETA line use it."""
-    start = _step_text(lo if lo is not None else eta)
+    start = step_text(lo if lo is not None else eta)
     far = math.inf if step is None else FAR_AHEAD * max(step, 1.0)
     if hi is None:
         return f"{start}–never"
     if hi > far:
-        return f"{start} to beyond step {_step_text(far)}"
-    return f"{start}–{_step_text(hi)}"
+        return f"{start} to beyond step {step_text(far)}"
+    return f"{start}–{step_text(hi)}"
 
 
 def _by_step(
@@ -112,7 +113,7 @@ def _by_step(
     """'by step 412 (80% interval 380–460)'; with ``slowing``, '... 380–900, the late end if it slows down as
     collapses do)'. ``step``: where the forecast was made (:func:`interval_range`)."""
     late = ", the late end if it slows down as collapses do" if slowing else ""
-    return f"by step {_step_text(eta)} ({100 * interval:.0f}% interval {interval_range(eta, lo, hi, step)}{late})"
+    return f"by step {step_text(eta)} ({100 * interval:.0f}% interval {interval_range(eta, lo, hi, step)}{late})"
 
 
 def from_forecast(
@@ -147,7 +148,7 @@ def from_forecast(
         trend = "which is not on course to reach it"
         if eta is not None:
             span = interval_range(eta, lo, hi, f.step)
-            trend = f"at this rate there by step {_step_text(eta)}, {pct} interval {span}"
+            trend = f"at this rate there by step {step_text(eta)}, {pct} interval {span}"
         text = f"{now}, ahead of its trend ({trend})"
     elif eta is None:
         text = f"not on course to reach {target_label}"

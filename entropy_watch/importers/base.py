@@ -374,21 +374,35 @@ def unordered(s: np.ndarray) -> bool:
     return back > 1 and back > UNORDERED_SHARE * (len(s) - 1)
 
 
-def orphaned(s: np.ndarray) -> np.ndarray:
-    """Which points of ``s`` (steps in write order, int64) a later restart replaced (bool, shape of ``s``): those
-    written before a step back to a step at or below theirs. The resumed training went on from its checkpoint, so
-    what the first one logged from that step on is a trajectory the run no longer has — kept, it reads after the
+Marks = tuple[np.ndarray, np.ndarray]  # restarts: (when each was written, the step it went back to)
+
+
+def restarts(s: np.ndarray, when: np.ndarray) -> Marks:
+    """The restarts among steps ``s`` written at ``when`` (write order: a row's position, or a TensorBoard point's
+    wall time): each step back (:func:`step_backs`), none when the steps are out of order (:func:`unordered`)."""
+    back = np.zeros(0, dtype=np.int64) if unordered(s) else step_backs(s)
+    return np.asarray(when)[back], s[back]
+
+
+def replaced_by(marks: Marks, s: np.ndarray, when: np.ndarray) -> np.ndarray:
+    """Which points (steps ``s`` written at ``when``) the restarts ``marks`` replaced (bool, shape of ``s``): those
+    written before a restart, at or past the step it went back to. The resumed training went on from its checkpoint,
+    so what was logged from that step on before it is a trajectory the run no longer has — kept, it reads after the
     resumed points that stop short of it (a run resumed at step 5 and logged to 7 read 5–7 resumed, then 8–10 from
-    before). TensorBoard drops these points too (``purge_orphaned_data``, on by default). None are orphaned when the
-    steps are out of order (:func:`unordered`): there are no restarts then."""
-    out = np.zeros(len(s), dtype=bool)
-    back = step_backs(s)
-    if not len(back) or unordered(s):
-        return out
-    later_min = np.full(len(s), np.iinfo(np.int64).max, dtype=np.int64)
-    later_min[back - 1] = s[back]  # the lowest step any later restart goes back to, seen from each point
-    later_min = np.minimum.accumulate(later_min[::-1])[::-1]
-    return s >= later_min
+    before). TensorBoard drops such points too (``purge_orphaned_data``, on by default)."""
+    at, step = marks
+    if not len(at):
+        return np.zeros(len(s), dtype=bool)
+    order = np.argsort(at, kind="stable")
+    lowest = np.minimum.accumulate(step[order][::-1])[::-1]  # the lowest step of the restarts from each one on
+    first_after = np.searchsorted(at[order], when, side="right")  # the first restart written after each point
+    return s >= np.append(lowest, np.iinfo(np.int64).max)[first_after]
+
+
+def orphaned(s: np.ndarray) -> np.ndarray:
+    """:func:`replaced_by` for the rows of one table in write order ``s`` (steps, int64), by its own restarts."""
+    pos = np.arange(len(s))
+    return replaced_by(restarts(s, pos), s, pos)
 
 
 def out_of_line(s: np.ndarray) -> np.ndarray:

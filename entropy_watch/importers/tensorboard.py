@@ -18,10 +18,9 @@ without a word. A record is ``uint64 length, uint32 masked CRC32C(length), Event
 Points are put in write order (wall time, across files). A step written twice keeps the last value written. Restarts
 follow the rule of every other format (:func:`~entropy_watch.importers.base.step_backs`): judged on the entropy tag
 (the busiest tag when there is none), a step *lower* than the one before marks a restart, recorded as a ``resume``
-event, and every tag's points written before it at or past the step it went back to are left out (the resumed
-training replaced them, as :func:`~entropy_watch.importers.base.orphaned` reads rows; TensorBoard's own
-``purge_orphaned_data`` hides them too, tag by tag); a repeated step does not (an HF Trainer logs ``epoch`` in its
-training and its evaluation entry at one step).
+event, and every tag's points written before it at or past the step it went back to are left out
+(:func:`~entropy_watch.importers.base.replaced_by`, by wall time: the rule rows are read by, in row order); a
+repeated step does not (an HF Trainer logs ``epoch`` in its training and its evaluation entry at one step).
 Points whose step is out of line with both neighbours (:func:`~entropy_watch.importers.base.out_of_line`) are
 skipped, and a tag whose points step back too often (:func:`~entropy_watch.importers.base.unordered`: two writers
 interleaved) is read in step order without restarts. Event files whose scalars were written over the same span of
@@ -49,7 +48,9 @@ from entropy_watch.importers.base import (
     Progress,
     dedupe_last,
     out_of_line,
+    replaced_by,
     replaced_note,
+    restarts,
     step_backs,
     unordered,
 )
@@ -284,11 +285,10 @@ def read_event_dir(path: Path, progress: Progress | None = None, entropy_tag: st
     odd: list[str] = []
     tags = {tag: _in_write_order(tag, points, odd) for tag, points in raw.items()}
     steps, _, walls = tags[judge]
-    marks = [] if writers or unordered(steps) else [(walls[i], steps[i]) for i in step_backs(steps)]
+    # the restarts, judged on one tag (none between files written at the same time) ...
+    marks = (np.zeros(0), np.zeros(0, np.int64)) if writers else restarts(steps, walls)
     for tag, (steps, values, walls) in tags.items():
-        replaced = np.zeros(len(steps), dtype=bool)
-        for wall, step in marks:  # the run's restarts (judged on one tag) replace every tag's points
-            replaced |= (walls < wall) & (steps >= step)
+        replaced = replaced_by(marks, steps, walls)  # ... they replace every tag's points
         if tag == judge:
             _restarts(tag, steps, replaced, parsed, repeats_said=bool(writers))
         if not replaced.all():  # a tag only the replaced trajectory logged is left out

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from entropy_watch.analysis.outlook import interval_range
+from entropy_watch.analysis.outlook import interval_range, step_text
 
 SCHEMA = "entropy_watch.notification/1"
 EVENTS: tuple[str, ...] = ("alert", "escalation", "recovery")
@@ -178,7 +178,7 @@ def _md(text: str) -> str:
 
 
 def _at(x: float) -> str:
-    return f"{int(round(x)):,}" if math.isfinite(x) else "never"
+    return step_text(x) if math.isfinite(x) else "never"
 
 
 def _num(x: float) -> float | None:
