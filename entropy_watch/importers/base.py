@@ -119,6 +119,7 @@ class Frame:
     null_is_nan: bool = False  # JSON null means a logged non-finite value (verl, TRL), not a missing one
     locate: Callable[[int], str] | None = None  # row -> "line N" for columnar frames (computed on demand)
     notes: list[str] = field(default_factory=list)  # what reading the file decided (e.g. decimal commas)
+    events: list[dict[str, Any]] = field(default_factory=list)  # restarts reading found (a tracker's timestamps)
 
     def add_row(self, row: dict[str, Any], location: str) -> None:
         """Append one row (a flat ``column -> raw value`` dict)."""
@@ -162,19 +163,63 @@ class Parsed:
 MAX_DEPTH = 64  # nested JSON objects deeper than this are refused (a log of metrics is a few levels deep)
 
 
-def frame_from_series(source: str, series: dict[str, tuple[np.ndarray, np.ndarray]], where: str) -> Frame:
+def frame_from_series(
+    source: str, series: dict[str, tuple[np.ndarray, np.ndarray]], where: str, when: dict[str, np.ndarray] | None = None
+) -> Frame:
     """A frame of one row per step — the union of every metric's steps, in order — from per-metric ``(steps,
     values)`` arrays in the order they were written (a tracker that stores one row per metric value); a step written
-    twice keeps its last value. Rows are located as ``"<where> step N"``."""
+    twice keeps its last value. Rows are located as ``"<where> step N"``. ``when``: each metric's write times (the
+    tracker's timestamps, shape of its steps); with them, the restarts of the metric judged on (the entropy, else
+    the busiest) are recorded in ``events`` and replace every metric's points written before them at or past the
+    step they went back to (:func:`replaced_by`: the rule row-oriented logs are read by), said in ``notes``."""
     import pyarrow as pa
 
+    events: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if when is not None:
+        series, events, notes = _tracker_restarts(series, when, where)
     kept = {k: _last_per_step(np.asarray(st, np.int64), np.asarray(v, np.float64)) for k, (st, v) in series.items()}
     steps = np.unique(np.concatenate([st for st, _ in kept.values()])) if kept else np.zeros(0, np.int64)
     frame = Frame(source=source, n_rows=len(steps), locate=lambda r: f"{where} step {int(steps[r])}")
     for key, (st, v) in kept.items():
         frame.cells["step (logged)" if key == "step" else key] = (np.searchsorted(steps, st), v)
     frame.cells["step"] = (np.arange(len(steps)), pa.array(steps))  # the tracker's step axis, never a metric's
+    frame.events, frame.notes = events, notes
     return frame
+
+
+def _tracker_restarts(
+    series: dict[str, tuple[np.ndarray, np.ndarray]], when: dict[str, np.ndarray], where: str
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[dict[str, Any]], list[str]]:
+    """:func:`frame_from_series`'s restarts: ``(series without the points they replaced, resume events, notes)``.
+    Judged on one metric (as TensorBoard's tags are), since a metric logged less often steps back at other points;
+    a metric that steps back too often (:func:`unordered`) records none."""
+    judge = A.detect_canonical(series).get(M.ENTROPY_MEAN) or max(series, key=lambda k: len(series[k][0]))
+    steps = np.asarray(series[judge][0], np.int64)
+    marks = restarts(steps, np.asarray(when[judge], np.float64))
+    if not len(marks[0]):
+        return series, [], []
+    back = step_backs(steps)
+    events = [
+        {"step": int(steps[i]), "kind": "resume", "payload": {"from_step": int(steps[i - 1]), "metric": judge}}
+        for i in back
+    ]
+    note = replaced_note(steps, replaced_by(marks, steps, np.asarray(when[judge], np.float64)), "point")
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for key, (st, v) in series.items():
+        st = np.asarray(st, np.int64)
+        replaced = replaced_by(marks, st, np.asarray(when[key], np.float64))
+        if not replaced.all():  # a metric only the replaced trajectory logged is left out
+            out[key] = (st[~replaced], np.asarray(v)[~replaced])
+    first = int(back[0])
+    return (
+        out,
+        events,
+        [
+            f"{where}: metric {judge!r} restarts {len(back)} time(s) (step {int(steps[first - 1])} -> "
+            f"{int(steps[first])}): {note}"
+        ],
+    )
 
 
 def _last_per_step(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -481,7 +526,7 @@ def replaced_note(s: np.ndarray, replaced: np.ndarray, what: str = "row") -> str
 
 def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
     """Numeric series of ``frame``: step column from ``step_column`` or the aliases, else row order."""
-    parsed = Parsed(series={})
+    parsed = Parsed(series={}, events=list(frame.events))
     if frame.n_rows == 0:
         raise ImportFormatError(f"{frame.source} holds no data rows; nothing to import")
     if step_column is not None and step_column not in frame.cells:

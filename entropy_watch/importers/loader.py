@@ -196,7 +196,7 @@ def _many(
     used: set[str] = set()
     for source_name, frame in groups.items():
         parsed = frame_to_series(frame, step_col)
-        parsed.notes[:0] = notes
+        parsed.notes[:0] = notes + frame.notes
         parsed.meta[run_meta_key] = source_name
         if len(groups) == 1 and run:
             name = run

@@ -4,7 +4,10 @@
 (a key with ``/`` is a sub-folder; values ``nan``/``inf`` as Python prints them), ``tags/mlflow.runName`` the run's
 name and ``meta.yaml`` its ``lifecycle_stage``. ``PATH`` may be the store, one experiment folder or one run folder;
 every run below it becomes one run (deleted ones and ``.trash`` left out). A line that does not parse is skipped and
-counted, never blocking the lines around it; a value logged twice at a step keeps the last one written. MLflow before
+counted, never blocking the lines around it; a value logged twice at a step keeps the last one written. A run resumed
+into the same run id (``mlflow.start_run(run_id=...)`` after a restart from a checkpoint) logs steps again: its
+restarts, judged on the entropy metric by the timestamps, replace what was logged before them at or past the step they
+went back to, as in every other format (:func:`~entropy_watch.importers.base.frame_from_series`). MLflow before
 0.9 wrote no step (``<timestamp ms> <value>``): in a metric file whose lines all lack one, the line order is the step
 (the first line step 0), with a note; MLflow itself reads such lines all at step 0, which would keep one point.
 """
@@ -68,6 +71,7 @@ def read_store(path: Path, progress: Progress | None = None) -> tuple[dict[str, 
             deleted += 1
             continue
         series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        times: dict[str, np.ndarray] = {}
         metrics = run / "metrics"
         for root, dirs, files in os.walk(metrics):
             dirs.sort()
@@ -75,16 +79,16 @@ def read_store(path: Path, progress: Progress | None = None) -> tuple[dict[str, 
                 file = Path(root) / f
                 if progress is not None:
                     progress(file.stat().st_size)
-                steps, values, n_bad, where, no_step = _metric_file(file)
+                steps, values, when, n_bad, where, no_step = _metric_file(file)
                 bad += n_bad
                 first_bad = first_bad or where
                 key = file.relative_to(metrics).as_posix()
                 if no_step and key not in stepless:
                     stepless.append(key)
                 if len(steps):
-                    series[key] = (steps, values)
+                    series[key], times[key] = (steps, values), when
         if series:  # keyed by the run id (unique across experiments)
-            frames[run.name] = frame_from_series(str(run), series, f"run {run.name}")
+            frames[run.name] = frame_from_series(str(run), series, f"run {run.name}", times)
             names[run.name] = _name(run, meta)
     if not frames:
         raise ImportFormatError(f"{path}: its MLflow runs hold no logged metrics; nothing to import")
@@ -99,10 +103,11 @@ def read_store(path: Path, progress: Progress | None = None) -> tuple[dict[str, 
     return frames_by_name(frames, names), notes
 
 
-def _metric_file(file: Path) -> tuple[np.ndarray, np.ndarray, int, str, bool]:
-    """``(steps, values, lines skipped, where the first was, no step)`` of one metric file, in the order written:
-    read by Arrow's CSV reader, or line by line when a line does not parse (the others are kept). ``no step``: no
-    line holds a step (MLflow before 0.9), and the steps are the line order."""
+def _metric_file(file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, str, bool]:
+    """``(steps, values, timestamps, lines skipped, where the first was, no step)`` of one metric file, in the order
+    written: read by Arrow's CSV reader, or line by line when a line does not parse (the others are kept; a
+    timestamp that does not parse takes the line before's). ``no step``: no line holds a step (MLflow before 0.9),
+    and the steps are the line order."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -112,13 +117,15 @@ def _metric_file(file: Path) -> tuple[np.ndarray, np.ndarray, int, str, bool]:
                 stream,
                 read_options=pcsv.ReadOptions(column_names=["ts", "value", "step"]),
                 parse_options=pcsv.ParseOptions(delimiter=" "),
-                convert_options=pcsv.ConvertOptions(column_types={"value": pa.float64(), "step": pa.int64()}),
+                convert_options=pcsv.ConvertOptions(
+                    column_types={"ts": pa.float64(), "value": pa.float64(), "step": pa.int64()}
+                ),
             )
-        if t.column("step").null_count == 0 and t.column("value").null_count == 0:
-            return t.column("step").to_numpy(), t.column("value").to_numpy(), 0, "", False
+        if not any(t.column(c).null_count for c in ("ts", "value", "step")):
+            return t.column("step").to_numpy(), t.column("value").to_numpy(), t.column("ts").to_numpy(), 0, "", False
     except (pa.ArrowInvalid, OSError):
         pass
-    steps, values, bad, where, with_step = [], [], 0, "", 0
+    steps, values, times, bad, where, with_step = [], [], [], 0, "", 0
     try:
         text = file.read_text(encoding="utf-8", errors="replace")
     except OSError as e:
@@ -132,9 +139,15 @@ def _metric_file(file: Path) -> tuple[np.ndarray, np.ndarray, int, str, bool]:
                 bad += 1
                 where = where or f"{file} line {n}"
             continue
+        try:
+            ts = float(parts[0])
+        except ValueError:
+            ts = times[-1] if times else 0.0
         steps.append(step)
         values.append(value)
+        times.append(ts)
         with_step += len(parts) > 2
+    when = np.asarray(times, np.float64)
     if values and not with_step:
-        return np.arange(len(values), dtype=np.int64), np.asarray(values, np.float64), bad, where, True
-    return np.asarray(steps, np.int64), np.asarray(values, np.float64), bad, where, False
+        return np.arange(len(values), dtype=np.int64), np.asarray(values, np.float64), when, bad, where, True
+    return np.asarray(steps, np.int64), np.asarray(values, np.float64), when, bad, where, False

@@ -6,7 +6,8 @@
 * **MLflow** (``mlflow.db``, the default backend since 3.7; verl's ``mlflow`` logger, HF ``report_to="mlflow"``):
   tables ``runs(run_uuid, name, lifecycle_stage)`` and ``metrics(run_uuid, key, value, step, timestamp, is_nan)``, one
   row per metric value. MLflow stores NaN as ``is_nan`` with value 0 and ±inf as ±float max; both are restored. Runs
-  deleted in MLflow (``lifecycle_stage = 'deleted'``) are left out.
+  deleted in MLflow (``lifecycle_stage = 'deleted'``) are left out. A run resumed into its run id logs steps again:
+  its restarts, by ``timestamp``, replace what was logged before them at or past the step they went back to.
 
 Every run in the file becomes a :class:`Frame` (``step`` plus one column per metric), read into runs like a CSV with a
 ``run_name`` column. The file is opened read-only and never written (a live writer's WAL is read, not replayed). A
@@ -118,7 +119,7 @@ def read_trackio(path: Path, progress: Progress | None = None) -> tuple[dict[str
 
 def read_mlflow(path: Path, progress: Progress | None = None) -> tuple[dict[str, Frame], list[str]]:
     """One frame per MLflow run (named by ``runs.name``, else its id), deleted runs left out, and the notes."""
-    per_run: dict[str, dict[str, tuple[list[int], list[float], list[bool]]]] = {}
+    per_run: dict[str, dict[str, tuple[list[int], list[float], list[bool], list[float]]]] = {}
     names: dict[str, str] = {}
     deleted = 0
     with _reading(path, "MLflow metrics table", progress) as con:
@@ -127,27 +128,31 @@ def read_mlflow(path: Path, progress: Progress | None = None) -> tuple[dict[str,
         name = "r.name" if "name" in run_cols else "NULL"
         live = "WHERE r.lifecycle_stage IS NOT 'deleted'" if "lifecycle_stage" in run_cols else ""
         nan = "m.is_nan" if "is_nan" in metric_cols else "0"
-        order = "m.timestamp" if "timestamp" in metric_cols else "m.rowid"
+        when = "m.timestamp" if "timestamp" in metric_cols else "m.rowid"  # write time, else write order
         if live:
             deleted = con.execute("SELECT count(*) FROM runs WHERE lifecycle_stage = 'deleted'").fetchone()[0]
         query = (  # noqa: S608 - column names are literals chosen above, never user input
-            f"SELECT m.run_uuid, {name}, m.key, m.value, m.step, {nan} FROM metrics m "
-            f"JOIN runs r ON r.run_uuid = m.run_uuid {live} ORDER BY m.run_uuid, m.key, {order}"
+            f"SELECT m.run_uuid, {name}, m.key, m.value, m.step, {nan}, {when} FROM metrics m "
+            f"JOIN runs r ON r.run_uuid = m.run_uuid {live} ORDER BY m.run_uuid, m.key, {when}, m.step"
         )
-        for run_uuid, run_name, key, value, step, is_nan in con.execute(query):
+        for run_uuid, run_name, key, value, step, is_nan, at in con.execute(query):
             names.setdefault(run_uuid, run_name or str(run_uuid)[:8])
             cols = per_run.setdefault(run_uuid, {}).get(key)
             if cols is None:
-                cols = per_run[run_uuid][key] = ([], [], [])
+                cols = per_run[run_uuid][key] = ([], [], [], [])
             cols[0].append(int(step or 0))
             cols[1].append(float(value))
             cols[2].append(bool(is_nan))
+            cols[3].append(float(at or 0))
     if not per_run:
         raise ImportFormatError(f"{path}: the MLflow store holds no logged metrics; nothing to import")
     frames = {
         run: frame_from_series(
-            str(path), {str(k): (st, _mlflow_values(v, n)) for k, (st, v, n) in keys.items()}, f"run {run}"
-        )  # fmt: skip
+            str(path),
+            {str(k): (st, _mlflow_values(v, n)) for k, (st, v, n, _) in keys.items()},
+            f"run {run}",
+            {str(k): np.asarray(at, np.float64) for k, (_, _, _, at) in keys.items()},  # restarts, by timestamp
+        )
         for run, keys in per_run.items()
     }
     notes = [f"left out {deleted} run(s) deleted in MLflow"] if deleted else []

@@ -84,3 +84,44 @@ def test_metric_lines_without_a_step_use_line_order(tmp_path) -> None:
         "order is the step (first line = step 0)" in run.notes
     )
     assert run.events == []
+
+
+def _resumed_lines(base: int, value) -> list[str]:
+    """A run logged to step 99 (one line a second), killed, resumed from its step-60 checkpoint into the same run
+    id and stopped at 79: ``<timestamp ms> <value> <step>`` in the order MLflow appends them."""
+    dead = [f"{base + 1000 * s} {value(s, 0)!r} {s}" for s in range(100)]
+    resumed = [f"{base + 500_000 + 1000 * s} {value(s, 1)!r} {s}" for s in range(60, 80)]
+    return dead + resumed
+
+
+def test_a_run_resumed_into_its_run_id_reads_where_it_went_on(tmp_path) -> None:
+    """What the dead process logged past the checkpoint is a trajectory the run no longer has: without the restart
+    rule it read 60-79 resumed, then 80-99 from before. Every metric is cut by the entropy's restart, by timestamp
+    (reward is logged 1 ms after the entropy, as ``log_metrics`` does; a metric only the dead process logged past
+    the checkpoint goes too); the resume is recorded as in every other format."""
+    t0 = 1796308947000
+    ent = _resumed_lines(t0, lambda s, gen: 1.0 - s / 200 + gen)
+    rew = _resumed_lines(t0 + 1, lambda s, gen: s / 100 + gen)
+    probe = [f"{t0 + 1000 * s + 2} 0.5 {s}" for s in range(0, 100, 10)]  # the dead process's only
+    _run(tmp_path / "mlruns", "0", "e" * 32, "grpo", {"entropy": ent, "reward": rew, "probe": probe})
+    (run,) = load_log(tmp_path / "mlruns")
+    steps, values = run.series(M.ENTROPY_MEAN)
+    expected = [1.0 - s / 200 + (s >= 60) for s in range(80)]
+    assert steps.tolist() == list(range(80)) and values.tolist() == pytest.approx(expected)
+    r_steps, r_values = run.series(M.REWARD_MEAN)
+    assert r_steps.tolist() == list(range(80))
+    assert r_values[60:].tolist() == pytest.approx([s / 100 + 1 for s in range(60, 80)])
+    assert run.events == [{"step": 60, "kind": "resume", "payload": {"from_step": 99, "metric": "entropy"}}]
+    (note,) = [n for n in run.notes if "restarts" in n]
+    assert "metric 'entropy' restarts 1 time(s) (step 99 -> 60)" in note
+    assert "40 point(s) logged before it at or past the step it went back to are left out" in note
+    assert "(20 logged again, 20 at steps it did not log again)" in note
+
+
+def test_a_step_logged_again_without_going_back_is_no_restart(tmp_path) -> None:
+    """A value logged twice at one step (the last kept) and steps that only climb record no restart."""
+    ent = [f"{1000 + s} {0.5!r} {s}" for s in range(30)] + ["2000 0.25 29"]
+    _run(tmp_path / "mlruns", "0", "f" * 32, "grpo", {"entropy": ent})
+    (run,) = load_log(tmp_path / "mlruns")
+    assert run.events == [] and run.series(M.ENTROPY_MEAN)[1][-1] == 0.25
+    assert not any("restarts" in n for n in run.notes)

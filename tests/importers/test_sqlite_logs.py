@@ -104,6 +104,29 @@ def test_an_mlflow_store_restores_nan_and_inf_and_leaves_deleted_runs_out(tmp_pa
     assert "left out 1 run(s) deleted in MLflow" in got["ppo-b"].notes
 
 
+def test_an_mlflow_run_resumed_into_its_run_id_reads_where_it_went_on(tmp_path) -> None:
+    """mlflow.db orders a run's values by ``timestamp``: a run killed at step 99 and resumed from its step-60
+    checkpoint into the same run id reads 0-79, the resumed values from 60 on, with the resume recorded."""
+    p = tmp_path / "mlflow.db"
+    con = sqlite3.connect(p)
+    con.execute(MLFLOW_RUNS)
+    con.execute(MLFLOW_METRICS)
+    con.execute("INSERT INTO runs VALUES ('u1', 'grpo', 'FINISHED', 'active', 1, NULL)")
+    for gen, (start, stop, t0) in enumerate(((0, 100, 1000), (60, 80, 900_000))):
+        for step in range(start, stop):
+            for key, value in (("actor/entropy", 1.0 - step / 200 + gen), ("critic/score/mean", step / 100 + gen)):
+                con.execute("INSERT INTO metrics VALUES (?, ?, ?, 'u1', ?, 0)", (key, value, t0 + 1000 * step, step))
+    con.commit()
+    con.close()
+    (run,) = load_log(p)
+    steps, ent = run.series(M.ENTROPY_MEAN)
+    assert steps.tolist() == list(range(80))
+    assert ent.tolist() == pytest.approx([1.0 - s / 200 + (s >= 60) for s in range(80)])
+    assert run.series(M.REWARD_MEAN)[0].tolist() == list(range(80))
+    assert run.events == [{"step": 60, "kind": "resume", "payload": {"from_step": 99, "metric": "actor/entropy"}}]
+    assert any("metric 'actor/entropy' restarts 1 time(s) (step 99 -> 60)" in n for n in run.notes)
+
+
 def test_other_sqlite_files_get_one_line(tmp_path) -> None:
     other = tmp_path / "app.db"
     con = sqlite3.connect(other)
