@@ -26,7 +26,9 @@ by *importing a module* in verl's processes through its external-module mechanis
   ``Watch.log_tokens`` per step with the global batch, so the driver is the single writer. verl >= 0.9 runs its V1
   trainer by default (``trainer.use_v1=true``, ``verl/trainer/ppo/v1``), whose old-log-prob pass keeps the entropy
   in its TransferQueue and is not wrapped: there one warning says no per-token entropy is recorded (the logged
-  scalars and the ``ew_*`` clip split still are); ``trainer.use_v1=false`` runs ``RayPPOTrainer``.
+  scalars and the ``ew_*`` clip split still are); ``trainer.use_v1=false`` runs ``RayPPOTrainer``;
+* **checkpoint state** — each worker's ``ew_repo_r`` controller is saved with verl's checkpoint and loaded with it
+  (:func:`install_checkpoint_state`), so a resumed training holds the run's original entropy.
 
 The run name comes from ``$ENTROPY_WATCH_RUN``, else verl's ``experiment_name``; the store from
 ``$ENTROPY_WATCH_DIR`` (use a shared filesystem or fsspec path for multi-node). Resolved when first needed. A training
@@ -283,6 +285,80 @@ def repo_r_policy_loss(base: Any, controller: EntropyController | None = None) -
     return loss_fn
 
 
+# ---- REPO-R's controller in verl's checkpoints ---------------------------------------------------------------------
+CONTROL_STATE = "entropy_watch_control_rank_{rank}.json"  # in verl's checkpoint folder (global_step_N/actor)
+
+
+def install_checkpoint_state(managers: list[Any] | None = None) -> list[str]:
+    """Keep each worker's REPO-R controller (ζ, H_ref or the entropies towards it) in verl's checkpoints, so
+    ``trainer.resume_mode=auto`` continues it: without it a resumed ``ew_repo_r`` starts from ζ = 0 and takes H_ref
+    from its first loss calls after the resume — the level entropy had fallen to, which it would then hold.
+
+    Wraps ``save_checkpoint(local_path, ...)`` and ``load_checkpoint(local_path, ...)`` of verl's checkpoint managers
+    (``FSDPCheckpointManager``, ``MegatronCheckpointManager``; ``managers`` in tests), which every worker calls for
+    its own rank: after a save, this rank's controller is written as :data:`CONTROL_STATE` (JSON) beside verl's
+    shards, and dropped with them when verl rotates checkpoints; after a load it is read back (rank 0's file when
+    the world size changed). A worker that made no controller writes nothing. Returns the classes wrapped."""
+    if managers is None:
+        managers = []
+        for module, name in (
+            ("verl.utils.checkpoint.fsdp_checkpoint_manager", "FSDPCheckpointManager"),
+            ("verl.utils.checkpoint.megatron_checkpoint_manager", "MegatronCheckpointManager"),
+        ):
+            try:
+                managers.append(getattr(__import__(module, fromlist=[name]), name))
+            except Exception:  # noqa: BLE001, S112 - Megatron's manager imports megatron.core, often absent
+                continue
+        if not managers:
+            raise ImportError("no verl checkpoint manager found")
+    for cls in managers:
+        if getattr(cls.save_checkpoint, "_ew_wrapped", False):
+            continue
+        cls.save_checkpoint = _after(cls.save_checkpoint, _save_control)
+        cls.load_checkpoint = _after(cls.load_checkpoint, _load_control)
+    return [cls.__name__ for cls in managers]
+
+
+def _after(method: Any, then: Any) -> Any:
+    @functools.wraps(method)
+    def wrapped(self: Any, local_path: Any = None, *args: Any, **kwargs: Any) -> Any:
+        out = method(self, local_path, *args, **kwargs)
+        try:
+            if local_path is not None:
+                then(str(local_path), int(getattr(self, "rank", 0) or 0))
+        except Exception as exc:  # noqa: BLE001 - hooks never crash training (nor its checkpoints)
+            _guard("checkpoint", exc)
+        return out
+
+    wrapped._ew_wrapped = True  # type: ignore[attr-defined]
+    return wrapped
+
+
+def _save_control(local_path: str, rank: int) -> None:
+    ctl = _state["repo"]
+    if ctl is None or not os.path.isdir(local_path):
+        return
+    from pathlib import Path
+
+    from entropy_watch.store.atomic import write_json_atomic
+
+    write_json_atomic(Path(local_path) / CONTROL_STATE.format(rank=rank), ctl.state_dict())
+
+
+def _load_control(local_path: str, rank: int) -> None:
+    import json
+
+    for file in (CONTROL_STATE.format(rank=rank), CONTROL_STATE.format(rank=0)):
+        path = os.path.join(local_path, file)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                state = json.load(f)
+            repo_controller().load_state_dict(state)
+            log.info("entropy_watch: REPO-R controller restored from %s (zeta %.4g, H_ref %s)", path,
+                     state.get("zeta", float("nan")), state.get("h_ref"))  # fmt: skip
+            return
+
+
 def register_policy_losses(core_algos: Any = None) -> list[str]:
     """Register ``ew_<mode>`` for each registered verl policy loss, and ``ew_repo_r``; returns the new names."""
     if core_algos is None:
@@ -411,7 +487,11 @@ def _log_step(data: Any) -> None:
 def install(driver: bool = True) -> dict[str, str]:
     """Install every part verl supports here; returns ``{part: "ok" | reason}``. Safe to call twice."""
     report: dict[str, str] = {}
-    parts = [("tracking_tee", install_tracking_tee), ("policy_losses", register_policy_losses)]
+    parts = [
+        ("tracking_tee", install_tracking_tee),
+        ("policy_losses", register_policy_losses),
+        ("checkpoint_state", install_checkpoint_state),
+    ]
     if driver:
         parts.append(("driver", wrap_driver))
     for name, fn in parts:
