@@ -286,7 +286,14 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
         f"level it settled at, not the first points' {early:.3g} nats"
     )
     lo = int(fin[max(0, warm - 2)])
-    return RefInfo(settled, lo, int(fin[end]), int(fin[end]), f"the median of the {pts.size} points after it", note)
+    return RefInfo(
+        settled,
+        lo,
+        int(fin[end]),
+        int(fin[end]),
+        f"the median of the {pts.size} points where its early fall settled",
+        note,
+    )
 
 
 def _climbed_back(

@@ -29,6 +29,15 @@ CORROBORATING = (
     "clip_high_dominates",
 )
 """L4 flags that corroborate a collapse (named in its message, never raising its severity)."""
+SAID = {
+    "reward_plateau": "a reward plateau",
+    "law_headroom_low": "little reward left to gain from spending entropy (the R = -a·exp(H) + b fit's ceiling)",
+    "hist_drift": "the token entropies drifting low (histogram)",
+    "pg_drive_positive": "a log-prob/advantage covariance that keeps driving entropy down",
+    "zero_variance_groups": "many groups whose samples all got one reward",
+    "clip_high_dominates": "the high-side clip binding more than the low",
+}
+"""How each flag reads in a message (the flag names are the evidence's keys)."""
 
 
 def persistent(flags: list[bool], k: int, n: int) -> bool:
@@ -55,7 +64,7 @@ def apply_context(alert: Alert, fl: dict[str, Any]) -> Alert:
     seen = [k for k in CORROBORATING if fl.get(k) is True]
     if seen:
         alert.evidence["corroborated_by"] = seen
-        alert.message = alert.message + "; corroborated by " + ", ".join(k.replace("_", " ") for k in seen)
+        alert.message = alert.message + "; corroborated by " + ", ".join(SAID[k] for k in seen)
     return alert
 
 

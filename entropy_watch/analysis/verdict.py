@@ -180,7 +180,10 @@ def headline(
         return f"too short to analyse: {pts}; the detector decides from the {min_points}th"
     where = ""
     if level is not None and math.isfinite(level):
-        where = f"entropy {fmt_nats(level)} nats"
+        # unsettled, the points thrash both sides of the lines: the level is the rolling median, said so (rasbt
+        # ch07 7_3 read "critical explosion: entropy 0.12 nats" beside a last point of 2.6 nats)
+        what = "entropy's median" if unsettled else "entropy"
+        where = f"{what} {fmt_nats(level)} nats"
         if reference.value is not None and reference.value > 0:
             where += f" ({_pct_of(level, reference.value)})"
     if health == "ok":

@@ -45,3 +45,9 @@ def test_filter_by_step_and_severity() -> None:
     al = [_a(5, "info", kind="cliff"), _a(10), _a(20, "critical")]
     assert [a.step for a in filter_alerts(al, since=10)] == [10, 20]
     assert [a.step for a in filter_alerts(al, min_severity="critical")] == [20]
+
+
+def test_every_corroborating_flag_reads_as_words() -> None:
+    from entropy_watch.analysis.policy import CORROBORATING, SAID
+
+    assert set(CORROBORATING) <= set(SAID) and all("_" not in SAID[k] for k in CORROBORATING)

@@ -165,6 +165,7 @@ def test_an_explosion_whose_points_still_spike_has_not_cleared() -> None:
     (p,) = thrash.problems
     assert p.kind == "explosion" and p.cleared is None and p.unsettled and "not settled" in p.unsettled
     assert thrash.health == "critical" and thrash.kind == "explosion" and p.unsettled in thrash.headline
+    assert thrash.headline.startswith("critical explosion: entropy's median ")  # the level quoted is the median
     assert thrash.forecast is None and thrash.level is not None and thrash.level < 2 * thrash.reference.value
     assert json.loads(json.dumps(thrash.to_dict()))["problems"][0]["unsettled"] == p.unsettled
     assert thrash.unsettled_line == p.unsettled_line and p.unsettled_line > 3 * thrash.reference.value  # the warn line
