@@ -117,6 +117,12 @@ class Verdict:
         return None if p is None else p.unsettled_line
 
     @property
+    def standing_alerts(self) -> tuple[Alert, ...]:
+        """The alerts that set the health (:func:`standing`): all but those of an episode the verdict says cleared
+        (they stay in :attr:`alerts`, the run's history). ``alerts``' exit status counts only these."""
+        return standing(self.alerts, self.problems)
+
+    @property
     def rank(self) -> int:
         """-1 too short or ok, else 0 info, 1 warning, 2 critical (for exit statuses)."""
         return severity_rank(self.health) if self.health in ("info", "warning", "critical") else -1

@@ -1,10 +1,12 @@
 """Analysis commands: ``alerts`` (CI/cron-friendly exit status), ``watch`` (follow live runs), ``report`` (HTML).
 
 ``alerts`` and ``watch`` without targets read every run in the store (an empty store says so: nothing to alert on).
-Exit status of ``alerts``: 0 no warning, 1 at least one warning, 2 at least one critical alert (``--fail-on KINDS``
-counts only those kinds), 3 an error on any target (missing file, unknown run, unreadable log, a bug: one line on
-stderr naming the file; the other targets are still analysed and printed). A run that logged no entropy is "nothing
-to analyse", not an error. Usage mistakes (a missing argument, an unknown option, a bad option value) also exit 2,
+Exit status of ``alerts``: 0 no warning, 1 at least one warning, 2 at least one critical alert among those that
+stand — the verdict's (an episode its headline says cleared is listed, marked "cleared", and not counted;
+``--fail-on KINDS`` counts only those kinds), 3 an error on any target (missing file, unknown run, unreadable log, a
+bug: one line on stderr naming the file; the other targets are still analysed and printed). A run that logged no
+entropy is "nothing to analyse", not an error. Usage mistakes (a missing argument, an unknown option, a bad option
+value) also exit 2,
 with typer's usage message on stderr. ``watch`` and ``report`` exit 0, or 1 on errors like every other command
 (``watch --once``: 1 when a target could not be read: a run not in the store, a log folder without logs, an unreadable
 log; without ``--once`` a named run not in the store yet is waited for); ``watch --notify`` exits 1 when a notification
@@ -208,8 +210,19 @@ def _write_alerts(root: Path, run: str, new: list[Alert]) -> int:
     return len(fresh)
 
 
-def _print_table(run: str, source: str, shown: list[Alert], notes: list[str], verdict: Verdict) -> None:
-    """The verdict's headline, then its alerts (in the verdict's order: most severe first) and notes."""
+def _filtered(since: int | None, min_severity: str) -> str:
+    """What the listing's filters left out, for "no alerts ...": "" when none is set."""
+    parts = [f"at or after step {since}"] if since is not None else []
+    if min_severity != "info":
+        parts.append(f"at {min_severity} or above")
+    return " ".join(parts)
+
+
+def _print_table(
+    run: str, source: str, shown: list[Alert], notes: list[str], verdict: Verdict, filtered: str = ""
+) -> None:
+    """The verdict's headline, then its alerts (in the verdict's order: most severe first; those of an episode the
+    verdict says cleared marked so) and notes. ``filtered``: what ``--since``/``--min-severity`` kept, if set."""
     from rich.table import Table
 
     out = console()
@@ -217,13 +230,15 @@ def _print_table(run: str, source: str, shown: list[Alert], notes: list[str], ve
     if verdict.reference.note:
         out.print(text(f"H_ref: {verdict.reference.note}", "dim"))
     if not shown:
-        out.print(text(run, "green") + text(": no alerts" + (f" ({'; '.join(notes)})" if notes else "")))
+        none = "no alerts" + (f" {filtered}" if filtered else "")
+        out.print(text(run, "green") + text(f": {none}" + (f" ({'; '.join(notes)})" if notes else "")))
         return
+    stand = {a.key for a in verdict.standing_alerts}
     table = Table(title=text(f"{run}  ({source})"), title_justify="left", show_lines=False, expand=False)
     for col in ("step", "severity", "kind", "detector", "message"):
         table.add_column(col, overflow="fold")
     for a in shown:
-        sev = text(a.severity, SEVERITY_STYLE[a.severity])
+        sev = text(a.severity, SEVERITY_STYLE[a.severity]) if a.key in stand else text(f"{a.severity}, cleared", "dim")
         table.add_row(str(a.step), sev, text(a.kind), text(a.detector), text(a.message))
     out.print(table)
     for n in notes:
@@ -277,12 +292,17 @@ def alerts(
                 shown = filter_alerts(list(v.alerts), since=since, min_severity=min_severity)
                 if write and t.root is not None:
                     _write_alerts(t.root, t.run, res.alerts)
-                worst = max([worst, *(a.rank for a in shown if gate is None or a.kind in gate)])
+                # the exit status is the verdict's: an episode it says cleared is listed, not counted (rasbt 7_6
+                # read "info cliff ... the warning explosion from step 462 cleared at step 499" and exited 2 on a
+                # critical explosion at step 168)
+                stand = {a.key for a in v.standing_alerts}
+                worst = max([worst, *(a.rank for a in shown if a.key in stand and (gate is None or a.kind in gate))])
                 if as_json:
-                    entry = {"run": t.run, "source": t.source, "alerts": [a.to_dict() for a in shown]}
+                    listed_ = [{**a.to_dict(), "standing": a.key in stand} for a in shown]
+                    entry = {"run": t.run, "source": t.source, "alerts": listed_}
                     out.append({**entry, "notes": res.notes, "verdict": v.to_dict()})
                 else:
-                    _print_table(t.run, t.source, shown, res.notes, v)
+                    _print_table(t.run, t.source, shown, res.notes, v, _filtered(since, min_severity))
         except typer.BadParameter:  # an option that does not apply to this target: a usage mistake (exit 2)
             raise
         except NoEntropySeries as e:

@@ -162,7 +162,37 @@ def test_corrupt_segment_exits_3_naming_the_run(ew, tmp_path: Path) -> None:
 
 
 def _gated_exit(alerts: list[dict], kinds: set[str] | None) -> int:
-    return max([0, *(SEVERITY_EXIT[a["severity"]] for a in alerts if kinds is None or a["kind"] in kinds)])
+    return max(
+        [0, *(SEVERITY_EXIT[a["severity"]] for a in alerts if a["standing"] and (kinds is None or a["kind"] in kinds))]
+    )
+
+
+def test_the_exit_status_is_the_verdicts_a_cleared_episode_is_listed_not_counted(ew, tmp_path: Path) -> None:
+    """An explosion that lasted 20 points and cleared: the headline says "ok ... cleared at step N" and the gate
+    passes, as the verdict does; its alerts stay listed, marked cleared. Read before it cleared, it gates."""
+    t = np.arange(120)
+    rng = np.random.default_rng(2)
+    h = np.where((t >= 40) & (t < 60), 1.5, 0.3) * np.exp(0.03 * rng.standard_normal(t.size))
+    log = tmp_path / "x.csv"
+    log.write_text("step,entropy\n" + "".join(f"{s},{float(v)!r}\n" for s, v in zip(t, h, strict=True)))
+    r = ew("alerts", log, "--json")
+    (entry,) = json.loads(r.out)
+    assert entry["verdict"]["health"] == "ok" and "cleared at step" in entry["verdict"]["headline"]
+    explosion = [a for a in entry["alerts"] if a["kind"] == "explosion"]
+    assert explosion and not any(a["standing"] for a in explosion) and max(a["severity"] != "info" for a in explosion)
+    assert r.code == _gated_exit(entry["alerts"], None) == 0
+    assert ew("alerts", log, "--fail-on", "explosion").code == 0
+    table = ew("alerts", log)
+    assert table.code == 0 and "cleared" in table.out
+    cut = tmp_path / "during.csv"
+    cut.write_text("".join(log.read_text().splitlines(keepends=True)[:57]))  # header + steps 0-55
+    during = ew("alerts", cut, "--json")
+    assert during.code == SEVERITY_EXIT[json.loads(during.out)[0]["verdict"]["health"]] >= 1
+
+
+def test_filters_that_leave_nothing_say_so(ew, store: Path) -> None:
+    r = ew("--store", store, "alerts", "g", "--since", "100000")
+    assert "g: no alerts at or after step 100000" in r.out and r.code == 0
 
 
 def test_fail_on_sets_the_exit_status_from_those_kinds_only(ew, store: Path) -> None:
