@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from entropy_watch import metrics as M
 from entropy_watch.analysis import cliffs, collapse, corroborate, guards
 from entropy_watch.analysis.alert import Alert
 from entropy_watch.analysis.config import DetectorConfig
@@ -186,7 +187,8 @@ class Analyzer:
         notes += [note for note in found if note]
         if n < cfg.min_points:
             notes.append(f"{series.name}: {n} logged points; the detector decides from the {cfg.min_points}th")
-            res = AnalysisResult(alerts=guards.nonfinite(prep), notes=notes, prep=prep)
+            res = AnalysisResult(alerts=guards.nonfinite(prep) + self._nonfinite_tokens(series, prep), notes=notes,
+                                 prep=prep)  # fmt: skip
             res.reference = reference(prep, cfg)
             res.verdict = build(res, series.name, cfg.min_points)
             return res
@@ -198,6 +200,7 @@ class Analyzer:
         found, self._scan = cliffs.detect(prep, cfg, series.change_steps(), self._scan)
         raw += found
         raw += corroborate.standalone(series, prep, cfg)
+        raw += self._nonfinite_tokens(series, prep)
         raw += collapse.detect(series, prep, cfg, evals, lambda i: self._fit(prep, i), self._memo)
         alerts = cooldown(raw, prep.steps, cfg.cooldown_points)
         res = AnalysisResult(alerts=alerts, notes=notes, prep=prep)
@@ -207,6 +210,10 @@ class Analyzer:
         res.outlook = self._outlook(prep, list(standing(order_alerts(alerts), tuple(res.problems))))
         res.verdict = build(res, series.name, cfg.min_points)
         return res
+
+    @staticmethod
+    def _nonfinite_tokens(series: RunSeries, prep: Prepared) -> list[Alert]:
+        return guards.nonfinite_tokens(series.aligned(M.ENTROPY_NONFINITE_FRAC), prep)
 
     def verdict(self, series: RunSeries, at_step: int | None = None) -> Verdict:
         """The verdict at ``at_step`` (default: the newest step), reusing this analyzer's cached evaluations."""

@@ -458,3 +458,31 @@ def test_a_reward_fall_reads_the_same_on_any_scale() -> None:
             s = series(h, reward=transform(shape))
             fell, before, now = reward_fell(prepare(s, cfg), 59, 50, cfg)
             assert fell is expected, (expected, before, now)
+
+
+def test_tokens_with_nonfinite_logits_are_alerted_though_the_mean_looks_healthy() -> None:
+    """The hooks leave NaN/inf-entropy tokens out of entropy/mean and count them in entropy/nonfinite_frac: 2 of 8
+    sequences with NaN logits from step 15 logged a steady mean and no alert. A warning at the first such step,
+    critical once half the tokens are; the same alerts live (a prefix) as post hoc."""
+    from entropy_watch import metrics as M
+    from entropy_watch.analysis import RunSeries, analyze
+    from entropy_watch.analysis.run import Analyzer
+
+    n = 80
+    steps = np.arange(n)
+    frac = np.where(steps >= 15, 0.25, 0.0)
+    frac[steps >= 50] = 0.6
+    h = 2.0 * np.exp(0.02 * np.random.default_rng(0).standard_normal(n))
+    s = RunSeries.from_arrays("nan-tokens", steps, h, scalars={M.ENTROPY_NONFINITE_FRAC: (steps, frac)})
+    v = analyze(s).verdict
+    got = [(a.step, a.severity) for a in v.alerts if a.detector == "guard.nonfinite_tokens"]
+    assert got == [(50, "critical"), (15, "warning")]
+    assert v.health == "critical" and v.kind == "nonfinite" and "25% of the tokens at step 15" in v.alerts[1].message
+    early = analyze(s.prefix(30)).verdict
+    assert early.health == "warning" and early.kind == "nonfinite"
+    live = Analyzer()
+    assert live.verdict(s, at_step=30).to_dict() == early.to_dict()
+    short = analyze(s.prefix(16)).verdict  # reported even before the detector decides
+    assert short.health == "warning" and short.kind == "nonfinite"
+    clean = RunSeries.from_arrays("clean", steps, h, scalars={M.ENTROPY_NONFINITE_FRAC: (steps, 0 * frac)})
+    assert not [a for a in analyze(clean).alerts if a.kind == "nonfinite"]
