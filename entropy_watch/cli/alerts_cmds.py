@@ -36,6 +36,7 @@ from entropy_watch.cli.common import (
     log_options,
     positive,
     print_empty_store,
+    print_table,
     printable,
     state,
     text,
@@ -234,13 +235,13 @@ def _print_table(
         out.print(text(run, "green") + text(f": {none}" + (f" ({'; '.join(notes)})" if notes else "")))
         return
     stand = {a.key for a in verdict.standing_alerts}
-    table = Table(title=text(f"{run}  ({source})"), title_justify="left", show_lines=False, expand=False)
+    table = Table(show_lines=False, expand=False)
     for col in ("step", "severity", "kind", "detector", "message"):
         table.add_column(col, overflow="fold")
     for a in shown:
         sev = text(a.severity, SEVERITY_STYLE[a.severity]) if a.key in stand else text(f"{a.severity}, cleared", "dim")
         table.add_row(str(a.step), sev, text(a.kind), text(a.detector), text(a.message))
-    out.print(table)
+    print_table(table, f"{run}  ({source})", out)
     for n in notes:
         out.print(text(f"note: {n}", "dim"))
 

@@ -122,6 +122,14 @@ def text(value: object, style: str = "") -> Text:
     return Text(printable(value), style=style)
 
 
+def print_table(table: Any, title: str, out: Console | None = None) -> None:
+    """``table`` under ``title`` on a line of its own, never wrapped: a title set on a rich table wraps to the
+    table's width (``show`` cut a long run name across three lines, on a pipe too)."""
+    out = out or console()
+    out.print(text(title, "bold"), soft_wrap=True)
+    out.print(table)
+
+
 def console(*, stderr: bool = False) -> Console:
     """A rich console for tables and notes: wrapped to a terminal's width; on a pipe or file as wide as the content
     (:data:`PIPE_WIDTH`), so words are never cut (``COLUMNS`` still sets the width when given). No highlighting:

@@ -33,6 +33,7 @@ from entropy_watch.cli.common import (
     log_format,
     parse_maps,
     positive,
+    print_table,
     printable,
     state,
     text,
@@ -162,7 +163,7 @@ def _print(root: Path, rows: list[dict[str, Any]]) -> None:
 
     from entropy_watch import metrics as M
 
-    table = Table(title=text(f"imported into {root}"))
+    table = Table()
     for col in ("run", "format", "steps", "entropy points", "entropy column", "reward column"):
         table.add_column(col)
     for r in rows:
@@ -175,7 +176,7 @@ def _print(root: Path, rows: list[dict[str, Any]]) -> None:
             text(r["mapping"].get(M.REWARD_MEAN, "-")),
         )
     out = console()
-    out.print(table)
+    print_table(table, f"imported into {root}", out)
     for r in rows:
         for note in r["notes"]:
             out.print(text(f"{r['run']}: {note}", "dim"), soft_wrap=True)

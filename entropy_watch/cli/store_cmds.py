@@ -15,11 +15,12 @@ from entropy_watch.cli.common import (
     fmt_value,
     is_input_error,
     print_empty_store,
+    print_table,
     printable,
     state,
     text,
 )
-from entropy_watch.errors import EntropyWatchError
+from entropy_watch.errors import EntropyWatchError, listed
 
 # What `show` prints, in order: the canonical metrics a user reads first.
 SHOW_METRICS: tuple[tuple[str, str], ...] = (
@@ -30,6 +31,7 @@ SHOW_METRICS: tuple[tuple[str, str], ...] = (
     ("low-entropy tokens", M.ENTROPY_FRAC_LOW),
     ("forking tokens", M.ENTROPY_FRAC_HIGH),
     ("sampled NLL", M.ENTROPY_SAMPLED_NLL),
+    ("non-finite tokens", M.ENTROPY_NONFINITE_FRAC),
     ("clip low", M.CLIP_LOW_FRAC),
     ("clip high", M.CLIP_HIGH_FRAC),
     ("clipped (low + high)", M.CLIP_REGION_FRAC),  # the only clip fraction verl and OpenRLHF log
@@ -82,7 +84,7 @@ def ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="P
         return
     from rich.table import Table
 
-    table = Table(title=text(f"runs in {store.root}"))
+    table = Table()
     for col in ("run", "state", "last step", "entropy (nats)", "framework", "updated"):
         table.add_column(col)
     for r in rows:
@@ -94,7 +96,7 @@ def ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="P
             text(r["framework"] or ""),
             _ago(r["updated_at"]),
         )
-    console().print(table)
+    print_table(table, f"runs in {store.root}")
 
 
 def show(
@@ -131,8 +133,7 @@ def show(
     from rich.table import Table
 
     state_txt = f"{info.state}, last step {fmt_value(info.last_step)}" if info else "unknown"
-    title = text(f"{run} ({state_txt}; {meta.get('framework', 'unknown framework')})")
-    table = Table(title=title, show_header=True)
+    table = Table(show_header=True)
     table.add_column("metric")
     table.add_column("latest", justify="right")
     table.add_column("at step", justify="right")
@@ -146,12 +147,16 @@ def show(
                 value if isinstance(value, str) else fmt_value(value),
                 fmt_value(step),
             )
-    console().print(table)
+    print_table(table, f"{run} ({state_txt}; framework {meta.get('framework') or 'unknown'})")
     if verdict is not None:
         _print_verdict(verdict)
     _print_changes(changes)
     if not latest:
-        typer.echo("no scalars recorded yet")
+        others = store.scalar_names(run)
+        if others:  # scalars of the user's own names only
+            console().print(text(f"no canonical metrics; {len(others)} other scalar(s): {listed(others, 8)}"))
+        else:
+            typer.echo("no scalars recorded yet")
 
 
 def _verdict(store: Any, run: str) -> Any:

@@ -81,3 +81,25 @@ def test_show_lists_the_known_change_points(tmp_path: Path) -> None:
     assert "change point step 30: LR schedule change — baselines restart here" in page
     assert "change point step 60: resume from checkpoint step 59 — the run goes on with its baselines" in page
     assert '"name":"resume"' in page and '"name":"LR schedule change"' in page and "step 50" not in page
+
+
+def test_a_long_run_name_stays_on_one_line_on_a_pipe_and_a_custom_only_run_lists_its_scalars(tmp_path: Path) -> None:
+    """A table's title wraps to the table's width: ``show`` printed "befocuss__Deep-GRPO__qwen25-0.5b-gsm8k-deepg" /
+    "rpo-gamma1.0 (imported, ...", so grepping the output for the run found nothing. A run that logged only scalars
+    of its own names said "no scalars recorded yet"."""
+    from entropy_watch.hooks import Watch
+
+    store = tmp_path / "store"
+    long = "befocuss__Deep-GRPO__qwen25-0.5b-gsm8k-deepgrpo-gamma1.0-" + "x" * 60
+    with Watch(long, store=store) as w:
+        for s in range(3):
+            w.log(s, **{"entropy/mean": 1.0, "my/a": 1.0})
+    with Watch("custom", store=store) as w:
+        for s in range(3):
+            w.log(s, **{"my/a": 1.0, "my/b": 2.0})
+    runner = CliRunner()
+    for args in (["show", long], ["ls"], ["alerts", long]):
+        out = runner.invoke(app, ["--store", str(store), *args], env={"COLUMNS": ""}).stdout  # a pipe
+        assert any(long in line for line in out.splitlines()), (args, out)
+    out = runner.invoke(app, ["--store", str(store), "show", "custom"]).stdout
+    assert "no canonical metrics; 2 other scalar(s): my/a, my/b" in out and "no scalars recorded yet" not in out
