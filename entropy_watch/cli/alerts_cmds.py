@@ -270,7 +270,7 @@ def alerts(
 ) -> None:
     """Analyse runs and list their alerts. Exit status: 0 clean, 1 warning, 2 critical, 3 error."""
     from entropy_watch.analysis.policy import filter_alerts
-    from entropy_watch.errors import NoEntropySeries
+    from entropy_watch.errors import EntropyWatchError, NoEntropySeries
     from entropy_watch.store import quarantine
 
     st = state(ctx)
@@ -278,7 +278,11 @@ def alerts(
     gate = _fail_on(fail_on)
     store_only = not targets
     if not targets:  # a cron job over the store: every run in it, as `watch` follows them
-        targets = _store_runs(st.root(), as_json)
+        try:
+            targets = _store_runs(st.root(existing=True), as_json)
+        except EntropyWatchError as e:  # a mistyped --store is an error (exit 3), never "no runs" (exit 0)
+            typer.echo(error_line(e), err=True)
+            raise typer.Exit(EXIT_ERROR) from None
     worst, errors = 0, 0
     out: list[dict[str, Any]] = []
     for target in targets:

@@ -59,8 +59,9 @@ class State:
 
     def root(self, *, existing: bool = False) -> Path:
         """The store root (``--store``, else ``$ENTROPY_WATCH_DIR``, else ``./ew_runs``). A local path that is a file is
-        a usage error (a CI gate must not pass on a mistyped store); with ``existing`` (commands that work on what a
-        store holds: ``compact``, ``export``) a local folder that is not there is a domain error."""
+        a usage error (a CI gate must not pass on a mistyped store); with ``existing`` (commands that read what a
+        store holds: ``ls``, ``show``, ``sql``, ``alerts`` over the store, ``compact``, ``export``) a local folder that
+        is not there is a domain error: ``alerts --store /tmp/nonexist`` in a cron job passed on "no runs"."""
         from entropy_watch.store.layout import default_root
 
         root = default_root(self.store)

@@ -62,7 +62,7 @@ def ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="P
     """List the runs in the store with their state, last step and latest entropy."""
     from entropy_watch.store import Store
 
-    store = Store(state(ctx).root())
+    store = Store(state(ctx).root(existing=True))
     rows = []
     for info in store.runs():  # one pass over the runs' summaries; no query per run (issue 11, issue 15)
         latest = info.latest.get(M.ENTROPY_MEAN)
@@ -107,8 +107,10 @@ def show(
     """Show a run's latest canonical metrics, readable at a glance."""
     from entropy_watch.analysis.changes import change_points
     from entropy_watch.store import Store
+    from entropy_watch.store.layout import validate_run_name
 
-    store = Store(state(ctx).root())
+    validate_run_name(run)  # a name no store can hold says so first, store or not
+    store = Store(state(ctx).root(existing=True))
     meta = store.run_meta(run)  # RunNotFound -> one-line error
     info = store.run_info(run)  # this run only: cost independent of the other runs in the store
     ends = store.ends(run, tuple(name for _, name in SHOW_METRICS))
@@ -211,7 +213,7 @@ def sql(
 
     check_read_only(query)
     try:
-        table = Store(state(ctx).root()).sql(query)
+        table = Store(state(ctx).root(existing=True)).sql(query)
     except Exception as e:
         if not is_input_error(e) or isinstance(e, EntropyWatchError):
             raise

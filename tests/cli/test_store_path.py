@@ -51,7 +51,15 @@ def test_commands_on_a_stores_contents_need_a_store(ew, tmp_path: Path, argv: li
     assert r.err.count("\n") == 1 and not missing.exists()
 
 
-def test_reading_a_missing_store_lists_no_runs(ew, tmp_path: Path) -> None:
+def test_reading_a_missing_store_is_an_error_an_empty_one_lists_no_runs(ew, tmp_path: Path) -> None:
+    """A mistyped ``--store`` read as a clean, empty store: ``alerts`` in a cron job exited 0 on "no runs in
+    /tmp/nonexist". It is an error (``alerts``: 3, the others 1); a store folder with no runs yet still says so."""
+    missing = tmp_path / "nostore"
+    for argv, code in ((["ls"], 1), (["alerts"], 3), (["show", "r"], 1), (["sql", "SELECT 1"], 1)):
+        r = ew("--store", missing, *argv)
+        assert r.code == code and r.err.startswith(f"error: no store at {missing}; pass --store DIR"), (argv, r.err)
+        assert r.err.count("\n") == 1 and not missing.exists()
+    missing.mkdir()
     for argv in (["ls"], ["alerts"]):
-        r = ew("--store", tmp_path / "nostore", *argv)
+        r = ew("--store", missing, *argv)
         assert r.code == 0 and r.out.startswith("no runs in"), (argv, r.out, r.err)
