@@ -406,10 +406,13 @@ def watch(
     errors = 0
 
     def on_new_alerts(run: str, new: list[Alert], verdict: Any) -> None:
+        for a in filter_alerts(new, min_severity=min_severity):  # printed first: a store that refuses the write
+            typer.echo(json.dumps({"run": run, **a.to_dict()}) if as_json else _line(run, a))  # loses no alert
         if write:
-            _write_alerts(root, run, new)
-        for a in filter_alerts(new, min_severity=min_severity):
-            typer.echo(json.dumps({"run": run, **a.to_dict()}) if as_json else _line(run, a))
+            try:
+                _write_alerts(root, run, new)
+            except Exception as e:  # noqa: BLE001 - one line, counted as an error (exit 1), the watch goes on
+                on_error(run, f"the alerts above were not stored: {error_line(e)}")
 
     def on_waiting(run: str, reason: str) -> None:
         if run in absent:  # named, not in the store yet: say which runs are, once
