@@ -191,6 +191,7 @@ def parse_maps(items: list[str] | None) -> dict[str, str]:
     """``--map`` values: ``["entropy=ent", "step=iter"]`` -> ``{"entropy": "ent", "step": "iter"}`` (usage error
     when one is not ``canonical=COLUMN`` or names no known metric). Shared by ``import`` and ``alerts``."""
     out: dict[str, str] = {}
+    given: dict[str, str] = {}  # canonical name -> the item that mapped it
     for item in items or []:
         key, sep, column = item.partition("=")
         if not sep or not key.strip() or not column.strip():
@@ -198,11 +199,28 @@ def parse_maps(items: list[str] | None) -> dict[str, str]:
                 f"{item!r} is not canonical=COLUMN (e.g. entropy=policy_entropy)", param_hint="--map"
             )
         try:
-            canonical_key(key)  # the library's rule; its error becomes a usage error here
+            canonical = canonical_key(key)  # the library's rule; its error becomes a usage error here
         except ImportFormatError as e:
             raise typer.BadParameter(str(e), param_hint="--map") from None
+        if canonical in given and out[given[canonical]] != column.strip():  # the last one silently won
+            raise typer.BadParameter(f"{given[canonical]}={out[given[canonical]]!r} and {item!r} map one metric "
+                                     f"to two columns; keep one", param_hint="--map")  # fmt: skip
+        given[canonical] = key.strip()
         out[key.strip()] = column.strip()
     return out
+
+
+def run_name(value: str | None) -> str | None:
+    """Option callback for ``--run``: a name the store accepts, checked before anything is read or trained (a usage
+    error, not a failure after the work)."""
+    if value is None:
+        return None
+    from entropy_watch.store.layout import validate_run_name
+
+    try:
+        return validate_run_name(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 def log_format(value: str | None) -> str | None:

@@ -35,6 +35,7 @@ from entropy_watch.cli.common import (
     positive,
     print_table,
     printable,
+    run_name,
     state,
     text,
 )
@@ -53,7 +54,10 @@ def import_(
         list[Path], typer.Argument(help="Log files or folders (TRL output, TensorBoard, CSV, JSONL, ...).")
     ],
     run: Annotated[
-        str | None, typer.Option("--run", "-r", help="Run name (one PATH only; default: from the file or folder).")
+        str | None,
+        typer.Option(
+            "--run", "-r", callback=run_name, help="Run name (one PATH only; default: from the file or folder)."
+        ),
     ] = None,
     fmt: Annotated[
         str | None,
@@ -84,7 +88,9 @@ def import_(
 
     mapping = parse_maps(maps)
     if run is not None and len(paths) > 1:
-        raise EntropyWatchError(f"--run names one run but {len(paths)} paths were given; import them one at a time")
+        raise typer.BadParameter(  # a usage mistake (exit 2), before anything is read
+            f"names one run but {len(paths)} paths were given; import them one at a time", param_hint="--run"
+        )
     st = state(ctx)
     root = st.root()
     imported: list[Any] = []

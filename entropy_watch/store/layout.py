@@ -57,9 +57,10 @@ def validate_run_name(name: str) -> str:
     """Return ``name`` if it is a safe run name, else raise :class:`InvalidRunName` saying what to change.
 
     Allowed: letters (any script), digits and ``_ . - + @ : ,``; at most 200 bytes in UTF-8; not ``.``/``..``; no
-    leading dot (hidden files are the store's temporaries). Rejects ``/``, ``\\``, NUL and control characters.
+    leading dot (hidden files are the store's temporaries) or dash (``show -x`` reads as an option: the run could
+    only be reached as ``show -- -x``). Rejects ``/``, ``\\``, NUL and control characters.
     """
-    if isinstance(name, str) and _ASCII_NAME.fullmatch(name) and name[0] != ".":
+    if isinstance(name, str) and _ASCII_NAME.fullmatch(name) and name[0] not in ".-":
         return name  # the common case, decided in one regex (listing 10,000 runs validates every name)
     if not isinstance(name, str) or not name:
         raise InvalidRunName("run name is empty; pass a name such as 'grpo-s0'")
@@ -69,8 +70,10 @@ def validate_run_name(name: str) -> str:
     bad = [c for c in name if c in "/\\\0" or unicodedata.category(c).startswith("C")]
     if bad:
         raise InvalidRunName(f"run name {name!r} contains {bad[0]!r}; use letters, digits and _ . - + @ : ,")
-    if name in (".", "..") or name.startswith("."):
-        raise InvalidRunName(f"run name {name!r} may not start with '.'; use letters, digits and _ . - + @ : ,")
+    if name in (".", "..") or name.startswith((".", "-")):
+        raise InvalidRunName(
+            f"run name {name!r} may not start with {name[0]!r}; start it with a letter, digit or _ (then _ . - + @ : ,)"
+        )
     if not _ALLOWED.match(name):
         raise InvalidRunName(f"run name {name!r} has characters outside letters, digits and _ . - + @ : ,")
     return name
@@ -80,11 +83,11 @@ def safe_run_name(text: str) -> str:
     """``text`` made into a name that :func:`validate_run_name` accepts (the one rule for derived names).
 
     Every character the validator refuses becomes ``_`` (``=`` too: ``lr=1e-6.csv`` -> ``lr_1e-6``), leading dots
-    go, and the result is cut to 200 bytes in UTF-8 at a character boundary; ``run`` when nothing is left. A name
+    and dashes go, and the result is cut to 200 bytes in UTF-8 at a character boundary; ``run`` when nothing is left. A name
     that is already valid comes back unchanged.
     """
     chars = [c if _allowed_char(c) else "_" for c in str(text).strip()]
-    name = "".join(chars).lstrip(".").encode("utf-8")[:_MAX_NAME].decode("utf-8", "ignore")  # no half character
+    name = "".join(chars).lstrip(".-").encode("utf-8")[:_MAX_NAME].decode("utf-8", "ignore")  # no half character
     return validate_run_name(name or "run")
 
 

@@ -12,14 +12,18 @@ LOG = "step,entropy,reward\n" + "".join(f"{i},{1.0 - 0.004 * i:.4f},{0.1 + 0.002
 
 
 @pytest.mark.parametrize("name", ["é" * 200, "运" * 100, "a" * 201], ids=["400-bytes", "300-bytes", "201-ascii"])
-def test_too_long_run_name_says_so(ew, tmp_path: Path, name: str) -> None:
+def test_too_long_run_name_says_so(ew, tmp_path: Path, name: str, monkeypatch) -> None:
     p = tmp_path / "m.csv"
     p.write_text(LOG)
-    for argv in (["import", p, "--run", name], ["show", name], ["alerts", name]):
+    for argv in (["show", name], ["alerts", name]):
         r = ew("--store", tmp_path / "s", *argv)
         assert r.code in (1, 3), (argv, r.err)
         assert "run name is too long" in r.err and "bytes" in r.err and r.err.count("\n") == 1, r.err
         assert "File name too long" not in r.err and "--store" not in r.err
+    monkeypatch.setenv("COLUMNS", "400")  # the usage box wraps its message at the terminal's width
+    r = ew("--store", tmp_path / "s", "import", p, "--run", name)  # an option's bad value: a usage error
+    assert r.code == 2 and "Invalid value for '--run'" in r.err and "run name is too long" in r.err, r.err
+    assert "File name too long" not in r.err
     assert not (tmp_path / "s").exists() or not any((tmp_path / "s").glob("run=*"))
 
 

@@ -24,6 +24,9 @@ USAGE_MISTAKES = [
     ["import", "x.csv", "--map", "=col"],
     ["import", "x.csv", "--format", "bogus"],  # bad values are usage errors, before any file is read
     ["import", "x.csv", "--map", "bogus=entropy"],
+    ["import", "x.csv", "y.csv", "--run", "both"],  # one name for two runs: was exit 1
+    ["import", "x.csv", "--map", "entropy=a", "--map", "entropy/mean=b"],  # the last one silently won
+    ["import", "x.csv", "--run=-x"],  # `show -x` would read it as an option
     ["watch", "--once", "--interval", "-1"],
     ["watch", "--once", "--interval", "0"],
     ["watch", "--iterations", "0"],
@@ -56,6 +59,9 @@ def test_usage_mistake_is_a_usage_error(ew, store: Path, argv: list[str]) -> Non
         (["import", "x.csv", "--map", "bogus=entropy"], "unknown mapping key 'bogus'"),
         (["watch", "--once", "--interval", "0"], "0 is not a positive number"),
         (["alerts", "g", "--map", "entropy=x"], "--map applies to log files"),
+        (["import", "x.csv", "y.csv", "--run", "both"], "names one run but 2 paths were given"),
+        (["import", "x.csv", "--map", "entropy=a", "--map", "entropy/mean=b"], "map one metric"),
+        (["import", "x.csv", "--run=-x"], "may not start with '-'"),
     ],
     ids=lambda a: a if isinstance(a, str) else " ".join(a),
 )

@@ -175,7 +175,9 @@ def test_derived_run_names_always_pass_validation(text: str) -> None:
     assert safe_run_name(name) == name, "a valid name is kept as it is"
 
 
-@pytest.mark.parametrize("stem", ["lr=1e-6", "a/b", "x" * 300, "é" * 120, ".hidden", "..", "\u202eevil", "=", " "])
+@pytest.mark.parametrize(
+    "stem", ["lr=1e-6", "a/b", "x" * 300, "é" * 120, ".hidden", "..", "\u202eevil", "=", " ", "-x", "--"]
+)
 def test_file_names_import_under_a_derived_name(tmp_path: Path, stem: str) -> None:
     safe = stem.replace("/", "_")
     p = tmp_path / f"{safe[:200]}.csv"

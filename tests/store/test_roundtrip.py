@@ -48,7 +48,9 @@ def test_empty_run_reads_empty_tables_with_schema(root: Path) -> None:
     assert TailReader(root).query("SELECT count(*) AS n FROM alerts").column("n")[0].as_py() == 0
 
 
-@pytest.mark.parametrize("bad", ["a/b", "..", ".", "a\x00b", "a\nb", "a\x1bb", "", "a=b", "../escape", "a\\b"])
+@pytest.mark.parametrize(
+    "bad", ["a/b", "..", ".", "a\x00b", "a\nb", "a\x1bb", "", "a=b", "../escape", "a\\b", "-x", "--help"]
+)
 def test_bad_run_names_rejected(root: Path, bad: str) -> None:
     with pytest.raises(InvalidRunName):
         RunWriter(root, bad)
