@@ -83,8 +83,8 @@ def safe_run_name(text: str) -> str:
     """``text`` made into a name that :func:`validate_run_name` accepts (the one rule for derived names).
 
     Every character the validator refuses becomes ``_`` (``=`` too: ``lr=1e-6.csv`` -> ``lr_1e-6``), leading dots
-    and dashes go, and the result is cut to 200 bytes in UTF-8 at a character boundary; ``run`` when nothing is left. A name
-    that is already valid comes back unchanged.
+    and dashes go, and the result is cut to 200 bytes in UTF-8 at a character boundary; ``run`` when nothing is
+    left. A name that is already valid comes back unchanged.
     """
     chars = [c if _allowed_char(c) else "_" for c in str(text).strip()]
     name = "".join(chars).lstrip(".-").encode("utf-8")[:_MAX_NAME].decode("utf-8", "ignore")  # no half character
