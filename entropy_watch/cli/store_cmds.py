@@ -228,12 +228,20 @@ def sql(
     for name in table.column_names:
         out.add_column(text(name))
     for r in rows:
-        out.add_row(
-            *(fmt_value(v) if isinstance(v, float | int) and not isinstance(v, bool) else text(v) for v in r.values())
-        )
+        out.add_row(*(_sql_cell(v) for v in r.values()))
     console().print(out)
     if table.num_rows > limit:
         typer.echo(f"({table.num_rows - limit} more rows; use --limit)")
+
+
+def _sql_cell(v: Any) -> Any:
+    """A query result cell as data: NULL and NaN told apart (``show``'s "N/A" read as the text 'N/A', and NULL as
+    Python's ``None``), numbers at 4 significant digits, text literally."""
+    if v is None:
+        return text("NULL", "dim")
+    if isinstance(v, float) and v != v:
+        return "NaN"
+    return fmt_value(v) if isinstance(v, float | int) and not isinstance(v, bool) else text(v)
 
 
 def compact(

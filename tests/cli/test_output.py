@@ -193,3 +193,11 @@ def test_a_reader_that_stops_early_keeps_the_exit_status(store: Path) -> None:
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == full.returncode, err.decode()
     assert not err.strip(), err.decode()
+
+
+def test_sql_tells_null_nan_and_text_apart(ew, store: Path) -> None:
+    """A logged NaN entropy (the divergence the tool alerts on) printed as "N/A", like the text 'N/A'; NULL as
+    Python's "None"."""
+    r = ew("--store", store, "sql", "SELECT 'nan'::DOUBLE AS a, NULL AS b, 'inf'::DOUBLE AS c, 'N/A' AS d, 'None' AS e")
+    (row,) = [line for line in r.out.splitlines() if "N/A" in line]
+    assert [c.strip() for c in row.strip("│ ").split("│")] == ["NaN", "NULL", "inf", "N/A", "None"], r.out
