@@ -626,7 +626,15 @@ def assemble(
             notes.append(f"source column {canonical!r} is replaced by {column!r} (from the mapping)")
         scalars[canonical] = series[column]
     if M.REWARD_MEAN not in final:
-        notes.append("no reward column found; pass --map reward=COLUMN to add one")
+        text_reward = A.detect_canonical(text_cols).get(M.REWARD_MEAN)
+        if text_reward is not None and text_reward in parsed.bad_cells:  # there, but not numbers ("0%")
+            _, where, value = parsed.bad_cells[text_reward]
+            notes.append(
+                f"reward column {text_reward!r} is not numeric (first cell {value!r} at {where}): left out; fix "
+                f"the file or pass --map reward=COLUMN"
+            )
+        else:
+            notes.append("no reward column found; pass --map reward=COLUMN to add one")
     elif A.is_eval(final[M.REWARD_MEAN]):
         n = len(series[final[M.REWARD_MEAN]][0])
         notes.append(f"reward/mean comes from the validation column {final[M.REWARD_MEAN]!r} ({n} points)")

@@ -176,3 +176,15 @@ def test_run_json_records_provenance(tmp_path) -> None:
     assert meta["source"] == str(p.resolve()) and meta["format"] == "jsonl"
     assert meta["column_mapping"]["entropy/mean"] == "optim/entropy" and meta["importer_version"]
     assert meta["entropy_definition"] and json.dumps(meta)
+
+
+def test_a_reward_column_of_text_is_named_not_called_missing(tmp_path) -> None:
+    """A reward written as "12%" was left out with "no reward column found; pass --map reward=COLUMN": the column is
+    there, and the note says what is wrong with it."""
+    from entropy_watch.importers import load_log
+
+    p = tmp_path / "pct.csv"
+    p.write_text("step,entropy,reward\n" + "".join(f"{i},{1 - i / 80},{i}%\n" for i in range(60)))
+    (run,) = load_log(p)
+    assert "reward column 'reward' is not numeric (first cell '0%' at line 2): left out" in " ".join(run.notes)
+    assert not any("no reward column found" in n for n in run.notes)
