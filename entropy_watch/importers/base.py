@@ -450,15 +450,33 @@ def orphaned(s: np.ndarray) -> np.ndarray:
     return replaced_by(restarts(s, pos), s, pos)
 
 
+LAST_JUMP = 1000  # a last step this many times further than the largest step before it is out of line
+
+
 def out_of_line(s: np.ndarray) -> np.ndarray:
     """Positions in ``s`` (steps in write order) of steps out of line with both neighbours: the steps before and
     after climb (``prev < next``) while this one sits above the next or below the previous — a typo or a corrupt
     cell such as ``1e15`` among steps 30, 31, not a restart (a restart climbs on from where it stepped back to).
-    None when ``s`` is out of order (:func:`unordered`)."""
+    None when ``s`` is out of order (:func:`unordered`). The last step, which has no next one, is out of line when it
+    jumps :data:`LAST_JUMP` times further than any step before it did and past ten times the step before it (a
+    stray ``1e18`` on the last row made the run end at step 10^18 and forecast its floor at step 1.9·10^18)."""
     if len(s) < 3 or unordered(s):
         return np.zeros(0, dtype=np.int64)
     prev, cur, nxt = s[:-2], s[1:-1], s[2:]
-    return np.flatnonzero((prev < nxt) & ((cur > nxt) | (cur < prev))) + 1
+    odd = np.flatnonzero((prev < nxt) & ((cur > nxt) | (cur < prev))) + 1
+    gaps = np.diff(s[:-1])
+    jump = int(s[-1]) - int(s[-2])
+    if jump > LAST_JUMP * max(int(gaps.max()), 1) and s[-1] > 10 * max(int(s[-2]), 1):
+        odd = np.append(odd, len(s) - 1)
+    return odd
+
+
+def out_of_line_text(s: np.ndarray, i: int) -> str:
+    """Where step ``s[i]`` (:func:`out_of_line`) sits: "step 1000000000000000000 between steps 31 and 32", or for the
+    last one "... after step 59, the last, far past every step before it"."""
+    if i + 1 < len(s):
+        return f"step {int(s[i])} between steps {int(s[i - 1])} and {int(s[i + 1])}"
+    return f"step {int(s[i])} after step {int(s[i - 1])}, the last, far past every step before it"
 
 
 def _out_of_line(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:
@@ -473,7 +491,7 @@ def _out_of_line(steps: np.ndarray, frame: Frame, parsed: Parsed) -> None:
     skipped = Skipped("row(s) whose step is out of line with the rows around it")
     skipped.add(
         frame.where(int(valid[i])),
-        f"step {int(s[i])} between steps {int(s[i - 1])} and {int(s[i + 1])}; fix that row",
+        f"{out_of_line_text(s, i)}; fix that row",
         len(odd),
     )
     parsed.notes += skipped.settle(frame.source, len(s) - len(odd))

@@ -48,6 +48,7 @@ from entropy_watch.importers.base import (
     Progress,
     dedupe_last,
     out_of_line,
+    out_of_line_text,
     replaced_by,
     replaced_note,
     restarts,
@@ -309,7 +310,7 @@ def _in_write_order(tag: str, points: Points, odd: list[str]) -> tuple[np.ndarra
     bad = out_of_line(steps)
     if len(bad):
         i = int(bad[0])
-        odd.append(f"{tag!r} ({len(bad)}, first step {steps[i]} between {steps[i - 1]} and {steps[i + 1]})")
+        odd.append(f"{tag!r} ({len(bad)}, first {out_of_line_text(steps, i)})")
         steps, values, walls = np.delete(steps, bad), np.delete(values, bad), np.delete(walls, bad)
     return steps, values, walls
 

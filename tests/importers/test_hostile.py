@@ -237,6 +237,21 @@ def test_one_step_out_of_line_is_skipped_not_read_as_a_restart(tmp_path: Path) -
     assert [e["step"] for e in run.events] == [6] and run.series("entropy/mean")[0].tolist() == list(range(1, 13))
 
 
+def test_a_last_step_far_past_every_other_is_skipped(tmp_path: Path) -> None:
+    """A stray 10^18 on the last row (no next row to be out of line with) made the run end at step 10^18 and
+    forecast its floor "by step 1,891,726,056,737,528,064". A last step within reach of the run's cadence is kept."""
+    p = tmp_path / "s.csv"
+    p.write_text("step,entropy,reward\n" + "\n".join([*_rows(59), "1000000000000000000,0.3,0.5"]) + "\n")
+    (run,) = load_log(p)
+    assert run.series("entropy/mean")[0].tolist() == list(range(1, 60)) and not run.events
+    assert any("step 1000000000000000000 after step 59, the last, far past every step before it" in n
+               for n in run.notes), run.notes  # fmt: skip
+    for last in (60, 200, 1000):  # a final row at a later step (an evaluation at the end) is no typo
+        p.write_text("step,entropy,reward\n" + "\n".join([*_rows(59), f"{last},0.3,0.5"]) + "\n")
+        (run,) = load_log(p)
+        assert run.series("entropy/mean")[0].tolist()[-1] == last
+
+
 def test_a_step_logged_twice_says_which_value_was_kept(tmp_path: Path) -> None:
     p = tmp_path / "d.csv"
     p.write_text("step,entropy\n1,0.5\n2,0.49\n2,0.3\n3,0.48\n")
