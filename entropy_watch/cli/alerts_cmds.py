@@ -567,4 +567,5 @@ def report(
     t = found[0]
     res = _progress_analyze(t.series, show=True)
     path = build_report(t.series, res, output, source=t.source)
-    typer.echo(printable(f"wrote {path} ({len(res.alerts)} alerts)"))
+    n = len(res.alerts)
+    typer.echo(printable(f"wrote {path} ({n} alert{'' if n == 1 else 's'})"))

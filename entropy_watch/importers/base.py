@@ -546,7 +546,7 @@ def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
     """Numeric series of ``frame``: step column from ``step_column`` or the aliases, else row order."""
     parsed = Parsed(series={}, events=list(frame.events))
     if frame.n_rows == 0:
-        raise ImportFormatError(f"{frame.source} holds no data rows; nothing to import")
+        raise ImportFormatError(f"{frame.source} holds no data rows; nothing to read")
     if step_column is not None and step_column not in frame.cells:
         raise ImportFormatError(
             f"step column {step_column!r} not found in {frame.source} (columns: {listed(frame.cells, 15)}); "

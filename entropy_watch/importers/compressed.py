@@ -110,7 +110,7 @@ def decompressed(path: Path) -> Iterator[tuple[Path, list[str]]]:
                 written += len(block)
                 whole = written - len(block) + cut + 1 if cut >= 0 else whole
         if inner.stat().st_size == 0:
-            raise ImportFormatError(f"{path}: the {name} stream holds no complete line; nothing to import")
+            raise ImportFormatError(f"{path}: the {name} stream holds no complete line; nothing to read")
         yield inner, notes
 
 

@@ -95,7 +95,7 @@ def detect_format(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(_HEAD_BYTES)
     if not head.strip():
-        raise ImportFormatError(f"{path} is empty; nothing to import")
+        raise ImportFormatError(f"{path} is empty; nothing to read")
     if tensorboard.is_event_data(head):
         return "tensorboard"
     if head.startswith(b"PAR1"):

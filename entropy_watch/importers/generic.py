@@ -130,7 +130,7 @@ def _read_csv(path: Path, progress: Progress | None) -> Frame:
     try:
         first = handle.readline()
         if not first.strip():
-            raise ImportFormatError(f"{path} is empty; nothing to import")
+            raise ImportFormatError(f"{path} is empty; nothing to read")
         delimiter = sniff_delimiter(first, _peek_rows(path))
         header = _header(path, first, delimiter)
         fast = read_csv_arrow(path, header, delimiter)
@@ -144,7 +144,7 @@ def _read_csv(path: Path, progress: Progress | None) -> Frame:
     finally:
         handle._h.close()
     if frame.n_rows == 0:
-        raise ImportFormatError(f"{path} has a header but no data rows; nothing to import")
+        raise ImportFormatError(f"{path} has a header but no data rows; nothing to read")
     _drop_index_columns(frame)
     if delimiter != ",":
         _decimal_commas(frame)
@@ -361,7 +361,7 @@ def read_json_lines(
             continue
         out.append((lineno, obj))
     if not out and not skipped.count:
-        raise ImportFormatError(f"{path} is empty; nothing to import")
+        raise ImportFormatError(f"{path} is empty; nothing to read")
     return out, skipped, notes
 
 
@@ -400,7 +400,7 @@ def load_json(path: Path, progress: Progress | None = None) -> Any:
     if progress is not None:
         progress(len(text.encode("utf-8", "surrogatepass")))
     if not text.strip():
-        raise ImportFormatError(f"{path} is empty; nothing to import")
+        raise ImportFormatError(f"{path} is empty; nothing to read")
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
@@ -438,5 +438,5 @@ def read_json_list(path: Path, progress: Progress | None = None) -> Frame:
     if not isinstance(doc, list):
         raise ImportFormatError(f"{path}: expected a JSON list of row objects; pass --format to pick another format")
     if not doc:
-        raise ImportFormatError(f"{path} holds an empty list; nothing to import")
+        raise ImportFormatError(f"{path} holds an empty list; nothing to read")
     return frame_from_records(path, doc)

@@ -91,7 +91,7 @@ def read_store(path: Path, progress: Progress | None = None) -> tuple[dict[str, 
             frames[run.name] = frame_from_series(str(run), series, f"run {run.name}", times)
             names[run.name] = _name(run, meta)
     if not frames:
-        raise ImportFormatError(f"{path}: its MLflow runs hold no logged metrics; nothing to import")
+        raise ImportFormatError(f"{path}: its MLflow runs hold no logged metrics; nothing to read")
     notes = [f"left out {deleted} run(s) deleted in MLflow"] if deleted else []
     if bad:
         notes.append(f"skipped {bad} metric line(s) that are not '<timestamp> <value> <step>' (first: {first_bad})")

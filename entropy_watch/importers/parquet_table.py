@@ -54,7 +54,7 @@ def read_parquet(path: Path, progress: Progress | None = None) -> Frame:
     if progress is not None:
         progress(path.stat().st_size)
     if table.num_rows == 0:
-        raise ImportFormatError(f"{path} has columns but no rows; nothing to import")
+        raise ImportFormatError(f"{path} has columns but no rows; nothing to read")
     table, index_notes = _pandas_index(table)
     columns: dict[str, pa.Array] = {}
     left_out: list[str] = []
@@ -67,7 +67,7 @@ def read_parquet(path: Path, progress: Progress | None = None) -> Frame:
             else:
                 left_out.append(flat)
     if not columns:
-        raise ImportFormatError(f"{path} holds no column of numbers or text; nothing to import")
+        raise ImportFormatError(f"{path} holds no column of numbers or text; nothing to read")
     frame = Frame.columnar(str(path), columns, lambda row: f"row {row + 1}")
     frame.notes += index_notes
     if left_out:

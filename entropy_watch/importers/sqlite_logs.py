@@ -112,7 +112,7 @@ def read_trackio(path: Path, progress: Progress | None = None) -> tuple[dict[str
                 names[key] = str(run_name)
             frame.add_row({"step": step, **row}, f"metrics row id {row_id}")
     if not frames:
-        raise ImportFormatError(f"{path}: the trackio project holds no logged metrics; nothing to import")
+        raise ImportFormatError(f"{path}: the trackio project holds no logged metrics; nothing to read")
     notes = [f"skipped {bad} metrics row(s) whose JSON did not parse (first: id {first_bad})"] if bad else []
     return frames_by_name(frames, names), notes
 
@@ -145,7 +145,7 @@ def read_mlflow(path: Path, progress: Progress | None = None) -> tuple[dict[str,
             cols[2].append(bool(is_nan))
             cols[3].append(float(at or 0))
     if not per_run:
-        raise ImportFormatError(f"{path}: the MLflow store holds no logged metrics; nothing to import")
+        raise ImportFormatError(f"{path}: the MLflow store holds no logged metrics; nothing to read")
     frames = {
         run: frame_from_series(
             str(path),

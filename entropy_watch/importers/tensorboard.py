@@ -272,7 +272,7 @@ def read_event_dir(path: Path, progress: Progress | None = None, entropy_tag: st
     if not raw:
         if unreadable:
             raise ImportFormatError(f"{path}: not TensorBoard events (no valid record in {listed(unreadable, 3)})")
-        raise NoScalars(f"{path}: no scalar summaries in the TensorBoard events; nothing to import")
+        raise NoScalars(f"{path}: no scalar summaries in the TensorBoard events; nothing to read")
     parsed = Parsed(series={}, notes=notes, step_column="<tensorboard step>")
     writers = _overlapping(spans)
     if writers:

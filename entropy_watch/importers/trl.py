@@ -133,7 +133,7 @@ def _check_state(path: Path, doc: Any) -> dict[str, Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("log_history"), list):
         raise ImportFormatError(f"{path}: no 'log_history' list; this is not a Trainer state file (pass --format)")
     if not doc["log_history"]:
-        raise ImportFormatError(f"{path}: 'log_history' is empty (nothing was logged); nothing to import")
+        raise ImportFormatError(f"{path}: 'log_history' is empty (nothing was logged); nothing to read")
     return doc
 
 

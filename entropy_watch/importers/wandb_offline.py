@@ -193,7 +193,7 @@ def read_runs(path: Path, progress: Progress | None = None) -> tuple[dict[str, F
             notes.append(f"{file} ends in an unfinished record (still being written, or its writer was killed)")
     frames = {k: f for k, f in frames.items() if f.n_rows}
     if not frames:
-        raise ImportFormatError(f"{path}: its W&B run files hold no logged metrics; nothing to import")
+        raise ImportFormatError(f"{path}: its W&B run files hold no logged metrics; nothing to read")
     return frames_by_name(frames, names), notes
 
 
