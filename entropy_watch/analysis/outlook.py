@@ -26,7 +26,11 @@ NOT_HELD = "not held there yet: critical if it stays"
 """Said after "above 6× H_ref now" or "at 10% of H_ref now" on a *warning*: the critical line and the floor fire on
 a held level, and a warning that reads past them without this (a climb logged every 12 steps: "16.0× H_ref ...;
 above 6× H_ref (0.84 nats) now") looks like a severity gone wrong."""
-MAX_AHEAD = 3.0  # the curve extends at most this many window spans past the last point
+MAX_AHEAD = 3.0  # the curve extends at most this many window spans past the last point ...
+MAX_REACH = 10.0
+"""... or to the median ETA when it lies within this many: the curve meets the target there, as the sentence says
+(a tiny GRPO run's curve stopped at step 371, 0.15 nats, above its 0.11 floor "by step 416", and the app's ETA line
+stood on an empty chart). Further out the chart would shrink the run into its first pixels."""
 FAR_AHEAD = 100.0
 """An interval's late end past this many times the steps so far reads "beyond step N" (N that many times the step):
 a slow power-law decline can honestly put it at step 289,555,561 (a real 0.5B GRPO log at step 1,380), which as a
@@ -136,6 +140,8 @@ def from_forecast(
     if eta is not None:
         extent = max(extent, 1.1 * ((hi if hi is not None else eta) - f.step))
     extent = min(extent, MAX_AHEAD * span)
+    if eta is not None and eta - f.step <= MAX_REACH * span:
+        extent = max(extent, 1.02 * (eta - f.step))
     xs = np.linspace(float(f.window_start_step), f.step + extent, CURVE_POINTS)
     curve, b_lo, b_hi = f.drawn(xs, interval)
     if reached:  # past the target now: nothing to forecast, and a fit over the window may even head back from it
