@@ -24,7 +24,9 @@ import json
 import logging
 import os
 import platform
+import socket
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,9 +41,12 @@ from entropy_watch.hooks.async_stats import DeviceFence, StatsWorker, snapshot
 from entropy_watch.hooks.live import Live
 from entropy_watch.jsonable import to_jsonable
 from entropy_watch.recorder import Recorder
+from entropy_watch.store import Store
+from entropy_watch.store import meta as run_meta
 from entropy_watch.store.layout import default_root, validate_run_name
+from entropy_watch.store.reader import STALL_FACTOR
 from entropy_watch.store.schema import check_step
-from entropy_watch.store.writer import exit_state
+from entropy_watch.store.writer import DEFAULT_HEARTBEAT_S, exit_state
 
 CPU_LOGIT_BUDGET = 2**26  # logit elements per call on CPU: 256 MiB of fp32, well under a second of work
 
@@ -87,7 +92,10 @@ class Watch:
             runs when ``notify`` or ``on_alert`` is given, or ``live`` is truthy; ``False`` turns it off.
 
     A ``run`` the store already holds is continued (a restart after a crash): ``earlier_last_step`` is then the last
-    step its previous session published on this rank (None for a new run, and on ranks that do not write).
+    step its previous session published on this rank (None for a new run, and on ranks that do not write), as
+    ``entropy-watch ls`` counts it. A run whose rank is being written by another live session (its heartbeat fresh,
+    its process alive: two trainings launched under one name) is warned about once, here: their steps would merge.
+    After :meth:`close` nothing more is recorded (the first call warns; see :meth:`close`).
     """
 
     def __init__(
@@ -145,9 +153,15 @@ class Watch:
         self._recorder: Recorder | None = None
         # a run already in the store is continued: this session's rows join it, a step logged again replaces it
         self.earlier_last_step: int | None = None  # the last step an earlier session published (this rank)
+        self._closed = False  # set once close() has published: later calls record nothing (see close)
+        self._after_close_calls = 0
         if self.is_writer:  # StoreUnwritable surfaces here, before training starts
-            writer = RunWriter(self.root, self.run, rank=0 if self.reduce else self.rank)
-            self.earlier_last_step = writer.earlier_last_step
+            rank = 0 if self.reduce else self.rank
+            earlier, live_writer = _previous_session(self.root, self.run, rank)  # before our heartbeat replaces it
+            writer = RunWriter(self.root, self.run, rank=rank)
+            self.earlier_last_step = earlier if earlier is not None else writer.earlier_last_step
+            if live_writer is not None:
+                _warn_live_writer(self.run, rank, live_writer)
             meta = self._run_meta(config, framework, entropy_definition, seed)
             writer.update_run_meta(**(self.live.scrub(meta) if self.live is not None else meta))  # no webhook URLs
             self._recorder = Recorder(writer, flush_secs=flush_secs, strict=strict)
@@ -190,6 +204,11 @@ class Watch:
         the sampled tokens under the current and the sampling policy, ``advantages (B,)`` or ``(B, T)``,
         ``group_ids (B,)``, ``token_ids (B, T)``. All tensors stay on their device.
         """
+        if self._closed:
+            if self.reduce:  # ranks still logging wait in this step's collectives: join them with no tokens
+                self._join_closed(logits if logits is not None else entropy)
+            self._after_close("log_tokens", step)
+            return {}
         in_stats = False  # step_stats takes part in the step's collectives itself, even when it refuses the input
         try:
             from entropy_watch.hooks.entropy import entropy_within_budget
@@ -264,6 +283,9 @@ class Watch:
 
         A bad step (not an integer in ``[0, 2**63 - 1]``) records nothing; a bad value (text, complex, an int beyond
         float64) is refused alone. Either is counted in ``hooks/errors`` and warned about once; NaN/inf are kept."""
+        if self._closed:
+            self._after_close("log", step)
+            return
         try:
             values: dict[str, Any] = {}
             bad: list[str] = []
@@ -295,6 +317,9 @@ class Watch:
         A loop restarted from its checkpoint under the same run name continues the run; say so once the checkpoint is
         loaded, ``w.event(start_step, "resume", checkpoint=path)``: the analysis then keeps the run's baselines and
         reads a jump of entropy there as explained (the steps logged again replace the earlier session's)."""
+        if self._closed:
+            self._after_close("event", step)
+            return
         try:
             check_step(step)
             if self._recorder is not None:
@@ -323,14 +348,27 @@ class Watch:
     def close(self, state: str = "finished") -> None:
         """Finish pending statistics, publish what is left and mark the run ``state``. Called by ``with`` (finished;
         interrupted on Ctrl-C, failed on any other exception), at exit and on SIGTERM (through the recorder, which
-        drains the statistics worker first)."""
-        if self._stats is not None:
-            self._stats.close()
-        if self._recorder is not None:
-            try:
-                self._recorder.close(state)
-            except Exception as exc:  # noqa: BLE001
-                self.failure("close", exc)
+        drains the statistics worker first). Idempotent.
+
+        The run then reads ``state`` and nothing more is written to it: a ``log``, ``log_dict``, ``log_tokens`` or
+        ``event`` after ``close()`` records nothing (the first one warns, naming the step; every one is counted in
+        :attr:`errors`, not in the closed run's ``hooks/errors``) and never raises unless ``strict``. To record more,
+        open a new ``Watch`` on the run: it continues it."""
+        try:
+            if self._stats is not None:
+                self._stats.close()
+            if self._recorder is not None:
+                try:
+                    self._recorder.close(state)
+                except Exception as exc:  # noqa: BLE001
+                    self.failure("close", exc)
+        finally:
+            self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran: later calls record nothing."""
+        return self._closed
 
     @property
     def should_stop(self) -> bool:
@@ -396,12 +434,18 @@ class Watch:
         Trainer adapters call it from their own guards, so every hook's failures land in one counter. A rank that
         does not write (``reduce=True``, rank > 0) counts its own (:attr:`errors`) and warns once per hook name in
         its own log, naming the rank."""
+        if self.strict:  # counted, and said without promising that training continues: it is raised
+            self._count_error()
+            if where not in self._warned:
+                self._warned.add(where)
+                logging.getLogger("entropy_watch").warning(
+                    "entropy_watch: %s failed (%s: %s); strict=True, so it is raised", where, type(exc).__name__, exc
+                )
+            raise exc
         if self._recorder is not None:
-            self._recorder.failure(where, exc)  # counts, warns once, re-raises when strict
+            self._recorder.failure(where, exc)  # counts, warns once
             return
         self._local_errors += 1
-        if self.strict:
-            raise exc
         if where not in self._warned:
             self._warned.add(where)
             logging.getLogger("entropy_watch").warning(
@@ -412,6 +456,40 @@ class Watch:
                 type(exc).__name__,
                 exc,
             )
+
+    def _count_error(self) -> None:
+        """One more guarded failure in :attr:`errors` (the recorder's counter on the writing rank)."""
+        rec = self._recorder
+        if rec is None:
+            self._local_errors += 1
+            return
+        with rec._lock:  # the recorder's publisher and the statistics worker count under the same lock
+            rec.errors += 1
+
+    def _after_close(self, where: str, step: Any) -> None:
+        """A call after :meth:`close`: nothing is recorded. Counted; the first one warns; strict raises."""
+        self._count_error()
+        self._after_close_calls += 1
+        message = f"entropy_watch: Watch {self.run!r} is closed; step {step} not recorded ({where} after close())"
+        if self.strict:
+            raise RuntimeError(message)
+        if self._after_close_calls == 1:
+            logging.getLogger("entropy_watch").warning(
+                "%s; training continues, later calls after close() are counted (Watch.errors); to record more, open "
+                "a new Watch on the run",
+                message,
+            )
+
+    def _join_closed(self, like: Any) -> None:
+        """A closed rank under a reduction still joins the step's collectives with no tokens, so ranks that still log
+        never wait for it; where the group is gone too (all ranks closed) there is nothing to join."""
+        from entropy_watch.hooks.stats import join_refused
+
+        try:
+            edges = self._edges if self._edges is not None else entropy_bin_edges(self._vocab_size)
+            join_refused(edges, self.process_group, like)
+        except Exception:  # noqa: BLE001 - the call after close is what gets reported
+            pass
 
     def _join_refused(self, like: Any) -> None:
         """This rank's input was refused before ``step_stats``: take part in the step's collectives with no tokens
@@ -478,6 +556,67 @@ def _seed_from(config: Any) -> int | None:
     c = to_jsonable(config) if config is not None else {}
     s = c.get("seed") if isinstance(c, dict) else None
     return int(s) if isinstance(s, int | float) and not isinstance(s, bool) else None
+
+
+def _previous_session(root: Any, run: str, rank: int) -> tuple[int | None, dict[str, Any] | None]:
+    """What the store holds of this rank's previous writer session, read before this session's first heartbeat
+    replaces its status file: ``(last step it published, its heartbeat if that writer is still live)``.
+
+    A session that closed wrote its last heartbeat after its last segment: its ``last_step`` is exact. One that never
+    closed (killed, or still running) may have published after its last heartbeat (a flush, then a kill): its last
+    step is then the one ``entropy-watch ls`` reports (``Store.run_info``, which folds those segments in), exact for
+    a run written by this rank alone; for a run of several ranks, this rank's heartbeat (at most one publish round
+    behind). A failure to read leaves ``(None, None)``: this only informs."""
+    try:
+        statuses = dict(run_meta.statuses(root, run))
+        status = statuses.get(rank)
+        if status is None:
+            return None, None
+        live = dict(status) if _is_live(status) else None
+        last = status.get("last_step")
+        last = last if isinstance(last, int) and not isinstance(last, bool) else None
+        if status.get("state", "running") == "running" and set(statuses) == {rank}:
+            last = Store(root).run_info(run).last_step
+        return last, live
+    except Exception as exc:  # noqa: BLE001 - never keeps a training from starting
+        logging.getLogger("entropy_watch").debug("entropy_watch: reading run %r's earlier session: %s", run, exc)
+        return None, None
+
+
+def _is_live(status: Mapping[str, Any]) -> bool:
+    """Whether a rank's heartbeat is a writer still at work: ``running``, refreshed within the interval after which
+    readers call it stalled, and (on this host) its process alive. A session killed a moment ago is not live."""
+    if status.get("state", "running") != "running":
+        return False
+    interval = float(status.get("interval_s") or DEFAULT_HEARTBEAT_S)
+    if time.time() - float(status.get("updated_at") or 0.0) > STALL_FACTOR * interval:
+        return False
+    pid = status.get("pid")
+    if os.name == "posix" and status.get("host") == socket.gethostname() and isinstance(pid, int):
+        try:
+            os.kill(pid, 0)  # signal 0: existence check only
+        except ProcessLookupError:
+            return False
+        except OSError:  # alive, another user's
+            pass
+    return True
+
+
+def _warn_live_writer(run: str, rank: int, status: Mapping[str, Any]) -> None:
+    """Another session is writing this run's rank now: both trainings' steps would merge into one run, a step both
+    log keeping one value. Ranks of one job never meet here: each writes its own rank, or rank 0 writes for all."""
+    ago = max(0.0, time.time() - float(status.get("updated_at") or 0.0))
+    logging.getLogger("entropy_watch").warning(
+        "entropy_watch: run %r already has a live writer on rank %d (pid %s on %s, heartbeat %.0f s ago): this "
+        "session's steps merge with that training's, and at a step both log one value hides the other. Give this "
+        "training another run name; the ranks of one torch.distributed job share a run by rank (reduce=True: rank 0 "
+        "writes the reduced statistics; reduce=False: each rank its own)",
+        run,
+        rank,
+        status.get("pid", "?"),
+        status.get("host", "?"),
+        ago,
+    )
 
 
 def warn_second_training(watch: Watch, first_step: int, resume: str, rename: str) -> None:

@@ -12,18 +12,51 @@ logged stays in the store (the run reads ``interrupted``) and how to go on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 
-from entropy_watch.cli.common import echo_json, fail, state
-from entropy_watch.errors import listed
+from entropy_watch.cli.common import echo_json, fail, run_name, state
+from entropy_watch.errors import ConfigError, listed
 from entropy_watch.store.layout import run_dir
-from entropy_watch.trainer.config import ALGOS, TrainConfig
+from entropy_watch.trainer.config import ALGOS, PRECISIONS, PRESETS, TrainConfig, preset
+from entropy_watch.trainer.tasks import TASKS
 from entropy_watch.trainer.tokenizer import NUMERAL_SCRIPTS
 
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+T = TypeVar("T")
+
+
+def _one_of(choices: Iterable[str], what: str) -> Callable[[str | None], str | None]:
+    """Option callback: one of ``choices`` (a usage error naming the value and the choices otherwise)."""
+    names = tuple(choices)
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in names:
+            raise typer.BadParameter(f"unknown {what} {value!r}; use one of {', '.join(names)}")
+        return value
+
+    return check
+
+
+def _finite_positive(value: float | None) -> float | None:
+    """Option callback: a finite number above 0 (NaN and inf are usage errors, not a run that trains on them)."""
+    if value is not None and not 0 < value < float("inf"):
+        raise typer.BadParameter(f"{value:g}; use a finite number > 0")
+    return value
+
+
+def _flag_value(flag: str, value: Any, build: Callable[[], T]) -> T:
+    """``build()`` with one flag's value in it: the trainer's :class:`ConfigError` (the rule lives once, in
+    ``trainer/config.py``) becomes a usage error naming the flag and the value."""
+    try:
+        return build()
+    except ConfigError as e:
+        raise typer.BadParameter(f"{value!r} ({e})", param_hint=f"'{flag}'") from None
 
 
 def _device(value: str) -> str:
@@ -33,31 +66,26 @@ def _device(value: str) -> str:
     return value
 
 
-def _run_name(value: str | None) -> str | None:
-    """--run: checked before anything trains (a usage error, not a failure after the SFT warm-up)."""
-    if value is None:
-        return None
-    from entropy_watch.store.layout import validate_run_name
-
-    try:
-        return validate_run_name(value)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-
-
 def _algos(value: str) -> str:
-    if not [a for a in value.split(",") if a.strip()]:
+    names = [a.strip() for a in value.split(",") if a.strip()]
+    if not names:
         raise typer.BadParameter("name at least one algorithm, e.g. grpo,repo-r")
+    for name in names:
+        _one_of(ALGOS, "algorithm")(name)
     return value
 
 
-def _ints(text: str) -> list[int]:
+def _seeds(value: str | None) -> str | None:
+    """--seeds: comma-separated integers >= 0 (a usage error otherwise, before anything trains)."""
+    if value is None:
+        return None
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError as e:
-        from entropy_watch.errors import EntropyWatchError
-
-        raise EntropyWatchError(f"--seeds expects comma-separated integers such as 0,1,2, got {text!r}") from e
+        seeds = [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise typer.BadParameter(f"{value!r}; use comma-separated integers >= 0 such as 0,1,2")
+    return value
 
 
 def _train_interrupted(stop: KeyboardInterrupt, cfg: TrainConfig, root: Path | str, resume: bool) -> str:
@@ -103,19 +131,32 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         ctx: typer.Context,
-        algo: str = typer.Option("grpo", "--algo", "-a", help=f"{', '.join(ALGOS)}."),  # the trainer's own table
-        task: str = typer.Option("sum3", "--task", help="sum3 (task A) or sum3sorted (task B, the probe)."),
-        preset_name: str = typer.Option("tiny", "--preset", "-p", help="tiny (CPU, 1-2 min) or gpu (one GPU)."),
+        algo: str = typer.Option(
+            "grpo", "--algo", "-a", callback=_one_of(ALGOS, "algorithm"), help=f"{', '.join(ALGOS)}."
+        ),  # the trainer's own table
+        task: str = typer.Option(
+            "sum3", "--task", callback=_one_of(TASKS, "task"), help="sum3 (task A) or sum3sorted (task B, the probe)."
+        ),
+        preset_name: str = typer.Option(
+            "tiny", "--preset", "-p", callback=_one_of(PRESETS, "preset"), help="tiny (CPU, 1-2 min) or gpu (one GPU)."
+        ),
         steps: int = typer.Option(None, "--steps", "-n", min=1, help="RL iterations (default: the preset's)."),
-        run: str = typer.Option(None, "--run", "-r", callback=_run_name, help="Run name (default: <algo>-s<seed>)."),
+        run: str = typer.Option(None, "--run", "-r", callback=run_name, help="Run name (default: <algo>-s<seed>)."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of model init, SFT data and sampling."),
         device: str = typer.Option("auto", "--device", callback=_device, help="auto, cpu, cuda or cuda:N."),
-        precision: str = typer.Option(None, "--precision", help="fp32, bf16, bf16-fp32head or bf16-naive."),
+        precision: str = typer.Option(
+            None,
+            "--precision",
+            callback=_one_of(PRECISIONS, "precision"),
+            help="fp32, bf16, bf16-fp32head or bf16-naive.",
+        ),
         model: str = typer.Option(None, "--model", help="Local HF causal LM + tokenizer folder to train."),
         init: str = typer.Option(None, "--init", help="Start from this policy/checkpoint folder (skips SFT)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run from its latest checkpoint."),
         sft_steps: int = typer.Option(None, "--sft-steps", min=0, help="SFT warm-up steps (default: the preset's)."),
-        zeta_max: float = typer.Option(None, "--zeta-max", help="REPO |zeta| cap (0.25 tiny vocab, 0.05 for LLMs)."),
+        zeta_max: float = typer.Option(
+            None, "--zeta-max", callback=_finite_positive, help="REPO |zeta| cap (0.25 tiny vocab, 0.05 for LLMs)."
+        ),
         scripts: int = typer.Option(
             None,
             "--scripts",
@@ -129,11 +170,12 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         from entropy_watch import metrics as M
-        from entropy_watch.trainer.config import preset
         from entropy_watch.trainer.loop import SAMPLER_ENTROPY, train
 
         overrides = {} if zeta_max is None else {"zeta_max": zeta_max}
-        cfg = preset(preset_name, algo, seed=seed, run=run, **overrides)
+        # --algo and --preset are checked by their callbacks: a ConfigError here is --zeta-max against the algorithm's
+        # zeta_min
+        cfg = _flag_value("--zeta-max", zeta_max, lambda: preset(preset_name, algo, seed=seed, run=run, **overrides))
         surface = {} if scripts is None else {"scripts": scripts}
         cfg.task = dataclasses.replace(cfg.task, name=task, **surface)  # the preset's vocabulary unless --scripts
         cfg.device = device
@@ -194,16 +236,22 @@ def register(app: typer.Typer) -> None:
         algos: str = typer.Option(
             "grpo,dapo,repo-r,adapo", "--algos", callback=_algos, help="Comma-separated algorithms."
         ),
-        preset_name: str = typer.Option("tiny", "--preset", "-p", help="tiny or gpu."),
+        preset_name: str = typer.Option(
+            "tiny", "--preset", "-p", callback=_one_of(PRESETS, "preset"), help="tiny or gpu."
+        ),
         seed: int = typer.Option(0, "--seed", min=0, help="Single seed (ignored when --seeds is given)."),
-        seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 (mean ± std)."),
+        seeds: str = typer.Option(
+            None, "--seeds", callback=_seeds, help="Comma-separated seeds, e.g. 0,1,2 (mean ± std)."
+        ),
         steps: int = typer.Option(
             None, "--steps", "-n", min=1, help="RL iterations per algorithm (default: preset's)."
         ),
         sft_steps: int = typer.Option(None, "--sft-steps", min=0, help="SFT warm-up steps (default: preset's)."),
         probe_steps: int = typer.Option(100, "--probe-steps", min=0, help="Task-B GRPO iterations (0 = no probe)."),
         jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Processes in parallel (one torch thread each)."),
-        lr: float = typer.Option(None, "--lr", help="RL learning rate for every algorithm (default: preset's)."),
+        lr: float = typer.Option(
+            None, "--lr", callback=_finite_positive, help="RL learning rate for every algorithm (default: preset's)."
+        ),
         epochs: int = typer.Option(None, "--epochs", min=1, help="Passes over each rollout batch (default: preset's)."),
         minibatches: int = typer.Option(
             None, "--minibatches", min=1, help="Optimizer steps per epoch (default: preset's)."
@@ -220,7 +268,11 @@ def register(app: typer.Typer) -> None:
 
         from entropy_watch.trainer.compare import ComparisonInterrupted, ProbeConfig, compare, format_table
 
-        seed_list = _ints(seeds) if seeds else [seed]
+        seed_list = [int(x) for x in seeds.split(",") if x.strip()] if seeds else [seed]
+        rl = {k: v for k, v in (("lr", lr), ("epochs", epochs), ("minibatches", minibatches)) if v is not None}
+        base = preset(preset_name).rl
+        for key, value in rl.items():  # each override against the preset's batch, before anything trains
+            _flag_value(f"--{key}", value, functools.partial(dataclasses.replace, base, **{key: value}))
         root = state(ctx).root()
         try:
             result = compare(
@@ -233,7 +285,7 @@ def register(app: typer.Typer) -> None:
                 probe=ProbeConfig(iterations=probe_steps),
                 jobs=jobs,
                 precision=precision_check,
-                rl={k: v for k, v in (("lr", lr), ("epochs", epochs), ("minibatches", minibatches)) if v is not None},
+                rl=rl,
             )
         except ComparisonInterrupted as stop:
             fail(_comparison_interrupted(stop.runs, root), prefix="interrupted", code=130)

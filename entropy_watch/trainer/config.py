@@ -29,6 +29,14 @@ def _check(ok: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def _finite(x: float) -> bool:
+    """A real, finite number (NaN and ±inf are refused where a value must be one; ``eps_high`` may be inf)."""
+    try:
+        return not isinstance(x, bool) and math.isfinite(x)
+    except (TypeError, ValueError):
+        return False
+
+
 @dataclass
 class ModelConfig:
     """The policy network. Built in code (a GPT-2 shaped transformer) unless ``path`` names a local HF model."""
@@ -95,7 +103,8 @@ class SFTConfig:
     """AdamW learning rate."""
 
     def __post_init__(self) -> None:
-        _check(self.steps >= 0 and self.batch_size >= 1 and self.lr > 0, "SFT steps >= 0, batch_size >= 1, lr > 0")
+        _check(self.steps >= 0 and self.batch_size >= 1, "SFT steps >= 0, batch_size >= 1")
+        _check(_finite(self.lr) and self.lr > 0, f"SFT lr={self.lr!r}; use a finite number > 0")
 
 
 @dataclass
@@ -158,12 +167,21 @@ class AlgoConfig:
         _check(self.centering in CENTERINGS, f"centering {self.centering!r}; use exact or raw")
         _check(self.controller in CONTROLLERS, f"controller {self.controller!r}; use {CONTROLLERS}")
         _check(0 <= self.eps_low < 1 and self.eps_high >= 0, "need 0 <= eps_low < 1 and eps_high >= 0")
-        _check(0 < self.zeta_min <= self.zeta_max, "need 0 < zeta_min <= zeta_max")
+        zetas = f"zeta0={self.zeta0!r}, zeta_min={self.zeta_min!r}, zeta_max={self.zeta_max!r}"
+        _check(all(map(_finite, (self.zeta0, self.zeta_min, self.zeta_max))), f"{zetas}; each must be finite")
+        _check(0 < self.zeta_min <= self.zeta_max, f"{zetas}; need 0 < zeta_min <= zeta_max")
         _check(self.adapo_kappa > 1 and 0 < self.adapo_eps_min <= self.adapo_eps_max, "ADAPO: kappa > 1, bounds")
         _check(0 < self.top_entropy_frac <= 1, "top_entropy_frac must be in (0, 1]")
         _check(0 <= self.clip_cov_ratio < 1 and 0 <= self.kl_cov_frac < 1, "clip_cov_ratio/kl_cov_frac in [0, 1)")
         _check(self.clip_cov_bounds[0] < self.clip_cov_bounds[1], "clip_cov_bounds must be (lb, ub) with lb < ub")
-        _check(self.entropy_coef >= 0 and self.kl_coef >= 0, "entropy_coef and kl_coef must be >= 0")
+        _check(
+            all(_finite(x) and x >= 0 for x in (self.entropy_coef, self.kl_coef)),
+            f"entropy_coef={self.entropy_coef!r}, kl_coef={self.kl_coef!r}; each must be a finite number >= 0",
+        )
+        _check(
+            self.target_entropy is None or (_finite(self.target_entropy) and self.target_entropy >= 0),
+            f"target_entropy={self.target_entropy!r}; use a finite number of nats >= 0, or None (H_0)",
+        )
         _check(self.controller != "zeta" or self.repo != "", "controller 'zeta' needs repo = 'r' or 'd'")
 
 
@@ -217,8 +235,17 @@ class RLConfig:
         _check(self.pred_dh_every >= 0, f"pred_dh_every={self.pred_dh_every}; use >= 0 (0 = off)")
         _check(self.iterations >= 0 and self.prompts >= 1 and self.group_size >= 2, "iterations, prompts, G >= 2")
         _check(self.epochs >= 1 and self.minibatches >= 1, "epochs and minibatches must be >= 1")
-        _check(self.prompts * self.group_size % self.minibatches == 0, "prompts*group_size % minibatches != 0")
-        _check(self.lr > 0 and self.temperature > 0 and self.grad_clip >= 0, "lr, temperature > 0; grad_clip >= 0")
+        n = self.prompts * self.group_size
+        _check(n % self.minibatches == 0, f"minibatches={self.minibatches} must divide prompts*group_size={n}")
+        _check(_finite(self.lr) and self.lr > 0, f"lr={self.lr!r}; use a finite number > 0")
+        _check(
+            _finite(self.temperature) and self.temperature > 0,
+            f"temperature={self.temperature!r}; use a finite number > 0",
+        )
+        _check(
+            _finite(self.grad_clip) and self.grad_clip >= 0,
+            f"grad_clip={self.grad_clip!r}; use a finite number >= 0 (0 = off)",
+        )
 
 
 @dataclass

@@ -90,8 +90,8 @@ def test_slow_worker_keeps_order_and_close_drains(tmp_path: Path, monkeypatch: p
     assert steps.tolist() == list(range(16))
     hist = Store(tmp_path).sql("SELECT DISTINCT step FROM hist WHERE run = ? ORDER BY step", ["slow"])
     assert hist.column("step").to_pylist() == list(range(16))
-    w.log_tokens(16, **_step_inputs(16))  # after close: computed in the caller, never lost to a dead thread
-    assert calls[-1] == 16
+    w.log_tokens(16, **_step_inputs(16))  # after close: refused at once and counted, never waits on a dead thread
+    assert calls[-1] == 15 and w.errors == 1
 
 
 def test_caller_mutating_inputs_after_return_does_not_change_stats(

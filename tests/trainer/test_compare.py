@@ -54,7 +54,7 @@ def test_compare_checks_its_rl_overrides_before_training(tmp_path: Path, capsys:
 
     with pytest.raises(SystemExit) as e:  # 8 prompts x 8 samples do not split into 7 mini-batches
         main(["--store", str(tmp_path), "compare", "--algos", "grpo", "--minibatches", "7", "--steps", "1"])
-    assert e.value.code == 1 and "minibatches" in capsys.readouterr().err
+    assert e.value.code == 2 and "'--minibatches'" in capsys.readouterr().err  # a usage error naming the flag
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
     with pytest.raises(SystemExit) as e:
         main(["--store", str(tmp_path), "compare", "--epochs", "0"])
