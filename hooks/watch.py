@@ -41,7 +41,6 @@ from entropy_watch.hooks.async_stats import DeviceFence, StatsWorker, snapshot
 from entropy_watch.hooks.live import Live
 from entropy_watch.jsonable import to_jsonable
 from entropy_watch.recorder import Recorder
-from entropy_watch.store import Store
 from entropy_watch.store import meta as run_meta
 from entropy_watch.store.layout import default_root, validate_run_name
 from entropy_watch.store.reader import STALL_FACTOR
@@ -157,9 +156,9 @@ class Watch:
         self._after_close_calls = 0
         if self.is_writer:  # StoreUnwritable surfaces here, before training starts
             rank = 0 if self.reduce else self.rank
-            earlier, live_writer = _previous_session(self.root, self.run, rank)  # before our heartbeat replaces it
+            live_writer = _live_writer(self.root, self.run, rank)  # read before our heartbeat replaces it
             writer = RunWriter(self.root, self.run, rank=rank)
-            self.earlier_last_step = earlier if earlier is not None else writer.earlier_last_step
+            self.earlier_last_step = writer.earlier_last_step  # as ls counts it (the writer folds in a kill's tail)
             if live_writer is not None:
                 _warn_live_writer(self.run, rank, live_writer)
             meta = self._run_meta(config, framework, entropy_definition, seed)
@@ -558,29 +557,15 @@ def _seed_from(config: Any) -> int | None:
     return int(s) if isinstance(s, int | float) and not isinstance(s, bool) else None
 
 
-def _previous_session(root: Any, run: str, rank: int) -> tuple[int | None, dict[str, Any] | None]:
-    """What the store holds of this rank's previous writer session, read before this session's first heartbeat
-    replaces its status file: ``(last step it published, its heartbeat if that writer is still live)``.
-
-    A session that closed wrote its last heartbeat after its last segment: its ``last_step`` is exact. One that never
-    closed (killed, or still running) may have published after its last heartbeat (a flush, then a kill): its last
-    step is then the one ``entropy-watch ls`` reports (``Store.run_info``, which folds those segments in), exact for
-    a run written by this rank alone; for a run of several ranks, this rank's heartbeat (at most one publish round
-    behind). A failure to read leaves ``(None, None)``: this only informs."""
+def _live_writer(root: Any, run: str, rank: int) -> dict[str, Any] | None:
+    """This rank's heartbeat when the session that wrote it is still at work (:func:`_is_live`), read before this
+    session's first heartbeat replaces it; None otherwise, or when it cannot be read (this only informs)."""
     try:
-        statuses = dict(run_meta.statuses(root, run))
-        status = statuses.get(rank)
-        if status is None:
-            return None, None
-        live = dict(status) if _is_live(status) else None
-        last = status.get("last_step")
-        last = last if isinstance(last, int) and not isinstance(last, bool) else None
-        if status.get("state", "running") == "running" and set(statuses) == {rank}:
-            last = Store(root).run_info(run).last_step
-        return last, live
+        status = dict(run_meta.statuses(root, run)).get(rank)
+        return dict(status) if status is not None and _is_live(status) else None
     except Exception as exc:  # noqa: BLE001 - never keeps a training from starting
         logging.getLogger("entropy_watch").debug("entropy_watch: reading run %r's earlier session: %s", run, exc)
-        return None, None
+        return None
 
 
 def _is_live(status: Mapping[str, Any]) -> bool:

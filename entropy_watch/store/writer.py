@@ -145,11 +145,14 @@ class RunWriter:
         """A restarted rank (a resumed run) starts its summary from its previous session's heartbeat, read before the
         first one of this session replaces it: the run's rows are both sessions', and ``ls`` read "N/A" until the new
         session published, then a last step lower than the rows stored after a shorter restart. What the previous
-        session published after its last heartbeat (a kill) is not in it: at most its last publish round."""
+        session published after its last heartbeat (a flush, then a kill) is folded in as listings fold it
+        (:func:`_caught_up`): carried as the heartbeat had it, ``ls`` read step 1 of a run whose rows reached 4 once
+        the restarted session logged its first step."""
         try:
             earlier = read_json(layout.status_path(self.root, self.run, self.rank)) or {}
         except Exception:  # noqa: BLE001 - only a head start: an unreadable heartbeat starts from nothing
             return
+        _caught_up(self.root, self.run, self.rank, earlier)
         last = earlier.get("last_step")
         carried_last = None
         if isinstance(last, int) and not isinstance(last, bool):
@@ -387,3 +390,26 @@ def _flock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _caught_up(root: fs.StorePath, run: str, rank: int, status: dict[str, Any]) -> None:
+    """Fold into ``status`` (a rank's heartbeat, in place) what its session published after writing it: the catch-up
+    every listing does for a rank that never closed (:func:`.summary.catch_up`), one small query when anything is
+    uncovered, none otherwise. Only informs: a failure leaves ``status`` as it was."""
+    pending = summary.pending(run, rank, status)
+    if pending is None:
+        return
+    import duckdb
+
+    from entropy_watch.store.files import CoverageCache
+
+    try:
+        con = duckdb.connect()
+        try:
+            tails = summary.catch_up(con, threading.Lock(), root, [pending], CoverageCache(), SUMMARY_NAMES)
+        finally:
+            con.close()
+    except Exception:  # noqa: BLE001 - a head start only
+        return
+    if (tail := tails.get((run, rank))) is not None:
+        summary.fold_tail(status, tail)

@@ -123,3 +123,18 @@ def test_only_ranks_that_never_closed_are_checked_and_one_query_serves_them(
     assert queries == [["scalars"]], "one query for every rank behind"
     assert [infos[f"live{i}"].last_step for i in range(3)] == [24, 19, 29]
     assert infos["live2"].latest[M.ENTROPY_MEAN] == (pytest.approx(0.29), 29)
+
+
+def test_a_restarted_writer_carries_what_its_dead_session_published_after_its_heartbeat(any_root: str) -> None:
+    """A session that published steps 0-49 after its last heartbeat and died: the next session of the rank carried
+    that stale heartbeat, so once it logged step 1 (a second training, no resume) ``ls`` read last step 1 of a run
+    whose rows reach 49. The restart folds in the catch-up listings do; ``earlier_last_step`` is that step too."""
+    w = RunWriter(any_root, "k", heartbeat_interval_s=3600)  # no heartbeat after the first one
+    for lo in range(0, 50, 10):
+        _entropy(w, range(lo, lo + 10))
+    again = RunWriter(any_root, "k", heartbeat_interval_s=3600)  # the dead one never closed: a restart
+    assert again.earlier_last_step == 49
+    _entropy(again, range(1, 2))
+    again.heartbeat()
+    info = Store(any_root).run_info("k")
+    assert info.last_step == 49 == _stored(Store(any_root), "k")[0]
