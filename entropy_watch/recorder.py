@@ -182,11 +182,12 @@ class Recorder:
         """Count a guarded failure of a hook; warn once per hook name; re-raise if strict."""
         with self._lock:
             self.errors += 1
-        self._warn_once(
-            where,
-            f"entropy_watch: {where} failed ({type(exc).__name__}: {exc}); training continues, "
-            "later failures are counted as hooks/errors",
+        then = (
+            "strict=True, so it is raised"
+            if self.strict
+            else ("training continues, later failures are counted as hooks/errors")
         )
+        self._warn_once(where, f"entropy_watch: {where} failed ({type(exc).__name__}: {exc}); {then}")
         if self.strict:
             raise exc
 
@@ -342,7 +343,9 @@ class Recorder:
             self.errors += 1
             if self.strict and self._strict_exc is None:
                 self._strict_exc = exc
-        if kept is not None:
+        if self.strict:
+            advice = "strict=True, so it is raised at the next flush"
+        elif kept is not None:
             advice = f"its {kept} rows are kept and retried"
         else:
             advice = "it is retried"
