@@ -23,7 +23,8 @@ import plotly.graph_objects as go
 
 from entropy_watch import metrics as M
 from entropy_watch.analysis.changes import CHANGE_LABELS, RESET_EVENT_KINDS, change_label, change_meaning, change_what
-from entropy_watch.app.display import short_name, smooth
+from entropy_watch.app import forecast_chart
+from entropy_watch.app.display import eta_reach, short_name, smooth
 from entropy_watch.store.reads import Heatmap, Trace
 
 STEP_AXIS = "step (optimizer updates)"
@@ -250,54 +251,20 @@ def entropy_forecast(
 ) -> go.Figure:
     """Entropy mean with the verdict's forecast (an ``entropy_watch.analysis`` ``Outlook``: ``steps``, ``curve``,
     ``lo``, ``hi`` in nats, ``eta_step``/``eta_lo_step``/``eta_hi_step`` absolute steps or None, ``target_label``,
-    ``interval``, ``reached``). Nothing here computes a forecast; it only draws the one it is given.
-    ``unsettled_line``: the warning line (nats) an unsettled explosion's points are still past
-    (``Verdict.unsettled_line``; such a verdict has no forecast). ``changes``: the run's known change points in the
-    step window, marked and labelled by kind (:func:`mark_changes`)."""
+    ``interval``, ``reached``). Nothing here computes a forecast; it only draws the one it is given
+    (:mod:`entropy_watch.app.forecast_chart`). Without ``x_range`` the step axis spans the data, the curve and the
+    ETA; the reference lines span the axis. ``unsettled_line``: the warning line (nats) an unsettled explosion's
+    points are still past (``Verdict.unsettled_line``; such a verdict has no forecast). ``changes``: the run's known
+    change points in the step window, marked and labelled by kind (:func:`mark_changes`)."""
     fig = go.Figure()
     add_trace(fig, entropy, "entropy mean", PALETTE[0], smoothing=smoothing)
     x0 = float(entropy.steps[0]) if len(entropy) else 0.0
-    x1 = float(entropy.steps[-1]) if len(entropy) else 1.0
-    if forecast is not None and len(forecast.steps):
-        x = np.asarray(forecast.steps, dtype=np.float64)
-        x1 = max(x1, float(x[-1]))
-        pct = f"{100 * forecast.interval:.0f}%"
-        fig.add_trace(
-            go.Scatter(
-                x=np.concatenate([x, x[::-1]]),
-                y=np.concatenate([forecast.hi, np.asarray(forecast.lo)[::-1]]),
-                fill="toself",
-                fillcolor="rgba(255,127,14,0.18)",
-                line={"width": 0},
-                name=f"forecast {pct} band",
-                hoverinfo="skip",
-            )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=forecast.curve,
-                mode="lines",
-                name=f"forecast ({forecast.model} fit)",
-                line={"color": "#ff7f0e", "dash": "dash", "width": 2},
-            )
-        )
-        eta, lo, hi = forecast.eta_step, forecast.eta_lo_step, forecast.eta_hi_step
-        if eta is not None and not forecast.reached:
-            if lo is not None and hi is not None and hi > lo:
-                fig.add_vrect(x0=lo, x1=hi, fillcolor="rgba(214,39,40,0.08)", line_width=0)
-            fig.add_trace(
-                go.Scatter(
-                    x=[eta, eta],
-                    y=[0, 1],
-                    yaxis="y2",
-                    mode="lines",
-                    line={"color": "#d62728", "dash": "dot"},
-                    name=f"ETA to {forecast.target_label}: step {eta:,.0f}",
-                    hoverinfo="skip",
-                )
-            )
-            fig.update_layout(yaxis2={"overlaying": "y", "range": [0, 1], "visible": False})
+    x1 = max(float(entropy.steps[-1]) if len(entropy) else 1.0, forecast_chart.curve_end(forecast) or -math.inf)
+    # the step axis: the window asked for, else the data, the curve and the ETA (the reference lines span it all)
+    axis = x_range or (x0, eta_reach(x0, x1, forecast_chart.shown_eta(forecast)))
+    x1 = max(x1, axis[1])
+    if forecast is not None:
+        forecast_chart.draw_forecast(fig, forecast, axis)
     if forecast is not None and forecast.direction == "rise":  # the level an explosion heads for, or is past
         hline(fig, forecast.target, x0, x1, f"explosion level {forecast.target:.3g} nats", "#9467bd", "dashdot")
     if unsettled_line is not None and math.isfinite(unsettled_line):

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from entropy_watch.analysis import DetectorConfig
 from entropy_watch.analysis.alert import fmt_nats as alert_fmt_nats
 from entropy_watch.analysis.alert import fmt_ratio as alert_fmt_ratio
 from entropy_watch.store.reads import BIG
@@ -31,20 +30,39 @@ class Window:
             return max(0, int(last_step) - int(self.last) + 1), BIG
         return (int(self.lo) if self.lo is not None else -BIG), (int(self.hi) if self.hi is not None else BIG)
 
-    def x_range(self, last_step: int | None, ahead: float | None = None) -> tuple[float, float] | None:
+    def x_range(
+        self, last_step: int | None, ahead: float | None = None, eta: float | None = None
+    ) -> tuple[float, float] | None:
         """The step axis range every chart of a run shows: None for all steps (Plotly's autorange, which also spans
-        a forecast); the last N steps up to ``last_step``; a step range cut at ``last_step`` (a range past the run's
-        end would squeeze the data into a corner). ``ahead``: where a forecast ends; a last-N window stretches right
-        to show it, by at most N/2 steps (the window stays two thirds of the chart)."""
+        a forecast and its ETA); the last N steps up to ``last_step``; a step range cut at ``last_step`` (a range past
+        the run's end would squeeze the data into a corner). A window that reaches ``last_step`` stretches right
+        over what lies ahead: to ``ahead`` (where the drawn forecast ends) by at most half its width (the window
+        stays two thirds of the chart), and always past ``eta`` (the step the verdict's forecast reaches its target,
+        :func:`eta_reach`), so the ETA line is never off the chart; a step range that ends earlier is as asked."""
         if last_step is None or (self.last is None and self.lo is None and self.hi is None):
             return None
         lo, hi = self.bounds(last_step)
         lo, hi = max(lo, 0), min(hi, int(last_step))
-        if self.last is not None and ahead is not None and math.isfinite(ahead) and ahead > hi:
-            hi = min(ahead, hi + int(self.last) / 2)
         if hi <= lo:  # a range that starts past the run's end: the range as asked (the charts are empty)
-            hi = max(self.hi if self.hi is not None else lo, lo + 1)
-        return float(lo), float(hi)
+            return float(lo), float(max(self.hi if self.hi is not None else lo, lo + 1))
+        right = float(hi)
+        if hi >= int(last_step):
+            width = int(self.last) if self.last is not None else hi - lo
+            if ahead is not None and math.isfinite(ahead) and ahead > hi:
+                right = min(ahead, hi + width / 2)
+            right = eta_reach(lo, right, eta)
+        return float(lo), right
+
+
+ETA_PAD = 0.03
+"""Share of the step axis left right of a forecast's ETA line, so the line is not drawn on the plot's edge."""
+
+
+def eta_reach(lo: float, hi: float, eta: float | None) -> float:
+    """The right end of a step axis from ``lo`` to ``hi`` that shows the ETA line at step ``eta`` (None: ``hi``)."""
+    if eta is None or not math.isfinite(eta):
+        return float(hi)
+    return float(max(hi, eta + ETA_PAD * max(eta - lo, 1.0)))
 
 
 _MD_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
@@ -110,26 +128,23 @@ def fmt_ratio(r: float | None) -> str:
     return alert_fmt_ratio(r)
 
 
-def ratio_bands(cfg: DetectorConfig | None = None) -> tuple[tuple[float, str, str], ...]:
-    """H/H0 bands from the detector's own thresholds, each (upper bound, meaning, cell colour): under ``floor_rel``
-    the run sits at the collapse floor, under ``1 − decline_lost`` it has lost most of its entropy, from
-    ``rearm_explode_mult`` it is high and from ``explode_warn_mult`` it has exploded."""
-    c = cfg or DetectorConfig()
-    return (
-        (c.floor_rel, "collapsed", "#f6c6c6"),
-        (1.0 - c.decline_lost, "low", "#fde0bf"),
-        (c.rearm_explode_mult, "normal", "#d5eed8"),
-        (c.explode_warn_mult, "high", "#fde0bf"),
-        (math.inf, "exploding", "#e3d0f5"),
-    )
+HEALTH_TONES: dict[str, str] = {
+    "ok": "#d5eed8",
+    "info": "#d6e4f5",
+    "warning": "#fde0bf",
+    "critical": "#f6c6c6",
+}
+"""Cell colour of each verdict health (green, blue, orange, red); none for too-short or no verdict."""
 
 
-def ratio_meaning(ratio: float | None, cfg: DetectorConfig | None = None, spiking: bool = False) -> tuple[str, str]:
-    """``(meaning, colour)`` of an H/H0 ratio; ("", "") when unknown. ``spiking``: the verdict's explosion is
-    unsettled (its median back down, its points still past the line: ``Problem.unsettled``), which the ratio of a
-    median alone would call "normal" beside a critical health."""
-    if ratio is None or not math.isfinite(ratio):
+def verdict_tone(health: str | None, kind: str | None, unsettled: bool = False) -> tuple[str, str]:
+    """``(word, colour)`` that goes beside a run's H/H_ref: the verdict's own kind ("collapse", "saturation", ...;
+    "spiking" where its explosion is unsettled, its median back down while its points still explode) and its
+    health's colour (:data:`HEALTH_TONES`); no word for ok, ("", "") without a verdict. Taken from the verdict, never
+    from thresholds on the ratio: a band of its own would be a second verdict (a warning collapse at 45% of H_ref
+    read "normal" in green, a benign saturation at 2% "collapsed" in red)."""
+    if health is None or health not in HEALTH_TONES:
         return "", ""
-    if spiking:
-        return "spiking", ratio_bands(cfg)[-1][2]
-    return next((m, c) for bound, m, c in ratio_bands(cfg) if ratio < bound)
+    if unsettled:
+        return "spiking", HEALTH_TONES[health]
+    return ("" if health == "ok" else (kind or "").replace("_", " ")), HEALTH_TONES[health]

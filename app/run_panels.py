@@ -18,8 +18,7 @@ from entropy_watch import metrics as M
 from entropy_watch.analysis import Alert, DetectorConfig, Verdict
 from entropy_watch.analysis.changes import RESET_EVENT_KINDS, change_label
 from entropy_watch.analysis.outlook import floor_label
-from entropy_watch.analysis.verdict import order_alerts
-from entropy_watch.app import charts, data
+from entropy_watch.app import charts, data, forecast_chart
 from entropy_watch.app.display import fmt_nats, fmt_ratio, md
 from entropy_watch.monitor import RunState
 from entropy_watch.store import RunInfo
@@ -30,6 +29,15 @@ SEVERITY_ICONS = {"info": "🔵", "warning": "🟠", "critical": "🔴"}
 ENTROPY_NAMES = (M.ENTROPY_MEAN, M.ENTROPY_SAMPLED_NLL)
 MAX_ALERT_BOXES = 10
 """Warnings and critical alerts shown one box each (most severe first); further ones are listed in one table."""
+MAX_STORED_ROWS = 200
+"""Stored alerts outside the current verdict listed at most (the newest), with a line saying how many more."""
+LEVEL_HELP = (
+    "the entropy level the verdict quotes: the detector's level (a rolling median), not the last logged point; for "
+    "an explosion the median of the last two points when higher, unless it is settling (its median back down while "
+    "points still spike)"
+)
+"""What "entropy level" means wherever the app shows the verdict's level (the Run page's card, the Runs table, the
+Compare page's caption), beside the last logged value where that is shown too."""
 
 
 def entropy_name(names: list[str] | dict[str, Any]) -> str | None:
@@ -109,9 +117,7 @@ def header(
     cols[0].metric("last step", f"{version[1]:,}")
     level = v.level if v is not None else None
     ref = v.reference.value if v is not None else None
-    cols[1].metric("entropy (nats)", fmt_nats(level), help="the entropy the verdict quotes: the detector's level (a "
-                   "rolling median); for an explosion the median of the last two points when higher, unless it is "
-                   "settling (its median back down while points still spike)")  # fmt: skip
+    cols[1].metric("entropy level (nats)", fmt_nats(level), help=LEVEL_HELP)
     ratio = level / ref if level is not None and ref else None
     cols[2].metric("H / H_ref", fmt_ratio(ratio), help="current level over the run's early level H_ref")
     health = v.health if v is not None else "n/a" if entropy_name(names) is None else "analysing…" if pending else "—"
@@ -191,25 +197,34 @@ def entropy_section(
     if changes is not None and len(changes):
         st.caption(change_caption(changes))
     if fc is not None:
-        st.caption(f"Forecast at step {fc.fitted_at:,} ({fc.model} fit): {fc.text}.")
+        st.caption(md(f"Forecast at step {fc.fitted_at:,} ({fc.model} fit): {fc.text}."))
+        eta, shown = forecast_chart.eta_of(fc), forecast_chart.shown_eta(fc)
+        if eta is not None and shown is None:
+            st.caption(f"Its ETA, step {eta:,.0f}, lies further ahead than the forecast is drawn: not marked above.")
+        elif shown is not None and x_range is not None and not x_range[0] <= shown <= x_range[1]:
+            st.caption(f"Its ETA, step {eta:,.0f}, lies past the steps shown: widen the step range to see it drawn.")
     elif v is not None and v.health == "too-short":
         st.caption("No forecast yet: the run is too short for the detector.")
 
 
-def merged_alerts(state: RunState | None, stored: list[dict[str, Any]]) -> list[Alert]:
-    """The verdict's alerts plus stored ones (``watch --write``, the trainer) it does not hold, most severe first."""
+def split_alerts(state: RunState | None, stored: list[dict[str, Any]]) -> tuple[list[Alert], list[Alert]]:
+    """``(current, earlier)``: the verdict's alerts (most severe first), and the stored ones (``watch --write``, the
+    trainer's live analysis) the verdict does not hold, newest first. Those were raised by an earlier analysis of
+    the run and are not part of its current verdict: the page lists them apart, never beside the verdict's as if
+    they stood (``entropy-watch alerts RUN`` does not show them either)."""
     v = state.verdict if state is not None else None
-    alerts = list(v.alerts) if v is not None else []
-    seen = {a.key for a in alerts}
+    current = list(v.alerts) if v is not None else []
+    seen = {a.key for a in current}
+    earlier = []
     for row in stored:
         try:
             a = Alert.from_row(row)
-        except (ValueError, KeyError, json.JSONDecodeError):
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError):
             continue
         if a.key not in seen:
             seen.add(a.key)
-            alerts.append(a)
-    return list(order_alerts(alerts))
+            earlier.append(a)
+    return current, sorted(earlier, key=lambda a: a.step, reverse=True)
 
 
 def alerts_section(
@@ -222,11 +237,26 @@ def alerts_section(
     actions: list[dict[str, Any]] | None = None,
     changes: charts.ChangeMarks | None = None,
 ) -> None:
-    """Critical and warning alerts first, each with its evidence and actions; info notes folded into one count; the
-    ``on_alert`` actions the run took (checkpoint, stop, a callable) listed and marked on the timeline. The timeline
-    spans ``steps`` (the run's shown step range), like the charts above it, and marks the known change points
-    (``changes``) as they do."""
-    every = merged_alerts(state, stored)
+    """The verdict's alerts (:func:`verdict_alerts`), then, apart and labelled as such, the stored alerts of an
+    earlier analysis that the current verdict does not hold (:func:`recorded_alerts`); both in the step window."""
+    current, earlier = split_alerts(state, stored)
+    verdict_alerts(state, current, window, has_entropy, steps, actions, changes)
+    recorded_alerts([a for a in earlier if window[0] <= a.step <= window[1]])
+
+
+def verdict_alerts(
+    state: RunState | None,
+    every: list[Alert],
+    window: tuple[int, int],
+    has_entropy: bool,
+    steps: tuple[int, int],
+    actions: list[dict[str, Any]] | None = None,
+    changes: charts.ChangeMarks | None = None,
+) -> None:
+    """The verdict's alerts (``every``): critical and warning first, each with its evidence and actions; info notes
+    folded into one count; the ``on_alert`` actions the run took (checkpoint, stop, a callable) listed and marked on
+    the timeline. The timeline spans ``steps`` (the run's shown step range), like the charts above it, and marks the
+    known change points (``changes``) as they do."""
     alerts = [a for a in every if window[0] <= a.step <= window[1]]
     taken = [a for a in actions or () if window[0] <= a["step"] <= window[1]]
     v = state.verdict if state is not None else None
@@ -242,7 +272,7 @@ def alerts_section(
         elif v.health == "too-short":
             st.info(f"No alerts yet: {md(v.headline)}.")
         elif v.health == "ok" and not every:
-            st.success("No alerts: no collapse, explosion, cliff or precision signal so far.")
+            st.success("No alerts in the current verdict: no collapse, explosion, cliff or precision signal so far.")
         else:  # the window hides them: never an all-clear beside a verdict with a problem
             box = st.warning if v.health in ("warning", "critical") else st.info
             box(outside_window(v, len(every)))
@@ -263,6 +293,27 @@ def alerts_section(
     if info:
         with st.expander(f"🔵 {len(info)} info note{'s' if len(info) != 1 else ''} (context, not findings)"):
             _alert_table(info)
+
+
+RECORDED_TITLE = "recorded by an earlier analysis; not in the current verdict"
+
+
+def recorded_alerts(alerts: list[Alert]) -> None:
+    """Stored alerts the current verdict does not hold (:func:`split_alerts`), folded under their own label: an
+    earlier analysis (``watch --write``, the trainer's live analysis, on fewer steps or an older detector) raised
+    them; they are history, not findings standing now, so they get no severity box or icon of their own."""
+    if not alerts:
+        return
+    n = len(alerts)
+    with st.expander(f"{n} stored alert{'s' if n != 1 else ''} {RECORDED_TITLE}"):
+        st.caption(
+            "Written to the store by `entropy-watch watch --write` or the training's live analysis when they ran. "
+            "The current verdict, from all the steps logged now, does not raise them; `entropy-watch alerts RUN` "
+            "does not list them either."
+        )
+        _alert_table(alerts[:MAX_STORED_ROWS])
+        if n > MAX_STORED_ROWS:
+            st.caption(f"… and {n - MAX_STORED_ROWS:,} older ones.")
 
 
 def outside_window(v: Verdict, n_alerts: int) -> str:
@@ -298,7 +349,11 @@ def _alert_box(a: Alert) -> None:
 
 @st.fragment
 def tokens_section(root: str, run: str, last_step: int, was_imported: bool) -> None:
-    """On-demand explorer of the sampled ``tokens`` table (filters rerun only this section)."""
+    """On-demand explorer of the sampled ``tokens`` table (filters rerun only this section); an imported run (scalar
+    metrics only) gets one line instead of filters with nothing to filter."""
+    if was_imported:
+        st.info("No sampled tokens: imported logs carry only scalar metrics.")
+        return
     c = st.columns([1.2, 1.2, 1.2, 2, 1, 1.8])
     lo = c[0].number_input("from step", min_value=0, value=0, step=10, key="tok_lo")
     hi = c[1].number_input("to step", min_value=0, value=max(int(last_step), 0), step=10, key="tok_hi")
@@ -315,13 +370,7 @@ def tokens_section(root: str, run: str, last_step: int, was_imported: bool) -> N
         root, run, (int(min(lo, hi)), int(max(lo, hi))), float(min_h), text, int(limit), mode == "spread over steps"
     )
     if tbl.num_rows == 0:
-        if was_imported:
-            st.info("No sampled tokens: imported logs carry only scalar metrics.")
-        else:
-            st.info(
-                "No sampled tokens match. Runs recorded with `entropy_watch.hooks.Watch` keep the highest-entropy "
-                "tokens of every 10th step (`sample_tokens`); widen the step range or lower the minimum entropy."
-            )
+        st.info(no_tokens_text((int(min(lo, hi)), int(max(lo, hi))), float(min_h), text))
         return
     df = tbl.to_pandas()
     st.dataframe(
@@ -355,4 +404,20 @@ def tokens_section(root: str, run: str, last_step: int, was_imported: bool) -> N
     st.caption(
         f"{len(df)} tokens from {steps.size} step{'s' if steps.size != 1 else ''} "
         f"({int(steps.min()):,}–{int(steps.max()):,})."
+    )
+
+
+def no_tokens_text(steps: tuple[int, int], min_entropy: float, text: str) -> str:
+    """What the token explorer says when no sampled token passes its filters: each filter that is set (the text one
+    quoted as data), and which to loosen; markdown, the filter text made literal."""
+    what = [f"in steps {steps[0]:,}–{steps[1]:,}"]
+    if min_entropy > 0:
+        what.append(f"with entropy ≥ {min_entropy:g} nats")
+    loosen = "widen the step range or lower the minimum entropy"
+    if text:
+        what.append(f"containing “{md(text)}”")
+        loosen = "clear or change the text filter, " + loosen
+    return (
+        f"No sampled tokens match the filters ({', '.join(what)}). Runs recorded with `entropy_watch.hooks.Watch` "
+        f"keep the highest-entropy tokens of every 10th step (`sample_tokens`); {loosen}."
     )

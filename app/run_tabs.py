@@ -51,6 +51,9 @@ TAB_NAMES: tuple[tuple[str, ...], ...] = (
 )  # fmt: skip
 """The series each tab draws (the reward tab also draws every ``control/*`` name): only the open tab's are read."""
 TAB_POINTS = 1000
+CONTROL_LEVERS: tuple[str, ...] = tuple(charts.CONTROL_LABELS)
+"""What an entropy controller turns (REPO-R's ζ, ADAPO's ε_high, an entropy bonus α): the controller panel is drawn
+only when one of them was logged."""
 HEATMAP_COLS = 500
 
 
@@ -182,11 +185,15 @@ def reward_tab(v: RunView) -> None:
             step_chart(fig, "precision", v.x_range, v.changes)
         else:
             st.info("No precision signals (ratio/log_mean, precision/logp_gap_*) logged for this run.")
-    fig = charts.controller_chart({n: t for n, t in tr.items() if n.startswith("control/")}, v.smoothing)
-    if fig is not None:
+    levers = [n for n in CONTROL_LEVERS if n in tr]
+    if levers:
+        fig = charts.controller_chart({n: t for n, t in tr.items() if n.startswith("control/")}, v.smoothing)
         step_chart(fig, "control", v.x_range, v.changes)
-    else:
-        st.caption("No entropy controller (control/*) logged: the run used a fixed clip range and no entropy target.")
+    else:  # a target alone (plain GRPO logs a constant control/target_entropy) is no controller
+        st.caption(
+            "No entropy controller in this run: none of its levers (control/zeta, control/eps_high, "
+            "control/entropy_coef) was logged."
+        )
 
 
 def reward_section(v: RunView) -> None:

@@ -18,6 +18,8 @@ from entropy_watch import metrics as M
 from entropy_watch.app import charts, data, first_paint, linked, sidebar
 from entropy_watch.app import run_panels as P
 from entropy_watch.app.display import fmt_nats, md
+from entropy_watch.monitor import RunState
+from entropy_watch.store import RunInfo
 from entropy_watch.store.reads import MAX_POINTS, Trace
 
 settings = sidebar.current()
@@ -134,9 +136,23 @@ def panels() -> None:
         panel(M.CLIP_HIGH_FRAC, "cmp_clip_high", "Clip-high fraction", "share of tokens", True)
     with c2:
         panel(M.CLIP_LOW_FRAC, "cmp_clip_low", "Clip-low fraction", "share of tokens", True)
-    last = {r: per[r][M.ENTROPY_MEAN].last() for r in runs if M.ENTROPY_MEAN in per[r]}
-    if last:
-        st.caption("Latest entropy: " + " · ".join(md(f"{r} {fmt_nats(v)} nats") for r, v in last.items()))
+    infos = {i.name: i for i in data.runs(root, gen)}
+    now = [level_text(r, data.state(root, r, versions[r])[0], infos.get(r)) for r in runs if r in ent]
+    if now:
+        st.caption(
+            "Entropy level (the verdict's, a rolling median, as on the Run page) and the last logged value: "
+            + " · ".join(md(t) for t in now)
+        )
+
+
+def level_text(run: str, state: RunState | None, info: RunInfo | None) -> str:
+    """One run's entropy now, each number named for what it is: the verdict's level (the same as the Run page's
+    card and the Runs table) and the newest logged point with its step (noisier: one step's value)."""
+    v = state.verdict if state is not None else None
+    level = fmt_nats(v.level if v is not None else None)
+    last = info.latest.get(M.ENTROPY_MEAN) if info is not None else None
+    logged = f"last logged {fmt_nats(last[0])} at step {last[1]:,}" if last is not None else "last logged —"
+    return f"{run}: level {level} nats ({logged})"
 
 
 panels()

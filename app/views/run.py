@@ -15,10 +15,12 @@ import difflib
 
 import streamlit as st
 
-from entropy_watch.app import charts, data, first_paint, linked, sidebar
+from entropy_watch.app import charts, data, first_paint, forecast_chart, linked, sidebar
 from entropy_watch.app import run_panels as P
 from entropy_watch.app import run_tabs as T
 from entropy_watch.app.display import md
+
+LISTED = 10  # runs listed at most on the run-not-found page when no name is close (it says how many there are)
 
 settings = sidebar.current()
 root = settings.root
@@ -28,11 +30,15 @@ if asked is not None and asked not in names:
     st.title("Run not found")
     st.error(f"There is no run named “{md(asked)}” in the store {md(root)}.")
     close = difflib.get_close_matches(asked, names, n=6, cutoff=0.5)
-    shown = close or names[:10]
-    if shown:
-        st.markdown("Close names:" if close else "Runs in this store:")
-        for name in shown:
-            st.page_link(data.VIEWS_DIR / "run.py", label=md(name), icon="🔬", query_params={"run": name})
+    shown = close or names[:LISTED]
+    if close:
+        st.markdown("Close names:")
+    elif len(names) > len(shown):
+        st.markdown(f"Runs in this store: the first {len(shown)} of {len(names):,} by name (All runs lists every one):")
+    elif shown:
+        st.markdown("Runs in this store:")
+    for name in shown:
+        st.page_link(data.VIEWS_DIR / "run.py", label=md(name), icon="🔬", query_params={"run": name})
     st.page_link(data.VIEWS_DIR / "runs.py", label="All runs", icon="🗂️")
     st.stop()
 if not names:
@@ -99,7 +105,7 @@ def entropy_panel() -> None:
     tr = data.traces(root, run, version, (src,), window, 2000) if src else {}
     state, _ = data.state(root, run, version, wait_s=0.0)
     fc = state.verdict.forecast if state is not None and state.verdict is not None else None
-    x_range = settings.window.x_range(version[1], float(fc.steps[-1]) if fc is not None and len(fc.steps) else None)
+    x_range = settings.window.x_range(version[1], forecast_chart.curve_end(fc), forecast_chart.shown_eta(fc))
     P.entropy_section(tr, state, window, settings.smoothing, src is not None, x_range, changes(window))
 
 

@@ -2,10 +2,12 @@
 its status and latest step; pick runs in the table to open or compare.
 
 Health is the run's verdict (``entropy_watch.analysis``, computed by the background monitor): ``too short`` where
-the detector had too few points to say anything. H/H_ref is coloured by what it means (the detector's own
-thresholds: collapsed, low, normal, high, exploding; spiking where the verdict's explosion is unsettled, its median
-back down while its points still explode). Status comes from the heartbeats (running / finished / stalled / failed /
-terminated by SIGTERM / interrupted by Ctrl-C) or says ``imported`` for logs brought in from other tools.
+the detector had too few points to say anything. H/H_ref is the verdict's level over its H_ref, coloured by the
+verdict's health and named by its kind ("45% collapse" in orange beside a warning collapse; spiking where the
+verdict's explosion is unsettled, its median back down while its points still explode): never judged again from the
+ratio, so it cannot read as a second verdict. H level is the verdict's level (a rolling median), as on the Run page.
+Status comes from the heartbeats (running / finished / stalled / failed / terminated by SIGTERM / interrupted by
+Ctrl-C) or says ``imported`` for logs brought in from other tools.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import streamlit as st
 
 from entropy_watch import metrics as M
 from entropy_watch.app import data, sidebar
-from entropy_watch.app.display import fmt_nats, fmt_ratio, md, ratio_meaning, short_name
+from entropy_watch.app.display import fmt_nats, fmt_ratio, md, short_name, verdict_tone
+from entropy_watch.app.run_panels import LEVEL_HELP
 from entropy_watch.monitor import RunState
 
 HEALTH_BADGES = {
@@ -85,6 +88,7 @@ def row(info: Any, version: tuple[int, int] | None, state: RunState | None, pend
     ratio = level / ref if level is not None and ref else None
     health = health_of(state, version is not None, pending)
     meta = info.meta or {}
+    word, colour = verdict_tone(v.health, v.kind, v.unsettled is not None) if v is not None else ("", "")
     return {
         "run": info.name,
         "name": short_name(info.name),
@@ -92,7 +96,7 @@ def row(info: Any, version: tuple[int, int] | None, state: RunState | None, pend
         "health": HEALTH_BADGES[health],
         "H/H_ref": "",
         "entropy": spark,
-        "H (nats)": "",
+        "H level (nats)": "",
         "last step": info.last_step,
         "status": STATUS_BADGES.get(info.state, info.state),
         "framework": meta.get("framework") or meta.get("source_format") or meta.get("source") or "",
@@ -103,21 +107,23 @@ def row(info: Any, version: tuple[int, int] | None, state: RunState | None, pend
         "_updated": info.updated_at or 0.0,
         "_ratio": ratio,
         "_level": level,
-        "_spiking": v is not None and v.unsettled is not None,
+        "_tone": word,
+        "_colour": colour,
     }
 
 
 def styled(df: pd.DataFrame) -> Any:
-    """H/H_ref cells coloured by meaning; numbers as the verdict's headline writes them ("13%", "0.00031", "—" when
-    unknown). The numeric columns stay in the frame (hidden) for sorting."""
-    bands = [ratio_meaning(x, spiking=bool(s)) for x, s in zip(df["_ratio"], df["_spiking"], strict=True)]
+    """H/H_ref cells coloured by the verdict's health and named by its kind (:func:`verdict_tone`); numbers as the
+    verdict's headline writes them ("13%", "0.00031", "—" when unknown). The numeric columns stay in the frame
+    (hidden) for sorting."""
+    ratio = [fmt_ratio(x) for x in df["_ratio"]]
     out = df.assign(
         **{
-            "H/H_ref": [f"{fmt_ratio(x)} {m}" if m else "—" for x, (m, _) in zip(df["_ratio"], bands, strict=True)],
-            "H (nats)": [fmt_nats(x) for x in df["_level"]],
+            "H/H_ref": [f"{r} {w}" if w and r != "—" else r for r, w in zip(ratio, df["_tone"], strict=True)],
+            "H level (nats)": [fmt_nats(x) for x in df["_level"]],
         }
     )
-    colours = [c for _, c in bands]
+    colours = [c if r != "—" else "" for r, c in zip(ratio, df["_colour"], strict=True)]
     return out.style.apply(
         lambda col: [f"background-color: {c}; color: #111" if c else "" for c in colours], subset=["H/H_ref"]
     )
@@ -159,6 +165,9 @@ def runs_table() -> None:
         f"{len(df)} of {len(rows)} runs in {md(root)} · data generation {generation} · select rows to open or "
         "compare them"
     )
+    if df.empty:  # no empty grid (with the buttons drawn over it): say what matched nothing
+        st.info(no_match_text(name_filter, status_filter, health_filter))
+        return
     event = st.dataframe(
         styled(df),
         hide_index=True,
@@ -173,7 +182,7 @@ def runs_table() -> None:
             "health",
             "H/H_ref",
             "entropy",
-            "H (nats)",
+            "H level (nats)",
             "last step",
             "status",
             "framework",
@@ -191,14 +200,15 @@ def runs_table() -> None:
             "health": st.column_config.TextColumn("health", width=150, help="the verdict of the detector"),
             "H/H_ref": st.column_config.TextColumn(
                 "H/H_ref",
-                width=130,
+                width=190,
                 alignment="right",
-                help="current entropy level over the run's early level H_ref (spiking: the level is back down but "
-                "points still explode: the explosion has not settled)",
+                help="the verdict's entropy level over the run's early level H_ref, coloured by the verdict's health "
+                "and named by its kind (spiking: the level is back down but points still explode: the explosion has "
+                "not settled)",
             ),
             "entropy": st.column_config.LineChartColumn("entropy over steps", width="medium", y_min=0.0),
-            "H (nats)": st.column_config.TextColumn(
-                "H (nats)", width="small", alignment="right", help="current entropy level"
+            "H level (nats)": st.column_config.TextColumn(
+                "H level (nats)", width="small", alignment="right", help=LEVEL_HELP
             ),
             "last step": st.column_config.NumberColumn(format="%d", width="small"),
             "updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
@@ -214,6 +224,14 @@ def runs_table() -> None:
     if b2.button("Compare", key="compare", disabled=len(picked) < 2, help="select two or more rows"):
         st.session_state["compare_runs"] = list(picked)
         st.switch_page(data.VIEWS_DIR / "compare.py")
+
+
+def no_match_text(name: str, statuses: list[str], healths: list[str]) -> str:
+    """The line shown instead of an empty table: the filters that matched no run, the name one quoted as data."""
+    parts = [f"the name filter “{md(name)}”"] if name else []
+    parts += [f"status {md(' or '.join(statuses))}"] if statuses else []
+    parts += [f"health {md(' or '.join(healths))}"] if healths else []
+    return f"No runs match {' and '.join(parts) or 'the filters'}. Change or clear the filters above."
 
 
 runs_table()

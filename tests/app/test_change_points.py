@@ -175,7 +175,8 @@ def test_the_step_window_fits_only_the_data_axis() -> None:
                          model="line", eta_step=140.0, eta_lo_step=130.0, eta_hi_step=150.0, reached=False,
                          target_label="the floor", direction="fall", target=2.3)  # fmt: skip
     marks = charts.ChangeMarks(np.asarray([60]), ("resume",), ({},))
-    fig = charts.entropy_forecast(Trace("e", s, h, h, h), forecast=fc, x_range=(50.0, 99.0), changes=marks)
+    fc.fitted_at = 99
+    fig = charts.entropy_forecast(Trace("e", s, h, h, h), forecast=fc, x_range=(50.0, 145.0), changes=marks)
     assert list(fig.layout.yaxis2.range) == [0, 1] and list(fig.layout.yaxis3.range) == [0, 1]
     assert fig.layout.yaxis.range[0] > 2.0
 

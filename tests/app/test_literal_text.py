@@ -134,6 +134,6 @@ def test_unknown_run_and_compare_show_names_literally(monkeypatch: pytest.Monkey
     assert any(rendered(s)[1] == IMPORTED_RUN for s in links), links
     assert_literal(next(e.value for e in at.error), "inj_test:smil")
     at = app(monkeypatch, tricky_store, "views/compare.py")
-    latest = [c.value for c in at.caption if "Latest entropy" in c.value]
+    latest = [c.value for c in at.caption if "Entropy level" in c.value]
     assert latest and IMPORTED_RUN in rendered(latest[0])[1] and RECORDED_RUN in rendered(latest[0])[1]
     assert_literal(latest[0], IMPORTED_RUN)

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from entropy_watch import metrics as M
 from entropy_watch.analysis import RunSeries, analyze
 from entropy_watch.analysis.alert import fmt_nats
+from entropy_watch.app.display import HEALTH_TONES, verdict_tone
 from entropy_watch.app.run_tabs import TABS
 from entropy_watch.store import RunWriter, Store
 
@@ -159,7 +160,7 @@ def test_runs_table_health_first_pinned_name_every_row(
     assert by.loc["thrash", "status"] == "✋ interrupted"
     v = verdict(synthetic_store, COLLAPSE)
     assert by.loc[COLLAPSE, "_ratio"] == pytest.approx(v.level / v.reference.value)
-    assert by.loc[COLLAPSE, "H/H_ref"].endswith(" collapsed")
+    assert v.health == "critical" and by.loc[COLLAPSE, "H/H_ref"].endswith(" collapse"), "the verdict's kind"
     assert 0 < len(by.loc[COLLAPSE, "entropy"]) <= 60
     cols = json.loads(at.dataframe[0].proto.columns)
     assert cols["name"]["pinned"] is True and cols["name"]["label"] == "run"
@@ -167,7 +168,7 @@ def test_runs_table_health_first_pinned_name_every_row(
     order = list(at.dataframe[0].proto.column_order)
     assert order.index("health") < order.index("entropy") < order.index("status"), "health and sparkline first"
     styles = at.dataframe[0].proto.arrow_data.styler.styles
-    assert "#f6c6c6" in styles, "a collapsed run's H/H_ref is coloured as collapsed"
+    assert HEALTH_TONES["critical"] in styles, "a critical run's H/H_ref is coloured as critical"
     assert by.loc["short-run", "H/H_ref"] == "—", "nothing analysed: no ratio"
     # a median back under 2x H_ref beside a critical explosion whose points still spike: not "normal"
     assert by.loc["thrash", "health"] == "🔴 critical" and by.loc["thrash", "_ratio"] < 2
@@ -177,14 +178,16 @@ def test_runs_table_health_first_pinned_name_every_row(
 
 
 def test_numbers_read_as_the_verdict_headline_writes_them() -> None:
-    from entropy_watch.app.display import fmt_nats, fmt_ratio, ratio_meaning
+    from entropy_watch.app.display import fmt_nats, fmt_ratio
 
     assert fmt_nats(0.00031) == "0.00031" and fmt_nats(8.7e-05) == "8.7e-05" and fmt_nats(4.051) == "4.05"
     assert fmt_ratio(0.0004) == "0.04%" and fmt_ratio(0.13) == "13%" and fmt_ratio(2.43) == "2.4×"
     assert fmt_nats(None) == "—" and fmt_ratio(float("nan")) == "—"
-    assert ratio_meaning(0.02)[0] == "collapsed" and ratio_meaning(1.09)[0] == "normal"
-    assert ratio_meaning(14.41)[0] == "exploding" and ratio_meaning(0.02)[1] != ratio_meaning(1.09)[1]
-    assert ratio_meaning(0.6, spiking=True) == ("spiking", ratio_meaning(14.41)[1])
+    assert verdict_tone("warning", "collapse") == ("collapse", HEALTH_TONES["warning"])
+    assert verdict_tone("info", "saturation") == ("saturation", HEALTH_TONES["info"])
+    assert verdict_tone("ok", None) == ("", HEALTH_TONES["ok"]) and verdict_tone("too-short", None) == ("", "")
+    assert verdict_tone("critical", "explosion", unsettled=True) == ("spiking", HEALTH_TONES["critical"])
+    assert verdict_tone("info", "zero_variance_groups")[0] == "zero variance groups"
 
 
 # -- B and 5: the verdict drawn, readable charts -----------------------------------------------------------------
