@@ -178,10 +178,14 @@ class Recorder:
             self._pending += len(checked)
             self._wake_if_due()
 
-    def failure(self, where: str, exc: BaseException) -> None:
-        """Count a guarded failure of a hook; warn once per hook name; re-raise if strict."""
+    def count_error(self) -> None:
+        """One more guarded failure in ``errors`` (written as ``hooks/errors``)."""
         with self._lock:
             self.errors += 1
+
+    def failure(self, where: str, exc: BaseException) -> None:
+        """Count a guarded failure of a hook; warn once per hook name; re-raise if strict."""
+        self.count_error()
         then = (
             "strict=True, so it is raised"
             if self.strict

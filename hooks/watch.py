@@ -458,12 +458,10 @@ class Watch:
 
     def _count_error(self) -> None:
         """One more guarded failure in :attr:`errors` (the recorder's counter on the writing rank)."""
-        rec = self._recorder
-        if rec is None:
+        if self._recorder is None:
             self._local_errors += 1
-            return
-        with rec._lock:  # the recorder's publisher and the statistics worker count under the same lock
-            rec.errors += 1
+        else:
+            self._recorder.count_error()
 
     def _after_close(self, where: str, step: Any) -> None:
         """A call after :meth:`close`: nothing is recorded. Counted; the first one warns; strict raises."""

@@ -1,17 +1,16 @@
 """Analysis commands: ``alerts`` (CI/cron-friendly exit status), ``watch`` (follow live runs), ``report`` (HTML).
 
-``alerts`` and ``watch`` without targets read every run in the store (an empty store says so: nothing to alert on).
-Exit status of ``alerts``: 0 no warning, 1 at least one warning, 2 at least one critical alert among those that
-stand — the verdict's (an episode its headline says cleared is listed, marked "cleared", and not counted;
-``--fail-on KINDS`` counts only those kinds), 3 an error on any target (missing file, unknown run, unreadable log, a
-bug: one line on stderr naming the file; the other targets are still analysed and printed). A run that logged no
-entropy is "nothing to analyse", not an error. Usage mistakes (a missing argument, an unknown option, a bad option
-value) also exit 2,
-with typer's usage message on stderr. ``watch`` and ``report`` exit 0, or 1 on errors like every other command
-(``watch --once``: 1 when a target could not be read: a run not in the store, a log folder without logs, an unreadable
-log; without ``--once`` a named run not in the store yet is waited for); ``watch --notify`` exits 1 when a notification
-could not be delivered (it waits for the retries first; while it runs, the first failure to each destination is one
-line on stderr); Ctrl-C exits 130 (``boundary.py``).
+``alerts`` and ``watch`` without targets read every run in the store (an empty store says so: nothing to alert on). Exit
+status of ``alerts``: 0 no warning, 1 at least one warning, 2 at least one critical alert among those that stand — the
+verdict's (an episode its headline says cleared is listed, marked "cleared", and not counted; ``--fail-on KINDS`` counts
+only those kinds), 3 an error on any target (missing file, unknown run, unreadable log, a bug: one line on stderr naming
+the file; the other targets are still analysed and printed). A run that logged no entropy is "nothing to analyse", not
+an error. Usage mistakes (a missing argument, an unknown option, a bad option value) also exit 2, with typer's usage
+message on stderr. ``watch`` and ``report`` exit 0, or 1 on errors like every other command (``watch --once``: 1 when a
+target could not be read: a run not in the store, a log folder without logs, an unreadable log; without ``--once`` a
+named run not in the store yet is waited for); ``watch --notify`` exits 1 when a notification could not be delivered (it
+waits for the retries first; while it runs, the first failure to each destination is one line on stderr); Ctrl-C exits
+130 (``boundary.py``).
 """
 
 from __future__ import annotations
