@@ -83,7 +83,7 @@ def resolve(
     the runs that exist); :class:`~entropy_watch.errors.NoEntropySeries` for a run that logged no entropy."""
     from entropy_watch.analysis import RunSeries
     from entropy_watch.errors import EntropyWatchError, InvalidRunName, RunNotFound
-    from entropy_watch.store import Store
+    from entropy_watch.store import Store, read_steady
     from entropy_watch.store.query import run_names
 
     p = Path(target).expanduser()
@@ -100,8 +100,8 @@ def resolve(
         return [Target(RunSeries.from_imported(r), None, r.name, str(p)) for r in runs]
     if not store_only and (os.sep in target or "/" in target or target.lower().endswith(LOG_SUFFIXES)):
         raise EntropyWatchError(f"{target}: no such file or directory")
-    try:
-        series = RunSeries.from_reader(Store(default_root), target)
+    try:  # one version of the run, should `import --replace` swap it meanwhile
+        series = read_steady(default_root, target, lambda store: RunSeries.from_reader(store, target))
     except RunNotFound as e:
         hint = "" if run_names(default_root) else f"; {EMPTY_STORE_HINT}"
         raise RunNotFound(f"{e}; no file or folder of that name either{hint}") from None

@@ -106,18 +106,21 @@ def show(
 ) -> None:
     """Show a run's latest canonical metrics, readable at a glance."""
     from entropy_watch.analysis.changes import change_points
-    from entropy_watch.store import Store
+    from entropy_watch.store import Store, read_steady
     from entropy_watch.store.layout import validate_run_name
 
     validate_run_name(run)  # a name no store can hold says so first, store or not
-    store = Store(state(ctx).root(existing=True))
-    meta = store.run_meta(run)  # RunNotFound -> one-line error
-    info = store.run_info(run)  # this run only: cost independent of the other runs in the store
-    ends = store.ends(run, tuple(name for _, name in SHOW_METRICS))
+
+    def read(store: Store) -> tuple[Any, ...]:
+        meta = store.run_meta(run)  # RunNotFound -> one-line error
+        info = store.run_info(run)  # this run only: cost independent of the other runs in the store
+        ends = store.ends(run, tuple(name for _, name in SHOW_METRICS))
+        return meta, info, ends, _verdict(store, run), change_points(store.events(run)), store.scalar_names(run)
+
+    # one version of the run, should `import --replace` swap it meanwhile
+    meta, info, ends, verdict, changes, names = read_steady(state(ctx).root(existing=True), run, read)
     latest = {name: last for name, (_, last) in ends.items()}
     first = ends[M.ENTROPY_MEAN][0] if M.ENTROPY_MEAN in ends else None
-    verdict = _verdict(store, run)
-    changes = change_points(store.events(run))
     if as_json:
         echo_json(
             {
@@ -154,7 +157,7 @@ def show(
         _print_verdict(verdict)
     _print_changes(changes)
     if not latest:
-        others = store.scalar_names(run)
+        others = names
         if others:  # scalars of the user's own names only
             console().print(text(f"no canonical metrics; {len(others)} other scalar(s): {listed(others, 8)}"))
         else:

@@ -2,11 +2,14 @@
 
 Everything is parsed first (a malformed file fails before the store is touched). Each run is then written by a
 :class:`~entropy_watch.store.RunWriter` rooted at a hidden staging folder ``ROOT/.staging-<host>-<pid>-<ns>/`` (store
-readers ignore hidden folders) and moved into place with one ``os.rename`` of its ``run=<name>`` folder, so readers
-see either nothing or the whole run. An existing run is refused unless ``replace=True``; it is then moved aside to a
-hidden ``ROOT/.replaced-*`` folder, the new run renamed in, and the old one deleted (or moved back if that rename
-fails). The old folders are deleted only once every run of the call is published: if a later run of a multi-run
-file fails, the runs this call published are withdrawn and the replaced ones restored.
+readers ignore hidden folders) and moved into place with one ``os.rename`` of its ``run=<name>`` folder, so readers see
+either nothing or the whole run. An existing run is refused unless ``replace=True``; the new run is then swapped in with
+one atomic exchange of the two folders where Linux offers it (:func:`~entropy_watch.store.atomic.exchange`: never a
+moment without the run), else the old one moved aside to a hidden ``ROOT/.replaced-*`` folder and the new one renamed in
+(moved back if that rename fails). Readers that read a run several times over (``show``,
+``alerts``) do so as of one version (:func:`~entropy_watch.store.read_steady`). The old folders are deleted only once
+every run of the call is published: if a later run of a multi-run file fails, the runs this call published are withdrawn
+and the replaced ones restored.
 
 Imported runs carry no heartbeat file, so :class:`~entropy_watch.store.Store` lists them with state ``imported``.
 Scalars get ``wall_time`` NaN (the source's clock is unknown for most formats); ``run.json`` records the source file,
@@ -30,6 +33,7 @@ from entropy_watch.importers import staging as staging_mod
 from entropy_watch.importers.base import ImportedRun, Progress
 from entropy_watch.importers.loader import load_log
 from entropy_watch.store import fs
+from entropy_watch.store.atomic import exchange
 from entropy_watch.store.fs import ObjectPath
 from entropy_watch.store.hive import ensure_common_metadata
 from entropy_watch.store.layout import RUN_JSON, default_root, run_dir, status_dir
@@ -192,6 +196,9 @@ def _move_into_place(staged: Path, target: Path, *, replace: bool) -> tuple[Path
     if not replace:
         raise RunExists(f"run folder {target} appeared during the import; pass --replace to overwrite it")
     aside = staging_mod.aside_dir(target.parent, target.name[4:])
+    if exchange(staged, target):  # one atomic swap: a reader finds the old run or the new one, never no run
+        os.rename(staged, aside)  # the old run, now under the staging name
+        return target, aside
     os.rename(target, aside)
     try:
         os.rename(staged, target)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from entropy_watch.store.catalog import export_duckdb, write_catalog
 from entropy_watch.store.compact import CompactionReport, compact
-from entropy_watch.store.reader import RunInfo, Store
+from entropy_watch.store.reader import RunInfo, Store, read_steady
 from entropy_watch.store.tail import TailReader
 from entropy_watch.store.writer import RunWriter
 
@@ -22,6 +22,7 @@ __all__ = [
     "Store",
     "TailReader",
     "compact",
+    "read_steady",
     "export_duckdb",
     "write_catalog",
 ]

@@ -40,6 +40,26 @@ _counter = itertools.count()
 _TMP_PID = (re.compile(r"^\.(?:seg|part)-\d+-(\d+)-\d+\.parquet\.tmp$"), re.compile(r"^\..+\.(\d+)\.\d+\.tmp$"))
 
 
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``): a reader sees one or the
+    other under each name, never neither. False where the system or the filesystem cannot (the caller then renames
+    twice, leaving a moment with no folder under ``b``)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):  # glibc before 2.28, or another libc
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+    return bool(done)
+
+
 def fsync_dir(directory: Path) -> None:
     """Flush a directory entry (a rename) to disk. No-op where directories cannot be opened (Windows)."""
     try:

@@ -18,7 +18,8 @@ import os
 import re
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -43,6 +44,8 @@ from entropy_watch.store.reads import SqlReads, query_files
 from entropy_watch.store.schema import empty_table
 from entropy_watch.store.summary import RunInfo
 from entropy_watch.store.writer import DEFAULT_HEARTBEAT_S, SUMMARY_NAMES, RunWriter
+
+T = TypeVar("T")
 
 STALL_FACTOR = 3.0
 # A run's state across its ranks: the first of these any rank is in (none: finished). A failure outranks a stop from
@@ -273,3 +276,31 @@ def _runs_table(infos: list[RunInfo]) -> pa.Table:
             "updated_at": pa.array([i.updated_at for i in infos], pa.float64()),
         }
     )
+
+
+def read_steady(root: str | os.PathLike[str] | StorePath | None, run: str, read: Callable[[Store], T]) -> T:
+    """``read(store)`` — several reads of ``run`` through a fresh :class:`Store` — as of one version of the run:
+    done again (at most :data:`STEADY_TRIES` times in all) when the run's folder was swapped while it ran, as
+    ``import --replace`` swaps it. Each read sees the old run or the new one; several reads spanning the swap mixed
+    them (``show`` printed the old run's last step beside the new run's verdict in 11 of 50 reads during a loop of
+    replacements). An object store has no folder to swap (its replacement is a delete after the PUTs): one try."""
+    where = layout.default_root(root)
+    for _ in range(STEADY_TRIES - 1):
+        before = _generation(where, run)
+        out = read(Store(root))
+        if before is None or _generation(where, run) == before:
+            return out
+    return read(Store(root))
+
+
+STEADY_TRIES = 3
+
+
+def _generation(root: StorePath, run: str) -> int | None:
+    """The identity of ``run``'s folder (its inode): a replacement is a new folder. None on an object store."""
+    if fs.is_object(root):
+        return None
+    try:
+        return os.stat(layout.run_dir(root, run)).st_ino
+    except OSError:
+        return None
