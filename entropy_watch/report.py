@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,11 +55,9 @@ def _entropy_figure(go: Any, series: RunSeries, result: AnalysisResult) -> Any:
     if prep is not None and len(prep):
         fig.add_scatter(x=steps, y=prep.smooth, mode="lines", name="level (detector)", line={"color": "#333"})
     if v is not None and v.reference.value is not None:
-        fig.add_hline(y=v.reference.value, line_dash="dot", line_color="#2ca02c", annotation_text="H_ref",
-                      annotation_position="top left")  # fmt: skip
+        _level_line(fig, v.reference.value, "H_ref", "#2ca02c", "bottom")
     if v is not None and v.floor is not None:
-        fig.add_hline(y=v.floor, line_dash="dot", line_color="#d62728", annotation_text="floor",
-                      annotation_position="bottom left")  # fmt: skip
+        _level_line(fig, v.floor, "floor", "#d62728", "top")
     f = v.forecast if v is not None else None
     if f is not None:
         pct = f"{100 * f.interval:.0f}%"
@@ -85,8 +84,31 @@ def _entropy_figure(go: Any, series: RunSeries, result: AnalysisResult) -> Any:
                             marker={"color": color, "size": 10, "symbol": "x"},
                             text=[a.message for a in pts], hoverinfo="text+x")  # fmt: skip
     _mark_changes(fig, series.changes)
-    fig.update_layout(title="Token entropy", xaxis_title="step", yaxis_title="nats", yaxis_type="log", height=420)
+    # the legend under the chart, so its plot is as wide as the reward chart's and the heatmap's below it
+    fig.update_layout(title="Token entropy", xaxis_title="step", yaxis_title="nats", yaxis_type="log", height=470,
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.22})  # fmt: skip
     return fig
+
+
+def _level_line(fig: Any, nats: float, label: str, colour: str, side: str) -> None:
+    """A dotted level across the log-scaled entropy chart, labelled on it. Not ``add_hline(annotation_text=...)``:
+    Plotly places that label at ``y`` in the axis's own units, log10 on a log axis, so "H_ref" at 1.15 nats stood
+    at 14 nats, and the axis stretched to it squashed the run into a thin band."""
+    if not nats > 0:
+        return
+    fig.add_hline(y=nats, line_dash="dot", line_color=colour)
+    fig.add_annotation(x=0, xref="x domain", y=math.log10(nats), yref="y", text=label, showarrow=False,
+                       xanchor="left", yanchor=side, font={"color": colour})  # fmt: skip
+
+
+def step_range(series: RunSeries, result: AnalysisResult) -> tuple[float, float] | None:
+    """The step axis every chart of the report shares: the run's steps and the drawn forecast past them."""
+    steps = series.steps
+    if not len(steps):
+        return None
+    f = result.verdict.forecast if result.verdict is not None else None
+    right = max(float(steps[-1]), f.steps[-1] if f is not None and f.steps else 0.0)
+    return float(steps[0]), right
 
 
 def _mark_changes(fig: Any, points: list[dict[str, Any]]) -> None:
@@ -127,10 +149,10 @@ def _heatmap_figure(go: Any, series: RunSeries) -> Any | None:
     share = hc / np.maximum(hc.sum(axis=1, keepdims=True), 1)
     edges = series.hist_edges
     labels = ["0"] + [f"{edges[b]:.2g}" for b in range(1, len(edges))]  # bin b: [edges[b-1], edges[b])
-    fig = go.Figure(go.Heatmap(x=hs, y=labels[: share.shape[1]], z=share.T, colorscale="Viridis",
-                               colorbar={"title": "share"}))  # fmt: skip
+    bar = {"title": "share", "orientation": "h", "y": -0.45, "thickness": 12}  # under it: the plot as wide as above
+    fig = go.Figure(go.Heatmap(x=hs, y=labels[: share.shape[1]], z=share.T, colorscale="Viridis", colorbar=bar))
     fig.update_layout(title="Token-entropy distribution over steps (bin upper edge, nats)", xaxis_title="step",
-                      height=420)  # fmt: skip
+                      height=460)  # fmt: skip
     return fig
 
 
@@ -183,6 +205,10 @@ def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *,
     except ImportError:
         raise MissingExtra("plotly is not installed; install it with: pip install 'entropy-watch[app]'") from None
     figs = [_entropy_figure(go, series, result), _reward_figure(go, series), _heatmap_figure(go, series)]
+    span = step_range(series, result)
+    for fig in figs:  # one step axis for the three: the forecast stretches the entropy chart's past the run
+        if fig is not None and span is not None:
+            fig.update_xaxes(range=list(span))
     parts = []
     first = True
     for fig in figs:
@@ -198,7 +224,7 @@ def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *,
     title = f"entropy_watch report: {html.escape(series.name)}"
     body = (
         f"<h1>{title}</h1><p class='muted'>{html.escape(source)} · {len(series)} logged steps · "
-        f"{len(v.alerts)} alerts · health: {v.health}</p>{_verdict_block(v)}{notes}"
+        f"{len(v.alerts)} alert{'' if len(v.alerts) == 1 else 's'} · health: {v.health}</p>{_verdict_block(v)}{notes}"
         f"<h2>Entropy</h2>{parts[0] if parts else ''}{''.join(parts[1:])}<h2>Alerts</h2>{_alerts_table(v)}"
     )
     doc = f"<!DOCTYPE html><html><head><meta charset='utf-8'>{GENERATOR}<title>{title}</title><style>{_CSS}</style>"

@@ -162,3 +162,27 @@ def test_cli_and_verdict_agree_on_a_real_log_at_every_step_checked(tmp_path: Pat
         assert got["step"] == int(part.steps[-1])
         want = verdict(s, at_step=int(part.steps[-1])).to_dict()
         assert {k: v for k, v in got.items() if k != "run"} == {k: v for k, v in want.items() if k != "run"}
+
+
+def test_report_labels_sit_on_their_lines_and_the_charts_share_the_step_axis() -> None:
+    """The entropy chart is log-scaled: ``add_hline(annotation_text=...)`` put "H_ref" at 10^1.15 nats for a 1.15 nats
+    line, and the axis stretched to the label squashed the run; the forecast stretched the entropy chart's steps past
+    the reward chart's."""
+    import math
+
+    import plotly.graph_objects as go
+
+    from entropy_watch.analysis import analyze
+    from entropy_watch.report import _entropy_figure, step_range
+    from entropy_watch.synthetic import generate
+
+    series = generate("steady_collapse", 1, 100).to_series()
+    res = analyze(series)
+    v = res.verdict
+    assert v.forecast is not None and v.reference.value is not None and v.floor is not None
+    fig = _entropy_figure(go, series, res)
+    assert fig.layout.yaxis.type == "log"
+    labels = {a.text: a.y for a in fig.layout.annotations}
+    assert labels["H_ref"] == math.log10(v.reference.value) and labels["floor"] == math.log10(v.floor)
+    lo, hi = step_range(series, res)
+    assert lo == series.steps[0] and hi == max(series.steps[-1], v.forecast.steps[-1])
