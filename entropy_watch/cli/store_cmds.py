@@ -216,14 +216,17 @@ def sql(
 
     check_read_only(query)
     try:
-        table = Store(state(ctx).root(existing=True)).sql(query)
+        table = Store(state(ctx).root(existing=True)).sql(query, limit=limit + 1)  # one more: are there more?
     except Exception as e:
         if not is_input_error(e) or isinstance(e, EntropyWatchError):
             raise
         raise EntropyWatchError(_sql_error(e)) from e
     rows = table.slice(0, limit).to_pylist()
+    more = f"(more than {limit} rows: the first {limit} shown; raise --limit for more)"
     if as_json:
         echo_json(rows)
+        if table.num_rows > limit:  # a script reading the JSON is told too, on stderr
+            typer.echo(more, err=True)
         return
     from rich.table import Table
 
@@ -234,7 +237,7 @@ def sql(
         out.add_row(*(_sql_cell(v) for v in r.values()))
     console().print(out)
     if table.num_rows > limit:
-        typer.echo(f"({table.num_rows - limit} more rows; use --limit)")
+        typer.echo(more)
 
 
 def _sql_cell(v: Any) -> Any:

@@ -201,3 +201,17 @@ def test_sql_tells_null_nan_and_text_apart(ew, store: Path) -> None:
     r = ew("--store", store, "sql", "SELECT 'nan'::DOUBLE AS a, NULL AS b, 'inf'::DOUBLE AS c, 'N/A' AS d, 'None' AS e")
     (row,) = [line for line in r.out.splitlines() if "N/A" in line]
     assert [c.strip() for c in row.strip("│ ").split("│")] == ["NaN", "NULL", "inf", "N/A", "None"], r.out
+
+
+def test_sql_fetches_no_more_than_its_limit_and_says_when_it_cut(ew, store: Path) -> None:
+    """``--limit 2`` over 300 million rows fetched them all (2.5 GB) and cut after; ``--json`` cut silently."""
+    from entropy_watch.store import Store
+
+    table = Store(store).sql("SELECT * FROM range(300000000)", limit=3)
+    assert table.num_rows == 3
+    r = ew("--store", store, "sql", "SELECT * FROM range(1000)", "--json", "--limit", "5")
+    assert len(json.loads(r.out)) == 5 and "more than 5 rows: the first 5 shown" in r.err and r.code == 0
+    r = ew("--store", store, "sql", "SELECT * FROM range(1000)", "--limit", "5")
+    assert "more than 5 rows: the first 5 shown; raise --limit for more" in r.out
+    r = ew("--store", store, "sql", "SELECT * FROM range(5)", "--json", "--limit", "5")
+    assert len(json.loads(r.out)) == 5 and r.err == ""
