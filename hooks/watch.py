@@ -60,6 +60,9 @@ class Watch:
         strict: re-raise hook failures instead of counting them (tests).
         vocab_size: V, fixes the histogram bins; default: ``logits.shape[-1]`` of the first call, or a 262k-token
             vocabulary when only entropies are ever passed.
+        reward_max: the most the logged reward can be when it is not 1 (a sum of reward functions, a score on
+            another scale), stored in ``run.json``: the analysis then tells a solved task (benign convergence) from a
+            collapse; without it a reward above 1 leaves the task's state unjudged.
         sample_tokens: highest-entropy and random token rows kept per logged step (0 disables).
         token_every: keep token rows every N-th logged step only (DESIGN §3: a few sequences every N steps).
         temperature: sampling temperature the logits are divided by (entropy is reported at it).
@@ -105,6 +108,7 @@ class Watch:
         strict: bool = False,
         *,
         vocab_size: int | None = None,
+        reward_max: float | None = None,
         sample_tokens: int = 8,
         token_every: int = 10,
         temperature: float = 1.0,
@@ -146,6 +150,9 @@ class Watch:
         self.is_writer = self.rank == 0 or not self.reduce
         self._edges: np.ndarray | None = entropy_bin_edges(vocab_size) if vocab_size else None
         self._vocab_size = vocab_size
+        if reward_max is not None and not (isinstance(reward_max, int | float) and 0 < reward_max < float("inf")):
+            raise ValueError(f"reward_max must be a positive finite number, got {reward_max!r}")  # before training
+        self._reward_max = None if reward_max is None else float(reward_max)
         self._n_logged = 0
         root = store.root if hasattr(store, "runs") else store  # a Store, or a path
         self.root = default_root(root)
@@ -533,6 +540,8 @@ class Watch:
         if self._edges is not None:
             meta["hist_edges"] = self._edges.tolist()
             meta["vocab_size"] = self._vocab_size
+        if self._reward_max is not None:
+            meta["reward_max"] = self._reward_max
         return meta
 
 

@@ -136,7 +136,8 @@ def reward_note(prep: Prepared, config: DetectorConfig) -> str | None:
         return None
     return (
         f"the reward reaches {top:.3g}, above {config.reward_max:g}: its ceiling is unknown, so no collapse is read "
-        "as a solved task; state it with --reward-max (import, alerts, report, watch) or reward_max in run.json"
+        "as a solved task; state it: reward_max= on the Watch or attach() that records the run, --reward-max on a "
+        "log file (import, alerts, report, watch)"
     )
 
 

@@ -199,3 +199,32 @@ def test_earlier_last_step_after_a_session_that_died_after_its_flush(
     with caplog.at_level(logging.WARNING, logger="entropy_watch"), Watch("r", store=tmp_path) as w:
         assert w.earlier_last_step == 4
     assert not _messages(caplog, LIVE)
+
+
+def test_a_recorded_run_states_its_rewards_maximum(tmp_path) -> None:
+    """The verdict's note said "state it with --reward-max ... or reward_max in run.json", and --reward-max is
+    refused on a stored run: ``Watch(reward_max=...)`` is the route for a run being recorded (attach passes it on)."""
+    from dataclasses import replace
+
+    import pytest
+
+    from entropy_watch import metrics as M
+    from entropy_watch.analysis import RunSeries, analyze
+    from entropy_watch.hooks import Watch
+    from entropy_watch.store import Store
+    from entropy_watch.synthetic import generate
+
+    solved = generate("solved", seed=1, n_steps=100).to_series()
+    doubled = replace(solved, scalars={**solved.scalars, M.REWARD_MEAN: (solved.steps, 2 * solved.reward())})
+    for name, reward_max in (("unstated", None), ("stated", 2)):
+        with Watch(name, store=tmp_path, reward_max=reward_max) as w:
+            for s, h, r in zip(doubled.steps, doubled.entropy, doubled.reward(), strict=True):
+                w.log(int(s), **{M.ENTROPY_MEAN: float(h), M.REWARD_MEAN: float(r)})
+    kinds = {}
+    for name in ("unstated", "stated"):
+        res = analyze(RunSeries.from_reader(Store(tmp_path), name))
+        kinds[name] = ({a.kind for a in res.alerts if a.kind in ("collapse", "saturation")}, res.notes)
+    assert "collapse" in kinds["unstated"][0] and any("reward_max= on the Watch" in n for n in kinds["unstated"][1])
+    assert kinds["stated"][0] == {"saturation"}
+    with pytest.raises(ValueError, match="reward_max must be a positive finite number"):
+        Watch("bad", store=tmp_path, reward_max=float("nan"))
