@@ -146,7 +146,8 @@ def _file_only(target: str, options: LogOptions | None) -> None:
     if given:
         raise typer.BadParameter(
             f"{given[0]} applies to log files; {target} is a run in a store (give it when importing: "
-            f"import {given[0]} ... --replace)"
+            f"import {given[0]} ... --replace; or, recording it, to Watch/attach as "
+            f"{given[0].lstrip('-').replace('-', '_')}=...)"
         )
 
 
