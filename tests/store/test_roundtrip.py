@@ -202,3 +202,12 @@ def test_catalog_views_see_future_files_and_export(root: Path, tmp_path: Path) -
     assert con.sql("SELECT run, state FROM runs").fetchall() == [("r", "running")]
     con.close()
     assert os.path.exists(dest) and not list(dest.parent.glob(".*tmp"))
+
+
+def test_an_unknown_run_lists_the_runs_and_says_how_many_more(root: Path) -> None:
+    """With 14 runs the message listed 10 and stopped: a user could think the store held only those."""
+    for i in range(14):
+        with RunWriter(root, f"r{i:02d}") as w:
+            w.write("scalars", {"step": [1], "name": ["m"], "value": [2.0]})
+    with pytest.raises(RunNotFound, match=r"\(runs: r00, r01, .*, r09 and 4 more\)"):
+        Store(root).run_meta("nosuchrun")
