@@ -24,7 +24,7 @@ DOCUMENTED: list[tuple[Callable, str, str]] = [
     (
         Watch,
         "run store config strict",
-        "vocab_size sample_tokens token_every temperature framework entropy_definition process_group reduce "
+        "vocab_size reward_max sample_tokens token_every temperature framework entropy_definition process_group reduce "
         "flush_secs seed async_stats max_pending_stats max_logits_per_call notify on_alert detector app_url live",
     ),
     (
