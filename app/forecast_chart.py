@@ -52,17 +52,8 @@ def draw_forecast(fig: go.Figure, forecast: Any, axis: tuple[float, float]) -> N
     pct = f"{100 * forecast.interval:.0f}%"
     if len(forecast.steps):
         x = np.asarray(forecast.steps, dtype=np.float64)
-        fig.add_trace(
-            go.Scatter(
-                x=np.concatenate([x, x[::-1]]),
-                y=np.concatenate([forecast.hi, np.asarray(forecast.lo)[::-1]]),
-                fill="toself",
-                fillcolor="rgba(255,127,14,0.18)",
-                line={"width": 0},
-                name=f"forecast {pct} band",
-                hoverinfo="skip",
-            )
-        )
+        band_y = np.concatenate([forecast.hi, np.asarray(forecast.lo)[::-1]])
+        fig.add_trace(_shaded(np.concatenate([x, x[::-1]]), band_y, "rgba(255,127,14,0.18)", f"forecast {pct} band"))
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -80,19 +71,8 @@ def draw_forecast(fig: go.Figure, forecast: Any, axis: tuple[float, float]) -> N
     if lo is not None and (hi is None or hi > lo):
         a, b = max(float(lo), left), min(float(hi) if hi is not None else math.inf, right)
         cut = " (its late end past the chart)" if hi is None or hi > right else ""
-        fig.add_trace(
-            go.Scatter(
-                x=[a, b, b, a, a],
-                y=[0.0, 0.0, 1.0, 1.0, 0.0],
-                yaxis=ETA_AXIS,
-                mode="lines",
-                fill="toself",
-                fillcolor="rgba(214,39,40,0.08)",
-                line={"width": 0},
-                name=f"ETA {pct} interval: steps {interval_range(eta, lo, hi, forecast.fitted_at)}{cut}",
-                hoverinfo="skip",
-            )
-        )
+        name = f"ETA {pct} interval: steps {interval_range(eta, lo, hi, forecast.fitted_at)}{cut}"
+        fig.add_trace(_shaded([a, b, b, a, a], [0.0, 0.0, 1.0, 1.0, 0.0], "rgba(214,39,40,0.08)", name, ETA_AXIS))
     fig.add_trace(
         go.Scatter(
             x=[eta, eta],
@@ -105,3 +85,9 @@ def draw_forecast(fig: go.Figure, forecast: Any, axis: tuple[float, float]) -> N
         )
     )
     fig.update_layout(yaxis2={"overlaying": "y", "range": [0, 1], "visible": False})
+
+
+def _shaded(x: Any, y: Any, colour: str, name: str, yaxis: str = "y") -> go.Scatter:
+    """A filled polygon (the forecast band, the ETA interval) with a legend entry and no hover."""
+    return go.Scatter(x=x, y=y, yaxis=yaxis, mode="lines", fill="toself", fillcolor=colour, line={"width": 0},
+                      name=name, hoverinfo="skip")  # fmt: skip

@@ -68,7 +68,8 @@ def _entropy_figure(go: Any, series: RunSeries, result: AnalysisResult) -> Any:
         if f.eta_step is not None and not f.reached:
             # the chart ends where the drawn forecast does: a late end far past it (a slow decline's can lie at step
             # 10^8) would stretch the axis over it, shapes being part of the autorange
-            right = max(float(steps[-1]) if len(steps) else 0.0, f.steps[-1] if f.steps else 0.0)
+            span = step_range(series, result)
+            right = span[1] if span is not None else 0.0
             if f.eta_lo_step is not None and f.eta_lo_step < right:
                 x1 = right if f.eta_hi_step is None else min(f.eta_hi_step, right)
                 fig.add_vrect(x0=f.eta_lo_step, x1=x1, fillcolor="#9467bd", opacity=0.12, line_width=0,

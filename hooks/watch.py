@@ -42,10 +42,11 @@ from entropy_watch.hooks.live import Live
 from entropy_watch.jsonable import to_jsonable
 from entropy_watch.recorder import Recorder
 from entropy_watch.store import meta as run_meta
+from entropy_watch.store.atomic import pid_alive
 from entropy_watch.store.layout import default_root, validate_run_name
-from entropy_watch.store.reader import STALL_FACTOR
+from entropy_watch.store.reader import rank_state
 from entropy_watch.store.schema import check_step
-from entropy_watch.store.writer import DEFAULT_HEARTBEAT_S, exit_state
+from entropy_watch.store.writer import exit_state
 
 CPU_LOGIT_BUDGET = 2**26  # logit elements per call on CPU: 256 MiB of fp32, well under a second of work
 
@@ -440,28 +441,22 @@ class Watch:
         Trainer adapters call it from their own guards, so every hook's failures land in one counter. A rank that
         does not write (``reduce=True``, rank > 0) counts its own (:attr:`errors`) and warns once per hook name in
         its own log, naming the rank."""
-        if self.strict:  # counted, and said without promising that training continues: it is raised
-            self._count_error()
-            if where not in self._warned:
-                self._warned.add(where)
-                logging.getLogger("entropy_watch").warning(
-                    "entropy_watch: %s failed (%s: %s); strict=True, so it is raised", where, type(exc).__name__, exc
-                )
-            raise exc
         if self._recorder is not None:
-            self._recorder.failure(where, exc)  # counts, warns once
+            self._recorder.failure(where, exc)  # counts, warns once, re-raises when strict (and says so)
             return
         self._local_errors += 1
         if where not in self._warned:
             self._warned.add(where)
-            logging.getLogger("entropy_watch").warning(
-                "entropy_watch: %s failed on rank %d (%s: %s); training continues, later failures on this rank are "
-                "counted (Watch.errors)",
-                where,
-                self.rank,
-                type(exc).__name__,
-                exc,
+            then = (
+                "strict=True, so it is raised"
+                if self.strict
+                else ("training continues, later failures on this rank are counted (Watch.errors)")
             )
+            logging.getLogger("entropy_watch").warning(
+                "entropy_watch: %s failed on rank %d (%s: %s); %s", where, self.rank, type(exc).__name__, exc, then
+            )
+        if self.strict:
+            raise exc
 
     def _count_error(self) -> None:
         """One more guarded failure in :attr:`errors` (the recorder's counter on the writing rank)."""
@@ -578,20 +573,11 @@ def _live_writer(root: Any, run: str, rank: int) -> dict[str, Any] | None:
 def _is_live(status: Mapping[str, Any]) -> bool:
     """Whether a rank's heartbeat is a writer still at work: ``running``, refreshed within the interval after which
     readers call it stalled, and (on this host) its process alive. A session killed a moment ago is not live."""
-    if status.get("state", "running") != "running":
-        return False
-    interval = float(status.get("interval_s") or DEFAULT_HEARTBEAT_S)
-    if time.time() - float(status.get("updated_at") or 0.0) > STALL_FACTOR * interval:
+    if rank_state(status, time.time()) != "running":  # as `ls` reads it: not stalled
         return False
     pid = status.get("pid")
-    if os.name == "posix" and status.get("host") == socket.gethostname() and isinstance(pid, int):
-        try:
-            os.kill(pid, 0)  # signal 0: existence check only
-        except ProcessLookupError:
-            return False
-        except OSError:  # alive, another user's
-            pass
-    return True
+    same_host = os.name == "posix" and status.get("host") == socket.gethostname()
+    return not (same_host and isinstance(pid, int)) or pid_alive(pid)
 
 
 def _warn_live_writer(run: str, rank: int, status: Mapping[str, Any]) -> None:

@@ -169,9 +169,13 @@ REWARD_MAX_HELP = (
 
 
 def positive(value: float | None) -> float | None:
-    """Option callback: a number above 0 (a usage error otherwise)."""
+    """Option callback: a finite number above 0 (a usage error otherwise: NaN and inf too, never a run that trains
+    or waits on them)."""
     if value is not None and not 0 < value < float("inf"):
-        raise typer.BadParameter(f"{value:g} is not a positive number")
+        finite = value == value and abs(value) != float("inf")
+        raise typer.BadParameter(
+            f"{value:g} is not a positive number" if finite else f"{value:g}; use a finite number > 0"
+        )
     return value
 
 

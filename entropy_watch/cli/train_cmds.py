@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from entropy_watch.cli.common import echo_json, fail, run_name, state
+from entropy_watch.cli.common import echo_json, fail, positive, run_name, state
 from entropy_watch.errors import ConfigError, listed
 from entropy_watch.store.layout import run_dir
 from entropy_watch.trainer.config import ALGOS, PRECISIONS, PRESETS, TrainConfig, preset
@@ -41,13 +41,6 @@ def _one_of(choices: Iterable[str], what: str) -> Callable[[str | None], str | N
         return value
 
     return check
-
-
-def _finite_positive(value: float | None) -> float | None:
-    """Option callback: a finite number above 0 (NaN and inf are usage errors, not a run that trains on them)."""
-    if value is not None and not 0 < value < float("inf"):
-        raise typer.BadParameter(f"{value:g}; use a finite number > 0")
-    return value
 
 
 def _flag_value(flag: str, value: Any, build: Callable[[], T]) -> T:
@@ -155,7 +148,7 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue the run from its latest checkpoint."),
         sft_steps: int = typer.Option(None, "--sft-steps", min=0, help="SFT warm-up steps (default: the preset's)."),
         zeta_max: float = typer.Option(
-            None, "--zeta-max", callback=_finite_positive, help="REPO |zeta| cap (0.25 tiny vocab, 0.05 for LLMs)."
+            None, "--zeta-max", callback=positive, help="REPO |zeta| cap (0.25 tiny vocab, 0.05 for LLMs)."
         ),
         scripts: int = typer.Option(
             None,
@@ -250,7 +243,7 @@ def register(app: typer.Typer) -> None:
         probe_steps: int = typer.Option(100, "--probe-steps", min=0, help="Task-B GRPO iterations (0 = no probe)."),
         jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Processes in parallel (one torch thread each)."),
         lr: float = typer.Option(
-            None, "--lr", callback=_finite_positive, help="RL learning rate for every algorithm (default: preset's)."
+            None, "--lr", callback=positive, help="RL learning rate for every algorithm (default: preset's)."
         ),
         epochs: int = typer.Option(None, "--epochs", min=1, help="Passes over each rollout batch (default: preset's)."),
         minibatches: int = typer.Option(

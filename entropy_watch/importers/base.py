@@ -194,7 +194,7 @@ def _tracker_restarts(
     """:func:`frame_from_series`'s restarts: ``(series without the points they replaced, resume events, notes)``.
     Judged on one metric (as TensorBoard's tags are), since a metric logged less often steps back at other points;
     a metric that steps back too often (:func:`unordered`) records none."""
-    judge = A.detect_canonical(series).get(M.ENTROPY_MEAN) or max(series, key=lambda k: len(series[k][0]))
+    judge = restarts_judged_on({k: len(st) for k, (st, _) in series.items()})
     steps = np.asarray(series[judge][0], np.int64)
     marks = restarts(steps, np.asarray(when[judge], np.float64))
     if not len(marks[0]):
@@ -427,6 +427,15 @@ def restarts(s: np.ndarray, when: np.ndarray) -> Marks:
     wall time): each step back (:func:`step_backs`), none when the steps are out of order (:func:`unordered`)."""
     back = np.zeros(0, dtype=np.int64) if unordered(s) else step_backs(s)
     return np.asarray(when)[back], s[back]
+
+
+def restarts_judged_on(counts: dict[str, int], given: str | None = None) -> str:
+    """The series a tracker's restarts are judged on, by its name -> point count: ``given`` (``--map entropy=``) when
+    it is one, else the entropy the aliases find, else the busiest (a series logged less often steps back at other
+    points, so one judges for all)."""
+    if given in counts:
+        return given
+    return A.detect_canonical(counts).get(M.ENTROPY_MEAN) or max(counts, key=lambda k: counts[k])
 
 
 def replaced_by(marks: Marks, s: np.ndarray, when: np.ndarray) -> np.ndarray:

@@ -39,8 +39,6 @@ from typing import Any
 
 import numpy as np
 
-from entropy_watch import aliases as A
-from entropy_watch import metrics as M
 from entropy_watch.errors import ImportFormatError, listed, require
 from entropy_watch.importers.base import (
     UNORDERED_SHARE,
@@ -52,6 +50,7 @@ from entropy_watch.importers.base import (
     replaced_by,
     replaced_note,
     restarts,
+    restarts_judged_on,
     step_backs,
     unordered,
 )
@@ -280,9 +279,7 @@ def read_event_dir(path: Path, progress: Progress | None = None, entropy_tag: st
             f"event files written at the same time by two or more writers ({listed(writers, 4)}: every rank logging?): "
             f"read as one series, the last value written at each step kept; import one file to read one writer"
         )
-    judge = entropy_tag if entropy_tag in raw else A.detect_canonical(raw).get(M.ENTROPY_MEAN)
-    if judge is None:
-        judge = max(raw, key=lambda t: len(raw[t]))
+    judge = restarts_judged_on({t: len(p) for t, p in raw.items()}, entropy_tag)
     odd: list[str] = []
     tags = {tag: _in_write_order(tag, points, odd) for tag, points in raw.items()}
     steps, _, walls = tags[judge]

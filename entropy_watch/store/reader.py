@@ -18,7 +18,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import duckdb
@@ -243,19 +243,22 @@ class Store(SqlReads):
         return info, latest is not None
 
 
+def rank_state(status: Mapping[str, Any], now: float) -> str:
+    """One rank's state from its heartbeat: as written, but ``stalled`` for a ``running`` one not refreshed within
+    ``STALL_FACTOR`` heartbeat intervals (its writer died, or hangs)."""
+    state = str(status.get("state", "running"))
+    if state == "running":
+        interval = float(status.get("interval_s") or DEFAULT_HEARTBEAT_S)
+        if now - float(status.get("updated_at") or 0.0) > STALL_FACTOR * interval:
+            return "stalled"
+    return state
+
+
 def _run_state(statuses: list[dict[str, Any]], now: float) -> str:
     """Aggregate per-rank heartbeats into one state (see the module docstring)."""
     if not statuses:
         return "imported"
-    states = []
-    for st in statuses:
-        state = st.get("state", "running")
-        if state == "running":
-            interval = float(st.get("interval_s") or DEFAULT_HEARTBEAT_S)
-            updated = float(st.get("updated_at") or 0.0)
-            if now - updated > STALL_FACTOR * interval:
-                state = "stalled"
-        states.append(state)
+    states = [rank_state(st, now) for st in statuses]
     for state in STATE_PRECEDENCE:
         if state in states:
             return state
@@ -280,6 +283,9 @@ def _runs_table(infos: list[RunInfo]) -> pa.Table:
     )
 
 
+STEADY_TRIES = 3  # reads of a run at most, should it be replaced during each
+
+
 def read_steady(root: str | os.PathLike[str] | StorePath | None, run: str, read: Callable[[Store], T]) -> T:
     """``read(store)`` — several reads of ``run`` through a fresh :class:`Store` — as of one version of the run:
     done again (at most :data:`STEADY_TRIES` times in all) when the run's folder was swapped while it ran, as
@@ -293,9 +299,6 @@ def read_steady(root: str | os.PathLike[str] | StorePath | None, run: str, read:
         if before is None or _generation(where, run) == before:
             return out
     return read(Store(root))
-
-
-STEADY_TRIES = 3
 
 
 def _generation(root: StorePath, run: str) -> int | None:
