@@ -29,6 +29,7 @@ region from ``AWS_REGION`` / ``AWS_DEFAULT_REGION``; an S3-compatible service (M
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from collections.abc import Iterator
@@ -181,14 +182,27 @@ def describe_error(exc: BaseException) -> str:
 
 
 # -- listing ----------------------------------------------------------------------------------------------------------
-def listdir(path: StorePath) -> list[Entry]:
+def listdir(path: StorePath, *, follow: bool = False) -> list[Entry]:
     """The entries directly under ``path``. A missing local folder raises ``FileNotFoundError``; a prefix with no keys
-    lists as empty (an object store has no empty folders)."""
+    lists as empty (an object store has no empty folders).
+
+    A store holds only what lies inside it: symbolic links below the root are not followed. A linked entry is left
+    out, and a folder that is itself a link lists as missing, unless ``follow`` (the root, which may be a link to
+    where the store lives). A link planted in a store (``seg-….parquet -> ~/private.parquet``, ``run=x ->
+    /elsewhere``) would otherwise hand files from outside it to ``sql``, ``export``, the report and the app.
+    """
     if isinstance(path, ObjectPath):
         infos = path.fs.get_file_info(pafs.FileSelector(path.key, allow_not_found=True, recursive=False))
         return [_entry(path.fs, info) for info in infos]
+    if not follow and is_link(path):
+        raise FileNotFoundError(errno.ENOENT, "a symbolic link inside the store is not followed", str(path))
     with os.scandir(path) as it:
-        return [Entry(e.name, path, e.is_dir()) for e in it]
+        return [Entry(e.name, path, e.is_dir(follow_symlinks=False)) for e in it if not e.is_symlink()]
+
+
+def is_link(path: StorePath | str) -> bool:
+    """Whether a local ``path`` is a symbolic link (never on an object store): what a store never follows."""
+    return not isinstance(path, ObjectPath) and os.path.islink(path)
 
 
 def walk_files(path: StorePath) -> Iterator[tuple[str, StorePath]]:
@@ -213,10 +227,11 @@ def _entry(fs: pafs.FileSystem, info: pafs.FileInfo) -> Entry:
 
 
 def is_dir(path: StorePath) -> bool:
-    """Whether ``path`` is a folder (on an object store: whether any key starts with ``path/``)."""
+    """Whether ``path`` is a folder (on an object store: whether any key starts with ``path/``); a local symbolic
+    link to a folder is not one (:func:`listdir`)."""
     if isinstance(path, ObjectPath):
         return path.fs.get_file_info(path.key).type == pafs.FileType.Directory
-    return path.is_dir()
+    return path.is_dir() and not path.is_symlink()  # a link is not part of the store (listdir)
 
 
 def mtime(path: StorePath) -> float:
@@ -233,11 +248,13 @@ def mtime(path: StorePath) -> float:
 
 # -- bytes ------------------------------------------------------------------------------------------------------------
 def read_bytes(path: StorePath) -> bytes:
-    """The whole file; ``FileNotFoundError`` (or another ``OSError``) when it cannot be read."""
+    """The whole file; ``FileNotFoundError`` (or another ``OSError``) when it cannot be read. A local file that is a
+    symbolic link is not read (``OSError``: :func:`listdir` says why)."""
     if isinstance(path, ObjectPath):
         with path.fs.open_input_stream(path.key) as fh:
             return fh.read()
-    return path.read_bytes()
+    with open(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as fh:
+        return fh.read()
 
 
 def put_bytes(path: ObjectPath, data: bytes) -> None:

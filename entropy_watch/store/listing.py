@@ -24,6 +24,7 @@ has fully ingested, so a poll that fails half-way is simply repeated.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -95,7 +96,7 @@ class FolderWatch:
     # -- internals ------------------------------------------------------------------------------------------------
     def _scan_rank(self, rdir: StorePath, coverage: CoverageCache, out: Scan) -> None:
         fresh = self._changed_names(rdir, out, _is_visible, files=True)
-        refs = (file_ref(rdir / n, coverage) for n in sorted(fresh))
+        refs = (file_ref(rdir / n, coverage) for n in sorted(fresh) if not fs.is_link(rdir / n))  # fs.listdir
         out.new.extend(r for r in refs if r is not None)
 
     def _changed_names(self, folder: StorePath, out: Scan, keep: Callable[[str], bool], files: bool) -> list[str]:
@@ -106,7 +107,9 @@ class FolderWatch:
         key = str(folder)
         before = self._seen.get(key)
         try:
-            st = os.stat(folder)
+            st = os.lstat(folder)
+            if stat.S_ISLNK(st.st_mode):  # a link inside the store is not followed (fs.listdir): as if absent
+                raise FileNotFoundError(folder)
         except FileNotFoundError:
             out._states[key] = None
             return []

@@ -83,7 +83,7 @@ def with_retry(fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
 def run_names(root: StorePath) -> list[str]:
     """Names of the runs under ``root`` (folders ``run=<name>`` with a valid name), sorted."""
     try:
-        entries = [e.name for e in listdir(root) if e.name.startswith("run=") and e.is_dir]
+        entries = [e.name for e in listdir(root, follow=True) if e.name.startswith("run=") and e.is_dir]
     except (FileNotFoundError, NotADirectoryError):
         return []
     names = []
@@ -206,6 +206,10 @@ _SANDBOX_CONFIG = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
     "python_enable_replacements": False,  # no scans of the caller's Python variables by name
+    # DuckDB's default spill folder is ``.tmp`` in the working directory, and it adds that folder to
+    # ``allowed_directories``, which stay readable and writable with external access off: ``COPY … TO '.tmp/x'``
+    # and ``read_text('.tmp/…')`` worked. No spill folder, so no folder at all (a query bigger than memory fails).
+    "temp_directory": "",
 }
 _HIVE_SCHEMA = pa.schema([("run", pa.string()), ("table", pa.string()), ("rank", pa.int32())])
 
@@ -215,6 +219,10 @@ def sandbox() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:", config=dict(_SANDBOX_CONFIG))
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
+    allowed = con.sql("SELECT current_setting('allowed_directories'), current_setting('allowed_paths')").fetchall()[0]
+    if any(allowed):  # a DuckDB that allows some folder by itself again: refuse, never run
+        con.close()
+        raise RuntimeError(f"the SQL sandbox would allow files {allowed}; report this with your DuckDB version")
     return con
 
 

@@ -260,7 +260,7 @@ def _uncovered(p: Pending, table: str, folder: StorePath | str, coverage: Covera
         if seg is None and PART_RE.match(name) is None:
             continue
         path = Path(folder) / name if isinstance(folder, str) else folder / name
-        if (ref := file_ref(path, coverage)) is not None:
+        if not fs.is_link(path) and (ref := file_ref(path, coverage)) is not None:
             refs.append(ref)
     out = Selection()
     if not refs:
@@ -280,6 +280,9 @@ def _names(folder: StorePath | str) -> list[str]:
     try:
         if not isinstance(folder, str) and fs.is_object(folder):
             return [e.name for e in fs.listdir(folder) if not e.is_dir]
+        rank_dir = Path(folder)
+        if any(fs.is_link(d) for d in (rank_dir, rank_dir.parent, rank_dir.parent.parent)):  # run=/table=/rank=
+            return []  # a link inside the store is not followed (fs.listdir)
         return os.listdir(folder)
     except FileNotFoundError:
         return []

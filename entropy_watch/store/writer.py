@@ -126,6 +126,7 @@ class RunWriter:
         self.heartbeat_error: StoreUnwritable | None = None  # the last heartbeat write() owed and could not write
         self._run_dir = layout.run_dir(self.root, self.run)
         self._own_meta: dict[str, Any] | None = None  # object stores: the fields this rank set (store/meta.py)
+        self._refuse_links()
         try:
             fs.makedirs(layout.status_path(self.root, self.run, self.rank).parent)
             fs.probe(self._run_dir)
@@ -140,6 +141,18 @@ class RunWriter:
         if self.beats:
             self._continue_summary()
             self.heartbeat(state="running")
+
+    def _refuse_links(self) -> None:
+        """Raise :class:`StoreUnwritable` when a folder this writer would write through is a symbolic link: readers
+        never follow one (:func:`entropy_watch.store.fs.listdir`), so the rows would land outside the store, unseen."""
+        rank_dirs = [layout.table_dir(self.root, self.run, t, self.rank) for t in layout.TABLES]
+        folders = [self._run_dir, layout.status_dir(self.root, self.run), *(d.parent for d in rank_dirs), *rank_dirs]
+        link = next((d for d in folders if fs.is_link(d)), None)
+        if link is not None:
+            raise StoreUnwritable(
+                f"{link} is a symbolic link, which a store does not follow; move the run's folder into the store "
+                "or remove the link"
+            )
 
     def _continue_summary(self) -> None:
         """A restarted rank (a resumed run) starts its summary from its previous session's heartbeat, read before the
