@@ -88,7 +88,7 @@ class StepAccumulator:
         fractions), which replace the token-level ones of this micro-batch; ``clip/onpolicy`` in it replaces the
         token-level verdict (the step is on-policy only if every micro-batch is).
         """
-        from entropy_watch.hooks.stats import reduce_sums, sample_token_rows, token_sums
+        from entropy_watch.hooks.stats import reduce_sums, sample_token_rows, stamp_step, token_sums
         from entropy_watch.hooks.token_batch import prepare_batch
 
         w = self.watch
@@ -99,6 +99,7 @@ class StepAccumulator:
             try:
                 batch = prepare_batch(d(entropy), d(mask), d(logp), d(old_logp), d(advantages), None, d(token_ids))
                 sums = token_sums(batch, w._edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
+                stamp_step(sums, int(step))
             except Exception:
                 self.join_refused(entropy)  # the other ranks are in this micro-batch's collectives
                 raise

@@ -50,7 +50,9 @@ SLOTS = (
     "n_negative",  # tokens whose given entropy is below -NEGATIVE_TOL: not an entropy (the step is refused)
 )  # fmt: skip
 N_SLOTS = len(SLOTS)
-MAX_SLOTS = ("adv_max", "neg_adv_min", "ratio_max")  # MAX-reduced; -inf when absent
+# MAX-reduced; -inf when absent. step_max / neg_step_min: the step each rank logs these sums as (stamp_step), so that
+# reduce_sums can tell when ranks paired different steps in one collective
+MAX_SLOTS = ("adv_max", "neg_adv_min", "ratio_max", "step_max", "neg_step_min")
 CLIP_LABELS = ("", "low", "high", "dual")  # the ``clipped`` column of a sampled row; index = code in sample_token_rows
 NEGATIVE_TOL = 1e-4  # nats: an entropy computed in low precision may dip below 0 by rounding, not by this much
 # nats: a step is on-policy (clip/onpolicy = 1) when |log pi - log pi_old| is at most this on every valid token. A
@@ -136,7 +138,7 @@ def step_stats(
         if not (isinstance(sample_tokens, int) and sample_tokens >= 0):
             raise InvalidTensor(f"step_stats: sample_tokens must be an int >= 0, got {sample_tokens!r}")
         batch = prepare_batch(entropy, mask, logp, old_logp, advantages, group_ids, token_ids)
-        sums = token_sums(batch, edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
+        sums = stamp_step(token_sums(batch, edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip), step)
     except Exception:
         join_refused(edges, process_group, entropy)
         raise
@@ -323,10 +325,21 @@ def join_refused(edges: np.ndarray, process_group: Any = None, like: Any = None)
     reduce_sums(empty_sums(edges, device), process_group)
 
 
+def stamp_step(sums: TokenSums, step: int) -> TokenSums:
+    """Mark ``sums`` as this rank's statistics of ``step`` (in place; returns ``sums``), so that :func:`reduce_sums`
+    refuses a collective in which the ranks logged different steps. Sums that are not stamped (e.g. those of a
+    refused input, :func:`join_refused`) never disagree."""
+    i = MAX_SLOTS.index("step_max")
+    sums.maxes[i : i + 2] = sums.maxes.new_tensor([float(step), -float(step)])
+    return sums
+
+
 def reduce_sums(sums: TokenSums, process_group: Any = None) -> TokenSums:
     """All-reduce ``sums`` over the group (see :func:`entropy_watch.hooks.distributed.reduction_group`).
 
     Always the same four collectives (SUM, MAX, and a two-step group all-gather), whatever inputs a rank had.
+    Raises :class:`~entropy_watch.errors.InvalidTensor` on every rank, after the collectives (so none waits), when
+    the ranks' sums were stamped (:func:`stamp_step`) with different steps: one rank's step paired with another's.
     """
     group = reduction_group(process_group)
     if group is None:
@@ -336,6 +349,15 @@ def reduce_sums(sums: TokenSums, process_group: Any = None) -> TokenSums:
     id_bits = sums.group_ids.contiguous().view(torch.float64).unsqueeze(1)  # int64 bits ride in a float64 column
     packed = all_gather_rows(torch.cat([id_bits, sums.group_minmax], dim=1), group)
     ids, minmax = _merge_groups(packed[:, 0].contiguous().view(torch.int64), packed[:, 1:])
+    i = MAX_SLOTS.index("step_max")
+    hi, lo = (float(v) for v in sums.maxes[i : i + 2].tolist())
+    lo = -lo
+    if math.isfinite(hi) and math.isfinite(lo) and hi != lo:
+        raise InvalidTensor(
+            f"step_stats: the ranks logged different steps in one reduction (steps {lo:.0f} to {hi:.0f}): under "
+            "torch.distributed every rank must log every step, with the same step number, in the same order (or pass "
+            "reduce=False / process_group=False); this step's statistics were not recorded"
+        )
     return TokenSums(sums.sums, sums.maxes, ids, minmax)
 
 

@@ -239,3 +239,60 @@ def test_a_trl_micro_batch_refused_before_the_accumulator_still_joins_its_collec
         bad_mask = {"completion_mask": torch.ones(2, 4)}  # refused inside add(): it joins itself, not the wrap again
         trainer.compute_loss(None, bad_mask)
         assert len(joins) == 2 and watch.errors == 2
+
+
+SHIFTED_WORKER = textwrap.dedent(
+    """
+    import os, sys
+    import torch
+    import torch.distributed as dist
+    from entropy_watch.hooks import Watch
+
+    rank, out_dir = int(os.environ["RANK"]), sys.argv[1]
+    dist.init_process_group("gloo", init_method="file://" + os.path.join(out_dir, "rdv"), rank=rank, world_size=2)
+    B, T, V = 2 + rank, 5, 16
+    g = torch.Generator().manual_seed(rank)
+    with Watch("shifted", store=os.path.join(out_dir, "store")) as w:
+        for step in range(4):
+            logged_step = 33 if (rank == 1 and step == 1) else step  # a rank-local counter that drifted
+            w.log_tokens(logged_step, logits=torch.randn(B, T, V, generator=g), mask=torch.ones(B, T))
+        print("errors", w.errors, flush=True)
+    dist.barrier()
+    dist.destroy_process_group()
+    """
+)
+
+
+@pytest.mark.dist
+def test_ranks_logging_different_steps_together_are_refused_not_paired(tmp_path: Path):
+    """Rank 1 logs step 33 where rank 0 logs step 1 (both call, in lockstep): the collective pairs two different
+    steps. Neither rank may record rank 1's tokens under rank 0's step 1 (CONTRACTS: "no step pairs with another"):
+    both refuse that step with one warning, count it, and the steps around it are the union as before."""
+    script = tmp_path / "worker.py"
+    script.write_text(SHIFTED_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path)],
+            env={**env, "RANK": str(r)},
+            cwd=Path.cwd(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        pytest.fail("ranks logging different steps hung")
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "errors 1" in outs[0][0] and "errors 1" in outs[1][0], outs
+    assert outs[1][1].count("different steps") == 1, outs[1][1]
+    from entropy_watch.store import Store
+
+    rows = Store(tmp_path / "store").scalars("shifted", names=[M.TOKENS_COUNT]).to_pylist()
+    both = (2 + 3) * 5
+    assert {r["step"]: r["value"] for r in rows} == {0: both, 2: both, 3: both}
