@@ -40,6 +40,7 @@ from entropy_watch.histogram import entropy_bin_edges
 from entropy_watch.hooks.async_stats import DeviceFence, StatsWorker, snapshot
 from entropy_watch.hooks.live import Live
 from entropy_watch.jsonable import to_jsonable
+from entropy_watch.notify import scrub
 from entropy_watch.recorder import Recorder
 from entropy_watch.store import meta as run_meta
 from entropy_watch.store.atomic import pid_alive
@@ -170,7 +171,7 @@ class Watch:
             if live_writer is not None:
                 _warn_live_writer(self.run, rank, live_writer)
             meta = self._run_meta(config, framework, entropy_definition, seed)
-            writer.update_run_meta(**(self.live.scrub(meta) if self.live is not None else meta))  # no webhook URLs
+            writer.update_run_meta(**self._scrub(meta))  # no webhook URLs, no credentials in URLs
             self._recorder = Recorder(writer, flush_secs=flush_secs, strict=strict)
             self._writer = writer
         self._stats: StatsWorker | None = None
@@ -330,7 +331,7 @@ class Watch:
         try:
             check_step(step)
             if self._recorder is not None:
-                self._recorder.event(step, kind, json.dumps(payload, default=str))
+                self._recorder.event(step, kind, json.dumps(self._scrub(to_jsonable(payload)), default=str))
         except Exception as exc:  # noqa: BLE001
             self.failure("event", exc)
 
@@ -338,9 +339,13 @@ class Watch:
         """Merge fields into ``run.json`` (e.g. the trainer's config once known). Guarded."""
         try:
             if self.is_writer:
-                self._writer.update_run_meta(**to_jsonable(fields))
+                self._writer.update_run_meta(**self._scrub(to_jsonable(fields)))
         except Exception as exc:  # noqa: BLE001
             self.failure("update_meta", exc)
+
+    def _scrub(self, obj: Any) -> Any:
+        """``obj`` as it may be stored: no webhook URL, no credential any URL in it carries (``notify.scrub``)."""
+        return scrub(obj, self.live.secrets if self.live is not None else ())
 
     def flush(self) -> None:
         """Finish pending statistics and publish everything buffered now (the recorder does this every

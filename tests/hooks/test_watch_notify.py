@@ -182,6 +182,20 @@ def test_server_errors_are_counted_and_the_url_never_leaks(
     assert "SECRETSECRET" not in everything and str(webhook.port) in text
 
 
+def test_event_payloads_and_urls_in_argv_keep_no_secret(
+    tmp_path: Path, webhook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = webhook.url("/services/T000/B000/SECRETSECRET")
+    monkeypatch.setattr(sys, "argv", ["train.py", "--data", "https://me:TOKENTOKEN@hub.example/d?sig=SIGSIG&n=1"])
+    with Watch("quiet", store=tmp_path, notify=url, live=FAST) as w:
+        w.event(3, "config_edit", note=f"posted to {url}", mirror="https://x.example/?api_key=KEYKEY")
+        w.update_meta(source="https://me:TOKENTOKEN@hub.example/d")
+    for secret in (b"SECRETSECRET", b"TOKENTOKEN", b"SIGSIG", b"KEYKEY"):
+        assert [p.name for p in tmp_path.rglob("*") if p.is_file() and secret in p.read_bytes()] == []
+    (event,) = Store(tmp_path).events("quiet")
+    assert json.loads(event["payload"])["mirror"] == "https://x.example/?api_key=***"
+
+
 def test_bad_specs_fail_before_anything_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EW_NOT_SET", raising=False)
     for kw, exc in (

@@ -73,7 +73,19 @@ def test_scrub_removes_urls_from_json_values() -> None:
     assert "XXXXSECRETXXXX" not in repr(clean)
     assert clean["argv"][2] == "slack+https://hooks.slack.com/…"
     assert clean["config"]["lr"] == 0.1 and clean["n"] == 1
-    assert scrub(meta, []) is meta
+    assert scrub(meta, []) == meta
+
+
+def test_scrub_strips_the_credentials_every_url_carries() -> None:
+    argv = ["train.py", "--data=https://user:ghp_TOKEN1@github.com/o/r.git", "s3://AKIA:SECRET2@bucket/k",
+            "https://h.example/d?page=2&access_token=TOKEN3&api_key=KEY4&X-Amz-Signature=SIG5#frag",
+            "https://h.example/p?monkey=1&keyword=2", "no url: user:pass"]  # fmt: skip
+    clean = scrub({"argv": argv, "n": 1})
+    for secret in ("TOKEN1", "SECRET2", "TOKEN3", "KEY4", "SIG5"):
+        assert secret not in repr(clean)
+    assert clean["argv"][1] == "--data=https://***@github.com/o/r.git"
+    assert clean["argv"][3] == "https://h.example/d?page=2&access_token=***&api_key=***&X-Amz-Signature=***#frag"
+    assert clean["argv"][4:] == argv[4:] and clean["n"] == 1  # what carries no credential is kept as it is
 
 
 @pytest.mark.parametrize(
