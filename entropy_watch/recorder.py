@@ -13,7 +13,8 @@ first rows arrive, then on a fixed schedule (a publish starts at most ``flush_se
   other rows share, and the valid values of the same call are kept;
 * each table's rows are taken as one *batch* with a segment number reserved for it; a failed publish (full disk,
   permissions, a deleted store) keeps the batch and retries it under the same number, so a segment that did land is
-  replaced, never duplicated; the failure is counted in ``errors`` and warned once, naming what failed;
+  replaced, never duplicated; the failure is counted in ``errors`` (once per table and round) and warned once, naming
+  what failed; the table's later batches wait untried, merged, so a long outage costs each round a write per table;
 * a row that still cannot be encoded (defence in depth) is dropped alone and counted; its batch is published;
 * under back-pressure token sample rows are dropped first, oldest first, and counted (``hooks/dropped_token_rows``);
   scalars, histograms, events and alerts are never dropped.
@@ -292,26 +293,42 @@ class Recorder:
             return batches
 
     def _keep(self, batch: _Batch) -> None:
-        """Keep a failed batch for the next try; token batches beyond the cap are dropped, oldest first."""
+        """Keep a failed (or untried) batch for the next try; token batches beyond the cap are dropped, oldest first.
+        An untried batch joins the table's last kept one when that is untried too (no segment number reserved by
+        either), so an outage holds one untried batch per table however long it lasts, and each round tries as many
+        writes as there are tables, not one per round the outage has lasted."""
         with self._lock:
-            self._retry.append(batch)
+            last = next((b for b in reversed(self._retry) if b.table == batch.table), None)
+            if last is not None and _untried(last) and _untried(batch):
+                last.rows.extend(batch.rows)  # type: ignore[union-attr]  # lists (_untried)
+            else:
+                self._retry.append(batch)
             if batch.table != "tokens":
                 return
             held = sum(b.n_rows for b in self._retry if b.table == "tokens") + len(self._tokens)
             while held > self.max_token_rows:
                 oldest = next(b for b in self._retry if b.table == "tokens")
-                self._retry.remove(oldest)
-                held -= oldest.n_rows
-                self.dropped_tokens += oldest.n_rows
+                cut = held - self.max_token_rows
+                if oldest.n_rows > cut:  # the batch loses its oldest rows (tried again under its number)
+                    oldest.rows = oldest.rows[cut:] if isinstance(oldest.rows, list) else oldest.rows.slice(cut)
+                else:
+                    self._retry.remove(oldest)
+                    cut = oldest.n_rows
+                held -= cut
+                self.dropped_tokens += cut
 
     def _publish(self) -> int:
         """Publish the retried batches, then everything buffered; returns how many segments were published."""
         published = 0
+        failed: set[str] = set()  # tables whose write failed this round: their later batches wait, untried
         with self._io_lock:
             with self._lock:
                 batches, self._retry = self._retry, []
             batches += self._take()
             for batch in batches:
+                if batch.table in failed:  # one failure per table and round is counted; the rows are kept in order
+                    self._keep(batch)
+                    continue
                 if not isinstance(batch.rows, pa.Table):
                     tbl, bad = encode_rows(batch.table, batch.rows)
                     if bad:
@@ -325,6 +342,7 @@ class Recorder:
                     self.writer.write(batch.table, batch.rows, seq=batch.seq)
                     published += 1
                 except Exception as exc:  # noqa: BLE001 - keep the batch, count, warn once
+                    failed.add(batch.table)
                     self._keep(batch)
                     self._record_failure(f"publishing {batch.table}", exc, kept=batch.n_rows)
         return published
@@ -366,6 +384,11 @@ class Recorder:
         if key not in self._warned:
             self._warned.add(key)
             log.warning(message)
+
+
+def _untried(batch: _Batch) -> bool:
+    """Whether ``batch`` was never tried: no segment number reserved, rows not yet encoded."""
+    return batch.seq is None and isinstance(batch.rows, list)
 
 
 def _warm_up() -> None:

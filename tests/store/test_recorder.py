@@ -216,3 +216,62 @@ def test_first_rows_are_published_without_waiting_for_the_interval(root: Path) -
     time.sleep(0.2)
     assert len(list(seg_dir.glob("seg-*.parquet"))) == 1, "later rows wait for the interval"
     rec.close()
+
+
+def test_a_long_outage_costs_each_round_one_write_per_table(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk for 60 rounds: each round tries one write per table (it tried every batch every earlier round had
+    kept, so a long outage cost ever more writes and counted an error per batch), and every row lands once after."""
+    rec = _recorder(root)
+    real = writer_mod.write_parquet_atomic
+    state = {"full": True, "tries": 0}
+
+    def disk(path, table, **kwargs):
+        if state["full"]:
+            state["tries"] += 1
+            raise OSError(28, "No space left on device")
+        return real(path, table, **kwargs)
+
+    monkeypatch.setattr(writer_mod, "write_parquet_atomic", disk)
+    tries: list[int] = []  # writes tried per publishing round (the recorder's own rounds too)
+    publish = rec._publish
+
+    def counted() -> int:
+        with rec._io_lock:
+            before = state["tries"]
+            out = publish()
+            tries.append(state["tries"] - before)
+            return out
+
+    monkeypatch.setattr(rec, "_publish", counted)
+    for step in range(60):
+        rec.scalars(step, {"x": float(step)})
+        rec.event(step, "tick", "{}")
+        rec.flush()
+    assert len(tries) >= 60 and max(tries) <= 2, tries  # scalars, events: a write each, however long the outage
+    assert rec.errors == state["tries"]  # one error per failed write, not one per batch kept
+    state["full"] = False
+    rec.close()
+    counts = _counts(root)
+    assert [s for (s, _) in sorted(counts)] == list(range(60)) and max(counts.values()) == 1
+    assert [e["step"] for e in Store(root).events("r")] == list(range(60))
+
+
+def test_an_outage_keeps_the_newest_token_rows_under_the_cap(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = _recorder(root, max_token_rows=50)
+    real = writer_mod.write_parquet_atomic
+    state = {"full": True}
+
+    def disk(path, table, **kwargs):
+        if state["full"]:
+            raise OSError(28, "No space left on device")
+        return real(path, table, **kwargs)
+
+    monkeypatch.setattr(writer_mod, "write_parquet_atomic", disk)
+    for step in range(20):
+        rec.tokens([{"step": step, "seq": 0, "pos": p, "entropy": 1.0} for p in range(10)])
+        rec.flush()
+    state["full"] = False
+    rec.close()
+    assert rec.dropped_tokens == 150
+    steps = Store(root).sql("SELECT DISTINCT step FROM tokens ORDER BY step").column("step").to_pylist()
+    assert steps == list(range(15, 20))  # the newest rows, not whatever batch happened to be oldest
