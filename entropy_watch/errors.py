@@ -58,13 +58,24 @@ def listed(names: object, most: int = 10) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def require(module: str, extra: str) -> None:
-    """Raise :class:`MissingExtra` naming ``pip install 'entropy-watch[extra]'`` if ``module`` cannot be imported."""
+def require(modules: str | tuple[str, ...], extra: str, needs: str | None = None) -> None:
+    """Raise :class:`MissingExtra` naming ``pip install 'entropy-watch[extra]'`` if any of ``modules`` cannot be
+    imported; ``needs`` names what needs them ("the reference trainer needs torch and transformers, and ...")."""
+    names = (modules,) if isinstance(modules, str) else modules
+    missing = [m for m in names if not _installed(m)]
+    if not missing:
+        return
+    why = f"{needs} needs {' and '.join(names)}, and " if needs else ""
+    verb, it = ("is", "it") if len(missing) == 1 else ("are", "them")
+    raise MissingExtra(
+        f"{why}{' and '.join(missing)} {verb} not installed; install {it} with: pip install 'entropy-watch[{extra}]'"
+    )
+
+
+def _installed(module: str) -> bool:
     import importlib.util
 
     try:
-        found = importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # a dotted name whose parent package is missing (google.protobuf without google)
-        found = False
-    if not found:
-        raise MissingExtra(f"{module} is not installed; install it with: pip install 'entropy-watch[{extra}]'")
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a dotted name whose parent is missing; a module left half-imported
+        return False

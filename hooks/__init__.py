@@ -15,6 +15,10 @@ if __name__ != "entropy_watch.hooks":  # e.g. `import hooks` from the repository
 
 from typing import TYPE_CHECKING, Any
 
+from entropy_watch.errors import require
+
+require("torch", "torch", needs="entropy_watch.hooks")  # one line naming the extra, not a bare ModuleNotFoundError
+
 __all__ = ["token_entropy", "step_stats", "Watch"]
 
 if TYPE_CHECKING:  # pragma: no cover

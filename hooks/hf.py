@@ -35,8 +35,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from transformers import TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from entropy_watch.errors import require
+
+try:
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+except ImportError:  # one line naming the extra when it is missing; any other import failure as it is
+    require("transformers", "hf", needs="entropy_watch.hooks.hf (the HF Trainer and TRL hooks)")
+    raise
 
 from entropy_watch.aliases import detect_canonical, is_eval
 from entropy_watch.hooks.control import ControlError

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import typer
 
 from entropy_watch.cli.common import echo_json, fail, positive, run_name, state
-from entropy_watch.errors import ConfigError, listed
+from entropy_watch.errors import ConfigError, listed, require
 from entropy_watch.store.layout import run_dir
 from entropy_watch.trainer.config import ALGOS, PRECISIONS, PRESETS, TrainConfig, preset
 from entropy_watch.trainer.tasks import TASKS
@@ -29,6 +29,16 @@ from entropy_watch.trainer.tokenizer import NUMERAL_SCRIPTS
 
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 T = TypeVar("T")
+# What the reference trainer imports beyond the core (its model and tokenizer are transformers objects), and the
+# extras that install them.
+TRAINER_MODULES: tuple[str, ...] = ("torch", "transformers")
+TRAINER_EXTRAS = "torch,hf"
+
+
+def _require_trainer() -> None:
+    """One line naming the extras to install when torch or transformers is missing (:class:`MissingExtra`, exit 1),
+    before anything is written; the import inside the command was an "internal error" on a core install."""
+    require(TRAINER_MODULES, TRAINER_EXTRAS, needs="the reference trainer")
 
 
 def _one_of(choices: Iterable[str], what: str) -> Callable[[str | None], str | None]:
@@ -160,6 +170,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the result summary as JSON."),
     ) -> None:
         """Train one run with the reference trainer and log it to the store."""
+        _require_trainer()
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         from entropy_watch import metrics as M
@@ -257,6 +268,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print rows and summary as JSON."),
     ) -> None:
         """Train each algorithm from the same SFT checkpoint and seed; print the entropy/diversity table."""
+        _require_trainer()
         from rich.console import Console
 
         from entropy_watch.trainer.compare import ComparisonInterrupted, ProbeConfig, compare, format_table
