@@ -8,9 +8,9 @@ the file; the other targets are still analysed and printed). A run that logged n
 an error. Usage mistakes (a missing argument, an unknown option, a bad option value) also exit 2, with typer's usage
 message on stderr. ``watch`` and ``report`` exit 0, or 1 on errors like every other command (``watch --once``: 1 when a
 target could not be read: a run not in the store, a log folder without logs, an unreadable log; without ``--once`` a
-named run not in the store yet is waited for); ``watch --notify`` exits 1 when a notification could not be delivered (it
-waits for the retries first; while it runs, the first failure to each destination is one line on stderr); Ctrl-C exits
-130 (``boundary.py``).
+named run not in the store yet is waited for, but a log path that is not there is an error either way); ``watch
+--notify`` exits 1 when a notification could not be delivered (it waits for the retries first; while it runs, the first
+failure to each destination is one line on stderr); Ctrl-C exits 130 (``boundary.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from entropy_watch.cli.common import (
     state,
     text,
 )
-from entropy_watch.errors import listed
+from entropy_watch.errors import EntropyWatchError, listed
 
 if TYPE_CHECKING:
     from entropy_watch.analysis import Alert, AnalysisResult, RunSeries, Verdict
@@ -56,6 +56,7 @@ LOG_SUFFIXES = (
     *(".csv", ".tsv", ".json", ".jsonl", ".log", ".txt", ".parquet"),
     *(".gz", ".bz2", ".xz", ".db", ".sqlite", ".wandb"),
 )
+EMPTY_TARGET = "name a run, a run folder (.../run=X) or a log file"
 
 
 def register(app: typer.Typer) -> None:
@@ -86,6 +87,8 @@ def resolve(
     from entropy_watch.store import Store, read_steady
     from entropy_watch.store.query import run_names
 
+    if not target.strip():  # `alerts "$RUN"` with RUN unset read the current folder as a log folder
+        raise EntropyWatchError(f"{target!r} names nothing; {EMPTY_TARGET}")
     p = Path(target).expanduser()
     if not store_only and _lexists(p):
         if not p.exists():
@@ -98,7 +101,7 @@ def resolve(
 
         runs = (options or LogOptions()).load(p)
         return [Target(RunSeries.from_imported(r), None, r.name, str(p)) for r in runs]
-    if not store_only and (os.sep in target or "/" in target or target.lower().endswith(LOG_SUFFIXES)):
+    if not store_only and _looks_like_path(target):
         raise EntropyWatchError(f"{target}: no such file or directory")
     try:  # one version of the run, should `import --replace` swap it meanwhile
         series = read_steady(default_root, target, lambda store: RunSeries.from_reader(store, target))
@@ -109,6 +112,12 @@ def resolve(
         raise InvalidRunName(f"{target!r} is no file or folder, nor a run name: {e}") from None
     _file_only(target, options)
     return [Target(series, default_root, target, f"{default_root}/run={target}")]
+
+
+def _looks_like_path(target: str) -> bool:
+    """A target that is no file or folder but reads as a path (a separator, a log file's suffix): a missing file,
+    not a run name."""
+    return os.sep in target or "/" in target or target.lower().endswith(LOG_SUFFIXES)
 
 
 def _lexists(p: Path) -> bool:
@@ -402,6 +411,8 @@ def watch(
 
     if min_severity not in SEVERITIES:
         fail(f"--min-severity must be one of {', '.join(SEVERITIES)}, got {min_severity!r}")
+    if once and iterations is not None:  # --iterations was silently ignored
+        raise typer.BadParameter("--once polls once; give --once or --iterations N, not both", param_hint="--once")
     root = state(ctx).root()
     errors = 0
 
@@ -486,12 +497,18 @@ def _present(runs: list[str] | None, stored: list[str], root: Path, as_json: boo
 def _log_targets(targets: list[str], *, write: bool, file_options: list[str]) -> list[str]:
     """The targets of ``watch`` when they are log paths (all of them), else [] (store runs); mixing the two, or the
     log-only options on store runs, or ``--write`` on logs (which have no alerts table) is a usage error."""
+    for t in targets:  # as `alerts` says them: a missing log is no run to wait for, nor a bad run name
+        if not t.strip():
+            raise EntropyWatchError(f"{t!r} names nothing; {EMPTY_TARGET}")
+        if _looks_like_path(t) and not _lexists(Path(t).expanduser()):
+            raise EntropyWatchError(f"{t}: no such file or directory")
     paths = [t for t in targets if _lexists(Path(t).expanduser())]
     if paths and len(paths) != len(targets):
         names = ", ".join(t for t in targets if t not in paths)
         raise typer.BadParameter(f"give store runs or log paths, not both ({names} is no file or folder)")
     if file_options and not paths:
-        raise typer.BadParameter(f"{', '.join(file_options)} apply to log files; name the logs to follow")
+        verb = "applies" if len(file_options) == 1 else "apply"
+        raise typer.BadParameter(f"{', '.join(file_options)} {verb} to log files; name the logs to follow")
     if write and paths:
         raise typer.BadParameter("--write stores alerts in a store run; a log file has none (import it first)")
     return paths

@@ -47,7 +47,11 @@ INPUT_ERRORS: tuple[type[BaseException], ...] = (
     csv.Error,  # "field larger than field limit"
 )
 INPUT_ERROR_MODULES = frozenset({"duckdb", "_duckdb", "pyarrow"})  # their errors are about the query or the files
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# control characters (C0, DEL, C1: U+009B is a CSI some terminals act on), line and paragraph separators, and the
+# bidi and zero-width format characters that reorder or hide text
+_FORMAT = "\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+_CONTROL = re.compile(f"[\x00-\x1f{_FORMAT}]")
+_JSON_UNESCAPED = re.compile(f"[{_FORMAT}]")  # what json.dumps leaves raw (it escapes C0 itself)
 
 
 @dataclass
@@ -215,8 +219,8 @@ def parse_maps(items: list[str] | None) -> dict[str, str]:
 
 
 def run_name(value: str | None) -> str | None:
-    """Option callback for ``--run``: a name the store accepts, checked before anything is read or trained (a usage
-    error, not a failure after the work)."""
+    """Option callback for ``--run`` (and a run argument): a name the store accepts, checked before anything is read
+    or trained (a usage error, not a failure after the work)."""
     if value is None:
         return None
     from entropy_watch.store.layout import validate_run_name
@@ -225,6 +229,11 @@ def run_name(value: str | None) -> str | None:
         return validate_run_name(value)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
+
+
+def run_names(values: list[str] | None) -> list[str] | None:
+    """:func:`run_name` for an argument that takes several runs."""
+    return None if values is None else [run_name(v) or v for v in values]
 
 
 def log_format(value: str | None) -> str | None:
@@ -243,7 +252,10 @@ def echo_json(obj: Any) -> None:
     """Print ``obj`` as JSON (NaN/inf become null), the shared ``--json`` output of listing commands."""
     from entropy_watch.jsonable import to_jsonable
 
-    typer.echo(json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False))
+    text = json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False)
+    # json.dumps escapes only C0 controls; the rest (C1, bidi, U+2028) can occur only inside strings, where \uXXXX
+    # is the same value: a script reads the same JSON, a terminal shows it as data
+    typer.echo(_JSON_UNESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def fmt_value(v: float | None) -> str:

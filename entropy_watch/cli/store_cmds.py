@@ -17,6 +17,8 @@ from entropy_watch.cli.common import (
     print_empty_store,
     print_table,
     printable,
+    run_name,
+    run_names,
     state,
     text,
 )
@@ -101,15 +103,12 @@ def ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="P
 
 def show(
     ctx: typer.Context,
-    run: str = typer.Argument(..., help="Run name."),
+    run: str = typer.Argument(..., help="Run name.", callback=run_name),  # a name no store can hold: usage error
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show a run's latest canonical metrics, readable at a glance."""
     from entropy_watch.analysis.changes import change_points
     from entropy_watch.store import Store, read_steady
-    from entropy_watch.store.layout import validate_run_name
-
-    validate_run_name(run)  # a name no store can hold says so first, store or not
 
     def read(store: Store) -> tuple[Any, ...]:
         meta = store.run_meta(run)  # RunNotFound -> one-line error
@@ -208,7 +207,7 @@ def sql(
         ..., help="A read-only SQL query over the views scalars, hist, tokens, alerts, events."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
-    limit: int = typer.Option(200, min=1, help="Print at most this many rows."),
+    limit: int = typer.Option(200, min=1, max=2**62, help="Print at most this many rows."),
 ) -> None:
     """Run a read-only SQL query on the store (DuckDB, in memory; never locks the store)."""
     from entropy_watch.store import Store
@@ -252,9 +251,9 @@ def _sql_cell(v: Any) -> Any:
 
 def compact(
     ctx: typer.Context,
-    run: list[str] = typer.Argument(None, help="Runs to compact (default: all)."),
+    run: list[str] = typer.Argument(None, help="Runs to compact (default: all).", callback=run_names),
     final: bool = typer.Option(False, "--final", help="Merge everything into one file per table and rank."),
-    min_age: float = typer.Option(60.0, help="Only merge segments older than this many seconds."),
+    min_age: float = typer.Option(60.0, min=0, help="Only merge segments older than this many seconds."),
 ) -> None:
     """Merge small segment files into larger part files (safe while runs are live) and refresh _catalog.duckdb."""
     from entropy_watch.store import Store, write_catalog

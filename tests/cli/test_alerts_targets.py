@@ -427,7 +427,7 @@ def test_the_user_gives_the_rewards_maximum(ew, tmp_path: Path) -> None:
         r = ew("--store", store, cmd, p, "--reward-max", "0")
         assert r.code == 2 and "--reward-max" in r.err, (cmd, r.err)
     r = ew("--store", store, "watch", "r", "--once", "--reward-max", "2")
-    assert r.code == 2 and "--reward-max apply to log files" in r.err, r.err
+    assert r.code == 2 and "--reward-max applies to log files" in r.err, r.err
 
 
 def test_trl_reward_functions_tell_the_rewards_maximum(ew, tmp_path: Path) -> None:

@@ -114,6 +114,14 @@ def test_json_stays_the_machine_format(ew, store: Path) -> None:
     assert {row["run"] for row in json.loads(ew("--store", store, "ls", "--json").out)} == {"g", "h", "sft-s0"}
 
 
+@pytest.mark.parametrize("value", ["x\u009b31mRED", "a\u2028b", "\u202eevil", "z\u200bw", "\x7f", "e\u061c"])
+def test_json_shows_terminal_controls_as_escapes(ew, store: Path, value: str) -> None:
+    """json.dumps escapes only C0 controls: a C1 CSI (U+009B), a line separator or a bidi override in a value went
+    to the terminal raw under --json. They print as \\uXXXX, the same JSON value."""
+    r = ew("--store", store, "sql", "SELECT $$" + value + "$$ AS v", "--json")
+    assert r.code == 0 and value not in r.out and json.loads(r.out) == [{"v": value}], r
+
+
 @pytest.mark.parametrize(
     ("query", "names"),
     [
