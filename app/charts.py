@@ -36,9 +36,15 @@ LEGEND_ROW_CHARS = 70  # legend characters per row under a half-width chart (abo
 
 
 def _legend_rows(fig: go.Figure) -> int:
-    names = [t.name for t in fig.data if t.showlegend is not False and t.name]
-    chars = sum(len(n) + 6 for n in names)
-    return max(1, math.ceil(chars / LEGEND_ROW_CHARS)) if names else 0
+    """Rows of the horizontal legend, packed as Plotly packs them: an entry that does not fit the row's rest starts
+    the next row (a count of characters over the row width undercounts long run names, and the legend was cut)."""
+    rows, used = 0, LEGEND_ROW_CHARS
+    for name in (t.name for t in fig.data if t.showlegend is not False and t.name):
+        width = len(name) + 6  # the entry's symbol and gap: about 6 characters
+        if used + width > LEGEND_ROW_CHARS:
+            rows, used = rows + 1, 0
+        used += width
+    return rows
 
 
 def _layout(

@@ -142,10 +142,19 @@ def header(
         st.caption(md(v.reference.note))
     if state is not None and state.error:
         st.warning(md(state.error))
-    if pending and v is not None:
-        st.caption("⏳ The detector is catching up with the newest steps.")
+    if v is not None:  # always one line: a live tick that starts or ends catching up changes its text, not the page
+        st.caption(verdict_step_text(v.step, version[1], pending))
     for note in v.notes if v is not None else ():
         st.caption(md(note))
+
+
+def verdict_step_text(verdict_step: int, newest_step: int, pending: bool) -> str:
+    """The header's line saying which steps the verdict above read: up to the newest one, or (``pending``) an earlier
+    one while the detector catches up with the newest."""
+    text = f"Verdict from the steps up to {verdict_step:,}"
+    if pending:
+        return f"{text}; ⏳ the detector is catching up with the newest ({newest_step:,})."
+    return f"{text}, the newest." if verdict_step >= newest_step else f"{text}."
 
 
 def entropy_section(

@@ -1,7 +1,9 @@
 """Compare page: chosen runs overlaid on shared axes, aligned by step (e.g. GRPO vs REPO-R vs ADAPO).
 
-Panels: entropy — in nats or relative to each run's early level H_ref (from its verdict), on a linear or log axis so
-one exploding run does not flatten the others — then reward, pass@k and clip fractions. A run without a metric is
+``/compare?run=A&run=B`` opens these runs; the URL follows the picker, so a reload, Back or a shared link shows the
+same runs (a name the store does not hold is named in a warning). Panels: entropy — in nats or relative to each
+run's early level H_ref (from its verdict), on a linear or log axis so one exploding run does not flatten the
+others — then reward, pass@k and clip fractions. A run without a metric is
 listed under the chart instead of failing it. Each run's known change points (a resume, an LR or config change, a
 reset) are marked on every panel in the run's colour, as the Run page marks them, and named under the entropy chart.
 When the entropy overlay is the session's first chart it goes out alone and the other panels follow
@@ -29,11 +31,23 @@ names = data.run_names(root)
 if not names:
     st.info(f"No runs in the store {md(root)} yet.")
     st.stop()
+asked = st.query_params.get_all("run")  # /compare?run=A&run=B: a link (or a reload) of these runs
 default = [n for n in st.session_state.get("compare_runs", []) if n in names] or names[: min(3, len(names))]
-if "compare_select" not in st.session_state or not set(st.session_state["compare_select"]) <= set(names):
+if asked and asked != st.session_state.get("_cmp_from_url"):
+    st.session_state["compare_select"] = [n for n in dict.fromkeys(asked) if n in names]  # a link wins
+    if unknown := [n for n in asked if n not in names]:
+        st.warning(f"Not in the store {md(root)}: {md(', '.join(unknown))}.")
+elif "compare_select" not in st.session_state or not set(st.session_state["compare_select"]) <= set(names):
     st.session_state["compare_select"] = default
+st.session_state["_cmp_from_url"] = asked
 # the picker on a row of its own, chips wrapping: every chosen run stays visible
 chosen = st.multiselect("Runs", names, key="compare_select", wrap=True)
+if list(chosen) != asked:  # the URL names the chosen runs: a reload, a shared link or Back shows the same ones
+    if chosen:
+        st.query_params["run"] = list(chosen)
+    else:
+        del st.query_params["run"]
+    st.session_state["_cmp_from_url"] = list(chosen)
 c2, c3, _ = st.columns([1.4, 1, 3])
 scale = c2.radio(
     "Entropy as",

@@ -223,7 +223,7 @@ def runs_table() -> None:
         st.switch_page(data.VIEWS_DIR / "run.py", query_params={"run": picked[0]})
     if b2.button("Compare", key="compare", disabled=len(picked) < 2, help="select two or more rows"):
         st.session_state["compare_runs"] = list(picked)
-        st.switch_page(data.VIEWS_DIR / "compare.py")
+        st.switch_page(data.VIEWS_DIR / "compare.py", query_params={"run": list(picked)})
 
 
 def no_match_text(name: str, statuses: list[str], healths: list[str]) -> str:
