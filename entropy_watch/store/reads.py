@@ -473,9 +473,18 @@ class SqlReads:
 
     # -- events, alerts, tokens ----------------------------------------------------------------------------------
     def events(self, run: str) -> list[dict[str, Any]]:
-        """Rows ``step, kind, payload`` (JSON text) of ``run``'s known change points, by step."""
-        sql = "SELECT step, kind, payload FROM events WHERE run = $run ORDER BY step, kind"
-        return self._read([run], ["events"], sql, {"run": run}).to_pylist()
+        """Rows ``step, kind, payload`` (JSON text) of ``run``'s known change points, by step. As in :meth:`alerts`,
+        an event written before a resume at its step or later is left out: it marked the trajectory the resume
+        replaced (a resume at step 200 that a later resume from step 100 replaced drew a line, and explained a jump,
+        at step 200 of the new trajectory)."""
+        if not self._resumed(run):
+            sql = "SELECT step, kind, payload FROM events WHERE run = $run ORDER BY step, kind"
+            return self._read([run], ["events"], sql, {"run": run}).to_pylist()
+        sql = f"""WITH {replaced_sql("run = $run")}
+                  SELECT step, kind, payload FROM events e WHERE run = $run AND NOT EXISTS
+                    (SELECT 1 FROM went WHERE went.step <= e.step AND coalesce(e.wall_time, 0) < went.wall_time)
+                  ORDER BY step, kind"""
+        return self._read([run], ["events", "scalars"], sql, {"run": run}).to_pylist()
 
     def alerts(self, run: str) -> list[dict[str, Any]]:
         """Stored alert rows ``step, detector, kind, severity, message, evidence`` (JSON text) of ``run``, by step.

@@ -202,3 +202,29 @@ def test_show_quotes_the_resumed_run_where_it_stopped(store: Fixture) -> None:
     assert newest == 90  # the evaluation process's row after the resume
     assert shown["metrics"][M.ENTROPY_MEAN] == [pytest.approx(ent[79]), 79] and shown["last_step"] == newest
     assert shown["entropy_first"] == [pytest.approx(ent[0]), 0]
+
+
+def test_events_of_a_replaced_trajectory_are_left_out(tmp_path: Path) -> None:
+    """Killed at 249, resumed from 200, resumed again from 100: the step-200 resume and the first session's events
+    at 100 or later marked trajectories that are gone (the app drew a resume line at 200 ahead of the data, and the
+    analysis would have explained a jump there); events before 100 and the last resume stay."""
+    root = tmp_path / "store"
+    rows: list[Row] = []
+    marks = {
+        0: [(20, "lr_schedule"), (150, "config_edit")],
+        1: [(200, "resume"), (210, "lr_schedule")],
+        2: [(100, "resume")],
+    }
+    spans = {0: range(0, 250), 1: range(200, 220), 2: range(100, 121)}
+    for session, span in spans.items():
+        w = RunWriter(root, "twice", rank=0)
+        wall0 = 1000.0 * (session + 1)
+        for step, kind in marks[session]:
+            w.write(
+                "events", {"step": [step], "kind": [kind], "payload": ["{}"], "wall_time": [wall0 + step - span[0]]}
+            )
+        _scalars(w, rows, M.ENTROPY_MEAN, span, wall0 - span[0], 1.0)
+        w.close("failed")
+        time.sleep(0.002)
+    for reader in _readers(root):
+        assert [(e["step"], e["kind"]) for e in reader.events("twice")] == [(20, "lr_schedule"), (100, "resume")]
