@@ -219,8 +219,8 @@ def parse_maps(items: list[str] | None) -> dict[str, str]:
 
 
 def run_name(value: str | None) -> str | None:
-    """Option callback for ``--run`` (and a run argument): a name the store accepts, checked before anything is read
-    or trained (a usage error, not a failure after the work)."""
+    """Option callback for ``--run``: a name the store accepts, checked before anything is read or trained (a usage
+    error, not a failure after the work)."""
     if value is None:
         return None
     from entropy_watch.store.layout import validate_run_name
@@ -229,11 +229,6 @@ def run_name(value: str | None) -> str | None:
         return validate_run_name(value)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-
-
-def run_names(values: list[str] | None) -> list[str] | None:
-    """:func:`run_name` for an argument that takes several runs."""
-    return None if values is None else [run_name(v) or v for v in values]
 
 
 def log_format(value: str | None) -> str | None:

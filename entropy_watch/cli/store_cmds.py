@@ -17,8 +17,6 @@ from entropy_watch.cli.common import (
     print_empty_store,
     print_table,
     printable,
-    run_name,
-    run_names,
     state,
     text,
 )
@@ -103,12 +101,15 @@ def ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="P
 
 def show(
     ctx: typer.Context,
-    run: str = typer.Argument(..., help="Run name.", callback=run_name),  # a name no store can hold: usage error
+    run: str = typer.Argument(..., help="Run name."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show a run's latest canonical metrics, readable at a glance."""
     from entropy_watch.analysis.changes import change_points
     from entropy_watch.store import Store, read_steady
+    from entropy_watch.store.layout import validate_run_name
+
+    validate_run_name(run)  # a name no store can hold says so first, in one line, store or not (as `alerts` does)
 
     def read(store: Store) -> tuple[Any, ...]:
         meta = store.run_meta(run)  # RunNotFound -> one-line error
@@ -251,7 +252,7 @@ def _sql_cell(v: Any) -> Any:
 
 def compact(
     ctx: typer.Context,
-    run: list[str] = typer.Argument(None, help="Runs to compact (default: all).", callback=run_names),
+    run: list[str] = typer.Argument(None, help="Runs to compact (default: all)."),
     final: bool = typer.Option(False, "--final", help="Merge everything into one file per table and rank."),
     min_age: float = typer.Option(60.0, min=0, help="Only merge segments older than this many seconds."),
 ) -> None:

