@@ -136,3 +136,29 @@ def test_every_option_the_readme_passes_exists() -> None:
         given = {w.split("=")[0] for w in words[1:] if w.startswith("-") and w != "-"}
         wrong += [f"{words[0]} {o}" for o in sorted(given - _options(cmd))]
     assert wrong == [], "options the README passes that the command does not take"
+
+
+def _install_section() -> str:
+    block = re.search(r"^## Install\n(.*?)^## ", README, re.S | re.M)
+    assert block, "README.md has no '## Install' section (what `pip install -e .` gives, and each extra)"
+    return block.group(1)
+
+
+def test_install_section_names_every_extra_a_user_installs() -> None:
+    import tomllib
+
+    extras = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    rows = [ln for ln in _install_section().splitlines() if ln.startswith("| `")]
+    named = {e for ln in rows for e in re.findall(r"`([a-z0-9]+)`", ln.split("|")[1])}
+    assert named == extras - {"dev", "spark"}, "the Install table's extras differ from pyproject.toml's"
+
+
+def test_install_section_places_every_command() -> None:
+    """Each command is either in the core sentence or in an extra's row: a new command needs a line there."""
+    section = _install_section()
+    core, _, table = section.partition("| extra |")
+    in_core = set(re.findall(r"`([a-z]+)`", core.split("gives the core", 1)[1].split("(")[0]))
+    in_extras = set(re.findall(r"entropy-watch ([a-z]+)", table)) | set(re.findall(r"and `([a-z]+)`", table))
+    commands = _cli_commands()
+    assert in_core | in_extras == commands, f"not placed: {sorted(commands - in_core - in_extras)}"
+    assert not in_core & in_extras, sorted(in_core & in_extras)
