@@ -25,21 +25,49 @@ def save_checkpoint(ckpt_dir: Path, model: torch.nn.Module, tokenizer: Any, stat
 
     The swap is two renames (``latest`` -> ``.latest.old``, ``.latest.tmp`` -> ``latest``); a process killed between
     them leaves no ``latest``, which :func:`latest_checkpoint` repairs before anything reads or writes one.
+    A write that fails (disk full, read-only or vanished folder) removes the partial ``.latest.tmp`` and raises
+    :class:`CheckpointError` naming the folder, the cause and what is still there; the previous ``latest`` is untouched.
     """
     from entropy_watch.trainer.sft import save_policy
 
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    latest_checkpoint(ckpt_dir)  # a swap a kill cut short: finish it before .latest.tmp is reused
     tmp, latest, old = ckpt_dir / ".latest.tmp", ckpt_dir / "latest", ckpt_dir / ".latest.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_policy(model, tokenizer, tmp / "policy")
-    torch.save({**state, "model": model.state_dict()}, tmp / "state.pt")
+    try:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        latest_checkpoint(ckpt_dir)  # a swap a kill cut short: finish it before .latest.tmp is reused
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_policy(model, tokenizer, tmp / "policy")
+        torch.save({**state, "model": model.state_dict()}, tmp / "state.pt")
+    except Exception as e:  # OSError, torch's RuntimeError, safetensors' SafetensorError (no common base)
+        if not isinstance(e, OSError | RuntimeError) and type(e).__name__ != "SafetensorError":
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # a partial checkpoint only takes space
+        kept = (
+            "the previous checkpoint is intact: free space and rerun with --resume to continue from it"
+            if latest.exists()
+            else "the run has no earlier checkpoint: free space or pick a writable --store and start over"
+        )
+        raise CheckpointError(
+            f"could not write the checkpoint of step {state.get('iteration', '?')} to {ckpt_dir} "
+            f"({type(e).__name__}: {e}{_free_space(ckpt_dir)}); {kept}"
+        ) from e
     shutil.rmtree(old, ignore_errors=True)
     if latest.exists():
         latest.rename(old)
     tmp.rename(latest)
     shutil.rmtree(old, ignore_errors=True)
     return latest
+
+
+def _free_space(path: Path) -> str:
+    """``", N MiB free there"`` for the nearest existing folder above ``path`` (torch's own ENOSPC message does not
+    say so), or ``""`` when even that cannot be read."""
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            try:
+                return f"; {shutil.disk_usage(folder).free / 2**20:.1f} MiB free there"
+            except OSError:
+                return ""
+    return ""
 
 
 def latest_checkpoint(ckpt_dir: Path) -> Path | None:

@@ -170,7 +170,15 @@ class AlgoConfig:
         zetas = f"zeta0={self.zeta0!r}, zeta_min={self.zeta_min!r}, zeta_max={self.zeta_max!r}"
         _check(all(map(_finite, (self.zeta0, self.zeta_min, self.zeta_max))), f"{zetas}; each must be finite")
         _check(0 < self.zeta_min <= self.zeta_max, f"{zetas}; need 0 < zeta_min <= zeta_max")
+        # the controller keeps |zeta| in [zeta_min, zeta_max]; a zeta0 outside would run unbounded until it first moves
+        _check(not self.repo or self.zeta_min <= abs(self.zeta0) <= self.zeta_max,
+               f"{zetas}; need zeta_min <= |zeta0| <= zeta_max")  # fmt: skip
         _check(self.adapo_kappa > 1 and 0 < self.adapo_eps_min <= self.adapo_eps_max, "ADAPO: kappa > 1, bounds")
+        _check(
+            self.controller != "adapo" or self.adapo_eps_min <= self.eps_high <= self.adapo_eps_max,
+            f"eps_high={self.eps_high!r} is ADAPO's start: need adapo_eps_min={self.adapo_eps_min!r} <= eps_high <= "
+            f"adapo_eps_max={self.adapo_eps_max!r}",
+        )
         _check(0 < self.top_entropy_frac <= 1, "top_entropy_frac must be in (0, 1]")
         _check(0 <= self.clip_cov_ratio < 1 and 0 <= self.kl_cov_frac < 1, "clip_cov_ratio/kl_cov_frac in [0, 1)")
         _check(self.clip_cov_bounds[0] < self.clip_cov_bounds[1], "clip_cov_bounds must be (lb, ub) with lb < ub")
@@ -328,7 +336,12 @@ def preset(
     # zeta bounds scale with the spread of L (scale notes): ~0.25-0.5 with a 15-token vocabulary, 0.05 for LLMs.
     # 0.5 held seed 0 at 0.97 H_0 but cost 0.14 of pass@1; 0.25 held 0.82 H_0 at -0.03 (300 iterations, issue 13).
     zeta = {"zeta_max": 0.25} if ALGOS.get(algo, {}).get("repo") == "r" else {}
-    algo_cfg = algo_config(algo, **{**zeta, **algo_overrides})
+    algo_overrides = {**zeta, **algo_overrides}
+    zeta0, zeta_min, zeta_max = (algo_overrides.get(k, ALGOS.get(algo, {}).get(k, getattr(AlgoConfig, k)))
+                                 for k in ("zeta0", "zeta_min", "zeta_max"))  # fmt: skip
+    if "zeta0" not in algo_overrides and _finite(zeta_max) and zeta_min <= zeta_max < abs(zeta0):
+        algo_overrides["zeta0"] = math.copysign(zeta_max, zeta0)  # a cap below the start lowers the start
+    algo_cfg = algo_config(algo, **algo_overrides)
     long_tail = TaskConfig(scripts=16, zipf=2.5)  # both presets: digits in 16 numeral scripts, Zipf-weighted warm-up
     if name == "tiny":
         return TrainConfig(run=run, algo=algo, seed=seed, algo_cfg=algo_cfg, task=long_tail)

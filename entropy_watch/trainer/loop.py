@@ -99,11 +99,45 @@ class TrainingInterrupted(KeyboardInterrupt):
         return f"run {self.run!r} interrupted at step {self.step}"
 
 
+# What a resume may change: how long and where it runs, not what it trains (``config_changes``).
+RESUMABLE_CHANGES = frozenset({"rl.iterations", "device", "threads", "checkpoint_every", "log_every"})
+
+
+def config_changes(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """``"field: old -> new"`` for every leaf of the resolved config (``TrainConfig.to_dict``) that differs between a
+    checkpoint and the resuming call, except :data:`RESUMABLE_CHANGES`."""
+    out = []
+    for key in sorted(saved.keys() | now.keys()):
+        name, old, new = prefix + key, saved.get(key), now.get(key)
+        if name in RESUMABLE_CHANGES:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += config_changes(old, new, name + ".")
+        elif old != new and not (old != old and new != new):  # NaN equals NaN here
+            out.append(f"{name}: {old!r} -> {new!r}")
+    return out
+
+
 def pick_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available, else cpu."""
+    """``auto`` -> cuda if available, else cpu. A device this torch cannot use is a :class:`ConfigError` naming it
+    (one line at the CLI), not torch's assertion from deep inside ``model.to``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"device {name!r}: {e}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise ConfigError(f"device {name!r}: no CUDA device is available (torch {torch.__version__}, {built}); "
+                              "use --device cpu or auto")  # fmt: skip
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device {name!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r}: MPS is not available on this machine; use --device cpu or auto")
+    return device
 
 
 def train(
@@ -136,6 +170,19 @@ def train(
         how = "pass --resume to continue it, or" if resumable else "it has no checkpoint to resume:"
         raise ConfigError(
             f"run {cfg.run!r} already exists in {root}; {how} name another run with --run (or remove the old one)"
+        )
+    if state is not None and state.get("config") is not None:  # the same run, not another algorithm on its state
+        changed = config_changes(state["config"], cfg.to_dict())
+        if changed:
+            raise ConfigError(
+                f"run {cfg.run!r} was trained with another configuration ({'; '.join(changed)}); resume it with the "
+                "flags it was started with (only the step count, device, threads and checkpoint/log intervals may "
+                "change), or train a new run with --run"
+            )
+    if state is not None and state["iteration"] > rl.iterations:  # would "finish" at once, reporting a later step
+        raise ConfigError(
+            f"run {cfg.run!r} has a checkpoint at step {state['iteration']}, past the {rl.iterations} steps asked for; "
+            f"resume with --steps {state['iteration']} or more"
         )
     if state is not None:
         model, tokenizer = load_policy(ckpt_dir / "latest" / "policy")

@@ -133,9 +133,13 @@ def completion_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Trainer forward over a rollout batch: logits of the completion positions ``(B, C, V)`` and ``mask (B, C)``.
 
-    The logit at position ``P - 1 + t`` predicts completion token ``t``.
+    The logit at position ``P - 1 + t`` predicts completion token ``t``. Tempered logits are upcast to fp32 before the
+    division, as the sampler does (``sample``), so at any temperature the ``bf16`` mode's log-probs and entropies are
+    the sampler's; only ``bf16-naive`` divides in bf16 (its naive path, ``model.token_logp``).
     """
     logits = policy_logits(model, batch.input_ids, batch.attention_mask, precision)
     c = batch.completion.shape[1]
     logits = logits[:, batch.prompt_len - 1 : batch.prompt_len - 1 + c, :]
-    return (logits / temperature if temperature != 1.0 else logits), batch.mask
+    if temperature == 1.0:
+        return logits, batch.mask
+    return (logits if precision == "bf16-naive" else logits.float()) / temperature, batch.mask

@@ -60,3 +60,41 @@ def test_saving_after_a_cut_swap_keeps_the_newest(tmp_path: Path, policy) -> Non
 
 def test_no_checkpoint_is_none(tmp_path: Path) -> None:
     assert latest_checkpoint(tmp_path / "_checkpoints") is None
+
+
+def test_a_full_disk_mid_save_is_one_clear_error_and_keeps_the_previous_checkpoint(
+    tmp_path: Path, policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while writing ``state.pt`` surfaced as "internal error (SafetensorError/OSError) ... report it" and left
+    a partial ``.latest.tmp`` taking the space; now: CheckpointError naming the cause, the partial folder removed,
+    the step-50 checkpoint intact for --resume."""
+    import errno
+
+    from entropy_watch.errors import EntropyWatchError
+    from entropy_watch.trainer import checkpoint
+
+    ckpt = tmp_path / "_checkpoints"
+    model, tok = policy
+    save_checkpoint(ckpt, model, tok, {"iteration": 50})
+
+    def full(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    with pytest.raises(EntropyWatchError, match=r"checkpoint of step 100 .*No space left on device.*--resume") as e:
+        save_checkpoint(ckpt, model, tok, {"iteration": 100})
+    assert len(str(e.value).splitlines()) == 1
+    monkeypatch.undo()
+    assert sorted(p.name for p in ckpt.iterdir()) == ["latest"]
+    assert load_checkpoint(ckpt)["iteration"] == 50
+
+
+def test_an_unwritable_checkpoint_folder_is_one_clear_error(tmp_path: Path, policy) -> None:
+    from entropy_watch.errors import EntropyWatchError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    model, tok = policy
+    with pytest.raises(EntropyWatchError, match=r"could not write the checkpoint of step 1 .*no earlier checkpoint"):
+        save_checkpoint(blocker / "_checkpoints", model, tok, {"iteration": 1})

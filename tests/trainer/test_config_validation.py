@@ -58,3 +58,27 @@ def test_sft_lr_must_be_finite() -> None:
 
 def test_the_no_upper_clip_baseline_keeps_its_infinite_eps_high() -> None:
     assert preset("tiny", "no-upper-clip").algo_cfg.eps_high == math.inf
+
+
+def test_a_zeta_cap_below_the_start_lowers_the_start() -> None:
+    """``--zeta-max 5e-4`` for REPO-R (zeta0 = 1e-3) ran at zeta = 1e-3, twice the cap, until the controller first
+    moved (the first iteration never moves it: its entropy is the target)."""
+    for algo, cap in (("repo-r", 5e-4), ("repo-d", 0.5), ("repo-r", 0.25)):
+        a = preset("tiny", algo, zeta_max=cap).algo_cfg
+        assert a.zeta_min <= abs(a.zeta0) <= a.zeta_max == cap, (algo, a.zeta0)
+    assert preset("tiny", "repo-r", zeta_max=0.25).algo_cfg.zeta0 == 1e-3  # a cap above the start leaves it
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "said"),
+    [
+        ({"repo": "r", "zeta0": 1.0}, "need zeta_min <= |zeta0| <= zeta_max"),
+        ({"repo": "r", "zeta0": 1e-5}, "need zeta_min <= |zeta0| <= zeta_max"),
+        ({"controller": "adapo", "eps_high": 0.28, "adapo_eps_max": 0.25}, "eps_high=0.28 is ADAPO's start"),
+        ({"controller": "adapo", "eps_high": 0.1}, "eps_high=0.1 is ADAPO's start"),
+    ],
+)
+def test_controller_starts_outside_their_bounds_are_refused(kwargs: dict, said: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        AlgoConfig(**kwargs)
+    AlgoConfig(repo="r", zeta0=-1e-3)  # a negative start within the bounds is fine
