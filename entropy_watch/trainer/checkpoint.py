@@ -37,8 +37,8 @@ def save_checkpoint(ckpt_dir: Path, model: torch.nn.Module, tokenizer: Any, stat
         shutil.rmtree(tmp, ignore_errors=True)
         save_policy(model, tokenizer, tmp / "policy")
         torch.save({**state, "model": model.state_dict()}, tmp / "state.pt")
-    except Exception as e:  # OSError, torch's RuntimeError, safetensors' SafetensorError (no common base)
-        if not isinstance(e, OSError | RuntimeError) and type(e).__name__ != "SafetensorError":
+    except Exception as e:  # noqa: BLE001 - only a failed write is translated (write_failed)
+        if not write_failed(e):
             raise
         shutil.rmtree(tmp, ignore_errors=True)  # a partial checkpoint only takes space
         kept = (
@@ -56,6 +56,28 @@ def save_checkpoint(ckpt_dir: Path, model: torch.nn.Module, tokenizer: Any, stat
     tmp.rename(latest)
     shutil.rmtree(old, ignore_errors=True)
     return latest
+
+
+def write_failed(e: BaseException) -> bool:
+    """Whether ``e`` is how saving a policy or state fails on a full, read-only or vanished disk: an ``OSError``,
+    torch's ``RuntimeError``, safetensors' ``SafetensorError`` (they share no base class)."""
+    return isinstance(e, OSError | RuntimeError) or type(e).__name__ == "SafetensorError"
+
+
+def save_policy_or_say(model: torch.nn.Module, tokenizer: Any, path: Path) -> Path:
+    """:func:`~entropy_watch.trainer.sft.save_policy`, a failed write raised as one :class:`CheckpointError` line
+    naming the folder, the cause and the space left (the SFT stage of ``compare`` printed an internal error)."""
+    from entropy_watch.trainer.sft import save_policy
+
+    try:
+        return save_policy(model, tokenizer, path)
+    except Exception as e:  # noqa: BLE001 - only a failed write is translated (write_failed)
+        if not write_failed(e):
+            raise
+        raise CheckpointError(
+            f"could not write the policy to {path} ({type(e).__name__}: {e}{_free_space(path)}); free space or pick a "
+            "writable --store"
+        ) from e
 
 
 def _free_space(path: Path) -> str:

@@ -108,10 +108,11 @@ def sft_stage(preset_name: str, seed: int, root: str | Path, sft_steps: int | No
 
     from entropy_watch.hooks import Watch
     from entropy_watch.store.layout import run_dir
+    from entropy_watch.trainer.checkpoint import save_policy_or_say
     from entropy_watch.trainer.config import preset
     from entropy_watch.trainer.loop import pick_device
     from entropy_watch.trainer.model import build_model
-    from entropy_watch.trainer.sft import run_sft, save_policy
+    from entropy_watch.trainer.sft import run_sft
     from entropy_watch.trainer.tasks import get_task
     from entropy_watch.trainer.tokenizer import build_tokenizer
 
@@ -130,7 +131,7 @@ def sft_stage(preset_name: str, seed: int, root: str | Path, sft_steps: int | No
 
         run_sft(model, tokenizer, get_task(cfg.task.name), cfg.sft, seed, cfg.model.precision,
                 on_step=on_step, surface=cfg.task.surface())  # fmt: skip
-    return save_policy(model, tokenizer, run_dir(Path(root), cfg.run) / "policy")
+    return save_policy_or_say(model, tokenizer, run_dir(Path(root), cfg.run) / "policy")
 
 
 def steps_to_level(rewards: list[float], level: float, window: int) -> int | None:

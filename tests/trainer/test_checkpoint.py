@@ -98,3 +98,23 @@ def test_an_unwritable_checkpoint_folder_is_one_clear_error(tmp_path: Path, poli
     model, tok = policy
     with pytest.raises(EntropyWatchError, match=r"could not write the checkpoint of step 1 .*no earlier checkpoint"):
         save_checkpoint(blocker / "_checkpoints", model, tok, {"iteration": 1})
+
+
+def test_a_policy_that_cannot_be_written_is_one_clear_error(tmp_path: Path, policy, monkeypatch) -> None:
+    """compare's SFT stage saves its policy outside a checkpoint: safetensors' error on a full disk printed
+    "internal error (SafetensorError) ... report it"; now one CheckpointError line naming the folder."""
+    from entropy_watch.errors import EntropyWatchError
+    from entropy_watch.trainer import sft
+    from entropy_watch.trainer.checkpoint import save_policy_or_say
+
+    class SafetensorError(Exception):  # safetensors' own error type, which shares no base with OSError
+        pass
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(No space left on device)")
+
+    model, tok = policy
+    monkeypatch.setattr(sft, "save_policy", full)
+    with pytest.raises(EntropyWatchError, match=r"could not write the policy to .*No space left on device") as e:
+        save_policy_or_say(model, tok, tmp_path / "run=sft-s0" / "policy")
+    assert len(str(e.value).splitlines()) == 1
