@@ -67,6 +67,8 @@ def pass_at_k(k: int) -> str:
 
 # --- controllers (REPO zeta, ADAPO eps_high, entropy coefficient) and their targets ----------------------------------
 # Logged by the reference trainer and by attach(trainer, control=...); each is the value in force for the NEXT step.
+# The controller's value logged at step k is the one after step k's update, in force from step k + 1 (the trainer
+# and hooks/control.py alike); step k's clip fractions were measured under the value logged at step k - 1.
 CONTROL_ZETA = "control/zeta"  # REPO-R/D coefficient zeta (signed; > 0 pushes entropy up)
 CONTROL_EPS_HIGH = "control/eps_high"  # ADAPO's upper clip width: ratio <= 1 + eps_high (eps_low untouched)
 CONTROL_ENTROPY_COEF = "control/entropy_coef"  # entropy-bonus weight alpha
