@@ -16,7 +16,7 @@ Pure functions over column names; no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from entropy_watch import metrics as M
 from entropy_watch.errors import ImportFormatError
@@ -150,6 +150,32 @@ def trl_signature(columns: Iterable[str]) -> list[str]:
     """The TRL-only metric names among ``columns`` when there are at least :data:`TRL_SIGNATURE_MIN` (else [])."""
     found = sorted({c for c in columns if c.lower().removeprefix("train/") in TRL_SIGNATURE})
     return found if len({c.lower().removeprefix("train/") for c in found}) >= TRL_SIGNATURE_MIN else []
+
+
+# Why a trainer's log holds no entropy, told where its columns name the trainer (INTEGRATIONS §1.2, §2, §3 and the
+# 2026-12 update): the fix is a setting of the next run, not a --map.
+_NO_ENTROPY_HINTS: tuple[tuple[Callable[[set[str]], bool], str], ...] = (
+    (
+        lambda cols: any(c.startswith(("actor/", "critic/")) for c in cols),
+        "verl logs actor/entropy only when the actor computes it: set calculate_entropy=True, off by default since "
+        "verl PR #4239, or a non-zero entropy_coeff in actor_rollout_ref.actor",
+    ),
+    (
+        lambda cols: bool(cols & {"ppo_clip_ratio", "policy_loss", "rollout/reward_mean"}),
+        "OpenRLHF logs entropy_loss, its mean token entropy, only when --actor.entropy_coef is set; 0 logs it "
+        "without a bonus",
+    ),
+    (
+        lambda cols: bool(cols & (TRL_SIGNATURE | {"completion_length", "reward_std", "frac_reward_zero_std"})),
+        "TRL's GRPOTrainer logs entropy from TRL 0.20 on; an older TRL's log holds none: upgrade TRL",
+    ),
+)
+
+
+def missing_entropy_hint(columns: Iterable[str]) -> str | None:
+    """What to change in the trainer whose log ``columns`` hold no entropy (verl, OpenRLHF, TRL), or None."""
+    cols = {c.lower().removeprefix("train/") for c in columns}
+    return next((hint for named, hint in _NO_ENTROPY_HINTS if named(cols)), None)
 
 
 def canonical_key(key: str) -> str:

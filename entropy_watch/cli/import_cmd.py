@@ -65,8 +65,8 @@ def import_(
             "--format",
             "-f",
             callback=log_format,
-            help="trl, verl-jsonl, verl-console, tensorboard, wandb-csv, csv, jsonl, json, parquet, trackio, mlflow "
-            "(mlflow.db), mlruns or wandb-offline (default: detected).",
+            help="trl, verl-jsonl, verl-console, trl-console (a Trainer's console log), tensorboard, wandb-csv, csv, "
+            "jsonl, json, parquet, trackio, mlflow (mlflow.db), mlruns or wandb-offline (default: detected).",
         ),
     ] = None,
     maps: Annotated[

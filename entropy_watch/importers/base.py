@@ -324,6 +324,17 @@ def dedupe_last(steps: np.ndarray, values: np.ndarray) -> Series:
     return uniq.astype(np.int64), values[::-1][idx].astype(np.float64)
 
 
+def differing_repeats(steps: np.ndarray, values: np.ndarray) -> int:
+    """How many steps appear more than once in ``steps`` with values that differ (NaN equals NaN): the repeats where
+    keeping the last value decided something (an HF Trainer writes ``epoch`` in its training and its evaluation entry
+    at one step: the same number twice). ``steps``, ``values``: one column's rows in write order, shape (n,)."""
+    order = np.argsort(steps, kind="stable")
+    st, v = steps[order], values[order]
+    same_step = st[1:] == st[:-1]
+    same_value = (v[1:] == v[:-1]) | (np.isnan(v[1:]) & np.isnan(v[:-1]))
+    return len(np.unique(st[1:][same_step & ~same_value]))
+
+
 CADENCE_SHARE = 0.8  # share of a column's intervals between finite values that must be its logging interval
 CADENCE_GAP_SHARE = 0.9  # ... and share of its cells off that interval that must be non-finite
 
@@ -582,8 +593,11 @@ def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
         row_steps = steps[rows]
         keep = row_steps >= 0
         s, v = dedupe_last(row_steps[keep], vals[keep])
-        if len(s) < int(keep.sum()) and not parsed.events and step_col is not None:
-            repeated.append(f"{name!r} ({int(keep.sum()) - len(s)} steps)")
+        # W&B's _step/_runtime/_timestamp count log calls: an evaluation entry at the trainer's step differs there
+        if len(s) < int(keep.sum()) and not parsed.events and step_col is not None and not name.startswith("_"):
+            differ = differing_repeats(row_steps[keep], vals[keep])
+            if differ:
+                repeated.append(f"{name!r} ({differ} steps)")
         gaps, k = off_cadence(s, v)
         if k:
             between.append(f"{name!r} ({int(gaps.sum())} of {len(s)} rows, logged every {k} steps)")
@@ -638,8 +652,10 @@ def assemble(
                 f"not numbers: fix the file or pass --map entropy=COLUMN"
             )
         text = f"; text columns: {listed(text_cols, 15)}" if text_cols else ""
+        hint = A.missing_entropy_hint(series)
         raise ImportFormatError(
             f"no entropy column found in {source} (columns: {listed(series, 15)}{text}); pass --map entropy=COLUMN"
+            + (f", or for the next run: {hint}" if hint else "")
         )
     ent_col = final[M.ENTROPY_MEAN]
     notes = list(parsed.notes)

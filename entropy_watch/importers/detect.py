@@ -4,7 +4,8 @@ Folders: a TRL/HF output or checkpoint folder (``trainer_state.json``), else a T
 file store (``mlruns``), else W&B offline runs (``run-*.wandb``). Files: ``trainer_state.json`` and
 ``events.out.tfevents.*`` by name; otherwise by content: TensorBoard events under another name (a first record
 holding ``brain.Event:2``), a verl JSONL line (``{"step": N, "data": {...}}``), another JSON-lines log, a JSON
-document (a ``log_history`` state or a list of rows), verl console lines (``step:N - k:v``), and finally CSV (a W&B
+document (a ``log_history`` state or a list of rows), verl console lines (``step:N - k:v``), a Trainer's console
+output (``{'loss': 0.1, ...}`` dicts), and finally CSV (a W&B
 export when its columns read ``<run> - <metric>``); a Parquet table, a trackio project or an MLflow store (SQLite),
 a W&B run file by their magic bytes and tables.
 """
@@ -27,6 +28,7 @@ FORMATS: tuple[str, ...] = (
     "trl",
     "verl-jsonl",
     "verl-console",
+    "trl-console",
     "tensorboard",
     "wandb-csv",
     "csv",
@@ -124,6 +126,8 @@ def _from_text(path: Path, text: str) -> str:
         try:
             obj = json.loads(first)
         except json.JSONDecodeError:
+            if trl.console_entry(first) is not None:  # {'loss': 0.1, ...}: a Trainer's console output
+                return "trl-console"
             return "trl" if '"log_history"' in text else "json"  # a pretty-printed document
         except RecursionError:
             return "jsonl"  # a line nested too deep: the line reader skips it and says so
@@ -136,6 +140,8 @@ def _from_text(path: Path, text: str) -> str:
         return "json"
     if any(verl.console_step(ln) for ln in lines[:500]):
         return "verl-console"
+    if any(trl.console_entry(ln) is not None for ln in lines if "{'" in ln):
+        return "trl-console"
     after = lines.index(first) + 1 if first in lines else len(lines)
     delimiter = sniff_delimiter(first, lines[after : after + SNIFF_ROWS])
     with csv_field_limit():

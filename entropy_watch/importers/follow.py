@@ -6,14 +6,17 @@ log directory).
 Each :meth:`LogReader.poll` re-reads a path whose size or modification time moved (a folder: any file below it) with
 :func:`~entropy_watch.importers.load_log`; runs are then what ``alerts LOG`` would analyse (the same meta and notes: one
 verdict). A path that cannot be read right now (a JSON document being rewritten, a file not there yet) keeps its last
-good runs and is reported once per distinct error through ``on_error``; so is a folder with no file below it. Cost: a
-whole re-read per change, fine for the tens of thousands of points a log holds; the store (``Watch``, ``import``) is the
-incremental path.
+good runs and is reported once per distinct error through ``on_error``; so is a folder with no file below it. A text
+log is read up to its last line end (a last line being written may be cut inside a number); a log file that shrank
+for good (a restarted trainer rewrote it, as verl's file logger does; the log was rotated) is read anew, and its runs'
+``on_note`` says so. Cost: a whole re-read per change, fine for the tens of thousands of points a log holds; the store
+(``Watch``, ``import``) is the incremental path.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -47,13 +50,23 @@ def signature(path: Path) -> Signature | None:
         return None
 
 
+_NUMBER = re.compile(r"\d[\d,.]*")
+
+
+def note_shape(note: str) -> str:
+    """``note`` with its numbers blanked: what stays the same while a log grows. Notes count what reading passed over
+    (lines, cells, rows), and the counts climb with every poll; a follower tells each kind of note once per run."""
+    return _NUMBER.sub("#", note)
+
+
 class LogReader:
     """The part of the store's read interface the Monitor and ``RunSeries.from_reader`` use, over log paths.
 
     ``paths`` the logs to follow (files or folders, as ``import`` takes them); ``options`` what the user states for
     reading them (``--map``, ``--vocab-size``, ``--reward-max``); ``on_error(path, message)`` hears each distinct
     read error once, ``on_note(run, note)`` each of a run's import notes once (as ``import`` and ``alerts`` print
-    them). Run names are the importer's; a name two paths both give gets its path's stem appended.
+    them; each kind once: :func:`note_shape`). Run names are the importer's; a name two paths both give gets its path's
+    stem appended.
     """
 
     def __init__(
@@ -68,8 +81,10 @@ class LogReader:
         self.options = options or LogOptions()
         self.on_error = on_error
         self.on_note = on_note
-        self._told: set[tuple[str, str]] = set()  # (run, note) already heard by on_note
+        self._told: set[tuple[str, str]] = set()  # (run, note's shape) already heard by on_note
         self._seen: dict[Path, Signature | None] = {}
+        self._sizes: dict[Path, int] = {}  # a log file's size when last read
+        self._shrunk: dict[Path, int] = {}  # a log file that shrank: its size before, until the next change tells
         self._errors: dict[Path, str] = {}
         self._by_path: dict[Path, list[ImportedRun]] = {}
         self._runs: dict[str, ImportedRun] = {}
@@ -84,8 +99,9 @@ class LogReader:
             if sig is None or sig == self._seen.get(path):
                 continue
             self._seen[path] = sig
+            self._rewritten(path)
             try:
-                self._by_path[path] = self.options.load(path)
+                self._by_path[path] = self.options.load(path, whole_lines=True)  # a cut last line waits a poll
             except EntropyWatchError as e:  # mid-write or not a log: keep the last good runs, say it once
                 self._error(path, str(e))
                 continue
@@ -95,9 +111,37 @@ class LogReader:
             self._runs = self._named()
             for run, r in self._runs.items():  # what reading said (a skipped bad line...), each note once per run
                 for note in r.notes:
-                    if (run, note) not in self._told and self.on_note is not None:
+                    key = (run, note_shape(note))  # "ignored 12 console line(s)" is not news after "ignored 11"
+                    if key not in self._told and self.on_note is not None:
                         self.on_note(run, note)
-                    self._told.add((run, note))
+                    self._told.add(key)
+
+    def _rewritten(self, path: Path) -> None:
+        """Tell ``on_note``, for each run read from the log file ``path``, when the file shrank and is still smaller
+        at the next change than before it shrank: it was rewritten from its start (a restarted trainer, as verl's
+        file logger opens its log with "wb") or rotated, and the points it held are gone from it (``alerts LOG``
+        will not see them either). A file rewritten in place, caught mid-write (``to_csv`` at every step, a JSON
+        document saved again), has grown back by then and is no news."""
+        try:
+            size = path.stat().st_size if path.is_file() else None
+        except OSError:
+            return
+        if size is None:
+            return
+        before, self._sizes[path] = self._sizes.get(path), size
+        shrunk_from = self._shrunk.pop(path, None)
+        if shrunk_from is None:
+            if before is not None and size < before:
+                self._shrunk[path] = before  # confirmed, or not, at the next change
+            return
+        if size >= shrunk_from or self.on_note is None:
+            return
+        note = (
+            f"{path} shrank from {shrunk_from:,} bytes (a restarted trainer rewrote it from its start, or the log was "
+            f"rotated): read anew; the points it held before are no longer in it"
+        )
+        for r in self._by_path.get(path, []):
+            self.on_note(r.name, note)
 
     def _error(self, path: Path, message: str) -> None:
         """Tell ``on_error`` about ``path``'s problem unless it was the last one told for that path."""

@@ -9,8 +9,12 @@ sub-folder's relative path, or the file name without its extension. Derived name
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +55,7 @@ def load_log(
     progress: Progress | None = None,
     vocab_size: int | None = None,
     reward_max: float | None = None,
+    whole_lines: bool = False,
 ) -> list[ImportedRun]:
     """Parse ``path`` into runs (a W&B CSV or a TensorBoard folder may hold several).
 
@@ -61,7 +66,10 @@ def load_log(
     kept for an entropy summed over the sequence (TRL PPO's ``objective/entropy``), which ln V does not bound.
     ``reward_max``: the most the reward can be (``meta["reward_max"]``; 1 when not given, a success rate), so the
     analysis can tell a solved task from a plateau when the reward is a sum of reward functions or a score on another
-    scale. Raises ImportFormatError (one line naming the file and the row) for malformed input.
+    scale. ``whole_lines``: ``path`` is still being written (``watch``): a line-oriented text log (CSV, JSONL, verl
+    console) is read up to its last line end, since a last line without one may be cut inside a number (``0.`` of
+    ``0.0412``, read as 0) and is read whole at the next poll. Raises ImportFormatError (one line naming the file and
+    the row) for malformed input.
     """
     if vocab_size is not None and (not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 2):
         raise ImportFormatError(f"vocab_size must be a whole number of at least 2, got {vocab_size!r}")
@@ -69,7 +77,15 @@ def load_log(
         raise ImportFormatError(f"reward_max must be a positive number, got {reward_max!r}")
     p = Path(path).expanduser()
     detect.check_source(p)  # missing, dangling link, link loop, FIFO or device: one true line, nothing opened
-    runs = _load_compressed(p, fmt, mapping, run) if compressed.kind(p) else _load(p, fmt, mapping, run, progress)
+    if compressed.kind(p):
+        runs = _load_compressed(p, fmt, mapping, run)
+    elif whole_lines and (end := _unfinished_line(p, fmt)) is not None:
+        with _head_copy(p, end) as inner:
+            runs = _load_copy(p, inner, [], fmt, mapping, run)
+        for r in runs:  # the source as a plain read records it
+            r.source = r.meta["source"] = os.path.abspath(p)
+    else:
+        runs = _load(p, fmt, mapping, run, progress)
     for r in runs:
         _vocabulary(r, vocab_size)
         if reward_max is not None:
@@ -91,9 +107,11 @@ class LogOptions:
         flags = {"--map": self.mapping, "--vocab-size": self.vocab_size, "--reward-max": self.reward_max}
         return [flag for flag, value in flags.items() if value]
 
-    def load(self, path: str | os.PathLike[str]) -> list[ImportedRun]:
-        """:func:`load_log` with these options."""
-        return load_log(path, mapping=self.mapping, vocab_size=self.vocab_size, reward_max=self.reward_max)
+    def load(self, path: str | os.PathLike[str], *, whole_lines: bool = False) -> list[ImportedRun]:
+        """:func:`load_log` with these options (``whole_lines``: a log still being written, see there)."""
+        return load_log(
+            path, mapping=self.mapping, vocab_size=self.vocab_size, reward_max=self.reward_max, whole_lines=whole_lines
+        )
 
 
 def _vocabulary(r: ImportedRun, given: int | None) -> None:
@@ -116,17 +134,83 @@ def _vocabulary(r: ImportedRun, given: int | None) -> None:
 def _load_compressed(p: Path, fmt: str | None, mapping: dict[str, str] | None, run: str | None) -> list[ImportedRun]:
     """A gzip/bzip2/xz log, read from a plain temporary copy; what is reported names ``p``, never the copy."""
     with compressed.decompressed(p) as (inner, notes):
-        try:
-            runs = _load(inner, fmt, mapping, run, None)
-        except ImportFormatError as e:
-            raise ImportFormatError(compressed.restore_paths(str(e), inner, p)) from None
-        for r in runs:
-            r.source = str(p)
-            r.notes[:] = notes + [compressed.restore_paths(n, inner, p) for n in r.notes]
-            for key, value in r.meta.items():
-                if isinstance(value, str):
-                    r.meta[key] = compressed.restore_paths(value, inner, p)
+        return _load_copy(p, inner, notes, fmt, mapping, run)
+
+
+def _load_copy(
+    p: Path, inner: Path, notes: list[str], fmt: str | None, mapping: dict[str, str] | None, run: str | None
+) -> list[ImportedRun]:
+    """The runs of ``inner``, a temporary copy of ``p``, reported as ``p``'s (errors, notes, meta), ``notes`` first."""
+    try:
+        runs = _load(inner, fmt, mapping, run, None)
+    except ImportFormatError as e:
+        raise ImportFormatError(compressed.restore_paths(str(e), inner, p)) from None
+    for r in runs:
+        r.source = str(p)
+        r.notes[:] = notes + [compressed.restore_paths(n, inner, p) for n in r.notes]
+        for key, value in r.meta.items():
+            if isinstance(value, str):
+                r.meta[key] = compressed.restore_paths(value, inner, p)
     return runs
+
+
+LINE_FORMATS = frozenset({"csv", "wandb-csv", "jsonl", "verl-jsonl", "verl-console"})  # one row per text line
+JSON_LINE_FORMATS = frozenset({"jsonl", "verl-jsonl"})  # a cut line is no JSON: a whole one can be read at once
+_TAIL_CHUNK = 64 * 1024
+
+
+def _unfinished_line(p: Path, fmt: str | None) -> int | None:
+    """For a line-oriented text log whose last line has no line end yet: the byte length of its complete lines (up to
+    and including the last ``\n``); None otherwise (binary formats, a folder, a file ending in a line end, one
+    without any line end, or a JSON-lines log whose last line is a whole JSON value: all read as they are)."""
+    if not p.is_file():
+        return None
+    fmt = fmt or detect.detect_format(p)
+    if fmt not in LINE_FORMATS:
+        return None
+    with open(p, "rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:
+            start = max(0, pos - _TAIL_CHUNK)
+            fh.seek(start)
+            block = fh.read(pos - start)
+            if pos == end and block[-1:] in (b"\n", b"\r"):
+                return None
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                if pos == end and fmt in JSON_LINE_FORMATS and _is_json(block[cut + 1 :]):
+                    return None
+                return start + cut + 1
+            pos = start
+    return None
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+@contextmanager
+def _head_copy(p: Path, size: int) -> Iterator[Path]:
+    """A temporary copy of ``p``'s first ``size`` bytes, named like ``p`` in a folder named like its folder (so the
+    default run name is ``p``'s), for the time of the ``with`` block."""
+    with tempfile.TemporaryDirectory(prefix="entropy-watch-follow-") as tmp:
+        folder = Path(tmp) / (p.resolve().parent.name or "log")
+        folder.mkdir()
+        inner = folder / p.name
+        with open(p, "rb") as src, open(inner, "wb") as dst:
+            left = size
+            while left > 0:
+                block = src.read(min(left, 1 << 20))
+                if not block:
+                    break
+                dst.write(block)
+                left -= len(block)
+        yield inner
 
 
 def _load(
@@ -148,6 +232,9 @@ def _load(
     if fmt == "verl-console":
         parsed = verl.read_verl_console(p, step_col, progress)
         return [_finish(parsed, run or safe_run_name(wandb.file_stem(p)), p, fmt, maps)]
+    if fmt == "trl-console":
+        parsed = trl.read_trl_console(p, step_col, progress)
+        return [_finish(parsed, run or safe_run_name(wandb.file_stem(p)), p, fmt, maps)]
     if fmt in TRACKER_READERS:
         groups, notes = TRACKER_READERS[fmt](p, progress)
         return _many(groups, p, fmt, maps, run, notes, step_col, run_meta_key="source_run_name")
@@ -159,6 +246,9 @@ def _load(
         frame = parquet_table.read_parquet(p, progress)
     else:
         frame = generic.read_json_list(p, progress)
+    summary = wandb.summary_error(p, frame) if fmt in ("jsonl", "json") else None
+    if summary is not None:
+        raise ImportFormatError(summary)
     notes = list(frame.notes)  # what reading the file decided (a skipped last line, decimal commas, columns left out)
     if fmt == "wandb-csv":
         groups = wandb.split_wandb_frame(frame)

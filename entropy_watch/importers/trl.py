@@ -15,10 +15,18 @@ whose group rewards had zero spread: no learning signal).
 The model's ``config.json`` saved beside the state (in the checkpoint folder, else the output folder) gives the
 vocabulary size V, the bound ``ln V`` the analysis measures an explosion against (``text_config.vocab_size`` for
 multimodal models); a LoRA checkpoint holds no such file and V stays unknown.
+
+A run whose output folder is gone often still has its console log (``nohup.out``, ``slurm-<id>.out``): the HF
+Trainer prints each ``log_history`` entry as a Python dict, ``{'loss': 0.0123, ..., 'entropy': 0.41, 'epoch': 0.05}``
+(``ProgressCallback`` after the progress bar and a ``\r``; ``PrinterCallback`` on its own line). Those are read as
+format ``trl-console``; the step of an entry is the training progress bar's ``N/M`` last drawn before it (the bar a
+training entry follows; evaluation and vLLM bars have another ``M``), else, with no bar, the order of the training
+entries (a note says which).
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -30,8 +38,8 @@ import numpy as np
 
 from entropy_watch import metrics as M
 from entropy_watch.errors import ImportFormatError
-from entropy_watch.importers.base import Parsed, Progress, Series, frame_to_series
-from entropy_watch.importers.generic import frame_from_records, load_json
+from entropy_watch.importers.base import Frame, Parsed, Progress, Series, frame_to_series
+from entropy_watch.importers.generic import frame_from_records, load_json, open_text
 
 STATE_FILE = "trainer_state.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -252,3 +260,86 @@ def default_name(path: Path) -> str:
     if p.is_file():
         p = p.parent
     return p.parent.name if _CHECKPOINT.match(p.name) else p.name
+
+
+# --- the console log: dicts the HF Trainer printed -------------------------------------------------------------------
+_BAR = re.compile(r"\|\s*(\d+)/(\d+)\s*\[")  # tqdm: "  2%|▏   | 5/200 [00:10<06:30,  2.00s/it]"
+_NONFINITE = re.compile(r"(?<=: )(-?inf|nan)(?=[,}])")  # str(logs) writes float('nan') as nan: no Python literal
+_NUMPY = re.compile(r"(?:np|numpy)\.\w+\(([^()]*)\)")  # np.float64(0.5), numpy >= 2's repr
+_TRAINER_KEYS = frozenset({"loss", "entropy", "reward", "epoch", "eval_loss", "train_runtime", "learning_rate"})
+_TRAINING_KEYS = ("loss", "entropy", "reward")  # an entry of the training loop (not evaluation, not the summary)
+
+
+def console_entry(line: str) -> dict[str, Any] | None:
+    """The flat dict an HF Trainer printed on ``line`` (``{'loss': 0.1, 'epoch': 0.5}``, maybe after a progress
+    bar), or None."""
+    start, end = line.find("{'"), line.rfind("}")
+    if start < 0 or end < start:
+        return None
+    text = _NUMPY.sub(r"\1", _NONFINITE.sub(r"'\1'", line[start : end + 1]))
+    try:
+        obj = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) for k in obj):
+        return None
+    if any(isinstance(v, dict | list | tuple | set) for v in obj.values()) or not _TRAINER_KEYS & set(obj):
+        return None
+    return obj
+
+
+def read_trl_console(path: Path, step_column: str | None = None, progress: Progress | None = None) -> Parsed:
+    """Series from the dicts an HF/TRL Trainer printed into a console log, other lines ignored (counted)."""
+    events: list[tuple[int, dict[str, Any]] | tuple[int, int]] = []  # (line, entry) or (N, M) of a progress bar
+    other = 0
+    handle = open_text(path, progress)
+    try:
+        for lineno, line in enumerate(handle, start=1):  # a \r ends a line too: a bar, then the entry after it
+            entry = console_entry(line) if "{'" in line else None
+            if entry is not None:
+                events.append((lineno, entry))
+                continue
+            bars = _BAR.findall(line)
+            if bars:
+                events.append((int(bars[-1][0]), int(bars[-1][1])))
+            else:
+                other += line.strip() != ""
+    except UnicodeDecodeError as e:
+        raise ImportFormatError(f"{path} is not UTF-8 text ({e.reason}); save the log as UTF-8") from None
+    finally:
+        handle._h.close()
+    frame, note = _console_frame(path, events)
+    if frame.n_rows == 0:
+        raise ImportFormatError(f"{path}: no dict printed by a Trainer ({{'loss': ...}}) found; pass --format")
+    parsed = frame_to_series(frame, step_column or "step")
+    parsed.notes[:0] = [note] + ([f"ignored {other} console line(s) that are neither entries nor progress bars"]
+                                 if other else [])  # fmt: skip
+    return parsed
+
+
+def _console_frame(path: Path, events: list[Any]) -> tuple[Frame, str]:
+    """The entries as rows with their step, and the note saying where the steps came from."""
+    total = None  # the training bar's M: the bar drawn last before the first training entry
+    bar: tuple[int, int] | None = None
+    for ev in events:
+        if isinstance(ev[1], dict):
+            if bar is not None and any(k in ev[1] for k in _TRAINING_KEYS):
+                total = bar[1]
+                break
+        else:
+            bar = ev
+    frame = Frame(source=str(path))
+    step = trained = 0
+    for ev in events:
+        if not isinstance(ev[1], dict):
+            step = ev[0] if ev[1] == total else step
+            continue
+        lineno, entry = ev
+        trained += any(k in entry for k in _TRAINING_KEYS)
+        frame.add_row({**entry, "step": step if total is not None else trained}, f"line {lineno}")
+    if total is not None:
+        return frame, f"steps read from the training progress bar (N/{total}) drawn before each logged entry"
+    return frame, (
+        "no training progress bar in the log: steps are the order of the training entries (1, 2, ...), not the "
+        "trainer's steps (logging_steps apart)"
+    )

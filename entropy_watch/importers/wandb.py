@@ -3,7 +3,9 @@
 A W&B chart export ("Download CSV") has a ``Step`` column and one column per run and metric, named
 ``<run> - <metric>``, plus ``<run> - <metric>__MIN`` / ``__MAX`` when W&B bucketed the points. One file may hold many
 runs; each becomes its own :class:`ImportedRun` named after the W&B run. ``__MIN``/``__MAX`` columns are kept as
-extra series under their source names (``<metric>__MIN``), never mapped to a canonical metric.
+extra series under their source names (``<metric>__MIN``), never mapped to a canonical metric. A chart drawn against
+another x axis (``Wall Time``, ``Relative Time (Process)``, ``train/epoch``) is exported with that axis as its first
+column: still one run per W&B run, its steps the row order (a note says so).
 
 A generic CSV/JSONL with a ``run_name`` (or ``run``, ``run_id``) text column holding several values is split the
 same way; with a single value it stays one run and the value is recorded as ``meta["source_run_name"]``.
@@ -35,19 +37,33 @@ def split_wandb_column(column: str) -> tuple[str, str] | None:
     return (run, metric) if run and metric else None
 
 
+def x_axis(columns: list[str]) -> str | None:
+    """The x-axis column of a W&B chart export: the step column when there is one, else the first column (a chart
+    drawn against ``Wall Time`` or an epoch), ``""`` when there is none; None when the other columns (W&B's
+    ``_runtime``-style ones aside) do not all read ``<run> - <metric>``: no W&B export."""
+    x = A.find_step_column(columns)
+    if x is None and columns and split_wandb_column(columns[0]) is None:
+        x = columns[0]
+    rest = [c for c in columns if c != x and not c.startswith("_")]
+    return (x or "") if rest and all(split_wandb_column(c) is not None for c in rest) else None
+
+
 def is_wandb_header(columns: list[str]) -> bool:
-    """True when every column but the step (and W&B's ``_runtime``-style columns) reads ``<run> - <metric>``."""
-    step = A.find_step_column(columns)
-    rest = [c for c in columns if c != step and not c.startswith("_")]
-    return bool(rest) and all(split_wandb_column(c) is not None for c in rest)
+    """True when every column but the x axis (the step, or a first column such as ``Wall Time``) and W&B's
+    ``_runtime``-style columns reads ``<run> - <metric>``."""
+    return x_axis(columns) is not None
 
 
 def split_wandb_frame(frame: Frame) -> dict[str, Frame]:
-    """One frame per W&B run, columns renamed to the metric names (the step column is shared)."""
-    step = A.find_step_column(frame.cells)
+    """One frame per W&B run, columns renamed to the metric names (the step column is shared; an x axis that is no
+    step is left out, and the runs' steps are the row order, with a note)."""
+    columns = list(frame.cells)
+    step = A.find_step_column(columns)
+    x = x_axis(columns)
+    off_axis = x if x and x != step else None  # Wall Time, an epoch: no step
     runs: dict[str, Frame] = {}
     for column, cells in frame.cells.items():
-        if column == step:
+        if column == step or column == off_axis:
             continue
         parts = split_wandb_column(column)
         if parts is None:
@@ -58,6 +74,11 @@ def split_wandb_frame(frame: Frame) -> dict[str, Frame]:
             sub = runs[run] = Frame(source=frame.source, n_rows=frame.n_rows, locations=frame.locations)
             if step is not None:
                 sub.cells[step] = frame.cells[step]
+            if off_axis is not None:
+                sub.notes.append(
+                    f"the export's x axis is {off_axis!r}, not the step: steps are the row order; export the chart "
+                    "with the x axis 'Step' for the run's own steps"
+                )
         sub.cells[metric] = cells
     return runs
 
@@ -135,6 +156,26 @@ def _split_columnar(frame: Frame, column: str) -> dict[str, Frame]:
 
 def _shifted(frame: Frame, picked: np.ndarray) -> Callable[[int], str]:
     return lambda row: frame.where(int(picked[row]))
+
+
+SUMMARY_FILE = "wandb-summary.json"
+
+
+def summary_error(path: Path, frame: Frame) -> str | None:
+    """Why ``path`` cannot be read as a run's history when it is a W&B run summary (``files/wandb-summary.json``:
+    each metric's last value, and W&B's own ``_wandb`` entry), else None. Read as a log, it made a run of one point."""
+    if path.name != SUMMARY_FILE and not (frame.n_rows == 1 and any(c.startswith("_wandb/") for c in frame.cells)):
+        return None
+    run_dir = path.parent.parent if path.parent.name == "files" else path.parent
+    offline = sorted(run_dir.glob("run-*.wandb"))
+    history = path.parent / "wandb-history.jsonl"  # what W&B wrote beside the summary before its .wandb files
+    if offline:
+        where = f"import the run folder {run_dir} (its {offline[0].name} holds every logged step)"
+    elif history.is_file():
+        where = f"import {history}"
+    else:
+        where = "import the run's run-<id>.wandb file, or a chart exported from the W&B UI as CSV"
+    return f"{path} is a W&B run summary (each metric's last value), not the run's history; {where}"
 
 
 def file_stem(path: Path) -> str:
