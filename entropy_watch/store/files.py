@@ -40,14 +40,15 @@ _last_session_ns = 0
 _part_counter = itertools.count()
 
 
-def new_session() -> str:
+def new_session(at_least_ns: int = 0) -> str:
     """A writer-session id ``"<time_ns>-<pid>"``, strictly increasing within this process (unique across restarts).
 
     ``time_ns`` has 19 digits until the year 2286, so string order is time order (readers use it as "latest").
+    ``at_least_ns``: a floor for the time (a resumed rank's session must follow its previous one, whatever the clock).
     """
     global _last_session_ns
     with _session_lock:
-        now = max(time.time_ns(), _last_session_ns + 1)
+        now = max(time.time_ns(), _last_session_ns + 1, int(at_least_ns))
         _last_session_ns = now
     return f"{now}-{os.getpid()}"
 

@@ -17,15 +17,21 @@ keeps the folder out of Spark's and Trino's partition discovery.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
 from entropy_watch.store import layout
 from entropy_watch.store.atomic import read_json, write_json_atomic
-from entropy_watch.store.fs import StorePath, is_object, listdir
+from entropy_watch.store.fs import StorePath, is_object, listdir, mtime
 
 META_DIR = "_meta"
 _RANK_JSON = re.compile(r"rank=(\d+)\.json")
+STAMPED_AT = "_stamped_at"
+"""Key :func:`statuses` adds to each heartbeat: its file's modification time (Unix s), stamped by the filesystem or
+object store that holds it, a clock every writing host shares. Liveness is judged by it (``reader.rank_state``), not
+by ``updated_at``, which the writing host's own clock stamped: a rank on a host whose clock ran 2 minutes behind was
+listed ``stalled`` while it wrote, and one 2 minutes ahead stayed ``running`` for 2 minutes after a ``kill -9``."""
 
 
 def rank_meta_path(root: StorePath, run: str, rank: int) -> StorePath:
@@ -89,6 +95,8 @@ def statuses(root: StorePath, run: str) -> list[tuple[int, dict[str, Any]]]:
         for entry in entries:
             m = _RANK_JSON.fullmatch(entry.name)
             if m and (st := read_json(entry.path)) is not None:
+                with contextlib.suppress(OSError):  # replaced meanwhile: judged by its own clock (updated_at)
+                    st[STAMPED_AT] = mtime(entry.path)
                 out.append((int(m.group(1)), st))
         return out
     return []

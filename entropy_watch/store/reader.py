@@ -245,11 +245,16 @@ class Store(SqlReads):
 
 def rank_state(status: Mapping[str, Any], now: float) -> str:
     """One rank's state from its heartbeat: as written, but ``stalled`` for a ``running`` one not refreshed within
-    ``STALL_FACTOR`` heartbeat intervals (its writer died, or hangs)."""
+    ``STALL_FACTOR`` heartbeat intervals (its writer died, or hangs). When it was refreshed is the heartbeat file's
+    modification time where :func:`.meta.statuses` found it (the storage's clock, shared by every writing host), else
+    the writer's own ``updated_at`` (a skewed writer clock then shifts the verdict by the skew)."""
     state = str(status.get("state", "running"))
     if state == "running":
         interval = float(status.get("interval_s") or DEFAULT_HEARTBEAT_S)
-        if now - float(status.get("updated_at") or 0.0) > STALL_FACTOR * interval:
+        stamped = status.get(run_meta.STAMPED_AT)
+        if not isinstance(stamped, int | float):
+            stamped = status.get("updated_at")
+        if now - float(stamped or 0.0) > STALL_FACTOR * interval:
             return "stalled"
     return state
 

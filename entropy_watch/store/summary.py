@@ -200,14 +200,14 @@ def catch_up(
 
     def attempt() -> dict[tuple[str, int], Tail]:
         # listed without any lock first: in the usual case nothing is uncovered, and there is no query
-        behind = [(p, t, folder) for p, t, folder in folders if not _uncovered(p, t, folder, coverage).empty]
+        behind = [(p, t, folder) for p, t, folder in folders if not uncovered(p, t, folder, coverage).empty]
         if not behind:
             return {}
         local = [] if fs.is_object(root) else [Path(folder) for _, _, folder in behind]
         with read_locked(local):  # listed again under the readers' lock: compaction deletes nothing until the end
             selections: dict[str, Selection] = {}
             for p, t, folder in behind:
-                sel, found = selections.setdefault(t, Selection()), _uncovered(p, t, folder, coverage)
+                sel, found = selections.setdefault(t, Selection()), uncovered(p, t, folder, coverage)
                 sel.whole += found.whole
                 sel.partial += found.partial
             selections = {t: sel for t, sel in selections.items() if not sel.empty}
@@ -249,7 +249,7 @@ def _folder(root: StorePath, p: Pending, table: str) -> StorePath | str:
     return f"{root}{os.sep}run={p.run}{os.sep}table={table}{os.sep}rank={p.rank}"
 
 
-def _uncovered(p: Pending, table: str, folder: StorePath | str, coverage: CoverageCache) -> Selection:
+def uncovered(p: Pending, table: str, folder: StorePath | str, coverage: CoverageCache) -> Selection:
     """The files in ``folder`` holding segments of ``table`` that ``p`` does not cover, each such key read once
     (parts win over segments, as in every read) and only those keys."""
     refs: list[FileRef] = []

@@ -31,6 +31,8 @@ listing still matches the rows stored.
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import os
 import socket
 import threading
@@ -42,6 +44,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from entropy_watch import metrics as M
 from entropy_watch.errors import StoreUnwritable
@@ -55,6 +58,8 @@ try:
     import fcntl
 except ImportError:  # Windows: run.json merges are then not serialised across processes
     fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger("entropy_watch")
 
 DEFAULT_HEARTBEAT_S = 5.0
 # terminated: SIGTERM (e.g. preemption); interrupted: KeyboardInterrupt (Ctrl-C), stopped on purpose, nothing broken
@@ -126,6 +131,8 @@ class RunWriter:
         self.heartbeat_error: StoreUnwritable | None = None  # the last heartbeat write() owed and could not write
         self._run_dir = layout.run_dir(self.root, self.run)
         self._own_meta: dict[str, Any] | None = None  # object stores: the fields this rank set (store/meta.py)
+        self.clock_offset_s = 0.0  # added to this session's times: > 0 when this host's clock is behind the rank's
+        # previous session's (a resume on another host), so the rank's times never go back (:meth:`_continue_clock`)
         self._refuse_links()
         try:
             fs.makedirs(layout.status_path(self.root, self.run, self.rank).parent)
@@ -165,6 +172,7 @@ class RunWriter:
             earlier = read_json(layout.status_path(self.root, self.run, self.rank)) or {}
         except Exception:  # noqa: BLE001 - only a head start: an unreadable heartbeat starts from nothing
             return
+        self._continue_clock(earlier)
         _caught_up(self.root, self.run, self.rank, earlier)
         last = earlier.get("last_step")
         carried_last = None
@@ -175,6 +183,45 @@ class RunWriter:
         if isinstance(latest, Mapping):
             summary.merge_latest(parsed, latest)  # the on-disk form, read as every listing reads it
         self._carried = (carried_last, {name: (step, value) for name, (value, step) in parsed.items()})
+
+    def _continue_clock(self, earlier: Mapping[str, Any]) -> None:
+        """Keep the rank's time monotone across sessions whatever the hosts' clocks say.
+
+        Readers order a step logged twice by ``wall_time``, then by writer session (``reads.LATEST_FIRST``), and a
+        ``resume`` replaces the sessions whose last row predates its ``wall_time`` (``reads.replaced_sql``): both
+        assume that a later session has later times. A session resumed on a host whose clock is behind the previous
+        session's (by more than the restart took) broke both on every reader: the replaced trajectory won every step
+        logged again, and a resume replaced nothing. So this session's session id and times (rows' ``wall_time``,
+        heartbeats) are shifted by :attr:`clock_offset_s`, just past the last time the previous session stamped:
+        its last heartbeat, or a row it published after that heartbeat (read from those few files)."""
+        session = earlier.get("session")
+        if not isinstance(session, str):
+            return
+        floor = earlier.get("updated_at")
+        floor = float(floor) if isinstance(floor, int | float) and math.isfinite(floor) else 0.0
+        floor = max(floor, _uncovered_wall_time(self.root, self.run, self.rank, earlier))
+        behind = floor - time.time()
+        if behind >= 0:
+            self.clock_offset_s = behind + 1e-3
+            self.started_at += self.clock_offset_s
+            log.warning(
+                "entropy_watch: this host's clock is %.3f s behind the previous session of run %r rank %d; this "
+                "session's times are stamped %.3f s later so that its rows replace the earlier session's",
+                behind,
+                self.run,
+                self.rank,
+                self.clock_offset_s,
+            )
+        try:
+            earlier_ns = int(session.split("-", 1)[0])
+        except ValueError:
+            return
+        if self.session.split("-", 1)[0] <= session.split("-", 1)[0]:  # 19-digit ns: string order is time order
+            self.session = new_session(at_least_ns=max(earlier_ns + 1, time.time_ns() + int(self.clock_offset_s * 1e9)))
+
+    def _now(self) -> float:
+        """This session's time (Unix s): the host's clock plus :attr:`clock_offset_s`."""
+        return time.time() + self.clock_offset_s
 
     # -- run.json -------------------------------------------------------------------------------------------------
     def update_run_meta(self, **fields: Any) -> dict[str, Any]:
@@ -242,6 +289,9 @@ class RunWriter:
                 raise RuntimeError(f"RunWriter for run {self.run!r} rank {self.rank} is closed")
             if seq is None:
                 seq = self._seq.get(table, 0)
+            if self.clock_offset_s and "wall_time" in tbl.column_names:  # the rank's times never go back
+                at = tbl.column_names.index("wall_time")
+                tbl = tbl.set_column(at, "wall_time", pc.add(tbl.column(at), self.clock_offset_s))
             tbl = tbl.append_column(WRITER_COL, pa.array([self.session] * tbl.num_rows, type=pa.string()))
             tbl = tbl.append_column(SEQ_COL, pa.array(np.full(tbl.num_rows, seq, dtype=np.int64)))
             directory = layout.table_dir(self.root, self.run, table, self.rank)
@@ -263,7 +313,7 @@ class RunWriter:
                 self._track_latest(tbl)
             elif table == "events":
                 self._resumed(tbl)
-            due = self.beats and time.time() - self._last_beat >= self.heartbeat_interval_s
+            due = self.beats and self._now() - self._last_beat >= self.heartbeat_interval_s
         if due:
             try:
                 self.heartbeat()
@@ -345,7 +395,7 @@ class RunWriter:
         with self._lock:
             if step is not None:
                 self._last_step = int(step) if self._last_step is None else max(self._last_step, int(step))
-            now = time.time()
+            now = self._now()
             status = {
                 "rank": self.rank,
                 **self._summary(),
@@ -386,11 +436,14 @@ class RunWriter:
 
     # -- housekeeping ---------------------------------------------------------------------------------------------
     def _clean_tmp(self) -> None:
-        """Remove temporaries of dead writers: by pid in this rank's own folders, by age (1 h) elsewhere."""
+        """Remove temporaries of dead writers: by pid in this rank's own folders, by age (1 h) elsewhere. In a rank
+        folder only segment temporaries are this rank's: a ``.part-`` one belongs to a compactor, perhaps running on
+        another host (its pid means nothing here), which removes its own dead ones under its lock; deleting it made
+        that compaction fail at its rename."""
         clean_stale_tmp(self._run_dir, by_pid=False)
         clean_stale_tmp(layout.status_dir(self.root, self.run), by_pid=False)
         for table in layout.TABLES:
-            clean_stale_tmp(layout.table_dir(self.root, self.run, table, self.rank), by_pid=True)
+            clean_stale_tmp(layout.table_dir(self.root, self.run, table, self.rank), by_pid=True, prefix=".seg-")
 
 
 @contextlib.contextmanager
@@ -403,6 +456,32 @@ def _flock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _uncovered_wall_time(root: fs.StorePath, run: str, rank: int, status: Mapping[str, Any]) -> float:
+    """The latest ``wall_time`` among the rows a rank's session published after its heartbeat ``status`` (rows it
+    covers were stamped before it); 0.0 when there are none, or they cannot be read (only a floor)."""
+    pending = summary.pending(run, rank, status)
+    if pending is None:
+        return 0.0
+    from entropy_watch.store.files import CoverageCache
+
+    coverage, latest = CoverageCache(), 0.0
+    for table in ("scalars", "events", "alerts"):
+        folder = layout.table_dir(root, run, table, rank)
+        try:
+            sel = summary.uncovered(pending, table, folder, coverage)
+            for ref in sel.whole + [r for r, _ in sel.partial]:
+                filesystem, where = fs.arrow(ref.path)
+                tbl = pq.read_table(where, filesystem=filesystem, columns=["wall_time", WRITER_COL, SEQ_COL])
+                keys = zip(tbl.column(WRITER_COL).to_pylist(), tbl.column(SEQ_COL).to_pylist(), strict=True)
+                mask = pa.array([pending.uncovered(table, (w, s)) for w, s in keys], pa.bool_())
+                top = pc.max(tbl.column("wall_time").filter(mask)).as_py()
+                if top is not None and math.isfinite(top):
+                    latest = max(latest, float(top))
+        except Exception:  # noqa: BLE001 - a floor only: the heartbeat's time still holds
+            continue
+    return latest
 
 
 def _caught_up(root: fs.StorePath, run: str, rank: int, status: dict[str, Any]) -> None:
