@@ -21,20 +21,25 @@ What each action does:
 * **stop** — under a trainer, sets ``control.should_training_stop``: the current step finishes, the trainer's own
   end-of-training path runs (a final save if configured, ``on_train_end``); in a ``Watch`` loop it sets
   ``watch.should_stop`` for the loop to poll;
-* **callable** — called once per matching alert with the :class:`~entropy_watch.analysis.Alert`, on the live
-  analyser's thread; an exception in it is counted in ``hooks/errors``, never raised into training.
+* **callable** — called once per matching alert with the :class:`~entropy_watch.analysis.Alert`, one call at a time
+  in the order the alerts were found, on a worker thread of the live analysis: a callback that is slow or hangs
+  holds back neither training nor the analysis, its notifications and the other rules (a ``stop`` still stops). An
+  exception in it, or a call that has not returned after ``callback_timeout_s``, is counted in ``hooks/errors`` (one
+  warning), never raised into training.
 
 Each action taken is an ``events`` row of kind :data:`ACTION_EVENT` with the payload ``{"rule", "alert": {key,
 step, kind, severity, detector}, "actions": ["call" | "checkpoint" | "stop", ...], "did": [what happened, in
 words]}``, which the app shows on the alert timeline. A trainer's checkpoint/stop is recorded when it is carried out
-(at the step end), a ``Watch`` flag or a callable when the rule fires. Under
+(at the step end), a ``Watch`` flag when the rule fires, a callable when it returns. Under
 ``torch.distributed`` the checkpoint/stop decision is all-reduced at each step end so every rank saves and stops
 together (one two-element all-reduce per step, only when such a rule exists).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +53,10 @@ ACTION_EVENT = M.EVENT_ACTION
 NAMED_ACTIONS: tuple[str, ...] = ("checkpoint", "stop")
 
 AlertCallback = Callable[[Alert], Any]
+CALLBACK_TIMEOUT_S = 10.0
+"""A callback that has not returned after this long is reported (counted in ``hooks/errors``, warned once)."""
+MAX_QUEUED_CALLS = 64
+"""Callback calls that may wait behind a running one; more are dropped and counted."""
 
 
 class ActionSpecError(EntropyWatchError, ValueError):
@@ -149,6 +158,7 @@ class ActionBook:
         rules: from :func:`parse_on_alert`.
         record: ``record(step, payload)`` writes one ``events`` row of kind :data:`ACTION_EVENT`.
         failure: ``failure(where, exc)`` counts a guarded failure (``Watch.failure``).
+        callback_timeout_s: a callback call still running after this long is reported once (:meth:`check`).
     """
 
     def __init__(
@@ -156,10 +166,17 @@ class ActionBook:
         rules: list[Rule],
         record: Callable[[int, dict[str, Any]], Any],
         failure: Callable[[str, BaseException], Any],
+        callback_timeout_s: float = CALLBACK_TIMEOUT_S,
     ) -> None:
         self.rules = rules
         self._record = record
         self._failure = failure
+        self.callback_timeout_s = float(callback_timeout_s)
+        self._calls: queue.Queue[tuple[int, Rule, Alert]] = queue.Queue(maxsize=MAX_QUEUED_CALLS)
+        self._worker: threading.Thread | None = None
+        self._running: tuple[str, float] | None = None  # (callback name, monotonic start) of the call in progress
+        self._stuck: tuple[str, float] | None = None  # the running call last reported as stuck
+        self._closed = False  # close() gave up waiting: a call that returns later records nothing (the run is closed)
         self._lock = threading.Lock()
         self._pending: list[Request] = []
         self._fired: set[tuple[str, str]] = set()  # (alert key, rule selector)
@@ -178,27 +195,117 @@ class ActionBook:
         self.trainer_bound = True
 
     def on_alerts(self, alerts: list[Alert], step: int) -> None:
-        """Fire the rules for new ``alerts`` (live analyser thread); ``step`` is the newest logged step."""
+        """Fire the rules for new ``alerts`` (live analyser thread); ``step`` is the newest logged step. Checkpoint/stop
+        are requested at once; callbacks are queued for the worker (one event per rule and alert when they return),
+        so a callback that hangs never holds back a later ``stop``."""
+        self.check()
         for alert in alerts:
             for rule in self.rules:
                 key = alert.key
                 if not rule.matches(alert) or (key, rule.selector) in self._fired:
                     continue
                 self._fired.add((key, rule.selector))
-                did = [self._call(fn, alert) for fn in rule.callbacks]
                 if rule.named:
-                    did += self._request(rule, alert)
-                if did:
-                    self._event(step, rule.selector, alert, ("call",) * bool(rule.callbacks) + rule.named, did)
+                    did = self._request(rule, alert)
+                    if did:
+                        self._event(step, rule.selector, alert, rule.named, did)
+                if rule.callbacks:
+                    self._submit(step, rule, alert)
+
+    # ---- callbacks: one worker thread, one call at a time, in order ------------------------------------------------
+    def _submit(self, step: int, rule: Rule, alert: Alert) -> None:
+        with self._lock:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="entropy_watch-on_alert", daemon=True)
+                self._worker.start()
+        try:
+            self._calls.put_nowait((step, rule, alert))
+        except queue.Full:
+            names = ", ".join(_name(fn) for fn in rule.callbacks)
+            self._guard(
+                f"on_alert callback {names}",
+                RuntimeError(f"not called for alert {alert.key}: {MAX_QUEUED_CALLS} calls wait behind one that hangs"),
+            )
+
+    def _work(self) -> None:
+        while True:
+            step, rule, alert = self._calls.get()
+            try:
+                if self._closed:  # queued behind a call that hung past close: training is over, not made
+                    continue
+                did = [self._call(fn, alert) for fn in rule.callbacks]
+                if not self._closed:
+                    self._event(step, rule.selector, alert, ("call",), did)
+            except Exception as exc:  # noqa: BLE001 - recording failed: counted, the worker goes on
+                self._guard(f"on_alert rule {rule.selector!r}", exc)
+            finally:
+                self._calls.task_done()
 
     def _call(self, fn: AlertCallback, alert: Alert) -> str:
-        name = getattr(fn, "__qualname__", None) or type(fn).__name__
+        name = _name(fn)
+        with self._lock:
+            self._running = (name, time.monotonic())
         try:
             fn(alert)
             return f"called {name}(alert)"
         except Exception as exc:  # noqa: BLE001 - user code must not break training
-            self._failure(f"on_alert callback {name}", exc)
+            self._guard(f"on_alert callback {name}", exc)
             return f"called {name}(alert): it raised {type(exc).__name__}"
+        finally:
+            with self._lock:
+                self._running = None
+
+    def _guard(self, where: str, exc: BaseException) -> None:
+        if self._closed:  # a call left running at close that fails later: the run is closed, its counters too
+            return
+        try:
+            self._failure(where, exc)
+        except Exception:  # noqa: BLE001 - strict=True re-raises: the Live hands it to the training thread
+            pass
+
+    def check(self) -> bool:
+        """Report a callback call running longer than ``callback_timeout_s`` (once per call: counted in
+        ``hooks/errors``, warned once); True while one is."""
+        with self._lock:
+            running = self._running
+            if running is None or time.monotonic() - running[1] < self.callback_timeout_s:
+                return False
+            first, self._stuck = running != self._stuck, running
+        if first:
+            self._say_stuck(running, "has not returned after {:.0f} s; training, the analysis and other rules go on")
+        return True
+
+    def drain(self, timeout_s: float = 10.0) -> bool:
+        """Wait until the queued callback calls returned, at most ``timeout_s`` and not at all behind a call that is
+        reported stuck (:meth:`check`). True when none is left."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while self._calls.unfinished_tasks:
+            if self.check() or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self, timeout_s: float = 10.0) -> bool:
+        """At the end of the run: wait for queued callback calls (bounded, see :meth:`drain`); a call still running
+        then is reported (counted, warned once) and left to its daemon thread."""
+        if self.drain(timeout_s):
+            return True
+        with self._lock:
+            running = self._running
+            first = running is not None and running != self._stuck
+            self._stuck = running or self._stuck
+            waiting = self._calls.unfinished_tasks - (running is not None)
+        if running is not None and (first or waiting > 0):
+            also = f"; {waiting} later call(s) behind it are not made" if waiting > 0 else ""
+            self._say_stuck(running, "was still running {:.0f} s after it was called when the run closed" + also)
+        elif running is None and waiting > 0:
+            self._guard("on_alert callbacks", TimeoutError(f"{waiting} call(s) not made: the run closed first"))
+        self._closed = True
+        return False
+
+    def _say_stuck(self, running: tuple[str, float], what: str) -> None:
+        name, t0 = running
+        self._guard(f"on_alert callback {name}", TimeoutError(what.format(time.monotonic() - t0)))
 
     def _request(self, rule: Rule, alert: Alert) -> list[str]:
         with self._lock:
@@ -259,6 +366,10 @@ class ActionBook:
     def _event(self, step: int, selector: str | None, alert: Alert, actions: tuple[str, ...], did: list[str]) -> None:
         payload = {"rule": selector, "alert": alert_ref(alert), "actions": list(actions), "did": did}
         self._record(step, payload)
+
+
+def _name(fn: AlertCallback) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
 
 
 def _agree(save: bool, stop: bool, args: Any) -> tuple[bool, bool]:

@@ -20,6 +20,7 @@ on the training thread); undelivered notifications in ``hooks/notify_errors``.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -31,9 +32,10 @@ import numpy as np
 from entropy_watch import metrics as M
 from entropy_watch.analysis import AnalysisResult, Analyzer, DetectorConfig, RunSeries
 from entropy_watch.analysis.series import ENTROPY_SOURCES, analysis_meta, entropy_source
+from entropy_watch.analysis.verdict import standing
 from entropy_watch.errors import NoEntropySeries
-from entropy_watch.hooks.actions import ACTION_EVENT, ActionBook, parse_on_alert
-from entropy_watch.notify import Changes, Follower, Notifier, NotifyPolicy, scrub
+from entropy_watch.hooks.actions import ACTION_EVENT, CALLBACK_TIMEOUT_S, ActionBook, parse_on_alert
+from entropy_watch.notify import Changes, Follower, Notifier, NotifyPolicy, Undelivered, scrub
 from entropy_watch.store.schema import check_step
 
 ANALYSIS_INPUTS: tuple[str, ...] = (
@@ -54,6 +56,7 @@ _HIST = "<hist>"  # the histogram buffer's key among the seeded counts (no scala
 
 LIVE_ARGS: tuple[str, ...] = ("notify", "on_alert", "detector", "app_url", "live")
 """``Watch`` arguments that configure the live analysis (:meth:`Live.build`)."""
+_SAID_OFF: set[tuple[int, int]] = set()  # (id(notify), id(on_alert)) told that live=False leaves them unused
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,26 @@ class LiveOptions:
     notify_backoff_s: float = 1.0
     """Wait before the first retry; doubled for each later one."""
     close_timeout_s: float = 10.0
-    """At close: wait at most this long for the last analysis and for queued notifications."""
+    """At close: wait at most this long for the last analysis, ``on_alert`` callbacks and queued notifications."""
+    callback_timeout_s: float = CALLBACK_TIMEOUT_S
+    """An ``on_alert`` callback still running after this long is reported (``hooks/errors``, one warning)."""
 
     def __post_init__(self) -> None:
         if self.every < 1 or self.interval_s <= 0 or not 0 < self.max_duty <= 1:
             raise ValueError("LiveOptions: every >= 1, interval_s > 0 and 0 < max_duty <= 1 are required")
+        if isinstance(self.notify_policy, Mapping):  # live={"notify_policy": {...}}: checked now, not at the alert
+            object.__setattr__(self, "notify_policy", NotifyPolicy(**self.notify_policy))
+        if not isinstance(self.notify_policy, NotifyPolicy):
+            raise TypeError(
+                f"LiveOptions: notify_policy must be a NotifyPolicy (or a dict of its fields), got "
+                f"{type(self.notify_policy).__name__}"
+            )
+        if not (self.notify_timeout_s > 0 and self.notify_retries >= 0 and self.notify_backoff_s >= 0):
+            raise ValueError(
+                "LiveOptions: notify_timeout_s > 0, notify_retries >= 0 and notify_backoff_s >= 0 are required"
+            )
+        if not (self.close_timeout_s >= 0 and self.callback_timeout_s > 0):
+            raise ValueError("LiveOptions: close_timeout_s >= 0 and callback_timeout_s > 0 are required")
 
 
 class _Buffer:
@@ -129,6 +147,8 @@ class LiveAnalyzer:
         options: cadence (:class:`LiveOptions`).
         on_changes: ``on_changes(result, changes, newest_step)`` after each analysis (analysis thread).
         on_failure: ``on_failure(where, exc)``, from the analysis thread.
+        on_known: ``on_known(result)`` with the analysis of a resumed run's stored history (what the earlier session
+            raised, and sent), once, before the first analysis of this session's points.
     """
 
     def __init__(
@@ -138,6 +158,7 @@ class LiveAnalyzer:
         options: LiveOptions,
         on_changes: Callable[[AnalysisResult, Changes, int], Any],
         on_failure: Callable[[str, BaseException], Any],
+        on_known: Callable[[AnalysisResult], Any] | None = None,
     ) -> None:
         self.run = run
         self.options = options
@@ -145,6 +166,7 @@ class LiveAnalyzer:
         self.follower = Follower(run)
         self._on_changes = on_changes
         self._on_failure = on_failure
+        self._on_known = on_known
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._scalars: dict[str, _Buffer] = {}
@@ -285,7 +307,10 @@ class LiveAnalyzer:
             return
         t0 = time.perf_counter()
         if known is not None:  # a resumed run: what its stored history shows was raised by the earlier session
-            self.follower.update(self.analyzer.analyze(known))
+            earlier = self.analyzer.analyze(known)
+            self.follower.update(earlier)
+            if self._on_known is not None:
+                self._on_known(earlier)
         result = self.analyzer.analyze(series)
         changes = self.follower.update(result)
         self.busy_s += time.perf_counter() - t0
@@ -377,6 +402,7 @@ class Live:
         self.alerts: list[Any] = []  # every alert found live, in the order found
         self._watch: Any = None
         self._strict_exc: BaseException | None = None
+        self._closing = False  # close() began: an alert found now is recorded and notified, not acted on
         self._closed = False
 
     @classmethod
@@ -392,7 +418,20 @@ class Live:
         """A :class:`Live` for ``Watch``'s arguments, or None when nothing asks for live analysis. Bad specs raise
         one-line errors (:class:`~entropy_watch.notify.NotifyConfigError`,
         :class:`~entropy_watch.hooks.actions.ActionSpecError`) here, before training starts."""
-        if live is False or (live is None and notify is None and on_alert is None):
+        if not (live is None or isinstance(live, bool | LiveOptions | Mapping)):
+            raise TypeError(f"live must be a LiveOptions, a dict of its fields, True, False or None, got {live!r}")
+        if live is False:
+            given = [name for name, v in (("notify", notify), ("on_alert", on_alert)) if v is not None]
+            said = (id(notify), id(on_alert))  # EntropyWatchCallback builds once to validate, once for its Watch
+            if given and said not in _SAID_OFF:  # an explicit off switch wins; say so now rather than never act
+                _SAID_OFF.add(said)
+                logging.getLogger("entropy_watch").warning(
+                    "entropy_watch: live=False turns the live analysis off: %s will not be used (no alert is sent "
+                    "or acted on in this process)",
+                    " and ".join(f"{g}=" for g in given),
+                )
+            return None
+        if live is None and notify is None and on_alert is None:
             return None
         if detector is not None and not isinstance(detector, DetectorConfig):
             raise TypeError(f"detector must be a DetectorConfig, got {type(detector).__name__}")
@@ -425,13 +464,17 @@ class Live:
         """Start on ``watch``: action book on every rank; on the writing rank, tap its recorder and writer and start
         the analysis thread."""
         self._watch = watch
-        self.actions = ActionBook(self.rules, self._record_action, self._failure)
+        self.actions = ActionBook(
+            self.rules, self._record_action, self._failure, callback_timeout_s=self.options.callback_timeout_s
+        )
         rec = getattr(watch, "_recorder", None)
         if rec is None:  # a rank that does not write: it only follows the others' checkpoint/stop decisions
             return
         if self.notifier is not None:
             self.notifier.delivery.on_error = self._notify_error
-        self.analyzer = LiveAnalyzer(watch.run, self.config, self.options, self._handle, self._failure)
+        self.analyzer = LiveAnalyzer(
+            watch.run, self.config, self.options, self._handle, self._failure, on_known=self._known
+        )
         self._tap(rec, watch._writer)
         if getattr(watch, "earlier_last_step", None) is not None:
             self._seed(watch)
@@ -495,6 +538,8 @@ class Live:
     def _observe(self, step: Any, fn: Callable[[int], Any]) -> None:
         """Run ``fn(step)`` on the recording thread; a step the recorder refused is skipped (it reported it)."""
         self.raise_pending()
+        if self.actions is not None and self.actions._running is not None:  # an on_alert callback that hangs: say so
+            self.actions.check()
         try:
             s = check_step(step)  # the recorder's own rule: what it refused is never analysed
         except ValueError:
@@ -512,25 +557,47 @@ class Live:
 
     # ---- the analysis thread's side -----------------------------------------------------------------------------
     def _handle(self, result: AnalysisResult, changes: Changes, newest: int) -> None:
+        """New alerts: stored, notified, acted on (each part guarded: a failing one leaves the others be). Only the
+        alerts that still stand are acted on (:func:`~entropy_watch.analysis.verdict.standing`): an analysis that runs
+        every several steps (the duty cap) can find a collapse and its clearing at once, and a run whose entropy is back
+        must not be stopped for it. Nothing is acted on once the run is closing: training is over."""
         run = self._watch.run
         if changes.alerts:
             self.alerts.extend(changes.alerts)
             if self.options.write_alerts:
-                self._watch._recorder.alerts([a.to_row() for a in changes.alerts])
+                self._guarded("live.alerts", lambda: self._watch._recorder.alerts([a.to_row() for a in changes.alerts]))
             if self.notifier is not None:
                 verdict = getattr(result, "verdict", None)  # the run's verdict (entropy_watch.analysis), once
                 for a in changes.alerts:
-                    self.notifier.alert(run, a, verdict)
-            if self.actions is not None:
-                self.actions.on_alerts(changes.alerts, newest)
+                    self._guarded("live.notify", lambda a=a: self.notifier.alert(run, a, verdict))
+            if self.actions is not None and not self._closing:
+                now = standing(tuple(changes.alerts), tuple(getattr(result, "problems", ())))
+                if now:
+                    self._guarded("live.actions", lambda: self.actions.on_alerts(list(now), newest))
         if self.notifier is not None:
+            notifier = self.notifier
             for r in changes.recoveries:
-                self.notifier.recovery(run, r.kind, r.step, r.summary, key=r.key)
+                self._guarded("live.notify", lambda r=r: notifier.recovery(run, r.kind, r.step, r.summary, key=r.key))
+
+    def _guarded(self, where: str, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - one part failing must not cost the others (a stop, a message)
+            self._failure(where, exc)
+
+    def _known(self, earlier: AnalysisResult) -> None:
+        """A resumed run's stored history, analysed: what it still shows was sent by the earlier session, so its
+        escalation is one and its recovery is sent (without this the gate held back the recovery of every problem
+        the earlier session had alerted on)."""
+        if self.notifier is not None:
+            self.notifier.prime(self._watch.run, getattr(earlier, "verdict", None))
 
     def _record_action(self, step: int, payload: dict[str, Any]) -> None:
         self._watch.event(step, ACTION_EVENT, **payload)
 
     def _notify_error(self, n: int) -> None:
+        if self._closed:  # counted at close (abandoned ones included); the recorder is closing or closed
+            return
         rec = getattr(self._watch, "_recorder", None)
         step = max(self.analyzer._newest, 0) if self.analyzer is not None else 0
         if rec is not None:
@@ -550,20 +617,40 @@ class Live:
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Analyse everything recorded so far and act on it now (tests, end of training)."""
+        deadline = time.monotonic() + timeout_s
         if self.analyzer is not None:
             self.analyzer.flush(timeout_s)
+        if self.actions is not None:
+            self.actions.drain(max(0.0, deadline - time.monotonic()))  # not behind a callback that hangs
         self.raise_pending()
 
     def close(self) -> None:
-        """Last analysis, then deliver queued notifications (bounded by ``close_timeout_s``). Idempotent."""
-        if self._closed:
+        """Last analysis (recorded and notified, not acted on), then the ``on_alert`` callbacks and queued
+        notifications, all bounded by ``close_timeout_s``. Messages still unsent then are counted in
+        ``hooks/notify_errors`` and warned about (once), as undelivered ones are. Idempotent."""
+        if self._closing:
             return
-        self._closed = True
+        self._closing = True
         deadline = time.monotonic() + self.options.close_timeout_s
         if self.analyzer is not None:
             self.analyzer.close(self.options.close_timeout_s)
+        if self.actions is not None:
+            self.actions.close(max(0.0, deadline - time.monotonic()))
         if self.notifier is not None:
             self.notifier.close(max(0.0, deadline - time.monotonic()))
+            delivery = self.notifier.delivery
+            left = delivery.abandoned
+            if left:  # still queued or in flight: lost when the process ends, and never said so before
+                n = delivery.errors + left
+                what = "notification was" if left == 1 else "notifications were"
+                wait = f"close_timeout_s={self.options.close_timeout_s:g}"
+                reason = f"{left} {what} still being sent when the run closed ({wait})"
+                try:
+                    delivery.on_failure(Undelivered("", reason, "", n))
+                except Exception:  # noqa: BLE001 - a report must not fail the close
+                    pass
+                self._notify_error(n)
+        self._closed = True
 
     def __repr__(self) -> str:
         return f"Live(notifier={self.notifier!r}, rules={[r.selector for r in self.rules]})"

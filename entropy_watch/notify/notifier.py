@@ -14,16 +14,36 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from entropy_watch.analysis.alert import Alert
 from entropy_watch.jsonable import to_jsonable
 from entropy_watch.notify.delivery import Delivery
 from entropy_watch.notify.payloads import Eta, Notice, app_link, render
 from entropy_watch.notify.policy import Gate, NotifyPolicy
-from entropy_watch.notify.targets import Target, parse_targets
+from entropy_watch.notify.targets import NotifyConfigError, Target, parse_targets
 
 APP_URL_ENV = "ENTROPY_WATCH_APP_URL"
 """Environment variable with the app's base URL (e.g. ``http://127.0.0.1:8501``), used when none is passed."""
+
+
+def check_app_url(app_url: Any, where: str = "app_url") -> str | None:
+    """``app_url`` when it is the app's address (``http(s)://host[:port][/path]``) or None; anything else raises
+    :class:`NotifyConfigError` with one line, when the notifier is built (it made every message fail: a link
+    that is no URL, or a crash at the first alert)."""
+    if app_url is None:
+        return None
+    ok = isinstance(app_url, str)
+    try:
+        ok = ok and urlsplit(app_url).scheme in ("http", "https") and bool(urlsplit(app_url).hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        shown = f"a value of type {type(app_url).__name__}"
+        if isinstance(app_url, str):
+            shown = "a value without http(s)://host"
+        raise NotifyConfigError(f"{where}: {shown} is not the app's address (give e.g. http://127.0.0.1:8501)")
+    return app_url
 
 
 def _num(x: Any, default: float = float("inf")) -> float:
@@ -131,7 +151,10 @@ class Notifier:
     ) -> None:
         self._targets = list(targets)
         self.gate = Gate(policy)
-        self.app_url = app_url if app_url is not None else (os.environ.get(APP_URL_ENV) or None)
+        if app_url is not None:
+            self.app_url = check_app_url(app_url)
+        else:
+            self.app_url = check_app_url(os.environ.get(APP_URL_ENV) or None, APP_URL_ENV)
         self.delivery = delivery or Delivery(on_error=on_error, **delivery_kwargs)
         if delivery is not None and on_error is not None:
             self.delivery.on_error = on_error
@@ -167,6 +190,12 @@ class Notifier:
     def recovery(self, run: str, kind: str, step: int, summary: str, key: str = "") -> Notice | None:
         """Send the recovery message for (run, kind) if an alert for it was sent before."""
         return self.send(recovery_notice(run, kind, step, summary, key=key, app_url=self.app_url))
+
+    def prime(self, run: str, verdict: Any) -> None:
+        """What ``run``'s ``verdict`` (of the history an earlier process analysed) still holds was sent by that
+        process: a later escalation is one, and its recovery is sent (:meth:`Gate.prime`)."""
+        for a in getattr(verdict, "standing_alerts", ()):
+            self.gate.prime(run, a.kind, a.severity)
 
     def send(self, notice: Notice) -> Notice | None:
         """Gate ``notice`` and queue it for every target; never blocks."""

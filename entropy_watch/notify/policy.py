@@ -12,6 +12,9 @@ here because a 3 a.m. page is about minutes, not steps):
 5. a **recovery** is sent once per (run, kind) after an alert for it was sent, never otherwise; it also skips the
    cooldown and the cap. After a recovery the (run, kind) starts over (its next alert is a plain alert).
 
+What an earlier session of a training sent (one resumed under the same run name) is told to the gate by
+:meth:`Gate.prime`: its escalation is then one and its recovery is sent; nothing is held back for it.
+
 :class:`Gate` holds the state; it is used from one thread (the live analyser's, or the CLI's loop).
 """
 
@@ -97,6 +100,18 @@ class Gate:
         self._last[key] = (now, rank)
         self._count(notice.run, now)
         return replace(notice, event="alert")
+
+    def prime(self, run: str, kind: str, severity: str) -> None:
+        """An alert for (run, kind) at ``severity`` was sent by an earlier process (the run's stored history shows it
+        standing): a later, more severe one is an escalation and its recovery is sent. Its send time is unknown, so
+        no cooldown holds anything back for it."""
+        rank = severity_rank(severity)
+        if rank < severity_rank(self.policy.min_severity):
+            return
+        key = (run, kind)
+        self._seen[key] = max(rank, self._seen.get(key, -1))
+        prev = self._last.get(key)
+        self._last[key] = (float("-inf"), rank) if prev is None else (prev[0], max(rank, prev[1]))
 
     def alerted(self, run: str, kind: str) -> bool:
         """Whether an alert for (run, kind) was sent and has not recovered."""

@@ -148,6 +148,10 @@ def parse_targets(
     label, ``slack:https://hooks.slack.com/… (#2)``, so a message about one names which."""
     if specs is None:
         return []
+    if not isinstance(specs, str | Target | Iterable) or isinstance(specs, bytes | Mapping):
+        raise NotifyConfigError(
+            f"notify: expected a webhook URL, env:NAME or a list of them, got {type(specs).__name__}"
+        )
     items: Iterable[str | Target] = [specs] if isinstance(specs, str | Target) else specs
     out: list[Target] = []
     for item in items:
