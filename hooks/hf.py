@@ -113,7 +113,7 @@ class EntropyWatchCallback(TrainerCallback):
         watch_kwargs.pop("control", None)
         live_args = {k: watch_kwargs[k] for k in LIVE_ARGS if k in watch_kwargs}
         if live_args:
-            Live.build(**live_args)  # a bad notify/on_alert spec raises now, not inside a guarded callback
+            Live.build(**live_args, quiet=True)  # a bad notify/on_alert spec raises now, not inside a guarded callback
         self.watch_kwargs = watch_kwargs
         self.run = run
         self.store = store

@@ -56,7 +56,6 @@ _HIST = "<hist>"  # the histogram buffer's key among the seeded counts (no scala
 
 LIVE_ARGS: tuple[str, ...] = ("notify", "on_alert", "detector", "app_url", "live")
 """``Watch`` arguments that configure the live analysis (:meth:`Live.build`)."""
-_SAID_OFF: set[tuple[int, int]] = set()  # (id(notify), id(on_alert)) told that live=False leaves them unused
 
 
 @dataclass(frozen=True)
@@ -414,17 +413,17 @@ class Live:
         detector: DetectorConfig | None = None,
         app_url: str | None = None,
         live: LiveOptions | Mapping[str, Any] | bool | None = None,
+        quiet: bool = False,
     ) -> Live | None:
         """A :class:`Live` for ``Watch``'s arguments, or None when nothing asks for live analysis. Bad specs raise
         one-line errors (:class:`~entropy_watch.notify.NotifyConfigError`,
-        :class:`~entropy_watch.hooks.actions.ActionSpecError`) here, before training starts."""
+        :class:`~entropy_watch.hooks.actions.ActionSpecError`) here, before training starts. ``quiet``: only check
+        them (``EntropyWatchCallback``, whose ``Watch`` builds the one that runs, and warns)."""
         if not (live is None or isinstance(live, bool | LiveOptions | Mapping)):
             raise TypeError(f"live must be a LiveOptions, a dict of its fields, True, False or None, got {live!r}")
         if live is False:
             given = [name for name, v in (("notify", notify), ("on_alert", on_alert)) if v is not None]
-            said = (id(notify), id(on_alert))  # EntropyWatchCallback builds once to validate, once for its Watch
-            if given and said not in _SAID_OFF:  # an explicit off switch wins; say so now rather than never act
-                _SAID_OFF.add(said)
+            if given and not quiet:  # an explicit off switch wins; say so now rather than never act
                 logging.getLogger("entropy_watch").warning(
                     "entropy_watch: live=False turns the live analysis off: %s will not be used (no alert is sent "
                     "or acted on in this process)",

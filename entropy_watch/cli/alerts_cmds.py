@@ -525,10 +525,18 @@ def _relay(specs: list[str] | None, min_severity: str, app_url: str | None) -> A
     def say(line: str) -> None:
         typer.echo(printable(line), err=True)
 
+    from entropy_watch.notify.notifier import APP_URL_ENV, check_app_url
+
     policy = NotifyPolicy(min_severity=min_severity)
+    try:
+        check_app_url(app_url, "--app-url")
+    except NotifyConfigError as e:
+        raise typer.BadParameter(str(e).removeprefix("--app-url: "), param_hint="--app-url") from None
     try:
         notifier = Notifier.build(specs, policy=policy, app_url=app_url, on_failure=SayOnce(say))
     except NotifyConfigError as e:
+        if str(e).startswith(APP_URL_ENV):  # the environment's, not an option's: one line, exit 1
+            raise EntropyWatchError(f"{e}; set it to the app's address or unset it") from None
         raise typer.BadParameter(str(e).removeprefix("notify: "), param_hint="--notify") from None
     if notifier is None:
         return None

@@ -69,6 +69,19 @@ def test_watch_notify_option(tmp_path, webhook: Webhook) -> None:
         assert r.exit_code == 2 and "--notify" in r.output and "SECRET123" not in r.output
 
 
+def test_an_app_url_mistake_names_where_it_came_from(tmp_path, webhook: Webhook, monkeypatch) -> None:
+    """A bad --app-url was reported against --notify; a bad ENTROPY_WATCH_APP_URL too, as a usage error of an option
+    the user did not give. Now: --app-url's usage error (exit 2), and the variable's one line (exit 1)."""
+    w = RunWriter(tmp_path, "r")
+    _write(w, _entropy(), 0, 40)
+    args = ["--store", str(tmp_path), "watch", "r", "--once", "--notify", webhook.url("/h")]
+    r = CliRunner().invoke(app, [*args, "--app-url", "127.0.0.1:8501"])
+    assert r.exit_code == 2 and "--app-url" in r.output and "--notify" not in r.output, r.output
+    monkeypatch.setenv(notifier_module.APP_URL_ENV, "127.0.0.1:8501")
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 1 and notifier_module.APP_URL_ENV in str(r.exception), (r.exception, r.output)
+
+
 def _grow_between_polls(monkeypatch, w: RunWriter, h: np.ndarray, *, stop_at: int | None = None) -> None:
     """``watch`` polls once with steps 0-44 (the baseline), then with the collapse and its recovery (sent); with
     ``stop_at``, that pass is Ctrl-C."""
