@@ -157,8 +157,9 @@ def trl_signature(columns: Iterable[str]) -> list[str]:
 _NO_ENTROPY_HINTS: tuple[tuple[Callable[[set[str]], bool], str], ...] = (
     (
         lambda cols: any(c.startswith(("actor/", "critic/")) for c in cols),
-        "verl logs actor/entropy only when the actor computes it: set calculate_entropy=True, off by default since "
-        "verl PR #4239, or a non-zero entropy_coeff in actor_rollout_ref.actor",
+        "verl logs actor/entropy from its old-log-prob pass, which rollout-correction bypass mode skips, and from "
+        "the update only with actor_rollout_ref.actor.calculate_entropy=True (off by default since verl PR #4239) "
+        "or a non-zero entropy_coeff: set calculate_entropy=True",
     ),
     (
         lambda cols: bool(cols & {"ppo_clip_ratio", "policy_loss", "rollout/reward_mean"}),

@@ -75,17 +75,50 @@ def _eps(loss: Any) -> tuple[float, float]:
     return eps, eps
 
 
+def _clip_log_ratio(
+    loss: Any,
+    log_probs: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    action_mask: torch.Tensor | None,
+    rollout_log_probs: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The log-ratio ``PolicyLoss`` clips, per token ``(B, A)``, detached.
+
+    ``policy_loss_type="gspo"`` (OpenRLHF's ``--policy_loss_type``; absent = "ppo") clips one sequence-level ratio:
+    the masked mean of ``log_probs - old_log_probs`` over each row (``- rollout_log_probs`` with
+    ``enable_vllm_is_correction``), broadcast over its tokens. ``"ppo"`` clips the token ratio, its log clamped to
+    ±20 in newer OpenRLHF.
+    """
+    log_probs, old_log_probs = log_probs.detach(), old_log_probs.detach()
+    if getattr(loss, "policy_loss_type", "ppo") == "gspo":
+        ref = old_log_probs
+        if getattr(loss, "enable_vllm_is_correction", False) and rollout_log_probs is not None:
+            ref = rollout_log_probs.detach()
+        m = torch.ones_like(log_probs) if action_mask is None else action_mask.to(log_probs.dtype)
+        seq = ((log_probs - ref) * m).sum(-1) / m.sum(-1).clamp(min=1)
+        return seq.unsqueeze(-1).expand_as(log_probs)
+    return torch.clamp(log_probs - old_log_probs, min=-20.0, max=20.0)
+
+
 def record_policy_loss(
     loss: Any,
     log_probs: torch.Tensor,
     old_log_probs: torch.Tensor,
     advantages: torch.Tensor,
     action_mask: torch.Tensor | None,
+    rollout_log_probs: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Record one micro-batch. Shapes ``(B, A)`` (A = action tokens); returns the recorded scalars
-    (``{}`` for the entropy path when ``Watch`` computes statistics in the background)."""
+    (``{}`` for the entropy path when ``Watch`` computes statistics in the background).
+
+    The clip statistics use the ratio ``loss`` clips (:func:`_clip_log_ratio`): under GSPO the sequence-level one,
+    so clip-low + clip-high is OpenRLHF's ``ppo_clip_ratio`` there too, and the recorded ratio/KL to the old policy
+    are the sequence-level ones."""
     w = get_watch()
     eps_low, eps_high = _eps(loss)
+    log_ratio = _clip_log_ratio(loss, log_probs, old_log_probs, action_mask, rollout_log_probs)
+    if getattr(loss, "policy_loss_type", "ppo") == "gspo":
+        old_log_probs = log_probs.detach() - log_ratio  # the old log-prob whose token ratio is GSPO's sequence ratio
     entropy, _state["entropy"] = _state["entropy"], None
     _state["calls"] += 1
     step = int(_state["step_fn"]()) if _state["step_fn"] is not None else _state["calls"]
@@ -98,7 +131,6 @@ def record_policy_loss(
 
     with torch.no_grad():  # no entropy this step: clip and advantage statistics only
         valid = torch.ones_like(log_probs, dtype=torch.bool) if action_mask is None else action_mask.bool()
-        log_ratio = (log_probs - old_log_probs).detach()
         low, high, _ = clip_masks(log_ratio, advantages.detach(), valid, eps_low, eps_high)
         n = valid.sum().clamp(min=1).double()
         adv = advantages.detach().double()[valid]
@@ -116,7 +148,8 @@ def record_policy_loss(
 
 
 def wrap_policy_loss(cls: Any = None) -> None:
-    """Wrap ``PolicyLoss.forward(self, log_probs, old_log_probs, advantages, action_mask=None, ...)`` at class level."""
+    """Wrap ``PolicyLoss.forward(self, log_probs, old_log_probs, advantages, action_mask=None, rollout_log_probs=None,
+    ...)`` at class level (OpenRLHF calls it with ``action_mask=`` and ``rollout_log_probs=`` as keywords)."""
     if cls is None:
         from openrlhf.models.loss import PolicyLoss as cls
     orig = cls.forward
@@ -128,7 +161,8 @@ def wrap_policy_loss(cls: Any = None) -> None:
         out = orig(self, log_probs, old_log_probs, advantages, *args, **kwargs)
         try:
             mask = kwargs.get("action_mask", args[0] if args else None)
-            record_policy_loss(self, log_probs, old_log_probs, advantages, mask)
+            rollout = kwargs.get("rollout_log_probs", args[1] if len(args) > 1 else None)  # >= 0.9
+            record_policy_loss(self, log_probs, old_log_probs, advantages, mask, rollout)
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
             _guard("policy_loss", exc)
         return out  # whatever arity this OpenRLHF version returns

@@ -99,6 +99,12 @@ def _guard(where: str, exc: BaseException) -> None:
 
 
 # ---- layer B: tee of the tracking layer --------------------------------------------------------------------------
+# verl's RayPPOTrainer._update_actor renames the worker metrics with rename_dict(metrics, "actor/"), which prefixes
+# every key that lacks it: ew_repo_r's control/zeta reaches Tracking.log as actor/control/zeta (the legacy dp_actor
+# path kept control/zeta). The tee records the canonical control/* beside verl's name.
+_WORKER_CONTROL = "actor/control/"
+
+
 def scalars_from_metrics(data: dict[str, Any]) -> dict[str, float]:
     """verl's metrics dict -> ``{name: float}`` under verl's names plus canonical names (evaluation keys as is)."""
     values: dict[str, float] = {}
@@ -114,6 +120,8 @@ def scalars_from_metrics(data: dict[str, Any]) -> dict[str, float]:
             values[str(k)] = float(v)
     for canonical, source in detect_canonical(sorted(k for k in values if not is_eval(k))).items():
         values.setdefault(canonical, values[source])
+    for k in [k for k in values if k.startswith(_WORKER_CONTROL)]:  # verl's engine workers: actor/control/* (above)
+        values.setdefault(k.removeprefix("actor/"), values[k])
     return values
 
 
@@ -255,7 +263,8 @@ def repo_r_policy_loss(base: Any, controller: EntropyController | None = None) -
     #1896's logits-free form) and the ζ controller reads the sampled-token surprisal ``mean(-log pi(a))`` over the
     response tokens as its entropy estimate (target and H_ref in the same unit). ζ is updated after every call (each
     micro-batch of each data-parallel worker; one controller per worker process) and logged as ``control/zeta``,
-    ``control/entropy`` and ``control/target_entropy`` in the loss metrics, which verl averages per step.
+    ``control/entropy`` and ``control/target_entropy`` in the loss metrics, which verl averages per step (and its
+    engine-worker path renames ``actor/control/*``; the tee records the ``control/*`` names too).
     """
 
     @functools.wraps(base)
@@ -295,7 +304,8 @@ def install_checkpoint_state(managers: list[Any] | None = None) -> list[str]:
     from its first loss calls after the resume — the level entropy had fallen to, which it would then hold.
 
     Wraps ``save_checkpoint(local_path, ...)`` and ``load_checkpoint(local_path, ...)`` of verl's checkpoint managers
-    (``FSDPCheckpointManager``, ``MegatronCheckpointManager``; ``managers`` in tests), which every worker calls for
+    (``FSDPCheckpointManager``, ``MegatronCheckpointManager``, ``DeepSpeedCheckpointManager`` where verl has them;
+    ``managers`` in tests), which every worker calls for
     its own rank: after a save, this rank's controller is written as :data:`CONTROL_STATE` (JSON) beside verl's
     shards, and dropped with them when verl rotates checkpoints; after a load it is read back (rank 0's file when
     the world size changed). A worker that made no controller writes nothing. Returns the classes wrapped."""
@@ -304,6 +314,7 @@ def install_checkpoint_state(managers: list[Any] | None = None) -> list[str]:
         for module, name in (
             ("verl.utils.checkpoint.fsdp_checkpoint_manager", "FSDPCheckpointManager"),
             ("verl.utils.checkpoint.megatron_checkpoint_manager", "MegatronCheckpointManager"),
+            ("verl.utils.checkpoint.deepspeed_checkpoint_manager", "DeepSpeedCheckpointManager"),  # newer verl
         ):
             try:
                 managers.append(getattr(__import__(module, fromlist=[name]), name))

@@ -219,3 +219,35 @@ def test_a_resumed_verl_training_records_its_resume(tmp_path, caplog):
     scratch.close()
     assert any("already holds an earlier training (its last session reached step 8)" in m for m in _warnings(caplog))
     assert [e["step"] for e in store.events("verl-c")] == [7]
+
+
+def _rename_dict(data: dict, prefix: str = "") -> dict:
+    """verl's ``verl.utils.py_functional.rename_dict``: ``prefix`` on every key that does not start with it."""
+    return {k if k.startswith(prefix) else prefix + k: v for k, v in data.items()}
+
+
+def test_repo_r_control_metrics_renamed_by_verls_update_actor_keep_their_canonical_names(tmp_path):
+    """verl's ``RayPPOTrainer._update_actor`` (engine workers, the path of current verl) passes the workers' loss
+    metrics through ``rename_dict(metrics, "actor/")`` before ``Tracking.log``: ``ew_repo_r``'s ``control/zeta``
+    arrives as ``actor/control/zeta``. The tee records the canonical ``control/*`` from it."""
+    from entropy_watch.store import Store
+
+    def vanilla(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean", config=None,
+                rollout_is_weights=None):  # fmt: skip
+        return (advantages * response_mask).mean(), {"actor/pg_clipfrac": 0.1, "actor/ppo_kl": 0.0}
+
+    ctl = EntropyController(ControlConfig("repo-r", target=5.0, centering="raw", zeta0=0.1, zeta_max=0.5))
+    old, new, adv, mask = _batch()
+    _, worker_metrics = ew_verl.wrap_policy_loss(ew_verl.repo_r_policy_loss(vanilla, ctl))(
+        old_log_prob=old, log_prob=new, advantages=adv, response_mask=mask.bool(), loss_agg_mode="token-mean",
+        config=CONFIG, rollout_is_weights=None)  # fmt: skip
+    assert M.CONTROL_ZETA in worker_metrics
+    logged = _rename_dict(worker_metrics, "actor/")
+    assert "actor/control/zeta" in logged and "actor/ew_clipfrac_high" in logged  # verl's own keys keep their name
+    Tracking, _, w = _driver(tmp_path)
+    Tracking("proj", "exp").log({**logged, "actor/entropy": 0.5}, step=1)
+    w.close()
+    store = Store(tmp_path / "store")
+    assert store.series("verl-c", M.CONTROL_ZETA)[1].tolist() == pytest.approx([0.1])
+    assert store.series("verl-c", M.CONTROL_ENTROPY)[1].tolist() == pytest.approx([worker_metrics[M.CONTROL_ENTROPY]])
+    assert store.series("verl-c", "actor/control/zeta")[1].tolist() == pytest.approx([0.1])  # verl's name too

@@ -110,3 +110,23 @@ def test_a_checkpoint_state_that_cannot_be_read_never_stops_verl(tmp_path, monke
     Manager().load_checkpoint(str(tmp_path))  # verl's own load went through; ours is reported, not raised
     assert ew_verl._state["repo"] is None
     assert any("verl.checkpoint" in r.getMessage() for r in caplog.records)
+
+
+def test_checkpoint_state_wraps_every_checkpoint_manager_verl_has(monkeypatch) -> None:
+    """Newer verl adds ``verl.utils.checkpoint.deepspeed_checkpoint_manager.DeepSpeedCheckpointManager`` (the
+    DeepSpeed strategy), with FSDP's ``save_checkpoint``/``load_checkpoint`` signatures; a manager verl lacks (here
+    Megatron's, which needs megatron.core) is skipped."""
+    import sys
+    import types
+
+    from entropy_watch.hooks import verl as ew_verl
+
+    found = {}
+    prefix = "verl.utils.checkpoint."
+    for module, name in ((f"{prefix}fsdp_checkpoint_manager", "FSDPCheckpointManager"),
+                         (f"{prefix}deepspeed_checkpoint_manager", "DeepSpeedCheckpointManager")):  # fmt: skip
+        found[name] = type(name, (_Manager,), {})
+        monkeypatch.setitem(sys.modules, module, types.SimpleNamespace(**{name: found[name]}))
+    monkeypatch.setitem(sys.modules, f"{prefix}megatron_checkpoint_manager", None)  # import fails
+    assert ew_verl.install_checkpoint_state() == ["FSDPCheckpointManager", "DeepSpeedCheckpointManager"]
+    assert all(getattr(cls.save_checkpoint, "_ew_wrapped", False) for cls in found.values())

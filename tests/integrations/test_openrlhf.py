@@ -12,16 +12,31 @@ from entropy_watch import metrics as M
 from entropy_watch.store import Store
 
 
-class PolicyLoss(torch.nn.Module):  # openrlhf/models/loss.py (0.11.x): forward returns a 5-tuple
-    def __init__(self, clip_eps_low: float = 0.2, clip_eps_high: float = 0.28) -> None:
-        super().__init__()
-        self.clip_eps_low, self.clip_eps_high = clip_eps_low, clip_eps_high
+class PolicyLoss(torch.nn.Module):  # openrlhf/models/loss.py (0.9 - 0.11): the ratio rule of PolicyLoss.forward
+    """``policy_loss_type`` "ppo" clips the token ratio (log clamped to ±20), "gspo" one sequence ratio per row (the
+    masked mean log-ratio, against ``rollout_log_probs`` with vLLM IS correction); ``clip_ratio`` is
+    ``masked_mean(surr2 < surr1)``. The return is a tuple whose arity changed across versions (5 here)."""
 
-    def forward(self, log_probs, old_log_probs, advantages, action_mask=None, rollout_log_probs=None):
-        ratio = (log_probs - old_log_probs).exp()
+    def __init__(self, clip_eps_low=0.2, clip_eps_high=0.28, dual_clip=None, policy_loss_type="ppo",
+                 enable_vllm_is_correction=False) -> None:  # fmt: skip
+        super().__init__()
+        self.clip_eps_low, self.clip_eps_high, self.dual_clip = clip_eps_low, clip_eps_high, dual_clip
+        self.policy_loss_type, self.enable_vllm_is_correction = policy_loss_type, enable_vllm_is_correction
+
+    def forward(self, log_probs, old_log_probs, advantages, action_mask=None, rollout_log_probs=None, dp_size=1,
+                batch_num_tokens=None, global_num_tokens=None, global_batch_size=None):  # fmt: skip
+        if self.policy_loss_type == "ppo":
+            ratio = torch.clamp(log_probs - old_log_probs, min=-20.0, max=20.0).exp()
+        else:  # gspo
+            ref = rollout_log_probs if self.enable_vllm_is_correction else old_log_probs
+            ratio = ((log_probs - ref) * action_mask).sum(dim=-1) / action_mask.sum(dim=-1)
+            ratio = ratio.exp().unsqueeze(-1) * action_mask
         surr1 = ratio * advantages
         surr2 = ratio.clamp(1 - self.clip_eps_low, 1 + self.clip_eps_high) * advantages
         loss = -torch.min(surr1, surr2)
+        if self.dual_clip is not None:
+            loss = -torch.where(advantages < 0, torch.max(torch.min(surr1, surr2), self.dual_clip * advantages),
+                                torch.min(surr1, surr2))  # fmt: skip
         clip_ratio = ((surr2 < surr1).float() * action_mask).sum() / action_mask.sum()
         loss = (loss * action_mask).sum() / action_mask.sum()
         return loss, clip_ratio, torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0.0)
@@ -160,3 +175,44 @@ def test_actor_without_entropy_warns_once(tmp_path, caplog):
     w.close()
     warnings = [r.getMessage() for r in caplog.records if "openrlhf.actor_forward" in r.getMessage()]
     assert len(warnings) == 1 and "entropy" in warnings[0]
+
+
+@pytest.mark.parametrize("entropy", [False, True])
+def test_gspo_split_is_openrlhfs_sequence_level_clip_ratio(watch, tmp_path, entropy):
+    """``--policy_loss_type gspo``: OpenRLHF clips one sequence-level ratio per row, so a token-level split would
+    not add up to its ``ppo_clip_ratio`` (a row whose tokens straddle the clip range clips all or none)."""
+    g = torch.Generator().manual_seed(3)
+    B, T, A, V = 8, 9, 5, 30
+    actor = HFActor(torch.randn(B, T - 1, V, generator=g))
+    seqs = torch.randint(0, V, (B, T), generator=g)
+    mask = torch.ones(B, A)
+    mask[1, 3:] = 0
+    logp, _ = actor(seqs, action_mask=mask, return_entropy=entropy)
+    shift = torch.tensor([-0.5, 0.5, 0.1, -0.1, -0.4, 0.4, 0.05, 0.3])[:, None]  # rows 0, 1, 4, 5 clip as a whole
+    old = logp + shift + 0.3 * torch.randn(B, A, generator=g)  # token ratios spread around the sequence ratio
+    adv = torch.tensor([1.0, -1.0, 2.0, -0.5, 1.5, -2.0, 0.5, -1.0])[:, None].expand(B, A)
+    result = PolicyLoss(policy_loss_type="gspo")(logp, old, adv, action_mask=mask, rollout_log_probs=None)
+    watch.flush()
+    store = Store(tmp_path / "s")
+    lo, hi = (store.series("orl", name)[1][0] for name in (M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC))
+    assert 0 < float(result[1]) < 1
+    assert lo + hi == pytest.approx(float(result[1]), abs=1e-6)
+    seq_ratio = (((logp - old) * mask).sum(-1) / mask.sum(-1)).exp()
+    expected_hi = float((((seq_ratio > 1.28) & (adv[:, 0] > 0))[:, None] * mask).sum() / mask.sum())
+    assert hi == pytest.approx(expected_hi, abs=1e-6)
+    assert (store.series("orl", M.ENTROPY_MEAN)[0].tolist() == [1]) is entropy
+
+
+def test_gspo_with_vllm_is_correction_clips_against_the_rollout_log_probs(watch, tmp_path):
+    g = torch.Generator().manual_seed(4)
+    logp = -torch.rand(6, 4, generator=g)
+    old = logp.clone()  # on-policy against pi_old ...
+    rollout = logp - 0.4 * torch.randn(6, 4, generator=g).abs() * torch.tensor([1, -1, 1, -1, 1, -1.0])[:, None]
+    adv = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])[:, None].expand(6, 4)
+    mask = torch.ones(6, 4)
+    loss = PolicyLoss(policy_loss_type="gspo", enable_vllm_is_correction=True)
+    result = loss(logp, old, adv, action_mask=mask, rollout_log_probs=rollout)  # ... off-policy to the rollout
+    watch.flush()
+    store = Store(tmp_path / "s")
+    lo, hi = (store.series("orl", name)[1][0] for name in (M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC))
+    assert float(result[1]) > 0 and lo + hi == pytest.approx(float(result[1]), abs=1e-6)
