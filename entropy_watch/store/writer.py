@@ -148,6 +148,8 @@ class RunWriter:
         if self.beats:
             self._continue_summary()
             self.heartbeat(state="running")
+        else:  # a side writer's rows follow the rank's clock too: a resume stamped later would hide them as replaced
+            self._follow_clock()
 
     def _refuse_links(self) -> None:
         """Raise :class:`StoreUnwritable` when a folder this writer would write through is a symbolic link: readers
@@ -184,7 +186,18 @@ class RunWriter:
             summary.merge_latest(parsed, latest)  # the on-disk form, read as every listing reads it
         self._carried = (carried_last, {name: (step, value) for name, (value, step) in parsed.items()})
 
-    def _continue_clock(self, earlier: Mapping[str, Any]) -> None:
+    def _follow_clock(self) -> None:
+        """A side writer (``heartbeat=False``: ``alerts --write``) stamps its rows no earlier than the rank's last time
+        (:meth:`_continue_clock`, quietly): after a resume stamped ahead of this host's clock (its previous session ran
+        on a host ahead), alerts written at real time predated the ``resume`` event and every reader left them out as
+        raised on the replaced trajectory."""
+        try:
+            earlier = read_json(layout.status_path(self.root, self.run, self.rank)) or {}
+        except Exception:  # noqa: BLE001 - only a floor: an unreadable heartbeat leaves this host's clock
+            return
+        self._continue_clock(earlier, quiet=True)
+
+    def _continue_clock(self, earlier: Mapping[str, Any], *, quiet: bool = False) -> None:
         """Keep the rank's time monotone across sessions whatever the hosts' clocks say.
 
         Readers order a step logged twice by ``wall_time``, then by writer session (``reads.LATEST_FIRST``), and a
@@ -204,7 +217,7 @@ class RunWriter:
         if behind >= 0:
             self.clock_offset_s = behind + 1e-3
             self.started_at += self.clock_offset_s
-            log.warning(
+            (log.debug if quiet else log.warning)(
                 "entropy_watch: this host's clock is %.3f s behind the previous session of run %r rank %d; this "
                 "session's times are stamped %.3f s later so that its rows replace the earlier session's",
                 behind,

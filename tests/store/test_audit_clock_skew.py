@@ -97,3 +97,27 @@ def test_liveness_is_judged_by_the_storage_clock(tmp_path: Path) -> None:
     # a dead writer on a host 2 minutes ahead: its file was last written 10 s ago (> 3 intervals)
     _rewrite_status(tmp_path, updated_at=time.time() + SKEW_S, mtime=time.time() - 10.0)
     assert Store(tmp_path).run_info("r").state == "stalled"
+
+
+def test_side_written_alerts_after_a_resume_stamped_ahead_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rank's previous session ran on a host an hour ahead, so its resumed session is stamped an hour ahead; alerts
+    that ``alerts --write`` (a side writer, ``heartbeat=False``) then adds at this host's time predated the ``resume``
+    event and every reader left them out as raised on the replaced trajectory."""
+    from entropy_watch.analysis.alert import Alert
+    from entropy_watch.cli.alerts_cmds import _write_alerts
+
+    _skew(monkeypatch, 3600.0)
+    first = RunWriter(tmp_path, "r", rank=0)
+    _scalars(first, range(10), tag=1)
+    first.close()
+    monkeypatch.undo()
+    second = RunWriter(tmp_path, "r", rank=0)
+    assert second.clock_offset_s > 3590.0
+    second.write("events", {"step": [5], "kind": ["resume"], "payload": ["{}"], "wall_time": [time.time()]})
+    _scalars(second, range(5, 10), tag=2)
+    second.close()
+    alert = Alert(step=8, detector="cliff", kind="entropy_cliff", severity="warning", message="m")
+    assert _write_alerts(tmp_path, "r", [alert]) == 1
+    assert [a["step"] for a in Store(tmp_path).alerts("r")] == [8]
