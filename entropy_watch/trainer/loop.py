@@ -99,17 +99,21 @@ class TrainingInterrupted(KeyboardInterrupt):
         return f"run {self.run!r} interrupted at step {self.step}"
 
 
-# What a resume may change: how long and where it runs, not what it trains (``config_changes``).
-RESUMABLE_CHANGES = frozenset({"rl.iterations", "device", "threads", "checkpoint_every", "log_every"})
+# What a resume may change: how long and where it runs, not what it trains (``config_changes``). ``model.path`` is
+# where the first session loaded its starting policy; a resume loads the checkpoint's, so the folder's spelling
+# (relative or absolute, another machine's mount) names nothing a resume uses.
+RESUMABLE_CHANGES = frozenset({"rl.iterations", "device", "threads", "checkpoint_every", "log_every", "model.path"})
 
 
 def config_changes(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
     """``"field: old -> new"`` for every leaf of the resolved config (``TrainConfig.to_dict``) that differs between a
-    checkpoint and the resuming call, except :data:`RESUMABLE_CHANGES`."""
+    checkpoint and the resuming call, except :data:`RESUMABLE_CHANGES` and fields the checkpoint does not hold (a
+    field a later version added: the checkpoint's run never had a say in it, and refusing would strand every run
+    checkpointed before an upgrade)."""
     out = []
     for key in sorted(saved.keys() | now.keys()):
         name, old, new = prefix + key, saved.get(key), now.get(key)
-        if name in RESUMABLE_CHANGES:
+        if name in RESUMABLE_CHANGES or key not in saved:
             continue
         if isinstance(old, dict) and isinstance(new, dict):
             out += config_changes(old, new, name + ".")
@@ -176,8 +180,8 @@ def train(
         if changed:
             raise ConfigError(
                 f"run {cfg.run!r} was trained with another configuration ({'; '.join(changed)}); resume it with the "
-                "flags it was started with (only the step count, device, threads and checkpoint/log intervals may "
-                "change), or train a new run with --run"
+                "flags it was started with (only the step count, device, threads, checkpoint/log intervals and where "
+                "--model's folder lies may change), or train a new run with --run"
             )
     if state is not None and state["iteration"] > rl.iterations:  # would "finish" at once, reporting a later step
         raise ConfigError(

@@ -276,3 +276,37 @@ def test_resume_refuses_another_algorithm_and_keeps_the_runs_record(sft_policy: 
     longer = small_config("adapo", run="mixed", iterations=3)
     res = train(longer, store=tmp_path, resume=True, strict_hooks=True)
     assert [h["iteration"] for h in res.history] == [0, 1, 2]
+
+
+def test_resume_accepts_the_model_folder_spelled_otherwise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resume loads the checkpoint's policy, never ``--model``'s folder: a run started with ``--model ./qwen`` and
+    resumed with the same folder as an absolute path (another working directory, another machine's mount) was refused
+    as "another configuration (model.path: './qwen' -> '/…/qwen')"."""
+    saved = small_config("grpo", run="moved", iterations=4)
+    saved.model.path = "./qwen"
+    now = small_config("grpo", run="moved", iterations=4)
+    now.model.path = str(tmp_path / "qwen")
+    assert loop.config_changes(saved.to_dict(), now.to_dict()) == []
+
+    class Loaded(Exception):
+        pass
+
+    def load_policy(path: object) -> None:  # past the configuration check: the resume goes on
+        raise Loaded(str(path))
+
+    monkeypatch.setattr(loop, "load_checkpoint", lambda ckpt_dir: {"config": saved.to_dict(), "iteration": 2})
+    monkeypatch.setattr(loop, "load_policy", load_policy)
+    with pytest.raises(Loaded, match="latest"):
+        train(now, store=tmp_path, resume=True)
+
+
+def test_resume_accepts_a_checkpoint_from_before_a_field_existed() -> None:
+    """A checkpoint written before a config field was added holds no value for it: comparing it as None -> the new
+    default refused every run checkpointed before an upgrade. A field the checkpoint holds is still compared."""
+    saved = small_config("repo-r", run="old", iterations=4).to_dict()
+    now = small_config("repo-r", run="old", iterations=4).to_dict()
+    del saved["rl"]["iterations"], saved["seed"]  # any two fields: a top-level one and a nested one
+    saved["algo_cfg"] = {k: v for k, v in saved["algo_cfg"].items() if k != next(iter(saved["algo_cfg"]))}
+    assert loop.config_changes(saved, now) == []
+    saved["algo"] = "grpo"
+    assert loop.config_changes(saved, now) == ["algo: 'grpo' -> 'repo-r'"]
