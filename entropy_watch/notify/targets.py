@@ -188,10 +188,12 @@ def _scrub(obj: Any, keys: list[str]) -> Any:
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 _SECRET_PARAM = re.compile(
-    r"(?i)(?:.*[_.-])?(?:api|access|refresh|client|private)?(?:token|key|secret|passw(?:or)?d|pwd|auth|credential|signature|sig)s?"
+    r"(?i)(?:.*[_.-])?(?:api|access|refresh|client|private)?"
+    r"(?:token|keys?|secrets?|passw(?:or)?ds?|pwd|auth|credentials?|signatures?|sig)"
 )
 """A query parameter named by one of these words, alone or after a separator (``access_token``, ``api_key``,
-``apikey``, ``X-Amz-Signature``, ``sig``, ``client_secret``…), holds a credential (``monkey`` does not)."""
+``apikey``, ``X-Amz-Signature``, ``sig``, ``client_secret``…), holds a credential (``monkey`` does not, nor a count of
+tokens: ``max_tokens``, ``num_tokens``)."""
 
 
 def strip_credentials(text: str) -> str:

@@ -79,7 +79,8 @@ def test_scrub_removes_urls_from_json_values() -> None:
 def test_scrub_strips_the_credentials_every_url_carries() -> None:
     argv = ["train.py", "--data=https://user:ghp_TOKEN1@github.com/o/r.git", "s3://AKIA:SECRET2@bucket/k",
             "https://h.example/d?page=2&access_token=TOKEN3&api_key=KEY4&X-Amz-Signature=SIG5#frag",
-            "https://h.example/p?monkey=1&keyword=2", "no url: user:pass"]  # fmt: skip
+            "https://h.example/p?monkey=1&keyword=2", "http://localhost:8000/v1/completions?max_tokens=512&num_tokens=8",
+            "no url: user:pass"]  # fmt: skip
     clean = scrub({"argv": argv, "n": 1})
     for secret in ("TOKEN1", "SECRET2", "TOKEN3", "KEY4", "SIG5"):
         assert secret not in repr(clean)
