@@ -265,7 +265,9 @@ def unsettled(prep: Prepared, i: int, config: DetectorConfig) -> tuple[str, floa
     """Why an explosion whose level is back under the re-arm line at point ``i`` has not cleared: more than one of the
     points that level is read from still past the warning line (:func:`explosion_rearm`); None otherwise. Returns the
     sentence and that warning line in nats (the chart draws it): "its median is back under 2× H_ref (0.87 nats), but 5
-    of its last 31 points are past 5.54× H_ref (2.41 nats), up to 10.98 nats: not settled"."""
+    of its last 31 points are past 5.54× H_ref (2.41 nats), up to 10.98 nats: not settled" — each point counted
+    against the line at its own step, so where the line moved the sentence quotes those lines and the one now, and
+    the line returned is the lowest of those (every counted point is past it)."""
     line = config.rearm_explode_mult * float(prep.ref_seg[i])
     if not float(prep.smooth[i]) < line:
         return None
@@ -274,10 +276,24 @@ def unsettled(prep: Prepared, i: int, config: DetectorConfig) -> tuple[str, floa
     if k <= 1:
         return None
     top = float(np.nanmax(np.where(prep.finite[i - w + 1 : i + 1], prep.h[i - w + 1 : i + 1], np.nan)))
-    mult = float(warn[i]) / float(prep.ref_seg[i])
+    ref = float(prep.ref_seg[i])
+    # each point was counted against the warning line at its own step (the lift moves with the noise): quote those
+    # lines, not only the one now (rasbt ch07 7_6-v1 read "9 of its last 31 points are past 8.76× H_ref (3.77 nats)"
+    # where 4 were; the other 5 were past the 2.24-2.42 nats the line stood at when they were logged)
+    span = slice(i - w + 1, i + 1)
+    with np.errstate(invalid="ignore"):
+        lines = warn[span][prep.finite[span] & (prep.h[span] > warn[span])]
+    lo, hi, now = float(np.min(lines)), float(np.max(lines)), float(warn[i])
+    if lo > now * (1 - 1e-3) and hi < now * (1 + 1e-3):
+        lo, past = now, f"past {now / ref:.3g}× H_ref ({fmt_nats(now)} nats)"
+    else:
+        past = f"past {lo / ref:.3g}× H_ref ({fmt_nats(lo)} nats)"
+        if hi > lo * (1 + 1e-3):
+            past = f"past {lo / ref:.3g}–{hi / ref:.3g}× H_ref ({fmt_nats(lo)}–{fmt_nats(hi)} nats)"
+        past += f", the warning line as it stood at their step ({now / ref:.3g}× H_ref, {fmt_nats(now)} nats, now)"
+    # the line returned (the chart draws it) is one every counted point is past: the lowest of theirs
     return (f"its median is back under {config.rearm_explode_mult:g}× H_ref ({fmt_nats(line)} nats), but {k} of "
-            f"its last {w} points are past {mult:.3g}× H_ref ({fmt_nats(float(warn[i]))} nats), up to "
-            f"{fmt_nats(top)} nats: not settled"), float(warn[i])  # fmt: skip
+            f"its last {w} points are {past}, up to {fmt_nats(top)} nats: not settled"), lo  # fmt: skip
 
 
 def gradual(prep: Prepared, start: int, config: DetectorConfig) -> bool:

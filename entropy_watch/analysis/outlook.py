@@ -23,7 +23,7 @@ from entropy_watch.analysis.forecast import Forecast
 
 CURVE_POINTS = 60  # points of the drawn forecast curve
 NOT_HELD = "not held there yet: critical if it stays"
-"""Said after "above 6× H_ref now" or "at 10% of H_ref now" on a *warning*: the critical line and the floor fire on
+"""Said after "above 6× H_ref now" or "below 10% of H_ref now" on a *warning*: the critical line and the floor fire on
 a held level, and a warning that reads past them without this (a climb logged every 12 steps: "16.0× H_ref ...;
 above 6× H_ref (0.84 nats) now") looks like a severity gone wrong."""
 MAX_AHEAD = 3.0  # the curve extends at most this many window spans past the last point ...
@@ -146,7 +146,9 @@ def from_forecast(
     curve, b_lo, b_hi = f.drawn(xs, interval)
     if reached:  # past the target now: nothing to forecast, and a fit over the window may even head back from it
         xs = curve = b_lo = b_hi = np.zeros(0)  # (an explosion at 26× H_ref drew a line falling 7.4 -> 1.8 nats)
-    now = f"{'at' if f.direction == 'decay' else 'above'} {target_label} now"
+    # "below", not "at": the level quoted beside it is past the target, often far past it (tinker arithmetic read
+    # "entropy is down to 0.027 nats, 4% of H_ref 0.77 ...; at 10% of H_ref (0.077 nats) now")
+    now = f"{'below' if f.direction == 'decay' else 'above'} {target_label} now"
     if reached:
         text = now
     elif past_first:

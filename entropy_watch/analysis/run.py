@@ -66,6 +66,13 @@ def reference(prep: Prepared, config: DetectorConfig) -> Reference:
             f"not known yet: taken from the first {config.ref_points} points of the run (or of the segment after a "
             f"logged LR or config change) and used from the {config.min_points}th"
         )
+        seg0 = int(prep.seg_start[n - 1]) if n else 0
+        if n and int(prep.finite[seg0:].sum()) >= config.min_points:  # past the 6th and still unknown: say why
+            how = (
+                f"not known yet: by the {config.min_points}th point its first points had fallen by more than half "
+                "or were too noisy to read a level from, so H_ref waits for the points that decide it (whether the "
+                "fall held, or as many first points as that noise needs); no collapse or explosion is judged until then"
+            )
         return Reference(None, None, None, 0, how)
     used = int(prep.ref_n[n - 1])
     return Reference(r.value, int(prep.steps[r.first]), int(prep.steps[r.last]), used, r.method, r.note)

@@ -193,6 +193,10 @@ def headline(
         if reference.value is not None and reference.value > 0:
             where += f" ({_pct_of(level, reference.value)})"
     if health == "ok":
+        if reference.value is None:  # not armed yet: nothing was judged (tinker at its 6th point, 96% down, read
+            # "ok: entropy 0.15 nats; no collapse or explosion trend")
+            unknown = "H_ref not known yet (see how it is taken), so no collapse or explosion is judged yet"
+            return f"ok: {where}; {unknown}" if where else f"ok: {unknown}"
         return f"ok: {where}; no collapse or explosion trend" if where else "ok: no collapse or explosion trend"
     label = f"{health} {kind}" if kind else health
     if kind in ("collapse", "explosion") and where:
