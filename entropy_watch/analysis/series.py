@@ -83,6 +83,7 @@ class RunSeries:
     changes: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.meta = dict(self.meta or {})  # meta=None (as CONTRACTS allows) is no meta
         if self.events and not self.changes:
             self.changes = change_points({"step": s, "kind": k, "payload": "{}"} for s, k in self.events)
         self.steps, self.entropy = _dedupe(self.steps, self.entropy)

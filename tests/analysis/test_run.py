@@ -108,3 +108,12 @@ def test_alert_rows_are_json_with_actions_inside_evidence() -> None:
     back = Alert.from_row({k: v[0] for k, v in cols.items()})
     assert _key(back) == _key(al[0]) and back.actions == al[0].actions
     json.dumps([a.to_dict() for a in al])  # evidence is JSON-serialisable (no numpy, no NaN)
+
+
+def test_a_series_built_with_meta_none_is_analysed() -> None:
+    """``RunSeries.from_arrays(..., meta=None)`` raised AttributeError deep in the corroboration (meta.get)."""
+    from entropy_watch.analysis import RunSeries, analyze
+
+    steps = np.arange(60)
+    series = RunSeries.from_arrays("m", steps, np.linspace(2.0, 0.05, 60), meta=None)
+    assert series.meta == {} and analyze(series).verdict.health in ("warning", "critical")
