@@ -1,5 +1,5 @@
-"""Sections of the Run page (``app/views/run.py``): the verdict header, entropy with the verdict's forecast, the
-alerts in order of importance, and the on-demand token explorer.
+"""Sections of the Run page (``app/views/run.py``): the verdict header, entropy with the verdict's forecast and
+the alerts in order of importance (the on-demand token explorer is ``app/token_explorer.py``).
 
 Everything about the run's state — health, H_ref, the forecast, its ETA, the ordered alerts — comes from the one
 verdict of ``entropy_watch.analysis`` (computed by the background monitor); nothing here computes a forecast.
@@ -18,7 +18,7 @@ from entropy_watch import metrics as M
 from entropy_watch.analysis import Alert, DetectorConfig, Verdict
 from entropy_watch.analysis.changes import RESET_EVENT_KINDS, change_label
 from entropy_watch.analysis.outlook import floor_label
-from entropy_watch.app import charts, data, forecast_chart
+from entropy_watch.app import charts, forecast_chart
 from entropy_watch.app.display import fmt_nats, fmt_ratio, md
 from entropy_watch.monitor import RunState
 from entropy_watch.store import RunInfo
@@ -354,79 +354,3 @@ def _alert_box(a: Alert) -> None:
             st.markdown("**Suggested actions**\n" + "\n".join(f"- {md(x)}" for x in a.actions))
         st.markdown(f"**Evidence** ({md(a.detector)})")
         st.json(a.evidence, expanded=False)
-
-
-@st.fragment
-def tokens_section(root: str, run: str, last_step: int, was_imported: bool) -> None:
-    """On-demand explorer of the sampled ``tokens`` table (filters rerun only this section); an imported run (scalar
-    metrics only) gets one line instead of filters with nothing to filter."""
-    if was_imported:
-        st.info("No sampled tokens: imported logs carry only scalar metrics.")
-        return
-    c = st.columns([1.2, 1.2, 1.2, 2, 1, 1.8])
-    lo = c[0].number_input("from step", min_value=0, value=0, step=10, key="tok_lo")
-    hi = c[1].number_input("to step", min_value=0, value=max(int(last_step), 0), step=10, key="tok_hi")
-    min_h = c[2].number_input("min entropy (nats)", min_value=0.0, value=0.0, step=0.1, key="tok_min")
-    text = c[3].text_input("token contains", key="tok_text", placeholder="e.g. wait, or #1234 for an id")
-    limit = c[4].number_input("show", min_value=5, max_value=500, value=25, step=5, key="tok_limit")
-    mode = c[5].radio(
-        "order",
-        ["spread over steps", "highest entropy"],
-        key="tok_mode",
-        help="spread: the highest-entropy token of each part of the step range, in step order",
-    )
-    tbl = data.tokens(
-        root, run, (int(min(lo, hi)), int(max(lo, hi))), float(min_h), text, int(limit), mode == "spread over steps"
-    )
-    if tbl.num_rows == 0:
-        st.info(no_tokens_text((int(min(lo, hi)), int(max(lo, hi))), float(min_h), text))
-        return
-    df = tbl.to_pandas()
-    st.dataframe(
-        df,
-        hide_index=True,
-        key="tokens_df",
-        column_order=[
-            "step",
-            "token",
-            "token_id",
-            "entropy",
-            "logp",
-            "advantage",
-            "clipped",
-            "context",
-            "rank",
-            "seq",
-            "pos",
-        ],
-        column_config={
-            "step": st.column_config.NumberColumn(format="%d", pinned=True),
-            "token": st.column_config.TextColumn("token", help="the token's text, or #id without a tokenizer"),
-            "token_id": st.column_config.NumberColumn("id", format="%d"),
-            "entropy": st.column_config.NumberColumn("entropy (nats)", format="%.3f"),
-            "logp": st.column_config.NumberColumn("log p (nats)", format="%.3f"),
-            "advantage": st.column_config.NumberColumn(format="%.3f"),
-            "context": st.column_config.TextColumn("context (token in ⟦ ⟧, … = unsampled)", width="large"),
-        },
-    )
-    steps = np.unique(df["step"].to_numpy())
-    st.caption(
-        f"{len(df)} tokens from {steps.size} step{'s' if steps.size != 1 else ''} "
-        f"({int(steps.min()):,}–{int(steps.max()):,})."
-    )
-
-
-def no_tokens_text(steps: tuple[int, int], min_entropy: float, text: str) -> str:
-    """What the token explorer says when no sampled token passes its filters: each filter that is set (the text one
-    quoted as data), and which to loosen; markdown, the filter text made literal."""
-    what = [f"in steps {steps[0]:,}–{steps[1]:,}"]
-    if min_entropy > 0:
-        what.append(f"with entropy ≥ {min_entropy:g} nats")
-    loosen = "widen the step range or lower the minimum entropy"
-    if text:
-        what.append(f"containing “{md(text)}”")
-        loosen = "clear or change the text filter, " + loosen
-    return (
-        f"No sampled tokens match the filters ({', '.join(what)}). Runs recorded with `entropy_watch.hooks.Watch` "
-        f"keep the highest-entropy tokens of every 10th step (`sample_tokens`); {loosen}."
-    )

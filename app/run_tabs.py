@@ -14,6 +14,7 @@ import streamlit as st
 
 from entropy_watch import metrics as M
 from entropy_watch.analysis import DetectorConfig, corroborate
+from entropy_watch.analysis.series import analysed
 from entropy_watch.app import charts, data
 from entropy_watch.app.display import md
 from entropy_watch.app.run_panels import entropy_name
@@ -153,22 +154,28 @@ def drivers_tab(v: RunView) -> None:
 
 
 def reward_name(names: list[str]) -> str | None:
-    """The reward series to plot against entropy: evaluation pass@1 when logged, else the training reward mean."""
-    return next((n for n in (M.pass_at_k(1), M.REWARD_MEAN) if n in names), None)
+    """The reward series to plot against entropy before the detector has named its own (:func:`reward_law`): of
+    evaluation pass@1 and the training reward mean, the first the analysis reads
+    (:func:`~entropy_watch.analysis.series.analysed`), else the first logged."""
+    logged = [n for n in (M.pass_at_k(1), M.REWARD_MEAN) if n in names]
+    return next((n for n in logged if analysed(n)), logged[0] if logged else None)
 
 
-def reward_law(state: RunState | None, cfg: DetectorConfig) -> dict[str, Any] | None:
-    """The entropy–reward law R = −a·exp(H) + b (Cui et al. 2025) as the detector's corroboration layer fitted it at
-    the newest analysed step, with its ceiling (R at H = 0) and headroom; None when it cannot be fitted yet."""
+def reward_law(state: RunState | None, cfg: DetectorConfig) -> tuple[str | None, dict[str, Any] | None]:
+    """``(series, law)``: the reward series the detector's corroboration layer read at the newest analysed step, and
+    the entropy–reward law R = −a·exp(H) + b (Cui et al. 2025) it fitted on that series there, with its ceiling (R at
+    H = 0) and headroom (None when it cannot be fitted yet). ``(None, None)`` before the first analysis. The chart
+    plots that series, so the fitted curve and its ceiling are of the points drawn under them."""
     if state is None or state.result is None or state.series is None or state.result.prep is None:
-        return None
+        return None, None
     prep = state.result.prep
     if len(prep) == 0:
-        return None
+        return None, None
     i = len(prep) - 1
     lo = max(int(prep.seg_start[i]), i - cfg.window_max + 1)
-    law = corroborate.reward_flags(state.series, prep, i, lo, cfg).get("law")
-    return dict(law) if law else None
+    flags = corroborate.reward_flags(state.series, prep, i, lo, cfg)
+    law = flags.get("law")
+    return flags.get("reward_series"), (dict(law) if law else None)
 
 
 def reward_tab(v: RunView) -> None:
@@ -197,7 +204,8 @@ def reward_tab(v: RunView) -> None:
 
 
 def reward_section(v: RunView) -> None:
-    rname, hname = reward_name(v.names), entropy_name(v.names)
+    fitted, law = reward_law(v.state, DetectorConfig())
+    rname, hname = fitted or reward_name(v.names), entropy_name(v.names)
     if rname is None or hname is None:
         missing = "reward (reward/mean or eval/pass@1)" if rname is None else "entropy"
         st.info(f"No {missing} logged for this run, so there is no reward–entropy view.")
@@ -206,7 +214,6 @@ def reward_section(v: RunView) -> None:
     if steps.size == 0:
         st.info(f"{md(rname)} and {md(hname)} were never logged at the same step in this range.")
         return
-    law = reward_law(v.state, DetectorConfig())
     st.plotly_chart(charts.reward_vs_entropy(steps, h, r, law, rname), key="reward")
     if law is None:
         st.caption("The entropy–reward law is fitted once there are enough pairs spanning enough entropy change.")

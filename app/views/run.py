@@ -15,7 +15,7 @@ import difflib
 
 import streamlit as st
 
-from entropy_watch.app import charts, data, first_paint, forecast_chart, linked, sidebar
+from entropy_watch.app import charts, data, first_paint, forecast_chart, linked, sidebar, token_explorer
 from entropy_watch.app import run_panels as P
 from entropy_watch.app import run_tabs as T
 from entropy_watch.app.display import md
@@ -154,4 +154,4 @@ linked.link_step_axes()
 st.subheader("Highest-entropy tokens in context")
 if version0 is not None:
     info0 = next((r for r in data.runs(root, gen) if r.name == run), None)
-    P.tokens_section(root, run, version0[1], P.imported(info0, data.run_meta(root, run, version0)))
+    token_explorer.tokens_section(root, run, version0[1], P.imported(info0, data.run_meta(root, run, version0)))

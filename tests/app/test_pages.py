@@ -427,7 +427,7 @@ def test_tokens_default_spreads_over_steps_and_shows_ids(monkeypatch: pytest.Mon
     assert list(tokens["step"]) == sampled, "one token per sampled step by default, in step order"
     assert all(t.startswith("#") for t in tokens["token"]), "no tokenizer: the id is shown"
     assert all("⟦#" in c and c != "[]" for c in tokens["context"])
-    assert at.number_input(key="tok_hi").value == 29, "'to step' defaults to the run's last step"
+    assert at.number_input(key="tok_hi").value is None, "'to step' is empty by default: up to the newest step"
     at.radio(key="tok_mode").set_value("highest entropy").run()
     tokens = at.dataframe[-1].value
     assert tokens["entropy"].is_monotonic_decreasing
