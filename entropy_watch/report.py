@@ -58,7 +58,14 @@ def _entropy_figure(go: Any, series: RunSeries, result: AnalysisResult) -> Any:
         _level_line(fig, v.reference.value, "H_ref", "#2ca02c", "bottom")
     if v is not None and v.floor is not None:
         _level_line(fig, v.floor, "floor", "#d62728", "top")
+    line = v.unsettled_line if v is not None else None
+    if line is not None and math.isfinite(line):
+        # the warning line an unsettled explosion's points are still past: the headline quotes it, so it is drawn
+        _level_line(fig, line, f"explosion warning line {line:.3g} nats: points still past it", "#9467bd", "bottom",
+                    dash="dashdot")  # fmt: skip
     f = v.forecast if v is not None else None
+    if f is not None and f.direction == "rise" and f.target is not None and math.isfinite(f.target):
+        _level_line(fig, f.target, f.target_label, "#9467bd", "bottom", dash="dash")  # the ETA's target (6× H_ref)
     if f is not None:
         pct = f"{100 * f.interval:.0f}%"
         fig.add_scatter(x=f.steps + f.steps[::-1], y=f.hi + f.lo[::-1], fill="toself", line={"width": 0},
@@ -91,13 +98,13 @@ def _entropy_figure(go: Any, series: RunSeries, result: AnalysisResult) -> Any:
     return fig
 
 
-def _level_line(fig: Any, nats: float, label: str, colour: str, side: str) -> None:
+def _level_line(fig: Any, nats: float, label: str, colour: str, side: str, dash: str = "dot") -> None:
     """A dotted level across the log-scaled entropy chart, labelled on it. Not ``add_hline(annotation_text=...)``:
     Plotly places that label at ``y`` in the axis's own units, log10 on a log axis, so "H_ref" at 1.15 nats stood
     at 14 nats, and the axis stretched to it squashed the run into a thin band."""
     if not nats > 0:
         return
-    fig.add_hline(y=nats, line_dash="dot", line_color=colour)
+    fig.add_hline(y=nats, line_dash=dash, line_color=colour)
     fig.add_annotation(x=0, xref="x domain", y=math.log10(nats), yref="y", text=label, showarrow=False,
                        xanchor="left", yanchor=side, font={"color": colour})  # fmt: skip
 

@@ -290,7 +290,8 @@ def unsettled(prep: Prepared, i: int, config: DetectorConfig) -> tuple[str, floa
         past = f"past {lo / ref:.3g}× H_ref ({fmt_nats(lo)} nats)"
         if hi > lo * (1 + 1e-3):
             past = f"past {lo / ref:.3g}–{hi / ref:.3g}× H_ref ({fmt_nats(lo)}–{fmt_nats(hi)} nats)"
-        past += f", the warning line as it stood at their step ({now / ref:.3g}× H_ref, {fmt_nats(now)} nats, now)"
+        now_line = f"{now / ref:.3g}× H_ref, {fmt_nats(now)} nats"
+        past += f", the warning line as it stood at their steps (it is {now_line}, now)"
     # the line returned (the chart draws it) is one every counted point is past: the lowest of theirs
     return (f"its median is back under {config.rearm_explode_mult:g}× H_ref ({fmt_nats(line)} nats), but {k} of "
             f"its last {w} points are {past}, up to {fmt_nats(top)} nats: not settled"), lo  # fmt: skip

@@ -193,14 +193,15 @@ class Analyzer:
         )
         notes += [note for note in found if note]
         if n < cfg.min_points:
-            notes.append(f"{series.name}: {n} logged points; the detector decides from the {cfg.min_points}th")
+            counted = f"{n} logged point" + ("" if n == 1 else "s")  # "1 logged point", never "1 logged points"
+            notes.append(f"{counted}; the detector decides from the {cfg.min_points}th")
             res = AnalysisResult(alerts=guards.nonfinite(prep) + self._nonfinite_tokens(series, prep), notes=notes,
                                  prep=prep)  # fmt: skip
             res.reference = reference(prep, cfg)
             res.verdict = build(res, series.name, cfg.min_points)
             return res
         if int(prep.finite.sum()) < cfg.min_points and not np.isfinite(prep.h).all():  # zeros have their note
-            notes.append(f"{series.name}: fewer than {cfg.min_points} finite entropy values")
+            notes.append(f"fewer than {cfg.min_points} finite entropy values")
 
         evals = self._scheduled(prep, progress)
         raw: list[Alert] = guards.detect(prep, cfg)

@@ -33,7 +33,7 @@ def _raw_entropy(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _claim(text: str) -> tuple[int, int, float, float]:
     """(K, W, lowest line, highest line) in nats from "K of its last W points are past a× H_ref (x nats)" or, where
-    the line moved, "... past a–b× H_ref (x–y nats), the warning line as it stood at their step (...)"."""
+    the line moved, "... past a–b× H_ref (x–y nats), the warning line as it stood at their steps (...)"."""
     m = re.search(rf"but (\d+) of its last (\d+) points are past [\d.–]+× H_ref \({NATS}(?:–{NATS})? nats\)", text)
     assert m, text
     lo = float(m.group(3))

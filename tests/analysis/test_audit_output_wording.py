@@ -1,0 +1,57 @@
+"""Audit of verdict wording every surface prints: counts agree in number ("1 logged point"), a note does not repeat
+the run name every surface already prints before it ("one: no alerts (one: 1 logged points; ...)"), and an unsettled
+explosion whose warning line moved says the lines stood at its points' steps, then what the line is now."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from entropy_watch.analysis import RunSeries, analyze
+
+REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"
+if not REAL.is_dir():
+    REAL = Path("/work/shared/real_runs")
+V1 = REAL / "rasbt__reasoning-from-scratch__ch07-7_6-format-reward-v1-c41b85c.csv"
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_too_short_note_counts_points_in_words(n: int) -> None:
+    series = RunSeries.from_arrays("short-run", np.arange(1, n + 1), np.full(n, 0.5))
+    res = analyze(series)
+    assert res.verdict.health == "too-short"
+    counted = f"{n} logged point" + ("" if n == 1 else "s")
+    notes = [x for x in res.notes if "the detector decides from" in x]
+    assert notes and notes[0].startswith(f"{counted};"), res.notes
+    assert not any("1 logged points" in x or x.startswith("short-run:") for x in res.notes), res.notes
+
+
+def test_few_finite_values_note_does_not_repeat_the_run_name() -> None:
+    h = np.full(12, np.nan)
+    h[:3] = 0.5
+    res = analyze(RunSeries.from_arrays("nan-run", np.arange(1, 13), h))
+    assert any(x.startswith("fewer than 6 finite entropy values") for x in res.notes), res.notes
+    assert not any(x.startswith("nan-run:") for x in res.notes), res.notes
+
+
+@pytest.mark.skipif(not V1.exists(), reason="shared/real_runs not present")
+def test_moved_warning_line_is_quoted_per_step_then_now() -> None:
+    from entropy_watch.importers import load_log
+
+    v = analyze(RunSeries.from_imported(load_log(V1)[0])).verdict
+    if not v.unsettled or "as it stood" not in v.unsettled:
+        pytest.skip(f"the line did not move within the counted points here: {v.headline}")
+    assert "the warning line as it stood at their steps (it is " in v.unsettled, v.unsettled
+    assert "at their step (" not in v.unsettled, v.unsettled
+
+
+def test_a_share_under_the_floor_never_prints_as_the_floor() -> None:
+    """'entropy 0.046 nats (10% of H_ref 0.47); below 10% of H_ref (0.047 nats) now': 9.8% was rounded up onto the
+    floor's 10%. Under 10% a share keeps one decimal, cut down; whole shares print as before."""
+    from entropy_watch.analysis.alert import fmt_share
+
+    assert [fmt_share(x) for x in (0.098, 0.0999, 0.07, 0.04, 0.1, 0.13)] == ["9.8%", "9.9%", "7%", "4%", "10%", "13%"]
+    x = 0.046 / 0.47
+    assert fmt_share(x) != "10%" and float(fmt_share(x).rstrip("%")) <= 100 * x
