@@ -113,9 +113,11 @@ def show(
 
     def read(store: Store) -> tuple[Any, ...]:
         meta = store.run_meta(run)  # RunNotFound -> one-line error
-        info = store.run_info(run)  # this run only: cost independent of the other runs in the store
         ends = store.ends(run, tuple(name for _, name in SHOW_METRICS))
-        return meta, info, ends, _verdict(store, run), change_points(store.events(run)), store.scalar_names(run)
+        verdict = _verdict(store, run)
+        # last, so that a live run's "last step" is never older than the metrics and verdict read before it
+        info = store.run_info(run)  # this run only: cost independent of the other runs in the store
+        return meta, info, ends, verdict, change_points(store.events(run)), store.scalar_names(run)
 
     # one version of the run, should `import --replace` swap it meanwhile
     meta, info, ends, verdict, changes, names = read_steady(state(ctx).root(existing=True), run, read)
@@ -191,7 +193,9 @@ def _print_verdict(v: Any) -> None:
     out.print(text("verdict: ", "bold") + text(v.headline, HEALTH_STYLE.get(v.health)))
     ref = v.reference
     if ref.value is not None:
-        line = f"H_ref {fmt_value(ref.value)} nats: {ref.method} (steps {ref.first_step}–{ref.last_step})"
+        one = ref.first_step == ref.last_step
+        span = f"step {ref.first_step}" if one else f"steps {ref.first_step}–{ref.last_step}"
+        line = f"H_ref {fmt_value(ref.value)} nats: {ref.method} ({span})"
         out.print(text(line, "dim"))
         if ref.note:
             out.print(text(f"  {ref.note}", "dim"))
