@@ -699,7 +699,7 @@ def assemble(
         notes.append(f"read as a TRL log: its columns name TRL's GRPO/RLOO metrics ({', '.join(trl_cols[:3])}, ...)")
     definition = (
         entropy_definition
-        or A.entropy_definition(ent_col, "trl" if trl_cols else fmt)
+        or A.entropy_definition(ent_col, "trl" if trl_cols or parsed.meta.get("framework") == "trl" else fmt)
         or "unknown (not stated by the source)"
     )
     full_mapping = {A.STEP: parsed.step_column or "<row order>", **dict(sorted(final.items()))}

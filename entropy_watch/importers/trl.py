@@ -312,6 +312,7 @@ def read_trl_console(path: Path, step_column: str | None = None, progress: Progr
     if frame.n_rows == 0:
         raise ImportFormatError(f"{path}: no dict printed by a Trainer ({{'loss': ...}}) found; pass --format")
     parsed = frame_to_series(frame, step_column or "step")
+    parsed.meta["framework"] = "trl"  # a Trainer's console: its entropy is TRL's (as trainer_state.json's is)
     parsed.notes[:0] = [note] + ([f"ignored {other} console line(s) that are neither entries nor progress bars"]
                                  if other else [])  # fmt: skip
     return parsed

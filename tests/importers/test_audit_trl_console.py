@@ -94,3 +94,17 @@ def test_config_dicts_and_verl_console_are_no_trainer_entries(tmp_path) -> None:
     path.write_text("(TaskRunner pid=1) {'data': {'train_batch_size': 8}, 'trainer': {'epoch': 1}}\n"
                     + "".join(f"(TaskRunner pid=1) step:{s} - actor/entropy:0.5\n" for s in range(1, 6)))  # fmt: skip
     assert detect_format(path) == "verl-console"
+
+
+def test_a_console_log_is_trls_whatever_columns_its_entries_hold(tmp_path) -> None:
+    """A Trainer's console with only loss, grad_norm, learning_rate, entropy, reward and epoch (too few of TRL's GRPO
+    columns to recognise them) was stored as framework 'unknown' with an entropy of unknown definition."""
+    path = tmp_path / "nohup.out"
+    lines = []
+    for n in range(1, 31):
+        lines.append(f" {100 * n // 30}%|#         | {n}/30 [00:{n:02d}<00:10,  1.0s/it]")
+        lines.append(str({"loss": 0.01, "grad_norm": 0.5, "learning_rate": 1e-06, "entropy": 0.6 * 0.97**n,
+                          "reward": 0.3, "epoch": n / 30}))  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    (run,) = load_log(path, fmt="trl-console")
+    assert run.meta["framework"] == "trl" and run.meta["entropy_definition"].endswith("(TRL GRPO)"), run.meta
