@@ -200,15 +200,16 @@ def fmt_ratio(r: float) -> str:
 
 
 def fmt_share(x: float) -> str:
-    """A share as a percentage for messages: '13%', one decimal under 10% cut down, never rounded up onto the floor's
-    10% ('9.8%': an entropy at 9.8% of H_ref read '10% of H_ref' beside 'below 10% of H_ref now'), one significant
-    digit under 1% ('0.04%': 0.04% printed '0% of H_ref', as if none were left), '<0.01%' under that; :func:`_num`
-    beyond a million."""
+    """A share as a percentage for messages: '13%'; one decimal under 11%, cut down, never rounded onto the floor's
+    10% ('9.8%': 9.8% of H_ref read '10% of H_ref' beside 'below 10% of H_ref now'; '10.4%' beside 'back above
+    10%'); one significant digit under 1% ('0.04%': 0.04% printed '0% of H_ref', as if none were left), '<0.01%'
+    under that; :func:`_num` beyond a million."""
     p = 100.0 * x
     if math.isfinite(p) and 0 < abs(p) < 1:
         return "<0.01%" if abs(p) < 0.01 else f"{p:.1g}%"
-    if math.isfinite(p) and 1 <= p < 10:
-        return f"{math.floor(10 * p + 1e-9) / 10:.1f}".removesuffix(".0") + "%"  # 1e-9: 0.07 is 6.999..% in floats
+    if math.isfinite(p) and 1 <= p < 11:  # the floor's 10% is read beside it: "10.4%" is "back above 10%"
+        text = f"{math.floor(10 * p + 1e-9) / 10:.1f}"  # 1e-9: 0.07 is 6.999..% in floats
+        return (text.removesuffix(".0") if p < 10 else text) + "%"
     return f"{_num(p, '.0f')}%"
 
 

@@ -99,16 +99,18 @@ def step_text(x: float) -> str:
 
 
 def interval_range(eta: float, lo: float | None, hi: float | None, step: float | None) -> str:
-    """'380–460'; '380–never' for an interval open at its end; '3,477 to beyond step 138,000' for a late end past
-    :data:`FAR_AHEAD` times ``step``, the step the forecast was made at (None: not known, the late end as it is).
-    The one rendering of an ETA interval: the outlook's sentence and the notifications' ETA line use it."""
+    """'380–460'; '49' for an interval within one step; '380–never' for an interval open at its end; '3,477 to beyond
+    step 138,000' for a late end past :data:`FAR_AHEAD` times ``step``, the step the forecast was made at (None: not
+    known, the late end as it is). The one rendering of an ETA interval: the outlook's sentence and the
+    notifications' ETA line use it."""
     start = step_text(lo if lo is not None else eta)
     far = math.inf if step is None else FAR_AHEAD * max(step, 1.0)
     if hi is None:
         return f"{start}–never"
     if hi > far:
         return f"{start} to beyond step {step_text(far)}"
-    return f"{start}–{step_text(hi)}"
+    end = step_text(hi)
+    return start if end == start else f"{start}–{end}"  # a noise-free fit's interval is one step: '49', not '49–49'
 
 
 def _by_step(

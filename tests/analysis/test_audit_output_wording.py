@@ -49,9 +49,17 @@ def test_moved_warning_line_is_quoted_per_step_then_now() -> None:
 
 def test_a_share_under_the_floor_never_prints_as_the_floor() -> None:
     """'entropy 0.046 nats (10% of H_ref 0.47); below 10% of H_ref (0.047 nats) now': 9.8% was rounded up onto the
-    floor's 10%. Under 10% a share keeps one decimal, cut down; whole shares print as before."""
+    floor's 10% (and 10.4% printed '10%' beside 'back above 10%'). Under 11% a share keeps one decimal, cut down."""
     from entropy_watch.analysis.alert import fmt_share
 
-    assert [fmt_share(x) for x in (0.098, 0.0999, 0.07, 0.04, 0.1, 0.13)] == ["9.8%", "9.9%", "7%", "4%", "10%", "13%"]
+    shares = (0.098, 0.0999, 0.07, 0.04, 0.104, 0.1, 0.13)
+    assert [fmt_share(x) for x in shares] == ["9.8%", "9.9%", "7%", "4%", "10.4%", "10.0%", "13%"]
     x = 0.046 / 0.47
     assert fmt_share(x) != "10%" and float(fmt_share(x).rstrip("%")) <= 100 * x
+
+
+def test_an_interval_within_one_step_is_one_step() -> None:
+    """A noise-free log's interval printed '(80% interval 49–49)'."""
+    from entropy_watch.analysis.outlook import interval_range
+
+    assert interval_range(49.2, 49.1, 49.3, 40.0) == "49" and interval_range(49.0, 40.0, 60.0, 40.0) == "40–60"
