@@ -9,8 +9,6 @@ reorder the cell's text.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -18,18 +16,19 @@ import streamlit as st
 from entropy_watch.app import data
 from entropy_watch.app.display import md
 from entropy_watch.store.reads import BIG
+from entropy_watch.textsafe import FORMAT_RE
 
 SPACE = "\u2423"  # ␣ OPEN BOX: a space, where a token's spaces tell tokens apart (" the" vs "the")
 _CONTROL = {c: chr(0x2400 + c) for c in range(0x20)} | {0x7F: "\u2421"}  # ␀…␟, ␡: Unicode's Control Pictures
-_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")  # zero-width, bidi marks and controls
 
 
 def visible(text: str, spaces: bool = True) -> str:
     """``text`` with what a table cell would not show drawn visibly: control characters (newline, tab, …) as their
-    Control Picture (``"\\n"`` -> "␊"), zero-width and bidirectional characters as ``⟨U+202E⟩``, and with
-    ``spaces`` every space as "␣" (the token column; the context column keeps its spaces, it reads as text)."""
+    Control Picture (``"\\n"`` -> "␊"), the characters that move or hide text (``entropy_watch.textsafe``: zero-width,
+    bidirectional, C1) as ``⟨U+202E⟩``, and with ``spaces`` every space as "␣" (the token column; the context column
+    keeps its spaces, it reads as text)."""
     out = text.translate(_CONTROL | ({0x20: SPACE} if spaces else {}))
-    return _INVISIBLE.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", out)
+    return FORMAT_RE.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", out)
 
 
 def shown_rows(df: pd.DataFrame) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import typer
 
 from entropy_watch.aliases import canonical_key
 from entropy_watch.errors import EntropyWatchError, ImportFormatError, first_line
+from entropy_watch.textsafe import FORMAT_CHARS, FORMAT_RE
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,11 +48,9 @@ INPUT_ERRORS: tuple[type[BaseException], ...] = (
     csv.Error,  # "field larger than field limit"
 )
 INPUT_ERROR_MODULES = frozenset({"duckdb", "_duckdb", "pyarrow"})  # their errors are about the query or the files
-# control characters (C0, DEL, C1: U+009B is a CSI some terminals act on), line and paragraph separators, and the
-# bidi and zero-width format characters that reorder or hide text
-_FORMAT = "\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
-_CONTROL = re.compile(f"[\x00-\x1f{_FORMAT}]")
-_JSON_UNESCAPED = re.compile(f"[{_FORMAT}]")  # what json.dumps leaves raw (it escapes C0 itself)
+# C0 controls and the characters that move or hide text (entropy_watch.textsafe): escaped in every printed value
+_CONTROL = re.compile(f"[\x00-\x1f{FORMAT_CHARS}]")
+_JSON_UNESCAPED = FORMAT_RE  # what json.dumps leaves raw (it escapes C0 itself)
 
 
 @dataclass

@@ -154,7 +154,7 @@ def _load_copy(
     return runs
 
 
-LINE_FORMATS = frozenset({"csv", "wandb-csv", "jsonl", "verl-jsonl", "verl-console"})  # one row per text line
+LINE_FORMATS = frozenset({"csv", "wandb-csv", "jsonl", "verl-jsonl", "verl-console", "trl-console"})  # a row a line
 JSON_LINE_FORMATS = frozenset({"jsonl", "verl-jsonl"})  # a cut line is no JSON: a whole one can be read at once
 _TAIL_CHUNK = 64 * 1024
 

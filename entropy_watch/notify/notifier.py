@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 from entropy_watch.analysis.alert import Alert
 from entropy_watch.jsonable import to_jsonable
 from entropy_watch.notify.delivery import Delivery
 from entropy_watch.notify.payloads import Eta, Notice, app_link, render
 from entropy_watch.notify.policy import Gate, NotifyPolicy
-from entropy_watch.notify.targets import NotifyConfigError, Target, parse_targets
+from entropy_watch.notify.targets import NotifyConfigError, Target, is_http_url, parse_targets
 
 APP_URL_ENV = "ENTROPY_WATCH_APP_URL"
 """Environment variable with the app's base URL (e.g. ``http://127.0.0.1:8501``), used when none is passed."""
@@ -33,12 +32,7 @@ def check_app_url(app_url: Any, where: str = "app_url") -> str | None:
     that is no URL, or a crash at the first alert)."""
     if app_url is None:
         return None
-    ok = isinstance(app_url, str)
-    try:
-        ok = ok and urlsplit(app_url).scheme in ("http", "https") and bool(urlsplit(app_url).hostname)
-    except ValueError:
-        ok = False
-    if not ok:
+    if not is_http_url(app_url):
         shown = f"a value of type {type(app_url).__name__}"
         if isinstance(app_url, str):
             shown = "a value without http(s)://host"

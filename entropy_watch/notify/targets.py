@@ -102,6 +102,21 @@ def kind_of(url: str) -> str:
     return "json"
 
 
+def is_http_url(value: Any) -> bool:
+    """Whether ``value`` is an ``http(s)://host[:port]...`` URL that can be sent to: a port that is no port ("h:9:9",
+    ":99999") or whitespace/control characters fail here, not at send time after the retries (http.client refuses
+    them)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises for a port that is no port
+    except ValueError:
+        return False
+    return ok and not any(c.isspace() or ord(c) < 32 for c in value)
+
+
 def parse_target(spec: str, environ: Mapping[str, str] | None = None) -> list[Target]:
     """Targets for one spec (``env:NAME`` may expand to several). Raises :class:`NotifyConfigError`."""
     env = os.environ if environ is None else environ
@@ -124,14 +139,7 @@ def parse_target(spec: str, environ: Mapping[str, str] | None = None) -> list[Ta
     head, sep, rest = spec.partition("+")
     if sep and head in KINDS and "://" in rest:
         kind, spec = head, rest
-    try:
-        parts = urlsplit(spec)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-        parts.port  # noqa: B018 - a port that is no port ("h:9:9", ":99999") raises here, not after 4 retries
-        ok = ok and not any(c.isspace() or ord(c) < 32 for c in spec)  # http.client refuses these at send time
-    except ValueError:
-        ok = False
-    if not ok:
+    if not is_http_url(spec):
         shown = spec.split("://", 1)[0][:16] + "://…" if "://" in spec else "a value without http(s)://"
         raise NotifyConfigError(
             f"notify: {shown} is not a webhook URL (use https://…, slack+https://…, discord+https://…, "

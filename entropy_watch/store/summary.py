@@ -47,6 +47,7 @@ from its previous session's last heartbeat (``RunWriter._continue_summary``): a 
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -61,7 +62,7 @@ from entropy_watch.store import fs, layout
 from entropy_watch.store.files import PART_RE, SEG_RE, CoverageCache, FileRef, Key, Selection, file_ref, select_files
 from entropy_watch.store.fs import StorePath
 from entropy_watch.store.query import Binder, read_locked, source_sql, with_retry
-from entropy_watch.store.schema import empty_table
+from entropy_watch.store.schema import TABLE_SCHEMAS, empty_table
 
 Latest = dict[str, tuple[float, int]]  # name -> (value, step)
 
@@ -144,7 +145,11 @@ def merge_latest(out: Latest, latest: Mapping[str, Any]) -> None:
 
 # -- catching up after a kill (module docstring) ------------------------------------------------------------------
 TABLES = layout.TABLES
-Tail = tuple[int | None, dict[str, tuple[int, float]]]  # (max step, {scalar name: (step, value at that step)})
+# (max step, {scalar name: (step, value at that step)}, the latest row's wall_time or None)
+Tail = tuple[int | None, dict[str, tuple[int, float]], float | None]
+LAST_WALL = "last_wall_time"
+"""Key :func:`fold_tail` sets in a heartbeat: the latest ``wall_time`` of the rows published after it (a restarted
+rank's clock floor: ``RunWriter._continue_clock``)."""
 
 
 @dataclass(frozen=True)
@@ -189,9 +194,9 @@ def catch_up(
     coverage: CoverageCache,
     names: Iterable[str],
 ) -> dict[tuple[str, int], Tail]:
-    """``(run, rank) -> (max step, {name: (step, value)})`` over the segments ``ranks`` do not cover, for the ranks
-    that have any; ``names`` are the scalars whose latest value is kept. One query at most, retried when a file
-    vanished under it (compaction)."""
+    """``(run, rank) -> (max step, {name: (step, value)}, latest wall_time)`` over the segments ``ranks`` do not
+    cover, for the ranks that have any; ``names`` are the scalars whose latest value is kept. One query at most,
+    retried when a file vanished under it (compaction)."""
     if not ranks:
         return {}
     wanted = frozenset(names)
@@ -200,14 +205,14 @@ def catch_up(
 
     def attempt() -> dict[tuple[str, int], Tail]:
         # listed without any lock first: in the usual case nothing is uncovered, and there is no query
-        behind = [(p, t, folder) for p, t, folder in folders if not uncovered(p, t, folder, coverage).empty]
+        behind = [(p, t, folder) for p, t, folder in folders if not _uncovered(p, t, folder, coverage).empty]
         if not behind:
             return {}
         local = [] if fs.is_object(root) else [Path(folder) for _, _, folder in behind]
         with read_locked(local):  # listed again under the readers' lock: compaction deletes nothing until the end
             selections: dict[str, Selection] = {}
             for p, t, folder in behind:
-                sel, found = selections.setdefault(t, Selection()), uncovered(p, t, folder, coverage)
+                sel, found = selections.setdefault(t, Selection()), _uncovered(p, t, folder, coverage)
                 sel.whole += found.whole
                 sel.partial += found.partial
             selections = {t: sel for t, sel in selections.items() if not sel.empty}
@@ -225,8 +230,10 @@ def catch_up(
 
 def fold_tail(status: dict[str, Any], tail: Tail) -> None:
     """Fold a rank's :data:`Tail` into its heartbeat ``status`` (in place): the higher step wins, the tail (published
-    later) wins ties."""
-    last, latest = tail
+    later) wins ties; its latest row time is :data:`LAST_WALL`."""
+    last, latest, wall = tail
+    if wall is not None:
+        status[LAST_WALL] = wall
     old = status.get("last_step")
     if last is not None and (not isinstance(old, int) or last > old):
         status["last_step"] = last
@@ -249,7 +256,7 @@ def _folder(root: StorePath, p: Pending, table: str) -> StorePath | str:
     return f"{root}{os.sep}run={p.run}{os.sep}table={table}{os.sep}rank={p.rank}"
 
 
-def uncovered(p: Pending, table: str, folder: StorePath | str, coverage: CoverageCache) -> Selection:
+def _uncovered(p: Pending, table: str, folder: StorePath | str, coverage: CoverageCache) -> Selection:
     """The files in ``folder`` holding segments of ``table`` that ``p`` does not cover, each such key read once
     (parts win over segments, as in every read) and only those keys."""
     refs: list[FileRef] = []
@@ -289,22 +296,24 @@ def _names(folder: StorePath | str) -> list[str]:
 
 
 def _query(cur: duckdb.DuckDBPyConnection, selections: dict[str, Selection]) -> pa.Table:
-    """``run, rank, name, step, value``: per scalar name its highest step and the value there (the latest segment
-    on a tie), per other table its highest step (``name`` null)."""
+    """``run, rank, name, step, value, wall_time``: per scalar name its highest step and the value there (the latest
+    segment on a tie), per other table its highest step (``name`` null); each with its latest ``wall_time`` (null in a
+    table without one)."""
     binder = Binder("c", con=cur)
     ctes, parts = [], []
     for table, sel in selections.items():
         cur.register(f"_empty_{table}", empty_table(table))
         ctes.append(f"{table} AS ({source_sql(sel, f'_empty_{table}', binder)})")
+        wall = "max(wall_time)" if "wall_time" in TABLE_SCHEMAS[table].names else "CAST(NULL AS DOUBLE)"
         if table == "scalars":
             parts.append(
-                "SELECT run, rank, name, max(step) AS step, arg_max(value, (step, _writer, _seq)) AS value "
-                "FROM scalars WHERE step IS NOT NULL GROUP BY run, rank, name"
+                "SELECT run, rank, name, max(step) AS step, arg_max(value, (step, _writer, _seq)) AS value, "
+                f"{wall} AS wall_time FROM scalars WHERE step IS NOT NULL GROUP BY run, rank, name"
             )
         else:
             parts.append(
-                "SELECT run, rank, CAST(NULL AS VARCHAR) AS name, max(step) AS step, CAST(NULL AS DOUBLE) AS value "
-                f"FROM {table} WHERE step IS NOT NULL GROUP BY run, rank"
+                "SELECT run, rank, CAST(NULL AS VARCHAR) AS name, max(step) AS step, CAST(NULL AS DOUBLE) AS value, "
+                f"{wall} AS wall_time FROM {table} WHERE step IS NOT NULL GROUP BY run, rank"
             )
     sql = f"WITH {', '.join(ctes)} {' UNION ALL '.join(parts)}"
     return cur.sql(sql, params=binder.values).to_arrow_table()
@@ -312,13 +321,15 @@ def _query(cur: duckdb.DuckDBPyConnection, selections: dict[str, Selection]) -> 
 
 def _tails(tbl: pa.Table, wanted: frozenset[str]) -> dict[tuple[str, int], Tail]:
     out: dict[tuple[str, int], Tail] = {}
-    cols = [tbl.column(c).to_pylist() for c in ("run", "rank", "name", "step", "value")]
-    for run, rank, name, step, value in zip(*cols, strict=True):
+    cols = [tbl.column(c).to_pylist() for c in ("run", "rank", "name", "step", "value", "wall_time")]
+    for run, rank, name, step, value, wall_time in zip(*cols, strict=True):
         if step is None:
             continue
-        last, latest = out.get((run, rank), (None, {}))
+        last, latest, wall = out.get((run, rank), (None, {}, None))
         last = int(step) if last is None else max(last, int(step))
         if name in wanted:
             latest[name] = (int(step), float("nan") if value is None else float(value))
-        out[(run, rank)] = (last, latest)
+        if wall_time is not None and math.isfinite(wall_time):
+            wall = float(wall_time) if wall is None else max(wall, float(wall_time))
+        out[(run, rank)] = (last, latest, wall)
     return out

@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from entropy_watch import metrics as M
 from entropy_watch.errors import StoreUnwritable
@@ -170,12 +169,10 @@ class RunWriter:
         session published after its last heartbeat (a flush, then a kill) is folded in as listings fold it
         (:func:`_caught_up`): carried as the heartbeat had it, ``ls`` read step 1 of a run whose rows reached 4 once
         the restarted session logged its first step."""
-        try:
-            earlier = read_json(layout.status_path(self.root, self.run, self.rank)) or {}
-        except Exception:  # noqa: BLE001 - only a head start: an unreadable heartbeat starts from nothing
+        earlier = self._earlier_status()
+        if earlier is None:
             return
         self._continue_clock(earlier)
-        _caught_up(self.root, self.run, self.rank, earlier)
         last = earlier.get("last_step")
         carried_last = None
         if isinstance(last, int) and not isinstance(last, bool):
@@ -191,11 +188,19 @@ class RunWriter:
         (:meth:`_continue_clock`, quietly): after a resume stamped ahead of this host's clock (its previous session ran
         on a host ahead), alerts written at real time predated the ``resume`` event and every reader left them out as
         raised on the replaced trajectory."""
+        earlier = self._earlier_status()
+        if earlier is not None:
+            self._continue_clock(earlier, quiet=True)
+
+    def _earlier_status(self) -> dict[str, Any] | None:
+        """This rank's heartbeat as the previous session left it, with what it published after writing it folded in
+        (:func:`_caught_up`); None when it cannot be read (only a head start: this session then starts afresh)."""
         try:
             earlier = read_json(layout.status_path(self.root, self.run, self.rank)) or {}
-        except Exception:  # noqa: BLE001 - only a floor: an unreadable heartbeat leaves this host's clock
-            return
-        self._continue_clock(earlier, quiet=True)
+        except Exception:  # noqa: BLE001 - an unreadable heartbeat starts from nothing
+            return None
+        _caught_up(self.root, self.run, self.rank, earlier)
+        return earlier
 
     def _continue_clock(self, earlier: Mapping[str, Any], *, quiet: bool = False) -> None:
         """Keep the rank's time monotone across sessions whatever the hosts' clocks say.
@@ -206,13 +211,13 @@ class RunWriter:
         session's (by more than the restart took) broke both on every reader: the replaced trajectory won every step
         logged again, and a resume replaced nothing. So this session's session id and times (rows' ``wall_time``,
         heartbeats) are shifted by :attr:`clock_offset_s`, just past the last time the previous session stamped:
-        its last heartbeat, or a row it published after that heartbeat (read from those few files)."""
+        its last heartbeat, or a row it published after that heartbeat (``earlier`` is caught up:
+        ``summary.LAST_WALL``)."""
         session = earlier.get("session")
         if not isinstance(session, str):
             return
-        floor = earlier.get("updated_at")
-        floor = float(floor) if isinstance(floor, int | float) and math.isfinite(floor) else 0.0
-        floor = max(floor, _uncovered_wall_time(self.root, self.run, self.rank, earlier))
+        stamps = (earlier.get(key) for key in ("updated_at", summary.LAST_WALL))
+        floor = max((float(t) for t in stamps if isinstance(t, int | float) and math.isfinite(t)), default=0.0)
         behind = floor - time.time()
         if behind >= 0:
             self.clock_offset_s = behind + 1e-3
@@ -469,32 +474,6 @@ def _flock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def _uncovered_wall_time(root: fs.StorePath, run: str, rank: int, status: Mapping[str, Any]) -> float:
-    """The latest ``wall_time`` among the rows a rank's session published after its heartbeat ``status`` (rows it
-    covers were stamped before it); 0.0 when there are none, or they cannot be read (only a floor)."""
-    pending = summary.pending(run, rank, status)
-    if pending is None:
-        return 0.0
-    from entropy_watch.store.files import CoverageCache
-
-    coverage, latest = CoverageCache(), 0.0
-    for table in ("scalars", "events", "alerts"):
-        folder = layout.table_dir(root, run, table, rank)
-        try:
-            sel = summary.uncovered(pending, table, folder, coverage)
-            for ref in sel.whole + [r for r, _ in sel.partial]:
-                filesystem, where = fs.arrow(ref.path)
-                tbl = pq.read_table(where, filesystem=filesystem, columns=["wall_time", WRITER_COL, SEQ_COL])
-                keys = zip(tbl.column(WRITER_COL).to_pylist(), tbl.column(SEQ_COL).to_pylist(), strict=True)
-                mask = pa.array([pending.uncovered(table, (w, s)) for w, s in keys], pa.bool_())
-                top = pc.max(tbl.column("wall_time").filter(mask)).as_py()
-                if top is not None and math.isfinite(top):
-                    latest = max(latest, float(top))
-        except Exception:  # noqa: BLE001 - a floor only: the heartbeat's time still holds
-            continue
-    return latest
 
 
 def _caught_up(root: fs.StorePath, run: str, rank: int, status: dict[str, Any]) -> None:

@@ -176,3 +176,14 @@ def test_a_counting_note_is_told_once_while_the_log_grows(tmp_path) -> None:
         _poll(reader)
     ignored = [note for _, note in notes if note.startswith("ignored")]
     assert ignored == ["ignored 1 console line(s) that are not metrics"]
+
+
+def test_a_trl_console_log_cut_inside_an_entry_waits_for_its_line_end(tmp_path) -> None:
+    """A Trainer's console log is a text log too: its last entry cut mid-dict (``{'loss': 0.01, 'entropy': 0.``)
+    was read as a line that is no entry, counted in the "ignored console line(s)" note at every poll."""
+    lines = [str({"loss": 0.01, "entropy": 0.6 - 0.01 * n, "reward": 0.3}) for n in range(12)]
+    path = tmp_path / "nohup.out"
+    path.write_text("\n".join(lines) + "\n" + "{'loss': 0.01, 'entropy': 0.")
+    (run,) = load_log(path, fmt="trl-console", whole_lines=True)
+    assert len(run.series(M.ENTROPY_MEAN)[0]) == 12
+    assert not [n for n in run.notes if "ignored" in n], run.notes

@@ -110,3 +110,14 @@ def test_two_webhooks_on_one_host_are_told_apart_by_position() -> None:
         "json:https://example.org/…",
     ]
     assert "SECRET" not in repr([a, b, c])
+
+
+def test_the_app_url_is_checked_as_a_webhook_url_is() -> None:
+    """One rule for an http(s) URL that can be sent to (``targets.is_http_url``): the app's address took a port that
+    is no port or a space, which every message's link then carried."""
+    from entropy_watch.notify.notifier import check_app_url
+
+    assert check_app_url("http://127.0.0.1:8501") == "http://127.0.0.1:8501"
+    for bad in ("http://127.0.0.1:99999", "http://host name:8501", "127.0.0.1:8501"):
+        with pytest.raises(NotifyConfigError):
+            check_app_url(bad)
