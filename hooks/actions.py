@@ -265,7 +265,10 @@ class ActionBook:
 
     def check(self) -> bool:
         """Report a callback call running longer than ``callback_timeout_s`` (once per call: counted in
-        ``hooks/errors``, warned once); True while one is."""
+        ``hooks/errors``, warned once); True while one is. Free when none runs (the training thread asks at every
+        logged value): no lock is taken then."""
+        if self._running is None:  # read without the lock: a call that starts meanwhile is seen at the next ask
+            return False
         with self._lock:
             running = self._running
             if running is None or time.monotonic() - running[1] < self.callback_timeout_s:

@@ -537,7 +537,7 @@ class Live:
     def _observe(self, step: Any, fn: Callable[[int], Any]) -> None:
         """Run ``fn(step)`` on the recording thread; a step the recorder refused is skipped (it reported it)."""
         self.raise_pending()
-        if self.actions is not None and self.actions._running is not None:  # an on_alert callback that hangs: say so
+        if self.actions is not None:  # an on_alert callback that hangs: say so
             self.actions.check()
         try:
             s = check_step(step)  # the recorder's own rule: what it refused is never analysed
