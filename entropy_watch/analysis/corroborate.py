@@ -40,7 +40,7 @@ from entropy_watch.analysis.alert import Alert
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.guards import run_lengths
 from entropy_watch.analysis.hygiene import Prepared, causal_median_var
-from entropy_watch.analysis.series import REWARD_PART, RunSeries
+from entropy_watch.analysis.series import REWARD_PART, RunSeries, reward_name
 from entropy_watch.analysis.trend import coarse, mann_kendall, ols, theil_sen
 from entropy_watch.histogram import quantiles_from_hist
 
@@ -53,12 +53,8 @@ def _raw_until(series: RunSeries, name: str, step_lo: int, step_hi: int) -> tupl
     return s[keep], v[keep]
 
 
-def _reward_name(series: RunSeries) -> str | None:
-    return next((n for n in (M.pass_at_k(1), M.REWARD_MEAN) if n in series.scalars), None)
-
-
 def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: DetectorConfig) -> dict[str, Any]:
-    name = _reward_name(series)
+    name = reward_name(series.scalars)
     if name is None:
         return {"reward": "absent"}
     step_i, step_lo = int(prep.steps[i]), int(prep.steps[lo])

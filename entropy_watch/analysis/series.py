@@ -2,7 +2,7 @@
 
 Everything is keyed by the logged step. Entropy (``entropy/mean``, nats per token) is the primary series; other
 scalars (reward, covariance, clip fractions, ...) are kept by canonical name and aligned onto the entropy steps
-causally (last observation carried forward), so a sparse validation reward logged every 5 steps still corroborates.
+causally (last observation carried forward), so a training reward logged every 5 steps still corroborates.
 """
 
 from __future__ import annotations
@@ -34,6 +34,15 @@ def entropy_source(names: Iterable[str]) -> str | None:
 REWARD_PART = re.compile(r"^(?:train/)?rewards/[^/]+/mean$")
 """TRL's per-function rewards (``rewards/<function>/mean``, ``train/`` in a W&B export): its ``reward`` is their
 (weighted) sum, so their ranges tell the reward's ceiling (``corroborate.reward_parts_max``)."""
+
+
+def reward_name(names: Iterable[str]) -> str | None:
+    """The reward series the analysis reads among ``names``: the training reward mean (None: not logged).
+
+    Evaluation metrics (``eval/pass@k``) are not read: they are logged every few hundred steps, and carried forward
+    onto the entropy steps they would read as a plateau between evaluations; nor are they kept for stored or imported
+    runs (:func:`analysed`), so a run built from arrays is judged as the same run read from the store."""
+    return M.REWARD_MEAN if M.REWARD_MEAN in set(names) else None
 
 
 def analysed(name: str) -> bool:
@@ -196,12 +205,9 @@ class RunSeries:
         return out.astype(np.float64)
 
     def reward(self) -> np.ndarray | None:
-        """Reward on the entropy steps (evaluation pass@1 preferred when logged, else the training reward mean)."""
-        for n in (M.pass_at_k(1), M.REWARD_MEAN):
-            r = self.aligned(n)
-            if r is not None:
-                return r
-        return None
+        """The reward the analysis reads (:func:`reward_name`) on the entropy steps; None when not logged."""
+        name = reward_name(self.scalars)
+        return None if name is None else self.aligned(name)
 
     def reset_steps(self) -> list[int]:
         """Steps of the change points at which baselines restart (``RESET_EVENT_KINDS``)."""
