@@ -274,14 +274,14 @@ def compare(
     ``rl``: overrides of the preset's :class:`RLConfig` for every task-A run (``lr``, ``epochs``, ``minibatches``),
     checked before anything trains.
     """
-    from entropy_watch.trainer.config import ALGOS, ConfigError, preset
+    from entropy_watch.trainer.config import ALGOS, ConfigError, local_store, preset
 
     bad = [a for a in algos if a not in ALGOS]
     if bad:
         raise ConfigError(f"unknown algorithm {bad[0]!r}; use one of {', '.join(ALGOS)}")
     rl = dict(rl or {})
     dataclasses.replace(preset(preset_name).rl, **rl)  # a bad override fails here, before any training
-    root = str(root)
+    root = str(local_store(root))  # a local folder: the SFT policies are saved there as files
     base = preset(preset_name).model.precision  # the grpo run's own mode (gpu preset: bf16-fp32head)
     study = [p for p in PRECISIONS if precision and (p != base or "grpo" not in algos)]
     planned = planned_runs(algos, seeds, probe or ProbeConfig(), study)

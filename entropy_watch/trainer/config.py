@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from entropy_watch.errors import ConfigError
 from entropy_watch.trainer.tasks import TASKS, Surface
 from entropy_watch.trainer.tokenizer import NUMERAL_SCRIPTS, PLUS_SIGNS
+
+if TYPE_CHECKING:
+    from entropy_watch.store.fs import StorePath
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "bf16-fp32head", "bf16-naive")
 ADVANTAGE_KINDS: tuple[str, ...] = ("grpo", "dr_grpo", "rloo")
@@ -358,3 +363,18 @@ def preset(
         rl=RLConfig(iterations=300, prompts=32, group_size=16, epochs=2, minibatches=4, lr=1e-4),
         eval=EvalConfig(every=50, samples=64, ks=(1, 4, 16, 64)),
     )
+
+
+def local_store(store: str | os.PathLike[str] | StorePath | None = None) -> Path:
+    """The store root ``store`` names (:func:`~entropy_watch.store.layout.default_root`), which must be a local folder:
+    the trainer writes its checkpoints and policies into the run's folder as files. :class:`ConfigError` for an
+    object store (``s3://``), before anything trains."""
+    from entropy_watch.store.layout import default_root
+
+    root = default_root(store)
+    if not isinstance(root, Path):
+        raise ConfigError(
+            f"the reference trainer writes checkpoints and policies as local files, and {root} is an object store; "
+            "train into a local folder (--store PATH or ENTROPY_WATCH_DIR)"
+        )
+    return root

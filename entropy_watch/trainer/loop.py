@@ -34,10 +34,10 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.errors import ConfigError
 from entropy_watch.hooks import Watch, token_entropy
-from entropy_watch.store.layout import CHECKPOINTS_DIR, default_root, run_dir
+from entropy_watch.store.layout import CHECKPOINTS_DIR, run_dir
 from entropy_watch.trainer import algorithms as alg
 from entropy_watch.trainer.checkpoint import latest_checkpoint, load_checkpoint, load_policy, save_checkpoint
-from entropy_watch.trainer.config import AlgoConfig, TrainConfig
+from entropy_watch.trainer.config import AlgoConfig, TrainConfig, local_store
 from entropy_watch.trainer.entropy_drift import begin_probe, finish_probe
 from entropy_watch.trainer.evaluate import evaluate
 from entropy_watch.trainer.model import build_model, n_params, token_logp
@@ -166,7 +166,7 @@ def train(
     torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     a, rl, prec, task = cfg.algo_cfg, cfg.rl, cfg.model.precision, get_task(cfg.task.name)
-    root = default_root(store)
+    root = local_store(store)  # checkpoints and the policy are files in the run's folder: never an object store
     ckpt_dir = run_dir(root, cfg.run) / CHECKPOINTS_DIR
     state = load_checkpoint(ckpt_dir) if resume else None
     if not resume and run_dir(root, cfg.run).exists():  # a second training appended to the first: mixed steps
