@@ -262,6 +262,15 @@ class Monitor:
                 job = self._jobs[run] = _Job(Analyzer(self.config))
             return job
 
+    def _failed(self, run: str, version: Version, old: RunState | None, msg: str) -> RunState:
+        """Record that ``run`` at ``version`` could not be analysed: one line on the page / terminal, never a
+        traceback (nor a thread that dies, leaving the page waiting); the last result is kept."""
+        base = old if old is not None else RunState(run)
+        st = replace(base, version=version, error=msg, finished_at=time.time())
+        self._states[run] = st
+        self._report(run, msg)
+        return st
+
     def _analyse(self, run: str, version: Version) -> RunState | None:
         """Analyse ``run`` at ``version`` unless that was done; one analysis per run at a time."""
         job = self._job(run)
@@ -280,6 +289,8 @@ class Monitor:
                 if old is None or old.waiting is None:
                     self._call(self.on_waiting, run, run, str(e))
                 return st
+            except Exception as exc:  # what the store holds could not be read: the same one line as below
+                return self._failed(run, version, old, f"reading the run failed: {type(exc).__name__}: {exc}")
             try:
                 if self.pool is not None:
                     key = f"{getattr(self.reader, 'root', '')}\0{run}"
@@ -287,13 +298,8 @@ class Monitor:
                 else:
                     result = job.analyzer.analyze(series)
                 verdict = result.verdict
-            except Exception as exc:  # one line on the page / terminal, never a traceback; keep the last result
-                msg = f"analysis failed: {type(exc).__name__}: {exc}"
-                base = old if old is not None else RunState(run)
-                st = replace(base, version=version, error=msg, finished_at=time.time())
-                self._states[run] = st
-                self._report(run, msg)
-                return st
+            except Exception as exc:
+                return self._failed(run, version, old, f"analysis failed: {type(exc).__name__}: {exc}")
             st = RunState(run, version, series, result, verdict, None, None, time.perf_counter() - t0, time.time())
             self._states[run] = st
             new = [a for a in result.alerts if a.key not in job.emitted]

@@ -153,7 +153,7 @@ class RunSeries:
             raise NoEntropySeries(f"run {run!r} has no entropy series yet ({', '.join(ENTROPY_SOURCES)})")
         data = reader.series_many(run, [n for n in names if n == src or analysed(n)])
         steps, values = data.pop(src)
-        edges = meta.get("hist_edges")
+        edges = hist_edges(meta)
         hist = reader.hist_matrix(run, len(edges)) if edges else None
         rows = reader.events(run)
         return cls(
@@ -222,7 +222,9 @@ def analysis_meta(run_json: dict[str, Any]) -> dict[str, Any]:
     """What the detector reads from a run's ``run.json``: ``vocab_size``, ``planned_steps`` and ``reward_max``, taken
     from the top level or, failing that, from the stored config (where a trainer's ``max_steps`` means
     ``planned_steps``); and an imported run's ``import_notes`` (what reading its log decided), which the verdict's
-    notes open with."""
+    notes open with. ``run.json`` is data any writer chose: a ``planned_steps`` that is not a whole number of
+    steps is left out (as a vocabulary size or reward ceiling that is not a number is, where they are read), and the
+    notes are text, one per list item (a single string is one note)."""
     keys = ("vocab_size", "planned_steps", "reward_max", "import_notes")
     m = {k: run_json[k] for k in keys if run_json.get(k) is not None}
     cfg = run_json.get("config")
@@ -231,4 +233,40 @@ def analysis_meta(run_json: dict[str, Any]) -> dict[str, Any]:
             key = "planned_steps" if k == "max_steps" else k
             if cfg.get(k) is not None and key not in m:
                 m[key] = cfg[k]
+    if "planned_steps" in m:
+        planned = _steps_count(m.pop("planned_steps"))
+        if planned is not None:
+            m["planned_steps"] = planned
+    if "import_notes" in m:
+        m["import_notes"] = note_texts(m["import_notes"])
     return m
+
+
+def note_texts(notes: object) -> list[str]:
+    """Import notes as text, one per item of a list or tuple (a single value, a string included, is one note; None
+    none): ``run.json`` holds whatever its writer put there."""
+    if notes is None:
+        return []
+    return [str(n) for n in notes] if isinstance(notes, (list, tuple)) else [str(notes)]
+
+
+def hist_edges(run_json: dict[str, Any]) -> list[float] | None:
+    """The run's token-entropy histogram bin edges (``run.json``'s ``hist_edges``): None when absent or not a
+    non-empty list of numbers (a hand-edited or foreign ``run.json`` loses its histogram, never its analysis)."""
+    edges = run_json.get("hist_edges")
+    if not isinstance(edges, list) or not edges:
+        return None
+    if not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in edges):
+        return None
+    return [float(e) for e in edges]
+
+
+def _steps_count(value: object) -> int | None:
+    """``value`` as a positive whole number of steps (600, 600.0, "600"), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        v = float(value)
+    except ValueError:
+        return None
+    return int(v) if 0 < v < 2**62 and v == int(v) else None
