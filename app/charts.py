@@ -61,7 +61,9 @@ def _layout(
     """Title, size, margins, the legend under the plot (shown even for one series: the legend says what the line
     is), plain-number ticks (``exponentformat="none"``: never Plotly's SI "100µ" or "2m"), and ``x_range`` as the x
     axis range when given (the sidebar's step window). ``band``: pixels added between the title and the plot (the
-    change points' labels sit there, off the data)."""
+    change points' labels sit there, off the data). The titles are text (:func:`plain`): one may hold a logged
+    metric's name (the Compare page's "Evaluation pass@k"), and Plotly reads ``<a href>`` and ``<span style>`` in it."""
+    title, y_title, x_title = plain(title), plain(y_title), plain(x_title)
     rows = _legend_rows(fig)
     top, bottom = 44 + band, 58 + 22 * rows
     total = height + 22 * max(rows - 1, 0) + band

@@ -216,14 +216,21 @@ def stored_alerts(root: str, run: str, generation: int) -> list[dict[str, Any]]:
 def actions_taken(root: str, run: str, generation: int) -> list[dict[str, Any]]:
     """The run's ``action`` events (what an ``on_alert`` rule did: checkpoint, stop, a callable), by step; each row
     ``step`` plus its JSON payload's fields (``rule``, ``alert``, ``actions``, ``did``). A payload that is not a JSON
-    object is kept as ``{"did": [text]}`` (shown as data, never dropped)."""
+    object is kept as ``{"did": [text]}`` (shown as data, never dropped). The payload is data a store's writer chose:
+    ``step`` is the row's own (a payload's "step" never replaces it), ``alert`` a dict ({} otherwise), ``did`` and
+    ``actions`` lists (a single value becomes a one-item list), so the page never fails on what a log says."""
     out = []
     for row in reader(root).events(run):
         if row["kind"] == M.EVENT_ACTION:
             payload = changes.event_payload(row["payload"])
             if payload is None:
                 payload = {"did": [str(row["payload"])]}
-            out.append({"step": int(row["step"]), **payload})
+            for key in ("did", "actions"):
+                if key in payload and not isinstance(payload[key], list):
+                    payload[key] = [payload[key]]
+            if not isinstance(payload.get("alert", {}), dict):
+                payload["alert"] = {}
+            out.append({**payload, "step": int(row["step"])})
     return out
 
 

@@ -87,6 +87,9 @@ def md(text: object) -> str:
 
 NAME_CHARS = 46
 NAME_HEAD = 14
+MAX_NAME_CHARS = 200
+"""A name from a link quoted at most this long (a run name is at most 200 bytes): a longer one is no run's, and is
+elided (:func:`short_name`) rather than filling the page."""
 
 
 def short_name(name: str, limit: int = NAME_CHARS) -> str:

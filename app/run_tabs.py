@@ -14,7 +14,7 @@ import streamlit as st
 
 from entropy_watch import metrics as M
 from entropy_watch.analysis import DetectorConfig, corroborate
-from entropy_watch.analysis.series import analysed
+from entropy_watch.analysis.series import analysed, hist_edges
 from entropy_watch.app import charts, data
 from entropy_watch.app.display import md
 from entropy_watch.app.run_panels import entropy_name
@@ -74,7 +74,7 @@ def distribution_tab(v: RunView) -> None:
     """Token-entropy histogram over steps and the quantile fan."""
     c1, c2 = st.columns(2)
     with c1:
-        edges = v.meta.get("hist_edges")
+        edges = hist_edges(v.meta)
         hm = data.heatmap(v.root, v.run, v.version, len(edges), v.window, HEATMAP_COLS) if edges else None
         if hm is not None and hm.steps.size:
             step_chart(charts.entropy_heatmap(hm, np.asarray(edges)), "heatmap", v.x_range, v.changes)

@@ -19,10 +19,22 @@ import streamlit as st
 from entropy_watch import metrics as M
 from entropy_watch.app import charts, data, first_paint, linked, sidebar
 from entropy_watch.app import run_panels as P
-from entropy_watch.app.display import fmt_nats, md
+from entropy_watch.app.display import MAX_NAME_CHARS, fmt_nats, md, short_name
 from entropy_watch.monitor import RunState
 from entropy_watch.store import RunInfo
 from entropy_watch.store.reads import MAX_POINTS, Trace
+
+UNKNOWN_LISTED = 5
+"""Names of a link's unknown runs quoted at most (a link may hold a thousand): the rest are counted."""
+
+
+def unknown_text(root: str, unknown: list[str]) -> str:
+    """The warning for a link's runs the store does not hold: the first :data:`UNKNOWN_LISTED`, each elided to a run
+    name's length at most (:func:`short_name`), then how many more; markdown, the names made literal."""
+    listed = ", ".join(short_name(n, MAX_NAME_CHARS) for n in unknown[:UNKNOWN_LISTED])
+    more = f" and {len(unknown) - UNKNOWN_LISTED:,} more" if len(unknown) > UNKNOWN_LISTED else ""
+    return f"Not in the store {md(root)}: {md(listed)}{more}."
+
 
 settings = sidebar.current()
 root = settings.root
@@ -35,8 +47,8 @@ asked = st.query_params.get_all("run")  # /compare?run=A&run=B: a link (or a rel
 default = [n for n in st.session_state.get("compare_runs", []) if n in names] or names[: min(3, len(names))]
 if asked and asked != st.session_state.get("_cmp_from_url"):
     st.session_state["compare_select"] = [n for n in dict.fromkeys(asked) if n in names]  # a link wins
-    if unknown := [n for n in asked if n not in names]:
-        st.warning(f"Not in the store {md(root)}: {md(', '.join(unknown))}.")
+    if unknown := [n for n in dict.fromkeys(asked) if n not in names]:
+        st.warning(unknown_text(root, unknown))
 elif "compare_select" not in st.session_state or not set(st.session_state["compare_select"]) <= set(names):
     st.session_state["compare_select"] = default
 st.session_state["_cmp_from_url"] = asked

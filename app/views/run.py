@@ -18,7 +18,7 @@ import streamlit as st
 from entropy_watch.app import charts, data, first_paint, forecast_chart, linked, sidebar, token_explorer
 from entropy_watch.app import run_panels as P
 from entropy_watch.app import run_tabs as T
-from entropy_watch.app.display import md
+from entropy_watch.app.display import MAX_NAME_CHARS, md, short_name
 
 LISTED = 10  # runs listed at most on the run-not-found page when no name is close (it says how many there are)
 
@@ -28,7 +28,7 @@ names = data.run_names(root)
 asked = st.query_params.get("run") or None  # "/run?run=" names no run: the picker, not "no run named “”"
 if asked is not None and asked not in names:
     st.title("Run not found")
-    st.error(f"There is no run named “{md(asked)}” in the store {md(root)}.")
+    st.error(f"There is no run named “{md(short_name(asked, MAX_NAME_CHARS))}” in the store {md(root)}.")
     close = difflib.get_close_matches(asked, names, n=6, cutoff=0.5)
     shown = close or names[:LISTED]
     if close:
