@@ -5,7 +5,7 @@
     entropy-watch show trl-grpo-demo
 
 The one line is ``attach(trainer, run=...)``: it records every scalar TRL logs (under TRL's name and the canonical
-one), the config that matters (loss type, epsilons, beta, num_iterations, ...) into ``run.json``, and, from inside the
+one), the config that matters (loss type, epsilons, beta, num_iterations, ...) into ``_run.json``, and, from inside the
 loss forward, per-token entropy histograms, clip-low/high fractions recomputed with the trainer's own epsilons,
 advantage statistics and covariance terms — reusing TRL's entropy tensor, no second softmax.
 
@@ -69,8 +69,13 @@ def tiny_dataset(n: int = 32) -> Any:
     return Dataset.from_dict({"prompt": [PROMPTS[i % len(PROMPTS)] for i in range(n)]})
 
 
+MAX_COMPLETION_TOKENS = 6
+REWARD_MAX = 1.0 + 0.05 * MAX_COMPLETION_TOKENS  # reward_yes of 6 "yes" words: above 1, so attach() is told
+
+
 def reward_yes(completions: list[str], **kwargs: Any) -> list[float]:
-    """Share of "yes" words in the completion, plus a small length bonus (so groups rarely tie)."""
+    """Share of "yes" words in the completion, plus a small length bonus (so groups rarely tie): at most
+    :data:`REWARD_MAX` (a completion has at most ``MAX_COMPLETION_TOKENS`` words)."""
     out = []
     for c in completions:
         words = c.split()
@@ -89,7 +94,7 @@ def grpo_config(output_dir: str, **overrides: Any) -> Any:
         report_to="none",
         per_device_train_batch_size=4,
         num_generations=4,
-        max_completion_length=6,
+        max_completion_length=MAX_COMPLETION_TOKENS,
         max_steps=4,
         logging_steps=1,
         save_strategy="no",
@@ -141,7 +146,7 @@ def main() -> None:
     trainer = build_trainer(
         a.output_dir, a.model, max_steps=a.steps, num_iterations=a.num_iterations, loss_type=a.loss_type
     )
-    handle = attach(trainer, run=a.run, store=a.store)  # <- the one line
+    handle = attach(trainer, run=a.run, store=a.store, reward_max=REWARD_MAX)  # <- the one line (reward_max: not 1)
     trainer.train()
     handle.close()
     print(f"recorded run {a.run!r} ({handle.mode}); see: entropy-watch show {a.run}")
