@@ -65,7 +65,8 @@ def stamp(root: StorePath, run: str) -> tuple[str, float] | None:
     """``(stamp, newest modification time in s)`` of the run's folders; None when the run folder is gone."""
     rdir = f"{root}/run={run}"
     parts, newest = [], 0
-    # the legacy status folder only where the current one is missing (imported runs, stores written before)
+    # both status folders: a run an older version wrote and a newer one continued (or the reverse) holds both, and
+    # the listing reads each rank's newer heartbeat of the two (meta.statuses)
     for folder in (rdir, f"{rdir}/{layout.STATUS_DIR}", f"{rdir}/{layout.LEGACY_STATUS_DIR}"):
         try:
             st = os.stat(folder)
@@ -76,8 +77,6 @@ def stamp(root: StorePath, run: str) -> tuple[str, float] | None:
             continue
         parts.append(f"{st.st_ino}:{st.st_mtime_ns}")
         newest = max(newest, st.st_mtime_ns)
-        if len(parts) == 2:
-            break
     return "/".join(parts), newest / 1e9
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from entropy_watch.store import layout
 from entropy_watch.store.atomic import read_json, write_json_atomic
-from entropy_watch.store.fs import StorePath, is_object, listdir, mtime
+from entropy_watch.store.fs import StorePath, is_link, is_object, listdir, mtime
 
 META_DIR = "_meta"
 _RANK_JSON = re.compile(r"rank=(\d+)\.json")
@@ -40,11 +40,30 @@ def rank_meta_path(root: StorePath, run: str, rank: int) -> StorePath:
 
 
 def local_document(root: StorePath, run: str) -> dict[str, Any]:
-    """The run's ``_run.json`` as stored (or the ``run.json`` of a store written before the rename); ``{}``."""
-    meta = read_json(layout.run_json_path(root, run))
-    if meta is None and not is_object(root):
-        meta = read_json(layout.run_dir(root, run) / layout.LEGACY_RUN_JSON)
-    return meta or {}
+    """The run's ``_run.json`` as stored (or the ``run.json`` of a store written before the rename); ``{}``.
+
+    A local run may hold both: an older version writing into a run this one started (a resume, a rank on a node not
+    yet upgraded) writes ``run.json``, whose fields (histogram edges, vocabulary size, config) every reader then
+    ignored beside ``_run.json``. Both are read, the one written last winning a key both set (``created_at``: the
+    earlier).
+    """
+    path = layout.run_json_path(root, run)
+    meta = read_json(path)
+    if is_object(root):
+        return meta or {}
+    legacy_path = layout.run_dir(root, run) / layout.LEGACY_RUN_JSON
+    legacy = read_json(legacy_path)
+    if meta is None or legacy is None:
+        return meta or legacy or {}
+    try:
+        legacy_newer = mtime(legacy_path) > mtime(path)
+    except OSError:  # replaced meanwhile: the current document wins
+        legacy_newer = False
+    merged = {**meta, **legacy} if legacy_newer else {**legacy, **meta}
+    created = [d["created_at"] for d in (meta, legacy) if isinstance(d.get("created_at"), int | float)]
+    if created:
+        merged["created_at"] = min(created)  # as :func:`load` merges ranks: the run began with its first writer
+    return merged
 
 
 def load(root: StorePath, run: str) -> dict[str, Any]:
@@ -82,21 +101,60 @@ def save_rank(root: StorePath, run: str, rank: int, doc: dict[str, Any]) -> None
 
 
 def statuses(root: StorePath, run: str) -> list[tuple[int, dict[str, Any]]]:
-    """``(rank, heartbeat)`` of every readable ``_status/rank=<r>.json`` of ``run`` (``status/`` in older stores)."""
+    """``(rank, heartbeat)`` of every readable ``_status/rank=<r>.json`` of ``run`` (``status/`` in older stores).
+
+    A local run may hold both folders: versions before the rename wrote ``status/``, and a run written by one version
+    was continued by the other (a resume, or ranks on nodes that run different versions). Each rank's heartbeat is then
+    the one written last (:func:`_newest`); reading ``_status/`` alone listed a run that an older trainer went on
+    writing as its newer session had left it (``finished`` at step 29 beside rows to step 39).
+    """
     folders = [layout.status_dir(root, run)]
     if not is_object(root):
         folders.append(layout.run_dir(root, run) / layout.LEGACY_STATUS_DIR)
+    found: dict[int, dict[str, Any]] = {}
     for folder in folders:
         try:
             entries = listdir(folder)
         except FileNotFoundError:
             continue
-        out = []
         for entry in entries:
             m = _RANK_JSON.fullmatch(entry.name)
             if m and (st := read_json(entry.path)) is not None:
                 with contextlib.suppress(OSError):  # replaced meanwhile: judged by its own clock (updated_at)
                     st[STAMPED_AT] = mtime(entry.path)
-                out.append((int(m.group(1)), st))
-        return out
-    return []
+                rank = int(m.group(1))
+                found[rank] = _newest(found[rank], st) if rank in found else st
+    return sorted(found.items())
+
+
+def rank_status(root: StorePath, run: str, rank: int) -> dict[str, Any] | None:
+    """Rank ``rank``'s heartbeat as :func:`statuses` reads it (the newer of ``_status/`` and ``status/``); None when
+    it has none."""
+    docs = []
+    paths = [layout.status_path(root, run, rank)]
+    if not is_object(root):
+        paths.append(layout.run_dir(root, run) / layout.LEGACY_STATUS_DIR / f"rank={int(rank)}.json")
+    for path in paths:
+        if is_link(path.parent):
+            continue  # a link inside the store is not followed (:func:`~.fs.listdir`)
+        if (st := read_json(path)) is not None:
+            with contextlib.suppress(OSError):
+                st[STAMPED_AT] = mtime(path)
+            docs.append(st)
+    if not docs:
+        return None
+    return docs[0] if len(docs) == 1 else _newest(docs[0], docs[1])
+
+
+def _newest(current: dict[str, Any], legacy: dict[str, Any]) -> dict[str, Any]:
+    """Of one rank's two heartbeats (``_status/`` first, ``status/`` second), the one written last: by the file's
+    modification time, else its ``updated_at``; the current folder's on a tie."""
+
+    def when(st: dict[str, Any]) -> float:
+        for key in (STAMPED_AT, "updated_at"):
+            t = st.get(key)
+            if isinstance(t, int | float) and not isinstance(t, bool):
+                return float(t)
+        return float("-inf")
+
+    return legacy if when(legacy) > when(current) else current

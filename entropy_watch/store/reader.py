@@ -212,9 +212,9 @@ class Store(SqlReads):
             scanned.append(self._info(name, meta, statuses))
         found = summary.query_summaries(self, [i.name for i, known in scanned if not known], SUMMARY_NAMES)
         for info, known in scanned:
-            if not known:
+            if not known:  # a heartbeat without a summary may predate rows its writer published before it died
                 last, info.latest = found.get(info.name, (None, {}))
-                if info.last_step is None:
+                if last is not None and (info.last_step is None or last > info.last_step):
                     info.last_step = last
         return [info for info, _ in scanned]
 

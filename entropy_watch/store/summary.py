@@ -40,9 +40,11 @@ Cost of listing: about two ``stat``/``read`` calls per run and rank, plus five f
 closed (one LIST each on an object store; measured 0.07 ms a rank locally). Finished, failed, terminated,
 interrupted and imported runs, and runs taken from ``_runs.parquet``, cost nothing more. A stalled run pays its
 listings at every ``ls`` (readers never write the store, so the correction is not saved); once compaction merged its
-uncovered segments into a part, that part is read filtered to their keys. Heartbeats written before ``covers``
-existed are trusted as they are. A restarted rank's new session covers only its own segments, and starts its summary
-from its previous session's last heartbeat (``RunWriter._continue_summary``): a resumed run is summarised over both.
+uncovered segments into a part, that part is read filtered to their keys. A running heartbeat written before
+``covers`` existed covers none of its session's segments (they are all read); one without ``latest`` (before
+summaries) is summarised by :func:`query_summaries`, whose last step counts when it is higher. A restarted rank's new
+session covers only its own segments, and starts its summary from its previous session's last heartbeat
+(``RunWriter._continue_summary``): a resumed run is summarised over both.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from entropy_watch.store import fs, layout
 from entropy_watch.store.files import PART_RE, SEG_RE, CoverageCache, FileRef, Key, Selection, file_ref, select_files
 from entropy_watch.store.fs import StorePath
 from entropy_watch.store.query import Binder, read_locked, source_sql, with_retry
+from entropy_watch.store.reads import replaced_sql
 from entropy_watch.store.schema import TABLE_SCHEMAS, empty_table
 
 Latest = dict[str, tuple[float, int]]  # name -> (value, step)
@@ -103,20 +106,30 @@ def from_meta(meta: Mapping[str, Any]) -> tuple[int | None, Latest] | None:
     return (int(last) if isinstance(last, int) else None), out
 
 
+_SUMMARY_SQL = f"""
+    WITH {replaced_sql("TRUE")},
+    kept AS (SELECT s.* FROM scalars s LEFT JOIN gone g ON g.run = s.run AND g._writer = s._writer
+             WHERE s.step IS NOT NULL AND (g.s IS NULL OR s.step < g.s))
+    SELECT run, name, max(step) AS step,
+           arg_max(value, (step, -rank, coalesce(wall_time, '-infinity'::DOUBLE), _writer, _seq)) AS value
+    FROM kept GROUP BY run, name ORDER BY run, name
+"""
+"""Per run and scalar name, the highest step and the value there, by the readers' rules: rows a resume replaced left
+out (:func:`~.reads.replaced_sql`), and of the rows of that step the one :data:`~.reads.LATEST_FIRST` keeps (lowest
+rank, latest ``wall_time``, writer session, segment)."""
+
+
 def query_summaries(reader: Any, runs: list[str], names: Iterable[str]) -> dict[str, tuple[int | None, Latest]]:
-    """``run -> (last_step, latest)`` for ``runs`` by one query over their scalars (runs without summaries).
+    """``run -> (last_step, latest)`` for ``runs`` by one query over their scalars (runs without summaries), by the
+    rules every read applies (:data:`_SUMMARY_SQL`): ``ls`` listed the entropy a resume had replaced, and across
+    ranks whichever value DuckDB met first (another after a compaction), where ``show`` read the kept one.
 
     ``reader`` is a :class:`~entropy_watch.store.Store` (its ``_read(runs, tables, sql, params)``); ``names`` are the
     metrics kept in ``latest``.
     """
     if not runs:
         return {}
-    tbl = reader._read(
-        runs,
-        ["scalars"],
-        "SELECT run, name, arg_max(value, step) AS value, max(step) AS step FROM scalars GROUP BY run, name "
-        "ORDER BY run, name",
-    )
+    tbl = reader._read(runs, ["scalars", "events"], _SUMMARY_SQL)
     wanted = set(names)
     out: dict[str, tuple[int | None, Latest]] = {run: (None, {}) for run in runs}
     cols = [tbl.column(c).to_pylist() for c in ("run", "name", "value", "step")]
@@ -172,9 +185,18 @@ class Pending:
 
 
 def pending(run: str, rank: int, status: Mapping[str, Any]) -> Pending | None:
-    """The :class:`Pending` of a rank from its heartbeat; None when it closed or predates ``covers``."""
+    """The :class:`Pending` of a rank from its heartbeat; None when it closed or predates summaries.
+
+    A heartbeat with a summary but no ``covers`` (written by a version before ``covers`` existed) says nothing of
+    what it includes: it covers none of its session's segments, which are all read. Trusted as it was, ``ls`` and
+    ``show`` read "last step N/A" for good of a run such a version wrote for a few seconds before it was killed.
+    """
     session, covers = status.get("session"), status.get("covers")
-    if status.get("state", "running") != "running" or not isinstance(session, str) or not isinstance(covers, Mapping):
+    if status.get("state", "running") != "running" or not isinstance(session, str):
+        return None
+    if covers is None and isinstance(status.get("latest"), Mapping):
+        covers = {}  # before ``covers``: nothing is known to be included
+    if not isinstance(covers, Mapping):
         return None
     parsed: dict[str, tuple[int, frozenset[int]]] = {}
     for table, entry in covers.items():

@@ -194,9 +194,10 @@ class RunWriter:
 
     def _earlier_status(self) -> dict[str, Any] | None:
         """This rank's heartbeat as the previous session left it, with what it published after writing it folded in
-        (:func:`_caught_up`); None when it cannot be read (only a head start: this session then starts afresh)."""
+        (:func:`_caught_up`); None when it cannot be read (only a head start: this session then starts afresh). In a
+        run an older version wrote, that heartbeat is in its ``status/`` folder (:func:`.meta.rank_status`)."""
         try:
-            earlier = read_json(layout.status_path(self.root, self.run, self.rank)) or {}
+            earlier = run_meta.rank_status(self.root, self.run, self.rank) or {}
         except Exception:  # noqa: BLE001 - an unreadable heartbeat starts from nothing
             return None
         _caught_up(self.root, self.run, self.rank, earlier)
