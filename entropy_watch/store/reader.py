@@ -14,6 +14,7 @@ the first of :data:`STATE_PRECEDENCE` that any rank is in wins, ``finished`` onl
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -250,13 +251,18 @@ def rank_state(status: Mapping[str, Any], now: float) -> str:
     the writer's own ``updated_at`` (a skewed writer clock then shifts the verdict by the skew)."""
     state = str(status.get("state", "running"))
     if state == "running":
-        interval = float(status.get("interval_s") or DEFAULT_HEARTBEAT_S)
-        stamped = status.get(run_meta.STAMPED_AT)
-        if not isinstance(stamped, int | float):
-            stamped = status.get("updated_at")
-        if now - float(stamped or 0.0) > STALL_FACTOR * interval:
+        interval = _positive(status.get("interval_s")) or DEFAULT_HEARTBEAT_S  # a heartbeat is data its writer chose
+        stamped = _positive(status.get(run_meta.STAMPED_AT)) or _positive(status.get("updated_at")) or 0.0
+        if now - stamped > STALL_FACTOR * interval:
             return "stalled"
     return state
+
+
+def _positive(value: object) -> float | None:
+    """``value`` when it is a finite positive number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        return None
+    return float(value)
 
 
 def _run_state(statuses: list[dict[str, Any]], now: float) -> str:
