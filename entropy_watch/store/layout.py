@@ -50,7 +50,15 @@ def default_root(store: str | os.PathLike[str] | StorePath | None = None) -> Sto
     if store is not None and not isinstance(store, str | os.PathLike):
         return store  # already an ObjectPath
     text = str(store) if store is not None and str(store) != "" else os.environ.get(ENV_STORE) or DEFAULT_STORE
-    return open_root(text) if is_uri(text) else Path(text).expanduser()
+    if is_uri(text):
+        return open_root(text)
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if scheme:  # gs://, hdfs://, az://...: Path() would make a local folder named "gs:" and write there
+        raise ValueError(
+            f"store root {text!r}: a {scheme.group(1)}:// store is not supported; use a local or shared folder, or "
+            "s3://BUCKET/PREFIX (an S3-compatible endpoint via AWS_ENDPOINT_URL_S3, e.g. Google Cloud Storage's)"
+        )
+    return Path(text).expanduser()
 
 
 def validate_run_name(name: str) -> str:
