@@ -72,14 +72,19 @@ def change_points(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Of a run's event rows (``step``, ``kind``, ``payload`` JSON text: ``RunReader.events``, or a dict: an
     importer's ``ImportedRun.events``), the known change points, in their order: ``step``, ``kind`` and ``payload``,
     its JSON object's fields (a payload that is not a JSON object is kept as ``{"payload": text}``: shown as data,
-    never dropped). Other kinds (``action``, ``sft``, a user's own) are left out."""
-    out = []
+    never dropped). Other kinds (``action``, ``sft``, a user's own) are left out, and so is a repeat of one already
+    kept (same step, kind and payload: each rank of a multi-GPU run logs the LR change it applied)."""
+    out, seen = [], set()
     for row in events:
         if row["kind"] in KNOWN_CHANGE_KINDS:
             payload = event_payload(row["payload"])
             if payload is None:
                 payload = {"payload": str(row["payload"])}
-            out.append({"step": int(row["step"]), "kind": str(row["kind"]), "payload": payload})
+            change = {"step": int(row["step"]), "kind": str(row["kind"]), "payload": payload}
+            key = json.dumps(change, sort_keys=True, default=str)
+            if key not in seen:
+                seen.add(key)
+                out.append(change)
     return out
 
 
