@@ -134,9 +134,10 @@ def _mark_changes(fig: Any, points: list[dict[str, Any]]) -> None:
 
 
 def _reward_figure(go: Any, series: RunSeries) -> Any | None:
-    from entropy_watch import metrics as M
+    """The reward the analysis read (:func:`~entropy_watch.analysis.series.reward_name`), as logged."""
+    from entropy_watch.analysis.series import reward_name
 
-    name = next((n for n in (M.pass_at_k(1), M.REWARD_MEAN) if n in series.scalars), None)
+    name = reward_name(series.scalars)
     if name is None:
         return None
     s, v = series.scalars[name]

@@ -41,3 +41,14 @@ def test_no_training_reward_reads_none() -> None:
     s = RunSeries.from_arrays("r", np.arange(5), np.ones(5))
     s.scalars[M.pass_at_k(1)] = (np.arange(5), np.ones(5))
     assert reward_name(s.scalars) is None and s.reward() is None
+
+
+def test_the_report_draws_the_reward_the_analysis_read(tmp_path: Path) -> None:
+    pytest.importorskip("plotly")
+    from entropy_watch.report import build_report
+
+    sr = generate("steady_collapse", seed=3, n_steps=120)
+    series = RunSeries.from_arrays("r", sr.steps, sr.entropy, reward=sr.reward)
+    series.scalars[M.pass_at_k(1)] = (sr.steps[::40], np.full(sr.steps[::40].size, 0.2))
+    doc = build_report(series, analyze(series), tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Reward (reward\\u002fmean)" in doc and "Reward (eval\\u002fpass@1)" not in doc  # in Plotly's JSON
