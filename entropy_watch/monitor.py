@@ -35,7 +35,7 @@ from typing import Any
 
 from entropy_watch.analysis import Alert, AnalysisResult, Analyzer, DetectorConfig, RunSeries
 from entropy_watch.analysis.verdict import Verdict
-from entropy_watch.errors import NoEntropySeries, RunNotFound
+from entropy_watch.errors import EntropyWatchError, NoEntropySeries, RunNotFound
 from entropy_watch.store.reads import RunReader
 
 Version = tuple[int, int]
@@ -289,7 +289,9 @@ class Monitor:
                 if old is None or old.waiting is None:
                     self._call(self.on_waiting, run, run, str(e))
                 return st
-            except Exception as exc:  # what the store holds could not be read: the same one line as below
+            except (EntropyWatchError, OSError, ValueError, TypeError, KeyError, IndexError) as exc:
+                # what the store holds could not be read (a damaged or foreign file): the same one line as below.
+                # Not every exception: DuckDB turns Ctrl-C during a query into one, which must stop `watch`.
                 return self._failed(run, version, old, f"reading the run failed: {type(exc).__name__}: {exc}")
             try:
                 if self.pool is not None:
