@@ -15,7 +15,7 @@ import typer
 
 from entropy_watch import __version__
 from entropy_watch.cli import boundary
-from entropy_watch.cli.common import State
+from entropy_watch.cli.common import State, echo
 
 # Command modules, in the order their commands appear in --help. Each has `register(app: typer.Typer) -> None`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -39,7 +39,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"entropy-watch {__version__}")
+        echo(f"entropy-watch {__version__}")
         raise typer.Exit()
 
 

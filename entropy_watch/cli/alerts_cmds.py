@@ -10,25 +10,33 @@ message on stderr. ``watch`` and ``report`` exit 0, or 1 on errors like every ot
 target could not be read: a run not in the store, a log folder without logs, an unreadable log; without ``--once`` a
 named run not in the store yet is waited for, but a log path that is not there is an error either way); ``watch
 --notify`` exits 1 when a notification could not be delivered (it waits for the retries first; while it runs, the first
-failure to each destination is one line on stderr); Ctrl-C exits 130 (``boundary.py``).
+failure to each destination is one line on stderr); Ctrl-C exits 130, SIGTERM 143 (``boundary.py``). ``watch`` ends
+(exit 0) once nobody reads what it prints (``watch | head -1``: the first alert, then the pipeline goes on).
+
+``alerts --json`` prints a list: per run ``{run, source, alerts, notes, verdict}`` (``verdict`` null for a run with
+nothing to analyse), per error ``{run: null, source, error}``; every entry has ``run`` and ``source``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from entropy_watch.cli.boundary import interrupted_code
 from entropy_watch.cli.common import (
     EMPTY_STORE_HINT,
     LogMap,
     LogRewardMax,
     LogVocab,
     console,
+    echo,
     echo_json,
     error_line,
     fail,
@@ -37,7 +45,9 @@ from entropy_watch.cli.common import (
     print_empty_store,
     print_table,
     printable,
+    reader_gone,
     state,
+    stdout_gone,
     text,
 )
 from entropy_watch.errors import EntropyWatchError, listed
@@ -204,20 +214,50 @@ def _progress_analyze(series: RunSeries, show: bool) -> AnalysisResult:
 
 
 def _write_alerts(root: Path, run: str, new: list[Alert]) -> int:
-    """Append alerts not already stored for ``run`` (by :attr:`Alert.key`); returns how many."""
+    """Append alerts not already stored for ``run`` (by :attr:`Alert.key`); returns how many. One writer at a time per
+    run (:func:`_alerts_lock`): two cron jobs' ``alerts --write`` (or one beside ``watch --write``) both read no
+    stored alerts, and each stored every alert again."""
     from entropy_watch.analysis.alert import alert_key, rows
     from entropy_watch.store import RunWriter, Store
 
-    old = Store(root).table(run, "alerts")
-    seen = set()
-    if old.num_rows:
-        cols = [old.column(c).to_pylist() for c in ("step", "detector", "kind", "severity")]
-        seen = {alert_key(*row) for row in zip(*cols, strict=True)}
-    fresh = [a for a in new if a.key not in seen]
-    if fresh:
-        w = RunWriter(root, run, heartbeat=False)  # never flip a finished run back to 'running'
-        w.write("alerts", rows(fresh))
+    with _alerts_lock(root, run):
+        old = Store(root).table(run, "alerts")
+        seen = set()
+        if old.num_rows:
+            cols = [old.column(c).to_pylist() for c in ("step", "detector", "kind", "severity")]
+            seen = {alert_key(*row) for row in zip(*cols, strict=True)}
+        fresh = [a for a in new if a.key not in seen]
+        if fresh:
+            w = RunWriter(root, run, heartbeat=False)  # never flip a finished run back to 'running'
+            w.write("alerts", rows(fresh))  # published (visible to the next writer) before the lock is let go
     return len(fresh)
+
+
+@contextmanager
+def _alerts_lock(root: Path, run: str) -> Iterator[None]:
+    """An exclusive advisory lock on ``run=RUN/.alerts.lock`` for the block, across processes (as the store's writer
+    locks its ``.run.json.lock``); nothing on an object store, without ``fcntl``, or where the file cannot be made
+    (the write then fails with its own error)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        fcntl = None  # type: ignore[assignment]
+    from entropy_watch.store.layout import run_dir
+
+    folder = run_dir(root, run)
+    fd = None
+    if fcntl is not None and isinstance(folder, Path):
+        try:
+            fd = os.open(folder / ".alerts.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            fd = None
+    try:
+        if fd is not None and fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _filtered(since: int | None, min_severity: str) -> str:
@@ -322,7 +362,7 @@ def alerts(
         except NoEntropySeries as e:
             note = f"nothing to analyse; {e}"
             if as_json:
-                out.append({"run": target, "source": source, "alerts": [], "notes": [note]})
+                out.append({"run": target, "source": source, "alerts": [], "notes": [note], "verdict": None})
             else:
                 console().print(text(f"{target}: {note}"))
         except Exception as e:  # noqa: BLE001 - any failure on one target: one line naming it, exit 3, go on
@@ -331,7 +371,7 @@ def alerts(
             errors += 1
             typer.echo(error_line(e, where=source), err=True)
             if as_json:
-                out.append({"source": source, "error": error_line(e, where=source)})
+                out.append({"run": None, "source": source, "error": error_line(e, where=source)})
         # A data file the store could not read was left out of this target's analysis (quarantine.py): the verdict
         # above covers the rest of the run, but a gate must not pass on data it did not see.
         for path, why in quarantine.found().items():
@@ -340,9 +380,15 @@ def alerts(
                 msg = f"error: {path}: unreadable data file ({why}) left out of the analysis of {source}"
                 typer.echo(printable(msg), err=True)
                 if as_json:
-                    out.append({"source": source, "error": printable(msg)})
+                    out.append({"run": None, "source": source, "error": printable(msg)})
     if as_json:
-        echo_json(out)
+        try:
+            echo_json(out)
+        except OSError as e:  # stdout could not take the listing (a full disk): an error, never exit 1 ("warning")
+            if st.debug:
+                raise
+            typer.echo(error_line(e), err=True)
+            raise typer.Exit(EXIT_ERROR) from None
     raise typer.Exit(EXIT_ERROR if errors else {0: EXIT_CLEAN, 1: EXIT_WARNING, 2: EXIT_CRITICAL}[worst])
 
 
@@ -417,13 +463,18 @@ def watch(
     errors = 0
 
     def on_new_alerts(run: str, new: list[Alert], verdict: Any) -> None:
-        for a in filter_alerts(new, min_severity=min_severity):  # printed first: a store that refuses the write
-            typer.echo(json.dumps({"run": run, **a.to_dict()}) if as_json else _line(run, a))  # loses no alert
+        try:
+            for a in filter_alerts(new, min_severity=min_severity):  # printed first: a store that refuses the write
+                echo(json.dumps({"run": run, **a.to_dict()}) if as_json else _line(run, a))  # loses no alert
+        except OSError as e:  # stdout on a full disk: one line, an error (exit 1); stored with --write all the same
+            on_error(run, f"new alerts not printed: {error_line(e)}")
         if write:
             try:
                 _write_alerts(root, run, new)
             except Exception as e:  # noqa: BLE001 - one line, counted as an error (exit 1), the watch goes on
                 on_error(run, f"the alerts above were not stored: {error_line(e)}")
+        if reader_gone():  # `watch | head -1` got what it waited for: nobody reads on, so watch ends (it polled on)
+            monitor.stop(0.0)
 
     def on_waiting(run: str, reason: str) -> None:
         if run in absent:  # named, not in the store yet: say which runs are, once
@@ -464,11 +515,12 @@ def watch(
         on_analysis=relay.on_analysis if relay is not None else None,
     )
     ended = False
+    _stop_when_reader_goes(lambda: monitor.stop(0.0))  # `watch | head -1` on a quiet store ends after the line too
     try:
         monitor.follow(interval, iterations=1 if once else iterations)
         ended = True
-    except KeyboardInterrupt:  # Ctrl-C is how watch stops: quiet, exit 130, as the boundary does (boundary.py)
-        raise SystemExit(130) from None
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) is how watch stops: quiet, exit 130 (143), as in boundary.py
+        raise SystemExit(interrupted_code()) from None
     finally:
         reader.close()
         # what is queued is sent before the exit status is decided: retries included when watch ended as asked,
@@ -476,6 +528,33 @@ def watch(
         undelivered = _finish_notify(relay, None if ended else STOP_WAIT_S) if relay is not None else 0
     if (once and errors) or undelivered:
         raise typer.Exit(1)
+
+
+def _stop_when_reader_goes(stop: Callable[[], None]) -> None:
+    """When stdout is a pipe, call ``stop`` as soon as its reader goes away, between writes too (a daemon thread
+    polling the pipe, as ``tail -f`` does): ``watch | head -1`` waited, after its line, for a next alert to find out,
+    so a quiet store's pipeline never ended. Nothing for a file or a terminal, or without ``poll``."""
+    import select
+    import stat
+    import threading
+
+    try:
+        fd = sys.stdout.fileno()
+        if not hasattr(select, "poll") or not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test's capture)
+        return
+    gone = select.POLLERR | select.POLLHUP  # the write end of a pipe whose reader closed reports POLLERR
+
+    def wait() -> None:
+        poller = select.poll()
+        poller.register(fd, select.POLLERR)  # not POLLOUT: writable is no news
+        while not any(ev & gone for _, ev in poller.poll(500)):
+            pass
+        stdout_gone()
+        stop()
+
+    threading.Thread(target=wait, name="entropy-watch-stdout", daemon=True).start()
 
 
 def _present(runs: list[str] | None, stored: list[str], root: Path, as_json: bool) -> tuple[list[str] | None, int]:
@@ -593,4 +672,4 @@ def report(
     res = _progress_analyze(t.series, show=True)
     path = build_report(t.series, res, output, source=t.source)
     n = len(res.alerts)
-    typer.echo(printable(f"wrote {path} ({n} alert{'' if n == 1 else 's'})"))
+    echo(printable(f"wrote {path} ({n} alert{'' if n == 1 else 's'})"))

@@ -2,7 +2,10 @@
 
 Exit codes (every command): 0 success, 1 a domain error (one line on stderr: ``error: ...``), 2 a usage mistake
 (typer's usage message: missing argument, unknown command or option, a bad option value), 130 interrupted
-(Ctrl-C: quiet, whatever was running when the signal arrived). ``alerts`` has its own codes (its module docstring).
+(Ctrl-C: quiet, whatever was running when the signal arrived), 143 terminated (SIGTERM: a CI timeout, ``docker
+stop``, ``kill``; handled as Ctrl-C is, so temporaries are removed and ``watch`` sends what it queued, except by
+``train``, ``compare`` and ``app``, which handle it themselves). ``alerts`` has its own codes (its module docstring).
+A reader of stdout that goes away (``| head -1``) changes no exit status: the rest of the output goes nowhere.
 
 Usage errors are left to typer/click in standalone mode, so the boundary never needs to know which click raised
 them (typer >= 0.29 bundles its own copy). Only what escapes click -- our domain errors and bugs -- reaches
@@ -11,7 +14,9 @@ them (typer >= 0.29 bundles its own copy). Only what escapes click -- our domain
 
 from __future__ import annotations
 
+import codecs
 import copy
+import io
 import signal
 import sys
 import threading
@@ -22,10 +27,13 @@ from typing import Any
 import typer
 import typer.core
 
-from entropy_watch.cli.common import State, exit_on_error
+from entropy_watch.cli.common import State, exit_on_error, reset_reader
 
 # Options of the app callback that every command also accepts after its name (`entropy-watch ls --store DIR`).
 GLOBAL_AFTER_COMMAND: tuple[str, ...] = ("store", "debug")
+# Commands that handle SIGTERM themselves: the trainer's recorder marks its run "terminated", `app` stops its child.
+OWN_SIGTERM: frozenset[str] = frozenset({"train", "compare", "app"})
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 class GlobalOptionsGroup(typer.core.TyperGroup):
@@ -50,11 +58,18 @@ class GlobalOptionsGroup(typer.core.TyperGroup):
                 local.callback = _set_global
                 cmd.params.append(local)
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """The command to run; SIGTERM then stops it as Ctrl-C does, unless it handles SIGTERM itself."""
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if name not in OWN_SIGTERM:
+            _Interrupts.term_as_interrupt()
+        return name, cmd, rest
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:  # older click turns it into Abort ("Aborted!", exit 1); Ctrl-C is 130
-            raise SystemExit(130) from None
+            raise SystemExit(interrupted_code()) from None
 
 
 def _set_global(ctx: Any, param: Any, value: Any) -> Any:
@@ -68,30 +83,68 @@ def _set_global(ctx: Any, param: Any, value: Any) -> Any:
 
 
 class _Interrupts:
-    """Whether SIGINT arrived during this invocation (an error raised while stopping is no bug to report)."""
+    """Whether SIGINT (or SIGTERM, taken as it) arrived during this invocation (an error raised while stopping is no
+    bug to report), the exit status it sets, and whether this invocation installed the SIGTERM handler."""
 
     seen = False
+    code = EXIT_INTERRUPTED
+    term_installed = False
+
+    @classmethod
+    def term_as_interrupt(cls) -> None:
+        """Take SIGTERM as Ctrl-C (exit 143): only in the main thread, when it has Python's default action (ended
+        at once: an export's or import's temporaries were left behind, `watch` as PID 1 in a container ignored
+        `docker stop`)."""
+        if cls.term_installed or threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_interrupt)
+            cls.term_installed = True
 
 
-def _on_sigint(signum: int, frame: Any) -> None:
+def interrupted_code() -> int:
+    """The exit status of an interrupted command: 130 after Ctrl-C, 143 after SIGTERM (128 + the signal)."""
+    return _Interrupts.code
+
+
+def _on_interrupt(signum: int, frame: Any) -> None:
     _Interrupts.seen = True
+    _Interrupts.code = 128 + signum
     signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt where the main thread is
 
 
 @contextmanager
 def _track_sigint() -> Iterator[None]:
-    """Record Ctrl-C while keeping Python's KeyboardInterrupt; only when the default handler is installed."""
-    _Interrupts.seen = False
+    """Record Ctrl-C while keeping Python's KeyboardInterrupt; only when the default handler is installed. Restores
+    the SIGTERM handler a command installed (:meth:`_Interrupts.term_as_interrupt`)."""
+    _Interrupts.seen, _Interrupts.code, _Interrupts.term_installed = False, EXIT_INTERRUPTED, False
     install = threading.current_thread() is threading.main_thread() and (
         signal.getsignal(signal.SIGINT) is signal.default_int_handler
     )
     if install:
-        signal.signal(signal.SIGINT, _on_sigint)
+        signal.signal(signal.SIGINT, _on_interrupt)
     try:
         yield
     finally:
         if install:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+        if _Interrupts.term_installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _Interrupts.term_installed = False
+
+
+def _lossless_output() -> None:
+    """Print what an encoding cannot hold as escapes (``caf\\xe9``), never fail on it: with ``PYTHONIOENCODING=ascii``
+    or a Latin-1 locale a run name like ``café`` made every table fail (``error: 'ascii' codec can't encode``,
+    ``alerts`` exiting 3). click's echo already replaces what it cannot encode."""
+    for stream in (sys.stdout, sys.stderr):
+        if not isinstance(stream, io.TextIOWrapper) or stream.errors != "strict":
+            continue
+        try:
+            if codecs.lookup(stream.encoding).name != "utf-8":
+                stream.reconfigure(errors="backslashreplace")
+        except (LookupError, ValueError, io.UnsupportedOperation):  # an unknown codec, a stream already in use
+            pass
 
 
 def run(app: typer.Typer, argv: list[str] | None = None) -> None:
@@ -99,6 +152,8 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> None:
     lists (``SystemExit``)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in (args[: args.index("--")] if "--" in args else args)
+    reset_reader()
+    _lossless_output()
     with _track_sigint():
         try:
             app(args=args, prog_name="entropy-watch", standalone_mode=True)  # click handles its own usage errors
@@ -106,8 +161,8 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> None:
             if e.code not in (0, None):
                 raise
         except KeyboardInterrupt:
-            sys.exit(130)
+            sys.exit(interrupted_code())
         except Exception as e:  # noqa: BLE001 - the boundary: domain errors one line, the rest "internal error"
             if _Interrupts.seen:  # e.g. DuckDB turning the KeyboardInterrupt into its own exception
-                sys.exit(130)
+                sys.exit(interrupted_code())
             exit_on_error(e, debug=debug)

@@ -115,8 +115,24 @@ def exit_on_error(err: BaseException, *, debug: bool, code: int = 1, where: str 
 
 
 def printable(value: object) -> str:
-    """``str(value)`` with control and bidi-override characters escaped (``\\x1b``, ``\\n``, ``\\u202e``)."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(value))
+    """``str(value)`` with control and bidi-override characters escaped (``\\x1b``, ``\\n``, ``\\u202e``), and what
+    stdout's encoding cannot hold too (``PYTHONIOENCODING=ascii``: ``café`` -> ``caf\\xe9``; a table measures it so)."""
+    out = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(value))
+    encoding = None if out.isascii() else _narrow_encoding()
+    return out if encoding is None else out.encode(encoding, "backslashreplace").decode(encoding)
+
+
+def _narrow_encoding() -> str | None:
+    """stdout's encoding when it cannot hold every character (ASCII, Latin-1), else None (UTF-8, UTF-16...)."""
+    import codecs
+
+    encoding = getattr(sys.stdout, "encoding", None)
+    if not isinstance(encoding, str):
+        return None
+    try:
+        return None if codecs.lookup(encoding).name.startswith("utf") else encoding
+    except LookupError:
+        return None
 
 
 def text(value: object, style: str = "") -> Text:
@@ -134,6 +150,45 @@ def print_table(table: Any, title: str, out: Console | None = None) -> None:
     out.print(table)
 
 
+class _Reader:
+    """Whether the reader of stdout went away during this invocation (``watch | head -1``)."""
+
+    gone = False
+
+
+def reader_gone() -> bool:
+    """True once a write to stdout found no reader (:func:`stdout_gone`): what is left to print goes nowhere."""
+    return _Reader.gone
+
+
+def reset_reader() -> None:
+    """Forget an earlier invocation's reader (the CLI can run several times in one process, as the tests do)."""
+    _Reader.gone = False
+
+
+def stdout_gone(stream: Any = None) -> None:
+    """A reader that stopped early (``alerts | head``, ``| grep -q``): send the rest of ``stream`` (default stdout) to
+    /dev/null, so the command ends with its own exit status. Click's own handler exits 1 -- "warning" to a CI gate
+    reading ``alerts`` -- and rich's too."""
+    stream = sys.stdout if stream is None else stream
+    if stream is sys.stdout or stream is sys.__stdout__:
+        _Reader.gone = True
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test's capture): nothing more to do
+        pass
+
+
+def echo(message: str) -> None:
+    """``typer.echo(message)`` to stdout; a reader that went away is :func:`stdout_gone`, not an exit 1."""
+    try:
+        typer.echo(message)
+    except BrokenPipeError:
+        stdout_gone()
+
+
 def console(*, stderr: bool = False) -> Console:
     """A rich console for tables and notes: wrapped to a terminal's width; on a pipe or file as wide as the content
     (:data:`PIPE_WIDTH`), so words are never cut (``COLUMNS`` still sets the width when given). No highlighting:
@@ -145,13 +200,29 @@ def console(*, stderr: bool = False) -> Console:
             """A reader that stopped early (``alerts | head``): the rest goes to /dev/null and the command ends with
             its own exit status (rich's default exits 1, which a CI gate would read as an error)."""
             self.quiet = True
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, (sys.stderr if self.stderr else sys.stdout).fileno())
+            stdout_gone(sys.stderr if self.stderr else sys.stdout)
 
     out = PipeConsole(stderr=stderr, highlight=False)
-    if not out.is_terminal and not os.environ.get("COLUMNS"):
-        out = PipeConsole(stderr=stderr, highlight=False, width=PIPE_WIDTH)
+    if _columns() is None:  # COLUMNS unset, or no width (rich took COLUMNS=0 as 0 columns and printed nothing)
+        width = PIPE_WIDTH if not out.is_terminal else out.size.width if out.size.width > 0 else _terminal_width()
+        out = PipeConsole(stderr=stderr, highlight=False, width=width)
     return out
+
+
+def _columns() -> int | None:
+    """``COLUMNS`` when it is a width (a whole number above 0), else None."""
+    value = os.environ.get("COLUMNS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def _terminal_width() -> int:
+    """The terminal's width, whatever ``COLUMNS`` says (80 when it cannot be told)."""
+    import shutil
+
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (OSError, ValueError, AttributeError):
+        return shutil.get_terminal_size((80, 24)).columns or 80
 
 
 VOCAB_HELP = (
@@ -249,7 +320,7 @@ def echo_json(obj: Any) -> None:
     text = json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False)
     # json.dumps escapes only C0 controls; the rest (C1, bidi, U+2028) can occur only inside strings, where \uXXXX
     # is the same value: a script reads the same JSON, a terminal shows it as data
-    typer.echo(_JSON_UNESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+    echo(_JSON_UNESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def fmt_value(v: float | None) -> str:

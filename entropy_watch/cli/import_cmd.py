@@ -16,6 +16,7 @@ A PATH that cannot be imported (malformed, a run that already exists, a run name
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -171,7 +172,7 @@ def _print(root: Path, rows: list[dict[str, Any]]) -> None:
 
     table = Table()
     for col in ("run", "format", "steps", "entropy points", "entropy column", "reward column"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a narrow terminal folds a name, never cuts it
     for r in rows:
         table.add_row(
             text(r["run"]),
@@ -189,11 +190,14 @@ def _print(root: Path, rows: list[dict[str, Any]]) -> None:
 
 
 class _progress:
-    """A rich progress bar over the input bytes on stderr, for many or large inputs; a no-op otherwise."""
+    """A rich progress bar over the input bytes on stderr, for many or large inputs on a terminal; a no-op otherwise
+    (in a CI log it left a blank line on stderr, which a script reads as "something went wrong")."""
 
     def __init__(self, paths: list[Path]) -> None:
-        self.total = sum(_size(p) for p in paths)
-        self.enabled = self.total > _BIG_BYTES or len(paths) > 3
+        self.total, self.enabled = 0, False
+        if sys.stderr is not None and sys.stderr.isatty():
+            self.total = sum(_size(p) for p in paths)
+            self.enabled = self.total > _BIG_BYTES or len(paths) > 3
         self._bar: Any = None
 
     def __enter__(self) -> Any:

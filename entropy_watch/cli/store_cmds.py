@@ -11,6 +11,7 @@ import typer
 from entropy_watch import metrics as M
 from entropy_watch.cli.common import (
     console,
+    echo,
     echo_json,
     fmt_value,
     is_input_error,
@@ -86,7 +87,7 @@ def ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="P
 
     table = Table()
     for col in ("run", "state", "last step", "entropy (nats)", "framework", "updated"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a narrow terminal folds a run name: never "qwen2.5-7b-…"
     for r in rows:
         table.add_row(
             text(r["run"]),
@@ -163,7 +164,7 @@ def show(
         if others:  # scalars of the user's own names only
             console().print(text(f"no canonical metrics; {len(others)} other scalar(s): {listed(others, 8)}"))
         else:
-            typer.echo("no scalars recorded yet")
+            echo("no scalars recorded yet")
 
 
 def _verdict(store: Any, run: str) -> Any:
@@ -236,12 +237,12 @@ def sql(
 
     out = Table(show_header=True)
     for name in table.column_names:
-        out.add_column(text(name))
+        out.add_column(text(name), overflow="fold")  # values folded to the width, never cut to "0.…"
     for r in rows:
         out.add_row(*(_sql_cell(v) for v in r.values()))
     console().print(out)
     if table.num_rows > limit:
-        typer.echo(more)
+        echo(more)
 
 
 def _sql_cell(v: Any) -> Any:
@@ -269,9 +270,9 @@ def compact(
     for name in names:
         store.run_meta(name)  # RunNotFound before touching anything
         report = do_compact(store.root, name, min_age_s=min_age, final=final)
-        typer.echo(f"{name}: {_compaction_words(report)}")
+        echo(printable(f"{name}: {_compaction_words(report)}"))
     path = write_catalog(store.root)
-    typer.echo(printable(f"catalog views refreshed: {path}"))
+    echo(printable(f"catalog views refreshed: {path}"))
 
 
 def export(
@@ -290,7 +291,7 @@ def export(
     for name in run or []:
         store.run_meta(name)
     path = export_duckdb(store.root, duckdb_file, runs=run or None)
-    typer.echo(printable(f"wrote {path}"))
+    echo(printable(f"wrote {path}"))
 
 
 def _sql_error(err: BaseException) -> str:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from entropy_watch.cli.common import echo_json, fail, positive, run_name, state
+from entropy_watch.cli.common import echo, echo_json, fail, positive, run_name, state
 from entropy_watch.errors import ConfigError, listed, require
 from entropy_watch.store.layout import run_dir
 from entropy_watch.trainer.config import ALGOS, PRECISIONS, PRESETS, TrainConfig, preset
@@ -227,7 +227,7 @@ def register(app: typer.Typer) -> None:
             return
         from entropy_watch.trainer.evaluate import EVAL_DISTINCT, EVAL_ENTROPY
 
-        typer.echo(
+        echo(
             f"{res.run}: H {ev0[EVAL_ENTROPY]:.3f} -> {ev1[EVAL_ENTROPY]:.3f} nats "
             f"(x{ev1[EVAL_ENTROPY] / ev0[EVAL_ENTROPY]:.2f}), pass@1 {ev0[M.pass_at_k(1)]:.2f} -> "
             f"{ev1[M.pass_at_k(1)]:.2f}, distinct correct {ev0[EVAL_DISTINCT]:.1f} -> {ev1[EVAL_DISTINCT]:.1f}; "
