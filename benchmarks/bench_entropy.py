@@ -32,6 +32,7 @@ time, <= 1.0x TRL, <= 3x the read floor, extra memory <= one chunk (two fp32 wor
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import resource
 import statistics
@@ -131,7 +132,13 @@ def measure_time(methods: list[str], tokens: int, vocab: int, dtype: str, device
     import torch
 
     x = _logits(tokens, vocab, dtype, device)
-    fns = {m: _method(m) for m in methods}
+    fns, failed = {}, {}
+    for m in methods:
+        try:
+            fns[m] = _method(m)
+        except ImportError as exc:  # an optional peer (TRL) missing or broken loses its own row only
+            failed[m] = f"{type(exc).__name__}: {exc}"
+    methods = list(fns)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times: dict[str, list[float]] = {m: [] for m in methods}
     with torch.no_grad():
@@ -145,7 +152,7 @@ def measure_time(methods: list[str], tokens: int, vocab: int, dtype: str, device
                 sync()
                 times[m].append(time.perf_counter() - t0)
     out = {m: {"min": min(t), "median": statistics.median(t)} for m, t in times.items()}
-    return {"times": out, "threads": torch.get_num_threads()}
+    return {"times": out, "threads": torch.get_num_threads(), "failed_methods": failed}
 
 
 def _logits(tokens: int, vocab: int, dtype: str, device: str):
@@ -181,6 +188,9 @@ def main() -> None:
     args = p.parse_args()
     if args.methods is None:
         args.methods = [m for m in METHODS if m != "chunked" or args.device != "cpu"]
+    if not args.one and "trl" in args.methods and importlib.util.find_spec("trl") is None:
+        args.methods.remove("trl")
+        print("trl not installed here (pip install 'entropy-watch[hf]'): its column is skipped")
     if args.repeats is None:
         args.repeats = 3 if args.device == "cpu" else 50
     if args.one == "all":  # GPU: time, then each method's memory and error, in this one process
@@ -218,9 +228,8 @@ def main() -> None:
             for m in args.methods:
                 t, r = times.get(m), mem[m]
                 if t is None or "failed" in r:
-                    print(
-                        f"{vocab:>7} {dtype:>5} {m:>7}   failed: {(r.get('failed') or timing.get('failed', '?'))[:90]}"
-                    )
+                    why = r.get("failed") or timing.get("failed_methods", {}).get(m) or timing.get("failed", "?")
+                    print(f"{vocab:>7} {dtype:>5} {m:>7}   failed: {why[:90]}")
                     continue
                 rss = _mib(r.get("rss_bytes")) if cpu else "-"
                 nd = 1 if cpu else 3  # a GPU call takes a fraction of a millisecond

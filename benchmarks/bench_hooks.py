@@ -39,6 +39,15 @@ def _example():
     return mod
 
 
+def _has_trl() -> bool:
+    """Whether TRL imports here (part 1 and part 5's TRL row need it; a missing or broken install skips them)."""
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def bench_trl(rounds: int, steps: int, root: str) -> float:
     """Median ratio (attached / bare) of seconds per optimizer step over interleaved TRL runs."""
     from entropy_watch.hooks.trl import attach
@@ -77,7 +86,8 @@ class _TinyTransformer(torch.nn.Module):
         super().__init__()
         from transformers import GPT2Config, GPT2LMHeadModel
 
-        cfg = GPT2Config(n_layer=2, n_embd=128, n_head=4, vocab_size=vocab, n_positions=128)
+        cfg = GPT2Config(n_layer=2, n_embd=128, n_head=4, vocab_size=vocab, n_positions=128, bos_token_id=0,
+                         eos_token_id=0)  # fmt: skip
         self.lm = GPT2LMHeadModel(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -296,6 +306,8 @@ def main() -> None:
     p.add_argument("--size", default="gpt2", choices=["gpt2", "tiny"], help="part 5's model (tiny: a CPU check)")
     a = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if importlib.util.find_spec("transformers") is None:  # every part's model is a transformers GPT-2
+        raise SystemExit("bench_hooks needs transformers (pip install 'entropy-watch[hf]'); not installed here")
     if a.device is not None:
         with tempfile.TemporaryDirectory() as root:
             d = bench_device_step(a.device, rounds=3 if a.quick else 7, iters=5 if a.quick else 20, root=root,
@@ -306,6 +318,8 @@ def main() -> None:
         print(f"  token_entropy + Watch(entropy=) / bare: {d['entropy']:.3f}  (same work, two calls)")
         if "trl" in d:
             print(f"  TRL entropy_from_logits + .item() / bare: {d['trl']:.3f}  (what a TRL user pays for its entropy)")
+        else:
+            print("  TRL entropy_from_logits: trl not installed here (pip install 'entropy-watch[hf]'), row skipped")
         return
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as root:
@@ -317,8 +331,11 @@ def main() -> None:
         )
         if a.live_only:
             return
-        trl = bench_trl(rounds=2 if a.quick else 6, steps=8 if a.quick else 16, root=root)
-        print(f"TRL GRPO tiny step, attach / bare:            {trl:.3f}  (target <= 1.03)")
+        if _has_trl():
+            trl = bench_trl(rounds=2 if a.quick else 6, steps=8 if a.quick else 16, root=root)
+            print(f"TRL GRPO tiny step, attach / bare:            {trl:.3f}  (target <= 1.03)")
+        else:
+            print("TRL GRPO tiny step: trl not installed here (pip install 'entropy-watch[hf]'), part 1 skipped")
         plain = bench_plain(rounds=3 if a.quick else 9, iters=10 if a.quick else 30, root=root, ddp=False)
         print(f"tiny GPT-2 step, Watch from logits / bare:         {plain['logits']:.3f}  (target <= 1.03)")
         print(f"tiny GPT-2 step, Watch with entropy passed / bare: {plain['entropy']:.3f}  (target <= 1.01)")

@@ -1,7 +1,7 @@
 """Same runs on another scale: do the verdicts hold? Ours and rlwatch, rldoctor and rlprobe, in one run.
 
 Run:  make bench-env && .venv-bench/bin/python benchmarks/bench_invariance.py [--points 40,100] [--per-kind 120]
-      [--tools ours,rlwatch,rldoctor,rldoctor-posthoc,rlprobe]
+      [--tools ours,rlwatch,rldoctor,rldoctor-posthoc,rlprobe] [--real DIR]
 
 What differs between real logs and the synthetic suites of ``bench_detectors.py`` is often only a scale: a model whose
 entropy sits ten times lower (a low temperature, a distilled policy), an entropy normalised by ln V or logged in
@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_detectors as B  # noqa: E402
 
 from entropy_watch.analysis.scoring import summarize  # noqa: E402
+from entropy_watch.synthetic import REAL_NOISE  # noqa: E402
 
 HELD_OUT = 50_000
 HEALTHY_KINDS = ("healthy", "spike", "near_uniform")
@@ -102,8 +103,8 @@ def part_b(n: int, per: int, fits: list, tools: list[str]) -> None:
             print(f"{label:<26}{name:>8}{recall[0]:>9.3g}{recall[1]:>9.3g}{solved:>16.3g}")
 
 
-def part_c(tools: list[str]) -> None:
-    real = [r for r in B.load_real(B.REAL_DIR) if r.label != "ambiguous"]
+def part_c(real_dir: Path, tools: list[str]) -> None:
+    real = [r for r in B.load_real(real_dir) if r.label != "ambiguous"]
     variants: dict[str, Callable[[B.Run], B.Run]] = {f"H x{c:g}": (lambda r, c=c: scaled(r, c)) for c in REAL_ENTROPY}
     variants.update({f"reward {k}": (lambda r, f=f: rewarded(r, f)) for k, f in REAL_REWARDS.items()})
     print(
@@ -124,15 +125,23 @@ def main() -> None:
     ap.add_argument("--points", default="40,100", help="points per synthetic run, comma-separated")
     ap.add_argument("--per-kind", type=int, default=120, help="held-out seeds per synthetic kind")
     ap.add_argument("--tools", default=",".join(B.TOOLS))
+    ap.add_argument("--real", type=Path, default=B.REAL_DIR, help=f"the labelled real logs (default {B.REAL_DIR})")
     args = ap.parse_args()
     tools = B.available(args.tools.split(","))
-    real = B.load_real(B.REAL_DIR)
-    fits = [f for f in (B.fit_noise(r.entropy, r.name) for r in real) if f is not None]
+    have_real = (args.real / "labels.json").exists()
+    if have_real:
+        real = B.load_real(args.real)
+        fits = [f for f in (B.fit_noise(r.entropy, r.name) for r in real) if f is not None]
+    else:
+        fits = list(REAL_NOISE)
+        print(f"real runs (labels.json) not found in {args.real} (shared/real_runs beside the repository; --real "
+              "DIR): part C skipped, synthetic noise from entropy_watch.synthetic.REAL_NOISE")  # fmt: skip
     t0 = time.perf_counter()
     for n in (int(x) for x in args.points.split(",")):
         part_a(n, args.per_kind, fits, tools)
         part_b(n, args.per_kind, fits, tools)
-    part_c(tools)
+    if have_real:
+        part_c(args.real, tools)
     print(f"\n({time.perf_counter() - t0:.0f} s)")
 
 
