@@ -17,7 +17,11 @@ first rows arrive, then on a fixed schedule (a publish starts at most ``flush_se
   what failed; the table's later batches wait untried, merged, so a long outage costs each round a write per table;
 * a row that still cannot be encoded (defence in depth) is dropped alone and counted; its batch is published;
 * under back-pressure token sample rows are dropped first, oldest first, and counted (``hooks/dropped_token_rows``);
-  scalars, histograms, events and alerts are never dropped.
+  scalars, histograms, events and alerts are never dropped;
+* a process forked from the training (``multiprocessing`` workers with the fork start method: a reward pool, a
+  ``with Pool()`` whose exit sends them SIGTERM) inherits the recorder's memory and its SIGTERM handler, but the run
+  stays the parent's: the child never publishes, writes a heartbeat or closes the run, neither at exit nor on
+  SIGTERM (which it passes on as if no recorder were there), and rows it records are dropped (warned once).
 
 With ``strict=True`` a failure is re-raised at the next call from the training thread. Torch-free: ``Watch``
 (torch) and importers or plain-Python loops can all record through it.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import signal
 import sys
 import threading
@@ -113,6 +118,7 @@ class Recorder:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_heartbeat = 0.0
+        self._pid = os.getpid()  # the process that owns the run; a forked child never writes (see _forked)
         # called once at the start of close() (also at exit and on SIGTERM), before the final publish: Watch drains
         # its statistics worker here so that pending steps are written
         self.before_close: Callable[[], Any] | None = None
@@ -120,12 +126,16 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name="entropy_watch-recorder", daemon=True)
         self._thread.start()
         self_ref = weakref.ref(self)
+        _RECORDERS.add(self)
         atexit.register(_close_at_exit, self_ref)
         self._prev_sigterm: Any = None
+        self._sigterm_handler: Any = None  # ours, as installed: close() restores prev only while it is still on top
         if handle_sigterm and threading.current_thread() is threading.main_thread():
             try:
-                self._prev_sigterm = signal.getsignal(signal.SIGTERM)
-                signal.signal(signal.SIGTERM, lambda signum, frame: _on_sigterm(self_ref, signum, frame))
+                prev = signal.getsignal(signal.SIGTERM)
+                handler = _make_sigterm_handler(self_ref, prev)
+                signal.signal(signal.SIGTERM, handler)
+                self._prev_sigterm, self._sigterm_handler = prev, handler
             except (ValueError, OSError):  # not the main interpreter thread, or an embedded interpreter
                 self._prev_sigterm = None
 
@@ -168,6 +178,8 @@ class Recorder:
         """Buffer sampled token rows; beyond ``max_token_rows`` the oldest are dropped and counted."""
         self._raise_strict()
         checked = [{**r, "step": check_step(r.get("step"))} for r in rows]
+        if self._forked():
+            return
         with self._lock:
             self._tokens.extend(checked)
             over = len(self._tokens) - self.max_token_rows
@@ -199,15 +211,21 @@ class Recorder:
     # ---- publishing ------------------------------------------------------------------------------------------------
     def flush(self) -> None:
         """Publish everything buffered now (blocking). Raises only when strict."""
+        if self._forked():
+            return
         self._publish()
         self._raise_strict()
 
     def close(self, state: str = "finished") -> None:
-        """Stop the thread, publish what is left and mark the rank's status ``state``. Idempotent."""
+        """Stop the thread, publish what is left and mark the rank's status ``state``. Idempotent.
+
+        In a forked child it only marks this copy closed: the run is the parent's (nothing published, no status)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        if self._pid != os.getpid():  # a forked child's copy: the run is the parent's
+            return
         if self.before_close is not None:
             try:
                 self.before_close()
@@ -219,9 +237,13 @@ class Recorder:
             self._thread.join(timeout=30)
         self._publish()
         self._heartbeat(state)
-        if self._prev_sigterm is not None and threading.current_thread() is threading.main_thread():
+        if self._sigterm_handler is not None and threading.current_thread() is threading.main_thread():
+            # Only while our handler is the installed one: a recorder started after this one (a second Watch still
+            # recording) installed its own on top, chained to ours, which passes the signal on once closed.
+            # Putting back the handler ours replaced would drop that one: a SIGTERM then killed it unflushed.
             try:
-                signal.signal(signal.SIGTERM, self._prev_sigterm)
+                if signal.getsignal(signal.SIGTERM) is self._sigterm_handler:
+                    signal.signal(signal.SIGTERM, self._prev_sigterm)
             except (ValueError, OSError, TypeError):
                 pass
         self._raise_strict()
@@ -233,7 +255,7 @@ class Recorder:
     # ---- internals -----------------------------------------------------------------------------------------------
     def _add(self, table: str, rows: list[dict[str, Any]], step: int | None) -> None:
         self._raise_strict()
-        if not rows:
+        if not rows or self._forked():
             return
         with self._lock:
             self._rows[table].extend(rows)
@@ -385,6 +407,35 @@ class Recorder:
             self._warned.add(key)
             log.warning(message)
 
+    def _forked(self) -> bool:
+        """True in a process forked after this recorder started (its copy of the buffers is the parent's, its
+        publisher thread is gone): it must not write. Warns once there."""
+        if self._pid == os.getpid():
+            return False
+        self._warn_once(
+            "forked",
+            f"entropy_watch: process {os.getpid()} was forked from the training (pid {self._pid}); the run is "
+            "recorded by the training process only, so what this process logs is dropped",
+        )
+        return True
+
+
+_RECORDERS: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Fresh locks in a forked child: the parent's publisher thread may have held them at the fork, and it does not
+    exist in the child, so any use of them (a log, the SIGTERM handler) would wait forever. Then the child's SIGTERM
+    disposition as it was before any recorder (:func:`_sigterm_in_child`)."""
+    for rec in list(_RECORDERS):
+        rec._lock = threading.RLock()
+        rec._io_lock = threading.RLock()
+    _sigterm_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 def _untried(batch: _Batch) -> bool:
     """Whether ``batch`` was never tried: no segment number reserved, rows not yet encoded."""
@@ -408,17 +459,43 @@ def _close_at_exit(ref: weakref.ref[Recorder]) -> None:
     ``interrupted`` or ``failed`` when the process ends on an unhandled Ctrl-C or exception (Python keeps its type in
     ``sys.last_type`` once it printed the traceback), else ``finished``."""
     rec = ref()
-    if rec is not None and not rec.closed:
+    if rec is not None and not rec.closed and rec._pid == os.getpid():  # a forked child leaves the run alone
         try:
             rec.close(state=exit_state(getattr(sys, "last_type", None)))
         except Exception:  # noqa: BLE001 - interpreter is exiting
             pass
 
 
-def _on_sigterm(ref: weakref.ref[Recorder], signum: int, frame: Any) -> None:
+def _make_sigterm_handler(ref: weakref.ref[Recorder], prev: Any) -> Callable[[int, Any], None]:
+    """The SIGTERM handler of the recorder ``ref``: closes it, then passes the signal to ``prev`` (the handler it
+    replaced, held here, and as ``handler.ew_prev``, so the chain holds even once that recorder is gone)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        _on_sigterm(ref, prev, signum, frame)
+
+    handler.ew_prev = prev  # type: ignore[attr-defined]
+    return handler
+
+
+def _sigterm_in_child() -> None:
+    """In a forked child, put back the SIGTERM disposition our handlers replaced (SIG_DFL for a ``Pool`` worker):
+    a Python-level handler runs only between bytecodes, so a worker blocked on its task queue when
+    ``Pool.terminate`` signals it could miss it and never exit (``Pool.__exit__`` then waited forever). A handler
+    installed above ours (the user's own) is kept."""
+    try:
+        current: Any = signal.getsignal(signal.SIGTERM)
+        handler = current
+        while hasattr(handler, "ew_prev"):
+            handler = handler.ew_prev
+        if handler is not current:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if handler is None else handler)
+    except (ValueError, OSError, TypeError):  # not the main thread, or a disposition Python cannot set
+        pass
+
+
+def _on_sigterm(ref: weakref.ref[Recorder], prev: Any, signum: int, frame: Any) -> None:
     rec = ref()
-    prev = rec._prev_sigterm if rec is not None else signal.SIG_DFL
-    if rec is not None and not rec.closed:
+    if rec is not None and not rec.closed and rec._pid == os.getpid():  # a forked child only passes the signal on
         try:
             rec.close(state="terminated")
         except Exception:  # noqa: BLE001

@@ -18,7 +18,9 @@ wait for the device every step) and passes the results to the ``Recorder`` exact
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +53,7 @@ class StatsWorker:
         self._running = False  # a job has been taken off the queue and is not finished yet
         self._stopped = False
         self._thread: threading.Thread | None = None
+        _WORKERS.add(self)
 
     @property
     def pending(self) -> int:
@@ -120,6 +123,21 @@ class StatsWorker:
                 self._on_error(exc)
             except Exception:  # noqa: BLE001 - on_error itself failed: last resort
                 log.exception("entropy_watch: reporting a statistics failure failed")
+
+
+_WORKERS: weakref.WeakSet[StatsWorker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A fresh lock in a forked child: the worker thread may have held it at the fork and does not exist there, so
+    a ``submit``/``drain`` (a log in the child, the recorder's close) would wait forever on it."""
+    for worker in list(_WORKERS):
+        worker._cond = threading.Condition(threading.RLock())
+        worker._running = False
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def snapshot(t: torch.Tensor | None) -> torch.Tensor | None:

@@ -122,6 +122,7 @@ class EntropyWatchCallback(TrainerCallback):
         self.framework = framework
         self.skip_canonical = set(skip_canonical)
         self._mapping_cache: dict[frozenset[str], dict[str, str]] = {}
+        self._trained_to: int | None = None  # the last step of a training this callback saw end (this process)
         if watch is not None:
             bind_actions(watch)
 
@@ -131,7 +132,9 @@ class EntropyWatchCallback(TrainerCallback):
             w = self.ensure_watch(args)
             w.update_meta(**self.train_meta(args, state, **kwargs))
             step = int(getattr(state, "global_step", 0) or 0)  # > 0 only when resumed from a checkpoint
-            earlier = getattr(w, "earlier_last_step", None)
+            # an earlier process's training, or one this callback recorded already (train() called again in a notebook)
+            earlier = max((s for s in (getattr(w, "earlier_last_step", None), self._trained_to) if s is not None),
+                          default=None)  # fmt: skip
             if step > 0 and getattr(state, "is_world_process_zero", True):  # at the first step logged again
                 w.event(step + 1, "resume", checkpoint_step=step, checkpoint=checkpoint_folder(args, step))
             elif step == 0 and earlier is not None:  # a second training from scratch under the same name
@@ -142,6 +145,7 @@ class EntropyWatchCallback(TrainerCallback):
                     0,
                     "pass resume_from_checkpoint to trainer.train()",
                     "give it another name (run=..., or another output folder)",
+                    last_step=earlier,
                 )
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
             self._failure("on_train_begin", exc)
@@ -163,6 +167,9 @@ class EntropyWatchCallback(TrainerCallback):
                 self._failure("on_step_end", exc)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        step = getattr(state, "global_step", None)
+        if isinstance(step, int) and step > 0:  # a later train() of this callback from step 0 is warned about
+            self._trained_to = step if self._trained_to is None else max(self._trained_to, step)
         if self.watch is not None:
             self.watch.flush()
 

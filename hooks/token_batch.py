@@ -48,12 +48,14 @@ def prepare_batch(
     """Check shapes, dtypes and devices (one-line :class:`InvalidTensor` otherwise) and flatten to ``(N,)``.
 
     ``entropy (B, T)`` or ``(N,)``; ``mask``, ``logp``, ``old_logp``, ``token_ids`` the same shape; ``advantages``
-    the same or ``(B,)``; ``group_ids`` ``(B,)`` (``(N,)`` for flat input). Only metadata is read: no host sync.
+    the same, ``(B,)`` or (for ``(B, T)`` input) ``(B, 1)``; ``group_ids`` ``(B,)`` (``(N,)`` for flat input). Only
+    metadata is read: no host sync.
     """
     if not isinstance(entropy, torch.Tensor) or not entropy.is_floating_point() or entropy.dim() not in (1, 2):
         raise InvalidTensor(f"step_stats: entropy must be a float tensor (B, T) or (N,), got {_describe(entropy)}")
     shape, dev = entropy.shape, entropy.device
     per_seq = (shape[0],)  # (B,) for (B, T); (N,) for flat input, where a "sequence" is a token
+    per_seq_col = (shape[0], 1)  # (B, 1): a per-sequence value kept broadcastable against (B, T), as losses use it
 
     def tensor(name: str, x: torch.Tensor | None, kind: str, shapes: tuple[tuple[int, ...], ...]) -> Any:
         if x is None:
@@ -69,8 +71,8 @@ def prepare_batch(
             raise InvalidTensor(f"step_stats: {name} has shape {tuple(x.shape)}, expected {want}")
         if x.device != dev:
             raise InvalidTensor(f"step_stats: {name} is on {x.device} but entropy is on {dev}")
-        if tuple(x.shape) == per_seq and len(shape) == 2:
-            x = x.unsqueeze(1).expand(shape)  # per-sequence value -> every token of the sequence
+        if len(shape) == 2 and tuple(x.shape) in (per_seq, per_seq_col):
+            x = x.reshape(shape[0], 1).expand(shape)  # per-sequence value -> every token of the sequence
         x = x.reshape(-1)
         if kind == "float":
             return x if x.dtype == torch.float64 else x.float()
@@ -85,7 +87,9 @@ def prepare_batch(
         ok=valid,
         logp=tensor("logp", logp, "float", full),
         old_logp=tensor("old_logp", old_logp, "float", full),
-        advantages=tensor("advantages", advantages, "float", (tuple(shape), per_seq)),
+        advantages=tensor(
+            "advantages", advantages, "float", (tuple(shape), per_seq, per_seq_col)[: 2 + (len(shape) == 2)]
+        ),
         group_ids=tensor("group_ids", group_ids, "int", (per_seq,)),
         token_ids=tensor("token_ids", token_ids, "int", full),
         seq_len=int(shape[1]) if len(shape) == 2 else 0,

@@ -156,6 +156,7 @@ class Watch:
             raise ValueError(f"reward_max must be a positive finite number, got {reward_max!r}")  # before training
         self._reward_max = None if reward_max is None else float(reward_max)
         self._n_logged = 0
+        self._last_token_step: int | None = None  # the step of the last log_tokens call (micro-batch warning)
         root = store.root if hasattr(store, "runs") else store  # a Store, or a path
         self.root = default_root(root)
         self._recorder: Recorder | None = None
@@ -209,7 +210,7 @@ class Watch:
 
         Shapes: ``logits (B, T, V)`` or ``entropy (B, T)`` (nats; pass it when the trainer already has it, so no
         second softmax runs), ``mask (B, T)`` of valid completion tokens, ``logp``/``old_logp (B, T)`` log-probs of
-        the sampled tokens under the current and the sampling policy, ``advantages (B,)`` or ``(B, T)``,
+        the sampled tokens under the current and the sampling policy, ``advantages (B,)``, ``(B, 1)`` or ``(B, T)``,
         ``group_ids (B,)``, ``token_ids (B, T)``. All tensors stay on their device.
         """
         if self._closed:
@@ -223,6 +224,7 @@ class Watch:
             from entropy_watch.hooks.stats import step_stats
 
             step = check_step(step)  # a bad step is refused here, before any work or buffering
+            self._note_repeat(step)
             ours: set[str] = set()  # tensors computed here (not shared with the caller)
             with torch.no_grad():
                 if entropy is None:
@@ -463,6 +465,21 @@ class Watch:
         if self.strict:
             raise exc
 
+    def _note_repeat(self, step: int) -> None:
+        """Warn once when ``log_tokens`` gets the step of its previous call again: the micro-batches of one optimizer
+        step logged one by one. Each call's statistics replace the previous ones (the run keeps the last micro-batch's
+        ``entropy/mean``, ``tokens/count``...), while readers add up the histogram rows of a step."""
+        if step == self._last_token_step and "log_tokens repeated step" not in self._warned:
+            self._warned.add("log_tokens repeated step")
+            logging.getLogger("entropy_watch").warning(
+                "entropy_watch: log_tokens got step %d twice in a row (micro-batches of one step?); each call "
+                "replaces the step's statistics, so the run keeps only the last call's, while its histogram adds up "
+                "all calls. Pass the step's tokens in one call (torch.cat of the micro-batches' entropy/logits, "
+                "masks...) or give each call its own step",
+                step,
+            )
+        self._last_token_step = step
+
     def _count_error(self) -> None:
         """One more guarded failure in :attr:`errors` (the recorder's counter on the writing rank)."""
         if self._recorder is None:
@@ -602,17 +619,20 @@ def _warn_live_writer(run: str, rank: int, status: Mapping[str, Any]) -> None:
     )
 
 
-def warn_second_training(watch: Watch, first_step: int, resume: str, rename: str) -> None:
+def warn_second_training(
+    watch: Watch, first_step: int, resume: str, rename: str, *, last_step: int | None = None
+) -> None:
     """Warn that a training starting from its first step (``first_step``) writes into a run an earlier training
-    already holds (:attr:`Watch.earlier_last_step`): its steps replace those and the later ones stay, one run mixing
-    two trainings. ``resume``/``rename``: how, in the adapter's trainer, to continue that training / to start a new
-    run. The one wording for every adapter that can tell a resume from a fresh start (HF/TRL, verl)."""
+    already holds (:attr:`Watch.earlier_last_step`, or ``last_step`` when given: a training this process ran before
+    under the same ``Watch``): its steps replace those and the later ones stay, one run mixing two trainings.
+    ``resume``/``rename``: how, in the adapter's trainer, to continue that training / to start a new run. The one
+    wording for every adapter that can tell a resume from a fresh start (HF/TRL, verl)."""
     logging.getLogger("entropy_watch").warning(
         "entropy_watch: run %r already holds an earlier training (its last session reached step %d); this one starts "
         "from step %d, so the steps it logs replace those and the later ones stay. To continue that training, %s; to "
         "start a new run, %s",
         watch.run,
-        watch.earlier_last_step,
+        watch.earlier_last_step if last_step is None else last_step,
         first_step,
         resume,
         rename,
