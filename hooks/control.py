@@ -8,8 +8,8 @@
 * ``"repo-r"`` (Petrenko et al. 2026, arXiv 2603.11682): inside TRL's GRPO loss the per-token advantages become
   ``Ã = A − ζ·|A|·L`` with ``L = log π + H`` (exact centring), from the loss forward's own log-probs and entropies
   (no extra softmax); the surrogate is TRL's, unchanged. ζ follows REPO's doubling/halving controller once per
-  optimizer step. ζ_max = 0.05 is the paper's bound for LLM vocabularies; with a vocabulary of a few dozen tokens L
-  barely spreads and ζ_max ≈ 0.5 is needed (ALGORITHMS.md scale notes).
+  TRL iteration (below). ζ_max = 0.05 is the paper's bound for LLM vocabularies; with a vocabulary of a few dozen
+  tokens L barely spreads and ζ_max ≈ 0.5 is needed (ALGORITHMS.md scale notes).
 * ``"adapo"`` (same paper; the controller's form is ours, ``docs/papers.md``): ``trainer.epsilon_high`` is multiplied
   by κ after a step whose entropy was under the target and divided by κ after one above it, within
   [eps_min, eps_max]; ``epsilon_low`` is never touched.

@@ -179,7 +179,8 @@ def attach(
     Args:
         trainer: a TRL ``GRPOTrainer`` or ``RLOOTrainer`` (any ``transformers.Trainer`` works callback-only).
         run: run name; default: ``args.run_name`` or the output folder's name.
-        store: store root (a local, shared-filesystem or fsspec path) or ``Store``; default ``$ENTROPY_WATCH_DIR``.
+        store: store root (a local or shared-filesystem folder, or ``s3://BUCKET/PREFIX``) or ``Store``; default
+            ``$ENTROPY_WATCH_DIR``.
         sample_tokens: highest-entropy and random token rows kept per step (0: none).
         watch: record into this :class:`~entropy_watch.hooks.Watch` instead of creating one.
         per_token: install the per-token layer (False: callback only).

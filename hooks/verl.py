@@ -31,7 +31,7 @@ by *importing a module* in verl's processes through its external-module mechanis
   (:func:`install_checkpoint_state`), so a resumed training holds the run's original entropy.
 
 The run name comes from ``$ENTROPY_WATCH_RUN``, else verl's ``experiment_name``; the store from
-``$ENTROPY_WATCH_DIR`` (use a shared filesystem or fsspec path for multi-node). Resolved when first needed. A training
+``$ENTROPY_WATCH_DIR`` (use a shared filesystem or ``s3://`` for multi-node). Resolved when first needed. A training
 resumed into a run the store holds (``trainer.resume_mode=auto`` after a crash) records a ``resume`` event at the
 first training step it logs (:func:`_check_resume`).
 """
