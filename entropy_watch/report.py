@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ import numpy as np
 from entropy_watch.analysis import changes
 from entropy_watch.errors import MissingExtra
 from entropy_watch.overwrite import check_replaceable
+from entropy_watch.store.atomic import publishing
 
 if TYPE_CHECKING:
     from entropy_watch.analysis import AnalysisResult, RunSeries, Verdict
@@ -239,7 +241,9 @@ def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *,
     doc = f"<!DOCTYPE html><html><head><meta charset='utf-8'>{GENERATOR}<title>{title}</title><style>{_CSS}</style>"
     doc += f"</head><body>{body}</body></html>"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(doc, encoding="utf-8")
+    # through a temporary beside it, then renamed: a full disk or a kill mid-write leaves the earlier report whole
+    with publishing(out, out.with_name(f".{out.name}.{os.getpid()}.tmp")) as fh:
+        fh.write(doc.encode("utf-8"))
     return out
 
 
