@@ -100,7 +100,9 @@ def _train_interrupted(stop: KeyboardInterrupt, cfg: TrainConfig, root: Path | s
         if not resume and not run_dir(root, cfg.run).exists():
             return "stopped before step 0 (setup or SFT warm-up); nothing was logged: run the command again"
         return f"run {cfg.run!r} stopped; what it logged stays in {root} (entropy-watch show {cfg.run}: how far it got)"
-    where = f"run {cfg.run!r} stopped at step {stop.step} of {cfg.rl.iterations}; what it logged stays in {root}"
+    # steps count from 0: stopped during step 86, `ls` shows 85, the last step done (86 of the planned steps)
+    done = f"{stop.step} of {cfg.rl.iterations} steps done"
+    where = f"run {cfg.run!r} stopped during step {stop.step} ({done}); what it logged stays in {root}"
     if stop.checkpoint is not None:
         return f"{where}; to continue from its last checkpoint (step {stop.checkpoint}) rerun the command with --resume"
     every = f"one every {cfg.checkpoint_every} steps" if cfg.checkpoint_every else "one only at the end"

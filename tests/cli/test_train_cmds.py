@@ -50,7 +50,9 @@ def test_ctrl_c_in_train_says_where_it_stopped_and_exits_130(ew, tmp_path: Path,
     r = ew(*args)
     assert r.code == 130, r.err
     assert "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1, r.err
-    assert r.err.startswith("interrupted: run 'cut' stopped at step 1 of 3; what it logged stays in "), r.err
+    assert r.err.startswith(
+        "interrupted: run 'cut' stopped during step 1 (1 of 3 steps done); what it logged stays in "
+    ), r.err
     assert "no checkpoint yet (one every 50 steps), so --resume cannot continue it" in r.err
     assert str(run_dir(tmp_path, "cut")) in r.err  # where to delete it
     (row,) = json.loads(ew("--store", tmp_path, "ls", "--json").out)
@@ -83,8 +85,8 @@ def test_the_line_offers_resume_where_a_checkpoint_continues_the_run(tmp_path: P
     cfg = preset("tiny", "repo-r", run="r")
     line = _train_interrupted(TrainingInterrupted("r", 73, 50), cfg, tmp_path, resume=False)
     assert line == (
-        f"run 'r' stopped at step 73 of 300; what it logged stays in {tmp_path}; to continue from its last checkpoint "
-        "(step 50) rerun the command with --resume"
+        f"run 'r' stopped during step 73 (73 of 300 steps done); what it logged stays in {tmp_path}; "
+        "to continue from its last checkpoint (step 50) rerun the command with --resume"
     )
 
 
