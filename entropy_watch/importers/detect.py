@@ -115,10 +115,42 @@ def detect_format(path: Path) -> str:
                 "save it as CSV, JSONL or Parquet"
             ) from None
         text = head[: e.start].decode("utf-8-sig")
-    return _from_text(path, text)
+    return _from_text(path, text, cut=len(head) == _HEAD_BYTES)
 
 
-def _from_text(path: Path, text: str) -> str:
+def _next_line_is_object(path: Path) -> bool:
+    """Whether the first line of ``path`` that is not blank after its first line end starts a JSON object (``{``):
+    the file is JSON lines. One pass over the bytes up to there, in blocks."""
+    with open(path, "rb") as f:
+        seen_end = False
+        while block := f.read(1 << 20):
+            if not seen_end:
+                end = block.find(b"\n")
+                if end < 0:
+                    continue
+                seen_end, block = True, block[end + 1 :]
+            rest = block.lstrip()
+            if rest:
+                return rest.startswith(b"{")
+    return False
+
+
+def _json_lines_after(first: str, lines: list[str], cut: bool) -> bool:
+    """Whether the (up to 3) non-blank lines after ``first`` in ``lines`` are each a JSON object: JSON lines whose
+    first line is damaged (a NUL byte, a hand edit), which one bad line must not make a JSON document that fails
+    whole. ``cut``: the last of ``lines`` may stop short of its end, so it is left out."""
+    after = [ln for ln in lines[lines.index(first) + 1 : len(lines) - cut] if ln.strip()][:3]
+    for line in after:
+        try:
+            if not isinstance(json.loads(line), dict):
+                return False
+        except (ValueError, RecursionError):
+            return False
+    return bool(after)
+
+
+def _from_text(path: Path, text: str, cut: bool = False) -> str:
+    """The format of a text log from ``text``, its first bytes; ``cut``: ``text`` stops short of the file's end."""
     stripped = text.lstrip()
     lines = text.splitlines()
     first = next((ln for ln in lines if ln.strip()), "")
@@ -128,11 +160,15 @@ def _from_text(path: Path, text: str) -> str:
         except json.JSONDecodeError:
             if trl.console_entry(first) is not None:  # {'loss': 0.1, ...}: a Trainer's console output
                 return "trl-console"
-            return "trl" if '"log_history"' in text else "json"  # a pretty-printed document
+            if '"log_history"' in text:
+                return "trl"
+            if _json_lines_after(first, lines, cut) or (cut and first is lines[-1] and _next_line_is_object(path)):
+                return "jsonl"  # JSON lines whose first is damaged, or longer than the head
+            return "json"  # a pretty-printed document
         except RecursionError:
             return "jsonl"  # a line nested too deep: the line reader skips it and says so
-        if verl.is_verl_record(obj):
-            return "verl-jsonl"
+        if verl.is_verl_record(obj) or (isinstance(obj, dict) and "step" in obj and isinstance(obj.get("data"), dict)):
+            return "verl-jsonl"  # a first line whose step is damaged is skipped by the verl reader, as any other
         if isinstance(obj, dict) and "log_history" in obj:
             return "trl"
         return "jsonl"

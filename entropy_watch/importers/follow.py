@@ -25,6 +25,7 @@ import numpy as np
 
 from entropy_watch.errors import EntropyWatchError, RunNotFound
 from entropy_watch.importers.base import ImportedRun, unique_names
+from entropy_watch.importers.detect import check_source
 from entropy_watch.importers.loader import LogOptions
 
 Signature = tuple[int, int, int]  # files, bytes, newest modification (ns)
@@ -77,7 +78,8 @@ class LogReader:
         on_note: Callable[[str, str], None] | None = None,
     ) -> None:
         self.paths = [Path(p).expanduser() for p in paths]
-        self.root = Path(os.path.commonpath([str(p.resolve()) for p in self.paths])) if self.paths else Path(".")
+        # realpath, not Path.resolve: a symbolic link loop raised RuntimeError there ("internal error"); poll says it
+        self.root = Path(os.path.commonpath([os.path.realpath(p) for p in self.paths])) if self.paths else Path(".")
         self.options = options or LogOptions()
         self.on_error = on_error
         self.on_note = on_note
@@ -96,6 +98,8 @@ class LogReader:
             sig = signature(path)
             if sig is None and path.is_dir():  # a folder with no file below it: nothing to read, said once
                 self._error(path, "no log files in this folder (yet); point at a log file or a folder that holds logs")
+            elif sig is None and os.path.lexists(path):  # a FIFO, a device, a link loop or one to nothing: said once
+                self._not_a_log(path)
             if sig is None or sig == self._seen.get(path):
                 continue
             self._seen[path] = sig
@@ -142,6 +146,14 @@ class LogReader:
         )
         for r in self._by_path.get(path, []):
             self.on_note(r.name, note)
+
+    def _not_a_log(self, path: Path) -> None:
+        """Tell ``on_error`` why ``path``, there but neither a file nor a folder, cannot be read (``load_log``'s line):
+        ``watch --once`` on a FIFO or a link loop printed nothing and exited 0, as if the log held no alert."""
+        try:
+            check_source(path)
+        except EntropyWatchError as e:
+            self._error(path, str(e))
 
     def _error(self, path: Path, message: str) -> None:
         """Tell ``on_error`` about ``path``'s problem unless it was the last one told for that path."""

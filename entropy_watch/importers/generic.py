@@ -26,7 +26,7 @@ import csv
 import io
 import json
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,17 +49,26 @@ MAX_COLUMN_NAME = 1024  # characters; a longer "name" is data in the wrong place
 
 
 class _Counting(io.TextIOBase):
-    """Text reader that reports the bytes it has consumed to a progress callback (roughly: UTF-8 length)."""
+    """Text reader that reports the bytes it has consumed to a progress callback (roughly: UTF-8 length).
+
+    A line without a line end is the file's last: the reader ends there. A log still being written may have grown by
+    the next read, and what was appended continues that line: read on, one row cut in two read as two (``21`` and
+    ``56,0.3,...``: a step 56 among steps 2100, or two lines of invalid JSON where one unfinished last line is)."""
 
     def __init__(self, handle: io.TextIOBase, progress: Progress | None) -> None:
         self._h = handle
         self._progress = progress
+        self._ended = False  # a line without a line end was read: the end of the file as it was then
 
     def readable(self) -> bool:
         return True
 
     def readline(self, size: int | None = -1) -> str:
+        if self._ended:
+            return ""
         line = self._h.readline(-1 if size is None else size)
+        if size in (None, -1) and line and not line.endswith(("\n", "\r")):
+            self._ended = True
         if self._progress is not None and line:
             self._progress(len(line.encode("utf-8", "surrogatepass")))
         return line
@@ -143,12 +152,41 @@ def _read_csv(path: Path, progress: Progress | None) -> Frame:
             frame = _read_csv_lines(path, handle, header, delimiter)
     finally:
         handle._h.close()
+    _drop_repeated_headers(frame, header)
     if frame.n_rows == 0:
         raise ImportFormatError(f"{path} has a header but no data rows; nothing to read")
     _drop_index_columns(frame)
     if delimiter != ",":
         _decimal_commas(frame)
     return frame
+
+
+def _drop_repeated_headers(frame: Frame, header: list[str]) -> None:
+    """Leave out the rows that repeat the header, cell for cell (two CSV logs joined one after the other, a logger
+    that writes its header again when the run resumes): not data. Read as a row, such a line's ``run_name`` cell made
+    a run of its own whose one row had no step, which failed the whole import; a note counts them."""
+    import pyarrow.compute as pc
+
+    repeat = np.ones(frame.n_rows, dtype=bool)
+    for name in header:
+        raw = frame.cells[name][1]
+        col = raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw
+        if not repeat.any() or not pa.types.is_string(col.type):
+            return  # a column read as numbers holds no header cell
+        same = pc.equal(pc.utf8_trim_whitespace(col), name).fill_null(False)
+        repeat &= np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
+    if not repeat.any():
+        return
+    first = frame.where(int(np.argmax(repeat)))
+    keep = np.flatnonzero(~repeat)
+    mask = pa.array(~repeat)
+    frame.cells = {k: (np.arange(len(keep), dtype=np.int64), raw.filter(mask)) for k, (_, raw) in frame.cells.items()}
+    locate = frame.locate or (lambda row: f"row {row + 1}")  # the CSV readers' frames are columnar: never None
+    frame.locate = lambda row: locate(int(keep[row]))
+    frame.n_rows = len(keep)
+    frame.notes.append(
+        f"skipped {int(repeat.sum())} row(s) that repeat the header (first at {first}): logs joined one after another?"
+    )
 
 
 _UNNAMED = re.compile(r"(?:Unnamed: \d+)?")  # pandas' to_csv names its index column ""; read_csv calls it "Unnamed: 0"
@@ -204,7 +242,7 @@ def _header(path: Path, first: str, delimiter: str) -> list[str]:
             f"{MAX_COLUMN_NAME:,}); is the header row missing?"
         )
     if len(set(header)) != len(header):
-        dup = sorted({h for h in header if header.count(h) > 1})
+        dup = sorted(h for h, n in Counter(header).items() if n > 1)  # one pass: a 10 MB first line has 10^6 cells
         raise ImportFormatError(f"{path} line 1: duplicate column name(s) {', '.join(dup)}; rename them")
     return header
 

@@ -80,6 +80,8 @@ def load_log(
     if compressed.kind(p):
         runs = _load_compressed(p, fmt, mapping, run)
     elif whole_lines and (end := _unfinished_line(p, fmt)) is not None:
+        if not end:
+            raise ImportFormatError(f"{p} has no complete line yet (still being written?); nothing to read")
         with _head_copy(p, end) as inner:
             runs = _load_copy(p, inner, [], fmt, mapping, run)
         for r in runs:  # the source as a plain read records it
@@ -160,9 +162,11 @@ _TAIL_CHUNK = 64 * 1024
 
 
 def _unfinished_line(p: Path, fmt: str | None) -> int | None:
-    """For a line-oriented text log whose last line has no line end yet: the byte length of its complete lines (up to
-    and including the last ``\n``); None otherwise (binary formats, a folder, a file ending in a line end, one
-    without any line end, or a JSON-lines log whose last line is a whole JSON value: all read as they are)."""
+    """For a line-oriented text log: the byte length of its complete lines (up to and including the last ``\n``;
+    the whole file as it is now when it ends in a line end; 0 when its one line has no line end yet), read from a
+    copy of that many bytes, since the writer may append a line cut inside a number (``0.`` of ``0.0412``) before or
+    while the file itself is read. None for a JSON-lines log that ends in a line end or a whole JSON value (a line
+    cut later is no JSON: it is read as it is), binary formats, a folder, and a file whose lines end in ``\r`` alone."""
     if not p.is_file():
         return None
     fmt = fmt or detect.detect_format(p)
@@ -171,19 +175,21 @@ def _unfinished_line(p: Path, fmt: str | None) -> int | None:
     with open(p, "rb") as fh:
         end = fh.seek(0, os.SEEK_END)
         pos = end
+        carriage = False
         while pos > 0:
             start = max(0, pos - _TAIL_CHUNK)
             fh.seek(start)
             block = fh.read(pos - start)
             if pos == end and block[-1:] in (b"\n", b"\r"):
-                return None
+                return None if fmt in JSON_LINE_FORMATS else end
             cut = block.rfind(b"\n")
             if cut >= 0:
                 if pos == end and fmt in JSON_LINE_FORMATS and _is_json(block[cut + 1 :]):
                     return None
                 return start + cut + 1
+            carriage = carriage or b"\r" in block
             pos = start
-    return None
+    return None if fmt in JSON_LINE_FORMATS or carriage else 0
 
 
 def _is_json(line: bytes) -> bool:
