@@ -221,11 +221,14 @@ def _lookup(names: Iterable[str]) -> dict[str, str]:
 
 def find_step_column(columns: Iterable[str]) -> str | None:
     """The step column among ``columns`` (``step``, ``global_step``, ``_step``, ``iteration``, ...), or None."""
+    found = step_columns(columns)
+    return found[0] if found else None
+
+
+def step_columns(columns: Iterable[str]) -> list[str]:
+    """Every step column among ``columns``, in the order of preference of :func:`find_step_column`."""
     table = _lookup(columns)
-    for alias in STEP_ALIASES:
-        if alias in table:
-            return table[alias]
-    return None
+    return [table[alias] for alias in STEP_ALIASES if alias in table]
 
 
 def detect_canonical(columns: Iterable[str]) -> dict[str, str]:

@@ -562,6 +562,24 @@ def replaced_note(s: np.ndarray, replaced: np.ndarray, what: str = "row") -> str
     )
 
 
+def _step_column(frame: Frame) -> str | None:
+    """The step column of ``frame`` by name (:func:`~entropy_watch.aliases.step_columns`), the first that most rows
+    have: one stray ``{"step": 1}`` line in a log whose steps are ``step_inferred`` dropped every other row (as rows
+    without a step) and read "no entropy column found". Of names all too sparse, the one most rows have."""
+    found = A.step_columns(frame.cells)
+    if len(found) < 2:
+        return found[0] if found else None
+    have = {c: _present(frame.cells[c][1]) for c in found}
+    return next((c for c in found if 2 * have[c] > frame.n_rows), max(found, key=lambda c: have[c]))
+
+
+def _present(values: Any) -> int:
+    """How many of a column's cells hold a value (an Arrow array's non-nulls, a list's non-empty items)."""
+    if hasattr(values, "null_count"):
+        return len(values) - int(values.null_count)
+    return sum(v is not None and v != "" for v in values)
+
+
 def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
     """Numeric series of ``frame``: step column from ``step_column`` or the aliases, else row order."""
     parsed = Parsed(series={}, events=list(frame.events))
@@ -572,7 +590,7 @@ def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
             f"step column {step_column!r} not found in {frame.source} (columns: {listed(frame.cells, 15)}); "
             f"pass --map step=COLUMN"
         )
-    step_col = step_column or A.find_step_column(frame.cells)
+    step_col = step_column or _step_column(frame)
     parsed.step_column = step_col
     steps = _steps_of_rows(frame, step_col, parsed)
     _out_of_line(steps, frame, parsed)
