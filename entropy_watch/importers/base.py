@@ -563,21 +563,28 @@ def replaced_note(s: np.ndarray, replaced: np.ndarray, what: str = "row") -> str
 
 
 def _step_column(frame: Frame) -> str | None:
-    """The step column of ``frame`` by name (:func:`~entropy_watch.aliases.step_columns`), the first that most rows
-    have: one stray ``{"step": 1}`` line in a log whose steps are ``step_inferred`` dropped every other row (as rows
-    without a step) and read "no entropy column found". Of names all too sparse, the one most rows have."""
+    """The step column of ``frame`` by name (:func:`~entropy_watch.aliases.step_columns`): the first in order of
+    preference that most rows with an entropy value carry. One stray ``{"step": 1}`` line in a log whose steps are
+    ``step_inferred`` dropped every other row (as rows without a step) and read "no entropy column found"; counting
+    every row instead would let W&B's ``_step`` (on every log call, an evaluation's too) win over the trainer's
+    ``train/global_step``. Of names all too sparse, the one most of those rows carry."""
     found = A.step_columns(frame.cells)
     if len(found) < 2:
         return found[0] if found else None
-    have = {c: _present(frame.cells[c][1]) for c in found}
-    return next((c for c in found if 2 * have[c] > frame.n_rows), max(found, key=lambda c: have[c]))
+    entropy = A.detect_canonical(frame.cells).get(M.ENTROPY_MEAN)
+    scope = _rows_with(frame.cells[entropy]) if entropy is not None else set(range(frame.n_rows))
+    have = {c: len(_rows_with(frame.cells[c]) & scope) for c in found}
+    return next((c for c in found if 2 * have[c] > len(scope)), max(found, key=lambda c: have[c]))
 
 
-def _present(values: Any) -> int:
-    """How many of a column's cells hold a value (an Arrow array's non-nulls, a list's non-empty items)."""
-    if hasattr(values, "null_count"):
-        return len(values) - int(values.null_count)
-    return sum(v is not None and v != "" for v in values)
+def _rows_with(cell: tuple[Any, Any]) -> set[int]:
+    """The rows where a column (``Frame.cells``' ``(rows, values)``) holds a value (not null, not empty)."""
+    rows, values = cell
+    if hasattr(values, "is_valid"):  # an Arrow array
+        mask = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    else:
+        mask = np.array([v is not None and v != "" for v in values], dtype=bool)
+    return set(np.asarray(rows)[mask].tolist())
 
 
 def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
