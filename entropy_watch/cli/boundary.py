@@ -67,9 +67,11 @@ class GlobalOptionsGroup(typer.core.TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            return super().invoke(ctx)  # resolves the command (resolve_command) and runs it
         except KeyboardInterrupt:  # older click turns it into Abort ("Aborted!", exit 1); Ctrl-C is 130
             raise SystemExit(interrupted_code()) from None
+        finally:  # however the app was invoked (main, CliRunner, a caller's own click context)
+            _Interrupts.term_restore()
 
 
 def _set_global(ctx: Any, param: Any, value: Any) -> Any:
@@ -101,6 +103,15 @@ class _Interrupts:
             signal.signal(signal.SIGTERM, _on_interrupt)
             cls.term_installed = True
 
+    @classmethod
+    def term_restore(cls) -> None:
+        """Put back the default SIGTERM action :meth:`term_as_interrupt` replaced, while ours is still installed."""
+        if not cls.term_installed or threading.current_thread() is not threading.main_thread():
+            return
+        cls.term_installed = False
+        if signal.getsignal(signal.SIGTERM) is _on_interrupt:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
 
 def interrupted_code() -> int:
     """The exit status of an interrupted command: 130 after Ctrl-C, 143 after SIGTERM (128 + the signal)."""
@@ -128,9 +139,7 @@ def _track_sigint() -> Iterator[None]:
     finally:
         if install:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-        if _Interrupts.term_installed:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            _Interrupts.term_installed = False
+        _Interrupts.term_restore()
 
 
 def _lossless_output() -> None:

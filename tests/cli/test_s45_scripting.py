@@ -174,10 +174,20 @@ def test_sigterm_stops_export_as_ctrl_c_does(store: Path, tmp_path: Path) -> Non
 
 @POSIX
 def test_sigterm_handling_ends_with_the_invocation(ew, store: Path) -> None:
-    """The SIGTERM handler a command installs is removed when it returns (the CLI runs in-process in tests, apps)."""
-    before = signal.getsignal(signal.SIGTERM)
-    assert ew("--store", store, "ls").code == 0
-    assert signal.getsignal(signal.SIGTERM) is before
+    """The SIGTERM handler a command installs is removed when it returns (the CLI runs in-process in tests, apps),
+    through main() and through click's test runner alike."""
+    from typer.testing import CliRunner
+
+    from entropy_watch.cli import app
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in a fresh process, whatever ran before
+    try:
+        assert ew("--store", store, "ls").code == 0
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert CliRunner().invoke(app, ["--store", str(store), "ls"]).exit_code == 0
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _first_column(out: str) -> list[str]:
