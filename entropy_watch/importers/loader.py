@@ -82,10 +82,15 @@ def load_log(
     elif whole_lines and (end := _unfinished_line(p, fmt)) is not None:
         if not end:
             raise ImportFormatError(f"{p} has no complete line yet (still being written?); nothing to read")
-        with _head_copy(p, end) as inner:
-            runs = _load_copy(p, inner, [], fmt, mapping, run)
-        for r in runs:  # the source as a plain read records it
-            r.source = r.meta["source"] = os.path.abspath(p)
+        # A log that ends in a line end is read in place; only if it grew meanwhile (the read may have met a line
+        # the writer had cut) is it read again from a copy of its first ``end`` bytes, as one that does not end in
+        # one always is: no copy of a multi-GB log in $TMPDIR at every poll.
+        runs = _load(p, fmt, mapping, run, progress) if _size(p) == end else None
+        if runs is None or _size(p) != end:
+            with _head_copy(p, end) as inner:
+                runs = _load_copy(p, inner, [], fmt, mapping, run)
+            for r in runs:  # the source as a plain read records it
+                r.source = r.meta["source"] = os.path.abspath(p)
     else:
         runs = _load(p, fmt, mapping, run, progress)
     for r in runs:
@@ -198,6 +203,14 @@ def _is_json(line: bytes) -> bool:
     except (ValueError, RecursionError):
         return False
     return True
+
+
+def _size(p: Path) -> int:
+    """``p``'s size in bytes now (-1 when it cannot be read: then never equal to a length read before)."""
+    try:
+        return p.stat().st_size
+    except OSError:
+        return -1
 
 
 @contextmanager

@@ -209,3 +209,21 @@ def test_a_verl_log_whose_first_step_is_damaged_is_still_read_as_verl(tmp_path: 
     run = load_log(p)[0]
     assert run.fmt == "verl-jsonl" and run.mapping["reward/mean"] == "critic/score/mean"
     np.testing.assert_array_equal(run.series("entropy/mean")[0], np.arange(1, 30))
+
+
+def test_a_followed_log_that_ends_in_a_line_end_is_read_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No copy of the log at each poll when nothing was cut: a multi-GB log copied to a small $TMPDIR (a container's
+    tmpfs) failed with "File too large"."""
+    from entropy_watch.importers import loader
+
+    p = tmp_path / "log.csv"
+    p.write_text("step,entropy,reward\n" + "".join(f"{s},{1 - s / 100:.4f},0.1\n" for s in range(1, 61)))
+
+    def no_copy(path: Path, size: int) -> None:
+        raise AssertionError("copied a log that ends in a line end")
+
+    monkeypatch.setattr(loader, "_head_copy", no_copy)
+    steps, _ = load_log(p, whole_lines=True)[0].series("entropy/mean")
+    np.testing.assert_array_equal(steps, np.arange(1, 61))
