@@ -243,7 +243,7 @@ class Recorder:
             # Putting back the handler ours replaced would drop that one: a SIGTERM then killed it unflushed.
             try:
                 if signal.getsignal(signal.SIGTERM) is self._sigterm_handler:
-                    signal.signal(signal.SIGTERM, self._prev_sigterm)
+                    signal.signal(signal.SIGTERM, _live_handler(self._prev_sigterm))
             except (ValueError, OSError, TypeError):
                 pass
         self._raise_strict()
@@ -474,6 +474,18 @@ def _make_sigterm_handler(ref: weakref.ref[Recorder], prev: Any) -> Callable[[in
         _on_sigterm(ref, prev, signum, frame)
 
     handler.ew_prev = prev  # type: ignore[attr-defined]
+    handler.ew_ref = ref  # type: ignore[attr-defined]
+    return handler
+
+
+def _live_handler(handler: Any) -> Any:
+    """``handler``, or, past the handlers of recorders already closed (a second Watch closed after the first), the
+    first handler below them that still acts: what SIGTERM should run once the recorder above them closes."""
+    while hasattr(handler, "ew_prev"):
+        rec = handler.ew_ref()
+        if rec is not None and not rec.closed:
+            break
+        handler = handler.ew_prev
     return handler
 
 

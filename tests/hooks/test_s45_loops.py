@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import subprocess
 import sys
 import textwrap
@@ -289,3 +290,20 @@ def test_forked_child_gets_the_sigterm_disposition_it_had_before_the_watch(tmp_p
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == ["default", "user"]
+
+
+def test_recorders_closed_in_the_order_they_opened_leave_the_default_sigterm(tmp_path: Path) -> None:
+    """Watch A, then Watch B, A closed first, then B: the process ends with the SIGTERM action it had before either
+    (it kept A's closed handler, which runs only between bytecodes, and the CLI will not install over it)."""
+    from entropy_watch.recorder import Recorder
+    from entropy_watch.store import RunWriter
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        a = Recorder(RunWriter(tmp_path, "a"))
+        b = Recorder(RunWriter(tmp_path, "b"))
+        a.close()
+        b.close()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, previous)
