@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from entropy_watch.analysis import changes
+from entropy_watch.analysis.series import reward_name
 from entropy_watch.errors import MissingExtra
 from entropy_watch.overwrite import check_replaceable
 from entropy_watch.store.atomic import publishing
@@ -137,8 +138,6 @@ def _mark_changes(fig: Any, points: list[dict[str, Any]]) -> None:
 
 def _reward_figure(go: Any, series: RunSeries) -> Any | None:
     """The reward the analysis read (:func:`~entropy_watch.analysis.series.reward_name`), as logged."""
-    from entropy_watch.analysis.series import reward_name
-
     name = reward_name(series.scalars)
     if name is None:
         return None
