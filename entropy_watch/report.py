@@ -207,6 +207,11 @@ def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *,
     """Write the report for ``series`` and its ``result`` to ``path`` (one HTML file); returns the path.
 
     Raises :class:`EntropyWatchError` when ``path`` is a folder or a file that is not an entropy-watch report."""
+    if getattr(result, "verdict", None) is None:  # before any figure reads it
+        raise TypeError(
+            "build_report needs analyze(series)'s result (an AnalysisResult with its verdict), "
+            f"got {type(result).__name__}"
+        )
     out = Path(path)
     check_report_dest(out)
     try:
@@ -227,8 +232,6 @@ def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *,
         parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=True if first else False))
         first = False
     v = result.verdict
-    if v is None:
-        raise ValueError("build_report needs an analysis result with its verdict (entropy_watch.analysis.analyze)")
     notes = "".join(f"<p class='muted'>note: {html.escape(n)}</p>" for n in v.notes)
     notes += "".join(f"<p class='muted'>change point {html.escape(x)}</p>" for x in changes.describe(series.changes))
     title = f"entropy_watch report: {html.escape(series.name)}"

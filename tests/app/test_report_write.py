@@ -44,3 +44,16 @@ def test_a_failed_write_keeps_the_earlier_report(tmp_path: Path) -> None:
     assert res.stdout.startswith("failed:"), res.stdout + res.stderr
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]
+
+
+def test_a_report_without_an_analysis_result_is_a_type_error(tmp_path: Path) -> None:
+    pytest.importorskip("plotly")
+    import numpy as np
+
+    from entropy_watch.analysis import RunSeries
+    from entropy_watch.report import build_report
+
+    series = RunSeries.from_arrays("r", np.arange(10), np.ones(10))
+    with pytest.raises(TypeError, match="needs analyze\\(series\\)'s result"):
+        build_report(series, None, tmp_path / "r.html")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
