@@ -31,9 +31,11 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
+from entropy_watch.errors import require
 from entropy_watch.overwrite import check_replaceable
 from entropy_watch.store import fs, layout, manifest
 from entropy_watch.store.atomic import write_parquet_atomic
@@ -100,11 +102,33 @@ def _write_catalog_db(root_path: StorePath, dest: Path) -> None:
         write_parquet_atomic(placeholder, schema)
     con = duckdb.connect(str(dest))
     try:
-        fs.register_duckdb(con, root_path)  # creating a view expands its glob once
-        for table in layout.TABLES:
+        if fs.is_object(root_path):
+            _register_placeholders_only(con, root_path)
+        for table in layout.TABLES:  # creating a view expands its glob once (locally: a few directory listings)
             con.execute(f"CREATE VIEW {table} AS {catalog_view_sql(root_path, table)}")
     finally:
         con.close()
+
+
+def _register_placeholders_only(con: duckdb.DuckDBPyConnection, root: fs.ObjectPath) -> None:
+    """Let ``con`` bind the catalog views of an object-store ``root`` against the placeholders alone.
+
+    Creating a view expands its glob and reads the schema of every file it matches (``union_by_name``): on S3 a
+    LIST per folder and ~4 requests per file, for each of the five tables, over every run. ``compact RUN`` refreshed
+    the catalog so, 8,800 requests (27 s against a local server) for a store of 300 one-segment runs, and a round
+    trip per request against a remote bucket. The views store their SQL, the live glob, and DuckDB binds them again
+    at each query, so binding against the placeholders (the columns every file has) gives the same views.
+    """
+    require("fsspec", "s3")
+    from fsspec.implementations.arrow import ArrowFSWrapper
+
+    class PlaceholdersOnly(ArrowFSWrapper):  # type: ignore[misc]
+        """The root's filesystem, whose globs over every run match only ``run=.catalog``."""
+
+        def glob(self, path: str, **kwargs: Any) -> Any:
+            return super().glob(path.replace("/run=*/", f"/{PLACEHOLDER_RUN_DIR}/", 1), **kwargs)
+
+    con.register_filesystem(PlaceholdersOnly(root.fs))
 
 
 def export_duckdb(

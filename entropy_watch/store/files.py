@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 
 from entropy_watch.store import quarantine
-from entropy_watch.store.fs import StorePath, is_object, listdir, walk_files
+from entropy_watch.store.fs import StorePath, is_object, listdir, refused, walk_files
 
 READ_LOCK = ".read.lock"  # readers hold it shared while listing + reading; compaction exclusive while deleting
 COVERAGE_KEY = b"entropy_watch.coverage"
@@ -154,6 +154,8 @@ def file_ref(path: StorePath, coverage: CoverageCache) -> FileRef | None:
     except FileNotFoundError:
         raise
     except Exception as exc:  # noqa: BLE001 - a part whose footer cannot be read: skipped, named once
+        if is_object(path) and refused(exc):  # the store refused the read (access denied, network): not the file
+            raise
         quarantine.add(path, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
         return None
     return FileRef(path, "part", keys)

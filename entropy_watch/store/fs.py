@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
-from entropy_watch.errors import MissingExtra, require
+from entropy_watch.errors import EntropyWatchError, MissingExtra, require
 
 SCHEMES: tuple[str, ...] = ("s3",)
 ENV_ENDPOINTS: tuple[str, ...] = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
@@ -168,6 +168,20 @@ def _s3(endpoint: str | None, region: str | None) -> pafs.FileSystem:
         url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
         kwargs.update(endpoint_override=url.netloc + url.path.rstrip("/"), scheme=url.scheme or "https")
     return S3FileSystem(**kwargs)
+
+
+class BucketNotFound(EntropyWatchError):
+    """The bucket of an ``s3://`` store does not exist at the endpoint (a misspelt name, the wrong endpoint)."""
+
+
+def check_bucket(root: ObjectPath) -> None:
+    """Raise :class:`BucketNotFound` when ``root``'s bucket does not exist (one request). A LIST in a missing bucket
+    reads as an empty prefix: ``ls``/``alerts`` on ``s3://misspelt-bucket`` printed "no runs" and exited 0."""
+    if root.fs.get_file_info(root.bucket).type == pafs.FileType.NotFound:
+        raise BucketNotFound(
+            f"bucket {root.bucket!r} does not exist (store {root}); check its name, --endpoint-url / "
+            "AWS_ENDPOINT_URL_S3 and AWS_REGION"
+        )
 
 
 def is_object(path: StorePath) -> bool:
@@ -325,3 +339,11 @@ def vanished(exc: BaseException) -> bool:
             "RESOURCE_NOT_FOUND",  # the AWS SDK's name for a 404 without a body (HEAD; some GETs of a deleted key)
         )
     )
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether a read failed because the object store refused or could not serve the request (access denied, expired
+    or missing credentials, a KMS key the reader may not use, throttling, a network or server error), not because of
+    the file: such a file is not unreadable, and the read fails with the service's reason instead of skipping it.
+    A vanished key is not refused (:func:`vanished`: list again)."""
+    return "AWS Error " in str(exc) and not vanished(exc)

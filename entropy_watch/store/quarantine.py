@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 import pyarrow.parquet as pq
 
-from entropy_watch.store.fs import StorePath, is_object
+from entropy_watch.store.fs import StorePath, is_object, refused
 
 log = logging.getLogger("entropy_watch")
 
@@ -94,7 +94,9 @@ def add(path: StorePath, why: str) -> None:
 
 
 def unreadable(path: StorePath) -> str | None:
-    """Why ``path`` is not a readable Parquet file, or None. A file that vanished is not unreadable (None)."""
+    """Why ``path`` is not a readable Parquet file, or None. A file that vanished is not unreadable (None); an object
+    store that refuses to serve it (access denied, network, throttling: :func:`~.fs.refused`) says nothing about the
+    file, and its error is raised: quarantining it would leave good rows out of every read for the process's life."""
     try:
         where, fs = (path.key, path.fs) if is_object(path) else (path, None)
         pq.read_metadata(where, filesystem=fs)
@@ -103,6 +105,8 @@ def unreadable(path: StorePath) -> str | None:
     except FileNotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - whatever pyarrow raises for a broken file
+        if is_object(path) and refused(exc):
+            raise
         return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}" if str(exc) else type(exc).__name__
     return None
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 from entropy_watch.errors import EntropyWatchError, InvalidRunName
 from entropy_watch.store import layout, quarantine
 from entropy_watch.store.files import READ_LOCK, CoverageCache, FileRef, Selection, list_table_files, rank_dirs
-from entropy_watch.store.fs import StorePath, arrow, is_object, listdir, vanished
+from entropy_watch.store.fs import ObjectPath, StorePath, arrow, check_bucket, is_object, listdir, refused, vanished
 from entropy_watch.store.schema import READ_PARQUET_OPTIONS, empty_table
 
 try:
@@ -41,6 +41,18 @@ T = TypeVar("T")
 
 # A file deleted between listing and reading (compaction) shows up as one of these; relisting fixes it.
 RETRY_ERRORS: tuple[type[BaseException], ...] = (duckdb.IOException, FileNotFoundError)
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    EntropyWatchError, OSError, ValueError, TypeError, KeyError, IndexError, duckdb.Error, pa.ArrowException
+)  # fmt: skip
+"""What reading a run can raise on what a store holds (a damaged or foreign file, a refused request): a reader that
+follows many runs reports it as that run's error; anything else is a bug, or an interrupt (:func:`interrupted`)."""
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is DuckDB's form of a Ctrl-C that arrived during a query (it must stop the caller)."""
+    return isinstance(exc, duckdb.InterruptException)
+
+
 ATTEMPTS = 8
 # Errors of the query itself, never of a file it reads: no retry, no check of the files.
 _NOT_ABOUT_FILES: tuple[type[BaseException], ...] = (
@@ -73,7 +85,8 @@ def with_retry(fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
         except (*RETRY_ERRORS, duckdb.Error, pa.ArrowException, OSError) as exc:
             # an object read through a pyarrow dataset reports a vanished file as InvalidInput or OSError
             if not (isinstance(exc, RETRY_ERRORS) or vanished(exc)) or i == attempts - 1:
-                if quarantine.check_listed():  # an unreadable file (not a race): skip it, warn once, read the rest
+                # an unreadable file (not a race, not the store refusing the read): skip it, warn once, read the rest
+                if not refused(exc) and quarantine.check_listed():
                     continue
                 raise
             time.sleep(BACKOFF_S * 2**i)
@@ -86,6 +99,8 @@ def run_names(root: StorePath) -> list[str]:
         entries = [e.name for e in listdir(root, follow=True) if e.name.startswith("run=") and e.is_dir]
     except (FileNotFoundError, NotADirectoryError):
         return []
+    if not entries and isinstance(root, ObjectPath):
+        check_bucket(root)  # an empty listing: a new store, or a bucket that is not there (say so)
     names = []
     for entry in entries:
         try:

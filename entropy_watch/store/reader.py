@@ -20,6 +20,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import duckdb
@@ -49,6 +50,10 @@ from entropy_watch.store.writer import DEFAULT_HEARTBEAT_S, SUMMARY_NAMES, RunWr
 T = TypeVar("T")
 
 STALL_FACTOR = 3.0
+# Runs whose small objects an object-store listing reads at once: each run costs ~12 requests (its run.json, the
+# ranks' meta and heartbeat objects, its five table prefixes), one after another a round trip each; `ls` of 300 runs
+# made 3,600 requests in a row (14 s against a local server, minutes against a remote bucket).
+OBJECT_READERS = 16
 # A run's state across its ranks: the first of these any rank is in (none: finished). A failure outranks a stop from
 # outside (SIGTERM, then Ctrl-C), which outranks a rank gone quiet or still running.
 STATE_PRECEDENCE = ("failed", "terminated", "interrupted", "stalled", "running")
@@ -194,11 +199,23 @@ class Store(SqlReads):
         recorded = manifest.Manifest.load(self.root) if len(names) > 1 else manifest.Manifest(self.root, {})
         infos: dict[str, RunInfo] = {}
         states: dict[str, tuple[dict[str, Any], list[tuple[int, dict[str, Any]]]]] = {}
+        unrecorded: list[str] = []
         for name in names:
             if (info := recorded.get(name)) is not None:
                 infos[name] = info
             else:
-                states[name] = self._read_state(name)
+                unrecorded.append(name)
+        table_ranks: dict[str, set[int]] = {}
+        if fs.is_object(self.root) and len(unrecorded) > 1:  # independent round trips: made concurrently
+
+            def gather(name: str) -> tuple[tuple[dict[str, Any], list[tuple[int, dict[str, Any]]]], set[int]]:
+                return self._read_state(name), self._table_ranks(name)
+
+            with ThreadPoolExecutor(min(OBJECT_READERS, len(unrecorded))) as pool:
+                for name, (state, ranks) in zip(unrecorded, pool.map(gather, unrecorded), strict=True):
+                    states[name], table_ranks[name] = state, ranks
+        else:
+            states.update((name, self._read_state(name)) for name in unrecorded)
         behind = [p for name, (_, sts) in states.items() for rank, st in sts if (p := summary.pending(name, rank, st))]
         tails = summary.catch_up(self._con, self._lock, self.root, behind, self._coverage, SUMMARY_NAMES)
         scanned: list[tuple[RunInfo, bool]] = []
@@ -210,7 +227,7 @@ class Store(SqlReads):
             for rank, st in statuses:
                 if (tail := tails.get((name, rank))) is not None:
                     summary.fold_tail(st, tail)
-            scanned.append(self._info(name, meta, statuses))
+            scanned.append(self._info(name, meta, statuses, table_ranks.get(name)))
         found = summary.query_summaries(self, [i.name for i, known in scanned if not known], SUMMARY_NAMES)
         for info, known in scanned:
             if not known:  # a heartbeat without a summary may predate rows its writer published before it died
@@ -223,15 +240,27 @@ class Store(SqlReads):
         """The run's ``run.json`` and its ranks' heartbeats ``(rank, status)``."""
         return run_meta.load(self.root, run), run_meta.statuses(self.root, run)
 
-    def _info(self, run: str, meta: dict[str, Any], statuses: list[tuple[int, dict[str, Any]]]) -> tuple[RunInfo, bool]:
-        """The run's info from run.json and the heartbeats; False when it has no summary (``latest`` left empty)."""
+    def _table_ranks(self, run: str) -> set[int]:
+        """The ranks with a ``rank=<r>`` folder in any of the run's tables."""
         rdir = layout.run_dir(self.root, run)
-        ranks = {r for r, _ in statuses}
+        ranks: set[int] = set()
         for table in layout.TABLES:
             try:
                 ranks |= {int(e.name[5:]) for e in fs.listdir(rdir / f"table={table}") if e.name[5:].isdigit()}
             except FileNotFoundError:
                 continue
+        return ranks
+
+    def _info(
+        self,
+        run: str,
+        meta: dict[str, Any],
+        statuses: list[tuple[int, dict[str, Any]]],
+        table_ranks: set[int] | None = None,
+    ) -> tuple[RunInfo, bool]:
+        """The run's info from run.json, the heartbeats and ``table_ranks`` (:meth:`_table_ranks`, listed now when
+        None); False when it has no summary (``latest`` left empty)."""
+        ranks = {r for r, _ in statuses} | (self._table_ranks(run) if table_ranks is None else table_ranks)
         state = _run_state([st for _, st in statuses], time.time())
         steps = [st.get("last_step") for _, st in statuses if isinstance(st.get("last_step"), int)]
         last_step = max(steps) if steps else None

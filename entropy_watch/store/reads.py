@@ -490,15 +490,21 @@ class SqlReads:
         """Stored alert rows ``step, detector, kind, severity, message, evidence`` (JSON text) of ``run``, by step.
         An alert written before a resume (:func:`replaced_sql`'s ``went``) at its step or later is left out: it was
         raised on the trajectory the resume replaced (by the process that died, or by ``alerts --write`` reading it)
-        at a step the run now reads otherwise."""
+        at a step the run now reads otherwise.
+
+        An alert is listed once per identity (:func:`~entropy_watch.analysis.alert.alert_key`), as first written:
+        writers that raced (two ``alerts --write`` on an object store, which has no lock to order them) each stored
+        it, and the app listed it twice."""
         cols = "step, detector, kind, severity, message, evidence"
+        once = "QUALIFY row_number() OVER (PARTITION BY step, detector, kind, severity ORDER BY wall_time NULLS LAST)"
+        once += " = 1"
         if not self._resumed(run):
-            sql = f"SELECT {cols} FROM alerts WHERE run = $run ORDER BY step, detector"
+            sql = f"SELECT {cols} FROM alerts WHERE run = $run {once} ORDER BY step, detector"
             return self._read([run], ["alerts"], sql, {"run": run}).to_pylist()
         sql = f"""WITH {replaced_sql("run = $run")}
                   SELECT {cols} FROM alerts a WHERE run = $run AND NOT EXISTS
                     (SELECT 1 FROM went WHERE went.step <= a.step AND coalesce(a.wall_time, 0) < went.wall_time)
-                  ORDER BY step, detector"""
+                  {once} ORDER BY step, detector"""
         return self._read([run], ["alerts", "scalars", "events"], sql, {"run": run}).to_pylist()
 
     def top_tokens(
