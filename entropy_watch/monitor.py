@@ -26,6 +26,7 @@ exception is caught and reported through ``on_error``):
 
 from __future__ import annotations
 
+import numbers
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -35,7 +36,8 @@ from typing import Any
 
 from entropy_watch.analysis import Alert, AnalysisResult, Analyzer, DetectorConfig, RunSeries
 from entropy_watch.analysis.verdict import Verdict
-from entropy_watch.errors import EntropyWatchError, NoEntropySeries, RunNotFound
+from entropy_watch.errors import NoEntropySeries, RunNotFound, first_line
+from entropy_watch.store.query import READ_ERRORS, interrupted
 from entropy_watch.store.reads import RunReader
 
 Version = tuple[int, int]
@@ -98,6 +100,17 @@ def analyse_in_worker(key: str, series: RunSeries, config: DetectorConfig) -> An
     return analyzer.analyze(series)
 
 
+def _said(exc: BaseException) -> str:
+    """An exception in one line: its type and its message's first line (DuckDB's run to several)."""
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
+def _check_interval(interval_s: float) -> None:
+    """Refuse a polling interval (seconds) that is not a number ≥ 0: a negative or NaN one polls without pause."""
+    if isinstance(interval_s, bool) or not isinstance(interval_s, numbers.Real) or not interval_s >= 0:
+        raise ValueError(f"interval_s must be a number of seconds >= 0, got {interval_s!r}")
+
+
 @dataclass
 class _Job:
     analyzer: Analyzer
@@ -112,7 +125,7 @@ class Monitor:
     Args:
         reader: a :class:`~entropy_watch.store.reads.RunReader`; a ``TailReader`` (has ``poll``) makes each pass
             cost only the new files.
-        runs: follow only these run names (None: every run, new ones too).
+        runs: follow only these run names, or this one name (None: every run, new ones too).
         config: detector settings.
         on_new_alerts, on_analysis, on_waiting, on_error: see the module docstring.
         pool: run the detector in this executor (a one-process ``ProcessPoolExecutor``: the app uses one so that
@@ -133,7 +146,7 @@ class Monitor:
     ) -> None:
         self.reader = reader
         self.pool = pool
-        self.only = None if runs is None else tuple(runs)
+        self.only = None if runs is None else (runs,) if isinstance(runs, str) else tuple(runs)  # one name: one run
         self.config = config or DetectorConfig()
         self.on_new_alerts = on_new_alerts
         self.on_waiting = on_waiting
@@ -187,6 +200,7 @@ class Monitor:
     def follow(self, interval_s: float, iterations: int | None = None) -> int:
         """Run :meth:`poll` every ``interval_s`` seconds, ``iterations`` times (None: until :meth:`stop` or Ctrl-C,
         which propagates as ``KeyboardInterrupt``); returns the number of passes made."""
+        _check_interval(interval_s)
         n = 0
         while (iterations is None or n < iterations) and not self._stop.is_set():
             self.poll()
@@ -197,6 +211,7 @@ class Monitor:
 
     def start(self, interval_s: float) -> Monitor:
         """Run :meth:`follow` on a daemon thread (idempotent); returns self."""
+        _check_interval(interval_s)
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
@@ -227,7 +242,7 @@ class Monitor:
             try:
                 self.poll()
             except Exception as exc:  # a listing error must not end the app's background analysis
-                self._report("*", f"monitor pass failed: {type(exc).__name__}: {exc}")
+                self._report("*", f"monitor pass failed: {_said(exc)}")
             self._stop.wait(interval_s)
 
     # -- one run ------------------------------------------------------------------------------------------------
@@ -289,10 +304,10 @@ class Monitor:
                 if old is None or old.waiting is None:
                     self._call(self.on_waiting, run, run, str(e))
                 return st
-            except (EntropyWatchError, OSError, ValueError, TypeError, KeyError, IndexError) as exc:
-                # what the store holds could not be read (a damaged or foreign file): the same one line as below.
-                # Not every exception: DuckDB turns Ctrl-C during a query into one, which must stop `watch`.
-                return self._failed(run, version, old, f"reading the run failed: {type(exc).__name__}: {exc}")
+            except READ_ERRORS as exc:  # what the store holds could not be read: the same one line as below
+                if interrupted(exc):  # Ctrl-C during a query: it must stop `watch`, not be an error line
+                    raise
+                return self._failed(run, version, old, f"reading the run failed: {_said(exc)}")
             try:
                 if self.pool is not None:
                     key = f"{getattr(self.reader, 'root', '')}\0{run}"
@@ -301,7 +316,7 @@ class Monitor:
                     result = job.analyzer.analyze(series)
                 verdict = result.verdict
             except Exception as exc:
-                return self._failed(run, version, old, f"analysis failed: {type(exc).__name__}: {exc}")
+                return self._failed(run, version, old, f"analysis failed: {_said(exc)}")
             st = RunState(run, version, series, result, verdict, None, None, time.perf_counter() - t0, time.time())
             self._states[run] = st
             new = [a for a in result.alerts if a.key not in job.emitted]
@@ -317,7 +332,7 @@ class Monitor:
         try:
             fn(*args)
         except Exception as exc:
-            self._report(run, f"callback {getattr(fn, '__name__', fn)!s} failed: {type(exc).__name__}: {exc}")
+            self._report(run, f"callback {getattr(fn, '__name__', fn)!s} failed: {_said(exc)}")
 
     def _report(self, run: str, message: str) -> None:
         if self.on_error is not None:

@@ -41,6 +41,7 @@ Usage: ``generate("fast_collapse", seed=3, n_steps=400)``; ``write_to_store(root
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,8 +215,15 @@ def generate(kind: str, seed: int = 0, n_steps: int = 600, noise: NoiseFit | Non
         kind, noise = ALIASES[kind], noise or DEMO_NOISE
     if kind not in KINDS:
         raise ValueError(f"unknown synthetic kind {kind!r}; expected one of {', '.join(KINDS)}")
+    for name, value in (("seed", seed), ("n_steps", n_steps)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be a whole number (an int), got {value!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     if n_steps < MIN_STEPS:
         raise ValueError(f"n_steps must be >= {MIN_STEPS}, got {n_steps}")
+    if noise is not None and not isinstance(noise, NoiseFit):
+        raise TypeError(f"noise must be a NoiseFit (fit_noise(), REAL_NOISE, DEMO_NOISE) or None, got {noise!r}")
     rng = np.random.default_rng([seed, KINDS.index(kind), n_steps])
     n = n_steps
     t = np.arange(n, dtype=np.float64)

@@ -7,6 +7,8 @@ Levels are relative to H_ref, the run's early entropy level; noise is the run's 
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -241,8 +243,19 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, int | float) and not isinstance(v, bool) and v < 0:
+            if isinstance(f.default, tuple):
+                continue  # persist_of: checked below
+            whole = isinstance(f.default, int)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral if whole else numbers.Real):
+                what = "a whole number" if whole else "a number"
+                raise TypeError(f"DetectorConfig.{f.name} must be {what} (default {f.default!r}), got {v!r}")
+            if not math.isfinite(v):
+                raise ValueError(f"DetectorConfig.{f.name} must be finite, got {v}")
+            if v < 0:
                 raise ValueError(f"DetectorConfig.{f.name} must be >= 0, got {v}")
+        for name in ("noise_points", "cliff_ref_versions"):  # windows a statistic is taken over
+            if getattr(self, name) < 1:
+                raise ValueError(f"DetectorConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("floor_rel", "early_drop_frac", "depletion_frac", "decline_lost", "eta_prob", "eta_interval"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"DetectorConfig.{name} must be in (0, 1), got {getattr(self, name)}")
@@ -260,7 +273,10 @@ class DetectorConfig:
             raise ValueError("DetectorConfig.warmup_points + 1 must be >= ref_points")
         if not 1 < self.explode_warn_mult <= self.explode_crit_mult:
             raise ValueError("DetectorConfig needs 1 < explode_warn_mult <= explode_crit_mult")
-        k, n = self.persist_of
+        pair = self.persist_of
+        if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, numbers.Integral) for x in pair)):
+            raise TypeError(f"DetectorConfig.persist_of must be a pair of whole numbers (k, n), got {pair!r}")
+        k, n = pair
         if not 1 <= k <= n:
             raise ValueError(f"DetectorConfig.persist_of must be (k, n) with 1 <= k <= n, got {self.persist_of}")
 

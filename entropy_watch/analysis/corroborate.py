@@ -30,6 +30,7 @@ sustain span ``DetectorConfig.sustain(points so far)``: 5 points on a short log,
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import replace
 from typing import Any
 
@@ -111,7 +112,7 @@ def stated_ceiling(series: RunSeries, config: DetectorConfig) -> tuple[DetectorC
     """``config`` with the reward's ceiling the run states (``reward_max`` in run.json, ``--reward-max``) or, else,
     shows (TRL's reward as the sum of its per-function rewards: :func:`reward_parts_max`, with a note saying so)."""
     stated = series.meta.get("reward_max")
-    if isinstance(stated, (int, float)) and not isinstance(stated, bool) and 0 < stated < math.inf:
+    if isinstance(stated, numbers.Real) and not isinstance(stated, (bool, np.bool_)) and 0 < stated < math.inf:
         return replace(config, reward_max=float(stated)), None
     parts = reward_parts_max(series, config)
     if parts is None or parts[0] == config.reward_max:

@@ -555,7 +555,7 @@ def prepare(series: RunSeries, config: DetectorConfig, previous: Prepared | None
     early_more = np.full(n, np.nan)
     refs: dict[int, RefInfo] = {}
     seg_starts = np.unique(seg_start) if n else np.zeros(0, dtype=np.int64)
-    for s, end in zip(seg_starts, [*seg_starts[1:], n], strict=True):
+    for s, end in zip(seg_starts, [*seg_starts[1:], n] if n else [], strict=True):  # no points: no segment
         idx = np.arange(s, end)
         fin = idx[finite[idx]]
         ref = _early_reference(h, steps, fin, config)

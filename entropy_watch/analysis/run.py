@@ -120,6 +120,38 @@ def problems(prep: Prepared, config: DetectorConfig, alerts: list[Alert]) -> lis
     return out
 
 
+HIST_KEY = "\0hist"  # the histogram's entry among the scalars an Analyzer compares between calls
+
+
+def _first_changed_step(
+    seen: dict[str, tuple[np.ndarray, np.ndarray] | None], series: RunSeries, upto: int
+) -> int | None:
+    """The first step ≤ ``upto`` at which a scalar (or the histogram) of ``series`` differs from ``seen``, the
+    previous call's: a value added, dropped or changed there (None: the same up to ``upto``). Arrays are (steps (m,),
+    values (m,) or counts (m, bins))."""
+    now: dict[str, tuple[np.ndarray, np.ndarray] | None] = {**series.scalars, HIST_KEY: series.hist}
+    first: int | None = None
+    for name in set(seen) | set(now):
+        a, b = seen.get(name), now.get(name)
+        if a is None and b is None:
+            continue
+        sa, va = (a[0][a[0] <= upto], a[1][a[0] <= upto]) if a is not None else (np.zeros(0, np.int64), None)
+        sb, vb = (b[0][b[0] <= upto], b[1][b[0] <= upto]) if b is not None else (np.zeros(0, np.int64), None)
+        k = min(sa.size, sb.size)
+        diff = np.flatnonzero(sa[:k] != sb[:k])
+        if diff.size == 0 and va is not None and vb is not None and k:
+            rows = ~np.isclose(va[:k], vb[:k], rtol=0.0, atol=0.0, equal_nan=True)
+            diff = np.flatnonzero(rows if rows.ndim == 1 else rows.any(axis=tuple(range(1, rows.ndim))))
+        if diff.size:
+            step = int(min(sa[diff[0]], sb[diff[0]]))
+        elif sa.size != sb.size:
+            step = int((sa if sa.size > sb.size else sb)[k])
+        else:
+            continue
+        first = step if first is None else min(first, step)
+    return first
+
+
 def eval_indices(n: int, config: DetectorConfig, origin: int = 0) -> list[int]:
     """Point indices at which the forecast is evaluated: from ``forecast_min_points − 1``, then every
     max(1, i // eval_stride_div) points — every point up to 100, ~every 20th at 1,000, ~every 200th at 10,000 —
@@ -148,6 +180,8 @@ class Analyzer:
         self._seen_h: np.ndarray = np.zeros(0)
         self._emitted: set[str] = set()
         self._reward_max: float | None = None  # the reward_max the memo was computed with
+        self._seen_context: tuple | None = None  # events, meta, whether a histogram: a change re-analyses the run
+        self._seen_scalars: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
 
     def _stated(self, series: RunSeries) -> tuple[DetectorConfig, str | None]:
         """The config with the reward's ceiling the run states or shows (:func:`corroborate.stated_ceiling`, and its
@@ -159,16 +193,28 @@ class Analyzer:
         return cfg, note
 
     def _invalidate_if_rewritten(self, series: RunSeries) -> None:
+        """Drop what was computed for points that ``series`` no longer shows as they were: everything when its
+        entropy, events or meta differ from the previous call's over the points seen (a restart, another run, an
+        event logged late); the memo of decisions from the first seen step whose other scalars differ (a reward
+        or clip fraction for a step that arrived after its entropy was analysed)."""
         n = self._seen_steps.size
         same = len(series) >= n and np.array_equal(series.steps[:n], self._seen_steps)
         same = same and np.array_equal(series.entropy[:n], self._seen_h, equal_nan=True)
+        context = (list(series.events), repr(series.meta), series.hist_edges is None)
+        same = same and context == self._seen_context
         if not same:
             self._evals.clear()
             self._fits.clear()
             self._scan = None
             self._prep = None
             self._memo = {}
-        self._seen_steps, self._seen_h = series.steps, series.entropy
+        elif n and self._memo:
+            changed = _first_changed_step(self._seen_scalars, series, int(self._seen_steps[-1]))
+            if changed is not None:
+                first = int(np.searchsorted(self._seen_steps, changed))
+                self._memo = {k: v for k, v in self._memo.items() if k[1] < first}  # keys: (what, point index, ...)
+        self._seen_steps, self._seen_h, self._seen_context = series.steps, series.entropy, context
+        self._seen_scalars = {**series.scalars, HIST_KEY: series.hist}
 
     def analyze(self, series: RunSeries, progress: Progress | None = None) -> AnalysisResult:
         """Every alert so far, the notes, the forecasts, the reference and the verdict of ``series``. Floating-point

@@ -7,8 +7,11 @@ causally (last observation carried forward), so a training reward logged every 5
 
 from __future__ import annotations
 
+import json
+import math
+import numbers
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,18 +56,91 @@ def analysed(name: str) -> bool:
 """Entropy series in order of preference: full-vocabulary mean, then the sampled-token NLL estimate."""
 
 
-def _dedupe(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _array(what: str, values: object) -> np.ndarray:
+    """``values`` (a list, tuple, generator, pandas Series or numpy array of numbers) as a 1-D array, without
+    converting its dtype; a clear ``TypeError`` naming ``what`` for a scalar, a table or a non-numeric array."""
+    if isinstance(values, Iterator):
+        values = list(values)  # a generator: np.asarray would wrap the generator object itself
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        shape = "a single value" if arr.ndim == 0 else f"an array of shape {arr.shape}"
+        raise TypeError(f"{what} must be a 1-D sequence of numbers (one per logged point), got {shape}")
+    if arr.dtype.kind in "bcmMV":
+        kinds = {"b": "booleans", "c": "complex numbers", "m": "time differences", "M": "dates", "V": "records"}
+        raise TypeError(f"{what} must hold numbers, got {kinds[arr.dtype.kind]} ({arr.dtype})")
+    return arr
+
+
+def step_array(steps: object, what: str = "steps") -> np.ndarray:
+    """``steps`` as int64 (shape (n,)): whole numbers (ints, or floats such as 1.0) in the int64 range; a step with
+    a fraction, NaN or past int64 raises ``ValueError`` naming ``what`` (truncating 0.5 to 0 would merge points)."""
+    arr = _array(what, steps)
+    if arr.dtype.kind == "i":
+        return arr.astype(np.int64, copy=False)
+    try:
+        f = arr.astype(np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{what} must hold whole step numbers, got {arr.dtype} values ({err})") from None
+    whole = np.isfinite(f) & (f == np.round(f)) & (np.abs(f) < 2.0**63)
+    if arr.dtype.kind == "u":
+        whole = arr <= np.iinfo(np.int64).max
+    if not whole.all():
+        bad = arr[~whole][0]
+        raise ValueError(f"{what} must be whole step numbers within int64, got {bad!r}")
+    return arr.astype(np.int64) if arr.dtype.kind in "iu" else f.astype(np.int64)
+
+
+def value_array(values: object, what: str = "entropy") -> np.ndarray:
+    """``values`` as float64 (shape (n,)); NaN and ±inf are kept (the guards read them)."""
+    arr = _array(what, values)
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{what} must hold numbers, got {arr.dtype} values ({err})") from None
+
+
+def _dedupe(
+    steps: np.ndarray, values: np.ndarray, what: tuple[str, str] = ("steps", "entropy")
+) -> tuple[np.ndarray, np.ndarray]:
     """Sort by step and keep the LAST value logged for a repeated step (a restart re-logs its steps): arrays in log
     order from importers and callers. Store rows arrive already de-duplicated by the store's rule
-    (``entropy_watch.store.reads.LATEST_FIRST``)."""
-    steps = np.asarray(steps, dtype=np.int64)
-    values = np.asarray(values, dtype=np.float64)
+    (``entropy_watch.store.reads.LATEST_FIRST``). ``what``: the arguments' names for an error message."""
+    steps = step_array(steps, what[0])
+    values = value_array(values, what[1])
     if steps.shape != values.shape:
-        raise EntropyWatchError(f"steps and values differ in length ({steps.shape[0]} vs {values.shape[0]})")
+        raise EntropyWatchError(
+            f"{what[0]} and {what[1]} differ in length ({steps.shape[0]} vs {values.shape[0]}): pass one value per step"
+        )
     rev_steps = steps[::-1]
     _, first_in_rev = np.unique(rev_steps, return_index=True)  # unique() sorts; index of last occurrence
     idx = len(steps) - 1 - first_in_rev
     return steps[idx], values[idx]
+
+
+def event_rows(events: object) -> list[dict[str, Any]]:
+    """A caller's ``events`` as rows ``{"step", "kind", "payload"}``: None (none), or a list or tuple of
+    ``(step, kind)`` pairs or of dicts with ``step`` and ``kind`` (and optionally ``payload``: what
+    ``RunReader.events`` returns). Anything else is a ``TypeError`` naming the argument; a step that is not a whole
+    number a ``ValueError``."""
+    if events is None:
+        return []
+    shape = "a list of (step, kind) pairs or of {'step', 'kind'} dicts"
+    if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
+        raise TypeError(f"events must be {shape}, got {type(events).__name__}")
+    rows: list[dict[str, Any]] = []
+    for e in events:
+        if isinstance(e, Mapping) and "step" in e and "kind" in e:
+            step, kind, payload = e["step"], e["kind"], e.get("payload", "{}")
+        elif isinstance(e, (tuple, list)) and len(e) == 2:
+            (step, kind), payload = e, "{}"
+        else:
+            raise TypeError(f"events must be {shape}, got an item {e!r}")
+        if not isinstance(kind, str):
+            raise TypeError(f"events: the kind of an event must be a string (such as 'lr_change'), got {kind!r}")
+        if payload is None or isinstance(payload, Mapping):
+            payload = json.dumps(dict(payload or {}), default=str)
+        rows.append({"step": int(step_array([step], "events' step")[0]), "kind": kind, "payload": payload})
+    return rows
 
 
 @dataclass
@@ -92,11 +168,16 @@ class RunSeries:
     changes: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.meta = dict(self.meta or {})  # meta=None (as CONTRACTS allows) is no meta
+        if self.meta is not None and not isinstance(self.meta, Mapping):
+            got = type(self.meta).__name__
+            raise TypeError(f"meta must be a dict (vocab_size, planned_steps, reward_max), got {got}")
+        self.meta = caller_meta(self.meta or {})  # meta=None (as CONTRACTS allows) is no meta
+        rows = event_rows(self.events)
+        self.events = [(r["step"], r["kind"]) for r in rows]
         if self.events and not self.changes:
-            self.changes = change_points({"step": s, "kind": k, "payload": "{}"} for s, k in self.events)
+            self.changes = change_points(rows)
         self.steps, self.entropy = _dedupe(self.steps, self.entropy)
-        self.scalars = {k: _dedupe(s, v) for k, (s, v) in self.scalars.items()}
+        self.scalars = {k: _dedupe(s, v, (f"{k} steps", k)) for k, (s, v) in self.scalars.items()}
 
     def __len__(self) -> int:
         return int(self.steps.shape[0])
@@ -113,16 +194,24 @@ class RunSeries:
         scalars: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
         **kwargs: Any,
     ) -> RunSeries:
-        """Build from arrays; ``reward`` is either values at ``steps`` or its own (steps, values) pair."""
+        """Build from arrays; ``reward`` is either values at ``steps`` (n,) or its own ``(steps, values)`` pair (a
+        tuple of two sequences). Steps are whole numbers (ints, or floats such as 1.0); entropy in nats. A wrong
+        shape or type raises ``TypeError``/``ValueError`` naming the argument."""
+        steps = step_array(steps)
         sc = dict(scalars or {})
         if reward is not None:
-            if isinstance(reward, tuple):
-                sc[M.REWARD_MEAN] = (np.asarray(reward[0]), np.asarray(reward[1]))
+            if _is_pair(reward):
+                pair: tuple[Any, Any] = reward  # type: ignore[assignment]
+                sc[M.REWARD_MEAN] = (step_array(pair[0], "reward steps"), value_array(pair[1], "reward"))
             else:
-                sc[M.REWARD_MEAN] = (np.asarray(steps), np.asarray(reward, dtype=np.float64))
-        return cls(
-            name=name, steps=np.asarray(steps), entropy=np.asarray(entropy, dtype=np.float64), scalars=sc, **kwargs
-        )
+                values = value_array(reward, "reward")
+                if values.shape != steps.shape:
+                    raise EntropyWatchError(
+                        f"reward has {values.size} values for {steps.size} steps: pass one per step, "
+                        "or a (steps, values) pair for a reward logged at other steps"
+                    )
+                sc[M.REWARD_MEAN] = (steps, values)
+        return cls(name=name, steps=steps, entropy=value_array(entropy), scalars=sc, **kwargs)
 
     @classmethod
     def from_imported(cls, run: ImportedRun) -> RunSeries:
@@ -171,7 +260,10 @@ class RunSeries:
 
     # --- views -------------------------------------------------------------------------------------------------
     def prefix(self, last_step: int) -> RunSeries:
-        """The series as a live reader would have seen it when ``last_step`` was the newest step."""
+        """The series as a live reader would have seen it when ``last_step`` was the newest step (a number of steps;
+        before the first step: an empty series)."""
+        if isinstance(last_step, (bool, np.bool_)) or not isinstance(last_step, numbers.Real) or math.isnan(last_step):
+            raise TypeError(f"at_step must be a step number (an int), got {last_step!r}")
         keep = self.steps <= last_step
         sc = {k: (s[s <= last_step], v[s <= last_step]) for k, (s, v) in self.scalars.items()}
         hist = None
@@ -261,12 +353,28 @@ def hist_edges(run_json: dict[str, Any]) -> list[float] | None:
     return [float(e) for e in edges]
 
 
+def _is_pair(reward: object) -> bool:
+    """Whether ``reward`` is a ``(steps, values)`` pair: a tuple of two sequences (a tuple of numbers is values)."""
+    return isinstance(reward, tuple) and len(reward) == 2 and all(np.ndim(r) >= 1 for r in reward)
+
+
+def caller_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A series' ``meta`` as the analysis reads it: ``planned_steps`` kept only as a positive whole number of steps
+    (as :func:`analysis_meta` reads a run.json's, so the same run built from arrays gets the same verdict)."""
+    out = dict(meta)
+    if "planned_steps" in out:
+        planned = _steps_count(out.pop("planned_steps"))
+        if planned is not None:
+            out["planned_steps"] = planned
+    return out
+
+
 def _steps_count(value: object) -> int | None:
-    """``value`` as a positive whole number of steps (600, 600.0, "600"), or None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    """``value`` as a positive whole number of steps (600, 600.0, np.int64(600), "600"), or None."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
         return None
     try:
         v = float(value)
     except ValueError:
         return None
-    return int(v) if 0 < v < 2**62 and v == int(v) else None
+    return int(v) if math.isfinite(v) and 0 < v < 2**62 and v == int(v) else None

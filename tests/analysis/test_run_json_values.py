@@ -91,3 +91,25 @@ def test_a_read_that_fails_is_the_runs_error_state(tmp_path: Path, monkeypatch: 
     st = mon.state("r")
     assert st is not None and st.error is not None and "segment unreadable" in st.error
     assert errors and "segment unreadable" in errors[0]
+
+
+def test_a_database_error_while_reading_is_the_runs_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB's own errors (a foreign segment whose column has another type) are the run's error line, one line, not
+    an exception that ends the app's background analysis thread; Ctrl-C during a query still stops the caller."""
+    import duckdb
+
+    _store(tmp_path, {})
+    raised: list[BaseException] = [duckdb.ConversionException("Conversion Error: cannot cast\nfirst hint\nsecond hint")]
+
+    def broken(cls: type, reader: object, run: str) -> RunSeries:
+        raise raised[0]
+
+    monkeypatch.setattr(RunSeries, "from_reader", classmethod(broken))
+    mon = Monitor(Store(tmp_path))
+    mon.follow(interval_s=0.01, iterations=1)
+    st = mon.state("r")
+    assert st is not None and st.error == "reading the run failed: ConversionException: Conversion Error: cannot cast"
+    raised[0] = duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+    mon2 = Monitor(Store(tmp_path))
+    with pytest.raises(duckdb.InterruptException):
+        mon2.follow(interval_s=0.01, iterations=1)
