@@ -51,6 +51,8 @@ from entropy_watch.cli.common import (
     text,
 )
 from entropy_watch.errors import EntropyWatchError, listed
+from entropy_watch.store.atomic import flock
+from entropy_watch.store.layout import run_dir
 
 if TYPE_CHECKING:
     from entropy_watch.analysis import Alert, AnalysisResult, RunSeries, Verdict
@@ -235,29 +237,15 @@ def _write_alerts(root: Path, run: str, new: list[Alert]) -> int:
 
 @contextmanager
 def _alerts_lock(root: Path, run: str) -> Iterator[None]:
-    """An exclusive advisory lock on ``run=RUN/.alerts.lock`` for the block, across processes (as the store's writer
-    locks its ``.run.json.lock``); nothing on an object store, without ``fcntl``, or where the file cannot be made
-    (the write then fails with its own error)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        fcntl = None  # type: ignore[assignment]
-    from entropy_watch.store.layout import run_dir
-
+    """An exclusive advisory lock on ``run=RUN/.alerts.lock`` for the block, across processes (:func:`~entropy_watch
+    .store.atomic.flock`, as the writer's ``.run.json.lock``); none on an object store (its readers keep one row per
+    alert instead) or without ``fcntl``."""
     folder = run_dir(root, run)
-    fd = None
-    if fcntl is not None and isinstance(folder, Path):
-        try:
-            fd = os.open(folder / ".alerts.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            fd = None
-    try:
-        if fd is not None and fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+    if not isinstance(folder, Path):
         yield
-    finally:
-        if fd is not None:
-            os.close(fd)
+        return
+    with flock(folder / ".alerts.lock"):
+        yield
 
 
 def _filtered(since: int | None, min_severity: str) -> str:

@@ -33,6 +33,11 @@ import pyarrow.parquet as pq
 
 from entropy_watch.store.fs import ObjectPath, put_bytes, read_bytes
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks (what they serialise across processes is then not)
+    fcntl = None  # type: ignore[assignment]
+
 STALE_TMP_AGE_S = 3600.0
 
 _counter = itertools.count()
@@ -195,3 +200,16 @@ def clean_stale_tmp(directory: Path, *, by_pid: bool, max_age_s: float = STALE_T
             except OSError:
                 pass
     return removed
+
+
+@contextlib.contextmanager
+def flock(path: Path) -> Iterator[None]:
+    """Exclusive advisory lock on ``path`` (created if needed) for the block, across processes; no-op where ``fcntl``
+    is missing. The writer's ``_run.json`` merges and ``alerts --write`` hold one."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -64,7 +64,7 @@ from entropy_watch.store import fs, layout
 from entropy_watch.store.files import PART_RE, SEG_RE, CoverageCache, FileRef, Key, Selection, file_ref, select_files
 from entropy_watch.store.fs import StorePath
 from entropy_watch.store.query import Binder, read_locked, source_sql, with_retry
-from entropy_watch.store.reads import replaced_sql
+from entropy_watch.store.reads import keep_latest, replaced_sql
 from entropy_watch.store.schema import TABLE_SCHEMAS, empty_table
 
 Latest = dict[str, tuple[float, int]]  # name -> (value, step)
@@ -109,14 +109,13 @@ def from_meta(meta: Mapping[str, Any]) -> tuple[int | None, Latest] | None:
 _SUMMARY_SQL = f"""
     WITH {replaced_sql("TRUE")},
     kept AS (SELECT s.* FROM scalars s LEFT JOIN gone g ON g.run = s.run AND g._writer = s._writer
-             WHERE s.step IS NOT NULL AND (g.s IS NULL OR s.step < g.s))
-    SELECT run, name, max(step) AS step,
-           arg_max(value, (step, -rank, coalesce(wall_time, '-infinity'::DOUBLE), _writer, _seq)) AS value
-    FROM kept GROUP BY run, name ORDER BY run, name
+             WHERE s.step IS NOT NULL AND (g.s IS NULL OR s.step < g.s)),
+    latest AS (SELECT * FROM kept {keep_latest()})
+    SELECT run, name, max(step) AS step, arg_max(value, step) AS value FROM latest GROUP BY run, name
+    ORDER BY run, name
 """
 """Per run and scalar name, the highest step and the value there, by the readers' rules: rows a resume replaced left
-out (:func:`~.reads.replaced_sql`), and of the rows of that step the one :data:`~.reads.LATEST_FIRST` keeps (lowest
-rank, latest ``wall_time``, writer session, segment)."""
+out (:func:`~.reads.replaced_sql`), and of the rows of one step the one :func:`~.reads.keep_latest` keeps."""
 
 
 def query_summaries(reader: Any, runs: list[str], names: Iterable[str]) -> dict[str, tuple[int | None, Latest]]:

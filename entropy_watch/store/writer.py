@@ -30,14 +30,13 @@ listing still matches the rows stored.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +48,9 @@ from entropy_watch import metrics as M
 from entropy_watch.errors import StoreUnwritable
 from entropy_watch.store import fs, hive, layout, summary
 from entropy_watch.store import meta as run_meta
-from entropy_watch.store.atomic import clean_stale_tmp, read_json, write_json_atomic, write_parquet_atomic
+from entropy_watch.store.atomic import clean_stale_tmp, flock, read_json, write_json_atomic, write_parquet_atomic
 from entropy_watch.store.files import READ_LOCK, new_session, seg_name
 from entropy_watch.store.schema import SCHEMA_VERSION, SEQ_COL, WRITER_COL, coerce_rows
-
-try:
-    import fcntl
-except ImportError:  # Windows: run.json merges are then not serialised across processes
-    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger("entropy_watch")
 
@@ -254,7 +248,7 @@ class RunWriter:
         if fs.is_object(self.root):
             return self._update_rank_meta(fields)
         path = layout.run_json_path(self.root, self.run)
-        with self._lock, _flock(self._run_dir / ".run.json.lock"):
+        with self._lock, flock(self._run_dir / ".run.json.lock"):  # no lock without fcntl (Windows)
             meta = run_meta.local_document(self.root, self.run)
             meta.setdefault("name", self.run)
             meta.setdefault("created_at", self.started_at)
@@ -463,18 +457,6 @@ class RunWriter:
         clean_stale_tmp(layout.status_dir(self.root, self.run), by_pid=False)
         for table in layout.TABLES:
             clean_stale_tmp(layout.table_dir(self.root, self.run, table, self.rank), by_pid=True, prefix=".seg-")
-
-
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock on ``path`` (created if needed) for the block; no-op where ``fcntl`` is missing."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _caught_up(root: fs.StorePath, run: str, rank: int, status: dict[str, Any]) -> None:
