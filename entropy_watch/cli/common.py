@@ -64,7 +64,8 @@ class State:
         """The store root (``--store``, else ``$ENTROPY_WATCH_DIR``, else ``./ew_runs``). A local path that is a file is
         a usage error (a CI gate must not pass on a mistyped store); with ``existing`` (commands that read what a
         store holds: ``ls``, ``show``, ``sql``, ``alerts`` over the store, ``compact``, ``export``) a local folder that
-        is not there is a domain error: ``alerts --store /tmp/nonexist`` in a cron job passed on "no runs"."""
+        is not there, or an ``s3://`` prefix with nothing under it, is a domain error: ``alerts --store
+        /tmp/nonexist`` in a cron job passed on "no runs"."""
         from entropy_watch.store.layout import default_root
 
         root = default_root(self.store)
@@ -75,6 +76,12 @@ class State:
                 )
             if existing and not root.exists():
                 raise EntropyWatchError(f"no store at {root}; pass --store DIR ({EMPTY_STORE_HINT})")
+        elif existing:  # an object store: nothing under the prefix is what a missing folder is (one request)
+            from entropy_watch.store import fs
+
+            if not fs.is_dir(root):
+                fs.check_bucket(root)  # a bucket that is not there says so
+                raise EntropyWatchError(f"no store at {root}; pass --store s3://BUCKET/PREFIX ({EMPTY_STORE_HINT})")
         return root
 
 

@@ -248,3 +248,17 @@ def test_refreshing_the_catalog_reads_no_run(s3_root: str, monkeypatch: pytest.M
     assert con.sql("SELECT run, count(*) FROM scalars GROUP BY run ORDER BY run").fetchall() == [("a", 30), ("b", 30)]
     assert con.sql("SELECT count(*) FROM hist").fetchall() == [(0,)]
     con.close()
+
+
+def test_a_prefix_with_nothing_under_it_is_no_store_for_the_commands_that_read_one(
+    s3_root: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--store s3://bucket/typo ls`` said "no runs" and exited 0 where the local ``--store /tmp/typo`` is an error."""
+    _write(s3_root, "r", 1)
+    for args, code in ((["ls"], 1), (["alerts"], 3)):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            main(["--store", f"{s3_root}/typo", *args])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == code and err.count("\n") == 0 and "no store at" in err, (args, err)
+    assert [r.name for r in Store(s3_root).runs()] == ["r"]  # the store itself is there
