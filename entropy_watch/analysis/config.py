@@ -253,9 +253,11 @@ class DetectorConfig:
                 raise ValueError(f"DetectorConfig.{f.name} must be finite, got {v}")
             if v < 0:
                 raise ValueError(f"DetectorConfig.{f.name} must be >= 0, got {v}")
-        for name in ("noise_points", "cliff_ref_versions"):  # windows a statistic is taken over
-            if getattr(self, name) < 1:
-                raise ValueError(f"DetectorConfig.{name} must be >= 1, got {getattr(self, name)}")
+            if whole and v >= 2**31:  # a count of points, draws or steps: beyond any run (numpy would overflow)
+                raise ValueError(f"DetectorConfig.{f.name} must be below 2**31, got {v}")
+        for name, least in (("noise_points", 2), ("cliff_ref_versions", 2), ("bootstrap", 1)):  # a spread needs 2
+            if getattr(self, name) < least:
+                raise ValueError(f"DetectorConfig.{name} must be >= {least}, got {getattr(self, name)}")
         for name in ("floor_rel", "early_drop_frac", "depletion_frac", "decline_lost", "eta_prob", "eta_interval"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"DetectorConfig.{name} must be in (0, 1), got {getattr(self, name)}")

@@ -56,16 +56,17 @@ def analysed(name: str) -> bool:
 """Entropy series in order of preference: full-vocabulary mean, then the sampled-token NLL estimate."""
 
 
-def _array(what: str, values: object) -> np.ndarray:
+def _array(what: str, values: object, refused: str = "bcmMV") -> np.ndarray:
     """``values`` (a list, tuple, generator, pandas Series or numpy array of numbers) as a 1-D array, without
-    converting its dtype; a clear ``TypeError`` naming ``what`` for a scalar, a table or a non-numeric array."""
+    converting its dtype; a clear ``TypeError`` naming ``what`` for a scalar, a table or an array of a dtype kind in
+    ``refused`` (booleans, complex numbers, times, records)."""
     if isinstance(values, Iterator):
         values = list(values)  # a generator: np.asarray would wrap the generator object itself
     arr = np.asarray(values)
     if arr.ndim != 1:
         shape = "a single value" if arr.ndim == 0 else f"an array of shape {arr.shape}"
         raise TypeError(f"{what} must be a 1-D sequence of numbers (one per logged point), got {shape}")
-    if arr.dtype.kind in "bcmMV":
+    if arr.dtype.kind in refused:
         kinds = {"b": "booleans", "c": "complex numbers", "m": "time differences", "M": "dates", "V": "records"}
         raise TypeError(f"{what} must hold numbers, got {kinds[arr.dtype.kind]} ({arr.dtype})")
     return arr
@@ -91,8 +92,9 @@ def step_array(steps: object, what: str = "steps") -> np.ndarray:
 
 
 def value_array(values: object, what: str = "entropy") -> np.ndarray:
-    """``values`` as float64 (shape (n,)); NaN and ±inf are kept (the guards read them)."""
-    arr = _array(what, values)
+    """``values`` as float64 (shape (n,)); NaN and ±inf are kept (the guards read them). Booleans are values, 0 and 1
+    (a pass/fail reward), not steps."""
+    arr = _array(what, values, refused="cmMV")
     try:
         return arr.astype(np.float64)
     except (TypeError, ValueError) as err:

@@ -188,9 +188,9 @@ def test_a_reward_that_arrives_after_its_entropy_reads_as_post_hoc() -> None:
     assert got.verdict == want.verdict
 
 
-def test_an_event_or_meta_that_arrives_late_reads_as_post_hoc() -> None:
+def test_an_event_that_arrives_late_reads_as_post_hoc() -> None:
     steps, h, r = _solved_collapse()
-    for late in ({"events": [(80, "lr_change")]}, {"meta": {"planned_steps": 210}}, {"meta": {"reward_max": 2.0}}):
+    for late in ({"events": [(80, "lr_change")]},):
         live = Analyzer()
         live.analyze(RunSeries.from_arrays("r", steps[:150], h[:150], reward=r[:150]))
         whole = RunSeries.from_arrays("r", steps, h, reward=r, **late)  # type: ignore[arg-type]
@@ -230,3 +230,30 @@ def test_monitor_runs_given_one_name_follows_that_run_not_its_letters() -> None:
 def test_monitor_refuses_an_interval_that_would_poll_without_pause(interval: object) -> None:
     with pytest.raises(ValueError, match="interval_s"):
         Monitor(_NoRuns()).follow(interval, iterations=2)  # type: ignore[arg-type]
+
+
+def test_a_growing_import_note_keeps_a_live_analyzers_work() -> None:
+    """A log being written grows its notes ("ignored N console lines") every poll: the notes are no input to the
+    decisions, so the analyzer keeps its cached evaluations (it re-analysed the whole run every poll, 7x the time)."""
+    sr = generate("fast_collapse", seed=0, n_steps=300)
+    live = Analyzer()
+    for n in (200, 201, 202):
+        series = RunSeries.from_arrays("r", sr.steps[:n], sr.entropy[:n], meta={"import_notes": [f"ignored {n} lines"]})
+        live.analyze(series)
+        if n > 200:
+            assert live._memo and live._fits, n  # kept from the call before
+        assert live.analyze(series).verdict == analyze(series).verdict
+
+
+@pytest.mark.parametrize(
+    "field", [{"noise_points": 1}, {"cliff_ref_versions": 1}, {"bootstrap": 0}, {"cliff_stride": 10**19}]
+)
+def test_a_config_the_analysis_would_crash_on_is_refused(field: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(field))):
+        DetectorConfig(**field)
+
+
+def test_a_pass_fail_reward_is_read_as_0_and_1() -> None:
+    rewards = np.arange(50) % 3 == 0
+    s = RunSeries.from_arrays("r", np.arange(50), np.ones(50), reward=rewards)
+    np.testing.assert_array_equal(s.reward(), rewards.astype(np.float64))
