@@ -572,19 +572,22 @@ def _step_column(frame: Frame) -> str | None:
     if len(found) < 2:
         return found[0] if found else None
     entropy = A.detect_canonical(frame.cells).get(M.ENTROPY_MEAN)
-    scope = _rows_with(frame.cells[entropy]) if entropy is not None else set(range(frame.n_rows))
-    have = {c: len(_rows_with(frame.cells[c]) & scope) for c in found}
-    return next((c for c in found if 2 * have[c] > len(scope)), max(found, key=lambda c: have[c]))
+    scope = _rows_with(frame.cells[entropy], frame.n_rows) if entropy is not None else np.ones(frame.n_rows, bool)
+    have = {c: int((_rows_with(frame.cells[c], frame.n_rows) & scope).sum()) for c in found}
+    return next((c for c in found if 2 * have[c] > scope.sum()), max(found, key=lambda c: have[c]))
 
 
-def _rows_with(cell: tuple[Any, Any]) -> set[int]:
-    """The rows where a column (``Frame.cells``' ``(rows, values)``) holds a value (not null, not empty)."""
+def _rows_with(cell: tuple[Any, Any], n_rows: int) -> np.ndarray:
+    """(n_rows,) bool: the rows where a column (``Frame.cells``' ``(rows, values)``) holds a value (not null, not
+    empty)."""
     rows, values = cell
     if hasattr(values, "is_valid"):  # an Arrow array
-        mask = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        valid = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
     else:
-        mask = np.array([v is not None and v != "" for v in values], dtype=bool)
-    return set(np.asarray(rows)[mask].tolist())
+        valid = np.array([v is not None and v != "" for v in values], dtype=bool)
+    out = np.zeros(n_rows, dtype=bool)
+    out[np.asarray(rows)[valid]] = True
+    return out
 
 
 def frame_to_series(frame: Frame, step_column: str | None = None) -> Parsed:
