@@ -8,16 +8,11 @@ writes mid-run (training unharmed, the failure counted and reported once), the c
 
 from __future__ import annotations
 
-import http.client
-import http.server
 import importlib
 import json
 import logging
 import threading
 import time
-import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import duckdb
 import numpy as np
@@ -33,8 +28,9 @@ from entropy_watch.store.files import CoverageCache, list_table_files
 from entropy_watch.store.fs import ObjectPath, open_root, read_bytes, register_duckdb, vanished, walk_files
 from entropy_watch.store.layout import catalog_path, default_root, run_dir
 
+from .s3_proxy import DenyingProxy, writes
+
 ROWS = 10
-DENIED = b"<?xml version='1.0'?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
 
 
 def _write(root: str, n: int, start: int = 0, rank: int = 0, run: str = "r") -> RunWriter:
@@ -197,81 +193,6 @@ def test_a_key_deleted_while_open_reads_as_vanished(s3_root: str) -> None:
     assert vanished(OSError("AWS Error RESOURCE_NOT_FOUND during GetObject operation: "))
 
 
-class RefusingProxy:
-    """An HTTP proxy in front of the S3 server that answers every write with 403 AccessDenied while ``refuse`` is
-    set (a bucket policy that changed mid-run), and passes everything else through."""
-
-    WRITES = ("PUT", "POST", "DELETE")
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = urllib.parse.urlsplit(upstream)
-        self.refuse = False
-        self.refused = 0
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _body(self) -> bytes:
-                if "chunked" in self.headers.get("Transfer-Encoding", ""):
-                    data = b""
-                    while (size := int(self.rfile.readline().split(b";")[0], 16)) > 0:
-                        data += self.rfile.read(size)
-                        self.rfile.readline()
-                    self.rfile.readline()
-                    return data
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-            def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-                self.send_response(status)
-                for k, v in headers:
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                length = dict((k.lower(), v) for k, v in headers).get("content-length", str(len(body)))
-                self.send_header("Content-Length", length if self.command == "HEAD" else str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            def _handle(self) -> None:
-                body = self._body()
-                if proxy.refuse and self.command in proxy.WRITES:
-                    proxy.refused += 1
-                    self._reply(403, [("Content-Type", "application/xml")], DENIED)
-                    return
-                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "expect"}
-                chunked = "chunked" in self.headers.get("Transfer-Encoding", "")  # re-sent as it came
-                conn.request(
-                    self.command,
-                    self.path,
-                    body=iter([body]) if chunked else body,
-                    headers=headers,
-                    encode_chunked=chunked,
-                )
-                resp = conn.getresponse()
-                self._reply(resp.status, resp.getheaders(), resp.read())
-                conn.close()
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    @contextmanager
-    def running(self) -> Iterator[RefusingProxy]:
-        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self.server.shutdown()
-            self.server.server_close()
-
-
 def _wait(cond, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -284,7 +205,7 @@ def test_bucket_refusing_writes_mid_run(
 ) -> None:
     """Writes are refused for a while mid-run: the loop never notices, every row lands once writes are allowed
     again, and the failure is counted (``hooks/errors``) and reported once per thing that failed, not per attempt."""
-    with RefusingProxy(s3_endpoint).running() as proxy:
+    with DenyingProxy(s3_endpoint, writes).running() as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         rec = Recorder(RunWriter(s3_root, "refused"), flush_secs=0.1, heartbeat_secs=0.1, handle_sigterm=False)
         caplog.set_level(logging.WARNING, logger="entropy_watch")
@@ -292,14 +213,14 @@ def test_bucket_refusing_writes_mid_run(
             rec.scalars(step, {"loss": float(step), M.ENTROPY_MEAN: 1.0 / (1 + step)})
             rec.hist(step, [0, step + 1, 2])
             if step == 20:
-                proxy.refuse = True
+                proxy.on = True
                 _wait(lambda: rec.errors >= 3)  # several publishes (and heartbeats) failed meanwhile
             if step == 40:
-                proxy.refuse = False
+                proxy.on = False
             time.sleep(0.01)
         rec.close()
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # read back from the server itself
-    assert proxy.refused >= 3
+    assert proxy.denied >= 3
     store = Store(s3_root)
     steps, values = store.series("refused", "loss")
     assert steps.tolist() == list(range(60)) and values.tolist() == [float(s) for s in range(60)]
