@@ -176,8 +176,14 @@ class BucketNotFound(EntropyWatchError):
 
 def check_bucket(root: ObjectPath) -> None:
     """Raise :class:`BucketNotFound` when ``root``'s bucket does not exist (one request). A LIST in a missing bucket
-    reads as an empty prefix: ``ls``/``alerts`` on ``s3://misspelt-bucket`` printed "no runs" and exited 0."""
-    if root.fs.get_file_info(root.bucket).type == pafs.FileType.NotFound:
+    reads as an empty prefix: ``ls``/``alerts`` on ``s3://misspelt-bucket`` printed "no runs" and exited 0. A
+    bucket the credentials may not inspect (a policy that allows listing one prefix only refuses the bucket's HEAD)
+    is not known to be missing: nothing is raised, and the empty listing stands."""
+    try:
+        info = root.fs.get_file_info(root.bucket)
+    except OSError:  # refused (403), or the service could not say: not evidence of a missing bucket
+        return
+    if info.type == pafs.FileType.NotFound:
         raise BucketNotFound(
             f"bucket {root.bucket!r} does not exist (store {root}); check its name, --endpoint-url / "
             "AWS_ENDPOINT_URL_S3 and AWS_REGION"

@@ -189,3 +189,20 @@ def test_a_prefix_with_nothing_under_it_is_no_store_for_the_commands_that_read_o
         err = capsys.readouterr().err.strip()
         assert exit_.value.code == code and err.count("\n") == 0 and "no store at" in err, (args, err)
     assert [r.name for r in Store(s3_root).runs()] == ["r"]  # the store itself is there
+
+
+def _bucket_head(command: str, path: str) -> bool:
+    """A HEAD of the bucket itself (``/bucket``), which a policy scoped to one prefix refuses."""
+    return command == "HEAD" and "/" not in urllib.parse.urlsplit(path).path.strip("/")
+
+
+def test_a_bucket_the_credentials_may_not_inspect_is_not_called_missing(
+    s3_endpoint: str, s3_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credentials allowed to list one prefix only are refused the bucket's HEAD: an empty store there is an empty
+    store (a new run's first poll), not "bucket does not exist"."""
+    with DenyingProxy(s3_endpoint, _bucket_head).running() as proxy:
+        _through(monkeypatch, proxy.url)
+        proxy.on = True
+        assert Store(f"{s3_root}/fresh").runs() == []
+        assert proxy.denied > 0
