@@ -24,7 +24,7 @@ from entropy_watch.analysis.forecast import Forecast, evaluate, evaluate_rise
 from entropy_watch.analysis.hygiene import Prepared, lnv_note, low_start_note, prepare, unmeasured_note
 from entropy_watch.analysis.outlook import Outlook, from_forecast
 from entropy_watch.analysis.policy import cooldown
-from entropy_watch.analysis.series import RunSeries, note_texts
+from entropy_watch.analysis.series import RunSeries
 from entropy_watch.analysis.verdict import Problem, Reference, Verdict, build, order_alerts, standing
 
 if TYPE_CHECKING:
@@ -252,7 +252,7 @@ class Analyzer:
         prep = prepare(series, cfg, self._prep)
         self._prep = prep
         n = len(prep)
-        notes = note_texts(series.meta.get("import_notes"))  # how the log was read (gaps, -H, order)
+        notes = list(series.meta.get("import_notes", ()))  # how the log was read (texts: caller_meta)
         found = (
             unmeasured_note(prep, series.entropy),
             lnv_note(prep),

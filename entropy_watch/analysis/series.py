@@ -327,16 +327,10 @@ def analysis_meta(run_json: dict[str, Any]) -> dict[str, Any]:
             key = "planned_steps" if k == "max_steps" else k
             if cfg.get(k) is not None and key not in m:
                 m[key] = cfg[k]
-    if "planned_steps" in m:
-        planned = _steps_count(m.pop("planned_steps"))
-        if planned is not None:
-            m["planned_steps"] = planned
-    if "import_notes" in m:
-        m["import_notes"] = note_texts(m["import_notes"])
-    return m
+    return caller_meta(m)
 
 
-def note_texts(notes: object) -> list[str]:
+def _note_texts(notes: object) -> list[str]:
     """Import notes as text, one per item of a list or tuple (a single value, a string included, is one note; None
     none): ``run.json`` holds whatever its writer put there."""
     if notes is None:
@@ -361,13 +355,16 @@ def _is_pair(reward: object) -> bool:
 
 
 def caller_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """A series' ``meta`` as the analysis reads it: ``planned_steps`` kept only as a positive whole number of steps
-    (as :func:`analysis_meta` reads a run.json's, so the same run built from arrays gets the same verdict)."""
+    """A series' ``meta`` as the analysis reads it, one rule however the run arrives (arrays, a log, a store's
+    run.json: :func:`analysis_meta`), so the same run gets the same verdict: ``planned_steps`` kept only as a positive
+    whole number of steps, ``import_notes`` a list of texts."""
     out = dict(meta)
     if "planned_steps" in out:
         planned = _steps_count(out.pop("planned_steps"))
         if planned is not None:
             out["planned_steps"] = planned
+    if "import_notes" in out:
+        out["import_notes"] = _note_texts(out["import_notes"])
     return out
 
 
