@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import copy
 import io
+import os
 import signal
 import sys
 import threading
@@ -27,7 +28,7 @@ from typing import Any
 import typer
 import typer.core
 
-from entropy_watch.cli.common import State, exit_on_error, reset_reader
+from entropy_watch.cli.common import State, exit_on_error, reader_gone, reset_reader
 
 # Options of the app callback that every command also accepts after its name (`entropy-watch ls --store DIR`).
 GLOBAL_AFTER_COMMAND: tuple[str, ...] = ("store", "debug")
@@ -142,6 +143,17 @@ def _track_sigint() -> Iterator[None]:
         _Interrupts.term_restore()
 
 
+def _stdout_is_devnull() -> bool:
+    """Whether stdout's file descriptor is /dev/null. typer prints ``--help`` on a rich console of its own, whose
+    broken-pipe handler points stdout there and exits 1 (``entropy-watch --help | grep -q alerts`` failed under
+    ``set -o pipefail``); every other output goes through :func:`~entropy_watch.cli.common.console` or ``echo``,
+    which note the reader's going (:func:`~entropy_watch.cli.common.reader_gone`) and keep the command's status."""
+    try:
+        return os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(os.devnull))
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # no descriptor (a test's capture)
+        return False
+
+
 def _lossless_output() -> None:
     """Print what an encoding cannot hold as escapes (``caf\\xe9``), never fail on it: with ``PYTHONIOENCODING=ascii``
     or a Latin-1 locale a run name like ``café`` made every table fail (``error: 'ascii' codec can't encode``,
@@ -163,10 +175,13 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> None:
     debug = "--debug" in (args[: args.index("--")] if "--" in args else args)
     reset_reader()
     _lossless_output()
+    was_devnull = _stdout_is_devnull()
     with _track_sigint():
         try:
             app(args=args, prog_name="entropy-watch", standalone_mode=True)  # click handles its own usage errors
         except SystemExit as e:
+            if e.code == 1 and not was_devnull and not reader_gone() and _stdout_is_devnull():
+                return  # help's reader went away (below): the help was asked for and printed what was read
             if e.code not in (0, None):
                 raise
         except KeyboardInterrupt:

@@ -49,8 +49,10 @@ def _no_reader(*args: str, timeout: float = 120) -> tuple[int, str]:
         (["alerts", "h", "--json"], 0),  # healthy: exited 1, failing a `set -o pipefail` gate on a clean run
         (["ls", "--json"], 0),
         (["--version"], 0),
+        (["--help"], 0),  # typer's help console: rich's own broken-pipe handler exited 1 (`--help | grep -q`)
+        (["alerts", "--help"], 0),
     ],
-    ids=["alerts-critical", "alerts-clean", "ls", "version"],
+    ids=["alerts-critical", "alerts-clean", "ls", "version", "help", "command-help"],
 )
 def test_a_reader_that_went_away_changes_no_exit_status(store: Path, argv: list[str], code: int) -> None:
     """``entropy-watch alerts --json | grep -q critical``: grep stops reading at its match; the gate still sees the
