@@ -1,5 +1,6 @@
 """Compressed logs (``.gz``, ``.bz2``, ``.xz``): an archived run's CSV, JSONL, verl console log or trainer state —
-and logs in UTF-16 with a byte-order mark (a spreadsheet's "Unicode text" export), read through the same copy.
+and logs in UTF-16 with a byte-order mark (a spreadsheet's "Unicode text" export, plain or compressed), read through
+the same copy.
 
 Recognised by their magic bytes, whatever the file is named, and decompressed into a private temporary folder that
 is removed afterwards; the importer then reads the copy as it would the plain file, and every path it reports (in
@@ -27,14 +28,15 @@ from entropy_watch.errors import ImportFormatError, first_line
 
 
 class _Utf16(io.RawIOBase):
-    """UTF-16 bytes (with their byte-order mark) read as UTF-8, ``read1`` included, for :func:`decompressed`."""
+    """UTF-16 bytes (with their byte-order mark) read as UTF-8, ``read1`` included, for :func:`decompressed`: a file,
+    or the stream of a compressed one (a spreadsheet's "Unicode text" export, gzipped)."""
 
-    def __init__(self, path: Path) -> None:
-        self._src = open(path, "rb")  # noqa: SIM115 - closed with this reader
+    def __init__(self, src: IO[bytes]) -> None:
+        self._src = src  # closed with this reader
         self._dec = codecs.getincrementaldecoder("utf-16")(errors="strict")
 
     def read1(self, size: int = -1) -> bytes:
-        raw = self._src.read(size if size > 0 else _CHUNK)
+        raw = self._src.read1(size if size > 0 else _CHUNK)  # read1: a damaged tail loses only itself
         text = self._dec.decode(raw, final=not raw)
         return text.encode("utf-8") if text or not raw else self.read1(size)
 
@@ -47,12 +49,26 @@ _KINDS: tuple[tuple[bytes, str, Callable[[Path], IO[bytes]]], ...] = (
     (b"\x1f\x8b", "gzip", lambda p: gzip.open(p, "rb")),
     (b"BZh", "bzip2", lambda p: bz2.open(p, "rb")),
     (b"\xfd7zXZ\x00", "xz", lambda p: lzma.open(p, "rb")),
-    (codecs.BOM_UTF16_LE, "UTF-16", _Utf16),
-    (codecs.BOM_UTF16_BE, "UTF-16", _Utf16),
+    (codecs.BOM_UTF16_LE, "UTF-16", lambda p: _Utf16(open(p, "rb"))),  # noqa: SIM115 - closed with the reader
+    (codecs.BOM_UTF16_BE, "UTF-16", lambda p: _Utf16(open(p, "rb"))),  # noqa: SIM115
 )
 _SUFFIXES = (".gz", ".gzip", ".bz2", ".xz")
 _CHUNK = 1 << 20
 _DAMAGED = (EOFError, OSError, zlib.error, lzma.LZMAError, UnicodeDecodeError)
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def _opened(path: Path, name: str) -> IO[bytes]:
+    """The decompressed byte stream of ``path``; UTF-16 text inside a compressed file (with its byte-order mark) is
+    read as UTF-8 too, as it is in a plain file (it was refused as "binary content")."""
+    src = next(o for _, n, o in _KINDS if n == name)(path)
+    if name == "UTF-16":
+        return src
+    try:
+        head = src.peek(2)[:2]  # type: ignore[attr-defined]  # GzipFile, BZ2File and LZMAFile all peek
+    except _DAMAGED:
+        return src  # a damaged first block: the copy loop below says so
+    return _Utf16(src) if head in _UTF16_BOMS else src  # type: ignore[return-value]
 
 
 def kind(path: Path) -> str | None:
@@ -78,15 +94,14 @@ def inner_name(path: Path) -> str:
 @contextmanager
 def decompressed(path: Path) -> Iterator[tuple[Path, list[str]]]:
     """``(plain copy, notes)`` of the compressed file ``path``, for the time of the ``with`` block."""
-    name = kind(path)
-    opener = next(o for _, n, o in _KINDS if n == name)
+    name = kind(path) or ""
     with tempfile.TemporaryDirectory(prefix="entropy-watch-import-") as tmp:
         folder = Path(tmp) / (path.resolve().parent.name or "log")
         folder.mkdir()
         inner = folder / inner_name(path)
         notes: list[str] = []
         written = whole = 0  # bytes written; bytes up to the last newline written
-        with open(inner, "wb") as dst, opener(path) as src:
+        with open(inner, "wb") as dst, _opened(path, name) as src:
             while True:
                 try:
                     block = src.read1(_CHUNK)  # read1: a damaged tail loses only itself, not a whole buffer

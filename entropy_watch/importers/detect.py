@@ -18,6 +18,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from entropy_watch.errors import ImportFormatError
 from entropy_watch.importers import mlruns, sqlite_logs, tensorboard, trl, verl, wandb, wandb_offline
@@ -96,6 +97,8 @@ def detect_format(path: Path) -> str:
         return "tensorboard"
     with open(path, "rb") as f:
         head = f.read(_HEAD_BYTES)
+        if head[:1] == b"\0" and not tensorboard.is_event_data(head):
+            head = _after_hole(f, head)
     if not head.strip():
         raise ImportFormatError(f"{path} is empty; nothing to read")
     if tensorboard.is_event_data(head):
@@ -116,6 +119,16 @@ def detect_format(path: Path) -> str:
             ) from None
         text = head[: e.start].decode("utf-8-sig")
     return _from_text(path, text, cut=len(head) == _HEAD_BYTES)
+
+
+def _after_hole(f: BinaryIO, head: bytes) -> bytes:
+    """The first bytes of a text log after the NUL bytes it starts with: a log truncated under a writer that kept its
+    offset (logrotate's ``copytruncate``; a writer opened without append mode) continues past a hole of zeros as long
+    as what it held. All NUL: ``b""`` (nothing written yet)."""
+    while head and not head.lstrip(b"\0"):
+        head = f.read(_HEAD_BYTES)
+    head = head.lstrip(b"\0")
+    return head + f.read(_HEAD_BYTES - len(head)) if head else head
 
 
 def _next_line_is_object(path: Path) -> bool:
@@ -149,6 +162,16 @@ def _json_lines_after(first: str, lines: list[str], cut: bool) -> bool:
     return bool(after)
 
 
+def _cut_json_lines(first: str, lines: list[str], cut: bool) -> str | None:
+    """``"verl-jsonl"`` or ``"jsonl"`` when ``first``, a line that is not JSON, is followed by JSON objects: the end of
+    a record whose start was cut away (a log truncated while written, as logrotate's ``copytruncate`` does), which
+    the line reader skips with a note; None otherwise (it was read as a CSV header, and failed)."""
+    if not _json_lines_after(first, lines, cut):
+        return None
+    nxt = json.loads(next(ln for ln in lines[lines.index(first) + 1 :] if ln.strip()))
+    return "verl-jsonl" if verl.is_verl_record(nxt) else "jsonl"
+
+
 def _from_text(path: Path, text: str, cut: bool = False) -> str:
     """The format of a text log from ``text``, its first bytes; ``cut``: ``text`` stops short of the file's end."""
     stripped = text.lstrip()
@@ -174,6 +197,8 @@ def _from_text(path: Path, text: str, cut: bool = False) -> str:
         return "jsonl"
     if stripped.startswith("["):
         return "json"
+    if (rotated := _cut_json_lines(first, lines, cut)) is not None:
+        return rotated
     if any(verl.console_step(ln) for ln in lines[:500]):
         return "verl-console"
     if any(trl.console_entry(ln) is not None for ln in lines if "{'" in ln):

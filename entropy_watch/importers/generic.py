@@ -196,13 +196,28 @@ def _drop_index_columns(frame: Frame) -> None:
     """Leave out the columns without a name (a pandas DataFrame saved with its index, such as W&B's
     ``run.history().to_csv(path)``): row labels, never a metric; a note names them."""
     unnamed = [name for name in frame.cells if _UNNAMED.fullmatch(name)]
+    empty = [name for name in unnamed if _blank(frame.cells[name][1])]
     for name in unnamed:
         del frame.cells[name]
+    if empty:
+        frame.notes.append(f"left out {len(empty)} empty column(s) without a name (a spreadsheet's export)")
+    unnamed = [name for name in unnamed if name not in empty]
     if unnamed:
         frame.notes.append(
             f"left out the unnamed column(s) {listed(map(repr, unnamed), 3)}: the index of a pandas DataFrame saved "
             f"with it (to_csv without index=False), not a metric"
         )
+
+
+def _blank(raw: Any) -> bool:
+    """Whether a column's cells (an Arrow column or a list) are all empty or whitespace."""
+    import pyarrow.compute as pc
+
+    if not isinstance(raw, pa.Array | pa.ChunkedArray):
+        return all(v is None or not str(v).strip() for v in raw)
+    if not pa.types.is_string(raw.type):
+        return raw.null_count == len(raw)
+    return not pc.any(pc.not_equal(pc.utf8_trim_whitespace(raw), "")).as_py()
 
 
 _DECIMAL_COMMA = r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$"
@@ -241,6 +256,9 @@ def _header(path: Path, first: str, delimiter: str) -> list[str]:
             f"{path} line 1: column {long + 1} has a name of {len(header[long]):,} characters (at most "
             f"{MAX_COLUMN_NAME:,}); is the header row missing?"
         )
+    blank = [i for i, h in enumerate(header) if not h]
+    for i in blank[1:]:  # a spreadsheet's export ends each line in separators (";;"): columns without a name
+        header[i] = f"Unnamed: {i}"  # as pandas calls them; left out with the index (_drop_index_columns)
     if len(set(header)) != len(header):
         dup = sorted(h for h, n in Counter(header).items() if n > 1)  # one pass: a 10 MB first line has 10^6 cells
         raise ImportFormatError(f"{path} line 1: duplicate column name(s) {', '.join(dup)}; rename them")
@@ -381,6 +399,9 @@ def read_json_lines(
     notes: list[str] = []
     skipped = Skipped("line(s) that could not be read")
     for lineno, line in enumerate(lines, start=1):
+        if lineno == 1 and line.startswith("\0"):  # the hole a truncation under its writer leaves: no data
+            hole, line = len(line), line.lstrip("\0")
+            notes.append(hole_note(hole - len(line)))
         if not line.strip():
             continue
         try:
@@ -388,6 +409,9 @@ def read_json_lines(
         except json.JSONDecodeError as e:
             if lineno == len(lines) and not line.endswith("\n"):
                 notes.append(unfinished_note(lineno))
+                continue
+            if lineno < len(lines) and not out and not skipped.count and not line.lstrip().startswith("{"):
+                notes.append(CUT_FIRST_LINE)
                 continue
             skipped.add(f"line {lineno}", f"invalid JSON ({e.msg}); fix or remove that line")
             continue
@@ -401,6 +425,20 @@ def read_json_lines(
     if not out and not skipped.count:
         raise ImportFormatError(f"{path} is empty; nothing to read")
     return out, skipped, notes
+
+
+CUT_FIRST_LINE = (
+    "skipped line 1, the end of a record whose start is not in the file (a log truncated while it was written, as "
+    "logrotate's copytruncate does); read on from line 2"
+)
+
+
+def hole_note(n_bytes: int) -> str:
+    """The note for a text log that starts with ``n_bytes`` NUL bytes."""
+    return (
+        f"the file starts with {n_bytes:,} zero bytes: it was truncated while its writer went on at its old offset "
+        "(logrotate's copytruncate); what it held before is not in it, read on after them"
+    )
 
 
 TOO_DEEP = "JSON nested too deeply to be a metrics log; flatten it or fix the file"

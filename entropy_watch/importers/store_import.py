@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from entropy_watch.errors import EntropyWatchError
 from entropy_watch.importers import staging as staging_mod
@@ -121,7 +122,24 @@ def _publish_objects(root: ObjectPath, runs: list[ImportedRun], *, replace: bool
                 fs.put_bytes(dest, f.read_bytes())
             for p in set(old) - set(put):
                 fs.unlink(p)
+            if replace:
+                _drop_markers(target, put)
     return [r.name for r in runs]
+
+
+def _drop_markers(target: ObjectPath, kept: list[ObjectPath]) -> None:
+    """Delete the folder markers (empty ``key/`` objects a writer's ``create_dir`` left) under the replaced run
+    ``target`` that hold none of the ``kept`` files: the old run's ``table=*/rank=N/`` markers outlived its files,
+    and the store still counted those ranks (``RunInfo.ranks`` [0, 1, 2] for an import that wrote rank 0 only)."""
+    keep = {k.key.rsplit("/", i)[0] for k in kept for i in range(1, k.key.count("/") + 1)}  # every ancestor
+    selector = pafs.FileSelector(target.key, allow_not_found=True, recursive=True)
+    infos = target.fs.get_file_info(selector)
+    for info in sorted(infos, key=lambda i: -len(i.path)):  # deepest first: a parent may hold only empty children
+        if info.type == pafs.FileType.Directory and info.path.rstrip("/") not in keep:
+            try:
+                target.fs.delete_dir(info.path)
+            except OSError:  # gone already, or refused: the run is published; an empty marker is no reason to fail
+                pass
 
 
 def stage_run(staging: Path, r: ImportedRun) -> Path:

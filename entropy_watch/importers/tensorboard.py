@@ -16,13 +16,13 @@ without a word. A record is ``uint64 length, uint32 masked CRC32C(length), Event
 * a last record cut short (the writer is still writing, or the copy was cut) is left out.
 
 Points are put in write order (wall time, across files). A step written twice keeps the last value written. Restarts
-follow the rule of every other format (:func:`~entropy_watch.importers.base.step_backs`): judged on the entropy tag
-(the busiest tag when there is none), a step *lower* than the one before marks a restart, recorded as a ``resume``
+follow the rule of every other format (:func:`~entropy_watch.importers.step_order.step_backs`): judged on the entropy
+tag (the busiest tag when there is none), a step *lower* than the one before marks a restart, recorded as a ``resume``
 event, and every tag's points written before it at or past the step it went back to are left out
-(:func:`~entropy_watch.importers.base.replaced_by`, by wall time: the rule rows are read by, in row order); a
+(:func:`~entropy_watch.importers.step_order.replaced_by`, by wall time: the rule rows are read by, in row order); a
 repeated step does not (an HF Trainer logs ``epoch`` in its training and its evaluation entry at one step).
-Points whose step is out of line with both neighbours (:func:`~entropy_watch.importers.base.out_of_line`) are
-skipped, and a tag whose points step back too often (:func:`~entropy_watch.importers.base.unordered`: two writers
+Points whose step is out of line with both neighbours (:func:`~entropy_watch.importers.step_order.out_of_line`) are
+skipped, and a tag whose points step back too often (:func:`~entropy_watch.importers.step_order.unordered`: two writers
 interleaved) is read in step order without restarts. Event files whose scalars were written over the same span of
 time come from two or more writers at once (every rank of a distributed job logging): a note says so.
 """
@@ -40,11 +40,9 @@ from typing import Any
 import numpy as np
 
 from entropy_watch.errors import ImportFormatError, listed, require
-from entropy_watch.importers.base import (
+from entropy_watch.importers.base import Parsed, Progress, dedupe_last
+from entropy_watch.importers.step_order import (
     UNORDERED_SHARE,
-    Parsed,
-    Progress,
-    dedupe_last,
     out_of_line,
     out_of_line_text,
     replaced_by,
