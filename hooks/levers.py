@@ -17,10 +17,15 @@ L_CLAMP = -20.0  # REPO: L is detached and clamped at -20 (SkyRL PR #1896, ppo_u
 
 # ---- REPO-R: advantage modification ---------------------------------------------------------------------------------
 def centred_logp(logp: torch.Tensor, entropy: torch.Tensor | None, centering: str) -> torch.Tensor:
-    """REPO's ``L`` ``(B, T)``, detached, clamped at -20: ``logp + H`` (exact, zero mean under pi) or ``logp`` (raw)."""
-    lp = logp.detach().clamp(min=L_CLAMP)
+    """REPO's ``L`` ``(B, T)``, detached, clamped at -20: ``logp + H`` (exact, zero mean under pi) or ``logp`` (raw).
+
+    The clamp applies to ``L`` itself, once, after centring (ALGORITHMS.md): it bounds how far one improbable token can
+    move its advantage. Clamping ``logp`` before adding ``H`` moved an ``L`` that was inside the bound (``logp = -25``,
+    ``H = 10``: ``L = -15``, read as ``-10``); in raw mode ``L = logp`` and the two orders agree (SkyRL's clamp).
+    """
+    lp = logp.detach()
     if centering == "raw":
-        return lp
+        return lp.clamp(min=L_CLAMP)
     if entropy is None:
         raise ValueError("exact centring needs the per-token entropy")
     return (lp + entropy.detach()).clamp(min=L_CLAMP)

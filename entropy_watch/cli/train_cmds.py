@@ -75,6 +75,9 @@ def _algos(value: str) -> str:
         raise typer.BadParameter("name at least one algorithm, e.g. grpo,repo-r")
     for name in names:
         _one_of(ALGOS, "algorithm")(name)
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # both would train run <algo>-s<seed>: the second refused (or, in parallel, mixed into the first)
+        raise typer.BadParameter(f"{value!r} names {', '.join(twice)} twice; name each algorithm once")
     return value
 
 
@@ -88,7 +91,29 @@ def _seeds(value: str | None) -> str | None:
         seeds = []
     if not seeds or min(seeds) < 0:
         raise typer.BadParameter(f"{value!r}; use comma-separated integers >= 0 such as 0,1,2")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:  # both would train the runs *-s<seed>
+        raise typer.BadParameter(f"{value!r} names seed {', '.join(map(str, twice))} twice; name each seed once")
     return value
+
+
+def _check_flag_pairs(algo: str, *, zeta_max: float | None, init: str | None, model: str | None, resume: bool) -> None:
+    """Flags ``train`` would otherwise silently ignore: a usage error naming them, before anything trains."""
+    if zeta_max is not None and not ALGOS[algo].get("repo"):
+        repo = ", ".join(name for name, keys in ALGOS.items() if keys.get("repo"))
+        raise typer.BadParameter(
+            f"{zeta_max:g}: --algo {algo} has no zeta (--zeta-max caps REPO's: {repo})",
+            param_hint="'--zeta-max'",
+        )
+    if init is not None and resume:
+        raise typer.BadParameter(
+            "--init starts a new run from a policy and --resume continues the run's own checkpoint: give one",
+            param_hint="'--init'",
+        )
+    if init is not None and model is not None:
+        raise typer.BadParameter(
+            "--init and --model both name the policy to start from: give one", param_hint="'--init'"
+        )
 
 
 def _train_interrupted(stop: KeyboardInterrupt, cfg: TrainConfig, root: Path | str, resume: bool) -> str:
@@ -176,8 +201,9 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         from entropy_watch import metrics as M
-        from entropy_watch.trainer.loop import SAMPLER_ENTROPY, train
+        from entropy_watch.trainer.loop import SAMPLER_ENTROPY, check_start, train
 
+        _check_flag_pairs(algo, zeta_max=zeta_max, init=init, model=model, resume=resume)
         overrides = {} if zeta_max is None else {"zeta_max": zeta_max}
         # --algo and --preset are checked by their callbacks: a ConfigError here is --zeta-max against the algorithm's
         # zeta_min
@@ -196,6 +222,9 @@ def register(app: typer.Typer) -> None:
         cfg.__post_init__()
         cfg.model.__post_init__()
         root = state(ctx).root()
+        # everything that would refuse the run (device, store, an existing run, the checkpoint --resume needs, the
+        # policy --init/--model name): one line now, not after a progress bar was drawn
+        check_start(cfg, store=root, init=init, resume=resume)
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
         try:

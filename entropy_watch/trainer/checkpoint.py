@@ -115,18 +115,26 @@ def load_checkpoint(ckpt_dir: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def find_policy(path: str | Path) -> Path:
+    """The folder :func:`load_policy` would load from ``path`` (a policy folder, a checkpoint folder with ``policy/`` or
+    ``latest/policy/`` inside, a run's folder, any local HF causal LM saved with ``save_pretrained``), found without
+    loading it; :class:`CheckpointError` when none holds a model."""
+    p = Path(path)
+    ckpts = [p / name / "latest" / "policy" for name in ("_checkpoints", "checkpoints")]  # current, older stores
+    for cand in (p, p / "policy", p / "latest" / "policy", *ckpts):
+        if (cand / "config.json").exists():
+            return cand
+    raise CheckpointError(f"no model at {p} (expected config.json from save_pretrained, or a checkpoint folder)")
+
+
 def load_policy(path: str | Path) -> tuple[torch.nn.Module, Any]:
     """Model and tokenizer from a policy folder, a checkpoint folder (``policy/`` or ``latest/policy/`` inside)
-    or any local HF causal LM saved with ``save_pretrained``."""
+    or any local HF causal LM saved with ``save_pretrained`` (:func:`find_policy`)."""
     from transformers.utils import logging as hf_logging
 
     from entropy_watch.trainer.model import load_model
     from entropy_watch.trainer.tokenizer import load_tokenizer
 
     hf_logging.disable_progress_bar()
-    p = Path(path)
-    ckpts = [p / name / "latest" / "policy" for name in ("_checkpoints", "checkpoints")]  # current, older stores
-    for cand in (p, p / "policy", p / "latest" / "policy", *ckpts):
-        if (cand / "config.json").exists():
-            return load_model(str(cand)), load_tokenizer(str(cand))
-    raise CheckpointError(f"no model at {p} (expected config.json from save_pretrained, or a checkpoint folder)")
+    cand = find_policy(path)
+    return load_model(str(cand)), load_tokenizer(str(cand))

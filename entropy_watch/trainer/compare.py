@@ -279,6 +279,10 @@ def compare(
     bad = [a for a in algos if a not in ALGOS]
     if bad:
         raise ConfigError(f"unknown algorithm {bad[0]!r}; use one of {', '.join(ALGOS)}")
+    for what, names in (("algorithm", algos), ("seed", seeds)):  # one run name each: a repeat trains it twice
+        twice = sorted({str(n) for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"{what} {', '.join(twice)} named twice; name each {what} once")
     rl = dict(rl or {})
     dataclasses.replace(preset(preset_name).rl, **rl)  # a bad override fails here, before any training
     root = str(local_store(root))  # a local folder: the SFT policies are saved there as files

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -36,7 +36,13 @@ from entropy_watch.errors import ConfigError
 from entropy_watch.hooks import Watch, token_entropy
 from entropy_watch.store.layout import CHECKPOINTS_DIR, run_dir
 from entropy_watch.trainer import algorithms as alg
-from entropy_watch.trainer.checkpoint import latest_checkpoint, load_checkpoint, load_policy, save_checkpoint
+from entropy_watch.trainer.checkpoint import (
+    find_policy,
+    latest_checkpoint,
+    load_checkpoint,
+    load_policy,
+    save_checkpoint,
+)
 from entropy_watch.trainer.config import AlgoConfig, TrainConfig, local_store
 from entropy_watch.trainer.entropy_drift import begin_probe, finish_probe
 from entropy_watch.trainer.evaluate import evaluate
@@ -144,6 +150,60 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+class Start(NamedTuple):
+    """What :func:`check_start` resolved: the device, the store's root, the run's checkpoint folder and, when
+    resuming, the checkpoint's state."""
+
+    device: torch.device
+    root: Path
+    ckpt_dir: Path
+    state: dict[str, Any] | None
+
+
+def check_start(
+    cfg: TrainConfig, *, store: str | Path | None = None, init: str | Path | None = None, resume: bool = False
+) -> Start:
+    """Every check :func:`train` makes before it works, and nothing else: loads no model, writes nothing, so a caller
+    (the CLI, before it draws its progress bar) learns at once what would refuse the run.
+
+    :class:`ConfigError`: a device this torch cannot use, an object store, ``init`` with ``resume``, a run that already
+    exists (without ``resume``), a checkpoint trained with another configuration or past ``cfg.rl.iterations``.
+    :class:`~entropy_watch.trainer.checkpoint.CheckpointError`: ``resume`` without a checkpoint, an ``init`` or
+    ``cfg.model.path`` folder holding no model.
+    """
+    device = pick_device(cfg.device)
+    root = local_store(store)  # checkpoints and the policy are files in the run's folder: never an object store
+    if resume and init is not None:  # the checkpoint's policy would win and init be silently ignored
+        raise ConfigError("init starts a new run from a policy and resume continues the run's checkpoint: give one")
+    ckpt_dir = run_dir(root, cfg.run) / CHECKPOINTS_DIR
+    state = load_checkpoint(ckpt_dir) if resume else None
+    if not resume and run_dir(root, cfg.run).exists():  # a second training appended to the first: mixed steps
+        resumable = latest_checkpoint(ckpt_dir) is not None  # a run stopped before its first checkpoint has none
+        how = "pass --resume to continue it, or" if resumable else "it has no checkpoint to resume:"
+        raise ConfigError(
+            f"run {cfg.run!r} already exists in {root}; {how} name another run with --run (or remove the old one)"
+        )
+    if state is not None and state.get("config") is not None:  # the same run, not another algorithm on its state
+        changed = config_changes(state["config"], cfg.to_dict())
+        if changed:
+            raise ConfigError(
+                f"run {cfg.run!r} was trained with another configuration ({'; '.join(changed)}); resume it with the "
+                "flags it was started with (only the step count, device, threads, checkpoint/log intervals and where "
+                "--model's folder lies may change), or train a new run with --run"
+            )
+    if state is not None and state["iteration"] > cfg.rl.iterations:  # would "finish" at once, reporting a later step
+        raise ConfigError(
+            f"run {cfg.run!r} has a checkpoint at step {state['iteration']}, past the {cfg.rl.iterations} steps asked "
+            f"for; resume with --steps {state['iteration']} or more"
+        )
+    if state is None:  # the policy a new run starts from: a folder that holds one (resume loads the checkpoint's)
+        for folder in (init, cfg.model.path):
+            if folder is not None:
+                find_policy(folder)
+                break
+    return Start(device, root, ckpt_dir, state)
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -164,30 +224,8 @@ def train(
     """
     # ---- setup ------------------------------------------------------------------------------------------------
     torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
     a, rl, prec, task = cfg.algo_cfg, cfg.rl, cfg.model.precision, get_task(cfg.task.name)
-    root = local_store(store)  # checkpoints and the policy are files in the run's folder: never an object store
-    ckpt_dir = run_dir(root, cfg.run) / CHECKPOINTS_DIR
-    state = load_checkpoint(ckpt_dir) if resume else None
-    if not resume and run_dir(root, cfg.run).exists():  # a second training appended to the first: mixed steps
-        resumable = latest_checkpoint(ckpt_dir) is not None  # a run stopped before its first checkpoint has none
-        how = "pass --resume to continue it, or" if resumable else "it has no checkpoint to resume:"
-        raise ConfigError(
-            f"run {cfg.run!r} already exists in {root}; {how} name another run with --run (or remove the old one)"
-        )
-    if state is not None and state.get("config") is not None:  # the same run, not another algorithm on its state
-        changed = config_changes(state["config"], cfg.to_dict())
-        if changed:
-            raise ConfigError(
-                f"run {cfg.run!r} was trained with another configuration ({'; '.join(changed)}); resume it with the "
-                "flags it was started with (only the step count, device, threads, checkpoint/log intervals and where "
-                "--model's folder lies may change), or train a new run with --run"
-            )
-    if state is not None and state["iteration"] > rl.iterations:  # would "finish" at once, reporting a later step
-        raise ConfigError(
-            f"run {cfg.run!r} has a checkpoint at step {state['iteration']}, past the {rl.iterations} steps asked for; "
-            f"resume with --steps {state['iteration']} or more"
-        )
+    device, root, ckpt_dir, state = check_start(cfg, store=store, init=init, resume=resume)
     if state is not None:
         model, tokenizer = load_policy(ckpt_dir / "latest" / "policy")
     elif init is not None:

@@ -127,7 +127,7 @@ def test_top_entropy_mask_keeps_top_fraction_of_valid_tokens() -> None:
 def test_centred_logp_exact_raw_and_clamp() -> None:
     logp = torch.tensor([[-0.5, -30.0]])
     ent = torch.tensor([[0.7, 0.2]])
-    close(alg.centred_logp(logp, ent, "exact"), [[0.2, -19.8]])  # clamp logp at -20 first, then + H
+    close(alg.centred_logp(logp, ent, "exact"), [[0.2, -20.0]])  # clamp L = logp + H at -20, after centring
     close(alg.centred_logp(logp, ent, "raw"), [[-0.5, -20.0]])
     with pytest.raises(ValueError):
         alg.centred_logp(logp, None, "exact")
