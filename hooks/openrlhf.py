@@ -17,6 +17,12 @@ histogram and covariance terms (read from ``output.entropy``, an attribute OpenR
 ``return_entropy=True`` call without it warns once). Each data-parallel rank writes its own ``rank=`` folder (no
 collective inside the loss). ``step`` is the worker's count of policy-loss calls unless :func:`set_step_fn` gives
 OpenRLHF's global step.
+
+With :func:`set_step_fn`, the micro-batches of one optimizer step (every ``PolicyLoss`` call while ``fn()`` returns
+the same step) are merged by a :class:`~entropy_watch.hooks.accumulate.StepAccumulator`, as the TRL adapter merges
+its loss forwards: the step's histogram, token count and statistics are those of all its micro-batches, recorded
+once when the step changes, at ``Watch.flush()`` and when the run closes. Recorded one by one, the step kept the last
+micro-batch's ``entropy/mean`` (``log_tokens`` warned "got step N twice") beside a histogram of them all.
 """
 
 from __future__ import annotations
@@ -35,7 +41,51 @@ from entropy_watch.hooks.watch import report_failure
 log = logging.getLogger("entropy_watch")
 ENTROPY_DEFINITION = "full-vocabulary, policy during update (OpenRLHF Actor.forward), token mean over action tokens"
 
-_state: dict[str, Any] = {"watch": None, "entropy": None, "calls": 0, "step_fn": None}
+_state: dict[str, Any] = {"watch": None, "entropy": None, "calls": 0, "step_fn": None, "steps": None}
+
+
+class _Steps:
+    """The micro-batches of the current optimizer step of ``watch`` (the :func:`set_step_fn` path), recorded as one
+    step when the step changes, at ``watch.flush()`` and before the run closes (``watch``'s flush is wrapped on the
+    instance, the recorder's ``before_close`` chained)."""
+
+    def __init__(self, watch: Any) -> None:
+        from entropy_watch.hooks.accumulate import StepAccumulator
+
+        self.acc = StepAccumulator(watch)
+        self.step: int | None = None
+        flush, rec = watch.flush, getattr(watch, "_recorder", None)
+
+        def watch_flush() -> None:
+            self.flush_guarded()
+            flush()
+
+        watch.flush = watch_flush
+        if rec is not None:
+            prev = rec.before_close
+
+            def before_close() -> None:  # also at exit and on SIGTERM, through the recorder
+                self.flush_guarded()
+                if prev is not None:
+                    prev()
+
+            rec.before_close = before_close
+
+    def add(self, step: int, **kwargs: Any) -> None:
+        if self.acc.pending and step != self.step:
+            self.flush()
+        self.step = step
+        self.acc.add(step=step, **kwargs)
+
+    def flush(self) -> None:
+        if self.acc.pending and self.step is not None:
+            self.acc.flush(self.step)
+
+    def flush_guarded(self) -> None:
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - hooks never crash training
+            report_failure(self.acc.watch, "openrlhf.flush", exc)
 
 
 def get_watch() -> Any:
@@ -54,8 +104,17 @@ def get_watch() -> Any:
 
 
 def set_watch(watch: Any) -> None:
-    """Record into ``watch`` (tests); ``None`` resets the worker state."""
-    _state.update(watch=watch, entropy=None, calls=0)
+    """Record into ``watch`` (tests); ``None`` resets the worker state (a step still being merged is recorded when the
+    previous watch flushes or closes)."""
+    _state.update(watch=watch, entropy=None, calls=0, steps=None)
+
+
+def _steps(watch: Any) -> _Steps:
+    """The micro-batch merger of ``watch`` (made once per watch)."""
+    steps = _state["steps"]
+    if steps is None or steps.acc.watch is not watch:
+        steps = _state["steps"] = _Steps(watch)
+    return steps
 
 
 def set_step_fn(fn: Callable[[], int] | None) -> None:
@@ -125,6 +184,10 @@ def record_policy_loss(
     if entropy is not None and entropy.shape[-1] >= log_probs.shape[-1]:
         entropy = entropy[..., -log_probs.shape[-1] :]  # Actor.forward gives (B, T-1); the loss sees the last A
     if entropy is not None and entropy.shape == log_probs.shape:
+        if _state["step_fn"] is not None:  # one optimizer step's micro-batches, merged (module docstring)
+            _steps(w).add(step, entropy=entropy, mask=action_mask, logp=log_probs, old_logp=old_log_probs,
+                          advantages=advantages, eps_low=eps_low, eps_high=eps_high)  # fmt: skip
+            return {}
         return w.log_tokens(step, entropy=entropy, mask=action_mask, logp=log_probs, old_logp=old_log_probs,
                             advantages=advantages, eps_low=eps_low, eps_high=eps_high)  # fmt: skip
     from entropy_watch.hooks.stats import ONPOLICY_LOG_RATIO_TOL, clip_masks

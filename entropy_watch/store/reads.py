@@ -10,7 +10,17 @@ private columns and never write SQL of their own against the store.
 **The de-duplication rule** (:data:`LATEST_FIRST`, the one place it is written): a step logged more than once (a
 resumed run re-logging steps, several ranks, a name logged twice) keeps one value per (run, name, step): the lowest
 rank (rank 0 holds all-reduced values when ranks reduce before logging), then the latest ``wall_time``, then the
-latest writer session, then the latest segment. Null values read as NaN.
+latest writer session, then the latest segment. Null values read as NaN. Two rows of one step in one segment (a
+step logged twice within one flush) are repeats too: ``series_many``, ``downsampled``... returned both, and the
+analysis read the step twice.
+
+**A step's histogram and token sample** (:data:`LATEST_WRITE`, :func:`keep_latest_write`): within one rank they come
+from one write, the latest segment holding the step (the latest writer session, then its latest segment: the write
+whose scalars the rule above keeps, as a rank's sessions and segments follow its clock); across ranks histograms add
+up (ranks see different tokens). A step logged twice by one writer (micro-batches logged one by one, a hook firing
+twice) read a histogram of both writes, twice the step's tokens, beside the last write's ``entropy/mean``. Rows of
+``hist`` or ``tokens`` carry no time of their own, so two writes of one step published in *one* segment cannot be
+told apart here and are read together (the writer keeps one write per step in a segment).
 
 **What a resume replaced** (:func:`replaced_sql`, the one place it is written): a ``resume`` event says the run went
 on from a checkpoint at its step, so the rows an earlier writer session logged at that step or later belong to a
@@ -61,9 +71,19 @@ LATEST_FIRST = "rank ASC, wall_time DESC NULLS LAST, _writer DESC, _seq DESC"
 """Order of the rows of one (run, name, step): the first one is the value kept (see the module docstring)."""
 
 
+LATEST_WRITE = "_writer DESC, _seq DESC"
+"""Order of the segments of one rank holding rows of a step in ``hist`` or ``tokens``: the first is the write kept."""
+
+
 def keep_latest(partition: str = "run, name, step") -> str:
     """The ``QUALIFY`` clause that applies the de-duplication rule to ``scalars`` rows."""
     return f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {LATEST_FIRST}) = 1"
+
+
+def keep_latest_write(partition: str = "run, rank, step") -> str:
+    """The ``QUALIFY`` clause that keeps, of ``hist`` or ``tokens`` rows, those of each rank's latest write of a step
+    (every row of its segment: :data:`LATEST_WRITE`)."""
+    return f"QUALIFY dense_rank() OVER (PARTITION BY {partition} ORDER BY {LATEST_WRITE}) = 1"
 
 
 def replaced_sql(runs: str) -> str:
@@ -284,23 +304,24 @@ class SqlReads:
         tbl = self._read([run], ["scalars"], sql, {"run": run, "names": list(names), **rules.params})
         return {r["name"]: ((r["v0"], r["s0"]), (r["v1"], r["s1"])) for r in tbl.to_pylist()}
 
-    def _rules(self, run: str, *, dedupe: bool = True) -> RowRules:
-        """:class:`RowRules` of ``run``'s rows: what its resumes replaced (:func:`replaced_sql`), and with ``dedupe``
-        :func:`keep_latest` when some step of a name can repeat. Memoised while the data cannot have changed.
+    def _rules(self, run: str, *, dedupe: bool = True, table: str = "scalars") -> RowRules:
+        """:class:`RowRules` of ``run``'s rows of ``table``: what its resumes replaced (:func:`replaced_sql`), and with
+        ``dedupe`` the clause that keeps one row per step when some step can repeat (:func:`keep_latest` in
+        ``scalars``, :func:`keep_latest_write` in ``hist`` and ``tokens``). Memoised while the data cannot have changed.
 
         Each part costs a query only when it can matter: the replaced rows are looked for only in a run with a resume
-        event (a look at the small events table first, ~2 ms), and repeats are looked for only when ``dedupe``. Rows of
-        one step sit in different segments whose step ranges (per name) overlap; checking that costs one aggregate per
-        segment, while the window costs ~1 s per million rows, so it runs only when needed. (A name logged twice for
-        one step inside one segment is not detected: writers never do that.)
+        event (a look at the small events table first, ~2 ms), and repeats are looked for only when ``dedupe``
+        (:meth:`_repeats`: one aggregate per segment, while the window costs ~1 s per million rows, so it runs only
+        when needed).
         """
         token = self._cache_token()
-        memo: dict[tuple[str, bool], tuple[Any, RowRules]] = self.__dict__.setdefault("_rules_memo", {})
-        if token is not None and (run, dedupe) in memo and memo[run, dedupe][0] == token:
-            return memo[run, dedupe][1]
+        memo: dict[tuple[str, bool, str], tuple[Any, RowRules]] = self.__dict__.setdefault("_rules_memo", {})
+        key = (run, dedupe, table)
+        if token is not None and key in memo and memo[key][0] == token:
+            return memo[key][1]
         rules = RowRules()
-        if dedupe:
-            rules = RowRules(qualify=keep_latest() if self._repeats(run) else "")
+        if dedupe and self._repeats(run, table):
+            rules = RowRules(qualify=keep_latest() if table == "scalars" else keep_latest_write())
         if self._resumed(run):
             sql = f"""WITH {replaced_sql("run = $run")}
                       SELECT list(_writer ORDER BY _writer) AS writers, list(s ORDER BY _writer) AS steps FROM gone"""
@@ -310,7 +331,7 @@ class SqlReads:
                 params = {"gone_writers": gone["writers"], "gone_steps": gone["steps"], "gone_none": BIG}
                 rules = RowRules(where, rules.qualify, params)
         if token is not None:
-            memo[run, dedupe] = (token, rules)
+            memo[key] = (token, rules)
         return rules
 
     def _resumed(self, run: str) -> bool:
@@ -318,16 +339,31 @@ class SqlReads:
         sql = "SELECT count(*) AS n FROM events WHERE run = $run AND kind = 'resume'"
         return bool(self._read([run], ["events"], sql, {"run": run}).column("n")[0].as_py())
 
-    def _repeats(self, run: str) -> bool:
-        """Whether two segments of ``run``'s scalars hold steps of one name in overlapping step ranges
-        (:meth:`_rules`)."""
-        sql = """
-            WITH seg AS (SELECT name, _writer, _seq, rank, min(step) AS lo, max(step) AS hi
-                         FROM scalars WHERE run = $run GROUP BY ALL)
-            SELECT count(*) AS n FROM seg a JOIN seg b ON a.name = b.name AND a.lo <= b.hi AND b.lo <= a.hi
-             AND (a._writer, a._seq, a.rank) < (b._writer, b._seq, b.rank)
-        """
-        return bool(self._read([run], ["scalars"], sql, {"run": run}).column("n")[0].as_py())
+    def _repeats(self, run: str, table: str = "scalars") -> bool:
+        """Whether some step of ``run`` may be held twice in ``table`` (:meth:`_rules`): in ``scalars``, two segments
+        whose step ranges of a name overlap, whatever their ranks, or one segment holding more rows of a name than its
+        step range has steps (a step logged twice within one flush, as a live writer's segments hold consecutive
+        steps); in ``hist`` and ``tokens``, two segments of one rank whose step ranges overlap (ranks' rows of a step
+        add up). One aggregate per segment (72 ms at 2.5M scalar rows): an exact count of distinct steps per segment
+        cost 540 ms, more than most reads it would spare. So a name logged twice for one step inside one segment
+        that also skips steps (``{10, 20, 20}``) is not detected; :meth:`series` applies the rule always."""
+        if table == "scalars":
+            sql = """
+                WITH seg AS (SELECT name, _writer, _seq, rank, min(step) AS lo, max(step) AS hi,
+                                    count(step) > max(step) - min(step) + 1 AS twice
+                             FROM scalars WHERE run = $run GROUP BY ALL)
+                SELECT (SELECT count(*) FROM seg WHERE twice) + (SELECT count(*) FROM seg a JOIN seg b
+                         ON a.name = b.name AND a.lo <= b.hi AND b.lo <= a.hi
+                        AND (a._writer, a._seq, a.rank) < (b._writer, b._seq, b.rank)) AS n
+            """
+        else:
+            sql = f"""
+                WITH seg AS (SELECT _writer, _seq, rank, min(step) AS lo, max(step) AS hi
+                             FROM {table} WHERE run = $run GROUP BY ALL)
+                SELECT count(*) AS n FROM seg a JOIN seg b ON a.rank = b.rank AND a.lo <= b.hi AND b.lo <= a.hi
+                 AND (a._writer, a._seq) < (b._writer, b._seq)
+            """
+        return bool(self._read([run], [table], sql, {"run": run}).column("n")[0].as_py())
 
     def _cache_token(self) -> Any:
         """A value that changes whenever the data may have (None: no such value, nothing is memoised)."""
@@ -449,11 +485,12 @@ class SqlReads:
         """The ``hist`` rows of ``run`` as a (columns, n_bins) count matrix with ≤ ``max_cols`` step columns (0: one
         column per logged step), counts summed over ranks and each column's steps. Bins outside ``n_bins`` are
         dropped."""
-        rules = self._rules(run, dedupe=False)
+        rules = self._rules(run, table="hist")
         sql = f"""
             WITH h AS (
                 SELECT step, bin, "count" AS c FROM hist
                 WHERE run = $run AND step BETWEEN $lo AND $hi AND bin >= 0 AND bin < $nb AND {rules.where}
+                {rules.qualify}
             ), span AS (
                 SELECT min(step) AS s0, CASE WHEN $maxc <= 0 THEN 1 ELSE
                        greatest(1, CAST(ceil((max(step) - min(step) + 1) / $maxc) AS BIGINT)) END AS w FROM h
@@ -535,13 +572,13 @@ class SqlReads:
             if spread
             else "top AS (SELECT * FROM cand ORDER BY entropy DESC LIMIT $limit)"
         )
-        rules = self._rules(run, dedupe=False)
+        rules = self._rules(run, table="tokens")
         sql = f"""
             WITH tt AS (
                 SELECT step, rank, seq, pos, token_id, entropy, logp, advantage, clipped,
                        CASE WHEN token_text IS NOT NULL AND token_text <> '' THEN token_text
                             WHEN token_id >= 0 THEN '#' || CAST(token_id AS VARCHAR) ELSE '?' END AS txt
-                FROM tokens WHERE run = $run AND step BETWEEN $lo AND $hi AND {rules.where}
+                FROM tokens WHERE run = $run AND step BETWEEN $lo AND $hi AND {rules.where} {rules.qualify}
             ), cand AS (
                 SELECT * FROM tt WHERE isfinite(entropy) AND entropy >= $min
                   AND ($text = '' OR contains(lower(txt), lower($text)))

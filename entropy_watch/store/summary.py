@@ -317,9 +317,11 @@ def _names(folder: StorePath | str) -> list[str]:
 
 
 def _query(cur: duckdb.DuckDBPyConnection, selections: dict[str, Selection]) -> pa.Table:
-    """``run, rank, name, step, value, wall_time``: per scalar name its highest step and the value there (the latest
-    segment on a tie), per other table its highest step (``name`` null); each with its latest ``wall_time`` (null in a
-    table without one)."""
+    """``run, rank, name, step, value, wall_time``: per scalar name its highest step and the value there, of the rows
+    of that step the one the readers keep (:data:`~.reads.LATEST_FIRST` within a rank: the latest ``wall_time``, then
+    segment; a step logged twice within one flush sits twice in one segment, and ``ls`` listed whichever row DuckDB
+    met first while ``show`` read the later one), per other table its highest step (``name`` null); each with its
+    latest ``wall_time`` (null in a table without one)."""
     binder = Binder("c", con=cur)
     ctes, parts = [], []
     for table, sel in selections.items():
@@ -328,7 +330,8 @@ def _query(cur: duckdb.DuckDBPyConnection, selections: dict[str, Selection]) -> 
         wall = "max(wall_time)" if "wall_time" in TABLE_SCHEMAS[table].names else "CAST(NULL AS DOUBLE)"
         if table == "scalars":
             parts.append(
-                "SELECT run, rank, name, max(step) AS step, arg_max(value, (step, _writer, _seq)) AS value, "
+                "SELECT run, rank, name, max(step) AS step, arg_max(value, (step, wall_time IS NOT NULL, "
+                "coalesce(wall_time, 0), _writer, _seq)) AS value, "
                 f"{wall} AS wall_time FROM scalars WHERE step IS NOT NULL GROUP BY run, rank, name"
             )
         else:
