@@ -39,7 +39,11 @@ per-token layer switches itself off with one warning and the callback carries on
 inside ``compute_loss`` or that carries no entropy gets one warning. The per-token layer owns the canonical names only
 at the steps it recorded: at any other step TRL's logged values fill them, so a seam this module does not recognise
 costs the per-token statistics, never the entropy curve. Nothing here can crash training: failures are counted in
-``hooks/errors``; ``strict=True`` re-raises (tests). ``attach`` refuses (one line) an object that is no ``Trainer``.
+``hooks/errors``; ``strict=True`` re-raises (tests). ``attach`` refuses (one line) an object that is no ``Trainer``, and
+a trainer it is attached to already while that run records (``close()`` it first: the earlier hook is then detached).
+A ``train()`` that begins (e.g. ``resume_from_checkpoint`` after an out-of-memory error in the same process) drops the
+loss forwards of the step an earlier ``train()`` left unfinished, with one warning; TRL keeps them in its ``_metrics``,
+so its first logged ``entropy`` after such a restart averages them in and ours does not.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ import torch
 
 from entropy_watch import metrics as M
 from entropy_watch.aliases import TRL_ENTROPY_DEFINITION
+from entropy_watch.errors import ConfigError
 from entropy_watch.hooks.accumulate import TRL_MIRRORED, StepAccumulator
 from entropy_watch.hooks.control import ControlConfig, ControlError, without_entropy
 from entropy_watch.hooks.control import check_trl as check_control
@@ -137,6 +142,20 @@ class TrlCallback(EntropyWatchCallback):
             return set()
         return set(PER_TOKEN_NAMES) - acc.drop
 
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        handle = self.handle
+        if handle is not None and handle.accumulator is not None and handle.accumulator.pending:
+            try:  # an earlier train() of this trainer died mid-step (e.g. out of memory in backward): that step's
+                dropped = handle.accumulator.pending  # loss forwards are no part of the step this training runs
+                handle.accumulator = new_accumulator(handle.trainer, handle.watch, drop=handle.accumulator.drop)
+                log.warning(
+                    "entropy_watch: %d loss forward(s) of the step an earlier train() left unfinished not recorded",
+                    dropped,
+                )
+            except Exception as exc:  # noqa: BLE001
+                self._failure("trl.train_begin", exc)
+        super().on_train_begin(args, state, control, **kwargs)
+
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
         self.skip_canonical = self.owned_names(int(getattr(state, "global_step", 0) or 0))
         super().on_log(args, state, control, logs=logs, **kwargs)
@@ -198,6 +217,7 @@ def attach(
             f"attach(trainer): {type(trainer).__name__} is not a transformers Trainer (no add_callback/args); "
             "record another training loop with entropy_watch.hooks.Watch"
         )
+    _replace_prior(trainer)
     control_cfg = resolve_control(control)
     if control_cfg is not None:
         owner = loss_owner(trainer)
@@ -237,13 +257,30 @@ def attach(
         if note:
             handle.reason = note
             log.warning("entropy_watch: %s", note)
-        handle.accumulator = StepAccumulator(watch, mirror=TRL_MIRRORED, vocab_size=_vocab_size(trainer))
-        handle.accumulator.drop = _not_applicable(trainer, handle.rule)
+        handle.accumulator = new_accumulator(trainer, watch, drop=_not_applicable(trainer, handle.rule))
         _install_wraps(handle, strict)
         handle.mode = "per-token"
         callback.skip_canonical = set(PER_TOKEN_NAMES) - handle.accumulator.drop
     trainer.add_callback(callback)
     return handle
+
+
+def _replace_prior(trainer: Any) -> None:
+    """Detach what an earlier :func:`attach` installed on ``trainer`` once its run is closed (a second training of
+    the same trainer, recorded as another run); refuse while that run is still recording (a notebook cell run twice):
+    two hooks would record every loss forward twice, into one run or two."""
+    handler = getattr(trainer, "callback_handler", None)
+    callbacks = getattr(handler, "callbacks", None) if handler is not None else getattr(trainer, "callbacks", None)
+    for cb in list(callbacks or ()):
+        prior = cb.handle if isinstance(cb, TrlCallback) else None
+        if prior is None or prior.trainer is not trainer:
+            continue
+        if not getattr(prior.watch, "closed", False):
+            raise ConfigError(
+                f"attach(trainer): entropy_watch is already attached to this trainer (run {prior.watch.run!r}); "
+                "keep using that handle, or call its close() first to record into another run"
+            )
+        prior.detach()
 
 
 # ---- the per-token layer ------------------------------------------------------------------------------------------
@@ -301,6 +338,13 @@ def _not_applicable(trainer: Any, rule: str | None = "grpo") -> set[str]:
     if rule != "grpo" or loss_type is None or loss_type in HARD_CLIP_LOSSES or loss_type == "cispo":
         return set()
     return clip
+
+
+def new_accumulator(trainer: Any, watch: Any, drop: set[str]) -> StepAccumulator:
+    """An empty accumulator of the per-token layer; ``drop``: the names this trainer's loss has none of."""
+    acc = StepAccumulator(watch, mirror=TRL_MIRRORED, vocab_size=_vocab_size(trainer))
+    acc.drop = set(drop)
+    return acc
 
 
 def _install_wraps(handle: TrlHandle, strict: bool) -> None:
