@@ -73,7 +73,7 @@ class LiveOptions:
     notify_policy: NotifyPolicy = field(default_factory=NotifyPolicy)
     """Minimum severity, cooldown, hourly cap, recovery (see :class:`entropy_watch.notify.NotifyPolicy`)."""
     notify_timeout_s: float = 5.0
-    """Socket timeout of one webhook POST."""
+    """The longest one webhook POST attempt may take, in seconds (connect, send, answer)."""
     notify_retries: int = 3
     """Retries of a failed POST, with exponential backoff."""
     notify_backoff_s: float = 1.0

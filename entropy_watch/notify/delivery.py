@@ -1,10 +1,16 @@
-"""Delivery: POST JSON bodies to webhooks from one background thread, never blocking or failing the caller.
+"""Delivery: POST JSON bodies to webhooks from background threads, never blocking or failing the caller.
 
-* :meth:`Delivery.submit` only puts (target, body) on a bounded queue; when the queue is full the message is
-  dropped and counted as a failure (the caller is a training loop: it must never wait on a network);
-* the thread POSTs with a per-attempt ``timeout_s``; a connection error, a timeout, HTTP 5xx or 429 is retried up
-  to ``retries`` times with exponential backoff (``backoff_s``, doubled each time; a 429's ``Retry-After`` is
-  honoured up to ``max_backoff_s``); other 4xx answers are final (a wrong or revoked webhook);
+* :meth:`Delivery.submit` only puts (target, body) on that target's bounded queue; when the queue is full the
+  message is dropped and counted as a failure (the caller is a training loop: it must never wait on a network);
+* each target has its own queue and thread, so a webhook that hangs delays only its own messages, never another
+  target's (a hanging secondary webhook held Slack's messages back until the run's close abandoned them);
+* an attempt lasts at most ``timeout_s`` in all (connect, send, answer): a webhook that trickles its answer one byte
+  per socket timeout is cut off at that deadline (:class:`_Watchdog`); the answer's status is all that is read;
+* a connection error, a timeout, HTTP 5xx or 429 is retried up to ``retries`` times with exponential backoff
+  (``backoff_s``, doubled each time; a 429's ``Retry-After`` is honoured up to ``max_backoff_s``); other 4xx answers
+  are final (a wrong or revoked webhook), and so is a redirect, which is never followed (urllib turned the POST into
+  a GET to wherever ``Location`` pointed, an internal address or ``ftp://`` included, and counted the message
+  delivered though its body was dropped);
 * a message that is finally not delivered adds one to :attr:`Delivery.errors`, calls ``on_error(errors)`` (the
   hooks record it as ``hooks/notify_errors``) and ``on_failure`` with an :class:`Undelivered`, which names the target
   by kind and host only, never its URL, and quotes no exception text (urllib's errors can carry the URL). Who builds
@@ -20,6 +26,7 @@ from __future__ import annotations
 import http.client
 import logging
 import queue
+import socket
 import threading
 import time
 import urllib.error
@@ -82,24 +89,134 @@ class WarnOnce:
 
 
 def _urlopen(req: urllib.request.Request, timeout: float) -> int:
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - scheme checked in targets.py
-        resp.read(1 << 16)
-        return int(resp.status)
+    """POST ``req``; its HTTP status (a 2xx), else raises as ``urllib.request.urlopen`` does. No redirect is followed
+    (a 3xx raises ``HTTPError``) and the whole attempt ends by ``timeout`` (``TimeoutError``); the body of the answer
+    is not read (a 200 with a huge or endless body is delivered all the same)."""
+    with _Watchdog(timeout) as dog:
+        try:
+            with _opener().open(req, timeout=timeout) as resp:
+                return int(resp.status)
+        except (urllib.error.URLError, OSError, http.client.HTTPException):
+            if dog.expired:
+                raise TimeoutError("the attempt's deadline passed") from None
+            raise
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    """urllib's opener (the environment's proxies included) without redirects, its connections watched."""
+    return urllib.request.build_opener(_NoRedirect, _HTTPHandler, _HTTPSHandler)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A webhook that redirects is misconfigured (or hostile): the 3xx stays an error (``HTTPError``)."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    http_error_301 = http_error_302 = http_error_303 = http_error_307 = http_error_308 = _refuse
+
+
+_current = threading.local()  # the running attempt's _Watchdog, per delivery thread
+
+
+class _Watchdog:
+    """Ends one attempt at its deadline: shuts down the sockets the attempt opened, so that a webhook answering one
+    byte within every socket timeout cannot hold the delivery thread past ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._done = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, seconds), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        _current.dog = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _current.dog = None
+        with self._lock:
+            self._done = True
+            self._socks.clear()
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            for sock in self._socks:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # the blocked recv returns at once; urllib closes the socket
+    except OSError:  # closed already, or the plain socket a TLS one was made from
+        pass
+
+
+def _watch(sock: socket.socket) -> socket.socket:
+    dog = getattr(_current, "dog", None)
+    if dog is not None:
+        dog.add(sock)
+    return sock
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        create = self._create_connection
+        self._create_connection = lambda *a, **kw: _watch(create(*a, **kw))  # a proxy's CONNECT is watched too
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        create = self._create_connection
+        self._create_connection = lambda *a, **kw: _watch(create(*a, **kw))
+
+    def connect(self) -> None:
+        """``HTTPSConnection.connect`` with the TLS socket watched before its handshake."""
+        http.client.HTTPConnection.connect(self)
+        host = self._tunnel_host or self.host
+        ctx = self._context
+        self.sock = _watch(ctx.wrap_socket(self.sock, server_hostname=host, do_handshake_on_connect=False))
+        self.sock.do_handshake()
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_HTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def do_open(self, http_class: Any, req: urllib.request.Request, **kwargs: Any) -> http.client.HTTPResponse:
+        return super().do_open(_HTTPSConnection, req, **kwargs)
 
 
 class Delivery:
-    """The queue and thread that send notification bodies.
+    """The queues and threads that send notification bodies: one of each per target.
 
     Args:
-        timeout_s: socket timeout of one attempt.
+        timeout_s: the longest one attempt may take (connect, send, answer).
         retries: further attempts after the first for retryable failures.
         backoff_s: wait before the first retry; doubled for each later one.
         max_backoff_s: cap of any single wait (also of a 429's ``Retry-After``).
-        max_queue: messages that may wait; more are dropped and counted.
-        on_error: called with the running failure count after each undelivered message (from the thread).
-        on_failure: called with each :class:`Undelivered` (from the thread): what a failure means to whoever reads
+        max_queue: messages that may wait for each target; more are dropped and counted.
+        on_error: called with the running failure count after each undelivered message (from a thread).
+        on_failure: called with each :class:`Undelivered` (from a thread): what a failure means to whoever reads
             it; default :class:`WarnOnce` (the training process' wording).
-        opener: the POST function (tests); default ``urllib.request.urlopen``.
+        opener: the POST function (tests); default a urllib POST that follows no redirect (:func:`_urlopen`).
     """
 
     def __init__(
@@ -124,19 +241,19 @@ class Delivery:
         self.sent = 0
         self.abandoned = 0  # messages still queued or in flight when close() stopped waiting
         self._open = opener or _urlopen
-        self._q: queue.Queue[tuple[Target, bytes] | None] = queue.Queue(maxsize=max(1, int(max_queue)))
+        self._max_queue = max(1, int(max_queue))
+        self._queues: dict[Target, queue.Queue[bytes | None]] = {}  # one per target, each with its thread
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._report_lock = threading.Lock()
         self._stop = threading.Event()
         self._closed = False
 
     def submit(self, target: Target, body: bytes) -> bool:
-        """Queue one POST; False (and counted as a failure) when the queue is full or delivery is closed."""
+        """Queue one POST; False (and counted as a failure) when the target's queue is full or delivery is closed."""
         if self._closed:
             return False
-        self._start()
         try:
-            self._q.put_nowait((target, body))
+            self._queue(target).put_nowait(body)
             return True
         except queue.Full:
             self._failed(target, "dropped: the notification queue is full (the webhook is slower than the alerts)")
@@ -147,58 +264,65 @@ class Delivery:
         (None: however long that takes, each attempt being bounded by the delivery's own ``timeout_s`` and each wait
         by ``max_backoff_s``); True when nothing is left. Delivery goes on either way."""
         deadline = None if timeout_s is None else time.monotonic() + max(0.0, timeout_s)
-        while self._q.unfinished_tasks and (deadline is None or time.monotonic() < deadline):
+        while self.pending and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.01)
-        return not self._q.unfinished_tasks
+        return not self.pending
 
     def close(self, timeout_s: float | None = 10.0) -> bool:
         """Send what is queued, waiting at most ``timeout_s`` (None: until it is handled, see :meth:`drain`); True
         when everything queued was handled. What is left then is abandoned: :attr:`abandoned` says how many (the
-        thread counts them as failures as it meets them, unless the process ends first)."""
+        threads count them as failures as they meet them, unless the process ends first)."""
         self._closed = True
-        t = self._thread
-        if t is None:
+        with self._lock:
+            queues = list(self._queues.values())
+        if not queues:
             return True
         done = self.drain(timeout_s)
         self.abandoned = self.pending
         self._stop.set()
-        try:
-            self._q.put_nowait(None)  # wake the thread
-        except queue.Full:
-            pass
+        for q in queues:
+            try:
+                q.put_nowait(None)  # wake the thread
+            except queue.Full:
+                pass
         return done
 
     @property
     def pending(self) -> int:
         """Messages queued or in flight."""
-        return int(self._q.unfinished_tasks)
-
-    # ---- the thread ----------------------------------------------------------------------------------------------
-    def _start(self) -> None:
         with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="entropy_watch-notify", daemon=True)
-                self._thread.start()
+            queues = list(self._queues.values())
+        return sum(int(q.unfinished_tasks) for q in queues)
 
-    def _run(self) -> None:
+    # ---- the threads ---------------------------------------------------------------------------------------------
+    def _queue(self, target: Target) -> queue.Queue[bytes | None]:
+        with self._lock:
+            q = self._queues.get(target)
+            if q is None:
+                q = self._queues[target] = queue.Queue(maxsize=self._max_queue)
+                name = f"entropy_watch-notify-{len(self._queues)}"
+                threading.Thread(target=self._run, args=(target, q), name=name, daemon=True).start()
+            return q
+
+    def _run(self, target: Target, q: queue.Queue[bytes | None]) -> None:
         while True:
-            item = self._q.get()
+            body = q.get()
             try:
-                if item is None:
+                if body is None:
                     if self._stop.is_set():
                         return
                     continue
-                target, body = item
                 why = self._post(target, body)
                 if why is None:
-                    self.sent += 1
+                    with self._lock:
+                        self.sent += 1
                 else:
                     self._failed(target, *why)
             except Exception as exc:  # noqa: BLE001 - the thread must survive anything
-                self._failed(item[0] if item is not None else None, f"unexpected {type(exc).__name__}")
+                self._failed(target, f"unexpected {type(exc).__name__}")
             finally:
-                self._q.task_done()
-            if self._stop.is_set() and self._q.empty():
+                q.task_done()
+            if self._stop.is_set() and q.empty():
                 return
 
     def _post(self, target: Target, body: bytes) -> tuple[str, str] | None:
@@ -216,6 +340,9 @@ class Delivery:
                 status = self._open(req, self.timeout_s)
             except urllib.error.HTTPError as e:
                 status = int(e.code)
+                e.close()
+                if 300 <= status < 400:
+                    return f"HTTP {status}, a redirect (not followed)", CHECK_REDIRECT
                 if status == 429:
                     wait = max(wait, _retry_after(e.headers.get("Retry-After") if e.headers else None))
                 elif status < 500:
@@ -230,6 +357,8 @@ class Delivery:
                 continue
             if 200 <= status < 300:
                 return None
+            if 300 <= status < 400:
+                return f"HTTP {status}, a redirect (not followed)", CHECK_REDIRECT
             if status < 500 and status != 429:
                 return f"HTTP {status}, not retried", CHECK_URL
             why, advice = f"HTTP {status}", ""
@@ -241,7 +370,8 @@ class Delivery:
             n = self.errors
         _quietly(self.on_failure, Undelivered(target.label if target is not None else "", reason, advice, n))
         if self.on_error is not None:
-            _quietly(self.on_error, n)
+            with self._report_lock:  # targets fail on their own threads: the counts reported never go down
+                _quietly(self.on_error, self.errors)
 
 
 def _quietly(call: Callable[[Any], Any], arg: Any) -> None:
@@ -254,6 +384,9 @@ def _quietly(call: Callable[[Any], Any], arg: Any) -> None:
 
 CHECK_URL = "check the webhook URL"
 """Advice for an answer that retrying cannot change (a 4xx other than 429: a wrong or revoked webhook)."""
+CHECK_REDIRECT = "give the webhook's own URL (a webhook that redirects is not posted to)"
+"""Advice for a 3xx: the POST is not repeated elsewhere (a redirect could point anywhere: another host, an internal
+address)."""
 CHECK_HOST = "check the URL's host and port, and the network"
 """Advice when no connection was made (refused, unknown host, TLS)."""
 

@@ -15,8 +15,9 @@ Generic JSON body (schema ``entropy_watch.notification/1``; documented in README
      "alert": {step, detector, kind, severity, message, evidence, actions, key} | null,
      "verdict": {...} | null, "sent_at": float (Unix seconds)}
 
-Text taken from runs (messages, run names) is sent as data: Slack gets ``plain_text`` objects only, Discord gets its
-markdown characters escaped and ``allowed_mentions`` off, so a run name cannot ping a channel or inject a link.
+Text taken from runs (messages, run names) is sent as data: Slack gets ``plain_text`` objects only and its mrkdwn
+``text`` (the notification's fallback) with ``&``, ``<`` and ``>`` escaped, Discord gets its markdown characters
+escaped and ``allowed_mentions`` off, so a run name cannot ping a channel or inject a link.
 """
 
 from __future__ import annotations
@@ -139,7 +140,9 @@ def to_slack(n: Notice) -> dict[str, Any]:
     if n.app_link:
         button = {"type": "button", "text": _plain("Open run", 75), "url": n.app_link[:3000]}
         blocks.append({"type": "actions", "elements": [button]})
-    return {"text": _clip(f"{icon} {n.title}: {n.summary}", 3000), "blocks": blocks}
+    # `text` (the push notification, and the message where blocks do not show) is mrkdwn: Slack parses `<!channel>`,
+    # `<http://x|click>` and `<@U…>` in it, so its control characters are escaped as Slack's formatting docs ask
+    return {"text": _slack_escape(_clip(f"{icon} {n.title}: {n.summary}", 3000)), "blocks": blocks}
 
 
 def to_discord(n: Notice) -> dict[str, Any]:
@@ -171,6 +174,10 @@ def _plain(text: str, limit: int) -> dict[str, Any]:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _md(text: str) -> str:

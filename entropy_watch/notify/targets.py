@@ -11,6 +11,10 @@ A target spec is one of
   alone reads :data:`DEFAULT_ENV` (``ENTROPY_WATCH_NOTIFY``). A variable may hold several specs separated by
   whitespace or commas.
 
+A spec is checked when it is given, not at the first alert: a Slack or Discord host needs ``https://`` (``http://``
+would send the token in the clear), and nothing after the host may be non-ASCII (a smart quote or zero-width space
+pasted with the URL made every send fail).
+
 Webhook URLs are credentials (anyone holding a Slack webhook URL can post to the channel). A :class:`Target` keeps
 the URL in a private slot and shows only its kind and host (``repr``, ``str``, :attr:`Target.label`); errors never
 quote it; :func:`scrub` removes it from any text or JSON value (``run.json``'s ``argv`` and config, event payloads,
@@ -124,7 +128,12 @@ def parse_target(spec: str, environ: Mapping[str, str] | None = None) -> list[Ta
     if spec == "env" or spec.startswith("env:"):
         name = spec[4:].strip() or DEFAULT_ENV
         if not _ENV_NAME.fullmatch(name):
-            raise NotifyConfigError(f"notify: {name!r} is not an environment variable name")
+            # `env:$EW_SLACK` expands to the URL itself: quoting it would print the secret
+            shown = "a URL" if "/" in name else f"{name!r}" if len(name) <= 32 else "a long value (a token?)"
+            raise NotifyConfigError(
+                f"notify: {shown} is not an environment variable name (env:NAME, e.g. env:EW_SLACK_URL, reads the "
+                "webhook URL from $NAME)"
+            )
         value = env.get(name, "").strip()
         if not value:
             raise NotifyConfigError(f"notify: environment variable {name} is not set (or empty)")
@@ -134,6 +143,8 @@ def parse_target(spec: str, environ: Mapping[str, str] | None = None) -> list[Ta
                 raise NotifyConfigError(f"notify: environment variable {name} must hold URLs, not another env: spec")
             if part:
                 out.extend(parse_target(part, env))
+        if not out:  # only separators: no notifier was built and nothing said so
+            raise NotifyConfigError(f"notify: environment variable {name} holds no webhook URL (only commas or spaces)")
         return out
     kind: str | None = None
     head, sep, rest = spec.partition("+")
@@ -145,6 +156,16 @@ def parse_target(spec: str, environ: Mapping[str, str] | None = None) -> list[Ta
             f"notify: {shown} is not a webhook URL (use https://…, slack+https://…, discord+https://…, "
             "json+https://… or env:NAME)"
         )
+    parts = urlsplit(spec)
+    if not all(p.isascii() for p in (parts.path, parts.query, parts.fragment, parts.username or "")):
+        # http.client refuses it at every send ("unexpected UnicodeEncodeError"): say so now
+        raise NotifyConfigError(
+            f"notify: {parts.scheme}://… has a non-ASCII character after its host (a smart quote or an invisible "
+            "space copied with it?); percent-encode it or copy the URL again"
+        )
+    host = (parts.hostname or "").lower()
+    if spec.lower().startswith("http://") and host in _SLACK_HOSTS + _DISCORD_HOSTS:
+        raise NotifyConfigError(f"notify: a webhook URL on {host} needs https:// (http:// sends its token unencrypted)")
     return [Target(kind or kind_of(spec), spec)]
 
 

@@ -41,7 +41,7 @@ def test_generic_json_carries_the_alert_object() -> None:
 
 def test_slack_is_plain_text_blocks() -> None:
     body = json.loads(render("slack", notice_for(RUN, _forecast_alert(), app_url="http://h:1")))
-    assert "CRITICAL collapse" in body["text"] and RUN in body["text"]
+    assert "CRITICAL collapse" in body["text"] and "grpo &lt;@everyone&gt; *s0*" in body["text"]  # mrkdwn: escaped
     texts = []
     for block in body["blocks"]:
         for t in [block.get("text"), *block.get("fields", []), *(e.get("text") for e in block.get("elements", []))]:
