@@ -92,25 +92,72 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-@dataclass
+class Frozen(dict):
+    """An alert's evidence: a dict that refuses changes (every result, and a live ``Analyzer``'s later verdicts,
+    share the alert). ``dict(alert.evidence)`` or ``alert.to_dict()`` give a copy to change."""
+
+    __slots__ = ()
+
+    def _refused(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("an alert's evidence is read-only (alerts are shared): change a copy, dict(alert.evidence)")
+
+    __setitem__ = __delitem__ = __ior__ = _refused
+    clear = pop = popitem = setdefault = update = _refused
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle and copy rebuild it whole (not item by item)
+        return (type(self), (dict(self),))
+
+
+class FrozenList(list):
+    """A list in an alert (its actions, a list in its evidence) that refuses changes, as :class:`Frozen`."""
+
+    __slots__ = ()
+
+    def _refused(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("an alert's lists are read-only (alerts are shared): change a copy, list(...)")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refused
+    append = extend = insert = pop = remove = clear = sort = reverse = _refused
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (list(self),))
+
+
+def _frozen(obj: Any) -> Any:
+    """``obj`` (JSON values, :func:`_clean`'s output) with every dict and list made read-only."""
+    if isinstance(obj, dict):
+        return Frozen({k: _frozen(v) for k, v in obj.items()})
+    if isinstance(obj, list):
+        return FrozenList(_frozen(v) for v in obj)
+    return obj
+
+
+@dataclass(frozen=True)
 class Alert:
-    """One alert. ``step`` is the logged step it was raised at (only data up to it was used)."""
+    """One alert. ``step`` is the logged step it was raised at (only data up to it was used).
+
+    Immutable (as :class:`~entropy_watch.analysis.verdict.Verdict`): a result's alerts, its verdict's and a live
+    ``Analyzer``'s later verdicts share them, so none can change another's; ``evidence`` (JSON values: NaN/inf as
+    None) and ``actions`` are read-only too (``dataclasses.replace`` or ``to_dict()`` give a changed copy). Alerts
+    compare by value and hash by their fields but the evidence and actions (a set of alerts works); they pickle and
+    copy as values."""
 
     step: int
     detector: str
     kind: str
     severity: str
     message: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    actions: list[str] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict, hash=False)
+    actions: list[str] = field(default_factory=list, hash=False)
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
-        self.step = int(self.step)
-        self.evidence = _clean(self.evidence)
-        if not self.actions:
-            self.actions = list(ACTIONS.get(self.kind, []))
+        set_ = object.__setattr__  # frozen: the constructor's normalisation only
+        set_(self, "step", int(self.step))
+        set_(self, "evidence", _frozen(_clean(dict(self.evidence or {}))))
+        actions = [self.actions] if isinstance(self.actions, str) else self.actions
+        set_(self, "actions", FrozenList(actions or ACTIONS.get(self.kind, [])))
 
     @property
     def rank(self) -> int:
@@ -129,7 +176,7 @@ class Alert:
             "kind": self.kind,
             "severity": self.severity,
             "message": self.message,
-            "evidence": self.evidence,
+            "evidence": _clean(self.evidence),  # plain copies: changing them leaves the alert as it is
             "actions": list(self.actions),
         }
 

@@ -14,6 +14,7 @@ All functions are pure and process alerts in step order, so a prefix gives the p
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -46,26 +47,30 @@ def persistent(flags: list[bool], k: int, n: int) -> bool:
 
 
 def apply_context(alert: Alert, fl: dict[str, Any]) -> Alert:
-    """Attach L4 flags to a collapse alert and name the corroborating ones; on a solved task, turn it into an info
-    ``saturation`` note."""
+    """A collapse alert with the L4 flags attached and the corroborating ones named; on a solved task, an info
+    ``saturation`` note instead (a new alert: alerts are immutable)."""
     if alert.kind != "collapse":
         return alert
-    alert.evidence["corroboration"] = fl
+    evidence = {**alert.evidence, "corroboration": fl}
     if fl.get("reward_saturated") is True:
-        alert.kind = "saturation"
-        alert.severity = "info"
-        alert.detector = alert.detector + "+saturation"
-        alert.message = (
-            alert.message + f"; reward is saturated ({fl.get('reward_recent', float('nan')):.2f}): the task looks "
-            "solved, so this is benign convergence"
+        return replace(
+            alert,
+            kind="saturation",
+            severity="info",
+            detector=alert.detector + "+saturation",
+            message=alert.message + f"; reward is saturated ({fl.get('reward_recent', float('nan')):.2f}): the task "
+            "looks solved, so this is benign convergence",
+            evidence=evidence,
+            actions=list(ACTIONS["saturation"]),
         )
-        alert.actions = list(ACTIONS["saturation"])
-        return alert
     seen = [k for k in CORROBORATING if fl.get(k) is True]
-    if seen:
-        alert.evidence["corroborated_by"] = seen
-        alert.message = alert.message + "; corroborated by " + ", ".join(SAID[k] for k in seen)
-    return alert
+    if not seen:
+        return replace(alert, evidence=evidence)
+    return replace(
+        alert,
+        evidence={**evidence, "corroborated_by": seen},
+        message=alert.message + "; corroborated by " + ", ".join(SAID[k] for k in seen),
+    )
 
 
 def cooldown(alerts: list[Alert], steps: np.ndarray, points: int) -> list[Alert]:

@@ -36,12 +36,15 @@ Progress = Callable[[int, int], None]
 @dataclass
 class AnalysisResult:
     """Alerts in step order, plain-words notes, the scheduled forecast evaluations by point index, the prepared
-    series (for plots), the reference, the outlook in the verdict's direction, and the verdict built from them."""
+    series (for plots), the reference, the outlook in the verdict's direction, and the verdict built from them.
+
+    Two results are equal when what they say is (alerts, notes, reference, outlook, problems, verdict): the
+    forecasts and the prepared arrays they were computed from are not compared (arrays have no one truth value)."""
 
     alerts: list[Alert]
     notes: list[str] = field(default_factory=list)
-    forecasts: dict[int, Forecast] = field(default_factory=dict)
-    prep: Prepared | None = None
+    forecasts: dict[int, Forecast] = field(default_factory=dict, compare=False)
+    prep: Prepared | None = field(default=None, compare=False)
     reference: Reference | None = None
     outlook: Outlook | None = None
     problems: list[Problem] = field(default_factory=list)
@@ -173,6 +176,14 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
         return bool(np.array_equal(a, b))
 
 
+def _check_series(series: object) -> RunSeries:
+    """``series`` when it is a :class:`RunSeries`, else a ``TypeError`` saying how to build one."""
+    if not isinstance(series, RunSeries):
+        got = type(series).__name__
+        raise TypeError(f"series must be a RunSeries (RunSeries.from_arrays(name, steps, entropy)), got {got}")
+    return series
+
+
 def eval_indices(n: int, config: DetectorConfig, origin: int = 0) -> list[int]:
     """Point indices at which the forecast is evaluated: from ``forecast_min_points − 1``, then every
     max(1, i // eval_stride_div) points — every point up to 100, ~every 20th at 1,000, ~every 200th at 10,000 —
@@ -191,6 +202,10 @@ class Analyzer:
     ``verdict(series)`` the verdict; ``update(series)`` only the alerts not returned by an earlier ``update``."""
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
+        if config is not None and not isinstance(config, DetectorConfig):
+            raise TypeError(
+                f"config must be a DetectorConfig (such as DetectorConfig(hold_z=3.0)), got {type(config).__name__}"
+            )
         self.config = config or DetectorConfig()
         self._evals: dict[int, Forecast | None] = {}
         self._fits: dict[int, Forecast | None] = {}
@@ -243,6 +258,9 @@ class Analyzer:
         """Every alert so far, the notes, the forecasts, the reference and the verdict of ``series``. Floating-point
         warnings are silenced: every rule reads NaN and ±inf as they come (a 1e300 cell overflows a product), and a
         hook's analysis must not write numpy warnings into the training's output."""
+        _check_series(series)
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be a function (done, total) -> None, got {type(progress).__name__}")
         with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
             return self._analyze(series, progress)
 
@@ -294,7 +312,7 @@ class Analyzer:
 
     def verdict(self, series: RunSeries, at_step: int | None = None) -> Verdict:
         """The verdict at ``at_step`` (default: the newest step), reusing this analyzer's cached evaluations."""
-        s = series if at_step is None else series.prefix(at_step)
+        s = series if at_step is None else _check_series(series).prefix(at_step)
         v = self.analyze(s).verdict
         assert v is not None
         return v

@@ -7,6 +7,7 @@ causally (last observation carried forward), so a training reward logged every 5
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import numbers
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from entropy_watch import metrics as M
+from entropy_watch.aliases import detect_canonical
 from entropy_watch.analysis.changes import KNOWN_CHANGE_KINDS, RESET_EVENT_KINDS, change_points
 from entropy_watch.errors import EntropyWatchError, NoEntropySeries
 
@@ -62,7 +64,10 @@ def _array(what: str, values: object, refused: str = "bcmMV") -> np.ndarray:
     ``refused`` (booleans, complex numbers, times, records)."""
     if isinstance(values, Iterator):
         values = list(values)  # a generator: np.asarray would wrap the generator object itself
-    arr = np.asarray(values)
+    try:
+        arr = np.asarray(values)
+    except ValueError:  # numpy refuses a ragged nest ([1, [2, 3]], (steps, values, 1))
+        raise TypeError(f"{what} must be a 1-D sequence of numbers (one per logged point), got a ragged nest") from None
     if arr.ndim != 1:
         shape = "a single value" if arr.ndim == 0 else f"an array of shape {arr.shape}"
         raise TypeError(f"{what} must be a 1-D sequence of numbers (one per logged point), got {shape}")
@@ -73,22 +78,28 @@ def _array(what: str, values: object, refused: str = "bcmMV") -> np.ndarray:
 
 
 def step_array(steps: object, what: str = "steps") -> np.ndarray:
-    """``steps`` as int64 (shape (n,)): whole numbers (ints, or floats such as 1.0) in the int64 range; a step with
-    a fraction, NaN or past int64 raises ``ValueError`` naming ``what`` (truncating 0.5 to 0 would merge points)."""
+    """``steps`` as int64 (shape (n,)): whole numbers (ints, or floats such as 1.0) from 0 within int64, the store's
+    steps (``store.schema.check_step``); a step with a fraction, NaN, below 0 or past int64 raises ``ValueError``
+    naming ``what`` (truncating 0.5 to 0 would merge points; the store refuses a negative step and an import skips
+    its row, so the same log read as arrays is refused rather than judged as another run)."""
     arr = _array(what, steps)
     if arr.dtype.kind == "i":
-        return arr.astype(np.int64, copy=False)
-    try:
-        f = arr.astype(np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{what} must hold whole step numbers, got {arr.dtype} values ({err})") from None
-    whole = np.isfinite(f) & (f == np.round(f)) & (np.abs(f) < 2.0**63)
-    if arr.dtype.kind == "u":
+        whole = arr >= 0
+    elif arr.dtype.kind == "u":
         whole = arr <= np.iinfo(np.int64).max
+    else:
+        try:
+            f = arr.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{what} must hold whole step numbers, got {arr.dtype} values ({err})") from None
+        whole = np.isfinite(f) & (f == np.round(f)) & (f >= 0) & (f < 2.0**63)
     if not whole.all():
         bad = arr[~whole][0]
-        raise ValueError(f"{what} must be whole step numbers within int64, got {bad!r}")
-    return arr.astype(np.int64) if arr.dtype.kind in "iu" else f.astype(np.int64)
+        bad = bad.item() if isinstance(bad, np.generic) else bad  # an object array holds Python ints (2**64)
+        negative = (arr if arr.dtype.kind in "iu" else f)[~whole][0] < 0
+        why = " (the store refuses a negative step; an import skips its row)" if negative else ""
+        raise ValueError(f"{what} must be whole step numbers from 0 within int64{why}, got {bad!r}")
+    return arr.astype(np.int64, copy=False) if arr.dtype.kind in "iu" else f.astype(np.int64)
 
 
 def value_array(values: object, what: str = "entropy") -> np.ndarray:
@@ -170,6 +181,8 @@ class RunSeries:
     changes: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str):  # the verdict's "run": a string in its JSON schema
+            raise TypeError(f"name must be the run's name (a string), got {type(self.name).__name__}")
         if self.meta is not None and not isinstance(self.meta, Mapping):
             got = type(self.meta).__name__
             raise TypeError(f"meta must be a dict (vocab_size, planned_steps, reward_max), got {got}")
@@ -193,27 +206,27 @@ class RunSeries:
         entropy: np.ndarray | list[float],
         *,
         reward: tuple[np.ndarray, np.ndarray] | np.ndarray | list[float] | None = None,
-        scalars: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+        scalars: Mapping[str, tuple[np.ndarray, np.ndarray] | np.ndarray | list[float]] | None = None,
+        hist: tuple[np.ndarray, np.ndarray] | None = None,
+        hist_edges: np.ndarray | list[float] | None = None,
         **kwargs: Any,
     ) -> RunSeries:
-        """Build from arrays; ``reward`` is either values at ``steps`` (n,) or its own ``(steps, values)`` pair (a
-        tuple of two sequences). Steps are whole numbers (ints, or floats such as 1.0); entropy in nats. A wrong
-        shape or type raises ``TypeError``/``ValueError`` naming the argument."""
+        """Build from arrays: ``steps`` (n,) whole numbers from 0 (ints, or floats such as 1.0), ``entropy`` (n,)
+        nats. ``reward`` and each of ``scalars`` (canonical name -> series, e.g. ``"clip/high_frac"``: the names
+        :func:`analysed` reads) are either values at ``steps`` (n,) or their own ``(steps, values)`` pair (a tuple of
+        two sequences). ``hist`` is the token-entropy histogram, ``(steps (m,), counts (m, bins))`` with
+        ``hist_edges`` (bins,) increasing nats (:func:`entropy_watch.histogram.entropy_bin_edges`; bin 0 counts exact
+        zeros). A wrong shape, type or value raises ``TypeError``/``ValueError`` naming the argument (a length that
+        differs from its steps: ``EntropyWatchError``)."""
         steps = step_array(steps)
-        sc = dict(scalars or {})
+        sc = _scalar_arrays(scalars, steps)
         if reward is not None:
-            if _is_pair(reward):
-                pair: tuple[Any, Any] = reward  # type: ignore[assignment]
-                sc[M.REWARD_MEAN] = (step_array(pair[0], "reward steps"), value_array(pair[1], "reward"))
-            else:
-                values = value_array(reward, "reward")
-                if values.shape != steps.shape:
-                    raise EntropyWatchError(
-                        f"reward has {values.size} values for {steps.size} steps: pass one per step, "
-                        "or a (steps, values) pair for a reward logged at other steps"
-                    )
-                sc[M.REWARD_MEAN] = (steps, values)
-        return cls(name=name, steps=steps, entropy=value_array(entropy), scalars=sc, **kwargs)
+            sc[M.REWARD_MEAN] = _at_steps("reward", reward, steps)
+        edges = None if hist_edges is None else _edges_array(hist_edges)
+        if hist is not None:
+            hist = _hist_arrays(hist, edges)
+        return cls(name=name, steps=steps, entropy=value_array(entropy), scalars=sc, hist=hist, hist_edges=edges,
+                   **kwargs)  # fmt: skip
 
     @classmethod
     def from_imported(cls, run: ImportedRun) -> RunSeries:
@@ -349,9 +362,97 @@ def hist_edges(run_json: dict[str, Any]) -> list[float] | None:
     return [float(e) for e in edges]
 
 
+def _at_steps(what: str, series: object, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A caller's ``reward`` or scalar ``what``: values at ``steps`` (n,), or a ``(steps, values)`` pair."""
+    if _is_pair(series):
+        pair: tuple[Any, Any] = series  # type: ignore[assignment]
+        return step_array(pair[0], f"{what} steps"), value_array(pair[1], what)
+    values = value_array(series, what)
+    if values.shape != steps.shape:
+        raise EntropyWatchError(
+            f"{what} has {values.size} values for {steps.size} steps: pass one per step, "
+            "or a (steps, values) pair for one logged at other steps"
+        )
+    return steps, values
+
+
+def _scalar_arrays(scalars: object, steps: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A caller's ``scalars``: canonical names (:func:`analysed`) to values at ``steps`` or (steps, values) pairs.
+    A name the analysis does not read is refused, not kept unread (``"reward"`` for ``"reward/mean"``)."""
+    if scalars is None:
+        return {}
+    if not isinstance(scalars, Mapping):
+        raise TypeError(f"scalars must be a dict of metric name -> (steps, values), got {type(scalars).__name__}")
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, series in scalars.items():
+        if not isinstance(name, str):
+            raise TypeError(f"scalars: a name must be a string such as {M.REWARD_MEAN!r}, got {name!r}")
+        if not analysed(name):
+            known = list(detect_canonical([name])) or difflib.get_close_matches(name, M.CANONICAL, n=1)
+            hint = f"did you mean {known[0]!r}? " if known else ""  # a trainer's name ("reward", "kl")
+            raise ValueError(
+                f"scalars: {name!r} is no metric the analysis reads; {hint}the names are entropy_watch.metrics's "
+                f"canonical ones (such as {M.REWARD_MEAN!r}, {M.CLIP_HIGH_FRAC!r}) and rewards/<function>/mean"
+            )
+        out[name] = _at_steps(name, series, steps)
+    return out
+
+
+def _edges_array(edges: object) -> np.ndarray:
+    """A caller's ``hist_edges`` as float64 (bins,): finite, increasing nats."""
+    arr = value_array(edges, "hist_edges")
+    if arr.size < 2 or not np.isfinite(arr).all() or (np.diff(arr) <= 0).any():
+        raise ValueError(
+            "hist_edges must be at least 2 finite, increasing bin edges in nats "
+            "(entropy_watch.histogram.entropy_bin_edges(vocab_size))"
+        )
+    return arr
+
+
+def _hist_arrays(hist: object, edges: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """A caller's ``hist``, ``(steps (m,), counts (m, bins))`` with ``bins == len(edges)``, as (int64, float64)
+    sorted by step, the last row kept for a repeated step (as the scalars); counts finite and not negative."""
+    shape = "a (steps, counts) pair: steps (m,) and counts (m, bins), one count per hist_edges value"
+    if not isinstance(hist, (tuple, list)) or len(hist) != 2:
+        raise TypeError(f"hist must be {shape}, got {type(hist).__name__}")
+    if edges is None:
+        raise ValueError("hist needs hist_edges: the bin edges (nats) its counts are over")
+    steps = step_array(hist[0], "hist steps")
+    counts = np.asarray(hist[1])
+    if counts.ndim != 2 or counts.dtype.kind in "bcmMV":
+        got = f"shape {counts.shape}" if counts.ndim != 2 else f"{counts.dtype} values"
+        raise TypeError(f"hist counts must be a 2-D array of numbers (m steps, bins), got {got}")
+    try:
+        counts = counts.astype(np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"hist counts must hold numbers, got {counts.dtype} values ({err})") from None
+    if counts.shape != (steps.size, edges.size):
+        raise EntropyWatchError(
+            f"hist counts have shape {counts.shape} for {steps.size} hist steps and {edges.size} hist_edges: "
+            "pass one row per step and one count per edge (bin 0 counts exact zeros)"
+        )
+    bad = ~(np.isfinite(counts) & (counts >= 0)).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"hist counts must be finite token counts, not negative: the row of step {steps[i]} is not")
+    if steps.size and not (np.diff(steps) > 0).all():
+        _, first_in_rev = np.unique(steps[::-1], return_index=True)
+        idx = steps.size - 1 - first_in_rev
+        steps, counts = steps[idx], counts[idx]
+    return steps, counts
+
+
 def _is_pair(reward: object) -> bool:
     """Whether ``reward`` is a ``(steps, values)`` pair: a tuple of two sequences (a tuple of numbers is values)."""
-    return isinstance(reward, tuple) and len(reward) == 2 and all(np.ndim(r) >= 1 for r in reward)
+    return isinstance(reward, tuple) and len(reward) == 2 and all(_ndim(r) >= 1 for r in reward)
+
+
+def _ndim(x: object) -> int:
+    """``np.ndim(x)``; 1 for a ragged nest (numpy refuses it: :func:`_array` says so, naming the argument)."""
+    try:
+        return int(np.ndim(x))
+    except ValueError:
+        return 1
 
 
 def caller_meta(meta: Mapping[str, Any]) -> dict[str, Any]:

@@ -257,17 +257,17 @@ def test_leading_exact_zeros_are_not_measured_yet() -> None:
     log with a 0 logged a step before its first entropy was alarmed 39 points late). The zeros are left out like
     missing values: the run reads as the same run without them, live and post hoc alike, and a note says so."""
     h, r = collapsing(160, onset=60), np.linspace(0.2, 0.6, 160)
-    plain = analyze(series(h, r))
-    assert {a.kind for a in plain.alerts} >= {"collapse"}
     for k in (1, 3, 10):
-        steps = np.arange(-k, 160)  # the placeholders at steps before the measured run's own
-        s = RunSeries.from_arrays("t", steps, np.r_[np.zeros(k), h], reward=(np.arange(160), r))
+        measured = np.arange(k, 160 + k)  # the measured run's own steps, after the placeholders at steps 0..k-1
+        plain = analyze(RunSeries.from_arrays("t", measured, h, reward=(measured, r)))
+        assert {a.kind for a in plain.alerts} >= {"collapse"}
+        s = RunSeries.from_arrays("t", np.arange(160 + k), np.r_[np.zeros(k), h], reward=(measured, r))
         res = analyze(s)
         assert res.reference is not None and res.reference.value == plain.reference.value
-        assert res.reference.first_step == 0  # the first measured point
+        assert res.reference.first_step == k  # the first measured point
         assert res.reference.method == plain.reference.method.replace("logged", "measured")
         assert [(a.step, a.kind, a.message) for a in res.alerts] == [(a.step, a.kind, a.message) for a in plain.alerts]
-        assert any(f"exactly 0 (step{'s' if k > 1 else ''} -{k}" in n for n in res.notes), res.notes
+        assert any(f"exactly 0 (step{'s' if k > 1 else ''} 0" in n for n in res.notes), res.notes
         assert not np.isfinite(res.prep.log_h[:k]).any() and res.prep.unmeasured[:k].all()
         assert [a.key for a in polled(s)] == [a.key for a in res.alerts]
 
