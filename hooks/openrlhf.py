@@ -134,6 +134,15 @@ def _eps(loss: Any) -> tuple[float, float]:
     return eps, eps
 
 
+def _is_corrected(loss: Any) -> bool:
+    """Whether ``loss`` corrects for the train/rollout mismatch, which makes GSPO's ratio ``log_probs -
+    rollout_log_probs``: ``is_correction_level`` other than "off" (OpenRLHF 0.11, ``--algo.advantage.
+    is_correction_level``), ``enable_vllm_is_correction`` before it."""
+    if getattr(loss, "enable_vllm_is_correction", False):
+        return True
+    return getattr(loss, "is_correction_level", "off") not in ("off", None)
+
+
 def _clip_log_ratio(
     loss: Any,
     log_probs: torch.Tensor,
@@ -144,14 +153,14 @@ def _clip_log_ratio(
     """The log-ratio ``PolicyLoss`` clips, per token ``(B, A)``, detached.
 
     ``policy_loss_type="gspo"`` (OpenRLHF's ``--policy_loss_type``; absent = "ppo") clips one sequence-level ratio:
-    the masked mean of ``log_probs - old_log_probs`` over each row (``- rollout_log_probs`` with
-    ``enable_vllm_is_correction``), broadcast over its tokens. ``"ppo"`` clips the token ratio, its log clamped to
-    ±20 in newer OpenRLHF.
+    the masked mean of ``log_probs - old_log_probs`` over each row (``- rollout_log_probs`` with the train/rollout IS
+    correction on: :func:`_is_corrected`), broadcast over its tokens. ``"ppo"`` clips the token ratio, its log clamped
+    to ±20 in newer OpenRLHF.
     """
     log_probs, old_log_probs = log_probs.detach(), old_log_probs.detach()
     if getattr(loss, "policy_loss_type", "ppo") == "gspo":
         ref = old_log_probs
-        if getattr(loss, "enable_vllm_is_correction", False) and rollout_log_probs is not None:
+        if _is_corrected(loss) and rollout_log_probs is not None:
             ref = rollout_log_probs.detach()
         m = torch.ones_like(log_probs) if action_mask is None else action_mask.to(log_probs.dtype)
         seq = ((log_probs - ref) * m).sum(-1) / m.sum(-1).clamp(min=1)
