@@ -1,11 +1,11 @@
 """Collectives for step statistics under ``torch.distributed``: which group to reduce over, SUM/MAX all-reduce,
-and an all-gather of variable-length rows.
+and all-gathers of rows.
 
 Step statistics are sufficient statistics (sums, counts, histogram bins, maxima), so reducing them over the
 data-parallel group gives exactly the numbers of the concatenated batch. Every rank must make the same calls in the
-same order: :func:`entropy_watch.hooks.stats.step_stats` always issues the same fixed sequence whatever optional
-inputs a rank has, so a rank without, say, ``group_ids`` cannot deadlock the others, and a rank whose input is
-refused joins them with the sums of no tokens (:func:`entropy_watch.hooks.stats.join_refused`).
+same order: :func:`entropy_watch.hooks.stats.reduce_sums` decides each call from numbers every rank shares (the
+reduced totals), never from its own inputs, so a rank without, say, ``group_ids`` cannot deadlock the others, and a
+rank whose input is refused joins them with the sums of no tokens (:func:`entropy_watch.hooks.stats.join_refused`).
 """
 
 from __future__ import annotations
@@ -49,22 +49,11 @@ def all_reduce_(tensor: torch.Tensor, op: str, group: Any | None) -> torch.Tenso
     return tensor
 
 
-def all_gather_rows(rows: torch.Tensor, group: Any | None) -> torch.Tensor:
-    """Concatenate ``rows (n_r, ...)`` from every rank of ``group`` in rank order: ``(sum_r n_r, ...)``.
-
-    Ranks may hold different ``n_r`` (zero included): sizes are gathered first, rows padded to the largest, then
-    trimmed. Two collectives; ``O(sum n_r)`` bytes. Returns ``rows`` unchanged when ``group`` is None.
-    """
+def all_gather_padded(rows: torch.Tensor, group: Any | None) -> torch.Tensor:
+    """Concatenate ``rows (n, ...)``, the same shape on every rank of ``group``, in rank order: ``(world * n, ...)``.
+    One collective; returns ``rows`` unchanged when ``group`` is None."""
     if group is None:
         return rows
-    world = torch.distributed.get_world_size(group)
-    size = torch.tensor([rows.shape[0]], dtype=torch.int64, device=rows.device)
-    sizes = [torch.zeros_like(size) for _ in range(world)]
-    torch.distributed.all_gather(sizes, size, group=group)
-    counts = [int(s.item()) for s in sizes]
-    longest = max(counts)
-    padded = rows.new_zeros((longest, *rows.shape[1:]))
-    padded[: rows.shape[0]] = rows
-    gathered = [torch.empty_like(padded) for _ in range(world)]
-    torch.distributed.all_gather(gathered, padded, group=group)
-    return torch.cat([part[:n] for part, n in zip(gathered, counts, strict=True)])
+    gathered = [torch.empty_like(rows) for _ in range(torch.distributed.get_world_size(group))]
+    torch.distributed.all_gather(gathered, rows.contiguous(), group=group)
+    return torch.cat(gathered)

@@ -7,7 +7,8 @@ whatever the number of ranks or micro-batches:
 1. :func:`token_sums` — per-token work on the tensors' device, reduced there to a :class:`TokenSums`: a fixed-layout
    float64 vector of counts and sums plus the histogram, a vector of maxima, and one ``(id, min A, max A)`` row per
    advantage group. ``TokenSums.merge`` adds micro-batches.
-2. :func:`reduce_sums` — SUM / MAX all-reduce and a group all-gather (``entropy_watch.hooks.distributed``).
+2. :func:`reduce_sums` — SUM / MAX all-reduce, and a group all-gather when some rank has advantage groups
+   (``entropy_watch.hooks.distributed``).
 3. :func:`finalize` — one ``.cpu()`` of ``O(bins + scalars)`` numbers, then the canonical scalars.
 
 Token sets: each statistic is over the masked-in tokens whose own inputs are finite — the entropy ones over finite
@@ -20,8 +21,8 @@ non-finite guard alerts on, and nothing else non-finite is ever written. All mea
 token-mean losses and clip metrics); ``adv/std`` and ``cov/*`` are population moments (divide by n).
 
 Under ``torch.distributed`` every rank must make the same collectives in the same order: a rank whose input is
-refused (a wrong shape, a bad step) takes part with the sums of no tokens (:func:`join_refused`), so the others'
-statistics are of their own tokens at their own step and nobody waits forever.
+refused (a wrong shape, a bad step, negative entropies) takes part with the sums of no tokens (:func:`join_refused`,
+:func:`reduce_sums`), so the others' statistics are of their own tokens at their own step and nobody waits forever.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.errors import InvalidTensor
 from entropy_watch.histogram import entropy_bin_edges, quantiles_from_hist
-from entropy_watch.hooks.distributed import all_gather_rows, all_reduce_, collective_device, reduction_group
+from entropy_watch.hooks.distributed import all_gather_padded, all_reduce_, collective_device, reduction_group
 from entropy_watch.hooks.token_batch import TokenBatch, prepare_batch
 
 # Slots of TokenSums.sums (float64; counts are exact up to 2**53). The histogram follows at index N_SLOTS.
@@ -337,20 +338,42 @@ def stamp_step(sums: TokenSums, step: int) -> TokenSums:
 def reduce_sums(sums: TokenSums, process_group: Any = None) -> TokenSums:
     """All-reduce ``sums`` over the group (see :func:`entropy_watch.hooks.distributed.reduction_group`).
 
-    Always the same four collectives (SUM, MAX, and a two-step group all-gather), whatever inputs a rank had.
-    Raises :class:`~entropy_watch.errors.InvalidTensor` on every rank, after the collectives (so none waits), when
-    the ranks' sums were stamped (:func:`stamp_step`) with different steps: one rank's step paired with another's.
+    Two collectives (a SUM and a MAX all-reduce, which also carry each rank's number of advantage groups), and a third
+    (an all-gather of one ``(id, min, max)`` row per group) only when some rank has groups: every rank reads the same
+    reduced totals, so all make the same calls, whatever inputs a rank had. Raises
+    :class:`~entropy_watch.errors.InvalidTensor` after the collectives (so none waits):
+
+    - on every rank, when the ranks' sums were stamped (:func:`stamp_step`) with different steps: one rank's step
+      paired with another's;
+    - on a rank whose entropies are negative (:func:`finalize`'s refusal) alone: that rank sends the sums of no
+      tokens, so the other ranks' statistics of the step are those of their own tokens, as for any refused input.
     """
     group = reduction_group(process_group)
     if group is None:
         return sums
-    all_reduce_(sums.sums, "sum", group)
-    all_reduce_(sums.maxes, "max", group)
-    id_bits = sums.group_ids.contiguous().view(torch.float64).unsqueeze(1)  # int64 bits ride in a float64 column
-    packed = all_gather_rows(torch.cat([id_bits, sums.group_minmax], dim=1), group)
-    ids, minmax = _merge_groups(packed[:, 0].contiguous().view(torch.int64), packed[:, 1:])
-    i = MAX_SLOTS.index("step_max")
-    hi, lo = (float(v) for v in sums.maxes[i : i + 2].tolist())
+    dev = sums.sums.device
+    i_neg, i_step = SLOTS.index("n_negative"), MAX_SLOTS.index("step_max")
+    mine = sums.sums[i_neg : i_neg + 1]  # this rank's negative entropies (the others must not lose their step)
+    refused = mine > 0
+    count = sums.sums.new_tensor([float(sums.group_ids.shape[0])])  # a shape: no host sync
+    stamps = torch.zeros(len(MAX_SLOTS), dtype=torch.bool, device=dev)
+    stamps[i_step : i_step + 2] = True  # a refused rank keeps its step: a paired step is still caught
+    total = torch.cat([torch.where(refused, 0.0, sums.sums), torch.where(refused, 0.0, count)])
+    top = torch.cat([torch.where(refused & ~stamps, -math.inf, sums.maxes), torch.where(refused, 0.0, count)])
+    all_reduce_(total, "sum", group)
+    all_reduce_(top, "max", group)
+    hi, lo, longest, n_groups, n_mine = torch.cat([top[i_step : i_step + 2], top[-1:], total[-1:], mine]).tolist()
+    ids = torch.zeros(0, dtype=torch.int64, device=dev)
+    minmax = torch.zeros(0, 2, dtype=torch.float64, device=dev)
+    if n_groups > 0:  # the same on every rank: all of them gather, or none
+        id_bits = sums.group_ids.contiguous().view(torch.float64).unsqueeze(1)  # int64 bits ride in a float64 column
+        rows = torch.cat([id_bits, sums.group_minmax, torch.ones_like(id_bits)], dim=1)  # last column: a real row
+        padded = rows.new_zeros((int(longest), 4))
+        if n_mine == 0:
+            padded[: rows.shape[0]] = rows
+        packed = all_gather_padded(padded, group)
+        packed = packed[packed[:, 3] > 0]
+        ids, minmax = _merge_groups(packed[:, 0].contiguous().view(torch.int64), packed[:, 1:3])
     lo = -lo
     if math.isfinite(hi) and math.isfinite(lo) and hi != lo:
         raise InvalidTensor(
@@ -358,7 +381,9 @@ def reduce_sums(sums: TokenSums, process_group: Any = None) -> TokenSums:
             "torch.distributed every rank must log every step, with the same step number, in the same order (or pass "
             "reduce=False / process_group=False); this step's statistics were not recorded"
         )
-    return TokenSums(sums.sums, sums.maxes, ids, minmax)
+    if n_mine > 0:
+        raise _negative_entropies(n_mine)
+    return TokenSums(total[:-1], top[:-1], ids, minmax)
 
 
 def finalize(sums: TokenSums, edges: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
@@ -372,10 +397,7 @@ def finalize(sums: TokenSums, edges: np.ndarray) -> tuple[dict[str, float], np.n
     zero_groups, groups = float(host[-2]), float(host[-1])
 
     if s["n_negative"] > 0:
-        raise InvalidTensor(
-            f"step_stats: {s['n_negative']:.0f} token entropies are negative (below -{NEGATIVE_TOL:g} nats): entropy= "
-            "takes per-token entropies in nats (>= 0), not log-probs; this step's statistics were not recorded"
-        )
+        raise _negative_entropies(s["n_negative"])
     n = s["n_ok"]
     out: dict[str, float] = {M.TOKENS_COUNT: n}
     if s["n_valid"] > 0:
@@ -414,6 +436,13 @@ def finalize(sums: TokenSums, edges: np.ndarray) -> tuple[dict[str, float], np.n
         if s["n_dual_base"] > 0:
             out[M.CLIP_DUAL_FRAC] = s["n_clip_dual"] / s["n_dual_base"]
     return {k: v for k, v in out.items() if math.isfinite(v)}, hist
+
+
+def _negative_entropies(n: float) -> InvalidTensor:
+    return InvalidTensor(
+        f"step_stats: {n:.0f} token entropies are negative (below -{NEGATIVE_TOL:g} nats): entropy= takes per-token "
+        "entropies in nats (>= 0), not log-probs; this step's statistics were not recorded"
+    )
 
 
 def _histogram(h: torch.Tensor, ok: torch.Tensor, edges: np.ndarray) -> torch.Tensor:
