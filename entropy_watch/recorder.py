@@ -13,9 +13,16 @@ first rows arrive, then on a fixed schedule (a publish starts at most ``flush_se
   other rows share, and the valid values of the same call are kept;
 * each table's rows are taken as one *batch* with a segment number reserved for it; a failed publish (full disk,
   permissions, a deleted store) keeps the batch and retries it under the same number, so a segment that did land is
-  replaced, never duplicated; the failure is counted in ``errors`` (once per table and round) and warned once, naming
-  what failed; the table's later batches wait untried, merged, so a long outage costs each round a write per table;
+  replaced, never duplicated; the failure is counted in ``errors`` (once per table and round) and warned once per
+  outage (the first ``OUTAGES_WARNED`` of each table), naming what failed; the table's later batches wait untried,
+  merged, so a long outage costs each round a write per table; once the table publishes again that is said too,
+  and rows still unwritten when the recorder closes are reported lost (a warning naming the tables, the steps and
+  the cause), never dropped silently;
 * a row that still cannot be encoded (defence in depth) is dropped alone and counted; its batch is published;
+* a step's histogram and token sample are one write each, the latest (the readers' rule, ``reads.LATEST_WRITE``):
+  ``hist``/``tokens`` rows of a step still buffered, not yet published, are replaced by a later write of that step,
+  so one segment never holds two writes of a step, which readers could not tell apart (a ``Watch.log_tokens``
+  called twice for one step read a histogram of both calls);
 * under back-pressure token sample rows are dropped first, oldest first, and counted (``hooks/dropped_token_rows``);
   scalars, histograms, events and alerts are never dropped;
 * a process forked from the training (``multiprocessing`` workers with the fork start method: a reward pool, a
@@ -53,6 +60,7 @@ from entropy_watch.store.writer import exit_state
 log = logging.getLogger("entropy_watch")
 
 _ROW_TABLES = ("scalars", "hist", "events", "alerts")
+OUTAGES_WARNED = 3  # per table: outages (a failure, then a publish that works again) said; later ones only counted
 
 
 @dataclass
@@ -108,7 +116,13 @@ class Recorder:
         self._io_lock = threading.RLock()  # one publisher at a time; reentrant for the SIGTERM handler
         self._rows: dict[str, list[dict[str, Any]]] = {t: [] for t in _ROW_TABLES}
         self._tokens: deque[dict[str, Any]] = deque()
+        # steps with rows in the hist buffer / the token buffer: a later write of one replaces them (one set lookup
+        # per call; the buffers are scanned only for a step written again)
+        self._hist_steps: set[int] = set()
+        self._token_steps: set[int] = set()
         self._retry: list[_Batch] = []  # batches whose publish failed, oldest first, retried under their seq
+        self._failing: dict[str, str] = {}  # table -> why its last publish failed, until one succeeds
+        self._outages: dict[str, int] = {}  # table -> how many times its publishing started failing
         self._pending = 0
         self._first_woken = False  # the first rows of the session are published at once
         self._reported = (0, 0)  # (errors, dropped) last written as scalars
@@ -160,7 +174,8 @@ class Recorder:
             raise ValueError(f"value of {bad[0]} at step {s}{more}; the other values were recorded")
 
     def hist(self, step: Any, counts: Iterable[int]) -> None:
-        """Buffer a step's entropy histogram (bin index, count); empty bins are not stored."""
+        """Buffer a step's entropy histogram (bin index, count); empty bins are not stored. It replaces the step's
+        histogram still buffered (a step's histogram is its latest write)."""
         s = check_step(step)
         rows = [{"step": s, "bin": int(b), "count": int(c)} for b, c in enumerate(counts) if c]
         self._add("hist", rows, s)
@@ -175,12 +190,20 @@ class Recorder:
         self._add("alerts", checked, None)
 
     def tokens(self, rows: list[dict[str, Any]]) -> None:
-        """Buffer sampled token rows; beyond ``max_token_rows`` the oldest are dropped and counted."""
+        """Buffer sampled token rows; beyond ``max_token_rows`` the oldest are dropped and counted. The rows of a step
+        replace that step's rows still buffered (a step's token sample is its latest write); one call is one write."""
         self._raise_strict()
         checked = [{**r, "step": check_step(r.get("step"))} for r in rows]
-        if self._forked():
+        if not checked or self._forked():
             return
+        steps = {r["step"] for r in checked}
         with self._lock:
+            again = steps & self._token_steps
+            if again:
+                kept = deque(r for r in self._tokens if r["step"] not in again)
+                self._pending -= len(self._tokens) - len(kept)
+                self._tokens = kept
+            self._token_steps |= steps
             self._tokens.extend(checked)
             over = len(self._tokens) - self.max_token_rows
             for _ in range(max(0, over)):
@@ -237,6 +260,7 @@ class Recorder:
             self._thread.join(timeout=30)
         self._publish()
         self._heartbeat(state)
+        self._report_lost()
         if self._sigterm_handler is not None and threading.current_thread() is threading.main_thread():
             # Only while our handler is the installed one: a recorder started after this one (a second Watch still
             # recording) installed its own on top, chained to ours, which passes the signal on once closed.
@@ -258,6 +282,13 @@ class Recorder:
         if not rows or self._forked():
             return
         with self._lock:
+            if table == "hist":
+                if step in self._hist_steps:  # the step's histogram written again: this write replaces the buffered one
+                    kept = [r for r in self._rows["hist"] if r["step"] != step]
+                    self._pending -= len(self._rows["hist"]) - len(kept)
+                    self._rows["hist"] = kept
+                else:
+                    self._hist_steps.add(step)  # type: ignore[arg-type]  # hist always passes its step
             self._rows[table].extend(rows)
             self._pending += len(rows)
             if step is not None:
@@ -299,6 +330,7 @@ class Recorder:
         with self._lock:
             batches = [_Batch(t, rows) for t, rows in self._rows.items() if rows]
             self._rows = {t: [] for t in _ROW_TABLES}
+            self._hist_steps, self._token_steps = set(), set()
             if self._tokens:
                 batches.append(_Batch("tokens", list(self._tokens)))
                 self._tokens.clear()
@@ -318,10 +350,14 @@ class Recorder:
         """Keep a failed (or untried) batch for the next try; token batches beyond the cap are dropped, oldest first.
         An untried batch joins the table's last kept one when that is untried too (no segment number reserved by
         either), so an outage holds one untried batch per table however long it lasts, and each round tries as many
-        writes as there are tables, not one per round the outage has lasted."""
+        writes as there are tables, not one per round the outage has lasted. Merged ``hist``/``tokens`` rows keep one
+        write per step, the later batch's (they become one segment, in which readers could not tell writes apart)."""
         with self._lock:
             last = next((b for b in reversed(self._retry) if b.table == batch.table), None)
             if last is not None and _untried(last) and _untried(batch):
+                if batch.table in ("hist", "tokens"):
+                    again = {r["step"] for r in batch.rows}  # type: ignore[union-attr]  # lists (_untried)
+                    last.rows = [r for r in last.rows if r["step"] not in again]  # type: ignore[union-attr]
                 last.rows.extend(batch.rows)  # type: ignore[union-attr]  # lists (_untried)
             else:
                 self._retry.append(batch)
@@ -366,8 +402,54 @@ class Recorder:
                 except Exception as exc:  # noqa: BLE001 - keep the batch, count, warn once
                     failed.add(batch.table)
                     self._keep(batch)
-                    self._record_failure(f"publishing {batch.table}", exc, kept=batch.n_rows)
+                    if batch.table not in self._failing:  # an outage starts
+                        self._outages[batch.table] = self._outages.get(batch.table, 0) + 1
+                    self._failing[batch.table] = f"{type(exc).__name__}: {exc}"
+                    self._record_failure(
+                        f"publishing {batch.table}", exc, kept=batch.n_rows, key=self._outage_key(batch.table)
+                    )
+                    continue
+                if self._failing.pop(batch.table, None) is not None:
+                    then = "counted in hooks/errors only" if self._outages[batch.table] >= OUTAGES_WARNED else "warned"
+                    self._warn_once(
+                        f"recovered {self._outage_key(batch.table)}",
+                        f"entropy_watch: publishing {batch.table} works again; the rows kept while it failed are "
+                        f"being stored (a later failure is {then})",
+                    )
         return published
+
+    def _outage_key(self, table: str) -> str:
+        """The warn-once key of ``table``'s current outage: one warning as it starts and one as it ends, for each of
+        the first :data:`OUTAGES_WARNED` outages (a disk that fills up again hours later is said again; one that
+        flaps every round is not said every round)."""
+        return f"publishing {table} #{min(self._outages.get(table, 1), OUTAGES_WARNED)}"
+
+    def _report_lost(self) -> None:
+        """At close: warn about the rows the final publish could not write (the store stayed full, read-only or
+        missing to the end): they are lost with the process, and the user is told which, how many and why."""
+        with self._lock:
+            lost, self._retry = self._retry, []
+        if not lost:
+            return
+        per_table: dict[str, int] = {}
+        steps: list[int] = []
+        for b in lost:
+            per_table[b.table] = per_table.get(b.table, 0) + b.n_rows
+            col = b.rows.column("step").to_pylist() if isinstance(b.rows, pa.Table) else [r["step"] for r in b.rows]
+            steps.extend(s for s in col if s is not None)
+        span = f"; steps {min(steps)}-{max(steps)}" if steps else ""
+        tables = ", ".join(f"{t} {n}" for t, n in per_table.items())
+        why = next(iter(self._failing.values()), "the store could not be written")
+        log.warning(
+            "entropy_watch: run %r closed with %d rows not written to the store %s (%s%s): %s; they are lost. "
+            "The rows published before are readable; free space or make the store writable before the next run",
+            getattr(self.writer, "run", "?"),
+            sum(per_table.values()),
+            getattr(self.writer, "root", ""),
+            tables,
+            span,
+            why,
+        )
 
     def _drop_unencodable(self, table: str, bad: list[tuple[dict[str, Any], str]]) -> None:
         with self._lock:
@@ -382,7 +464,7 @@ class Recorder:
             f"{why}); the other rows were published; later ones are counted as hooks/errors",
         )
 
-    def _record_failure(self, where: str, exc: BaseException, kept: int | None = None) -> None:
+    def _record_failure(self, where: str, exc: BaseException, kept: int | None = None, key: str | None = None) -> None:
         with self._lock:
             self.errors += 1
             if self.strict and self._strict_exc is None:
@@ -395,7 +477,7 @@ class Recorder:
             advice = "it is retried"
         if isinstance(exc, StoreUnwritable | OSError):
             advice += f"; check that the store {getattr(self.writer, 'root', '')} exists, is writable and has space"
-        self._warn_once(where, f"entropy_watch: {where} failed ({type(exc).__name__}: {exc}); {advice}")
+        self._warn_once(key or where, f"entropy_watch: {where} failed ({type(exc).__name__}: {exc}); {advice}")
 
     def _raise_strict(self) -> None:
         if self._strict_exc is not None:

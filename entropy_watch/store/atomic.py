@@ -105,11 +105,24 @@ def publishing(path: Path, tmp: Path, *, fsync: bool = False) -> Iterator[Binary
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        if exc.filename is None and exc.errno is not None:  # a failed write or close names no file: say which
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
     if fsync:
         fsync_dir(path.parent)
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temporary whose publish failed, quietly: on a store turned read-only the removal fails too, and its
+    error must not hide the write's (a temporary left behind is hidden from readers and removed by
+    :func:`clean_stale_tmp` once its process is gone)."""
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:

@@ -121,6 +121,9 @@ class RunWriter:
         self._last_beat = 0.0
         self._closed = False
         self._meta: dict[str, Any] = {}  # last run.json written, to restore it if the run folder was deleted
+        self._meta_pending: dict[str, Any] = {}  # run.json fields a failed update could not write (retried)
+        self._made: set[str] = set()  # tables whose folder this writer created or found (a later absence: deleted)
+        self._warned_deleted = False
         self.heartbeat_error: StoreUnwritable | None = None  # the last heartbeat write() owed and could not write
         self._run_dir = layout.run_dir(self.root, self.run)
         self._own_meta: dict[str, Any] | None = None  # object stores: the fields this rank set (store/meta.py)
@@ -244,17 +247,28 @@ class RunWriter:
         ``.run.json.lock``, and the file itself is published atomically, so readers never see a partial document.
         On an object store (no locks) each rank publishes only its own fields, which readers merge
         (:mod:`~entropy_watch.store.meta`).
+
+        Raises :class:`StoreUnwritable` when the file cannot be written (full, read-only or deleted store); the
+        fields are then kept and written with the next segment this writer publishes, so a run whose disk filled up
+        when it recorded its histogram bins (``hist_edges``, once per run) still has them once space returns.
         """
         if fs.is_object(self.root):
             return self._update_rank_meta(fields)
         path = layout.run_json_path(self.root, self.run)
-        with self._lock, flock(self._run_dir / ".run.json.lock"):  # no lock without fcntl (Windows)
-            meta = run_meta.local_document(self.root, self.run)
-            meta.setdefault("name", self.run)
-            meta.setdefault("created_at", self.started_at)
-            meta.setdefault("schema_version", SCHEMA_VERSION)
-            meta.update(fields)
-            write_json_atomic(path, meta, fsync=self.fsync)
+        with self._lock:
+            fields = {**self._meta_pending, **fields}
+            try:
+                with flock(self._run_dir / ".run.json.lock"):  # no lock without fcntl (Windows)
+                    meta = run_meta.local_document(self.root, self.run)
+                    meta.setdefault("name", self.run)
+                    meta.setdefault("created_at", self.started_at)
+                    meta.setdefault("schema_version", SCHEMA_VERSION)
+                    meta.update(fields)
+                    write_json_atomic(path, meta, fsync=self.fsync)
+            except OSError as exc:
+                self._meta_pending = fields
+                raise StoreUnwritable(f"cannot write {path} ({fs.describe_error(exc)})") from None
+            self._meta_pending = {}
             self._meta = meta
         return meta
 
@@ -311,7 +325,8 @@ class RunWriter:
             path = directory / seg_name(self.session, seq)
             try:
                 if not fs.is_object(directory) and not directory.is_dir():
-                    self._recreate(directory)
+                    self._recreate(directory, table)
+                self._made.add(table)
                 write_parquet_atomic(path, tbl, fsync=self.fsync)
             except OSError as exc:
                 raise StoreUnwritable(f"cannot write segment {path} ({fs.describe_error(exc)})") from None
@@ -327,6 +342,12 @@ class RunWriter:
             elif table == "events":
                 self._resumed(tbl)
             due = self.beats and self._now() - self._last_beat >= self.heartbeat_interval_s
+            meta_due = bool(self._meta_pending)
+        if meta_due:  # run.json fields an earlier update could not write: the store takes writes again
+            try:
+                self.update_run_meta()
+            except StoreUnwritable:
+                pass  # kept for the next segment; the segment itself IS published
         if due:
             try:
                 self.heartbeat()
@@ -388,8 +409,18 @@ class RunWriter:
         if steps:
             self._resumed_at = min(steps) if self._resumed_at is None else min(self._resumed_at, *steps)
 
-    def _recreate(self, directory: Path) -> None:
-        """Create a table folder (and restore ``run.json`` if the run folder itself was deleted under us)."""
+    def _recreate(self, directory: Path, table: str) -> None:
+        """Create a table folder (and restore ``run.json`` if the run folder itself was deleted under us). A folder
+        this writer had written to and finds gone was deleted mid-run: said once (what it held is gone; later rows
+        are stored), as the deletion is not otherwise visible to the user until a chart starts late."""
+        if table in self._made and not self._warned_deleted:
+            self._warned_deleted = True
+            log.warning(
+                "entropy_watch: %s was deleted while run %r was writing to it; it is created again and later rows "
+                "are stored there, but the rows stored before are gone (restore them from a backup if you have one)",
+                directory,
+                self.run,
+            )
         directory.mkdir(parents=True, exist_ok=True)
         (directory / READ_LOCK).touch()  # exists before the first segment (see query.read_locked)
         meta_path = layout.run_json_path(self.root, self.run)
