@@ -23,10 +23,17 @@ by *importing a module* in verl's processes through its external-module mechanis
   older registry's 4-tuple) passes through unchanged, with one warning;
 * **driver wraps** — ``RayPPOTrainer._compute_old_log_prob`` (per-token entropy of pi_old, response mask, old
   log-probs, response ids) and the module-level ``ray_trainer.compute_advantage`` (advantages): together one
-  ``Watch.log_tokens`` per step with the global batch, so the driver is the single writer. verl >= 0.9 runs its V1
-  trainer by default (``trainer.use_v1=true``, ``verl/trainer/ppo/v1``), whose old-log-prob pass keeps the entropy
-  in its TransferQueue and is not wrapped: there one warning says no per-token entropy is recorded (the logged
-  scalars and the ``ew_*`` clip split still are); ``trainer.use_v1=false`` runs ``RayPPOTrainer``;
+  ``Watch.log_tokens`` per step with the global batch, so the driver is the single writer. At a step it recorded,
+  this pass owns the canonical names it records (``entropy/*``, ``adv/*``, ``cov/*``, ``tokens/count``,
+  ``clip/onpolicy``: :data:`DRIVER_NAMES`), as the TRL hook's per-token layer does: the tee records verl's numbers
+  under verl's names only, so ``entropy/mean`` is the token mean of the pass its histogram and quantiles come from,
+  whatever ``loss_agg_mode`` is, and ``actor/entropy`` (verl's ``agg_loss`` by ``loss_agg_mode``: another number
+  under any mode but token-mean, e.g. seq-mean-token-mean) stays as logged. At any other step (bypass mode, the V1
+  trainer) verl's logged values fill them. Clip fractions and ``kl/old`` are always verl's (no ratio on the driver).
+  verl >= 0.9 runs its V1 trainer by default (``trainer.use_v1=true``, ``verl/trainer/ppo/v1``), whose old-log-prob
+  pass keeps the entropy in its TransferQueue and is not wrapped: there one warning says no per-token entropy is
+  recorded (the logged scalars and the ``ew_*`` clip split still are); ``trainer.use_v1=false`` runs
+  ``RayPPOTrainer``;
 * **checkpoint state** — each worker's ``ew_repo_r`` controller is saved with verl's checkpoint and loaded with it
   (:func:`install_checkpoint_state`), so a resumed training holds the run's original entropy.
 
@@ -42,6 +49,7 @@ import functools
 import logging
 import os
 import threading
+from collections.abc import Container
 from typing import Any
 
 import torch
@@ -67,6 +75,7 @@ _state: dict[str, Any] = {
     "driver": False,  # the driver wraps are installed in this process
     "trained": False,  # the tee has seen a training step (and judged whether this training resumed the run)
     "advantage_calls": 0,  # compute_advantage calls they saw
+    "owned": None,  # (step, canonical names) of the last step the driver's per-token pass recorded
 }
 _lock = threading.Lock()
 
@@ -91,7 +100,7 @@ def get_watch(run: str | None = None, store: Any = None) -> Any:
 
 def set_watch(watch: Any) -> None:
     """Record into ``watch`` (tests, or a caller that builds its own); ``None`` resets."""
-    _state.update(watch=watch, pending=None, warned=set(), advantage_calls=0, trained=False)
+    _state.update(watch=watch, pending=None, warned=set(), advantage_calls=0, trained=False, owned=None)
 
 
 def _guard(where: str, exc: BaseException) -> None:
@@ -105,8 +114,28 @@ def _guard(where: str, exc: BaseException) -> None:
 _WORKER_CONTROL = "actor/control/"
 
 
-def scalars_from_metrics(data: dict[str, Any]) -> dict[str, float]:
-    """verl's metrics dict -> ``{name: float}`` under verl's names plus canonical names (evaluation keys as is)."""
+# Canonical names the driver's per-token pass records (Watch.log_tokens with entropy, mask, log-probs and, where the
+# batch still pairs them, advantages; no ratio on the driver). At a step it recorded it owns them: the tee records
+# verl's own numbers under verl's names only (actor/entropy is loss_agg_mode's aggregate, e.g. seq-mean-token-mean,
+# where the histogram and quantiles of the step are the token mean's). The TRL hook's rule (TrlCallback.owned_names).
+DRIVER_NAMES = (
+    M.ENTROPY_MEAN, *M.ENTROPY_QUANTILES, M.ENTROPY_FRAC_LOW, M.ENTROPY_FRAC_HIGH, M.ENTROPY_SAMPLED_NLL,
+    M.ENTROPY_NONFINITE_FRAC, M.TOKENS_COUNT, M.CLIP_ONPOLICY,
+)  # fmt: skip
+DRIVER_ADV_NAMES = (M.ADV_MEAN, M.ADV_STD, M.ADV_MIN, M.ADV_MAX, M.COV_LOGP_ADV, M.COV_PG_DRIVE)
+
+
+def owned_names(step: int) -> frozenset[str]:
+    """The canonical names the driver's per-token pass recorded at ``step``; verl's logged values fill all others."""
+    owned = _state["owned"]
+    return owned[1] if owned is not None and owned[0] == step else frozenset()
+
+
+def scalars_from_metrics(data: dict[str, Any], skip_canonical: Container[str] = frozenset()) -> dict[str, float]:
+    """verl's metrics dict -> ``{name: float}`` under verl's names plus canonical names (evaluation keys as is).
+
+    ``skip_canonical``: canonical names not filled from verl's metrics (the driver's per-token pass recorded them);
+    a key verl itself logs is recorded as is."""
     values: dict[str, float] = {}
     for k, v in data.items():
         if isinstance(v, torch.Tensor) and v.numel() == 1:
@@ -119,7 +148,8 @@ def scalars_from_metrics(data: dict[str, Any]) -> dict[str, float]:
         if isinstance(v, int | float) and not isinstance(v, bool):
             values[str(k)] = float(v)
     for canonical, source in detect_canonical(sorted(k for k in values if not is_eval(k))).items():
-        values.setdefault(canonical, values[source])
+        if canonical not in skip_canonical:
+            values.setdefault(canonical, values[source])
     for k in [k for k in values if k.startswith(_WORKER_CONTROL)]:  # verl's engine workers: actor/control/* (above)
         values.setdefault(k.removeprefix("actor/"), values[k])
     return values
@@ -146,7 +176,7 @@ def install_tracking_tee(tracking_cls: Any = None) -> bool:
             if not _state["trained"] and _training(data):
                 _state["trained"] = True
                 _check_resume(w, int(step))
-            w.log_dict(int(step), scalars_from_metrics(dict(data)))
+            w.log_dict(int(step), scalars_from_metrics(dict(data), owned_names(int(step))))
             _check_driver(int(step), data)
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
             _guard("tracking_log", exc)
@@ -492,6 +522,7 @@ def _log_step(data: Any) -> None:
         advantages=adv,
         token_ids=pending["token_ids"],
     )
+    _state["owned"] = (pending["step"], frozenset(DRIVER_NAMES + (DRIVER_ADV_NAMES if adv is not None else ())))
 
 
 # ---- all of it ----------------------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
-"""OpenRLHF wraps against stand-ins with OpenRLHF 0.11's signatures (``openrlhf.models`` needs flash_attn to import,
-so the real classes cannot load on CPU; INTEGRATIONS §3.4)."""
+"""OpenRLHF wraps against stand-ins with OpenRLHF 0.11.2's signatures (and the vLLM IS flag of earlier versions),
+small enough to set up the cases the real classes make awkward: any return arity, an entropy attached to a
+``ModelOutput``, an actor without it. The real ``PolicyLoss`` and ``Actor`` of OpenRLHF 0.11.2 drive the same hooks
+in test_s46_real_openrlhf.py (``import openrlhf.models`` needs flash_attn and deepspeed; stand-in modules take their
+place there, INTEGRATIONS §3.4)."""
 
 from __future__ import annotations
 
@@ -12,24 +15,28 @@ from entropy_watch import metrics as M
 from entropy_watch.store import Store
 
 
-class PolicyLoss(torch.nn.Module):  # openrlhf/models/loss.py (0.9 - 0.11): the ratio rule of PolicyLoss.forward
+class PolicyLoss(torch.nn.Module):  # openrlhf/models/loss.py (0.11.2): the ratio rule of PolicyLoss.forward
     """``policy_loss_type`` "ppo" clips the token ratio (log clamped to ±20), "gspo" one sequence ratio per row (the
-    masked mean log-ratio, against ``rollout_log_probs`` with vLLM IS correction); ``clip_ratio`` is
-    ``masked_mean(surr2 < surr1)``. The return is a tuple whose arity changed across versions (5 here)."""
+    masked mean log-ratio, against ``rollout_log_probs`` when ``is_correction_level`` is not "off");
+    ``clip_ratio`` is ``masked_mean(surr2 < surr1)``. The return is a tuple whose arity changed across versions (5
+    here, as 0.11.2's). The IS correction's reweighting of the PPO loss is left out: it changes no clip share."""
 
-    def __init__(self, clip_eps_low=0.2, clip_eps_high=0.28, dual_clip=None, policy_loss_type="ppo",
-                 enable_vllm_is_correction=False) -> None:  # fmt: skip
+    def __init__(self, clip_eps_low=0.2, clip_eps_high=0.28, dual_clip=None, token_level_loss=True,
+                 policy_loss_type="ppo", is_correction_level="off") -> None:  # fmt: skip
         super().__init__()
         self.clip_eps_low, self.clip_eps_high, self.dual_clip = clip_eps_low, clip_eps_high, dual_clip
-        self.policy_loss_type, self.enable_vllm_is_correction = policy_loss_type, enable_vllm_is_correction
+        self.policy_loss_type, self.is_correction_level = policy_loss_type, is_correction_level
+
+    def _corrected(self) -> bool:
+        return self.is_correction_level != "off"
 
     def forward(self, log_probs, old_log_probs, advantages, action_mask=None, rollout_log_probs=None, dp_size=1,
-                batch_num_tokens=None, global_num_tokens=None, global_batch_size=None):  # fmt: skip
+                batch_num_tokens=None, global_batch_size=None):  # fmt: skip
         if self.policy_loss_type == "ppo":
             ratio = torch.clamp(log_probs - old_log_probs, min=-20.0, max=20.0).exp()
         else:  # gspo
-            ref = rollout_log_probs if self.enable_vllm_is_correction else old_log_probs
-            ratio = ((log_probs - ref) * action_mask).sum(dim=-1) / action_mask.sum(dim=-1)
+            ref = rollout_log_probs if self._corrected() else old_log_probs
+            ratio = ((log_probs - ref) * action_mask).sum(dim=-1) / action_mask.sum(dim=-1).clamp(min=1)
             ratio = ratio.exp().unsqueeze(-1) * action_mask
         surr1 = ratio * advantages
         surr2 = ratio.clamp(1 - self.clip_eps_low, 1 + self.clip_eps_high) * advantages
@@ -40,6 +47,16 @@ class PolicyLoss(torch.nn.Module):  # openrlhf/models/loss.py (0.9 - 0.11): the 
         clip_ratio = ((surr2 < surr1).float() * action_mask).sum() / action_mask.sum()
         loss = (loss * action_mask).sum() / action_mask.sum()
         return loss, clip_ratio, torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0.0)
+
+
+class PolicyLossPre011(PolicyLoss):  # OpenRLHF before 0.11: one flag, enable_vllm_is_correction, instead of the level
+    def __init__(self, *args, enable_vllm_is_correction=False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        del self.is_correction_level  # no such attribute before 0.11
+        self.enable_vllm_is_correction = enable_vllm_is_correction
+
+    def _corrected(self) -> bool:
+        return self.enable_vllm_is_correction
 
 
 class Actor(torch.nn.Module):  # openrlhf/models/actor.py: forward(..., return_entropy=True) -> output with .entropy
@@ -60,7 +77,7 @@ def watch(tmp_path):
 
     w = Watch("orl", store=str(tmp_path / "s"), strict=True, flush_secs=0.05, vocab_size=30, reduce=False)
     openrlhf.set_watch(w)
-    openrlhf.wrap_policy_loss(PolicyLoss)
+    openrlhf.wrap_policy_loss(PolicyLoss)  # PolicyLossPre011 inherits the wrapped forward
     openrlhf.wrap_actor(Actor)
     yield w
     openrlhf.set_watch(None)
@@ -203,15 +220,23 @@ def test_gspo_split_is_openrlhfs_sequence_level_clip_ratio(watch, tmp_path, entr
     assert (store.series("orl", M.ENTROPY_MEAN)[0].tolist() == [1]) is entropy
 
 
-def test_gspo_with_vllm_is_correction_clips_against_the_rollout_log_probs(watch, tmp_path):
+@pytest.mark.parametrize(
+    "make_loss",
+    [
+        lambda: PolicyLoss(policy_loss_type="gspo", is_correction_level="token"),  # 0.11: --algo.advantage.is_...
+        lambda: PolicyLoss(policy_loss_type="gspo", is_correction_level="seq"),
+        lambda: PolicyLossPre011(policy_loss_type="gspo", enable_vllm_is_correction=True),  # before 0.11
+    ],
+    ids=["0.11-token", "0.11-seq", "pre-0.11-flag"],
+)
+def test_gspo_with_vllm_is_correction_clips_against_the_rollout_log_probs(watch, tmp_path, make_loss):
     g = torch.Generator().manual_seed(4)
     logp = -torch.rand(6, 4, generator=g)
     old = logp.clone()  # on-policy against pi_old ...
     rollout = logp - 0.4 * torch.randn(6, 4, generator=g).abs() * torch.tensor([1, -1, 1, -1, 1, -1.0])[:, None]
     adv = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])[:, None].expand(6, 4)
     mask = torch.ones(6, 4)
-    loss = PolicyLoss(policy_loss_type="gspo", enable_vllm_is_correction=True)
-    result = loss(logp, old, adv, action_mask=mask, rollout_log_probs=rollout)  # ... off-policy to the rollout
+    result = make_loss()(logp, old, adv, action_mask=mask, rollout_log_probs=rollout)  # ... off-policy to the rollout
     watch.flush()
     store = Store(tmp_path / "s")
     lo, hi = (store.series("orl", name)[1][0] for name in (M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC))
