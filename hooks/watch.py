@@ -35,7 +35,7 @@ import torch
 
 from entropy_watch import __version__
 from entropy_watch import metrics as M
-from entropy_watch.errors import InvalidTensor
+from entropy_watch.errors import InvalidTensor, StoreUnwritable
 from entropy_watch.histogram import entropy_bin_edges
 from entropy_watch.hooks.async_stats import DeviceFence, StatsWorker, snapshot
 from entropy_watch.hooks.live import Live
@@ -70,8 +70,12 @@ class Watch:
         temperature: sampling temperature the logits are divided by (entropy is reported at it).
         framework: the trainer's name, stored in ``run.json``.
         entropy_definition: how the entropy passed in was computed (stored in ``run.json``).
-        process_group: data-parallel group to reduce over (default: the world group when initialised).
+        process_group: data-parallel group to reduce over (default: the world group when initialised); ``False``:
+            no reduction, each rank writes its own ``rank=`` folder (as ``reduce=False``). Every rank must pass the
+            same ``reduce``/``process_group``: a mix is warned about here (ranks that reduce would wait forever).
         reduce: all-reduce statistics across ranks and write from rank 0 only; ``False``: each rank writes its own.
+            Create the ``Watch`` after ``init_process_group``: made before it, there is no group to reduce over, so
+            each rank writes its own folder, its rank taken from the launcher's ``RANK``/``WORLD_SIZE`` (warned).
         flush_secs: publish interval of the background recorder.
         seed: the run's seed for ``run.json`` (default: ``config["seed"]`` when there is one).
         async_stats: compute each step's statistics on one background worker (FIFO, at most ``max_pending_stats``
@@ -146,10 +150,18 @@ class Watch:
         self.temperature = float(temperature)
         self.process_group = process_group
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-        self.world_size = torch.distributed.get_world_size(process_group) if dist else 1
-        self.rank = torch.distributed.get_rank() if dist else 0
-        self.reduce = bool(reduce and dist)
+        local = process_group is False  # no reduction: this rank records its own statistics (as reduce=False)
+        if dist:  # process_group=False: the world's ranks, each writing its own rank= folder
+            self.world_size = torch.distributed.get_world_size(None if local else process_group)
+            self.rank = torch.distributed.get_rank()
+        else:  # not initialised (yet, or any more): the launcher's RANK / WORLD_SIZE still say which rank this is
+            self.rank, self.world_size = _launcher_rank()
+            if self.world_size > 1 and reduce and not local:
+                _warn_not_initialised(self.run, self.rank, self.world_size)
+        self.reduce = bool(reduce and dist and not local)
         self.is_writer = self.rank == 0 or not self.reduce
+        if dist and self.world_size > 1:
+            _check_same_mode(self.run, self.rank, self.reduce)  # ranks that reduce wait forever for ranks that don't
         self._edges: np.ndarray | None = entropy_bin_edges(vocab_size) if vocab_size else None
         self._vocab_size = vocab_size
         if reward_max is not None and not (isinstance(reward_max, int | float) and 0 < reward_max < float("inf")):
@@ -224,6 +236,7 @@ class Watch:
             from entropy_watch.hooks.stats import step_stats
 
             step = check_step(step)  # a bad step is refused here, before any work or buffering
+            self._check_group(step)
             self._note_repeat(step)
             ours: set[str] = set()  # tensors computed here (not shared with the caller)
             with torch.no_grad():
@@ -467,18 +480,30 @@ class Watch:
 
     def _note_repeat(self, step: int) -> None:
         """Warn once when ``log_tokens`` gets the step of its previous call again: the micro-batches of one optimizer
-        step logged one by one. Each call's statistics replace the previous ones (the run keeps the last micro-batch's
-        ``entropy/mean``, ``tokens/count``...), while readers add up the histogram rows of a step."""
+        step logged one by one. The store keeps one write of a step per rank, the last: each call's statistics,
+        histogram and token rows replace the previous call's (the recorder replaces a step still buffered, readers
+        keep a step's latest write), so the run holds the last micro-batch alone."""
         if step == self._last_token_step and "log_tokens repeated step" not in self._warned:
             self._warned.add("log_tokens repeated step")
             logging.getLogger("entropy_watch").warning(
                 "entropy_watch: log_tokens got step %d twice in a row (micro-batches of one step?); each call "
-                "replaces the step's statistics, so the run keeps only the last call's, while its histogram adds up "
-                "all calls. Pass the step's tokens in one call (torch.cat of the micro-batches' entropy/logits, "
+                "replaces the step's statistics, histogram and token rows, so the run keeps only the last call's "
+                "tokens. Pass the step's tokens in one call (torch.cat of the micro-batches' entropy/logits, "
                 "masks...) or give each call its own step",
                 step,
             )
         self._last_token_step = step
+
+    def _check_group(self, step: int) -> None:
+        """Refuse a step that cannot be all-reduced any more: under ``reduce`` over several ranks, once
+        ``torch.distributed`` is no longer initialised (``destroy_process_group`` ran), ``step_stats`` would find no
+        group and this rank's tokens alone would be recorded as the step."""
+        if self.reduce and self.world_size > 1 and not torch.distributed.is_initialized():
+            raise RuntimeError(
+                f"torch.distributed is no longer initialised (destroy_process_group ran?), so step {step} cannot be "
+                f"all-reduced over the {self.world_size} ranks this Watch reduces over; not recorded (this rank's "
+                "tokens alone are not the step's). Log the last steps before destroy_process_group"
+            )
 
     def _count_error(self) -> None:
         """One more guarded failure in :attr:`errors` (the recorder's counter on the writing rank)."""
@@ -537,7 +562,20 @@ class Watch:
         self._vocab_size = vocab_size
         self._edges = entropy_bin_edges(vocab_size)
         if self.is_writer:
-            self._writer.update_run_meta(hist_edges=self._edges.tolist(), vocab_size=vocab_size)
+            try:
+                self._writer.update_run_meta(hist_edges=self._edges.tolist(), vocab_size=vocab_size)
+            except StoreUnwritable as exc:  # the writer keeps the fields and writes them with its next segment
+                if self.strict:
+                    raise
+                if "run.json edges" not in self._warned:
+                    self._warned.add("run.json edges")
+                    logging.getLogger("entropy_watch").warning(
+                        "entropy_watch: writing the histogram bins of run %r into run.json failed (%s); they are "
+                        "kept and written with the next segment the store takes; the step's statistics are "
+                        "recorded",
+                        self.run,
+                        exc,
+                    )
 
     def _run_meta(self, config: Any, framework: str, entropy_definition: str | None, seed: int | None) -> dict:
         meta: dict[str, Any] = {
@@ -579,6 +617,73 @@ def _seed_from(config: Any) -> int | None:
     c = to_jsonable(config) if config is not None else {}
     s = c.get("seed") if isinstance(c, dict) else None
     return int(s) if isinstance(s, int | float) and not isinstance(s, bool) else None
+
+
+def _launcher_rank() -> tuple[int, int]:
+    """``(rank, world size)`` from the launcher's ``RANK`` and ``WORLD_SIZE`` (torchrun, accelerate, DeepSpeed set
+    them), read when ``torch.distributed`` is not initialised; ``(0, 1)`` without them or when they make no sense."""
+    try:
+        rank, world = int(os.environ.get("RANK", "")), int(os.environ.get("WORLD_SIZE", ""))
+    except ValueError:
+        return 0, 1
+    return (rank, world) if 0 <= rank < world else (0, 1)
+
+
+def _warn_not_initialised(run: str, rank: int, world: int) -> None:
+    """A ``Watch`` that would reduce, made on one rank of a launched job while ``torch.distributed`` is not
+    initialised: there is no group to reduce over, so each rank writes its own ``rank=`` folder (not rank 0's)."""
+    logging.getLogger("entropy_watch").warning(
+        "entropy_watch: Watch %r was created while torch.distributed is not initialised (before init_process_group, "
+        "or after destroy_process_group), but the launcher says this process is rank %d of %d (RANK, WORLD_SIZE): "
+        "its statistics are not all-reduced across the ranks; each rank writes its own rank= folder of the run "
+        "(this one rank=%d). To reduce them and write from rank 0 only, create the Watch after init_process_group",
+        run,
+        rank,
+        world,
+        rank,
+    )
+
+
+_watches_made: dict[str, int] = {}  # Watches of each run this process made: the ranks' n-th Watch of a run meet
+
+
+def _check_same_mode(run: str, rank: int, reduce: bool) -> None:
+    """Warn when ranks of this job disagree on reducing (``reduce``, ``process_group=False``): the ranks that reduce
+    would wait forever in a collective the others never join. Two operations on the job's rendezvous store (the one
+    ``init_process_group`` made), no collective: each rank counts itself under its mode, then reads the other
+    mode's count; of two ranks that disagree, the later one always sees the earlier one. Never raises."""
+    n = _watches_made[run] = _watches_made.get(run, 0) + 1
+    mine, other = ("reduce", "local") if reduce else ("local", "reduce")
+    try:
+        from torch.distributed.distributed_c10d import _get_default_store
+
+        store = _get_default_store()
+        key = f"entropy_watch/mode/{run}/{n}/"
+        store.add(key + mine, 1)
+        others = int(store.add(key + other, 0))
+    except Exception as exc:  # noqa: BLE001 - only informs; a torch without it, a store without add
+        logging.getLogger("entropy_watch").debug("entropy_watch: comparing the ranks' reduce settings: %s", exc)
+        return
+    if not others:
+        return
+    if reduce:
+        what = (
+            f"this rank ({rank}) all-reduces its statistics (reduce=True), while {others} rank(s) of this job "
+            "record theirs locally (process_group=False or reduce=False): this rank's log_tokens will wait forever "
+            "in a collective those ranks never join"
+        )
+    else:
+        what = (
+            f"this rank ({rank}) records its statistics locally (process_group=False or reduce=False), while "
+            f"{others} rank(s) of this job all-reduce theirs (reduce=True): their log_tokens will wait forever in a "
+            "collective this rank never joins"
+        )
+    logging.getLogger("entropy_watch").warning(
+        "entropy_watch: run %r: %s. Pass the same reduce and process_group on every rank (reduce=False or "
+        "process_group=False on all of them when ranks log unevenly)",
+        run,
+        what,
+    )
 
 
 def _live_writer(root: Any, run: str, rank: int) -> dict[str, Any] | None:
