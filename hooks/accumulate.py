@@ -92,6 +92,7 @@ class StepAccumulator:
         from entropy_watch.hooks.token_batch import prepare_batch
 
         w = self.watch
+        w._check_group(int(step))  # after destroy_process_group: this rank's tokens alone are not the step's
         self.calls += 1
         with torch.no_grad():
             d = lambda t: None if t is None else t.detach()  # noqa: E731

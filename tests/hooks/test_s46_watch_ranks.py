@@ -32,6 +32,7 @@ WORKER = textwrap.dedent(
     import torch
     import torch.distributed as dist
     from entropy_watch.hooks import Watch
+    from entropy_watch.hooks.accumulate import StepAccumulator
 
     rank, out = int(os.environ["RANK"]), sys.argv[1]
     store = os.path.join(out, "store")
@@ -77,8 +78,14 @@ WORKER = textwrap.dedent(
         dist.destroy_process_group()
         second = w.log_tokens(1, entropy=torch.rand(2 + rank, 3))
         errors = w.errors
+        acc = StepAccumulator(w)  # the TRL/OpenRLHF adapters' path: refused the same way
+        try:
+            acc.add(torch.rand(2 + rank, 3), None, step=2)
+            accumulated = acc.flush(2).get("tokens/count")
+        except RuntimeError as exc:
+            accumulated = "refused" if "destroy_process_group" in str(exc) else str(exc)
         w.close()
-        return [first, second, errors]
+        return [first, second, errors, accumulated]
 
     case("local", local)
     case("reducer_first", lambda: mixed("mixed-a", True))
@@ -153,7 +160,8 @@ def test_ranks_that_disagree_on_reducing_are_told_at_construction(ranks: tuple[P
 def test_log_tokens_after_destroy_process_group_is_refused(ranks: tuple[Path, list[dict]]) -> None:
     out, res = ranks
     for r in (0, 1):
-        assert res[r]["after"]["out"] == [15.0, {}, 1], res[r]["after"]  # 2x3 + 3x3 tokens, then refused, counted
+        # 2x3 + 3x3 tokens, then refused and counted; the step accumulator (TRL, OpenRLHF) refuses it too
+        assert res[r]["after"]["out"] == [15.0, {}, 1, "refused"], res[r]["after"]
         assert len(_said(res[r]["after"]["logs"], "destroy_process_group")) == 1
     steps, values = Store(out / "store").series("after", M.TOKENS_COUNT)
     assert steps.tolist() == [0] and values.tolist() == [15.0]  # not rank 0's 6 tokens as step 1
