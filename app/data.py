@@ -32,7 +32,8 @@ import streamlit as st
 from entropy_watch import metrics as M
 from entropy_watch.analysis import changes
 from entropy_watch.monitor import Monitor, RunState, exit_with_parent
-from entropy_watch.store import RunInfo, TailReader
+from entropy_watch.store import RunInfo, TailReader, quarantine
+from entropy_watch.store.fs import is_uri
 from entropy_watch.store.layout import ENV_STORE, default_root
 from entropy_watch.store.reads import Heatmap, Trace
 
@@ -249,6 +250,21 @@ def tokens(
 ) -> pa.Table:
     """Sampled token rows of ``run`` (read from disk on demand, never tailed); see ``RunReader.top_tokens``."""
     return reader(root).top_tokens(run, window, min_entropy=min_entropy, text=text, limit=limit, spread=spread)
+
+
+def unreadable(root: str, run: str | None = None) -> dict[str, str]:
+    """The data files under ``root`` (of ``run`` when given) that this server found unreadable (truncated, not
+    Parquet, refused) and leaves out of every read and verdict (:mod:`~entropy_watch.store.quarantine`): path -> why,
+    as ``entropy-watch alerts`` reports them. A local file deleted or replaced since is no longer listed."""
+    base = root.rstrip("/") + "/"
+    inside = f"/run={run}/" if run is not None else "/"
+    return {
+        path: why
+        for path, why in quarantine.found().items()
+        if path.startswith(base)
+        and inside in path[len(base) - 1 :]
+        and (is_uri(path) or quarantine.is_quarantined(Path(path)))
+    }
 
 
 # -- the verdict ----------------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ at once (``app/early.py``). ``streamlit run`` detects the ``app`` object and ser
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,9 +29,28 @@ from entropy_watch.app.early import PlotlyEarly
 HOME = Path(__file__).resolve().with_name("home.py")
 
 
+EMPTY_ADDRESS = (
+    "entropy_watch app: server.address is empty, and Streamlit then listens on every network interface; pass "
+    "--server.address 127.0.0.1 (this machine only) or --server.address 0.0.0.0 (the network, on purpose)"
+)
+
+
+def refused_address() -> str | None:
+    """Why the server must not serve, or None. An empty ``server.address`` (``--server.address ""``, a launcher's
+    ``--server.address "$HOST"`` with HOST unset, ``address = ""`` in a config file) replaces this app's 127.0.0.1
+    and Streamlit binds it as 0.0.0.0: the store and its runs would be open to the network without anyone asking."""
+    address = st.get_option("server.address")
+    return EMPTY_ADDRESS if address is None or not str(address).strip() else None
+
+
 @contextlib.asynccontextmanager
 async def warm_on_start(_app: Any) -> AsyncIterator[None]:
-    """Load the store and start its monitor on a worker thread (the server answers meanwhile); stop them at the end."""
+    """Load the store and start its monitor on a worker thread (the server answers meanwhile); stop them at the end.
+    A server bound to every interface by an empty address stops here, before it answers anyone."""
+    why = refused_address()
+    if why is not None:  # one line, no traceback (an exception here is printed whole by uvicorn), exit status 2
+        print(why, file=sys.stderr, flush=True)
+        os._exit(2)
     # Imported here, once Streamlit's runtime exists: its cache decorators bind to the runtime's storage.
     from entropy_watch.app import data
 

@@ -92,6 +92,22 @@ def changes_caption(per_run: Mapping[str, charts.ChangeMarks]) -> str:
     return md(f"Dotted lines: {whose} known change points in these steps — {'; '.join(parts)}. {why}.")
 
 
+def unreadable_files(files: Mapping[str, str], root: str) -> None:
+    """Data files found unreadable (truncated, overwritten, refused), left out of the charts and the verdict: one
+    line naming them (paths relative to the store) and what to do, as ``entropy-watch alerts`` reports them."""
+    if not files:
+        return
+    base = root.rstrip("/") + "/"
+    named = [f"{md(p[len(base) :] if p.startswith(base) else p)} ({md(why)})" for p, why in sorted(files.items())]
+    more = f" and {len(named) - 3} more" if len(named) > 3 else ""
+    n = len(named)
+    st.warning(
+        f"{n} data file{'s' if n != 1 else ''} cannot be read and {'are' if n != 1 else 'is'} left out of the charts "
+        f"and the verdict: {'; '.join(named[:3])}{more}. Move {'them' if n != 1 else 'it'} out of the store to "
+        "inspect, or delete; the rest of the data is shown."
+    )
+
+
 def header(
     info: RunInfo | None,
     meta: dict[str, Any],

@@ -17,7 +17,7 @@ import re
 import streamlit as st
 
 from entropy_watch import metrics as M
-from entropy_watch.app import charts, data, first_paint, linked, sidebar
+from entropy_watch.app import charts, data, first_paint, guard, linked, sidebar
 from entropy_watch.app import run_panels as P
 from entropy_watch.app.display import MAX_NAME_CHARS, fmt_nats, md, short_name
 from entropy_watch.monitor import RunState
@@ -101,15 +101,20 @@ def overlay(
 
 
 @st.fragment(run_every=settings.run_every)
+@guard.panel(root)
 def panels() -> None:
     if not chosen:
         st.info("Pick one or more runs above.")
         return
     gen = data.poll(root)
-    versions = data.versions(root, gen)
+    listed = {r.name for r in data.runs(root, gen)}
+    # the reader keeps what it read of a run whose folder has gone: such a run is named, never drawn
+    versions = {r: v for r, v in data.versions(root, gen).items() if r in listed}
+    if gone := [r for r in chosen if r not in listed]:
+        st.warning(f"{md(', '.join(gone))}: no longer in the store {md(root)} (deleted or moved), so not drawn.")
     runs = [r for r in chosen if r in versions]
-    if len(runs) < len(chosen):
-        st.caption(f"No metrics yet: {md(', '.join(r for r in chosen if r not in versions))}")
+    if waiting := [r for r in chosen if r in listed and r not in versions]:
+        st.caption(f"No metrics yet: {md(', '.join(waiting))}")
     pass_names = sorted(
         {n for r in runs for n in data.scalar_names(root, r, versions[r]) if n.startswith("eval/pass@")},
         key=lambda n: int(re.sub(r"\D", "", n) or 0),

@@ -15,10 +15,11 @@ import difflib
 
 import streamlit as st
 
-from entropy_watch.app import charts, data, first_paint, forecast_chart, linked, sidebar, token_explorer
+from entropy_watch.app import charts, data, first_paint, forecast_chart, guard, linked, sidebar, token_explorer
 from entropy_watch.app import run_panels as P
 from entropy_watch.app import run_tabs as T
 from entropy_watch.app.display import MAX_NAME_CHARS, md, short_name
+from entropy_watch.store import RunInfo
 
 LISTED = 10  # runs listed at most on the run-not-found page when no name is close (it says how many there are)
 
@@ -67,10 +68,17 @@ pending0 = version0 is not None and data.monitor(root).pending(run, version0)
 every = settings.run_every or (1.0 if pending0 else None)
 
 
+def listed(generation: int) -> RunInfo | None:
+    """The run as the store lists it now; None once its folder is gone (deleted or moved while the page is open)."""
+    return next((r for r in data.runs(root, generation) if r.name == run), None)
+
+
 def context() -> tuple[tuple[int, int] | None, list[str], tuple[int, int]]:
-    """This tick's data version of the run, its scalar names and the step window."""
-    version = data.versions(root, data.poll(root)).get(run)
-    if version is None:
+    """This tick's data version of the run, its scalar names and the step window; no version once the run left the
+    store (the reader still holds what it read of it, which no other surface shows any more)."""
+    gen = data.poll(root)
+    version = data.versions(root, gen).get(run)
+    if version is None or listed(gen) is None:
         return None, [], (0, 0)
     return version, data.scalar_names(root, run, version), settings.window.bounds(version[1])
 
@@ -81,10 +89,15 @@ def changes(window: tuple[int, int]) -> charts.ChangeMarks:
 
 
 @st.fragment(run_every=every)
+@guard.panel(root, run)
 def head_panel() -> None:
     version, names_logged, _ = context()
-    info = next((r for r in data.runs(root, data.poll(root)) if r.name == run), None)
+    info = listed(data.poll(root))
     st.title(md(run))
+    if info is None:
+        guard.gone(run, root)
+        return
+    P.unreadable_files(data.unreadable(root, run), root)
     if version is None:
         st.info(
             "This run has no scalar metrics yet. It appears as soon as the trainer's first segment is published "
@@ -97,6 +110,7 @@ def head_panel() -> None:
 
 
 @st.fragment(run_every=every)
+@guard.panel(root, run)
 def entropy_panel() -> None:
     version, names_logged, window = context()
     if version is None:
@@ -110,6 +124,7 @@ def entropy_panel() -> None:
 
 
 @st.fragment(run_every=settings.run_every)
+@guard.panel(root, run)
 def tabs_panel() -> None:
     version, names_logged, window = context()
     if version is None:
@@ -132,6 +147,7 @@ def tabs_panel() -> None:
 
 
 @st.fragment(run_every=every)
+@guard.panel(root, run)
 def alerts_panel() -> None:
     version, names_logged, window = context()
     if version is None:
@@ -143,6 +159,13 @@ def alerts_panel() -> None:
     P.alerts_section(state, pending, stored, window, has_entropy, (0, version[1]), actions, changes(window))
 
 
+@guard.panel(root, run)
+def tokens_panel() -> None:
+    info0 = listed(gen)
+    if version0 is not None and info0 is not None:
+        token_explorer.tokens_section(root, run, version0[1], P.imported(info0, data.run_meta(root, run, version0)))
+
+
 head_panel()
 st.subheader("Entropy")
 entropy_panel()
@@ -152,6 +175,4 @@ st.subheader("Alerts, most important first")
 alerts_panel()
 linked.link_step_axes()
 st.subheader("Highest-entropy tokens in context")
-if version0 is not None:
-    info0 = next((r for r in data.runs(root, gen) if r.name == run), None)
-    token_explorer.tokens_section(root, run, version0[1], P.imported(info0, data.run_meta(root, run, version0)))
+tokens_panel()

@@ -21,7 +21,8 @@ import pandas as pd
 import streamlit as st
 
 from entropy_watch import metrics as M
-from entropy_watch.app import data, sidebar
+from entropy_watch.app import data, guard, sidebar
+from entropy_watch.app import run_panels as P
 from entropy_watch.app.display import fmt_nats, fmt_ratio, md, short_name, verdict_tone
 from entropy_watch.app.run_panels import LEVEL_HELP
 from entropy_watch.monitor import RunState
@@ -55,6 +56,8 @@ SORTS = {
     "last update": (["_updated"], [False]),
 }
 ROW_PX = 35
+TABLE_KEY = "runs_df"
+SHOWN_KEY = "_runs_df_order"  # the run names in the order the table was last drawn (what its row numbers refer to)
 
 
 settings = sidebar.current()
@@ -130,6 +133,7 @@ def styled(df: pd.DataFrame) -> Any:
 
 
 @st.fragment(run_every=settings.run_every)
+@guard.panel(root)
 def runs_table() -> None:
     generation = data.poll(root)
     runs = data.runs(root, generation)
@@ -140,6 +144,7 @@ def runs_table() -> None:
             "here."
         )
         return
+    P.unreadable_files(data.unreadable(root), root)
     versions = data.versions(root, generation)
     spark = data.sparklines(root, generation, M.ENTROPY_MEAN)
     deadline = time.monotonic() + data.ANALYSIS_WAIT_S
@@ -168,10 +173,11 @@ def runs_table() -> None:
     if df.empty:  # no empty grid (with the buttons drawn over it): say what matched nothing
         st.info(no_match_text(name_filter, status_filter, health_filter))
         return
+    keep_picked(list(df["run"]))
     event = st.dataframe(
         styled(df),
         hide_index=True,
-        key="runs_df",
+        key=TABLE_KEY,
         height=ROW_PX * (len(df) + 1) + 3,
         row_height=ROW_PX,
         on_select="rerun",
@@ -224,6 +230,23 @@ def runs_table() -> None:
     if b2.button("Compare", key="compare", disabled=len(picked) < 2, help="select two or more rows"):
         st.session_state["compare_runs"] = list(picked)
         st.switch_page(data.VIEWS_DIR / "compare.py", query_params={"run": list(picked)})
+
+
+def keep_picked(order: list[str]) -> None:
+    """Keep the table's selection on the runs picked, not on row numbers: the grid reports a selection as positions
+    in the frame it drew last, and a live refresh may reorder the rows (a run resumed ahead by last step, a verdict
+    that changed its health, a newer update) or filter them. The picked names are read through the order drawn
+    last and selected again wherever they are now (a run filtered out is unselected), so "Open run" and "Compare"
+    act on the runs the user ticked."""
+    drawn = st.session_state.get(SHOWN_KEY) or []
+    value = st.session_state.get(TABLE_KEY)
+    rows = list(value["selection"]["rows"]) if value else []
+    at = {name: i for i, name in enumerate(order)}
+    names = [drawn[i] for i in rows if isinstance(i, int) and 0 <= i < len(drawn)]
+    now = [at[n] for n in names if n in at]
+    if now != rows:
+        st.session_state[TABLE_KEY] = {"selection": {"rows": now, "columns": [], "cells": []}}
+    st.session_state[SHOWN_KEY] = order
 
 
 def no_match_text(name: str, statuses: list[str], healths: list[str]) -> str:
