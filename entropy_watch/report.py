@@ -27,9 +27,10 @@ import numpy as np
 
 from entropy_watch.analysis import changes
 from entropy_watch.analysis.series import reward_name
-from entropy_watch.errors import MissingExtra
+from entropy_watch.errors import EntropyWatchError, MissingExtra
 from entropy_watch.overwrite import check_replaceable
 from entropy_watch.store.atomic import publishing
+from entropy_watch.store.fs import describe_error
 
 if TYPE_CHECKING:
     from entropy_watch.analysis import AnalysisResult, RunSeries, Verdict
@@ -242,11 +243,28 @@ def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *,
     )
     doc = f"<!DOCTYPE html><html><head><meta charset='utf-8'>{GENERATOR}<title>{title}</title><style>{_CSS}</style>"
     doc += f"</head><body>{body}</body></html>"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # through a temporary beside it, then renamed: a full disk or a kill mid-write leaves the earlier report whole
-    with publishing(out, out.with_name(f".{out.name}.{os.getpid()}.tmp")) as fh:
-        fh.write(doc.encode("utf-8"))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # through a temporary beside it, then renamed: a full disk or a kill mid-write leaves the earlier report whole
+        with publishing(out, out.with_name(f".{out.name}.{os.getpid()}.tmp")) as fh:
+            fh.write(doc.encode("utf-8"))
+    except OSError as exc:
+        where = exc.filename or out
+        raise ReportNotWritten(
+            exc.errno,
+            f"cannot write the report {where} ({describe_error(exc)}); an earlier report there, if any, is kept "
+            "whole: free space or fix the permissions, or write it elsewhere with -o",
+            str(where),
+        ) from exc
     return out
+
+
+class ReportNotWritten(EntropyWatchError, OSError):
+    """The report file could not be written (full or read-only disk, no permission); ``errno`` is the OS error's.
+    Its message names the file, the reason and what to do, in one line."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def check_report_dest(path: Path) -> None:

@@ -26,6 +26,7 @@ Limitations (documented, not fixable in a view):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -35,10 +36,10 @@ from typing import Any
 
 import duckdb
 
-from entropy_watch.errors import require
+from entropy_watch.errors import StoreUnwritable, require
 from entropy_watch.overwrite import check_replaceable
 from entropy_watch.store import fs, layout, manifest
-from entropy_watch.store.atomic import write_parquet_atomic
+from entropy_watch.store.atomic import pid_alive, tmp_pid, write_parquet_atomic
 from entropy_watch.store.files import CoverageCache, select_files
 from entropy_watch.store.fs import StorePath
 from entropy_watch.store.hive import ensure_common_metadata
@@ -85,12 +86,69 @@ def write_catalog(root: str | os.PathLike[str] | StorePath | None = None) -> Sto
             _write_catalog_db(root_path, local)
             fs.put_bytes(dest, local.read_bytes())
         return dest
+    clean_stale_catalog_tmp(dest)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.0.tmp")
     _remove_db(tmp)
-    _write_catalog_db(root_path, tmp)
-    os.replace(tmp, dest)
-    manifest.write(root_path, Store(root_path).runs)
+    try:
+        _write_catalog_db(root_path, tmp)
+        os.replace(tmp, dest)
+    except BaseException as exc:
+        _remove_db(tmp)
+        if isinstance(exc, OSError | duckdb.Error):
+            raise CatalogNotWritten(
+                f"cannot write {dest} ({_reason(exc)}); the previous catalog, if any, is kept: free space or fix the "
+                "permissions, then run `entropy-watch compact` again"
+            ) from exc
+        raise
+    try:
+        manifest.write(root_path, Store(root_path).runs)
+    except OSError as exc:  # listing never trusts a stale manifest (manifest stamps): only slower until rewritten
+        raise CatalogNotWritten(
+            f"cannot write {manifest.path(root_path)} ({_reason(exc)}); `ls` lists every run the ordinary way "
+            "(slower, never wrong) until `entropy-watch compact` can write it"
+        ) from exc
     return dest
+
+
+class CatalogNotWritten(StoreUnwritable):
+    """``_catalog.duckdb`` or ``_runs.parquet`` could not be written (full or read-only disk); what was there before is
+    kept as it was (a catalog is published whole or not at all)."""
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why a write failed: the OS reason (``No space left on device``), else DuckDB's first line."""
+    if isinstance(exc, OSError):
+        return fs.describe_error(exc)
+    text = str(exc)
+    for reason in _OS_REASONS:  # DuckDB wraps the OS error in its own words ("Failed to create checkpoint because…")
+        if reason in text:
+            return reason
+    return " ".join(text.split())[:300] or type(exc).__name__
+
+
+_OS_REASONS = ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded")
+
+
+def clean_stale_catalog_tmp(dest: Path) -> int:
+    """Remove the catalog temporaries (``._catalog.duckdb.<pid>.<n>.tmp`` and their DuckDB ``.wal``) of processes
+    that are gone; returns how many files. A ``compact`` killed or failed mid-write leaves them in the store root,
+    which nothing else cleans (:func:`~.atomic.clean_stale_tmp` matches names ending ``.tmp`` only)."""
+    removed = 0
+    prefix = f".{dest.name}."
+    try:
+        names = os.listdir(dest.parent)
+    except OSError:
+        return 0
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid = tmp_pid(name[: -len(".wal")] if name.endswith(".tmp.wal") else name)
+        if pid is None or pid == os.getpid() or pid_alive(pid):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(dest.parent / name)
+            removed += 1
+    return removed
 
 
 def _write_catalog_db(root_path: StorePath, dest: Path) -> None:
@@ -106,6 +164,9 @@ def _write_catalog_db(root_path: StorePath, dest: Path) -> None:
             _register_placeholders_only(con, root_path)
         for table in layout.TABLES:  # creating a view expands its glob once (locally: a few directory listings)
             con.execute(f"CREATE VIEW {table} AS {catalog_view_sql(root_path, table)}")
+        # the views are in the write-ahead log until a checkpoint; close() checkpoints too but swallows its failure,
+        # and a full disk then published a catalog with no views beside an orphaned ``.tmp.wal`` holding them
+        con.execute("CHECKPOINT")
     finally:
         con.close()
 

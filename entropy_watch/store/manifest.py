@@ -18,6 +18,12 @@ Two rules keep the stamp honest:
   modification time has a coarse tick (a few ms on ext4, up to 1-2 s elsewhere), so a second change within the same
   tick after the manifest was taken would not move it.
 
+A third: the manifest records what listing *concluded* (a state), so it is valid only under the rules that concluded
+it. Its Parquet metadata carries :data:`RULES`, changed whenever the state or summary rules change; a manifest of
+other rules (or none: written before the key) is ignored. Without it, a run that an older rule read as ``failed``
+(a resume on fewer ranks: the earlier session's rank decided) stayed ``failed`` in ``ls`` until the next compaction,
+and forever if the store was too full to write the new manifest.
+
 Local stores only: on an object store checking a stamp costs a request per folder, as much as listing the run. A
 missing or unreadable manifest just means every run is listed the ordinary way.
 """
@@ -43,6 +49,8 @@ from entropy_watch.store.summary import RunInfo
 MANIFEST = "_runs.parquet"
 SETTLE_S = 2.0
 TERMINAL = frozenset({"finished", "failed", "terminated", "interrupted", "imported"})
+RULES_KEY = b"entropy_watch.rules"
+RULES = b"2"  # 2: ranks of a session a resume superseded no longer decide the state (Store._superseded)
 _SCHEMA = pa.schema(
     [
         ("name", pa.string()),
@@ -53,7 +61,8 @@ _SCHEMA = pa.schema(
         ("updated_at", pa.float64()),
         ("meta", pa.string()),  # JSON
         ("latest", pa.string()),  # JSON {name: [value, step]}
-    ]
+    ],
+    metadata={RULES_KEY: RULES},
 )
 
 
@@ -96,6 +105,8 @@ class Manifest:
         try:
             table = pq.ParquetFile(str(path(root))).read()  # not pq.read_table: it imports pyarrow.dataset (pandas)
         except (OSError, pa.ArrowException):
+            return cls(root, {})
+        if (table.schema.metadata or {}).get(RULES_KEY) != RULES:  # concluded by other rules: not trusted
             return cls(root, {})
         return cls(root, {r["name"]: r for r in table.to_pylist()})
 

@@ -10,6 +10,15 @@ got SIGTERM, e.g. preemption); ``interrupted`` (a rank stopped on Ctrl-C: Keyboa
 rank's heartbeat is older than three of its intervals and it never said finished: crashed, hung or killed);
 ``imported`` (no heartbeat file at all: logs imported from other tools or written by a foreign process). Across ranks
 the first of :data:`STATE_PRECEDENCE` that any rank is in wins, ``finished`` only when every rank finished.
+
+**A rank a resume left behind** (:func:`superseded`) does not count: a run resumed on fewer ranks (3 -> 2) keeps the
+heartbeat of the rank the resumed session does not have, and its ``failed`` (or a killed rank's ``stalled``) decided
+the run's state for good after the resumed session finished cleanly on its two ranks. A rank's heartbeat is left out
+of the state when its session had ended (its last heartbeat) before another rank's session started, and a ``resume``
+event was written after it by another session: the run went on without it. Its last step and latest values count
+only below the resume's step (the rows the resume replaced are left out of every read, :func:`~.reads.replaced_sql`).
+A rank of the resumed session itself is never left out, running, stalled or failed: it started with the others.
+Only a run whose heartbeats span two launches pays for it: one query over the ``events`` of those runs together.
 """
 
 from __future__ import annotations
@@ -57,6 +66,8 @@ OBJECT_READERS = 16
 # A run's state across its ranks: the first of these any rank is in (none: finished). A failure outranks a stop from
 # outside (SIGTERM, then Ctrl-C), which outranks a rank gone quiet or still running.
 STATE_PRECEDENCE = ("failed", "terminated", "interrupted", "stalled", "running")
+LEFT_BEHIND = "_left_behind_at"
+"""Key :func:`_left_behind` adds to the heartbeat of a rank a resume left behind: the resume's step."""
 
 
 class Store(SqlReads):
@@ -216,6 +227,7 @@ class Store(SqlReads):
                     states[name], table_ranks[name] = state, ranks
         else:
             states.update((name, self._read_state(name)) for name in unrecorded)
+        gone = self._superseded({name: sts for name, (_, sts) in states.items()})
         behind = [p for name, (_, sts) in states.items() for rank, st in sts if (p := summary.pending(name, rank, st))]
         tails = summary.catch_up(self._con, self._lock, self.root, behind, self._coverage, SUMMARY_NAMES)
         scanned: list[tuple[RunInfo, bool]] = []
@@ -227,7 +239,7 @@ class Store(SqlReads):
             for rank, st in statuses:
                 if (tail := tails.get((name, rank))) is not None:
                     summary.fold_tail(st, tail)
-            scanned.append(self._info(name, meta, statuses, table_ranks.get(name)))
+            scanned.append(self._info(name, meta, _left_behind(statuses, gone.get(name, {})), table_ranks.get(name)))
         found = summary.query_summaries(self, [i.name for i, known in scanned if not known], SUMMARY_NAMES)
         for info, known in scanned:
             if not known:  # a heartbeat without a summary may predate rows its writer published before it died
@@ -235,6 +247,24 @@ class Store(SqlReads):
                 if last is not None and (info.last_step is None or last > info.last_step):
                     info.last_step = last
         return [info for info, _ in scanned]
+
+    def _superseded(self, statuses: dict[str, list[tuple[int, dict[str, Any]]]]) -> dict[str, dict[int, int]]:
+        """``run -> {rank: resume step}`` of the ranks a resume left behind (module docstring); one query over the
+        ``events`` of the runs whose heartbeats span two launches, none when no run does."""
+        candidates = {run: ranks for run, sts in statuses.items() if (ranks := _ended_before_another(sts))}
+        if not candidates:
+            return {}
+        tbl = self._read(list(candidates), ["events"], _RESUMES_SQL)
+        resumes: dict[str, list[tuple[str, int, float]]] = {}
+        for run, writer, step, wall in zip(*(tbl.column(c).to_pylist() for c in tbl.column_names), strict=True):
+            resumes.setdefault(run, []).append((writer, int(step), float(wall)))
+        out: dict[str, dict[int, int]] = {}
+        for run, ranks in candidates.items():
+            for rank, (session, ended) in ranks.items():
+                steps = [step for writer, step, wall in resumes.get(run, ()) if writer != session and wall > ended]
+                if steps:
+                    out.setdefault(run, {})[rank] = min(steps)
+        return out
 
     def _read_state(self, run: str) -> tuple[dict[str, Any], list[tuple[int, dict[str, Any]]]]:
         """The run's ``run.json`` and its ranks' heartbeats ``(rank, status)``."""
@@ -298,11 +328,58 @@ def _run_state(statuses: list[dict[str, Any]], now: float) -> str:
     """Aggregate per-rank heartbeats into one state (see the module docstring)."""
     if not statuses:
         return "imported"
-    states = [rank_state(st, now) for st in statuses]
+    states = [rank_state(st, now) for st in statuses if LEFT_BEHIND not in st]
     for state in STATE_PRECEDENCE:
         if state in states:
             return state
     return "finished"
+
+
+_RESUMES_SQL = (
+    "SELECT run, _writer, step, wall_time FROM events "
+    "WHERE kind = 'resume' AND step IS NOT NULL AND isfinite(wall_time) AND _writer IS NOT NULL"
+)
+
+
+def _ended_before_another(statuses: list[tuple[int, dict[str, Any]]]) -> dict[int, tuple[str | None, float]]:
+    """``rank -> (session, last heartbeat time)`` of the ranks whose last heartbeat is older than the start of
+    another rank's session (times of the writers' own clocks, as the resume event's): of an earlier launch."""
+    starts = [(rank, t) for rank, st in statuses if (t := _positive(st.get("started_at"))) is not None]
+    out: dict[int, tuple[str | None, float]] = {}
+    for rank, st in statuses:
+        ended = _positive(st.get("updated_at"))
+        if ended is not None and any(t > ended for other, t in starts if other != rank):
+            session = st.get("session")
+            out[rank] = (session if isinstance(session, str) else None, ended)
+    return out
+
+
+def _left_behind(
+    statuses: list[tuple[int, dict[str, Any]]], gone: Mapping[int, int]
+) -> list[tuple[int, dict[str, Any]]]:
+    """``statuses`` with each rank a resume left behind (``gone``: rank -> resume step) marked :data:`LEFT_BEHIND`,
+    its last step and latest values cut below the resume's step (the rows there were replaced)."""
+    if not gone:
+        return statuses
+    out = []
+    for rank, st in statuses:
+        if rank in gone:
+            cut = gone[rank]
+            st = {**st, LEFT_BEHIND: cut}
+            last = st.get("last_step")
+            if isinstance(last, int) and last >= cut:
+                st["last_step"] = None
+            if isinstance(st.get("latest"), Mapping):
+                st["latest"] = {k: v for k, v in st["latest"].items() if _step_of(v) is not None and _step_of(v) < cut}
+        out.append((rank, st))
+    return out
+
+
+def _step_of(pair: object) -> int | None:
+    try:
+        return int(pair[0])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def _mtime(path: StorePath) -> float | None:

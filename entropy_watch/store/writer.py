@@ -117,6 +117,7 @@ class RunWriter:
         self._resumed_at: int | None = None  # the lowest step of a resume event this session published
         self._logged = False  # whether this session published scalars (only then does its resume replace anything)
         self._latest: dict[str, tuple[int, float]] = {}  # canonical scalar name -> (step, value) at its highest step
+        self._latest_wall: dict[str, float | None] = {}  # ... and that row's wall_time (None: null), as readers order
         self._open: dict[str, set[int]] = {}  # per table: numbers reserved by next_seq, not yet published
         self._last_beat = 0.0
         self._closed = False
@@ -379,7 +380,10 @@ class RunWriter:
         }
 
     def _track_latest(self, tbl: pa.Table) -> None:
-        """Update ``_latest`` from a scalars segment: per canonical name, the value at its highest step (last wins)."""
+        """Update ``_latest`` from a scalars segment: per canonical name, the value at its highest step, of that
+        step's rows the one every reader keeps (:data:`~.reads.LATEST_FIRST` within a rank: the latest
+        ``wall_time``, nulls last, then the later segment, then the later row). Keeping the step's last row in the
+        file instead, ``ls`` listed 0.9 of ``value [0.5, 0.9], wall_time [12, 11]`` where ``show`` read 0.5."""
         names = tbl.column("name")
         present = sorted(SUMMARY_NAMES.intersection(pc.unique(names).to_pylist()))
         if not present:
@@ -387,15 +391,28 @@ class RunWriter:
         sub = tbl.filter(pc.fill_null(pc.is_in(names, value_set=pa.array(present, pa.string())), False))
         steps = sub.column("step").to_numpy(zero_copy_only=False)
         values = sub.column("value").to_numpy(zero_copy_only=False)
+        walls = (
+            sub.column("wall_time").to_numpy(zero_copy_only=False).astype(np.float64)  # nulls read as NaN
+            if "wall_time" in sub.column_names
+            else np.full(len(steps), np.nan)
+        )
+        has_wall = (
+            pc.is_valid(sub.column("wall_time")).to_numpy(zero_copy_only=False)
+            if "wall_time" in sub.column_names
+            else np.zeros(len(steps), dtype=bool)
+        )
         codes = pc.dictionary_encode(sub.column("name")).combine_chunks()
         idx = codes.indices.to_numpy(zero_copy_only=False)
         for k, name in enumerate(codes.dictionary.to_pylist()):
             pos = np.flatnonzero(idx == k)
-            j = pos[len(pos) - 1 - int(np.argmax(steps[pos][::-1]))]  # highest step, its last occurrence
-            step, value = int(steps[j]), float(values[j])
+            top = pos[steps[pos] == steps[pos].max()]
+            # DuckDB orders NaN above every number (DESC: first), NULL last: the key (has a time, time, row)
+            j = max(top, key=lambda i: (bool(has_wall[i]), _wall_key(walls[i]), int(i)))
+            step, value, wall = int(steps[j]), float(values[j]), (_wall_key(walls[j]) if has_wall[j] else None)
             old = self._latest.get(name)
-            if old is None or step >= old[0]:
+            if old is None or step > old[0] or (step == old[0] and _later(wall, self._latest_wall.get(name))):
                 self._latest[name] = (step, value)
+                self._latest_wall[name] = wall
 
     def _resumed(self, events: pa.Table) -> None:
         """Note a ``resume`` event's step s: once this session has published scalars too, what the summary carried
@@ -511,3 +528,18 @@ def _caught_up(root: fs.StorePath, run: str, rank: int, status: dict[str, Any]) 
         return
     if (tail := tails.get((run, rank))) is not None:
         summary.fold_tail(status, tail)
+
+
+def _wall_key(wall: float) -> float:
+    """A ``wall_time`` as DuckDB orders it: NaN above every number, +inf included."""
+    return math.inf if math.isnan(wall) else float(wall)
+
+
+def _later(wall: float | None, old: float | None) -> bool:
+    """Whether a row of ``wall`` (from a later segment of this writer) wins over one of ``old`` at the same step:
+    readers keep the latest ``wall_time`` (NULL last; NaN first: :func:`_wall_key`), the later segment on ties."""
+    if wall is None:
+        return old is None
+    if old is None:
+        return True
+    return wall >= old

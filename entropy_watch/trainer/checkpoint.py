@@ -7,13 +7,14 @@ crash mid-save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from entropy_watch.errors import EntropyWatchError
+from entropy_watch.errors import EntropyWatchError, StoreUnwritable
 
 
 class CheckpointError(EntropyWatchError, FileNotFoundError):
@@ -48,7 +49,7 @@ def save_checkpoint(ckpt_dir: Path, model: torch.nn.Module, tokenizer: Any, stat
         )
         raise CheckpointError(
             f"could not write the checkpoint of step {state.get('iteration', '?')} to {ckpt_dir} "
-            f"({type(e).__name__}: {e}{_free_space(ckpt_dir)}); {kept}"
+            f"({_cause(e)}{_free_space(ckpt_dir)}); {kept}"
         ) from e
     shutil.rmtree(old, ignore_errors=True)
     if latest.exists():
@@ -75,9 +76,57 @@ def save_policy_or_say(model: torch.nn.Module, tokenizer: Any, path: Path) -> Pa
         if not write_failed(e):
             raise
         raise CheckpointError(
-            f"could not write the policy to {path} ({type(e).__name__}: {e}{_free_space(path)}); free space or pick a "
+            f"could not write the policy to {path} ({_cause(e)}{_free_space(path)}); free space or pick a "
             "writable --store"
         ) from e
+
+
+def _cause(e: BaseException) -> str:
+    """A failed save's cause in words. torch's own text for a write cut short is its C++ assertion
+    (``[enforce fail at inline_container.cc:672] . unexpected pos 1664 vs 1558``, ``PytorchStreamWriter failed
+    writing file data/0: file write failed``), which tells a user nothing; an OS error says its reason."""
+    text = " ".join(str(e).split())
+    if isinstance(e, RuntimeError) and any(k in text for k in ("inline_container", "unexpected pos", "StreamWriter")):
+        return "the file could not be written in full: a write failed, usually because the disk is full"
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else str(e.strerror)
+    return f"{type(e).__name__}: {text[:300]}"
+
+
+PROBE_BYTES = 4096  # one filesystem block: a new file's first block is what a full disk refuses
+
+
+def check_writable(folder: Path, *, store: Path | None = None) -> None:
+    """Raise :class:`~entropy_watch.errors.StoreUnwritable` unless a file can be written in ``folder`` (or, when it
+    does not exist yet, in the nearest existing folder above it, where it would be created): one block written,
+    flushed to disk and removed, so nothing is left behind. A full or read-only store otherwise let ``train`` run its
+    whole SFT warm-up (35 s for the tiny preset, far longer on a GPU) before it failed to write the first row. The
+    probe's name is a store temporary's (``.<name>.<pid>.<n>.tmp``), which :func:`~.atomic.clean_stale_tmp` removes
+    should the process die between its creation and removal. ``store``: the root the message names (else ``folder``)."""
+    folder = Path(folder)
+    here = next((f for f in (folder, *folder.parents) if f.is_dir()), None)
+    if here is None:
+        return
+    probe = here / f".ew-write-probe.{os.getpid()}.0.tmp"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            block = memoryview(b"\0" * PROBE_BYTES)
+            while block:  # a short write is how a file-size limit answers first; the next write then fails
+                block = block[os.write(fd, block) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise StoreUnwritable(
+            f"cannot write to store {store or folder} ({e.strerror or e}{_free_space(here)}); free space or fix the "
+            "permissions, or pass --store (or set ENTROPY_WATCH_DIR) to a writable folder"
+        ) from None
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _free_space(path: Path) -> str:

@@ -37,6 +37,7 @@ from entropy_watch.hooks import Watch, token_entropy
 from entropy_watch.store.layout import CHECKPOINTS_DIR, run_dir
 from entropy_watch.trainer import algorithms as alg
 from entropy_watch.trainer.checkpoint import (
+    check_writable,
     find_policy,
     latest_checkpoint,
     load_checkpoint,
@@ -169,7 +170,8 @@ def check_start(
     :class:`ConfigError`: a device this torch cannot use, an object store, ``init`` with ``resume``, a run that already
     exists (without ``resume``), a checkpoint trained with another configuration or past ``cfg.rl.iterations``.
     :class:`~entropy_watch.trainer.checkpoint.CheckpointError`: ``resume`` without a checkpoint, an ``init`` or
-    ``cfg.model.path`` folder holding no model.
+    ``cfg.model.path`` folder holding no model. :class:`~entropy_watch.errors.StoreUnwritable`: a store where no file
+    can be written (full or read-only disk; probed with one block, removed at once: nothing is left behind).
     """
     device = pick_device(cfg.device)
     root = local_store(store)  # checkpoints and the policy are files in the run's folder: never an object store
@@ -201,6 +203,7 @@ def check_start(
             if folder is not None:
                 find_policy(folder)
                 break
+    check_writable(ckpt_dir, store=root)  # a full or read-only store, before the SFT warm-up rather than after it
     return Start(device, root, ckpt_dir, state)
 
 
