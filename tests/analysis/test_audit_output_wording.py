@@ -4,16 +4,13 @@ explosion whose warning line moved says the lines stood at its points' steps, th
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from entropy_watch.analysis import RunSeries, analyze
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"
-if not REAL.is_dir():
-    REAL = Path("/work/shared/real_runs")
+from ..real_runs import REAL
+
 V1 = REAL / "rasbt__reasoning-from-scratch__ch07-7_6-format-reward-v1-c41b85c.csv"
 
 

@@ -13,10 +13,9 @@ import typer.testing
 from entropy_watch.cli import app
 from entropy_watch.synthetic import write_to_store
 
+from ..real_runs import REAL
+
 runner = typer.testing.CliRunner()
-REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"  # shared/ beside the checkout
-if not REAL.is_dir():
-    REAL = Path("/work/shared/real_runs")
 
 
 @pytest.fixture(scope="module")

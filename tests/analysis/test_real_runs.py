@@ -14,7 +14,6 @@ step, and every k-th point (a sampled export): each keeps its verdict's kind.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,11 +21,9 @@ import pytest
 from entropy_watch.analysis import RunSeries, analyze
 from entropy_watch.analysis.scoring import EXPLODE_MULT, crossing, logged_every
 
+from ..real_runs import REAL
 from ._series import polled
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"  # shared/ beside the checkout
-if not REAL.is_dir():
-    REAL = Path("/work/shared/real_runs")
 LABELS = json.loads((REAL / "labels.json").read_text()) if (REAL / "labels.json").exists() else {}
 
 

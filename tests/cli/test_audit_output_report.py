@@ -13,9 +13,8 @@ import pytest
 from entropy_watch.analysis import RunSeries, analyze
 from entropy_watch.report import _entropy_figure
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"
-if not REAL.is_dir():
-    REAL = Path("/work/shared/real_runs")
+from ..real_runs import REAL
+
 V1 = REAL / "rasbt__reasoning-from-scratch__ch07-7_6-format-reward-v1-c41b85c.csv"
 RISE = REAL / "Sunshine535__nips-grpo-dynamics__qwen25-7b-exp1a-rho0.50_seed43.jsonl"
 

@@ -13,10 +13,9 @@ from typer.testing import CliRunner
 from entropy_watch.cli import app
 from entropy_watch.store.layout import run_json_path
 
+from ..real_runs import REAL
+
 runner = CliRunner()
-REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"  # shared/ beside the checkout
-if not REAL.is_dir():
-    REAL = Path("/work/shared/real_runs")
 
 
 def _csv(tmp_path: Path, name: str = "m.csv", text: str = "iter,ent,acc\n1,0.9,0.1\n2,0.8,0.2\n") -> Path:

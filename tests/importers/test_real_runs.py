@@ -22,9 +22,8 @@ from entropy_watch.analysis import RunSeries
 from entropy_watch.analysis.changes import describe
 from entropy_watch.importers import load_log
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "real_runs"
-if not REAL.is_dir():
-    REAL = Path("/work/shared/real_runs")
+from ..real_runs import REAL
+
 LABELS = json.loads((REAL / "labels.json").read_text()) if (REAL / "labels.json").is_file() else {}
 
 pytestmark = pytest.mark.skipif(not LABELS, reason="shared/real_runs not available")

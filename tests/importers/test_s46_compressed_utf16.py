@@ -14,7 +14,8 @@ import pytest
 from entropy_watch.errors import ImportFormatError
 from entropy_watch.importers import load_log
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real_runs"
+from ..real_runs import REAL
+
 RASBT = REAL / "rasbt__reasoning-from-scratch__ch07-7_3-tracking.csv"
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from entropy_watch.importers import load_log
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real_runs"
+from ..real_runs import REAL
+
 FILES = ["rasbt__reasoning-from-scratch__ch07-7_4-clip-ratio.csv", "befocuss__Deep-GRPO__qwen25-0.5b-gsm8k-treerl.csv"]
 
 
