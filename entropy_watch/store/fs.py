@@ -347,6 +347,20 @@ def vanished(exc: BaseException) -> bool:
     )
 
 
+# The AWS SDK's names of faults that pass: a connection dropped mid-answer ("curlCode: 18, Transferred a partial
+# file"; "Failed to flush response stream" as INTERNAL_FAILURE), a server busy or briefly failing (500, 503 SlowDown:
+# AWS's documented advice is to retry them). The SDK retries each request a few times itself; these outlasted that.
+PASSING_FAULTS = (
+    "NETWORK_CONNECTION", "INTERNAL_FAILURE", "SERVICE_UNAVAILABLE", "SLOW_DOWN", "THROTTLING", "REQUEST_TIMEOUT",
+)  # fmt: skip
+
+
+def passing(exc: BaseException) -> bool:
+    """Whether a read of an object store failed on a fault that passes (:data:`PASSING_FAULTS`): read again."""
+    text = str(exc)
+    return "AWS Error " in text and any(f"AWS Error {name}" in text for name in PASSING_FAULTS)
+
+
 def refused(exc: BaseException) -> bool:
     """Whether a read failed because the object store refused or could not serve the request (access denied, expired
     or missing credentials, a KMS key the reader may not use, throttling, a network or server error), not because of

@@ -29,7 +29,17 @@ import pyarrow as pa
 from entropy_watch.errors import EntropyWatchError, InvalidRunName
 from entropy_watch.store import layout, quarantine
 from entropy_watch.store.files import READ_LOCK, CoverageCache, FileRef, Selection, list_table_files, rank_dirs
-from entropy_watch.store.fs import ObjectPath, StorePath, arrow, check_bucket, is_object, listdir, refused, vanished
+from entropy_watch.store.fs import (
+    ObjectPath,
+    StorePath,
+    arrow,
+    check_bucket,
+    is_object,
+    listdir,
+    passing,
+    refused,
+    vanished,
+)
 from entropy_watch.store.schema import READ_PARQUET_OPTIONS, empty_table
 
 try:
@@ -66,7 +76,9 @@ BACKOFF_S = 0.01
 
 
 def with_retry(fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
-    """Call ``fn`` (which must list files afresh each time) again when a listed file vanished under it.
+    """Call ``fn`` (which must list files afresh each time) again when a listed file vanished under it, or when an
+    object store's answer failed on a fault that passes (:func:`~entropy_watch.store.fs.passing`: a connection dropped
+    mid-answer, a busy server).
 
     One retry suffices with the default compaction age (60 s); a few more, with an exponential back-off (10 ms
     doubling to 640 ms, 1.3 s in all), cover a loaded machine where each attempt outlasts an aggressive compaction
@@ -84,7 +96,7 @@ def with_retry(fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
             raise
         except (*RETRY_ERRORS, duckdb.Error, pa.ArrowException, OSError) as exc:
             # an object read through a pyarrow dataset reports a vanished file as InvalidInput or OSError
-            if not (isinstance(exc, RETRY_ERRORS) or vanished(exc)) or i == attempts - 1:
+            if not (isinstance(exc, RETRY_ERRORS) or vanished(exc) or passing(exc)) or i == attempts - 1:
                 # an unreadable file (not a race, not the store refusing the read): skip it, warn once, read the rest
                 if not refused(exc) and quarantine.check_listed():
                     continue

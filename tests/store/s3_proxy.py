@@ -1,10 +1,12 @@
-"""An HTTP proxy in front of the test S3 server (moto) that answers chosen requests with 403 AccessDenied: a bucket
-policy that changes mid-run, credentials that may list but not read."""
+"""An HTTP proxy in front of the test S3 server (moto) that answers chosen requests with 403 AccessDenied (a bucket
+policy that changes mid-run, credentials that may list but not read), or cuts their answers short (a connection
+dropped mid-body, as a loaded server or a flaky network does)."""
 
 from __future__ import annotations
 
 import http.client
 import http.server
+import socket
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -21,12 +23,16 @@ def writes(command: str, path: str) -> bool:
 
 class DenyingProxy:
     """An HTTP proxy in front of the S3 server answering 403 AccessDenied to requests ``deny(command, path)`` picks
-    while ``on`` is set, passing everything else through."""
+    while ``on`` is set, passing everything else through. ``cut``: instead of a 403, the upstream answer's headers
+    and half its body, then the connection closes; ``budget``: how many requests to fail (None: all while ``on``)."""
 
-    def __init__(self, upstream: str, deny: Callable[[str, str], bool]) -> None:
+    def __init__(
+        self, upstream: str, deny: Callable[[str, str], bool], *, cut: bool = False, budget: int | None = None
+    ) -> None:
         self.upstream = urllib.parse.urlsplit(upstream)
         self.on = False
         self.denied = 0
+        self.cut, self.budget = cut, budget
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -58,10 +64,13 @@ class DenyingProxy:
 
             def _handle(self) -> None:
                 body = self._body()
-                if proxy.on and deny(self.command, self.path):
+                failing = proxy.on and deny(self.command, self.path)
+                failing = failing and (proxy.budget is None or proxy.denied < proxy.budget)
+                if failing:
                     proxy.denied += 1
-                    self._reply(403, [("Content-Type", "application/xml")], DENIED)
-                    return
+                    if not proxy.cut:
+                        self._reply(403, [("Content-Type", "application/xml")], DENIED)
+                        return
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "expect"}
                 chunked = "chunked" in self.headers.get("Transfer-Encoding", "")
@@ -70,8 +79,20 @@ class DenyingProxy:
                     encode_chunked=chunked,
                 )  # fmt: skip
                 resp = conn.getresponse()
-                self._reply(resp.status, resp.getheaders(), resp.read())
+                data = resp.read()
                 conn.close()
+                if failing and proxy.cut and self.command == "GET" and len(data) > 1:
+                    self.send_response(resp.status)  # the whole answer's length, half its bytes, then the line drops
+                    for k, v in resp.getheaders():
+                        if k.lower() not in ("transfer-encoding", "connection"):
+                            self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self._reply(resp.status, resp.getheaders(), data)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
