@@ -120,6 +120,8 @@ class Recorder:
         # per call; the buffers are scanned only for a step written again)
         self._hist_steps: set[int] = set()
         self._token_steps: set[int] = set()
+        self._scalar_keys: set[tuple[str, int]] = set()  # (name, step) of the buffered scalars
+        self._sealed: list[_Batch] = []  # scalars buffered before a (name, step) came again: a segment of their own
         self._retry: list[_Batch] = []  # batches whose publish failed, oldest first, retried under their seq
         self._failing: dict[str, str] = {}  # table -> why its last publish failed, until one succeeds
         self._outages: dict[str, int] = {}  # table -> how many times its publishing started failing
@@ -289,6 +291,12 @@ class Recorder:
                     self._rows["hist"] = kept
                 else:
                     self._hist_steps.add(step)  # type: ignore[arg-type]  # hist always passes its step
+            elif table == "scalars":
+                keys = {(r["name"], r["step"]) for r in rows}
+                if not keys.isdisjoint(self._scalar_keys):  # a name logged again at its step: its own segment, so
+                    self._sealed.append(_Batch("scalars", self._rows["scalars"]))  # readers see two writes and keep
+                    self._rows["scalars"], self._scalar_keys = [], set()  # the latest (in one segment, a gapped run's
+                self._scalar_keys |= keys  # repeat was not detected: series_many read the step twice); nothing lost
             self._rows[table].extend(rows)
             self._pending += len(rows)
             if step is not None:
@@ -328,9 +336,10 @@ class Recorder:
 
     def _take(self) -> list[_Batch]:
         with self._lock:
-            batches = [_Batch(t, rows) for t, rows in self._rows.items() if rows]
+            batches = [*self._sealed, *(_Batch(t, rows) for t, rows in self._rows.items() if rows)]
             self._rows = {t: [] for t in _ROW_TABLES}
-            self._hist_steps, self._token_steps = set(), set()
+            self._sealed = []
+            self._hist_steps, self._token_steps, self._scalar_keys = set(), set(), set()
             if self._tokens:
                 batches.append(_Batch("tokens", list(self._tokens)))
                 self._tokens.clear()
@@ -354,7 +363,7 @@ class Recorder:
         write per step, the later batch's (they become one segment, in which readers could not tell writes apart)."""
         with self._lock:
             last = next((b for b in reversed(self._retry) if b.table == batch.table), None)
-            if last is not None and _untried(last) and _untried(batch):
+            if last is not None and _untried(last) and _untried(batch) and not _repeats_scalars(last, batch):
                 if batch.table in ("hist", "tokens"):
                     again = {r["step"] for r in batch.rows}  # type: ignore[union-attr]  # lists (_untried)
                     last.rows = [r for r in last.rows if r["step"] not in again]  # type: ignore[union-attr]
@@ -517,6 +526,15 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _repeats_scalars(kept: _Batch, batch: _Batch) -> bool:
+    """Whether ``batch`` logs a (name, step) of the untried scalars batch ``kept`` again: kept apart, in segments of
+    their own (see :meth:`Recorder._add`)."""
+    if batch.table != "scalars":
+        return False
+    keys = {(r["name"], r["step"]) for r in kept.rows}  # type: ignore[union-attr]  # lists (_untried)
+    return any((r["name"], r["step"]) in keys for r in batch.rows)  # type: ignore[union-attr]
 
 
 def _untried(batch: _Batch) -> bool:
