@@ -75,7 +75,7 @@ _state: dict[str, Any] = {
     "driver": False,  # the driver wraps are installed in this process
     "trained": False,  # the tee has seen a training step (and judged whether this training resumed the run)
     "advantage_calls": 0,  # compute_advantage calls they saw
-    "owned": None,  # (step, canonical names) of the last step the driver's per-token pass recorded
+    "owned": None,  # (step, canonical names, Watch.errors before) of the driver's last per-token pass
 }
 _lock = threading.Lock()
 
@@ -126,9 +126,15 @@ DRIVER_ADV_NAMES = (M.ADV_MEAN, M.ADV_STD, M.ADV_MIN, M.ADV_MAX, M.COV_LOGP_ADV,
 
 
 def owned_names(step: int) -> frozenset[str]:
-    """The canonical names the driver's per-token pass recorded at ``step``; verl's logged values fill all others."""
+    """The canonical names the driver's per-token pass recorded at ``step``; verl's logged values fill all others.
+
+    Empty when that pass failed (a refused input: ``log_tokens`` counted a failure since it was called; its statistics
+    run on the Watch's worker, so :attr:`Watch.errors` waits for them): the step keeps verl's entropy curve."""
     owned = _state["owned"]
-    return owned[1] if owned is not None and owned[0] == step else frozenset()
+    if owned is None or owned[0] != step:
+        return frozenset()
+    w = _state["watch"]
+    return owned[1] if w is None or w.errors == owned[2] else frozenset()
 
 
 def scalars_from_metrics(data: dict[str, Any], skip_canonical: Container[str] = frozenset()) -> dict[str, float]:
@@ -514,7 +520,9 @@ def _log_step(data: Any) -> None:
     adv = data.batch["advantages"] if "advantages" in data.batch.keys() else None
     if adv is not None and adv.shape != pending["entropy"].shape:
         adv = None  # a re-ordered or filtered batch: entropy without advantages rather than a wrong pairing
-    get_watch().log_tokens(
+    w = get_watch()
+    errors = w.errors  # a failure of this pass counts one more: the step then owns nothing (owned_names)
+    w.log_tokens(
         pending["step"],
         entropy=pending["entropy"],
         mask=pending["mask"],
@@ -522,7 +530,8 @@ def _log_step(data: Any) -> None:
         advantages=adv,
         token_ids=pending["token_ids"],
     )
-    _state["owned"] = (pending["step"], frozenset(DRIVER_NAMES + (DRIVER_ADV_NAMES if adv is not None else ())))
+    names = frozenset(DRIVER_NAMES + (DRIVER_ADV_NAMES if adv is not None else ()))
+    _state["owned"] = (pending["step"], names, errors)
 
 
 # ---- all of it ----------------------------------------------------------------------------------------------------

@@ -73,13 +73,16 @@ def verl_run(tmp_path, monkeypatch):
     scores = torch.zeros(B, L)
     scores[:, 0] = torch.tensor([1.0, 0, 1, 1, 0, 0, 1, 0])
 
+    wiring = {"log_probs_as_entropy": False}
+
     class RayPPOTrainer:  # verl 0.9.1's seams (checked by test_verl.py against ray_trainer.py)
         global_steps = 0
 
         def _compute_old_log_prob(self, batch: DataProto):
             lp = torch.log_softmax(logits, -1)
             logp = lp.gather(-1, batch.batch["responses"][..., None]).squeeze(-1)
-            return DataProto.from_dict(tensors={"old_log_probs": logp, "entropys": -(lp.exp() * lp).sum(-1)}), 0.0
+            ent = logp if wiring["log_probs_as_entropy"] else -(lp.exp() * lp).sum(-1)  # a mis-wired fork: refused
+            return DataProto.from_dict(tensors={"old_log_probs": logp, "entropys": ent}), 0.0
 
     def compute_advantage(data, adv_estimator, gamma=1.0, lam=1.0, num_repeat=1, norm_adv_by_std_in_grpo=True,
                           config=None):  # fmt: skip
@@ -96,9 +99,11 @@ def verl_run(tmp_path, monkeypatch):
     trainer = RayPPOTrainer()
     ref: dict[int, dict[str, float]] = {}
 
-    def step(n: int, loss_agg_mode: str, driver: bool = True, before_log=None) -> None:
-        """One training step: old log-probs and actor/entropy as fit computes them, advantages, then Tracking.log."""
+    def step(n: int, loss_agg_mode: str, driver: bool = True, before_log=None, refused: bool = False) -> None:
+        """One training step: old log-probs and actor/entropy as fit computes them, advantages, then Tracking.log.
+        ``refused``: the old-log-prob pass hands log-probs as ``entropys`` (``log_tokens`` refuses them)."""
         trainer.global_steps = n
+        wiring["log_probs_as_entropy"] = refused
         metrics = {"actor/pg_clipfrac": 0.125, "actor/ppo_kl": 0.01}
         if driver:
             batch = DataProto.from_dict(
@@ -106,7 +111,7 @@ def verl_run(tmp_path, monkeypatch):
                 non_tensors={"uid": np.array(["a"] * 4 + ["b"] * 4, dtype=object)},
             )
             old, _ = trainer._compute_old_log_prob(batch)
-            ent = old.batch["entropys"]
+            ent = old.batch["entropys"] if not refused else -old.batch["old_log_probs"]  # verl's own: its actor's
             metrics["actor/entropy"] = core_algos.agg_loss(
                 loss_mat=ent, loss_mask=mask, loss_agg_mode=loss_agg_mode
             ).item()
@@ -177,6 +182,28 @@ def test_production_watch_keeps_the_driver_entropy_whatever_finishes_first(verl_
     w.close()
     assert _series(root, M.ENTROPY_MEAN)[1] == pytest.approx(ref[1]["token_mean"], abs=1e-5)
     assert _series(root, "actor/entropy")[1] != pytest.approx(ref[1]["token_mean"], abs=1e-3)
+
+
+def test_a_refused_driver_pass_leaves_the_step_verls_entropy(verl_run, tmp_path):
+    """The driver's pass owns the canonical names only at a step it recorded: refused (here log-probs handed as
+    entropies), it recorded nothing, and verl's logged actor/entropy fills entropy/mean, as at a step without it."""
+    from entropy_watch.hooks import verl as ew_verl
+    from entropy_watch.hooks.watch import Watch
+
+    step, ref = verl_run
+    root = tmp_path / "store"
+    w = Watch("verl-t", store=str(root), flush_secs=0.05, vocab_size=V, reduce=False)  # verl's: async statistics
+    ew_verl.set_watch(w)
+    step(1, "token-mean", refused=True)
+    step(2, "token-mean")
+    w.close()
+    logged = dict(_verl_lines(tmp_path))
+    entropy = _series(root, M.ENTROPY_MEAN)
+    assert entropy[1] == float(logged[1]["actor/entropy"])  # was missing: the refused pass still claimed the step
+    assert _series(root, M.ADV_MEAN)[1] == float(logged[1]["critic/advantages/mean"])
+    assert entropy[2] == pytest.approx(ref[2]["token_mean"], abs=1e-5)  # a recorded pass still owns its step
+    assert w.errors == 1  # the refusal is counted, once
+    assert sorted(set(Store(root).table("verl-t", "hist").to_pydict()["step"])) == [2]
 
 
 def _verl_lines(tmp_path):
