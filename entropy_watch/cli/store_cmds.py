@@ -264,25 +264,59 @@ def compact(
     """Merge small segment files into larger part files (safe while runs are live) and refresh _catalog.duckdb.
 
     Exit status 0 once the merge is done, even if the catalog or the _runs.parquet listing cache could not be written
-    (full or read-only disk: one warning line on stderr; the previous files are kept, never read wrongly; run again).
-    1 when a merge itself failed.
+    (full or read-only disk: one warning line on stderr; the previous files are kept, never read wrongly; run again),
+    and even if a data file could not be read (truncated, overwritten by another program): it is left where it is,
+    unmerged, and named in one warning line on stderr; the rest is merged. 1 when a merge itself failed (a full
+    disk: nothing of that folder is lost).
     """
-    from entropy_watch.store import Store, write_catalog
+    from entropy_watch.store import Store, quarantine, write_catalog
     from entropy_watch.store import compact as do_compact
-    from entropy_watch.store.catalog import CatalogNotWritten
+    from entropy_watch.store.catalog import CatalogBlocked, CatalogNotWritten
 
     store = Store(state(ctx).root(existing=True))
-    names = run or [i.name for i in store.runs()]
-    for name in names:
-        store.run_meta(name)  # RunNotFound before touching anything
-        report = do_compact(store.root, name, min_age_s=min_age, final=final)
-        echo(printable(f"{name}: {_compaction_words(report)}"))
-    try:
-        path = write_catalog(store.root)
-    except CatalogNotWritten as exc:  # the merge is the job, and it is done: a cache not refreshed is a warning
-        typer.echo(printable(f"warning: {exc}"), err=True)
-        return
-    echo(printable(f"catalog views refreshed: {path}"))
+    known = quarantine.found()
+    with quarantine.quiet():  # each unreadable file is named once below, with what compact did about it
+        names = run or [i.name for i in store.runs()]
+        for name in names:
+            store.run_meta(name)  # RunNotFound before touching anything
+            report = do_compact(store.root, name, min_age_s=min_age, final=final)
+            words = _compaction_words(report)
+            if left := len(_unreadable_in(store.root, name, known)):
+                words += f"; {left} unreadable file{'s' if left != 1 else ''} left unmerged (see below)"
+            echo(printable(f"{name}: {words}"))
+        blocked = None
+        try:
+            path = write_catalog(store.root)
+        except CatalogBlocked as exc:  # a view over an unreadable file would fail: said with that file, below
+            blocked = exc
+        except CatalogNotWritten as exc:  # the merge is the job, and it is done: a cache not refreshed is a warning
+            typer.echo(printable(f"warning: {exc}"), err=True)
+            return
+    found = {bad: why for bad, why in quarantine.found().items() if bad not in known}
+    for bad, why in found.items():
+        typer.echo(printable(f"warning: {_unreadable_words(bad, why, blocked is not None)}"), err=True)
+    if blocked is not None and str(blocked.path) not in found:  # quarantined before this command: say it here
+        typer.echo(printable(f"warning: {blocked}"), err=True)
+    if blocked is None:
+        echo(printable(f"catalog views refreshed: {path}"))
+
+
+def _unreadable_in(root: Any, run: str, known: dict[str, str]) -> list[str]:
+    """The files of ``run`` found unreadable by this command (not in ``known``, those found before it)."""
+    from entropy_watch.store import quarantine
+    from entropy_watch.store.layout import run_dir
+
+    prefix = f"{run_dir(root, run)}/"
+    return [p for p in quarantine.found() if p.startswith(prefix) and p not in known]
+
+
+def _unreadable_words(path: str, why: str, blocked: bool) -> str:
+    """One line for an unreadable data file compact met: what happened to it and what to do."""
+    catalog = ", and _catalog.duckdb was not refreshed (a view over it would fail)" if blocked else ""
+    return (
+        f"unreadable data file {path} ({why}): left where it is, not merged{catalog}; its rows are left out of "
+        "every read. Move it out of the store (to inspect it) or delete it, then run `entropy-watch compact` again"
+    )
 
 
 def export(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,7 +39,7 @@ import duckdb
 
 from entropy_watch.errors import StoreUnwritable, require
 from entropy_watch.overwrite import check_replaceable
-from entropy_watch.store import fs, layout, manifest
+from entropy_watch.store import fs, layout, manifest, quarantine
 from entropy_watch.store.atomic import pid_alive, tmp_pid, write_parquet_atomic
 from entropy_watch.store.files import CoverageCache, select_files
 from entropy_watch.store.fs import StorePath
@@ -94,6 +95,13 @@ def write_catalog(root: str | os.PathLike[str] | StorePath | None = None) -> Sto
         os.replace(tmp, dest)
     except BaseException as exc:
         _remove_db(tmp)
+        if isinstance(exc, duckdb.Error) and (bad := _unreadable_file(root_path, exc)) is not None:
+            raise CatalogBlocked(
+                f"cannot write {dest}: data file {bad[0]} is unreadable ({bad[1]}), and a view over it would fail; "
+                "the previous catalog, if any, is kept: move the file out of the store (to inspect it) or delete it, "
+                "then run `entropy-watch compact` again",
+                bad[0],
+            ) from exc
         if isinstance(exc, OSError | duckdb.Error):
             raise CatalogNotWritten(
                 f"cannot write {dest} ({_reason(exc)}); the previous catalog, if any, is kept: free space or fix the "
@@ -113,6 +121,40 @@ def write_catalog(root: str | os.PathLike[str] | StorePath | None = None) -> Sto
 class CatalogNotWritten(StoreUnwritable):
     """``_catalog.duckdb`` or ``_runs.parquet`` could not be written (full or read-only disk); what was there before is
     kept as it was (a catalog is published whole or not at all)."""
+
+
+class CatalogBlocked(CatalogNotWritten):
+    """The catalog was not written because a data file its views cover cannot be read (truncated, overwritten by
+    another program): every view over it would fail until the file is moved out of the store. The file is
+    quarantined (:mod:`.quarantine`) and named in :attr:`path`; nothing was written and nothing else is wrong."""
+
+    def __init__(self, message: str, path: StorePath) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+_QUOTED_PARQUET = re.compile(r"'([^']+\.parquet)'")
+
+
+def _unreadable_file(root: StorePath, exc: BaseException) -> tuple[StorePath, str] | None:
+    """The data file of ``root`` that DuckDB's error ``exc`` names (``No magic bytes found at end of file '…'``), and
+    why it is unreadable, if it is one (checked, then quarantined); None when the error is about something else."""
+    root_str = str(root) if fs.is_object(root) else str(Path(root).resolve())
+    for quoted in _QUOTED_PARQUET.findall(str(exc)):
+        rel = quoted[len(root_str) :].strip("/") if quoted.startswith(root_str + "/") else None
+        if not rel or "*" in rel or ".." in rel.split("/"):
+            continue
+        path = root
+        for part in rel.split("/"):
+            path = path / part
+        try:
+            why = quarantine.unreadable(path)
+        except Exception:  # noqa: BLE001 - an object store refusing the check: the error is not the file's
+            return None
+        if why is not None:
+            quarantine.add(path, why)
+            return path, why
+    return None
 
 
 def _reason(exc: BaseException) -> str:

@@ -31,6 +31,7 @@ restricted to their missing keys), only wasteful: run one, e.g. from cron.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from entropy_watch.errors import StoreUnwritable
 from entropy_watch.store import fs, layout, quarantine
 from entropy_watch.store.atomic import clean_stale_tmp, publishing
 from entropy_watch.store.files import (
@@ -151,19 +153,66 @@ def _compact_dir(
             return
         try:
             rows = _write_part(rdir, inputs, session, final=final, fsync=fsync)
-        except (pa.ArrowException, OSError):
+        except (pa.ArrowException, OSError) as exc:
+            if _unwritable(exc) is not None:  # a full disk says nothing about the inputs: don't read them all again
+                raise _not_written(rdir, inputs, exc) from exc
             bad = set(quarantine.check(f.path for f in inputs))  # unreadable inputs: skipped, kept on disk
             if not bad:
                 raise
             inputs = [f for f in inputs if f.path not in bad]
             if len(inputs) < 2:
                 return
-            rows = _write_part(rdir, inputs, session, final=final, fsync=fsync)
+            try:
+                rows = _write_part(rdir, inputs, session, final=final, fsync=fsync)
+            except (pa.ArrowException, OSError) as exc:
+                if _unwritable(exc) is None:
+                    raise
+                raise _not_written(rdir, inputs, exc) from exc
         report.parts_written += 1
         report.rows += rows
         if grace_s <= 0:
             _delete(rdir, inputs)
             report.merged_files += len(inputs)
+
+
+class CompactionNotWritten(StoreUnwritable):
+    """A merged file could not be written for want of space (full disk, quota, file size limit). Its folder is as it
+    was: the temporary was removed and no input deleted; folders merged before it stay merged."""
+
+
+_UNWRITABLE = {
+    getattr(errno, name): reason
+    for name, reason in (
+        ("ENOSPC", "No space left on device"),
+        ("EDQUOT", "Disk quota exceeded"),
+        ("EFBIG", "File too large"),  # past RLIMIT_FSIZE or the file system's largest file
+    )
+    if hasattr(errno, name)
+}
+
+
+def _unwritable(exc: BaseException) -> str | None:
+    """The reason, when ``exc`` (or what it wraps: pyarrow re-raises the file object's error) says the disk refused a
+    write; None for any other failure (an unreadable input among them)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in _UNWRITABLE:
+            return _UNWRITABLE[seen.errno]
+        for reason in _UNWRITABLE.values():
+            if reason in str(seen):
+                return reason
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _not_written(rdir: StorePath, inputs: list[FileRef], exc: BaseException) -> CompactionNotWritten:
+    files = f"{len(inputs):,} files to merge are" if len(inputs) != 1 else "1 file to merge is"
+    return CompactionNotWritten(
+        f"cannot write a merged file in {rdir} ({_unwritable(exc)}); nothing was lost: its {files} kept as they were "
+        "and the partial file was removed. Free space, then run `entropy-watch compact` again"
+    )
 
 
 @contextlib.contextmanager

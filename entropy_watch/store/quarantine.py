@@ -14,9 +14,10 @@ Where no listed file is unreadable the original error propagates unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import pyarrow.parquet as pq
 
@@ -29,6 +30,18 @@ FULL_READ_BYTES = 64 * 2**20  # files up to this size are read whole when checke
 _lock = threading.Lock()
 _bad: dict[str, tuple[tuple[int, int] | None, str]] = {}  # path -> (size, mtime_ns) when quarantined, why
 _listed = threading.local()
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Quarantine files found unreadable in this thread without the warning :func:`add` logs: for a command that names
+    them itself, once each and with what it did about them (``compact``), reading :func:`found` after."""
+    before = getattr(_listed, "quiet", False)
+    _listed.quiet = True
+    try:
+        yield
+    finally:
+        _listed.quiet = before
 
 
 def begin() -> None:
@@ -84,7 +97,7 @@ def add(path: StorePath, why: str) -> None:
     with _lock:
         new = str(path) not in _bad
         _bad[str(path)] = (_stamp(path), why)
-    if new:
+    if new and not getattr(_listed, "quiet", False):
         log.warning(
             "entropy_watch: skipping unreadable data file %s (%s); its rows are left out of every read until it "
             "is replaced. Move it out of the store to keep it for inspection, or delete it.",
