@@ -6,11 +6,7 @@ is test_verl.py's stand-in (the real ``ray_trainer`` needs Ray and the serving s
 
 from __future__ import annotations
 
-import contextlib
-import importlib.machinery
-import importlib.util
 import logging
-import sys
 import types
 
 import numpy as np
@@ -20,25 +16,9 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.store import Store
 
+from ._verl_ray import ray_if_missing
 
-@contextlib.contextmanager
-def _ray_if_missing():
-    """``ray`` in ``sys.modules`` for the block (verl imports it at the top, never runs it here): see test_verl.py."""
-    if "ray" in sys.modules or importlib.util.find_spec("ray") is not None or importlib.util.find_spec("verl") is None:
-        yield
-        return
-    ray = types.ModuleType("ray", "entropy_watch tests: stands in for Ray, which verl imports, never run here")
-    ray.__spec__ = importlib.machinery.ModuleSpec("ray", None)
-    ray.ObjectRef = type("ObjectRef", (), {})
-    sys.modules["ray"] = ray
-    try:
-        yield
-    finally:
-        if sys.modules.get("ray") is ray:
-            del sys.modules["ray"]
-
-
-with _ray_if_missing():
+with ray_if_missing():
     core_algos = pytest.importorskip("verl.trainer.ppo.core_algos")
     pytest.importorskip("verl.utils.tracking")
 
@@ -49,7 +29,7 @@ B, L, V = 8, 6, 50
 
 @pytest.fixture(autouse=True)
 def _ray():
-    with _ray_if_missing():
+    with ray_if_missing():
         yield
 
 

@@ -9,10 +9,8 @@ takes its place while this file runs."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.machinery
 import importlib.util
-import sys
 import types
 
 import pytest
@@ -21,29 +19,9 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.store import Store
 
+from ._verl_ray import ray_if_missing
 
-def _ray_stand_in() -> types.ModuleType:
-    ray = types.ModuleType("ray", "entropy_watch tests: stands in for Ray, which verl imports, never run here")
-    ray.__spec__ = importlib.machinery.ModuleSpec("ray", None)
-    ray.ObjectRef = type("ObjectRef", (), {})
-    return ray
-
-
-@contextlib.contextmanager
-def _ray_if_missing():
-    """``ray`` in ``sys.modules`` for the block: Ray where installed, else the stand-in (removed after the block)."""
-    if "ray" in sys.modules or importlib.util.find_spec("ray") is not None or importlib.util.find_spec("verl") is None:
-        yield
-        return
-    stand_in = sys.modules["ray"] = _ray_stand_in()
-    try:
-        yield
-    finally:
-        if sys.modules.get("ray") is stand_in:
-            del sys.modules["ray"]
-
-
-with _ray_if_missing():
+with ray_if_missing():
     core_algos = pytest.importorskip("verl.trainer.ppo.core_algos")
     pytest.importorskip("verl.utils.tracking")
 
@@ -52,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(autouse=True)
 def _ray():
-    with _ray_if_missing():  # for anything verl imports lazily while a test runs
+    with ray_if_missing():  # for anything verl imports lazily while a test runs
         yield
 
 
