@@ -9,7 +9,6 @@ takes its place while this file runs."""
 
 from __future__ import annotations
 
-import importlib.machinery
 import importlib.util
 import types
 
