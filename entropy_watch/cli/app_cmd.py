@@ -10,16 +10,23 @@ app/main.py`` the same from any directory).
 
 SIGTERM, SIGHUP and Ctrl-C (SIGINT) stop the Streamlit child too: it is asked to stop (SIGTERM; Streamlit shuts its
 server down cleanly) and killed if it has not exited within ``STOP_GRACE_S``, so the port is never left served by
-an orphan.
+an orphan. A ``kill -9`` of this process cannot be caught: on Linux the child is started with a parent-death signal
+(``prctl(PR_SET_PDEATHSIG, SIGTERM)``), so the kernel stops it when this process ends, however it ended
+(:func:`_die_with_parent`; elsewhere the child is left to the ways out above).
+
+An empty ``--host`` (``--host "$HOST"`` with HOST unset) is a usage error (exit 2) before anything starts: Streamlit
+would bind it as 0.0.0.0, every network interface (the app itself refuses to serve it, after starting the server).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -31,6 +38,7 @@ from entropy_watch.errors import EntropyWatchError, require
 from entropy_watch.store.layout import ENV_STORE
 
 STOP_GRACE_S = 10.0  # seconds the child gets to stop after SIGTERM before SIGKILL
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP) if hasattr(signal, "SIGHUP") else (signal.SIGTERM,)
 
 
@@ -80,6 +88,12 @@ def app_command(
     headless: bool = typer.Option(True, "--headless/--open-browser", help="Do not open a browser window."),
 ) -> None:
     """Open the Streamlit app (runs, one run in depth, compare) on a store."""
+    if not host.strip():
+        raise typer.BadParameter(
+            "empty address: Streamlit would listen on every network interface; give 127.0.0.1 (this machine only) "
+            "or 0.0.0.0 (the network, on purpose)",
+            param_hint="--host",
+        )
     require("streamlit", "app")
     require("plotly", "app")
     from entropy_watch.store.layout import default_root
@@ -97,7 +111,7 @@ def run_child(cmd: list[str], env: dict[str, str], grace_s: float = STOP_GRACE_S
     Ctrl-C or SIGTERM/SIGHUP: the child is stopped (:func:`stop_child`); the status is 130 after Ctrl-C (as every
     command's), 0 after SIGTERM/SIGHUP (a process manager's requested stop).
     """
-    proc = subprocess.Popen(cmd, env=env)
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent())
     try:
         with _signals_raise():
             return _status(proc.wait())
@@ -110,6 +124,26 @@ def run_child(cmd: list[str], env: dict[str, str], grace_s: float = STOP_GRACE_S
     finally:
         if proc.poll() is None:  # any other way out (an error in this process) still takes the child down
             stop_child(proc, grace_s)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send the child SIGTERM when this process ends (Linux); None elsewhere, or
+    where libc's ``prctl`` cannot be found. A parent that died before the call (between ``fork`` and ``prctl``) is
+    noticed by the child's parent id changing: the child then stops itself."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:  # runs in the child between fork and exec: no imports, no locks
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 def stop_child(proc: subprocess.Popen[bytes], grace_s: float = STOP_GRACE_S) -> None:

@@ -192,14 +192,30 @@ def rank_dirs(table_dir: StorePath) -> list[StorePath]:
 
 
 def select_files(files: list[FileRef], exclude: set[Key] | frozenset[Key] = frozenset()) -> Selection:
-    """Choose files so that each key not in ``exclude`` is read from exactly one file.
+    """Choose files so that each key not in ``exclude`` is read from exactly one file *of its folder*.
 
-    Greedy, largest coverage first (parts before segments, newer names first on ties). With one compactor per folder
-    coverages are nested or disjoint, so every file is either read whole or skipped; a file that only partly overlaps
-    what is already chosen (two compactors raced on a shared filesystem) is read restricted to its missing keys.
+    A key is one segment of one rank folder: compaction merges within a folder, so only files of one folder can hold
+    the same rows. Files of two folders holding the same key are two copies of the segment that are both data (a run
+    copied under another name, ``cp -r run=a run=b``): each is read. Choosing across folders kept one of them, and the
+    other run listed no rows at all.
+
+    Greedy per folder, largest coverage first (parts before segments, newer names first on ties). With one compactor
+    per folder coverages are nested or disjoint, so every file is either read whole or skipped; a file that only partly
+    overlaps what is already chosen (two compactors raced on a shared filesystem) is read restricted to its missing
+    keys.
     """
-    chosen: set[Key] = set()  # not a copy of ``exclude``: a tail reader's grows with everything it ingested
+    folders: dict[str, list[FileRef]] = {}
+    for ref in files:
+        folders.setdefault(str(ref.path.parent), []).append(ref)
     sel = Selection()
+    for refs in folders.values():
+        _select_folder(refs, exclude, sel)
+    return sel
+
+
+def _select_folder(files: list[FileRef], exclude: set[Key] | frozenset[Key], sel: Selection) -> None:
+    """:func:`select_files` over the files of one folder, appended to ``sel``."""
+    chosen: set[Key] = set()  # not a copy of ``exclude``: a tail reader's grows with everything it ingested
     for ref in sorted(files, key=lambda r: (len(r.keys), r.kind == "part", r.path.name), reverse=True):
         if not ref.keys:
             continue
@@ -211,4 +227,3 @@ def select_files(files: list[FileRef], exclude: set[Key] | frozenset[Key] = froz
         else:
             sel.partial.append((ref, frozenset(missing)))
         chosen |= missing
-    return sel

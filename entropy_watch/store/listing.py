@@ -19,6 +19,19 @@ files). :class:`FolderWatch` remembers, per folder, the names it saw and the fol
 Both levels the store has are watched this way: the ``table=<t>`` folder of each run (its ``rank=<r>`` folders) and
 each rank folder (its segments and parts). Nothing is remembered until the caller :meth:`Scan.commit`-s a scan it
 has fully ingested, so a poll that fails half-way is simply repeated.
+
+**Files that went away** are reported too (:attr:`Scan.gone`: each rank folder that lost a data file since the last
+commit, with the names it holds now): compaction deleting what it merged, or a run deleted, perhaps re-created under
+the same name (``make demo`` does that on every run). A run that is no longer listed at all counts as deleted. A
+folder re-created after a listing has a modification time after it, so it is listed again (settled or not). The
+poller decides what the loss means (a tail reader drops the rows no listed file covers any more).
+
+**A run's listing** (:class:`RunStamp`): what :meth:`~entropy_watch.store.Store.runs` says of a run (state, last step,
+latest values, ranks) comes from files in its run folder (``_run.json``), its heartbeat folders and its table and rank
+folders, each written by a rename into its folder. The stamp is the inode and modification time of each of those
+folders, taken before the run is read; while every one is unchanged, and the stamp was settled and is younger than
+:data:`TRUST_NS` (the rules above), the run reads as it did. A poller that re-lists runs on every refresh then reads
+only the runs whose own files changed.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ from dataclasses import dataclass, field
 from entropy_watch.store import fs, layout
 from entropy_watch.store.files import CoverageCache, FileRef, file_ref
 from entropy_watch.store.fs import StorePath
+from entropy_watch.store.meta import META_DIR
 
 SETTLE_FINE_NS = 50_000_000
 SETTLE_COARSE_NS = 2_000_000_000
@@ -54,7 +68,11 @@ class Scan:
     """The files new since the last committed scan (``new``, by rank folder then name) and the state to commit."""
 
     new: list[FileRef] = field(default_factory=list)
+    gone: dict[str, tuple[StorePath, frozenset[str]]] = field(default_factory=dict)
+    """Rank folders that lost a data file since the last commit: ``str(folder) -> (folder, names it holds now)``
+    (no names: the folder is gone)."""
     _states: dict[str, _Seen | None] = field(default_factory=dict)  # None: the folder is gone
+    _runs: tuple[str, frozenset[str]] | None = None  # (table, runs scanned)
 
 
 class FolderWatch:
@@ -62,6 +80,7 @@ class FolderWatch:
 
     def __init__(self) -> None:
         self._seen: dict[str, _Seen] = {}
+        self._runs: dict[str, frozenset[str]] = {}  # table -> the runs its last committed scan looked at
 
     @property
     def files(self) -> int:
@@ -69,10 +88,13 @@ class FolderWatch:
         return sum(1 for s in self._seen.values() if s.files for n in s.names if _is_data(n))
 
     def scan(self, root: StorePath, runs: Iterable[str], table: str, coverage: CoverageCache) -> Scan:
-        """Data files of ``table`` for ``runs`` that appeared since the last :meth:`commit`."""
+        """Data files of ``table`` for ``runs`` that appeared since the last :meth:`commit`, and the rank folders
+        that lost some (:attr:`Scan.gone`; a run scanned before and missing from ``runs`` now was deleted)."""
         out = Scan()
         name = f"table={layout.validate_table(table)}"
-        for run in runs:
+        listed = list(runs)
+        out._runs = (table, frozenset(listed))
+        for run in [*listed, *sorted(self._runs.get(table, frozenset()).difference(listed))]:
             tdir = layout.run_dir(root, run) / name
             if fs.is_object(tdir):
                 self._scan_object_table(tdir, coverage, out)
@@ -81,6 +103,7 @@ class FolderWatch:
             ranks = self._changed_names(tdir, out, _is_rank, files=False)
             for gone in (before.names if before else frozenset()).difference(ranks):  # deleted with their run
                 out._states[str(tdir / gone)] = None
+                self._lost(tdir / gone, frozenset(), out)
             for rank in ranks:
                 self._scan_rank(tdir / rank, coverage, out)
         return out
@@ -92,10 +115,15 @@ class FolderWatch:
                 self._seen.pop(key, None)
             else:
                 self._seen[key] = state
+        if scan._runs is not None:
+            self._runs[scan._runs[0]] = scan._runs[1]
 
     # -- internals ------------------------------------------------------------------------------------------------
     def _scan_rank(self, rdir: StorePath, coverage: CoverageCache, out: Scan) -> None:
         fresh = self._changed_names(rdir, out, _is_visible, files=True)
+        state = out._states.get(str(rdir), False)
+        if state is not False:  # listed (or found gone) this time: what it held before and lacks now went away
+            self._lost(rdir, state.names if state is not None else frozenset(), out)
         refs = (file_ref(rdir / n, coverage) for n in sorted(fresh) if not fs.is_link(rdir / n))  # fs.listdir
         out.new.extend(r for r in refs if r is not None)
 
@@ -139,8 +167,71 @@ class FolderWatch:
                 listed[rel] = path
         names = frozenset(listed)
         out._states[key] = _Seen(names, None, False, listed_ns=time.time_ns(), files=True)
+        lost = (before.names if before else frozenset()) - names
+        for rank in sorted({n.partition("/")[0] for n in lost if _is_data(n)}):
+            now = frozenset(n.partition("/")[2] for n in names if n.partition("/")[0] == rank)
+            out.gone[str(tdir / rank)] = (tdir / rank, now)
         fresh = sorted(names - (before.names if before else frozenset()), key=_by_rank)
         out.new.extend(r for r in (file_ref(listed[rel], coverage) for rel in fresh) if r is not None)
+
+    def _lost(self, rdir: StorePath, now: frozenset[str], out: Scan) -> None:
+        """Record in ``out.gone`` that ``rdir`` holds ``now`` if a data file it held at the last commit is not in it."""
+        before = self._seen.get(str(rdir))
+        if before is not None and any(_is_data(n) for n in before.names - now):
+            out.gone[str(rdir)] = (rdir, now)
+
+
+TABLE_FOLDERS = tuple(f"table={t}" for t in layout.TABLES)
+RUN_FOLDERS = ("", layout.STATUS_DIR, layout.LEGACY_STATUS_DIR, META_DIR, *TABLE_FOLDERS)
+"""Folders of a run (relative to its folder) whose files its listing reads, besides its tables' rank folders."""
+
+
+@dataclass(frozen=True)
+class RunStamp:
+    """Inode and modification time of each folder a run's listing reads (:data:`RUN_FOLDERS` and the rank folders
+    of its tables), taken at ``taken_ns``; ``settled`` as for :class:`FolderWatch` (module docstring)."""
+
+    folders: tuple[tuple[str, int, int], ...]  # (folder, inode, mtime_ns); (folder, 0, 0): absent
+    taken_ns: int
+    settled: bool
+
+    @classmethod
+    def take(cls, run_dir: StorePath) -> RunStamp | None:
+        """The stamp of ``run_dir`` now (lists its table folders for their rank folders); None on an object store
+        (no modification times) or when the run folder is gone."""
+        if fs.is_object(run_dir):
+            return None
+        paths = [str(run_dir / rel) if rel else str(run_dir) for rel in RUN_FOLDERS]
+        for table in TABLE_FOLDERS:
+            try:
+                paths += sorted(str(run_dir / table / n) for n in os.listdir(run_dir / table) if _is_rank(n))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        now = time.time_ns()
+        folders = tuple(_stat(p) for p in paths)
+        if folders[0][1] == 0:
+            return None
+        settled = all(
+            now - mtime > (SETTLE_COARSE_NS if mtime % 1_000_000_000 == 0 else SETTLE_FINE_NS)
+            for _, ino, mtime in folders
+            if ino
+        )
+        return cls(folders, now, settled)
+
+    def unchanged(self) -> bool:
+        """Whether the run's folders are as stamped and the stamp can be trusted (settled, younger than
+        :data:`TRUST_NS`): one ``stat`` per folder, nothing listed or read."""
+        if not self.settled or time.time_ns() - self.taken_ns >= TRUST_NS:
+            return False
+        return all(_stat(folder) == (folder, ino, mtime) for folder, ino, mtime in self.folders)
+
+
+def _stat(path: str) -> tuple[str, int, int]:
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return (path, 0, 0)
+    return (path, st.st_ino, st.st_mtime_ns)
 
 
 def _is_rank(name: str) -> bool:

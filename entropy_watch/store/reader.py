@@ -90,6 +90,12 @@ class Store(SqlReads):
         """All runs under the root, sorted by name; cost linear in runs (summaries, see :mod:`.summary`)."""
         return self._summarised(run_names(self.root))
 
+    def run_infos(self, names: list[str]) -> list[RunInfo]:
+        """The :class:`RunInfo` of ``names`` (runs that exist), in that order, read as :meth:`runs` reads them (one
+        pass: at most one query over all of them). A poller that knows which runs changed lists only those
+        (:meth:`~entropy_watch.store.TailReader.runs`)."""
+        return self._summarised(list(names))
+
     def run_info(self, run: str) -> RunInfo:
         """One run's :class:`RunInfo`; raises :class:`RunNotFound`."""
         self._require(run)

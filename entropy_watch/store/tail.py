@@ -7,10 +7,24 @@ Cost is proportional to what is new, not to the store (measured in ``benchmarks/
 De-duplication across compaction: the reader remembers every key ``(_writer, _seq)`` it has ingested. A new
 ``part-`` file covering only ingested keys is skipped without being read; one covering some new keys is read
 restricted to those keys; a new segment whose key arrived through a part is skipped. So a row is counted once
-whatever the interleaving of listing, publication of parts and deletion of segments.
+whatever the interleaving of listing, publication of parts and deletion of segments. Keys are remembered per rank
+folder (a run copied under another name holds the same keys, and its rows are its own).
+
+Files that went away (:attr:`~entropy_watch.store.listing.Scan.gone`): the rows of every key that no file listed in
+its folder covers any more are deleted, and the key forgotten. Compaction deleting the segments it merged drops
+nothing (the part it published first covers them); a run deleted, or deleted and re-created under the same name
+(``make demo`` does that), loses the old run's rows, as a fresh :class:`~entropy_watch.store.Store` sees it. Were a
+listing ever to miss both a new part and the segments it replaced, the keys dropped are read back from the part at
+the next poll (they were forgotten).
 
 Schema growth: a new file with a column the table lacks gets ``ALTER TABLE … ADD COLUMN`` first (older rows read
 NULL). Thread-safe: one lock; every poll and query runs on a fresh cursor under it.
+
+The run listing (:meth:`TailReader.runs`) reads again only the runs whose own folders changed since it last read them
+(:class:`~entropy_watch.store.listing.RunStamp`, one ``stat`` per folder): the app lists the runs at every refresh
+that found new data, and read every run's ``_run.json`` and heartbeats each time (30 runs, 3 writers: 200 opens of
+``_run.json``/``run.json`` a second). A ``running`` run is always read again (it turns ``stalled`` with time alone);
+so is every run on an object store (no modification times).
 
 It implements the store's read interface (:class:`~entropy_watch.store.reads.RunReader`): the queries of
 :class:`~entropy_watch.store.reads.SqlReads` run on the mirrored tables; a table it does not mirror (``tokens``) is read
@@ -29,9 +43,9 @@ import pyarrow as pa
 
 from entropy_watch.errors import RunNotFound
 from entropy_watch.store import layout
-from entropy_watch.store.files import CoverageCache, Key, Selection, select_files
-from entropy_watch.store.fs import is_object
-from entropy_watch.store.listing import FolderWatch
+from entropy_watch.store.files import SEG_RE, CoverageCache, Key, Selection, file_ref, select_files
+from entropy_watch.store.fs import StorePath, is_object
+from entropy_watch.store.listing import FolderWatch, RunStamp
 from entropy_watch.store.query import Binder, read_locked, run_names, source_sql, with_retry
 from entropy_watch.store.reader import RunInfo, Store
 from entropy_watch.store.reads import SqlReads, query_files
@@ -67,7 +81,9 @@ class TailReader(SqlReads):
         self._lock = threading.Lock()
         self._coverage = CoverageCache()
         self._watch = FolderWatch()
-        self._ingested: dict[str, set[Key]] = {t: set() for t in self.tables}
+        self._ingested: dict[str, dict[str, set[Key]]] = {t: {} for t in self.tables}  # table -> rank folder -> keys
+        self._listed: dict[str, tuple[RunStamp, RunInfo]] = {}  # run -> its listing and the stamp taken before it
+        self._listed_lock = threading.Lock()
         cur = self._con.cursor()
         for table in self.tables:
             cur.register("_empty", empty_table(table))
@@ -82,10 +98,11 @@ class TailReader(SqlReads):
             return self._watch.files
 
     def poll(self) -> int:
-        """Ingest files published since the last poll; returns the number of new rows (bumps ``generation`` if > 0)."""
+        """Ingest files published since the last poll, drop the rows of files deleted since (module docstring);
+        returns the number of new rows. Bumps ``generation`` when rows were added or dropped."""
         with self._lock:
-            added = with_retry(self._poll_once)
-            if added:
+            added, dropped = with_retry(self._poll_once)
+            if added or dropped:
                 self.generation += 1
             return added
 
@@ -105,8 +122,24 @@ class TailReader(SqlReads):
 
     # -- the read interface ---------------------------------------------------------------------------------------
     def runs(self) -> list[RunInfo]:
-        """Runs under the root (only those followed, when ``runs`` was given), sorted by name."""
-        return [r for r in self._store.runs() if self.only is None or r.name in self.only]
+        """Runs under the root (only those followed, when ``runs`` was given), sorted by name; a run whose folders
+        are unchanged since the last call is not read again (module docstring)."""
+        names = [n for n in run_names(self.root) if self.only is None or n in self.only]
+        if is_object(self.root):
+            return self._store.run_infos(names)
+        with self._listed_lock:
+            listed = {n: self._listed.get(n) for n in names}
+        kept = {n: e[1] for n, e in listed.items() if e is not None and e[1].state != "running" and e[0].unchanged()}
+        stale = [n for n in names if n not in kept]
+        stamps = {n: RunStamp.take(layout.run_dir(self.root, n)) for n in stale}  # before the run is read
+        fresh = dict(zip(stale, self._store.run_infos(stale), strict=True)) if stale else {}
+        with self._listed_lock:
+            for gone in set(self._listed).difference(names):
+                del self._listed[gone]
+            for n, info in fresh.items():
+                if (stamp := stamps[n]) is not None:
+                    self._listed[n] = (stamp, info)
+        return [kept[n] if n in kept else fresh[n] for n in names]
 
     def run_info(self, run: str) -> RunInfo:
         """One run's :class:`RunInfo`; raises :class:`RunNotFound`."""
@@ -147,27 +180,74 @@ class TailReader(SqlReads):
         self.close()
 
     # -- internals ------------------------------------------------------------------------------------------------
-    def _poll_once(self) -> int:
+    def _poll_once(self) -> tuple[int, int]:
+        """One poll: ``(rows added, rows dropped)``."""
         names = run_names(self.root)
         if self.only is not None:
             names = [n for n in names if n in self.only]
-        added = 0
+        added = dropped = 0
         for table in self.tables:
             # Only what appeared since the last poll is listed and parsed (store/listing.py): the cost does not grow
             # with the files already read. Their folders are locked while they are read; one that vanished after
             # the scan (compaction) fails the read, and the poll is repeated from the last committed scan.
             scan = self._watch.scan(self.root, names, table, self._coverage)
-            sel = select_files(scan.new, exclude=self._ingested[table])
+            ingested = self._ingested[table]
+            for key, (folder, now) in scan.gone.items():
+                dropped += self._drop(table, key, folder, now)
+            by_folder: dict[str, list[Any]] = {}
+            for f in scan.new:
+                by_folder.setdefault(str(f.path.parent), []).append(f)
+            sel = Selection()
+            for key, refs in by_folder.items():
+                part = select_files(refs, exclude=ingested.get(key, set()))
+                sel.whole += part.whole
+                sel.partial += part.partial
             if not sel.empty:
                 with read_locked({f.path.parent for f in scan.new if not is_object(f.path)}):
                     # in batches: one read_parquet over 30,000 small segments held 2.7 GB (1,000 at a time: see
                     # the report); what a batch ingested is remembered, so a retry after a failed batch skips it
                     for batch in _batches(sel):
                         added += self._ingest(table, batch)
-                        self._ingested[table].update(k for f in batch.whole for k in f.keys)
-                        self._ingested[table].update(k for _, keys in batch.partial for k in keys)
+                        for f in batch.whole:
+                            ingested.setdefault(str(f.path.parent), set()).update(f.keys)
+                        for f, keys in batch.partial:
+                            ingested.setdefault(str(f.path.parent), set()).update(keys)
             self._watch.commit(scan)
-        return added
+        return added, dropped
+
+    def _drop(self, table: str, key: str, folder: StorePath, now: frozenset[str]) -> int:
+        """Delete from ``table`` the rows of ``folder``'s keys that none of the files it holds ``now`` covers (a
+        file deleted for good, not merged into a part first); returns how many rows went."""
+        had = self._ingested[table].get(key)
+        if not had:
+            return 0
+        covered: set[Key] = set()
+        for name in now:
+            if (m := SEG_RE.match(name)) is not None:
+                covered.add((m.group(1), int(m.group(2))))
+            elif name.startswith("part-") and (ref := file_ref(folder / name, self._coverage)) is not None:
+                covered |= ref.keys  # its coverage was read when it was listed (cached); a part gone since: retried
+        lost = had - covered
+        if not lost:
+            return 0
+        run, rank = folder.parent.parent.name.removeprefix("run="), int(folder.name.removeprefix("rank="))
+        cur = self._con.cursor()
+        try:
+            writers, seqs = zip(*sorted(lost), strict=True)
+            cur.register("_lost", pa.table({"w": pa.array(writers, pa.string()), "s": pa.array(seqs, pa.int64())}))
+            n = cur.execute(
+                f"DELETE FROM {table} t USING _lost d WHERE t.run = $run AND t.rank = $rank "
+                "AND t._writer = d.w AND t._seq = d.s",
+                {"run": run, "rank": rank},
+            ).fetchone()
+            cur.unregister("_lost")
+        finally:
+            cur.close()
+        if lost == had:
+            del self._ingested[table][key]
+        else:
+            had -= lost
+        return int(n[0]) if n else 0
 
     def _ingest(self, table: str, sel: Any) -> int:
         """Copy the selected files into ``table`` in one transaction; returns the row count."""
