@@ -6,8 +6,15 @@ Streamlit's caches are process-global, so every test starts with them cleared.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,50 @@ def _clear_streamlit_caches() -> Iterator[None]:
     data.clear_caches()
     yield
     data.clear_caches()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def streamlit_server(store: Path, log: Path, wait_s: float) -> Iterator[str]:
+    """``streamlit run app/main.py -- --store STORE`` on a free port of 127.0.0.1 (headless, no file watcher, its
+    output in ``log``): its URL once ``/_stcore/health`` answers ``ok``; stopped on leaving. A server that exits, or
+    does not answer within ``wait_s`` seconds, raises RuntimeError naming the log."""
+    port = free_port()
+    out = log.open("w")
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(APP_MAIN),
+        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
+        "--", "--store", str(store),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, ENTROPY_WATCH_DIR=""))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start (exit {proc.poll()}); see {log}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        out.close()
 
 
 def write_imported(root: Path, tmp: Path, n: int = 60) -> None:

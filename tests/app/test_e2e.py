@@ -10,12 +10,7 @@ page's first script run can take tens of seconds; Playwright's ``expect`` has it
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +20,7 @@ import pytest
 from entropy_watch import metrics as M
 from entropy_watch.store import RunWriter
 
-from .conftest import APP_MAIN, COLLAPSE, HEALTHY
+from .conftest import COLLAPSE, HEALTHY, streamlit_server
 
 CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 120_000  # any one condition: server start, a page's script run, a live refresh
@@ -41,12 +36,6 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def e2e_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from entropy_watch.synthetic import write_to_store
@@ -60,35 +49,8 @@ def e2e_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(e2e_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("log") / "streamlit.log").open("w")
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", str(APP_MAIN),
-        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
-        "--", "--store", str(e2e_store),
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, ENTROPY_WATCH_DIR=""))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + WAIT_MS / 1000
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start (exit {proc.poll()}); see {log.name}")
-            time.sleep(0.3)
+    with streamlit_server(e2e_store, tmp_path_factory.mktemp("log") / "streamlit.log", WAIT_MS / 1000) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

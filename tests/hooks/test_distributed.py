@@ -9,9 +9,6 @@ advantages on each side, not overall), and only rank 1's tokens are off-policy.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -21,6 +18,8 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.hooks.distributed import reduction_group
 from entropy_watch.hooks.stats import step_stats
+
+from ..gloo_ranks import run_ranks
 
 BUILD = textwrap.dedent(
     """
@@ -83,20 +82,7 @@ def _build(**kwargs: bool) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def gloo_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     out = tmp_path_factory.mktemp("gloo")
-    script = out / "worker.py"
-    script.write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [
-        subprocess.Popen([sys.executable, str(script), str(out)], env={**env, "RANK": str(r)}, cwd=Path.cwd())
-        for r in (0, 1)
-    ]
-    try:
-        codes = [p.wait(timeout=180) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert codes == [0, 0], codes
+    run_ranks(WORKER, out, timeout=180)
     return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
@@ -165,39 +151,12 @@ WATCH_WORKER = textwrap.dedent(
 )
 
 
-def _two_ranks(tmp_path: Path, worker: str, hung: str) -> list[tuple[str, str]]:
-    """Run ``worker`` (a script taking the output folder) as ranks 0 and 1; their (stdout, stderr), both exited 0.
-    A rank still running after 120 s fails the test with ``hung``."""
-    script = tmp_path / "worker.py"
-    script.write_text(worker)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path)],
-            env={**env, "RANK": str(r)},
-            cwd=Path.cwd(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for r in (0, 1)
-    ]
-    try:
-        outs = [p.communicate(timeout=120) for p in procs]
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        pytest.fail(hung)
-    assert [p.returncode for p in procs] == [0, 0], outs
-    return outs
-
-
 @pytest.mark.dist
 def test_a_refused_input_on_one_rank_neither_hangs_nor_shifts_the_others(tmp_path: Path):
     """Rank 1's input is refused at steps 1 (a wrong mask: inside step_stats) and 2 (a bad step: before it); it must
     still take part in those steps' collectives, or rank 0 waits forever — or pairs its step 1 with rank 1's step 2.
     """
-    outs = _two_ranks(tmp_path, WATCH_WORKER, "a rank whose input was refused left the others waiting")
+    outs = run_ranks(WATCH_WORKER, tmp_path, hung="a rank whose input was refused left the others waiting")
     assert "errors 2" in outs[1][0]  # rank 1 counted both refusals ...
     assert outs[1][1].count("log_tokens failed on rank 1") == 1, outs[1][1]  # ... and warned once, naming itself
     from entropy_watch.store import Store
@@ -275,7 +234,7 @@ def test_ranks_logging_different_steps_together_are_refused_not_paired(tmp_path:
     """Rank 1 logs step 33 where rank 0 logs step 1 (both call, in lockstep): the collective pairs two different
     steps. Neither rank may record rank 1's tokens under rank 0's step 1 (CONTRACTS: "no step pairs with another"):
     both refuse that step with one warning, count it, and the steps around it are the union as before."""
-    outs = _two_ranks(tmp_path, SHIFTED_WORKER, "ranks logging different steps hung")
+    outs = run_ranks(SHIFTED_WORKER, tmp_path, hung="ranks logging different steps hung")
     assert "errors 1" in outs[0][0] and "errors 1" in outs[1][0], outs
     assert outs[1][1].count("different steps") == 1, outs[1][1]
     from entropy_watch.store import Store

@@ -10,17 +10,15 @@ advantages / log-probs / entropies on one rank, and a rank that passes log-probs
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 
 from entropy_watch import metrics as M
 from entropy_watch.hooks.stats import step_stats
+
+from ..gloo_ranks import run_ranks
 
 pytestmark = pytest.mark.dist
 
@@ -124,27 +122,7 @@ def _reference(scenario: str, ranks: tuple[int, ...] = tuple(range(WORLD))):
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     out = tmp_path_factory.mktemp("gloo3")
-    script = out / "worker.py"
-    script.write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": str(WORLD)}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(out)],
-            env={**env, "RANK": str(r)},
-            cwd=Path.cwd(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for r in range(WORLD)
-    ]
-    try:
-        outs = [p.communicate(timeout=120) for p in procs]
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        pytest.fail("the ranks hung: their collectives did not match")
-    assert [p.returncode for p in procs] == [0] * WORLD, outs
+    run_ranks(WORKER, out, WORLD, hung="the ranks hung: their collectives did not match")
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
 
 

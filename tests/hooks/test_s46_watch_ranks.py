@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -25,6 +22,8 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.hooks import Watch
 from entropy_watch.store import Store
+
+from ..gloo_ranks import run_ranks
 
 WORKER = textwrap.dedent(
     """
@@ -105,26 +104,7 @@ WORKER = textwrap.dedent(
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
     """Run WORKER as gloo ranks 0 and 1: (the output folder, each rank's results)."""
     out = tmp_path_factory.mktemp("ranks")
-    script = out / "worker.py"
-    script.write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(out)],
-            env={**env, "RANK": str(r)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for r in (0, 1)
-    ]
-    try:
-        outs = [p.communicate(timeout=120) for p in procs]
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        pytest.fail("a rank hung")
-    assert [p.returncode for p in procs] == [0, 0], outs
+    run_ranks(WORKER, out, hung="a rank hung")
     return out, [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 

@@ -3,14 +3,6 @@ folder markers went with its files, so the store no longer counts ranks the impo
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -21,51 +13,12 @@ from entropy_watch.store import RunWriter, Store
 
 pytestmark = pytest.mark.slow  # a moto server: ~2 s to start, each request ~15-50 ms
 
-S3_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_CONFIG_FILE": "/nonexistent",
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-}
-
-
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
-    if server is None:
-        pytest.skip("moto is not installed (pip install -e '.[dev]')")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"moto_server did not start; see {log.name}")
-            time.sleep(0.2)
-    yield url
-    proc.kill()
-    proc.wait()
-    log.close()
-
 
 @pytest.fixture
-def bucket(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, pafs.FileSystem]:
-    for key, value in S3_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    name = f"ew-{uuid.uuid4().hex[:12]}"
-    s3 = pafs.S3FileSystem(endpoint_override=endpoint.split("://")[1], scheme="http", allow_bucket_creation=True)
-    s3.create_dir(name)
+def bucket(s3_root: str, s3_endpoint: str) -> tuple[str, pafs.FileSystem]:
+    """The fresh bucket of ``s3_root`` (tests/conftest.py) and a filesystem on the moto server to look into it."""
+    name = s3_root.split("/")[2]
+    s3 = pafs.S3FileSystem(endpoint_override=s3_endpoint.split("://")[1], scheme="http")
     return name, s3
 
 

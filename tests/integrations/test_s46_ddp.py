@@ -3,9 +3,6 @@ alone (one warning, on that rank); the run keeps the other rank's tokens at that
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,6 +13,8 @@ from entropy_watch import metrics as M
 from entropy_watch.histogram import entropy_bin_edges
 from entropy_watch.hooks.entropy import token_entropy
 from entropy_watch.store import Store
+
+from ..gloo_ranks import run_ranks
 
 pytestmark = [pytest.mark.dist]
 
@@ -55,26 +54,7 @@ WORKER = textwrap.dedent(
 
 
 def test_a_rank_passing_log_probs_as_entropies_is_refused_alone(tmp_path: Path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path)],
-            env={**env, "RANK": str(r)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for r in (0, 1)
-    ]
-    try:
-        outs = [p.communicate(timeout=180) for p in procs]
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        pytest.fail("a refused rank left the other waiting")
-    assert [p.returncode for p in procs] == [0, 0], outs
+    outs = run_ranks(WORKER, tmp_path, hung="a refused rank left the other waiting", timeout=180)
     assert "errors 0" in outs[0][0] and "negative" not in outs[0][1], outs[0]  # rank 0's input was fine
     assert "errors 1" in outs[1][0] and outs[1][1].count("entropies are negative") == 1, outs[1]
 
