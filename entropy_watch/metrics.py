@@ -29,8 +29,11 @@ CLIP_LOW_FRAC = "clip/low_frac"  # A<0 and ratio < 1-eps_low  (binding clip-low:
 CLIP_HIGH_FRAC = "clip/high_frac"  # A>0 and ratio > 1+eps_high (binding clip-high: lowers entropy)
 CLIP_REGION_FRAC = "clip/region_frac"  # low + high: the share of tokens whose gradient the clip removes
 CLIP_DUAL_FRAC = "clip/dual_frac"  # A<0 and ratio > c (dual-clip)
-CLIP_ONPOLICY = "clip/onpolicy"  # 1 when the ratio is 1 (no old log-probs, or |log ratio| within
-# hooks.stats.ONPOLICY_LOG_RATIO_TOL): nothing can clip; the clip fractions are absent only without old log-probs
+CLIP_ONPOLICY = "clip/onpolicy"  # 1 when the update's ratio is 1 (|log ratio| within hooks.stats.ONPOLICY_LOG_RATIO_TOL
+# on every token, or a loss that takes the log-probs it is given as the old ones: log_tokens without old_logp), else 0:
+# 1 means nothing can clip. Recorded only by what sees the update's ratio: a pass before the update (verl's driver,
+# Watch.update_pass = False) leaves it out, and verl's comes from the ew_* losses (every loss call on-policy -> 1).
+# Absent = unknown, not on-policy. The clip fractions are absent only without old log-probs
 
 # --- advantages -------------------------------------------------------------------------------------------------
 ADV_MEAN = "adv/mean"

@@ -56,7 +56,8 @@ N_SLOTS = len(SLOTS)
 MAX_SLOTS = ("adv_max", "neg_adv_min", "ratio_max", "step_max", "neg_step_min")
 CLIP_LABELS = ("", "low", "high", "dual")  # the ``clipped`` column of a sampled row; index = code in sample_token_rows
 NEGATIVE_TOL = 1e-4  # nats: an entropy computed in low precision may dip below 0 by rounding, not by this much
-# nats: a step is on-policy (clip/onpolicy = 1) when |log pi - log pi_old| is at most this on every valid token. A
+# nats: a step is on-policy (clip/onpolicy = 1) when |log pi - log pi_old| is at most this on every valid token (the
+# rule of finalize, OpenRLHF's and TRL's sequence clip, and verl's ew_* losses: hooks.verl.on_policy). A
 # recomputation of the same policy differs by ~1e-7 in fp32 (TRL's first pass over a generation batch), one optimizer
 # step by more than 1e-3; a clip binds only past |log ratio| ~ eps (~0.2). bf16 recomputation noise can exceed it:
 # such a step reads off-policy, with the same clip fractions.
@@ -131,8 +132,10 @@ def step_stats(
     Clip fractions follow TRL (``grpo_trainer.py``): low = A<0 and ratio<1-eps_low, high = A>0 and
     ratio>1+eps_high, region = low or high, dual = A<0 and ratio>dual_clip, token means over the valid tokens.
     They exist whenever ``old_logp`` and ``advantages`` are given (0 when the ratio is 1, as TRL logs them), and are
-    absent (N/A, not a healthy 0) without ``old_logp``. ``clip/onpolicy`` is 1 without ``old_logp`` or when
-    ``|logp - old_logp| <= ONPOLICY_LOG_RATIO_TOL`` on every valid token (nothing can clip), else 0.
+    absent (N/A, not a healthy 0) without ``old_logp``. ``clip/onpolicy`` is 1 without ``old_logp`` (the caller's
+    loss takes ``logp`` as its old log-probs: ratio 1) or when ``|logp - old_logp| <= ONPOLICY_LOG_RATIO_TOL`` on every
+    valid token (nothing can clip), else 0. A caller whose log-probs are not the update's (verl's driver recomputes
+    pi_old before the update) drops it: :attr:`Watch.update_pass`.
     """
     edges = _check_edges(edges)
     try:

@@ -18,18 +18,23 @@ by *importing a module* in verl's processes through its external-module mechanis
 * **policy losses** — registers ``ew_<mode>`` for every loss in ``core_algos.POLICY_LOSS_REGISTRY``: it calls the base
   loss with verl's own arguments and adds ``actor/ew_clipfrac_low`` (A<0, ratio<1-clip_ratio_low) and
   ``actor/ew_clipfrac_high`` (A>0, ratio>1+clip_ratio_high), which the tee maps to ``clip/low_frac`` /
-  ``clip/high_frac``; and ``ew_repo_r`` (``loss_mode=ew_repo_r``): REPO-R's advantages fed to verl's vanilla PPO loss
-  (:func:`repo_r_policy_loss`). A call without the four tensors or a return other than ``(loss, metrics dict)`` (the
-  older registry's 4-tuple) passes through unchanged, with one warning;
+  ``clip/high_frac``, and ``actor/ew_onpolicy`` (1 when the call's ratio is 1: :func:`on_policy`), which verl
+  averages over the step's loss calls and the tee records as ``clip/onpolicy`` = 1 only when every call was on-policy,
+  else 0 (:func:`onpolicy_from_mean`); and ``ew_repo_r`` (``loss_mode=ew_repo_r``): REPO-R's advantages fed to
+  verl's vanilla PPO loss (:func:`repo_r_policy_loss`). A call without the four tensors or a return other than
+  ``(loss, metrics dict)`` (the older registry's 4-tuple) passes through unchanged, with one warning;
 * **driver wraps** — ``RayPPOTrainer._compute_old_log_prob`` (per-token entropy of pi_old, response mask, old
   log-probs, response ids) and the module-level ``ray_trainer.compute_advantage`` (advantages): together one
   ``Watch.log_tokens`` per step with the global batch, so the driver is the single writer. At a step it recorded,
-  this pass owns the canonical names it records (``entropy/*``, ``adv/*``, ``cov/*``, ``tokens/count``,
-  ``clip/onpolicy``: :data:`DRIVER_NAMES`), as the TRL hook's per-token layer does: the tee records verl's numbers
+  this pass owns the canonical names it records (``entropy/*``, ``adv/*``, ``cov/*``, ``tokens/count``:
+  :data:`DRIVER_NAMES`), as the TRL hook's per-token layer does: the tee records verl's numbers
   under verl's names only, so ``entropy/mean`` is the token mean of the pass its histogram and quantiles come from,
   whatever ``loss_agg_mode`` is, and ``actor/entropy`` (verl's ``agg_loss`` by ``loss_agg_mode``: another number
   under any mode but token-mean, e.g. seq-mean-token-mean) stays as logged. At any other step (bypass mode, the V1
-  trainer) verl's logged values fill them. Clip fractions and ``kl/old`` are always verl's (no ratio on the driver).
+  trainer) verl's logged values fill them. Clip fractions, ``kl/old`` and ``clip/onpolicy`` are always the update's
+  (verl's and the ``ew_*`` losses'): the driver's pass has pi_old's log-probs and no ratio, so it records no
+  ``clip/onpolicy`` (``Watch.update_pass = False``); without an ``ew_*`` loss the store holds none (N/A, not
+  on-policy).
   verl >= 0.9 runs its V1 trainer by default (``trainer.use_v1=true``, ``verl/trainer/ppo/v1``), whose old-log-prob
   pass keeps the entropy in its TransferQueue and is not wrapped: there one warning says no per-token entropy is
   recorded (the logged scalars and the ``ew_*`` clip split still are); ``trainer.use_v1=false`` runs
@@ -63,6 +68,7 @@ log = logging.getLogger("entropy_watch")
 
 CLIPFRAC_LOW = "actor/ew_clipfrac_low"  # no "max"/"min" substring: verl's legacy reducer would take max/min of it
 CLIPFRAC_HIGH = "actor/ew_clipfrac_high"
+ONPOLICY = "actor/ew_onpolicy"  # 1/0 per loss call; verl logs its mean over the step's calls (micro-batches, epochs)
 ENTROPY_DEFINITION = "full-vocabulary, pi_old (verl recompute pass before the update), token mean over response tokens"
 
 REPO_R_LOSS = "ew_repo_r"
@@ -115,12 +121,13 @@ _WORKER_CONTROL = "actor/control/"
 
 
 # Canonical names the driver's per-token pass records (Watch.log_tokens with entropy, mask, log-probs and, where the
-# batch still pairs them, advantages; no ratio on the driver). At a step it recorded it owns them: the tee records
-# verl's own numbers under verl's names only (actor/entropy is loss_agg_mode's aggregate, e.g. seq-mean-token-mean,
-# where the histogram and quantiles of the step are the token mean's). The TRL hook's rule (TrlCallback.owned_names).
+# batch still pairs them, advantages; no ratio on the driver, so no clip/onpolicy: Watch.update_pass = False). At a
+# step it recorded it owns them: the tee records verl's own numbers under verl's names only (actor/entropy is
+# loss_agg_mode's aggregate, e.g. seq-mean-token-mean, where the histogram and quantiles of the step are the token
+# mean's). The TRL hook's rule (TrlCallback.owned_names).
 DRIVER_NAMES = (
     M.ENTROPY_MEAN, *M.ENTROPY_QUANTILES, M.ENTROPY_FRAC_LOW, M.ENTROPY_FRAC_HIGH, M.ENTROPY_SAMPLED_NLL,
-    M.ENTROPY_NONFINITE_FRAC, M.TOKENS_COUNT, M.CLIP_ONPOLICY,
+    M.ENTROPY_NONFINITE_FRAC, M.TOKENS_COUNT,
 )  # fmt: skip
 DRIVER_ADV_NAMES = (M.ADV_MEAN, M.ADV_STD, M.ADV_MIN, M.ADV_MAX, M.COV_LOGP_ADV, M.COV_PG_DRIVE)
 
@@ -156,6 +163,8 @@ def scalars_from_metrics(data: dict[str, Any], skip_canonical: Container[str] = 
     for canonical, source in detect_canonical(sorted(k for k in values if not is_eval(k))).items():
         if canonical not in skip_canonical:
             values.setdefault(canonical, values[source])
+    if ONPOLICY in values and M.CLIP_ONPOLICY not in skip_canonical:
+        values.setdefault(M.CLIP_ONPOLICY, onpolicy_from_mean(values[ONPOLICY]))
     for k in [k for k in values if k.startswith(_WORKER_CONTROL)]:  # verl's engine workers: actor/control/* (above)
         values.setdefault(k.removeprefix("actor/"), values[k])
     return values
@@ -216,6 +225,27 @@ def clip_fractions(
         return float(low.sum() / n), float(high.sum() / n)
 
 
+def on_policy(old_log_prob: torch.Tensor, log_prob: torch.Tensor, response_mask: torch.Tensor) -> float:
+    """1.0 when ``|log_prob - old_log_prob| <= hooks.stats.ONPOLICY_LOG_RATIO_TOL`` on every response token whose
+    log-probs are finite (the ratio is 1: nothing can clip), else 0.0 — the rule of ``stats.token_sums``."""
+    from entropy_watch.hooks.stats import ONPOLICY_LOG_RATIO_TOL
+
+    with torch.no_grad():
+        new, old = log_prob.detach().double(), old_log_prob.detach().double()
+        on = response_mask.bool() & torch.isfinite(new) & torch.isfinite(old)
+        return float(bool(((new - old).abs() <= ONPOLICY_LOG_RATIO_TOL)[on].all()))
+
+
+ONPOLICY_MEAN_TOL = 1e-9  # a mean of 1.0s is exactly 1.0; one 0 among n calls takes it to 1 - 1/n at most
+
+
+def onpolicy_from_mean(mean: float) -> float:
+    """``clip/onpolicy`` of a step from verl's mean of :data:`ONPOLICY` over its loss calls (micro-batches, PPO epochs,
+    data-parallel ranks): 1.0 only when every call was on-policy, else 0.0 (a step with one off-policy mini-batch can
+    clip), as the TRL accumulator's rule (the step is on-policy only if every micro-batch is)."""
+    return 1.0 if mean >= 1.0 - ONPOLICY_MEAN_TOL else 0.0
+
+
 def _clip_params(config: Any) -> tuple[float, float]:
     get = (lambda k, d=None: config.get(k, d)) if hasattr(config, "get") else (lambda k, d=None: getattr(config, k, d))
     base = get("clip_ratio", 0.2)
@@ -258,7 +288,8 @@ def _with_metrics(out: Any, extra: dict[str, Any]) -> tuple[Any, dict[str, Any]]
 
 
 def wrap_policy_loss(base: Any) -> Any:
-    """A verl policy-loss function that returns ``base``'s loss and metrics plus the low/high clip fractions.
+    """A verl policy-loss function that returns ``base``'s loss and metrics plus the low/high clip fractions and
+    whether the call's ratio is 1 (:data:`ONPOLICY`).
 
     verl's arguments reach ``base`` untouched, whichever verl calls it (the keyword was ``rollout_log_probs`` before
     ``rollout_is_weights``); a call or a return the split cannot read passes through unchanged with one warning.
@@ -270,7 +301,8 @@ def wrap_policy_loss(base: Any) -> Any:
         try:
             x = _loss_inputs(args, kwargs)
             lo, hi = clip_fractions(*(x[k] for k in _LOSS_TENSORS), *_clip_params(x.get("config")))
-            return _with_metrics(out, {CLIPFRAC_LOW: lo, CLIPFRAC_HIGH: hi})
+            onpolicy = on_policy(x["old_log_prob"], x["log_prob"], x["response_mask"])
+            return _with_metrics(out, {CLIPFRAC_LOW: lo, CLIPFRAC_HIGH: hi, ONPOLICY: onpolicy})
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
             _guard("policy_loss", exc)
             return out
@@ -521,6 +553,7 @@ def _log_step(data: Any) -> None:
     if adv is not None and adv.shape != pending["entropy"].shape:
         adv = None  # a re-ordered or filtered batch: entropy without advantages rather than a wrong pairing
     w = get_watch()
+    w.update_pass = False  # pi_old's log-probs: no clip/onpolicy from this pass (the ew_* losses report the update's)
     errors = w.errors  # a failure of this pass counts one more: the step then owns nothing (owned_names)
     w.log_tokens(
         pending["step"],

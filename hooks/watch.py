@@ -174,6 +174,9 @@ class Watch:
         self._recorder: Recorder | None = None
         # a run already in the store is continued: this session's rows join it, a step logged again replaces it
         self.earlier_last_step: int | None = None  # the last step an earlier session published (this rank)
+        # False: log_tokens is handed log-probs of a pass before the update (verl's driver recomputes pi_old), not the
+        # update's, so it knows no ratio and records no clip/onpolicy (N/A, never "on-policy"); read at each call
+        self.update_pass = True
         self._closed = False  # set once close() has published: later calls record nothing (see close)
         self._after_close_calls = 0
         if self.is_writer:  # StoreUnwritable surfaces here, before training starts
@@ -224,6 +227,9 @@ class Watch:
         second softmax runs), ``mask (B, T)`` of valid completion tokens, ``logp``/``old_logp (B, T)`` log-probs of
         the sampled tokens under the current and the sampling policy, ``advantages (B,)``, ``(B, 1)`` or ``(B, T)``,
         ``group_ids (B,)``, ``token_ids (B, T)``. All tensors stay on their device.
+
+        ``clip/onpolicy``: 1 without ``old_logp`` (your loss takes ``logp`` as its old log-probs: the ratio is 1),
+        else from the ratio; not recorded when :attr:`update_pass` is False.
         """
         if self._closed:
             if self.reduce:  # ranks still logging wait in this step's collectives: join them with no tokens
@@ -279,17 +285,18 @@ class Watch:
                     "step": int(step),
                     "process_group": (self.process_group if self.reduce else False),
                 }
+                drop = () if self.update_pass else (M.CLIP_ONPOLICY,)
                 tensors = {"entropy": entropy, "mask": mask, "logp": logp, "old_logp": old_logp}
                 tensors |= {"advantages": advantages, "group_ids": group_ids, "token_ids": token_ids}
                 if self._stats is None:
                     in_stats = True
                     stats = step_stats(**{k: None if t is None else t.detach() for k, t in tensors.items()}, **kwargs)
-                    self._record(step, stats)
+                    self._record(step, stats, drop)
                     return dict(stats.scalars)
                 # snapshot what the caller owns: it may change it in place once we return (see snapshot)
                 snap = {k: (t.detach() if k in ours else snapshot(t)) for k, t in tensors.items()}
                 fence = DeviceFence(list(snap.values()))
-            self._stats.submit(lambda: self._stats_job(step, snap, kwargs, fence))
+            self._stats.submit(lambda: self._stats_job(step, snap, kwargs, fence, drop))
             return {}
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
             if self.reduce and not in_stats:
@@ -434,16 +441,23 @@ class Watch:
     _local_errors = 0
 
     def _stats_job(
-        self, step: int, tensors: dict[str, torch.Tensor | None], kwargs: dict[str, Any], fence: DeviceFence
+        self,
+        step: int,
+        tensors: dict[str, torch.Tensor | None],
+        kwargs: dict[str, Any],
+        fence: DeviceFence,
+        drop: tuple[str, ...] = (),
     ) -> None:
         """The worker's half of ``log_tokens``: ``step_stats`` on the snapshots, then into the recorder."""
         from entropy_watch.hooks.stats import step_stats
 
         with torch.no_grad(), fence.enter(self._side_streams):  # grad mode is per thread
             stats = step_stats(**tensors, **kwargs)
-        self._record(step, stats)
+        self._record(step, stats, drop)
 
-    def _record(self, step: int, stats: Any) -> None:
+    def _record(self, step: int, stats: Any, drop: tuple[str, ...] = ()) -> None:
+        for name in drop:  # names this call must not record (update_pass)
+            stats.scalars.pop(name, None)
         if self._recorder is not None:
             self._recorder.scalars(step, stats.scalars)
             if stats.n_tokens:

@@ -170,7 +170,7 @@ def test_driver_wraps_record_entropy_and_advantages(watch, tmp_path):
     assert zero_groups[0] == pytest.approx(float((adv * mask).sum() / mask.sum()), abs=1e-5)
     hist = store.table("verl-t", "hist").to_pydict()
     assert sum(hist["count"]) == int(mask.sum())
-    assert store.series("verl-t", M.CLIP_ONPOLICY)[1].tolist() == [1.0]  # no ratio on the driver: N/A
+    assert store.series("verl-t", M.CLIP_ONPOLICY)[1].tolist() == []  # no ratio on the driver: not recorded (N/A)
 
 
 def test_autoload_module_installs_parts_available_here():
