@@ -9,13 +9,7 @@ except the short pauses between the 20 fade samples.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +18,7 @@ import pytest
 from entropy_watch import metrics as M
 from entropy_watch.store import RunWriter, Store
 
-from .conftest import APP_MAIN, COLLAPSE, HEALTHY, IMPORTED, write_imported
+from .conftest import COLLAPSE, HEALTHY, IMPORTED, streamlit_server, write_imported
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path("/tmp/ew_shots")
@@ -53,47 +47,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def start_server(root: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_MAIN), "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
-           "--", "--store", str(root)]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=dict(os.environ, ENTROPY_WATCH_DIR="")
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"streamlit did not start (exit {proc.poll()}); see {log}")
-        time.sleep(0.3)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def server(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, url = start_server(store, tmp_path_factory.mktemp("log") / "streamlit.log")
-    try:
+    with streamlit_server(store, tmp_path_factory.mktemp("log") / "streamlit.log", 90) as url:
         yield url
-    finally:
-        stop_server(proc)
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +122,7 @@ def test_first_visit_through_a_deep_link_on_a_fresh_server(store: Path, browser:
     Streamlit's list of pages/ scripts) and metrics that are not truncated."""
     from playwright.sync_api import expect
 
-    proc, url = start_server(store, tmp_path / "streamlit.log")
-    try:
+    with streamlit_server(store, tmp_path / "streamlit.log", 90) as url:
         expect.set_options(timeout=WAIT_MS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
         page.set_default_timeout(WAIT_MS)
@@ -186,8 +142,6 @@ def test_first_visit_through_a_deep_link_on_a_fresh_server(store: Path, browser:
         assert page.url.endswith(f"/run?run={COLLAPSE}")
         shot(page, "01_deep_link_fresh_server", 2800)
         page.close()
-    finally:
-        stop_server(proc)
 
 
 def test_unknown_run_says_so_and_keeps_the_url(server: str, page: object) -> None:

@@ -4,20 +4,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from .conftest import APP_MAIN
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from .conftest import APP_MAIN, free_port
 
 
 def _answers(port: int) -> bool:
@@ -28,7 +21,7 @@ def _answers(port: int) -> bool:
 
 
 def test_an_empty_server_address_stops_the_app_with_one_line(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(APP_MAIN), "--server.address", "", "--server.port", str(port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from ..app.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 120.0  # a Streamlit start on a loaded 2-core machine
@@ -27,12 +28,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads listening sockets from /proc/net/tcp"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _listening(port: int) -> set[str]:
@@ -88,7 +83,7 @@ def _assert_local_only(port: int, log: Path) -> None:
 def test_streamlit_run_binds_localhost_without_stats(tmp_path: Path, where: str) -> None:
     """From the repository root as the README says, and from any other directory (which has no .streamlit/ of its
     own: the app's settings travel with main.py; it bound every interface and sent usage statistics)."""
-    port, log = _free_port(), tmp_path / "streamlit.log"
+    port, log = free_port(), tmp_path / "streamlit.log"
     script, cwd = ("app/main.py", REPO) if where == "repo-root" else (str(REPO / "app" / "main.py"), tmp_path)
     # Only what the README's command leaves to the user: the port, and headless so no browser opens in CI.
     cmd = [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port), "--server.headless", "true"]
@@ -103,7 +98,7 @@ def test_streamlit_run_binds_localhost_without_stats(tmp_path: Path, where: str)
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_entropy_watch_app_binds_localhost_and_a_signal_stops_its_server(tmp_path: Path, sig: signal.Signals) -> None:
-    port, log = _free_port(), tmp_path / "app.log"
+    port, log = free_port(), tmp_path / "app.log"
     cmd = [sys.executable, "-m", "entropy_watch", "app", "--port", str(port)]  # the entropy-watch console script
     proc = _start(cmd, tmp_path, log, tmp_path / "store")  # cwd without a .streamlit/: the flags must do it
     try:
