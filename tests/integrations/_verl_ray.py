@@ -1,4 +1,4 @@
-"""Ray for verl's imports in the tests: verl's modules import ``ray`` at the top (``verl/protocol.py``, for
+"""verl in the tests without Ray: the stand-in driver (:func:`stand_in_driver`), and Ray for verl's imports: verl's modules import ``ray`` at the top (``verl/protocol.py``, for
 ``DataProtoFuture``'s ``ray.ObjectRef``) but nothing the tests run calls it, and ``make setup`` leaves Ray out. Where it
 is not installed, :func:`ray_if_missing` puts an empty stand-in in ``sys.modules`` for a block and removes it after."""
 
@@ -9,7 +9,8 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 def _ray_stand_in() -> types.ModuleType:
@@ -31,3 +32,35 @@ def ray_if_missing() -> Iterator[None]:
     finally:
         if sys.modules.get("ray") is stand_in:
             del sys.modules["ray"]
+
+
+def stand_in_driver(
+    logits: Any, entropys: Callable[[Any, Any], Any] | None = None, global_steps: int = 0
+) -> tuple[type, types.SimpleNamespace]:
+    """verl 0.9.1's driver seams that the wraps touch (``test_verl.py`` checks them against ``ray_trainer.py``; the
+    real module needs Ray and the serving stack): ``(RayPPOTrainer, module)``. ``_compute_old_log_prob`` returns the
+    log-probs of ``logits (B, L, V)`` at the batch's responses and the per-token entropies (``entropys(lp, logp)``
+    instead, where given: ``lp`` the log-softmax, ``logp`` the gathered log-probs); the module's ``compute_advantage``
+    is verl's GRPO estimator."""
+    import torch
+    from verl import DataProto
+    from verl.trainer.ppo import core_algos
+
+    class RayPPOTrainer:
+        def _compute_old_log_prob(self, batch: DataProto) -> tuple[DataProto, float]:
+            lp = torch.log_softmax(logits, -1)
+            logp = lp.gather(-1, batch.batch["responses"][..., None]).squeeze(-1)
+            ent = -(lp.exp() * lp).sum(-1) if entropys is None else entropys(lp, logp)
+            return DataProto.from_dict(tensors={"old_log_probs": logp, "entropys": ent}), 0.0
+
+    RayPPOTrainer.global_steps = global_steps  # type: ignore[attr-defined]
+
+    def compute_advantage(data, adv_estimator, gamma=1.0, lam=1.0, num_repeat=1, norm_adv_by_std_in_grpo=True,
+                          config=None):  # type: ignore[no-untyped-def]  # fmt: skip
+        adv, ret = core_algos.compute_grpo_outcome_advantage(
+            data.batch["token_level_rewards"], data.batch["response_mask"], data.non_tensor_batch["uid"]
+        )
+        data.batch["advantages"], data.batch["returns"] = adv, ret
+        return data
+
+    return RayPPOTrainer, types.SimpleNamespace(RayPPOTrainer=RayPPOTrainer, compute_advantage=compute_advantage)

@@ -10,8 +10,6 @@ test_verl.py's stand-in (the real ``ray_trainer`` needs Ray and the serving stac
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import pytest
 import torch
@@ -19,7 +17,7 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.store import Store
 
-from ._verl_ray import ray_if_missing
+from ._verl_ray import ray_if_missing, stand_in_driver
 
 with ray_if_missing():
     core_algos = pytest.importorskip("verl.trainer.ppo.core_algos")
@@ -84,23 +82,7 @@ def verl_step(tmp_path, monkeypatch):
     scores = torch.zeros(B, L)
     scores[:, 0] = torch.tensor([1.0, 0, 1, 1, 0, 0, 1, 0])
 
-    class RayPPOTrainer:  # verl 0.9.1's seams (checked by test_verl.py against ray_trainer.py)
-        global_steps = 0
-
-        def _compute_old_log_prob(self, batch: DataProto):
-            lp = torch.log_softmax(logits, -1)
-            logp = lp.gather(-1, batch.batch["responses"][..., None]).squeeze(-1)
-            return DataProto.from_dict(tensors={"old_log_probs": logp, "entropys": -(lp.exp() * lp).sum(-1)}), 0.0
-
-    def compute_advantage(data, adv_estimator, gamma=1.0, lam=1.0, num_repeat=1, norm_adv_by_std_in_grpo=True,
-                          config=None):  # fmt: skip
-        adv, ret = core_algos.compute_grpo_outcome_advantage(
-            data.batch["token_level_rewards"], data.batch["response_mask"], data.non_tensor_batch["uid"]
-        )
-        data.batch["advantages"], data.batch["returns"] = adv, ret
-        return data
-
-    module = types.SimpleNamespace(RayPPOTrainer=RayPPOTrainer, compute_advantage=compute_advantage)
+    RayPPOTrainer, module = stand_in_driver(logits)
     ew_verl.wrap_driver(RayPPOTrainer, module)
     ew_verl.install_tracking_tee()
     ew_verl.register_policy_losses()

@@ -10,7 +10,6 @@ takes its place while this file runs."""
 from __future__ import annotations
 
 import importlib.util
-import types
 
 import pytest
 import torch
@@ -18,7 +17,7 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.store import Store
 
-from ._verl_ray import ray_if_missing
+from ._verl_ray import ray_if_missing, stand_in_driver
 
 with ray_if_missing():
     core_algos = pytest.importorskip("verl.trainer.ppo.core_algos")
@@ -129,26 +128,7 @@ def test_driver_wraps_record_entropy_and_advantages(watch, tmp_path):
     scores = torch.zeros(B, L)
     scores[:, 1] = torch.tensor([1.0, 0, 1, 1, 0, 0, 0, 0])
 
-    class RayPPOTrainer:  # the methods the wraps touch, with verl 0.9.1's signatures
-        global_steps = 3
-
-        def _compute_old_log_prob(self, batch: DataProto):
-            lp = torch.log_softmax(logits, -1)
-            ent = -(lp.exp() * lp).sum(-1)
-            out = DataProto.from_dict(
-                tensors={"old_log_probs": lp.gather(-1, batch.batch["responses"][..., None]).squeeze(-1),
-                         "entropys": ent})  # fmt: skip
-            return out, 0.0
-
-    def compute_advantage(data, adv_estimator, gamma=1.0, lam=1.0, num_repeat=1, norm_adv_by_std_in_grpo=True,
-                          config=None):  # fmt: skip
-        adv, ret = core_algos.compute_grpo_outcome_advantage(
-            data.batch["token_level_rewards"], data.batch["response_mask"], data.non_tensor_batch["uid"]
-        )
-        data.batch["advantages"], data.batch["returns"] = adv, ret
-        return data
-
-    module = types.SimpleNamespace(RayPPOTrainer=RayPPOTrainer, compute_advantage=compute_advantage)
+    RayPPOTrainer, module = stand_in_driver(logits, global_steps=3)
     wrap_driver(RayPPOTrainer, module)
     import numpy as np
 
