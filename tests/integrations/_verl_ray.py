@@ -1,6 +1,7 @@
-"""verl in the tests without Ray: the stand-in driver (:func:`stand_in_driver`), and Ray for verl's imports: verl's modules import ``ray`` at the top (``verl/protocol.py``, for
-``DataProtoFuture``'s ``ray.ObjectRef``) but nothing the tests run calls it, and ``make setup`` leaves Ray out. Where it
-is not installed, :func:`ray_if_missing` puts an empty stand-in in ``sys.modules`` for a block and removes it after."""
+"""verl in the tests without Ray: the stand-in driver (:func:`stand_in_driver`), and Ray for verl's imports. verl's
+modules import ``ray`` at the top (``verl/protocol.py``, for ``DataProtoFuture``'s ``ray.ObjectRef``) but nothing the
+tests run calls it, and ``make setup`` leaves Ray out. Where it is not installed, :func:`ray_if_missing` puts an empty
+stand-in in ``sys.modules`` for a block and removes it after."""
 
 from __future__ import annotations
 
