@@ -121,16 +121,50 @@ def bench_reads(root: Path, n_files: int, rows_per_file: int) -> list[tuple[str,
     return out
 
 
+def bench_whole_reads(root: Path, n_steps: int, n_bins: int = 50, n_names: int = 20) -> list[tuple[str, float]]:
+    """What ``show``/``alerts``/``report`` read of a long run, against reading the same rows (``Store.table``): the
+    full-resolution histogram summed over two ranks, and every scalar series at once (interleaved medians)."""
+    run = "bench-whole"
+    rng = np.random.default_rng(0)
+    names = [f"m/{i}" for i in range(n_names)]
+    for rank in (0, 1):
+        w = RunWriter(root, run, rank=rank)
+        for k in range(4):
+            st = np.repeat(np.arange(k * n_steps // 4, (k + 1) * n_steps // 4), n_bins)
+            bins = np.tile(np.arange(n_bins, dtype=np.int32), st.size // n_bins)
+            w.write("hist", {"step": st, "bin": bins, "count": rng.integers(0, 500, st.size)})
+            if rank == 0:
+                sc = np.repeat(np.arange(k * n_steps // 4, (k + 1) * n_steps // 4), n_names)
+                w.write("scalars", {"step": sc, "name": names * (sc.size // n_names), "value": rng.random(sc.size),
+                                    "wall_time": sc + 0.0})  # fmt: skip
+        w.close()
+    store = Store(root)
+    hist_ms, hist_rows_ms = (
+        median_ms(lambda: store.hist_matrix(run, n_bins)),
+        median_ms(lambda: store.table(run, "hist")),
+    )
+    many_ms = median_ms(lambda: store.series_many(run, names))
+    rows_ms = median_ms(lambda: store.table(run, "scalars"))
+    return [
+        (f"Store.hist_matrix, {n_steps:,} steps x {n_bins} bins x 2 ranks", hist_ms),
+        ("  ratio to reading its rows (Store.table hist)", hist_ms / hist_rows_ms),
+        (f"Store.series_many, {n_names} names x {n_steps:,} steps", many_ms),
+        ("  ratio to reading its rows (Store.table scalars)", many_ms / rows_ms),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000, help="segments before compaction")
     parser.add_argument("--rows-per-file", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--whole-steps", type=int, default=100_000, help="steps of the long run read whole")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         writer_rate, fsync_rate, duck_rate = bench_writer(Path(tmp) / "w", args.batch, args.batches)
         reads = bench_reads(Path(tmp) / "r", args.files, args.rows_per_file)  # a store holding only this run
+        reads += bench_whole_reads(Path(tmp) / "h", args.whole_steps)
     print(f"{'measurement':<66} {'value':>14}")
     print("-" * 81)
     print(f"{f'RunWriter.write, {args.batch}-row scalar batches':<66} {writer_rate:>10,.0f} rows/s")
@@ -138,7 +172,7 @@ def main() -> None:
     print(f"{'DuckDB in-memory INSERT ... SELECT from Arrow (reference)':<66} {duck_rate:>10,.0f} rows/s")
     print(f"{'ratio writer / DuckDB Arrow insert':<66} {writer_rate / duck_rate:>14.2f}")
     for label, ms in reads:
-        print(f"{label:<66} {ms:>11.1f} ms")
+        print(f"{label:<66} {ms:>13.2f}x" if "ratio" in label else f"{label:<66} {ms:>11.1f} ms")
 
 
 if __name__ == "__main__":

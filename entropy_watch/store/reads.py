@@ -196,6 +196,45 @@ def _np(tbl: pa.Table, col: str, dtype: Any = np.float64) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
+def bucket_counts(tbl: pa.Table, n_bins: int, max_cols: int) -> Heatmap:
+    """Sum the ``hist`` rows ``tbl`` (``step``, ``bin`` in ``[0, n_bins)``, ``c``) into a :class:`Heatmap`: columns
+    of ``w`` steps from the first step (``w`` = 1 when ``max_cols`` ≤ 0, else the fewest steps that make ≤
+    ``max_cols`` columns), only those holding rows, ascending. A cell whose rows all have a null count reads NaN (as
+    SQL's ``sum`` reads it), nulls are left out of the others; the sums are exact and then rounded to float64."""
+    if tbl.num_rows == 0:
+        return Heatmap(np.zeros(0, np.int64), np.zeros((0, n_bins)), 1)
+    steps = np.asarray(tbl.column("step").to_numpy(), dtype=np.int64)
+    raw = tbl.column("c")
+    valid = None if raw.null_count == 0 else np.asarray(raw.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    counts = np.asarray(raw.fill_null(0).to_numpy(), dtype=np.int64)
+    s0, s1 = int(steps.min()), int(steps.max())
+    w = 1 if max_cols <= 0 else max(1, int(np.ceil(float(s1 - s0 + 1) / float(max_cols))))
+    idx = steps - s0  # each row's column from the first; the arrays of every row are changed in place from here on
+    if w > 1:
+        idx //= w
+    span = (s1 - s0) // w + 1
+    if span <= 8 * idx.size + 4096:  # dense column ids: no sort
+        held = np.zeros(span, dtype=bool)
+        held[idx] = True
+        cols = np.flatnonzero(held)
+        flat = (np.cumsum(held) - 1)[idx]
+    else:  # steps far apart (a span of a billion steps): sort them
+        cols, flat = np.unique(idx, return_inverse=True)
+    flat *= n_bins
+    flat += tbl.column("bin").to_numpy()
+    size = cols.size * n_bins
+    big = max(-int(counts.min()), int(counts.max())) * counts.size
+    if big < 2**52 or float(np.abs(counts.astype(np.float64)).sum()) < 2.0**52:  # every partial sum is exact
+        out = np.bincount(flat, weights=counts, minlength=size)
+    else:
+        exact = np.zeros(size, dtype=object)
+        np.add.at(exact, flat, counts.astype(object))
+        out = exact.astype(np.float64)
+    if valid is not None:
+        out[(np.bincount(flat, minlength=size) > 0) & (np.bincount(flat[valid], minlength=size) == 0)] = np.nan
+    return Heatmap(s0 + cols.astype(np.int64) * w, out.reshape(cols.size, n_bins), w)
+
+
 def query_files(
     con: duckdb.DuckDBPyConnection,
     lock: threading.Lock,
@@ -280,14 +319,24 @@ class SqlReads:
         if not names:
             return {}
         rules = self._rules(run)
-        sql = f"""SELECT name, step, value FROM scalars WHERE run = $run AND list_contains($names, name)
-                  AND {rules.where} {rules.qualify} ORDER BY name, step"""
+        # each row's name as its position in ``names`` (1-based): 1.3M names as Python strings, and one comparison
+        # of them per name, cost 0.4 s of the read at 100k steps
+        sql = f"""SELECT list_position($names, name) AS k, step, value FROM scalars
+                  WHERE run = $run AND list_contains($names, name) AND {rules.where} {rules.qualify} ORDER BY k, step"""
         tbl = self._read([run], ["scalars"], sql, {"run": run, "names": list(names), **rules.params})
         if tbl.num_rows == 0:
             return {}
-        col = np.asarray(tbl.column("name").to_pylist(), dtype=object)
+        keys = _np(tbl, "k", np.int64)
         steps, values = _np(tbl, "step", np.int64), _np(tbl, "value")
-        return {n: (steps[col == n], values[col == n]) for n in names if (col == n).any()}
+        cuts = np.searchsorted(keys, np.arange(len(names) + 2))  # rows of names[k - 1]: cuts[k]:cuts[k + 1]
+        first: dict[str, int] = {}
+        for k, n in enumerate(names, start=1):
+            first.setdefault(n, k)
+        return {
+            n: (steps[cuts[k] : cuts[k + 1]].copy(), values[cuts[k] : cuts[k + 1]].copy())
+            for n, k in first.items()
+            if cuts[k + 1] > cuts[k]
+        }
 
     def ends(self, run: str, names: Sequence[str]) -> dict[str, tuple[tuple[float, int], tuple[float, int]]]:
         """``name -> ((value, step) at its first step, (value, step) at its last)`` of each logged name among
@@ -484,29 +533,19 @@ class SqlReads:
     def heatmap(self, run: str, n_bins: int, window: tuple[int, int] = ALL_STEPS, max_cols: int = MAX_COLS) -> Heatmap:
         """The ``hist`` rows of ``run`` as a (columns, n_bins) count matrix with ≤ ``max_cols`` step columns (0: one
         column per logged step), counts summed over ranks and each column's steps. Bins outside ``n_bins`` are
-        dropped."""
+        dropped.
+
+        DuckDB applies the store's rules and leaves the rows as they are; :func:`bucket_counts` sums them. A
+        ``GROUP BY col, bin`` in SQL cost 0.5–0.7 s at 4.5M rows (100k steps × 50 bins; the rows are already one per
+        (step, bin) in a one-rank run) against 0.05 s for the scan, and its ``sum`` of BIGINT is a HUGEINT that reached
+        numpy as Arrow decimals, one Python ``Decimal`` per cell (0.9 s more)."""
         rules = self._rules(run, table="hist")
-        sql = f"""
-            WITH h AS (
-                SELECT step, bin, "count" AS c FROM hist
-                WHERE run = $run AND step BETWEEN $lo AND $hi AND bin >= 0 AND bin < $nb AND {rules.where}
-                {rules.qualify}
-            ), span AS (
-                SELECT min(step) AS s0, CASE WHEN $maxc <= 0 THEN 1 ELSE
-                       greatest(1, CAST(ceil((max(step) - min(step) + 1) / $maxc) AS BIGINT)) END AS w FROM h
-            )
-            SELECT span.s0 + ((h.step - span.s0) // span.w) * span.w AS col, any_value(span.w) AS w, h.bin,
-                   sum(h.c) AS c
-            FROM h, span GROUP BY col, h.bin ORDER BY col, h.bin
-        """
-        params = {"run": run, "lo": window[0], "hi": window[1], "nb": int(n_bins), "maxc": float(max_cols)}
+        sql = f"""SELECT step, bin, "count" AS c FROM hist
+                  WHERE run = $run AND step BETWEEN $lo AND $hi AND bin >= 0 AND bin < $nb AND {rules.where}
+                  {rules.qualify}"""
+        params = {"run": run, "lo": window[0], "hi": window[1], "nb": int(n_bins)}
         tbl = self._read([run], ["hist"], sql, {**params, **rules.params})
-        if tbl.num_rows == 0:
-            return Heatmap(np.zeros(0, np.int64), np.zeros((0, n_bins)), 1)
-        cols, inv = np.unique(_np(tbl, "col", np.int64), return_inverse=True)
-        counts = np.zeros((cols.size, n_bins), dtype=np.float64)
-        np.add.at(counts, (inv, _np(tbl, "bin", np.int64)), _np(tbl, "c"))
-        return Heatmap(cols, counts, int(_np(tbl, "w", np.int64)[0]))
+        return bucket_counts(tbl, n_bins, max_cols)
 
     # -- events, alerts, tokens ----------------------------------------------------------------------------------
     def events(self, run: str) -> list[dict[str, Any]]:
