@@ -37,6 +37,40 @@ def _clear_streamlit_caches() -> Iterator[None]:
     data.clear_caches()
 
 
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]  # fmt: skip
+IN_A_BROWSER = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (apt-get install -y chromium)"),
+]
+"""The marks of a test file that drives the app in chromium (``pytestmark = IN_A_BROWSER``)."""
+
+
+@contextlib.contextmanager
+def report_page(path: Path, plots: int, wait_ms: int) -> Iterator[tuple[Any, list[str]]]:
+    """The HTML report ``path`` opened from disk in chromium once ``plots`` charts are drawn and the page has loaded:
+    ``(page, every URL it requested)``; the browser closes on leaving."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page()
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(path.as_uri())
+            page.wait_for_function(
+                f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {int(plots)}", timeout=wait_ms
+            )
+            page.wait_for_load_state("load", timeout=wait_ms)
+            yield page, requests
+        finally:
+            browser.close()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:

@@ -20,20 +20,12 @@ import pytest
 from entropy_watch import metrics as M
 from entropy_watch.store import RunWriter
 
-from .conftest import COLLAPSE, HEALTHY, streamlit_server
+from .conftest import CHROMIUM, COLLAPSE, HEALTHY, IN_A_BROWSER, LAUNCH_ARGS, streamlit_server
 
-CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 120_000  # any one condition: server start, a page's script run, a live refresh
 SHOTS = Path("/tmp/ew_screenshots")
-LAUNCH_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]  # fmt: skip
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (apt-get install -y chromium)"),
-]
+pytestmark = IN_A_BROWSER
 
 
 @pytest.fixture(scope="module")

@@ -18,18 +18,12 @@ import pytest
 from entropy_watch import metrics as M
 from entropy_watch.store import RunWriter, Store
 
-from .conftest import COLLAPSE, HEALTHY, IMPORTED, streamlit_server, write_imported
+from .conftest import CHROMIUM, COLLAPSE, HEALTHY, IMPORTED, IN_A_BROWSER, LAUNCH_ARGS, streamlit_server, write_imported
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path("/tmp/ew_shots")
 WAIT_MS = 90_000
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]  # fmt: skip
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (apt-get install -y chromium)"),
-]
+pytestmark = IN_A_BROWSER
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import pytest
 from entropy_watch.analysis import RunSeries, analyze
 from entropy_watch.report import build_report
 
-CHROMIUM = "/usr/bin/chromium"
+from .conftest import CHROMIUM, report_page
+
 WAIT_MS = 120_000
 
 
@@ -48,26 +49,15 @@ def test_notes_of_any_json_type_are_escaped_text(tmp_path: Path) -> None:
 @pytest.mark.e2e
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (apt-get install -y chromium)")
 def test_report_runs_no_data_in_a_browser(tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("playwright.sync_api")
     path, _ = hostile_report(tmp_path)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            requests: list[str] = []
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(path.as_uri())
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 1",
-                                   timeout=WAIT_MS)  # fmt: skip
-            page.wait_for_load_state("load", timeout=WAIT_MS)
-            assert page.evaluate("window.__pwned || null") is None
-            assert page.evaluate("document.images.length") == 0
-            hrefs = page.evaluate("[...document.querySelectorAll('a')].map(a => a.getAttribute('href'))")
-            assert all(h == "https://plotly.com/" for h in hrefs), hrefs  # Plotly's own mode-bar logo only
-            assert [u for u in requests if not u.startswith("file:")] == []
-            title = page.title()
-            assert title.startswith("entropy_watch report: <img src=x") and "window.__pwned" in title
-            body = page.inner_text("body")
-            assert "note: 7" in body and "resume from checkpoint step <img src=x" in body
-        finally:
-            browser.close()
+    with report_page(path, 1, WAIT_MS) as (page, requests):
+        assert page.evaluate("window.__pwned || null") is None
+        assert page.evaluate("document.images.length") == 0
+        hrefs = page.evaluate("[...document.querySelectorAll('a')].map(a => a.getAttribute('href'))")
+        assert all(h == "https://plotly.com/" for h in hrefs), hrefs  # Plotly's own mode-bar logo only
+        assert [u for u in requests if not u.startswith("file:")] == []
+        title = page.title()
+        assert title.startswith("entropy_watch report: <img src=x") and "window.__pwned" in title
+        body = page.inner_text("body")
+        assert "note: 7" in body and "resume from checkpoint step <img src=x" in body

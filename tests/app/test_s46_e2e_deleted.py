@@ -14,18 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import streamlit_server
+from .conftest import CHROMIUM, IN_A_BROWSER, LAUNCH_ARGS, streamlit_server
 
-CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 120_000  # server start and a page's first script run on a loaded 2-core machine
 GONE_MS = 45_000  # the panels' next refreshes (every 1 s) after the deletion, generously
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 GONE = "no longer in the store"
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (apt-get install -y chromium)"),
-]
+pytestmark = IN_A_BROWSER
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ import pytest
 from entropy_watch.analysis import RunSeries, analyze
 from entropy_watch.report import build_report
 
-CHROMIUM = "/usr/bin/chromium"
+from .conftest import CHROMIUM, report_page
+
 WAIT_MS = 120_000
 ARRAY = re.compile(r'"y":\{"dtype":"f8","bdata":("(?:[^"\\]|\\.)*")')  # a JSON string: "/" written "\u002f"
 
@@ -98,7 +99,7 @@ def store_run(root: Path, name: str) -> None:
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (apt-get install -y chromium)")
 def test_a_shared_report_shows_what_show_and_alerts_print(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     pytest.importorskip("plotly")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("playwright.sync_api")
     from entropy_watch.cli import main
 
     def ew(*args: str) -> str:
@@ -116,21 +117,10 @@ def test_a_shared_report_shows_what_show_and_alerts_print(tmp_path: Path, capsys
     verdict = json.loads(ew("show", name, "--json"))["verdict"]
     (listed,) = json.loads(ew("alerts", name, "--json"))
     assert listed["verdict"] == verdict and verdict["kind"] == "explosion" and listed["alerts"]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            requests: list[str] = []
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(out.as_uri())
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2",
-                                   timeout=WAIT_MS)  # fmt: skip
-            page.wait_for_load_state("load", timeout=WAIT_MS)
-            assert [u for u in requests if not u.startswith("file:")] == []  # plotly.js inlined: opens offline
-            assert page.title() == f"entropy_watch report: {name}"
-            body = page.inner_text("body")
-        finally:
-            browser.close()
+    with report_page(out, 2, WAIT_MS) as (page, requests):
+        assert [u for u in requests if not u.startswith("file:")] == []  # plotly.js inlined: opens offline
+        assert page.title() == f"entropy_watch report: {name}"
+        body = page.inner_text("body")
     assert verdict["headline"] in body and verdict["forecast"]["text"] in body
     for a in listed["alerts"]:  # most severe first, as `alerts` lists them
         assert f"{a['step']}\t{a['severity']}\t{a['kind']}\t{a['detector']}\t{a['message']}" in body
