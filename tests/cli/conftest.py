@@ -6,41 +6,21 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from entropy_watch.cli import main
 from entropy_watch.store import RunWriter
 from entropy_watch.synthetic import write_to_store
 
-
-@dataclass
-class Ran:
-    """What one invocation did: exit code, stdout, stderr."""
-
-    code: int
-    out: str
-    err: str
+from ..cli_run import Ran, run_cli
 
 
 @pytest.fixture
 def ew(capsys: pytest.CaptureFixture[str]) -> Callable[..., Ran]:
     """``ew("--store", d, "ls")`` runs the console script's ``main`` in this process (the error boundary included;
     stdout and stderr are not terminals)."""
-
-    def run(*args: str) -> Ran:
-        capsys.readouterr()
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        got = capsys.readouterr()
-        return Ran(code, got.out, got.err)
-
-    return run
+    return lambda *args: run_cli(capsys, *args)
 
 
 def _proc(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Ran:

@@ -19,22 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from entropy_watch.cli import main
 from entropy_watch.store import RunWriter, Store, quarantine, write_catalog
 from entropy_watch.store.catalog import CatalogNotWritten
 
+from ..cli_run import run_cli
+
 resource = pytest.importorskip("resource")  # POSIX only
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    got = capsys.readouterr()
-    return code, got.out, got.err
 
 
 def _store(root: Path, runs: tuple[str, ...] = ("a", "b"), segments: int = 6) -> None:
@@ -74,7 +64,7 @@ def test_an_unreadable_segment_is_named_once_with_what_to_do_and_the_rest_merges
     expected = {run: _rows(tmp_path, run) for run in ("a", "b")}
     bad = _torn_copy(tmp_path)
     torn = bad.read_bytes()
-    code, out, err = _cli(capsys, "--store", tmp_path, "compact", *args)
+    code, out, err = run_cli(capsys, "--store", tmp_path, "compact", *args)
     assert code == 0, err
     assert bad.read_bytes() == torn  # never deleted, moved or merged: it could not be read
     named = [line for line in err.splitlines() if str(bad) in line]
@@ -91,7 +81,7 @@ def test_an_unreadable_segment_is_named_once_with_what_to_do_and_the_rest_merges
     assert {run: _rows(tmp_path, run) for run in ("a", "b")} == expected  # every readable row, once
     # once the user moves it aside, compact finishes the job: catalog and all
     bad.rename(tmp_path.parent / "inspect-me.parquet")
-    code, out, err = _cli(capsys, "--store", tmp_path, "compact", "--final")
+    code, out, err = run_cli(capsys, "--store", tmp_path, "compact", "--final")
     assert (code, err) == (0, "")
     assert "catalog views refreshed" in out
 
