@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,25 @@ WORKER = Path(__file__).with_name("_worker.py")
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return tmp_path / "ew_runs"
+
+
+@pytest.fixture
+def full_disk(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The writer's Parquet segments meet a full disk (ENOSPC, nothing written) while ``state["full"]`` is set (it
+    starts set); ``state["tries"]`` counts the writes refused."""
+    from entropy_watch.store import writer as writer_mod
+
+    real = writer_mod.write_parquet_atomic
+    state: dict[str, Any] = {"full": True, "tries": 0}
+
+    def disk(path: Any, table: Any, **kwargs: Any) -> Any:
+        if state["full"]:
+            state["tries"] += 1
+            raise OSError(28, "No space left on device")
+        return real(path, table, **kwargs)
+
+    monkeypatch.setattr(writer_mod, "write_parquet_atomic", disk)
+    return state
 
 
 @pytest.fixture

@@ -218,20 +218,13 @@ def test_first_rows_are_published_without_waiting_for_the_interval(root: Path) -
     rec.close()
 
 
-def test_a_long_outage_costs_each_round_one_write_per_table(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_long_outage_costs_each_round_one_write_per_table(
+    root: Path, monkeypatch: pytest.MonkeyPatch, full_disk: dict
+) -> None:
     """A full disk for 60 rounds: each round tries one write per table (it tried every batch every earlier round had
     kept, so a long outage cost ever more writes and counted an error per batch), and every row lands once after."""
     rec = _recorder(root)
-    real = writer_mod.write_parquet_atomic
-    state = {"full": True, "tries": 0}
-
-    def disk(path, table, **kwargs):
-        if state["full"]:
-            state["tries"] += 1
-            raise OSError(28, "No space left on device")
-        return real(path, table, **kwargs)
-
-    monkeypatch.setattr(writer_mod, "write_parquet_atomic", disk)
+    state = full_disk
     tries: list[int] = []  # writes tried per publishing round (the recorder's own rounds too)
     publish = rec._publish
 
@@ -256,17 +249,11 @@ def test_a_long_outage_costs_each_round_one_write_per_table(root: Path, monkeypa
     assert [e["step"] for e in Store(root).events("r")] == list(range(60))
 
 
-def test_an_outage_keeps_the_newest_token_rows_under_the_cap(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_outage_keeps_the_newest_token_rows_under_the_cap(
+    root: Path, monkeypatch: pytest.MonkeyPatch, full_disk: dict
+) -> None:
     rec = _recorder(root, max_token_rows=50)
-    real = writer_mod.write_parquet_atomic
-    state = {"full": True}
-
-    def disk(path, table, **kwargs):
-        if state["full"]:
-            raise OSError(28, "No space left on device")
-        return real(path, table, **kwargs)
-
-    monkeypatch.setattr(writer_mod, "write_parquet_atomic", disk)
+    state = full_disk
     for step in range(20):
         rec.tokens([{"step": step, "seq": 0, "pos": p, "entropy": 1.0} for p in range(10)])
         rec.flush()

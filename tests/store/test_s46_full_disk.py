@@ -221,23 +221,15 @@ def test_run_json_fields_a_full_disk_refused_are_written_once_space_returns(
 
 
 def test_each_outage_is_said_as_it_starts_and_ends_up_to_a_cap(
-    root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    root: Path, monkeypatch: pytest.MonkeyPatch, full_disk: dict, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A disk that fills up again hours after it was freed was not said again (the warning was once per process),
     so the second outage went unseen until the run's end; a disk that flaps is not said every round."""
     from entropy_watch.recorder import OUTAGES_WARNED, Recorder
-    from entropy_watch.store import writer as writer_mod
 
     rec = Recorder(RunWriter(root, "r"), flush_secs=3600, handle_sigterm=False)
-    real = writer_mod.write_parquet_atomic
-    state = {"full": False}
-
-    def disk(path, table, **kwargs):
-        if state["full"]:
-            raise OSError(28, "No space left on device")
-        return real(path, table, **kwargs)
-
-    monkeypatch.setattr(writer_mod, "write_parquet_atomic", disk)
+    state = full_disk
+    state["full"] = False
     rec.scalars(0, {"x": 0.0})
     rec.flush()
     step = 1

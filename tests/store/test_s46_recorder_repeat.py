@@ -14,7 +14,6 @@ from entropy_watch.histogram import entropy_bin_edges, n_bins
 from entropy_watch.hooks import Watch
 from entropy_watch.recorder import Recorder
 from entropy_watch.store import RunWriter, Store
-from entropy_watch.store import writer as writer_mod
 
 V = 16
 NB = n_bins(entropy_bin_edges(V))
@@ -61,19 +60,13 @@ def test_recorder_replaces_a_buffered_step_and_keeps_the_others(root: Path) -> N
     assert rec._pending == 0 and rec.errors == 0
 
 
-def test_batches_merged_during_an_outage_keep_one_write_per_step(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batches_merged_during_an_outage_keep_one_write_per_step(
+    root: Path, monkeypatch: pytest.MonkeyPatch, full_disk: dict
+) -> None:
     """During a full disk the untried batches of a table merge into one (one write per table and round): two writes
     of a step taken in two rounds became one segment holding both."""
     rec = Recorder(RunWriter(root, "r"), flush_secs=3600, handle_sigterm=False)
-    real = writer_mod.write_parquet_atomic
-    state = {"full": True}
-
-    def disk(path, table, **kwargs):
-        if state["full"]:
-            raise OSError(28, "No space left on device")
-        return real(path, table, **kwargs)
-
-    monkeypatch.setattr(writer_mod, "write_parquet_atomic", disk)
+    state = full_disk
     rec.hist(0, [1, 1])
     rec.tokens(_tokens(0, [0.9]))
     rec.flush()  # fails: this batch keeps its segment number
