@@ -180,7 +180,8 @@ def tmp_pid(name: str) -> int | None:
 
 
 def clean_stale_tmp(directory: Path, *, by_pid: bool, max_age_s: float = STALE_TMP_AGE_S, prefix: str = ".") -> int:
-    """Remove the store's hidden temporaries in ``directory`` that no live writer owns; returns how many.
+    """Remove the store's hidden temporaries in ``directory`` (``.<name>.<pid>.<n>.tmp``, and a DuckDB temporary's
+    ``.tmp.wal``) that no live writer owns; returns how many.
 
     A temporary goes when it is older than ``max_age_s``, or (``by_pid=True``) when the pid in its name is not alive.
     Pass ``by_pid=True`` only for directories this machine's processes alone write (a rank's own folders): a pid from
@@ -197,9 +198,10 @@ def clean_stale_tmp(directory: Path, *, by_pid: bool, max_age_s: float = STALE_T
     except OSError:
         return 0
     for entry in entries:
-        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+        name = entry.name.removesuffix(".wal")  # a DuckDB temporary's write-ahead log goes with it
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
             continue
-        pid = tmp_pid(entry.name)
+        pid = tmp_pid(name)
         if pid is None or pid == me:
             continue
         try:

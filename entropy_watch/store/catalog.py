@@ -26,7 +26,6 @@ Limitations (documented, not fixable in a view):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -40,7 +39,7 @@ import duckdb
 from entropy_watch.errors import StoreUnwritable, require
 from entropy_watch.overwrite import check_replaceable
 from entropy_watch.store import fs, layout, manifest, quarantine
-from entropy_watch.store.atomic import pid_alive, tmp_pid, write_parquet_atomic
+from entropy_watch.store.atomic import clean_stale_tmp, write_parquet_atomic
 from entropy_watch.store.files import CoverageCache, select_files
 from entropy_watch.store.fs import StorePath
 from entropy_watch.store.hive import ensure_common_metadata
@@ -87,7 +86,7 @@ def write_catalog(root: str | os.PathLike[str] | StorePath | None = None) -> Sto
             _write_catalog_db(root_path, local)
             fs.put_bytes(dest, local.read_bytes())
         return dest
-    clean_stale_catalog_tmp(dest)
+    clean_stale_tmp(dest.parent, by_pid=True, prefix=f".{dest.name}.")  # a compact killed or failed mid-write
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.0.tmp")
     _remove_db(tmp)
     try:
@@ -169,28 +168,6 @@ def _reason(exc: BaseException) -> str:
 
 
 _OS_REASONS = ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded")
-
-
-def clean_stale_catalog_tmp(dest: Path) -> int:
-    """Remove the catalog temporaries (``._catalog.duckdb.<pid>.<n>.tmp`` and their DuckDB ``.wal``) of processes
-    that are gone; returns how many files. A ``compact`` killed or failed mid-write leaves them in the store root,
-    which nothing else cleans (:func:`~.atomic.clean_stale_tmp` matches names ending ``.tmp`` only)."""
-    removed = 0
-    prefix = f".{dest.name}."
-    try:
-        names = os.listdir(dest.parent)
-    except OSError:
-        return 0
-    for name in names:
-        if not name.startswith(prefix):
-            continue
-        pid = tmp_pid(name[: -len(".wal")] if name.endswith(".tmp.wal") else name)
-        if pid is None or pid == os.getpid() or pid_alive(pid):
-            continue
-        with contextlib.suppress(OSError):
-            os.unlink(dest.parent / name)
-            removed += 1
-    return removed
 
 
 def _write_catalog_db(root_path: StorePath, dest: Path) -> None:
