@@ -239,8 +239,8 @@ def _verdict_block(v: Verdict) -> str:
     facts = []
     if v.floor is not None:
         facts.append(f"floor {v.floor:.4g} nats")
-    if v.ln_v is not None:
-        facts.append(f"ln V {v.ln_v:.3g} nats")
+    if v.ln_v is not None:  # two decimals, as `show` prints it (the report read "ln V 11.9" beside its "11.93")
+        facts.append(f"ln V {v.ln_v:.2f} nats")
     if facts:
         parts.append(f"<p class='muted'>{' · '.join(facts)}</p>")
     return "".join(parts)

@@ -98,6 +98,15 @@ def step_text(x: float) -> str:
     return f"{int(round(x)):,}"
 
 
+def by_step_text(eta: float, step: float | None) -> str:
+    """'by step 1,240'; 'beyond step 12,000' for a median ETA past :data:`FAR_AHEAD` times ``step``, the step the
+    forecast was made at (a fit whose draws mostly never reach the target falls back to its central fit, which can
+    put the median at step 500,000,005,884: a real 7B GRPO log at step 120 read "by step 500,000,005,884 (80%
+    interval 119–never)"). The figure stays in the evidence (``eta_step_median``)."""
+    far = math.inf if step is None else FAR_AHEAD * max(step, 1.0)
+    return f"beyond step {step_text(far)}" if eta > far else f"by step {step_text(eta)}"
+
+
 def interval_range(eta: float, lo: float | None, hi: float | None, step: float | None) -> str:
     """'380–460'; '49' for an interval within one step; '380–never' for an interval open at its end; '3,477 to beyond
     step 138,000' for a late end past :data:`FAR_AHEAD` times ``step``, the step the forecast was made at (None: not
@@ -116,10 +125,10 @@ def interval_range(eta: float, lo: float | None, hi: float | None, step: float |
 def _by_step(
     eta: float, lo: float | None, hi: float | None, interval: float, step: float, slowing: bool = False
 ) -> str:
-    """'by step 412 (80% interval 380–460)'; with ``slowing``, '... 380–900, the late end if it slows down as
-    collapses do)'. ``step``: where the forecast was made (:func:`interval_range`)."""
+    """'by step 412 (80% interval 380–460)' (:func:`by_step_text`); with ``slowing``, '... 380–900, the late end if
+    it slows down as collapses do)'. ``step``: where the forecast was made (:func:`interval_range`)."""
     late = ", the late end if it slows down as collapses do" if slowing else ""
-    return f"by step {step_text(eta)} ({100 * interval:.0f}% interval {interval_range(eta, lo, hi, step)}{late})"
+    return f"{by_step_text(eta, step)} ({100 * interval:.0f}% interval {interval_range(eta, lo, hi, step)}{late})"
 
 
 def from_forecast(
@@ -158,7 +167,7 @@ def from_forecast(
         trend = "which is not on course to reach it"
         if eta is not None:
             span = interval_range(eta, lo, hi, f.step)
-            trend = f"at this rate there by step {step_text(eta)}, {pct} interval {span}"
+            trend = f"at this rate there {by_step_text(eta, f.step)}, {pct} interval {span}"
         text = f"{now}, ahead of its trend ({trend})"
     elif eta is None:
         text = f"not on course to reach {target_label}"
