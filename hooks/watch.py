@@ -39,6 +39,7 @@ from entropy_watch.errors import InvalidTensor, StoreUnwritable
 from entropy_watch.histogram import entropy_bin_edges
 from entropy_watch.hooks.async_stats import DeviceFence, StatsWorker, snapshot
 from entropy_watch.hooks.live import Live
+from entropy_watch.hooks.token_batch import LeftOut
 from entropy_watch.jsonable import to_jsonable
 from entropy_watch.notify import scrub
 from entropy_watch.recorder import Recorder
@@ -240,11 +241,17 @@ class Watch:
         try:
             from entropy_watch.hooks.entropy import entropy_within_budget
             from entropy_watch.hooks.stats import step_stats
+            from entropy_watch.hooks.token_batch import OPTIONAL, drop_unusable
 
             step = check_step(step)  # a bad step is refused here, before any work or buffering
             self._check_group(step)
             self._note_repeat(step)
             ours: set[str] = set()  # tensors computed here (not shared with the caller)
+            given = {"logp": logp, "old_logp": old_logp, "advantages": advantages, "group_ids": group_ids}
+            given["token_ids"] = token_ids  # a mismatched one is left out alone: the step's other statistics stay
+            left_out = drop_unusable(logits if entropy is None else entropy, given, logits=entropy is None, mask=mask)
+            on_policy_unknown = old_logp is not None and given["old_logp"] is None  # never "on-policy" for it
+            logp, old_logp, advantages, group_ids, token_ids = (given[k] for k in OPTIONAL)
             with torch.no_grad():
                 if entropy is None:
                     if logits is None:
@@ -285,20 +292,22 @@ class Watch:
                     "step": int(step),
                     "process_group": (self.process_group if self.reduce else False),
                 }
-                drop = () if self.update_pass else (M.CLIP_ONPOLICY,)
+                drop = () if self.update_pass and not on_policy_unknown else (M.CLIP_ONPOLICY,)
                 tensors = {"entropy": entropy, "mask": mask, "logp": logp, "old_logp": old_logp}
                 tensors |= {"advantages": advantages, "group_ids": group_ids, "token_ids": token_ids}
                 if self._stats is None:
                     in_stats = True
                     stats = step_stats(**{k: None if t is None else t.detach() for k, t in tensors.items()}, **kwargs)
-                    self._record(step, stats, drop)
+                    self._record(step, stats, drop, left_out)
                     return dict(stats.scalars)
                 # snapshot what the caller owns: it may change it in place once we return (see snapshot)
                 snap = {k: (t.detach() if k in ours else snapshot(t)) for k, t in tensors.items()}
                 fence = DeviceFence(list(snap.values()))
-            self._stats.submit(lambda: self._stats_job(step, snap, kwargs, fence, drop))
+            self._stats.submit(lambda: self._stats_job(step, snap, kwargs, fence, drop, left_out))
             return {}
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
+            if isinstance(exc, LeftOut):  # strict: raised by _record, already counted
+                raise
             if self.reduce and not in_stats:
                 self._join_refused(logits if logits is not None else entropy)
             self.failure("log_tokens", exc)
@@ -447,15 +456,17 @@ class Watch:
         kwargs: dict[str, Any],
         fence: DeviceFence,
         drop: tuple[str, ...] = (),
+        left_out: list[str] | None = None,
     ) -> None:
         """The worker's half of ``log_tokens``: ``step_stats`` on the snapshots, then into the recorder."""
         from entropy_watch.hooks.stats import step_stats
 
         with torch.no_grad(), fence.enter(self._side_streams):  # grad mode is per thread
             stats = step_stats(**tensors, **kwargs)
-        self._record(step, stats, drop)
+        self._record(step, stats, drop, left_out)
 
-    def _record(self, step: int, stats: Any, drop: tuple[str, ...] = ()) -> None:
+    def _record(self, step: int, stats: Any, drop: tuple[str, ...] = (), left_out: list[str] | None = None) -> None:
+        """Into the recorder; then inputs ``drop_unusable`` left out are one guarded failure (the rest recorded)."""
         for name in drop:  # names this call must not record (update_pass)
             stats.scalars.pop(name, None)
         if self._recorder is not None:
@@ -464,6 +475,8 @@ class Watch:
                 self._recorder.hist(step, stats.hist)
             if stats.tokens:
                 self._recorder.tokens(stats.tokens)
+        if left_out:
+            self.failure("log_tokens", LeftOut(f"step {step}: {'; '.join(left_out)}; left out, the rest recorded"))
 
     def _drain(self) -> None:
         if self._stats is not None:
