@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from entropy_watch.analysis.outlook import interval_range
+from entropy_watch.analysis.outlook import by_step_text, interval_range
 
 ETA_COLOUR = "#d62728"
 FORECAST_COLOUR = "#ff7f0e"
@@ -80,7 +80,7 @@ def draw_forecast(fig: go.Figure, forecast: Any, axis: tuple[float, float]) -> N
             yaxis=ETA_AXIS,
             mode="lines",
             line={"color": ETA_COLOUR, "dash": "dot"},
-            name=f"ETA to {forecast.target_label}: step {eta:,.0f}",
+            name=f"ETA to {forecast.target_label}: {by_step_text(eta, forecast.fitted_at, by='')}",
             hoverinfo="skip",
         )
     )

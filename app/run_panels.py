@@ -17,7 +17,7 @@ import streamlit as st
 from entropy_watch import metrics as M
 from entropy_watch.analysis import Alert, DetectorConfig, Verdict
 from entropy_watch.analysis.changes import RESET_EVENT_KINDS, change_label
-from entropy_watch.analysis.outlook import floor_label
+from entropy_watch.analysis.outlook import Outlook, by_step_text, floor_label
 from entropy_watch.app import charts, forecast_chart
 from entropy_watch.app.display import fmt_nats, fmt_ratio, md
 from entropy_watch.monitor import RunState
@@ -139,14 +139,8 @@ def header(
     health = v.health if v is not None else "n/a" if entropy_name(names) is None else "analysing…" if pending else "—"
     cols[3].metric("health", health, help="the worst alert of the verdict; 'too-short' means nothing analysed yet")
     fc = v.forecast if v is not None else None
-    if fc is None:
-        eta = "—"
-    elif fc.now:  # the quoted level is past the target: the headline says "now"
-        eta = "now"
-    else:
-        eta = "never" if fc.eta_step is None else f"{fc.eta_step:,.0f}"
     target = fc.target_label if fc is not None else "the floor"
-    cols[4].metric("ETA (step)", eta, help=f"median forecast step at which entropy reaches {target}")
+    cols[4].metric("ETA", eta_box_text(fc), help=f"median forecast step at which entropy reaches {target}")
     source = meta.get("framework") or (f"imported {meta['source_format']} log" if meta.get("source_format") else None)
     details = [f"status: {info.state if info else 'unknown'}", f"framework: {source or 'unknown'}"]
     if meta.get("entropy_definition"):
@@ -162,6 +156,17 @@ def header(
         st.caption(verdict_step_text(v.step, version[1], pending))
     for note in v.notes if v is not None else ():
         st.caption(md(note))
+
+
+def eta_box_text(fc: Outlook | None) -> str:
+    """The header's ETA box: "—" without a forecast, "now" where the headline says it (the quoted level past the
+    target), "never" off course, else the median as the headline writes it (:func:`outlook.by_step_text`: "step
+    1,240", or "beyond step 12,000" where the headline says so, never "500,000,005,884" beside it)."""
+    if fc is None:
+        return "—"
+    if fc.now:
+        return "now"
+    return "never" if fc.eta_step is None else by_step_text(fc.eta_step, fc.fitted_at, by="")
 
 
 def verdict_step_text(verdict_step: int, newest_step: int, pending: bool) -> str:
@@ -224,10 +229,11 @@ def entropy_section(
     if fc is not None:
         st.caption(md(f"Forecast at step {fc.fitted_at:,} ({fc.model} fit): {fc.text}."))
         eta, shown = forecast_chart.eta_of(fc), forecast_chart.shown_eta(fc)
+        when = "" if eta is None else by_step_text(eta, fc.fitted_at, by="")
         if eta is not None and shown is None:
-            st.caption(f"Its ETA, step {eta:,.0f}, lies further ahead than the forecast is drawn: not marked above.")
+            st.caption(f"Its ETA, {when}, lies further ahead than the forecast is drawn: not marked above.")
         elif shown is not None and x_range is not None and not x_range[0] <= shown <= x_range[1]:
-            st.caption(f"Its ETA, step {eta:,.0f}, lies past the steps shown: widen the step range to see it drawn.")
+            st.caption(f"Its ETA, {when}, lies past the steps shown: widen the step range to see it drawn.")
     elif v is not None and v.health == "too-short":
         st.caption("No forecast yet: the run is too short for the detector.")
 

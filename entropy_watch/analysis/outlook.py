@@ -98,13 +98,15 @@ def step_text(x: float) -> str:
     return f"{int(round(x)):,}"
 
 
-def by_step_text(eta: float, step: float | None) -> str:
+def by_step_text(eta: float, step: float | None, by: str = "by ") -> str:
     """'by step 1,240'; 'beyond step 12,000' for a median ETA past :data:`FAR_AHEAD` times ``step``, the step the
     forecast was made at (a fit whose draws mostly never reach the target falls back to its central fit, which can
     put the median at step 500,000,005,884: a real 7B GRPO log at step 120 read "by step 500,000,005,884 (80%
-    interval 119–never)"). The figure stays in the evidence (``eta_step_median``)."""
+    interval 119–never)"). The figure stays in the evidence (``eta_step_median``). ``by``: the word before a near
+    step ("" where a label says it: the app's "ETA" box, a notification's "ETA to the floor: step 1,240").
+    The one rendering of a median ETA: the outlook's sentence, the notifications and the app use it."""
     far = math.inf if step is None else FAR_AHEAD * max(step, 1.0)
-    return f"beyond step {step_text(far)}" if eta > far else f"by step {step_text(eta)}"
+    return f"beyond step {step_text(far)}" if eta > far else f"{by}step {step_text(eta)}"
 
 
 def interval_range(eta: float, lo: float | None, hi: float | None, step: float | None) -> str:

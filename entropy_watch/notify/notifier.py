@@ -11,6 +11,7 @@ Used by the in-process live analyser (``entropy_watch.hooks.live``) and by ``ent
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -61,7 +62,9 @@ def eta_of(alert: Alert) -> Eta | None:
         now = ev.get("eta_now") is True
         return Eta(float(med), lo, hi, _num(ev.get("eta_interval"), 0.8), target, now, float(alert.step))
     at = _num(ev.get("step"), float("nan"))  # older evidence: the interval relative to the evaluation step
-    return Eta(float(med), at + _num(ev.get("eta_lo")), at + _num(ev.get("eta_hi")), 0.9)
+    return Eta(
+        float(med), at + _num(ev.get("eta_lo")), at + _num(ev.get("eta_hi")), 0.9, at=at if math.isfinite(at) else None
+    )
 
 
 def eta_from_outlook(outlook: Any) -> Eta | None:

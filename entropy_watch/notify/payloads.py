@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from entropy_watch.analysis.outlook import interval_range, step_text
+from entropy_watch.analysis.outlook import by_step_text, interval_range
 
 SCHEMA = "entropy_watch.notification/1"
 EVENTS: tuple[str, ...] = ("alert", "escalation", "recovery")
@@ -54,13 +54,16 @@ class Eta:
     at: float | None = None  # the step the forecast was made at (a far late end reads "beyond step N"), if known
 
     def text(self) -> str:
-        """``step 412 (90% interval 380–460)``, or ``now``; the interval as the verdict's sentence writes it
-        (:func:`~entropy_watch.analysis.outlook.interval_range`)."""
+        """``step 412 (90% interval 380–460)``, ``beyond step 12,000 (80% interval 120–never)`` for a median far
+        past the step it was forecast at, or ``now``; the step and the interval as the verdict's sentence writes them
+        (:func:`~entropy_watch.analysis.outlook.by_step_text`,
+        :func:`~entropy_watch.analysis.outlook.interval_range`)."""
         if self.now:
             return "now"
         lo, hi = (x if math.isfinite(x) else None for x in (self.lo, self.hi))
         span = interval_range(self.step, lo, hi, self.at)
-        return f"step {_at(self.step)} ({100 * self.interval:.0f}% interval {span})"
+        when = by_step_text(self.step, self.at, by="") if math.isfinite(self.step) else "step never"
+        return f"{when} ({100 * self.interval:.0f}% interval {span})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": _num(self.step), "lo": _num(self.lo), "hi": _num(self.hi), "interval": self.interval,
@@ -182,10 +185,6 @@ def _slack_escape(text: str) -> str:
 
 def _md(text: str) -> str:
     return _DISCORD_MD.sub(r"\\\1", text)
-
-
-def _at(x: float) -> str:
-    return step_text(x) if math.isfinite(x) else "never"
 
 
 def _num(x: float) -> float | None:
