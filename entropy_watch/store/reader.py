@@ -128,7 +128,7 @@ class Store(SqlReads):
 
     def sql(self, query: str, params: dict[str, Any] | list[Any] | None = None, limit: int | None = None) -> pa.Table:
         """Run ``query`` over views ``scalars``, ``hist``, ``tokens``, ``alerts``, ``events`` (all runs, with ``run``
-        and ``rank`` columns) and ``runs`` (name, state, last_step, updated_at). Only referenced views are built.
+        and ``rank`` columns) and ``runs`` (run, state, last_step, updated_at). Only referenced views are built.
         ``limit``: at most that many rows are fetched (the rest never held in memory: a ``--limit 2`` over 300
         million rows peaked at 2.5 GB when the whole result was fetched and cut after).
 
