@@ -17,6 +17,7 @@ import codecs
 import gzip
 import io
 import lzma
+import shutil
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -115,6 +116,8 @@ def decompressed(path: Path) -> Iterator[tuple[Path, list[str]]]:
                 if not block:
                     break
                 try:
+                    if (written + len(block)) // _CHECK_EVERY > written // _CHECK_EVERY:
+                        _keep_room(path, tmp, written + len(block))
                     dst.write(block)
                 except OSError as e:  # a full disk is not a damaged log: say where the room is missing
                     raise ImportFormatError(
@@ -127,6 +130,22 @@ def decompressed(path: Path) -> Iterator[tuple[Path, list[str]]]:
         if inner.stat().st_size == 0:
             raise ImportFormatError(f"{path}: the {name} stream holds no complete line; nothing to read")
         yield inner, notes
+
+
+_CHECK_EVERY = 64 << 20
+_RESERVE_BYTES, _RESERVE_SHARE = 1 << 30, 0.05
+
+
+def _keep_room(path: Path, tmp: str, written: int) -> None:
+    """Refuse to go on when the decompressed copy (``written`` bytes so far) leaves less than 1 GiB or 5% of its disk
+    free: a decompression bomb (a 100 MB ``.gz`` of zeros is 100 GB) filled the disk before failing, and with it the
+    writes of whatever else shares that disk (a training run's checkpoints, this store's own writers)."""
+    usage = shutil.disk_usage(tmp)
+    if usage.free < max(_RESERVE_BYTES, _RESERVE_SHARE * usage.total):
+        raise ImportFormatError(
+            f"{path}: decompressing it would fill the disk of {tmp} (stopped at {written:,} bytes, "
+            f"{usage.free:,} left); set TMPDIR to a folder with room for the uncompressed log"
+        )
 
 
 def restore_paths(text: str, inner: Path, path: Path) -> str:

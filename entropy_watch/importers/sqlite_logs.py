@@ -40,13 +40,26 @@ def _connect(path: Path) -> sqlite3.Connection:
     """A read-only connection (never writes, never creates); one line when the file is no readable database."""
     con = None
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{_immutable(path)}", uri=True)
         con.execute("SELECT 1 FROM sqlite_master LIMIT 1")
     except sqlite3.Error as e:
         if con is not None:
             con.close()
         raise ImportFormatError(f"{path}: not a readable SQLite database ({e}); copy it whole and retry") from None
     return con
+
+
+def _immutable(path: Path) -> str:
+    """``"&immutable=1"`` for a WAL-mode database with no ``-wal`` file beside it (no writer has it open, and all it
+    holds is in the file); else ``""``. Opened read-only but not so, SQLite created ``<db>-wal`` and ``<db>-shm``
+    next to the user's log and left them there (and cannot open it at all in a read-only folder)."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        return ""
+    wal = header[:16] == MAGIC and header[18:20] == b"\x02\x02"  # file format read/write versions 2: WAL
+    return "&immutable=1" if wal and not Path(f"{path}-wal").exists() else ""
 
 
 @contextmanager

@@ -32,6 +32,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,8 +217,13 @@ def listdir(path: StorePath, *, follow: bool = False) -> list[Entry]:
         return [_entry(path.fs, info) for info in infos]
     if not follow and is_link(path):
         raise FileNotFoundError(errno.ENOENT, "a symbolic link inside the store is not followed", str(path))
-    with os.scandir(path) as it:
-        return [Entry(e.name, path, e.is_dir(follow_symlinks=False)) for e in it if not e.is_symlink()]
+    with os.scandir(path) as it:  # a FIFO, socket or device is no store file: opening a FIFO blocks forever
+        return [Entry(e.name, path, e.is_dir(follow_symlinks=False)) for e in it if _plain(e)]
+
+
+def _plain(entry: os.DirEntry[str]) -> bool:
+    """A folder or a regular file, neither a link: what a store holds (the rest is left out, as links are)."""
+    return not entry.is_symlink() and (entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False))
 
 
 def is_link(path: StorePath | str) -> bool:
@@ -269,11 +275,16 @@ def mtime(path: StorePath) -> float:
 # -- bytes ------------------------------------------------------------------------------------------------------------
 def read_bytes(path: StorePath) -> bytes:
     """The whole file; ``FileNotFoundError`` (or another ``OSError``) when it cannot be read. A local file that is a
-    symbolic link is not read (``OSError``: :func:`listdir` says why)."""
+    symbolic link is not read (``OSError``: :func:`listdir` says why), nor one that is no regular file: a FIFO
+    planted as ``_run.json`` blocked ``ls``, ``show`` and the app in ``open`` for good, deaf even to SIGTERM."""
     if isinstance(path, ObjectPath):
         with path.fs.open_input_stream(path.key) as fh:
             return fh.read()
-    with open(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as fh:
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO opens at once
+    fd = os.open(path, flags)
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device is not read)", str(path))
         return fh.read()
 
 
