@@ -6,9 +6,10 @@ verdict's (an episode its headline says cleared is listed, marked "cleared", and
 only those kinds), 3 an error on any target (missing file, unknown run, unreadable log, a bug: one line on stderr naming
 the file; the other targets are still analysed and printed). A run that logged no entropy is "nothing to analyse", not
 an error. Usage mistakes (a missing argument, an unknown option, a bad option value) also exit 2, with typer's usage
-message on stderr. ``watch`` and ``report`` exit 0, or 1 on errors like every other command (``watch --once``: 1 when a
-target could not be read: a run not in the store, a log folder without logs, an unreadable log; without ``--once`` a
-named run not in the store yet is waited for, but a log path that is not there is an error either way); ``watch
+message on stderr. ``watch`` and ``report`` exit 0 (``report`` on a run that logged no entropy too: "nothing to
+analyse", no report written), or 1 on errors like every other command (``watch --once``: 1 when a target could not
+be read: a run not in the store, a log folder without logs, an unreadable log; without ``--once`` a named run not in
+the store yet is waited for, but a log path that is not there is an error either way); ``watch
 --notify`` exits 1 when a notification could not be delivered (it waits for the retries first; while it runs, the first
 failure to each destination is one line on stderr); Ctrl-C exits 130, SIGTERM 143 (``boundary.py``). ``watch`` ends
 (exit 0) once nobody reads what it prints (``watch | head -1``: the first alert, then the pipeline goes on).
@@ -93,7 +94,8 @@ def resolve(
     """A store run by name, a run folder ``.../run=X``, or a raw log file / folder (via ``load_log``; ``options`` as
     ``import --map / --vocab-size / --reward-max``: for log files only); ``store_only``: a run name, whatever the
     current folder holds. Errors say what is true: no such file, a broken or looping link, an unknown run (listing
-    the runs that exist); :class:`~entropy_watch.errors.NoEntropySeries` for a run that logged no entropy."""
+    the runs that exist); :class:`~entropy_watch.errors.NoEntropySeries` for a run that logged no entropy; none for
+    the store's catalog placeholder ``run=.catalog`` (no run: ``alerts ew_runs/run=*`` names it)."""
     from entropy_watch.analysis import RunSeries
     from entropy_watch.errors import EntropyWatchError, InvalidRunName, RunNotFound
     from entropy_watch.store import Store, read_steady
@@ -106,6 +108,10 @@ def resolve(
         if not p.exists():
             raise EntropyWatchError(_broken_link(p))
         if p.is_dir() and p.name.startswith("run="):
+            from entropy_watch.store.catalog import PLACEHOLDER_RUN_DIR
+
+            if p.name == PLACEHOLDER_RUN_DIR:  # what `compact` leaves beside the runs (a glob `run=*` names it)
+                return []
             root, run = p.parent, p.name[len("run=") :]
             _file_only(target, options)
             return [Target(RunSeries.from_reader(Store(root), run), root, run, str(p))]
@@ -349,8 +355,9 @@ def alerts(
             raise
         except NoEntropySeries as e:
             note = f"nothing to analyse; {e}"
-            if as_json:
-                out.append({"run": target, "source": source, "alerts": [], "notes": [note], "verdict": None})
+            if as_json:  # named as a run with entropy is: the run's name, its folder the source
+                run_, source = _run_named(target, source, st.root())
+                out.append({"run": run_, "source": source, "alerts": [], "notes": [note], "verdict": None})
             else:
                 console().print(text(f"{target}: {note}"))
         except Exception as e:  # noqa: BLE001 - any failure on one target: one line naming it, exit 3, go on
@@ -378,6 +385,17 @@ def alerts(
             typer.echo(error_line(e), err=True)
             raise typer.Exit(EXIT_ERROR) from None
     raise typer.Exit(EXIT_ERROR if errors else {0: EXIT_CLEAN, 1: EXIT_WARNING, 2: EXIT_CRITICAL}[worst])
+
+
+def _run_named(target: str, source: str, root: Path) -> tuple[str, str]:
+    """``(run, source)`` of a stored run that had nothing to analyse, as :func:`resolve` names a run it read: a run
+    folder ``.../run=X`` is run ``X`` (its path the source), a run name is its folder in the store."""
+    p = Path(target).expanduser()
+    if p.name.startswith("run=") and p.is_dir():
+        return p.name[len("run=") :], str(p)
+    if source == target and not _lexists(p):
+        return target, f"{root}/run={target}"
+    return target, source
 
 
 def _line(run: str, a: Alert) -> str:
@@ -644,15 +662,21 @@ def report(
     reward_max: LogRewardMax = None,
 ) -> None:
     """Write one self-contained HTML report: entropy with forecast and ETA, reward, token heatmap, alerts."""
-    from entropy_watch.errors import EntropyWatchError
+    from entropy_watch.errors import EntropyWatchError, NoEntropySeries
     from entropy_watch.report import build_report, check_report_dest
 
     check_report_dest(output)  # before the analysis: a user's other file at --output is never replaced
-    found = resolve(target, state(ctx).root(), log_options(maps, vocab_size, reward_max))
+    try:
+        found = resolve(target, state(ctx).root(), log_options(maps, vocab_size, reward_max))
+    except NoEntropySeries as e:  # "nothing to analyse", not an error: exit 0 as `alerts` and `watch` do
+        console().print(text(f"{target}: nothing to analyse; {e}; no report written"))
+        return
     if run is not None:
         found = [t for t in found if t.run == run]
         if not found:
             raise EntropyWatchError(f"no run named {run!r} in {target}")
+    if not found:
+        raise EntropyWatchError(f"{target} holds no run")
     if len(found) > 1:
         names = ", ".join(t.run for t in found)
         raise EntropyWatchError(f"{target} holds {len(found)} runs ({names}); pick one with --run")

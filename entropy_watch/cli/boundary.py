@@ -28,7 +28,7 @@ from typing import Any
 import typer
 import typer.core
 
-from entropy_watch.cli.common import State, exit_on_error, reader_gone, reset_reader
+from entropy_watch.cli.common import State, exit_on_error, note_args, reader_gone, reset_reader
 
 # Options of the app callback that every command also accepts after its name (`entropy-watch ls --store DIR`).
 GLOBAL_AFTER_COMMAND: tuple[str, ...] = ("store", "debug")
@@ -174,6 +174,7 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in (args[: args.index("--")] if "--" in args else args)
     reset_reader()
+    note_args(args)
     _lossless_output()
     was_devnull = _stdout_is_devnull()
     with _track_sigint():

@@ -91,9 +91,37 @@ def state(ctx: typer.Context) -> State:
     return obj if isinstance(obj, State) else State()
 
 
+class _Args:
+    """The values this invocation was given (its command-line arguments) that hold a line break."""
+
+    broken: tuple[str, ...] = ()
+
+
+def note_args(args: list[str]) -> None:
+    """Remember the arguments of this invocation that hold a line break (a file named ``a\\nb.csv``), so that a
+    one-line error quoting one is not cut inside it (:func:`one_line`)."""
+    from pathlib import Path
+
+    found: set[str] = set()
+    for arg in args:
+        if "\n" in arg or "\r" in arg:
+            found.update({arg, str(Path(arg)), str(Path(arg).expanduser())})
+    _Args.broken = tuple(sorted(found, key=len, reverse=True))  # the longest first: a path before its parent
+
+
+def one_line(err: BaseException | str) -> str:
+    """:func:`~entropy_watch.errors.first_line` of ``err``, where an argument of this invocation quoted in it stays
+    whole, its line breaks escaped: ``alerts $'a\\nb.csv'`` said ``error: a\\nb.csv: a`` (the path cut, the reason
+    lost)."""
+    msg = str(err)
+    for arg in _Args.broken:
+        msg = msg.replace(arg, printable(arg))
+    return first_line(err if msg == str(err) else Exception(msg))
+
+
 def fail(err: BaseException | str, *, prefix: str = "error", code: int = 1) -> NoReturn:
     """Print ``error: <one line>`` to stderr (control characters escaped) and exit with ``code``."""
-    msg = first_line(err)
+    msg = one_line(err)
     typer.echo(f"{prefix}: {printable(msg)}", err=True)
     sys.exit(code)
 
@@ -106,8 +134,8 @@ def is_input_error(err: BaseException) -> bool:
 def error_line(err: BaseException, *, where: str | None = None) -> str:
     """``error: <first line>`` for an input error, ``internal error (<type>); ...: <first line>`` for a bug; prefixed
     with ``where`` (a file or run) when the message does not name it already. Control characters escaped."""
-    msg = first_line(err)
-    if where and where not in msg:
+    msg = one_line(err)
+    if where and where not in msg and printable(where) not in msg:
         msg = f"{where}: {msg}"
     prefix = "error" if is_input_error(err) else INTERNAL_ERROR.format(name=type(err).__name__)
     return printable(f"{prefix}: {msg}")

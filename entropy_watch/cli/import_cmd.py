@@ -32,6 +32,7 @@ from entropy_watch.cli.common import (
     echo_json,
     is_input_error,
     log_format,
+    one_line,
     parse_maps,
     positive,
     print_table,
@@ -40,7 +41,7 @@ from entropy_watch.cli.common import (
     state,
     text,
 )
-from entropy_watch.errors import EntropyWatchError, first_line
+from entropy_watch.errors import EntropyWatchError
 
 _BIG_BYTES = 8 * 1024 * 1024  # show a progress bar above this much input (or for more than a few files)
 
@@ -141,7 +142,7 @@ def _not_imported(path: Path, err: BaseException) -> str:
     """The one line for a PATH that was not imported: the path, that it was not imported, and the reason (whose
     message says what to do); a bug says "internal error"."""
     prefix = "error" if is_input_error(err) else INTERNAL_ERROR.format(name=type(err).__name__)
-    return printable(f"{prefix}: {path} not imported: {first_line(err)}")
+    return printable(f"{prefix}: {path} not imported: {one_line(err)}")
 
 
 def _summary(r: Any) -> dict[str, Any]:

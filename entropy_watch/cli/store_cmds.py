@@ -142,9 +142,9 @@ def show(
 
     state_txt = f"{info.state}, last step {fmt_value(info.last_step)}" if info else "unknown"
     table = Table(show_header=True)
-    table.add_column("metric")
-    table.add_column("latest", justify="right")
-    table.add_column("at step", justify="right")
+    table.add_column("metric", overflow="fold")  # a narrow terminal folds a cell, never cuts a value to "0.…"
+    table.add_column("latest", justify="right", overflow="fold")
+    table.add_column("at step", justify="right", overflow="fold")
     for label, name in SHOW_METRICS:
         if name in latest:
             value, step = latest[name]
