@@ -178,23 +178,44 @@ class EntropyController:
         self.h_ref: float | None = None
         self._sum = 0.0
         self._count = 0.0
+        self._device_sums: torch.Tensor | None = None  # tensors observed and not yet read back: (entropy sum, tokens)
 
     # ---- inputs -----------------------------------------------------------------------------------------------
-    def observe(self, entropy_sum: float, tokens: float) -> None:
-        """One loss forward: sum of token entropies (nats) over its valid tokens, and their count."""
+    def observe(self, entropy_sum: float | torch.Tensor, tokens: float | torch.Tensor) -> None:
+        """One loss forward: sum of token entropies (nats) over its valid tokens, and their count. Tensors stay on
+        their device, added up there and read back once, by :meth:`pending` (a float of a GPU tensor here would make
+        every micro-batch's loss forward wait for the device)."""
+        if isinstance(entropy_sum, torch.Tensor) or isinstance(tokens, torch.Tensor):
+            ref = entropy_sum if isinstance(entropy_sum, torch.Tensor) else tokens
+            assert isinstance(ref, torch.Tensor)
+            dtype = torch.float32 if ref.device.type == "mps" else torch.float64  # MPS has no float64
+            pair = torch.stack(
+                [torch.as_tensor(v, device=ref.device).to(dtype) for v in (entropy_sum, tokens)]
+            ).detach()
+            self._device_sums = pair if self._device_sums is None else self._device_sums + pair
+            return
         self._sum += float(entropy_sum)
         self._count += float(tokens)
 
     def pending(self) -> tuple[float, float]:
-        """``(entropy sum, token count)`` observed since the last :meth:`end_step` (to reduce across ranks)."""
+        """``(entropy sum, token count)`` observed since the last :meth:`end_step` (to reduce across ranks); the
+        one device-to-host read of the tensors observed since the last call."""
+        if self._device_sums is not None:
+            total, count = self._device_sums.tolist()
+            self._device_sums = None
+            self._sum += total
+            self._count += count
         return self._sum, self._count
 
     # ---- the lever --------------------------------------------------------------------------------------------
     def advantages(self, adv: torch.Tensor, logp: torch.Tensor, entropy: torch.Tensor | None) -> torch.Tensor:
         """REPO-R's ``Ã (B, T)`` from advantages ``(B,)`` or ``(B, T)``, log-probs and entropies ``(B, T)`` (nats)."""
         A = adv.unsqueeze(-1).expand_as(logp) if adv.dim() == 1 else adv
-        L = levers.centred_logp(logp, entropy, self.cfg.centering)
-        return levers.repo_r_advantages(A.to(L.dtype), L, self.zeta).to(adv.dtype)
+        # in float32 at least: in bf16 (a loss forward in the model's dtype) zeta*|A|*L at zeta = 1e-3 is below A's
+        # rounding step, and A~ came out equal to A
+        dtype = torch.promote_types(A.dtype, torch.float32)
+        L = levers.centred_logp(logp.to(dtype), None if entropy is None else entropy.to(dtype), self.cfg.centering)
+        return levers.repo_r_advantages(A.to(dtype), L, self.zeta).to(adv.dtype)
 
     @property
     def target(self) -> float | None:
@@ -221,8 +242,8 @@ class EntropyController:
         ``entropy_sum``/``tokens`` override the observed ones (the caller's cross-rank totals). Empty when the step
         saw no tokens.
         """
-        total, count = (self._sum, self._count) if entropy_sum is None else (float(entropy_sum), float(tokens or 0))
-        self._sum, self._count = 0.0, 0.0
+        total, count = self.pending() if entropy_sum is None else (float(entropy_sum), float(tokens or 0))
+        self._sum, self._count, self._device_sums = 0.0, 0.0, None
         if count <= 0:
             return {}
         h = total / count
@@ -252,6 +273,7 @@ class EntropyController:
         """Everything that continues this controller's trajectory, JSON-ready: both levers, H_ref and the early
         entropies it is (or will be) the median of, the entropy sum and token count not yet closed by
         :meth:`end_step`. ``target`` and ``band`` follow from H_ref and the config; they are written for readers."""
+        self.pending()  # the observed tensors, read back
         return {
             "kind": self.cfg.kind,
             "lever": self.cfg.lever,
@@ -280,6 +302,7 @@ class EntropyController:
         keep = pending and "pending_tokens" in state
         self._sum = float(state["pending_entropy_sum"]) if keep else 0.0
         self._count = float(state["pending_tokens"]) if keep else 0.0
+        self._device_sums = None
 
 
 # ---- TRL -------------------------------------------------------------------------------------------------------------
@@ -307,6 +330,7 @@ def check_trl(trainer: Any, cfg: ControlConfig) -> None:
     if cfg.lever == "adapo":
         if not hasattr(trainer, "epsilon_high"):
             raise ControlError(f"control={cfg.kind!r} with ADAPO needs trainer.epsilon_high; {name} has none")
+        EntropyController(cfg, trainer.epsilon_high)  # its start within [eps_min, eps_max], before a run exists
         if loss_type is not None and loss_type not in CLIP_WIDTH_LOSSES:
             raise ControlError(
                 f"control={cfg.kind!r} with ADAPO steers the upper clip width; loss_type={loss_type!r} has none "
@@ -374,9 +398,9 @@ class TrlControl:
         mask = inputs["completion_mask"]
         if "tool_mask" in inputs:
             mask = mask * inputs["tool_mask"]
-        with torch.no_grad():
-            m = mask.to(entropies.dtype)
-            self.controller.observe(float((entropies.detach() * m).sum()), float(m.sum()))
+        with torch.no_grad():  # in float32: bf16 rounds a count above 256 tokens and a sum to 3 digits
+            m = mask.to(torch.float32)
+            self.controller.observe((entropies.detach().float() * m).sum(), m.sum())  # no host read: see observe
             if self.controller.cfg.lever == "repo-r":
                 inputs["advantages"] = self.controller.advantages(inputs["advantages"], logps.detach(), entropies)
 
