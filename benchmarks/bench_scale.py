@@ -16,8 +16,9 @@ independent of size), and what each is compared with (ratios measured in this ru
   in the store; target: no worse than linear in the steps;
 * **tail**: ``TailReader.poll()`` ingesting one new segment when 100 or 10,000 files were already read (one rank
   folder, as an uncompacted long run leaves it), and an idle poll; target: independent of the files already read;
-* **compaction**: ``compact(final=True)`` of a run of 1,000 segments, and the next cold read (``Store.series`` in a
-  fresh process-like reader) before and after it;
+* **compaction**: ``compact(final=True)`` of a run of 300, 1,000 and 3,000 segments per table (target: linear; a
+  folder's files were compared pairwise, quadratic, until session 47), and the next cold read (``Store.series`` in a
+  fresh reader) before and after it;
 * **app**: first paint of the Runs page in Chromium (cold server, first visit) at 10, 100 and 1,000 runs, with
   ``benchmarks/bench_app.py``'s server and browser driver.
 
@@ -246,21 +247,28 @@ def bench_tail(tmp: Path, sizes: list[int]) -> tuple[list[Row], list[Row]]:
     return new_rows, idle_rows
 
 
-def bench_compaction(tmp: Path, n_segments: int) -> dict[str, float]:
-    root = tmp / "compaction"
-    write_run(root, "long", n_segments * 100, segment=100)
+def bench_compaction(tmp: Path, sizes: list[int]) -> tuple[list[Row], dict[str, float]]:
+    """``compact(final=True)`` of a run of ``n`` segments per table (scalars and hist, 100 steps each) at each size,
+    and the next cold read before and after it at the largest."""
+    rows: list[Row] = []
+    extra: dict[str, float] = {}
+    for n_segments in sizes:
+        root = tmp / f"compaction-{n_segments}"
+        write_run(root, "long", n_segments * 100, segment=100)
 
-    def cold() -> None:
-        s = Store(root)
-        s.series("long", M.ENTROPY_MEAN)
+        def cold() -> None:
+            s = Store(root)  # noqa: B023
+            s.series("long", M.ENTROPY_MEAN)
 
-    before = timed(cold, repeat=3)
-    took = timed(lambda: compact(root, "long", min_age_s=0, final=True))
-    after = timed(cold, repeat=3)
-    print(f"\ncompaction of {n_segments:,} segments per table: {took:.2f} s; next cold read (Store.series) "
-          f"{before:.3f} s before, {after:.3f} s after ({before / after:.1f}x faster)")  # fmt: skip
-    shutil.rmtree(root)
-    return {"compaction s": took, "cold read before s": before, "cold read after s": after}
+        before = timed(cold, repeat=3)
+        took = timed(lambda: compact(root, "long", min_age_s=0, final=True))  # noqa: B023
+        after = timed(cold, repeat=3)
+        rows.append((n_segments, took))
+        print(f"  compaction of {n_segments:,} segments per table: {took:.2f} s; next cold read (Store.series) "
+              f"{before:.3f} s before, {after:.3f} s after ({before / after:.1f}x faster)")  # fmt: skip
+        extra = {"cold read before s": before, "cold read after s": after}
+        shutil.rmtree(root)
+    return rows, extra
 
 
 def bench_app(tmp: Path, sizes: list[int]) -> list[Row]:
@@ -335,7 +343,10 @@ def main() -> None:
             e = table("TailReader.poll() with nothing new", "files read", idle_rows)
             summary.append(("tail poll (idle)", f"{1000 * idle_rows[-1][1]:.1f} ms at {idle_rows[-1][0]:,}", e, "~0"))
         if "compaction" in only:
-            extra.update(bench_compaction(tmp, 300 if q else 1_000))
+            rows, cold_reads = bench_compaction(tmp, [100, 300, 1_000] if q else [300, 1_000, 3_000])
+            e = table("compact(final=True) of one run (scalars + hist)", "segments", rows)
+            summary.append(("compaction", f"{rows[-1][1]:.2f} s at {rows[-1][0]:,} segments", e, "<= 1 (linear)"))
+            extra.update(cold_reads)
         if "app" in only:
             rows = bench_app(tmp, [10, 100] if q else [10, 100, 1_000])
             if rows:

@@ -50,6 +50,7 @@ from entropy_watch.store.files import (
     READ_LOCK,
     CoverageCache,
     FileRef,
+    Key,
     encode_coverage,
     list_data_files,
     new_session,
@@ -141,7 +142,8 @@ def _compact_dir(
         redundant = _redundant(files, now, grace_s)
         _delete(rdir, redundant)
         report.merged_files += len(redundant)
-        files = [f for f in files if f not in redundant]
+        gone = set(redundant)
+        files = [f for f in files if f not in gone]
         covered = frozenset().union(*(f.keys for f in files if f.kind == "part"))
         if final:
             inputs = [f for f in files if f.kind == "part" or not f.keys <= covered]
@@ -237,12 +239,16 @@ def _compacting(rdir: StorePath) -> Iterator[bool]:
 def _redundant(files: list[FileRef], now: float, grace_s: float) -> list[FileRef]:
     """Files whose every key is read from a chosen part at least ``grace_s`` old: nobody needs them any more."""
     sel = select_files(files)
-    chosen = sel.whole + [ref for ref, _ in sel.partial]
+    chosen = set(sel.whole) | {ref for ref, _ in sel.partial}
+    holders_of: dict[Key, list[FileRef]] = {}  # by key: comparing every file with every chosen one was quadratic
+    for ref in chosen:
+        for key in ref.keys:
+            holders_of.setdefault(key, []).append(ref)
     out = []
     for f in files:
         if f in chosen:
             continue
-        holders = [p for p in chosen if p.keys & f.keys]
+        holders = {p.path: p for key in f.keys for p in holders_of.get(key, ())}.values()
         if holders and all(p.kind == "part" and now - _age(p) >= grace_s for p in holders):
             out.append(f)
     return out
