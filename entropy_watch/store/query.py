@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -251,6 +252,37 @@ def sandbox() -> duckdb.DuckDBPyConnection:
         con.close()
         raise RuntimeError(f"the SQL sandbox would allow files {allowed}; report this with your DuckDB version")
     return con
+
+
+def fetch_interruptible(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation) -> pa.Table:
+    """``rel.to_arrow_table()``, stopped by Ctrl-C (or SIGTERM taken as it) within ~0.1 s.
+
+    DuckDB's ``to_arrow_table`` runs to its end with the Python signal handler waiting (a user's never-ending
+    ``sql`` query ignored Ctrl-C and a CI timeout's SIGTERM): the fetch runs on a worker thread while this thread,
+    free to take the signal, waits; on an interrupt it calls ``con.interrupt()``, waits for the query to stop and
+    raises what interrupted it."""
+    result: dict[str, Any] = {}
+    done = threading.Event()  # not Thread.join: a join cut short by KeyboardInterrupt marks the thread ended
+
+    def fetch() -> None:
+        try:
+            result["table"] = rel.to_arrow_table()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            result["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=fetch, name="entropy-watch-sql", daemon=True).start()
+    try:
+        while not done.wait(0.1):
+            pass
+    except BaseException:
+        con.interrupt()
+        done.wait(10.0)  # the query stops at its next check: the connection is then free to close
+        raise
+    if "error" in result:
+        raise result["error"]
+    return result["table"]
 
 
 def check_read_only(query: str) -> None:

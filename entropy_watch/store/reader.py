@@ -43,6 +43,7 @@ from entropy_watch.store.fs import StorePath
 from entropy_watch.store.query import (
     Binder,
     create_sandbox_view,
+    fetch_interruptible,
     read_locked,
     run_names,
     sandbox,
@@ -149,7 +150,7 @@ class Store(SqlReads):
                         sel = select_files(table_files(self.root, names, table, self._coverage))
                         create_sandbox_view(con, self.root, table, sel)
                     rel = con.sql(query, params=params or None)
-                    return (rel if limit is None else rel.limit(limit)).to_arrow_table()
+                    return fetch_interruptible(con, rel if limit is None else rel.limit(limit))
             finally:
                 con.close()
 
