@@ -466,6 +466,9 @@ def watch(
     if once and iterations is not None:  # --iterations was silently ignored
         raise typer.BadParameter("--once polls once; give --once or --iterations N, not both", param_hint="--once")
     root = state(ctx).root()
+    folders = _run_folders(runs or [])
+    if folders is not None:  # `watch ew_runs/run=*`, as `alerts` and `report` take run folders
+        root, runs = folders
     errors = 0
 
     def on_new_alerts(run: str, new: list[Alert], verdict: Any) -> None:
@@ -577,6 +580,21 @@ def _present(runs: list[str] | None, stored: list[str], root: Path, as_json: boo
     if not present:
         raise typer.Exit(1)
     return present, len(missing)
+
+
+def _run_folders(targets: list[str]) -> tuple[Path, list[str]] | None:
+    """``(store root, run names)`` when every target is a run folder ``.../run=NAME`` of one store (the catalog
+    placeholder a glob names skipped), else None; run folders of several stores are a usage error."""
+    from entropy_watch.store.catalog import PLACEHOLDER_RUN_DIR
+
+    paths = [Path(t).expanduser() for t in targets]
+    if not paths or not all(p.is_dir() and p.name.startswith("run=") for p in paths):
+        return None
+    roots = {p.parent.resolve() for p in paths}
+    if len(roots) > 1:
+        raise typer.BadParameter("watch follows one store: the run folders given are in several")
+    names = [p.name[len("run=") :] for p in paths if p.name != PLACEHOLDER_RUN_DIR]
+    return paths[0].parent, list(dict.fromkeys(names))
 
 
 def _log_targets(targets: list[str], *, write: bool, file_options: list[str]) -> list[str]:
