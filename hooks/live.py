@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from entropy_watch.analysis.verdict import standing
 from entropy_watch.errors import NoEntropySeries
 from entropy_watch.hooks.actions import ACTION_EVENT, CALLBACK_TIMEOUT_S, ActionBook, parse_on_alert
 from entropy_watch.notify import Changes, Follower, Notifier, NotifyPolicy, Undelivered, scrub
+from entropy_watch.notify.policy import Gate
 from entropy_watch.store.schema import check_step
 
 ANALYSIS_INPUTS: tuple[str, ...] = (
@@ -146,8 +148,9 @@ class LiveAnalyzer:
         options: cadence (:class:`LiveOptions`).
         on_changes: ``on_changes(result, changes, newest_step)`` after each analysis (analysis thread).
         on_failure: ``on_failure(where, exc)``, from the analysis thread.
-        on_known: ``on_known(result)`` with the analysis of a resumed run's stored history (what the earlier session
-            raised, and sent), once, before the first analysis of this session's points.
+        on_known: ``on_known(result, again)`` with the analysis of a resumed run's stored history (what the
+            earlier session raised, and sent; None when none of it stands), before the first analysis of this
+            session's points, and again (``again=True``) when a ``resume`` replaced part of it after it was known.
     """
 
     def __init__(
@@ -157,7 +160,7 @@ class LiveAnalyzer:
         options: LiveOptions,
         on_changes: Callable[[AnalysisResult, Changes, int], Any],
         on_failure: Callable[[str, BaseException], Any],
-        on_known: Callable[[AnalysisResult], Any] | None = None,
+        on_known: Callable[[AnalysisResult | None, bool], Any] | None = None,
     ) -> None:
         self.run = run
         self.options = options
@@ -180,7 +183,12 @@ class LiveAnalyzer:
         self._newest = -1
         self._closed = False
         self._known: RunSeries | None = None  # a resumed run's stored history, not yet taken as known (seed)
+        self._reknow = False  # a resume replaced part of the stored history: take what still stands as known afresh
+        self._taken = False  # the stored history was taken as known (the follower holds its alerts)
         self._seeded: dict[str, int] = {}  # per buffer (scalar name, or _HIST): how many first entries the store gave
+        self._stored_events: list[tuple[int, str]] = []  # the stored history's events (seed), ahead of _events
+        self._said: list[Any] = []  # alerts this session raised (a follower made afresh must not raise them again)
+        self._said_cleared: list[SimpleNamespace] = []  # ... and the recoveries it sent (key, cleared)
         self.analyses = 0
         self.busy_s = 0.0
         self._thread = threading.Thread(target=self._run, name="entropy_watch-live", daemon=True)
@@ -227,13 +235,20 @@ class LiveAnalyzer:
         trajectory the run no longer has, as the store's readers leave it out
         (:func:`~entropy_watch.store.reads.replaced_sql`). Kept, a run resumed at step 60 from a session that reached
         step 100 was analysed with steps 81-100 of that session after this one's newest point, until it passed them.
-        The lock is held."""
+        What is known (raised and sent by the earlier session) is then what the history left stands for: taken as
+        known in full, a resume from before a collapse that collapsed again the same way found the same alert keys
+        already raised and never alerted nor acted (trained on at 0.002 nats). The lock is held."""
+        if not self._seeded:  # nothing stored: nothing replaced
+            return
         for name, buf in self._scalars.items():
             self._seeded[name] = buf.drop(self._seeded.get(name, 0), step)
         if self._hist is not None:
             self._seeded[_HIST] = self._hist.drop(self._seeded.get(_HIST, 0), step)
+        self._stored_events = [(s, k) for s, k in self._stored_events if s < step]
         tops = [int(b.view()[0].max()) for b in self._scalars.values() if b.n]
         self._newest = max(tops, default=-1)
+        self._known = self._series(self._seeded)
+        self._reknow = self._reknow or self._taken
 
     def observe_meta(self, run_json: Mapping[str, Any]) -> None:
         meta = analysis_meta(dict(run_json))
@@ -264,9 +279,9 @@ class LiveAnalyzer:
             self._seeded = {name: buf.n for name, buf in self._scalars.items()}
             if self._hist is not None:
                 self._seeded[_HIST] = self._hist.n
-            self._events.extend((s, k) for s, k in stored.events if k != ACTION_EVENT)
+            self._stored_events = [(s, k) for s, k in stored.events if k != ACTION_EVENT]
             self.meta = {**stored.meta, **self.meta}
-            self._known = self._series()
+            self._known = self._series(self._seeded)
             self._newest = max(self._newest, int(stored.steps[-1]) if len(stored) else -1)
 
     # ---- analysis ------------------------------------------------------------------------------------------------
@@ -275,14 +290,23 @@ class LiveAnalyzer:
         with self._lock:
             return self._series()
 
-    def _series(self) -> RunSeries | None:
-        """:meth:`series`, the lock held."""
-        src = entropy_source(self._scalars)
-        if src is None:
-            return None
+    def _series(self, upto: Mapping[str, int] | None = None) -> RunSeries | None:
+        """:meth:`series`, the lock held; ``upto``: only the first entries of each buffer (the stored history:
+        :attr:`_seeded`) and the stored events."""
         views = {k: b.view() for k, b in self._scalars.items()}
         hist = self._hist.view() if self._hist is not None and self._edges is not None else None
-        edges, events, meta = self._edges, list(self._events), dict(self.meta)
+        events = list(self._stored_events)
+        if upto is None:
+            events += self._events
+        else:
+            views = {k: (s[: upto.get(k, 0)], v[: upto.get(k, 0)]) for k, (s, v) in views.items()}
+            views = {k: sv for k, sv in views.items() if sv[0].size}
+            hist = (hist[0][: upto.get(_HIST, 0)], hist[1][: upto.get(_HIST, 0)]) if hist is not None else None
+            hist = hist if hist is not None and hist[0].size else None
+        src = entropy_source(views)
+        if src is None:
+            return None
+        edges, meta = self._edges, dict(self.meta)
         steps, h = views.pop(src)
         others = {k: v for k, v in views.items() if k not in ENTROPY_SOURCES}
         return RunSeries(
@@ -300,18 +324,25 @@ class LiveAnalyzer:
     def analyse_now(self) -> None:
         """One analysis of everything observed, on the calling thread (the live thread, or ``flush``)."""
         with self._lock:
-            known, self._known = self._known, None
             series = self._series()
-        if series is None:
-            return
+            if series is None:
+                return
+            known, self._known = self._known, None
+            again, self._reknow = self._reknow, False
+            self._taken = self._taken or known is not None or again
         t0 = time.perf_counter()
-        if known is not None:  # a resumed run: what its stored history shows was raised by the earlier session
-            earlier = self.analyzer.analyze(known)
-            self.follower.update(earlier)
+        if known is not None or again:  # a resumed run: what its standing history shows was raised by the earlier one
+            earlier = self.analyzer.analyze(known) if known is not None else None
+            self.follower = Follower(self.run)  # afresh after a resume: the replaced trajectory's alerts are not known
+            if earlier is not None:
+                self.follower.update(earlier)
+            self.follower.update(SimpleNamespace(alerts=self._said, problems=self._said_cleared))  # type: ignore[arg-type]
             if self._on_known is not None:
-                self._on_known(earlier)
+                self._on_known(earlier, again)
         result = self.analyzer.analyze(series)
         changes = self.follower.update(result)
+        self._said.extend(changes.alerts)
+        self._said_cleared.extend(SimpleNamespace(key=r.key, cleared=r.step) for r in changes.recoveries)
         self.busy_s += time.perf_counter() - t0
         self.analyses += 1
         if changes.alerts or changes.recoveries:
@@ -584,11 +615,19 @@ class Live:
         except Exception as exc:  # noqa: BLE001 - one part failing must not cost the others (a stop, a message)
             self._failure(where, exc)
 
-    def _known(self, earlier: AnalysisResult) -> None:
+    def _known(self, earlier: AnalysisResult | None, again: bool) -> None:
         """A resumed run's stored history, analysed: what it still shows was sent by the earlier session, so its
         escalation is one and its recovery is sent (without this the gate held back the recovery of every problem
-        the earlier session had alerted on)."""
-        if self.notifier is not None:
+        the earlier session had alerted on). ``again``: a resume replaced part of the history the gate was primed
+        with; while this session has sent nothing, the gate starts afresh from what stands (primed with a collapse the
+        resume replaced, it held back the new trajectory's critical alert as within the cooldown of its warning)."""
+        if self.notifier is None:
+            return
+        if again and not self.notifier.sent:
+            old = self.notifier.gate
+            self.notifier.gate = Gate(old.policy, old._clock)
+            self.notifier.gate.held = old.held
+        if earlier is not None:
             self.notifier.prime(self._watch.run, getattr(earlier, "verdict", None))
 
     def _record_action(self, step: int, payload: dict[str, Any]) -> None:

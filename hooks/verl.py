@@ -349,9 +349,9 @@ def repo_r_policy_loss(base: Any, controller: EntropyController | None = None) -
             adv = ctl.advantages(x["advantages"].detach(), log_prob, None)  # (B, L) like verl's advantages
         args, kwargs = _with_arg(args, kwargs, "advantages", adv)
         out = base(*args, **kwargs)
-        with torch.no_grad():
-            m = mask.to(log_prob.dtype)
-            ctl.observe(float(-(log_prob * m).sum()), float(m.sum()))
+        with torch.no_grad():  # tensors, in float32 at least (in bf16 1,001 tokens counted 1,000): the one read
+            m = mask.to(torch.promote_types(log_prob.dtype, torch.float32))  # back is end_step's, not two floats
+            ctl.observe(-(log_prob.to(m.dtype) * m).sum(), m.sum())
         state = ctl.end_step()
         try:
             return _with_metrics(out, {**state, M.CONTROL_ZETA: zeta})  # the zeta applied, not the next one

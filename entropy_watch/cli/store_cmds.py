@@ -23,7 +23,7 @@ from entropy_watch.cli.common import (
 )
 from entropy_watch.errors import EntropyWatchError, listed
 
-# What `show` prints, in order: the canonical metrics a user reads first.
+# What `show` prints, in order: the canonical metrics a user reads first (those the run logged, only).
 SHOW_METRICS: tuple[tuple[str, str], ...] = (
     ("entropy", M.ENTROPY_MEAN),
     ("entropy p10", M.ENTROPY_P10),
@@ -47,6 +47,14 @@ SHOW_METRICS: tuple[tuple[str, str], ...] = (
     ("KL to reference", M.KL_REF),
     ("reward", M.REWARD_MEAN),
     ("length", M.LENGTH_MEAN),
+    # an entropy controller (the reference trainer, attach(..., control=...)): each is the value for the next step
+    ("control: REPO zeta", M.CONTROL_ZETA),
+    ("control: ADAPO eps_high", M.CONTROL_EPS_HIGH),
+    ("control: entropy coef", M.CONTROL_ENTROPY_COEF),
+    ("control: entropy seen", M.CONTROL_ENTROPY),
+    ("control: target entropy", M.CONTROL_TARGET),
+    ("control: band low", M.CONTROL_BAND_LOW),
+    ("control: band high", M.CONTROL_BAND_HIGH),
     ("hook errors", M.HOOKS_ERRORS),
 )
 
