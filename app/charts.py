@@ -726,9 +726,20 @@ def overlay(
     smoothing: float = 0.0,
     colours: Mapping[str, str] | None = None,
     percent: bool = False,
+    legend_chars: int | None = None,
 ) -> go.Figure:
     """The same metric of several runs on shared axes, aligned by step (the compare view). ``log_y`` keeps one
     exploding run from flattening the others; ``colours`` (:func:`run_colours`) keeps each run's colour across
-    panels whichever runs a panel lacks."""
-    traces = list(per_run.items())
-    return lines(traces, title, y_title, log_y=log_y, smoothing=smoothing, colours=colours, percent=percent)
+    panels whichever runs a panel lacks. ``legend_chars`` (a half-width panel): each run named in at most that many
+    characters, its middle elided (:func:`short_name`), so a long name is not cut at the chart's edge, where runs
+    that differ only at the end (``…rho0.30_seed43``, ``…rho0.50_seed43``) read the same."""
+    if legend_chars is None:
+        traces = list(per_run.items())
+        return lines(traces, title, y_title, log_y=log_y, smoothing=smoothing, colours=colours, percent=percent)
+    named = {short_name(r, legend_chars): (r, tr) for r, tr in per_run.items()}
+    if len(named) < len(per_run):  # two names alike once elided: the full names, as before
+        return overlay(per_run, title, y_title, log_y=log_y, smoothing=smoothing, colours=colours, percent=percent)
+    colours = colours or run_colours(list(per_run))
+    traces = [(short, tr) for short, (_, tr) in named.items()]
+    by_short = {short: colours[r] for short, (r, _) in named.items() if r in colours}
+    return lines(traces, title, y_title, log_y=log_y, smoothing=smoothing, colours=by_short, percent=percent)

@@ -16,6 +16,8 @@ The store root comes from :func:`default_store_root`, resolved when called (neve
 
 from __future__ import annotations
 
+import csv
+import io
 import multiprocessing
 import os
 import sys
@@ -189,6 +191,33 @@ def traces(
     root: str, run: str, version: Any, names: tuple[str, ...], window: tuple[int, int], max_points: int
 ) -> dict[str, Trace]:
     return reader(root).downsampled(run, list(names), window, max_points)
+
+
+CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell a spreadsheet would run as a formula when it starts so (a run named ``+cmd``): written after a "'"."""
+
+
+def series_csv(root: str, windows: dict[str, tuple[int, int]], names: tuple[str, ...]) -> str:
+    """The Compare page's download: every logged point (full resolution, not the charts' downsampled buckets) of
+    each metric among ``names`` of each run in ``windows`` (run -> the step window shown), as CSV rows ``run,
+    metric, step, value`` in the runs' order. Made when the button is clicked (a callable's result): never per tick."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["run", "metric", "step", "value"])
+
+    def cell(text: str) -> str:
+        return "'" + text if text.startswith(CSV_FORMULA_STARTS) else text
+
+    for run, (lo, hi) in windows.items():
+        got = reader(root).series_many(run, list(names))
+        for name in names:
+            if name not in got:
+                continue
+            steps, values = got[name]
+            inside = (steps >= lo) & (steps <= hi)
+            rows = zip(steps[inside].tolist(), values[inside].tolist(), strict=True)
+            w.writerows((cell(run), cell(name), int(s), repr(float(v))) for s, v in rows)
+    return out.getvalue()
 
 
 @st.cache_data(show_spinner=False, ttl=300, max_entries=256)

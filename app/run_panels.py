@@ -40,6 +40,17 @@ LEVEL_HELP = (
 Compare page's caption), beside the last logged value where that is shown too."""
 
 
+BOXES_KEY = "ew_header_boxes"
+BOXES_WRAP = (
+    f"<style>.st-key-{BOXES_KEY} [data-testid='stMetricValue'] {{font-size: 1.75rem; line-height: 1.25}}"
+    f".st-key-{BOXES_KEY} [data-testid='stMetricValue'] * {{white-space: normal; overflow-wrap: anywhere; "
+    "text-overflow: clip}</style>"
+)
+"""The header's boxes wrap a long value onto a second line (in a slightly smaller type) instead of Streamlit's one
+line cut with an ellipsis: at 1280 px a box is ~150 px wide, and the ETA "beyond step 12,000" read "beyond…", hiding
+the step the headline names."""
+
+
 def entropy_name(names: list[str] | dict[str, Any]) -> str | None:
     """The entropy series the run logged (full-vocabulary mean preferred over the sampled-token estimate)."""
     return next((n for n in ENTROPY_NAMES if n in names), None)
@@ -129,7 +140,8 @@ def header(
     else:
         box = {"critical": st.error, "warning": st.warning, "ok": st.success}.get(v.health, st.info)
         box(f"{HEALTH_ICONS.get(v.health, '')} {md(v.headline)}")
-    cols = st.columns(5)
+    st.html(BOXES_WRAP)  # a style only: no space on the page
+    cols = st.container(key=BOXES_KEY).columns(5)
     cols[0].metric("last step", f"{version[1]:,}")
     level = v.level if v is not None else None
     ref = v.reference.value if v is not None else None
