@@ -37,7 +37,6 @@ from entropy_watch.analysis.verdict import standing
 from entropy_watch.errors import NoEntropySeries
 from entropy_watch.hooks.actions import ACTION_EVENT, CALLBACK_TIMEOUT_S, ActionBook, parse_on_alert
 from entropy_watch.notify import Changes, Follower, Notifier, NotifyPolicy, Undelivered, scrub
-from entropy_watch.notify.policy import Gate
 from entropy_watch.store.schema import check_step
 
 ANALYSIS_INPUTS: tuple[str, ...] = (
@@ -624,9 +623,7 @@ class Live:
         if self.notifier is None:
             return
         if again and not self.notifier.sent:
-            old = self.notifier.gate
-            self.notifier.gate = Gate(old.policy, old._clock)
-            self.notifier.gate.held = old.held
+            self.notifier.gate.forget(self._watch.run)
         if earlier is not None:
             self.notifier.prime(self._watch.run, getattr(earlier, "verdict", None))
 

@@ -113,6 +113,15 @@ class Gate:
         prev = self._last.get(key)
         self._last[key] = (float("-inf"), rank) if prev is None else (prev[0], max(rank, prev[1]))
 
+    def forget(self, run: str) -> None:
+        """Forget the alerts sent or primed for ``run`` (a resume replaced the history they were primed from): its
+        next alert of a kind is a first one again, with no cooldown. Send times (the hourly cap) and :attr:`held`
+        stay."""
+        for key in [k for k in self._last if k[0] == run]:
+            del self._last[key]
+        for key in [k for k in self._seen if k[0] == run]:
+            del self._seen[key]
+
     def alerted(self, run: str, kind: str) -> bool:
         """Whether an alert for (run, kind) was sent and has not recovered."""
         return (run, kind) in self._last

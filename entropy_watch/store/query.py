@@ -259,8 +259,8 @@ def fetch_interruptible(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRela
 
     DuckDB's ``to_arrow_table`` runs to its end with the Python signal handler waiting (a user's never-ending
     ``sql`` query ignored Ctrl-C and a CI timeout's SIGTERM): the fetch runs on a worker thread while this thread,
-    free to take the signal, waits; on an interrupt it calls ``con.interrupt()``, waits for the query to stop and
-    raises what interrupted it."""
+    free to take the signal, waits; on an interrupt it calls ``con.interrupt()`` every 0.1 s until the query stops
+    (at most 10 s) and raises what interrupted it."""
     result: dict[str, Any] = {}
     done = threading.Event()  # not Thread.join: a join cut short by KeyboardInterrupt marks the thread ended
 
@@ -272,13 +272,16 @@ def fetch_interruptible(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRela
         finally:
             done.set()
 
-    threading.Thread(target=fetch, name="entropy-watch-sql", daemon=True).start()
-    try:
+    try:  # started inside: Thread.start waits for the thread, and a Ctrl-C may land there
+        threading.Thread(target=fetch, name="entropy-watch-sql", daemon=True).start()
         while not done.wait(0.1):
             pass
     except BaseException:
-        con.interrupt()
-        done.wait(10.0)  # the query stops at its next check: the connection is then free to close
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:  # the query stops at its next check: the connection is then free to close
+            con.interrupt()  # again each time: DuckDB drops one made before the worker's query began
+            if done.wait(0.1):
+                break
         raise
     if "error" in result:
         raise result["error"]
