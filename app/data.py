@@ -1,7 +1,8 @@
 """The app's data access: one warm reader and one background monitor per store, and cached display queries.
 
 * :func:`reader` / :func:`monitor` — one in-memory :class:`~entropy_watch.store.TailReader` per store root and
-  server process, shared by every browser tab, and one :class:`~entropy_watch.monitor.Monitor` on it that analyses
+  server process, shared by every browser tab (it holds the rows of the runs the pages draw, :func:`follow`, and
+  an index of every run's segments), and one :class:`~entropy_watch.monitor.Monitor` on it that analyses
   each run in the background whenever its data changes (the same loop as ``entropy-watch watch``), in one worker
   process (:func:`analysis_pool`) so the analysis never competes with the pages for the GIL. ``app/main.py``
   starts both when the server starts (:func:`warm`), so the first visitor finds the store loaded and analysed.
@@ -43,6 +44,9 @@ ANALYSIS_WAIT_S = 0.4
 """How long a page waits for a run's verdict before drawing without it (it shows on the next refresh)."""
 MONITOR_INTERVAL_S = 2.0
 """Seconds between the background monitor's passes over the store."""
+KEEP_RUNS = 8
+"""Runs whose rows the shared reader holds: the ones the Run and Compare pages drew most recently (every other run is
+read from its files: the reader's memory is bounded by the runs looked at, not by the store, store/tail.py)."""
 POLL_MIN_S = 0.25
 """A page's poll of the reader is skipped when another one happened this recently (several fragments tick at once)."""
 VIEWS_DIR = Path(__file__).resolve().parent / "views"
@@ -72,8 +76,13 @@ def reader(root: str) -> TailReader:
     with _lock:
         r = _readers.get(root)
         if r is None:
-            r = _readers[root] = TailReader(root)
+            r = _readers[root] = TailReader(root, keep=KEEP_RUNS)
         return r
+
+
+def follow(root: str, *runs: str) -> None:
+    """Hold the rows of ``runs`` (the runs a page draws) in the shared reader from its next poll on."""
+    reader(root).follow(*runs[-KEEP_RUNS:])
 
 
 def analysis_pool() -> ProcessPoolExecutor:

@@ -141,6 +141,7 @@ def panels() -> None:
     if gone := [r for r in chosen if r not in listed]:
         st.warning(f"{md(', '.join(gone))}: no longer in the store {md(root)} (deleted or moved), so not drawn.")
     runs = [r for r in chosen if r in versions]
+    data.follow(root, *runs)  # held from the next poll on (read from their files until then)
     if waiting := [r for r in chosen if r in listed and r not in versions]:
         st.caption(f"No metrics yet: {md(', '.join(waiting))}")
     pass_names = sorted(

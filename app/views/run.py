@@ -61,6 +61,7 @@ if asked != run:
     st.query_params["run"] = run
     st.session_state["_run_from_url"] = run
 
+data.follow(root, run)  # its rows held from this poll on: the live tail follows the runs drawn
 gen = data.poll(root)
 version0 = data.versions(root, gen).get(run)
 pending0 = version0 is not None and data.monitor(root).pending(run, version0)

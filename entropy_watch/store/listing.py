@@ -118,13 +118,25 @@ class FolderWatch:
         if scan._runs is not None:
             self._runs[scan._runs[0]] = scan._runs[1]
 
+    def forget(self, root: StorePath, runs: Iterable[str]) -> None:
+        """Forget ``runs`` (a poller that stops following them): their files are neither new nor gone at the next
+        scan, and were they scanned again later, every file they hold would be new."""
+        gone = set(runs)
+        if not gone:
+            return
+        prefixes = tuple(f"{layout.run_dir(root, r)}{sep}" for r in gone for sep in {os.sep, "/"})
+        for key in [k for k in self._seen if k.startswith(prefixes)]:
+            del self._seen[key]
+        for table, names in self._runs.items():
+            self._runs[table] = names - gone
+
     # -- internals ------------------------------------------------------------------------------------------------
     def _scan_rank(self, rdir: StorePath, coverage: CoverageCache, out: Scan) -> None:
         fresh = self._changed_names(rdir, out, _is_visible, files=True)
         state = out._states.get(str(rdir), False)
         if state is not False:  # listed (or found gone) this time: what it held before and lacks now went away
             self._lost(rdir, state.names if state is not None else frozenset(), out)
-        refs = (file_ref(rdir / n, coverage) for n in sorted(fresh) if not fs.is_link(rdir / n))  # fs.listdir
+        refs = (file_ref(rdir / n, coverage) for n in sorted(fresh) if is_plain_file(rdir / n))  # fs.listdir
         out.new.extend(r for r in refs if r is not None)
 
     def _changed_names(self, folder: StorePath, out: Scan, keep: Callable[[str], bool], files: bool) -> list[str]:
@@ -224,6 +236,17 @@ class RunStamp:
         if not self.settled or time.time_ns() - self.taken_ns >= TRUST_NS:
             return False
         return all(_stat(folder) == (folder, ino, mtime) for folder, ino, mtime in self.folders)
+
+
+def is_plain_file(path: StorePath | str) -> bool:
+    """Whether a local ``path`` is a regular file, not a link (always true on an object store): what a store reads, as
+    :func:`~entropy_watch.store.fs.listdir` keeps. A FIFO named like a segment would block its reader forever."""
+    if fs.is_object(path):
+        return True
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:  # gone since it was listed: the read that follows finds it gone (and retries)
+        return True
 
 
 def _stat(path: str) -> tuple[str, int, int]:

@@ -63,6 +63,7 @@ import pyarrow as pa
 from entropy_watch.store import fs, layout
 from entropy_watch.store.files import PART_RE, SEG_RE, CoverageCache, FileRef, Key, Selection, file_ref, select_files
 from entropy_watch.store.fs import StorePath
+from entropy_watch.store.listing import is_plain_file
 from entropy_watch.store.query import Binder, read_locked, source_sql, with_retry
 from entropy_watch.store.reads import keep_latest, replaced_sql
 from entropy_watch.store.schema import TABLE_SCHEMAS, empty_table
@@ -288,7 +289,7 @@ def _uncovered(p: Pending, table: str, folder: StorePath | str, coverage: Covera
         if seg is None and PART_RE.match(name) is None:
             continue
         path = Path(folder) / name if isinstance(folder, str) else folder / name
-        if not fs.is_link(path) and (ref := file_ref(path, coverage)) is not None:
+        if is_plain_file(path) and (ref := file_ref(path, coverage)) is not None:  # no link, FIFO (fs.listdir)
             refs.append(ref)
     out = Selection()
     if not refs:

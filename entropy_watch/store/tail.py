@@ -26,6 +26,17 @@ that found new data, and read every run's ``_run.json`` and heartbeats each time
 ``_run.json``/``run.json`` a second). A ``running`` run is always read again (it turns ``stalled`` with time alone);
 so is every run on an object store (no modification times).
 
+**Bounded memory** (``keep=N``). Mirroring every run holds every row of the store: a team's store of 197 runs
+(25.8M scalar rows) took 25.3 s and 4.96 GB to load, 60 runs 17.9 s and 1.3 GB. With ``keep`` the reader holds the
+rows of at most ``keep`` runs, those named by :meth:`TailReader.follow` most recently (the runs a page shows: the
+app follows the run it draws); a run followed is read whole at the next poll, and one let go loses its rows and is
+forgotten by the listing. For every run it keeps an index of its scalar segments instead (a row per key: rows and
+newest step, maintained by the same scan, de-duplication and drop rules as the rows), which answers
+:meth:`~TailReader.versions` exactly as the rows would. Any other read of a run not held (the monitor analysing it,
+the Runs page's sparklines) comes from the run's files, like ``tokens``; sparklines are kept per run and read again
+only when the run's version moved (at most every :data:`SPARK_REFRESH_S`). Memory then grows with the files
+(one index row per segment) and the runs followed, not with the rows.
+
 It implements the store's read interface (:class:`~entropy_watch.store.reads.RunReader`): the queries of
 :class:`~entropy_watch.store.reads.SqlReads` run on the mirrored tables; a table it does not mirror (``tokens``) is read
 from its files on demand, and the run listing and ``run.json`` come from a :class:`~entropy_watch.store.Store`.
@@ -33,9 +44,12 @@ from its files on demand, and the run listing and ``run.json`` come from a :clas
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
-from collections.abc import Iterable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import duckdb
@@ -45,7 +59,7 @@ from entropy_watch.errors import RunNotFound
 from entropy_watch.store import layout
 from entropy_watch.store.files import SEG_RE, CoverageCache, Key, Selection, file_ref, select_files
 from entropy_watch.store.fs import StorePath, is_object
-from entropy_watch.store.listing import FolderWatch, RunStamp
+from entropy_watch.store.listing import FolderWatch, RunStamp, Scan
 from entropy_watch.store.query import Binder, read_locked, run_names, source_sql, with_retry
 from entropy_watch.store.reader import RunInfo, Store
 from entropy_watch.store.reads import SqlReads, query_files
@@ -64,6 +78,8 @@ class TailReader(SqlReads):
         root: store root; None resolves ``$ENTROPY_WATCH_DIR`` or ``./ew_runs`` now.
         tables: which tables to mirror; ``tokens`` is large and is better read on demand with :class:`Store`.
         runs: restrict to these run names (None: every run, including runs that appear later).
+        keep: hold the rows of at most this many runs, those named by :meth:`follow` most recently (None: every
+            run's rows; module docstring, "Bounded memory").
     """
 
     def __init__(
@@ -71,7 +87,11 @@ class TailReader(SqlReads):
         root: str | os.PathLike[str] | None = None,
         tables: Iterable[str] = DEFAULT_TABLES,
         runs: Iterable[str] | None = None,
+        keep: int | None = None,
     ) -> None:
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise ValueError(f"keep must be a number of runs (1 or more) or None, got {keep!r}")
+        self.keep = keep
         self.root = layout.default_root(root)
         self.tables = tuple(layout.validate_table(t) for t in tables)
         self.only = None if runs is None else tuple(layout.validate_run_name(r) for r in runs)
@@ -84,11 +104,20 @@ class TailReader(SqlReads):
         self._ingested: dict[str, dict[str, set[Key]]] = {t: {} for t in self.tables}  # table -> rank folder -> keys
         self._listed: dict[str, tuple[RunStamp, RunInfo]] = {}  # run -> its listing and the stamp taken before it
         self._listed_lock = threading.Lock()
+        # keep mode: the runs whose rows are held (least recently followed first), those a poll has read since they
+        # were followed, and the index of every run's scalar segments (rows and newest step per key)
+        self._follow: OrderedDict[str, None] = OrderedDict()
+        self._ready: frozenset[str] = frozenset()
+        self._index_watch = FolderWatch()
+        self._indexed: dict[str, set[Key]] = {}
+        self._sparks: dict[tuple[str, str, int], tuple[tuple[int, int], float, list[float]]] = {}  # version, when
+        self._scope = threading.local()
         cur = self._con.cursor()
         for table in self.tables:
             cur.register("_empty", empty_table(table))
             cur.execute(f"CREATE TABLE {table} AS SELECT * FROM _empty")
             cur.unregister("_empty")
+        cur.execute(f"CREATE TABLE {INDEX} ({INDEX_COLUMNS})")
         cur.close()
 
     @property
@@ -99,7 +128,8 @@ class TailReader(SqlReads):
 
     def poll(self) -> int:
         """Ingest files published since the last poll, drop the rows of files deleted since (module docstring);
-        returns the number of new rows. Bumps ``generation`` when rows were added or dropped."""
+        returns the number of new rows (in keep mode: every run's new scalar rows, and the other tables' of the runs
+        followed). Bumps ``generation`` when rows were added or dropped."""
         with self._lock:
             added, dropped = with_retry(self._poll_once)
             if added or dropped:
@@ -119,6 +149,66 @@ class TailReader(SqlReads):
 
     def _cache_token(self) -> int:
         return self.generation
+
+    # -- bounded memory (keep) ------------------------------------------------------------------------------------
+    def follow(self, *runs: str) -> None:
+        """Hold the rows of ``runs`` from the next poll on (keep mode; a no-op otherwise): the runs a page shows. The
+        runs followed least recently beyond ``keep`` are let go (their rows dropped); until a poll has read a run
+        followed, its reads come from its files."""
+        if self.keep is None:
+            return
+        names = [layout.validate_run_name(r) for r in runs]
+        with self._lock:
+            for name in names:
+                self._follow[name] = None
+                self._follow.move_to_end(name)
+            gone = []
+            while len(self._follow) > self.keep:
+                gone.append(self._follow.popitem(last=False)[0])
+            self._let_go(gone)
+
+    @property
+    def followed(self) -> list[str]:
+        """The runs whose rows this reader holds (every run when ``keep`` is None: ``[]`` then means all)."""
+        return list(self._follow)
+
+    def versions(self) -> dict[str, tuple[int, int]]:
+        """``run -> (scalar rows, newest step)``; in keep mode from the index of every run's segments (each key
+        once, as the rows would count), without holding their rows."""
+        if self.keep is None:
+            return super().versions()
+        tbl = self.query(f"SELECT run, sum(n) AS n, max(s) AS s FROM {INDEX} GROUP BY run")
+        cols = (tbl.column(c).to_pylist() for c in ("run", "n", "s"))
+        return {str(r): (int(n), int(s)) for r, n, s in zip(*cols, strict=True) if s is not None}
+
+    def sparklines(self, name: str, points: int = 60) -> dict[str, list[float]]:
+        """``run -> bucket means`` of ``name`` (:meth:`SqlReads.sparklines`). In keep mode each run is read from its
+        files, a few runs at a time, and the line kept (``points`` numbers): read again once its version moved and
+        the line is :data:`SPARK_REFRESH_S` old (a live run's line over its whole history catches up within that)."""
+        if self.keep is None:
+            return super().sparklines(name, points)
+        versions = self.versions()
+        now = time.monotonic()
+        with self._lock:
+            known = {r: self._sparks.get((r, name, points)) for r in versions}
+        stale = [
+            r for r, hit in known.items() if hit is None or (hit[0] != versions[r] and now - hit[1] >= SPARK_REFRESH_S)
+        ]
+        for i in range(0, len(stale), SPARK_BATCH_RUNS):
+            batch = stale[i : i + SPARK_BATCH_RUNS]
+            self._scope.runs = batch
+            try:
+                got = super().sparklines(name, points)
+            finally:
+                self._scope.runs = None
+            with self._lock:
+                for run in batch:
+                    self._sparks[(run, name, points)] = (versions[run], now, got.get(run, []))
+        with self._lock:
+            for key in [k for k in self._sparks if k[0] not in versions]:
+                del self._sparks[key]
+            out = {r: hit[2] for r in versions if (hit := self._sparks.get((r, name, points))) is not None}
+        return {r: v for r, v in out.items() if v}
 
     # -- the read interface ---------------------------------------------------------------------------------------
     def runs(self) -> list[RunInfo]:
@@ -160,8 +250,15 @@ class TailReader(SqlReads):
     ) -> pa.Table:
         """Run ``sql`` over the mirrored tables; tables not mirrored are read from the files of ``runs``."""
         cold = [t for t in tables if t not in self.tables]
+        if runs is None and self.keep is not None:
+            runs = getattr(self._scope, "runs", None)
+        if self.keep is not None and (runs is None or not self._ready.issuperset(runs)):
+            cold = list(tables)  # rows not held: read from the runs' files
         if not cold:
-            return self.query(sql, params)
+            out = self.query(sql, params)
+            if self.keep is None or runs is None or self._ready.issuperset(runs):  # not let go before it began
+                return out
+            cold = list(tables)
 
         def names() -> list[str]:
             followed = [n for n in run_names(self.root) if self.only is None or n in self.only]
@@ -186,6 +283,9 @@ class TailReader(SqlReads):
         if self.only is not None:
             names = [n for n in names if n in self.only]
         added = dropped = 0
+        if self.keep is not None:
+            added, dropped = self._poll_index(names)
+            names = [n for n in names if n in self._follow]
         for table in self.tables:
             # Only what appeared since the last poll is listed and parsed (store/listing.py): the cost does not grow
             # with the files already read. Their folders are locked while they are read; one that vanished after
@@ -194,31 +294,93 @@ class TailReader(SqlReads):
             ingested = self._ingested[table]
             for key, (folder, now) in scan.gone.items():
                 dropped += self._drop(table, key, folder, now)
-            by_folder: dict[str, list[Any]] = {}
-            for f in scan.new:
-                by_folder.setdefault(str(f.path.parent), []).append(f)
-            sel = Selection()
-            for key, refs in by_folder.items():
-                part = select_files(refs, exclude=ingested.get(key, set()))
-                sel.whole += part.whole
-                sel.partial += part.partial
-            if not sel.empty:
-                with read_locked({f.path.parent for f in scan.new if not is_object(f.path)}):
-                    # in batches: one read_parquet over 30,000 small segments held 2.7 GB (1,000 at a time: see
-                    # the report); what a batch ingested is remembered, so a retry after a failed batch skips it
-                    for batch in _batches(sel):
-                        added += self._ingest(table, batch)
-                        for f in batch.whole:
-                            ingested.setdefault(str(f.path.parent), set()).update(f.keys)
-                        for f, keys in batch.partial:
-                            ingested.setdefault(str(f.path.parent), set()).update(keys)
+            n = self._ingest_scan(scan, ingested, functools.partial(self._ingest, table))
+            added += 0 if self.keep is not None and table == INDEXED_TABLE else n
             self._watch.commit(scan)
+        if self.keep is not None:
+            self._ready = frozenset(names)
         return added, dropped
 
-    def _drop(self, table: str, key: str, folder: StorePath, now: frozenset[str]) -> int:
+    def _ingest_scan(self, scan: Scan, ingested: dict[str, set[Key]], ingest: Callable[[Selection], int]) -> int:
+        """Ingest the files new in ``scan`` whose keys are not in ``ingested`` (per rank folder); returns the rows."""
+        by_folder: dict[str, list[Any]] = {}
+        for f in scan.new:
+            by_folder.setdefault(str(f.path.parent), []).append(f)
+        sel = Selection()
+        for key, refs in by_folder.items():
+            part = select_files(refs, exclude=ingested.get(key, set()))
+            sel.whole += part.whole
+            sel.partial += part.partial
+        added = 0
+        if not sel.empty:
+            with read_locked({f.path.parent for f in scan.new if not is_object(f.path)}):
+                # in batches: one read_parquet over 30,000 small segments held 2.7 GB (1,000 at a time: see
+                # the report); what a batch ingested is remembered, so a retry after a failed batch skips it
+                for batch in _batches(sel):
+                    added += ingest(batch)
+                    for f in batch.whole:
+                        ingested.setdefault(str(f.path.parent), set()).update(f.keys)
+                    for f, keys in batch.partial:
+                        ingested.setdefault(str(f.path.parent), set()).update(keys)
+        return added
+
+    def _poll_index(self, names: list[str]) -> tuple[int, int]:
+        """Keep mode: bring the index of every run's scalar keys up to date; ``(rows added, rows dropped)``."""
+        scan = self._index_watch.scan(self.root, names, INDEXED_TABLE, self._coverage)
+        dropped = 0
+        for key, (folder, now) in scan.gone.items():
+            dropped += self._drop(INDEX, key, folder, now, self._indexed, count="n")
+        added = self._ingest_scan(scan, self._indexed, self._ingest_index)
+        self._index_watch.commit(scan)
+        return added, dropped
+
+    def _ingest_index(self, sel: Selection) -> int:
+        """Add the rows and newest step of each key of the selected files to the index; returns the rows."""
+        cur = self._con.cursor()
+        try:
+            binder = Binder("f", con=cur)
+            cur.register("_empty", empty_table(INDEXED_TABLE))
+            src = source_sql(sel, "_empty", binder)
+            row = cur.execute(
+                f"INSERT INTO {INDEX} SELECT run, rank, _writer, _seq, count(*), max(step) FROM ({src}) "
+                "GROUP BY ALL RETURNING n",
+                binder.values,
+            ).fetchall()
+            return sum(int(r[0]) for r in row)
+        finally:
+            cur.close()
+
+    def _let_go(self, runs: list[str]) -> None:
+        """Drop the rows of ``runs`` and forget their files (keep mode; the caller holds the lock)."""
+        if not runs:
+            return
+        self._ready = self._ready.difference(runs)
+        self._watch.forget(self.root, runs)
+        prefixes = tuple(f"{layout.run_dir(self.root, r)}{sep}" for r in runs for sep in {os.sep, "/"})
+        cur = self._con.cursor()
+        try:
+            for table in self.tables:
+                for key in [k for k in self._ingested[table] if k.startswith(prefixes)]:
+                    del self._ingested[table][key]
+                cur.execute(f"DELETE FROM {table} WHERE list_contains($runs, run)", {"runs": runs})
+        finally:
+            cur.close()
+        self.generation += 1
+
+    def _drop(
+        self,
+        table: str,
+        key: str,
+        folder: StorePath,
+        now: frozenset[str],
+        ingested: dict[str, set[Key]] | None = None,
+        count: str | None = None,
+    ) -> int:
         """Delete from ``table`` the rows of ``folder``'s keys that none of the files it holds ``now`` covers (a
-        file deleted for good, not merged into a part first); returns how many rows went."""
-        had = self._ingested[table].get(key)
+        file deleted for good, not merged into a part first); returns how many rows went (the sum of column
+        ``count`` when given: the index counts rows per key)."""
+        ingested = self._ingested[table] if ingested is None else ingested
+        had = ingested.get(key)
         if not had:
             return 0
         covered: set[Key] = set()
@@ -235,19 +397,21 @@ class TailReader(SqlReads):
         try:
             writers, seqs = zip(*sorted(lost), strict=True)
             cur.register("_lost", pa.table({"w": pa.array(writers, pa.string()), "s": pa.array(seqs, pa.int64())}))
-            n = cur.execute(
+            res = cur.execute(
                 f"DELETE FROM {table} t USING _lost d WHERE t.run = $run AND t.rank = $rank "
-                "AND t._writer = d.w AND t._seq = d.s",
+                f"AND t._writer = d.w AND t._seq = d.s{f' RETURNING t.{count}' if count else ''}",
                 {"run": run, "rank": rank},
-            ).fetchone()
+            ).fetchall()
             cur.unregister("_lost")
         finally:
             cur.close()
         if lost == had:
-            del self._ingested[table][key]
+            del ingested[key]
         else:
             had -= lost
-        return int(n[0]) if n else 0
+        if count:
+            return sum(int(r[0]) for r in res)
+        return int(res[0][0]) if res else 0
 
     def _ingest(self, table: str, sel: Any) -> int:
         """Copy the selected files into ``table`` in one transaction; returns the row count."""
@@ -274,6 +438,15 @@ class TailReader(SqlReads):
         finally:
             cur.close()
 
+
+INDEX = "_scalar_keys"
+"""Keep mode: one row per scalar segment key of every run (rows, newest step): :meth:`TailReader.versions`."""
+INDEX_COLUMNS = "run VARCHAR, rank INTEGER, _writer VARCHAR, _seq BIGINT, n BIGINT, s BIGINT"
+INDEXED_TABLE = "scalars"
+SPARK_BATCH_RUNS = 2
+"""Keep mode: runs whose sparklines one query reads from their files (its memory grows with their rows)."""
+SPARK_REFRESH_S = 10.0
+"""Keep mode: a run's sparkline is read again from its files at most this often while its data moves."""
 
 INGEST_BATCH_FILES = 1000
 """Files read by one ``INSERT`` of a poll: DuckDB's memory grows with the files one ``read_parquet`` lists."""

@@ -1,0 +1,85 @@
+"""A FIFO named like a segment is left out by the live reader and by a running run's summary, never opened.
+
+``TailReader.poll`` listed rank folders by name and filtered only links, so a FIFO named
+``seg-….parquet`` was handed to DuckDB, whose open blocks until a writer comes: the app's reader (and
+``entropy-watch watch``) hung for good. A running rank's summary (``store/summary.py``) read the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from entropy_watch.store import RunWriter, Store, TailReader
+from entropy_watch.store.layout import table_dir
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+
+FIFO = "seg-1000000000000000000-1-000000.parquet"
+
+
+def _within(fn: Callable[[], Any], fifos: list[Path], seconds: float = 10.0) -> Any:
+    """``fn()``'s result; fails when it still runs after ``seconds`` (then opens each FIFO's writing end, so the
+    blocked read sees end of file and the test run goes on)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+            box["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    hung = thread.is_alive()
+    while thread.is_alive():
+        for fifo in fifos:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        thread.join(0.1)
+    assert not hung, "blocked on a FIFO in the store"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _write(w: RunWriter, steps: range) -> None:
+    w.write("scalars", {"step": np.array(steps), "name": ["entropy/mean"] * len(steps), "value": np.ones(len(steps))})
+
+
+def test_tail_poll_skips_a_fifo_named_like_a_segment(root: Path) -> None:
+    w = RunWriter(root, "a")
+    _write(w, range(5))
+    w.close()
+    fifo = table_dir(root, "a", "scalars", 0) / FIFO
+    os.mkfifo(fifo)
+    with TailReader(root) as tail:
+        assert _within(tail.poll, [fifo]) == 5
+        assert tail.versions() == {"a": (5, 4)}
+        _write(w2 := RunWriter(root, "a", rank=1), range(3))
+        w2.close()
+        assert _within(tail.poll, [fifo]) == 3  # still there at the next poll: still left out
+    assert fifo.exists()
+
+
+def test_a_running_runs_summary_skips_a_fifo_named_like_its_segment(root: Path) -> None:
+    w = RunWriter(root, "live")
+    _write(w, range(4))
+    seg = next(p.name for p in table_dir(root, "live", "scalars", 0).iterdir() if p.name.startswith("seg-"))
+    session = "-".join(seg.split("-")[1:3])
+    fifo = table_dir(root, "live", "scalars", 0) / f"seg-{session}-999999.parquet"  # uncovered by the heartbeat
+    os.mkfifo(fifo)
+    try:
+        infos = _within(Store(root).runs, [fifo])
+        assert [(r.name, r.last_step) for r in infos] == [("live", 3)]
+    finally:
+        w.close()
