@@ -8,3 +8,6 @@ from pathlib import Path
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real_runs"
 if not REAL.is_dir():
     REAL = Path("/work/shared/real_runs")
+
+BEST_STATIC = REAL / "Sunshine535__nips-grpo-dynamics__qwen25-7b-exp2-best_static_rho3.0_seed42.jsonl"
+"""A real 7B GRPO log whose first 24 points forecast a floor crossing far past the run ("beyond step 12,000")."""

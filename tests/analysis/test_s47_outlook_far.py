@@ -5,24 +5,14 @@ interval 119–never)" in `show`, `alerts`, the report and the collapse alert's 
 
 from __future__ import annotations
 
-from entropy_watch.analysis.forecast import Forecast
 from entropy_watch.analysis.outlook import FAR_AHEAD, from_forecast, step_text
 
-AT = 120
-
-
-def _forecast(eta_median: float, eta_lo: float = 40.0, eta_hi: float = float("inf")) -> Forecast:
-    """A decay forecast made at step AT from a log-linear fit (no bootstrap draws: the chart draws the fit)."""
-    return Forecast(index=23, step=AT, direction="decay", window_start_step=5, n_points=20, period=1,
-                    slope_log_per_point=-1e-9, mk_p=0.01, trend=True, lost=0.7, gates=True, model="log_linear",
-                    params={"a": -3.2, "b": -1e-9}, floor=0.02, horizon_steps=1000.0, p_cross=0.4,
-                    eta_median=eta_median, eta_lo=eta_lo, eta_hi=eta_hi, level_start=0.14, level_now=0.042,
-                    positive=False)  # fmt: skip
+from ..forecasts import AT, decay_at
 
 
 def test_a_far_median_eta_reads_beyond_step() -> None:
     far = FAR_AHEAD * AT
-    o = from_forecast(_forecast(5e11), "the absolute floor (0.02 nats)", 0.8, level=0.042)
+    o = from_forecast(decay_at(5e11), "the absolute floor (0.02 nats)", 0.8, level=0.042)
     assert o.eta_step == AT + 5e11  # the figure stays in the evidence
     assert f"beyond step {step_text(far)} (80% interval" in o.text, o.text
     assert step_text(AT + 5e11) not in o.text
@@ -30,15 +20,15 @@ def test_a_far_median_eta_reads_beyond_step() -> None:
 
 
 def test_a_near_median_eta_reads_by_step() -> None:
-    o = from_forecast(_forecast(290.0, 120.0, 900.0), "the absolute floor (0.02 nats)", 0.8, level=0.042)
+    o = from_forecast(decay_at(290.0, 120.0, 900.0), "the absolute floor (0.02 nats)", 0.8, level=0.042)
     assert f"by step {step_text(AT + 290.0)} (80% interval {step_text(AT + 120)}–{step_text(AT + 900)})" in o.text
 
 
 def test_the_back_text_and_the_ahead_text_read_beyond_too() -> None:
     far = f"beyond step {step_text(FAR_AHEAD * AT)}"
-    back = from_forecast(_forecast(5e11), "the absolute floor (0.02 nats)", 0.8, level=0.05).back_text()
+    back = from_forecast(decay_at(5e11), "the absolute floor (0.02 nats)", 0.8, level=0.05).back_text()
     assert far in back and "by step" not in back, back
-    ahead = from_forecast(_forecast(5e11), "the absolute floor (0.02 nats)", 0.8, level=0.01)  # past it already
+    ahead = from_forecast(decay_at(5e11), "the absolute floor (0.02 nats)", 0.8, level=0.01)  # past it already
     assert ahead.ahead and f"there {far}" in ahead.text and "by step" not in ahead.text, ahead.text
 
 

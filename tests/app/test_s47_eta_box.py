@@ -6,36 +6,24 @@ from __future__ import annotations
 import pytest
 
 from entropy_watch.analysis import RunSeries, analyze
-from entropy_watch.analysis.forecast import Forecast
 from entropy_watch.analysis.outlook import FAR_AHEAD, from_forecast, step_text
 from entropy_watch.app.run_panels import eta_box_text
 
-from ..real_runs import REAL
-
-AT = 120
-BEST_STATIC = REAL / "Sunshine535__nips-grpo-dynamics__qwen25-7b-exp2-best_static_rho3.0_seed42.jsonl"
-
-
-def _forecast(eta_median: float, eta_lo: float, eta_hi: float) -> Forecast:
-    """A decay forecast made at step AT (no bootstrap draws: the chart draws the fit)."""
-    return Forecast(index=23, step=AT, direction="decay", window_start_step=5, n_points=20, period=1,
-                    slope_log_per_point=-1e-9, mk_p=0.01, trend=True, lost=0.7, gates=True, model="log_linear",
-                    params={"a": -3.2, "b": -1e-9}, floor=0.02, horizon_steps=1000.0, p_cross=0.4,
-                    eta_median=eta_median, eta_lo=eta_lo, eta_hi=eta_hi, level_start=0.14, level_now=0.042,
-                    positive=False)  # fmt: skip
+from ..forecasts import AT, decay_at
+from ..real_runs import BEST_STATIC
 
 
 @pytest.mark.parametrize(("median", "box"), [(5e11, f"beyond step {step_text(FAR_AHEAD * AT)}"), (290.0, "step 410")])
 def test_the_eta_box_says_what_the_headline_says(median: float, box: str) -> None:
-    o = from_forecast(_forecast(median, 0.0, float("inf")), "the absolute floor (0.02 nats)", 0.8, level=0.042)
+    o = from_forecast(decay_at(median, 0.0, float("inf")), "the absolute floor (0.02 nats)", 0.8, level=0.042)
     assert eta_box_text(o) == box and box in o.text, (eta_box_text(o), o.text)
 
 
 def test_the_eta_box_without_an_eta() -> None:
     assert eta_box_text(None) == "—"
-    off = from_forecast(_forecast(float("inf"), float("inf"), float("inf")), "the floor", 0.8, level=0.042)
+    off = from_forecast(decay_at(float("inf"), float("inf"), float("inf")), "the floor", 0.8, level=0.042)
     assert eta_box_text(off) == "never"
-    past = from_forecast(_forecast(50.0, 0.0, 90.0), "the floor", 0.8, level=0.01)  # the level past it already
+    past = from_forecast(decay_at(50.0, 0.0, 90.0), "the floor", 0.8, level=0.01)  # the level past it already
     assert past.now and eta_box_text(past) == "now"
 
 

@@ -7,24 +7,12 @@ from __future__ import annotations
 import pytest
 
 from entropy_watch.analysis import RunSeries, analyze
-from entropy_watch.analysis.forecast import Forecast
 from entropy_watch.analysis.outlook import FAR_AHEAD, from_forecast, step_text
 from entropy_watch.notify.notifier import eta_from_outlook, notice_for
 from entropy_watch.notify.payloads import Eta
 
-from ..real_runs import REAL
-
-AT = 120
-BEST_STATIC = REAL / "Sunshine535__nips-grpo-dynamics__qwen25-7b-exp2-best_static_rho3.0_seed42.jsonl"
-
-
-def _forecast(eta_median: float, eta_lo: float, eta_hi: float) -> Forecast:
-    """A decay forecast made at step AT (no bootstrap draws: the chart draws the fit)."""
-    return Forecast(index=23, step=AT, direction="decay", window_start_step=5, n_points=20, period=1,
-                    slope_log_per_point=-1e-9, mk_p=0.01, trend=True, lost=0.7, gates=True, model="log_linear",
-                    params={"a": -3.2, "b": -1e-9}, floor=0.02, horizon_steps=1000.0, p_cross=0.4,
-                    eta_median=eta_median, eta_lo=eta_lo, eta_hi=eta_hi, level_start=0.14, level_now=0.042,
-                    positive=False)  # fmt: skip
+from ..forecasts import AT, decay_at
+from ..real_runs import BEST_STATIC
 
 
 def test_a_far_median_reads_beyond_step_in_the_eta_line() -> None:
@@ -36,7 +24,7 @@ def test_a_far_median_reads_beyond_step_in_the_eta_line() -> None:
 
 @pytest.mark.parametrize(("median", "lo", "hi"), [(5e11, 0.0, float("inf")), (290.0, 120.0, 900.0)])
 def test_the_eta_line_is_the_verdicts_own_words(median: float, lo: float, hi: float) -> None:
-    o = from_forecast(_forecast(median, lo, hi), "the absolute floor (0.02 nats)", 0.8, level=0.042)
+    o = from_forecast(decay_at(median, lo, hi), "the absolute floor (0.02 nats)", 0.8, level=0.042)
     eta = eta_from_outlook(o)
     assert eta is not None and eta.text() in o.text, (eta.text(), o.text)
 

@@ -8,10 +8,7 @@
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -19,37 +16,11 @@ import pytest
 from entropy_watch.store import RunWriter, Store, TailReader
 from entropy_watch.store.layout import table_dir
 
+from .fifos import within
+
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
 
 FIFO = "seg-1000000000000000000-1-000000.parquet"
-
-
-def _within(fn: Callable[[], Any], fifos: list[Path], seconds: float = 10.0) -> Any:
-    """``fn()``'s result; fails when it still runs after ``seconds`` (then opens each FIFO's writing end, so the
-    blocked read sees end of file and the test run goes on)."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the test thread
-            box["error"] = e
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    hung = thread.is_alive()
-    while thread.is_alive():
-        for fifo in fifos:
-            try:
-                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:
-                pass
-        thread.join(0.1)
-    assert not hung, "blocked on a FIFO in the store"
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def _write(w: RunWriter, steps: range) -> None:
@@ -63,11 +34,11 @@ def test_tail_poll_skips_a_fifo_named_like_a_segment(root: Path) -> None:
     fifo = table_dir(root, "a", "scalars", 0) / FIFO
     os.mkfifo(fifo)
     with TailReader(root) as tail:
-        assert _within(tail.poll, [fifo]) == 5
+        assert within(tail.poll, [fifo]) == 5
         assert tail.versions() == {"a": (5, 4)}
         _write(w2 := RunWriter(root, "a", rank=1), range(3))
         w2.close()
-        assert _within(tail.poll, [fifo]) == 3  # still there at the next poll: still left out
+        assert within(tail.poll, [fifo]) == 3  # still there at the next poll: still left out
     assert fifo.exists()
 
 
@@ -79,7 +50,7 @@ def test_a_running_runs_summary_skips_a_fifo_named_like_its_segment(root: Path) 
     fifo = table_dir(root, "live", "scalars", 0) / f"seg-{session}-999999.parquet"  # uncovered by the heartbeat
     os.mkfifo(fifo)
     try:
-        infos = _within(Store(root).runs, [fifo])
+        infos = within(Store(root).runs, [fifo])
         assert [(r.name, r.last_step) for r in infos] == [("live", 3)]
     finally:
         w.close()
