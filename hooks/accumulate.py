@@ -50,6 +50,7 @@ class StepAccumulator:
         self._extra: list[dict[str, float]] = []
         self._tokens: list[dict[str, Any]] = []
         self._n_steps = 0
+        self._onpolicy_unknown = False  # a micro-batch of this step had its old_logp left out (drop_unusable)
         self.calls = 0  # add() calls: each takes part in one micro-batch's collectives, even when it refuses
 
     def join_refused(self, like: Any = None) -> None:
@@ -87,9 +88,15 @@ class StepAccumulator:
         ``extra``: per-micro-batch values of mirrored names computed by the adapter (e.g. sequence-level clip
         fractions), which replace the token-level ones of this micro-batch; ``clip/onpolicy`` in it replaces the
         token-level verdict (the step is on-policy only if every micro-batch is).
+
+        An optional input that does not fit the entropy (``logp``, ``old_logp``, ``advantages``, ``token_ids``:
+        ``token_batch.drop_unusable``, as ``Watch.log_tokens``) is left out alone: the micro-batch is recorded without
+        it (and without ``extra``, computed from the same inputs) and one failure is counted (``LeftOut``, raised
+        after recording under strict). A step with ``old_logp`` left out of a micro-batch is never "on-policy": its
+        ``clip/onpolicy`` is 0 when another micro-batch is off-policy, else not recorded.
         """
         from entropy_watch.hooks.stats import reduce_sums, sample_token_rows, stamp_step, token_sums
-        from entropy_watch.hooks.token_batch import prepare_batch
+        from entropy_watch.hooks.token_batch import OPTIONAL, LeftOut, drop_unusable, prepare_batch
 
         w = self.watch
         w._check_group(int(step))  # after destroy_process_group: this rank's tokens alone are not the step's
@@ -98,14 +105,20 @@ class StepAccumulator:
             d = lambda t: None if t is None else t.detach()  # noqa: E731
             group = w.process_group if w.reduce else False
             try:
-                batch = prepare_batch(d(entropy), d(mask), d(logp), d(old_logp), d(advantages), None, d(token_ids))
+                given = {"logp": d(logp), "old_logp": d(old_logp), "advantages": d(advantages), "group_ids": None}
+                given["token_ids"] = d(token_ids)
+                left_out = drop_unusable(entropy, given)
+                batch = prepare_batch(d(entropy), d(mask), *(given[k] for k in OPTIONAL))
                 sums = token_sums(batch, w._edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
                 stamp_step(sums, int(step))
             except Exception:
                 self.join_refused(entropy)  # the other ranks are in this micro-batch's collectives
                 raise
             self._sums.append(reduce_sums(sums, group))
-            self._extra.append(dict(extra or {}))
+            lost = {k for k, t in (("logp", logp), ("old_logp", old_logp), ("advantages", advantages)) if t is not None}
+            lost -= {k for k in lost if given[k] is not None}  # extra is computed from these: not this micro-batch's
+            self._extra.append({} if lost else dict(extra or {}))
+            self._onpolicy_unknown |= "old_logp" in lost
             if not self._tokens and w.sample_tokens and self._n_steps % w.token_every == 0:
                 self._tokens = sample_token_rows(
                     batch,
@@ -116,6 +129,10 @@ class StepAccumulator:
                     eps_high=float(eps_high),
                     dual_clip=dual_clip,
                 )
+        if left_out:
+            w.failure(
+                "StepAccumulator.add", LeftOut(f"step {step}: {'; '.join(left_out)}; left out, the rest recorded")
+            )
 
     def flush(self, step: int) -> dict[str, float]:
         """Record the step's statistics under ``step`` and reset; returns the scalars (empty when nothing pending)."""
@@ -123,8 +140,8 @@ class StepAccumulator:
 
         if not self._sums:
             return {}
-        sums, extras, tokens = self._sums, self._extra, self._tokens
-        self._sums, self._extra, self._tokens = [], [], []
+        sums, extras, tokens, unknown = self._sums, self._extra, self._tokens, self._onpolicy_unknown
+        self._sums, self._extra, self._tokens, self._onpolicy_unknown = [], [], [], False
         self._n_steps += 1
         edges = self.watch._edges
         merged = sums[0]
@@ -139,6 +156,8 @@ class StepAccumulator:
             flags = [e[M.CLIP_ONPOLICY] for e in extras if M.CLIP_ONPOLICY in e]
             if flags:
                 scalars[M.CLIP_ONPOLICY] = float(min(flags))
+        if unknown and scalars.get(M.CLIP_ONPOLICY) == 1.0:  # the micro-batch without old_logp may be off-policy
+            scalars.pop(M.CLIP_ONPOLICY)
         for name in self.drop:
             scalars.pop(name, None)
         rec = getattr(self.watch, "_recorder", None)

@@ -91,7 +91,11 @@ NEEDS = (("old_logp", "logp"), ("group_ids", "advantages"))  # (name, what it is
 
 
 class LeftOut(InvalidTensor):
-    """Inputs :func:`drop_unusable` left out of a step whose other statistics were recorded (one line)."""
+    """Inputs :func:`drop_unusable` left out of a step whose other statistics were recorded (one line).
+
+    ``counted``: ``Watch.failure`` counted it; raised again (strict), an adapter's guard does not count it twice."""
+
+    counted = False
 
 
 def drop_unusable(like: Any, tensors: dict[str, Any], *, logits: bool = False, mask: Any = None) -> list[str]:

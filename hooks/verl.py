@@ -81,7 +81,7 @@ _state: dict[str, Any] = {
     "driver": False,  # the driver wraps are installed in this process
     "trained": False,  # the tee has seen a training step (and judged whether this training resumed the run)
     "advantage_calls": 0,  # compute_advantage calls they saw
-    "owned": None,  # (step, canonical names, Watch.errors before) of the driver's last per-token pass
+    "owned": None,  # (step, canonical names) the driver's last per-token pass was given the inputs of
 }
 _lock = threading.Lock()
 
@@ -135,13 +135,17 @@ DRIVER_ADV_NAMES = (M.ADV_MEAN, M.ADV_STD, M.ADV_MIN, M.ADV_MAX, M.COV_LOGP_ADV,
 def owned_names(step: int) -> frozenset[str]:
     """The canonical names the driver's per-token pass recorded at ``step``; verl's logged values fill all others.
 
-    Empty when that pass failed (a refused input: ``log_tokens`` counted a failure since it was called; its statistics
-    run on the Watch's worker, so :attr:`Watch.errors` waits for them): the step keeps verl's entropy curve."""
-    owned = _state["owned"]
-    if owned is None or owned[0] != step:
+    Each family as a whole, as :meth:`Watch.recorded_names` says that pass recorded it (its statistics run on the
+    Watch's worker: that waits for them): the entropy names when it recorded the step (empty when it was refused:
+    the step keeps verl's entropy curve), the advantage names when it also recorded the advantages (an input left
+    out alone, e.g. advantages verl's estimator made integers, leaves ``adv/*`` to verl's ``critic/advantages/*``
+    while the step keeps the driver's entropy, never verl's aggregate beside the driver's quantiles)."""
+    owned, w = _state["owned"], _state["watch"]
+    if owned is None or owned[0] != step or w is None:
         return frozenset()
-    w = _state["watch"]
-    return owned[1] if w is None or w.errors == owned[2] else frozenset()
+    recorded = w.recorded_names(step)
+    families = (frozenset(DRIVER_NAMES), frozenset(DRIVER_ADV_NAMES))
+    return frozenset().union(*(f & owned[1] for f in families if f & owned[1] & recorded))
 
 
 def scalars_from_metrics(data: dict[str, Any], skip_canonical: Container[str] = frozenset()) -> dict[str, float]:
@@ -554,7 +558,6 @@ def _log_step(data: Any) -> None:
         adv = None  # a re-ordered or filtered batch: entropy without advantages rather than a wrong pairing
     w = get_watch()
     w.update_pass = False  # pi_old's log-probs: no clip/onpolicy from this pass (the ew_* losses report the update's)
-    errors = w.errors  # a failure of this pass counts one more: the step then owns nothing (owned_names)
     w.log_tokens(
         pending["step"],
         entropy=pending["entropy"],
@@ -564,7 +567,7 @@ def _log_step(data: Any) -> None:
         token_ids=pending["token_ids"],
     )
     names = frozenset(DRIVER_NAMES + (DRIVER_ADV_NAMES if adv is not None else ()))
-    _state["owned"] = (pending["step"], names, errors)
+    _state["owned"] = (pending["step"], names)  # what it records of them: owned_names
 
 
 # ---- all of it ----------------------------------------------------------------------------------------------------

@@ -24,9 +24,7 @@ import json
 import logging
 import os
 import platform
-import socket
 import sys
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,13 +38,17 @@ from entropy_watch.histogram import entropy_bin_edges
 from entropy_watch.hooks.async_stats import DeviceFence, StatsWorker, snapshot
 from entropy_watch.hooks.live import Live
 from entropy_watch.hooks.token_batch import LeftOut
+from entropy_watch.hooks.watch_ranks import (
+    check_same_mode,
+    launcher_rank,
+    live_writer,
+    warn_live_writer,
+    warn_not_initialised,
+)
 from entropy_watch.jsonable import to_jsonable
 from entropy_watch.notify import scrub
 from entropy_watch.recorder import Recorder
-from entropy_watch.store import meta as run_meta
-from entropy_watch.store.atomic import pid_alive
 from entropy_watch.store.layout import default_root, validate_run_name
-from entropy_watch.store.reader import rank_state
 from entropy_watch.store.schema import check_step
 from entropy_watch.store.writer import exit_state
 
@@ -156,13 +158,13 @@ class Watch:
             self.world_size = torch.distributed.get_world_size(None if local else process_group)
             self.rank = torch.distributed.get_rank()
         else:  # not initialised (yet, or any more): the launcher's RANK / WORLD_SIZE still say which rank this is
-            self.rank, self.world_size = _launcher_rank()
+            self.rank, self.world_size = launcher_rank()
             if self.world_size > 1 and reduce and not local:
-                _warn_not_initialised(self.run, self.rank, self.world_size)
+                warn_not_initialised(self.run, self.rank, self.world_size)
         self.reduce = bool(reduce and dist and not local)
         self.is_writer = self.rank == 0 or not self.reduce
         if dist and self.world_size > 1:
-            _check_same_mode(self.run, self.rank, self.reduce)  # ranks that reduce wait forever for ranks that don't
+            check_same_mode(self.run, self.rank, self.reduce)  # ranks that reduce wait forever for ranks that don't
         self._edges: np.ndarray | None = entropy_bin_edges(vocab_size) if vocab_size else None
         self._vocab_size = vocab_size
         if reward_max is not None and not (isinstance(reward_max, int | float) and 0 < reward_max < float("inf")):
@@ -170,6 +172,7 @@ class Watch:
         self._reward_max = None if reward_max is None else float(reward_max)
         self._n_logged = 0
         self._last_token_step: int | None = None  # the step of the last log_tokens call (micro-batch warning)
+        self._recorded: tuple[int, frozenset[str]] | None = None  # the last log_tokens step recorded, and its names
         root = store.root if hasattr(store, "runs") else store  # a Store, or a path
         self.root = default_root(root)
         self._recorder: Recorder | None = None
@@ -182,11 +185,11 @@ class Watch:
         self._after_close_calls = 0
         if self.is_writer:  # StoreUnwritable surfaces here, before training starts
             rank = 0 if self.reduce else self.rank
-            live_writer = _live_writer(self.root, self.run, rank)  # read before our heartbeat replaces it
+            earlier = live_writer(self.root, self.run, rank)  # read before our heartbeat replaces it
             writer = RunWriter(self.root, self.run, rank=rank)
             self.earlier_last_step = writer.earlier_last_step  # as ls counts it (the writer folds in a kill's tail)
-            if live_writer is not None:
-                _warn_live_writer(self.run, rank, live_writer)
+            if earlier is not None:
+                warn_live_writer(self.run, rank, earlier)
             meta = self._run_meta(config, framework, entropy_definition, seed)
             writer.update_run_meta(**self._scrub(meta))  # no webhook URLs, no credentials in URLs
             self._recorder = Recorder(writer, flush_secs=flush_secs, strict=strict)
@@ -243,6 +246,7 @@ class Watch:
             from entropy_watch.hooks.stats import step_stats
             from entropy_watch.hooks.token_batch import OPTIONAL, drop_unusable
 
+            self._recorded = None  # until this call's statistics are recorded (recorded_names)
             step = check_step(step)  # a bad step is refused here, before any work or buffering
             self._check_group(step)
             self._note_repeat(step)
@@ -434,6 +438,14 @@ class Watch:
         self._drain()
         return self._recorder.errors if self._recorder is not None else self._local_errors
 
+    def recorded_names(self, step: int) -> frozenset[str]:
+        """The scalar names the last ``log_tokens`` call recorded, when it recorded ``step`` (waits for pending
+        statistics); empty when that call was refused. An input left out alone (``LeftOut``) takes only its own
+        names away: e.g. ``adv/*`` beside the step's ``entropy/*``."""
+        self._drain()
+        rec = self._recorded
+        return rec[1] if rec is not None and rec[0] == int(step) else frozenset()
+
     @property
     def dropped_token_rows(self) -> int:
         """Token sample rows dropped under back-pressure so far; waits for pending statistics first."""
@@ -469,6 +481,7 @@ class Watch:
         """Into the recorder; then inputs ``drop_unusable`` left out are one guarded failure (the rest recorded)."""
         for name in drop:  # names this call must not record (update_pass)
             stats.scalars.pop(name, None)
+        self._recorded = (step, frozenset(stats.scalars))
         if self._recorder is not None:
             self._recorder.scalars(step, stats.scalars)
             if stats.n_tokens:
@@ -487,7 +500,11 @@ class Watch:
 
         Trainer adapters call it from their own guards, so every hook's failures land in one counter. A rank that
         does not write (``reduce=True``, rank > 0) counts its own (:attr:`errors`) and warns once per hook name in
-        its own log, naming the rank."""
+        its own log, naming the rank. A :class:`LeftOut` counted already (raised again under strict) counts no more."""
+        if isinstance(exc, LeftOut):
+            if exc.counted:
+                raise exc
+            exc.counted = True
         if self._recorder is not None:
             self._recorder.failure(where, exc)  # counts, warns once, re-raises when strict (and says so)
             return
@@ -644,111 +661,6 @@ def _seed_from(config: Any) -> int | None:
     c = to_jsonable(config) if config is not None else {}
     s = c.get("seed") if isinstance(c, dict) else None
     return int(s) if isinstance(s, int | float) and not isinstance(s, bool) else None
-
-
-def _launcher_rank() -> tuple[int, int]:
-    """``(rank, world size)`` from the launcher's ``RANK`` and ``WORLD_SIZE`` (torchrun, accelerate, DeepSpeed set
-    them), read when ``torch.distributed`` is not initialised; ``(0, 1)`` without them or when they make no sense."""
-    try:
-        rank, world = int(os.environ.get("RANK", "")), int(os.environ.get("WORLD_SIZE", ""))
-    except ValueError:
-        return 0, 1
-    return (rank, world) if 0 <= rank < world else (0, 1)
-
-
-def _warn_not_initialised(run: str, rank: int, world: int) -> None:
-    """A ``Watch`` that would reduce, made on one rank of a launched job while ``torch.distributed`` is not
-    initialised: there is no group to reduce over, so each rank writes its own ``rank=`` folder (not rank 0's)."""
-    logging.getLogger("entropy_watch").warning(
-        "entropy_watch: Watch %r was created while torch.distributed is not initialised (before init_process_group, "
-        "or after destroy_process_group), but the launcher says this process is rank %d of %d (RANK, WORLD_SIZE): "
-        "its statistics are not all-reduced across the ranks; each rank writes its own rank= folder of the run "
-        "(this one rank=%d). To reduce them and write from rank 0 only, create the Watch after init_process_group",
-        run,
-        rank,
-        world,
-        rank,
-    )
-
-
-_watches_made: dict[str, int] = {}  # Watches of each run this process made: the ranks' n-th Watch of a run meet
-
-
-def _check_same_mode(run: str, rank: int, reduce: bool) -> None:
-    """Warn when ranks of this job disagree on reducing (``reduce``, ``process_group=False``): the ranks that reduce
-    would wait forever in a collective the others never join. Two operations on the job's rendezvous store (the one
-    ``init_process_group`` made), no collective: each rank counts itself under its mode, then reads the other
-    mode's count; of two ranks that disagree, the later one always sees the earlier one. Never raises."""
-    n = _watches_made[run] = _watches_made.get(run, 0) + 1
-    mine, other = ("reduce", "local") if reduce else ("local", "reduce")
-    try:
-        from torch.distributed.distributed_c10d import _get_default_store
-
-        store = _get_default_store()
-        key = f"entropy_watch/mode/{run}/{n}/"
-        store.add(key + mine, 1)
-        others = int(store.add(key + other, 0))
-    except Exception as exc:  # noqa: BLE001 - only informs; a torch without it, a store without add
-        logging.getLogger("entropy_watch").debug("entropy_watch: comparing the ranks' reduce settings: %s", exc)
-        return
-    if not others:
-        return
-    if reduce:
-        what = (
-            f"this rank ({rank}) all-reduces its statistics (reduce=True), while {others} rank(s) of this job "
-            "record theirs locally (process_group=False or reduce=False): this rank's log_tokens will wait forever "
-            "in a collective those ranks never join"
-        )
-    else:
-        what = (
-            f"this rank ({rank}) records its statistics locally (process_group=False or reduce=False), while "
-            f"{others} rank(s) of this job all-reduce theirs (reduce=True): their log_tokens will wait forever in a "
-            "collective this rank never joins"
-        )
-    logging.getLogger("entropy_watch").warning(
-        "entropy_watch: run %r: %s. Pass the same reduce and process_group on every rank (reduce=False or "
-        "process_group=False on all of them when ranks log unevenly)",
-        run,
-        what,
-    )
-
-
-def _live_writer(root: Any, run: str, rank: int) -> dict[str, Any] | None:
-    """This rank's heartbeat when the session that wrote it is still at work (:func:`_is_live`), read before this
-    session's first heartbeat replaces it; None otherwise, or when it cannot be read (this only informs)."""
-    try:
-        status = dict(run_meta.statuses(root, run)).get(rank)
-        return dict(status) if status is not None and _is_live(status) else None
-    except Exception as exc:  # noqa: BLE001 - never keeps a training from starting
-        logging.getLogger("entropy_watch").debug("entropy_watch: reading run %r's earlier session: %s", run, exc)
-        return None
-
-
-def _is_live(status: Mapping[str, Any]) -> bool:
-    """Whether a rank's heartbeat is a writer still at work: ``running``, refreshed within the interval after which
-    readers call it stalled, and (on this host) its process alive. A session killed a moment ago is not live."""
-    if rank_state(status, time.time()) != "running":  # as `ls` reads it: not stalled
-        return False
-    pid = status.get("pid")
-    same_host = os.name == "posix" and status.get("host") == socket.gethostname()
-    return not (same_host and isinstance(pid, int)) or pid_alive(pid)
-
-
-def _warn_live_writer(run: str, rank: int, status: Mapping[str, Any]) -> None:
-    """Another session is writing this run's rank now: both trainings' steps would merge into one run, a step both
-    log keeping one value. Ranks of one job never meet here: each writes its own rank, or rank 0 writes for all."""
-    ago = max(0.0, time.time() - float(status.get("updated_at") or 0.0))
-    logging.getLogger("entropy_watch").warning(
-        "entropy_watch: run %r already has a live writer on rank %d (pid %s on %s, heartbeat %.0f s ago): this "
-        "session's steps merge with that training's, and at a step both log one value hides the other. Give this "
-        "training another run name; the ranks of one torch.distributed job share a run by rank (reduce=True: rank 0 "
-        "writes the reduced statistics; reduce=False: each rank its own)",
-        run,
-        rank,
-        status.get("pid", "?"),
-        status.get("host", "?"),
-        ago,
-    )
 
 
 def warn_second_training(
