@@ -42,7 +42,7 @@ from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.guards import run_lengths
 from entropy_watch.analysis.hygiene import Prepared, causal_median_var
 from entropy_watch.analysis.series import REWARD_PART, RunSeries, reward_name
-from entropy_watch.analysis.trend import coarse, mann_kendall, ols, theil_sen
+from entropy_watch.analysis.trend import coarse, mann_kendall, median, ols, theil_sen
 from entropy_watch.histogram import quantiles_from_hist
 
 
@@ -63,7 +63,7 @@ def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: Det
     out: dict[str, Any] = {"reward_series": name}
     if r.size >= 3:
         tail = r[-max(3, r.size // 5) :]
-        recent = float(np.median(tail))
+        recent = float(median(tail))
         _, seen = _raw_until(series, name, int(prep.steps[prep.seg_start[i]]), step_i)
         ceiling = config.ceiling(float(seen.max()) if seen.size else 0.0)
         out["reward_recent"] = recent
@@ -73,7 +73,7 @@ def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: Det
         else:
             solved = bool(np.quantile(tail, 0.25) >= config.saturated_frac * ceiling)
             # ... or still climbing the last stretch to it: the task is being solved as entropy falls (Tinker's shape)
-            last, first = float(np.median(r[-3:])), float(np.median(r[: max(3, r.size // 3)]))
+            last, first = float(median(r[-3:])), float(median(r[: max(3, r.size // 3)]))
             near = last >= config.saturating_frac * ceiling and last - first >= config.reward_drop_abs * ceiling
             out["reward_saturated"] = bool(solved or (near and reward_climbing(s, r, prep.spacing(lo, i), config)))
     if r.size >= 8:
@@ -94,7 +94,7 @@ def reward_flags(series: RunSeries, prep: Prepared, i: int, lo: int, config: Det
         _, p_res = mann_kendall(coarse(resid))
         applicable = bool(np.isfinite(r2) and r2 >= config.law_min_r2 and p_res >= 0.01 and slope < 0)
         ceiling = b_int + slope  # R at H = 0 is b − a
-        headroom = ceiling - float(np.median(r_all[-3:]))
+        headroom = ceiling - float(median(r_all[-3:]))
         out["law"] = {
             "a": -slope,
             "b": b_int,

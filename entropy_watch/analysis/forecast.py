@@ -58,7 +58,7 @@ from entropy_watch.analysis.logfits import (
     mixture,
     model_weights,
 )
-from entropy_watch.analysis.trend import block_means, lag1_autocorr, mann_kendall, theil_sen
+from entropy_watch.analysis.trend import block_means, lag1_autocorr, mann_kendall, median, theil_sen
 
 N_RATES = 40
 BLOCK_MK_AFTER = 40  # windows with more points test block means of 5; shorter ones inflate the variance instead
@@ -348,7 +348,7 @@ def evaluate(prep: Prepared, i: int, config: DetectorConfig, *, always_fit: bool
     # on a steady decline a median of the last tenth lags by half a tenth, and a steady collapse that lost 60% read
     # as 55% until the run's end (held-out 400-point suite: 5 of 120 missed, 3 reading the line)
     k_lvl = int(np.clip((i - int(prep.seg_start[i]) + 1) // 10, 3, max(3, n // 2)))
-    level_start = float(np.median(h[:k_lvl]))
+    level_start = float(median(h[:k_lvl]))
     at_i = ver[-1] + (period - 1) / 2  # a block mean sits at its block's centre; the last block ends at i
     level_now = float(np.exp(icpt + slope * at_i)) - config.log_eps_nats  # finite: the window has >= 6 finite points
     lost = 1.0 - max(float(prep.smooth[i]), level_now) / early if ref > 0 else 0.0

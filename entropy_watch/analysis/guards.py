@@ -30,7 +30,7 @@ from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import evaluate_rise, trend_p
 from entropy_watch.analysis.hygiene import MEDIAN_SE, Prepared, climb_starts, level_widths, robust_sigma
 from entropy_watch.analysis.outlook import NOT_HELD, from_forecast
-from entropy_watch.analysis.trend import theil_sen
+from entropy_watch.analysis.trend import median, theil_sen
 
 
 def run_lengths(mask: np.ndarray) -> np.ndarray:
@@ -217,7 +217,7 @@ def quoted_level(prep: Prepared, i: int) -> float:
     "2.22 nats, 16.0× H_ref" (rasbt ch07 7_3 logged every 12 steps). NaN only when both are."""
     last = prep.h[max(0, i - 1) : i + 1]
     last = last[np.isfinite(last)]
-    return float(np.fmax(prep.smooth[i], np.median(last) if last.size else np.nan))
+    return float(np.fmax(prep.smooth[i], median(last) if last.size else np.nan))
 
 
 def crit_label(prep: Prepared, i: int, config: DetectorConfig, crit: float) -> str:
@@ -349,22 +349,34 @@ def _reward_windows(prep: Prepared, i: int, start: int, now_from: int) -> tuple[
 def _reward_medians(prep: Prepared, i: int, start: int, now_from: int) -> tuple[float, float] | None:
     """(before, now): the medians of :func:`_reward_windows`; None when no reward is logged there."""
     w = _reward_windows(prep, i, start, now_from)
-    return None if w is None else (float(np.median(w[0])), float(np.median(w[1])))
+    return None if w is None else (float(median(w[0])), float(median(w[1])))
 
 
-def reward_fell(prep: Prepared, i: int, start: int, config: DetectorConfig) -> tuple[bool, float, float]:
+def reward_fell(
+    prep: Prepared, i: int, start: int, config: DetectorConfig, seen: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[bool, float, float]:
     """(fell, before, now): the reward over the last ``hold_points`` points against its median over up to 10
     points before ``start``, the point where entropy began to rise. Fell = at most half, and by at least
     ``reward_drop_abs`` of the reward's ceiling — for a reward on [0, ``reward_max``]. A reward on another scale
     (above its ceiling, ``DetectorConfig.ceiling``, or below 0: shifted, summed, a score) is measured on the run's
     own range instead (``DetectorConfig.reward_scale``): at most half its height above the lowest reward seen, by
-    ``reward_drop_abs`` of that range (so a reward shifted by 5 falls as the same reward unshifted)."""
+    ``reward_drop_abs`` of that range (so a reward shifted by 5 falls as the same reward unshifted). ``seen``: the
+    lowest and largest rewards up to each point (:func:`reward_seen`), for a caller that asks at many points."""
     r, med = prep.reward, _reward_medians(prep, i, start, max(start, i + 1 - config.hold_points))
     if r is None or med is None:
         return False, float("nan"), float("nan")
     b, m = med
-    base, span = config.reward_scale(float(np.nanmin(r[: i + 1])), float(np.nanmax(r[: i + 1])))
+    lo, hi = (seen[0][i], seen[1][i]) if seen is not None else (np.nanmin(r[: i + 1]), np.nanmax(r[: i + 1]))
+    base, span = config.reward_scale(float(lo), float(hi))
     return bool(m - base <= 0.5 * (b - base) and b - m >= config.reward_drop_abs * span), b, m
+
+
+def reward_seen(prep: Prepared) -> tuple[np.ndarray, np.ndarray] | None:
+    """The lowest and largest rewards logged up to each point (NaN before the first), what :func:`reward_fell`
+    reads at i — once for the run, not a pass over every earlier point at each point asked (a 100k-point climb
+    asked at thousands)."""
+    r = prep.reward
+    return None if r is None else (np.fmin.accumulate(r), np.fmax.accumulate(r))
 
 
 def reward_improving(prep: Prepared, i: int, start: int, config: DetectorConfig) -> bool:
@@ -388,7 +400,7 @@ def reward_since_climb(
     if w is None or w[0].size < 3:
         return None
     before, now = w
-    b, m = float(np.median(before)), float(np.median(now))
+    b, m = float(median(before)), float(median(now))
     se = MEDIAN_SE * robust_sigma(before) * np.sqrt(1 / before.size + 1 / now.size)
     return bool(m < b - config.reward_hold_z * se), b, m
 
@@ -443,8 +455,9 @@ def explosion(prep: Prepared, config: DetectorConfig) -> list[Alert]:
     fire_r = held(above_r, lr, prep.sigma, config, level=True) & prep.armed & ~fire_w
     runs_r = run_lengths(above_r)
     why_r: dict[int, tuple[float, float]] = {}
+    seen = reward_seen(prep) if fire_r.any() else None
     for i in np.flatnonzero(fire_r):
-        fell, b, m = reward_fell(prep, int(i), int(i - runs_r[i] + 1), config)
+        fell, b, m = reward_fell(prep, int(i), int(i - runs_r[i] + 1), config, seen)
         fire_r[i] = fell
         if fell:
             why_r[int(i)] = (b, m)

@@ -41,7 +41,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from entropy_watch.analysis.alert import fmt_nats
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.series import RunSeries
-from entropy_watch.analysis.trend import mann_kendall
+from entropy_watch.analysis.trend import mann_kendall, median
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this estimates its σ
 MEDIAN_SE = 1.25  # the standard error of a median of k points is ≈ 1.25σ/√k (√(π/2): its efficiency)
@@ -55,7 +55,7 @@ def robust_sigma(x: np.ndarray) -> float:
     if x.size < 3:
         return float("nan")
     d = np.diff(x)
-    return float(MAD_TO_SIGMA * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
+    return float(MAD_TO_SIGMA * median(np.abs(d - median(d))) / np.sqrt(2.0))
 
 
 def causal_median(x: np.ndarray, width: int) -> np.ndarray:
@@ -227,7 +227,7 @@ class Prepared:
         """Median step between consecutive points in [lo, hi] (1.0 when undefined)."""
         if hi <= lo:
             return 1.0
-        return float(max(np.median(np.diff(self.steps[lo : hi + 1])), 1))
+        return float(max(median(np.diff(self.steps[lo : hi + 1])), 1))
 
 
 def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: DetectorConfig) -> RefInfo | None:
@@ -239,26 +239,26 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     # falling fast: the first points fall by more than half, and the points up to the arming point stay down (on
     # a noisy start three decreasing points happen by chance, and the next ones bounce back)
     falling = k >= 2 and bool(np.all(np.diff(first) < 0)) and first[-1] < config.early_drop_frac * first[0]
-    falling = falling and float(np.median(h[fin[k : warm + 1]])) < config.early_drop_frac * first[0]
+    falling = falling and float(median(h[fin[k : warm + 1]])) < config.early_drop_frac * first[0]
     if falling:
         early, method = float(first[0]), "the first logged point (entropy was already falling fast)"
     else:
-        early = float(np.median(first))
+        early = float(median(first))
         method = f"the median of the first {k} logged points" if k > 1 else "the first logged point"
     arm = int(fin[warm])
-    at_arm = float(np.median(h[fin[max(0, warm - 2) : warm + 1]]))
+    at_arm = float(median(h[fin[max(0, warm - 2) : warm + 1]]))
     if not at_arm < config.early_drop_frac * early:
         return _first_points_reference(h, fin, early, method, arm, config, falling=falling)
     # entropy fell by more than half before the detector armed: did it hold there? When it did not, the fall is not
     # established and H_ref is the ordinary one, from the first points (their median), known from the point that
     # showed it
-    plain = (float(np.median(first)), f"the median of the first {k} logged points" if k > 1 else method)
+    plain = (float(median(first)), f"the median of the first {k} logged points" if k > 1 else method)
     drop = f"{100 * (1 - at_arm / early):.0f}% ({early:.3g} -> {at_arm:.3g} nats) by step {int(steps[arm])}"
     back = (f"entropy dipped {drop}, before the detector armed, then climbed back: no level it settled at, so H_ref "
             f"is the first points' level ({plain[1]})")  # fmt: skip
     end = warm + config.adapt_points
     for j in range(warm + 1, min(end, fin.size - 1) + 1):
-        if float(np.median(h[fin[max(0, warm - 2) : j + 1]])) > early:
+        if float(median(h[fin[max(0, warm - 2) : j + 1]])) > early:
             # the level since the dip is back above the first points' (a dip, then a rise — on a run logged every
             # 12 steps, the rasbt 7_5 explosion 0.16, 0.8, 1.7, 0.39, 0.33, 7.9, 11.7 nats read "an adaptation"
             # settled at 11.7 nats, and the run at uniform noise read "ok")
@@ -268,11 +268,11 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     # it held: is it still falling?
     pts = h[fin[max(0, warm - 2) : end + 1]]
     z, p = mann_kendall(np.log(np.maximum(pts, 0.0) + config.log_eps_nats))
-    still = (z < 0 and p / 2 < config.adapt_alpha) or float(np.median(pts[-3:])) < config.early_drop_frac * at_arm
+    still = (z < 0 and p / 2 < config.adapt_alpha) or float(median(pts[-3:])) < config.early_drop_frac * at_arm
     if still:
         note = f"entropy had already fallen {drop}, before the detector armed, and kept falling"
         return RefInfo(early, int(fin[0]), int(fin[0] if falling else fin[k - 1]), int(fin[end]), method, note)
-    recent = float(np.median(pts[-3:]))
+    recent = float(median(pts[-3:]))
     if (z > 0 and p / 2 < config.adapt_alpha and recent > at_arm / config.early_drop_frac) or recent > early:
         # nor held steady: climbing again, as far as the drop fell (their median would be a level on the way up: the
         # rasbt 7_5 explosion averaged over every 2 steps, 0.78, 0.2, 0.17, 0.21, 0.31, 0.24, 0.53, 0.61, 0.83, read
@@ -280,7 +280,7 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
         # last points back above the first points' level (the Sunshine rho 0.50 TRL log, 0.158, 0.142, 0.18, 0.175,
         # 0.076, 0.069, 0.076, 0.50, 0.65, 0.15 nats, read "held steady" at their median 0.153)
         return _climbed_back(h, fin, plain, int(fin[end]), config, back)
-    settled = float(np.median(pts))
+    settled = float(median(pts))
     note = (
         f"entropy fell {drop}, before the detector armed, then held steady: an early adaptation, so H_ref is the "
         f"level it settled at, not the first points' {early:.3g} nats"
@@ -343,7 +343,7 @@ def _first_points_reference(
                 return None
             known_at = max(known_at, int(fin[last]))
             noisy = f"the median of the first {need} logged points (a noisy start: σ {sig:.2f} in log units)"
-            return RefInfo(float(np.median(h[fin[:need]])), int(fin[0]), int(fin[need - 1]), known_at, noisy)
+            return RefInfo(float(median(h[fin[:need]])), int(fin[0]), int(fin[need - 1]), known_at, noisy)
     return RefInfo(early, int(fin[0]), int(fin[0] if falling else fin[k - 1]), known_at, method)
 
 
@@ -376,7 +376,7 @@ def _early_level_retaken(
         if need <= have or need > p + 1 or not _trendless(y[:need], config.trend_alpha):
             continue
         have = need
-        out.append((int(fin[p]), float(np.median(h[fin[:need]]))))
+        out.append((int(fin[p]), float(median(h[fin[:need]]))))
     return out
 
 

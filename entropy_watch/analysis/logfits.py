@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from entropy_watch.analysis.hygiene import MAD_TO_SIGMA
-from entropy_watch.analysis.trend import lag1_autocorr
+from entropy_watch.analysis.trend import lag1_autocorr, median
 
 HUBER_K, HUBER_ITERATIONS = 1.345, 3  # Huber's tuning constant (95% efficiency under normal noise)
 CLOCK_FRACS = (0.034, 0.71)  # a slowing decline's s / (time since it began): see _clocks
@@ -238,7 +238,7 @@ def _robust_draws(X: np.ndarray, y: np.ndarray, n_draw: int, rng: np.random.Gene
     w = np.ones_like(y)
     for _ in range(HUBER_ITERATIONS):  # an outlier at the window's end must not set the rate
         resid = y - X @ beta
-        scale = max(MAD_TO_SIGMA * float(np.median(np.abs(resid - np.median(resid)))), 1e-9)
+        scale = max(MAD_TO_SIGMA * float(median(np.abs(resid - median(resid)))), 1e-9)
         w = np.minimum(1.0, HUBER_K * scale / np.maximum(np.abs(resid), 1e-12))
         beta = np.linalg.lstsq(X * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)[0]
     resid = y - X @ beta

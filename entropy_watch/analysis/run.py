@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from entropy_watch import metrics as M
-from entropy_watch.analysis import cliffs, collapse, corroborate, guards
+from entropy_watch.analysis import blas, cliffs, collapse, corroborate, guards
 from entropy_watch.analysis.alert import Alert
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import Forecast, evaluate, evaluate_rise
@@ -257,11 +257,12 @@ class Analyzer:
     def analyze(self, series: RunSeries, progress: Progress | None = None) -> AnalysisResult:
         """Every alert so far, the notes, the forecasts, the reference and the verdict of ``series``. Floating-point
         warnings are silenced: every rule reads NaN and ±inf as they come (a 1e300 cell overflows a product), and a
-        hook's analysis must not write numpy warnings into the training's output."""
+        hook's analysis must not write numpy warnings into the training's output. numpy's BLAS runs on one thread
+        meanwhile (:mod:`~entropy_watch.analysis.blas`: its small products waited on busy cores, same answers)."""
         _check_series(series)
         if progress is not None and not callable(progress):
             raise TypeError(f"progress must be a function (done, total) -> None, got {type(progress).__name__}")
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+        with blas.single_threaded(), np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
             return self._analyze(series, progress)
 
     def _analyze(self, series: RunSeries, progress: Progress | None) -> AnalysisResult:
