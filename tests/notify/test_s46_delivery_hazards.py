@@ -67,7 +67,7 @@ def test_a_hanging_webhook_holds_back_no_other_target() -> None:
         n.alert("r", ALERT)
         n.alert("r", Alert(130, "guard.explosion", "explosion", "critical", "entropy rising"))
         deadline = time.monotonic() + 5.0
-        while n.delivery.sent < 2 and time.monotonic() < deadline:
+        while (n.delivery.sent < 2 or stuck.hanging < 1) and time.monotonic() < deadline:  # a loaded machine
             time.sleep(0.01)
         assert n.delivery.sent == 2, "the Slack messages waited behind the hanging webhook"
         assert len(slack.requests) == 2 and stuck.hanging == 1
