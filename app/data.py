@@ -47,6 +47,9 @@ MONITOR_INTERVAL_S = 2.0
 KEEP_RUNS = 8
 """Runs whose rows the shared reader holds: the ones the Run and Compare pages drew most recently (every other run is
 read from its files: the reader's memory is bounded by the runs looked at, not by the store, store/tail.py)."""
+SPARK_NAMES = (M.ENTROPY_MEAN,)
+"""Scalars whose points the shared reader keeps for every run (the Runs page's sparklines: drawn from memory, not
+from every run's files)."""
 POLL_MIN_S = 0.25
 """A page's poll of the reader is skipped when another one happened this recently (several fragments tick at once)."""
 VIEWS_DIR = Path(__file__).resolve().parent / "views"
@@ -76,13 +79,15 @@ def reader(root: str) -> TailReader:
     with _lock:
         r = _readers.get(root)
         if r is None:
-            r = _readers[root] = TailReader(root, keep=KEEP_RUNS)
+            r = _readers[root] = TailReader(root, keep=KEEP_RUNS, sparks=SPARK_NAMES)
         return r
 
 
 def follow(root: str, *runs: str) -> None:
-    """Hold the rows of ``runs`` (the runs a page draws) in the shared reader from its next poll on."""
+    """Hold the rows of ``runs`` (the runs a page draws) in the shared reader from its next poll on, and their whole
+    analysis (series, prepared arrays) in the monitor."""
     reader(root).follow(*runs[-KEEP_RUNS:])
+    monitor(root).hold(*runs[-KEEP_RUNS:])
 
 
 def analysis_pool() -> ProcessPoolExecutor:
@@ -102,7 +107,7 @@ def monitor(root: str) -> Monitor:
     with _lock:
         m = _monitors.get(root)
     if m is None:
-        m = Monitor(reader(root), pool=analysis_pool())
+        m = Monitor(reader(root), pool=analysis_pool(), keep=KEEP_RUNS)
         with _lock:
             m = _monitors.setdefault(root, m)
     if getattr(m.pool, "_broken", False):
@@ -312,7 +317,16 @@ def state(root: str, run: str, version: Any, wait_s: float | None = None) -> tup
     ``pending`` says the newest data is not analysed yet."""
     m = monitor(root)
     wait = ANALYSIS_WAIT_S if wait_s is None else wait_s
-    # Only the first verdict is waited for: later, a live tick shows the last verdict at once (a panel that waits
-    # longer than ~0.5 s fades while it reruns) and the next tick brings the new one.
-    st_ = m.refresh(run, wait if m.state(run) is None else 0.0, version)
+    old, held = m.state(run), run in m.held
+    if not held and (old is not None or wait <= 0):
+        # A run no page draws in detail (the Runs page asks for every run): the background loop analyses it, first
+        # in its next pass; no analysis per run started here (60 runs on a cold server: 60 threads reading every
+        # run's files beside the page).
+        m.want(run)
+        return old, m.pending(run, version)
+    # Only the first verdict is waited for (or a held run's whole analysis, trimmed while no page drew it): later, a
+    # live tick shows the last verdict at once (a panel that waits longer than ~0.5 s fades while it reruns) and the
+    # next tick brings the new one.
+    first = old is None or (old.trimmed and held)
+    st_ = m.refresh(run, wait if first else 0.0, version)
     return st_, m.pending(run, version)

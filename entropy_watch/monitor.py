@@ -29,6 +29,7 @@ from __future__ import annotations
 import numbers
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
@@ -55,7 +56,9 @@ class RunState:
     ``result`` the detector output; ``verdict`` the run's :class:`~entropy_watch.analysis.verdict.Verdict` (health,
     H_ref, the forecast, the ordered alerts: what every surface renders), ``waiting`` why
     there is no analysis yet (no entropy logged), ``error`` one line when the last analysis failed (``result`` is
-    then the last good one); ``seconds`` how long the analysis took; ``finished_at`` Unix time.
+    then the last good one); ``seconds`` how long the analysis took; ``finished_at`` Unix time. ``trimmed``: a
+    monitor with ``keep`` did not keep what was analysed (``series`` None, ``result`` without its prepared arrays
+    and with its latest forecast only): the verdict, alerts and notes are whole.
     """
 
     run: str
@@ -67,9 +70,22 @@ class RunState:
     error: str | None = None
     seconds: float = 0.0
     finished_at: float = 0.0
+    trimmed: bool = False
 
 
-_WORKER_ANALYZERS: dict[str, Analyzer] = {}
+def trimmed(st: RunState) -> RunState:
+    """``st`` without what grows with the run (module docstring of :class:`Monitor`, ``keep``)."""
+    res = st.result
+    if res is not None:
+        latest = max(res.forecasts) if res.forecasts else None
+        res = replace(res, prep=None, forecasts={} if latest is None else {latest: res.forecasts[latest]})
+    return replace(st, series=None, result=res, trimmed=True)
+
+
+_WORKER_ANALYZERS: OrderedDict[str, Analyzer] = OrderedDict()
+WORKER_ANALYZERS_KEEP = 16
+"""Incremental analyzers a worker process keeps (those of the runs it analysed most recently; each holds the run's
+series it saw): a run analysed again after that is analysed whole, to the same result."""
 
 
 def exit_with_parent() -> None:
@@ -97,6 +113,9 @@ def analyse_in_worker(key: str, series: RunSeries, config: DetectorConfig) -> An
     analyzer = _WORKER_ANALYZERS.get(key)
     if analyzer is None or analyzer.config != config:
         analyzer = _WORKER_ANALYZERS[key] = Analyzer(config)
+    _WORKER_ANALYZERS.move_to_end(key)
+    while len(_WORKER_ANALYZERS) > WORKER_ANALYZERS_KEEP:
+        _WORKER_ANALYZERS.popitem(last=False)
     return analyzer.analyze(series)
 
 
@@ -130,6 +149,12 @@ class Monitor:
         on_new_alerts, on_analysis, on_waiting, on_error: see the module docstring.
         pool: run the detector in this executor (a one-process ``ProcessPoolExecutor``: the app uses one so that
             analysing a 100k-step run never holds the GIL its pages render with); None: on the calling thread.
+        keep: bound the memory to the runs looked at, not the store (None: keep every run's analysis whole). The
+            analysed series and prepared arrays are kept for the ``keep`` runs named by :meth:`hold` most recently
+            (the runs a page draws in detail); every other run's state is :func:`trimmed` once analysed (its
+            verdict, alerts and notes whole), and a run held whose state was trimmed is analysed again (read again)
+            when :meth:`refresh` asks for it. The incremental analyzers are kept for the ``keep`` runs analysed
+            most recently (and the runs held): another run's next analysis is a whole one, with the same result.
     """
 
     def __init__(
@@ -143,7 +168,13 @@ class Monitor:
         on_error: OnError | None = None,
         on_analysis: OnAnalysis | None = None,
         pool: Executor | None = None,
+        keep: int | None = None,
     ) -> None:
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise ValueError(f"keep must be a number of runs (1 or more) or None, got {keep!r}")
+        self.keep = keep
+        self._held: OrderedDict[str, None] = OrderedDict()  # runs whose analysis is kept whole (least recent first)
+        self._warm: OrderedDict[str, None] = OrderedDict()  # runs whose incremental analyzer is kept
         self.reader = reader
         self.pool = pool
         self.only = None if runs is None else (runs,) if isinstance(runs, str) else tuple(runs)  # one name: one run
@@ -173,6 +204,30 @@ class Monitor:
         """The reader's current change token per followed run."""
         v = self.reader.versions()
         return v if self.only is None else {r: x for r, x in v.items() if r in self.only}
+
+    def hold(self, *runs: str) -> None:
+        """Keep the whole analysis (series, prepared arrays) of ``runs`` from now on (``keep`` mode; a no-op
+        otherwise): the runs a page draws in detail. The runs held least recently beyond ``keep`` are trimmed."""
+        if self.keep is None:
+            return
+        with self._lock:
+            for run in runs:
+                self._held[run] = None
+                self._held.move_to_end(run)
+            while len(self._held) > self.keep:
+                gone = self._held.popitem(last=False)[0]
+                if (st := self._states.get(gone)) is not None and not st.trimmed:
+                    self._states[gone] = trimmed(st)
+
+    @property
+    def held(self) -> list[str]:
+        """The runs whose analysis is kept whole (every run when ``keep`` is None: ``[]`` then means all)."""
+        return list(self._held)
+
+    def want(self, run: str) -> None:
+        """Move ``run`` to the front of the loop's next pass, starting nothing (the Runs page asks for every run: the
+        loop analyses them, first)."""
+        self._wanted[run] = time.monotonic()
 
     # -- one pass and the loop ----------------------------------------------------------------------------------
     def poll(self) -> list[RunState]:
@@ -253,7 +308,7 @@ class Monitor:
         if version is None:
             version = self.versions().get(run)
         st = self._states.get(run)
-        if version is None or (st is not None and st.version == version):
+        if version is None or (st is not None and st.version == version and not self._restore(st)):
             return st
         job = self._job(run)
         with self._lock:
@@ -269,6 +324,28 @@ class Monitor:
         """True while the newest data of ``run`` (``version``) has not been analysed yet."""
         st = self._states.get(run)
         return version is not None and (st is None or st.version != version)
+
+    def _restore(self, st: RunState) -> bool:
+        """Whether ``st`` was trimmed but its run is held now: its analysis is made again, whole."""
+        return st.trimmed and st.run in self._held
+
+    def _keep(self, run: str, st: RunState, job: _Job) -> RunState:
+        """``keep`` mode: ``st`` trimmed unless ``run`` is held; the analyzers of the runs analysed least recently
+        beyond ``keep`` (not held) are dropped (the caller holds the run's job lock)."""
+        if self.keep is None:
+            return st
+        with self._lock:
+            self._warm[run] = None
+            self._warm.move_to_end(run)
+            cold = [r for r in self._warm if r not in self._held][: max(0, len(self._warm) - self.keep)]
+            for r in cold:
+                del self._warm[r]
+                if r != run and (other := self._jobs.get(r)) is not None:
+                    other.analyzer = Analyzer(self.config)  # its next analysis is whole: the same result
+            held = run in self._held
+        if run in cold:
+            job.analyzer = Analyzer(self.config)
+        return st if held else trimmed(st)
 
     def _job(self, run: str) -> _Job:
         with self._lock:
@@ -291,7 +368,8 @@ class Monitor:
         job = self._job(run)
         with job.lock:
             old = self._states.get(run)
-            if old is not None and old.version == version:
+            restore = old is not None and old.version == version and self._restore(old)
+            if old is not None and old.version == version and not restore:
                 return None
             t0 = time.perf_counter()
             try:
@@ -305,7 +383,7 @@ class Monitor:
                     self._call(self.on_waiting, run, run, str(e))
                 return st
             except READ_ERRORS as exc:  # what the store holds could not be read: the same one line as below
-                if interrupted(exc):  # Ctrl-C during a query: it must stop `watch`, not be an error line
+                if interrupted(exc):  # Ctrl-C during a query: it stops `watch`
                     raise
                 return self._failed(run, version, old, f"reading the run failed: {_said(exc)}")
             try:
@@ -318,7 +396,9 @@ class Monitor:
             except Exception as exc:
                 return self._failed(run, version, old, f"analysis failed: {_said(exc)}")
             st = RunState(run, version, series, result, verdict, None, None, time.perf_counter() - t0, time.time())
-            self._states[run] = st
+            st = self._states[run] = self._keep(run, st, job)
+            if restore:  # the same data analysed again to hold it whole: nothing new to tell
+                return st
             new = [a for a in result.alerts if a.key not in job.emitted]
             job.emitted.update(a.key for a in new)
             if new:

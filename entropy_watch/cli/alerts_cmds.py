@@ -64,6 +64,9 @@ SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
 HEALTH_STYLE = {**SEVERITY_STYLE, "ok": "green", "too-short": "dim"}
 LONG_RUN = 2000  # versions above which a progress bar is shown on a terminal
 STOP_WAIT_S = 10.0  # after Ctrl-C: how long watch still waits for queued notifications
+WATCH_KEEP_RUNS = 8
+"""``watch`` over a store holds the rows (and the analysis) of at most this many runs: those whose data moved again
+after their first analysis (the live ones); every other run is read from its files when it changes."""
 # A target that does not exist and ends like this is a missing file, not a run name.
 LOG_SUFFIXES = (
     *(".csv", ".tsv", ".json", ".jsonl", ".log", ".txt", ".parquet"),
@@ -514,14 +517,19 @@ def watch(
 
         reader: Any = LogReader(logs, options, on_error=on_error, on_note=on_note)
     else:
-        reader = TailReader(root, tables=("scalars", "hist", "events"), runs=runs or None)
+        # bounded: a 200-run store mirrored whole held every row (store/tail.py "Bounded memory")
+        reader = TailReader(root, tables=("scalars", "hist", "events"), runs=runs or None, keep=WATCH_KEEP_RUNS)
+    on_analysis = relay.on_analysis if relay is not None else None
+    if not logs:
+        on_analysis = _follow_live(reader, on_analysis)
     monitor = Monitor(
         reader,
         None if logs else runs or None,
         on_new_alerts=on_new_alerts,
         on_waiting=on_waiting,
         on_error=on_error,
-        on_analysis=relay.on_analysis if relay is not None else None,
+        on_analysis=on_analysis,
+        keep=None if logs else WATCH_KEEP_RUNS,
     )
     ended = False
     _stop_when_reader_goes(lambda: monitor.stop(0.0))  # `watch | head -1` on a quiet store ends after the line too
@@ -537,6 +545,22 @@ def watch(
         undelivered = _finish_notify(relay, None if ended else STOP_WAIT_S) if relay is not None else 0
     if (once and errors) or undelivered:
         raise typer.Exit(1)
+
+
+def _follow_live(reader: Any, then: Callable[[Any], None] | None) -> Callable[[Any], None]:
+    """``watch``'s ``on_analysis``: a run analysed a second time (its data moved: a live run) is followed by the
+    reader, which holds its rows from the next poll on and reads only its new files after (a run analysed once, at
+    the start, is read from its files once and not held); then ``then``."""
+    seen: set[str] = set()
+
+    def on_analysis(state: Any) -> None:
+        if state.run in seen:
+            reader.follow(state.run)
+        seen.add(state.run)
+        if then is not None:
+            then(state)
+
+    return on_analysis
 
 
 def _stop_when_reader_goes(stop: Callable[[], None]) -> None:
