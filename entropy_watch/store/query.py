@@ -60,8 +60,12 @@ follows many runs reports it as that run's error; anything else is a bug, or an 
 
 
 def interrupted(exc: BaseException) -> bool:
-    """Whether ``exc`` is DuckDB's form of a Ctrl-C that arrived during a query (it must stop the caller)."""
-    return isinstance(exc, duckdb.InterruptException)
+    """Whether ``exc`` is DuckDB's form of a Ctrl-C that arrived during a query (it must stop the caller): its
+    ``InterruptException``, or a Ctrl-C that landed in Python code DuckDB called (reading a registered Arrow
+    relation's schema), which it wraps as another error (``InvalidInputException: … failed: KeyboardInterrupt``)."""
+    return isinstance(exc, duckdb.InterruptException) or (
+        isinstance(exc, duckdb.Error) and "KeyboardInterrupt" in str(exc)
+    )
 
 
 ATTEMPTS = 8
@@ -96,6 +100,8 @@ def with_retry(fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
         except _NOT_ABOUT_FILES:
             raise
         except (*RETRY_ERRORS, duckdb.Error, pa.ArrowException, OSError) as exc:
+            if interrupted(exc):  # a Ctrl-C: no file to check, no read to try again
+                raise
             # an object read through a pyarrow dataset reports a vanished file as InvalidInput or OSError
             if not (isinstance(exc, RETRY_ERRORS) or vanished(exc) or passing(exc)) or i == attempts - 1:
                 # an unreadable file (not a race, not the store refusing the read): skip it, warn once, read the rest

@@ -56,3 +56,32 @@ def test_a_query_that_ends_answers_as_before(tmp_path: Path) -> None:
     assert table.column("n").to_pylist() == [20]
     with pytest.raises(Exception, match="nope"):
         Store(tmp_path).sql("SELECT nope FROM scalars")
+
+
+def test_a_ctrl_c_duckdb_wrapped_as_another_error_is_an_interrupt_never_a_bad_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DuckDB wraps a Ctrl-C that lands in Python code it called (an Arrow relation's schema) as another error: it
+    stops the reader at once, no file is checked for damage and no read is tried again."""
+    import duckdb
+
+    from entropy_watch.store import quarantine
+    from entropy_watch.store.query import interrupted, with_retry
+
+    wrapped = duckdb.InvalidInputException("Python exception 'registered as _empty_scalars' failed: KeyboardInterrupt:")
+    assert interrupted(wrapped) and interrupted(duckdb.InterruptException("INTERRUPT Error: Interrupted!"))
+    assert not interrupted(duckdb.InvalidInputException("No magic bytes found at end of file"))
+
+    def checked() -> bool:
+        raise AssertionError("an interrupt had the store's files checked")
+
+    monkeypatch.setattr(quarantine, "check_listed", checked)
+    calls = []
+
+    def read() -> None:
+        calls.append(1)
+        raise wrapped
+
+    with pytest.raises(duckdb.InvalidInputException):
+        with_retry(read)
+    assert calls == [1]
