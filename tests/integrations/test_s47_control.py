@@ -13,6 +13,8 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.store import Store
 
+from ..host_reads import HostReads
+
 pytestmark = pytest.mark.slow
 
 
@@ -94,20 +96,6 @@ def test_adapo_start_outside_its_bounds_is_refused_before_a_run_exists(tiny_trl,
     assert "compute_loss" not in trainer.__dict__ and trainer.epsilon_high == pytest.approx(0.1)
 
 
-class _HostReads(torch.overrides.TorchFunctionMode):
-    """Counts the device-to-host reads made under it."""
-
-    READS = (torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.cpu, torch.Tensor.__float__, torch.Tensor.__int__)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        self.reads += func in self.READS
-        return func(*args, **(kwargs or {}))
-
-
 def test_loss_forward_reads_nothing_back_and_counts_bf16_tokens_exactly() -> None:
     """The control's wraps around a bf16 loss forward of 1,001 tokens (two micro-batches of one step): no host read
     inside the loss (it read the entropy sum and token count back twice per micro-batch, each a wait for the device
@@ -130,7 +118,7 @@ def test_loss_forward_reads_nothing_back_and_counts_bf16_tokens_exactly() -> Non
         batches.append((entropy, logp, inputs))
     for entropy, logp, inputs in batches:
         out = (logp, entropy, None)  # what TRL's loss forward returns
-        mode = _HostReads()
+        mode = HostReads()
         with mode:
             ctl.compute_loss(lambda model, inp, out=out: ctl.loss_forward(lambda: out), None, inputs)
         assert mode.reads == 0

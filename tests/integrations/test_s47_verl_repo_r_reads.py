@@ -4,8 +4,6 @@ micro-batch, two waits for the device on a GPU, and a bf16 count rounded 1,001 t
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 
@@ -13,19 +11,7 @@ from entropy_watch import metrics as M
 from entropy_watch.hooks.control import ControlConfig, EntropyController
 from entropy_watch.hooks.verl import repo_r_policy_loss
 
-
-class _HostReads(torch.overrides.TorchFunctionMode):
-    """Counts the device-to-host reads made under it."""
-
-    READS = (torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.cpu, torch.Tensor.__float__, torch.Tensor.__int__)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        self.reads += func in self.READS
-        return func(*args, **(kwargs or {}))
+from ..host_reads import HostReads
 
 
 def test_loss_reads_back_once_per_call_and_counts_bf16_tokens_exactly() -> None:
@@ -40,7 +26,7 @@ def test_loss_reads_back_once_per_call_and_counts_bf16_tokens_exactly() -> None:
         mask = torch.ones(1, 1004, dtype=torch.long)
         mask[0, 1001:] = 0
         adv = torch.ones(1, 1004, dtype=torch.bfloat16)
-        with _HostReads() as mode:
+        with HostReads() as mode:
             _, metrics = loss_fn(logp, logp, adv, mask)
         assert mode.reads == 1  # the controller's update (zeta after every call): one read of the stacked pair
         want = -logp[0, :1001].double().sum().item() / 1001  # the surprisal mean over the 1,001 bf16 values
