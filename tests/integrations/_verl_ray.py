@@ -65,3 +65,39 @@ def stand_in_driver(
         return data
 
     return RayPPOTrainer, types.SimpleNamespace(RayPPOTrainer=RayPPOTrainer, compute_advantage=compute_advantage)
+
+
+SCORES = (1.0, 0, 1, 1, 0, 0, 1, 0)
+"""The outcome reward of each of 8 responses (two GRPO groups of 4, uids "a" and "b")."""
+
+
+def teed_driver(
+    monkeypatch: Any, tmp_path: Any, logits: Any, entropys: Callable[[Any, Any], Any] | None = None
+) -> tuple[Any, types.SimpleNamespace, Any]:
+    """The stand-in driver wrapped by ``hooks/verl.py`` and verl's real ``Tracking`` teed, logging to
+    ``tmp_path/verl.jsonl``: ``(trainer, module, tracking)``. ``Tracking`` is restored after the test."""
+    from verl.utils.tracking import Tracking
+
+    from entropy_watch.hooks import verl as ew_verl
+
+    monkeypatch.setattr(Tracking, "__init__", Tracking.__init__)
+    monkeypatch.setattr(Tracking, "log", Tracking.log)
+    monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(tmp_path / "verl.jsonl"))
+    driver, module = stand_in_driver(logits, entropys)
+    ew_verl.wrap_driver(driver, module)
+    ew_verl.install_tracking_tee()
+    return driver(), module, Tracking("proj", "exp", default_backend=["file"])
+
+
+def grpo_batch(responses: Any, mask: Any) -> Any:
+    """A verl ``DataProto`` of 8 responses ``(8, L)`` with their mask and :data:`SCORES` at the first token."""
+    import numpy as np
+    import torch
+    from verl import DataProto
+
+    scores = torch.zeros(mask.shape)
+    scores[:, 0] = torch.tensor(SCORES)
+    return DataProto.from_dict(
+        tensors={"responses": responses, "response_mask": mask, "token_level_rewards": scores},
+        non_tensors={"uid": np.array(["a"] * 4 + ["b"] * 4, dtype=object)},
+    )

@@ -10,14 +10,13 @@ test_verl.py's stand-in (the real ``ray_trainer`` needs Ray and the serving stac
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from entropy_watch import metrics as M
 from entropy_watch.store import Store
 
-from ._verl_ray import ray_if_missing, stand_in_driver
+from ._verl_ray import grpo_batch, ray_if_missing, teed_driver
 
 with ray_if_missing():
     core_algos = pytest.importorskip("verl.trainer.ppo.core_algos")
@@ -66,36 +65,21 @@ def _update_metrics(old, adv, mask, minibatches, g, loss_mode="ew_vanilla"):
 def verl_step(tmp_path, monkeypatch):
     """One verl training step in ``fit``'s order: the driver's old-log-prob pass and advantages, the actor update
     (``minibatches``: see :func:`_update_metrics`; None: a loss without the ew_ split), then ``Tracking.log``."""
-    from verl import DataProto
-    from verl.utils.tracking import Tracking
 
     from entropy_watch.hooks import verl as ew_verl
 
-    monkeypatch.setattr(Tracking, "__init__", Tracking.__init__)  # restored after the test
-    monkeypatch.setattr(Tracking, "log", Tracking.log)
-    monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(tmp_path / "verl.jsonl"))
     g = torch.Generator().manual_seed(3)
     logits = torch.randn(B, L, V, generator=g) * 2
     responses = torch.randint(0, V, (B, L), generator=g)
     mask = torch.ones(B, L)
     mask[2, 3:] = 0
-    scores = torch.zeros(B, L)
-    scores[:, 0] = torch.tensor([1.0, 0, 1, 1, 0, 0, 1, 0])
-
-    RayPPOTrainer, module = stand_in_driver(logits)
-    ew_verl.wrap_driver(RayPPOTrainer, module)
-    ew_verl.install_tracking_tee()
+    trainer, module, tracking = teed_driver(monkeypatch, tmp_path, logits)
     ew_verl.register_policy_losses()
-    tracking = Tracking("proj", "exp", default_backend=["file"])
-    trainer = RayPPOTrainer()
     logged: dict[int, dict[str, float]] = {}
 
     def step(n: int, minibatches: list[float] | None) -> None:
         trainer.global_steps = n
-        batch = DataProto.from_dict(
-            tensors={"responses": responses, "response_mask": mask, "token_level_rewards": scores},
-            non_tensors={"uid": np.array(["a"] * 4 + ["b"] * 4, dtype=object)},
-        )
+        batch = grpo_batch(responses, mask)
         old, _ = trainer._compute_old_log_prob(batch)
         batch = module.compute_advantage(batch.union(old), adv_estimator="grpo", num_repeat=4)
         o, a = batch.batch["old_log_probs"], batch.batch["advantages"]

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pytest
 import torch
 
 from entropy_watch import metrics as M
 from entropy_watch.store import Store
 
-from ._verl_ray import ray_if_missing, stand_in_driver
+from ._verl_ray import grpo_batch, ray_if_missing, teed_driver
 
 with ray_if_missing():
     core_algos = pytest.importorskip("verl.trainer.ppo.core_algos")
@@ -35,33 +34,22 @@ def _ray():
 @pytest.fixture
 def verl_run(tmp_path, monkeypatch):
     """A verl driver as ``RayPPOTrainer.fit`` runs it: (run one step, the store), through the real Tracking tee."""
-    from verl import DataProto
-    from verl.utils.tracking import Tracking
 
     from entropy_watch.hooks import verl as ew_verl
 
-    monkeypatch.setattr(Tracking, "__init__", Tracking.__init__)  # restored after the test
-    monkeypatch.setattr(Tracking, "log", Tracking.log)
-    monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(tmp_path / "verl.jsonl"))
     g = torch.Generator().manual_seed(7)
     logits = torch.randn(B, L, V, generator=g) * torch.linspace(0.3, 4.0, B)[:, None, None]  # rows differ in entropy
     responses = torch.randint(0, V, (B, L), generator=g)
     mask = torch.ones(B, L)
     mask[1, 1:] = 0  # short responses: token mean and sequence mean of token means differ
     mask[5, 2:] = 0
-    scores = torch.zeros(B, L)
-    scores[:, 0] = torch.tensor([1.0, 0, 1, 1, 0, 0, 1, 0])
 
     wiring = {"log_probs_as_entropy": False}
 
     def entropys(lp, logp):  # a mis-wired fork passes log-probs: refused
         return logp if wiring["log_probs_as_entropy"] else -(lp.exp() * lp).sum(-1)
 
-    RayPPOTrainer, module = stand_in_driver(logits, entropys)
-    ew_verl.wrap_driver(RayPPOTrainer, module)
-    ew_verl.install_tracking_tee()
-    tracking = Tracking("proj", "exp", default_backend=["file"])
-    trainer = RayPPOTrainer()
+    trainer, module, tracking = teed_driver(monkeypatch, tmp_path, logits, entropys)
     ref: dict[int, dict[str, float]] = {}
 
     def step(n: int, loss_agg_mode: str, driver: bool = True, before_log=None, refused: bool = False) -> None:
@@ -71,10 +59,7 @@ def verl_run(tmp_path, monkeypatch):
         wiring["log_probs_as_entropy"] = refused
         metrics = {"actor/pg_clipfrac": 0.125, "actor/ppo_kl": 0.01}
         if driver:
-            batch = DataProto.from_dict(
-                tensors={"responses": responses, "response_mask": mask, "token_level_rewards": scores},
-                non_tensors={"uid": np.array(["a"] * 4 + ["b"] * 4, dtype=object)},
-            )
+            batch = grpo_batch(responses, mask)
             old, _ = trainer._compute_old_log_prob(batch)
             ent = old.batch["entropys"] if not refused else -old.batch["old_log_probs"]  # verl's own: its actor's
             metrics["actor/entropy"] = core_algos.agg_loss(

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from entropy_watch import metrics as M
 from entropy_watch.store import Store
 
-from ._verl_ray import ray_if_missing, stand_in_driver
+from ._verl_ray import grpo_batch, ray_if_missing, teed_driver
 
 with ray_if_missing():
     core_algos = pytest.importorskip("verl.trainer.ppo.core_algos")
@@ -33,15 +32,10 @@ def _ray():
 
 
 def test_advantages_left_out_keep_the_step_the_drivers_entropy(tmp_path, monkeypatch):
-    from verl import DataProto
-    from verl.utils.tracking import Tracking
 
     from entropy_watch.hooks import verl as ew_verl
     from entropy_watch.hooks.watch import Watch
 
-    monkeypatch.setattr(Tracking, "__init__", Tracking.__init__)  # restored after the test
-    monkeypatch.setattr(Tracking, "log", Tracking.log)
-    monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(tmp_path / "verl.jsonl"))
     grpo = core_algos.compute_grpo_outcome_advantage
     integer = {"on": True}
 
@@ -56,13 +50,7 @@ def test_advantages_left_out_keep_the_step_the_drivers_entropy(tmp_path, monkeyp
     mask = torch.ones(B, L)
     mask[1, 1:] = 0  # short responses: the token mean and verl's seq-mean-token-mean differ
     mask[5, 2:] = 0
-    scores = torch.zeros(B, L)
-    scores[:, 0] = torch.tensor([1.0, 0, 1, 1, 0, 0, 1, 0])
-    RayPPOTrainer, module = stand_in_driver(logits)
-    ew_verl.wrap_driver(RayPPOTrainer, module)
-    ew_verl.install_tracking_tee()
-    tracking = Tracking("proj", "exp", default_backend=["file"])
-    trainer = RayPPOTrainer()
+    trainer, module, tracking = teed_driver(monkeypatch, tmp_path, logits)
     root = tmp_path / "store"
     w = Watch("verl-t", store=str(root), flush_secs=0.05, vocab_size=V, reduce=False)  # verl's: async statistics
     ew_verl.set_watch(w)
@@ -71,10 +59,7 @@ def test_advantages_left_out_keep_the_step_the_drivers_entropy(tmp_path, monkeyp
         for n in (1, 2):
             integer["on"] = n == 1
             trainer.global_steps = n
-            batch = DataProto.from_dict(
-                tensors={"responses": responses, "response_mask": mask, "token_level_rewards": scores},
-                non_tensors={"uid": np.array(["a"] * 4 + ["b"] * 4, dtype=object)},
-            )
+            batch = grpo_batch(responses, mask)
             old, _ = trainer._compute_old_log_prob(batch)
             ent = old.batch["entropys"]
             metrics = {"actor/entropy": core_algos.agg_loss(ent, mask, "seq-mean-token-mean").item()}
