@@ -48,12 +48,13 @@ from its files on demand, and the run listing and ``run.json`` come from a :clas
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import duckdb
@@ -375,52 +376,34 @@ class TailReader(SqlReads):
     def _ingest_index(self, sel: Selection) -> int:
         """Add the rows, newest step and newest wall time of each key of the selected files to the index, and its
         points of ``sparks`` (one read of the files, in one transaction); returns the rows."""
-        cur = self._con.cursor()
-        try:
-            binder = Binder("f", con=cur)
-            cur.register("_empty", empty_table(INDEXED_TABLE))
-            src = source_sql(sel, "_empty", binder)
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                pts = "list(struct_pack(i := list_position($_sp, name) - 1, step, value, wall_time))"
-                cur.execute(
-                    f"CREATE TEMP TABLE _keys AS SELECT *, $_k0 + row_number() OVER () AS k FROM ("
-                    f"SELECT run, rank, _writer, _seq, count(*) AS n, max(step) AS s, max(wall_time) AS t, "
-                    f"{pts} FILTER (WHERE list_contains($_sp, name)) AS pts FROM ({src}) GROUP BY ALL)",
-                    {**binder.values, "_sp": list(self.sparks), "_k0": self._next_key},
-                )
-                keys, rows = cur.execute("SELECT count(*), coalesce(sum(n), 0) FROM _keys").fetchone() or (0, 0)
-                cur.execute(f"INSERT INTO {INDEX} SELECT run, rank, _writer, _seq, n, s, t, k FROM _keys")
-                cur.execute(
-                    f"INSERT INTO {POINTS} SELECT k, p.i, p.step, p.value, p.wall_time "
-                    "FROM (SELECT k, unnest(pts) AS p FROM _keys WHERE pts IS NOT NULL)"
-                )
-                cur.execute("DROP TABLE _keys")
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            self._next_key += int(keys)
-            return int(rows)
-        finally:
-            cur.close()
+        with self._files(INDEXED_TABLE, sel) as (cur, src, values):
+            pts = "list(struct_pack(i := list_position($_sp, name) - 1, step, value, wall_time))"
+            cur.execute(
+                f"CREATE TEMP TABLE _keys AS SELECT *, $_k0 + row_number() OVER () AS k FROM ("
+                f"SELECT run, rank, _writer, _seq, count(*) AS n, max(step) AS s, max(wall_time) AS t, "
+                f"{pts} FILTER (WHERE list_contains($_sp, name)) AS pts FROM ({src}) GROUP BY ALL)",
+                {**values, "_sp": list(self.sparks), "_k0": self._next_key},
+            )
+            keys, rows = cur.execute("SELECT count(*), coalesce(sum(n), 0) FROM _keys").fetchone() or (0, 0)
+            cur.execute(f"INSERT INTO {INDEX} SELECT run, rank, _writer, _seq, n, s, t, k FROM _keys")
+            cur.execute(
+                f"INSERT INTO {POINTS} SELECT k, p.i, p.step, p.value, p.wall_time "
+                "FROM (SELECT k, unnest(pts) AS p FROM _keys WHERE pts IS NOT NULL)"
+            )
+            cur.execute("DROP TABLE _keys")
+        self._next_key += int(keys)
+        return int(rows)
 
     def _ingest_resumes(self, sel: Selection) -> int:
         """Add the ``resume`` events of the selected files to the index (keep mode, with ``sparks``); returns 0:
         they are no rows of the store's scalars."""
-        cur = self._con.cursor()
-        try:
-            binder = Binder("f", con=cur)
-            cur.register("_empty", empty_table("events"))
-            src = source_sql(sel, "_empty", binder)
+        with self._files("events", sel) as (cur, src, values):
             cur.execute(
                 f"INSERT INTO {RESUMES} SELECT run, rank, _writer, _seq, step, wall_time FROM ({src}) "
                 "WHERE kind = 'resume'",
-                binder.values,
+                values,
             )
-            return 0
-        finally:
-            cur.close()
+        return 0
 
     def _let_go(self, runs: list[str]) -> None:
         """Drop the rows of ``runs`` and forget their files (keep mode; the caller holds the lock)."""
@@ -495,6 +478,22 @@ class TailReader(SqlReads):
 
     def _ingest(self, table: str, sel: Any) -> int:
         """Copy the selected files into ``table`` in one transaction; returns the row count."""
+        with self._files(table, sel) as (cur, src, values):
+            cur.execute(f"CREATE TEMP TABLE _new AS {src}", values)
+            have = {r[0] for r in cur.execute(f"DESCRIBE {table}").fetchall()}
+            for name, dtype, *_ in cur.execute("DESCRIBE _new").fetchall():
+                if name not in have:  # schema growth: a column that appeared in a later segment
+                    cur.execute(f'ALTER TABLE {table} ADD COLUMN "{_ident(name)}" {dtype}')
+            n = cur.execute("SELECT count(*) FROM _new").fetchone()[0]
+            cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new")
+            cur.execute("DROP TABLE _new")
+        return int(n)
+
+    @contextlib.contextmanager
+    def _files(self, table: str, sel: Any) -> Iterator[tuple[Any, str, dict[str, Any]]]:
+        """``(cursor, src, values)`` for one block: a cursor on the mirror inside one transaction (committed when
+        the block ends, rolled back when it raises), ``src`` the SQL reading the selected files of ``table`` (an
+        empty relation of its columns when none) and ``values`` its parameters."""
         cur = self._con.cursor()
         try:
             binder = Binder("f", con=cur)
@@ -502,19 +501,11 @@ class TailReader(SqlReads):
             src = source_sql(sel, "_empty", binder)
             cur.execute("BEGIN TRANSACTION")
             try:
-                cur.execute(f"CREATE TEMP TABLE _new AS {src}", binder.values)
-                have = {r[0] for r in cur.execute(f"DESCRIBE {table}").fetchall()}
-                for name, dtype, *_ in cur.execute("DESCRIBE _new").fetchall():
-                    if name not in have:  # schema growth: a column that appeared in a later segment
-                        cur.execute(f'ALTER TABLE {table} ADD COLUMN "{_ident(name)}" {dtype}')
-                n = cur.execute("SELECT count(*) FROM _new").fetchone()[0]
-                cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new")
-                cur.execute("DROP TABLE _new")
+                yield cur, src, binder.values
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            return int(n)
         finally:
             cur.close()
 
