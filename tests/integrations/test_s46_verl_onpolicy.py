@@ -65,7 +65,6 @@ def _update_metrics(old, adv, mask, minibatches, g, loss_mode="ew_vanilla"):
 def verl_step(tmp_path, monkeypatch):
     """One verl training step in ``fit``'s order: the driver's old-log-prob pass and advantages, the actor update
     (``minibatches``: see :func:`_update_metrics`; None: a loss without the ew_ split), then ``Tracking.log``."""
-
     from entropy_watch.hooks import verl as ew_verl
 
     g = torch.Generator().manual_seed(3)

@@ -34,7 +34,6 @@ def _ray():
 @pytest.fixture
 def verl_run(tmp_path, monkeypatch):
     """A verl driver as ``RayPPOTrainer.fit`` runs it: (run one step, the store), through the real Tracking tee."""
-
     from entropy_watch.hooks import verl as ew_verl
 
     g = torch.Generator().manual_seed(7)

@@ -32,7 +32,6 @@ def _ray():
 
 
 def test_advantages_left_out_keep_the_step_the_drivers_entropy(tmp_path, monkeypatch):
-
     from entropy_watch.hooks import verl as ew_verl
     from entropy_watch.hooks.watch import Watch
 
