@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -186,8 +185,8 @@ class LiveAnalyzer:
         self._taken = False  # the stored history was taken as known (the follower holds its alerts)
         self._seeded: dict[str, int] = {}  # per buffer (scalar name, or _HIST): how many first entries the store gave
         self._stored_events: list[tuple[int, str]] = []  # the stored history's events (seed), ahead of _events
-        self._said: list[Any] = []  # alerts this session raised (a follower made afresh must not raise them again)
-        self._said_cleared: list[SimpleNamespace] = []  # ... and the recoveries it sent (key, cleared)
+        self._said: list[str] = []  # keys of the alerts this session raised (a follower made afresh must not again)
+        self._said_cleared: list[str] = []  # ... and of the problems whose recovery it sent
         self.analyses = 0
         self.busy_s = 0.0
         self._thread = threading.Thread(target=self._run, name="entropy_watch-live", daemon=True)
@@ -335,13 +334,13 @@ class LiveAnalyzer:
             self.follower = Follower(self.run)  # afresh after a resume: the replaced trajectory's alerts are not known
             if earlier is not None:
                 self.follower.update(earlier)
-            self.follower.update(SimpleNamespace(alerts=self._said, problems=self._said_cleared))  # type: ignore[arg-type]
+            self.follower.mark_said(self._said, self._said_cleared)
             if self._on_known is not None:
                 self._on_known(earlier, again)
         result = self.analyzer.analyze(series)
         changes = self.follower.update(result)
-        self._said.extend(changes.alerts)
-        self._said_cleared.extend(SimpleNamespace(key=r.key, cleared=r.step) for r in changes.recoveries)
+        self._said.extend(a.key for a in changes.alerts)
+        self._said_cleared.extend(r.key for r in changes.recoveries)
         self.busy_s += time.perf_counter() - t0
         self.analyses += 1
         if changes.alerts or changes.recoveries:

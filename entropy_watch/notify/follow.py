@@ -13,6 +13,7 @@ Other kinds (cliff, precision, non-finite, ...) are events, not states: they hav
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from entropy_watch.analysis import AnalysisResult
@@ -60,6 +61,12 @@ class Follower:
             self._recovered.add(p.key)
             out.recoveries.append(Recovery(p.kind, int(p.cleared), int(p.since), p.key, _summary(result, p)))
         return out
+
+    def mark_said(self, alerts: Iterable[str], recovered: Iterable[str] = ()) -> None:
+        """Take the alerts of the keys ``alerts`` as returned already, and the problems of the keys ``recovered`` as
+        reported cleared: what a follower made afresh (after a resume replaced part of the run) must not say again."""
+        self._seen.update(alerts)
+        self._recovered.update(recovered)
 
 
 def _summary(result: AnalysisResult, p: object) -> str:
