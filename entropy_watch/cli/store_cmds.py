@@ -1,7 +1,8 @@
-"""Store commands: ``ls``, ``show RUN``, ``sql QUERY``, ``compact``, ``export --duckdb FILE``."""
+"""Store commands: ``ls``, ``show RUN``, ``sql QUERY``, ``compact``, ``export --duckdb FILE``, ``rm RUN...``."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ def register(app: typer.Typer) -> None:
     app.command("sql")(sql)
     app.command("compact")(compact)
     app.command("export")(export)
+    app.command("rm")(rm)
 
 
 def ls(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -277,6 +279,7 @@ def compact(
     unmerged, and named in one warning line on stderr; the rest is merged. 1 when a merge itself failed (a full
     disk: nothing of that folder is lost).
     """
+    from entropy_watch.errors import RunNotFound
     from entropy_watch.store import Store, quarantine, write_catalog
     from entropy_watch.store import compact as do_compact
     from entropy_watch.store.catalog import CatalogBlocked, CatalogNotWritten
@@ -286,7 +289,12 @@ def compact(
     with quarantine.quiet():  # each unreadable file is named once below, with what compact did about it
         names = run or [i.name for i in store.runs()]
         for name in names:
-            store.run_meta(name)  # RunNotFound before touching anything
+            try:
+                store.run_meta(name)  # RunNotFound before touching anything
+            except RunNotFound:
+                if run:
+                    raise
+                continue  # deleted (`entropy-watch rm`) since the listing
             report = do_compact(store.root, name, min_age_s=min_age, final=final)
             words = _compaction_words(report)
             if left := len(_unreadable_in(store.root, name, known)):
@@ -344,6 +352,40 @@ def export(
         store.run_meta(name)
     path = export_duckdb(store.root, duckdb_file, runs=run or None)
     echo(printable(f"wrote {path}"))
+
+
+def rm(
+    ctx: typer.Context,
+    run: list[str] = typer.Argument(..., help="Runs to delete."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (required when stdin is not a terminal)."),
+    force: bool = typer.Option(False, "--force", help="Delete a run even while its writer is alive."),
+) -> None:
+    """Delete runs from the store: every reader (ls, show, sql, the catalog, the app) stops seeing each at once.
+
+    Refuses a run whose writer is alive (state running) unless --force. Asks first on a terminal; without one, pass
+    --yes (else exit 2). Nothing is deleted unless every named run exists and may go. An rm killed mid-way leaves a
+    store every command reads (a hidden leftover folder the next rm deletes).
+    """
+    from entropy_watch.store import Store
+    from entropy_watch.store.layout import validate_run_name
+    from entropy_watch.store.remove import check_removable, clean_leftovers, remove_run
+
+    names = list(dict.fromkeys(validate_run_name(r) for r in run))  # a bad name says so first, store or not
+    store = Store(state(ctx).root(existing=True))
+    for name in names:  # all checked before any is deleted
+        check_removable(store, name, force=force)  # RunNotFound, RunIsLive -> one-line error
+    if not yes:
+        if not (sys.stdin is not None and sys.stdin.isatty()):
+            reason = "required when stdin is not a terminal (rm cannot ask whether to delete)"
+            raise typer.BadParameter(reason, param_hint="--yes")  # a usage mistake: exit 2, nothing deleted
+        runs = f"{len(names)} run{'s' if len(names) != 1 else ''} ({listed(names, 8)})"
+        if not typer.confirm(printable(f"delete {runs} from {store.root}?")):
+            echo("nothing deleted")
+            raise typer.Exit(1)
+    clean_leftovers(store.root)
+    for name in names:
+        remove_run(store.root, name, force=force)  # checked again: a writer may have started while we asked
+        echo(printable(f"removed run {name}"))
 
 
 def _sql_error(err: BaseException) -> str:

@@ -1,0 +1,187 @@
+"""Deleting runs: :func:`remove_run` takes a run out of the store so that every reader agrees it is gone.
+
+``rm -rf ROOT/run=NAME`` deletes the files in whatever order the file system lists them: a reader, the catalog's
+views or the app's tail reader listing meanwhile meets a run with some files gone (a part deleted before the segments
+it covered: rows missing, not double counted, but read as data), a compaction in the run fails half-way, and a
+``rm`` killed mid-way leaves a half run that ``ls`` lists for good. The order here keeps every moment readable:
+
+**Local store.** (1) Every ``rank=`` folder of the run is locked: ``.compact.lock`` (so no compaction is mid-way in
+it), then ``.read.lock`` exclusively (waits for readers mid-query; readers take it shared, both in sorted order, so
+there is no deadlock). (2) The run folder is *renamed* into a hidden folder of the root (``.removing-<pid>-<ns>/``),
+one atomic step: before it every reader sees the whole run, after it none sees any of it (the catalog's globs read
+``run=*``, listing reads ``run=`` folders, and Spark/Trino skip names starting with a dot). (3) The locks are let go,
+the hidden folder is deleted, and the run's row leaves ``_runs.parquet``. A ``rm`` killed after (2) leaves only the
+hidden folder, which the next ``rm`` deletes (:func:`clean_leftovers`).
+
+**Object store** (no rename, no locks): the run's objects are deleted data first, then heartbeats, then its
+``_run.json``/``_meta`` last, so the run stays listed, with its config, until its last object goes; a reader
+meanwhile sees fewer rows (never a file twice; one that vanished under a read is listed again, as after a
+compaction), then the folder markers go. A ``rm`` killed mid-way leaves a run that ``rm`` deletes when run again.
+
+A run whose writer is alive (state ``running``: a heartbeat younger than three intervals) is refused unless
+``force``: its next flush would create the folders again, a run without its config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from entropy_watch.errors import EntropyWatchError
+from entropy_watch.store import fs, layout, manifest
+from entropy_watch.store.compact import COMPACT_LOCK
+from entropy_watch.store.files import READ_LOCK, rank_dirs
+from entropy_watch.store.fs import StorePath
+from entropy_watch.store.reader import Store
+
+try:
+    import fcntl
+except ImportError:  # Windows: no locks; the rename is still atomic
+    fcntl = None  # type: ignore[assignment]
+
+LEFTOVER_PREFIX = ".removing-"
+
+
+class RunIsLive(EntropyWatchError):
+    """The run's writer is alive (state ``running``); nothing was deleted."""
+
+
+def remove_run(
+    root: str | os.PathLike[str] | StorePath | None,
+    run: str,
+    *,
+    force: bool = False,
+    _after_hide: Callable[[], None] | None = None,
+) -> None:
+    """Delete ``run`` from the store (module docstring); raises :class:`RunNotFound`, :class:`RunIsLive` (unless
+    ``force``) or :class:`InvalidRunName`, having deleted nothing. ``_after_hide`` is a test hook."""
+    root_path = layout.default_root(root)
+    check_removable(Store(root_path), run, force=force)
+    rdir = layout.run_dir(root_path, run)
+    if fs.is_object(rdir):
+        _remove_objects(rdir)
+        return
+    hidden = root_path / f"{LEFTOVER_PREFIX}{os.getpid()}-{time.time_ns()}"
+    with _locked(rdir):
+        hidden.mkdir()
+        try:
+            os.rename(rdir, hidden / rdir.name)  # one step: the whole run, or none of it
+        except BaseException:
+            with contextlib.suppress(OSError):
+                hidden.rmdir()  # empty: the rename did not happen
+            raise
+    if _after_hide is not None:
+        _after_hide()
+    _rmtree(hidden)
+    _forget(root_path, run)
+
+
+def check_removable(store: Store, run: str, *, force: bool = False) -> None:
+    """Raise :class:`InvalidRunName`, :class:`RunNotFound`, or :class:`RunIsLive` (unless ``force``) for ``run``."""
+    layout.validate_run_name(run)
+    if store.run_info(run).state == "running" and not force:
+        raise RunIsLive(
+            f"run {run!r} is live (its writer's heartbeat is recent); nothing was deleted. Stop the writer first, or "
+            "pass --force (a live writer's next flush then creates the run again, without its config)"
+        )
+
+
+def clean_leftovers(root: str | os.PathLike[str] | StorePath | None) -> int:
+    """Delete the hidden folders of ``rm`` runs that were killed after hiding their run; returns how many. Nothing
+    reads them; a ``rm`` still deleting one (another process) only meets files already gone."""
+    root_path = layout.default_root(root)
+    if fs.is_object(root_path):
+        return 0
+    try:
+        names = [e.name for e in os.scandir(root_path) if e.name.startswith(LEFTOVER_PREFIX) and e.is_dir()]
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        _rmtree(root_path / name)
+    return len(names)
+
+
+@contextlib.contextmanager
+def _locked(rdir: Path) -> Iterator[None]:
+    """Hold every ``rank=`` folder's ``.compact.lock``, then its ``.read.lock`` exclusively (both in sorted order)."""
+    if fcntl is None:
+        yield
+        return
+    folders = sorted(d for t in _table_dirs(rdir) for d in rank_dirs(t))
+    fds: list[int] = []
+    try:
+        for name in (COMPACT_LOCK, READ_LOCK):  # all compaction locks first: a compactor holds one, then reads
+            for d in folders:
+                try:
+                    fd = os.open(d / name, os.O_RDONLY | os.O_CREAT, 0o644)
+                except OSError:  # a read-only folder: the rename is refused too, and says why
+                    continue
+                fds.append(fd)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _table_dirs(rdir: Path) -> list[Path]:
+    try:
+        return [rdir / e.name for e in fs.listdir(rdir) if e.is_dir and e.name.startswith("table=")]
+    except FileNotFoundError:
+        return []
+
+
+def _rmtree(path: Path) -> None:
+    def gone_already(func: object, p: str, exc_info: tuple[type[BaseException], BaseException, object]) -> None:
+        if not isinstance(exc_info[1], FileNotFoundError):  # another `rm` cleaning the same leftover
+            raise exc_info[1]
+
+    shutil.rmtree(path, onerror=gone_already)  # onexc= is Python 3.12+
+
+
+def _forget(root: Path, run: str) -> None:
+    """Drop the run's row from ``_runs.parquet``. A row of a run not listed is never read, and one of a run created
+    again under the name has another stamp; this keeps the file from holding removed runs for good."""
+    dest = Path(manifest.path(root))
+    try:
+        table = pq.ParquetFile(str(dest)).read()
+    except (OSError, pa.ArrowException):
+        return  # none, or unreadable: listing ignores it anyway
+    keep = pc.not_equal(table["name"], run)
+    if pc.all(keep).as_py() is not False:
+        return
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.rm.tmp")
+    try:
+        pq.write_table(table.filter(keep), tmp)
+        os.replace(tmp, dest)
+    except OSError:  # a full disk: the stale row is harmless (above)
+        tmp.unlink(missing_ok=True)
+
+
+def _remove_objects(rdir: StorePath) -> None:
+    """Delete a run's objects: table data, then heartbeats, then the config (module docstring)."""
+    files = [(rel, path) for rel, path in fs.walk_files(rdir)]
+
+    def order(item: tuple[str, StorePath]) -> int:
+        rel = item[0]
+        if rel.startswith("table="):
+            return 0
+        if rel.startswith((layout.STATUS_DIR + "/", layout.LEGACY_STATUS_DIR + "/")):
+            return 1
+        if rel.startswith("_meta/") or rel in (layout.RUN_JSON, layout.LEGACY_RUN_JSON):
+            return 3
+        return 2
+
+    for _, path in sorted(files, key=order):
+        fs.unlink(path)
+    # pyarrow puts an empty marker object in place of a folder's last file: without this the run stays listed
+    with contextlib.suppress(FileNotFoundError):
+        rdir.fs.delete_dir(rdir.key)  # type: ignore[union-attr]
