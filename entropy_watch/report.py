@@ -22,6 +22,7 @@ import json
 import math
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -251,15 +252,69 @@ def utc_text(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
 
-def _dates(v: Verdict) -> str:
+def _dates(v: Verdict, times: RunTimes) -> str:
     """When the report was written, in UTC, and the step its verdict is at: what "now" in the verdict means to a
-    reader of a shared report days later, the run perhaps still going on since."""
+    reader of a shared report days later, the run perhaps still going on since; then when the run started and was
+    last written (ISO 8601, UTC), where its metadata says: how old the data is, not only the page."""
     at = "" if v.step is None else f", of the data to step {v.step:,}"
-    return f"report written {utc_text(time.time())}{at}"
+    parts = [f"report written {utc_text(time.time())}{at}"]
+    started, last, imported = times
+    if started is not None:
+        parts.append(f"{'imported into the store' if imported else 'run started'} {iso_utc(started)}")
+    if last is not None:
+        parts.append(f"{'log' if imported is None else 'run'} last written {iso_utc(last)}")
+    return html.escape(" · ".join(parts))
 
 
-def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *, source: str = "") -> Path:
-    """Write the report for ``series`` and its ``result`` to ``path`` (one HTML file); returns the path.
+RunTimes = tuple[float | None, float | None, bool | None]
+"""``(started, last written, imported)``: Unix seconds (None: unknown); ``imported`` True for a run imported from a
+log (its start is the import's), False for one a training wrote, None for a log file read directly."""
+
+
+def iso_utc(t: float) -> str:
+    """``t`` (Unix seconds) as ISO 8601 in UTC, to the second: ``2026-05-01T12:00:00Z``."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stamp(value: Any) -> float | None:
+    """A time from run metadata (any writer's JSON): a finite number of Unix seconds a date can hold, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    try:
+        iso_utc(float(value))
+    except (OverflowError, OSError, ValueError):
+        return None
+    return float(value)
+
+
+def run_times(series: RunSeries, source: str) -> RunTimes:
+    """When the run started and was last written: from the series' ``meta`` when it carries the run's ``created_at`` /
+    ``updated_at`` (a run.json passed in), else from where it was read, ``source``: a store's run folder
+    (``.../run=NAME``: its run.json's ``created_at`` and its latest heartbeat or run.json write) or a log file (its
+    modification time). Unknown parts are None; the metadata is never a reason for the report to fail."""
+    meta = series.meta or {}
+    started, last = _stamp(meta.get("created_at")), _stamp(meta.get("updated_at"))
+    if started is not None or last is not None:
+        return started, last, bool(meta.get("imported"))
+    root, _, folder = source.rstrip("/").rpartition("/")
+    try:
+        if folder.startswith("run=") and root:
+            from entropy_watch.store import Store
+
+            info = Store(root).run_info(folder[len("run=") :])
+            return _stamp(info.meta.get("created_at")), _stamp(info.updated_at), bool(info.meta.get("imported"))
+        if source and Path(source).is_file():
+            return None, _stamp(Path(source).stat().st_mtime), None
+    except (EntropyWatchError, OSError, ValueError):
+        pass
+    return None, None, None
+
+
+def build_report(
+    series: RunSeries, result: AnalysisResult, path: str | Path, *, source: str = "", times: RunTimes | None = None
+) -> Path:
+    """Write the report for ``series`` and its ``result`` to ``path`` (one HTML file); returns the path. ``source``
+    is where the run was read (shown; the run's times are read from it), ``times`` overrides :func:`run_times`.
 
     Raises :class:`EntropyWatchError` when ``path`` is a folder or a file that is not an entropy-watch report."""
     if getattr(result, "verdict", None) is None:  # before any figure reads it
@@ -293,7 +348,8 @@ def build_report(series: RunSeries, result: AnalysisResult, path: str | Path, *,
     body = (
         f"<h1>{title}</h1><p class='muted'>{html.escape(source)} · {len(series):,} logged steps · "
         f"{len(v.alerts)} alert{'' if len(v.alerts) == 1 else 's'} · health: {v.health}</p>"
-        f"<p class='muted'>{_dates(v)}</p>{_verdict_block(v)}{notes}{_thinning_note(series)}"
+        f"<p class='muted'>{_dates(v, run_times(series, source) if times is None else times)}</p>"
+        f"{_verdict_block(v)}{notes}{_thinning_note(series)}"
         f"<h2>Entropy</h2>{parts[0] if parts else ''}{''.join(parts[1:])}<h2>Alerts</h2>{_alerts_table(v)}"
     )
     doc = f"<!DOCTYPE html><html><head><meta charset='utf-8'>{GENERATOR}<title>{title}</title><style>{_CSS}</style>"

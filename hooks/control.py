@@ -55,6 +55,8 @@ with ``delta`` capping the ratio, and TRL's own entropy bonus on the same run (t
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import statistics
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -124,29 +126,91 @@ class ControlConfig:
     batch (steps_per_generation x num_iterations / gradient_accumulation_steps), like the paper's once-per-iteration
     controller. Each update reads the mean entropy of those steps' loss forwards."""
 
+    vocab_size: int | None = None
+    """The policy's vocabulary size V, when known: a ``target`` (or, for kind="target", a band floor) at or above
+    ln V nats, the entropy of the uniform distribution and the most a token distribution holds, is never reached
+    (the lever would push one way for the whole run) and is refused."""
+
     def __post_init__(self) -> None:
+        """One :class:`ControlError` naming the field, the value and what to change, for settings that cannot work:
+        a number that is not finite, bounds out of order, a target at or above ln V, a setting the kind ignores."""
         if self.kind not in CONTROLS:
             raise ControlError(f"control={self.kind!r}; use one of {', '.join(CONTROLS)} (or None for no control)")
         if self.using not in LEVERS:
             raise ControlError(f"ControlConfig(using={self.using!r}); use one of {', '.join(LEVERS)}")
         if self.centering not in ("exact", "raw"):
             raise ControlError(f"ControlConfig(centering={self.centering!r}); use exact or raw")
-        if self.target is not None and not self.target > 0:
+        _whole("ref_steps", self.ref_steps, 1)
+        _whole("every", self.every, 1)
+        _whole("vocab_size", self.vocab_size, 2)
+        for name in ("zeta0", "zeta_min", "zeta_max", "eps_min", "eps_max", "kappa"):
+            _finite(name, getattr(self, name))
+        if self.target is not None and not _finite("target", self.target) > 0:
             raise ControlError(f"ControlConfig(target={self.target!r}); an entropy target is > 0 nats")
-        low, high = self.band if self.band is not None else self.band_rel
+        low, high = self._edges("band" if self.band is not None else "band_rel")
         if not 0 <= low < high:
             raise ControlError(f"entropy band ({low}, {high}); need 0 <= low < high")
-        if self.ref_steps < 1 or (self.every is not None and self.every < 1):
-            raise ControlError("ControlConfig: ref_steps and every must be >= 1")
+        if self.kind == "target" and self.target is not None:
+            raise ControlError(
+                f"ControlConfig('target', target={self.target!r}): kind 'target' steers into its band and would "
+                "ignore target; give band=(low, high) nats, or use kind 'repo-r' or 'adapo' for one target"
+            )
+        if self.kind != "target" and self.band is not None:
+            raise ControlError(
+                f"ControlConfig({self.kind!r}, band={self.band!r}): only kind 'target' keeps a band and {self.kind} "
+                f"would ignore it; use ControlConfig('target', using={self.kind!r}, band=...) or give target="
+            )
         if not 0 < self.zeta_min <= self.zeta0 <= self.zeta_max:
             raise ControlError("ControlConfig: need 0 < zeta_min <= zeta0 <= zeta_max")
         if not (self.kappa > 1 and 0 < self.eps_min <= self.eps_max):
             raise ControlError("ControlConfig: need kappa > 1 and 0 < eps_min <= eps_max")
+        if self.eps_high0 is not None and not self.eps_min <= _finite("eps_high0", self.eps_high0) <= self.eps_max:
+            raise ControlError(
+                f"ControlConfig(eps_high0={self.eps_high0!r}) is outside [eps_min, eps_max] = [{self.eps_min}, "
+                f"{self.eps_max}]; ADAPO keeps epsilon_high within them"
+            )
+        if self.vocab_size is not None:
+            self.check_vocabulary(self.vocab_size)
+
+    def _edges(self, name: str) -> tuple[float, float]:
+        """``band`` or ``band_rel`` as two finite floats (one :class:`ControlError` for anything else)."""
+        value = getattr(self, name)
+        if isinstance(value, str | bytes) or not isinstance(value, tuple | list) or len(value) != 2:
+            raise ControlError(f"ControlConfig({name}={value!r}); give two numbers (low, high)")
+        return _finite(name, value[0]), _finite(name, value[1])
+
+    def check_vocabulary(self, vocab_size: int) -> None:
+        """Refuse (:class:`ControlError`) a target, or a band floor, that a policy over ``vocab_size`` tokens can
+        never reach: at or above ln V nats. Called at construction when ``vocab_size`` is given; a caller that learns
+        V later (from the model) calls it then."""
+        ln_v = math.log(vocab_size)
+        what, floor = ("band low", self.band[0]) if self.kind == "target" and self.band else ("target", self.target)
+        if floor is not None and floor >= ln_v:
+            raise ControlError(
+                f"ControlConfig {what} {floor:g} nats is at or above ln V = {ln_v:.4g} (V = {vocab_size}), the "
+                "entropy of a uniform distribution over the vocabulary: the policy can never reach it (bits or log10 "
+                "instead of nats?)"
+            )
 
     @property
     def lever(self) -> str:
         """The knob that moves: repo-r (zeta) or adapo (eps_high)."""
         return self.using if self.kind == "target" else self.kind
+
+
+def _finite(name: str, value: Any) -> float:
+    """``value`` as a finite float, else one :class:`ControlError` naming the field (NaN, inf, a string, None)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ControlError(f"ControlConfig({name}={value!r}); use a finite number")
+    return float(value)
+
+
+def _whole(name: str, value: Any, least: int) -> None:
+    """A whole number >= ``least``, or None for the fields where None has a meaning; else one :class:`ControlError`."""
+    if value is None and name != "ref_steps":
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ControlError(f"ControlConfig({name}={value!r}); use a whole number >= {least}")
 
 
 def resolve(control: str | ControlConfig | None) -> ControlConfig | None:

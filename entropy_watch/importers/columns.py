@@ -146,6 +146,9 @@ def read_csv_arrow(path: Path, header: list[str], delimiter: str) -> tuple[dict[
     strings for :func:`parse_numeric`. Whitespace-only rows are dropped (as the line reader does); ``kept`` maps
     frame rows to data rows. Without a quote character in the file no value can hold a newline, and Arrow parses
     the blocks in parallel; a file in which one does is left to the line reader.
+
+    The header row is read as the table's first row and dropped: Arrow's ``skip_rows`` counts lines, not rows, so a
+    header whose quoted column name holds a line break (``"reward\nmean"``) left its second line to be read as data.
     """
     import pyarrow.csv as pcsv
 
@@ -155,12 +158,12 @@ def read_csv_arrow(path: Path, header: list[str], delimiter: str) -> tuple[dict[
         with raw_stream(path) as stream:
             table = pcsv.read_csv(
                 stream,
-                read_options=pcsv.ReadOptions(skip_rows=1, column_names=names, block_size=BLOCK_BYTES),
+                read_options=pcsv.ReadOptions(column_names=names, block_size=BLOCK_BYTES),
                 parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=quoted),
                 convert_options=pcsv.ConvertOptions(
                     column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False, check_utf8=True
                 ),
-            )
+            ).slice(1)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
         return None
     cols: list[pa.Array] = []
@@ -256,11 +259,11 @@ def csv_locator(path: Path, delimiter: str, kept: np.ndarray) -> Callable[[int],
     def lines() -> list[int]:
         out: list[int] = []
         with open(path, encoding="utf-8-sig", newline="", errors="replace") as fh, csv_field_limit():
-            fh.readline()
             reader = csv.reader(fh, delimiter=delimiter)
+            next(reader, None)  # the header row, on one line or more
             for fields in reader:
                 if fields:  # Arrow skips empty lines too
-                    out.append(reader.line_num + 1)
+                    out.append(reader.line_num)
         return out
 
     def where(row: int) -> str:

@@ -119,14 +119,50 @@ def sniff_delimiter(header: str, rows: list[str] | tuple[str, ...] = ()) -> str:
     return best if counts[best] > counts[","] else ","
 
 
-def _peek_rows(path: Path, n: int = SNIFF_ROWS) -> list[str]:
-    """The data lines after the header (at most ``n``), for :func:`sniff_delimiter`; [] if they cannot be read."""
+def _peek_rows(path: Path, n: int = SNIFF_ROWS, skip: int = 1) -> list[str]:
+    """The data lines after the header's ``skip`` lines (at most ``n``), for :func:`sniff_delimiter`; [] if they
+    cannot be read."""
     try:
         with open(path, encoding="utf-8", errors="replace", newline="") as fh:
-            fh.readline()
+            for _ in range(skip):
+                fh.readline()
             return [line for _, line in zip(range(n), fh, strict=False)]
     except OSError:
         return []
+
+
+HEADER_LINES = 8  # physical lines one header row may take: column names with line breaks in quotes ("reward\nmean")
+
+
+def _header_record(path: Path, handle: _Counting, first: str) -> tuple[str, int]:
+    """The header row's text and the number of lines it takes: ``first``, and the lines after it while a quoted
+    column name goes on across line breaks (``"reward\nmean"``: a wrapped header cell as pandas or Excel write it).
+    Read as one line, the rest of such a name was read as a row and every row after it had one field too many: each
+    was skipped and the import failed, or, with the name last, a bogus row was left out and the name cut short."""
+    if '"' not in first:
+        return first, 1
+    lines = [first]
+    unclosed = False
+
+    def feed() -> Iterator[str]:
+        nonlocal unclosed
+        yield first
+        while len(lines) < HEADER_LINES and (line := handle.readline()):
+            lines.append(line)
+            yield line
+        unclosed = True  # the csv reader asked for more: the quote did not close
+
+    with csv_field_limit():
+        try:
+            next(csv.reader(feed(), delimiter=sniff_delimiter(first)))
+        except csv.Error as e:
+            raise ImportFormatError(f"{path} line 1: malformed CSV header ({e}); re-export the file") from None
+    if unclosed:
+        raise ImportFormatError(
+            f"{path} line 1: a quote in the header row is not closed within {len(lines)} line(s); fix the header or "
+            "re-export the file"
+        )
+    return "".join(lines), len(lines)
 
 
 def read_csv(path: Path, progress: Progress | None = None) -> Frame:
@@ -140,8 +176,10 @@ def _read_csv(path: Path, progress: Progress | None) -> Frame:
         first = handle.readline()
         if not first.strip():
             raise ImportFormatError(f"{path} is empty; nothing to read")
-        delimiter = sniff_delimiter(first, _peek_rows(path))
-        header = _header(path, first, delimiter)
+        first, header_lines = _header_record(path, handle, first)
+        delimiter = sniff_delimiter(first, _peek_rows(path, skip=header_lines))
+        cells = _header(path, first, delimiter)
+        header = _one_line_names(path, cells)
         fast = read_csv_arrow(path, header, delimiter)
         if fast is not None:
             if progress is not None:
@@ -149,10 +187,13 @@ def _read_csv(path: Path, progress: Progress | None) -> Frame:
             columns, kept = fast
             frame = Frame.columnar(str(path), columns, csv_locator(path, delimiter, kept))
         else:
-            frame = _read_csv_lines(path, handle, header, delimiter)
+            frame = _read_csv_lines(path, handle, header, delimiter, first_line=header_lines + 1)
     finally:
         handle._h.close()
-    _drop_repeated_headers(frame, header)
+    _drop_repeated_headers(frame, header, cells)
+    wrapped = [name for name, cell in zip(header, cells, strict=True) if name != cell]
+    if wrapped:
+        frame.notes.append(f"column name(s) {listed(map(repr, wrapped), 3)} held line breaks; read with spaces")
     if frame.n_rows == 0:
         raise ImportFormatError(f"{path} has a header but no data rows; nothing to read")
     _drop_index_columns(frame)
@@ -161,19 +202,20 @@ def _read_csv(path: Path, progress: Progress | None) -> Frame:
     return frame
 
 
-def _drop_repeated_headers(frame: Frame, header: list[str]) -> None:
+def _drop_repeated_headers(frame: Frame, header: list[str], cells: list[str]) -> None:
     """Leave out the rows that repeat the header, cell for cell (two CSV logs joined one after the other, a logger
     that writes its header again when the run resumes): not data. Read as a row, such a line's ``run_name`` cell made
-    a run of its own whose one row had no step, which failed the whole import; a note counts them."""
+    a run of its own whose one row had no step, which failed the whole import; a note counts them. ``cells`` are the
+    header's cells as written (a name with a line break in it repeats so), ``header`` the column names."""
     import pyarrow.compute as pc
 
     repeat = np.ones(frame.n_rows, dtype=bool)
-    for name in header:
+    for name, cell in zip(header, cells, strict=True):
         raw = frame.cells[name][1]
         col = raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw
         if not repeat.any() or not pa.types.is_string(col.type):
             return  # a column read as numbers holds no header cell
-        same = pc.equal(pc.utf8_trim_whitespace(col), name).fill_null(False)
+        same = pc.equal(pc.utf8_trim_whitespace(col), cell).fill_null(False)
         repeat &= np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
     if not repeat.any():
         return
@@ -259,6 +301,16 @@ def _header(path: Path, first: str, delimiter: str) -> list[str]:
     blank = [i for i, h in enumerate(header) if not h]
     for i in blank[1:]:  # a spreadsheet's export ends each line in separators (";;"): columns without a name
         header[i] = f"Unnamed: {i}"  # as pandas calls them; left out with the index (_drop_index_columns)
+    return header
+
+
+_LINE_BREAK = re.compile(r"\s*[\r\n]+\s*")
+
+
+def _one_line_names(path: Path, cells: list[str]) -> list[str]:
+    """The column names of the header ``cells``: a line break in a quoted name (and the blanks around it) read as one
+    space, so that ``"reward\nmean"`` is the column ``reward mean``; an error for names that repeat."""
+    header = [_LINE_BREAK.sub(" ", c) if "\n" in c or "\r" in c else c for c in cells]
     if len(set(header)) != len(header):
         dup = sorted(h for h, n in Counter(header).items() if n > 1)  # one pass: a 10 MB first line has 10^6 cells
         raise ImportFormatError(f"{path} line 1: duplicate column name(s) {', '.join(dup)}; rename them")
@@ -298,10 +350,11 @@ def _swallowed(rest: list[tuple[int, str]], delimiter: str, width: int) -> bool:
     return any(line.count(delimiter) >= max(1, width - 1) for _, line in rest)
 
 
-def _read_csv_lines(path: Path, handle: _Counting, header: list[str], delimiter: str) -> Frame:
-    """The line-by-line reader (exact errors, ragged rows), building Arrow columns chunk by chunk. A row whose
-    quote is never closed is skipped and the lines its field swallowed are read again as rows (a note says so)."""
-    source = _Lines(handle, first_line=2)
+def _read_csv_lines(path: Path, handle: _Counting, header: list[str], delimiter: str, first_line: int = 2) -> Frame:
+    """The line-by-line reader (exact errors, ragged rows), building Arrow columns chunk by chunk, from the line
+    numbered ``first_line`` on (the one after the header). A row whose quote is never closed is skipped and the lines
+    its field swallowed are read again as rows (a note says so)."""
+    source = _Lines(handle, first_line=first_line)
     reader = csv.reader(source, delimiter=delimiter)
     width = len(header)
     chunks: list[list[pa.Array]] = [[] for _ in header]

@@ -6,11 +6,17 @@
   target's (a hanging secondary webhook held Slack's messages back until the run's close abandoned them);
 * an attempt lasts at most ``timeout_s`` in all (connect, send, answer): a webhook that trickles its answer one byte
   per socket timeout is cut off at that deadline (:class:`_Watchdog`); the answer's status is all that is read;
-* a connection error, a timeout, HTTP 5xx or 429 is retried up to ``retries`` times with exponential backoff
-  (``backoff_s``, doubled each time; a 429's ``Retry-After`` is honoured up to ``max_backoff_s``); other 4xx answers
-  are final (a wrong or revoked webhook), and so is a redirect, which is never followed (urllib turned the POST into
-  a GET to wherever ``Location`` pointed, an internal address or ``ftp://`` included, and counted the message
-  delivered though its body was dropped);
+* a failure before the request was sent whole (refused, unknown host, TLS, a timeout while connecting or sending),
+  HTTP 5xx or 429 is retried up to ``retries`` times with exponential backoff (``backoff_s``, doubled each time; a
+  429's ``Retry-After`` is honoured up to ``max_backoff_s``); other 4xx answers are final (a wrong or revoked
+  webhook), and so is a redirect, which is never followed (urllib turned the POST into a GET to wherever
+  ``Location`` pointed, an internal address or ``ftp://`` included, and counted the message delivered though its
+  body was dropped);
+* a request sent whole that gets no answer (a timeout, or the connection closed before the status line) is *not*
+  sent again (:class:`NoAnswer`): the webhook may well have posted it, and Slack, Discord and plain webhooks take no
+  idempotency key, so a retry posted the alert once more (a webhook slower than ``timeout_s`` posted every alert
+  ``retries + 1`` times). At most once, then, as urllib3 does not retry a POST after a read error: the message is
+  counted as not confirmed (``errors``, ``on_failure``), the reason says it may have been posted;
 * a message that is finally not delivered adds one to :attr:`Delivery.errors`, calls ``on_error(errors)`` (the
   hooks record it as ``hooks/notify_errors``) and ``on_failure`` with an :class:`Undelivered`, which names the target
   by kind and host only, never its URL, and quotes no exception text (urllib's errors can carry the URL). Who builds
@@ -41,7 +47,17 @@ from entropy_watch.notify.targets import Target
 log = logging.getLogger("entropy_watch")
 
 Opener = Callable[[urllib.request.Request, float], int]
-"""(request, timeout_s) -> HTTP status; raises ``urllib.error.HTTPError`` / ``OSError`` on failure."""
+"""(request, timeout_s) -> HTTP status; raises ``urllib.error.HTTPError`` for an error answer, :class:`NoAnswer` when
+the request was sent and no answer came (not retried), another ``OSError`` when it was not sent (retried)."""
+
+
+class NoAnswer(OSError):
+    """The request was sent whole and no answer came: the attempt's deadline passed (``timed_out``) or the connection
+    closed before the status line. The webhook may have posted the message; it is not sent again."""
+
+    def __init__(self, timed_out: bool) -> None:
+        super().__init__("no answer to a request sent whole")
+        self.timed_out = timed_out
 
 
 @dataclass(frozen=True)
@@ -90,13 +106,18 @@ class WarnOnce:
 
 def _urlopen(req: urllib.request.Request, timeout: float) -> int:
     """POST ``req``; its HTTP status (a 2xx), else raises as ``urllib.request.urlopen`` does. No redirect is followed
-    (a 3xx raises ``HTTPError``) and the whole attempt ends by ``timeout`` (``TimeoutError``); the body of the answer
-    is not read (a 200 with a huge or endless body is delivered all the same)."""
+    (a 3xx raises ``HTTPError``) and the whole attempt ends by ``timeout`` (``TimeoutError``, or :class:`NoAnswer`
+    once the request was sent whole, as for a connection closed before the answer); the body of the answer is not
+    read (a 200 with a huge or endless body is delivered all the same)."""
     with _Watchdog(timeout) as dog:
         try:
             with _opener().open(req, timeout=timeout) as resp:
                 return int(resp.status)
-        except (urllib.error.URLError, OSError, http.client.HTTPException):
+        except urllib.error.HTTPError:  # an answer, if an error one
+            raise
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            if dog.sent:
+                raise NoAnswer(dog.expired or isinstance(getattr(e, "reason", e), TimeoutError)) from None
             if dog.expired:
                 raise TimeoutError("the attempt's deadline passed") from None
             raise
@@ -125,6 +146,7 @@ class _Watchdog:
 
     def __init__(self, seconds: float) -> None:
         self.expired = False
+        self.sent = False  # the request went out whole: from here on a failure is ambiguous (NoAnswer)
         self._done = False
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -172,14 +194,29 @@ def _watch(sock: socket.socket) -> socket.socket:
     return sock
 
 
+def _mark_sent() -> None:
+    """Called as the answer is awaited (``getresponse``, after ``request`` wrote the body): the request is sent."""
+    dog = getattr(_current, "dog", None)
+    if dog is not None:
+        dog.sent = True
+
+
 class _HTTPConnection(http.client.HTTPConnection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         create = self._create_connection
         self._create_connection = lambda *a, **kw: _watch(create(*a, **kw))  # a proxy's CONNECT is watched too
 
+    def getresponse(self) -> http.client.HTTPResponse:
+        _mark_sent()
+        return super().getresponse()
+
 
 class _HTTPSConnection(http.client.HTTPSConnection):
+    def getresponse(self) -> http.client.HTTPResponse:
+        _mark_sent()
+        return super().getresponse()
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         create = self._create_connection
@@ -349,6 +386,10 @@ class Delivery:
                     return f"HTTP {status}, not retried", CHECK_URL
                 why, advice = f"HTTP {status}", ""
                 continue
+            except NoAnswer as e:  # the webhook may have posted it: a second POST would post it twice
+                what = f"no answer within {self.timeout_s:g} s" if e.timed_out else "the connection closed unanswered"
+                tried = f" (attempt {attempt + 1})" if attempt else ""
+                return f"sent, but {what}{tried}: it may have been posted", NOT_RESENT
             except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
                 reason = getattr(e, "reason", e)
                 timed_out = isinstance(reason, TimeoutError)
@@ -387,6 +428,11 @@ CHECK_URL = "check the webhook URL"
 CHECK_REDIRECT = "give the webhook's own URL (a webhook that redirects is not posted to)"
 """Advice for a 3xx: the POST is not repeated elsewhere (a redirect could point anywhere: another host, an internal
 address)."""
+NOT_RESENT = (
+    "not sent again, as webhooks do not de-duplicate (a retry could post it twice): look for it where the webhook "
+    "posts (a webhook this slow needs a longer timeout_s)"
+)
+"""Advice for :class:`NoAnswer`: the message may be there already."""
 CHECK_HOST = "check the URL's host and port, and the network"
 """Advice when no connection was made (refused, unknown host, TLS)."""
 

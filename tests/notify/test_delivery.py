@@ -90,7 +90,7 @@ def test_timeout_counts_as_a_failure(webhook: Webhook) -> None:
     t0 = time.monotonic()
     d.submit(t, b"{}")
     assert d.close(10)
-    assert d.errors == 1 and len(webhook.requests) == 2
+    assert d.errors == 1 and len(webhook.requests) == 1  # sent in full, no answer: never posted twice
     assert time.monotonic() - t0 < 10
 
 

@@ -130,8 +130,8 @@ def test_a_trickled_answer_ends_at_the_attempt_deadline(answer: Any, delivered: 
     if delivered:
         assert d.sent == 1 and said == [] and len(seen) == 1
     else:
-        assert d.sent == 0 and len(seen) == 2  # first try and one retry, each cut off at 1 s
-        assert [f.reason for f in said] == ["no answer within 1 s after 2 attempts"]
+        assert d.sent == 0 and len(seen) == 1  # sent in full, cut off at 1 s: not sent again (it may have been posted)
+        assert [f.reason for f in said] == ["sent, but no answer within 1 s: it may have been posted"]
     assert took < 8
 
 
