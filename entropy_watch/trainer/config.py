@@ -192,8 +192,8 @@ class AlgoConfig:
             f"entropy_coef={self.entropy_coef!r}, kl_coef={self.kl_coef!r}; each must be a finite number >= 0",
         )
         _check(
-            self.target_entropy is None or (_finite(self.target_entropy) and self.target_entropy >= 0),
-            f"target_entropy={self.target_entropy!r}; use a finite number of nats >= 0, or None (H_0)",
+            self.target_entropy is None or (_finite(self.target_entropy) and self.target_entropy > 0),
+            f"target_entropy={self.target_entropy!r}; use a finite number of nats > 0, or None (H_0)",
         )
         _check(self.controller != "zeta" or self.repo != "", "controller 'zeta' needs repo = 'r' or 'd'")
 

@@ -238,6 +238,11 @@ def train(
     else:
         tokenizer = build_tokenizer(cfg.task.scripts, cfg.task.plus_signs)
         model = build_model(cfg.model, len(tokenizer), tokenizer.eos_token_id, cfg.seed)
+    if a.target_entropy is not None and a.target_entropy >= math.log(len(tokenizer)):  # before the SFT warm-up
+        raise ConfigError(
+            f"target_entropy={a.target_entropy!r} nats is at or above ln V = {math.log(len(tokenizer)):.4g} "
+            f"(V = {len(tokenizer)}), the entropy of a uniform policy: no policy reaches it (bits instead of nats?)"
+        )
     model.to(device).train()
     sft_losses: list[float] = []
     if state is None and init is None and cfg.sft.steps > 0:
