@@ -50,7 +50,8 @@ class StepAccumulator:
         self._extra: list[dict[str, float]] = []
         self._tokens: list[dict[str, Any]] = []
         self._n_steps = 0
-        self._onpolicy_unknown = False  # a micro-batch of this step had its old_logp left out (drop_unusable)
+        self._left_out: set[str] = set()  # inputs of this step's micro-batches left out on this rank (drop_unusable)
+        self.last_left_out: frozenset[str] = frozenset()  # those of the step flush recorded last
         self.calls = 0  # add() calls: each takes part in one micro-batch's collectives, even when it refuses
 
     def join_refused(self, like: Any = None) -> None:
@@ -87,15 +88,16 @@ class StepAccumulator:
 
         ``extra``: per-micro-batch values of mirrored names computed by the adapter (e.g. sequence-level clip
         fractions), which replace the token-level ones of this micro-batch; ``clip/onpolicy`` in it replaces the
-        token-level verdict (the step is on-policy only if every micro-batch is).
+        token-level verdict (the step is on-policy only if every micro-batch of every rank is).
 
         An optional input that does not fit the entropy (``logp``, ``old_logp``, ``advantages``, ``token_ids``:
         ``token_batch.drop_unusable``, as ``Watch.log_tokens``) is left out alone: the micro-batch is recorded without
         it (and without ``extra``, computed from the same inputs) and one failure is counted (``LeftOut``, raised
-        after recording under strict). A step with ``old_logp`` left out of a micro-batch is never "on-policy": its
-        ``clip/onpolicy`` is 0 when another micro-batch is off-policy, else not recorded.
+        after recording under strict). A step with ``old_logp`` left out of a micro-batch, on any rank, is never
+        "on-policy": its ``clip/onpolicy`` is 0 when another micro-batch is off-policy, else not recorded.
+        :attr:`last_left_out` names the inputs this rank left out of the step :meth:`flush` recorded last.
         """
-        from entropy_watch.hooks.stats import reduce_sums, sample_token_rows, stamp_step, token_sums
+        from entropy_watch.hooks.stats import note_verdicts, reduce_sums, sample_token_rows, stamp_step, token_sums
         from entropy_watch.hooks.token_batch import OPTIONAL, LeftOut, drop_unusable, prepare_batch
 
         w = self.watch
@@ -110,15 +112,18 @@ class StepAccumulator:
                 left_out = drop_unusable(entropy, given)
                 batch = prepare_batch(d(entropy), d(mask), *(given[k] for k in OPTIONAL))
                 sums = token_sums(batch, w._edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
+                passed = {"logp": logp, "old_logp": old_logp, "advantages": advantages}
+                lost = {k for k, t in passed.items() if t is not None and given[k] is None}  # extra is computed from
+                extra = {} if lost else dict(extra or {})  # these: not this micro-batch's when one was left out
+                # verdicts ride in the sums: the writing rank must see another rank's unknown or off-policy one
+                note_verdicts(sums, unknown="old_logp" in lost, onpolicy=extra.get(M.CLIP_ONPOLICY))
                 stamp_step(sums, int(step))
             except Exception:
                 self.join_refused(entropy)  # the other ranks are in this micro-batch's collectives
                 raise
             self._sums.append(reduce_sums(sums, group))
-            lost = {k for k, t in (("logp", logp), ("old_logp", old_logp), ("advantages", advantages)) if t is not None}
-            lost -= {k for k in lost if given[k] is not None}  # extra is computed from these: not this micro-batch's
-            self._extra.append({} if lost else dict(extra or {}))
-            self._onpolicy_unknown |= "old_logp" in lost
+            self._extra.append(extra)
+            self._left_out |= lost
             if not self._tokens and w.sample_tokens and self._n_steps % w.token_every == 0:
                 self._tokens = sample_token_rows(
                     batch,
@@ -140,24 +145,19 @@ class StepAccumulator:
 
         if not self._sums:
             return {}
-        sums, extras, tokens, unknown = self._sums, self._extra, self._tokens, self._onpolicy_unknown
-        self._sums, self._extra, self._tokens, self._onpolicy_unknown = [], [], [], False
+        sums, extras, tokens, self.last_left_out = self._sums, self._extra, self._tokens, frozenset(self._left_out)
+        self._sums, self._extra, self._tokens, self._left_out = [], [], [], set()
         self._n_steps += 1
         edges = self.watch._edges
         merged = sums[0]
         for s in sums[1:]:
             merged = merged.merge(s)
-        scalars, hist = finalize(merged, edges)
+        scalars, hist = finalize(merged, edges)  # clip/onpolicy: every rank's verdicts, known or not (note_verdicts)
         if self.mirror:
             per_micro = [finalize(s, edges)[0] if len(sums) > 1 else dict(scalars) for s in sums]
             for micro, extra in zip(per_micro, extras, strict=True):
-                micro.update(extra)
+                micro.update({k: v for k, v in extra.items() if k != M.CLIP_ONPOLICY})
             scalars.update(_mean_over_micro(per_micro, self.mirror))
-            flags = [e[M.CLIP_ONPOLICY] for e in extras if M.CLIP_ONPOLICY in e]
-            if flags:
-                scalars[M.CLIP_ONPOLICY] = float(min(flags))
-        if unknown and scalars.get(M.CLIP_ONPOLICY) == 1.0:  # the micro-batch without old_logp may be off-policy
-            scalars.pop(M.CLIP_ONPOLICY)
         for name in self.drop:
             scalars.pop(name, None)
         rec = getattr(self.watch, "_recorder", None)

@@ -49,6 +49,10 @@ SLOTS = (
     "n_old", "n_offpolicy", "log_ratio_sum", "k3_sum",  # importance ratio
     "n_clip", "n_clip_low", "n_clip_high", "n_dual_base", "n_clip_dual",  # clipping
     "n_negative",  # tokens whose given entropy is below -NEGATIVE_TOL: not an entropy (the step is refused)
+    # on-policy verdicts that are not the tokens': batches whose old_logp was left out (unknown: never "on-policy"),
+    # and an adapter's own verdicts (StepAccumulator's extra) and how many of them read off-policy; summed like the
+    # rest, so the writing rank sees every rank's (a verdict kept on the rank that made it was lost under reduce)
+    "n_onpolicy_unknown", "n_verdict", "n_verdict_off",
 )  # fmt: skip
 N_SLOTS = len(SLOTS)
 # MAX-reduced; -inf when absent. step_max / neg_step_min: the step each rank logs these sums as (stamp_step), so that
@@ -216,6 +220,20 @@ def token_sums(
     vec = torch.stack([s.get(name, zero) for name in SLOTS])
     group_ids, group_minmax = _local_groups(batch)
     return TokenSums(torch.cat([vec, hist]), torch.stack([x[n] for n in MAX_SLOTS]), group_ids, group_minmax)
+
+
+def note_verdicts(sums: TokenSums, *, unknown: bool = False, onpolicy: float | None = None) -> TokenSums:
+    """Count, in ``sums`` (in place; returns ``sums``), an on-policy verdict that is not its tokens': ``unknown``, its
+    ``old_logp`` was left out; ``onpolicy``, an adapter's own verdict (1.0 on-policy, 0.0 off; None: none). Before
+    :func:`reduce_sums`, so that :func:`finalize` reads every rank's."""
+    add = {"n_onpolicy_unknown": float(unknown)}
+    if onpolicy is not None:
+        add |= {"n_verdict": 1.0, "n_verdict_off": float(not onpolicy >= 1.0)}
+    for name, value in add.items():
+        if value:
+            i = SLOTS.index(name)
+            sums.sums[i : i + 1] += value
+    return sums
 
 
 def clip_masks(
@@ -431,7 +449,12 @@ def finalize(sums: TokenSums, edges: np.ndarray) -> tuple[dict[str, float], np.n
         out[M.RATIO_LOG_MEAN] = s["log_ratio_sum"] / s["n_old"]
         out[M.RATIO_MAX] = x["ratio_max"]
         out[M.KL_OLD] = s["k3_sum"] / s["n_old"]
-    out[M.CLIP_ONPOLICY] = 1.0 if s["n_old"] == 0 or s["n_offpolicy"] == 0 else 0.0
+    if s["n_verdict"] > 0:  # an adapter's own verdicts (e.g. TRL's sequence-level ratio) replace the tokens'
+        out[M.CLIP_ONPOLICY] = 0.0 if s["n_verdict_off"] > 0 else 1.0
+    else:
+        out[M.CLIP_ONPOLICY] = 1.0 if s["n_old"] == 0 or s["n_offpolicy"] == 0 else 0.0
+    if s["n_onpolicy_unknown"] > 0 and out[M.CLIP_ONPOLICY] == 1.0:  # old_logp left out somewhere: maybe off-policy
+        del out[M.CLIP_ONPOLICY]
     if s["n_clip"] > 0:  # old log-probs given: measured, 0 when on-policy (TRL logs the same 0)
         out[M.CLIP_LOW_FRAC] = s["n_clip_low"] / s["n_clip"]
         out[M.CLIP_HIGH_FRAC] = s["n_clip_high"] / s["n_clip"]

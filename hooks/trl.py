@@ -34,16 +34,17 @@ The clip fractions follow the rule of the loss the trainer runs, told by the cla
 other loss (a subclass's own ``_compute_loss``, an unknown ``loss_type`` or importance-sampling level) gets one
 warning at attach and no recomputed clip fractions: ``clip/*`` are then TRL's own logged ``clip_ratio/*``.
 
-If a private method is missing or returns an unexpected shape (another TRL version, Liger in TRL <= 1.13), the
-per-token layer switches itself off with one warning and the callback carries on; a loss forward that is not seen
-inside ``compute_loss`` or that carries no entropy gets one warning. The per-token layer owns the canonical names only
-at the steps it recorded: at any other step TRL's logged values fill them, so a seam this module does not recognise
-costs the per-token statistics, never the entropy curve. Nothing here can crash training: failures are counted in
-``hooks/errors``; ``strict=True`` re-raises (tests). ``attach`` refuses (one line) an object that is no ``Trainer``, and
-a trainer it is attached to already while that run records (``close()`` it first: the earlier hook is then detached).
-A ``train()`` that begins (e.g. ``resume_from_checkpoint`` after an out-of-memory error in the same process) drops the
-loss forwards of the step an earlier ``train()`` left unfinished, with one warning; TRL keeps them in its ``_metrics``,
-so its first logged ``entropy`` after such a restart averages them in and ours does not.
+If a private method is missing or returns an unexpected shape (another TRL version, Liger in TRL <= 1.13), the per-token
+layer switches itself off with one warning and the callback carries on; a loss forward that is not seen inside
+``compute_loss`` or that carries no entropy gets one warning. The per-token layer owns the canonical names only at the
+steps it recorded (and, where it left out an input of a mismatched shape, only the names it recorded then): at any other
+step TRL's logged values fill them, so a seam this module does not recognise costs the per-token statistics, never the
+entropy curve. Nothing here can crash training: failures are counted in ``hooks/errors``; ``strict=True`` re-raises
+(tests). ``attach`` refuses (one line) an object that is no ``Trainer``, and a trainer it is attached to already while
+that run records (``close()`` it first: the earlier hook is then detached). A ``train()`` that begins (e.g.
+``resume_from_checkpoint`` after an out-of-memory error in the same process) drops the loss forwards of the step an
+earlier ``train()`` left unfinished, with one warning; TRL keeps them in its ``_metrics``, so its first logged
+``entropy`` after such a restart averages them in and ours does not.
 """
 
 from __future__ import annotations
@@ -134,13 +135,17 @@ class TrlCallback(EntropyWatchCallback):
 
     handle: TrlHandle | None = None
     owned_step: int | None = None  # the last step the per-token layer recorded
+    owned_recorded: frozenset[str] = frozenset()  # the names it recorded at that step
 
     def owned_names(self, step: int) -> set[str]:
         """The canonical names the per-token layer recorded at ``step``; TRL's logged values fill all others."""
         acc = self.handle.accumulator if self.handle else None
         if acc is None or step != self.owned_step:
             return set()
-        return set(PER_TOKEN_NAMES) - acc.drop
+        owned = set(PER_TOKEN_NAMES) - acc.drop
+        if acc.last_left_out:  # an input was left out (a mismatched shape): what it was needed for is TRL's again
+            owned &= self.owned_recorded
+        return owned
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         handle = self.handle
@@ -174,8 +179,9 @@ class TrlCallback(EntropyWatchCallback):
         if acc is not None and acc.pending:
             try:
                 step = int(state.global_step)  # just incremented: TRL's log_history step
-                if acc.flush(step):
-                    self.owned_step = step
+                recorded = acc.flush(step)
+                if recorded:
+                    self.owned_step, self.owned_recorded = step, frozenset(recorded)
             except Exception as exc:  # noqa: BLE001
                 self._failure("trl.step_end", exc)
         super().on_step_end(args, state, control, **kwargs)  # on_alert checkpoint/stop
