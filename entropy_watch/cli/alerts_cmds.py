@@ -20,6 +20,7 @@ nothing to analyse), per error ``{run: null, source, error}``; every entry has `
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ from entropy_watch.cli.common import (
     error_line,
     fail,
     log_options,
+    one_line,
     positive,
     print_empty_store,
     print_table,
@@ -244,6 +246,29 @@ def _write_alerts(root: Path, run: str, new: list[Alert]) -> int:
     return len(fresh)
 
 
+def _store_alerts(root: Path, run: str, new: list[Alert]) -> str | None:
+    """:func:`_write_alerts`; None when stored, else why not, in one line (the alerts were printed before: none is
+    lost). A store this user may not write (a shared store, a read-only mount) says so, and how to only list them."""
+    try:
+        _write_alerts(root, run, new)
+    except OSError as e:
+        reason = _UNWRITABLE.get(e.errno or 0)
+        if reason is None:
+            return one_line(e)
+        where = f" ({e.filename})" if e.filename else ""
+        return f"{reason}{where}; run without --write to only list them"
+    except Exception as e:  # noqa: BLE001 - any other failure: its one line (internal errors named so)
+        return error_line(e).partition(": ")[2]
+    return None
+
+
+_UNWRITABLE = {
+    errno.EROFS: "the store is on a read-only filesystem",
+    errno.EACCES: "this user may not write the store",
+    errno.EPERM: "this user may not write the store",
+}
+
+
 @contextmanager
 def _alerts_lock(root: Path, run: str) -> Iterator[None]:
     """An exclusive advisory lock on ``run=RUN/.alerts.lock`` for the block, across processes (:func:`~entropy_watch
@@ -341,8 +366,6 @@ def alerts(
                 v = res.verdict
                 assert v is not None
                 shown = filter_alerts(list(v.alerts), since=since, min_severity=min_severity)
-                if write and t.root is not None:
-                    _write_alerts(t.root, t.run, res.alerts)
                 # the exit status is the verdict's: an episode it says cleared is listed, not counted (rasbt 7_6
                 # read "info cliff ... the warning explosion from step 462 cleared at step 499" and exited 2 on a
                 # critical explosion at step 168)
@@ -354,6 +377,13 @@ def alerts(
                     out.append({**entry, "notes": res.notes, "verdict": v.to_dict()})
                 else:
                     _print_table(t.run, t.source, shown, res.notes, v, _filtered(since, min_severity))
+                # stored after they are listed: a store this user may not write loses none of them (one error line)
+                if write and t.root is not None and (why := _store_alerts(t.root, t.run, res.alerts)) is not None:
+                    errors += 1
+                    line = printable(f"error: {t.run}: the alerts listed were not stored: {why}")
+                    typer.echo(line, err=True)
+                    if as_json:
+                        out.append({"run": t.run, "source": t.source, "error": line})
         except typer.BadParameter:  # an option that does not apply to this target: a usage mistake (exit 2)
             raise
         except NoEntropySeries as e:
@@ -480,11 +510,8 @@ def watch(
                 echo(json.dumps({"run": run, **a.to_dict()}) if as_json else _line(run, a))  # loses no alert
         except OSError as e:  # stdout on a full disk: one line, an error (exit 1); stored with --write all the same
             on_error(run, f"new alerts not printed: {error_line(e)}")
-        if write:
-            try:
-                _write_alerts(root, run, new)
-            except Exception as e:  # noqa: BLE001 - one line, counted as an error (exit 1), the watch goes on
-                on_error(run, f"the alerts above were not stored: {error_line(e)}")
+        if write and (why := _store_alerts(root, run, new)) is not None:  # one line, an error; the watch goes on
+            on_error(run, f"the alerts above were not stored: error: {why}")
         if reader_gone():  # `watch | head -1` got what it waited for: nobody reads on, so watch ends (it polled on)
             monitor.stop(0.0)
 
@@ -519,6 +546,7 @@ def watch(
     else:
         # bounded: a 200-run store mirrored whole held every row (store/tail.py "Bounded memory")
         reader = TailReader(root, tables=("scalars", "hist", "events"), runs=runs or None, keep=WATCH_KEEP_RUNS)
+        _say_refused(reader, on_error)
     on_analysis = relay.on_analysis if relay is not None else None
     if not logs:
         on_analysis = _follow_live(reader, on_analysis)
@@ -545,6 +573,25 @@ def watch(
         undelivered = _finish_notify(relay, None if ended else STOP_WAIT_S) if relay is not None else 0
     if (once and errors) or undelivered:
         raise typer.Exit(1)
+
+
+def _say_refused(reader: Any, on_error: Callable[[str, str], None]) -> None:
+    """After each poll of ``reader`` (a :class:`~entropy_watch.store.TailReader`), one error line per run it could not
+    list (another user's private run in a shared store: the poll read the others), once until it can be read again;
+    unsaid, it was never analysed and never named."""
+    said: set[str] = set()
+    poll = reader.poll
+
+    def poll_and_say() -> int:
+        out = poll()
+        for run, why in sorted(reader.refused.items()):
+            if run not in said:
+                on_error(run, f"error: the run cannot be read ({why}); the other runs are followed")
+        said.intersection_update(reader.refused)
+        said.update(reader.refused)
+        return out
+
+    reader.poll = poll_and_say
 
 
 def _follow_live(reader: Any, then: Callable[[Any], None] | None) -> Callable[[Any], None]:
@@ -707,6 +754,7 @@ def report(
     from entropy_watch.errors import EntropyWatchError, NoEntropySeries
     from entropy_watch.report import build_report, check_report_dest
 
+    output = output.expanduser()  # `--output=~/r.html` reaches us unexpanded (as --store does): never a folder "~"
     check_report_dest(output)  # before the analysis: a user's other file at --output is never replaced
     try:
         found = resolve(target, state(ctx).root(), log_options(maps, vocab_size, reward_max))

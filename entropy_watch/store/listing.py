@@ -71,6 +71,9 @@ class Scan:
     gone: dict[str, tuple[StorePath, frozenset[str]]] = field(default_factory=dict)
     """Rank folders that lost a data file since the last commit: ``str(folder) -> (folder, names it holds now)``
     (no names: the folder is gone)."""
+    refused: dict[str, str] = field(default_factory=dict)
+    """Runs whose folders this user may not list (another user's private run): ``run -> why``; left out of the
+    scan, their files neither new nor gone."""
     _states: dict[str, _Seen | None] = field(default_factory=dict)  # None: the folder is gone
     _runs: tuple[str, frozenset[str]] | None = None  # (table, runs scanned)
 
@@ -100,12 +103,20 @@ class FolderWatch:
                 self._scan_object_table(tdir, coverage, out)
                 continue
             before = self._seen.get(str(tdir))
-            ranks = self._changed_names(tdir, out, _is_rank, files=False)
-            for gone in (before.names if before else frozenset()).difference(ranks):  # deleted with their run
-                out._states[str(tdir / gone)] = None
-                self._lost(tdir / gone, frozenset(), out)
-            for rank in ranks:
-                self._scan_rank(tdir / rank, coverage, out)
+            part = Scan()  # this run's share, kept only when all of it could be listed
+            try:
+                ranks = self._changed_names(tdir, part, _is_rank, files=False)
+                for gone in (before.names if before else frozenset()).difference(ranks):  # deleted with their run
+                    part._states[str(tdir / gone)] = None
+                    self._lost(tdir / gone, frozenset(), part)
+                for rank in ranks:
+                    self._scan_rank(tdir / rank, coverage, part)
+            except PermissionError as exc:  # another user's private run: said (refused), the rest scanned
+                out.refused[run] = f"permission denied: {exc.filename or tdir}"
+                continue
+            out.new.extend(part.new)
+            out.gone.update(part.gone)
+            out._states.update(part._states)
         return out
 
     def commit(self, scan: Scan) -> None:
@@ -219,6 +230,8 @@ class RunStamp:
                 paths += sorted(str(run_dir / table / n) for n in os.listdir(run_dir / table) if _is_rank(n))
             except (FileNotFoundError, NotADirectoryError):
                 continue
+            except PermissionError:  # a folder this user may not list: no stamp, the run is read each time
+                return None
         now = time.time_ns()
         folders = tuple(_stat(p) for p in paths)
         if folders[0][1] == 0:

@@ -18,6 +18,8 @@ keeps the folder out of Spark's and Trino's partition discovery.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import re
 from typing import Any
 
@@ -32,6 +34,27 @@ STAMPED_AT = "_stamped_at"
 object store that holds it, a clock every writing host shares. Liveness is judged by it (``reader.rank_state``), not
 by ``updated_at``, which the writing host's own clock stamped: a rank on a host whose clock ran 2 minutes behind was
 listed ``stalled`` while it wrote, and one 2 minutes ahead stayed ``running`` for 2 minutes after a ``kill -9``."""
+
+
+def check_readable(*paths: StorePath) -> None:
+    """Raise :class:`PermissionError` for the first local file among ``paths`` that exists but this user may not
+    open. :func:`read_json` reads such a file as absent, so a reader checks where it found nothing: a run whose
+    ``_run.json`` was private to its writer was read without its vocabulary size and reward ceiling (another verdict,
+    silently), and one whose heartbeats were, as ``imported``."""
+    for path in paths:
+        if is_object(path):
+            continue
+        try:
+            os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)))
+        except PermissionError:
+            raise PermissionError(errno.EACCES, "permission denied (this user may not read it)", str(path)) from None
+        except OSError:
+            continue
+
+
+def check_run_json(root: StorePath, run: str) -> None:
+    """:func:`check_readable` on the run's ``_run.json`` (and the ``run.json`` of older stores)."""
+    check_readable(layout.run_json_path(root, run), layout.run_dir(root, run) / layout.LEGACY_RUN_JSON)
 
 
 def rank_meta_path(root: StorePath, run: str, rank: int) -> StorePath:
@@ -119,7 +142,9 @@ def statuses(root: StorePath, run: str) -> list[tuple[int, dict[str, Any]]]:
             continue
         for entry in entries:
             m = _RANK_JSON.fullmatch(entry.name)
-            if m and (st := read_json(entry.path)) is not None:
+            if m and (st := read_json(entry.path)) is None:
+                check_readable(entry.path)  # another user's private heartbeat: never a run silently "imported"
+            elif m and st is not None:
                 with contextlib.suppress(OSError):  # replaced meanwhile: judged by its own clock (updated_at)
                     st[STAMPED_AT] = mtime(entry.path)
                 rank = int(m.group(1))

@@ -7,7 +7,7 @@ expects from a monitor then is the rest of the run, and to be told which file is
 the files it listed (their Parquet footers; small files are read whole), and the unreadable ones are *quarantined*
 in this process: listed never again (:func:`is_quarantined`), named once in a warning on the ``entropy_watch``
 logger, left on disk for the user to inspect, and never merged or deleted by compaction. The query is then run
-again without them. A file replaced since (new size or modification time) is looked at afresh.
+again without them. A file replaced or made readable since (new size or change time) is looked at afresh.
 
 Where no listed file is unreadable the original error propagates unchanged.
 """
@@ -25,10 +25,14 @@ from entropy_watch.store.fs import StorePath, is_object, refused
 
 log = logging.getLogger("entropy_watch")
 
+REFUSED = "permission denied"
+"""How :func:`unreadable` starts the reason for a file this user may not open (not a damaged one)."""
+REFUSED_ADVICE = "The file is not damaged: read the store as a user who may read it, or ask its owner to share it."
 FULL_READ_BYTES = 64 * 2**20  # files up to this size are read whole when checked (a bad page behind a good footer)
 
 _lock = threading.Lock()
-_bad: dict[str, tuple[tuple[int, int] | None, str]] = {}  # path -> (size, mtime_ns) when quarantined, why
+# path -> ((size, ctime_ns locally / mtime_ns on an object store) when quarantined, why)
+_bad: dict[str, tuple[tuple[int, int] | None, str]] = {}
 _listed = threading.local()
 
 
@@ -100,9 +104,12 @@ def add(path: StorePath, why: str) -> None:
     if new and not getattr(_listed, "quiet", False):
         log.warning(
             "entropy_watch: skipping unreadable data file %s (%s); its rows are left out of every read until it "
-            "is replaced. Move it out of the store to keep it for inspection, or delete it.",
+            "is replaced. %s",
             path,
             why,
+            REFUSED_ADVICE
+            if why.startswith(REFUSED)
+            else "Move it out of the store to keep it for inspection, or delete it.",
         )
 
 
@@ -117,6 +124,8 @@ def unreadable(path: StorePath) -> str | None:
             pq.ParquetFile(where, filesystem=fs).read()
     except FileNotFoundError:
         return None
+    except PermissionError:  # a sound file of another user's: never "delete it"
+        return f"{REFUSED}: this user may not read it"
     except Exception as exc:  # noqa: BLE001 - whatever pyarrow raises for a broken file
         if is_object(path) and refused(exc):
             raise
@@ -135,6 +144,6 @@ def _stamp(path: StorePath) -> tuple[int, int] | None:
             info = path.fs.get_file_info(path.key)
             return (int(info.size or 0), int(info.mtime_ns or 0))
         st = path.stat()  # type: ignore[union-attr]
-        return (st.st_size, st.st_mtime_ns)
+        return (st.st_size, st.st_ctime_ns)  # ctime: a file made readable again (chmod) is looked at afresh too
     except (OSError, AttributeError):
         return None

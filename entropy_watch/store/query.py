@@ -11,12 +11,20 @@ Python replacement scans and its configuration locked, so no statement (``COPY â
 anything. The store's rows reach it only as Arrow datasets that Python opened and registered
 (:func:`register_selection`); DuckDB scans them with projection and filter push-down. A statement filter in the CLI
 is only a friendlier first message, not the guarantee.
+
+**Its memory** is bounded by :data:`SQL_MEMORY_LIMIT` (25% of the memory DuckDB sees, container limits included;
+``$ENTROPY_WATCH_SQL_MEMORY`` sets another, in DuckDB's units: ``8GB``, ``50%``), not DuckDB's default 80%: the
+monitor runs beside a trainer, and one mistyped join (two tables without a join condition multiply their rows) took
+the memory of the machine. The sandbox has no spill folder (``temp_directory`` empty), so a query that needs more
+fails with one line that says so (:class:`SqlOutOfMemory`) instead of spilling into the working directory or the
+store.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import threading
 import time
@@ -27,7 +35,7 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow as pa
 
-from entropy_watch.errors import EntropyWatchError, InvalidRunName
+from entropy_watch.errors import EntropyWatchError, InvalidRunName, first_line
 from entropy_watch.store import layout, quarantine
 from entropy_watch.store.files import READ_LOCK, CoverageCache, FileRef, Selection, list_table_files, rank_dirs
 from entropy_watch.store.fs import (
@@ -49,6 +57,7 @@ except ImportError:  # Windows: no reader/compactor coordination, retries only
     fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
+log = logging.getLogger("entropy_watch")
 
 # A file deleted between listing and reading (compaction) shows up as one of these; relisting fixes it.
 RETRY_ERRORS: tuple[type[BaseException], ...] = (duckdb.IOException, FileNotFoundError)
@@ -76,6 +85,7 @@ _NOT_ABOUT_FILES: tuple[type[BaseException], ...] = (
     duckdb.CatalogException,
     duckdb.PermissionException,
     duckdb.NotImplementedException,
+    duckdb.OutOfMemoryException,  # the query's size, not a file: checking every listed file would not help
 )
 BACKOFF_S = 0.01
 
@@ -131,6 +141,30 @@ def run_names(root: StorePath) -> list[str]:
 
 # Listing 10,000 runs validated every name on every call (~50 us each); a name once valid stays valid.
 _valid_run_name = functools.lru_cache(maxsize=1 << 16)(layout.validate_run_name)
+
+
+_said_refused: set[str] = set()
+
+
+def listable_runs(root: StorePath, runs: Iterable[str], tables: Iterable[str]) -> list[str]:
+    """``runs`` less those whose ``tables`` folders this user may not list (another user's private run in a shared
+    store), each named once per process in a warning on the ``entropy_watch`` logger: a read over every run, which
+    failed whole on ``PermissionError``, reads the others. Called only after such a failure (it lists again)."""
+    out = []
+    for run in runs:
+        try:
+            for table in tables:
+                for rdir in rank_dirs(layout.run_dir(root, run) / f"table={layout.validate_table(table)}"):
+                    listdir(rdir)
+        except PermissionError as exc:
+            if str(exc.filename) not in _said_refused:
+                _said_refused.add(str(exc.filename))
+                log.warning(
+                    "entropy_watch: run %r left out: this user may not read %s (permission denied)", run, exc.filename
+                )
+            continue
+        out.append(run)
+    return out
 
 
 def table_dirs(root: StorePath, runs: Iterable[str], table: str) -> list[StorePath]:
@@ -236,6 +270,19 @@ def source_sql(sel: Selection, empty_relation: str, binder: Binder) -> str:
     return " UNION ALL BY NAME ".join(f"({p})" for p in parts)
 
 
+SQL_MEMORY_LIMIT = "25%"
+ENV_SQL_MEMORY = "ENTROPY_WATCH_SQL_MEMORY"
+
+
+class SqlOutOfMemory(EntropyWatchError):
+    """A user query needed more memory than the sandbox's limit (module docstring)."""
+
+
+def sql_memory_limit() -> str:
+    """The sandbox's ``memory_limit``: ``$ENTROPY_WATCH_SQL_MEMORY`` when set, else :data:`SQL_MEMORY_LIMIT`."""
+    return os.environ.get(ENV_SQL_MEMORY, "").strip() or SQL_MEMORY_LIMIT
+
+
 _SANDBOX_CONFIG = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
@@ -249,8 +296,14 @@ _HIVE_SCHEMA = pa.schema([("run", pa.string()), ("table", pa.string()), ("rank",
 
 
 def sandbox() -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory connection for user SQL that cannot touch any file, extension or setting (module doc)."""
-    con = duckdb.connect(":memory:", config=dict(_SANDBOX_CONFIG))
+    """A fresh in-memory connection for user SQL that cannot touch any file, extension or setting, within
+    :func:`sql_memory_limit` (module doc)."""
+    limit = sql_memory_limit()
+    try:
+        con = duckdb.connect(":memory:", config={**_SANDBOX_CONFIG, "memory_limit": limit})
+    except (duckdb.ParserException, duckdb.InvalidInputException) as e:
+        why = first_line(e).partition(": ")[2] or first_line(e)
+        raise EntropyWatchError(f"${ENV_SQL_MEMORY}={limit!r} is not a memory size ({why})") from None
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     allowed = con.sql("SELECT current_setting('allowed_directories'), current_setting('allowed_paths')").fetchall()[0]
@@ -258,6 +311,19 @@ def sandbox() -> duckdb.DuckDBPyConnection:
         con.close()
         raise RuntimeError(f"the SQL sandbox would allow files {allowed}; report this with your DuckDB version")
     return con
+
+
+def out_of_memory(con: duckdb.DuckDBPyConnection) -> SqlOutOfMemory:
+    """The one-line error for a sandbox query stopped by its memory limit (DuckDB's own message advises ``SET``
+    statements the sandbox refuses)."""
+    try:
+        limit = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    except duckdb.Error:
+        limit = sql_memory_limit()
+    return SqlOutOfMemory(
+        f"the query needs more memory than the SQL limit ({limit}; ${ENV_SQL_MEMORY} sets it, e.g. 8GB or 50%): "
+        "filter or aggregate the rows first (a join without a condition multiplies the rows of its tables)"
+    )
 
 
 def fetch_interruptible(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation) -> pa.Table:

@@ -44,6 +44,8 @@ from entropy_watch.store.query import (
     Binder,
     create_sandbox_view,
     fetch_interruptible,
+    listable_runs,
+    out_of_memory,
     read_locked,
     run_names,
     sandbox,
@@ -54,7 +56,7 @@ from entropy_watch.store.query import (
 )
 from entropy_watch.store.reads import SqlReads, query_files
 from entropy_watch.store.schema import empty_table
-from entropy_watch.store.summary import RunInfo
+from entropy_watch.store.summary import RunInfo, unreadable_info
 from entropy_watch.store.writer import DEFAULT_HEARTBEAT_S, SUMMARY_NAMES, RunWriter
 
 T = TypeVar("T")
@@ -105,7 +107,7 @@ class Store(SqlReads):
     def run_meta(self, run: str) -> dict[str, Any]:
         """The run's ``run.json`` ({} if it has none); raises :class:`RunNotFound` if the run does not exist."""
         self._require(run)
-        return run_meta.load(self.root, run)
+        return self._load_meta(run)
 
     def writer(self, run: str, rank: int = 0, **kwargs: Any) -> RunWriter:
         """A :class:`RunWriter` on this store."""
@@ -136,13 +138,15 @@ class Store(SqlReads):
         The query runs in a :func:`~entropy_watch.store.query.sandbox`: it can read the store's rows through these
         views and nothing else; any statement that would read or write a file, attach a database, install or load
         an extension or change a setting fails with a DuckDB ``PermissionException`` / ``InvalidInputException``.
+        Its memory is bounded (:func:`~entropy_watch.store.query.sql_memory_limit`): a query that needs more raises
+        :class:`~entropy_watch.store.query.SqlOutOfMemory`.
         """
 
-        def attempt() -> pa.Table:
+        tables = [t for t in layout.TABLES if re.search(rf"\b{t}\b", query)]
+
+        def run(names: list[str]) -> pa.Table:
             con = sandbox()
             try:
-                names = run_names(self.root)
-                tables = [t for t in layout.TABLES if re.search(rf"\b{t}\b", query)]
                 if re.search(r"\bruns\b", query):
                     con.register("runs", _runs_table(self._summarised(names)))
                 with read_locked(d for t in tables for d in table_dirs(self.root, names, t)):
@@ -151,8 +155,20 @@ class Store(SqlReads):
                         create_sandbox_view(con, self.root, table, sel)
                     rel = con.sql(query, params=params or None)
                     return fetch_interruptible(con, rel if limit is None else rel.limit(limit))
+            except duckdb.OutOfMemoryException:
+                raise out_of_memory(con) from None
             finally:
                 con.close()
+
+        def attempt() -> pa.Table:
+            names = run_names(self.root)
+            try:
+                return run(names)
+            except PermissionError:  # a run private to its writer: the others are read, it is named (warning)
+                readable = listable_runs(self.root, names, tables)
+                if not readable or readable == names:  # nothing else to read: the error itself
+                    raise
+                return run(readable)
 
         return with_retry(attempt)
 
@@ -233,7 +249,13 @@ class Store(SqlReads):
                 for name, (state, ranks) in zip(unrecorded, pool.map(gather, unrecorded), strict=True):
                     states[name], table_ranks[name] = state, ranks
         else:
-            states.update((name, self._read_state(name)) for name in unrecorded)
+            for name in unrecorded:
+                try:
+                    states[name] = self._read_state(name)
+                    if not fs.is_object(self.root):
+                        table_ranks[name] = self._table_ranks(name)
+                except PermissionError as exc:  # another user's private run in a shared store: listed as such
+                    infos[name] = unreadable_info(name, exc)
         gone = self._superseded({name: sts for name, (_, sts) in states.items()})
         behind = [p for name, (_, sts) in states.items() for rank, st in sts if (p := summary.pending(name, rank, st))]
         tails = summary.catch_up(self._con, self._lock, self.root, behind, self._coverage, SUMMARY_NAMES)
@@ -275,7 +297,14 @@ class Store(SqlReads):
 
     def _read_state(self, run: str) -> tuple[dict[str, Any], list[tuple[int, dict[str, Any]]]]:
         """The run's ``run.json`` and its ranks' heartbeats ``(rank, status)``."""
-        return run_meta.load(self.root, run), run_meta.statuses(self.root, run)
+        return self._load_meta(run), run_meta.statuses(self.root, run)
+
+    def _load_meta(self, run: str) -> dict[str, Any]:
+        """The run's ``run.json``; :class:`PermissionError` when it is there but this user may not read it."""
+        meta = run_meta.load(self.root, run)
+        if not meta:
+            run_meta.check_run_json(self.root, run)
+        return meta
 
     def _table_ranks(self, run: str) -> set[int]:
         """The ranks with a ``rank=<r>`` folder in any of the run's tables."""

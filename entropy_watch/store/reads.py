@@ -51,7 +51,15 @@ import numpy as np
 import pyarrow as pa
 
 from entropy_watch.store.files import CoverageCache, select_files
-from entropy_watch.store.query import Binder, read_locked, source_sql, table_dirs, table_files, with_retry
+from entropy_watch.store.query import (
+    Binder,
+    listable_runs,
+    read_locked,
+    source_sql,
+    table_dirs,
+    table_files,
+    with_retry,
+)
 from entropy_watch.store.schema import empty_table
 
 if TYPE_CHECKING:
@@ -250,6 +258,15 @@ def query_files(
 
     def attempt() -> pa.Table:
         runs = names()
+        try:
+            return read(runs)
+        except PermissionError:  # a run private to its writer: the others are read, it is named (warning)
+            readable = listable_runs(root, runs, tables)
+            if not readable or readable == runs:  # nothing else to read: the error itself
+                raise
+            return read(readable)
+
+    def read(runs: list[str]) -> pa.Table:
         with lock:
             cur = con.cursor()
         try:

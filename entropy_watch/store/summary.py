@@ -83,6 +83,19 @@ class RunInfo:
     ranks: list[int] = field(default_factory=list)
     updated_at: float | None = None
     latest: Latest = field(default_factory=dict)
+    error: str | None = None
+    """Why the run could not be read (state :data:`UNREADABLE`), else None."""
+
+
+UNREADABLE = "unreadable"
+"""The state of a run whose folder this user may not read (another user's private run in a shared store): listed, with
+the reason in :attr:`RunInfo.error`, beside the runs that can be read; a read of the run itself raises the error."""
+
+
+def unreadable_info(run: str, exc: OSError) -> RunInfo:
+    """The :class:`RunInfo` of ``run``, whose folders refused this user (``exc``)."""
+    where = f": {exc.filename}" if exc.filename else ""
+    return RunInfo(run, {}, UNREADABLE, None, error=f"permission denied{where}")
 
 
 def merge_statuses(statuses: Iterable[tuple[int, Mapping[str, Any]]]) -> Latest | None:

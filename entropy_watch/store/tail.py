@@ -105,6 +105,9 @@ class TailReader(SqlReads):
         self.tables = tuple(layout.validate_table(t) for t in tables)
         self.only = None if runs is None else tuple(layout.validate_run_name(r) for r in runs)
         self.generation = 0
+        self.refused: dict[str, str] = {}
+        """Runs the last poll could not list (another user's private run): ``run -> why``; the rest was read."""
+        self._refusing: dict[str, str] = {}
         self._store = Store(self.root)
         self._con = duckdb.connect(":memory:")
         self._lock = threading.Lock()
@@ -315,6 +318,7 @@ class TailReader(SqlReads):
         if self.only is not None:
             names = [n for n in names if n in self.only]
         added = dropped = 0
+        self._refusing = {}
         if self.keep is not None:
             added, dropped = self._poll_index(names)
             names = [n for n in names if n in self._follow]
@@ -323,6 +327,7 @@ class TailReader(SqlReads):
             # with the files already read. Their folders are locked while they are read; one that vanished after
             # the scan (compaction) fails the read, and the poll is repeated from the last committed scan.
             scan = self._watch.scan(self.root, names, table, self._coverage)
+            self._refusing.update(scan.refused)
             ingested = self._ingested[table]
             for key, (folder, now) in scan.gone.items():
                 dropped += self._drop(table, key, folder, now)
@@ -331,6 +336,7 @@ class TailReader(SqlReads):
             self._watch.commit(scan)
         if self.keep is not None:
             self._ready = frozenset(names)
+        self.refused = self._refusing
         return added, dropped
 
     def _ingest_scan(self, scan: Scan, ingested: dict[str, set[Key]], ingest: Callable[[Selection], int]) -> int:
@@ -360,6 +366,7 @@ class TailReader(SqlReads):
         """Keep mode: bring the index of every run's scalar keys (and the points of ``sparks``) and of its resume
         events up to date; ``(rows added, rows dropped)``."""
         scan = self._index_watch.scan(self.root, names, INDEXED_TABLE, self._coverage)
+        self._refusing.update(scan.refused)
         dropped = 0
         for key, (folder, now) in scan.gone.items():
             dropped += self._drop(INDEX, key, folder, now, self._indexed, count="n", also=POINTS)
