@@ -65,8 +65,24 @@ def token_entropy(
     reusable buffers. With ``logits.requires_grad`` under grad mode (an entropy bonus), each chunk runs under
     activation checkpointing, so the graph holds only views of ``logits``; backward recomputes one chunk at a time
     (about 4 fp32 chunk-sized temporaries) at the cost of a second forward. The gradient itself is ``(..., V)``.
+
+    Under ``torch.compile`` it traces whole (no graph break); ``token_ids`` outside ``[0, V)`` then give a NaN
+    log-prob instead of an error, since the range check's host read would split the compiled graph at every call.
     """
     _check_args(logits, temperature, chunk_size, token_ids)
+    if token_ids is not None and torch.compiler.is_compiling():
+        off_vocab = (token_ids < 0) | (token_ids >= logits.shape[-1])  # (...), read on the device, never on the host
+        safe = token_ids.clamp(0, logits.shape[-1] - 1)
+        out = _token_entropy(logits, temperature, chunk_size, safe)
+        assert isinstance(out, tuple)  # token_ids given: (entropy, logp)
+        return out[0], out[1].masked_fill(off_vocab, float("nan"))
+    return _token_entropy(logits, temperature, chunk_size, token_ids)
+
+
+def _token_entropy(
+    logits: torch.Tensor, temperature: float, chunk_size: int | None, token_ids: torch.Tensor | None
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """:func:`token_entropy` on checked arguments."""
     lead_shape, vocab = logits.shape[:-1], int(logits.shape[-1])
     rows = int(chunk_size) if chunk_size is not None else default_chunk_rows(vocab, logits.device)
     compute_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
@@ -290,16 +306,26 @@ def _row_blocks(logits: torch.Tensor) -> list[torch.Tensor]:
     """``(..., V)`` logits as 2-D ``(n, V)`` views in row-major order, without copying.
 
     A contiguous-enough tensor is one block; one whose leading dims cannot be merged (``logits[:, :-1]`` of a
-    ``(B, T, V)`` tensor) is split along its first dim and each part retried.
+    ``(B, T, V)`` tensor) is split along its first dim and each part retried. Which one it is is read from the strides
+    (:func:`_lead_dims_merge`), not from a failed ``view``: under ``torch.compile`` that failure is no ``RuntimeError``
+    to catch but an error that stops the compiled function.
     """
     if logits.dim() == 1:
         return [logits.unsqueeze(0)]
     if logits.dim() == 2:
         return [logits]
-    try:
+    if _lead_dims_merge(logits):
         return [logits.view(-1, logits.shape[-1])]
-    except RuntimeError:
-        return [block for part in logits.unbind(0) for block in _row_blocks(part)]
+    return [block for part in logits.unbind(0) for block in _row_blocks(part)]
+
+
+def _lead_dims_merge(logits: torch.Tensor) -> bool:
+    """Whether the leading dims of ``(..., V)`` logits merge into one without a copy (``view(-1, V)`` works): each
+    leading dim of size > 1 steps over exactly the next one's extent; dims of size 1 have no step that matters."""
+    if logits.numel() == 0:
+        return True
+    lead = [(size, step) for size, step in zip(logits.shape[:-1], logits.stride()[:-1], strict=True) if size != 1]
+    return all(outer == inner * size for (_, outer), (size, inner) in zip(lead, lead[1:], strict=False))
 
 
 def _check_args(
@@ -323,6 +349,8 @@ def _check_args(
         )
     if token_ids.device != logits.device:
         raise InvalidTensor(f"token_entropy: token_ids on {token_ids.device}, logits on {logits.device}")
+    if torch.compiler.is_compiling():  # no host read in a compiled graph: token_entropy marks these log-probs NaN
+        return
     if token_ids.numel() and bool(((token_ids < 0) | (token_ids >= logits.shape[-1])).any()):  # one scalar sync
         raise InvalidTensor(f"token_entropy: token_ids outside [0, {logits.shape[-1]})")
 

@@ -9,8 +9,9 @@ For trainers entropy_watch does not wrap (SFT, DPO, PPO, custom ``Trainer`` subc
 to ``on_log`` is recorded at ``state.global_step`` under the trainer's key; keys the alias table knows
 (``entropy`` -> ``entropy/mean``, ``clip_ratio/low_mean`` -> ``clip/low_frac``, ``reward`` -> ``reward/mean``, ...,
 see :mod:`entropy_watch.aliases`) are recorded under the canonical name too. Evaluation keys (``eval_*``)
-are recorded as logged, never as a training metric. ``on_train_begin`` stores the ``TrainingArguments``, library
-versions and world size in ``run.json``. Only the main process writes (``state.is_world_process_zero``).
+are recorded as logged, never as a training metric. ``on_train_begin`` stores the ``TrainingArguments``, the seed,
+library versions, world size and, for a PEFT model (LoRA...), its adapters' configs in ``run.json``. Only the main
+process writes (``state.is_world_process_zero``).
 
 A resumed training (``trainer.train(resume_from_checkpoint=...)`` in a new process, same run name) writes into the
 same run: the ``Trainer`` loads the checkpoint's ``TrainerState`` before it calls ``on_train_begin`` (transformers 5.x
@@ -32,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -70,6 +72,29 @@ def checkpoint_folder(args: Any, step: int) -> str | None:
     checkpoint passed from elsewhere: the ``Trainer`` does not tell its callbacks which one it loaded)."""
     path = os.path.join(getattr(args, "output_dir", "") or "", f"{PREFIX_CHECKPOINT_DIR}-{step}")
     return path if os.path.isdir(path) else None
+
+
+def adapter_meta(model: Any) -> dict[str, Any] | None:
+    """The PEFT adapters ``model`` trains, for ``run.json``: ``{"adapters": {name: config}, "active": [...],
+    "version": peft's}``; None for a model without adapters. A LoRA run and a full fine-tune of one model move entropy
+    differently (rank, alpha and target modules bound the update), so a run says which it was. Read from the
+    ``peft_config`` dict a ``PeftModel`` (or a transformers model with adapters loaded) carries; a compiled model
+    passes the attribute through."""
+    configs = getattr(model, "peft_config", None)
+    if not isinstance(configs, Mapping) or not configs:
+        return None
+    adapters = {}
+    for name, cfg in configs.items():
+        to_dict = getattr(cfg, "to_dict", None)
+        adapters[str(name)] = to_dict() if callable(to_dict) else str(cfg)
+    active = getattr(model, "active_adapters", None)
+    active = active() if callable(active) else active  # a method on transformers models, a property on PeftModel
+    peft = sys.modules.get("peft")
+    return {
+        "adapters": adapters,
+        "active": [str(a) for a in active] if isinstance(active, list | tuple) else None,
+        "version": str(getattr(peft, "__version__", "?")) if peft is not None else None,
+    }
 
 
 def bind_actions(watch: Any) -> None:
@@ -209,14 +234,26 @@ class EntropyWatchCallback(TrainerCallback):
         return hit
 
     def train_meta(self, args: Any, state: Any, **kwargs: Any) -> dict[str, Any]:
-        """What goes into ``run.json`` at train start: framework, arguments, world size."""
+        """What goes into ``run.json`` at train start: framework, arguments, world size, the seed and, for a model
+        trained through PEFT adapters (LoRA...), their configs (:func:`adapter_meta`)."""
         to_dict = getattr(args, "to_dict", None)
-        return {
+        meta: dict[str, Any] = {
             "framework": self.framework,
             "training_args": to_dict() if callable(to_dict) else {},
             "world_size": int(getattr(args, "world_size", 1) or 1),
             "max_steps": int(getattr(state, "max_steps", 0) or 0),
         }
+        seed = getattr(args, "seed", None)
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            meta["seed"] = seed  # run.json's own field, which a Watch fills from its config (the Trainer has none)
+        try:
+            adapters = adapter_meta(kwargs.get("model"))
+        except Exception as exc:  # noqa: BLE001 - the rest of the config is still recorded
+            self._failure("train_meta.peft", exc)
+            adapters = None
+        if adapters:
+            meta["peft"] = adapters
+        return meta
 
     def _failure(self, where: str, exc: BaseException) -> None:
         w = self.watch
