@@ -233,6 +233,8 @@ def attach(
                 "own, which the controller cannot reach exactly: attach without control="
             )
         check_control(trainer, control_cfg)  # refuse before a run is created
+        if (vocab := _vocab_size(trainer)) is not None:
+            control_cfg.check_vocabulary(vocab)  # a target at or above ln V (in bits, say) is never reached
     if watch is None:
         from entropy_watch.hooks.watch import Watch
 

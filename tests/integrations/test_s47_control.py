@@ -4,6 +4,7 @@ exists; the loss forward reads nothing back from the device and counts a bf16 ba
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 from typing import Any
 
@@ -64,7 +65,8 @@ def test_repo_r_advantages_are_what_trl_loss_reads(tiny_trl, tmp_path, monkeypat
         return out
 
     monkeypatch.setattr(GRPOTrainer, "_compute_loss", spy_loss)  # the class's: attach still sees TRL's loss
-    control = ControlConfig("repo-r", zeta0=0.01, zeta_min=0.01, zeta_max=0.5, target=50.0, every=1)  # ζ doubles
+    top = math.log(trainer.model.config.vocab_size) - 1e-3  # above every step's entropy (ln V itself is refused)
+    control = ControlConfig("repo-r", zeta0=0.01, zeta_min=0.01, zeta_max=0.5, target=top, every=1)  # ζ doubles
     handle = attach(trainer, run="spy", store=tmp_path / "store", strict=True, flush_secs=0.05, control=control)
     buffered: list[Any] = []
     prepare = trainer._prepare_inputs

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from entropy_watch import metrics as M
+from entropy_watch.hooks.control import ControlConfig
 from entropy_watch.store import Store
 
 pytestmark = pytest.mark.slow
@@ -53,20 +55,27 @@ def test_attach_without_control_leaves_training_bit_identical(tiny_trl, tmp_path
         assert torch.equal(a, b), name
 
 
+def _just_below_ln_v(trainer: Any) -> float:
+    """A target no step reaches (the entropy of a policy over V tokens is below ln V) that ``attach`` still takes: a
+    target at or above ln V is refused as a mistake. The controller then pushes the same way at every update."""
+    return math.log(trainer.model.config.vocab_size) - 1e-3
+
+
 def test_adapo_drives_epsilon_high_each_step(tiny_trl, tmp_path):
     from entropy_watch.hooks.control import ControlConfig
     from entropy_watch.hooks.trl import attach
 
     trainer = tiny_trl.build_trainer(str(tmp_path / "out"), max_steps=4)  # epsilon 0.2, epsilon_high 0.28
+    top = _just_below_ln_v(trainer)
     handle = attach(trainer, run="adapo", store=tmp_path / "store", strict=True, flush_secs=0.05,
-                    control=ControlConfig("adapo", target=50.0, every=1))  # fmt: skip  # far above: widen each step
+                    control=ControlConfig("adapo", target=top, every=1))  # fmt: skip  # above H: widen each step
     trainer.train()
     handle.close()
     store = Store(tmp_path / "store")
     eps = _series(store, "adapo", M.CONTROL_EPS_HIGH)
     assert eps == pytest.approx({s: min(1.0, 0.28 * 1.25**s) for s in (1, 2, 3, 4)})
     assert trainer.epsilon_high == pytest.approx(eps[4]) and trainer.epsilon_low == pytest.approx(0.2)
-    assert set(_series(store, "adapo", M.CONTROL_TARGET).values()) == {50.0}
+    assert set(_series(store, "adapo", M.CONTROL_TARGET).values()) == {top}
     assert sorted(_series(store, "adapo", M.CONTROL_ENTROPY)) == [1, 2, 3, 4]
     assert store.run_meta("adapo")["control"]["kind"] == "adapo"
     handle.detach()
@@ -78,7 +87,8 @@ def test_repo_r_changes_the_advantages_the_loss_uses(tiny_trl, tmp_path):
     from entropy_watch.hooks.trl import attach
 
     runs = {}
-    repo = ControlConfig("repo-r", zeta0=0.5, zeta_max=0.5, target=50.0, every=1)
+    top = _just_below_ln_v(tiny_trl.build_trainer(str(tmp_path / "probe"), max_steps=1))
+    repo = ControlConfig("repo-r", zeta0=0.5, zeta_max=0.5, target=top, every=1)
     for name, control in (("plain", None), ("repo", repo)):
         trainer = tiny_trl.build_trainer(str(tmp_path / name), max_steps=2)
         handle = attach(trainer, run=name, store=tmp_path / "store", strict=True, flush_secs=0.05, control=control)
@@ -102,6 +112,10 @@ def test_refusals_come_before_a_run_exists(tiny_trl, tmp_path):
     bonus = tiny_trl.build_trainer(str(tmp_path / "out2"), max_steps=1, entropy_coef=0.01)
     with pytest.raises(ControlError, match="entropy bonus"):
         attach(bonus, run="refused", store=tmp_path / "store", control="repo-r")
+    plain = tiny_trl.build_trainer(str(tmp_path / "out3"), max_steps=1)
+    log_v = math.log(plain.model.config.vocab_size)  # a target in bits (or any at or above ln V) is never reached
+    with pytest.raises(ControlError, match=r"at or above ln V = .*\(V = \d+\)"):
+        attach(plain, run="refused", store=tmp_path / "store", control=ControlConfig("repo-r", target=log_v))
     assert not (tmp_path / "store").exists() or not list(Store(tmp_path / "store").runs())
     assert "compute_loss" not in trainer.__dict__ and trainer.epsilon_high == pytest.approx(0.28)
 
