@@ -37,6 +37,7 @@ With ``strict=True`` a failure is re-raised at the next call from the training t
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import signal
@@ -139,16 +140,23 @@ class Recorder:
         # its statistics worker here so that pending steps are written
         self.before_close: Callable[[], Any] | None = None
         _warm_up()  # here, not in the thread: the first rows may arrive at once and must not wait for it
-        self._thread = threading.Thread(target=self._run, name="entropy_watch-recorder", daemon=True)
-        self._thread.start()
         self_ref = weakref.ref(self)
+        # the thread holds the recorder weakly: one nobody references any more (a sweep's trial whose trainer and
+        # Watch were dropped unclosed) is collected, and closed then (__del__), instead of beating forever
+        self._thread = threading.Thread(
+            target=_publisher, args=(self_ref, self._wake, self._stop), name="entropy_watch-recorder", daemon=True
+        )
+        self._thread.start()
+        self._born = next(_BORN)  # creation order: at exit the newest closes first
         _RECORDERS.add(self)
-        atexit.register(_close_at_exit, self_ref)
+        _register_at_exit()
         self._prev_sigterm: Any = None
         self._sigterm_handler: Any = None  # ours, as installed: close() restores prev only while it is still on top
         if handle_sigterm and threading.current_thread() is threading.main_thread():
             try:
-                prev = signal.getsignal(signal.SIGTERM)
+                # past the handlers of recorders closed since (closed off the main thread, they could not take
+                # theirs off): otherwise each unclosed run of a sweep deepened the chain a SIGTERM walks
+                prev = _live_handler(signal.getsignal(signal.SIGTERM))
                 handler = _make_sigterm_handler(self_ref, prev)
                 signal.signal(signal.SIGTERM, handler)
                 self._prev_sigterm, self._sigterm_handler = prev, handler
@@ -310,22 +318,25 @@ class Recorder:
             self._first_woken = True
             self._wake.set()
 
-    def _run(self) -> None:
-        next_due = time.monotonic() + self.flush_secs
-        while not self._stop.is_set():
-            self._wake.wait(max(0.0, next_due - time.monotonic()))
-            self._wake.clear()
-            if self._stop.is_set():
-                break
-            started = time.monotonic()
-            published = self._publish()
-            next_due = started + self.flush_secs  # a deadline, not a sleep after the work: honest under load
-            # a round that published refreshes the summary at once (``ls`` then lags the rows by one round at most,
-            # and a kill -9 leaves at most that round for listing to fold in; store/summary.py); an idle rank still
-            # beats every heartbeat_secs (liveness)
-            if published or started - self._last_heartbeat >= self.heartbeat_secs:
-                self._last_heartbeat = started
-                self._heartbeat("running")
+    def _round(self) -> float:
+        """One round of the publisher thread (:func:`_publisher`); returns when the next one is due (monotonic s)."""
+        started = time.monotonic()
+        published = self._publish()
+        # a round that published refreshes the summary at once (``ls`` then lags the rows by one round at most, and a
+        # kill -9 leaves at most that round for listing to fold in; store/summary.py); an idle rank still beats every
+        # heartbeat_secs (liveness)
+        if published or started - self._last_heartbeat >= self.heartbeat_secs:
+            self._last_heartbeat = started
+            self._heartbeat("running")
+        return started + self.flush_secs  # a deadline, not a sleep after the work: honest under load
+
+    def __del__(self) -> None:
+        """A recorder nobody references any more is closed (``finished``, as at exit): its rows are published."""
+        try:
+            if not self._closed and self._pid == os.getpid():
+                self.close()
+        except Exception:  # noqa: BLE001 - a finaliser never raises
+            pass
 
     def _heartbeat(self, state: str) -> None:
         # no step=: the summary's last step is what the writer published, never rows still in a buffer
@@ -514,6 +525,24 @@ class Recorder:
 _RECORDERS: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
 
+def _publisher(ref: weakref.ref[Recorder], wake: threading.Event, stop: threading.Event) -> None:
+    """The publisher thread: a round (:meth:`Recorder._round`) when woken or due, until the recorder stops or is
+    collected. It holds the recorder only during a round."""
+    rec = ref()
+    next_due = time.monotonic() + (rec.flush_secs if rec is not None else 0.0)
+    del rec
+    while not stop.is_set():
+        wake.wait(max(0.0, next_due - time.monotonic()))
+        wake.clear()
+        if stop.is_set():
+            break
+        rec = ref()
+        if rec is None:
+            break
+        next_due = rec._round()
+        del rec
+
+
 def _after_fork_in_child() -> None:
     """Fresh locks in a forked child: the parent's publisher thread may have held them at the fork, and it does not
     exist in the child, so any use of them (a log, the SIGTERM handler) would wait forever. Then the child's SIGTERM
@@ -552,6 +581,24 @@ def _warm_up() -> None:
             pq.write_table(tbl, pa.BufferOutputStream())
     except Exception:  # noqa: BLE001 - only an optimisation
         pass
+
+
+_BORN = itertools.count()
+_AT_EXIT: list[bool] = []  # [True] once :func:`_close_all_at_exit` is registered
+
+
+def _register_at_exit() -> None:
+    """Register :func:`_close_all_at_exit` once per process. One registration per recorder made a sweep of 200 runs
+    in one process leave 200 atexit entries behind, one more with each run even when it was closed."""
+    if not _AT_EXIT:
+        _AT_EXIT.append(True)
+        atexit.register(_close_all_at_exit)
+
+
+def _close_all_at_exit() -> None:
+    """At interpreter exit: close every recorder still open, the newest first (:func:`_close_at_exit`)."""
+    for rec in sorted(_RECORDERS, key=lambda r: r._born, reverse=True):
+        _close_at_exit(weakref.ref(rec))
 
 
 def _close_at_exit(ref: weakref.ref[Recorder]) -> None:

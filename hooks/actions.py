@@ -172,11 +172,12 @@ class ActionBook:
         self._record = record
         self._failure = failure
         self.callback_timeout_s = float(callback_timeout_s)
-        self._calls: queue.Queue[tuple[int, Rule, Alert]] = queue.Queue(maxsize=MAX_QUEUED_CALLS)
+        self._calls: queue.Queue[tuple[int, Rule, Alert] | None] = queue.Queue(maxsize=MAX_QUEUED_CALLS)
         self._worker: threading.Thread | None = None
         self._running: tuple[str, float] | None = None  # (callback name, monotonic start) of the call in progress
         self._stuck: tuple[str, float] | None = None  # the running call last reported as stuck
         self._closed = False  # close() gave up waiting: a call that returns later records nothing (the run is closed)
+        self._ended = False  # close() ran: the worker ends once it is idle, and no call is queued any more
         self._lock = threading.Lock()
         self._pending: list[Request] = []
         self._fired: set[tuple[str, str]] = set()  # (alert key, rule selector)
@@ -215,6 +216,8 @@ class ActionBook:
     # ---- callbacks: one worker thread, one call at a time, in order ------------------------------------------------
     def _submit(self, step: int, rule: Rule, alert: Alert) -> None:
         with self._lock:
+            if self._ended:  # the run is closed: training is over, nothing more is called
+                return
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="entropy_watch-on_alert", daemon=True)
                 self._worker.start()
@@ -228,8 +231,14 @@ class ActionBook:
             )
 
     def _work(self) -> None:
+        """The worker: one call at a time until :meth:`close`, whose ``None`` (or, behind a call that hung past it, the
+        queue found empty) ends it; left running, each closed run of a sweep kept a thread and its whole ``Watch``."""
         while True:
-            step, rule, alert = self._calls.get()
+            item = self._calls.get()
+            if item is None:
+                self._calls.task_done()
+                return
+            step, rule, alert = item
             try:
                 if self._closed:  # queued behind a call that hung past close: training is over, not made
                     continue
@@ -240,6 +249,8 @@ class ActionBook:
                 self._guard(f"on_alert rule {rule.selector!r}", exc)
             finally:
                 self._calls.task_done()
+            if self._ended and self._calls.empty():
+                return
 
     def _call(self, fn: AlertCallback, alert: Alert) -> str:
         name = _name(fn)
@@ -290,7 +301,21 @@ class ActionBook:
 
     def close(self, timeout_s: float = 10.0) -> bool:
         """At the end of the run: wait for queued callback calls (bounded, see :meth:`drain`); a call still running
-        then is reported (counted, warned once) and left to its daemon thread."""
+        then is reported (counted, warned once) and left to its daemon thread, which ends when it returns. The worker
+        thread ends either way: nothing is called after the run closed."""
+        try:
+            return self._close(timeout_s)
+        finally:
+            with self._lock:
+                self._ended = True
+                worker = self._worker
+            if worker is not None:
+                try:
+                    self._calls.put_nowait(None)  # wakes an idle worker; a busy one ends once its queue is empty
+                except queue.Full:
+                    pass
+
+    def _close(self, timeout_s: float) -> bool:
         if self.drain(timeout_s):
             return True
         with self._lock:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -428,7 +429,8 @@ class Live:
         self.actions: ActionBook | None = None
         self.analyzer: LiveAnalyzer | None = None
         self.alerts: list[Any] = []  # every alert found live, in the order found
-        self._watch: Any = None
+        self._watch_ref: weakref.ref[Any] | None = None  # the Watch, held weakly (it is collected when unreferenced)
+        self._held: Any = None  # ... and strongly while it closes (:meth:`hold`)
         self._strict_exc: BaseException | None = None
         self._closing = False  # close() began: an alert found now is recorded and notified, not acted on
         self._closed = False
@@ -481,6 +483,20 @@ class Live:
         return cls(notifier, rules, detector, options)
 
     @property
+    def _watch(self) -> Any:
+        """The ``Watch`` this runs for. Held weakly: the analysis and notification threads hold this object, and a
+        strong reference back kept every unclosed ``Watch`` of a sweep alive, with its threads, until the process
+        ended."""
+        if self._held is not None:
+            return self._held
+        return self._watch_ref() if self._watch_ref is not None else None
+
+    def hold(self, watch: Any) -> None:
+        """Hold ``watch`` strongly while it closes (None: let go): the last analysis and notifications then reach it
+        even when the close runs from its finaliser."""
+        self._held = watch
+
+    @property
     def secrets(self) -> list[str]:
         return self.notifier.secrets if self.notifier is not None else []
 
@@ -491,7 +507,7 @@ class Live:
     def bind(self, watch: Any) -> None:
         """Start on ``watch``: action book on every rank; on the writing rank, tap its recorder and writer and start
         the analysis thread."""
-        self._watch = watch
+        self._watch_ref = weakref.ref(watch)
         self.actions = ActionBook(
             self.rules, self._record_action, self._failure, callback_timeout_s=self.options.callback_timeout_s
         )

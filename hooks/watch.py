@@ -25,6 +25,8 @@ import logging
 import os
 import platform
 import sys
+import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -106,7 +108,9 @@ class Watch:
     step its previous session published on this rank (None for a new run, and on ranks that do not write), as
     ``entropy-watch ls`` counts it. A run whose rank is being written by another live session (its heartbeat fresh,
     its process alive: two trainings launched under one name) is warned about once, here: their steps would merge.
-    After :meth:`close` nothing more is recorded (the first call warns; see :meth:`close`).
+    When that session is an earlier ``Watch`` of this process, still open (a notebook cell run again), it is closed
+    first (its rows published), and said so. After :meth:`close` nothing more is recorded (the first call warns; see
+    :meth:`close`). A ``Watch`` nobody references any more is closed then (``finished``), its threads ended.
     """
 
     def __init__(
@@ -183,8 +187,11 @@ class Watch:
         self.update_pass = True
         self._closed = False  # set once close() has published: later calls record nothing (see close)
         self._after_close_calls = 0
+        self._closed_why = ""  # why close() ran when the user did not call it (said by later calls)
         if self.is_writer:  # StoreUnwritable surfaces here, before training starts
             rank = 0 if self.reduce else self.rank
+            self._key = _writer_key(self.root, self.run, rank)
+            _close_open_watch(self._key)  # a re-run notebook cell: the Watch it made before is still open here
             earlier = live_writer(self.root, self.run, rank)  # read before our heartbeat replaces it
             writer = RunWriter(self.root, self.run, rank=rank)
             self.earlier_last_step = writer.earlier_last_step  # as ls counts it (the writer folds in a kill's tail)
@@ -194,11 +201,15 @@ class Watch:
             writer.update_run_meta(**self._scrub(meta))  # no webhook URLs, no credentials in URLs
             self._recorder = Recorder(writer, flush_secs=flush_secs, strict=strict)
             self._writer = writer
+            _OPEN[self._key] = weakref.ref(self)
         self._stats: StatsWorker | None = None
         if async_stats and not strict and not self.reduce:
-            self._stats = StatsWorker(lambda exc: self.failure("log_tokens", exc), max_pending=max_pending_stats)
+            # the worker's thread holds this Watch weakly (an unreferenced Watch is collected and closed: __del__)
+            me = weakref.ref(self)
+            self._stats = StatsWorker(lambda exc: _fail(me, "log_tokens", exc), max_pending=max_pending_stats)
             if self._recorder is not None:  # atexit and SIGTERM close the recorder: pending steps are written first
-                self._recorder.before_close = lambda: self._stats.drain(30.0) if self._stats else None
+                stats = self._stats
+                self._recorder.before_close = lambda: stats.drain(30.0)
         self._side_streams: dict[Any, Any] = {}  # the worker's CUDA stream per device
         if self.live is not None:  # taps the recorder, chains its before_close (last analysis, notifications)
             self.live.bind(self)
@@ -307,7 +318,8 @@ class Watch:
                 # snapshot what the caller owns: it may change it in place once we return (see snapshot)
                 snap = {k: (t.detach() if k in ours else snapshot(t)) for k, t in tensors.items()}
                 fence = DeviceFence(list(snap.values()))
-            self._stats.submit(lambda: self._stats_job(step, snap, kwargs, fence, drop, left_out))
+            me = weakref.ref(self)  # the worker's thread keeps its last job: it must not keep this Watch
+            self._stats.submit(lambda: _job(me, step, snap, kwargs, fence, drop, left_out))
             return {}
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
             if isinstance(exc, LeftOut):  # strict: raised by _record, already counted
@@ -401,6 +413,8 @@ class Watch:
         ``event`` after ``close()`` records nothing (the first one warns, naming the step; every one is counted in
         :attr:`errors`, not in the closed run's ``hooks/errors``) and never raises unless ``strict``. To record more,
         open a new ``Watch`` on the run: it continues it."""
+        if self.live is not None:  # the live analysis holds this Watch weakly: held while it closes
+            self.live.hold(self)
         try:
             if self._stats is not None:
                 self._stats.close()
@@ -411,6 +425,11 @@ class Watch:
                     self.failure("close", exc)
         finally:
             self._closed = True
+            if self.live is not None:
+                self.live.hold(None)
+            key = getattr(self, "_key", None)
+            if key is not None and _OPEN.get(key, lambda: None)() is self:
+                del _OPEN[key]
 
     @property
     def closed(self) -> bool:
@@ -452,11 +471,26 @@ class Watch:
         self._drain()
         return self._recorder.dropped_tokens if self._recorder is not None else 0
 
+    def __del__(self) -> None:
+        """A ``Watch`` nobody references any more and never closed (a sweep's trial that raised, a trainer dropped
+        after ``attach``) is closed (``finished``, as at exit), on a thread of its own so that the collection never
+        waits for the last analysis. Before, its threads held it: each such run of a sweep kept four or five threads
+        and its buffers, and beat "running" into its status file until the process ended."""
+        rec = getattr(self, "_recorder", None)
+        if getattr(self, "_closed", True) or rec is None or rec.closed or sys.is_finalizing():
+            return  # closed, or closed by the exit hook (the interpreter is ending: no thread to start)
+        if rec._pid != os.getpid():  # a forked child's copy: the run is the parent's
+            return
+        try:  # not a daemon: the interpreter waits for it at exit, so what it publishes is not cut off
+            threading.Thread(target=_close_quietly, args=(self,), name="entropy_watch-close", daemon=False).start()
+        except RuntimeError:  # interpreter shutdown: the recorder's exit hook closes it
+            pass
+
     def __enter__(self) -> Watch:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: Any, tb: Any) -> None:
-        self.close(exit_state(exc_type))  # Ctrl-C: interrupted; another exception: failed
+        self.close(exit_state(exc_type, exc))  # Ctrl-C: interrupted; sys.exit(0): finished; another: failed
 
     # ---- internals ---------------------------------------------------------------------------------------------
     _local_errors = 0
@@ -560,7 +594,10 @@ class Watch:
         """A call after :meth:`close`: nothing is recorded. Counted; the first one warns; strict raises."""
         self._count_error()
         self._after_close_calls += 1
-        message = f"entropy_watch: Watch {self.run!r} is closed; step {step} not recorded ({where} after close())"
+        message = (
+            f"entropy_watch: Watch {self.run!r} is closed{self._closed_why}; step {step} not recorded ({where} after "
+            "close())"
+        )
         if self.strict:
             raise RuntimeError(message)
         if self._after_close_calls == 1:
@@ -642,6 +679,60 @@ class Watch:
         if self._reward_max is not None:
             meta["reward_max"] = self._reward_max
         return meta
+
+
+def _close_quietly(watch: Watch) -> None:
+    """Close a ``Watch`` nobody references (:meth:`Watch.__del__`); a strict failure has no caller to reach."""
+    try:
+        watch.close()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _fail(ref: weakref.ref[Watch], where: str, exc: BaseException) -> None:
+    """:meth:`Watch.failure` of a weakly held ``Watch`` (the statistics worker's error handler)."""
+    watch = ref()
+    if watch is not None:
+        watch.failure(where, exc)
+
+
+def _job(ref: weakref.ref[Watch], *args: Any) -> None:
+    """:meth:`Watch._stats_job` of a weakly held ``Watch`` (nothing when it was collected first)."""
+    watch = ref()
+    if watch is not None:
+        watch._stats_job(*args)
+
+
+_OPEN: dict[tuple[str, str, int], weakref.ref[Watch]] = {}
+"""The open writing ``Watch`` of each (store root, run, rank) in this process."""
+
+
+def _writer_key(root: Any, run: str, rank: int) -> tuple[str, str, int]:
+    return (os.path.realpath(root) if isinstance(root, os.PathLike) else str(root), run, rank)
+
+
+def _close_open_watch(key: tuple[str, str, int]) -> None:
+    """A ``Watch`` opening a run and rank that an earlier ``Watch`` of this process still writes (a notebook cell run
+    again, a sweep's trial left open by an exception) closes that one first: its rows are published, and it no longer
+    beats. Left open, it kept refreshing the rank's status file as its own session ("running", its last step) over
+    this one's, so ``ls`` listed the run as running after this one closed, and at exit it wrote the earlier session's
+    state last. Its later calls record nothing and say why."""
+    old = _OPEN.pop(key, lambda: None)()
+    if old is None or old.closed:
+        return
+    logging.getLogger("entropy_watch").warning(
+        "entropy_watch: run %r already has a live writer on rank %d (pid %d on %s): an earlier Watch still open in "
+        "this process (a notebook cell run again?). It is closed now, its rows published, and this Watch continues "
+        "the run; the earlier one records nothing more. Close each Watch when its training ends (a with-block or "
+        "close()); two trainings at once need another run name each (the ranks of one torch.distributed job share a "
+        "run by rank: reduce=True or reduce=False)",
+        key[1],
+        key[2],
+        os.getpid(),
+        platform.node(),
+    )
+    old._closed_why = " (a newer Watch opened its run in this process)"
+    old.close("interrupted")
 
 
 def _what(x: Any) -> str:

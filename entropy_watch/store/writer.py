@@ -60,9 +60,14 @@ STATES = ("running", "finished", "failed", "terminated", "interrupted")
 SUMMARY_NAMES = frozenset(M.CANONICAL)  # scalars whose latest value the summary keeps (bounded: ~50 names)
 
 
-def exit_state(exc_type: type[BaseException] | None) -> str:
-    """The state a run leaves a ``with`` block in: ``finished``, ``interrupted`` (Ctrl-C) or ``failed``."""
+def exit_state(exc_type: type[BaseException] | None, exc: BaseException | None = None) -> str:
+    """The state a run leaves a ``with`` block in: ``finished``, ``interrupted`` (Ctrl-C) or ``failed``.
+
+    ``sys.exit()`` / ``sys.exit(0)`` (``exc``: a ``SystemExit`` whose code is None or 0) is a clean end, as its exit
+    status says: ``finished`` (a loop that stops early on success read ``failed``); another code is ``failed``."""
     if exc_type is None:
+        return "finished"
+    if issubclass(exc_type, SystemExit) and getattr(exc, "code", 1) in (None, 0):
         return "finished"
     return "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
 
@@ -492,8 +497,8 @@ class RunWriter:
     def __enter__(self) -> RunWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
-        self.close(exit_state(exc_type))
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.close(exit_state(exc_type, exc))
 
     # -- housekeeping ---------------------------------------------------------------------------------------------
     def _clean_tmp(self) -> None:
