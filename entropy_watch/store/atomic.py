@@ -147,11 +147,10 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_parquet_atomic(path: Path, table: pa.Table, *, fsync: bool = False, compression: str = "snappy") -> None:
-    """Write ``table`` to ``.<name>.tmp`` beside ``path``, optionally fsync it, then ``os.replace`` it into place.
-
-    ``path.name`` must already be unique to this process (it carries the writer's pid), so the temporary is too.
-    """
-    with publishing(path, path.with_name(f".{path.name}.tmp"), fsync=fsync) as fh:
+    """Write ``table`` to a hidden, process-unique ``.<name>.<pid>.<n>.tmp`` beside ``path``, optionally fsync it,
+    then ``os.replace`` it into place. Two writers of one shared file (``_runs.parquet``: two overlapping compactions, a
+    compaction and ``rm``) each publish a whole file; the last one wins."""
+    with publishing(path, json_tmp_path(path), fsync=fsync) as fh:
         pq.write_table(table, fh, compression=compression)
 
 
