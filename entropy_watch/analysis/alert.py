@@ -24,8 +24,9 @@ KINDS: tuple[str, ...] = (
     "near_uniform",
 )
 
-# Suggested actions per kind. Sources: clip-higher (DAPO, Yu et al. 2025), Clip-Cov/KL-Cov (Cui et al. 2025),
-# REPO/ADAPO (ALGORITHMS.md), fp32 log-probs for the bf16 ratio bias (DESIGN §1).
+# Suggested actions per kind, in generic words. Sources: clip-higher (DAPO, Yu et al. 2025), Clip-Cov/KL-Cov (Cui et
+# al. 2025), REPO/ADAPO (ALGORITHMS.md), fp32 log-probs for the bf16 ratio bias (DESIGN §1). The analysis puts them in
+# the run's trainer's words and drops what the run already does (analysis/advice.py: SLOTS follows this order).
 ACTIONS: dict[str, list[str]] = {
     "collapse": [
         "raise the upper clip bound (clip-higher, e.g. eps_high 0.28)",

@@ -18,6 +18,7 @@ import numpy as np
 
 from entropy_watch import metrics as M
 from entropy_watch.analysis import blas, cliffs, collapse, corroborate, guards
+from entropy_watch.analysis.advice import advise
 from entropy_watch.analysis.alert import Alert
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import Forecast, evaluate, evaluate_rise
@@ -283,8 +284,8 @@ class Analyzer:
         if n < cfg.min_points:
             counted = f"{n} logged point" + ("" if n == 1 else "s")  # "1 logged point", never "1 logged points"
             notes.append(f"{counted}; the detector decides from the {cfg.min_points}th")
-            res = AnalysisResult(alerts=guards.nonfinite(prep) + self._nonfinite_tokens(series, prep), notes=notes,
-                                 prep=prep)  # fmt: skip
+            found_early = guards.nonfinite(prep) + self._nonfinite_tokens(series, prep)
+            res = AnalysisResult(alerts=advise(found_early, series), notes=notes, prep=prep)
             res.reference = reference(prep, cfg)
             res.verdict = build(res, series.name, cfg.min_points)
             return res
@@ -298,7 +299,7 @@ class Analyzer:
         raw += corroborate.standalone(series, prep, cfg)
         raw += self._nonfinite_tokens(series, prep)
         raw += collapse.detect(series, prep, cfg, evals, lambda i: self._fit(prep, i), self._memo)
-        alerts = cooldown(raw, prep.steps, cfg.cooldown_points)
+        alerts = advise(cooldown(raw, prep.steps, cfg.cooldown_points), series)  # actions in the run's trainer's words
         res = AnalysisResult(alerts=alerts, notes=notes, prep=prep)
         res.forecasts = {i: f for i, f in evals.items() if f is not None}
         res.reference = reference(prep, cfg)

@@ -20,6 +20,7 @@ import numpy as np
 
 from entropy_watch import metrics as M
 from entropy_watch.aliases import detect_canonical
+from entropy_watch.analysis.advice import FACTS_KEY, run_facts
 from entropy_watch.analysis.changes import KNOWN_CHANGE_KINDS, RESET_EVENT_KINDS, change_points
 from entropy_watch.errors import EntropyWatchError, NoEntropySeries
 
@@ -334,6 +335,9 @@ def analysis_meta(run_json: dict[str, Any]) -> dict[str, Any]:
     notes are text, one per list item (a single string is one note)."""
     keys = ("vocab_size", "planned_steps", "reward_max", "import_notes")
     m = {k: run_json[k] for k in keys if run_json.get(k) is not None}
+    facts = run_facts(run_json)  # the trainer and its settings, for the alerts' actions (analysis/advice.py)
+    if facts:
+        m[FACTS_KEY] = facts
     cfg = run_json.get("config")
     if isinstance(cfg, dict):
         for k in ("vocab_size", "planned_steps", "max_steps", "reward_max"):

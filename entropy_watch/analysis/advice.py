@@ -1,0 +1,458 @@
+"""Advice: an alert's suggested actions in the run's own trainer's words, computed once in the analysis.
+
+:data:`~entropy_watch.analysis.alert.ACTIONS` are the generic lines ("raise the upper clip bound (clip-higher, e.g.
+eps_high 0.28)"). A run whose trainer is known — ``run.json``'s ``framework``, and the settings its hook stored (TRL:
+``trl_config`` and ``training_args``; the reference trainer: its ``config``; an attached controller: ``control``) —
+gets each line as that trainer's config key with its current value ("TRL: epsilon_high is 0.2 (= epsilon); try
+GRPOConfig(epsilon_high=0.28) (clip-higher, DAPO)"), and loses the lines it already follows (clip-higher at 0.28,
+REPO-R or ADAPO attached, an entropy bonus on, log-probs from an fp32 head) — read from its settings and from the
+``control/*`` series logged up to the alert's step (causal: a live prefix and the whole run advise the same). A run of
+unknown origin (an imported CSV, a plain loop) keeps the generic lines.
+
+Key names are the installed libraries' own (TRL 1.16 ``GRPOConfig``/``RLOOConfig``, verl 0.9.1's
+``ppo_trainer.yaml``, OpenRLHF 0.11.2's ``train_ppo_ray`` flags; docs/integrations.md). The CLI, the report, the
+app and the notifications render ``alert.actions`` and never recompute them.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from entropy_watch import metrics as M
+from entropy_watch.analysis.alert import ACTIONS, Alert
+
+if TYPE_CHECKING:
+    from entropy_watch.analysis.series import RunSeries
+
+CLIP_HIGHER = 0.28  # DAPO's eps_high (Yu et al. 2025); TRL's GRPOConfig help recommends it too
+FACTS_KEY = "run_facts"  # the series meta key :func:`run_facts` is kept under (``analysis_meta``)
+
+SLOTS: dict[str, tuple[str, ...]] = {
+    "collapse": ("clip_higher", "entropy_update", "entropy_bonus", "lower_lr", "fp32"),
+    "explosion": ("lr_or_grad_clip", "less_bonus", "low_clip", "kl_penalty", "rewards"),
+    "precision": ("fp32", "sampler"),
+    "zero_variance_groups": ("dynamic_sampling", "group_size"),
+    "nonfinite": ("inspect", "fp32"),
+}
+"""What each generic line of ``ACTIONS[kind]`` is about, in its order (a kind not here keeps its lines)."""
+
+# run.json keys -> the facts' names, per source (TRL: trl_config wins over training_args: it holds the trainer's
+# resolved epsilon_low/epsilon_high)
+_TRL_KEYS = {
+    "epsilon": "eps_low", "epsilon_low": "eps_low", "epsilon_high": "eps_high", "delta": "delta", "beta": "beta",
+    "entropy_coef": "entropy_coef", "use_adaptive_entropy": "adaptive_entropy", "entropy_target": "entropy_target",
+    "learning_rate": "lr", "max_grad_norm": "max_grad_norm", "cast_lm_head_to_fp32": "fp32_head",
+    "loss_type": "loss_type", "num_generations": "group_size", "temperature": "temperature",
+}  # fmt: skip
+_VERL_KEYS = {  # a verl config (actor_rollout_ref.actor.*), when a writer stored one
+    ("actor", "clip_ratio_low"): "eps_low", ("actor", "clip_ratio_high"): "eps_high",
+    ("actor", "entropy_coeff"): "entropy_coef", ("actor", "optim", "lr"): "lr",
+    ("actor", "grad_clip"): "max_grad_norm", ("rollout", "n"): "group_size", ("rollout", "temperature"): "temperature",
+}  # fmt: skip
+_TRAINER_KEYS = {  # entropy_watch.trainer's TrainConfig.to_dict()
+    ("algo_cfg", "eps_low"): "eps_low", ("algo_cfg", "eps_high"): "eps_high", ("algo_cfg", "kl_coef"): "beta",
+    ("algo_cfg", "entropy_coef"): "entropy_coef", ("algo_cfg", "zeta_max"): "zeta_max",
+    ("algo_cfg", "adapo_eps_max"): "eps_max", ("algo_cfg", "dynamic_sampling"): "dynamic_sampling",
+    ("algo_cfg", "controller"): "controller", ("algo_cfg", "repo"): "repo", ("rl", "lr"): "lr",
+    ("rl", "grad_clip"): "max_grad_norm", ("rl", "group_size"): "group_size", ("rl", "temperature"): "temperature",
+    ("algo_cfg", "clip_cov_ratio"): "clip_cov", ("algo_cfg", "kl_cov_frac"): "kl_cov",
+    ("model", "precision"): "precision", ("algo",): "algo",
+}  # fmt: skip
+_FLAGS = ("adaptive_entropy", "fp32_head", "dynamic_sampling")
+_TEXTS = ("loss_type", "controller", "repo", "precision", "trainer", "algo")
+
+
+def run_facts(run_json: Mapping[str, Any]) -> dict[str, Any]:
+    """What advice needs of a run's ``run.json`` (or an importer's meta): ``framework`` ("trl", "verl", "openrlhf",
+    "trainer" for entropy_watch's reference trainer; absent when unknown), ``trainer`` (TRL's class) and the settings
+    it stored, under plain names (``eps_low``, ``eps_high``, ``beta``, ``entropy_coef``, ``lr``...). Values that are
+    not what the setting holds (a writer's string for a number) are left out: run.json is data any writer chose."""
+    raw = run_json.get("framework")
+    out: dict[str, Any] = {}
+    name = raw.strip() if isinstance(raw, str) else ""
+    if name == "trl" or name.startswith("trl."):
+        out["framework"] = "trl"
+        if name.startswith("trl."):
+            out["trainer"] = name[4:]
+        for src in (_dict(run_json.get("training_args")), _dict(run_json.get("trl_config"))):
+            for key, fact in _TRL_KEYS.items():
+                if key in src:
+                    out[fact] = src[key]
+        if out.get("eps_high") is None and "eps_low" in out:  # TRL: epsilon_high defaults to epsilon
+            out["eps_high"] = out["eps_low"]
+    elif name == "verl":
+        out["framework"] = "verl"
+        ar = _dict(_dict(run_json.get("config")).get("actor_rollout_ref"))
+        out.update({fact: v for path, fact in _VERL_KEYS.items() if (v := _at(ar, path)) is not None})
+    elif name == "openrlhf":
+        out["framework"] = "openrlhf"
+    elif name == "entropy_watch.trainer":
+        out["framework"] = "trainer"
+        cfg = _dict(run_json.get("config"))
+        out.update({fact: v for path, fact in _TRAINER_KEYS.items() if (v := _at(cfg, path)) is not None})
+    control = _dict(run_json.get("control"))  # hooks.trl.attach(control=...): ControlConfig's fields
+    if isinstance(control.get("kind"), str):
+        kind = control["kind"]
+        out["controller"] = control.get("using") if kind == "target" and isinstance(control.get("using"), str) else kind
+        for key in ("zeta_max", "eps_max"):
+            if key in control:
+                out[key] = control[key]
+    return _checked(out)
+
+
+def _dict(x: object) -> dict[str, Any]:
+    return dict(x) if isinstance(x, Mapping) else {}
+
+
+def _at(d: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(d, Mapping) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def _checked(facts: dict[str, Any]) -> dict[str, Any]:
+    """``facts`` with each value of the kind its setting holds (a finite number, a bool, a string), else dropped."""
+    out: dict[str, Any] = {}
+    for k, v in facts.items():
+        if k == "framework" or k in _TEXTS:
+            ok = isinstance(v, str) and bool(v)
+        elif k in _FLAGS:
+            ok = isinstance(v, bool)
+        else:
+            ok = _number(v) is not None
+            v = _number(v)
+        if ok:
+            out[k] = v
+    return out
+
+
+def _number(v: object) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return None
+    x = float(v)
+    return x if math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What is known of the run at one alert's step: its settings (:func:`run_facts`) and the newest value of each
+    ``control/*`` series logged at or before the step (name -> (step, value))."""
+
+    settings: Mapping[str, Any]
+    control: Mapping[str, tuple[int, float]]
+    h_ref: float | None = None  # the alert's H_ref (nats), where it quotes one
+
+    @property
+    def framework(self) -> str | None:
+        return self.settings.get("framework")
+
+    def get(self, key: str) -> Any:
+        return self.settings.get(key)
+
+    def logged(self, name: str) -> tuple[int, float] | None:
+        return self.control.get(name)
+
+    @property
+    def config_class(self) -> str:
+        return "RLOOConfig" if self.get("trainer") == "RLOOTrainer" else "GRPOConfig"
+
+    @property
+    def rloo(self) -> bool:
+        return self.get("trainer") == "RLOOTrainer"
+
+    def controller(self) -> str | None:
+        """The controller acting on the run, "repo-r", "adapo" or "entropy" (a bonus controller), from its logged
+        control series first (what the run did), then its stored settings."""
+        if self.logged(M.CONTROL_ZETA) is not None:
+            return "repo-r"
+        if self.logged(M.CONTROL_EPS_HIGH) is not None:
+            return "adapo"
+        c = self.get("controller")
+        if c in ("repo-r", "zeta") or self.get("repo"):
+            return "repo-r"
+        return "adapo" if c == "adapo" else ("entropy" if c == "entropy" else None)
+
+    def bonus(self) -> float | None:
+        """The entropy bonus's weight: logged (control/entropy_coef) at the step, else the stored setting."""
+        got = self.logged(M.CONTROL_ENTROPY_COEF)
+        return got[1] if got is not None else self.get("entropy_coef")
+
+
+KEEP = "keep"  # a slot function's answer: the generic line stays
+
+
+def _v(x: Any) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _ref(f: Facts) -> str:
+    """' (H_ref 1.01 nats)' where the alert quotes it."""
+    return f" (H_ref {f.h_ref:.2f} nats)" if f.h_ref is not None else " (H_ref)"
+
+
+# ---- one function per slot: a line in the run's trainer's words, None (the run already does it), or KEEP ----------
+def _clip_higher(f: Facts) -> str | None:
+    if f.controller() == "adapo":  # ADAPO moves eps_high itself: only its cap is the user's
+        got, cap = f.logged(M.CONTROL_EPS_HIGH), f.get("eps_max")
+        if got is not None and cap is not None and got[1] >= 0.99 * cap:
+            key = "adapo_eps_max" if f.framework == "trainer" else "ControlConfig(eps_max=...)"
+            return f"ADAPO's eps_high is at its cap ({_v(cap)}) at step {got[0]}: raise {key}"
+        return None
+    if f.get("loss_type") in ("cispo", "sapo") or f.get("algo") == "no-upper-clip":  # no upper clip to widen
+        return None
+    lo, hi = f.get("eps_low"), f.get("eps_high")
+    if hi is not None and hi >= CLIP_HIGHER - 1e-9:
+        return None
+    now = "" if hi is None else f"epsilon_high is {_v(hi)}" + (" (= epsilon)" if hi == lo else f" (epsilon {_v(lo)})")
+    if f.framework == "trl":
+        said = f"TRL: {now}; try" if now else "TRL: set"
+        return f"{said} {f.config_class}(epsilon_high={CLIP_HIGHER}) (clip-higher, DAPO; it defaults to epsilon)"
+    if f.framework == "verl":
+        now = "" if hi is None else f" (now {_v(hi)})"
+        return f"verl: actor_rollout_ref.actor.clip_ratio_high={CLIP_HIGHER}{now} (clip-higher, DAPO; default 0.2)"
+    if f.framework == "openrlhf":
+        return (f"OpenRLHF: --actor.eps_clip_low_high 0.2 {CLIP_HIGHER} (clip-higher, DAPO; both sides default to "
+                "--actor.eps_clip 0.2)")  # fmt: skip
+    if f.framework == "trainer":
+        now = "" if hi is None else f" (eps_high is {_v(hi)})"
+        return f"entropy-watch train --algo dapo{now}: clip-higher at eps_high {CLIP_HIGHER}"
+    return KEEP
+
+
+def _entropy_update(f: Facts) -> str | None:
+    ctl = f.controller()
+    if ctl == "repo-r":  # attached: only its cap is the user's
+        got, cap = f.logged(M.CONTROL_ZETA), f.get("zeta_max")
+        if got is not None and cap is not None and abs(got[1]) >= 0.99 * cap:
+            key = "--zeta-max" if f.framework == "trainer" else "ControlConfig(zeta_max=...)"
+            return f"REPO's zeta is at its cap ({_v(cap)}) at step {got[0]}: raise {key}"
+        return None
+    if ctl == "adapo" or (f.get("clip_cov") or 0) > 0 or (f.get("kl_cov") or 0) > 0:
+        return None
+    if f.framework == "trl":
+        return ('TRL: attach REPO-R or ADAPO: entropy_watch.hooks.trl.attach(trainer, control="repo-r") '
+                '(or control="adapo")')  # fmt: skip
+    if f.framework == "verl":
+        return ("verl: actor_rollout_ref.actor.policy_loss.loss_mode=clip_cov or kl_cov (Clip-Cov / KL-Cov), or "
+                "ew_repo_r (entropy_watch's REPO-R)")  # fmt: skip
+    if f.framework == "trainer":
+        return "entropy-watch train --algo repo-r (or --algo adapo): an entropy-preserving update"
+    return KEEP
+
+
+def _entropy_bonus(f: Facts) -> str | None:
+    coef = f.bonus()
+    if f.framework == "trl" and f.get("adaptive_entropy") is True:
+        target = f.get("entropy_target")
+        now = f" ({_v(target)} nats)" if target is not None else ""
+        return (f"TRL: use_adaptive_entropy acts only at or below entropy_target{now}: raise entropy_target toward "
+                f"the run's early entropy{_ref(f)}")  # fmt: skip
+    on = coef is not None and coef > 0
+    if f.controller() is not None and not on:
+        return None  # a controller holds entropy already (the lines above speak of it)
+    if f.framework == "trl":
+        if f.rloo:
+            return 'TRL: RLOOConfig has no entropy bonus; attach(trainer, control="target") holds entropy in a band'
+        said = f"entropy_coef is {_v(coef)}; raise it" if on else "add an entropy bonus, GRPOConfig(entropy_coef=...)"
+        if coef == 0:
+            said = "entropy_coef is 0 (no entropy bonus); set GRPOConfig(entropy_coef=...)"
+        return f"TRL: {said}, or use_adaptive_entropy=True with entropy_target near the run's early entropy{_ref(f)}"
+    if f.framework == "verl":
+        now = f"is {_v(coef)}; raise it" if on else "(default 0) adds an entropy bonus"
+        return f"verl: actor_rollout_ref.actor.entropy_coeff {now}"
+    if f.framework == "openrlhf":
+        if on:
+            return f"OpenRLHF: --actor.entropy_coef is {_v(coef)}; raise it"
+        return "OpenRLHF: --actor.entropy_coef adds an entropy bonus (unset: none; 0 only logs entropy)"
+    if f.framework == "trainer":
+        if on:
+            return f"entropy_coef is {_v(coef)}: raise it, or entropy-watch train --algo entropy-adaptive"
+        return "entropy-watch train --algo entropy-bonus (entropy_coef 0.01) or --algo entropy-adaptive"
+    return KEEP
+
+
+def _lower_lr(f: Facts) -> str | None:
+    lr = f.get("lr")
+    if f.framework == "trl":
+        return f"TRL: learning_rate is {_v(lr)}; try {_v(lr / 2)}" if lr else "TRL: lower learning_rate"
+    if f.framework == "verl":
+        return "verl: lower actor_rollout_ref.actor.optim.lr" + (f" (now {_v(lr)})" if lr else " (default 1e-6)")
+    if f.framework == "openrlhf":
+        return "OpenRLHF: lower --actor.adam.lr (default 1e-6; --actor.muon.lr with --actor.optim muon)"
+    if f.framework == "trainer" and lr:
+        return f"lower the RL learning rate (rl.lr is {_v(lr)}; try {_v(lr / 2)})"
+    return KEEP
+
+
+def _fp32(f: Facts) -> str | None:
+    if f.get("fp32_head") is True or f.get("precision") in ("fp32", "bf16-fp32head"):
+        return None  # log-probs already come from an fp32 head
+    if f.framework == "trl" and not f.rloo:
+        return ("TRL: GRPOConfig(cast_lm_head_to_fp32=True) computes log-probs from an fp32 LM head (needs untied "
+                "embeddings)")  # fmt: skip
+    if f.framework == "trainer" and f.get("precision") == "bf16":
+        return "entropy-watch train --precision bf16-fp32head: log-probs from an fp32 LM head"
+    return KEEP
+
+
+def _lr_or_grad_clip(f: Facts) -> str | None:
+    lr, clip = f.get("lr"), f.get("max_grad_norm")
+    if f.framework == "trl":
+        said = [f"learning_rate is {_v(lr)} (try {_v(lr / 2)})" if lr else "lower learning_rate"]
+        said.append(f"max_grad_norm is {_v(clip)} (lower it)" if clip else "set max_grad_norm (gradient clipping)")
+        return "TRL: " + "; ".join(said)
+    if f.framework == "verl":
+        return ("verl: lower actor_rollout_ref.actor.optim.lr, or actor_rollout_ref.actor.grad_clip" +
+                (f" (now {_v(clip)})" if clip else " (default 1.0)"))  # fmt: skip
+    if f.framework == "openrlhf":
+        return "OpenRLHF: lower --actor.adam.lr (default 1e-6), or --actor.max_norm (gradient clipping, default 1.0)"
+    return KEEP
+
+
+def _less_bonus(f: Facts) -> str | None:
+    target = f.logged(M.CONTROL_TARGET)
+    if target is not None:
+        return f"check the entropy controller: its target was {_v(target[1])} nats at step {target[0]}"
+    coef = f.bonus()
+    if f.framework == "trl" and f.get("adaptive_entropy") is True:
+        now = "" if f.get("entropy_target") is None else f" (now {_v(f.get('entropy_target'))})"
+        return f"TRL: use_adaptive_entropy is on: lower entropy_target{now} or entropy_coef_max"
+    if (coef is not None and coef <= 0 and f.controller() is None) or (f.rloo and coef is None):
+        return None  # no bonus to lower (RLOOConfig has none)
+    key = {"trl": "TRL: entropy_coef", "verl": "verl: actor_rollout_ref.actor.entropy_coeff",
+           "openrlhf": "OpenRLHF: --actor.entropy_coef", "trainer": "entropy_coef"}.get(f.framework or "")  # fmt: skip
+    if key is None:
+        return KEEP
+    return f"{key} is {_v(coef)}; lower it or set 0" if coef else f"{key} (the entropy bonus): lower it or set 0"
+
+
+def _low_clip(f: Facts) -> str | None:
+    lo, delta = f.get("eps_low"), f.get("delta")
+    if f.framework == "trl":
+        now = f" (now {_v(lo)})" if lo is not None else ""
+        cap = f"delta is {_v(delta)}; lower it toward 1 + epsilon" if delta else "set delta (> 1 + epsilon, e.g. 4)"
+        return f"TRL: tighten epsilon, the lower clip{now}; {cap}: caps the ratio of negative-advantage tokens"
+    if f.framework == "verl":
+        return ("verl: tighten actor_rollout_ref.actor.clip_ratio_low, or lower actor_rollout_ref.actor.clip_ratio_c "
+                "(dual-clip, default 3.0)")  # fmt: skip
+    if f.framework == "openrlhf":
+        return "OpenRLHF: tighten the low side of --actor.eps_clip_low_high, or set --actor.dual_clip (e.g. 3)"
+    return KEEP
+
+
+def _kl_penalty(f: Facts) -> str | None:
+    beta = f.get("beta")
+    if f.framework == "trl":
+        if beta:
+            return f"TRL: beta (the KL penalty) is {_v(beta)}; raise it"
+        now = "is 0.0 (no KL penalty)" if beta == 0 else "(the KL penalty, default 0.0)"
+        return f"TRL: beta {now}; try {f.config_class}(beta=0.001) (DeepSeek-R1), which loads a reference model"
+    if f.framework == "verl":
+        return ("verl: actor_rollout_ref.actor.use_kl_loss=True with kl_loss_coef (default 0.001), or "
+                "algorithm.use_kl_in_reward=True")  # fmt: skip
+    if f.framework == "openrlhf":
+        return "OpenRLHF: raise --algo.kl.init_coef (default 0.01), or --algo.kl.use_loss"
+    if f.framework == "trainer" and beta is not None:
+        return f"raise kl_coef, the KL penalty to the reference model (now {_v(beta)})"
+    return KEEP
+
+
+def _dynamic_sampling(f: Facts) -> str | None:
+    if f.get("dynamic_sampling") is True:
+        return None
+    if f.framework == "verl":
+        return "verl: algorithm.filter_groups.enable=True (DAPO's dynamic sampling)"
+    if f.framework == "openrlhf":
+        return "OpenRLHF: --algo.dynamic_filtering_enable with --algo.dynamic_filtering_range (dynamic sampling)"
+    if f.framework == "trainer":
+        return "entropy-watch train --algo dapo (dynamic sampling)"
+    return KEEP
+
+
+def _group_size(f: Facts) -> str | None:
+    n, t = f.get("group_size"), f.get("temperature")
+    if f.framework == "trl":
+        now = " and ".join(x for x in (n and f"num_generations is {_v(n)}", t and f"temperature is {_v(t)}") if x)
+        return "TRL: raise num_generations or temperature" + (f" ({now})" if now else "")
+    if f.framework == "verl":
+        return "verl: raise actor_rollout_ref.rollout.n or actor_rollout_ref.rollout.temperature"
+    if f.framework == "openrlhf":
+        return "OpenRLHF: raise --rollout.n_samples_per_prompt or --rollout.temperature"
+    return KEEP
+
+
+def _keep(f: Facts) -> str | None:
+    return KEEP
+
+
+_SLOT_FNS: dict[str, Callable[[Facts], str | None]] = {
+    "clip_higher": _clip_higher, "entropy_update": _entropy_update, "entropy_bonus": _entropy_bonus,
+    "lower_lr": _lower_lr, "fp32": _fp32, "lr_or_grad_clip": _lr_or_grad_clip, "less_bonus": _less_bonus,
+    "low_clip": _low_clip, "kl_penalty": _kl_penalty, "rewards": _keep, "sampler": _keep,
+    "dynamic_sampling": _dynamic_sampling, "group_size": _group_size, "inspect": _keep,
+}  # fmt: skip
+
+
+def actions(kind: str, facts: Facts) -> list[str]:
+    """The suggested actions of an alert of ``kind`` for a run with ``facts``: each generic line of ``ACTIONS[kind]``
+    in the run's trainer's words, without the ones it already follows."""
+    generic = ACTIONS.get(kind, [])
+    slots = SLOTS.get(kind)
+    if slots is None:
+        return list(generic)
+    out: list[str] = []
+    for line, slot in zip(generic, slots, strict=True):
+        said = _SLOT_FNS[slot](facts)
+        if said == KEEP:
+            out.append(line)
+        elif said is not None and said not in out:
+            out.append(said)
+    return out
+
+
+def facts_of(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A series' settings: the :data:`FACTS_KEY` ``analysis_meta`` kept of its run.json, else read from ``meta``
+    itself (an importer's meta, or a caller's, shaped as run.json)."""
+    kept = meta.get(FACTS_KEY)
+    return _checked(dict(kept)) if isinstance(kept, Mapping) else run_facts(meta)
+
+
+_CONTROL = (M.CONTROL_ZETA, M.CONTROL_EPS_HIGH, M.CONTROL_ENTROPY_COEF, M.CONTROL_TARGET)
+
+
+def advise(alerts: list[Alert], series: RunSeries) -> list[Alert]:
+    """``alerts`` with their generic actions put in the run's trainer's words (:func:`actions`); an alert whose
+    actions are not its kind's generic lines (a detector's own) is left as it is. Causal: each alert reads the
+    control series up to its own step."""
+    settings = facts_of(series.meta)
+    logged = {name: series.scalars[name] for name in _CONTROL if name in series.scalars}
+    if not settings and not logged:
+        return alerts  # nothing known of the run: the generic lines
+    out = []
+    for a in alerts:
+        if a.kind not in SLOTS or list(a.actions) != ACTIONS.get(a.kind):
+            out.append(a)
+            continue
+        h_ref = _number(a.evidence.get("h_ref"))
+        said = actions(a.kind, Facts(settings, _newest(logged, a.step), h_ref))
+        out.append(a if said == list(a.actions) else replace(a, actions=said))
+    return out
+
+
+def _newest(logged: Mapping[str, tuple[np.ndarray, np.ndarray]], step: int) -> dict[str, tuple[int, float]]:
+    """The newest finite value of each control series at or before ``step``."""
+    out: dict[str, tuple[int, float]] = {}
+    for name, (steps, values) in logged.items():
+        k = int(np.searchsorted(steps, step, side="right"))
+        ok = np.flatnonzero(np.isfinite(values[:k]))
+        if ok.size:
+            out[name] = (int(steps[ok[-1]]), float(values[ok[-1]]))
+    return out
