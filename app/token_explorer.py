@@ -4,10 +4,16 @@ one row per token with its context, read on demand (``RunReader.top_tokens``), n
 Token text is data: it is shown in a data frame (never a markup renderer), and what a cell would not show is made
 visible (:func:`visible`): a whitespace token such as ``" "`` or ``"\\n"`` — among the most common tokens a model
 samples — would otherwise be a blank cell, indistinguishable from another blank, and a bidirectional control would
-reorder the cell's text.
+reorder the cell's text. A cell whose first strong character is right-to-left (an Arabic or Hebrew token, or a
+context starting with one) is led by a left-to-right mark (:func:`ltr`): the table draws such a cell right-aligned and
+right-to-left, so a wide context cell showed blank (its text drawn past the visible edge) and "␣مرحبا" read "مرحبا␣".
+The text filter reads the table's spellings back (:func:`searched`): "␣the" or "␊" copied from the table finds " the"
+or a newline.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
@@ -20,6 +26,15 @@ from entropy_watch.textsafe import FORMAT_RE
 
 SPACE = "\u2423"  # ␣ OPEN BOX: a space, where a token's spaces tell tokens apart (" the" vs "the")
 _CONTROL = {c: chr(0x2400 + c) for c in range(0x20)} | {0x7F: "\u2421"}  # ␀…␟, ␡: Unicode's Control Pictures
+_PICTURES = {ord(v): chr(k) for k, v in _CONTROL.items()} | {ord(SPACE): " "}
+_CODE_RE = re.compile(r"⟨U\+([0-9A-Fa-f]{4,6})⟩")
+LRM = "\u200e"  # LEFT-TO-RIGHT MARK: invisible, a strong left-to-right character
+_RTL_CELL = re.compile(
+    "^[^A-Za-z\xc0-\xd6\xd8-\xf6\xf8-\u02b8\u0300-\u0590\u0800-\u1fff\u200e\u2c00-\ufb1c\ufe00-\ufe6f\ufefd-\uffff]*"
+    "[\u0591-\u07ff\ufb1d-\ufdfd\ufe70-\ufefc]"
+)
+"""A cell the table draws right-to-left: glide-data-grid's own test (``direction``, Streamlit 1.67's data frame), no
+left-to-right letter before the first right-to-left one."""
 
 
 def visible(text: str, spaces: bool = True) -> str:
@@ -31,11 +46,30 @@ def visible(text: str, spaces: bool = True) -> str:
     return FORMAT_RE.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", out)
 
 
+def ltr(text: str) -> str:
+    """``text`` led by a left-to-right mark where the table would draw it right-to-left (:data:`_RTL_CELL`), else
+    unchanged (see the module docstring)."""
+    return LRM + text if _RTL_CELL.match(text) else text
+
+
+def searched(text: str) -> str:
+    """The token text the filter ``text`` stands for: the table's spellings read back (:func:`visible`'s Control
+    Pictures and "␣" as the characters they show, ``⟨U+202E⟩`` as U+202E) and a left-to-right mark (:func:`ltr`)
+    dropped, so a token copied from the table finds itself; plain text is unchanged (a literal substring)."""
+    return _CODE_RE.sub(_code, text.replace(LRM, "")).translate(_PICTURES)
+
+
+def _code(m: re.Match[str]) -> str:
+    """The character a ``⟨U+XXXX⟩`` of :func:`visible` stands for; any other (a surrogate, past U+10FFFF) as typed."""
+    ch = chr(int(m.group(1), 16)) if int(m.group(1), 16) <= 0x10FFFF else ""
+    return ch if ch and FORMAT_RE.fullmatch(ch) else m.group()
+
+
 def shown_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The explorer's rows as the table shows them: the token and its context made :func:`visible`."""
+    """The explorer's rows as the table shows them: the token and its context made :func:`visible`, left-to-right."""
     out = df.copy()
-    out["token"] = [visible(str(t)) for t in out["token"]]
-    out["context"] = [visible(str(c), spaces=False) for c in out["context"]]
+    out["token"] = [ltr(visible(str(t))) for t in out["token"]]
+    out["context"] = [ltr(visible(str(c), spaces=False)) for c in out["context"]]
     return out
 
 
@@ -71,17 +105,19 @@ def tokens_section(root: str, run: str, last_step: int, was_imported: bool) -> N
         "token contains",
         key="tok_text",
         placeholder="e.g. wait",
-        help="Case-insensitive, in the token's text; a token stored without text reads #id (e.g. #1234).",
+        help="Case-insensitive, literal (no wildcards or patterns), in the token's text; the table's ␣ ␊ ␉ find a "
+        "space, newline, tab; a token stored without text reads #id (e.g. #1234).",
     )
     limit = c[4].number_input("show", min_value=5, max_value=500, value=25, step=5, key="tok_limit")
     mode = c[5].radio(
         "order",
         ["spread over steps", "highest entropy"],
         key="tok_mode",
-        help="spread: the highest-entropy token of each part of the step range, in step order",
+        help="spread: the tokens asked for shared evenly over the steps (each step's highest-entropy ones), in "
+        "step order; highest entropy: the highest of the whole range",
     )
     steps = step_bounds(lo, hi)
-    tbl = data.tokens(root, run, steps, float(min_h), text, int(limit), mode == "spread over steps")
+    tbl = data.tokens(root, run, steps, float(min_h), searched(text), int(limit), mode == "spread over steps")
     if tbl.num_rows == 0:
         st.info(no_tokens_text(steps, float(min_h), text))
         return
@@ -98,10 +134,10 @@ def tokens_section(root: str, run: str, last_step: int, was_imported: bool) -> N
             "logp",
             "advantage",
             "clipped",
-            "context",
             "rank",
             "seq",
             "pos",
+            "context",
         ],
         column_config={
             "step": st.column_config.NumberColumn(format="%d", pinned=True),
@@ -125,7 +161,14 @@ def tokens_section(root: str, run: str, last_step: int, was_imported: bool) -> N
 
 def no_tokens_text(steps: tuple[int, int], min_entropy: float, text: str) -> str:
     """What the token explorer says when no sampled token passes its filters: each filter that is set (the text one
-    quoted as data), and which to loosen; markdown, the filter text made literal."""
+    quoted as data), and which to loosen; markdown, the filter text made literal. With no filter set (every step,
+    any entropy, any text) there is nothing to loosen: the run has no sampled token (yet), and it says so."""
+    if steps[0] <= 0 and steps[1] >= BIG and min_entropy <= 0 and not text:
+        return (
+            "This run has no sampled tokens (yet). Runs recorded with `entropy_watch.hooks.Watch` keep the "
+            "highest-entropy tokens of every 10th step (`sample_tokens`, 0: none); a hook or an import that logs "
+            "only scalars keeps none."
+        )
     what = [f"in steps {steps[0]:,}–{steps[1]:,}" if steps[1] < BIG else f"from step {steps[0]:,} on"]
     if min_entropy > 0:
         what.append(f"with entropy ≥ {min_entropy:g} nats")

@@ -75,6 +75,9 @@ MAX_COLS = 1000
 CONTEXT_TOKENS = 12
 """Sampled neighbours on each side shown around a token in :meth:`SqlReads.top_tokens`."""
 
+TOKEN_ORDER = "entropy DESC, step, rank, seq, pos"
+"""Order of sampled tokens in :meth:`SqlReads.top_tokens`: highest entropy first, ties the same way every time."""
+
 LATEST_FIRST = "rank ASC, wall_time DESC NULLS LAST, _writer DESC, _seq DESC"
 """Order of the rows of one (run, name, step): the first one is the value kept (see the module docstring)."""
 
@@ -614,19 +617,28 @@ class SqlReads:
         in the token, each with a ``context`` string: the other sampled tokens of the same sequence within
         ±CONTEXT_TOKENS positions, the token in ⟦ ⟧, gaps as "…".
 
-        ``spread=True``: the highest-entropy token of each of up to ``limit`` step buckets spread evenly over the
-        sampled steps, ordered by step (what the run's tokens look like as it trains). ``spread=False``: the ``limit``
-        highest-entropy tokens overall. A token without text shows its id as ``#id`` (``?`` without an id).
-        Columns: step, rank, seq, pos, token, token_id, entropy, logp, advantage, clipped, context.
+        ``spread=True`` (what the run's tokens look like as it trains): ``limit`` tokens (fewer only when fewer
+        match) shared evenly over the matching steps, each step's highest-entropy ones: taken round by round (every
+        step's highest, then every step's second highest, …; a step that runs out leaves its share to the others),
+        and where a round has more steps than tokens left, one from each of that many equal parts of its steps (the
+        part's highest): 25 of a run sampled at 3 steps are 8 or 9 of each; 25 of 1,000 steps are one from
+        each 40 steps. Ordered by step, then entropy (highest first). ``spread=False``: the ``limit``
+        highest-entropy tokens overall, highest first. Ties (equal entropy: ranks of one step, …) go by step, rank,
+        sequence, position, so a read is the same every time. A token without text shows its id as ``#id`` (``?``
+        without an id). Columns: step, rank, seq, pos, token, token_id, entropy, logp, advantage, clipped, context.
         """
         pick = (
-            """per AS (SELECT * FROM cand QUALIFY row_number() OVER (PARTITION BY step
-                                                      ORDER BY entropy DESC, rank, seq, pos) = 1),
-               idx AS (SELECT *, row_number() OVER (ORDER BY step) - 1 AS j, count(*) OVER () AS m FROM per),
-               top AS (SELECT * EXCLUDE (j, m) FROM idx
-                       QUALIFY row_number() OVER (PARTITION BY (j * $limit) // m ORDER BY entropy DESC) = 1)"""
+            f"""rr AS (SELECT *, row_number() OVER (PARTITION BY step ORDER BY {TOKEN_ORDER}) - 1 AS r FROM cand
+                       QUALIFY r < $limit),
+               rounds AS (SELECT r, count(*) AS n, sum(count(*)) OVER (ORDER BY r) - count(*) AS before
+                          FROM rr GROUP BY r),
+               idx AS (SELECT rr.*, n, before, row_number() OVER (PARTITION BY rr.r ORDER BY step) - 1 AS j
+                       FROM rr JOIN rounds USING (r) WHERE before < $limit),
+               top AS (SELECT * EXCLUDE (r, n, before, j) FROM idx
+                       QUALIFY before + n <= $limit OR row_number() OVER (
+                           PARTITION BY r, (j * ($limit - before)) // n ORDER BY {TOKEN_ORDER}) = 1)"""
             if spread
-            else "top AS (SELECT * FROM cand ORDER BY entropy DESC LIMIT $limit)"
+            else f"top AS (SELECT * FROM cand ORDER BY {TOKEN_ORDER} LIMIT $limit)"
         )
         rules = self._rules(run, table="tokens")
         sql = f"""
@@ -654,7 +666,7 @@ class SqlReads:
             SELECT top.step, top.rank, top.seq, top.pos, top.txt AS token, top.token_id, top.entropy, top.logp,
                    top.advantage, top.clipped, ctx.context
             FROM top JOIN ctx ON ctx.step = top.step AND ctx.rank = top.rank AND ctx.seq = top.seq AND ctx.hit = top.pos
-            ORDER BY {"top.step, top.entropy DESC" if spread else "top.entropy DESC, top.step"}
+            ORDER BY {"step, " if spread else ""}{TOKEN_ORDER}
         """
         params = {"run": run, "lo": int(window[0]), "hi": int(window[1]), "min": float(min_entropy),
                   "text": str(text), "limit": int(limit), "k": CONTEXT_TOKENS, **rules.params}  # fmt: skip

@@ -32,12 +32,12 @@ def two_token_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_token_range_follows_the_run_picked(monkeypatch: pytest.MonkeyPatch, two_token_runs: Path) -> None:
     at = app(monkeypatch, two_token_runs, "views/run.py", {"run": SHORT})
-    assert list(at.dataframe[-1].value["step"]) == [0, 10]
+    assert sorted(set(at.dataframe[-1].value["step"])) == [0, 10]
     at.selectbox(key="run_select").set_value(LONG).run()
     assert not at.exception, [e.message for e in at.exception]
     sampled = sorted(set(Store(two_token_runs).table(LONG, "tokens").column("step").to_pylist()))
     assert sampled == [0, 10, 20, 30]
-    assert list(at.dataframe[-1].value["step"]) == sampled, "the second run's tokens are cut at the first's end"
+    assert sorted(set(at.dataframe[-1].value["step"])) == sampled, "the second run's tokens are cut at the first's end"
 
 
 def test_token_range_reaches_steps_logged_after_the_page_was_drawn(

@@ -424,7 +424,8 @@ def test_tokens_default_spreads_over_steps_and_shows_ids(monkeypatch: pytest.Mon
     tokens = at.dataframe[-1].value
     raw = Store(watch_store).table("watch-loop", "tokens")
     sampled = sorted(set(raw.column("step").to_pylist()))
-    assert list(tokens["step"]) == sampled, "one token per sampled step by default, in step order"
+    assert len(tokens) == min(25, raw.num_rows), "the 25 tokens asked for by default, not one per step"
+    assert set(tokens["step"]) == set(sampled) and tokens["step"].is_monotonic_increasing, "every step, in order"
     assert all(t.startswith("#") for t in tokens["token"]), "no tokenizer: the id is shown"
     assert all("⟦#" in c and c != "[]" for c in tokens["context"])
     assert at.number_input(key="tok_hi").value is None, "'to step' is empty by default: up to the newest step"

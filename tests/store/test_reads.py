@@ -140,11 +140,12 @@ def test_tokens_spread_over_steps_and_show_ids_without_text(store: tuple[Path, d
     root, _ = store
     reader = Store(root)
     spread = reader.top_tokens(RUN, limit=25).to_pylist()
-    assert [r["step"] for r in spread] == [0, 30, 50], "one token per sampled step, in step order"
-    assert [r["token"] for r in spread] == ["a", "b", "?"]
+    assert [r["step"] for r in spread] == [0, 0, 0, 30, 30, 50], "25 asked, all 6 shown, in step order"
+    assert [r["token"] for r in spread] == ["a", "#6", "#7", "b", "c", "?"]
+    assert [r["step"] for r in reader.top_tokens(RUN, limit=3).to_pylist()] == [0, 30, 50], "one of each step"
     top = reader.top_tokens(RUN, limit=3, spread=False).to_pylist()
     assert [r["entropy"] for r in top] == [3.0, 2.5, 2.0]
     assert [r["token"] for r in top] == ["a", "#6", "#7"], "empty or missing text shows the id"
     assert top[0]["context"] == "⟦a⟧#6#7"
-    assert reader.top_tokens(RUN, (20, 40)).column("step").to_pylist() == [30]
+    assert reader.top_tokens(RUN, (20, 40)).column("step").to_pylist() == [30, 30]
     assert reader.top_tokens(RUN, text="B").column("token").to_pylist() == ["b"]
