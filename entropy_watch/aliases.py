@@ -61,6 +61,10 @@ ALIASES: dict[str, tuple[str, ...]] = {
         "actor/entropy_loss",  # verl: pi_theta during the update (also the pre-0.4.1 name of the entropy)
         "entropy_loss",  # OpenRLHF (train/entropy_loss in TensorBoard): mean token entropy, not a loss
         "objective/entropy",  # TRL PPO: sequence-summed sampled-token NLL
+        # The trainers below: ENTROPY_DEFINITIONS says what each is; docs/integrations.md lists the sources.
+        "approx_entropy",  # NeMo-RL train/approx_entropy (nemo_rl/algorithms/loss_functions.py, ClippedPGLossFn)
+        "policy/policy_entropy",  # SkyRL (skyrl_train/workers/worker.py status; trainer.py prefixes policy/)
+        "ppo_actor/update/entropy/avg",  # AReaL (areal/engine/ppo/actor.py grpo_loss_fn, stats_tracker scope)
     ),
     M.REWARD_MEAN: (
         M.REWARD_MEAN,
@@ -77,6 +81,11 @@ ALIASES: dict[str, tuple[str, ...]] = {
         "env/reward/total",
         "objective/scores",  # TRL PPO
         "score",
+        "reward/avg_raw_reward",  # SkyRL (skyrl_train/trainer.py postprocess_generator_output)
+        "reward/all/mean",  # prime-rl orchestrator (src/prime_rl/orchestrator/metrics.py MetricsBuilder)
+        "rollout/raw_reward",  # slime (rollout/* against rollout/step)
+        "ppo_actor/task_reward/avg",  # AReaL (areal/engine/ppo/actor.py ppo_update, before the KL reward)
+        "rewards",  # torchtune GRPO recipe (recipes/dev/grpo_full_finetune_distributed.py log_metrics)
     ),
     M.REWARD_STD: (M.REWARD_STD, "reward_std", "rollout/reward_std", "critic/score/std"),
     M.CLIP_LOW_FRAC: (M.CLIP_LOW_FRAC, "clip_ratio/low_mean", "actor/ew_clipfrac_low"),
@@ -84,16 +93,31 @@ ALIASES: dict[str, tuple[str, ...]] = {
     # with A > 0), what the TRL hook records as clip/high_frac under CISPO (TRL >= 0.26).
     M.CLIP_HIGH_FRAC: (M.CLIP_HIGH_FRAC, "clip_ratio/high_mean", "actor/ew_clipfrac_high", "cispo_clip_ratio"),
     # verl's pg_clipfrac and OpenRLHF's ppo_clip_ratio count low+high binding together.
-    M.CLIP_REGION_FRAC: (M.CLIP_REGION_FRAC, "clip_ratio/region_mean", "actor/pg_clipfrac", "ppo_clip_ratio"),
+    M.CLIP_REGION_FRAC: (
+        M.CLIP_REGION_FRAC,
+        "clip_ratio/region_mean",
+        "actor/pg_clipfrac",
+        "ppo_clip_ratio",
+        "policy/ppo_clip_ratio",  # SkyRL (worker.py status "ppo_clip_ratio", prefixed policy/)
+        "pg_clipfrac",  # slime train/pg_clipfrac (slime/backends/megatron_utils/loss.py reported_loss)
+        "ppo_actor/update/clip_ratio/avg",  # AReaL clip_mask: where the clip binds, low and high
+        # ROLL (roll/pipeline/rlvr/actor_worker.py): lt(surr2, surr1), where the clip binds. Its
+        # actor/ppo_ratio_{low,high}_clipfrac count the ratio outside the range whatever the advantage's sign,
+        # not the binding side clip/{low,high}_frac mean, so they stand for neither.
+        "actor/clipfrac",
+    ),
     # verl (vanilla loss): pg_clipfrac_lower is the dual-clip share, never the low side (INTEGRATIONS §2.2).
-    M.CLIP_DUAL_FRAC: (M.CLIP_DUAL_FRAC, "actor/pg_clipfrac_lower"),
+    M.CLIP_DUAL_FRAC: (M.CLIP_DUAL_FRAC, "actor/pg_clipfrac_lower", "ppo_actor/update/dual_clip_ratio/avg"),  # AReaL
     M.ADV_MEAN: (M.ADV_MEAN, "critic/advantages/mean", "adv_avg", "adv_mean", "advantage_mean"),
     M.ADV_STD: (M.ADV_STD, "adv_std", "advantage_std", "critic/advantages/std"),
     M.ADV_MIN: (M.ADV_MIN, "critic/advantages/min"),
     M.ADV_MAX: (M.ADV_MAX, "critic/advantages/max"),
     M.ADV_FRAC_ZERO_GROUPS: (M.ADV_FRAC_ZERO_GROUPS, "frac_reward_zero_std"),
-    M.KL_REF: (M.KL_REF, "kl", "actor/kl_loss", "kl_loss"),
-    M.KL_OLD: (M.KL_OLD, "actor/ppo_kl", "ppo_kl"),
+    # NeMo-RL's kl_penalty is its KL to the reference (divided back by the coefficient; 0 without one), SkyRL's
+    # policy/policy_kl the KL loss to the base model (use_kl_loss), loss/avg_kl its KL-in-reward.
+    M.KL_REF: (M.KL_REF, "kl", "actor/kl_loss", "kl_loss", "kl_penalty", "policy/policy_kl", "loss/avg_kl"),
+    # AReaL's approx_kl and torchtune's approx_policy_kl compare with the policy that sampled (pi_old).
+    M.KL_OLD: (M.KL_OLD, "actor/ppo_kl", "ppo_kl", "ppo_actor/update/approx_kl/avg", "approx_policy_kl"),
     M.LENGTH_MEAN: (
         M.LENGTH_MEAN,
         "completions/mean_length",
@@ -102,6 +126,11 @@ ALIASES: dict[str, tuple[str, ...]] = {
         "avg_response_len",
         "completion_length",
         "rollout/response_length_mean",
+        "mean_gen_tokens_per_sample",  # NeMo-RL (generated tokens; its train/response_lengths held the prompt too)
+        "generation_lengths",  # NeMo-RL, older
+        "decode_len/all/mean",  # prime-rl orchestrator (seq_len/all/mean holds the prompt too)
+        "response_lengths",  # torchtune GRPO recipe (mean of the responses' unpadded lengths)
+        # not SkyRL's policy/response_length: the padded batch width (num_actions), not a mean
     ),
     M.LENGTH_TRUNC_FRAC: (
         M.LENGTH_TRUNC_FRAC,
@@ -109,6 +138,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
         "response_length/clip_ratio",
         "rollout/truncated_rate",
         "truncated",
+        "truncation_rate",  # NeMo-RL rollouts (share of samples that hit the length limit)
+        "is_truncated/all/mean",  # prime-rl orchestrator
+        "ppo_actor/no_eos_ratios/avg",  # AReaL (sequences without EOS)
     ),
     M.PRECISION_LOGP_GAP_MEAN: (M.PRECISION_LOGP_GAP_MEAN, "sampling/sampling_logp_difference/mean"),
     M.PRECISION_LOGP_GAP_MAX: (M.PRECISION_LOGP_GAP_MAX, "sampling/sampling_logp_difference/max"),
@@ -133,7 +165,37 @@ ENTROPY_DEFINITIONS: dict[str, str] = {
     "actor/entropy_loss": "full-vocabulary, policy during update (verl pi_theta), aggregated by loss_agg_mode",
     "entropy_loss": "full-vocabulary, policy during update (OpenRLHF), token-weighted mean over action tokens",
     "objective/entropy": "sampled-token NLL summed over the sequence (TRL PPO), not a per-token entropy",
+    # -mean over response tokens of (pi_theta/pi_gen)·log pi_theta, under no_grad in the loss (loss_functions.py)
+    "approx_entropy": "sampled-token estimate of the policy's entropy during the update (NeMo-RL: importance-weighted "
+    "from the generation policy), mean over response tokens",
+    # masked_mean(output["entropy"], loss_mask) per micro-batch (worker.py _forward_backward_micro)
+    "policy/policy_entropy": "full-vocabulary, policy during update (SkyRL pi_theta), token mean over the loss mask, "
+    "averaged over micro-batches",
+    # stats_tracker.stat(entropy=..., denominator="n_valid_tokens") in grpo_loss_fn
+    "ppo_actor/update/entropy/avg": "full-vocabulary, policy during update (AReaL pi_theta), mean over valid response "
+    "tokens",
 }
+# Definitions that hold only where the log's other columns name the trainer: the column name alone is shared (slime
+# and OpenRLHF both log train/entropy_loss; entropy/mean is also this package's own name). (trainer, its signature
+# columns (any one, compared lowercase), {column: definition}).
+_TRAINER_ENTROPY_DEFINITIONS: tuple[tuple[str, frozenset[str], dict[str, str]], ...] = (
+    (
+        "slime",  # slime/backends/megatron_utils/loss.py: entropy_loss = sum_of_sample_mean(entropy), logged train/
+        frozenset({"rollout/raw_reward", "train/pg_clipfrac"}),
+        {
+            "train/entropy_loss": "full-vocabulary, policy during update (slime pi_theta), mean of per-sample token "
+            "means"
+        },
+    ),
+    (
+        "prime-rl",  # src/prime_rl/trainer/rl/train.py: tensors["entropy"] over loss_mask tokens, compute_stats()
+        frozenset({"mismatch_kl/mean"}),
+        {
+            "entropy/mean": "full-vocabulary, policy during update (prime-rl trainer pi_theta), mean over the step's "
+            "loss-mask tokens"
+        },
+    ),
+)
 # Entropy columns that are not a per-token entropy (ln V does not bound them), keyed like ENTROPY_DEFINITIONS.
 SEQUENCE_ENTROPY_COLUMNS = frozenset({"objective/entropy"})
 TRL_ENTROPY_DEFINITION = "full-vocabulary, policy during update, mean over completion tokens (TRL GRPO)"
@@ -155,6 +217,24 @@ def trl_signature(columns: Iterable[str]) -> list[str]:
 # Why a trainer's log holds no entropy, told where its columns name the trainer (INTEGRATIONS §1.2, §2, §3 and the
 # 2026-12 update): the fix is a setting of the next run, not a --map.
 _NO_ENTROPY_HINTS: tuple[tuple[Callable[[set[str]], bool], str], ...] = (
+    (  # before verl's: ROLL's metrics are actor/* too. roll/pipeline/rlvr/actor_worker.py loss_func
+        lambda cols: bool(
+            cols & {"actor/ppo_ratio_high_clipfrac", "actor/ppo_ratio_low_clipfrac", "actor/train_infer_ratio_mean"}
+        ),
+        "ROLL's RLVR actor reports no entropy among its actor/* metrics (its loss computes one only for "
+        "entropy_loss_coef > 0, and does not log it): record it with a hook (entropy_watch's Watch) in the "
+        "actor's loss_func",
+    ),
+    (  # before OpenRLHF's: torchtune also logs policy_loss. recipes/dev/grpo_full_finetune_distributed.py
+        lambda cols: len(cols & {"successes", "approx_policy_kl", "num_stop_tokens"}) >= 2,
+        "torchtune's GRPO recipe logs no entropy and has no setting for it: record it with entropy_watch's Watch "
+        "in the recipe's grpo_step",
+    ),
+    (  # nemo_rl/algorithms/loss_functions.py: approx_entropy is in newer ClippedPGLossFn metrics, not older ones
+        lambda cols: bool(cols & {"token_mult_prob_error", "mean_gen_tokens_per_sample"}),
+        "NeMo-RL logs train/approx_entropy (its sampled-token entropy estimate) from its ClippedPGLossFn only in "
+        "versions that report it; an older NeMo-RL's log holds none: upgrade NeMo-RL",
+    ),
     (
         lambda cols: any(c.startswith(("actor/", "critic/")) for c in cols),
         "verl logs actor/entropy from its old-log-prob pass, which rollout-correction bypass mode skips, and from "
@@ -278,9 +358,14 @@ def per_token_entropy(column: str) -> bool:
     return low not in SEQUENCE_ENTROPY_COLUMNS and low.removeprefix("train/") not in SEQUENCE_ENTROPY_COLUMNS
 
 
-def entropy_definition(column: str, fmt: str) -> str | None:
-    """What the entropy in ``column`` measures, when the trainer that wrote it is known; else None."""
+def entropy_definition(column: str, fmt: str, columns: Iterable[str] = ()) -> str | None:
+    """What the entropy in ``column`` measures, when the trainer that wrote it is known (from the column's name, the
+    format, or the log's other ``columns``); else None."""
     low = column.lower()
+    others = {c.lower() for c in columns}
+    for _trainer, signature, definitions in _TRAINER_ENTROPY_DEFINITIONS:
+        if low in definitions and others & signature:
+            return definitions[low]
     if low in ENTROPY_DEFINITIONS:
         return ENTROPY_DEFINITIONS[low]
     stripped = low.removeprefix("train/")

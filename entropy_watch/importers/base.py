@@ -415,8 +415,29 @@ def _steps_of_rows(frame: Frame, step_col: str | None, parsed: Parsed) -> np.nda
     parsed.notes += skipped.settle(frame.source, int((steps >= 0).sum()))
     missing = int((steps < 0).sum()) - skipped.count
     if missing:
-        parsed.notes.append(f"{missing} rows without a value in step column {step_col!r} were skipped")
+        parsed.notes.append(
+            f"{missing} rows without a value in step column {step_col!r} were skipped"
+            + _only_in_skipped(frame, step_col, steps < 0)
+        )
     return steps
+
+
+def _only_in_skipped(frame: Frame, step_col: str, skipped: np.ndarray) -> str:
+    """What the skipped rows alone held, and the step column they carry instead: slime logs its rollout/* metrics
+    (the reward among them) against ``rollout/step`` in rows of their own, so a W&B export read on ``train/step``
+    lost the reward with only a row count to say so."""
+    lost, axes = [], []
+    for name, cell in frame.cells.items():
+        if name == step_col:
+            continue
+        has = _rows_with(cell, frame.n_rows)
+        if has.any() and not (has & ~skipped).any():
+            is_step = name.lower() == "step" or name.lower().endswith(("/step", "_step"))
+            (axes if is_step else lost).append(name)
+    if not lost:
+        return ""
+    axis = f", logged against {listed(axes, 3)}, another step axis" if axes else ""
+    return f"; only they held {listed(lost, 5)}{axis}: those columns are left out"
 
 
 def _bad_step(step_col: str, value: Any, fix: str) -> str:
@@ -659,7 +680,9 @@ def assemble(
         notes.append(f"read as a TRL log: its columns name TRL's GRPO/RLOO metrics ({', '.join(trl_cols[:3])}, ...)")
     definition = (
         entropy_definition
-        or A.entropy_definition(ent_col, "trl" if trl_cols or parsed.meta.get("framework") == "trl" else fmt)
+        or A.entropy_definition(
+            ent_col, "trl" if trl_cols or parsed.meta.get("framework") == "trl" else fmt, columns=series
+        )
         or "unknown (not stated by the source)"
     )
     full_mapping = {A.STEP: parsed.step_column or "<row order>", **dict(sorted(final.items()))}
