@@ -8,7 +8,7 @@ verdict of ``entropy_watch.analysis`` (computed by the background monitor); noth
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -372,12 +372,26 @@ def outside_window(v: Verdict, n_alerts: int) -> str:
     return f"No alerts in the steps shown; the run's verdict: {what}{at} (widen the window to see it)."
 
 
+ACTIONS_COLUMN = "suggested actions"
+
+
 def _alert_table(alerts: list[Alert]) -> None:
     """Alerts as one table for lists too long for one box each: a static table, so long messages wrap instead of
-    being cut; its cells are markdown, so every value goes through :func:`md` (shown as data)."""
+    being cut; its cells are markdown, so every value goes through :func:`md` (shown as data). Each alert's
+    suggested actions, as its box lists them (:func:`actions_markdown`), in a column of their own where any has."""
     rows = [{"step": f"{a.step:,}", "severity": a.severity, "kind": a.kind, "detector": a.detector,
              "message": a.message} for a in alerts]  # fmt: skip
-    st.table([{k: md(x) for k, x in r.items()} for r in rows], hide_index=True)
+    cells = [{k: md(x) for k, x in r.items()} for r in rows]
+    if any(a.actions for a in alerts):
+        for row, a in zip(cells, alerts, strict=True):
+            row[ACTIONS_COLUMN] = actions_markdown(a.actions)
+    st.table(cells, hide_index=True)
+
+
+def actions_markdown(actions: Sequence[str]) -> str:
+    """An alert's suggested actions (``alert.actions``, as the analysis wrote them: never recomputed here) as a
+    markdown list, each one made literal by :func:`md`; "" for none."""
+    return "\n".join(f"- {md(x)}" for x in actions)
 
 
 def _alert_box(a: Alert) -> None:
@@ -385,6 +399,6 @@ def _alert_box(a: Alert) -> None:
     with st.expander(title, expanded=a.severity == "critical"):
         st.text(a.message)
         if a.actions:
-            st.markdown("**Suggested actions**\n" + "\n".join(f"- {md(x)}" for x in a.actions))
+            st.markdown("**Suggested actions**\n" + actions_markdown(a.actions))
         st.markdown(f"**Evidence** ({md(a.detector)})")
         st.json(a.evidence, expanded=False)

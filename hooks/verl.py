@@ -42,6 +42,10 @@ by *importing a module* in verl's processes through its external-module mechanis
 * **checkpoint state** — each worker's ``ew_repo_r`` controller is saved with verl's checkpoint and loaded with it
   (:func:`install_checkpoint_state`), so a resumed training holds the run's original entropy.
 
+The run's settings go to ``run.json``'s ``config`` (:func:`run_config`: the resolved config verl hands ``Tracking``,
+its actor, rollout, model, algorithm, data, trainer and critic sections, without secrets), so the alerts' suggested
+actions quote the current values of the keys they name (``actor_rollout_ref.actor.clip_ratio_high``...).
+
 The run name comes from ``$ENTROPY_WATCH_RUN``, else verl's ``experiment_name``; the store from
 ``$ENTROPY_WATCH_DIR`` (use a shared filesystem or ``s3://`` for multi-node). Resolved when first needed. A training
 resumed into a run the store holds (``trainer.resume_mode=auto`` after a crash) records a ``resume`` event at the
@@ -51,10 +55,12 @@ first training step it logs (:func:`_check_resume`).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
+import re
 import threading
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from typing import Any
 
 import torch
@@ -63,6 +69,7 @@ from entropy_watch import metrics as M
 from entropy_watch.aliases import detect_canonical, is_eval
 from entropy_watch.hooks.control import ControlConfig, EntropyController
 from entropy_watch.hooks.watch import report_failure, warn_second_training
+from entropy_watch.jsonable import to_jsonable
 
 log = logging.getLogger("entropy_watch")
 
@@ -82,6 +89,7 @@ _state: dict[str, Any] = {
     "trained": False,  # the tee has seen a training step (and judged whether this training resumed the run)
     "advantage_calls": 0,  # compute_advantage calls they saw
     "owned": None,  # (step, canonical names) the driver's last per-token pass was given the inputs of
+    "config": None,  # run_config of the config verl handed Tracking (run.json's config)
 }
 _lock = threading.Lock()
 
@@ -99,14 +107,22 @@ def get_watch(run: str | None = None, store: Any = None) -> Any:
             name = run or os.environ.get("ENTROPY_WATCH_RUN") or _state["experiment"] or "verl-run"
             strict = os.environ.get("ENTROPY_WATCH_STRICT", "") == "1"
             _state["watch"] = Watch(
-                name, store=store, strict=strict, framework="verl", entropy_definition=ENTROPY_DEFINITION, reduce=False
+                name,
+                store=store,
+                config=_state["config"],
+                strict=strict,
+                framework="verl",
+                entropy_definition=ENTROPY_DEFINITION,
+                reduce=False,
             )
         return _state["watch"]
 
 
 def set_watch(watch: Any) -> None:
-    """Record into ``watch`` (tests, or a caller that builds its own); ``None`` resets."""
+    """Record into ``watch`` (tests, or a caller that builds its own); ``None`` resets (the config verl gave too)."""
     _state.update(watch=watch, pending=None, warned=set(), advantage_calls=0, trained=False, owned=None)
+    if watch is None:
+        _state["config"] = None
 
 
 def _guard(where: str, exc: BaseException) -> None:
@@ -186,6 +202,10 @@ def install_tracking_tee(tracking_cls: Any = None) -> bool:
     def __init__(self: Any, project_name: Any, experiment_name: Any, *args: Any, **kwargs: Any) -> None:
         orig_init(self, project_name, experiment_name, *args, **kwargs)
         _state["experiment"] = str(experiment_name)
+        try:  # Tracking(project_name, experiment_name, default_backend, config): fit passes the resolved config
+            _remember_config(kwargs["config"] if "config" in kwargs else args[1] if len(args) > 1 else None)
+        except Exception as exc:  # noqa: BLE001 - hooks never crash training
+            _guard("tracking_init", exc)
 
     @functools.wraps(orig_log)
     def log_(self: Any, data: Any, step: Any, *args: Any, **kwargs: Any) -> Any:
@@ -204,6 +224,100 @@ def install_tracking_tee(tracking_cls: Any = None) -> bool:
     log_._entropy_watch = True  # type: ignore[attr-defined]
     tracking_cls.__init__, tracking_cls.log = __init__, log_
     return True
+
+
+# ---- the run's config in run.json: what the alerts' suggested actions quote ----------------------------------------
+CONFIG_SECTIONS: tuple[tuple[str, ...], ...] = (
+    ("actor_rollout_ref", "actor"), ("actor_rollout_ref", "rollout"), ("algorithm",), ("actor_rollout_ref", "model"),
+    ("actor_rollout_ref", "ref"), ("data",), ("trainer",), ("critic",),
+)  # fmt: skip
+"""The sections of verl's config kept in ``run.json``, most needed first (advice reads ``actor_rollout_ref.actor``
+and ``.rollout``): never ``ray_kwargs`` (its ``runtime_env.env_vars`` carry environment variables, tokens among them),
+reward or sandbox endpoints."""
+MAX_CONFIG_CHARS = 32_000
+"""The kept config's JSON at most this long: a section that would pass it is left out (verl 0.9.1's whole resolved
+``ppo_trainer`` config is ~27 kB; the sections above ~19 kB)."""
+_SKIP_KEYS = frozenset({"_target_", "profiler"})  # Hydra's class paths; per-role profiler settings (large, no use)
+_SECRET_KEY = re.compile(
+    r"(?i)(?:^|[_.-])(?:token|secrets?|passw(?:or)?ds?|pwd|credentials?|auth(?:orization)?|cookies?|signature"
+    r"|(?:api|access|secret|private|auth|ssh|signing|encryption|session)[_-]?keys?(?:[_-]?id)?)$"
+)
+"""A key that names a credential: ``hf_token``, ``WANDB_API_KEY``, ``AWS_SECRET_ACCESS_KEY``, ``client_secret``,
+``password`` (a whole word at its end: not ``max_num_batched_tokens``, ``prompt_key``, ``tokenizer``)."""
+_URL_CREDENTIALS = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s?#]*@")  # scheme://user:password@host
+_MAX_STR, _MAX_ITEMS, _MAX_DEPTH = 500, 64, 8
+
+
+def run_config(config: Any) -> dict[str, Any]:
+    """What ``run.json`` keeps of the config verl hands ``Tracking`` (a dict, or an OmegaConf ``DictConfig``):
+    :data:`CONFIG_SECTIONS` as plain JSON values, without any key that names a credential (:data:`_SECRET_KEY`) or
+    string holding a URL with credentials, long strings and lists cut, within :data:`MAX_CONFIG_CHARS`. ``{}`` for
+    no config."""
+    tree = _plain(config)
+    if not isinstance(tree, Mapping):
+        return {}
+    out: dict[str, Any] = {}
+    size = 0
+    for path in CONFIG_SECTIONS:
+        node: Any = tree
+        for key in path:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if not isinstance(node, Mapping):
+            continue
+        kept = _public(node, 0)
+        n = len(json.dumps(kept, default=str)) + sum(len(k) + 6 for k in path)
+        if size + n > MAX_CONFIG_CHARS:
+            continue
+        size += n
+        at = out
+        for key in path[:-1]:
+            at = at.setdefault(key, {})
+        at[path[-1]] = kept
+    return out
+
+
+def _plain(config: Any) -> Any:
+    """An OmegaConf config as plain containers (resolved where it resolves), anything else as JSON values."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:
+        return to_jsonable(config)
+    if isinstance(config, DictConfig | ListConfig):
+        try:
+            config = OmegaConf.to_container(config, resolve=True)
+        except Exception:  # noqa: BLE001 - an interpolation that does not resolve: the values as written
+            config = OmegaConf.to_container(config, resolve=False)
+    return to_jsonable(config)
+
+
+def _public(node: Any, depth: int) -> Any:
+    if isinstance(node, Mapping):
+        if depth >= _MAX_DEPTH:
+            return "…"
+        return {str(k): _public(v, depth + 1) for k, v in node.items() if not _secret(str(k), v)}
+    if isinstance(node, list):
+        return [_public(v, depth + 1) for v in node[:_MAX_ITEMS]]
+    if isinstance(node, str) and len(node) > _MAX_STR:
+        return node[:_MAX_STR] + "…"
+    return node
+
+
+def _secret(key: str, value: Any) -> bool:
+    """Whether ``key`` and its ``value`` stay out of ``run.json``: a credential, or noise (:data:`_SKIP_KEYS`)."""
+    if key in _SKIP_KEYS or _SECRET_KEY.search(key):
+        return True
+    return isinstance(value, str) and bool(_URL_CREDENTIALS.search(value))
+
+
+def _remember_config(config: Any) -> None:
+    """Keep what ``run.json`` stores of the ``config`` verl hands ``Tracking`` (:func:`run_config`): given to the
+    Watch when it is made, or merged into its run's ``run.json`` when it already exists."""
+    kept = run_config(config)
+    if not kept:
+        return
+    _state["config"] = kept
+    if _state["watch"] is not None:
+        _state["watch"].update_meta(config=kept)
 
 
 # ---- worker side: policy losses that add clip-low and clip-high ----------------------------------------------------
