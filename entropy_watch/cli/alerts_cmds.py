@@ -9,7 +9,8 @@ an error. Usage mistakes (a missing argument, an unknown option, a bad option va
 message on stderr. ``watch`` and ``report`` exit 0 (``report`` on a run that logged no entropy too: "nothing to
 analyse", no report written), or 1 on errors like every other command (``watch --once``: 1 when a target could not
 be read: a run not in the store, a log folder without logs, an unreadable log; without ``--once`` a named run not in
-the store yet is waited for, but a log path that is not there is an error either way); ``watch
+the store yet is waited for, but a log path that is not there is an error either way; ``report``: 1 when a data file
+of the run is unreadable, each named on stderr as ``alerts`` names it, the report written from the rest); ``watch
 --notify`` exits 1 when a notification could not be delivered (it waits for the retries first; while it runs, the first
 failure to each destination is one line on stderr); Ctrl-C exits 130, SIGTERM 143 (``boundary.py``). ``watch`` ends
 (exit 0) once nobody reads what it prints (``watch | head -1``: the first alert, then the pipeline goes on).
@@ -402,13 +403,11 @@ def alerts(
                 out.append({"run": None, "source": source, "error": error_line(e, where=source)})
         # A data file the store could not read was left out of this target's analysis (quarantine.py): the verdict
         # above covers the rest of the run, but a gate must not pass on data it did not see.
-        for path, why in quarantine.found().items():
-            if path not in skipped_before:
-                errors += 1
-                msg = f"error: {path}: unreadable data file ({why}) left out of the analysis of {source}"
-                typer.echo(printable(msg), err=True)
-                if as_json:
-                    out.append({"run": None, "source": source, "error": printable(msg)})
+        for msg in _left_out(skipped_before, source):
+            errors += 1
+            typer.echo(msg, err=True)
+            if as_json:
+                out.append({"run": None, "source": source, "error": msg})
     if as_json:
         try:
             echo_json(out)
@@ -429,6 +428,17 @@ def _run_named(target: str, source: str, root: Path) -> tuple[str, str]:
     if source == target and not _lexists(p):
         return target, f"{root}/run={target}"
     return target, source
+
+
+def _left_out(before: dict[str, str], source: str) -> list[str]:
+    """One error line per data file found unreadable since ``before`` (``quarantine.found()``): what `alerts` and
+    `report` say about data they did not see (a gate, or a report, must not pass on it silently)."""
+    from entropy_watch.store import quarantine
+
+    new = [(path, why) for path, why in quarantine.found().items() if path not in before]
+    return [
+        printable(f"error: {p}: unreadable data file ({why}) left out of the analysis of {source}") for p, why in new
+    ]
 
 
 def _line(run: str, a: Alert) -> str:
@@ -753,14 +763,21 @@ def report(
     """Write one self-contained HTML report: entropy with forecast and ETA, reward, token heatmap, alerts."""
     from entropy_watch.errors import EntropyWatchError, NoEntropySeries
     from entropy_watch.report import build_report, check_report_dest
+    from entropy_watch.store import quarantine
 
     output = output.expanduser()  # `--output=~/r.html` reaches us unexpanded (as --store does): never a folder "~"
     check_report_dest(output)  # before the analysis: a user's other file at --output is never replaced
+    before = quarantine.found()
     try:
-        found = resolve(target, state(ctx).root(), log_options(maps, vocab_size, reward_max))
+        with quarantine.quiet():  # each unreadable data file is named once, below, with what became of it
+            found = resolve(target, state(ctx).root(), log_options(maps, vocab_size, reward_max))
     except NoEntropySeries as e:  # "nothing to analyse", not an error: exit 0 as `alerts` and `watch` do
-        console().print(text(f"{target}: nothing to analyse; {e}; no report written"))
-        return
+        if not (left := _left_out(before, target)):
+            console().print(text(f"{target}: nothing to analyse; {e}; no report written"))
+            return
+        typer.echo("\n".join(left), err=True)  # every file of the run unreadable (damaged, private): never "nothing"
+        why = f"{_plural(len(left), 'data file')} could not be read (above), and the rest holds no entropy series"
+        raise EntropyWatchError(f"{target}: no report written: {why}") from None
     if run is not None:
         found = [t for t in found if t.run == run]
         if not found:
@@ -771,7 +788,11 @@ def report(
         names = ", ".join(t.run for t in found)
         raise EntropyWatchError(f"{target} holds {len(found)} runs ({names}); pick one with --run")
     t = found[0]
-    res = _progress_analyze(t.series, show=True)
-    path = build_report(t.series, res, output, source=t.source)
+    with quarantine.quiet():
+        res = _progress_analyze(t.series, show=True)
+        path = build_report(t.series, res, output, source=t.source)
     n = len(res.alerts)
     echo(printable(f"wrote {path} ({n} alert{'' if n == 1 else 's'})"))
+    if left := _left_out(before, t.source):  # a report over part of the run: said, and exit 1 (`alerts`: 3)
+        typer.echo("\n".join(left), err=True)
+        raise typer.Exit(1)

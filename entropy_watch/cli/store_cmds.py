@@ -282,7 +282,7 @@ def compact(
     from entropy_watch.errors import RunNotFound
     from entropy_watch.store import Store, quarantine, write_catalog
     from entropy_watch.store import compact as do_compact
-    from entropy_watch.store.catalog import CatalogBlocked, CatalogNotWritten
+    from entropy_watch.store.catalog import CatalogBlocked, CatalogNotWritten, refresh_catalog
 
     store = Store(state(ctx).root(existing=True))
     known = quarantine.found()
@@ -302,7 +302,7 @@ def compact(
             echo(printable(f"{name}: {words}"))
         blocked = None
         try:
-            path = write_catalog(store.root)
+            path = refresh_catalog(store.root, names) if run else write_catalog(store.root)  # RUN: its files only
         except CatalogBlocked as exc:  # a view over an unreadable file would fail: said with that file, below
             blocked = exc
         except CatalogNotWritten as exc:  # the merge is the job, and it is done: a cache not refreshed is a warning

@@ -19,6 +19,15 @@ event was written after it by another session: the run went on without it. Its l
 only below the resume's step (the rows the resume replaced are left out of every read, :func:`~.reads.replaced_sql`).
 A rank of the resumed session itself is never left out, running, stalled or failed: it started with the others.
 Only a run whose heartbeats span two launches pays for it: one query over the ``events`` of those runs together.
+
+**Memory and spilling** (:func:`read_connection`, also the :class:`~entropy_watch.store.TailReader`'s): DuckDB's
+defaults are 80% of the machine's memory, beside a trainer, and a spill folder ``.tmp`` in the *working directory*:
+a sort bigger than memory wrote there (the app server's folder, a cron job's), and failed where it is read-only. The
+store's own connections keep :func:`~entropy_watch.store.query.sql_memory_limit` (25%, or
+``$ENTROPY_WATCH_SQL_MEMORY``) and spill past it into a private folder of the system's temporary directory
+(``$TMPDIR``), which DuckDB makes only when it spills and removes when the connection closes (the tail reader's
+in-memory tables spill there too). Unlike the SQL sandbox (no spill folder: a user query bigger than its limit fails),
+the store's own reads are not refused for size.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import secrets
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -35,12 +46,13 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow as pa
 
-from entropy_watch.errors import RunNotFound, listed
+from entropy_watch.errors import EntropyWatchError, RunNotFound, first_line, listed
 from entropy_watch.store import fs, layout, manifest, summary
 from entropy_watch.store import meta as run_meta
 from entropy_watch.store.files import CoverageCache, select_files
 from entropy_watch.store.fs import StorePath
 from entropy_watch.store.query import (
+    ENV_SQL_MEMORY,
     Binder,
     create_sandbox_view,
     fetch_interruptible,
@@ -50,6 +62,7 @@ from entropy_watch.store.query import (
     run_names,
     sandbox,
     source_sql,
+    sql_memory_limit,
     table_dirs,
     table_files,
     with_retry,
@@ -73,6 +86,18 @@ LEFT_BEHIND = "_left_behind_at"
 """Key :func:`_left_behind` adds to the heartbeat of a rank a resume left behind: the resume's step."""
 
 
+def read_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for the store's own reads, within :func:`~.query.sql_memory_limit`, spilling into a
+    private folder of the system's temporary directory, never the working directory (module docstring)."""
+    limit = sql_memory_limit()
+    spill = os.path.join(tempfile.gettempdir(), f"entropy-watch-duckdb-{os.getpid()}-{secrets.token_hex(6)}")
+    try:
+        return duckdb.connect(":memory:", config={"memory_limit": limit, "temp_directory": spill})
+    except (duckdb.ParserException, duckdb.InvalidInputException) as e:
+        why = first_line(e).partition(": ")[2] or first_line(e)
+        raise EntropyWatchError(f"${ENV_SQL_MEMORY}={limit!r} is not a memory size ({why})") from None
+
+
 class Store(SqlReads):
     """Read access to a store root; see the module docstring. Thread-safe. The queries of
     :class:`~entropy_watch.store.reads.RunReader` (series, histograms, events, alerts, tokens, downsampled series)
@@ -85,7 +110,7 @@ class Store(SqlReads):
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = layout.default_root(root)
         self._coverage = CoverageCache()
-        self._con = duckdb.connect(":memory:")
+        self._con = read_connection()
         self._lock = threading.Lock()
 
     # -- runs -----------------------------------------------------------------------------------------------------

@@ -57,7 +57,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
 from entropy_watch.errors import RunNotFound
@@ -66,7 +65,7 @@ from entropy_watch.store.files import SEG_RE, CoverageCache, Key, Selection, fil
 from entropy_watch.store.fs import StorePath, is_object
 from entropy_watch.store.listing import FolderWatch, RunStamp, Scan
 from entropy_watch.store.query import Binder, read_locked, run_names, source_sql, with_retry
-from entropy_watch.store.reader import RunInfo, Store
+from entropy_watch.store.reader import RunInfo, Store, read_connection
 from entropy_watch.store.reads import SqlReads, query_files, with_ctes
 from entropy_watch.store.schema import empty_table
 
@@ -109,7 +108,7 @@ class TailReader(SqlReads):
         """Runs the last poll could not list (another user's private run): ``run -> why``; the rest was read."""
         self._refusing: dict[str, str] = {}
         self._store = Store(self.root)
-        self._con = duckdb.connect(":memory:")
+        self._con = read_connection()  # bounded memory, spilling to $TMPDIR, never the working directory
         self._lock = threading.Lock()
         self._coverage = CoverageCache()
         self._watch = FolderWatch()
