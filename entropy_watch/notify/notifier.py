@@ -19,6 +19,7 @@ from typing import Any
 from entropy_watch.analysis.alert import Alert
 from entropy_watch.jsonable import to_jsonable
 from entropy_watch.notify.delivery import Delivery
+from entropy_watch.notify.digest import Digest, DigestPolicy
 from entropy_watch.notify.payloads import Eta, Notice, app_link, render
 from entropy_watch.notify.policy import Gate, NotifyPolicy
 from entropy_watch.notify.targets import NotifyConfigError, Target, is_http_url, parse_targets
@@ -134,6 +135,9 @@ class Notifier:
             ``hooks/notify_errors``).
         delivery: the :class:`Delivery` to use (tests); default one built with ``delivery_kwargs`` (``timeout_s``,
             ``retries``, ``backoff_s``, ``on_failure``: how a failure is said, default the training process' wording).
+        digest: a store-wide budget (:class:`~entropy_watch.notify.digest.DigestPolicy`): past its ``max_runs`` runs,
+            what the policy admits is folded into digests (``watch --notify``; default None: every run on its own,
+            the training process' one run). See :meth:`use_digest`.
     """
 
     def __init__(
@@ -144,6 +148,7 @@ class Notifier:
         app_url: str | None = None,
         on_error: Callable[[int], Any] | None = None,
         delivery: Delivery | None = None,
+        digest: DigestPolicy | None = None,
         **delivery_kwargs: Any,
     ) -> None:
         self._targets = list(targets)
@@ -156,6 +161,9 @@ class Notifier:
         if delivery is not None and on_error is not None:
             self.delivery.on_error = on_error
         self.sent: list[Notice] = []  # what was handed to delivery, in order (small: the gate caps it)
+        self.digest: Digest | None = None
+        if digest is not None:
+            self.use_digest(digest)
 
     @classmethod
     def build(cls, notify: str | Target | Iterable[str | Target] | Notifier | None, **kwargs: Any) -> Notifier | None:
@@ -194,18 +202,32 @@ class Notifier:
         for a in getattr(verdict, "standing_alerts", ()):
             self.gate.prime(run, a.kind, a.severity)
 
+    def use_digest(self, policy: DigestPolicy, **kwargs: Any) -> Digest:
+        """Fold what the policy admits for runs past ``policy.max_runs`` into digests from now on (``kwargs``:
+        :class:`~entropy_watch.notify.digest.Digest`'s ``clock`` and ``timer``, for tests); returns the digest."""
+        self.digest = Digest(policy, self._post, app_url=self.app_url, **kwargs)
+        return self.digest
+
     def send(self, notice: Notice) -> Notice | None:
-        """Gate ``notice`` and queue it for every target; never blocks."""
+        """Gate ``notice`` and queue it for every target (or fold it into the next digest); never blocks. Returns
+        the notice admitted (a folded one too: it is said in the digest), None when held back."""
         admitted = self.gate.admit(notice)
         if admitted is None:
             return None
-        for t in self._targets:
-            self.delivery.submit(t, render(t.kind, admitted))
-        self.sent.append(admitted)
+        if self.digest is None or not self.digest.fold(admitted):
+            self._post(admitted)
         return admitted
 
+    def _post(self, notice: Notice) -> None:
+        for t in self._targets:
+            self.delivery.submit(t, render(t.kind, notice))
+        self.sent.append(notice)
+
     def close(self, timeout_s: float | None = 10.0) -> bool:
-        """Deliver what is queued, waiting at most ``timeout_s`` (None: until it is handled, retries included)."""
+        """Send the pending digest, then deliver what is queued, waiting at most ``timeout_s`` (None: until it is
+        handled, retries included)."""
+        if self.digest is not None:
+            self.digest.close()
         return self.delivery.close(timeout_s)
 
     def __repr__(self) -> str:

@@ -15,6 +15,12 @@ Generic JSON body (schema ``entropy_watch.notification/1``; documented in README
      "alert": {step, detector, kind, severity, message, evidence, actions, key} | null,
      "verdict": {...} | null, "sent_at": float (Unix seconds)}
 
+A **digest** (``watch --notify``'s store-wide budget, :mod:`entropy_watch.notify.digest`) is one message for many
+runs: ``"event": "digest"``, ``"run": null``, ``"runs": [str]`` (each run it covers, in order), ``"notices": [...]``
+(every notice folded into it: the body above without ``schema``, ``alert`` and ``verdict``), ``severity`` the worst
+alert's (``info``: recoveries only), ``kind`` the kinds joined by ``/``, ``step`` the smallest, ``eta`` null and
+``action`` the command that lists every run's alerts.
+
 Text taken from runs (messages, run names) is sent as data: Slack gets ``plain_text`` objects only and its mrkdwn
 ``text`` (the notification's fallback) with ``&``, ``<`` and ``>`` escaped, Discord gets its markdown characters
 escaped and ``allowed_mentions`` off, so a run name cannot ping a channel or inject a link.
@@ -33,7 +39,7 @@ from urllib.parse import quote
 from entropy_watch.analysis.outlook import by_step_text, interval_range
 
 SCHEMA = "entropy_watch.notification/1"
-EVENTS: tuple[str, ...] = ("alert", "escalation", "recovery")
+EVENTS: tuple[str, ...] = ("alert", "escalation", "recovery", "digest")
 _ICON = {"critical": "🔴", "warning": "🟠", "info": "🔵", "ok": "🟢"}
 _COLOR = {"critical": 0xD93025, "warning": 0xF29900, "info": 0x1A73E8, "ok": 0x188038}
 _DISCORD_MD = re.compile(r"([\\*_~`|>#\[\]()@])")
@@ -72,7 +78,8 @@ class Eta:
 
 @dataclass(frozen=True)
 class Notice:
-    """One notification. ``event``: alert | escalation | recovery; ``key`` identifies the alert (Alert.key)."""
+    """One notification. ``event``: alert | escalation | recovery | digest; ``key`` identifies the alert (Alert.key).
+    A digest (:mod:`entropy_watch.notify.digest`) has no ``run`` and holds the notices it folds in ``folded``."""
 
     event: str
     run: str
@@ -88,15 +95,24 @@ class Notice:
     alert: dict[str, Any] | None = None
     verdict: dict[str, Any] | None = None
     sent_at: float = field(default_factory=time.time)
+    folded: tuple[Notice, ...] = ()
 
     @property
     def title(self) -> str:
-        """``CRITICAL collapse · grpo-s0`` (``recovered: collapse · grpo-s0`` for a recovery)."""
+        """``CRITICAL collapse · grpo-s0`` (``recovered: collapse · grpo-s0`` for a recovery; ``CRITICAL collapse ·
+        61 runs`` for a digest)."""
+        if self.event == "digest":
+            n = len({x.run for x in self.folded})
+            alerts = any(x.event != "recovery" for x in self.folded)
+            what = f"{self.severity.upper()} {self.kind}" if alerts else f"recovered: {self.kind}"
+            return f"{what} · {n} run{'' if n == 1 else 's'}"
         what = f"recovered: {self.kind}" if self.event == "recovery" else f"{self.severity.upper()} {self.kind}"
         return f"{what} · {self.run}"
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) pairs every channel shows below the summary."""
+        if self.event == "digest":
+            return [("Runs", str(len({x.run for x in self.folded}))), ("See", self.action or "")]
         out = [("Step", str(self.step))]
         if self.eta is not None:
             out.append((f"ETA to {self.eta.target}", self.eta.text()))
@@ -114,6 +130,13 @@ def app_link(app_url: str | None, run: str) -> str | None:
 
 def to_json(n: Notice) -> dict[str, Any]:
     """The generic JSON body (schema in the module docstring)."""
+    if n.event == "digest":  # the runs and every notice folded, each without its alert and verdict objects
+        folded = [{k: v for k, v in to_json(x).items() if k not in ("schema", "alert", "verdict")} for x in n.folded]
+        runs = list(dict.fromkeys(x.run for x in n.folded))
+        return {"schema": SCHEMA, "event": "digest", "run": None, "runs": runs, "kind": n.kind,
+                "severity": n.severity, "step": n.step, "summary": n.summary, "eta": None, "action": n.action,
+                "app_url": n.app_link, "key": n.key, "alert": None, "verdict": None, "notices": folded,
+                "sent_at": n.sent_at}  # fmt: skip
     return {
         "schema": SCHEMA,
         "event": n.event,
@@ -134,14 +157,18 @@ def to_json(n: Notice) -> dict[str, Any]:
 
 def to_slack(n: Notice) -> dict[str, Any]:
     """A Slack incoming-webhook body: ``text`` (the push notification) and Block Kit blocks, plain text only."""
-    icon = _ICON["ok" if n.event == "recovery" else n.severity]
+    icon = _ICON[_tone(n)]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(f"{icon} {n.title}", 150)},
         {"type": "section", "text": _plain(n.summary, 3000)},
         {"type": "section", "fields": [_plain(f"{k}: {v}", 2000) for k, v in n.lines()]},
     ]
     if n.app_link:
-        button = {"type": "button", "text": _plain("Open run", 75), "url": n.app_link[:3000]}
+        button = {
+            "type": "button",
+            "text": _plain("Open app" if n.event == "digest" else "Open run", 75),
+            "url": n.app_link[:3000],
+        }
         blocks.append({"type": "actions", "elements": [button]})
     # `text` (the push notification, and the message where blocks do not show) is mrkdwn: Slack parses `<!channel>`,
     # `<http://x|click>` and `<@U…>` in it, so its control characters are escaped as Slack's formatting docs ask
@@ -153,7 +180,7 @@ def to_discord(n: Notice) -> dict[str, Any]:
     embed: dict[str, Any] = {
         "title": _clip(n.title, 256),
         "description": _clip(_md(n.summary), 4096),
-        "color": _COLOR["ok" if n.event == "recovery" else n.severity],
+        "color": _COLOR[_tone(n)],
         "fields": [{"name": k, "value": _clip(_md(v), 1024), "inline": k == "Step"} for k, v in n.lines()],
         "footer": {"text": "entropy_watch"},
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(n.sent_at)),
@@ -169,6 +196,13 @@ RENDERERS = {"slack": to_slack, "discord": to_discord, "json": to_json}
 def render(kind: str, n: Notice) -> bytes:
     """The UTF-8 JSON body for a target of ``kind`` (slack | discord | json)."""
     return json.dumps(RENDERERS[kind](n), ensure_ascii=False, allow_nan=False, default=str).encode("utf-8")
+
+
+def _tone(n: Notice) -> str:
+    """critical | warning | info | ok (a recovery, or a digest of recoveries only)."""
+    if n.event == "recovery" or (n.event == "digest" and all(x.event == "recovery" for x in n.folded)):
+        return "ok"
+    return n.severity
 
 
 def _plain(text: str, limit: int) -> dict[str, Any]:

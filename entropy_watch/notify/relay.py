@@ -8,7 +8,9 @@ Each finished analysis of a run (:class:`entropy_watch.monitor.RunState`) goes t
 notices with the run's verdict, cleared problems become the one recovery message, and the notifier's policy decides
 what is sent. The first analysis of a run sets the baseline: what the run already shows when ``watch`` starts is
 printed by ``watch`` but not sent (a restarted ``watch`` does not page again for what an earlier one sent, and a
-store of finished runs does not flood the channel); everything that appears afterwards is.
+store of finished runs does not flood the channel); everything that appears afterwards is. Past a few runs the
+messages go out as digests (:mod:`entropy_watch.notify.digest`, ``DigestPolicy``): a sweep that collapses
+everywhere is a few messages, not one per run.
 
 ``watch`` runs no training: a message that is not delivered is said as such (:class:`SayOnce`, one line per
 destination) and counted for the exit status (:func:`summary`), not worded for the training hooks.
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from entropy_watch.notify.delivery import Delivery, Undelivered
+from entropy_watch.notify.digest import DigestPolicy
 from entropy_watch.notify.follow import Follower
 from entropy_watch.notify.notifier import Notifier
 
@@ -64,10 +67,13 @@ def summary(delivery: Delivery) -> tuple[int, str | None]:
 
 
 class MonitorRelay:
-    """Turns monitor analyses into notifications (one :class:`Follower` per run; the monitor's thread only)."""
+    """Turns monitor analyses into notifications (one :class:`Follower` per run; the monitor's thread only).
+    ``digest``: the store-wide budget the notifier gets unless it has one (None: every run on its own)."""
 
-    def __init__(self, notifier: Notifier) -> None:
+    def __init__(self, notifier: Notifier, digest: DigestPolicy | None = DigestPolicy()) -> None:  # noqa: B008
         self.notifier = notifier
+        if digest is not None and notifier.digest is None:
+            notifier.use_digest(digest)
         self._followers: dict[str, Follower] = {}
 
     def on_analysis(self, state: Any) -> None:
