@@ -111,6 +111,8 @@ class StatsWorker:
             try:
                 self._run_one(job)
             finally:
+                # the job (its step's tensor snapshots) is not kept while the loop waits for the next one
+                del job
                 with self._cond:
                     self._running = False
                     self._cond.notify_all()

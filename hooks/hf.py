@@ -24,6 +24,11 @@ explained. Steps logged again after the checkpoint replace the first process's v
 of a step). A training that starts from step 0 under the name of a run the store already holds is warned about: its
 steps would replace the earlier ones and the later ones would stay, one run mixing two trainings.
 
+When ``trainer.train()`` returns (``on_train_end``) the run this callback made is closed ``finished``: it no longer
+reads ``running`` while the process (a notebook) lives on. A later ``train()`` of the same trainer reopens it (the
+run is continued, warned about when it starts again from step 0), and a log after it (``trainer.evaluate()``) reopens
+it for that one record. A ``Watch`` passed in (``watch=``) is the caller's to close: it is only flushed there.
+
 Every callback body is guarded (a failure is counted in ``hooks/errors`` and training goes on); ``strict=True``
 re-raises (tests). The TRL adapter (:mod:`entropy_watch.hooks.trl`) subclasses this callback.
 """
@@ -148,6 +153,8 @@ class EntropyWatchCallback(TrainerCallback):
         self.skip_canonical = set(skip_canonical)
         self._mapping_cache: dict[frozenset[str], dict[str, str]] = {}
         self._trained_to: int | None = None  # the last step of a training this callback saw end (this process)
+        self.owns_watch = watch is None  # made here (or by attach): closed when train() returns, reopened after
+        self._closed_at_end = False  # on_train_end closed it: a later train() or log reopens it
         if watch is not None:
             bind_actions(watch)
 
@@ -155,6 +162,10 @@ class EntropyWatchCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         try:
             w = self.ensure_watch(args)
+            if self._closed_at_end:  # train() again (a notebook): the run this callback closed at the end goes on
+                self._closed_at_end = False
+                w.reopen()
+                bind_actions(w)
             w.update_meta(**self.train_meta(args, state, **kwargs))
             step = int(getattr(state, "global_step", 0) or 0)  # > 0 only when resumed from a checkpoint
             # an earlier process's training, or one this callback recorded already (train() called again in a notebook)
@@ -178,7 +189,15 @@ class EntropyWatchCallback(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **kw: Any) -> None:
         try:
             if logs and getattr(state, "is_world_process_zero", True):
-                self.ensure_watch(args).log_dict(int(state.global_step), self.scalars_from_logs(logs))
+                w = self.ensure_watch(args)
+                again = self._closed_at_end and w.closed  # logged after train() returned: trainer.evaluate()
+                if again:
+                    w.reopen()
+                try:
+                    w.log_dict(int(state.global_step), self.scalars_from_logs(logs))
+                finally:
+                    if again:
+                        w.close("finished")
         except Exception as exc:  # noqa: BLE001
             self._failure("on_log", exc)
 
@@ -195,8 +214,16 @@ class EntropyWatchCallback(TrainerCallback):
         step = getattr(state, "global_step", None)
         if isinstance(step, int) and step > 0:  # a later train() of this callback from step 0 is warned about
             self._trained_to = step if self._trained_to is None else max(self._trained_to, step)
-        if self.watch is not None:
+        if self.watch is None:
+            return
+        if not self.owns_watch:  # a Watch passed in is the caller's to close
             self.watch.flush()
+            return
+        try:  # train() returned: the run is finished, not "running" for as long as the process (a notebook) lives
+            self.watch.close("finished")
+            self._closed_at_end = True
+        except Exception as exc:  # noqa: BLE001
+            self._failure("on_train_end", exc)
 
     # ---- helpers -----------------------------------------------------------------------------------------------
     def ensure_watch(self, args: Any = None) -> Any:

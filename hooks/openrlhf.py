@@ -199,24 +199,51 @@ def record_policy_loss(
             return {}
         return w.log_tokens(step, entropy=entropy, mask=action_mask, logp=log_probs, old_logp=old_log_probs,
                             advantages=advantages, eps_low=eps_low, eps_high=eps_high)  # fmt: skip
-    from entropy_watch.hooks.stats import ONPOLICY_LOG_RATIO_TOL, clip_masks
-
-    with torch.no_grad():  # no entropy this step: clip and advantage statistics only
-        valid = torch.ones_like(log_probs, dtype=torch.bool) if action_mask is None else action_mask.bool()
-        low, high, _ = clip_masks(log_ratio, advantages.detach(), valid, eps_low, eps_high)
-        n = valid.sum().clamp(min=1).double()
-        adv = advantages.detach().double()[valid]
-        on_policy = bool((log_ratio[valid].abs() <= ONPOLICY_LOG_RATIO_TOL).all())  # the rule of stats.token_sums
-        out: dict[str, float] = {M.CLIP_ONPOLICY: float(on_policy)}
-        out[M.CLIP_LOW_FRAC] = float(low.sum() / n)  # 0 on-policy, as the trainer's own clip ratio reads
-        out[M.CLIP_HIGH_FRAC] = float(high.sum() / n)
-        out[M.CLIP_REGION_FRAC] = float((low | high).sum() / n)
-        if adv.numel():
-            out.update({M.ADV_MEAN: float(adv.mean()), M.ADV_STD: float(adv.std(unbiased=False)),
-                        M.ADV_MIN: float(adv.min()), M.ADV_MAX: float(adv.max())})  # fmt: skip
-            out[M.RATIO_LOG_MEAN] = float(log_ratio[valid].double().mean())
+    out = _clip_and_advantages(w, step, log_probs, old_log_probs, advantages, action_mask, eps_low, eps_high)
     w.log_dict(step, out)
     return out
+
+
+# the statistics of a loss call without entropy: those of its log-probs and advantages alone
+NO_ENTROPY = (M.CLIP_ONPOLICY, M.CLIP_LOW_FRAC, M.CLIP_HIGH_FRAC, M.CLIP_REGION_FRAC, M.ADV_MEAN, M.ADV_STD,
+              M.ADV_MIN, M.ADV_MAX, M.RATIO_LOG_MEAN, M.RATIO_MAX, M.KL_OLD)  # fmt: skip
+
+
+def _clip_and_advantages(
+    w: Any,
+    step: int,
+    log_probs: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    action_mask: torch.Tensor | None,
+    eps_low: float,
+    eps_high: float,
+) -> dict[str, float]:
+    """Clip, advantage and ratio statistics of a loss call without entropy, by the rules of ``step_stats`` (token
+    means over the valid tokens; ``clip/onpolicy`` from ``ONPOLICY_LOG_RATIO_TOL``) and, under a reducing ``Watch``,
+    all-reduced over its ranks as the entropy path's are: every rank takes part (a refused input with no tokens), so
+    rank 0 writes the step's numbers, not its own. The entropy slots hold zeros and are not recorded."""
+    from entropy_watch.histogram import entropy_bin_edges
+    from entropy_watch.hooks.stats import finalize, join_refused, reduce_sums, stamp_step, token_sums
+    from entropy_watch.hooks.token_batch import prepare_batch
+
+    group = w.process_group if w.reduce else False
+    edges = w._edges if w._edges is not None else entropy_bin_edges()
+    with torch.no_grad():
+        try:
+            w._check_group(step)  # after destroy_process_group: this rank's tokens alone are not the step's
+            if w.closed:
+                raise RuntimeError(f"Watch {w.run!r} is closed")
+            lp, old, adv = log_probs.detach(), old_log_probs.detach(), advantages.detach()
+            batch = prepare_batch(torch.zeros_like(lp, dtype=torch.float32), action_mask, lp, old, adv)
+            sums = stamp_step(token_sums(batch, edges, eps_low=eps_low, eps_high=eps_high), step)
+        except Exception:
+            join_refused(edges, group, log_probs)  # the other ranks are in this call's collectives
+            if w.closed:  # recorded as a call after close (log_dict says so)
+                return {}
+            raise
+        scalars, _ = finalize(reduce_sums(sums, group), edges)
+    return {k: scalars[k] for k in NO_ENTROPY if k in scalars}
 
 
 def wrap_policy_loss(cls: Any = None) -> None:

@@ -27,6 +27,7 @@ refused (a wrong shape, a bad step, negative entropies) takes part with the sums
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,8 @@ SLOTS = (
     # and an adapter's own verdicts (StepAccumulator's extra) and how many of them read off-policy; summed like the
     # rest, so the writing rank sees every rank's (a verdict kept on the rank that made it was lost under reduce)
     "n_onpolicy_unknown", "n_verdict", "n_verdict_off",
+    # valid tokens whose entropy was computed, not weighted (weigh): this / n_valid is the share a budget sampled
+    "n_computed",
 )  # fmt: skip
 N_SLOTS = len(SLOTS)
 # MAX-reduced; -inf when absent. step_max / neg_step_min: the step each rank logs these sums as (stamp_step), so that
@@ -122,6 +125,8 @@ def step_stats(
     sample_tokens: int = 8,
     step: int = 0,
     process_group: Any = None,
+    onpolicy_unknown: bool = False,
+    token_weight: float = 1.0,
 ) -> StepStats:
     """Statistics of one step's valid tokens, all-reduced over ``process_group``.
 
@@ -139,14 +144,23 @@ def step_stats(
     absent (N/A, not a healthy 0) without ``old_logp``. ``clip/onpolicy`` is 1 without ``old_logp`` (the caller's
     loss takes ``logp`` as its old log-probs: ratio 1) or when ``|logp - old_logp| <= ONPOLICY_LOG_RATIO_TOL`` on every
     valid token (nothing can clip), else 0. A caller whose log-probs are not the update's (verl's driver recomputes
-    pi_old before the update) drops it: :attr:`Watch.update_pass`.
+    pi_old before the update) drops it: :attr:`Watch.update_pass`. ``onpolicy_unknown``: this rank's ``old_logp`` was
+    given but left out (``token_batch.drop_unusable``): no rank then records ``clip/onpolicy`` = 1 for the step (0
+    stays 0: another rank's tokens are off-policy).
+
+    ``token_weight``: how many of this rank's tokens each valid token stands for, when they are a uniform sample of
+    ``1 / token_weight`` of them (``Watch``'s logit budget): every token sum and histogram count is multiplied by it
+    before the reduction (:func:`weigh`), so ranks that sampled different shares are pooled by their true token
+    counts (Horvitz-Thompson), ``tokens/count`` is the estimated count of all of them (exact when every sampled
+    entropy is finite) and ``hooks/entropy_sample_frac`` the share of the step's valid tokens computed.
     """
     edges = _check_edges(edges)
     try:
         if not (isinstance(sample_tokens, int) and sample_tokens >= 0):
             raise InvalidTensor(f"step_stats: sample_tokens must be an int >= 0, got {sample_tokens!r}")
         batch = prepare_batch(entropy, mask, logp, old_logp, advantages, group_ids, token_ids)
-        sums = stamp_step(token_sums(batch, edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip), step)
+        sums = token_sums(batch, edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
+        sums = stamp_step(note_verdicts(weigh(sums, token_weight), unknown=onpolicy_unknown), step)
     except Exception:
         join_refused(edges, process_group, entropy)
         raise
@@ -165,6 +179,7 @@ def token_sums(
     ok, dev, valid = batch.ok, batch.entropy.device, batch.valid
     n_ok = ok.sum(dtype=torch.float64)
     s: dict[str, torch.Tensor] = {"n_valid": valid.sum(dtype=torch.float64), "n_ok": n_ok}
+    s["n_computed"] = s["n_valid"]
     x = {name: torch.tensor(-math.inf, dtype=torch.float64, device=dev) for name in MAX_SLOTS}
     h = torch.where(ok, batch.entropy, 0.0)
     s["h_sum"] = h.sum(dtype=torch.float64)
@@ -220,6 +235,20 @@ def token_sums(
     vec = torch.stack([s.get(name, zero) for name in SLOTS])
     group_ids, group_minmax = _local_groups(batch)
     return TokenSums(torch.cat([vec, hist]), torch.stack([x[n] for n in MAX_SLOTS]), group_ids, group_minmax)
+
+
+def weigh(sums: TokenSums, weight: float) -> TokenSums:
+    """Scale ``sums`` (in place; returns ``sums``) as the sums of ``weight`` times as many tokens: those of a uniform
+    sample of ``1 / weight`` of a batch's tokens, made estimates of the whole batch's (every token slot and histogram
+    count; not ``n_computed``, the tokens really computed). Before :func:`note_verdicts` and :func:`reduce_sums`."""
+    if isinstance(weight, bool) or not (isinstance(weight, int | float) and 1.0 <= float(weight) < math.inf):
+        raise InvalidTensor(f"step_stats: token_weight must be a finite number >= 1, got {weight!r}")
+    if weight != 1.0:
+        i = SLOTS.index("n_computed")
+        kept = sums.sums[i].clone()
+        sums.sums.mul_(float(weight))
+        sums.sums[i] = kept
+    return sums
 
 
 def note_verdicts(sums: TokenSums, *, unknown: bool = False, onpolicy: float | None = None) -> TokenSums:
@@ -383,7 +412,11 @@ def reduce_sums(sums: TokenSums, process_group: Any = None) -> TokenSums:
     top = torch.cat([torch.where(refused & ~stamps, -math.inf, sums.maxes), torch.where(refused, 0.0, count)])
     all_reduce_(total, "sum", group)
     all_reduce_(top, "max", group)
-    hi, lo, longest, n_groups, n_mine = torch.cat([top[i_step : i_step + 2], top[-1:], total[-1:], mine]).tolist()
+    i_n, i_h = SLOTS.index("n_valid"), SLOTS.index("h_sum")
+    own = torch.cat([sums.sums[i_n : i_n + 1], sums.sums[i_h : i_h + 1], total[i_n : i_n + 1], total[i_h : i_h + 1]])
+    host = torch.cat([top[i_step : i_step + 2], top[-1:], total[-1:], mine, own]).tolist()  # the one host copy
+    hi, lo, longest, n_groups, n_mine = host[:5]
+    _warn_same_tokens(*host[5:], torch.distributed.get_world_size(group), hi)
     ids = torch.zeros(0, dtype=torch.int64, device=dev)
     minmax = torch.zeros(0, 2, dtype=torch.float64, device=dev)
     if n_groups > 0:  # the same on every rank: all of them gather, or none
@@ -420,9 +453,12 @@ def finalize(sums: TokenSums, edges: np.ndarray) -> tuple[dict[str, float], np.n
     if s["n_negative"] > 0:
         raise _negative_entropies(s["n_negative"])
     n = s["n_ok"]
-    out: dict[str, float] = {M.TOKENS_COUNT: n}
+    # weighted sums (a sampled rank's, weigh) make n an estimate; an integer count of tokens whatever the weights
+    out: dict[str, float] = {M.TOKENS_COUNT: float(np.rint(n))}
     if s["n_valid"] > 0:
         out[M.ENTROPY_NONFINITE_FRAC] = (s["n_valid"] - n) / s["n_valid"]
+        if s["n_computed"] < s["n_valid"] * (1.0 - 1e-9):  # some rank's tokens were sampled (weigh)
+            out[M.HOOKS_ENTROPY_SAMPLE] = s["n_computed"] / s["n_valid"]
     if n <= 0:
         if s["n_valid"] > 0:  # every valid token's entropy is NaN/inf: the logits diverged, and the guard must see it
             out[M.ENTROPY_MEAN] = math.nan
@@ -462,6 +498,31 @@ def finalize(sums: TokenSums, edges: np.ndarray) -> tuple[dict[str, float], np.n
         if s["n_dual_base"] > 0:
             out[M.CLIP_DUAL_FRAC] = s["n_clip_dual"] / s["n_dual_base"]
     return {k: v for k, v in out.items() if math.isfinite(v)}, hist
+
+
+_warned_same_tokens = False
+
+
+def _warn_same_tokens(n: float, h: float, n_all: float, h_all: float, world: int, step: float) -> None:
+    """Warn once per process when every rank of a reduction had the same tokens (as many, the same entropy sum):
+    tensors gathered across ranks (``accelerator.gather``) before ``log_tokens``, so each token counts ``world`` times.
+    Identical batches on every rank are otherwise a data-loading fault too; the statistics are still recorded."""
+    global _warned_same_tokens
+    if _warned_same_tokens or not (n > 0 and h > 0 and n_all == world * n and abs(h_all - world * h) <= 1e-9 * h_all):
+        return
+    _warned_same_tokens = True
+    at = f" at step {step:.0f}" if math.isfinite(step) else ""
+    logging.getLogger("entropy_watch").warning(
+        "entropy_watch: all %d ranks reduced the same %d tokens%s (the same count and entropy sum on every rank): "
+        "tensors gathered across ranks (accelerator.gather, all_gather) before log_tokens count every token %d "
+        "times (tokens/count and the histogram; the means are unchanged). Pass each rank's own tensors (the "
+        "statistics are all-reduced over the ranks for you), or log gathered ones from rank 0 alone in a "
+        "Watch(..., reduce=False). Warned once",
+        world,
+        int(n),
+        at,
+        world,
+    )
 
 
 def _negative_entropies(n: float) -> InvalidTensor:

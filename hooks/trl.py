@@ -235,6 +235,7 @@ def attach(
         check_control(trainer, control_cfg)  # refuse before a run is created
         if (vocab := _vocab_size(trainer)) is not None:
             control_cfg.check_vocabulary(vocab)  # a target at or above ln V (in bits, say) is never reached
+    made = watch is None  # attach's own run: closed when train() returns, reopened by a later train()
     if watch is None:
         from entropy_watch.hooks.watch import Watch
 
@@ -251,6 +252,7 @@ def attach(
             **watch_kwargs,
         )
     callback = TrlCallback(watch=watch, strict=strict, framework=f"trl.{type(trainer).__name__}")
+    callback.owns_watch = made
     handle = TrlHandle(trainer=trainer, watch=watch, callback=callback, mode="callback-only")
     callback.handle = handle
     if control_cfg is not None:  # before the per-token wraps, so they record the advantages the loss uses

@@ -41,11 +41,14 @@ from entropy_watch.hooks.async_stats import DeviceFence, StatsWorker, snapshot
 from entropy_watch.hooks.live import Live
 from entropy_watch.hooks.token_batch import LeftOut
 from entropy_watch.hooks.watch_ranks import (
+    OPEN_WATCHES,
     check_same_mode,
+    close_open_watch,
     launcher_rank,
     live_writer,
     warn_live_writer,
     warn_not_initialised,
+    writer_key,
 )
 from entropy_watch.jsonable import to_jsonable
 from entropy_watch.notify import scrub
@@ -91,7 +94,8 @@ class Watch:
         max_pending_stats: back-pressure bound of the worker (steps whose snapshots may be held at once).
         max_logits_per_call: bound on the logit elements (tokens x V) whose entropy one ``log_tokens`` call computes
             in the calling thread; above it a uniform sample of the valid tokens (seeded by the step) is reduced
-            instead and ``hooks/entropy_sample_frac`` records the share (docs/integrations.md). ``"auto"``: 2**26
+            instead, each weighted by 1/share (``tokens/count`` stays the batch's; ranks pool by their true counts),
+            and ``hooks/entropy_sample_frac`` records the share (docs/integrations.md). ``"auto"``: 2**26
             on CPU (a 1 GiB batch blocked a CPU loop for 37 s), unbounded on accelerators; None: never sample.
         notify: webhook spec(s) to notify on alerts: a URL (Slack/Discord detected from the host), ``slack+URL``,
             ``discord+URL``, ``json+URL``, ``env:NAME`` or ``env`` (``$ENTROPY_WATCH_NOTIFY``), or a list of them
@@ -140,8 +144,6 @@ class Watch:
         app_url: str | None = None,
         live: Any = None,
     ) -> None:
-        from entropy_watch.store import RunWriter
-
         self.run = validate_run_name(run)
         # bad notify/on_alert specs raise here, before anything is written
         self.live = Live.build(notify=notify, on_alert=on_alert, detector=detector, app_url=app_url, live=live)
@@ -188,22 +190,33 @@ class Watch:
         self._closed = False  # set once close() has published: later calls record nothing (see close)
         self._after_close_calls = 0
         self._closed_why = ""  # why close() ran when the user did not call it (said by later calls)
+        self._open_args = (flush_secs, async_stats and not strict and not self.reduce, max_pending_stats)
+        self._live_args = {"notify": notify, "on_alert": on_alert, "detector": detector, "app_url": app_url}
+        self._live_args["live"] = live
+        self._open(self._run_meta(config, framework, entropy_definition, seed))
+
+    def _open(self, meta: dict[str, Any] | None) -> None:
+        """Open this rank's writer, recorder and statistics worker (``__init__``, :meth:`reopen`)."""
+        from entropy_watch.store import RunWriter
+
+        flush_secs, async_stats, max_pending_stats = self._open_args
+        self._recorder = None
         if self.is_writer:  # StoreUnwritable surfaces here, before training starts
             rank = 0 if self.reduce else self.rank
-            self._key = _writer_key(self.root, self.run, rank)
-            _close_open_watch(self._key)  # a re-run notebook cell: the Watch it made before is still open here
+            self._key = writer_key(self.root, self.run, rank)
+            close_open_watch(self._key)  # a re-run notebook cell: the Watch it made before is still open here
             earlier = live_writer(self.root, self.run, rank)  # read before our heartbeat replaces it
             writer = RunWriter(self.root, self.run, rank=rank)
             self.earlier_last_step = writer.earlier_last_step  # as ls counts it (the writer folds in a kill's tail)
             if earlier is not None:
                 warn_live_writer(self.run, rank, earlier)
-            meta = self._run_meta(config, framework, entropy_definition, seed)
-            writer.update_run_meta(**self._scrub(meta))  # no webhook URLs, no credentials in URLs
-            self._recorder = Recorder(writer, flush_secs=flush_secs, strict=strict)
+            if meta is not None:
+                writer.update_run_meta(**self._scrub(meta))  # no webhook URLs, no credentials in URLs
+            self._recorder = Recorder(writer, flush_secs=flush_secs, strict=self.strict)
             self._writer = writer
-            _OPEN[self._key] = weakref.ref(self)
+            OPEN_WATCHES[self._key] = weakref.ref(self)
         self._stats: StatsWorker | None = None
-        if async_stats and not strict and not self.reduce:
+        if async_stats:
             # the worker's thread holds this Watch weakly (an unreferenced Watch is collected and closed: __del__)
             me = weakref.ref(self)
             self._stats = StatsWorker(lambda exc: _fail(me, "log_tokens", exc), max_pending=max_pending_stats)
@@ -213,6 +226,18 @@ class Watch:
         self._side_streams: dict[Any, Any] = {}  # the worker's CUDA stream per device
         if self.live is not None:  # taps the recorder, chains its before_close (last analysis, notifications)
             self.live.bind(self)
+
+    def reopen(self) -> None:
+        """Open a closed ``Watch`` again: the run is continued, as by a new ``Watch`` of it (its live analysis, if
+        any, starts again). The trainer adapters close the run they made when ``trainer.train()`` returns (so it does
+        not read ``running`` while the process lives on) and reopen it when the trainer trains or logs again. A no-op
+        while open."""
+        if not self._closed:
+            return
+        if self.live is not None:  # a closed one's notifier and threads are done: a fresh one, same specs
+            self.live = Live.build(**self._live_args, quiet=True)
+        self._open(None)
+        self._closed, self._closed_why, self._after_close_calls = False, "", 0
 
     # ---- public API --------------------------------------------------------------------------------------------
     def log_tokens(
@@ -245,6 +270,11 @@ class Watch:
 
         ``clip/onpolicy``: 1 without ``old_logp`` (your loss takes ``logp`` as its old log-probs: the ratio is 1),
         else from the ratio; not recorded when :attr:`update_pass` is False.
+
+        Under ``torch.distributed`` (``reduce``) pass each rank's own tokens: they are all-reduced here. Tensors
+        gathered across ranks first (``accelerator.gather``) count every token world-size times (``tokens/count``,
+        the histogram; means unchanged); warned once when every rank's tokens are the same. Log gathered tensors
+        from rank 0 alone, in a ``Watch(..., reduce=False)``.
         """
         if self._closed:
             if self.reduce:  # ranks still logging wait in this step's collectives: join them with no tokens
@@ -262,6 +292,7 @@ class Watch:
             self._check_group(step)
             self._note_repeat(step)
             ours: set[str] = set()  # tensors computed here (not shared with the caller)
+            weight = 1.0  # tokens each valid token stands for (step_stats' token_weight)
             given = {"logp": logp, "old_logp": old_logp, "advantages": advantages, "group_ids": group_ids}
             given["token_ids"] = token_ids  # a mismatched one is left out alone: the step's other statistics stay
             left_out = drop_unusable(logits if entropy is None else entropy, given, logits=entropy is None, mask=mask)
@@ -286,11 +317,10 @@ class Watch:
                     if own_logp is not None:
                         logp = own_logp
                         ours.add("logp")
-                    if sampled is not None:  # above the budget: statistics over a uniform sample of the tokens
+                    if sampled is not None:  # above the budget: a uniform sample, each token standing for 1/frac
                         mask = sampled if mask is None else (mask != 0) & sampled
                         ours.add("mask")
-                        if self._recorder is not None:
-                            self._recorder.scalars(step, {M.HOOKS_ENTROPY_SAMPLE: frac})
+                        weight = 1.0 / frac  # ranks that sampled other shares are pooled by their true counts
                 else:
                     if logits is not None and not (isinstance(logits, torch.Tensor) and logits.dim() >= 1):
                         raise InvalidTensor(f"log_tokens: logits must be a torch.Tensor (B, T, V), got {_what(logits)}")
@@ -306,8 +336,10 @@ class Watch:
                     "sample_tokens": keep_tokens,
                     "step": int(step),
                     "process_group": (self.process_group if self.reduce else False),
+                    "onpolicy_unknown": on_policy_unknown,  # every rank's unknown verdict reaches the writer
+                    "token_weight": weight,
                 }
-                drop = () if self.update_pass and not on_policy_unknown else (M.CLIP_ONPOLICY,)
+                drop = () if self.update_pass else (M.CLIP_ONPOLICY,)
                 tensors = {"entropy": entropy, "mask": mask, "logp": logp, "old_logp": old_logp}
                 tensors |= {"advantages": advantages, "group_ids": group_ids, "token_ids": token_ids}
                 if self._stats is None:
@@ -428,8 +460,8 @@ class Watch:
             if self.live is not None:
                 self.live.hold(None)
             key = getattr(self, "_key", None)
-            if key is not None and _OPEN.get(key, lambda: None)() is self:
-                del _OPEN[key]
+            if key is not None and OPEN_WATCHES.get(key, lambda: None)() is self:
+                del OPEN_WATCHES[key]
 
     @property
     def closed(self) -> bool:
@@ -701,38 +733,6 @@ def _job(ref: weakref.ref[Watch], *args: Any) -> None:
     watch = ref()
     if watch is not None:
         watch._stats_job(*args)
-
-
-_OPEN: dict[tuple[str, str, int], weakref.ref[Watch]] = {}
-"""The open writing ``Watch`` of each (store root, run, rank) in this process."""
-
-
-def _writer_key(root: Any, run: str, rank: int) -> tuple[str, str, int]:
-    return (os.path.realpath(root) if isinstance(root, os.PathLike) else str(root), run, rank)
-
-
-def _close_open_watch(key: tuple[str, str, int]) -> None:
-    """A ``Watch`` opening a run and rank that an earlier ``Watch`` of this process still writes (a notebook cell run
-    again, a sweep's trial left open by an exception) closes that one first: its rows are published, and it no longer
-    beats. Left open, it kept refreshing the rank's status file as its own session ("running", its last step) over
-    this one's, so ``ls`` listed the run as running after this one closed, and at exit it wrote the earlier session's
-    state last. Its later calls record nothing and say why."""
-    old = _OPEN.pop(key, lambda: None)()
-    if old is None or old.closed:
-        return
-    logging.getLogger("entropy_watch").warning(
-        "entropy_watch: run %r already has a live writer on rank %d (pid %d on %s): an earlier Watch still open in "
-        "this process (a notebook cell run again?). It is closed now, its rows published, and this Watch continues "
-        "the run; the earlier one records nothing more. Close each Watch when its training ends (a with-block or "
-        "close()); two trainings at once need another run name each (the ranks of one torch.distributed job share a "
-        "run by rank: reduce=True or reduce=False)",
-        key[1],
-        key[2],
-        os.getpid(),
-        platform.node(),
-    )
-    old._closed_why = " (a newer Watch opened its run in this process)"
-    old.close("interrupted")
 
 
 def _what(x: Any) -> str:

@@ -1,13 +1,17 @@
 """Checks a ``Watch`` makes when it is created (``hooks.watch``): which rank this process is when
 ``torch.distributed`` is not initialised, whether the job's ranks agree on reducing, and whether another session is
-writing the same run's rank now. Each one only informs (a warning): none keeps a training from starting."""
+writing the same run's rank now. Each one only informs (a warning): none keeps a training from starting. And the
+open writing ``Watch`` of each run and rank in this process, closed when a newer one opens them (a notebook cell run
+again)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import platform
 import socket
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -119,3 +123,35 @@ def warn_live_writer(run: str, rank: int, status: Mapping[str, Any]) -> None:
         status.get("host", "?"),
         ago,
     )
+
+
+OPEN_WATCHES: dict[tuple[str, str, int], weakref.ref[Any]] = {}
+"""The open writing ``Watch`` of each (store root, run, rank) in this process (``hooks.watch``)."""
+
+
+def writer_key(root: Any, run: str, rank: int) -> tuple[str, str, int]:
+    return (os.path.realpath(root) if isinstance(root, os.PathLike) else str(root), run, rank)
+
+
+def close_open_watch(key: tuple[str, str, int]) -> None:
+    """A ``Watch`` opening a run and rank that an earlier ``Watch`` of this process still writes (a notebook cell run
+    again, a sweep's trial left open by an exception) closes that one first: its rows are published, and it no longer
+    beats. Left open, it kept refreshing the rank's status file as its own session ("running", its last step) over
+    this one's, so ``ls`` listed the run as running after this one closed, and at exit it wrote the earlier session's
+    state last. Its later calls record nothing and say why."""
+    old = OPEN_WATCHES.pop(key, lambda: None)()
+    if old is None or old.closed:
+        return
+    logging.getLogger("entropy_watch").warning(
+        "entropy_watch: run %r already has a live writer on rank %d (pid %d on %s): an earlier Watch still open in "
+        "this process (a notebook cell run again?). It is closed now, its rows published, and this Watch continues "
+        "the run; the earlier one records nothing more. Close each Watch when its training ends (a with-block or "
+        "close()); two trainings at once need another run name each (the ranks of one torch.distributed job share a "
+        "run by rank: reduce=True or reduce=False)",
+        key[1],
+        key[2],
+        os.getpid(),
+        platform.node(),
+    )
+    old._closed_why = " (a newer Watch opened its run in this process)"
+    old.close("interrupted")
