@@ -47,7 +47,7 @@ from typing import Any
 
 import duckdb
 
-from entropy_watch.errors import StoreUnwritable, require
+from entropy_watch.errors import RunNotFound, StoreUnwritable, require
 from entropy_watch.overwrite import check_replaceable
 from entropy_watch.store import fs, layout, manifest, quarantine
 from entropy_watch.store.atomic import clean_stale_tmp, write_parquet_atomic
@@ -311,7 +311,15 @@ def export_duckdb(
     """
     store = Store(root)
     names = run_names(store.root) if runs is None else list(dict.fromkeys(layout.validate_run_name(r) for r in runs))
-    infos = [store.run_info(n) for n in names]
+    infos = []
+    for name in names:
+        try:
+            infos.append(store.run_info(name))
+        except RunNotFound:
+            if runs is not None:  # a run the user named: the error says so
+                raise
+            # every run: one deleted (`entropy-watch rm`) since the listing is not exported, as `compact` skips it
+    names = [i.name for i in infos]
     # `--duckdb=~/e.duckdb` reaches here unexpanded (bash expands no ~ after =): the temporary then went to the real
     # home (DuckDB expands ~ itself), the rename into "~/" failed, and the temporary was left behind
     dest_path = Path(dest).expanduser()

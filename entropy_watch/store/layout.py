@@ -36,6 +36,7 @@ CATALOG = "_catalog.duckdb"
 LEGACY_RUN_JSON = "run.json"
 LEGACY_STATUS_DIR = "status"
 CHECKPOINTS_DIR = "_checkpoints"  # the reference trainer's resumable checkpoints (not table data either)
+ALERTS_LOCK = ".alerts.lock"  # run=RUN/: held by alerts/watch --write while storing alerts, and by rm
 
 _MAX_NAME = 200  # bytes in UTF-8: "run=<name>" must fit a file name (255 bytes on most filesystems)
 _ALLOWED = re.compile(r"^[\w.\-+@:,]+$", re.UNICODE)  # no "=": DuckDB's Hive parser splits "run=a=b" wrongly

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,9 +39,11 @@ import pyarrow.parquet as pq
 
 from entropy_watch.errors import EntropyWatchError
 from entropy_watch.store import fs, layout, manifest
+from entropy_watch.store.atomic import pid_alive, write_parquet_atomic
 from entropy_watch.store.compact import COMPACT_LOCK
 from entropy_watch.store.files import READ_LOCK, rank_dirs
 from entropy_watch.store.fs import StorePath
+from entropy_watch.store.layout import ALERTS_LOCK
 from entropy_watch.store.reader import Store
 
 try:
@@ -48,6 +52,8 @@ except ImportError:  # Windows: no locks; the rename is still atomic
     fcntl = None  # type: ignore[assignment]
 
 LEFTOVER_PREFIX = ".removing-"
+_ASIDE = re.compile(r"^\.replaced-(?P<run>.+)-(?P<host>[A-Za-z0-9]*)-(?P<pid>\d+)-\d+$")
+"""``import --replace``'s folder of the run it replaced (importers/staging.py)."""
 
 
 class RunIsLive(EntropyWatchError):
@@ -72,6 +78,9 @@ def remove_run(
     hidden = root_path / f"{LEFTOVER_PREFIX}{os.getpid()}-{time.time_ns()}"
     with _locked(rdir):
         hidden.mkdir()
+        for aside in _asides(root_path, run):  # first: a rm killed after it leaves the run, which rm deletes again
+            with contextlib.suppress(OSError):
+                os.rename(aside, hidden / aside.name)
         try:
             os.rename(rdir, hidden / rdir.name)  # one step: the whole run, or none of it
         except BaseException:
@@ -82,6 +91,27 @@ def remove_run(
         _after_hide()
     _rmtree(hidden)
     _forget(root_path, run)
+
+
+def _asides(root: Path, run: str) -> list[Path]:
+    """``run``'s ``.replaced-<run>-<host>-<pid>-<ns>`` folders that ``import --replace`` left (killed after publishing
+    the new run, before deleting the one it replaced), but those of a live import on this host. Once the run is gone
+    the next import moves such a folder back as ``run=<run>`` (importers/staging.py: "the user's only copy"): a
+    deleted run came back, as it was before that import."""
+    me = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32]
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return []
+    out = []
+    for e in entries:
+        m = _ASIDE.match(e.name)
+        if m is None or m["run"] != run or not e.is_dir(follow_symlinks=False):
+            continue
+        if m["host"] == me and int(m["pid"]) != os.getpid() and pid_alive(int(m["pid"])):
+            continue  # a live import's: it deletes it itself, or moves it back if it fails
+        out.append(Path(e.path))
+    return out
 
 
 def check_removable(store: Store, run: str, *, force: bool = False) -> None:
@@ -118,6 +148,12 @@ def _locked(rdir: Path) -> Iterator[None]:
     folders = sorted(d for t in _table_dirs(rdir) for d in rank_dirs(t))
     fds: list[int] = []
     try:
+        # First the run's ALERTS_LOCK: `alerts --write` / `watch --write` (this version's and the previous one's) hold
+        # it from reading the stored alerts to writing new ones, and their RunWriter made the run again (a config-less
+        # stub) when the rename fell in between; they read the rank folders (shared .read.lock) while holding it.
+        with contextlib.suppress(OSError):
+            fds.append(os.open(rdir / ALERTS_LOCK, os.O_RDONLY | os.O_CREAT, 0o644))
+            fcntl.flock(fds[-1], fcntl.LOCK_EX)
         for name in (COMPACT_LOCK, READ_LOCK):  # all compaction locks first: a compactor holds one, then reads
             for d in folders:
                 try:
@@ -158,12 +194,8 @@ def _forget(root: Path, run: str) -> None:
     keep = pc.not_equal(table["name"], run)
     if pc.all(keep).as_py() is not False:
         return
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.rm.tmp")
-    try:
-        pq.write_table(table.filter(keep), tmp)
-        os.replace(tmp, dest)
-    except OSError:  # a full disk: the stale row is harmless (above)
-        tmp.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # a full disk: the stale row is harmless (above)
+        write_parquet_atomic(dest, table.filter(keep))  # a temporary clean_stale_tmp knows, if rm is killed
 
 
 def _remove_objects(rdir: StorePath) -> None:
