@@ -17,7 +17,7 @@ import pytest
 from entropy_watch import monitor as monitor_mod
 from entropy_watch import store as store_mod
 from entropy_watch.analysis import DetectorConfig, RunSeries
-from entropy_watch.cli import alerts_cmds
+from entropy_watch.cli import watch_cmd
 from entropy_watch.monitor import Monitor
 from entropy_watch.store import RunWriter, Store, TailReader
 from entropy_watch.synthetic import write_to_store
@@ -110,9 +110,9 @@ def test_watch_holds_no_run_it_analysed_once_and_says_the_same(
             pass
 
     monkeypatch.setattr(store_mod, "TailReader", Spy)  # watch imports it when it runs
-    monkeypatch.setattr(alerts_cmds, "WATCH_KEEP_RUNS", 1)
+    monkeypatch.setattr(watch_cmd, "WATCH_KEEP_RUNS", 1)
     bounded = run_cli(capsys, "--store", tmp_path, "watch", "--iterations", "2", "--interval", "0.01")
-    monkeypatch.setattr(alerts_cmds, "WATCH_KEEP_RUNS", 100)
+    monkeypatch.setattr(watch_cmd, "WATCH_KEEP_RUNS", 100)
     every = run_cli(capsys, "--store", tmp_path, "watch", "--iterations", "2", "--interval", "0.01")
     assert bounded.code == every.code == 0 and "[r0]" in bounded.out
     assert sorted(bounded.out.splitlines()) == sorted(every.out.splitlines())
@@ -127,7 +127,7 @@ def test_watch_follows_a_run_analysed_again(tmp_path: Path) -> None:
         def follow(self, *runs: str) -> None:
             got.append(runs)
 
-    on_analysis = alerts_cmds._follow_live(Reader(), lambda st: got.append(st.run))
+    on_analysis = watch_cmd._follow_live(Reader(), lambda st: got.append(st.run))
     state = type("S", (), {"run": "a"})()
     on_analysis(state)
     assert got == ["a"], "analysed once: not followed"

@@ -2,12 +2,13 @@
 
 :data:`~entropy_watch.analysis.alert.ACTIONS` are the generic lines ("raise the upper clip bound (clip-higher, e.g.
 eps_high 0.28)"). A run whose trainer is known — ``run.json``'s ``framework``, and the settings its hook stored (TRL:
-``trl_config`` and ``training_args``; the reference trainer: its ``config``; an attached controller: ``control``) —
-gets each line as that trainer's config key with its current value ("TRL: epsilon_high is 0.2 (= epsilon); try
-GRPOConfig(epsilon_high=0.28) (clip-higher, DAPO)"), and loses the lines it already follows (clip-higher at 0.28,
-REPO-R or ADAPO attached, an entropy bonus on, log-probs from an fp32 head) — read from its settings and from the
-``control/*`` series logged up to the alert's step (causal: a live prefix and the whole run advise the same). A run of
-unknown origin (an imported CSV, a plain loop) keeps the generic lines.
+``trl_config`` and ``training_args``; verl: its ``config``'s ``actor_rollout_ref`` and ``algorithm``; the reference
+trainer: its ``config``; an attached controller: ``control``) — gets each line as that trainer's config key with its
+current value ("TRL: epsilon_high is 0.2 (= epsilon); try GRPOConfig(epsilon_high=0.28) (clip-higher, DAPO)"), and
+loses the lines it already follows (clip-higher at 0.28, REPO-R or ADAPO attached, Clip-Cov / KL-Cov, dynamic
+sampling, an entropy bonus on, log-probs from an fp32 head) — read from its settings and from the ``control/*``
+series logged up to the alert's step (causal: a live prefix and the whole run advise the same). A run of unknown
+origin (an imported CSV, a plain loop) keeps the generic lines.
 
 Key names are the installed libraries' own (TRL 1.16 ``GRPOConfig``/``RLOOConfig``, verl 0.9.1's
 ``ppo_trainer.yaml``, OpenRLHF 0.11.2's ``train_ppo_ray`` flags; docs/integrations.md). The CLI, the report, the
@@ -50,11 +51,18 @@ _TRL_KEYS = {
     "learning_rate": "lr", "max_grad_norm": "max_grad_norm", "cast_lm_head_to_fp32": "fp32_head",
     "loss_type": "loss_type", "num_generations": "group_size", "temperature": "temperature",
 }  # fmt: skip
-_VERL_KEYS = {  # a verl config (actor_rollout_ref.actor.*), when a writer stored one
-    ("actor", "clip_ratio_low"): "eps_low", ("actor", "clip_ratio_high"): "eps_high",
-    ("actor", "entropy_coeff"): "entropy_coef", ("actor", "optim", "lr"): "lr",
-    ("actor", "grad_clip"): "max_grad_norm", ("rollout", "n"): "group_size", ("rollout", "temperature"): "temperature",
-}  # fmt: skip
+_AR = ("actor_rollout_ref", "actor")
+_VERL_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (  # a verl config (ppo_trainer.yaml's paths), when stored
+    ((*_AR, "clip_ratio"), "eps_low"), ((*_AR, "clip_ratio"), "eps_high"),  # what a null clip_ratio_low/_high reads
+    ((*_AR, "clip_ratio_low"), "eps_low"), ((*_AR, "clip_ratio_high"), "eps_high"),  # later paths win
+    ((*_AR, "entropy_coeff"), "entropy_coef"), ((*_AR, "optim", "lr"), "lr"), ((*_AR, "grad_clip"), "max_grad_norm"),
+    ((*_AR, "policy_loss", "loss_mode"), "loss_mode"), ((*_AR, "use_kl_loss"), "kl_loss"),
+    ((*_AR, "kl_loss_coef"), "kl_loss_coef"), (("actor_rollout_ref", "rollout", "n"), "group_size"),
+    (("actor_rollout_ref", "rollout", "temperature"), "temperature"),
+    (("algorithm", "filter_groups", "enable"), "dynamic_sampling"), (("algorithm", "use_kl_in_reward"), "kl_in_reward"),
+    (("algorithm", "kl_ctrl", "kl_coef"), "kl_reward_coef"),
+)  # fmt: skip
+_VERL_COV = ("clip_cov", "kl_cov")  # verl's covariance-based entropy-preserving losses (Cui et al. 2025)
 _TRAINER_KEYS = {  # entropy_watch.trainer's TrainConfig.to_dict()
     ("algo_cfg", "eps_low"): "eps_low", ("algo_cfg", "eps_high"): "eps_high", ("algo_cfg", "kl_coef"): "beta",
     ("algo_cfg", "entropy_coef"): "entropy_coef", ("algo_cfg", "zeta_max"): "zeta_max",
@@ -64,8 +72,8 @@ _TRAINER_KEYS = {  # entropy_watch.trainer's TrainConfig.to_dict()
     ("algo_cfg", "clip_cov_ratio"): "clip_cov", ("algo_cfg", "kl_cov_frac"): "kl_cov",
     ("model", "precision"): "precision", ("algo",): "algo",
 }  # fmt: skip
-_FLAGS = ("adaptive_entropy", "fp32_head", "dynamic_sampling")
-_TEXTS = ("loss_type", "controller", "repo", "precision", "trainer", "algo")
+_FLAGS = ("adaptive_entropy", "fp32_head", "dynamic_sampling", "kl_loss", "kl_in_reward")
+_TEXTS = ("loss_type", "loss_mode", "controller", "repo", "precision", "trainer", "algo")
 
 
 def run_facts(run_json: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,8 +96,13 @@ def run_facts(run_json: Mapping[str, Any]) -> dict[str, Any]:
             out["eps_high"] = out["eps_low"]
     elif name == "verl":
         out["framework"] = "verl"
-        ar = _dict(_dict(run_json.get("config")).get("actor_rollout_ref"))
-        out.update({fact: v for path, fact in _VERL_KEYS.items() if (v := _at(ar, path)) is not None})
+        cfg = _dict(run_json.get("config"))
+        out.update({fact: v for path, fact in _VERL_KEYS if (v := _at(cfg, path)) is not None})
+        mode = out.get("loss_mode")
+        if isinstance(mode, str) and mode.startswith("ew_") and mode != "ew_repo_r":
+            out["loss_mode"] = mode[3:]  # hooks/verl.py's ew_<mode>: verl's <mode> with clip fractions logged
+        if mode == "ew_repo_r":  # hooks/verl.py's REPO-R loss: the controller is on
+            out["controller"] = "repo-r"
     elif name == "openrlhf":
         out["framework"] = "openrlhf"
     elif name == "entropy_watch.trainer":
@@ -206,7 +219,8 @@ def _clip_higher(f: Facts) -> str | None:
             key = "adapo_eps_max" if f.framework == "trainer" else "ControlConfig(eps_max=...)"
             return f"ADAPO's eps_high is at its cap ({_v(cap)}) at step {got[0]}: raise {key}"
         return None
-    if f.get("loss_type") in ("cispo", "sapo") or f.get("algo") == "no-upper-clip":  # no upper clip to widen
+    no_clip = f.get("loss_mode") == "sapo" or f.get("algo") == "no-upper-clip"  # verl's SAPO: soft gates, no clip
+    if f.get("loss_type") in ("cispo", "sapo") or no_clip:  # no upper clip to widen
         return None
     lo, hi = f.get("eps_low"), f.get("eps_high")
     if hi is not None and hi >= CLIP_HIGHER - 1e-9:
@@ -235,14 +249,17 @@ def _entropy_update(f: Facts) -> str | None:
             key = "--zeta-max" if f.framework == "trainer" else "ControlConfig(zeta_max=...)"
             return f"REPO's zeta is at its cap ({_v(cap)}) at step {got[0]}: raise {key}"
         return None
-    if ctl == "adapo" or (f.get("clip_cov") or 0) > 0 or (f.get("kl_cov") or 0) > 0:
+    if ctl == "adapo" or (f.get("clip_cov") or 0) > 0 or (f.get("kl_cov") or 0) > 0 or f.get("loss_mode") in _VERL_COV:
         return None
     if f.framework == "trl":
         return ('TRL: attach REPO-R or ADAPO: entropy_watch.hooks.trl.attach(trainer, control="repo-r") '
                 '(or control="adapo")')  # fmt: skip
     if f.framework == "verl":
-        return ("verl: actor_rollout_ref.actor.policy_loss.loss_mode=clip_cov or kl_cov (Clip-Cov / KL-Cov), or "
-                "ew_repo_r (entropy_watch's REPO-R)")  # fmt: skip
+        mode = f.get("loss_mode")
+        key = "actor_rollout_ref.actor.policy_loss.loss_mode"
+        key = f"{key} is {mode}; try " if mode else f"{key}="
+        return (f"verl: {key}clip_cov or kl_cov (Clip-Cov / KL-Cov), or ew_repo_r "
+                "(entropy_watch's REPO-R)")  # fmt: skip
     if f.framework == "trainer":
         return "entropy-watch train --algo repo-r (or --algo adapo): an entropy-preserving update"
     return KEEP
@@ -267,6 +284,8 @@ def _entropy_bonus(f: Facts) -> str | None:
         return f"TRL: {said}, or use_adaptive_entropy=True with entropy_target near the run's early entropy{_ref(f)}"
     if f.framework == "verl":
         now = f"is {_v(coef)}; raise it" if on else "(default 0) adds an entropy bonus"
+        if coef is not None and not on:
+            now = f"is {_v(coef)} (no entropy bonus); set it above 0"
         return f"verl: actor_rollout_ref.actor.entropy_coeff {now}"
     if f.framework == "openrlhf":
         if on:
@@ -356,13 +375,30 @@ def _kl_penalty(f: Facts) -> str | None:
         now = "is 0.0 (no KL penalty)" if beta == 0 else "(the KL penalty, default 0.0)"
         return f"TRL: beta {now}; try {f.config_class}(beta=0.001) (DeepSeek-R1), which loads a reference model"
     if f.framework == "verl":
-        return ("verl: actor_rollout_ref.actor.use_kl_loss=True with kl_loss_coef (default 0.001), or "
-                "algorithm.use_kl_in_reward=True")  # fmt: skip
+        return _verl_kl(f)
     if f.framework == "openrlhf":
         return "OpenRLHF: raise --algo.kl.init_coef (default 0.01), or --algo.kl.use_loss"
     if f.framework == "trainer" and beta is not None:
         return f"raise kl_coef, the KL penalty to the reference model (now {_v(beta)})"
     return KEEP
+
+
+def _verl_kl(f: Facts) -> str:
+    """verl's KL penalty: the one the run uses (its coefficient to raise), else how to turn one on."""
+    loss, reward = f.get("kl_loss"), f.get("kl_in_reward")
+    said = []
+    if loss is True:
+        coef = f.get("kl_loss_coef")
+        said.append("actor_rollout_ref.actor.kl_loss_coef" + (f" is {_v(coef)}" if coef is not None else ""))
+    if reward is True:
+        coef = f.get("kl_reward_coef")
+        said.append("algorithm.kl_ctrl.kl_coef" + (f" is {_v(coef)}" if coef is not None else ""))
+    if said:
+        return f"verl: the KL penalty {' and '.join(said)}; raise it"
+    coef = f.get("kl_loss_coef")
+    now = f"kl_loss_coef (now {_v(coef)})" if coef is not None else "kl_loss_coef (default 0.001)"
+    off = "use_kl_loss is False; set " if loss is False else ""
+    return f"verl: {off}actor_rollout_ref.actor.use_kl_loss=True with {now}, or algorithm.use_kl_in_reward=True"
 
 
 def _dynamic_sampling(f: Facts) -> str | None:
@@ -383,7 +419,10 @@ def _group_size(f: Facts) -> str | None:
         now = " and ".join(x for x in (n and f"num_generations is {_v(n)}", t and f"temperature is {_v(t)}") if x)
         return "TRL: raise num_generations or temperature" + (f" ({now})" if now else "")
     if f.framework == "verl":
-        return "verl: raise actor_rollout_ref.rollout.n or actor_rollout_ref.rollout.temperature"
+        now = " and ".join(x for x in (n and f"n is {_v(n)}", t and f"temperature is {_v(t)}") if x)
+        return "verl: raise actor_rollout_ref.rollout.n or actor_rollout_ref.rollout.temperature" + (
+            f" ({now})" if now else ""
+        )
     if f.framework == "openrlhf":
         return "OpenRLHF: raise --rollout.n_samples_per_prompt or --rollout.temperature"
     return KEEP

@@ -22,7 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "entropy_watch.cli.store_cmds",  # ls, show, sql, compact, export
     "entropy_watch.cli.import_cmd",  # import
     "entropy_watch.cli.app_cmd",  # app
-    "entropy_watch.cli.alerts_cmds",  # alerts, watch, report
+    "entropy_watch.cli.alerts_cmds",  # alerts, report
+    "entropy_watch.cli.watch_cmd",  # watch
     "entropy_watch.cli.train_cmds",  # train, compare (reference trainer; torch imported inside)
 )
 

@@ -168,6 +168,9 @@ def show(
     print_table(table, f"{run} ({state_txt}; framework {meta.get('framework') or 'unknown'})")
     if verdict is not None:
         _print_verdict(verdict)
+        from entropy_watch.cli.alerts_cmds import print_actions
+
+        print_actions(verdict.alerts, verdict, console())
     _print_changes(changes)
     if not latest:
         others = names

@@ -11,7 +11,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from entropy_watch import metrics as M
-from entropy_watch.cli import alerts_cmds, app
+from entropy_watch.cli import app, watch_cmd
 from entropy_watch.monitor import Monitor
 from entropy_watch.notify import Delivery, Notifier
 from entropy_watch.notify import notifier as notifier_module
@@ -153,7 +153,7 @@ def test_watch_exits_0_when_every_notification_is_delivered(tmp_path, webhook: W
 
 def test_ctrl_c_reports_notifications_still_being_sent(tmp_path, webhook: Webhook, monkeypatch) -> None:
     webhook.mode = "hang"
-    monkeypatch.setattr(alerts_cmds, "STOP_WAIT_S", 0.3)
+    monkeypatch.setattr(watch_cmd, "STOP_WAIT_S", 0.3)
     w, h = _run(tmp_path)
     _grow_between_polls(monkeypatch, w, h, stop_at=2)
     args = ["--store", str(tmp_path), "watch", "r", "--interval", "0.01", "--notify", webhook.url()]
