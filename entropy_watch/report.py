@@ -278,13 +278,16 @@ def iso_utc(t: float) -> str:
 
 def _stamp(value: Any) -> float | None:
     """A time from run metadata (any writer's JSON): a finite number of Unix seconds a date can hold, else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    try:
-        iso_utc(float(value))
+    try:  # an int past a float (JSON's 1e400 as digits) overflows float() and math.isfinite alike
+        t = float(value)
+        if not math.isfinite(t):
+            return None
+        iso_utc(t)
     except (OverflowError, OSError, ValueError):
         return None
-    return float(value)
+    return t
 
 
 def run_times(series: RunSeries, source: str) -> RunTimes:

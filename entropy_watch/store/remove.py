@@ -126,17 +126,28 @@ def check_removable(store: Store, run: str, *, force: bool = False) -> None:
 
 def clean_leftovers(root: str | os.PathLike[str] | StorePath | None) -> int:
     """Delete the hidden folders of ``rm`` runs that were killed after hiding their run; returns how many. Nothing
-    reads them; a ``rm`` still deleting one (another process) only meets files already gone."""
+    reads them; a ``rm`` still deleting one (another process) only meets files already gone. Housekeeping only: a
+    ``.removing-*`` that is a link (never ``rm``'s: it is not followed) or that cannot be deleted now (another user's
+    files) is left as it is, never a reason for this ``rm`` to fail."""
     root_path = layout.default_root(root)
     if fs.is_object(root_path):
         return 0
     try:
-        names = [e.name for e in os.scandir(root_path) if e.name.startswith(LEFTOVER_PREFIX) and e.is_dir()]
+        names = [
+            e.name
+            for e in os.scandir(root_path)
+            if e.name.startswith(LEFTOVER_PREFIX) and e.is_dir(follow_symlinks=False)
+        ]
     except FileNotFoundError:
         return 0
+    done = 0
     for name in names:
-        _rmtree(root_path / name)
-    return len(names)
+        try:
+            _rmtree(root_path / name)
+        except OSError:
+            continue
+        done += 1
+    return done
 
 
 @contextlib.contextmanager
