@@ -132,16 +132,17 @@ def _at(d: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 
 
 def _checked(facts: dict[str, Any]) -> dict[str, Any]:
-    """``facts`` with each value of the kind its setting holds (a finite number, a bool, a string), else dropped."""
+    """``facts`` with each value of the kind its setting holds (a finite number >= 0, a bool, a string), else
+    dropped."""
     out: dict[str, Any] = {}
     for k, v in facts.items():
         if k == "framework" or k in _TEXTS:
             ok = isinstance(v, str) and bool(v)
         elif k in _FLAGS:
             ok = isinstance(v, bool)
-        else:
-            ok = _number(v) is not None
+        else:  # every numeric setting here is >= 0: a negative one (a typo, a hostile run.json) is not known
             v = _number(v)
+            ok = v is not None and v >= 0
         if ok:
             out[k] = v
     return out
@@ -150,7 +151,10 @@ def _checked(facts: dict[str, Any]) -> dict[str, Any]:
 def _number(v: object) -> float | None:
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         return None
-    x = float(v)
+    try:
+        x = float(v)
+    except OverflowError:  # an int past float's range in a hand-edited (or hostile) run.json
+        return None
     return x if math.isfinite(x) else None
 
 

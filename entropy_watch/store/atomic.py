@@ -141,7 +141,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object at ``path``, or None when it is absent or unreadable (a reader never fails on a status file)."""
     try:
         obj = json.loads(read_bytes(path).decode("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         return None
     return obj if isinstance(obj, dict) else None
 

@@ -32,10 +32,10 @@ the store's own reads are not refused for size.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import secrets
+import sys
 import tempfile
 import threading
 import time
@@ -353,12 +353,12 @@ class Store(SqlReads):
         None); False when it has no summary (``latest`` left empty)."""
         ranks = {r for r, _ in statuses} | (self._table_ranks(run) if table_ranks is None else table_ranks)
         state = _run_state([st for _, st in statuses], time.time())
-        steps = [st.get("last_step") for _, st in statuses if isinstance(st.get("last_step"), int)]
+        steps = [s for _, st in statuses if isinstance(s := st.get("last_step"), int) and 0 <= s < 2**63]
         last_step = max(steps) if steps else None
         latest = summary.merge_statuses(statuses) if statuses else None
         if not statuses and (imported := summary.from_meta(meta)) is not None:
             last_step, latest = imported
-        stamps = [float(st["updated_at"]) for _, st in statuses if isinstance(st.get("updated_at"), int | float)]
+        stamps = [v for _, st in statuses if (v := _positive(st.get("updated_at"))) is not None]
         updated_at = max(stamps) if stamps else _mtime(layout.run_json_path(self.root, run))
         info = RunInfo(run, meta, state, last_step, sorted(ranks), updated_at, latest or {})
         return info, latest is not None
@@ -380,8 +380,8 @@ def rank_state(status: Mapping[str, Any], now: float) -> str:
 
 def _positive(value: object) -> float | None:
     """``value`` when it is a finite positive number (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= sys.float_info.max:
+        return None  # an int past float's range (a hand-edited or hostile status file) too: float() would raise
     return float(value)
 
 
