@@ -331,10 +331,21 @@ class Recorder:
         return started + self.flush_secs  # a deadline, not a sleep after the work: honest under load
 
     def __del__(self) -> None:
-        """A recorder nobody references any more is closed (``finished``, as at exit): its rows are published."""
+        """A recorder nobody references any more is closed (``finished``, as at exit): its rows are published, on a
+        thread of its own (not a daemon: the interpreter waits for it at exit), so that the collection (a
+        ``gc.collect()`` on the training thread) never waits for ``before_close`` (a busy statistics worker's drain,
+        up to 30 s; the live analysis' last pass) and the final publish. While the interpreter finalises (no thread
+        can start) it closes here."""
         try:
-            if not self._closed and self._pid == os.getpid():
-                self.close()
+            if self._closed or self._pid != os.getpid():
+                return
+            if not sys.is_finalizing():
+                try:
+                    threading.Thread(target=_close_quietly, args=(self,), name="entropy_watch-close").start()
+                    return
+                except RuntimeError:  # interpreter shutdown
+                    pass
+            self.close()
         except Exception:  # noqa: BLE001 - a finaliser never raises
             pass
 
@@ -523,6 +534,14 @@ class Recorder:
 
 
 _RECORDERS: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+
+def _close_quietly(rec: Recorder) -> None:
+    """Close a recorder nobody references (:meth:`Recorder.__del__`); a strict failure has no caller to reach."""
+    try:
+        rec.close()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _publisher(ref: weakref.ref[Recorder], wake: threading.Event, stop: threading.Event) -> None:

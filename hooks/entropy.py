@@ -136,6 +136,10 @@ def entropy_within_budget(
 
     Returns ``(entropy (...), logp (...) or None, sampled (...) bool or None, fraction of valid tokens computed)``;
     ``sampled`` is None within the budget. Outside the sample ``entropy``/``logp`` hold 0 and must be masked out.
+    Without valid tokens nothing is computed: ``sampled`` is all False and the fraction 1 (none was left out).
+
+    Only what needs the logits is sampled: statistics of inputs given for every token (advantages, group ids, the
+    caller's own log-probs) are the batch's (``step_stats``' ``unsampled_mask``), not the sample's.
     """
     vocab = int(logits.shape[-1])
     lead = logits.shape[:-1]
@@ -149,6 +153,10 @@ def entropy_within_budget(
         raise InvalidTensor(f"log_tokens: mask has {got}, expected {tuple(lead)}: the logits' shape without V")
     valid = torch.nonzero((mask != 0).reshape(-1) if mask is not None else torch.ones(n, dtype=torch.bool)).squeeze(1)
     valid = valid.to(logits.device)
+    if not valid.numel():  # every token masked out (a padding-only micro-batch): nothing to compute, none left out
+        empty = torch.zeros(tuple(lead), dtype=torch.float32, device=logits.device)
+        none = torch.zeros(tuple(lead), dtype=torch.bool, device=logits.device)
+        return empty, None if token_ids is None else empty.clone(), none, 1.0
     k = min(max(1, int(max_elements) // vocab), int(valid.numel()))
     gen = torch.Generator(device="cpu").manual_seed(int(seed) % 2**63)
     pick = torch.randperm(int(valid.numel()), generator=gen)[:k].to(valid.device)

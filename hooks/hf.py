@@ -54,6 +54,7 @@ except ImportError:  # one line naming the extra when it is missing; any other i
 from entropy_watch.aliases import detect_canonical, is_eval
 from entropy_watch.hooks.control import ControlError
 from entropy_watch.hooks.live import LIVE_ARGS, Live
+from entropy_watch.hooks.watch_ranks import open_watch
 
 log = logging.getLogger("entropy_watch")
 
@@ -192,6 +193,10 @@ class EntropyWatchCallback(TrainerCallback):
                 w = self.ensure_watch(args)
                 again = self._closed_at_end and w.closed  # logged after train() returned: trainer.evaluate()
                 if again:
+                    other = open_watch(getattr(w, "_key", None))
+                    if other is not None:  # the run is open in another Watch (the user's): reopening closed that one
+                        other.log_dict(int(state.global_step), self.scalars_from_logs(logs))
+                        return
                     w.reopen()
                 try:
                     w.log_dict(int(state.global_step), self.scalars_from_logs(logs))

@@ -56,6 +56,8 @@ SLOTS = (
     "n_onpolicy_unknown", "n_verdict", "n_verdict_off",
     # valid tokens whose entropy was computed, not weighted (weigh): this / n_valid is the share a budget sampled
     "n_computed",
+    # tokens whose log-probs exist only on a logit-budget sample (Watch): the batch's ratio/max is not known
+    "n_ratio_unknown",
 )  # fmt: skip
 N_SLOTS = len(SLOTS)
 # MAX-reduced; -inf when absent. step_max / neg_step_min: the step each rank logs these sums as (stamp_step), so that
@@ -78,7 +80,8 @@ class StepStats:
     ``scalars``: canonical name -> value (finite; metrics that do not apply are absent, not 0 or NaN);
     ``hist``: int64 counts, shape ``(len(edges),)`` (bin 0 = exactly zero; all zero for a step without tokens);
     ``tokens``: sampled token rows of this rank (see :func:`sample_token_rows`);
-    ``n_tokens``: tokens the statistics were computed on (all ranks).
+    ``n_tokens``: ``tokens/count``, the valid tokens of all ranks; under a logit budget (``token_weight``) the
+    weighted estimate of the batch's count, not the tokens computed (``hooks/entropy_sample_frac`` says the share).
     """
 
     scalars: dict[str, float]
@@ -127,6 +130,8 @@ def step_stats(
     process_group: Any = None,
     onpolicy_unknown: bool = False,
     token_weight: float = 1.0,
+    unsampled_mask: torch.Tensor | None = None,
+    logp_sampled: bool = False,
 ) -> StepStats:
     """Statistics of one step's valid tokens, all-reduced over ``process_group``.
 
@@ -153,13 +158,22 @@ def step_stats(
     before the reduction (:func:`weigh`), so ranks that sampled different shares are pooled by their true token
     counts (Horvitz-Thompson), ``tokens/count`` is the estimated count of all of them (exact when every sampled
     entropy is finite) and ``hooks/entropy_sample_frac`` the share of the step's valid tokens computed.
+    ``unsampled_mask``: then, the mask of the batch that sample (``mask``) was drawn from (all ones when it had
+    none). Extremes and groups are not estimated from a sample: ``adv/min``, ``adv/max``, ``adv/frac_zero_groups``
+    and ``ratio/max`` are those of the batch's valid tokens (before, a group with one sampled token read
+    zero-variance). ``logp_sampled``: ``logp`` holds the sampled tokens' log-probs only (computed from the sampled
+    logits), so the batch's ``ratio/max`` is unknown and absent.
     """
     edges = _check_edges(edges)
     try:
         if not (isinstance(sample_tokens, int) and sample_tokens >= 0):
             raise InvalidTensor(f"step_stats: sample_tokens must be an int >= 0, got {sample_tokens!r}")
         batch = prepare_batch(entropy, mask, logp, old_logp, advantages, group_ids, token_ids)
-        sums = token_sums(batch, edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
+        whole = None
+        if unsampled_mask is not None:  # the batch the sample was drawn from: its extremes and groups
+            lp, old = (None, None) if logp_sampled else (logp, old_logp)
+            whole = prepare_batch(entropy, unsampled_mask, lp, old, advantages, group_ids)
+        sums = token_sums(batch, edges, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip, whole=whole)
         sums = stamp_step(note_verdicts(weigh(sums, token_weight), unknown=onpolicy_unknown), step)
     except Exception:
         join_refused(edges, process_group, entropy)
@@ -172,9 +186,18 @@ def step_stats(
 
 
 def token_sums(
-    batch: TokenBatch, edges: np.ndarray, *, eps_low: float = 0.2, eps_high: float = 0.2, dual_clip: float | None = None
+    batch: TokenBatch,
+    edges: np.ndarray,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    dual_clip: float | None = None,
+    whole: TokenBatch | None = None,
 ) -> TokenSums:
-    """Reduce one prepared batch to its :class:`TokenSums`, on the batch's device (no host sync but group ids)."""
+    """Reduce one prepared batch to its :class:`TokenSums`, on the batch's device (no host sync but group ids).
+
+    ``whole``: when ``batch`` is a sample of it (a logit budget), the batch whose advantage extremes, groups and
+    ratio maximum are taken (the sums stay the sample's); without its ``logp`` the ratio maximum is unknown."""
     _clip_args(eps_low, eps_high, dual_clip)
     ok, dev, valid = batch.ok, batch.entropy.device, batch.valid
     n_ok = ok.sum(dtype=torch.float64)
@@ -203,8 +226,9 @@ def token_sums(
         a = torch.where(on, adv_, 0.0).double()
         s["n_adv"], s["adv_sum"], s["adv_sq_sum"] = on.sum(dtype=torch.float64), a.sum(), a.square().sum()
         if on.numel():
-            x["adv_max"] = torch.where(on, a, -math.inf).max()
-            x["neg_adv_min"] = torch.where(on, -a, -math.inf).max()
+            if whole is not None:  # the batch's, not the sample's
+                on, a = _finite_adv(whole)
+            x["adv_max"], x["neg_adv_min"] = torch.where(on, a, -math.inf).max(), torch.where(on, -a, -math.inf).max()
     if lp_ is not None and adv_ is not None:
         # Cov(logp, A) over tokens; pg_drive = mean pi*(log pi - E log pi)*A with E log pi = -H (Cui et al. 2025,
         # arXiv 2505.22617, eq. 3: the vanilla-PG entropy change is -eta * Cov_pi(log pi, pi*A))
@@ -220,7 +244,13 @@ def token_sums(
         s["n_offpolicy"] = (log_ratio.abs() > ONPOLICY_LOG_RATIO_TOL).sum(dtype=torch.float64)
         s["log_ratio_sum"] = log_ratio.sum()
         s["k3_sum"] = (torch.expm1(log_ratio) - log_ratio).sum()  # k3 = rho - 1 - log rho >= 0: KL(pi_old || pi)
-        if on.numel():
+        if whole is not None and (whole.logp is None or whole.old_logp is None):  # log-probs of the sample only
+            s["n_ratio_unknown"] = on.sum(dtype=torch.float64)
+        elif whole is not None:  # the batch's, not the sample's
+            on_w = whole.valid & torch.isfinite(whole.logp) & torch.isfinite(whole.old_logp)
+            ratio_w = torch.where(on_w, whole.logp.double() - whole.old_logp.double(), 0.0)
+            x["ratio_max"] = torch.where(on_w, ratio_w.exp(), -math.inf).max()
+        elif on.numel():
             x["ratio_max"] = torch.where(on, log_ratio.exp(), -math.inf).max()
         if adv_ is not None:
             on = finite(lp_, old_, adv_)
@@ -233,7 +263,7 @@ def token_sums(
 
     zero = torch.zeros((), dtype=torch.float64, device=dev)
     vec = torch.stack([s.get(name, zero) for name in SLOTS])
-    group_ids, group_minmax = _local_groups(batch)
+    group_ids, group_minmax = _local_groups(batch if whole is None else whole)
     return TokenSums(torch.cat([vec, hist]), torch.stack([x[n] for n in MAX_SLOTS]), group_ids, group_minmax)
 
 
@@ -483,7 +513,8 @@ def finalize(sums: TokenSums, edges: np.ndarray) -> tuple[dict[str, float], np.n
         out[M.COV_PG_DRIVE] = s["pg_drive_sum"] / nc
     if s["n_old"] > 0:
         out[M.RATIO_LOG_MEAN] = s["log_ratio_sum"] / s["n_old"]
-        out[M.RATIO_MAX] = x["ratio_max"]
+        if s["n_ratio_unknown"] == 0:  # a budget's sample alone had log-probs: the batch's maximum is unknown
+            out[M.RATIO_MAX] = x["ratio_max"]
         out[M.KL_OLD] = s["k3_sum"] / s["n_old"]
     if s["n_verdict"] > 0:  # an adapter's own verdicts (e.g. TRL's sequence-level ratio) replace the tokens'
         out[M.CLIP_ONPOLICY] = 0.0 if s["n_verdict_off"] > 0 else 1.0
@@ -551,6 +582,16 @@ def _token_text(tokenizer: Any, token_id: int) -> str:
     if hasattr(tokenizer, "convert_ids_to_tokens"):
         return str(tokenizer.convert_ids_to_tokens([token_id])[0])
     return ""
+
+
+def _finite_adv(batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(on, A)``: the batch's valid tokens of finite advantage, and the advantages there (0 elsewhere, float64)."""
+    adv = batch.advantages
+    if adv is None:
+        on = torch.zeros_like(batch.valid)
+        return on, torch.zeros(on.shape, dtype=torch.float64, device=on.device)
+    on = batch.valid & torch.isfinite(adv)
+    return on, torch.where(on, adv, 0.0).double()
 
 
 def _local_groups(batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -95,7 +95,8 @@ class Watch:
         max_logits_per_call: bound on the logit elements (tokens x V) whose entropy one ``log_tokens`` call computes
             in the calling thread; above it a uniform sample of the valid tokens (seeded by the step) is reduced
             instead, each weighted by 1/share (``tokens/count`` stays the batch's; ranks pool by their true counts),
-            and ``hooks/entropy_sample_frac`` records the share (docs/integrations.md). ``"auto"``: 2**26
+            and ``hooks/entropy_sample_frac`` records the share (docs/integrations.md); ``adv/min|max``, groups and
+            ``ratio/max`` stay the batch's (``ratio/max`` absent when only the sample has log-probs). ``"auto"``: 2**26
             on CPU (a 1 GiB batch blocked a CPU loop for 37 s), unbounded on accelerators; None: never sample.
         notify: webhook spec(s) to notify on alerts: a URL (Slack/Discord detected from the host), ``slack+URL``,
             ``discord+URL``, ``json+URL``, ``env:NAME`` or ``env`` (``$ENTROPY_WATCH_NOTIFY``), or a list of them
@@ -292,7 +293,7 @@ class Watch:
             self._check_group(step)
             self._note_repeat(step)
             ours: set[str] = set()  # tensors computed here (not shared with the caller)
-            weight = 1.0  # tokens each valid token stands for (step_stats' token_weight)
+            weight, whole = 1.0, None  # tokens each valid token stands for (step_stats' token_weight); its batch
             given = {"logp": logp, "old_logp": old_logp, "advantages": advantages, "group_ids": group_ids}
             given["token_ids"] = token_ids  # a mismatched one is left out alone: the step's other statistics stay
             left_out = drop_unusable(logits if entropy is None else entropy, given, logits=entropy is None, mask=mask)
@@ -318,6 +319,7 @@ class Watch:
                         logp = own_logp
                         ours.add("logp")
                     if sampled is not None:  # above the budget: a uniform sample, each token standing for 1/frac
+                        whole = torch.ones_like(sampled) if mask is None else mask  # its extremes, groups (step_stats)
                         mask = sampled if mask is None else (mask != 0) & sampled
                         ours.add("mask")
                         weight = 1.0 / frac  # ranks that sampled other shares are pooled by their true counts
@@ -338,10 +340,12 @@ class Watch:
                     "process_group": (self.process_group if self.reduce else False),
                     "onpolicy_unknown": on_policy_unknown,  # every rank's unknown verdict reaches the writer
                     "token_weight": weight,
+                    "logp_sampled": whole is not None and "logp" in ours,  # ratio/max unknown (step_stats)
                 }
                 drop = () if self.update_pass else (M.CLIP_ONPOLICY,)
                 tensors = {"entropy": entropy, "mask": mask, "logp": logp, "old_logp": old_logp}
                 tensors |= {"advantages": advantages, "group_ids": group_ids, "token_ids": token_ids}
+                tensors["unsampled_mask"] = whole
                 if self._stats is None:
                     in_stats = True
                     stats = step_stats(**{k: None if t is None else t.detach() for k, t in tensors.items()}, **kwargs)
@@ -350,8 +354,9 @@ class Watch:
                 # snapshot what the caller owns: it may change it in place once we return (see snapshot)
                 snap = {k: (t.detach() if k in ours else snapshot(t)) for k, t in tensors.items()}
                 fence = DeviceFence(list(snap.values()))
-            me = weakref.ref(self)  # the worker's thread keeps its last job: it must not keep this Watch
-            self._stats.submit(lambda: _job(me, step, snap, kwargs, fence, drop, left_out))
+            # the job holds this Watch: a queued step keeps it (even in a garbage cycle, whose weakrefs the collector
+            # clears before __del__) until it is written; the idle worker drops its last job (async_stats)
+            self._stats.submit(lambda: self._stats_job(step, snap, kwargs, fence, drop, left_out))
             return {}
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
             if isinstance(exc, LeftOut):  # strict: raised by _record, already counted
@@ -726,13 +731,6 @@ def _fail(ref: weakref.ref[Watch], where: str, exc: BaseException) -> None:
     watch = ref()
     if watch is not None:
         watch.failure(where, exc)
-
-
-def _job(ref: weakref.ref[Watch], *args: Any) -> None:
-    """:meth:`Watch._stats_job` of a weakly held ``Watch`` (nothing when it was collected first)."""
-    watch = ref()
-    if watch is not None:
-        watch._stats_job(*args)
 
 
 def _what(x: Any) -> str:

@@ -133,6 +133,12 @@ def writer_key(root: Any, run: str, rank: int) -> tuple[str, str, int]:
     return (os.path.realpath(root) if isinstance(root, os.PathLike) else str(root), run, rank)
 
 
+def open_watch(key: tuple[str, str, int] | None) -> Any:
+    """The open ``Watch`` writing ``key`` (store root, run, rank) in this process, or None."""
+    w = OPEN_WATCHES.get(key, lambda: None)() if key is not None else None
+    return None if w is None or w.closed else w
+
+
 def close_open_watch(key: tuple[str, str, int]) -> None:
     """A ``Watch`` opening a run and rank that an earlier ``Watch`` of this process still writes (a notebook cell run
     again, a sweep's trial left open by an exception) closes that one first: its rows are published, and it no longer

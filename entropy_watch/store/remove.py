@@ -7,11 +7,13 @@ it covered: rows missing, not double counted, but read as data), a compaction in
 
 **Local store.** (1) Every ``rank=`` folder of the run is locked: ``.compact.lock`` (so no compaction is mid-way in
 it), then ``.read.lock`` exclusively (waits for readers mid-query; readers take it shared, both in sorted order, so
-there is no deadlock). (2) The run folder is *renamed* into a hidden folder of the root (``.removing-<pid>-<ns>/``),
+there is no deadlock). (2) The run folder is *renamed* into a hidden folder of the root
+(``.removing-<host>-<pid>-<ns>/``),
 one atomic step: before it every reader sees the whole run, after it none sees any of it (the catalog's globs read
 ``run=*``, listing reads ``run=`` folders, and Spark/Trino skip names starting with a dot). (3) The locks are let go,
 the hidden folder is deleted, and the run's row leaves ``_runs.parquet``. A ``rm`` killed after (2) leaves only the
-hidden folder, which the next ``rm`` deletes (:func:`clean_leftovers`).
+hidden folder, which the next ``rm`` deletes once its writer is gone (:func:`clean_leftovers`). Of two ``rm`` of one
+run at once, the one that finds the run renamed away by the other raises :class:`RunNotFound`.
 
 **Object store** (no rename, no locks): the run's objects are deleted data first, then heartbeats, then its
 ``_run.json``/``_meta`` last, so the run stays listed, with its config, until its last object goes; a reader
@@ -37,9 +39,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from entropy_watch.errors import EntropyWatchError
+from entropy_watch.errors import EntropyWatchError, RunNotFound
 from entropy_watch.store import fs, layout, manifest
-from entropy_watch.store.atomic import pid_alive, write_parquet_atomic
+from entropy_watch.store.atomic import STALE_TMP_AGE_S, pid_alive, write_parquet_atomic
 from entropy_watch.store.compact import COMPACT_LOCK
 from entropy_watch.store.files import READ_LOCK, rank_dirs
 from entropy_watch.store.fs import StorePath
@@ -54,6 +56,9 @@ except ImportError:  # Windows: no locks; the rename is still atomic
 LEFTOVER_PREFIX = ".removing-"
 _ASIDE = re.compile(r"^\.replaced-(?P<run>.+)-(?P<host>[A-Za-z0-9]*)-(?P<pid>\d+)-\d+$")
 """``import --replace``'s folder of the run it replaced (importers/staging.py)."""
+_LEFTOVER = re.compile(r"^\.removing-(?P<host>[A-Za-z0-9]*)-(?P<pid>\d+)-(?P<ns>\d+)$")
+_OLD_LEFTOVER = re.compile(r"^\.removing-(?P<pid>\d+)-(?P<ns>\d+)$")  # before the host was in the name: no host
+_HIDING: set[str] = set()  # this process' hidden folders between their mkdir and the run's rename (other threads)
 
 
 class RunIsLive(EntropyWatchError):
@@ -75,17 +80,21 @@ def remove_run(
     if fs.is_object(rdir):
         _remove_objects(rdir)
         return
-    hidden = root_path / f"{LEFTOVER_PREFIX}{os.getpid()}-{time.time_ns()}"
-    with _locked(rdir):
+    hidden = root_path / f"{LEFTOVER_PREFIX}{_host()}-{os.getpid()}-{time.time_ns()}"
+    with _locked(rdir), _hiding(hidden.name):
         hidden.mkdir()
         for aside in _asides(root_path, run):  # first: a rm killed after it leaves the run, which rm deletes again
             with contextlib.suppress(OSError):
                 os.rename(aside, hidden / aside.name)
         try:
             os.rename(rdir, hidden / rdir.name)  # one step: the whole run, or none of it
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 hidden.rmdir()  # empty: the rename did not happen
+            if isinstance(exc, FileNotFoundError) and not os.path.lexists(rdir):  # another rm renamed it away first
+                raise RunNotFound(
+                    f"run {run!r} not found in store {root_path}: another rm removed it meanwhile"
+                ) from None
             raise
     if _after_hide is not None:
         _after_hide()
@@ -98,7 +107,7 @@ def _asides(root: Path, run: str) -> list[Path]:
     the new run, before deleting the one it replaced), but those of a live import on this host. Once the run is gone
     the next import moves such a folder back as ``run=<run>`` (importers/staging.py: "the user's only copy"): a
     deleted run came back, as it was before that import."""
-    me = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32]
+    me = _host()
     try:
         entries = list(os.scandir(root))
     except OSError:
@@ -124,11 +133,19 @@ def check_removable(store: Store, run: str, *, force: bool = False) -> None:
         )
 
 
-def clean_leftovers(root: str | os.PathLike[str] | StorePath | None) -> int:
-    """Delete the hidden folders of ``rm`` runs that were killed after hiding their run; returns how many. Nothing
-    reads them; a ``rm`` still deleting one (another process) only meets files already gone. Housekeeping only: a
-    ``.removing-*`` that is a link (never ``rm``'s: it is not followed) or that cannot be deleted now (another user's
-    files) is left as it is, never a reason for this ``rm`` to fail."""
+def _host() -> str:
+    """This machine's name, letters and digits only (at most 32), as importers/staging.py writes it."""
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32]
+
+
+def clean_leftovers(root: str | os.PathLike[str] | StorePath | None, *, max_age_s: float = STALE_TMP_AGE_S) -> int:
+    """Delete the hidden folders of ``rm`` runs that were killed after hiding their run; returns how many. Only those
+    whose writer is gone: its host is this one and its pid is not alive, or it is older than ``max_age_s`` (a
+    folder without the host in its name, of an earlier version: that age only). A live ``rm``'s fresh folder, between
+    its ``mkdir`` and its rename, was deleted too, and that ``rm`` failed. Nothing reads them; a ``rm`` still deleting
+    one only meets files already gone. Housekeeping only: a ``.removing-*`` that is a link (never ``rm``'s: it is
+    not followed), not named as ``rm`` names them, or that cannot be deleted now (another user's files) is left as
+    it is, never a reason for this ``rm`` to fail."""
     root_path = layout.default_root(root)
     if fs.is_object(root_path):
         return 0
@@ -141,13 +158,35 @@ def clean_leftovers(root: str | os.PathLike[str] | StorePath | None) -> int:
     except FileNotFoundError:
         return 0
     done = 0
-    for name in names:
+    for name in filter(lambda n: _writer_gone(n, max_age_s), names):
         try:
             _rmtree(root_path / name)
         except OSError:
             continue
         done += 1
     return done
+
+
+def _writer_gone(name: str, max_age_s: float) -> bool:
+    """Whether the ``rm`` that made the hidden folder ``name`` is gone (:func:`clean_leftovers`)."""
+    m = _LEFTOVER.match(name) or _OLD_LEFTOVER.match(name)
+    if m is None:
+        return False
+    if (time.time_ns() - int(m["ns"])) / 1e9 > max_age_s:
+        return True
+    pid = int(m["pid"])
+    if m.groupdict().get("host") != _host():
+        return False
+    return name not in _HIDING if pid == os.getpid() else not pid_alive(pid)  # this process': one stopped mid-way
+
+
+@contextlib.contextmanager
+def _hiding(name: str) -> Iterator[None]:
+    _HIDING.add(name)
+    try:
+        yield
+    finally:
+        _HIDING.discard(name)
 
 
 @contextlib.contextmanager

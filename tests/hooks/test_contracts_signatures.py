@@ -36,7 +36,7 @@ DOCUMENTED: list[tuple[Callable, str, str]] = [
         step_stats,
         "entropy mask",
         "logp old_logp advantages group_ids eps_low eps_high dual_clip token_ids tokenizer edges sample_tokens step "
-        "process_group onpolicy_unknown token_weight",
+        "process_group onpolicy_unknown token_weight unsampled_mask logp_sampled",
     ),
     (analyze_run, "store run config", ""),
     (preset, "name algo", "seed run"),
