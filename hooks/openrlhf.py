@@ -23,6 +23,12 @@ the same step) are merged by a :class:`~entropy_watch.hooks.accumulate.StepAccum
 its loss forwards: the step's histogram, token count and statistics are those of all its micro-batches, recorded
 once when the step changes, at ``Watch.flush()`` and when the run closes. Recorded one by one, the step kept the last
 micro-batch's ``entropy/mean`` (``log_tokens`` warned "got step N twice") beside a histogram of them all.
+
+The run's settings go to ``run.json``'s ``config`` (:func:`run_args`: the flags the alerts' suggested actions name,
+:data:`ADVICE_ARGS`, read from the ``args`` OpenRLHF's ``ActorPPOTrainer`` holds when it is built, or given with
+:func:`remember_args`), so advice quotes their current values. Nothing else of ``args`` is stored: the W&B API key
+(``--logger.wandb.key``; ``--use_wandb KEY`` before 0.11) is kept as ``wandb: true``/``false`` only, and what is kept
+passes :mod:`entropy_watch.credentials` as every ``run.json`` field does.
 """
 
 from __future__ import annotations
@@ -41,7 +47,15 @@ from entropy_watch.hooks.watch import report_failure
 log = logging.getLogger("entropy_watch")
 ENTROPY_DEFINITION = "full-vocabulary, policy during update (OpenRLHF Actor.forward), token mean over action tokens"
 
-_state: dict[str, Any] = {"watch": None, "entropy": None, "calls": 0, "step_fn": None, "steps": None}
+_state: dict[str, Any] = {"watch": None, "entropy": None, "calls": 0, "step_fn": None, "steps": None, "config": None}
+ADVICE_ARGS: tuple[str, ...] = (
+    "actor.eps_clip", "actor.eps_clip_low_high", "actor.dual_clip", "actor.entropy_coef", "actor.optim",
+    "actor.adam.lr", "actor.muon.lr", "actor.max_norm", "actor.policy_loss_type", "actor.loss_agg_mode",
+    "algo.advantage.estimator", "algo.kl.init_coef", "algo.kl.use_loss", "algo.dynamic_filtering_enable",
+    "algo.dynamic_filtering_range", "rollout.n_samples_per_prompt", "rollout.temperature",
+)  # fmt: skip
+"""The OpenRLHF 0.11.2 ``train_ppo_ray`` flags kept in ``run.json`` (the ones analysis/advice.py names), each under
+its dotted path (``config["actor"]["adam"]["lr"]``)."""
 
 
 class _Steps:
@@ -99,14 +113,61 @@ def get_watch() -> Any:
             framework="openrlhf",
             entropy_definition=ENTROPY_DEFINITION,
             reduce=False,
+            config=_state["config"],
         )
     return _state["watch"]
+
+
+def run_args(args: Any) -> dict[str, Any]:
+    """What ``run.json`` keeps of OpenRLHF's ``args`` (the nested namespace ``hierarchize`` makes, a flat
+    ``argparse.Namespace`` with dotted names, or a dict): :data:`ADVICE_ARGS` that hold a number, bool, string or a
+    list of numbers, nested by their dotted path, and ``wandb``: whether W&B logging is on — never its key."""
+    out: dict[str, Any] = {}
+    for path in ADVICE_ARGS:
+        value = _arg(args, path)
+        if isinstance(value, tuple | list) and all(isinstance(v, int | float) for v in value):
+            value = list(value)
+        elif not isinstance(value, bool | int | float | str):
+            continue
+        at = out
+        *parents, leaf = path.split(".")
+        for key in parents:
+            at = at.setdefault(key, {})
+        at[leaf] = value
+    out["wandb"] = bool(_arg(args, "logger.wandb.key") or _arg(args, "use_wandb"))
+    return out
+
+
+def _arg(args: Any, path: str) -> Any:
+    """``args.a.b.c`` (nested), ``getattr(args, "a.b.c")`` (before ``hierarchize``) or ``args["a"]["b"]["c"]``."""
+    node = args.get(path) if isinstance(args, Mapping) else getattr(args, path, None)
+    if node is not None:
+        return node
+    node = args
+    for key in path.split("."):
+        node = node.get(key) if isinstance(node, Mapping) else getattr(node, key, None)
+        if node is None:
+            return None
+    return node
+
+
+def remember_args(args: Any) -> None:
+    """Store :func:`run_args` of ``args`` in the run's ``run.json`` (given to the worker's Watch when it is made, or
+    merged into its ``run.json`` when it exists). Guarded: a failure is reported, never raised."""
+    if args is None:
+        return
+    try:
+        _state["config"] = run_args(args)
+        if _state["watch"] is not None:
+            _state["watch"].update_meta(config=_state["config"])
+    except Exception as exc:  # noqa: BLE001 - hooks never crash training
+        _guard("args", exc)
 
 
 def set_watch(watch: Any) -> None:
     """Record into ``watch`` (tests); ``None`` resets the worker state (a step still being merged is recorded when the
     previous watch flushes or closes)."""
-    _state.update(watch=watch, entropy=None, calls=0, steps=None)
+    _state.update(watch=watch, entropy=None, calls=0, steps=None, config=None if watch is None else _state["config"])
 
 
 def _steps(watch: Any) -> _Steps:
@@ -314,9 +375,34 @@ def _entropy_of(obj: Any) -> torch.Tensor | None:
     return ent if isinstance(ent, torch.Tensor) else None
 
 
+def wrap_trainer(cls: Any = None) -> None:
+    """Wrap ``ActorPPOTrainer.__init__`` (the policy worker's trainer, built with OpenRLHF's ``strategy.args``):
+    :func:`remember_args` of its ``args`` once it is built."""
+    if cls is None:
+        from openrlhf.trainer.ray.ppo_actor import ActorPPOTrainer as cls
+    orig = cls.__init__
+    if getattr(orig, "_entropy_watch", False):
+        return
+
+    @functools.wraps(orig)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        orig(self, *args, **kwargs)
+        remember_args(getattr(self, "args", None))
+
+    __init__._entropy_watch = True  # type: ignore[attr-defined]
+    cls.__init__ = __init__
+
+
 def install() -> dict[str, str]:
-    """Ray ``worker_process_setup_hook``: install both wraps in this worker; each missing symbol warns once."""
+    """Ray ``worker_process_setup_hook``: install both loss-side wraps in this worker; each missing symbol warns
+    once. The trainer wrap (:func:`wrap_trainer`: the settings advice quotes) is tried too; without it (its module
+    imports DeepSpeed and Ray) the statistics are the same and ``run.json`` holds no settings, so it only logs."""
     report: dict[str, str] = {}
+    try:
+        wrap_trainer()
+    except Exception as exc:  # noqa: BLE001
+        log.info("entropy_watch: OpenRLHF settings not stored in run.json (%s: %s); remember_args(args) stores them",
+                 type(exc).__name__, exc)  # fmt: skip
     for name, fn in (("policy_loss", wrap_policy_loss), ("actor", wrap_actor)):
         try:
             fn()

@@ -58,7 +58,6 @@ import functools
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Container, Mapping
 from typing import Any
@@ -67,6 +66,7 @@ import torch
 
 from entropy_watch import metrics as M
 from entropy_watch.aliases import detect_canonical, is_eval
+from entropy_watch.credentials import names_secret, secret_text
 from entropy_watch.hooks.control import ControlConfig, EntropyController
 from entropy_watch.hooks.watch import report_failure, warn_second_training
 from entropy_watch.jsonable import to_jsonable
@@ -238,31 +238,14 @@ MAX_CONFIG_CHARS = 32_000
 """The kept config's JSON at most this long: a section that would pass it is left out (verl 0.9.1's whole resolved
 ``ppo_trainer`` config is ~27 kB; the sections above ~19 kB)."""
 _SKIP_KEYS = frozenset({"_target_", "profiler"})  # Hydra's class paths; per-role profiler settings (large, no use)
-_SECRET_KEY = re.compile(
-    r"(?i)(?:^|[_.-])(?:token|secrets?|passw(?:or)?ds?|passphrase|pwd|credentials?|auth(?:orization)?|bearer"
-    r"|cookies?|signature|webhooks?(?:[_-]?urls?)?|(?:api|access|secret|private|auth|ssh|signing|encryption|session"
-    r"|hf|wandb|openai|anthropic|github|gh|slack|discord|comet|neptune|swanlab|mlflow)[_-]?keys?(?:[_-]?id)?)$"
-)
-"""A key that names a credential: ``hf_token``, ``WANDB_API_KEY``, ``AWS_SECRET_ACCESS_KEY``, ``client_secret``,
-``password``, ``webhook_url``, camelCase too (``accessToken``: :func:`_names_secret`) (a whole word at its end: not
-``max_num_batched_tokens``, ``prompt_key``, ``tokenizer``)."""
-_URL_CREDENTIALS = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s?#]*@")  # scheme://user:password@host
-_WEBHOOK_URL = re.compile(r"(?i)hooks\.slack\.com/|discord(?:app)?\.com/api/webhooks/")  # the path is the secret
-_ASSIGNED = re.compile(  # NAME=v, export NAME=v, Name: v, --name v, --name=v
-    r"(?:^|[\s,;'\"])(?:export\s+)?([A-Za-z_][\w.-]*)\s*[=:]\s*\S|(?:^|\s)--?([A-Za-z_][\w.-]*)[=\s]+\S"
-)
-_TOKEN_TEXT = re.compile(
-    r"\b(?:hf_[A-Za-z0-9]{20,}|sk-[\w-]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|xox[abposr]-[\w-]{10,}"
-    r"|AKIA[0-9A-Z]{16})"
-)  # Hugging Face, OpenAI/Anthropic, GitHub, Slack, AWS key shapes
 _MAX_STR, _MAX_ITEMS, _MAX_DEPTH = 500, 64, 8
 
 
 def run_config(config: Any) -> dict[str, Any]:
     """What ``run.json`` keeps of the config verl hands ``Tracking`` (a dict, or an OmegaConf ``DictConfig``):
-    :data:`CONFIG_SECTIONS` as plain JSON values, without any key that names a credential (:data:`_SECRET_KEY`) or
-    string holding a URL with credentials, long strings and lists cut, within :data:`MAX_CONFIG_CHARS`. ``{}`` for
-    no config."""
+    :data:`CONFIG_SECTIONS` as plain JSON values, without any key that names a credential or string that carries
+    one (:mod:`entropy_watch.credentials`: dropped here, masked in whatever else ``run.json`` holds), long strings
+    and lists cut, within :data:`MAX_CONFIG_CHARS`. ``{}`` for no config."""
     tree = _plain(config)
     if not isinstance(tree, Mapping):
         return {}
@@ -300,41 +283,24 @@ def _plain(config: Any) -> Any:
     return to_jsonable(config)
 
 
-def _public(node: Any, depth: int) -> Any:
+def _public(node: Any, depth: int, parent: str = "") -> Any:
     if isinstance(node, Mapping):
         if depth >= _MAX_DEPTH:
             return "…"
-        return {str(k): _public(v, depth + 1) for k, v in node.items() if not _secret(str(k), v)}
+        return {str(k): _public(v, depth + 1, str(k)) for k, v in node.items() if not _secret(str(k), v, parent)}
     if isinstance(node, list):  # an env list (["HF_TOKEN=..."]), a list of URLs: each string checked as a value
-        return [_public(v, depth + 1) for v in node[:_MAX_ITEMS] if not _secret_text(v)]
+        return [_public(v, depth + 1) for v in node[:_MAX_ITEMS] if not secret_text(v)]
     if isinstance(node, str) and len(node) > _MAX_STR:
         return node[:_MAX_STR] + "…"
     return node
 
 
-def _secret(key: str, value: Any) -> bool:
-    """Whether ``key`` and its ``value`` stay out of ``run.json``: a credential, or noise (:data:`_SKIP_KEYS`)."""
-    return key in _SKIP_KEYS or _names_secret(key) or _secret_text(value)
-
-
-def _names_secret(key: str) -> bool:
-    """``key`` names a credential (:data:`_SECRET_KEY`), in snake, kebab or camel case (``accessToken``)."""
-    return bool(_SECRET_KEY.search(re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key)))
-
-
-def _secret_text(value: Any) -> bool:
-    """``value`` is a string that carries a credential: a URL with a user-info part, credential query parameters
-    (``?token=``, ``X-Amz-Signature=``: :func:`~entropy_watch.notify.targets.strip_credentials`) or a webhook path,
-    a ``NAME=value`` / ``Name: value`` whose name is a credential's (an env list, a header), or a known key shape."""
-    if not isinstance(value, str):
-        return False
-    from entropy_watch.notify.targets import strip_credentials
-
-    if _URL_CREDENTIALS.search(value) or _WEBHOOK_URL.search(value) or _TOKEN_TEXT.search(value):
+def _secret(key: str, value: Any, parent: str = "") -> bool:
+    """Whether ``key`` and its ``value`` stay out of ``run.json``: a credential (:mod:`entropy_watch.credentials`,
+    the filter every ``run.json`` field passes; ``wandb: {key: …}`` too), or noise (:data:`_SKIP_KEYS`)."""
+    if key in _SKIP_KEYS or names_secret(key) or secret_text(value):
         return True
-    if "://" in value and strip_credentials(value) != value:
-        return True
-    return any(_names_secret(m.group(1) or m.group(2)) for m in _ASSIGNED.finditer(value))
+    return bool(parent) and names_secret(f"{parent}.{key}")
 
 
 def _remember_config(config: Any) -> None:

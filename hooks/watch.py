@@ -212,7 +212,7 @@ class Watch:
             if earlier is not None:
                 warn_live_writer(self.run, rank, earlier)
             if meta is not None:
-                writer.update_run_meta(**self._scrub(meta))  # no webhook URLs, no credentials in URLs
+                writer.update_run_meta(**self._scrub(meta))  # config, argv, ...: no webhook URL, no credential
             self._recorder = Recorder(writer, flush_secs=flush_secs, strict=self.strict)
             self._writer = writer
             OPEN_WATCHES[self._key] = weakref.ref(self)
@@ -428,7 +428,7 @@ class Watch:
             self.failure("update_meta", exc)
 
     def _scrub(self, obj: Any) -> Any:
-        """``obj`` as it may be stored: no webhook URL, no credential any URL in it carries (``notify.scrub``)."""
+        """``obj`` as it may be stored: no webhook URL, no credential (the one filter: entropy_watch.credentials)."""
         return scrub(obj, self.live.secrets if self.live is not None else ())
 
     def flush(self) -> None:

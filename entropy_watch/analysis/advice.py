@@ -62,6 +62,13 @@ _VERL_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (  # a verl config (ppo_tr
     (("algorithm", "filter_groups", "enable"), "dynamic_sampling"), (("algorithm", "use_kl_in_reward"), "kl_in_reward"),
     (("algorithm", "kl_ctrl", "kl_coef"), "kl_reward_coef"),
 )  # fmt: skip
+_OPENRLHF_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (  # hooks/openrlhf.py run_args: 0.11.2's flags, nested
+    (("actor", "eps_clip"), "eps_low"), (("actor", "eps_clip"), "eps_high"),
+    (("actor", "entropy_coef"), "entropy_coef"), (("actor", "adam", "lr"), "lr"),
+    (("actor", "max_norm"), "max_grad_norm"), (("algo", "kl", "init_coef"), "beta"),
+    (("algo", "kl", "use_loss"), "kl_loss"), (("algo", "dynamic_filtering_enable"), "dynamic_sampling"),
+    (("rollout", "n_samples_per_prompt"), "group_size"), (("rollout", "temperature"), "temperature"),
+)  # fmt: skip
 _VERL_COV = ("clip_cov", "kl_cov")  # verl's covariance-based entropy-preserving losses (Cui et al. 2025)
 _TRAINER_KEYS = {  # entropy_watch.trainer's TrainConfig.to_dict()
     ("algo_cfg", "eps_low"): "eps_low", ("algo_cfg", "eps_high"): "eps_high", ("algo_cfg", "kl_coef"): "beta",
@@ -105,6 +112,13 @@ def run_facts(run_json: Mapping[str, Any]) -> dict[str, Any]:
             out["controller"] = "repo-r"
     elif name == "openrlhf":
         out["framework"] = "openrlhf"
+        cfg = _dict(run_json.get("config"))
+        out.update({fact: v for path, fact in _OPENRLHF_KEYS if (v := _at(cfg, path)) is not None})
+        pair = _at(cfg, ("actor", "eps_clip_low_high"))
+        if isinstance(pair, list) and len(pair) == 2:  # what the loss clips (eps_clip is its default)
+            out["eps_low"], out["eps_high"] = pair
+        if _at(cfg, ("actor", "optim")) == "muon":
+            out["lr"] = _at(cfg, ("actor", "muon", "lr"))
     elif name == "entropy_watch.trainer":
         out["framework"] = "trainer"
         cfg = _dict(run_json.get("config"))
@@ -237,8 +251,9 @@ def _clip_higher(f: Facts) -> str | None:
         now = "" if hi is None else f" (now {_v(hi)})"
         return f"verl: actor_rollout_ref.actor.clip_ratio_high={CLIP_HIGHER}{now} (clip-higher, DAPO; default 0.2)"
     if f.framework == "openrlhf":
-        return (f"OpenRLHF: --actor.eps_clip_low_high 0.2 {CLIP_HIGHER} (clip-higher, DAPO; both sides default to "
-                "--actor.eps_clip 0.2)")  # fmt: skip
+        now = "" if hi is None else f"now {_v(lo if lo is not None else hi)} {_v(hi)}; "
+        return (f"OpenRLHF: --actor.eps_clip_low_high {_v(lo) if lo is not None else 0.2} {CLIP_HIGHER} ({now}"
+                "clip-higher, DAPO; both sides default to --actor.eps_clip 0.2)")  # fmt: skip
     if f.framework == "trainer":
         now = "" if hi is None else f" (eps_high is {_v(hi)})"
         return f"entropy-watch train --algo dapo{now}: clip-higher at eps_high {CLIP_HIGHER}"

@@ -18,8 +18,8 @@ pasted with the URL made every send fail).
 Webhook URLs are credentials (anyone holding a Slack webhook URL can post to the channel). A :class:`Target` keeps
 the URL in a private slot and shows only its kind and host (``repr``, ``str``, :attr:`Target.label`); errors never
 quote it; :func:`scrub` removes it from any text or JSON value (``run.json``'s ``argv`` and config, event payloads,
-log lines), and with it the credentials any other URL carries in plain sight (``https://user:TOKEN@host``,
-``?token=…``: :func:`strip_credentials`).
+log lines), and with it every other credential in them (URLs' ``user:TOKEN@``/``?token=…``, credential-named keys,
+``--flag value`` pairs, key shapes): :mod:`entropy_watch.credentials`, the one credential filter.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from entropy_watch.credentials import redact, scrub, strip_credentials  # noqa: F401 - re-exported (their home)
 from entropy_watch.errors import EntropyWatchError
 
 KINDS: tuple[str, ...] = ("slack", "discord", "json")
@@ -76,24 +77,6 @@ class Target:
 
     def __reduce__(self) -> Any:  # pickling would copy the secret into wherever the pickle goes
         raise TypeError("notification targets are not picklable (they hold a webhook URL)")
-
-
-def redact(url: str) -> str:
-    """``scheme://host/…``: what may be shown of a webhook URL (the path and query carry the secret)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-    except ValueError:
-        return "<url>"
-    port = f":{parts.port}" if _safe_port(parts) else ""
-    return f"{parts.scheme or '?'}://{host}{port}/…"
-
-
-def _safe_port(parts: Any) -> int | None:
-    try:
-        return parts.port
-    except ValueError:
-        return None
 
 
 def kind_of(url: str) -> str:
@@ -192,58 +175,3 @@ def parse_targets(
         if labels.count(t.label) > 1:
             t.label = f"{t.label} (#{i + 1})"
     return out
-
-
-def scrub(obj: Any, secrets: Iterable[str] = ()) -> Any:
-    """``obj`` with every occurrence of a secret replaced by its redacted form, and every other URL's credentials
-    removed (:func:`strip_credentials`): strings, and the strings inside dicts, lists and tuples (JSON values). Other
-    values are returned as they are."""
-    keys = sorted({s for s in secrets if s}, key=len, reverse=True)
-    return _scrub(obj, keys)
-
-
-def _scrub(obj: Any, keys: list[str]) -> Any:
-    if isinstance(obj, str):
-        for k in keys:
-            if k in obj:
-                obj = obj.replace(k, redact(k))
-        return strip_credentials(obj) if "://" in obj else obj
-    if isinstance(obj, Mapping):
-        return {_scrub(k, keys): _scrub(v, keys) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_scrub(v, keys) for v in obj)
-    return obj
-
-
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
-_SECRET_PARAM = re.compile(
-    r"(?i)(?:.*[_.-])?(?:api|access|refresh|client|private)?"
-    r"(?:token|keys?|secrets?|passw(?:or)?ds?|pwd|auth|credentials?|signatures?|sig)"
-)
-"""A query parameter named by one of these words, alone or after a separator (``access_token``, ``api_key``,
-``apikey``, ``X-Amz-Signature``, ``sig``, ``client_secret``…), holds a credential (``monkey`` does not, nor a count of
-tokens: ``max_tokens``, ``num_tokens``)."""
-
-
-def strip_credentials(text: str) -> str:
-    """``text`` with the credentials of every URL in it replaced by ``***``: a user-info part
-    (``https://user:TOKEN@host`` → ``https://***@host``) and the values of query parameters named like a credential
-    (``?token=…``, ``api_key=…``, ``X-Amz-Signature=…``). The rest of the URL (host, path, other parameters) stays:
-    ``run.json`` keeps where data came from, never the key to it."""
-    return _URL.sub(_strip_url, text)
-
-
-def _strip_url(m: re.Match[str]) -> str:
-    url = m.group(0)
-    scheme, sep, rest = url.partition("://")
-    netloc_end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    netloc, tail = rest[:netloc_end], rest[netloc_end:]
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    if "?" in tail:
-        path, _, query = tail.partition("?")
-        query, hash_, frag = query.partition("#")
-        pairs = [p.partition("=") for p in query.split("&")]
-        query = "&".join(k + eq + ("***" if eq and _SECRET_PARAM.fullmatch(k) and v else v) for k, eq, v in pairs)
-        tail = f"{path}?{query}{hash_}{frag}"
-    return f"{scheme}{sep}{netloc}{tail}"
