@@ -339,7 +339,9 @@ class Recorder:
         try:
             if self._closed or self._pid != os.getpid():
                 return
-            if not sys.is_finalizing():
+            # after threading's exit joined the non-daemon threads (atexit hooks run then: a gc pass in one) a thread
+            # started now is never waited for and dies mid-close: close here, as while finalising
+            if not sys.is_finalizing() and threading.main_thread().is_alive():
                 try:
                     threading.Thread(target=_close_quietly, args=(self,), name="entropy_watch-close").start()
                     return

@@ -245,7 +245,8 @@ def token_sums(
         s["log_ratio_sum"] = log_ratio.sum()
         s["k3_sum"] = (torch.expm1(log_ratio) - log_ratio).sum()  # k3 = rho - 1 - log rho >= 0: KL(pi_old || pi)
         if whole is not None and (whole.logp is None or whole.old_logp is None):  # log-probs of the sample only
-            s["n_ratio_unknown"] = on.sum(dtype=torch.float64)
+            s["n_ratio_unknown"] = (whole.valid & ~valid).sum(dtype=torch.float64)  # valid tokens left out of it
+            x["ratio_max"] = torch.where(on, log_ratio.exp(), -math.inf).max()  # the batch's when none was left out
         elif whole is not None:  # the batch's, not the sample's
             on_w = whole.valid & torch.isfinite(whole.logp) & torch.isfinite(whole.old_logp)
             ratio_w = torch.where(on_w, whole.logp.double() - whole.old_logp.double(), 0.0)

@@ -514,7 +514,8 @@ class Watch:
         waits for the last analysis. Before, its threads held it: each such run of a sweep kept four or five threads
         and its buffers, and beat "running" into its status file until the process ended."""
         rec = getattr(self, "_recorder", None)
-        if getattr(self, "_closed", True) or rec is None or rec.closed or sys.is_finalizing():
+        ending = sys.is_finalizing() or not threading.main_thread().is_alive()  # exit hooks run: no thread waited for
+        if getattr(self, "_closed", True) or rec is None or rec.closed or ending:
             return  # closed, or closed by the exit hook (the interpreter is ending: no thread to start)
         if rec._pid != os.getpid():  # a forked child's copy: the run is the parent's
             return
