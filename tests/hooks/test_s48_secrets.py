@@ -18,21 +18,10 @@ from entropy_watch.credentials import MASK, mask_text, scrub  # noqa: E402
 from entropy_watch.hooks.watch import Watch  # noqa: E402
 from entropy_watch.store import layout  # noqa: E402
 
-LEAKS = {  # tests/integrations/test_s48_sec_verl_config.py's secrets, in a plain loop's config
-    "accessToken": "LEAK01",
-    "hfToken": "LEAK02",
-    "wandb_key": "LEAK03",
-    "openai_key": "LEAK04",
-    "passphrase": "LEAK05",
-    "bearer": "LEAK06",
-    "notify": "https://hooks.slack.com/services/T0/B0/LEAK07",
-    "alerts_to": "https://discord.com/api/webhooks/1/LEAK08",
-    "mirrors": ["https://me:LEAK09@data.internal/x.parquet"],
-    "env": ["HF_TOKEN=LEAK10", "PYTHONHASHSEED=0"],
-    "headers": ["Authorization: Bearer LEAK11"],
-    "extra_args": "--seed 1 --api-key LEAK12",
-    "model_hint": "hf_" + "a" * 30 + "LEAK13",
-    "webhook_url": "https://example.org/LEAK14",
+from ..leaks import LEAKS as COMMON_LEAKS  # noqa: E402
+
+LEAKS = {  # the verl config tests' secrets (tests/leaks.py), in a plain loop's config, and OpenRLHF's
+    **COMMON_LEAKS,
     "logger": {"wandb": {"key": "LEAK15", "project": "grpo"}},  # OpenRLHF 0.11's args, nested
     "use_wandb": "LEAK16",  # OpenRLHF before 0.11: --use_wandb takes the W&B API key
 }

@@ -14,22 +14,8 @@ pytest.importorskip("torch")
 from entropy_watch.hooks import verl as ew_verl  # noqa: E402
 from entropy_watch.store import layout  # noqa: E402
 
-LEAKS = {
-    "accessToken": "LEAK01",
-    "hfToken": "LEAK02",
-    "wandb_key": "LEAK03",
-    "openai_key": "LEAK04",
-    "passphrase": "LEAK05",
-    "bearer": "LEAK06",
-    "notify": "https://hooks.slack.com/services/T0/B0/LEAK07",
-    "alerts_to": "https://discord.com/api/webhooks/1/LEAK08",
-    "mirrors": ["https://me:LEAK09@data.internal/x.parquet"],
-    "env": ["HF_TOKEN=LEAK10", "PYTHONHASHSEED=0"],
-    "headers": ["Authorization: Bearer LEAK11"],
-    "extra_args": "--seed 1 --api-key LEAK12",
-    "model_hint": "hf_" + "a" * 30 + "LEAK13",
-    "webhook_url": "https://example.org/LEAK14",
-}
+from ..leaks import LEAKS  # noqa: E402
+
 KEPT = {"clip_ratio_high": 0.24, "entropy_coeff": 0.003, "loss_agg_mode": "token-mean", "prompt_key": "prompt"}
 
 
