@@ -326,7 +326,7 @@ def _lower_lr(f: Facts) -> str | None:
     if f.framework == "openrlhf":
         return "OpenRLHF: lower --actor.adam.lr (default 1e-6; --actor.muon.lr with --actor.optim muon)"
     if f.framework == "trainer" and lr:
-        return f"lower the RL learning rate (rl.lr is {_v(lr)}; try {_v(lr / 2)})"
+        return f"entropy-watch train --lr {_v(lr / 2)}: a lower RL learning rate (rl.lr is {_v(lr)})"
     return KEEP
 
 

@@ -187,6 +187,7 @@ def register(app: typer.Typer) -> None:
         zeta_max: float = typer.Option(
             None, "--zeta-max", callback=positive, help="REPO |zeta| cap (0.25 tiny vocab, 0.05 for LLMs)."
         ),
+        lr: float = typer.Option(None, "--lr", callback=positive, help="RL learning rate (default: the preset's)."),
         scripts: int = typer.Option(
             None,
             "--scripts",
@@ -215,6 +216,8 @@ def register(app: typer.Typer) -> None:
             cfg.rl.iterations = steps
         if sft_steps is not None:
             cfg.sft.steps = sft_steps
+        if lr is not None:
+            cfg.rl.lr = lr
         if precision is not None:
             cfg.model.precision = precision
         if model is not None:

@@ -17,6 +17,8 @@ BAD = [
     (["train", "--zeta-max", "nan"], "'--zeta-max'", "nan; use a finite number > 0"),
     (["train", "--algo", "repo-r", "--zeta-max", "inf"], "'--zeta-max'", "inf; use a finite number > 0"),
     (["train", "--algo", "repo-r", "--zeta-max", "1e-5"], "'--zeta-max'", "1e-05 (zeta0=0.001, zeta_min=0.0001"),
+    (["train", "--lr", "nan"], "'--lr'", "nan; use a finite number > 0"),
+    (["train", "--lr", "-1e-4"], "'--lr'", "-0.0001 is not a positive number"),
     (["compare", "--lr", "nan"], "'--lr'", "nan; use a finite number > 0"),
     (["compare", "--lr", "inf"], "'--lr'", "inf; use a finite number > 0"),
     (["compare", "--minibatches", "3"], "'--minibatches'", "3 (minibatches=3 must divide prompts*group_size=64)"),
