@@ -14,6 +14,16 @@ import pytest
 WORKER = Path(__file__).with_name("_worker.py")
 
 
+@pytest.fixture(scope="module")
+def old(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The previous release (tests/store/test_s48_mixed_versions_kit.py) driven in a process of its own, per module."""
+    from .test_s48_mixed_versions_kit import Side, old_tree
+
+    side = Side(old_tree(tmp_path_factory), "old")
+    yield side
+    side.close()
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return tmp_path / "ew_runs"

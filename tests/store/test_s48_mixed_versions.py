@@ -13,7 +13,6 @@ import importlib
 import json
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -22,17 +21,10 @@ import pytest
 
 from entropy_watch.store import RunWriter, Store, compact, write_catalog
 
-from .test_s48_mixed_versions_kit import NEW_TREE, Side, old_tree
+from .test_s48_mixed_versions_kit import NEW_TREE, Side
 
 compact_module = importlib.import_module("entropy_watch.store.compact")
 ROWS = 7
-
-
-@pytest.fixture(scope="module")
-def old(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Side]:
-    side = Side(old_tree(tmp_path_factory), "old")
-    yield side
-    side.close()
 
 
 def _counts(root: Path) -> dict[str, object]:

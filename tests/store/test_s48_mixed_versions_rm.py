@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -20,16 +19,9 @@ import pytest
 from entropy_watch.store import Store, TailReader
 from entropy_watch.store.remove import LEFTOVER_PREFIX, clean_leftovers, remove_run
 
-from .test_s48_mixed_versions_kit import NEW_TREE, Side, old_tree
+from .test_s48_mixed_versions_kit import NEW_TREE, Side
 
 ROWS = 5
-
-
-@pytest.fixture(scope="module")
-def old(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Side]:
-    side = Side(old_tree(tmp_path_factory), "old")
-    yield side
-    side.close()
 
 
 def _two_runs(old: Side, root: Path) -> dict[str, int]:
