@@ -387,8 +387,14 @@ def rm(
             raise typer.Exit(1)
     clean_leftovers(store.root)
     for name in names:
-        remove_run(store.root, name, force=force)  # checked again: a writer may have started while we asked
+        live = remove_run(store.root, name, force=force)  # checked again: a writer may have started while we asked
         echo(printable(f"removed run {name}"))
+        if live:  # --force on a live run: say what happens next rather than let it reappear unexplained
+            message = (
+                f"warning: run {name} was live: its writer goes on and creates the run again with the steps it logs "
+                "from now on; stop the training (or its Watch), then rm it again to be rid of it"
+            )
+            typer.echo(printable(message), err=True)
 
 
 def _sql_error(err: BaseException) -> str:

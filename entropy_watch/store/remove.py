@@ -21,7 +21,8 @@ meanwhile sees fewer rows (never a file twice; one that vanished under a read is
 compaction), then the folder markers go. A ``rm`` killed mid-way leaves a run that ``rm`` deletes when run again.
 
 A run whose writer is alive (state ``running``: a heartbeat younger than three intervals) is refused unless
-``force``: its next flush would create the folders again, a run without its config.
+``force``: its writer goes on, and its next flush creates the run again (its ``_run.json`` and the steps it logs
+from then on; the writer warns once), so the CLI says so after deleting it.
 """
 
 from __future__ import annotations
@@ -71,15 +72,16 @@ def remove_run(
     *,
     force: bool = False,
     _after_hide: Callable[[], None] | None = None,
-) -> None:
+) -> bool:
     """Delete ``run`` from the store (module docstring); raises :class:`RunNotFound`, :class:`RunIsLive` (unless
-    ``force``) or :class:`InvalidRunName`, having deleted nothing. ``_after_hide`` is a test hook."""
+    ``force``) or :class:`InvalidRunName`, having deleted nothing. Returns whether the run was live (deleted under
+    ``force``: its writer will create it again). ``_after_hide`` is a test hook."""
     root_path = layout.default_root(root)
-    check_removable(Store(root_path), run, force=force)
+    live = check_removable(Store(root_path), run, force=force)
     rdir = layout.run_dir(root_path, run)
     if fs.is_object(rdir):
         _remove_objects(rdir)
-        return
+        return bool(live)
     hidden = root_path / f"{LEFTOVER_PREFIX}{_host()}-{os.getpid()}-{time.time_ns()}"
     with _locked(rdir), _hiding(hidden.name):
         hidden.mkdir()
@@ -100,6 +102,7 @@ def remove_run(
         _after_hide()
     _rmtree(hidden)
     _forget(root_path, run)
+    return bool(live)
 
 
 def _asides(root: Path, run: str) -> list[Path]:
@@ -123,14 +126,17 @@ def _asides(root: Path, run: str) -> list[Path]:
     return out
 
 
-def check_removable(store: Store, run: str, *, force: bool = False) -> None:
-    """Raise :class:`InvalidRunName`, :class:`RunNotFound`, or :class:`RunIsLive` (unless ``force``) for ``run``."""
+def check_removable(store: Store, run: str, *, force: bool = False) -> bool:
+    """Raise :class:`InvalidRunName`, :class:`RunNotFound`, or :class:`RunIsLive` (unless ``force``) for ``run``;
+    returns whether the run is live (so only under ``force``)."""
     layout.validate_run_name(run)
-    if store.run_info(run).state == "running" and not force:
+    live = store.run_info(run).state == "running"
+    if live and not force:
         raise RunIsLive(
             f"run {run!r} is live (its writer's heartbeat is recent); nothing was deleted. Stop the writer first, or "
-            "pass --force (a live writer's next flush then creates the run again, without its config)"
+            "pass --force (the live writer then goes on and creates the run again with the steps it logs next)"
         )
+    return live
 
 
 def _host() -> str:

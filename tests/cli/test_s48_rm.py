@@ -71,10 +71,19 @@ def test_rm_refuses_a_live_run_unless_forced(tmp_path: Path, ew: Callable[..., R
     got = ew("--store", root, "rm", "done", "live", "--yes")
     assert got.code == 1 and "live" in got.err and "--force" in got.err and len(got.err.strip().splitlines()) == 1
     assert sorted(i.name for i in Store(root).runs()) == ["done", "live"]  # nothing deleted, not even "done"
+    live.update_run_meta(config={"lr": 1e-5})
     got = ew("--store", root, "rm", "live", "--force", "--yes")
     assert got.code == 0, got.err
     assert [i.name for i in Store(root).runs()] == ["done"]
+    # the writer goes on: the user is told the run comes back, and it does, with its config and the later steps only
+    warned = got.err.strip().splitlines()
+    assert len(warned) == 1 and "live" in warned[0] and "again" in warned[0], got.err
+    live.write("scalars", {"step": [7], "name": ["entropy/mean"], "value": [1.0]})
     live.close()
+    assert sorted(i.name for i in Store(root).runs()) == ["done", "live"]
+    assert Store(root).run_meta("live")["config"] == {"lr": 1e-5}
+    got = ew("--store", root, "rm", "live", "--yes")  # a finished run: no warning
+    assert got.code == 0 and not got.err.strip(), got.err
 
 
 def test_rm_asks_on_a_terminal_and_needs_yes_without_one(
