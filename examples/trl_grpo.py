@@ -37,6 +37,8 @@ def tiny_tokenizer() -> Any:
     tok.pre_tokenizer = Whitespace()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
     fast.padding_side = "left"
+    # no token_type_ids: TRL 0.20 (transformers 4.55) passes every tokenizer output to generate(), which Qwen2 refuses
+    fast.model_input_names = ["input_ids", "attention_mask"]
     return fast
 
 

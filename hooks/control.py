@@ -46,17 +46,21 @@ towards ``every`` and the entropy it had read. Under ``torch.distributed`` the f
 (non-zero only between updates) is restored on rank 0 alone.
 
 :func:`check_trl` refuses, with one :class:`ControlError` at attach time, what a controller cannot honour: a trainer
-without the loss seam (another TRL version), TRL <= 1.13's Liger loss (``compute_liger_loss`` sees no per-token
-advantages), REPO-R on a sequence-level loss (``RLOOTrainer``: one ratio and one advantage per completion), ADAPO
-on a loss without an upper clip width (CISPO's ``epsilon_high`` is an absolute cap; SAPO and VESPO have no clip) or
-with ``delta`` capping the ratio, and TRL's own entropy bonus on the same run (two controllers on one quantity).
+without the loss seam (another TRL version, TRL <= 0.21's online ``RLOOTrainer``), TRL <= 1.13's Liger loss
+(``use_liger_kernel``, ``use_liger_loss`` in TRL <= 0.24: ``compute_liger_loss`` sees no per-token advantages),
+REPO-R on a sequence-level loss (``RLOOTrainer``: one ratio and one advantage per completion) or on a GRPO loss that
+takes one advantage per sequence only (TRL < 0.26: :func:`sequence_advantages_only`), ADAPO on a loss without an upper
+clip width (CISPO's ``epsilon_high`` is an absolute cap; SAPO and VESPO have no clip) or with ``delta`` capping the
+ratio, and TRL's own entropy bonus on the same run (two controllers on one quantity).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import numbers
+import re
 import statistics
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -74,6 +78,8 @@ CONTROLS: tuple[str, ...] = ("repo-r", "adapo", "target")
 LEVERS: tuple[str, ...] = ("repo-r", "adapo")
 LOGPS_METHOD = "_get_per_token_logps_and_entropies"  # TRL's loss forward: (logps, entropies[, aux_loss])
 CLIP_WIDTH_LOSSES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")  # ratio clipped to [1 - eps_low, 1 + eps_high]
+# GRPOConfig flags that route the loss through Liger's fused compute_liger_loss: TRL 0.25-1.13; TRL <= 0.24
+LIGER_FLAGS: tuple[str, ...] = ("use_liger_kernel", "use_liger_loss")
 CALLBACK_NAME = "EntropyControlCallback"  # its key in a checkpoint's trainer_state.json "stateful_callbacks"
 STATE_KEY = "entropy_control"  # the controller's state inside that entry's "attributes" (ExportableState's format)
 
@@ -82,6 +88,30 @@ def without_entropy(out: Any) -> bool:
     """Whether a ``_get_per_token_logps_and_entropies`` result computed no entropy: a pass of old or reference
     log-probs, not the loss forward (the first call inside ``compute_loss`` that carries entropy is)."""
     return isinstance(out, tuple | list) and len(out) >= 2 and out[1] is None
+
+
+def liger_flag(trainer: Any) -> str | None:
+    """The config flag (:data:`LIGER_FLAGS`) that sends ``trainer``'s loss through Liger's ``compute_liger_loss`` (one
+    fused kernel: no loss forward through ``_get_per_token_logps_and_entropies``, no entropy, no per-token advantages
+    to rewrite), or None. TRL 1.14 dropped ``compute_liger_loss`` (its Liger path returns log-probs and entropies)."""
+    if not callable(getattr(trainer, "compute_liger_loss", None)):
+        return None
+    args = getattr(trainer, "args", None)
+    return next((flag for flag in LIGER_FLAGS if getattr(args, flag, False)), None)
+
+
+def sequence_advantages_only(trainer: Any) -> bool:
+    """Whether ``trainer``'s GRPO loss can only take one advantage per sequence: TRL < 0.26's
+    ``GRPOTrainer._compute_loss`` multiplies the ratio by ``advantages.unsqueeze(1)`` whatever their shape, so
+    REPO-R's ``(B, T)`` advantages become ``(B, 1, T)`` and broadcast against the ``(B, T)`` ratio to ``(B, B, T)``:
+    a wrong loss and clip ratios above 1, without an error. TRL 0.26 unsqueezes only ``(B,)`` ones
+    (``if advantages.dim() == 1``). Read from the loss's source (the seam is a line, not a name); a loss whose
+    source cannot be read is not judged here (False)."""
+    try:
+        src = inspect.getsource(type(trainer)._compute_loss)
+    except (AttributeError, OSError, TypeError):
+        return False
+    return "advantages.unsqueeze(1)" in src and re.search(r"advantages\.(?:dim\(\)|ndim)", src) is None
 
 
 class ControlError(ConfigError):
@@ -370,15 +400,22 @@ class EntropyController:
 
 
 # ---- TRL -------------------------------------------------------------------------------------------------------------
+def check_trl_seam(trainer: Any, cfg: ControlConfig) -> None:
+    """Raise :class:`ControlError` when ``trainer`` has no loss seam to connect to (``compute_loss`` and TRL's loss
+    forward, ``_get_per_token_logps_and_entropies``): e.g. TRL <= 0.21's online ``RLOOTrainer``."""
+    if not callable(getattr(trainer, "compute_loss", None)) or not callable(getattr(trainer, LOGPS_METHOD, None)):
+        name = type(trainer).__name__
+        raise ControlError(f"control={cfg.kind!r} needs TRL's {LOGPS_METHOD} loss forward; {name} has none")
+
+
 def check_trl(trainer: Any, cfg: ControlConfig) -> None:
     """Raise :class:`ControlError` when ``trainer`` cannot run ``cfg`` exactly (see the module docstring)."""
     name, args = type(trainer).__name__, getattr(trainer, "args", None)
-    if not callable(getattr(trainer, "compute_loss", None)) or not callable(getattr(trainer, LOGPS_METHOD, None)):
-        raise ControlError(f"control={cfg.kind!r} needs TRL's {LOGPS_METHOD} loss forward; {name} has none")
-    if getattr(args, "use_liger_kernel", False) and callable(getattr(trainer, "compute_liger_loss", None)):
+    check_trl_seam(trainer, cfg)
+    if (flag := liger_flag(trainer)) is not None:
         raise ControlError(
-            f"control={cfg.kind!r}: use_liger_kernel=True computes the loss in Liger's fused kernel, which the "
-            "controller cannot reach; set use_liger_kernel=False"
+            f"control={cfg.kind!r}: {flag}=True computes the loss in Liger's fused kernel, which the controller "
+            f"cannot reach; set {flag}=False"
         )
     if getattr(trainer, "entropy_coef", 0.0) or getattr(args, "use_adaptive_entropy", False):
         raise ControlError(
@@ -390,6 +427,12 @@ def check_trl(trainer: Any, cfg: ControlConfig) -> None:
         raise ControlError(
             f"control={cfg.kind!r} with REPO-R needs per-token advantages; {name}'s loss is sequence-level (one "
             "ratio and one advantage per completion): use GRPOTrainer, or ADAPO (using='adapo')"
+        )
+    if cfg.lever == "repo-r" and sequence_advantages_only(trainer):
+        raise ControlError(
+            f"control={cfg.kind!r} with REPO-R rewrites the advantages per token, and {name}'s loss takes one per "
+            "sequence (advantages.unsqueeze(1), TRL < 0.26): per-token ones would broadcast into a wrong loss; "
+            "upgrade TRL to >= 0.26, or use ADAPO (using='adapo')"
         )
     if cfg.lever == "adapo":
         if not hasattr(trainer, "epsilon_high"):

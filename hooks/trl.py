@@ -34,17 +34,25 @@ The clip fractions follow the rule of the loss the trainer runs, told by the cla
 other loss (a subclass's own ``_compute_loss``, an unknown ``loss_type`` or importance-sampling level) gets one
 warning at attach and no recomputed clip fractions: ``clip/*`` are then TRL's own logged ``clip_ratio/*``.
 
-If a private method is missing or returns an unexpected shape (another TRL version, Liger in TRL <= 1.13), the per-token
-layer switches itself off with one warning and the callback carries on; a loss forward that is not seen inside
-``compute_loss`` or that carries no entropy gets one warning. The per-token layer owns the canonical names only at the
-steps it recorded (and, where it left out an input of a mismatched shape, only the names it recorded then): at any other
-step TRL's logged values fill them, so a seam this module does not recognise costs the per-token statistics, never the
-entropy curve. Nothing here can crash training: failures are counted in ``hooks/errors``; ``strict=True`` re-raises
-(tests). ``attach`` refuses (one line) an object that is no ``Trainer``, and a trainer it is attached to already while
-that run records (``close()`` it first: the earlier hook is then detached). A ``train()`` that begins (e.g.
-``resume_from_checkpoint`` after an out-of-memory error in the same process) drops the loss forwards of the step an
-earlier ``train()`` left unfinished, with one warning; TRL keeps them in its ``_metrics``, so its first logged
-``entropy`` after such a restart averages them in and ours does not.
+If a private method is missing or returns an unexpected shape (another TRL version, Liger in TRL <= 1.13: its
+``use_liger_kernel``, or ``use_liger_loss`` in TRL <= 0.24), the per-token layer switches itself off with one warning
+and the callback carries on; a loss forward that is not seen inside ``compute_loss`` or that carries no entropy gets one
+warning. The per-token layer owns the canonical names only at the steps it recorded (and, where it left out an input of
+a mismatched shape, only the names it recorded then): at any other step TRL's logged values fill them, so a seam this
+module does not recognise costs the per-token statistics, never the entropy curve. Nothing here can crash training:
+failures are counted in ``hooks/errors``; ``strict=True`` re-raises (tests). ``attach`` refuses (one line) an object
+that is no ``Trainer``, and a trainer it is attached to already while that run records (``close()`` it first: the
+earlier hook is then detached). A ``train()`` that begins (e.g. ``resume_from_checkpoint`` after an out-of-memory error
+in the same process) drops the loss forwards of the step an earlier ``train()`` left unfinished, with one warning; TRL
+keeps them in its ``_metrics``, so its first logged ``entropy`` after such a restart averages them in and ours does not.
+
+TRL versions (read and run from 0.20 to 1.16): the seams above are the same from 0.20 on (the log-prob method returns
+``(logps, entropies)`` before 1.7, a third ``aux_loss`` after). Before 1.9 TRL logs the mean over ranks of each rank's
+token mean where this layer records the token mean over all ranks: the two differ under ``torch.distributed`` when the
+ranks hold different numbers of tokens. ``control="repo-r"`` needs 0.26 (``hooks.control.sequence_advantages_only``).
+Unsloth's GRPO trainer (a log-prob method taking ``compute_efficient``) computes its loss in a fused kernel that returns
+no log-probs or entropies: attach then records its logged scalars, the advantages and the sampled-token NLL of the old
+log-probs from the loss's inputs, with one warning, and refuses ``control=`` (:mod:`~entropy_watch.hooks.trl_unsloth`).
 """
 
 from __future__ import annotations
@@ -61,12 +69,15 @@ from entropy_watch import metrics as M
 from entropy_watch.aliases import TRL_ENTROPY_DEFINITION
 from entropy_watch.errors import ConfigError
 from entropy_watch.hooks.accumulate import TRL_MIRRORED, StepAccumulator
-from entropy_watch.hooks.control import ControlConfig, ControlError, without_entropy
+from entropy_watch.hooks.control import ControlConfig, ControlError, check_trl_seam, liger_flag, without_entropy
 from entropy_watch.hooks.control import check_trl as check_control
 from entropy_watch.hooks.control import install_trl as install_control
 from entropy_watch.hooks.control import resolve as resolve_control
 from entropy_watch.hooks.hf import EntropyWatchCallback, run_name_for, store_arg
 from entropy_watch.hooks.stats import ONPOLICY_LOG_RATIO_TOL
+from entropy_watch.hooks.trl_unsloth import ENTROPY_DEFINITION as FUSED_ENTROPY_DEFINITION
+from entropy_watch.hooks.trl_unsloth import InputStats, fused_loss
+from entropy_watch.hooks.trl_unsloth import note as fused_note
 
 log = logging.getLogger("entropy_watch")
 
@@ -94,9 +105,10 @@ CONFIG_FIELDS = (
 
 @dataclass
 class TrlHandle:
-    """What :func:`attach` installed. ``mode``: ``"per-token"`` or ``"callback-only"``; ``reason`` says why, or what
-    the per-token layer leaves to TRL's logged numbers. ``rule``: the clip rule of the trainer's loss (``"grpo"``,
-    ``"rloo"``, ``"gmpo"``; None: not recomputed)."""
+    """What :func:`attach` installed. ``mode``: ``"per-token"``, ``"loss-inputs"`` (Unsloth's fused loss: advantages
+    and sampled-token NLL from the loss's inputs, :mod:`~entropy_watch.hooks.trl_unsloth`) or ``"callback-only"``;
+    ``reason`` says why, or what the per-token layer leaves to TRL's logged numbers. ``rule``: the clip rule of the
+    trainer's loss (``"grpo"``, ``"rloo"``, ``"gmpo"``; None: not recomputed)."""
 
     trainer: Any
     watch: Any
@@ -104,6 +116,7 @@ class TrlHandle:
     mode: str
     reason: str = ""
     accumulator: StepAccumulator | None = None
+    inputs: InputStats | None = None  # mode "loss-inputs": the per-step sums of the fused loss's inputs
     rule: str | None = "grpo"
     control: Any = None  # hooks.control.TrlControl when attach(control=...) was given
     _restore: dict[str, Any] = field(default_factory=dict)
@@ -153,12 +166,11 @@ class TrlCallback(EntropyWatchCallback):
             try:  # an earlier train() of this trainer died mid-step (e.g. out of memory in backward): that step's
                 dropped = handle.accumulator.pending  # loss forwards are no part of the step this training runs
                 handle.accumulator = new_accumulator(handle.trainer, handle.watch, drop=handle.accumulator.drop)
-                log.warning(
-                    "entropy_watch: %d loss forward(s) of the step an earlier train() left unfinished not recorded",
-                    dropped,
-                )
+                _warn_dropped(dropped)
             except Exception as exc:  # noqa: BLE001
                 self._failure("trl.train_begin", exc)
+        if handle is not None and handle.inputs is not None and handle.inputs.pending:
+            _warn_dropped(handle.inputs.reset())
         super().on_train_begin(args, state, control, **kwargs)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
@@ -175,6 +187,12 @@ class TrlCallback(EntropyWatchCallback):
         return meta
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        inputs = self.handle.inputs if self.handle else None
+        if inputs is not None:  # every step, pending or not: under torch.distributed its flush is a collective
+            try:
+                inputs.flush(int(state.global_step))
+            except Exception as exc:  # noqa: BLE001
+                self._failure("trl.step_end", exc)
         acc = self.handle.accumulator if self.handle else None
         if acc is not None and acc.pending:
             try:
@@ -185,6 +203,13 @@ class TrlCallback(EntropyWatchCallback):
             except Exception as exc:  # noqa: BLE001
                 self._failure("trl.step_end", exc)
         super().on_step_end(args, state, control, **kwargs)  # on_alert checkpoint/stop
+
+
+def _warn_dropped(dropped: int) -> None:
+    """Say that a new ``train()`` drops the loss forwards of the step an earlier one left unfinished."""
+    log.warning(
+        "entropy_watch: %d loss forward(s) of the step an earlier train() left unfinished not recorded", dropped
+    )
 
 
 def attach(
@@ -224,8 +249,16 @@ def attach(
             "record another training loop with entropy_watch.hooks.Watch"
         )
     _replace_prior(trainer)
+    fused = fused_loss(trainer)  # Unsloth's GRPO trainer: the loss forward runs in its own kernel
     control_cfg = resolve_control(control)
     if control_cfg is not None:
+        if fused:
+            raise ControlError(
+                f"control={control_cfg.kind!r} acts inside TRL's loss forward; {type(trainer).__name__} computes its "
+                "loss in Unsloth's fused kernel (unsloth_zoo grpo_accumulated_loss), out of the controller's reach: "
+                "attach without control="
+            )
+        check_trl_seam(trainer, control_cfg)  # a trainer without TRL's loss forward (TRL <= 0.21's online RLOO)
         owner = loss_owner(trainer)
         if KNOWN_LOSSES.get(owner) not in ("grpo", "rloo"):  # e.g. GMPO: one advantage per sequence, log-ratio clip
             raise ControlError(
@@ -240,6 +273,7 @@ def attach(
         from entropy_watch.hooks.watch import Watch
 
         args = trainer.args
+        definition = FUSED_ENTROPY_DEFINITION if fused and per_token else TRL_ENTROPY_DEFINITION
         watch = Watch(
             run or run_name_for(args, "trl-run"),
             store=store_arg(store),
@@ -248,7 +282,7 @@ def attach(
             sample_tokens=sample_tokens,
             temperature=float(getattr(args, "temperature", 1.0) or 1.0),
             framework=f"trl.{type(trainer).__name__}",
-            entropy_definition=f"{TRL_ENTROPY_DEFINITION}; temperature {getattr(args, 'temperature', 1.0)}",
+            entropy_definition=f"{definition}; temperature {getattr(args, 'temperature', 1.0)}",
             **watch_kwargs,
         )
     callback = TrlCallback(watch=watch, strict=strict, framework=f"trl.{type(trainer).__name__}")
@@ -258,7 +292,13 @@ def attach(
     if control_cfg is not None:  # before the per-token wraps, so they record the advantages the loss uses
         handle.control = install_control(trainer, control_cfg, watch, strict)
     reason = _per_token_unavailable(trainer) if per_token else "per-token layer disabled (per_token=False)"
-    if reason:
+    if per_token and fused:  # no log-probs or entropies leave Unsloth's kernel: what its inputs show, one warning
+        handle.reason, handle.rule = fused_note(trainer), None
+        log.warning("entropy_watch: %s", handle.reason)
+        handle.inputs = InputStats(watch)
+        _install_input_wrap(handle)
+        handle.mode = "loss-inputs"
+    elif reason:
         handle.reason = reason
         if per_token:
             log.warning("entropy_watch: TRL per-token statistics off (%s); recording logged scalars only", reason)
@@ -300,9 +340,8 @@ def _per_token_unavailable(trainer: Any) -> str:
         return f"{type(trainer).__name__} has no {LOGPS_METHOD} (TRL version without it)"
     if not callable(getattr(trainer, "compute_loss", None)):
         return "trainer has no compute_loss"
-    args = getattr(trainer, "args", None)
-    if getattr(args, "use_liger_kernel", False) and callable(getattr(trainer, "compute_liger_loss", None)):
-        return "use_liger_kernel=True routes the loss through compute_liger_loss (TRL <= 1.13), which has no entropy"
+    if (flag := liger_flag(trainer)) is not None:  # use_liger_loss in TRL <= 0.24, use_liger_kernel in 0.25-1.13
+        return f"{flag}=True routes the loss through compute_liger_loss (TRL <= 1.13), which has no entropy"
     if not hasattr(trainer, "epsilon_low"):
         return "trainer has no epsilon_low (TRL < 0.17)"
     return ""
@@ -403,6 +442,25 @@ def _install_wraps(handle: TrlHandle, strict: bool) -> None:
 
     trainer.compute_loss = compute_loss
     setattr(trainer, LOGPS_METHOD, get_logps_and_entropies)
+
+
+def _install_input_wrap(handle: TrlHandle) -> None:
+    """Under a fused loss (Unsloth): an instance-level wrap of ``compute_loss`` that hands each training micro-batch's
+    inputs to ``handle.inputs`` before the loss runs (evaluation is not recorded)."""
+    trainer, watch = handle.trainer, handle.watch
+    orig_loss = trainer.compute_loss
+    handle._restore = {"compute_loss": trainer.__dict__.get("compute_loss")}
+
+    def compute_loss(model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        stats = handle.inputs
+        if stats is not None and getattr(trainer.model, "training", True):
+            try:
+                stats.add(inputs)
+            except Exception as exc:  # noqa: BLE001 - hooks never crash training
+                watch.failure("trl.loss_inputs", exc)
+        return orig_loss(model, inputs, *args, **kwargs)
+
+    trainer.compute_loss = compute_loss
 
 
 def _warn_unseen(calls: int, warned: set[str]) -> None:
