@@ -10,6 +10,10 @@ session, and a fresh bucket per test (``s3_endpoint``, ``s3_root``); they skip w
 A suite started in the background of a shell without job control (``make test &``, a CI wrapper) inherits SIGINT
 ignored, and so would every process it starts: the Ctrl-C tests (``watch``, ``app``) then waited for a signal that
 never came. SIGINT is delivered again, as a terminal or a process manager delivers it (children get the default).
+
+``COLUMNS`` and ``LINES`` are dropped: the CLI's tables and typer's error boxes take their width from ``COLUMNS``
+when it is set, and a shell, a CI runner or pytest-xdist's workers (which set 80x24) exporting it made the tests that
+read whole lines see them wrapped at that width; a test that is about ``COLUMNS`` sets it itself.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import pytest
 OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "DO_NOT_TRACK")
 for _name in OFFLINE:
     os.environ.setdefault(_name, "1")
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
