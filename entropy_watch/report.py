@@ -292,8 +292,8 @@ def _stamp(value: Any) -> float | None:
 
 def run_times(series: RunSeries, source: str) -> RunTimes:
     """When the run started and was last written: from the series' ``meta`` when it carries the run's ``created_at`` /
-    ``updated_at`` (a run.json passed in), else from where it was read, ``source``: a store's run folder
-    (``.../run=NAME``: its run.json's ``created_at`` and its latest heartbeat or run.json write) or a log file (its
+    ``updated_at`` (a _run.json passed in), else from where it was read, ``source``: a store's run folder
+    (``.../run=NAME``: its _run.json's ``created_at`` and its latest heartbeat or _run.json write) or a log file (its
     modification time). Unknown parts are None; the metadata is never a reason for the report to fail."""
     meta = series.meta or {}
     started, last = _stamp(meta.get("created_at")), _stamp(meta.get("updated_at"))

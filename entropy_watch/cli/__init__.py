@@ -15,7 +15,7 @@ import typer
 
 from entropy_watch import __version__
 from entropy_watch.cli import boundary
-from entropy_watch.cli.common import State, echo
+from entropy_watch.cli.common import State, command_help, echo
 
 # Command modules, in the order their commands appear in --help. Each has `register(app: typer.Typer) -> None`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -67,6 +67,9 @@ def _global(
 
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
+for _command in app.registered_commands:  # each docstring paragraph one line, wrapped to the terminal by --help
+    if _command.help is None and _command.callback is not None:
+        _command.help = command_help(_command.callback)
 
 
 def main(argv: list[str] | None = None) -> None:

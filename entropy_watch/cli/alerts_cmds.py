@@ -157,7 +157,7 @@ def _broken_link(p: Path) -> str:
 
 
 def _file_only(target: str, options: LogOptions | None) -> None:
-    """Refuse the log-file options for a stored run, whose columns are named and whose run.json holds what it knows
+    """Refuse the log-file options for a stored run, whose columns are named and whose _run.json holds what it knows
     (a usage error: the option does not apply to this target)."""
     given = options.given() if options is not None else []
     if "--map" in given:

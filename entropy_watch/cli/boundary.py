@@ -154,6 +154,14 @@ def _stdout_is_devnull() -> bool:
         return False
 
 
+def _stdout_pacified() -> bool:
+    """Whether click's broken-pipe handler has run: it swaps stdout for its ``PacifyFlushWrapper`` and exits 1. Help
+    reaches it too: rich's console writes the help and click then echoes the rest (a last line break), so under
+    ``entropy-watch --help | grep -q alerts`` grep has read its match and left before that echo, and most runs
+    exited 1 (the reader took rich's part, so :func:`_stdout_is_devnull` saw no /dev/null)."""
+    return type(sys.stdout).__name__ == "PacifyFlushWrapper"  # click's and typer's bundled copy alike
+
+
 def _lossless_output() -> None:
     """Print what an encoding cannot hold as escapes (``caf\\xe9``), never fail on it: with ``PYTHONIOENCODING=ascii``
     or a Latin-1 locale a run name like ``café`` made every table fail (``error: 'ascii' codec can't encode``,
@@ -176,13 +184,14 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> None:
     reset_reader()
     note_args(args)
     _lossless_output()
-    was_devnull = _stdout_is_devnull()
+    was_devnull, was_pacified = _stdout_is_devnull(), _stdout_pacified()
     with _track_sigint():
         try:
             app(args=args, prog_name="entropy-watch", standalone_mode=True)  # click handles its own usage errors
         except SystemExit as e:
-            if e.code == 1 and not was_devnull and not reader_gone() and _stdout_is_devnull():
-                return  # help's reader went away (below): the help was asked for and printed what was read
+            went = (not was_devnull and _stdout_is_devnull()) or (not was_pacified and _stdout_pacified())
+            if e.code == 1 and went and not reader_gone():
+                return  # help's reader went away (above): the help was asked for and printed what was read
             if e.code not in (0, None):
                 raise
         except KeyboardInterrupt:

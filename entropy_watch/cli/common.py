@@ -8,6 +8,7 @@ shown escaped, so a log cannot drive the terminal).
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import os
 import re
@@ -214,6 +215,14 @@ def stdout_gone(stream: Any = None) -> None:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):  # no file descriptor (a test's capture): nothing more to do
         pass
+
+
+def command_help(fn: Any) -> str:
+    """``fn``'s docstring as ``--help`` should show it: each paragraph one line, for the help to wrap to the terminal.
+    typer keeps the line breaks of every paragraph after the first, so ``rm --help`` broke off "without one, pass"
+    from "--yes" wherever the source line ended."""
+    doc = inspect.cleandoc(fn.__doc__ or "")
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in doc.split("\n\n"))
 
 
 def echo(message: str) -> None:

@@ -78,11 +78,11 @@ def import_(
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite runs that already exist in the store.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the imported runs as JSON.")] = False,
     vocab_size: Annotated[
-        int | None, typer.Option("--vocab-size", min=2, help=f"{VOCAB_HELP} Kept in the run's run.json.")
+        int | None, typer.Option("--vocab-size", min=2, help=f"{VOCAB_HELP} Kept in the run's _run.json.")
     ] = None,
     reward_max: Annotated[
         float | None,
-        typer.Option("--reward-max", callback=positive, help=f"{REWARD_MAX_HELP} Kept in the run's run.json."),
+        typer.Option("--reward-max", callback=positive, help=f"{REWARD_MAX_HELP} Kept in the run's _run.json."),
     ] = None,
 ) -> None:
     """Import training logs written by TRL, verl, OpenRLHF (TensorBoard), W&B exports or any CSV/JSONL."""
