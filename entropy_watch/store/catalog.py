@@ -47,7 +47,7 @@ from typing import Any
 
 import duckdb
 
-from entropy_watch.errors import RunNotFound, StoreUnwritable, require
+from entropy_watch.errors import EntropyWatchError, RunNotFound, StoreUnwritable, first_line, listed, require
 from entropy_watch.overwrite import check_replaceable
 from entropy_watch.store import fs, layout, manifest, quarantine
 from entropy_watch.store.atomic import clean_stale_tmp, write_parquet_atomic
@@ -337,9 +337,30 @@ def export_duckdb(
 
 
 def check_export_dest(dest: Path) -> None:
-    """Raise :class:`EntropyWatchError` unless ``dest`` is free or a DuckDB database (``DUCK`` at byte 8 of its
-    header): an export never replaces a user's other file (a CSV given by mistake) or a folder."""
+    """Raise :class:`EntropyWatchError` unless ``dest`` is free or an earlier export (a DuckDB database, ``DUCK`` at
+    byte 8 of its header, whose tables are all an export's: the store's tables and ``runs``; an empty one too): an
+    export never replaces a user's other file (a CSV given by mistake), a folder, or a database of their own (it
+    replaced any DuckDB file, its tables gone)."""
     check_replaceable(dest, "a DuckDB database", lambda head: head[8:12] == DUCKDB_MAGIC, 12)
+    if not dest.exists():
+        return
+    try:
+        con = duckdb.connect(str(dest), read_only=True)
+        try:
+            rows = con.execute("SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()
+        finally:
+            con.close()
+    except duckdb.Error as e:
+        raise EntropyWatchError(
+            f"cannot open {dest} to check it is an earlier export (in use by another program?): {first_line(e)}; "
+            "pass another path"
+        ) from None
+    others = sorted({r[0] for r in rows} - {*layout.TABLES, "runs"})
+    if others:
+        raise EntropyWatchError(
+            f"{dest} is a DuckDB database that is not an entropy-watch export (it holds {listed(others, 5)}); "
+            "refusing to overwrite it (pass another path or remove it)"
+        )
 
 
 def _write_export(store: Store, names: list[str], infos: list[RunInfo], path: Path) -> None:

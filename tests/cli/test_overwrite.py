@@ -31,6 +31,23 @@ def test_export_refuses_a_users_file_and_replaces_its_own(ew, store: Path, tmp_p
     assert _hidden(tmp_path) == []
 
 
+def test_export_refuses_a_duckdb_database_of_the_users_own(ew, store: Path, tmp_path: Path) -> None:
+    """Any DuckDB file was replaced (its tables gone); an empty one, or an earlier export, still is."""
+    mine = tmp_path / "mine.duckdb"
+    with duckdb.connect(str(mine)) as con:
+        con.execute("CREATE TABLE precious AS SELECT 42 AS answer")
+    r = ew("--store", store, "export", "--duckdb", mine)
+    assert r.code == 1 and r.err.count("\n") == 1 and "not an entropy-watch export" in r.err, r.err
+    assert "precious" in r.err and _hidden(tmp_path) == []
+    with duckdb.connect(str(mine), read_only=True) as con:
+        assert con.execute("SELECT answer FROM precious").fetchall() == [(42,)]
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    assert ew("--store", store, "export", "--duckdb", empty).code == 0
+    with duckdb.connect(str(empty), read_only=True) as con:
+        assert "runs" in {t for (t,) in con.execute("SHOW TABLES").fetchall()}
+
+
 def test_export_to_a_folder_says_so_and_leaves_nothing(ew, store: Path, tmp_path: Path) -> None:
     (tmp_path / "d.duckdb").mkdir()
     r = ew("--store", store, "export", "--duckdb", tmp_path / "d.duckdb")
