@@ -361,7 +361,7 @@ def write_to_store(
 ) -> SyntheticRun:
     """Generate a run (with :data:`DEMO_NOISE` unless told otherwise) and write it to the store at ``root`` as
     ``run``: scalars (entropy, quantiles, reward, covariance drive, clip fractions, zero-variance groups), a per-step
-    ``hist``, ``events`` and ``run.json``."""
+    ``hist``, ``events`` and ``_run.json``."""
     from entropy_watch import metrics as M
     from entropy_watch.histogram import entropy_bin_edges, quantiles_from_hist
     from entropy_watch.store import RunWriter
