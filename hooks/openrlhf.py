@@ -14,9 +14,11 @@ Per ``PolicyLoss`` call (a micro-batch) the wrap records, with the loss's own ``
 clip-low/high/region fractions, advantage statistics, the ratio and KL to the old policy and — when ``Actor.forward``
 ran with ``return_entropy=True`` just before (``--actor.entropy_coef`` set, 0 = log only) — the per-token entropy
 histogram and covariance terms (read from ``output.entropy``, an attribute OpenRLHF sets on the model output; a
-``return_entropy=True`` call without it warns once). Each data-parallel rank writes its own ``rank=`` folder (no
-collective inside the loss). ``step`` is the worker's count of policy-loss calls unless :func:`set_step_fn` gives
-OpenRLHF's global step.
+``return_entropy=True`` call without it warns once; so does a ``PolicyLoss`` call with no entropy, which OpenRLHF asks
+``Actor.forward`` for only under its entropy flag: :data:`NO_ENTROPY_FLAGS`). Each data-parallel rank writes its own
+``rank=`` folder (no collective inside the loss). Checked against OpenRLHF 0.8.0 to 0.11.2: the seams are the same,
+the flags flat before 0.10.2 (:data:`FLAT_ARGS`). ``step`` is the worker's count of policy-loss calls unless
+:func:`set_step_fn` gives OpenRLHF's global step.
 
 With :func:`set_step_fn`, the micro-batches of one optimizer step (every ``PolicyLoss`` call while ``fn()`` returns
 the same step) are merged by a :class:`~entropy_watch.hooks.accumulate.StepAccumulator`, as the TRL adapter merges
@@ -47,7 +49,9 @@ from entropy_watch.hooks.watch import report_failure
 log = logging.getLogger("entropy_watch")
 ENTROPY_DEFINITION = "full-vocabulary, policy during update (OpenRLHF Actor.forward), token mean over action tokens"
 
-_state: dict[str, Any] = {"watch": None, "entropy": None, "calls": 0, "step_fn": None, "steps": None, "config": None}
+_state: dict[str, Any] = {
+    "watch": None, "entropy": None, "calls": 0, "step_fn": None, "steps": None, "config": None, "warned": set(),
+}  # fmt: skip
 ADVICE_ARGS: tuple[str, ...] = (
     "actor.eps_clip", "actor.eps_clip_low_high", "actor.dual_clip", "actor.entropy_coef", "actor.optim",
     "actor.adam.lr", "actor.muon.lr", "actor.max_norm", "actor.policy_loss_type", "actor.loss_agg_mode",
@@ -55,7 +59,7 @@ ADVICE_ARGS: tuple[str, ...] = (
     "algo.dynamic_filtering_range", "rollout.n_samples_per_prompt", "rollout.temperature",
 )  # fmt: skip
 """The OpenRLHF 0.11.2 ``train_ppo_ray`` flags kept in ``run.json`` (the ones analysis/advice.py names), each under
-its dotted path (``config["actor"]["adam"]["lr"]``)."""
+its dotted path (``config["actor"]["adam"]["lr"]``; from the flat flag before 0.10.2: :data:`FLAT_ARGS`)."""
 
 
 class _Steps:
@@ -138,8 +142,22 @@ def run_args(args: Any) -> dict[str, Any]:
     return out
 
 
+FLAT_ARGS: dict[str, str] = {
+    "actor.eps_clip": "eps_clip", "actor.eps_clip_low_high": "eps_clip_low_high", "actor.dual_clip": "dual_clip",
+    "actor.entropy_coef": "entropy_loss_coef", "actor.adam.lr": "actor_learning_rate", "actor.max_norm": "max_norm",
+    "actor.policy_loss_type": "policy_loss_type", "algo.advantage.estimator": "advantage_estimator",
+    "algo.kl.init_coef": "init_kl_coef", "algo.kl.use_loss": "use_kl_loss", "algo.dynamic_filtering_enable":
+    "dynamic_filtering", "algo.dynamic_filtering_range": "dynamic_filtering_reward_range",
+    "rollout.n_samples_per_prompt": "n_samples_per_prompt", "rollout.temperature": "temperature",
+}  # fmt: skip
+"""OpenRLHF < 0.10.2's flat ``train_ppo_ray`` flags (``--entropy_loss_coef``, ``--actor_learning_rate``...) of the
+:data:`ADVICE_ARGS` that had one, read where the dotted flag is absent: stored under the dotted path, so advice quotes
+what the run set."""
+
+
 def _arg(args: Any, path: str) -> Any:
-    """``args.a.b.c`` (nested), ``getattr(args, "a.b.c")`` (before ``hierarchize``) or ``args["a"]["b"]["c"]``."""
+    """``args.a.b.c`` (nested), ``getattr(args, "a.b.c")`` (before ``hierarchize``) or ``args["a"]["b"]["c"]``; else
+    the flat flag OpenRLHF < 0.10.2 had for it (:data:`FLAT_ARGS`)."""
     node = args.get(path) if isinstance(args, Mapping) else getattr(args, path, None)
     if node is not None:
         return node
@@ -147,7 +165,10 @@ def _arg(args: Any, path: str) -> Any:
     for key in path.split("."):
         node = node.get(key) if isinstance(node, Mapping) else getattr(node, key, None)
         if node is None:
-            return None
+            break
+    if node is None and path in FLAT_ARGS:
+        flat = FLAT_ARGS[path]
+        node = args.get(flat) if isinstance(args, Mapping) else getattr(args, flat, None)
     return node
 
 
@@ -167,7 +188,8 @@ def remember_args(args: Any) -> None:
 def set_watch(watch: Any) -> None:
     """Record into ``watch`` (tests); ``None`` resets the worker state (a step still being merged is recorded when the
     previous watch flushes or closes)."""
-    _state.update(watch=watch, entropy=None, calls=0, steps=None, config=None if watch is None else _state["config"])
+    _state.update(watch=watch, entropy=None, calls=0, steps=None, config=None if watch is None else _state["config"],
+                  warned=set())  # fmt: skip
 
 
 def _steps(watch: Any) -> _Steps:
@@ -188,7 +210,7 @@ def _guard(where: str, exc: BaseException) -> None:
 
 
 def _eps(loss: Any) -> tuple[float, float]:
-    """``clip_eps_low``/``clip_eps_high`` (OpenRLHF >= 0.9) or the single ``clip_eps`` (<= 0.8)."""
+    """``clip_eps_low``/``clip_eps_high`` (OpenRLHF >= 0.8.2) or the single ``clip_eps`` (0.8.0-0.8.1)."""
     if hasattr(loss, "clip_eps_low"):
         return float(loss.clip_eps_low), float(getattr(loss, "clip_eps_high", loss.clip_eps_low))
     eps = float(getattr(loss, "clip_eps", 0.2))
@@ -260,9 +282,37 @@ def record_policy_loss(
             return {}
         return w.log_tokens(step, entropy=entropy, mask=action_mask, logp=log_probs, old_logp=old_log_probs,
                             advantages=advantages, eps_low=eps_low, eps_high=eps_high)  # fmt: skip
+    _warn_no_entropy(entropy, log_probs)
     out = _clip_and_advantages(w, step, log_probs, old_log_probs, advantages, action_mask, eps_low, eps_high)
     w.log_dict(step, out)
     return out
+
+
+NO_ENTROPY_FLAGS = (
+    "--actor.entropy_coef 0 (OpenRLHF >= 0.10.2) or --entropy_loss_coef 0 (0.8.3-0.10.1) asks for it without an "
+    "entropy bonus; before 0.8.3 only a positive --entropy_loss_coef does (and adds the bonus)"
+)
+
+
+def _warn_no_entropy(entropy: torch.Tensor | None, log_probs: torch.Tensor) -> None:
+    """Warn once when a ``PolicyLoss`` call records no per-token entropy: OpenRLHF's ``training_step`` calls
+    ``Actor.forward(return_entropy=...)`` only when the entropy flag is set (:data:`NO_ENTROPY_FLAGS`), and an entropy
+    of another shape cannot be paired with the loss's tokens. Silently, the run would hold clip statistics and no
+    entropy curve at all."""
+    if "no_entropy" in _state["warned"]:
+        return
+    _state["warned"].add("no_entropy")
+    why = (
+        f"Actor.forward handed it none (OpenRLHF asks for it only under the entropy flag: {NO_ENTROPY_FLAGS})"
+        if entropy is None
+        else f"Actor.forward's entropy {tuple(entropy.shape)} does not match the loss's log-probs "
+        f"{tuple(log_probs.shape)}"
+    )
+    log.warning(
+        "entropy_watch: OpenRLHF's PolicyLoss ran without a per-token entropy, so entropy/*, its histogram and cov/* "
+        "are not recorded (clip, ratio and advantage statistics are): %s",
+        why,
+    )
 
 
 # the statistics of a loss call without entropy: those of its log-probs and advantages alone

@@ -9,7 +9,10 @@ by *importing a module* in verl's processes through its external-module mechanis
         +ray_kwargs.ray_init.runtime_env.env_vars.ENTROPY_WATCH_DIR=/shared/ew_runs \\
         +ray_kwargs.ray_init.runtime_env.env_vars.ENTROPY_WATCH_RUN=qwen3-dapo-s0
 
-``verl_autoload`` calls :func:`install`, which (each part skipped with one warning when verl lacks the symbol):
+verl 0.4-0.5 read neither ``VERL_USE_EXTERNAL_MODULES`` nor ``ray_kwargs``: there ``verl_autoload.setup`` is
+Ray's ``worker_process_setup_hook`` in a ``ray.init`` made before verl's ``main`` (docs/integrations.md).
+``verl_autoload`` calls :func:`install`, which (each part skipped with one warning saying what is not recorded when
+verl lacks it):
 
 * **tee** — wraps ``verl.utils.tracking.Tracking.log`` at class level: every metrics dict the driver logs is
   recorded at its step, under verl's names plus canonical ones (importers' alias table: ``actor/entropy`` ->
@@ -22,9 +25,11 @@ by *importing a module* in verl's processes through its external-module mechanis
   averages over the step's loss calls and the tee records as ``clip/onpolicy`` = 1 only when every call was on-policy,
   else 0 (:func:`onpolicy_from_mean`); and ``ew_repo_r`` (``loss_mode=ew_repo_r``): REPO-R's advantages fed to
   verl's vanilla PPO loss (:func:`repo_r_policy_loss`). A call without the four tensors or a return other than
-  ``(loss, metrics dict)`` (the older registry's 4-tuple) passes through unchanged, with one warning;
+  ``(loss, metrics dict)`` (verl < 0.6.1's 4-tuple) passes through unchanged, with one warning naming what is not
+  recorded; verl < 0.6 (no ``"vanilla"`` in the registry) refuses ``ew_vanilla`` and ``ew_repo_r`` in one line;
 * **driver wraps** — ``RayPPOTrainer._compute_old_log_prob`` (per-token entropy of pi_old, response mask, old
-  log-probs, response ids) and the module-level ``ray_trainer.compute_advantage`` (advantages): together one
+  log-probs, response ids; verl 0.4-0.6, without that method: the entropy ``RayPPOTrainer.fit`` hands the module's
+  ``agg_loss``, :func:`_wrap_fit_entropy`) and the module-level ``ray_trainer.compute_advantage`` (advantages): one
   ``Watch.log_tokens`` per step with the global batch, so the driver is the single writer. At a step it recorded,
   this pass owns the canonical names it records (``entropy/*``, ``adv/*``, ``cov/*``, ``tokens/count``:
   :data:`DRIVER_NAMES`), as the TRL hook's per-token layer does: the tee records verl's numbers
@@ -55,21 +60,19 @@ first training step it logs (:func:`_check_resume`).
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import threading
-from collections.abc import Container, Mapping
+from collections.abc import Container
 from typing import Any
 
 import torch
 
 from entropy_watch import metrics as M
 from entropy_watch.aliases import detect_canonical, is_eval
-from entropy_watch.credentials import names_secret, secret_text
 from entropy_watch.hooks.control import ControlConfig, EntropyController
+from entropy_watch.hooks.verl_config import CONFIG_SECTIONS, MAX_CONFIG_CHARS, run_config  # noqa: F401 - re-exported
 from entropy_watch.hooks.watch import report_failure, warn_second_training
-from entropy_watch.jsonable import to_jsonable
 
 log = logging.getLogger("entropy_watch")
 
@@ -90,6 +93,8 @@ _state: dict[str, Any] = {
     "advantage_calls": 0,  # compute_advantage calls they saw
     "owned": None,  # (step, canonical names) the driver's last per-token pass was given the inputs of
     "config": None,  # run_config of the config verl handed Tracking (run.json's config)
+    "seam": None,  # the old-log-prob seam wrap_driver wrapped (OLD_LOG_PROB_SEAM or, verl 0.4-0.6, FIT_SEAM)
+    "trainer": None,  # verl 0.4-0.6: the RayPPOTrainer whose fit runs (its global_steps is the step)
 }
 _lock = threading.Lock()
 
@@ -122,7 +127,7 @@ def set_watch(watch: Any) -> None:
     """Record into ``watch`` (tests, or a caller that builds its own); ``None`` resets (the config verl gave too)."""
     _state.update(watch=watch, pending=None, warned=set(), advantage_calls=0, trained=False, owned=None)
     if watch is None:
-        _state["config"] = None
+        _state.update(config=None, trainer=None)
 
 
 def _guard(where: str, exc: BaseException) -> None:
@@ -226,83 +231,7 @@ def install_tracking_tee(tracking_cls: Any = None) -> bool:
     return True
 
 
-# ---- the run's config in run.json: what the alerts' suggested actions quote ----------------------------------------
-CONFIG_SECTIONS: tuple[tuple[str, ...], ...] = (
-    ("actor_rollout_ref", "actor"), ("actor_rollout_ref", "rollout"), ("algorithm",), ("actor_rollout_ref", "model"),
-    ("actor_rollout_ref", "ref"), ("data",), ("trainer",), ("critic",),
-)  # fmt: skip
-"""The sections of verl's config kept in ``run.json``, most needed first (advice reads ``actor_rollout_ref.actor``
-and ``.rollout``): never ``ray_kwargs`` (its ``runtime_env.env_vars`` carry environment variables, tokens among them),
-reward or sandbox endpoints."""
-MAX_CONFIG_CHARS = 32_000
-"""The kept config's JSON at most this long: a section that would pass it is left out (verl 0.9.1's whole resolved
-``ppo_trainer`` config is ~27 kB; the sections above ~19 kB)."""
-_SKIP_KEYS = frozenset({"_target_", "profiler"})  # Hydra's class paths; per-role profiler settings (large, no use)
-_MAX_STR, _MAX_ITEMS, _MAX_DEPTH = 500, 64, 8
-
-
-def run_config(config: Any) -> dict[str, Any]:
-    """What ``run.json`` keeps of the config verl hands ``Tracking`` (a dict, or an OmegaConf ``DictConfig``):
-    :data:`CONFIG_SECTIONS` as plain JSON values, without any key that names a credential or string that carries
-    one (:mod:`entropy_watch.credentials`: dropped here, masked in whatever else ``run.json`` holds), long strings
-    and lists cut, within :data:`MAX_CONFIG_CHARS`. ``{}`` for no config."""
-    tree = _plain(config)
-    if not isinstance(tree, Mapping):
-        return {}
-    out: dict[str, Any] = {}
-    size = 0
-    for path in CONFIG_SECTIONS:
-        node: Any = tree
-        for key in path:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        if not isinstance(node, Mapping):
-            continue
-        kept = _public(node, 0)
-        n = len(json.dumps(kept, default=str)) + sum(len(k) + 6 for k in path)
-        if size + n > MAX_CONFIG_CHARS:
-            continue
-        size += n
-        at = out
-        for key in path[:-1]:
-            at = at.setdefault(key, {})
-        at[path[-1]] = kept
-    return out
-
-
-def _plain(config: Any) -> Any:
-    """An OmegaConf config as plain containers (resolved where it resolves), anything else as JSON values."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:
-        return to_jsonable(config)
-    if isinstance(config, DictConfig | ListConfig):
-        try:
-            config = OmegaConf.to_container(config, resolve=True)
-        except Exception:  # noqa: BLE001 - an interpolation that does not resolve: the values as written
-            config = OmegaConf.to_container(config, resolve=False)
-    return to_jsonable(config)
-
-
-def _public(node: Any, depth: int, parent: str = "") -> Any:
-    if isinstance(node, Mapping):
-        if depth >= _MAX_DEPTH:
-            return "…"
-        return {str(k): _public(v, depth + 1, str(k)) for k, v in node.items() if not _secret(str(k), v, parent)}
-    if isinstance(node, list):  # an env list (["HF_TOKEN=..."]), a list of URLs: each string checked as a value
-        return [_public(v, depth + 1) for v in node[:_MAX_ITEMS] if not secret_text(v)]
-    if isinstance(node, str) and len(node) > _MAX_STR:
-        return node[:_MAX_STR] + "…"
-    return node
-
-
-def _secret(key: str, value: Any, parent: str = "") -> bool:
-    """Whether ``key`` and its ``value`` stay out of ``run.json``: a credential (:mod:`entropy_watch.credentials`,
-    the filter every ``run.json`` field passes; ``wandb: {key: …}`` too), or noise (:data:`_SKIP_KEYS`)."""
-    if key in _SKIP_KEYS or names_secret(key) or secret_text(value):
-        return True
-    return bool(parent) and names_secret(f"{parent}.{key}")
-
-
+# ---- the run's config in run.json: what the alerts' suggested actions quote (hooks/verl_config.py) ------------
 def _remember_config(config: Any) -> None:
     """Keep what ``run.json`` stores of the ``config`` verl hands ``Tracking`` (:func:`run_config`): given to the
     Watch when it is made, or merged into its run's ``run.json`` when it already exists."""
@@ -393,30 +322,55 @@ def _with_arg(args: tuple[Any, ...], kwargs: dict[str, Any], name: str, value: A
 def _with_metrics(out: Any, extra: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """``(loss, metrics | extra)`` for a loss returning ``(loss, metrics dict)``; TypeError for another shape (the
     older registry returned ``(pg_loss, pg_clipfrac, ppo_kl, pg_clipfrac_lower)``, unpacked by verl itself)."""
-    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
-        shape = f"a {len(out)}-tuple" if isinstance(out, tuple) else type(out).__name__
-        raise TypeError(f"verl's policy loss returned {shape}, not (loss, metrics dict); returned unchanged")
+    if not _metrics_return(out):
+        raise TypeError(f"verl's policy loss returned {_shape(out)}, not (loss, metrics dict); returned unchanged")
     return out[0], {**out[1], **extra}
 
 
-def wrap_policy_loss(base: Any) -> Any:
+def _metrics_return(out: Any) -> bool:
+    return isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)
+
+
+def _shape(out: Any) -> str:
+    return f"a {len(out)}-tuple" if isinstance(out, tuple) else type(out).__name__
+
+
+def _unrecorded(name: str | None, out: Any) -> TypeError:
+    """The one warning of an ``ew_*`` loss whose base returns no metrics dict: verl 0.4-0.6.0's registry returns
+    ``(loss, clipfrac, ppo_kl, clipfrac_lower)``, which verl unpacks itself, so nothing can be added to it. What runs
+    is the base loss (``ew_repo_r``: with REPO-R's advantages); what is not recorded is named."""
+    lost = "the clip low/high split (clip/low_frac, clip/high_frac) and clip/onpolicy"
+    if name == REPO_R_LOSS:
+        runs, lost = "REPO-R's advantages are applied", f"its control/* (zeta, entropy), {lost}"
+    else:
+        runs = f"loss_mode={name or 'ew_*'} runs {name.removeprefix('ew_') if name else 'its base loss'} unchanged"
+    return TypeError(
+        f"verl's policy loss returned {_shape(out)}, not (loss, metrics dict) (verl < 0.6.1): {runs}, but {lost} "
+        "are not recorded; verl's own actor/pg_clipfrac still is (verl >= 0.6.1 records them all)"
+    )
+
+
+def wrap_policy_loss(base: Any, name: str | None = None) -> Any:
     """A verl policy-loss function that returns ``base``'s loss and metrics plus the low/high clip fractions and
-    whether the call's ratio is 1 (:data:`ONPOLICY`).
+    whether the call's ratio is 1 (:data:`ONPOLICY`); ``name`` is its ``loss_mode`` (named in warnings).
 
     verl's arguments reach ``base`` untouched, whichever verl calls it (the keyword was ``rollout_log_probs`` before
-    ``rollout_is_weights``); a call or a return the split cannot read passes through unchanged with one warning.
+    ``rollout_is_weights``); a call or a return the split cannot read passes through unchanged with one warning
+    (a return without a metrics dict: :func:`_unrecorded`, before any statistic is computed).
     """
 
     @functools.wraps(base)
     def loss_fn(*args: Any, **kwargs: Any) -> Any:
         out = base(*args, **kwargs)
         try:
+            if not _metrics_return(out):
+                raise _unrecorded(name, out)
             x = _loss_inputs(args, kwargs)
             lo, hi = clip_fractions(*(x[k] for k in _LOSS_TENSORS), *_clip_params(x.get("config")))
             onpolicy = on_policy(x["old_log_prob"], x["log_prob"], x["response_mask"])
             return _with_metrics(out, {CLIPFRAC_LOW: lo, CLIPFRAC_HIGH: hi, ONPOLICY: onpolicy})
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
-            _guard("policy_loss", exc)
+            _guard(f"policy_loss[{name}]" if name else "policy_loss", exc)  # one warning per loss_mode
             return out
 
     return loss_fn
@@ -465,11 +419,9 @@ def repo_r_policy_loss(base: Any, controller: EntropyController | None = None) -
             m = mask.to(torch.promote_types(log_prob.dtype, torch.float32))  # back is end_step's, not two floats
             ctl.observe(-(log_prob.to(m.dtype) * m).sum(), m.sum())
         state = ctl.end_step()
-        try:
-            return _with_metrics(out, {**state, M.CONTROL_ZETA: zeta})  # the zeta applied, not the next one
-        except TypeError as exc:
-            _guard("repo_r", exc)
+        if not _metrics_return(out):  # verl < 0.6.1: nowhere to put control/*; ew_repo_r's registration warns once
             return out
+        return _with_metrics(out, {**state, M.CONTROL_ZETA: zeta})  # the zeta applied, not the next one
 
     return loss_fn
 
@@ -551,32 +503,107 @@ def _load_control(local_path: str, rank: int) -> None:
 
 
 def register_policy_losses(core_algos: Any = None) -> list[str]:
-    """Register ``ew_<mode>`` for each registered verl policy loss, and ``ew_repo_r``; returns the new names."""
+    """Register ``ew_<mode>`` for each registered verl policy loss, and ``ew_repo_r``; returns the new names.
+
+    A registry without ``"vanilla"`` (verl < 0.6: the actor computes the vanilla loss itself, with
+    ``core_algos.compute_policy_loss``, and every loss returns 4 values, which carry no metric of ours) gets
+    ``ew_vanilla`` and ``ew_repo_r`` as refusals (:func:`_refusal`): asked for, they stop the update with one line
+    saying why and what to run instead, where verl would say "Unsupported loss mode"."""
     if core_algos is None:
         from verl.trainer.ppo import core_algos
-    registry = core_algos.POLICY_LOSS_REGISTRY
+    registry = getattr(core_algos, "POLICY_LOSS_REGISTRY", None)
+    if registry is None:  # verl <= 0.4.0: the actor calls compute_policy_loss itself; config has no policy_loss
+        raise AttributeError(
+            "this verl has no policy-loss registry (core_algos.POLICY_LOSS_REGISTRY, verl >= 0.4.1): "
+            "no ew_* loss_mode, so the clip low/high split is not recorded (verl's pg_clipfrac is)"
+        )
     names = []
     for mode, fn in list(registry.items()):
         if mode.startswith("ew_"):
             continue
-        core_algos.register_policy_loss(f"ew_{mode}")(wrap_policy_loss(fn))
+        core_algos.register_policy_loss(f"ew_{mode}")(wrap_policy_loss(fn, f"ew_{mode}"))
         names.append(f"ew_{mode}")
     if "vanilla" in registry:
-        core_algos.register_policy_loss(REPO_R_LOSS)(wrap_policy_loss(repo_r_policy_loss(registry["vanilla"])))
+        repo_r = wrap_policy_loss(repo_r_policy_loss(registry["vanilla"]), REPO_R_LOSS)
+        core_algos.register_policy_loss(REPO_R_LOSS)(repo_r)
         names.append(REPO_R_LOSS)
+    else:
+        for name, why in _REFUSED.items():
+            core_algos.register_policy_loss(name)(_refusal(name, why))
     return names
 
 
+_REFUSED = {
+    "ew_vanilla": "its policy losses return 4 values, which carry no clip split, and its vanilla loss is not in the "
+    "registry (verl < 0.6). Use loss_mode=vanilla: verl's scalars and the per-token entropy are still recorded; the "
+    "clip low/high split needs verl >= 0.6.1",
+    REPO_R_LOSS: "REPO-R wraps the registry's 'vanilla' loss, which verl < 0.6 does not register (its actor computes "
+    "the vanilla loss itself). Use verl >= 0.6.1, or entropy-watch train --algo repo-r",
+}
+
+
+def _refusal(name: str, why: str) -> Any:
+    """A registered loss that refuses ``loss_mode=name`` with one line (a ValueError, as verl's own "Unsupported loss
+    mode" is): the setting cannot be honoured by this verl, and training it as something else would be worse."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError(f"entropy_watch: loss_mode={name} cannot run on this verl: {why}")
+
+    refuse.__name__ = refuse.__qualname__ = f"refuse_{name}"
+    return refuse
+
+
 # ---- driver side: per-token entropy (pi_old) and advantages --------------------------------------------------------
-def wrap_driver(trainer_cls: Any = None, ray_trainer_module: Any = None) -> None:
-    """Wrap ``RayPPOTrainer._compute_old_log_prob`` and the module global ``compute_advantage`` (verl 0.7+)."""
+OLD_LOG_PROB_SEAM = "RayPPOTrainer._compute_old_log_prob"
+FIT_SEAM = "ray_trainer.agg_loss in RayPPOTrainer.fit"
+
+
+def wrap_driver(trainer_cls: Any = None, ray_trainer_module: Any = None) -> str:
+    """Wrap the driver's old-log-prob pass and the module global ``compute_advantage``; returns the seam wrapped.
+
+    The pass is found by what the trainer has, whatever verl's version (:func:`_wrap_old_log_prob` where
+    ``RayPPOTrainer._compute_old_log_prob`` exists, verl >= 0.7; else :func:`_wrap_fit_entropy`, verl 0.4-0.6, whose
+    ``fit`` computes the old log-probs inline and hands their entropy to the module's ``agg_loss``). Neither: an
+    AttributeError saying what is not recorded (``install`` logs it as its one warning)."""
     if ray_trainer_module is None:
         from verl.trainer.ppo import ray_trainer as ray_trainer_module
     if trainer_cls is None:
         trainer_cls = ray_trainer_module.RayPPOTrainer
-    orig_old, orig_adv = trainer_cls._compute_old_log_prob, ray_trainer_module.compute_advantage
+    if hasattr(trainer_cls, "_compute_old_log_prob"):
+        seam, wrap = OLD_LOG_PROB_SEAM, _wrap_old_log_prob
+    elif callable(getattr(ray_trainer_module, "agg_loss", None)) and callable(getattr(trainer_cls, "fit", None)):
+        seam, wrap = FIT_SEAM, _wrap_fit_entropy
+    else:
+        raise AttributeError(
+            f"{getattr(trainer_cls, '__name__', trainer_cls)} has neither _compute_old_log_prob (verl >= 0.7) nor a "
+            "fit beside ray_trainer.agg_loss (verl 0.4-0.6): no per-token entropy, histogram or advantage statistics "
+            "are recorded, only verl's logged scalars"
+        )
+    if not wrap(trainer_cls, ray_trainer_module):
+        return seam  # wrapped already
+    orig_adv = ray_trainer_module.compute_advantage
+
+    @functools.wraps(orig_adv)
+    def compute_advantage(data: Any, *args: Any, **kwargs: Any) -> Any:
+        out = orig_adv(data, *args, **kwargs)
+        try:
+            _state["advantage_calls"] += 1
+            _log_step(out)
+        except Exception as exc:  # noqa: BLE001
+            _guard("compute_advantage", exc)
+        return out
+
+    ray_trainer_module.compute_advantage = compute_advantage
+    _state.update(driver=True, seam=seam)
+    return seam
+
+
+def _wrap_old_log_prob(trainer_cls: Any, module: Any) -> bool:
+    """verl >= 0.7: ``RayPPOTrainer._compute_old_log_prob(batch)`` returns the pass's ``entropys`` and
+    ``old_log_probs`` (``(DataProto, mfu)``; a DataProto alone in 0.7's first form). False when wrapped already."""
+    orig_old = trainer_cls._compute_old_log_prob
     if getattr(orig_old, "_entropy_watch", False):
-        return
+        return False
 
     @functools.wraps(orig_old)
     def _compute_old_log_prob(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
@@ -596,20 +623,45 @@ def wrap_driver(trainer_cls: Any = None, ray_trainer_module: Any = None) -> None
             _guard("old_log_prob", exc)
         return out
 
-    @functools.wraps(orig_adv)
-    def compute_advantage(data: Any, *args: Any, **kwargs: Any) -> Any:
-        out = orig_adv(data, *args, **kwargs)
-        try:
-            _state["advantage_calls"] += 1
-            _log_step(out)
-        except Exception as exc:  # noqa: BLE001
-            _guard("compute_advantage", exc)
-        return out
-
     _compute_old_log_prob._entropy_watch = True  # type: ignore[attr-defined]
     trainer_cls._compute_old_log_prob = _compute_old_log_prob
-    ray_trainer_module.compute_advantage = compute_advantage
-    _state["driver"] = True
+    return True
+
+
+def _wrap_fit_entropy(trainer_cls: Any, module: Any) -> bool:
+    """verl 0.4-0.6: ``RayPPOTrainer.fit`` runs ``old_log_prob = self.actor_rollout_wg.compute_log_prob(batch)``
+    inline, passes ``old_log_prob.batch["entropys"]`` to the module's ``agg_loss(loss_mat=entropys,
+    loss_mask=response_mask, loss_agg_mode=...)`` for ``actor/entropy`` (its only ``agg_loss`` call) and drops
+    them before ``batch.union(old_log_prob)``. The ``fit`` wrap remembers the trainer (its ``global_steps`` is the
+    step); the ``agg_loss`` wrap keeps the entropy and mask of a call made while it trains, and ``compute_advantage``
+    then finds the old log-probs and responses in the batch (:func:`_log_step`). False when wrapped already."""
+    orig_fit, orig_agg = trainer_cls.fit, module.agg_loss
+    if getattr(orig_fit, "_entropy_watch", False):
+        return False
+
+    @functools.wraps(orig_fit)
+    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _state["trainer"] = self
+        return orig_fit(self, *args, **kwargs)
+
+    @functools.wraps(orig_agg)
+    def agg_loss(*args: Any, **kwargs: Any) -> Any:
+        out = orig_agg(*args, **kwargs)
+        try:
+            trainer = _state["trainer"]
+            ent = kwargs.get("loss_mat", args[0] if args else None)
+            mask = kwargs.get("loss_mask", args[1] if len(args) > 1 else None)
+            if trainer is not None and isinstance(ent, torch.Tensor) and getattr(mask, "shape", None) == ent.shape:
+                step = int(getattr(trainer, "global_steps", 0))
+                _state["pending"] = {"step": step, "entropy": ent.detach(), "logp": None, "mask": mask,
+                                     "token_ids": None}  # fmt: skip
+        except Exception as exc:  # noqa: BLE001
+            _guard("agg_loss", exc)
+        return out
+
+    fit._entropy_watch = True  # type: ignore[attr-defined]
+    trainer_cls.fit, module.agg_loss = fit, agg_loss
+    return True
 
 
 def _training(data: Any) -> bool:
@@ -641,11 +693,23 @@ def _check_driver(step: int, data: Any) -> None:
     if _training(data):
         _state["warned"].add("no_driver")
         log.warning(
-            "entropy_watch: verl logged training step %d, but RayPPOTrainer._compute_old_log_prob and "
-            "ray_trainer.compute_advantage never ran in this process: no per-token entropy is recorded, only the "
-            "logged scalars (the driver wraps cover RayPPOTrainer, which verl >= 0.9 runs with trainer.use_v1=false)",
+            "entropy_watch: verl logged training step %d, but %s and ray_trainer.compute_advantage never ran in this "
+            "process: no per-token entropy is recorded, only the logged scalars (the driver wraps cover "
+            "RayPPOTrainer, which verl >= 0.9 runs with trainer.use_v1=false)",
             step,
+            _state["seam"] or OLD_LOG_PROB_SEAM,
         )
+
+
+_NO_ENTROPY = (
+    f"compute_advantage ran without {OLD_LOG_PROB_SEAM} before it. Either rollout-correction bypass mode skips that "
+    "pass (actor.calculate_entropy=True still logs the update's actor/entropy_loss), or verl's V1 trainer (verl >= "
+    "0.9's default) does its own, unwrapped: trainer.use_v1=false runs RayPPOTrainer. The logged scalars are still "
+    "recorded",
+    "compute_advantage ran, but no old-log-prob entropy reached ray_trainer.agg_loss in RayPPOTrainer.fit before it "
+    "(verl 0.4-0.6). Either rollout-correction bypass mode skips that pass, or a trainer with its own fit (a recipe's "
+    "subclass) runs. The logged scalars are still recorded",
+)  # [modern seam, verl 0.4-0.6's]
 
 
 def _log_step(data: Any) -> None:
@@ -653,15 +717,13 @@ def _log_step(data: Any) -> None:
     if pending is None:
         if "no_entropy" not in _state["warned"]:
             _state["warned"].add("no_entropy")
-            log.warning(
-                "entropy_watch: no per-token entropy this step: compute_advantage ran without "
-                "RayPPOTrainer._compute_old_log_prob before it. Either rollout-correction bypass mode skips that pass "
-                "(actor.calculate_entropy=True still logs the update's actor/entropy_loss), or verl's V1 trainer "
-                "(verl >= 0.9's default) does its own, unwrapped: trainer.use_v1=false runs RayPPOTrainer. The logged "
-                "scalars are still recorded"
-            )
+            log.warning("entropy_watch: no per-token entropy this step: %s", _NO_ENTROPY[_state["seam"] == FIT_SEAM])
         return
-    adv = data.batch["advantages"] if "advantages" in data.batch.keys() else None
+    b = data.batch
+    for key, name in (("logp", "old_log_probs"), ("token_ids", "responses")):  # verl 0.4-0.6: from the batch here
+        if pending[key] is None and name in b.keys() and b[name].shape == pending["entropy"].shape:
+            pending[key] = b[name].detach()
+    adv = b["advantages"] if "advantages" in b.keys() else None
     if adv is not None and adv.shape != pending["entropy"].shape:
         adv = None  # a re-ordered or filtered batch: entropy without advantages rather than a wrong pairing
     w = get_watch()

@@ -38,7 +38,9 @@ def _openrlhf_models():
     """The real ``openrlhf.models`` submodules importable for the block, without its package ``__init__``."""
     spec = importlib.util.find_spec("openrlhf")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("openrlhf is not installed (make setup installs openrlhf==0.11.2 with --no-deps)")
+        pytest.skip(
+            "openrlhf is not installed (make setup installs openrlhf==0.11.2 with --no-deps)", allow_module_level=True
+        )
     added = []
     for name, attrs in _STAND_INS.items():
         top = name.split(".")[0]
