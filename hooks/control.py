@@ -93,11 +93,17 @@ def without_entropy(out: Any) -> bool:
 def liger_flag(trainer: Any) -> str | None:
     """The config flag (:data:`LIGER_FLAGS`) that sends ``trainer``'s loss through Liger's ``compute_liger_loss`` (one
     fused kernel: no loss forward through ``_get_per_token_logps_and_entropies``, no entropy, no per-token advantages
-    to rewrite), or None. TRL 1.14 dropped ``compute_liger_loss`` (its Liger path returns log-probs and entropies)."""
+    to rewrite), or None. TRL 1.14 dropped ``compute_liger_loss`` (its Liger path returns log-probs and entropies).
+
+    TRL's ``compute_loss`` branches on the trainer's own copy of its flag (``self.use_liger_loss`` up to 0.24,
+    ``self.use_liger_kernel`` from 0.25), so that copy is read where the trainer has one: up to 0.24
+    ``args.use_liger_kernel`` is transformers' flag, which patches the model's kernels and leaves TRL's loss forward
+    (with entropy) in place. A trainer without either copy is judged by its ``args``."""
     if not callable(getattr(trainer, "compute_liger_loss", None)):
         return None
-    args = getattr(trainer, "args", None)
-    return next((flag for flag in LIGER_FLAGS if getattr(args, flag, False)), None)
+    owned = [flag for flag in LIGER_FLAGS if hasattr(trainer, flag)]
+    source = trainer if owned else getattr(trainer, "args", None)
+    return next((flag for flag in owned or LIGER_FLAGS if getattr(source, flag, False)), None)
 
 
 def sequence_advantages_only(trainer: Any) -> bool:

@@ -71,22 +71,35 @@ def old_logps_expected(trainer: Any) -> bool:
     accum = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
     per_generation = int(getattr(args, "steps_per_generation", None) or accum)
     passes = int(getattr(trainer, "num_iterations", getattr(args, "num_iterations", 1)) or 1)
-    vllm = bool(getattr(trainer, "use_vllm", getattr(args, "use_vllm", False)))
     correction = bool(
         getattr(trainer, "vllm_importance_sampling_correction", getattr(args, "vllm_importance_sampling_correction", 0))
     )
-    return accum % (per_generation * passes) != 0 or (vllm and correction)
+    return accum % (per_generation * passes) != 0 or (uses_vllm(trainer) and correction)
+
+
+def uses_vllm(trainer: Any) -> bool:
+    """Whether ``trainer`` generates with vLLM (``use_vllm``)."""
+    return bool(getattr(trainer, "use_vllm", getattr(trainer.args, "use_vllm", False)))
 
 
 def note(trainer: Any) -> str:
-    """The one warning ``attach`` gives for a fused trainer: what is recorded and what is not."""
-    where = (
-        "from the sampled tokens' log-probs before the update (TRL's old log-probs, else vLLM's)"
-        if old_logps_expected(trainer)
-        else "where TRL passes the sampled tokens' log-probs before the update, which this config does not compute "
-        "(gradient_accumulation_steps a multiple of steps_per_generation x num_iterations, no vLLM "
-        "importance-sampling correction): no entropy series is recorded"
-    )
+    """The one warning ``attach`` gives for a fused trainer: what is recorded and what is not. Under vLLM without its
+    importance-sampling correction the inputs carry vLLM's sampling log-probs from TRL 0.27 on (its
+    ``_generate_and_score_completions`` keeps them whenever vLLM returned them), never before; TRL's version is not
+    sniffed here, so the warning names both."""
+    if old_logps_expected(trainer):
+        where = "from the sampled tokens' log-probs before the update (TRL's old log-probs, else vLLM's)"
+    elif uses_vllm(trainer):
+        where = (
+            "from vLLM's sampling log-probs, which TRL >= 0.27 passes to the loss whenever it generates with vLLM "
+            "(TRL < 0.27 only with vllm_importance_sampling_correction, off here: then no entropy series is recorded)"
+        )
+    else:
+        where = (
+            "where TRL passes the sampled tokens' log-probs before the update, which this config does not compute "
+            "(gradient_accumulation_steps a multiple of steps_per_generation x num_iterations, no vLLM): no entropy "
+            "series is recorded"
+        )
     return (
         f"{type(trainer).__name__} computes its loss in Unsloth's fused kernel (unsloth_zoo grpo_accumulated_loss), "
         "which hands back no log-probs or entropies and logs no entropy: entropy/mean, its histogram and quantiles, "

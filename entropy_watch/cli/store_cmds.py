@@ -343,7 +343,7 @@ def export(
     duckdb_file: Path = typer.Option(
         ...,
         "--duckdb",
-        help="Write a self-contained DuckDB database here (replaces a DuckDB file, never another file).",
+        help="Write a self-contained DuckDB database here (replaces an earlier export, never another file).",
     ),
     run: list[str] = typer.Option(None, "--run", help="Only these runs (repeatable)."),
 ) -> None:

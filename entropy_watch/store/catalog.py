@@ -60,6 +60,14 @@ from entropy_watch.store.schema import READ_PARQUET_OPTIONS, empty_table
 
 PLACEHOLDER_RUN_DIR = "run=.catalog"
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
+# an export's ``runs`` table, the same in every export so far: how an earlier export is told from a user's database
+EXPORT_RUNS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run", "VARCHAR"),
+    ("state", "VARCHAR"),
+    ("last_step", "BIGINT"),
+    ("updated_at", "DOUBLE"),
+    ("meta", "VARCHAR"),
+)
 VIEW_TAG = "entropy_watch view v1 "
 """How each view's ``COMMENT`` starts; a hash of its SQL follows (:func:`view_comment`)."""
 
@@ -338,16 +346,21 @@ def export_duckdb(
 
 def check_export_dest(dest: Path) -> None:
     """Raise :class:`EntropyWatchError` unless ``dest`` is free or an earlier export (a DuckDB database, ``DUCK`` at
-    byte 8 of its header, whose tables are all an export's: the store's tables and ``runs``; an empty one too): an
-    export never replaces a user's other file (a CSV given by mistake), a folder, or a database of their own (it
-    replaced any DuckDB file, its tables gone)."""
+    byte 8 of its header, whose tables are all an export's, in its ``main`` schema, with the ``runs`` table every
+    export writes, :data:`EXPORT_RUNS_COLUMNS`; an empty one too): an export never replaces a user's other file (a
+    CSV given by mistake), a folder, or a database of their own (it replaced any DuckDB file, its tables gone; and
+    the names alone let through one whose tables are called ``runs`` or ``events``)."""
     check_replaceable(dest, "a DuckDB database", lambda head: head[8:12] == DUCKDB_MAGIC, 12)
     if not dest.exists():
         return
     try:
         con = duckdb.connect(str(dest), read_only=True)
         try:
-            rows = con.execute("SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()
+            tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
+            runs = con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'main' AND table_name = 'runs' ORDER BY ordinal_position"
+            ).fetchall()
         finally:
             con.close()
     except duckdb.Error as e:
@@ -355,12 +368,19 @@ def check_export_dest(dest: Path) -> None:
             f"cannot open {dest} to check it is an earlier export (in use by another program?): {first_line(e)}; "
             "pass another path"
         ) from None
-    others = sorted({r[0] for r in rows} - {*layout.TABLES, "runs"})
+    ours = {*layout.TABLES, "runs"}
+    others = sorted(name if schema == "main" else f"{schema}.{name}" for schema, name in tables)
+    others = [name for name in others if name not in ours]
     if others:
-        raise EntropyWatchError(
-            f"{dest} is a DuckDB database that is not an entropy-watch export (it holds {listed(others, 5)}); "
-            "refusing to overwrite it (pass another path or remove it)"
-        )
+        held = f"it holds {listed(others, 5)}"
+    elif tables and tuple(runs) != EXPORT_RUNS_COLUMNS:  # an export's table names, not an export's runs table
+        held = f"its runs table has columns {listed([c for c, _ in runs], 5)}" if runs else "it has no runs table"
+    else:
+        return
+    raise EntropyWatchError(
+        f"{dest} is a DuckDB database that is not an entropy-watch export ({held}); "
+        "refusing to overwrite it (pass another path or remove it)"
+    )
 
 
 def _write_export(store: Store, names: list[str], infos: list[RunInfo], path: Path) -> None:
@@ -383,7 +403,7 @@ def _write_export(store: Store, names: list[str], infos: list[RunInfo], path: Pa
                 con.unregister("_empty")
 
             with_retry(copy)
-        con.execute("CREATE TABLE runs (run VARCHAR, state VARCHAR, last_step BIGINT, updated_at DOUBLE, meta VARCHAR)")
+        con.execute(f"CREATE TABLE runs ({', '.join(f'{c} {t}' for c, t in EXPORT_RUNS_COLUMNS)})")
         for i in infos:
             con.execute(
                 "INSERT INTO runs VALUES ($run, $state, $last_step, $updated_at, $meta)",
