@@ -19,14 +19,16 @@ verl lacks it):
   ``entropy/mean``, ``actor/pg_clipfrac`` -> ``clip/region_frac``, ``actor/pg_clipfrac_lower`` -> ``clip/dual_frac``
   — verl's "lower" is the dual-clip share, never the low side);
 * **policy losses** — registers ``ew_<mode>`` for every loss in ``core_algos.POLICY_LOSS_REGISTRY``: it calls the base
-  loss with verl's own arguments and adds ``actor/ew_clipfrac_low`` (A<0, ratio<1-clip_ratio_low) and
-  ``actor/ew_clipfrac_high`` (A>0, ratio>1+clip_ratio_high), which the tee maps to ``clip/low_frac`` /
-  ``clip/high_frac``, and ``actor/ew_onpolicy`` (1 when the call's ratio is 1: :func:`on_policy`), which verl
-  averages over the step's loss calls and the tee records as ``clip/onpolicy`` = 1 only when every call was on-policy,
-  else 0 (:func:`onpolicy_from_mean`); and ``ew_repo_r`` (``loss_mode=ew_repo_r``): REPO-R's advantages fed to
-  verl's vanilla PPO loss (:func:`repo_r_policy_loss`). A call without the four tensors or a return other than
-  ``(loss, metrics dict)`` (verl < 0.6.1's 4-tuple) passes through unchanged, with one warning naming what is not
-  recorded; verl < 0.6 (no ``"vanilla"`` in the registry) refuses ``ew_vanilla`` and ``ew_repo_r`` in one line;
+  loss with verl's own arguments and adds ``actor/ew_clipfrac_low`` (A<0, ratio<1-clip_ratio_low under PPO) and
+  ``actor/ew_clipfrac_high`` (A>0, ratio>1+clip_ratio_high), by the clip rule of ``<mode>`` itself
+  (``hooks/verl_split.py``; none, with one warning, for a loss that does not clip so, e.g. cispo, sapo, gpg), which the
+  tee maps to ``clip/low_frac`` / ``clip/high_frac``, and ``actor/ew_onpolicy`` (1 when the call's ratio is 1:
+  :func:`on_policy`), which verl averages over the step's loss calls and the tee records as ``clip/onpolicy`` = 1 only
+  when every call was on-policy, else 0 (:func:`onpolicy_from_mean`); and ``ew_repo_r`` (``loss_mode=ew_repo_r``):
+  REPO-R's advantages fed to verl's vanilla PPO loss (:func:`repo_r_policy_loss`). A call without the four tensors or
+  a return other than ``(loss, metrics dict)`` (verl < 0.6.1's 4-tuple) passes through unchanged, with one warning
+  naming what is not recorded; verl < 0.6 (no ``"vanilla"`` in the registry) refuses ``ew_vanilla`` and ``ew_repo_r``
+  in one line;
 * **driver wraps** — ``RayPPOTrainer._compute_old_log_prob`` (per-token entropy of pi_old, response mask, old
   log-probs, response ids; verl 0.4-0.6, without that method: the entropy ``RayPPOTrainer.fit`` hands the module's
   ``agg_loss``, :func:`_wrap_fit_entropy`) and the module-level ``ray_trainer.compute_advantage`` (advantages): one
@@ -244,28 +246,6 @@ def _remember_config(config: Any) -> None:
 
 
 # ---- worker side: policy losses that add clip-low and clip-high ----------------------------------------------------
-def clip_fractions(
-    old_log_prob: torch.Tensor,
-    log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    response_mask: torch.Tensor,
-    clip_low: float,
-    clip_high: float,
-) -> tuple[float, float]:
-    """Binding clip-low and clip-high shares over response tokens, with verl's ratio (log-ratio clamped to ±20).
-
-    Shapes ``(B, L)``. Under the vanilla loss their sum is verl's ``actor/pg_clipfrac``.
-    """
-    from entropy_watch.hooks.stats import clip_masks  # the one implementation of the clip rule
-
-    with torch.no_grad():
-        log_ratio = torch.clamp(log_prob.detach() - old_log_prob.detach(), min=-20.0, max=20.0)
-        valid = response_mask.bool()
-        low, high, _ = clip_masks(log_ratio, advantages.detach(), valid, clip_low, clip_high)
-        n = valid.sum().clamp(min=1).float()
-        return float(low.sum() / n), float(high.sum() / n)
-
-
 def on_policy(old_log_prob: torch.Tensor, log_prob: torch.Tensor, response_mask: torch.Tensor) -> float:
     """1.0 when ``|log_prob - old_log_prob| <= hooks.stats.ONPOLICY_LOG_RATIO_TOL`` on every response token whose
     log-probs are finite (the ratio is 1: nothing can clip), else 0.0 — the rule of ``stats.token_sums``."""
@@ -285,13 +265,6 @@ def onpolicy_from_mean(mean: float) -> float:
     data-parallel ranks): 1.0 only when every call was on-policy, else 0.0 (a step with one off-policy mini-batch can
     clip), as the TRL accumulator's rule (the step is on-policy only if every micro-batch is)."""
     return 1.0 if mean >= 1.0 - ONPOLICY_MEAN_TOL else 0.0
-
-
-def _clip_params(config: Any) -> tuple[float, float]:
-    get = (lambda k, d=None: config.get(k, d)) if hasattr(config, "get") else (lambda k, d=None: getattr(config, k, d))
-    base = get("clip_ratio", 0.2)
-    low, high = get("clip_ratio_low", None), get("clip_ratio_high", None)
-    return float(base if low is None else low), float(base if high is None else high)
 
 
 _LOSS_ARGS = ("old_log_prob", "log_prob", "advantages", "response_mask", "loss_agg_mode", "config")
@@ -354,21 +327,31 @@ def wrap_policy_loss(base: Any, name: str | None = None) -> Any:
     """A verl policy-loss function that returns ``base``'s loss and metrics plus the low/high clip fractions and
     whether the call's ratio is 1 (:data:`ONPOLICY`); ``name`` is its ``loss_mode`` (named in warnings).
 
-    verl's arguments reach ``base`` untouched, whichever verl calls it (the keyword was ``rollout_log_probs`` before
-    ``rollout_is_weights``); a call or a return the split cannot read passes through unchanged with one warning
-    (a return without a metrics dict: :func:`_unrecorded`, before any statistic is computed).
+    The split is computed by the clip rule of the loss ``ew_<mode>`` wraps (``hooks/verl_split.py``; ``ew_repo_r``
+    and a loss wrapped without a name: vanilla's); a mode without one (cispo, sapo, gpg, a mode it does not know)
+    adds no split and warns once. verl's arguments reach ``base`` untouched, whichever verl calls it (the keyword was
+    ``rollout_log_probs`` before ``rollout_is_weights``); a call or a return the split cannot read passes through
+    unchanged with one warning (a return without a metrics dict: :func:`_unrecorded`, before any statistic).
     """
+    mode = "vanilla" if name in (None, REPO_R_LOSS) else str(name).removeprefix("ew_")
 
     @functools.wraps(base)
     def loss_fn(*args: Any, **kwargs: Any) -> Any:
+        from entropy_watch.hooks.verl_split import clip_split, no_split_warning
+
         out = base(*args, **kwargs)
         try:
             if not _metrics_return(out):
                 raise _unrecorded(name, out)
             x = _loss_inputs(args, kwargs)
-            lo, hi = clip_fractions(*(x[k] for k in _LOSS_TENSORS), *_clip_params(x.get("config")))
-            onpolicy = on_policy(x["old_log_prob"], x["log_prob"], x["response_mask"])
-            return _with_metrics(out, {CLIPFRAC_LOW: lo, CLIPFRAC_HIGH: hi, ONPOLICY: onpolicy})
+            extra = {ONPOLICY: on_policy(x["old_log_prob"], x["log_prob"], x["response_mask"])}
+            split = clip_split(mode, *(x[k] for k in _LOSS_TENSORS), x.get("config"))
+            if split is not None:
+                extra.update({CLIPFRAC_LOW: split[0], CLIPFRAC_HIGH: split[1]})
+            elif f"no_split:{name}" not in _state["warned"]:
+                _state["warned"].add(f"no_split:{name}")
+                log.warning(no_split_warning(str(name), mode, out[1]))
+            return _with_metrics(out, extra)
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
             _guard(f"policy_loss[{name}]" if name else "policy_loss", exc)  # one warning per loss_mode
             return out

@@ -11,14 +11,17 @@ series logged up to the alert's step (causal: a live prefix and the whole run ad
 origin (an imported CSV, a plain loop) keeps the generic lines.
 
 Key names are the installed libraries' own (TRL 1.16 ``GRPOConfig``/``RLOOConfig``, verl 0.9.1's
-``ppo_trainer.yaml``, OpenRLHF 0.11.2's ``train_ppo_ray`` flags; docs/integrations.md). The CLI, the report, the
-app and the notifications render ``alert.actions`` and never recompute them.
+``ppo_trainer.yaml``, OpenRLHF 0.11.2's ``train_ppo_ray`` flags; docs/integrations.md). OpenRLHF before 0.10.2 takes
+flat flags (``--eps_clip_low_high``, ``--entropy_loss_coef``...): a run known to be one (its stored OpenRLHF version,
+else the spelling of its own command line) is told those, one of unknown release both (:func:`_openrlhf_spelling`).
+The CLI, the report, the app and the notifications render ``alert.actions`` and never recompute them.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -69,6 +72,17 @@ _OPENRLHF_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (  # hooks/openrlhf.py
     (("algo", "kl", "use_loss"), "kl_loss"), (("algo", "dynamic_filtering_enable"), "dynamic_sampling"),
     (("rollout", "n_samples_per_prompt"), "group_size"), (("rollout", "temperature"), "temperature"),
 )  # fmt: skip
+_OPENRLHF_FLAT = {
+    "actor.eps_clip": "eps_clip", "actor.eps_clip_low_high": "eps_clip_low_high", "actor.dual_clip": "dual_clip",
+    "actor.entropy_coef": "entropy_loss_coef", "actor.adam.lr": "actor_learning_rate", "actor.max_norm": "max_norm",
+    "algo.kl.init_coef": "init_kl_coef", "algo.kl.use_loss": "use_kl_loss", "algo.dynamic_filtering_enable":
+    "dynamic_filtering", "algo.dynamic_filtering_range": "dynamic_filtering_reward_range",
+    "rollout.n_samples_per_prompt": "n_samples_per_prompt", "rollout.temperature": "temperature",
+}  # fmt: skip
+"""The flat flag OpenRLHF < 0.10.2 had for each dotted flag the advice names (hooks/openrlhf.py's ``FLAT_ARGS``,
+which the analysis does not import: it needs torch); ``--actor.muon.*`` and ``--actor.optim`` came with 0.10.2."""
+OPENRLHF_DOTTED = (0, 10, 2)  # the first OpenRLHF whose train_ppo_ray takes --actor.*, --algo.*, --rollout.*
+_DOTTED_FLAG = re.compile(r"--((?:actor|algo|rollout)(?:\.[a-z_]+)+)")
 _VERL_COV = ("clip_cov", "kl_cov")  # verl's covariance-based entropy-preserving losses (Cui et al. 2025)
 _TRAINER_KEYS = {  # entropy_watch.trainer's TrainConfig.to_dict()
     ("algo_cfg", "eps_low"): "eps_low", ("algo_cfg", "eps_high"): "eps_high", ("algo_cfg", "kl_coef"): "beta",
@@ -80,7 +94,7 @@ _TRAINER_KEYS = {  # entropy_watch.trainer's TrainConfig.to_dict()
     ("model", "precision"): "precision", ("algo",): "algo",
 }  # fmt: skip
 _FLAGS = ("adaptive_entropy", "fp32_head", "dynamic_sampling", "kl_loss", "kl_in_reward")
-_TEXTS = ("loss_type", "loss_mode", "controller", "repo", "precision", "trainer", "algo")
+_TEXTS = ("loss_type", "loss_mode", "controller", "repo", "precision", "trainer", "algo", "flags")
 
 
 def run_facts(run_json: Mapping[str, Any]) -> dict[str, Any]:
@@ -119,6 +133,9 @@ def run_facts(run_json: Mapping[str, Any]) -> dict[str, Any]:
             out["eps_low"], out["eps_high"] = pair
         if _at(cfg, ("actor", "optim")) == "muon":
             out["lr"] = _at(cfg, ("actor", "muon", "lr"))
+        spelling = _openrlhf_flags(run_json)
+        if spelling is not None:
+            out["flags"] = spelling
     elif name == "entropy_watch.trainer":
         out["framework"] = "trainer"
         cfg = _dict(run_json.get("config"))
@@ -131,6 +148,24 @@ def run_facts(run_json: Mapping[str, Any]) -> dict[str, Any]:
             if key in control:
                 out[key] = control[key]
     return _checked(out)
+
+
+def _openrlhf_flags(run_json: Mapping[str, Any]) -> str | None:
+    """How the run's OpenRLHF spells its flags, "dotted" (>= 0.10.2) or "flat", from run.json: the OpenRLHF version
+    its Watch stored (``versions.openrlhf``; "?" where the package had no ``__version__``), else ``--actor.optim`` in
+    its stored config (hooks/openrlhf.py keeps it; 0.10.2 added it, default "adam", with no flat form), else its own
+    command line (``argv``) when it used one spelling only (a Ray worker's argv holds neither); None when unknown."""
+    version = _dict(run_json.get("versions")).get("openrlhf")
+    got = re.match(r"(\d+)\.(\d+)\.(\d+)", version) if isinstance(version, str) else None
+    if got:
+        return "dotted" if tuple(int(x) for x in got.groups()) >= OPENRLHF_DOTTED else "flat"
+    if isinstance(_at(_dict(run_json.get("config")), ("actor", "optim")), str):
+        return "dotted"
+    argv = run_json.get("argv")
+    flags = {a.split("=", 1)[0] for a in argv if isinstance(a, str)} if isinstance(argv, list) else set()
+    dotted = any(_DOTTED_FLAG.fullmatch(a) for a in flags)
+    flat = bool(flags & {f"--{x}" for x in _OPENRLHF_FLAT.values()})
+    return ("dotted" if dotted else "flat") if dotted != flat else None
 
 
 def _dict(x: object) -> dict[str, Any]:
@@ -324,7 +359,8 @@ def _lower_lr(f: Facts) -> str | None:
     if f.framework == "verl":
         return "verl: lower actor_rollout_ref.actor.optim.lr" + (f" (now {_v(lr)})" if lr else " (default 1e-6)")
     if f.framework == "openrlhf":
-        return "OpenRLHF: lower --actor.adam.lr (default 1e-6; --actor.muon.lr with --actor.optim muon)"
+        muon = "" if f.get("flags") == "flat" else "; --actor.muon.lr with --actor.optim muon"  # Muon: 0.10.2 on
+        return f"OpenRLHF: lower --actor.adam.lr (default 1e-6{muon})"
     if f.framework == "trainer" and lr:
         return f"entropy-watch train --lr {_v(lr / 2)}: a lower RL learning rate (rl.lr is {_v(lr)})"
     return KEEP
@@ -469,11 +505,26 @@ def actions(kind: str, facts: Facts) -> list[str]:
     out: list[str] = []
     for line, slot in zip(generic, slots, strict=True):
         said = _SLOT_FNS[slot](facts)
+        if facts.framework == "openrlhf" and said not in (None, KEEP):
+            said = _openrlhf_spelling(facts, str(said))
         if said == KEEP:
             out.append(line)
         elif said is not None and said not in out:
             out.append(said)
     return out
+
+
+def _openrlhf_spelling(f: Facts, line: str) -> str:
+    """An OpenRLHF line (written with 0.10.2+'s dotted flags) in the run's release's words: as is where the run is
+    known to take dotted flags, with the flat flags where it takes those (:data:`_OPENRLHF_FLAT`), and with the flat
+    spellings added at its end where the release is not known (run.json stored neither version nor command line)."""
+    spelling = f.get("flags")
+    if spelling == "dotted":
+        return line
+    if spelling == "flat":
+        return _DOTTED_FLAG.sub(lambda m: "--" + _OPENRLHF_FLAT.get(m[1], m[1]), line)
+    flat = list(dict.fromkeys(f"--{_OPENRLHF_FLAT[m]}" for m in _DOTTED_FLAG.findall(line) if m in _OPENRLHF_FLAT))
+    return f"{line} (OpenRLHF < 0.10.2: {', '.join(flat)})" if flat else line
 
 
 def facts_of(meta: Mapping[str, Any]) -> dict[str, Any]:
