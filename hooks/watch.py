@@ -20,6 +20,7 @@ every rank writes its own ``rank=`` folder). An unwritable store raises
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
@@ -742,9 +743,16 @@ def _versions() -> dict[str, str]:
     out = {"entropy_watch": __version__, "python": platform.python_version(), "torch": torch.__version__}
     for mod in ("transformers", "trl", "verl", "openrlhf", "duckdb", "pyarrow"):
         m = sys.modules.get(mod)
-        if m is not None:
-            out[mod] = str(getattr(m, "__version__", "?"))
+        if m is not None:  # OpenRLHF has no __version__: its installed distribution's version then
+            out[mod] = str(getattr(m, "__version__", None) or _dist_version(mod))
     return out
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except (importlib.metadata.PackageNotFoundError, ValueError):  # not installed as a distribution
+        return "?"
 
 
 def _seed_from(config: Any) -> int | None:
