@@ -374,3 +374,16 @@ def entropy_definition(column: str, fmt: str, columns: Iterable[str] = ()) -> st
     if fmt == "trl" and low in TRL_ENTROPY_COLUMNS:
         return TRL_ENTROPY_DEFINITION
     return None
+
+
+OPENRLHF_FLAT_FLAGS: dict[str, str] = {
+    "actor.eps_clip": "eps_clip", "actor.eps_clip_low_high": "eps_clip_low_high", "actor.dual_clip": "dual_clip",
+    "actor.entropy_coef": "entropy_loss_coef", "actor.adam.lr": "actor_learning_rate", "actor.max_norm": "max_norm",
+    "actor.policy_loss_type": "policy_loss_type", "algo.advantage.estimator": "advantage_estimator",
+    "algo.kl.init_coef": "init_kl_coef", "algo.kl.use_loss": "use_kl_loss", "algo.dynamic_filtering_enable":
+    "dynamic_filtering", "algo.dynamic_filtering_range": "dynamic_filtering_reward_range",
+    "rollout.n_samples_per_prompt": "n_samples_per_prompt", "rollout.temperature": "temperature",
+}  # fmt: skip
+"""Trainers' flags are spelled by release too: OpenRLHF < 0.10.2's flat ``train_ppo_ray`` flag for each 0.10.2+
+dotted one that entropy_watch reads or names (``--entropy_loss_coef`` for ``--actor.entropy_coef``). One table for the
+hook that stores a run's flags (``hooks/openrlhf.py``) and the advice that quotes them (``analysis/advice.py``)."""

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from entropy_watch import metrics as M
+from entropy_watch.aliases import OPENRLHF_FLAT_FLAGS
 from entropy_watch.hooks.watch import report_failure
 
 log = logging.getLogger("entropy_watch")
@@ -142,15 +143,8 @@ def run_args(args: Any) -> dict[str, Any]:
     return out
 
 
-FLAT_ARGS: dict[str, str] = {
-    "actor.eps_clip": "eps_clip", "actor.eps_clip_low_high": "eps_clip_low_high", "actor.dual_clip": "dual_clip",
-    "actor.entropy_coef": "entropy_loss_coef", "actor.adam.lr": "actor_learning_rate", "actor.max_norm": "max_norm",
-    "actor.policy_loss_type": "policy_loss_type", "algo.advantage.estimator": "advantage_estimator",
-    "algo.kl.init_coef": "init_kl_coef", "algo.kl.use_loss": "use_kl_loss", "algo.dynamic_filtering_enable":
-    "dynamic_filtering", "algo.dynamic_filtering_range": "dynamic_filtering_reward_range",
-    "rollout.n_samples_per_prompt": "n_samples_per_prompt", "rollout.temperature": "temperature",
-}  # fmt: skip
-"""OpenRLHF < 0.10.2's flat ``train_ppo_ray`` flags (``--entropy_loss_coef``, ``--actor_learning_rate``...) of the
+FLAT_ARGS: dict[str, str] = OPENRLHF_FLAT_FLAGS
+"""OpenRLHF < 0.10.2's flat ``train_ppo_ray`` flags (the core's one table) of the
 :data:`ADVICE_ARGS` that had one, read where the dotted flag is absent: stored under the dotted path, so advice quotes
 what the run set."""
 

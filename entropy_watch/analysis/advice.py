@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from entropy_watch import metrics as M
+from entropy_watch.aliases import OPENRLHF_FLAT_FLAGS
 from entropy_watch.analysis.alert import ACTIONS, Alert
 
 if TYPE_CHECKING:
@@ -73,14 +74,10 @@ _OPENRLHF_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (  # hooks/openrlhf.py
     (("rollout", "n_samples_per_prompt"), "group_size"), (("rollout", "temperature"), "temperature"),
 )  # fmt: skip
 _OPENRLHF_FLAT = {
-    "actor.eps_clip": "eps_clip", "actor.eps_clip_low_high": "eps_clip_low_high", "actor.dual_clip": "dual_clip",
-    "actor.entropy_coef": "entropy_loss_coef", "actor.adam.lr": "actor_learning_rate", "actor.max_norm": "max_norm",
-    "algo.kl.init_coef": "init_kl_coef", "algo.kl.use_loss": "use_kl_loss", "algo.dynamic_filtering_enable":
-    "dynamic_filtering", "algo.dynamic_filtering_range": "dynamic_filtering_reward_range",
-    "rollout.n_samples_per_prompt": "n_samples_per_prompt", "rollout.temperature": "temperature",
-}  # fmt: skip
-"""The flat flag OpenRLHF < 0.10.2 had for each dotted flag the advice names (hooks/openrlhf.py's ``FLAT_ARGS``,
-which the analysis does not import: it needs torch); ``--actor.muon.*`` and ``--actor.optim`` came with 0.10.2."""
+    k: v for k, v in OPENRLHF_FLAT_FLAGS.items() if k.split(".")[-1] not in ("policy_loss_type", "estimator")
+}
+"""The flat flag OpenRLHF < 0.10.2 had for each dotted flag the advice names (of the one table,
+:data:`~entropy_watch.aliases.OPENRLHF_FLAT_FLAGS`); ``--actor.muon.*`` and ``--actor.optim`` came with 0.10.2."""
 OPENRLHF_DOTTED = (0, 10, 2)  # the first OpenRLHF whose train_ppo_ray takes --actor.*, --algo.*, --rollout.*
 _DOTTED_FLAG = re.compile(r"--((?:actor|algo|rollout)(?:\.[a-z_]+)+)")
 _VERL_COV = ("clip_cov", "kl_cov")  # verl's covariance-based entropy-preserving losses (Cui et al. 2025)
