@@ -198,6 +198,9 @@ def test_actor_without_entropy_warns_once(tmp_path, caplog):
 def test_gspo_split_is_openrlhfs_sequence_level_clip_ratio(watch, tmp_path, entropy):
     """``--policy_loss_type gspo``: OpenRLHF clips one sequence-level ratio per row, so a token-level split would
     not add up to its ``ppo_clip_ratio`` (a row whose tokens straddle the clip range clips all or none)."""
+    from entropy_watch.hooks import openrlhf
+
+    openrlhf.wrap_actor(HFActor)  # idempotent; wrapped here too, so the test does not lean on an earlier one's
     g = torch.Generator().manual_seed(3)
     B, T, A, V = 8, 9, 5, 30
     actor = HFActor(torch.randn(B, T - 1, V, generator=g))
