@@ -43,6 +43,9 @@ STEP_ALIASES: tuple[str, ...] = (
     "step_inferred",  # TRL logs exported without a step column, the step recovered from logging_steps
 )
 
+VERL_DUAL_CLIP = "actor/pg_clipfrac_lower"
+"""verl's dual-clip share under its ``vanilla`` loss only; another number under other losses (ALIASES below)."""
+
 # canonical -> exact source names, best first (INTEGRATIONS §4 for TRL / verl / OpenRLHF, the real runs for the rest).
 ALIASES: dict[str, tuple[str, ...]] = {
     M.ENTROPY_MEAN: (
@@ -106,8 +109,10 @@ ALIASES: dict[str, tuple[str, ...]] = {
         # not the binding side clip/{low,high}_frac mean, so they stand for neither.
         "actor/clipfrac",
     ),
-    # verl (vanilla loss): pg_clipfrac_lower is the dual-clip share, never the low side (INTEGRATIONS §2.2).
-    M.CLIP_DUAL_FRAC: (M.CLIP_DUAL_FRAC, "actor/pg_clipfrac_lower", "ppo_actor/update/dual_clip_ratio/avg"),  # AReaL
+    # Not verl's actor/pg_clipfrac_lower: the dual-clip share under its vanilla loss only, another number under
+    # geo_mean, dppo_*, gspo... (hooks/verl_config.py DUAL_CLIP_LOSSES). Its log does not say the loss, so an
+    # imported verl log keeps it under verl's name; the verl hook, which reads the loss mode, records it as dual.
+    M.CLIP_DUAL_FRAC: (M.CLIP_DUAL_FRAC, "ppo_actor/update/dual_clip_ratio/avg"),  # AReaL
     M.ADV_MEAN: (M.ADV_MEAN, "critic/advantages/mean", "adv_avg", "adv_mean", "advantage_mean"),
     M.ADV_STD: (M.ADV_STD, "adv_std", "advantage_std", "critic/advantages/std"),
     M.ADV_MIN: (M.ADV_MIN, "critic/advantages/min"),
@@ -387,3 +392,10 @@ OPENRLHF_FLAT_FLAGS: dict[str, str] = {
 """Trainers' flags are spelled by release too: OpenRLHF < 0.10.2's flat ``train_ppo_ray`` flag for each 0.10.2+
 dotted one that entropy_watch reads or names (``--entropy_loss_coef`` for ``--actor.entropy_coef``). One table for the
 hook that stores a run's flags (``hooks/openrlhf.py``) and the advice that quotes them (``analysis/advice.py``)."""
+OPENRLHF_FLAT_SINCE: dict[str, tuple[int, int, int]] = {
+    "actor.eps_clip_low_high": (0, 8, 2), "actor.dual_clip": (0, 8, 6), "actor.policy_loss_type": (0, 8, 8),
+    "algo.dynamic_filtering_enable": (0, 8, 1), "algo.dynamic_filtering_range": (0, 8, 1),
+}  # fmt: skip
+"""The first OpenRLHF whose ``train_ppo_ray`` takes the flat flag of :data:`OPENRLHF_FLAT_FLAGS` (read from every
+release's parser, 0.8.0 to 0.10.1 and their post-releases): those not listed are in 0.8.0 already. A run of an
+earlier release cannot be told to set it as if it could (``analysis/advice.py``)."""

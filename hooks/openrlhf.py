@@ -45,7 +45,6 @@ import torch
 
 from entropy_watch import metrics as M
 from entropy_watch.aliases import OPENRLHF_FLAT_FLAGS
-from entropy_watch.hooks.watch import report_failure
 
 log = logging.getLogger("entropy_watch")
 ENTROPY_DEFINITION = "full-vocabulary, policy during update (OpenRLHF Actor.forward), token mean over action tokens"
@@ -104,6 +103,8 @@ class _Steps:
         try:
             self.flush()
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
+            from entropy_watch.hooks.watch import report_failure
+
             report_failure(self.acc.watch, "openrlhf.flush", exc)
 
 
@@ -200,6 +201,11 @@ def set_step_fn(fn: Callable[[], int] | None) -> None:
 
 
 def _guard(where: str, exc: BaseException) -> None:
+    try:
+        from entropy_watch.hooks.watch import report_failure  # lazily: this module imports without the store
+    except Exception as why:  # noqa: BLE001 - install() warned already (a caller's remember_args gets here too)
+        log.debug("entropy_watch: openrlhf.%s failed (%s); the store does not import (%s)", where, exc, why)
+        return
     report_failure(_state["watch"], f"openrlhf.{where}", exc)
 
 
@@ -440,7 +446,20 @@ def wrap_trainer(cls: Any = None) -> None:
 def install() -> dict[str, str]:
     """Ray ``worker_process_setup_hook``: install both loss-side wraps in this worker; each missing symbol warns
     once. The trainer wrap (:func:`wrap_trainer`: the settings advice quotes) is tried too; without it (its module
-    imports DeepSpeed and Ray) the statistics are the same and ``run.json`` holds no settings, so it only logs."""
+    imports DeepSpeed and Ray) the statistics are the same and ``run.json`` holds no settings, so it only logs.
+
+    Ray ends a worker whose setup hook raises, and with it the training. This module imports only torch and
+    entropy_watch's pure-Python core, so Ray can always call this; the recording side (the store: numpy, pyarrow,
+    duckdb) is imported here, and when it cannot be (numpy 1.x beside a pyarrow built for numpy 2, a package missing
+    on one node) the worker logs one warning naming the fix, installs nothing and trains (``ENTROPY_WATCH_STRICT=1``
+    raises instead). A worker where entropy_watch itself is not importable fails in Ray's import of the hook's name,
+    before this runs: docs/integrations.md gives the launcher a hook of its own for that case."""
+    try:
+        import entropy_watch.hooks.watch  # noqa: F401 - the Watch every wrap records into
+    except Exception as exc:  # noqa: BLE001 - hooks never crash training (Ray would end the worker)
+        if os.environ.get("ENTROPY_WATCH_STRICT", "") == "1":
+            raise
+        return {"import": _not_installed(exc)}
     report: dict[str, str] = {}
     try:
         wrap_trainer()
@@ -455,3 +474,16 @@ def install() -> dict[str, str]:
             report[name] = f"{type(exc).__name__}: {exc}"
             log.warning("entropy_watch: OpenRLHF %s wrap not installed (%s)", name, report[name])
     return report
+
+
+def _not_installed(exc: BaseException) -> str:
+    """Warn (one line) that this worker records nothing because entropy_watch's recording side does not import, and
+    what to do; returns the reason."""
+    why = " ".join(f"{type(exc).__name__}: {exc}".split())
+    log.warning(
+        "entropy_watch: not installed in this OpenRLHF Ray worker, nothing is recorded here (%s); OpenRLHF trains "
+        "without it. Install entropy_watch with its dependencies (pip install 'entropy-watch[torch]') in the Python "
+        "environment of every Ray worker; check there: python -c 'import entropy_watch.hooks.watch'",
+        why,
+    )
+    return why

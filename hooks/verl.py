@@ -16,8 +16,8 @@ verl lacks it):
 
 * **tee** — wraps ``verl.utils.tracking.Tracking.log`` at class level: every metrics dict the driver logs is
   recorded at its step, under verl's names plus canonical ones (importers' alias table: ``actor/entropy`` ->
-  ``entropy/mean``, ``actor/pg_clipfrac`` -> ``clip/region_frac``, ``actor/pg_clipfrac_lower`` -> ``clip/dual_frac``
-  — verl's "lower" is the dual-clip share, never the low side);
+  ``entropy/mean``, ``actor/pg_clipfrac`` -> ``clip/region_frac``; ``actor/pg_clipfrac_lower`` -> ``clip/dual_frac``
+  only under a loss whose "lower" is the dual-clip share, ``vanilla`` and its wraps: ``verl_config.logs_dual_clip``);
 * **policy losses** — registers ``ew_<mode>`` for every loss in ``core_algos.POLICY_LOSS_REGISTRY``: it calls the base
   loss with verl's own arguments and adds ``actor/ew_clipfrac_low`` (A<0, ratio<1-clip_ratio_low under PPO) and
   ``actor/ew_clipfrac_high`` (A>0, ratio>1+clip_ratio_high), by the clip rule of ``<mode>`` itself
@@ -73,7 +73,13 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.aliases import detect_canonical, is_eval
 from entropy_watch.hooks.control import ControlConfig, EntropyController
-from entropy_watch.hooks.verl_config import CONFIG_SECTIONS, MAX_CONFIG_CHARS, run_config  # noqa: F401 - re-exported
+from entropy_watch.hooks.verl_config import (  # noqa: F401 - CONFIG_SECTIONS, MAX_CONFIG_CHARS re-exported
+    CONFIG_SECTIONS,
+    DUAL_CLIP_SOURCE,
+    MAX_CONFIG_CHARS,
+    logs_dual_clip,
+    run_config,
+)
 from entropy_watch.hooks.watch import report_failure, warn_second_training
 
 log = logging.getLogger("entropy_watch")
@@ -171,11 +177,15 @@ def owned_names(step: int) -> frozenset[str]:
     return frozenset().union(*(f & owned[1] for f in families if f & owned[1] & recorded))
 
 
-def scalars_from_metrics(data: dict[str, Any], skip_canonical: Container[str] = frozenset()) -> dict[str, float]:
+def scalars_from_metrics(
+    data: dict[str, Any], skip_canonical: Container[str] = frozenset(), dual_clip: bool = False
+) -> dict[str, float]:
     """verl's metrics dict -> ``{name: float}`` under verl's names plus canonical names (evaluation keys as is).
 
     ``skip_canonical``: canonical names not filled from verl's metrics (the driver's per-token pass recorded them);
-    a key verl itself logs is recorded as is."""
+    a key verl itself logs is recorded as is. ``dual_clip``: the run's loss logs the dual-clip share as
+    ``actor/pg_clipfrac_lower`` (:func:`~entropy_watch.hooks.verl_config.logs_dual_clip`), then also recorded as
+    ``clip/dual_frac``; otherwise that key means another number per loss and keeps verl's name only."""
     values: dict[str, float] = {}
     for k, v in data.items():
         if isinstance(v, torch.Tensor) and v.numel() == 1:
@@ -190,6 +200,8 @@ def scalars_from_metrics(data: dict[str, Any], skip_canonical: Container[str] = 
     for canonical, source in detect_canonical(sorted(k for k in values if not is_eval(k))).items():
         if canonical not in skip_canonical:
             values.setdefault(canonical, values[source])
+    if dual_clip and DUAL_CLIP_SOURCE in values and M.CLIP_DUAL_FRAC not in skip_canonical:
+        values.setdefault(M.CLIP_DUAL_FRAC, values[DUAL_CLIP_SOURCE])
     if ONPOLICY in values and M.CLIP_ONPOLICY not in skip_canonical:
         values.setdefault(M.CLIP_ONPOLICY, onpolicy_from_mean(values[ONPOLICY]))
     for k in [k for k in values if k.startswith(_WORKER_CONTROL)]:  # verl's engine workers: actor/control/* (above)
@@ -222,7 +234,8 @@ def install_tracking_tee(tracking_cls: Any = None) -> bool:
             if not _state["trained"] and _training(data):
                 _state["trained"] = True
                 _check_resume(w, int(step))
-            w.log_dict(int(step), scalars_from_metrics(dict(data), owned_names(int(step))))
+            dual = logs_dual_clip(_state["config"])
+            w.log_dict(int(step), scalars_from_metrics(dict(data), owned_names(int(step)), dual))
             _check_driver(int(step), data)
         except Exception as exc:  # noqa: BLE001 - hooks never crash training
             _guard("tracking_log", exc)

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from entropy_watch.aliases import VERL_DUAL_CLIP
 from entropy_watch.credentials import names_secret, secret_text
 from entropy_watch.jsonable import to_jsonable
 
@@ -54,6 +55,36 @@ def run_config(config: Any) -> dict[str, Any]:
             at = at.setdefault(key, {})
         at[path[-1]] = kept
     return out
+
+
+DUAL_CLIP_SOURCE = VERL_DUAL_CLIP
+DUAL_CLIP_LOSSES = frozenset({"vanilla", "bypass_mode", "ew_vanilla", "ew_bypass_mode", "ew_repo_r"})
+"""The ``loss_mode``s whose ``actor/pg_clipfrac_lower`` is the dual-clip share (A<0 tokens whose loss the bound
+``clip_ratio_c`` caps): verl's PPO loss ``vanilla``, ``bypass_mode`` (its ``ppo_clip`` runs ``vanilla``; its
+``reinforce`` logs no such key) and their ``ew_`` wraps (``ew_repo_r`` runs ``vanilla``). Every other loss logs
+another number under that name (verl 0.9.1's ``core_algos.py``): ``geo_mean`` the clipped A<0 share, ``dppo_tv`` /
+``dppo_kl`` the share above ``clip_ratio_c`` whatever the advantage, ``gspo``, ``sapo``, ``cispo`` and verl < 0.6's
+``clip_cov`` / ``kl_cov`` a constant 0 — none is ``clip/dual_frac``."""
+
+
+def loss_mode(config: Any) -> str | None:
+    """``actor_rollout_ref.actor.policy_loss.loss_mode`` of the kept config (:func:`run_config`); ``"vanilla"`` for
+    an actor section without one (verl's own default; verl 0.4.0 had no other loss); None without an actor section
+    (the loss is not known)."""
+    actor = config.get("actor_rollout_ref", {}).get("actor") if isinstance(config, Mapping) else None
+    if not isinstance(actor, Mapping):
+        return None
+    policy_loss = actor.get("policy_loss")
+    mode = policy_loss.get("loss_mode") if isinstance(policy_loss, Mapping) else None
+    return str(mode) if mode is not None else "vanilla"
+
+
+def logs_dual_clip(config: Any) -> bool:
+    """Whether verl's ``actor/pg_clipfrac_lower`` is the dual-clip share under ``config`` (:data:`DUAL_CLIP_LOSSES`);
+    False when the loss is not known. verl rewrites ``loss_mode`` to ``bypass_mode`` under ``algorithm.
+    rollout_correction.bypass_mode``: from a dual-clip mode that is one too, from another at most a share not
+    recorded, never one recorded wrongly."""
+    return loss_mode(config) in DUAL_CLIP_LOSSES
 
 
 def _plain(config: Any) -> Any:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from entropy_watch import metrics as M
-from entropy_watch.aliases import OPENRLHF_FLAT_FLAGS
+from entropy_watch.aliases import OPENRLHF_FLAT_FLAGS, OPENRLHF_FLAT_SINCE
 from entropy_watch.analysis.alert import ACTIONS, Alert
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ _TRAINER_KEYS = {  # entropy_watch.trainer's TrainConfig.to_dict()
     ("model", "precision"): "precision", ("algo",): "algo",
 }  # fmt: skip
 _FLAGS = ("adaptive_entropy", "fp32_head", "dynamic_sampling", "kl_loss", "kl_in_reward")
-_TEXTS = ("loss_type", "loss_mode", "controller", "repo", "precision", "trainer", "algo", "flags")
+_TEXTS = ("loss_type", "loss_mode", "controller", "repo", "precision", "trainer", "algo", "flags", "release")
 
 
 def run_facts(run_json: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,6 +133,9 @@ def run_facts(run_json: Mapping[str, Any]) -> dict[str, Any]:
         spelling = _openrlhf_flags(run_json)
         if spelling is not None:
             out["flags"] = spelling
+        release = _openrlhf_release(run_json)
+        if release is not None:
+            out["release"] = ".".join(map(str, release))
     elif name == "entropy_watch.trainer":
         out["framework"] = "trainer"
         cfg = _dict(run_json.get("config"))
@@ -152,10 +155,9 @@ def _openrlhf_flags(run_json: Mapping[str, Any]) -> str | None:
     its Watch stored (``versions.openrlhf``; "?" where the package had no ``__version__``), else ``--actor.optim`` in
     its stored config (hooks/openrlhf.py keeps it; 0.10.2 added it, default "adam", with no flat form), else its own
     command line (``argv``) when it used one spelling only (a Ray worker's argv holds neither); None when unknown."""
-    version = _dict(run_json.get("versions")).get("openrlhf")
-    got = re.match(r"(\d+)\.(\d+)\.(\d+)", version) if isinstance(version, str) else None
-    if got:
-        return "dotted" if tuple(int(x) for x in got.groups()) >= OPENRLHF_DOTTED else "flat"
+    release = _openrlhf_release(run_json)
+    if release is not None:
+        return "dotted" if release >= OPENRLHF_DOTTED else "flat"
     if isinstance(_at(_dict(run_json.get("config")), ("actor", "optim")), str):
         return "dotted"
     argv = run_json.get("argv")
@@ -163,6 +165,13 @@ def _openrlhf_flags(run_json: Mapping[str, Any]) -> str | None:
     dotted = any(_DOTTED_FLAG.fullmatch(a) for a in flags)
     flat = bool(flags & {f"--{x}" for x in _OPENRLHF_FLAT.values()})
     return ("dotted" if dotted else "flat") if dotted != flat else None
+
+
+def _openrlhf_release(run_json: Mapping[str, Any]) -> tuple[int, int, int] | None:
+    """The run's OpenRLHF release (``versions.openrlhf``, "0.8.1.post1" read as 0.8.1), None when not stored."""
+    version = _dict(run_json.get("versions")).get("openrlhf")
+    got = re.match(r"(\d+)\.(\d+)\.(\d+)", version) if isinstance(version, str) else None
+    return (int(got[1]), int(got[2]), int(got[3])) if got else None
 
 
 def _dict(x: object) -> dict[str, Any]:
@@ -519,9 +528,30 @@ def _openrlhf_spelling(f: Facts, line: str) -> str:
     if spelling == "dotted":
         return line
     if spelling == "flat":
-        return _DOTTED_FLAG.sub(lambda m: "--" + _OPENRLHF_FLAT.get(m[1], m[1]), line)
+        flat = _DOTTED_FLAG.sub(lambda m: "--" + _OPENRLHF_FLAT.get(m[1], m[1]), line)
+        return flat + _not_in_release(f.get("release"), _DOTTED_FLAG.findall(line))
     flat = list(dict.fromkeys(f"--{_OPENRLHF_FLAT[m]}" for m in _DOTTED_FLAG.findall(line) if m in _OPENRLHF_FLAT))
     return f"{line} (OpenRLHF < 0.10.2: {', '.join(flat)})" if flat else line
+
+
+def _not_in_release(release: Any, names: list[str]) -> str:
+    """ " (--dual_clip needs OpenRLHF >= 0.8.6; this run's is 0.8.5)": the flags ``names`` (dotted) whose flat form
+    the run's known ``release`` does not take yet (:data:`~entropy_watch.aliases.OPENRLHF_FLAT_SINCE`); "" when it
+    takes them all or the release is not known."""
+    got = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", release) if isinstance(release, str) else None
+    if got is None:
+        return ""
+    have = (int(got[1]), int(got[2]), int(got[3]))
+    late: dict[tuple[int, int, int], list[str]] = {}
+    for name in dict.fromkeys(names):
+        since = OPENRLHF_FLAT_SINCE.get(name)
+        if since is not None and have < since:
+            late.setdefault(since, []).append(f"--{_OPENRLHF_FLAT.get(name, name)}")
+    said = [
+        f"{' and '.join(flags)} need{'s' if len(flags) == 1 else ''} OpenRLHF >= {'.'.join(map(str, since))}"
+        for since, flags in sorted(late.items())
+    ]
+    return f" ({'; '.join(said)}; this run's is {release})" if said else ""
 
 
 def facts_of(meta: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,10 @@
 
 ``actor/entropy`` is the entropy of pi_old (the recompute pass before the update); ``actor/entropy_loss`` is pi_theta
 during the update and, in verl <= 0.3, the only entropy logged. The alias table prefers the former when both exist.
+
+``actor/pg_clipfrac_lower`` is the dual-clip share under verl's ``vanilla`` loss only (``geo_mean`` logs its clipped
+A<0 share under that name, ``dppo_*`` the share above ``clip_ratio_c``, others 0), and neither log says which loss
+ran: it is kept under verl's name, with a note saying how to read it as ``clip/dual_frac`` (:data:`DUAL_CLIP_NOTE`).
 """
 
 from __future__ import annotations
@@ -15,10 +19,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+from entropy_watch.aliases import VERL_DUAL_CLIP
 from entropy_watch.errors import ImportFormatError
 from entropy_watch.importers.base import Frame, Parsed, Progress, flatten, frame_to_series
 from entropy_watch.importers.generic import open_text, read_json_lines
 
+DUAL_CLIP_SOURCE = VERL_DUAL_CLIP
+DUAL_CLIP_NOTE = (
+    f"{DUAL_CLIP_SOURCE} kept under verl's name, not as clip/dual_frac: it is the dual-clip share only under "
+    "loss_mode=vanilla (geo_mean, dppo_* and others log another number there) and the log does not say the loss; "
+    f"for a vanilla run pass --map clip/dual_frac={DUAL_CLIP_SOURCE}"
+)
 _CONSOLE_STEP = re.compile(r"(?:^|[\s|>)\]])step:(\d+)(?= - |\s*$)")
 _NUMPY_REPR = re.compile(r"^(?:np|numpy)\.\w+\((.*)\)$")
 
@@ -47,7 +58,14 @@ def read_verl_jsonl(path: Path, step_column: str | None = None, progress: Progre
     notes += skipped.settle(str(path), frame.n_rows)
     parsed = frame_to_series(frame, step_column or "step")
     parsed.notes[:0] = notes
+    return _verl(parsed)
+
+
+def _verl(parsed: Parsed) -> Parsed:
+    """``parsed`` marked as verl's, with :data:`DUAL_CLIP_NOTE` when it holds ``actor/pg_clipfrac_lower``."""
     parsed.meta["framework"] = "verl"
+    if DUAL_CLIP_SOURCE in parsed.series:
+        parsed.notes.append(DUAL_CLIP_NOTE)
     return parsed
 
 
@@ -93,5 +111,4 @@ def read_verl_console(path: Path, step_column: str | None = None, progress: Prog
     parsed = frame_to_series(frame, step_column or "step")
     if other:
         parsed.notes.append(f"ignored {other} console line(s) that are not metrics")
-    parsed.meta["framework"] = "verl"
-    return parsed
+    return _verl(parsed)

@@ -109,7 +109,8 @@ def test_tracking_tee_records_every_metrics_dict(watch, tmp_path, monkeypatch):
 
     assert at(M.ENTROPY_MEAN) == {1: 0.5, 2: 0.4} and at("actor/entropy") == {1: 0.5, 2: 0.4}
     assert at(M.CLIP_LOW_FRAC) == {1: 0.1} and at(M.CLIP_HIGH_FRAC) == {1: 0.2}
-    assert at(M.CLIP_REGION_FRAC) == {1: 0.3} and at(M.CLIP_DUAL_FRAC) == {1: 0.01}  # "lower" is dual-clip
+    assert at(M.CLIP_REGION_FRAC) == {1: 0.3} and at("actor/pg_clipfrac_lower") == {1: 0.01}
+    assert at(M.CLIP_DUAL_FRAC) == {}  # "lower" is the dual clip under vanilla only: no config, no loss known
     assert at(M.REWARD_MEAN) == {}  # a validation metric never stands in for the training reward
     assert (tmp_path / "verl.jsonl").read_text().count("\n") == 2  # verl's own backend still ran
 
