@@ -27,6 +27,21 @@ part and skips them; should a read outlast the grace period, the vanished file i
 listing again. Two compactors at once are safe for readers (coverage is per key; partly overlapping parts are read
 restricted to their missing keys), only wasteful: run one, e.g. from cron.
 
+**Beside ``rm`` on an object store.** Neither takes a lock there (:mod:`~entropy_watch.store.remove`), so a compactor
+that listed and read a run before ``rm`` deleted it could PUT its part after: the deleted run was listed again, without
+its config. After its PUT the compactor therefore looks at the run (one LIST of the run's folder; the service is
+strongly consistent, as S3 is since December 2020, MinIO and moto: a listing sees every completed PUT and DELETE). While
+it holds anything but table folders (its config and heartbeats: no compaction deletes them, and ``rm`` deletes them
+after all the data), a segment or one of the part's inputs, the run lives or is mid-``rm``, and ``rm`` lists again until
+it finds nothing, so deletes the part; else the run was removed, and the compactor deletes its part and the folder
+markers pyarrow leaves. Its inputs went with the run, so it takes no row a reader should see, and none is counted twice;
+a reader that listed it lists again when it vanishes. An input deleted under the read (or a part before its coverage was
+read) ends that folder's pass with nothing published; a cron ``compact`` of every run goes on with the next. Limits: a
+compactor killed between its PUT and its look leaves the part (``rm`` again deletes it); a run written again under its
+name meanwhile keeps the old rows the part holds; a run of parts only, without config or heartbeats (copied in by hand),
+whose inputs a second compactor deleted relying on this very part (possible only with ``grace_s`` shorter than the look
+takes; the CLI always waits :data:`OBJECT_GRACE_S`) reads as removed, and loses those rows.
+
 **Parts merge too, over time.** Each pass writes at most one part per folder, so a cron ``compact`` every few minutes
 beside a live run left one part per pass (200 passes: 200 parts, a cold read of the run 4.5x slower than from one
 file) until someone ran ``compact --final``. The policy: when a folder holds more than :data:`MAX_SMALL_PARTS` parts
@@ -57,6 +72,7 @@ from entropy_watch.store.atomic import clean_stale_tmp, publishing
 from entropy_watch.store.files import (
     COVERAGE_KEY,
     FINAL_KEY,
+    PART_RE,
     READ_LOCK,
     CoverageCache,
     FileRef,
@@ -68,7 +84,7 @@ from entropy_watch.store.files import (
     rank_dirs,
     select_files,
 )
-from entropy_watch.store.fs import StorePath
+from entropy_watch.store.fs import ObjectPath, StorePath
 from entropy_watch.store.query import key_strings, run_names
 from entropy_watch.store.schema import SEQ_COL, WRITER_COL
 
@@ -153,7 +169,10 @@ def _compact_dir(
             return
         # Holding the lock, no other compactor writes here: any .part tmp is a dead compactor's leftover.
         clean_stale_tmp(rdir, by_pid=True, max_age_s=0.0 if fcntl is not None else 3600.0, prefix=".part-")
-        files = list_data_files(rdir, coverage)
+        try:
+            files = list_data_files(rdir, coverage)
+        except FileNotFoundError:  # a part gone before its footer was read: `rm` (no lock on an object store)
+            return
         now = time.time()
         # Files a part already covers (merged earlier; the deletion was deferred or its compactor died): delete them.
         redundant = _redundant(files, now, grace_s)
@@ -172,8 +191,10 @@ def _compact_dir(
         if len(inputs) < 2:
             return
         try:
-            rows = _write_part(rdir, inputs, session, final=final, fsync=fsync)
+            part, rows = _write_part(rdir, inputs, session, final=final, fsync=fsync)
         except (pa.ArrowException, OSError) as exc:
+            if fs.vanished(exc):  # an input deleted under the read (`rm`: module docstring); nothing was published
+                return
             if _unwritable(exc) is not None:  # a full disk says nothing about the inputs: don't read them all again
                 raise _not_written(rdir, inputs, exc) from exc
             bad = set(quarantine.check(f.path for f in inputs))  # unreadable inputs: skipped, kept on disk
@@ -183,11 +204,16 @@ def _compact_dir(
             if len(inputs) < 2:
                 return
             try:
-                rows = _write_part(rdir, inputs, session, final=final, fsync=fsync)
+                part, rows = _write_part(rdir, inputs, session, final=final, fsync=fsync)
             except (pa.ArrowException, OSError) as exc:
+                if fs.vanished(exc):
+                    return
                 if _unwritable(exc) is None:
                     raise
                 raise _not_written(rdir, inputs, exc) from exc
+        if isinstance(rdir, ObjectPath) and _removed_meanwhile(rdir, inputs, part):
+            _withdraw(rdir.parent.parent, part)  # its run was deleted while its rows were merged: not brought back
+            return
         report.parts_written += 1
         report.rows += rows
         if grace_s <= 0:
@@ -300,8 +326,11 @@ def _size(ref: FileRef) -> int:
         return SMALL_PART_BYTES
 
 
-def _write_part(rdir: StorePath, inputs: list[FileRef], session: str, *, final: bool, fsync: bool) -> int:
-    """Stream the inputs (each key once) into one part published by tmp + ``os.replace``; returns rows written."""
+def _write_part(
+    rdir: StorePath, inputs: list[FileRef], session: str, *, final: bool, fsync: bool
+) -> tuple[StorePath, int]:
+    """Stream the inputs (each key once) into one part published by tmp + ``os.replace`` (one PUT on an object
+    store); returns the part and the rows written."""
     sel = select_files(inputs)
     sources: list[tuple[StorePath, frozenset | None]] = [(f.path, None) for f in sel.whole]
     sources += [(f.path, keys) for f, keys in sel.partial]
@@ -332,7 +361,32 @@ def _write_part(rdir: StorePath, inputs: list[FileRef], session: str, *, final: 
         if pending:
             writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
             written += pending_rows
-    return written
+    return path, written
+
+
+def _removed_meanwhile(rdir: ObjectPath, inputs: list[FileRef], part: StorePath) -> bool:
+    """Whether the run of ``rdir`` (an object store) was deleted while ``part`` was merged from ``inputs``: after the
+    part's PUT, the run holds nothing but data parts, none of them one of ``inputs`` (module docstring). Anything else
+    means it lives, or is mid-``rm`` (whose next listing deletes the part): its config and heartbeats, which no
+    compaction deletes and ``rm`` deletes after the data; a segment; an input not yet deleted."""
+    run = rdir.parent.parent
+    if any(not e.name.startswith("table=") for e in fs.listdir(run)):  # one LIST: decides for every live run
+        return False
+    keep = {str(f.path) for f in inputs}
+    return not any(
+        str(path) != str(part) and (str(path) in keep or PART_RE.match(path.name) is None)
+        for _, path in fs.walk_files(run)
+    )
+
+
+def _withdraw(run: ObjectPath, part: StorePath) -> None:
+    """Delete ``part`` of the removed ``run``, then the folder markers pyarrow put in place of the last file of each
+    folder (a run of markers only is listed, empty), unless a file appeared meanwhile: the last compactor to
+    withdraw its part finds none."""
+    fs.unlink(part)
+    if next(fs.walk_files(run), None) is None:
+        with contextlib.suppress(FileNotFoundError):
+            run.fs.delete_dir(run.key)
 
 
 def _align(tbl: pa.Table, schema: pa.Schema) -> pa.Table:

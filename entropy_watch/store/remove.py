@@ -18,7 +18,19 @@ run at once, the one that finds the run renamed away by the other raises :class:
 **Object store** (no rename, no locks): the run's objects are deleted data first, then heartbeats, then its
 ``_run.json``/``_meta`` last, so the run stays listed, with its config, until its last object goes; a reader
 meanwhile sees fewer rows (never a file twice; one that vanished under a read is listed again, as after a
-compaction), then the folder markers go. A ``rm`` killed mid-way leaves a run that ``rm`` deletes when run again.
+compaction), then the folder markers go. Then ``rm`` lists the run's prefix again and deletes what it finds the same
+way, until a listing comes back empty: a compactor takes no lock either, and one that read the run before ``rm``
+could PUT its merged part after ``rm``'s listing (the deleted run's rows were listed again, without their config,
+though ``rm`` had said "removed"). This relies on the service being strongly consistent, as S3 is (AWS since December
+2020, MinIO, moto): a listing sees every PUT and DELETE that completed before it. What is guaranteed, with any number
+of compactions at once: when ``rm`` returns, a listing found nothing under the run's prefix, and a compactor whose
+part landed after that listing deletes it itself (:mod:`~entropy_watch.store.compact`: it finds neither config,
+heartbeats, segments nor its inputs left), so the run stays gone. The exceptions are a compactor killed between its
+PUT and that check (its part lists the run again, data only, until ``rm`` is run again) and a run written again
+under the name meanwhile (below; a compactor that read the old run then keeps its part in the new one). Should
+:data:`REMOVE_ROUNDS` listings in a row find new objects, ``rm`` gives up and raises :class:`RunWrittenMeanwhile`
+(a writer is at work: what it wrote last is left), but for a live run deleted with ``force``, which its writer
+brings back anyway. A ``rm`` killed mid-way leaves a run that ``rm`` deletes when run again.
 
 A run whose writer is alive (state ``running``: a heartbeat younger than three intervals) is refused unless
 ``force``: its writer goes on, and its next flush creates the run again (its ``_run.json`` and the steps it logs
@@ -38,6 +50,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from entropy_watch.errors import EntropyWatchError, RunNotFound
@@ -45,7 +58,7 @@ from entropy_watch.store import fs, layout, manifest
 from entropy_watch.store.atomic import STALE_TMP_AGE_S, pid_alive, write_parquet_atomic
 from entropy_watch.store.compact import COMPACT_LOCK
 from entropy_watch.store.files import READ_LOCK, rank_dirs
-from entropy_watch.store.fs import StorePath
+from entropy_watch.store.fs import ObjectPath, StorePath
 from entropy_watch.store.layout import ALERTS_LOCK
 from entropy_watch.store.reader import Store
 
@@ -62,8 +75,17 @@ _OLD_LEFTOVER = re.compile(r"^\.removing-(?P<pid>\d+)-(?P<ns>\d+)$")  # before t
 _HIDING: set[str] = set()  # this process' hidden folders between their mkdir and the run's rename (other threads)
 
 
+REMOVE_ROUNDS = 5
+"""Listings of a run on an object store that ``rm`` deletes before it gives up (module docstring)."""
+
+
 class RunIsLive(EntropyWatchError):
     """The run's writer is alive (state ``running``); nothing was deleted."""
+
+
+class RunWrittenMeanwhile(EntropyWatchError):
+    """Objects kept appearing in a run on an object store while ``rm`` deleted it (:data:`REMOVE_ROUNDS` listings):
+    a writer not known to be live, or compactions; what they wrote last is still there."""
 
 
 def remove_run(
@@ -79,8 +101,12 @@ def remove_run(
     root_path = layout.default_root(root)
     live = check_removable(Store(root_path), run, force=force)
     rdir = layout.run_dir(root_path, run)
-    if fs.is_object(rdir):
-        _remove_objects(rdir)
+    if isinstance(rdir, ObjectPath):
+        if not _remove_objects(rdir) and not live:  # live (forced): its writer brings it back, as the CLI says
+            raise RunWrittenMeanwhile(
+                f"run {run!r} in {root_path} was written to while rm deleted it ({REMOVE_ROUNDS} listings in a row "
+                "found new objects): a writer or a compaction of it is running. Stop it, then rm the run again"
+            )
         return bool(live)
     hidden = root_path / f"{LEFTOVER_PREFIX}{_host()}-{os.getpid()}-{time.time_ns()}"
     with _locked(rdir), _hiding(hidden.name):
@@ -254,22 +280,30 @@ def _forget(root: Path, run: str) -> None:
         write_parquet_atomic(dest, table.filter(keep))  # a temporary clean_stale_tmp knows, if rm is killed
 
 
-def _remove_objects(rdir: StorePath) -> None:
-    """Delete a run's objects: table data, then heartbeats, then the config (module docstring)."""
-    files = [(rel, path) for rel, path in fs.walk_files(rdir)]
+def _remove_objects(rdir: ObjectPath) -> bool:
+    """Delete a run's objects: table data, then heartbeats, then the config, then folder markers; again while a
+    listing of its prefix finds any (module docstring). Returns whether one came back empty within
+    :data:`REMOVE_ROUNDS`."""
+    skip = len(rdir.key) + 1
+    for _ in range(REMOVE_ROUNDS):
+        listed = rdir.fs.get_file_info(pafs.FileSelector(rdir.key, allow_not_found=True, recursive=True))
+        if not listed:  # nothing at all, folder markers included: the run is not listed any more
+            return True
+        files = [ObjectPath(rdir.fs, i.path) for i in listed if i.type == pafs.FileType.File]
+        for path in sorted(files, key=lambda p: _order(p.key[skip:])):
+            fs.unlink(path)
+        # pyarrow puts an empty marker object in place of a folder's last file: without this the run stays listed
+        with contextlib.suppress(FileNotFoundError):
+            rdir.fs.delete_dir(rdir.key)
+    return False
 
-    def order(item: tuple[str, StorePath]) -> int:
-        rel = item[0]
-        if rel.startswith("table="):
-            return 0
-        if rel.startswith((layout.STATUS_DIR + "/", layout.LEGACY_STATUS_DIR + "/")):
-            return 1
-        if rel.startswith("_meta/") or rel in (layout.RUN_JSON, layout.LEGACY_RUN_JSON):
-            return 3
-        return 2
 
-    for _, path in sorted(files, key=order):
-        fs.unlink(path)
-    # pyarrow puts an empty marker object in place of a folder's last file: without this the run stays listed
-    with contextlib.suppress(FileNotFoundError):
-        rdir.fs.delete_dir(rdir.key)  # type: ignore[union-attr]
+def _order(rel: str) -> int:
+    """When a run's object goes (its path relative to the run): data, heartbeats, others, then the config."""
+    if rel.startswith("table="):
+        return 0
+    if rel.startswith((layout.STATUS_DIR + "/", layout.LEGACY_STATUS_DIR + "/")):
+        return 1
+    if rel.startswith("_meta/") or rel in (layout.RUN_JSON, layout.LEGACY_RUN_JSON):
+        return 3
+    return 2
