@@ -124,27 +124,56 @@ def entropy_panel() -> None:
     P.entropy_section(tr, state, window, settings.smoothing, src is not None, x_range, changes(window))
 
 
-@st.fragment(run_every=settings.run_every)
+@st.fragment
 @guard.panel(root, run)
 def tabs_panel() -> None:
+    """The tabs themselves, sent again only when one is opened or the page reruns; a live tick redraws the open tab's
+    content alone (:func:`tab_content`). Why: Streamlit disables every tab (greyed, clicks ignored) while the tabs
+    were sent again but their content not yet, and a live refresh with new data held that state while the browser
+    redrew the charts it had just received: a tab clicked then stayed closed (a lost click, seen on a loaded box)."""
+    if context()[0] is None:
+        tabs_await_data()
+        return
+    for i, tab in enumerate(st.tabs(list(T.TABS), key="run_tab", on_change="rerun")):
+        if tab.open:  # only the open tab reads its series and draws
+            with tab:
+                tab_content(i)
+
+
+@st.fragment(run_every=settings.run_every)
+@guard.panel(root, run)
+def tabs_await_data() -> None:
+    """Stands in for the tabs while the run has no scalars yet (the tabs themselves do not refresh): the page reruns
+    once the trainer's first segment is in, and the tabs appear."""
+    if context()[0] is not None:
+        st.rerun()
+
+
+@st.fragment(run_every=settings.run_every)
+@guard.panel(root, run)
+def tab_content(tab: int) -> None:
+    """The open tab (number ``tab`` of :data:`run_tabs.TABS`), refreshed on its own on every live tick."""
     version, names_logged, window = context()
     if version is None:
         return
-    dist, drivers, reward = st.tabs(list(T.TABS), key="run_tab", on_change="rerun")
     meta = data.run_meta(root, run, version)
     info = next((r for r in data.runs(root, data.poll(root)) if r.name == run), None)
-    state = data.monitor(root).state(run)
-    marks = changes(window)
-    for i, (tab, draw) in enumerate(((dist, T.distribution_tab), (drivers, T.drivers_tab), (reward, T.reward_tab))):
-        if tab.open:  # only the open tab reads its series and draws
-            tr = data.traces(root, run, version, T.tab_names(i, names_logged), window, T.TAB_POINTS)
-            imported = P.imported(info, meta)
-            x_range = settings.window.x_range(version[1])
-            view = T.RunView(
-                root, run, version, names_logged, tr, window, settings.smoothing, meta, imported, state, x_range, marks
-            )
-            with tab:
-                draw(view)
+    tr = data.traces(root, run, version, T.tab_names(tab, names_logged), window, T.TAB_POINTS)
+    view = T.RunView(
+        root,
+        run,
+        version,
+        names_logged,
+        tr,
+        window,
+        settings.smoothing,
+        meta,
+        P.imported(info, meta),
+        data.monitor(root).state(run),
+        settings.window.x_range(version[1]),
+        changes(window),
+    )
+    (T.distribution_tab, T.drivers_tab, T.reward_tab)[tab](view)
 
 
 @st.fragment(run_every=every)

@@ -92,8 +92,11 @@ def test_compare_page_names_a_deleted_run_and_draws_the_rest(server: str, store:
     _charts(page)
     shutil.rmtree(store / "run=doomed-too")
     _says_gone(page)
-    page.wait_for_timeout(2500)  # type: ignore[attr-defined]
-    names = page.evaluate(  # type: ignore[attr-defined]
-        "() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(e => (e._fullData || []).map(t => t.name))"
+    # the charts' own refresh drops the run (on a loaded box seconds after the line: waited on, not on a pause)
+    drawn = "() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(e => (e._fullData || []).map(t => t.name))"
+    page.wait_for_function(  # type: ignore[attr-defined]
+        f"() => {{ const n = ({drawn})(); return n.includes('kept') && !n.includes('doomed-too'); }}", timeout=GONE_MS
     )
+    page.wait_for_timeout(2500)  # type: ignore[attr-defined]  # a few more refreshes: it stays dropped
+    names = page.evaluate(drawn)  # type: ignore[attr-defined]
     assert "kept" in names and "doomed-too" not in names, names
