@@ -96,7 +96,11 @@ def test_ctrl_c_in_compare_stops_every_worker_and_exits_130(ew, tmp_path: Path) 
 
     def ctrl_c_once_training() -> None:
         deadline = time.monotonic() + 120
+        grpo = Path(str(run_dir(tmp_path, "grpo-s0")))
         while time.monotonic() < deadline:
+            if not grpo.exists():  # the SFT stage and the worker's start: a stat, not a store listing, per poll
+                time.sleep(0.1)
+                continue
             runs = {i.name: i for i in Store(tmp_path).runs()}
             if "grpo-s0" in runs and (runs["grpo-s0"].last_step or 0) >= 2:
                 os.kill(os.getpid(), signal.SIGINT)

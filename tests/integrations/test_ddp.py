@@ -1,10 +1,13 @@
 """Two gloo processes running a real tiny DDP training loop with ``Watch``: rank 0 writes numbers equal to one
-process's over the union of the batches; with ``reduce=False`` each rank writes its own ``rank=`` folder."""
+process's over the union of the batches; with ``reduce=False`` each rank writes its own ``rank=`` folder.
+
+One launch of the two ranks serves both tests (a module fixture): they train with ``reduce=True`` into one store, then
+build the model afresh and train the same steps with ``reduce=False`` into another, each session in its own ``Watch``.
+Every process imports torch (~2 s of CPU): two launches of a launcher spawning two ranks imported it six times, this
+one twice."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -14,6 +17,8 @@ import torch
 from entropy_watch import metrics as M
 from entropy_watch.store import Store
 
+from ..gloo_ranks import run_ranks
+
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
 WORKER = textwrap.dedent(
@@ -22,9 +27,7 @@ WORKER = textwrap.dedent(
     from torch.nn.parallel import DistributedDataParallel as DDP
     from entropy_watch.hooks import Watch
 
-    def main(rank, world, root, reduce, port, dump):
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-        dist.init_process_group("gloo", rank=rank, world_size=world)
+    def train(rank, root, reduce, dump):
         torch.manual_seed(0)  # same init on every rank
         model = DDP(torch.nn.Sequential(torch.nn.Embedding(13, 16), torch.nn.Linear(16, 13)))
         opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -43,25 +46,32 @@ WORKER = textwrap.dedent(
                 opt.zero_grad(); loss.backward(); opt.step()
                 w.log_tokens(step, logits=logits, mask=mask, logp=lp, old_logp=old, advantages=adv)
                 saved.append(dict(logits=logits.detach(), mask=mask, logp=lp.detach(), old=old, adv=adv))
+        os.makedirs(dump, exist_ok=True)
         torch.save(saved, f"{dump}/rank{rank}.pt")
-        dist.barrier()  # rank 0 hosts the TCPStore: tearing it down while rank 1 uses it aborts rank 1 (seen once)
-        dist.destroy_process_group()
 
     if __name__ == "__main__":
-        root, reduce, port, dump = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4]
-        torch.multiprocessing.spawn(main, args=(2, root, reduce, port, dump), nprocs=2)
+        rank, world, out = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), sys.argv[1]
+        dist.init_process_group("gloo", init_method="file://" + os.path.join(out, "rdv"), rank=rank, world_size=world)
+        for reduce in (1, 0):
+            train(rank, os.path.join(out, f"store{reduce}"), bool(reduce), os.path.join(out, f"dump{reduce}"))
+            dist.barrier()  # the next session starts on every rank after this one closed on every rank
+        dist.destroy_process_group()
     """
 )
 
 
-def _run(tmp_path, reduce: bool, port: int):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    root, dump = tmp_path / f"store{int(reduce)}", tmp_path / f"dump{int(reduce)}"
-    dump.mkdir()
-    subprocess.run([sys.executable, str(script), str(root), "1" if reduce else "0", str(port), str(dump)],
-                   check=True, timeout=240)  # fmt: skip
-    return Store(root), [torch.load(dump / f"rank{r}.pt") for r in range(2)]
+@pytest.fixture(scope="module")
+def ddp(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, tuple[Store, list]]:
+    """Per ``reduce``: the store the two ranks wrote and each rank's saved tensors (one launch for both)."""
+    out = tmp_path_factory.mktemp("ddp")
+    run_ranks(WORKER, out, 2, hung="the DDP ranks hung", timeout=240)
+    return {
+        bool(reduce): (
+            Store(out / f"store{reduce}"),
+            [torch.load(out / f"dump{reduce}" / f"rank{r}.pt") for r in (0, 1)],
+        )
+        for reduce in (1, 0)
+    }
 
 
 def _single(tmp_path, name, batches):
@@ -85,8 +95,8 @@ def _by_rank(store: Store, run: str) -> dict[int, dict[tuple[int, str], float]]:
     return out
 
 
-def test_rank0_writes_the_union(tmp_path):
-    store, dumps = _run(tmp_path, reduce=True, port=29561)
+def test_rank0_writes_the_union(ddp, tmp_path):
+    store, dumps = ddp[True]
     ranks = _by_rank(store, "ddp")
     assert set(ranks) == {0}  # one writer
     ref = _by_rank(_single(tmp_path, "union", [[dumps[0][s], dumps[1][s]] for s in range(3)]), "union")[0]
@@ -100,8 +110,8 @@ def test_rank0_writes_the_union(tmp_path):
     assert sum(hist["count"]) == n_tokens
 
 
-def test_each_rank_writes_its_own_folder(tmp_path):
-    store, dumps = _run(tmp_path, reduce=False, port=29562)
+def test_each_rank_writes_its_own_folder(ddp, tmp_path):
+    store, dumps = ddp[False]
     ranks = _by_rank(store, "ddp")
     assert set(ranks) == {0, 1}
     files = sorted(p.parent.name for p in (store.root / "run=ddp" / "table=scalars").rglob("*.parquet"))
