@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 
 import pytest
+
+from ._fresh_import import afresh_without
 
 NAME = "entropy_watch.hooks.verl_autoload"
 
@@ -19,17 +20,7 @@ NAME = "entropy_watch.hooks.verl_autoload"
 def broken_hooks(monkeypatch):
     """``import entropy_watch.hooks.verl`` raises ImportError; ``verl_autoload`` is imported afresh. Both modules,
     and the package attribute the import sets, are put back after the test."""
-    import entropy_watch.hooks as package
-
-    monkeypatch.setitem(sys.modules, "entropy_watch.hooks.verl", None)  # `import` of it raises ImportError
-    saved = [(sys.modules, NAME, sys.modules.pop(NAME, None))]
-    saved.append((vars(package), "verl_autoload", vars(package).pop("verl_autoload", None)))
-    yield
-    for where, key, value in saved:  # as before the test: the module, or none (never the one imported here)
-        if value is None:
-            where.pop(key, None)
-        else:
-            where[key] = value
+    yield from afresh_without(monkeypatch, "entropy_watch.hooks.verl", NAME)
 
 
 def test_an_entropy_watch_that_cannot_import_never_stops_verl(broken_hooks, monkeypatch, caplog):

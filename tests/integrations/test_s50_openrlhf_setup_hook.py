@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 
 import pytest
+
+from ._fresh_import import afresh_without
 
 NAME = "entropy_watch.hooks.openrlhf"
 
@@ -19,17 +20,7 @@ NAME = "entropy_watch.hooks.openrlhf"
 def broken_store(monkeypatch):
     """``import entropy_watch.hooks.watch`` raises ImportError; the OpenRLHF hook module is imported afresh, as in a
     new Ray worker. Both modules, and the package attribute the import sets, are put back after the test."""
-    import entropy_watch.hooks as package
-
-    monkeypatch.setitem(sys.modules, "entropy_watch.hooks.watch", None)  # `import` of it raises ImportError
-    saved = [(sys.modules, NAME, sys.modules.pop(NAME, None))]
-    saved.append((vars(package), "openrlhf", vars(package).pop("openrlhf", None)))
-    yield
-    for where, key, value in saved:  # as before the test: the module, or none (never the one imported here)
-        if value is None:
-            where.pop(key, None)
-        else:
-            where[key] = value
+    yield from afresh_without(monkeypatch, "entropy_watch.hooks.watch", NAME)
 
 
 def ray_setup_hook(key: str):
