@@ -2,11 +2,12 @@
 alerts in order of importance, and the highest-entropy tokens.
 
 ``/run?run=NAME`` opens a run directly; a name the store does not hold says so and lists the close names (the URL is
-left as it was). Live panels are separate fragments that each poll the store and redraw only their own part: the
-header, the entropy chart, the tabs (of which only the open one runs, and opening one reruns the tabs alone), the
-alerts. Their queries are cached per (run, data version), so a refresh with nothing new sends nothing new, and the
-verdict comes from the background monitor without waiting on it. When the entropy chart is the session's first chart it
-goes out alone and the rest follows once the browser can reveal it (``app/first_paint.py``).
+left as it was), and, live, opens the run once the store lists it. Live panels are separate fragments that each poll the
+store and redraw only their own part: the header, the entropy chart, the tabs (of which only the open one runs, and
+opening one reruns the tabs alone), the alerts. Their queries are cached per (run, data version), so a refresh with
+nothing new sends nothing new, and the verdict comes from the background monitor without waiting on it. When the entropy
+chart is the session's first chart it goes out alone and the rest follows once the browser can reveal it
+(``app/first_paint.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ settings = sidebar.current()
 root = settings.root
 names = data.run_names(root)
 asked = st.query_params.get("run") or None  # "/run?run=" names no run: the picker, not "no run named “”"
+
+
+@st.fragment(run_every=settings.run_every)
+def await_run(name: str | None) -> None:
+    """Live, on the pages that say a run is not there: the page reruns once the store lists ``name`` (any run when
+    None). A link from an alert opened as its trainer starts, or before the app's poll of the store saw the run,
+    said "Run not found" until the user reloaded."""
+    now = data.run_names(root)
+    if (name in now) if name is not None else bool(now):
+        st.rerun()
+
+
 if asked is not None and asked not in names:
     st.title("Run not found")
     st.error(f"There is no run named “{md(short_name(asked, MAX_NAME_CHARS))}” in the store {md(root)}.")
@@ -41,6 +54,7 @@ if asked is not None and asked not in names:
     for name in shown:
         st.page_link(data.VIEWS_DIR / "run.py", label=md(name), icon="🔬", query_params={"run": name})
     st.page_link(data.VIEWS_DIR / "runs.py", label="All runs", icon="🗂️")
+    await_run(asked)
     st.stop()
 if not names:
     st.title("Run")
@@ -48,6 +62,7 @@ if not names:
         f"No runs in the store {md(root)} yet: record one with `entropy_watch.hooks.Watch` in a training loop, "
         "`entropy-watch import LOG` an existing log, or train a small one with `entropy-watch train`."
     )
+    await_run(None)
     st.stop()
 
 if asked is not None and asked != st.session_state.get("_run_from_url"):

@@ -348,25 +348,21 @@ def test_bad_paths_and_compare_states(server: str, page: object) -> None:
     shot(page, "11_compare_relative_log", 1800)
 
 
-def test_tabs_appear_once_a_new_run_logs_its_first_step(server: str, store: Path, page: object) -> None:
-    """A run opened before its first scalar lands: the tabs (which a live tick leaves alone) appear once it has.
-    Last in this file: it adds a run to the module's store."""
+def test_a_run_opened_before_it_exists_opens_and_gets_its_tabs_as_it_is_written(
+    server: str, store: Path, page: object
+) -> None:
+    """A link opened before its run is in the store (an alert's link as the trainer starts, or before the app's poll
+    saw the run) says "Run not found", then opens the run once the store lists it, live, with no reload; and the tabs
+    (which a live tick leaves alone) appear once the run's first scalar lands. Last in this file: it adds a run to the
+    module's store."""
     from playwright.sync_api import expect
 
+    page.goto(f"{server}/run?run=fresh")  # type: ignore[attr-defined]
+    expect(page.get_by_text("Run not found")).to_be_visible()  # type: ignore[attr-defined]
     w = RunWriter(store, "fresh")
     w.heartbeat(step=0)
     try:
-        # The app lists the store on its own poll: a page opened before it saw the new run says "Run not found"
-        # (that page does not refresh), so open it again until the app has listed the run.
-        empty = page.get_by_text("This run has no scalar metrics yet")  # type: ignore[attr-defined]
-        for attempt in range(9):
-            page.goto(f"{server}/run?run=fresh")  # type: ignore[attr-defined]
-            try:
-                expect(empty).to_be_visible(timeout=10_000)
-                break
-            except AssertionError:
-                if attempt == 8:
-                    raise
+        expect(page.get_by_text("This run has no scalar metrics yet")).to_be_visible()  # type: ignore[attr-defined]
         assert page.get_by_role("tab").count() == 0  # type: ignore[attr-defined]
         w.write("scalars", {"step": list(range(5)), "name": [M.ENTROPY_MEAN] * 5, "value": [1.0] * 5})
         w.heartbeat(step=4)
