@@ -3,7 +3,8 @@
 * ``writer ROOT RUN RANK N_SEGS ROWS DELAY_S`` - publishes N_SEGS scalar segments of ROWS rows (step = segment index),
   printing ``ACK <seq> <rows>`` after each publish returns (flushed), then ``DONE``.
 * ``reader ROOT EXPECTED STOPFILE`` - polls a one-shot Store and a TailReader until both see EXPECTED rows and
-  STOPFILE exists; prints one JSON line: polls, errors, whether counts were monotone, final counts.
+  STOPFILE exists; prints ``READY`` after its first poll, then one JSON line: polls, errors, whether counts were
+  monotone, final counts.
 * ``trainer ROOT RUN FLUSH_S DELAY_S`` - a :class:`~entropy_watch.recorder.Recorder` logging canonical metrics (entropy
   three steps behind the others) every DELAY_S until killed, printing ``L <step>`` after each step.
 * ``compactor ROOT STOPFILE [GRACE_S]`` - runs ``compact(min_age_s=0)`` in a loop until STOPFILE exists, then a
@@ -55,6 +56,10 @@ def reader(root: str, expected: str, stopfile: str) -> None:
             n_tail = tail.query("SELECT count(*) AS n FROM scalars").column("n")[0].as_py()
         except Exception:  # noqa: BLE001 - every error is a test failure, reported to the parent
             errors.append(traceback.format_exc(limit=3))
+            n_store = n_tail = None
+        if polls == 1:
+            print("READY", flush=True)  # the parent starts the writers now: polls while they write, however slow
+        if n_store is None:
             continue
         for key, value in (("store", n_store), ("tail", n_tail)):
             monotone &= value >= last[key]

@@ -62,6 +62,9 @@ def test_reader_while_writers_append(any_root: str, tmp_path: Path, spawn: Calla
     expected = n_writers * SEGS * ROWS
     stop = tmp_path / "stop"
     reader = spawn("reader", any_root, expected, stop)
+    # Writers start once the reader has polled: under load its imports outlasted the writers, it saw every row at
+    # its first poll and `polls >= 2` failed, a reader that never read concurrently.
+    assert reader.stdout.readline().strip() == "READY"
     writers = [spawn("writer", any_root, "conc", rank, SEGS, ROWS, 0.02) for rank in range(n_writers)]
     (result,) = _finish(writers, [reader], stop)
     _check(result, expected)
