@@ -13,11 +13,6 @@ import streamlit as st
 from entropy_watch.app import data, sidebar
 
 st.set_page_config(page_title="entropy_watch", page_icon="📉", layout="wide")
-# Streamlit fades every element a run has not redrawn yet ~0.5 s into the run: on a live page, where fragments redraw
-# every couple of seconds, a loaded machine (often the one training) showed the header, alerts and charts fading in
-# and out at each tick, though what they showed was still the newest data. Kept whole instead; Streamlit's running
-# indicator still says a run is under way.
-st.html("<style>[data-stale='true'] {opacity: 1 !important; transition: none !important}</style>")
 
 # The default page is served at "/" whatever its url_path (which it still reserves), so "/runs" is a hidden page that
 # forwards there: an old or typed link to /runs opens the runs overview instead of "Page not found".
@@ -29,5 +24,12 @@ pages = [
     st.Page(lambda: st.switch_page(runs), title="Runs", url_path="runs", visibility="hidden"),
 ]
 page = st.navigation(pages)
-sidebar.hand_over(sidebar.render())
+settings = sidebar.render()
+if settings.run_every:
+    # Streamlit fades every element a run has not redrawn yet ~0.5 s into the run: with live updates, where fragments
+    # redraw every couple of seconds, a loaded machine (often the one training) showed the header, alerts and charts
+    # fading in and out at each tick, though they still showed the newest data. Kept whole while live; Streamlit's
+    # running indicator still says a run is under way, and with live updates off a slow rerun the user started fades.
+    st.html("<style>[data-stale='true'] {opacity: 1 !important; transition: none !important}</style>")
+sidebar.hand_over(settings)
 page.run()

@@ -146,7 +146,7 @@ def tabs_panel() -> None:
     content alone (:func:`tab_content`). Why: Streamlit disables every tab (greyed, clicks ignored) while the tabs
     were sent again but their content not yet, and a live refresh with new data held that state while the browser
     redrew the charts it had just received: a tab clicked then stayed closed (a lost click, seen on a loaded box)."""
-    if context()[0] is None:
+    if not tabs_ready():  # no scalars yet, or the store failed: a live stand-in polls (this fragment has no tick)
         tabs_await_data()
         return
     for i, tab in enumerate(st.tabs(list(T.TABS), key="run_tab", on_change="rerun")):
@@ -155,11 +155,17 @@ def tabs_panel() -> None:
                 tab_content(i)
 
 
+@guard.panel(root, run)
+def tabs_ready() -> bool:
+    """Whether the run has scalars to draw tabs of; None (and the one-line warning) when the store failed."""
+    return context()[0] is not None
+
+
 @st.fragment(run_every=settings.run_every)
 @guard.panel(root, run)
 def tabs_await_data() -> None:
-    """Stands in for the tabs while the run has no scalars yet (the tabs themselves do not refresh): the page reruns
-    once the trainer's first segment is in, and the tabs appear."""
+    """Stands in for the tabs while the run has no scalars yet, or its store failed (the tabs themselves do not
+    refresh): the page reruns once the trainer's first segment is in, or the store reads again, and the tabs appear."""
     if context()[0] is not None:
         st.rerun()
 

@@ -38,9 +38,11 @@ markers pyarrow leaves. Its inputs went with the run, so it takes no row a reade
 a reader that listed it lists again when it vanishes. An input deleted under the read (or a part before its coverage was
 read) ends that folder's pass with nothing published; a cron ``compact`` of every run goes on with the next. Limits: a
 compactor killed between its PUT and its look leaves the part (``rm`` again deletes it); a run written again under its
-name meanwhile keeps the old rows the part holds; a run of parts only, without config or heartbeats (copied in by hand),
-whose inputs a second compactor deleted relying on this very part (possible only with ``grace_s`` shorter than the look
-takes; the CLI always waits :data:`OBJECT_GRACE_S`) reads as removed, and loses those rows.
+name meanwhile keeps the old rows the part holds, and a writer starting it in the instant between the compactor's last
+listing and its delete of the folder markers (recursive on S3) loses what it wrote in that instant; a run of parts only,
+without config or heartbeats (copied in by hand), whose inputs a second compactor deleted relying on this very part
+(possible only with ``grace_s`` shorter than the look takes; the CLI always waits :data:`OBJECT_GRACE_S`) reads as
+removed, and loses those rows.
 
 **Parts merge too, over time.** Each pass writes at most one part per folder, so a cron ``compact`` every few minutes
 beside a live run left one part per pass (200 passes: 200 parts, a cold read of the run 4.5x slower than from one
