@@ -168,8 +168,12 @@ def _openrlhf_flags(run_json: Mapping[str, Any]) -> str | None:
 
 
 def _openrlhf_release(run_json: Mapping[str, Any]) -> tuple[int, int, int] | None:
-    """The run's OpenRLHF release (``versions.openrlhf``, "0.8.1.post1" read as 0.8.1), None when not stored."""
-    version = _dict(run_json.get("versions")).get("openrlhf")
+    """The run's OpenRLHF release (``versions.openrlhf``), None when not stored."""
+    return _release(_dict(run_json.get("versions")).get("openrlhf"))
+
+
+def _release(version: object) -> tuple[int, int, int] | None:
+    """``"0.8.1.post1"`` -> ``(0, 8, 1)``; None for anything that does not start with three numbers."""
     got = re.match(r"(\d+)\.(\d+)\.(\d+)", version) if isinstance(version, str) else None
     return (int(got[1]), int(got[2]), int(got[3])) if got else None
 
@@ -538,10 +542,9 @@ def _not_in_release(release: Any, names: list[str]) -> str:
     """ " (--dual_clip needs OpenRLHF >= 0.8.6; this run's is 0.8.5)": the flags ``names`` (dotted) whose flat form
     the run's known ``release`` does not take yet (:data:`~entropy_watch.aliases.OPENRLHF_FLAT_SINCE`); "" when it
     takes them all or the release is not known."""
-    got = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", release) if isinstance(release, str) else None
-    if got is None:
+    have = _release(release)
+    if have is None:
         return ""
-    have = (int(got[1]), int(got[2]), int(got[3]))
     late: dict[tuple[int, int, int], list[str]] = {}
     for name in dict.fromkeys(names):
         since = OPENRLHF_FLAT_SINCE.get(name)
