@@ -52,11 +52,14 @@ def _actions(root: Path, run: str) -> list[dict]:
 
 
 def test_no_action_for_a_collapse_the_same_analysis_finds_cleared(tmp_path: Path) -> None:
-    # the duty cap makes the analysis run every several steps (20+ on a tiny model): here one analysis finds the
-    # collapse (warning, critical) and its clearing at once. The run is healthy again: it must not be stopped.
+    # the duty cap makes the analysis run every several steps (20+ on a tiny model), so one analysis can find the
+    # collapse (warning, critical) and its clearing at once. Made certain here: no analysis runs before flush() (with
+    # the default options a busy or quiet machine moved the analyses, and one landing mid-collapse rightly stopped the
+    # run). The run is healthy again: it must not be stopped.
     h = collapse_then_recover()
     seen: list = []
-    w = Watch("cleared", store=tmp_path, on_alert={"critical": "checkpoint+stop", "warning": seen.append}, live=True)
+    once = LiveOptions(every=10**6, interval_s=1e6)  # the one analysis is flush()'s
+    w = Watch("cleared", store=tmp_path, on_alert={"critical": "checkpoint+stop", "warning": seen.append}, live=once)
     _log(w, h, 0, 160)
     w.live.flush(10)
     found = {a.severity for a in w.live.alerts if a.kind == "collapse"}
