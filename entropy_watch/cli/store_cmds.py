@@ -14,6 +14,7 @@ from entropy_watch.cli.common import (
     console,
     echo,
     echo_json,
+    error_line,
     fmt_value,
     is_input_error,
     print_empty_store,
@@ -366,8 +367,10 @@ def rm(
     """Delete runs from the store: every reader (ls, show, sql, the catalog, the app) stops seeing each at once.
 
     Refuses a run whose writer is alive (state running) unless --force. Asks first on a terminal; without one, pass
-    --yes (else exit 2). Nothing is deleted unless every named run exists and may go. An rm killed mid-way leaves a
-    store every command reads (a hidden leftover folder the next rm deletes).
+    --yes (else exit 2). Nothing is deleted unless every named run exists and may go. A run that can no longer go when
+    its turn comes (its writer started meanwhile, another rm took it, objects kept appearing on an object store) is
+    said on one line and the rest are still deleted; exit 1. An rm killed mid-way leaves a store every command reads
+    (a hidden leftover folder the next rm deletes).
     """
     from entropy_watch.store import Store
     from entropy_watch.store.layout import validate_run_name
@@ -386,8 +389,14 @@ def rm(
             echo("nothing deleted")
             raise typer.Exit(1)
     clean_leftovers(store.root)
+    failed = []
     for name in names:
-        live = remove_run(store.root, name, force=force)  # checked again: a writer may have started while we asked
+        try:
+            live = remove_run(store.root, name, force=force)  # checked again: a writer may have started while we asked
+        except EntropyWatchError as e:  # live now, written meanwhile, removed by another rm: the others still go
+            typer.echo(error_line(e, where=f"run {name}"), err=True)
+            failed.append(name)
+            continue
         echo(printable(f"removed run {name}"))
         if live:  # --force on a live run: say what happens next rather than let it reappear unexplained
             message = (
@@ -395,6 +404,8 @@ def rm(
                 "from now on; stop the training (or its Watch), then rm it again to be rid of it"
             )
             typer.echo(printable(message), err=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _sql_error(err: BaseException) -> str:

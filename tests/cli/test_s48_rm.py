@@ -120,3 +120,30 @@ def test_rm_refuses_bad_names_and_unknown_runs_deleting_nothing(
         got = ew("--store", root, "rm", *args, "--yes")
         assert got.code == 1 and got.err.startswith("error:") and len(got.err.strip().splitlines()) == 1
     assert [i.name for i in Store(root).runs()] == ["a"] and (tmp_path / "x").is_dir()
+
+
+def test_a_run_that_cannot_go_when_its_turn_comes_leaves_the_others_deleted(
+    tmp_path: Path, ew: Callable[..., Ran], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every run passes the first check; run b's writer starts before rm reaches it (the check rm makes again then
+    # refuses it). Before: rm stopped there with exit 1, and c, which the user asked to delete, was left.
+    from entropy_watch.store import remove
+
+    root = tmp_path / "ew_runs"
+    for name in ("a", "b", "c"):
+        _run(root, name)
+    real, writers = remove.remove_run, []
+
+    def writer_starts_first(r, name, **kw):
+        if name == "b":
+            writers.append(_run(root, "b", close=False))  # heartbeat fresh: running
+        return real(r, name, **kw)
+
+    monkeypatch.setattr(remove, "remove_run", writer_starts_first)
+    got = ew("--store", root, "rm", "a", "b", "c", "--yes")
+    assert got.code == 1
+    assert got.out.split("\n")[:2] == ["removed run a", "removed run c"], got.out
+    said = got.err.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("error: ") and "b" in said[0] and "--force" in said[0], got.err
+    assert [i.name for i in Store(root).runs()] == ["b"]
+    writers[0].close()
