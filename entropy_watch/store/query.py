@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -212,6 +212,13 @@ def read_locked(dirs: Iterable[Path]) -> Iterator[None]:
 def key_strings(keys: Iterable[tuple[str, int]]) -> list[str]:
     """Keys in the form the SQL filter compares against: ``"<writer>/<seq>"``."""
     return sorted(f"{w}/{s}" for w, s in keys)
+
+
+class Cursors(Protocol):
+    """Where a read takes its cursor from: a DuckDB connection, or the :class:`~entropy_watch.store.reader.Store`'s
+    connection that opens at its first cursor."""
+
+    def cursor(self) -> duckdb.DuckDBPyConnection: ...
 
 
 class Binder:

@@ -98,6 +98,27 @@ def read_connection() -> duckdb.DuckDBPyConnection:
         raise EntropyWatchError(f"${ENV_SQL_MEMORY}={limit!r} is not a memory size ({why})") from None
 
 
+class LazyConnection:
+    """A :func:`read_connection` opened at its first use. Opening a DuckDB database costs ~25 ms of CPU, and many a
+    :class:`Store` never queries: a listing of finished runs reads their heartbeats and ``_runs.parquet``, a
+    ``show`` of a missing run stops at its folder. Thread-safe; closed with the object (garbage collection)."""
+
+    def __init__(self) -> None:
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The connection, opened now if it is not yet (a bad ``$ENTROPY_WATCH_SQL_MEMORY`` raises here)."""
+        with self._lock:
+            if self._con is None:
+                self._con = read_connection()
+            return self._con
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor (DuckDB connection) on it."""
+        return self.connection().cursor()
+
+
 class Store(SqlReads):
     """Read access to a store root; see the module docstring. Thread-safe. The queries of
     :class:`~entropy_watch.store.reads.RunReader` (series, histograms, events, alerts, tokens, downsampled series)
@@ -110,8 +131,13 @@ class Store(SqlReads):
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = layout.default_root(root)
         self._coverage = CoverageCache()
-        self._con = read_connection()
+        self._db = LazyConnection()
         self._lock = threading.Lock()
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        """The store's DuckDB connection (opened now if no query opened it yet)."""
+        return self._db.connection()
 
     # -- runs -----------------------------------------------------------------------------------------------------
     def runs(self) -> list[RunInfo]:
@@ -208,7 +234,7 @@ class Store(SqlReads):
         def names() -> list[str]:
             return run_names(self.root) if runs is None else list(runs)
 
-        return query_files(self._con, self._lock, self.root, names, tables, self._coverage, sql, params)
+        return query_files(self._db, self._lock, self.root, names, tables, self._coverage, sql, params)
 
     def _require(self, run: str) -> None:
         if not fs.is_dir(layout.run_dir(self.root, run)):
@@ -234,7 +260,7 @@ class Store(SqlReads):
 
         def attempt() -> pa.Table:
             with self._lock:
-                cur = self._con.cursor()
+                cur = self._db.cursor()
             try:
                 with read_locked(table_dirs(self.root, [run], table)):
                     sel = select_files(table_files(self.root, [run], table, self._coverage))
@@ -283,7 +309,7 @@ class Store(SqlReads):
                     infos[name] = unreadable_info(name, exc)
         gone = self._superseded({name: sts for name, (_, sts) in states.items()})
         behind = [p for name, (_, sts) in states.items() for rank, st in sts if (p := summary.pending(name, rank, st))]
-        tails = summary.catch_up(self._con, self._lock, self.root, behind, self._coverage, SUMMARY_NAMES)
+        tails = summary.catch_up(self._db, self._lock, self.root, behind, self._coverage, SUMMARY_NAMES)
         scanned: list[tuple[RunInfo, bool]] = []
         for name in names:
             if name in infos:

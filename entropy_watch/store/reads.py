@@ -46,13 +46,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
 from entropy_watch.store.files import CoverageCache, select_files
 from entropy_watch.store.query import (
     Binder,
+    Cursors,
     listable_runs,
     read_locked,
     source_sql,
@@ -247,7 +247,7 @@ def bucket_counts(tbl: pa.Table, n_bins: int, max_cols: int) -> Heatmap:
 
 
 def query_files(
-    con: duckdb.DuckDBPyConnection,
+    con: Cursors,
     lock: threading.Lock,
     root: Path,
     names: Callable[[], list[str]],

@@ -64,7 +64,7 @@ from entropy_watch.store import fs, layout
 from entropy_watch.store.files import PART_RE, SEG_RE, CoverageCache, FileRef, Key, Selection, file_ref, select_files
 from entropy_watch.store.fs import StorePath
 from entropy_watch.store.listing import is_plain_file
-from entropy_watch.store.query import Binder, read_locked, source_sql, with_retry
+from entropy_watch.store.query import Binder, Cursors, read_locked, source_sql, with_retry
 from entropy_watch.store.reads import keep_latest, replaced_sql
 from entropy_watch.store.schema import TABLE_SCHEMAS, empty_table
 
@@ -222,7 +222,7 @@ def pending(run: str, rank: int, status: Mapping[str, Any]) -> Pending | None:
 
 
 def catch_up(
-    con: duckdb.DuckDBPyConnection,
+    con: Cursors,
     lock: threading.Lock,
     root: StorePath,
     ranks: list[Pending],
