@@ -107,7 +107,7 @@ def test_a_hanging_callback_holds_back_neither_stop_nor_analysis(tmp_path: Path,
     crit = w.live.actions.stop_alert
     assert crit is not None and crit.severity == "critical" and stopped is not None and stopped < 80
     assert calls and calls[0].endswith(":warning")  # the warning's call is the one still hanging
-    assert took < 3  # bounded by close_timeout_s
+    assert took < 15  # bounded by close_timeout_s (1 s, a few such bounds in a row), not by the 30 s hang
     said = [r.getMessage() for r in caplog.records if "on_alert callback" in r.getMessage()]
     assert len(said) == 1 and "hang" in said[0] and "still running" in said[0] and w.errors >= 1  # counted, said once
     time.sleep(0.1)  # the released call returns after close: it records nothing and says nothing

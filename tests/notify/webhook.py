@@ -47,13 +47,16 @@ def _handler(hook: Webhook) -> type[BaseHTTPRequestHandler]:
                 body: Any = json.loads(raw)
             except ValueError:
                 body = raw
+            hang = hook.mode == "hang"
             with hook.received:
                 hook.requests.append((self.path, dict(self.headers), body))
+                if hang:  # counted with the request: wait_for(n) returning means it is held (a test reads it then)
+                    hook.hanging += 1
                 hook.received.notify_all()
-            if hook.mode == "hang":
-                hook.hanging += 1
+            if hang:
                 hook.release.wait(60)
-                hook.hanging -= 1
+                with hook.received:
+                    hook.hanging -= 1
             if hook.mode == "error":
                 self.send_response(hook.status)
                 if hook.retry_after is not None:

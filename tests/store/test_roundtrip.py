@@ -130,13 +130,17 @@ def test_unwritable_root_and_missing_run(tmp_path: Path) -> None:
 
 
 def test_run_meta_merges_and_states(root: Path) -> None:
-    w = RunWriter(root, "live", heartbeat_interval_s=0.05)
+    # "running" is read under an hour's interval: under 0.05 s it held only while the read came within 0.15 s of the
+    # beat, which a loaded machine (CI's 2 cores) missed. The beat that goes stale is written with 0.05 s.
+    w = RunWriter(root, "live", heartbeat_interval_s=3600)
     w.update_run_meta(config={"lr": 1e-6}, seed=1)
     meta = w.update_run_meta(seed=2)
     assert meta["config"] == {"lr": 1e-6} and meta["seed"] == 2 and meta["schema_version"] == 1
     w.heartbeat(step=7)
     s = Store(root)
     assert s.run_info("live").state == "running" and s.run_info("live").last_step == 7
+    w.heartbeat_interval_s = 0.05
+    w.heartbeat()
     time.sleep(0.3)  # > 3 heartbeat intervals without a beat
     assert s.run_info("live").state == "stalled"
     w.close("failed")

@@ -16,6 +16,7 @@ import pytest
 
 from entropy_watch import metrics as M
 from entropy_watch.cli import main
+from entropy_watch.errors import RunNotFound
 from entropy_watch.store import RunWriter, Store, compact
 from entropy_watch.store import reader as reader_mod
 from entropy_watch.store import summary as summary_mod
@@ -28,6 +29,19 @@ def _stored(store: Store, run: str) -> tuple[int, tuple[float, int]]:
     steps = rows.column("step").to_numpy()
     steps_e, values_e = store.series(run, M.ENTROPY_MEAN)
     return int(steps.max()), (float(values_e[-1]), int(steps_e[-1]))
+
+
+def _wait_stored(root: Path, run: str, step: int, timeout_s: float = 60.0) -> None:
+    """Wait until the store holds a scalar row of ``run`` past ``step`` (a condition, not a duration: on a loaded
+    2-core machine a trainer killed 0.8 s after its first step had stored only 54 steps)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if int(Store(root).scalars(run).column("step").to_numpy().max(initial=-1)) > step:
+                return
+        except RunNotFound:  # its first segment is not published yet
+            pass
+        time.sleep(0.05)
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> dict | list:
@@ -46,6 +60,7 @@ def test_listing_after_sigkill_matches_the_stored_rows(
 ) -> None:
     proc = spawn("trainer", root, "k", 0.25, 0.003)  # publishes every 0.25 s; the liveness heartbeat is 5 s
     assert proc.stdout.readline().startswith("L 0"), proc.stderr.read()
+    _wait_stored(root, "k", 50)  # the trainer has logged for a while; the kill then lands anywhere in a round
     time.sleep(kill_after_s)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
