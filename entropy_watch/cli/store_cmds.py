@@ -394,7 +394,7 @@ def rm(
         try:
             live = remove_run(store.root, name, force=force)  # checked again: a writer may have started while we asked
         except EntropyWatchError as e:  # live now, written meanwhile, removed by another rm: the others still go
-            typer.echo(error_line(e, where=f"run {name}"), err=True)
+            typer.echo(error_line(e), err=True)  # each names its run
             failed.append(name)
             continue
         echo(printable(f"removed run {name}"))

@@ -144,6 +144,6 @@ def test_a_run_that_cannot_go_when_its_turn_comes_leaves_the_others_deleted(
     assert got.code == 1
     assert got.out.split("\n")[:2] == ["removed run a", "removed run c"], got.out
     said = got.err.strip().splitlines()
-    assert len(said) == 1 and said[0].startswith("error: ") and "b" in said[0] and "--force" in said[0], got.err
+    assert len(said) == 1 and said[0].startswith("error: run 'b' is live") and "--force" in said[0], got.err
     assert [i.name for i in Store(root).runs()] == ["b"]
     writers[0].close()
