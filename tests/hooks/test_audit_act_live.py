@@ -96,7 +96,8 @@ def test_a_hanging_callback_holds_back_neither_stop_nor_analysis(tmp_path: Path,
     with caplog.at_level(logging.WARNING, logger="entropy_watch"):
         for lo in range(0, 100, 10):
             _log(w, h, lo, lo + 10)
-            w.live.analyzer.flush(1)  # the analysis goes on (before: its thread sat in the callback, this timed out)
+            # the analysis goes on (before: its thread sat in the callback, and this timed out)
+            assert w.live.analyzer.flush(10)
             if w.should_stop:
                 stopped = lo + 9
                 break
