@@ -158,7 +158,7 @@ def test_a_resumed_run_sends_the_recovery_of_what_its_earlier_session_sent(tmp_p
     _log(w, h, 80, 200)
     w.live.flush(10)
     w.close()
-    assert webhook.wait_for(3, 5)
+    assert webhook.wait_for(3, 30)
     bodies = webhook.bodies()
     assert [(b["event"], b["key"]) for b in bodies[:2]] == sent  # nothing sent again
     assert [b["event"] for b in bodies[2:]] == ["recovery"] and bodies[2]["key"] == sent[0][1]
@@ -172,7 +172,7 @@ def test_notifications_still_unsent_at_close_are_counted_and_warned(tmp_path: Pa
     w = Watch("unsent", store=tmp_path, notify=webhook.url(), live=opts)
     _log(w, h, 0, 70)
     w.live.flush(10)
-    assert webhook.wait_for(1, 5)
+    assert webhook.wait_for(1, 30)
     with caplog.at_level(logging.WARNING, logger="entropy_watch"):
         w.close()
     n = len(w.live.notifier.sent)

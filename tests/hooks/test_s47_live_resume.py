@@ -49,7 +49,7 @@ def _first_session(root: Path, webhook: Webhook) -> tuple[list, list]:
     first.close()
     alerts = [(a.step, a.severity) for a in first.live.alerts if a.kind == "collapse"]
     assert any(s < RESUME for s, _ in alerts) and any(s >= RESUME and v == "critical" for s, v in alerts), alerts
-    assert webhook.wait_for(2, 5)
+    assert webhook.wait_for(2, 30)
     return first.live.alerts, webhook.bodies()
 
 
