@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from entropy_watch.cli import app_cmd
 
-WAIT_S = 60.0  # generous: a loaded 2-core machine
+from ..waiting import WAIT_S, wait_until
 
 
 @pytest.mark.parametrize("host", ["", "  "])
@@ -39,14 +38,6 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def _wait(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {WAIT_S:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's prctl")
 def test_the_server_child_goes_when_the_command_is_killed_with_sigkill(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
@@ -59,12 +50,12 @@ def test_the_server_child_goes_when_the_command_is_killed_with_sigkill(tmp_path:
     proc = subprocess.Popen([sys.executable, "-c", parent])
     pid = 0
     try:
-        _wait(lambda: pidfile.exists() and pidfile.read_text().isdigit(), "the child to start")
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().isdigit(), "the child to start")
         pid = int(pidfile.read_text())
         assert not _gone(pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(WAIT_S)
-        _wait(lambda: _gone(pid), f"the child {pid} to stop after its parent was SIGKILLed")
+        wait_until(lambda: _gone(pid), f"the child {pid} to stop after its parent was SIGKILLed")
     finally:
         proc.kill()
         if pid and not _gone(pid):

@@ -28,6 +28,7 @@ from entropy_watch.store.files import CoverageCache, list_table_files
 from entropy_watch.store.fs import ObjectPath, open_root, read_bytes, register_duckdb, vanished, walk_files
 from entropy_watch.store.layout import catalog_path, default_root, run_dir
 
+from ..waiting import wait_until
 from .s3_proxy import DenyingProxy, writes
 
 ROWS = 10
@@ -193,13 +194,6 @@ def test_a_key_deleted_while_open_reads_as_vanished(s3_root: str) -> None:
     assert vanished(OSError("AWS Error RESOURCE_NOT_FOUND during GetObject operation: "))
 
 
-def _wait(cond, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_bucket_refusing_writes_mid_run(
     s3_endpoint: str, s3_root: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -214,7 +208,9 @@ def test_bucket_refusing_writes_mid_run(
             rec.hist(step, [0, step + 1, 2])
             if step == 20:
                 proxy.on = True
-                _wait(lambda: rec.errors >= 3)  # several publishes (and heartbeats) failed meanwhile
+                wait_until(
+                    lambda: rec.errors >= 3, "three failed publishes"
+                )  # several publishes (and heartbeats) failed meanwhile
             if step == 40:
                 proxy.on = False
             time.sleep(0.01)

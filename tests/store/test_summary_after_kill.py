@@ -22,6 +22,8 @@ from entropy_watch.store import reader as reader_mod
 from entropy_watch.store import summary as summary_mod
 from entropy_watch.store.layout import default_root
 
+from ..waiting import wait_until
+
 
 def _stored(store: Store, run: str) -> tuple[int, tuple[float, int]]:
     """(highest step of any scalar, (entropy value, step) at entropy's highest step) read from the rows."""
@@ -31,17 +33,13 @@ def _stored(store: Store, run: str) -> tuple[int, tuple[float, int]]:
     return int(steps.max()), (float(values_e[-1]), int(steps_e[-1]))
 
 
-def _wait_stored(root: Path, run: str, step: int, timeout_s: float = 60.0) -> None:
-    """Wait until the store holds a scalar row of ``run`` past ``step`` (a condition, not a duration: on a loaded
-    2-core machine a trainer killed 0.8 s after its first step had stored only 54 steps)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if int(Store(root).scalars(run).column("step").to_numpy().max(initial=-1)) > step:
-                return
-        except RunNotFound:  # its first segment is not published yet
-            pass
-        time.sleep(0.05)
+def _stored_past(root: Path, run: str, step: int) -> bool:
+    """Whether the store holds a scalar row of ``run`` past ``step`` (waited on, not slept for: on a loaded 2-core
+    machine a trainer killed 0.8 s after its first step had stored only 54 steps)."""
+    try:
+        return int(Store(root).scalars(run).column("step").to_numpy().max(initial=-1)) > step
+    except RunNotFound:  # its first segment is not published yet
+        return False
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> dict | list:
@@ -60,7 +58,7 @@ def test_listing_after_sigkill_matches_the_stored_rows(
 ) -> None:
     proc = spawn("trainer", root, "k", 0.25, 0.003)  # publishes every 0.25 s; the liveness heartbeat is 5 s
     assert proc.stdout.readline().startswith("L 0"), proc.stderr.read()
-    _wait_stored(root, "k", 50)  # the trainer has logged for a while; the kill then lands anywhere in a round
+    wait_until(lambda: _stored_past(root, "k", 50), "50 stored steps")  # the kill then lands anywhere in a round
     time.sleep(kill_after_s)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
