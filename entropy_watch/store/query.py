@@ -26,6 +26,8 @@ import contextlib
 import functools
 import logging
 import os
+import secrets
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -302,15 +304,28 @@ _SANDBOX_CONFIG = {
 _HIVE_SCHEMA = pa.schema([("run", pa.string()), ("table", pa.string()), ("rank", pa.int32())])
 
 
-def sandbox() -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory connection for user SQL that cannot touch any file, extension or setting, within
-    :func:`sql_memory_limit` (module doc)."""
+def _in_memory(config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with ``config`` within :func:`sql_memory_limit`; one line when the limit is no size."""
     limit = sql_memory_limit()
     try:
-        con = duckdb.connect(":memory:", config={**_SANDBOX_CONFIG, "memory_limit": limit})
+        return duckdb.connect(":memory:", config={**config, "memory_limit": limit})
     except (duckdb.ParserException, duckdb.InvalidInputException) as e:
         why = first_line(e).partition(": ")[2] or first_line(e)
         raise EntropyWatchError(f"${ENV_SQL_MEMORY}={limit!r} is not a memory size ({why})") from None
+
+
+def read_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for the store's own reads (the writer's included), within :func:`sql_memory_limit`,
+    spilling into a private folder of the system's temporary directory, never the working directory (``reader``'s
+    module docstring)."""
+    spill = os.path.join(tempfile.gettempdir(), f"entropy-watch-duckdb-{os.getpid()}-{secrets.token_hex(6)}")
+    return _in_memory({"temp_directory": spill})
+
+
+def sandbox() -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory connection for user SQL that cannot touch any file, extension or setting, within
+    :func:`sql_memory_limit` (module doc)."""
+    con = _in_memory(_SANDBOX_CONFIG)
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     allowed = con.sql("SELECT current_setting('allowed_directories'), current_setting('allowed_paths')").fetchall()[0]

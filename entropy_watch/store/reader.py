@@ -20,9 +20,10 @@ only below the resume's step (the rows the resume replaced are left out of every
 A rank of the resumed session itself is never left out, running, stalled or failed: it started with the others.
 Only a run whose heartbeats span two launches pays for it: one query over the ``events`` of those runs together.
 
-**Memory and spilling** (:func:`read_connection`, also the :class:`~entropy_watch.store.TailReader`'s): DuckDB's
-defaults are 80% of the machine's memory, beside a trainer, and a spill folder ``.tmp`` in the *working directory*:
-a sort bigger than memory wrote there (the app server's folder, a cron job's), and failed where it is read-only. The
+**Memory and spilling** (:func:`~entropy_watch.store.query.read_connection`, also the
+:class:`~entropy_watch.store.TailReader`'s and the writer's catch-up's, inside the trainer): DuckDB's defaults are
+80% of the machine's memory, beside a trainer, and a spill folder ``.tmp`` in the *working directory*: a sort bigger
+than memory wrote there (the app server's folder, a cron job's), and failed where it is read-only. The
 store's own connections keep :func:`~entropy_watch.store.query.sql_memory_limit` (25%, or
 ``$ENTROPY_WATCH_SQL_MEMORY``) and spill past it into a private folder of the system's temporary directory
 (``$TMPDIR``), which DuckDB makes only when it spills and removes when the connection closes (the tail reader's
@@ -34,9 +35,7 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -46,23 +45,22 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow as pa
 
-from entropy_watch.errors import EntropyWatchError, RunNotFound, first_line, listed
+from entropy_watch.errors import RunNotFound, listed
 from entropy_watch.store import fs, layout, manifest, summary
 from entropy_watch.store import meta as run_meta
 from entropy_watch.store.files import CoverageCache, select_files
 from entropy_watch.store.fs import StorePath
 from entropy_watch.store.query import (
-    ENV_SQL_MEMORY,
     Binder,
     create_sandbox_view,
     fetch_interruptible,
     listable_runs,
     out_of_memory,
+    read_connection,
     read_locked,
     run_names,
     sandbox,
     source_sql,
-    sql_memory_limit,
     table_dirs,
     table_files,
     with_retry,
@@ -84,18 +82,6 @@ OBJECT_READERS = 16
 STATE_PRECEDENCE = ("failed", "terminated", "interrupted", "stalled", "running")
 LEFT_BEHIND = "_left_behind_at"
 """Key :func:`_left_behind` adds to the heartbeat of a rank a resume left behind: the resume's step."""
-
-
-def read_connection() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB for the store's own reads, within :func:`~.query.sql_memory_limit`, spilling into a
-    private folder of the system's temporary directory, never the working directory (module docstring)."""
-    limit = sql_memory_limit()
-    spill = os.path.join(tempfile.gettempdir(), f"entropy-watch-duckdb-{os.getpid()}-{secrets.token_hex(6)}")
-    try:
-        return duckdb.connect(":memory:", config={"memory_limit": limit, "temp_directory": spill})
-    except (duckdb.ParserException, duckdb.InvalidInputException) as e:
-        why = first_line(e).partition(": ")[2] or first_line(e)
-        raise EntropyWatchError(f"${ENV_SQL_MEMORY}={limit!r} is not a memory size ({why})") from None
 
 
 class LazyConnection:

@@ -64,8 +64,8 @@ from entropy_watch.store import layout
 from entropy_watch.store.files import SEG_RE, CoverageCache, Key, Selection, file_ref, select_files
 from entropy_watch.store.fs import StorePath, is_object
 from entropy_watch.store.listing import FolderWatch, RunStamp, Scan
-from entropy_watch.store.query import Binder, read_locked, run_names, source_sql, with_retry
-from entropy_watch.store.reader import RunInfo, Store, read_connection
+from entropy_watch.store.query import Binder, read_connection, read_locked, run_names, source_sql, with_retry
+from entropy_watch.store.reader import RunInfo, Store
 from entropy_watch.store.reads import SqlReads, query_files, with_ctes
 from entropy_watch.store.schema import empty_table
 

@@ -519,12 +519,11 @@ def _caught_up(root: fs.StorePath, run: str, rank: int, status: dict[str, Any]) 
     pending = summary.pending(run, rank, status)
     if pending is None:
         return
-    import duckdb
-
+    from entropy_watch.store import query
     from entropy_watch.store.files import CoverageCache
 
     try:
-        con = duckdb.connect()
+        con = query.read_connection()  # bounded memory, spilling to $TMPDIR: this runs inside the trainer
         try:
             tails = summary.catch_up(con, threading.Lock(), root, [pending], CoverageCache(), SUMMARY_NAMES)
         finally:

@@ -151,3 +151,32 @@ def test_a_restarted_writer_carries_what_its_dead_session_published_after_its_he
     again.heartbeat()
     info = Store(any_root).run_info("k")
     assert info.last_step == 49 == _stored(Store(any_root), "k")[0]
+
+
+def test_a_restart_s_catch_up_keeps_the_sql_memory_limit_and_spills_outside_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catch-up runs inside the restarting trainer; it opened DuckDB with DuckDB's defaults (80% of the machine's
+    memory beside the trainer, spilling into ``.tmp`` of the working directory) where every other read of the store
+    keeps ``$ENTROPY_WATCH_SQL_MEMORY`` and spills into ``$TMPDIR``."""
+    import duckdb
+
+    root = tmp_path / "store"
+    dead = RunWriter(root, "k", heartbeat_interval_s=3600)
+    _entropy(dead, range(0, 10))  # published after its only heartbeat; the writer never closes
+    real, opened = duckdb.connect, []
+
+    def spy(*args: object, **kwargs: object) -> duckdb.DuckDBPyConnection:
+        con = real(*args, **kwargs)
+        opened.append(
+            con.sql("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchall()[0]
+        )
+        return con
+
+    monkeypatch.setenv("ENTROPY_WATCH_SQL_MEMORY", "300MB")
+    monkeypatch.setattr(duckdb, "connect", spy)
+    monkeypatch.chdir(tmp_path)
+    assert RunWriter(root, "k", heartbeat_interval_s=3600).earlier_last_step == 9  # the catch-up ran
+    limit = real(":memory:", config={"memory_limit": "300MB"}).sql("SELECT current_setting('memory_limit')").fetchall()
+    assert opened and all(con_limit == limit[0][0] for con_limit, _ in opened), opened
+    assert all(not Path(spill).resolve().is_relative_to(tmp_path) for _, spill in opened), opened
