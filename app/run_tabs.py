@@ -196,7 +196,7 @@ def reward_tab(v: RunView) -> None:
     if levers:
         fig = charts.controller_chart({n: t for n, t in tr.items() if n.startswith("control/")}, v.smoothing)
         step_chart(fig, "control", v.x_range, v.changes)
-    else:  # a target alone (plain GRPO logs a constant control/target_entropy) is no controller
+    else:  # a target alone is no controller (the reference trainer's earlier runs logged plain GRPO's H_0 as one)
         st.caption(
             "No entropy controller in this run: none of its levers (control/zeta, control/eps_high, "
             "control/entropy_coef) was logged."

@@ -246,10 +246,12 @@ class Facts:
 
     def controller(self) -> str | None:
         """The controller acting on the run, "repo-r", "adapo" or "entropy" (a bonus controller), from its logged
-        control series first (what the run did), then its stored settings."""
-        if self.logged(M.CONTROL_ZETA) is not None:
+        control series first (what the run did: a hook's controller can be attached mid-run), then its stored
+        settings. The reference trainer's own settings say it alone: its earlier versions logged DAPO's
+        fixed eps_high as ``control/eps_high`` and plain GRPO's H_0 as ``control/target_entropy``."""
+        if self.framework != "trainer" and self.logged(M.CONTROL_ZETA) is not None:
             return "repo-r"
-        if self.logged(M.CONTROL_EPS_HIGH) is not None:
+        if self.framework != "trainer" and self.logged(M.CONTROL_EPS_HIGH) is not None:
             return "adapo"
         c = self.get("controller")
         if c in ("repo-r", "zeta") or self.get("repo"):
@@ -402,7 +404,7 @@ def _lr_or_grad_clip(f: Facts) -> str | None:
 
 
 def _less_bonus(f: Facts) -> str | None:
-    target = f.logged(M.CONTROL_TARGET)
+    target = f.logged(M.CONTROL_TARGET) if f.controller() is not None else None
     if target is not None:
         return f"check the entropy controller: its target was {_v(target[1])} nats at step {target[0]}"
     coef = f.bonus()

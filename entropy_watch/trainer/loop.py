@@ -355,15 +355,19 @@ def train(
                 M.LENGTH_MEAN: float(ro.lengths.mean()),
                 M.LENGTH_TRUNC_FRAC: float(ro.truncated.float().mean()),
                 SAMPLER_ENTROPY: batch_entropy,
-                M.CONTROL_TARGET: ctl.target,
                 KEPT_FRAC: len(kept) / len(rewards),
                 TOKENS_PER_SEC: n_tokens / (time.perf_counter() - t0),
             }
+            # control/* is what a controller steers (its lever and target), as the hooks log it: a setting that
+            # never moves (DAPO's eps_high, a fixed bonus) is in run.json, and logged as control/* it read as a
+            # controller to advice ("a controller holds entropy already") and to `show` on plain GRPO
             if a.repo:
                 record[M.CONTROL_ZETA] = ctl.zeta
-            if a.controller == "adapo" or (a.eps_high != a.eps_low and math.isfinite(a.eps_high)):
+            if a.controller:
+                record[M.CONTROL_TARGET] = ctl.target
+            if a.controller == "adapo":
                 record[M.CONTROL_EPS_HIGH] = ctl.eps_high
-            if a.controller == "entropy" or a.entropy_coef > 0:
+            if a.controller == "entropy":
                 record[M.CONTROL_ENTROPY_COEF] = ctl.entropy_coef
             if logged is not None:
                 record.update(logged["scalars"])

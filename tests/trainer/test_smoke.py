@@ -40,6 +40,10 @@ def test_algorithm_smoke(algo: str, sft_policy: Path, tmp_path: Path) -> None:
         assert M.CONTROL_EPS_HIGH in names
     if algo == "no-upper-clip":  # the upper clip never binds, and no infinite eps_high is logged as a control
         assert M.CONTROL_EPS_HIGH not in names and store.series(cfg.run, M.CLIP_HIGH_FRAC)[1].max() == 0
+    # control/* only from a controller: DAPO's fixed eps_high and plain GRPO's H_0 read as one (advice, `show`)
+    control = {n for n in names if n.startswith("control/")}
+    assert (M.CONTROL_TARGET in control) == bool(cfg.algo_cfg.controller), control
+    assert control <= {M.CONTROL_ZETA} or cfg.algo_cfg.controller, control
 
 
 @pytest.mark.parametrize(
