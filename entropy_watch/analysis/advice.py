@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 CLIP_HIGHER = 0.28  # DAPO's eps_high (Yu et al. 2025); TRL's GRPOConfig help recommends it too
 FACTS_KEY = "run_facts"  # the series meta key :func:`run_facts` is kept under (``analysis_meta``)
+AT_CAP = 0.99  # a controller's lever at 99% of its cap or more is at it (the controller clips it there)
+PINNED_POINTS = 5  # logged lever values in a row at the cap before :func:`pinned_note` (one is a pass through it)
 
 SLOTS: dict[str, tuple[str, ...]] = {
     "collapse": ("clip_higher", "entropy_update", "entropy_bonus", "lower_lr", "fp32"),
@@ -280,7 +282,7 @@ def _ref(f: Facts) -> str:
 def _clip_higher(f: Facts) -> str | None:
     if f.controller() == "adapo":  # ADAPO moves eps_high itself: only its cap is the user's
         got, cap = f.logged(M.CONTROL_EPS_HIGH), f.get("eps_max")
-        if got is not None and cap is not None and got[1] >= 0.99 * cap:
+        if got is not None and cap is not None and got[1] >= AT_CAP * cap:
             key = "adapo_eps_max" if f.framework == "trainer" else "ControlConfig(eps_max=...)"
             return f"ADAPO's eps_high is at its cap ({_v(cap)}) at step {got[0]}: raise {key}"
         return None
@@ -307,11 +309,60 @@ def _clip_higher(f: Facts) -> str | None:
     return KEEP
 
 
+def _cap_key(f: Facts, cap: str) -> str:
+    """Where the user sets the controller's ``cap`` ("eps_max" or "zeta_max") in the run's trainer."""
+    if f.framework == "trainer":
+        return {"eps_max": "adapo_eps_max", "zeta_max": "--zeta-max"}[cap]
+    return f"ControlConfig({cap}=...)"
+
+
+def pinned_note(series: RunSeries) -> str | None:
+    """A note when the run's entropy controller has sat at its cap for its last :data:`PINNED_POINTS` logged values
+    (ADAPO's eps_high at ``eps_max``, REPO-R's |ζ| at ``zeta_max``): it pushes entropy as far as it may, so the run's
+    entropy is no longer held at the controller's target, with or without an alert (the reference trainer's tiny
+    ADAPO sat at eps_max 1 from step 19 of 400 while entropy fell to 32% of its target: "ok", and nothing said why).
+    None when no cap is known (the trainer's config, ``attach(control=...)``'s ``ControlConfig``). Causal: reads the
+    series as given (a live prefix and the whole run agree)."""
+    f = Facts(facts_of(series.meta), {})
+    for name, cap_name, lever in ((M.CONTROL_EPS_HIGH, "eps_max", "ADAPO's eps_high"),
+                                  (M.CONTROL_ZETA, "zeta_max", "REPO's |zeta|")):  # fmt: skip
+        cap = _number(f.get(cap_name))
+        if name not in series.scalars or cap is None or cap <= 0:
+            continue
+        steps, values = series.scalars[name]
+        ok = np.isfinite(values)
+        steps, values = steps[ok], values[ok]
+        at = np.abs(values) >= AT_CAP * cap
+        if values.size < PINNED_POINTS or not at[-PINNED_POINTS:].all():
+            continue
+        off = np.flatnonzero(~at)
+        since = int(steps[off[-1] + 1] if off.size else steps[0])
+        up = name == M.CONTROL_EPS_HIGH or values[-1] > 0  # a negative zeta pushes entropy down
+        said = f"{lever} has sat at its cap ({cap:g}) since step {since}: the controller pushes entropy "
+        said += "up" if up else "down"
+        said += f" as far as it may and no longer holds it at its target{_target(series)}; "
+        return said + f"raise {_cap_key(f, cap_name)} to let it"
+    return None
+
+
+def _target(series: RunSeries) -> str:
+    """' (entropy 0.37 nats, target 1.14)': the newest entropy and logged target, where both are known."""
+    h = series.entropy[np.isfinite(series.entropy)]
+    got = (
+        _newest({M.CONTROL_TARGET: series.scalars[M.CONTROL_TARGET]}, 2**62)
+        if M.CONTROL_TARGET in series.scalars
+        else {}
+    )
+    if not h.size or M.CONTROL_TARGET not in got:
+        return ""
+    return f" (entropy {float(h[-1]):.3g} nats, target {got[M.CONTROL_TARGET][1]:.3g})"
+
+
 def _entropy_update(f: Facts) -> str | None:
     ctl = f.controller()
     if ctl == "repo-r":  # attached: only its cap is the user's
         got, cap = f.logged(M.CONTROL_ZETA), f.get("zeta_max")
-        if got is not None and cap is not None and abs(got[1]) >= 0.99 * cap:
+        if got is not None and cap is not None and abs(got[1]) >= AT_CAP * cap:
             key = "--zeta-max" if f.framework == "trainer" else "ControlConfig(zeta_max=...)"
             return f"REPO's zeta is at its cap ({_v(cap)}) at step {got[0]}: raise {key}"
         return None

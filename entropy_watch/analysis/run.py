@@ -18,7 +18,7 @@ import numpy as np
 
 from entropy_watch import metrics as M
 from entropy_watch.analysis import blas, cliffs, collapse, corroborate, guards
-from entropy_watch.analysis.advice import advise
+from entropy_watch.analysis.advice import advise, pinned_note
 from entropy_watch.analysis.alert import Alert
 from entropy_watch.analysis.config import DetectorConfig
 from entropy_watch.analysis.forecast import Forecast, evaluate, evaluate_rise
@@ -279,6 +279,7 @@ class Analyzer:
             low_start_note(prep, cfg),
             ceiling,
             corroborate.reward_note(prep, cfg),
+            pinned_note(series),
         )
         notes += [note for note in found if note]
         if n < cfg.min_points:
