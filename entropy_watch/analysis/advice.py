@@ -283,8 +283,7 @@ def _clip_higher(f: Facts) -> str | None:
     if f.controller() == "adapo":  # ADAPO moves eps_high itself: only its cap is the user's
         got, cap = f.logged(M.CONTROL_EPS_HIGH), f.get("eps_max")
         if got is not None and cap is not None and got[1] >= AT_CAP * cap:
-            key = "adapo_eps_max" if f.framework == "trainer" else "ControlConfig(eps_max=...)"
-            return f"ADAPO's eps_high is at its cap ({_v(cap)}) at step {got[0]}: raise {key}"
+            return f"ADAPO's eps_high is at its cap ({_v(cap)}) at step {got[0]}: raise {_cap_key(f, 'eps_max')}"
         return None
     no_clip = f.get("loss_mode") == "sapo" or f.get("algo") == "no-upper-clip"  # verl's SAPO: soft gates, no clip
     if f.get("loss_type") in ("cispo", "sapo") or no_clip:  # no upper clip to widen
@@ -310,9 +309,10 @@ def _clip_higher(f: Facts) -> str | None:
 
 
 def _cap_key(f: Facts, cap: str) -> str:
-    """Where the user sets the controller's ``cap`` ("eps_max" or "zeta_max") in the run's trainer."""
+    """Where the user sets the controller's ``cap`` ("eps_max" or "zeta_max"): ``entropy-watch train``'s flag for the
+    reference trainer, ``attach(control=ControlConfig(...))``'s field otherwise."""
     if f.framework == "trainer":
-        return {"eps_max": "adapo_eps_max", "zeta_max": "--zeta-max"}[cap]
+        return f"--{cap.replace('_', '-')}"
     return f"ControlConfig({cap}=...)"
 
 
@@ -348,14 +348,11 @@ def pinned_note(series: RunSeries) -> str | None:
 def _target(series: RunSeries) -> str:
     """' (entropy 0.37 nats, target 1.14)': the newest entropy and logged target, where both are known."""
     h = series.entropy[np.isfinite(series.entropy)]
-    got = (
-        _newest({M.CONTROL_TARGET: series.scalars[M.CONTROL_TARGET]}, 2**62)
-        if M.CONTROL_TARGET in series.scalars
-        else {}
-    )
-    if not h.size or M.CONTROL_TARGET not in got:
+    target = series.scalars.get(M.CONTROL_TARGET, (None, np.zeros(0)))[1]
+    target = target[np.isfinite(target)]
+    if not (h.size and target.size):
         return ""
-    return f" (entropy {float(h[-1]):.3g} nats, target {got[M.CONTROL_TARGET][1]:.3g})"
+    return f" (entropy {float(h[-1]):.3g} nats, target {float(target[-1]):.3g})"
 
 
 def _entropy_update(f: Facts) -> str | None:
@@ -363,8 +360,7 @@ def _entropy_update(f: Facts) -> str | None:
     if ctl == "repo-r":  # attached: only its cap is the user's
         got, cap = f.logged(M.CONTROL_ZETA), f.get("zeta_max")
         if got is not None and cap is not None and abs(got[1]) >= AT_CAP * cap:
-            key = "--zeta-max" if f.framework == "trainer" else "ControlConfig(zeta_max=...)"
-            return f"REPO's zeta is at its cap ({_v(cap)}) at step {got[0]}: raise {key}"
+            return f"REPO's zeta is at its cap ({_v(cap)}) at step {got[0]}: raise {_cap_key(f, 'zeta_max')}"
         return None
     if ctl == "adapo" or (f.get("clip_cov") or 0) > 0 or (f.get("kl_cov") or 0) > 0 or f.get("loss_mode") in _VERL_COV:
         return None

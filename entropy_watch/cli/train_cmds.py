@@ -97,13 +97,21 @@ def _seeds(value: str | None) -> str | None:
     return value
 
 
-def _check_flag_pairs(algo: str, *, zeta_max: float | None, init: str | None, model: str | None, resume: bool) -> None:
+def _check_flag_pairs(
+    algo: str, *, zeta_max: float | None, eps_max: float | None, init: str | None, model: str | None, resume: bool
+) -> None:
     """Flags ``train`` would otherwise silently ignore: a usage error naming them, before anything trains."""
     if zeta_max is not None and not ALGOS[algo].get("repo"):
         repo = ", ".join(name for name, keys in ALGOS.items() if keys.get("repo"))
         raise typer.BadParameter(
             f"{zeta_max:g}: --algo {algo} has no zeta (--zeta-max caps REPO's: {repo})",
             param_hint="'--zeta-max'",
+        )
+    if eps_max is not None and ALGOS[algo].get("controller") != "adapo":
+        adapo = ", ".join(name for name, keys in ALGOS.items() if keys.get("controller") == "adapo")
+        raise typer.BadParameter(
+            f"{eps_max:g}: --algo {algo} has no eps_high controller (--eps-max caps ADAPO's: {adapo})",
+            param_hint="'--eps-max'",
         )
     if init is not None and resume:
         raise typer.BadParameter(
@@ -187,6 +195,9 @@ def register(app: typer.Typer) -> None:
         zeta_max: float = typer.Option(
             None, "--zeta-max", callback=positive, help="REPO |zeta| cap (0.25 tiny vocab, 0.05 for LLMs)."
         ),
+        eps_max: float = typer.Option(
+            None, "--eps-max", callback=positive, help="ADAPO eps_high cap (adapo_eps_max; default: the preset's)."
+        ),
         lr: float = typer.Option(None, "--lr", callback=positive, help="RL learning rate (default: the preset's)."),
         scripts: int = typer.Option(
             None,
@@ -204,11 +215,13 @@ def register(app: typer.Typer) -> None:
         from entropy_watch import metrics as M
         from entropy_watch.trainer.loop import SAMPLER_ENTROPY, check_start, train
 
-        _check_flag_pairs(algo, zeta_max=zeta_max, init=init, model=model, resume=resume)
-        overrides = {} if zeta_max is None else {"zeta_max": zeta_max}
-        # --algo and --preset are checked by their callbacks: a ConfigError here is --zeta-max against the algorithm's
-        # zeta_min
-        cfg = _flag_value("--zeta-max", zeta_max, lambda: preset(preset_name, algo, seed=seed, run=run, **overrides))
+        _check_flag_pairs(algo, zeta_max=zeta_max, eps_max=eps_max, init=init, model=model, resume=resume)
+        # --algo and --preset are checked by their callbacks: a ConfigError here is the one cap flag given (each
+        # belongs to another algorithm) against the algorithm's own bounds (zeta_min, eps_high)
+        flag, cap, overrides = "--zeta-max", zeta_max, {} if zeta_max is None else {"zeta_max": zeta_max}
+        if eps_max is not None:
+            flag, cap, overrides = "--eps-max", eps_max, {"adapo_eps_max": eps_max}
+        cfg = _flag_value(flag, cap, lambda: preset(preset_name, algo, seed=seed, run=run, **overrides))
         surface = {} if scripts is None else {"scripts": scripts}
         cfg.task = dataclasses.replace(cfg.task, name=task, **surface)  # the preset's vocabulary unless --scripts
         cfg.device = device

@@ -56,6 +56,7 @@ def test_a_device_this_torch_cannot_use_is_refused_before_the_progress_bar(
 IGNORED = [
     (["--zeta-max", "0.3"], "'--zeta-max'", "0.3: --algo grpo has no zeta (--zeta-max caps REPO's: repo-r,"),
     (["--algo", "dapo", "--zeta-max", "0.3"], "'--zeta-max'", "--algo dapo has no zeta"),
+    (["--algo", "dapo", "--eps-max", "2"], "'--eps-max'", "2: --algo dapo has no eps_high controller (--eps-max caps"),
     (["--init", "x", "--resume"], "'--init'", "--init starts a new run from a policy and --resume continues"),
     (["--init", "x", "--model", "y"], "'--init'", "--init and --model both name the policy to start from"),
 ]
@@ -100,3 +101,13 @@ def test_compare_function_refuses_repeats_before_training(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="seed 3 named twice"):
         compare("tiny", ["grpo"], [3, 3], tmp_path, iterations=1, sft_steps=0, precision=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_eps_max_caps_adapo_in_the_run_it_trains(ew, tmp_path: Path) -> None:
+    """The cap a note tells an ADAPO run at its cap to raise (analysis/advice.py pinned_note): settable from the CLI,
+    as --zeta-max is for REPO, and stored with the run."""
+    from entropy_watch.store import Store
+
+    r = ew("--store", tmp_path, "train", *FAST, "--algo", "adapo", "--eps-max", "2", "--run", "a")
+    assert r.code == 0, r.err
+    assert Store(tmp_path).run_meta("a")["config"]["algo_cfg"]["adapo_eps_max"] == 2.0

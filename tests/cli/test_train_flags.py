@@ -17,6 +17,8 @@ BAD = [
     (["train", "--zeta-max", "nan"], "'--zeta-max'", "nan; use a finite number > 0"),
     (["train", "--algo", "repo-r", "--zeta-max", "inf"], "'--zeta-max'", "inf; use a finite number > 0"),
     (["train", "--algo", "repo-r", "--zeta-max", "1e-5"], "'--zeta-max'", "1e-05 (zeta0=0.001, zeta_min=0.0001"),
+    (["train", "--algo", "adapo", "--eps-max", "inf"], "'--eps-max'", "inf; use a finite number > 0"),
+    (["train", "--algo", "adapo", "--eps-max", "0.25"], "'--eps-max'", "0.25 (eps_high=0.28 is ADAPO's start"),
     (["train", "--lr", "nan"], "'--lr'", "nan; use a finite number > 0"),
     (["train", "--lr", "-1e-4"], "'--lr'", "-0.0001 is not a positive number"),
     (["compare", "--lr", "nan"], "'--lr'", "nan; use a finite number > 0"),
