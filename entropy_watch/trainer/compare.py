@@ -42,7 +42,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("b_steps", "B iters"),
     ("b_reward", "B reward"),
     ("clip_high", "clip-high"),
-    ("minutes", "min"),
+    ("minutes", "minutes"),  # "min" read as a minimum beside H/H0 and pass@k
     ("tokens_per_sec", "tok/s"),
 )
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16-fp32head", "bf16-naive")  # the whole-run precision study
