@@ -142,6 +142,8 @@ def run_facts(run_json: Mapping[str, Any]) -> dict[str, Any]:
         out["framework"] = "trainer"
         cfg = _dict(run_json.get("config"))
         out.update({fact: v for path, fact in _TRAINER_KEYS.items() if (v := _at(cfg, path)) is not None})
+        if out.get("controller") == "":  # stated: none (Facts.controller reads no logged series as one then)
+            out["controller"] = "none"
     control = _dict(run_json.get("control"))  # hooks.trl.attach(control=...): ControlConfig's fields
     if isinstance(control.get("kind"), str):
         kind = control["kind"]
@@ -247,14 +249,15 @@ class Facts:
         return self.get("trainer") == "RLOOTrainer"
 
     def controller(self) -> str | None:
-        """The controller acting on the run, "repo-r", "adapo" or "entropy" (a bonus controller), from its logged
-        control series first (what the run did: a hook's controller can be attached mid-run), then its stored
-        settings. The reference trainer's own settings say it alone: its earlier versions logged DAPO's
-        fixed eps_high as ``control/eps_high`` and plain GRPO's H_0 as ``control/target_entropy``."""
-        if self.framework != "trainer" and self.logged(M.CONTROL_ZETA) is not None:
-            return "repo-r"
-        if self.framework != "trainer" and self.logged(M.CONTROL_EPS_HIGH) is not None:
-            return "adapo"
+        """The controller acting on the run, "repo-r", "adapo" or "entropy" (a bonus controller): what its stored
+        settings state (the reference trainer's config, ``attach(control=...)``, verl's ``ew_repo_r``), else what
+        its logged control series show (a controller attached mid-run states nothing before). Settings first: the
+        reference trainer's earlier versions logged DAPO's fixed eps_high as ``control/eps_high``."""
+        if "controller" not in self.settings:
+            if self.logged(M.CONTROL_ZETA) is not None:
+                return "repo-r"
+            if self.logged(M.CONTROL_EPS_HIGH) is not None:
+                return "adapo"
         c = self.get("controller")
         if c in ("repo-r", "zeta") or self.get("repo"):
             return "repo-r"
@@ -340,19 +343,11 @@ def pinned_note(series: RunSeries) -> str | None:
         up = name == M.CONTROL_EPS_HIGH or values[-1] > 0  # a negative zeta pushes entropy down
         said = f"{lever} has sat at its cap ({cap:g}) since step {since}: the controller pushes entropy "
         said += "up" if up else "down"
-        said += f" as far as it may and no longer holds it at its target{_target(series)}; "
+        target = _newest({n: series.scalars[n] for n in (M.CONTROL_TARGET,) if n in series.scalars}, int(steps[-1]))
+        aim = f" (entropy target {target[M.CONTROL_TARGET][1]:.3g})" if target else ""  # the level: the headline's
+        said += f" as far as it may and no longer holds it at its target{aim}; "
         return said + f"raise {_cap_key(f, cap_name)} to let it"
     return None
-
-
-def _target(series: RunSeries) -> str:
-    """' (entropy 0.37 nats, target 1.14)': the newest entropy and logged target, where both are known."""
-    h = series.entropy[np.isfinite(series.entropy)]
-    target = series.scalars.get(M.CONTROL_TARGET, (None, np.zeros(0)))[1]
-    target = target[np.isfinite(target)]
-    if not (h.size and target.size):
-        return ""
-    return f" (entropy {float(h[-1]):.3g} nats, target {float(target[-1]):.3g})"
 
 
 def _entropy_update(f: Facts) -> str | None:

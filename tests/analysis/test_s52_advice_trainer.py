@@ -70,7 +70,7 @@ def _pinned(algo: str, name: str, values: np.ndarray, meta: dict | None = None) 
 
 def test_a_controller_at_its_cap_is_noted_on_every_surface_with_where_to_raise_it() -> None:
     """The trainer's ADAPO sat at eps_max 1 from step 19 of 400 while entropy fell to 32% of its target, read "ok"
-    with nothing said. The note says since when, the entropy against the target and the trainer's key."""
+    with nothing said. The note says since when, the target (the headline says the entropy) and the trainer's key."""
     cap = preset("tiny", "adapo").algo_cfg.adapo_eps_max
     eps = np.minimum(0.2 + 0.05 * np.arange(60), cap)  # reaches the cap at step 16
     res = analyze(_pinned("adapo", M.CONTROL_EPS_HIGH, eps))
