@@ -411,8 +411,12 @@ CONTROL_LABELS: dict[str, str] = {
     M.CONTROL_ZETA: "REPO-R ζ (control/zeta; > 0 pushes entropy up)",
     M.CONTROL_EPS_HIGH: "ADAPO ε_high (control/eps_high; clip at 1 + ε_high)",
     M.CONTROL_ENTROPY_COEF: "entropy bonus α (control/entropy_coef)",
+    M.CONTROL_ZETA_MAX: "cap on |ζ| (control/zeta_max)",
+    M.CONTROL_EPS_MAX: "cap on ε_high (control/eps_max)",
 }
 """Controller knobs (left axis, unitless) and their meaning."""
+CONTROL_CAPS: dict[str, str] = {M.CONTROL_ZETA_MAX: M.CONTROL_ZETA, M.CONTROL_EPS_MAX: M.CONTROL_EPS_HIGH}
+"""Each knob's cap (constant): drawn dotted in the colour of the knob it bounds."""
 CONTROL_NATS: dict[str, tuple[str, str]] = {
     M.CONTROL_ENTROPY: ("entropy the controller saw (control/entropy)", "solid"),
     M.CONTROL_TARGET: ("target entropy (control/target_entropy)", "dash"),
@@ -429,8 +433,12 @@ def controller_chart(tr: Mapping[str, Trace], smoothing: float = 0.0) -> go.Figu
         return None
     fig = go.Figure()
     knobs = [n for n in names if n not in CONTROL_NATS and n not in (M.CONTROL_BAND_LOW, M.CONTROL_BAND_HIGH)]
-    for i, n in enumerate(knobs):
-        add_trace(fig, tr[n], CONTROL_LABELS.get(n, n), PALETTE[i % len(PALETTE)], smoothing=smoothing)
+    colours = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(n for n in knobs if n not in CONTROL_CAPS)}
+    for n in colours:
+        add_trace(fig, tr[n], CONTROL_LABELS.get(n, n), colours[n], smoothing=smoothing)
+    for cap, knob in CONTROL_CAPS.items():
+        if cap in tr:
+            add_trace(fig, tr[cap], CONTROL_LABELS[cap], colours.get(knob, "#7f7f7f"), dash="dot", band=False)
     low, high = tr.get(M.CONTROL_BAND_LOW), tr.get(M.CONTROL_BAND_HIGH)
     if low is not None and high is not None and len(low) == len(high):
         fig.add_trace(

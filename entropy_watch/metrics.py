@@ -79,6 +79,10 @@ CONTROL_TARGET = "control/target_entropy"  # the entropy (nats) the controller s
 CONTROL_BAND_LOW = "control/band_low"  # control="target": lower edge of the entropy band (nats)
 CONTROL_BAND_HIGH = "control/band_high"  # control="target": upper edge of the entropy band (nats)
 CONTROL_ENTROPY = "control/entropy"  # the entropy (nats) the controller compared with its target this step
+# The cap its lever runs under (constant), logged beside the lever: verl's workers read it from their environment,
+# which the driver that writes run.json may not share, so the logged cap is the one the lever met.
+CONTROL_ZETA_MAX = "control/zeta_max"  # REPO-R: |zeta| <= zeta_max
+CONTROL_EPS_MAX = "control/eps_max"  # ADAPO: eps_high <= eps_max
 
 # --- the monitor's own health ----------------------------------------------------------------------------------
 HOOKS_ERRORS = "hooks/errors"  # guarded hook failures (training continued)

@@ -25,7 +25,8 @@ measure TRL's own adaptive entropy bonus uses), once per TRL iteration (the opti
 ``every`` to change it). Target: ``target`` nats if given, else H_ref, the median of the first ``ref_steps`` updates'
 entropies (the run's early level); until H_ref is known the levers keep their initial values. The band defaults to
 ``band_rel × H_ref``. At each update the state goes into the run's store at TRL's step:
-``control/zeta`` or ``control/eps_high``, ``control/target_entropy``, ``control/entropy`` and, for ``"target"``,
+``control/zeta`` or ``control/eps_high`` with its cap (``control/zeta_max`` / ``control/eps_max``),
+``control/target_entropy``, ``control/entropy`` and, for ``"target"``,
 ``control/band_low`` / ``control/band_high`` (each the value in force for the next step).
 
 Checkpoints carry the controller: its callback is a transformers ``ExportableState``, so every checkpoint's
@@ -363,9 +364,10 @@ class EntropyController:
             out[M.CONTROL_TARGET] = target
         if band is not None:
             out[M.CONTROL_BAND_LOW], out[M.CONTROL_BAND_HIGH] = band
-        out[M.CONTROL_ZETA if self.cfg.lever == "repo-r" else M.CONTROL_EPS_HIGH] = (
-            self.zeta if self.cfg.lever == "repo-r" else self.eps_high
-        )
+        if self.cfg.lever == "repo-r":
+            out[M.CONTROL_ZETA], out[M.CONTROL_ZETA_MAX] = self.zeta, self.cfg.zeta_max
+        else:
+            out[M.CONTROL_EPS_HIGH], out[M.CONTROL_EPS_MAX] = self.eps_high, self.cfg.eps_max
         return out
 
     # ---- checkpoints ------------------------------------------------------------------------------------------

@@ -263,6 +263,12 @@ class Facts:
             return "repo-r"
         return "adapo" if c == "adapo" else ("entropy" if c == "entropy" else None)
 
+    def cap(self, name: str) -> float | None:
+        """The cap of the controller's lever, "zeta_max" or "eps_max": as logged beside the lever (``control/<name>``,
+        the one it met: verl's workers read theirs from their environment), else as the stored settings state it."""
+        got = self.logged(f"control/{name}")
+        return got[1] if got is not None else _number(self.get(name))
+
     def bonus(self) -> float | None:
         """The entropy bonus's weight: logged (control/entropy_coef) at the step, else the stored setting."""
         got = self.logged(M.CONTROL_ENTROPY_COEF)
@@ -284,7 +290,7 @@ def _ref(f: Facts) -> str:
 # ---- one function per slot: a line in the run's trainer's words, None (the run already does it), or KEEP ----------
 def _clip_higher(f: Facts) -> str | None:
     if f.controller() == "adapo":  # ADAPO moves eps_high itself: only its cap is the user's
-        got, cap = f.logged(M.CONTROL_EPS_HIGH), f.get("eps_max")
+        got, cap = f.logged(M.CONTROL_EPS_HIGH), f.cap("eps_max")
         if got is not None and cap is not None and got[1] >= AT_CAP * cap:
             return f"ADAPO's eps_high is at its cap ({_v(cap)}) at step {got[0]}: raise {_cap_key(f, 'eps_max')}"
         return None
@@ -313,9 +319,12 @@ def _clip_higher(f: Facts) -> str | None:
 
 def _cap_key(f: Facts, cap: str) -> str:
     """Where the user sets the controller's ``cap`` ("eps_max" or "zeta_max"): ``entropy-watch train``'s flag for the
-    reference trainer, ``attach(control=ControlConfig(...))``'s field otherwise."""
+    reference trainer, the environment variable verl's ``ew_repo_r`` reads in each worker, else
+    ``attach(control=ControlConfig(...))``'s field."""
     if f.framework == "trainer":
         return f"--{cap.replace('_', '-')}"
+    if f.framework == "verl" and cap == "zeta_max":  # hooks/verl.py's repo_controller
+        return "$ENTROPY_WATCH_REPO_ZETA_MAX in every worker's environment"
     return f"ControlConfig({cap}=...)"
 
 
@@ -324,27 +333,32 @@ def pinned_note(series: RunSeries) -> str | None:
     (ADAPO's eps_high at ``eps_max``, REPO-R's |ζ| at ``zeta_max``): it pushes entropy as far as it may, so the run's
     entropy is no longer held at the controller's target, with or without an alert (the reference trainer's tiny
     ADAPO sat at eps_max 1 from step 19 of 400 while entropy fell to 32% of its target: "ok", and nothing said why).
-    None when no cap is known (the trainer's config, ``attach(control=...)``'s ``ControlConfig``). Causal: reads the
-    series as given (a live prefix and the whole run agree)."""
-    f = Facts(facts_of(series.meta), {})
+    None when no cap is known (logged beside the lever, ``control/eps_max`` / ``control/zeta_max``, or stated in the
+    settings: the trainer's config, ``attach(control=...)``'s ``ControlConfig``). Causal: reads the series as given
+    (a live prefix and the whole run agree)."""
     for name, cap_name, lever in ((M.CONTROL_EPS_HIGH, "eps_max", "ADAPO's eps_high"),
                                   (M.CONTROL_ZETA, "zeta_max", "REPO's |zeta|")):  # fmt: skip
-        cap = _number(f.get(cap_name))
-        if name not in series.scalars or cap is None or cap <= 0:
+        if name not in series.scalars:
             continue
         steps, values = series.scalars[name]
         ok = np.isfinite(values)
         steps, values = steps[ok], values[ok]
+        if values.size < PINNED_POINTS:
+            continue
+        f = Facts(facts_of(series.meta), _newest(_control_series(series), int(steps[-1])))
+        cap = f.cap(cap_name)
+        if cap is None or cap <= 0:
+            continue
         at = np.abs(values) >= AT_CAP * cap
-        if values.size < PINNED_POINTS or not at[-PINNED_POINTS:].all():
+        if not at[-PINNED_POINTS:].all():
             continue
         off = np.flatnonzero(~at)
         since = int(steps[off[-1] + 1] if off.size else steps[0])
         up = name == M.CONTROL_EPS_HIGH or values[-1] > 0  # a negative zeta pushes entropy down
         said = f"{lever} has sat at its cap ({cap:g}) since step {since}: the controller pushes entropy "
         said += "up" if up else "down"
-        target = _newest({n: series.scalars[n] for n in (M.CONTROL_TARGET,) if n in series.scalars}, int(steps[-1]))
-        aim = f" (entropy target {target[M.CONTROL_TARGET][1]:.3g})" if target else ""  # the level: the headline's
+        target = f.logged(M.CONTROL_TARGET)
+        aim = f" (entropy target {target[1]:.3g})" if target else ""  # the level: the headline's
         said += f" as far as it may and no longer holds it at its target{aim}; "
         return said + f"raise {_cap_key(f, cap_name)} to let it"
     return None
@@ -353,7 +367,7 @@ def pinned_note(series: RunSeries) -> str | None:
 def _entropy_update(f: Facts) -> str | None:
     ctl = f.controller()
     if ctl == "repo-r":  # attached: only its cap is the user's
-        got, cap = f.logged(M.CONTROL_ZETA), f.get("zeta_max")
+        got, cap = f.logged(M.CONTROL_ZETA), f.cap("zeta_max")
         if got is not None and cap is not None and abs(got[1]) >= AT_CAP * cap:
             return f"REPO's zeta is at its cap ({_v(cap)}) at step {got[0]}: raise {_cap_key(f, 'zeta_max')}"
         return None
@@ -608,7 +622,13 @@ def facts_of(meta: Mapping[str, Any]) -> dict[str, Any]:
     return _checked(dict(kept)) if isinstance(kept, Mapping) else run_facts(meta)
 
 
-_CONTROL = (M.CONTROL_ZETA, M.CONTROL_EPS_HIGH, M.CONTROL_ENTROPY_COEF, M.CONTROL_TARGET)
+_CONTROL = (M.CONTROL_ZETA, M.CONTROL_EPS_HIGH, M.CONTROL_ENTROPY_COEF, M.CONTROL_TARGET, M.CONTROL_ZETA_MAX,
+            M.CONTROL_EPS_MAX)  # fmt: skip
+
+
+def _control_series(series: RunSeries) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The run's logged ``control/*`` series advice reads (name -> (steps, values))."""
+    return {name: series.scalars[name] for name in _CONTROL if name in series.scalars}
 
 
 def advise(alerts: list[Alert], series: RunSeries) -> list[Alert]:
@@ -616,7 +636,7 @@ def advise(alerts: list[Alert], series: RunSeries) -> list[Alert]:
     actions are not its kind's generic lines (a detector's own) is left as it is. Causal: each alert reads the
     control series up to its own step."""
     settings = facts_of(series.meta)
-    logged = {name: series.scalars[name] for name in _CONTROL if name in series.scalars}
+    logged = _control_series(series)
     if not settings and not logged:
         return alerts  # nothing known of the run: the generic lines
     out = []

@@ -358,15 +358,17 @@ def train(
                 KEPT_FRAC: len(kept) / len(rewards),
                 TOKENS_PER_SEC: n_tokens / (time.perf_counter() - t0),
             }
-            # control/* is what a controller steers (its lever and target), as the hooks log it: a setting that
+            # control/* is what a controller steers (its lever, its cap and target), as the hooks log it: a setting that
             # never moves (DAPO's eps_high, a fixed bonus) is in run.json, and logged as control/* it read as a
             # controller to advice ("a controller holds entropy already") and to `show` on plain GRPO
             if a.repo:
                 record[M.CONTROL_ZETA] = ctl.zeta
+            if a.controller == "zeta":
+                record[M.CONTROL_ZETA_MAX] = a.zeta_max  # the cap beside the lever, as the hooks log it
             if a.controller:
                 record[M.CONTROL_TARGET] = ctl.target
             if a.controller == "adapo":
-                record[M.CONTROL_EPS_HIGH] = ctl.eps_high
+                record[M.CONTROL_EPS_HIGH], record[M.CONTROL_EPS_MAX] = ctl.eps_high, a.adapo_eps_max
             if a.controller == "entropy":
                 record[M.CONTROL_ENTROPY_COEF] = ctl.entropy_coef
             if logged is not None:

@@ -302,6 +302,7 @@ def test_controller_chart_labels_every_line(monkeypatch: pytest.MonkeyPatch, tmp
         (M.CONTROL_BAND_LOW, 0.4),
         (M.CONTROL_BAND_HIGH, 0.6),
         (M.CONTROL_ENTROPY, 0.55),
+        (M.CONTROL_EPS_MAX, 1.0),
     ):
         w.write("scalars", {"step": s, "name": [name] * 60, "value": [v] * 60})
     w.close()
@@ -310,6 +311,10 @@ def test_controller_chart_labels_every_line(monkeypatch: pytest.MonkeyPatch, tmp
     names = [t.get("name") or "" for t in fig["data"] if t.get("showlegend", True) is not False]
     for want in ("REPO-R ζ", "ADAPO ε_high", "target entropy", "target band", "entropy the controller saw"):
         assert any(want in n for n in names), (want, names)
+    by_name = {t.get("name"): t for t in fig["data"]}
+    cap = by_name["cap on ε_high (control/eps_max)"]  # dotted, in the colour of the knob it bounds
+    eps = next(t for n, t in by_name.items() if n and n.startswith("ADAPO ε_high"))
+    assert cap["line"]["dash"] == "dot" and cap["line"]["color"] == eps["line"]["color"]
     assert fig["layout"]["yaxis2"]["title"]["text"] == "entropy (nats/token)"
 
 

@@ -57,6 +57,7 @@ def test_repo_r_controller_by_hand() -> None:
     out = _steps(ctl, [1.0, 0.5, 0.5, 1.5])
     assert [o[M.CONTROL_ZETA] for o in out] == pytest.approx([5e-4, 1e-3, 2e-3, 1e-3])
     assert out[1][M.CONTROL_ENTROPY] == 0.5 and out[1][M.CONTROL_TARGET] == 1.0
+    assert {o[M.CONTROL_ZETA_MAX] for o in out} == {0.05} and M.CONTROL_EPS_MAX not in out[0]  # the lever's cap
     assert ctl.end_step() == {}  # a step without tokens changes nothing
 
 
@@ -70,7 +71,7 @@ def test_adapo_controller_by_hand() -> None:
     ctl = EntropyController(ControlConfig("adapo", target=1.0), eps_high=0.28)
     out = _steps(ctl, [0.5, 0.5, 1.5])
     assert [o[M.CONTROL_EPS_HIGH] for o in out] == pytest.approx([0.35, 0.4375, 0.35])
-    assert M.CONTROL_ZETA not in out[0]
+    assert M.CONTROL_ZETA not in out[0] and M.CONTROL_ZETA_MAX not in out[0] and out[0][M.CONTROL_EPS_MAX] == 1.0
     for _ in range(10):
         _steps(ctl, [0.1])
     assert ctl.eps_high == 1.0

@@ -28,6 +28,7 @@ def test_repo_r_loss_feeds_rescaled_advantages_and_steps_zeta() -> None:
     loss, metrics = loss_fn(new, new, adv, torch.ones(1, 2))
     assert torch.allclose(seen["adv"], torch.tensor([[2.2, -0.8]]))
     assert metrics["actor/pg_loss"] == 1.0 and metrics[M.CONTROL_ZETA] == pytest.approx(0.1)  # the zeta applied
+    assert metrics[M.CONTROL_ZETA_MAX] == 0.5  # the cap it runs under: run.json (the driver's) cannot state it
     # surprisal mean (1 + 2) / 2 = 1.5 < target 5: zeta doubles for the next call
     assert metrics[M.CONTROL_ENTROPY] == pytest.approx(1.5) and ctl.zeta == pytest.approx(0.2)
     _, metrics = loss_fn(new, new, adv, torch.ones(1, 2))

@@ -179,6 +179,7 @@ def test_ew_repo_r_feeds_repo_r_advantages_to_the_vanilla_loss():
     base_loss, _ = core_algos.get_policy_loss_fn("vanilla")(old, new, expected_adv, mask, "token-mean", cfg)
     assert torch.equal(loss, base_loss)
     assert m[M.CONTROL_ZETA] == zeta and CLIPFRAC_HIGH in m
+    assert m[M.CONTROL_ZETA_MAX] == repo_controller().cfg.zeta_max  # the cap the worker's environment gave it
 
 
 def test_driver_stand_in_matches_the_real_ray_trainer_source():

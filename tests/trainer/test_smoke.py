@@ -44,6 +44,11 @@ def test_algorithm_smoke(algo: str, sft_policy: Path, tmp_path: Path) -> None:
     control = {n for n in names if n.startswith("control/")}
     assert (M.CONTROL_TARGET in control) == bool(cfg.algo_cfg.controller), control
     assert control <= {M.CONTROL_ZETA} or cfg.algo_cfg.controller, control
+    a = cfg.algo_cfg  # a controller's lever is logged with its cap, as the hooks log it (advice's note reads it)
+    caps = {M.CONTROL_ZETA_MAX: a.zeta_max} if a.controller == "zeta" else {}
+    caps |= {M.CONTROL_EPS_MAX: a.adapo_eps_max} if a.controller == "adapo" else {}
+    assert {n for n in control if n.endswith("_max")} == set(caps), control
+    assert all(set(store.series(cfg.run, n)[1].tolist()) == {v} for n, v in caps.items()), caps
 
 
 @pytest.mark.parametrize(
