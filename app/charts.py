@@ -466,7 +466,16 @@ def controller_chart(tr: Mapping[str, Trace], smoothing: float = 0.0) -> go.Figu
             )
     fig = _layout(fig, "Entropy controller", "knob value" if knobs else "")
     if any(n in tr for n in CONTROL_NATS) or low is not None:
-        fig.update_layout(yaxis2={"title": {"text": NATS_AXIS}, "overlaying": "y", "side": "right", "showgrid": False})
+        fig.update_layout(  # plotly.js syncs an overlaying axis's ticks to the left one's grid by default: the
+            yaxis2={  # nats read 0.067, 0.367, 0.668...; its own round ticks instead, from 0 nats
+                "title": {"text": NATS_AXIS},
+                "overlaying": "y",
+                "side": "right",
+                "showgrid": False,
+                "tickmode": "auto",
+                "rangemode": "tozero",
+            }
+        )
         fig.update_layout(margin={"r": 70})
     return fig
 

@@ -51,7 +51,9 @@ SHOW_METRICS: tuple[tuple[str, str], ...] = (
     ("length", M.LENGTH_MEAN),
     # an entropy controller (the reference trainer, attach(..., control=...)): each is the value for the next step
     ("control: REPO zeta", M.CONTROL_ZETA),
+    ("control: cap on |zeta|", M.CONTROL_ZETA_MAX),
     ("control: ADAPO eps_high", M.CONTROL_EPS_HIGH),
+    ("control: cap on eps_high", M.CONTROL_EPS_MAX),
     ("control: entropy coef", M.CONTROL_ENTROPY_COEF),
     ("control: entropy seen", M.CONTROL_ENTROPY),
     ("control: target entropy", M.CONTROL_TARGET),

@@ -365,8 +365,8 @@ def train(
                 record[M.CONTROL_ZETA] = ctl.zeta
             if a.controller == "zeta":
                 record[M.CONTROL_ZETA_MAX] = a.zeta_max  # the cap beside the lever, as the hooks log it
-            if a.controller:
-                record[M.CONTROL_TARGET] = ctl.target
+            if a.controller:  # its target and the entropy it compared with it (the sampler's, as SAMPLER_ENTROPY)
+                record[M.CONTROL_TARGET], record[M.CONTROL_ENTROPY] = ctl.target, batch_entropy
             if a.controller == "adapo":
                 record[M.CONTROL_EPS_HIGH], record[M.CONTROL_EPS_MAX] = ctl.eps_high, a.adapo_eps_max
             if a.controller == "entropy":

@@ -316,6 +316,8 @@ def test_controller_chart_labels_every_line(monkeypatch: pytest.MonkeyPatch, tmp
     eps = next(t for n, t in by_name.items() if n and n.startswith("ADAPO ε_high"))
     assert cap["line"]["dash"] == "dot" and cap["line"]["color"] == eps["line"]["color"]
     assert fig["layout"]["yaxis2"]["title"]["text"] == "entropy (nats/token)"
+    # plotly.js gives an overlaying axis "sync" ticks unless told: nats at the left axis's grid (0.067, 0.367, ...)
+    assert fig["layout"]["yaxis2"]["tickmode"] == "auto" and fig["layout"]["yaxis2"]["rangemode"] == "tozero"
 
 
 def test_compare_offers_log_y_and_h_over_h_ref(monkeypatch: pytest.MonkeyPatch, synthetic_store: Path) -> None:

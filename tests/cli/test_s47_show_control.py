@@ -20,6 +20,8 @@ CONTROL = {
     M.CONTROL_ENTROPY: 1.75,
     M.CONTROL_BAND_LOW: 1.5,
     M.CONTROL_BAND_HIGH: 2.5,
+    M.CONTROL_ZETA_MAX: 0.05,  # the lever's cap, logged beside it (session 53)
+    M.CONTROL_EPS_MAX: 1.0,
 }
 
 

@@ -43,6 +43,7 @@ def test_algorithm_smoke(algo: str, sft_policy: Path, tmp_path: Path) -> None:
     # control/* only from a controller: DAPO's fixed eps_high and plain GRPO's H_0 read as one (advice, `show`)
     control = {n for n in names if n.startswith("control/")}
     assert (M.CONTROL_TARGET in control) == bool(cfg.algo_cfg.controller), control
+    assert (M.CONTROL_ENTROPY in control) == bool(cfg.algo_cfg.controller), control  # what it compared with it
     assert control <= {M.CONTROL_ZETA} or cfg.algo_cfg.controller, control
     a = cfg.algo_cfg  # a controller's lever is logged with its cap, as the hooks log it (advice's note reads it)
     caps = {M.CONTROL_ZETA_MAX: a.zeta_max} if a.controller == "zeta" else {}
