@@ -504,14 +504,17 @@ class SqlReads:
     def delta(
         self, run: str, name: str, window: tuple[int, int] = ALL_STEPS, max_points: int = MAX_POINTS
     ) -> Trace | None:
-        """Observed per-step change of scalar ``name``: ``value[next step] − value[step]`` at ``step`` (the change the
-        update at ``step`` caused), bucketed like :meth:`downsampled`. None without two finite points."""
+        """Observed change of scalar ``name`` per step: ``(value[next] − value[step]) / (next − step)`` at ``step``,
+        ``next`` being the next logged step (the change the updates from ``step`` on caused; a log every 5 steps, as
+        TRL's, reads per step like the predicted ΔH, not per 5 steps), bucketed like :meth:`downsampled`. None
+        without two finite points."""
         rules = self._rules(run)
         sql = f"""
             WITH s AS (
                 SELECT run, name, step, value, rank, wall_time, _writer, _seq FROM scalars
                 WHERE run = $run AND name = $name AND isfinite(value) AND {rules.where} {rules.qualify}
-            ), d AS (SELECT step, lead(value) OVER (ORDER BY step) - value AS dv FROM s),
+            ), d AS (SELECT step, (lead(value) OVER w - value) / (lead(step) OVER w - step) AS dv
+                     FROM s WINDOW w AS (ORDER BY step)),
             win AS (SELECT * FROM d WHERE dv IS NOT NULL AND step BETWEEN $lo AND $hi),
             span AS (SELECT min(step) AS s0,
                             greatest(1, CAST(ceil((max(step) - min(step) + 1) / $maxp) AS BIGINT)) AS w FROM win)
