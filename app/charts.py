@@ -25,6 +25,7 @@ from entropy_watch import metrics as M
 from entropy_watch.analysis.changes import CHANGE_LABELS, RESET_EVENT_KINDS, change_label, change_meaning, change_what
 from entropy_watch.app import forecast_chart
 from entropy_watch.app.display import eta_reach, short_name, smooth
+from entropy_watch.axes import log_ticks
 from entropy_watch.store.reads import Heatmap, Trace
 
 STEP_AXIS = "step (optimizer updates)"
@@ -95,7 +96,7 @@ def _layout(
         ys = [np.asarray(t.y, dtype=np.float64) for t in fig.data if t.y is not None and t.yaxis in (None, "y")]
         ys = [y[np.isfinite(y) & (y > 0)] for y in ys]
         ys = [y for y in ys if y.size]
-        vals, text = _log_ticks(min(float(y.min()) for y in ys), max(float(y.max()) for y in ys)) if ys else ([], [])
+        vals, text = log_ticks(min(float(y.min()) for y in ys), max(float(y.max()) for y in ys)) if ys else ([], [])
         fig.update_yaxes(type="log", tickvals=vals or None, ticktext=text or None)
     return fig
 
@@ -288,15 +289,6 @@ def entropy_forecast(
     return _layout(fig, title, NATS_AXIS, height=400, x_range=x_range, band=CHANGE_BAND if marked else 0)
 
 
-def _log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
-    """Ticks for a log axis written as plain numbers ("0.001", "1e-04"; never Plotly's "1m" or "100µ", nor a label
-    on every minor digit): each decade, with 2× and 5× too when the range spans fewer than three decades."""
-    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-    steps = (1.0,) if len(decades) > 3 else (1.0, 2.0, 5.0)
-    vals = [m * 10.0**d for d in decades for m in steps if lo / 1.5 <= m * 10.0**d <= hi * 1.5]
-    return vals, [f"{v:g}" if v >= 1e-3 else f"{v:.0e}" for v in vals]
-
-
 def entropy_heatmap(hm: Heatmap, edges: np.ndarray) -> go.Figure:
     """Token-entropy histogram over steps: one column per step bucket, one row per entropy bin, log colour scale.
 
@@ -327,7 +319,7 @@ def entropy_heatmap(hm: Heatmap, edges: np.ndarray) -> go.Figure:
             hovertemplate="step %{x:.0f}<br>H ≈ %{y:.3g} nats<br>%{customdata:,.0f} tokens<extra></extra>",
         )
     )
-    tickvals, ticktext = _log_ticks(float(centres[0]), float(centres[-1]))
+    tickvals, ticktext = log_ticks(float(centres[0]), float(centres[-1]))
     fig.update_yaxes(type="log", tickvals=tickvals, ticktext=ticktext)
     width = f" (columns of {hm.width} steps)" if hm.width > 1 else ""
     fig = _layout(fig, f"Token-entropy histogram over steps{width}", "token entropy (nats, log scale)", height=400)

@@ -30,6 +30,7 @@ import numpy as np
 
 from entropy_watch.analysis import changes
 from entropy_watch.analysis.series import reward_name
+from entropy_watch.axes import log_ticks
 from entropy_watch.errors import EntropyWatchError, MissingExtra
 from entropy_watch.overwrite import check_replaceable
 from entropy_watch.store.atomic import publishing
@@ -106,7 +107,20 @@ def _entropy_figure(go: Any, series: RunSeries, result: AnalysisResult) -> Any:
     # the legend under the chart, so its plot is as wide as the reward chart's and the heatmap's below it
     fig.update_layout(title="Token entropy", xaxis_title="step", yaxis_title="nats", yaxis_type="log", height=470,
                       legend={"orientation": "h", "yanchor": "top", "y": -0.22})  # fmt: skip
+    levels = [] if v is None else [v.reference.value, v.floor, line, f.target if f is not None else None]
+    _plain_log_ticks(fig, [x for x in levels if x is not None])
     return fig
+
+
+def _plain_log_ticks(fig: Any, levels: list[float]) -> None:
+    """The log entropy axis ticked in plain numbers over what it draws (its lines and the ``levels`` across it):
+    Plotly's own labels the 2x and 5x ticks with a bare digit, so a "2" beside the floor line read 2 nats, not 0.02."""
+    ys = [np.asarray(t.y, dtype=np.float64) for t in fig.data if t.y is not None and t.yaxis in (None, "y")]
+    y = np.concatenate([*ys, np.asarray(levels, dtype=np.float64)])
+    y = y[np.isfinite(y) & (y > 0)]
+    if y.size:
+        vals, text = log_ticks(float(y.min()), float(y.max()))
+        fig.update_yaxes(tickvals=vals, ticktext=text)
 
 
 def _level_line(fig: Any, nats: float, label: str, colour: str, side: str, dash: str = "dot") -> None:
