@@ -186,6 +186,10 @@ def watch(
         on_analysis=on_analysis,
         keep=None if logs else WATCH_KEEP_RUNS,
     )
+    if not once and _interactive():  # a terminal's user, else a silent screen until the first alert
+        what = listed(logs) if logs else _runs_said(runs, stored, root)
+        typer.echo(printable(f"watching {what}, every {interval:g} s: new alerts at {min_severity} and up print "
+                             "here as they appear; Ctrl-C stops"), err=True)  # fmt: skip
     ended = False
     _stop_when_reader_goes(lambda: monitor.stop(0.0))  # `watch | head -1` on a quiet store ends after the line too
     try:
@@ -200,6 +204,22 @@ def watch(
         undelivered = _finish_notify(relay, None if ended else STOP_WAIT_S) if relay is not None else 0
     if (once and errors) or undelivered:
         raise typer.Exit(1)
+
+
+def _interactive() -> bool:
+    """Whether a person reads stderr (a terminal): ``watch`` then says once what it follows."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False
+
+
+def _runs_said(runs: list[str] | None, stored: list[str], root: Path) -> str:
+    """What ``watch`` follows in the store ``root``: the named runs, or every run (how many now) and new ones."""
+    if runs:
+        return f"{listed(runs)} in {root}"
+    now = f"{_plural(len(stored), 'run')} now" if stored else "no runs yet"
+    return f"every run in {root} ({now}, new ones too)"
 
 
 def _say_refused(reader: Any, on_error: Callable[[str, str], None]) -> None:
