@@ -226,7 +226,9 @@ def _print_verdict(v: Any) -> None:
 def sql(
     ctx: typer.Context,
     query: str = typer.Argument(
-        ..., help="A read-only SQL query over the views scalars, hist, tokens, alerts, events."
+        ...,
+        help="A read-only SQL query over the views scalars, hist, tokens, alerts, events and runs "
+        "('SHOW TABLES' lists their columns; e.g. \"SELECT step, value FROM scalars WHERE name = 'entropy/mean'\").",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
     limit: int = typer.Option(200, min=1, max=2**62, help="Print at most this many rows."),

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import secrets
 import tempfile
 import threading
@@ -398,6 +399,28 @@ def check_read_only(query: str) -> None:
         said = [(s.query.split() or [s.type.name])[0].upper() for s in statements]  # as written: INSTALL, not LOAD
         got = f"{len(said)} statements ({', '.join(said)})" if len(said) > 1 else (said[0] if said else "nothing")
         raise EntropyWatchError(f"`sql` runs one read-only SELECT query; got {got}")
+
+
+VIEWS: dict[str, str] = {
+    "scalars": "one number per run, rank, step and metric name (entropy/mean, reward/mean, clip/high_frac, ...)",
+    "hist": "the token-entropy histogram: tokens per entropy bin per step",
+    "tokens": "sampled tokens with their entropy, log-prob, advantage and context",
+    "alerts": "alerts stored by `alerts --write`, `watch --write` or a live Watch",
+    "events": "change points a run logged: resume, learning-rate or config change, on_alert actions",
+    "runs": "one row per run: its state, last step and last update (Unix seconds)",
+}
+"""The views user SQL reads, and what each holds (``SHOW TABLES`` lists them)."""
+RUNS_COLUMNS = ("run", "state", "last_step", "updated_at")
+SHOW_TABLES = re.compile(r"\s*show\s+(all\s+)?tables\s*;?\s*", re.IGNORECASE)
+
+
+def views_listing() -> pa.Table:
+    """What ``SHOW TABLES`` answers in user SQL: each view (:data:`VIEWS`), its columns, what it holds. The views are
+    built only for the tables a query names, so DuckDB's own ``SHOW TABLES`` listed none (an empty table)."""
+    cols = {t: [f.name for f in empty_table(t).schema if not f.name.startswith("_")] for t in layout.TABLES}
+    cols["runs"] = list(RUNS_COLUMNS)
+    listing = {"name": list(VIEWS), "columns": [", ".join(cols[v]) for v in VIEWS], "holds": list(VIEWS.values())}
+    return pa.table(listing)
 
 
 def create_sandbox_view(con: duckdb.DuckDBPyConnection, root: Path, table: str, sel: Selection) -> None:

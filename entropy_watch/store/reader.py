@@ -51,6 +51,8 @@ from entropy_watch.store import meta as run_meta
 from entropy_watch.store.files import CoverageCache, select_files
 from entropy_watch.store.fs import StorePath
 from entropy_watch.store.query import (
+    RUNS_COLUMNS,
+    SHOW_TABLES,
     Binder,
     create_sandbox_view,
     fetch_interruptible,
@@ -63,6 +65,7 @@ from entropy_watch.store.query import (
     source_sql,
     table_dirs,
     table_files,
+    views_listing,
     with_retry,
 )
 from entropy_watch.store.reads import SqlReads, query_files
@@ -179,6 +182,8 @@ class Store(SqlReads):
         :class:`~entropy_watch.store.query.SqlOutOfMemory`.
         """
 
+        if SHOW_TABLES.fullmatch(query):  # the views, not DuckDB's list of the ones this query built (none)
+            return views_listing()
         tables = [t for t in layout.TABLES if re.search(rf"\b{t}\b", query)]
 
         def run(names: list[str]) -> pa.Table:
@@ -463,14 +468,11 @@ def _mtime(path: StorePath) -> float | None:
 
 
 def _runs_table(infos: list[RunInfo]) -> pa.Table:
-    return pa.table(
-        {
-            "run": pa.array([i.name for i in infos], pa.string()),
-            "state": pa.array([i.state for i in infos], pa.string()),
-            "last_step": pa.array([i.last_step for i in infos], pa.int64()),
-            "updated_at": pa.array([i.updated_at for i in infos], pa.float64()),
-        }
-    )
+    """The ``runs`` view of user SQL (:data:`~entropy_watch.store.query.RUNS_COLUMNS`)."""
+    values = ([i.name for i in infos], [i.state for i in infos], [i.last_step for i in infos],
+              [i.updated_at for i in infos])  # fmt: skip
+    types = (pa.string(), pa.string(), pa.int64(), pa.float64())
+    return pa.table({c: pa.array(v, t) for c, v, t in zip(RUNS_COLUMNS, values, types, strict=True)})
 
 
 STEADY_TRIES = 3  # reads of a run at most, should it be replaced during each
