@@ -360,8 +360,35 @@ def pinned_note(series: RunSeries) -> str | None:
         target = f.logged(M.CONTROL_TARGET)
         aim = f" (entropy target {target[1]:.3g})" if target else ""  # the level: the headline's
         said += f" as far as it may and no longer holds it at its target{aim}; "
-        return said + f"raise {_cap_key(f, cap_name)} to let it"
+        if name == M.CONTROL_ZETA:
+            return said + f"raise {_cap_key(f, cap_name)} to let it"
+        return said + _wider_clip(series, int(steps[-1])) + f"raise {_cap_key(f, cap_name)}, or {_repo_r_way(f)}"
     return None
+
+
+def _wider_clip(series: RunSeries, step: int) -> str:
+    """What a wider upper clip could still free, from the clip-high share at the cap: the lever has no authority
+    where it binds on almost no token (the reference trainer's tiny ADAPO: 0.2% at eps_high 1, and no fixed eps_high
+    up to no clip at all kept more than 0.39 H_0; README "ADAPO does not hold entropy here"). "" when not logged."""
+    if M.CLIP_HIGH_FRAC not in series.scalars:
+        return ""
+    steps, values = series.scalars[M.CLIP_HIGH_FRAC]
+    last = values[: int(np.searchsorted(steps, step, side="right"))]
+    last = last[np.isfinite(last)][-PINNED_POINTS:]
+    if not last.size:
+        return ""
+    share = float(np.median(last))
+    said = f"the upper clip now binds on {100 * share:.2g}% of tokens (median of its last {last.size} points)"
+    return said + ", all a wider one could free: "
+
+
+def _repo_r_way(f: Facts) -> str:
+    """Holding entropy with REPO-R instead, in the run's trainer's words (ADAPO runs: the trainer, TRL's attach)."""
+    if f.framework == "trainer":
+        return "hold entropy with REPO-R (--algo repo-r)"
+    if f.framework == "trl":
+        return 'hold entropy with REPO-R (attach(trainer, control="repo-r"))'
+    return "hold entropy with REPO-R"
 
 
 def _entropy_update(f: Facts) -> str | None:

@@ -76,7 +76,7 @@ def test_a_controller_at_its_cap_is_noted_on_every_surface_with_where_to_raise_i
     res = analyze(_pinned("adapo", M.CONTROL_EPS_HIGH, eps))
     (note,) = [x for x in res.notes if "its cap" in x]
     assert note.startswith(f"ADAPO's eps_high has sat at its cap ({cap:g}) since step 16: the controller pushes")
-    assert "target 1)" in note and note.endswith("raise --eps-max to let it")
+    assert "target 1)" in note and note.endswith("raise --eps-max, or hold entropy with REPO-R (--algo repo-r)")
     assert note in res.verdict.notes  # what show, alerts, the report and the app print
     for at in (19, 20, 40):  # pinned for 4, 5, 25 points: live and post hoc agree
         prefix = _pinned("adapo", M.CONTROL_EPS_HIGH, eps[: at + 1])

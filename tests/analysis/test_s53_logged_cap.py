@@ -61,3 +61,21 @@ def test_a_collapse_alert_on_verl_repo_r_at_its_cap_says_where_to_raise_it() -> 
                    for line in a.actions), a.actions  # fmt: skip
     without = actions("collapse", Facts(run_facts(VERL_REPO_R), {M.CONTROL_ZETA: (n - 1, 0.05)}))
     assert not any("its cap" in line for line in without)  # the cap unknown: no line
+
+
+def test_adapo_at_its_cap_quotes_what_a_wider_clip_could_still_free() -> None:
+    """The trainer's tiny ADAPO sat at eps_max 1 while the upper clip bound on 0.13% of tokens: raising the cap frees
+    almost nothing there (README: no fixed eps_high kept more than 0.39 H_0). The note quotes the share, the median
+    of its last 5 points at the lever's last step, and offers REPO-R beside the cap."""
+    n = 40
+    steps = np.arange(n)
+    clip = np.where(steps < 30, 0.02, 0.0013)  # a live prefix reads the points up to its own step only
+    clip[-1] = 0.5  # logged after the lever's last value: not read
+    scalars = {M.CONTROL_EPS_HIGH: (steps[:-1], np.full(n - 1, 1.0)), M.CLIP_HIGH_FRAC: (steps, clip)}
+    for framework, way in (("entropy_watch.trainer", "(--algo repo-r)"), ("trl.GRPOTrainer", 'control="repo-r"')):
+        meta = {"framework": framework, "control": {"kind": "adapo", "eps_max": 1.0},
+                "config": {"algo_cfg": {"controller": "adapo", "adapo_eps_max": 1.0}}}  # fmt: skip
+        s = RunSeries.from_arrays("a", steps, noisy(np.full(n, 0.4), cv=0.03), scalars=scalars, meta=meta)
+        (note,) = cap_notes(s)
+        assert "the upper clip now binds on 0.13% of tokens (median of its last 5 points)" in note, note
+        assert way in note.rsplit("REPO-R", 1)[1], note
