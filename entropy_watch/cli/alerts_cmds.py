@@ -285,7 +285,7 @@ def _print_table(
     from rich.table import Table
 
     out = console()
-    out.print(text(f"{run}: ", "bold") + text(verdict.headline, HEALTH_STYLE.get(verdict.health)))
+    out.print(_headline(run, verdict))
     if verdict.reference.note:
         out.print(text(f"H_ref: {verdict.reference.note}", "dim"))
     if not shown:
@@ -303,6 +303,11 @@ def _print_table(
     print_actions(shown, verdict, out)
     for n in notes:
         out.print(text(f"note: {n}", "dim"))
+
+
+def _headline(run: str, verdict: Verdict) -> Any:
+    """``run: <the verdict's headline>``, styled by health: the first line of a run's listing, all of ``--brief``."""
+    return text(f"{run}: ", "bold") + text(verdict.headline, HEALTH_STYLE.get(verdict.health))
 
 
 def print_actions(alerts: Sequence[Alert], verdict: Verdict, out: Any) -> None:
@@ -328,6 +333,9 @@ def alerts(
         typer.Argument(help="Store run names, run folders (.../run=X) or log files (default: every run in the store)."),
     ] = None,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    brief: bool = typer.Option(
+        False, "--brief", help="One line per run: its verdict (health, kind, what the entropy does); same exit status."
+    ),
     since: int | None = typer.Option(None, "--since", help="Only alerts at or after this step."),
     min_severity: str = typer.Option("info", "--min-severity", callback=_severity, help="info, warning or critical."),
     write: bool = typer.Option(False, "--write/--no-write", help="Store new alerts in the run's alerts table."),
@@ -349,6 +357,10 @@ def alerts(
     from entropy_watch.store import quarantine
 
     st = state(ctx)
+    if brief and as_json:  # --json holds every verdict whole: --brief would be silently ignored
+        raise typer.BadParameter(
+            "--brief prints one line per run; --json prints every verdict whole", param_hint="--brief"
+        )
     options = log_options(maps, vocab_size, reward_max)
     gate = _fail_on(fail_on)
     store_only = not targets
@@ -379,6 +391,8 @@ def alerts(
                     listed_ = [{**a.to_dict(), "standing": a.key in stand} for a in shown]
                     entry = {"run": t.run, "source": t.source, "alerts": listed_}
                     out.append({**entry, "notes": res.notes, "verdict": v.to_dict()})
+                elif brief:
+                    console().print(_headline(t.run, v))
                 else:
                     _print_table(t.run, t.source, shown, res.notes, v, _filtered(since, min_severity))
                 # stored after they are listed: a store this user may not write loses none of them (one error line)

@@ -1,0 +1,24 @@
+"""``alerts --brief``: one line per run, its verdict's headline, for a store of many runs (the full listing printed
+17 tables and their actions for ../shared/real_runs); the same exit status as the full listing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def test_brief_prints_each_run_s_headline_once_with_the_same_exit_status(ew, store: Path) -> None:
+    full = ew("--store", store, "alerts")
+    brief = ew("--store", store, "alerts", "--brief")
+    assert brief.code == full.code == 2, (brief.err, full.err)
+    lines = brief.out.splitlines()
+    assert [x.split(":")[0] for x in lines] == ["g", "h", "sft-s0"], lines
+    for line in lines[:2]:  # each run's first line in the full listing, word for word
+        assert line in full.out.splitlines(), line
+    assert lines[0].startswith("g: critical collapse") and lines[1].startswith("h: ok"), lines
+    assert "nothing to analyse" in lines[2]  # a run without entropy says so, as in the full listing
+    assert "what to do" not in brief.out and "step" not in brief.out.split(":", 1)[0]
+
+
+def test_brief_with_json_is_a_usage_error(ew, store: Path) -> None:
+    r = ew("--store", store, "alerts", "--brief", "--json")
+    assert r.code == 2 and "--brief" in r.err and r.out == "", r.err
