@@ -174,14 +174,17 @@ def test_readme_sql_example_runs_and_orders_its_rows(ew, tmp_path: Path) -> None
     from entropy_watch.synthetic import write_to_store
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    (line,) = [ln for ln in readme.splitlines() if ln.startswith('entropy-watch sql "')]
-    query = line.split('"')[1]
+    queries = [ln.split('"')[1] for ln in readme.splitlines() if ln.startswith('entropy-watch sql "')]
+    (query,) = [q for q in queries if q.upper().startswith("SELECT")]
     assert "ORDER BY" in query.upper()
     write_to_store(tmp_path, "grpo-s0", kind="healthy", seed=0, n_steps=120)
     r = ew("--store", tmp_path, "sql", query, "--json", "--limit", "1000")
     assert r.code == 0, r.err
     steps = [row["step"] for row in json.loads(r.out)]
     assert len(steps) == 120 and steps == sorted(steps)
+    for other in (q for q in queries if q != query):  # every other example the README gives runs too
+        r = ew("--store", tmp_path, "sql", other, "--json")
+        assert r.code == 0 and json.loads(r.out), (other, r.err)
 
 
 def test_a_reader_that_stops_early_keeps_the_exit_status(store: Path) -> None:
