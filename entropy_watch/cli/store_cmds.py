@@ -348,6 +348,8 @@ def export(
     duckdb_file: Path = typer.Option(
         ...,
         "--duckdb",
+        "--output",
+        "-o",  # as `report -o`
         help="Write a self-contained DuckDB database here (replaces an earlier export, never another file).",
     ),
     run: list[str] = typer.Option(None, "--run", help="Only these runs (repeatable)."),

@@ -25,10 +25,12 @@ def test_export_refuses_a_users_file_and_replaces_its_own(ew, store: Path, tmp_p
     assert r.err.startswith(f"error: {mine} exists and is not a DuckDB database; refusing to overwrite it"), r.err
     assert mine.read_text() == USER_CSV
     out = tmp_path / "e.duckdb"
-    for _ in range(2):  # the second run replaces the first export
-        r = ew("--store", store, "export", "--duckdb", out)
+    for flag in ("--duckdb", "-o"):  # the second run replaces the first export; -o as `report -o` (session 53)
+        r = ew("--store", store, "export", flag, out)
         assert r.code == 0, r.err
     assert _hidden(tmp_path) == []
+    r = ew("--store", store, "export", "-o", mine)  # the same file, the same refusal
+    assert r.code == 1 and "refusing to overwrite it" in r.err and mine.read_text() == USER_CSV, r.err
 
 
 def test_export_refuses_a_duckdb_database_of_the_users_own(ew, store: Path, tmp_path: Path) -> None:
