@@ -267,7 +267,8 @@ class Facts:
         """The cap of the controller's lever, "zeta_max" or "eps_max": as logged beside the lever (``control/<name>``,
         the one it met: verl's workers read theirs from their environment), else as the stored settings state it."""
         got = self.logged(f"control/{name}")
-        return got[1] if got is not None else _number(self.get(name))
+        cap = got[1] if got is not None else _number(self.get(name))
+        return cap if cap is not None and math.isfinite(cap) and cap > 0 else None  # a cap is a width: > 0
 
     def bonus(self) -> float | None:
         """The entropy bonus's weight: logged (control/entropy_coef) at the step, else the stored setting."""
@@ -347,7 +348,7 @@ def pinned_note(series: RunSeries) -> str | None:
             continue
         f = Facts(facts_of(series.meta), _newest(_control_series(series), int(steps[-1])))
         cap = f.cap(cap_name)
-        if cap is None or cap <= 0:
+        if cap is None:
             continue
         at = np.abs(values) >= AT_CAP * cap
         if not at[-PINNED_POINTS:].all():

@@ -48,6 +48,8 @@ def test_the_logged_cap_wins_over_the_stated_one() -> None:
     assert f.cap("zeta_max") == 0.05
     logged = Facts(f.settings, {M.CONTROL_ZETA_MAX: (9, 0.2)})
     assert logged.cap("zeta_max") == 0.2 and logged.cap("eps_max") is None
+    for bad in (0.0, -0.05, float("inf")):  # a writer's absurd cap is no cap: nothing said at it
+        assert Facts(f.settings, {M.CONTROL_ZETA_MAX: (9, bad)}).cap("zeta_max") is None, bad
 
 
 def test_a_collapse_alert_on_verl_repo_r_at_its_cap_says_where_to_raise_it() -> None:
