@@ -241,7 +241,7 @@ def _early_reference(h: np.ndarray, steps: np.ndarray, fin: np.ndarray, config: 
     falling = k >= 2 and bool(np.all(np.diff(first) < 0)) and first[-1] < config.early_drop_frac * first[0]
     falling = falling and float(median(h[fin[k : warm + 1]])) < config.early_drop_frac * first[0]
     if falling:
-        early, method = float(first[0]), "the first logged point (entropy was already falling fast)"
+        early, method = float(first[0]), "the first logged point, entropy already falling fast"
     else:
         early = float(median(first))
         method = f"the median of the first {k} logged points" if k > 1 else "the first logged point"
