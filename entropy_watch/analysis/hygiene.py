@@ -342,7 +342,7 @@ def _first_points_reference(
             if fin.size <= last:
                 return None
             known_at = max(known_at, int(fin[last]))
-            noisy = f"the median of the first {need} logged points (a noisy start: σ {sig:.2f} in log units)"
+            noisy = f"the median of the first {need} logged points, a noisy start: σ {sig:.2f} in log units"
             return RefInfo(float(median(h[fin[:need]])), int(fin[0]), int(fin[need - 1]), known_at, noisy)
     return RefInfo(early, int(fin[0]), int(fin[0] if falling else fin[k - 1]), known_at, method)
 
