@@ -58,6 +58,16 @@ def listed(names: object, most: int = 10) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
+def run_not_found(run: str, where: object, names: list[str]) -> str:
+    """``run 'X' not found in store S (did you mean 'Y'? runs: ...)``: the closest stored name first, where a typo
+    would otherwise be looked for among the first 10 names of a large store."""
+    import difflib
+
+    near = difflib.get_close_matches(run, names, n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return f"run {run!r} not found in store {where} ({hint}runs: {listed(names)})"
+
+
 def require(modules: str | tuple[str, ...], extra: str, needs: str | None = None) -> None:
     """Raise :class:`MissingExtra` naming ``pip install 'entropy-watch[extra]'`` if any of ``modules`` cannot be
     imported; ``needs`` names what needs them ("the reference trainer needs torch and transformers, and ...")."""

@@ -43,7 +43,7 @@ from entropy_watch.cli.common import (
     state,
     stdout_gone,
 )
-from entropy_watch.errors import EntropyWatchError, listed
+from entropy_watch.errors import EntropyWatchError, listed, run_not_found
 
 if TYPE_CHECKING:
     from entropy_watch.analysis import Alert
@@ -293,7 +293,7 @@ def _present(runs: list[str] | None, stored: list[str], root: Path, as_json: boo
         return None, 0
     missing = [r for r in runs if r not in stored]
     for r in missing:
-        typer.echo(printable(f"error: run {r!r} not found in store {root} (runs: {listed(stored)})"), err=True)
+        typer.echo(printable(f"error: {run_not_found(r, root, stored)}"), err=True)
     present = [r for r in runs if r in stored]
     if not present:
         raise typer.Exit(1)

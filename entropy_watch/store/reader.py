@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow as pa
 
-from entropy_watch.errors import RunNotFound, listed
+from entropy_watch.errors import RunNotFound, run_not_found
 from entropy_watch.store import fs, layout, manifest, summary
 from entropy_watch.store import meta as run_meta
 from entropy_watch.store.files import CoverageCache, select_files
@@ -229,7 +229,7 @@ class Store(SqlReads):
 
     def _require(self, run: str) -> None:
         if not fs.is_dir(layout.run_dir(self.root, run)):
-            raise RunNotFound(f"run {run!r} not found in store {self.root} (runs: {listed(run_names(self.root))})")
+            raise RunNotFound(run_not_found(run, self.root, run_names(self.root)))
 
     @staticmethod
     def _filters(*, names: list[str] | None, rank: int | None, since_step: int | None) -> tuple[str, dict[str, Any]]:

@@ -22,3 +22,12 @@ def test_brief_prints_each_run_s_headline_once_with_the_same_exit_status(ew, sto
 def test_brief_with_json_is_a_usage_error(ew, store: Path) -> None:
     r = ew("--store", store, "alerts", "--brief", "--json")
     assert r.code == 2 and "--brief" in r.err and r.out == "", r.err
+
+
+def test_a_mistyped_run_name_is_told_the_closest_stored_one(ew, store: Path) -> None:
+    """Among a large store's runs the listing shows the first 10 names: the typo's closest match comes first."""
+    for cmd in (["show", "sft-s1"], ["alerts", "sft-s1"], ["watch", "--once", "sft-s1"], ["rm", "sft-s1", "--yes"]):
+        r = ew("--store", store, *cmd)
+        assert r.code in (1, 3) and "(did you mean 'sft-s0'? runs: g, h, sft-s0)" in r.err, (cmd, r.err)
+    r = ew("--store", store, "show", "zzz")  # nothing close: the runs only, as before
+    assert r.code == 1 and f"run 'zzz' not found in store {store} (runs: g, h, sft-s0)" in r.err, r.err
