@@ -288,9 +288,10 @@ def _print_table(
     out.print(_headline(run, verdict))
     if verdict.reference.note:
         out.print(text(f"H_ref: {verdict.reference.note}", "dim"))
-    if not shown:
-        none = "no alerts" + (f" {filtered}" if filtered else "")
-        out.print(text(run, "green") + text(f": {none}" + (f" ({'; '.join(notes)})" if notes else "")))
+    if not shown:  # the notes on their own lines, as below: inline, a caution read as part of a green "no alerts"
+        out.print(text(run, "green") + text(": no alerts" + (f" {filtered}" if filtered else "")))
+        for n in notes:
+            out.print(text(f"note: {n}", "dim"))
         return
     stand = {a.key for a in verdict.standing_alerts}
     table = Table(show_lines=False, expand=False)

@@ -31,3 +31,19 @@ def test_a_mistyped_run_name_is_told_the_closest_stored_one(ew, store: Path) -> 
         assert r.code in (1, 3) and "(did you mean 'sft-s0'? runs: g, h, sft-s0)" in r.err, (cmd, r.err)
     r = ew("--store", store, "show", "zzz")  # nothing close: the runs only, as before
     assert r.code == 1 and f"run 'zzz' not found in store {store} (runs: g, h, sft-s0)" in r.err, r.err
+
+
+def test_a_run_without_alerts_prints_its_notes_on_their_own_lines(ew, tmp_path: Path) -> None:
+    """They were put in parentheses on the green "no alerts" line: a caution (a controller at its cap, too few points
+    to decide) read as part of the all-clear, parentheses nested in parentheses."""
+    from entropy_watch import metrics as M
+    from entropy_watch.hooks import Watch
+
+    with Watch("short", store=tmp_path) as w:
+        for s in range(3):
+            w.log(s, **{M.ENTROPY_MEAN: 1.0})
+    r = ew("--store", tmp_path, "alerts", "short")
+    lines = r.out.splitlines()
+    assert r.code == 0 and "short: no alerts" in lines, r.out
+    notes = [x for x in lines if x.startswith("note: ")]
+    assert notes and any("3 logged points" in x for x in notes), r.out
