@@ -291,9 +291,8 @@ def _ref(f: Facts) -> str:
 # ---- one function per slot: a line in the run's trainer's words, None (the run already does it), or KEEP ----------
 def _clip_higher(f: Facts) -> str | None:
     if f.controller() == "adapo":  # ADAPO moves eps_high itself: only its cap is the user's
-        got, cap = f.logged(M.CONTROL_EPS_HIGH), f.cap("eps_max")
-        if got is not None and cap is not None and got[1] >= AT_CAP * cap:
-            return f"ADAPO's eps_high is at its cap ({_v(cap)}) at step {got[0]}: raise {_cap_key(f, 'eps_max')}"
+        if (at := _at_cap(f, M.CONTROL_EPS_HIGH, "eps_max")) is not None:
+            return f"ADAPO's eps_high is at its cap ({_v(at[1])}) at step {at[0]}: raise {_cap_key(f, 'eps_max')}"
         return None
     no_clip = f.get("loss_mode") == "sapo" or f.get("algo") == "no-upper-clip"  # verl's SAPO: soft gates, no clip
     if f.get("loss_type") in ("cispo", "sapo") or no_clip:  # no upper clip to widen
@@ -316,6 +315,13 @@ def _clip_higher(f: Facts) -> str | None:
         now = "" if hi is None else f" (eps_high is {_v(hi)})"
         return f"entropy-watch train --algo dapo{now}: clip-higher at eps_high {CLIP_HIGHER}"
     return KEEP
+
+
+def _at_cap(f: Facts, lever: str, cap_name: str) -> tuple[int, float] | None:
+    """``(step, cap)`` when the lever's newest logged value (``control/zeta`` or ``control/eps_high``) is at its cap
+    (:data:`AT_CAP`), else None (no value, no known cap)."""
+    got, cap = f.logged(lever), f.cap(cap_name)
+    return (got[0], cap) if got is not None and cap is not None and abs(got[1]) >= AT_CAP * cap else None
 
 
 def _cap_key(f: Facts, cap: str) -> str:
@@ -395,11 +401,13 @@ def _repo_r_way(f: Facts) -> str:
 def _entropy_update(f: Facts) -> str | None:
     ctl = f.controller()
     if ctl == "repo-r":  # attached: only its cap is the user's
-        got, cap = f.logged(M.CONTROL_ZETA), f.cap("zeta_max")
-        if got is not None and cap is not None and abs(got[1]) >= AT_CAP * cap:
-            return f"REPO's zeta is at its cap ({_v(cap)}) at step {got[0]}: raise {_cap_key(f, 'zeta_max')}"
+        if (at := _at_cap(f, M.CONTROL_ZETA, "zeta_max")) is not None:
+            return f"REPO's zeta is at its cap ({_v(at[1])}) at step {at[0]}: raise {_cap_key(f, 'zeta_max')}"
         return None
-    if ctl == "adapo" or (f.get("clip_cov") or 0) > 0 or (f.get("kl_cov") or 0) > 0 or f.get("loss_mode") in _VERL_COV:
+    if ctl == "adapo":  # ADAPO at its cap has run out of lever (pinned_note): REPO-R acts on the advantages instead
+        at_cap = _at_cap(f, M.CONTROL_EPS_HIGH, "eps_max") is not None
+        return f"ADAPO is at its cap: {_repo_r_way(f)}" if at_cap else None
+    if (f.get("clip_cov") or 0) > 0 or (f.get("kl_cov") or 0) > 0 or f.get("loss_mode") in _VERL_COV:
         return None
     if f.framework == "trl":
         return ('TRL: attach REPO-R or ADAPO: entropy_watch.hooks.trl.attach(trainer, control="repo-r") '

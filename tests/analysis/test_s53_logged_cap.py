@@ -81,3 +81,13 @@ def test_adapo_at_its_cap_quotes_what_a_wider_clip_could_still_free() -> None:
         (note,) = cap_notes(s)
         assert "the upper clip now binds on 0.13% of tokens (median of its last 5 points)" in note, note
         assert way in note.rsplit("REPO-R", 1)[1], note
+
+
+def test_a_collapsing_adapo_run_at_its_cap_is_offered_repo_r_beside_the_cap() -> None:
+    from .test_s52_advice_trainer import alerts, text
+
+    h = collapsing()
+    pinned = text(alerts(h, "adapo", "collapse", {M.CONTROL_EPS_HIGH: 1.0, M.CONTROL_TARGET: 1.0}))
+    assert "raise --eps-max" in pinned and "ADAPO is at its cap: hold entropy with REPO-R (--algo repo-r)" in pinned
+    moving = text(alerts(h, "adapo", "collapse", {M.CONTROL_EPS_HIGH: 0.5, M.CONTROL_TARGET: 1.0}))
+    assert "REPO-R" not in moving and "--eps-max" not in moving, moving  # the controller still has room: its job
