@@ -182,12 +182,16 @@ def eta_box_text(fc: Outlook | None) -> str:
 
 
 def verdict_step_text(verdict_step: int, newest_step: int, pending: bool) -> str:
-    """The header's line saying which steps the verdict above read: up to the newest one, or (``pending``) an earlier
-    one while the detector catches up with the newest."""
+    """The header's line saying which steps the verdict above read: up to the newest one, up to the last with entropy
+    (later steps logged other metrics), or (``pending``) an earlier one while the detector catches up."""
     text = f"Verdict from the steps up to {verdict_step:,}"
     if pending:
         return f"{text}; ⏳ the detector is catching up with the newest ({newest_step:,})."
-    return f"{text}, the newest." if verdict_step >= newest_step else f"{text}."
+    if verdict_step >= newest_step:
+        return f"{text}, the newest."
+    # analysed to the newest data, its later steps hold no entropy (the trainer's final eval at step 60 read as if
+    # the verdict were behind)
+    return f"{text}, the last with entropy (step {newest_step:,} logged other metrics)."
 
 
 def entropy_section(

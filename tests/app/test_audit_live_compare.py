@@ -47,7 +47,10 @@ def test_header_always_says_which_steps_the_verdict_read(monkeypatch: pytest.Mon
 
 def test_verdict_step_line_is_one_line_either_way() -> None:
     assert verdict_step_text(120, 120, False) == "Verdict from the steps up to 120, the newest."
-    assert verdict_step_text(1200, 1234, False) == "Verdict from the steps up to 1,200."
+    # analysed to the newest data: the later steps logged no entropy (the trainer's final eval), said so
+    assert verdict_step_text(1200, 1234, False) == (
+        "Verdict from the steps up to 1,200, the last with entropy (step 1,234 logged other metrics)."
+    )
     pending = verdict_step_text(1200, 1234, True)
     assert pending.startswith("Verdict from the steps up to 1,200;") and "(1,234)" in pending and "\n" not in pending
 
