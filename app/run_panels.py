@@ -189,9 +189,9 @@ def verdict_step_text(verdict_step: int, newest_step: int, pending: bool) -> str
         return f"{text}; ⏳ the detector is catching up with the newest ({newest_step:,})."
     if verdict_step >= newest_step:
         return f"{text}, the newest."
-    # analysed to the newest data, its later steps hold no entropy (the trainer's final eval at step 60 read as if
-    # the verdict were behind)
-    return f"{text}, the last with entropy (step {newest_step:,} logged other metrics)."
+    # analysed to the newest data, its later steps hold no entropy value (the trainer's final eval at step 60 read as
+    # if the verdict were behind)
+    return f"{text}, the last with an entropy value (the newest, {newest_step:,}, has none)."
 
 
 def entropy_section(

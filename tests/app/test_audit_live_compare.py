@@ -49,7 +49,7 @@ def test_verdict_step_line_is_one_line_either_way() -> None:
     assert verdict_step_text(120, 120, False) == "Verdict from the steps up to 120, the newest."
     # analysed to the newest data: the later steps logged no entropy (the trainer's final eval), said so
     assert verdict_step_text(1200, 1234, False) == (
-        "Verdict from the steps up to 1,200, the last with entropy (step 1,234 logged other metrics)."
+        "Verdict from the steps up to 1,200, the last with an entropy value (the newest, 1,234, has none)."
     )
     pending = verdict_step_text(1200, 1234, True)
     assert pending.startswith("Verdict from the steps up to 1,200;") and "(1,234)" in pending and "\n" not in pending
