@@ -58,14 +58,18 @@ def listed(names: object, most: int = 10) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def run_not_found(run: str, where: object, names: list[str]) -> str:
-    """``run 'X' not found in store S (did you mean 'Y'? runs: ...)``: the closest stored name first, where a typo
+def runs_hint(run: str, names: list[str]) -> str:
+    """``did you mean 'Y'? runs: ...`` for a run name not among ``names``: the closest stored name first, where a typo
     would otherwise be looked for among the first 10 names of a large store."""
     import difflib
 
     near = difflib.get_close_matches(run, names, n=1, cutoff=0.6)
-    hint = f"did you mean {near[0]!r}? " if near else ""
-    return f"run {run!r} not found in store {where} ({hint}runs: {listed(names)})"
+    return (f"did you mean {near[0]!r}? " if near else "") + f"runs: {listed(names)}"
+
+
+def run_not_found(run: str, where: object, names: list[str]) -> str:
+    """``run 'X' not found in store S (did you mean 'Y'? runs: ...)``."""
+    return f"run {run!r} not found in store {where} ({runs_hint(run, names)})"
 
 
 def require(modules: str | tuple[str, ...], extra: str, needs: str | None = None) -> None:

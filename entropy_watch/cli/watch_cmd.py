@@ -43,7 +43,7 @@ from entropy_watch.cli.common import (
     state,
     stdout_gone,
 )
-from entropy_watch.errors import EntropyWatchError, listed, run_not_found
+from entropy_watch.errors import EntropyWatchError, listed, run_not_found, runs_hint
 
 if TYPE_CHECKING:
     from entropy_watch.analysis import Alert
@@ -143,7 +143,7 @@ def watch(
     def on_waiting(run: str, reason: str) -> None:
         if run in absent:  # named, not in the store yet: say which runs are, once
             absent.discard(run)
-            reason = f"run {run!r} is not in the store yet (runs: {listed(stored)})"
+            reason = f"run {run!r} is not in the store yet ({runs_hint(run, stored)})"
         typer.echo(printable(f"[{run}] waiting: {reason}"), err=True)
 
     def on_error(run: str, message: str) -> None:

@@ -29,6 +29,8 @@ def test_a_mistyped_run_name_is_told_the_closest_stored_one(ew, store: Path) -> 
     for cmd in (["show", "sft-s1"], ["alerts", "sft-s1"], ["watch", "--once", "sft-s1"], ["rm", "sft-s1", "--yes"]):
         r = ew("--store", store, *cmd)
         assert r.code in (1, 3) and "(did you mean 'sft-s0'? runs: g, h, sft-s0)" in r.err, (cmd, r.err)
+    r = ew("--store", store, "watch", "sft-s1", "--iterations", "1", "--interval", "0.01")  # waited for, and said
+    assert r.code == 0 and "is not in the store yet (did you mean 'sft-s0'? runs: g, h, sft-s0)" in r.err, r.err
     r = ew("--store", store, "show", "zzz")  # nothing close: the runs only, as before
     assert r.code == 1 and f"run 'zzz' not found in store {store} (runs: g, h, sft-s0)" in r.err, r.err
 
