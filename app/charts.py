@@ -25,7 +25,7 @@ from entropy_watch import metrics as M
 from entropy_watch.analysis.changes import CHANGE_LABELS, RESET_EVENT_KINDS, change_label, change_meaning, change_what
 from entropy_watch.app import forecast_chart
 from entropy_watch.app.display import eta_reach, short_name, smooth
-from entropy_watch.axes import log_ticks
+from entropy_watch.axes import log_ticks, log_ticks_over
 from entropy_watch.store.reads import Heatmap, Trace
 
 STEP_AXIS = "step (optimizer updates)"
@@ -93,10 +93,7 @@ def _layout(
     if x_range is not None:
         step_range(fig, x_range)
     if log_y:
-        ys = [np.asarray(t.y, dtype=np.float64) for t in fig.data if t.y is not None and t.yaxis in (None, "y")]
-        ys = [y[np.isfinite(y) & (y > 0)] for y in ys]
-        ys = [y for y in ys if y.size]
-        vals, text = log_ticks(min(float(y.min()) for y in ys), max(float(y.max()) for y in ys)) if ys else ([], [])
+        vals, text = log_ticks_over(t.y for t in fig.data if t.y is not None and t.yaxis in (None, "y"))
         fig.update_yaxes(type="log", tickvals=vals or None, ticktext=text or None)
     return fig
 

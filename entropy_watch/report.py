@@ -30,7 +30,7 @@ import numpy as np
 
 from entropy_watch.analysis import changes
 from entropy_watch.analysis.series import reward_name
-from entropy_watch.axes import log_ticks
+from entropy_watch.axes import log_ticks_over
 from entropy_watch.errors import EntropyWatchError, MissingExtra
 from entropy_watch.overwrite import check_replaceable
 from entropy_watch.store.atomic import publishing
@@ -115,11 +115,8 @@ def _entropy_figure(go: Any, series: RunSeries, result: AnalysisResult) -> Any:
 def _plain_log_ticks(fig: Any, levels: list[float]) -> None:
     """The log entropy axis ticked in plain numbers over what it draws (its lines and the ``levels`` across it):
     Plotly's own labels the 2x and 5x ticks with a bare digit, so a "2" beside the floor line read 2 nats, not 0.02."""
-    ys = [np.asarray(t.y, dtype=np.float64) for t in fig.data if t.y is not None and t.yaxis in (None, "y")]
-    y = np.concatenate([*ys, np.asarray(levels, dtype=np.float64)])
-    y = y[np.isfinite(y) & (y > 0)]
-    if y.size:
-        vals, text = log_ticks(float(y.min()), float(y.max()))
+    vals, text = log_ticks_over([*(t.y for t in fig.data if t.y is not None and t.yaxis in (None, "y")), levels])
+    if vals:
         fig.update_yaxes(tickvals=vals, ticktext=text)
 
 

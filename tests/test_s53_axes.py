@@ -43,3 +43,11 @@ def test_the_report_entropy_axis_labels_its_ticks_with_their_values() -> None:
     assert [float(x) for x in y.ticktext] == pytest.approx(list(y.tickvals))  # "0.2", never a bare "2"
     floor = analyze(s).verdict.floor
     assert min(y.tickvals) <= floor * 1.5 and max(y.tickvals) >= h.max() / 1.5  # the floor line and the run ticked
+
+
+def test_log_ticks_over_what_an_axis_draws_reads_only_finite_positive_values() -> None:
+    from entropy_watch.axes import log_ticks_over
+
+    drawn = [np.array([0.3, np.nan, 1.2]), np.array([-1.0, 0.0, np.inf]), 0.02]  # lines and a level across them
+    assert log_ticks_over(drawn) == log_ticks(0.02, 1.2)
+    assert log_ticks_over([np.array([np.nan, 0.0])]) == ([], []) == log_ticks_over([])

@@ -208,10 +208,7 @@ def watch(
 
 def _interactive() -> bool:
     """Whether a person reads stderr (a terminal): ``watch`` then says once what it follows."""
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):  # a closed or replaced stream
-        return False
+    return sys.stderr is not None and sys.stderr.isatty()  # as `import` decides on its progress bar
 
 
 def _runs_said(runs: list[str] | None, stored: list[str], root: Path) -> str:
